@@ -1,0 +1,150 @@
+# Makefile -- builds libweft (static and shared), the programs in tools/, the
+# tests, and weft.pc. `make help` lists the targets.
+#
+# Dependencies come from pkg-config (and mpicc as a fallback for MPI), never
+# from hard-coded paths. Missing Debian packages are installed first by
+# mk/deps.sh (see `make deps`). CUDA is optional and found at $(CUDA_HOME).
+
+VERSION   := 0.1.0
+PREFIX    ?= /usr/local
+CUDA_HOME ?= /usr/local/cuda
+CC        := gcc
+FUZZ_CC   := clang
+SAN       ?=
+
+# A sanitizer build lives in its own tree so its objects never mix with the
+# normal ones: `make SAN=address,undefined test`.
+ifeq ($(SAN),)
+BUILD ?= build
+else
+BUILD ?= build-san
+endif
+
+LIB_DIRS := runtime collectives kernels data parallel model checkpoint
+LIB_SRCS := $(sort $(wildcard $(addsuffix /*.c,$(LIB_DIRS))))
+LIB_HDRS := $(sort $(wildcard $(addsuffix /*.h,$(LIB_DIRS))))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+TOOL_SRCS := $(sort $(wildcard tools/weft-*.c))
+TOOLS    := $(TOOL_SRCS:tools/%.c=$(BUILD)/bin/%)
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/%.c=$(BUILD)/tests/%)
+MPI_TEST_SRCS := $(sort $(wildcard tests/mpi/*.c))
+MPI_TEST_BINS := $(MPI_TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS := $(FUZZ_SRCS:tests/%.c=$(BUILD)/tests/%)
+
+# Recursively expanded (=) so pkg-config runs only after deps are in place.
+PKGS        = ompi-c libxxhash
+DEP_CFLAGS  = $(shell pkg-config --cflags $(PKGS) 2>/dev/null || mpicc --showme:compile)
+DEP_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null || mpicc --showme:link)
+CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
+
+WARN    := -Wall -Wextra -Wformat=2 -Wno-missing-field-initializers
+ifeq ($(CI),true)
+WARN    += -Werror
+endif
+SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all)
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC -I. $(WARN) $(CFLAGS) $(SANFLAGS) $(DEP_CFLAGS) \
+             -DWEFT_VERSION='"$(VERSION)"' -MMD -MP
+ALL_LDLIBS = $(DEP_LIBS) -lpthread -lm
+
+.PHONY: all lib tools tests test demo deps install uninstall clean help fuzz
+.DEFAULT_GOAL := all
+
+all: lib tools $(BUILD)/weft.pc
+
+help:
+	@echo "make            build $(BUILD)/lib/libweft.{a,so}, $(BUILD)/bin/*, $(BUILD)/weft.pc"
+	@echo "make test       build and run the whole test suite (ends 'N passed, N failed')"
+	@echo "make demo       run the built-in demo on 2 ranks"
+	@echo "make deps       install the Debian packages in mk/debian-packages.txt"
+	@echo "make install PREFIX=DIR   install headers, libraries, programs, weft.pc"
+	@echo "make SAN=address,undefined test   the suite under sanitizers (tree: build-san/)"
+	@echo "make clean"
+
+# --- dependencies --------------------------------------------------------
+DEPS_STAMP := $(BUILD)/.deps-ok
+$(DEPS_STAMP): mk/debian-packages.txt mk/deps.sh
+	@mk/deps.sh ensure
+	@mkdir -p $(@D) && touch $@
+
+deps:
+	mk/deps.sh install
+
+# --- library -------------------------------------------------------------
+lib: $(BUILD)/lib/libweft.a $(BUILD)/lib/libweft.so
+
+$(BUILD)/obj/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/lib/libweft.a: $(LIB_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/lib/libweft.so: $(LIB_OBJS)
+	@mkdir -p $(@D)
+	$(CC) -shared -Wl,-soname,libweft.so.0 $(SANFLAGS) -o $@ $^ $(ALL_LDLIBS)
+
+$(BUILD)/weft.pc: mk/weft.pc.in Makefile | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# --- programs --------------------------------------------------------------
+tools: $(TOOLS)
+
+$(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(BUILD)/lib/libweft.a
+	@mkdir -p $(@D)
+	$(CC) $(SANFLAGS) -o $@ $< $(BUILD)/lib/libweft.a $(ALL_LDLIBS)
+
+# --- tests -----------------------------------------------------------------
+tests: all $(UNIT_BINS) $(MPI_TEST_BINS) $(FUZZ_BINS)
+
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/lib/libweft.a
+	@mkdir -p $(@D)
+	$(CC) $(SANFLAGS) -o $@ $< $(BUILD)/lib/libweft.a $(CMOCKA_LIBS) $(ALL_LDLIBS)
+
+$(BUILD)/tests/mpi/%: $(BUILD)/obj/tests/mpi/%.o $(BUILD)/lib/libweft.a
+	@mkdir -p $(@D)
+	$(CC) $(SANFLAGS) -o $@ $< $(BUILD)/lib/libweft.a $(ALL_LDLIBS)
+
+# Fuzz targets are built with clang's libFuzzer, together with only the
+# sources they exercise (listed per target below), so they need no MPI.
+FUZZ_DEPS_fuzz_ini := runtime/config.c runtime/error.c runtime/log.c
+.SECONDEXPANSION:
+$(BUILD)/tests/fuzz/%: tests/fuzz/%.c $$(FUZZ_DEPS_$$*) | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined \
+	    $(shell pkg-config --cflags libxxhash 2>/dev/null) -o $@ $^ $(shell pkg-config --libs libxxhash 2>/dev/null) -lm -lpthread
+
+fuzz: $(FUZZ_BINS)
+
+test: tests
+	@BUILD=$(BUILD) SAN=$(SAN) tests/run.sh
+
+# --- demo ------------------------------------------------------------------
+demo: all
+	@BUILD=$(BUILD) examples/demo.sh
+
+# --- install ---------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 0644 $(BUILD)/lib/libweft.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 0755 $(BUILD)/lib/libweft.so $(DESTDIR)$(PREFIX)/lib/libweft.so.$(VERSION)
+	ln -sf libweft.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libweft.so.0
+	ln -sf libweft.so.0 $(DESTDIR)$(PREFIX)/lib/libweft.so
+	install -m 0644 $(BUILD)/weft.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/weft.pc
+	install -m 0755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	for h in $(LIB_HDRS); do \
+	    install -d $(DESTDIR)$(PREFIX)/include/weft/$$(dirname $$h) && \
+	    install -m 0644 $$h $(DESTDIR)$(PREFIX)/include/weft/$$h || exit 1; done
+
+uninstall:
+	rm -rf $(DESTDIR)$(PREFIX)/include/weft $(DESTDIR)$(PREFIX)/lib/pkgconfig/weft.pc
+	rm -f $(DESTDIR)$(PREFIX)/lib/libweft.* $(TOOLS:$(BUILD)/bin/%=$(DESTDIR)$(PREFIX)/bin/%)
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,88 @@
+/*
+ * config.h -- declared configuration keys, INI files and --section.key=value
+ * overrides.
+ *
+ * Every key is declared exactly once, in a table owned by the module that
+ * reads it (runtime, comm, data, ...): name, type, default, range, one-line
+ * doc. A program hands the tables it uses to weft_config_new(); --help and
+ * docs/config.md are generated from the same tables, so they cannot drift.
+ *
+ * Precedence, lowest first: declared default, each --config FILE in the
+ * order given, each --section.key=value override. Every value is validated
+ * when it is set; a bad one is a WEFT_ECONFIG error naming the origin
+ * (file:line or "command line"), the key, the value and what is allowed. An
+ * unknown key is an error that suggests the closest declared key.
+ *
+ * Getters take a declared key name and cannot fail: asking for an
+ * undeclared key, or with the wrong type, is a bug in weft and aborts.
+ */
+#ifndef WEFT_RUNTIME_CONFIG_H
+#define WEFT_RUNTIME_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum {
+    WEFT_CFG_INT,    /* 64-bit signed integer */
+    WEFT_CFG_FLOAT,  /* finite double */
+    WEFT_CFG_BOOL,   /* true/false, yes/no, on/off, 1/0 */
+    WEFT_CFG_STRING, /* any text; may be quoted "..." in a file */
+    WEFT_CFG_ENUM,   /* one of the '|'-separated choices */
+    WEFT_CFG_SIZE,   /* byte count: integer with optional K/M/G/T (KiB...) suffix */
+} weft_config_type;
+
+typedef struct weft_config_key {
+    const char *name;    /* "section.key", lower case */
+    weft_config_type type;
+    const char *def;     /* default, written as it would be in a file */
+    double min, max;     /* inclusive range for INT/FLOAT/SIZE; min > max: unbounded */
+    const char *choices; /* ENUM only: "auto|mpi|shm" */
+    const char *doc;     /* one line, shown by --help */
+} weft_config_key;
+
+/* A table ends with an entry whose name is NULL. */
+#define WEFT_CONFIG_END { NULL, WEFT_CFG_INT, NULL, 0, 0, NULL, NULL }
+#define WEFT_UNBOUNDED 1, 0
+
+typedef struct weft_config weft_config;
+
+/* tables: NULL-terminated list of key tables. Checks the tables themselves
+ * (duplicate names, defaults that fail their own validation: WEFT_EINTERNAL). */
+int weft_config_new(const weft_config_key *const *tables, weft_config **out);
+void weft_config_free(weft_config *cfg);
+
+/* Read an INI file: WEFT_ENOENT if it cannot be opened, WEFT_ECONFIG for bad
+ * content. */
+int weft_config_load_file(weft_config *cfg, const char *path);
+/* Parse INI text of len bytes (need not be NUL-terminated); origin names it
+ * in messages. */
+int weft_config_parse_string(weft_config *cfg, const char *text, size_t len, const char *origin);
+/* Set one key from text; origin names where it came from. */
+int weft_config_set(weft_config *cfg, const char *key, const char *value, const char *origin);
+
+/* Consume weft's own arguments from argv: "--config FILE", "--config=FILE"
+ * (repeatable; files apply first, in order) and "--section.key=value"
+ * overrides (applied after all files). Other arguments stay in argv, in
+ * order, and *argc is updated. "--" ends weft's arguments. */
+int weft_config_parse_args(weft_config *cfg, int *argc, char **argv);
+
+int64_t weft_config_int(const weft_config *cfg, const char *key);   /* INT and SIZE */
+double weft_config_float(const weft_config *cfg, const char *key);
+bool weft_config_bool(const weft_config *cfg, const char *key);
+const char *weft_config_str(const weft_config *cfg, const char *key); /* STRING and ENUM */
+/* "default", "FILE:LINE" or "command line". */
+const char *weft_config_origin(const weft_config *cfg, const char *key);
+
+/* The resolved configuration as INI text, every key, grouped by section
+ * (malloc'ed; NULL on allocation failure). Reloading it gives the same
+ * configuration; checkpoints store it. */
+char *weft_config_to_ini(const weft_config *cfg);
+
+/* Generated documentation of the tables: plain text for --help, Markdown
+ * for docs/config.md. */
+void weft_config_help(const weft_config_key *const *tables, FILE *out);
+void weft_config_markdown(const weft_config_key *const *tables, FILE *out);
+
+#endif

@@ -1,0 +1,44 @@
+# lib.sh -- TAP helpers for shell tests; source it from tests/*/test_*.sh.
+#
+#   check NAME CMD...           ok if CMD exits 0
+#   expect_exit CODE NAME CMD...  ok if CMD exits with CODE
+#   expect_grep PATTERN FILE NAME ok if FILE matches the extended regex
+#   ok NAME / not_ok NAME [WHY]
+# Each test gets its own scratch directory in $TMPDIR_TEST, removed at exit.
+set -u
+BUILD=${BUILD:-build}
+WEFT_ROOT=${WEFT_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+WEFT_BIN=${WEFT_BIN:-$WEFT_ROOT/$BUILD/bin}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+TAP_N=0
+TMPDIR_TEST=$(mktemp -d "${TMPDIR:-/tmp}/weft-test.XXXXXX")
+trap 'rm -rf "$TMPDIR_TEST"' EXIT
+
+ok() { TAP_N=$((TAP_N + 1)); echo "ok $TAP_N - $1"; }
+not_ok() {
+    TAP_N=$((TAP_N + 1)); echo "not ok $TAP_N - $1"
+    [ $# -gt 1 ] && printf '%s\n' "$2" | sed 's/^/# /'
+    return 0
+}
+check() {
+    local name=$1; shift
+    local out
+    if out=$("$@" 2>&1); then ok "$name"; else not_ok "$name" "$out"; fi
+}
+expect_exit() {
+    local code=$1 name=$2; shift 2
+    local out rc
+    out=$("$@" 2>&1); rc=$?
+    if [ "$rc" -eq "$code" ]; then ok "$name"; else not_ok "$name" "exit $rc, wanted $code: $out"; fi
+    LAST_OUT=$out
+}
+expect_grep() {
+    if grep -Eq -- "$1" "$2"; then ok "$3"; else not_ok "$3" "no match for /$1/ in $2: $(head -c 2000 "$2")"; fi
+}
+# weft_mpirun NP CMD...: mpirun bounded in time, so a hang fails the test.
+weft_mpirun() {
+    local np=$1; shift
+    timeout -k 5 "${WEFT_MPI_TIMEOUT:-300}" mpirun -np "$np" --oversubscribe "$@"
+}
