@@ -32,6 +32,8 @@ MPI_TEST_SRCS := $(sort $(wildcard tests/mpi/*.c))
 MPI_TEST_BINS := $(MPI_TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRCS := $(sort $(wildcard bench/bench_*.c))
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
 # Recursively expanded (=) so pkg-config runs only after deps are in place.
 PKGS        = ompi-c libxxhash
@@ -49,7 +51,7 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC -I. $(WARN) $(CFLAGS) $(SANFLAGS) $(DE
              -DWEFT_VERSION='"$(VERSION)"' -MMD -MP
 ALL_LDLIBS = $(DEP_LIBS) -lpthread -lm
 
-.PHONY: all lib tools tests test demo deps install uninstall clean help fuzz
+.PHONY: all lib tools tests test demo deps install uninstall clean help fuzz bench
 .DEFAULT_GOAL := all
 
 all: lib tools $(BUILD)/weft.pc
@@ -99,7 +101,7 @@ $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(BUILD)/lib/libweft.a
 	$(CC) $(SANFLAGS) -o $@ $< $(BUILD)/lib/libweft.a $(ALL_LDLIBS)
 
 # --- tests -----------------------------------------------------------------
-tests: all $(UNIT_BINS) $(MPI_TEST_BINS) $(FUZZ_BINS)
+tests: all $(UNIT_BINS) $(MPI_TEST_BINS) $(FUZZ_BINS) $(BENCH_BINS)
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/lib/libweft.a
 	@mkdir -p $(@D)
@@ -112,6 +114,7 @@ $(BUILD)/tests/mpi/%: $(BUILD)/obj/tests/mpi/%.o $(BUILD)/lib/libweft.a
 # Fuzz targets are built with clang's libFuzzer, together with only the
 # sources they exercise (listed per target below), so they need no MPI.
 FUZZ_DEPS_fuzz_ini := runtime/config.c runtime/error.c runtime/log.c
+# (data fuzz targets: add their FUZZ_DEPS_ lines here)
 .SECONDEXPANSION:
 $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $$(FUZZ_DEPS_$$*) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
@@ -119,6 +122,13 @@ $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $$(FUZZ_DEPS_$$*) | $(DEPS_STAMP)
 	    $(shell pkg-config --cflags libxxhash 2>/dev/null) -o $@ $^ $(shell pkg-config --libs libxxhash 2>/dev/null) -lm -lpthread
 
 fuzz: $(FUZZ_BINS)
+
+# Benchmarks are built with the tests but only run by hand (see bench/README.md).
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/lib/libweft.a
+	@mkdir -p $(@D)
+	$(CC) $(SANFLAGS) -o $@ $< $(BUILD)/lib/libweft.a $(ALL_LDLIBS)
+
+bench: $(BENCH_BINS)
 
 test: tests
 	@BUILD=$(BUILD) SAN=$(SAN) tests/run.sh
