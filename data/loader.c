@@ -1,0 +1,735 @@
+/*
+ * loader.c -- the streaming loader (contract and states in loader.h).
+ *
+ * Two threads touch a loader. The consumer (the training loop) calls next(),
+ * which hands out ready batch slots in step order. The producer (one
+ * background thread) walks the global sample stream with its own cursor,
+ * keeps this rank's rows of each global batch, and fills free slots with
+ * pread. The slot ring is guarded by one mutex and two condition variables;
+ * a slot is FREE (producer may fill it), READY (filled, waiting for the
+ * consumer) or HELD (returned by next() until the following call). Only the
+ * producer touches the shard index, the descriptor cache and the bounce
+ * buffer, so those need no lock.
+ *
+ * Shards are opened lazily, when a sample first needs them, and kept in a
+ * small LRU cache of descriptors, so opening a dataset of 10 000 shards reads
+ * one manifest and nothing else.
+ */
+#include "data/loader.h"
+#include "data/le.h"
+#include "data/shard.h"
+#include "data/shuffle.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+#include "runtime/timer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define ALIGN 4096
+#define STATE_MAGIC 0x54534c57u /* "WLST" */
+#define STATE_VERSION 1
+#define ERR_LEN 1024
+
+typedef struct {
+    const weft_manifest_shard *ms;
+    uint64_t first_window;  /* windows in earlier shards of the dataset */
+    uint64_t windows;
+    int cache_slot;         /* index into the descriptor cache, -1 if closed */
+} shard_ref;
+
+typedef struct {
+    char dir[2048];
+    weft_manifest *m;
+    shard_ref *shards;      /* (n_shards) of the chosen split */
+    size_t n_shards;
+    uint64_t windows;       /* N: samples per epoch */
+} dataset;
+
+typedef struct {
+    int fd;
+    int direct;
+    shard_ref *owner;       /* NULL when empty */
+    uint64_t last_use;
+} fd_entry;
+
+typedef struct {
+    shard_ref *ref;
+    int d;                  /* dataset */
+    uint64_t offset;        /* byte offset of the window in the shard */
+} sample_loc;
+
+typedef struct {
+    uint64_t pos;                       /* global samples before this point */
+    uint64_t counts[WEFT_BLEND_MAX];    /* samples drawn from each dataset */
+} cursor;
+
+enum { SLOT_FREE, SLOT_READY, SLOT_HELD };
+
+typedef struct {
+    int32_t *tokens;        /* (rows, T+1) */
+    cursor after;           /* stream position after this batch */
+    int state;
+} slot;
+
+struct weft_loader {
+    weft_loader_options o;
+    int64_t T, rows;
+    dataset ds[WEFT_BLEND_MAX];
+    weft_blend blend;
+    uint64_t stream_id, data_hash;
+
+    /* Producer-only state. */
+    cursor pc;
+    weft_shuffle shuf[WEFT_BLEND_MAX];
+    uint64_t shuf_epoch[WEFT_BLEND_MAX];
+    fd_entry *fds;
+    uint64_t fd_clock;
+    sample_loc *locs;       /* (rows) */
+    uint8_t *bounce;        /* aligned, bounce_len bytes */
+    size_t bounce_len;
+    int warned_direct;
+    atomic_bool direct_active;
+
+    /* Shared, under mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_ready, cv_free;
+    slot *slots;            /* (depth) */
+    uint64_t fill_step, cons_step;
+    int failed;             /* producer stopped on an error */
+    int err_rc;
+    char err_msg[ERR_LEN];
+    atomic_bool stop;
+    pthread_t thread;
+    int running;
+
+    /* Consumer-only state. */
+    slot *held;
+    cursor cc;              /* after the last batch returned */
+    int64_t wait_ns, last_wait_ns;
+};
+
+/* ---- options and configuration ------------------------------------------ */
+
+void weft_loader_options_default(weft_loader_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->n_datasets = 1;
+    o->split = WEFT_SPLIT_TRAIN;
+    o->dp_size = 1;
+    o->shuffle = true;
+    o->prefetch_depth = 4;
+    o->max_open_shards = 64;
+}
+
+/* ---- opening: manifests and the sample index ---------------------------- */
+
+static int index_split(dataset *ds, weft_split split, int64_t T)
+{
+    const weft_manifest *m = ds->m;
+    uint64_t longest = 0;
+    const char *longest_name = "";
+    ds->shards = calloc(m->n_shards ? m->n_shards : 1, sizeof *ds->shards);
+    if (!ds->shards)
+        return weft_error(WEFT_ENOMEM, "%s: no memory for the shard index", ds->dir);
+    for (size_t i = 0; i < m->n_shards; i++) {
+        const weft_manifest_shard *s = &m->shards[i];
+        if (s->split != split)
+            continue;
+        shard_ref *r = &ds->shards[ds->n_shards++];
+        r->ms = s;
+        r->first_window = ds->windows;
+        /* Windows of T+1 tokens at stride T: window j is tokens [jT, jT+T]. */
+        r->windows = s->tokens > (uint64_t)T ? (s->tokens - 1) / (uint64_t)T : 0;
+        r->cache_slot = -1;
+        ds->windows += r->windows;
+        if (s->tokens >= longest) {
+            longest = s->tokens;
+            longest_name = s->name;
+        }
+    }
+    if (ds->n_shards == 0 || longest == 0)
+        return weft_error(WEFT_EDATA, "%s/%s: empty dataset: expected at least one '%s' shard with tokens, found %zu shards with %" PRIu64 " tokens",
+                          ds->dir, WEFT_MANIFEST_NAME, weft_split_name(split), ds->n_shards, longest);
+    if (ds->windows == 0)
+        return weft_error(WEFT_EDATA, "%s/%s: seq_len %" PRId64 " is longer than any '%s' shard: expected a shard of at least %" PRId64 " tokens, found at most %" PRIu64 " (%s); use a smaller seq_len or larger shards",
+                          ds->dir, longest_name, T, weft_split_name(split), T + 1, longest, longest_name);
+    return 0;
+}
+
+static int open_dataset(weft_loader *L, int d)
+{
+    dataset *ds = &L->ds[d];
+    if (!L->o.paths[d] || !*L->o.paths[d])
+        return weft_error(WEFT_ECONFIG, "data: dataset %d has no path", d);
+    snprintf(ds->dir, sizeof ds->dir, "%s", L->o.paths[d]);
+    WEFT_CHECK(weft_manifest_load(ds->dir, &ds->m));
+    return index_split(ds, L->o.split, L->T);
+}
+
+static int check_options(const weft_loader_options *o)
+{
+    if (o->n_datasets < 1 || o->n_datasets > WEFT_BLEND_MAX)
+        return weft_error(WEFT_ECONFIG, "data: %d datasets; expected 1..%d", o->n_datasets, WEFT_BLEND_MAX);
+    if (o->seq_len < 1 || o->seq_len > (1 << 28))
+        return weft_error(WEFT_ECONFIG, "data: seq_len %" PRId64 "; expected 1..%d", o->seq_len, 1 << 28);
+    if (o->dp_size < 1 || o->dp_rank < 0 || o->dp_rank >= o->dp_size)
+        return weft_error(WEFT_ECONFIG, "data: data-parallel rank %d of %d is not a valid rank", o->dp_rank, o->dp_size);
+    if (o->global_batch < 1 || o->global_batch % o->dp_size != 0)
+        return weft_error(WEFT_ECONFIG, "data: global batch %" PRId64 " is not divisible by the data-parallel size %d; choose a global batch that is a multiple of %d",
+                          o->global_batch, o->dp_size, o->dp_size);
+    if (o->prefetch_depth < 1 || o->prefetch_depth > 1024)
+        return weft_error(WEFT_ECONFIG, "data: prefetch depth %d; expected 1..1024", o->prefetch_depth);
+    if (o->max_open_shards < 1 || o->max_open_shards > 65536)
+        return weft_error(WEFT_ECONFIG, "data: max open shards %d; expected 1..65536", o->max_open_shards);
+    if ((uint64_t)(o->global_batch / o->dp_size) * (uint64_t)(o->seq_len + 1) > (1ull << 34))
+        return weft_error(WEFT_ECONFIG, "data: a batch of %" PRId64 " x %" PRId64 " tokens is too large for one rank",
+                          o->global_batch / o->dp_size, o->seq_len + 1);
+    return 0;
+}
+
+static int init_blend(weft_loader *L)
+{
+    double w[WEFT_BLEND_MAX];
+    int any = 0;
+    for (int d = 0; d < L->o.n_datasets; d++)
+        any |= L->o.weights[d] != 0;
+    for (int d = 0; d < L->o.n_datasets; d++)
+        w[d] = any ? L->o.weights[d] : 1.0;
+    int rc = weft_blend_init(&L->blend, w, L->o.n_datasets);
+    if (rc < 0)
+        return weft_error(WEFT_ECONFIG, "data.weights: %s", weft_last_error());
+    return 0;
+}
+
+/* The stream id binds a saved position to everything that defines the
+ * stream except B and D: datasets, split, weights, T, seed, shuffle. */
+static void compute_ids(weft_loader *L)
+{
+    uint8_t b[16 + 24 * WEFT_BLEND_MAX], *p = b;
+    for (int d = 0; d < L->o.n_datasets; d++, p += 16) {
+        weft_le_put64(p, L->ds[d].m->hash);
+        weft_le_put64(p + 8, L->blend.w[d]);
+    }
+    L->data_hash = L->o.n_datasets == 1 ? L->ds[0].m->hash : XXH3_64bits(b, (size_t)(p - b));
+    weft_le_put64(p, (uint64_t)L->T);
+    weft_le_put64(p + 8, L->o.seed);
+    weft_le_put64(p + 16, (uint64_t)L->o.split | (uint64_t)L->o.shuffle << 8);
+    L->stream_id = XXH3_64bits(b, (size_t)(p + 24 - b));
+}
+
+static int alloc_buffers(weft_loader *L)
+{
+    int depth = L->o.prefetch_depth;
+    size_t row_bytes = (size_t)(L->T + 1) * 4;
+    L->slots = calloc((size_t)depth, sizeof *L->slots);
+    L->fds = calloc((size_t)L->o.max_open_shards, sizeof *L->fds);
+    L->locs = calloc((size_t)L->rows, sizeof *L->locs);
+    L->bounce_len = (row_bytes + 2 * ALIGN + ALIGN - 1) / ALIGN * ALIGN;
+    if (!L->slots || !L->fds || !L->locs || posix_memalign((void **)&L->bounce, ALIGN, L->bounce_len) != 0)
+        return weft_error(WEFT_ENOMEM, "data: no memory for loader buffers");
+    for (int i = 0; i < depth; i++) {
+        L->slots[i].tokens = malloc((size_t)L->rows * row_bytes);
+        if (!L->slots[i].tokens)
+            return weft_error(WEFT_ENOMEM, "data: no memory for %d prefetch buffers of %zu bytes",
+                              depth, (size_t)L->rows * row_bytes);
+    }
+    for (int i = 0; i < L->o.max_open_shards; i++)
+        L->fds[i].fd = -1;
+    return 0;
+}
+
+static void *producer_main(void *arg);
+
+static int start_thread(weft_loader *L)
+{
+    atomic_store(&L->stop, false);
+    int e = pthread_create(&L->thread, NULL, producer_main, L);
+    if (e != 0)
+        return weft_error(WEFT_EINTERNAL, "data: cannot start the prefetch thread: %s", strerror(e));
+    L->running = 1;
+    return 0;
+}
+
+int weft_loader_open(const weft_loader_options *o, weft_loader **out)
+{
+    int rc;
+    *out = NULL;
+    WEFT_CHECK(check_options(o));
+    weft_loader *L = calloc(1, sizeof *L);
+    if (!L)
+        return weft_error(WEFT_ENOMEM, "data: no memory for a loader");
+    L->o = *o;
+    /* paths may point into o->storage: re-point them at our copy. */
+    for (int d = 0; d < o->n_datasets; d++)
+        if (o->paths[d] >= o->storage && o->paths[d] < o->storage + sizeof o->storage)
+            L->o.paths[d] = L->o.storage + (o->paths[d] - o->storage);
+    L->T = o->seq_len;
+    L->rows = o->global_batch / o->dp_size;
+    pthread_mutex_init(&L->mu, NULL);
+    pthread_cond_init(&L->cv_ready, NULL);
+    pthread_cond_init(&L->cv_free, NULL);
+    atomic_store(&L->direct_active, o->direct_io);
+    for (int d = 0; d < o->n_datasets; d++)
+        WEFT_CHECK_GOTO(open_dataset(L, d), rc, fail);
+    WEFT_CHECK_GOTO(init_blend(L), rc, fail);
+    compute_ids(L);
+    WEFT_CHECK_GOTO(alloc_buffers(L), rc, fail);
+    WEFT_CHECK_GOTO(start_thread(L), rc, fail);
+    *out = L;
+    return 0;
+fail:
+    weft_loader_close(L);
+    return rc;
+}
+
+/* ---- producer: locating samples ----------------------------------------- */
+
+static shard_ref *find_shard(dataset *ds, uint64_t w)
+{
+    size_t lo = 0, hi = ds->n_shards;
+    /* Last shard with first_window <= w (shards with no windows are skipped
+     * because the next shard has the same first_window). */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ds->shards[mid].first_window <= w)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    while (ds->shards[lo].windows == 0 || w >= ds->shards[lo].first_window + ds->shards[lo].windows)
+        lo++; /* only reached past empty shards at equal first_window */
+    return &ds->shards[lo];
+}
+
+static void locate(weft_loader *L, int d, uint64_t c, sample_loc *loc)
+{
+    dataset *ds = &L->ds[d];
+    uint64_t epoch = c / ds->windows, p = c % ds->windows;
+    if (L->o.shuffle) {
+        if (L->shuf_epoch[d] != epoch + 1) {
+            weft_shuffle_init(&L->shuf[d], ds->windows, L->o.seed, (uint64_t)d, epoch);
+            L->shuf_epoch[d] = epoch + 1;
+        }
+        p = weft_shuffle_apply(&L->shuf[d], p);
+    }
+    shard_ref *r = find_shard(ds, p);
+    loc->ref = r;
+    loc->d = d;
+    loc->offset = WEFT_SHARD_HEADER_SIZE + (p - r->first_window) * (uint64_t)L->T * ds->m->token_width;
+}
+
+/* Walk one global batch from cursor c, keeping this rank's rows. */
+static void plan_batch(weft_loader *L, cursor *c)
+{
+    int64_t lo = (int64_t)L->o.dp_rank * L->rows, hi = lo + L->rows;
+    for (int64_t i = 0; i < L->o.global_batch; i++) {
+        int d = L->o.n_datasets > 1 ? weft_blend_pick(&L->blend, c->counts, c->pos) : 0;
+        if (i >= lo && i < hi)
+            locate(L, d, c->counts[d], &L->locs[i - lo]);
+        c->counts[d]++;
+        c->pos++;
+    }
+}
+
+/* ---- producer: descriptors and reads ------------------------------------- */
+
+static void shard_path(const weft_loader *L, const sample_loc *loc, char *out, size_t len)
+{
+    snprintf(out, len, "%s/%s", L->ds[loc->d].dir, loc->ref->ms->name);
+}
+
+static int open_ref(weft_loader *L, const sample_loc *loc, fd_entry *e)
+{
+    char path[4096];
+    const dataset *ds = &L->ds[loc->d];
+    weft_shard_header h, want = {ds->m->token_width, ds->m->vocab_size, ds->m->tokenizer_id,
+                                 loc->ref->ms->tokens, loc->ref->ms->checksum};
+    int direct = atomic_load(&L->direct_active), used = 0;
+    shard_path(L, loc, path, sizeof path);
+    WEFT_CHECK(weft_shard_open(path, direct, &want, &h, &e->fd, &used));
+    if (direct && !used && !L->warned_direct) {
+        L->warned_direct = 1;
+        WEFT_WARN("data: %s: the filesystem refuses O_DIRECT; reading through the page cache instead", path);
+    }
+    e->direct = used;
+    if (direct && !used)
+        atomic_store(&L->direct_active, false);
+    return 0;
+}
+
+static fd_entry *get_fd(weft_loader *L, const sample_loc *loc, int *rc)
+{
+    shard_ref *r = loc->ref;
+    fd_entry *e;
+    if (r->cache_slot >= 0) {
+        e = &L->fds[r->cache_slot];
+        e->last_use = ++L->fd_clock;
+        return e;
+    }
+    int victim = 0;
+    for (int i = 0; i < L->o.max_open_shards; i++) {
+        if (!L->fds[i].owner) {
+            victim = i;
+            break;
+        }
+        if (L->fds[i].last_use < L->fds[victim].last_use)
+            victim = i;
+    }
+    e = &L->fds[victim];
+    if (e->owner) {
+        close(e->fd);
+        e->owner->cache_slot = -1;
+        e->owner = NULL;
+    }
+    *rc = open_ref(L, loc, e);
+    if (*rc < 0)
+        return NULL;
+    e->owner = r;
+    e->last_use = ++L->fd_clock;
+    r->cache_slot = victim;
+    return e;
+}
+
+/* pread until len bytes or end of file. A system error is WEFT_EIO with
+ * *err set and no message (the caller decides whether to retry); fewer than
+ * need bytes is a truncated shard. */
+static int read_at(int fd, uint8_t *buf, size_t len, uint64_t off, size_t need, const char *path,
+                   int *err)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, buf + got, len - got, (off_t)(off + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            *err = errno;
+            return WEFT_EIO;
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got < need)
+        return weft_error(WEFT_EDATA, "%s: truncated shard: expected %zu bytes at offset %" PRIu64 ", found %zu (the file shrank after it was opened?)",
+                          path, need, off, got);
+    return 0;
+}
+
+static int reopen_buffered(weft_loader *L, fd_entry *e, const char *path)
+{
+    WEFT_WARN("data: %s: O_DIRECT read refused; reading through the page cache instead", path);
+    atomic_store(&L->direct_active, false);
+    close(e->fd);
+    e->direct = 0;
+    e->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (e->fd >= 0)
+        return 0;
+    int err = errno;
+    /* Keep the cache consistent: the entry no longer holds a descriptor. */
+    e->owner->cache_slot = -1;
+    e->owner = NULL;
+    return weft_error(WEFT_EIO, "%s: cannot reopen: %s", path, strerror(err));
+}
+
+/* Read the window at loc into L->bounce; *data points at its first byte. */
+static int read_window(weft_loader *L, const sample_loc *loc, fd_entry *e, size_t len,
+                       const uint8_t **data)
+{
+    char path[4096];
+    int rc, err = 0;
+    uint64_t start = loc->offset;
+    shard_path(L, loc, path, sizeof path);
+    if (e->direct) {
+        /* O_DIRECT needs offset, length and buffer aligned: read the
+         * enclosing aligned span and skip to the window. */
+        start = loc->offset & ~(uint64_t)(ALIGN - 1);
+        size_t skip = (size_t)(loc->offset - start);
+        size_t span = (skip + len + ALIGN - 1) / ALIGN * ALIGN;
+        rc = read_at(e->fd, L->bounce, span, start, skip + len, path, &err);
+        *data = L->bounce + skip;
+        if (!(rc == WEFT_EIO && err == EINVAL))
+            goto out;
+        WEFT_CHECK(reopen_buffered(L, e, path));
+        start = loc->offset;
+    }
+    rc = read_at(e->fd, L->bounce, len, start, len, path, &err);
+    *data = L->bounce;
+out:
+    if (rc == WEFT_EIO)
+        return weft_error(WEFT_EIO, "%s: read at offset %" PRIu64 " failed: %s", path, start, strerror(err));
+    return rc;
+}
+
+static int bad_token(weft_loader *L, const sample_loc *loc, const uint8_t *src, size_t n, unsigned w)
+{
+    char path[4096];
+    uint32_t vocab = L->ds[loc->d].m->vocab_size;
+    shard_path(L, loc, path, sizeof path);
+    for (size_t j = 0; j < n; j++) {
+        uint32_t t = w == 2 ? weft_le_get16(src + 2 * j) : weft_le_get32(src + 4 * j);
+        if (t >= vocab)
+            return weft_error(WEFT_EDATA, "%s: token out of range at offset %" PRIu64 ": expected a token below the vocab size %u, found %u",
+                              path, loc->offset + j * w, vocab, t);
+    }
+    return weft_error(WEFT_EINTERNAL, "%s: token range check disagreed with itself", path);
+}
+
+/* Convert n little-endian tokens to int32, checking each is below vocab. */
+static int convert(weft_loader *L, const sample_loc *loc, const uint8_t *src, int32_t *dst, size_t n)
+{
+    unsigned w = L->ds[loc->d].m->token_width;
+    uint32_t vocab = L->ds[loc->d].m->vocab_size, max = 0;
+    if (w == 2) {
+        for (size_t j = 0; j < n; j++) {
+            uint32_t t = weft_le_get16(src + 2 * j);
+            max = t > max ? t : max;
+            dst[j] = (int32_t)t;
+        }
+    } else {
+        for (size_t j = 0; j < n; j++) {
+            uint32_t t = weft_le_get32(src + 4 * j);
+            max = t > max ? t : max;
+            dst[j] = (int32_t)t;
+        }
+    }
+    /* Checked once per row so the loop above stays vectorisable. */
+    return max >= vocab ? bad_token(L, loc, src, n, w) : 0;
+}
+
+static int fill_slot(weft_loader *L, slot *s)
+{
+    int rc = 0;
+    size_t n = (size_t)L->T + 1;
+    plan_batch(L, &L->pc);
+    /* Announce every read of the batch first so the kernel can fetch them
+     * in parallel; the synchronous reads below then mostly hit the cache. */
+    for (int64_t i = 0; i < L->rows && !atomic_load(&L->direct_active); i++) {
+        fd_entry *e = get_fd(L, &L->locs[i], &rc);
+        if (!e)
+            return rc;
+        posix_fadvise(e->fd, (off_t)L->locs[i].offset, (off_t)(n * L->ds[L->locs[i].d].m->token_width),
+                      POSIX_FADV_WILLNEED);
+    }
+    for (int64_t i = 0; i < L->rows && !atomic_load(&L->stop); i++) {
+        const sample_loc *loc = &L->locs[i];
+        const uint8_t *data;
+        fd_entry *e = get_fd(L, loc, &rc);
+        if (!e)
+            return rc;
+        WEFT_CHECK(read_window(L, loc, e, n * L->ds[loc->d].m->token_width, &data));
+        WEFT_CHECK(convert(L, loc, data, s->tokens + (size_t)i * n, n));
+    }
+    s->after = L->pc;
+    return 0;
+}
+
+static void *producer_main(void *arg)
+{
+    weft_loader *L = arg;
+    pthread_mutex_lock(&L->mu);
+    while (!atomic_load(&L->stop)) {
+        slot *s = &L->slots[L->fill_step % (uint64_t)L->o.prefetch_depth];
+        if (s->state != SLOT_FREE) {
+            pthread_cond_wait(&L->cv_free, &L->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&L->mu);
+        int rc = fill_slot(L, s);
+        pthread_mutex_lock(&L->mu);
+        if (atomic_load(&L->stop))
+            break;
+        if (rc < 0) {
+            L->failed = 1;
+            L->err_rc = rc;
+            snprintf(L->err_msg, sizeof L->err_msg, "%s", weft_last_error());
+            pthread_cond_broadcast(&L->cv_ready);
+            break;
+        }
+        s->state = SLOT_READY;
+        L->fill_step++;
+        pthread_cond_broadcast(&L->cv_ready);
+    }
+    pthread_mutex_unlock(&L->mu);
+    return NULL;
+}
+
+/* ---- consumer ------------------------------------------------------------ */
+
+static void release_held(weft_loader *L)
+{
+    if (!L->held)
+        return;
+    pthread_mutex_lock(&L->mu);
+    L->held->state = SLOT_FREE;
+    L->held = NULL;
+    pthread_cond_signal(&L->cv_free);
+    pthread_mutex_unlock(&L->mu);
+}
+
+int weft_loader_next(weft_loader *L, const int32_t **tokens)
+{
+    int64_t t0 = weft_now_ns();
+    release_held(L);
+    pthread_mutex_lock(&L->mu);
+    slot *s = &L->slots[L->cons_step % (uint64_t)L->o.prefetch_depth];
+    while (s->state != SLOT_READY && !L->failed)
+        pthread_cond_wait(&L->cv_ready, &L->mu);
+    int ready = s->state == SLOT_READY;
+    if (ready)
+        s->state = SLOT_HELD;
+    pthread_mutex_unlock(&L->mu);
+    L->last_wait_ns = weft_now_ns() - t0;
+    L->wait_ns += L->last_wait_ns;
+    if (!ready)
+        return weft_error(L->err_rc, "%s", L->err_msg);
+    L->held = s;
+    L->cons_step++;
+    L->cc = s->after;
+    *tokens = s->tokens;
+    return 0;
+}
+
+/* ---- position, state ----------------------------------------------------- */
+
+static void stop_thread(weft_loader *L)
+{
+    if (!L->running)
+        return;
+    pthread_mutex_lock(&L->mu);
+    atomic_store(&L->stop, true);
+    pthread_cond_broadcast(&L->cv_free);
+    pthread_mutex_unlock(&L->mu);
+    pthread_join(L->thread, NULL);
+    L->running = 0;
+}
+
+/* Stop, reset the ring to start at cursor c, restart. */
+static int restart_at(weft_loader *L, const cursor *c)
+{
+    stop_thread(L);
+    for (int i = 0; i < L->o.prefetch_depth; i++)
+        L->slots[i].state = SLOT_FREE;
+    L->held = NULL;
+    L->fill_step = L->cons_step = 0;
+    L->failed = 0;
+    L->err_rc = 0;
+    L->pc = *c;
+    L->cc = *c;
+    return start_thread(L);
+}
+
+size_t weft_loader_state_size(const weft_loader *L) { return 24 + 8 * (size_t)L->o.n_datasets; }
+
+int weft_loader_save(const weft_loader *L, uint8_t *buf, size_t len)
+{
+    int k = L->o.n_datasets;
+    if (len < weft_loader_state_size(L))
+        return weft_error(WEFT_EINVAL, "data: loader state needs %zu bytes, buffer has %zu",
+                          weft_loader_state_size(L), len);
+    weft_le_put32(buf, STATE_MAGIC);
+    weft_le_put32(buf + 4, STATE_VERSION | (uint32_t)k << 16);
+    weft_le_put64(buf + 8, L->stream_id);
+    weft_le_put64(buf + 16, L->cc.pos);
+    for (int d = 0; d < k; d++)
+        weft_le_put64(buf + 24 + 8 * d, L->cc.counts[d]);
+    return 0;
+}
+
+static int decode_state(const weft_loader *L, const uint8_t *buf, size_t len, cursor *c)
+{
+    int k = L->o.n_datasets;
+    uint64_t sum = 0;
+    if (len < 24 || weft_le_get32(buf) != STATE_MAGIC)
+        return weft_error(WEFT_EDATA, "loader state: expected %zu bytes starting with \"WLST\", found %zu bytes", weft_loader_state_size(L), len);
+    uint32_t vk = weft_le_get32(buf + 4);
+    if ((vk & 0xffff) != STATE_VERSION)
+        return weft_error(WEFT_EDATA, "loader state at offset 4: expected version %d, found %u", STATE_VERSION, vk & 0xffff);
+    if ((int)(vk >> 16) != k || len != weft_loader_state_size(L))
+        return weft_error(WEFT_EDATA, "loader state at offset 6: expected %d datasets (%zu bytes), found %u (%zu bytes)",
+                          k, weft_loader_state_size(L), vk >> 16, len);
+    if (weft_le_get64(buf + 8) != L->stream_id)
+        return weft_error(WEFT_EDATA, "loader state at offset 8: saved for a different stream (id %016" PRIx64 ", this loader %016" PRIx64 "): the datasets, weights, split, seq_len, seed or shuffle differ",
+                          weft_le_get64(buf + 8), L->stream_id);
+    memset(c, 0, sizeof *c);
+    c->pos = weft_le_get64(buf + 16);
+    for (int d = 0; d < k; d++) {
+        c->counts[d] = weft_le_get64(buf + 24 + 8 * d);
+        sum += c->counts[d];
+    }
+    if (sum != c->pos)
+        return weft_error(WEFT_EDATA, "loader state: expected dataset counts summing to the position %" PRIu64 ", found %" PRIu64, c->pos, sum);
+    return 0;
+}
+
+int weft_loader_restore(weft_loader *L, const uint8_t *buf, size_t len)
+{
+    cursor c;
+    WEFT_CHECK(decode_state(L, buf, len, &c));
+    return restart_at(L, &c);
+}
+
+int weft_loader_seek(weft_loader *L, uint64_t g)
+{
+    cursor c;
+    memset(&c, 0, sizeof c);
+    if (L->o.n_datasets == 1) {
+        c.pos = c.counts[0] = g;
+    } else {
+        while (c.pos < g) {
+            c.counts[weft_blend_pick(&L->blend, c.counts, c.pos)]++;
+            c.pos++;
+        }
+    }
+    return restart_at(L, &c);
+}
+
+int64_t weft_loader_rows(const weft_loader *L) { return L->rows; }
+int64_t weft_loader_row_len(const weft_loader *L) { return L->T + 1; }
+int64_t weft_loader_wait_ns(const weft_loader *L) { return L->wait_ns; }
+int64_t weft_loader_last_wait_ns(const weft_loader *L) { return L->last_wait_ns; }
+uint64_t weft_loader_position(const weft_loader *L) { return L->cc.pos; }
+uint64_t weft_loader_dataset_hash(const weft_loader *L) { return L->data_hash; }
+bool weft_loader_direct(const weft_loader *L) { return atomic_load(&L->direct_active); }
+
+uint64_t weft_loader_samples(const weft_loader *L, int d)
+{
+    return d >= 0 && d < L->o.n_datasets ? L->ds[d].windows : 0;
+}
+
+uint64_t weft_loader_epoch(const weft_loader *L, int d)
+{
+    return d >= 0 && d < L->o.n_datasets ? L->cc.counts[d] / L->ds[d].windows : 0;
+}
+
+void weft_loader_close(weft_loader *L)
+{
+    if (!L)
+        return;
+    stop_thread(L);
+    for (int i = 0; L->fds && i < L->o.max_open_shards; i++)
+        if (L->fds[i].owner)
+            close(L->fds[i].fd);
+    for (int i = 0; L->slots && i < L->o.prefetch_depth; i++)
+        free(L->slots[i].tokens);
+    for (int d = 0; d < L->o.n_datasets; d++) {
+        weft_manifest_free(L->ds[d].m);
+        free(L->ds[d].shards);
+    }
+    free(L->slots);
+    free(L->fds);
+    free(L->locs);
+    free(L->bounce);
+    pthread_cond_destroy(&L->cv_ready);
+    pthread_cond_destroy(&L->cv_free);
+    pthread_mutex_destroy(&L->mu);
+    free(L);
+}
