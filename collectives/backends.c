@@ -1,0 +1,10 @@
+/*
+ * backends.c -- the backend registry: every transport weft can use, in the
+ * order "auto" tries them. A backend joins by adding one line here.
+ */
+#include "collectives/backend.h"
+
+const weft_backend *const weft_backends[] = {
+    &weft_backend_mpi,
+    NULL,
+};

@@ -1,0 +1,290 @@
+/*
+ * comm.c -- communicator lifecycle: creation over an MPI group, split, dup,
+ * free; backend selection from the registry; sticky failure; the comm.*
+ * configuration keys; the registry of live communicators whose flight
+ * recorders weft_abort dumps.
+ *
+ * States: healthy (failed == 0) -> failed (weft_comm_fail: a timeout, a
+ * backend error). There is no way back: a failed communicator is freed.
+ */
+#include "collectives/backend.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const weft_config_key weft_comm_config_keys[] = {
+    {"comm.backend", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|mpi",
+     "collectives backend; auto picks the best that can serve each group"},
+    {"comm.timeout", WEFT_CFG_FLOAT, "600", 0.1, 604800, NULL,
+     "seconds an operation may stay pending before the job is aborted"},
+    {"comm.flight_records", WEFT_CFG_INT, "4096", 16, 1 << 20, NULL,
+     "operations kept per communicator in the flight recorder"},
+    {"comm.check_args", WEFT_CFG_BOOL, "false", WEFT_UNBOUNDED, NULL,
+     "verify every collective's count/dtype/op/root across ranks (one extra small allreduce)"},
+    WEFT_CONFIG_END,
+};
+
+void weft_comm_opts_default(weft_comm_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    snprintf(o->backend, sizeof o->backend, "auto");
+    o->timeout_s = 600;
+    o->abort_on_timeout = 1;
+    o->flight_records = 4096;
+}
+
+void weft_comm_opts_from_config(const weft_config *cfg, weft_comm_opts *o)
+{
+    weft_comm_opts_default(o);
+    snprintf(o->backend, sizeof o->backend, "%s", weft_config_str(cfg, "comm.backend"));
+    o->timeout_s = weft_config_float(cfg, "comm.timeout");
+    o->flight_records = (int)weft_config_int(cfg, "comm.flight_records");
+    o->check_args = weft_config_bool(cfg, "comm.check_args");
+}
+
+/* --- live registry ------------------------------------------------------- */
+
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static weft_comm *live_head;
+static int abort_hook_installed;
+
+static void dump_on_abort(void *arg)
+{
+    (void)arg;
+    weft_ctx *ctx = weft_ctx_current();
+    const char *dir = ctx && ctx->config ? weft_config_str(ctx->config, "run.dir") : ".";
+    if (weft_comm_flight_dump_all(dir) == 0)
+        WEFT_ERROR("flight records written to %s/flight-r%d.json", dir, ctx ? ctx->rank : 0);
+    else
+        WEFT_ERROR("could not write flight records: %s", weft_last_error());
+}
+
+static void live_add(weft_comm *c)
+{
+    pthread_mutex_lock(&live_mu);
+    c->next_live = live_head;
+    if (live_head)
+        live_head->prev_live = c;
+    live_head = c;
+    if (!abort_hook_installed && weft_at_abort(dump_on_abort, NULL) == 0)
+        abort_hook_installed = 1;
+    pthread_mutex_unlock(&live_mu);
+}
+
+static void live_remove(weft_comm *c)
+{
+    pthread_mutex_lock(&live_mu);
+    if (c->prev_live)
+        c->prev_live->next_live = c->next_live;
+    else
+        live_head = c->next_live;
+    if (c->next_live)
+        c->next_live->prev_live = c->prev_live;
+    pthread_mutex_unlock(&live_mu);
+}
+
+static int dump_all_to(FILE *f, int rank)
+{
+    fprintf(f, "{\"rank\":%d,\"comms\":[", rank);
+    int first = 1, rc = 0;
+    for (weft_comm *c = live_head; c; c = c->next_live) {
+        if (!first)
+            fputc(',', f);
+        first = 0;
+        if (weft_flight_dump(c->flight, f) < 0)
+            rc = WEFT_EIO;
+    }
+    fputs("]}\n", f);
+    return rc;
+}
+
+int weft_comm_flight_dump_all(const char *dir)
+{
+    weft_ctx *ctx = weft_ctx_current();
+    int rank = ctx ? ctx->rank : 0;
+    char path[4096], tmp[4200];
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST)
+        return weft_error(WEFT_EIO, "cannot create run directory %s: %s", dir, strerror(errno));
+    snprintf(path, sizeof path, "%s/flight-r%d.json", dir, rank);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return weft_error(WEFT_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    fchmod(fileno(f), 0640);
+    /* The abort path may hold no locks; a bounded trylock avoids waiting on
+     * a thread that died holding the registry. */
+    int locked = 0;
+    for (int i = 0; i < 1000 && !(locked = pthread_mutex_trylock(&live_mu) == 0); i++)
+        usleep(1000);
+    int rc = dump_all_to(f, rank);
+    if (locked)
+        pthread_mutex_unlock(&live_mu);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+        rc = WEFT_EIO;
+    fclose(f);
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = WEFT_EIO;
+    if (rc)
+        unlink(tmp);
+    return rc ? weft_error(WEFT_EIO, "writing %s failed: %s", path, strerror(errno)) : 0;
+}
+
+int weft_comm_flight_dump(const weft_comm *c, FILE *out) { return weft_flight_dump(c->flight, out); }
+
+/* --- creation ------------------------------------------------------------ */
+
+static const weft_backend *pick_backend(weft_comm *c)
+{
+    for (int i = 0; weft_backends[i]; i++) {
+        const weft_backend *b = weft_backends[i];
+        int wanted = strcmp(c->opts.backend, "auto") == 0 || strcmp(c->opts.backend, b->name) == 0;
+        if (wanted && b->can_connect(c))
+            return b;
+    }
+    return NULL;
+}
+
+/* Group names end up in JSON and file names: keep them to a safe alphabet. */
+static void set_name(weft_comm *c, const char *name)
+{
+    snprintf(c->name, sizeof c->name, "%s", name && *name ? name : "comm");
+    for (char *p = c->name; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("._:/-", *p))
+            *p = '_';
+}
+
+static int comm_create(weft_ctx *ctx, MPI_Comm dup_of, const char *name, const weft_comm_opts *opts,
+                       weft_comm **out)
+{
+    weft_comm *c = calloc(1, sizeof *c);
+    if (!c)
+        return weft_error(WEFT_ENOMEM, "communicator '%s': out of memory", name);
+    c->ctx = ctx;
+    if (opts)
+        c->opts = *opts;
+    else
+        weft_comm_opts_default(&c->opts);
+    set_name(c, name);
+    if (MPI_Comm_dup(dup_of, &c->mpi) != MPI_SUCCESS) {
+        free(c);
+        return weft_error(WEFT_ECOMM, "communicator '%s': MPI_Comm_dup failed", name);
+    }
+    MPI_Comm_set_errhandler(c->mpi, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(c->mpi, &c->rank);
+    MPI_Comm_size(c->mpi, &c->size);
+    c->backend = pick_backend(c);
+    int rc = WEFT_EUNSUPPORTED;
+    if (!c->backend)
+        weft_error(rc, "communicator '%s': backend '%s' cannot serve this group of %d ranks here",
+                   c->name, c->opts.backend, c->size);
+    else
+        rc = c->backend->init(c);
+    if (rc == 0)
+        rc = weft_flight_new(c->name, c->rank, c->size, c->backend->name, c->opts.flight_records,
+                             &c->flight);
+    if (rc < 0) {
+        if (c->backend)
+            c->backend->fini(c);
+        MPI_Comm_free(&c->mpi);
+        free(c);
+        return rc;
+    }
+    live_add(c);
+    *out = c;
+    return 0;
+}
+
+int weft_comm_world(weft_ctx *ctx, const weft_comm_opts *opts, weft_comm **out)
+{
+    if (!ctx || !out)
+        return weft_error(WEFT_EINVAL, "weft_comm_world: ctx and out must not be NULL");
+    return comm_create(ctx, ctx->world, "world", opts, out);
+}
+
+int weft_comm_split(weft_comm *parent, int color, int key, const char *name, weft_comm **out)
+{
+    if (!parent || !out)
+        return weft_error(WEFT_EINVAL, "weft_comm_split: parent and out must not be NULL");
+    if (parent->failed)
+        return weft_error(WEFT_ESTATE, "split of failed communicator '%s': %s", parent->name,
+                          parent->failure);
+    MPI_Comm sub;
+    if (MPI_Comm_split(parent->mpi, color < 0 ? MPI_UNDEFINED : color, key, &sub) != MPI_SUCCESS)
+        return weft_comm_fail(parent, WEFT_ECOMM, "MPI_Comm_split(color %d) failed", color);
+    *out = NULL;
+    if (sub == MPI_COMM_NULL)
+        return 0;
+    char full[64];
+    snprintf(full, sizeof full, "%s", name ? name : parent->name);
+    int rc = comm_create(parent->ctx, sub, full, &parent->opts, out);
+    MPI_Comm_free(&sub);
+    return rc;
+}
+
+int weft_comm_dup(weft_comm *c, const char *name, weft_comm **out)
+{
+    if (!c || !out)
+        return weft_error(WEFT_EINVAL, "weft_comm_dup: comm and out must not be NULL");
+    if (c->failed)
+        return weft_error(WEFT_ESTATE, "dup of failed communicator '%s': %s", c->name, c->failure);
+    return comm_create(c->ctx, c->mpi, name ? name : c->name, &c->opts, out);
+}
+
+void weft_comm_free(weft_comm *c)
+{
+    if (!c)
+        return;
+    live_remove(c);
+    for (int i = 0; i < c->nrequests; i++) {
+        if (c->backend->request_release)
+            c->backend->request_release(c->all_requests[i]);
+        free(c->all_requests[i]);
+    }
+    free(c->all_requests);
+    c->backend->fini(c);
+    weft_flight_free(c->flight);
+    /* A failed communicator may have operations that never completed; freeing
+     * its MPI communicator would be collective, so leave it to MPI_Finalize. */
+    if (!c->failed)
+        MPI_Comm_free(&c->mpi);
+    free(c);
+}
+
+int weft_comm_rank(const weft_comm *c) { return c->rank; }
+int weft_comm_size(const weft_comm *c) { return c->size; }
+const char *weft_comm_name(const weft_comm *c) { return c->name; }
+const char *weft_comm_backend(const weft_comm *c) { return c->backend->name; }
+int weft_comm_failed(const weft_comm *c) { return c->failed; }
+
+int weft_comm_fail(weft_comm *c, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->failure, sizeof c->failure, fmt, ap);
+    va_end(ap);
+    if (!c->failed)
+        c->failed = rc;
+    return weft_error(rc, "communicator '%s' (rank %d of %d, %s): %s", c->name, c->rank, c->size,
+                      c->backend ? c->backend->name : "?", c->failure);
+}
+
+void weft_comm_chunk(size_t count, int size, int rank, size_t *offset, size_t *len)
+{
+    size_t base = count / (size_t)size, extra = count % (size_t)size, r = (size_t)rank;
+    *len = base + (r < extra ? 1 : 0);
+    *offset = r * base + (r < extra ? r : extra);
+}
+
+const char *weft_redop_name(weft_redop op)
+{
+    static const char *const names[] = {"sum", "avg", "max", "min"};
+    return (unsigned)op < WEFT_NREDOPS ? names[op] : "invalid";
+}

@@ -1,0 +1,153 @@
+/*
+ * request.c -- the request pool and the timed wait.
+ *
+ * Requests are recycled through a per-communicator free list, and each keeps
+ * its scratch buffer, so after warm-up posting an operation allocates
+ * nothing. A request's life: get (in_use) -> backend post -> test/wait until
+ * done -> finish() -> put back. A wait longer than comm.timeout fails the
+ * communicator and aborts the job (or, with abort_on_timeout = 0, returns
+ * WEFT_ETIMEDOUT and keeps the request for another wait).
+ */
+#include "collectives/backend.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+#include "runtime/timer.h"
+
+#include <sched.h>
+#include <stdlib.h>
+#include <time.h>
+
+weft_request *weft_request_get(weft_comm *c)
+{
+    weft_request *r = c->free_list;
+    if (r) {
+        c->free_list = r->next_free;
+    } else {
+        if (c->nrequests == c->requests_cap) {
+            int cap = c->requests_cap ? 2 * c->requests_cap : 8;
+            weft_request **all = realloc(c->all_requests, (size_t)cap * sizeof *all);
+            if (!all)
+                return NULL;
+            c->all_requests = all;
+            c->requests_cap = cap;
+        }
+        r = calloc(1, sizeof *r);
+        if (!r)
+            return NULL;
+        r->comm = c;
+        c->all_requests[c->nrequests++] = r;
+    }
+    r->in_use = 1;
+    r->timed_out = 0;
+    r->finish = NULL;
+    return r;
+}
+
+void weft_request_put(weft_request *r)
+{
+    weft_comm *c = r->comm;
+    r->in_use = 0;
+    r->next_free = c->free_list;
+    c->free_list = r;
+}
+
+int weft_request_scratch(weft_request *r, size_t bytes)
+{
+    if (bytes <= r->scratch_bytes)
+        return 0;
+    void *p = realloc(r->scratch, bytes);
+    if (!p)
+        return weft_error(WEFT_ENOMEM, "communicator '%s': %zu bytes of scratch: out of memory",
+                          r->comm->name, bytes);
+    r->scratch = p;
+    r->scratch_bytes = bytes;
+    return 0;
+}
+
+static int check_request(weft_request *r, const char *what)
+{
+    if (!r)
+        return weft_error(WEFT_EINVAL, "%s: request is NULL", what);
+    if (!r->in_use)
+        return weft_error(WEFT_EINVAL, "%s: request was already completed and released", what);
+    return 0;
+}
+
+/* One progress step. Returns <0 on failure, else sets *done. */
+static int progress(weft_request *r, int *done)
+{
+    weft_comm *c = r->comm;
+    int rc = c->backend->test(c, r, done);
+    if (rc < 0) {
+        weft_flight_end(c->flight, r->seq, WEFT_FLIGHT_FAILED);
+        weft_comm_fail(c, rc, "%s #%llu failed: %s", weft_op_name(r->op.kind),
+                       (unsigned long long)r->seq, weft_last_error());
+        weft_request_put(r);
+        return c->failed;
+    }
+    if (*done) {
+        if (r->finish)
+            r->finish(r);
+        weft_flight_end(c->flight, r->seq, WEFT_FLIGHT_DONE);
+        weft_request_put(r);
+    }
+    return 0;
+}
+
+int weft_request_test(weft_request *r, int *done)
+{
+    WEFT_CHECK(check_request(r, "weft_request_test"));
+    *done = 0;
+    return progress(r, done);
+}
+
+static int timed_out(weft_request *r, double waited_s)
+{
+    weft_comm *c = r->comm;
+    const weft_op *op = &r->op;
+    char peer[32] = "";
+    if (op->peer >= 0)
+        snprintf(peer, sizeof peer, ", %s %d",
+                 op->kind == WEFT_OP_SEND || op->kind == WEFT_OP_RECV ? "peer" : "root", op->peer);
+    weft_flight_end(c->flight, r->seq, WEFT_FLIGHT_TIMEDOUT);
+    r->timed_out = 1;
+    weft_comm_fail(c, WEFT_ETIMEDOUT,
+                   "%s #%llu (%s, %zu elements%s) still pending after %.1f s (comm.timeout = %g s); "
+                   "some rank of the group never reached it",
+                   weft_op_name(op->kind), (unsigned long long)r->seq, weft_dtype_name(op->dtype),
+                   op->count, peer, waited_s, c->opts.timeout_s);
+    if (c->opts.abort_on_timeout)
+        weft_abort("%s", weft_last_error());
+    return WEFT_ETIMEDOUT;
+}
+
+/* Spin briefly (latency), then yield (oversubscribed ranks), then sleep
+ * (a long wait should not burn a core). */
+static void backoff(int64_t waited_ns)
+{
+    if (waited_ns < 100000)
+        return;
+    if (waited_ns < 20000000) {
+        sched_yield();
+        return;
+    }
+    struct timespec ts = {0, 200000};
+    nanosleep(&ts, NULL);
+}
+
+int weft_request_wait(weft_request *r)
+{
+    WEFT_CHECK(check_request(r, "weft_request_wait"));
+    weft_comm *c = r->comm;
+    int64_t t0 = weft_now_ns(), limit = (int64_t)(c->opts.timeout_s * 1e9);
+    for (;;) {
+        int done = 0;
+        WEFT_CHECK(progress(r, &done));
+        if (done)
+            return 0;
+        int64_t waited = weft_now_ns() - t0;
+        if (waited > limit)
+            return timed_out(r, 1e-9 * (double)waited);
+        backoff(waited);
+    }
+}

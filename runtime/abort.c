@@ -1,0 +1,57 @@
+/*
+ * abort.c -- weft_abort: end the whole job with a message instead of
+ * letting it hang. Hooks registered by other layers (the collectives' flight
+ * recorder dump) run once, in registration order, before MPI_Abort.
+ */
+#include "runtime/ctx.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#define MAX_HOOKS 16
+
+static struct {
+    void (*fn)(void *);
+    void *arg;
+} hooks[MAX_HOOKS];
+static atomic_int nhooks;
+static atomic_flag aborting = ATOMIC_FLAG_INIT;
+
+int weft_at_abort(void (*fn)(void *arg), void *arg)
+{
+    int i = atomic_fetch_add(&nhooks, 1);
+    if (i >= MAX_HOOKS) {
+        atomic_fetch_sub(&nhooks, 1);
+        return weft_error(WEFT_EINTERNAL, "more than %d abort hooks registered", MAX_HOOKS);
+    }
+    hooks[i].fn = fn;
+    hooks[i].arg = arg;
+    return 0;
+}
+
+noreturn void weft_abort(const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    WEFT_ERROR("aborting the job: %s", msg);
+    /* A second abort (from a hook, or another thread) must not rerun the
+     * hooks; it goes straight to the exit below. */
+    if (!atomic_flag_test_and_set(&aborting)) {
+        int n = atomic_load(&nhooks);
+        for (int i = 0; i < n && i < MAX_HOOKS; i++)
+            hooks[i].fn(hooks[i].arg);
+    }
+    int inited = 0, fin = 0;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&fin);
+    if (inited && !fin)
+        MPI_Abort(MPI_COMM_WORLD, WEFT_EXIT_SOFTWARE);
+    _exit(WEFT_EXIT_SOFTWARE);
+}

@@ -1,0 +1,44 @@
+/*
+ * dtype.h -- element types weft stores and communicates, and the 16-bit
+ * float conversions.
+ *
+ * bf16 and f16 are stored as raw uint16_t bit patterns. Arithmetic on them
+ * always goes through f32; the conversions round to nearest, ties to even,
+ * as hardware does, and keep NaN a NaN.
+ */
+#ifndef WEFT_RUNTIME_DTYPE_H
+#define WEFT_RUNTIME_DTYPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    WEFT_F32 = 0,
+    WEFT_BF16,
+    WEFT_F16,
+    WEFT_F64,
+    WEFT_I32,
+    WEFT_I64,
+    WEFT_U8,
+    WEFT_NDTYPES
+} weft_dtype;
+
+/* Bytes per element; 0 for an invalid dtype. */
+size_t weft_dtype_size(weft_dtype dt);
+/* "f32", "bf16", ...; "invalid" for an out-of-range value. */
+const char *weft_dtype_name(weft_dtype dt);
+/* Parse a name as printed by weft_dtype_name: 0 or WEFT_EINVAL. */
+int weft_dtype_parse(const char *s, weft_dtype *out);
+int weft_dtype_valid(int dt);
+int weft_dtype_is_float(weft_dtype dt);
+
+uint16_t weft_f32_to_bf16(float f);
+float weft_bf16_to_f32(uint16_t h);
+uint16_t weft_f32_to_f16(float f);
+float weft_f16_to_f32(uint16_t h);
+
+/* Convert n elements between a 16-bit float type and f32. */
+void weft_half_to_f32(weft_dtype dt, const uint16_t *in, float *out, size_t n);
+void weft_f32_to_half(weft_dtype dt, const float *in, uint16_t *out, size_t n);
+
+#endif

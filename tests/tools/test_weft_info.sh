@@ -1,0 +1,52 @@
+#!/bin/bash
+# test_weft_info.sh -- weft-info under mpirun and as a singleton; --help
+# generated from the key tables; configuration errors exit 64 (66 for a
+# missing file) naming file, line, key and value; docs/config.md current.
+. "$(dirname "$0")/../lib.sh"
+info="$WEFT_BIN/weft-info"
+
+expect_exit 0 "--help exits 0" "$info" --help
+echo "$LAST_OUT" >"$TMPDIR_TEST/help"
+for key in log.level run.dir comm.backend comm.timeout comm.flight_records comm.check_args; do
+    expect_grep "^ *$key " "$TMPDIR_TEST/help" "--help lists $key"
+done
+
+expect_exit 0 "weft-info on 3 ranks" weft_mpirun 3 "$info"
+echo "$LAST_OUT" >"$TMPDIR_TEST/np3"
+expect_grep "launcher mpirun, 3 ranks on 1 node \(3 on this node\)" "$TMPDIR_TEST/np3" "job summary from rank 0"
+[ "$(grep -c 'job local-' "$TMPDIR_TEST/np3")" -eq 1 ] && ok "summary printed once" || not_ok "summary printed once"
+expect_grep "rank 2: node 0 .*local rank 2 of 3" "$TMPDIR_TEST/np3" "placement of every rank"
+expect_grep "collectives: .* ok on 3 ranks \(backend mpi" "$TMPDIR_TEST/np3" "collectives check passes"
+
+expect_exit 0 "weft-info as a singleton" "$info"
+echo "$LAST_OUT" >"$TMPDIR_TEST/single"
+expect_grep "launcher none, 1 rank on 1 node" "$TMPDIR_TEST/single" "singleton detected"
+SLURM_JOB_ID=4242 "$info" --no-check >"$TMPDIR_TEST/slurm" 2>&1
+expect_grep "job 4242," "$TMPDIR_TEST/slurm" "job id from SLURM_JOB_ID"
+
+cfg="$TMPDIR_TEST/bad.ini"
+printf '[comm]\nbackend = mpi\n\ntimeout = soon\n' >"$cfg"
+expect_exit 64 "a non-number exits 64" "$info" --config "$cfg"
+echo "$LAST_OUT" >"$TMPDIR_TEST/e1"
+expect_grep "bad.ini:4: .*comm.timeout.*soon" "$TMPDIR_TEST/e1" "message names file:line, key and value"
+printf '[comm]\ntimout = 5\n' >"$cfg"
+expect_exit 64 "an unknown key exits 64" "$info" --config "$cfg"
+echo "$LAST_OUT" >"$TMPDIR_TEST/e2"
+expect_grep "did you mean 'comm.timeout'" "$TMPDIR_TEST/e2" "unknown key suggests the closest"
+expect_exit 64 "out of range on the command line exits 64" "$info" --comm.flight_records=3
+echo "$LAST_OUT" >"$TMPDIR_TEST/e3"
+expect_grep "command line.*comm.flight_records.*3" "$TMPDIR_TEST/e3" "range error names origin, key, value"
+expect_exit 64 "a bad config exits 64 under mpirun too" weft_mpirun 2 "$info" --comm.backend=carrier-pigeon
+echo "$LAST_OUT" >"$TMPDIR_TEST/e4"
+[ "$(grep -c 'carrier-pigeon' "$TMPDIR_TEST/e4")" -eq 1 ] && ok "config error printed once, by rank 0" \
+    || not_ok "config error printed once, by rank 0" "$(cat "$TMPDIR_TEST/e4")"
+expect_exit 66 "a missing config file exits 66" "$info" --config "$TMPDIR_TEST/nope.ini"
+expect_exit 64 "an unknown argument exits 64" "$info" --frobnicate
+
+printf '[comm]\ntimeout = 30\n' >"$cfg"
+"$info" --config "$cfg" --comm.timeout=45 --print-config >"$TMPDIR_TEST/resolved" 2>/dev/null
+expect_grep "^timeout = 45" "$TMPDIR_TEST/resolved" "command line overrides the file"
+
+"$info" --config-markdown >"$TMPDIR_TEST/config.md"
+check "docs/config.md is generated from the key tables (run: weft-info --config-markdown > docs/config.md)" \
+    diff -u "$WEFT_ROOT/docs/config.md" "$TMPDIR_TEST/config.md"

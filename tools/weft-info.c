@@ -1,0 +1,159 @@
+/*
+ * weft-info -- shows what weft sees of a job and checks it end to end: the
+ * launcher, job id, ranks and nodes, each rank's placement, the resolved
+ * configuration, and a round of collectives on the configured backend.
+ * Run it under the same launcher and options as the real job to find out
+ * why a launch misbehaves before a week-long run does.
+ */
+#include "runtime/weft.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const weft_config_key *const program_keys[] = {weft_comm_config_keys, NULL};
+static const weft_config_key *const all_keys[] = {weft_runtime_config_keys, weft_comm_config_keys, NULL};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: weft-info [--config FILE] [--section.key=value ...] [options]\n"
+            "\n"
+            "Shows the job as weft sees it (launcher, job id, ranks, nodes, placement of\n"
+            "every rank) and checks the collectives end to end on the configured backend.\n"
+            "Run it with the same launcher and options as the real job, e.g.\n"
+            "  mpirun -np 4 weft-info --comm.backend=mpi\n"
+            "\n"
+            "options:\n"
+            "  --config FILE        read configuration from an INI file (repeatable)\n"
+            "  --section.key=value  override one configuration key\n"
+            "  --print-config       print the resolved configuration as INI and exit\n"
+            "  --config-markdown    print the configuration reference (docs/config.md) and exit\n"
+            "  --no-check           skip the collectives check\n"
+            "  --help               this text\n"
+            "\n"
+            "exit status: 0 ok, 64 bad usage or configuration, 66 configuration file\n"
+            "missing, 70 the collectives check failed\n"
+            "\n"
+            "configuration keys:\n");
+    weft_config_help(all_keys, out);
+}
+
+static int has_flag(int argc, char **argv, const char *flag)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], flag) == 0)
+            return 1;
+    return 0;
+}
+
+/* Rank 0 prints one line per rank, in rank order. */
+static void print_placement(weft_ctx *ctx)
+{
+    char mine[160], *all = NULL;
+    snprintf(mine, sizeof mine, "  rank %d: node %d (%s), local rank %d of %d, pid %d", ctx->rank, ctx->node,
+             ctx->host, ctx->local_rank, ctx->local_size, (int)getpid());
+    if (ctx->rank == 0)
+        all = malloc(sizeof mine * (size_t)ctx->size);
+    MPI_Gather(mine, sizeof mine, MPI_CHAR, all, sizeof mine, MPI_CHAR, 0, ctx->world);
+    if (ctx->rank == 0) {
+        for (int r = 0; r < ctx->size; r++)
+            printf("%s\n", all + (size_t)r * sizeof mine);
+        free(all);
+    }
+}
+
+/* One of each kind of collective, with answers known in closed form. */
+static int check_collectives(weft_comm *c)
+{
+    int n = weft_comm_size(c), me = weft_comm_rank(c);
+    int64_t x = me + 1, sum = 0;
+    WEFT_CHECK(weft_comm_allreduce(c, &x, &sum, 1, WEFT_I64, WEFT_SUM));
+    if (sum != (int64_t)n * (n + 1) / 2)
+        return weft_error(WEFT_EINTERNAL, "allreduce: sum of 1..%d came back %lld", n, (long long)sum);
+    double v[64], part[64];
+    size_t off, len;
+    weft_comm_chunk(64, n, me, &off, &len);
+    for (int i = 0; i < 64; i++)
+        v[i] = i + me;
+    WEFT_CHECK(weft_comm_reduce_scatter(c, v, part, 64, WEFT_F64, WEFT_SUM));
+    for (size_t j = 0; j < len; j++)
+        if (part[j] != (double)n * (double)(off + j) + n * (n - 1) / 2.0)
+            return weft_error(WEFT_EINTERNAL, "reduce_scatter: element %zu is %g", off + j, part[j]);
+    WEFT_CHECK(weft_comm_allgather(c, part, v, 64, WEFT_F64));
+    for (int i = 0; i < 64; i++)
+        if (v[i] != (double)n * i + n * (n - 1) / 2.0)
+            return weft_error(WEFT_EINTERNAL, "allgather: element %d is %g", i, v[i]);
+    int root_val = me == n - 1 ? 12345 : 0;
+    WEFT_CHECK(weft_comm_broadcast(c, &root_val, &root_val, 1, WEFT_I32, n - 1));
+    if (root_val != 12345)
+        return weft_error(WEFT_EINTERNAL, "broadcast: got %d, want 12345", root_val);
+    return weft_comm_barrier(c);
+}
+
+static int run(weft_ctx *ctx, int check)
+{
+    if (ctx->rank == 0)
+        printf("%s\n", "placement:");
+    print_placement(ctx);
+    if (!check)
+        return 0;
+    weft_comm_opts opts;
+    weft_comm_opts_from_config(ctx->config, &opts);
+    weft_comm *world;
+    WEFT_CHECK(weft_comm_world(ctx, &opts, &world));
+    int64_t t0 = weft_now_ns();
+    int rc = check_collectives(world);
+    double ms = 1e-6 * (double)(weft_now_ns() - t0);
+    /* Every rank must agree on the verdict before anyone reports it. */
+    int bad = rc != 0, any = 0;
+    MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, ctx->world);
+    if (rc)
+        WEFT_ERROR("collectives check failed: %s", weft_last_error());
+    else if (any == 0 && ctx->rank == 0)
+        printf("collectives: allreduce, reduce_scatter, allgather, broadcast, barrier ok on %d rank%s "
+               "(backend %s, %.1f ms)\n", weft_comm_size(world), weft_comm_size(world) == 1 ? "" : "s",
+               weft_comm_backend(world), ms);
+    weft_comm_free(world);
+    return any ? WEFT_EINTERNAL : 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (has_flag(argc, argv, "--help") || has_flag(argc, argv, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (has_flag(argc, argv, "--config-markdown")) {
+        weft_config_markdown(all_keys, stdout);
+        return 0;
+    }
+    weft_ctx *ctx;
+    int rc = weft_init(&argc, argv, program_keys, &ctx);
+    if (rc)
+        return weft_exit_code(rc);
+    int print_config = 0, check = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--print-config") == 0) {
+            print_config = 1;
+        } else if (strcmp(argv[i], "--no-check") == 0) {
+            check = 0;
+        } else {
+            if (ctx->rank == 0)
+                fprintf(stderr, "weft-info: unknown argument '%s' (see --help)\n", argv[i]);
+            weft_finalize(ctx);
+            return WEFT_EXIT_USAGE;
+        }
+    }
+    if (print_config) {
+        char *ini = weft_config_to_ini(ctx->config);
+        if (ctx->rank == 0 && ini)
+            fputs(ini, stdout);
+        free(ini);
+        weft_finalize(ctx);
+        return 0;
+    }
+    rc = run(ctx, check);
+    weft_finalize(ctx);
+    return weft_exit_code(rc);
+}
