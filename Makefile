@@ -144,7 +144,7 @@ install: all
 	install -m 0755 $(BUILD)/lib/libweft.so $(DESTDIR)$(PREFIX)/lib/libweft.so.$(VERSION)
 	ln -sf libweft.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libweft.so.0
 	ln -sf libweft.so.0 $(DESTDIR)$(PREFIX)/lib/libweft.so
-	install -m 0644 $(BUILD)/weft.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/weft.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' mk/weft.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/weft.pc
 	install -m 0755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
 	for h in $(LIB_HDRS); do \
 	    install -d $(DESTDIR)$(PREFIX)/include/weft/$$(dirname $$h) && \
