@@ -134,7 +134,7 @@ test: tests
 	@BUILD=$(BUILD) SAN=$(SAN) tests/run.sh
 
 # --- demo ------------------------------------------------------------------
-demo: all
+demo: all $(BUILD)/tests/mpi/abort_job
 	@BUILD=$(BUILD) examples/demo.sh
 
 # --- install ---------------------------------------------------------------
