@@ -3,7 +3,7 @@
 #   check NAME CMD...           ok if CMD exits 0
 #   expect_exit CODE NAME CMD...  ok if CMD exits with CODE
 #   expect_grep PATTERN FILE NAME ok if FILE matches the extended regex
-#   ok NAME / not_ok NAME [WHY]
+#   ok NAME / not_ok NAME [WHY] / skip NAME WHY
 # Each test gets its own scratch directory in $TMPDIR_TEST, removed at exit.
 set -u
 BUILD=${BUILD:-build}
@@ -22,6 +22,7 @@ not_ok() {
     [ $# -gt 1 ] && printf '%s\n' "$2" | sed 's/^/# /'
     return 0
 }
+skip() { TAP_N=$((TAP_N + 1)); echo "ok $TAP_N - $1 # SKIP $2"; }
 check() {
     local name=$1; shift
     local out

@@ -3,6 +3,11 @@
 # the programs and a weft.pc with which an outside program builds (shared and
 # static) and runs under mpirun.
 . "$(dirname "$0")/../lib.sh"
+if [ -n "${SAN:-}" ]; then
+    # A sanitized libweft cannot be linked into an unsanitized outside program.
+    skip "install and build against it" "sanitizer build (SAN=$SAN)"
+    exit 0
+fi
 prefix="$TMPDIR_TEST/prefix"
 check "make install PREFIX=$prefix" make -s -C "$WEFT_ROOT" BUILD="$BUILD" install PREFIX="$prefix"
 for f in lib/libweft.a lib/libweft.so lib/libweft.so.0 lib/pkgconfig/weft.pc bin/weft-info \
