@@ -1,0 +1,689 @@
+/*
+ * weft-data -- builds, imports, verifies and describes token datasets.
+ *
+ *   weft-data prepare -o DIR [options] INPUT...   text -> byte-level tokens
+ *   weft-data import  -o DIR [options] INPUT...   raw u16/u32 or llm.c tokens
+ *   weft-data verify  DIR...                      full check of every shard
+ *   weft-data info    DIR...                      counts, sizes, dataset hash
+ *
+ * The formats are in docs/data-format.md, usage with examples in
+ * docs/weft-data.md. Exit status (sysexits): 0 ok, 64 bad usage, 65 bad
+ * data, 66 missing input, 74 I/O error. Every error names the file, the
+ * offset, and what was expected and found. A progress bar is drawn on stderr
+ * only when stderr is a terminal.
+ */
+#include "data/import.h"
+#include "data/manifest.h"
+#include "data/shard.h"
+#include "data/tokenizer.h"
+#include "data/verify.h"
+#include "data/writer.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+#include "runtime/timer.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CHUNK (4u << 20)
+
+/* ---- usage ---------------------------------------------------------------- */
+
+static const char *const usage_main =
+    "usage: weft-data COMMAND [options] ...\n"
+    "\n"
+    "Builds and checks weft token datasets (a directory of shards + manifest).\n"
+    "\n"
+    "commands:\n"
+    "  prepare -o DIR INPUT...   tokenize text files/directories (byte level, vocab 256)\n"
+    "  import  -o DIR INPUT...   import raw u16/u32 token arrays or llm.c token shards\n"
+    "  verify  DIR...            check headers, sizes, token range and checksums\n"
+    "  info    DIR...            print shard counts, token counts, sizes, dataset hash\n"
+    "\n"
+    "'weft-data COMMAND --help' describes each command.\n"
+    "exit status: 0 ok, 64 bad usage, 65 bad data, 66 missing input, 74 I/O error\n";
+
+static const char *const usage_prepare =
+    "usage: weft-data prepare -o DIR [options] INPUT...\n"
+    "\n"
+    "Tokenizes text with the built-in byte-level tokenizer (token = byte, vocab 256).\n"
+    "Each input file is one document, followed by the end-of-document token 0; NUL\n"
+    "bytes in the input are dropped. Directories are walked recursively in sorted\n"
+    "order (hidden entries skipped).\n"
+    "\n"
+    "options:\n"
+    "  -o, --output DIR        dataset directory to create\n"
+    "  --shard-size SIZE       bytes of tokens per shard, K/M/G suffix (default 256M)\n"
+    "  --val-fraction F        last fraction F of the tokens goes to the 'val' split\n"
+    "                          (default 0)\n"
+    "  --force                 replace an existing dataset in DIR\n"
+    "  -h, --help              this text\n";
+
+static const char *const usage_import =
+    "usage: weft-data import -o DIR [options] INPUT...\n"
+    "\n"
+    "Imports token files written by other tools: raw little-endian arrays (what\n"
+    "numpy's ndarray.tofile writes) and llm.c token shards (detected by their magic\n"
+    "20240520). Inputs are concatenated in the order given.\n"
+    "\n"
+    "options:\n"
+    "  -o, --output DIR        dataset directory to create\n"
+    "  --dtype u16|u32         token type of raw inputs (default u16)\n"
+    "  --vocab N               vocab size; a token >= N is an error naming file and\n"
+    "                          offset (default: inferred as the largest token + 1)\n"
+    "  --tokenizer-id N        id recorded in the shards (default 0: external)\n"
+    "  --shard-size SIZE       bytes of tokens per shard, K/M/G suffix (default 256M)\n"
+    "  --val-fraction F        last fraction F of the tokens goes to 'val' (default 0)\n"
+    "  --force                 replace an existing dataset in DIR\n"
+    "  -h, --help              this text\n";
+
+static const char *const usage_verify =
+    "usage: weft-data verify DIR...\n"
+    "\n"
+    "Reads every shard listed in each dataset's manifest front to back and checks\n"
+    "its header, its size, that every token is below the vocab size and its\n"
+    "checksum. Every bad shard is named (the check goes on after the first).\n"
+    "exit status: 0 all good, 65 a shard is corrupt, 66 a shard or manifest is\n"
+    "missing, 74 a read failed.\n";
+
+static const char *const usage_info =
+    "usage: weft-data info DIR...\n"
+    "\n"
+    "Prints, from the manifest, the vocab size, token width, tokenizer, shard and\n"
+    "token counts and sizes per split, and the dataset hash (which identifies the\n"
+    "data in checkpoints and logs). Reads no shard; use verify for that.\n";
+
+static int fail(int rc)
+{
+    fprintf(stderr, "weft-data: %s\n", weft_last_error());
+    return weft_exit_code(rc);
+}
+
+__attribute__((format(printf, 2, 3)))
+static int usage_error(const char *usage, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "weft-data: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n\n%s", usage);
+    return WEFT_EXIT_USAGE;
+}
+
+/* ---- progress bar --------------------------------------------------------- */
+
+typedef struct {
+    int on;
+    const char *what;
+    int64_t t0, last;
+} progress;
+
+static void progress_init(progress *p, const char *what)
+{
+    p->on = isatty(STDERR_FILENO);
+    p->what = what;
+    p->t0 = p->last = weft_now_ns();
+}
+
+static void progress_show(void *arg, uint64_t done, uint64_t total)
+{
+    progress *p = arg;
+    int64_t now = weft_now_ns();
+    if (!p->on || (now - p->last < 100000000 && done < total))
+        return;
+    p->last = now;
+    double f = total ? (double)done / (double)total : 1.0, s = (double)(now - p->t0) * 1e-9;
+    int bar = (int)(f * 30);
+    char fill[31];
+    memset(fill, '=', 30);
+    fill[bar > 30 ? 30 : bar] = '\0';
+    fprintf(stderr, "\r%s [%-30s] %3.0f%% %8.1f MB %7.0f MB/s", p->what, fill, 100 * f,
+            (double)done / 1e6, s > 0 ? (double)done / 1e6 / s : 0.0);
+}
+
+static void progress_end(progress *p)
+{
+    if (p->on)
+        fprintf(stderr, "\n");
+}
+
+/* ---- shared options ------------------------------------------------------- */
+
+typedef struct {
+    const char *out;
+    uint64_t shard_bytes;
+    double val_fraction;
+    int force;
+    unsigned raw_width;   /* import: 2 or 4 */
+    uint64_t vocab;       /* import: 0 = infer */
+    uint32_t tokenizer_id;
+} build_opts;
+
+enum { OPT_SHARD_SIZE = 256, OPT_VAL, OPT_FORCE, OPT_DTYPE, OPT_VOCAB, OPT_TOKENIZER };
+
+static const struct option build_long[] = {
+    {"output", required_argument, NULL, 'o'},
+    {"shard-size", required_argument, NULL, OPT_SHARD_SIZE},
+    {"val-fraction", required_argument, NULL, OPT_VAL},
+    {"force", no_argument, NULL, OPT_FORCE},
+    {"dtype", required_argument, NULL, OPT_DTYPE},
+    {"vocab", required_argument, NULL, OPT_VOCAB},
+    {"tokenizer-id", required_argument, NULL, OPT_TOKENIZER},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    int shift = 0;
+    if (end == s || errno || *s == '-')
+        return -1;
+    switch (*end) {
+    case 'K': case 'k': shift = 10; end++; break;
+    case 'M': case 'm': shift = 20; end++; break;
+    case 'G': case 'g': shift = 30; end++; break;
+    case 'T': case 't': shift = 40; end++; break;
+    }
+    if (*end == 'i' && shift)
+        end++;
+    if (*end == 'B')
+        end++;
+    if (*end || v == 0 || v > (UINT64_MAX >> shift))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static int parse_u64_arg(const char *s, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || *end || errno || *s == '-' || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Returns -1 to go on, else an exit status. */
+static int parse_build_opt(int c, const char *usage, build_opts *o)
+{
+    uint64_t v;
+    char *end;
+    switch (c) {
+    case 'o': o->out = optarg; return -1;
+    case OPT_FORCE: o->force = 1; return -1;
+    case 'h': fputs(usage, stdout); return 0;
+    case OPT_SHARD_SIZE:
+        if (parse_size(optarg, &o->shard_bytes) != 0)
+            return usage_error(usage, "--shard-size %s: expected a positive byte count like 256M", optarg);
+        return -1;
+    case OPT_VAL:
+        o->val_fraction = strtod(optarg, &end);
+        if (end == optarg || *end || !(o->val_fraction >= 0 && o->val_fraction < 1))
+            return usage_error(usage, "--val-fraction %s: expected a number in [0, 1)", optarg);
+        return -1;
+    case OPT_DTYPE:
+        if (strcmp(optarg, "u16") != 0 && strcmp(optarg, "u32") != 0)
+            return usage_error(usage, "--dtype %s: expected u16 or u32", optarg);
+        o->raw_width = optarg[1] == '1' ? 2 : 4;
+        return -1;
+    case OPT_VOCAB:
+        if (parse_u64_arg(optarg, UINT32_MAX, &o->vocab) != 0 || o->vocab == 0)
+            return usage_error(usage, "--vocab %s: expected an integer in 1..4294967295", optarg);
+        return -1;
+    case OPT_TOKENIZER:
+        if (parse_u64_arg(optarg, UINT32_MAX, &v) != 0)
+            return usage_error(usage, "--tokenizer-id %s: expected an integer in 0..4294967295", optarg);
+        o->tokenizer_id = (uint32_t)v;
+        return -1;
+    default:
+        fputs(usage, stderr);
+        return WEFT_EXIT_USAGE;
+    }
+}
+
+static int parse_build(int argc, char **argv, const char *usage, int import, build_opts *o)
+{
+    int c, st;
+    memset(o, 0, sizeof *o);
+    o->shard_bytes = 256ull << 20;
+    o->raw_width = 2;
+    o->tokenizer_id = import ? WEFT_TOKENIZER_EXTERNAL : WEFT_TOKENIZER_BYTES;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+o:h", build_long, NULL)) != -1) {
+        if (!import && (c == OPT_DTYPE || c == OPT_VOCAB || c == OPT_TOKENIZER))
+            return usage_error(usage, "%s: this option belongs to 'import'", argv[optind - 1]);
+        if ((st = parse_build_opt(c, usage, o)) >= 0)
+            return st;
+    }
+    if (!o->out)
+        return usage_error(usage, "%s: missing -o DIR (the dataset directory to create)", argv[0]);
+    if (optind >= argc)
+        return usage_error(usage, "%s: no inputs given", argv[0]);
+    return -1;
+}
+
+/* Refuse to overwrite a dataset unless --force. */
+static int check_output(const build_opts *o)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", o->out, WEFT_MANIFEST_NAME);
+    if (!o->force && access(path, F_OK) == 0) {
+        fprintf(stderr, "weft-data: %s already exists: expected a new dataset directory (use --force to replace it)\n", path);
+        return WEFT_EXIT_USAGE;
+    }
+    return -1;
+}
+
+/* ---- token sink: splits the stream into train then val -------------------- */
+
+typedef struct {
+    weft_dataset_writer *w;
+    uint64_t written;     /* tokens emitted so far */
+    uint64_t val_from;    /* first token index that goes to val */
+} sink;
+
+static int sink_put(sink *s, const uint32_t *t, size_t n)
+{
+    size_t train = 0;
+    if (s->written < s->val_from)
+        train = (uint64_t)n < s->val_from - s->written ? n : (size_t)(s->val_from - s->written);
+    if (train)
+        WEFT_CHECK(weft_dataset_writer_append(s->w, WEFT_SPLIT_TRAIN, t, train));
+    if (n > train)
+        WEFT_CHECK(weft_dataset_writer_append(s->w, WEFT_SPLIT_VAL, t + train, n - train));
+    s->written += n;
+    return 0;
+}
+
+static uint64_t val_start(uint64_t total, double fraction)
+{
+    return total - (uint64_t)llround(fraction * (double)total);
+}
+
+static int open_sink(sink *s, const build_opts *o, unsigned width, uint32_t vocab, uint64_t total)
+{
+    weft_dataset_writer_options wo = {o->out, width, vocab, o->tokenizer_id, o->shard_bytes / width};
+    if (wo.shard_tokens == 0)
+        wo.shard_tokens = 1;
+    s->written = 0;
+    s->val_from = val_start(total, o->val_fraction);
+    return weft_dataset_writer_open(&wo, &s->w);
+}
+
+static void print_summary(const char *what, const weft_manifest *m, const char *dir, double secs)
+{
+    printf("%s %s: %zu train shards (%" PRIu64 " tokens), %zu val shards (%" PRIu64 " tokens), vocab %u, hash %016" PRIx64 ", %.1fs\n",
+           what, dir, weft_manifest_count(m, WEFT_SPLIT_TRAIN), weft_manifest_tokens(m, WEFT_SPLIT_TRAIN),
+           weft_manifest_count(m, WEFT_SPLIT_VAL), weft_manifest_tokens(m, WEFT_SPLIT_VAL),
+           m->vocab_size, m->hash, secs);
+}
+
+static int commit_sink(sink *s, const char *what, const char *dir, int64_t t0)
+{
+    weft_manifest *m = NULL;
+    WEFT_CHECK(weft_dataset_writer_commit(s->w, &m));
+    print_summary(what, m, dir, (double)(weft_now_ns() - t0) * 1e-9);
+    weft_manifest_free(m);
+    return 0;
+}
+
+/* ---- prepare: collect inputs ---------------------------------------------- */
+
+typedef struct {
+    char **paths;
+    size_t n, cap;
+    uint64_t bytes;
+} file_list;
+
+static int list_add(file_list *l, const char *path, uint64_t size)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        char **p = realloc(l->paths, cap * sizeof *p);
+        if (!p)
+            return weft_error(WEFT_ENOMEM, "no memory for the input list");
+        l->paths = p;
+        l->cap = cap;
+    }
+    if (!(l->paths[l->n] = strdup(path)))
+        return weft_error(WEFT_ENOMEM, "no memory for the input list");
+    l->n++;
+    l->bytes += size;
+    return 0;
+}
+
+static void list_free(file_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->paths[i]);
+    free(l->paths);
+}
+
+static int walk(file_list *l, const char *path, int depth);
+
+static int walk_dir(file_list *l, const char *path, int depth)
+{
+    struct dirent **ents;
+    int n = scandir(path, &ents, NULL, alphasort), rc = 0;
+    if (n < 0)
+        return weft_error(WEFT_EIO, "%s: cannot list directory: %s", path, strerror(errno));
+    for (int i = 0; i < n; i++) {
+        char child[4096];
+        if (rc == 0 && ents[i]->d_name[0] != '.') {
+            snprintf(child, sizeof child, "%s/%s", path, ents[i]->d_name);
+            rc = walk(l, child, depth + 1);
+        }
+        free(ents[i]);
+    }
+    free(ents);
+    return rc;
+}
+
+static int walk(file_list *l, const char *path, int depth)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return weft_error(errno == ENOENT ? WEFT_ENOENT : WEFT_EIO, "%s: cannot read input: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return depth > 64 ? weft_error(WEFT_EDATA, "%s: directories nested deeper than 64 levels", path)
+                          : walk_dir(l, path, depth);
+    if (S_ISREG(st.st_mode))
+        return list_add(l, path, (uint64_t)st.st_size);
+    return depth == 0 ? weft_error(WEFT_ENOENT, "%s: expected a regular file or directory", path) : 0;
+}
+
+/* ---- prepare: tokenize ---------------------------------------------------- */
+
+static int tokenize_file(sink *s, const char *path, uint8_t *buf, uint32_t *tok, uint64_t *dropped,
+                         progress *p, uint64_t *done, uint64_t total)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return weft_error(errno == ENOENT ? WEFT_ENOENT : WEFT_EIO, "%s: cannot open input: %s", path, strerror(errno));
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    int rc = 0;
+    for (uint64_t off = 0;;) {
+        ssize_t n = read(fd, buf, CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = weft_error(WEFT_EIO, "%s: read at offset %" PRIu64 " failed: %s", path, off, strerror(errno));
+            break;
+        }
+        if (n == 0)
+            break;
+        size_t k = weft_tokenizer_bytes_encode(buf, (size_t)n, tok, dropped);
+        if ((rc = sink_put(s, tok, k)) < 0)
+            break;
+        off += (uint64_t)n;
+        *done += (uint64_t)n;
+        progress_show(p, *done, total);
+    }
+    close(fd);
+    if (rc == 0) {
+        uint32_t eod = WEFT_BYTES_EOD;
+        rc = sink_put(s, &eod, 1);
+    }
+    return rc;
+}
+
+static int prepare_files(const build_opts *o, file_list *l)
+{
+    sink s = {0};
+    progress p;
+    uint64_t dropped = 0, done = 0;
+    int64_t t0 = weft_now_ns();
+    uint8_t *buf = malloc(CHUNK);
+    uint32_t *tok = malloc(CHUNK * sizeof *tok);
+    int rc = (buf && tok) ? 0 : weft_error(WEFT_ENOMEM, "no memory for read buffers");
+    /* The split point is estimated from the input sizes (bytes + one
+     * end-of-document token per file); dropped NUL bytes shift it slightly. */
+    if (rc == 0)
+        rc = open_sink(&s, o, 2, WEFT_BYTES_VOCAB, l->bytes + l->n);
+    progress_init(&p, "prepare");
+    for (size_t i = 0; rc == 0 && i < l->n; i++)
+        rc = tokenize_file(&s, l->paths[i], buf, tok, &dropped, &p, &done, l->bytes);
+    progress_end(&p);
+    if (rc == 0 && dropped)
+        fprintf(stderr, "weft-data: dropped %" PRIu64 " NUL bytes from the input (token 0 marks end of document)\n", dropped);
+    if (rc == 0)
+        rc = commit_sink(&s, "prepared", o->out, t0);
+    weft_dataset_writer_free(s.w);
+    free(buf);
+    free(tok);
+    return rc;
+}
+
+static int cmd_prepare(int argc, char **argv)
+{
+    build_opts o;
+    file_list l = {0};
+    int st = parse_build(argc, argv, usage_prepare, 0, &o), rc = 0;
+    if (st >= 0 || (st = check_output(&o)) >= 0)
+        return st;
+    for (int i = optind; rc == 0 && i < argc; i++)
+        rc = walk(&l, argv[i], 0);
+    if (rc == 0 && l.n == 0)
+        rc = weft_error(WEFT_ENOENT, "%s: no input files found", argv[optind]);
+    if (rc == 0)
+        rc = prepare_files(&o, &l);
+    list_free(&l);
+    return rc < 0 ? fail(rc) : 0;
+}
+
+/* ---- import ----------------------------------------------------------------- */
+
+static int range_error(const char *path, uint64_t off, uint32_t t, uint64_t vocab)
+{
+    return weft_error(WEFT_EDATA, "%s: token out of range at offset %" PRIu64 ": expected a token below --vocab %" PRIu64 ", found %u",
+                      path, off, vocab, t);
+}
+
+static int import_file(sink *s, const build_opts *o, const char *path, const weft_import_source *src,
+                       uint8_t *buf, uint32_t *tok, progress *p, uint64_t *done, uint64_t total)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+    if (fd < 0)
+        return weft_error(errno == ENOENT ? WEFT_ENOENT : WEFT_EIO, "%s: cannot open input: %s", path, strerror(errno));
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    uint64_t off = src->offset, end = src->offset + src->tokens * src->width;
+    while (rc == 0 && off < end) {
+        size_t len = end - off < CHUNK ? (size_t)(end - off) : CHUNK;
+        ssize_t n = pread(fd, buf, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || (size_t)n % src->width) {
+            rc = n < 0 ? weft_error(WEFT_EIO, "%s: read at offset %" PRIu64 " failed: %s", path, off, strerror(errno))
+                       : weft_error(WEFT_EDATA, "%s: truncated input at offset %" PRIu64 ": expected %" PRIu64 " bytes", path, off + (uint64_t)(n > 0 ? n : 0), end);
+            break;
+        }
+        size_t k = (size_t)n / src->width;
+        for (size_t j = 0; j < k; j++) {
+            tok[j] = src->width == 2 ? (uint32_t)(buf[2 * j] | buf[2 * j + 1] << 8)
+                                     : (uint32_t)buf[4 * j] | (uint32_t)buf[4 * j + 1] << 8 |
+                                           (uint32_t)buf[4 * j + 2] << 16 | (uint32_t)buf[4 * j + 3] << 24;
+            if (o->vocab && tok[j] >= o->vocab) {
+                rc = range_error(path, off + j * src->width, tok[j], o->vocab);
+                break;
+            }
+        }
+        if (rc == 0)
+            rc = sink_put(s, tok, k);
+        off += (uint64_t)n;
+        *done += (uint64_t)n;
+        progress_show(p, *done, total);
+    }
+    close(fd);
+    return rc;
+}
+
+static int import_all(const build_opts *o, int n, char **inputs, weft_import_source *src)
+{
+    sink s = {0};
+    progress p;
+    uint64_t tokens = 0, bytes = 0, done = 0;
+    unsigned width = o->vocab ? (o->vocab <= 65536 ? 2 : 4) : 2;
+    int64_t t0 = weft_now_ns();
+    for (int i = 0; i < n; i++) {
+        WEFT_CHECK(weft_import_probe(inputs[i], o->raw_width, &src[i]));
+        tokens += src[i].tokens;
+        bytes += src[i].tokens * src[i].width;
+        if (!o->vocab && src[i].width == 4)
+            width = 4; /* inferred vocab may need 4-byte tokens */
+    }
+    uint8_t *buf = malloc(CHUNK);
+    uint32_t *tok = malloc(CHUNK / 2 * sizeof *tok);
+    int rc = (buf && tok) ? open_sink(&s, o, width, (uint32_t)o->vocab, tokens)
+                          : weft_error(WEFT_ENOMEM, "no memory for read buffers");
+    progress_init(&p, "import");
+    for (int i = 0; rc == 0 && i < n; i++)
+        rc = import_file(&s, o, inputs[i], &src[i], buf, tok, &p, &done, bytes);
+    progress_end(&p);
+    if (rc == 0 && tokens == 0)
+        rc = weft_error(WEFT_EDATA, "%s: the inputs hold no tokens: expected at least one", inputs[0]);
+    if (rc == 0)
+        rc = commit_sink(&s, "imported", o->out, t0);
+    weft_dataset_writer_free(s.w);
+    free(buf);
+    free(tok);
+    return rc;
+}
+
+static int cmd_import(int argc, char **argv)
+{
+    build_opts o;
+    int st = parse_build(argc, argv, usage_import, 1, &o);
+    if (st >= 0 || (st = check_output(&o)) >= 0)
+        return st;
+    weft_import_source *src = calloc((size_t)(argc - optind), sizeof *src);
+    if (!src)
+        return fail(weft_error(WEFT_ENOMEM, "no memory"));
+    int rc = import_all(&o, argc - optind, argv + optind, src);
+    free(src);
+    return rc < 0 ? fail(rc) : 0;
+}
+
+/* ---- verify and info ------------------------------------------------------ */
+
+static void report_bad(void *arg, int rc, const char *msg)
+{
+    (void)arg;
+    fprintf(stderr, "%sweft-data: BAD (%s): %s\n", isatty(STDERR_FILENO) ? "\n" : "", weft_strerror(rc), msg);
+}
+
+static int verify_one(const char *dir)
+{
+    weft_verify_report rep;
+    progress p;
+    progress_init(&p, "verify");
+    int rc = weft_dataset_verify(dir, report_bad, progress_show, &p, &rep);
+    progress_end(&p);
+    if (rep.shards == 0 && rc < 0)
+        return fail(rc); /* the manifest itself is bad or missing */
+    printf("verify %s: %zu shards, %zu bad, %" PRIu64 " tokens good, %.1f MB read in %.2fs (%.0f MB/s)\n",
+           dir, rep.shards, rep.bad, rep.tokens, (double)rep.bytes / 1e6, rep.seconds,
+           rep.seconds > 0 ? (double)rep.bytes / 1e6 / rep.seconds : 0.0);
+    return rc < 0 ? weft_exit_code(rc) : 0;
+}
+
+static int has_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    return 0;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+    int worst = 0;
+    if (has_help(argc, argv)) {
+        fputs(usage_verify, stdout);
+        return 0;
+    }
+    if (argc < 2)
+        return usage_error(usage_verify, "%s: expected one or more dataset directories", argv[0]);
+    for (int i = 1; i < argc; i++) {
+        int st = verify_one(argv[i]);
+        worst = worst ? worst : st;
+    }
+    return worst;
+}
+
+static void info_split(const weft_manifest *m, weft_split s)
+{
+    uint64_t t = weft_manifest_tokens(m, (int)s);
+    printf("  %-6s %6zu shards %14" PRIu64 " tokens %12.1f MB\n", weft_split_name(s), weft_manifest_count(m, (int)s),
+           t, (double)(t * m->token_width + WEFT_SHARD_HEADER_SIZE * weft_manifest_count(m, (int)s)) / 1e6);
+}
+
+static int info_one(const char *dir)
+{
+    weft_manifest *m;
+    int rc = weft_manifest_load(dir, &m);
+    if (rc < 0)
+        return fail(rc);
+    printf("dataset %s\n", dir);
+    printf("  hash   %016" PRIx64 "\n", m->hash);
+    printf("  vocab  %u, token width %u bytes, tokenizer %u (%s)\n", m->vocab_size, m->token_width, m->tokenizer_id,
+           m->tokenizer_id == WEFT_TOKENIZER_BYTES ? "weft bytes" : m->tokenizer_id == 0 ? "external" : "user");
+    info_split(m, WEFT_SPLIT_TRAIN);
+    info_split(m, WEFT_SPLIT_VAL);
+    weft_manifest_free(m);
+    return 0;
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    int worst = 0;
+    if (has_help(argc, argv)) {
+        fputs(usage_info, stdout);
+        return 0;
+    }
+    if (argc < 2)
+        return usage_error(usage_info, "%s: expected one or more dataset directories", argv[0]);
+    for (int i = 1; i < argc; i++) {
+        int st = info_one(argv[i]);
+        worst = worst ? worst : st;
+    }
+    return worst;
+}
+
+/* ---- main ------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*run)(int, char **);
+    } cmds[] = {
+        {"prepare", cmd_prepare}, {"import", cmd_import}, {"verify", cmd_verify}, {"info", cmd_info},
+    };
+    weft_log_level_from_env();
+    if (argc < 2)
+        return usage_error(usage_main, "%s", "expected a command");
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (strcmp(argv[1], cmds[i].name) == 0)
+            return cmds[i].run(argc - 1, argv + 1);
+    return usage_error(usage_main, "unknown command \"%s\"", argv[1]);
+}
