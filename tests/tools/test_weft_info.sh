@@ -50,3 +50,9 @@ expect_grep "^timeout = 45" "$TMPDIR_TEST/resolved" "command line overrides the 
 "$info" --config-markdown >"$TMPDIR_TEST/config.md"
 check "docs/config.md is generated from the key tables (run: weft-info --config-markdown > docs/config.md)" \
     diff -u "$WEFT_ROOT/docs/config.md" "$TMPDIR_TEST/config.md"
+
+WEFT_LOG_LEVEL=debug "$info" --config "$TMPDIR_TEST/nope.ini" >"$TMPDIR_TEST/debug" 2>&1
+expect_grep "debug runtime/ctx.c:[0-9]+: .*failed \(WEFT_ENOENT\)" "$TMPDIR_TEST/debug" \
+    "WEFT_LOG_LEVEL=debug shows the file:line chain of a failure"
+"$info" --config "$TMPDIR_TEST/nope.ini" >"$TMPDIR_TEST/nodebug" 2>&1
+if grep -q "debug " "$TMPDIR_TEST/nodebug"; then not_ok "no debug lines by default"; else ok "no debug lines by default"; fi
