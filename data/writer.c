@@ -146,13 +146,18 @@ static int end_shard(weft_dataset_writer *w, weft_split s)
     return 0;
 }
 
-static int put_token(weft_dataset_writer *w, weft_split s, uint32_t t)
+static int check_token(const weft_dataset_writer *w, uint32_t t)
 {
-    split_state *sp = &w->sp[s];
     if (w->o.token_width == 2 && t > 0xffff)
         return weft_error(WEFT_EDATA, "token %u does not fit 2-byte tokens", t);
     if (w->o.vocab_size && t >= w->o.vocab_size)
         return weft_error(WEFT_EDATA, "token %u is not below the vocab size %u", t, w->o.vocab_size);
+    return 0;
+}
+
+static void put_token(weft_dataset_writer *w, weft_split s, uint32_t t)
+{
+    split_state *sp = &w->sp[s];
     if (w->o.token_width == 2) {
         sp->stage[sp->staged] = (uint8_t)t;
         sp->stage[sp->staged + 1] = (uint8_t)(t >> 8);
@@ -161,7 +166,6 @@ static int put_token(weft_dataset_writer *w, weft_split s, uint32_t t)
     }
     sp->staged += w->o.token_width;
     w->max_token = t > w->max_token ? t : w->max_token;
-    return 0;
 }
 
 int weft_dataset_writer_append(weft_dataset_writer *w, weft_split split, const uint32_t *tokens,
@@ -169,9 +173,10 @@ int weft_dataset_writer_append(weft_dataset_writer *w, weft_split split, const u
 {
     split_state *sp = &w->sp[split];
     for (size_t i = 0; i < n; i++) {
+        WEFT_CHECK(check_token(w, tokens[i]));
         if (sp->fd < 0)
             WEFT_CHECK(start_shard(w, split));
-        WEFT_CHECK(put_token(w, split, tokens[i]));
+        put_token(w, split, tokens[i]);
         sp->tokens++;
         w->total[split]++;
         if (sp->staged + 4 > STAGE_BYTES)
