@@ -71,6 +71,7 @@ struct weft_comm {
     void *backend_state;
     weft_comm_opts opts;
     weft_flight *flight;
+    int oversubscribed;    /* more ranks on this node than cores: waits yield */
     int failed;            /* sticky WEFT_E* code, 0 while healthy */
     char failure[512];     /* why it failed */
     weft_request *free_list;

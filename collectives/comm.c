@@ -180,6 +180,7 @@ static int comm_create(weft_ctx *ctx, MPI_Comm dup_of, const char *name, const w
     MPI_Comm_set_errhandler(c->mpi, MPI_ERRORS_RETURN);
     MPI_Comm_rank(c->mpi, &c->rank);
     MPI_Comm_size(c->mpi, &c->size);
+    c->oversubscribed = ctx->local_size > sysconf(_SC_NPROCESSORS_ONLN);
     c->backend = pick_backend(c);
     int rc = WEFT_EUNSUPPORTED;
     if (!c->backend)

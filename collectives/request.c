@@ -121,18 +121,18 @@ static int timed_out(weft_request *r, double waited_s)
     return WEFT_ETIMEDOUT;
 }
 
-/* Spin briefly (latency), then yield (oversubscribed ranks), then sleep
- * (a long wait should not burn a core). */
-static void backoff(int64_t waited_ns)
+/* How a wait spends its time between tests: spin (lowest latency, what
+ * MPI_Wait does), yielding the core when ranks outnumber cores, and after
+ * a second of waiting sleep a little between tests, since an operation that
+ * slow is waiting for a late rank, not for bandwidth. */
+static void backoff(const weft_comm *c, int64_t waited_ns)
 {
-    if (waited_ns < 100000)
-        return;
-    if (waited_ns < 20000000) {
+    if (waited_ns > 1000000000) {
+        struct timespec ts = {0, 100000};
+        nanosleep(&ts, NULL);
+    } else if (c->oversubscribed) {
         sched_yield();
-        return;
     }
-    struct timespec ts = {0, 200000};
-    nanosleep(&ts, NULL);
 }
 
 int weft_request_wait(weft_request *r)
@@ -148,6 +148,6 @@ int weft_request_wait(weft_request *r)
         int64_t waited = weft_now_ns() - t0;
         if (waited > limit)
             return timed_out(r, 1e-9 * (double)waited);
-        backoff(waited);
+        backoff(c, waited);
     }
 }
