@@ -21,27 +21,27 @@
 
 static char fx_root[256];
 
-static void fx_setup_root(void)
+static inline void fx_setup_root(void)
 {
     snprintf(fx_root, sizeof fx_root, "/tmp/weft-data-test.XXXXXX");
     if (!mkdtemp(fx_root))
         abort();
 }
 
-static int fx_rm(const char *p, const struct stat *st, int flag, struct FTW *f)
+static inline int fx_rm(const char *p, const struct stat *st, int flag, struct FTW *f)
 {
     (void)st; (void)flag; (void)f;
     return remove(p);
 }
 
-static void fx_remove_root(void)
+static inline void fx_remove_root(void)
 {
     if (fx_root[0])
         nftw(fx_root, fx_rm, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* fx_path("a/b") -> "<root>/a/b" in a rotating static buffer. */
-static const char *fx_path(const char *rel)
+static inline const char *fx_path(const char *rel)
 {
     static char bufs[8][512];
     static int next;
@@ -50,10 +50,10 @@ static const char *fx_path(const char *rel)
     return b;
 }
 
-static void fx_mkdir(const char *rel) { mkdir(fx_path(rel), 0750); }
+static inline void fx_mkdir(const char *rel) { mkdir(fx_path(rel), 0750); }
 
 /* Encode tokens little-endian at width w into a malloc'ed buffer. */
-static uint8_t *fx_encode(const uint32_t *t, uint64_t n, unsigned w)
+static inline uint8_t *fx_encode(const uint32_t *t, uint64_t n, unsigned w)
 {
     uint8_t *p = malloc(n * w + 1);
     for (uint64_t i = 0; i < n; i++)
@@ -63,7 +63,7 @@ static uint8_t *fx_encode(const uint32_t *t, uint64_t n, unsigned w)
 }
 
 /* Write a complete shard file; returns its manifest entry fields. */
-static void fx_write_shard(const char *path, const uint32_t *t, uint64_t n, unsigned w, uint32_t vocab,
+static inline void fx_write_shard(const char *path, const uint32_t *t, uint64_t n, unsigned w, uint32_t vocab,
                            uint64_t *checksum)
 {
     uint8_t hdr[WEFT_SHARD_HEADER_SIZE], *pay = fx_encode(t, n, w);
@@ -86,7 +86,7 @@ typedef struct {
 /* A dataset of hand-made shards in <root>/rel: shard i holds tokens
  * (base_i + j) % vocab where base_i is the number of tokens before it, so
  * every token tells its position. */
-static void fx_make_dataset(const char *rel, const fx_shard_spec *specs, size_t ns, unsigned w, uint32_t vocab)
+static inline void fx_make_dataset(const char *rel, const fx_shard_spec *specs, size_t ns, unsigned w, uint32_t vocab)
 {
     weft_manifest m = {w, vocab, 7, 0, 0, calloc(ns, sizeof(weft_manifest_shard)), NULL};
     uint64_t base = 0;
@@ -111,7 +111,7 @@ static void fx_make_dataset(const char *rel, const fx_shard_spec *specs, size_t 
 }
 
 /* Overwrite bytes of a file at offset. */
-static void fx_patch(const char *path, long long off, const void *bytes, size_t n)
+static inline void fx_patch(const char *path, long long off, const void *bytes, size_t n)
 {
     int fd = open(path, O_WRONLY);
     if (fd < 0 || pwrite(fd, bytes, n, off) != (ssize_t)n)
@@ -119,13 +119,13 @@ static void fx_patch(const char *path, long long off, const void *bytes, size_t 
     close(fd);
 }
 
-static long long fx_size(const char *path)
+static inline long long fx_size(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 ? (long long)st.st_size : -1;
 }
 
-static char *fx_read(const char *path, size_t *len)
+static inline char *fx_read(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     long long n = fx_size(path);
@@ -136,7 +136,7 @@ static char *fx_read(const char *path, size_t *len)
     return b;
 }
 
-static void fx_write(const char *path, const char *text, size_t len)
+static inline void fx_write(const char *path, const char *text, size_t len)
 {
     FILE *f = fopen(path, "wb");
     fwrite(text, 1, len, f);
