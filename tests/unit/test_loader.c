@@ -538,7 +538,7 @@ static void test_direct_io_same_stream(void **st)
     /* tmpfs refuses O_DIRECT: fall back with a warning, same data. */
     struct stat sb;
     if (stat("/dev/shm", &sb) == 0) {
-        char dir[] = "/dev/shm/weft-data-test.XXXXXX", cmd[700];
+        char dir[64] = "/dev/shm/weft-data-test.XXXXXX", cmd[700];
         if (mkdtemp(dir)) {
             snprintf(cmd, sizeof cmd, "cp -r %s %s/a", fx_path("a"), dir);
             assert_int_equal(system(cmd), 0);
