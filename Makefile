@@ -115,6 +115,8 @@ $(BUILD)/tests/mpi/%: $(BUILD)/obj/tests/mpi/%.o $(BUILD)/lib/libweft.a
 # sources they exercise (listed per target below), so they need no MPI.
 FUZZ_DEPS_fuzz_ini := runtime/config.c runtime/error.c runtime/log.c
 # (data fuzz targets: add their FUZZ_DEPS_ lines here)
+FUZZ_DEPS_fuzz_shard_header := data/shard.c runtime/error.c runtime/log.c
+FUZZ_DEPS_fuzz_manifest := data/manifest.c data/atomic_file.c runtime/error.c runtime/log.c
 .SECONDEXPANSION:
 $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $$(FUZZ_DEPS_$$*) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
