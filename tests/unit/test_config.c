@@ -16,6 +16,7 @@
 #include "runtime/config.h"
 #include "runtime/error.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,7 +193,7 @@ static void test_files_apply_in_order(void **state)
     assert_int_equal(weft_config_int(cfg, "comm.retries"), 8); /* last override */
     assert_string_equal(weft_config_str(cfg, "comm.backend"), "mpi");
     char want[620];
-    snprintf(want, sizeof want, "%s:2", a);
+    snprintf(want, sizeof want, "%s:3", a);
     assert_string_equal(weft_config_origin(cfg, "comm.backend"), want);
 
     char *argv2[] = {"prog", "--config", a, "--config", b, NULL};
@@ -237,6 +238,11 @@ static void test_args_errors(void **state)
     argc = 2;
     assert_int_equal(weft_config_parse_args(cfg, &argc, argv2), WEFT_ECONFIG);
     has("--config needs a file");
+
+    char *argv7[] = {"prog", "--config=", NULL};
+    argc = 2;
+    assert_int_equal(weft_config_parse_args(cfg, &argc, argv7), WEFT_ECONFIG);
+    has("--config= needs a file");
 
     char *argv3[] = {"prog", "--config=/nonexistent/dir/train.ini", NULL};
     argc = 2;
@@ -302,6 +308,7 @@ static void test_int(void **state)
     set_fails(cfg, "comm.retries", "2.0", "\"2.0\" is not an integer", NULL);
     set_fails(cfg, "comm.retries", "", "\"\" is not an integer", NULL);
     set_fails(cfg, "comm.retries", " 5", "is not an integer", NULL);
+    set_fails(cfg, "comm.retries", "a\"b\\", "comm.retries = \"a\\\"b\\\\\" is not an integer", NULL);
     set_fails(cfg, "train.steps", "9223372036854775808", "is out of range (integer, no limit)", NULL);
     set_ok(cfg, "train.steps", "9223372036854775807");
     assert_true(weft_config_int(cfg, "train.steps") == INT64_MAX);
@@ -441,7 +448,10 @@ static void test_quoted_strings(void **state)
     assert_int_equal(weft_config_int(cfg, "comm.retries"), 4);
 
     parse_fails(cfg, "[train]\nname = \"abc\n", "train.ini:2:", "train.name", "no closing");
-    parse_fails(cfg, "[train]\n\nname = \"a\\nb\"\n", "train.ini:3:", "train.name", "unknown escape '\\n'");
+    parse_fails(cfg, "[train]\n\nname = \"a\\nb\"\n",
+                "train.ini:3: train.name = \"a\\nb\" has an unknown escape '\\n'", NULL, NULL);
+    parse_fails(cfg, "[train]\nname = \"abc\\\n", "train.ini:2:", "no closing", NULL);
+    parse_fails(cfg, "[train]\nname = \"abc\\\"\n", "train.ini:2:", "no closing", NULL);
     parse_fails(cfg, "[train]\nname = \"a\" b\n", "train.ini:2:", "train.name", "after the closing quote");
     assert_string_equal(weft_config_str(cfg, "train.name"), "");
 }
@@ -562,7 +572,7 @@ static void test_hostile_bytes(void **state)
     free(text);
 
     parse_fails(cfg, "[comm]\n\xff\xfe = 1\n", "train.ini:2: unknown key 'comm.\\xff\\xfe'", NULL, NULL);
-    parse_fails(cfg, "[\xc3\xa9t\xc3\xa9]\n", "unknown section [\xc3\xa9t\xc3\xa9]", NULL, NULL);
+    parse_fails(cfg, "[\xc3\xa9t\xc3\xa9]\n", "train.ini:1: malformed section header '[\xc3\xa9t\xc3\xa9]'", NULL, NULL);
     assert_int_equal(weft_config_int(cfg, "comm.retries"), 3);
 }
 
@@ -692,7 +702,7 @@ static void test_table_checks(void **state)
     new_fails(nodot, "'nodot'", "section.key");
     new_fails(twodots, "'a.b.c'", NULL);
     new_fails(space, "'a.b c'", NULL);
-    new_fails(baddef, "default of x.n = \"many\" is not an integer (integer in [0, 5])", NULL);
+    new_fails(baddef, "bug in a key table, the default: x.n = \"many\" is not an integer (integer in [0, 5])", NULL);
     new_fails(outdef, "x.n = \"9\" is out of range", NULL);
     new_fails(nochoice, "'x.e' needs choices", NULL);
     new_fails(badchoice, "'x.e' needs choices", NULL);
@@ -701,6 +711,10 @@ static void test_table_checks(void **state)
     new_fails(nodoc, "'x.s'", "doc");
     new_fails(nodef, "'x.s'", "default");
     new_fails(badsize, "x.z = \"1Q\"", NULL);
+    const weft_config_key nanbound[] = {{"x.f", WEFT_CFG_FLOAT, "1", 0, NAN, NULL, "x"}, WEFT_CONFIG_END};
+    const weft_config_key badtype[] = {{"x.t", (weft_config_type)42, "1", 0, 1, NULL, "x"}, WEFT_CONFIG_END};
+    new_fails(nanbound, "'x.f' has a NaN bound", NULL);
+    new_fails(badtype, "'x.t' has no valid type", NULL);
 
     weft_config *cfg = NULL;
     const weft_config_key *const none[] = {NULL};
@@ -755,21 +769,22 @@ static void test_getter_bugs_abort(void **state)
 
 /* ---- documentation ------------------------------------------------------- */
 
-static char *capture(void (*fn)(const weft_config_key *const *, FILE *))
+/* The output of fn into *buf (malloc'ed by open_memstream). */
+static void capture(void (*fn)(const weft_config_key *const *, FILE *), char **buf)
 {
-    char *buf = NULL;
     size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
+    FILE *f = open_memstream(buf, &len);
     assert_non_null(f);
     fn(tables, f);
     assert_int_equal(fclose(f), 0);
-    return buf;
+    assert_non_null(*buf);
 }
 
 static void test_help(void **state)
 {
     (void)state;
-    char *h = capture(weft_config_help);
+    char *h = NULL;
+    capture(weft_config_help, &h);
     for (const weft_config_key *const *t = tables; *t; t++)
         for (const weft_config_key *k = *t; k->name; k++) {
             char head[24]; /* long docs wrap, so look for their start */
@@ -800,7 +815,8 @@ static void test_help(void **state)
 static void test_markdown(void **state)
 {
     (void)state;
-    char *m = capture(weft_config_markdown);
+    char *m = NULL;
+    capture(weft_config_markdown, &m);
     for (const weft_config_key *const *t = tables; *t; t++)
         for (const weft_config_key *k = *t; k->name; k++) {
             char cell[128];
