@@ -5,14 +5,18 @@
  * Run it under the same launcher and options as the real job to find out
  * why a launch misbehaves before a week-long run does.
  */
+#include "data/loader.h"
 #include "runtime/weft.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static const weft_config_key *const program_keys[] = {weft_comm_config_keys, NULL};
-static const weft_config_key *const all_keys[] = {weft_runtime_config_keys, weft_comm_config_keys, NULL};
+/* weft-info accepts every key of the library, so that `weft-info --config
+ * job.ini` validates a whole job's configuration before it is submitted. */
+static const weft_config_key *const program_keys[] = {weft_comm_config_keys, weft_data_config_keys, NULL};
+static const weft_config_key *const all_keys[] = {weft_runtime_config_keys, weft_comm_config_keys,
+                                                  weft_data_config_keys, NULL};
 
 static void usage(FILE *out)
 {
@@ -21,6 +25,8 @@ static void usage(FILE *out)
             "\n"
             "Shows the job as weft sees it (launcher, job id, ranks, nodes, placement of\n"
             "every rank) and checks the collectives end to end on the configured backend.\n"
+            "It accepts every configuration key of the library, so `weft-info --config\n"
+            "job.ini --print-config` also validates a job's configuration.\n"
             "Run it with the same launcher and options as the real job, e.g.\n"
             "  mpirun -np 4 weft-info --comm.backend=mpi\n"
             "\n"
@@ -34,8 +40,7 @@ static void usage(FILE *out)
             "\n"
             "exit status: 0 ok, 64 bad usage or configuration, 66 configuration file\n"
             "missing, 70 the collectives check failed\n"
-            "\n"
-            "configuration keys:\n");
+            "\n");
     weft_config_help(all_keys, out);
 }
 
