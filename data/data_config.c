@@ -23,6 +23,8 @@ const weft_config_key weft_data_config_keys[] = {
      "shuffle samples each epoch (deterministic from the seed)"},
     {"data.prefetch_depth", WEFT_CFG_INT, "4", 1, 1024, NULL,
      "batches the prefetch thread reads ahead of the step"},
+    {"data.io_threads", WEFT_CFG_INT, "4", 0, 256, NULL,
+     "threads reading shards in parallel for the prefetch thread (queue depth)"},
     {"data.direct_io", WEFT_CFG_BOOL, "false", WEFT_UNBOUNDED, NULL,
      "read shards with O_DIRECT, bypassing the page cache (falls back if refused)"},
     {"data.max_open_shards", WEFT_CFG_INT, "64", 1, 65536, NULL,
@@ -88,6 +90,7 @@ int weft_loader_options_from_config(const weft_config *cfg, weft_loader_options 
                    ? 0 : weft_error(WEFT_ECONFIG, "data.split: expected train or val"));
     o->shuffle = weft_config_bool(cfg, "data.shuffle");
     o->prefetch_depth = (int)weft_config_int(cfg, "data.prefetch_depth");
+    o->io_threads = (int)weft_config_int(cfg, "data.io_threads");
     o->direct_io = weft_config_bool(cfg, "data.direct_io");
     o->max_open_shards = (int)weft_config_int(cfg, "data.max_open_shards");
     return 0;

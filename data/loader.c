@@ -1,22 +1,22 @@
 /*
  * loader.c -- the streaming loader (contract and states in loader.h).
  *
- * Two threads touch a loader. The consumer (the training loop) calls next(),
- * which hands out ready batch slots in step order. The producer (one
- * background thread) walks the global sample stream with its own cursor,
- * keeps this rank's rows of each global batch, and fills free slots with
- * pread. The slot ring is guarded by one mutex and two condition variables;
- * a slot is FREE (producer may fill it), READY (filled, waiting for the
- * consumer) or HELD (returned by next() until the following call). Only the
- * producer touches the shard index, the descriptor cache and the bounce
- * buffer, so those need no lock.
+ * The consumer (the training loop) calls next(), which hands out ready batch
+ * slots in step order. The producer (one background thread) walks the global
+ * sample stream with its own cursor, keeps this rank's rows of each global
+ * batch, and fills free slots through the batch reader (data/reader.h: pread
+ * on a pool of I/O threads). The slot ring is guarded by one mutex and two
+ * condition variables; a slot is FREE (producer may fill it), READY (filled,
+ * waiting for the consumer) or HELD (returned by next() until the following
+ * call). Only the producer touches the cursor and the shuffle state.
  *
  * Shards are opened lazily, when a sample first needs them, and kept in a
- * small LRU cache of descriptors, so opening a dataset of 10 000 shards reads
- * one manifest and nothing else.
+ * small LRU cache of descriptors (data/shard_cache.h), so opening a dataset
+ * of 10 000 shards reads one manifest and nothing else.
  */
 #include "data/loader.h"
 #include "data/le.h"
+#include "data/reader.h"
 #include "data/shard.h"
 #include "data/shuffle.h"
 #include "runtime/error.h"
@@ -34,7 +34,6 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#define ALIGN 4096
 #define STATE_MAGIC 0x54534c57u /* "WLST" */
 #define STATE_VERSION 1
 #define ERR_LEN 1024
@@ -43,7 +42,7 @@ typedef struct {
     const weft_manifest_shard *ms;
     uint64_t first_window;  /* windows in earlier shards of the dataset */
     uint64_t windows;
-    int cache_slot;         /* index into the descriptor cache, -1 if closed */
+    size_t id;              /* dense id over all datasets, for the descriptor cache */
 } shard_ref;
 
 typedef struct {
@@ -53,19 +52,6 @@ typedef struct {
     size_t n_shards;
     uint64_t windows;       /* N: samples per epoch */
 } dataset;
-
-typedef struct {
-    int fd;
-    int direct;
-    shard_ref *owner;       /* NULL when empty */
-    uint64_t last_use;
-} fd_entry;
-
-typedef struct {
-    shard_ref *ref;
-    int d;                  /* dataset */
-    uint64_t offset;        /* byte offset of the window in the shard */
-} sample_loc;
 
 typedef struct {
     uint64_t pos;                       /* global samples before this point */
@@ -91,13 +77,9 @@ struct weft_loader {
     cursor pc;
     weft_shuffle shuf[WEFT_BLEND_MAX];
     uint64_t shuf_epoch[WEFT_BLEND_MAX];
-    fd_entry *fds;
-    uint64_t fd_clock;
-    sample_loc *locs;       /* (rows) */
-    uint8_t *bounce;        /* aligned, bounce_len bytes */
-    size_t bounce_len;
-    int warned_direct;
-    atomic_bool direct_active;
+    weft_reader *reader;
+    weft_read_req *reqs;    /* (rows) this rank's windows of the batch */
+    size_t n_shard_ids;
 
     /* Shared, under mu. */
     pthread_mutex_t mu;
@@ -127,12 +109,13 @@ void weft_loader_options_default(weft_loader_options *o)
     o->dp_size = 1;
     o->shuffle = true;
     o->prefetch_depth = 4;
+    o->io_threads = 4;
     o->max_open_shards = 64;
 }
 
 /* ---- opening: manifests and the sample index ---------------------------- */
 
-static int index_split(dataset *ds, weft_split split, int64_t T)
+static int index_split(dataset *ds, weft_split split, int64_t T, size_t *next_id)
 {
     const weft_manifest *m = ds->m;
     uint64_t longest = 0;
@@ -149,7 +132,7 @@ static int index_split(dataset *ds, weft_split split, int64_t T)
         r->first_window = ds->windows;
         /* Windows of T+1 tokens at stride T: window j is tokens [jT, jT+T]. */
         r->windows = s->tokens > (uint64_t)T ? (s->tokens - 1) / (uint64_t)T : 0;
-        r->cache_slot = -1;
+        r->id = (*next_id)++;
         ds->windows += r->windows;
         if (s->tokens >= longest) {
             longest = s->tokens;
@@ -172,7 +155,7 @@ static int open_dataset(weft_loader *L, int d)
         return weft_error(WEFT_ECONFIG, "data: dataset %d has no path", d);
     snprintf(ds->dir, sizeof ds->dir, "%s", L->o.paths[d]);
     WEFT_CHECK(weft_manifest_load(ds->dir, &ds->m));
-    return index_split(ds, L->o.split, L->T);
+    return index_split(ds, L->o.split, L->T, &L->n_shard_ids);
 }
 
 static int check_options(const weft_loader_options *o)
@@ -188,6 +171,8 @@ static int check_options(const weft_loader_options *o)
                           o->global_batch, o->dp_size, o->dp_size);
     if (o->prefetch_depth < 1 || o->prefetch_depth > 1024)
         return weft_error(WEFT_ECONFIG, "data: prefetch depth %d; expected 1..1024", o->prefetch_depth);
+    if (o->io_threads < 0 || o->io_threads > 256)
+        return weft_error(WEFT_ECONFIG, "data: %d I/O threads; expected 0..256", o->io_threads);
     if (o->max_open_shards < 1 || o->max_open_shards > 65536)
         return weft_error(WEFT_ECONFIG, "data: max open shards %d; expected 1..65536", o->max_open_shards);
     if ((uint64_t)(o->global_batch / o->dp_size) * (uint64_t)(o->seq_len + 1) > (1ull << 34))
@@ -231,10 +216,8 @@ static int alloc_buffers(weft_loader *L)
     int depth = L->o.prefetch_depth;
     size_t row_bytes = (size_t)(L->T + 1) * 4;
     L->slots = calloc((size_t)depth, sizeof *L->slots);
-    L->fds = calloc((size_t)L->o.max_open_shards, sizeof *L->fds);
-    L->locs = calloc((size_t)L->rows, sizeof *L->locs);
-    L->bounce_len = (row_bytes + 2 * ALIGN + ALIGN - 1) / ALIGN * ALIGN;
-    if (!L->slots || !L->fds || !L->locs || posix_memalign((void **)&L->bounce, ALIGN, L->bounce_len) != 0)
+    L->reqs = calloc((size_t)L->rows, sizeof *L->reqs);
+    if (!L->slots || !L->reqs)
         return weft_error(WEFT_ENOMEM, "data: no memory for loader buffers");
     for (int i = 0; i < depth; i++) {
         L->slots[i].tokens = malloc((size_t)L->rows * row_bytes);
@@ -242,9 +225,8 @@ static int alloc_buffers(weft_loader *L)
             return weft_error(WEFT_ENOMEM, "data: no memory for %d prefetch buffers of %zu bytes",
                               depth, (size_t)L->rows * row_bytes);
     }
-    for (int i = 0; i < L->o.max_open_shards; i++)
-        L->fds[i].fd = -1;
-    return 0;
+    return weft_reader_new(L->o.io_threads, L->o.max_open_shards, L->n_shard_ids, L->o.direct_io,
+                           (size_t)L->T + 1, &L->reader);
 }
 
 static void *producer_main(void *arg);
@@ -277,7 +259,6 @@ int weft_loader_open(const weft_loader_options *o, weft_loader **out)
     pthread_mutex_init(&L->mu, NULL);
     pthread_cond_init(&L->cv_ready, NULL);
     pthread_cond_init(&L->cv_free, NULL);
-    atomic_store(&L->direct_active, o->direct_io);
     for (int d = 0; d < o->n_datasets; d++)
         WEFT_CHECK_GOTO(open_dataset(L, d), rc, fail);
     WEFT_CHECK_GOTO(init_blend(L), rc, fail);
@@ -310,7 +291,7 @@ static shard_ref *find_shard(dataset *ds, uint64_t w)
     return &ds->shards[lo];
 }
 
-static void locate(weft_loader *L, int d, uint64_t c, sample_loc *loc)
+static void locate(weft_loader *L, int d, uint64_t c, weft_read_req *q)
 {
     dataset *ds = &L->ds[d];
     uint64_t epoch = c / ds->windows, p = c % ds->windows;
@@ -322,9 +303,11 @@ static void locate(weft_loader *L, int d, uint64_t c, sample_loc *loc)
         p = weft_shuffle_apply(&L->shuf[d], p);
     }
     shard_ref *r = find_shard(ds, p);
-    loc->ref = r;
-    loc->d = d;
-    loc->offset = WEFT_SHARD_HEADER_SIZE + (p - r->first_window) * (uint64_t)L->T * ds->m->token_width;
+    q->shard = r->id;
+    q->dir = ds->dir;
+    q->m = ds->m;
+    q->ms = r->ms;
+    q->offset = WEFT_SHARD_HEADER_SIZE + (p - r->first_window) * (uint64_t)L->T * ds->m->token_width;
 }
 
 /* Walk one global batch from cursor c, keeping this rank's rows. */
@@ -334,200 +317,18 @@ static void plan_batch(weft_loader *L, cursor *c)
     for (int64_t i = 0; i < L->o.global_batch; i++) {
         int d = L->o.n_datasets > 1 ? weft_blend_pick(&L->blend, c->counts, c->pos) : 0;
         if (i >= lo && i < hi)
-            locate(L, d, c->counts[d], &L->locs[i - lo]);
+            locate(L, d, c->counts[d], &L->reqs[i - lo]);
         c->counts[d]++;
         c->pos++;
     }
 }
 
-/* ---- producer: descriptors and reads ------------------------------------- */
-
-static void shard_path(const weft_loader *L, const sample_loc *loc, char *out, size_t len)
-{
-    snprintf(out, len, "%s/%s", L->ds[loc->d].dir, loc->ref->ms->name);
-}
-
-static int open_ref(weft_loader *L, const sample_loc *loc, fd_entry *e)
-{
-    char path[4096];
-    const dataset *ds = &L->ds[loc->d];
-    weft_shard_header h, want = {ds->m->token_width, ds->m->vocab_size, ds->m->tokenizer_id,
-                                 loc->ref->ms->tokens, loc->ref->ms->checksum};
-    int direct = atomic_load(&L->direct_active), used = 0;
-    shard_path(L, loc, path, sizeof path);
-    WEFT_CHECK(weft_shard_open(path, direct, &want, &h, &e->fd, &used));
-    if (direct && !used && !L->warned_direct) {
-        L->warned_direct = 1;
-        WEFT_WARN("data: %s: the filesystem refuses O_DIRECT; reading through the page cache instead", path);
-    }
-    e->direct = used;
-    if (direct && !used)
-        atomic_store(&L->direct_active, false);
-    return 0;
-}
-
-static fd_entry *get_fd(weft_loader *L, const sample_loc *loc, int *rc)
-{
-    shard_ref *r = loc->ref;
-    fd_entry *e;
-    if (r->cache_slot >= 0) {
-        e = &L->fds[r->cache_slot];
-        e->last_use = ++L->fd_clock;
-        return e;
-    }
-    int victim = 0;
-    for (int i = 0; i < L->o.max_open_shards; i++) {
-        if (!L->fds[i].owner) {
-            victim = i;
-            break;
-        }
-        if (L->fds[i].last_use < L->fds[victim].last_use)
-            victim = i;
-    }
-    e = &L->fds[victim];
-    if (e->owner) {
-        close(e->fd);
-        e->owner->cache_slot = -1;
-        e->owner = NULL;
-    }
-    *rc = open_ref(L, loc, e);
-    if (*rc < 0)
-        return NULL;
-    e->owner = r;
-    e->last_use = ++L->fd_clock;
-    r->cache_slot = victim;
-    return e;
-}
-
-/* pread until len bytes or end of file. A system error is WEFT_EIO with
- * *err set and no message (the caller decides whether to retry); fewer than
- * need bytes is a truncated shard. */
-static int read_at(int fd, uint8_t *buf, size_t len, uint64_t off, size_t need, const char *path,
-                   int *err)
-{
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = pread(fd, buf + got, len - got, (off_t)(off + got));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            *err = errno;
-            return WEFT_EIO;
-        }
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    if (got < need)
-        return weft_error(WEFT_EDATA, "%s: truncated shard: expected %zu bytes at offset %" PRIu64 ", found %zu (the file shrank after it was opened?)",
-                          path, need, off, got);
-    return 0;
-}
-
-static int reopen_buffered(weft_loader *L, fd_entry *e, const char *path)
-{
-    WEFT_WARN("data: %s: O_DIRECT read refused; reading through the page cache instead", path);
-    atomic_store(&L->direct_active, false);
-    close(e->fd);
-    e->direct = 0;
-    e->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (e->fd >= 0)
-        return 0;
-    int err = errno;
-    /* Keep the cache consistent: the entry no longer holds a descriptor. */
-    e->owner->cache_slot = -1;
-    e->owner = NULL;
-    return weft_error(WEFT_EIO, "%s: cannot reopen: %s", path, strerror(err));
-}
-
-/* Read the window at loc into L->bounce; *data points at its first byte. */
-static int read_window(weft_loader *L, const sample_loc *loc, fd_entry *e, size_t len,
-                       const uint8_t **data)
-{
-    char path[4096];
-    int rc, err = 0;
-    uint64_t start = loc->offset;
-    shard_path(L, loc, path, sizeof path);
-    if (e->direct) {
-        /* O_DIRECT needs offset, length and buffer aligned: read the
-         * enclosing aligned span and skip to the window. */
-        start = loc->offset & ~(uint64_t)(ALIGN - 1);
-        size_t skip = (size_t)(loc->offset - start);
-        size_t span = (skip + len + ALIGN - 1) / ALIGN * ALIGN;
-        rc = read_at(e->fd, L->bounce, span, start, skip + len, path, &err);
-        *data = L->bounce + skip;
-        if (!(rc == WEFT_EIO && err == EINVAL))
-            goto out;
-        WEFT_CHECK(reopen_buffered(L, e, path));
-        start = loc->offset;
-    }
-    rc = read_at(e->fd, L->bounce, len, start, len, path, &err);
-    *data = L->bounce;
-out:
-    if (rc == WEFT_EIO)
-        return weft_error(WEFT_EIO, "%s: read at offset %" PRIu64 " failed: %s", path, start, strerror(err));
-    return rc;
-}
-
-static int bad_token(weft_loader *L, const sample_loc *loc, const uint8_t *src, size_t n, unsigned w)
-{
-    char path[4096];
-    uint32_t vocab = L->ds[loc->d].m->vocab_size;
-    shard_path(L, loc, path, sizeof path);
-    for (size_t j = 0; j < n; j++) {
-        uint32_t t = w == 2 ? weft_le_get16(src + 2 * j) : weft_le_get32(src + 4 * j);
-        if (t >= vocab)
-            return weft_error(WEFT_EDATA, "%s: token out of range at offset %" PRIu64 ": expected a token below the vocab size %u, found %u",
-                              path, loc->offset + j * w, vocab, t);
-    }
-    return weft_error(WEFT_EINTERNAL, "%s: token range check disagreed with itself", path);
-}
-
-/* Convert n little-endian tokens to int32, checking each is below vocab. */
-static int convert(weft_loader *L, const sample_loc *loc, const uint8_t *src, int32_t *dst, size_t n)
-{
-    unsigned w = L->ds[loc->d].m->token_width;
-    uint32_t vocab = L->ds[loc->d].m->vocab_size, max = 0;
-    if (w == 2) {
-        for (size_t j = 0; j < n; j++) {
-            uint32_t t = weft_le_get16(src + 2 * j);
-            max = t > max ? t : max;
-            dst[j] = (int32_t)t;
-        }
-    } else {
-        for (size_t j = 0; j < n; j++) {
-            uint32_t t = weft_le_get32(src + 4 * j);
-            max = t > max ? t : max;
-            dst[j] = (int32_t)t;
-        }
-    }
-    /* Checked once per row so the loop above stays vectorisable. */
-    return max >= vocab ? bad_token(L, loc, src, n, w) : 0;
-}
+/* ---- producer ------------------------------------------------------------- */
 
 static int fill_slot(weft_loader *L, slot *s)
 {
-    int rc = 0;
-    size_t n = (size_t)L->T + 1;
     plan_batch(L, &L->pc);
-    /* Announce every read of the batch first so the kernel can fetch them
-     * in parallel; the synchronous reads below then mostly hit the cache. */
-    for (int64_t i = 0; i < L->rows && !atomic_load(&L->direct_active); i++) {
-        fd_entry *e = get_fd(L, &L->locs[i], &rc);
-        if (!e)
-            return rc;
-        posix_fadvise(e->fd, (off_t)L->locs[i].offset, (off_t)(n * L->ds[L->locs[i].d].m->token_width),
-                      POSIX_FADV_WILLNEED);
-    }
-    for (int64_t i = 0; i < L->rows && !atomic_load(&L->stop); i++) {
-        const sample_loc *loc = &L->locs[i];
-        const uint8_t *data;
-        fd_entry *e = get_fd(L, loc, &rc);
-        if (!e)
-            return rc;
-        WEFT_CHECK(read_window(L, loc, e, n * L->ds[loc->d].m->token_width, &data));
-        WEFT_CHECK(convert(L, loc, data, s->tokens + (size_t)i * n, n));
-    }
+    WEFT_CHECK(weft_reader_run(L->reader, L->reqs, (size_t)L->rows, (size_t)L->T + 1, s->tokens, &L->stop));
     s->after = L->pc;
     return 0;
 }
@@ -698,7 +499,7 @@ int64_t weft_loader_wait_ns(const weft_loader *L) { return L->wait_ns; }
 int64_t weft_loader_last_wait_ns(const weft_loader *L) { return L->last_wait_ns; }
 uint64_t weft_loader_position(const weft_loader *L) { return L->cc.pos; }
 uint64_t weft_loader_dataset_hash(const weft_loader *L) { return L->data_hash; }
-bool weft_loader_direct(const weft_loader *L) { return atomic_load(&L->direct_active); }
+bool weft_loader_direct(const weft_loader *L) { return weft_reader_direct(L->reader); }
 
 uint64_t weft_loader_samples(const weft_loader *L, int d)
 {
@@ -715,9 +516,7 @@ void weft_loader_close(weft_loader *L)
     if (!L)
         return;
     stop_thread(L);
-    for (int i = 0; L->fds && i < L->o.max_open_shards; i++)
-        if (L->fds[i].owner)
-            close(L->fds[i].fd);
+    weft_reader_free(L->reader);
     for (int i = 0; L->slots && i < L->o.prefetch_depth; i++)
         free(L->slots[i].tokens);
     for (int d = 0; d < L->o.n_datasets; d++) {
@@ -725,9 +524,7 @@ void weft_loader_close(weft_loader *L)
         free(L->ds[d].shards);
     }
     free(L->slots);
-    free(L->fds);
-    free(L->locs);
-    free(L->bounce);
+    free(L->reqs);
     pthread_cond_destroy(&L->cv_ready);
     pthread_cond_destroy(&L->cv_free);
     pthread_mutex_destroy(&L->mu);

@@ -22,8 +22,8 @@
  *   or data error is sticky: every later next() returns it, until a restore.
  *
  * Memory: `prefetch_depth` batch buffers of rows*(T+1) int32 tokens, one
- * bounce buffer and a cache of at most `max_open_shards` descriptors are
- * allocated at open; weft_loader_next allocates nothing.
+ * bounce buffer per I/O thread and a cache of at most `max_open_shards`
+ * descriptors are allocated at open; weft_loader_next allocates nothing.
  */
 #ifndef WEFT_DATA_LOADER_H
 #define WEFT_DATA_LOADER_H
@@ -49,18 +49,19 @@ typedef struct weft_loader_options {
     uint64_t seed;                        /* shuffle seed */
     bool shuffle;                         /* false: windows in file order */
     int prefetch_depth;                   /* batches buffered ahead, >= 1 */
+    int io_threads;                       /* reader threads besides the prefetch thread */
     bool direct_io;                       /* O_DIRECT reads (falls back with a warning) */
     int max_open_shards;                  /* descriptor cache size, >= 1 */
     char storage[4096];                   /* backing text for paths set from a config */
 } weft_loader_options;
 
-/* Defaults: one dataset, train split, shuffle on, depth 4, buffered I/O, 64
- * open shards, dp 0 of 1. The caller fills paths, seq_len, global_batch. */
+/* Defaults: one dataset, train split, shuffle on, depth 4, 4 I/O threads,
+ * buffered I/O, 64 open shards, dp 0 of 1. The caller fills paths, seq_len, global_batch. */
 void weft_loader_options_default(weft_loader_options *o);
 
 /* Configuration keys of the [data] section (data.path, data.weights,
- * data.split, data.shuffle, data.prefetch_depth, data.direct_io,
- * data.max_open_shards). */
+ * data.split, data.shuffle, data.prefetch_depth, data.io_threads,
+ * data.direct_io, data.max_open_shards). */
 extern const weft_config_key weft_data_config_keys[];
 
 /* Fill the data-section fields of o from cfg (paths, weights, split, shuffle,

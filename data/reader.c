@@ -1,0 +1,377 @@
+/*
+ * reader.c -- the batch reader's thread pool and the per-window read path
+ * (see reader.h).
+ *
+ * A batch is a job: the caller publishes it (generation number + request
+ * array), wakes the helpers, reads rows itself, then waits until every
+ * helper has left the job. Rows are claimed with an atomic counter, so fast
+ * threads take more. The first error wins; it stops further claims.
+ *
+ * When the page cache looks cold (the previous batch averaged more than
+ * COLD_NS per row), every row of the batch is announced with
+ * POSIX_FADV_WILLNEED first, which queues all of them at the device at once;
+ * on a warm cache that would only cost a system call per row, so it is
+ * skipped.
+ */
+#include "data/reader.h"
+#include "data/le.h"
+#include "data/shard.h"
+#include "data/shard_cache.h"
+#include "runtime/error.h"
+#include "runtime/timer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ALIGN 4096
+#define ERR_LEN 1024
+#define COLD_NS 4000
+
+typedef struct {
+    weft_reader *r;
+    uint8_t *bounce;        /* aligned; room for the longest window + 2 pages */
+    pthread_t thread;
+} worker;
+
+struct weft_reader {
+    weft_shard_cache *cache;
+    worker *w;              /* (n_workers); w[0] is the caller */
+    int n_workers;
+    int threads;            /* helpers started */
+    size_t bounce_len;
+    int cold;               /* announce reads with WILLNEED */
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv_job, cv_done;
+    uint64_t gen;           /* job number */
+    int active;             /* helpers still inside the current job */
+    bool quit;
+    /* The current job. */
+    const weft_read_req *req;
+    size_t n, len;
+    int32_t *out;
+    const atomic_bool *stop;
+    atomic_size_t next;     /* next row to claim */
+    atomic_bool failed;
+    int rc;
+    char msg[ERR_LEN];
+};
+
+/* ---- one window ------------------------------------------------------------- */
+
+static void req_path(const weft_read_req *q, char *out, size_t len)
+{
+    snprintf(out, len, "%s/%s", q->dir, q->ms->name);
+}
+
+/* pread until len bytes or end of file; *got says how many arrived. 0, or
+ * WEFT_EIO with *err set (the caller writes the message, so the hot path
+ * never formats a path). */
+static int read_at(int fd, uint8_t *buf, size_t len, uint64_t off, size_t *got, int *err)
+{
+    *got = 0;
+    while (*got < len) {
+        ssize_t n = pread(fd, buf + *got, len - *got, (off_t)(off + *got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            *err = errno;
+            return WEFT_EIO;
+        }
+        if (n == 0)
+            break;
+        *got += (size_t)n;
+    }
+    return 0;
+}
+
+/* Message for a failed or short read of need bytes at off. */
+static int read_error(const weft_read_req *q, int rc, int err, uint64_t off, size_t need, size_t got)
+{
+    char path[4096];
+    req_path(q, path, sizeof path);
+    if (rc == WEFT_EIO)
+        return weft_error(WEFT_EIO, "%s: read of %zu bytes at offset %" PRIu64 " failed: %s", path, need, off,
+                          strerror(err));
+    return weft_error(WEFT_EDATA, "%s: truncated shard: expected %zu bytes at offset %" PRIu64 ", found %zu (the file shrank after it was opened?)",
+                      path, need, off, got);
+}
+
+/* Under O_DIRECT, offset, length and buffer must be aligned: read the
+ * enclosing aligned span. A refused read (EINVAL) drops O_DIRECT for good
+ * and retries through the page cache on a private descriptor. */
+static int read_direct(worker *w, int fd, const weft_read_req *q, size_t bytes, const uint8_t **data)
+{
+    uint64_t start = q->offset & ~(uint64_t)(ALIGN - 1);
+    size_t skip = (size_t)(q->offset - start), span = (skip + bytes + ALIGN - 1) / ALIGN * ALIGN, got;
+    int err = 0, rc = read_at(fd, w->bounce, span, start, &got, &err);
+    char path[4096];
+    *data = w->bounce + skip;
+    if (rc == 0 || err != EINVAL)
+        return rc < 0 || got < skip + bytes ? read_error(q, rc, err, start, skip + bytes, got) : 0;
+    req_path(q, path, sizeof path);
+    weft_shard_cache_drop_direct(w->r->cache, path);
+    int bfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (bfd < 0)
+        return weft_error(WEFT_EIO, "%s: cannot reopen: %s", path, strerror(errno));
+    rc = read_at(bfd, w->bounce, bytes, q->offset, &got, &err);
+    close(bfd);
+    *data = w->bounce;
+    return rc < 0 || got < bytes ? read_error(q, rc, err, q->offset, bytes, got) : 0;
+}
+
+static int bad_token(const weft_read_req *q, const uint8_t *src, size_t n)
+{
+    char path[4096];
+    unsigned w = q->m->token_width;
+    req_path(q, path, sizeof path);
+    for (size_t j = 0; j < n; j++) {
+        uint32_t t = w == 2 ? weft_le_get16(src + 2 * j) : weft_le_get32(src + 4 * j);
+        if (t >= q->m->vocab_size)
+            return weft_error(WEFT_EDATA, "%s: token out of range at offset %" PRIu64 ": expected a token below the vocab size %u, found %u",
+                              path, q->offset + j * w, q->m->vocab_size, t);
+    }
+    return weft_error(WEFT_EINTERNAL, "%s: token range check disagreed with itself", path);
+}
+
+/* Little-endian tokens to int32, returning the largest. Plain loops over
+ * native integers on little-endian hosts (the common case) so the compiler
+ * vectorises them; this is the one loop over every token the loader runs.
+ * -O2's cheap vectoriser model skips loops of unknown length, hence O3. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+__attribute__((optimize("O3")))
+static uint32_t widen16(const uint8_t *src, int32_t *restrict dst, size_t n)
+{
+    uint16_t max = 0;
+    const uint16_t *s = (const uint16_t *)(const void *)src; /* bounce buffers are aligned */
+    for (size_t j = 0; j < n; j++) {
+        max = s[j] > max ? s[j] : max;
+        dst[j] = s[j];
+    }
+    return max;
+}
+
+__attribute__((optimize("O3")))
+static uint32_t widen32(const uint8_t *src, int32_t *restrict dst, size_t n)
+{
+    uint32_t max = 0;
+    const uint32_t *s = (const uint32_t *)(const void *)src;
+    for (size_t j = 0; j < n; j++) {
+        max = s[j] > max ? s[j] : max;
+        dst[j] = (int32_t)s[j];
+    }
+    return max;
+}
+#else
+static uint32_t widen16(const uint8_t *src, int32_t *dst, size_t n)
+{
+    uint32_t max = 0;
+    for (size_t j = 0; j < n; j++) {
+        uint32_t t = weft_le_get16(src + 2 * j);
+        max = t > max ? t : max;
+        dst[j] = (int32_t)t;
+    }
+    return max;
+}
+
+static uint32_t widen32(const uint8_t *src, int32_t *dst, size_t n)
+{
+    uint32_t max = 0;
+    for (size_t j = 0; j < n; j++) {
+        uint32_t t = weft_le_get32(src + 4 * j);
+        max = t > max ? t : max;
+        dst[j] = (int32_t)t;
+    }
+    return max;
+}
+#endif
+
+/* Convert, checking the vocab once per window. */
+static int convert(const weft_read_req *q, const uint8_t *src, int32_t *dst, size_t n)
+{
+    uint32_t max = q->m->token_width == 2 ? widen16(src, dst, n) : widen32(src, dst, n);
+    return max >= q->m->vocab_size ? bad_token(q, src, n) : 0;
+}
+
+static int read_row(worker *w, const weft_read_req *q, int32_t *dst, size_t len)
+{
+    int fd, err = 0, rc;
+    bool direct;
+    const uint8_t *data = w->bounce;
+    size_t bytes = len * q->m->token_width, got = 0;
+    weft_shard_header want = {q->m->token_width, q->m->vocab_size, q->m->tokenizer_id, q->ms->tokens, q->ms->checksum};
+    WEFT_CHECK(weft_shard_cache_get(w->r->cache, q->shard, q->dir, q->ms->name, &want, &fd, &direct));
+    if (direct) {
+        rc = read_direct(w, fd, q, bytes, &data);
+    } else {
+        rc = read_at(fd, w->bounce, bytes, q->offset, &got, &err);
+        if (rc < 0 || got < bytes)
+            rc = read_error(q, rc, err, q->offset, bytes, got);
+    }
+    weft_shard_cache_put(w->r->cache, q->shard);
+    return rc < 0 ? rc : convert(q, data, dst, len);
+}
+
+/* ---- the job --------------------------------------------------------------- */
+
+static void record_error(weft_reader *r, int rc)
+{
+    pthread_mutex_lock(&r->mu);
+    if (!atomic_load(&r->failed)) {
+        r->rc = rc;
+        snprintf(r->msg, sizeof r->msg, "%s", weft_last_error());
+        atomic_store(&r->failed, true);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void work(worker *w)
+{
+    weft_reader *r = w->r;
+    for (;;) {
+        if (atomic_load(&r->failed) || (r->stop && atomic_load(r->stop)))
+            return;
+        size_t i = atomic_fetch_add(&r->next, 1);
+        if (i >= r->n)
+            return;
+        int rc = read_row(w, &r->req[i], r->out + i * r->len, r->len);
+        if (rc < 0)
+            record_error(r, rc);
+    }
+}
+
+static void *helper_main(void *arg)
+{
+    worker *w = arg;
+    weft_reader *r = w->r;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        while (!r->quit && r->gen == seen)
+            pthread_cond_wait(&r->cv_job, &r->mu);
+        if (r->quit)
+            break;
+        seen = r->gen;
+        pthread_mutex_unlock(&r->mu);
+        work(w);
+        pthread_mutex_lock(&r->mu);
+        if (--r->active == 0)
+            pthread_cond_signal(&r->cv_done);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* Queue every row of the batch at the device before reading any. */
+static void announce(weft_reader *r, const weft_read_req *req, size_t n, size_t len)
+{
+    for (size_t i = 0; i < n; i++) {
+        const weft_read_req *q = &req[i];
+        weft_shard_header want = {q->m->token_width, q->m->vocab_size, q->m->tokenizer_id, q->ms->tokens, q->ms->checksum};
+        int fd;
+        bool direct;
+        /* Errors surface again, with their message, when the row is read. */
+        if (weft_shard_cache_get(r->cache, q->shard, q->dir, q->ms->name, &want, &fd, &direct) != 0)
+            return;
+        posix_fadvise(fd, (off_t)q->offset, (off_t)(len * q->m->token_width), POSIX_FADV_WILLNEED);
+        weft_shard_cache_put(r->cache, q->shard);
+    }
+}
+
+int weft_reader_run(weft_reader *r, const weft_read_req *req, size_t n, size_t len, int32_t *out,
+                    const atomic_bool *stop)
+{
+    int64_t t0 = weft_now_ns();
+    if (len * 4 + 2 * ALIGN > r->bounce_len)
+        return weft_error(WEFT_EINTERNAL, "data: window of %zu tokens exceeds the reader's buffers", len);
+    if (r->cold && !weft_shard_cache_direct(r->cache))
+        announce(r, req, n, len);
+    pthread_mutex_lock(&r->mu);
+    r->req = req;
+    r->n = n;
+    r->len = len;
+    r->out = out;
+    r->stop = stop;
+    atomic_store(&r->next, 0);
+    atomic_store(&r->failed, false);
+    r->active = r->threads;
+    r->gen++;
+    pthread_cond_broadcast(&r->cv_job);
+    pthread_mutex_unlock(&r->mu);
+    work(&r->w[0]);
+    pthread_mutex_lock(&r->mu);
+    while (r->active > 0)
+        pthread_cond_wait(&r->cv_done, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+    r->cold = n > 0 && (weft_now_ns() - t0) / (int64_t)n > COLD_NS;
+    if (atomic_load(&r->failed))
+        return weft_error(r->rc, "%s", r->msg);
+    return 0;
+}
+
+/* ---- lifetime ----------------------------------------------------------------- */
+
+int weft_reader_new(int threads, int max_open, size_t n_shards, bool direct, size_t max_tokens,
+                    weft_reader **out)
+{
+    weft_reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return weft_error(WEFT_ENOMEM, "data: no memory for the reader");
+    /* Every thread may hold one descriptor while another opens the next. */
+    int cap = max_open > threads + 1 ? max_open : threads + 2;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv_job, NULL);
+    pthread_cond_init(&r->cv_done, NULL);
+    r->cold = 1;
+    r->bounce_len = (max_tokens * 4 + 3 * ALIGN) / ALIGN * ALIGN;
+    r->w = calloc((size_t)threads + 1, sizeof *r->w);
+    r->n_workers = r->w ? threads + 1 : 0;
+    int rc = r->w ? weft_shard_cache_new(cap, n_shards, direct, &r->cache)
+                  : weft_error(WEFT_ENOMEM, "data: no memory for the reader");
+    for (int i = 0; rc == 0 && i <= threads; i++) {
+        r->w[i].r = r;
+        if (posix_memalign((void **)&r->w[i].bounce, ALIGN, r->bounce_len) != 0)
+            rc = weft_error(WEFT_ENOMEM, "data: no memory for read buffers");
+    }
+    for (int i = 1; rc == 0 && i <= threads; i++) {
+        int e = pthread_create(&r->w[i].thread, NULL, helper_main, &r->w[i]);
+        if (e != 0)
+            rc = weft_error(WEFT_EINTERNAL, "data: cannot start an I/O thread: %s", strerror(e));
+        else
+            r->threads = i;
+    }
+    if (rc < 0) {
+        weft_reader_free(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+void weft_reader_free(weft_reader *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->quit = true;
+    pthread_cond_broadcast(&r->cv_job);
+    pthread_mutex_unlock(&r->mu);
+    for (int i = 1; i <= r->threads; i++)
+        pthread_join(r->w[i].thread, NULL);
+    for (int i = 0; i < r->n_workers; i++)
+        free(r->w[i].bounce);
+    weft_shard_cache_free(r->cache);
+    pthread_cond_destroy(&r->cv_job);
+    pthread_cond_destroy(&r->cv_done);
+    pthread_mutex_destroy(&r->mu);
+    free(r->w);
+    free(r);
+}
+
+bool weft_reader_direct(const weft_reader *r) { return weft_shard_cache_direct(r->cache); }
