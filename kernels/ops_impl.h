@@ -1,0 +1,454 @@
+/*
+ * ops_impl.h -- the bodies of every CPU op in kernels.h, written once and
+ * compiled twice: ops_f32.c includes it with REAL = float, ops_f64.c with
+ * REAL = double. The f64 build exists for finite-difference checks and as a
+ * reference, so both must stay the same algorithm line for line; the only
+ * per-type choices are the macros the includer defines:
+ *
+ *   REAL        float | double
+ *   SFX(name)   name  | name##_f64       (public names)
+ *   GEMM        cblas_sgemm | cblas_dgemm
+ *   R_EXP, R_LOG, R_SQRT, R_TANH         the math of that type
+ *
+ * Deliberately not here: allocation (scratch comes from the caller), threads
+ * (only BLAS's own), anything about ranks or shards.
+ *
+ * Loops are written for gcc's vectoriser at -O2: restrict pointers, unit
+ * stride, no calls in the inner loop except the math macros. Reductions use
+ * 8 explicit partial sums so they vectorise without -ffast-math (and lose
+ * less precision than one running sum over a 8192-wide row).
+ *
+ * No include guard: this file is meant to be included once per type.
+ */
+#include <assert.h>
+#include <math.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "kernels/kernels.h"
+
+#define LN_EPS 1e-5
+/* Row block for the causal attention products: the lower triangle of the
+ * (T, T) score matrix is covered by row blocks of BLK rows, each multiplied
+ * only against the columns up to its last row, so about half the square
+ * is never computed, while each gemm stays large enough for BLAS. */
+#define ATT_BLK 64
+
+/* --- row helpers ---------------------------------------------------------- */
+
+static REAL row_sum(const REAL *restrict x, int n)
+{
+    REAL acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] += x[i + k];
+    REAL s = 0;
+    for (; i < n; i++)
+        s += x[i];
+    for (int k = 0; k < 8; k++)
+        s += acc[k];
+    return s;
+}
+
+static REAL row_dot(const REAL *restrict x, const REAL *restrict y, int n)
+{
+    REAL acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] += x[i + k] * y[i + k];
+    REAL s = 0;
+    for (; i < n; i++)
+        s += x[i] * y[i];
+    for (int k = 0; k < 8; k++)
+        s += acc[k];
+    return s;
+}
+
+static REAL row_max(const REAL *restrict x, int n)
+{
+    REAL acc[8];
+    for (int k = 0; k < 8; k++)
+        acc[k] = x[0];
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] = x[i + k] > acc[k] ? x[i + k] : acc[k];
+    REAL m = x[0];
+    for (; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    for (int k = 0; k < 8; k++)
+        m = acc[k] > m ? acc[k] : m;
+    return m;
+}
+
+/* x[i] = exp(x[i] - shift) in place; returns the sum of the new values. */
+static REAL row_exp_sum(REAL *restrict x, int n, REAL shift)
+{
+    for (int i = 0; i < n; i++)
+        x[i] = R_EXP(x[i] - shift);
+    return row_sum(x, n);
+}
+
+static void row_scale(REAL *restrict x, int n, REAL s)
+{
+    for (int i = 0; i < n; i++)
+        x[i] *= s;
+}
+
+/* y += x */
+static void row_acc(REAL *restrict y, const REAL *restrict x, int n)
+{
+    for (int i = 0; i < n; i++)
+        y[i] += x[i];
+}
+
+/* --- matmul -------------------------------------------------------------- */
+
+void SFX(weft_matmul_forward)(REAL *out, const REAL *inp, const REAL *weight, const REAL *bias,
+                              int N, int C, int OC)
+{
+    // out (N, OC) = inp (N, C) @ weight (OC, C)^T (+ bias): the bias is
+    // broadcast into out first so that one gemm with beta = 1 adds it.
+    if (N <= 0 || OC <= 0)
+        return;
+    if (bias)
+        for (int n = 0; n < N; n++)
+            memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(REAL));
+    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, weight, C, bias ? 1 : 0,
+         out, OC);
+}
+
+void SFX(weft_matmul_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REAL *dout,
+                               const REAL *inp, const REAL *weight, int N, int C, int OC)
+{
+    if (N <= 0 || OC <= 0 || C <= 0)
+        return;
+    // dinp (N, C) += dout (N, OC) @ weight (OC, C)
+    if (dinp)
+        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, weight, C, 1, dinp,
+             C);
+    // dweight (OC, C) += dout^T (OC, N) @ inp (N, C)
+    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dweight, C);
+    // dbias (OC) += column sums of dout, row by row so the inner loop is unit stride
+    if (dbias)
+        for (int n = 0; n < N; n++)
+            row_acc(dbias, dout + (size_t)n * OC, OC);
+}
+
+/* --- layernorm ----------------------------------------------------------- */
+
+static void ln_row(REAL *restrict out, const REAL *restrict x, const REAL *restrict w,
+                   const REAL *restrict b, REAL mean, REAL rstd, int C)
+{
+    for (int i = 0; i < C; i++)
+        out[i] = (x[i] - mean) * rstd * w[i] + b[i];
+}
+
+void SFX(weft_layernorm_forward)(REAL *out, REAL *mean, REAL *rstd, const REAL *inp,
+                                 const REAL *weight, const REAL *bias, int N, int C)
+{
+    for (int n = 0; n < N; n++) {
+        const REAL *x = inp + (size_t)n * C;   // (C)
+        REAL m = row_sum(x, C) / (REAL)C;
+        // variance from the centred values (two passes): no cancellation
+        // when |mean| >> std, as in activations with a large offset
+        REAL v = 0;
+        for (int i = 0; i < C; i++)
+            v += (x[i] - m) * (x[i] - m);
+        v /= (REAL)C;
+        REAL s = (REAL)1 / R_SQRT(v + (REAL)LN_EPS);
+        ln_row(out + (size_t)n * C, x, weight, bias, m, s, C);
+        mean[n] = m;
+        rstd[n] = s;
+    }
+}
+
+static void ln_back_row(REAL *restrict dx, REAL *restrict dw, REAL *restrict db,
+                        const REAL *restrict dy, const REAL *restrict x, const REAL *restrict w,
+                        REAL mean, REAL rstd, int C)
+{
+    // With xhat = (x - mean) * rstd and g = w * dy, the gradient through the
+    // normalisation is rstd * (g - mean(g) - xhat * mean(g * xhat)).
+    REAL g_mean = 0, gx_mean = 0;
+    for (int i = 0; i < C; i++) {
+        REAL xhat = (x[i] - mean) * rstd;
+        REAL g = w[i] * dy[i];
+        g_mean += g;
+        gx_mean += g * xhat;
+    }
+    g_mean /= (REAL)C;
+    gx_mean /= (REAL)C;
+    for (int i = 0; i < C; i++) {
+        REAL xhat = (x[i] - mean) * rstd;
+        REAL g = w[i] * dy[i];
+        db[i] += dy[i];
+        dw[i] += xhat * dy[i];
+        dx[i] += (g - g_mean - xhat * gx_mean) * rstd;
+    }
+}
+
+void SFX(weft_layernorm_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REAL *dout,
+                                  const REAL *inp, const REAL *weight, const REAL *mean,
+                                  const REAL *rstd, int N, int C)
+{
+    for (int n = 0; n < N; n++)
+        ln_back_row(dinp + (size_t)n * C, dweight, dbias, dout + (size_t)n * C,
+                    inp + (size_t)n * C, weight, mean[n], rstd[n], C);
+}
+
+/* --- attention ----------------------------------------------------------- */
+
+/* Causal softmax of row t of the scores in place: entries 0..t become
+ * probabilities, entries t+1..T-1 become 0 (backward relies on the zeros). */
+static void causal_softmax_row(REAL *restrict row, int t, int T)
+{
+    int n = t + 1;
+    REAL m = row_max(row, n);
+    REAL s = row_exp_sum(row, n, m);
+    row_scale(row, n, (REAL)1 / s);
+    for (int j = n; j < T; j++)
+        row[j] = 0;
+}
+
+void SFX(weft_attention_forward)(REAL *out, REAL *att, const REAL *qkv, int B, int T, int C,
+                                 int NH)
+{
+    const int hs = C / NH, C3 = 3 * C;
+    const REAL scale = (REAL)1 / R_SQRT((REAL)hs);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            // per (b, h): q, k, v are (T, hs) views with leading dimension 3C
+            const REAL *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
+            const REAL *k = q + C, *v = q + 2 * C;
+            REAL *a = att + ((size_t)b * NH + h) * T * T;   // (T, T)
+            REAL *o = out + (size_t)b * T * C + (size_t)h * hs;   // (T, hs), ld C
+            // scores a[i0:i0+r, 0:i0+r] = scale * q[i0:i0+r] @ k[0:i0+r]^T
+            for (int i0 = 0; i0 < T; i0 += ATT_BLK) {
+                int r = T - i0 < ATT_BLK ? T - i0 : ATT_BLK;
+                GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, r, i0 + r, hs, scale,
+                     q + (size_t)i0 * C3, C3, k, C3, 0, a + (size_t)i0 * T, T);
+            }
+            for (int t = 0; t < T; t++)
+                causal_softmax_row(a + (size_t)t * T, t, T);
+            // o[i0:i0+r] = a[i0:i0+r, 0:i0+r] @ v[0:i0+r]
+            for (int i0 = 0; i0 < T; i0 += ATT_BLK) {
+                int r = T - i0 < ATT_BLK ? T - i0 : ATT_BLK;
+                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, hs, i0 + r, 1,
+                     a + (size_t)i0 * T, T, v, C3, 0, o + (size_t)i0 * C, C);
+            }
+        }
+}
+
+/* Softmax backward of row t, in place on datt's row, with the 1/sqrt(hs)
+ * score scale folded in: d[j] = scale * p[j] * (d[j] - sum_k p[k] d[k]) for
+ * j <= t, and 0 above the diagonal (the products below read those zeros). */
+static void causal_softmax_back_row(REAL *restrict d, const REAL *restrict p, int t, int T,
+                                    REAL scale)
+{
+    int n = t + 1;
+    REAL s = row_dot(p, d, n);
+    for (int j = 0; j < n; j++)
+        d[j] = scale * p[j] * (d[j] - s);
+    for (int j = n; j < T; j++)
+        d[j] = 0;
+}
+
+void SFX(weft_attention_backward)(REAL *dqkv, REAL *datt, const REAL *dout, const REAL *qkv,
+                                  const REAL *att, int B, int T, int C, int NH)
+{
+    const int hs = C / NH, C3 = 3 * C;
+    const REAL scale = (REAL)1 / R_SQRT((REAL)hs);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            size_t qoff = (size_t)b * T * C3 + (size_t)h * hs;
+            const REAL *q = qkv + qoff, *k = q + C, *v = q + 2 * C;
+            REAL *dq = dqkv + qoff, *dk = dq + C, *dv = dq + 2 * C;   // (T, hs), ld 3C
+            const REAL *a = att + ((size_t)b * NH + h) * T * T;         // (T, T)
+            REAL *da = datt + ((size_t)b * NH + h) * T * T;             // (T, T)
+            const REAL *dO = dout + (size_t)b * T * C + (size_t)h * hs;   // (T, hs), ld C
+            for (int i0 = 0; i0 < T; i0 += ATT_BLK) {
+                int r = T - i0 < ATT_BLK ? T - i0 : ATT_BLK;
+                // da[i0:i0+r, 0:i0+r] = dO[i0:i0+r] @ v[0:i0+r]^T
+                GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, r, i0 + r, hs, 1,
+                     dO + (size_t)i0 * C, C, v, C3, 0, da + (size_t)i0 * T, T);
+                // dv[i0:i0+r] += a[i0:T, i0:i0+r]^T @ dO[i0:T]; rows above i0 of
+                // that column block are zero (causal), so they are skipped
+                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, r, hs, T - i0, 1,
+                     a + (size_t)i0 * T + i0, T, dO + (size_t)i0 * C, C, 1, dv + (size_t)i0 * C3,
+                     C3);
+            }
+            for (int t = 0; t < T; t++)
+                causal_softmax_back_row(da + (size_t)t * T, a + (size_t)t * T, t, T, scale);
+            for (int i0 = 0; i0 < T; i0 += ATT_BLK) {
+                int r = T - i0 < ATT_BLK ? T - i0 : ATT_BLK;
+                // dq[i0:i0+r] += da[i0:i0+r, 0:i0+r] @ k[0:i0+r]
+                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, hs, i0 + r, 1,
+                     da + (size_t)i0 * T, T, k, C3, 1, dq + (size_t)i0 * C3, C3);
+                // dk[i0:i0+r] += da[i0:T, i0:i0+r]^T @ q[i0:T]
+                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, r, hs, T - i0, 1,
+                     da + (size_t)i0 * T + i0, T, q + (size_t)i0 * C3, C3, 1,
+                     dk + (size_t)i0 * C3, C3);
+            }
+        }
+}
+
+/* --- GELU ---------------------------------------------------------------- */
+
+#define GELU_S 0.7978845608028654   /* sqrt(2/pi) */
+#define GELU_K 0.044715
+
+void SFX(weft_gelu_forward)(REAL *restrict out, const REAL *restrict inp, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        REAL x = inp[i];
+        REAL u = (REAL)GELU_S * (x + (REAL)GELU_K * x * x * x);
+        out[i] = (REAL)0.5 * x * ((REAL)1 + R_TANH(u));
+    }
+}
+
+void SFX(weft_gelu_backward)(REAL *restrict dinp, const REAL *restrict inp,
+                             const REAL *restrict dout, size_t n)
+{
+    // d/dx [x/2 (1 + tanh u)] = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) du/dx
+    for (size_t i = 0; i < n; i++) {
+        REAL x = inp[i];
+        REAL u = (REAL)GELU_S * (x + (REAL)GELU_K * x * x * x);
+        REAL th = R_TANH(u);
+        REAL du = (REAL)GELU_S * ((REAL)1 + (REAL)(3 * GELU_K) * x * x);
+        REAL g = (REAL)0.5 * ((REAL)1 + th) + (REAL)0.5 * x * ((REAL)1 - th * th) * du;
+        dinp[i] += g * dout[i];
+    }
+}
+
+/* --- residual ------------------------------------------------------------ */
+
+void SFX(weft_residual_forward)(REAL *out, const REAL *a, const REAL *b, size_t n)
+{
+    // no restrict: out may be a or b (x += f(x) in place)
+    for (size_t i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
+}
+
+void SFX(weft_residual_backward)(REAL *restrict da, REAL *restrict db,
+                                 const REAL *restrict dout, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        da[i] += dout[i];
+        db[i] += dout[i];
+    }
+}
+
+/* --- embedding ----------------------------------------------------------- */
+
+void SFX(weft_embedding_forward)(REAL *restrict out, const int32_t *tokens,
+                                 const REAL *restrict wte, const REAL *restrict wpe, int B, int T,
+                                 int C)
+{
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            int32_t tok = tokens[b * T + t];
+            assert(tok >= 0);
+            REAL *o = out + ((size_t)b * T + t) * C;
+            const REAL *e = wte + (size_t)tok * C, *p = wpe + (size_t)t * C;
+            for (int i = 0; i < C; i++)
+                o[i] = e[i] + p[i];
+        }
+}
+
+void SFX(weft_embedding_backward)(REAL *restrict dwte, REAL *restrict dwpe,
+                                  const REAL *restrict dout, const int32_t *tokens, int B, int T,
+                                  int C)
+{
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            const REAL *d = dout + ((size_t)b * T + t) * C;
+            row_acc(dwte + (size_t)tokens[b * T + t] * C, d, C);
+            row_acc(dwpe + (size_t)t * C, d, C);
+        }
+}
+
+/* --- softmax + cross-entropy -------------------------------------------- */
+
+double SFX(weft_xent_forward_backward)(REAL *losses, REAL *dlogits, const REAL *logits,
+                                       const int32_t *targets, int N, int V, double dloss)
+{
+    double total = 0;
+    int counted = 0;
+    for (int n = 0; n < N; n++) {
+        const REAL *x = logits + (size_t)n * V;   // (V)
+        REAL *d = dlogits ? dlogits + (size_t)n * V : NULL;
+        int32_t tgt = targets[n];
+        if (tgt < 0) {   // ignored position: no loss, no gradient
+            if (losses)
+                losses[n] = 0;
+            if (d)
+                memset(d, 0, (size_t)V * sizeof(REAL));
+            continue;
+        }
+        assert(tgt < V);
+        // log softmax[tgt] = x[tgt] - max - log sum exp(x - max): shifting by
+        // the row max keeps every exp in (0, 1], so no overflow at any scale
+        REAL m = row_max(x, V);
+        REAL xt = x[tgt];   // read before d (maybe x itself) is overwritten
+        REAL s;
+        if (d) {
+            if (d != x)
+                memcpy(d, x, (size_t)V * sizeof(REAL));
+            s = row_exp_sum(d, V, m);   // d = exp(x - max)
+            // d = (softmax - onehot) * dloss
+            row_scale(d, V, (REAL)(dloss / (double)s));
+            d[tgt] -= (REAL)dloss;
+        } else {
+            REAL acc = 0;
+            for (int i = 0; i < V; i++)
+                acc += R_EXP(x[i] - m);
+            s = acc;
+        }
+        double loss = (double)m + log((double)s) - (double)xt;
+        if (losses)
+            losses[n] = (REAL)loss;
+        total += loss;
+        counted++;
+    }
+    // mean over the positions that count, as PyTorch's ignore_index does
+    return counted ? total / counted : 0.0;
+}
+
+/* --- optimizer ----------------------------------------------------------- */
+
+void SFX(weft_adamw_update)(REAL *restrict params, const REAL *restrict grads, REAL *restrict m,
+                            REAL *restrict v, size_t n, double lr, double beta1, double beta2,
+                            double eps, double weight_decay, int64_t t, double grad_scale)
+{
+    // bias corrections of step t (t counts from 1), computed once in double
+    const REAL b1 = (REAL)beta1, b2 = (REAL)beta2, gs = (REAL)grad_scale;
+    const REAL c1 = (REAL)(1.0 / (1.0 - pow(beta1, (double)t)));
+    const REAL c2 = (REAL)(1.0 / (1.0 - pow(beta2, (double)t)));
+    const REAL lr_ = (REAL)lr, wd = (REAL)weight_decay, e = (REAL)eps;
+    for (size_t i = 0; i < n; i++) {
+        REAL g = grads[i] * gs;
+        REAL mi = b1 * m[i] + ((REAL)1 - b1) * g;
+        REAL vi = b2 * v[i] + ((REAL)1 - b2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        // decoupled weight decay: applied to the parameter, not the gradient
+        params[i] -= lr_ * ((mi * c1) / (R_SQRT(vi * c2) + e) + wd * params[i]);
+    }
+}
+
+double SFX(weft_sumsq)(const REAL *restrict x, size_t n)
+{
+    // 4 independent double accumulators: exact enough for a norm of
+    // millions of f32 values and not bound by one add's latency
+    double acc[4] = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++)
+            acc[k] += (double)x[i + k] * (double)x[i + k];
+    for (; i < n; i++)
+        acc[0] += (double)x[i] * (double)x[i];
+    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
