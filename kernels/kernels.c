@@ -34,8 +34,11 @@ double weft_clip_scale(double global_norm, double max_norm)
 
 double weft_lr_at(int64_t step, double max_lr, double min_lr, int64_t warmup, int64_t total)
 {
-    if (step < warmup)   // linear from 0 (step 0) to max_lr (step warmup)
-        return max_lr * (double)step / (double)warmup;
+    // linear warm-up: max_lr * (step + 1) / warmup, so step 0 already moves
+    // the weights (an lr of exactly 0 would waste the first step) and step
+    // warmup - 1 reaches max_lr
+    if (step < warmup)
+        return max_lr * (double)(step + 1) / (double)warmup;
     if (step >= total)
         return min_lr;
     // cosine from max_lr at step warmup to min_lr at step total

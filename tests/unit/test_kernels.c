@@ -1,0 +1,671 @@
+/*
+ * test_kernels.c -- the CPU ops of kernels/kernels.h against independent
+ * references:
+ *   - every backward against central finite differences of its own f64
+ *     forward, with the scalar loss L = sum(out * R) for a fixed random R
+ *     (so every output element matters); gradient buffers start at a
+ *     non-zero value and backward runs twice, so the check also proves that
+ *     backward accumulates (+=) rather than overwrites;
+ *   - forwards against naive loops written here (matmul, layernorm,
+ *     attention, GELU, embedding, cross-entropy);
+ *   - the f32 ops against the f64 ops on the same inputs;
+ *   - special properties: causal mask, cross-entropy at logits of +-1e4,
+ *     ignored targets, in-place dlogits, AdamW by hand, the LR schedule,
+ *     clipping, sumsq;
+ *   - the checker itself: a wrong gradient must be caught.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+#define FD_H 1e-5       /* central-difference step (f64) */
+#define FD_TOL 1e-6     /* relative error allowed between FD and backward */
+#define G0 0.5          /* gradient buffers start here: proves += */
+
+/* --- helpers ------------------------------------------------------------- */
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static double urand(void)   /* uniform in [-1, 1) */
+{
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (double)(rng >> 11) / 4503599627370496.0 - 1.0;
+}
+
+static double *rnd(size_t n, double scale)
+{
+    double *x = malloc(n * sizeof(double));
+    assert_non_null(x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * urand();
+    return x;
+}
+
+static double *filled(size_t n, double v)
+{
+    double *x = malloc(n * sizeof(double));
+    assert_non_null(x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = v;
+    return x;
+}
+
+static float *to_f32(const double *x, size_t n)
+{
+    float *y = malloc(n * sizeof(float));
+    assert_non_null(y);
+    for (size_t i = 0; i < n; i++)
+        y[i] = (float)x[i];
+    return y;
+}
+
+static double dot(const double *a, const double *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+/* Gradient accumulated by two backward calls on top of G0 -> one call's. */
+static void unaccumulate(double *g, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        g[i] = (g[i] - G0) / 2;
+}
+
+/* Largest |a - b| over the largest |b|: relative error of a whole tensor. */
+static double rel_err(const double *a, const double *b, size_t n)
+{
+    double d = 0, m = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        d = fmax(d, fabs(a[i] - b[i]));
+        m = fmax(m, fabs(b[i]));
+    }
+    return d / m;
+}
+
+static double rel_err_f32(const float *a, const double *b, size_t n)
+{
+    double d = 0, m = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        m = fmax(m, fabs(b[i]));
+    }
+    return d / m;
+}
+
+typedef double (*loss_fn)(void *ctx);
+
+/* Worst relative error between the analytic gradient ana (n) of loss L
+ * w.r.t. x and central differences, over every stride-th element. Small
+ * gradients are compared on an absolute scale of 1e-2. */
+static double fd_check(const char *what, double *x, size_t n, const double *ana, loss_fn L,
+                       void *ctx, size_t stride)
+{
+    double worst = 0;
+    size_t worst_i = 0;
+    for (size_t i = 0; i < n; i += stride) {
+        double save = x[i];
+        x[i] = save + FD_H;
+        double lp = L(ctx);
+        x[i] = save - FD_H;
+        double lm = L(ctx);
+        x[i] = save;
+        double num = (lp - lm) / (2 * FD_H);
+        double err = fabs(num - ana[i]) / fmax(fmax(fabs(num), fabs(ana[i])), 1e-2);
+        if (err > worst) {
+            worst = err;
+            worst_i = i;
+        }
+    }
+    if (worst > FD_TOL)
+        print_message("%s: worst relative error %.3g at element %zu\n", what, worst, worst_i);
+    return worst;
+}
+
+/* --- matmul -------------------------------------------------------------- */
+
+enum { MM_N = 10, MM_C = 8, MM_OC = 6 };
+typedef struct {
+    double *inp, *w, *bias, *out, *R;
+} mm_ctx;
+
+static double mm_loss(void *p)
+{
+    mm_ctx *c = p;
+    weft_matmul_forward_f64(c->out, c->inp, c->w, c->bias, MM_N, MM_C, MM_OC);
+    return dot(c->out, c->R, MM_N * MM_OC);
+}
+
+static void test_matmul(void **state)
+{
+    (void)state;
+    mm_ctx c = {rnd(MM_N * MM_C, 1), rnd(MM_OC * MM_C, 1), rnd(MM_OC, 1),
+                filled(MM_N * MM_OC, 0), rnd(MM_N * MM_OC, 1)};
+    // forward against the naive triple loop
+    mm_loss(&c);
+    double ref[MM_N * MM_OC];
+    for (int n = 0; n < MM_N; n++)
+        for (int o = 0; o < MM_OC; o++) {
+            double s = c.bias[o];
+            for (int i = 0; i < MM_C; i++)
+                s += c.inp[n * MM_C + i] * c.w[o * MM_C + i];
+            ref[n * MM_OC + o] = s;
+        }
+    assert_true(rel_err(c.out, ref, MM_N * MM_OC) < 1e-14);
+    // backward, twice, on top of G0
+    double *di = filled(MM_N * MM_C, G0), *dw = filled(MM_OC * MM_C, G0), *db = filled(MM_OC, G0);
+    for (int k = 0; k < 2; k++)
+        weft_matmul_backward_f64(di, dw, db, c.R, c.inp, c.w, MM_N, MM_C, MM_OC);
+    unaccumulate(di, MM_N * MM_C);
+    unaccumulate(dw, MM_OC * MM_C);
+    unaccumulate(db, MM_OC);
+    assert_true(fd_check("matmul dinp", c.inp, MM_N * MM_C, di, mm_loss, &c, 1) < FD_TOL);
+    assert_true(fd_check("matmul dweight", c.w, MM_OC * MM_C, dw, mm_loss, &c, 1) < FD_TOL);
+    assert_true(fd_check("matmul dbias", c.bias, MM_OC, db, mm_loss, &c, 1) < FD_TOL);
+    // dinp and dbias may be NULL: dweight is the same
+    double *dw2 = filled(MM_OC * MM_C, 0);
+    weft_matmul_backward_f64(NULL, dw2, NULL, c.R, c.inp, c.w, MM_N, MM_C, MM_OC);
+    assert_true(rel_err(dw2, dw, MM_OC * MM_C) < 1e-14);
+    // no bias: out = inp @ w^T
+    weft_matmul_forward_f64(c.out, c.inp, c.w, NULL, MM_N, MM_C, MM_OC);
+    for (int n = 0; n < MM_N; n++)
+        for (int o = 0; o < MM_OC; o++)
+            ref[n * MM_OC + o] -= c.bias[o];
+    assert_true(rel_err(c.out, ref, MM_N * MM_OC) < 1e-14);
+    // f32 against f64
+    float *fi = to_f32(c.inp, MM_N * MM_C), *fw = to_f32(c.w, MM_OC * MM_C),
+          *fb = to_f32(c.bias, MM_OC), *fo = to_f32(c.out, MM_N * MM_OC),
+          *fR = to_f32(c.R, MM_N * MM_OC);
+    float *fdi = calloc(MM_N * MM_C, 4), *fdw = calloc(MM_OC * MM_C, 4), *fdb = calloc(MM_OC, 4);
+    weft_matmul_forward(fo, fi, fw, fb, MM_N, MM_C, MM_OC);
+    mm_loss(&c);
+    assert_true(rel_err_f32(fo, c.out, MM_N * MM_OC) < 1e-5);
+    weft_matmul_backward(fdi, fdw, fdb, fR, fi, fw, MM_N, MM_C, MM_OC);
+    assert_true(rel_err_f32(fdi, di, MM_N * MM_C) < 1e-5);
+    assert_true(rel_err_f32(fdw, dw, MM_OC * MM_C) < 1e-5);
+    assert_true(rel_err_f32(fdb, db, MM_OC) < 1e-5);
+    free(c.inp); free(c.w); free(c.bias); free(c.out); free(c.R);
+    free(di); free(dw); free(db); free(dw2);
+    free(fi); free(fw); free(fb); free(fo); free(fR); free(fdi); free(fdw); free(fdb);
+}
+
+/* --- layernorm ----------------------------------------------------------- */
+
+enum { LN_N = 10, LN_C = 8 };
+typedef struct {
+    double *inp, *w, *b, *out, *mean, *rstd, *R;
+} ln_ctx;
+
+static double ln_loss(void *p)
+{
+    ln_ctx *c = p;
+    weft_layernorm_forward_f64(c->out, c->mean, c->rstd, c->inp, c->w, c->b, LN_N, LN_C);
+    return dot(c->out, c->R, LN_N * LN_C);
+}
+
+static void test_layernorm(void **state)
+{
+    (void)state;
+    ln_ctx c = {rnd(LN_N * LN_C, 2), rnd(LN_C, 1), rnd(LN_C, 1), filled(LN_N * LN_C, 0),
+                filled(LN_N, 0), filled(LN_N, 0), rnd(LN_N * LN_C, 1)};
+    for (int i = 0; i < LN_C; i++)
+        c.inp[i] += 100;   // one row with a large offset: two-pass variance
+    ln_loss(&c);
+    double ref[LN_N * LN_C];
+    for (int n = 0; n < LN_N; n++) {
+        double m = 0, v = 0;
+        for (int i = 0; i < LN_C; i++)
+            m += c.inp[n * LN_C + i] / LN_C;
+        for (int i = 0; i < LN_C; i++)
+            v += (c.inp[n * LN_C + i] - m) * (c.inp[n * LN_C + i] - m) / LN_C;
+        assert_true(fabs(c.mean[n] - m) < 1e-12 * fmax(1, fabs(m)));
+        assert_true(fabs(c.rstd[n] - 1 / sqrt(v + 1e-5)) < 1e-12 * c.rstd[n]);
+        for (int i = 0; i < LN_C; i++)
+            ref[n * LN_C + i] = (c.inp[n * LN_C + i] - m) / sqrt(v + 1e-5) * c.w[i] + c.b[i];
+    }
+    assert_true(rel_err(c.out, ref, LN_N * LN_C) < 1e-13);
+    double *di = filled(LN_N * LN_C, G0), *dw = filled(LN_C, G0), *db = filled(LN_C, G0);
+    for (int k = 0; k < 2; k++)
+        weft_layernorm_backward_f64(di, dw, db, c.R, c.inp, c.w, c.mean, c.rstd, LN_N, LN_C);
+    unaccumulate(di, LN_N * LN_C);
+    unaccumulate(dw, LN_C);
+    unaccumulate(db, LN_C);
+    assert_true(fd_check("layernorm dinp", c.inp, LN_N * LN_C, di, ln_loss, &c, 1) < FD_TOL);
+    assert_true(fd_check("layernorm dweight", c.w, LN_C, dw, ln_loss, &c, 1) < FD_TOL);
+    assert_true(fd_check("layernorm dbias", c.b, LN_C, db, ln_loss, &c, 1) < FD_TOL);
+    // f32 against f64 (forward and backward)
+    ln_loss(&c);
+    float *fi = to_f32(c.inp, LN_N * LN_C), *fw = to_f32(c.w, LN_C), *fb = to_f32(c.b, LN_C),
+          *fR = to_f32(c.R, LN_N * LN_C);
+    float *fo = calloc(LN_N * LN_C, 4), *fm = calloc(LN_N, 4), *fs = calloc(LN_N, 4);
+    float *fdi = calloc(LN_N * LN_C, 4), *fdw = calloc(LN_C, 4), *fdb = calloc(LN_C, 4);
+    weft_layernorm_forward(fo, fm, fs, fi, fw, fb, LN_N, LN_C);
+    assert_true(rel_err_f32(fo, c.out, LN_N * LN_C) < 1e-5);
+    weft_layernorm_backward(fdi, fdw, fdb, fR, fi, fw, fm, fs, LN_N, LN_C);
+    assert_true(rel_err_f32(fdi, di, LN_N * LN_C) < 1e-4);
+    assert_true(rel_err_f32(fdw, dw, LN_C) < 1e-5);
+    free(c.inp); free(c.w); free(c.b); free(c.out); free(c.mean); free(c.rstd); free(c.R);
+    free(di); free(dw); free(db);
+    free(fi); free(fw); free(fb); free(fR); free(fo); free(fm); free(fs);
+    free(fdi); free(fdw); free(fdb);
+}
+
+/* --- attention ----------------------------------------------------------- */
+
+typedef struct {
+    int B, T, C, NH;
+    double *qkv, *out, *att, *R;
+} at_ctx;
+
+static double at_loss(void *p)
+{
+    at_ctx *c = p;
+    weft_attention_forward_f64(c->out, c->att, c->qkv, c->B, c->T, c->C, c->NH);
+    return dot(c->out, c->R, (size_t)c->B * c->T * c->C);
+}
+
+/* The textbook loops: scores, masked softmax, weighted sum of values. */
+static void attention_ref(double *out, const double *qkv, int B, int T, int C, int NH)
+{
+    int hs = C / NH;
+    double *p = malloc((size_t)T * sizeof(double));
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                const double *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
+                double m = -INFINITY, s = 0;
+                for (int j = 0; j <= t; j++) {
+                    const double *k = qkv + ((size_t)b * T + j) * 3 * C + C + h * hs;
+                    p[j] = 0;
+                    for (int i = 0; i < hs; i++)
+                        p[j] += q[i] * k[i] / sqrt(hs);
+                    m = fmax(m, p[j]);
+                }
+                for (int j = 0; j <= t; j++)
+                    s += (p[j] = exp(p[j] - m));
+                double *o = out + ((size_t)b * T + t) * C + h * hs;
+                for (int i = 0; i < hs; i++) {
+                    o[i] = 0;
+                    for (int j = 0; j <= t; j++)
+                        o[i] += p[j] / s * qkv[((size_t)b * T + j) * 3 * C + 2 * C + h * hs + i];
+                }
+            }
+    free(p);
+}
+
+/* Forward against the reference, backward against finite differences
+ * (every stride-th qkv element), f32 against f64. */
+static void check_attention(int B, int T, int C, int NH, size_t stride)
+{
+    size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, na = (size_t)B * NH * T * T;
+    at_ctx c = {B, T, C, NH, rnd(nq, 1.5), filled(no, 0), filled(na, 0), rnd(no, 1)};
+    at_loss(&c);
+    double *ref = filled(no, 0);
+    attention_ref(ref, c.qkv, B, T, C, NH);
+    assert_true(rel_err(c.out, ref, no) < 1e-13);
+    for (int bh = 0; bh < B * NH; bh++)   // saved probabilities: zero above the diagonal
+        for (int t = 0; t < T; t++)
+            for (int j = t + 1; j < T; j++)
+                assert_true(c.att[((size_t)bh * T + t) * T + j] == 0.0);
+    double *dq = filled(nq, G0), *datt = filled(na, 7);   // scratch starts dirty on purpose
+    for (int k = 0; k < 2; k++)
+        weft_attention_backward_f64(dq, datt, c.R, c.qkv, c.att, B, T, C, NH);
+    unaccumulate(dq, nq);
+    char what[64];
+    snprintf(what, sizeof what, "attention dqkv T=%d", T);
+    assert_true(fd_check(what, c.qkv, nq, dq, at_loss, &c, stride) < FD_TOL);
+    // f32 against f64
+    at_loss(&c);
+    float *fq = to_f32(c.qkv, nq), *fR = to_f32(c.R, no), *fo = calloc(no, 4),
+          *fa = calloc(na, 4), *fda = calloc(na, 4), *fdq = calloc(nq, 4);
+    weft_attention_forward(fo, fa, fq, B, T, C, NH);
+    assert_true(rel_err_f32(fo, c.out, no) < 1e-5);
+    weft_attention_backward(fdq, fda, fR, fq, fa, B, T, C, NH);
+    assert_true(rel_err_f32(fdq, dq, nq) < 1e-4);
+    free(c.qkv); free(c.out); free(c.att); free(c.R); free(ref); free(dq); free(datt);
+    free(fq); free(fR); free(fo); free(fa); free(fda); free(fdq);
+}
+
+static void test_attention_small(void **state)
+{
+    (void)state;
+    check_attention(2, 5, 8, 2, 1);
+}
+
+/* T spans three row blocks of the blocked causal products (64, 64, 5). */
+static void test_attention_blocked(void **state)
+{
+    (void)state;
+    check_attention(1, 133, 8, 2, 7);
+}
+
+static void test_attention_causal(void **state)
+{
+    (void)state;
+    enum { B = 2, T = 70, C = 8, NH = 2, CUT = 40 };
+    float *qkv = malloc(B * T * 3 * C * 4), *o1 = malloc(B * T * C * 4), *o2 = malloc(B * T * C * 4);
+    float *att = malloc((size_t)B * NH * T * T * 4);
+    for (int i = 0; i < B * T * 3 * C; i++)
+        qkv[i] = (float)urand();
+    weft_attention_forward(o1, att, qkv, B, T, C, NH);
+    for (int b = 0; b < B; b++)   // change every token from CUT on: q, k and v
+        for (int i = CUT * 3 * C; i < T * 3 * C; i++)
+            qkv[b * T * 3 * C + i] += 10.0f;
+    weft_attention_forward(o2, att, qkv, B, T, C, NH);
+    for (int b = 0; b < B; b++) {
+        // earlier outputs are bitwise unchanged, later ones do change
+        assert_memory_equal(o1 + b * T * C, o2 + b * T * C, CUT * C * 4);
+        assert_memory_not_equal(o1 + (b * T + CUT) * C, o2 + (b * T + CUT) * C, C * 4);
+    }
+    free(qkv); free(o1); free(o2); free(att);
+}
+
+/* --- GELU, residual ------------------------------------------------------ */
+
+enum { GN = 60 };
+typedef struct {
+    double *x, *out, *R;
+} gl_ctx;
+
+static double gl_loss(void *p)
+{
+    gl_ctx *c = p;
+    weft_gelu_forward_f64(c->out, c->x, GN);
+    return dot(c->out, c->R, GN);
+}
+
+static void test_gelu(void **state)
+{
+    (void)state;
+    gl_ctx c = {rnd(GN, 5), filled(GN, 0), rnd(GN, 1)};
+    gl_loss(&c);
+    for (int i = 0; i < GN; i++) {
+        double x = c.x[i];
+        double r = 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+        assert_true(fabs(c.out[i] - r) < 1e-14 * fmax(1, fabs(r)));
+    }
+    double *dx = filled(GN, G0);
+    for (int k = 0; k < 2; k++)
+        weft_gelu_backward_f64(dx, c.x, c.R, GN);
+    unaccumulate(dx, GN);
+    assert_true(fd_check("gelu dinp", c.x, GN, dx, gl_loss, &c, 1) < FD_TOL);
+    float *fx = to_f32(c.x, GN), *fo = calloc(GN, 4), *fR = to_f32(c.R, GN), *fdx = calloc(GN, 4);
+    weft_gelu_forward(fo, fx, GN);
+    assert_true(rel_err_f32(fo, c.out, GN) < 1e-5);
+    weft_gelu_backward(fdx, fx, fR, GN);
+    assert_true(rel_err_f32(fdx, dx, GN) < 1e-5);
+    free(c.x); free(c.out); free(c.R); free(dx); free(fx); free(fo); free(fR); free(fdx);
+}
+
+enum { RN = 20 };
+typedef struct {
+    double *a, *b, *out, *R;
+} rs_ctx;
+
+static double rs_loss(void *p)
+{
+    rs_ctx *c = p;
+    weft_residual_forward_f64(c->out, c->a, c->b, RN);
+    return dot(c->out, c->R, RN);
+}
+
+static void test_residual(void **state)
+{
+    (void)state;
+    rs_ctx c = {rnd(RN, 1), rnd(RN, 1), filled(RN, 0), rnd(RN, 1)};
+    rs_loss(&c);
+    for (int i = 0; i < RN; i++)
+        assert_true(c.out[i] == c.a[i] + c.b[i]);
+    double *da = filled(RN, G0), *db = filled(RN, G0);
+    for (int k = 0; k < 2; k++)
+        weft_residual_backward_f64(da, db, c.R, RN);
+    unaccumulate(da, RN);
+    unaccumulate(db, RN);
+    assert_true(fd_check("residual da", c.a, RN, da, rs_loss, &c, 1) < FD_TOL);
+    assert_true(fd_check("residual db", c.b, RN, db, rs_loss, &c, 1) < FD_TOL);
+    // in place (out == a) is allowed
+    double a0 = c.a[3];
+    weft_residual_forward_f64(c.a, c.a, c.b, RN);
+    assert_true(c.a[3] == a0 + c.b[3]);
+    free(c.a); free(c.b); free(c.out); free(c.R); free(da); free(db);
+}
+
+/* --- embedding ----------------------------------------------------------- */
+
+enum { EB = 2, ET = 5, EC = 8, EV = 11, EMAXT = 7 };
+static const int32_t etok[EB * ET] = {3, 0, 10, 3, 7, 7, 3, 1, 0, 10};   // repeats on purpose
+typedef struct {
+    double *wte, *wpe, *out, *R;
+} em_ctx;
+
+static double em_loss(void *p)
+{
+    em_ctx *c = p;
+    weft_embedding_forward_f64(c->out, etok, c->wte, c->wpe, EB, ET, EC);
+    return dot(c->out, c->R, EB * ET * EC);
+}
+
+static void test_embedding(void **state)
+{
+    (void)state;
+    em_ctx c = {rnd(EV * EC, 1), rnd(EMAXT * EC, 1), filled(EB * ET * EC, 0), rnd(EB * ET * EC, 1)};
+    em_loss(&c);
+    for (int b = 0; b < EB; b++)
+        for (int t = 0; t < ET; t++)
+            for (int i = 0; i < EC; i++)
+                assert_true(c.out[(b * ET + t) * EC + i] ==
+                            c.wte[etok[b * ET + t] * EC + i] + c.wpe[t * EC + i]);
+    double *dte = filled(EV * EC, G0), *dpe = filled(EMAXT * EC, G0);
+    for (int k = 0; k < 2; k++)
+        weft_embedding_backward_f64(dte, dpe, c.R, etok, EB, ET, EC);
+    unaccumulate(dte, EV * EC);
+    unaccumulate(dpe, EMAXT * EC);
+    assert_true(fd_check("embedding dwte", c.wte, EV * EC, dte, em_loss, &c, 1) < FD_TOL);
+    assert_true(fd_check("embedding dwpe", c.wpe, EMAXT * EC, dpe, em_loss, &c, 1) < FD_TOL);
+    // rows of positions >= T get nothing
+    for (int i = ET * EC; i < EMAXT * EC; i++)
+        assert_true(dpe[i] == 0.0);
+    free(c.wte); free(c.wpe); free(c.out); free(c.R); free(dte); free(dpe);
+}
+
+/* --- softmax + cross-entropy -------------------------------------------- */
+
+enum { XN = 10, XV = 11 };
+static const int32_t xtgt[XN] = {0, 10, 5, -1, 3, 3, 9, 1, -1, 2};
+#define XDLOSS 0.37
+typedef struct {
+    double *logits, *losses;
+} xe_ctx;
+
+static double xe_loss(void *p)
+{
+    xe_ctx *c = p;
+    weft_xent_forward_backward_f64(c->losses, NULL, c->logits, xtgt, XN, XV, XDLOSS);
+    double s = 0;
+    for (int n = 0; n < XN; n++)
+        s += c->losses[n];
+    return XDLOSS * s;   // dlogits is d(this)/dlogits
+}
+
+static void test_xent(void **state)
+{
+    (void)state;
+    xe_ctx c = {rnd(XN * XV, 4), filled(XN, 0)};
+    double *dl = filled(XN * XV, 99);
+    double mean = weft_xent_forward_backward_f64(c.losses, dl, c.logits, xtgt, XN, XV, XDLOSS);
+    double sum = 0;
+    int counted = 0;
+    for (int n = 0; n < XN; n++) {
+        if (xtgt[n] < 0) {
+            assert_true(c.losses[n] == 0.0);
+            for (int v = 0; v < XV; v++)
+                assert_true(dl[n * XV + v] == 0.0);
+            continue;
+        }
+        long double s = 0;
+        for (int v = 0; v < XV; v++)
+            s += expl((long double)c.logits[n * XV + v]);
+        double ref = (double)(logl(s) - c.logits[n * XV + xtgt[n]]);
+        assert_true(fabs(c.losses[n] - ref) < 1e-13 * fmax(1, ref));
+        sum += ref;
+        counted++;
+    }
+    assert_true(fabs(mean - sum / counted) < 1e-13);
+    assert_true(fd_check("xent dlogits", c.logits, XN * XV, dl, xe_loss, &c, 1) < FD_TOL);
+    // dlogits may alias logits
+    double *inplace = malloc(XN * XV * sizeof(double));
+    memcpy(inplace, c.logits, XN * XV * sizeof(double));
+    double mean2 = weft_xent_forward_backward_f64(NULL, inplace, inplace, xtgt, XN, XV, XDLOSS);
+    assert_true(mean2 == mean);
+    assert_true(rel_err(inplace, dl, XN * XV) < 1e-15);
+    // f32 against f64
+    float *fl = to_f32(c.logits, XN * XV), *flo = calloc(XN, 4), *fdl = calloc(XN * XV, 4);
+    double fmean = weft_xent_forward_backward(flo, fdl, fl, xtgt, XN, XV, XDLOSS);
+    assert_true(fabs(fmean - mean) < 1e-5 * mean);
+    assert_true(rel_err_f32(fdl, dl, XN * XV) < 1e-5);
+    free(c.logits); free(c.losses); free(dl); free(inplace); free(fl); free(flo); free(fdl);
+}
+
+static void test_xent_extreme(void **state)
+{
+    (void)state;
+    enum { N = 3, V = 5 };
+    float l32[N * V] = {1e4f, -1e4f, 0, 3, -3,  1e4f, -1e4f, 0, 3, -3,  -1e4f, -1e4f, -1e4f, -1e4f, -1e4f};
+    double l64[N * V];
+    for (int i = 0; i < N * V; i++)
+        l64[i] = l32[i];
+    const int32_t tg[N] = {0, 1, 2};
+    float lo32[N], d32[N * V];
+    double lo64[N], d64[N * V];
+    double m32 = weft_xent_forward_backward(lo32, d32, l32, tg, N, V, 1.0);
+    double m64 = weft_xent_forward_backward_f64(lo64, d64, l64, tg, N, V, 1.0);
+    assert_true(isfinite(m32) && isfinite(m64));
+    for (int i = 0; i < N * V; i++)
+        assert_true(isfinite(d32[i]) && isfinite(d64[i]));
+    assert_true(fabs(lo64[0]) < 1e-12);                 // certain and right: loss 0
+    assert_true(fabs(lo64[1] - 2e4) < 1e-8);            // certain and wrong: the logit gap
+    assert_true(fabs(lo64[2] - log(5.0)) < 1e-12);      // all equal: log V
+    assert_true(fabs(lo32[1] - 2e4f) < 1e-2f);
+    assert_true(fabs(d64[V + 0] - 1) < 1e-12 && fabs(d64[V + 1] + 1) < 1e-12);
+    assert_true(fabs(d32[2 * V + 2] - (0.2f - 1)) < 1e-6f);
+    assert_true(fabs(m64 - (2e4 + log(5.0)) / 3) < 1e-8);
+}
+
+/* --- optimizer, schedule, clipping -------------------------------------- */
+
+static void test_adamw(void **state)
+{
+    (void)state;
+    // one step by hand: g = 0.5 * 2 = 1; m = 0.1; v = 0.001; mhat = vhat = 1;
+    // p = 1 - 0.1 * (1 / (1 + 1e-8) + 0.01 * 1)
+    double p = 1, g = 0.5, m = 0, v = 0;
+    weft_adamw_update_f64(&p, &g, &m, &v, 1, 0.1, 0.9, 0.999, 1e-8, 0.01, 1, 2.0);
+    assert_true(fabs(m - 0.1) < 1e-15 && fabs(v - 0.001) < 1e-15);
+    assert_true(fabs(p - (1 - 0.1 * (1 / (1 + 1e-8) + 0.01))) < 1e-15);
+    // second step, t = 2, no grad_scale, written out from the definition
+    double g2 = -0.3, p1 = p;
+    weft_adamw_update_f64(&p, &g2, &m, &v, 1, 0.1, 0.9, 0.999, 1e-8, 0.01, 2, 1.0);
+    double m2 = 0.9 * 0.1 + 0.1 * -0.3, v2 = 0.999 * 0.001 + 0.001 * 0.09;
+    double mh = m2 / (1 - 0.81), vh = v2 / (1 - 0.999 * 0.999);
+    assert_true(fabs(p - (p1 - 0.1 * (mh / (sqrt(vh) + 1e-8) + 0.01 * p1))) < 1e-14);
+    // f32 matches over a vector
+    float fp[4] = {1, -2, 0.5f, 3}, fg[4] = {0.5f, -1, 0.25f, 0}, fm[4] = {0}, fv[4] = {0};
+    double dp[4] = {1, -2, 0.5, 3}, dg[4] = {0.5, -1, 0.25, 0}, dm[4] = {0}, dv[4] = {0};
+    weft_adamw_update(fp, fg, fm, fv, 4, 1e-2, 0.9, 0.95, 1e-8, 0.1, 1, 0.5);
+    weft_adamw_update_f64(dp, dg, dm, dv, 4, 1e-2, 0.9, 0.95, 1e-8, 0.1, 1, 0.5);
+    assert_true(rel_err_f32(fp, dp, 4) < 1e-6);
+    assert_true(fabs(dp[3] - 3 * (1 - 1e-2 * 0.1)) < 1e-15);   // zero grad: decay only
+}
+
+static void test_lr_schedule(void **state)
+{
+    (void)state;
+    const double mx = 1e-3, mn = 1e-4;
+    // warm-up (warmup 10): (step + 1) / warmup of max_lr, max_lr at step 9
+    assert_true(fabs(weft_lr_at(0, mx, mn, 10, 110) - 1e-4) < 1e-15);
+    assert_true(fabs(weft_lr_at(4, mx, mn, 10, 110) - 5e-4) < 1e-15);
+    assert_true(fabs(weft_lr_at(9, mx, mn, 10, 110) - mx) < 1e-15);
+    // cosine: max at its start, halfway between max and min in the middle, min at the end
+    assert_true(fabs(weft_lr_at(10, mx, mn, 10, 110) - mx) < 1e-15);
+    assert_true(fabs(weft_lr_at(60, mx, mn, 10, 110) - (mx + mn) / 2) < 1e-15);
+    assert_true(fabs(weft_lr_at(35, mx, mn, 10, 110) - (mn + (mx - mn) * 0.5 * (1 + cos(M_PI / 4)))) < 1e-15);
+    assert_true(fabs(weft_lr_at(110, mx, mn, 10, 110) - mn) < 1e-15);
+    assert_true(fabs(weft_lr_at(500, mx, mn, 10, 110) - mn) < 1e-15);
+    // monotone non-increasing after warm-up
+    for (int s = 10; s < 120; s++)
+        assert_true(weft_lr_at(s + 1, mx, mn, 10, 110) <= weft_lr_at(s, mx, mn, 10, 110));
+    // no warm-up
+    assert_true(fabs(weft_lr_at(0, mx, mn, 0, 100) - mx) < 1e-15);
+}
+
+static void test_clip_and_sumsq(void **state)
+{
+    (void)state;
+    assert_true(weft_clip_scale(0.5, 1.0) == 1.0);
+    assert_true(weft_clip_scale(5.0, 0.0) == 1.0);   // clipping off
+    double s = weft_clip_scale(4.0, 1.0);
+    assert_true(fabs(s - 0.25) < 1e-6 && 4.0 * s <= 1.0);
+    float x[1001];
+    double ref = 0;
+    for (int i = 0; i < 1001; i++) {
+        x[i] = (float)urand();
+        ref += (double)x[i] * x[i];
+    }
+    assert_true(fabs(weft_sumsq(x, 1001) - ref) < 1e-12 * ref);
+    double y[3] = {3, 4, 12};
+    assert_true(weft_sumsq_f64(y, 3) == 169.0);
+    assert_true(weft_sumsq(x, 0) == 0.0);
+}
+
+static void test_sgemm_rate(void **state)
+{
+    (void)state;
+    double r = weft_sgemm_rate(64, 64, 64, 0.01);
+    assert_true(r > 1e6 && isfinite(r));
+}
+
+/* The checker must fail on a wrong gradient, or every test above is empty. */
+static void test_checker_catches_errors(void **state)
+{
+    (void)state;
+    mm_ctx c = {rnd(MM_N * MM_C, 1), rnd(MM_OC * MM_C, 1), rnd(MM_OC, 1),
+                filled(MM_N * MM_OC, 0), rnd(MM_N * MM_OC, 1)};
+    double *dw = filled(MM_OC * MM_C, 0);
+    weft_matmul_backward_f64(NULL, dw, NULL, c.R, c.inp, c.w, MM_N, MM_C, MM_OC);
+    dw[5] *= 1.0001;   // one element off by 1e-4
+    assert_true(fd_check("(expected failure)", c.w, MM_OC * MM_C, dw, mm_loss, &c, 1) > FD_TOL);
+    free(c.inp); free(c.w); free(c.bias); free(c.out); free(c.R); free(dw);
+}
+
+int main(void)
+{
+    weft_kernels_init(1);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_layernorm),
+        cmocka_unit_test(test_attention_small),
+        cmocka_unit_test(test_attention_blocked),
+        cmocka_unit_test(test_attention_causal),
+        cmocka_unit_test(test_gelu),
+        cmocka_unit_test(test_residual),
+        cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_xent),
+        cmocka_unit_test(test_xent_extreme),
+        cmocka_unit_test(test_adamw),
+        cmocka_unit_test(test_lr_schedule),
+        cmocka_unit_test(test_clip_and_sumsq),
+        cmocka_unit_test(test_sgemm_rate),
+        cmocka_unit_test(test_checker_catches_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
