@@ -33,13 +33,10 @@ int weft_at_abort(void (*fn)(void *arg), void *arg)
     return 0;
 }
 
-noreturn void weft_abort(const char *fmt, ...)
+static noreturn void vabort(int status, const char *fmt, va_list ap)
 {
     char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     WEFT_ERROR("aborting the job: %s", msg);
     /* A second abort (from a hook, or another thread) must not rerun the
      * hooks; it goes straight to the exit below. */
@@ -52,6 +49,20 @@ noreturn void weft_abort(const char *fmt, ...)
     MPI_Initialized(&inited);
     MPI_Finalized(&fin);
     if (inited && !fin)
-        MPI_Abort(MPI_COMM_WORLD, WEFT_EXIT_SOFTWARE);
-    _exit(WEFT_EXIT_SOFTWARE);
+        MPI_Abort(MPI_COMM_WORLD, status);
+    _exit(status);
+}
+
+noreturn void weft_abort(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vabort(WEFT_EXIT_SOFTWARE, fmt, ap);
+}
+
+noreturn void weft_abort_with(int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vabort(status, fmt, ap);
 }

@@ -70,6 +70,9 @@ weft_ctx *weft_ctx_current(void);
  * (flight-recorder dumps, ...) once, then MPI_Abort with exit status 70, or
  * _exit(70) without MPI. Never returns; never hangs. */
 noreturn void weft_abort(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same, ending the job with exit status `status` (e.g. 65 for bad data
+ * found mid-run) instead of 70. */
+noreturn void weft_abort_with(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Register fn(arg) to run inside weft_abort (at most 16 hooks). */
 int weft_at_abort(void (*fn)(void *arg), void *arg);

@@ -1,0 +1,91 @@
+/*
+ * gpt.h -- the GPT-2 reference model: token + learned position embeddings,
+ * n_layer pre-LayerNorm blocks (causal multi-head attention, MLP with
+ * tanh-GELU at 4x width), a final LayerNorm, and an LM head tied to the
+ * token embedding; biases on every linear, LayerNorm eps 1e-5.
+ *
+ * All parameters live in one flat f32 buffer, laid out in the order of the
+ * parameter table (weft_gpt_param): wte, wpe, then each block's tensors,
+ * then ln_f. Backward produces gradients from the END of that buffer towards
+ * the start (ln_f, the last block, ..., the first block, the embeddings),
+ * and tells a hook after each stage how much of the buffer's tail is final,
+ * so data parallelism can reduce gradient buckets while backward goes on.
+ *
+ * Letters: B batch, T time, C n_embd, NH n_head, L n_layer, V vocab,
+ * maxT the context length (positions).
+ */
+#ifndef WEFT_MODEL_GPT_H
+#define WEFT_MODEL_GPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct weft_gpt_config {
+    int vocab;    /* V */
+    int max_seq;  /* maxT: positions the model has */
+    int n_layer;  /* L */
+    int n_head;   /* NH */
+    int n_embd;   /* C */
+} weft_gpt_config;
+
+typedef struct weft_gpt_param {
+    char name[64];      /* e.g. "h.3.attn.c_attn.weight"; see docs/model.md */
+    int ndim;
+    int64_t shape[2];
+    size_t offset;      /* in elements, into the flat buffers */
+    size_t numel;
+    int decay;          /* 1: weight decay applies (matrices, embeddings) */
+} weft_gpt_param;
+
+typedef struct weft_gpt weft_gpt;
+
+/* The [model] configuration keys (model.n_layer, model.n_head,
+ * model.n_embd, model.context); the vocabulary comes from the dataset. */
+#include "runtime/config.h"
+extern const weft_config_key weft_model_config_keys[];
+void weft_gpt_config_from(const weft_config *cfg, int vocab, weft_gpt_config *out);
+
+/* Check a configuration; WEFT_ECONFIG naming the keys (model.*) at fault. */
+int weft_gpt_config_check(const weft_gpt_config *cfg);
+
+/* Build a model with activations for batches up to B x T (T <= max_seq).
+ * Allocates everything the steps will need, now. */
+int weft_gpt_new(const weft_gpt_config *cfg, int B, int T, weft_gpt **out);
+void weft_gpt_free(weft_gpt *m);
+
+/* GPT-2 initialisation from seed: weights N(0, 0.02), the residual output
+ * projections (attn.c_proj, mlp.c_proj) N(0, 0.02/sqrt(2L)), biases 0,
+ * LayerNorm weight 1 and bias 0. */
+void weft_gpt_init(weft_gpt *m, uint64_t seed);
+
+const weft_gpt_config *weft_gpt_cfg(const weft_gpt *m);
+int weft_gpt_nparams(const weft_gpt *m);
+const weft_gpt_param *weft_gpt_param_at(const weft_gpt *m, int i);
+size_t weft_gpt_num_params(const weft_gpt *m); /* total elements */
+float *weft_gpt_params(weft_gpt *m);
+float *weft_gpt_grads(weft_gpt *m);
+
+/* Forward on tokens (b, t) with b <= B, t <= T. With targets, returns the
+ * mean cross-entropy over the b*t positions (targets < 0 are ignored);
+ * without, returns 0 and only the logits are computed. */
+double weft_gpt_forward(weft_gpt *m, const int32_t *tokens, const int32_t *targets, int b, int t);
+/* Logits (b, t, V) of the last forward. */
+const float *weft_gpt_logits(const weft_gpt *m);
+
+void weft_gpt_zero_grad(weft_gpt *m);
+
+/* Hook called during backward each time the gradients from element offset
+ * to the end of the flat buffer are final for this backward. */
+typedef void (*weft_gpt_grad_hook)(void *arg, size_t offset);
+
+/* Backward of the last forward (which must have had targets), accumulating
+ * into the gradients. loss_scale multiplies the mean loss being
+ * differentiated (1/k when k micro-batches are accumulated). hook may be
+ * NULL (micro-steps that do not reduce). */
+void weft_gpt_backward(weft_gpt *m, double loss_scale, weft_gpt_grad_hook hook, void *arg);
+
+/* Model FLOPs of one forward+backward over b*t tokens (6 N per token for the
+ * matmuls plus attention's 12 L t C per token), for FLOP/s reporting. */
+double weft_gpt_flops_per_token(const weft_gpt *m, int t);
+
+#endif

@@ -1,0 +1,127 @@
+/*
+ * optim.c -- AdamW on the shard data parallelism assigns. See optim.h.
+ */
+#include "model/optim.h"
+#include "kernels/kernels.h"
+#include "runtime/error.h"
+
+#include <stdlib.h>
+
+const weft_config_key weft_optim_config_keys[] = {
+    {"optim.lr", WEFT_CFG_FLOAT, "6e-4", 0, 10, NULL, "peak learning rate (after warm-up)"},
+    {"optim.min_lr", WEFT_CFG_FLOAT, "6e-5", 0, 10, NULL, "learning rate at the end of the cosine decay"},
+    {"optim.warmup", WEFT_CFG_INT, "10", 0, 1e12, NULL, "steps of linear warm-up from 0 to optim.lr"},
+    {"optim.beta1", WEFT_CFG_FLOAT, "0.9", 0, 0.999999, NULL, "AdamW first-moment decay"},
+    {"optim.beta2", WEFT_CFG_FLOAT, "0.95", 0, 0.999999, NULL, "AdamW second-moment decay"},
+    {"optim.eps", WEFT_CFG_FLOAT, "1e-8", 1e-30, 1, NULL, "AdamW epsilon"},
+    {"optim.weight_decay", WEFT_CFG_FLOAT, "0.1", 0, 10, NULL,
+     "decoupled weight decay on matrices and embeddings (not biases or LayerNorm)"},
+    {"optim.grad_clip", WEFT_CFG_FLOAT, "1.0", 0, 1e9, NULL, "clip the global gradient norm to this (0: off)"},
+    WEFT_CONFIG_END,
+};
+
+void weft_adamw_opts_from_config(const weft_config *cfg, int64_t total_steps, weft_adamw_opts *o)
+{
+    o->lr = weft_config_float(cfg, "optim.lr");
+    o->min_lr = weft_config_float(cfg, "optim.min_lr");
+    o->warmup = weft_config_int(cfg, "optim.warmup");
+    o->beta1 = weft_config_float(cfg, "optim.beta1");
+    o->beta2 = weft_config_float(cfg, "optim.beta2");
+    o->eps = weft_config_float(cfg, "optim.eps");
+    o->weight_decay = weft_config_float(cfg, "optim.weight_decay");
+    o->grad_clip = weft_config_float(cfg, "optim.grad_clip");
+    o->total_steps = total_steps;
+}
+
+/* A contiguous piece of the shard with one decay setting and its place in
+ * the moment buffers. */
+typedef struct {
+    size_t offset, len, state_off;
+    int decay;
+} piece;
+
+struct weft_optim {
+    weft_adamw_opts opts;
+    piece *pieces;
+    int npieces;
+    float *m, *v;
+    int64_t t;
+};
+
+/* Intersect every shard range with every segment: pieces in buffer order. */
+static int build_pieces(weft_optim *o, const weft_optim_segment *segs, int nsegs, weft_dp *dp)
+{
+    int ns = weft_dp_nshards(dp), cap = ns + nsegs + 1;
+    o->pieces = calloc((size_t)cap, sizeof *o->pieces);
+    if (!o->pieces)
+        return weft_error(WEFT_ENOMEM, "optimizer: out of memory");
+    size_t state = 0;
+    for (int i = 0; i < ns; i++) {
+        size_t so, sl;
+        weft_dp_shard(dp, i, &so, &sl);
+        for (int j = 0; j < nsegs && sl; j++) {
+            size_t a = so > segs[j].offset ? so : segs[j].offset;
+            size_t e1 = so + sl, e2 = segs[j].offset + segs[j].numel, b = e1 < e2 ? e1 : e2;
+            if (a >= b)
+                continue;
+            if (o->npieces == cap) {
+                cap *= 2;
+                piece *p = realloc(o->pieces, (size_t)cap * sizeof *p);
+                if (!p)
+                    return weft_error(WEFT_ENOMEM, "optimizer: out of memory");
+                o->pieces = p;
+            }
+            o->pieces[o->npieces++] = (piece){a, b - a, state, segs[j].decay};
+            state += b - a;
+        }
+    }
+    o->m = calloc(state ? state : 1, sizeof(float));
+    o->v = calloc(state ? state : 1, sizeof(float));
+    if (!o->m || !o->v)
+        return weft_error(WEFT_ENOMEM, "optimizer: %zu moments: out of memory", state);
+    return 0;
+}
+
+int weft_optim_new(const weft_optim_segment *segs, int nsegs, weft_dp *dp, const weft_adamw_opts *opts,
+                   weft_optim **out)
+{
+    weft_optim *o = calloc(1, sizeof *o);
+    if (!o)
+        return weft_error(WEFT_ENOMEM, "optimizer: out of memory");
+    o->opts = *opts;
+    int rc = build_pieces(o, segs, nsegs, dp);
+    if (rc) {
+        weft_optim_free(o);
+        return rc;
+    }
+    *out = o;
+    return 0;
+}
+
+void weft_optim_free(weft_optim *o)
+{
+    if (!o)
+        return;
+    free(o->pieces);
+    free(o->m);
+    free(o->v);
+    free(o);
+}
+
+double weft_optim_lr(const weft_optim *o, int64_t step)
+{
+    return weft_lr_at(step, o->opts.lr, o->opts.min_lr, o->opts.warmup, o->opts.total_steps);
+}
+
+void weft_optim_step(weft_optim *o, float *params, const float *grads, double lr, double grad_scale)
+{
+    o->t++;
+    for (int i = 0; i < o->npieces; i++) {
+        const piece *p = &o->pieces[i];
+        weft_adamw_update(params + p->offset, grads + p->offset, o->m + p->state_off, o->v + p->state_off, p->len,
+                          lr, o->opts.beta1, o->opts.beta2, o->opts.eps, p->decay ? o->opts.weight_decay : 0.0,
+                          o->t, grad_scale);
+    }
+}
+
+int64_t weft_optim_t(const weft_optim *o) { return o->t; }

@@ -1,0 +1,51 @@
+/*
+ * optim.h -- AdamW over a flat parameter buffer, sharded the way data
+ * parallelism says (all of it, or this rank's ZeRO-1 shard), with the
+ * warm-up + cosine learning-rate schedule and global-norm clipping applied
+ * by the caller through lr and grad_scale.
+ *
+ * Weight decay applies to the segments marked decay (matrices and
+ * embeddings), never to biases and LayerNorm parameters, as in GPT-2
+ * training. The moments m and v exist only for the shard this rank
+ * updates, so ZeRO-1 really divides optimizer memory by the DP size.
+ */
+#ifndef WEFT_MODEL_OPTIM_H
+#define WEFT_MODEL_OPTIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "parallel/dp.h"
+#include "runtime/config.h"
+
+typedef struct weft_optim_segment {
+    size_t offset, numel; /* a tensor's range in the flat buffer */
+    int decay;
+} weft_optim_segment;
+
+typedef struct weft_adamw_opts {
+    double lr, min_lr;
+    int64_t warmup, total_steps;
+    double beta1, beta2, eps, weight_decay, grad_clip;
+} weft_adamw_opts;
+
+typedef struct weft_optim weft_optim;
+
+extern const weft_config_key weft_optim_config_keys[];
+void weft_adamw_opts_from_config(const weft_config *cfg, int64_t total_steps, weft_adamw_opts *o);
+
+/* segs: the tensors, covering the flat buffer; dp gives the shard. */
+int weft_optim_new(const weft_optim_segment *segs, int nsegs, weft_dp *dp, const weft_adamw_opts *o,
+                   weft_optim **out);
+void weft_optim_free(weft_optim *o);
+
+/* Learning rate for step (0-based) under the schedule. */
+double weft_optim_lr(const weft_optim *o, int64_t step);
+
+/* One AdamW step on this rank's shard: params -= ..., using grads scaled by
+ * grad_scale (the clipping factor). Increments the step count t. */
+void weft_optim_step(weft_optim *o, float *params, const float *grads, double lr, double grad_scale);
+
+int64_t weft_optim_t(const weft_optim *o);
+
+#endif
