@@ -1,13 +1,15 @@
 /*
  * ops_f32.c -- the float instantiation of ops_impl.h: the ops the model
  * trains with. Public names carry no suffix (weft_matmul_forward, ...).
+ * exp is the vectorisable polynomial of fastmath.h.
  */
 #define REAL float
 #define SFX(name) name
 #define GEMM cblas_sgemm
-#define R_EXP expf
-#define R_LOG logf
+#define R_EXP weft_expf
 #define R_SQRT sqrtf
-#define R_TANH tanhf
+#define R_FABS fabsf
+#define R_SELECT weft_selectf
 
+#include "kernels/fastmath.h"
 #include "kernels/ops_impl.h"

@@ -7,8 +7,8 @@
 #define SFX(name) name##_f64
 #define GEMM cblas_dgemm
 #define R_EXP exp
-#define R_LOG log
 #define R_SQRT sqrt
-#define R_TANH tanh
+#define R_FABS fabs
+#define R_SELECT(c, a, b) ((c) ? (a) : (b))
 
 #include "kernels/ops_impl.h"

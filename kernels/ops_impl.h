@@ -8,15 +8,21 @@
  *   REAL        float | double
  *   SFX(name)   name  | name##_f64       (public names)
  *   GEMM        cblas_sgemm | cblas_dgemm
- *   R_EXP, R_LOG, R_SQRT, R_TANH         the math of that type
+ *   R_EXP, R_SQRT, R_FABS                the math of that type (R_EXP is
+ *                                        only ever called on x <= 0)
+ *   R_SELECT(c, a, b)                    c ? a : b (branch-free for f32)
  *
  * Deliberately not here: allocation (scratch comes from the caller), threads
  * (only BLAS's own), anything about ranks or shards.
  *
- * Loops are written for gcc's vectoriser at -O2: restrict pointers, unit
- * stride, no calls in the inner loop except the math macros. Reductions use
- * 8 explicit partial sums so they vectorise without -ffast-math (and lose
- * less precision than one running sum over a 8192-wide row).
+ * Loops are written for gcc's vectoriser at the default -O2, whose
+ * "very-cheap" cost model vectorises a loop only when its trip count is a
+ * known multiple of the vector width: so every hot loop runs over blocks of
+ * VB = 8 elements (a fixed inner loop gcc vectorises) and then a scalar
+ * tail, with restrict pointers and unit stride. Reductions keep 8 partial
+ * sums, which also vectorises without -ffast-math (and loses less precision
+ * than one running sum over an 8192-wide row). The f32 math macros are
+ * inline polynomials (fastmath.h) so that loops calling them vectorise too.
  *
  * No include guard: this file is meant to be included once per type.
  */
@@ -34,6 +40,7 @@
  * only against the columns up to its last row, so about half the square
  * is never computed, while each gemm stays large enough for BLAS. */
 #define ATT_BLK 64
+#define VB 8   /* lanes of a vectorised block; see the top of the file */
 
 /* --- row helpers ---------------------------------------------------------- */
 
@@ -87,22 +94,61 @@ static REAL row_max(const REAL *restrict x, int n)
 /* x[i] = exp(x[i] - shift) in place; returns the sum of the new values. */
 static REAL row_exp_sum(REAL *restrict x, int n, REAL shift)
 {
-    for (int i = 0; i < n; i++)
+    int i = 0;
+    for (; i + VB <= n; i += VB)
+        for (int k = 0; k < VB; k++)
+            x[i + k] = R_EXP(x[i + k] - shift);
+    for (; i < n; i++)
         x[i] = R_EXP(x[i] - shift);
     return row_sum(x, n);
 }
 
-static void row_scale(REAL *restrict x, int n, REAL s)
+/* sum of exp(x[i] - shift), x untouched */
+static REAL row_sum_exp(const REAL *restrict x, int n, REAL shift)
 {
-    for (int i = 0; i < n; i++)
+    REAL acc[VB] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int i = 0;
+    for (; i + VB <= n; i += VB)
+        for (int k = 0; k < VB; k++)
+            acc[k] += R_EXP(x[i + k] - shift);
+    REAL s = 0;
+    for (; i < n; i++)
+        s += R_EXP(x[i] - shift);
+    for (int k = 0; k < VB; k++)
+        s += acc[k];
+    return s;
+}
+
+static void row_scale(REAL *restrict x, size_t n, REAL s)
+{
+    size_t i = 0;
+    for (; i + VB <= n; i += VB)
+        for (int k = 0; k < VB; k++)
+            x[i + k] *= s;
+    for (; i < n; i++)
         x[i] *= s;
 }
 
 /* y += x */
-static void row_acc(REAL *restrict y, const REAL *restrict x, int n)
+static void row_acc(REAL *restrict y, const REAL *restrict x, size_t n)
 {
-    for (int i = 0; i < n; i++)
+    size_t i = 0;
+    for (; i + VB <= n; i += VB)
+        for (int k = 0; k < VB; k++)
+            y[i + k] += x[i + k];
+    for (; i < n; i++)
         y[i] += x[i];
+}
+
+/* o = a + b */
+static void row_add(REAL *restrict o, const REAL *restrict a, const REAL *restrict b, size_t n)
+{
+    size_t i = 0;
+    for (; i + VB <= n; i += VB)
+        for (int k = 0; k < VB; k++)
+            o[i + k] = a[i + k] + b[i + k];
+    for (; i < n; i++)
+        o[i] = a[i] + b[i];
 }
 
 /* --- matmul -------------------------------------------------------------- */
@@ -143,8 +189,28 @@ void SFX(weft_matmul_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REA
 static void ln_row(REAL *restrict out, const REAL *restrict x, const REAL *restrict w,
                    const REAL *restrict b, REAL mean, REAL rstd, int C)
 {
-    for (int i = 0; i < C; i++)
+    int i = 0;
+    for (; i + VB <= C; i += VB)
+        for (int k = 0; k < VB; k++)
+            out[i + k] = (x[i + k] - mean) * rstd * w[i + k] + b[i + k];
+    for (; i < C; i++)
         out[i] = (x[i] - mean) * rstd * w[i] + b[i];
+}
+
+/* sum of (x[i] - m)^2 */
+static REAL row_sqdev(const REAL *restrict x, int n, REAL m)
+{
+    REAL acc[VB] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int i = 0;
+    for (; i + VB <= n; i += VB)
+        for (int k = 0; k < VB; k++)
+            acc[k] += (x[i + k] - m) * (x[i + k] - m);
+    REAL s = 0;
+    for (; i < n; i++)
+        s += (x[i] - m) * (x[i] - m);
+    for (int k = 0; k < VB; k++)
+        s += acc[k];
+    return s;
 }
 
 void SFX(weft_layernorm_forward)(REAL *out, REAL *mean, REAL *rstd, const REAL *inp,
@@ -155,15 +221,21 @@ void SFX(weft_layernorm_forward)(REAL *out, REAL *mean, REAL *rstd, const REAL *
         REAL m = row_sum(x, C) / (REAL)C;
         // variance from the centred values (two passes): no cancellation
         // when |mean| >> std, as in activations with a large offset
-        REAL v = 0;
-        for (int i = 0; i < C; i++)
-            v += (x[i] - m) * (x[i] - m);
-        v /= (REAL)C;
+        REAL v = row_sqdev(x, C, m) / (REAL)C;
         REAL s = (REAL)1 / R_SQRT(v + (REAL)LN_EPS);
         ln_row(out + (size_t)n * C, x, weight, bias, m, s, C);
         mean[n] = m;
         rstd[n] = s;
     }
+}
+
+static inline void ln_back_elem(REAL *restrict dx, REAL *restrict dw, REAL *restrict db, REAL dy,
+                                REAL x, REAL w, REAL mean, REAL rstd, REAL g_mean, REAL gx_mean)
+{
+    REAL xhat = (x - mean) * rstd;
+    *db += dy;
+    *dw += xhat * dy;
+    *dx += (w * dy - g_mean - xhat * gx_mean) * rstd;
 }
 
 static void ln_back_row(REAL *restrict dx, REAL *restrict dw, REAL *restrict db,
@@ -172,22 +244,32 @@ static void ln_back_row(REAL *restrict dx, REAL *restrict dw, REAL *restrict db,
 {
     // With xhat = (x - mean) * rstd and g = w * dy, the gradient through the
     // normalisation is rstd * (g - mean(g) - xhat * mean(g * xhat)).
+    REAL ga[VB] = {0, 0, 0, 0, 0, 0, 0, 0}, gxa[VB] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int i = 0;
+    for (; i + VB <= C; i += VB)
+        for (int k = 0; k < VB; k++) {
+            REAL g = w[i + k] * dy[i + k];
+            ga[k] += g;
+            gxa[k] += g * (x[i + k] - mean) * rstd;
+        }
     REAL g_mean = 0, gx_mean = 0;
-    for (int i = 0; i < C; i++) {
-        REAL xhat = (x[i] - mean) * rstd;
+    for (; i < C; i++) {
         REAL g = w[i] * dy[i];
         g_mean += g;
-        gx_mean += g * xhat;
+        gx_mean += g * (x[i] - mean) * rstd;
+    }
+    for (int k = 0; k < VB; k++) {
+        g_mean += ga[k];
+        gx_mean += gxa[k];
     }
     g_mean /= (REAL)C;
     gx_mean /= (REAL)C;
-    for (int i = 0; i < C; i++) {
-        REAL xhat = (x[i] - mean) * rstd;
-        REAL g = w[i] * dy[i];
-        db[i] += dy[i];
-        dw[i] += xhat * dy[i];
-        dx[i] += (g - g_mean - xhat * gx_mean) * rstd;
-    }
+    for (i = 0; i + VB <= C; i += VB)
+        for (int k = 0; k < VB; k++)
+            ln_back_elem(dx + i + k, dw + i + k, db + i + k, dy[i + k], x[i + k], w[i + k], mean,
+                         rstd, g_mean, gx_mean);
+    for (; i < C; i++)
+        ln_back_elem(dx + i, dw + i, db + i, dy[i], x[i], w[i], mean, rstd, g_mean, gx_mean);
 }
 
 void SFX(weft_layernorm_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REAL *dout,
@@ -250,7 +332,11 @@ static void causal_softmax_back_row(REAL *restrict d, const REAL *restrict p, in
 {
     int n = t + 1;
     REAL s = row_dot(p, d, n);
-    for (int j = 0; j < n; j++)
+    int j = 0;
+    for (; j + VB <= n; j += VB)
+        for (int k = 0; k < VB; k++)
+            d[j + k] = scale * p[j + k] * (d[j + k] - s);
+    for (; j < n; j++)
         d[j] = scale * p[j] * (d[j] - s);
     for (int j = n; j < T; j++)
         d[j] = 0;
@@ -300,45 +386,69 @@ void SFX(weft_attention_backward)(REAL *dqkv, REAL *datt, const REAL *dout, cons
 #define GELU_S 0.7978845608028654   /* sqrt(2/pi) */
 #define GELU_K 0.044715
 
+/* GELU as x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3), which equals
+ * x/2 (1 + tanh u) without the cancellation of 1 + tanh u for x << 0.
+ * With e = exp(-2|u|) in (0, 1] (never overflows) and q = 1 / (1 + e):
+ * sigmoid(2u) = q for u >= 0, e q for u < 0, and
+ * sigmoid(2u) (1 - sigmoid(2u)) = e q^2 on both sides. */
+static inline REAL gelu(REAL x)
+{
+    REAL u = (REAL)GELU_S * (x + (REAL)GELU_K * x * x * x);
+    REAL e = R_EXP((REAL)-2 * R_FABS(u));
+    REAL q = (REAL)1 / ((REAL)1 + e);
+    return x * R_SELECT(u >= 0, q, e * q);
+}
+
+/* d/dx [x sigmoid(2u)] = sigmoid(2u) + 2 x sigmoid'(2u) du/dx */
+static inline REAL gelu_grad(REAL x)
+{
+    REAL u = (REAL)GELU_S * (x + (REAL)GELU_K * x * x * x);
+    REAL du = (REAL)GELU_S * ((REAL)1 + (REAL)(3 * GELU_K) * x * x);
+    REAL e = R_EXP((REAL)-2 * R_FABS(u));
+    REAL q = (REAL)1 / ((REAL)1 + e);
+    return R_SELECT(u >= 0, q, e * q) + (REAL)2 * x * e * q * q * du;
+}
+
 void SFX(weft_gelu_forward)(REAL *restrict out, const REAL *restrict inp, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        REAL x = inp[i];
-        REAL u = (REAL)GELU_S * (x + (REAL)GELU_K * x * x * x);
-        out[i] = (REAL)0.5 * x * ((REAL)1 + R_TANH(u));
-    }
+    size_t i = 0;
+    for (; i + VB <= n; i += VB)
+        for (int k = 0; k < VB; k++)
+            out[i + k] = gelu(inp[i + k]);
+    for (; i < n; i++)
+        out[i] = gelu(inp[i]);
 }
 
 void SFX(weft_gelu_backward)(REAL *restrict dinp, const REAL *restrict inp,
                              const REAL *restrict dout, size_t n)
 {
-    // d/dx [x/2 (1 + tanh u)] = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) du/dx
-    for (size_t i = 0; i < n; i++) {
-        REAL x = inp[i];
-        REAL u = (REAL)GELU_S * (x + (REAL)GELU_K * x * x * x);
-        REAL th = R_TANH(u);
-        REAL du = (REAL)GELU_S * ((REAL)1 + (REAL)(3 * GELU_K) * x * x);
-        REAL g = (REAL)0.5 * ((REAL)1 + th) + (REAL)0.5 * x * ((REAL)1 - th * th) * du;
-        dinp[i] += g * dout[i];
-    }
+    size_t i = 0;
+    for (; i + VB <= n; i += VB)
+        for (int k = 0; k < VB; k++)
+            dinp[i + k] += gelu_grad(inp[i + k]) * dout[i + k];
+    for (; i < n; i++)
+        dinp[i] += gelu_grad(inp[i]) * dout[i];
 }
 
 /* --- residual ------------------------------------------------------------ */
 
 void SFX(weft_residual_forward)(REAL *out, const REAL *a, const REAL *b, size_t n)
 {
-    // no restrict: out may be a or b (x += f(x) in place)
-    for (size_t i = 0; i < n; i++)
-        out[i] = a[i] + b[i];
+    // out may be a or b (x += f(x) in place): each case gets its own
+    // restrict-qualified loop
+    if (out == a)
+        row_acc(out, b, n);
+    else if (out == b)
+        row_acc(out, a, n);
+    else
+        row_add(out, a, b, n);
 }
 
 void SFX(weft_residual_backward)(REAL *restrict da, REAL *restrict db,
                                  const REAL *restrict dout, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        da[i] += dout[i];
-        db[i] += dout[i];
-    }
+    row_acc(da, dout, n);
+    row_acc(db, dout, n);
 }
 
 /* --- embedding ----------------------------------------------------------- */
@@ -351,10 +461,7 @@ void SFX(weft_embedding_forward)(REAL *restrict out, const int32_t *tokens,
         for (int t = 0; t < T; t++) {
             int32_t tok = tokens[b * T + t];
             assert(tok >= 0);
-            REAL *o = out + ((size_t)b * T + t) * C;
-            const REAL *e = wte + (size_t)tok * C, *p = wpe + (size_t)t * C;
-            for (int i = 0; i < C; i++)
-                o[i] = e[i] + p[i];
+            row_add(out + ((size_t)b * T + t) * C, wte + (size_t)tok * C, wpe + (size_t)t * C, C);
         }
 }
 
@@ -402,10 +509,7 @@ double SFX(weft_xent_forward_backward)(REAL *losses, REAL *dlogits, const REAL *
             row_scale(d, V, (REAL)(dloss / (double)s));
             d[tgt] -= (REAL)dloss;
         } else {
-            REAL acc = 0;
-            for (int i = 0; i < V; i++)
-                acc += R_EXP(x[i] - m);
-            s = acc;
+            s = row_sum_exp(x, V, m);
         }
         double loss = (double)m + log((double)s) - (double)xt;
         if (losses)
@@ -419,6 +523,17 @@ double SFX(weft_xent_forward_backward)(REAL *losses, REAL *dlogits, const REAL *
 
 /* --- optimizer ----------------------------------------------------------- */
 
+static inline void adamw_elem(REAL *restrict p, REAL g, REAL *restrict m, REAL *restrict v,
+                              REAL b1, REAL b2, REAL c1, REAL c2, REAL lr, REAL wd, REAL eps)
+{
+    REAL mi = b1 * *m + ((REAL)1 - b1) * g;
+    REAL vi = b2 * *v + ((REAL)1 - b2) * g * g;
+    *m = mi;
+    *v = vi;
+    // decoupled weight decay: applied to the parameter, not the gradient
+    *p -= lr * ((mi * c1) / (R_SQRT(vi * c2) + eps) + wd * *p);
+}
+
 void SFX(weft_adamw_update)(REAL *restrict params, const REAL *restrict grads, REAL *restrict m,
                             REAL *restrict v, size_t n, double lr, double beta1, double beta2,
                             double eps, double weight_decay, int64_t t, double grad_scale)
@@ -428,15 +543,13 @@ void SFX(weft_adamw_update)(REAL *restrict params, const REAL *restrict grads, R
     const REAL c1 = (REAL)(1.0 / (1.0 - pow(beta1, (double)t)));
     const REAL c2 = (REAL)(1.0 / (1.0 - pow(beta2, (double)t)));
     const REAL lr_ = (REAL)lr, wd = (REAL)weight_decay, e = (REAL)eps;
-    for (size_t i = 0; i < n; i++) {
-        REAL g = grads[i] * gs;
-        REAL mi = b1 * m[i] + ((REAL)1 - b1) * g;
-        REAL vi = b2 * v[i] + ((REAL)1 - b2) * g * g;
-        m[i] = mi;
-        v[i] = vi;
-        // decoupled weight decay: applied to the parameter, not the gradient
-        params[i] -= lr_ * ((mi * c1) / (R_SQRT(vi * c2) + e) + wd * params[i]);
-    }
+    size_t i = 0;
+    for (; i + VB <= n; i += VB)
+        for (int k = 0; k < VB; k++)
+            adamw_elem(params + i + k, grads[i + k] * gs, m + i + k, v + i + k, b1, b2, c1, c2,
+                       lr_, wd, e);
+    for (; i < n; i++)
+        adamw_elem(params + i, grads[i] * gs, m + i, v + i, b1, b2, c1, c2, lr_, wd, e);
 }
 
 double SFX(weft_sumsq)(const REAL *restrict x, size_t n)

@@ -559,6 +559,46 @@ static void test_xent_extreme(void **state)
     assert_true(fabs(d64[V + 0] - 1) < 1e-12 && fabs(d64[V + 1] + 1) < 1e-12);
     assert_true(fabs(d32[2 * V + 2] - (0.2f - 1)) < 1e-6f);
     assert_true(fabs(m64 - (2e4 + log(5.0)) / 3) < 1e-8);
+    // a NaN logit gives a NaN loss (the trainer must see it), not a finite one
+    l32[3] = NAN;
+    assert_true(isnan(weft_xent_forward_backward(lo32, d32, l32, tg, 1, V, 1.0)));
+    assert_true(isnan(weft_xent_forward_backward(lo32, NULL, l32, tg, 1, V, 1.0)));
+}
+
+/* The f32 polynomial exp (fastmath.h) through GELU and softmax over a wide range,
+ * in blocks long enough to take the vectorised path. */
+static void test_f32_math(void **state)
+{
+    (void)state;
+    enum { N = 4096 };
+    float x[N], y[N];
+    double worst = 0;
+    for (int i = 0; i < N; i++)
+        x[i] = -30.0f + 60.0f * (float)i / N;
+    weft_gelu_forward(y, x, N);
+    for (int i = 0; i < N; i++) {
+        double r = 0.5 * x[i] * (1 + tanh(sqrt(2 / M_PI) * (x[i] + 0.044715 * (double)x[i] * x[i] * x[i])));
+        worst = fmax(worst, fabs(y[i] - r) / fmax(1e-3, fabs(r)));
+    }
+    assert_true(worst < 2e-6);
+    x[7] = NAN;
+    weft_gelu_forward(y, x, N);
+    assert_true(isnan(y[7]) && isfinite(y[8]));
+    // softmax through exp: the causal row of a 1-head attention with huge
+    // score gaps is still a distribution
+    enum { T = 9, C = 8 };
+    float qkv[T * 3 * C], out[T * C], att[T * T];
+    for (int i = 0; i < T * 3 * C; i++)
+        qkv[i] = (float)(i % 5) * 40.0f - 80.0f;
+    weft_attention_forward(out, att, qkv, 1, T, C, 1);
+    for (int t = 0; t < T; t++) {
+        double s = 0;
+        for (int j = 0; j < T; j++) {
+            assert_true(att[t * T + j] >= 0 && isfinite(att[t * T + j]));
+            s += att[t * T + j];
+        }
+        assert_true(fabs(s - 1) < 1e-6);
+    }
 }
 
 /* --- optimizer, schedule, clipping -------------------------------------- */
@@ -661,6 +701,7 @@ int main(void)
         cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_xent),
         cmocka_unit_test(test_xent_extreme),
+        cmocka_unit_test(test_f32_math),
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_lr_schedule),
         cmocka_unit_test(test_clip_and_sumsq),

@@ -1,0 +1,218 @@
+/*
+ * bench_kernels.c -- every CPU op of kernels.h at the shapes of the
+ * bench-cpu GPT (B 8, T 256, C 256, NH 4, V 8192, 4 layers), one BLAS
+ * thread. For each op: median forward and backward time; for the matrix
+ * products and attention also the achieved GFLOP/s beside the single-core
+ * SGEMM rate of the same BLAS at the same shape, measured in this run.
+ * It ends with a projected training step (the ops a GPT step calls, summed)
+ * and its model FLOP/s against SGEMM at the model's shapes: the figure the
+ * issue's target (>= 50%) is about.
+ *
+ *   build/bench/bench_kernels [B T C NH V L]
+ */
+#include "kernels/kernels.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/timer.h"
+
+#define MAX_REPS 200
+#define MIN_SECONDS 0.25   /* per timed op */
+#define SGEMM_SECONDS 0.3  /* per reference shape */
+
+static double median(double *t, int n)
+{
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+            double x = t[j]; t[j] = t[j - 1]; t[j - 1] = x;
+        }
+    return t[n / 2];
+}
+
+/* ms = median time of STMT over repeats (one warm-up call first). */
+#define TIME_MS(ms, STMT)                                                                  \
+    do {                                                                                   \
+        double ts_[MAX_REPS];                                                              \
+        int n_ = 0;                                                                        \
+        STMT;                                                                              \
+        int64_t start_ = weft_now_ns();                                                    \
+        while (n_ < MAX_REPS && (n_ < 3 || (weft_now_ns() - start_) * 1e-9 < MIN_SECONDS)) { \
+            int64_t t0_ = weft_now_ns();                                                   \
+            STMT;                                                                          \
+            ts_[n_++] = (weft_now_ns() - t0_) * 1e-6;                                      \
+        }                                                                                  \
+        (ms) = median(ts_, n_);                                                            \
+    } while (0)
+
+static uint64_t rng = 0x2545F4914F6CDD1Dull;
+static float *buf(size_t n, float scale)
+{
+    float *x = malloc(n * sizeof(float));
+    if (!x) {
+        fprintf(stderr, "bench_kernels: out of memory allocating %zu floats\n", n);
+        exit(70);
+    }
+    for (size_t i = 0; i < n; i++) {
+        rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+        x[i] = scale * ((float)(rng >> 40) / 16777216.0f - 0.5f);
+    }
+    return x;
+}
+
+static void row(const char *op, const char *shape, double fwd_ms, double bwd_ms,
+                double fwd_flop, double bwd_flop, double sgemm)
+{
+    printf("%-14s %-22s %9.3f %9.3f", op, shape, fwd_ms, bwd_ms);
+    if (fwd_flop > 0)
+        printf(" %9.1f %9.1f %9.1f %6.0f%%\n", fwd_flop / fwd_ms * 1e-6, bwd_flop / bwd_ms * 1e-6,
+               sgemm * 1e-9, 100 * (fwd_flop + bwd_flop) / ((fwd_ms + bwd_ms) * 1e-3) / sgemm);
+    else
+        printf("\n");
+}
+
+/* One linear layer: returns fwd+bwd ms; adds its FLOPs and its SGEMM-rate
+ * time (FLOPs / rate) to the running totals. */
+static double bench_linear(const char *name, int N, int C, int OC, int has_bias, double *flops,
+                           double *sgemm_s)
+{
+    float *inp = buf((size_t)N * C, 2), *w = buf((size_t)OC * C, 0.04f), *b = buf(OC, 0.04f);
+    float *out = buf((size_t)N * OC, 1), *dout = buf((size_t)N * OC, 1);
+    float *dinp = calloc((size_t)N * C, 4), *dw = calloc((size_t)OC * C, 4), *db = calloc(OC, 4);
+    double f, bk;
+    TIME_MS(f, weft_matmul_forward(out, inp, w, has_bias ? b : NULL, N, C, OC));
+    TIME_MS(bk, weft_matmul_backward(dinp, dw, has_bias ? db : NULL, dout, inp, w, N, C, OC));
+    double fl = 2.0 * N * C * OC;
+    double rate = weft_sgemm_rate(N, OC, C, SGEMM_SECONDS);
+    char shape[64];
+    snprintf(shape, sizeof shape, "%dx%d -> %d", N, C, OC);
+    row(name, shape, f, bk, fl, 2 * fl, rate);
+    *flops += 3 * fl;
+    *sgemm_s += 3 * fl / rate;
+    free(inp); free(w); free(b); free(out); free(dout); free(dinp); free(dw); free(db);
+    return f + bk;
+}
+
+int main(int argc, char **argv)
+{
+    int B = 8, T = 256, C = 256, NH = 4, V = 8192, L = 4;
+    if (argc == 7) {
+        B = atoi(argv[1]); T = atoi(argv[2]); C = atoi(argv[3]);
+        NH = atoi(argv[4]); V = atoi(argv[5]); L = atoi(argv[6]);
+    } else if (argc != 1) {
+        fprintf(stderr, "usage: %s [B T C NH V L]\n", argv[0]);
+        return 64;
+    }
+    if (B < 1 || T < 1 || NH < 1 || C % NH || V < 1 || L < 1) {
+        fprintf(stderr, "bench_kernels: bad shape (C must be a multiple of NH)\n");
+        return 64;
+    }
+    weft_kernels_init(1);
+    const int N = B * T, hs = C / NH;
+    printf("bench_kernels: B %d T %d C %d NH %d V %d (L %d for the step), 1 BLAS thread\n",
+           B, T, C, NH, V, L);
+    printf("%-14s %-22s %9s %9s %9s %9s %9s %7s\n", "op", "shape", "fwd ms", "bwd ms",
+           "fwd GF/s", "bwd GF/s", "sgemm", "of sg.");
+
+    // --- matrix products of one block and the LM head -------------------
+    double flops = 0, sgemm_s = 0, layer_ms = 0;
+    layer_ms += bench_linear("matmul qkv", N, C, 3 * C, 1, &flops, &sgemm_s);
+    layer_ms += bench_linear("matmul attproj", N, C, C, 1, &flops, &sgemm_s);
+    layer_ms += bench_linear("matmul fc", N, C, 4 * C, 1, &flops, &sgemm_s);
+    layer_ms += bench_linear("matmul fcproj", N, 4 * C, C, 1, &flops, &sgemm_s);
+    flops *= L;
+    sgemm_s *= L;
+    layer_ms *= L;
+    double lmf = 0, lms = 0;
+    double head_ms = bench_linear("matmul lmhead", N, C, V, 0, &lmf, &lms);
+    flops += lmf;
+    sgemm_s += lms;
+
+    // --- attention ------------------------------------------------------
+    size_t na = (size_t)B * NH * T * T;
+    float *qkv = buf((size_t)N * 3 * C, 2), *aout = buf((size_t)N * C, 1);
+    float *att = buf(na, 1), *datt = buf(na, 1), *dqkv = calloc((size_t)N * 3 * C, 4);
+    float *dout = buf((size_t)N * C, 1);
+    double af, ab;
+    TIME_MS(af, weft_attention_forward(aout, att, qkv, B, T, C, NH));
+    TIME_MS(ab, weft_attention_backward(dqkv, datt, dout, qkv, att, B, T, C, NH));
+    // the causal products only: (T(T+1)/2) x hs multiply-adds for QK^T and
+    // for att.V per (b, h); backward does twice that
+    double afl = (double)B * NH * 2.0 * 2.0 * hs * ((double)T * (T + 1) / 2);
+    double arate = weft_sgemm_rate(T, T, hs, SGEMM_SECONDS);
+    char shape[64];
+    snprintf(shape, sizeof shape, "B%d NH%d T%d hs%d", B, NH, T, hs);
+    row("attention", shape, af, ab, afl, 2 * afl, arate);
+    flops += L * 3 * afl;
+    sgemm_s += L * 3 * afl / arate;
+    double other_ms = L * (af + ab);
+
+    // --- row-wise ops -----------------------------------------------------
+    float *x = buf((size_t)N * 4 * C, 2), *y = buf((size_t)N * 4 * C, 1);
+    float *dy = buf((size_t)N * 4 * C, 1), *dx = calloc((size_t)N * 4 * C, 4);
+    float *w = buf(C, 1), *b = buf(C, 1), *dw = calloc(C, 4), *db = calloc(C, 4);
+    float *mean = calloc(N, 4), *rstd = calloc(N, 4);
+    double f, bk;
+    TIME_MS(f, weft_layernorm_forward(y, mean, rstd, x, w, b, N, C));
+    TIME_MS(bk, weft_layernorm_backward(dx, dw, db, dy, x, w, mean, rstd, N, C));
+    snprintf(shape, sizeof shape, "%dx%d", N, C);
+    row("layernorm", shape, f, bk, 0, 0, 0);
+    other_ms += (2 * L + 1) * (f + bk);
+    TIME_MS(f, weft_gelu_forward(y, x, (size_t)N * 4 * C));
+    TIME_MS(bk, weft_gelu_backward(dx, x, dy, (size_t)N * 4 * C));
+    snprintf(shape, sizeof shape, "%dx%d", N, 4 * C);
+    row("gelu", shape, f, bk, 0, 0, 0);
+    other_ms += L * (f + bk);
+    TIME_MS(f, weft_residual_forward(y, x, dy, (size_t)N * C));
+    TIME_MS(bk, weft_residual_backward(dx, y, dy, (size_t)N * C));
+    snprintf(shape, sizeof shape, "%dx%d", N, C);
+    row("residual", shape, f, bk, 0, 0, 0);
+    other_ms += 2 * L * (f + bk);
+
+    float *wte = buf((size_t)V * C, 0.04f), *wpe = buf((size_t)T * C, 0.02f);
+    float *dwte = calloc((size_t)V * C, 4), *dwpe = calloc((size_t)T * C, 4);
+    int32_t *tok = malloc((size_t)N * sizeof(int32_t));
+    for (int i = 0; i < N; i++)
+        tok[i] = (int32_t)(((uint64_t)i * 2654435761u) % (uint64_t)V);
+    TIME_MS(f, weft_embedding_forward(y, tok, wte, wpe, B, T, C));
+    TIME_MS(bk, weft_embedding_backward(dwte, dwpe, dy, tok, B, T, C));
+    snprintf(shape, sizeof shape, "%dx%d V%d", N, C, V);
+    row("embedding", shape, f, bk, 0, 0, 0);
+    other_ms += f + bk;
+
+    float *logits = buf((size_t)N * V, 8), *dlogits = malloc((size_t)N * V * 4);
+    float *losses = malloc((size_t)N * 4);
+    TIME_MS(f, weft_xent_forward_backward(losses, NULL, logits, tok, N, V, 1.0 / N));
+    TIME_MS(bk, weft_xent_forward_backward(losses, dlogits, logits, tok, N, V, 1.0 / N));
+    snprintf(shape, sizeof shape, "%dx%d", N, V);
+    row("xent (f / f+b)", shape, f, bk, 0, 0, 0);
+    other_ms += bk;
+
+    // AdamW and the norm over every parameter of the model
+    size_t np = (size_t)V * C + (size_t)T * C + (size_t)L * (12 * C * C + 13 * C) + 2 * C;
+    float *p = buf(np, 0.04f), *g = buf(np, 0.01f), *m = calloc(np, 4), *v = calloc(np, 4);
+    double sq = 0;
+    TIME_MS(f, weft_adamw_update(p, g, m, v, np, 1e-3, 0.9, 0.95, 1e-8, 0.1, 10, 1.0));
+    TIME_MS(bk, sq += weft_sumsq(g, np));
+    snprintf(shape, sizeof shape, "%zu params", np);
+    printf("%-14s %-22s %9.3f %9s   (sumsq %.3f ms)\n", "adamw", shape, f, "", bk);
+    other_ms += f + bk;
+
+    // --- projected step -----------------------------------------------------
+    double step_ms = layer_ms + head_ms + other_ms;
+    double model = flops / (step_ms * 1e-3), ref = flops / sgemm_s;
+    printf("\nprojected GPT step (L %d, fwd+bwd+AdamW, ops summed): %.1f ms, of which "
+           "matmul %.1f, attention %.1f, other %.1f\n", L, step_ms, layer_ms + head_ms,
+           L * (af + ab), other_ms - L * (af + ab));
+    printf("model FLOPs/step %.2f G (matmuls x3 + causal attention x3); model FLOP/s %.1f G; "
+           "SGEMM at the model's shapes %.1f G; ratio %.0f%% (target >= 50%%)\n",
+           flops * 1e-9, model * 1e-9, ref * 1e-9, 100 * model / ref);
+    if (sq < 0)   // keep the sumsq calls observable
+        printf("%g\n", sq);
+    free(qkv); free(aout); free(att); free(datt); free(dqkv); free(dout);
+    free(x); free(y); free(dy); free(dx); free(w); free(b); free(dw); free(db);
+    free(mean); free(rstd); free(wte); free(wpe); free(dwte); free(dwpe); free(tok);
+    free(logits); free(dlogits); free(losses); free(p); free(g); free(m); free(v);
+    return 0;
+}
