@@ -65,7 +65,8 @@ void weft_kernels_init(int blas_threads);
     void weft_embedding_backward##sfx(real *dwte, real *dwpe, const real *dout,                     \
                                       const int32_t *tokens, int B, int T, int C);                  \
     /* Fused softmax + cross-entropy over rows of logits (N, V), numerically stable.               \
-     * losses (N) = -log softmax(logits)[target]; returns their mean.                               \
+     * losses (N) = -log softmax(logits)[target] (losses may be NULL); returns their mean over     \
+     * the rows whose target is >= 0 (0 if none), as PyTorch's ignore_index does.                   \
      * If dlogits is not NULL: dlogits (N, V) = (softmax - onehot(target)) * dloss, where dloss     \
      * is the gradient of the caller's loss w.r.t. each row's loss (1/N for a mean).               \
      * A target < 0 is ignored (loss 0, no gradient). dlogits may alias logits. */                 \
@@ -87,12 +88,14 @@ WEFT_KERNEL_DECLS(double, _f64)
  * at most max_norm (1 when already within, or when max_norm <= 0). */
 double weft_clip_scale(double global_norm, double max_norm);
 
-/* Learning rate at step (0-based): linear warm-up from 0 to max_lr over
- * warmup steps, then cosine decay to min_lr at total steps (min_lr after). */
+/* Learning rate at step (0-based): linear warm-up max_lr * (step + 1) / warmup
+ * for step < warmup (so the first step is not wasted at lr 0), then cosine
+ * decay from max_lr at step warmup to min_lr at step total (min_lr after). */
 double weft_lr_at(int64_t step, double max_lr, double min_lr, int64_t warmup, int64_t total);
 
-/* FLOPs of one sgemm of the given shape (2*M*N*K), and the single-core SGEMM
- * rate measured on that shape (FLOP/s), for benchmarks' reference figures. */
+/* The single-core SGEMM rate (FLOP/s, 2*M*N*K per call) of out (M, N) =
+ * A (M, K) @ B (N, K)^T, timed over about `seconds`, for benchmarks'
+ * reference figures. Runs one BLAS thread whatever was set, then restores. */
 double weft_sgemm_rate(int M, int N, int K, double seconds);
 
 #endif

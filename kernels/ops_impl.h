@@ -298,6 +298,7 @@ static void causal_softmax_row(REAL *restrict row, int t, int T)
 void SFX(weft_attention_forward)(REAL *out, REAL *att, const REAL *qkv, int B, int T, int C,
                                  int NH)
 {
+    assert(NH > 0 && C % NH == 0);
     const int hs = C / NH, C3 = 3 * C;
     const REAL scale = (REAL)1 / R_SQRT((REAL)hs);
     for (int b = 0; b < B; b++)
@@ -345,6 +346,7 @@ static void causal_softmax_back_row(REAL *restrict d, const REAL *restrict p, in
 void SFX(weft_attention_backward)(REAL *dqkv, REAL *datt, const REAL *dout, const REAL *qkv,
                                   const REAL *att, int B, int T, int C, int NH)
 {
+    assert(NH > 0 && C % NH == 0);
     const int hs = C / NH, C3 = 3 * C;
     const REAL scale = (REAL)1 / R_SQRT((REAL)hs);
     for (int b = 0; b < B; b++)
