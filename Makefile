@@ -136,7 +136,7 @@ test: tests
 	@BUILD=$(BUILD) SAN=$(SAN) tests/run.sh
 
 # --- demo ------------------------------------------------------------------
-demo: all $(BUILD)/tests/mpi/abort_job
+demo: all
 	@BUILD=$(BUILD) examples/demo.sh
 
 # --- install ---------------------------------------------------------------

@@ -76,6 +76,7 @@ typedef struct {
     int64_t t_start_ns;
     int skip_nonfinite, tty;
     int running;            /* past setup: a failure now leaves ranks mid-collective */
+    int64_t fault_nan_step; /* WEFT_FAULT_NAN_STEP: poison this step's loss (tests) */
 } trainer;
 
 typedef struct {
@@ -185,6 +186,8 @@ static int setup(trainer *t)
     t->T = weft_config_int(t->cfg, "train.seq_len");
     t->b = weft_config_int(t->cfg, "train.micro_batch");
     t->G = weft_config_int(t->cfg, "train.global_batch");
+    const char *fault = getenv("WEFT_FAULT_NAN_STEP");
+    t->fault_nan_step = fault ? atoll(fault) : -1;
     t->skip_nonfinite = strcmp(weft_config_str(t->cfg, "train.on_nonfinite"), "skip") == 0;
     /* mpirun and srun hand every rank a pseudo-terminal whatever the user's
      * stdout is, so under a launcher 'auto' means off. */
@@ -274,6 +277,8 @@ static int train_step(trainer *t, step_stats *s)
         weft_gpt_backward(t->model, 1.0 / (double)t->k, last ? weft_dp_hook : NULL, t->dp);
     }
     WEFT_CHECK(weft_dp_finish_grads(t->dp));
+    if (s->step == t->fault_nan_step && t->ctx->rank == t->ctx->size - 1)
+        loss = NAN; /* fault injection: one rank's loss goes bad; the allreduce spreads it */
     WEFT_CHECK(weft_comm_allreduce(t->comm, &loss, &s->loss, 1, WEFT_F64, WEFT_AVG));
     double sumsq;
     WEFT_CHECK(weft_dp_grad_sumsq(t->dp, &sumsq));
@@ -315,25 +320,41 @@ static int evaluate(trainer *t, double *val_loss)
 
 /* --- reporting ------------------------------------------------------------ */
 
+/* JSON has no NaN or infinity: a non-finite value is written as null. */
+static void json_num(FILE *f, const char *key, double v, int digits)
+{
+    fprintf(f, ",\"%s\":", key);
+    if (isfinite(v))
+        fprintf(f, "%.*g", digits, v);
+    else
+        fputs("null", f);
+}
+
 static void log_step(trainer *t, const step_stats *s)
 {
     if (t->ctx->rank != 0)
         return;
     double tokens = (double)(t->G * t->T), tps = tokens / (s->ms * 1e-3);
     double flops = t->flops_per_token * tps;
-    fprintf(t->metrics,
-            "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"tokens_per_s\":%.1f,\"ms_per_step\":%.3f,"
-            "\"flops_per_s\":%.4e,\"data_wait_ms\":%.3f,\"comm_wait_ms\":%.3f,\"comm_hidden\":%.3f",
-            (long long)s->step + 1, s->loss, s->lr, s->grad_norm, tps, s->ms, flops, s->data_ms, s->comm_ms,
-            s->hidden);
+    FILE *f = t->metrics;
+    fprintf(f, "{\"step\":%lld", (long long)s->step + 1);
+    json_num(f, "loss", s->loss, 17);
+    json_num(f, "lr", s->lr, 7);
+    json_num(f, "grad_norm", s->grad_norm, 7);
+    json_num(f, "tokens_per_s", tps, 7);
+    json_num(f, "ms_per_step", s->ms, 6);
+    json_num(f, "flops_per_s", flops, 5);
+    json_num(f, "data_wait_ms", s->data_ms, 4);
+    json_num(f, "comm_wait_ms", s->comm_ms, 4);
+    json_num(f, "comm_hidden", s->hidden, 3);
     if (!isnan(s->val_loss))
-        fprintf(t->metrics, ",\"val_loss\":%.6f", s->val_loss);
-    fprintf(t->metrics, "%s}\n", s->skipped ? ",\"skipped\":true" : "");
-    fflush(t->metrics);
+        json_num(f, "val_loss", s->val_loss, 17);
+    fprintf(f, "%s}\n", s->skipped ? ",\"skipped\":true" : "");
+    fflush(f);
     double eta = (double)(t->steps - s->step - 1) * s->ms * 1e-3;
-    printf("%sstep %5lld/%lld | loss %.4f%s | lr %.2e | norm %.3f | %.0f tok/s | %.1f ms | %.2f GFLOP/s/rank | "
-           "ETA %.0fs\n", t->tty ? "\r\033[K" : "", (long long)s->step + 1, (long long)t->steps, s->loss,
-           isnan(s->val_loss) ? "" : "", s->lr, s->grad_norm, tps, s->ms, flops / t->D / 1e9, eta);
+    printf("%sstep %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | %.1f ms | %.2f GFLOP/s/rank | "
+           "ETA %.0fs\n", t->tty ? "\r\033[K" : "", (long long)s->step + 1, (long long)t->steps, s->loss, s->lr,
+           s->grad_norm, tps, s->ms, flops / t->D / 1e9, eta);
     if (!isnan(s->val_loss))
         printf("          validation loss %.4f\n", s->val_loss);
     fflush(stdout);
