@@ -32,6 +32,8 @@ MPI_TEST_SRCS := $(sort $(wildcard tests/mpi/*.c))
 MPI_TEST_BINS := $(MPI_TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/%.c=$(BUILD)/tests/%)
+EXAMPLE_SRCS := $(sort $(wildcard examples/*/*.c))
+EXAMPLES := $(foreach f,$(EXAMPLE_SRCS),$(BUILD)/examples/$(notdir $(f:.c=)))
 BENCH_SRCS := $(sort $(wildcard bench/bench_*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
@@ -51,10 +53,12 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC -I. $(WARN) $(CFLAGS) $(SANFLAGS) $(DE
              -DWEFT_VERSION='"$(VERSION)"' -MMD -MP
 ALL_LDLIBS = $(DEP_LIBS) -lpthread -lm
 
+
+.PHONY: examples
 .PHONY: all lib tools tests test demo deps install uninstall clean help fuzz bench
 .DEFAULT_GOAL := all
 
-all: lib tools $(BUILD)/weft.pc
+all: lib tools examples $(BUILD)/weft.pc
 
 help:
 	@echo "make            build $(BUILD)/lib/libweft.{a,so}, $(BUILD)/bin/*, $(BUILD)/weft.pc"
@@ -99,6 +103,16 @@ tools: $(TOOLS)
 $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(BUILD)/lib/libweft.a
 	@mkdir -p $(@D)
 	$(CC) $(SANFLAGS) -o $@ $< $(BUILD)/lib/libweft.a $(ALL_LDLIBS)
+
+# Each examples/NAME/NAME.c is a program of its own: $(BUILD)/examples/NAME.
+examples: $(EXAMPLES)
+
+define example_rule
+$(BUILD)/examples/$(notdir $(1:.c=)): $(BUILD)/obj/$(1:.c=.o) $(BUILD)/lib/libweft.a
+	@mkdir -p $$(@D)
+	$$(CC) $$(SANFLAGS) -o $$@ $$< $(BUILD)/lib/libweft.a $$(ALL_LDLIBS)
+endef
+$(foreach f,$(EXAMPLE_SRCS),$(eval $(call example_rule,$(f))))
 
 # --- tests -----------------------------------------------------------------
 tests: all $(UNIT_BINS) $(MPI_TEST_BINS) $(FUZZ_BINS) $(BENCH_BINS)
