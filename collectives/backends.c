@@ -4,7 +4,10 @@
  */
 #include "collectives/backend.h"
 
+extern const weft_backend weft_backend_shm; /* backend_shm.c */
+
 const weft_backend *const weft_backends[] = {
+    &weft_backend_shm,
     &weft_backend_mpi,
     NULL,
 };

@@ -21,8 +21,9 @@
 #include <unistd.h>
 
 const weft_config_key weft_comm_config_keys[] = {
-    {"comm.backend", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|mpi",
-     "collectives backend; auto picks the best that can serve each group"},
+    {"comm.backend", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|shm|mpi",
+     "collectives backend; auto picks the best that can serve each group (shm when all of "
+     "its ranks share a node, else mpi)"},
     {"comm.timeout", WEFT_CFG_FLOAT, "600", 0.1, 604800, NULL,
      "seconds an operation may stay pending before the job is aborted"},
     {"comm.flight_records", WEFT_CFG_INT, "4096", 16, 1 << 20, NULL,

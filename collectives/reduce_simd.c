@@ -1,0 +1,106 @@
+/*
+ * reduce_simd.c -- see reduce_simd.h. One macro writes the loops for a
+ * type; it is expanded twice, once for the baseline ISA and once under
+ * target("avx2"), and a table picked on first use dispatches. The loops
+ * use restrict pointers and branch-free bodies so GCC vectorises them
+ * (this file asks for -O3's vectoriser; -O2's "very cheap" model skips
+ * loops whose trip count is unknown).
+ */
+#pragma GCC optimize("O3")
+#include "collectives/reduce_simd.h"
+
+#include <stdint.h>
+
+/* Integer sums go through the unsigned type so overflow wraps, defined. */
+#define ADD_F(a, b, U) ((a) + (b))
+#define ADD_I(a, b, U) (U)((U)(a) + (U)(b))
+
+#define KERNELS(SFX, ATTR, T, U, ADD)                                                              \
+    ATTR static void comb_##T##SFX(int op, void *vd, const void *va, const void *vb, size_t n)    \
+    {                                                                                              \
+        T *restrict d = vd;                                                                        \
+        const T *restrict a = va, *restrict b = vb;                                                \
+        if (op == WEFT_MAX)                                                                        \
+            for (size_t i = 0; i < n; i++) d[i] = a[i] > b[i] ? a[i] : b[i];                       \
+        else if (op == WEFT_MIN)                                                                   \
+            for (size_t i = 0; i < n; i++) d[i] = a[i] < b[i] ? a[i] : b[i];                       \
+        else                                                                                       \
+            for (size_t i = 0; i < n; i++) d[i] = (T)ADD(a[i], b[i], U);                           \
+    }                                                                                              \
+    ATTR static void acc_##T##SFX(int op, void *vd, const void *vs, size_t n)                      \
+    {                                                                                              \
+        T *restrict d = vd;                                                                        \
+        const T *restrict s = vs;                                                                  \
+        if (op == WEFT_MAX)                                                                        \
+            for (size_t i = 0; i < n; i++) d[i] = d[i] > s[i] ? d[i] : s[i];                       \
+        else if (op == WEFT_MIN)                                                                   \
+            for (size_t i = 0; i < n; i++) d[i] = d[i] < s[i] ? d[i] : s[i];                       \
+        else                                                                                       \
+            for (size_t i = 0; i < n; i++) d[i] = (T)ADD(d[i], s[i], U);                           \
+    }
+
+typedef float f32;
+typedef double f64;
+
+#define ALL_TYPES(SFX, ATTR)                                                                       \
+    KERNELS(SFX, ATTR, f32, f32, ADD_F)                                                            \
+    KERNELS(SFX, ATTR, f64, f64, ADD_F)                                                            \
+    KERNELS(SFX, ATTR, int32_t, uint32_t, ADD_I)                                                   \
+    KERNELS(SFX, ATTR, int64_t, uint64_t, ADD_I)                                                   \
+    KERNELS(SFX, ATTR, uint8_t, uint8_t, ADD_I)
+
+ALL_TYPES(_gen, )
+#if defined(__x86_64__)
+ALL_TYPES(_avx2, __attribute__((target("avx2"))))
+#endif
+
+typedef void (*comb_fn)(int, void *, const void *, const void *, size_t);
+typedef void (*acc_fn)(int, void *, const void *, size_t);
+
+typedef struct {
+    const char *isa;
+    comb_fn comb[WEFT_NDTYPES];
+    acc_fn acc[WEFT_NDTYPES];
+} kernel_table;
+
+#define ENTRY(SFX, DT, T) [DT] = comb_##T##SFX
+#define AENTRY(SFX, DT, T) [DT] = acc_##T##SFX
+#define TABLE(NAME, SFX)                                                                           \
+    {NAME,                                                                                         \
+     {ENTRY(SFX, WEFT_F32, f32), ENTRY(SFX, WEFT_F64, f64), ENTRY(SFX, WEFT_I32, int32_t),         \
+      ENTRY(SFX, WEFT_I64, int64_t), ENTRY(SFX, WEFT_U8, uint8_t)},                                \
+     {AENTRY(SFX, WEFT_F32, f32), AENTRY(SFX, WEFT_F64, f64), AENTRY(SFX, WEFT_I32, int32_t),      \
+      AENTRY(SFX, WEFT_I64, int64_t), AENTRY(SFX, WEFT_U8, uint8_t)}}
+
+static const kernel_table generic = TABLE("generic", _gen);
+#if defined(__x86_64__)
+static const kernel_table avx2 = TABLE("avx2", _avx2);
+#endif
+
+static const kernel_table *table(void)
+{
+    static const kernel_table *chosen;
+    const kernel_table *t = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
+    if (t)
+        return t;
+    t = &generic;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2"))
+        t = &avx2;
+#endif
+    __atomic_store_n(&chosen, t, __ATOMIC_RELEASE);
+    return t;
+}
+
+void weft_simd_combine(weft_dtype wide, weft_redop op, void *dst, const void *a, const void *b, size_t n)
+{
+    table()->comb[wide]((int)op, dst, a, b, n);
+}
+
+void weft_simd_accumulate(weft_dtype wide, weft_redop op, void *dst, const void *src, size_t n)
+{
+    table()->acc[wide]((int)op, dst, src, n);
+}
+
+const char *weft_simd_isa(void) { return table()->isa; }

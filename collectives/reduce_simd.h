@@ -1,0 +1,24 @@
+/*
+ * reduce_simd.h -- vectorised element-wise reductions for the native
+ * backends: plain C loops the compiler vectorises, built twice (baseline
+ * and AVX2) and chosen once at run time from the CPU's features.
+ *
+ * They work on the "wide" types only (f32, f64, i32, i64, u8; halves are
+ * reduced in f32): AVG reduces as SUM, the division comes after. Integer
+ * sums wrap (two's complement), never saturate.
+ */
+#ifndef WEFT_COLLECTIVES_REDUCE_SIMD_H
+#define WEFT_COLLECTIVES_REDUCE_SIMD_H
+
+#include <stddef.h>
+
+#include "collectives/comm.h"
+
+/* dst = a op b over n elements; dst must not overlap a or b. */
+void weft_simd_combine(weft_dtype wide, weft_redop op, void *dst, const void *a, const void *b, size_t n);
+/* dst = dst op src; they must not overlap. */
+void weft_simd_accumulate(weft_dtype wide, weft_redop op, void *dst, const void *src, size_t n);
+/* "avx2" or "generic": what the dispatcher chose. */
+const char *weft_simd_isa(void);
+
+#endif
