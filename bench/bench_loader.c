@@ -22,6 +22,7 @@
 
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,69 @@ static double raw_read(const weft_manifest *m, const char *dir, int direct, uint
     return (double)*bytes / s;
 }
 
+/* Random window reads, the loader's access pattern without the loader:
+ * every window of every shard once in a scrambled order, pread by
+ * `threads` threads (buffered or O_DIRECT). Bytes per second. */
+typedef struct {
+    const weft_manifest *m;
+    const char *dir;
+    int direct, nthreads, id;
+    int64_t T;
+    uint64_t windows, bytes;
+} rand_job;
+
+static void *rand_thread(void *arg)
+{
+    rand_job *j = arg;
+    char path[4096];
+    size_t len = (size_t)(j->T + 1) * 2, span = (len + 2 * 4096) / 4096 * 4096;
+    uint8_t *buf;
+    int *fds = calloc(j->m->n_shards, sizeof *fds);
+    uint64_t per = (j->m->shards[0].tokens - 1) / (uint64_t)j->T;
+    if (posix_memalign((void **)&buf, 4096, span) != 0)
+        return NULL;
+    for (size_t s = 0; s < j->m->n_shards; s++) {
+        snprintf(path, sizeof path, "%s/%s", j->dir, j->m->shards[s].name);
+        fds[s] = open(path, O_RDONLY | (j->direct ? O_DIRECT : 0));
+    }
+    for (uint64_t i = (uint64_t)j->id; i < j->windows; i += (uint64_t)j->nthreads) {
+        uint64_t w = (i * 0x9e3779b97f4a7c15ull) % j->windows; /* odd multiplier: a bijection for power-of-2 counts, close enough otherwise */
+        size_t s = (size_t)(w / per);
+        if (s >= j->m->n_shards)
+            s = j->m->n_shards - 1;
+        uint64_t off = 4096 + (w % per) * (uint64_t)j->T * 2, start = j->direct ? off & ~4095ull : off;
+        size_t n = j->direct ? (off - start + len + 4095) / 4096 * 4096 : len;
+        ssize_t r = pread(fds[s], buf, n, (off_t)start);
+        j->bytes += r > 0 ? (uint64_t)len : 0;
+    }
+    for (size_t s = 0; s < j->m->n_shards; s++)
+        close(fds[s]);
+    free(fds);
+    free(buf);
+    return NULL;
+}
+
+static double raw_random(const bench_opts *b, const weft_manifest *m, int direct)
+{
+    enum { MAXT = 64 };
+    pthread_t th[MAXT];
+    rand_job jobs[MAXT];
+    int n = b->threads + 1 > MAXT ? MAXT : b->threads + 1;
+    uint64_t windows = 0, bytes = 0;
+    for (size_t s = 0; s < m->n_shards; s++)
+        windows += (m->shards[s].tokens - 1) / (uint64_t)b->T;
+    int64_t t0 = weft_now_ns();
+    for (int i = 0; i < n; i++) {
+        jobs[i] = (rand_job){m, b->dir, direct, n, i, b->T, windows, 0};
+        pthread_create(&th[i], NULL, rand_thread, &jobs[i]);
+    }
+    for (int i = 0; i < n; i++) {
+        pthread_join(th[i], NULL);
+        bytes += jobs[i].bytes;
+    }
+    return (double)bytes / ((double)(weft_now_ns() - t0) * 1e-9);
+}
+
 /* One epoch through the loader: payload bytes per second; *wait_frac is the
  * share of the time the consumer waited. */
 static double loader_pass(const bench_opts *b, int direct, double *tok_s, double *wait_frac)
@@ -139,19 +203,20 @@ static double loader_pass(const bench_opts *b, int direct, double *tok_s, double
     return (double)(steps * (uint64_t)b->B * (uint64_t)(b->T + 1) * 2) / secs;
 }
 
-static void row(const char *what, double raw_bps, double bps, double tok_s, const char *extra)
+static void row(const char *what, double raw_bps, double rnd_bps, double bps, double tok_s, const char *extra)
 {
     if (tok_s > 0)
-        printf("%-30s %9.0f MB/s %12.3g tok/s %6.0f%% of raw%s\n", what, bps / 1e6, tok_s, 100 * bps / raw_bps, extra);
+        printf("%-34s %7.0f MB/s %10.3g tok/s %5.0f%% of raw seq %5.0f%% of raw random%s\n", what, bps / 1e6,
+               tok_s, 100 * bps / raw_bps, 100 * bps / rnd_bps, extra);
     else
-        printf("%-30s %9.0f MB/s %12.3g tok/s\n", what, bps / 1e6, bps / 2);
+        printf("%-34s %7.0f MB/s %10.3g tok/s\n", what, bps / 1e6, bps / 2);
 }
 
 static void run(const bench_opts *b)
 {
     weft_manifest *m;
     uint64_t bytes;
-    double tok, wait, raw, ld;
+    double tok, wait, raw, rnd, ld;
     char extra[64];
     if (weft_manifest_load(b->dir, &m) != 0) {
         fprintf(stderr, "bench_loader: %s\n", weft_last_error());
@@ -162,26 +227,33 @@ static void run(const bench_opts *b)
     if (!b->only || strcmp(b->only, "cold") == 0) {
         drop_cache(m, b->dir);
         raw = raw_read(m, b->dir, 0, &bytes);
-        row("raw sequential, cold", raw, raw, 0, "");
+        row("raw sequential, cold", raw, raw, raw, 0, "");
+        drop_cache(m, b->dir);
+        rnd = raw_random(b, m, 0);
+        row("raw random windows, cold", raw, rnd, rnd, 0, "");
         drop_cache(m, b->dir);
         ld = loader_pass(b, 0, &tok, &wait);
         snprintf(extra, sizeof extra, "  (consumer waited %.0f%%)", 100 * wait);
-        row("loader, cold (fadvise)", raw, ld, tok, extra);
+        row("loader, cold (fadvise)", raw, rnd, ld, tok, extra);
     }
     if (!b->only || strcmp(b->only, "direct") == 0) {
         raw = raw_read(m, b->dir, 1, &bytes);
-        row("raw sequential, O_DIRECT", raw, raw, 0, "");
+        row("raw sequential, O_DIRECT", raw, raw, raw, 0, "");
+        rnd = raw_random(b, m, 1);
+        row("raw random windows, O_DIRECT", raw, rnd, rnd, 0, "");
         ld = loader_pass(b, 1, &tok, &wait);
         snprintf(extra, sizeof extra, "  (consumer waited %.0f%%)", 100 * wait);
-        row("loader, O_DIRECT", raw, ld, tok, extra);
+        row("loader, O_DIRECT", raw, rnd, ld, tok, extra);
     }
     if (!b->only || strcmp(b->only, "warm") == 0) {
         raw_read(m, b->dir, 0, &bytes); /* warm the cache */
         raw = raw_read(m, b->dir, 0, &bytes);
-        row("raw sequential, warm", raw, raw, 0, "");
+        row("raw sequential, warm", raw, raw, raw, 0, "");
+        rnd = raw_random(b, m, 0);
+        row("raw random windows, warm", raw, rnd, rnd, 0, "");
         ld = loader_pass(b, 0, &tok, &wait);
         snprintf(extra, sizeof extra, "  (consumer waited %.0f%%)", 100 * wait);
-        row("loader, warm", raw, ld, tok, extra);
+        row("loader, warm", raw, rnd, ld, tok, extra);
     }
     weft_manifest_free(m);
 }

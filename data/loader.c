@@ -1,14 +1,23 @@
 /*
  * loader.c -- the streaming loader (contract and states in loader.h).
  *
- * The consumer (the training loop) calls next(), which hands out ready batch
- * slots in step order. The producer (one background thread) walks the global
- * sample stream with its own cursor, keeps this rank's rows of each global
- * batch, and fills free slots through the batch reader (data/reader.h: pread
- * on a pool of I/O threads). The slot ring is guarded by one mutex and two
- * condition variables; a slot is FREE (producer may fill it), READY (filled,
- * waiting for the consumer) or HELD (returned by next() until the following
- * call). Only the producer touches the cursor and the shuffle state.
+ * Threads: the consumer (the training loop) calls next(), which hands out
+ * ready batch slots in step order. The planner (one background thread) walks
+ * the global sample stream with its own cursor and writes, for each free
+ * slot in turn, the list of this rank's windows (plan_batch), then publishes
+ * the slot's rows. The workers (io_threads of them) claim published rows one
+ * at a time from a shared counter that runs across batches and read them
+ * (data/reader.h); the worker that finishes a slot's last row marks it READY.
+ * There is no barrier between batches: up to prefetch_depth batches are
+ * being read at once, so the device sees many reads in flight and warm-cache
+ * copies use every core.
+ *
+ * Slot states, under mu: FREE (planner may plan it) -> FILLING (planned,
+ * rows being read; planner) -> READY (last row read; a worker) -> HELD
+ * (returned by next(); consumer) -> FREE (the following next(); consumer).
+ * Only the planner touches the cursor and shuffle state; only workers touch
+ * the reader. A read error marks the loader failed at that step: next()
+ * returns it for that step and every later one (sticky) until a restore.
  *
  * Shards are opened lazily, when a sample first needs them, and kept in a
  * small LRU cache of descriptors (data/shard_cache.h), so opening a dataset
@@ -37,6 +46,7 @@
 #define STATE_MAGIC 0x54534c57u /* "WLST" */
 #define STATE_VERSION 1
 #define ERR_LEN 1024
+#define COLD_NS 8000 /* mean read time per row above which the cache looks cold */
 
 typedef struct {
     const weft_manifest_shard *ms;
@@ -58,13 +68,22 @@ typedef struct {
     uint64_t counts[WEFT_BLEND_MAX];    /* samples drawn from each dataset */
 } cursor;
 
-enum { SLOT_FREE, SLOT_READY, SLOT_HELD };
+enum { SLOT_FREE, SLOT_FILLING, SLOT_READY, SLOT_HELD };
 
 typedef struct {
     int32_t *tokens;        /* (rows, T+1) */
+    weft_read_req *reqs;    /* (rows) this rank's windows of the batch */
     cursor after;           /* stream position after this batch */
     int state;
+    atomic_long remaining;  /* rows not yet read */
+    atomic_long read_ns;    /* summed read time of its rows (cold detection) */
 } slot;
+
+typedef struct {
+    struct weft_loader *L;
+    int id;
+    pthread_t thread;
+} worker;
 
 struct weft_loader {
     weft_loader_options o;
@@ -73,24 +92,31 @@ struct weft_loader {
     weft_blend blend;
     uint64_t stream_id, data_hash;
 
-    /* Producer-only state. */
+    /* Planner-only state. */
     cursor pc;
     weft_shuffle shuf[WEFT_BLEND_MAX];
     uint64_t shuf_epoch[WEFT_BLEND_MAX];
-    weft_reader *reader;
-    weft_read_req *reqs;    /* (rows) this rank's windows of the batch */
+    uint64_t plan_step;     /* next step to plan */
     size_t n_shard_ids;
+
+    /* Workers. */
+    weft_reader *reader;
+    worker *workers;        /* (io_threads) */
+    atomic_ullong next_row; /* next row to claim, counted across steps */
+    atomic_ullong planned_rows; /* rows published by the planner */
+    atomic_bool cold;       /* last batch looked uncached: announce reads */
 
     /* Shared, under mu. */
     pthread_mutex_t mu;
-    pthread_cond_t cv_ready, cv_free;
+    pthread_cond_t cv_ready, cv_free, cv_work;
     slot *slots;            /* (depth) */
-    uint64_t fill_step, cons_step;
-    int failed;             /* producer stopped on an error */
+    uint64_t cons_step;
+    int failed;             /* a read failed at fail_step */
+    uint64_t fail_step;
     int err_rc;
     char err_msg[ERR_LEN];
     atomic_bool stop;
-    pthread_t thread;
+    pthread_t planner;
     int running;
 
     /* Consumer-only state. */
@@ -171,8 +197,8 @@ static int check_options(const weft_loader_options *o)
                           o->global_batch, o->dp_size, o->dp_size);
     if (o->prefetch_depth < 1 || o->prefetch_depth > 1024)
         return weft_error(WEFT_ECONFIG, "data: prefetch depth %d; expected 1..1024", o->prefetch_depth);
-    if (o->io_threads < 0 || o->io_threads > 256)
-        return weft_error(WEFT_ECONFIG, "data: %d I/O threads; expected 0..256", o->io_threads);
+    if (o->io_threads < 1 || o->io_threads > 256)
+        return weft_error(WEFT_ECONFIG, "data: %d I/O threads; expected 1..256", o->io_threads);
     if (o->max_open_shards < 1 || o->max_open_shards > 65536)
         return weft_error(WEFT_ECONFIG, "data: max open shards %d; expected 1..65536", o->max_open_shards);
     if ((uint64_t)(o->global_batch / o->dp_size) * (uint64_t)(o->seq_len + 1) > (1ull << 34))
@@ -216,12 +242,13 @@ static int alloc_buffers(weft_loader *L)
     int depth = L->o.prefetch_depth;
     size_t row_bytes = (size_t)(L->T + 1) * 4;
     L->slots = calloc((size_t)depth, sizeof *L->slots);
-    L->reqs = calloc((size_t)L->rows, sizeof *L->reqs);
-    if (!L->slots || !L->reqs)
+    L->workers = calloc((size_t)L->o.io_threads, sizeof *L->workers);
+    if (!L->slots || !L->workers)
         return weft_error(WEFT_ENOMEM, "data: no memory for loader buffers");
     for (int i = 0; i < depth; i++) {
         L->slots[i].tokens = malloc((size_t)L->rows * row_bytes);
-        if (!L->slots[i].tokens)
+        L->slots[i].reqs = calloc((size_t)L->rows, sizeof *L->slots[i].reqs);
+        if (!L->slots[i].tokens || !L->slots[i].reqs)
             return weft_error(WEFT_ENOMEM, "data: no memory for %d prefetch buffers of %zu bytes",
                               depth, (size_t)L->rows * row_bytes);
     }
@@ -229,16 +256,26 @@ static int alloc_buffers(weft_loader *L)
                            (size_t)L->T + 1, &L->reader);
 }
 
-static void *producer_main(void *arg);
+static void *planner_main(void *arg);
+static void *worker_main(void *arg);
+static void stop_threads(weft_loader *L);
 
-static int start_thread(weft_loader *L)
+static int start_threads(weft_loader *L)
 {
     atomic_store(&L->stop, false);
-    int e = pthread_create(&L->thread, NULL, producer_main, L);
-    if (e != 0)
-        return weft_error(WEFT_EINTERNAL, "data: cannot start the prefetch thread: %s", strerror(e));
-    L->running = 1;
-    return 0;
+    int e = pthread_create(&L->planner, NULL, planner_main, L);
+    if (e == 0)
+        L->running = 1; /* planner + (running - 1) workers */
+    for (int i = 0; e == 0 && i < L->o.io_threads; i++) {
+        L->workers[i] = (worker){L, i, 0};
+        e = pthread_create(&L->workers[i].thread, NULL, worker_main, &L->workers[i]);
+        if (e == 0)
+            L->running = 2 + i;
+    }
+    if (e == 0)
+        return 0;
+    stop_threads(L);
+    return weft_error(WEFT_EINTERNAL, "data: cannot start the loader's threads: %s", strerror(e));
 }
 
 int weft_loader_open(const weft_loader_options *o, weft_loader **out)
@@ -259,12 +296,14 @@ int weft_loader_open(const weft_loader_options *o, weft_loader **out)
     pthread_mutex_init(&L->mu, NULL);
     pthread_cond_init(&L->cv_ready, NULL);
     pthread_cond_init(&L->cv_free, NULL);
+    pthread_cond_init(&L->cv_work, NULL);
+    atomic_store(&L->cold, true);
     for (int d = 0; d < o->n_datasets; d++)
         WEFT_CHECK_GOTO(open_dataset(L, d), rc, fail);
     WEFT_CHECK_GOTO(init_blend(L), rc, fail);
     compute_ids(L);
     WEFT_CHECK_GOTO(alloc_buffers(L), rc, fail);
-    WEFT_CHECK_GOTO(start_thread(L), rc, fail);
+    WEFT_CHECK_GOTO(start_threads(L), rc, fail);
     *out = L;
     return 0;
 fail:
@@ -272,7 +311,7 @@ fail:
     return rc;
 }
 
-/* ---- producer: locating samples ----------------------------------------- */
+/* ---- planner: locating samples ------------------------------------------ */
 
 static shard_ref *find_shard(dataset *ds, uint64_t w)
 {
@@ -310,56 +349,111 @@ static void locate(weft_loader *L, int d, uint64_t c, weft_read_req *q)
     q->offset = WEFT_SHARD_HEADER_SIZE + (p - r->first_window) * (uint64_t)L->T * ds->m->token_width;
 }
 
-/* Walk one global batch from cursor c, keeping this rank's rows. */
-static void plan_batch(weft_loader *L, cursor *c)
+/* Walk one global batch from cursor c, keeping this rank's rows in s. */
+static void plan_batch(weft_loader *L, cursor *c, slot *s)
 {
     int64_t lo = (int64_t)L->o.dp_rank * L->rows, hi = lo + L->rows;
     for (int64_t i = 0; i < L->o.global_batch; i++) {
         int d = L->o.n_datasets > 1 ? weft_blend_pick(&L->blend, c->counts, c->pos) : 0;
         if (i >= lo && i < hi)
-            locate(L, d, c->counts[d], &L->reqs[i - lo]);
+            locate(L, d, c->counts[d], &s->reqs[i - lo]);
         c->counts[d]++;
         c->pos++;
     }
 }
 
-/* ---- producer ------------------------------------------------------------- */
+/* ---- planner and workers ------------------------------------------------- */
 
-static int fill_slot(weft_loader *L, slot *s)
-{
-    plan_batch(L, &L->pc);
-    WEFT_CHECK(weft_reader_run(L->reader, L->reqs, (size_t)L->rows, (size_t)L->T + 1, s->tokens, &L->stop));
-    s->after = L->pc;
-    return 0;
-}
-
-static void *producer_main(void *arg)
+static void *planner_main(void *arg)
 {
     weft_loader *L = arg;
     pthread_mutex_lock(&L->mu);
     while (!atomic_load(&L->stop)) {
-        slot *s = &L->slots[L->fill_step % (uint64_t)L->o.prefetch_depth];
+        slot *s = &L->slots[L->plan_step % (uint64_t)L->o.prefetch_depth];
         if (s->state != SLOT_FREE) {
             pthread_cond_wait(&L->cv_free, &L->mu);
             continue;
         }
         pthread_mutex_unlock(&L->mu);
-        int rc = fill_slot(L, s);
+        plan_batch(L, &L->pc, s);
+        s->after = L->pc;
+        atomic_store(&s->remaining, (long)L->rows);
+        atomic_store(&s->read_ns, 0);
+        if (atomic_load(&L->cold))
+            weft_reader_announce(L->reader, s->reqs, (size_t)L->rows, (size_t)L->T + 1);
         pthread_mutex_lock(&L->mu);
-        if (atomic_load(&L->stop))
-            break;
-        if (rc < 0) {
-            L->failed = 1;
-            L->err_rc = rc;
-            snprintf(L->err_msg, sizeof L->err_msg, "%s", weft_last_error());
-            pthread_cond_broadcast(&L->cv_ready);
-            break;
-        }
-        s->state = SLOT_READY;
-        L->fill_step++;
-        pthread_cond_broadcast(&L->cv_ready);
+        s->state = SLOT_FILLING;
+        L->plan_step++;
+        atomic_store(&L->planned_rows, L->plan_step * (uint64_t)L->rows);
+        pthread_cond_broadcast(&L->cv_work);
     }
     pthread_mutex_unlock(&L->mu);
+    return NULL;
+}
+
+/* Claim the next published row; false when stopping. */
+static bool claim_row(weft_loader *L, uint64_t *k)
+{
+    for (;;) {
+        if (atomic_load(&L->stop))
+            return false;
+        uint64_t next = atomic_load(&L->next_row);
+        if (next < atomic_load(&L->planned_rows)) {
+            if (atomic_compare_exchange_weak(&L->next_row, &next, next + 1)) {
+                *k = next;
+                return true;
+            }
+            continue;
+        }
+        pthread_mutex_lock(&L->mu);
+        while (!atomic_load(&L->stop) && atomic_load(&L->next_row) >= atomic_load(&L->planned_rows))
+            pthread_cond_wait(&L->cv_work, &L->mu);
+        pthread_mutex_unlock(&L->mu);
+    }
+}
+
+static void record_failure(weft_loader *L, uint64_t step, int rc)
+{
+    pthread_mutex_lock(&L->mu);
+    if (!L->failed || step < L->fail_step) {
+        L->failed = 1;
+        L->fail_step = step;
+        L->err_rc = rc;
+        snprintf(L->err_msg, sizeof L->err_msg, "%s", weft_last_error());
+    }
+    pthread_cond_broadcast(&L->cv_ready);
+    pthread_mutex_unlock(&L->mu);
+}
+
+/* The last row of a slot is in: hand it to the consumer. */
+static void finish_slot(weft_loader *L, slot *s)
+{
+    /* A batch averaging more than COLD_NS per row came from the device. */
+    atomic_store(&L->cold, atomic_load(&s->read_ns) / L->rows > COLD_NS);
+    pthread_mutex_lock(&L->mu);
+    s->state = SLOT_READY;
+    pthread_cond_broadcast(&L->cv_ready);
+    pthread_mutex_unlock(&L->mu);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    weft_loader *L = w->L;
+    uint64_t k;
+    size_t n = (size_t)L->T + 1;
+    while (claim_row(L, &k)) {
+        uint64_t step = k / (uint64_t)L->rows, i = k % (uint64_t)L->rows;
+        slot *s = &L->slots[step % (uint64_t)L->o.prefetch_depth];
+        int64_t t0 = weft_now_ns();
+        int rc = weft_reader_read(L->reader, w->id, &s->reqs[i], n, s->tokens + i * n);
+        atomic_fetch_add(&s->read_ns, (long)(weft_now_ns() - t0));
+        if (rc < 0)
+            record_failure(L, step, rc);
+        /* A failed slot never becomes READY: next() reports the failure. */
+        else if (atomic_fetch_sub(&s->remaining, 1) == 1)
+            finish_slot(L, s);
+    }
     return NULL;
 }
 
@@ -382,9 +476,9 @@ int weft_loader_next(weft_loader *L, const int32_t **tokens)
     release_held(L);
     pthread_mutex_lock(&L->mu);
     slot *s = &L->slots[L->cons_step % (uint64_t)L->o.prefetch_depth];
-    while (s->state != SLOT_READY && !L->failed)
+    while (s->state != SLOT_READY && !(L->failed && L->fail_step <= L->cons_step))
         pthread_cond_wait(&L->cv_ready, &L->mu);
-    int ready = s->state == SLOT_READY;
+    int ready = s->state == SLOT_READY && !(L->failed && L->fail_step <= L->cons_step);
     if (ready)
         s->state = SLOT_HELD;
     pthread_mutex_unlock(&L->mu);
@@ -401,31 +495,36 @@ int weft_loader_next(weft_loader *L, const int32_t **tokens)
 
 /* ---- position, state ----------------------------------------------------- */
 
-static void stop_thread(weft_loader *L)
+static void stop_threads(weft_loader *L)
 {
     if (!L->running)
         return;
     pthread_mutex_lock(&L->mu);
     atomic_store(&L->stop, true);
     pthread_cond_broadcast(&L->cv_free);
+    pthread_cond_broadcast(&L->cv_work);
     pthread_mutex_unlock(&L->mu);
-    pthread_join(L->thread, NULL);
+    pthread_join(L->planner, NULL);
+    for (int i = 0; i < L->running - 1; i++)
+        pthread_join(L->workers[i].thread, NULL);
     L->running = 0;
 }
 
 /* Stop, reset the ring to start at cursor c, restart. */
 static int restart_at(weft_loader *L, const cursor *c)
 {
-    stop_thread(L);
+    stop_threads(L);
     for (int i = 0; i < L->o.prefetch_depth; i++)
         L->slots[i].state = SLOT_FREE;
     L->held = NULL;
-    L->fill_step = L->cons_step = 0;
+    L->plan_step = L->cons_step = 0;
+    atomic_store(&L->next_row, 0);
+    atomic_store(&L->planned_rows, 0);
     L->failed = 0;
     L->err_rc = 0;
     L->pc = *c;
     L->cc = *c;
-    return start_thread(L);
+    return start_threads(L);
 }
 
 size_t weft_loader_state_size(const weft_loader *L) { return 24 + 8 * (size_t)L->o.n_datasets; }
@@ -515,18 +614,21 @@ void weft_loader_close(weft_loader *L)
 {
     if (!L)
         return;
-    stop_thread(L);
+    stop_threads(L);
     weft_reader_free(L->reader);
-    for (int i = 0; L->slots && i < L->o.prefetch_depth; i++)
+    for (int i = 0; L->slots && i < L->o.prefetch_depth; i++) {
         free(L->slots[i].tokens);
+        free(L->slots[i].reqs);
+    }
     for (int d = 0; d < L->o.n_datasets; d++) {
         weft_manifest_free(L->ds[d].m);
         free(L->ds[d].shards);
     }
     free(L->slots);
-    free(L->reqs);
+    free(L->workers);
     pthread_cond_destroy(&L->cv_ready);
     pthread_cond_destroy(&L->cv_free);
+    pthread_cond_destroy(&L->cv_work);
     pthread_mutex_destroy(&L->mu);
     free(L);
 }

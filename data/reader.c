@@ -1,66 +1,36 @@
 /*
- * reader.c -- the batch reader's thread pool and the per-window read path
- * (see reader.h).
- *
- * A batch is a job: the caller publishes it (generation number + request
- * array), wakes the helpers, reads rows itself, then waits until every
- * helper has left the job. Rows are claimed with an atomic counter, so fast
- * threads take more. The first error wins; it stops further claims.
- *
- * When the page cache looks cold (the previous batch averaged more than
- * COLD_NS per row), every row of the batch is announced with
- * POSIX_FADV_WILLNEED first, which queues all of them at the device at once;
- * on a warm cache that would only cost a system call per row, so it is
- * skipped.
+ * reader.c -- reading one token window from a shard (see reader.h): a
+ * descriptor from the shared cache, pread into the calling worker's aligned
+ * bounce buffer (the enclosing aligned span under O_DIRECT), then widening to
+ * int32 with the vocab check. The hot path formats no strings: paths are
+ * only put together for error messages.
  */
 #include "data/reader.h"
 #include "data/le.h"
 #include "data/shard.h"
 #include "data/shard_cache.h"
 #include "runtime/error.h"
-#include "runtime/timer.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define ALIGN 4096
-#define ERR_LEN 1024
-#define COLD_NS 4000
 
 typedef struct {
-    weft_reader *r;
+    struct weft_reader *r;
     uint8_t *bounce;        /* aligned; room for the longest window + 2 pages */
-    pthread_t thread;
 } worker;
 
 struct weft_reader {
     weft_shard_cache *cache;
-    worker *w;              /* (n_workers); w[0] is the caller */
+    worker *w;              /* (n_workers) */
     int n_workers;
-    int threads;            /* helpers started */
-    size_t bounce_len;
-    int cold;               /* announce reads with WILLNEED */
-
-    pthread_mutex_t mu;
-    pthread_cond_t cv_job, cv_done;
-    uint64_t gen;           /* job number */
-    int active;             /* helpers still inside the current job */
-    bool quit;
-    /* The current job. */
-    const weft_read_req *req;
-    size_t n, len;
-    int32_t *out;
-    const atomic_bool *stop;
-    atomic_size_t next;     /* next row to claim */
-    atomic_bool failed;
-    int rc;
-    char msg[ERR_LEN];
+    size_t bounce_len, max_tokens;
 };
 
 /* ---- one window ------------------------------------------------------------- */
@@ -218,59 +188,19 @@ static int read_row(worker *w, const weft_read_req *q, int32_t *dst, size_t len)
     return rc < 0 ? rc : convert(q, data, dst, len);
 }
 
-/* ---- the job --------------------------------------------------------------- */
+/* ---- batch-level helpers, lifetime -------------------------------------------- */
 
-static void record_error(weft_reader *r, int rc)
+int weft_reader_read(weft_reader *r, int worker_id, const weft_read_req *q, size_t len, int32_t *out)
 {
-    pthread_mutex_lock(&r->mu);
-    if (!atomic_load(&r->failed)) {
-        r->rc = rc;
-        snprintf(r->msg, sizeof r->msg, "%s", weft_last_error());
-        atomic_store(&r->failed, true);
-    }
-    pthread_mutex_unlock(&r->mu);
+    if (worker_id < 0 || worker_id >= r->n_workers || len > r->max_tokens)
+        return weft_error(WEFT_EINTERNAL, "data: reader worker %d / window of %zu tokens out of range", worker_id, len);
+    return read_row(&r->w[worker_id], q, out, len);
 }
 
-static void work(worker *w)
+void weft_reader_announce(weft_reader *r, const weft_read_req *req, size_t n, size_t len)
 {
-    weft_reader *r = w->r;
-    for (;;) {
-        if (atomic_load(&r->failed) || (r->stop && atomic_load(r->stop)))
-            return;
-        size_t i = atomic_fetch_add(&r->next, 1);
-        if (i >= r->n)
-            return;
-        int rc = read_row(w, &r->req[i], r->out + i * r->len, r->len);
-        if (rc < 0)
-            record_error(r, rc);
-    }
-}
-
-static void *helper_main(void *arg)
-{
-    worker *w = arg;
-    weft_reader *r = w->r;
-    uint64_t seen = 0;
-    pthread_mutex_lock(&r->mu);
-    for (;;) {
-        while (!r->quit && r->gen == seen)
-            pthread_cond_wait(&r->cv_job, &r->mu);
-        if (r->quit)
-            break;
-        seen = r->gen;
-        pthread_mutex_unlock(&r->mu);
-        work(w);
-        pthread_mutex_lock(&r->mu);
-        if (--r->active == 0)
-            pthread_cond_signal(&r->cv_done);
-    }
-    pthread_mutex_unlock(&r->mu);
-    return NULL;
-}
-
-/* Queue every row of the batch at the device before reading any. */
-static void announce(weft_reader *r, const weft_read_req *req, size_t n, size_t len)
-{
+    if (weft_shard_cache_direct(r->cache))
+        return; /* O_DIRECT bypasses the page cache the hint would fill */
     for (size_t i = 0; i < n; i++) {
         const weft_read_req *q = &req[i];
         weft_shard_header want = {q->m->token_width, q->m->vocab_size, q->m->tokenizer_id, q->ms->tokens, q->ms->checksum};
@@ -284,67 +214,24 @@ static void announce(weft_reader *r, const weft_read_req *req, size_t n, size_t 
     }
 }
 
-int weft_reader_run(weft_reader *r, const weft_read_req *req, size_t n, size_t len, int32_t *out,
-                    const atomic_bool *stop)
-{
-    int64_t t0 = weft_now_ns();
-    if (len * 4 + 2 * ALIGN > r->bounce_len)
-        return weft_error(WEFT_EINTERNAL, "data: window of %zu tokens exceeds the reader's buffers", len);
-    if (r->cold && !weft_shard_cache_direct(r->cache))
-        announce(r, req, n, len);
-    pthread_mutex_lock(&r->mu);
-    r->req = req;
-    r->n = n;
-    r->len = len;
-    r->out = out;
-    r->stop = stop;
-    atomic_store(&r->next, 0);
-    atomic_store(&r->failed, false);
-    r->active = r->threads;
-    r->gen++;
-    pthread_cond_broadcast(&r->cv_job);
-    pthread_mutex_unlock(&r->mu);
-    work(&r->w[0]);
-    pthread_mutex_lock(&r->mu);
-    while (r->active > 0)
-        pthread_cond_wait(&r->cv_done, &r->mu);
-    pthread_mutex_unlock(&r->mu);
-    r->cold = n > 0 && (weft_now_ns() - t0) / (int64_t)n > COLD_NS;
-    if (atomic_load(&r->failed))
-        return weft_error(r->rc, "%s", r->msg);
-    return 0;
-}
-
-/* ---- lifetime ----------------------------------------------------------------- */
-
-int weft_reader_new(int threads, int max_open, size_t n_shards, bool direct, size_t max_tokens,
+int weft_reader_new(int workers, int max_open, size_t n_shards, bool direct, size_t max_tokens,
                     weft_reader **out)
 {
     weft_reader *r = calloc(1, sizeof *r);
     if (!r)
         return weft_error(WEFT_ENOMEM, "data: no memory for the reader");
-    /* Every thread may hold one descriptor while another opens the next. */
-    int cap = max_open > threads + 1 ? max_open : threads + 2;
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv_job, NULL);
-    pthread_cond_init(&r->cv_done, NULL);
-    r->cold = 1;
+    /* Every worker may hold one descriptor while another opens the next. */
+    int cap = max_open > workers + 1 ? max_open : workers + 2;
+    r->max_tokens = max_tokens;
     r->bounce_len = (max_tokens * 4 + 3 * ALIGN) / ALIGN * ALIGN;
-    r->w = calloc((size_t)threads + 1, sizeof *r->w);
-    r->n_workers = r->w ? threads + 1 : 0;
+    r->w = calloc((size_t)workers, sizeof *r->w);
+    r->n_workers = r->w ? workers : 0;
     int rc = r->w ? weft_shard_cache_new(cap, n_shards, direct, &r->cache)
                   : weft_error(WEFT_ENOMEM, "data: no memory for the reader");
-    for (int i = 0; rc == 0 && i <= threads; i++) {
+    for (int i = 0; rc == 0 && i < workers; i++) {
         r->w[i].r = r;
         if (posix_memalign((void **)&r->w[i].bounce, ALIGN, r->bounce_len) != 0)
             rc = weft_error(WEFT_ENOMEM, "data: no memory for read buffers");
-    }
-    for (int i = 1; rc == 0 && i <= threads; i++) {
-        int e = pthread_create(&r->w[i].thread, NULL, helper_main, &r->w[i]);
-        if (e != 0)
-            rc = weft_error(WEFT_EINTERNAL, "data: cannot start an I/O thread: %s", strerror(e));
-        else
-            r->threads = i;
     }
     if (rc < 0) {
         weft_reader_free(r);
@@ -358,18 +245,9 @@ void weft_reader_free(weft_reader *r)
 {
     if (!r)
         return;
-    pthread_mutex_lock(&r->mu);
-    r->quit = true;
-    pthread_cond_broadcast(&r->cv_job);
-    pthread_mutex_unlock(&r->mu);
-    for (int i = 1; i <= r->threads; i++)
-        pthread_join(r->w[i].thread, NULL);
     for (int i = 0; i < r->n_workers; i++)
         free(r->w[i].bounce);
     weft_shard_cache_free(r->cache);
-    pthread_cond_destroy(&r->cv_job);
-    pthread_cond_destroy(&r->cv_done);
-    pthread_mutex_destroy(&r->mu);
     free(r->w);
     free(r);
 }

@@ -1,19 +1,14 @@
 /*
- * reader.h -- reads a batch of token windows from shards with a small pool
- * of I/O threads, so that many reads are in flight at once (a cold page
- * cache or O_DIRECT is bound by the device's queue depth, a warm one by
- * memory copies that parallelise).
- *
- * The calling thread takes part in each batch; the helpers pick rows off a
- * shared counter. Each window is read with pread into the thread's aligned
- * bounce buffer (aligned spans under O_DIRECT), converted from little-endian
- * u16/u32 to int32 and checked against the vocab size. Descriptors come from
- * a shared weft_shard_cache. No allocation after weft_reader_new.
+ * reader.h -- reads single token windows from shards for the loader's I/O
+ * threads: each worker has its own aligned bounce buffer, and all share one
+ * bounded cache of open shard descriptors (data/shard_cache.h). A window is
+ * read with pread (aligned spans under O_DIRECT), converted from
+ * little-endian u16/u32 to int32 and checked against the vocab size. No
+ * allocation after weft_reader_new.
  */
 #ifndef WEFT_DATA_READER_H
 #define WEFT_DATA_READER_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,17 +25,21 @@ typedef struct weft_read_req {
     uint64_t offset;                /* byte offset of the window's first token */
 } weft_read_req;
 
-/* threads: helper threads (0: the caller reads alone). max_tokens: the
- * longest window ever requested. */
-int weft_reader_new(int threads, int max_open, size_t n_shards, bool direct, size_t max_tokens,
+/* workers: how many threads will call weft_reader_read (ids 0..workers-1).
+ * max_tokens: the longest window ever requested. */
+int weft_reader_new(int workers, int max_open, size_t n_shards, bool direct, size_t max_tokens,
                     weft_reader **out);
 void weft_reader_free(weft_reader *r);
 
-/* Read n windows of len tokens: window i into out + i*len. Returns 0, or the
- * first error (file, offset, expected, found in its message). Stops early
- * when *stop becomes true. */
-int weft_reader_run(weft_reader *r, const weft_read_req *req, size_t n, size_t len, int32_t *out,
-                    const atomic_bool *stop);
+/* Read the window q of len tokens into out, using worker's buffer. Errors
+ * name file, offset, expected and found: WEFT_ENOENT (missing shard),
+ * WEFT_EDATA (bad header, truncated, token >= vocab), WEFT_EIO. */
+int weft_reader_read(weft_reader *r, int worker, const weft_read_req *q, size_t len, int32_t *out);
+
+/* Hint the kernel to start reading n windows now (POSIX_FADV_WILLNEED), so
+ * a cold batch has all its reads queued at the device at once. No-op under
+ * O_DIRECT. */
+void weft_reader_announce(weft_reader *r, const weft_read_req *req, size_t n, size_t len);
 
 /* Whether reads currently bypass the page cache. */
 bool weft_reader_direct(const weft_reader *r);
