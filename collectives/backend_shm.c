@@ -500,14 +500,14 @@ typedef struct {
 
 /* Rank 0 creates the segment and announces it; the others map it; once
  * all have, rank 0 removes the name. Collective over c->mpi. */
-static int attach(weft_comm *c, shm_state *st)
+static int attach(weft_comm *c, shm_state *st, int named)
 {
     seg_announce a = {0};
     if (c->rank == 0) {
         weft_shm_segment_sweep();
         a.slot = slot_bytes();
         a.bytes = (uint64_t)c->size * CTL_BYTES + (uint64_t)c->size * 2 * a.slot;
-        a.rc = weft_shm_segment_create(&st->seg, c->ctx ? c->ctx->job_id : "", a.bytes);
+        a.rc = weft_shm_segment_create(&st->seg, c->ctx ? c->ctx->job_id : "", a.bytes, named);
         snprintf(a.name, sizeof a.name, "%s", st->seg.name);
         if (a.rc)
             snprintf(a.why, sizeof a.why, "%s", weft_last_error());
@@ -551,7 +551,13 @@ static int shm_init(weft_comm *c)
     shm_state *st = calloc(1, sizeof *st);
     if (!st)
         return weft_error(WEFT_ENOMEM, "shm: communicator '%s': out of memory", c->name);
-    int rc = attach(c, st);
+    /* Anonymous first; named when some rank cannot open the creator's
+     * memfd (or WEFT_SHM_NAMED=1 asks for it). */
+    const char *e = getenv("WEFT_SHM_NAMED");
+    int named = e && *e && strcmp(e, "0") != 0;
+    int rc = attach(c, st, named);
+    if (rc && !named)
+        rc = attach(c, st, 1);
     if (rc) {
         free(st);
         return rc;

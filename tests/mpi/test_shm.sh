@@ -1,0 +1,111 @@
+#!/bin/bash
+# test_shm.sh -- the shm backend: the conformance suite and the communicator
+# contract tests on 1-4 ranks with WEFT_TEST_BACKEND=shm (and the mpi
+# reference, which `auto` no longer picks on one node), then kill-and-restart
+# cycles: a 3-rank job creating shm communicators in a loop loses one rank
+# to SIGKILL; the job must end within a bound and leave no /dev/shm entry.
+. "$(dirname "$0")/../lib.sh"
+
+# Runs PROG on NP ranks with backend BACKEND and renumbers its TAP lines.
+run_tap() {
+    local backend=$1 np=$2 prog=$3 out=$TMPDIR_TEST/$1-$3-$2.log rc
+    WEFT_TEST_BACKEND=$backend weft_mpirun "$np" "$WEFT_ROOT/$BUILD/tests/mpi/$prog" >"$out" 2>&1
+    rc=$?
+    while IFS= read -r line; do
+        case "$line" in
+        "ok "*) ok "$backend np=$np ${line#* - }" ;;
+        "not ok "*) not_ok "$backend np=$np ${line#* - }" "$(grep '^# rank' "$out" | head -5)" ;;
+        esac
+    done <"$out"
+    [ "$rc" -eq 0 ] || not_ok "$prog ($backend) on $np ranks exited $rc" "$(tail -20 "$out")"
+}
+
+for np in 1 2 3 4; do
+    for prog in conformance comm_misc; do
+        run_tap shm "$np" "$prog"
+    done
+done
+for np in 2 3; do
+    run_tap mpi "$np" conformance
+done
+
+victim="$WEFT_ROOT/$BUILD/tests/mpi/shm_victim"
+# weft's segments in /dev/shm made by any of the given pids.
+entries_of() {
+    local pid
+    for pid in "$@"; do ls /dev/shm 2>/dev/null | grep -E "^weft-.*-$pid-[0-9]+$"; done
+}
+
+# One cycle: start the job, wait (bounded) for every pid file, let it run,
+# SIGKILL rank KILL, and check the job ends within 30 s.
+kill_cycle() {
+    local cycle=$1 kill_rank=$2 named=$3 dir=$TMPDIR_TEST/victim-$1 i
+    mkdir -p "$dir"
+    WEFT_SHM_NAMED=$named timeout -k 5 120 mpirun -np 3 --oversubscribe "$victim" "$dir" 10000000 60 \
+        --comm.timeout=20 >"$dir/log" 2>&1 &
+    local job=$!
+    for i in $(seq 300); do
+        [ -s "$dir/pid.0" ] && [ -s "$dir/pid.1" ] && [ -s "$dir/pid.2" ] && break
+        sleep 0.1
+    done
+    if ! [ -s "$dir/pid.$kill_rank" ]; then
+        not_ok "cycle $cycle: pid files appeared" "$(tail -20 "$dir/log")"
+        kill -KILL "$job" 2>/dev/null; wait "$job"
+        return
+    fi
+    sleep 1 # mid-run: communicators are being created and freed
+    local pids=($(cat "$dir"/pid.0 "$dir"/pid.1 "$dir"/pid.2))
+    local target=${pids[$kill_rank]} how=anonymous
+    [ "$named" = 1 ] && how=named
+    if [ "$named" = 0 ]; then
+        local seen=0 # communicators come and go: sample the maps a few times
+        for i in $(seq 40); do
+            grep -q "memfd:weft-shm" "/proc/${pids[1]}/maps" 2>/dev/null && { seen=1; break; }
+            sleep 0.02
+        done
+        if [ "$seen" = 1 ]; then
+            ok "cycle $cycle: the segment is an anonymous memfd (no /dev/shm name)"
+        else
+            not_ok "cycle $cycle: rank 1 maps no memfd:weft-shm segment"
+        fi
+    fi
+    local t0=$SECONDS
+    kill -KILL "$target"
+    wait "$job"
+    local rc=$? elapsed=$((SECONDS - t0))
+    if [ "$rc" -ne 0 ] && [ "$elapsed" -le 30 ]; then
+        ok "cycle $cycle ($how): SIGKILL of rank $kill_rank ends the job in ${elapsed}s (exit $rc)"
+    else
+        not_ok "cycle $cycle ($how): SIGKILL of rank $kill_rank: exit $rc after ${elapsed}s" "$(tail -20 "$dir/log")"
+    fi
+    for i in $(seq 50); do # every rank gone (bounded)
+        local alive=0 p
+        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    LAST_PIDS="${pids[*]}"
+}
+
+for cycle in 1 2 3; do
+    kill_cycle "$cycle" $((cycle % 3)) 0
+    left=$(entries_of $LAST_PIDS)
+    if [ -z "$left" ]; then ok "cycle $cycle: no /dev/shm entry left"; else not_ok "cycle $cycle: left $left"; fi
+done
+
+# Named segments (WEFT_SHM_NAMED=1) carry a name for the microseconds of
+# creation; a kill inside that window may leave one, and the next job's
+# creator sweeps it. After kill cycles and one clean run, none may remain.
+all_pids=""
+for cycle in 4 5; do
+    kill_cycle "$cycle" $((cycle % 3)) 1
+    all_pids="$all_pids $LAST_PIDS"
+done
+WEFT_SHM_NAMED=1 weft_mpirun 2 "$victim" "$TMPDIR_TEST" 20 10 >"$TMPDIR_TEST/clean.log" 2>&1
+rc=$?
+[ "$rc" -eq 0 ] && ok "a clean named-segment job after the kills runs" || not_ok "clean job exited $rc" \
+    "$(tail -20 "$TMPDIR_TEST/clean.log")"
+left=$(entries_of $all_pids)
+if [ -z "$left" ]; then ok "no named /dev/shm entry of the killed jobs remains"; else not_ok "left: $left"; fi
+left=$(entries_of $(cat "$TMPDIR_TEST"/pid.0 "$TMPDIR_TEST"/pid.1 2>/dev/null))
+if [ -z "$left" ]; then ok "the clean job left no /dev/shm entry"; else not_ok "clean job left: $left"; fi
