@@ -11,7 +11,8 @@
 . "$(dirname "$0")/../lib.sh"
 train="$WEFT_BIN/weft-train"
 ds="$TMPDIR_TEST/ds"
-for i in $(seq 300); do echo "the quick brown fox jumps over the lazy dog. a stitch in time saves nine."; done \
+# 75 bytes a line: coprime with seq_len 32, so training windows see every phase of the text.
+for i in $(seq 300); do echo "the quick brown fox jumps over the lazy dog. a stitch in time saves nine"; done \
     >"$TMPDIR_TEST/text.txt"
 "$WEFT_BIN/weft-data" prepare -o "$ds" --val-fraction 0.1 "$TMPDIR_TEST/text.txt" >/dev/null
 
