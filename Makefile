@@ -57,6 +57,8 @@ ALL_LDLIBS = $(DEP_LIBS) -lpthread -lm
 .PHONY: examples
 .PHONY: all lib tools tests test demo deps install uninstall clean help fuzz bench
 .DEFAULT_GOAL := all
+# Objects reached through pattern rules are not intermediate files to delete.
+.SECONDARY:
 
 all: lib tools examples $(BUILD)/weft.pc
 
