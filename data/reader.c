@@ -21,9 +21,24 @@
 
 #define ALIGN 4096
 
+/* Each worker keeps references to the last few shards it read, so a hit
+ * touches no lock shared with the other workers (a shared lock per row
+ * stops a warm cache from scaling past a few threads). */
+#define LOCAL 4
+
+typedef struct {
+    size_t id;
+    int fd;
+    bool direct;
+    uint64_t last_use;
+} local_ref;
+
 typedef struct {
     struct weft_reader *r;
     uint8_t *bounce;        /* aligned; room for the longest window + 2 pages */
+    local_ref local[LOCAL];
+    int n_local;
+    uint64_t clock;
 } worker;
 
 struct weft_reader {
@@ -169,14 +184,53 @@ static int convert(const weft_read_req *q, const uint8_t *src, int32_t *dst, siz
     return max >= q->m->vocab_size ? bad_token(q, src, n) : 0;
 }
 
+/* The worker's reference to q's shard: a local hit, or a new reference
+ * from the shared cache replacing the least recently used local one. */
+static int local_get(worker *w, const weft_read_req *q, local_ref **out)
+{
+    weft_shard_cache *c = w->r->cache;
+    local_ref *v = &w->local[0];
+    for (int i = 0; i < w->n_local; i++) {
+        local_ref *l = &w->local[i];
+        /* An O_DIRECT descriptor after direct I/O was dropped is replaced. */
+        if (l->id == q->shard && !(l->direct && !weft_shard_cache_direct(c))) {
+            l->last_use = ++w->clock;
+            *out = l;
+            return 0;
+        }
+        if (l->last_use < v->last_use)
+            v = l;
+    }
+    if (w->n_local < LOCAL)
+        v = &w->local[w->n_local];
+    else
+        weft_shard_cache_put(c, v->id);
+    weft_shard_header want = {q->m->token_width, q->m->vocab_size, q->m->tokenizer_id, q->ms->tokens, q->ms->checksum};
+    int rc = weft_shard_cache_get(c, q->shard, q->dir, q->ms->name, &want, &v->fd, &v->direct);
+    if (rc < 0) {
+        /* The slot is free now: move the last local entry into it. */
+        if (v != &w->local[w->n_local])
+            *v = w->local[--w->n_local];
+        return rc;
+    }
+    if (v == &w->local[w->n_local])
+        w->n_local++;
+    v->id = q->shard;
+    v->last_use = ++w->clock;
+    *out = v;
+    return 0;
+}
+
 static int read_row(worker *w, const weft_read_req *q, int32_t *dst, size_t len)
 {
     int fd, err = 0, rc;
     bool direct;
+    local_ref *l;
     const uint8_t *data = w->bounce;
     size_t bytes = len * q->m->token_width, got = 0;
-    weft_shard_header want = {q->m->token_width, q->m->vocab_size, q->m->tokenizer_id, q->ms->tokens, q->ms->checksum};
-    WEFT_CHECK(weft_shard_cache_get(w->r->cache, q->shard, q->dir, q->ms->name, &want, &fd, &direct));
+    WEFT_CHECK(local_get(w, q, &l));
+    fd = l->fd;
+    direct = l->direct;
     if (direct) {
         rc = read_direct(w, fd, q, bytes, &data);
     } else {
@@ -184,7 +238,6 @@ static int read_row(worker *w, const weft_read_req *q, int32_t *dst, size_t len)
         if (rc < 0 || got < bytes)
             rc = read_error(q, rc, err, q->offset, bytes, got);
     }
-    weft_shard_cache_put(w->r->cache, q->shard);
     return rc < 0 ? rc : convert(q, data, dst, len);
 }
 
@@ -220,8 +273,9 @@ int weft_reader_new(int workers, int max_open, size_t n_shards, bool direct, siz
     weft_reader *r = calloc(1, sizeof *r);
     if (!r)
         return weft_error(WEFT_ENOMEM, "data: no memory for the reader");
-    /* Every worker may hold one descriptor while another opens the next. */
-    int cap = max_open > workers + 1 ? max_open : workers + 2;
+    /* Workers hold up to LOCAL references each; one more each, plus room for
+     * the planner's read-ahead hints, keeps an idle descriptor available. */
+    int need = workers * (LOCAL + 1) + 2, cap = max_open > need ? max_open : need;
     r->max_tokens = max_tokens;
     r->bounce_len = (max_tokens * 4 + 3 * ALIGN) / ALIGN * ALIGN;
     r->w = calloc((size_t)workers, sizeof *r->w);
@@ -245,8 +299,11 @@ void weft_reader_free(weft_reader *r)
 {
     if (!r)
         return;
-    for (int i = 0; i < r->n_workers; i++)
+    for (int i = 0; i < r->n_workers; i++) {
+        for (int j = 0; j < r->w[i].n_local; j++)
+            weft_shard_cache_put(r->cache, r->w[i].local[j].id);
         free(r->w[i].bounce);
+    }
     weft_shard_cache_free(r->cache);
     free(r->w);
     free(r);
