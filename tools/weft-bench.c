@@ -1,0 +1,489 @@
+/*
+ * weft-bench -- nccl-tests-style collective benchmark: for each operation
+ * and size, the time, algorithm and bus bandwidth and the number of wrong
+ * elements of weft's chosen backend, beside the MPI library's own
+ * collective measured in the same run on the same buffers, and on one node
+ * the bound memory bandwidth sets (memcpy bandwidth measured in the same
+ * run, all ranks copying at once). See docs/collectives.md for the columns.
+ *
+ *   mpirun -np 2 weft-bench --comm.backend=shm [--op=allreduce] [--max=64M]
+ *
+ * Deliberately not here: device buffers (nccl has its own nccl-tests) and
+ * per-call latency distributions (one mean per size, as nccl-tests).
+ */
+#include "runtime/weft.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const weft_config_key *const program_keys[] = {weft_comm_config_keys, NULL};
+static const weft_config_key *const all_keys[] = {weft_runtime_config_keys, weft_comm_config_keys, NULL};
+
+enum { OP_ALLREDUCE, OP_REDUCE_SCATTER, OP_ALLGATHER, OP_BROADCAST, OP_ALLTOALL, NOPS };
+static const char *const op_names[NOPS] = {"allreduce", "reduce_scatter", "allgather", "broadcast", "alltoall"};
+
+typedef struct {
+    int ops[NOPS];
+    weft_dtype dt;
+    size_t min_bytes, max_bytes, step;
+    int iters, warmup, mpi;
+    const char *json;
+} bench_opts;
+
+typedef struct {
+    weft_comm *c;
+    MPI_Comm mpi;
+    int me, n;
+    void *send, *recv;
+    int *cnt, *dsp; /* per-rank counts and offsets for MPI's v-collectives */
+} bench_env;
+
+typedef struct {
+    double time_us, algbw, busbw;
+    long wrong;
+} result;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: mpirun -np N weft-bench [--section.key=value ...] [options]\n"
+            "\n"
+            "Times weft's collectives on the configured backend (--comm.backend=shm|mpi|auto)\n"
+            "beside the MPI library's own, per operation and size, as nccl-tests does:\n"
+            "time (us), algbw and busbw (GB/s) and #wrong (elements that differ from the\n"
+            "closed-form answer). On one node it also prints the bound that memory\n"
+            "bandwidth puts on busbw. See docs/collectives.md.\n"
+            "\n"
+            "options:\n"
+            "  --op=LIST       operations, comma-separated: allreduce, reduce_scatter,\n"
+            "                  allgather, broadcast, alltoall, or all (default all)\n"
+            "  --dtype=T       f32 (default), bf16, f16, f64, i32, i64, u8\n"
+            "  --min=BYTES     smallest size (default 8; K, M, G suffixes)\n"
+            "  --max=BYTES     largest size (default 64M)\n"
+            "  --step=F        size factor between rows (default 2)\n"
+            "  --iters=N       timed calls per size (default 20)\n"
+            "  --warmup=N      untimed calls per size first (default 5)\n"
+            "  --no-mpi        skip the MPI library's columns\n"
+            "  --json=FILE     also write every row as a JSON line to FILE ('-': stdout)\n"
+            "  --help          this text\n"
+            "\n");
+    weft_config_help(all_keys, out);
+}
+
+static int parse_size(const char *s, size_t *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    double mul = *end == 'K' || *end == 'k' ? 1024.0 : *end == 'M' || *end == 'm' ? 1048576.0
+               : *end == 'G' || *end == 'g' ? 1073741824.0 : 1.0;
+    if (mul != 1.0)
+        end++;
+    if (end == s || *end || v < 0 || v * mul > 1e12)
+        return -1;
+    *out = (size_t)(v * mul);
+    return 0;
+}
+
+static int parse_ops(const char *s, int *ops)
+{
+    memset(ops, 0, NOPS * sizeof *ops);
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        int found = 0;
+        for (int k = 0; k < NOPS; k++)
+            if (strcmp(t, op_names[k]) == 0 || strcmp(t, "all") == 0)
+                ops[k] = found = 1;
+        if (!found)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_dtype(const char *s, weft_dtype *dt)
+{
+    for (int d = 0; d < WEFT_NDTYPES; d++)
+        if (strcmp(s, weft_dtype_name((weft_dtype)d)) == 0) {
+            *dt = (weft_dtype)d;
+            return 0;
+        }
+    return -1;
+}
+
+static int parse_args(int argc, char **argv, bench_opts *o, const char **bad)
+{
+    *o = (bench_opts){.dt = WEFT_F32, .min_bytes = 8, .max_bytes = 64u << 20, .step = 2, .iters = 20,
+                      .warmup = 5, .mpi = 1};
+    parse_ops("all", o->ops);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = strchr(a, '=');
+        v = v ? v + 1 : "";
+        int rc = 0;
+        if (strncmp(a, "--op=", 5) == 0) rc = parse_ops(v, o->ops);
+        else if (strncmp(a, "--dtype=", 8) == 0) rc = parse_dtype(v, &o->dt);
+        else if (strncmp(a, "--min=", 6) == 0) rc = parse_size(v, &o->min_bytes);
+        else if (strncmp(a, "--max=", 6) == 0) rc = parse_size(v, &o->max_bytes);
+        else if (strncmp(a, "--step=", 7) == 0) rc = (o->step = strtoul(v, NULL, 10)) >= 2 ? 0 : -1;
+        else if (strncmp(a, "--iters=", 8) == 0) rc = (o->iters = atoi(v)) >= 1 ? 0 : -1;
+        else if (strncmp(a, "--warmup=", 9) == 0) rc = (o->warmup = atoi(v)) >= 0 ? 0 : -1;
+        else if (strcmp(a, "--no-mpi") == 0) o->mpi = 0;
+        else if (strncmp(a, "--json=", 7) == 0 && *v) o->json = v;
+        else rc = -1;
+        if (rc) {
+            *bad = a;
+            return -1;
+        }
+    }
+    if (o->min_bytes < 1 || o->min_bytes > o->max_bytes) {
+        *bad = "--min/--max";
+        return -1;
+    }
+    return 0;
+}
+
+/* --- values with closed-form results ---------------------------------------
+ * Rank r contributes (r % 4 + 1) * (i % 3 + 1) at element i: small integers,
+ * so sums are exact in every dtype for up to 16 ranks. */
+static double val(int r, size_t i) { return (double)((r % 4 + 1) * (int)(i % 3 + 1)); }
+
+static double rank_sum(int n)
+{
+    double s = 0;
+    for (int r = 0; r < n; r++) s += r % 4 + 1;
+    return s;
+}
+
+static void store(void *b, size_t i, weft_dtype dt, double v)
+{
+    switch (dt) {
+    case WEFT_F64: ((double *)b)[i] = v; break;
+    case WEFT_F32: ((float *)b)[i] = (float)v; break;
+    case WEFT_BF16: ((uint16_t *)b)[i] = weft_f32_to_bf16((float)v); break;
+    case WEFT_F16: ((uint16_t *)b)[i] = weft_f32_to_f16((float)v); break;
+    case WEFT_I32: ((int32_t *)b)[i] = (int32_t)v; break;
+    case WEFT_I64: ((int64_t *)b)[i] = (int64_t)v; break;
+    default: ((uint8_t *)b)[i] = (uint8_t)v; break;
+    }
+}
+
+static double load(const void *b, size_t i, weft_dtype dt)
+{
+    switch (dt) {
+    case WEFT_F64: return ((const double *)b)[i];
+    case WEFT_F32: return ((const float *)b)[i];
+    case WEFT_BF16: return weft_bf16_to_f32(((const uint16_t *)b)[i]);
+    case WEFT_F16: return weft_f16_to_f32(((const uint16_t *)b)[i]);
+    case WEFT_I32: return ((const int32_t *)b)[i];
+    case WEFT_I64: return (double)((const int64_t *)b)[i];
+    default: return ((const uint8_t *)b)[i];
+    }
+}
+
+/* The count argument of op for a size in bytes (0: the size is too small). */
+static size_t op_count(int op, size_t bytes, weft_dtype dt, int n)
+{
+    size_t c = bytes / weft_dtype_size(dt);
+    return op == OP_ALLTOALL ? c / (size_t)n : c;
+}
+
+static double bus_factor(int op, int n)
+{
+    if (op == OP_ALLREDUCE)
+        return 2.0 * (n - 1) / n;
+    return op == OP_BROADCAST ? 1.0 : (double)(n - 1) / n;
+}
+
+/* Fill the send buffer for op: element i of what this rank contributes. */
+static void fill(const bench_env *e, int op, size_t count, weft_dtype dt)
+{
+    size_t off = 0, len = count;
+    if (op == OP_ALLGATHER)
+        weft_comm_chunk(count, e->n, e->me, &off, &len);
+    if (op == OP_ALLTOALL)
+        len = count * (size_t)e->n;
+    for (size_t i = 0; i < len; i++)
+        store(e->send, i, dt, val(e->me, off + i));
+}
+
+/* Elements of recv that differ from the closed-form answer. */
+static long count_wrong(const bench_env *e, int op, size_t count, weft_dtype dt)
+{
+    size_t off, len;
+    weft_comm_chunk(count, e->n, e->me, &off, &len);
+    double s = rank_sum(e->n);
+    long bad = 0;
+    size_t total = op == OP_REDUCE_SCATTER ? len : op == OP_ALLTOALL ? count * (size_t)e->n : count;
+    for (size_t i = 0; i < total; i++) {
+        double want;
+        switch (op) {
+        case OP_ALLREDUCE: want = s * (double)(i % 3 + 1); break;
+        case OP_REDUCE_SCATTER: want = s * (double)((off + i) % 3 + 1); break;
+        case OP_ALLGATHER: {
+            int owner = 0;
+            for (int r = 0; r < e->n; r++) {
+                size_t o, l;
+                weft_comm_chunk(count, e->n, r, &o, &l);
+                if (i >= o && i < o + l)
+                    owner = r;
+            }
+            want = val(owner, i);
+            break;
+        }
+        case OP_BROADCAST: want = val(0, i); break;
+        default: want = val((int)(i / count), (size_t)e->me * count + i % count); break;
+        }
+        bad += load(e->recv, i, dt) != want;
+    }
+    return bad;
+}
+
+/* --- the two implementations ---------------------------------------------- */
+
+static int run_weft(const bench_env *e, int op, size_t count, weft_dtype dt)
+{
+    switch (op) {
+    case OP_ALLREDUCE: return weft_comm_allreduce(e->c, e->send, e->recv, count, dt, WEFT_SUM);
+    case OP_REDUCE_SCATTER: return weft_comm_reduce_scatter(e->c, e->send, e->recv, count, dt, WEFT_SUM);
+    case OP_ALLGATHER: return weft_comm_allgather(e->c, e->send, e->recv, count, dt);
+    case OP_BROADCAST: return weft_comm_broadcast(e->c, e->send, e->recv, count, dt, 0);
+    default: return weft_comm_alltoall(e->c, e->send, e->recv, count, dt);
+    }
+}
+
+static MPI_Datatype mpi_type(weft_dtype dt)
+{
+    switch (dt) {
+    case WEFT_F32: return MPI_FLOAT;
+    case WEFT_F64: return MPI_DOUBLE;
+    case WEFT_I32: return MPI_INT32_T;
+    case WEFT_I64: return MPI_INT64_T;
+    case WEFT_U8: return MPI_UINT8_T;
+    default: return MPI_UINT16_T;
+    }
+}
+
+/* MPI reduces no bf16/f16: those rows have no MPI reduction figures. */
+static int mpi_can(int op, weft_dtype dt)
+{
+    return !(op == OP_ALLREDUCE || op == OP_REDUCE_SCATTER) || !(dt == WEFT_BF16 || dt == WEFT_F16);
+}
+
+static int run_mpi(const bench_env *e, int op, size_t count, weft_dtype dt)
+{
+    MPI_Datatype t = mpi_type(dt);
+    int rc, *cnt = e->cnt, *dsp = e->dsp;
+    if (op == OP_REDUCE_SCATTER || op == OP_ALLGATHER)
+        for (int r = 0; r < e->n; r++) {
+            size_t o, l;
+            weft_comm_chunk(count, e->n, r, &o, &l);
+            cnt[r] = (int)l;
+            dsp[r] = (int)o;
+        }
+    switch (op) {
+    case OP_ALLREDUCE: rc = MPI_Allreduce(e->send, e->recv, (int)count, t, MPI_SUM, e->mpi); break;
+    case OP_REDUCE_SCATTER: rc = MPI_Reduce_scatter(e->send, e->recv, cnt, t, MPI_SUM, e->mpi); break;
+    case OP_ALLGATHER: rc = MPI_Allgatherv(e->send, cnt[e->me], t, e->recv, cnt, dsp, t, e->mpi); break;
+    case OP_BROADCAST:
+        if (e->me == 0)
+            memcpy(e->recv, e->send, count * weft_dtype_size(dt));
+        rc = MPI_Bcast(e->recv, (int)count, t, 0, e->mpi);
+        break;
+    default: rc = MPI_Alltoall(e->send, (int)count, t, e->recv, (int)count, t, e->mpi); break;
+    }
+    return rc == MPI_SUCCESS ? 0 : WEFT_ECOMM;
+}
+
+typedef int (*impl_fn)(const bench_env *e, int op, size_t count, weft_dtype dt);
+
+/* Mean time per call over iters calls (the slowest rank's), after warm-up;
+ * then one more call into a poisoned buffer, checked. */
+static int measure(const bench_env *e, impl_fn f, int op, size_t count, size_t bytes, const bench_opts *o,
+                   result *res)
+{
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < o->warmup; i++)
+        rc = f(e, op, count, o->dt);
+    MPI_Barrier(e->mpi);
+    int64_t t0 = weft_now_ns();
+    for (int i = 0; rc == 0 && i < o->iters; i++)
+        rc = f(e, op, count, o->dt);
+    double t = 1e-9 * (double)(weft_now_ns() - t0) / o->iters, tmax = 0;
+    MPI_Allreduce(&t, &tmax, 1, MPI_DOUBLE, MPI_MAX, e->mpi);
+    memset(e->recv, 0xff, bytes + 64);
+    if (rc == 0)
+        rc = f(e, op, count, o->dt);
+    long wrong = rc ? -1 : count_wrong(e, op, count, o->dt), all = 0;
+    MPI_Allreduce(&wrong, &all, 1, MPI_LONG, MPI_SUM, e->mpi);
+    int any = rc != 0, anyrc = 0;
+    MPI_Allreduce(&any, &anyrc, 1, MPI_INT, MPI_MAX, e->mpi);
+    res->time_us = tmax * 1e6;
+    res->algbw = tmax > 0 ? (double)bytes / tmax / 1e9 : 0;
+    res->busbw = res->algbw * bus_factor(op, e->n);
+    res->wrong = all;
+    return anyrc ? (rc ? rc : WEFT_ECOMM) : 0;
+}
+
+/* memcpy bandwidth per rank with every rank copying 64 MiB at once (GB/s):
+ * the best of 7 rounds (the slowest rank's time in each), since a bound
+ * should not suffer from a noisy neighbour. */
+static double copy_bandwidth(const bench_env *e)
+{
+    size_t bytes = 64u << 20;
+    char *a = malloc(bytes), *b = malloc(bytes);
+    double best = 0;
+    if (a && b) {
+        memset(a, 1, bytes);
+        memset(b, 2, bytes);
+        for (int k = 0; k < 7; k++) {
+            MPI_Barrier(e->mpi);
+            int64_t t0 = weft_now_ns();
+            memcpy(k % 2 ? a : b, k % 2 ? b : a, bytes);
+            double dt = 1e-9 * (double)(weft_now_ns() - t0), tmax = 0;
+            MPI_Allreduce(&dt, &tmax, 1, MPI_DOUBLE, MPI_MAX, e->mpi);
+            if (tmax > 0 && (double)bytes / tmax / 1e9 > best)
+                best = (double)bytes / tmax / 1e9;
+        }
+    }
+    free(a);
+    free(b);
+    return best;
+}
+
+static void print_header(const bench_env *e, const bench_opts *o, double copy_bw, int one_node)
+{
+    printf("# weft-bench: %d rank%s, backend %s, dtype %s, %d iterations (+%d warm-up), out of place\n", e->n,
+           e->n == 1 ? "" : "s", weft_comm_backend(e->c), weft_dtype_name(o->dt), o->iters, o->warmup);
+    if (one_node)
+        printf("# memory bandwidth: memcpy of 64 MiB, all ranks at once, best of 7: %.2f GB/s per rank; "
+               "bound = that x busbw factor\n", copy_bw);
+    printf("#\n# %-14s %12s %11s %5s | %10s %8s %8s %6s | %10s %8s %8s %6s | %8s %7s\n", "", "", "", "",
+           "weft", "", "", "", "MPI", "", "", "", "", "");
+    printf("# %-14s %12s %11s %5s | %10s %8s %8s %6s | %10s %8s %8s %6s | %8s %7s\n", "op", "size(B)", "count",
+           "type", "time(us)", "algbw", "busbw", "#wrong", "time(us)", "algbw", "busbw", "#wrong", "bound", "weft/MPI");
+}
+
+static void print_row(FILE *json, const bench_env *e, const bench_opts *o, int op, size_t bytes, size_t count,
+                      const result *w, const result *m, double bound)
+{
+    char mcols[64] = "", ratio[16] = "-", bcol[16] = "-";
+    if (m)
+        snprintf(mcols, sizeof mcols, "%10.2f %8.2f %8.2f %6ld", m->time_us, m->algbw, m->busbw, m->wrong);
+    else
+        snprintf(mcols, sizeof mcols, "%10s %8s %8s %6s", "-", "-", "-", "-");
+    if (m && w->time_us > 0)
+        snprintf(ratio, sizeof ratio, "%.2f", m->time_us / w->time_us);
+    if (bound > 0)
+        snprintf(bcol, sizeof bcol, "%.2f", bound);
+    printf("  %-14s %12zu %11zu %5s | %10.2f %8.2f %8.2f %6ld | %s | %8s %7s\n", op_names[op], bytes, count,
+           weft_dtype_name(o->dt), w->time_us, w->algbw, w->busbw, w->wrong, mcols, bcol, ratio);
+    fflush(stdout);
+    if (!json)
+        return;
+    fprintf(json, "{\"op\":\"%s\",\"size\":%zu,\"count\":%zu,\"type\":\"%s\",\"ranks\":%d,\"backend\":\"%s\","
+            "\"time_us\":%.3f,\"algbw\":%.4f,\"busbw\":%.4f,\"wrong\":%ld", op_names[op], bytes, count,
+            weft_dtype_name(o->dt), e->n, weft_comm_backend(e->c), w->time_us, w->algbw, w->busbw, w->wrong);
+    if (m)
+        fprintf(json, ",\"mpi_time_us\":%.3f,\"mpi_algbw\":%.4f,\"mpi_busbw\":%.4f,\"mpi_wrong\":%ld", m->time_us,
+                m->algbw, m->busbw, m->wrong);
+    if (bound > 0)
+        fprintf(json, ",\"bound_busbw\":%.4f", bound);
+    fprintf(json, "}\n");
+    fflush(json);
+}
+
+/* One operation over every size. Returns the number of wrong elements. */
+static long bench_op(const bench_env *e, const bench_opts *o, int op, double copy_bw, FILE *json, int *rc)
+{
+    long wrong = 0;
+    for (size_t bytes = o->min_bytes; bytes <= o->max_bytes && *rc == 0; bytes *= o->step) {
+        size_t count = op_count(op, bytes, o->dt, e->n);
+        size_t used = (op == OP_ALLTOALL ? count * (size_t)e->n : count) * weft_dtype_size(o->dt);
+        if (count == 0)
+            continue;
+        fill(e, op, count, o->dt);
+        result w, m;
+        *rc = measure(e, run_weft, op, count, used, o, &w);
+        int with_mpi = o->mpi && mpi_can(op, o->dt) && *rc == 0;
+        if (with_mpi)
+            *rc = measure(e, run_mpi, op, count, used, o, &m);
+        wrong += w.wrong + (with_mpi ? m.wrong : 0);
+        if (e->me == 0 && *rc == 0)
+            print_row(json, e, o, op, used, count, &w, with_mpi ? &m : NULL, copy_bw * bus_factor(op, e->n));
+        if (bytes > SIZE_MAX / o->step)
+            break;
+    }
+    return wrong;
+}
+
+static int run(weft_ctx *ctx, const bench_opts *o)
+{
+    weft_comm_opts co;
+    weft_comm_opts_from_config(ctx->config, &co);
+    bench_env e = {.me = ctx->rank, .n = ctx->size, .mpi = ctx->world};
+    WEFT_CHECK(weft_comm_world(ctx, &co, &e.c));
+    size_t cap = o->max_bytes + 64;
+    e.send = malloc(cap);
+    e.recv = malloc(cap);
+    e.cnt = malloc((size_t)e.n * sizeof *e.cnt);
+    e.dsp = malloc((size_t)e.n * sizeof *e.dsp);
+    FILE *json = NULL;
+    int rc = e.send && e.recv && e.cnt && e.dsp ? 0 : weft_error(WEFT_ENOMEM, "weft-bench: %zu bytes of buffers", 2 * cap);
+    if (rc == 0 && ctx->rank == 0 && o->json) {
+        json = strcmp(o->json, "-") == 0 ? stdout : fopen(o->json, "w");
+        if (!json)
+            rc = weft_error(WEFT_EIO, "weft-bench: cannot write %s", o->json);
+    }
+    MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, ctx->world);
+    int one_node = ctx->nnodes == 1;
+    double copy_bw = rc == 0 && one_node ? copy_bandwidth(&e) : 0;
+    if (rc == 0 && ctx->rank == 0)
+        print_header(&e, o, copy_bw, one_node);
+    long wrong = 0;
+    for (int op = 0; op < NOPS && rc == 0; op++)
+        if (o->ops[op])
+            wrong += bench_op(&e, o, op, copy_bw, json, &rc);
+    if (json && json != stdout)
+        fclose(json);
+    free(e.send);
+    free(e.recv);
+    free(e.cnt);
+    free(e.dsp);
+    weft_comm_free(e.c);
+    if (rc == 0 && wrong)
+        rc = weft_error(WEFT_EINTERNAL, "weft-bench: %ld wrong elements (see the #wrong columns)", wrong);
+    return rc;
+}
+
+static int has_flag(int argc, char **argv, const char *flag)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], flag) == 0)
+            return 1;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (has_flag(argc, argv, "--help") || has_flag(argc, argv, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    weft_ctx *ctx;
+    int rc = weft_init(&argc, argv, program_keys, &ctx);
+    if (rc)
+        return weft_exit_code(rc);
+    bench_opts o;
+    const char *bad = NULL;
+    if (parse_args(argc, argv, &o, &bad) != 0) {
+        if (ctx->rank == 0)
+            fprintf(stderr, "weft-bench: bad argument '%s' (see --help)\n", bad);
+        weft_finalize(ctx);
+        return WEFT_EXIT_USAGE;
+    }
+    rc = run(ctx, &o);
+    if (rc && ctx->rank == 0)
+        fprintf(stderr, "weft-bench: %s\n", weft_last_error());
+    weft_finalize(ctx);
+    return weft_exit_code(rc);
+}
