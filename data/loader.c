@@ -391,16 +391,20 @@ static void *planner_main(void *arg)
     return NULL;
 }
 
-/* Claim the next published row; false when stopping. */
-static bool claim_row(weft_loader *L, uint64_t *k)
+/* Claim up to `chunk` published rows [*k, *k + *n); false when stopping.
+ * Claiming a few rows at a time keeps the shared counter from bouncing
+ * between cores on every row when many workers read a warm cache. */
+static bool claim_rows(weft_loader *L, uint64_t chunk, uint64_t *k, uint64_t *n)
 {
     for (;;) {
         if (atomic_load(&L->stop))
             return false;
-        uint64_t next = atomic_load(&L->next_row);
-        if (next < atomic_load(&L->planned_rows)) {
-            if (atomic_compare_exchange_weak(&L->next_row, &next, next + 1)) {
+        uint64_t next = atomic_load(&L->next_row), planned = atomic_load(&L->planned_rows);
+        if (next < planned) {
+            uint64_t take = planned - next < chunk ? planned - next : chunk;
+            if (atomic_compare_exchange_weak(&L->next_row, &next, next + take)) {
                 *k = next;
+                *n = take;
                 return true;
             }
             continue;
@@ -436,23 +440,47 @@ static void finish_slot(weft_loader *L, slot *s)
     pthread_mutex_unlock(&L->mu);
 }
 
+/* Account for `done` rows of step's slot read in `ns`; the last one in
+ * hands the slot over. */
+static void rows_done(weft_loader *L, uint64_t step, long done, int64_t ns)
+{
+    slot *s = &L->slots[step % (uint64_t)L->o.prefetch_depth];
+    atomic_fetch_add(&s->read_ns, (long)ns);
+    if (atomic_fetch_sub(&s->remaining, done) == done)
+        finish_slot(L, s);
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     weft_loader *L = w->L;
-    uint64_t k;
-    size_t n = (size_t)L->T + 1;
-    while (claim_row(L, &k)) {
-        uint64_t step = k / (uint64_t)L->rows, i = k % (uint64_t)L->rows;
-        slot *s = &L->slots[step % (uint64_t)L->o.prefetch_depth];
+    uint64_t k, n, rows = (uint64_t)L->rows;
+    uint64_t chunk = rows / (uint64_t)L->o.io_threads;
+    size_t len = (size_t)L->T + 1;
+    chunk = chunk < 1 ? 1 : chunk > 16 ? 16 : chunk;
+    while (claim_rows(L, chunk, &k, &n)) {
+        uint64_t step = k / rows;
+        long done = 0;
         int64_t t0 = weft_now_ns();
-        int rc = weft_reader_read(L->reader, w->id, &s->reqs[i], n, s->tokens + i * n);
-        atomic_fetch_add(&s->read_ns, (long)(weft_now_ns() - t0));
-        if (rc < 0)
-            record_failure(L, step, rc);
-        /* A failed slot never becomes READY: next() reports the failure. */
-        else if (atomic_fetch_sub(&s->remaining, 1) == 1)
-            finish_slot(L, s);
+        for (uint64_t r = k; r < k + n; r++) {
+            if (r / rows != step) { /* the chunk crosses into the next batch */
+                rows_done(L, step, done, weft_now_ns() - t0);
+                step = r / rows;
+                done = 0;
+                t0 = weft_now_ns();
+            }
+            slot *s = &L->slots[step % (uint64_t)L->o.prefetch_depth];
+            int rc = weft_reader_read(L->reader, w->id, &s->reqs[r % rows], len, s->tokens + (r % rows) * len);
+            if (rc < 0) {
+                /* A failed slot never becomes READY: next() reports it. */
+                record_failure(L, step, rc);
+                done = -1;
+                break;
+            }
+            done++;
+        }
+        if (done > 0)
+            rows_done(L, step, done, weft_now_ns() - t0);
     }
     return NULL;
 }
