@@ -15,15 +15,20 @@
  * concatenation of the ranks' batches is the same for every D.
  *
  * States of a loader:
- *   open (weft_loader_open: manifests read, no shard opened, prefetch thread
+ *   open (weft_loader_open: manifests read, no shard opened, threads
  *   started) -> streaming (weft_loader_next, any number of times) -> closed
  *   (weft_loader_close). weft_loader_restore and weft_loader_seek stop the
  *   thread, move the position, and restart it (back to streaming). A read
  *   or data error is sticky: every later next() returns it, until a restore.
  *
+ * Threads: one planner computes which windows each batch needs, and
+ * `io_threads` workers read them, up to `prefetch_depth` batches ahead
+ * (details in loader.c).
+ *
  * Memory: `prefetch_depth` batch buffers of rows*(T+1) int32 tokens, one
- * bounce buffer per I/O thread and a cache of at most `max_open_shards`
- * descriptors are allocated at open; weft_loader_next allocates nothing.
+ * bounce buffer per I/O thread and a cache of open shard descriptors
+ * (`max_open_shards`, raised to 5 per I/O thread + 2 if smaller) are
+ * allocated at open; weft_loader_next allocates nothing.
  */
 #ifndef WEFT_DATA_LOADER_H
 #define WEFT_DATA_LOADER_H
@@ -49,7 +54,7 @@ typedef struct weft_loader_options {
     uint64_t seed;                        /* shuffle seed */
     bool shuffle;                         /* false: windows in file order */
     int prefetch_depth;                   /* batches buffered ahead, >= 1 */
-    int io_threads;                       /* reader threads besides the prefetch thread */
+    int io_threads;                       /* threads reading windows, >= 1 */
     bool direct_io;                       /* O_DIRECT reads (falls back with a warning) */
     int max_open_shards;                  /* descriptor cache size, >= 1 */
     char storage[4096];                   /* backing text for paths set from a config */
@@ -78,7 +83,7 @@ int weft_loader_open(const weft_loader_options *o, weft_loader **out);
 
 /* The next batch of this rank: *tokens points at rows * (T+1) tokens, row-
  * major, valid until the following next/restore/seek/close. The time spent
- * waiting for the prefetch thread is added to weft_loader_wait_ns. Errors
+ * waiting for the loader's threads is added to weft_loader_wait_ns. Errors
  * from the shards (WEFT_ENOENT missing shard, WEFT_EDATA corrupt shard or
  * token >= vocab, WEFT_EIO) name the file and offset. */
 int weft_loader_next(weft_loader *L, const int32_t **tokens);

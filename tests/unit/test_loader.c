@@ -588,6 +588,7 @@ static void test_options_from_config(void **st)
     assert_string_equal(o.paths[1], "/y/b");
     assert_true(o.weights[1] == 3.0);
     assert_int_equal(o.prefetch_depth, 7);
+    assert_int_equal(o.io_threads, 4);
     assert_int_equal(o.split, WEFT_SPLIT_VAL);
     assert_int_equal(weft_config_set(cfg, "data.weights", "1", "test"), 0);
     assert_int_equal(weft_loader_options_from_config(cfg, &o), WEFT_ECONFIG);
