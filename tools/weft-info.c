@@ -5,18 +5,14 @@
  * Run it under the same launcher and options as the real job to find out
  * why a launch misbehaves before a week-long run does.
  */
-#include "data/loader.h"
 #include "runtime/weft.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* weft-info accepts every key of the library, so that `weft-info --config
- * job.ini` validates a whole job's configuration before it is submitted. */
-static const weft_config_key *const program_keys[] = {weft_comm_config_keys, weft_data_config_keys, NULL};
-static const weft_config_key *const all_keys[] = {weft_runtime_config_keys, weft_comm_config_keys,
-                                                  weft_data_config_keys, NULL};
+static const weft_config_key *const program_keys[] = {weft_comm_config_keys, NULL};
+static const weft_config_key *const all_keys[] = {weft_runtime_config_keys, weft_comm_config_keys, NULL};
 
 static void usage(FILE *out)
 {
@@ -25,8 +21,7 @@ static void usage(FILE *out)
             "\n"
             "Shows the job as weft sees it (launcher, job id, ranks, nodes, placement of\n"
             "every rank) and checks the collectives end to end on the configured backend.\n"
-            "It accepts every configuration key of the library, so `weft-info --config\n"
-            "job.ini --print-config` also validates a job's configuration.\n"
+
             "Run it with the same launcher and options as the real job, e.g.\n"
             "  mpirun -np 4 weft-info --comm.backend=mpi\n"
             "\n"
@@ -34,7 +29,7 @@ static void usage(FILE *out)
             "  --config FILE        read configuration from an INI file (repeatable)\n"
             "  --section.key=value  override one configuration key\n"
             "  --print-config       print the resolved configuration as INI and exit\n"
-            "  --config-markdown    print the configuration reference (docs/config.md) and exit\n"
+            "  --config-markdown    print the reference of these keys as Markdown and exit\n"
             "  --no-check           skip the collectives check\n"
             "  --help               this text\n"
             "\n"

@@ -55,6 +55,7 @@ static const weft_config_key *const all_keys[] = {
 };
 
 typedef struct {
+    int print_config;       /* --print-config */
     int sample_tokens;      /* --sample N */
     double temperature;     /* --temperature, 0: greedy */
     const char *prompt;     /* --prompt */
@@ -484,6 +485,8 @@ static void usage(FILE *out)
             "  --sample N       after training, rank 0 prints N generated tokens\n"
             "  --temperature X  sampling temperature (0: greedy; default 0.8)\n"
             "  --prompt TEXT    text to start the sample from (byte-level vocabularies)\n"
+            "  --print-config   check the configuration, print it resolved (INI) and exit\n"
+            "  --config-markdown  print the reference of every key (docs/config.md) and exit\n"
             "\n"
             "exit status: 0 done, 64 bad configuration or usage, 65 bad data, 66 missing dataset,\n"
             "70 stopped (non-finite loss, aborted job), 74 I/O error\n\n");
@@ -501,6 +504,8 @@ static int parse_cli(int argc, char **argv, cli_opts *cli)
             cli->temperature = atof(argv[++i]);
         else if (strcmp(argv[i], "--prompt") == 0 && has_next)
             cli->prompt = argv[++i];
+        else if (strcmp(argv[i], "--print-config") == 0)
+            cli->print_config = 1;
         else
             return weft_error(WEFT_EINVAL, "weft-train: unknown argument '%s' (see --help)", argv[i]);
     }
@@ -511,11 +516,16 @@ static int parse_cli(int argc, char **argv, cli_opts *cli)
 
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
+    for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return 0;
         }
+        if (strcmp(argv[i], "--config-markdown") == 0) {
+            weft_config_markdown(all_keys, stdout);
+            return 0;
+        }
+    }
     weft_ctx *ctx;
     int rc = weft_init(&argc, argv, program_keys, &ctx);
     if (rc)
@@ -523,8 +533,14 @@ int main(int argc, char **argv)
     trainer t = {.ctx = ctx, .cfg = ctx->config};
     cli_opts cli;
     rc = parse_cli(argc, argv, &cli);
-    if (rc == 0)
+    if (rc == 0 && cli.print_config) {
+        char *ini = weft_config_to_ini(ctx->config);
+        if (ctx->rank == 0 && ini)
+            fputs(ini, stdout);
+        free(ini);
+    } else if (rc == 0) {
         rc = run(&t, &cli);
+    }
     /* Set-up failures are the same on every rank and return normally; one
      * rank failing mid-run would leave the others in a collective, so it
      * ends the whole job, with the failure's own exit status. */
