@@ -47,6 +47,7 @@
 #define STATE_VERSION 1
 #define ERR_LEN 1024
 #define COLD_NS 8000 /* mean read time per row above which the cache looks cold */
+#define PROBE_EVERY 16
 
 typedef struct {
     const weft_manifest_shard *ms;
@@ -77,6 +78,7 @@ typedef struct {
     int state;
     atomic_long remaining;  /* rows not yet read */
     atomic_long read_ns;    /* summed read time of its rows (cold detection) */
+    bool announced;         /* its reads were hinted with WILLNEED */
 } slot;
 
 typedef struct {
@@ -379,7 +381,11 @@ static void *planner_main(void *arg)
         s->after = L->pc;
         atomic_store(&s->remaining, (long)L->rows);
         atomic_store(&s->read_ns, 0);
-        if (atomic_load(&L->cold))
+        /* Every PROBE_EVERY-th batch goes unannounced, so its read time
+         * tells whether the cache has warmed up (announced reads look fast
+         * either way). */
+        s->announced = atomic_load(&L->cold) && L->plan_step % PROBE_EVERY != 0;
+        if (s->announced)
             weft_reader_announce(L->reader, s->reqs, (size_t)L->rows, (size_t)L->T + 1);
         pthread_mutex_lock(&L->mu);
         s->state = SLOT_FILLING;
@@ -432,8 +438,11 @@ static void record_failure(weft_loader *L, uint64_t step, int rc)
 /* The last row of a slot is in: hand it to the consumer. */
 static void finish_slot(weft_loader *L, slot *s)
 {
-    /* A batch averaging more than COLD_NS per row came from the device. */
-    atomic_store(&L->cold, atomic_load(&s->read_ns) / L->rows > COLD_NS);
+    /* A batch averaging more than COLD_NS per row came from the device; a
+     * fast announced batch says nothing, so it leaves the guess alone. */
+    bool slow = atomic_load(&s->read_ns) / L->rows > COLD_NS;
+    if (slow || !s->announced)
+        atomic_store(&L->cold, slow);
     pthread_mutex_lock(&L->mu);
     s->state = SLOT_READY;
     pthread_cond_broadcast(&L->cv_ready);

@@ -129,8 +129,14 @@ static int bad_token(const weft_read_req *q, const uint8_t *src, size_t n)
  * native integers on little-endian hosts (the common case) so the compiler
  * vectorises them; this is the one loop over every token the loader runs.
  * -O2's cheap vectoriser model skips loops of unknown length, hence O3. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define VECTORIZE __attribute__((optimize("O3")))
+#else
+#define VECTORIZE /* clang vectorises these at -O2 already */
+#endif
+
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-__attribute__((optimize("O3")))
+VECTORIZE
 static uint32_t widen16(const uint8_t *src, int32_t *restrict dst, size_t n)
 {
     uint16_t max = 0;
@@ -142,7 +148,7 @@ static uint32_t widen16(const uint8_t *src, int32_t *restrict dst, size_t n)
     return max;
 }
 
-__attribute__((optimize("O3")))
+VECTORIZE
 static uint32_t widen32(const uint8_t *src, int32_t *restrict dst, size_t n)
 {
     uint32_t max = 0;
