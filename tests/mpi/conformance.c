@@ -381,7 +381,7 @@ int main(int argc, char **argv)
     weft_comm_opts opts;
     weft_comm_opts_from_config(ctx->config, &opts);
     const char *backend = getenv("WEFT_TEST_BACKEND");
-    if (backend)
+    if (backend && *backend)
         snprintf(opts.backend, sizeof opts.backend, "%s", backend);
     weft_comm *world = NULL, *half = NULL;
     if ((rc = weft_comm_world(ctx, &opts, &world)) != 0) {
