@@ -41,6 +41,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -53,7 +54,12 @@
 #define SLOT_BYTES_MIN (4u << 10)
 #define SLOT_BYTES_MAX (64u << 20)
 #define CTL_BYTES 256
+/* Allreduces up to this many (wide) bytes take one round with one
+ * synchronisation instead of two: every rank reduces the whole vector. */
+#define SMALL_BYTES (16u << 10)
 #define PROBE_NS 100000000 /* probe lagging peers' pids every 0.1 s of waiting */
+#define YIELD_NS 20000     /* after 20 us of waiting, yield the core between checks
+                              (WEFT_SHM_YIELD_US overrides; negative: never) */
 
 typedef struct shm_ctl {
     _Alignas(64) _Atomic uint64_t a;
@@ -70,6 +76,7 @@ typedef struct shm_state {
     char *data;             /* slot[n][2] */
     size_t slot;            /* bytes per rank per buffer */
     int probe;              /* 1: peers' pids are visible, probe them */
+    int64_t yield_ns;       /* yield between checks after waiting this long; <0 never */
     uint64_t epoch;         /* rounds completed on this communicator */
     weft_request **q;       /* posted collectives, FIFO ring */
     size_t qcap, qhead, qlen;
@@ -78,6 +85,8 @@ typedef struct shm_state {
     /* the queue head's progress */
     size_t round, nrounds, piece;
     int phase, started;
+    int small;              /* one-round allreduce: every rank reduces it all */
+    unsigned spins;         /* checks since the clock was last read */
     int64_t wait_since, last_probe;
 } shm_state;
 
@@ -111,6 +120,31 @@ static void plan(shm_state *st, const weft_comm *c, const weft_request *r)
         span = len0;
     st->piece = piece;
     st->nrounds = op->kind == WEFT_OP_BARRIER ? 1 : (span + piece - 1) / piece;
+    st->small = op->kind == WEFT_OP_ALLREDUCE && op->count * es <= min_sz(SMALL_BYTES, st->slot);
+    if (st->small) {
+        st->piece = op->count;
+        st->nrounds = op->count ? 1 : 0;
+    }
+}
+
+/* The one-round allreduce: all of my input into my slot ... */
+static void small_write(shm_state *st, weft_comm *c, weft_request *r)
+{
+    weft_reduce_widen(r->op.send, r->op.dtype, slot(st, c->rank), r->wide, r->op.count);
+}
+
+/* ... and every rank reduces every slot, in rank order, so all agree. */
+static void small_read(shm_state *st, weft_comm *c, weft_request *r)
+{
+    const weft_op *op = &r->op;
+    void *out = r->wide == op->dtype ? op->recv : r->scratch;
+    weft_simd_combine(r->wide, op->redop, out, slot(st, 0), slot(st, 1), op->count);
+    for (int j = 2; j < c->size; j++)
+        weft_simd_accumulate(r->wide, op->redop, out, slot(st, j), op->count);
+    if (op->redop == WEFT_AVG)
+        weft_reduce_avg_inplace(out, op->count, r->wide, c->size);
+    if (out != op->recv)
+        weft_reduce_narrow(out, r->wide, op->recv, op->dtype, op->count);
 }
 
 /* Reductions, phase A: pieces destined for other ranks into my slot;
@@ -240,6 +274,10 @@ static void a2a_read(shm_state *st, weft_comm *c, weft_request *r)
 
 static void phase_write(shm_state *st, weft_comm *c, weft_request *r)
 {
+    if (st->small) {
+        small_write(st, c, r);
+        return;
+    }
     switch (r->op.kind) {
     case WEFT_OP_ALLREDUCE:
     case WEFT_OP_REDUCE_SCATTER:
@@ -253,6 +291,10 @@ static void phase_write(shm_state *st, weft_comm *c, weft_request *r)
 
 static void phase_read(shm_state *st, weft_comm *c, weft_request *r)
 {
+    if (st->small) {
+        small_read(st, c, r);
+        return;
+    }
     switch (r->op.kind) {
     case WEFT_OP_ALLREDUCE:
     case WEFT_OP_REDUCE_SCATTER:
@@ -269,9 +311,15 @@ static void phase_read(shm_state *st, weft_comm *c, weft_request *r)
 /* A lagging peer whose process is gone: fail now rather than at timeout. */
 static int probe_peer(shm_state *st, weft_comm *c, int j)
 {
+    if (++st->spins & 31) /* the clock costs more than a check: read it now and then */
+        return 0;
     int64_t now = weft_now_ns();
     if (!st->wait_since)
         st->wait_since = st->last_probe = now;
+    /* A peer this late has most likely lost its core (to another process,
+     * or to us when ranks outnumber cores): let it run. */
+    if (st->yield_ns >= 0 && now - st->wait_since > st->yield_ns)
+        sched_yield();
     if (!st->probe || now - st->last_probe < PROBE_NS)
         return 0;
     st->last_probe = now;
@@ -325,7 +373,7 @@ static int advance(shm_state *st, weft_comm *c, weft_request *r)
         case PH_WAIT_A:
             if ((rc = all_arrived(st, c, 0)) <= 0)
                 return rc;
-            st->phase = red ? PH_B : PH_C;
+            st->phase = red && !st->small ? PH_B : PH_C;
             break;
         case PH_B:
             red_reduce(st, c, r);
@@ -451,7 +499,7 @@ static int shm_post(weft_comm *c, weft_request *r)
         return 0;
     }
     if (r->wide != r->op.dtype)
-        WEFT_CHECK(weft_request_scratch(r, st->slot / (size_t)c->size + 64));
+        WEFT_CHECK(weft_request_scratch(r, st->slot / (size_t)c->size + SMALL_BYTES + 64));
     WEFT_CHECK(enqueue(st, c, r));
     return progress(st, c);
 }
@@ -563,6 +611,8 @@ static int shm_init(weft_comm *c)
         return rc;
     }
     share_pids(c, st);
+    const char *y = getenv("WEFT_SHM_YIELD_US");
+    st->yield_ns = y ? (int64_t)(atof(y) * 1e3) : YIELD_NS;
     c->backend_state = st;
     return 0;
 }
