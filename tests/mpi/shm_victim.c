@@ -5,7 +5,11 @@
  * ITERS iterations or SECONDS seconds. The test SIGKILLs one rank mid-run
  * and checks that the job ends and that no /dev/shm entry is left behind.
  *
- *   mpirun -np 3 shm_victim DIR [ITERS [SECONDS]]
+ * With "steady" the ranks instead make one communicator and run ITERS
+ * allreduces on it with no MPI call in between, so a killed peer is met
+ * inside a shm wait: the survivors must name it (WEFT_EPEER) and abort.
+ *
+ *   mpirun -np 3 shm_victim DIR [ITERS [SECONDS [steady]]]
  */
 #include "runtime/weft.h"
 
@@ -41,6 +45,19 @@ static int one_comm(weft_ctx *ctx, const weft_comm_opts *o, float *buf, size_t n
     return rc;
 }
 
+/* One communicator, iters allreduces, no MPI in between; a failure ends
+ * the job (a survivor of a dead peer cannot finalize MPI cleanly). */
+static void steady(weft_ctx *ctx, const weft_comm_opts *o, float *buf, size_t n, long iters)
+{
+    weft_comm *c;
+    int rc = weft_comm_world(ctx, o, &c);
+    for (long i = 0; rc == 0 && i < iters; i++)
+        rc = weft_comm_allreduce(c, buf, buf, n, WEFT_F32, WEFT_MAX);
+    if (rc)
+        weft_abort("shm_victim: %s", weft_last_error());
+    weft_comm_free(c);
+}
+
 int main(int argc, char **argv)
 {
     weft_ctx *ctx;
@@ -60,6 +77,8 @@ int main(int argc, char **argv)
     snprintf(o.backend, sizeof o.backend, "shm");
     size_t n = 16384;
     float *buf = calloc(n, sizeof *buf);
+    if (argc > 4 && strcmp(argv[4], "steady") == 0)
+        steady(ctx, &o, buf, n, iters);
     int64_t t0 = weft_now_ns();
     long i = 0;
     for (; rc == 0 && i < iters; i++) {

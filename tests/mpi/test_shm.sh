@@ -109,3 +109,26 @@ left=$(entries_of $all_pids)
 if [ -z "$left" ]; then ok "no named /dev/shm entry of the killed jobs remains"; else not_ok "left: $left"; fi
 left=$(entries_of $(cat "$TMPDIR_TEST"/pid.0 "$TMPDIR_TEST"/pid.1 2>/dev/null))
 if [ -z "$left" ]; then ok "the clean job left no /dev/shm entry"; else not_ok "clean job left: $left"; fi
+
+# A peer that dies inside a shm wait: mpirun told not to end the job itself
+# (orte_abort_on_non_zero_status 0), the survivors must notice the dead pid,
+# name it (WEFT_EPEER) and abort the job well before comm.timeout (20 s).
+dir=$TMPDIR_TEST/steady
+mkdir -p "$dir"
+timeout -k 5 120 mpirun -np 3 --oversubscribe --mca orte_abort_on_non_zero_status 0 "$victim" "$dir" \
+    100000000 60 steady --comm.timeout=20 --run.dir="$dir/run" >"$dir/log" 2>&1 &
+job=$!
+for i in $(seq 300); do [ -s "$dir/pid.1" ] && break; sleep 0.1; done
+sleep 1
+t0=$SECONDS
+dead=$(cat "$dir/pid.1" 2>/dev/null)
+[ -n "$dead" ] && kill -KILL "$dead"
+wait "$job"
+rc=$? elapsed=$((SECONDS - t0))
+if [ -n "$dead" ] && [ "$rc" -ne 0 ] && [ "$elapsed" -lt 15 ]; then
+    ok "a rank killed inside a shm allreduce ends the job in ${elapsed}s (comm.timeout 20 s)"
+else
+    not_ok "killed rank inside a shm wait: exit $rc after ${elapsed}s" "$(tail -20 "$dir/log")"
+fi
+expect_grep "rank 1 of 'world' \(pid $dead on this node\) died while rank [02] waited" "$dir/log" \
+    "the survivors name the dead rank and its pid"
