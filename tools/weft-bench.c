@@ -3,8 +3,8 @@
  * and size, the time, algorithm and bus bandwidth and the number of wrong
  * elements of weft's chosen backend, beside the MPI library's own
  * collective measured in the same run on the same buffers, and on one node
- * the bound memory bandwidth sets (memcpy bandwidth measured in the same
- * run, all ranks copying at once). See docs/collectives.md for the columns.
+ * the bound memory bandwidth sets (a memcpy of each row's size measured in
+ * the same run, all ranks copying at once). See docs/collectives.md for the columns.
  *
  *   mpirun -np 2 weft-bench --comm.backend=shm [--op=allreduce] [--max=64M]
  *
@@ -62,7 +62,7 @@ static void usage(FILE *out)
             "  --min=BYTES     smallest size (default 8; K, M, G suffixes)\n"
             "  --max=BYTES     largest size (default 64M)\n"
             "  --step=F        size factor between rows (default 2)\n"
-            "  --iters=N       timed calls per size (default 20)\n"
+            "  --iters=N       timed calls per size (default 20; up to 50x that below 64K)\n"
             "  --warmup=N      untimed calls per size first (default 5)\n"
             "  --no-mpi        skip the MPI library's columns\n"
             "  --json=FILE     also write every row as a JSON line to FILE ('-': stdout)\n"
@@ -296,19 +296,27 @@ static int run_mpi(const bench_env *e, int op, size_t count, weft_dtype dt)
 
 typedef int (*impl_fn)(const bench_env *e, int op, size_t count, weft_dtype dt);
 
+/* Small sizes get up to 50x the iterations, so one descheduling does not
+ * make a row's mean. */
+static int row_iters(const bench_opts *o, size_t bytes)
+{
+    size_t mul = bytes >= 65536 ? 1 : 65536 / bytes;
+    return o->iters * (int)(mul > 50 ? 50 : mul);
+}
+
 /* Mean time per call over iters calls (the slowest rank's), after warm-up;
  * then one more call into a poisoned buffer, checked. */
 static int measure(const bench_env *e, impl_fn f, int op, size_t count, size_t bytes, const bench_opts *o,
                    result *res)
 {
-    int rc = 0;
+    int rc = 0, iters = row_iters(o, bytes);
     for (int i = 0; rc == 0 && i < o->warmup; i++)
         rc = f(e, op, count, o->dt);
     MPI_Barrier(e->mpi);
     int64_t t0 = weft_now_ns();
-    for (int i = 0; rc == 0 && i < o->iters; i++)
+    for (int i = 0; rc == 0 && i < iters; i++)
         rc = f(e, op, count, o->dt);
-    double t = 1e-9 * (double)(weft_now_ns() - t0) / o->iters, tmax = 0;
+    double t = 1e-9 * (double)(weft_now_ns() - t0) / iters, tmax = 0;
     MPI_Allreduce(&t, &tmax, 1, MPI_DOUBLE, MPI_MAX, e->mpi);
     memset(e->recv, 0xff, bytes + 64);
     if (rc == 0)
@@ -352,11 +360,12 @@ static double copy_bandwidth(const bench_env *e)
 
 static void print_header(const bench_env *e, const bench_opts *o, double copy_bw, int one_node)
 {
-    printf("# weft-bench: %d rank%s, backend %s, dtype %s, %d iterations (+%d warm-up), out of place\n", e->n,
+    printf("# weft-bench: %d rank%s, backend %s, dtype %s, %d iterations (up to 50x below 64 KiB; +%d warm-up), "
+           "out of place\n", e->n,
            e->n == 1 ? "" : "s", weft_comm_backend(e->c), weft_dtype_name(o->dt), o->iters, o->warmup);
     if (one_node)
-        printf("# memory bandwidth: memcpy of 64 MiB, all ranks at once, best of 7: %.2f GB/s per rank; "
-               "bound = that x busbw factor\n", copy_bw);
+        printf("# memory bandwidth: memcpy of 64 MiB, all ranks at once, best of 7: %.2f GB/s per rank\n"
+               "# bound: busbw of a plain memcpy send -> recv of the row's size on every rank at once\n", copy_bw);
     printf("#\n# %-14s %12s %11s %5s | %10s %8s %8s %6s | %10s %8s %8s %6s | %8s %7s\n", "", "", "", "",
            "weft", "", "", "", "MPI", "", "", "", "", "");
     printf("# %-14s %12s %11s %5s | %10s %8s %8s %6s | %10s %8s %8s %6s | %8s %7s\n", "op", "size(B)", "count",
@@ -392,8 +401,27 @@ static void print_row(FILE *json, const bench_env *e, const bench_opts *o, int o
     fflush(json);
 }
 
+/* The bound at one size: the time of a plain memcpy of the row's bytes from
+ * the send to the receive buffer, every rank at once, timed like the
+ * collective (mean over iters, slowest rank), as busbw. Every rank must at
+ * least read its input and write its output once, so no collective on one
+ * node beats it by much; it follows the caches as the sizes grow. */
+static double copy_bound(const bench_env *e, int op, size_t bytes, const bench_opts *o)
+{
+    for (int i = 0; i < o->warmup; i++)
+        memcpy(e->recv, e->send, bytes);
+    MPI_Barrier(e->mpi);
+    int64_t t0 = weft_now_ns();
+    int iters = row_iters(o, bytes);
+    for (int i = 0; i < iters; i++)
+        memcpy(e->recv, e->send, bytes);
+    double t = 1e-9 * (double)(weft_now_ns() - t0) / iters, tmax = 0;
+    MPI_Allreduce(&t, &tmax, 1, MPI_DOUBLE, MPI_MAX, e->mpi);
+    return tmax > 0 ? (double)bytes / tmax / 1e9 * bus_factor(op, e->n) : 0;
+}
+
 /* One operation over every size. Returns the number of wrong elements. */
-static long bench_op(const bench_env *e, const bench_opts *o, int op, double copy_bw, FILE *json, int *rc)
+static long bench_op(const bench_env *e, const bench_opts *o, int op, int one_node, FILE *json, int *rc)
 {
     long wrong = 0;
     for (size_t bytes = o->min_bytes; bytes <= o->max_bytes && *rc == 0; bytes *= o->step) {
@@ -408,8 +436,9 @@ static long bench_op(const bench_env *e, const bench_opts *o, int op, double cop
         if (with_mpi)
             *rc = measure(e, run_mpi, op, count, used, o, &m);
         wrong += w.wrong + (with_mpi ? m.wrong : 0);
+        double bound = one_node && *rc == 0 ? copy_bound(e, op, used, o) : 0;
         if (e->me == 0 && *rc == 0)
-            print_row(json, e, o, op, used, count, &w, with_mpi ? &m : NULL, copy_bw * bus_factor(op, e->n));
+            print_row(json, e, o, op, used, count, &w, with_mpi ? &m : NULL, bound);
         if (bytes > SIZE_MAX / o->step)
             break;
     }
@@ -442,7 +471,7 @@ static int run(weft_ctx *ctx, const bench_opts *o)
     long wrong = 0;
     for (int op = 0; op < NOPS && rc == 0; op++)
         if (o->ops[op])
-            wrong += bench_op(&e, o, op, copy_bw, json, &rc);
+            wrong += bench_op(&e, o, op, one_node, json, &rc);
     if (json && json != stdout)
         fclose(json);
     free(e.send);
