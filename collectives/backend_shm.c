@@ -86,6 +86,7 @@ typedef struct shm_state {
     size_t round, nrounds, piece;
     int phase, started;
     int small;              /* one-round allreduce: every rank reduces it all */
+    int dual;               /* 2-rank sum: phase B also writes my piece's result out */
     unsigned spins;         /* checks since the clock was last read */
     int64_t wait_since, last_probe;
 } shm_state;
@@ -121,6 +122,8 @@ static void plan(shm_state *st, const weft_comm *c, const weft_request *r)
     st->piece = piece;
     st->nrounds = op->kind == WEFT_OP_BARRIER ? 1 : (span + piece - 1) / piece;
     st->small = op->kind == WEFT_OP_ALLREDUCE && op->count * es <= min_sz(SMALL_BYTES, st->slot);
+    st->dual = op->kind == WEFT_OP_ALLREDUCE && !st->small && n == 2 && op->redop == WEFT_SUM &&
+               r->wide == op->dtype && (op->dtype == WEFT_F32 || op->dtype == WEFT_F64);
     if (st->small) {
         st->piece = op->count;
         st->nrounds = op->count ? 1 : 0;
@@ -182,6 +185,10 @@ static void red_reduce(shm_state *st, weft_comm *c, weft_request *r)
     const void *src[2];
     for (int j = 0; j < 2; j++)
         src[j] = j == c->rank ? own : slot(st, j) + at;
+    /* Two ranks summing: the result goes to the slot for the peer and
+     * straight to my output, saving phase C a pass over my piece. */
+    if (st->dual && weft_simd_sum2(r->wide, dst, (char *)op->recv + (off + s) * des, src[0], src[1], m) == 0)
+        return;
     weft_simd_combine(r->wide, op->redop, dst, src[0], src[1], m);
     for (int j = 2; j < c->size; j++)
         weft_simd_accumulate(r->wide, op->redop, dst, j == c->rank ? own : slot(st, j) + at, m);
@@ -199,7 +206,7 @@ static void red_read(shm_state *st, weft_comm *c, weft_request *r)
     for (int j = 0; j < c->size; j++) {
         size_t off, len;
         weft_comm_chunk(op->count, c->size, j, &off, &len);
-        if (s >= len || (op->kind == WEFT_OP_REDUCE_SCATTER && j != c->rank))
+        if (s >= len || (op->kind == WEFT_OP_REDUCE_SCATTER && j != c->rank) || (st->dual && j == c->rank))
             continue;
         size_t m = min_sz(st->piece, len - s);
         char *dst = (char *)op->recv + (op->kind == WEFT_OP_REDUCE_SCATTER ? s : off + s) * des;

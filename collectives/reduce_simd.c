@@ -39,10 +39,28 @@
             for (size_t i = 0; i < n; i++) d[i] = (T)ADD(d[i], s[i], U);                           \
     }
 
+/* Sums written to two places at once (the shared slot and the caller's
+ * buffer): out-of-place (comb2) and with d2 holding one operand (acc2). */
+#define SUM2(SFX, ATTR, T, U, ADD)                                                                 \
+    ATTR static void comb2_##T##SFX(void *vd1, void *vd2, const void *va, const void *vb, size_t n) \
+    {                                                                                              \
+        T *restrict d1 = vd1, *restrict d2 = vd2;                                                  \
+        const T *restrict a = va, *restrict b = vb;                                                \
+        for (size_t i = 0; i < n; i++) d1[i] = d2[i] = (T)ADD(a[i], b[i], U);                      \
+    }                                                                                              \
+    ATTR static void acc2_##T##SFX(void *vd1, void *vd2, const void *vb, size_t n)                 \
+    {                                                                                              \
+        T *restrict d1 = vd1, *restrict d2 = vd2;                                                  \
+        const T *restrict b = vb;                                                                  \
+        for (size_t i = 0; i < n; i++) d1[i] = d2[i] = (T)ADD(d2[i], b[i], U);                     \
+    }
+
 typedef float f32;
 typedef double f64;
 
 #define ALL_TYPES(SFX, ATTR)                                                                       \
+    SUM2(SFX, ATTR, f32, f32, ADD_F)                                                               \
+    SUM2(SFX, ATTR, f64, f64, ADD_F)                                                               \
     KERNELS(SFX, ATTR, f32, f32, ADD_F)                                                            \
     KERNELS(SFX, ATTR, f64, f64, ADD_F)                                                            \
     KERNELS(SFX, ATTR, int32_t, uint32_t, ADD_I)                                                   \
@@ -57,10 +75,15 @@ ALL_TYPES(_avx2, __attribute__((target("avx2"))))
 typedef void (*comb_fn)(int, void *, const void *, const void *, size_t);
 typedef void (*acc_fn)(int, void *, const void *, size_t);
 
+typedef void (*comb2_fn)(void *, void *, const void *, const void *, size_t);
+typedef void (*acc2_fn)(void *, void *, const void *, size_t);
+
 typedef struct {
     const char *isa;
     comb_fn comb[WEFT_NDTYPES];
     acc_fn acc[WEFT_NDTYPES];
+    comb2_fn comb2[WEFT_NDTYPES];
+    acc2_fn acc2[WEFT_NDTYPES];
 } kernel_table;
 
 #define ENTRY(SFX, DT, T) [DT] = comb_##T##SFX
@@ -70,7 +93,9 @@ typedef struct {
      {ENTRY(SFX, WEFT_F32, f32), ENTRY(SFX, WEFT_F64, f64), ENTRY(SFX, WEFT_I32, int32_t),         \
       ENTRY(SFX, WEFT_I64, int64_t), ENTRY(SFX, WEFT_U8, uint8_t)},                                \
      {AENTRY(SFX, WEFT_F32, f32), AENTRY(SFX, WEFT_F64, f64), AENTRY(SFX, WEFT_I32, int32_t),      \
-      AENTRY(SFX, WEFT_I64, int64_t), AENTRY(SFX, WEFT_U8, uint8_t)}}
+      AENTRY(SFX, WEFT_I64, int64_t), AENTRY(SFX, WEFT_U8, uint8_t)},                              \
+     {[WEFT_F32] = comb2_f32##SFX, [WEFT_F64] = comb2_f64##SFX},                                   \
+     {[WEFT_F32] = acc2_f32##SFX, [WEFT_F64] = acc2_f64##SFX}}
 
 static const kernel_table generic = TABLE("generic", _gen);
 #if defined(__x86_64__)
@@ -101,6 +126,20 @@ void weft_simd_combine(weft_dtype wide, weft_redop op, void *dst, const void *a,
 void weft_simd_accumulate(weft_dtype wide, weft_redop op, void *dst, const void *src, size_t n)
 {
     table()->acc[wide]((int)op, dst, src, n);
+}
+
+int weft_simd_sum2(weft_dtype wide, void *d1, void *d2, const void *a, const void *b, size_t n)
+{
+    const kernel_table *t = table();
+    if (!t->comb2[wide])
+        return -1;
+    if (d2 == a)
+        t->acc2[wide](d1, d2, b, n);
+    else if (d2 == b)
+        t->acc2[wide](d1, d2, a, n);
+    else
+        t->comb2[wide](d1, d2, a, b, n);
+    return 0;
 }
 
 const char *weft_simd_isa(void) { return table()->isa; }

@@ -18,6 +18,10 @@
 void weft_simd_combine(weft_dtype wide, weft_redop op, void *dst, const void *a, const void *b, size_t n);
 /* dst = dst op src; they must not overlap. */
 void weft_simd_accumulate(weft_dtype wide, weft_redop op, void *dst, const void *src, size_t n);
+/* d1 = d2 = a + b (f32 and f64 only; returns -1 for other types and does
+ * nothing). d1 overlaps nothing; d2 may be exactly a or b (in place: then
+ * the sum is taken as d2 + other, the same value since + commutes). */
+int weft_simd_sum2(weft_dtype wide, void *d1, void *d2, const void *a, const void *b, size_t n);
 /* "avx2" or "generic": what the dispatcher chose. */
 const char *weft_simd_isa(void);
 
