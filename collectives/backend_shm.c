@@ -133,7 +133,7 @@ static void plan(shm_state *st, const weft_comm *c, const weft_request *r)
 /* The one-round allreduce: all of my input into my slot ... */
 static void small_write(shm_state *st, weft_comm *c, weft_request *r)
 {
-    weft_reduce_widen(r->op.send, r->op.dtype, slot(st, c->rank), r->wide, r->op.count);
+    weft_simd_widen(r->op.send, r->op.dtype, slot(st, c->rank), r->wide, r->op.count);
 }
 
 /* ... and every rank reduces every slot, in rank order, so all agree. */
@@ -147,7 +147,7 @@ static void small_read(shm_state *st, weft_comm *c, weft_request *r)
     if (op->redop == WEFT_AVG)
         weft_reduce_avg_inplace(out, op->count, r->wide, c->size);
     if (out != op->recv)
-        weft_reduce_narrow(out, r->wide, op->recv, op->dtype, op->count);
+        weft_simd_narrow(out, r->wide, op->recv, op->dtype, op->count);
 }
 
 /* Reductions, phase A: pieces destined for other ranks into my slot;
@@ -165,9 +165,9 @@ static void red_write(shm_state *st, weft_comm *c, weft_request *r)
         size_t m = min_sz(st->piece, len - s);
         const char *src = (const char *)op->send + (off + s) * des;
         if (j != c->rank)
-            weft_reduce_widen(src, op->dtype, mine + (size_t)j * st->piece * wes, r->wide, m);
+            weft_simd_widen(src, op->dtype, mine + (size_t)j * st->piece * wes, r->wide, m);
         else if (r->wide != op->dtype)
-            weft_reduce_widen(src, op->dtype, r->scratch, r->wide, m);
+            weft_simd_widen(src, op->dtype, r->scratch, r->wide, m);
     }
 }
 
@@ -210,7 +210,7 @@ static void red_read(shm_state *st, weft_comm *c, weft_request *r)
             continue;
         size_t m = min_sz(st->piece, len - s);
         char *dst = (char *)op->recv + (op->kind == WEFT_OP_REDUCE_SCATTER ? s : off + s) * des;
-        weft_reduce_narrow(slot(st, j) + (size_t)j * st->piece * wes, r->wide, dst, op->dtype, m);
+        weft_simd_narrow(slot(st, j) + (size_t)j * st->piece * wes, r->wide, dst, op->dtype, m);
     }
 }
 

@@ -8,8 +8,13 @@
  */
 #pragma GCC optimize("O3")
 #include "collectives/reduce_simd.h"
+#include "collectives/backend.h"
 
 #include <stdint.h>
+#include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 /* Integer sums go through the unsigned type so overflow wraps, defined. */
 #define ADD_F(a, b, U) ((a) + (b))
@@ -140,6 +145,105 @@ int weft_simd_sum2(weft_dtype wide, void *d1, void *d2, const void *a, const voi
     else
         t->comb2[wide](d1, d2, a, b, n);
     return 0;
+}
+
+/* --- bf16 and f16 to and from f32 ---------------------------------------- */
+
+/* bf16 is the top half of an f32: widening is a shift; narrowing rounds to
+ * nearest even and keeps NaNs quiet, as weft_f32_to_bf16 does. */
+#define BF16(SFX, ATTR)                                                                            \
+    ATTR static void bf16_widen##SFX(const uint16_t *restrict in, float *restrict out, size_t n)   \
+    {                                                                                              \
+        for (size_t i = 0; i < n; i++) {                                                           \
+            uint32_t u = (uint32_t)in[i] << 16;                                                    \
+            memcpy(&out[i], &u, 4);                                                                \
+        }                                                                                          \
+    }                                                                                              \
+    ATTR static void bf16_narrow##SFX(const float *restrict in, uint16_t *restrict out, size_t n)  \
+    {                                                                                              \
+        for (size_t i = 0; i < n; i++) {                                                           \
+            uint32_t u;                                                                            \
+            memcpy(&u, &in[i], 4);                                                                 \
+            uint32_t nan = (u & 0x7fffffffu) > 0x7f800000u;                                        \
+            uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;                                   \
+            out[i] = (uint16_t)(nan ? (u >> 16) | 0x40u : r);                                      \
+        }                                                                                          \
+    }
+
+BF16(_gen, )
+#if defined(__x86_64__)
+BF16(_avx2, __attribute__((target("avx2"))))
+
+/* f16 through the F16C instructions (IEEE round to nearest even, as
+ * weft_f32_to_f16); the tails go through the scalar reference. */
+__attribute__((target("avx2,f16c"))) static void f16_widen_f16c(const uint16_t *in, float *out, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(in + i))));
+    weft_half_to_f32(WEFT_F16, in + i, out + i, n - i);
+}
+
+__attribute__((target("avx2,f16c"))) static void f16_narrow_f16c(const float *in, uint16_t *out, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT));
+    weft_f32_to_half(WEFT_F16, in + i, out + i, n - i);
+}
+#endif
+
+static int has(int avx2_only)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && (avx2_only || __builtin_cpu_supports("f16c"));
+#else
+    (void)avx2_only;
+    return 0;
+#endif
+}
+
+void weft_simd_widen(const void *src, weft_dtype dt, void *dst, weft_dtype wide, size_t n)
+{
+    if (dt == WEFT_BF16 && wide == WEFT_F32) {
+#if defined(__x86_64__)
+        if (has(1)) {
+            bf16_widen_avx2(src, dst, n);
+            return;
+        }
+#endif
+        bf16_widen_gen(src, dst, n);
+        return;
+    }
+#if defined(__x86_64__)
+    if (dt == WEFT_F16 && wide == WEFT_F32 && has(0)) {
+        f16_widen_f16c(src, dst, n);
+        return;
+    }
+#endif
+    weft_reduce_widen(src, dt, dst, wide, n);
+}
+
+void weft_simd_narrow(const void *src, weft_dtype wide, void *dst, weft_dtype dt, size_t n)
+{
+    if (dt == WEFT_BF16 && wide == WEFT_F32) {
+#if defined(__x86_64__)
+        if (has(1)) {
+            bf16_narrow_avx2(src, dst, n);
+            return;
+        }
+#endif
+        bf16_narrow_gen(src, dst, n);
+        return;
+    }
+#if defined(__x86_64__)
+    if (dt == WEFT_F16 && wide == WEFT_F32 && has(0)) {
+        f16_narrow_f16c(src, dst, n);
+        return;
+    }
+#endif
+    weft_reduce_narrow(src, wide, dst, dt, n);
 }
 
 const char *weft_simd_isa(void) { return table()->isa; }

@@ -22,6 +22,10 @@ void weft_simd_accumulate(weft_dtype wide, weft_redop op, void *dst, const void 
  * nothing). d1 overlaps nothing; d2 may be exactly a or b (in place: then
  * the sum is taken as d2 + other, the same value since + commutes). */
 int weft_simd_sum2(weft_dtype wide, void *d1, void *d2, const void *a, const void *b, size_t n);
+/* weft_reduce_widen / weft_reduce_narrow (reduce.c), vectorised for
+ * bf16 and f16 <-> f32 (bit-identical results; f16 NaN payloads aside). */
+void weft_simd_widen(const void *src, weft_dtype dt, void *dst, weft_dtype wide, size_t n);
+void weft_simd_narrow(const void *src, weft_dtype wide, void *dst, weft_dtype dt, size_t n);
 /* "avx2" or "generic": what the dispatcher chose. */
 const char *weft_simd_isa(void);
 
