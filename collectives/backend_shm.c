@@ -267,16 +267,22 @@ static void a2a_write(shm_state *st, weft_comm *c, weft_request *r)
     size_t es = weft_dtype_size(op->dtype), s = st->round * st->piece, m = min_sz(st->piece, op->count - s);
     char *mine = slot(st, c->rank);
     for (int j = 0; j < c->size; j++)
-        memcpy(mine + (size_t)j * st->piece * es, (const char *)op->send + ((size_t)j * op->count + s) * es, m * es);
+        if (j != c->rank) /* my own block never goes through the segment */
+            memcpy(mine + (size_t)j * st->piece * es, (const char *)op->send + ((size_t)j * op->count + s) * es,
+                   m * es);
 }
 
 static void a2a_read(shm_state *st, weft_comm *c, weft_request *r)
 {
     const weft_op *op = &r->op;
     size_t es = weft_dtype_size(op->dtype), s = st->round * st->piece, m = min_sz(st->piece, op->count - s);
-    for (int j = 0; j < c->size; j++)
-        memcpy((char *)op->recv + ((size_t)j * op->count + s) * es,
-               slot(st, j) + (size_t)c->rank * st->piece * es, m * es);
+    for (int j = 0; j < c->size; j++) {
+        char *dst = (char *)op->recv + ((size_t)j * op->count + s) * es;
+        if (j != c->rank)
+            memcpy(dst, slot(st, j) + (size_t)c->rank * st->piece * es, m * es);
+        else if (op->send != op->recv) /* in place, my block is already there */
+            memcpy(dst, (const char *)op->send + ((size_t)j * op->count + s) * es, m * es);
+    }
 }
 
 static void phase_write(shm_state *st, weft_comm *c, weft_request *r)
