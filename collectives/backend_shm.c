@@ -564,8 +564,12 @@ typedef struct {
 static int attach(weft_comm *c, shm_state *st, int named)
 {
     seg_announce a = {0};
+    static _Atomic int swept;
     if (c->rank == 0) {
-        weft_shm_segment_sweep();
+        /* Leftovers of dead creators: once per process, and before each
+         * named segment (the only kind that can leave one). */
+        if (named || atomic_exchange(&swept, 1) == 0)
+            weft_shm_segment_sweep();
         a.slot = slot_bytes();
         a.bytes = (uint64_t)c->size * CTL_BYTES + (uint64_t)c->size * 2 * a.slot;
         a.rc = weft_shm_segment_create(&st->seg, c->ctx ? c->ctx->job_id : "", a.bytes, named);
