@@ -18,7 +18,8 @@
  * so a process death (even SIGKILL) cannot leak a /dev/shm entry. A named
  * segment has its name only for the microseconds of communicator
  * creation; an entry left by a creator that died inside that window is
- * removed by weft_shm_segment_sweep, which the next creator on the node runs.
+ * removed by weft_shm_segment_sweep, which the next creator on the node
+ * runs (backend_shm.c: once per process and before every named segment).
  */
 #ifndef WEFT_COLLECTIVES_SHM_SEGMENT_H
 #define WEFT_COLLECTIVES_SHM_SEGMENT_H
