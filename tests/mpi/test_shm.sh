@@ -1,32 +1,13 @@
 #!/bin/bash
 # test_shm.sh -- the shm backend: the conformance suite and the communicator
-# contract tests on 1-4 ranks with WEFT_TEST_BACKEND=shm (and the mpi
-# reference, which `auto` no longer picks on one node), then kill-and-restart
+# contract tests on 1-4 ranks with WEFT_TEST_BACKEND=shm, then kill-and-restart
 # cycles: a 3-rank job creating shm communicators in a loop loses one rank
 # to SIGKILL; the job must end within a bound and leave no /dev/shm entry.
 . "$(dirname "$0")/../lib.sh"
 
-# Runs PROG on NP ranks with backend BACKEND and renumbers its TAP lines.
-run_tap() {
-    local backend=$1 np=$2 prog=$3 out=$TMPDIR_TEST/$1-$3-$2.log rc
-    WEFT_TEST_BACKEND=$backend weft_mpirun "$np" "$WEFT_ROOT/$BUILD/tests/mpi/$prog" >"$out" 2>&1
-    rc=$?
-    while IFS= read -r line; do
-        case "$line" in
-        "ok "*) ok "$backend np=$np ${line#* - }" ;;
-        "not ok "*) not_ok "$backend np=$np ${line#* - }" "$(grep '^# rank' "$out" | head -5)" ;;
-        esac
-    done <"$out"
-    [ "$rc" -eq 0 ] || not_ok "$prog ($backend) on $np ranks exited $rc" "$(tail -20 "$out")"
-}
-
 for np in 1 2 3 4; do
-    for prog in conformance comm_misc; do
-        run_tap shm "$np" "$prog"
-    done
-done
-for np in 2 3; do
-    run_tap mpi "$np" conformance
+    mpi_tap shm "$np" conformance
+    mpi_tap shm "$np" comm_misc
 done
 
 victim="$WEFT_ROOT/$BUILD/tests/mpi/shm_victim"
