@@ -113,3 +113,26 @@ else
 fi
 expect_grep "rank 1 of 'world' \(pid $dead on this node\) died while rank [02] waited" "$dir/log" \
     "the survivors name the dead rank and its pid"
+
+# weft-bench on shm: a short sweep of every operation, every row right and
+# valid JSON; usage errors exit 64.
+bench="$WEFT_BIN/weft-bench"
+json=$TMPDIR_TEST/bench.json
+expect_exit 0 "weft-bench --comm.backend=shm sweeps every operation" \
+    weft_mpirun 2 "$bench" --comm.backend=shm --max=64K --step=8 --iters=2 --warmup=1 --json="$json"
+echo "$LAST_OUT" >"$TMPDIR_TEST/bench.txt"
+expect_grep "^  allreduce +32768 +8192 +f32 \|" "$TMPDIR_TEST/bench.txt" "the table has an allreduce row at 32 KiB"
+check "every JSON row parses, has both columns and no wrong element" python3 - "$json" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+ops = {r["op"] for r in rows}
+assert ops == {"allreduce", "reduce_scatter", "allgather", "broadcast", "alltoall"}, ops
+for r in rows:
+    assert r["backend"] == "shm" and r["ranks"] == 2, r
+    assert r["wrong"] == 0 and r["mpi_wrong"] == 0, r
+    assert r["time_us"] > 0 and r["busbw"] >= 0 and r["bound_busbw"] > 0, r
+PY
+expect_exit 0 "weft-bench --dtype=bf16 (no MPI reduction columns) is right" \
+    weft_mpirun 2 "$bench" --comm.backend=shm --op=allreduce,reduce_scatter --dtype=bf16 --max=64K --step=64 --iters=2
+expect_exit 0 "weft-bench --help" "$bench" --help
+expect_exit 64 "weft-bench rejects an unknown option" weft_mpirun 1 "$bench" --op=allreduce --frobnicate
