@@ -86,7 +86,7 @@ typedef struct shm_state {
     size_t round, nrounds, piece;
     int phase, started;
     int small;              /* one-round allreduce: every rank reduces it all */
-    int dual;               /* 2-rank sum: phase B also writes my piece's result out */
+    int dual;               /* f32/f64 sum: phase B also writes my piece's result out */
     unsigned spins;         /* checks since the clock was last read */
     int64_t wait_since, last_probe;
 } shm_state;
@@ -122,8 +122,11 @@ static void plan(shm_state *st, const weft_comm *c, const weft_request *r)
     st->piece = piece;
     st->nrounds = op->kind == WEFT_OP_BARRIER ? 1 : (span + piece - 1) / piece;
     st->small = op->kind == WEFT_OP_ALLREDUCE && op->count * es <= min_sz(SMALL_BYTES, st->slot);
-    st->dual = op->kind == WEFT_OP_ALLREDUCE && !st->small && n == 2 && op->redop == WEFT_SUM &&
-               r->wide == op->dtype && (op->dtype == WEFT_F32 || op->dtype == WEFT_F64);
+    /* Dual writes need the last operand apart from my output: with 3+ ranks
+     * in place, the last rank's own input is its output. */
+    int last_aliases = n > 2 && (size_t)c->rank == n - 1 && op->send == op->recv;
+    st->dual = op->kind == WEFT_OP_ALLREDUCE && !st->small && op->redop == WEFT_SUM && r->wide == op->dtype &&
+               (op->dtype == WEFT_F32 || op->dtype == WEFT_F64) && !last_aliases;
     if (st->small) {
         st->piece = op->count;
         st->nrounds = op->count ? 1 : 0;
@@ -179,21 +182,27 @@ static void red_reduce(shm_state *st, weft_comm *c, weft_request *r)
     weft_comm_chunk(op->count, c->size, c->rank, &off, &len);
     if (s >= len)
         return;
+    int n = c->size;
     size_t m = min_sz(st->piece, len - s), at = (size_t)c->rank * st->piece * wes;
     const void *own = r->wide != op->dtype ? r->scratch : (const char *)op->send + (off + s) * des;
-    char *dst = slot(st, c->rank) + at;
-    const void *src[2];
-    for (int j = 0; j < 2; j++)
-        src[j] = j == c->rank ? own : slot(st, j) + at;
-    /* Two ranks summing: the result goes to the slot for the peer and
-     * straight to my output, saving phase C a pass over my piece. */
-    if (st->dual && weft_simd_sum2(r->wide, dst, (char *)op->recv + (off + s) * des, src[0], src[1], m) == 0)
+    char *dst = slot(st, c->rank) + at, *out = (char *)op->recv + (off + s) * des;
+#define SRC(j) ((j) == c->rank ? own : (const void *)(slot(st, (j)) + at))
+    /* Summing f32/f64 (st->dual), the last step writes the result both to
+     * the slot, for the others, and straight to my output, saving phase C
+     * a pass over my piece. */
+    if (st->dual && n == 2) {
+        weft_simd_sum2(r->wide, dst, out, SRC(0), SRC(1), m);
         return;
-    weft_simd_combine(r->wide, op->redop, dst, src[0], src[1], m);
-    for (int j = 2; j < c->size; j++)
-        weft_simd_accumulate(r->wide, op->redop, dst, j == c->rank ? own : slot(st, j) + at, m);
+    }
+    int last = st->dual ? n - 1 : n;
+    weft_simd_combine(r->wide, op->redop, dst, SRC(0), SRC(1), m);
+    for (int j = 2; j < last; j++)
+        weft_simd_accumulate(r->wide, op->redop, dst, SRC(j), m);
+    if (st->dual)
+        weft_simd_sum2(r->wide, out, dst, dst, SRC(n - 1), m); /* out = dst = dst + x[n-1] */
+#undef SRC
     if (op->redop == WEFT_AVG)
-        weft_reduce_avg_inplace(dst, m, r->wide, c->size);
+        weft_reduce_avg_inplace(dst, m, r->wide, n);
 }
 
 /* Reductions, phase C: the reduced pieces into the caller's buffer. */
