@@ -3,11 +3,16 @@
  * of llm.c: one flat parameter buffer, one flat gradient buffer, and every
  * activation (and its gradient) preallocated for B x T at creation, so a
  * training step allocates nothing.
+ *
+ * Trace points (runtime/trace.h, off unless trace.steps is set): each block's
+ * forward and backward, the embedding and the head (final LayerNorm, tied LM
+ * head, cross-entropy), on the compute lane.
  */
 #include "model/gpt.h"
 #include "kernels/kernels.h"
 #include "runtime/error.h"
 #include "runtime/rng.h"
+#include "runtime/trace.h"
 
 #include <assert.h>
 #include <math.h>
@@ -277,12 +282,17 @@ double weft_gpt_forward(weft_gpt *m, const int32_t *tokens, const int32_t *targe
     const weft_gpt_config *c = &m->cfg;
     int BT = b * t, C = c->n_embd, V = c->vocab, L = c->n_layer;
     float *P = m->params;
+    int64_t t0 = weft_trace_begin();
     weft_embedding_forward(m->encoded, tokens, P + m->table[0].offset, P + m->table[1].offset, b, t, C);
+    weft_trace_end("embed.forward", "forward", WEFT_TRACE_COMPUTE, -1, t0);
     const float *x = m->encoded;
     for (int l = 0; l < L; l++) {
+        t0 = weft_trace_begin();
         block_forward(m, l, x, b, t);
+        weft_trace_end("h.%d.forward", "forward", WEFT_TRACE_COMPUTE, l, t0);
         x = m->blk[l].residual3;
     }
+    t0 = weft_trace_begin();
     const weft_gpt_param *lnf = &m->table[m->nparams - 2];
     weft_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, x, P + lnf->offset, P + lnf->offset + C, BT, C);
     weft_matmul_forward(m->logits, m->lnf, P + m->table[0].offset, NULL, BT, C, V); /* tied LM head */
@@ -290,10 +300,13 @@ double weft_gpt_forward(weft_gpt *m, const int32_t *tokens, const int32_t *targe
     m->last_b = b;
     m->last_t = t;
     m->have_targets = targets != NULL;
-    if (!targets)
-        return 0.0;
-    memcpy(m->targets, targets, (size_t)BT * sizeof(int32_t));
-    return weft_xent_forward_backward(m->losses, NULL, m->logits, targets, BT, V, 0.0);
+    double loss = 0.0;
+    if (targets) {
+        memcpy(m->targets, targets, (size_t)BT * sizeof(int32_t));
+        loss = weft_xent_forward_backward(m->losses, NULL, m->logits, targets, BT, V, 0.0);
+    }
+    weft_trace_end("head.forward", "forward", WEFT_TRACE_COMPUTE, -1, t0);
+    return loss;
 }
 
 void weft_gpt_zero_grad(weft_gpt *m) { memset(m->grads, 0, m->num_params * sizeof(float)); }
@@ -328,6 +341,7 @@ void weft_gpt_backward(weft_gpt *m, double loss_scale, weft_gpt_grad_hook hook, 
     const weft_gpt_config *c = &m->cfg;
     int b = m->last_b, t = m->last_t, BT = b * t, C = c->n_embd, V = c->vocab, L = c->n_layer;
     float *P = m->params, *G = m->grads;
+    int64_t t0 = weft_trace_begin();
     /* Kernels accumulate into activation gradients: start them at zero. */
     memset(m->dact_mem, 0, m->dact_floats * sizeof(float));
     weft_xent_forward_backward(m->losses, m->logits, m->logits, m->targets, BT, V, loss_scale / BT);
@@ -336,16 +350,21 @@ void weft_gpt_backward(weft_gpt *m, double loss_scale, weft_gpt_grad_hook hook, 
     const float *xl = m->blk[L - 1].residual3;
     weft_layernorm_backward(m->dblk[L - 1].residual3, G + lnf->offset, G + lnf->offset + C, m->dlnf, xl,
                             P + lnf->offset, m->lnf_mean, m->lnf_rstd, BT, C);
+    weft_trace_end("head.backward", "backward", WEFT_TRACE_COMPUTE, -1, t0);
     if (hook)
         hook(arg, lnf->offset);
     for (int l = L - 1; l >= 0; l--) {
         const float *x = l ? m->blk[l - 1].residual3 : m->encoded;
         float *dx = l ? m->dblk[l - 1].residual3 : m->dencoded;
+        t0 = weft_trace_begin();
         block_backward(m, l, x, dx, b, t);
+        weft_trace_end("h.%d.backward", "backward", WEFT_TRACE_COMPUTE, l, t0);
         if (hook)
             hook(arg, m->table[2 + l * NBLOCK].offset);
     }
+    t0 = weft_trace_begin();
     weft_embedding_backward(G + m->table[0].offset, G + m->table[1].offset, m->dencoded, m->tokens, b, t, C);
+    weft_trace_end("embed.backward", "backward", WEFT_TRACE_COMPUTE, -1, t0);
     if (hook)
         hook(arg, 0);
 }

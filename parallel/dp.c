@@ -5,10 +5,16 @@
  * done. weft_dp_begin resets every bucket to idle; the hook launches and
  * polls; finish_grads launches the rest and waits. An error in the hook
  * (which cannot return one) is kept and returned by finish_grads.
+ *
+ * Trace: each bucket's reduction is one span "bucket.N.reduce" on the
+ * gradient-reduction lane, from its launch to when a poll or wait saw it
+ * done (so its end is as late as the next poll), beside backward on the
+ * compute lane.
  */
 #include "parallel/dp.h"
 #include "runtime/error.h"
 #include "runtime/timer.h"
+#include "runtime/trace.h"
 
 #include <stdlib.h>
 
@@ -33,6 +39,7 @@ typedef struct {
     size_t shard_off, shard_len; /* this rank's chunk within it (ZeRO-1) */
     int state;
     weft_request *req;
+    int64_t t_launch;            /* trace: when it was launched */
 } bucket;
 
 struct weft_dp {
@@ -45,6 +52,14 @@ struct weft_dp {
     int err;           /* first error seen in the hook */
     int64_t t_first_launch, t_last_done, exposed_ns;
 };
+
+/* Bucket k just completed. */
+static void complete(weft_dp *dp, bucket *k)
+{
+    k->state = DONE;
+    dp->t_last_done = weft_now_ns();
+    weft_trace_end("bucket.%d.reduce", "comm", WEFT_TRACE_COMM, (int)(k - dp->b), k->t_launch);
+}
 
 static void make_buckets(weft_dp *dp)
 {
@@ -108,6 +123,7 @@ static int launch(weft_dp *dp, bucket *k)
     if (dp->t_first_launch == 0)
         dp->t_first_launch = weft_now_ns();
     k->state = LAUNCHED;
+    k->t_launch = weft_trace_begin();
     if (dp->opts.zero)
         return weft_comm_ireduce_scatter(dp->comm, g, g + k->shard_off, k->len, WEFT_F32, WEFT_AVG, &k->req);
     return weft_comm_iallreduce(dp->comm, g, g, k->len, WEFT_F32, WEFT_AVG, &k->req);
@@ -122,10 +138,8 @@ static int poll(weft_dp *dp)
         if (k->state != LAUNCHED)
             continue;
         WEFT_CHECK(weft_request_test(k->req, &done));
-        if (done) {
-            k->state = DONE;
-            dp->t_last_done = weft_now_ns();
-        }
+        if (done)
+            complete(dp, k);
     }
     return 0;
 }
@@ -158,8 +172,7 @@ int weft_dp_finish_grads(weft_dp *dp)
         if (k->state != LAUNCHED)
             continue;
         WEFT_CHECK(weft_request_wait(k->req));
-        k->state = DONE;
-        dp->t_last_done = weft_now_ns();
+        complete(dp, k);
     }
     dp->exposed_ns = weft_now_ns() - t0;
     return 0;

@@ -7,7 +7,9 @@
  * One step, as in llm.c: next batch -> for each micro-batch: forward,
  * backward (the last one reduces gradient buckets as it goes) -> finish the
  * reductions -> clip -> AdamW on this rank's shard -> (ZeRO-1) gather the
- * parameters. Everything the run writes goes under run.dir.
+ * parameters. Everything the run writes goes under run.dir: config.ini (the
+ * resolved configuration) and run.json (layout, measured SGEMM peak) at
+ * start, metrics.jsonl as it goes, trace/rank-N.json when trace.steps is set.
  */
 #include "data/loader.h"
 #include "data/tokenizer.h"
@@ -16,6 +18,7 @@
 #include "model/optim.h"
 #include "parallel/dp.h"
 #include "runtime/rng.h"
+#include "runtime/trace.h"
 #include "runtime/weft.h"
 
 #include <errno.h>
@@ -47,11 +50,11 @@ static const weft_config_key train_keys[] = {
 
 static const weft_config_key *const program_keys[] = {
     weft_comm_config_keys, weft_data_config_keys, weft_model_config_keys, weft_optim_config_keys,
-    weft_parallel_config_keys, train_keys, NULL,
+    weft_parallel_config_keys, train_keys, weft_trace_config_keys, NULL,
 };
 static const weft_config_key *const all_keys[] = {
     weft_runtime_config_keys, weft_comm_config_keys,     weft_data_config_keys, weft_model_config_keys,
-    weft_optim_config_keys,   weft_parallel_config_keys, train_keys,            NULL,
+    weft_optim_config_keys,   weft_parallel_config_keys, train_keys,            weft_trace_config_keys, NULL,
 };
 
 typedef struct {
@@ -74,6 +77,8 @@ typedef struct {
     int32_t *inputs, *targets; /* (b, T) */
     FILE *metrics;
     double flops_per_token;
+    double sgemm_peak;      /* single-core SGEMM FLOP/s at the largest matmul shape */
+    int sgemm_shape[3];     /* its M, N, K */
     int64_t t_start_ns;
     int skip_nonfinite, tty;
     int running;            /* past setup: a failure now leaves ranks mid-collective */
@@ -181,6 +186,69 @@ static int open_metrics(trainer *t)
     return 0;
 }
 
+/* Write text to path under a temporary name, then rename (mode 0640). */
+static int write_atomic(const char *path, const char *text)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f)
+        return weft_error(WEFT_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    fputs(text, f);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return weft_error(WEFT_EIO, "cannot write %s: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
+/* The model's largest matmul by FLOPs (rows b*T): M, N (outputs), K. */
+static void largest_matmul(const trainer *t, int shape[3])
+{
+    const weft_gpt_config *c = weft_gpt_cfg(t->model);
+    int C = c->n_embd, outs[] = {3 * C, C, 4 * C, C, c->vocab}, ins[] = {C, C, C, 4 * C, C};
+    int best = 0;
+    for (int i = 1; i < 5; i++)
+        if ((double)outs[i] * ins[i] > (double)outs[best] * ins[best])
+            best = i;
+    shape[0] = (int)(t->b * t->T);
+    shape[1] = outs[best];
+    shape[2] = ins[best];
+}
+
+/* Rank 0 records the run's configuration and layout for weft-report. Every
+ * rank measures the SGEMM rate at once (as they will run). */
+static int write_run_info(trainer *t)
+{
+    largest_matmul(t, t->sgemm_shape);
+    t->sgemm_peak = weft_sgemm_rate(t->sgemm_shape[0], t->sgemm_shape[1], t->sgemm_shape[2], 0.2);
+    if (t->ctx->rank != 0)
+        return 0;
+    const char *dir = weft_config_str(t->cfg, "run.dir");
+    char path[4096], json[2048];
+    char *ini = weft_config_to_ini(t->cfg);
+    if (!ini)
+        return weft_error(WEFT_ENOMEM, "out of memory");
+    snprintf(path, sizeof path, "%s/config.ini", dir);
+    int rc = write_atomic(path, ini);
+    free(ini);
+    WEFT_CHECK(rc);
+    snprintf(json, sizeof json,
+             "{\"ranks\":%d,\"nodes\":%d,\"host\":\"%s\",\"backend\":\"%s\",\"zero\":%d,\"buckets\":%d,"
+             "\"bucket_mb\":%g,\"params\":%zu,\"micro_batches\":%lld,\"tokens_per_step\":%lld,"
+             "\"flops_per_token\":%.6g,\"sgemm_peak_flops\":%.6g,\"sgemm_shape\":[%d,%d,%d],"
+             "\"checkpoints\":0,\"restarts\":0,\"started\":%.3f}\n",
+             t->D, t->ctx->nnodes, t->ctx->host, weft_comm_backend(t->comm),
+             (int)weft_config_int(t->cfg, "parallel.zero"), weft_dp_nbuckets(t->dp),
+             weft_config_float(t->cfg, "parallel.bucket_mb"), weft_gpt_num_params(t->model), (long long)t->k,
+             (long long)(t->G * t->T), t->flops_per_token, t->sgemm_peak, t->sgemm_shape[0], t->sgemm_shape[1],
+             t->sgemm_shape[2], weft_wall_s());
+    snprintf(path, sizeof path, "%s/run.json", dir);
+    return write_atomic(path, json);
+}
+
 static int setup(trainer *t)
 {
     t->steps = weft_config_int(t->cfg, "train.steps");
@@ -200,6 +268,7 @@ static int setup(trainer *t)
     weft_comm_opts_from_config(t->cfg, &co);
     WEFT_CHECK(weft_comm_world(t->ctx, &co, &t->comm));
     t->D = weft_comm_size(t->comm);
+    WEFT_CHECK(weft_trace_init(t->ctx, t->cfg));
     WEFT_CHECK(check_layout(t));
     WEFT_CHECK(build_model(t));
     WEFT_CHECK(open_loader(t, WEFT_SPLIT_TRAIN, &t->train));
@@ -210,7 +279,8 @@ static int setup(trainer *t)
     t->targets = malloc((size_t)(t->b * t->T) * sizeof(int32_t));
     if (!t->inputs || !t->targets)
         return weft_error(WEFT_ENOMEM, "out of memory");
-    return open_metrics(t);
+    WEFT_CHECK(open_metrics(t));
+    return write_run_info(t);
 }
 
 static void describe(const trainer *t)
@@ -263,9 +333,10 @@ static int nonfinite(trainer *t, step_stats *s)
 
 static int train_step(trainer *t, step_stats *s)
 {
-    int64_t t0 = weft_now_ns();
+    int64_t t0 = weft_now_ns(), tt = weft_trace_begin(), tw = tt;
     const int32_t *rows;
     WEFT_CHECK(weft_loader_next(t->train, &rows));
+    weft_trace_end("data.wait", "data", WEFT_TRACE_COMPUTE, -1, tw);
     s->data_ms = 1e-6 * (double)weft_loader_last_wait_ns(t->train);
     s->lr = weft_optim_lr(t->opt, s->step);
     weft_gpt_zero_grad(t->model);
@@ -277,7 +348,9 @@ static int train_step(trainer *t, step_stats *s)
         int last = j == t->k - 1;
         weft_gpt_backward(t->model, 1.0 / (double)t->k, last ? weft_dp_hook : NULL, t->dp);
     }
+    tw = weft_trace_begin();
     WEFT_CHECK(weft_dp_finish_grads(t->dp));
+    weft_trace_end("grads.wait", "comm", WEFT_TRACE_COMPUTE, -1, tw);
     if (s->step == t->fault_nan_step && t->ctx->rank == t->ctx->size - 1)
         loss = NAN; /* fault injection: one rank's loss goes bad; the allreduce spreads it */
     WEFT_CHECK(weft_comm_allreduce(t->comm, &loss, &s->loss, 1, WEFT_F64, WEFT_AVG));
@@ -287,13 +360,18 @@ static int train_step(trainer *t, step_stats *s)
     WEFT_CHECK(nonfinite(t, s));
     if (!s->skipped) {
         double clip = weft_clip_scale(s->grad_norm, t->opt ? weft_config_float(t->cfg, "optim.grad_clip") : 0);
+        tw = weft_trace_begin();
         weft_optim_step(t->opt, weft_gpt_params(t->model), weft_gpt_grads(t->model), s->lr, clip);
+        weft_trace_end("optimizer", "optim", WEFT_TRACE_COMPUTE, -1, tw);
+        tw = weft_trace_begin();
         WEFT_CHECK(weft_dp_gather_params(t->dp));
+        weft_trace_end("params.gather", "comm", WEFT_TRACE_COMPUTE, -1, tw);
     }
     s->comm_ms = 1e-6 * (double)weft_dp_exposed_ns(t->dp);
     int64_t span = weft_dp_comm_span_ns(t->dp);
     s->hidden = span > 0 ? 1.0 - (double)weft_dp_exposed_ns(t->dp) / (double)span : 0.0;
     s->ms = 1e-6 * (double)(weft_now_ns() - t0);
+    weft_trace_end("step %d", "step", WEFT_TRACE_COMPUTE, (int)s->step + 1, tt);
     return 0;
 }
 
@@ -305,6 +383,7 @@ static int evaluate(trainer *t, double *val_loss)
     *val_loss = NAN;
     if (!t->val || batches <= 0)
         return 0;
+    int64_t tt = weft_trace_begin();
     WEFT_CHECK(weft_loader_seek(t->val, 0));
     double sum = 0;
     for (int64_t i = 0; i < batches; i++) {
@@ -316,7 +395,9 @@ static int evaluate(trainer *t, double *val_loss)
         }
     }
     sum /= (double)(batches * t->k);
-    return weft_comm_allreduce(t->comm, &sum, val_loss, 1, WEFT_F64, WEFT_AVG);
+    int rc = weft_comm_allreduce(t->comm, &sum, val_loss, 1, WEFT_F64, WEFT_AVG);
+    weft_trace_end("eval", "eval", WEFT_TRACE_COMPUTE, -1, tt);
+    return rc;
 }
 
 /* --- reporting ------------------------------------------------------------ */
@@ -440,6 +521,7 @@ static int run(trainer *t, const cli_opts *cli)
     step_stats s = {0};
     for (int64_t step = 0; step < t->steps; step++) {
         s = (step_stats){.step = step, .val_loss = NAN};
+        weft_trace_step(step + 1);
         WEFT_CHECK(train_step(t, &s));
         int last = step == t->steps - 1;
         if (last || (eval_every && (step + 1) % eval_every == 0))
@@ -449,6 +531,8 @@ static int run(trainer *t, const cli_opts *cli)
         else
             progress(t, &s);
     }
+    weft_trace_step(0);
+    WEFT_CHECK(weft_trace_finish(weft_config_str(t->cfg, "run.dir")));
     double secs = 1e-9 * (double)(weft_now_ns() - t->t_start_ns);
     if (t->ctx->rank == 0)
         WEFT_INFO("done: %lld steps in %.1f s, final loss %.4f%s%.4f; metrics in %s/metrics.jsonl", (long long)t->steps,
@@ -480,7 +564,8 @@ static void usage(FILE *out)
             "\n"
             "Trains a GPT-2 model on a dataset made by weft-data, data-parallel over the ranks\n"
             "it is launched on:  mpirun -np 2 weft-train --config examples/configs/demo.ini\n"
-            "Writes run.dir/metrics.jsonl (one JSON object per logged step).\n"
+            "Writes run.dir/metrics.jsonl (one JSON object per logged step), run.dir/config.ini,\n"
+            "run.dir/run.json, and with trace.steps = a:b run.dir/trace/rank-N.json (weft-trace).\n"
             "\n"
             "  --sample N       after training, rank 0 prints N generated tokens\n"
             "  --temperature X  sampling temperature (0: greedy; default 0.8)\n"
