@@ -1,0 +1,238 @@
+/*
+ * weft-report -- a one-page plain-text summary of a weft-train run, at most
+ * 80 columns, to paste into an issue.
+ *
+ *   weft-report RUN_DIR
+ *
+ * Reads RUN_DIR/config.ini (the resolved configuration), run.json (layout
+ * and the SGEMM peak weft-train measured at start) and metrics.jsonl, and
+ * prints: configuration, layout, throughput (median tokens/s and ms/step
+ * over the logged steps), MFU (model FLOP/s per rank over the single-core
+ * SGEMM peak at the model's largest matmul), time breakdown, checkpoints,
+ * restarts, errors (skipped or non-finite steps) and the final and best
+ * losses. Medians are those of Python's statistics.median.
+ */
+#include "tools/runfiles.h"
+
+#include <stddef.h>
+#include <time.h>
+
+#define WIDTH 78
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of the finite values of column off in rows (NAN if none). */
+static double median(const metrics_row *r, int n, size_t off)
+{
+    double *v = malloc((size_t)n * sizeof *v);
+    int k = 0;
+    for (int i = 0; v && i < n; i++) {
+        double x = *(const double *)((const char *)&r[i] + off);
+        if (isfinite(x))
+            v[k++] = x;
+    }
+    double m = NAN;
+    if (k) {
+        qsort(v, (size_t)k, sizeof *v, cmp_double);
+        m = k % 2 ? v[k / 2] : 0.5 * (v[k / 2 - 1] + v[k / 2]);
+    }
+    free(v);
+    return m;
+}
+
+/* Print "label" then items wrapped to WIDTH with a 12-column indent. */
+typedef struct {
+    int col;
+} wrap;
+
+static void item(wrap *w, const char *s)
+{
+    char buf[WIDTH + 1];
+    size_t len = strlen(s);
+    if (len > WIDTH - 12) { /* a long path: keep its end */
+        snprintf(buf, sizeof buf, "...%s", s + len - (WIDTH - 15));
+        s = buf;
+        len = strlen(s);
+    }
+    if (w->col > 12 && w->col + 1 + (int)len > WIDTH) {
+        printf("\n%12s", "");
+        w->col = 12;
+    } else if (w->col > 12) {
+        putchar(' ');
+        w->col++;
+    }
+    fputs(s, stdout);
+    w->col += (int)len;
+}
+
+/* The sections of config.ini worth a line each. */
+static void config(const char *run)
+{
+    static const char *const wanted[] = {"model", "parallel", "train", "optim", "data", "trace", NULL};
+    char path[4200], line[4200], section[64] = "", buf[4300];
+    snprintf(path, sizeof path, "%s/config.ini", run);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        printf("config      (no config.ini in the run directory)\n");
+        return;
+    }
+    wrap w = {0};
+    int first = 1;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        char key[128], val[4096];
+        if (sscanf(line, "[%63[^]]]", section) == 1)
+            continue;
+        if (sscanf(line, "%127s = %4095[^\n]", key, val) != 2)
+            continue;
+        int keep = 0;
+        for (int i = 0; wanted[i]; i++)
+            keep |= !strcmp(section, wanted[i]);
+        if (!keep || (!strcmp(section, "data") && strcmp(key, "path")))
+            continue;
+        if (first) {
+            printf("%-12s", "config");
+            w.col = 12;
+            first = 0;
+        }
+        snprintf(buf, sizeof buf, "%s.%s=%s", section, key, val);
+        item(&w, buf);
+    }
+    fclose(f);
+    if (!first)
+        putchar('\n');
+    printf("%-12s(all keys: config.ini in the run directory)\n", "");
+}
+
+static void layout(const char *js, double *peak, double *ranks)
+{
+    char backend[64], host[64];
+    field_str(js, "backend", backend, sizeof backend);
+    field_str(js, "host", host, sizeof host);
+    *ranks = field(js, "ranks");
+    *peak = field(js, "sgemm_peak_flops");
+    if (!*js) {
+        printf("layout      (no run.json in the run directory)\n");
+        return;
+    }
+    printf("layout      %.0f rank%s on %.0f node%s (%s), backend %s, data parallel\n", *ranks,
+           *ranks == 1 ? "" : "s", field(js, "nodes"), field(js, "nodes") == 1 ? "" : "s", host, backend);
+    printf("            ZeRO-%.0f, %.0f gradient bucket%s of %g MiB, %.0f micro-batch%s/step\n",
+           field(js, "zero"), field(js, "buckets"), field(js, "buckets") == 1 ? "" : "s", field(js, "bucket_mb"),
+           field(js, "micro_batches"), field(js, "micro_batches") == 1 ? "" : "es");
+    printf("            %.3fM parameters, %.0f tokens per step\n", field(js, "params") / 1e6,
+           field(js, "tokens_per_step"));
+}
+
+static void read_text(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, len - 1, f) : 0;
+    buf[n] = 0;
+    if (f)
+        fclose(f);
+}
+
+static void throughput(const metrics_row *r, int n, double peak, double ranks)
+{
+    double tps = median(r, n, offsetof(metrics_row, tps)), ms = median(r, n, offsetof(metrics_row, ms));
+    double flops = median(r, n, offsetof(metrics_row, flops));
+    printf("throughput  median %.0f tokens/s, %.2f ms/step (%d logged steps)\n", tps, ms, n);
+    if (isfinite(peak) && peak > 0 && isfinite(ranks) && ranks > 0)
+        printf("MFU         %.1f%%: %.2f GFLOP/s per rank (model) / %.2f GFLOP/s SGEMM peak\n"
+               "            (one core, largest matmul shape, measured at start)\n",
+               100.0 * flops / ranks / peak, flops / ranks / 1e9, peak / 1e9);
+    else
+        printf("MFU         unknown (no SGEMM peak in run.json)\n");
+}
+
+static void breakdown(const metrics_row *r, int n)
+{
+    double total = 0, comm = 0, data = 0, ck = 0;
+    for (int i = 0; i < n; i++) {
+        total += z(r[i].ms);
+        comm += z(r[i].comm_ms);
+        data += z(r[i].data_ms);
+        ck += z(r[i].ckpt_ms);
+    }
+    double pc = total > 0 ? 100.0 / total : 0;
+    printf("time        compute %.1f%%, communication wait %.1f%%, data wait %.1f%%,\n"
+           "            checkpoint stall %.1f%% (of %.2f s in the logged steps)\n",
+           (total - comm - data - ck) * pc, comm * pc, data * pc, ck * pc, total / 1e3);
+}
+
+static void losses(const metrics_row *r, int n)
+{
+    int skipped = 0, best = -1, lastv = -1;
+    for (int i = 0; i < n; i++) {
+        skipped += r[i].skipped || !isfinite(r[i].loss);
+        if (!isnan(r[i].val_loss)) {
+            lastv = i;
+            if (best < 0 || r[i].val_loss < r[best].val_loss)
+                best = i;
+        }
+    }
+    printf("checkpoints none (checkpointing is not implemented yet)\n");
+    printf("restarts    0\n");
+    printf("errors      %d skipped or non-finite step%s\n", skipped, skipped == 1 ? "" : "s");
+    printf("loss        final %.4f (step %.0f)\n", r[n - 1].loss, r[n - 1].step);
+    if (lastv >= 0)
+        printf("validation  final %.4f (step %.0f), best %.4f (step %.0f)\n", r[lastv].val_loss, r[lastv].step,
+               r[best].val_loss, r[best].step);
+    else
+        printf("validation  none recorded\n");
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: weft-report RUN_DIR\n"
+          "\n"
+          "Prints a one-page summary of a weft-train run (at most 80 columns): config,\n"
+          "layout, throughput, MFU against the SGEMM peak measured at start, time\n"
+          "breakdown, checkpoints, restarts, errors, final and best losses. Reads\n"
+          "RUN_DIR/metrics.jsonl, run.json and config.ini.\n"
+          "\n"
+          "exit status: 0 done, 64 bad usage, 65 a malformed metrics file, 66 no run\n"
+          "directory or no metrics in it\n", f);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        usage(stdout);
+        return EX_OK;
+    }
+    if (argc != 2 || argv[1][0] == '-') {
+        usage(stderr);
+        return EX_USAGE;
+    }
+    const char *run = argv[1];
+    metrics_row *r;
+    int n;
+    int rc = read_metrics("weft-report", run, &r, &n);
+    if (rc)
+        return rc;
+    char path[4200], js[8192];
+    snprintf(path, sizeof path, "%s/run.json", run);
+    read_text(path, js, sizeof js);
+    time_t started = (time_t)field(js, "started");
+    char when[64] = "unknown";
+    if (*js && !isnan(field(js, "started")))
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&started));
+    wrap w = {12};
+    printf("%-12s", "weft run");
+    item(&w, run);
+    printf("\n%-12sstarted %s, %d steps logged, last step %.0f\n", "", when, n, r[n - 1].step);
+    config(run);
+    double peak, ranks;
+    layout(js, &peak, &ranks);
+    throughput(r, n, peak, ranks);
+    breakdown(r, n);
+    losses(r, n);
+    free(r);
+    return EX_OK;
+}
