@@ -2,7 +2,8 @@
 # demo.sh -- what `make demo` runs: writes the demo corpus (no download),
 # makes a dataset of it with weft-data, and trains a small GPT-2 on 2 ranks
 # with mpirun for about two minutes: the loss falls, the validation loss is
-# reported, and the model writes a few lines at the end.
+# reported, and the model writes a few lines at the end; then weft-plot
+# charts the run (paths printed) and weft-report summarises it.
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -22,3 +23,12 @@ echo "== weft-train: GPT-2 (4 layers, 128 channels) on 2 data-parallel ranks"
 mpirun -np 2 "$BUILD/bin/weft-train" --config examples/configs/demo.ini \
     --data.path="$demo/dataset" --run.dir="$demo/run" --sample 400 --temperature 0.7 "$@"
 echo "metrics of every logged step: $demo/run/metrics.jsonl"
+
+echo "== weft-plot: charts of the run"
+if "$BUILD/bin/weft-plot" "$demo/run"; then :; else
+    rc=$?
+    [ $rc -eq 69 ] || exit $rc
+    echo "(no charts: gnuplot is missing; make deps installs gnuplot-nox)"
+fi
+echo "== weft-report: the run on one page"
+"$BUILD/bin/weft-report" "$demo/run"
