@@ -10,6 +10,7 @@
 #include "runtime/error.h"
 #include "runtime/log.h"
 #include "runtime/timer.h"
+#include "runtime/trace.h"
 #include "collectives/comm.h"
 
 #endif

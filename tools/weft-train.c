@@ -534,10 +534,13 @@ static int run(trainer *t, const cli_opts *cli)
     weft_trace_step(0);
     WEFT_CHECK(weft_trace_finish(weft_config_str(t->cfg, "run.dir")));
     double secs = 1e-9 * (double)(weft_now_ns() - t->t_start_ns);
-    if (t->ctx->rank == 0)
-        WEFT_INFO("done: %lld steps in %.1f s, final loss %.4f%s%.4f; metrics in %s/metrics.jsonl", (long long)t->steps,
-                  secs, s.loss, isnan(s.val_loss) ? "" : ", validation loss ", isnan(s.val_loss) ? 0.0 : s.val_loss,
-                  weft_config_str(t->cfg, "run.dir"));
+    if (t->ctx->rank == 0) {
+        char val[64] = "";
+        if (!isnan(s.val_loss))
+            snprintf(val, sizeof val, ", validation loss %.4f", s.val_loss);
+        WEFT_INFO("done: %lld steps in %.1f s, final loss %.4f%s; metrics in %s/metrics.jsonl", (long long)t->steps,
+                  secs, s.loss, val, weft_config_str(t->cfg, "run.dir"));
+    }
     sample(t, cli);
     return 0;
 }

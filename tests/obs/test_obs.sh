@@ -69,6 +69,19 @@ losses() { python3 -c 'import json,sys; print([json.loads(l)["loss"] for l in op
     && ok "tracing does not change the losses" || not_ok "tracing does not change the losses"
 expect_exit 66 "weft-trace of a run without traces exits 66" "$WEFT_BIN/weft-trace" "$TMPDIR_TEST/off"
 
+# A full buffer drops events, counts them and says so; the file stays valid.
+weft_mpirun 2 "$train" "${tiny[@]}" --train.steps=40 --trace.steps=1:40 --trace.max_events=1024 \
+    --run.dir="$TMPDIR_TEST/full" >"$TMPDIR_TEST/full.log" 2>&1
+expect_grep "events dropped \(buffer of 1024 full\); raise trace.max_events" "$TMPDIR_TEST/full.log" \
+    "a full trace buffer warns, naming trace.max_events"
+check "... and the file counts the dropped events and holds 1024" python3 - "$TMPDIR_TEST/full/trace/rank-0.json" <<'PY'
+import json, sys
+ev = json.load(open(sys.argv[1]))
+info = [e for e in ev if e["name"] == "trace_info"][0]["args"]
+assert info["dropped"] > 0 and info["events"] == 1024, info
+assert len([e for e in ev if e["ph"] == "X"]) == 1024
+PY
+
 # weft-plot
 if command -v gnuplot >/dev/null; then
     "$WEFT_BIN/weft-plot" "$run" >"$TMPDIR_TEST/plot.out" 2>&1
