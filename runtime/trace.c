@@ -47,7 +47,16 @@ static struct {
     int64_t origin_ns; /* monotonic time of the job-wide origin */
     int rank;
     char host[64];
+    char run_dir[4096];
+    int hooked;
 } tr;
+
+/* weft_abort: keep what was recorded, the timeline up to the failure. */
+static void on_abort(void *arg)
+{
+    (void)arg;
+    weft_trace_finish(tr.run_dir);
+}
 
 static int parse_window(const char *s, int64_t *a, int64_t *b)
 {
@@ -82,6 +91,9 @@ int weft_trace_init(const weft_ctx *ctx, const weft_config *cfg)
     atomic_store(&tr.dropped, 0);
     tr.rank = ctx->rank;
     snprintf(tr.host, sizeof tr.host, "%s", ctx->host);
+    snprintf(tr.run_dir, sizeof tr.run_dir, "%s", weft_config_str(cfg, "run.dir"));
+    if (!tr.hooked && weft_at_abort(on_abort, NULL) == 0)
+        tr.hooked = 1;
     /* One origin for the job: rank 0's wall clock, mapped onto each rank's
      * monotonic clock (aligned across hosts as well as their clocks are). */
     int64_t wall = (int64_t)(weft_wall_s() * 1e9), mono = weft_now_ns();
@@ -193,4 +205,12 @@ int weft_trace_finish(const char *run_dir)
     free(tr.ev);
     tr.ev = NULL;
     return rc;
+}
+
+void weft_trace_discard(void)
+{
+    weft_trace_active_ = 0;
+    tr.enabled = 0;
+    free(tr.ev);
+    tr.ev = NULL;
 }

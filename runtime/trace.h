@@ -8,7 +8,8 @@
  * weft_trace_step() at the start of each step. Events go to a buffer
  * allocated at weft_trace_init (trace.max_events); nothing is allocated on
  * the step path, and when the buffer is full further events are dropped and
- * counted. weft_trace_finish writes <run.dir>/trace/rank-<r>.json.
+ * counted. weft_trace_finish writes <run.dir>/trace/rank-<r>.json; so does
+ * weft_abort (a hook), so a job that ends on an error keeps its timeline.
  *
  * Cost when off: one predictable branch per trace point (weft_trace_on()).
  *
@@ -63,5 +64,7 @@ int64_t weft_trace_dropped(void);
 /* Write run_dir/trace/rank-<r>.json (temporary name, rename, mode 0640) if
  * a window was set, and free the buffer. WEFT_EIO on failure. */
 int weft_trace_finish(const char *run_dir);
+/* Drop the buffer without writing (a run that failed before its end). */
+void weft_trace_discard(void);
 
 #endif

@@ -99,6 +99,10 @@ static inline int read_metrics(const char *prog, const char *run_dir, metrics_ro
         fprintf(stderr, "%s: %s has no rows yet\n", prog, path);
         rc = EX_DATAERR;
     }
+    if (rc != EX_OK) {
+        free(*rows);
+        *rows = NULL;
+    }
     return rc;
 }
 

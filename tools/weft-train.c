@@ -555,6 +555,10 @@ static void teardown(trainer *t)
     weft_dp_free(t->dp);
     weft_gpt_free(t->model);
     weft_comm_free(t->comm);
+    /* A run that failed mid-way keeps its timeline; a set-up failure has none. */
+    if (t->running)
+        weft_trace_finish(weft_config_str(t->cfg, "run.dir"));
+    weft_trace_discard();
     free(t->inputs);
     free(t->targets);
 }

@@ -82,6 +82,17 @@ assert info["dropped"] > 0 and info["events"] == 1024, info
 assert len([e for e in ev if e["ph"] == "X"]) == 1024
 PY
 
+# A run stopped by a non-finite loss (exit 70) keeps its timeline up to the failure.
+WEFT_FAULT_NAN_STEP=3 weft_mpirun 2 "$train" "${tiny[@]}" --train.steps=6 --trace.steps=1:6 \
+    --run.dir="$TMPDIR_TEST/nan" >/dev/null 2>&1
+check "a run stopped at step 4 (exit 70) still writes both ranks' traces, up to step 4" python3 - "$TMPDIR_TEST/nan/trace" <<'PY'
+import json, sys
+for r in (0, 1):
+    ev = json.load(open(f"{sys.argv[1]}/rank-{r}.json"))
+    steps = {e["args"]["step"] for e in ev if e["ph"] == "X"}
+    assert steps == {1, 2, 3, 4}, steps
+PY
+
 # weft-plot
 if command -v gnuplot >/dev/null; then
     "$WEFT_BIN/weft-plot" "$run" >"$TMPDIR_TEST/plot.out" 2>&1
