@@ -113,3 +113,29 @@ void weft_f32_to_half(weft_dtype dt, const float *in, uint16_t *out, size_t n)
     else
         for (size_t i = 0; i < n; i++) out[i] = weft_f32_to_f16(in[i]);
 }
+
+double weft_dtype_load(const void *b, size_t i, weft_dtype dt)
+{
+    switch (dt) {
+    case WEFT_F64: return ((const double *)b)[i];
+    case WEFT_F32: return ((const float *)b)[i];
+    case WEFT_BF16: return weft_bf16_to_f32(((const uint16_t *)b)[i]);
+    case WEFT_F16: return weft_f16_to_f32(((const uint16_t *)b)[i]);
+    case WEFT_I32: return ((const int32_t *)b)[i];
+    case WEFT_I64: return (double)((const int64_t *)b)[i];
+    default: return ((const uint8_t *)b)[i];
+    }
+}
+
+void weft_dtype_store(void *b, size_t i, weft_dtype dt, double v)
+{
+    switch (dt) {
+    case WEFT_F64: ((double *)b)[i] = v; break;
+    case WEFT_F32: ((float *)b)[i] = (float)v; break;
+    case WEFT_BF16: ((uint16_t *)b)[i] = weft_f32_to_bf16((float)v); break;
+    case WEFT_F16: ((uint16_t *)b)[i] = weft_f32_to_f16((float)v); break;
+    case WEFT_I32: ((int32_t *)b)[i] = (int32_t)v; break;
+    case WEFT_I64: ((int64_t *)b)[i] = (int64_t)v; break;
+    default: ((uint8_t *)b)[i] = (uint8_t)v; break;
+    }
+}

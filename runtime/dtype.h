@@ -37,6 +37,12 @@ float weft_bf16_to_f32(uint16_t h);
 uint16_t weft_f32_to_f16(float f);
 float weft_f16_to_f32(uint16_t h);
 
+/* Element i of a buffer of dtype dt, as a double (16-bit floats widened),
+ * and the reverse (rounded to dt; integers truncated). For tests, checks
+ * and tools, not for hot loops. */
+double weft_dtype_load(const void *buf, size_t i, weft_dtype dt);
+void weft_dtype_store(void *buf, size_t i, weft_dtype dt, double v);
+
 /* Convert n elements between a 16-bit float type and f32. */
 void weft_half_to_f32(weft_dtype dt, const uint16_t *in, float *out, size_t n);
 void weft_f32_to_half(weft_dtype dt, const float *in, uint16_t *out, size_t n);

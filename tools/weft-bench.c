@@ -154,31 +154,6 @@ static double rank_sum(int n)
     return s;
 }
 
-static void store(void *b, size_t i, weft_dtype dt, double v)
-{
-    switch (dt) {
-    case WEFT_F64: ((double *)b)[i] = v; break;
-    case WEFT_F32: ((float *)b)[i] = (float)v; break;
-    case WEFT_BF16: ((uint16_t *)b)[i] = weft_f32_to_bf16((float)v); break;
-    case WEFT_F16: ((uint16_t *)b)[i] = weft_f32_to_f16((float)v); break;
-    case WEFT_I32: ((int32_t *)b)[i] = (int32_t)v; break;
-    case WEFT_I64: ((int64_t *)b)[i] = (int64_t)v; break;
-    default: ((uint8_t *)b)[i] = (uint8_t)v; break;
-    }
-}
-
-static double load(const void *b, size_t i, weft_dtype dt)
-{
-    switch (dt) {
-    case WEFT_F64: return ((const double *)b)[i];
-    case WEFT_F32: return ((const float *)b)[i];
-    case WEFT_BF16: return weft_bf16_to_f32(((const uint16_t *)b)[i]);
-    case WEFT_F16: return weft_f16_to_f32(((const uint16_t *)b)[i]);
-    case WEFT_I32: return ((const int32_t *)b)[i];
-    case WEFT_I64: return (double)((const int64_t *)b)[i];
-    default: return ((const uint8_t *)b)[i];
-    }
-}
 
 /* The count argument of op for a size in bytes (0: the size is too small). */
 static size_t op_count(int op, size_t bytes, weft_dtype dt, int n)
@@ -203,7 +178,7 @@ static void fill(const bench_env *e, int op, size_t count, weft_dtype dt)
     if (op == OP_ALLTOALL)
         len = count * (size_t)e->n;
     for (size_t i = 0; i < len; i++)
-        store(e->send, i, dt, val(e->me, off + i));
+        weft_dtype_store(e->send, i, dt, val(e->me, off + i));
 }
 
 /* Elements of recv that differ from the closed-form answer. */
@@ -233,7 +208,7 @@ static long count_wrong(const bench_env *e, int op, size_t count, weft_dtype dt)
         case OP_BROADCAST: want = val(0, i); break;
         default: want = val((int)(i / count), (size_t)e->me * count + i % count); break;
         }
-        bad += load(e->recv, i, dt) != want;
+        bad += weft_dtype_load(e->recv, i, dt) != want;
     }
     return bad;
 }

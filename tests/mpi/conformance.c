@@ -48,31 +48,6 @@ static double val(int rank, size_t i, weft_dtype dt)
     }
 }
 
-static void store(void *b, size_t i, weft_dtype dt, double v)
-{
-    switch (dt) {
-    case WEFT_F64: ((double *)b)[i] = v; break;
-    case WEFT_F32: ((float *)b)[i] = (float)v; break;
-    case WEFT_BF16: ((uint16_t *)b)[i] = weft_f32_to_bf16((float)v); break;
-    case WEFT_F16: ((uint16_t *)b)[i] = weft_f32_to_f16((float)v); break;
-    case WEFT_I32: ((int32_t *)b)[i] = (int32_t)v; break;
-    case WEFT_I64: ((int64_t *)b)[i] = (int64_t)v; break;
-    default: ((uint8_t *)b)[i] = (uint8_t)v; break;
-    }
-}
-
-static double load(const void *b, size_t i, weft_dtype dt)
-{
-    switch (dt) {
-    case WEFT_F64: return ((const double *)b)[i];
-    case WEFT_F32: return ((const float *)b)[i];
-    case WEFT_BF16: return weft_bf16_to_f32(((const uint16_t *)b)[i]);
-    case WEFT_F16: return weft_f16_to_f32(((const uint16_t *)b)[i]);
-    case WEFT_I32: return ((const int32_t *)b)[i];
-    case WEFT_I64: return (double)((const int64_t *)b)[i];
-    default: return ((const uint8_t *)b)[i];
-    }
-}
 
 /* Reference reduction of element i over ranks 0..n-1, in float64 (exact
  * for the integer ranges val() produces). */
@@ -155,7 +130,7 @@ static void check_reduced(const spec *s, weft_redop op, const void *out, size_t 
     }
     for (size_t j = 0; j < len; j++) {
         double sumabs, ref = ref_reduce(op, s->dt, n, off + j, &sumabs);
-        double got = load(out, j, s->dt);
+        double got = weft_dtype_load(out, j, s->dt);
         if (!close_enough(op, s->dt, got, ref, sumabs, n)) {
             tap_fail("%s: element %zu = %.9g, reference %.9g", desc(s, op), off + j, got, ref);
             return;
@@ -173,7 +148,7 @@ static void case_allreduce(const spec *s)
         send[op] = buf(s->count, s->dt);
         recv[op] = s->inplace ? send[op] : buf(s->count, s->dt);
         for (size_t i = 0; i < s->count; i++)
-            store(send[op], i, s->dt, val(me, i, s->dt));
+            weft_dtype_store(send[op], i, s->dt, val(me, i, s->dt));
         rc[op] = post_allreduce(s, (weft_redop)op, send[op], recv[op], &req[op]);
     }
     wait_all(s, req, rc);
@@ -199,7 +174,7 @@ static void case_reduce_scatter(const spec *s)
         send[op] = buf(s->count, s->dt);
         recv[op] = s->inplace ? (char *)send[op] + off * es : buf(len, s->dt);
         for (size_t i = 0; i < s->count; i++)
-            store(send[op], i, s->dt, val(me, i, s->dt));
+            weft_dtype_store(send[op], i, s->dt, val(me, i, s->dt));
         rc[op] = s->async ? weft_comm_ireduce_scatter(s->c, send[op], recv[op], s->count, s->dt, op, &req[op])
                           : weft_comm_reduce_scatter(s->c, send[op], recv[op], s->count, s->dt, op);
     }
@@ -226,7 +201,7 @@ static void case_reduce(const spec *s)
         /* Non-roots pass no receive buffer at all: it must not be touched. */
         recv[op] = me != root ? NULL : s->inplace ? send[op] : buf(s->count, s->dt);
         for (size_t i = 0; i < s->count; i++)
-            store(send[op], i, s->dt, val(me, i, s->dt));
+            weft_dtype_store(send[op], i, s->dt, val(me, i, s->dt));
         rc[op] = s->async ? weft_comm_ireduce(s->c, send[op], recv[op], s->count, s->dt, op, root, &req[op])
                           : weft_comm_reduce(s->c, send[op], recv[op], s->count, s->dt, op, root);
     }
@@ -252,7 +227,7 @@ static void expect_values(const spec *s, const char *what, const void *out, size
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        double want = val(owner(i, arg), index(i, arg), s->dt), got = load(out, i, s->dt);
+        double want = val(owner(i, arg), index(i, arg), s->dt), got = weft_dtype_load(out, i, s->dt);
         if (got != want) {
             tap_fail("%s %s: element %zu = %.9g, want %.9g", what, desc(s, WEFT_SUM), i, got, want);
             return;
@@ -282,7 +257,7 @@ static void case_allgather(const spec *s)
     void *recv = buf(s->count, s->dt);
     void *send = s->inplace ? (char *)recv + off * es : buf(len, s->dt);
     for (size_t j = 0; j < len; j++)
-        store(send, j, s->dt, val(me, off + j, s->dt));
+        weft_dtype_store(send, j, s->dt, val(me, off + j, s->dt));
     weft_request *req;
     int rc = s->async ? weft_comm_iallgather(s->c, send, recv, s->count, s->dt, &req)
                       : weft_comm_allgather(s->c, send, recv, s->count, s->dt);
@@ -305,7 +280,7 @@ static void case_broadcast(const spec *s)
     void *send = s->inplace ? recv : buf(s->count, s->dt);
     if (me == bcast_root)
         for (size_t i = 0; i < s->count; i++)
-            store(send, i, s->dt, val(me, i, s->dt));
+            weft_dtype_store(send, i, s->dt, val(me, i, s->dt));
     weft_request *req;
     int rc = s->async ? weft_comm_ibroadcast(s->c, send, recv, s->count, s->dt, bcast_root, &req)
                       : weft_comm_broadcast(s->c, send, recv, s->count, s->dt, bcast_root);
@@ -329,7 +304,7 @@ static void case_alltoall(const spec *s)
     void *recv = buf(total, s->dt);
     void *send = s->inplace ? recv : buf(total, s->dt);
     for (size_t i = 0; i < total; i++)
-        store(send, i, s->dt, val(me, i, s->dt));
+        weft_dtype_store(send, i, s->dt, val(me, i, s->dt));
     weft_request *req;
     int rc = s->async ? weft_comm_ialltoall(s->c, send, recv, s->count, s->dt, &req)
                       : weft_comm_alltoall(s->c, send, recv, s->count, s->dt);
