@@ -124,4 +124,9 @@ void weft_optim_step(weft_optim *o, float *params, const float *grads, double lr
     }
 }
 
+double weft_optim_clip_scale(const weft_optim *o, double grad_norm)
+{
+    return weft_clip_scale(grad_norm, o->opts.grad_clip);
+}
+
 int64_t weft_optim_t(const weft_optim *o) { return o->t; }

@@ -46,6 +46,9 @@ double weft_optim_lr(const weft_optim *o, int64_t step);
  * grad_scale (the clipping factor). Increments the step count t. */
 void weft_optim_step(weft_optim *o, float *params, const float *grads, double lr, double grad_scale);
 
+/* The factor that clips gradients of global norm grad_norm to optim.grad_clip. */
+double weft_optim_clip_scale(const weft_optim *o, double grad_norm);
+
 int64_t weft_optim_t(const weft_optim *o);
 
 #endif

@@ -359,7 +359,7 @@ static int train_step(trainer *t, step_stats *s)
     s->grad_norm = sqrt(sumsq);
     WEFT_CHECK(nonfinite(t, s));
     if (!s->skipped) {
-        double clip = weft_clip_scale(s->grad_norm, t->opt ? weft_config_float(t->cfg, "optim.grad_clip") : 0);
+        double clip = weft_optim_clip_scale(t->opt, s->grad_norm);
         tw = weft_trace_begin();
         weft_optim_step(t->opt, weft_gpt_params(t->model), weft_gpt_grads(t->model), s->lr, clip);
         weft_trace_end("optimizer", "optim", WEFT_TRACE_COMPUTE, -1, tw);
