@@ -8,6 +8,7 @@
  * and narrows into the caller's buffer once the operation has completed.
  */
 #include "collectives/backend.h"
+#include "collectives/reduce_simd.h"
 #include "runtime/error.h"
 
 #include <limits.h>
@@ -188,6 +189,59 @@ static int post_p2p(weft_comm *c, weft_request *r)
     return rc == MPI_SUCCESS ? 0 : mpi_err(c, rc, op->kind == WEFT_OP_SEND ? "MPI_Isend" : "MPI_Irecv");
 }
 
+/* comm.deterministic: every rank receives every contribution (all of them,
+ * or at the root for reduce) and combines them itself in rank order,
+ * x0 + x1 + ... in the wide type, with the same element-wise kernels the
+ * shm backend uses, so a reduction's bits do not depend on the backend, on
+ * MPI's algorithm or on chunking. It moves n times the data of a reduction:
+ * a reproducibility mode, not the fast path. */
+static void finish_ordered(weft_request *r)
+{
+    const weft_op *op = &r->op;
+    int n = r->comm->size;
+    size_t off = 0, len = op->count, wes = weft_dtype_size(r->wide);
+    if (op->kind == WEFT_OP_REDUCE_SCATTER)
+        weft_comm_chunk(op->count, n, r->comm->rank, &off, &len);
+    char *g = r->scratch; /* n blocks of count wide elements, in rank order */
+    char *acc = g + off * wes;
+#define BLOCK(j) (g + ((size_t)(j) * op->count + off) * wes)
+    if (n > 1)
+        weft_simd_combine(r->wide, op->redop, acc, BLOCK(0), BLOCK(1), len);
+    for (int j = 2; j < n; j++)
+        weft_simd_accumulate(r->wide, op->redop, acc, BLOCK(j), len);
+#undef BLOCK
+    if (op->redop == WEFT_AVG)
+        weft_reduce_avg_inplace(acc, len, r->wide, n);
+    weft_simd_narrow(acc, r->wide, op->recv, op->dtype, len);
+}
+
+static int post_ordered(weft_comm *c, weft_request *r)
+{
+    const weft_op *op = &r->op;
+    int n = c->size, cnt = (int)op->count;
+    WEFT_CHECK(fits_int(c, op->count * (size_t)n));
+    r->wide = weft_reduce_wide_type(op->dtype, op->redop);
+    size_t wes = weft_dtype_size(r->wide);
+    WEFT_CHECK(weft_request_scratch(r, ((size_t)n + 1) * op->count * wes + 1));
+    char *mine = (char *)r->scratch + (size_t)n * op->count * wes;
+    weft_simd_widen(op->send, op->dtype, mine, r->wide, op->count);
+    MPI_Datatype t = mpi_type(r->wide);
+    int rc;
+    if (op->kind == WEFT_OP_REDUCE) {
+        r->finish = op->peer == c->rank ? finish_ordered : NULL;
+        rc = MPI_Igather(mine, cnt, t, r->scratch, cnt, t, op->peer, c->mpi, &r->mpi_req);
+    } else {
+        r->finish = finish_ordered;
+        rc = MPI_Iallgather(mine, cnt, t, r->scratch, cnt, t, c->mpi, &r->mpi_req);
+    }
+    return rc == MPI_SUCCESS ? 0 : mpi_err(c, rc, op->kind == WEFT_OP_REDUCE ? "MPI_Igather" : "MPI_Iallgather");
+}
+
+static int is_reduction(weft_op_kind k)
+{
+    return k == WEFT_OP_ALLREDUCE || k == WEFT_OP_REDUCE_SCATTER || k == WEFT_OP_REDUCE;
+}
+
 /* Open MPI 4.1's AVX reduction component saturates MPI_UINT8_T sums at 255
  * instead of wrapping (found by the conformance suite), so u8 sums are
  * widened to i64 here like u8 averages; narrowing then wraps mod 256. */
@@ -200,9 +254,11 @@ static weft_dtype mpi_wide_type(weft_dtype dt, weft_redop op)
 
 static int mpi_post(weft_comm *c, weft_request *r)
 {
-    r->wide = mpi_wide_type(r->op.dtype, r->op.redop);
     r->res = NULL;
     r->res_n = 0;
+    if (c->opts.deterministic && is_reduction(r->op.kind))
+        return post_ordered(c, r);
+    r->wide = mpi_wide_type(r->op.dtype, r->op.redop);
     switch (r->op.kind) {
     case WEFT_OP_ALLREDUCE: return post_allreduce(c, r);
     case WEFT_OP_REDUCE_SCATTER: return post_reduce_scatter(c, r);

@@ -30,6 +30,8 @@ const weft_config_key weft_comm_config_keys[] = {
      "operations kept per communicator in the flight recorder"},
     {"comm.check_args", WEFT_CFG_BOOL, "false", WEFT_UNBOUNDED, NULL,
      "verify every collective's count/dtype/op/root across ranks (one extra small allreduce)"},
+    {"comm.deterministic", WEFT_CFG_BOOL, "false", WEFT_UNBOUNDED, NULL,
+     "reductions bitwise identical whatever the backend, algorithm and chunking (sums in rank order)"},
     WEFT_CONFIG_END,
 };
 
@@ -49,6 +51,7 @@ void weft_comm_opts_from_config(const weft_config *cfg, weft_comm_opts *o)
     o->timeout_s = weft_config_float(cfg, "comm.timeout");
     o->flight_records = (int)weft_config_int(cfg, "comm.flight_records");
     o->check_args = weft_config_bool(cfg, "comm.check_args");
+    o->deterministic = weft_config_bool(cfg, "comm.deterministic");
 }
 
 /* --- live registry ------------------------------------------------------- */

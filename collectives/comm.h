@@ -49,6 +49,8 @@ typedef struct weft_comm_opts {
     int abort_on_timeout; /* 1: a timeout aborts the job; 0: returns WEFT_ETIMEDOUT */
     int flight_records;   /* flight-recorder ring size (entries) */
     int check_args;       /* 1: verify every collective's arguments across ranks */
+    int deterministic;    /* 1: reductions bitwise identical for every backend,
+                           * algorithm and chunking (rank-order sums) */
 } weft_comm_opts;
 
 /* The comm.* configuration keys. */
