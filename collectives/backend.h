@@ -60,6 +60,8 @@ typedef struct weft_backend {
     int (*post)(weft_comm *c, weft_request *r);
     int (*test)(weft_comm *c, weft_request *r, int *done);
     void (*request_release)(weft_request *r); /* free backend state at comm free */
+    /* Optional: size per-communicator state for n requests in flight. */
+    int (*reserve)(weft_comm *c, int n);
 } weft_backend;
 
 struct weft_comm {

@@ -434,20 +434,36 @@ static int progress(shm_state *st, weft_comm *c)
     return 0;
 }
 
+/* Grow the queue (in place of posting order) to hold at least want. */
+static int grow_queue(shm_state *st, weft_comm *c, size_t want)
+{
+    if (want <= st->qcap)
+        return 0;
+    size_t cap = st->qcap ? 2 * st->qcap : 16;
+    while (cap < want)
+        cap *= 2;
+    weft_request **q = malloc(cap * sizeof *q);
+    if (!q)
+        return weft_error(WEFT_ENOMEM, "shm: communicator '%s': out of memory for the queue", c->name);
+    for (size_t i = 0; i < st->qlen; i++)
+        q[i] = st->q[(st->qhead + i) % st->qcap];
+    free(st->q);
+    st->q = q;
+    st->qcap = cap;
+    st->qhead = 0;
+    return 0;
+}
+
+/* weft_comm_reserve: room for n operations queued at once, allocated now. */
+static int shm_reserve(weft_comm *c, int n)
+{
+    shm_state *st = c->backend_state;
+    return grow_queue(st, c, (size_t)(n > 0 ? n : 0));
+}
+
 static int enqueue(shm_state *st, weft_comm *c, weft_request *r)
 {
-    if (st->qlen == st->qcap) {
-        size_t cap = st->qcap ? 2 * st->qcap : 16;
-        weft_request **q = malloc(cap * sizeof *q);
-        if (!q)
-            return weft_error(WEFT_ENOMEM, "shm: communicator '%s': out of memory for the queue", c->name);
-        for (size_t i = 0; i < st->qlen; i++)
-            q[i] = st->q[(st->qhead + i) % st->qcap];
-        free(st->q);
-        st->q = q;
-        st->qcap = cap;
-        st->qhead = 0;
-    }
+    WEFT_CHECK(grow_queue(st, c, st->qlen + 1));
     st->q[(st->qhead + st->qlen++) % st->qcap] = r;
     r->res_n = (size_t)st->tickets++;
     return 0;
@@ -664,4 +680,5 @@ const weft_backend weft_backend_shm = {
     .post = shm_post,
     .test = shm_test,
     .request_release = shm_request_release,
+    .reserve = shm_reserve,
 };

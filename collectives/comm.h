@@ -73,6 +73,11 @@ int weft_comm_rank(const weft_comm *c);
 int weft_comm_size(const weft_comm *c);
 const char *weft_comm_name(const weft_comm *c);
 const char *weft_comm_backend(const weft_comm *c);
+/* Make sure n requests can be in flight at once without allocating: a
+ * caller that knows its peak (data parallelism: one per gradient bucket)
+ * reserves them at start, so the steady state never grows the pool. */
+int weft_comm_reserve(weft_comm *c, int n);
+
 /* 0 while healthy; the failure code once failed. */
 int weft_comm_failed(const weft_comm *c);
 

@@ -17,25 +17,48 @@
 #include <stdlib.h>
 #include <time.h>
 
+/* A new request, recorded in the communicator (freed with it). */
+static weft_request *request_new(weft_comm *c)
+{
+    if (c->nrequests == c->requests_cap) {
+        int cap = c->requests_cap ? 2 * c->requests_cap : 8;
+        weft_request **all = realloc(c->all_requests, (size_t)cap * sizeof *all);
+        if (!all)
+            return NULL;
+        c->all_requests = all;
+        c->requests_cap = cap;
+    }
+    weft_request *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->comm = c;
+    c->all_requests[c->nrequests++] = r;
+    return r;
+}
+
+int weft_comm_reserve(weft_comm *c, int n)
+{
+    if (!c)
+        return weft_error(WEFT_EINVAL, "weft_comm_reserve: communicator is NULL");
+    while (c->nrequests < n) {
+        weft_request *r = request_new(c);
+        if (!r)
+            return weft_error(WEFT_ENOMEM, "communicator '%s': %d requests: out of memory", c->name, n);
+        r->next_free = c->free_list;
+        c->free_list = r;
+    }
+    return c->backend->reserve ? c->backend->reserve(c, n) : 0;
+}
+
 weft_request *weft_request_get(weft_comm *c)
 {
     weft_request *r = c->free_list;
     if (r) {
         c->free_list = r->next_free;
     } else {
-        if (c->nrequests == c->requests_cap) {
-            int cap = c->requests_cap ? 2 * c->requests_cap : 8;
-            weft_request **all = realloc(c->all_requests, (size_t)cap * sizeof *all);
-            if (!all)
-                return NULL;
-            c->all_requests = all;
-            c->requests_cap = cap;
-        }
-        r = calloc(1, sizeof *r);
+        r = request_new(c);
         if (!r)
             return NULL;
-        r->comm = c;
-        c->all_requests[c->nrequests++] = r;
     }
     r->in_use = 1;
     r->timed_out = 0;

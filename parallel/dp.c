@@ -96,6 +96,13 @@ int weft_dp_new(weft_comm *comm, float *params, float *grads, size_t n, const we
     dp->n = n;
     dp->opts = *o;
     make_buckets(dp);
+    /* Every bucket may be in flight at once, plus the step's small
+     * reductions (loss, norm): reserve them now, not in the steady state. */
+    int rc = weft_comm_reserve(comm, dp->nb + 2);
+    if (rc) {
+        weft_dp_free(dp);
+        return rc;
+    }
     *out = dp;
     return 0;
 }
