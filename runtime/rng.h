@@ -15,12 +15,22 @@ typedef struct weft_rng {
 
 static inline void weft_rng_seed(weft_rng *r, uint64_t seed) { r->state = seed; }
 
+/* SplitMix64's step: a well-mixed hash of x, and the next value of a
+ * generator whose state is x. Tests use it to draw the value for a (rank,
+ * index) pair directly, without stepping a generator. */
+static inline uint64_t weft_rng_mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
 static inline uint64_t weft_rng_u64(weft_rng *r)
 {
-    uint64_t z = (r->state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    uint64_t z = weft_rng_mix(r->state);
+    r->state += 0x9e3779b97f4a7c15ull;
+    return z;
 }
 
 /* Uniform in [0, 1) with 53 random bits. */

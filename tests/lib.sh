@@ -4,6 +4,7 @@
 #   expect_exit CODE NAME CMD...  ok if CMD exits with CODE
 #   expect_grep PATTERN FILE NAME ok if FILE matches the extended regex
 #   ok NAME / not_ok NAME [WHY] / skip NAME WHY
+#   repeat_dataset DIR [VAL]   a dataset of one 75-byte line repeated
 # Each test gets its own scratch directory in $TMPDIR_TEST, removed at exit.
 set -u
 BUILD=${BUILD:-build}
@@ -57,4 +58,14 @@ mpi_tap() {
         esac
     done <"$out"
     [ "$rc" -eq 0 ] || not_ok "$prog (${backend:-default}) on $np ranks exited $rc" "$(tail -20 "$out")"
+}
+
+# repeat_dataset DIR [VAL_FRACTION]: a byte-level dataset of one 75-byte
+# line repeated 300 times. 75 is coprime with the tests' seq_len of 32, so
+# training windows see every phase of the text (and validation ones too).
+repeat_dataset() {
+    local dir=$1 val=${2:-0} i
+    for i in $(seq 300); do echo "the quick brown fox jumps over the lazy dog. a stitch in time saves nine"; done \
+        >"$dir.txt"
+    "$WEFT_BIN/weft-data" prepare -o "$dir" --val-fraction "$val" "$dir.txt" >/dev/null
 }

@@ -12,6 +12,7 @@
  * waited in reverse), on world and on split groups. Point-to-point, barrier,
  * bad arguments and failures are in comm_misc.c.
  */
+#include "runtime/rng.h"
 #include "runtime/weft.h"
 #include "tests/mpi/mpitap.h"
 
@@ -24,18 +25,10 @@ static const size_t sizes[] = {0, 1, 7, 1003, 100003};
 #define NSIZES (sizeof sizes / sizeof sizes[0])
 static int salt_of_comm;
 
-static uint64_t mix(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
 /* The value rank contributes at element i, exactly as stored in dt. */
 static double val(int rank, size_t i, weft_dtype dt)
 {
-    uint64_t h = mix(((uint64_t)rank << 40) ^ ((uint64_t)i << 8) ^ (uint64_t)salt_of_comm);
+    uint64_t h = weft_rng_mix(((uint64_t)rank << 40) ^ ((uint64_t)i << 8) ^ (uint64_t)salt_of_comm);
     double x = (double)(h >> 11) * 0x1p-53 * 2.0 - 1.0;
     switch (dt) {
     case WEFT_F64: return x;

@@ -6,6 +6,7 @@
  * order, in f32 for f32/bf16/f16 and in f64 for f64, rounded once. The data
  * spans 40 binary orders of magnitude, so any other summation order shows.
  */
+#include "runtime/rng.h"
 #include "runtime/weft.h"
 #include "tests/mpi/mpitap.h"
 
@@ -13,18 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t mix(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
 /* Rank r's value at i, as stored in dt. */
 static double val(int r, size_t i, weft_dtype dt)
 {
-    uint64_t h = mix(((uint64_t)r << 40) ^ i);
+    uint64_t h = weft_rng_mix(((uint64_t)r << 40) ^ i);
     double x = ((double)(h >> 11) * 0x1p-53 * 2 - 1) * ldexp(1.0, (int)(h % 41) - 20);
     char b[8];
     weft_dtype_store(b, 0, dt, x);

@@ -10,9 +10,7 @@ if [ -n "${SAN:-}" ]; then
     exit 0
 fi
 ds="$TMPDIR_TEST/ds"
-for i in $(seq 200); do echo "the quick brown fox jumps over the lazy dog. a stitch in time saves nine"; done \
-    >"$TMPDIR_TEST/text.txt"
-"$WEFT_BIN/weft-data" prepare -o "$ds" "$TMPDIR_TEST/text.txt" >/dev/null
+repeat_dataset "$ds" 0
 prog="$WEFT_ROOT/$BUILD/tests/mpi/noalloc_step"
 for np in 1 2; do
     for zero in 0 1; do

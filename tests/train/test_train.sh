@@ -11,10 +11,7 @@
 . "$(dirname "$0")/../lib.sh"
 train="$WEFT_BIN/weft-train"
 ds="$TMPDIR_TEST/ds"
-# 75 bytes a line: coprime with seq_len 32, so training windows see every phase of the text.
-for i in $(seq 300); do echo "the quick brown fox jumps over the lazy dog. a stitch in time saves nine"; done \
-    >"$TMPDIR_TEST/text.txt"
-"$WEFT_BIN/weft-data" prepare -o "$ds" --val-fraction 0.1 "$TMPDIR_TEST/text.txt" >/dev/null
+repeat_dataset "$ds" 0.1
 
 tiny=(--data.path="$ds" --model.n_layer=2 --model.n_head=2 --model.n_embd=32 --model.context=32
       --train.seq_len=32 --train.micro_batch=4 --train.global_batch=8 --train.log_interval=1
