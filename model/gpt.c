@@ -104,6 +104,8 @@ static void add_param(weft_gpt *m, const char *name, int64_t d0, int64_t d1, int
     p->numel = (size_t)d0 * (size_t)(d1 ? d1 : 1);
     p->offset = m->num_params;
     p->decay = decay;
+    p->shard = weft_shard_whole(d0, d1);
+    p->tied_copy = 0;
     m->num_params += p->numel;
 }
 

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "runtime/shard.h"
+
 typedef struct weft_gpt_config {
     int vocab;    /* V */
     int max_seq;  /* maxT: positions the model has */
@@ -35,6 +37,9 @@ typedef struct weft_gpt_param {
     size_t offset;      /* in elements, into the flat buffers */
     size_t numel;
     int decay;          /* 1: weight decay applies (matrices, embeddings) */
+    weft_shard_spec shard; /* how shape (local) relates to the global tensor */
+    int tied_copy;      /* 1: a copy of a tensor another rank owns (the tied
+                         * embedding on the last pipeline stage): never saved */
 } weft_gpt_param;
 
 typedef struct weft_gpt weft_gpt;
