@@ -51,10 +51,11 @@ SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC -I. $(WARN) $(CFLAGS) $(SANFLAGS) $(DEP_CFLAGS) \
              -DWEFT_VERSION='"$(VERSION)"' -MMD -MP
-ALL_LDLIBS = $(DEP_LIBS) -lpthread -lm
+ALL_LDLIBS = $(DEP_LIBS) -ldl -lpthread -lm
 
 
 .PHONY: examples
+.PHONY: gpu-tests
 .PHONY: all lib tools tests test demo deps install uninstall clean help fuzz bench
 .DEFAULT_GOAL := all
 # Objects reached through pattern rules are not intermediate files to delete.
@@ -79,6 +80,27 @@ $(DEPS_STAMP): mk/debian-packages.txt mk/deps.sh
 
 deps:
 	mk/deps.sh install
+
+# --- CUDA (optional) ------------------------------------------------------
+# With the CUDA toolkit's nccl.h present, the nccl backend is compiled
+# against the real headers; it opens libcudart/libnccl at run time, so
+# libweft never links them (see collectives/backend_nccl.c). CUDA=0 skips it.
+# tests/gpu/*.c are GPU test programs linked with libcudart; they are built
+# with the tests whenever the toolkit is here and run by tests/gpu/run.sh on
+# a machine with a GPU.
+ifneq ($(CUDA),0)
+ifneq ($(wildcard $(CUDA_HOME)/include/nccl.h),)
+$(BUILD)/obj/collectives/backend_nccl.o: ALL_CFLAGS += -DWEFT_HAVE_NCCL -isystem $(CUDA_HOME)/include
+GPU_TEST_BINS := $(patsubst tests/gpu/%.c,$(BUILD)/tests/gpu/%,$(wildcard tests/gpu/*.c))
+endif
+endif
+
+$(BUILD)/tests/gpu/%: tests/gpu/%.c $(BUILD)/lib/libweft.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -isystem $(CUDA_HOME)/include -o $@ $< $(BUILD)/lib/libweft.a $(ALL_LDLIBS) \
+	    -L$(CUDA_HOME)/lib64 -lcudart -Wl,-rpath,$(CUDA_HOME)/lib64
+
+gpu-tests: $(GPU_TEST_BINS)
 
 # --- library -------------------------------------------------------------
 lib: $(BUILD)/lib/libweft.a $(BUILD)/lib/libweft.so
@@ -117,7 +139,7 @@ endef
 $(foreach f,$(EXAMPLE_SRCS),$(eval $(call example_rule,$(f))))
 
 # --- tests -----------------------------------------------------------------
-tests: all $(UNIT_BINS) $(MPI_TEST_BINS) $(FUZZ_BINS) $(BENCH_BINS)
+tests: all $(UNIT_BINS) $(MPI_TEST_BINS) $(FUZZ_BINS) $(BENCH_BINS) $(GPU_TEST_BINS)
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/lib/libweft.a
 	@mkdir -p $(@D)

@@ -49,6 +49,8 @@ struct weft_request {
     void *res;
     size_t res_n;
     void (*finish)(weft_request *r); /* runs once when the backend completes */
+    void *backend_req;     /* a backend's own per-request object (a CUDA event),
+                            * made once and freed by request_release */
 };
 
 typedef struct weft_backend {
@@ -62,6 +64,9 @@ typedef struct weft_backend {
     void (*request_release)(weft_request *r); /* free backend state at comm free */
     /* Optional: size per-communicator state for n requests in flight. */
     int (*reserve)(weft_comm *c, int n);
+    /* Optional: why can_connect said no, for the error when this backend
+     * was asked for by name (e.g. "no CUDA device"). */
+    const char *(*why_not)(const weft_comm *c);
 } weft_backend;
 
 struct weft_comm {

@@ -4,10 +4,12 @@
  */
 #include "collectives/backend.h"
 
-extern const weft_backend weft_backend_shm; /* backend_shm.c */
+extern const weft_backend weft_backend_shm;  /* backend_shm.c */
+extern const weft_backend weft_backend_nccl; /* backend_nccl.c: by name only */
 
 const weft_backend *const weft_backends[] = {
     &weft_backend_shm,
     &weft_backend_mpi,
+    &weft_backend_nccl,
     NULL,
 };

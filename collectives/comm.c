@@ -21,9 +21,9 @@
 #include <unistd.h>
 
 const weft_config_key weft_comm_config_keys[] = {
-    {"comm.backend", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|shm|mpi",
+    {"comm.backend", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|shm|mpi|nccl",
      "collectives backend; auto picks the best that can serve each group (shm when all of "
-     "its ranks share a node, else mpi)"},
+     "its ranks share a node, else mpi); nccl only by name, for GPU buffers"},
     {"comm.timeout", WEFT_CFG_FLOAT, "600", 0.1, 604800, NULL,
      "seconds an operation may stay pending before the job is aborted"},
     {"comm.flight_records", WEFT_CFG_INT, "4096", 16, 1 << 20, NULL,
@@ -156,6 +156,15 @@ static const weft_backend *pick_backend(weft_comm *c)
     return NULL;
 }
 
+/* The reason a backend asked for by name refused, or NULL. */
+static const char *why_not(const weft_comm *c)
+{
+    for (int i = 0; weft_backends[i]; i++)
+        if (strcmp(c->opts.backend, weft_backends[i]->name) == 0)
+            return weft_backends[i]->why_not ? weft_backends[i]->why_not(c) : NULL;
+    return NULL;
+}
+
 /* Group names end up in JSON and file names: keep them to a safe alphabet. */
 static void set_name(weft_comm *c, const char *name)
 {
@@ -186,10 +195,12 @@ static int comm_create(weft_ctx *ctx, MPI_Comm dup_of, const char *name, const w
     MPI_Comm_size(c->mpi, &c->size);
     c->oversubscribed = ctx->local_size > sysconf(_SC_NPROCESSORS_ONLN);
     c->backend = pick_backend(c);
-    int rc = WEFT_EUNSUPPORTED;
+    /* A backend named in comm.backend that cannot serve here is a
+     * configuration error (exit 64), with the backend's own reason. */
+    int rc = WEFT_ECONFIG;
     if (!c->backend)
-        weft_error(rc, "communicator '%s': backend '%s' cannot serve this group of %d ranks here",
-                   c->name, c->opts.backend, c->size);
+        weft_error(rc, "communicator '%s': comm.backend '%s' cannot serve this group of %d ranks here%s%s",
+                   c->name, c->opts.backend, c->size, why_not(c) ? ": " : "", why_not(c) ? why_not(c) : "");
     else
         rc = c->backend->init(c);
     if (rc == 0)

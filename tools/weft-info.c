@@ -154,6 +154,8 @@ int main(int argc, char **argv)
         return 0;
     }
     rc = run(ctx, check);
+    if (rc)
+        WEFT_ERROR("%s", weft_last_error());
     weft_finalize(ctx);
     return weft_exit_code(rc);
 }

@@ -59,3 +59,18 @@ expect_grep "debug runtime/ctx.c:[0-9]+: .*failed \(WEFT_ENOENT\)" "$TMPDIR_TEST
     "WEFT_LOG_LEVEL=debug shows the file:line chain of a failure"
 "$info" --config "$TMPDIR_TEST/nope.ini" >"$TMPDIR_TEST/nodebug" 2>&1
 if grep -q "debug " "$TMPDIR_TEST/nodebug"; then not_ok "no debug lines by default"; else ok "no debug lines by default"; fi
+
+# The nccl backend serves GPU buffers only when asked for by name; on a
+# machine without a usable CUDA device (this one, and CI) the request is a
+# configuration error that says why, never a loader crash.
+if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+    skip "comm.backend=nccl without a GPU exits 64 with the reason" "this machine has a GPU (tests/gpu/run.sh covers nccl)"
+else
+    expect_exit 64 "comm.backend=nccl without a GPU exits 64" "$info" --comm.backend=nccl
+    echo "$LAST_OUT" >"$TMPDIR_TEST/nccl"
+    expect_grep "comm.backend 'nccl' cannot serve .*: (no CUDA device|cannot load lib|built without CUDA)" \
+        "$TMPDIR_TEST/nccl" "the nccl refusal names its reason"
+fi
+expect_exit 0 "auto never picks nccl" "$info"
+echo "$LAST_OUT" >"$TMPDIR_TEST/auto"
+if grep -q "backend nccl" "$TMPDIR_TEST/auto"; then not_ok "auto never picks nccl"; else ok "auto picked a host backend"; fi

@@ -1,0 +1,28 @@
+#!/bin/bash
+# run.sh -- every GPU check in one command, on a machine with a GPU (never
+# part of `make test`, which runs without one): the nccl backend's
+# conformance on one rank per GPU (TAP), then its allreduce benchmark beside
+# a device-to-device copy. Ends with "N passed, N failed" like tests/run.sh.
+#
+#   tests/gpu/run.sh             build (make gpu-tests) and run
+#   tests/gpu/run.sh --no-build  run binaries already in $BUILD/tests/gpu
+set -u
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+if [ "${1:-}" != --no-build ]; then
+    make -j"$(nproc)" gpu-tests >/dev/null || { echo "0 passed, 1 failed (build)"; exit 1; }
+fi
+if ! ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU'); then
+    echo "no GPU here (nvidia-smi found none)"; echo "0 passed, 1 failed"; exit 1
+fi
+echo "# $ngpu GPU(s): $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+log=$(mktemp)
+timeout -k 5 600 mpirun -np "$ngpu" --oversubscribe "$BUILD/tests/gpu/nccl_check" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+pass=$(grep -c '^ok ' "$log"); fail=$(grep -c '^not ok ' "$log")
+[ "$rc" -eq 0 ] || [ "$fail" -gt 0 ] || fail=$((fail + 1))
+timeout -k 5 600 mpirun -np "$ngpu" --oversubscribe "$BUILD/tests/gpu/nccl_bench" 2>&1
+rm -f "$log"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
