@@ -11,6 +11,7 @@
  * resolved configuration) and run.json (layout, measured SGEMM peak) at
  * start, metrics.jsonl as it goes, trace/rank-N.json when trace.steps is set.
  */
+#include "collectives/agree.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
 #include "kernels/kernels.h"
@@ -18,6 +19,7 @@
 #include "model/optim.h"
 #include "parallel/dp.h"
 #include "runtime/rng.h"
+#include "runtime/sched.h"
 #include "runtime/trace.h"
 #include "runtime/weft.h"
 
@@ -50,11 +52,12 @@ static const weft_config_key train_keys[] = {
 
 static const weft_config_key *const program_keys[] = {
     weft_comm_config_keys, weft_data_config_keys, weft_model_config_keys, weft_optim_config_keys,
-    weft_parallel_config_keys, train_keys, weft_trace_config_keys, NULL,
+    weft_parallel_config_keys, train_keys, weft_trace_config_keys, weft_sched_config_keys, NULL,
 };
 static const weft_config_key *const all_keys[] = {
     weft_runtime_config_keys, weft_comm_config_keys,     weft_data_config_keys, weft_model_config_keys,
-    weft_optim_config_keys,   weft_parallel_config_keys, train_keys,            weft_trace_config_keys, NULL,
+    weft_optim_config_keys,   weft_parallel_config_keys, train_keys,            weft_trace_config_keys,
+    weft_sched_config_keys,   NULL,
 };
 
 typedef struct {
@@ -83,6 +86,8 @@ typedef struct {
     int skip_nonfinite, tty;
     int running;            /* past setup: a failure now leaves ranks mid-collective */
     int64_t fault_nan_step; /* WEFT_FAULT_NAN_STEP: poison this step's loss (tests) */
+    weft_sched *sched;      /* stop signals and progress reports (runtime/sched.h) */
+    int exit_status;        /* set when the run ends with its own status (preemption) */
 } trainer;
 
 typedef struct {
@@ -388,6 +393,10 @@ static int evaluate(trainer *t, double *val_loss)
     double sum = 0;
     for (int64_t i = 0; i < batches; i++) {
         const int32_t *rows;
+        int stop;
+        WEFT_CHECK(weft_comm_any(t->comm, weft_sched_stop_signal(t->sched), &stop));
+        if (stop) /* every rank abandons the evaluation at the same batch */
+            return 0;
         WEFT_CHECK(weft_loader_next(t->val, &rows));
         for (int64_t j = 0; j < t->k; j++) {
             split_rows(t, rows, j);
@@ -510,9 +519,35 @@ static void sample(trainer *t, const cli_opts *cli)
 
 /* --- main ----------------------------------------------------------------- */
 
+/* --- scheduler hooks (runtime/sched.h) ------------------------------------ */
+
+static void report_step(trainer *t, const step_stats *s)
+{
+    weft_sched_step_info in = {.step = s->step + 1, .loss = s->loss, .tokens = t->G * t->T, .step_s = s->ms * 1e-3,
+                               .comm_s = s->comm_ms * 1e-3, .data_s = s->data_ms * 1e-3};
+    in.compute_s = in.step_s - in.comm_s - in.data_s - in.ckpt_s;
+    weft_sched_step(t->sched, &in);
+}
+
+/* Every rank agreed to stop after `done` steps: commit a checkpoint, then
+ * end with the "requeue me" status (rank 0 requeues under Slurm). */
+static int stop_run(trainer *t, int64_t done, int signal)
+{
+    weft_sched_stopping(t->sched, done, weft_sched_stop_signal(t->sched));
+    (void)signal;
+    int committed = 0; /* the checkpoint module's save-and-wait goes here (issue #6) */
+    WEFT_CHECK(weft_comm_barrier(t->comm));
+    t->exit_status = weft_sched_preempted(t->sched, committed);
+    if (t->ctx->rank == 0)
+        WEFT_INFO("stopped after step %lld of %lld; exit status %d", (long long)done, (long long)t->steps,
+                  t->exit_status);
+    return 0;
+}
+
 static int run(trainer *t, const cli_opts *cli)
 {
     WEFT_CHECK(setup(t));
+    WEFT_CHECK(weft_sched_start(t->ctx, t->cfg, t->steps, &t->sched));
     describe(t);
     int64_t eval_every = weft_config_int(t->cfg, "train.eval_interval");
     int64_t log_every = weft_config_int(t->cfg, "train.log_interval");
@@ -530,6 +565,11 @@ static int run(trainer *t, const cli_opts *cli)
             log_step(t, &s);
         else
             progress(t, &s);
+        report_step(t, &s);
+        int stop;
+        WEFT_CHECK(weft_comm_any(t->comm, weft_sched_stop_signal(t->sched), &stop));
+        if (stop && !last)
+            return stop_run(t, step + 1, stop);
     }
     weft_trace_step(0);
     WEFT_CHECK(weft_trace_finish(weft_config_str(t->cfg, "run.dir")));
@@ -545,8 +585,9 @@ static int run(trainer *t, const cli_opts *cli)
     return 0;
 }
 
-static void teardown(trainer *t)
+static void teardown(trainer *t, int rc)
 {
+    weft_sched_finish(t->sched, rc ? WEFT_RUN_FAILED : WEFT_RUN_DONE, rc ? weft_last_error() : NULL);
     if (t->metrics)
         fclose(t->metrics);
     weft_loader_close(t->train);
@@ -581,7 +622,9 @@ static void usage(FILE *out)
             "  --config-markdown  print the reference of every key (docs/config.md) and exit\n"
             "\n"
             "exit status: 0 done, 64 bad configuration or usage, 65 bad data, 66 missing dataset,\n"
-            "70 stopped (non-finite loss, aborted job), 74 I/O error\n\n");
+            "70 stopped (non-finite loss, aborted job), 74 I/O error, 75 stopped by a signal with\n"
+            "nothing saved, 138 (sched.requeue_exit_code) stopped by a signal after committing a\n"
+            "checkpoint: requeue me (see docs/slurm.md)\n\n");
     weft_config_help(all_keys, out);
 }
 
@@ -640,7 +683,7 @@ int main(int argc, char **argv)
         weft_abort_with(weft_exit_code(rc), "%s", weft_last_error());
     if (rc && (ctx->rank == 0 || (rc != WEFT_ECONFIG && rc != WEFT_EINVAL)))
         WEFT_ERROR("%s", weft_last_error());
-    teardown(&t);
+    teardown(&t, rc);
     weft_finalize(ctx);
-    return weft_exit_code(rc);
+    return rc == 0 && t.exit_status ? t.exit_status : weft_exit_code(rc);
 }

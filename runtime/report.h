@@ -1,0 +1,62 @@
+/*
+ * report.h -- what a running job tells the people and programs watching it,
+ * and the three ways it is written down: status.json, Prometheus text
+ * exposition format 0.0.4, and a one-line Slurm job comment.
+ *
+ * weft_report is a plain snapshot; the renderers are pure functions of it
+ * (and the wall-clock time passed in), so they are tested without a job.
+ * runtime/sched.c owns the snapshot and decides when each is written.
+ */
+#ifndef WEFT_RUNTIME_REPORT_H
+#define WEFT_RUNTIME_REPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    WEFT_RUN_STARTING = 0, /* set-up: model, data, communicators */
+    WEFT_RUN_RUNNING,      /* training steps */
+    WEFT_RUN_STOPPING,     /* a stop signal arrived; checkpointing */
+    WEFT_RUN_PREEMPTED,    /* stopped after a committed checkpoint: requeue me */
+    WEFT_RUN_DONE,         /* every step done */
+    WEFT_RUN_FAILED,       /* ended by an error */
+    WEFT_RUN_NSTATES
+} weft_run_state;
+
+const char *weft_run_state_name(weft_run_state s);
+
+typedef struct weft_report {
+    char job_id[64];
+    weft_run_state state;
+    int64_t step, total_steps;  /* optimizer steps completed / planned */
+    double loss;                /* last step's training loss (NaN: none yet) */
+    double tokens_per_s;        /* last logged step's throughput */
+    double eta_s;               /* remaining steps x mean recent step time (NaN: unknown) */
+    double step_s;              /* last step's wall time, and its parts: */
+    double compute_s, comm_s, data_s, ckpt_s; /* compute, exposed communication, data wait, checkpoint stall */
+    int64_t tokens;             /* tokens trained by this attempt */
+    int64_t ckpt_step;          /* last committed checkpoint's step (-1: none) */
+    char ckpt_path[1024];
+    double ckpt_time;           /* wall time of its commit */
+    int restarts;               /* times the scheduler restarted the job */
+    int stop_signal;            /* the signal that asked to stop (0: none) */
+    double started;             /* wall time of the attempt's start */
+    double heartbeat;           /* wall time of the training loop's last report */
+    char message[512];          /* why it failed or stopped ("" otherwise) */
+} weft_report;
+
+/* A report of nothing yet (loss NaN, no checkpoint, state starting). */
+void weft_report_init(weft_report *r, const char *job_id);
+
+/* status.json: one JSON object and a newline. Returns the length written
+ * (truncated output is a bug: the buffer should be >= 4 KiB). */
+int weft_report_json(const weft_report *r, double now, char *buf, size_t len);
+
+/* Prometheus text exposition format 0.0.4: HELP and TYPE for every metric,
+ * samples labelled with the job id. */
+int weft_report_prometheus(const weft_report *r, double now, char *buf, size_t len);
+
+/* The Slurm job comment: "step 50/100 loss 2.31 5.1k tok/s ETA 1m40s ckpt 40". */
+int weft_report_comment(const weft_report *r, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,108 @@
+#!/bin/bash
+# test_slurm.sh -- weft under a real local Slurm (tests/slurm/slurm.sh):
+#   - the harness starts munged, slurmctld and slurmd and the node is idle;
+#   - the same binary runs under srun --mpi=pmix, and under mpirun inside an
+#     sbatch allocation (srun --mpi=pmi2: see below);
+#   - examples/slurm/train.sbatch trains a small model to completion, and the
+#     job comment (squeue -o %k) shows the progress while it runs and the
+#     final state after;
+#   - scancel --signal=USR1 of the batch shell reaches every rank through the
+#     script's trap: all stop after the same step.
+. "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/slurm.sh"
+slurm_start
+info="$WEFT_BIN/weft-info"
+
+out=$(timeout 60 srun -n2 --mpi=pmix "$info" 2>&1)
+if grep -q "launcher srun-pmix, 2 ranks on 1 node" <<<"$out" && grep -q "collectives: .* ok on 2 ranks" <<<"$out"; then
+    ok "srun --mpi=pmix: 2 ranks, collectives check passes"
+else
+    not_ok "srun --mpi=pmix: 2 ranks, collectives check passes" "$out"
+fi
+
+# Debian's Open MPI 4.1 is built against PMIx only: it has no Slurm PMI-1/2
+# client (ompi_info lists no pmix s1/s2 component), so under srun
+# --mpi=pmi2 its MPI_Init stops with "OMPI was not built with SLURM's PMI
+# support". Tested for real where the MPI library can do it.
+if ompi_info 2>/dev/null | grep -qE "MCA pmix: s2 "; then
+    out=$(timeout 60 srun -n2 --mpi=pmi2 "$info" 2>&1)
+    grep -q "launcher srun-pmi2, 2 ranks" <<<"$out" && ok "srun --mpi=pmi2: 2 ranks" || not_ok "srun --mpi=pmi2: 2 ranks" "$out"
+else
+    out=$(timeout 60 srun -n2 --mpi=pmi2 "$info" 2>&1)
+    if grep -q "not built with SLURM's PMI support" <<<"$out"; then
+        skip "srun --mpi=pmi2" "this Open MPI has no Slurm PMI-2 client (built with PMIx only); MPI_Init refuses"
+    else
+        not_ok "srun --mpi=pmi2 fails the known way on an Open MPI without PMI-2" "$out"
+    fi
+fi
+
+cat >"$TMPDIR_TEST/info.sbatch" <<JOB
+#!/bin/bash
+#SBATCH --ntasks=2
+mpirun "$info"
+JOB
+job=$(sbatch --parsable -o "$TMPDIR_TEST/info-%j.out" "$TMPDIR_TEST/info.sbatch")
+slurm_wait_state "$job" 'COMPLETED|FAILED|CANCELLED|TIMEOUT' 60
+if [ "$(slurm_job_field "$job" JobState)" = COMPLETED ] &&
+    grep -q "launcher mpirun in a Slurm allocation, 2 ranks" "$TMPDIR_TEST/info-$job.out"; then
+    ok "mpirun inside sbatch: 2 ranks, job $job sees its Slurm allocation"
+else
+    not_ok "mpirun inside sbatch" "$(slurm_job_field "$job" JobState): $(cat "$TMPDIR_TEST/info-$job.out")"
+fi
+
+# train.sbatch on a small model.
+ds="$TMPDIR_TEST/ds"
+repeat_dataset "$ds" 0.1
+cat >"$TMPDIR_TEST/tiny.ini" <<INI
+[model]
+n_layer = 2
+n_head = 2
+n_embd = 32
+context = 32
+[train]
+seq_len = 32
+micro_batch = 4
+global_batch = 8
+log_interval = 10
+eval_interval = 0
+eval_batches = 1
+INI
+submit() { # NAME EXTRA-SBATCH-ARGS... -- WEFT-ARGS...
+    local name=$1; shift
+    local sb=()
+    while [ "$1" != -- ]; do sb+=("$1"); shift; done
+    shift
+    CONFIG="$TMPDIR_TEST/tiny.ini" DATA="$ds" RUN_DIR="$TMPDIR_TEST/$name" LOCAL="$TMPDIR_TEST" WEFT="$WEFT_ROOT" \
+        sbatch --parsable -J "$name" -o "$TMPDIR_TEST/$name-%j.out" "${sb[@]}" \
+        "$WEFT_ROOT/examples/slurm/train.sbatch" "$@"
+}
+
+job=$(submit done -- --train.steps=40 --sched.comment_interval=1)
+slurm_wait_state "$job" 'COMPLETED|FAILED|CANCELLED|TIMEOUT' 120
+state=$(slurm_job_field "$job" JobState)
+log=$(cat "$TMPDIR_TEST/done-$job.out")
+[ "$state" = COMPLETED ] && grep -q "done: 40 steps" <<<"$log" && ok "train.sbatch: 40 steps, job COMPLETED" ||
+    not_ok "train.sbatch: 40 steps, job COMPLETED" "$state: $log"
+check "the final job comment says done, step 40/40" test "$(squeue -h -t all -j "$job" -o %k | cut -c1-24)" = "weft done step 40/40 los"
+check "the staged dataset copy is removed at the end" test -z "$(ls -d "$TMPDIR_TEST"/weft-data-* 2>/dev/null)"
+
+job=$(submit stop -- --train.steps=10000000 --sched.comment_interval=1)
+comment=""
+for i in $(seq 240); do
+    comment=$(squeue -h -j "$job" -o %k 2>/dev/null)
+    grep -qE "^weft running step [0-9]+/10000000 loss [0-9.]+ [0-9.]+k? tok/s" <<<"$comment" && break
+    sleep 0.25
+done
+grep -qE "^weft running step [0-9]+/10000000" <<<"$comment" && ok "squeue -o %k shows the running job's progress ($comment)" ||
+    not_ok "squeue -o %k shows the running job's progress" "comment '$comment': $(cat "$TMPDIR_TEST"/stop-*.out)"
+scancel --batch --signal=USR1 "$job"
+slurm_wait_state "$job" 'COMPLETED|FAILED|CANCELLED|TIMEOUT' 60
+log=$(cat "$TMPDIR_TEST/stop-$job.out")
+check "scancel --signal=USR1 reaches the ranks through the script's trap" grep -q "weft: SIGUSR1: asking the ranks" <<<"$log"
+check "both ranks stop after the same step; exit 75 without a checkpoint" python3 - "$job" <<PY
+import re
+log = open("$TMPDIR_TEST/stop-$job.out").read()
+stops = dict(re.findall(r"\[weft r(\d)/2 [^]]*\] .*all ranks stop after step (\d+)", log))
+assert sorted(stops) == ["0", "1"] and stops["0"] == stops["1"], log[-3000:]
+assert "step ended with exit status 75" in log, log[-2000:]
+PY
