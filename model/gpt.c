@@ -1,8 +1,15 @@
 /*
  * gpt.c -- GPT-2 forward and backward over the CPU kernels, in the manner
  * of llm.c: one flat parameter buffer, one flat gradient buffer, and every
- * activation (and its gradient) preallocated for B x T at creation, so a
- * training step allocates nothing.
+ * activation (and its gradient) preallocated at creation, so a training step
+ * allocates nothing.
+ *
+ * A model may be one rank's part of a larger one (weft_gpt_part): a pipeline
+ * stage's blocks, and within them a tensor-parallel rank's heads and MLP
+ * channels, the communicating steps done by parallel/tp.h. Forward
+ * activations live in `nslots` slots, one per micro-batch a pipeline
+ * schedule keeps in flight; the gradients of activations need one set only,
+ * since backward runs one micro-batch at a time.
  *
  * Trace points (runtime/trace.h, off unless trace.steps is set): each block's
  * forward and backward, the embedding and the head (final LayerNorm, tied LM
@@ -10,6 +17,7 @@
  */
 #include "model/gpt.h"
 #include "kernels/kernels.h"
+#include "parallel/tp.h"
 #include "runtime/error.h"
 #include "runtime/rng.h"
 #include "runtime/trace.h"
@@ -29,38 +37,54 @@ static const char *const block_names[NBLOCK] = {
     "mlp.c_proj.weight", "mlp.c_proj.bias",
 };
 
-/* One block's activations (forward) or their gradients (backward). */
+/* One block's activations (forward) or their gradients (backward). Cl =
+ * C / tp_size: the channels of this rank's heads (and Cl * 4 of the MLP). */
 typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd; /* (B,T,C), (B,T), (B,T) */
-    float *qkv;                       /* (B,T,3C) */
-    float *atty;                      /* (B,T,C) attention output before c_proj */
-    float *att;                       /* (B,NH,T,T) softmax probabilities */
+    float *qkv;                       /* (B,T,3Cl) */
+    float *atty;                      /* (B,T,Cl) attention output before c_proj */
+    float *att;                       /* (B,NH/tp,T,T) softmax probabilities */
     float *attproj;                   /* (B,T,C) */
     float *residual2;                 /* (B,T,C) = input + attproj */
     float *ln2, *ln2_mean, *ln2_rstd;
-    float *fch, *fch_gelu;            /* (B,T,4C) */
+    float *fch, *fch_gelu;            /* (B,T,4Cl) */
     float *fcproj;                    /* (B,T,C) */
     float *residual3;                 /* (B,T,C) = residual2 + fcproj: the block's output */
 } block_acts;
 
+/* One micro-batch's forward activations. */
+typedef struct {
+    float *encoded;            /* (B,T,C) the stage's input: embeddings, or the previous stage's output */
+    block_acts *blk;           /* Ll (this stage's blocks) */
+    float *lnf, *lnf_mean, *lnf_rstd; /* last stage only */
+    float *logits;             /* (B,T,Vl); backward turns it into dlogits */
+    float *losses;             /* (B,T) */
+    double *lse;               /* (B,T) log-sum-exp of each row's logits, for backward */
+    int32_t *tokens, *targets; /* (B,T) copies of the forward's inputs and targets */
+    int b, t, have_targets;
+} slot_acts;
+
 struct weft_gpt {
     weft_gpt_config cfg;
+    weft_gpt_part part;
     int B, T;                 /* activation capacity */
+    int Ll, l0;               /* blocks held, and the first one's global index */
+    int Cl, NHl, Vl, v0;      /* this TP rank's channels, heads, vocabulary rows from v0 */
+    int has_embed, has_head;  /* first / last pipeline stage */
     int nparams;
     weft_gpt_param *table;    /* nparams entries, layout order */
-    size_t num_params;
+    int i_wte, i_wpe, i_blk, i_lnf; /* table indices (-1: not held) */
+    size_t num_params, global_params;
+    size_t hook_floor;        /* backward never reports wte final (pp > 1: the tied sum comes later) */
     float *params, *grads;    /* (num_params) each */
-    /* activations */
-    float *encoded;           /* (B,T,C) */
-    block_acts *blk, *dblk;   /* L each: forward, and gradients */
-    float *lnf, *lnf_mean, *lnf_rstd;
-    float *logits;            /* (B,T,V); backward turns it into dlogits */
-    float *losses;            /* (B,T) */
-    float *dencoded, *dlnf, *datt_scratch;
-    int32_t *tokens, *targets; /* (B,T) copies of the last forward's inputs and targets */
-    int last_b, last_t, have_targets;
+    slot_acts *slot;          /* nslots */
+    block_acts *dblk;         /* Ll: gradients of one micro-batch's activations */
+    float *dencoded, *dlnf, *datt_scratch, *doutput;
+    double *xent_scratch;     /* (2 B T) */
+    double *lse_mem;          /* (nslots, B T) */
     float *act_mem, *dact_mem;
-    size_t dact_floats;
+    int32_t *tok_mem;
+    size_t slot_floats, dact_floats;
 };
 
 const weft_config_key weft_model_config_keys[] = {
@@ -94,97 +118,188 @@ int weft_gpt_config_check(const weft_gpt_config *c)
     return 0;
 }
 
-static void add_param(weft_gpt *m, const char *name, int64_t d0, int64_t d1, int decay)
+/* --- the parameter table ------------------------------------------------ */
+
+static void add_param(weft_gpt *m, const char *name, weft_shard_spec shard, int tied_copy)
 {
     weft_gpt_param *p = &m->table[m->nparams++];
     snprintf(p->name, sizeof p->name, "%s", name);
-    p->ndim = d1 ? 2 : 1;
-    p->shape[0] = d0;
-    p->shape[1] = d1;
-    p->numel = (size_t)d0 * (size_t)(d1 ? d1 : 1);
+    p->ndim = shard.ndim;
+    weft_shard_local_shape(&shard, p->shape);
+    p->numel = weft_shard_local_numel(&shard);
     p->offset = m->num_params;
-    p->decay = decay;
-    p->shard = weft_shard_whole(d0, d1);
-    p->tied_copy = 0;
+    p->decay = shard.ndim == 2; /* matrices and embeddings */
+    p->shard = shard;
+    p->tied_copy = tied_copy;
     m->num_params += p->numel;
+}
+
+/* The spec of a tensor split over the TP group (whole when there is none). */
+static weft_shard_spec tp_spec(const weft_gpt *m, int64_t d0, int64_t d1, int dim, int nblocks)
+{
+    if (m->part.tp_size == 1 || dim < 0)
+        return weft_shard_whole(d0, d1);
+    return weft_shard_split(d0, d1, dim, nblocks, m->part.tp_rank, m->part.tp_size);
+}
+
+static void add_block(weft_gpt *m, int l)
+{
+    int64_t C = m->cfg.n_embd;
+    /* Column-parallel layers split their output rows (c_attn by q, k, v
+     * blocks: each rank its heads of each), row-parallel ones their input
+     * columns; biases of row-parallel layers and LayerNorms are whole. */
+    const struct { int64_t d0, d1; int dim, nblocks; } spec[NBLOCK] = {
+        {C, 0, -1, 1},     {C, 0, -1, 1},         {3 * C, C, 0, 3}, {3 * C, 0, 0, 3},
+        {C, C, 1, 1},      {C, 0, -1, 1},         {C, 0, -1, 1},    {C, 0, -1, 1},
+        {4 * C, C, 0, 1},  {4 * C, 0, 0, 1},      {C, 4 * C, 1, 1}, {C, 0, -1, 1},
+    };
+    for (int k = 0; k < NBLOCK; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "h.%d.%s", l, block_names[k]);
+        add_param(m, name, tp_spec(m, spec[k].d0, spec[k].d1, spec[k].dim, spec[k].nblocks), 0);
+    }
 }
 
 static void build_table(weft_gpt *m)
 {
     const weft_gpt_config *c = &m->cfg;
     int64_t C = c->n_embd;
-    add_param(m, "wte", c->vocab, C, 1);
-    add_param(m, "wpe", c->max_seq, C, 1);
-    const int64_t shape[NBLOCK][2] = {{C, 0}, {C, 0}, {3 * C, C}, {3 * C, 0}, {C, C},     {C, 0},
-                                      {C, 0}, {C, 0}, {4 * C, C}, {4 * C, 0}, {C, 4 * C}, {C, 0}};
-    for (int l = 0; l < c->n_layer; l++)
-        for (int k = 0; k < NBLOCK; k++) {
-            char name[64];
-            snprintf(name, sizeof name, "h.%d.%s", l, block_names[k]);
-            add_param(m, name, shape[k][0], shape[k][1], shape[k][1] != 0);
-        }
-    add_param(m, "ln_f.weight", C, 0, 0);
-    add_param(m, "ln_f.bias", C, 0, 0);
+    m->i_wte = m->i_wpe = m->i_lnf = -1;
+    if (m->has_embed || m->has_head) {
+        m->i_wte = m->nparams;
+        add_param(m, "wte", tp_spec(m, c->vocab, C, 0, 1), !m->has_embed);
+    }
+    if (m->has_embed) {
+        m->i_wpe = m->nparams;
+        add_param(m, "wpe", weft_shard_whole(c->max_seq, C), 0);
+    }
+    m->i_blk = m->nparams;
+    for (int l = m->l0; l < m->l0 + m->Ll; l++)
+        add_block(m, l);
+    if (m->has_head) {
+        m->i_lnf = m->nparams;
+        add_param(m, "ln_f.weight", weft_shard_whole(C, 0), 0);
+        add_param(m, "ln_f.bias", weft_shard_whole(C, 0), 0);
+    }
+    /* With stages, the tied embedding's gradient is final only after the
+     * first and last stage summed theirs, so backward never reports it. */
+    if (c->n_layer > 0 && m->part.pp_size > 1 && m->i_wte >= 0)
+        m->hook_floor = m->table[m->i_wte].offset + m->table[m->i_wte].numel;
+    m->global_params = (size_t)c->vocab * C + (size_t)c->max_seq * C +
+                       (size_t)c->n_layer * (12 * C * C + 13 * C) + 2 * (size_t)C;
 }
 
+/* --- activations -------------------------------------------------------- */
+
 /* Carve one block's activation arrays from *p, advancing it. */
-static void carve_block(block_acts *a, float **p, size_t BT, size_t C, size_t att_floats)
+static void carve_block(block_acts *a, float **p, size_t BT, size_t C, size_t Cl, size_t att_floats)
 {
     float *q = *p;
 #define TAKE(field, n) (a->field = q, q += (n))
     TAKE(ln1, BT * C); TAKE(ln1_mean, BT); TAKE(ln1_rstd, BT);
-    TAKE(qkv, BT * 3 * C); TAKE(atty, BT * C); TAKE(att, att_floats); TAKE(attproj, BT * C);
+    TAKE(qkv, BT * 3 * Cl); TAKE(atty, BT * Cl); TAKE(att, att_floats); TAKE(attproj, BT * C);
     TAKE(residual2, BT * C); TAKE(ln2, BT * C); TAKE(ln2_mean, BT); TAKE(ln2_rstd, BT);
-    TAKE(fch, BT * 4 * C); TAKE(fch_gelu, BT * 4 * C); TAKE(fcproj, BT * C); TAKE(residual3, BT * C);
+    TAKE(fch, BT * 4 * Cl); TAKE(fch_gelu, BT * 4 * Cl); TAKE(fcproj, BT * C); TAKE(residual3, BT * C);
 #undef TAKE
     *p = q;
 }
 
-static size_t block_floats(size_t BT, size_t C, size_t att_floats)
+static size_t block_floats(size_t BT, size_t C, size_t Cl, size_t att_floats)
 {
-    return BT * C * 18 + BT * 4 + att_floats; /* must match carve_block */
+    return BT * C * 6 + BT * Cl * 12 + BT * 4 + att_floats; /* must match carve_block */
+}
+
+/* Forward activations of one slot, carved from *p. */
+static void carve_slot(weft_gpt *m, slot_acts *s, float **p)
+{
+    size_t BT = (size_t)m->B * m->T, C = m->cfg.n_embd, att = (size_t)m->B * m->NHl * m->T * m->T;
+    float *q = *p;
+    s->encoded = q, q += BT * C;
+    for (int l = 0; l < m->Ll; l++)
+        carve_block(&s->blk[l], &q, BT, C, m->Cl, att);
+    if (m->has_head) {
+        s->lnf = q, q += BT * C;
+        s->lnf_mean = q, q += BT;
+        s->lnf_rstd = q, q += BT;
+        s->logits = q, q += BT * m->Vl;
+        s->losses = q, q += BT;
+    }
+    *p = q;
+}
+
+static size_t slot_floats(const weft_gpt *m)
+{
+    size_t BT = (size_t)m->B * m->T, C = m->cfg.n_embd, att = (size_t)m->B * m->NHl * m->T * m->T;
+    size_t n = BT * C + (size_t)m->Ll * block_floats(BT, C, m->Cl, att);
+    if (m->has_head)
+        n += BT * C + 2 * BT + BT * m->Vl + BT;
+    return n;
 }
 
 static int alloc_acts(weft_gpt *m)
 {
-    const weft_gpt_config *c = &m->cfg;
-    size_t BT = (size_t)m->B * m->T, C = c->n_embd, V = c->vocab, L = c->n_layer;
-    size_t att = (size_t)m->B * c->n_head * m->T * m->T;
-    size_t fwd = BT * C + L * block_floats(BT, C, att) + BT * C + 2 * BT + BT * V + BT;
-    /* Gradients of activations: same blocks, but attention probabilities
-     * need no gradient array of their own (one shared scratch instead). */
-    size_t bwd = BT * C + L * block_floats(BT, C, 0) + BT * C + att;
-    m->act_mem = malloc(fwd * sizeof(float));
-    m->dact_mem = malloc(bwd * sizeof(float));
-    m->blk = calloc(L, sizeof *m->blk);
-    m->dblk = calloc(L, sizeof *m->dblk);
-    m->tokens = malloc(BT * sizeof(int32_t));
-    m->targets = malloc(BT * sizeof(int32_t));
-    if (!m->act_mem || !m->dact_mem || !m->blk || !m->dblk || !m->tokens || !m->targets)
-        return weft_error(WEFT_ENOMEM, "model: %.1f MiB of activations for B=%d T=%d: out of memory",
-                          (double)(fwd + bwd) * 4 / (1 << 20), m->B, m->T);
+    size_t BT = (size_t)m->B * m->T, C = m->cfg.n_embd, ns = (size_t)m->part.nslots;
+    size_t att = (size_t)m->B * m->NHl * m->T * m->T;
+    m->slot_floats = slot_floats(m);
+    /* Gradients of activations: the same blocks, but attention probabilities
+     * need no gradient array of their own (one shared scratch instead); the
+     * output's gradient (received, or from the head) sits at the end, out of
+     * the region backward zeroes. */
+    m->dact_floats = BT * C + (size_t)m->Ll * block_floats(BT, C, m->Cl, 0) + BT * C + att;
+    m->act_mem = malloc(m->slot_floats * ns * sizeof(float));
+    m->dact_mem = malloc((m->dact_floats + BT * C) * sizeof(float));
+    m->slot = calloc(ns, sizeof *m->slot);
+    m->dblk = calloc((size_t)m->Ll, sizeof *m->dblk);
+    m->tok_mem = malloc(2 * ns * BT * sizeof(int32_t));
+    m->xent_scratch = malloc(2 * BT * sizeof(double));
+    m->lse_mem = malloc(ns * BT * sizeof(double));
+    for (size_t i = 0; m->slot && i < ns; i++)
+        m->slot[i].blk = calloc((size_t)m->Ll, sizeof(block_acts));
+    int ok = m->act_mem && m->dact_mem && m->slot && m->dblk && m->tok_mem && m->xent_scratch && m->lse_mem;
+    for (size_t i = 0; ok && i < ns; i++)
+        ok = m->slot[i].blk != NULL;
+    if (!ok)
+        return weft_error(WEFT_ENOMEM, "model: %.1f MiB of activations for B=%d T=%d x %zu slots: out of memory",
+                          (double)(m->slot_floats * ns + m->dact_floats) * 4.0 / (1 << 20), m->B, m->T, ns);
     float *p = m->act_mem;
-    m->encoded = p, p += BT * C;
-    for (size_t l = 0; l < L; l++)
-        carve_block(&m->blk[l], &p, BT, C, att);
-    m->lnf = p, p += BT * C;
-    m->lnf_mean = p, p += BT;
-    m->lnf_rstd = p, p += BT;
-    m->logits = p, p += BT * V;
-    m->losses = p;
+    for (size_t i = 0; i < ns; i++) {
+        float *q = p + i * m->slot_floats;
+        carve_slot(m, &m->slot[i], &q);
+        m->slot[i].tokens = m->tok_mem + 2 * i * BT;
+        m->slot[i].targets = m->slot[i].tokens + BT;
+        m->slot[i].lse = m->lse_mem + i * BT;
+    }
     p = m->dact_mem;
     m->dencoded = p, p += BT * C;
-    for (size_t l = 0; l < L; l++)
-        carve_block(&m->dblk[l], &p, BT, C, 0);
+    for (int l = 0; l < m->Ll; l++)
+        carve_block(&m->dblk[l], &p, BT, C, m->Cl, 0);
     m->dlnf = p, p += BT * C;
-    m->datt_scratch = p;
-    m->dact_floats = bwd;
+    m->datt_scratch = p, p += att;
+    m->doutput = p; /* == dact_mem + dact_floats */
+    if (m->Ll > 0)
+        m->dblk[m->Ll - 1].residual3 = m->doutput;
     return 0;
 }
 
-int weft_gpt_new(const weft_gpt_config *cfg, int B, int T, weft_gpt **out)
+static int part_check(const weft_gpt_config *c, const weft_gpt_part *p)
+{
+    if (p->tp_size < 1 || p->pp_size < 1 || p->tp_rank < 0 || p->tp_rank >= p->tp_size || p->pp_rank < 0 ||
+        p->pp_rank >= p->pp_size || p->nslots < 1)
+        return weft_error(WEFT_EINVAL, "model: bad part (tp %d/%d, pp %d/%d, %d slots)", p->tp_rank, p->tp_size,
+                          p->pp_rank, p->pp_size, p->nslots);
+    if (c->n_head % p->tp_size || c->vocab % p->tp_size || c->n_layer % p->pp_size)
+        return weft_error(WEFT_ECONFIG, "model: tp %d must divide n_head %d and the vocabulary %d, pp %d must "
+                          "divide n_layer %d", p->tp_size, c->n_head, c->vocab, p->pp_size, c->n_layer);
+    if (p->tp_size > 1 && (!p->tp || weft_comm_size(p->tp) != p->tp_size))
+        return weft_error(WEFT_EINVAL, "model: tensor parallelism over %d ranks needs their communicator",
+                          p->tp_size);
+    return 0;
+}
+
+int weft_gpt_new_part(const weft_gpt_config *cfg, const weft_gpt_part *part, int B, int T, weft_gpt **out)
 {
     WEFT_CHECK(weft_gpt_config_check(cfg));
+    WEFT_CHECK(part_check(cfg, part));
     if (B < 1 || T < 1 || T > cfg->max_seq)
         return weft_error(WEFT_ECONFIG, "model: sequence length %d must be in [1, model.context = %d]", T,
                           cfg->max_seq);
@@ -192,9 +307,18 @@ int weft_gpt_new(const weft_gpt_config *cfg, int B, int T, weft_gpt **out)
     if (!m)
         return weft_error(WEFT_ENOMEM, "model: out of memory");
     m->cfg = *cfg;
+    m->part = *part;
     m->B = B;
     m->T = T;
-    m->table = calloc((size_t)(3 + NBLOCK * cfg->n_layer + 2), sizeof *m->table);
+    m->Ll = cfg->n_layer / part->pp_size;
+    m->l0 = part->pp_rank * m->Ll;
+    m->Cl = cfg->n_embd / part->tp_size;
+    m->NHl = cfg->n_head / part->tp_size;
+    m->Vl = cfg->vocab / part->tp_size;
+    m->v0 = part->tp_rank * m->Vl;
+    m->has_embed = part->pp_rank == 0;
+    m->has_head = part->pp_rank == part->pp_size - 1;
+    m->table = calloc((size_t)(3 + NBLOCK * m->Ll + 2), sizeof *m->table);
     if (!m->table) {
         free(m);
         return weft_error(WEFT_ENOMEM, "model: out of memory");
@@ -212,168 +336,282 @@ int weft_gpt_new(const weft_gpt_config *cfg, int B, int T, weft_gpt **out)
     return 0;
 }
 
+int weft_gpt_new(const weft_gpt_config *cfg, int B, int T, weft_gpt **out)
+{
+    weft_gpt_part whole = {.tp_size = 1, .pp_size = 1, .nslots = 1};
+    return weft_gpt_new_part(cfg, &whole, B, T, out);
+}
+
 void weft_gpt_free(weft_gpt *m)
 {
     if (!m)
         return;
+    for (int i = 0; m->slot && i < m->part.nslots; i++)
+        free(m->slot[i].blk);
+    free(m->slot);
     free(m->table);
     free(m->params);
     free(m->grads);
     free(m->act_mem);
     free(m->dact_mem);
-    free(m->blk);
     free(m->dblk);
-    free(m->tokens);
-    free(m->targets);
+    free(m->tok_mem);
+    free(m->xent_scratch);
+    free(m->lse_mem);
     free(m);
+}
+
+/* --- initialisation ------------------------------------------------------ */
+
+/* Copy this rank's piece of a global tensor into local storage. */
+static void take_piece(const weft_shard_spec *s, const float *global, float *local)
+{
+    int64_t lshape[2];
+    weft_shard_local_shape(s, lshape);
+    int64_t gcols = s->ndim == 2 ? s->global_shape[1] : 1, lcols = s->ndim == 2 ? lshape[1] : 1;
+    for (int i = 0; i < weft_shard_nslabs(s); i++) {
+        int64_t st[2], ct[2], ls;
+        weft_shard_slab(s, i, st, ct, &ls);
+        for (int64_t r = 0; r < ct[0]; r++) {
+            int64_t lr = s->split_dim == 0 ? ls + r : r, lc = s->split_dim == 1 ? ls : 0;
+            memcpy(local + lr * lcols + lc, global + (st[0] + r) * gcols + st[1], (size_t)ct[1] * sizeof(float));
+        }
+    }
+}
+
+/* Values of the whole model's tensor g (in the single-rank order, from one
+ * random stream), so that every layout starts from the same weights. */
+static void init_values(const weft_gpt_param *g, weft_rng *rng, double proj_std, float *w)
+{
+    int is_ln_weight = strstr(g->name, "ln_") && strstr(g->name, ".weight");
+    int is_proj = strstr(g->name, "c_proj.weight") != NULL;
+    for (size_t j = 0; j < g->numel; j++) {
+        if (g->ndim == 2)
+            w[j] = (float)(weft_rng_normal(rng) * (is_proj ? proj_std : 0.02));
+        else
+            w[j] = is_ln_weight ? 1.0f : 0.0f;
+    }
 }
 
 void weft_gpt_init(weft_gpt *m, uint64_t seed)
 {
+    weft_gpt *whole = NULL;
+    weft_gpt_config c = m->cfg;
+    /* The whole model's table (no activations needed: B = T = 1). */
+    if (weft_gpt_new(&c, 1, 1, &whole) != 0)
+        return;
     weft_rng rng;
     weft_rng_seed(&rng, seed);
     double proj_std = 0.02 / sqrt(2.0 * m->cfg.n_layer);
-    for (int i = 0; i < m->nparams; i++) {
-        const weft_gpt_param *p = &m->table[i];
-        float *w = m->params + p->offset;
-        int is_ln_weight = strstr(p->name, "ln_") && strstr(p->name, ".weight");
-        int is_proj = strstr(p->name, "c_proj.weight") != NULL;
-        for (size_t j = 0; j < p->numel; j++) {
-            if (p->ndim == 2)
-                w[j] = (float)(weft_rng_normal(&rng) * (is_proj ? proj_std : 0.02));
-            else
-                w[j] = is_ln_weight ? 1.0f : 0.0f;
-        }
+    for (int i = 0; i < whole->nparams; i++) {
+        const weft_gpt_param *g = &whole->table[i];
+        float *w = whole->params + g->offset;
+        init_values(g, &rng, proj_std, w);
+        for (int j = 0; j < m->nparams; j++)
+            if (strcmp(m->table[j].name, g->name) == 0)
+                take_piece(&m->table[j].shard, w, m->params + m->table[j].offset);
     }
+    weft_gpt_free(whole);
 }
 
 const weft_gpt_config *weft_gpt_cfg(const weft_gpt *m) { return &m->cfg; }
 int weft_gpt_nparams(const weft_gpt *m) { return m->nparams; }
 const weft_gpt_param *weft_gpt_param_at(const weft_gpt *m, int i) { return &m->table[i]; }
 size_t weft_gpt_num_params(const weft_gpt *m) { return m->num_params; }
+size_t weft_gpt_global_params(const weft_gpt *m) { return m->global_params; }
+const weft_gpt_part *weft_gpt_part_of(const weft_gpt *m) { return &m->part; }
 float *weft_gpt_params(weft_gpt *m) { return m->params; }
 float *weft_gpt_grads(weft_gpt *m) { return m->grads; }
-const float *weft_gpt_logits(const weft_gpt *m) { return m->logits; }
+const float *weft_gpt_logits(const weft_gpt *m) { return m->slot[0].logits; }
+float *weft_gpt_stage_input(weft_gpt *m, int slot) { return m->slot[slot].encoded; }
+float *weft_gpt_stage_output(weft_gpt *m, int slot)
+{
+    return m->Ll ? m->slot[slot].blk[m->Ll - 1].residual3 : m->slot[slot].encoded;
+}
+float *weft_gpt_stage_doutput(weft_gpt *m) { return m->doutput; }
+float *weft_gpt_stage_dinput(weft_gpt *m) { return m->dencoded; }
+size_t weft_gpt_slot_bytes(const weft_gpt *m) { return m->slot_floats * sizeof(float); }
 
-/* Pointer to parameter k of block l in buffer base (params or grads). */
+/* --- forward ------------------------------------------------------------- */
+
+/* Pointer to parameter k of local block l in buffer base (params or grads). */
 static float *bp(const weft_gpt *m, float *base, int l, int k)
 {
-    return base + m->table[2 + l * NBLOCK + k].offset;
+    return base + m->table[m->i_blk + l * NBLOCK + k].offset;
 }
 
-static void block_forward(weft_gpt *m, int l, const float *x, int b, int t)
+static float *pw(const weft_gpt *m, float *base, int i) { return base + m->table[i].offset; }
+
+static int block_forward(weft_gpt *m, block_acts *a, int l, const float *x, int b, int t)
 {
-    const weft_gpt_config *c = &m->cfg;
-    int BT = b * t, C = c->n_embd, NH = c->n_head;
-    block_acts *a = &m->blk[l];
+    int BT = b * t, C = m->cfg.n_embd, Cl = m->Cl;
     float *P = m->params;
+    weft_comm *tp = m->part.tp;
     weft_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, bp(m, P, l, LN1W), bp(m, P, l, LN1B), BT, C);
-    weft_matmul_forward(a->qkv, a->ln1, bp(m, P, l, QKVW), bp(m, P, l, QKVB), BT, C, 3 * C);
-    weft_attention_forward(a->atty, a->att, a->qkv, b, t, C, NH);
-    weft_matmul_forward(a->attproj, a->atty, bp(m, P, l, ATTPROJW), bp(m, P, l, ATTPROJB), BT, C, C);
+    weft_matmul_forward(a->qkv, a->ln1, bp(m, P, l, QKVW), bp(m, P, l, QKVB), BT, C, 3 * Cl); /* column */
+    weft_attention_forward(a->atty, a->att, a->qkv, b, t, Cl, m->NHl);
+    WEFT_CHECK(weft_tp_row_linear_forward(a->attproj, a->atty, bp(m, P, l, ATTPROJW), bp(m, P, l, ATTPROJB), BT,
+                                          Cl, C, tp));
     weft_residual_forward(a->residual2, x, a->attproj, (size_t)BT * C);
     weft_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->residual2, bp(m, P, l, LN2W), bp(m, P, l, LN2B), BT, C);
-    weft_matmul_forward(a->fch, a->ln2, bp(m, P, l, FCW), bp(m, P, l, FCB), BT, C, 4 * C);
-    weft_gelu_forward(a->fch_gelu, a->fch, (size_t)BT * 4 * C);
-    weft_matmul_forward(a->fcproj, a->fch_gelu, bp(m, P, l, FCPROJW), bp(m, P, l, FCPROJB), BT, 4 * C, C);
+    weft_matmul_forward(a->fch, a->ln2, bp(m, P, l, FCW), bp(m, P, l, FCB), BT, C, 4 * Cl); /* column */
+    weft_gelu_forward(a->fch_gelu, a->fch, (size_t)BT * 4 * Cl);
+    WEFT_CHECK(weft_tp_row_linear_forward(a->fcproj, a->fch_gelu, bp(m, P, l, FCPROJW), bp(m, P, l, FCPROJB), BT,
+                                          4 * Cl, C, tp));
     weft_residual_forward(a->residual3, a->residual2, a->fcproj, (size_t)BT * C);
+    return 0;
+}
+
+/* ln_f, the tied LM head (this rank's vocabulary columns) and the loss. */
+static int head_forward(weft_gpt *m, slot_acts *s, const float *x, const int32_t *targets, double *loss)
+{
+    int BT = s->b * s->t, C = m->cfg.n_embd;
+    float *P = m->params;
+    weft_layernorm_forward(s->lnf, s->lnf_mean, s->lnf_rstd, x, pw(m, P, m->i_lnf), pw(m, P, m->i_lnf + 1), BT, C);
+    weft_matmul_forward(s->logits, s->lnf, pw(m, P, m->i_wte), NULL, BT, C, m->Vl);
+    s->have_targets = targets != NULL;
+    if (!targets)
+        return 0;
+    memcpy(s->targets, targets, (size_t)BT * sizeof(int32_t));
+    return weft_tp_xent_forward(s->losses, s->lse, loss, s->logits, targets, BT, m->Vl, m->v0, m->xent_scratch,
+                                m->part.tp);
+}
+
+int weft_gpt_forward_slot(weft_gpt *m, int slot, const int32_t *tokens, const int32_t *targets, int b, int t,
+                          double *loss)
+{
+    assert(slot >= 0 && slot < m->part.nslots && b <= m->B && t <= m->T);
+    slot_acts *s = &m->slot[slot];
+    int C = m->cfg.n_embd;
+    float *P = m->params;
+    *loss = 0;
+    s->b = b;
+    s->t = t;
+    int64_t t0 = weft_trace_begin();
+    if (m->has_embed) {
+        memcpy(s->tokens, tokens, (size_t)b * t * sizeof(int32_t));
+        WEFT_CHECK(weft_tp_embedding_forward(s->encoded, tokens, pw(m, P, m->i_wte), m->v0, m->Vl,
+                                             pw(m, P, m->i_wpe), b, t, C, m->part.tp));
+        weft_trace_end("embed.forward", "forward", WEFT_TRACE_COMPUTE, -1, t0);
+    }
+    const float *x = s->encoded;
+    for (int l = 0; l < m->Ll; l++) {
+        t0 = weft_trace_begin();
+        WEFT_CHECK(block_forward(m, &s->blk[l], l, x, b, t));
+        weft_trace_end("h.%d.forward", "forward", WEFT_TRACE_COMPUTE, m->l0 + l, t0);
+        x = s->blk[l].residual3;
+    }
+    s->have_targets = 0;
+    if (!m->has_head)
+        return 0;
+    t0 = weft_trace_begin();
+    WEFT_CHECK(head_forward(m, s, x, targets, loss));
+    weft_trace_end("head.forward", "forward", WEFT_TRACE_COMPUTE, -1, t0);
+    return 0;
 }
 
 double weft_gpt_forward(weft_gpt *m, const int32_t *tokens, const int32_t *targets, int b, int t)
 {
-    const weft_gpt_config *c = &m->cfg;
-    int BT = b * t, C = c->n_embd, V = c->vocab, L = c->n_layer;
-    float *P = m->params;
-    int64_t t0 = weft_trace_begin();
-    weft_embedding_forward(m->encoded, tokens, P + m->table[0].offset, P + m->table[1].offset, b, t, C);
-    weft_trace_end("embed.forward", "forward", WEFT_TRACE_COMPUTE, -1, t0);
-    const float *x = m->encoded;
-    for (int l = 0; l < L; l++) {
-        t0 = weft_trace_begin();
-        block_forward(m, l, x, b, t);
-        weft_trace_end("h.%d.forward", "forward", WEFT_TRACE_COMPUTE, l, t0);
-        x = m->blk[l].residual3;
-    }
-    t0 = weft_trace_begin();
-    const weft_gpt_param *lnf = &m->table[m->nparams - 2];
-    weft_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, x, P + lnf->offset, P + lnf->offset + C, BT, C);
-    weft_matmul_forward(m->logits, m->lnf, P + m->table[0].offset, NULL, BT, C, V); /* tied LM head */
-    memcpy(m->tokens, tokens, (size_t)BT * sizeof(int32_t));
-    m->last_b = b;
-    m->last_t = t;
-    m->have_targets = targets != NULL;
-    double loss = 0.0;
-    if (targets) {
-        memcpy(m->targets, targets, (size_t)BT * sizeof(int32_t));
-        loss = weft_xent_forward_backward(m->losses, NULL, m->logits, targets, BT, V, 0.0);
-    }
-    weft_trace_end("head.forward", "forward", WEFT_TRACE_COMPUTE, -1, t0);
+    double loss = 0;
+    if (weft_gpt_forward_slot(m, 0, tokens, targets, b, t, &loss) != 0)
+        return NAN; /* only a tensor-parallel model communicates, and fails */
     return loss;
 }
 
 void weft_gpt_zero_grad(weft_gpt *m) { memset(m->grads, 0, m->num_params * sizeof(float)); }
 
-static void block_backward(weft_gpt *m, int l, const float *x, float *dx, int b, int t)
+/* --- backward ------------------------------------------------------------ */
+
+static int block_backward(weft_gpt *m, const block_acts *a, int l, const float *x, float *dx, int b, int t)
 {
-    const weft_gpt_config *c = &m->cfg;
-    int BT = b * t, C = c->n_embd, NH = c->n_head;
+    int BT = b * t, C = m->cfg.n_embd, Cl = m->Cl;
     size_t n = (size_t)BT * C;
-    block_acts *a = &m->blk[l], *d = &m->dblk[l];
+    block_acts *d = &m->dblk[l];
     float *P = m->params, *G = m->grads;
+    weft_comm *tp = m->part.tp;
     weft_residual_backward(d->residual2, d->fcproj, d->residual3, n);
+    /* Row-parallel c_proj: the output gradient is whole; no communication. */
     weft_matmul_backward(d->fch_gelu, bp(m, G, l, FCPROJW), bp(m, G, l, FCPROJB), d->fcproj, a->fch_gelu,
-                         bp(m, P, l, FCPROJW), BT, 4 * C, C);
-    weft_gelu_backward(d->fch, a->fch, d->fch_gelu, n * 4);
-    weft_matmul_backward(d->ln2, bp(m, G, l, FCW), bp(m, G, l, FCB), d->fch, a->ln2, bp(m, P, l, FCW), BT, C, 4 * C);
+                         bp(m, P, l, FCPROJW), BT, 4 * Cl, C);
+    weft_gelu_backward(d->fch, a->fch, d->fch_gelu, (size_t)BT * 4 * Cl);
+    /* Column-parallel c_fc: each rank's input gradient is a partial sum. */
+    weft_matmul_backward(d->ln2, bp(m, G, l, FCW), bp(m, G, l, FCB), d->fch, a->ln2, bp(m, P, l, FCW), BT, C, 4 * Cl);
+    WEFT_CHECK(weft_tp_reduce_grad(d->ln2, n, tp));
     weft_layernorm_backward(d->residual2, bp(m, G, l, LN2W), bp(m, G, l, LN2B), d->ln2, a->residual2,
                             bp(m, P, l, LN2W), a->ln2_mean, a->ln2_rstd, BT, C);
     weft_residual_backward(dx, d->attproj, d->residual2, n);
     weft_matmul_backward(d->atty, bp(m, G, l, ATTPROJW), bp(m, G, l, ATTPROJB), d->attproj, a->atty,
-                         bp(m, P, l, ATTPROJW), BT, C, C);
-    weft_attention_backward(d->qkv, m->datt_scratch, d->atty, a->qkv, a->att, b, t, C, NH);
+                         bp(m, P, l, ATTPROJW), BT, Cl, C);
+    weft_attention_backward(d->qkv, m->datt_scratch, d->atty, a->qkv, a->att, b, t, Cl, m->NHl);
     weft_matmul_backward(d->ln1, bp(m, G, l, QKVW), bp(m, G, l, QKVB), d->qkv, a->ln1, bp(m, P, l, QKVW), BT, C,
-                         3 * C);
+                         3 * Cl);
+    WEFT_CHECK(weft_tp_reduce_grad(d->ln1, n, tp));
     weft_layernorm_backward(dx, bp(m, G, l, LN1W), bp(m, G, l, LN1B), d->ln1, x, bp(m, P, l, LN1W), a->ln1_mean,
                             a->ln1_rstd, BT, C);
+    return 0;
+}
+
+static int head_backward(weft_gpt *m, slot_acts *s, double loss_scale)
+{
+    int BT = s->b * s->t, C = m->cfg.n_embd;
+    float *P = m->params, *G = m->grads;
+    const float *x = m->Ll ? s->blk[m->Ll - 1].residual3 : s->encoded;
+    weft_tp_xent_backward(s->logits, s->logits, s->lse, s->targets, BT, m->Vl, m->v0, loss_scale / BT);
+    weft_matmul_backward(m->dlnf, pw(m, G, m->i_wte), NULL, s->logits, s->lnf, pw(m, P, m->i_wte), BT, C, m->Vl);
+    WEFT_CHECK(weft_tp_reduce_grad(m->dlnf, (size_t)BT * C, m->part.tp));
+    weft_layernorm_backward(m->doutput, pw(m, G, m->i_lnf), pw(m, G, m->i_lnf + 1), m->dlnf, x, pw(m, P, m->i_lnf),
+                            s->lnf_mean, s->lnf_rstd, BT, C);
+    return 0;
+}
+
+static void report(weft_gpt *m, weft_gpt_grad_hook hook, void *arg, size_t offset)
+{
+    if (hook)
+        hook(arg, offset > m->hook_floor ? offset : m->hook_floor);
+}
+
+int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_gpt_grad_hook hook, void *arg)
+{
+    slot_acts *s = &m->slot[slot];
+    int b = s->b, t = s->t;
+    assert(!m->has_head || s->have_targets); /* backward of a forward without targets is a bug */
+    /* Kernels accumulate into activation gradients: start them at zero (all
+     * but the output's gradient, which a later stage sent). */
+    memset(m->dact_mem, 0, m->dact_floats * sizeof(float));
+    int64_t t0 = weft_trace_begin();
+    if (m->has_head) {
+        memset(m->doutput, 0, (size_t)b * t * m->cfg.n_embd * sizeof(float));
+        WEFT_CHECK(head_backward(m, s, loss_scale));
+        weft_trace_end("head.backward", "backward", WEFT_TRACE_COMPUTE, -1, t0);
+        report(m, hook, arg, m->table[m->i_lnf].offset);
+    }
+    for (int l = m->Ll - 1; l >= 0; l--) {
+        const float *x = l ? s->blk[l - 1].residual3 : s->encoded;
+        float *dx = l ? m->dblk[l - 1].residual3 : m->dencoded;
+        t0 = weft_trace_begin();
+        WEFT_CHECK(block_backward(m, &s->blk[l], l, x, dx, b, t));
+        weft_trace_end("h.%d.backward", "backward", WEFT_TRACE_COMPUTE, m->l0 + l, t0);
+        report(m, hook, arg, m->table[m->i_blk + l * NBLOCK].offset);
+    }
+    if (m->has_embed) {
+        t0 = weft_trace_begin();
+        weft_tp_embedding_backward(pw(m, m->grads, m->i_wte), pw(m, m->grads, m->i_wpe), m->dencoded, s->tokens,
+                                   m->v0, m->Vl, b, t, m->cfg.n_embd);
+        weft_trace_end("embed.backward", "backward", WEFT_TRACE_COMPUTE, -1, t0);
+    }
+    report(m, hook, arg, 0);
+    return 0;
 }
 
 void weft_gpt_backward(weft_gpt *m, double loss_scale, weft_gpt_grad_hook hook, void *arg)
 {
-    assert(m->have_targets); /* backward of a forward without targets is a bug */
-    const weft_gpt_config *c = &m->cfg;
-    int b = m->last_b, t = m->last_t, BT = b * t, C = c->n_embd, V = c->vocab, L = c->n_layer;
-    float *P = m->params, *G = m->grads;
-    int64_t t0 = weft_trace_begin();
-    /* Kernels accumulate into activation gradients: start them at zero. */
-    memset(m->dact_mem, 0, m->dact_floats * sizeof(float));
-    weft_xent_forward_backward(m->losses, m->logits, m->logits, m->targets, BT, V, loss_scale / BT);
-    weft_matmul_backward(m->dlnf, G + m->table[0].offset, NULL, m->logits, m->lnf, P + m->table[0].offset, BT, C, V);
-    const weft_gpt_param *lnf = &m->table[m->nparams - 2];
-    const float *xl = m->blk[L - 1].residual3;
-    weft_layernorm_backward(m->dblk[L - 1].residual3, G + lnf->offset, G + lnf->offset + C, m->dlnf, xl,
-                            P + lnf->offset, m->lnf_mean, m->lnf_rstd, BT, C);
-    weft_trace_end("head.backward", "backward", WEFT_TRACE_COMPUTE, -1, t0);
-    if (hook)
-        hook(arg, lnf->offset);
-    for (int l = L - 1; l >= 0; l--) {
-        const float *x = l ? m->blk[l - 1].residual3 : m->encoded;
-        float *dx = l ? m->dblk[l - 1].residual3 : m->dencoded;
-        t0 = weft_trace_begin();
-        block_backward(m, l, x, dx, b, t);
-        weft_trace_end("h.%d.backward", "backward", WEFT_TRACE_COMPUTE, l, t0);
-        if (hook)
-            hook(arg, m->table[2 + l * NBLOCK].offset);
-    }
-    t0 = weft_trace_begin();
-    weft_embedding_backward(G + m->table[0].offset, G + m->table[1].offset, m->dencoded, m->tokens, b, t, C);
-    weft_trace_end("embed.backward", "backward", WEFT_TRACE_COMPUTE, -1, t0);
-    if (hook)
-        hook(arg, 0);
+    int rc = weft_gpt_backward_slot(m, 0, loss_scale, hook, arg);
+    (void)rc; /* only a tensor-parallel model communicates; it uses the _slot form */
 }
 
 double weft_gpt_flops_per_token(const weft_gpt *m, int t)
 {
     const weft_gpt_config *c = &m->cfg;
-    double N = (double)m->num_params - (double)c->max_seq * c->n_embd; /* positions do no matmul */
+    double N = (double)m->global_params - (double)c->max_seq * c->n_embd; /* positions do no matmul */
     return 6.0 * N + 12.0 * c->n_layer * (double)t * c->n_embd;
 }

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "collectives/comm.h"
 #include "runtime/shard.h"
 
 typedef struct weft_gpt_config {
@@ -44,6 +45,21 @@ typedef struct weft_gpt_param {
 
 typedef struct weft_gpt weft_gpt;
 
+/* The part of the model one rank holds. Pipeline stage pp_rank of pp_size
+ * holds blocks [pp_rank * L/pp_size, (pp_rank + 1) * L/pp_size); the first
+ * stage also the embeddings, the last ln_f and the tied LM head (with
+ * pp_size > 1, a copy of wte marked tied_copy). Tensor-parallel rank tp_rank
+ * of tp_size holds its heads of each block, its 4C/tp_size MLP channels and
+ * its V/tp_size vocabulary rows of wte (parallel/tp.h), communicating over
+ * tp. nslots: micro-batches whose activations are kept at once (pipeline
+ * schedules keep several; 1 otherwise). */
+typedef struct weft_gpt_part {
+    int tp_rank, tp_size;
+    int pp_rank, pp_size;
+    int nslots;
+    weft_comm *tp; /* NULL when tp_size is 1 */
+} weft_gpt_part;
+
 /* The [model] configuration keys (model.n_layer, model.n_head,
  * model.n_embd, model.context); the vocabulary comes from the dataset. */
 #include "runtime/config.h"
@@ -56,9 +72,14 @@ int weft_gpt_config_check(const weft_gpt_config *cfg);
 /* Build a model with activations for batches up to B x T (T <= max_seq).
  * Allocates everything the steps will need, now. */
 int weft_gpt_new(const weft_gpt_config *cfg, int B, int T, weft_gpt **out);
+/* The same for one rank's part; parameter names stay the global GPT-2 names
+ * (h.{l} with the global layer l), shapes are local, and each parameter's
+ * shard spec says where its piece sits in the global tensor. */
+int weft_gpt_new_part(const weft_gpt_config *cfg, const weft_gpt_part *part, int B, int T, weft_gpt **out);
 void weft_gpt_free(weft_gpt *m);
 
-/* GPT-2 initialisation from seed: weights N(0, 0.02), the residual output
+/* GPT-2 initialisation from seed (every part of the model gets its piece of
+ * the single-rank model's values): weights N(0, 0.02), the residual output
  * projections (attn.c_proj, mlp.c_proj) N(0, 0.02/sqrt(2L)), biases 0,
  * LayerNorm weight 1 and bias 0. */
 void weft_gpt_init(weft_gpt *m, uint64_t seed);
@@ -66,7 +87,9 @@ void weft_gpt_init(weft_gpt *m, uint64_t seed);
 const weft_gpt_config *weft_gpt_cfg(const weft_gpt *m);
 int weft_gpt_nparams(const weft_gpt *m);
 const weft_gpt_param *weft_gpt_param_at(const weft_gpt *m, int i);
-size_t weft_gpt_num_params(const weft_gpt *m); /* total elements */
+size_t weft_gpt_num_params(const weft_gpt *m); /* total elements held here */
+size_t weft_gpt_global_params(const weft_gpt *m); /* elements of the whole model */
+const weft_gpt_part *weft_gpt_part_of(const weft_gpt *m);
 float *weft_gpt_params(weft_gpt *m);
 float *weft_gpt_grads(weft_gpt *m);
 
@@ -79,6 +102,7 @@ const float *weft_gpt_logits(const weft_gpt *m);
 
 void weft_gpt_zero_grad(weft_gpt *m);
 
+
 /* Hook called during backward each time the gradients from element offset
  * to the end of the flat buffer are final for this backward. */
 typedef void (*weft_gpt_grad_hook)(void *arg, size_t offset);
@@ -88,6 +112,25 @@ typedef void (*weft_gpt_grad_hook)(void *arg, size_t offset);
  * differentiated (1/k when k micro-batches are accumulated). hook may be
  * NULL (micro-steps that do not reduce). */
 void weft_gpt_backward(weft_gpt *m, double loss_scale, weft_gpt_grad_hook hook, void *arg);
+
+/* --- pipeline stages and micro-batch slots --------------------------------
+ * forward_slot keeps micro-batch activations in slot (0 <= slot < nslots)
+ * until backward_slot of that slot. On the first stage tokens are embedded;
+ * on a later stage the input must already be in weft_gpt_stage_input(slot).
+ * The last stage computes the loss (*loss; 0 elsewhere) from targets.
+ * Before backward_slot on a stage that is not the last, the gradient of its
+ * output must be in weft_gpt_stage_doutput(); afterwards the gradient of its
+ * input is in weft_gpt_stage_dinput(). Both return 0 or a communication
+ * error (tensor parallelism). */
+int weft_gpt_forward_slot(weft_gpt *m, int slot, const int32_t *tokens, const int32_t *targets, int b, int t,
+                          double *loss);
+int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_gpt_grad_hook hook, void *arg);
+float *weft_gpt_stage_input(weft_gpt *m, int slot);   /* (B, T, C) */
+float *weft_gpt_stage_output(weft_gpt *m, int slot);  /* (B, T, C) */
+float *weft_gpt_stage_doutput(weft_gpt *m);           /* (B, T, C) */
+float *weft_gpt_stage_dinput(weft_gpt *m);            /* (B, T, C) */
+/* Bytes of forward activations one slot holds (memory reporting). */
+size_t weft_gpt_slot_bytes(const weft_gpt *m);
 
 /* Model FLOPs of one forward+backward over b*t tokens (6 N per token for the
  * matmuls plus attention's 12 L t C per token), for FLOP/s reporting. */

@@ -211,12 +211,22 @@ size_t weft_dp_shard_total(const weft_dp *dp)
 
 int weft_dp_grad_sumsq(weft_dp *dp, double *out)
 {
+    const size_t all[1][2] = {{0, dp->n}};
+    return weft_dp_grad_sumsq_ranges(dp, all, 1, out);
+}
+
+int weft_dp_grad_sumsq_ranges(weft_dp *dp, const size_t (*ranges)[2], int n, double *out)
+{
     double s = 0;
     for (int i = 0; i < weft_dp_nshards(dp); i++) {
         size_t off, len;
         weft_dp_shard(dp, i, &off, &len);
-        for (size_t j = 0; j < len; j++)
-            s += (double)dp->grads[off + j] * dp->grads[off + j];
+        for (int r = 0; r < n; r++) { /* shard and range intersected */
+            size_t a = off > ranges[r][0] ? off : ranges[r][0];
+            size_t e1 = off + len, e2 = ranges[r][0] + ranges[r][1], b = e1 < e2 ? e1 : e2;
+            for (size_t j = a; j < b; j++)
+                s += (double)dp->grads[j] * dp->grads[j];
+        }
     }
     if (dp->opts.zero)
         WEFT_CHECK(weft_comm_allreduce(dp->comm, &s, &s, 1, WEFT_F64, WEFT_SUM));

@@ -55,6 +55,10 @@ size_t weft_dp_shard_total(const weft_dp *dp);
 /* Sum of squares of the reduced gradients over the whole model, the same on
  * every rank (an allreduce of one number under ZeRO-1). */
 int weft_dp_grad_sumsq(weft_dp *dp, double *out);
+/* The same over only the given ranges of the flat buffer (offset, length
+ * pairs; n of them): with tensor and pipeline parallelism, the tensors this
+ * rank counts towards the global norm (not the copies other ranks count). */
+int weft_dp_grad_sumsq_ranges(weft_dp *dp, const size_t (*ranges)[2], int n, double *out);
 /* ZeRO-1: allgather every bucket's updated parameters. No-op otherwise. */
 int weft_dp_gather_params(weft_dp *dp);
 

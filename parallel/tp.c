@@ -1,0 +1,155 @@
+/*
+ * tp.c -- tensor-parallel layers: the allreduces of Megatron's column/row
+ * split, the vocabulary-parallel embedding and cross-entropy. See tp.h.
+ *
+ * The arithmetic is the plain kernels' (kernels/kernels.h); what is here is
+ * where a partial result becomes a whole one.
+ */
+#include "parallel/tp.h"
+#include "kernels/kernels.h"
+#include "runtime/error.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int grouped(const weft_comm *tp) { return tp && weft_comm_size(tp) > 1; }
+
+int weft_tp_row_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int Cl,
+                               int OC, weft_comm *tp)
+{
+    if (!grouped(tp)) {
+        weft_matmul_forward(out, inp, weight, bias, N, Cl, OC);
+        return 0;
+    }
+    /* Partial sums first, the bias after: added once, not P times. */
+    weft_matmul_forward(out, inp, weight, NULL, N, Cl, OC);
+    WEFT_CHECK(weft_comm_allreduce(tp, out, out, (size_t)N * OC, WEFT_F32, WEFT_SUM));
+    if (bias)
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++)
+                out[(size_t)n * OC + o] += bias[o];
+    return 0;
+}
+
+int weft_tp_reduce_grad(float *dinp, size_t n, weft_comm *tp)
+{
+    /* WEFT_FAULT_TP_GRAD (tests only): skip this reduction, the bug the
+     * layout tests must catch. Read once; nothing allocated on the step. */
+    static int fault = -1;
+    if (fault < 0)
+        fault = getenv("WEFT_FAULT_TP_GRAD") != NULL;
+    if (!grouped(tp) || fault)
+        return 0;
+    return weft_comm_allreduce(tp, dinp, dinp, n, WEFT_F32, WEFT_SUM);
+}
+
+int weft_tp_embedding_forward(float *out, const int32_t *tokens, const float *wte_local, int v0, int Vl,
+                              const float *wpe, int B, int T, int C, weft_comm *tp)
+{
+    if (!grouped(tp)) {
+        weft_embedding_forward(out, tokens, wte_local, wpe, B, T, C);
+        return 0;
+    }
+    size_t N = (size_t)B * T;
+    for (size_t i = 0; i < N; i++) {
+        int32_t v = tokens[i] - v0;
+        float *o = out + i * C;
+        if (v >= 0 && v < Vl)
+            memcpy(o, wte_local + (size_t)v * C, (size_t)C * sizeof(float));
+        else
+            memset(o, 0, (size_t)C * sizeof(float));
+    }
+    /* One owner per token: the sum is exactly its row. Positions after, as
+     * the single-rank kernel adds them: wte[tok] + wpe[t], bit for bit. */
+    WEFT_CHECK(weft_comm_allreduce(tp, out, out, N * C, WEFT_F32, WEFT_SUM));
+    for (size_t i = 0; i < N; i++)
+        for (int c = 0; c < C; c++)
+            out[i * C + c] += wpe[(i % T) * C + c];
+    return 0;
+}
+
+void weft_tp_embedding_backward(float *dwte_local, float *dwpe, const float *dout, const int32_t *tokens, int v0,
+                                int Vl, int B, int T, int C)
+{
+    size_t N = (size_t)B * T;
+    for (size_t i = 0; i < N; i++) {
+        const float *d = dout + i * C;
+        int32_t v = tokens[i] - v0;
+        float *pw = dwpe + (i % T) * C;
+        for (int c = 0; c < C; c++)
+            pw[c] += d[c];
+        if (v < 0 || v >= Vl)
+            continue;
+        float *w = dwte_local + (size_t)v * C;
+        for (int c = 0; c < C; c++)
+            w[c] += d[c];
+    }
+}
+
+static float row_max(const float *x, int n)
+{
+    float m = -INFINITY;
+    for (int i = 0; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+int weft_tp_xent_forward(float *losses, double *lse, double *mean, const float *logits, const int32_t *targets,
+                         int N, int Vl, int v0, double *scratch, weft_comm *tp)
+{
+    double *mx = scratch, *sz = scratch + N; /* (N) maxima; (N, 2) sum of exps, target logit */
+    for (int n = 0; n < N; n++)
+        mx[n] = row_max(logits + (size_t)n * Vl, Vl);
+    if (grouped(tp))
+        WEFT_CHECK(weft_comm_allreduce(tp, mx, mx, (size_t)N, WEFT_F64, WEFT_MAX));
+    /* Reuse lse as the target logits' home while sz holds the sums. */
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (size_t)n * Vl;
+        double s = 0;
+        float m = (float)mx[n];
+        for (int v = 0; v < Vl; v++)
+            s += expf(x[v] - m);
+        int32_t t = targets[n] - v0;
+        sz[n] = s;
+        lse[n] = t >= 0 && t < Vl && targets[n] >= 0 ? x[t] : 0.0;
+    }
+    if (grouped(tp)) {
+        WEFT_CHECK(weft_comm_allreduce(tp, sz, sz, (size_t)N, WEFT_F64, WEFT_SUM));
+        WEFT_CHECK(weft_comm_allreduce(tp, lse, lse, (size_t)N, WEFT_F64, WEFT_SUM));
+    }
+    double total = 0;
+    int counted = 0;
+    for (int n = 0; n < N; n++) {
+        double xt = lse[n];
+        lse[n] = mx[n] + log(sz[n]);
+        double loss = targets[n] >= 0 ? lse[n] - xt : 0.0;
+        if (losses)
+            losses[n] = (float)loss;
+        if (targets[n] >= 0) {
+            total += loss;
+            counted++;
+        }
+    }
+    *mean = counted ? total / counted : 0.0;
+    return 0;
+}
+
+void weft_tp_xent_backward(float *dlogits, const float *logits, const double *lse, const int32_t *targets, int N,
+                           int Vl, int v0, double dloss)
+{
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (size_t)n * Vl;
+        float *d = dlogits + (size_t)n * Vl;
+        if (targets[n] < 0) {
+            memset(d, 0, (size_t)Vl * sizeof(float));
+            continue;
+        }
+        float l = (float)lse[n], s = (float)dloss;
+        for (int v = 0; v < Vl; v++)
+            d[v] = expf(x[v] - l) * s;
+        int32_t t = targets[n] - v0;
+        if (t >= 0 && t < Vl)
+            d[t] -= s;
+    }
+}

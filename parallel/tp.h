@@ -1,0 +1,63 @@
+/*
+ * tp.h -- tensor-parallel layers (Megatron-LM): the communicating halves of
+ * a GPT block split across the ranks of a tensor-parallel group of P ranks.
+ *
+ * A column-parallel linear (attention's fused qkv, the MLP's c_fc) holds a
+ * block of output rows of the weight, so its output is this rank's slice of
+ * channels (its heads, its quarter of the MLP) and needs no communication
+ * forward; backward, the input's gradient is a partial sum over ranks:
+ * weft_tp_reduce_grad sums it. A row-parallel linear (attn.c_proj,
+ * mlp.c_proj) takes that slice as input and holds the matching input
+ * columns of the weight, so its output is a partial sum:
+ * weft_tp_row_linear_forward sums it (and adds the bias, held whole, once);
+ * backward needs no communication. So each column -> row pair costs one
+ * allreduce forward and one backward.
+ *
+ * The token embedding is split by vocabulary rows: rank p holds rows
+ * [v0, v0 + Vl), Vl = V / P. Embedding lookups sum over ranks (only the
+ * owner of a token contributes); the tied LM head produces this rank's
+ * columns of the logits, and the cross-entropy is computed from them with
+ * two small allreduces per batch (row maximum; sum of exponentials and the
+ * target's logit), so the (N, V) logits are never gathered.
+ *
+ * A NULL communicator (or one of size 1) means no tensor parallelism: the
+ * functions then do what the plain kernels do, without communicating.
+ */
+#ifndef WEFT_PARALLEL_TP_H
+#define WEFT_PARALLEL_TP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "collectives/comm.h"
+
+/* out (N, OC) = sum over ranks of inp (N, Cl) @ weight (OC, Cl)^T, + bias (OC) once. */
+int weft_tp_row_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int Cl,
+                               int OC, weft_comm *tp);
+
+/* Sum a column-parallel layer's input gradient (n floats) over the group, in
+ * place. (With WEFT_FAULT_TP_GRAD set in the environment it does not: a
+ * deliberate bug for tests to show they catch it.) */
+int weft_tp_reduce_grad(float *dinp, size_t n, weft_comm *tp);
+
+/* out (B*T, C) = wte_local[tok - v0] (zero for tokens another rank owns),
+ * summed over the group, + wpe[t]. wte_local (Vl, C), wpe (maxT, C). */
+int weft_tp_embedding_forward(float *out, const int32_t *tokens, const float *wte_local, int v0, int Vl,
+                              const float *wpe, int B, int T, int C, weft_comm *tp);
+/* dwte_local[tok - v0] += dout for this rank's tokens; dwpe[t] += dout (every rank). */
+void weft_tp_embedding_backward(float *dwte_local, float *dwpe, const float *dout, const int32_t *tokens, int v0,
+                                int Vl, int B, int T, int C);
+
+/* Vocabulary-parallel cross-entropy forward. logits (N, Vl) are columns
+ * [v0, v0 + Vl) of the full logits. Writes losses (N) (0 where target < 0)
+ * and lse (N), each row's log-sum-exp over the whole vocabulary, for
+ * backward; *mean is the mean loss over rows with target >= 0. scratch: 2N
+ * doubles. Every rank of the group gets the same losses. */
+int weft_tp_xent_forward(float *losses, double *lse, double *mean, const float *logits, const int32_t *targets,
+                         int N, int Vl, int v0, double *scratch, weft_comm *tp);
+/* dlogits (N, Vl) = (softmax - onehot(target)) * dloss on this rank's
+ * columns (overwrites; may alias logits). No communication. */
+void weft_tp_xent_backward(float *dlogits, const float *logits, const double *lse, const int32_t *targets, int N,
+                           int Vl, int v0, double dloss);
+
+#endif
