@@ -38,7 +38,8 @@ BENCH_SRCS := $(sort $(wildcard bench/bench_*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
 # Recursively expanded (=) so pkg-config runs only after deps are in place.
-PKGS        = ompi-c libxxhash openblas
+# hdf5-openmpi is Debian's parallel HDF5 (H5Pset_fapl_mpio), for checkpoints.
+PKGS        = ompi-c libxxhash openblas hdf5-openmpi
 DEP_CFLAGS  = $(shell pkg-config --cflags $(PKGS) 2>/dev/null || mpicc --showme:compile)
 DEP_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null || mpicc --showme:link)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka)

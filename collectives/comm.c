@@ -254,6 +254,15 @@ int weft_comm_dup(weft_comm *c, const char *name, weft_comm **out)
     return comm_create(c->ctx, c->mpi, name ? name : c->name, &c->opts, out);
 }
 
+int weft_comm_mpi_dup(weft_comm *c, MPI_Comm *out)
+{
+    if (c->failed)
+        return weft_error(WEFT_ESTATE, "MPI dup of failed communicator '%s': %s", c->name, c->failure);
+    if (MPI_Comm_dup(c->mpi, out) != MPI_SUCCESS)
+        return weft_comm_fail(c, WEFT_ECOMM, "MPI_Comm_dup failed");
+    return 0;
+}
+
 void weft_comm_free(weft_comm *c)
 {
     if (!c)

@@ -68,6 +68,9 @@ int weft_comm_split(weft_comm *parent, int color, int key, const char *name, wef
 int weft_comm_dup(weft_comm *c, const char *name, weft_comm **out);
 /* Collective over the group if the communicator is healthy. */
 void weft_comm_free(weft_comm *c);
+/* A new MPI communicator over the same ranks in the same order, for a
+ * library that takes one (parallel HDF5); the caller frees it. Collective. */
+int weft_comm_mpi_dup(weft_comm *c, MPI_Comm *out);
 
 int weft_comm_rank(const weft_comm *c);
 int weft_comm_size(const weft_comm *c);

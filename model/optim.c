@@ -45,6 +45,7 @@ struct weft_optim {
     piece *pieces;
     int npieces;
     float *m, *v;
+    size_t nstate;  /* floats in m and in v */
     int64_t t;
 };
 
@@ -75,6 +76,7 @@ static int build_pieces(weft_optim *o, const weft_optim_segment *segs, int nsegs
             state += b - a;
         }
     }
+    o->nstate = state;
     o->m = calloc(state ? state : 1, sizeof(float));
     o->v = calloc(state ? state : 1, sizeof(float));
     if (!o->m || !o->v)
@@ -130,3 +132,8 @@ double weft_optim_clip_scale(const weft_optim *o, double grad_norm)
 }
 
 int64_t weft_optim_t(const weft_optim *o) { return o->t; }
+
+float *weft_optim_m(weft_optim *o) { return o->m; }
+float *weft_optim_v(weft_optim *o) { return o->v; }
+size_t weft_optim_state_size(const weft_optim *o) { return o->nstate; }
+void weft_optim_set_t(weft_optim *o, int64_t t) { o->t = t; }

@@ -51,4 +51,12 @@ double weft_optim_clip_scale(const weft_optim *o, double grad_norm);
 
 int64_t weft_optim_t(const weft_optim *o);
 
+/* For checkpoints: the AdamW moments of this rank's shard, m and v, each
+ * weft_optim_state_size floats, concatenated over the weft_dp_shard ranges
+ * in order; and setting the step count t when resuming. */
+float *weft_optim_m(weft_optim *o);
+float *weft_optim_v(weft_optim *o);
+size_t weft_optim_state_size(const weft_optim *o);
+void weft_optim_set_t(weft_optim *o, int64_t t);
+
 #endif

@@ -15,6 +15,7 @@
  * start, metrics.jsonl as it goes, trace/rank-N.json when trace.steps is set.
  */
 #include "collectives/agree.h"
+#include "checkpoint/gpt_state.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
 #include "kernels/kernels.h"
@@ -58,12 +59,13 @@ static const weft_config_key train_keys[] = {
 static const weft_config_key *const program_keys[] = {
     weft_comm_config_keys, weft_data_config_keys, weft_model_config_keys, weft_optim_config_keys,
     weft_parallel_config_keys, weft_mesh_config_keys, train_keys, weft_trace_config_keys, weft_sched_config_keys,
+    weft_ckpt_config_keys,
     NULL,
 };
 static const weft_config_key *const all_keys[] = {
     weft_runtime_config_keys, weft_comm_config_keys,     weft_data_config_keys, weft_model_config_keys,
     weft_optim_config_keys,   weft_parallel_config_keys, weft_mesh_config_keys, train_keys,
-    weft_trace_config_keys,   weft_sched_config_keys,    NULL,
+    weft_trace_config_keys,   weft_sched_config_keys,    weft_ckpt_config_keys, NULL,
 };
 
 typedef struct {
@@ -71,6 +73,8 @@ typedef struct {
     int sample_tokens;      /* --sample N */
     double temperature;     /* --temperature, 0: greedy */
     const char *prompt;     /* --prompt */
+    int resume;             /* --resume: 1 from latest, 2 (=auto) only if there is one */
+    const char *init_from;  /* --init-from FILE: weights only */
 } cli_opts;
 
 typedef struct {
@@ -102,11 +106,16 @@ typedef struct {
     int64_t fault_nan_step; /* WEFT_FAULT_NAN_STEP: poison this step's loss (tests) */
     weft_sched *sched;      /* stop signals and progress reports (runtime/sched.h) */
     int exit_status;        /* set when the run ends with its own status (preemption) */
+    weft_ckpt *ckpt;        /* checkpoints (checkpoint/ckpt.h) */
+    weft_ckpt_gpt cdesc;    /* the model as the checkpoint sees it */
+    uint8_t *loader_state;  /* staging for weft_loader_save */
+    int64_t start_step;     /* steps already done (resumed) */
+    int64_t reported_ckpt;  /* the last committed step told to the scheduler */
 } trainer;
 
 typedef struct {
     int64_t step;
-    double loss, lr, grad_norm, ms, data_ms, comm_ms, hidden, val_loss;
+    double loss, lr, grad_norm, ms, data_ms, comm_ms, hidden, val_loss, ckpt_ms;
     int skipped;
 } step_stats;
 
@@ -338,6 +347,75 @@ static int write_run_info(trainer *t)
     return write_atomic(path, json);
 }
 
+/* --- checkpoints: resume at start, save after steps ---------------------- */
+
+static int ckpt_setup(trainer *t, const cli_opts *cli)
+{
+    int zero = (int)weft_config_int(t->cfg, "parallel.zero");
+    WEFT_CHECK(weft_ckpt_gpt_describe(t->model, t->dp, t->opt, t->world, t->mesh, zero, &t->cdesc));
+    weft_ckpt_opts o;
+    weft_ckpt_opts_from_config(t->cfg, &o);
+    char path[4200];
+    if (cli->init_from || cli->resume) {
+        int rc = cli->init_from ? 0 : weft_ckpt_find_latest(o.dir, path, sizeof path);
+        if (rc == WEFT_ENOENT && cli->resume == 2) {
+            if (t->ctx->rank == 0)
+                WEFT_INFO("--resume=auto: no checkpoint in %s, starting from step 0", o.dir);
+        } else {
+            WEFT_CHECK(rc);
+            WEFT_CHECK(weft_ckpt_gpt_resume(&t->cdesc, t->opt, t->train, cli->init_from ? cli->init_from : path,
+                                            cli->init_from != NULL, &t->start_step));
+        }
+    }
+    o.loader_len = weft_loader_state_size(t->train);
+    t->loader_state = malloc(o.loader_len + 1);
+    char *ini = weft_config_to_ini(t->cfg);
+    int rc = t->loader_state && ini ? weft_ckpt_new(&t->cdesc.layout, &t->cdesc.state, &o, ini, &t->ckpt)
+                                    : weft_error(WEFT_ENOMEM, "out of memory");
+    free(ini);
+    t->reported_ckpt = -1;
+    return rc;
+}
+
+/* Save the state after s->step (0-based) now; wait: until committed. */
+static int ckpt_save(trainer *t, step_stats *s, int wait)
+{
+    weft_adamw_opts ao;
+    weft_adamw_opts_from_config(t->cfg, t->steps, &ao);
+    size_t len = weft_loader_state_size(t->train);
+    WEFT_CHECK(weft_loader_save(t->train, t->loader_state, len));
+    weft_ckpt_meta m = {.step = s->step + 1, .optim_t = weft_optim_t(t->opt), .lr = s->lr, .lr_peak = ao.lr,
+                        .lr_min = ao.min_lr, .warmup = ao.warmup, .total_steps = ao.total_steps,
+                        .dataset_hash = weft_loader_dataset_hash(t->train),
+                        .rng = weft_rng_mix((uint64_t)weft_config_int(t->cfg, "train.seed") + (uint64_t)t->ctx->rank),
+                        .loader_state = t->loader_state, .loader_len = len};
+    int64_t t0 = weft_now_ns();
+    WEFT_CHECK(wait ? weft_ckpt_save_wait(t->ckpt, &m) : weft_ckpt_save(t->ckpt, &m, NULL));
+    s->ckpt_ms = 1e-6 * (double)(weft_now_ns() - t0);
+    return 0;
+}
+
+/* Tell the scheduler about a newly committed checkpoint. */
+static void ckpt_report(trainer *t)
+{
+    char path[4200];
+    int64_t last = weft_ckpt_last(t->ckpt, path, sizeof path);
+    if (last != t->reported_ckpt && last >= 0) {
+        weft_sched_checkpoint(t->sched, last, path);
+        t->reported_ckpt = last;
+    }
+}
+
+/* After a step: save if one is due (checkpoint.every, the end). */
+static int ckpt_step(trainer *t, step_stats *s)
+{
+    int64_t done = s->step + 1, every = weft_config_int(t->cfg, "checkpoint.every");
+    if ((every && done % every == 0) || (done == t->steps && weft_config_bool(t->cfg, "checkpoint.at_end")))
+        WEFT_CHECK(ckpt_save(t, s, 0));
+    ckpt_report(t);
+    return 0;
+}
+
 static int setup(trainer *t)
 {
     t->steps = weft_config_int(t->cfg, "train.steps");
@@ -555,6 +633,8 @@ static void log_step(trainer *t, const step_stats *s)
     json_num(f, "comm_hidden", s->hidden, 3);
     if (!isnan(s->val_loss))
         json_num(f, "val_loss", s->val_loss, 17);
+    if (s->ckpt_ms > 0)
+        json_num(f, "ckpt_blocked_ms", s->ckpt_ms, 4);
     fprintf(f, "%s}\n", s->skipped ? ",\"skipped\":true" : "");
     fflush(f);
     double eta = (double)(t->steps - s->step - 1) * s->ms * 1e-3;
@@ -643,18 +723,23 @@ static void sample(trainer *t, const cli_opts *cli)
 static void report_step(trainer *t, const step_stats *s)
 {
     weft_sched_step_info in = {.step = s->step + 1, .loss = s->loss, .tokens = t->G * t->T, .step_s = s->ms * 1e-3,
-                               .comm_s = s->comm_ms * 1e-3, .data_s = s->data_ms * 1e-3};
+                               .comm_s = s->comm_ms * 1e-3, .data_s = s->data_ms * 1e-3,
+                               .ckpt_s = s->ckpt_ms * 1e-3};
     in.compute_s = in.step_s - in.comm_s - in.data_s - in.ckpt_s;
     weft_sched_step(t->sched, &in);
 }
 
 /* Every rank agreed to stop after `done` steps: commit a checkpoint, then
  * end with the "requeue me" status (rank 0 requeues under Slurm). */
-static int stop_run(trainer *t, int64_t done, int signal)
+static int stop_run(trainer *t, step_stats *s, int signal)
 {
+    int64_t done = s->step + 1;
     weft_sched_stopping(t->sched, done, weft_sched_stop_signal(t->sched));
     (void)signal;
-    int committed = 0; /* the checkpoint module's save-and-wait goes here (issue #6) */
+    int rc = ckpt_save(t, s, 1), committed = rc == 0;
+    if (rc && t->ctx->rank == 0)
+        WEFT_ERROR("stopping without a checkpoint: %s", weft_last_error());
+    ckpt_report(t);
     WEFT_CHECK(weft_comm_barrier(t->world));
     t->exit_status = weft_sched_preempted(t->sched, committed);
     if (t->ctx->rank == 0)
@@ -691,16 +776,20 @@ static int run(trainer *t, const cli_opts *cli)
 {
     WEFT_CHECK(setup(t));
     WEFT_CHECK(weft_sched_start(t->ctx, t->cfg, t->steps, &t->sched));
+    WEFT_CHECK(ckpt_setup(t, cli));
+    if (t->start_step > 0)
+        weft_sched_resumed(t->sched, t->start_step);
     describe(t);
     int64_t eval_every = weft_config_int(t->cfg, "train.eval_interval");
     int64_t log_every = weft_config_int(t->cfg, "train.log_interval");
     t->t_start_ns = weft_now_ns();
     t->running = 1;
     step_stats s = {0};
-    for (int64_t step = 0; step < t->steps; step++) {
+    for (int64_t step = t->start_step; step < t->steps; step++) {
         s = (step_stats){.step = step, .val_loss = NAN};
         weft_trace_step(step + 1);
         WEFT_CHECK(train_step(t, &s));
+        WEFT_CHECK(ckpt_step(t, &s));
         int last = step == t->steps - 1;
         if (last || (eval_every && (step + 1) % eval_every == 0))
             WEFT_CHECK(evaluate(t, &s.val_loss));
@@ -712,9 +801,14 @@ static int run(trainer *t, const cli_opts *cli)
         int stop;
         WEFT_CHECK(weft_comm_any(t->world, weft_sched_stop_signal(t->sched), &stop));
         if (stop && !last)
-            return stop_run(t, step + 1, stop);
+            return stop_run(t, &s, stop);
     }
     weft_trace_step(0);
+    WEFT_CHECK(weft_ckpt_wait(t->ckpt)); /* the last save's commit */
+    ckpt_report(t);
+    int rc = weft_ckpt_close(t->ckpt);
+    t->ckpt = NULL;
+    WEFT_CHECK(rc);
     WEFT_CHECK(weft_trace_finish(weft_config_str(t->cfg, "run.dir")));
     double secs = 1e-9 * (double)(weft_now_ns() - t->t_start_ns);
     if (t->ctx->rank == 0) {
@@ -733,6 +827,9 @@ static void teardown(trainer *t, int rc)
     weft_sched_finish(t->sched, rc ? WEFT_RUN_FAILED : WEFT_RUN_DONE, rc ? weft_last_error() : NULL);
     if (t->metrics)
         fclose(t->metrics);
+    weft_ckpt_close(t->ckpt);
+    weft_ckpt_gpt_free(&t->cdesc);
+    free(t->loader_state);
     weft_loader_close(t->train);
     weft_loader_close(t->val);
     weft_optim_free(t->opt);
@@ -761,11 +858,15 @@ static void usage(FILE *out)
             "  mpirun -np 2 weft-train --config examples/configs/demo.ini\n"
             "  mpirun -np 4 weft-train --config ... --parallel.tp=2 --parallel.pp=2\n"
             "Writes run.dir/metrics.jsonl (one JSON object per logged step), run.dir/config.ini,\n"
-            "run.dir/run.json, and with trace.steps = a:b run.dir/trace/rank-N.json (weft-trace).\n"
+            "run.dir/run.json, checkpoints in run.dir/checkpoints (every checkpoint.every steps and at\n"
+            "the end; docs/checkpoint-format.md), and with trace.steps = a:b run.dir/trace/rank-N.json.\n"
             "\n"
             "  --sample N       after training, rank 0 prints N generated tokens\n"
             "  --temperature X  sampling temperature (0: greedy; default 0.8)\n"
             "  --prompt TEXT    text to start the sample from (byte-level vocabularies)\n"
+            "  --resume         continue from the newest checkpoint in run.dir/checkpoints (latest)\n"
+            "  --resume=auto    the same when there is one, else start from step 0 (requeued jobs)\n"
+            "  --init-from FILE start from a checkpoint's weights (fine-tuning: fresh optimizer and data)\n"
             "  --print-config   check the configuration, print it resolved (INI) and exit\n"
             "  --config-markdown  print the reference of every key (docs/config.md) and exit\n"
             "\n"
@@ -789,9 +890,15 @@ static int parse_cli(int argc, char **argv, cli_opts *cli)
             cli->prompt = argv[++i];
         else if (strcmp(argv[i], "--print-config") == 0)
             cli->print_config = 1;
+        else if (strcmp(argv[i], "--resume") == 0 || strcmp(argv[i], "--resume=auto") == 0)
+            cli->resume = argv[i][8] ? 2 : 1;
+        else if (strcmp(argv[i], "--init-from") == 0 && has_next)
+            cli->init_from = argv[++i];
         else
             return weft_error(WEFT_EINVAL, "weft-train: unknown argument '%s' (see --help)", argv[i]);
     }
+    if (cli->resume && cli->init_from)
+        return weft_error(WEFT_EINVAL, "weft-train: --resume and --init-from exclude each other");
     if (cli->sample_tokens < 0 || cli->temperature < 0)
         return weft_error(WEFT_EINVAL, "weft-train: --sample and --temperature must not be negative");
     return 0;

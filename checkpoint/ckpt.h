@@ -1,0 +1,165 @@
+/*
+ * ckpt.h -- asynchronous parallel-HDF5 checkpoints: what a training job
+ * saves, how it resumes, and how a checkpoint written with one layout loads
+ * on another. File layout: docs/checkpoint-format.md.
+ *
+ * The caller (the trainer) describes two things once:
+ *   - the layout: the world communicator its training thread uses, this
+ *     rank's data/tensor/pipeline coordinates and sizes, and ZeRO;
+ *   - the state: a flat f32 parameter buffer with a table of tensors, each
+ *     with its shard spec (runtime/shard.h: how the local piece maps to the
+ *     global tensor), and the AdamW moments, which cover the ranges of the
+ *     flat buffer this rank's optimizer updates (all of it, or under ZeRO-1
+ *     its shard: flat ranges that can cross tensors and cover partial rows).
+ * Every tensor is stored at its global shape; each rank writes its own
+ * slabs, collectively, so nothing is gathered on one rank. Replicas are
+ * written once: the data-parallel replicas split the flat buffer between
+ * them, tensors whole across tensor parallelism are written by TP rank 0,
+ * and tied copies never.
+ *
+ * States of a weft_ckpt (checkpoint/writer.c):
+ *   idle --weft_ckpt_save--> writing (staging filled, writer thread runs)
+ *   writing --writer done--> done(rc) --next save/wait/close--> idle
+ * weft_ckpt_save is collective over layout.world; its busy/error decision
+ * is agreed by all ranks, so every rank starts (or skips) the same saves.
+ *
+ * Threads: the writer thread has its own weft communicator and MPI
+ * communicator (dups of the world); HDF5 here is not thread-safe, so every
+ * HDF5 call in weft holds one process-wide lock.
+ */
+#ifndef WEFT_CHECKPOINT_CKPT_H
+#define WEFT_CHECKPOINT_CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "collectives/comm.h"
+#include "runtime/config.h"
+#include "runtime/shard.h"
+
+/* The [checkpoint] configuration keys. */
+extern const weft_config_key weft_ckpt_config_keys[];
+
+typedef struct weft_ckpt_layout {
+    weft_comm *world;            /* every rank; used by the calling thread only */
+    int dp_rank, dp_size;
+    int tp_rank, tp_size;
+    int pp_rank, pp_size;
+    int zero;                    /* 1: moments cover only this rank's ranges */
+} weft_ckpt_layout;
+
+typedef struct weft_ckpt_tensor {
+    const char *name;            /* global name ("h.3.attn.c_attn.weight") */
+    size_t offset, numel;        /* the local piece in the flat buffer */
+    weft_shard_spec shard;       /* local piece -> global tensor */
+    int tied_copy;               /* a copy another rank owns: never written */
+} weft_ckpt_tensor;
+
+typedef struct weft_ckpt_state {
+    float *params;               /* (n) flat buffer holding every tensor's piece */
+    size_t n;
+    const weft_ckpt_tensor *tensors;
+    int ntensors;
+    /* AdamW moments: the flat ranges [off, off+len) this rank's optimizer
+     * updates, in increasing order, and m, v holding them concatenated in
+     * that order. m = v = NULL: no optimizer state (weights only). */
+    float *m, *v;
+    const size_t (*ranges)[2];
+    int nranges;
+} weft_ckpt_state;
+
+/* The small state saved beside the tensors (one value per job unless said). */
+typedef struct weft_ckpt_meta {
+    int64_t step;                /* optimizer steps completed */
+    int64_t optim_t;             /* AdamW's bias-correction step count */
+    double lr;                   /* learning rate of the last step taken */
+    double lr_peak, lr_min;      /* the schedule (warm-up then cosine decay) */
+    int64_t warmup, total_steps;
+    uint64_t dataset_hash;
+    uint64_t rng;                /* this rank's generator state */
+    const uint8_t *loader_state; /* weft_loader_save bytes (the same on every rank) */
+    size_t loader_len;
+} weft_ckpt_meta;
+
+typedef struct weft_ckpt_opts {
+    char dir[4096];              /* where step-NNNNNNNN.h5 and latest live */
+    int keep_last, keep_every;   /* retention */
+    int skip_if_busy;            /* 1: a save during a save is skipped; 0: waits */
+    int stop_on_error;           /* 1: a failed save stops training */
+    int async;                   /* 0: weft_ckpt_save returns once committed */
+    int collective;              /* collective (1) or independent (0) transfers */
+    int coll_metadata;           /* collective metadata reads and writes */
+    size_t alignment;            /* H5Pset_alignment for objects >= 64 KiB (0: off) */
+    int preflight;               /* check free space first */
+    size_t loader_len;           /* bytes reserved for the loader state */
+} weft_ckpt_opts;
+
+/* opts from cfg: dir = run.dir/checkpoints (checkpoint.dir overrides). */
+void weft_ckpt_opts_from_config(const weft_config *cfg, weft_ckpt_opts *o);
+
+typedef struct weft_ckpt weft_ckpt;
+
+/* Collective. Plans what this rank writes, allocates the staging buffers
+ * (once), duplicates the communicators and starts the writer thread.
+ * config_ini: the resolved configuration text stored in every file. */
+int weft_ckpt_new(const weft_ckpt_layout *layout, const weft_ckpt_state *state, const weft_ckpt_opts *opts,
+                  const char *config_ini, weft_ckpt **out);
+
+/* Collective. Start saving the state as it is now (the step loop goes on
+ * once it is copied to staging). If a save is still in flight it waits or
+ * skips (checkpoint.if_busy); *started says which. A failed earlier save is
+ * reported here: an error if checkpoint.on_error = stop, else a warning. */
+int weft_ckpt_save(weft_ckpt *c, const weft_ckpt_meta *meta, int *started);
+
+/* Collective. Save now and return once the checkpoint is committed (for
+ * preemption): waits for an in-flight save first, never skips. */
+int weft_ckpt_save_wait(weft_ckpt *c, const weft_ckpt_meta *meta);
+
+/* Wait for the in-flight save, if any; its result. */
+int weft_ckpt_wait(weft_ckpt *c);
+
+/* The newest committed checkpoint of this job (path and step), or -1 with
+ * path "" when none yet. Thread-safe. */
+int64_t weft_ckpt_last(weft_ckpt *c, char *path, size_t len);
+
+/* Timings of the last save on this rank. */
+typedef struct weft_ckpt_stats {
+    double blocked_s;            /* inside weft_ckpt_save (copy + agreement) */
+    double copy_s;               /* the memcpy into staging */
+    double write_s;              /* writer: create .. commit */
+    double data_s;               /* writer: the collective data writes only */
+    size_t bytes_rank;           /* bytes this rank wrote */
+    size_t bytes_file;           /* file size */
+    int saves, skipped, failed;
+} weft_ckpt_stats;
+void weft_ckpt_get_stats(weft_ckpt *c, weft_ckpt_stats *out);
+
+/* Collective. Waits for the in-flight save, stops the writer, frees. The
+ * in-flight save's result. */
+int weft_ckpt_close(weft_ckpt *c);
+
+/* --- loading ---------------------------------------------------------------- */
+
+enum { WEFT_CKPT_WEIGHTS_ONLY = 1 };
+
+/* What a load found besides the tensors. */
+typedef struct weft_ckpt_loaded {
+    weft_ckpt_meta meta;         /* loader_state: malloc'ed, free with weft_ckpt_loaded_free */
+    int world, dp, tp, pp, zero; /* the layout that wrote it */
+} weft_ckpt_loaded;
+void weft_ckpt_loaded_free(weft_ckpt_loaded *l);
+
+/* Collective. Read the checkpoint at path into the state for this rank's
+ * current layout: each tensor's piece by its shard spec, and (unless
+ * WEFT_CKPT_WEIGHTS_ONLY) the moments for this rank's ranges. Checksums are
+ * verified. Errors (the same on every rank): WEFT_ENOENT missing file,
+ * WEFT_EDATA not a weft checkpoint, truncated, a checksum mismatch or a
+ * tensor missing or of another shape (naming the tensor and both shapes). */
+int weft_ckpt_load(const weft_ckpt_layout *layout, const weft_ckpt_state *state, const char *path,
+                   unsigned flags, weft_ckpt_loaded *out);
+
+/* The file `latest` in dir names (validated): path = dir/step-NNNNNNNN.h5.
+ * WEFT_ENOENT when there is no latest, WEFT_EDATA when it is malformed. */
+int weft_ckpt_find_latest(const char *dir, char *path, size_t len);
+
+#endif

@@ -1,0 +1,165 @@
+/*
+ * commit.c -- checkpoint names, `latest`, retention (see commit.h).
+ */
+#include "checkpoint/commit.h"
+#include "checkpoint/ckpt.h"
+#include "data/atomic_file.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void weft_ck_file_name(int64_t step, char *buf, size_t len) { snprintf(buf, len, "step-%08lld.h5", (long long)step); }
+
+int weft_ck_parse_name(const char *name, int64_t *step)
+{
+    if (strncmp(name, "step-", 5) != 0)
+        return 0;
+    const char *p = name + 5, *q = p;
+    while (isdigit((unsigned char)*q))
+        q++;
+    if (q - p < 8 || q - p > 15 || strcmp(q, ".h5") != 0)
+        return 0;
+    *step = strtoll(p, NULL, 10);
+    return 1;
+}
+
+int weft_ck_mkdir(const char *dir)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", dir);
+    char *slash = strrchr(buf, '/');
+    if (slash && slash != buf) { /* the parent (run.dir) first */
+        *slash = '\0';
+        if (mkdir(buf, 0750) != 0 && errno != EEXIST)
+            return weft_error(WEFT_EIO, "cannot create directory %s: %s", buf, strerror(errno));
+    }
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST)
+        return weft_error(WEFT_EIO, "cannot create checkpoint directory %s: %s", dir, strerror(errno));
+    return 0;
+}
+
+int weft_ck_publish(const char *dir, const char *tmp, const char *name)
+{
+    char final[4200], line[64];
+    snprintf(final, sizeof final, "%s/%s", dir, name);
+    if (chmod(tmp, 0640) != 0) /* MPI-IO created it 0666 & ~umask */
+        return weft_error(WEFT_EIO, "checkpoint: chmod %s failed: %s", tmp, strerror(errno));
+    if (rename(tmp, final) != 0)
+        return weft_error(WEFT_EIO, "checkpoint: rename %s -> %s failed: %s", tmp, final, strerror(errno));
+    WEFT_CHECK(weft_fsync_dir(dir));
+    int n = snprintf(line, sizeof line, "%s\n", name);
+    return weft_atomic_write(dir, "latest", line, (size_t)n);
+}
+
+int weft_ckpt_find_latest(const char *dir, char *path, size_t len)
+{
+    char p[4200], buf[80];
+    snprintf(p, sizeof p, "%s/latest", dir);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        return weft_error(WEFT_ENOENT, "no checkpoint to resume from: %s does not exist (no checkpoint was "
+                          "committed in %s)", p, dir);
+    if (fd < 0)
+        return weft_error(WEFT_EIO, "cannot read %s: %s", p, strerror(errno));
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n < 0)
+        return weft_error(WEFT_EIO, "cannot read %s: %s", p, strerror(errno));
+    buf[n] = '\0';
+    if (n > 0 && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+    int64_t step;
+    if (n == 0 || (size_t)n != strlen(buf) || !weft_ck_parse_name(buf, &step)) {
+        for (char *c = buf; *c; c++)
+            if (!isprint((unsigned char)*c))
+                *c = '?';
+        return weft_error(WEFT_EDATA, "%s is malformed ('%.40s'): it must hold one checkpoint file name, "
+                          "step-NNNNNNNN.h5", p, buf);
+    }
+    if ((size_t)snprintf(path, len, "%s/%s", dir, buf) >= len)
+        return weft_error(WEFT_EINVAL, "checkpoint path too long: %s/%s", dir, buf);
+    return 0;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+int weft_ck_list(const char *dir, int64_t **steps, int *n)
+{
+    *steps = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return weft_error(errno == ENOENT ? WEFT_ENOENT : WEFT_EIO, "cannot list %s: %s", dir, strerror(errno));
+    int cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int64_t s;
+        if (!weft_ck_parse_name(e->d_name, &s))
+            continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            int64_t *g = realloc(*steps, (size_t)cap * sizeof *g);
+            if (!g) {
+                closedir(d);
+                return weft_error(WEFT_ENOMEM, "out of memory");
+            }
+            *steps = g;
+        }
+        (*steps)[(*n)++] = s;
+    }
+    closedir(d);
+    qsort(*steps, (size_t)*n, sizeof **steps, cmp_i64);
+    return 0;
+}
+
+int weft_ck_retain(const char *dir, int keep_last, int keep_every)
+{
+    int64_t *steps;
+    int n;
+    WEFT_CHECK(weft_ck_list(dir, &steps, &n));
+    int removed = 0;
+    for (int i = 0; i < n - (keep_last > 1 ? keep_last : 1); i++) {
+        if (keep_every > 0 && steps[i] % keep_every == 0)
+            continue;
+        char name[64], p[4200];
+        weft_ck_file_name(steps[i], name, sizeof name);
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        if (unlink(p) == 0)
+            removed++;
+        else
+            WEFT_WARN("checkpoint retention: cannot remove %s: %s", p, strerror(errno));
+    }
+    free(steps);
+    return removed ? weft_fsync_dir(dir) : 0;
+}
+
+void weft_ck_remove_stale(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, ".step-", 6) == 0 && len > 7 && strcmp(e->d_name + len - 7, ".h5.tmp") == 0) {
+            char p[4200];
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            if (unlink(p) == 0)
+                WEFT_INFO("checkpoint: removed %s, left by a save that never finished", p);
+        }
+    }
+    closedir(d);
+}

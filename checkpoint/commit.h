@@ -1,0 +1,34 @@
+/*
+ * commit.h -- the names and the commit protocol of checkpoint files:
+ *
+ *   DIR/.step-NNNNNNNN.h5.tmp   written by every rank (never a final name)
+ *   fsync it, rename to DIR/step-NNNNNNNN.h5, fsync DIR,
+ *   then DIR/latest := "step-NNNNNNNN.h5\n" (itself temp + fsync + rename),
+ *   then retention removes old files (never the one latest names).
+ * A crash at any instant leaves latest naming a complete, durable file (or
+ * no latest at all); loaders only ever follow latest or an explicit path.
+ */
+#ifndef WEFT_CHECKPOINT_COMMIT_H
+#define WEFT_CHECKPOINT_COMMIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* "step-00000100.h5" */
+void weft_ck_file_name(int64_t step, char *buf, size_t len);
+/* 1 and *step when name is exactly a checkpoint file name, else 0. */
+int weft_ck_parse_name(const char *name, int64_t *step);
+
+/* Make DIR (and its parent) if missing. */
+int weft_ck_mkdir(const char *dir);
+/* Rename tmp to DIR/NAME, fsync DIR, then write DIR/latest atomically. */
+int weft_ck_publish(const char *dir, const char *tmp, const char *name);
+/* Committed checkpoints in DIR, steps ascending (malloc'ed). */
+int weft_ck_list(const char *dir, int64_t **steps, int *n);
+/* Remove all but the newest keep_last and multiples of keep_every (never
+ * the newest). */
+int weft_ck_retain(const char *dir, int keep_last, int keep_every);
+/* Remove temporary files a killed save left behind. */
+void weft_ck_remove_stale(const char *dir);
+
+#endif

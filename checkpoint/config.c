@@ -1,0 +1,52 @@
+/*
+ * config.c -- the [checkpoint] configuration keys and the options they give.
+ */
+#include "checkpoint/ckpt.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const weft_config_key weft_ckpt_config_keys[] = {
+    {"checkpoint.every", WEFT_CFG_INT, "0", 0, 1e12, NULL,
+     "save a checkpoint every this many steps (0: only at the end, see checkpoint.at_end)"},
+    {"checkpoint.at_end", WEFT_CFG_BOOL, "true", WEFT_UNBOUNDED, NULL, "save a checkpoint when training ends"},
+    {"checkpoint.dir", WEFT_CFG_STRING, "", WEFT_UNBOUNDED, NULL,
+     "directory of step-NNNNNNNN.h5 and latest (empty: run.dir/checkpoints)"},
+    {"checkpoint.keep_last", WEFT_CFG_INT, "3", 1, 1e9, NULL, "keep the newest this many checkpoints"},
+    {"checkpoint.keep_every", WEFT_CFG_INT, "0", 0, 1e12, NULL,
+     "also keep every checkpoint whose step is a multiple of this (0: none)"},
+    {"checkpoint.if_busy", WEFT_CFG_ENUM, "wait", WEFT_UNBOUNDED, "wait|skip",
+     "a save due while the previous one is still being written: wait for it, or skip this one (logged)"},
+    {"checkpoint.on_error", WEFT_CFG_ENUM, "stop", WEFT_UNBOUNDED, "stop|continue",
+     "a save that fails (disk full, I/O error): stop training (exit 74), or log it and go on"},
+    {"checkpoint.async", WEFT_CFG_BOOL, "true", WEFT_UNBOUNDED, NULL,
+     "write in a background thread while training goes on (false: the step loop waits for the commit)"},
+    {"checkpoint.collective", WEFT_CFG_BOOL, "true", WEFT_UNBOUNDED, NULL,
+     "collective MPI-IO data transfers (false: independent)"},
+    {"checkpoint.coll_metadata", WEFT_CFG_BOOL, "true", WEFT_UNBOUNDED, NULL,
+     "collective HDF5 metadata reads and writes"},
+    {"checkpoint.alignment", WEFT_CFG_SIZE, "1M", 0, 1073741824, NULL,
+     "align datasets of 64 KiB or more in the file to this many bytes (0: off)"},
+    {"checkpoint.preflight", WEFT_CFG_BOOL, "true", WEFT_UNBOUNDED, NULL,
+     "check the free space before writing a checkpoint, failing early and cleanly when it cannot fit"},
+    WEFT_CONFIG_END,
+};
+
+void weft_ckpt_opts_from_config(const weft_config *cfg, weft_ckpt_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    const char *dir = weft_config_str(cfg, "checkpoint.dir");
+    if (*dir)
+        snprintf(o->dir, sizeof o->dir, "%s", dir);
+    else
+        snprintf(o->dir, sizeof o->dir, "%s/checkpoints", weft_config_str(cfg, "run.dir"));
+    o->keep_last = (int)weft_config_int(cfg, "checkpoint.keep_last");
+    o->keep_every = (int)weft_config_int(cfg, "checkpoint.keep_every");
+    o->skip_if_busy = strcmp(weft_config_str(cfg, "checkpoint.if_busy"), "skip") == 0;
+    o->stop_on_error = strcmp(weft_config_str(cfg, "checkpoint.on_error"), "stop") == 0;
+    o->async = weft_config_bool(cfg, "checkpoint.async");
+    o->collective = weft_config_bool(cfg, "checkpoint.collective");
+    o->coll_metadata = weft_config_bool(cfg, "checkpoint.coll_metadata");
+    o->alignment = (size_t)weft_config_int(cfg, "checkpoint.alignment");
+    o->preflight = weft_config_bool(cfg, "checkpoint.preflight");
+}

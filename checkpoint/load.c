@@ -1,0 +1,309 @@
+/*
+ * load.c -- reading a checkpoint into the current layout: each rank reads,
+ * with independent I/O, the hyperslabs of the global tensors its own pieces
+ * are (by shard spec) and the moments of its own ZeRO ranges, whatever
+ * layout wrote the file. Every dataset's checksum is verified by one rank
+ * (spread over the ranks), and every rank reports the same first error.
+ */
+#include "checkpoint/agree.h"
+#include "checkpoint/ckpt.h"
+#include "checkpoint/h5.h"
+#include "checkpoint/inspect.h"
+#include "checkpoint/plan.h"
+#include "runtime/error.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct {
+    const char *path;
+    hid_t f;
+    int rank, size;
+    unsigned flags;
+} loader_ctx;
+
+static void shape_str(int ndim, const int64_t s[2], char *buf, size_t len)
+{
+    if (ndim == 1)
+        snprintf(buf, len, "(%lld)", (long long)s[0]);
+    else
+        snprintf(buf, len, "(%lld, %lld)", (long long)s[0], (long long)s[1]);
+}
+
+/* Open dataset dpath, checking it is f32 of the given global shape. */
+static int open_tensor(const loader_ctx *x, const char *dpath, const weft_shard_spec *sp, hid_t *out)
+{
+    char want[64], have[64];
+    int64_t gs[2] = {sp->global_shape[0], sp->ndim == 2 ? sp->global_shape[1] : 0};
+    shape_str(sp->ndim, gs, want, sizeof want);
+    if (H5Lexists(x->f, dpath, H5P_DEFAULT) <= 0)
+        return weft_error(WEFT_EDATA, "checkpoint %s has no tensor '%s' (the model has it, shape %s)", x->path,
+                          dpath, want);
+    hid_t d = H5Dopen2(x->f, dpath, H5P_DEFAULT);
+    if (d < 0)
+        return weft_h5_error(WEFT_EDATA, "checkpoint %s: cannot open tensor '%s'", x->path, dpath);
+    int ndim, rc;
+    int64_t shape[2];
+    rc = weft_h5_shape(d, dpath, &ndim, shape);
+    hid_t t = H5Dget_type(d);
+    int f32 = t >= 0 && H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 4;
+    if (t >= 0)
+        H5Tclose(t);
+    if (rc == 0 && !f32)
+        rc = weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s' is not float32 (the model's dtype)", x->path, dpath);
+    if (rc == 0 && (ndim != sp->ndim || shape[0] != gs[0] || shape[1] != gs[1])) {
+        shape_str(ndim, shape, have, sizeof have);
+        rc = weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s' has shape %s in the checkpoint but %s in the model "
+                        "(different model dimensions: check model.* and the dataset's vocabulary)", x->path, dpath,
+                        have, want);
+    }
+    if (rc) {
+        H5Dclose(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
+
+/* Read local elements [a, b) of the tensor at dpath into dst. */
+static int read_piece(const loader_ctx *x, hid_t d, const char *dpath, const weft_shard_spec *sp, size_t a, size_t b,
+                      float *dst)
+{
+    weft_ckpt_rect rects[64];
+    if (weft_ckpt_region_cap(sp) > 64)
+        return weft_error(WEFT_EINTERNAL, "checkpoint: tensor '%s' has too many blocks", dpath);
+    int n = weft_ckpt_region(sp, a, b, rects);
+    int64_t gs[2] = {sp->global_shape[0], sp->ndim == 2 ? sp->global_shape[1] : 0};
+    hid_t fs = weft_h5_select(sp->ndim, gs, rects, n), ms = weft_h5_memspace(b - a);
+    herr_t r = H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, dst);
+    H5Sclose(fs);
+    H5Sclose(ms);
+    if (r < 0)
+        return weft_h5_error(WEFT_EDATA, "checkpoint %s: cannot read tensor '%s' (truncated file?)", x->path, dpath);
+    return 0;
+}
+
+/* The moments of tensor t for this rank's ranges. */
+static int read_moments(const loader_ctx *x, const weft_ckpt_state *s, const weft_ckpt_tensor *t)
+{
+    static const char *const which[2] = {"optim/m/", "optim/v/"};
+    for (int k = 0; k < 2; k++) {
+        char dpath[128];
+        snprintf(dpath, sizeof dpath, "%s%s", which[k], t->name);
+        hid_t d;
+        WEFT_CHECK(open_tensor(x, dpath, &t->shard, &d));
+        int rc = 0;
+        for (int i = 0; i < s->nranges && rc == 0; i++) {
+            size_t a = s->ranges[i][0] > t->offset ? s->ranges[i][0] : t->offset;
+            size_t e1 = s->ranges[i][0] + s->ranges[i][1], e2 = t->offset + t->numel, b = e1 < e2 ? e1 : e2;
+            if (a < b)
+                rc = read_piece(x, d, dpath, &t->shard, a - t->offset, b - t->offset,
+                                (k ? s->v : s->m) + weft_ck_moment_pos(s, a));
+        }
+        H5Dclose(d);
+        WEFT_CHECK(rc);
+    }
+    return 0;
+}
+
+static int read_tensors(const loader_ctx *x, const weft_ckpt_state *s)
+{
+    int moments = s->m && !(x->flags & WEFT_CKPT_WEIGHTS_ONLY);
+    if (moments && H5Lexists(x->f, "optim", H5P_DEFAULT) <= 0)
+        return weft_error(WEFT_EDATA, "checkpoint %s has no optimizer state (it holds weights only): start from it "
+                          "with --init-from instead of resuming", x->path);
+    for (int i = 0; i < s->ntensors; i++) {
+        const weft_ckpt_tensor *t = &s->tensors[i];
+        char dpath[128];
+        snprintf(dpath, sizeof dpath, "params/%s", t->name);
+        hid_t d;
+        WEFT_CHECK(open_tensor(x, dpath, &t->shard, &d));
+        int rc = read_piece(x, d, dpath, &t->shard, 0, t->numel, s->params + t->offset);
+        H5Dclose(d);
+        WEFT_CHECK(rc);
+        if (moments) /* a tied copy's moments are its owner's: the same updates */
+            WEFT_CHECK(read_moments(x, s, t));
+    }
+    return 0;
+}
+
+/* Tensors in the file that the model (all ranks together) lacks. */
+static int check_extra(const loader_ctx *x, const weft_ck_name *names, int ng)
+{
+    hid_t g = H5Gopen2(x->f, "params", H5P_DEFAULT);
+    if (g < 0)
+        return weft_h5_error(WEFT_EDATA, "checkpoint %s has no 'params' group: not a weft checkpoint", x->path);
+    H5G_info_t info;
+    int rc = H5Gget_info(g, &info) < 0 ? weft_h5_error(WEFT_EDATA, "checkpoint %s: cannot list params", x->path) : 0;
+    for (hsize_t i = 0; rc == 0 && i < info.nlinks; i++) {
+        char name[128];
+        if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) < 0)
+            continue;
+        int found = 0;
+        for (int j = 0; j < ng && !found; j++)
+            found = strcmp(names[j].name, name) == 0;
+        if (!found)
+            rc = weft_error(WEFT_EDATA, "checkpoint %s has tensor '%s', which the model does not have (different "
+                            "model dimensions: check model.n_layer)", x->path, name);
+    }
+    H5Gclose(g);
+    return rc;
+}
+
+static int verify(const loader_ctx *x)
+{
+    char **list;
+    WEFT_CHECK(weft_ckpt_list_datasets(x->f, x->path, &list));
+    void *scratch = malloc(WEFT_CKPT_SCRATCH);
+    int rc = scratch ? 0 : weft_error(WEFT_ENOMEM, "out of memory");
+    int weights = x->flags & WEFT_CKPT_WEIGHTS_ONLY;
+    for (int i = 0; list[i] && rc == 0; i++)
+        if (i % x->size == x->rank && (!weights || strncmp(list[i], "params/", 7) == 0))
+            rc = weft_ckpt_verify_dataset(x->f, x->path, list[i], scratch);
+    weft_ckpt_free_list(list);
+    free(scratch);
+    return rc;
+}
+
+static int read_meta(const loader_ctx *x, weft_ckpt_loaded *out)
+{
+    char *fmt = NULL;
+    int rc = weft_h5_get_str(x->f, "format", &fmt);
+    if (rc != 0 || strcmp(fmt, "weft-checkpoint") != 0) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", rc ? weft_last_error() : "its format attribute is not weft-checkpoint");
+        free(fmt);
+        return weft_error(WEFT_EDATA, "%s is an HDF5 file but not a weft checkpoint (%s)", x->path, why);
+    }
+    free(fmt);
+    int64_t v, w, dp, tp, pp, z;
+    weft_ckpt_meta *m = &out->meta;
+    WEFT_CHECK(weft_h5_get_i64(x->f, "format_version", &v));
+    if (v != 1)
+        return weft_error(WEFT_EDATA, "checkpoint %s has format version %lld; this weft reads version 1", x->path,
+                          (long long)v);
+    rc = rc ? rc : weft_h5_get_i64(x->f, "step", &m->step);
+    rc = rc ? rc : weft_h5_get_i64(x->f, "optim_t", &m->optim_t);
+    rc = rc ? rc : weft_h5_get_f64(x->f, "lr", &m->lr);
+    rc = rc ? rc : weft_h5_get_u64(x->f, "dataset_hash", &m->dataset_hash);
+    rc = rc ? rc : weft_h5_get_i64(x->f, "world_size", &w);
+    rc = rc ? rc : weft_h5_get_i64(x->f, "dp", &dp);
+    rc = rc ? rc : weft_h5_get_i64(x->f, "tp", &tp);
+    rc = rc ? rc : weft_h5_get_i64(x->f, "pp", &pp);
+    rc = rc ? rc : weft_h5_get_i64(x->f, "zero", &z);
+    if (rc)
+        return weft_ck_wrap(rc, "checkpoint %s", x->path);
+    out->world = (int)w, out->dp = (int)dp, out->tp = (int)tp, out->pp = (int)pp, out->zero = (int)z;
+    return 0;
+}
+
+/* loader/state (whole) and this rank's rng/state element. */
+static int read_small(const loader_ctx *x, weft_ckpt_loaded *out)
+{
+    if (H5Lexists(x->f, "loader", H5P_DEFAULT) > 0 && H5Lexists(x->f, "loader/state", H5P_DEFAULT) > 0) {
+        hid_t d = H5Dopen2(x->f, "loader/state", H5P_DEFAULT);
+        int nd;
+        int64_t sh[2];
+        int rc = d < 0 ? WEFT_EDATA : weft_h5_shape(d, "loader/state", &nd, sh);
+        uint8_t *buf = rc == 0 && nd == 1 ? malloc((size_t)sh[0] + 1) : NULL;
+        if (buf && H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0) {
+            out->meta.loader_state = buf;
+            out->meta.loader_len = (size_t)sh[0];
+        } else {
+            free(buf);
+            rc = weft_h5_error(WEFT_EDATA, "checkpoint %s: cannot read loader/state", x->path);
+        }
+        if (d >= 0)
+            H5Dclose(d);
+        WEFT_CHECK(rc);
+    }
+    hid_t d = H5Dopen2(x->f, "rng/state", H5P_DEFAULT);
+    if (d < 0)
+        return weft_h5_error(WEFT_EDATA, "checkpoint %s: cannot open rng/state", x->path);
+    int nd;
+    int64_t sh[2];
+    int rc = weft_h5_shape(d, "rng/state", &nd, sh);
+    if (rc == 0 && sh[0] > 0) {
+        weft_shard_spec sp = weft_shard_whole(sh[0], 0);
+        weft_ckpt_rect r;
+        size_t mine = (size_t)(x->rank % sh[0]);
+        weft_ckpt_region(&sp, mine, mine + 1, &r);
+        hid_t fs = weft_h5_select(1, sh, &r, 1), ms = weft_h5_memspace(1);
+        if (H5Dread(d, H5T_NATIVE_UINT64, ms, fs, H5P_DEFAULT, &out->meta.rng) < 0)
+            rc = weft_h5_error(WEFT_EDATA, "checkpoint %s: cannot read rng/state", x->path);
+        H5Sclose(fs);
+        H5Sclose(ms);
+    }
+    H5Dclose(d);
+    return rc;
+}
+
+static int read_all(const loader_ctx *x, const weft_ckpt_state *s, const weft_ck_name *names, int ng,
+                    weft_ckpt_loaded *out)
+{
+    WEFT_CHECK(read_meta(x, out));
+    WEFT_CHECK(check_extra(x, names, ng));
+    WEFT_CHECK(read_tensors(x, s));
+    if (!(x->flags & WEFT_CKPT_WEIGHTS_ONLY))
+        WEFT_CHECK(read_small(x, out));
+    return verify(x);
+}
+
+/* Missing, not HDF5: the same answer on every rank, before any collective. */
+static int precheck(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return weft_error(errno == ENOENT ? WEFT_ENOENT : WEFT_EIO, "checkpoint %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return weft_error(WEFT_EDATA, "checkpoint %s is not a regular file", path);
+    weft_h5_lock();
+    htri_t is = H5Fis_hdf5(path);
+    weft_h5_unlock();
+    if (is <= 0)
+        return weft_error(WEFT_EDATA, "checkpoint %s is not an HDF5 file (%lld bytes, no HDF5 signature)", path,
+                          (long long)st.st_size);
+    return 0;
+}
+
+int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const char *path, unsigned flags,
+                   weft_ckpt_loaded *out)
+{
+    memset(out, 0, sizeof *out);
+    loader_ctx x = {path, -1, weft_comm_rank(l->world), weft_comm_size(l->world), flags};
+    MPI_Comm mpi;
+    WEFT_CHECK(weft_comm_mpi_dup(l->world, &mpi));
+    weft_ck_name *names = NULL;
+    int ng = 0;
+    int rc = weft_ck_names(mpi, s, &names, &ng);
+    rc = weft_ck_agree(l->world, rc ? rc : precheck(path));
+    if (rc == 0) {
+        weft_h5_lock();
+        hid_t fapl = weft_h5_fapl(mpi, NULL);
+        x.f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+        H5Pclose(fapl);
+        rc = x.f < 0 ? weft_h5_error(WEFT_EDATA, "checkpoint %s cannot be opened (truncated or damaged?)", path)
+                     : read_all(&x, s, names, ng, out);
+        weft_h5_unlock();
+        rc = weft_ck_agree(l->world, rc);
+        weft_h5_lock();
+        if (x.f >= 0)
+            H5Fclose(x.f);
+        weft_h5_unlock();
+    }
+    free(names);
+    MPI_Comm_free(&mpi);
+    if (rc)
+        weft_ckpt_loaded_free(out);
+    return rc;
+}
+
+void weft_ckpt_loaded_free(weft_ckpt_loaded *l)
+{
+    free((void *)l->meta.loader_state);
+    l->meta.loader_state = NULL;
+    l->meta.loader_len = 0;
+}

@@ -1,0 +1,287 @@
+/*
+ * plan.c -- the datasets of a checkpoint and this rank's share of them (see
+ * plan.h).
+ */
+#include "checkpoint/plan.h"
+#include "collectives/comm.h"
+#include "runtime/error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int same_shape(const weft_ck_name *a, int ndim, const int64_t shape[2])
+{
+    return a->ndim == ndim && a->shape[0] == shape[0] && (ndim == 1 || a->shape[1] == shape[1]);
+}
+
+/* Append the tensors of `all` (n of them) not yet in out. */
+static int merge_names(const weft_ck_name *all, int n, weft_ck_name *out, int *nout)
+{
+    for (int i = 0; i < n; i++) {
+        int j = 0;
+        while (j < *nout && strcmp(out[j].name, all[i].name) != 0)
+            j++;
+        if (j == *nout)
+            out[(*nout)++] = all[i];
+        else if (!same_shape(&out[j], all[i].ndim, all[i].shape))
+            return weft_error(WEFT_EINTERNAL, "checkpoint: ranks disagree on the global shape of tensor '%s'",
+                              all[i].name);
+    }
+    return 0;
+}
+
+int weft_ck_names(MPI_Comm comm, const weft_ckpt_state *s, weft_ck_name **out, int *n)
+{
+    int size, mine = 0;
+    MPI_Comm_size(comm, &size);
+    weft_ck_name *loc = calloc((size_t)s->ntensors + 1, sizeof *loc);
+    int *counts = calloc((size_t)size, sizeof(int)), *displs = calloc((size_t)size, sizeof(int));
+    weft_ck_name *all = NULL;
+    int rc = 0;
+    if (!loc || !counts || !displs) {
+        rc = weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
+        goto done;
+    }
+    for (int i = 0; i < s->ntensors; i++) {
+        const weft_ckpt_tensor *t = &s->tensors[i];
+        if (t->tied_copy)
+            continue;
+        snprintf(loc[mine].name, sizeof loc[mine].name, "%s", t->name);
+        loc[mine].ndim = t->shard.ndim;
+        loc[mine].shape[0] = t->shard.global_shape[0];
+        loc[mine].shape[1] = t->shard.ndim == 2 ? t->shard.global_shape[1] : 0;
+        mine++;
+    }
+    int bytes = mine * (int)sizeof *loc, total = 0;
+    MPI_Allgather(&bytes, 1, MPI_INT, counts, 1, MPI_INT, comm);
+    for (int r = 0; r < size; r++) {
+        displs[r] = total;
+        total += counts[r];
+    }
+    all = malloc((size_t)total + 1);
+    *out = calloc((size_t)total / sizeof *loc + 1, sizeof **out);
+    if (!all || !*out) {
+        rc = weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
+        goto done;
+    }
+    MPI_Allgatherv(loc, bytes, MPI_BYTE, all, counts, displs, MPI_BYTE, comm);
+    *n = 0;
+    rc = merge_names(all, total / (int)sizeof *loc, *out, n);
+done:
+    free(loc);
+    free(counts);
+    free(displs);
+    free(all);
+    if (rc) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+size_t weft_ck_moment_pos(const weft_ckpt_state *s, size_t x)
+{
+    size_t pos = 0;
+    for (int i = 0; s->m && i < s->nranges; i++) {
+        if (x >= s->ranges[i][0] && x < s->ranges[i][0] + s->ranges[i][1])
+            return pos + (x - s->ranges[i][0]);
+        pos += s->ranges[i][1];
+    }
+    return (size_t)-1;
+}
+
+static int add_dset(weft_ck_plan *p, int kind, const char *name, int ndim, const int64_t shape[2], size_t esize)
+{
+    static const char *const prefix[] = {"params/", "optim/m/", "optim/v/", "loader/", "rng/"};
+    weft_ck_dset *d = &p->d[p->nd++];
+    memset(d, 0, sizeof *d);
+    snprintf(d->path, sizeof d->path, "%s%s", prefix[kind], name);
+    snprintf(d->name, sizeof d->name, "%s", kind <= WEFT_CK_V ? name : "");
+    d->kind = kind;
+    d->ndim = ndim;
+    d->shape[0] = shape[0];
+    d->shape[1] = ndim == 2 ? shape[1] : 0;
+    d->esize = esize;
+    return 0;
+}
+
+/* Add local elements [a, b) of tensor t to dataset d, copied from src; the
+ * copy's stage_off is relative to the dataset until offsets are assigned. */
+static int add_piece(weft_ck_plan *p, int di, const weft_shard_spec *spec, size_t a, size_t b, const void *src)
+{
+    weft_ck_dset *d = &p->d[di];
+    int cap = weft_ckpt_region_cap(spec);
+    weft_ckpt_rect *r = realloc(d->rects, (size_t)(d->nrect + cap) * sizeof *r);
+    if (!r)
+        return weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
+    d->rects = r;
+    d->nrect += weft_ckpt_region(spec, a, b, r + d->nrect);
+    if (p->ncopies == p->cap_copies) {
+        int nc = p->cap_copies ? 2 * p->cap_copies : 64;
+        weft_ck_copy *c = realloc(p->copies, (size_t)nc * sizeof *c);
+        if (!c)
+            return weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
+        p->copies = c;
+        p->cap_copies = nc;
+    }
+    /* bytes and a provisional offset; the dataset index rides in stage_off's
+     * high part until assign_offsets fixes it */
+    p->copies[p->ncopies++] = (weft_ck_copy){src, d->count * d->esize, (b - a) * d->esize};
+    p->copies[p->ncopies - 1].stage_off |= (size_t)di << 48;
+    d->count += b - a;
+    return 0;
+}
+
+static int find_name(const weft_ck_name *names, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(names[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* This rank's share of tensor t: its write ranges intersected with t. */
+static int add_tensor(weft_ck_plan *p, const weft_ckpt_state *s, const weft_ckpt_tensor *t, int gi, int ng,
+                      const size_t (*w)[2], int nw, int moments)
+{
+    for (int i = 0; i < nw; i++) {
+        size_t a = w[i][0] > t->offset ? w[i][0] : t->offset;
+        size_t e1 = w[i][0] + w[i][1], e2 = t->offset + t->numel, b = e1 < e2 ? e1 : e2;
+        if (a >= b)
+            continue;
+        WEFT_CHECK(add_piece(p, gi, &t->shard, a - t->offset, b - t->offset, s->params + a));
+        if (!moments)
+            continue;
+        size_t pos = weft_ck_moment_pos(s, a);
+        if (pos == (size_t)-1 || weft_ck_moment_pos(s, b - 1) != pos + (b - a - 1))
+            return weft_error(WEFT_EINTERNAL, "checkpoint: no optimizer moments for elements %zu..%zu of '%s'", a,
+                              b, t->name);
+        WEFT_CHECK(add_piece(p, ng + gi, &t->shard, a - t->offset, b - t->offset, s->m + pos));
+        WEFT_CHECK(add_piece(p, 2 * ng + gi, &t->shard, a - t->offset, b - t->offset, s->v + pos));
+    }
+    return 0;
+}
+
+/* Datasets get 64-byte aligned places in staging, in order; copies learn
+ * theirs. */
+static void assign_offsets(weft_ck_plan *p)
+{
+    size_t off = 0;
+    for (int i = 0; i < p->nd; i++) {
+        p->d[i].stage_off = off;
+        off += (p->d[i].count * p->d[i].esize + 63) & ~(size_t)63;
+    }
+    for (int i = 0; i < p->ncopies; i++) {
+        size_t di = p->copies[i].stage_off >> 48, rel = p->copies[i].stage_off & (((size_t)1 << 48) - 1);
+        p->copies[i].stage_off = p->d[di].stage_off + rel;
+    }
+    p->stage_bytes = off;
+}
+
+/* Which rank hashes each dataset: one that writes all of it, else spread. */
+static int assign_hashers(MPI_Comm comm, weft_ck_plan *p)
+{
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    int *h = calloc((size_t)p->nd, sizeof *h);
+    if (!h)
+        return weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
+    for (int i = 0; i < p->nd; i++) {
+        weft_ck_dset *d = &p->d[i];
+        size_t numel = (size_t)d->shape[0] * (size_t)(d->ndim == 2 ? d->shape[1] : 1);
+        d->whole = d->count == numel;
+        h[i] = d->whole ? rank + 1 : 0;
+    }
+    MPI_Allreduce(MPI_IN_PLACE, h, p->nd, MPI_INT, MPI_MAX, comm);
+    for (int i = 0; i < p->nd; i++)
+        p->d[i].hasher = h[i] ? h[i] == rank + 1 : i % size == rank;
+    free(h);
+    return 0;
+}
+
+/* The flat ranges this rank writes: its ZeRO-1 ranges, or its even share. */
+static int write_ranges(const weft_ckpt_layout *l, const weft_ckpt_state *s, size_t (**w)[2], int *nw)
+{
+    int n = l->zero && s->nranges > 0 ? s->nranges : 1;
+    *w = calloc((size_t)n, sizeof **w);
+    if (!*w)
+        return weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
+    if (l->zero && s->nranges > 0)
+        memcpy(*w, s->ranges, (size_t)n * sizeof **w);
+    else
+        weft_comm_chunk(s->n, l->dp_size, l->dp_rank, &(*w)[0][0], &(*w)[0][1]);
+    *nw = n;
+    return 0;
+}
+
+static int fill_plan(MPI_Comm comm, const weft_ckpt_layout *l, const weft_ckpt_state *s, size_t loader_len,
+                     weft_ck_plan *p, const weft_ck_name *names, int ng)
+{
+    int rank, size, moments = s->m != NULL, any_moments;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    MPI_Allreduce(&moments, &any_moments, 1, MPI_INT, MPI_MAX, comm);
+    p->d = calloc((size_t)(3 * ng + 2), sizeof *p->d);
+    if (!p->d)
+        return weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
+    for (int k = WEFT_CK_PARAM; k <= (any_moments ? WEFT_CK_V : WEFT_CK_PARAM); k++)
+        for (int i = 0; i < ng; i++)
+            add_dset(p, k, names[i].name, names[i].ndim, names[i].shape, sizeof(float));
+    size_t (*w)[2] = NULL;
+    int nw = 0;
+    WEFT_CHECK(write_ranges(l, s, &w, &nw));
+    int rc = 0;
+    for (int i = 0; i < s->ntensors && rc == 0; i++) {
+        const weft_ckpt_tensor *t = &s->tensors[i];
+        if (t->tied_copy || (t->shard.split_dim < 0 && l->tp_rank != 0))
+            continue;
+        rc = add_tensor(p, s, t, find_name(names, ng, t->name), ng, (const size_t(*)[2])w, nw, moments);
+    }
+    free(w);
+    WEFT_CHECK(rc);
+    int64_t lshape[2] = {(int64_t)loader_len, 0}, rshape[2] = {size, 0};
+    weft_shard_spec lspec = weft_shard_whole(lshape[0], 0), rspec = weft_shard_whole(size, 0);
+    if (loader_len > 0) {
+        add_dset(p, WEFT_CK_LOADER, "state", 1, lshape, 1);
+        if (rank == 0)
+            WEFT_CHECK(add_piece(p, p->nd - 1, &lspec, 0, loader_len, NULL));
+    }
+    add_dset(p, WEFT_CK_RNG, "state", 1, rshape, sizeof(uint64_t));
+    return add_piece(p, p->nd - 1, &rspec, (size_t)rank, (size_t)rank + 1, NULL);
+}
+
+int weft_ck_plan_build(MPI_Comm comm, const weft_ckpt_layout *l, const weft_ckpt_state *s, size_t loader_len,
+                       weft_ck_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    weft_ck_name *names;
+    int ng;
+    WEFT_CHECK(weft_ck_names(comm, s, &names, &ng));
+    int rc = fill_plan(comm, l, s, loader_len, p, names, ng);
+    free(names);
+    if (rc == 0) {
+        assign_offsets(p);
+        /* the loader and rng copies have no source: filled at each save */
+        for (int i = 0; i < p->nd; i++) {
+            if (p->d[i].kind == WEFT_CK_LOADER)
+                p->loader_off = p->d[i].stage_off;
+            if (p->d[i].kind == WEFT_CK_RNG)
+                p->rng_off = p->d[i].stage_off;
+        }
+        rc = assign_hashers(comm, p);
+    }
+    if (rc)
+        weft_ck_plan_free(p);
+    return rc;
+}
+
+void weft_ck_plan_free(weft_ck_plan *p)
+{
+    for (int i = 0; p->d && i < p->nd; i++)
+        free(p->d[i].rects);
+    free(p->d);
+    free(p->copies);
+    memset(p, 0, sizeof *p);
+}

@@ -1,0 +1,78 @@
+/*
+ * plan.h -- what a checkpoint file holds and which elements of it this rank
+ * writes, computed once when the checkpointer is created.
+ *
+ * The datasets are the same, in the same order, on every rank (parallel
+ * HDF5 creates them collectively): params/<name> for the union of every
+ * rank's tensors (pipeline stages hold different ones), optim/m/<name> and
+ * optim/v/<name> when there is an optimizer, loader/state and rng/state.
+ * A rank writes, of its flat parameter buffer, its ZeRO-1 ranges (or its
+ * even share of the buffer without ZeRO, so data-parallel replicas split the
+ * writing), skipping tensors whole across tensor parallelism unless it is
+ * TP rank 0, and tied copies. The same elements of m and v go with them.
+ * All of it is staged in one buffer: a list of copies fills it.
+ */
+#ifndef WEFT_CHECKPOINT_PLAN_H
+#define WEFT_CHECKPOINT_PLAN_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+#include "checkpoint/ckpt.h"
+#include "checkpoint/region.h"
+
+enum { WEFT_CK_PARAM, WEFT_CK_M, WEFT_CK_V, WEFT_CK_LOADER, WEFT_CK_RNG };
+
+typedef struct weft_ck_dset {
+    char path[96];           /* "params/h.0.ln_1.weight" */
+    char name[64];           /* the tensor's name ("" for loader/rng) */
+    int kind;                /* WEFT_CK_* */
+    int ndim;
+    int64_t shape[2];        /* global; [1] = 0 for one dimension */
+    size_t esize;            /* bytes per element */
+    /* this rank's part */
+    size_t stage_off;        /* bytes into staging */
+    size_t count;            /* elements written */
+    weft_ckpt_rect *rects;
+    int nrect;
+    int whole;               /* this rank writes every element */
+    int hasher;              /* this rank computes the checksum */
+} weft_ck_dset;
+
+typedef struct weft_ck_copy {
+    const void *src;
+    size_t stage_off, bytes;
+} weft_ck_copy;
+
+typedef struct weft_ck_plan {
+    weft_ck_dset *d;
+    int nd;
+    weft_ck_copy *copies;
+    int ncopies, cap_copies;
+    size_t stage_bytes;
+    size_t loader_off, rng_off;  /* in staging: loader bytes, this rank's rng */
+    size_t max_read;             /* largest element size (checksum reads) */
+} weft_ck_plan;
+
+/* A global tensor: name and shape, the same list on every rank. */
+typedef struct weft_ck_name {
+    char name[64];
+    int ndim;
+    int64_t shape[2];
+} weft_ck_name;
+
+/* Collective over comm: the union of every rank's (non-tied) tensors, in
+ * order of first appearance by rank. WEFT_EINTERNAL if two ranks disagree
+ * on a tensor's shape. */
+int weft_ck_names(MPI_Comm comm, const weft_ckpt_state *s, weft_ck_name **out, int *n);
+
+/* Collective over comm. loader_len 0: no loader dataset. */
+int weft_ck_plan_build(MPI_Comm comm, const weft_ckpt_layout *l, const weft_ckpt_state *s, size_t loader_len,
+                       weft_ck_plan *p);
+void weft_ck_plan_free(weft_ck_plan *p);
+
+/* Where flat element x of the parameter buffer is in the moment buffers;
+ * (size_t)-1 when this rank holds no moments for it. */
+size_t weft_ck_moment_pos(const weft_ckpt_state *s, size_t x);
+
+#endif

@@ -1,0 +1,495 @@
+/*
+ * writer.c -- the checkpointer: staging, the writer thread, and one save
+ * from staging to a committed file (see ckpt.h for the states).
+ *
+ * A save, on every rank:
+ *   main thread (weft_ckpt_save): agree on busy/failed -> (wait or skip) ->
+ *     copy the state into staging (the only time the step loop is blocked)
+ *     -> hand it to the writer thread.
+ *   writer thread (write_one): preflight (free space) -> create the
+ *     temporary file collectively -> for each dataset: create, write this
+ *     rank's hyperslab union (collective) -> checksums (from staging where a
+ *     rank wrote a whole dataset, else read back) -> attributes -> close ->
+ *     agree -> fsync -> agree -> rank 0 renames, fsyncs the directory,
+ *     updates latest, applies retention -> agree -> committed.
+ * Every rank goes through the same collective calls even after a local
+ * error (recorded, then agreed on), so a failure never leaves ranks waiting
+ * in different collectives.
+ */
+#include "checkpoint/agree.h"
+#include "checkpoint/ckpt.h"
+#include "checkpoint/commit.h"
+#include "checkpoint/h5.h"
+#include "checkpoint/plan.h"
+#include "runtime/ctx.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+#include "runtime/timer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#ifndef WEFT_VERSION
+#define WEFT_VERSION "unknown"
+#endif
+
+enum { IDLE, PENDING, WRITING, DONE };
+#define SCRATCH_BYTES (4u << 20)
+
+struct weft_ckpt {
+    weft_ckpt_layout layout;
+    weft_ckpt_state state;
+    weft_ckpt_opts opts;
+    char *config_ini;
+    weft_ck_plan plan;
+    uint8_t *stage;            /* plan.stage_bytes, allocated once */
+    void *scratch;             /* checksum read-back, SCRATCH_BYTES */
+    uint64_t *hashes;          /* per dataset */
+    hid_t *dsets;              /* per dataset, during a write */
+    weft_comm *wcomm;          /* the writer thread's */
+    MPI_Comm mpi;              /* the writer thread's, for HDF5 */
+    int rank, size, fsyncer;   /* fsyncer: first rank of its node */
+    pthread_t thread;
+    int thread_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int st, quit;              /* IDLE/PENDING/WRITING/DONE */
+    int result;
+    char result_msg[2048];
+    weft_ckpt_meta meta;       /* of the save in flight */
+    int64_t last_step;
+    char last_path[4200];
+    weft_ckpt_stats stats;
+};
+
+/* --- the file ------------------------------------------------------------- */
+
+static hid_t file_type(int kind)
+{
+    return kind == WEFT_CK_LOADER ? H5T_STD_U8LE : kind == WEFT_CK_RNG ? H5T_STD_U64LE : H5T_IEEE_F32LE;
+}
+
+static hid_t mem_type(int kind)
+{
+    return kind == WEFT_CK_LOADER ? H5T_NATIVE_UINT8 : kind == WEFT_CK_RNG ? H5T_NATIVE_UINT64 : H5T_NATIVE_FLOAT;
+}
+
+/* Keep the first error; later ones only add to the log. */
+static int keep(int rc, int now) { return rc ? rc : now; }
+
+static int write_data(weft_ckpt *c, hid_t f, hid_t dxpl)
+{
+    int rc = 0;
+    for (int i = 0; i < c->plan.nd; i++) {
+        const weft_ck_dset *d = &c->plan.d[i];
+        c->dsets[i] = weft_h5_create(f, d->path, file_type(d->kind), d->ndim, d->shape);
+        if (c->dsets[i] < 0) {
+            rc = keep(rc, weft_h5_error(WEFT_EIO, "cannot create dataset %s", d->path));
+            continue;
+        }
+        hid_t fs = weft_h5_select(d->ndim, d->shape, d->rects, d->nrect), ms = weft_h5_memspace(d->count);
+        if (H5Dwrite(c->dsets[i], mem_type(d->kind), ms, fs, dxpl, c->stage + d->stage_off) < 0)
+            rc = keep(rc, weft_h5_error(WEFT_EIO, "writing %s failed", d->path));
+        H5Sclose(fs);
+        H5Sclose(ms);
+    }
+    return rc;
+}
+
+/* Each dataset's hash is computed by one rank, then shared. */
+static int checksums(weft_ckpt *c, hid_t f)
+{
+    int rc = 0;
+    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
+        rc = weft_h5_error(WEFT_EIO, "flushing the checkpoint failed");
+    MPI_Barrier(c->mpi); /* read-backs see every rank's writes */
+    for (int i = 0; i < c->plan.nd; i++) {
+        const weft_ck_dset *d = &c->plan.d[i];
+        c->hashes[i] = 0;
+        if (!d->hasher || c->dsets[i] < 0)
+            continue;
+        if (d->whole)
+            c->hashes[i] = weft_h5_hash(c->stage + d->stage_off, d->count * d->esize);
+        else
+            rc = keep(rc, weft_h5_checksum(c->dsets[i], d->path, c->scratch, SCRATCH_BYTES, &c->hashes[i]));
+    }
+    rc = keep(rc, weft_comm_allreduce(c->wcomm, c->hashes, c->hashes,
+                                      (size_t)c->plan.nd, WEFT_I64, WEFT_SUM));
+    return rc;
+}
+
+static int root_attrs(weft_ckpt *c, hid_t f)
+{
+    const weft_ckpt_meta *m = &c->meta;
+    const weft_ckpt_layout *l = &c->layout;
+    char layout[128];
+    snprintf(layout, sizeof layout, "world=%d dp=%d tp=%d pp=%d zero=%d", c->size, l->dp_size, l->tp_size,
+             l->pp_size, l->zero);
+    int rc = 0;
+    rc = keep(rc, weft_h5_attr_str(f, "format", "weft-checkpoint"));
+    rc = keep(rc, weft_h5_attr_i64(f, "format_version", 1));
+    rc = keep(rc, weft_h5_attr_str(f, "weft_version", WEFT_VERSION));
+    rc = keep(rc, weft_h5_attr_i64(f, "step", m->step));
+    rc = keep(rc, weft_h5_attr_f64(f, "wall_time", weft_wall_s()));
+    rc = keep(rc, weft_h5_attr_u64(f, "dataset_hash", m->dataset_hash));
+    rc = keep(rc, weft_h5_attr_str(f, "config", c->config_ini ? c->config_ini : ""));
+    rc = keep(rc, weft_h5_attr_str(f, "layout", layout));
+    rc = keep(rc, weft_h5_attr_i64(f, "world_size", c->size));
+    rc = keep(rc, weft_h5_attr_i64(f, "dp", l->dp_size));
+    rc = keep(rc, weft_h5_attr_i64(f, "tp", l->tp_size));
+    rc = keep(rc, weft_h5_attr_i64(f, "pp", l->pp_size));
+    rc = keep(rc, weft_h5_attr_i64(f, "zero", l->zero));
+    rc = keep(rc, weft_h5_attr_i64(f, "optim_t", m->optim_t));
+    rc = keep(rc, weft_h5_attr_f64(f, "lr", m->lr));
+    rc = keep(rc, weft_h5_attr_f64(f, "lr_peak", m->lr_peak));
+    rc = keep(rc, weft_h5_attr_f64(f, "lr_min", m->lr_min));
+    rc = keep(rc, weft_h5_attr_i64(f, "lr_warmup", m->warmup));
+    rc = keep(rc, weft_h5_attr_i64(f, "lr_total_steps", m->total_steps));
+    return rc;
+}
+
+static int write_file(weft_ckpt *c, const char *tmp)
+{
+    weft_h5_tuning tune = {c->opts.collective, c->opts.coll_metadata, c->opts.alignment};
+    hid_t fapl = weft_h5_fapl(c->mpi, &tune);
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (f < 0)
+        return weft_h5_error(WEFT_EIO, "cannot create checkpoint file %s", tmp);
+    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(dxpl, c->opts.collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT);
+    int64_t t0 = weft_now_ns();
+    int rc = write_data(c, f, dxpl);
+    c->stats.data_s = 1e-9 * (double)(weft_now_ns() - t0);
+    H5Pclose(dxpl);
+    rc = keep(rc, checksums(c, f));
+    for (int i = 0; i < c->plan.nd; i++)
+        if (c->dsets[i] >= 0)
+            rc = keep(rc, weft_h5_attr_u64(c->dsets[i], "xxh3_64", c->hashes[i]));
+    rc = keep(rc, root_attrs(c, f));
+    for (int i = 0; i < c->plan.nd; i++)
+        if (c->dsets[i] >= 0)
+            H5Dclose(c->dsets[i]);
+    if (H5Fclose(f) < 0)
+        rc = keep(rc, weft_h5_error(WEFT_EIO, "closing checkpoint file %s failed", tmp));
+    if (rc)
+        weft_ck_wrap(rc, "checkpoint step %lld", (long long)c->meta.step);
+    return rc;
+}
+
+/* --- one save ------------------------------------------------------------- */
+
+static size_t file_bytes_estimate(const weft_ckpt *c)
+{
+    size_t b = 1u << 20; /* metadata */
+    for (int i = 0; i < c->plan.nd; i++) {
+        const weft_ck_dset *d = &c->plan.d[i];
+        size_t bytes = (size_t)d->shape[0] * (size_t)(d->ndim == 2 ? d->shape[1] : 1) * d->esize;
+        b += bytes + (bytes >= 65536 ? c->opts.alignment : 0);
+    }
+    return b;
+}
+
+static int preflight(weft_ckpt *c)
+{
+    if (!c->opts.preflight || c->rank != 0)
+        return 0;
+    struct statvfs sv;
+    if (statvfs(c->opts.dir, &sv) != 0)
+        return weft_error(WEFT_EIO, "checkpoint: cannot stat %s: %s", c->opts.dir, strerror(errno));
+    size_t need = file_bytes_estimate(c), avail = (size_t)sv.f_bavail * sv.f_frsize;
+    if (avail < need)
+        return weft_error(WEFT_EIO, "checkpoint step %lld: not enough space in %s: the file needs about %.1f MiB, "
+                          "%.1f MiB are free (No space left on device); free space or lower checkpoint.keep_last",
+                          (long long)c->meta.step, c->opts.dir, need / 1048576.0, avail / 1048576.0);
+    return 0;
+}
+
+static int fsync_path(const char *p)
+{
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return weft_error(WEFT_EIO, "checkpoint: cannot open %s to fsync: %s", p, strerror(errno));
+    int r = fsync(fd), e = errno;
+    close(fd);
+    if (r != 0)
+        return weft_error(WEFT_EIO, "checkpoint: fsync of %s failed: %s", p, strerror(e));
+    return 0;
+}
+
+static int commit(weft_ckpt *c, const char *tmp, const char *name)
+{
+    int rc = c->fsyncer ? fsync_path(tmp) : 0;
+    WEFT_CHECK(weft_ck_agree(c->wcomm, rc));
+    if (c->rank == 0) {
+        rc = weft_ck_publish(c->opts.dir, tmp, name);
+        if (rc == 0 && weft_ck_retain(c->opts.dir, c->opts.keep_last, c->opts.keep_every) != 0)
+            WEFT_WARN("%s", weft_last_error()); /* an old file left over is no failure of this save */
+    }
+    return weft_ck_agree(c->wcomm, rc);
+}
+
+static int write_one(weft_ckpt *c)
+{
+    char name[64], tmp[4200];
+    weft_ck_file_name(c->meta.step, name, sizeof name);
+    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", c->opts.dir, name);
+    int64_t t0 = weft_now_ns();
+    int rc = weft_ck_agree(c->wcomm, preflight(c));
+    if (rc == 0) {
+        weft_h5_lock();
+        rc = write_file(c, tmp);
+        weft_h5_unlock();
+        rc = weft_ck_agree(c->wcomm, rc);
+    }
+    if (rc == 0)
+        rc = commit(c, tmp, name);
+    if (rc && c->rank == 0)
+        unlink(tmp);
+    c->stats.write_s = 1e-9 * (double)(weft_now_ns() - t0);
+    if (rc == 0) {
+        pthread_mutex_lock(&c->mu);
+        c->last_step = c->meta.step;
+        snprintf(c->last_path, sizeof c->last_path, "%s/%s", c->opts.dir, name);
+        pthread_mutex_unlock(&c->mu);
+        struct stat st;
+        c->stats.bytes_file = stat(c->last_path, &st) == 0 ? (size_t)st.st_size : 0;
+        if (c->rank == 0)
+            WEFT_INFO("checkpoint step %lld committed: %s (%.1f MiB in %.2f s)", (long long)c->meta.step,
+                      c->last_path, c->stats.bytes_file / 1048576.0, c->stats.write_s);
+    }
+    return rc;
+}
+
+static void *writer_main(void *arg)
+{
+    weft_ckpt *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (c->st != PENDING && !c->quit)
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (c->st != PENDING)
+            break;
+        c->st = WRITING;
+        pthread_mutex_unlock(&c->mu);
+        int rc = write_one(c);
+        pthread_mutex_lock(&c->mu);
+        c->result = rc;
+        snprintf(c->result_msg, sizeof c->result_msg, "%s", rc ? weft_last_error() : "");
+        c->st = DONE;
+        pthread_cond_broadcast(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* --- the main thread's side ---------------------------------------------- */
+
+static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state *s, const weft_ckpt_opts *o,
+                 const char *ini)
+{
+    c->layout = *l;
+    c->state = *s;
+    c->opts = *o;
+    c->last_step = -1;
+    c->rank = weft_comm_rank(l->world);
+    c->size = weft_comm_size(l->world);
+    weft_ctx *ctx = weft_ctx_current();
+    c->fsyncer = !ctx || ctx->local_rank == 0;
+    c->config_ini = strdup(ini ? ini : "");
+    WEFT_CHECK(weft_comm_dup(l->world, "ckpt-writer", &c->wcomm));
+    WEFT_CHECK(weft_comm_mpi_dup(l->world, &c->mpi));
+    WEFT_CHECK(weft_ck_plan_build(c->mpi, l, s, o->loader_len, &c->plan));
+    c->stage = aligned_alloc(64, c->plan.stage_bytes + 64);
+    c->scratch = malloc(SCRATCH_BYTES);
+    c->hashes = calloc((size_t)c->plan.nd + 1, sizeof *c->hashes);
+    c->dsets = calloc((size_t)c->plan.nd + 1, sizeof *c->dsets);
+    if (!c->config_ini || !c->stage || !c->scratch || !c->hashes || !c->dsets)
+        return weft_error(WEFT_ENOMEM, "checkpoint: %.1f MiB of staging: out of memory",
+                          c->plan.stage_bytes / 1048576.0);
+    memset(c->stage, 0, c->plan.stage_bytes); /* touch it now, not during the first save */
+    for (int i = 0; i < c->plan.nd; i++)
+        c->stats.bytes_rank += c->plan.d[i].count * c->plan.d[i].esize;
+    int rc = c->rank == 0 ? weft_ck_mkdir(o->dir) : 0;
+    if (rc == 0 && c->rank == 0)
+        weft_ck_remove_stale(o->dir);
+    return rc;
+}
+
+int weft_ckpt_new(const weft_ckpt_layout *l, const weft_ckpt_state *s, const weft_ckpt_opts *o, const char *ini,
+                  weft_ckpt **out)
+{
+    *out = NULL;
+    weft_ckpt *c = calloc(1, sizeof *c);
+    if (!c)
+        return weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    int rc = setup(c, l, s, o, ini);
+    rc = weft_ck_agree(l->world, rc);
+    if (rc == 0 && pthread_create(&c->thread, NULL, writer_main, c) != 0)
+        rc = weft_error(WEFT_EINTERNAL, "checkpoint: cannot start the writer thread");
+    c->thread_started = rc == 0;
+    if (rc) {
+        weft_ckpt_close(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+/* Wait for the writer to finish the save in flight; collect its result. */
+static int collect(weft_ckpt *c)
+{
+    pthread_mutex_lock(&c->mu);
+    while (c->st == PENDING || c->st == WRITING)
+        pthread_cond_wait(&c->cv, &c->mu);
+    int rc = 0;
+    if (c->st == DONE) {
+        rc = c->result;
+        if (rc) {
+            weft_error(rc, "%s", c->result_msg);
+            c->stats.failed++;
+        }
+        c->st = IDLE;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int weft_ckpt_wait(weft_ckpt *c) { return c ? collect(c) : 0; }
+
+static int busy(weft_ckpt *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int b = c->st == PENDING || c->st == WRITING;
+    pthread_mutex_unlock(&c->mu);
+    return b;
+}
+
+/* A failed earlier save: an error to stop on, or a warning. */
+static int previous_result(weft_ckpt *c)
+{
+    int rc = collect(c);
+    if (rc == 0)
+        return 0;
+    if (c->opts.stop_on_error)
+        return rc;
+    if (c->rank == 0)
+        WEFT_WARN("%s (checkpoint.on_error = continue: training goes on)", weft_last_error());
+    return 0;
+}
+
+static void stage_state(weft_ckpt *c, const weft_ckpt_meta *m)
+{
+    int64_t t0 = weft_now_ns();
+    const weft_ck_plan *p = &c->plan;
+    for (int i = 0; i < p->ncopies; i++)
+        if (p->copies[i].src)
+            memcpy(c->stage + p->copies[i].stage_off, p->copies[i].src, p->copies[i].bytes);
+    if (c->opts.loader_len && c->rank == 0)
+        memcpy(c->stage + p->loader_off, m->loader_state, m->loader_len < c->opts.loader_len ? m->loader_len
+                                                                                             : c->opts.loader_len);
+    memcpy(c->stage + p->rng_off, &m->rng, sizeof m->rng);
+    c->meta = *m;
+    c->meta.loader_state = NULL;
+    c->stats.copy_s = 1e-9 * (double)(weft_now_ns() - t0);
+}
+
+static int save(weft_ckpt *c, const weft_ckpt_meta *m, int never_skip, int *started)
+{
+    int64_t t0 = weft_now_ns();
+    *started = 0;
+    if (m->loader_len != c->opts.loader_len && c->opts.loader_len)
+        return weft_error(WEFT_EINVAL, "checkpoint: loader state of %zu bytes, %zu reserved", m->loader_len,
+                          c->opts.loader_len);
+    /* Every rank must start (or skip) the same saves: agree on "busy". */
+    int32_t b = busy(c), any;
+    WEFT_CHECK(weft_comm_allreduce(c->layout.world, &b, &any, 1, WEFT_I32, WEFT_MAX));
+    if (any && c->opts.skip_if_busy && !never_skip) {
+        c->stats.skipped++;
+        if (c->rank == 0)
+            WEFT_WARN("checkpoint at step %lld skipped: step %lld is still being written (checkpoint.if_busy = "
+                      "skip)", (long long)m->step, (long long)c->meta.step);
+        return 0;
+    }
+    WEFT_CHECK(weft_ck_agree(c->layout.world, previous_result(c)));
+    stage_state(c, m);
+    pthread_mutex_lock(&c->mu);
+    c->st = PENDING;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    *started = 1;
+    c->stats.saves++;
+    c->stats.blocked_s = 1e-9 * (double)(weft_now_ns() - t0);
+    return 0;
+}
+
+int weft_ckpt_save(weft_ckpt *c, const weft_ckpt_meta *m, int *started)
+{
+    int s;
+    WEFT_CHECK(save(c, m, 0, started ? started : &s));
+    if (c->opts.async)
+        return 0;
+    int rc = collect(c);
+    c->stats.blocked_s += c->stats.write_s;
+    return rc;
+}
+
+int weft_ckpt_save_wait(weft_ckpt *c, const weft_ckpt_meta *m)
+{
+    int started;
+    WEFT_CHECK(save(c, m, 1, &started));
+    return collect(c);
+}
+
+int64_t weft_ckpt_last(weft_ckpt *c, char *path, size_t len)
+{
+    pthread_mutex_lock(&c->mu);
+    int64_t s = c->last_step;
+    if (path && len)
+        snprintf(path, len, "%s", c->last_path);
+    pthread_mutex_unlock(&c->mu);
+    return s;
+}
+
+void weft_ckpt_get_stats(weft_ckpt *c, weft_ckpt_stats *out)
+{
+    pthread_mutex_lock(&c->mu);
+    *out = c->stats;
+    pthread_mutex_unlock(&c->mu);
+}
+
+int weft_ckpt_close(weft_ckpt *c)
+{
+    if (!c)
+        return 0;
+    int rc = c->thread_started ? collect(c) : 0;
+    if (c->thread_started) {
+        pthread_mutex_lock(&c->mu);
+        c->quit = 1;
+        pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->thread, NULL);
+    }
+    if (c->mpi != MPI_COMM_NULL && c->mpi)
+        MPI_Comm_free(&c->mpi);
+    weft_comm_free(c->wcomm);
+    weft_ck_plan_free(&c->plan);
+    free(c->stage);
+    free(c->scratch);
+    free(c->hashes);
+    free(c->dsets);
+    free(c->config_ini);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
+    return rc;
+}

@@ -1,0 +1,459 @@
+/*
+ * weft-ckpt -- look into checkpoints without a job (one process, no MPI):
+ *
+ *   weft-ckpt ls RUN_DIR|CHECKPOINT_DIR   committed checkpoints, the latest marked
+ *   weft-ckpt info FILE [--config]        step, layout, data, tensors
+ *   weft-ckpt verify FILE                 every dataset against its checksum
+ *   weft-ckpt diff A B [--tol X]          max abs / rel difference per tensor
+ *   weft-ckpt export FILE --format safetensors -o OUT
+ *                                         the weights with Hugging Face GPT-2
+ *                                         names and shapes
+ *
+ * File layout: docs/checkpoint-format.md. Exit status: 0 ok (diff: no
+ * difference beyond --tol), 1 diff found differences, 64 bad usage, 65 bad
+ * or corrupt checkpoint, 66 missing file, 74 I/O error.
+ */
+#include "checkpoint/ckpt.h"
+#include "checkpoint/commit.h"
+#include "checkpoint/h5.h"
+#include "checkpoint/inspect.h"
+#include "runtime/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *usage_text =
+    "usage: weft-ckpt ls RUN_DIR|CHECKPOINT_DIR\n"
+    "       weft-ckpt info FILE [--config]\n"
+    "       weft-ckpt verify FILE\n"
+    "       weft-ckpt diff A B [--tol X]\n"
+    "       weft-ckpt export FILE --format safetensors -o OUT\n"
+    "\n"
+    "Checkpoints are the HDF5 files weft-train writes (docs/checkpoint-format.md).\n"
+    "  ls      the committed checkpoints in a directory, newest last, latest marked\n"
+    "  info    step, layout, dataset, versions and every tensor's shape (--config: the\n"
+    "          full configuration the run used)\n"
+    "  verify  recompute every dataset's xxh3 checksum; names each corrupt tensor\n"
+    "  diff    per tensor: max |a-b| and relative, max |a-b| / max |a|; exit 1 if any\n"
+    "          relative difference exceeds --tol\n"
+    "          (default 0: bitwise identical)\n"
+    "  export  the weights as safetensors with Hugging Face GPT-2 names and shapes\n"
+    "          (transformer.h.0.attn.c_attn.weight is (C, 3C): Conv1D weights transposed)\n"
+    "\n"
+    "exit status: 0 ok, 1 diff found differences, 64 bad usage, 65 bad or corrupt\n"
+    "checkpoint, 66 missing file, 74 I/O error\n";
+
+/* --- ls ------------------------------------------------------------------- */
+
+static int cmd_ls(const char *dir)
+{
+    char cdir[4200], latest[4300] = "";
+    struct stat st;
+    snprintf(cdir, sizeof cdir, "%s/checkpoints", dir);
+    if (stat(cdir, &st) != 0 || !S_ISDIR(st.st_mode))
+        snprintf(cdir, sizeof cdir, "%s", dir);
+    int64_t *steps;
+    int n;
+    WEFT_CHECK(weft_ck_list(cdir, &steps, &n));
+    int lrc = weft_ckpt_find_latest(cdir, latest, sizeof latest);
+    printf("%s: %d checkpoint%s\n", cdir, n, n == 1 ? "" : "s");
+    for (int i = 0; i < n; i++) {
+        char name[64], p[4300];
+        weft_ck_file_name(steps[i], name, sizeof name);
+        snprintf(p, sizeof p, "%s/%s", cdir, name);
+        double mb = stat(p, &st) == 0 ? (double)st.st_size / 1048576.0 : 0;
+        printf("  %s  step %8lld  %9.1f MiB%s\n", name, (long long)steps[i], mb,
+               strcmp(p, latest) == 0 ? "  <- latest" : "");
+    }
+    if (lrc == WEFT_ENOENT)
+        printf("  (no latest: nothing committed to resume from)\n");
+    else if (lrc)
+        printf("  latest: %s\n", weft_last_error());
+    free(steps);
+    return 0;
+}
+
+/* --- info ------------------------------------------------------------------ */
+
+static void print_attr_i64(hid_t f, const char *name)
+{
+    int64_t v;
+    if (weft_h5_get_i64(f, name, &v) == 0)
+        printf("%-15s %lld\n", name, (long long)v);
+}
+
+static int cmd_info(const char *path, int show_config)
+{
+    hid_t f;
+    WEFT_CHECK(weft_ckpt_open_file(path, &f));
+    char *s = NULL, **list = NULL;
+    double wall;
+    uint64_t h;
+    printf("%-15s %s\n", "file", path);
+    print_attr_i64(f, "step");
+    if (weft_h5_get_str(f, "layout", &s) == 0)
+        printf("%-15s %s\n", "layout", s);
+    free(s);
+    if (weft_h5_get_str(f, "weft_version", &s) == 0)
+        printf("%-15s %s\n", "weft_version", s);
+    free(s);
+    if (weft_h5_get_f64(f, "wall_time", &wall) == 0)
+        printf("%-15s %.3f\n", "wall_time", wall);
+    if (weft_h5_get_u64(f, "dataset_hash", &h) == 0)
+        printf("%-15s %016llx\n", "dataset_hash", (unsigned long long)h);
+    print_attr_i64(f, "optim_t");
+    int rc = weft_ckpt_list_datasets(f, path, &list);
+    size_t total = 0;
+    for (int i = 0; rc == 0 && list[i]; i++) {
+        hid_t d = H5Dopen2(f, list[i], H5P_DEFAULT);
+        int nd;
+        int64_t sh[2];
+        if (d >= 0 && weft_h5_shape(d, list[i], &nd, sh) == 0) {
+            size_t n = (size_t)sh[0] * (size_t)(nd == 2 ? sh[1] : 1);
+            if (strncmp(list[i], "params/", 7) == 0)
+                total += n;
+            if (nd == 2)
+                printf("  %-40s (%lld, %lld)\n", list[i], (long long)sh[0], (long long)sh[1]);
+            else
+                printf("  %-40s (%lld)\n", list[i], (long long)sh[0]);
+        }
+        if (d >= 0)
+            H5Dclose(d);
+    }
+    if (rc == 0)
+        printf("%-15s %zu (%.2fM)\n", "parameters", total, (double)total / 1e6);
+    if (rc == 0 && show_config && weft_h5_get_str(f, "config", &s) == 0) {
+        printf("--- config ---\n%s", s);
+        free(s);
+    }
+    weft_ckpt_free_list(list);
+    H5Fclose(f);
+    return rc;
+}
+
+/* --- verify ---------------------------------------------------------------- */
+
+static int cmd_verify(const char *path)
+{
+    hid_t f;
+    WEFT_CHECK(weft_ckpt_open_file(path, &f));
+    char **list;
+    int rc = weft_ckpt_list_datasets(f, path, &list), bad = 0, n = 0, first = 0;
+    void *scratch = malloc(WEFT_CKPT_SCRATCH);
+    for (int i = 0; rc == 0 && scratch && list[i]; i++, n++) {
+        int r = weft_ckpt_verify_dataset(f, path, list[i], scratch);
+        if (r) {
+            fprintf(stderr, "weft-ckpt: %s\n", weft_last_error());
+            first = first ? first : r;
+            bad++;
+        }
+    }
+    if (rc == 0)
+        printf("%s: %d datasets, %d corrupt\n", path, n, bad);
+    free(scratch);
+    weft_ckpt_free_list(list);
+    H5Fclose(f);
+    if (rc == 0 && bad)
+        rc = weft_error(first, "%s: %d of %d datasets fail their checksum", path, bad, n);
+    return rc;
+}
+
+/* --- diff ------------------------------------------------------------------ */
+
+static int in_list(char **list, const char *s)
+{
+    for (int i = 0; list[i]; i++)
+        if (strcmp(list[i], s) == 0)
+            return 1;
+    return 0;
+}
+
+/* One dataset of both files: 1 if it differs beyond tol. */
+static int diff_one(hid_t fa, hid_t fb, const char *d, double tol, double *worst_abs, double *worst_rel)
+{
+    float *a, *b;
+    int na, nb;
+    int64_t sa[2], sb[2];
+    if (weft_ckpt_read_f32(fa, d, &a, &na, sa) != 0) {
+        printf("  %-40s (not f32: skipped)\n", d);
+        return 0;
+    }
+    if (weft_ckpt_read_f32(fb, d, &b, &nb, sb) != 0 || na != nb || sa[0] != sb[0] || sa[1] != sb[1]) {
+        printf("  %-40s shapes differ\n", d);
+        free(a);
+        free(b);
+        return 1;
+    }
+    size_t n = (size_t)sa[0] * (size_t)(na == 2 ? sa[1] : 1);
+    /* Relative to the tensor's scale (its largest magnitude): element-wise
+     * ratios blow up on elements that are nearly zero. */
+    double mabs = 0, scale = 0, mrel;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - (double)b[i]);
+        if (e > mabs || isnan(e))
+            mabs = e;
+        scale = fmax(scale, fabs((double)a[i]));
+    }
+    mrel = mabs == 0 ? 0 : scale > 0 ? mabs / scale : INFINITY;
+    free(a);
+    free(b);
+    printf("  %-40s max abs %.3e  max rel %.3e\n", d, mabs, mrel);
+    *worst_abs = fmax(*worst_abs, mabs);
+    *worst_rel = fmax(*worst_rel, mrel);
+    return !(mrel <= tol);
+}
+
+static int cmd_diff(const char *pa, const char *pb, double tol, int *differs)
+{
+    hid_t fa, fb;
+    WEFT_CHECK(weft_ckpt_open_file(pa, &fa));
+    int rc = weft_ckpt_open_file(pb, &fb);
+    if (rc) {
+        H5Fclose(fa);
+        return rc;
+    }
+    char **la = NULL, **lb = NULL;
+    rc = weft_ckpt_list_datasets(fa, pa, &la);
+    if (rc == 0)
+        rc = weft_ckpt_list_datasets(fb, pb, &lb);
+    int nd = 0, n = 0;
+    double wa = 0, wr = 0;
+    for (int i = 0; rc == 0 && la[i]; i++) {
+        if (strncmp(la[i], "params/", 7) != 0 && strncmp(la[i], "optim/", 6) != 0)
+            continue;
+        n++;
+        if (!in_list(lb, la[i])) {
+            printf("  %-40s only in %s\n", la[i], pa);
+            nd++;
+        } else {
+            nd += diff_one(fa, fb, la[i], tol, &wa, &wr);
+        }
+    }
+    for (int i = 0; rc == 0 && lb[i]; i++)
+        if ((!strncmp(lb[i], "params/", 7) || !strncmp(lb[i], "optim/", 6)) && !in_list(la, lb[i])) {
+            printf("  %-40s only in %s\n", lb[i], pb);
+            nd++;
+        }
+    if (rc == 0)
+        printf("%d tensors, %d differ beyond %g; max abs %.3e, max rel %.3e\n", n, nd, tol, wa, wr);
+    *differs = nd > 0;
+    weft_ckpt_free_list(la);
+    weft_ckpt_free_list(lb);
+    H5Fclose(fa);
+    H5Fclose(fb);
+    return rc;
+}
+
+/* --- export ---------------------------------------------------------------- */
+
+/* Hugging Face GPT-2 name of a weft tensor, and whether HF's Conv1D stores
+ * it transposed ((in, out) where weft has (out, in)). */
+static void hf_name(const char *weft, char *out, size_t len, int *transpose)
+{
+    static const char *const conv1d[] = {"attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
+                                         "mlp.c_proj.weight"};
+    *transpose = 0;
+    for (int i = 0; i < 4; i++) {
+        size_t a = strlen(weft), b = strlen(conv1d[i]);
+        if (a > b && strcmp(weft + a - b, conv1d[i]) == 0)
+            *transpose = 1;
+    }
+    if (strcmp(weft, "wte") == 0 || strcmp(weft, "wpe") == 0)
+        snprintf(out, len, "transformer.%s.weight", weft);
+    else
+        snprintf(out, len, "transformer.%s", weft);
+}
+
+typedef struct {
+    char name[96];
+    float *data;     /* in HF layout */
+    int ndim;
+    int64_t shape[2];
+    size_t n;
+} tensor;
+
+static int load_tensor(hid_t f, const char *dpath, tensor *t)
+{
+    int tr;
+    float *raw;
+    WEFT_CHECK(weft_ckpt_read_f32(f, dpath, &raw, &t->ndim, t->shape));
+    hf_name(dpath + 7, t->name, sizeof t->name, &tr);
+    t->n = (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
+    t->data = raw;
+    if (!tr || t->ndim != 2)
+        return 0;
+    int64_t R = t->shape[0], C = t->shape[1];
+    t->data = malloc(t->n * sizeof(float) + 1);
+    if (!t->data) {
+        free(raw);
+        return weft_error(WEFT_ENOMEM, "out of memory");
+    }
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t c = 0; c < C; c++)
+            t->data[c * R + r] = raw[r * C + c];
+    free(raw);
+    t->shape[0] = C;
+    t->shape[1] = R;
+    return 0;
+}
+
+/* The JSON header: names, dtypes, shapes, data offsets; padded with spaces
+ * to a multiple of 8 bytes, as the format recommends. */
+static char *st_header(const tensor *t, int n, int64_t step, size_t *len)
+{
+    size_t cap = 256 + (size_t)n * 200;
+    char *h = malloc(cap);
+    if (!h)
+        return NULL;
+    size_t off = 0, pos = 0;
+    pos += (size_t)snprintf(h + pos, cap - pos, "{\"__metadata__\":{\"format\":\"pt\",\"weft_step\":\"%lld\"}",
+                            (long long)step);
+    for (int i = 0; i < n; i++) {
+        size_t bytes = t[i].n * sizeof(float);
+        if (t[i].ndim == 2)
+            pos += (size_t)snprintf(h + pos, cap - pos, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld,%lld],", t[i].name,
+                                    (long long)t[i].shape[0], (long long)t[i].shape[1]);
+        else
+            pos += (size_t)snprintf(h + pos, cap - pos, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld],", t[i].name,
+                                    (long long)t[i].shape[0]);
+        pos += (size_t)snprintf(h + pos, cap - pos, "\"data_offsets\":[%zu,%zu]}", off, off + bytes);
+        off += bytes;
+    }
+    pos += (size_t)snprintf(h + pos, cap - pos, "}");
+    while (pos % 8)
+        h[pos++] = ' ';
+    *len = pos;
+    return h;
+}
+
+static int write_all(int fd, const void *buf, size_t len, const char *path)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return weft_error(WEFT_EIO, "%s: write failed: %s", path, strerror(errno));
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static int st_write(const char *out, const tensor *t, int n, int64_t step)
+{
+    size_t hlen;
+    char *h = st_header(t, n, step, &hlen), tmp[4200];
+    if (!h)
+        return weft_error(WEFT_ENOMEM, "out of memory");
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    int rc = fd < 0 ? weft_error(WEFT_EIO, "cannot create %s: %s", tmp, strerror(errno)) : 0;
+    uint64_t le = hlen; /* little-endian on the machines weft runs on */
+    if (rc == 0)
+        rc = write_all(fd, &le, 8, tmp);
+    if (rc == 0)
+        rc = write_all(fd, h, hlen, tmp);
+    for (int i = 0; rc == 0 && i < n; i++)
+        rc = write_all(fd, t[i].data, t[i].n * sizeof(float), tmp);
+    if (fd >= 0 && rc == 0 && (fsync(fd) != 0 || rename(tmp, out) != 0))
+        rc = weft_error(WEFT_EIO, "cannot write %s: %s", out, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    if (rc)
+        unlink(tmp);
+    free(h);
+    return rc;
+}
+
+static int cmd_export(const char *path, const char *format, const char *out)
+{
+    if (strcmp(format, "safetensors") != 0)
+        return weft_error(WEFT_EINVAL, "weft-ckpt export: unknown --format '%s' (known: safetensors)", format);
+    hid_t f;
+    WEFT_CHECK(weft_ckpt_open_file(path, &f));
+    char **list;
+    int rc = weft_ckpt_list_datasets(f, path, &list), n = 0;
+    tensor *t = NULL;
+    int64_t step = 0;
+    weft_h5_get_i64(f, "step", &step);
+    for (int i = 0; rc == 0 && list[i]; i++) {
+        if (strncmp(list[i], "params/", 7) != 0)
+            continue;
+        tensor *g = realloc(t, (size_t)(n + 1) * sizeof *t);
+        if (!g) {
+            rc = weft_error(WEFT_ENOMEM, "out of memory");
+            break;
+        }
+        t = g;
+        memset(&t[n], 0, sizeof t[n]);
+        rc = load_tensor(f, list[i], &t[n]);
+        n += rc == 0;
+    }
+    H5Fclose(f);
+    weft_ckpt_free_list(list);
+    if (rc == 0)
+        rc = st_write(out, t, n, step);
+    if (rc == 0)
+        printf("%s: %d tensors (Hugging Face GPT-2 names; lm_head is tied to transformer.wte.weight)\n", out, n);
+    for (int i = 0; i < n; i++)
+        free(t[i].data);
+    free(t);
+    return rc;
+}
+
+/* --- main ------------------------------------------------------------------ */
+
+static int run(int argc, char **argv, int *differs)
+{
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "ls") == 0 && argc == 3)
+        return cmd_ls(argv[2]);
+    if (strcmp(cmd, "info") == 0 && (argc == 3 || (argc == 4 && strcmp(argv[3], "--config") == 0)))
+        return cmd_info(argv[2], argc == 4);
+    if (strcmp(cmd, "verify") == 0 && argc == 3)
+        return cmd_verify(argv[2]);
+    if (strcmp(cmd, "diff") == 0 && (argc == 4 || (argc == 6 && strcmp(argv[4], "--tol") == 0))) {
+        char *end = NULL;
+        double tol = argc == 6 ? strtod(argv[5], &end) : 0;
+        if (argc == 6 && (*end || !(tol >= 0)))
+            return weft_error(WEFT_EINVAL, "weft-ckpt diff: --tol '%s' is not a number >= 0", argv[5]);
+        return cmd_diff(argv[2], argv[3], tol, differs);
+    }
+    if (strcmp(cmd, "export") == 0 && argc == 7) {
+        const char *format = NULL, *out = NULL;
+        for (int i = 3; i + 1 < argc; i += 2) {
+            if (strcmp(argv[i], "--format") == 0)
+                format = argv[i + 1];
+            else if (strcmp(argv[i], "-o") == 0)
+                out = argv[i + 1];
+        }
+        if (format && out)
+            return cmd_export(argv[2], format, out);
+    }
+    return weft_error(WEFT_EINVAL, "weft-ckpt: bad arguments for '%s' (see --help)", cmd);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? WEFT_EXIT_USAGE : 0;
+    }
+    int differs = 0;
+    weft_h5_lock();
+    int rc = run(argc, argv, &differs);
+    weft_h5_unlock();
+    if (rc) {
+        fprintf(stderr, "weft-ckpt: %s\n", weft_last_error());
+        return weft_exit_code(rc);
+    }
+    return differs ? 1 : 0;
+}
