@@ -3,8 +3,10 @@
 #   - same layout (2 ranks, ZeRO-0 and ZeRO-1): the continuation from the
 #     step-5 checkpoint gives bitwise the losses of the uninterrupted run and
 #     bitwise the same final parameters and moments (weft-ckpt diff, tol 0);
+#   - the same for tensor parallelism (TP 2) and pipeline parallelism (PP 2);
 #   - another layout (2 ranks ZeRO-1 -> 1 rank, 1 rank -> 2 ranks ZeRO-1,
-#     2 ranks ZeRO-0 -> ZeRO-1): losses within 1e-5 relative, so the data
+#     2 ranks ZeRO-0 -> ZeRO-1, TP 2 -> TP 2 x PP 2 on 4 ranks, PP 2 -> TP 2,
+#     TP 2 -> DP 2 ZeRO-1): losses within 1e-5 relative, so the data
 #     stream went on where it stopped, and final weights and moments within
 #     1e-4 of each tensor's scale (AdamW turns the layouts' different
 #     summation orders into differences of that size in small tensors);
@@ -43,30 +45,34 @@ resume_from() {
 }
 final() { echo "$1/checkpoints/step-00000010.h5"; }
 
-# 1. Same layout: bitwise.
-for zero in 0 1; do
-    ref="$TMPDIR_TEST/ref$zero" res="$TMPDIR_TEST/res$zero"
-    weft_mpirun 2 "$train" "${tiny[@]}" --parallel.zero=$zero --run.dir="$ref" >"$ref.log" 2>&1
+# 1. Same layout: bitwise. NAME ARGS: DP ZeRO-0/1, tensor parallel, pipeline.
+same=("0 --parallel.zero=0" "1 --parallel.zero=1" "tp --parallel.tp=2" "pp --parallel.pp=2")
+for l in "${same[@]}"; do
+    set -- $l
+    ref="$TMPDIR_TEST/ref$1" res="$TMPDIR_TEST/res$1"
+    weft_mpirun 2 "$train" "${tiny[@]}" $2 --run.dir="$ref" >"$ref.log" 2>&1
     resume_from "$ref" "$res"
-    weft_mpirun 2 "$train" "${tiny[@]}" --parallel.zero=$zero --run.dir="$res" --resume >"$res.log" 2>&1
-    check "2 ranks ZeRO-$zero: resumed at step 5, losses of steps 6-10 bitwise equal to the uninterrupted run" \
+    weft_mpirun 2 "$train" "${tiny[@]}" $2 --run.dir="$res" --resume >"$res.log" 2>&1
+    check "2 ranks $2: resumed at step 5, losses of steps 6-10 bitwise equal to the uninterrupted run" \
         compare "$ref/metrics.jsonl" "$res/metrics.jsonl" 5 0
-    check "2 ranks ZeRO-$zero: final parameters and AdamW moments bitwise equal (weft-ckpt diff)" \
+    check "2 ranks $2: final parameters and AdamW moments bitwise equal (weft-ckpt diff)" \
         "$ck" diff "$(final "$ref")" "$(final "$res")"
 done
 expect_grep "resumed from .*step-00000005.h5 \(step 5" "$TMPDIR_TEST/res1.log" "the resume is logged with its file and step"
 
 # 2. Other layouts: within 1e-5, data continuing exactly.
 weft_mpirun 1 "$train" "${tiny[@]}" --run.dir="$TMPDIR_TEST/ref1r" >/dev/null 2>&1
-layouts=("ref1 1 0" "ref1r 2 1" "ref0 2 1" "ref1 2 0")
+# FROM NP ARGS: the reference run, and the layout that resumes its step 5.
+layouts=("ref1 1 --parallel.zero=0" "ref1r 2 --parallel.zero=1" "ref0 2 --parallel.zero=1" "ref1 2 --parallel.zero=0"
+         "reftp 4 --parallel.tp=2,--parallel.pp=2" "refpp 2 --parallel.tp=2" "reftp 2 --parallel.zero=1")
 for l in "${layouts[@]}"; do
     set -- $l
-    from=$1 np=$2 zero=$3 res="$TMPDIR_TEST/x-$1-$2-$3"
+    from=$1 np=$2 args=(${3//,/ }) res="$TMPDIR_TEST/x-$1-$2-${3//[=,]/_}"
     resume_from "$TMPDIR_TEST/$from" "$res"
-    weft_mpirun "$np" "$train" "${tiny[@]}" --parallel.zero=$zero --run.dir="$res" --resume >"$res.log" 2>&1
-    check "written by $from, resumed on $np rank(s) ZeRO-$zero: losses of steps 6-10 within 1e-5" \
+    weft_mpirun "$np" "$train" "${tiny[@]}" "${args[@]}" --run.dir="$res" --resume >"$res.log" 2>&1
+    check "written by $from, resumed on $np rank(s) ${args[*]}: losses of steps 6-10 within 1e-5" \
         compare "$TMPDIR_TEST/$from/metrics.jsonl" "$res/metrics.jsonl" 5 1e-5
-    check "written by $from, resumed on $np rank(s) ZeRO-$zero: final weights and moments within 1e-4 of the tensor scale" \
+    check "written by $from, resumed on $np rank(s) ${args[*]}: final weights and moments within 1e-4 of the tensor scale" \
         "$ck" diff "$(final "$TMPDIR_TEST/$from")" "$(final "$res")" --tol 1e-4
 done
 

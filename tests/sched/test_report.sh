@@ -6,7 +6,8 @@
 #     strict exposition-format check (tests/sched/promcheck.py), 404/405,
 #     bound to 127.0.0.1 only; the node_exporter textfile at the end;
 #   - a stop signal sent to ONE rank stops every rank after the same step,
-#     exit 75 (no checkpoint) and status.json says preempted;
+#     commits a checkpoint (weft_ckpt_save_wait), exits 138 (requeue me),
+#     and status.json says preempted with that checkpoint;
 #   - bad sched.* keys exit 64 naming the key.
 . "$(dirname "$0")/../lib.sh"
 train="$WEFT_BIN/weft-train"
@@ -30,20 +31,22 @@ run="$TMPDIR_TEST/done"
 weft_mpirun 2 "$train" "${tiny[@]}" --train.steps=30 --run.dir="$run" \
     --sched.textfile="$run/weft.prom" >"$TMPDIR_TEST/done.log" 2>&1
 check "a 30-step run exits 0" test -s "$run/status.json"
-check "status.json: state done, step 30 of 30, loss = metrics.jsonl's last, no checkpoint, 0 restarts" \
+check "status.json: state done, step 30 of 30, loss = metrics.jsonl's last, the end-of-training checkpoint, 0 restarts" \
     python3 - "$run/status.json" "$run/metrics.jsonl" <<'PY'
 import json, sys
 st = json.load(open(sys.argv[1]))
 last = [json.loads(l) for l in open(sys.argv[2])][-1]
 assert st["state"] == "done" and st["step"] == 30 and st["total_steps"] == 30, st
 assert st["loss"] == float("%.9g" % last["loss"]), (st["loss"], last["loss"])
-assert st["last_checkpoint"] is None and st["restarts"] == 0 and st["tokens"] == 30 * 8 * 32, st
+ck = st["last_checkpoint"]
+assert ck["step"] == 30 and ck["path"].endswith("/checkpoints/step-00000030.h5"), st
+assert st["restarts"] == 0 and st["tokens"] == 30 * 8 * 32, st
 assert st["eta_s"] == 0 and st["updated"] >= st["heartbeat"], st
 PY
 loss=$(tail -1 "$run/metrics.jsonl" | python3 -c 'import json,sys; print(repr(json.load(sys.stdin)["loss"]))')
 check "the textfile passes the strict format check: step 30, tokens 7680, loss as metrics.jsonl, state done" \
     "$promcheck" "$run/weft.prom" weft_step=30 weft_steps_planned=30 weft_tokens_total=7680 "weft_loss=$loss" \
-    'weft_state{state="done"}=1' 'weft_state{state="running"}=0' weft_checkpoint_step=-1 weft_restarts=0
+    'weft_state{state="done"}=1' 'weft_state{state="running"}=0' weft_checkpoint_step=30 weft_restarts=0
 if ls "$run" | grep -q '\.tmp\.'; then not_ok "no temporary files left in run.dir" "$(ls "$run")"; else ok "no temporary files left in run.dir"; fi
 
 # 2. Scrape a running job with curl, then stop it with a signal to one rank.
@@ -77,8 +80,8 @@ victim=$(ranks_of "$run" | tail -1)
 kill -USR1 "$victim"
 wait "$bg"
 rc=$?
-[ "$rc" -eq 75 ] && ok "SIGUSR1 to one rank: the job exits 75 (stopped, no checkpoint to resume)" ||
-    not_ok "SIGUSR1 to one rank: exit 75" "exit $rc: $(tail -20 "$TMPDIR_TEST/live.log")"
+[ "$rc" -eq 138 ] && ok "SIGUSR1 to one rank: the job commits a checkpoint and exits 138 (requeue me)" ||
+    not_ok "SIGUSR1 to one rank: exit 138" "exit $rc: $(tail -20 "$TMPDIR_TEST/live.log")"
 check "both ranks stop after the same step, the last one in metrics.jsonl" python3 - "$TMPDIR_TEST/live.log" "$run/metrics.jsonl" <<'PY'
 import json, re, sys
 log = open(sys.argv[1]).read()
@@ -88,11 +91,13 @@ assert stops["0"] == stops["1"], stops
 last = [json.loads(l) for l in open(sys.argv[2])][-1]["step"]
 assert int(stops["0"]) == last, (stops, last)
 PY
-check "status.json: preempted, with the signal and the step" python3 - "$run/status.json" <<'PY'
+check "status.json: preempted, with the signal, the step and its committed checkpoint" python3 - "$run/status.json" <<'PY'
 import json, sys
 st = json.load(open(sys.argv[1]))
 assert st["state"] == "preempted" and "after step %d" % st["step"] in st["message"], st
+assert "checkpoint committed" in st["message"] and st["last_checkpoint"]["step"] == st["step"], st
 PY
+check "latest names the checkpoint of the stop step" bash -c "grep -qx \"step-\$(printf %08d \$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"step\"])' '$run/status.json')).h5\" '$run/checkpoints/latest'"
 if curl -s -m 2 -o /dev/null "$url"; then not_ok "the metrics server is gone with the job"; else ok "the metrics server is gone with the job"; fi
 
 # 3. Bad keys.

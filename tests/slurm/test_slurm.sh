@@ -86,7 +86,7 @@ log=$(cat "$TMPDIR_TEST/done-$job.out")
 check "the final job comment says done, step 40/40" test "$(squeue -h -t all -j "$job" -o %k | cut -c1-24)" = "weft done step 40/40 los"
 check "the staged dataset copy is removed at the end" test -z "$(ls -d "$TMPDIR_TEST"/weft-data-* 2>/dev/null)"
 
-job=$(submit stop -- --train.steps=10000000 --sched.comment_interval=1)
+job=$(submit stop -- --train.steps=10000000 --sched.comment_interval=1 --sched.requeue=false)
 comment=""
 for i in $(seq 240); do
     comment=$(squeue -h -j "$job" -o %k 2>/dev/null)
@@ -99,10 +99,11 @@ scancel --batch --signal=USR1 "$job"
 slurm_wait_state "$job" 'COMPLETED|FAILED|CANCELLED|TIMEOUT' 60
 log=$(cat "$TMPDIR_TEST/stop-$job.out")
 check "scancel --signal=USR1 reaches the ranks through the script's trap" grep -q "weft: SIGUSR1: asking the ranks" <<<"$log"
-check "both ranks stop after the same step; exit 75 without a checkpoint" python3 - "$job" <<PY
+check "both ranks stop after the same step, commit a checkpoint and exit 138" python3 - "$job" <<PY
 import re
 log = open("$TMPDIR_TEST/stop-$job.out").read()
 stops = dict(re.findall(r"\[weft r(\d)/2 [^]]*\] .*all ranks stop after step (\d+)", log))
 assert sorted(stops) == ["0", "1"] and stops["0"] == stops["1"], log[-3000:]
-assert "step ended with exit status 75" in log, log[-2000:]
+assert "step ended with exit status 138" in log, log[-2000:]
+assert re.search(r"checkpoint step %s committed" % stops["0"], log), log[-2000:]
 PY
