@@ -3,7 +3,8 @@
 single-rank reference (tests/train/test_layouts.sh).
 
 Checks, each failing with the worst offender named:
-  - the loss at every step (and the gradient norm) within TOL relative;
+  - the loss at every step (and the gradient norm, and the validation loss
+    where evaluated) within TOL relative;
   - every parameter after training: the pieces the ranks dumped (weft-train
     with WEFT_DUMP_PARAMS=1) are placed into global tensors by their shard
     specs -- computed here independently of runtime/shard.c -- and compared
@@ -58,8 +59,12 @@ def main():
     tol = float(sys.argv[3]) if len(sys.argv) > 3 else 1e-5
     A, B = rows(ref), rows(run)
     assert len(A) == len(B) and len(A) > 0, f"steps: {len(A)} vs {len(B)}"
-    for key, t in (("loss", tol), ("grad_norm", 10 * tol)):
-        worst = max((abs(x[key] - y[key]) / abs(x[key]), x["step"]) for x, y in zip(A, B))
+    assert [x.get("val_loss") is None for x in A] == [y.get("val_loss") is None for y in B], "evaluations differ"
+    for key, t in (("loss", tol), ("grad_norm", 10 * tol), ("val_loss", tol)):
+        pairs = [(x, y) for x, y in zip(A, B) if key in x]
+        if not pairs:
+            continue
+        worst = max((abs(x[key] - y[key]) / abs(x[key]), x["step"]) for x, y in pairs)
         assert worst[0] <= t, f"{key}: relative difference {worst[0]:.3g} at step {worst[1]}"
     refp = {name: vals for _, name, *_, vals in dumps(ref)}
     got = {}

@@ -2,7 +2,7 @@
 # test_layouts.sh -- every DP x TP x PP layout of 4 ranks trains the same
 # model as one rank: a tiny GPT (L 4, NH 4, C 32, V 256 bytes, T 16) for 10
 # steps from the same seed and global batch, loss and gradient norm at every
-# step and every parameter after the last (reassembled from each rank's
+# step, the validation loss (steps 5 and 10: forward-only pipeline) and every parameter after the last (reassembled from each rank's
 # pieces by their shard specs) within 1e-5 relative of the single-rank run
 # (tests/train/layout_compare.py). Both pipeline schedules, ZeRO-1 and
 # gradient accumulation appear among the layouts. A deliberately broken
@@ -18,12 +18,12 @@
 train="$WEFT_BIN/weft-train"
 cmp_py="$WEFT_ROOT/tests/train/layout_compare.py"
 ds="$TMPDIR_TEST/ds"
-repeat_dataset "$ds" 0
+repeat_dataset "$ds" 0.1
 export WEFT_DUMP_PARAMS=1
 
 tiny=(--data.path="$ds" --model.n_layer=4 --model.n_head=4 --model.n_embd=32 --model.context=16
       --train.seq_len=16 --train.micro_batch=2 --train.global_batch=8 --train.steps=10 --train.log_interval=1
-      --train.eval_interval=0 --train.eval_batches=0 --optim.lr=1e-3 --optim.warmup=3 --optim.eps=1e-6
+      --train.eval_interval=5 --train.eval_batches=1 --optim.lr=1e-3 --optim.warmup=3 --optim.eps=1e-6
       --parallel.bucket_mb=0.01)
 
 weft_mpirun 1 "$train" "${tiny[@]}" --run.dir="$TMPDIR_TEST/ref" >"$TMPDIR_TEST/ref.log" 2>&1 \
