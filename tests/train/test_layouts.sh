@@ -1,9 +1,10 @@
 #!/bin/bash
 # test_layouts.sh -- every DP x TP x PP layout of 4 ranks trains the same
 # model as one rank: a tiny GPT (L 4, NH 4, C 32, V 256 bytes, T 16) for 10
-# steps from the same seed and global batch, loss and gradient norm at every
-# step, the validation loss (steps 5 and 10: forward-only pipeline) and every parameter after the last (reassembled from each rank's
-# pieces by their shard specs) within 1e-5 relative of the single-rank run
+# steps from the same seed and global batch: loss and gradient norm at every
+# step, the validation loss (steps 5 and 10: the forward-only pipeline) and
+# every parameter after the last (reassembled from each rank's pieces by
+# their shard specs) within 1e-5 relative of the single-rank run
 # (tests/train/layout_compare.py). Both pipeline schedules, ZeRO-1 and
 # gradient accumulation appear among the layouts. A deliberately broken
 # tensor-parallel reduction must fail the same comparison, and layouts that
