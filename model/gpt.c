@@ -19,6 +19,7 @@
 #include "kernels/kernels.h"
 #include "parallel/tp.h"
 #include "runtime/error.h"
+#include "runtime/log.h"
 #include "runtime/rng.h"
 #include "runtime/trace.h"
 
@@ -395,23 +396,34 @@ static void init_values(const weft_gpt_param *g, weft_rng *rng, double proj_std,
 
 void weft_gpt_init(weft_gpt *m, uint64_t seed)
 {
-    weft_gpt *whole = NULL;
-    weft_gpt_config c = m->cfg;
-    /* The whole model's table (no activations needed: B = T = 1). */
-    if (weft_gpt_new(&c, 1, 1, &whole) != 0)
+    /* The whole model's table (no buffers), and room for its largest tensor:
+     * every rank draws every value in order but keeps only its pieces. */
+    weft_gpt w = {.cfg = m->cfg, .part = {.tp_size = 1, .pp_size = 1, .nslots = 1}, .Ll = m->cfg.n_layer,
+                  .has_embed = 1, .has_head = 1};
+    w.table = calloc((size_t)(3 + NBLOCK * w.Ll + 2), sizeof *w.table);
+    if (w.table)
+        build_table(&w);
+    size_t big = 0;
+    for (int i = 0; i < w.nparams; i++)
+        big = w.table[i].numel > big ? w.table[i].numel : big;
+    float *buf = w.table ? malloc(big * sizeof(float)) : NULL;
+    if (!buf) { /* only at start; the caller's later allocations fail too */
+        WEFT_ERROR("model: out of memory initialising the parameters");
+        free(w.table);
         return;
+    }
     weft_rng rng;
     weft_rng_seed(&rng, seed);
     double proj_std = 0.02 / sqrt(2.0 * m->cfg.n_layer);
-    for (int i = 0; i < whole->nparams; i++) {
-        const weft_gpt_param *g = &whole->table[i];
-        float *w = whole->params + g->offset;
-        init_values(g, &rng, proj_std, w);
+    for (int i = 0; i < w.nparams; i++) {
+        const weft_gpt_param *g = &w.table[i];
+        init_values(g, &rng, proj_std, buf);
         for (int j = 0; j < m->nparams; j++)
             if (strcmp(m->table[j].name, g->name) == 0)
-                take_piece(&m->table[j].shard, w, m->params + m->table[j].offset);
+                take_piece(&m->table[j].shard, buf, m->params + m->table[j].offset);
     }
-    weft_gpt_free(whole);
+    free(buf);
+    free(w.table);
 }
 
 const weft_gpt_config *weft_gpt_cfg(const weft_gpt *m) { return &m->cfg; }

@@ -116,6 +116,7 @@ typedef struct {
 typedef struct {
     int64_t step;
     double loss, lr, grad_norm, ms, data_ms, comm_ms, hidden, val_loss, ckpt_ms;
+    double pipe_idle;       /* rank 0's stage: share of the schedule spent waiting (NaN: one stage) */
     int skipped;
 } step_stats;
 
@@ -519,6 +520,15 @@ static int reduce_tied(trainer *t)
     return weft_comm_allreduce(e, g, g, t->wte_n, WEFT_F32, WEFT_SUM);
 }
 
+static double pipe_idle(const trainer *t)
+{
+    weft_pipe_stats ps;
+    weft_pipe_get_stats(t->pipe, &ps);
+    if (weft_mesh_size(t->mesh, WEFT_AXIS_PP) < 2 || ps.total_ns <= 0)
+        return NAN;
+    return (double)ps.wait_ns / (double)ps.total_ns;
+}
+
 /* The loss lives on the last stage (the same on its TP ranks): summed over
  * stages, averaged over replicas. */
 static int reduce_loss(trainer *t, double local, double *out)
@@ -551,6 +561,7 @@ static int train_step(trainer *t, step_stats *s)
     t->rows = rows;
     t->loss_sum = 0;
     WEFT_CHECK(weft_pipe_train(t->pipe));
+    s->pipe_idle = pipe_idle(t);
     tw = weft_trace_begin();
     WEFT_CHECK(reduce_tied(t));
     WEFT_CHECK(weft_dp_finish_grads(t->dp));
@@ -631,6 +642,8 @@ static void log_step(trainer *t, const step_stats *s)
     json_num(f, "data_wait_ms", s->data_ms, 4);
     json_num(f, "comm_wait_ms", s->comm_ms, 4);
     json_num(f, "comm_hidden", s->hidden, 3);
+    if (!isnan(s->pipe_idle))
+        json_num(f, "pipe_idle", s->pipe_idle, 3);
     if (!isnan(s->val_loss))
         json_num(f, "val_loss", s->val_loss, 17);
     if (s->ckpt_ms > 0)
@@ -786,7 +799,7 @@ static int run(trainer *t, const cli_opts *cli)
     t->running = 1;
     step_stats s = {0};
     for (int64_t step = t->start_step; step < t->steps; step++) {
-        s = (step_stats){.step = step, .val_loss = NAN};
+        s = (step_stats){.step = step, .val_loss = NAN, .pipe_idle = NAN};
         weft_trace_step(step + 1);
         WEFT_CHECK(train_step(t, &s));
         WEFT_CHECK(ckpt_step(t, &s));

@@ -49,6 +49,12 @@ layout d2p2f 2 1 2 --parallel.schedule=1f1b
 layout t2p2 1 2 2 --parallel.schedule=1f1b
 layout t2p2g 1 2 2 --parallel.schedule=gpipe --train.micro_batch=1
 expect_grep "layout: dp 1 x tp 2 x pp 2 over 4 ranks" "$TMPDIR_TEST/t2p2.log" "the layout is logged at start"
+check "metrics.jsonl reports the pipeline's idle share with stages, not without" python3 - "$TMPDIR_TEST" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1] + "/t2p2/metrics.jsonl")]
+assert all(0 <= r["pipe_idle"] < 1 for r in rows), rows[0]
+assert all("pipe_idle" not in json.loads(l) for l in open(sys.argv[1] + "/t4/metrics.jsonl"))
+PY
 
 # The comparison can fail: skipping the backward reduction of the
 # column-parallel layers' input gradients is caught.
