@@ -85,7 +85,15 @@ struct weft_comm {
     weft_request **all_requests; /* every request ever made, freed with the comm */
     int nrequests, requests_cap;
     weft_comm *next_live, *prev_live; /* registry for flight dumps */
+    char id[80];           /* "name.k": the k-th communicator of this name that
+                            * this rank made; the same on every member, so
+                            * the watchdog can match ranks' heartbeats */
+    int *world_ranks;      /* (size) each member's rank in the world */
 };
+
+/* Visit every live communicator under the registry lock (watchdog.c).
+ * fn must not create or free communicators. */
+void weft_comm_foreach_live(void (*fn)(weft_comm *c, void *arg), void *arg);
 
 /* The backend registry (backends.c): NULL-terminated, in preference order. */
 extern const weft_backend *const weft_backends[];

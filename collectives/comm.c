@@ -71,9 +71,56 @@ static void dump_on_abort(void *arg)
         WEFT_ERROR("could not write flight records: %s", weft_last_error());
 }
 
+/* Names made so far and how many of each: the ordinal in a comm's id. */
+static struct {
+    char name[64];
+    int count;
+} made[64];
+static int nmade;
+
+static void assign_id(weft_comm *c)
+{
+    int i = 0;
+    while (i < nmade && strcmp(made[i].name, c->name) != 0)
+        i++;
+    if (i == nmade && nmade < 64)
+        snprintf(made[nmade++].name, sizeof made[0].name, "%s", c->name);
+    snprintf(c->id, sizeof c->id, "%s.%d", c->name, i < 64 ? made[i].count++ : 0);
+}
+
+void weft_comm_foreach_live(void (*fn)(weft_comm *c, void *arg), void *arg)
+{
+    pthread_mutex_lock(&live_mu);
+    for (weft_comm *c = live_head; c; c = c->next_live)
+        fn(c, arg);
+    pthread_mutex_unlock(&live_mu);
+}
+
+/* Each member's world rank, for naming ranks in hang diagnoses. */
+static int learn_world_ranks(weft_comm *c)
+{
+    c->world_ranks = malloc((size_t)c->size * sizeof(int));
+    int *mine = malloc((size_t)c->size * sizeof(int));
+    if (!c->world_ranks || !mine) {
+        free(mine);
+        return weft_error(WEFT_ENOMEM, "communicator '%s': out of memory", c->name);
+    }
+    MPI_Group g, w;
+    MPI_Comm_group(c->mpi, &g);
+    MPI_Comm_group(c->ctx->world, &w);
+    for (int i = 0; i < c->size; i++)
+        mine[i] = i;
+    MPI_Group_translate_ranks(g, c->size, mine, w, c->world_ranks);
+    MPI_Group_free(&g);
+    MPI_Group_free(&w);
+    free(mine);
+    return 0;
+}
+
 static void live_add(weft_comm *c)
 {
     pthread_mutex_lock(&live_mu);
+    assign_id(c);
     c->next_live = live_head;
     if (live_head)
         live_head->prev_live = c;
@@ -206,10 +253,14 @@ static int comm_create(weft_ctx *ctx, MPI_Comm dup_of, const char *name, const w
     if (rc == 0)
         rc = weft_flight_new(c->name, c->rank, c->size, c->backend->name, c->opts.flight_records,
                              &c->flight);
+    if (rc == 0)
+        rc = learn_world_ranks(c);
     if (rc < 0) {
         if (c->backend)
             c->backend->fini(c);
+        weft_flight_free(c->flight);
         MPI_Comm_free(&c->mpi);
+        free(c->world_ranks);
         free(c);
         return rc;
     }
@@ -276,6 +327,7 @@ void weft_comm_free(weft_comm *c)
     free(c->all_requests);
     c->backend->fini(c);
     weft_flight_free(c->flight);
+    free(c->world_ranks);
     /* A failed communicator may have operations that never completed; freeing
      * its MPI communicator would be collective, so leave it to MPI_Finalize. */
     if (!c->failed)

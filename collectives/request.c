@@ -9,6 +9,7 @@
  * WEFT_ETIMEDOUT and keeps the request for another wait).
  */
 #include "collectives/backend.h"
+#include "collectives/watchdog.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
 #include "runtime/timer.h"
@@ -132,13 +133,17 @@ static int timed_out(weft_request *r, double waited_s)
     if (op->peer >= 0)
         snprintf(peer, sizeof peer, ", %s %d",
                  op->kind == WEFT_OP_SEND || op->kind == WEFT_OP_RECV ? "peer" : "root", op->peer);
+    /* Who never arrived, from the other ranks' heartbeats (before the
+     * entry leaves the pending state). */
+    char who[2048] = "";
+    weft_watchdog_explain(c, r->seq, op->kind, waited_s, who, sizeof who);
     weft_flight_end(c->flight, r->seq, WEFT_FLIGHT_TIMEDOUT);
     r->timed_out = 1;
     weft_comm_fail(c, WEFT_ETIMEDOUT,
                    "%s #%llu (%s, %zu elements%s) still pending after %.1f s (comm.timeout = %g s); "
-                   "some rank of the group never reached it",
-                   weft_op_name(op->kind), (unsigned long long)r->seq, weft_dtype_name(op->dtype),
-                   op->count, peer, waited_s, c->opts.timeout_s);
+                   "%s", weft_op_name(op->kind), (unsigned long long)r->seq, weft_dtype_name(op->dtype),
+                   op->count, peer, waited_s, c->opts.timeout_s,
+                   who[0] ? who + 2 : "some rank of the group never reached it");
     if (c->opts.abort_on_timeout)
         weft_abort("%s", weft_last_error());
     return WEFT_ETIMEDOUT;

@@ -20,6 +20,9 @@ static struct {
 } hooks[MAX_HOOKS];
 static atomic_int nhooks;
 static atomic_flag aborting = ATOMIC_FLAG_INIT;
+static char reason[2048]; /* the first abort's message, for the hooks */
+
+const char *weft_abort_reason(void) { return reason; }
 
 int weft_at_abort(void (*fn)(void *arg), void *arg)
 {
@@ -41,6 +44,7 @@ static noreturn void vabort(int status, const char *fmt, va_list ap)
     /* A second abort (from a hook, or another thread) must not rerun the
      * hooks; it goes straight to the exit below. */
     if (!atomic_flag_test_and_set(&aborting)) {
+        snprintf(reason, sizeof reason, "%s", msg);
         int n = atomic_load(&nhooks);
         for (int i = 0; i < n && i < MAX_HOOKS; i++)
             hooks[i].fn(hooks[i].arg);

@@ -76,5 +76,7 @@ noreturn void weft_abort_with(int status, const char *fmt, ...) __attribute__((f
 
 /* Register fn(arg) to run inside weft_abort (at most 16 hooks). */
 int weft_at_abort(void (*fn)(void *arg), void *arg);
+/* Inside a hook: the message the job is being aborted with. */
+const char *weft_abort_reason(void);
 
 #endif

@@ -45,6 +45,8 @@ const weft_config_key weft_sched_config_keys[] = {
      "IPv4 address the metrics server listens on (0.0.0.0: every interface)"},
     {"sched.textfile", WEFT_CFG_STRING, "", WEFT_UNBOUNDED, NULL,
      "also write the metrics to this file for node_exporter's textfile collector (a .prom path; '': off)"},
+    {"sched.heartbeat", WEFT_CFG_FLOAT, "1", 0.05, 3600, NULL,
+     "seconds between each rank's heartbeat file (run.dir/heartbeat/rank-N), which hang diagnoses read"},
     {"sched.comment_interval", WEFT_CFG_FLOAT, "60", 0, 86400, NULL,
      "under Slurm, seconds between job comment updates (squeue -o %k; 0: off)"},
     WEFT_CONFIG_END,
@@ -71,6 +73,8 @@ struct weft_sched {
 };
 
 static _Atomic int64_t current_step = -1;
+static weft_sched *_Atomic aborting_sched; /* the publisher, for the abort hook */
+static atomic_int hook_installed;
 
 int64_t weft_sched_current_step(void) { return atomic_load(&current_step); }
 
@@ -188,6 +192,28 @@ static void *reporter_main(void *arg)
     return NULL;
 }
 
+/* weft_abort: the job ends now; status.json says failed and why. The
+ * lock is only tried (the aborting thread may have interrupted a holder). */
+static void on_abort(void *arg)
+{
+    (void)arg;
+    weft_sched *s = atomic_load(&aborting_sched);
+    if (!s)
+        return;
+    int locked = 0;
+    for (int i = 0; i < 100 && !(locked = pthread_mutex_trylock(&s->mu) == 0); i++)
+        usleep(10000);
+    s->rep.state = WEFT_RUN_FAILED;
+    snprintf(s->rep.message, sizeof s->rep.message, "aborted: %s", weft_abort_reason());
+    weft_report r = s->rep;
+    if (locked)
+        pthread_mutex_unlock(&s->mu);
+    char path[4200];
+    int n = weft_report_json(&r, weft_wall_s(), s->buf, 65536);
+    snprintf(path, sizeof path, "%s/status.json", s->dir);
+    weft_write_atomic(path, s->buf, (size_t)n);
+}
+
 /* --- lifecycle ------------------------------------------------------------- */
 
 static int start_metrics(weft_sched *s, const weft_config *cfg)
@@ -226,6 +252,9 @@ static int start_publisher(weft_sched *s, const weft_config *cfg)
         return weft_error(WEFT_ENOMEM, "out of memory");
     write_files(s, &s->rep);
     WEFT_CHECK(start_metrics(s, cfg));
+    if (!atomic_exchange(&hook_installed, 1))
+        WEFT_CHECK(weft_at_abort(on_abort, NULL));
+    atomic_store(&aborting_sched, s);
     if (pthread_create(&s->thread, NULL, reporter_main, s) != 0)
         return weft_error(WEFT_EINTERNAL, "cannot start the reporter thread");
     s->thread_started = 1;
@@ -234,6 +263,8 @@ static int start_publisher(weft_sched *s, const weft_config *cfg)
 
 static void sched_free(weft_sched *s)
 {
+    weft_sched *self = s;
+    atomic_compare_exchange_strong(&aborting_sched, &self, NULL);
     if (s->thread_started) {
         pthread_mutex_lock(&s->mu);
         s->quit = 1;

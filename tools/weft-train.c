@@ -16,6 +16,7 @@
  */
 #include "collectives/agree.h"
 #include "checkpoint/gpt_state.h"
+#include "collectives/watchdog.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
 #include "kernels/kernels.h"
@@ -789,6 +790,9 @@ static int run(trainer *t, const cli_opts *cli)
 {
     WEFT_CHECK(setup(t));
     WEFT_CHECK(weft_sched_start(t->ctx, t->cfg, t->steps, &t->sched));
+    WEFT_CHECK(weft_watchdog_start(t->ctx, weft_config_str(t->cfg, "run.dir"),
+                                   weft_config_float(t->cfg, "sched.heartbeat"),
+                                   weft_config_float(t->cfg, "comm.timeout")));
     WEFT_CHECK(ckpt_setup(t, cli));
     if (t->start_step > 0)
         weft_sched_resumed(t->sched, t->start_step);
@@ -837,6 +841,7 @@ static int run(trainer *t, const cli_opts *cli)
 
 static void teardown(trainer *t, int rc)
 {
+    weft_watchdog_stop();
     weft_sched_finish(t->sched, rc ? WEFT_RUN_FAILED : WEFT_RUN_DONE, rc ? weft_last_error() : NULL);
     if (t->metrics)
         fclose(t->metrics);

@@ -107,3 +107,38 @@ assert sorted(stops) == ["0", "1"] and stops["0"] == stops["1"], log[-3000:]
 assert "step ended with exit status 138" in log, log[-2000:]
 assert re.search(r"checkpoint step %s committed" % stops["0"], log), log[-2000:]
 PY
+
+# A rank killed or stopped under srun ends the job within comm.timeout + 30 s,
+# and weft-doctor explains it from the run directory.
+for sig in KILL STOP; do
+    name=fault-$sig
+    job=$(submit "$name" -- --train.steps=100000000 --comm.timeout=3 --train.log_interval=1000000)
+    hb="$TMPDIR_TEST/$name/heartbeat"
+    for i in $(seq 600); do
+        [ "$(awk '/^step/ {print $2}' "$hb/rank-1" 2>/dev/null)" -ge 20 ] 2>/dev/null && break
+        sleep 0.1
+    done
+    pid=$(awk '/^pid/ {print $2}' "$hb/rank-1" 2>/dev/null)
+    t0=$(date +%s)
+    kill -"$sig" "$pid"
+    slurm_wait_state "$job" 'COMPLETED|FAILED|CANCELLED|TIMEOUT' 40
+    elapsed=$(( $(date +%s) - t0 ))
+    state=$(slurm_job_field "$job" JobState)
+    kill -CONT "$pid" 2>/dev/null
+    if [ "$state" = FAILED ] && [ "$elapsed" -le 33 ]; then
+        ok "SIG$sig of rank 1 under srun: job $job FAILED after $elapsed s (comm.timeout 3 s + 30 s allowed)"
+    else
+        not_ok "SIG$sig of rank 1 under srun: the job fails within comm.timeout + 30 s" \
+            "state $state after $elapsed s: $(tail -20 "$TMPDIR_TEST/$name-$job.out")"
+    fi
+    "$WEFT_BIN/weft-doctor" "$TMPDIR_TEST/$name" >"$TMPDIR_TEST/$name.doctor" 2>&1
+    if [ $sig = STOP ]; then
+        expect_grep "silent \(stopped, hung or dead\): rank 1$" "$TMPDIR_TEST/$name.doctor" \
+            "weft-doctor names the stopped rank 1"
+        expect_grep "^hang: (allreduce|allgather|reduce_scatter) #[0-9]+ on communicator world.0" \
+            "$TMPDIR_TEST/$name.doctor" "weft-doctor names the collective the job hung in"
+    else
+        expect_grep "rank 1 of 'world' \(pid $pid on this node\) died" "$TMPDIR_TEST/$name.doctor" \
+            "weft-doctor reports rank 1 (pid $pid) died"
+    fi
+done

@@ -1,0 +1,89 @@
+#!/bin/bash
+# test_hang.sh -- a rank stopped (SIGSTOP) or killed (SIGKILL) mid-training
+# ends the whole job within comm.timeout + 30 s, every time (each fault
+# twice), under mpirun:
+#   - STOP: the waiting rank's timeout names the collective (op, sequence
+#     number, communicator) and rank 1 as silent, from rank 1's heartbeat
+#     file (out of band); hang-r0.txt, flight-r0.json and status.json
+#     (failed) are written, and weft-doctor prints the diagnosis;
+#   - KILL: the job ends naming the dead rank; weft-doctor reports it.
+. "$(dirname "$0")/../lib.sh"
+train="$WEFT_BIN/weft-train"
+ds="$TMPDIR_TEST/ds"
+repeat_dataset "$ds" 0.1
+timeout_s=3
+tiny=(--data.path="$ds" --model.n_layer=2 --model.n_head=2 --model.n_embd=32 --model.context=32
+      --train.seq_len=32 --train.micro_batch=4 --train.global_batch=8 --train.log_interval=1000000
+      --train.eval_interval=0 --train.eval_batches=1 --comm.timeout=$timeout_s)
+
+# heartbeat_step RUN RANK: the step in that rank's heartbeat file.
+heartbeat_step() { awk '/^step/ {print $2}' "$1/heartbeat/rank-$2" 2>/dev/null; }
+started() { [ "$(heartbeat_step "$1" 1)" -ge 20 ] 2>/dev/null && [ "$(heartbeat_step "$1" 0)" -ge 20 ] 2>/dev/null; }
+
+# fault SIG N: train on 2 ranks, send SIG to rank 1 (pid from its heartbeat
+# file) once both ranks are past step 20; sets run, log, rc, elapsed.
+fault() {
+    local sig=$1 n=$2 i pid t0
+    run="$TMPDIR_TEST/$sig-$n"
+    log="$TMPDIR_TEST/$sig-$n.log"
+    WEFT_MPI_TIMEOUT=120 weft_mpirun 2 "$train" "${tiny[@]}" --train.steps=100000000 --run.dir="$run" >"$log" 2>&1 &
+    local bg=$!
+    for i in $(seq 600); do started "$run" && break; sleep 0.1; done
+    pid=$(awk '/^pid/ {print $2}' "$run/heartbeat/rank-1")
+    t0=$(date +%s)
+    kill -"$sig" "$pid"
+    wait "$bg"
+    rc=$?
+    elapsed=$(( $(date +%s) - t0 ))
+    kill -CONT "$pid" 2>/dev/null
+}
+
+for n in 1 2; do
+    fault STOP "$n"
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -le $((timeout_s + 30)) ]; then
+        ok "SIGSTOP of rank 1 (run $n): the job ends in $elapsed s (exit $rc), within comm.timeout + 30 s"
+    else
+        not_ok "SIGSTOP of rank 1 (run $n): the job ends within comm.timeout + 30 s" "exit $rc after $elapsed s: $(tail -20 "$log")"
+    fi
+    expect_grep "r0/2 .*aborting the job: .*(allreduce|allgather|reduce_scatter) #[0-9]+ .*still pending after 3\.[0-9] s \(comm\.timeout = 3 s\); silent: rank 1 \([^)]*silent for [0-9.]+ s, stopped, hung or dead; last heard at step [0-9]+" \
+        "$log" "run $n: rank 0's abort names the collective and rank 1 as silent (from its heartbeat)"
+    check "run $n: hang-r0.txt records the collective and rank 1 as silent" python3 - "$run/hang-r0.txt" <<'PY'
+import sys
+kv = dict(l.rstrip("\n").split(" ", 1) for l in open(sys.argv[1]) if " " in l and not l.startswith("peer "))
+assert kv["comm"] == "world.0" and kv["members"] == "0-1" and kv["silent"] == "1", kv
+assert kv["op"] in ("allreduce", "allgather", "reduce_scatter") and int(kv["seq"]) > 20, kv
+assert 3.0 <= float(kv["pending_s"]) < 4.5 and kv["timeout_s"] == "3", kv
+PY
+    check "run $n: rank 0's flight record shows that operation timed out" python3 - "$run/flight-r0.json" "$run/hang-r0.txt" <<'PY'
+import json, sys
+seq = int(dict(l.split(" ", 1) for l in open(sys.argv[2]) if l.startswith("seq "))["seq"])
+d = json.load(open(sys.argv[1]))
+recs = {r["seq"]: r for c in d["comms"] if c["group"] == "world" for r in c["records"]}
+assert recs[seq]["state"] == "timedout", recs[seq]
+PY
+    "$WEFT_BIN/weft-doctor" "$run" >"$run.doctor" 2>&1
+    expect_grep "^hang: (allreduce|allgather|reduce_scatter) #[0-9]+ on communicator world.0 \(world ranks 0-1\) was pending 3\.[0-9] s on rank 0" \
+        "$run.doctor" "run $n: weft-doctor names the collective"
+    expect_grep "silent \(stopped, hung or dead\): rank 1$" "$run.doctor" "run $n: weft-doctor names rank 1"
+    expect_grep "^job [^ ]+: failed at step [0-9]+ of 100000000: aborted: " "$run.doctor" \
+        "run $n: status.json says failed, with the abort message"
+done
+
+for n in 1 2; do
+    fault KILL "$n"
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -le $((timeout_s + 30)) ]; then
+        ok "SIGKILL of rank 1 (run $n): the job ends in $elapsed s (exit $rc), within comm.timeout + 30 s"
+    else
+        not_ok "SIGKILL of rank 1 (run $n): the job ends within comm.timeout + 30 s" "exit $rc after $elapsed s: $(tail -20 "$log")"
+    fi
+    expect_grep "process rank 1 with PID [0-9]+ on node [^ ]+ exited on signal 9|rank 1 of 'world' .*died" "$log" \
+        "run $n: the job's output names rank 1 as killed"
+    "$WEFT_BIN/weft-doctor" "$run" >"$run.doctor" 2>&1
+    expect_grep "^job [^ ]+: (failed|running) at step [0-9]+" "$run.doctor" "run $n: weft-doctor reads the run"
+done
+
+expect_exit 66 "weft-doctor on a missing directory exits 66" "$WEFT_BIN/weft-doctor" "$TMPDIR_TEST/nope"
+mkdir -p "$TMPDIR_TEST/empty"
+expect_exit 66 "weft-doctor on a directory without run files exits 66" "$WEFT_BIN/weft-doctor" "$TMPDIR_TEST/empty"
+expect_exit 64 "weft-doctor without arguments exits 64" "$WEFT_BIN/weft-doctor"
+check "weft-doctor --help" "$WEFT_BIN/weft-doctor" --help
