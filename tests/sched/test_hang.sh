@@ -50,19 +50,21 @@ for n in 1 2; do
     check "run $n: hang-r0.txt records the collective and rank 1 as silent" python3 - "$run/hang-r0.txt" <<'PY'
 import sys
 kv = dict(l.rstrip("\n").split(" ", 1) for l in open(sys.argv[1]) if " " in l and not l.startswith("peer "))
-assert kv["comm"] == "world.0" and kv["members"] == "0-1" and kv["silent"] == "1", kv
+# The data-parallel group or the world (both span ranks 0-1 here).
+assert kv["comm"] in ("world.0", "dp.0") and kv["members"] == "0-1" and kv["silent"] == "1", kv
 assert kv["op"] in ("allreduce", "allgather", "reduce_scatter") and int(kv["seq"]) > 20, kv
 assert 3.0 <= float(kv["pending_s"]) < 4.5 and kv["timeout_s"] == "3", kv
 PY
     check "run $n: rank 0's flight record shows that operation timed out" python3 - "$run/flight-r0.json" "$run/hang-r0.txt" <<'PY'
 import json, sys
-seq = int(dict(l.split(" ", 1) for l in open(sys.argv[2]) if l.startswith("seq "))["seq"])
+kv = dict(l.rstrip("\n").split(" ", 1) for l in open(sys.argv[2]) if l.startswith(("seq ", "comm ")))
+seq, group = int(kv["seq"]), kv["comm"].rsplit(".", 1)[0]
 d = json.load(open(sys.argv[1]))
-recs = {r["seq"]: r for c in d["comms"] if c["group"] == "world" for r in c["records"]}
+recs = {r["seq"]: r for c in d["comms"] if c["group"] == group for r in c["records"]}
 assert recs[seq]["state"] == "timedout", recs[seq]
 PY
     "$WEFT_BIN/weft-doctor" "$run" >"$run.doctor" 2>&1
-    expect_grep "^hang: (allreduce|allgather|reduce_scatter) #[0-9]+ on communicator world.0 \(world ranks 0-1\) was pending 3\.[0-9] s on rank 0" \
+    expect_grep "^hang: (allreduce|allgather|reduce_scatter) #[0-9]+ on communicator (world|dp).0 \(world ranks 0-1\) was pending 3\.[0-9] s on rank 0" \
         "$run.doctor" "run $n: weft-doctor names the collective"
     expect_grep "silent \(stopped, hung or dead\): rank 1$" "$run.doctor" "run $n: weft-doctor names rank 1"
     expect_grep "^job [^ ]+: failed at step [0-9]+ of 100000000: aborted: " "$run.doctor" \

@@ -135,7 +135,7 @@ for sig in KILL STOP; do
     if [ $sig = STOP ]; then
         expect_grep "silent \(stopped, hung or dead\): rank 1$" "$TMPDIR_TEST/$name.doctor" \
             "weft-doctor names the stopped rank 1"
-        expect_grep "^hang: (allreduce|allgather|reduce_scatter) #[0-9]+ on communicator world.0" \
+        expect_grep "^hang: (allreduce|allgather|reduce_scatter) #[0-9]+ on communicator (world|dp).0" \
             "$TMPDIR_TEST/$name.doctor" "weft-doctor names the collective the job hung in"
     else
         expect_grep "rank 1 of 'world' \(pid $pid on this node\) died" "$TMPDIR_TEST/$name.doctor" \
