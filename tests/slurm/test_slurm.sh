@@ -138,7 +138,7 @@ for sig in KILL STOP; do
         expect_grep "^hang: (allreduce|allgather|reduce_scatter) #[0-9]+ on communicator (world|dp).0" \
             "$TMPDIR_TEST/$name.doctor" "weft-doctor names the collective the job hung in"
     else
-        expect_grep "rank 1 of 'world' \(pid $pid on this node\) died" "$TMPDIR_TEST/$name.doctor" \
+        expect_grep "rank 1 of '(world|dp)' \(pid $pid on this node\) died" "$TMPDIR_TEST/$name.doctor" \
             "weft-doctor reports rank 1 (pid $pid) died"
     fi
 done
