@@ -28,6 +28,13 @@ int weft_ck_wrap(int rc, const char *fmt, ...)
     return weft_error(rc, "%s: %s", prefix, msg);
 }
 
+int weft_ck_rethrow(int rc, const char *msg)
+{
+    char copy[2048];
+    snprintf(copy, sizeof copy, "%s", unranked(msg));
+    return weft_error(rc, "%s", copy);
+}
+
 typedef struct {
     int32_t rc;
     char msg[1020];

@@ -17,5 +17,8 @@ int weft_ck_agree(weft_comm *c, int rc);
 /* Put "PREFIX: " before the calling thread's last error message (which it
  * may itself be formatted from) and return rc. */
 int weft_ck_wrap(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Make msg (another thread's or rank's, "rank N: ..." or not) this
+ * thread's last error, without a second rank prefix. Returns rc. */
+int weft_ck_rethrow(int rc, const char *msg);
 
 #endif

@@ -117,6 +117,9 @@ int weft_ckpt_save_wait(weft_ckpt *c, const weft_ckpt_meta *meta);
 
 /* Wait for the in-flight save, if any; its result. */
 int weft_ckpt_wait(weft_ckpt *c);
+/* The same, then checkpoint.on_error: a failure is returned under stop,
+ * logged (rank 0) and forgotten under continue. For the end of training. */
+int weft_ckpt_finish(weft_ckpt *c);
 
 /* The newest committed checkpoint of this job (path and step), or -1 with
  * path "" when none yet. Thread-safe. */

@@ -26,12 +26,12 @@ void weft_h5_lock(void)
 
 void weft_h5_unlock(void) { pthread_mutex_unlock(&h5_mutex); }
 
-/* The innermost (last walked) error's description: the root cause. */
+/* The innermost error's description: the root cause. */
 static herr_t walk(unsigned n, const H5E_error2_t *e, void *arg)
 {
     (void)n;
     char *out = arg;
-    if (e->desc && *e->desc)
+    if (!*out && e->desc && *e->desc) /* walking upward: the first is the innermost */
         snprintf(out, 256, "%s (in %s)", e->desc, e->func_name ? e->func_name : "?");
     return 0;
 }
@@ -66,6 +66,7 @@ hid_t weft_h5_fapl(MPI_Comm comm, const weft_h5_tuning *t)
     }
     if (t && t->alignment > 1)
         H5Pset_alignment(fapl, 65536, t->alignment);
+    H5Pset_sieve_buf_size(fapl, 0); /* raw data straight to the file, never cached */
     return fapl;
 }
 

@@ -117,6 +117,11 @@ static int add_piece(weft_ck_plan *p, int di, const weft_shard_spec *spec, size_
         return weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
     d->rects = r;
     d->nrect += weft_ckpt_region(spec, a, b, r + d->nrect);
+    weft_ck_run *u = realloc(d->runs, (size_t)(d->nruns + 1) * sizeof *u);
+    if (!u)
+        return weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
+    d->runs = u;
+    d->runs[d->nruns++] = (weft_ck_run){*spec, a, b, d->count * d->esize};
     if (p->ncopies == p->cap_copies) {
         int nc = p->cap_copies ? 2 * p->cap_copies : 64;
         weft_ck_copy *c = realloc(p->copies, (size_t)nc * sizeof *c);
@@ -280,7 +285,7 @@ int weft_ck_plan_build(MPI_Comm comm, const weft_ckpt_layout *l, const weft_ckpt
 void weft_ck_plan_free(weft_ck_plan *p)
 {
     for (int i = 0; p->d && i < p->nd; i++)
-        free(p->d[i].rects);
+        free(p->d[i].rects), free(p->d[i].runs);
     free(p->d);
     free(p->copies);
     memset(p, 0, sizeof *p);

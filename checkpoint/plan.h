@@ -23,6 +23,13 @@
 
 enum { WEFT_CK_PARAM, WEFT_CK_M, WEFT_CK_V, WEFT_CK_LOADER, WEFT_CK_RNG };
 
+/* A run of local elements [a, b) of a tensor piece, at stage_rel bytes
+ * into the dataset's staging: what a rank reads back to verify its write. */
+typedef struct weft_ck_run {
+    weft_shard_spec spec;
+    size_t a, b, stage_rel;
+} weft_ck_run;
+
 typedef struct weft_ck_dset {
     char path[96];           /* "params/h.0.ln_1.weight" */
     char name[64];           /* the tensor's name ("" for loader/rng) */
@@ -35,6 +42,8 @@ typedef struct weft_ck_dset {
     size_t count;            /* elements written */
     weft_ckpt_rect *rects;
     int nrect;
+    weft_ck_run *runs;
+    int nruns;
     int whole;               /* this rank writes every element */
     int hasher;              /* this rank computes the checksum */
 } weft_ck_dset;

@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +70,58 @@ struct weft_ckpt {
     weft_ckpt_stats stats;
 };
 
+/* --- the reserve ---------------------------------------------------------- */
+
+/* Rank 0 keeps DIR/.weft-ckpt-reserve: disk blocks (metadata's worth)
+ * released when a save fails for lack of space, so the file can still be
+ * closed cleanly and removed. */
+static size_t reserve_bytes(const weft_ckpt *c) { return 65536 + 2048 * (size_t)c->plan.nd; }
+
+static void reserve_path(const weft_ckpt *c, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/.weft-ckpt-reserve", c->opts.dir);
+}
+
+static void reserve_take(weft_ckpt *c)
+{
+    char p[4200];
+    reserve_path(c, p, sizeof p);
+    int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return;
+    if (posix_fallocate(fd, 0, (off_t)reserve_bytes(c)) != 0)
+        unlink(p); /* no room even for that, or unsupported: go without */
+    close(fd);
+}
+
+static size_t file_bytes_estimate(const weft_ckpt *c);
+
+/* fallocate the temporary file's blocks (its size unchanged). WEFT_EIO on
+ * a full disk; file systems without fallocate go on unreserved. */
+static int reserve_file(weft_ckpt *c, const char *tmp)
+{
+    int fd = open(tmp, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return weft_error(WEFT_EIO, "checkpoint: cannot open %s: %s", tmp, strerror(errno));
+    size_t need = file_bytes_estimate(c);
+    int r = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)need), e = errno;
+    close(fd);
+    if (r == 0 || e == EOPNOTSUPP || e == ENOSYS)
+        return 0;
+    struct statvfs sv;
+    double avail = statvfs(c->opts.dir, &sv) == 0 ? (double)sv.f_bavail * (double)sv.f_frsize : -1;
+    return weft_error(WEFT_EIO, "checkpoint step %lld: cannot reserve %.1f MiB for %s: %s (%.1f MiB free); free "
+                      "space or lower checkpoint.keep_last", (long long)c->meta.step, need / 1048576.0, tmp,
+                      strerror(e), avail / 1048576.0);
+}
+
+static void reserve_release(weft_ckpt *c)
+{
+    char p[4200];
+    reserve_path(c, p, sizeof p);
+    unlink(p);
+}
+
 /* --- the file ------------------------------------------------------------- */
 
 static hid_t file_type(int kind)
@@ -103,13 +156,48 @@ static int write_data(weft_ckpt *c, hid_t f, hid_t dxpl)
     return rc;
 }
 
+/* Read back run u of dataset d in pieces that fit the scratch buffer and
+ * compare with staging: MPI-IO can lose a failed write (a full disk) without
+ * reporting it, and a checkpoint must never be committed on that. */
+static int verify_run(weft_ckpt *c, int i, const weft_ck_run *u)
+{
+    const weft_ck_dset *d = &c->plan.d[i];
+    size_t step = SCRATCH_BYTES / d->esize;
+    weft_ckpt_rect rects[64];
+    if (weft_ckpt_region_cap(&u->spec) > 64)
+        return weft_error(WEFT_EINTERNAL, "checkpoint: %s: too many blocks", d->path);
+    for (size_t a = u->a; a < u->b; a += step) {
+        size_t b = a + step < u->b ? a + step : u->b;
+        int n = weft_ckpt_region(&u->spec, a, b, rects);
+        hid_t fs = weft_h5_select(d->ndim, d->shape, rects, n), ms = weft_h5_memspace(b - a);
+        herr_t r = H5Dread(c->dsets[i], mem_type(d->kind), ms, fs, H5P_DEFAULT, c->scratch);
+        H5Sclose(fs);
+        H5Sclose(ms);
+        const uint8_t *want = c->stage + d->stage_off + u->stage_rel + (a - u->a) * d->esize;
+        if (r < 0 || memcmp(c->scratch, want, (b - a) * d->esize) != 0)
+            return weft_h5_error(WEFT_EIO, "%s: the data read back differs from what was written (elements %zu..%zu "
+                                 "of this rank's part): the write was lost (disk full? I/O error?)", d->path, a, b);
+    }
+    return 0;
+}
+
+static int verify_written(weft_ckpt *c)
+{
+    for (int i = 0; i < c->plan.nd; i++)
+        for (int j = 0; c->dsets[i] >= 0 && j < c->plan.d[i].nruns; j++)
+            WEFT_CHECK(verify_run(c, i, &c->plan.d[i].runs[j]));
+    return 0;
+}
+
 /* Each dataset's hash is computed by one rank, then shared. */
 static int checksums(weft_ckpt *c, hid_t f)
 {
-    int rc = 0;
-    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
-        rc = weft_h5_error(WEFT_EIO, "flushing the checkpoint failed");
-    MPI_Barrier(c->mpi); /* read-backs see every rank's writes */
+    (void)f;
+    /* No H5Fflush here: the raw data went straight to MPI-IO, and a metadata
+     * flush failing on one rank only would leave the ranks in different
+     * collectives. A barrier is enough for read-backs to see every write. */
+    MPI_Barrier(c->mpi);
+    int rc = verify_written(c);
     for (int i = 0; i < c->plan.nd; i++) {
         const weft_ck_dset *d = &c->plan.d[i];
         c->hashes[i] = 0;
@@ -163,17 +251,36 @@ static int write_file(weft_ckpt *c, const char *tmp)
     H5Pclose(fapl);
     if (f < 0)
         return weft_h5_error(WEFT_EIO, "cannot create checkpoint file %s", tmp);
+    /* Reserve the whole file's blocks before writing: a full disk then fails
+     * here, cleanly, and never in the middle of HDF5's collective writes. */
+    int rc = weft_ck_agree(c->wcomm, c->rank == 0 ? reserve_file(c, tmp) : 0);
+    if (rc) {
+        if (c->rank == 0)
+            reserve_release(c); /* room for the superblock HDF5 writes at close */
+        H5Fclose(f);
+        return rc;
+    }
     hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(dxpl, c->opts.collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT);
     int64_t t0 = weft_now_ns();
-    int rc = write_data(c, f, dxpl);
+    rc = write_data(c, f, dxpl);
     c->stats.data_s = 1e-9 * (double)(weft_now_ns() - t0);
     H5Pclose(dxpl);
     rc = keep(rc, checksums(c, f));
-    for (int i = 0; i < c->plan.nd; i++)
+    /* All ranks learn now whether the data is safe. If not, nothing more is
+     * written, and rank 0 frees the reserve so HDF5's closing metadata flush
+     * cannot fail too (a close that fails leaves HDF5 broken). */
+    int all = weft_ck_agree(c->wcomm, rc);
+    if (all) {
+        rc = keep(rc, all);
+        if (c->rank == 0)
+            reserve_release(c);
+    }
+    for (int i = 0; all == 0 && i < c->plan.nd; i++)
         if (c->dsets[i] >= 0)
             rc = keep(rc, weft_h5_attr_u64(c->dsets[i], "xxh3_64", c->hashes[i]));
-    rc = keep(rc, root_attrs(c, f));
+    if (all == 0)
+        rc = keep(rc, root_attrs(c, f));
     for (int i = 0; i < c->plan.nd; i++)
         if (c->dsets[i] >= 0)
             H5Dclose(c->dsets[i]);
@@ -188,11 +295,11 @@ static int write_file(weft_ckpt *c, const char *tmp)
 
 static size_t file_bytes_estimate(const weft_ckpt *c)
 {
-    size_t b = 1u << 20; /* metadata */
+    size_t b = 65536 + strlen(c->config_ini); /* superblock, root attributes */
     for (int i = 0; i < c->plan.nd; i++) {
         const weft_ck_dset *d = &c->plan.d[i];
         size_t bytes = (size_t)d->shape[0] * (size_t)(d->ndim == 2 ? d->shape[1] : 1) * d->esize;
-        b += bytes + (bytes >= 65536 ? c->opts.alignment : 0);
+        b += bytes + 1024 + (bytes >= 65536 ? c->opts.alignment : 0); /* header, attribute, padding */
     }
     return b;
 }
@@ -251,8 +358,10 @@ static int write_one(weft_ckpt *c)
     }
     if (rc == 0)
         rc = commit(c, tmp, name);
-    if (rc && c->rank == 0)
+    if (rc && c->rank == 0) {
         unlink(tmp);
+        reserve_take(c); /* again, now that the failed file is gone */
+    }
     c->stats.write_s = 1e-9 * (double)(weft_now_ns() - t0);
     if (rc == 0) {
         pthread_mutex_lock(&c->mu);
@@ -318,8 +427,10 @@ static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state 
     for (int i = 0; i < c->plan.nd; i++)
         c->stats.bytes_rank += c->plan.d[i].count * c->plan.d[i].esize;
     int rc = c->rank == 0 ? weft_ck_mkdir(o->dir) : 0;
-    if (rc == 0 && c->rank == 0)
+    if (rc == 0 && c->rank == 0) {
         weft_ck_remove_stale(o->dir);
+        reserve_take(c);
+    }
     return rc;
 }
 
@@ -355,7 +466,7 @@ static int collect(weft_ckpt *c)
     if (c->st == DONE) {
         rc = c->result;
         if (rc) {
-            weft_error(rc, "%s", c->result_msg);
+            weft_ck_rethrow(rc, c->result_msg);
             c->stats.failed++;
         }
         c->st = IDLE;
@@ -431,6 +542,8 @@ static int save(weft_ckpt *c, const weft_ckpt_meta *m, int never_skip, int *star
     c->stats.blocked_s = 1e-9 * (double)(weft_now_ns() - t0);
     return 0;
 }
+
+int weft_ckpt_finish(weft_ckpt *c) { return c ? previous_result(c) : 0; }
 
 int weft_ckpt_save(weft_ckpt *c, const weft_ckpt_meta *m, int *started)
 {

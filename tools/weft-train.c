@@ -821,7 +821,7 @@ static int run(trainer *t, const cli_opts *cli)
             return stop_run(t, &s, stop);
     }
     weft_trace_step(0);
-    WEFT_CHECK(weft_ckpt_wait(t->ckpt)); /* the last save's commit */
+    WEFT_CHECK(weft_ckpt_finish(t->ckpt)); /* the last save's commit (checkpoint.on_error) */
     ckpt_report(t);
     int rc = weft_ckpt_close(t->ckpt);
     t->ckpt = NULL;
