@@ -25,6 +25,7 @@ struct weft_mesh {
     int coord[WEFT_NAXES];
     weft_comm *axis[WEFT_NAXES];
     weft_comm *embed; /* first + last stage, pp > 1 only */
+    int tp_spans;     /* some TP group of the job spans nodes */
 };
 
 int weft_mesh_layout_from_config(const weft_config *cfg, int world, weft_mesh_layout *out)
@@ -100,6 +101,17 @@ static int split_axes(weft_mesh *m, weft_comm *world)
     return weft_comm_split(world, in_embed ? color_along(m, WEFT_AXIS_PP) : -1, s, "embed", &m->embed);
 }
 
+/* Does any TP group span nodes? Its members' node indices differ. */
+static int check_tp_nodes(weft_mesh *m, weft_comm *world)
+{
+    const weft_ctx *ctx = weft_ctx_current();
+    int node[2] = {ctx ? ctx->node : 0, ctx ? -ctx->node : 0}; /* max of node and of -node */
+    WEFT_CHECK(weft_comm_allreduce(m->axis[WEFT_AXIS_TP], node, node, 2, WEFT_I32, WEFT_MAX));
+    int spans = node[0] != -node[1];
+    WEFT_CHECK(weft_comm_allreduce(world, &spans, &m->tp_spans, 1, WEFT_I32, WEFT_MAX));
+    return 0;
+}
+
 int weft_mesh_new(weft_comm *world, const weft_mesh_layout *l, weft_mesh **out)
 {
     int world_size = weft_comm_size(world), prod = 1;
@@ -114,6 +126,8 @@ int weft_mesh_new(weft_comm *world, const weft_mesh_layout *l, weft_mesh **out)
     m->l = *l;
     weft_mesh_coords_of(l, weft_comm_rank(world), m->coord);
     int rc = split_axes(m, world);
+    if (rc == 0)
+        rc = check_tp_nodes(m, world);
     if (rc) {
         weft_mesh_free(m);
         return rc;
@@ -136,6 +150,7 @@ int weft_mesh_rank(const weft_mesh *m, weft_axis a) { return m->coord[a]; }
 int weft_mesh_size(const weft_mesh *m, weft_axis a) { return m->l.size[a]; }
 weft_comm *weft_mesh_comm(const weft_mesh *m, weft_axis a) { return m->axis[a]; }
 weft_comm *weft_mesh_embed_comm(const weft_mesh *m) { return m->embed; }
+int weft_mesh_tp_spans_nodes(const weft_mesh *m) { return m->tp_spans; }
 const weft_mesh_layout *weft_mesh_layout_of(const weft_mesh *m) { return &m->l; }
 
 void weft_mesh_describe(const weft_mesh *m, char *buf, size_t cap)

@@ -65,6 +65,10 @@ weft_comm *weft_mesh_comm(const weft_mesh *m, weft_axis a);
  * summed. Rank 0 in it is the first stage. */
 weft_comm *weft_mesh_embed_comm(const weft_mesh *m);
 const weft_mesh_layout *weft_mesh_layout_of(const weft_mesh *m);
+/* 1 when some tensor-parallel group of the job spans more than one node
+ * (the ranks were not placed node by node, or TP does not divide the ranks
+ * per node): the same on every rank. */
+int weft_mesh_tp_spans_nodes(const weft_mesh *m);
 /* "dp 2 x tp 2 x pp 1 (this rank: dp 1, tp 0, pp 0)" into buf. */
 void weft_mesh_describe(const weft_mesh *m, char *buf, size_t cap);
 

@@ -475,6 +475,10 @@ static void describe(const trainer *t)
               (long long)(t->G * t->T), (long long)t->k, t->k == 1 ? "" : "es", (long long)t->b,
               weft_mesh_size(t->mesh, WEFT_AXIS_PP) > 1 ? ", pipeline schedule " : "",
               weft_mesh_size(t->mesh, WEFT_AXIS_PP) > 1 ? weft_config_str(t->cfg, "parallel.schedule") : "");
+    if (weft_mesh_tp_spans_nodes(t->mesh))
+        WEFT_WARN("a tensor-parallel group spans nodes: its two allreduces per block each way cross the network. "
+                  "Place ranks node by node (mpirun --map-by core, srun --distribution=block) with "
+                  "parallel.tp dividing the ranks per node");
     WEFT_INFO("data: dataset %016llx, %llu training windows", (unsigned long long)weft_loader_dataset_hash(t->train),
               (unsigned long long)weft_loader_samples(t->train, 0));
 }

@@ -4,7 +4,8 @@
  * rank's coordinate as its rank, and exactly the members that differ only
  * along that axis (an allreduce of the members' world ranks equals the sum
  * computed from the layout here); the embedding group joins the first and
- * last stage of a pipeline. Prints TAP from rank 0.
+ * last stage of a pipeline; on one node no TP group spans nodes. Prints TAP
+ * from rank 0.
  */
 #include "parallel/mesh.h"
 #include "runtime/weft.h"
@@ -39,6 +40,7 @@ static void check_layout(weft_comm *world, int dp, int tp, int pp)
             TAP_CHECK(rc == 0 && sum == expected_sum(&l, c, a), "axis %d: members sum %ld, want %ld", a, sum,
                       expected_sum(&l, c, a));
         }
+        TAP_CHECK(!weft_mesh_tp_spans_nodes(m), "one node, yet a TP group is said to span nodes");
         weft_comm *e = weft_mesh_embed_comm(m);
         int want_embed = pp > 1 && (c[WEFT_AXIS_PP] == 0 || c[WEFT_AXIS_PP] == pp - 1);
         TAP_CHECK((e != NULL) == want_embed, "embed group membership");
