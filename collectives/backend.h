@@ -67,6 +67,9 @@ typedef struct weft_backend {
     /* Optional: why can_connect said no, for the error when this backend
      * was asked for by name (e.g. "no CUDA device"). */
     const char *(*why_not)(const weft_comm *c);
+    /* Optional: what a request that timed out still waits for (the peer,
+     * its address), appended to the timeout message. */
+    void (*describe)(weft_comm *c, weft_request *r, char *buf, size_t n);
 } weft_backend;
 
 struct weft_comm {

@@ -21,9 +21,14 @@
 #include <unistd.h>
 
 const weft_config_key weft_comm_config_keys[] = {
-    {"comm.backend", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|shm|mpi|nccl",
+    {"comm.backend", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|shm|mpi|tcp|nccl",
      "collectives backend; auto picks the best that can serve each group (shm when all of "
      "its ranks share a node, else mpi); nccl only by name, for GPU buffers"},
+    {"comm.algo", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|ring|tree",
+     "algorithm of the tcp/ib/hier backends: auto takes binomial trees up to 32 KiB and rings above"},
+    {"comm.tcp_ifname", WEFT_CFG_STRING, "", WEFT_UNBOUNDED, NULL,
+     "network interface the tcp backend uses (e.g. eth1); empty: the first up non-loopback IPv4 one, "
+     "else loopback"},
     {"comm.timeout", WEFT_CFG_FLOAT, "600", 0.1, 604800, NULL,
      "seconds an operation may stay pending before the job is aborted"},
     {"comm.flight_records", WEFT_CFG_INT, "4096", 16, 1 << 20, NULL,
@@ -39,6 +44,7 @@ void weft_comm_opts_default(weft_comm_opts *o)
 {
     memset(o, 0, sizeof *o);
     snprintf(o->backend, sizeof o->backend, "auto");
+    snprintf(o->algo, sizeof o->algo, "auto");
     o->timeout_s = 600;
     o->abort_on_timeout = 1;
     o->flight_records = 4096;
@@ -48,6 +54,8 @@ void weft_comm_opts_from_config(const weft_config *cfg, weft_comm_opts *o)
 {
     weft_comm_opts_default(o);
     snprintf(o->backend, sizeof o->backend, "%s", weft_config_str(cfg, "comm.backend"));
+    snprintf(o->algo, sizeof o->algo, "%s", weft_config_str(cfg, "comm.algo"));
+    snprintf(o->tcp_ifname, sizeof o->tcp_ifname, "%s", weft_config_str(cfg, "comm.tcp_ifname"));
     o->timeout_s = weft_config_float(cfg, "comm.timeout");
     o->flight_records = (int)weft_config_int(cfg, "comm.flight_records");
     o->check_args = weft_config_bool(cfg, "comm.check_args");

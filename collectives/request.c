@@ -137,13 +137,16 @@ static int timed_out(weft_request *r, double waited_s)
      * entry leaves the pending state). */
     char who[2048] = "";
     weft_watchdog_explain(c, r->seq, op->kind, waited_s, who, sizeof who);
+    char why[320] = "";
+    if (c->backend->describe)
+        c->backend->describe(c, r, why, sizeof why);
     weft_flight_end(c->flight, r->seq, WEFT_FLIGHT_TIMEDOUT);
     r->timed_out = 1;
     weft_comm_fail(c, WEFT_ETIMEDOUT,
                    "%s #%llu (%s, %zu elements%s) still pending after %.1f s (comm.timeout = %g s); "
-                   "%s", weft_op_name(op->kind), (unsigned long long)r->seq, weft_dtype_name(op->dtype),
+                   "%s%s%s", weft_op_name(op->kind), (unsigned long long)r->seq, weft_dtype_name(op->dtype),
                    op->count, peer, waited_s, c->opts.timeout_s,
-                   who[0] ? who + 2 : "some rank of the group never reached it");
+                   who[0] ? who + 2 : "some rank of the group never reached it", why[0] ? "; " : "", why);
     if (c->opts.abort_on_timeout)
         weft_abort("%s", weft_last_error());
     return WEFT_ETIMEDOUT;

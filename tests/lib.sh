@@ -44,17 +44,18 @@ weft_mpirun() {
     local np=$1; shift
     timeout -k 5 "${WEFT_MPI_TIMEOUT:-300}" mpirun -np "$np" --oversubscribe "$@"
 }
-# mpi_tap BACKEND NP PROG: run tests/mpi/PROG on NP ranks with the
+# mpi_tap BACKEND NP PROG [ARGS...]: run tests/mpi/PROG on NP ranks with the
 # collectives backend BACKEND ("" for the configured default) and relay its
 # rank-0 TAP lines into this script's numbering, prefixed "BACKEND np=NP".
 mpi_tap() {
-    local backend=$1 np=$2 prog=$3 out=$TMPDIR_TEST/${1:-default}-$3-$2.log rc line
-    WEFT_TEST_BACKEND=$backend weft_mpirun "$np" "$WEFT_ROOT/$BUILD/tests/mpi/$prog" >"$out" 2>&1
+    local backend=$1 np=$2 prog=$3 out=$TMPDIR_TEST/${1:-default}-$3-$2-$TAP_N.log rc line
+    shift 3
+    WEFT_TEST_BACKEND=$backend weft_mpirun "$np" "$WEFT_ROOT/$BUILD/tests/mpi/$prog" "$@" >"$out" 2>&1
     rc=$?
     while IFS= read -r line; do
         case "$line" in
-        "ok "*) ok "${backend:+$backend }np=$np ${line#* - }" ;;
-        "not ok "*) not_ok "${backend:+$backend }np=$np ${line#* - }" "$(grep '^# rank' "$out" | head -5)" ;;
+        "ok "*) ok "${backend:+$backend }np=$np${1:+ $*} ${line#* - }" ;;
+        "not ok "*) not_ok "${backend:+$backend }np=$np${1:+ $*} ${line#* - }" "$(grep '^# rank' "$out" | head -5)" ;;
         esac
     done <"$out"
     [ "$rc" -eq 0 ] || not_ok "$prog (${backend:-default}) on $np ranks exited $rc" "$(tail -20 "$out")"

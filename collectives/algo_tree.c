@@ -1,0 +1,44 @@
+/*
+ * algo_tree.c -- binomial trees for small messages (latency: log2 n steps
+ * instead of the ring's n - 1), written against the schedule interface.
+ * Ranks are renumbered relative to the root (v = rank - root mod n); in the
+ * reduce, v receives from v + 1, v + 2, v + 4, ... while those exist and
+ * then sends its partial result to v - lowbit(v); the broadcast runs the
+ * same tree the other way. A small allreduce is a reduce to rank 0 followed
+ * by a broadcast from it, so every rank ends with the same bits.
+ */
+#include "collectives/net.h"
+
+static int real(int v, int root, int n) { return (v + root) % n; }
+
+void net_tree_reduce(net_sched *s, const net_algo_args *a, int root)
+{
+    int n = a->n, v = (a->me - root + n) % n;
+    for (int mask = 1; mask < n; mask <<= 1) {
+        if (v & mask) {
+            net_sched_send(s, real(v - mask, root, n), a->work, a->count * a->es);
+            net_sched_step(s);
+            return;
+        }
+        if (v + mask < n) {
+            net_sched_recv_acc(s, real(v + mask, root, n), a->tmp, a->work, a->count);
+            net_sched_step(s);
+        }
+    }
+}
+
+void net_tree_broadcast(net_sched *s, const net_algo_args *a, int root)
+{
+    int n = a->n, v = (a->me - root + n) % n, mask = 1;
+    size_t bytes = a->count * a->es;
+    for (; mask < n; mask <<= 1)
+        if (v & mask) {
+            net_sched_recv(s, real(v - mask, root, n), a->work, bytes);
+            net_sched_step(s);
+            break;
+        }
+    for (mask >>= 1; mask > 0; mask >>= 1)
+        if (v + mask < n)
+            net_sched_send(s, real(v + mask, root, n), a->work, bytes);
+    net_sched_step(s);
+}

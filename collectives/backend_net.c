@@ -1,0 +1,383 @@
+/*
+ * backend_net.c -- the native network backends (tcp, ib): a weft_backend
+ * made of a transport (transport.h), the message layer (net_msg.c) and the
+ * algorithms (algo_*.c). This file chooses the algorithm for each
+ * operation, prepares its buffers, and runs the collectives in posting
+ * order; it never touches a socket or a queue pair itself.
+ *
+ * Reductions run in the wide type (f32 for bf16/f16, i64 for integer AVG)
+ * in a per-request work buffer: the ranks exchange wide partial results,
+ * so bf16/f16 are summed in f32 and rounded once, in finish(). With
+ * comm.deterministic every reduction is reduced in rank order
+ * (algo_direct.c), bitwise equal to the shm and mpi backends.
+ *
+ * Choice (comm.algo): auto takes the binomial tree up to TREE_BYTES and the
+ * ring above; ring or tree force one where the operation has both.
+ * Reduce-scatter and allgather are always rings, alltoall pairwise,
+ * barrier a dissemination.
+ *
+ * Queue: post() appends a collective; test() advances the head and then
+ * the next, so collectives complete in posting order on every rank (which
+ * is what lets the ranks agree on each message's ticket without talking).
+ * Point-to-point messages bypass the queue and match by (peer, tag).
+ */
+#include "collectives/net.h"
+#include "collectives/reduce_simd.h"
+#include "runtime/error.h"
+#include "runtime/timer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define TREE_BYTES (32u << 10) /* auto: tree up to here, ring above */
+#define CHAIN_SEG (256u << 10) /* broadcast chain segment */
+
+enum { ALGO_AUTO, ALGO_RING, ALGO_TREE };
+
+typedef struct net_state {
+    net_link link;
+    net_sched sched;
+    int algo;
+    weft_request **q;
+    size_t qcap, qhead, qlen;
+    uint64_t tickets, completed;
+    int started;
+} net_state;
+
+static int is_reduction(weft_op_kind k)
+{
+    return k == WEFT_OP_ALLREDUCE || k == WEFT_OP_REDUCE_SCATTER || k == WEFT_OP_REDUCE;
+}
+
+/* --- planning: buffers, algorithm, schedule ------------------------------ */
+
+static int use_tree(const net_state *st, size_t bytes)
+{
+    return st->algo == ALGO_TREE || (st->algo == ALGO_AUTO && bytes <= TREE_BYTES);
+}
+
+/* Work (count wide elements) and tmp (tmp_n wide elements) in scratch. */
+static int stage_wide(weft_request *r, size_t tmp_n, net_algo_args *a)
+{
+    const weft_op *op = &r->op;
+    size_t wes = weft_dtype_size(r->wide), work_b = (op->count * wes + 63) / 64 * 64;
+    WEFT_CHECK(weft_request_scratch(r, work_b + tmp_n * wes + 64));
+    a->work = r->scratch;
+    a->tmp = (char *)r->scratch + work_b;
+    weft_simd_widen(op->send, op->dtype, a->work, r->wide, op->count);
+    return 0;
+}
+
+static int plan_allreduce(net_state *st, weft_comm *c, weft_request *r, net_algo_args *a)
+{
+    const weft_op *op = &r->op;
+    size_t piece = (op->count + (size_t)c->size - 1) / (size_t)c->size;
+    int det = c->opts.deterministic, tree = !det && use_tree(st, op->count * a->es);
+    size_t tmp_n = det ? piece * (size_t)c->size : tree ? op->count : piece;
+    if (r->wide == op->dtype && !det && !tree) {
+        /* reduce straight in the caller's buffer */
+        WEFT_CHECK(weft_request_scratch(r, tmp_n * a->es + 64));
+        if (op->send != op->recv)
+            memcpy(op->recv, op->send, op->count * a->es);
+        a->work = op->recv;
+        a->tmp = r->scratch;
+    } else {
+        WEFT_CHECK(stage_wide(r, tmp_n, a));
+    }
+    if (tree) {
+        net_tree_reduce(&st->sched, a, 0);
+        net_tree_broadcast(&st->sched, a, 0);
+    } else {
+        if (det)
+            net_direct_reduce_scatter(&st->sched, a);
+        else
+            net_ring_reduce_scatter(&st->sched, a);
+        net_ring_allgather(&st->sched, a);
+    }
+    return 0;
+}
+
+static int plan_reduce(net_state *st, weft_comm *c, weft_request *r, net_algo_args *a)
+{
+    const weft_op *op = &r->op;
+    size_t piece = (op->count + (size_t)c->size - 1) / (size_t)c->size;
+    int det = c->opts.deterministic, tree = !det && use_tree(st, op->count * a->es);
+    int scatter = op->kind == WEFT_OP_REDUCE_SCATTER;
+    if (scatter)
+        tree = 0; /* a reduce-scatter is a ring (or direct) whatever the size */
+    WEFT_CHECK(stage_wide(r, det ? piece * (size_t)c->size : tree ? op->count : piece, a));
+    if (tree) {
+        net_tree_reduce(&st->sched, a, op->peer);
+        return 0;
+    }
+    if (det)
+        net_direct_reduce_scatter(&st->sched, a);
+    else
+        net_ring_reduce_scatter(&st->sched, a);
+    if (!scatter)
+        net_direct_gather(&st->sched, a, op->peer);
+    return 0;
+}
+
+static int plan_move(net_state *st, weft_comm *c, weft_request *r, net_algo_args *a)
+{
+    const weft_op *op = &r->op;
+    size_t bytes = op->count * a->es;
+    a->work = op->recv;
+    switch (op->kind) {
+    case WEFT_OP_ALLGATHER: {
+        size_t off, len;
+        weft_comm_chunk(op->count, c->size, c->rank, &off, &len);
+        if (op->send != a->work + off * a->es)
+            memmove(a->work + off * a->es, op->send, len * a->es);
+        net_ring_allgather(&st->sched, a);
+        return 0;
+    }
+    case WEFT_OP_BROADCAST:
+        if (op->peer == c->rank && op->send != op->recv)
+            memcpy(op->recv, op->send, bytes);
+        if (use_tree(st, bytes) || st->algo == ALGO_TREE)
+            net_tree_broadcast(&st->sched, a, op->peer);
+        else
+            net_chain_broadcast(&st->sched, a, op->peer, CHAIN_SEG);
+        return 0;
+    case WEFT_OP_ALLTOALL: {
+        const char *send = op->send;
+        if (op->send == op->recv && bytes) { /* in place: stage what we send */
+            WEFT_CHECK(weft_request_scratch(r, bytes * (size_t)c->size));
+            memcpy(r->scratch, op->send, bytes * (size_t)c->size);
+            send = r->scratch;
+        }
+        net_pairwise_alltoall(&st->sched, a, send);
+        return 0;
+    }
+    default: /* barrier */
+        net_dissemination_barrier(&st->sched, c->size, c->rank);
+        return 0;
+    }
+}
+
+/* Reductions end here: AVG divides, the wide result narrows into recv. */
+static void finish_reduction(weft_request *r)
+{
+    const weft_op *op = &r->op;
+    weft_comm *c = r->comm;
+    size_t off = 0, len = op->count, wes = weft_dtype_size(r->wide);
+    if (op->kind == WEFT_OP_REDUCE && op->peer != c->rank)
+        return;
+    if (op->kind == WEFT_OP_REDUCE_SCATTER)
+        weft_comm_chunk(op->count, c->size, c->rank, &off, &len);
+    char *res = (char *)r->res + off * wes;
+    if (op->redop == WEFT_AVG)
+        weft_reduce_avg_inplace(res, len, r->wide, c->size);
+    if (res != op->recv)
+        weft_simd_narrow(res, r->wide, op->recv, op->dtype, len);
+}
+
+static int plan(net_state *st, weft_comm *c, weft_request *r)
+{
+    const weft_op *op = &r->op;
+    int red = is_reduction(op->kind);
+    r->wide = red ? weft_reduce_wide_type(op->dtype, op->redop) : op->dtype;
+    net_algo_args a = {.n = c->size, .me = c->rank, .count = op->count, .es = weft_dtype_size(r->wide)};
+    net_sched_reset(&st->sched, r->wide, op->redop);
+    int rc;
+    if (op->kind == WEFT_OP_ALLREDUCE)
+        rc = plan_allreduce(st, c, r, &a);
+    else if (red)
+        rc = plan_reduce(st, c, r, &a);
+    else
+        rc = plan_move(st, c, r, &a);
+    r->res = a.work;
+    r->finish = red ? finish_reduction : NULL;
+    return rc;
+}
+
+/* --- the queue ----------------------------------------------------------- */
+
+static int progress(net_state *st, weft_comm *c)
+{
+    while (st->qlen) {
+        weft_request *r = st->q[st->qhead];
+        if (!st->started) {
+            WEFT_CHECK(plan(st, c, r));
+            st->started = 1;
+        }
+        int rc = net_sched_run(&st->sched, &st->link, (uint64_t)r->res_n);
+        if (rc <= 0)
+            return rc;
+        st->qhead = (st->qhead + 1) % st->qcap;
+        st->qlen--;
+        st->completed++;
+        st->started = 0;
+    }
+    return net_link_progress(&st->link);
+}
+
+static int grow_queue(net_state *st, weft_comm *c, size_t want)
+{
+    if (want <= st->qcap)
+        return 0;
+    size_t cap = st->qcap ? 2 * st->qcap : 16;
+    while (cap < want)
+        cap *= 2;
+    weft_request **q = malloc(cap * sizeof *q);
+    if (!q)
+        return weft_error(WEFT_ENOMEM, "%s: communicator '%s': out of memory for the queue", c->backend->name,
+                          c->name);
+    for (size_t i = 0; i < st->qlen; i++)
+        q[i] = st->q[(st->qhead + i) % st->qcap];
+    free(st->q);
+    st->q = q;
+    st->qcap = cap;
+    st->qhead = 0;
+    return 0;
+}
+
+static int net_reserve(weft_comm *c, int n)
+{
+    return grow_queue(c->backend_state, c, (size_t)(n > 0 ? n : 0));
+}
+
+/* --- point-to-point ------------------------------------------------------ */
+
+static net_msg *p2p_msg(weft_request *r) { return (net_msg *)r->scratch; }
+
+static int post_p2p(net_state *st, weft_comm *c, weft_request *r)
+{
+    const weft_op *op = &r->op;
+    WEFT_CHECK(weft_request_scratch(r, sizeof(net_msg)));
+    net_msg *m = p2p_msg(r);
+    size_t bytes = op->count * weft_dtype_size(op->dtype);
+    if (op->kind == WEFT_OP_SEND) {
+        net_msg_send(&st->link, m, op->peer, (uint64_t)op->tag, op->send, bytes);
+    } else {
+        m->esize = weft_dtype_size(op->dtype);
+        m->what = weft_dtype_name(op->dtype);
+        net_msg_recv(&st->link, m, op->peer, (uint64_t)op->tag, op->recv, bytes);
+    }
+    r->res_n = 0;
+    (void)c;
+    return net_link_progress(&st->link);
+}
+
+/* --- the backend --------------------------------------------------------- */
+
+static int net_post(weft_comm *c, weft_request *r)
+{
+    net_state *st = c->backend_state;
+    if (r->op.kind == WEFT_OP_SEND || r->op.kind == WEFT_OP_RECV)
+        return post_p2p(st, c, r);
+    WEFT_CHECK(grow_queue(st, c, st->qlen + 1));
+    st->q[(st->qhead + st->qlen++) % st->qcap] = r;
+    r->res_n = (size_t)st->tickets++;
+    return progress(st, c);
+}
+
+static int net_test(weft_comm *c, weft_request *r, int *done)
+{
+    net_state *st = c->backend_state;
+    WEFT_CHECK(progress(st, c));
+    if (r->op.kind == WEFT_OP_SEND || r->op.kind == WEFT_OP_RECV) {
+        if (!p2p_msg(r)->complete)
+            WEFT_CHECK(net_link_progress(&st->link));
+        *done = p2p_msg(r)->complete;
+    } else {
+        *done = (uint64_t)r->res_n < st->completed;
+    }
+    return 0;
+}
+
+/* What a late request waits for, appended to the timeout message. */
+static void net_describe(weft_comm *c, weft_request *r, char *buf, size_t n)
+{
+    net_state *st = c->backend_state;
+    int peer = -1;
+    const char *how = "";
+    if (r->op.kind == WEFT_OP_SEND || r->op.kind == WEFT_OP_RECV) {
+        peer = r->op.peer;
+        how = r->op.kind == WEFT_OP_SEND ? "sending to" : "receiving from";
+    } else if (st->qlen && st->q[st->qhead] != r && (uint64_t)r->res_n >= st->completed) {
+        snprintf(buf, n, "queued behind an earlier collective that has not completed");
+        return;
+    } else if (st->started) {
+        peer = net_sched_waiting_on(&st->sched);
+        how = "step waits on";
+    }
+    if (peer < 0) {
+        buf[0] = '\0';
+        return;
+    }
+    int64_t last = st->link.peers[peer].last_rx_ns;
+    if (last)
+        snprintf(buf, n, "%s %s: nothing received from it for %.1f s (unreachable or stopped?)", how,
+                 net_peer_name(&st->link, peer), 1e-9 * (double)(weft_now_ns() - last));
+    else
+        snprintf(buf, n, "%s %s: nothing ever received from it", how, net_peer_name(&st->link, peer));
+}
+
+static int parse_algo(weft_comm *c)
+{
+    const char *a = c->opts.algo;
+    if (!*a || !strcmp(a, "auto"))
+        return ALGO_AUTO;
+    if (!strcmp(a, "ring"))
+        return ALGO_RING;
+    if (!strcmp(a, "tree"))
+        return ALGO_TREE;
+    return weft_error(WEFT_ECONFIG, "comm.algo = '%s' is not one of auto|ring|tree", a);
+}
+
+int weft_net_init(weft_comm *c, const weft_transport *tp)
+{
+    int algo = parse_algo(c);
+    if (algo < 0)
+        return algo;
+    net_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return weft_error(WEFT_ENOMEM, "%s: communicator '%s': out of memory", tp->name, c->name);
+    st->algo = algo;
+    int rc = net_link_open(&st->link, c, tp);
+    if (rc) {
+        free(st);
+        return rc;
+    }
+    c->backend_state = st;
+    return 0;
+}
+
+void weft_net_fini(weft_comm *c)
+{
+    net_state *st = c->backend_state;
+    if (!st)
+        return;
+    net_link_close(&st->link);
+    net_sched_free(&st->sched);
+    free(st->q);
+    free(st);
+    c->backend_state = NULL;
+}
+
+static void net_request_release(weft_request *r) { free(r->scratch); }
+
+/* --- tcp ------------------------------------------------------------------ */
+
+static int tcp_can_connect(const weft_comm *c)
+{
+    char why[256];
+    return weft_transport_tcp.can_connect(c, why, sizeof why);
+}
+
+static int tcp_init(weft_comm *c) { return weft_net_init(c, &weft_transport_tcp); }
+
+const weft_backend weft_backend_tcp = {
+    .name = "tcp",
+    .can_connect = tcp_can_connect,
+    .init = tcp_init,
+    .fini = weft_net_fini,
+    .post = net_post,
+    .test = net_test,
+    .request_release = net_request_release,
+    .reserve = net_reserve,
+    .describe = net_describe,
+};

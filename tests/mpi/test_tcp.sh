@@ -1,0 +1,44 @@
+#!/bin/bash
+# test_tcp.sh -- the tcp backend on plain loopback: the conformance suite and
+# the communicator contract on 1-4 ranks (auto algorithm: trees for small
+# messages, rings for large), then the suite with every algorithm forced
+# (comm.algo=ring on tiny messages, tree on large ones) on 3 ranks.
+. "$(dirname "$0")/../lib.sh"
+for np in 1 2 3 4; do
+    mpi_tap tcp "$np" conformance
+    mpi_tap tcp "$np" comm_misc
+done
+mpi_tap tcp 3 conformance --comm.algo=ring
+mpi_tap tcp 3 conformance --comm.algo=tree
+
+# Strangers: while 3 ranks run checked allreduces over tcp, a foreign process
+# connects to rank 1's port twice (an HTTP request; weft's magic with a tag
+# from a wrong secret). Each must be refused (closed, never answered) and
+# logged with the stranger's address and port; the job's results stay right.
+dir=$TMPDIR_TEST/guard
+mkdir -p "$dir"
+WEFT_LOG_LEVEL=debug weft_mpirun 3 "$WEFT_ROOT/$BUILD/tests/mpi/tcp_guard" "$dir" >"$dir/log" 2>&1 &
+job=$!
+for i in $(seq 300); do [ -e "$dir/ready" ] && break; sleep 0.1; done
+addr=$(sed -n "s/.*communicator 'world' rank 1 listening on \([0-9.]*:[0-9]*\).*/\1/p" "$dir/log" | head -1)
+if [ -z "$addr" ]; then
+    not_ok "tcp_guard came up and logged rank 1's address" "$(tail -20 "$dir/log")"
+else
+    for mode in garbage forged; do
+        out=$(timeout 30 python3 "$WEFT_ROOT/tests/mpi/tcp_stranger.py" "${addr%:*}" "${addr#*:}" "$mode" 2>&1)
+        cport=$(echo "$out" | sed -n 's/^client //p')
+        if echo "$out" | grep -qx closed; then
+            ok "a $mode stranger is hung up on without an answer"
+        else
+            not_ok "a $mode stranger is hung up on without an answer" "$out"
+        fi
+        for i in $(seq 100); do grep -q "from ${addr%:*}:$cport:" "$dir/log" && break; sleep 0.1; done
+        expect_grep "rank 1 refused a connection from ${addr%:*}:$cport: .*(bad magic|authentication failed)" \
+            "$dir/log" "the $mode stranger is logged with its address and port"
+    done
+fi
+touch "$dir/go"
+wait "$job"
+rc=$?
+[ "$rc" -eq 0 ] && ok "the job's allreduces stayed right throughout (exit 0)" \
+    || not_ok "tcp_guard exited $rc" "$(tail -20 "$dir/log")"
