@@ -61,8 +61,8 @@ typedef struct weft_ckpt_state {
     const weft_ckpt_tensor *tensors;
     int ntensors;
     /* AdamW moments: the flat ranges [off, off+len) this rank's optimizer
-     * updates, in increasing order, and m, v holding them concatenated in
-     * that order. m = v = NULL: no optimizer state (weights only). */
+     * updates (disjoint, in any order), and m, v holding them concatenated
+     * in that order. m = v = NULL: no optimizer state (weights only). */
     float *m, *v;
     const size_t (*ranges)[2];
     int nranges;

@@ -125,15 +125,15 @@ int weft_ck_list(const char *dir, int64_t **steps, int *n)
     return 0;
 }
 
-int weft_ck_retain(const char *dir, int keep_last, int keep_every)
+int weft_ck_retain(const char *dir, int keep_last, int keep_every, int64_t current)
 {
     int64_t *steps;
     int n;
     WEFT_CHECK(weft_ck_list(dir, &steps, &n));
     int removed = 0;
     for (int i = 0; i < n - (keep_last > 1 ? keep_last : 1); i++) {
-        if (keep_every > 0 && steps[i] % keep_every == 0)
-            continue;
+        if ((keep_every > 0 && steps[i] % keep_every == 0) || steps[i] == current)
+            continue; /* current: the one latest names, even if a reused directory has later steps */
         char name[64], p[4200];
         weft_ck_file_name(steps[i], name, sizeof name);
         snprintf(p, sizeof p, "%s/%s", dir, name);

@@ -206,16 +206,25 @@ static int assign_hashers(MPI_Comm comm, weft_ck_plan *p)
     return 0;
 }
 
-/* The flat ranges this rank writes: its ZeRO-1 ranges, or its even share. */
+static int cmp_range(const void *x, const void *y)
+{
+    size_t a = ((const size_t *)x)[0], b = ((const size_t *)y)[0];
+    return (a > b) - (a < b);
+}
+
+/* The flat ranges this rank writes, in increasing order (a dataset's
+ * staging must follow the file's row-major order): its ZeRO-1 ranges (data
+ * parallelism lists them from the end of the buffer), or its even share. */
 static int write_ranges(const weft_ckpt_layout *l, const weft_ckpt_state *s, size_t (**w)[2], int *nw)
 {
     int n = l->zero && s->nranges > 0 ? s->nranges : 1;
     *w = calloc((size_t)n, sizeof **w);
     if (!*w)
         return weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
-    if (l->zero && s->nranges > 0)
+    if (l->zero && s->nranges > 0) {
         memcpy(*w, s->ranges, (size_t)n * sizeof **w);
-    else
+        qsort(*w, (size_t)n, sizeof **w, cmp_range);
+    } else
         weft_comm_chunk(s->n, l->dp_size, l->dp_rank, &(*w)[0][0], &(*w)[0][1]);
     *nw = n;
     return 0;

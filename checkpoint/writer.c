@@ -337,7 +337,7 @@ static int commit(weft_ckpt *c, const char *tmp, const char *name)
     WEFT_CHECK(weft_ck_agree(c->wcomm, rc));
     if (c->rank == 0) {
         rc = weft_ck_publish(c->opts.dir, tmp, name);
-        if (rc == 0 && weft_ck_retain(c->opts.dir, c->opts.keep_last, c->opts.keep_every) != 0)
+        if (rc == 0 && weft_ck_retain(c->opts.dir, c->opts.keep_last, c->opts.keep_every, c->meta.step) != 0)
             WEFT_WARN("%s", weft_last_error()); /* an old file left over is no failure of this save */
     }
     return weft_ck_agree(c->wcomm, rc);

@@ -46,16 +46,19 @@ resume_from() {
 final() { echo "$1/checkpoints/step-00000010.h5"; }
 
 # 1. Same layout: bitwise. NAME ARGS: DP ZeRO-0/1, tensor parallel, pipeline.
-same=("0 --parallel.zero=0" "1 --parallel.zero=1" "tp --parallel.tp=2" "pp --parallel.pp=2")
+# 1b: ZeRO-1 with many small buckets: each rank's ranges cut tensors mid-row
+# and come from data parallelism in decreasing order.
+same=("0 --parallel.zero=0" "1 --parallel.zero=1" "1b --parallel.zero=1,--parallel.bucket_mb=0.004"
+      "tp --parallel.tp=2" "pp --parallel.pp=2")
 for l in "${same[@]}"; do
     set -- $l
-    ref="$TMPDIR_TEST/ref$1" res="$TMPDIR_TEST/res$1"
-    weft_mpirun 2 "$train" "${tiny[@]}" $2 --run.dir="$ref" >"$ref.log" 2>&1
+    args=(${2//,/ }) ref="$TMPDIR_TEST/ref$1" res="$TMPDIR_TEST/res$1"
+    weft_mpirun 2 "$train" "${tiny[@]}" "${args[@]}" --run.dir="$ref" >"$ref.log" 2>&1
     resume_from "$ref" "$res"
-    weft_mpirun 2 "$train" "${tiny[@]}" $2 --run.dir="$res" --resume >"$res.log" 2>&1
-    check "2 ranks $2: resumed at step 5, losses of steps 6-10 bitwise equal to the uninterrupted run" \
+    weft_mpirun 2 "$train" "${tiny[@]}" "${args[@]}" --run.dir="$res" --resume >"$res.log" 2>&1
+    check "2 ranks ${args[*]}: resumed at step 5, losses of steps 6-10 bitwise equal to the uninterrupted run" \
         compare "$ref/metrics.jsonl" "$res/metrics.jsonl" 5 0
-    check "2 ranks $2: final parameters and AdamW moments bitwise equal (weft-ckpt diff)" \
+    check "2 ranks ${args[*]}: final parameters and AdamW moments bitwise equal (weft-ckpt diff)" \
         "$ck" diff "$(final "$ref")" "$(final "$res")"
 done
 expect_grep "resumed from .*step-00000005.h5 \(step 5" "$TMPDIR_TEST/res1.log" "the resume is logged with its file and step"
@@ -64,7 +67,8 @@ expect_grep "resumed from .*step-00000005.h5 \(step 5" "$TMPDIR_TEST/res1.log" "
 weft_mpirun 1 "$train" "${tiny[@]}" --run.dir="$TMPDIR_TEST/ref1r" >/dev/null 2>&1
 # FROM NP ARGS: the reference run, and the layout that resumes its step 5.
 layouts=("ref1 1 --parallel.zero=0" "ref1r 2 --parallel.zero=1" "ref0 2 --parallel.zero=1" "ref1 2 --parallel.zero=0"
-         "reftp 4 --parallel.tp=2,--parallel.pp=2" "refpp 2 --parallel.tp=2" "reftp 2 --parallel.zero=1")
+         "reftp 4 --parallel.tp=2,--parallel.pp=2" "refpp 2 --parallel.tp=2" "reftp 2 --parallel.zero=1"
+         "ref1b 1 --parallel.zero=0" "ref1 2 --parallel.zero=1,--parallel.bucket_mb=0.004")
 for l in "${layouts[@]}"; do
     set -- $l
     from=$1 np=$2 args=(${3//,/ }) res="$TMPDIR_TEST/x-$1-$2-${3//[=,]/_}"
