@@ -281,7 +281,8 @@ static void sched_free(weft_sched *s)
 
 int weft_sched_start(weft_ctx *ctx, const weft_config *cfg, int64_t total_steps, weft_sched **out)
 {
-    WEFT_CHECK(weft_stop_install(weft_config_str(cfg, "sched.signals")));
+    if (!weft_stop_installed())
+        WEFT_CHECK(weft_stop_install(weft_config_str(cfg, "sched.signals")));
     weft_sched *s = calloc(1, sizeof *s);
     if (!s)
         return weft_error(WEFT_ENOMEM, "out of memory");

@@ -36,7 +36,8 @@ typedef struct weft_sched_step_info {
     double step_s, compute_s, comm_s, data_s, ckpt_s;
 } weft_sched_step_info;
 
-/* Installs the stop-signal handlers (every rank); on rank 0 starts the
+/* Installs the stop-signal handlers (every rank) unless weft_stop_install
+ * already did; on rank 0 starts the
  * reporter thread and, with sched.metrics_port >= 0, the metrics server
  * (port written to run.dir/metrics.port). total_steps: train.steps. */
 int weft_sched_start(weft_ctx *ctx, const weft_config *cfg, int64_t total_steps, weft_sched **out);

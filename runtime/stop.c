@@ -107,6 +107,8 @@ void weft_stop_uninstall(void)
 
 int weft_stop_requested(void) { return stop_signo; }
 
+int weft_stop_installed(void) { return ninstalled > 0; }
+
 void weft_stop_request(int signo)
 {
     if (!stop_signo)

@@ -25,6 +25,9 @@ int weft_stop_parse(const char *spec, int *signo, int max, int *n);
  * in flight are resumed, not failed). */
 int weft_stop_install(const char *spec);
 
+/* 1 while handlers are installed. */
+int weft_stop_installed(void);
+
 /* Restore the previous dispositions. */
 void weft_stop_uninstall(void);
 

@@ -27,6 +27,7 @@
 #include "parallel/pipeline.h"
 #include "runtime/rng.h"
 #include "runtime/sched.h"
+#include "runtime/stop.h"
 #include "runtime/trace.h"
 #include "runtime/weft.h"
 
@@ -36,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const weft_config_key train_keys[] = {
@@ -105,6 +107,7 @@ typedef struct {
     int skip_nonfinite, tty;
     int running;            /* past setup: a failure now leaves ranks mid-collective */
     int64_t fault_nan_step; /* WEFT_FAULT_NAN_STEP: poison this step's loss (tests) */
+    long fault_step_ms;     /* WEFT_FAULT_STEP_MS: every step also sleeps this long (tests of preemption) */
     weft_sched *sched;      /* stop signals and progress reports (runtime/sched.h) */
     int exit_status;        /* set when the run ends with its own status (preemption) */
     weft_ckpt *ckpt;        /* checkpoints (checkpoint/ckpt.h) */
@@ -426,6 +429,8 @@ static int setup(trainer *t)
     t->G = weft_config_int(t->cfg, "train.global_batch");
     const char *fault = getenv("WEFT_FAULT_NAN_STEP");
     t->fault_nan_step = fault ? atoll(fault) : -1;
+    fault = getenv("WEFT_FAULT_STEP_MS");
+    t->fault_step_ms = fault ? atol(fault) : 0;
     t->skip_nonfinite = strcmp(weft_config_str(t->cfg, "train.on_nonfinite"), "skip") == 0;
     /* mpirun and srun hand every rank a pseudo-terminal whatever the user's
      * stdout is, so under a launcher 'auto' means off. */
@@ -792,6 +797,9 @@ static int dump_params(trainer *t)
 
 static int run(trainer *t, const cli_opts *cli)
 {
+    /* Before set-up: a stop signal during start-up sets the flag (the job
+     * stops after its first step) instead of killing the process. */
+    WEFT_CHECK(weft_stop_install(weft_config_str(t->cfg, "sched.signals")));
     WEFT_CHECK(setup(t));
     WEFT_CHECK(weft_sched_start(t->ctx, t->cfg, t->steps, &t->sched));
     WEFT_CHECK(weft_watchdog_start(t->ctx, weft_config_str(t->cfg, "run.dir"),
@@ -810,6 +818,8 @@ static int run(trainer *t, const cli_opts *cli)
         s = (step_stats){.step = step, .val_loss = NAN, .pipe_idle = NAN};
         weft_trace_step(step + 1);
         WEFT_CHECK(train_step(t, &s));
+        if (t->fault_step_ms)
+            nanosleep(&(struct timespec){t->fault_step_ms / 1000, t->fault_step_ms % 1000 * 1000000}, NULL);
         WEFT_CHECK(ckpt_step(t, &s));
         int last = step == t->steps - 1;
         if (last || (eval_every && (step + 1) % eval_every == 0))

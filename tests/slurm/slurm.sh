@@ -28,7 +28,7 @@ slurm_free_port() {
 slurm_fail() {
     echo "# slurm harness: $*" >&2
     local f
-    for f in "$SLURM_DIR"/log/*.log "$SLURM_DIR"/munge/*.log; do [ -f "$f" ] && { echo "# --- $f"; tail -15 "$f" | sed 's/^/# /'; }; done
+    for f in "$SLURM_DIR"/log/*.log "$SLURM_DIR"/log/*.start "$SLURM_DIR"/munge/*.log; do [ -f "$f" ] && { echo "# --- $f"; tail -15 "$f" | sed 's/^/# /'; }; done
     not_ok "local Slurm starts (slurmctld, slurmd, munged)" "$*"
     exit 1
 }
@@ -61,7 +61,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$SLURM_DIR/munge/munge.socket
+AuthInfo=socket=$SLURM_DIR/munge/munge.socket,cred_expire=5
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -83,7 +83,10 @@ KillWait=5
 MinJobAge=600
 InactiveLimit=0
 MailProg=/bin/true
-SchedulerParameters=sched_min_interval=0
+# A requeued job waits cred_expire + 1 s before it may start again, and the
+# main scheduler looks every sched_interval: both short, so tests of
+# requeue take seconds, not minutes.
+SchedulerParameters=sched_min_interval=0,sched_interval=2
 $node RealMemory=$mem State=UNKNOWN
 PartitionName=weft Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 CONF

@@ -3,7 +3,8 @@
 #   - the harness starts munged, slurmctld and slurmd and the node is idle;
 #   - the same binary runs under srun --mpi=pmix, and under mpirun inside an
 #     sbatch allocation (srun --mpi=pmi2: see below);
-#   - examples/slurm/train.sbatch trains a small model to completion, and the
+#   - examples/slurm/train.sbatch (with mpirun; srun below) trains a small
+#     model to completion, and the
 #     job comment (squeue -o %k) shows the progress while it runs and the
 #     final state after;
 #   - scancel --signal=USR1 of the batch shell reaches every rank through the
@@ -77,12 +78,13 @@ submit() { # NAME EXTRA-SBATCH-ARGS... -- WEFT-ARGS...
         "$WEFT_ROOT/examples/slurm/train.sbatch" "$@"
 }
 
-job=$(submit done -- --train.steps=40 --sched.comment_interval=1)
+job=$(LAUNCHER=mpirun submit done -- --train.steps=40 --sched.comment_interval=1)
 slurm_wait_state "$job" 'COMPLETED|FAILED|CANCELLED|TIMEOUT' 120
 state=$(slurm_job_field "$job" JobState)
 log=$(cat "$TMPDIR_TEST/done-$job.out")
-[ "$state" = COMPLETED ] && grep -q "done: 40 steps" <<<"$log" && ok "train.sbatch: 40 steps, job COMPLETED" ||
-    not_ok "train.sbatch: 40 steps, job COMPLETED" "$state: $log"
+[ "$state" = COMPLETED ] && grep -q "done: 40 steps" <<<"$log" && grep -q "launcher mpirun in a Slurm allocation" <<<"$log" &&
+    ok "train.sbatch (LAUNCHER=mpirun): 40 steps, job COMPLETED" ||
+    not_ok "train.sbatch (LAUNCHER=mpirun): 40 steps, job COMPLETED" "$state: $log"
 check "the final job comment says done, step 40/40" test "$(squeue -h -t all -j "$job" -o %k | cut -c1-24)" = "weft done step 40/40 los"
 check "the staged dataset copy is removed at the end" test -z "$(ls -d "$TMPDIR_TEST"/weft-data-* 2>/dev/null)"
 
