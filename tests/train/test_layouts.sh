@@ -32,10 +32,13 @@ weft_mpirun 1 "$train" "${tiny[@]}" --run.dir="$TMPDIR_TEST/ref" >"$TMPDIR_TEST/
 
 layout() { # name dp tp pp extra-args...
     local name=$1 dp=$2 tp=$3 pp=$4 dir="$TMPDIR_TEST/$1"; shift 4
-    weft_mpirun 4 "$train" "${tiny[@]}" --parallel.dp="$dp" --parallel.tp="$tp" --parallel.pp="$pp" \
-        --run.dir="$dir" "$@" >"$dir.log" 2>&1
-    check "dp $dp x tp $tp x pp $pp${*:+ ($*)}: loss, grad norm and every parameter == 1 rank" \
-        python3 "$cmp_py" "$TMPDIR_TEST/ref" "$dir"
+    local what="dp $dp x tp $tp x pp $pp${*:+ ($*)}: loss, grad norm and every parameter == 1 rank"
+    if ! weft_mpirun 4 "$train" "${tiny[@]}" --parallel.dp="$dp" --parallel.tp="$tp" --parallel.pp="$pp" \
+        --run.dir="$dir" "$@" >"$dir.log" 2>&1; then
+        not_ok "$what" "the run failed: $(tail -5 "$dir.log")"
+        return
+    fi
+    check "$what" python3 "$cmp_py" "$TMPDIR_TEST/ref" "$dir"
 }
 # k = global 8 / (micro 2 x dp) micro-batches: 1 (dp 4), 2 (dp 2), 4 (dp 1).
 layout d4 4 1 1
