@@ -119,8 +119,13 @@ static void layout(const char *js, double *peak, double *ranks)
         printf("layout      (no run.json in the run directory)\n");
         return;
     }
-    printf("layout      %.0f rank%s on %.0f node%s (%s), backend %s, data parallel\n", *ranks,
-           *ranks == 1 ? "" : "s", field(js, "nodes"), field(js, "nodes") == 1 ? "" : "s", host, backend);
+    char mesh[128] = "data parallel", sched[16] = "";
+    field_str(js, "schedule", sched, sizeof sched);
+    if (field(js, "tp") > 0) /* runs since the DP x TP x PP mesh record it */
+        snprintf(mesh, sizeof mesh, "dp %.0f x tp %.0f x pp %.0f%s%s", field(js, "dp"), field(js, "tp"),
+                 field(js, "pp"), field(js, "pp") > 1 ? ", schedule " : "", field(js, "pp") > 1 ? sched : "");
+    printf("layout      %.0f rank%s on %.0f node%s (%s), backend %s, %s\n", *ranks, *ranks == 1 ? "" : "s",
+           field(js, "nodes"), field(js, "nodes") == 1 ? "" : "s", host, backend, mesh);
     printf("            ZeRO-%.0f, %.0f gradient bucket%s of %g MiB, %.0f micro-batch%s/step\n",
            field(js, "zero"), field(js, "buckets"), field(js, "buckets") == 1 ? "" : "s", field(js, "bucket_mb"),
            field(js, "micro_batches"), field(js, "micro_batches") == 1 ? "" : "es");
