@@ -7,6 +7,8 @@
 #     model to completion, and the
 #     job comment (squeue -o %k) shows the progress while it runs and the
 #     final state after;
+#   - finetune.sbatch starts from that run's checkpoint on a new dataset and
+#     another layout; sweep.sbatch runs a job array, one run per rate;
 #   - scancel --signal=USR1 of the batch shell reaches every rank through the
 #     script's trap: all stop after the same step.
 . "$(dirname "$0")/../lib.sh"
@@ -87,6 +89,39 @@ log=$(cat "$TMPDIR_TEST/done-$job.out")
     not_ok "train.sbatch (LAUNCHER=mpirun): 40 steps, job COMPLETED" "$state: $log"
 check "the final job comment says done, step 40/40" test "$(squeue -h -t all -j "$job" -o %k | cut -c1-24)" = "weft done step 40/40 los"
 check "the staged dataset copy is removed at the end" test -z "$(ls -d "$TMPDIR_TEST"/weft-data-* 2>/dev/null)"
+
+# finetune.sbatch: from the finished run's latest checkpoint, on a new
+# dataset, on 1 rank instead of 2.
+for i in $(seq 200); do echo "pack my box with five dozen liquor jugs; how vexingly quick daft zebras jump"; done \
+    >"$TMPDIR_TEST/new.txt"
+"$WEFT_BIN/weft-data" prepare -o "$TMPDIR_TEST/new" --val-fraction 0.1 "$TMPDIR_TEST/new.txt" >/dev/null
+job=$(INIT_FROM="$TMPDIR_TEST/done" CONFIG="$TMPDIR_TEST/tiny.ini" DATA="$TMPDIR_TEST/new" RUN_DIR="$TMPDIR_TEST/ft" \
+    LOCAL="$TMPDIR_TEST" WEFT="$WEFT_ROOT" sbatch --parsable --ntasks-per-node=1 -o "$TMPDIR_TEST/ft.out" \
+    "$WEFT_ROOT/examples/slurm/finetune.sbatch" --train.steps=20)
+slurm_wait_state "$job" 'COMPLETED|FAILED|CANCELLED|TIMEOUT' 120
+check "finetune.sbatch: 1 rank initialised from the 2-rank checkpoint of step 40, 20 steps on the new dataset" \
+    python3 - "$TMPDIR_TEST/ft.out" "$(slurm_job_field "$job" JobState)" <<'PY'
+import re, sys
+log, state = open(sys.argv[1]).read(), sys.argv[2]
+assert state == "COMPLETED", state + log[-2000:]
+assert re.search(r"initialised weights from \S+/done/checkpoints/step-00000040\.h5 \(step 40, written by world=2", log), log[-2000:]
+assert "1 rank on 1 node" in log and "done: 20 steps" in log, log[-2000:]
+PY
+
+# sweep.sbatch: a job array of two learning rates, each in its own run dir.
+job=$(LRS="1e-3 3e-3" CONFIG="$TMPDIR_TEST/tiny.ini" DATA="$ds" SWEEP_DIR="$TMPDIR_TEST/sweep" LOCAL="$TMPDIR_TEST" \
+    WEFT="$WEFT_ROOT" sbatch --parsable --array=0-1 -o "$TMPDIR_TEST/sweep-%a.out" \
+    "$WEFT_ROOT/examples/slurm/sweep.sbatch" --train.steps=20)
+for t in 0 1; do slurm_wait_state "${job}_$t" 'COMPLETED|FAILED|CANCELLED|TIMEOUT' 120; done
+check "sweep.sbatch: array tasks 0 and 1 COMPLETED" test "$(slurm_job_field "${job}_0" JobState) $(slurm_job_field "${job}_1" JobState)" = "COMPLETED COMPLETED"
+check "sweep.sbatch: each task trained its own learning rate in its own run directory" python3 - "$TMPDIR_TEST/sweep" <<'PY'
+import json, sys
+for lr in ("1e-3", "3e-3"):
+    ini = open(f"{sys.argv[1]}/lr-{lr}/config.ini").read()
+    assert f"lr = {lr}" in ini or f"lr = {float(lr):g}" in ini, ini
+    rows = [json.loads(l) for l in open(f"{sys.argv[1]}/lr-{lr}/metrics.jsonl")]
+    assert rows[-1]["step"] == 20, rows[-1]
+PY
 
 job=$(submit stop -- --train.steps=10000000 --sched.comment_interval=1 --sched.requeue=false)
 comment=""
