@@ -131,6 +131,8 @@ typedef struct weft_ckpt_stats {
     double copy_s;               /* the memcpy into staging */
     double write_s;              /* writer: create .. commit */
     double data_s;               /* writer: the collective data writes only */
+    double verify_s;             /* writer: read-back check and checksums */
+    double commit_s;             /* writer: fsync, rename, latest, retention */
     size_t bytes_rank;           /* bytes this rank wrote */
     size_t bytes_file;           /* file size */
     int saves, skipped, failed;
