@@ -415,8 +415,18 @@ static void ckpt_report(trainer *t)
 static int ckpt_step(trainer *t, step_stats *s)
 {
     int64_t done = s->step + 1, every = weft_config_int(t->cfg, "checkpoint.every");
-    if ((every && done % every == 0) || (done == t->steps && weft_config_bool(t->cfg, "checkpoint.at_end")))
+    int last = done == t->steps && weft_config_bool(t->cfg, "checkpoint.at_end");
+    if (!last && every && done % every == 0)
         WEFT_CHECK(ckpt_save(t, s, 0));
+    if (last) { /* never skipped, and waited for; a failure obeys checkpoint.on_error */
+        int rc = ckpt_save(t, s, 1);
+        if (rc && strcmp(weft_config_str(t->cfg, "checkpoint.on_error"), "continue") == 0) {
+            if (t->ctx->rank == 0)
+                WEFT_WARN("the final checkpoint failed (checkpoint.on_error = continue): %s", weft_last_error());
+            rc = 0;
+        }
+        WEFT_CHECK(rc);
+    }
     ckpt_report(t);
     return 0;
 }

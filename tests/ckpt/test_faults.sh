@@ -65,6 +65,14 @@ weft_mpirun 2 "$train" "${big[@]}" --train.steps=$((prev + 2)) --run.dir="$run" 
 check "after the kills, --resume finishes the run from step $prev" grep -q "resumed from .*(step $prev," "$run-end.log"
 check "no temporary checkpoint file is left" bash -c "! ls '$run/checkpoints'/.step-* 2>/dev/null"
 
+# checkpoint.if_busy = skip: saves due while one is written are skipped and
+# logged; the final one never is.
+weft_mpirun 2 "$train" "${big[@]}" --train.steps=6 --run.dir="$TMPDIR_TEST/skip" --checkpoint.if_busy=skip \
+    >"$TMPDIR_TEST/skip.log" 2>&1
+expect_grep "checkpoint at step [0-9]+ skipped: step [0-9]+ is still being written \(checkpoint.if_busy = skip\)" \
+    "$TMPDIR_TEST/skip.log" "if_busy = skip: a save due during a save is skipped, and logged"
+check "if_busy = skip: the final step's checkpoint is still written" grep -qx step-00000006.h5 "$TMPDIR_TEST/skip/checkpoints/latest"
+
 # 2. Disk full: a tmpfs with room for one checkpoint (0.45 MB) and the reserve.
 mnt="$TMPDIR_TEST/ckpt-tmpfs"
 mkdir -p "$mnt"
