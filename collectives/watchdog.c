@@ -276,7 +276,9 @@ int weft_watchdog_start(weft_ctx *ctx, const char *dir, double heartbeat_s, doub
                           timeout_s);
     wd.ctx = ctx;
     snprintf(wd.dir, sizeof wd.dir, "%s", dir);
-    wd.heartbeat_s = heartbeat_s;
+    /* A silent rank is told from a live one by its heartbeat's age, which
+     * must be judged well within comm.timeout. */
+    wd.heartbeat_s = heartbeat_s < timeout_s / 4 ? heartbeat_s : timeout_s / 4;
     wd.timeout_s = timeout_s;
     char hb[4200];
     snprintf(hb, sizeof hb, "%s/heartbeat", dir);

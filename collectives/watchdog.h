@@ -32,8 +32,9 @@
 #include "collectives/comm.h"
 #include "collectives/flight.h"
 
-/* dir: run.dir; heartbeat_s: seconds between heartbeat files (> 0);
- * timeout_s: comm.timeout. One watchdog per process. */
+/* dir: run.dir; heartbeat_s: seconds between heartbeat files (> 0; at most
+ * a quarter of timeout_s is used); timeout_s: comm.timeout. One watchdog per
+ * process. */
 int weft_watchdog_start(weft_ctx *ctx, const char *dir, double heartbeat_s, double timeout_s);
 void weft_watchdog_stop(void);
 

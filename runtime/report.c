@@ -19,7 +19,7 @@ void weft_report_init(weft_report *r, const char *job_id)
 {
     memset(r, 0, sizeof *r);
     snprintf(r->job_id, sizeof r->job_id, "%s", job_id ? job_id : "");
-    r->loss = r->eta_s = NAN;
+    r->loss = r->eta_s = r->tokens_per_s = NAN;
     r->ckpt_step = -1;
 }
 
@@ -199,13 +199,15 @@ static void duration(char *dst, size_t len, double s)
 
 int weft_report_comment(const weft_report *r, char *buf, size_t len)
 {
-    char tps[32], eta[32], ckpt[32] = "none";
+    char tps[32], eta[32], ckpt[32] = "none", loss[32] = "?";
     human(tps, sizeof tps, r->tokens_per_s);
     duration(eta, sizeof eta, r->eta_s);
     if (r->ckpt_step >= 0)
         snprintf(ckpt, sizeof ckpt, "%lld", (long long)r->ckpt_step);
-    int n = snprintf(buf, len, "weft %s step %lld/%lld loss %.4g %s tok/s ETA %s ckpt %s",
-                     weft_run_state_name(r->state), (long long)r->step, (long long)r->total_steps, r->loss, tps,
-                     eta, ckpt);
+    if (isfinite(r->loss))
+        snprintf(loss, sizeof loss, "%.4g", r->loss);
+    int n = snprintf(buf, len, "weft %s step %lld/%lld loss %s %s tok/s ETA %s ckpt %s",
+                     weft_run_state_name(r->state), (long long)r->step, (long long)r->total_steps, loss, tps, eta,
+                     ckpt);
     return n < 0 ? 0 : n;
 }

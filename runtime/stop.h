@@ -10,6 +10,12 @@
  * is the caller's job (weft_comm_any_stop in collectives/agree.h), so that
  * every rank stops at the same step.
  *
+ * Where it is polled (weft-train): once per step and before each evaluation
+ * batch, each time agreed across ranks. Not inside the data loader's wait:
+ * a rank waiting for its batch must still run that step's collectives with
+ * the others, so leaving mid-step would only move the hang; it reaches the
+ * next agreement as soon as its data arrives.
+ *
  * States: clear --signal or weft_stop_request--> requested. It never clears
  * (a stopping job stays stopping); a second signal changes nothing.
  */

@@ -623,8 +623,13 @@ static int evaluate(trainer *t, double *val_loss)
     for (int64_t i = 0; i < batches; i++) {
         int stop;
         WEFT_CHECK(weft_comm_any(t->world, weft_sched_stop_signal(t->sched), &stop));
-        if (stop) /* every rank abandons the evaluation at the same batch */
+        if (stop) { /* every rank abandons the evaluation at the same batch */
+            if (t->ctx->rank == 0)
+                WEFT_INFO("evaluation abandoned after %lld of %lld batches: stop requested", (long long)i,
+                          (long long)batches);
             return 0;
+        }
+        weft_sched_heartbeat(t->sched);
         WEFT_CHECK(weft_loader_next(t->val, &t->rows));
         WEFT_CHECK(weft_pipe_forward(t->pipe, (int)t->k));
     }

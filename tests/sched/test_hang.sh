@@ -14,7 +14,7 @@ repeat_dataset "$ds" 0.1
 timeout_s=3
 tiny=(--data.path="$ds" --model.n_layer=2 --model.n_head=2 --model.n_embd=32 --model.context=32
       --train.seq_len=32 --train.micro_batch=4 --train.global_batch=8 --train.log_interval=1000000
-      --train.eval_interval=0 --train.eval_batches=1 --comm.timeout=$timeout_s)
+      --train.eval_interval=0 --train.eval_batches=1 --comm.timeout=$timeout_s --sched.heartbeat=0.5)
 
 # heartbeat_step RUN RANK: the step in that rank's heartbeat file.
 heartbeat_step() { awk '/^step/ {print $2}' "$1/heartbeat/rank-$2" 2>/dev/null; }
@@ -89,3 +89,17 @@ mkdir -p "$TMPDIR_TEST/empty"
 expect_exit 66 "weft-doctor on a directory without run files exits 66" "$WEFT_BIN/weft-doctor" "$TMPDIR_TEST/empty"
 expect_exit 64 "weft-doctor without arguments exits 64" "$WEFT_BIN/weft-doctor"
 check "weft-doctor --help" "$WEFT_BIN/weft-doctor" --help
+
+# An operation posted that no thread waits on: only the watchdog thread can
+# see it; it ends the job naming it and rank 1 (alive, never arrived).
+run="$TMPDIR_TEST/watchdog"
+t0=$(date +%s)
+WEFT_MPI_TIMEOUT=60 weft_mpirun 2 "$WEFT_ROOT/$BUILD/tests/mpi/watchdog_job" --comm.timeout=2 --run.dir="$run" \
+    >"$TMPDIR_TEST/watchdog.log" 2>&1
+rc=$?
+elapsed=$(( $(date +%s) - t0 ))
+[ "$rc" -eq 70 ] && [ "$elapsed" -le 32 ] && ok "the watchdog ends a job whose pending operation nobody waits on (exit 70, $elapsed s)" ||
+    not_ok "the watchdog ends a job whose pending operation nobody waits on" "exit $rc after $elapsed s: $(tail -5 "$TMPDIR_TEST/watchdog.log")"
+expect_grep "r0/2 .*aborting the job: watchdog: allreduce #1 on communicator 'world.0' \(2 ranks\) pending for [0-9.]+ s \(comm.timeout = 2 s\); never reached it: rank 1 \([^)]*alive at step -1, its last operation #0\)" \
+    "$TMPDIR_TEST/watchdog.log" "the message names the operation and rank 1 as alive but never arrived"
+check "hang-r0.txt lists rank 1 as missing" grep -qx "missing 1" "$run/hang-r0.txt"

@@ -108,3 +108,24 @@ expect_exit 64 "sched.metrics_bind = localhost6 is refused (exit 64)" \
     weft_mpirun 1 "$train" "${tiny[@]}" --train.steps=1 --run.dir="$TMPDIR_TEST/bad" --sched.metrics_port=0 \
     --sched.metrics_bind=localhost6
 expect_grep "sched.metrics_bind: 'localhost6' is not an IPv4 address" <(echo "$LAST_OUT") "the message names the key and the value"
+
+# 4. A stop during a long evaluation: the ranks abandon it together at the
+# next batch instead of finishing it (100000 batches would take minutes).
+run="$TMPDIR_TEST/eval"
+weft_mpirun 2 "$train" "${tiny[@]}" --train.steps=1000 --train.eval_interval=5 --train.eval_batches=100000 \
+    --run.dir="$run" --sched.status_interval=0 >"$TMPDIR_TEST/eval.log" 2>&1 &
+bg=$!
+# Step 5 is reported after its evaluation, so status.json shows step 4
+# while that evaluation (about a minute) runs.
+wait_for 60 grep -q '"step":4,' "$run/status.json"
+sleep 1 # well inside the evaluation after step 5
+t0=$(date +%s)
+kill -USR1 $(ranks_of "$run" | head -1)
+wait "$bg"
+rc=$?
+elapsed=$(( $(date +%s) - t0 ))
+[ "$rc" -eq 138 ] && [ "$elapsed" -le 10 ] && ok "a stop during evaluation ends the job in $elapsed s with 138" ||
+    not_ok "a stop during evaluation ends the job promptly with 138" "exit $rc after $elapsed s: $(tail -5 "$TMPDIR_TEST/eval.log")"
+expect_grep "r0/2 .*evaluation abandoned after [0-9]+ of 100000 batches: stop requested" "$TMPDIR_TEST/eval.log" \
+    "rank 0 says the evaluation was abandoned"
+expect_grep "r1/2 .*all ranks stop after step 5$" "$TMPDIR_TEST/eval.log" "every rank stops after step 5, the step before the evaluation"

@@ -149,7 +149,7 @@ PY
 # and weft-doctor explains it from the run directory.
 for sig in KILL STOP; do
     name=fault-$sig
-    job=$(submit "$name" -- --train.steps=100000000 --comm.timeout=3 --train.log_interval=1000000)
+    job=$(submit "$name" -- --train.steps=100000000 --comm.timeout=3 --sched.heartbeat=0.5 --train.log_interval=1000000)
     hb="$TMPDIR_TEST/$name/heartbeat"
     for i in $(seq 600); do
         [ "$(awk '/^step/ {print $2}' "$hb/rank-1" 2>/dev/null)" -ge 20 ] 2>/dev/null && break

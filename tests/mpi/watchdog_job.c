@@ -1,0 +1,38 @@
+/*
+ * watchdog_job.c -- a hang no thread is waiting on, for test_hang.sh: rank 0
+ * posts an allreduce and never waits for it (it sleeps, as if stuck in
+ * compute); rank 1 never posts it. Only the watchdog thread can notice: it
+ * must end the job after comm.timeout (plus its grace), naming the
+ * operation and rank 1 -- alive, by its heartbeat, but never arrived.
+ *   mpirun -np 2 watchdog_job --comm.timeout=2 --run.dir=DIR
+ */
+#include "collectives/watchdog.h"
+#include "runtime/weft.h"
+
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+    weft_ctx *ctx;
+    const weft_config_key *const keys[] = {weft_comm_config_keys, NULL};
+    int rc = weft_init(&argc, argv, keys, &ctx);
+    if (rc)
+        return weft_exit_code(rc);
+    weft_comm_opts opts;
+    weft_comm_opts_from_config(ctx->config, &opts);
+    weft_comm *c;
+    if (weft_comm_world(ctx, &opts, &c) != 0 ||
+        weft_watchdog_start(ctx, weft_config_str(ctx->config, "run.dir"), 0.5, opts.timeout_s) != 0)
+        return 70;
+    float x = 1, y = 0;
+    weft_comm_allreduce(c, &x, &y, 1, WEFT_F32, WEFT_SUM); /* #0 completes */
+    weft_request *req = NULL;
+    if (ctx->rank == 0)
+        weft_comm_iallreduce(c, &x, &y, 1, WEFT_F32, WEFT_SUM, &req); /* #1, never waited on */
+    sleep(60); /* bounded: a watchdog that never fires fails the test, not hangs it */
+    printf("watchdog_job: reached the end, which it must not\n");
+    weft_watchdog_stop();
+    weft_comm_free(c);
+    weft_finalize(ctx);
+    return 0;
+}
