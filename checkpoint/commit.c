@@ -7,7 +7,6 @@
 #include "runtime/error.h"
 #include "runtime/log.h"
 
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -16,21 +15,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-void weft_ck_file_name(int64_t step, char *buf, size_t len) { snprintf(buf, len, "step-%08lld.h5", (long long)step); }
-
-int weft_ck_parse_name(const char *name, int64_t *step)
-{
-    if (strncmp(name, "step-", 5) != 0)
-        return 0;
-    const char *p = name + 5, *q = p;
-    while (isdigit((unsigned char)*q))
-        q++;
-    if (q - p < 8 || q - p > 15 || strcmp(q, ".h5") != 0)
-        return 0;
-    *step = strtoll(p, NULL, 10);
-    return 1;
-}
 
 int weft_ck_mkdir(const char *dir)
 {
@@ -62,7 +46,7 @@ int weft_ck_publish(const char *dir, const char *tmp, const char *name)
 
 int weft_ckpt_find_latest(const char *dir, char *path, size_t len)
 {
-    char p[4200], buf[80];
+    char p[4200], buf[80], name[64];
     snprintf(p, sizeof p, "%s/latest", dir);
     int fd = open(p, O_RDONLY | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT)
@@ -70,23 +54,14 @@ int weft_ckpt_find_latest(const char *dir, char *path, size_t len)
                           "committed in %s)", p, dir);
     if (fd < 0)
         return weft_error(WEFT_EIO, "cannot read %s: %s", p, strerror(errno));
-    ssize_t n = read(fd, buf, sizeof buf - 1);
+    ssize_t n = read(fd, buf, sizeof buf);
     close(fd);
     if (n < 0)
         return weft_error(WEFT_EIO, "cannot read %s: %s", p, strerror(errno));
-    buf[n] = '\0';
-    if (n > 0 && buf[n - 1] == '\n')
-        buf[--n] = '\0';
     int64_t step;
-    if (n == 0 || (size_t)n != strlen(buf) || !weft_ck_parse_name(buf, &step)) {
-        for (char *c = buf; *c; c++)
-            if (!isprint((unsigned char)*c))
-                *c = '?';
-        return weft_error(WEFT_EDATA, "%s is malformed ('%.40s'): it must hold one checkpoint file name, "
-                          "step-NNNNNNNN.h5", p, buf);
-    }
-    if ((size_t)snprintf(path, len, "%s/%s", dir, buf) >= len)
-        return weft_error(WEFT_EINVAL, "checkpoint path too long: %s/%s", dir, buf);
+    WEFT_CHECK(weft_ck_parse_latest(buf, (size_t)n, p, name, sizeof name, &step));
+    if ((size_t)snprintf(path, len, "%s/%s", dir, name) >= len)
+        return weft_error(WEFT_EINVAL, "checkpoint path too long: %s/%s", dir, name);
     return 0;
 }
 

@@ -14,10 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* "step-00000100.h5" */
-void weft_ck_file_name(int64_t step, char *buf, size_t len);
-/* 1 and *step when name is exactly a checkpoint file name, else 0. */
-int weft_ck_parse_name(const char *name, int64_t *step);
+#include "checkpoint/latest.h"
 
 /* Make DIR (and its parent) if missing. */
 int weft_ck_mkdir(const char *dir);

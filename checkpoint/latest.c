@@ -1,0 +1,47 @@
+/*
+ * latest.c -- checkpoint names and `latest` (see latest.h).
+ */
+#include "checkpoint/latest.h"
+#include "runtime/error.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void weft_ck_file_name(int64_t step, char *buf, size_t len) { snprintf(buf, len, "step-%08lld.h5", (long long)step); }
+
+int weft_ck_parse_name(const char *name, int64_t *step)
+{
+    if (strncmp(name, "step-", 5) != 0)
+        return 0;
+    const char *p = name + 5, *q = p;
+    while (isdigit((unsigned char)*q))
+        q++;
+    if (q - p < 8 || q - p > 15 || strcmp(q, ".h5") != 0)
+        return 0;
+    *step = strtoll(p, NULL, 10);
+    return 1;
+}
+
+int weft_ck_parse_latest(const char *buf, size_t n, const char *origin, char *name, size_t len, int64_t *step)
+{
+    char text[40], shown[44];
+    size_t k = n && buf[n - 1] == '\n' ? n - 1 : n;
+    int good = k > 0 && k < sizeof text && memchr(buf, '\0', k) == NULL;
+    if (good) {
+        memcpy(text, buf, k);
+        text[k] = '\0';
+        good = weft_ck_parse_name(text, step) && k < len;
+    }
+    if (good) {
+        memcpy(name, text, k + 1);
+        return 0;
+    }
+    size_t m = k < 40 ? k : 40, j;
+    for (j = 0; j < m; j++)
+        shown[j] = isprint((unsigned char)buf[j]) ? buf[j] : '?';
+    shown[j] = '\0';
+    return weft_error(WEFT_EDATA, "%s is malformed ('%s'%s): it must hold one checkpoint file name, "
+                      "step-NNNNNNNN.h5", origin, shown, k > 40 ? "..." : "");
+}
