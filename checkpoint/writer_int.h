@@ -1,0 +1,51 @@
+/*
+ * writer_int.h -- the checkpointer object, shared by writer.c (the object,
+ * its thread and the step loop's side) and save.c (one save, on the writer
+ * thread). Not part of the API (checkpoint/ckpt.h).
+ */
+#ifndef WEFT_CHECKPOINT_WRITER_INT_H
+#define WEFT_CHECKPOINT_WRITER_INT_H
+
+#include <hdf5.h>
+#include <mpi.h>
+#include <pthread.h>
+
+#include "checkpoint/ckpt.h"
+#include "checkpoint/plan.h"
+
+enum { IDLE, PENDING, WRITING, DONE };
+#define SCRATCH_BYTES (4u << 20)
+
+struct weft_ckpt {
+    weft_ckpt_layout layout;
+    weft_ckpt_state state;
+    weft_ckpt_opts opts;
+    char *config_ini;
+    weft_ck_plan plan;
+    uint8_t *stage;            /* plan.stage_bytes, allocated once */
+    void *scratch;             /* checksum read-back, SCRATCH_BYTES */
+    uint64_t *hashes;          /* per dataset */
+    hid_t *dsets;              /* per dataset, during a write */
+    weft_comm *wcomm;          /* the writer thread's */
+    MPI_Comm mpi;              /* the writer thread's, for HDF5 */
+    int rank, size, fsyncer;   /* fsyncer: first rank of its node */
+    pthread_t thread;
+    int thread_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int st, quit;              /* IDLE/PENDING/WRITING/DONE */
+    int result;
+    char result_msg[2048];
+    weft_ckpt_meta meta;       /* of the save in flight */
+    int64_t last_step;
+    char last_path[4200];
+    weft_ckpt_stats stats;
+};
+
+/* One save of what is staged (collective over the writer communicators):
+ * 0 once committed, else the agreed error. Writer thread only. */
+int weft_ck_write_one(weft_ckpt *c);
+/* Rank 0: (re)create the disk-space reserve in the checkpoint directory. */
+void weft_ck_reserve_take(weft_ckpt *c);
+
+#endif
