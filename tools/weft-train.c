@@ -115,6 +115,7 @@ typedef struct {
     uint8_t *loader_state;  /* staging for weft_loader_save */
     int64_t start_step;     /* steps already done (resumed) */
     int64_t reported_ckpt;  /* the last committed step told to the scheduler */
+    int resuming;           /* --resume: metrics.jsonl is kept up to the resumed step */
 } trainer;
 
 typedef struct {
@@ -281,8 +282,8 @@ static int open_metrics(trainer *t)
         return 0;
     char path[4096];
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    t->metrics = fd >= 0 ? fdopen(fd, "w") : NULL;
+    int fd = open(path, (t->resuming ? O_RDWR : O_WRONLY | O_TRUNC) | O_CREAT | O_CLOEXEC, 0640);
+    t->metrics = fd >= 0 ? fdopen(fd, t->resuming ? "r+" : "w") : NULL;
     if (!t->metrics)
         return weft_error(WEFT_EIO, "cannot write %s: %s", path, strerror(errno));
     return 0;
@@ -354,6 +355,27 @@ static int write_run_info(trainer *t)
 
 /* --- checkpoints: resume at start, save after steps ---------------------- */
 
+/* Resuming: keep the rows of metrics.jsonl up to the resumed step (rows of
+ * steps after the checkpoint are run again), then append. */
+static int metrics_resume(trainer *t)
+{
+    FILE *f = t->metrics;
+    if (!f)
+        return 0;
+    char line[8192];
+    long keep = 0;
+    rewind(f);
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "{\"step\":");
+        if (!p || atoll(p + 8) > t->start_step)
+            break;
+        keep = ftell(f);
+    }
+    if (fflush(f) != 0 || ftruncate(fileno(f), keep) != 0 || fseek(f, keep, SEEK_SET) != 0)
+        return weft_error(WEFT_EIO, "cannot rewrite metrics.jsonl for the resumed run: %s", strerror(errno));
+    return 0;
+}
+
 static int ckpt_setup(trainer *t, const cli_opts *cli)
 {
     int zero = (int)weft_config_int(t->cfg, "parallel.zero");
@@ -379,7 +401,7 @@ static int ckpt_setup(trainer *t, const cli_opts *cli)
                                     : weft_error(WEFT_ENOMEM, "out of memory");
     free(ini);
     t->reported_ckpt = -1;
-    return rc;
+    return rc ? rc : metrics_resume(t);
 }
 
 /* Save the state after s->step (0-based) now; wait: until committed. */
@@ -815,6 +837,7 @@ static int run(trainer *t, const cli_opts *cli)
     /* Before set-up: a stop signal during start-up sets the flag (the job
      * stops after its first step) instead of killing the process. */
     WEFT_CHECK(weft_stop_install(weft_config_str(t->cfg, "sched.signals")));
+    t->resuming = cli->resume != 0;
     WEFT_CHECK(setup(t));
     WEFT_CHECK(weft_sched_start(t->ctx, t->cfg, t->steps, &t->sched));
     WEFT_CHECK(weft_watchdog_start(t->ctx, weft_config_str(t->cfg, "run.dir"),

@@ -64,6 +64,10 @@ done
 weft_mpirun 2 "$train" "${big[@]}" --train.steps=$((prev + 2)) --run.dir="$run" --resume >"$run-end.log" 2>&1
 check "after the kills, --resume finishes the run from step $prev" grep -q "resumed from .*(step $prev," "$run-end.log"
 check "no temporary checkpoint file is left" bash -c "! ls '$run/checkpoints'/.step-* 2>/dev/null"
+check "metrics.jsonl holds every step once, in order, across the kills and resumes" python3 -c '
+import json, sys
+s = [json.loads(l)["step"] for l in open(sys.argv[1])]
+assert s == list(range(1, int(sys.argv[2]) + 1)), s' "$run/metrics.jsonl" $((prev + 2))
 
 # checkpoint.if_busy = skip: saves due while one is written are skipped and
 # logged; the final one never is.
