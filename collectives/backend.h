@@ -102,6 +102,11 @@ void weft_comm_foreach_live(void (*fn)(weft_comm *c, void *arg), void *arg);
 extern const weft_backend *const weft_backends[];
 extern const weft_backend weft_backend_mpi;
 
+/* A communicator over mpi (duplicated) with parent's options but the named
+ * backend, called "<parent>.<suffix>": the inner groups of a composition
+ * (hier). Collective over mpi. */
+int weft_comm_sub(weft_comm *parent, MPI_Comm mpi, const char *suffix, const char *backend, weft_comm **out);
+
 /* The request pool (request.c). */
 weft_request *weft_request_get(weft_comm *c);
 void weft_request_put(weft_request *r);

@@ -21,9 +21,11 @@
 #include <unistd.h>
 
 const weft_config_key weft_comm_config_keys[] = {
-    {"comm.backend", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|shm|mpi|tcp|nccl",
+    {"comm.backend", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|shm|hier|mpi|tcp|nccl",
      "collectives backend; auto picks the best that can serve each group (shm when all of "
      "its ranks share a node, else mpi); nccl only by name, for GPU buffers"},
+    {"comm.hier_net", WEFT_CFG_ENUM, "tcp", WEFT_UNBOUNDED, "tcp|mpi",
+     "backend the hier backend uses between nodes (shm is used within each node)"},
     {"comm.algo", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|ring|tree",
      "algorithm of the tcp/ib/hier backends: auto takes binomial trees up to 32 KiB and rings above"},
     {"comm.tcp_ifname", WEFT_CFG_STRING, "", WEFT_UNBOUNDED, NULL,
@@ -45,6 +47,7 @@ void weft_comm_opts_default(weft_comm_opts *o)
     memset(o, 0, sizeof *o);
     snprintf(o->backend, sizeof o->backend, "auto");
     snprintf(o->algo, sizeof o->algo, "auto");
+    snprintf(o->hier_net, sizeof o->hier_net, "tcp");
     o->timeout_s = 600;
     o->abort_on_timeout = 1;
     o->flight_records = 4096;
@@ -55,6 +58,7 @@ void weft_comm_opts_from_config(const weft_config *cfg, weft_comm_opts *o)
     weft_comm_opts_default(o);
     snprintf(o->backend, sizeof o->backend, "%s", weft_config_str(cfg, "comm.backend"));
     snprintf(o->algo, sizeof o->algo, "%s", weft_config_str(cfg, "comm.algo"));
+    snprintf(o->hier_net, sizeof o->hier_net, "%s", weft_config_str(cfg, "comm.hier_net"));
     snprintf(o->tcp_ifname, sizeof o->tcp_ifname, "%s", weft_config_str(cfg, "comm.tcp_ifname"));
     o->timeout_s = weft_config_float(cfg, "comm.timeout");
     o->flight_records = (int)weft_config_int(cfg, "comm.flight_records");
@@ -302,6 +306,15 @@ int weft_comm_split(weft_comm *parent, int color, int key, const char *name, wef
     int rc = comm_create(parent->ctx, sub, full, &parent->opts, out);
     MPI_Comm_free(&sub);
     return rc;
+}
+
+int weft_comm_sub(weft_comm *parent, MPI_Comm mpi, const char *suffix, const char *backend, weft_comm **out)
+{
+    weft_comm_opts o = parent->opts;
+    snprintf(o.backend, sizeof o.backend, "%s", backend);
+    char name[96];
+    snprintf(name, sizeof name, "%s.%s", parent->name, suffix);
+    return comm_create(parent->ctx, mpi, name, &o, out);
 }
 
 int weft_comm_dup(weft_comm *c, const char *name, weft_comm **out)

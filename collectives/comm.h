@@ -46,7 +46,8 @@ typedef enum { WEFT_SUM = 0, WEFT_AVG, WEFT_MAX, WEFT_MIN, WEFT_NREDOPS } weft_r
 typedef struct weft_comm_opts {
     char backend[16];     /* "auto" or a backend name ("mpi") */
     char algo[8];         /* "auto", "ring" or "tree" (native network backends) */
-    char tcp_ifname[32];  /* interface the tcp backend listens on; "" picks one */
+    char tcp_ifname[32];
+    char hier_net[8];     /* the hier backend's backend between nodes: "tcp" or "mpi" */  /* interface the tcp backend listens on; "" picks one */
     double timeout_s;     /* a wait longer than this fails the communicator */
     int abort_on_timeout; /* 1: a timeout aborts the job; 0: returns WEFT_ETIMEDOUT */
     int flight_records;   /* flight-recorder ring size (entries) */

@@ -1,6 +1,6 @@
 /*
  * deterministic.c -- comm.deterministic: reductions are bitwise identical
- * whatever the backend (shm, mpi, tcp), the shm chunking (two slot sizes) and the
+ * whatever the backend (shm, mpi, tcp, hier), the shm chunking (two slot sizes) and the
  * operation (allreduce, reduce_scatter, reduce), and equal to an independent
  * reference every rank computes itself: x0 + x1 + ... + x(n-1) in rank
  * order, in f32 for f32/bf16/f16 and in f64 for f64, rounded once. The data
@@ -92,7 +92,7 @@ int main(int argc, char **argv)
         return weft_exit_code(rc);
     tap_rank = ctx->rank;
     const struct { const char *backend, *slot; } runs[] = {
-        {"shm", NULL}, {"shm", "4096"}, {"mpi", NULL}, {"tcp", NULL}};
+        {"shm", NULL}, {"shm", "4096"}, {"mpi", NULL}, {"tcp", NULL}, {"hier", NULL}};
     for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
         weft_comm_opts o;
         weft_comm_opts_default(&o);
