@@ -52,7 +52,7 @@ SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC -I. $(WARN) $(CFLAGS) $(SANFLAGS) $(DEP_CFLAGS) \
              -DWEFT_VERSION='"$(VERSION)"' -MMD -MP
-ALL_LDLIBS = $(DEP_LIBS) -ldl -lpthread -lm
+ALL_LDLIBS = $(DEP_LIBS) $(IBVERBS_LIBS) -ldl -lpthread -lm
 
 
 .PHONY: examples
@@ -81,6 +81,15 @@ $(DEPS_STAMP): mk/debian-packages.txt mk/deps.sh
 
 deps:
 	mk/deps.sh install
+
+# --- libibverbs (optional) ------------------------------------------------
+# With its headers present (Debian: libibverbs-dev), the ib backend talks to
+# RDMA devices through collectives/ib_verbs.c; without them it is built
+# against its test fake only and comm.backend=ib says the build lacks it.
+ifneq ($(wildcard /usr/include/infiniband/verbs.h),)
+$(BUILD)/obj/collectives/ib_verbs.o: ALL_CFLAGS += -DWEFT_HAVE_IBVERBS
+IBVERBS_LIBS := -libverbs
+endif
 
 # --- CUDA (optional) ------------------------------------------------------
 # With the CUDA toolkit's nccl.h present, the nccl backend is compiled

@@ -381,3 +381,33 @@ const weft_backend weft_backend_tcp = {
     .reserve = net_reserve,
     .describe = net_describe,
 };
+
+/* --- ib --------------------------------------------------------------------- */
+
+static _Thread_local char ib_why[256];
+
+static int ib_can_connect(const weft_comm *c)
+{
+    return weft_transport_ib.can_connect(c, ib_why, sizeof ib_why);
+}
+
+static const char *ib_why_not(const weft_comm *c)
+{
+    weft_transport_ib.can_connect(c, ib_why, sizeof ib_why);
+    return ib_why;
+}
+
+static int ib_init(weft_comm *c) { return weft_net_init(c, &weft_transport_ib); }
+
+const weft_backend weft_backend_ib = {
+    .name = "ib",
+    .can_connect = ib_can_connect,
+    .init = ib_init,
+    .fini = weft_net_fini,
+    .post = net_post,
+    .test = net_test,
+    .request_release = net_request_release,
+    .reserve = net_reserve,
+    .describe = net_describe,
+    .why_not = ib_why_not,
+};

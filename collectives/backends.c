@@ -9,6 +9,7 @@
 extern const weft_backend weft_backend_shm;  /* backend_shm.c */
 extern const weft_backend weft_backend_nccl; /* backend_nccl.c: by name only */
 extern const weft_backend weft_backend_tcp;  /* backend_net.c: by name only */
+extern const weft_backend weft_backend_ib;   /* backend_net.c: by name only */
 extern const weft_backend weft_backend_hier; /* backend_hier.c: auto for groups spanning nodes */
 
 const weft_backend *const weft_backends[] = {
@@ -17,5 +18,6 @@ const weft_backend *const weft_backends[] = {
     &weft_backend_mpi,
     &weft_backend_nccl,
     &weft_backend_tcp,
+    &weft_backend_ib,
     NULL,
 };

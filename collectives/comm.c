@@ -21,10 +21,11 @@
 #include <unistd.h>
 
 const weft_config_key weft_comm_config_keys[] = {
-    {"comm.backend", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|shm|hier|mpi|tcp|nccl",
-     "collectives backend; auto picks the best that can serve each group (shm when all of "
-     "its ranks share a node, else mpi); nccl only by name, for GPU buffers"},
-    {"comm.hier_net", WEFT_CFG_ENUM, "tcp", WEFT_UNBOUNDED, "tcp|mpi",
+    {"comm.backend", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|shm|hier|mpi|tcp|ib|nccl",
+     "collectives backend; auto picks per group: shm when all of its ranks share a node, hier "
+     "(shm within nodes, comm.hier_net between) when it spans nodes; mpi, tcp, ib (RDMA) and nccl "
+     "(GPU buffers) only by name"},
+    {"comm.hier_net", WEFT_CFG_ENUM, "tcp", WEFT_UNBOUNDED, "tcp|mpi|ib",
      "backend the hier backend uses between nodes (shm is used within each node)"},
     {"comm.algo", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|ring|tree",
      "algorithm of the tcp/ib/hier backends: auto takes binomial trees up to 32 KiB and rings above"},
