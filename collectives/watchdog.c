@@ -17,6 +17,7 @@
 #include "runtime/sched.h"
 #include "runtime/timer.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -267,6 +268,42 @@ static void *watchdog_main(void *arg)
     return NULL;
 }
 
+/* A run directory reused by a new attempt (a requeue, a resume) must not
+ * keep the last attempt's verdicts: each rank removes its own hang record,
+ * rank 0 the heartbeats of ranks this attempt does not have. */
+static void forget_previous_attempt(weft_ctx *ctx, const char *dir)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/hang-r%d.txt", dir, ctx->rank);
+    unlink(path);
+    if (ctx->rank != 0)
+        return;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        int r;
+        char tail[8];
+        if (sscanf(e->d_name, "hang-r%d.tx%7s", &r, tail) == 2 && strcmp(tail, "t") == 0 && r >= ctx->size) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    }
+    if (d)
+        closedir(d);
+    snprintf(path, sizeof path, "%s/heartbeat", dir);
+    d = opendir(path);
+    if (!d)
+        return;
+    for (struct dirent *e; (e = readdir(d));) {
+        int r;
+        char tail;
+        if (sscanf(e->d_name, "rank-%d%c", &r, &tail) == 1 && r >= ctx->size) {
+            snprintf(path, sizeof path, "%s/heartbeat/%s", dir, e->d_name);
+            unlink(path);
+        }
+    }
+    closedir(d);
+}
+
 int weft_watchdog_start(weft_ctx *ctx, const char *dir, double heartbeat_s, double timeout_s)
 {
     if (atomic_load(&wd.running))
@@ -284,6 +321,7 @@ int weft_watchdog_start(weft_ctx *ctx, const char *dir, double heartbeat_s, doub
     snprintf(hb, sizeof hb, "%s/heartbeat", dir);
     if ((mkdir(dir, 0750) != 0 && errno != EEXIST) || (mkdir(hb, 0750) != 0 && errno != EEXIST))
         return weft_error(WEFT_EIO, "cannot create %s: %s", hb, strerror(errno));
+    forget_previous_attempt(ctx, dir);
     atomic_store(&wd.quit, 0);
     publish();
     if (pthread_create(&wd.thread, NULL, watchdog_main, NULL) != 0)

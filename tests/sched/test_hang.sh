@@ -71,6 +71,17 @@ PY
         "run $n: status.json says failed, with the abort message"
 done
 
+# A new attempt in the same run directory (here: 1 rank, 5 steps) starts
+# without the last attempt's verdicts.
+weft_mpirun 1 "$train" "${tiny[@]}" --train.steps=5 --run.dir="$TMPDIR_TEST/STOP-1" >/dev/null 2>&1
+"$WEFT_BIN/weft-doctor" "$TMPDIR_TEST/STOP-1" >"$TMPDIR_TEST/STOP-1.again" 2>&1
+if grep -q "^job [^ ]*: done at step 5 of 5" "$TMPDIR_TEST/STOP-1.again" && ! grep -q "^hang:" "$TMPDIR_TEST/STOP-1.again" &&
+    [ ! -e "$TMPDIR_TEST/STOP-1/heartbeat/rank-1" ] && [ ! -e "$TMPDIR_TEST/STOP-1/hang-r0.txt" ]; then
+    ok "a new attempt in the run directory drops the old hang records and heartbeats"
+else
+    not_ok "a new attempt in the run directory drops the old hang records and heartbeats" "$(cat "$TMPDIR_TEST/STOP-1.again"; ls -R "$TMPDIR_TEST/STOP-1")"
+fi
+
 for n in 1 2; do
     fault KILL "$n"
     if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -le $((timeout_s + 30)) ]; then
