@@ -7,7 +7,8 @@
 #   weft_run ARGS...   run weft-train ARGS on every task (LAUNCHER=srun:
 #                      srun --mpi=pmix; mpirun: Open MPI's mpirun inside the
 #                      allocation), in the background, and wait for it;
-#                      returns its exit status
+#                      returns its exit status (0 only if RUN_DIR/status.json
+#                      also says done)
 # Environment: WEFT (the weft tree), LOCAL (node-local directory, default
 # $TMPDIR or /tmp), STAGE (1: stage, 0: read in place), LAUNCHER.
 
@@ -62,6 +63,12 @@ weft_run() {
         rc=$?
         kill -0 "$weft_step" 2>/dev/null || break
     done
+    # srun can report 0 for a step whose tasks never launched: success must
+    # also be what rank 0 wrote.
+    if [ "$rc" = 0 ] && [ -n "${RUN_DIR:-}" ] && ! grep -q '"state":"done"' "$RUN_DIR/status.json" 2>/dev/null; then
+        echo "weft: the launcher reported success but $RUN_DIR/status.json does not say done: failing (70)"
+        rc=70
+    fi
     # 0 done; 138 (sched.requeue_exit_code): checkpointed after a stop
     # signal, and requeued by weft's rank 0; else a failure (docs/slurm.md).
     echo "weft: step ended with exit status $rc"

@@ -90,6 +90,18 @@ log=$(cat "$TMPDIR_TEST/done-$job.out")
 check "the final job comment says done, step 40/40" test "$(squeue -h -t all -j "$job" -o %k | cut -c1-24)" = "weft done step 40/40 los"
 check "the staged dataset copy is removed at the end" test -z "$(ls -d "$TMPDIR_TEST"/weft-data-* 2>/dev/null)"
 
+# A step that "succeeds" without training (a launcher reporting 0 for tasks
+# that never ran, here a stand-in weft-train that exits 0) fails the job.
+mkdir -p "$TMPDIR_TEST/fake/build/bin" "$TMPDIR_TEST/fake/examples/slurm"
+cp "$WEFT_ROOT/examples/slurm/weft-job.sh" "$TMPDIR_TEST/fake/examples/slurm/"
+printf '#!/bin/sh\nexit 0\n' >"$TMPDIR_TEST/fake/build/bin/weft-train"
+chmod +x "$TMPDIR_TEST/fake/build/bin/weft-train"
+job=$(CONFIG="$TMPDIR_TEST/tiny.ini" DATA="$ds" RUN_DIR="$TMPDIR_TEST/fake-run" STAGE=0 WEFT="$TMPDIR_TEST/fake" \
+    sbatch --parsable -o "$TMPDIR_TEST/fake.out" "$WEFT_ROOT/examples/slurm/train.sbatch")
+slurm_wait_state "$job" 'COMPLETED|FAILED|CANCELLED|TIMEOUT' 60
+check "a step that exits 0 without status.json saying done fails the job with 70" \
+    test "$(slurm_job_field "$job" JobState) $(slurm_job_field "$job" ExitCode)" = "FAILED 70:0"
+
 # finetune.sbatch: from the finished run's latest checkpoint, on a new
 # dataset, on 1 rank instead of 2.
 for i in $(seq 200); do echo "pack my box with five dozen liquor jugs; how vexingly quick daft zebras jump"; done \
