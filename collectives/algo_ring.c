@@ -53,13 +53,24 @@ void net_chain_broadcast(net_sched *s, const net_algo_args *a, int root, size_t 
     int prev = mod(a->me - 1, n), next = mod(a->me + 1, n);
     if (n < 2)
         return;
+#define SEG(k) a->work + (k) * seg, (k) + 1 < nseg ? seg : bytes - (k) * seg
+    if (vr == 0) { /* the root has every segment already */
+        for (size_t k = 0; k < nseg; k++) {
+            net_sched_send(s, next, SEG(k));
+            net_sched_step(s);
+        }
+        return;
+    }
+    /* Receives run one segment ahead of forwarding, so each is posted
+     * before its bytes arrive (no detour through an unexpected buffer). */
     for (size_t k = 0; k <= nseg; k++) {
-        if (vr == 0 && k < nseg) /* the root has every segment already */
-            net_sched_send(s, next, a->work + k * seg, k + 1 < nseg ? seg : bytes - k * seg);
-        if (vr > 0 && k < nseg)
-            net_sched_recv(s, prev, a->work + k * seg, k + 1 < nseg ? seg : bytes - k * seg);
-        if (vr > 0 && vr < n - 1 && k >= 1) /* pass on the segment received last step */
-            net_sched_send(s, next, a->work + (k - 1) * seg, k < nseg ? seg : bytes - (k - 1) * seg);
+        if (k == 0 && nseg > 0)
+            net_sched_recv(s, prev, SEG(0));
+        if (k + 1 < nseg)
+            net_sched_recv(s, prev, SEG(k + 1));
+        if (k >= 1 && vr < n - 1)
+            net_sched_send(s, next, SEG(k - 1));
         net_sched_step(s);
     }
+#undef SEG
 }

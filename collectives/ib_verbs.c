@@ -133,7 +133,8 @@ static int real_create_qp(weft_ibv_ctx *c, weft_ibv_qp **out, weft_ibv_qpinfo *m
         return weft_error(WEFT_ECOMM, "ib: ibv_create_qp failed");
     }
     q->ctx = c;
-    getrandom(&q->psn, sizeof q->psn, 0);
+    if (getrandom(&q->psn, sizeof q->psn, 0) != (ssize_t)sizeof q->psn)
+        q->psn = (uint32_t)(uintptr_t)q;
     q->psn &= 0xffffff;
     struct ibv_qp_attr a = {.qp_state = IBV_QPS_INIT, .pkey_index = 0, .port_num = c->port,
                             .qp_access_flags = IBV_ACCESS_REMOTE_WRITE};

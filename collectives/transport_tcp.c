@@ -284,7 +284,8 @@ static tcp_hs *hs_slot(tcp_state *t)
             memset(&t->hs[i], 0, sizeof t->hs[i]);
             t->hs[i].fd = -1;
             t->hs[i].t0 = weft_now_ns();
-            getrandom(t->hs[i].mine, 16, 0);
+            if (getrandom(t->hs[i].mine, 16, 0) != 16)
+                return NULL; /* no fresh nonce, no handshake */
             return &t->hs[i];
         }
     return NULL;

@@ -49,7 +49,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: mpirun -np N weft-bench [--section.key=value ...] [options]\n"
             "\n"
-            "Times weft's collectives on the configured backend (--comm.backend=shm|mpi|auto)\n"
+            "Times weft's collectives on the configured backend (--comm.backend=shm|hier|tcp|ib|mpi|auto)\n"
             "beside the MPI library's own, per operation and size, as nccl-tests does:\n"
             "time (us), algbw and busbw (GB/s) and #wrong (elements that differ from the\n"
             "closed-form answer). On one node it also prints the bound that memory\n"
