@@ -129,7 +129,7 @@ $(BUILD)/lib/libweft.so: $(LIB_OBJS)
 
 $(BUILD)/weft.pc: mk/weft.pc.in Makefile | $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@IBVERBS_LIBS@|$(IBVERBS_LIBS)|' $< > $@
 
 # --- programs --------------------------------------------------------------
 tools: $(TOOLS)
@@ -195,7 +195,7 @@ install: all
 	install -m 0755 $(BUILD)/lib/libweft.so $(DESTDIR)$(PREFIX)/lib/libweft.so.$(VERSION)
 	ln -sf libweft.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libweft.so.0
 	ln -sf libweft.so.0 $(DESTDIR)$(PREFIX)/lib/libweft.so
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' mk/weft.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/weft.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@IBVERBS_LIBS@|$(IBVERBS_LIBS)|' mk/weft.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/weft.pc
 	install -m 0755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
 	for h in $(LIB_HDRS); do \
 	    install -d $(DESTDIR)$(PREFIX)/include/weft/$$(dirname $$h) && \

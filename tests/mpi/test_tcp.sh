@@ -42,3 +42,15 @@ wait "$job"
 rc=$?
 [ "$rc" -eq 0 ] && ok "the job's allreduces stayed right throughout (exit 0)" \
     || not_ok "tcp_guard exited $rc" "$(tail -20 "$dir/log")"
+
+# weft-bench on tcp: a short sweep, every row right (weft and MPI columns).
+json=$TMPDIR_TEST/bench.json
+expect_exit 0 "weft-bench --comm.backend=tcp sweeps every operation" \
+    weft_mpirun 3 "$WEFT_BIN/weft-bench" --comm.backend=tcp --max=256K --step=16 --iters=2 --warmup=1 --json="$json"
+check "weft-bench tcp rows: backend tcp, no wrong element" python3 - "$json" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert {r["op"] for r in rows} == {"allreduce", "reduce_scatter", "allgather", "broadcast", "alltoall"}, rows
+for r in rows:
+    assert r["backend"] == "tcp" and r["ranks"] == 3 and r["wrong"] == 0 and r["mpi_wrong"] == 0, r
+PY
