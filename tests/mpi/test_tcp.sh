@@ -54,3 +54,33 @@ assert {r["op"] for r in rows} == {"allreduce", "reduce_scatter", "allgather", "
 for r in rows:
     assert r["backend"] == "tcp" and r["ranks"] == 3 and r["wrong"] == 0 and r["mpi_wrong"] == 0, r
 PY
+
+# A peer that dies: SIGKILL rank 1 of a 3-rank tcp job (mpirun told not to
+# end the job itself). Its connections end; the survivors must fail at once
+# with WEFT_EPEER naming rank 1 and its address, well before comm.timeout.
+dir=$TMPDIR_TEST/kill
+mkdir -p "$dir"
+WEFT_LOG_LEVEL=debug timeout -k 5 120 mpirun -np 3 --oversubscribe --mca orte_abort_on_non_zero_status 0 \
+    "$WEFT_ROOT/$BUILD/tests/mpi/tcp_guard" "$dir" --comm.timeout=60 >"$dir/log" 2>&1 &
+job=$!
+for i in $(seq 300); do [ -e "$dir/ready" ] && break; sleep 0.1; done
+victim=""
+for i in $(seq 100); do # rank 1's pid: the guard whose listening line says rank 1
+    for p in $(pgrep -f "^$WEFT_ROOT/$BUILD/tests/mpi/tcp_guard $dir"); do
+        grep -q "OMPI_COMM_WORLD_RANK=1" "/proc/$p/environ" 2>/dev/null && victim=$p
+    done
+    [ -n "$victim" ] && break
+    sleep 0.1
+done
+t0=$SECONDS
+[ -n "$victim" ] && kill -KILL "$victim"
+wait "$job"
+rc=$? elapsed=$((SECONDS - t0))
+addr=$(sed -n "s/.*communicator 'world' rank 1 listening on \([0-9.]*:[0-9]*\).*/\1/p" "$dir/log" | head -1)
+if [ -n "$victim" ] && [ "$rc" -ne 0 ] && [ "$elapsed" -lt 30 ]; then
+    ok "SIGKILL of rank 1 ends the tcp job in ${elapsed}s (comm.timeout 60 s)"
+else
+    not_ok "SIGKILL of rank 1: victim '$victim', exit $rc after ${elapsed}s" "$(tail -20 "$dir/log")"
+fi
+expect_grep "rank 1 \(${addr:-none}\) closed its connection|receiving from rank 1 \(${addr:-none}\) failed|sending to rank 1 \(${addr:-none}\) failed" \
+    "$dir/log" "the survivors name the lost peer, rank 1, and its address"
