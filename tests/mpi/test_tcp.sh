@@ -17,7 +17,7 @@ mpi_tap tcp 3 conformance --comm.algo=tree
 # logged with the stranger's address and port; the job's results stay right.
 dir=$TMPDIR_TEST/guard
 mkdir -p "$dir"
-WEFT_LOG_LEVEL=debug weft_mpirun 3 "$WEFT_ROOT/$BUILD/tests/mpi/tcp_guard" "$dir" >"$dir/log" 2>&1 &
+WEFT_LOG_LEVEL=debug weft_mpirun 3 "$WEFT_ROOT/$BUILD/tests/mpi/tcp_guard" "$dir" --run.dir="$dir/run" >"$dir/log" 2>&1 &
 job=$!
 for i in $(seq 300); do [ -e "$dir/ready" ] && break; sleep 0.1; done
 addr=$(sed -n "s/.*communicator 'world' rank 1 listening on \([0-9.]*:[0-9]*\).*/\1/p" "$dir/log" | head -1)
@@ -61,7 +61,7 @@ PY
 dir=$TMPDIR_TEST/kill
 mkdir -p "$dir"
 WEFT_LOG_LEVEL=debug timeout -k 5 120 mpirun -np 3 --oversubscribe --mca orte_abort_on_non_zero_status 0 \
-    "$WEFT_ROOT/$BUILD/tests/mpi/tcp_guard" "$dir" --comm.timeout=60 >"$dir/log" 2>&1 &
+    "$WEFT_ROOT/$BUILD/tests/mpi/tcp_guard" "$dir" --comm.timeout=60 --run.dir="$dir/run" >"$dir/log" 2>&1 &
 job=$!
 for i in $(seq 300); do [ -e "$dir/ready" ] && break; sleep 0.1; done
 victim=""
