@@ -80,7 +80,7 @@ static int reserve_file(weft_ckpt *c, const char *tmp)
                       strerror(e), avail / 1048576.0);
 }
 
-static void reserve_release(weft_ckpt *c)
+void weft_ck_reserve_release(weft_ckpt *c)
 {
     char p[4200];
     reserve_path(c, p, sizeof p);
@@ -221,7 +221,7 @@ static int write_file(weft_ckpt *c, const char *tmp)
     int rc = weft_ck_agree(c->wcomm, c->rank == 0 ? reserve_file(c, tmp) : 0);
     if (rc) {
         if (c->rank == 0)
-            reserve_release(c); /* room for the superblock HDF5 writes at close */
+            weft_ck_reserve_release(c); /* room for the superblock HDF5 writes at close */
         H5Fclose(f);
         return rc;
     }
@@ -241,7 +241,7 @@ static int write_file(weft_ckpt *c, const char *tmp)
     if (all) {
         rc = keep(rc, all);
         if (c->rank == 0)
-            reserve_release(c);
+            weft_ck_reserve_release(c);
     }
     for (int i = 0; all == 0 && i < c->plan.nd; i++)
         if (c->dsets[i] >= 0)

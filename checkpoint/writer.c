@@ -242,6 +242,8 @@ int weft_ckpt_close(weft_ckpt *c)
         pthread_mutex_unlock(&c->mu);
         pthread_join(c->thread, NULL);
     }
+    if (c->thread_started && c->rank == 0)
+        weft_ck_reserve_release(c); /* the directory holds only checkpoints again */
     if (c->mpi != MPI_COMM_NULL && c->mpi)
         MPI_Comm_free(&c->mpi);
     weft_comm_free(c->wcomm);

@@ -47,5 +47,6 @@ struct weft_ckpt {
 int weft_ck_write_one(weft_ckpt *c);
 /* Rank 0: (re)create the disk-space reserve in the checkpoint directory. */
 void weft_ck_reserve_take(weft_ckpt *c);
+void weft_ck_reserve_release(weft_ckpt *c);
 
 #endif

@@ -122,5 +122,7 @@ check "retention: checkpoint.keep_last = 1 keeps only the newest" bash -c "
         --checkpoint.keep_last=1 --checkpoint.keep_every=4 >/dev/null 2>&1 &&
     [ \"\$(cd '$TMPDIR_TEST/keep/checkpoints' && echo step-*.h5)\" = 'step-00000004.h5 step-00000008.h5 step-00000010.h5' ]"
 check "checkpoint files are mode 0640" bash -c "[ \$(stat -c %a '$f') = 640 ]"
+check "after a run the checkpoint directory holds only step-*.h5 and latest" bash -c \
+    "[ -z \"\$(ls -A '$TMPDIR_TEST/ref1/checkpoints' | grep -Ev '^(step-[0-9]{8}\.h5|latest)\$')\" ]"
 check "weft-ckpt ls marks the latest" bash -c "'$ck' ls '$TMPDIR_TEST/ref1' | grep -q 'step-00000010.h5.*<- latest'"
 echo "1..$TAP_N"
