@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static struct {
@@ -189,7 +190,8 @@ static void write_hang(const weft_comm *c, uint64_t seq, double pending_s, const
     char path[4200], tmp[4300], members[1024];
     ranges(c->world_ranks, c->size, members, sizeof members);
     snprintf(path, sizeof path, "%s/hang-r%d.txt", wd.dir, wd.ctx->rank);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    /* The waiting thread and the watchdog may both give up at once. */
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)syscall(SYS_gettid));
     FILE *f = fopen(tmp, "w");
     if (!f)
         return;

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -80,8 +81,10 @@ int64_t weft_sched_current_step(void) { return atomic_load(&current_step); }
 
 int weft_write_atomic(const char *path, const char *text, size_t len)
 {
+    /* The temporary name is the writing thread's own: the reporter and the
+     * abort path may both be writing status.json. */
     char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)syscall(SYS_gettid));
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd < 0)
         return weft_error(WEFT_EIO, "cannot write %s: %s", tmp, strerror(errno));
@@ -208,10 +211,11 @@ static void on_abort(void *arg)
     weft_report r = s->rep;
     if (locked)
         pthread_mutex_unlock(&s->mu);
+    static char buf[16384]; /* not s->buf: the reporter thread may be using it */
     char path[4200];
-    int n = weft_report_json(&r, weft_wall_s(), s->buf, 65536);
+    int n = weft_report_json(&r, weft_wall_s(), buf, sizeof buf);
     snprintf(path, sizeof path, "%s/status.json", s->dir);
-    weft_write_atomic(path, s->buf, (size_t)n);
+    weft_write_atomic(path, buf, (size_t)n);
 }
 
 /* --- lifecycle ------------------------------------------------------------- */
