@@ -39,6 +39,8 @@ typedef struct hier_state {
     int phase;               /* of the queue head */
     weft_request *inner;     /* the inner operation in flight */
     weft_comm *inner_comm;
+    char *buf;               /* the running reduction's wide copy (one at a */
+    size_t cap;              /* time: one buffer, grown to the peak) */
 } hier_state;
 
 static int is_reduction(weft_op_kind k)
@@ -135,7 +137,7 @@ static int post_phase(hier_state *h, weft_comm *c, weft_request *r, int k, int *
 }
 
 /* Reductions start by widening the input into the work buffer. */
-static int start(weft_comm *c, weft_request *r)
+static int start(hier_state *h, weft_comm *c, weft_request *r)
 {
     const weft_op *op = &r->op;
     r->finish = NULL;
@@ -145,8 +147,15 @@ static int start(weft_comm *c, weft_request *r)
         return 0;
     }
     r->wide = weft_reduce_wide_type(op->dtype, op->redop);
-    WEFT_CHECK(weft_request_scratch(r, op->count * weft_dtype_size(r->wide) + 64));
-    r->res = r->scratch;
+    size_t bytes = op->count * weft_dtype_size(r->wide) + 64;
+    if (bytes > h->cap) {
+        char *p = realloc(h->buf, bytes);
+        if (!p)
+            return weft_error(WEFT_ENOMEM, "hier: communicator '%s': %zu bytes: out of memory", c->name, bytes);
+        h->buf = p;
+        h->cap = bytes;
+    }
+    r->res = h->buf;
     weft_simd_widen(op->send, op->dtype, r->res, r->wide, op->count);
     return 0;
 }
@@ -180,7 +189,7 @@ static int advance(hier_state *h, weft_comm *c, weft_request *r)
             continue;
         }
         if (h->phase < 0) {
-            WEFT_CHECK(start(c, r));
+            WEFT_CHECK(start(h, c, r));
             h->phase = 0;
         }
         if (h->phase >= 3 || (h->phase >= 1 && uses_flat(c, &r->op)))
@@ -194,7 +203,7 @@ static int advance(hier_state *h, weft_comm *c, weft_request *r)
         }
     }
     if (is_reduction(r->op.kind) && !uses_flat(c, &r->op))
-        r->finish = finish_reduction;
+        finish_reduction(r); /* now: the buffer is the next reduction's */
     return 1;
 }
 
@@ -363,6 +372,7 @@ static void hier_fini(weft_comm *c)
     free(h->node_of);
     free(h->local_of);
     free(h->leader_rank);
+    free(h->buf);
     free(h->q);
     free(h);
     c->backend_state = NULL;

@@ -37,6 +37,8 @@ enum { ALGO_AUTO, ALGO_RING, ALGO_TREE };
 typedef struct net_state {
     net_link link;
     net_sched sched;
+    char *buf;    /* the running collective's work and scratch: one at a */
+    size_t cap;   /* time, so one buffer per communicator, grown to the peak */
     int algo;
     weft_request **q;
     size_t qcap, qhead, qlen;
@@ -56,14 +58,27 @@ static int use_tree(const net_state *st, size_t bytes)
     return st->algo == ALGO_TREE || (st->algo == ALGO_AUTO && bytes <= TREE_BYTES);
 }
 
+static int scratch(net_state *st, weft_comm *c, size_t bytes)
+{
+    if (bytes <= st->cap)
+        return 0;
+    char *p = realloc(st->buf, bytes);
+    if (!p)
+        return weft_error(WEFT_ENOMEM, "%s: communicator '%s': %zu bytes of scratch: out of memory",
+                          c->backend->name, c->name, bytes);
+    st->buf = p;
+    st->cap = bytes;
+    return 0;
+}
+
 /* Work (count wide elements) and tmp (tmp_n wide elements) in scratch. */
-static int stage_wide(weft_request *r, size_t tmp_n, net_algo_args *a)
+static int stage_wide(net_state *st, weft_comm *c, weft_request *r, size_t tmp_n, net_algo_args *a)
 {
     const weft_op *op = &r->op;
     size_t wes = weft_dtype_size(r->wide), work_b = (op->count * wes + 63) / 64 * 64;
-    WEFT_CHECK(weft_request_scratch(r, work_b + tmp_n * wes + 64));
-    a->work = r->scratch;
-    a->tmp = (char *)r->scratch + work_b;
+    WEFT_CHECK(scratch(st, c, work_b + tmp_n * wes + 64));
+    a->work = st->buf;
+    a->tmp = st->buf + work_b;
     weft_simd_widen(op->send, op->dtype, a->work, r->wide, op->count);
     return 0;
 }
@@ -76,13 +91,13 @@ static int plan_allreduce(net_state *st, weft_comm *c, weft_request *r, net_algo
     size_t tmp_n = det ? piece * (size_t)c->size : tree ? op->count : piece;
     if (r->wide == op->dtype && !det && !tree) {
         /* reduce straight in the caller's buffer */
-        WEFT_CHECK(weft_request_scratch(r, tmp_n * a->es + 64));
+        WEFT_CHECK(scratch(st, c, tmp_n * a->es + 64));
         if (op->send != op->recv)
             memcpy(op->recv, op->send, op->count * a->es);
         a->work = op->recv;
-        a->tmp = r->scratch;
+        a->tmp = st->buf;
     } else {
-        WEFT_CHECK(stage_wide(r, tmp_n, a));
+        WEFT_CHECK(stage_wide(st, c, r, tmp_n, a));
     }
     if (tree) {
         net_tree_reduce(&st->sched, a, 0);
@@ -105,7 +120,7 @@ static int plan_reduce(net_state *st, weft_comm *c, weft_request *r, net_algo_ar
     int scatter = op->kind == WEFT_OP_REDUCE_SCATTER;
     if (scatter)
         tree = 0; /* a reduce-scatter is a ring (or direct) whatever the size */
-    WEFT_CHECK(stage_wide(r, det ? piece * (size_t)c->size : tree ? op->count : piece, a));
+    WEFT_CHECK(stage_wide(st, c, r, det ? piece * (size_t)c->size : tree ? op->count : piece, a));
     if (tree) {
         net_tree_reduce(&st->sched, a, op->peer);
         return 0;
@@ -144,9 +159,9 @@ static int plan_move(net_state *st, weft_comm *c, weft_request *r, net_algo_args
     case WEFT_OP_ALLTOALL: {
         const char *send = op->send;
         if (op->send == op->recv && bytes) { /* in place: stage what we send */
-            WEFT_CHECK(weft_request_scratch(r, bytes * (size_t)c->size));
-            memcpy(r->scratch, op->send, bytes * (size_t)c->size);
-            send = r->scratch;
+            WEFT_CHECK(scratch(st, c, bytes * (size_t)c->size));
+            memcpy(st->buf, op->send, bytes * (size_t)c->size);
+            send = st->buf;
         }
         net_pairwise_alltoall(&st->sched, a, send);
         return 0;
@@ -157,7 +172,8 @@ static int plan_move(net_state *st, weft_comm *c, weft_request *r, net_algo_args
     }
 }
 
-/* Reductions end here: AVG divides, the wide result narrows into recv. */
+/* Reductions end here, as soon as the schedule completes (the scratch is
+ * the next collective's then): AVG divides, the wide result narrows. */
 static void finish_reduction(weft_request *r)
 {
     const weft_op *op = &r->op;
@@ -189,7 +205,7 @@ static int plan(net_state *st, weft_comm *c, weft_request *r)
     else
         rc = plan_move(st, c, r, &a);
     r->res = a.work;
-    r->finish = red ? finish_reduction : NULL;
+    r->finish = NULL;
     return rc;
 }
 
@@ -206,6 +222,8 @@ static int progress(net_state *st, weft_comm *c)
         int rc = net_sched_run(&st->sched, &st->link, (uint64_t)r->res_n);
         if (rc <= 0)
             return rc;
+        if (is_reduction(r->op.kind))
+            finish_reduction(r);
         st->qhead = (st->qhead + 1) % st->qcap;
         st->qlen--;
         st->completed++;
@@ -353,6 +371,7 @@ void weft_net_fini(weft_comm *c)
         return;
     net_link_close(&st->link);
     net_sched_free(&st->sched);
+    free(st->buf);
     free(st->q);
     free(st);
     c->backend_state = NULL;

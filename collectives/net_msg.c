@@ -204,18 +204,22 @@ static int push_tx(net_link *l, int peer)
     return 0;
 }
 
+/* A pooled buffer for len bytes: the smallest that fits, else the largest
+ * grown, else a new one. Best fit keeps big buffers for big messages, so the
+ * pool settles after a few repetitions of the same pattern of operations. */
 static net_unexp *pool_get(net_link *l, size_t len)
 {
-    net_unexp *u = l->pool, **pp = &l->pool;
-    for (; u; pp = &u->next, u = u->next)
-        if (u->cap >= len)
-            break;
-    if (!u && l->pool) { /* none big enough: grow the first */
-        u = l->pool;
-        pp = &l->pool;
+    net_unexp *u, **best = NULL, **big = NULL;
+    for (net_unexp **pp = &l->pool; (u = *pp); pp = &u->next) {
+        if (u->cap >= len && (!best || u->cap < (*best)->cap))
+            best = pp;
+        if (!big || u->cap > (*big)->cap)
+            big = pp;
     }
-    if (u) {
-        *pp = u->next;
+    net_unexp **pick = best ? best : big;
+    if (pick) {
+        u = *pick;
+        *pick = u->next;
     } else if (!(u = calloc(1, sizeof *u))) {
         return NULL;
     }
