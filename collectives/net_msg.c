@@ -16,6 +16,7 @@
 #include "runtime/error.h"
 #include "runtime/timer.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -380,6 +381,19 @@ static int deliver_self(net_link *l)
     return 0;
 }
 
+/* A peer's invariants (asserted; assert is for bugs, never for input). */
+static void peer_check(const net_peer *p)
+{
+    assert(!p->tx_head == !p->tx_tail);
+    assert(!p->posted_head == !p->posted_tail);
+    assert(!p->unexp_head == !p->unexp_tail);
+    assert(!(p->rx_msg && p->rx_unexp)); /* one payload destination at a time */
+    assert(p->rx_hdr_done < sizeof p->rx_hdr || p->rx_msg || p->rx_unexp);
+    assert(!p->rx_msg || p->rx_msg->done <= p->rx_msg->len);
+    assert(!p->rx_unexp || p->rx_unexp->done <= p->rx_unexp->len);
+    (void)p;
+}
+
 int net_link_progress(net_link *l)
 {
     if (l->tp->poll)
@@ -397,6 +411,7 @@ int net_link_progress(net_link *l)
         for (net_unexp *u = p->unexp_head; u; u = u->next)
             if (u->claimed && u->claimed->len != u->len)
                 return len_mismatch(l, u->claimed, u->len);
+        peer_check(p);
         if (p->lost && needs(p))
             return weft_error(WEFT_EPEER, "%s", p->lost_why);
     }
