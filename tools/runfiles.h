@@ -86,11 +86,14 @@ static inline int read_metrics(const char *prog, const char *run_dir, metrics_ro
             }
             *rows = r;
         }
-        double ck = field(line, "ckpt_stall_ms");
+        /* The step loop's checkpoint stall is timed apart from ms_per_step:
+         * an iteration took ms + ckpt_ms, of which compute is ms - comm - data. */
+        double ck = field(line, "ckpt_blocked_ms");
+        ck = isnan(ck) ? 0.0 : ck;
         (*rows)[(*n)++] = (metrics_row){
             step, field(line, "loss"), field(line, "lr"), field(line, "grad_norm"), field(line, "tokens_per_s"),
             field(line, "ms_per_step"), field(line, "flops_per_s"), field(line, "data_wait_ms"),
-            field(line, "comm_wait_ms"), isnan(ck) ? 0.0 : ck, field(line, "val_loss"),
+            field(line, "comm_wait_ms"), ck, field(line, "val_loss"),
             strstr(line, "\"skipped\":true") != NULL,
         };
     }

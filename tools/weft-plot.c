@@ -50,7 +50,7 @@ static int write_data(const char *dir, const metrics_row *r, int n, int *nval)
     *nval = 0;
     for (int i = 0; i < n; i++) {
         double comm = z(r[i].comm_ms), data = z(r[i].data_ms), ck = z(r[i].ckpt_ms);
-        double compute = z(r[i].ms) - comm - data - ck;
+        double compute = z(r[i].ms) - comm - data; /* the checkpoint stall comes on top of ms */
         fprintf(f, "%.0f", r[i].step);
         num(f, r[i].loss);
         num(f, r[i].lr);

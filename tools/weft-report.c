@@ -5,7 +5,8 @@
  *   weft-report RUN_DIR
  *
  * Reads RUN_DIR/config.ini (the resolved configuration), run.json (layout
- * and the SGEMM peak weft-train measured at start) and metrics.jsonl, and
+ * and the SGEMM peak weft-train measured at start), metrics.jsonl,
+ * status.json (last checkpoint, restarts) and checkpoints/, and
  * prints: configuration, layout, throughput (median tokens/s and ms/step
  * over the logged steps), MFU (model FLOP/s per rank over the single-core
  * SGEMM peak at the model's largest matmul), time breakdown, checkpoints,
@@ -14,6 +15,7 @@
  */
 #include "tools/runfiles.h"
 
+#include <dirent.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -159,7 +161,7 @@ static void breakdown(const metrics_row *r, int n)
 {
     double total = 0, comm = 0, data = 0, ck = 0;
     for (int i = 0; i < n; i++) {
-        total += z(r[i].ms);
+        total += z(r[i].ms) + z(r[i].ckpt_ms);
         comm += z(r[i].comm_ms);
         data += z(r[i].data_ms);
         ck += z(r[i].ckpt_ms);
@@ -168,6 +170,37 @@ static void breakdown(const metrics_row *r, int n)
     printf("time        compute %.1f%%, communication wait %.1f%%, data wait %.1f%%,\n"
            "            checkpoint stall %.1f%% (of %.2f s in the logged steps)\n",
            (total - comm - data - ck) * pc, comm * pc, data * pc, ck * pc, total / 1e3);
+}
+
+/* Checkpoints on disk, the last committed one and the restarts, from
+ * status.json (written by weft-train's reporter) and checkpoints/. */
+static void checkpoints(const char *run)
+{
+    char path[4200], text[8192] = "";
+    snprintf(path, sizeof path, "%s/checkpoints", run);
+    int count = 0;
+    DIR *d = opendir(path);
+    for (struct dirent *e; d && (e = readdir(d));)
+        count += strncmp(e->d_name, "step-", 5) == 0 && strstr(e->d_name, ".h5") &&
+                 strcmp(strstr(e->d_name, ".h5"), ".h5") == 0;
+    if (d)
+        closedir(d);
+    snprintf(path, sizeof path, "%s/status.json", run);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        size_t len = fread(text, 1, sizeof text - 1, f);
+        text[len] = 0;
+        fclose(f);
+    }
+    const char *last = strstr(text, "\"last_checkpoint\":{");
+    double step = last ? field(last, "step") : NAN, restarts = field(text, "restarts");
+    if (count == 0 && isnan(step))
+        printf("checkpoints none\n");
+    else if (isnan(step))
+        printf("checkpoints %d on disk\n", count);
+    else
+        printf("checkpoints %d on disk, last committed at step %.0f\n", count, step);
+    printf("restarts    %.0f\n", isnan(restarts) ? 0.0 : restarts);
 }
 
 static void losses(const metrics_row *r, int n)
@@ -181,8 +214,6 @@ static void losses(const metrics_row *r, int n)
                 best = i;
         }
     }
-    printf("checkpoints none (checkpointing is not implemented yet)\n");
-    printf("restarts    0\n");
     printf("errors      %d skipped or non-finite step%s\n", skipped, skipped == 1 ? "" : "s");
     printf("loss        final %.4f (step %.0f)\n", r[n - 1].loss, r[n - 1].step);
     if (lastv >= 0)
@@ -237,6 +268,7 @@ int main(int argc, char **argv)
     layout(js, &peak, &ranks);
     throughput(r, n, peak, ranks);
     breakdown(r, n);
+    checkpoints(run);
     losses(r, n);
     free(r);
     return EX_OK;

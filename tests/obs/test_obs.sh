@@ -114,7 +114,7 @@ echo "$LAST_OUT" | grep -q "gnuplot-nox" && ok "  ... naming the package" || not
 # weft-report
 "$WEFT_BIN/weft-report" "$run" >"$TMPDIR_TEST/report.txt" 2>&1
 check "weft-report's figures match metrics.jsonl" python3 - "$run/metrics.jsonl" "$TMPDIR_TEST/report.txt" <<'PY'
-import json, re, statistics, sys
+import json, os, re, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 rep = open(sys.argv[2]).read()
 m = re.search(r"(\d+) steps logged, last step (\d+)", rep)
@@ -133,7 +133,14 @@ assert m and abs(float(m.group(1)) - v[-1]["val_loss"]) < 5e-5 and abs(float(m.g
 assert int(m.group(4)) == best["step"]
 assert re.search(r"MFU +\d+\.\d%", rep), rep
 assert re.search(r"2 ranks on 1 node .*backend \w+", rep), rep
-assert re.search(r"errors +0 skipped", rep) and "checkpoints none" in rep and re.search(r"restarts +0", rep), rep
+assert re.search(r"errors +0 skipped", rep) and re.search(r"restarts +0", rep), rep
+ckdir = os.path.join(os.path.dirname(sys.argv[1]), "checkpoints")
+files = sorted(f for f in os.listdir(ckdir) if re.fullmatch(r"step-\d{8}\.h5", f)) if os.path.isdir(ckdir) else []
+if files:
+    m = re.search(r"checkpoints +(\d+) on disk, last committed at step (\d+)", rep)
+    assert m and int(m.group(1)) == len(files) and int(m.group(2)) == int(files[-1][5:13]), (files, rep)
+else:
+    assert "checkpoints none" in rep, rep
 assert "model.n_layer=2" in rep and "train.steps=6" in rep, rep
 assert max(len(l) for l in rep.splitlines()) <= 80, "wider than 80 columns"
 PY
