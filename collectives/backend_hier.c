@@ -22,6 +22,7 @@
  * a leader's and a non-leader's node phases then always line up.
  */
 #include "collectives/backend.h"
+#include "collectives/request_queue.h"
 #include "collectives/reduce_simd.h"
 #include "runtime/error.h"
 
@@ -33,8 +34,7 @@ typedef struct hier_state {
     int *node_of, *local_of; /* per rank of the group: node index, rank in its node */
     int *leader_rank;        /* per node: its leader's rank in the leaders comm */
     int my_node;
-    weft_request **q;
-    size_t qcap, qhead, qlen;
+    weft_request_queue queue; /* posted collectives, in posting order */
     uint64_t tickets, completed;
     int phase;               /* of the queue head */
     weft_request *inner;     /* the inner operation in flight */
@@ -209,35 +209,14 @@ static int advance(hier_state *h, weft_comm *c, weft_request *r)
 
 static int progress(hier_state *h, weft_comm *c)
 {
-    while (h->qlen) {
-        weft_request *r = h->q[h->qhead];
+    for (weft_request *r; (r = weft_request_queue_front(&h->queue));) {
         int rc = advance(h, c, r);
         if (rc <= 0)
             return rc;
-        h->qhead = (h->qhead + 1) % h->qcap;
-        h->qlen--;
+        weft_request_queue_pop(&h->queue);
         h->completed++;
         h->phase = -1;
     }
-    return 0;
-}
-
-static int grow_queue(hier_state *h, weft_comm *c, size_t want)
-{
-    if (want <= h->qcap)
-        return 0;
-    size_t cap = h->qcap ? 2 * h->qcap : 16;
-    while (cap < want)
-        cap *= 2;
-    weft_request **q = malloc(cap * sizeof *q);
-    if (!q)
-        return weft_error(WEFT_ENOMEM, "hier: communicator '%s': out of memory for the queue", c->name);
-    for (size_t i = 0; i < h->qlen; i++)
-        q[i] = h->q[(h->qhead + i) % h->qcap];
-    free(h->q);
-    h->q = q;
-    h->qcap = cap;
-    h->qhead = 0;
     return 0;
 }
 
@@ -254,8 +233,7 @@ static int hier_post(weft_comm *c, weft_request *r)
         r->res = in;
         return rc;
     }
-    WEFT_CHECK(grow_queue(h, c, h->qlen + 1));
-    h->q[(h->qhead + h->qlen++) % h->qcap] = r;
+    WEFT_CHECK(weft_request_queue_push(&h->queue, r, c));
     r->res_n = (size_t)h->tickets++;
     return progress(h, c);
 }
@@ -275,7 +253,7 @@ static int hier_test(weft_comm *c, weft_request *r, int *done)
 static int hier_reserve(weft_comm *c, int n)
 {
     hier_state *h = c->backend_state;
-    WEFT_CHECK(grow_queue(h, c, (size_t)(n > 0 ? n : 0)));
+    WEFT_CHECK(weft_request_queue_reserve(&h->queue, (size_t)(n > 0 ? n : 0), c));
     WEFT_CHECK(weft_comm_reserve(h->node, n));
     WEFT_CHECK(weft_comm_reserve(h->flat, n));
     return h->leaders ? weft_comm_reserve(h->leaders, n) : 0;
@@ -373,7 +351,7 @@ static void hier_fini(weft_comm *c)
     free(h->local_of);
     free(h->leader_rank);
     free(h->buf);
-    free(h->q);
+    weft_request_queue_free(&h->queue);
     free(h);
     c->backend_state = NULL;
 }

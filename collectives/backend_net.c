@@ -22,6 +22,7 @@
  * Point-to-point messages bypass the queue and match by (peer, tag).
  */
 #include "collectives/net.h"
+#include "collectives/request_queue.h"
 #include "collectives/reduce_simd.h"
 #include "runtime/error.h"
 #include "runtime/timer.h"
@@ -40,8 +41,7 @@ typedef struct net_state {
     char *buf;    /* the running collective's work and scratch: one at a */
     size_t cap;   /* time, so one buffer per communicator, grown to the peak */
     int algo;
-    weft_request **q;
-    size_t qcap, qhead, qlen;
+    weft_request_queue queue; /* posted collectives, in posting order */
     uint64_t tickets, completed;
     int started;
 } net_state;
@@ -213,8 +213,7 @@ static int plan(net_state *st, weft_comm *c, weft_request *r)
 
 static int progress(net_state *st, weft_comm *c)
 {
-    while (st->qlen) {
-        weft_request *r = st->q[st->qhead];
+    for (weft_request *r; (r = weft_request_queue_front(&st->queue));) {
         if (!st->started) {
             WEFT_CHECK(plan(st, c, r));
             st->started = 1;
@@ -224,37 +223,17 @@ static int progress(net_state *st, weft_comm *c)
             return rc;
         if (is_reduction(r->op.kind))
             finish_reduction(r);
-        st->qhead = (st->qhead + 1) % st->qcap;
-        st->qlen--;
+        weft_request_queue_pop(&st->queue);
         st->completed++;
         st->started = 0;
     }
     return net_link_progress(&st->link);
 }
 
-static int grow_queue(net_state *st, weft_comm *c, size_t want)
-{
-    if (want <= st->qcap)
-        return 0;
-    size_t cap = st->qcap ? 2 * st->qcap : 16;
-    while (cap < want)
-        cap *= 2;
-    weft_request **q = malloc(cap * sizeof *q);
-    if (!q)
-        return weft_error(WEFT_ENOMEM, "%s: communicator '%s': out of memory for the queue", c->backend->name,
-                          c->name);
-    for (size_t i = 0; i < st->qlen; i++)
-        q[i] = st->q[(st->qhead + i) % st->qcap];
-    free(st->q);
-    st->q = q;
-    st->qcap = cap;
-    st->qhead = 0;
-    return 0;
-}
-
 static int net_reserve(weft_comm *c, int n)
 {
-    return grow_queue(c->backend_state, c, (size_t)(n > 0 ? n : 0));
+    net_state *st = c->backend_state;
+    return weft_request_queue_reserve(&st->queue, (size_t)(n > 0 ? n : 0), c);
 }
 
 /* --- point-to-point ------------------------------------------------------ */
@@ -286,8 +265,7 @@ static int net_post(weft_comm *c, weft_request *r)
     net_state *st = c->backend_state;
     if (r->op.kind == WEFT_OP_SEND || r->op.kind == WEFT_OP_RECV)
         return post_p2p(st, c, r);
-    WEFT_CHECK(grow_queue(st, c, st->qlen + 1));
-    st->q[(st->qhead + st->qlen++) % st->qcap] = r;
+    WEFT_CHECK(weft_request_queue_push(&st->queue, r, c));
     r->res_n = (size_t)st->tickets++;
     return progress(st, c);
 }
@@ -315,7 +293,7 @@ static void net_describe(weft_comm *c, weft_request *r, char *buf, size_t n)
     if (r->op.kind == WEFT_OP_SEND || r->op.kind == WEFT_OP_RECV) {
         peer = r->op.peer;
         how = r->op.kind == WEFT_OP_SEND ? "sending to" : "receiving from";
-    } else if (st->qlen && st->q[st->qhead] != r && (uint64_t)r->res_n >= st->completed) {
+    } else if (st->queue.len && weft_request_queue_front(&st->queue) != r && (uint64_t)r->res_n >= st->completed) {
         snprintf(buf, n, "queued behind an earlier collective that has not completed");
         return;
     } else if (st->started) {
@@ -372,7 +350,7 @@ void weft_net_fini(weft_comm *c)
     net_link_close(&st->link);
     net_sched_free(&st->sched);
     free(st->buf);
-    free(st->q);
+    weft_request_queue_free(&st->queue);
     free(st);
     c->backend_state = NULL;
 }

@@ -34,6 +34,7 @@
  * by probing its pid and fails the communicator with WEFT_EPEER.
  */
 #include "collectives/backend.h"
+#include "collectives/request_queue.h"
 #include "collectives/reduce_simd.h"
 #include "collectives/shm_segment.h"
 #include "runtime/error.h"
@@ -78,8 +79,7 @@ typedef struct shm_state {
     int probe;              /* 1: peers' pids are visible, probe them */
     int64_t yield_ns;       /* yield between checks after waiting this long; <0 never */
     uint64_t epoch;         /* rounds completed on this communicator */
-    weft_request **q;       /* posted collectives, FIFO ring */
-    size_t qcap, qhead, qlen;
+    weft_request_queue queue; /* posted collectives, in posting order */
     uint64_t tickets;       /* collectives posted */
     uint64_t completed;     /* collectives completed: ticket < completed is done */
     /* the queue head's progress */
@@ -421,36 +421,14 @@ static int advance(shm_state *st, weft_comm *c, weft_request *r)
 /* Run the queue in order until its head must wait. */
 static int progress(shm_state *st, weft_comm *c)
 {
-    while (st->qlen) {
-        weft_request *r = st->q[st->qhead];
+    for (weft_request *r; (r = weft_request_queue_front(&st->queue));) {
         int rc = advance(st, c, r);
         if (rc <= 0)
             return rc;
-        st->qhead = (st->qhead + 1) % st->qcap;
-        st->qlen--;
+        weft_request_queue_pop(&st->queue);
         st->completed++;
         st->started = 0;
     }
-    return 0;
-}
-
-/* Grow the queue (in place of posting order) to hold at least want. */
-static int grow_queue(shm_state *st, weft_comm *c, size_t want)
-{
-    if (want <= st->qcap)
-        return 0;
-    size_t cap = st->qcap ? 2 * st->qcap : 16;
-    while (cap < want)
-        cap *= 2;
-    weft_request **q = malloc(cap * sizeof *q);
-    if (!q)
-        return weft_error(WEFT_ENOMEM, "shm: communicator '%s': out of memory for the queue", c->name);
-    for (size_t i = 0; i < st->qlen; i++)
-        q[i] = st->q[(st->qhead + i) % st->qcap];
-    free(st->q);
-    st->q = q;
-    st->qcap = cap;
-    st->qhead = 0;
     return 0;
 }
 
@@ -458,13 +436,12 @@ static int grow_queue(shm_state *st, weft_comm *c, size_t want)
 static int shm_reserve(weft_comm *c, int n)
 {
     shm_state *st = c->backend_state;
-    return grow_queue(st, c, (size_t)(n > 0 ? n : 0));
+    return weft_request_queue_reserve(&st->queue, (size_t)(n > 0 ? n : 0), c);
 }
 
 static int enqueue(shm_state *st, weft_comm *c, weft_request *r)
 {
-    WEFT_CHECK(grow_queue(st, c, st->qlen + 1));
-    st->q[(st->qhead + st->qlen++) % st->qcap] = r;
+    WEFT_CHECK(weft_request_queue_push(&st->queue, r, c));
     r->res_n = (size_t)st->tickets++;
     return 0;
 }
@@ -530,7 +507,7 @@ static int shm_post(weft_comm *c, weft_request *r)
     if (r->op.kind == WEFT_OP_SEND || r->op.kind == WEFT_OP_RECV)
         return post_p2p(c, r);
     r->wide = is_reduction(r->op.kind) ? weft_reduce_wide_type(r->op.dtype, r->op.redop) : r->op.dtype;
-    if (c->size == 1 && st->qlen == 0) {
+    if (c->size == 1 && st->queue.len == 0) {
         post_single(r);
         r->res_n = (size_t)st->tickets++;
         st->completed++;
@@ -665,7 +642,7 @@ static void shm_fini(weft_comm *c)
     if (!st)
         return;
     weft_shm_segment_unmap(&st->seg);
-    free(st->q);
+    weft_request_queue_free(&st->queue);
     free(st);
     c->backend_state = NULL;
 }
