@@ -120,5 +120,9 @@ weft_dtype weft_reduce_wide_type(weft_dtype dt, weft_redop op);
 void weft_reduce_widen(const void *src, weft_dtype dt, void *dst, weft_dtype wide, size_t n);
 void weft_reduce_narrow(const void *src, weft_dtype wide, void *dst, weft_dtype dt, size_t n);
 void weft_reduce_avg_inplace(void *buf, size_t n, weft_dtype dt, int nranks);
+/* A reduction whose whole result sits, wide, at r->res (tcp/ib, hier): AVG
+ * divides this rank's part (all of it; its chunk for reduce_scatter; nothing
+ * off the root for reduce) and narrows it into the caller's recv. */
+void weft_reduce_finish_wide(weft_request *r);
 
 #endif

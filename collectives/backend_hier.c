@@ -160,21 +160,6 @@ static int start(hier_state *h, weft_comm *c, weft_request *r)
     return 0;
 }
 
-static void finish_reduction(weft_request *r)
-{
-    const weft_op *op = &r->op;
-    weft_comm *c = r->comm;
-    size_t off = 0, len = op->count, wes = weft_dtype_size(r->wide);
-    if (op->kind == WEFT_OP_REDUCE && op->peer != c->rank)
-        return;
-    if (op->kind == WEFT_OP_REDUCE_SCATTER)
-        weft_comm_chunk(op->count, c->size, c->rank, &off, &len);
-    char *res = (char *)r->res + off * wes;
-    if (op->redop == WEFT_AVG)
-        weft_reduce_avg_inplace(res, len, r->wide, c->size);
-    weft_simd_narrow(res, r->wide, op->recv, op->dtype, len);
-}
-
 /* Advance the head: 1 done, 0 waiting, <0 error. */
 static int advance(hier_state *h, weft_comm *c, weft_request *r)
 {
@@ -203,7 +188,7 @@ static int advance(hier_state *h, weft_comm *c, weft_request *r)
         }
     }
     if (is_reduction(r->op.kind) && !uses_flat(c, &r->op))
-        finish_reduction(r); /* now: the buffer is the next reduction's */
+        weft_reduce_finish_wide(r); /* now: the buffer is the next reduction's */
     return 1;
 }
 

@@ -172,24 +172,6 @@ static int plan_move(net_state *st, weft_comm *c, weft_request *r, net_algo_args
     }
 }
 
-/* Reductions end here, as soon as the schedule completes (the scratch is
- * the next collective's then): AVG divides, the wide result narrows. */
-static void finish_reduction(weft_request *r)
-{
-    const weft_op *op = &r->op;
-    weft_comm *c = r->comm;
-    size_t off = 0, len = op->count, wes = weft_dtype_size(r->wide);
-    if (op->kind == WEFT_OP_REDUCE && op->peer != c->rank)
-        return;
-    if (op->kind == WEFT_OP_REDUCE_SCATTER)
-        weft_comm_chunk(op->count, c->size, c->rank, &off, &len);
-    char *res = (char *)r->res + off * wes;
-    if (op->redop == WEFT_AVG)
-        weft_reduce_avg_inplace(res, len, r->wide, c->size);
-    if (res != op->recv)
-        weft_simd_narrow(res, r->wide, op->recv, op->dtype, len);
-}
-
 static int plan(net_state *st, weft_comm *c, weft_request *r)
 {
     const weft_op *op = &r->op;
@@ -222,7 +204,7 @@ static int progress(net_state *st, weft_comm *c)
         if (rc <= 0)
             return rc;
         if (is_reduction(r->op.kind))
-            finish_reduction(r);
+            weft_reduce_finish_wide(r);
         weft_request_queue_pop(&st->queue);
         st->completed++;
         st->started = 0;

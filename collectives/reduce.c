@@ -4,6 +4,7 @@
  * accumulated wide and rounded once, narrowing back, and AVG's division.
  */
 #include "collectives/backend.h"
+#include "collectives/reduce_simd.h"
 
 #include <string.h>
 
@@ -83,4 +84,20 @@ void weft_reduce_avg_inplace(void *buf, size_t n, weft_dtype dt, int nranks)
     default: /* halves are averaged in their f32 form, before narrowing */
         break;
     }
+}
+
+void weft_reduce_finish_wide(weft_request *r)
+{
+    const weft_op *op = &r->op;
+    weft_comm *c = r->comm;
+    size_t off = 0, len = op->count, wes = weft_dtype_size(r->wide);
+    if (op->kind == WEFT_OP_REDUCE && op->peer != c->rank)
+        return;
+    if (op->kind == WEFT_OP_REDUCE_SCATTER)
+        weft_comm_chunk(op->count, c->size, c->rank, &off, &len);
+    char *res = (char *)r->res + off * wes;
+    if (op->redop == WEFT_AVG)
+        weft_reduce_avg_inplace(res, len, r->wide, c->size);
+    if (res != op->recv)
+        weft_simd_narrow(res, r->wide, op->recv, op->dtype, len);
 }

@@ -230,7 +230,7 @@ static void usage(FILE *f)
           "Prints a one-page summary of a weft-train run (at most 80 columns): config,\n"
           "layout, throughput, MFU against the SGEMM peak measured at start, time\n"
           "breakdown, checkpoints, restarts, errors, final and best losses. Reads\n"
-          "RUN_DIR/metrics.jsonl, run.json and config.ini.\n"
+          "RUN_DIR/metrics.jsonl, run.json, config.ini, status.json and checkpoints/.\n"
           "\n"
           "exit status: 0 done, 64 bad usage, 65 a malformed metrics file, 66 no run\n"
           "directory or no metrics in it\n", f);
