@@ -20,7 +20,7 @@ else
 BUILD ?= build-san
 endif
 
-LIB_DIRS := runtime collectives kernels data parallel model checkpoint
+LIB_DIRS := runtime collectives kernels data parallel model checkpoint train
 LIB_SRCS := $(sort $(wildcard $(addsuffix /*.c,$(LIB_DIRS))))
 LIB_HDRS := $(sort $(wildcard $(addsuffix /*.h,$(LIB_DIRS))))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)

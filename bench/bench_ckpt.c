@@ -5,8 +5,8 @@
  *   mpirun -np 2 build/bench/bench_ckpt [--dir DIR] [--steps N] [--checkpoint.KEY=V ...]
  *
  * A GPT-2 of about 48M parameters (V 16384, C 768, L 5, context 64) with
- * AdamW under ZeRO-1 on every rank, trained on random tokens (micro-batch 1
- * x 32), saved to DIR (default build/bench-data/ckpt) with keep_last 1.
+ * AdamW under ZeRO-1 on every rank, trained by the library trainer's step
+ * (weft_trainer_step) on random tokens (micro-batch 1 x 32), saved to DIR (default build/bench-data/ckpt) with keep_last 1.
  * Rows (the slowest rank's figure for times):
  *   memcpy         this rank's share of the state copied once (the floor of
  *                  what an asynchronous save must block for)
@@ -21,13 +21,15 @@
  *                  off, independent data transfers (each alone)
  * bench/README.md has numbers and what they mean.
  */
-#include "checkpoint/gpt_state.h"
+#include "model/gpt.h"
 #include "kernels/kernels.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
 #include "runtime/rng.h"
 #include "runtime/timer.h"
 #include "runtime/weft.h"
+#include "train/synthetic_source.h"
+#include "train/trainer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,60 +39,66 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { B = 1, T = 32 };
+enum { B = 1, T = 32, V = 16384 };
 
 typedef struct {
     weft_ctx *ctx;
-    weft_comm *world;
-    weft_gpt *model;
-    weft_dp *dp;
-    weft_optim *opt;
-    weft_ckpt_gpt desc;
-    int32_t tokens[B * T], targets[B * T];
-    weft_rng rng;
+    weft_comm *world;       /* the benchmark's own measurements */
+    weft_trainer *t;        /* the library trainer: its step is the work a save must not slow */
+    weft_gpt *model;        /* owned by t */
+    weft_ckpt_model desc;
     char dir[4096];
     int64_t step;
     int64_t saves; /* checkpoint steps: increasing, so retention keeps the newest */
 } bench;
 
-static int build(bench *b)
+/* The trainer's settings for this benchmark, unless given on the command line. */
+static int settings(weft_config *c, int ranks)
 {
-    weft_gpt_config gc = {.vocab = 16384, .max_seq = 64, .n_layer = 5, .n_head = 12, .n_embd = 768};
-    WEFT_CHECK(weft_gpt_new(&gc, B, T, &b->model));
-    weft_gpt_init(b->model, 1);
-    weft_dp_opts dpo = {.bucket_bytes = 25u << 20, .zero = 1};
-    size_t n = weft_gpt_num_params(b->model);
-    WEFT_CHECK(weft_dp_new(b->world, weft_gpt_params(b->model), weft_gpt_grads(b->model), n, &dpo, &b->dp));
-    int np = weft_gpt_nparams(b->model);
-    weft_optim_segment *segs = calloc((size_t)np, sizeof *segs);
-    for (int i = 0; i < np; i++) {
-        const weft_gpt_param *p = weft_gpt_param_at(b->model, i);
-        segs[i] = (weft_optim_segment){p->offset, p->numel, p->decay};
-    }
-    weft_adamw_opts ao = {.lr = 1e-4, .min_lr = 1e-5, .warmup = 0, .total_steps = 1000, .beta1 = 0.9,
-                          .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1, .grad_clip = 1.0};
-    int rc = weft_optim_new(segs, np, b->dp, &ao, &b->opt);
-    free(segs);
-    WEFT_CHECK(rc);
-    return weft_ckpt_gpt_describe(b->model, b->dp, b->opt, b->world, NULL, 1, &b->desc);
+    char global[32];
+    snprintf(global, sizeof global, "%d", ranks);
+    const char *const kv[][2] = {
+        {"train.micro_batch", "1"}, {"train.seq_len", "32"}, {"train.global_batch", global},
+        {"train.steps", "1000"},    {"parallel.zero", "1"},  {"parallel.bucket_mb", "25"},
+        {"optim.lr", "1e-4"},       {"optim.min_lr", "1e-5"}, {"optim.warmup", "0"},
+    };
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        if (strcmp(weft_config_origin(c, kv[i][0]), "default") == 0)
+            WEFT_CHECK(weft_config_set(c, kv[i][0], kv[i][1], "bench_ckpt"));
+    return 0;
 }
 
-/* One training step on random tokens: the work a save must not slow. */
+static int build(bench *b)
+{
+    WEFT_CHECK(settings(b->ctx->config, b->ctx->size));
+    WEFT_CHECK(weft_trainer_new(b->ctx, &b->t));
+    weft_model_part mp;
+    weft_trainer_part(b->t, &mp);
+    weft_gpt_part part = {.tp_size = 1, .pp_size = 1, .nslots = mp.nslots};
+    weft_gpt_config gc = {.vocab = V, .max_seq = 64, .n_layer = 5, .n_head = 12, .n_embd = 768};
+    WEFT_CHECK(weft_gpt_new_part(&gc, &part, mp.micro_batch, mp.seq_len, &b->model));
+    weft_gpt_init(b->model, 1);
+    WEFT_CHECK(weft_trainer_set_model(b->t, weft_gpt_model(b->model)));
+    weft_source *src;
+    WEFT_CHECK(weft_synthetic_source_open(V, T, B, 7, b->ctx->rank, &src));
+    weft_trainer_set_source(b->t, src, NULL);
+    return weft_trainer_ckpt_model(b->t, &b->desc);
+}
+
+/* One library training step on random tokens. */
 static int step(bench *b)
 {
-    for (int i = 0; i < B * T; i++) {
-        b->tokens[i] = (int32_t)(weft_rng_u64(&b->rng) % 16384);
-        b->targets[i] = (int32_t)(weft_rng_u64(&b->rng) % 16384);
-    }
-    weft_gpt_zero_grad(b->model);
-    weft_dp_begin(b->dp);
-    weft_gpt_forward(b->model, b->tokens, b->targets, B, T);
-    weft_gpt_backward(b->model, 1.0, weft_dp_hook, b->dp);
-    WEFT_CHECK(weft_dp_finish_grads(b->dp));
-    weft_optim_step(b->opt, weft_gpt_params(b->model), weft_gpt_grads(b->model), 1e-4, 1.0);
-    WEFT_CHECK(weft_dp_gather_params(b->dp));
-    b->step++;
-    return 0;
+    weft_step_stats s = {.step = b->step++};
+    return weft_trainer_step(b->t, &s);
+}
+
+/* Floats of AdamW moments this rank holds (m, and as many in v). */
+static size_t moments(const bench *b)
+{
+    size_t n = 0;
+    for (int i = 0; i < b->desc.state.nranges; i++)
+        n += b->desc.state.ranges[i][1];
+    return n;
 }
 
 static double max_over_ranks(bench *b, double x)
@@ -102,7 +110,7 @@ static double max_over_ranks(bench *b, double x)
 
 static weft_ckpt_meta meta_of(bench *b)
 {
-    return (weft_ckpt_meta){.step = b->step, .optim_t = weft_optim_t(b->opt), .lr = 1e-4};
+    return (weft_ckpt_meta){.step = b->step, .optim_t = b->step, .lr = 1e-4};
 }
 
 /* memcpy of `bytes` between two buffers already touched. */
@@ -230,7 +238,6 @@ static int async_saves(bench *b, const weft_ckpt_opts *o, double *blocked, doubl
 static int run(bench *b, int nsteps)
 {
     WEFT_CHECK(build(b));
-    weft_rng_seed(&b->rng, 7 + (uint64_t)b->ctx->rank);
     weft_ckpt_opts o;
     weft_ckpt_opts_from_config(b->ctx->config, &o);
     snprintf(o.dir, sizeof o.dir, "%s", b->dir);
@@ -246,7 +253,7 @@ static int run(bench *b, int nsteps)
     }
     normal /= nsteps;
     /* this rank's share: what it writes (params share + its moments) */
-    size_t share = (weft_gpt_num_params(b->model) / 2 + 2 * weft_optim_state_size(b->opt)) * sizeof(float);
+    size_t share = (weft_gpt_num_params(b->model) / 2 + 2 * moments(b)) * sizeof(float);
     double mc = max_over_ranks(b, memcpy_s(share));
     double sync_s, data_s, blocked, during;
     size_t file = 0;
@@ -290,7 +297,7 @@ static int run(bench *b, int nsteps)
 
 int main(int argc, char **argv)
 {
-    static const weft_config_key *const keys[] = {weft_comm_config_keys, weft_ckpt_config_keys, NULL};
+    static const weft_config_key *const keys[] = {WEFT_TRAINER_CONFIG_KEYS, NULL};
     weft_ctx *ctx;
     int rc = weft_init(&argc, argv, keys, &ctx);
     if (rc)
@@ -311,10 +318,8 @@ int main(int argc, char **argv)
         rc = run(&b, nsteps);
     if (rc)
         WEFT_ERROR("bench_ckpt: %s", weft_last_error());
-    weft_ckpt_gpt_free(&b.desc);
-    weft_optim_free(b.opt);
-    weft_dp_free(b.dp);
-    weft_gpt_free(b.model);
+    weft_ckpt_model_free(&b.desc);
+    weft_trainer_close(b.t, 0);
     weft_comm_free(b.world);
     weft_finalize(ctx);
     return weft_exit_code(rc);

@@ -6,8 +6,8 @@
  *     (p - 1) / (m + p - 1), and the peak activation memory a stage held
  *     under 1F1B and under GPipe (slots in use x bytes per micro-batch).
  *  2. Tokens/s of one GPT trained with dp = 2, tp = 2 and pp = 2 on the same
- *     two ranks, same global batch, in the same run (full steps: schedule,
- *     gradient reduction, AdamW).
+ *     two ranks, same global batch, in the same run (full steps of the
+ *     library trainer: schedule, gradient reduction, norm, AdamW).
  *
  *   mpirun -np 4 build/bench/bench_pipeline [--steps N]
  *
@@ -19,117 +19,71 @@
  */
 #include "kernels/kernels.h"
 #include "model/gpt.h"
-#include "model/optim.h"
-#include "parallel/dp.h"
 #include "parallel/mesh.h"
 #include "parallel/pipeline.h"
 #include "runtime/rng.h"
 #include "runtime/timer.h"
 #include "runtime/weft.h"
+#include "train/synthetic_source.h"
+#include "train/trainer.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Part 1's job: one model part and its pipeline, no optimizer: the
+ * schedule alone, through the model interface. */
 typedef struct {
     weft_mesh *mesh;
     weft_gpt *model;
-    weft_dp *dp;
-    weft_optim *opt;
     weft_pipe *pipe;
-    int b, T, k;
-    int32_t *tok, *tgt; /* (k, b, T) */
-    size_t wte_off, wte_n;
+    int32_t *rows; /* (k b, T + 1) random tokens */
 } job;
 
-static int fwd(void *arg, int mb, int slot)
+static weft_model *model_of(void *a) { return weft_gpt_model(((job *)a)->model); }
+static int fwd(void *arg, const void *batch, int mb, int slot, double *loss)
 {
-    job *j = arg;
-    double loss;
-    size_t o = (size_t)mb * j->b * j->T;
-    return weft_gpt_forward_slot(j->model, slot, j->tok + o, j->tgt + o, j->b, j->T, &loss);
+    return model_of(arg)->ops->forward(model_of(arg), slot, batch, mb, loss);
 }
 static int bwd(void *arg, int mb, int slot, int last)
 {
-    job *j = arg;
-    (void)mb;
-    return weft_gpt_backward_slot(j->model, slot, 1.0 / j->k, last && j->dp ? weft_dp_hook : NULL, j->dp);
+    (void)mb, (void)last;
+    return model_of(arg)->ops->backward(model_of(arg), slot, 1.0, NULL, NULL);
 }
 static float *in_(void *a, int s) { return weft_gpt_stage_input(((job *)a)->model, s); }
 static float *out_(void *a, int s) { return weft_gpt_stage_output(((job *)a)->model, s); }
 static float *dout_(void *a) { return weft_gpt_stage_doutput(((job *)a)->model); }
 static float *din_(void *a) { return weft_gpt_stage_dinput(((job *)a)->model); }
 
-/* A job on world for layout (dp, tp, pp): model part, pipeline, and with
- * train set the data-parallel reducer and optimizer. */
-static int job_new(weft_comm *world, const weft_gpt_config *gc, int dp, int tp, int pp, weft_pipe_schedule s,
-                   int b, int T, int k, int train, job *j)
+static int job_new(weft_comm *world, const weft_gpt_config *gc, int dp, int pp, weft_pipe_schedule s, int b, int T,
+                   int k, job *j)
 {
     memset(j, 0, sizeof *j);
-    weft_mesh_layout l = {.size = {dp, tp, pp}};
+    weft_mesh_layout l = {.size = {dp, 1, pp}};
     WEFT_CHECK(weft_mesh_new(world, &l, &j->mesh));
-    j->b = b, j->T = T, j->k = k;
-    weft_gpt_part part = {.tp_rank = weft_mesh_rank(j->mesh, WEFT_AXIS_TP), .tp_size = tp,
-                          .pp_rank = weft_mesh_rank(j->mesh, WEFT_AXIS_PP), .pp_size = pp,
-                          .nslots = weft_pipe_nslots(s, pp, k), .tp = weft_mesh_comm(j->mesh, WEFT_AXIS_TP)};
+    weft_gpt_part part = {.tp_size = 1, .pp_rank = weft_mesh_rank(j->mesh, WEFT_AXIS_PP), .pp_size = pp,
+                          .nslots = weft_pipe_nslots(s, pp, k)};
     WEFT_CHECK(weft_gpt_new_part(gc, &part, b, T, &j->model));
     weft_gpt_init(j->model, 1);
-    j->tok = malloc((size_t)k * b * T * sizeof(int32_t));
-    j->tgt = malloc((size_t)k * b * T * sizeof(int32_t));
-    if (!j->tok || !j->tgt)
+    size_t n = (size_t)k * b * (T + 1);
+    j->rows = malloc(n * sizeof(int32_t));
+    if (!j->rows)
         return weft_error(WEFT_ENOMEM, "out of memory");
     weft_rng r;
     weft_rng_seed(&r, 5 + (uint64_t)weft_mesh_rank(j->mesh, WEFT_AXIS_DP));
-    for (size_t i = 0; i < (size_t)k * b * T; i++) {
-        j->tok[i] = (int32_t)(weft_rng_u64(&r) % (uint64_t)gc->vocab);
-        j->tgt[i] = (int32_t)(weft_rng_u64(&r) % (uint64_t)gc->vocab);
-    }
+    for (size_t i = 0; i < n; i++)
+        j->rows[i] = (int32_t)(weft_rng_u64(&r) % (uint64_t)gc->vocab);
     weft_pipe_stage st = {j, fwd, bwd, in_, out_, dout_, din_};
-    WEFT_CHECK(weft_pipe_new(weft_mesh_comm(j->mesh, WEFT_AXIS_PP), s, k, (size_t)b * T * gc->n_embd, &st,
-                             &j->pipe));
-    if (!train)
-        return 0;
-    weft_dp_opts o = {.bucket_bytes = 4 << 20, .zero = 0};
-    WEFT_CHECK(weft_dp_new(weft_mesh_comm(j->mesh, WEFT_AXIS_DP), weft_gpt_params(j->model),
-                           weft_gpt_grads(j->model), weft_gpt_num_params(j->model), &o, &j->dp));
-    int np = weft_gpt_nparams(j->model);
-    weft_optim_segment segs[256];
-    for (int i = 0; i < np && i < 256; i++) {
-        const weft_gpt_param *p = weft_gpt_param_at(j->model, i);
-        segs[i] = (weft_optim_segment){p->offset, p->numel, p->decay};
-        if (strcmp(p->name, "wte") == 0)
-            j->wte_off = p->offset, j->wte_n = p->numel;
-    }
-    weft_adamw_opts ao = {.lr = 1e-4, .min_lr = 1e-5, .warmup = 1, .total_steps = 1000, .beta1 = 0.9,
-                          .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1, .grad_clip = 1.0};
-    return weft_optim_new(segs, np, j->dp, &ao, &j->opt);
+    return weft_pipe_new(weft_mesh_comm(j->mesh, WEFT_AXIS_PP), s, k, (size_t)b * T * gc->n_embd, &st, &j->pipe);
 }
 
 static void job_free(job *j)
 {
-    weft_optim_free(j->opt);
-    weft_dp_free(j->dp);
     weft_pipe_free(j->pipe);
     weft_gpt_free(j->model);
     weft_mesh_free(j->mesh);
-    free(j->tok);
-    free(j->tgt);
-}
-
-/* A full training step, as weft-train takes it. */
-static int train_step(job *j)
-{
-    weft_gpt_zero_grad(j->model);
-    weft_dp_begin(j->dp);
-    WEFT_CHECK(weft_pipe_train(j->pipe));
-    weft_comm *e = weft_mesh_embed_comm(j->mesh);
-    float *g = weft_gpt_grads(j->model) + j->wte_off;
-    if (e)
-        WEFT_CHECK(weft_comm_allreduce(e, g, g, j->wte_n, WEFT_F32, WEFT_SUM));
-    WEFT_CHECK(weft_dp_finish_grads(j->dp));
-    weft_optim_step(j->opt, weft_gpt_params(j->model), weft_gpt_grads(j->model), 1e-4, 1.0);
-    return 0;
+    free(j->rows);
 }
 
 /* Part 1: one (p, m, schedule): idle fraction per stage, peak memory. */
@@ -137,11 +91,12 @@ static int bubble(weft_comm *world, const weft_gpt_config *gc, int p, int m, wef
 {
     int n = weft_comm_size(world);
     job j;
-    WEFT_CHECK(job_new(world, gc, n / p, 1, p, s, 2, 64, m, 0, &j));
+    WEFT_CHECK(job_new(world, gc, n / p, p, s, 2, 64, m, &j));
     double idle = 0, mem = 0;
     for (int i = 0; i < steps + 1; i++) {
         weft_gpt_zero_grad(j.model);
-        WEFT_CHECK(weft_pipe_train(j.pipe));
+        double loss;
+        WEFT_CHECK(weft_pipe_train(j.pipe, j.rows, &loss));
         weft_pipe_stats st;
         weft_pipe_get_stats(j.pipe, &st);
         if (i > 0) /* the first step warms caches */
@@ -164,21 +119,60 @@ static int bubble(weft_comm *world, const weft_gpt_config *gc, int p, int m, wef
     return 0;
 }
 
-/* Part 2: tokens/s of one layout on the 2-rank communicator. */
-static int throughput(weft_comm *two, const weft_gpt_config *gc, int dp, int tp, int pp, int steps, double *tps)
+/* Part 2: tokens/s of one layout on the 2-rank communicator, full steps
+ * of the library trainer (weft_trainer_step: the step weft-train runs). */
+static int throughput(weft_ctx *ctx, weft_comm *two, const weft_gpt_config *gc, int dp, int tp, int pp, int steps,
+                      double *tps)
 {
-    int G = 16, b = 4, T = 128, k = G / (b * dp);
-    job j;
-    WEFT_CHECK(job_new(two, gc, dp, tp, pp, WEFT_PIPE_1F1B, b, T, k, 1, &j));
-    WEFT_CHECK(train_step(&j));
-    WEFT_CHECK(weft_comm_barrier(two));
+    static const weft_config_key *const tables[] = {weft_runtime_config_keys, WEFT_TRAINER_CONFIG_KEYS, NULL};
+    int G = 16, b = 4, T = 128;
+    char v[3][8];
+    snprintf(v[0], 8, "%d", dp), snprintf(v[1], 8, "%d", tp), snprintf(v[2], 8, "%d", pp);
+    const char *const kv[][2] = {
+        {"parallel.dp", v[0]},     {"parallel.tp", v[1]},        {"parallel.pp", v[2]},
+        {"train.micro_batch", "4"}, {"train.seq_len", "128"},     {"train.global_batch", "16"},
+        {"train.steps", "1000"},    {"parallel.bucket_mb", "4"},  {"optim.warmup", "1"},
+    };
+    weft_config *cfg;
+    WEFT_CHECK(weft_config_new(tables, &cfg));
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < sizeof kv / sizeof kv[0]; i++)
+        rc = weft_config_set(cfg, kv[i][0], kv[i][1], "bench_pipeline");
+    weft_trainer *t = NULL;
+    weft_gpt *g = NULL;
+    weft_source *src = NULL;
+    if (rc == 0)
+        rc = weft_trainer_new_on(ctx, two, cfg, &t);
+    weft_model_part mp;
+    if (rc == 0) {
+        weft_trainer_part(t, &mp);
+        weft_gpt_part part = {.tp_rank = mp.tp_rank, .tp_size = mp.tp_size, .pp_rank = mp.pp_rank,
+                              .pp_size = mp.pp_size, .nslots = mp.nslots, .tp = mp.tp};
+        rc = weft_gpt_new_part(gc, &part, b, T, &g);
+    }
+    if (rc == 0) {
+        weft_gpt_init(g, 1);
+        rc = weft_trainer_set_model(t, weft_gpt_model(g));
+    }
+    if (rc == 0)
+        rc = weft_synthetic_source_open(gc->vocab, T, G / dp, 5, weft_mesh_rank(weft_trainer_mesh(t), WEFT_AXIS_DP),
+                                        &src);
+    if (rc == 0) {
+        weft_trainer_set_source(t, src, NULL);
+        weft_step_stats s = {0};
+        rc = weft_trainer_step(t, &s);
+    }
     int64_t t0 = weft_now_ns();
-    for (int i = 0; i < steps; i++)
-        WEFT_CHECK(train_step(&j));
-    WEFT_CHECK(weft_comm_barrier(two));
+    for (int i = 1; rc == 0 && i <= steps; i++)
+        rc = weft_trainer_step(t, &(weft_step_stats){.step = i});
+    if (rc == 0)
+        rc = weft_comm_barrier(two);
     *tps = (double)G * T * steps / (1e-9 * (double)(weft_now_ns() - t0));
-    job_free(&j);
-    return 0;
+    if (!t)
+        weft_gpt_free(g);
+    weft_trainer_close(t, 0);
+    weft_config_free(cfg);
+    return rc;
 }
 
 static int run(weft_ctx *ctx, int steps)
@@ -199,7 +193,7 @@ static int run(weft_ctx *ctx, int steps)
         const int lay[3][3] = {{2, 1, 1}, {1, 2, 1}, {1, 1, 2}};
         double tps[3];
         for (int i = 0; i < 3; i++)
-            WEFT_CHECK(throughput(two, &gc, lay[i][0], lay[i][1], lay[i][2], steps, &tps[i]));
+            WEFT_CHECK(throughput(ctx, two, &gc, lay[i][0], lay[i][1], lay[i][2], steps, &tps[i]));
         if (me == 0) {
             printf("part 2: GPT L4 NH4 C256 V4096 T128, global batch 16, micro-batch 4, 2 ranks, full steps\n");
             printf("  dp=2 (reference)   %8.0f tokens/s\n", tps[0]);

@@ -36,6 +36,7 @@
 #include "collectives/comm.h"
 #include "runtime/config.h"
 #include "runtime/shard.h"
+#include "runtime/tensor.h"
 
 /* The [checkpoint] configuration keys. */
 extern const weft_config_key weft_ckpt_config_keys[];
@@ -48,17 +49,10 @@ typedef struct weft_ckpt_layout {
     int zero;                    /* 1: moments cover only this rank's ranges */
 } weft_ckpt_layout;
 
-typedef struct weft_ckpt_tensor {
-    const char *name;            /* global name ("h.3.attn.c_attn.weight") */
-    size_t offset, numel;        /* the local piece in the flat buffer */
-    weft_shard_spec shard;       /* local piece -> global tensor */
-    int tied_copy;               /* a copy another rank owns: never written */
-} weft_ckpt_tensor;
-
 typedef struct weft_ckpt_state {
     float *params;               /* (n) flat buffer holding every tensor's piece */
     size_t n;
-    const weft_ckpt_tensor *tensors;
+    const weft_tensor *tensors;  /* arena form, offsets into params */
     int ntensors;
     /* AdamW moments: the flat ranges [off, off+len) this rank's optimizer
      * updates (disjoint, in any order), and m, v holding them concatenated

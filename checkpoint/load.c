@@ -87,7 +87,7 @@ static int read_piece(const loader_ctx *x, hid_t d, const char *dpath, const wef
 }
 
 /* The moments of tensor t for this rank's ranges. */
-static int read_moments(const loader_ctx *x, const weft_ckpt_state *s, const weft_ckpt_tensor *t)
+static int read_moments(const loader_ctx *x, const weft_ckpt_state *s, const weft_tensor *t)
 {
     static const char *const which[2] = {"optim/m/", "optim/v/"};
     for (int k = 0; k < 2; k++) {
@@ -116,7 +116,7 @@ static int read_tensors(const loader_ctx *x, const weft_ckpt_state *s)
         return weft_error(WEFT_EDATA, "checkpoint %s has no optimizer state (it holds weights only): start from it "
                           "with --init-from instead of resuming", x->path);
     for (int i = 0; i < s->ntensors; i++) {
-        const weft_ckpt_tensor *t = &s->tensors[i];
+        const weft_tensor *t = &s->tensors[i];
         char dpath[128];
         snprintf(dpath, sizeof dpath, "params/%s", t->name);
         hid_t d;

@@ -44,8 +44,8 @@ int weft_ck_names(MPI_Comm comm, const weft_ckpt_state *s, weft_ck_name **out, i
         goto done;
     }
     for (int i = 0; i < s->ntensors; i++) {
-        const weft_ckpt_tensor *t = &s->tensors[i];
-        if (t->tied_copy)
+        const weft_tensor *t = &s->tensors[i];
+        if ((t->flags & WEFT_TENSOR_TIED_COPY))
             continue;
         snprintf(loc[mine].name, sizeof loc[mine].name, "%s", t->name);
         loc[mine].ndim = t->shard.ndim;
@@ -147,7 +147,7 @@ static int find_name(const weft_ck_name *names, int n, const char *name)
 }
 
 /* This rank's share of tensor t: its write ranges intersected with t. */
-static int add_tensor(weft_ck_plan *p, const weft_ckpt_state *s, const weft_ckpt_tensor *t, int gi, int ng,
+static int add_tensor(weft_ck_plan *p, const weft_ckpt_state *s, const weft_tensor *t, int gi, int ng,
                       const size_t (*w)[2], int nw, int moments)
 {
     for (int i = 0; i < nw; i++) {
@@ -248,8 +248,8 @@ static int fill_plan(MPI_Comm comm, const weft_ckpt_layout *l, const weft_ckpt_s
     WEFT_CHECK(write_ranges(l, s, &w, &nw));
     int rc = 0;
     for (int i = 0; i < s->ntensors && rc == 0; i++) {
-        const weft_ckpt_tensor *t = &s->tensors[i];
-        if (t->tied_copy || (t->shard.split_dim < 0 && l->tp_rank != 0))
+        const weft_tensor *t = &s->tensors[i];
+        if ((t->flags & WEFT_TENSOR_TIED_COPY) || (t->shard.split_dim < 0 && l->tp_rank != 0))
             continue;
         rc = add_tensor(p, s, t, find_name(names, ng, t->name), ng, (const size_t(*)[2])w, nw, moments);
     }

@@ -66,18 +66,16 @@ typedef struct {
 } slot_acts;
 
 struct weft_gpt {
+    weft_model base;          /* first: the model interface (model/model.h) */
     weft_gpt_config cfg;
     weft_gpt_part part;
     int B, T;                 /* activation capacity */
     int Ll, l0;               /* blocks held, and the first one's global index */
     int Cl, NHl, Vl, v0;      /* this TP rank's channels, heads, vocabulary rows from v0 */
     int has_embed, has_head;  /* first / last pipeline stage */
-    int nparams;
-    weft_gpt_param *table;    /* nparams entries, layout order */
     int i_wte, i_wpe, i_blk, i_lnf; /* table indices (-1: not held) */
-    size_t num_params, global_params;
     size_t hook_floor;        /* backward never reports wte final (pp > 1: the tied sum comes later) */
-    float *params, *grads;    /* (num_params) each */
+    int32_t *in, *tgt;        /* (B,T) a micro-batch split from the step's batch */
     slot_acts *slot;          /* nslots */
     block_acts *dblk;         /* Ll: gradients of one micro-batch's activations */
     float *dencoded, *dlnf, *datt_scratch, *doutput;
@@ -121,18 +119,15 @@ int weft_gpt_config_check(const weft_gpt_config *c)
 
 /* --- the parameter table ------------------------------------------------ */
 
-static void add_param(weft_gpt *m, const char *name, weft_shard_spec shard, int tied_copy)
+/* Parameters per model part: wte, wpe, ln_f (2) and NBLOCK per block. */
+static int table_cap(int blocks) { return 4 + NBLOCK * blocks; }
+
+static void add_param(weft_gpt *m, const char *name, weft_shard_spec shard, unsigned tied)
 {
-    weft_gpt_param *p = &m->table[m->nparams++];
-    snprintf(p->name, sizeof p->name, "%s", name);
-    p->ndim = shard.ndim;
-    weft_shard_local_shape(&shard, p->shape);
-    p->numel = weft_shard_local_numel(&shard);
-    p->offset = m->num_params;
-    p->decay = shard.ndim == 2; /* matrices and embeddings */
-    p->shard = shard;
-    p->tied_copy = tied_copy;
-    m->num_params += p->numel;
+    unsigned flags = WEFT_TENSOR_TRAINABLE | (shard.ndim == 2 ? WEFT_TENSOR_DECAY : 0) | tied;
+    int rc = weft_model_add_param(&m->base, table_cap(m->Ll), name, shard, flags);
+    assert(rc == 0); /* the table was allocated for every parameter */
+    (void)rc;
 }
 
 /* The spec of a tensor split over the TP group (whole when there is none). */
@@ -167,26 +162,29 @@ static void build_table(weft_gpt *m)
     int64_t C = c->n_embd;
     m->i_wte = m->i_wpe = m->i_lnf = -1;
     if (m->has_embed || m->has_head) {
-        m->i_wte = m->nparams;
-        add_param(m, "wte", tp_spec(m, c->vocab, C, 0, 1), !m->has_embed);
+        m->i_wte = m->base.nparams;
+        /* With stages, the first holds the embedding and the last a copy as
+         * its LM head; their gradients are summed every step. */
+        unsigned tied = m->part.pp_size > 1 ? WEFT_TENSOR_TIED | (m->has_embed ? 0 : WEFT_TENSOR_TIED_COPY) : 0;
+        add_param(m, "wte", tp_spec(m, c->vocab, C, 0, 1), tied);
     }
     if (m->has_embed) {
-        m->i_wpe = m->nparams;
+        m->i_wpe = m->base.nparams;
         add_param(m, "wpe", weft_shard_whole(c->max_seq, C), 0);
     }
-    m->i_blk = m->nparams;
+    m->i_blk = m->base.nparams;
     for (int l = m->l0; l < m->l0 + m->Ll; l++)
         add_block(m, l);
     if (m->has_head) {
-        m->i_lnf = m->nparams;
+        m->i_lnf = m->base.nparams;
         add_param(m, "ln_f.weight", weft_shard_whole(C, 0), 0);
         add_param(m, "ln_f.bias", weft_shard_whole(C, 0), 0);
     }
     /* With stages, the tied embedding's gradient is final only after the
      * first and last stage summed theirs, so backward never reports it. */
     if (c->n_layer > 0 && m->part.pp_size > 1 && m->i_wte >= 0)
-        m->hook_floor = m->table[m->i_wte].offset + m->table[m->i_wte].numel;
-    m->global_params = (size_t)c->vocab * C + (size_t)c->max_seq * C +
+        m->hook_floor = m->base.params[m->i_wte].offset + m->base.params[m->i_wte].numel;
+    m->base.global_params = (size_t)c->vocab * C + (size_t)c->max_seq * C +
                        (size_t)c->n_layer * (12 * C * C + 13 * C) + 2 * (size_t)C;
 }
 
@@ -282,6 +280,8 @@ static int alloc_acts(weft_gpt *m)
     return 0;
 }
 
+static void describe(weft_gpt *m); /* the interface's fields, at the end of this file */
+
 static int part_check(const weft_gpt_config *c, const weft_gpt_part *p)
 {
     if (p->tp_size < 1 || p->pp_size < 1 || p->tp_rank < 0 || p->tp_rank >= p->tp_size || p->pp_rank < 0 ||
@@ -319,16 +319,18 @@ int weft_gpt_new_part(const weft_gpt_config *cfg, const weft_gpt_part *part, int
     m->v0 = part->tp_rank * m->Vl;
     m->has_embed = part->pp_rank == 0;
     m->has_head = part->pp_rank == part->pp_size - 1;
-    m->table = calloc((size_t)(3 + NBLOCK * m->Ll + 2), sizeof *m->table);
-    if (!m->table) {
+    m->base.params = calloc((size_t)table_cap(m->Ll), sizeof *m->base.params);
+    if (!m->base.params) {
         free(m);
         return weft_error(WEFT_ENOMEM, "model: out of memory");
     }
     build_table(m);
-    m->params = calloc(m->num_params, sizeof(float));
-    m->grads = calloc(m->num_params, sizeof(float));
-    int rc = m->params && m->grads ? alloc_acts(m)
-                                   : weft_error(WEFT_ENOMEM, "model: %zu parameters: out of memory", m->num_params);
+    describe(m);
+    m->in = malloc((size_t)B * T * sizeof(int32_t));
+    m->tgt = malloc((size_t)B * T * sizeof(int32_t));
+    int rc = weft_model_alloc(&m->base);
+    if (rc == 0)
+        rc = m->in && m->tgt ? alloc_acts(m) : weft_error(WEFT_ENOMEM, "model: out of memory");
     if (rc) {
         weft_gpt_free(m);
         return rc;
@@ -350,9 +352,9 @@ void weft_gpt_free(weft_gpt *m)
     for (int i = 0; m->slot && i < m->part.nslots; i++)
         free(m->slot[i].blk);
     free(m->slot);
-    free(m->table);
-    free(m->params);
-    free(m->grads);
+    weft_model_release(&m->base);
+    free(m->in);
+    free(m->tgt);
     free(m->act_mem);
     free(m->dact_mem);
     free(m->dblk);
@@ -382,7 +384,7 @@ static void take_piece(const weft_shard_spec *s, const float *global, float *loc
 
 /* Values of the whole model's tensor g (in the single-rank order, from one
  * random stream), so that every layout starts from the same weights. */
-static void init_values(const weft_gpt_param *g, weft_rng *rng, double proj_std, float *w)
+static void init_values(const weft_tensor *g, weft_rng *rng, double proj_std, float *w)
 {
     int is_ln_weight = strstr(g->name, "ln_") && strstr(g->name, ".weight");
     int is_proj = strstr(g->name, "c_proj.weight") != NULL;
@@ -400,40 +402,40 @@ void weft_gpt_init(weft_gpt *m, uint64_t seed)
      * every rank draws every value in order but keeps only its pieces. */
     weft_gpt w = {.cfg = m->cfg, .part = {.tp_size = 1, .pp_size = 1, .nslots = 1}, .Ll = m->cfg.n_layer,
                   .has_embed = 1, .has_head = 1};
-    w.table = calloc((size_t)(3 + NBLOCK * w.Ll + 2), sizeof *w.table);
-    if (w.table)
+    w.base.params = calloc((size_t)table_cap(w.Ll), sizeof *w.base.params);
+    if (w.base.params)
         build_table(&w);
     size_t big = 0;
-    for (int i = 0; i < w.nparams; i++)
-        big = w.table[i].numel > big ? w.table[i].numel : big;
-    float *buf = w.table ? malloc(big * sizeof(float)) : NULL;
+    for (int i = 0; i < w.base.nparams; i++)
+        big = w.base.params[i].numel > big ? w.base.params[i].numel : big;
+    float *buf = w.base.params ? malloc(big * sizeof(float)) : NULL;
     if (!buf) { /* only at start; the caller's later allocations fail too */
         WEFT_ERROR("model: out of memory initialising the parameters");
-        free(w.table);
+        free(w.base.params);
         return;
     }
     weft_rng rng;
     weft_rng_seed(&rng, seed);
     double proj_std = 0.02 / sqrt(2.0 * m->cfg.n_layer);
-    for (int i = 0; i < w.nparams; i++) {
-        const weft_gpt_param *g = &w.table[i];
+    for (int i = 0; i < w.base.nparams; i++) {
+        const weft_tensor *g = &w.base.params[i];
         init_values(g, &rng, proj_std, buf);
-        for (int j = 0; j < m->nparams; j++)
-            if (strcmp(m->table[j].name, g->name) == 0)
-                take_piece(&m->table[j].shard, buf, m->params + m->table[j].offset);
+        for (int j = 0; j < m->base.nparams; j++)
+            if (strcmp(m->base.params[j].name, g->name) == 0)
+                take_piece(&m->base.params[j].shard, buf, m->base.param_data + m->base.params[j].offset);
     }
     free(buf);
-    free(w.table);
+    free(w.base.params);
 }
 
 const weft_gpt_config *weft_gpt_cfg(const weft_gpt *m) { return &m->cfg; }
-int weft_gpt_nparams(const weft_gpt *m) { return m->nparams; }
-const weft_gpt_param *weft_gpt_param_at(const weft_gpt *m, int i) { return &m->table[i]; }
-size_t weft_gpt_num_params(const weft_gpt *m) { return m->num_params; }
-size_t weft_gpt_global_params(const weft_gpt *m) { return m->global_params; }
+int weft_gpt_nparams(const weft_gpt *m) { return m->base.nparams; }
+const weft_tensor *weft_gpt_param_at(const weft_gpt *m, int i) { return &m->base.params[i]; }
+size_t weft_gpt_num_params(const weft_gpt *m) { return m->base.n; }
+size_t weft_gpt_global_params(const weft_gpt *m) { return m->base.global_params; }
 const weft_gpt_part *weft_gpt_part_of(const weft_gpt *m) { return &m->part; }
-float *weft_gpt_params(weft_gpt *m) { return m->params; }
-float *weft_gpt_grads(weft_gpt *m) { return m->grads; }
+float *weft_gpt_params(weft_gpt *m) { return m->base.param_data; }
+float *weft_gpt_grads(weft_gpt *m) { return m->base.grad_data; }
 const float *weft_gpt_logits(const weft_gpt *m) { return m->slot[0].logits; }
 float *weft_gpt_stage_input(weft_gpt *m, int slot) { return m->slot[slot].encoded; }
 float *weft_gpt_stage_output(weft_gpt *m, int slot)
@@ -449,15 +451,15 @@ size_t weft_gpt_slot_bytes(const weft_gpt *m) { return m->slot_floats * sizeof(f
 /* Pointer to parameter k of local block l in buffer base (params or grads). */
 static float *bp(const weft_gpt *m, float *base, int l, int k)
 {
-    return base + m->table[m->i_blk + l * NBLOCK + k].offset;
+    return base + m->base.params[m->i_blk + l * NBLOCK + k].offset;
 }
 
-static float *pw(const weft_gpt *m, float *base, int i) { return base + m->table[i].offset; }
+static float *pw(const weft_gpt *m, float *base, int i) { return base + m->base.params[i].offset; }
 
 static int block_forward(weft_gpt *m, block_acts *a, int l, const float *x, int b, int t)
 {
     int BT = b * t, C = m->cfg.n_embd, Cl = m->Cl;
-    float *P = m->params;
+    float *P = m->base.param_data;
     weft_comm *tp = m->part.tp;
     weft_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, bp(m, P, l, LN1W), bp(m, P, l, LN1B), BT, C);
     weft_matmul_forward(a->qkv, a->ln1, bp(m, P, l, QKVW), bp(m, P, l, QKVB), BT, C, 3 * Cl); /* column */
@@ -478,7 +480,7 @@ static int block_forward(weft_gpt *m, block_acts *a, int l, const float *x, int 
 static int head_forward(weft_gpt *m, slot_acts *s, const float *x, const int32_t *targets, double *loss)
 {
     int BT = s->b * s->t, C = m->cfg.n_embd;
-    float *P = m->params;
+    float *P = m->base.param_data;
     weft_layernorm_forward(s->lnf, s->lnf_mean, s->lnf_rstd, x, pw(m, P, m->i_lnf), pw(m, P, m->i_lnf + 1), BT, C);
     weft_matmul_forward(s->logits, s->lnf, pw(m, P, m->i_wte), NULL, BT, C, m->Vl);
     s->have_targets = targets != NULL;
@@ -495,7 +497,7 @@ int weft_gpt_forward_slot(weft_gpt *m, int slot, const int32_t *tokens, const in
     assert(slot >= 0 && slot < m->part.nslots && b <= m->B && t <= m->T);
     slot_acts *s = &m->slot[slot];
     int C = m->cfg.n_embd;
-    float *P = m->params;
+    float *P = m->base.param_data;
     *loss = 0;
     s->b = b;
     s->t = t;
@@ -530,7 +532,7 @@ double weft_gpt_forward(weft_gpt *m, const int32_t *tokens, const int32_t *targe
     return loss;
 }
 
-void weft_gpt_zero_grad(weft_gpt *m) { memset(m->grads, 0, m->num_params * sizeof(float)); }
+void weft_gpt_zero_grad(weft_gpt *m) { memset(m->base.grad_data, 0, m->base.n * sizeof(float)); }
 
 /* --- backward ------------------------------------------------------------ */
 
@@ -539,7 +541,7 @@ static int block_backward(weft_gpt *m, const block_acts *a, int l, const float *
     int BT = b * t, C = m->cfg.n_embd, Cl = m->Cl;
     size_t n = (size_t)BT * C;
     block_acts *d = &m->dblk[l];
-    float *P = m->params, *G = m->grads;
+    float *P = m->base.param_data, *G = m->base.grad_data;
     weft_comm *tp = m->part.tp;
     weft_residual_backward(d->residual2, d->fcproj, d->residual3, n);
     /* Row-parallel c_proj: the output gradient is whole; no communication. */
@@ -566,7 +568,7 @@ static int block_backward(weft_gpt *m, const block_acts *a, int l, const float *
 static int head_backward(weft_gpt *m, slot_acts *s, double loss_scale)
 {
     int BT = s->b * s->t, C = m->cfg.n_embd;
-    float *P = m->params, *G = m->grads;
+    float *P = m->base.param_data, *G = m->base.grad_data;
     const float *x = m->Ll ? s->blk[m->Ll - 1].residual3 : s->encoded;
     weft_tp_xent_backward(s->logits, s->logits, s->lse, s->targets, BT, m->Vl, m->v0, loss_scale / BT);
     weft_matmul_backward(m->dlnf, pw(m, G, m->i_wte), NULL, s->logits, s->lnf, pw(m, P, m->i_wte), BT, C, m->Vl);
@@ -576,13 +578,13 @@ static int head_backward(weft_gpt *m, slot_acts *s, double loss_scale)
     return 0;
 }
 
-static void report(weft_gpt *m, weft_gpt_grad_hook hook, void *arg, size_t offset)
+static void report(weft_gpt *m, weft_grad_hook hook, void *arg, size_t offset)
 {
     if (hook)
         hook(arg, offset > m->hook_floor ? offset : m->hook_floor);
 }
 
-int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_gpt_grad_hook hook, void *arg)
+int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_grad_hook hook, void *arg)
 {
     slot_acts *s = &m->slot[slot];
     int b = s->b, t = s->t;
@@ -595,7 +597,7 @@ int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_gpt_gr
         memset(m->doutput, 0, (size_t)b * t * m->cfg.n_embd * sizeof(float));
         WEFT_CHECK(head_backward(m, s, loss_scale));
         weft_trace_end("head.backward", "backward", WEFT_TRACE_COMPUTE, -1, t0);
-        report(m, hook, arg, m->table[m->i_lnf].offset);
+        report(m, hook, arg, m->base.params[m->i_lnf].offset);
     }
     for (int l = m->Ll - 1; l >= 0; l--) {
         const float *x = l ? s->blk[l - 1].residual3 : s->encoded;
@@ -603,11 +605,11 @@ int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_gpt_gr
         t0 = weft_trace_begin();
         WEFT_CHECK(block_backward(m, &s->blk[l], l, x, dx, b, t));
         weft_trace_end("h.%d.backward", "backward", WEFT_TRACE_COMPUTE, m->l0 + l, t0);
-        report(m, hook, arg, m->table[m->i_blk + l * NBLOCK].offset);
+        report(m, hook, arg, m->base.params[m->i_blk + l * NBLOCK].offset);
     }
     if (m->has_embed) {
         t0 = weft_trace_begin();
-        weft_tp_embedding_backward(pw(m, m->grads, m->i_wte), pw(m, m->grads, m->i_wpe), m->dencoded, s->tokens,
+        weft_tp_embedding_backward(pw(m, m->base.grad_data, m->i_wte), pw(m, m->base.grad_data, m->i_wpe), m->dencoded, s->tokens,
                                    m->v0, m->Vl, b, t, m->cfg.n_embd);
         weft_trace_end("embed.backward", "backward", WEFT_TRACE_COMPUTE, -1, t0);
     }
@@ -615,7 +617,7 @@ int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_gpt_gr
     return 0;
 }
 
-void weft_gpt_backward(weft_gpt *m, double loss_scale, weft_gpt_grad_hook hook, void *arg)
+void weft_gpt_backward(weft_gpt *m, double loss_scale, weft_grad_hook hook, void *arg)
 {
     int rc = weft_gpt_backward_slot(m, 0, loss_scale, hook, arg);
     (void)rc; /* only a tensor-parallel model communicates; it uses the _slot form */
@@ -624,6 +626,66 @@ void weft_gpt_backward(weft_gpt *m, double loss_scale, weft_gpt_grad_hook hook, 
 double weft_gpt_flops_per_token(const weft_gpt *m, int t)
 {
     const weft_gpt_config *c = &m->cfg;
-    double N = (double)m->global_params - (double)c->max_seq * c->n_embd; /* positions do no matmul */
+    double N = (double)m->base.global_params - (double)c->max_seq * c->n_embd; /* positions do no matmul */
     return 6.0 * N + 12.0 * c->n_layer * (double)t * c->n_embd;
 }
+
+/* --- the model interface (model/model.h) ----------------------------------- */
+
+static weft_gpt *gpt_of(weft_model *m) { return (weft_gpt *)m; }
+
+/* Micro-batch mb of the step's batch: this rank's k*B windows of T + 1
+ * tokens; inputs are each window's first T tokens, targets its last T. */
+static int iface_forward(weft_model *mm, int slot, const void *batch, int mb, double *loss)
+{
+    weft_gpt *m = gpt_of(mm);
+    const int32_t *rows = batch;
+    int T = m->T;
+    for (int i = 0; i < m->B; i++) {
+        const int32_t *w = rows + ((size_t)mb * m->B + i) * (size_t)(T + 1);
+        memcpy(m->in + (size_t)i * T, w, (size_t)T * sizeof(int32_t));
+        memcpy(m->tgt + (size_t)i * T, w + 1, (size_t)T * sizeof(int32_t));
+    }
+    return weft_gpt_forward_slot(m, slot, m->in, m->tgt, m->B, T, loss);
+}
+
+static int iface_backward(weft_model *m, int slot, double loss_scale, weft_grad_hook hook, void *arg)
+{
+    return weft_gpt_backward_slot(gpt_of(m), slot, loss_scale, hook, arg);
+}
+
+static float *iface_input(weft_model *m, int slot) { return weft_gpt_stage_input(gpt_of(m), slot); }
+static float *iface_output(weft_model *m, int slot) { return weft_gpt_stage_output(gpt_of(m), slot); }
+static float *iface_doutput(weft_model *m) { return weft_gpt_stage_doutput(gpt_of(m)); }
+static float *iface_dinput(weft_model *m) { return weft_gpt_stage_dinput(gpt_of(m)); }
+static void iface_free(weft_model *m) { weft_gpt_free(gpt_of(m)); }
+
+static const weft_model_ops gpt_ops = {
+    .family = "gpt2",
+    .forward = iface_forward,
+    .backward = iface_backward,
+    .stage_input = iface_input,
+    .stage_output = iface_output,
+    .stage_doutput = iface_doutput,
+    .stage_dinput = iface_dinput,
+    .free = iface_free,
+};
+
+static void describe(weft_gpt *m)
+{
+    const weft_gpt_config *c = &m->cfg;
+    m->base.ops = &gpt_ops;
+    m->base.stage_floats = (size_t)m->B * m->T * c->n_embd;
+    m->base.tokens_per_sample = m->T;
+    m->base.flops_per_token = weft_gpt_flops_per_token(m, m->T);
+    int C = c->n_embd, outs[] = {3 * C, C, 4 * C, C, c->vocab}, ins[] = {C, C, C, 4 * C, C}, best = 0;
+    for (int i = 1; i < 5; i++)
+        if ((double)outs[i] * ins[i] > (double)outs[best] * ins[best])
+            best = i;
+    m->base.largest_matmul[0] = outs[best];
+    m->base.largest_matmul[1] = ins[best];
+    snprintf(m->base.summary, sizeof m->base.summary, "GPT-2, L=%d NH=%d C=%d V=%d context %d: %.2fM parameters",
+             c->n_layer, c->n_head, c->n_embd, c->vocab, c->max_seq, (double)m->base.global_params / 1e6);
+}
+
+weft_model *weft_gpt_model(weft_gpt *m) { return &m->base; }

@@ -5,7 +5,7 @@
  * token embedding; biases on every linear, LayerNorm eps 1e-5.
  *
  * All parameters live in one flat f32 buffer, laid out in the order of the
- * parameter table (weft_gpt_param): wte, wpe, then each block's tensors,
+ * parameter table (weft_tensors, weft_gpt_model(m)->params): wte, wpe, then each block's tensors,
  * then ln_f. Backward produces gradients from the END of that buffer towards
  * the start (ln_f, the last block, ..., the first block, the embeddings),
  * and tells a hook after each stage how much of the buffer's tail is final,
@@ -21,6 +21,8 @@
 #include <stdint.h>
 
 #include "collectives/comm.h"
+#include "model/model.h"
+#include "runtime/api.h"
 #include "runtime/shard.h"
 
 typedef struct weft_gpt_config {
@@ -30,18 +32,6 @@ typedef struct weft_gpt_config {
     int n_head;   /* NH */
     int n_embd;   /* C */
 } weft_gpt_config;
-
-typedef struct weft_gpt_param {
-    char name[64];      /* e.g. "h.3.attn.c_attn.weight"; see docs/model.md */
-    int ndim;
-    int64_t shape[2];
-    size_t offset;      /* in elements, into the flat buffers */
-    size_t numel;
-    int decay;          /* 1: weight decay applies (matrices, embeddings) */
-    weft_shard_spec shard; /* how shape (local) relates to the global tensor */
-    int tied_copy;      /* 1: a copy of a tensor another rank owns (the tied
-                         * embedding on the last pipeline stage): never saved */
-} weft_gpt_param;
 
 typedef struct weft_gpt weft_gpt;
 
@@ -85,8 +75,11 @@ void weft_gpt_free(weft_gpt *m);
 void weft_gpt_init(weft_gpt *m, uint64_t seed);
 
 const weft_gpt_config *weft_gpt_cfg(const weft_gpt *m);
+/* The model as the trainer sees it (model/model.h): its parameter table
+ * (weft_tensors with shard specs, in buffer order) and the interface. */
+weft_model *weft_gpt_model(weft_gpt *m);
 int weft_gpt_nparams(const weft_gpt *m);
-const weft_gpt_param *weft_gpt_param_at(const weft_gpt *m, int i);
+const weft_tensor *weft_gpt_param_at(const weft_gpt *m, int i);
 size_t weft_gpt_num_params(const weft_gpt *m); /* total elements held here */
 size_t weft_gpt_global_params(const weft_gpt *m); /* elements of the whole model */
 const weft_gpt_part *weft_gpt_part_of(const weft_gpt *m);
@@ -105,13 +98,12 @@ void weft_gpt_zero_grad(weft_gpt *m);
 
 /* Hook called during backward each time the gradients from element offset
  * to the end of the flat buffer are final for this backward. */
-typedef void (*weft_gpt_grad_hook)(void *arg, size_t offset);
 
 /* Backward of the last forward (which must have had targets), accumulating
  * into the gradients. loss_scale multiplies the mean loss being
  * differentiated (1/k when k micro-batches are accumulated). hook may be
  * NULL (micro-steps that do not reduce). */
-void weft_gpt_backward(weft_gpt *m, double loss_scale, weft_gpt_grad_hook hook, void *arg);
+void weft_gpt_backward(weft_gpt *m, double loss_scale, weft_grad_hook hook, void *arg);
 
 /* --- pipeline stages and micro-batch slots --------------------------------
  * forward_slot keeps micro-batch activations in slot (0 <= slot < nslots)
@@ -124,7 +116,7 @@ void weft_gpt_backward(weft_gpt *m, double loss_scale, weft_gpt_grad_hook hook, 
  * error (tensor parallelism). */
 int weft_gpt_forward_slot(weft_gpt *m, int slot, const int32_t *tokens, const int32_t *targets, int b, int t,
                           double *loss);
-int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_gpt_grad_hook hook, void *arg);
+int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_grad_hook hook, void *arg);
 float *weft_gpt_stage_input(weft_gpt *m, int slot);   /* (B, T, C) */
 float *weft_gpt_stage_output(weft_gpt *m, int slot);  /* (B, T, C) */
 float *weft_gpt_stage_doutput(weft_gpt *m);           /* (B, T, C) */

@@ -37,7 +37,7 @@ void weft_adamw_opts_from_config(const weft_config *cfg, int64_t total_steps, we
  * the moment buffers. */
 typedef struct {
     size_t offset, len, state_off;
-    int decay;
+    int decay, trainable;
 } piece;
 
 struct weft_optim {
@@ -50,7 +50,7 @@ struct weft_optim {
 };
 
 /* Intersect every shard range with every segment: pieces in buffer order. */
-static int build_pieces(weft_optim *o, const weft_optim_segment *segs, int nsegs, weft_dp *dp)
+static int build_pieces(weft_optim *o, const weft_tensor *segs, int nsegs, weft_dp *dp)
 {
     int ns = weft_dp_nshards(dp), cap = ns + nsegs + 1;
     o->pieces = calloc((size_t)cap, sizeof *o->pieces);
@@ -72,7 +72,8 @@ static int build_pieces(weft_optim *o, const weft_optim_segment *segs, int nsegs
                     return weft_error(WEFT_ENOMEM, "optimizer: out of memory");
                 o->pieces = p;
             }
-            o->pieces[o->npieces++] = (piece){a, b - a, state, segs[j].decay};
+            o->pieces[o->npieces++] = (piece){a, b - a, state, (segs[j].flags & WEFT_TENSOR_DECAY) != 0,
+                                              (segs[j].flags & WEFT_TENSOR_TRAINABLE) != 0};
             state += b - a;
         }
     }
@@ -84,7 +85,7 @@ static int build_pieces(weft_optim *o, const weft_optim_segment *segs, int nsegs
     return 0;
 }
 
-int weft_optim_new(const weft_optim_segment *segs, int nsegs, weft_dp *dp, const weft_adamw_opts *opts,
+int weft_optim_new(const weft_tensor *segs, int nsegs, weft_dp *dp, const weft_adamw_opts *opts,
                    weft_optim **out)
 {
     weft_optim *o = calloc(1, sizeof *o);
@@ -120,6 +121,8 @@ void weft_optim_step(weft_optim *o, float *params, const float *grads, double lr
     o->t++;
     for (int i = 0; i < o->npieces; i++) {
         const piece *p = &o->pieces[i];
+        if (!p->trainable)
+            continue;
         weft_adamw_update(params + p->offset, grads + p->offset, o->m + p->state_off, o->v + p->state_off, p->len,
                           lr, o->opts.beta1, o->opts.beta2, o->opts.eps, p->decay ? o->opts.weight_decay : 0.0,
                           o->t, grad_scale);

@@ -4,8 +4,8 @@
  * warm-up + cosine learning-rate schedule and global-norm clipping applied
  * by the caller through lr and grad_scale.
  *
- * Weight decay applies to the segments marked decay (matrices and
- * embeddings), never to biases and LayerNorm parameters, as in GPT-2
+ * Weight decay applies to the tensors flagged WEFT_TENSOR_DECAY (matrices
+ * and embeddings), never to biases and LayerNorm parameters, as in GPT-2
  * training. The moments m and v exist only for the shard this rank
  * updates, so ZeRO-1 really divides optimizer memory by the DP size.
  */
@@ -17,11 +17,7 @@
 
 #include "parallel/dp.h"
 #include "runtime/config.h"
-
-typedef struct weft_optim_segment {
-    size_t offset, numel; /* a tensor's range in the flat buffer */
-    int decay;
-} weft_optim_segment;
+#include "runtime/tensor.h"
 
 typedef struct weft_adamw_opts {
     double lr, min_lr;
@@ -34,8 +30,11 @@ typedef struct weft_optim weft_optim;
 extern const weft_config_key weft_optim_config_keys[];
 void weft_adamw_opts_from_config(const weft_config *cfg, int64_t total_steps, weft_adamw_opts *o);
 
-/* segs: the tensors, covering the flat buffer; dp gives the shard. */
-int weft_optim_new(const weft_optim_segment *segs, int nsegs, weft_dp *dp, const weft_adamw_opts *o,
+/* params: the model's parameter table (arena form, covering the flat
+ * buffer); dp gives the shard. Weight decay where a tensor has
+ * WEFT_TENSOR_DECAY; a tensor without WEFT_TENSOR_TRAINABLE is frozen: never
+ * updated (its moments stay zero, so checkpoints keep their layout). */
+int weft_optim_new(const weft_tensor *params, int nparams, weft_dp *dp, const weft_adamw_opts *o,
                    weft_optim **out);
 void weft_optim_free(weft_optim *o);
 

@@ -134,13 +134,15 @@ static int recv_idle(weft_pipe *p, float *buf, int peer, int tag)
     return rc;
 }
 
-static int forward(weft_pipe *p, int mb, int slot)
+static int forward(weft_pipe *p, const void *batch, int mb, int slot, double *loss_sum)
 {
     if (p->stage > 0)
         WEFT_CHECK(recv_idle(p, p->st.input(p->st.arg, slot), p->stage - 1, 2 * mb));
     WEFT_CHECK(wait_idle(p, &p->fsend[slot]));
     int64_t t0 = weft_now_ns();
-    WEFT_CHECK(p->st.forward(p->st.arg, mb, slot));
+    double loss = 0;
+    WEFT_CHECK(p->st.forward(p->st.arg, batch, mb, slot, &loss));
+    *loss_sum += loss;
     p->stats.compute_ns += weft_now_ns() - t0;
     if (p->stage < p->pp - 1)
         WEFT_CHECK(weft_comm_isend(p->comm, p->st.output(p->st.arg, slot), p->count, WEFT_F32, p->stage + 1,
@@ -169,8 +171,9 @@ static int drain(weft_pipe *p)
     return wait_idle(p, &p->bsend);
 }
 
-int weft_pipe_train(weft_pipe *p)
+int weft_pipe_train(weft_pipe *p, const void *batch, double *loss_sum)
 {
+    *loss_sum = 0;
     int64_t t0 = weft_now_ns();
     int inflight = 0;
     p->stats = (weft_pipe_stats){0};
@@ -181,7 +184,7 @@ int weft_pipe_train(weft_pipe *p)
             WEFT_CHECK(backward(p, a->mb, slot));
             inflight--;
         } else {
-            WEFT_CHECK(forward(p, a->mb, slot));
+            WEFT_CHECK(forward(p, batch, a->mb, slot, loss_sum));
             if (++inflight > p->stats.peak_inflight)
                 p->stats.peak_inflight = inflight;
         }
@@ -191,10 +194,10 @@ int weft_pipe_train(weft_pipe *p)
     return 0;
 }
 
-int weft_pipe_forward(weft_pipe *p, int m)
+int weft_pipe_forward(weft_pipe *p, const void *batch, int m, double *loss_sum)
 {
     for (int mb = 0; mb < m; mb++)
-        WEFT_CHECK(forward(p, mb, 0));
+        WEFT_CHECK(forward(p, batch, mb, 0, loss_sum));
     return drain(p);
 }
 

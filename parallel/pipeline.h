@@ -32,7 +32,8 @@ typedef enum { WEFT_PIPE_1F1B = 0, WEFT_PIPE_GPIPE } weft_pipe_schedule;
 
 typedef struct weft_pipe_stage {
     void *arg;
-    int (*forward)(void *arg, int mb, int slot);
+    /* forward of micro-batch mb of batch in slot; *loss: its loss (last stage) */
+    int (*forward)(void *arg, const void *batch, int mb, int slot, double *loss);
     int (*backward)(void *arg, int mb, int slot, int last);
     float *(*input)(void *arg, int slot);  /* where a later stage receives its input */
     float *(*output)(void *arg, int slot); /* what a stage sends on */
@@ -66,10 +67,14 @@ int weft_pipe_new(weft_comm *comm, weft_pipe_schedule s, int m, size_t act_float
                   weft_pipe **out);
 void weft_pipe_free(weft_pipe *p);
 
-/* One training step's schedule: every micro-batch forward and backward. */
-int weft_pipe_train(weft_pipe *p);
-/* Forward only, micro-batches 0..m-1 in slot 0 (evaluation). */
-int weft_pipe_forward(weft_pipe *p, int m);
+/* One training step's schedule over batch (handed to every forward): every
+ * micro-batch forward and backward. *loss_sum: the forwards' losses summed
+ * in schedule order (0 but on the last stage). */
+int weft_pipe_train(weft_pipe *p, const void *batch, double *loss_sum);
+/* Forward only, micro-batches 0..m-1 of batch in slot 0 (evaluation); their
+ * losses are added to *loss_sum, so evaluations over several batches sum in one
+ * running total. */
+int weft_pipe_forward(weft_pipe *p, const void *batch, int m, double *loss_sum);
 
 typedef struct weft_pipe_stats {
     int64_t total_ns;   /* the last weft_pipe_train, start to end */

@@ -48,7 +48,7 @@ static double piece_error(const weft_shard_spec *s, const float *global, const f
     return worst;
 }
 
-static const weft_gpt_param *find(const weft_gpt *m, const char *name)
+static const weft_tensor *find(const weft_gpt *m, const char *name)
 {
     for (int i = 0; i < weft_gpt_nparams(m); i++)
         if (strcmp(weft_gpt_param_at(m, i)->name, name) == 0)
@@ -64,7 +64,7 @@ static void compare(weft_gpt *whole, weft_gpt *part, int grads, double tol, cons
     TAP_CHECK(weft_gpt_nparams(part) == weft_gpt_nparams(whole), "%s: %d tensors, want %d", what,
               weft_gpt_nparams(part), weft_gpt_nparams(whole));
     for (int i = 0; i < weft_gpt_nparams(part); i++) {
-        const weft_gpt_param *p = weft_gpt_param_at(part, i), *g = find(whole, p->name);
+        const weft_tensor *p = weft_gpt_param_at(part, i), *g = find(whole, p->name);
         TAP_CHECK(g != NULL, "%s: unknown tensor %s", what, p->name);
         if (!g)
             continue;

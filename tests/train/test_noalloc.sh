@@ -1,6 +1,6 @@
 #!/bin/bash
-# test_noalloc.sh -- the steady-state training step allocates nothing on the
-# training thread (tests/mpi/noalloc_step.c counts malloc/calloc/realloc),
+# test_noalloc.sh -- the library's steady-state training step
+# (weft_trainer_step) allocates nothing on the training thread (tests/mpi/noalloc_step.c counts malloc/calloc/realloc),
 # with the shm backend weft picks on one node, with and without ZeRO-1, on 1
 # and 2 ranks, and on 4 ranks with tensor and pipeline parallelism (both
 # schedules: stage-to-stage send/recv, TP allreduces, the tied embedding). (The MPI backend is left out: Open MPI's non-blocking
@@ -13,10 +13,13 @@ fi
 ds="$TMPDIR_TEST/ds"
 repeat_dataset "$ds" 0
 prog="$WEFT_ROOT/$BUILD/tests/mpi/noalloc_step"
+# T 32, micro-batch 2, global batch 8; 16 KiB buckets (several per step).
+small=(--data.path="$ds" --train.seq_len=32 --train.micro_batch=2 --train.global_batch=8 --optim.warmup=2
+       --parallel.bucket_mb=0.015625 --run.dir="$TMPDIR_TEST/run")
 for np in 1 2; do
     for zero in 0 1; do
         out="$TMPDIR_TEST/np$np-z$zero.log"
-        weft_mpirun "$np" "$prog" "$ds" --comm.backend=shm --parallel.zero=$zero >"$out" 2>&1
+        weft_mpirun "$np" "$prog" "${small[@]}" --comm.backend=shm --parallel.zero=$zero >"$out" 2>&1
         if grep -q "^ok 1 - no allocation" "$out"; then
             ok "np=$np ZeRO-$zero: $(grep '^ok 1' "$out" | sed 's/^ok 1 - //')"
         else
@@ -24,14 +27,16 @@ for np in 1 2; do
         fi
     done
 done
-for layout in "--parallel.tp=2 --parallel.pp=2 --parallel.schedule=1f1b --parallel.zero=0" \
-              "--parallel.pp=2 --parallel.schedule=gpipe --parallel.zero=1"; do
-    out="$TMPDIR_TEST/np4.log"
+for layout in "2 --parallel.tp=2" "2 --parallel.pp=2 --parallel.schedule=1f1b" \
+              "4 --parallel.tp=2 --parallel.pp=2 --parallel.schedule=1f1b --parallel.zero=0" \
+              "4 --parallel.pp=2 --parallel.schedule=gpipe --parallel.zero=1"; do
+    np=${layout%% *}; layout=${layout#* }
+    out="$TMPDIR_TEST/np$np.log"
     # shellcheck disable=SC2086
-    weft_mpirun 4 "$prog" "$ds" --comm.backend=shm $layout >"$out" 2>&1
+    weft_mpirun "$np" "$prog" "${small[@]}" --comm.backend=shm $layout >"$out" 2>&1
     if grep -q "^ok 1 - no allocation" "$out"; then
-        ok "np=4: $(grep '^ok 1' "$out" | sed 's/^ok 1 - //')"
+        ok "np=$np: $(grep '^ok 1' "$out" | sed 's/^ok 1 - //')"
     else
-        not_ok "np=4 $layout: no allocation in the steady-state step" "$(grep -E '^# rank|not ok|ERROR' "$out" | head -5)"
+        not_ok "np=$np $layout: no allocation in the steady-state step" "$(grep -E '^# rank|not ok|ERROR' "$out" | head -5)"
     fi
 done

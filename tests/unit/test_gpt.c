@@ -52,11 +52,11 @@ static void test_table(void **state)
     assert_int_equal(weft_gpt_nparams(m), 2 + 12 * L + 2);
     size_t next = 0;
     for (int i = 0; i < weft_gpt_nparams(m); i++) {
-        const weft_gpt_param *p = weft_gpt_param_at(m, i);
+        const weft_tensor *p = weft_gpt_param_at(m, i);
         assert_int_equal(p->offset, next); /* contiguous, in table order */
         next += p->numel;
     }
-    const weft_gpt_param *qkv = weft_gpt_param_at(m, 2 + 2);
+    const weft_tensor *qkv = weft_gpt_param_at(m, 2 + 2);
     assert_string_equal(qkv->name, "h.0.attn.c_attn.weight");
     assert_int_equal(qkv->shape[0], 3 * C);
     assert_int_equal(qkv->shape[1], C);
@@ -100,7 +100,7 @@ static void test_gradients(void **state)
     const double eps = 1e-2;
     int checked = 0;
     for (int i = 0; i < weft_gpt_nparams(m); i++) {
-        const weft_gpt_param *p = weft_gpt_param_at(m, i);
+        const weft_tensor *p = weft_gpt_param_at(m, i);
         size_t picks[3] = {0, p->numel / 2, p->numel - 1};
         for (int k = 0; k < 3; k++) {
             size_t j = p->offset + picks[k];

@@ -1,0 +1,104 @@
+/*
+ * model.h -- the model interface: what the trainer (train/trainer.h) needs
+ * of any model, GPT-2 or a researcher's own, to train it with data, tensor
+ * and pipeline parallelism, checkpoint it and resume it.
+ *
+ * A model is a weft_model (an open struct the implementation embeds as its
+ * first member) with an ops table, as NCCL describes a transport:
+ *
+ *   params / nparams     this rank's parameters as weft_tensors in arena
+ *                        form, in buffer order: tensor i lives at
+ *                        params[i].offset in param_data and in grad_data;
+ *                        each carries its shard spec (its place in the
+ *                        global tensor) and flags (decay, tied, tied copy)
+ *   ops->forward         forward of micro-batch mb of the step's batch
+ *                        through this rank's pipeline stage, activations
+ *                        kept in `slot` until that slot's backward; the last
+ *                        stage returns the micro-batch's mean loss
+ *   ops->backward        backward of a slot, accumulating into grad_data,
+ *                        calling hook(arg, offset) whenever the gradients
+ *                        from offset to the end of grad_data are final (the
+ *                        buffer is finished from its end towards its start,
+ *                        so data parallelism reduces buckets meanwhile)
+ *   ops->stage_*         where a later stage receives its input and an
+ *                        earlier one finds its output, and their gradients
+ *                        (pipeline parallelism; NULL for one-stage models)
+ *
+ * The batch is whatever the trainer's batch source (train/source.h) gives:
+ * for a language model this rank's k micro-batches of token windows. The
+ * model never communicates across data-parallel replicas or pipeline
+ * stages; tensor parallelism, if it has any, happens inside its layers
+ * (parallel/tp.h) on the communicator weft_model_part hands it.
+ */
+#ifndef WEFT_MODEL_MODEL_H
+#define WEFT_MODEL_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "collectives/comm.h"
+#include "runtime/api.h"
+#include "runtime/tensor.h"
+
+typedef struct weft_model weft_model;
+
+/* Called during backward each time grad_data[offset..n) is final. */
+typedef void (*weft_grad_hook)(void *arg, size_t offset);
+
+typedef struct weft_model_ops {
+    const char *family; /* "gpt2", "mlp", ... (logs, checkpoints) */
+    int (*forward)(weft_model *m, int slot, const void *batch, int mb, double *loss);
+    int (*backward)(weft_model *m, int slot, double loss_scale, weft_grad_hook hook, void *arg);
+    float *(*stage_input)(weft_model *m, int slot);  /* (B, T, C) a later stage's input */
+    float *(*stage_output)(weft_model *m, int slot); /* (B, T, C) what a stage sends on */
+    float *(*stage_doutput)(weft_model *m);          /* the output's gradient, received */
+    float *(*stage_dinput)(weft_model *m);           /* the input's gradient, sent back */
+    void (*free)(weft_model *m);
+} weft_model_ops;
+
+struct weft_model {
+    const weft_model_ops *ops;
+    weft_tensor *params;      /* (nparams) this rank's parameters, buffer order */
+    int nparams;
+    float *param_data;        /* (n) every parameter's local piece */
+    float *grad_data;         /* (n) their gradients, same layout */
+    size_t n;
+    size_t global_params;     /* elements of the whole model, over all ranks */
+    size_t stage_floats;      /* floats of one micro-batch's stage output (pipeline messages) */
+    int tokens_per_sample;    /* T for a language model, 1 otherwise (throughput) */
+    double flops_per_token;   /* model FLOPs of forward + backward per token */
+    int largest_matmul[2];    /* N (outputs), K (inputs) of its largest matmul: the
+                               * shape of the reference SGEMM rate in run.json */
+    char summary[160];        /* one line for the log: family and sizes */
+};
+
+/* The part of a model one rank builds: its pipeline stage and tensor-
+ * parallel slice, the micro-batch size and sequence length it keeps
+ * activations for, and how many micro-batches' activations at once. */
+typedef struct weft_model_part {
+    int tp_rank, tp_size;
+    int pp_rank, pp_size;
+    int nslots;
+    weft_comm *tp;            /* NULL when tp_size is 1 */
+    int micro_batch;          /* B */
+    int seq_len;              /* T */
+} weft_model_part;
+
+/* --- for implementations ---------------------------------------------------- */
+
+/* Append a parameter of the given spec to m->params (capacity cap), at the
+ * next offset; m->n grows by its elements. */
+WEFT_API int weft_model_add_param(weft_model *m, int cap, const char *name, weft_shard_spec shard, unsigned flags);
+/* Allocate param_data and grad_data for m->n elements, zeroed. */
+WEFT_API int weft_model_alloc(weft_model *m);
+/* Free what weft_model_add_param and weft_model_alloc allocated. */
+WEFT_API void weft_model_release(weft_model *m);
+
+/* --- for users -------------------------------------------------------------- */
+
+/* The parameter named name, or NULL. */
+WEFT_API const weft_tensor *weft_model_param(const weft_model *m, const char *name);
+WEFT_API void weft_model_zero_grad(weft_model *m);
+WEFT_API void weft_model_free(weft_model *m);
+
+#endif

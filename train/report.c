@@ -1,0 +1,219 @@
+/*
+ * report.c -- what the trainer tells people and programs (trainer.h):
+ * config.ini and run.json at start (for weft-report), metrics.jsonl and the
+ * log line per logged step, the live progress line, the layout at start,
+ * and each step's figures for the scheduler (runtime/sched.h).
+ */
+#include "train/trainer_int.h"
+#include "kernels/kernels.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+#include "runtime/timer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* mkdir -p: a run directory may be new several levels deep. */
+static int make_dirs(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0750) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(path, 0750) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+int weft_train_open_metrics(weft_trainer *t)
+{
+    const char *dir = t->o.run_dir;
+    if (make_dirs(dir) != 0)
+        return weft_error(WEFT_EIO, "cannot create run directory %s: %s", dir, strerror(errno));
+    if (t->rank != 0)
+        return 0;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    int fd = open(path, (t->resuming ? O_RDWR : O_WRONLY | O_TRUNC) | O_CREAT | O_CLOEXEC, 0640);
+    t->metrics = fd >= 0 ? fdopen(fd, t->resuming ? "r+" : "w") : NULL;
+    if (!t->metrics)
+        return weft_error(WEFT_EIO, "cannot write %s: %s", path, strerror(errno));
+    return 0;
+}
+
+/* Resuming: keep the rows of metrics.jsonl up to the resumed step (rows of
+ * steps after the checkpoint are run again), then append. */
+int weft_train_metrics_resume(weft_trainer *t)
+{
+    FILE *f = t->metrics;
+    if (!f)
+        return 0;
+    char line[8192];
+    long keep = 0;
+    rewind(f);
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "{\"step\":");
+        if (!p || atoll(p + 8) > t->start_step)
+            break;
+        keep = ftell(f);
+    }
+    if (fflush(f) != 0 || ftruncate(fileno(f), keep) != 0 || fseek(f, keep, SEEK_SET) != 0)
+        return weft_error(WEFT_EIO, "cannot rewrite metrics.jsonl for the resumed run: %s", strerror(errno));
+    return 0;
+}
+
+/* Write text to path under a temporary name, then rename (mode 0640). */
+static int write_atomic(const char *path, const char *text)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f)
+        return weft_error(WEFT_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    fputs(text, f);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return weft_error(WEFT_EIO, "cannot write %s: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
+/* Rank 0 records the run's configuration and layout for weft-report. Every
+ * rank measures the SGEMM rate at once (as they will run), at the model's
+ * largest matmul over one micro-batch's rows. */
+int weft_train_write_run_info(weft_trainer *t)
+{
+    const weft_model *m = t->model;
+    t->sgemm_shape[0] = (int)(t->o.b * m->tokens_per_sample);
+    t->sgemm_shape[1] = m->largest_matmul[0] > 0 ? m->largest_matmul[0] : 1;
+    t->sgemm_shape[2] = m->largest_matmul[1] > 0 ? m->largest_matmul[1] : 1;
+    t->sgemm_peak = weft_sgemm_rate(t->sgemm_shape[0], t->sgemm_shape[1], t->sgemm_shape[2], 0.2);
+    if (t->rank != 0)
+        return 0;
+    char path[4096], json[2048];
+    char *ini = weft_config_to_ini(t->cfg);
+    if (!ini)
+        return weft_error(WEFT_ENOMEM, "out of memory");
+    snprintf(path, sizeof path, "%s/config.ini", t->o.run_dir);
+    int rc = write_atomic(path, ini);
+    free(ini);
+    WEFT_CHECK(rc);
+    snprintf(json, sizeof json,
+             "{\"ranks\":%d,\"dp\":%d,\"tp\":%d,\"pp\":%d,\"schedule\":\"%s\",\"nodes\":%d,\"host\":\"%s\","
+             "\"backend\":\"%s\",\"zero\":%d,\"buckets\":%d,\"model\":\"%s\","
+             "\"bucket_mb\":%g,\"params\":%zu,\"micro_batches\":%lld,\"tokens_per_step\":%lld,"
+             "\"flops_per_token\":%.6g,\"sgemm_peak_flops\":%.6g,\"sgemm_shape\":[%d,%d,%d],"
+             "\"checkpoints\":0,\"restarts\":0,\"started\":%.3f}\n",
+             t->size, t->D, weft_mesh_size(t->mesh, WEFT_AXIS_TP), weft_mesh_size(t->mesh, WEFT_AXIS_PP),
+             t->o.schedule, t->ctx->nnodes, t->ctx->host, weft_comm_backend(t->comm), t->o.zero,
+             weft_dp_nbuckets(t->dp), m->ops->family, weft_config_float(t->cfg, "parallel.bucket_mb"),
+             m->global_params, (long long)t->o.k, (long long)(t->o.G * m->tokens_per_sample), m->flops_per_token,
+             t->sgemm_peak, t->sgemm_shape[0], t->sgemm_shape[1], t->sgemm_shape[2], weft_wall_s());
+    snprintf(path, sizeof path, "%s/run.json", t->o.run_dir);
+    return write_atomic(path, json);
+}
+
+void weft_train_describe(const weft_trainer *t)
+{
+    if (t->rank != 0)
+        return;
+    const trainer_opts *o = &t->o;
+    WEFT_INFO("model: %s", t->model->summary);
+    char mesh[128];
+    weft_mesh_describe(t->mesh, mesh, sizeof mesh);
+    char *cut = strstr(mesh, " (this rank");
+    if (cut)
+        *cut = '\0';
+    int pp = weft_mesh_size(t->mesh, WEFT_AXIS_PP), nb = weft_dp_nbuckets(t->dp);
+    int64_t tps = t->model->tokens_per_sample;
+    WEFT_INFO("layout: %s over %d rank%s: data parallel over %d (backend %s), ZeRO-%d, %d gradient bucket%s; "
+              "global batch %lld x %lld tokens = %lld per step, %lld micro-batch%s of %lld per replica%s%s",
+              mesh, t->size, t->size == 1 ? "" : "s", t->D, weft_comm_backend(t->comm), o->zero, nb,
+              nb == 1 ? "" : "s", (long long)o->G, (long long)tps, (long long)(o->G * tps), (long long)o->k,
+              o->k == 1 ? "" : "es", (long long)o->b, pp > 1 ? ", pipeline schedule " : "", pp > 1 ? o->schedule : "");
+    if (weft_mesh_tp_spans_nodes(t->mesh))
+        WEFT_WARN("a tensor-parallel group spans nodes: its two allreduces per block each way cross the network. "
+                  "Place ranks node by node (mpirun --map-by core, srun --distribution=block) with "
+                  "parallel.tp dividing the ranks per node");
+    int64_t n = t->train->ops->samples ? t->train->ops->samples(t->train) : -1;
+    if (n >= 0)
+        WEFT_INFO("data: dataset %016llx, %llu training windows",
+                  (unsigned long long)t->train->ops->hash(t->train), (unsigned long long)n);
+    else
+        WEFT_INFO("data: source %016llx", (unsigned long long)t->train->ops->hash(t->train));
+}
+
+/* JSON has no NaN or infinity: a non-finite value is written as null. */
+static void json_num(FILE *f, const char *key, double v, int digits)
+{
+    fprintf(f, ",\"%s\":", key);
+    if (isfinite(v))
+        fprintf(f, "%.*g", digits, v);
+    else
+        fputs("null", f);
+}
+
+void weft_train_log_step(weft_trainer *t, const weft_step_stats *s)
+{
+    if (t->rank != 0)
+        return;
+    double tokens = (double)(t->o.G * t->model->tokens_per_sample), tps = tokens / (s->ms * 1e-3);
+    double flops = t->model->flops_per_token * tps;
+    FILE *f = t->metrics;
+    fprintf(f, "{\"step\":%lld", (long long)s->step + 1);
+    json_num(f, "loss", s->loss, 17);
+    json_num(f, "lr", s->lr, 7);
+    json_num(f, "grad_norm", s->grad_norm, 7);
+    json_num(f, "tokens_per_s", tps, 7);
+    json_num(f, "ms_per_step", s->ms, 6);
+    json_num(f, "flops_per_s", flops, 5);
+    json_num(f, "data_wait_ms", s->data_ms, 4);
+    json_num(f, "comm_wait_ms", s->comm_ms, 4);
+    json_num(f, "comm_hidden", s->hidden, 3);
+    if (!isnan(s->pipe_idle))
+        json_num(f, "pipe_idle", s->pipe_idle, 3);
+    if (!isnan(s->val_loss))
+        json_num(f, "val_loss", s->val_loss, 17);
+    if (s->ckpt_ms > 0)
+        json_num(f, "ckpt_blocked_ms", s->ckpt_ms, 4);
+    fprintf(f, "%s}\n", s->skipped ? ",\"skipped\":true" : "");
+    fflush(f);
+    double eta = (double)(t->o.steps - s->step - 1) * s->ms * 1e-3;
+    printf("%sstep %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | %.1f ms | %.2f GFLOP/s/rank | "
+           "ETA %.0fs\n", t->o.tty ? "\r\033[K" : "", (long long)s->step + 1, (long long)t->o.steps, s->loss, s->lr,
+           s->grad_norm, tps, s->ms, flops / t->size / 1e9, eta);
+    if (!isnan(s->val_loss))
+        printf("          validation loss %.4f\n", s->val_loss);
+    fflush(stdout);
+}
+
+void weft_train_progress(const weft_trainer *t, const weft_step_stats *s)
+{
+    if (t->rank != 0 || !t->o.tty)
+        return;
+    double eta = (double)(t->o.steps - s->step - 1) * s->ms * 1e-3;
+    printf("\r\033[Kstep %lld/%lld  loss %.4f  ETA %.0fs", (long long)s->step + 1, (long long)t->o.steps, s->loss,
+           eta);
+    fflush(stdout);
+}
+
+void weft_train_report_step(weft_trainer *t, const weft_step_stats *s)
+{
+    weft_sched_step_info in = {.step = s->step + 1, .loss = s->loss,
+                               .tokens = t->o.G * t->model->tokens_per_sample, .step_s = s->ms * 1e-3,
+                               .comm_s = s->comm_ms * 1e-3, .data_s = s->data_ms * 1e-3,
+                               .ckpt_s = s->ckpt_ms * 1e-3};
+    in.compute_s = in.step_s - in.comm_s - in.data_s - in.ckpt_s;
+    weft_sched_step(t->sched, &in);
+}

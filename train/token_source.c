@@ -1,0 +1,98 @@
+/*
+ * token_source.c -- a weft_loader behind the batch source interface
+ * (token_source.h, source.h).
+ */
+#include "train/token_source.h"
+#include "runtime/error.h"
+
+#include <stdlib.h>
+
+typedef struct {
+    weft_source base;
+    weft_loader *L;
+} token_source;
+
+static weft_loader *loader(const weft_source *s) { return ((const token_source *)s)->L; }
+
+static int ts_next(weft_source *s, const void **batch)
+{
+    const int32_t *rows;
+    WEFT_CHECK(weft_loader_next(loader(s), &rows));
+    *batch = rows;
+    return 0;
+}
+
+static int ts_seek(weft_source *s, uint64_t b) { return weft_loader_seek(loader(s), b); }
+static size_t ts_state_size(const weft_source *s) { return weft_loader_state_size(loader(s)); }
+static int ts_save(const weft_source *s, uint8_t *buf, size_t len) { return weft_loader_save(loader(s), buf, len); }
+static int ts_restore(weft_source *s, const uint8_t *buf, size_t len)
+{
+    return weft_loader_restore(loader(s), buf, len);
+}
+static uint64_t ts_hash(const weft_source *s) { return weft_loader_dataset_hash(loader(s)); }
+static int64_t ts_wait(const weft_source *s) { return weft_loader_last_wait_ns(loader(s)); }
+static int64_t ts_samples(const weft_source *s) { return (int64_t)weft_loader_samples(loader(s), 0); }
+
+static void ts_close(weft_source *s)
+{
+    weft_loader_close(loader(s));
+    free(s);
+}
+
+static const weft_source_ops token_ops = {
+    .next = ts_next,
+    .seek = ts_seek,
+    .state_size = ts_state_size,
+    .save = ts_save,
+    .restore = ts_restore,
+    .hash = ts_hash,
+    .last_wait_ns = ts_wait,
+    .samples = ts_samples,
+    .close = ts_close,
+};
+
+int weft_token_source_open(const weft_config *cfg, const weft_token_source_opts *to, weft_source **out)
+{
+    weft_loader_options o;
+    weft_loader_options_default(&o);
+    WEFT_CHECK(weft_loader_options_from_config(cfg, &o));
+    if (o.n_datasets < 1)
+        return weft_error(WEFT_ECONFIG, "data.path is not set: give a dataset directory made by weft-data");
+    o.split = to->split;
+    o.seq_len = to->seq_len;
+    o.global_batch = to->global_batch;
+    o.dp_rank = to->dp_rank;
+    o.dp_size = to->dp_size;
+    o.seed = to->seed;
+    if (to->split == WEFT_SPLIT_VAL)
+        o.shuffle = false;
+    token_source *s = calloc(1, sizeof *s);
+    if (!s)
+        return weft_error(WEFT_ENOMEM, "out of memory");
+    s->base.ops = &token_ops;
+    int rc = weft_loader_open(&o, &s->L);
+    if (rc) {
+        free(s);
+        return rc;
+    }
+    *out = &s->base;
+    return 0;
+}
+
+int weft_token_source_vocab(const weft_config *cfg, int *vocab)
+{
+    weft_loader_options o;
+    weft_loader_options_default(&o);
+    WEFT_CHECK(weft_loader_options_from_config(cfg, &o));
+    *vocab = 0;
+    for (int i = 0; i < o.n_datasets; i++) {
+        weft_manifest *m;
+        WEFT_CHECK(weft_manifest_load(o.paths[i], &m));
+        if ((int)m->vocab_size > *vocab)
+            *vocab = (int)m->vocab_size;
+        weft_manifest_free(m);
+    }
+    return 0;
+}
+
+weft_loader *weft_token_source_loader(weft_source *s) { return loader(s); }

@@ -1,0 +1,387 @@
+/*
+ * trainer.c -- the trainer's life: set-up (the mesh, the sources, the
+ * model's data parallelism, optimizer and pipeline), the services at start,
+ * the step loop, and the end (trainer.h). One step is in step.c.
+ */
+#include "train/trainer_int.h"
+#include "collectives/agree.h"
+#include "collectives/watchdog.h"
+#include "kernels/kernels.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+#include "runtime/stop.h"
+#include "runtime/trace.h"
+#include "train/token_source.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+const weft_config_key weft_train_config_keys[] = {
+    {"train.steps", WEFT_CFG_INT, "100", 1, 1e12, NULL, "optimizer steps to run"},
+    {"train.seq_len", WEFT_CFG_INT, "64", 1, 1 << 20, NULL, "tokens per sequence (T); at most model.context"},
+    {"train.micro_batch", WEFT_CFG_INT, "8", 1, 1 << 20, NULL, "sequences per forward/backward on each rank"},
+    {"train.global_batch", WEFT_CFG_INT, "16", 1, 1 << 30, NULL,
+     "sequences per optimizer step over all ranks; a multiple of micro_batch x data-parallel size"},
+    {"train.seed", WEFT_CFG_INT, "1337", 0, 9.2e18, NULL, "seed of initialisation, data order and sampling"},
+    {"train.log_interval", WEFT_CFG_INT, "10", 1, 1e12, NULL, "steps between metric lines"},
+    {"train.eval_interval", WEFT_CFG_INT, "50", 0, 1e12, NULL,
+     "steps between validation-loss evaluations (0: only at the end)"},
+    {"train.eval_batches", WEFT_CFG_INT, "4", 0, 1e9, NULL, "global batches of the validation split per evaluation"},
+    {"train.on_nonfinite", WEFT_CFG_ENUM, "stop", WEFT_UNBOUNDED, "stop|skip",
+     "a NaN/inf loss or gradient: stop the run (exit 70), or skip that step's update"},
+    {"train.blas_threads", WEFT_CFG_INT, "1", 1, 1024, NULL, "BLAS threads per rank"},
+    {"train.progress", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|on|off",
+     "live progress line between log lines; auto: when stdout is a terminal and not under mpirun/srun"},
+    WEFT_CONFIG_END,
+};
+
+/* --- set-up ----------------------------------------------------------------- */
+
+static void resolve_opts(weft_trainer *t)
+{
+    const weft_config *c = t->cfg;
+    trainer_opts *o = &t->o;
+    o->steps = weft_config_int(c, "train.steps");
+    o->T = weft_config_int(c, "train.seq_len");
+    o->b = weft_config_int(c, "train.micro_batch");
+    o->G = weft_config_int(c, "train.global_batch");
+    o->seed = (uint64_t)weft_config_int(c, "train.seed");
+    o->eval_every = weft_config_int(c, "train.eval_interval");
+    o->eval_batches = weft_config_int(c, "train.eval_batches");
+    o->log_every = weft_config_int(c, "train.log_interval");
+    o->ckpt_every = weft_config_int(c, "checkpoint.every");
+    o->at_end = weft_config_bool(c, "checkpoint.at_end");
+    o->on_error_continue = strcmp(weft_config_str(c, "checkpoint.on_error"), "continue") == 0;
+    o->skip_nonfinite = strcmp(weft_config_str(c, "train.on_nonfinite"), "skip") == 0;
+    o->zero = (int)weft_config_int(c, "parallel.zero");
+    o->run_dir = weft_config_str(c, "run.dir");
+    o->schedule = weft_config_str(c, "parallel.schedule");
+    weft_adamw_opts_from_config(c, o->steps, &o->adamw);
+    /* mpirun and srun hand every rank a pseudo-terminal whatever the user's
+     * stdout is, so under a launcher 'auto' means off. */
+    const char *progress = weft_config_str(c, "train.progress");
+    o->tty = strcmp(progress, "on") == 0 ||
+             (strcmp(progress, "auto") == 0 && isatty(STDOUT_FILENO) && t->ctx->launcher == WEFT_LAUNCHER_NONE);
+    const char *fault = getenv("WEFT_FAULT_NAN_STEP");
+    t->fault_nan_step = fault ? atoll(fault) : -1;
+    fault = getenv("WEFT_FAULT_STEP_MS");
+    t->fault_step_ms = fault ? atol(fault) : 0;
+}
+
+static int check_batch(weft_trainer *t)
+{
+    const trainer_opts *o = &t->o;
+    if (o->G % (o->b * t->D) != 0)
+        return weft_error(WEFT_ECONFIG,
+                          "train.global_batch (%lld) is not divisible by train.micro_batch (%lld) x data-parallel "
+                          "size (%d) = %lld", (long long)o->G, (long long)o->b, t->D, (long long)(o->b * t->D));
+    t->o.k = o->G / (o->b * t->D);
+    return 0;
+}
+
+int weft_trainer_new(weft_ctx *ctx, weft_trainer **out) { return weft_trainer_new_on(ctx, NULL, ctx->config, out); }
+
+int weft_trainer_new_on(weft_ctx *ctx, weft_comm *world, const weft_config *cfg, weft_trainer **out)
+{
+    weft_trainer *t = calloc(1, sizeof *t);
+    if (!t)
+        return weft_error(WEFT_ENOMEM, "out of memory");
+    *out = t;
+    t->ctx = ctx;
+    t->cfg = cfg;
+    t->rank = ctx->rank;
+    t->size = ctx->size;
+    t->reported_ckpt = -1;
+    resolve_opts(t);
+    /* First: a stop signal during start-up sets the flag (the job stops
+     * after its first step) instead of killing the process. */
+    WEFT_CHECK(weft_stop_install(weft_config_str(t->cfg, "sched.signals")));
+    weft_kernels_init((int)weft_config_int(t->cfg, "train.blas_threads"));
+    t->world = world;
+    if (!world) {
+        weft_comm_opts co;
+        weft_comm_opts_from_config(t->cfg, &co);
+        WEFT_CHECK(weft_comm_world(ctx, &co, &t->world));
+        t->owns_world = 1;
+    }
+    t->rank = weft_comm_rank(t->world);
+    t->size = weft_comm_size(t->world);
+    weft_mesh_layout layout;
+    WEFT_CHECK(weft_mesh_layout_from_config(t->cfg, t->size, &layout));
+    WEFT_CHECK(weft_mesh_new(t->world, &layout, &t->mesh));
+    t->comm = weft_mesh_comm(t->mesh, WEFT_AXIS_DP);
+    t->D = weft_comm_size(t->comm);
+    WEFT_CHECK(weft_trace_init(ctx, t->cfg));
+    return check_batch(t);
+}
+
+int weft_trainer_open_tokens(weft_trainer *t, int *vocab)
+{
+    WEFT_CHECK(weft_token_source_vocab(t->cfg, vocab));
+    weft_token_source_opts so = {.split = WEFT_SPLIT_TRAIN, .seq_len = t->o.T, .global_batch = t->o.G,
+                                 .dp_rank = weft_mesh_rank(t->mesh, WEFT_AXIS_DP), .dp_size = t->D,
+                                 .seed = t->o.seed};
+    WEFT_CHECK(weft_token_source_open(t->cfg, &so, &t->train));
+    so.split = WEFT_SPLIT_VAL;
+    if (t->o.eval_batches > 0 && weft_token_source_open(t->cfg, &so, &t->val) != 0 && t->rank == 0)
+        WEFT_WARN("no validation loss: %s", weft_last_error());
+    return 0;
+}
+
+void weft_trainer_set_source(weft_trainer *t, weft_source *train, weft_source *val)
+{
+    t->train = train;
+    t->val = val;
+}
+
+const weft_mesh *weft_trainer_mesh(const weft_trainer *t) { return t->mesh; }
+
+void weft_trainer_part(const weft_trainer *t, weft_model_part *out)
+{
+    weft_pipe_schedule sched = WEFT_PIPE_1F1B;
+    weft_pipe_schedule_parse(t->o.schedule, &sched); /* checked by the mesh's keys */
+    int tp = weft_mesh_size(t->mesh, WEFT_AXIS_TP), pp = weft_mesh_size(t->mesh, WEFT_AXIS_PP);
+    *out = (weft_model_part){.tp_rank = weft_mesh_rank(t->mesh, WEFT_AXIS_TP), .tp_size = tp,
+                             .pp_rank = weft_mesh_rank(t->mesh, WEFT_AXIS_PP), .pp_size = pp,
+                             .nslots = weft_pipe_nslots(sched, pp, (int)t->o.k),
+                             .tp = tp > 1 ? weft_mesh_comm(t->mesh, WEFT_AXIS_TP) : NULL,
+                             .micro_batch = (int)t->o.b, .seq_len = (int)t->o.T};
+}
+
+/* --- the model's data parallelism, optimizer and pipeline ------------------- */
+
+/* Append [off, off + n) to ranges, merging with the last if adjacent. */
+static void add_range(size_t (*r)[2], int *n, size_t off, size_t len)
+{
+    if (*n && r[*n - 1][0] + r[*n - 1][1] == off)
+        r[*n - 1][1] += len;
+    else
+        r[*n][0] = off, r[(*n)++][1] = len;
+}
+
+/* Which gradients this rank counts in the global norm (its slices of split
+ * tensors, whole tensors on TP rank 0 only, never a tied copy), and which
+ * are tied between the first and last stage. */
+static int classify_params(weft_trainer *t)
+{
+    const weft_model *m = t->model;
+    int tp_rank = weft_mesh_rank(t->mesh, WEFT_AXIS_TP);
+    t->norm = calloc((size_t)m->nparams + 1, sizeof *t->norm);
+    t->tied = calloc((size_t)m->nparams + 1, sizeof *t->tied);
+    if (!t->norm || !t->tied)
+        return weft_error(WEFT_ENOMEM, "out of memory");
+    for (int i = 0; i < m->nparams; i++) {
+        const weft_tensor *p = &m->params[i];
+        if (p->flags & WEFT_TENSOR_TIED)
+            add_range(t->tied, &t->ntied, p->offset, p->numel);
+        if ((p->flags & WEFT_TENSOR_TIED_COPY) || (p->shard.split_dim < 0 && tp_rank != 0))
+            continue;
+        add_range(t->norm, &t->nnorm, p->offset, p->numel);
+    }
+    return 0;
+}
+
+/* The pipeline's view of this rank's stage: the model's, through the
+ * trainer (the last backward of a step reduces gradient buckets). */
+static weft_model *model_of(void *arg) { return ((weft_trainer *)arg)->model; }
+
+static int stage_forward(void *arg, const void *batch, int mb, int slot, double *loss)
+{
+    weft_model *m = model_of(arg);
+    return m->ops->forward(m, slot, batch, mb, loss);
+}
+
+static int stage_backward(void *arg, int mb, int slot, int last)
+{
+    weft_trainer *t = arg;
+    (void)mb;
+    return t->model->ops->backward(t->model, slot, 1.0 / (double)t->o.k, last ? weft_dp_hook : NULL, t->dp);
+}
+
+static float *stage_input(void *arg, int slot) { return model_of(arg)->ops->stage_input(model_of(arg), slot); }
+static float *stage_output(void *arg, int slot) { return model_of(arg)->ops->stage_output(model_of(arg), slot); }
+static float *stage_doutput(void *arg) { return model_of(arg)->ops->stage_doutput(model_of(arg)); }
+static float *stage_dinput(void *arg) { return model_of(arg)->ops->stage_dinput(model_of(arg)); }
+
+static int build_pipeline(weft_trainer *t)
+{
+    weft_pipe_schedule sched;
+    WEFT_CHECK(weft_pipe_schedule_parse(t->o.schedule, &sched));
+    int pp = weft_mesh_size(t->mesh, WEFT_AXIS_PP);
+    const weft_model_ops *ops = t->model->ops;
+    if (pp > 1 && !(ops->stage_input && ops->stage_output && ops->stage_doutput && ops->stage_dinput))
+        return weft_error(WEFT_ECONFIG, "parallel.pp = %d: model %s has no pipeline stages (its interface lacks "
+                          "the stage buffers); use parallel.pp = 1", pp, ops->family);
+    weft_pipe_stage st = {t, stage_forward, stage_backward, stage_input, stage_output, stage_doutput, stage_dinput};
+    return weft_pipe_new(weft_mesh_comm(t->mesh, WEFT_AXIS_PP), sched, (int)t->o.k, t->model->stage_floats, &st,
+                         &t->pipe);
+}
+
+int weft_trainer_set_model(weft_trainer *t, weft_model *m)
+{
+    t->model = m;
+    WEFT_CHECK(classify_params(t));
+    WEFT_CHECK(build_pipeline(t));
+    weft_dp_opts dpo;
+    weft_dp_opts_from_config(t->cfg, &dpo);
+    WEFT_CHECK(weft_dp_new(t->comm, m->param_data, m->grad_data, m->n, &dpo, &t->dp));
+    return weft_optim_new(m->params, m->nparams, t->dp, &t->o.adamw, &t->opt);
+}
+
+int weft_trainer_ckpt_model(weft_trainer *t, weft_ckpt_model *out)
+{
+    return weft_ckpt_model_describe(t->model, t->dp, t->opt, t->world, t->mesh, t->o.zero, out);
+}
+
+/* --- the run ---------------------------------------------------------------- */
+
+int weft_trainer_start(weft_trainer *t, const weft_trainer_start_opts *o)
+{
+    if (!t->model || !t->train)
+        return weft_error(WEFT_EINVAL, "weft_trainer_start: set the model and a batch source first");
+    t->resuming = o->resume != 0;
+    WEFT_CHECK(weft_train_open_metrics(t));
+    WEFT_CHECK(weft_train_write_run_info(t));
+    WEFT_CHECK(weft_sched_start(t->ctx, t->cfg, t->o.steps, &t->sched));
+    t->started = 1;
+    WEFT_CHECK(weft_watchdog_start(t->ctx, t->o.run_dir, weft_config_float(t->cfg, "sched.heartbeat"),
+                                   weft_config_float(t->cfg, "comm.timeout")));
+    WEFT_CHECK(weft_train_ckpt_setup(t, o));
+    if (t->start_step > 0)
+        weft_sched_resumed(t->sched, t->start_step);
+    weft_train_describe(t);
+    return 0;
+}
+
+/* Every rank agreed to stop after s->step: commit a checkpoint, then end
+ * with the "requeue me" status (rank 0 requeues under Slurm). */
+static int stop_run(weft_trainer *t, weft_step_stats *s)
+{
+    int64_t done = s->step + 1;
+    weft_sched_stopping(t->sched, done, weft_sched_stop_signal(t->sched));
+    int rc = weft_train_ckpt_save(t, s, 1), committed = rc == 0;
+    if (rc && t->rank == 0)
+        WEFT_ERROR("stopping without a checkpoint: %s", weft_last_error());
+    weft_train_ckpt_report(t);
+    WEFT_CHECK(weft_comm_barrier(t->world));
+    t->exit_status = weft_sched_preempted(t->sched, committed);
+    if (t->rank == 0)
+        WEFT_INFO("stopped after step %lld of %lld; exit status %d", (long long)done, (long long)t->o.steps,
+                  t->exit_status);
+    return 0;
+}
+
+/* After a step: evaluation when due, the metrics line or progress, the
+ * scheduler's report. */
+static int after_step(weft_trainer *t, weft_step_stats *s)
+{
+    int64_t step = s->step;
+    int last = step == t->o.steps - 1;
+    if (last || (t->o.eval_every && (step + 1) % t->o.eval_every == 0))
+        WEFT_CHECK(weft_train_evaluate(t, &s->val_loss));
+    if (last || (step + 1) % t->o.log_every == 0 || !isnan(s->val_loss) || step == 0)
+        weft_train_log_step(t, s);
+    else
+        weft_train_progress(t, s);
+    weft_train_report_step(t, s);
+    return 0;
+}
+
+static int finish_run(weft_trainer *t, const weft_step_stats *s)
+{
+    weft_trace_step(0);
+    WEFT_CHECK(weft_ckpt_finish(t->ckpt)); /* the last save's commit (checkpoint.on_error) */
+    weft_train_ckpt_report(t);
+    int rc = weft_ckpt_close(t->ckpt);
+    t->ckpt = NULL;
+    WEFT_CHECK(rc);
+    WEFT_CHECK(weft_trace_finish(t->o.run_dir));
+    double secs = 1e-9 * (double)(weft_now_ns() - t->t_start_ns);
+    if (t->rank == 0) {
+        char val[64] = "";
+        if (!isnan(s->val_loss))
+            snprintf(val, sizeof val, ", validation loss %.4f", s->val_loss);
+        WEFT_INFO("done: %lld steps in %.1f s, final loss %.4f%s; metrics in %s/metrics.jsonl",
+                  (long long)t->o.steps, secs, s->loss, val, t->o.run_dir);
+    }
+    return 0;
+}
+
+int weft_trainer_run(weft_trainer *t, weft_step_stats *last_out)
+{
+    if (!t->started)
+        return weft_error(WEFT_EINVAL, "weft_trainer_run: call weft_trainer_start first");
+    t->t_start_ns = weft_now_ns();
+    t->running = 1;
+    weft_step_stats s = {.step = t->start_step - 1, .val_loss = NAN, .pipe_idle = NAN};
+    for (int64_t step = t->start_step; step < t->o.steps; step++) {
+        s = (weft_step_stats){.step = step, .val_loss = NAN, .pipe_idle = NAN};
+        weft_trace_step(step + 1);
+        WEFT_CHECK(weft_trainer_step(t, &s));
+        if (t->fault_step_ms)
+            nanosleep(&(struct timespec){t->fault_step_ms / 1000, t->fault_step_ms % 1000 * 1000000}, NULL);
+        WEFT_CHECK(weft_train_ckpt_step(t, &s));
+        WEFT_CHECK(after_step(t, &s));
+        int stop;
+        WEFT_CHECK(weft_comm_any(t->world, weft_sched_stop_signal(t->sched), &stop));
+        if (stop && step != t->o.steps - 1) {
+            if (last_out)
+                *last_out = s;
+            return stop_run(t, &s);
+        }
+    }
+    if (last_out)
+        *last_out = s;
+    return finish_run(t, &s);
+}
+
+/* --- the end ---------------------------------------------------------------- */
+
+static void release(weft_trainer *t, int rc)
+{
+    if (t->started) {
+        weft_watchdog_stop();
+        weft_sched_finish(t->sched, rc ? WEFT_RUN_FAILED : WEFT_RUN_DONE, rc ? weft_last_error() : NULL);
+    }
+    if (t->metrics)
+        fclose(t->metrics);
+    weft_ckpt_close(t->ckpt);
+    weft_ckpt_model_free(&t->cdesc);
+    free(t->source_state);
+    weft_source_close(t->train);
+    weft_source_close(t->val);
+    weft_optim_free(t->opt);
+    weft_pipe_free(t->pipe);
+    weft_dp_free(t->dp);
+    weft_model_free(t->model);
+    weft_mesh_free(t->mesh);
+    if (t->owns_world)
+        weft_comm_free(t->world);
+    free(t->norm);
+    free(t->tied);
+    /* A run that failed mid-way keeps its timeline; a set-up failure has none. */
+    if (t->running)
+        weft_trace_finish(t->o.run_dir);
+    weft_trace_discard();
+}
+
+int weft_trainer_close(weft_trainer *t, int rc)
+{
+    if (!t)
+        return weft_exit_code(rc);
+    /* Set-up failures are the same on every rank and return normally; one
+     * rank failing mid-run would leave the others in a collective, so it
+     * ends the whole job, with the failure's own exit status. */
+    if (rc && t->running && t->size > 1)
+        weft_abort_with(weft_exit_code(rc), "%s", weft_last_error());
+    if (rc && (t->rank == 0 || (rc != WEFT_ECONFIG && rc != WEFT_EINVAL)))
+        WEFT_ERROR("%s", weft_last_error());
+    int status = rc == 0 && t->exit_status ? t->exit_status : weft_exit_code(rc);
+    release(t, rc);
+    free(t);
+    return status;
+}

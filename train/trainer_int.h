@@ -1,0 +1,87 @@
+/*
+ * trainer_int.h -- the trainer's state, shared by its files and nobody
+ * else: trainer.c (set-up, the loop, close), step.c (one step and
+ * evaluation), cadence.c (checkpoints: resume at start, save after steps),
+ * report.c (metrics.jsonl, the log line, run.json, scheduler reports).
+ *
+ * Options are resolved into fields once, in weft_trainer_new; the step
+ * never looks a key up by string.
+ */
+#ifndef WEFT_TRAIN_TRAINER_INT_H
+#define WEFT_TRAIN_TRAINER_INT_H
+
+#include <stdio.h>
+
+#include "checkpoint/state.h"
+#include "model/optim.h"
+#include "parallel/dp.h"
+#include "parallel/pipeline.h"
+#include "runtime/sched.h"
+#include "train/trainer.h"
+
+typedef struct {
+    /* resolved options */
+    int64_t steps, T, b, G, k;  /* k micro-batches per step of b sequences of T tokens */
+    int64_t eval_every, eval_batches, log_every, ckpt_every;
+    uint64_t seed;
+    int at_end, on_error_continue, skip_nonfinite, tty, zero;
+    const char *run_dir, *schedule;
+    weft_adamw_opts adamw;
+} trainer_opts;
+
+struct weft_trainer {
+    weft_ctx *ctx;
+    const weft_config *cfg;
+    trainer_opts o;
+    weft_comm *world;
+    int rank, size;             /* in world */
+    int owns_world;             /* made here (weft_trainer_new), not lent (weft_trainer_new_on) */
+    weft_mesh *mesh;
+    weft_comm *comm;            /* the data-parallel group (the mesh's DP axis) */
+    int D;                      /* its size */
+    weft_model *model;          /* this rank's stage and tensor-parallel slice */
+    weft_dp *dp;
+    weft_optim *opt;
+    weft_pipe *pipe;
+    size_t (*norm)[2];          /* ranges this rank counts in the global gradient norm */
+    int nnorm;
+    size_t (*tied)[2];          /* ranges of tied tensors (summed over the embedding group) */
+    int ntied;
+    weft_source *train, *val;
+    FILE *metrics;
+    double sgemm_peak;          /* single-core SGEMM FLOP/s at the model's largest matmul */
+    int sgemm_shape[3];         /* its M, N, K */
+    int64_t t_start_ns;
+    int running;                /* past set-up: a failure now leaves ranks mid-collective */
+    int started;                /* weft_trainer_start succeeded: services to stop */
+    int64_t fault_nan_step;     /* WEFT_FAULT_NAN_STEP: poison this step's loss (tests) */
+    long fault_step_ms;         /* WEFT_FAULT_STEP_MS: every step also sleeps this long (tests) */
+    weft_sched *sched;          /* stop signals and progress reports (runtime/sched.h) */
+    int exit_status;            /* set when the run ends with its own status (preemption) */
+    weft_ckpt *ckpt;
+    weft_ckpt_model cdesc;      /* the model as the checkpoint sees it */
+    uint8_t *source_state;      /* staging for the source's position */
+    int64_t start_step;         /* steps already done (resumed) */
+    int64_t reported_ckpt;      /* the last committed step told to the scheduler */
+    int resuming;               /* --resume: metrics.jsonl is kept up to the resumed step */
+};
+
+/* step.c */
+int weft_train_evaluate(weft_trainer *t, double *val_loss);
+
+/* cadence.c */
+int weft_train_ckpt_setup(weft_trainer *t, const weft_trainer_start_opts *o);
+int weft_train_ckpt_save(weft_trainer *t, weft_step_stats *s, int wait);
+int weft_train_ckpt_step(weft_trainer *t, weft_step_stats *s);
+void weft_train_ckpt_report(weft_trainer *t);
+
+/* report.c */
+int weft_train_open_metrics(weft_trainer *t);
+int weft_train_metrics_resume(weft_trainer *t);
+int weft_train_write_run_info(weft_trainer *t);
+void weft_train_describe(const weft_trainer *t);
+void weft_train_log_step(weft_trainer *t, const weft_step_stats *s);
+void weft_train_progress(const weft_trainer *t, const weft_step_stats *s);
+void weft_train_report_step(weft_trainer *t, const weft_step_stats *s);
+
+#endif
