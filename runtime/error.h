@@ -49,15 +49,18 @@ void weft_error_clear(void);
 
 /* Map a WEFT_E* code to the documented sysexits exit status of a program:
  * 0 ok, 64 usage/config, 65 bad data, 66 missing input, 70 internal/other,
- * 74 I/O error, 75 interrupted (see docs/operations.md). */
+ * 74 I/O error, 75 interrupted (see docs/operations.md). No code maps to 69,
+ * which programs return themselves. */
 int weft_exit_code(int rc);
 
-/* Exit statuses (sysexits.h values, named once). */
+/* Exit statuses (sysexits.h values, named once; the table every program
+ * uses, documented in docs/operations.md). */
 enum {
     WEFT_EXIT_OK = 0,
     WEFT_EXIT_USAGE = 64,
     WEFT_EXIT_DATAERR = 65,
     WEFT_EXIT_NOINPUT = 66,
+    WEFT_EXIT_UNAVAILABLE = 69, /* a program weft runs is missing (weft-plot: gnuplot) */
     WEFT_EXIT_SOFTWARE = 70,
     WEFT_EXIT_IOERR = 74,
     WEFT_EXIT_TEMPFAIL = 75,

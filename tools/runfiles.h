@@ -1,7 +1,8 @@
 /*
  * runfiles.h -- reading what weft-train leaves in a run directory
- * (metrics.jsonl, run.json), for weft-plot and weft-report. Header-only,
- * static: each tool is one program.
+ * (metrics.jsonl, run.json), for weft-plot, weft-report and weft-doctor,
+ * and their one command line (RUN_DIR). Header-only, static: each tool is
+ * one program. Exit statuses are runtime/error.h's WEFT_EXIT_*.
  *
  * The files are ours: flat JSON objects of numbers, strings, booleans and
  * null, one per line. field() finds a key's number; rows are checked to be
@@ -10,13 +11,13 @@
 #ifndef WEFT_TOOLS_RUNFILES_H
 #define WEFT_TOOLS_RUNFILES_H
 
+#include "runtime/cli.h"
+#include "runtime/error.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-enum { EX_OK = 0, EX_USAGE = 64, EX_DATAERR = 65, EX_NOINPUT = 66, EX_UNAVAILABLE = 69, EX_SOFTWARE = 70,
-       EX_IOERR = 74 };
 
 typedef struct {
     double step, loss, lr, grad_norm, tps, ms, flops, data_ms, comm_ms, ckpt_ms, val_loss;
@@ -59,9 +60,9 @@ static inline int read_metrics(const char *prog, const char *run_dir, metrics_ro
     FILE *f = fopen(path, "r");
     if (!f) {
         fprintf(stderr, "%s: cannot read %s: is %s a weft-train run directory?\n", prog, path, run_dir);
-        return EX_NOINPUT;
+        return WEFT_EXIT_NOINPUT;
     }
-    int cap = 0, lineno = 0, rc = EX_OK;
+    int cap = 0, lineno = 0, rc = WEFT_EXIT_OK;
     *rows = NULL;
     *n = 0;
     while (fgets(line, sizeof line, f)) {
@@ -74,14 +75,14 @@ static inline int read_metrics(const char *prog, const char *run_dir, metrics_ro
         double step = field(line, "step");
         if (line[0] != '{' || line[len - 1] != '}' || isnan(step)) {
             fprintf(stderr, "%s: %s:%d: not a metrics row (a JSON object with a step)\n", prog, path, lineno);
-            rc = EX_DATAERR;
+            rc = WEFT_EXIT_DATAERR;
             break;
         }
         if (*n == cap) {
             metrics_row *r = realloc(*rows, (size_t)(cap = cap * 2 + 256) * sizeof *r);
             if (!r) {
                 fprintf(stderr, "%s: out of memory\n", prog);
-                rc = EX_SOFTWARE;
+                rc = WEFT_EXIT_SOFTWARE;
                 break;
             }
             *rows = r;
@@ -98,15 +99,38 @@ static inline int read_metrics(const char *prog, const char *run_dir, metrics_ro
         };
     }
     fclose(f);
-    if (rc == EX_OK && *n == 0) {
+    if (rc == WEFT_EXIT_OK && *n == 0) {
         fprintf(stderr, "%s: %s has no rows yet\n", prog, path);
-        rc = EX_DATAERR;
+        rc = WEFT_EXIT_DATAERR;
     }
-    if (rc != EX_OK) {
+    if (rc != WEFT_EXIT_OK) {
         free(*rows);
         *rows = NULL;
     }
     return rc;
+}
+
+/* The command line of a tool that reads one run directory: RUN_DIR and
+ * -h/--help, in any order (runtime/cli.h). Returns -1 with *run set, or an
+ * exit status: 0 after printing usage for --help, 64 after saying what was
+ * wrong. */
+static inline int run_dir_args(const char *prog, int argc, char **argv, void (*usage)(FILE *), const char **run)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    weft_cli cli;
+    int c;
+    weft_cli_init(&cli, prog, argc, argv, opts, 0);
+    while ((c = weft_cli_next(&cli)) != WEFT_CLI_END) {
+        if (c != 'h')
+            return WEFT_EXIT_USAGE;
+        usage(stdout);
+        return WEFT_EXIT_OK;
+    }
+    int st = weft_cli_operands(&cli, 1, 1, "one RUN_DIR");
+    if (st)
+        return st;
+    *run = cli.ops[0];
+    return -1;
 }
 
 /* Zero when absent (NaN-safe for sums). */

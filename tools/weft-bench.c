@@ -6,11 +6,15 @@
  * the bound memory bandwidth sets (a memcpy of each row's size measured in
  * the same run, all ranks copying at once). See docs/collectives.md for the columns.
  *
- *   mpirun -np 2 weft-bench --comm.backend=shm [--op=allreduce] [--max=64M]
+ *   mpirun -np 2 weft-bench --comm.backend=shm [--op allreduce] [--max=64M]
+ *
+ * weft_init takes the configuration arguments out of argv; the rest are
+ * options read by runtime/cli.h ("--op allreduce" or "--op=allreduce").
  *
  * Deliberately not here: device buffers (nccl has its own nccl-tests) and
  * per-call latency distributions (one mean per size, as nccl-tests).
  */
+#include "runtime/cli.h"
 #include "runtime/weft.h"
 
 #include <math.h>
@@ -66,7 +70,8 @@ static void usage(FILE *out)
             "  --warmup=N      untimed calls per size first (default 5)\n"
             "  --no-mpi        skip the MPI library's columns\n"
             "  --json=FILE     also write every row as a JSON line to FILE ('-': stdout)\n"
-            "  --help          this text\n"
+            "  -h, --help      this text\n"
+            "Every option takes its value as --opt=VALUE or --opt VALUE.\n"
             "\n");
     weft_config_help(all_keys, out);
 }
@@ -111,35 +116,80 @@ static int parse_dtype(const char *s, weft_dtype *dt)
     return -1;
 }
 
-static int parse_args(int argc, char **argv, bench_opts *o, const char **bad)
+enum { OPT_OP = 256, OPT_DTYPE, OPT_MIN, OPT_MAX, OPT_STEP, OPT_ITERS, OPT_WARMUP, OPT_NO_MPI, OPT_JSON };
+
+static const struct option bench_long[] = {
+    {"op", required_argument, NULL, OPT_OP},
+    {"dtype", required_argument, NULL, OPT_DTYPE},
+    {"min", required_argument, NULL, OPT_MIN},
+    {"max", required_argument, NULL, OPT_MAX},
+    {"step", required_argument, NULL, OPT_STEP},
+    {"iters", required_argument, NULL, OPT_ITERS},
+    {"warmup", required_argument, NULL, OPT_WARMUP},
+    {"no-mpi", no_argument, NULL, OPT_NO_MPI},
+    {"json", required_argument, NULL, OPT_JSON},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* One option; 0 to go on, else an exit status (the message printed). */
+static int parse_opt(int c, weft_cli *cli, bench_opts *o)
+{
+    const char *v = cli->arg;
+    long long n;
+    switch (c) {
+    case OPT_OP:
+        return parse_ops(v, o->ops) ? weft_cli_bad_value(cli, "a comma-separated list of allreduce, "
+                                                         "reduce_scatter, allgather, broadcast, alltoall or all") : 0;
+    case OPT_DTYPE:
+        return parse_dtype(v, &o->dt) ? weft_cli_bad_value(cli, "f32, bf16, f16, f64, i32, i64 or u8") : 0;
+    case OPT_MIN:
+        return parse_size(v, &o->min_bytes) ? weft_cli_bad_value(cli, "a size in bytes like 8, 64K or 1M") : 0;
+    case OPT_MAX:
+        return parse_size(v, &o->max_bytes) ? weft_cli_bad_value(cli, "a size in bytes like 8, 64K or 1M") : 0;
+    case OPT_STEP:
+        if (weft_cli_long(cli, 2, 1 << 20, &n))
+            return WEFT_EXIT_USAGE;
+        o->step = (size_t)n;
+        return 0;
+    case OPT_ITERS:
+        if (weft_cli_long(cli, 1, 1000000, &n))
+            return WEFT_EXIT_USAGE;
+        o->iters = (int)n;
+        return 0;
+    case OPT_WARMUP:
+        if (weft_cli_long(cli, 0, 1000000, &n))
+            return WEFT_EXIT_USAGE;
+        o->warmup = (int)n;
+        return 0;
+    case OPT_NO_MPI: o->mpi = 0; return 0;
+    case OPT_JSON:
+        if (!*v)
+            return weft_cli_bad_value(cli, "a file name, or '-' for stdout");
+        o->json = v;
+        return 0;
+    default: /* WEFT_CLI_ERROR (said why); 'h' was answered before weft_init */
+        return c == 'h' ? WEFT_EXIT_OK : WEFT_EXIT_USAGE;
+    }
+}
+
+/* -1 to go on, else an exit status. quiet: print nothing (ranks but 0). */
+static int parse_args(int argc, char **argv, int quiet, bench_opts *o)
 {
     *o = (bench_opts){.dt = WEFT_F32, .min_bytes = 8, .max_bytes = 64u << 20, .step = 2, .iters = 20,
                       .warmup = 5, .mpi = 1};
     parse_ops("all", o->ops);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = strchr(a, '=');
-        v = v ? v + 1 : "";
-        int rc = 0;
-        if (strncmp(a, "--op=", 5) == 0) rc = parse_ops(v, o->ops);
-        else if (strncmp(a, "--dtype=", 8) == 0) rc = parse_dtype(v, &o->dt);
-        else if (strncmp(a, "--min=", 6) == 0) rc = parse_size(v, &o->min_bytes);
-        else if (strncmp(a, "--max=", 6) == 0) rc = parse_size(v, &o->max_bytes);
-        else if (strncmp(a, "--step=", 7) == 0) rc = (o->step = strtoul(v, NULL, 10)) >= 2 ? 0 : -1;
-        else if (strncmp(a, "--iters=", 8) == 0) rc = (o->iters = atoi(v)) >= 1 ? 0 : -1;
-        else if (strncmp(a, "--warmup=", 9) == 0) rc = (o->warmup = atoi(v)) >= 0 ? 0 : -1;
-        else if (strcmp(a, "--no-mpi") == 0) o->mpi = 0;
-        else if (strncmp(a, "--json=", 7) == 0 && *v) o->json = v;
-        else rc = -1;
-        if (rc) {
-            *bad = a;
-            return -1;
-        }
-    }
-    if (o->min_bytes < 1 || o->min_bytes > o->max_bytes) {
-        *bad = "--min/--max";
-        return -1;
-    }
-    return 0;
+    weft_cli cli;
+    int c, st;
+    weft_cli_init(&cli, "weft-bench", argc, argv, bench_long, quiet ? WEFT_CLI_QUIET : 0);
+    while ((c = weft_cli_next(&cli)) != WEFT_CLI_END)
+        if ((st = parse_opt(c, &cli, o)) != 0)
+            return st;
+    if ((st = weft_cli_operands(&cli, 0, 0, "no operands")) != 0)
+        return st;
+    if (o->min_bytes < 1 || o->min_bytes > o->max_bytes)
+        return weft_cli_error(&cli, "--min %zu and --max %zu: expected 1 <= min <= max", o->min_bytes, o->max_bytes);
+    return -1;
 }
 
 /* --- values with closed-form results ---------------------------------------
@@ -459,31 +509,21 @@ static int run(weft_ctx *ctx, const bench_opts *o)
     return rc;
 }
 
-static int has_flag(int argc, char **argv, const char *flag)
-{
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], flag) == 0)
-            return 1;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
-    if (has_flag(argc, argv, "--help") || has_flag(argc, argv, "-h")) {
+    if (weft_cli_wants_help(argc, argv)) {
         usage(stdout);
-        return 0;
+        return WEFT_EXIT_OK;
     }
     weft_ctx *ctx;
     int rc = weft_init(&argc, argv, program_keys, &ctx);
     if (rc)
         return weft_exit_code(rc);
     bench_opts o;
-    const char *bad = NULL;
-    if (parse_args(argc, argv, &o, &bad) != 0) {
-        if (ctx->rank == 0)
-            fprintf(stderr, "weft-bench: bad argument '%s' (see --help)\n", bad);
+    int st = parse_args(argc, argv, ctx->rank != 0, &o);
+    if (st >= 0) {
         weft_finalize(ctx);
-        return WEFT_EXIT_USAGE;
+        return st;
     }
     rc = run(ctx, &o);
     if (rc && ctx->rank == 0)

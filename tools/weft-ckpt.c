@@ -9,6 +9,8 @@
  *                                         the weights with Hugging Face GPT-2
  *                                         names and shapes
  *
+ * Options are read by runtime/cli.h (getopt_long): before or after the
+ * operands, "--tol X" or "--tol=X".
  * File layout: docs/checkpoint-format.md. Exit status: 0 ok (diff: no
  * difference beyond --tol), 1 diff found differences, 64 bad usage, 65 bad
  * or corrupt checkpoint, 66 missing file, 74 I/O error.
@@ -17,6 +19,7 @@
 #include "checkpoint/commit.h"
 #include "checkpoint/h5.h"
 #include "checkpoint/inspect.h"
+#include "runtime/cli.h"
 #include "runtime/error.h"
 
 #include <errno.h>
@@ -34,6 +37,7 @@ static const char *usage_text =
     "       weft-ckpt verify FILE\n"
     "       weft-ckpt diff A B [--tol X]\n"
     "       weft-ckpt export FILE --format safetensors -o OUT\n"
+    "       weft-ckpt COMMAND --help\n"
     "\n"
     "Checkpoints are the HDF5 files weft-train writes (docs/checkpoint-format.md).\n"
     "  ls      the committed checkpoints in a directory, newest last, latest marked\n"
@@ -44,8 +48,10 @@ static const char *usage_text =
     "          relative difference exceeds --tol\n"
     "          (default 0: bitwise identical)\n"
     "  export  the weights as safetensors with Hugging Face GPT-2 names and shapes\n"
-    "          (transformer.h.0.attn.c_attn.weight is (C, 3C): Conv1D weights transposed)\n"
+    "          (transformer.h.0.attn.c_attn.weight is (C, 3C): Conv1D weights transposed);\n"
+    "          -o, --output OUT names the file\n"
     "\n"
+    "Options may come before or after the operands, as '--opt value' or '--opt=value'.\n"
     "exit status: 0 ok, 1 diff found differences, 64 bad usage, 65 bad or corrupt\n"
     "checkpoint, 66 missing file, 74 I/O error\n";
 
@@ -411,45 +417,115 @@ static int cmd_export(const char *path, const char *format, const char *out)
 
 /* --- main ------------------------------------------------------------------ */
 
-static int run(int argc, char **argv, int *differs)
+enum { OPT_CONFIG = 256, OPT_TOL, OPT_FORMAT };
+
+static const struct option ckpt_opts[] = {
+    {"config", no_argument, NULL, OPT_CONFIG},    /* info */
+    {"tol", required_argument, NULL, OPT_TOL},    /* diff */
+    {"format", required_argument, NULL, OPT_FORMAT}, /* export */
+    {"output", required_argument, NULL, 'o'},     /* export */
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* What each command takes: its operands and which of ckpt_opts. */
+static const struct {
+    const char *name, *operands;
+    int nops, opts[3];
+} cmds[] = {
+    {"ls", "one RUN_DIR or CHECKPOINT_DIR", 1, {0}},
+    {"info", "one checkpoint FILE", 1, {OPT_CONFIG}},
+    {"verify", "one checkpoint FILE", 1, {0}},
+    {"diff", "two checkpoint files A B", 2, {OPT_TOL}},
+    {"export", "one checkpoint FILE", 1, {OPT_FORMAT, 'o'}},
+};
+
+typedef struct {
+    int show_config;
+    double tol;
+    const char *format, *out;
+} ckpt_args;
+
+static int takes(size_t k, int opt)
 {
-    const char *cmd = argv[1];
-    if (strcmp(cmd, "ls") == 0 && argc == 3)
-        return cmd_ls(argv[2]);
-    if (strcmp(cmd, "info") == 0 && (argc == 3 || (argc == 4 && strcmp(argv[3], "--config") == 0)))
-        return cmd_info(argv[2], argc == 4);
-    if (strcmp(cmd, "verify") == 0 && argc == 3)
-        return cmd_verify(argv[2]);
-    if (strcmp(cmd, "diff") == 0 && (argc == 4 || (argc == 6 && strcmp(argv[4], "--tol") == 0))) {
-        char *end = NULL;
-        double tol = argc == 6 ? strtod(argv[5], &end) : 0;
-        if (argc == 6 && (*end || !(tol >= 0)))
-            return weft_error(WEFT_EINVAL, "weft-ckpt diff: --tol '%s' is not a number >= 0", argv[5]);
-        return cmd_diff(argv[2], argv[3], tol, differs);
-    }
-    if (strcmp(cmd, "export") == 0 && argc == 7) {
-        const char *format = NULL, *out = NULL;
-        for (int i = 3; i + 1 < argc; i += 2) {
-            if (strcmp(argv[i], "--format") == 0)
-                format = argv[i + 1];
-            else if (strcmp(argv[i], "-o") == 0)
-                out = argv[i + 1];
+    for (int i = 0; i < 3 && cmds[k].opts[i]; i++)
+        if (cmds[k].opts[i] == opt)
+            return 1;
+    return 0;
+}
+
+/* One command's options and operands; -1 to go on, else an exit status. */
+static int parse_cmd(size_t k, weft_cli *cli, ckpt_args *a)
+{
+    int c;
+    while ((c = weft_cli_next(cli)) != WEFT_CLI_END) {
+        if (c == 'h') {
+            fputs(usage_text, stdout);
+            return WEFT_EXIT_OK;
         }
-        if (format && out)
-            return cmd_export(argv[2], format, out);
+        if (c == WEFT_CLI_ERROR)
+            return WEFT_EXIT_USAGE;
+        if (!takes(k, c))
+            return weft_cli_error(cli, "option '%s' does not apply to '%s'", cli->name, cmds[k].name);
+        switch (c) {
+        case OPT_CONFIG: a->show_config = 1; break;
+        case OPT_TOL:
+            if (weft_cli_double(cli, 0, HUGE_VAL, &a->tol) != 0)
+                return WEFT_EXIT_USAGE;
+            break;
+        case OPT_FORMAT: a->format = cli->arg; break;
+        case 'o': a->out = cli->arg; break;
+        }
     }
-    return weft_error(WEFT_EINVAL, "weft-ckpt: bad arguments for '%s' (see --help)", cmd);
+    int st = weft_cli_operands(cli, cmds[k].nops, cmds[k].nops, cmds[k].operands);
+    if (st)
+        return st;
+    if (strcmp(cmds[k].name, "export") == 0 && (!a->format || !a->out))
+        return weft_cli_error(cli, "export needs --format safetensors and -o OUT");
+    return -1;
+}
+
+static int run(size_t k, char **ops, const ckpt_args *a, int *differs)
+{
+    switch (k) {
+    case 0: return cmd_ls(ops[0]);
+    case 1: return cmd_info(ops[0], a->show_config);
+    case 2: return cmd_verify(ops[0]);
+    case 3: return cmd_diff(ops[0], ops[1], a->tol, differs);
+    default: return cmd_export(ops[0], a->format, a->out);
+    }
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(usage_text, argc < 2 ? stderr : stdout);
-        return argc < 2 ? WEFT_EXIT_USAGE : 0;
+    weft_cli cli;
+    int c;
+    weft_cli_init(&cli, "weft-ckpt", argc, argv, ckpt_opts, WEFT_CLI_COMMAND);
+    while ((c = weft_cli_next(&cli)) != WEFT_CLI_END) {
+        if (c == 'h') {
+            fputs(usage_text, stdout);
+            return WEFT_EXIT_OK;
+        }
+        return c == WEFT_CLI_ERROR ? WEFT_EXIT_USAGE
+                                   : weft_cli_error(&cli, "option '%s' goes after the command", cli.name);
     }
+    if (cli.nops == 0)
+        return weft_cli_error(&cli, "expected a command: ls, info, verify, diff or export");
+    size_t k = 0, ncmds = sizeof cmds / sizeof cmds[0];
+    while (k < ncmds && strcmp(cli.ops[0], cmds[k].name) != 0)
+        k++;
+    if (k == ncmds)
+        return weft_cli_error(&cli, "unknown command '%s' (expected ls, info, verify, diff or export)", cli.ops[0]);
+    char prog[64];
+    snprintf(prog, sizeof prog, "weft-ckpt %s", cmds[k].name);
+    ckpt_args a = {0};
+    weft_cli_init(&cli, prog, cli.nops, cli.ops, ckpt_opts, 0);
+    int st = parse_cmd(k, &cli, &a);
+    if (st >= 0)
+        return st;
     int differs = 0;
     weft_h5_lock();
-    int rc = run(argc, argv, &differs);
+    int rc = run(k, cli.ops, &a, &differs);
     weft_h5_unlock();
     if (rc) {
         fprintf(stderr, "weft-ckpt: %s\n", weft_last_error());

@@ -7,8 +7,10 @@
  *   weft-data info    DIR...                      counts, sizes, dataset hash
  *
  * The formats are in docs/data-format.md, usage with examples in
- * docs/weft-data.md. Exit status (sysexits): 0 ok, 64 bad usage, 65 bad
- * data, 66 missing input, 74 I/O error. Every error names the file, the
+ * docs/weft-data.md. Options are read by runtime/cli.h (getopt_long: before
+ * or after the inputs, "--opt value" or "--opt=value"). Exit status
+ * (sysexits): 0 ok, 64 bad usage, 65 bad data, 66 missing input, 74 I/O
+ * error. Every error names the file, the
  * offset, and what was expected and found. A progress bar is drawn on stderr
  * only when stderr is a terminal.
  */
@@ -18,6 +20,7 @@
 #include "data/tokenizer.h"
 #include "data/verify.h"
 #include "data/writer.h"
+#include "runtime/cli.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
 #include "runtime/timer.h"
@@ -25,7 +28,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -50,7 +52,8 @@ static const char *const usage_main =
     "  verify  DIR...            check headers, sizes, token range and checksums\n"
     "  info    DIR...            print shard counts, token counts, sizes, dataset hash\n"
     "\n"
-    "'weft-data COMMAND --help' describes each command.\n"
+    "'weft-data COMMAND --help' describes each command. Options may come before or\n"
+    "after the inputs, as '--opt value' or '--opt=value'.\n"
     "exit status: 0 ok, 64 bad usage, 65 bad data, 66 missing input, 74 I/O error\n";
 
 static const char *const usage_prepare =
@@ -88,7 +91,7 @@ static const char *const usage_import =
     "  -h, --help              this text\n";
 
 static const char *const usage_verify =
-    "usage: weft-data verify DIR...\n"
+    "usage: weft-data verify [-h] DIR...\n"
     "\n"
     "Reads every shard listed in each dataset's manifest front to back and checks\n"
     "its header, its size, that every token is below the vocab size and its\n"
@@ -97,7 +100,7 @@ static const char *const usage_verify =
     "missing, 74 a read failed.\n";
 
 static const char *const usage_info =
-    "usage: weft-data info DIR...\n"
+    "usage: weft-data info [-h] DIR...\n"
     "\n"
     "Prints, from the manifest, the vocab size, token width, tokenizer, shard and\n"
     "token counts and sizes per split, and the dataset hash (which identifies the\n"
@@ -107,18 +110,6 @@ static int fail(int rc)
 {
     fprintf(stderr, "weft-data: %s\n", weft_last_error());
     return weft_exit_code(rc);
-}
-
-__attribute__((format(printf, 2, 3)))
-static int usage_error(const char *usage, const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "weft-data: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n\n%s", usage);
-    return WEFT_EXIT_USAGE;
 }
 
 /* ---- progress bar --------------------------------------------------------- */
@@ -220,61 +211,62 @@ static int parse_u64_arg(const char *s, uint64_t max, uint64_t *out)
 }
 
 /* Returns -1 to go on, else an exit status. */
-static int parse_build_opt(int c, const char *usage, build_opts *o)
+static int parse_build_opt(int c, weft_cli *cli, const char *usage, build_opts *o)
 {
+    const char *a = cli->arg;
     uint64_t v;
     char *end;
     switch (c) {
-    case 'o': o->out = optarg; return -1;
+    case 'o': o->out = a; return -1;
     case OPT_FORCE: o->force = 1; return -1;
-    case 'h': fputs(usage, stdout); return 0;
+    case 'h': fputs(usage, stdout); return WEFT_EXIT_OK;
     case OPT_SHARD_SIZE:
-        if (parse_size(optarg, &o->shard_bytes) != 0)
-            return usage_error(usage, "--shard-size %s: expected a positive byte count like 256M", optarg);
+        if (parse_size(a, &o->shard_bytes) != 0)
+            return weft_cli_bad_value(cli, "a positive byte count like 256M");
         return -1;
     case OPT_VAL:
-        o->val_fraction = strtod(optarg, &end);
-        if (end == optarg || *end || !(o->val_fraction >= 0 && o->val_fraction < 1))
-            return usage_error(usage, "--val-fraction %s: expected a number in [0, 1)", optarg);
+        o->val_fraction = strtod(a, &end);
+        if (end == a || *end || !(o->val_fraction >= 0 && o->val_fraction < 1))
+            return weft_cli_bad_value(cli, "a number in [0, 1)");
         return -1;
     case OPT_DTYPE:
-        if (strcmp(optarg, "u16") != 0 && strcmp(optarg, "u32") != 0)
-            return usage_error(usage, "--dtype %s: expected u16 or u32", optarg);
-        o->raw_width = optarg[1] == '1' ? 2 : 4;
+        if (strcmp(a, "u16") != 0 && strcmp(a, "u32") != 0)
+            return weft_cli_bad_value(cli, "u16 or u32");
+        o->raw_width = a[1] == '1' ? 2 : 4;
         return -1;
     case OPT_VOCAB:
-        if (parse_u64_arg(optarg, UINT32_MAX, &o->vocab) != 0 || o->vocab == 0)
-            return usage_error(usage, "--vocab %s: expected an integer in 1..4294967295", optarg);
+        if (parse_u64_arg(a, UINT32_MAX, &o->vocab) != 0 || o->vocab == 0)
+            return weft_cli_bad_value(cli, "an integer in 1..4294967295");
         return -1;
     case OPT_TOKENIZER:
-        if (parse_u64_arg(optarg, UINT32_MAX, &v) != 0)
-            return usage_error(usage, "--tokenizer-id %s: expected an integer in 0..4294967295", optarg);
+        if (parse_u64_arg(a, UINT32_MAX, &v) != 0)
+            return weft_cli_bad_value(cli, "an integer in 0..4294967295");
         o->tokenizer_id = (uint32_t)v;
         return -1;
-    default:
-        fputs(usage, stderr);
+    default: /* WEFT_CLI_ERROR: weft_cli_next said why */
         return WEFT_EXIT_USAGE;
     }
 }
 
-static int parse_build(int argc, char **argv, const char *usage, int import, build_opts *o)
+/* Options and inputs in any order; the inputs end up in cli->ops. */
+static int parse_build(int argc, char **argv, const char *usage, int import, build_opts *o, weft_cli *cli)
 {
     int c, st;
     memset(o, 0, sizeof *o);
     o->shard_bytes = 256ull << 20;
     o->raw_width = 2;
     o->tokenizer_id = import ? WEFT_TOKENIZER_EXTERNAL : WEFT_TOKENIZER_BYTES;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+o:h", build_long, NULL)) != -1) {
+    weft_cli_init(cli, import ? "weft-data import" : "weft-data prepare", argc, argv, build_long, 0);
+    while ((c = weft_cli_next(cli)) != WEFT_CLI_END) {
         if (!import && (c == OPT_DTYPE || c == OPT_VOCAB || c == OPT_TOKENIZER))
-            return usage_error(usage, "%s: this option belongs to 'import'", argv[optind - 1]);
-        if ((st = parse_build_opt(c, usage, o)) >= 0)
+            return weft_cli_error(cli, "option '%s' belongs to 'weft-data import'", cli->name);
+        if ((st = parse_build_opt(c, cli, usage, o)) >= 0)
             return st;
     }
     if (!o->out)
-        return usage_error(usage, "%s: missing -o DIR (the dataset directory to create)", argv[0]);
-    if (optind >= argc)
-        return usage_error(usage, "%s: no inputs given", argv[0]);
+        return weft_cli_error(cli, "missing -o DIR (the dataset directory to create)");
+    if (cli->nops == 0)
+        return weft_cli_error(cli, "no inputs given");
     return -1;
 }
 
@@ -473,14 +465,15 @@ static int prepare_files(const build_opts *o, file_list *l)
 static int cmd_prepare(int argc, char **argv)
 {
     build_opts o;
+    weft_cli cli;
     file_list l = {0};
-    int st = parse_build(argc, argv, usage_prepare, 0, &o), rc = 0;
+    int st = parse_build(argc, argv, usage_prepare, 0, &o, &cli), rc = 0;
     if (st >= 0 || (st = check_output(&o)) >= 0)
         return st;
-    for (int i = optind; rc == 0 && i < argc; i++)
-        rc = walk(&l, argv[i], 0);
+    for (int i = 0; rc == 0 && i < cli.nops; i++)
+        rc = walk(&l, cli.ops[i], 0);
     if (rc == 0 && l.n == 0)
-        rc = weft_error(WEFT_ENOENT, "%s: no input files found", argv[optind]);
+        rc = weft_error(WEFT_ENOENT, "%s: no input files found", cli.ops[0]);
     if (rc == 0)
         rc = prepare_files(&o, &l);
     list_free(&l);
@@ -568,13 +561,14 @@ static int import_all(const build_opts *o, int n, char **inputs, weft_import_sou
 static int cmd_import(int argc, char **argv)
 {
     build_opts o;
-    int st = parse_build(argc, argv, usage_import, 1, &o);
+    weft_cli cli;
+    int st = parse_build(argc, argv, usage_import, 1, &o, &cli);
     if (st >= 0 || (st = check_output(&o)) >= 0)
         return st;
-    weft_import_source *src = calloc((size_t)(argc - optind), sizeof *src);
+    weft_import_source *src = calloc((size_t)cli.nops, sizeof *src);
     if (!src)
         return fail(weft_error(WEFT_ENOMEM, "no memory"));
-    int rc = import_all(&o, argc - optind, argv + optind, src);
+    int rc = import_all(&o, cli.nops, cli.ops, src);
     free(src);
     return rc < 0 ? fail(rc) : 0;
 }
@@ -602,25 +596,35 @@ static int verify_one(const char *dir)
     return rc < 0 ? weft_exit_code(rc) : 0;
 }
 
-static int has_help(int argc, char **argv)
+static const struct option help_only[] = {
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* verify and info: DIR... and --help. Returns -1 to go on with cli->ops,
+ * else an exit status. */
+static int parse_dirs(int argc, char **argv, const char *prog, const char *usage, weft_cli *cli)
 {
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-            return 1;
-    return 0;
+    int c;
+    weft_cli_init(cli, prog, argc, argv, help_only, 0);
+    while ((c = weft_cli_next(cli)) != WEFT_CLI_END) {
+        if (c != 'h')
+            return WEFT_EXIT_USAGE;
+        fputs(usage, stdout);
+        return WEFT_EXIT_OK;
+    }
+    int st = weft_cli_operands(cli, 1, -1, "one or more dataset directories");
+    return st ? st : -1;
 }
 
 static int cmd_verify(int argc, char **argv)
 {
-    int worst = 0;
-    if (has_help(argc, argv)) {
-        fputs(usage_verify, stdout);
-        return 0;
-    }
-    if (argc < 2)
-        return usage_error(usage_verify, "%s: expected one or more dataset directories", argv[0]);
-    for (int i = 1; i < argc; i++) {
-        int st = verify_one(argv[i]);
+    weft_cli cli;
+    int worst = 0, st = parse_dirs(argc, argv, "weft-data verify", usage_verify, &cli);
+    if (st >= 0)
+        return st;
+    for (int i = 0; i < cli.nops; i++) {
+        st = verify_one(cli.ops[i]);
         worst = worst ? worst : st;
     }
     return worst;
@@ -651,15 +655,12 @@ static int info_one(const char *dir)
 
 static int cmd_info(int argc, char **argv)
 {
-    int worst = 0;
-    if (has_help(argc, argv)) {
-        fputs(usage_info, stdout);
-        return 0;
-    }
-    if (argc < 2)
-        return usage_error(usage_info, "%s: expected one or more dataset directories", argv[0]);
-    for (int i = 1; i < argc; i++) {
-        int st = info_one(argv[i]);
+    weft_cli cli;
+    int worst = 0, st = parse_dirs(argc, argv, "weft-data info", usage_info, &cli);
+    if (st >= 0)
+        return st;
+    for (int i = 0; i < cli.nops; i++) {
+        st = info_one(cli.ops[i]);
         worst = worst ? worst : st;
     }
     return worst;
@@ -675,15 +676,24 @@ int main(int argc, char **argv)
     } cmds[] = {
         {"prepare", cmd_prepare}, {"import", cmd_import}, {"verify", cmd_verify}, {"info", cmd_info},
     };
+    weft_cli cli;
+    int c;
     weft_log_level_from_env();
-    if (argc < 2)
-        return usage_error(usage_main, "%s", "expected a command");
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    weft_cli_init(&cli, "weft-data", argc, argv, help_only, WEFT_CLI_COMMAND);
+    while ((c = weft_cli_next(&cli)) != WEFT_CLI_END) {
+        if (c != 'h')
+            return WEFT_EXIT_USAGE;
         fputs(usage_main, stdout);
-        return 0;
+        return WEFT_EXIT_OK;
+    }
+    if (cli.nops == 0)
+        return weft_cli_error(&cli, "expected a command: prepare, import, verify or info");
+    if (strcmp(cli.ops[0], "help") == 0) {
+        fputs(usage_main, stdout);
+        return WEFT_EXIT_OK;
     }
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-        if (strcmp(argv[1], cmds[i].name) == 0)
-            return cmds[i].run(argc - 1, argv + 1);
-    return usage_error(usage_main, "unknown command \"%s\"", argv[1]);
+        if (strcmp(cli.ops[0], cmds[i].name) == 0)
+            return cmds[i].run(cli.nops, cli.ops);
+    return weft_cli_error(&cli, "unknown command '%s' (expected prepare, import, verify or info)", cli.ops[0]);
 }

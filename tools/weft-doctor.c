@@ -255,19 +255,14 @@ static void print_flights(const char *dir)
 
 int main(int argc, char **argv)
 {
-    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        usage(stdout);
-        return EX_OK;
-    }
-    if (argc != 2 || argv[1][0] == '-') {
-        usage(stderr);
-        return EX_USAGE;
-    }
-    const char *dir = argv[1];
+    const char *dir = NULL;
+    int as = run_dir_args("weft-doctor", argc, argv, usage, &dir);
+    if (as >= 0)
+        return as;
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         fprintf(stderr, "weft-doctor: %s: %s\n", dir, errno ? strerror(errno) : "not a directory");
-        return EX_NOINPUT;
+        return WEFT_EXIT_NOINPUT;
     }
     read_beats(dir);
     hang h = {0};
@@ -276,7 +271,7 @@ int main(int argc, char **argv)
     int have_status = print_status(dir);
     if (!have_status && !nbeats && !nhang) {
         fprintf(stderr, "weft-doctor: %s holds no weft run files (status.json, heartbeat/, hang-rN.txt)\n", dir);
-        return EX_NOINPUT;
+        return WEFT_EXIT_NOINPUT;
     }
     print_last_good();
     if (nhang)
@@ -284,5 +279,5 @@ int main(int argc, char **argv)
     else
         print_silence();
     print_flights(dir);
-    return EX_OK;
+    return WEFT_EXIT_OK;
 }

@@ -4,7 +4,13 @@
  * configuration, and a round of collectives on the configured backend.
  * Run it under the same launcher and options as the real job to find out
  * why a launch misbehaves before a week-long run does.
+ *
+ * weft_init takes the configuration arguments out of argv (anywhere); the
+ * rest are options read by runtime/cli.h. --help and --config-markdown are
+ * answered before weft_init, so they need neither MPI nor a valid
+ * configuration.
  */
+#include "runtime/cli.h"
 #include "runtime/weft.h"
 
 #include <stdlib.h>
@@ -31,7 +37,7 @@ static void usage(FILE *out)
             "  --print-config       print the resolved configuration as INI and exit\n"
             "  --config-markdown    print the reference of these keys as Markdown and exit\n"
             "  --no-check           skip the collectives check\n"
-            "  --help               this text\n"
+            "  -h, --help           this text\n"
             "\n"
             "exit status: 0 ok, 64 bad usage or configuration, 66 configuration file\n"
             "missing, 70 the collectives check failed\n"
@@ -39,13 +45,15 @@ static void usage(FILE *out)
     weft_config_help(all_keys, out);
 }
 
-static int has_flag(int argc, char **argv, const char *flag)
-{
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], flag) == 0)
-            return 1;
-    return 0;
-}
+enum { OPT_PRINT_CONFIG = 256, OPT_CONFIG_MARKDOWN, OPT_NO_CHECK };
+
+static const struct option info_opts[] = {
+    {"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
+    {"config-markdown", no_argument, NULL, OPT_CONFIG_MARKDOWN},
+    {"no-check", no_argument, NULL, OPT_NO_CHECK},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
 
 /* Rank 0 prints one line per rank, in rank order. */
 static void print_placement(weft_ctx *ctx)
@@ -120,30 +128,43 @@ static int run(weft_ctx *ctx, int check)
 
 int main(int argc, char **argv)
 {
-    if (has_flag(argc, argv, "--help") || has_flag(argc, argv, "-h")) {
+    if (weft_cli_wants_help(argc, argv)) {
         usage(stdout);
-        return 0;
+        return WEFT_EXIT_OK;
     }
-    if (has_flag(argc, argv, "--config-markdown")) {
+    if (weft_cli_has(argc, argv, "--config-markdown")) {
         weft_config_markdown(all_keys, stdout);
-        return 0;
+        return WEFT_EXIT_OK;
     }
     weft_ctx *ctx;
     int rc = weft_init(&argc, argv, program_keys, &ctx);
     if (rc)
         return weft_exit_code(rc);
-    int print_config = 0, check = 1;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--print-config") == 0) {
-            print_config = 1;
-        } else if (strcmp(argv[i], "--no-check") == 0) {
-            check = 0;
-        } else {
+    int print_config = 0, check = 1, c, st = -1;
+    weft_cli cli;
+    weft_cli_init(&cli, "weft-info", argc, argv, info_opts, ctx->rank == 0 ? 0 : WEFT_CLI_QUIET);
+    while (st < 0 && (c = weft_cli_next(&cli)) != WEFT_CLI_END) {
+        switch (c) {
+        case OPT_PRINT_CONFIG: print_config = 1; break;
+        case OPT_NO_CHECK: check = 0; break;
+        case OPT_CONFIG_MARKDOWN: /* an abbreviation: --config-m */
             if (ctx->rank == 0)
-                fprintf(stderr, "weft-info: unknown argument '%s' (see --help)\n", argv[i]);
-            weft_finalize(ctx);
-            return WEFT_EXIT_USAGE;
+                weft_config_markdown(all_keys, stdout);
+            st = WEFT_EXIT_OK;
+            break;
+        case 'h':
+            if (ctx->rank == 0)
+                usage(stdout);
+            st = WEFT_EXIT_OK;
+            break;
+        default: st = WEFT_EXIT_USAGE; break;
         }
+    }
+    if (st < 0 && cli.nops > 0)
+        st = weft_cli_operands(&cli, 0, 0, "no operands");
+    if (st >= 0) {
+        weft_finalize(ctx);
+        return st;
     }
     if (print_config) {
         char *ini = weft_config_to_ini(ctx->config);

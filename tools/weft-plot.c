@@ -44,7 +44,7 @@ static int write_data(const char *dir, const metrics_row *r, int n, int *nval)
             fclose(f);
         if (v)
             fclose(v);
-        return EX_IOERR;
+        return WEFT_EXIT_IOERR;
     }
     fputs("# step loss lr tokens_per_s compute +comm_wait +data_wait +ckpt_stall (ms, cumulative)\n", f);
     *nval = 0;
@@ -71,9 +71,9 @@ static int write_data(const char *dir, const metrics_row *r, int n, int *nval)
     bad |= fclose(f) | fclose(v);
     if (bad) {
         fprintf(stderr, "weft-plot: writing the data files in %s failed\n", dir);
-        return EX_IOERR;
+        return WEFT_EXIT_IOERR;
     }
-    return EX_OK;
+    return WEFT_EXIT_OK;
 }
 
 static int write_script(const char *dir, int nval)
@@ -83,7 +83,7 @@ static int write_script(const char *dir, int nval)
     FILE *f = fopen(path, "w");
     if (!f) {
         fprintf(stderr, "weft-plot: cannot write %s: %s\n", path, strerror(errno));
-        return EX_IOERR;
+        return WEFT_EXIT_IOERR;
     }
     fprintf(f, "# weft-plot: run with `gnuplot plots.gp` inside this directory\n"
                "set terminal pngcairo size 900,540 noenhanced\n"
@@ -105,9 +105,9 @@ static int write_script(const char *dir, int nval)
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) {
         fprintf(stderr, "weft-plot: writing %s failed\n", path);
-        return EX_IOERR;
+        return WEFT_EXIT_IOERR;
     }
-    return EX_OK;
+    return WEFT_EXIT_OK;
 }
 
 /* Whether an executable named prog is on PATH. */
@@ -130,12 +130,12 @@ static int run_gnuplot(const char *dir)
     if (!on_path("gnuplot")) {
         fprintf(stderr, "weft-plot: gnuplot is not installed (Debian: apt-get install gnuplot-nox); "
                 "the data and script are in %s\n", dir);
-        return EX_UNAVAILABLE;
+        return WEFT_EXIT_UNAVAILABLE;
     }
     pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "weft-plot: fork: %s\n", strerror(errno));
-        return EX_SOFTWARE;
+        return WEFT_EXIT_SOFTWARE;
     }
     if (pid == 0) {
         if (chdir(dir) != 0)
@@ -146,16 +146,16 @@ static int run_gnuplot(const char *dir)
     int status;
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR)
-            return EX_SOFTWARE;
+            return WEFT_EXIT_SOFTWARE;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
         fprintf(stderr, "weft-plot: cannot run gnuplot\n");
-        return EX_UNAVAILABLE;
+        return WEFT_EXIT_UNAVAILABLE;
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "weft-plot: gnuplot failed on %s/plots.gp (status %d)\n", dir, status);
-        return EX_SOFTWARE;
+        return WEFT_EXIT_SOFTWARE;
     }
-    return EX_OK;
+    return WEFT_EXIT_OK;
 }
 
 static void usage(FILE *f)
@@ -174,15 +174,10 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        usage(stdout);
-        return EX_OK;
-    }
-    if (argc != 2 || argv[1][0] == '-') {
-        usage(stderr);
-        return EX_USAGE;
-    }
-    const char *run = argv[1];
+    const char *run = NULL;
+    int st = run_dir_args("weft-plot", argc, argv, usage, &run);
+    if (st >= 0)
+        return st;
     umask(027); /* the files weft writes are 0640 at most; gnuplot inherits it */
     metrics_row *rows;
     int n, nval;
@@ -194,7 +189,7 @@ int main(int argc, char **argv)
     if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
         fprintf(stderr, "weft-plot: cannot create %s: %s\n", dir, strerror(errno));
         free(rows);
-        return EX_IOERR;
+        return WEFT_EXIT_IOERR;
     }
     for (int i = 0; i < NPNG; i++) { /* so a stale chart never passes for a new one */
         snprintf(path, sizeof path, "%s/%s", dir, pngs[i]);
@@ -211,7 +206,7 @@ int main(int argc, char **argv)
         snprintf(path, sizeof path, "%s/%s", dir, pngs[i]);
         if (stat(path, &st) != 0 || st.st_size == 0) {
             fprintf(stderr, "weft-plot: gnuplot did not write %s\n", path);
-            rc = EX_SOFTWARE;
+            rc = WEFT_EXIT_SOFTWARE;
         }
     }
     for (int i = 0; i < NPNG && !rc; i++)

@@ -238,15 +238,10 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        usage(stdout);
-        return EX_OK;
-    }
-    if (argc != 2 || argv[1][0] == '-') {
-        usage(stderr);
-        return EX_USAGE;
-    }
-    const char *run = argv[1];
+    const char *run = NULL;
+    int st = run_dir_args("weft-report", argc, argv, usage, &run);
+    if (st >= 0)
+        return st;
     metrics_row *r;
     int n;
     int rc = read_metrics("weft-report", run, &r, &n);
@@ -271,5 +266,5 @@ int main(int argc, char **argv)
     checkpoints(run);
     losses(r, n);
     free(r);
-    return EX_OK;
+    return WEFT_EXIT_OK;
 }

@@ -5,11 +5,17 @@
  *
  *   weft-trace RUN_DIR [-o OUT]      (OUT defaults to RUN_DIR/trace.json)
  *
+ * Options are read by runtime/cli.h: -o OUT, -oOUT, --output OUT or
+ * --output=OUT, before or after RUN_DIR.
+ *
  * Each input is checked by a small JSON syntax reader (the whole file must be
  * one array of objects) and its objects are copied as they are: pid is the
  * rank already, so the merge is a concatenation. It does not interpret the
  * events; a malformed file is named with the byte offset of the fault.
  */
+#include "runtime/cli.h"
+#include "runtime/error.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,8 +24,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-enum { EX_OK = 0, EX_USAGE = 64, EX_DATAERR = 65, EX_NOINPUT = 66, EX_IOERR = 74 };
 
 typedef struct {
     const char *s;
@@ -223,7 +227,7 @@ static int by_rank(const void *a, const void *b)
 
 static void usage(FILE *f)
 {
-    fputs("usage: weft-trace RUN_DIR [-o OUT]\n"
+    fputs("usage: weft-trace RUN_DIR [-o|--output OUT]\n"
           "\n"
           "Merges the per-rank timelines weft-train wrote under RUN_DIR/trace/ (with\n"
           "trace.steps = a:b) into one Chrome-trace file, a track per rank:\n"
@@ -261,25 +265,28 @@ static int collect(const char *dir, int **ranks, int *n)
 
 int main(int argc, char **argv)
 {
-    const char *run = NULL, *out_path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+    static const struct option opts[] = {
+        {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *run, *out_path = NULL;
+    weft_cli cli;
+    int c;
+    weft_cli_init(&cli, "weft-trace", argc, argv, opts, 0);
+    while ((c = weft_cli_next(&cli)) != WEFT_CLI_END) {
+        if (c == 'o') {
+            out_path = cli.arg;
+        } else if (c == 'h') {
             usage(stdout);
-            return EX_OK;
-        } else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
-            out_path = argv[++i];
-        } else if (argv[i][0] != '-' && !run) {
-            run = argv[i];
+            return WEFT_EXIT_OK;
         } else {
-            fprintf(stderr, "weft-trace: unexpected argument '%s'\n", argv[i]);
-            usage(stderr);
-            return EX_USAGE;
+            return WEFT_EXIT_USAGE;
         }
     }
-    if (!run) {
-        usage(stderr);
-        return EX_USAGE;
-    }
+    if ((c = weft_cli_operands(&cli, 1, 1, "one RUN_DIR")) != 0)
+        return c;
+    run = cli.ops[0];
     char dir[4096], def_out[4096], tmp[4200], path[4300];
     snprintf(dir, sizeof dir, "%s/trace", run);
     snprintf(def_out, sizeof def_out, "%s/trace.json", run);
@@ -288,13 +295,13 @@ int main(int argc, char **argv)
     struct stat st;
     if (stat(run, &st) != 0 || !S_ISDIR(st.st_mode)) {
         fprintf(stderr, "weft-trace: %s is not a run directory: %s\n", run, strerror(errno ? errno : ENOTDIR));
-        return EX_NOINPUT;
+        return WEFT_EXIT_NOINPUT;
     }
     int *ranks, n;
     if (collect(dir, &ranks, &n) != 0 || n == 0) {
         fprintf(stderr, "weft-trace: no trace files (rank-N.json) in %s: run weft-train with "
                 "--trace.steps=a:b\n", dir);
-        return EX_NOINPUT;
+        return WEFT_EXIT_NOINPUT;
     }
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", out_path, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
@@ -302,22 +309,22 @@ int main(int argc, char **argv)
     if (!out) {
         fprintf(stderr, "weft-trace: cannot write %s: %s\n", tmp, strerror(errno));
         free(ranks);
-        return EX_IOERR;
+        return WEFT_EXIT_IOERR;
     }
     fputs("{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n", out);
     long events = 0;
-    int rc = EX_OK;
-    for (int i = 0; i < n && rc == EX_OK; i++) {
+    int rc = WEFT_EXIT_OK;
+    for (int i = 0; i < n && rc == WEFT_EXIT_OK; i++) {
         size_t len, at;
         const char *why;
         snprintf(path, sizeof path, "%s/rank-%d.json", dir, ranks[i]);
         char *text = slurp(path, &len);
         if (!text) {
             fprintf(stderr, "weft-trace: cannot read %s: %s\n", path, strerror(errno));
-            rc = EX_NOINPUT;
+            rc = WEFT_EXIT_NOINPUT;
         } else if (merge_one(text, len, out, &events, &why, &at) != 0) {
             fprintf(stderr, "weft-trace: %s: malformed at byte offset %zu: %s\n", path, at, why);
-            rc = EX_DATAERR;
+            rc = WEFT_EXIT_DATAERR;
         }
         free(text);
     }
@@ -325,13 +332,13 @@ int main(int argc, char **argv)
     int bad = ferror(out);
     if (fclose(out) != 0 || bad) {
         fprintf(stderr, "weft-trace: writing %s failed: %s\n", tmp, strerror(errno));
-        rc = rc ? rc : EX_IOERR;
+        rc = rc ? rc : WEFT_EXIT_IOERR;
     }
-    if (rc == EX_OK && rename(tmp, out_path) != 0) {
+    if (rc == WEFT_EXIT_OK && rename(tmp, out_path) != 0) {
         fprintf(stderr, "weft-trace: cannot rename %s to %s: %s\n", tmp, out_path, strerror(errno));
-        rc = EX_IOERR;
+        rc = WEFT_EXIT_IOERR;
     }
-    if (rc != EX_OK)
+    if (rc != WEFT_EXIT_OK)
         unlink(tmp);
     else
         printf("%s: %ld events from %d rank%s\n", out_path, events, n, n == 1 ? "" : "s");
