@@ -10,6 +10,7 @@
  * at the end sample from the model (--sample).
  */
 #include "model/gpt.h"
+#include "runtime/cli.h"
 #include "runtime/rng.h"
 #include "runtime/weft.h"
 #include "train/token_source.h"
@@ -173,30 +174,45 @@ static void usage(FILE *out)
     weft_config_help(all_keys, out);
 }
 
-static int parse_cli(int argc, char **argv, cli_opts *cli)
+/* The program's own options, the getopt_long way (runtime/cli.h): --opt
+ * value or --opt=value, anywhere among the configuration arguments, which
+ * weft_init has already taken out. 0, or WEFT_EXIT_USAGE with the message
+ * printed (by rank 0). */
+static int parse_cli(int argc, char **argv, int rank, cli_opts *cli)
 {
+    enum { SAMPLE = 256, TEMPERATURE, PROMPT, PRINT_CONFIG, RESUME, INIT_FROM };
+    static const struct option opts[] = {
+        {"sample", required_argument, NULL, SAMPLE},         {"temperature", required_argument, NULL, TEMPERATURE},
+        {"prompt", required_argument, NULL, PROMPT},         {"print-config", no_argument, NULL, PRINT_CONFIG},
+        {"resume", optional_argument, NULL, RESUME},         {"init-from", required_argument, NULL, INIT_FROM},
+        {NULL, 0, NULL, 0},
+    };
     *cli = (cli_opts){.temperature = 0.8, .prompt = ""};
-    for (int i = 1; i < argc; i++) {
-        int has_next = i + 1 < argc;
-        if (strcmp(argv[i], "--sample") == 0 && has_next)
-            cli->sample_tokens = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--temperature") == 0 && has_next)
-            cli->temperature = atof(argv[++i]);
-        else if (strcmp(argv[i], "--prompt") == 0 && has_next)
-            cli->prompt = argv[++i];
-        else if (strcmp(argv[i], "--print-config") == 0)
-            cli->print_config = 1;
-        else if (strcmp(argv[i], "--resume") == 0 || strcmp(argv[i], "--resume=auto") == 0)
-            cli->resume = argv[i][8] ? 2 : 1;
-        else if (strcmp(argv[i], "--init-from") == 0 && has_next)
-            cli->init_from = argv[++i];
-        else
-            return weft_error(WEFT_EINVAL, "weft-train: unknown argument '%s' (see --help)", argv[i]);
+    weft_cli c;
+    weft_cli_init(&c, "weft-train", argc, argv, opts, rank ? WEFT_CLI_QUIET : 0);
+    long long n;
+    for (int o; (o = weft_cli_next(&c)) != WEFT_CLI_END;) {
+        int bad = 0;
+        switch (o) {
+        case SAMPLE: bad = weft_cli_long(&c, 0, 1 << 24, &n); cli->sample_tokens = (int)n; break;
+        case TEMPERATURE: bad = weft_cli_double(&c, 0, 1e6, &cli->temperature); break;
+        case PROMPT: cli->prompt = c.arg; break;
+        case PRINT_CONFIG: cli->print_config = 1; break;
+        case RESUME:
+            if (c.arg && strcmp(c.arg, "auto") != 0)
+                bad = weft_cli_bad_value(&c, "'auto' (--resume=auto), or no value");
+            cli->resume = c.arg ? 2 : 1;
+            break;
+        case INIT_FROM: cli->init_from = c.arg; break;
+        default: return WEFT_EXIT_USAGE;
+        }
+        if (bad)
+            return WEFT_EXIT_USAGE;
     }
+    if (weft_cli_operands(&c, 0, 0, "no operands (configuration goes in --config FILE or --section.key=value)"))
+        return WEFT_EXIT_USAGE;
     if (cli->resume && cli->init_from)
-        return weft_error(WEFT_EINVAL, "weft-train: --resume and --init-from exclude each other");
-    if (cli->sample_tokens < 0 || cli->temperature < 0)
-        return weft_error(WEFT_EINVAL, "weft-train: --sample and --temperature must not be negative");
+        return weft_cli_error(&c, "--resume and --init-from exclude each other");
     return 0;
 }
 
@@ -221,15 +237,13 @@ static int train(weft_ctx *ctx, weft_trainer **tp, const cli_opts *cli)
 
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        }
-        if (strcmp(argv[i], "--config-markdown") == 0) {
-            weft_config_markdown(all_keys, stdout);
-            return 0;
-        }
+    if (weft_cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    if (weft_cli_has(argc, argv, "--config-markdown")) {
+        weft_config_markdown(all_keys, stdout);
+        return 0;
     }
     weft_ctx *ctx;
     int rc = weft_init(&argc, argv, program_keys, &ctx);
@@ -237,17 +251,18 @@ int main(int argc, char **argv)
         return weft_exit_code(rc);
     cli_opts cli;
     weft_trainer *t = NULL;
-    rc = parse_cli(argc, argv, &cli);
-    if (rc == 0 && cli.print_config) {
+    if (parse_cli(argc, argv, ctx->rank, &cli) != 0) {
+        weft_finalize(ctx);
+        return WEFT_EXIT_USAGE;
+    }
+    if (cli.print_config) {
         char *ini = weft_config_to_ini(ctx->config);
         if (ctx->rank == 0 && ini)
             fputs(ini, stdout);
         free(ini);
-    } else if (rc == 0) {
+    } else {
         rc = train(ctx, &t, &cli);
     }
-    if (!t && rc && ctx->rank == 0) /* usage errors: the same on every rank, said once */
-        WEFT_ERROR("%s", weft_last_error());
     int status = weft_trainer_close(t, rc);
     weft_finalize(ctx);
     return status;

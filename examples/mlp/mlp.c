@@ -17,6 +17,7 @@
  */
 #include "kernels/kernels.h"
 #include "model/model.h"
+#include "runtime/cli.h"
 #include "runtime/rng.h"
 #include "runtime/weft.h"
 #include "train/trainer.h"
@@ -264,31 +265,42 @@ static int train(weft_ctx *ctx, weft_trainer **tp, int resume)
     return 0;
 }
 
+/* --resume[=auto], the getopt_long way (runtime/cli.h); the configuration
+ * arguments are weft_init's. 0, or WEFT_EXIT_USAGE with the message printed. */
+static int parse_args(int argc, char **argv, int rank, int *resume)
+{
+    static const struct option opts[] = {{"resume", optional_argument, NULL, 256}, {NULL, 0, NULL, 0}};
+    weft_cli c;
+    weft_cli_init(&c, "mlp", argc, argv, opts, rank ? WEFT_CLI_QUIET : 0);
+    for (int o; (o = weft_cli_next(&c)) != WEFT_CLI_END;) {
+        if (o != 256)
+            return WEFT_EXIT_USAGE;
+        if (c.arg && strcmp(c.arg, "auto") != 0)
+            return weft_cli_bad_value(&c, "'auto' (--resume=auto), or no value");
+        *resume = c.arg ? 2 : 1;
+    }
+    return weft_cli_operands(&c, 0, 0, "no operands") ? WEFT_EXIT_USAGE : 0;
+}
+
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: mlp [--config FILE] [--section.key=value ...] [--resume | --resume=auto]\n\n"
-                   "Trains a two-layer MLP on y = sin(3 x0) + x1 x2 with weft's library trainer.\n\n");
-            weft_config_help(keys, stdout);
-            return 0;
-        }
+    if (weft_cli_wants_help(argc, argv)) {
+        printf("usage: mlp [--config FILE] [--section.key=value ...] [--resume | --resume=auto]\n\n"
+               "Trains a two-layer MLP on y = sin(3 x0) + x1 x2 with weft's library trainer.\n\n");
+        weft_config_help(keys, stdout);
+        return 0;
+    }
     weft_ctx *ctx;
     int rc = weft_init(&argc, argv, keys, &ctx);
     if (rc)
         return weft_exit_code(rc);
     int resume = 0;
-    for (int i = 1; i < argc && rc == 0; i++) {
-        if (strcmp(argv[i], "--resume") == 0 || strcmp(argv[i], "--resume=auto") == 0)
-            resume = argv[i][8] ? 2 : 1;
-        else
-            rc = weft_error(WEFT_EINVAL, "mlp: unknown argument '%s' (see --help)", argv[i]);
+    if (parse_args(argc, argv, ctx->rank, &resume) != 0) {
+        weft_finalize(ctx);
+        return WEFT_EXIT_USAGE;
     }
     weft_trainer *t = NULL;
-    if (rc == 0)
-        rc = train(ctx, &t, resume);
-    else if (ctx->rank == 0)
-        WEFT_ERROR("%s", weft_last_error());
+    rc = train(ctx, &t, resume);
     int status = weft_trainer_close(t, rc);
     weft_finalize(ctx);
     return status;
