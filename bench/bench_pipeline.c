@@ -25,7 +25,7 @@
 #include "parallel/pipeline.h"
 #include "runtime/rng.h"
 #include "runtime/timer.h"
-#include "runtime/weft.h"
+#include "weft.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -11,7 +11,7 @@
  * Deliberately not here: device buffers (nccl has its own nccl-tests) and
  * per-call latency distributions (one mean per size, as nccl-tests).
  */
-#include "runtime/weft.h"
+#include "weft.h"
 
 #include <math.h>
 #include <stdlib.h>

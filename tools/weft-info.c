@@ -5,7 +5,7 @@
  * Run it under the same launcher and options as the real job to find out
  * why a launch misbehaves before a week-long run does.
  */
-#include "runtime/weft.h"
+#include "weft.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -29,7 +29,7 @@
 #include "runtime/sched.h"
 #include "runtime/stop.h"
 #include "runtime/trace.h"
-#include "runtime/weft.h"
+#include "weft.h"
 
 #include <errno.h>
 #include <fcntl.h>

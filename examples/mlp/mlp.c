@@ -15,7 +15,7 @@
 #include "model/optim.h"
 #include "parallel/dp.h"
 #include "runtime/rng.h"
-#include "runtime/weft.h"
+#include "weft.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -20,7 +20,7 @@
 #include "parallel/dp.h"
 #include "parallel/mesh.h"
 #include "parallel/pipeline.h"
-#include "runtime/weft.h"
+#include "weft.h"
 #include "tests/mpi/mpitap.h"
 
 #include <math.h>
