@@ -22,8 +22,25 @@ endif
 
 LIB_DIRS := runtime collectives kernels data parallel model checkpoint train
 LIB_SRCS := $(sort $(wildcard $(addsuffix /*.c,$(LIB_DIRS))))
-LIB_HDRS := $(sort $(wildcard $(addsuffix /*.h,$(LIB_DIRS))))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+# The public API: the headers `make install` installs (under include/weft/,
+# keeping these paths) and weft.h includes. A public header includes only
+# public headers, and marks its functions and data WEFT_API (runtime/api.h):
+# the library is compiled with -fvisibility=hidden, so nothing else is
+# exported from libweft.so (tests/build/test_install.sh checks both). The
+# $(wildcard) entries are headers still to come; each new public header is
+# one more name here.
+PUBLIC_HDRS := weft.h \
+    runtime/api.h runtime/error.h runtime/log.h runtime/config.h runtime/ctx.h \
+    runtime/dtype.h runtime/shard.h runtime/rng.h runtime/timer.h runtime/trace.h \
+    runtime/tensor.h runtime/cli.h runtime/sched.h runtime/report.h \
+    collectives/comm.h \
+    kernels/kernels.h \
+    data/manifest.h data/loader.h data/tokenizer.h \
+    parallel/mesh.h parallel/dp.h parallel/pipeline.h \
+    model/model.h model/gpt.h model/optim.h \
+    checkpoint/ckpt.h checkpoint/state.h \
+    train/source.h train/token_source.h train/synthetic_source.h train/trainer.h
 TOOL_SRCS := $(sort $(wildcard tools/weft-*.c))
 TOOLS    := $(TOOL_SRCS:tools/%.c=$(BUILD)/bin/%)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
@@ -57,7 +74,7 @@ ALL_LDLIBS = $(DEP_LIBS) $(IBVERBS_LIBS) -ldl -lpthread -lm
 
 .PHONY: examples
 .PHONY: gpu-tests
-.PHONY: all lib tools tests test demo deps install uninstall clean help fuzz bench
+.PHONY: all lib tools tests test demo deps install uninstall clean help fuzz bench public-headers
 .DEFAULT_GOAL := all
 # Objects reached through pattern rules are not intermediate files to delete.
 .SECONDARY:
@@ -69,7 +86,7 @@ help:
 	@echo "make test       build and run the whole test suite (ends 'N passed, N failed')"
 	@echo "make demo       run the built-in demo on 2 ranks"
 	@echo "make deps       install the Debian packages in mk/debian-packages.txt"
-	@echo "make install PREFIX=DIR   install headers, libraries, programs, weft.pc"
+	@echo "make install PREFIX=DIR   install the public headers, libraries, programs, weft.pc"
 	@echo "make SAN=address,undefined test   the suite under sanitizers (tree: build-san/)"
 	@echo "make clean"
 
@@ -118,6 +135,12 @@ lib: $(BUILD)/lib/libweft.a $(BUILD)/lib/libweft.so
 $(BUILD)/obj/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# Library objects export only what is marked WEFT_API. They depend on the
+# Makefile so that a build tree from before a change of flags like this one
+# is rebuilt rather than linked into a libweft.so that exports everything.
+$(LIB_OBJS): ALL_CFLAGS += -fvisibility=hidden
+$(LIB_OBJS): Makefile
 
 $(BUILD)/lib/libweft.a: $(LIB_OBJS)
 	@mkdir -p $(@D)
@@ -197,9 +220,13 @@ install: all
 	ln -sf libweft.so.0 $(DESTDIR)$(PREFIX)/lib/libweft.so
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@IBVERBS_LIBS@|$(IBVERBS_LIBS)|' mk/weft.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/weft.pc
 	install -m 0755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
-	for h in $(LIB_HDRS); do \
+	for h in $(PUBLIC_HDRS); do \
 	    install -d $(DESTDIR)$(PREFIX)/include/weft/$$(dirname $$h) && \
 	    install -m 0644 $$h $(DESTDIR)$(PREFIX)/include/weft/$$h || exit 1; done
+
+# The public header list, one a line (for tests/build/test_install.sh).
+public-headers:
+	@printf '%s\n' $(PUBLIC_HDRS)
 
 uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/include/weft $(DESTDIR)$(PREFIX)/lib/pkgconfig/weft.pc

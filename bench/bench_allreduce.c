@@ -6,7 +6,7 @@
  *
  *   mpirun -np 2 build/bench/bench_allreduce [max_bytes]
  */
-#include "runtime/weft.h"
+#include "weft.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -27,7 +27,7 @@
 #include "runtime/log.h"
 #include "runtime/rng.h"
 #include "runtime/timer.h"
-#include "runtime/weft.h"
+#include "weft.h"
 #include "train/synthetic_source.h"
 #include "train/trainer.h"
 

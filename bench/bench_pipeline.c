@@ -23,7 +23,7 @@
 #include "parallel/pipeline.h"
 #include "runtime/rng.h"
 #include "runtime/timer.h"
-#include "runtime/weft.h"
+#include "weft.h"
 #include "train/synthetic_source.h"
 #include "train/trainer.h"
 

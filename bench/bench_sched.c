@@ -11,7 +11,7 @@
  */
 #include "collectives/agree.h"
 #include "runtime/sched.h"
-#include "runtime/weft.h"
+#include "weft.h"
 
 #include <pthread.h>
 #include <stdlib.h>

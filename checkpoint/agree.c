@@ -17,7 +17,7 @@ static const char *unranked(const char *m)
     return m;
 }
 
-int weft_ck_wrap(int rc, const char *fmt, ...)
+int weft_ckpt_wrap(int rc, const char *fmt, ...)
 {
     char prefix[1024], msg[2048];
     snprintf(msg, sizeof msg, "%s", unranked(weft_last_error()));
@@ -28,7 +28,7 @@ int weft_ck_wrap(int rc, const char *fmt, ...)
     return weft_error(rc, "%s: %s", prefix, msg);
 }
 
-int weft_ck_rethrow(int rc, const char *msg)
+int weft_ckpt_rethrow(int rc, const char *msg)
 {
     char copy[2048];
     snprintf(copy, sizeof copy, "%s", unranked(msg));
@@ -40,7 +40,7 @@ typedef struct {
     char msg[1020];
 } verdict;
 
-int weft_ck_agree(weft_comm *c, int rc)
+int weft_ckpt_agree(weft_comm *c, int rc)
 {
     int32_t mine = rc, worst = 0, who, first;
     WEFT_CHECK(weft_comm_allreduce(c, &mine, &worst, 1, WEFT_I32, WEFT_MIN));

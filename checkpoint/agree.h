@@ -12,13 +12,13 @@
 /* Collective over c. rc: this rank's result (0 or WEFT_E*, with
  * weft_last_error() set). Returns 0 when every rank succeeded, else the
  * first failing rank's code, its message now this rank's last error. */
-int weft_ck_agree(weft_comm *c, int rc);
+int weft_ckpt_agree(weft_comm *c, int rc);
 
 /* Put "PREFIX: " before the calling thread's last error message (which it
  * may itself be formatted from) and return rc. */
-int weft_ck_wrap(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int weft_ckpt_wrap(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Make msg (another thread's or rank's, "rank N: ..." or not) this
  * thread's last error, without a second rank prefix. Returns rc. */
-int weft_ck_rethrow(int rc, const char *msg);
+int weft_ckpt_rethrow(int rc, const char *msg);
 
 #endif

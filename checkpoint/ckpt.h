@@ -30,6 +30,8 @@
 #ifndef WEFT_CHECKPOINT_CKPT_H
 #define WEFT_CHECKPOINT_CKPT_H
 
+#include "runtime/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,7 +41,7 @@
 #include "runtime/tensor.h"
 
 /* The [checkpoint] configuration keys. */
-extern const weft_config_key weft_ckpt_config_keys[];
+extern WEFT_API const weft_config_key weft_ckpt_config_keys[];
 
 typedef struct weft_ckpt_layout {
     weft_comm *world;            /* every rank; used by the calling thread only */
@@ -89,35 +91,35 @@ typedef struct weft_ckpt_opts {
 } weft_ckpt_opts;
 
 /* opts from cfg: dir = run.dir/checkpoints (checkpoint.dir overrides). */
-void weft_ckpt_opts_from_config(const weft_config *cfg, weft_ckpt_opts *o);
+WEFT_API void weft_ckpt_opts_from_config(const weft_config *cfg, weft_ckpt_opts *o);
 
 typedef struct weft_ckpt weft_ckpt;
 
 /* Collective. Plans what this rank writes, allocates the staging buffers
  * (once), duplicates the communicators and starts the writer thread.
  * config_ini: the resolved configuration text stored in every file. */
-int weft_ckpt_new(const weft_ckpt_layout *layout, const weft_ckpt_state *state, const weft_ckpt_opts *opts,
-                  const char *config_ini, weft_ckpt **out);
+WEFT_API int weft_ckpt_new(const weft_ckpt_layout *layout, const weft_ckpt_state *state, const weft_ckpt_opts *opts,
+                           const char *config_ini, weft_ckpt **out);
 
 /* Collective. Start saving the state as it is now (the step loop goes on
  * once it is copied to staging). If a save is still in flight it waits or
  * skips (checkpoint.if_busy); *started says which. A failed earlier save is
  * reported here: an error if checkpoint.on_error = stop, else a warning. */
-int weft_ckpt_save(weft_ckpt *c, const weft_ckpt_meta *meta, int *started);
+WEFT_API int weft_ckpt_save(weft_ckpt *c, const weft_ckpt_meta *meta, int *started);
 
 /* Collective. Save now and return once the checkpoint is committed (for
  * preemption): waits for an in-flight save first, never skips. */
-int weft_ckpt_save_wait(weft_ckpt *c, const weft_ckpt_meta *meta);
+WEFT_API int weft_ckpt_save_wait(weft_ckpt *c, const weft_ckpt_meta *meta);
 
 /* Wait for the in-flight save, if any; its result. */
-int weft_ckpt_wait(weft_ckpt *c);
+WEFT_API int weft_ckpt_wait(weft_ckpt *c);
 /* The same, then checkpoint.on_error: a failure is returned under stop,
  * logged (rank 0) and forgotten under continue. For the end of training. */
-int weft_ckpt_finish(weft_ckpt *c);
+WEFT_API int weft_ckpt_finish(weft_ckpt *c);
 
 /* The newest committed checkpoint of this job (path and step), or -1 with
  * path "" when none yet. Thread-safe. */
-int64_t weft_ckpt_last(weft_ckpt *c, char *path, size_t len);
+WEFT_API int64_t weft_ckpt_last(weft_ckpt *c, char *path, size_t len);
 
 /* Timings of the last save on this rank. */
 typedef struct weft_ckpt_stats {
@@ -131,11 +133,11 @@ typedef struct weft_ckpt_stats {
     size_t bytes_file;           /* file size */
     int saves, skipped, failed;
 } weft_ckpt_stats;
-void weft_ckpt_get_stats(weft_ckpt *c, weft_ckpt_stats *out);
+WEFT_API void weft_ckpt_get_stats(weft_ckpt *c, weft_ckpt_stats *out);
 
 /* Collective. Waits for the in-flight save, stops the writer, frees. The
  * in-flight save's result. */
-int weft_ckpt_close(weft_ckpt *c);
+WEFT_API int weft_ckpt_close(weft_ckpt *c);
 
 /* --- loading ---------------------------------------------------------------- */
 
@@ -146,7 +148,7 @@ typedef struct weft_ckpt_loaded {
     weft_ckpt_meta meta;         /* loader_state: malloc'ed, free with weft_ckpt_loaded_free */
     int world, dp, tp, pp, zero; /* the layout that wrote it */
 } weft_ckpt_loaded;
-void weft_ckpt_loaded_free(weft_ckpt_loaded *l);
+WEFT_API void weft_ckpt_loaded_free(weft_ckpt_loaded *l);
 
 /* Collective. Read the checkpoint at path into the state for this rank's
  * current layout: each tensor's piece by its shard spec, and (unless
@@ -154,11 +156,11 @@ void weft_ckpt_loaded_free(weft_ckpt_loaded *l);
  * verified. Errors (the same on every rank): WEFT_ENOENT missing file,
  * WEFT_EDATA not a weft checkpoint, truncated, a checksum mismatch or a
  * tensor missing or of another shape (naming the tensor and both shapes). */
-int weft_ckpt_load(const weft_ckpt_layout *layout, const weft_ckpt_state *state, const char *path,
-                   unsigned flags, weft_ckpt_loaded *out);
+WEFT_API int weft_ckpt_load(const weft_ckpt_layout *layout, const weft_ckpt_state *state, const char *path,
+                            unsigned flags, weft_ckpt_loaded *out);
 
 /* The file `latest` in dir names (validated): path = dir/step-NNNNNNNN.h5.
  * WEFT_ENOENT when there is no latest, WEFT_EDATA when it is malformed. */
-int weft_ckpt_find_latest(const char *dir, char *path, size_t len);
+WEFT_API int weft_ckpt_find_latest(const char *dir, char *path, size_t len);
 
 #endif

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int weft_ck_mkdir(const char *dir)
+int weft_ckpt_mkdir(const char *dir)
 {
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", dir);
@@ -31,7 +31,7 @@ int weft_ck_mkdir(const char *dir)
     return 0;
 }
 
-int weft_ck_publish(const char *dir, const char *tmp, const char *name)
+int weft_ckpt_publish(const char *dir, const char *tmp, const char *name)
 {
     char final[4200], line[64];
     snprintf(final, sizeof final, "%s/%s", dir, name);
@@ -59,7 +59,7 @@ int weft_ckpt_find_latest(const char *dir, char *path, size_t len)
     if (n < 0)
         return weft_error(WEFT_EIO, "cannot read %s: %s", p, strerror(errno));
     int64_t step;
-    WEFT_CHECK(weft_ck_parse_latest(buf, (size_t)n, p, name, sizeof name, &step));
+    WEFT_CHECK(weft_ckpt_parse_latest(buf, (size_t)n, p, name, sizeof name, &step));
     if ((size_t)snprintf(path, len, "%s/%s", dir, name) >= len)
         return weft_error(WEFT_EINVAL, "checkpoint path too long: %s/%s", dir, name);
     return 0;
@@ -71,7 +71,7 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-int weft_ck_list(const char *dir, int64_t **steps, int *n)
+int weft_ckpt_list(const char *dir, int64_t **steps, int *n)
 {
     *steps = NULL;
     *n = 0;
@@ -82,7 +82,7 @@ int weft_ck_list(const char *dir, int64_t **steps, int *n)
     struct dirent *e;
     while ((e = readdir(d))) {
         int64_t s;
-        if (!weft_ck_parse_name(e->d_name, &s))
+        if (!weft_ckpt_parse_name(e->d_name, &s))
             continue;
         if (*n == cap) {
             cap = cap ? 2 * cap : 16;
@@ -100,17 +100,17 @@ int weft_ck_list(const char *dir, int64_t **steps, int *n)
     return 0;
 }
 
-int weft_ck_retain(const char *dir, int keep_last, int keep_every, int64_t current)
+int weft_ckpt_retain(const char *dir, int keep_last, int keep_every, int64_t current)
 {
     int64_t *steps;
     int n;
-    WEFT_CHECK(weft_ck_list(dir, &steps, &n));
+    WEFT_CHECK(weft_ckpt_list(dir, &steps, &n));
     int removed = 0;
     for (int i = 0; i < n - (keep_last > 1 ? keep_last : 1); i++) {
         if ((keep_every > 0 && steps[i] % keep_every == 0) || steps[i] == current)
             continue; /* current: the one latest names, even if a reused directory has later steps */
         char name[64], p[4200];
-        weft_ck_file_name(steps[i], name, sizeof name);
+        weft_ckpt_file_name(steps[i], name, sizeof name);
         snprintf(p, sizeof p, "%s/%s", dir, name);
         if (unlink(p) == 0)
             removed++;
@@ -121,7 +121,7 @@ int weft_ck_retain(const char *dir, int keep_last, int keep_every, int64_t curre
     return removed ? weft_fsync_dir(dir) : 0;
 }
 
-void weft_ck_remove_stale(const char *dir)
+void weft_ckpt_remove_stale(const char *dir)
 {
     DIR *d = opendir(dir);
     if (!d)

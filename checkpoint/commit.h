@@ -17,15 +17,15 @@
 #include "checkpoint/latest.h"
 
 /* Make DIR (and its parent) if missing. */
-int weft_ck_mkdir(const char *dir);
+int weft_ckpt_mkdir(const char *dir);
 /* Rename tmp to DIR/NAME, fsync DIR, then write DIR/latest atomically. */
-int weft_ck_publish(const char *dir, const char *tmp, const char *name);
+int weft_ckpt_publish(const char *dir, const char *tmp, const char *name);
 /* Committed checkpoints in DIR, steps ascending (malloc'ed). */
-int weft_ck_list(const char *dir, int64_t **steps, int *n);
+int weft_ckpt_list(const char *dir, int64_t **steps, int *n);
 /* Remove all but the newest keep_last and multiples of keep_every, never
  * the step just committed (current). */
-int weft_ck_retain(const char *dir, int keep_last, int keep_every, int64_t current);
+int weft_ckpt_retain(const char *dir, int keep_last, int keep_every, int64_t current);
 /* Remove temporary files a killed save left behind. */
-void weft_ck_remove_stale(const char *dir);
+void weft_ckpt_remove_stale(const char *dir);
 
 #endif

@@ -101,7 +101,7 @@ int weft_ckpt_verify_dataset(hid_t f, const char *path, const char *dpath, void 
         rc = weft_h5_checksum(d, dpath, scratch, WEFT_CKPT_SCRATCH, &have);
     H5Dclose(d);
     if (rc)
-        return weft_ck_wrap(rc, "checkpoint %s: tensor '%s'", path, dpath);
+        return weft_ckpt_wrap(rc, "checkpoint %s: tensor '%s'", path, dpath);
     if (want != have)
         return weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s' fails its checksum (stored xxh3 %016llx, data "
                           "gives %016llx): the file is corrupt", path, dpath, (unsigned long long)want,

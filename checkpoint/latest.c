@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-void weft_ck_file_name(int64_t step, char *buf, size_t len) { snprintf(buf, len, "step-%08lld.h5", (long long)step); }
+void weft_ckpt_file_name(int64_t step, char *buf, size_t len) { snprintf(buf, len, "step-%08lld.h5", (long long)step); }
 
-int weft_ck_parse_name(const char *name, int64_t *step)
+int weft_ckpt_parse_name(const char *name, int64_t *step)
 {
     if (strncmp(name, "step-", 5) != 0)
         return 0;
@@ -24,7 +24,7 @@ int weft_ck_parse_name(const char *name, int64_t *step)
     return 1;
 }
 
-int weft_ck_parse_latest(const char *buf, size_t n, const char *origin, char *name, size_t len, int64_t *step)
+int weft_ckpt_parse_latest(const char *buf, size_t n, const char *origin, char *name, size_t len, int64_t *step)
 {
     char text[40], shown[44];
     size_t k = n && buf[n - 1] == '\n' ? n - 1 : n;
@@ -32,7 +32,7 @@ int weft_ck_parse_latest(const char *buf, size_t n, const char *origin, char *na
     if (good) {
         memcpy(text, buf, k);
         text[k] = '\0';
-        good = weft_ck_parse_name(text, step) && k < len;
+        good = weft_ckpt_parse_name(text, step) && k < len;
     }
     if (good) {
         memcpy(name, text, k + 1);

@@ -11,14 +11,14 @@
 #include <stdint.h>
 
 /* "step-00000100.h5" */
-void weft_ck_file_name(int64_t step, char *buf, size_t len);
+void weft_ckpt_file_name(int64_t step, char *buf, size_t len);
 /* 1 and *step when name is exactly a checkpoint file name ("step-", 8 to 15
  * digits, ".h5"), else 0. */
-int weft_ck_parse_name(const char *name, int64_t *step);
+int weft_ckpt_parse_name(const char *name, int64_t *step);
 
 /* The n bytes of a `latest` file (origin names it in errors): one file
  * name, optionally followed by one newline. On success name (len >= 32)
  * holds it and *step its step; WEFT_EDATA naming origin otherwise. */
-int weft_ck_parse_latest(const char *buf, size_t n, const char *origin, char *name, size_t len, int64_t *step);
+int weft_ckpt_parse_latest(const char *buf, size_t n, const char *origin, char *name, size_t len, int64_t *step);
 
 #endif

@@ -101,7 +101,7 @@ static int read_moments(const loader_ctx *x, const weft_ckpt_state *s, const wef
             size_t e1 = s->ranges[i][0] + s->ranges[i][1], e2 = t->offset + t->numel, b = e1 < e2 ? e1 : e2;
             if (a < b)
                 rc = read_piece(x, d, dpath, &t->shard, a - t->offset, b - t->offset,
-                                (k ? s->v : s->m) + weft_ck_moment_pos(s, a));
+                                (k ? s->v : s->m) + weft_ckpt_moment_pos(s, a));
         }
         H5Dclose(d);
         WEFT_CHECK(rc);
@@ -131,7 +131,7 @@ static int read_tensors(const loader_ctx *x, const weft_ckpt_state *s)
 }
 
 /* Tensors in the file that the model (all ranks together) lacks. */
-static int check_extra(const loader_ctx *x, const weft_ck_name *names, int ng)
+static int check_extra(const loader_ctx *x, const weft_ckpt_name *names, int ng)
 {
     hid_t g = H5Gopen2(x->f, "params", H5P_DEFAULT);
     if (g < 0)
@@ -195,7 +195,7 @@ static int read_meta(const loader_ctx *x, weft_ckpt_loaded *out)
     rc = rc ? rc : weft_h5_get_i64(x->f, "pp", &pp);
     rc = rc ? rc : weft_h5_get_i64(x->f, "zero", &z);
     if (rc)
-        return weft_ck_wrap(rc, "checkpoint %s", x->path);
+        return weft_ckpt_wrap(rc, "checkpoint %s", x->path);
     out->world = (int)w, out->dp = (int)dp, out->tp = (int)tp, out->pp = (int)pp, out->zero = (int)z;
     return 0;
 }
@@ -241,7 +241,7 @@ static int read_small(const loader_ctx *x, weft_ckpt_loaded *out)
     return rc;
 }
 
-static int read_all(const loader_ctx *x, const weft_ckpt_state *s, const weft_ck_name *names, int ng,
+static int read_all(const loader_ctx *x, const weft_ckpt_state *s, const weft_ckpt_name *names, int ng,
                     weft_ckpt_loaded *out)
 {
     WEFT_CHECK(read_meta(x, out));
@@ -276,10 +276,10 @@ int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const ch
     loader_ctx x = {path, -1, weft_comm_rank(l->world), weft_comm_size(l->world), flags};
     MPI_Comm mpi;
     WEFT_CHECK(weft_comm_mpi_dup(l->world, &mpi));
-    weft_ck_name *names = NULL;
+    weft_ckpt_name *names = NULL;
     int ng = 0;
-    int rc = weft_ck_names(mpi, s, &names, &ng);
-    rc = weft_ck_agree(l->world, rc ? rc : precheck(path));
+    int rc = weft_ckpt_names(mpi, s, &names, &ng);
+    rc = weft_ckpt_agree(l->world, rc ? rc : precheck(path));
     if (rc == 0) {
         weft_h5_lock();
         hid_t fapl = weft_h5_fapl(mpi, NULL);
@@ -288,7 +288,7 @@ int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const ch
         rc = x.f < 0 ? weft_h5_error(WEFT_EDATA, "checkpoint %s cannot be opened (truncated or damaged?)", path)
                      : read_all(&x, s, names, ng, out);
         weft_h5_unlock();
-        rc = weft_ck_agree(l->world, rc);
+        rc = weft_ckpt_agree(l->world, rc);
         weft_h5_lock();
         if (x.f >= 0)
             H5Fclose(x.f);

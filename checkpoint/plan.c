@@ -10,13 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int same_shape(const weft_ck_name *a, int ndim, const int64_t shape[2])
+static int same_shape(const weft_ckpt_name *a, int ndim, const int64_t shape[2])
 {
     return a->ndim == ndim && a->shape[0] == shape[0] && (ndim == 1 || a->shape[1] == shape[1]);
 }
 
 /* Append the tensors of `all` (n of them) not yet in out. */
-static int merge_names(const weft_ck_name *all, int n, weft_ck_name *out, int *nout)
+static int merge_names(const weft_ckpt_name *all, int n, weft_ckpt_name *out, int *nout)
 {
     for (int i = 0; i < n; i++) {
         int j = 0;
@@ -31,13 +31,13 @@ static int merge_names(const weft_ck_name *all, int n, weft_ck_name *out, int *n
     return 0;
 }
 
-int weft_ck_names(MPI_Comm comm, const weft_ckpt_state *s, weft_ck_name **out, int *n)
+int weft_ckpt_names(MPI_Comm comm, const weft_ckpt_state *s, weft_ckpt_name **out, int *n)
 {
     int size, mine = 0;
     MPI_Comm_size(comm, &size);
-    weft_ck_name *loc = calloc((size_t)s->ntensors + 1, sizeof *loc);
+    weft_ckpt_name *loc = calloc((size_t)s->ntensors + 1, sizeof *loc);
     int *counts = calloc((size_t)size, sizeof(int)), *displs = calloc((size_t)size, sizeof(int));
-    weft_ck_name *all = NULL;
+    weft_ckpt_name *all = NULL;
     int rc = 0;
     if (!loc || !counts || !displs) {
         rc = weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
@@ -80,7 +80,7 @@ done:
     return rc;
 }
 
-size_t weft_ck_moment_pos(const weft_ckpt_state *s, size_t x)
+size_t weft_ckpt_moment_pos(const weft_ckpt_state *s, size_t x)
 {
     size_t pos = 0;
     for (int i = 0; s->m && i < s->nranges; i++) {
@@ -91,13 +91,13 @@ size_t weft_ck_moment_pos(const weft_ckpt_state *s, size_t x)
     return (size_t)-1;
 }
 
-static int add_dset(weft_ck_plan *p, int kind, const char *name, int ndim, const int64_t shape[2], size_t esize)
+static int add_dset(weft_ckpt_plan *p, int kind, const char *name, int ndim, const int64_t shape[2], size_t esize)
 {
     static const char *const prefix[] = {"params/", "optim/m/", "optim/v/", "loader/", "rng/"};
-    weft_ck_dset *d = &p->d[p->nd++];
+    weft_ckpt_dset *d = &p->d[p->nd++];
     memset(d, 0, sizeof *d);
     snprintf(d->path, sizeof d->path, "%s%s", prefix[kind], name);
-    snprintf(d->name, sizeof d->name, "%s", kind <= WEFT_CK_V ? name : "");
+    snprintf(d->name, sizeof d->name, "%s", kind <= WEFT_CKPT_V ? name : "");
     d->kind = kind;
     d->ndim = ndim;
     d->shape[0] = shape[0];
@@ -108,23 +108,23 @@ static int add_dset(weft_ck_plan *p, int kind, const char *name, int ndim, const
 
 /* Add local elements [a, b) of tensor t to dataset d, copied from src; the
  * copy's stage_off is relative to the dataset until offsets are assigned. */
-static int add_piece(weft_ck_plan *p, int di, const weft_shard_spec *spec, size_t a, size_t b, const void *src)
+static int add_piece(weft_ckpt_plan *p, int di, const weft_shard_spec *spec, size_t a, size_t b, const void *src)
 {
-    weft_ck_dset *d = &p->d[di];
+    weft_ckpt_dset *d = &p->d[di];
     int cap = weft_ckpt_region_cap(spec);
     weft_ckpt_rect *r = realloc(d->rects, (size_t)(d->nrect + cap) * sizeof *r);
     if (!r)
         return weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
     d->rects = r;
     d->nrect += weft_ckpt_region(spec, a, b, r + d->nrect);
-    weft_ck_run *u = realloc(d->runs, (size_t)(d->nruns + 1) * sizeof *u);
+    weft_ckpt_run *u = realloc(d->runs, (size_t)(d->nruns + 1) * sizeof *u);
     if (!u)
         return weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
     d->runs = u;
-    d->runs[d->nruns++] = (weft_ck_run){*spec, a, b, d->count * d->esize};
+    d->runs[d->nruns++] = (weft_ckpt_run){*spec, a, b, d->count * d->esize};
     if (p->ncopies == p->cap_copies) {
         int nc = p->cap_copies ? 2 * p->cap_copies : 64;
-        weft_ck_copy *c = realloc(p->copies, (size_t)nc * sizeof *c);
+        weft_ckpt_copy *c = realloc(p->copies, (size_t)nc * sizeof *c);
         if (!c)
             return weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
         p->copies = c;
@@ -132,13 +132,13 @@ static int add_piece(weft_ck_plan *p, int di, const weft_shard_spec *spec, size_
     }
     /* bytes and a provisional offset; the dataset index rides in stage_off's
      * high part until assign_offsets fixes it */
-    p->copies[p->ncopies++] = (weft_ck_copy){src, d->count * d->esize, (b - a) * d->esize};
+    p->copies[p->ncopies++] = (weft_ckpt_copy){src, d->count * d->esize, (b - a) * d->esize};
     p->copies[p->ncopies - 1].stage_off |= (size_t)di << 48;
     d->count += b - a;
     return 0;
 }
 
-static int find_name(const weft_ck_name *names, int n, const char *name)
+static int find_name(const weft_ckpt_name *names, int n, const char *name)
 {
     for (int i = 0; i < n; i++)
         if (strcmp(names[i].name, name) == 0)
@@ -147,7 +147,7 @@ static int find_name(const weft_ck_name *names, int n, const char *name)
 }
 
 /* This rank's share of tensor t: its write ranges intersected with t. */
-static int add_tensor(weft_ck_plan *p, const weft_ckpt_state *s, const weft_tensor *t, int gi, int ng,
+static int add_tensor(weft_ckpt_plan *p, const weft_ckpt_state *s, const weft_tensor *t, int gi, int ng,
                       const size_t (*w)[2], int nw, int moments)
 {
     for (int i = 0; i < nw; i++) {
@@ -158,8 +158,8 @@ static int add_tensor(weft_ck_plan *p, const weft_ckpt_state *s, const weft_tens
         WEFT_CHECK(add_piece(p, gi, &t->shard, a - t->offset, b - t->offset, s->params + a));
         if (!moments)
             continue;
-        size_t pos = weft_ck_moment_pos(s, a);
-        if (pos == (size_t)-1 || weft_ck_moment_pos(s, b - 1) != pos + (b - a - 1))
+        size_t pos = weft_ckpt_moment_pos(s, a);
+        if (pos == (size_t)-1 || weft_ckpt_moment_pos(s, b - 1) != pos + (b - a - 1))
             return weft_error(WEFT_EINTERNAL, "checkpoint: no optimizer moments for elements %zu..%zu of '%s'", a,
                               b, t->name);
         WEFT_CHECK(add_piece(p, ng + gi, &t->shard, a - t->offset, b - t->offset, s->m + pos));
@@ -170,7 +170,7 @@ static int add_tensor(weft_ck_plan *p, const weft_ckpt_state *s, const weft_tens
 
 /* Datasets get 64-byte aligned places in staging, in order; copies learn
  * theirs. */
-static void assign_offsets(weft_ck_plan *p)
+static void assign_offsets(weft_ckpt_plan *p)
 {
     size_t off = 0;
     for (int i = 0; i < p->nd; i++) {
@@ -185,7 +185,7 @@ static void assign_offsets(weft_ck_plan *p)
 }
 
 /* Which rank hashes each dataset: one that writes all of it, else spread. */
-static int assign_hashers(MPI_Comm comm, weft_ck_plan *p)
+static int assign_hashers(MPI_Comm comm, weft_ckpt_plan *p)
 {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
@@ -194,7 +194,7 @@ static int assign_hashers(MPI_Comm comm, weft_ck_plan *p)
     if (!h)
         return weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
     for (int i = 0; i < p->nd; i++) {
-        weft_ck_dset *d = &p->d[i];
+        weft_ckpt_dset *d = &p->d[i];
         size_t numel = (size_t)d->shape[0] * (size_t)(d->ndim == 2 ? d->shape[1] : 1);
         d->whole = d->count == numel;
         h[i] = d->whole ? rank + 1 : 0;
@@ -231,7 +231,7 @@ static int write_ranges(const weft_ckpt_layout *l, const weft_ckpt_state *s, siz
 }
 
 static int fill_plan(MPI_Comm comm, const weft_ckpt_layout *l, const weft_ckpt_state *s, size_t loader_len,
-                     weft_ck_plan *p, const weft_ck_name *names, int ng)
+                     weft_ckpt_plan *p, const weft_ckpt_name *names, int ng)
 {
     int rank, size, moments = s->m != NULL, any_moments;
     MPI_Comm_rank(comm, &rank);
@@ -240,7 +240,7 @@ static int fill_plan(MPI_Comm comm, const weft_ckpt_layout *l, const weft_ckpt_s
     p->d = calloc((size_t)(3 * ng + 2), sizeof *p->d);
     if (!p->d)
         return weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
-    for (int k = WEFT_CK_PARAM; k <= (any_moments ? WEFT_CK_V : WEFT_CK_PARAM); k++)
+    for (int k = WEFT_CKPT_PARAM; k <= (any_moments ? WEFT_CKPT_V : WEFT_CKPT_PARAM); k++)
         for (int i = 0; i < ng; i++)
             add_dset(p, k, names[i].name, names[i].ndim, names[i].shape, sizeof(float));
     size_t (*w)[2] = NULL;
@@ -258,40 +258,40 @@ static int fill_plan(MPI_Comm comm, const weft_ckpt_layout *l, const weft_ckpt_s
     int64_t lshape[2] = {(int64_t)loader_len, 0}, rshape[2] = {size, 0};
     weft_shard_spec lspec = weft_shard_whole(lshape[0], 0), rspec = weft_shard_whole(size, 0);
     if (loader_len > 0) {
-        add_dset(p, WEFT_CK_LOADER, "state", 1, lshape, 1);
+        add_dset(p, WEFT_CKPT_LOADER, "state", 1, lshape, 1);
         if (rank == 0)
             WEFT_CHECK(add_piece(p, p->nd - 1, &lspec, 0, loader_len, NULL));
     }
-    add_dset(p, WEFT_CK_RNG, "state", 1, rshape, sizeof(uint64_t));
+    add_dset(p, WEFT_CKPT_RNG, "state", 1, rshape, sizeof(uint64_t));
     return add_piece(p, p->nd - 1, &rspec, (size_t)rank, (size_t)rank + 1, NULL);
 }
 
-int weft_ck_plan_build(MPI_Comm comm, const weft_ckpt_layout *l, const weft_ckpt_state *s, size_t loader_len,
-                       weft_ck_plan *p)
+int weft_ckpt_plan_build(MPI_Comm comm, const weft_ckpt_layout *l, const weft_ckpt_state *s, size_t loader_len,
+                       weft_ckpt_plan *p)
 {
     memset(p, 0, sizeof *p);
-    weft_ck_name *names;
+    weft_ckpt_name *names;
     int ng;
-    WEFT_CHECK(weft_ck_names(comm, s, &names, &ng));
+    WEFT_CHECK(weft_ckpt_names(comm, s, &names, &ng));
     int rc = fill_plan(comm, l, s, loader_len, p, names, ng);
     free(names);
     if (rc == 0) {
         assign_offsets(p);
         /* the loader and rng copies have no source: filled at each save */
         for (int i = 0; i < p->nd; i++) {
-            if (p->d[i].kind == WEFT_CK_LOADER)
+            if (p->d[i].kind == WEFT_CKPT_LOADER)
                 p->loader_off = p->d[i].stage_off;
-            if (p->d[i].kind == WEFT_CK_RNG)
+            if (p->d[i].kind == WEFT_CKPT_RNG)
                 p->rng_off = p->d[i].stage_off;
         }
         rc = assign_hashers(comm, p);
     }
     if (rc)
-        weft_ck_plan_free(p);
+        weft_ckpt_plan_free(p);
     return rc;
 }
 
-void weft_ck_plan_free(weft_ck_plan *p)
+void weft_ckpt_plan_free(weft_ckpt_plan *p)
 {
     for (int i = 0; p->d && i < p->nd; i++)
         free(p->d[i].rects), free(p->d[i].runs);

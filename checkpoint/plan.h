@@ -21,19 +21,19 @@
 #include "checkpoint/ckpt.h"
 #include "checkpoint/region.h"
 
-enum { WEFT_CK_PARAM, WEFT_CK_M, WEFT_CK_V, WEFT_CK_LOADER, WEFT_CK_RNG };
+enum { WEFT_CKPT_PARAM, WEFT_CKPT_M, WEFT_CKPT_V, WEFT_CKPT_LOADER, WEFT_CKPT_RNG };
 
 /* A run of local elements [a, b) of a tensor piece, at stage_rel bytes
  * into the dataset's staging: what a rank reads back to verify its write. */
-typedef struct weft_ck_run {
+typedef struct weft_ckpt_run {
     weft_shard_spec spec;
     size_t a, b, stage_rel;
-} weft_ck_run;
+} weft_ckpt_run;
 
-typedef struct weft_ck_dset {
+typedef struct weft_ckpt_dset {
     char path[96];           /* "params/h.0.ln_1.weight" */
     char name[64];           /* the tensor's name ("" for loader/rng) */
-    int kind;                /* WEFT_CK_* */
+    int kind;                /* WEFT_CKPT_* */
     int ndim;
     int64_t shape[2];        /* global; [1] = 0 for one dimension */
     size_t esize;            /* bytes per element */
@@ -42,46 +42,46 @@ typedef struct weft_ck_dset {
     size_t count;            /* elements written */
     weft_ckpt_rect *rects;
     int nrect;
-    weft_ck_run *runs;
+    weft_ckpt_run *runs;
     int nruns;
     int whole;               /* this rank writes every element */
     int hasher;              /* this rank computes the checksum */
-} weft_ck_dset;
+} weft_ckpt_dset;
 
-typedef struct weft_ck_copy {
+typedef struct weft_ckpt_copy {
     const void *src;
     size_t stage_off, bytes;
-} weft_ck_copy;
+} weft_ckpt_copy;
 
-typedef struct weft_ck_plan {
-    weft_ck_dset *d;
+typedef struct weft_ckpt_plan {
+    weft_ckpt_dset *d;
     int nd;
-    weft_ck_copy *copies;
+    weft_ckpt_copy *copies;
     int ncopies, cap_copies;
     size_t stage_bytes;
     size_t loader_off, rng_off;  /* in staging: loader bytes, this rank's rng */
     size_t max_read;             /* largest element size (checksum reads) */
-} weft_ck_plan;
+} weft_ckpt_plan;
 
 /* A global tensor: name and shape, the same list on every rank. */
-typedef struct weft_ck_name {
+typedef struct weft_ckpt_name {
     char name[64];
     int ndim;
     int64_t shape[2];
-} weft_ck_name;
+} weft_ckpt_name;
 
 /* Collective over comm: the union of every rank's (non-tied) tensors, in
  * order of first appearance by rank. WEFT_EINTERNAL if two ranks disagree
  * on a tensor's shape. */
-int weft_ck_names(MPI_Comm comm, const weft_ckpt_state *s, weft_ck_name **out, int *n);
+int weft_ckpt_names(MPI_Comm comm, const weft_ckpt_state *s, weft_ckpt_name **out, int *n);
 
 /* Collective over comm. loader_len 0: no loader dataset. */
-int weft_ck_plan_build(MPI_Comm comm, const weft_ckpt_layout *l, const weft_ckpt_state *s, size_t loader_len,
-                       weft_ck_plan *p);
-void weft_ck_plan_free(weft_ck_plan *p);
+int weft_ckpt_plan_build(MPI_Comm comm, const weft_ckpt_layout *l, const weft_ckpt_state *s, size_t loader_len,
+                       weft_ckpt_plan *p);
+void weft_ckpt_plan_free(weft_ckpt_plan *p);
 
 /* Where flat element x of the parameter buffer is in the moment buffers;
  * (size_t)-1 when this rank holds no moments for it. */
-size_t weft_ck_moment_pos(const weft_ckpt_state *s, size_t x);
+size_t weft_ckpt_moment_pos(const weft_ckpt_state *s, size_t x);
 
 #endif

@@ -47,7 +47,7 @@ static void reserve_path(const weft_ckpt *c, char *buf, size_t len)
     snprintf(buf, len, "%s/.weft-ckpt-reserve", c->opts.dir);
 }
 
-void weft_ck_reserve_take(weft_ckpt *c)
+void weft_ckpt_reserve_take(weft_ckpt *c)
 {
     char p[4200];
     reserve_path(c, p, sizeof p);
@@ -80,7 +80,7 @@ static int reserve_file(weft_ckpt *c, const char *tmp)
                       strerror(e), avail / 1048576.0);
 }
 
-void weft_ck_reserve_release(weft_ckpt *c)
+void weft_ckpt_reserve_release(weft_ckpt *c)
 {
     char p[4200];
     reserve_path(c, p, sizeof p);
@@ -91,12 +91,12 @@ void weft_ck_reserve_release(weft_ckpt *c)
 
 static hid_t file_type(int kind)
 {
-    return kind == WEFT_CK_LOADER ? H5T_STD_U8LE : kind == WEFT_CK_RNG ? H5T_STD_U64LE : H5T_IEEE_F32LE;
+    return kind == WEFT_CKPT_LOADER ? H5T_STD_U8LE : kind == WEFT_CKPT_RNG ? H5T_STD_U64LE : H5T_IEEE_F32LE;
 }
 
 static hid_t mem_type(int kind)
 {
-    return kind == WEFT_CK_LOADER ? H5T_NATIVE_UINT8 : kind == WEFT_CK_RNG ? H5T_NATIVE_UINT64 : H5T_NATIVE_FLOAT;
+    return kind == WEFT_CKPT_LOADER ? H5T_NATIVE_UINT8 : kind == WEFT_CKPT_RNG ? H5T_NATIVE_UINT64 : H5T_NATIVE_FLOAT;
 }
 
 /* Keep the first error; later ones only add to the log. */
@@ -106,7 +106,7 @@ static int write_data(weft_ckpt *c, hid_t f, hid_t dxpl)
 {
     int rc = 0;
     for (int i = 0; i < c->plan.nd; i++) {
-        const weft_ck_dset *d = &c->plan.d[i];
+        const weft_ckpt_dset *d = &c->plan.d[i];
         c->dsets[i] = weft_h5_create(f, d->path, file_type(d->kind), d->ndim, d->shape);
         if (c->dsets[i] < 0) {
             rc = keep(rc, weft_h5_error(WEFT_EIO, "cannot create dataset %s", d->path));
@@ -124,9 +124,9 @@ static int write_data(weft_ckpt *c, hid_t f, hid_t dxpl)
 /* Read back run u of dataset d in pieces that fit the scratch buffer and
  * compare with staging: MPI-IO can lose a failed write (a full disk) without
  * reporting it, and a checkpoint must never be committed on that. */
-static int verify_run(weft_ckpt *c, int i, const weft_ck_run *u)
+static int verify_run(weft_ckpt *c, int i, const weft_ckpt_run *u)
 {
-    const weft_ck_dset *d = &c->plan.d[i];
+    const weft_ckpt_dset *d = &c->plan.d[i];
     size_t step = SCRATCH_BYTES / d->esize;
     weft_ckpt_rect rects[64];
     if (weft_ckpt_region_cap(&u->spec) > 64)
@@ -164,7 +164,7 @@ static int checksums(weft_ckpt *c, hid_t f)
     MPI_Barrier(c->mpi);
     int rc = verify_written(c);
     for (int i = 0; i < c->plan.nd; i++) {
-        const weft_ck_dset *d = &c->plan.d[i];
+        const weft_ckpt_dset *d = &c->plan.d[i];
         c->hashes[i] = 0;
         if (!d->hasher || c->dsets[i] < 0)
             continue;
@@ -218,10 +218,10 @@ static int write_file(weft_ckpt *c, const char *tmp)
         return weft_h5_error(WEFT_EIO, "cannot create checkpoint file %s", tmp);
     /* Reserve the whole file's blocks before writing: a full disk then fails
      * here, cleanly, and never in the middle of HDF5's collective writes. */
-    int rc = weft_ck_agree(c->wcomm, c->rank == 0 ? reserve_file(c, tmp) : 0);
+    int rc = weft_ckpt_agree(c->wcomm, c->rank == 0 ? reserve_file(c, tmp) : 0);
     if (rc) {
         if (c->rank == 0)
-            weft_ck_reserve_release(c); /* room for the superblock HDF5 writes at close */
+            weft_ckpt_reserve_release(c); /* room for the superblock HDF5 writes at close */
         H5Fclose(f);
         return rc;
     }
@@ -237,11 +237,11 @@ static int write_file(weft_ckpt *c, const char *tmp)
     /* All ranks learn now whether the data is safe. If not, nothing more is
      * written, and rank 0 frees the reserve so HDF5's closing metadata flush
      * cannot fail too (a close that fails leaves HDF5 broken). */
-    int all = weft_ck_agree(c->wcomm, rc);
+    int all = weft_ckpt_agree(c->wcomm, rc);
     if (all) {
         rc = keep(rc, all);
         if (c->rank == 0)
-            weft_ck_reserve_release(c);
+            weft_ckpt_reserve_release(c);
     }
     for (int i = 0; all == 0 && i < c->plan.nd; i++)
         if (c->dsets[i] >= 0)
@@ -254,7 +254,7 @@ static int write_file(weft_ckpt *c, const char *tmp)
     if (H5Fclose(f) < 0)
         rc = keep(rc, weft_h5_error(WEFT_EIO, "closing checkpoint file %s failed", tmp));
     if (rc)
-        weft_ck_wrap(rc, "checkpoint step %lld", (long long)c->meta.step);
+        weft_ckpt_wrap(rc, "checkpoint step %lld", (long long)c->meta.step);
     return rc;
 }
 
@@ -264,7 +264,7 @@ static size_t file_bytes_estimate(const weft_ckpt *c)
 {
     size_t b = 65536 + strlen(c->config_ini); /* superblock, root attributes */
     for (int i = 0; i < c->plan.nd; i++) {
-        const weft_ck_dset *d = &c->plan.d[i];
+        const weft_ckpt_dset *d = &c->plan.d[i];
         size_t bytes = (size_t)d->shape[0] * (size_t)(d->ndim == 2 ? d->shape[1] : 1) * d->esize;
         b += bytes + 1024 + (bytes >= 65536 ? c->opts.alignment : 0); /* header, attribute, padding */
     }
@@ -301,27 +301,27 @@ static int fsync_path(const char *p)
 static int commit(weft_ckpt *c, const char *tmp, const char *name)
 {
     int rc = c->fsyncer ? fsync_path(tmp) : 0;
-    WEFT_CHECK(weft_ck_agree(c->wcomm, rc));
+    WEFT_CHECK(weft_ckpt_agree(c->wcomm, rc));
     if (c->rank == 0) {
-        rc = weft_ck_publish(c->opts.dir, tmp, name);
-        if (rc == 0 && weft_ck_retain(c->opts.dir, c->opts.keep_last, c->opts.keep_every, c->meta.step) != 0)
+        rc = weft_ckpt_publish(c->opts.dir, tmp, name);
+        if (rc == 0 && weft_ckpt_retain(c->opts.dir, c->opts.keep_last, c->opts.keep_every, c->meta.step) != 0)
             WEFT_WARN("%s", weft_last_error()); /* an old file left over is no failure of this save */
     }
-    return weft_ck_agree(c->wcomm, rc);
+    return weft_ckpt_agree(c->wcomm, rc);
 }
 
-int weft_ck_write_one(weft_ckpt *c)
+int weft_ckpt_write_one(weft_ckpt *c)
 {
     char name[64], tmp[4200];
-    weft_ck_file_name(c->meta.step, name, sizeof name);
+    weft_ckpt_file_name(c->meta.step, name, sizeof name);
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp", c->opts.dir, name);
     int64_t t0 = weft_now_ns();
-    int rc = weft_ck_agree(c->wcomm, preflight(c));
+    int rc = weft_ckpt_agree(c->wcomm, preflight(c));
     if (rc == 0) {
         weft_h5_lock();
         rc = write_file(c, tmp);
         weft_h5_unlock();
-        rc = weft_ck_agree(c->wcomm, rc);
+        rc = weft_ckpt_agree(c->wcomm, rc);
     }
     int64_t t1 = weft_now_ns();
     if (rc == 0)
@@ -329,7 +329,7 @@ int weft_ck_write_one(weft_ckpt *c)
     c->stats.commit_s = 1e-9 * (double)(weft_now_ns() - t1);
     if (rc && c->rank == 0) {
         unlink(tmp);
-        weft_ck_reserve_take(c); /* again, now that the failed file is gone */
+        weft_ckpt_reserve_take(c); /* again, now that the failed file is gone */
     }
     c->stats.write_s = 1e-9 * (double)(weft_now_ns() - t0);
     if (rc == 0) {

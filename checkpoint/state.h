@@ -10,6 +10,7 @@
 #ifndef WEFT_CHECKPOINT_STATE_H
 #define WEFT_CHECKPOINT_STATE_H
 
+#include "runtime/api.h"
 #include "checkpoint/ckpt.h"
 #include "model/model.h"
 #include "model/optim.h"

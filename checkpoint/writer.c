@@ -38,7 +38,7 @@ static void *writer_main(void *arg)
             break;
         c->st = WRITING;
         pthread_mutex_unlock(&c->mu);
-        int rc = weft_ck_write_one(c);
+        int rc = weft_ckpt_write_one(c);
         pthread_mutex_lock(&c->mu);
         c->result = rc;
         snprintf(c->result_msg, sizeof c->result_msg, "%s", rc ? weft_last_error() : "");
@@ -65,7 +65,7 @@ static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state 
     c->config_ini = strdup(ini ? ini : "");
     WEFT_CHECK(weft_comm_dup(l->world, "ckpt-writer", &c->wcomm));
     WEFT_CHECK(weft_comm_mpi_dup(l->world, &c->mpi));
-    WEFT_CHECK(weft_ck_plan_build(c->mpi, l, s, o->loader_len, &c->plan));
+    WEFT_CHECK(weft_ckpt_plan_build(c->mpi, l, s, o->loader_len, &c->plan));
     c->stage = aligned_alloc(64, c->plan.stage_bytes + 64);
     c->scratch = malloc(SCRATCH_BYTES);
     c->hashes = calloc((size_t)c->plan.nd + 1, sizeof *c->hashes);
@@ -76,10 +76,10 @@ static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state 
     memset(c->stage, 0, c->plan.stage_bytes); /* touch it now, not during the first save */
     for (int i = 0; i < c->plan.nd; i++)
         c->stats.bytes_rank += c->plan.d[i].count * c->plan.d[i].esize;
-    int rc = c->rank == 0 ? weft_ck_mkdir(o->dir) : 0;
+    int rc = c->rank == 0 ? weft_ckpt_mkdir(o->dir) : 0;
     if (rc == 0 && c->rank == 0) {
-        weft_ck_remove_stale(o->dir);
-        weft_ck_reserve_take(c);
+        weft_ckpt_remove_stale(o->dir);
+        weft_ckpt_reserve_take(c);
     }
     return rc;
 }
@@ -94,7 +94,7 @@ int weft_ckpt_new(const weft_ckpt_layout *l, const weft_ckpt_state *s, const wef
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
     int rc = setup(c, l, s, o, ini);
-    rc = weft_ck_agree(l->world, rc);
+    rc = weft_ckpt_agree(l->world, rc);
     if (rc == 0 && pthread_create(&c->thread, NULL, writer_main, c) != 0)
         rc = weft_error(WEFT_EINTERNAL, "checkpoint: cannot start the writer thread");
     c->thread_started = rc == 0;
@@ -116,7 +116,7 @@ static int collect(weft_ckpt *c)
     if (c->st == DONE) {
         rc = c->result;
         if (rc) {
-            weft_ck_rethrow(rc, c->result_msg);
+            weft_ckpt_rethrow(rc, c->result_msg);
             c->stats.failed++;
         }
         c->st = IDLE;
@@ -151,7 +151,7 @@ static int previous_result(weft_ckpt *c)
 static void stage_state(weft_ckpt *c, const weft_ckpt_meta *m)
 {
     int64_t t0 = weft_now_ns();
-    const weft_ck_plan *p = &c->plan;
+    const weft_ckpt_plan *p = &c->plan;
     for (int i = 0; i < p->ncopies; i++)
         if (p->copies[i].src)
             memcpy(c->stage + p->copies[i].stage_off, p->copies[i].src, p->copies[i].bytes);
@@ -181,7 +181,7 @@ static int save(weft_ckpt *c, const weft_ckpt_meta *m, int never_skip, int *star
                       "skip)", (long long)m->step, (long long)c->meta.step);
         return 0;
     }
-    WEFT_CHECK(weft_ck_agree(c->layout.world, previous_result(c)));
+    WEFT_CHECK(weft_ckpt_agree(c->layout.world, previous_result(c)));
     stage_state(c, m);
     pthread_mutex_lock(&c->mu);
     c->st = PENDING;
@@ -243,11 +243,11 @@ int weft_ckpt_close(weft_ckpt *c)
         pthread_join(c->thread, NULL);
     }
     if (c->thread_started && c->rank == 0)
-        weft_ck_reserve_release(c); /* the directory holds only checkpoints again */
+        weft_ckpt_reserve_release(c); /* the directory holds only checkpoints again */
     if (c->mpi != MPI_COMM_NULL && c->mpi)
         MPI_Comm_free(&c->mpi);
     weft_comm_free(c->wcomm);
-    weft_ck_plan_free(&c->plan);
+    weft_ckpt_plan_free(&c->plan);
     free(c->stage);
     free(c->scratch);
     free(c->hashes);

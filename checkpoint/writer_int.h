@@ -21,7 +21,7 @@ struct weft_ckpt {
     weft_ckpt_state state;
     weft_ckpt_opts opts;
     char *config_ini;
-    weft_ck_plan plan;
+    weft_ckpt_plan plan;
     uint8_t *stage;            /* plan.stage_bytes, allocated once */
     void *scratch;             /* checksum read-back, SCRATCH_BYTES */
     uint64_t *hashes;          /* per dataset */
@@ -44,9 +44,9 @@ struct weft_ckpt {
 
 /* One save of what is staged (collective over the writer communicators):
  * 0 once committed, else the agreed error. Writer thread only. */
-int weft_ck_write_one(weft_ckpt *c);
+int weft_ckpt_write_one(weft_ckpt *c);
 /* Rank 0: (re)create the disk-space reserve in the checkpoint directory. */
-void weft_ck_reserve_take(weft_ckpt *c);
-void weft_ck_reserve_release(weft_ckpt *c);
+void weft_ckpt_reserve_take(weft_ckpt *c);
+void weft_ckpt_reserve_release(weft_ckpt *c);
 
 #endif

@@ -12,7 +12,7 @@
  */
 #include "collectives/net.h"
 
-void net_direct_reduce_scatter(net_sched *s, const net_algo_args *a)
+void weft_net_direct_reduce_scatter(weft_net_sched *s, const weft_net_algo_args *a)
 {
     int n = a->n;
     if (n < 2)
@@ -24,47 +24,47 @@ void net_direct_reduce_scatter(net_sched *s, const net_algo_args *a)
             continue;
         size_t jo, jl;
         weft_comm_chunk(a->count, n, j, &jo, &jl);
-        net_sched_send(s, j, a->work + jo * a->es, jl * a->es);
-        net_sched_recv(s, j, a->tmp + (size_t)j * stride, len * a->es);
+        weft_net_sched_send(s, j, a->work + jo * a->es, jl * a->es);
+        weft_net_sched_recv(s, j, a->tmp + (size_t)j * stride, len * a->es);
     }
     char *mine = a->work + off * a->es;
-    net_sched_copy(s, a->tmp + (size_t)a->me * stride, mine, len * a->es);
-    net_sched_combine(s, mine, a->tmp, a->tmp + stride, len);
+    weft_net_sched_copy(s, a->tmp + (size_t)a->me * stride, mine, len * a->es);
+    weft_net_sched_combine(s, mine, a->tmp, a->tmp + stride, len);
     for (int j = 2; j < n; j++)
-        net_sched_acc(s, mine, a->tmp + (size_t)j * stride, len);
-    net_sched_step(s);
+        weft_net_sched_acc(s, mine, a->tmp + (size_t)j * stride, len);
+    weft_net_sched_step(s);
 }
 
-void net_direct_gather(net_sched *s, const net_algo_args *a, int root)
+void weft_net_direct_gather(weft_net_sched *s, const weft_net_algo_args *a, int root)
 {
     for (int j = 0; j < a->n; j++) {
         size_t off, len;
         weft_comm_chunk(a->count, a->n, j, &off, &len);
         if (a->me == root && j != root)
-            net_sched_recv(s, j, a->work + off * a->es, len * a->es);
+            weft_net_sched_recv(s, j, a->work + off * a->es, len * a->es);
         else if (a->me != root && j == a->me)
-            net_sched_send(s, root, a->work + off * a->es, len * a->es);
+            weft_net_sched_send(s, root, a->work + off * a->es, len * a->es);
     }
-    net_sched_step(s);
+    weft_net_sched_step(s);
 }
 
-void net_pairwise_alltoall(net_sched *s, const net_algo_args *a, const char *send)
+void weft_net_pairwise_alltoall(weft_net_sched *s, const weft_net_algo_args *a, const char *send)
 {
     size_t block = a->count * a->es;
     for (int k = 1; k < a->n; k++) { /* partner order spreads the load */
         int to = (a->me + k) % a->n, from = (a->me - k + a->n) % a->n;
-        net_sched_send(s, to, send + (size_t)to * block, block);
-        net_sched_recv(s, from, a->work + (size_t)from * block, block);
+        weft_net_sched_send(s, to, send + (size_t)to * block, block);
+        weft_net_sched_recv(s, from, a->work + (size_t)from * block, block);
     }
-    net_sched_copy(s, a->work + (size_t)a->me * block, send + (size_t)a->me * block, block);
-    net_sched_step(s);
+    weft_net_sched_copy(s, a->work + (size_t)a->me * block, send + (size_t)a->me * block, block);
+    weft_net_sched_step(s);
 }
 
-void net_dissemination_barrier(net_sched *s, int n, int me)
+void weft_net_dissemination_barrier(weft_net_sched *s, int n, int me)
 {
     for (int k = 1; k < n; k <<= 1) {
-        net_sched_send(s, (me + k) % n, NULL, 0);
-        net_sched_recv(s, (me - k + n) % n, NULL, 0);
-        net_sched_step(s);
+        weft_net_sched_send(s, (me + k) % n, NULL, 0);
+        weft_net_sched_recv(s, (me - k + n) % n, NULL, 0);
+        weft_net_sched_step(s);
     }
 }

@@ -15,38 +15,38 @@
 
 static int mod(int a, int n) { return ((a % n) + n) % n; }
 
-static void piece(const net_algo_args *a, int j, size_t *off, size_t *len)
+static void piece(const weft_net_algo_args *a, int j, size_t *off, size_t *len)
 {
     weft_comm_chunk(a->count, a->n, j, off, len);
 }
 
-void net_ring_reduce_scatter(net_sched *s, const net_algo_args *a)
+void weft_net_ring_reduce_scatter(weft_net_sched *s, const weft_net_algo_args *a)
 {
     int n = a->n, next = mod(a->me + 1, n), prev = mod(a->me - 1, n);
     for (int st = 0; st < n - 1; st++) {
         size_t so, sl, ro, rl;
         piece(a, mod(a->me - st - 1, n), &so, &sl);
         piece(a, mod(a->me - st - 2, n), &ro, &rl);
-        net_sched_send(s, next, a->work + so * a->es, sl * a->es);
-        net_sched_recv_acc(s, prev, a->tmp, a->work + ro * a->es, rl);
-        net_sched_step(s);
+        weft_net_sched_send(s, next, a->work + so * a->es, sl * a->es);
+        weft_net_sched_recv_acc(s, prev, a->tmp, a->work + ro * a->es, rl);
+        weft_net_sched_step(s);
     }
 }
 
-void net_ring_allgather(net_sched *s, const net_algo_args *a)
+void weft_net_ring_allgather(weft_net_sched *s, const weft_net_algo_args *a)
 {
     int n = a->n, next = mod(a->me + 1, n), prev = mod(a->me - 1, n);
     for (int st = 0; st < n - 1; st++) {
         size_t so, sl, ro, rl;
         piece(a, mod(a->me - st, n), &so, &sl);
         piece(a, mod(a->me - st - 1, n), &ro, &rl);
-        net_sched_send(s, next, a->work + so * a->es, sl * a->es);
-        net_sched_recv(s, prev, a->work + ro * a->es, rl * a->es);
-        net_sched_step(s);
+        weft_net_sched_send(s, next, a->work + so * a->es, sl * a->es);
+        weft_net_sched_recv(s, prev, a->work + ro * a->es, rl * a->es);
+        weft_net_sched_step(s);
     }
 }
 
-void net_chain_broadcast(net_sched *s, const net_algo_args *a, int root, size_t seg)
+void weft_net_chain_broadcast(weft_net_sched *s, const weft_net_algo_args *a, int root, size_t seg)
 {
     int n = a->n, vr = mod(a->me - root, n);
     size_t bytes = a->count * a->es, nseg = (bytes + seg - 1) / seg;
@@ -56,8 +56,8 @@ void net_chain_broadcast(net_sched *s, const net_algo_args *a, int root, size_t 
 #define SEG(k) a->work + (k) * seg, (k) + 1 < nseg ? seg : bytes - (k) * seg
     if (vr == 0) { /* the root has every segment already */
         for (size_t k = 0; k < nseg; k++) {
-            net_sched_send(s, next, SEG(k));
-            net_sched_step(s);
+            weft_net_sched_send(s, next, SEG(k));
+            weft_net_sched_step(s);
         }
         return;
     }
@@ -65,12 +65,12 @@ void net_chain_broadcast(net_sched *s, const net_algo_args *a, int root, size_t 
      * before its bytes arrive (no detour through an unexpected buffer). */
     for (size_t k = 0; k <= nseg; k++) {
         if (k == 0 && nseg > 0)
-            net_sched_recv(s, prev, SEG(0));
+            weft_net_sched_recv(s, prev, SEG(0));
         if (k + 1 < nseg)
-            net_sched_recv(s, prev, SEG(k + 1));
+            weft_net_sched_recv(s, prev, SEG(k + 1));
         if (k >= 1 && vr < n - 1)
-            net_sched_send(s, next, SEG(k - 1));
-        net_sched_step(s);
+            weft_net_sched_send(s, next, SEG(k - 1));
+        weft_net_sched_step(s);
     }
 #undef SEG
 }

@@ -11,34 +11,34 @@
 
 static int real(int v, int root, int n) { return (v + root) % n; }
 
-void net_tree_reduce(net_sched *s, const net_algo_args *a, int root)
+void weft_net_tree_reduce(weft_net_sched *s, const weft_net_algo_args *a, int root)
 {
     int n = a->n, v = (a->me - root + n) % n;
     for (int mask = 1; mask < n; mask <<= 1) {
         if (v & mask) {
-            net_sched_send(s, real(v - mask, root, n), a->work, a->count * a->es);
-            net_sched_step(s);
+            weft_net_sched_send(s, real(v - mask, root, n), a->work, a->count * a->es);
+            weft_net_sched_step(s);
             return;
         }
         if (v + mask < n) {
-            net_sched_recv_acc(s, real(v + mask, root, n), a->tmp, a->work, a->count);
-            net_sched_step(s);
+            weft_net_sched_recv_acc(s, real(v + mask, root, n), a->tmp, a->work, a->count);
+            weft_net_sched_step(s);
         }
     }
 }
 
-void net_tree_broadcast(net_sched *s, const net_algo_args *a, int root)
+void weft_net_tree_broadcast(weft_net_sched *s, const weft_net_algo_args *a, int root)
 {
     int n = a->n, v = (a->me - root + n) % n, mask = 1;
     size_t bytes = a->count * a->es;
     for (; mask < n; mask <<= 1)
         if (v & mask) {
-            net_sched_recv(s, real(v - mask, root, n), a->work, bytes);
-            net_sched_step(s);
+            weft_net_sched_recv(s, real(v - mask, root, n), a->work, bytes);
+            weft_net_sched_step(s);
             break;
         }
     for (mask >>= 1; mask > 0; mask >>= 1)
         if (v + mask < n)
-            net_sched_send(s, real(v + mask, root, n), a->work, bytes);
-    net_sched_step(s);
+            weft_net_sched_send(s, real(v + mask, root, n), a->work, bytes);
+    weft_net_sched_step(s);
 }

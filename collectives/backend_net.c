@@ -36,8 +36,8 @@
 enum { ALGO_AUTO, ALGO_RING, ALGO_TREE };
 
 typedef struct net_state {
-    net_link link;
-    net_sched sched;
+    weft_net_link link;
+    weft_net_sched sched;
     char *buf;    /* the running collective's work and scratch: one at a */
     size_t cap;   /* time, so one buffer per communicator, grown to the peak */
     int algo;
@@ -72,7 +72,7 @@ static int scratch(net_state *st, weft_comm *c, size_t bytes)
 }
 
 /* Work (count wide elements) and tmp (tmp_n wide elements) in scratch. */
-static int stage_wide(net_state *st, weft_comm *c, weft_request *r, size_t tmp_n, net_algo_args *a)
+static int stage_wide(net_state *st, weft_comm *c, weft_request *r, size_t tmp_n, weft_net_algo_args *a)
 {
     const weft_op *op = &r->op;
     size_t wes = weft_dtype_size(r->wide), work_b = (op->count * wes + 63) / 64 * 64;
@@ -83,7 +83,7 @@ static int stage_wide(net_state *st, weft_comm *c, weft_request *r, size_t tmp_n
     return 0;
 }
 
-static int plan_allreduce(net_state *st, weft_comm *c, weft_request *r, net_algo_args *a)
+static int plan_allreduce(net_state *st, weft_comm *c, weft_request *r, weft_net_algo_args *a)
 {
     const weft_op *op = &r->op;
     size_t piece = (op->count + (size_t)c->size - 1) / (size_t)c->size;
@@ -100,19 +100,19 @@ static int plan_allreduce(net_state *st, weft_comm *c, weft_request *r, net_algo
         WEFT_CHECK(stage_wide(st, c, r, tmp_n, a));
     }
     if (tree) {
-        net_tree_reduce(&st->sched, a, 0);
-        net_tree_broadcast(&st->sched, a, 0);
+        weft_net_tree_reduce(&st->sched, a, 0);
+        weft_net_tree_broadcast(&st->sched, a, 0);
     } else {
         if (det)
-            net_direct_reduce_scatter(&st->sched, a);
+            weft_net_direct_reduce_scatter(&st->sched, a);
         else
-            net_ring_reduce_scatter(&st->sched, a);
-        net_ring_allgather(&st->sched, a);
+            weft_net_ring_reduce_scatter(&st->sched, a);
+        weft_net_ring_allgather(&st->sched, a);
     }
     return 0;
 }
 
-static int plan_reduce(net_state *st, weft_comm *c, weft_request *r, net_algo_args *a)
+static int plan_reduce(net_state *st, weft_comm *c, weft_request *r, weft_net_algo_args *a)
 {
     const weft_op *op = &r->op;
     size_t piece = (op->count + (size_t)c->size - 1) / (size_t)c->size;
@@ -122,19 +122,19 @@ static int plan_reduce(net_state *st, weft_comm *c, weft_request *r, net_algo_ar
         tree = 0; /* a reduce-scatter is a ring (or direct) whatever the size */
     WEFT_CHECK(stage_wide(st, c, r, det ? piece * (size_t)c->size : tree ? op->count : piece, a));
     if (tree) {
-        net_tree_reduce(&st->sched, a, op->peer);
+        weft_net_tree_reduce(&st->sched, a, op->peer);
         return 0;
     }
     if (det)
-        net_direct_reduce_scatter(&st->sched, a);
+        weft_net_direct_reduce_scatter(&st->sched, a);
     else
-        net_ring_reduce_scatter(&st->sched, a);
+        weft_net_ring_reduce_scatter(&st->sched, a);
     if (!scatter)
-        net_direct_gather(&st->sched, a, op->peer);
+        weft_net_direct_gather(&st->sched, a, op->peer);
     return 0;
 }
 
-static int plan_move(net_state *st, weft_comm *c, weft_request *r, net_algo_args *a)
+static int plan_move(net_state *st, weft_comm *c, weft_request *r, weft_net_algo_args *a)
 {
     const weft_op *op = &r->op;
     size_t bytes = op->count * a->es;
@@ -145,16 +145,16 @@ static int plan_move(net_state *st, weft_comm *c, weft_request *r, net_algo_args
         weft_comm_chunk(op->count, c->size, c->rank, &off, &len);
         if (op->send != a->work + off * a->es)
             memmove(a->work + off * a->es, op->send, len * a->es);
-        net_ring_allgather(&st->sched, a);
+        weft_net_ring_allgather(&st->sched, a);
         return 0;
     }
     case WEFT_OP_BROADCAST:
         if (op->peer == c->rank && op->send != op->recv)
             memcpy(op->recv, op->send, bytes);
         if (use_tree(st, bytes) || st->algo == ALGO_TREE)
-            net_tree_broadcast(&st->sched, a, op->peer);
+            weft_net_tree_broadcast(&st->sched, a, op->peer);
         else
-            net_chain_broadcast(&st->sched, a, op->peer, CHAIN_SEG);
+            weft_net_chain_broadcast(&st->sched, a, op->peer, CHAIN_SEG);
         return 0;
     case WEFT_OP_ALLTOALL: {
         const char *send = op->send;
@@ -163,11 +163,11 @@ static int plan_move(net_state *st, weft_comm *c, weft_request *r, net_algo_args
             memcpy(st->buf, op->send, bytes * (size_t)c->size);
             send = st->buf;
         }
-        net_pairwise_alltoall(&st->sched, a, send);
+        weft_net_pairwise_alltoall(&st->sched, a, send);
         return 0;
     }
     default: /* barrier */
-        net_dissemination_barrier(&st->sched, c->size, c->rank);
+        weft_net_dissemination_barrier(&st->sched, c->size, c->rank);
         return 0;
     }
 }
@@ -177,8 +177,8 @@ static int plan(net_state *st, weft_comm *c, weft_request *r)
     const weft_op *op = &r->op;
     int red = is_reduction(op->kind);
     r->wide = red ? weft_reduce_wide_type(op->dtype, op->redop) : op->dtype;
-    net_algo_args a = {.n = c->size, .me = c->rank, .count = op->count, .es = weft_dtype_size(r->wide)};
-    net_sched_reset(&st->sched, r->wide, op->redop);
+    weft_net_algo_args a = {.n = c->size, .me = c->rank, .count = op->count, .es = weft_dtype_size(r->wide)};
+    weft_net_sched_reset(&st->sched, r->wide, op->redop);
     int rc;
     if (op->kind == WEFT_OP_ALLREDUCE)
         rc = plan_allreduce(st, c, r, &a);
@@ -200,7 +200,7 @@ static int progress(net_state *st, weft_comm *c)
             WEFT_CHECK(plan(st, c, r));
             st->started = 1;
         }
-        int rc = net_sched_run(&st->sched, &st->link, (uint64_t)r->res_n);
+        int rc = weft_net_sched_run(&st->sched, &st->link, (uint64_t)r->res_n);
         if (rc <= 0)
             return rc;
         if (is_reduction(r->op.kind))
@@ -209,7 +209,7 @@ static int progress(net_state *st, weft_comm *c)
         st->completed++;
         st->started = 0;
     }
-    return net_link_progress(&st->link);
+    return weft_net_link_progress(&st->link);
 }
 
 static int net_reserve(weft_comm *c, int n)
@@ -220,24 +220,24 @@ static int net_reserve(weft_comm *c, int n)
 
 /* --- point-to-point ------------------------------------------------------ */
 
-static net_msg *p2p_msg(weft_request *r) { return (net_msg *)r->scratch; }
+static weft_net_msg *p2p_msg(weft_request *r) { return (weft_net_msg *)r->scratch; }
 
 static int post_p2p(net_state *st, weft_comm *c, weft_request *r)
 {
     const weft_op *op = &r->op;
-    WEFT_CHECK(weft_request_scratch(r, sizeof(net_msg)));
-    net_msg *m = p2p_msg(r);
+    WEFT_CHECK(weft_request_scratch(r, sizeof(weft_net_msg)));
+    weft_net_msg *m = p2p_msg(r);
     size_t bytes = op->count * weft_dtype_size(op->dtype);
     if (op->kind == WEFT_OP_SEND) {
-        net_msg_send(&st->link, m, op->peer, (uint64_t)op->tag, op->send, bytes);
+        weft_net_msg_send(&st->link, m, op->peer, (uint64_t)op->tag, op->send, bytes);
     } else {
         m->esize = weft_dtype_size(op->dtype);
         m->what = weft_dtype_name(op->dtype);
-        net_msg_recv(&st->link, m, op->peer, (uint64_t)op->tag, op->recv, bytes);
+        weft_net_msg_recv(&st->link, m, op->peer, (uint64_t)op->tag, op->recv, bytes);
     }
     r->res_n = 0;
     (void)c;
-    return net_link_progress(&st->link);
+    return weft_net_link_progress(&st->link);
 }
 
 /* --- the backend --------------------------------------------------------- */
@@ -258,7 +258,7 @@ static int net_test(weft_comm *c, weft_request *r, int *done)
     WEFT_CHECK(progress(st, c));
     if (r->op.kind == WEFT_OP_SEND || r->op.kind == WEFT_OP_RECV) {
         if (!p2p_msg(r)->complete)
-            WEFT_CHECK(net_link_progress(&st->link));
+            WEFT_CHECK(weft_net_link_progress(&st->link));
         *done = p2p_msg(r)->complete;
     } else {
         *done = (uint64_t)r->res_n < st->completed;
@@ -279,7 +279,7 @@ static void net_describe(weft_comm *c, weft_request *r, char *buf, size_t n)
         snprintf(buf, n, "queued behind an earlier collective that has not completed");
         return;
     } else if (st->started) {
-        peer = net_sched_waiting_on(&st->sched);
+        peer = weft_net_sched_waiting_on(&st->sched);
         how = "step waits on";
     }
     if (peer < 0) {
@@ -289,9 +289,9 @@ static void net_describe(weft_comm *c, weft_request *r, char *buf, size_t n)
     int64_t last = st->link.peers[peer].last_rx_ns;
     if (last)
         snprintf(buf, n, "%s %s: nothing received from it for %.1f s (unreachable or stopped?)", how,
-                 net_peer_name(&st->link, peer), 1e-9 * (double)(weft_now_ns() - last));
+                 weft_net_peer_name(&st->link, peer), 1e-9 * (double)(weft_now_ns() - last));
     else
-        snprintf(buf, n, "%s %s: nothing ever received from it", how, net_peer_name(&st->link, peer));
+        snprintf(buf, n, "%s %s: nothing ever received from it", how, weft_net_peer_name(&st->link, peer));
 }
 
 static int parse_algo(weft_comm *c)
@@ -315,7 +315,7 @@ int weft_net_init(weft_comm *c, const weft_transport *tp)
     if (!st)
         return weft_error(WEFT_ENOMEM, "%s: communicator '%s': out of memory", tp->name, c->name);
     st->algo = algo;
-    int rc = net_link_open(&st->link, c, tp);
+    int rc = weft_net_link_open(&st->link, c, tp);
     if (rc) {
         free(st);
         return rc;
@@ -329,8 +329,8 @@ void weft_net_fini(weft_comm *c)
     net_state *st = c->backend_state;
     if (!st)
         return;
-    net_link_close(&st->link);
-    net_sched_free(&st->sched);
+    weft_net_link_close(&st->link);
+    weft_net_sched_free(&st->sched);
     free(st->buf);
     weft_request_queue_free(&st->queue);
     free(st);

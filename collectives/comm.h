@@ -31,6 +31,8 @@
 #ifndef WEFT_COLLECTIVES_COMM_H
 #define WEFT_COLLECTIVES_COMM_H
 
+#include "runtime/api.h"
+
 #include <stddef.h>
 #include <stdio.h>
 
@@ -57,89 +59,89 @@ typedef struct weft_comm_opts {
 } weft_comm_opts;
 
 /* The comm.* configuration keys. */
-extern const weft_config_key weft_comm_config_keys[];
-void weft_comm_opts_default(weft_comm_opts *o);
+extern WEFT_API const weft_config_key weft_comm_config_keys[];
+WEFT_API void weft_comm_opts_default(weft_comm_opts *o);
 /* cfg must have been built with weft_comm_config_keys. */
-void weft_comm_opts_from_config(const weft_config *cfg, weft_comm_opts *o);
+WEFT_API void weft_comm_opts_from_config(const weft_config *cfg, weft_comm_opts *o);
 
 /* A communicator over ctx's world (opts NULL: defaults). */
-int weft_comm_world(weft_ctx *ctx, const weft_comm_opts *opts, weft_comm **out);
+WEFT_API int weft_comm_world(weft_ctx *ctx, const weft_comm_opts *opts, weft_comm **out);
 /* Ranks passing the same color form a group, ordered by key (then parent
  * rank). color < 0: this rank joins no group and *out is NULL. Collective. */
-int weft_comm_split(weft_comm *parent, int color, int key, const char *name, weft_comm **out);
+WEFT_API int weft_comm_split(weft_comm *parent, int color, int key, const char *name, weft_comm **out);
 /* Same group, independent traffic: for another thread. Collective. */
-int weft_comm_dup(weft_comm *c, const char *name, weft_comm **out);
+WEFT_API int weft_comm_dup(weft_comm *c, const char *name, weft_comm **out);
 /* Collective over the group if the communicator is healthy. */
-void weft_comm_free(weft_comm *c);
+WEFT_API void weft_comm_free(weft_comm *c);
 /* A new MPI communicator over the same ranks in the same order, for a
  * library that takes one (parallel HDF5); the caller frees it. Collective. */
-int weft_comm_mpi_dup(weft_comm *c, MPI_Comm *out);
+WEFT_API int weft_comm_mpi_dup(weft_comm *c, MPI_Comm *out);
 
-int weft_comm_rank(const weft_comm *c);
-int weft_comm_size(const weft_comm *c);
-const char *weft_comm_name(const weft_comm *c);
-const char *weft_comm_backend(const weft_comm *c);
+WEFT_API int weft_comm_rank(const weft_comm *c);
+WEFT_API int weft_comm_size(const weft_comm *c);
+WEFT_API const char *weft_comm_name(const weft_comm *c);
+WEFT_API const char *weft_comm_backend(const weft_comm *c);
 /* Make sure n requests can be in flight at once without allocating: a
  * caller that knows its peak (data parallelism: one per gradient bucket)
  * reserves them at start, so the steady state never grows the pool. */
-int weft_comm_reserve(weft_comm *c, int n);
+WEFT_API int weft_comm_reserve(weft_comm *c, int n);
 
 /* 0 while healthy; the failure code once failed. */
-int weft_comm_failed(const weft_comm *c);
+WEFT_API int weft_comm_failed(const weft_comm *c);
 
 /* The part of a count-element buffer that rank owns in reduce_scatter and
  * allgather: the first count % size ranks get one element more. */
-void weft_comm_chunk(size_t count, int size, int rank, size_t *offset, size_t *len);
+WEFT_API void weft_comm_chunk(size_t count, int size, int rank, size_t *offset, size_t *len);
 
-const char *weft_redop_name(weft_redop op);
+WEFT_API const char *weft_redop_name(weft_redop op);
 
 /* --- async forms: *req must later go to weft_request_wait/test ------------ */
-int weft_comm_iallreduce(weft_comm *c, const void *send, void *recv, size_t count,
-                         weft_dtype dt, weft_redop op, weft_request **req);
-int weft_comm_ireduce_scatter(weft_comm *c, const void *send, void *recv, size_t count,
-                              weft_dtype dt, weft_redop op, weft_request **req);
-int weft_comm_iallgather(weft_comm *c, const void *send, void *recv, size_t count,
-                         weft_dtype dt, weft_request **req);
-int weft_comm_ibroadcast(weft_comm *c, const void *send, void *recv, size_t count,
-                         weft_dtype dt, int root, weft_request **req);
-int weft_comm_ireduce(weft_comm *c, const void *send, void *recv, size_t count,
-                      weft_dtype dt, weft_redop op, int root, weft_request **req);
+WEFT_API int weft_comm_iallreduce(weft_comm *c, const void *send, void *recv, size_t count,
+                                  weft_dtype dt, weft_redop op, weft_request **req);
+WEFT_API int weft_comm_ireduce_scatter(weft_comm *c, const void *send, void *recv, size_t count,
+                                       weft_dtype dt, weft_redop op, weft_request **req);
+WEFT_API int weft_comm_iallgather(weft_comm *c, const void *send, void *recv, size_t count,
+                                  weft_dtype dt, weft_request **req);
+WEFT_API int weft_comm_ibroadcast(weft_comm *c, const void *send, void *recv, size_t count,
+                                  weft_dtype dt, int root, weft_request **req);
+WEFT_API int weft_comm_ireduce(weft_comm *c, const void *send, void *recv, size_t count,
+                               weft_dtype dt, weft_redop op, int root, weft_request **req);
 /* count: elements sent to (and received from) each rank. */
-int weft_comm_ialltoall(weft_comm *c, const void *send, void *recv, size_t count,
-                        weft_dtype dt, weft_request **req);
+WEFT_API int weft_comm_ialltoall(weft_comm *c, const void *send, void *recv, size_t count,
+                                 weft_dtype dt, weft_request **req);
 /* tag in [0, 32767]. */
-int weft_comm_isend(weft_comm *c, const void *buf, size_t count, weft_dtype dt, int peer,
-                    int tag, weft_request **req);
-int weft_comm_irecv(weft_comm *c, void *buf, size_t count, weft_dtype dt, int peer, int tag,
-                    weft_request **req);
-int weft_comm_ibarrier(weft_comm *c, weft_request **req);
+WEFT_API int weft_comm_isend(weft_comm *c, const void *buf, size_t count, weft_dtype dt, int peer,
+                             int tag, weft_request **req);
+WEFT_API int weft_comm_irecv(weft_comm *c, void *buf, size_t count, weft_dtype dt, int peer, int tag,
+                             weft_request **req);
+WEFT_API int weft_comm_ibarrier(weft_comm *c, weft_request **req);
 
 /* Wait for completion (bounded by comm.timeout) and release the request.
  * A request that timed out with abort_on_timeout = 0 is NOT released: it may
  * be waited on again, and completes if the late ranks arrive. */
-int weft_request_wait(weft_request *req);
+WEFT_API int weft_request_wait(weft_request *req);
 /* *done = 1 and the request is released when it has completed. */
-int weft_request_test(weft_request *req, int *done);
+WEFT_API int weft_request_test(weft_request *req, int *done);
 
 /* --- blocking forms ------------------------------------------------------ */
-int weft_comm_allreduce(weft_comm *c, const void *send, void *recv, size_t count,
-                        weft_dtype dt, weft_redop op);
-int weft_comm_reduce_scatter(weft_comm *c, const void *send, void *recv, size_t count,
-                             weft_dtype dt, weft_redop op);
-int weft_comm_allgather(weft_comm *c, const void *send, void *recv, size_t count, weft_dtype dt);
-int weft_comm_broadcast(weft_comm *c, const void *send, void *recv, size_t count,
-                        weft_dtype dt, int root);
-int weft_comm_reduce(weft_comm *c, const void *send, void *recv, size_t count, weft_dtype dt,
-                     weft_redop op, int root);
-int weft_comm_alltoall(weft_comm *c, const void *send, void *recv, size_t count, weft_dtype dt);
-int weft_comm_send(weft_comm *c, const void *buf, size_t count, weft_dtype dt, int peer, int tag);
-int weft_comm_recv(weft_comm *c, void *buf, size_t count, weft_dtype dt, int peer, int tag);
-int weft_comm_barrier(weft_comm *c);
+WEFT_API int weft_comm_allreduce(weft_comm *c, const void *send, void *recv, size_t count,
+                                 weft_dtype dt, weft_redop op);
+WEFT_API int weft_comm_reduce_scatter(weft_comm *c, const void *send, void *recv, size_t count,
+                                      weft_dtype dt, weft_redop op);
+WEFT_API int weft_comm_allgather(weft_comm *c, const void *send, void *recv, size_t count, weft_dtype dt);
+WEFT_API int weft_comm_broadcast(weft_comm *c, const void *send, void *recv, size_t count,
+                                 weft_dtype dt, int root);
+WEFT_API int weft_comm_reduce(weft_comm *c, const void *send, void *recv, size_t count, weft_dtype dt,
+                              weft_redop op, int root);
+WEFT_API int weft_comm_alltoall(weft_comm *c, const void *send, void *recv, size_t count, weft_dtype dt);
+WEFT_API int weft_comm_send(weft_comm *c, const void *buf, size_t count, weft_dtype dt, int peer, int tag);
+WEFT_API int weft_comm_recv(weft_comm *c, void *buf, size_t count, weft_dtype dt, int peer, int tag);
+WEFT_API int weft_comm_barrier(weft_comm *c);
 
 /* The flight recorder of c as JSON (see docs/flight-recorder.md). */
-int weft_comm_flight_dump(const weft_comm *c, FILE *out);
+WEFT_API int weft_comm_flight_dump(const weft_comm *c, FILE *out);
 /* Every live communicator's recorder into DIR/flight-r<rank>.json, written
  * to a temporary name and renamed. Also runs from weft_abort. */
-int weft_comm_flight_dump_all(const char *dir);
+WEFT_API int weft_comm_flight_dump_all(const char *dir);
 
 #endif

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int net_link_open(net_link *l, weft_comm *c, const weft_transport *tp)
+int weft_net_link_open(weft_net_link *l, weft_comm *c, const weft_transport *tp)
 {
     memset(l, 0, sizeof *l);
     l->tp = tp;
@@ -38,17 +38,17 @@ int net_link_open(net_link *l, weft_comm *c, const weft_transport *tp)
     return rc;
 }
 
-static void free_unexp_list(net_unexp *u)
+static void free_unexp_list(weft_net_unexp *u)
 {
     while (u) {
-        net_unexp *next = u->next;
+        weft_net_unexp *next = u->next;
         free(u->buf);
         free(u);
         u = next;
     }
 }
 
-void net_link_close(net_link *l)
+void weft_net_link_close(weft_net_link *l)
 {
     if (l->tstate)
         l->tp->close(l->tstate);
@@ -59,13 +59,13 @@ void net_link_close(net_link *l)
     memset(l, 0, sizeof *l);
 }
 
-const char *net_peer_name(net_link *l, int peer) { return l->tp->peer_name(l->tstate, peer); }
+const char *weft_net_peer_name(weft_net_link *l, int peer) { return l->tp->peer_name(l->tstate, peer); }
 
 /* --- posting ------------------------------------------------------------- */
 
-void net_msg_send(net_link *l, net_msg *m, int peer, uint64_t key, const void *buf, size_t len)
+void weft_net_msg_send(weft_net_link *l, weft_net_msg *m, int peer, uint64_t key, const void *buf, size_t len)
 {
-    net_peer *p = &l->peers[peer];
+    weft_net_peer *p = &l->peers[peer];
     m->key = key;
     m->peer = peer;
     m->is_send = 1;
@@ -83,9 +83,9 @@ void net_msg_send(net_link *l, net_msg *m, int peer, uint64_t key, const void *b
     p->tx_tail = m;
 }
 
-static void unexp_remove(net_peer *p, net_unexp *u)
+static void unexp_remove(weft_net_peer *p, weft_net_unexp *u)
 {
-    net_unexp **pp = &p->unexp_head, *prev = NULL;
+    weft_net_unexp **pp = &p->unexp_head, *prev = NULL;
     while (*pp && *pp != u) {
         prev = *pp;
         pp = &(*pp)->next;
@@ -97,14 +97,14 @@ static void unexp_remove(net_peer *p, net_unexp *u)
         p->unexp_tail = prev;
 }
 
-static void pool_put(net_link *l, net_unexp *u)
+static void pool_put(weft_net_link *l, weft_net_unexp *u)
 {
     u->next = l->pool;
     l->pool = u;
 }
 
 /* A receive completes from a fully arrived unexpected message. */
-static void take_unexp(net_link *l, net_peer *p, net_unexp *u, net_msg *m)
+static void take_unexp(weft_net_link *l, weft_net_peer *p, weft_net_unexp *u, weft_net_msg *m)
 {
     if (u->len)
         memcpy(m->buf, u->buf, u->len);
@@ -114,22 +114,22 @@ static void take_unexp(net_link *l, net_peer *p, net_unexp *u, net_msg *m)
     pool_put(l, u);
 }
 
-static int len_mismatch(net_link *l, const net_msg *m, size_t got)
+static int len_mismatch(weft_net_link *l, const weft_net_msg *m, size_t got)
 {
     weft_comm *c = l->comm;
-    if (m->key & NET_COLL)
+    if (m->key & WEFT_NET_COLL)
         return weft_error(WEFT_ECOMM,
                           "communicator '%s': collective message from %s has %zu bytes where %zu were expected: "
                           "ranks called collectives in a different order or with different arguments",
-                          c->name, net_peer_name(l, m->peer), got, m->len);
+                          c->name, weft_net_peer_name(l, m->peer), got, m->len);
     size_t es = m->esize ? m->esize : 1;
     return weft_error(WEFT_ECOMM, "communicator '%s': recv from rank %d tag %d expected %zu %s elements, got %zu",
                       c->name, m->peer, (int)m->key, m->len / es, m->what ? m->what : "byte", got / es);
 }
 
-void net_msg_recv(net_link *l, net_msg *m, int peer, uint64_t key, void *buf, size_t len)
+void weft_net_msg_recv(weft_net_link *l, weft_net_msg *m, int peer, uint64_t key, void *buf, size_t len)
 {
-    net_peer *p = &l->peers[peer];
+    weft_net_peer *p = &l->peers[peer];
     m->key = key;
     m->peer = peer;
     m->is_send = 0;
@@ -139,7 +139,7 @@ void net_msg_recv(net_link *l, net_msg *m, int peer, uint64_t key, void *buf, si
     m->complete = 0;
     m->next = NULL;
     m->from_unexp = NULL;
-    for (net_unexp *u = p->unexp_head; u; u = u->next) {
+    for (weft_net_unexp *u = p->unexp_head; u; u = u->next) {
         if (u->key != key || u->claimed)
             continue;
         if (u->len != len) { /* reported by the next progress call */
@@ -164,7 +164,7 @@ void net_msg_recv(net_link *l, net_msg *m, int peer, uint64_t key, void *buf, si
 
 /* --- progress ------------------------------------------------------------ */
 
-static int lose(net_link *l, net_peer *p, int rc)
+static int lose(weft_net_link *l, weft_net_peer *p, int rc)
 {
     (void)l;
     if (!p->lost) {
@@ -174,11 +174,11 @@ static int lose(net_link *l, net_peer *p, int rc)
     return 0;
 }
 
-static int push_tx(net_link *l, int peer)
+static int push_tx(weft_net_link *l, int peer)
 {
-    net_peer *p = &l->peers[peer];
+    weft_net_peer *p = &l->peers[peer];
     while (p->tx_head) {
-        net_msg *m = p->tx_head;
+        weft_net_msg *m = p->tx_head;
         struct iovec iov[2];
         int k = 0;
         if (m->hdr_done < sizeof m->hdr)
@@ -208,16 +208,16 @@ static int push_tx(net_link *l, int peer)
 /* A pooled buffer for len bytes: the smallest that fits, else the largest
  * grown, else a new one. Best fit keeps big buffers for big messages, so the
  * pool settles after a few repetitions of the same pattern of operations. */
-static net_unexp *pool_get(net_link *l, size_t len)
+static weft_net_unexp *pool_get(weft_net_link *l, size_t len)
 {
-    net_unexp *u, **best = NULL, **big = NULL;
-    for (net_unexp **pp = &l->pool; (u = *pp); pp = &u->next) {
+    weft_net_unexp *u, **best = NULL, **big = NULL;
+    for (weft_net_unexp **pp = &l->pool; (u = *pp); pp = &u->next) {
         if (u->cap >= len && (!best || u->cap < (*best)->cap))
             best = pp;
         if (!big || u->cap > (*big)->cap)
             big = pp;
     }
-    net_unexp **pick = best ? best : big;
+    weft_net_unexp **pick = best ? best : big;
     if (pick) {
         u = *pick;
         *pick = u->next;
@@ -242,12 +242,12 @@ static net_unexp *pool_get(net_link *l, size_t len)
 }
 
 /* A header arrived: route the payload to its receive or a pooled buffer. */
-static int route(net_link *l, int peer)
+static int route(weft_net_link *l, int peer)
 {
-    net_peer *p = &l->peers[peer];
+    weft_net_peer *p = &l->peers[peer];
     uint64_t key = p->rx_hdr[0], len = p->rx_hdr[1];
     p->rx_hdr_done = 0;
-    net_msg *m = p->posted_head, *prev = NULL;
+    weft_net_msg *m = p->posted_head, *prev = NULL;
     for (; m; prev = m, m = m->next)
         if (m->key == key)
             break;
@@ -265,11 +265,11 @@ static int route(net_link *l, int peer)
     }
     if (len > ((uint64_t)1 << 40))
         return weft_error(WEFT_ECOMM, "communicator '%s': %s announced a message of %llu bytes: corrupt stream",
-                          l->comm->name, net_peer_name(l, peer), (unsigned long long)len);
-    net_unexp *u = pool_get(l, len);
+                          l->comm->name, weft_net_peer_name(l, peer), (unsigned long long)len);
+    weft_net_unexp *u = pool_get(l, len);
     if (!u)
         return weft_error(WEFT_ENOMEM, "communicator '%s': %llu bytes for an early message from %s: out of memory",
-                          l->comm->name, (unsigned long long)len, net_peer_name(l, peer));
+                          l->comm->name, (unsigned long long)len, weft_net_peer_name(l, peer));
     u->key = key;
     if (p->unexp_tail)
         p->unexp_tail->next = u;
@@ -280,11 +280,11 @@ static int route(net_link *l, int peer)
     return 0;
 }
 
-static int unexp_done(net_link *l, net_peer *p, net_unexp *u)
+static int unexp_done(weft_net_link *l, weft_net_peer *p, weft_net_unexp *u)
 {
     u->complete = 1;
     p->rx_unexp = NULL;
-    net_msg *m = u->claimed;
+    weft_net_msg *m = u->claimed;
     if (!m)
         return 0;
     if (m->len != u->len)
@@ -293,12 +293,12 @@ static int unexp_done(net_link *l, net_peer *p, net_unexp *u)
     return 0;
 }
 
-static int pull_rx(net_link *l, int peer)
+static int pull_rx(weft_net_link *l, int peer)
 {
-    net_peer *p = &l->peers[peer];
+    weft_net_peer *p = &l->peers[peer];
     for (;;) {
         if (p->rx_msg) {
-            net_msg *m = p->rx_msg;
+            weft_net_msg *m = p->rx_msg;
             if (m->done < m->len) {
                 long got = l->tp->recv(l->tstate, peer, m->buf + m->done, m->len - m->done);
                 if (got < 0)
@@ -315,7 +315,7 @@ static int pull_rx(net_link *l, int peer)
             continue;
         }
         if (p->rx_unexp) {
-            net_unexp *u = p->rx_unexp;
+            weft_net_unexp *u = p->rx_unexp;
             if (u->done < u->len) {
                 long got = l->tp->recv(l->tstate, peer, u->buf + u->done, u->len - u->done);
                 if (got < 0)
@@ -342,11 +342,11 @@ static int pull_rx(net_link *l, int peer)
 }
 
 /* Anything outstanding with this peer? */
-static int needs(const net_peer *p)
+static int needs(const weft_net_peer *p)
 {
     if (p->tx_head || p->posted_head || p->rx_msg)
         return 1;
-    for (const net_unexp *u = p->unexp_head; u; u = u->next)
+    for (const weft_net_unexp *u = p->unexp_head; u; u = u->next)
         if (u->claimed && !u->complete)
             return 1;
     return 0;
@@ -354,11 +354,11 @@ static int needs(const net_peer *p)
 
 /* Messages to oneself never touch the transport: each goes to its
  * receive, or waits as an unexpected message like one from a peer. */
-static int deliver_self(net_link *l)
+static int deliver_self(weft_net_link *l)
 {
-    net_peer *p = &l->peers[l->me];
+    weft_net_peer *p = &l->peers[l->me];
     while (p->tx_head) {
-        net_msg *m = p->tx_head;
+        weft_net_msg *m = p->tx_head;
         p->tx_head = m->next;
         if (!p->tx_head)
             p->tx_tail = NULL;
@@ -382,7 +382,7 @@ static int deliver_self(net_link *l)
 }
 
 /* A peer's invariants (asserted; assert is for bugs, never for input). */
-static void peer_check(const net_peer *p)
+static void peer_check(const weft_net_peer *p)
 {
     assert(!p->tx_head == !p->tx_tail);
     assert(!p->posted_head == !p->posted_tail);
@@ -394,7 +394,7 @@ static void peer_check(const net_peer *p)
     (void)p;
 }
 
-int net_link_progress(net_link *l)
+int weft_net_link_progress(weft_net_link *l)
 {
     if (l->tp->poll)
         WEFT_CHECK(l->tp->poll(l->tstate));
@@ -402,13 +402,13 @@ int net_link_progress(net_link *l)
     for (int peer = 0; peer < l->n; peer++) {
         if (peer == l->me)
             continue;
-        net_peer *p = &l->peers[peer];
+        weft_net_peer *p = &l->peers[peer];
         if (!p->lost) {
             WEFT_CHECK(push_tx(l, peer));
             WEFT_CHECK(pull_rx(l, peer));
         }
         /* a receive matched to an unexpected message of another length */
-        for (net_unexp *u = p->unexp_head; u; u = u->next)
+        for (weft_net_unexp *u = p->unexp_head; u; u = u->next)
             if (u->claimed && u->claimed->len != u->len)
                 return len_mismatch(l, u->claimed, u->len);
         peer_check(p);

@@ -1,7 +1,7 @@
 /*
  * net_sched.c -- collective schedules: building them (the algorithms call
- * net_sched_send/recv/... and net_sched_step) and running them over a
- * net_link. The arrays only grow and are reused by the next collective, so
+ * weft_net_sched_send/recv/... and weft_net_sched_step) and running them over a
+ * weft_net_link. The arrays only grow and are reused by the next collective, so
  * after warm-up a collective allocates nothing.
  *
  * Running: step cur is "posted" once its transfers are handed to the link;
@@ -19,7 +19,7 @@
 /* Reduce in slices of at least this many bytes while a receive arrives. */
 #define FOLD_BYTES (64u << 10)
 
-void net_sched_reset(net_sched *s, weft_dtype wide, weft_redop redop)
+void weft_net_sched_reset(weft_net_sched *s, weft_dtype wide, weft_redop redop)
 {
     s->nsteps = s->nx = s->ncomp = 0;
     s->err = 0;
@@ -34,10 +34,10 @@ void net_sched_reset(net_sched *s, weft_dtype wide, weft_redop redop)
     }
     if (!s->cap_steps)
         s->cap_steps = 16;
-    s->steps[0] = (net_step){0, 0, 0, 0};
+    s->steps[0] = (weft_net_step){0, 0, 0, 0};
 }
 
-void net_sched_free(net_sched *s)
+void weft_net_sched_free(weft_net_sched *s)
 {
     free(s->steps);
     free(s->x);
@@ -60,77 +60,77 @@ static int grow(void **arr, int *cap, int want, size_t es)
     return 0;
 }
 
-static net_step *cur_step(net_sched *s) { return &s->steps[s->nsteps]; }
+static weft_net_step *cur_step(weft_net_sched *s) { return &s->steps[s->nsteps]; }
 
-static net_xfer *add_x(net_sched *s)
+static weft_net_xfer *add_x(weft_net_sched *s)
 {
     if (s->err || grow((void **)&s->x, &s->cap_x, s->nx + 1, sizeof *s->x)) {
         s->err = 1;
         return NULL;
     }
-    net_xfer *x = &s->x[s->nx++];
+    weft_net_xfer *x = &s->x[s->nx++];
     memset(x, 0, sizeof *x);
     cur_step(s)->nx++;
     return x;
 }
 
-static net_comp *add_c(net_sched *s)
+static weft_net_comp *add_c(weft_net_sched *s)
 {
     if (s->err || grow((void **)&s->comp, &s->cap_comp, s->ncomp + 1, sizeof *s->comp)) {
         s->err = 1;
         return NULL;
     }
-    net_comp *c = &s->comp[s->ncomp++];
+    weft_net_comp *c = &s->comp[s->ncomp++];
     cur_step(s)->nc++;
     return c;
 }
 
-void net_sched_send(net_sched *s, int peer, const void *buf, size_t bytes)
+void weft_net_sched_send(weft_net_sched *s, int peer, const void *buf, size_t bytes)
 {
-    net_xfer *x = add_x(s);
+    weft_net_xfer *x = add_x(s);
     if (x)
-        *x = (net_xfer){.kind = NET_X_SEND, .peer = peer, .buf = (char *)buf, .bytes = bytes};
+        *x = (weft_net_xfer){.kind = WEFT_NET_X_SEND, .peer = peer, .buf = (char *)buf, .bytes = bytes};
 }
 
-void net_sched_recv(net_sched *s, int peer, void *buf, size_t bytes)
+void weft_net_sched_recv(weft_net_sched *s, int peer, void *buf, size_t bytes)
 {
-    net_xfer *x = add_x(s);
+    weft_net_xfer *x = add_x(s);
     if (x)
-        *x = (net_xfer){.kind = NET_X_RECV, .peer = peer, .buf = buf, .bytes = bytes};
+        *x = (weft_net_xfer){.kind = WEFT_NET_X_RECV, .peer = peer, .buf = buf, .bytes = bytes};
 }
 
-void net_sched_recv_acc(net_sched *s, int peer, void *tmp, void *acc, size_t n)
+void weft_net_sched_recv_acc(weft_net_sched *s, int peer, void *tmp, void *acc, size_t n)
 {
-    net_xfer *x = add_x(s);
+    weft_net_xfer *x = add_x(s);
     if (x)
-        *x = (net_xfer){.kind = NET_X_RECV, .peer = peer, .buf = tmp, .bytes = n * s->wes, .acc = acc};
+        *x = (weft_net_xfer){.kind = WEFT_NET_X_RECV, .peer = peer, .buf = tmp, .bytes = n * s->wes, .acc = acc};
 }
 
-static void add_comp(net_sched *s, net_ckind k, void *dst, const void *a, const void *b, size_t n)
+static void add_comp(weft_net_sched *s, weft_net_ckind k, void *dst, const void *a, const void *b, size_t n)
 {
-    net_comp *c = add_c(s);
+    weft_net_comp *c = add_c(s);
     if (c)
-        *c = (net_comp){k, dst, a, b, n};
+        *c = (weft_net_comp){k, dst, a, b, n};
 }
 
-void net_sched_copy(net_sched *s, void *dst, const void *src, size_t bytes)
+void weft_net_sched_copy(weft_net_sched *s, void *dst, const void *src, size_t bytes)
 {
     if (dst != src && bytes)
-        add_comp(s, NET_C_COPY, dst, src, NULL, bytes);
+        add_comp(s, WEFT_NET_C_COPY, dst, src, NULL, bytes);
 }
 
-void net_sched_acc(net_sched *s, void *dst, const void *src, size_t n) { add_comp(s, NET_C_ACC, dst, src, NULL, n); }
+void weft_net_sched_acc(weft_net_sched *s, void *dst, const void *src, size_t n) { add_comp(s, WEFT_NET_C_ACC, dst, src, NULL, n); }
 
-void net_sched_combine(net_sched *s, void *dst, const void *a, const void *b, size_t n)
+void weft_net_sched_combine(weft_net_sched *s, void *dst, const void *a, const void *b, size_t n)
 {
-    add_comp(s, NET_C_COMBINE, dst, a, b, n);
+    add_comp(s, WEFT_NET_C_COMBINE, dst, a, b, n);
 }
 
-void net_sched_step(net_sched *s)
+void weft_net_sched_step(weft_net_sched *s)
 {
     if (s->err)
         return;
-    net_step *st = cur_step(s);
+    weft_net_step *st = cur_step(s);
     if (st->nx == 0 && st->nc == 0)
         return;
     if (grow((void **)&s->steps, &s->cap_steps, s->nsteps + 2, sizeof *s->steps)) {
@@ -138,22 +138,22 @@ void net_sched_step(net_sched *s)
         return;
     }
     s->nsteps++;
-    s->steps[s->nsteps] = (net_step){s->nx, 0, s->ncomp, 0};
+    s->steps[s->nsteps] = (weft_net_step){s->nx, 0, s->ncomp, 0};
 }
 
 /* --- running ------------------------------------------------------------- */
 
-static void run_comp(net_sched *s, const net_comp *c)
+static void run_comp(weft_net_sched *s, const weft_net_comp *c)
 {
     switch (c->kind) {
-    case NET_C_COPY: memmove(c->dst, c->a, c->n); break;
-    case NET_C_ACC: weft_simd_accumulate(s->wide, s->redop, c->dst, c->a, c->n); break;
-    case NET_C_COMBINE: weft_simd_combine(s->wide, s->redop, c->dst, c->a, c->b, c->n); break;
+    case WEFT_NET_C_COPY: memmove(c->dst, c->a, c->n); break;
+    case WEFT_NET_C_ACC: weft_simd_accumulate(s->wide, s->redop, c->dst, c->a, c->n); break;
+    case WEFT_NET_C_COMBINE: weft_simd_combine(s->wide, s->redop, c->dst, c->a, c->b, c->n); break;
     }
 }
 
 /* Fold the arrived, not yet reduced elements of x into its destination. */
-static void fold(net_sched *s, net_xfer *x, int final)
+static void fold(weft_net_sched *s, weft_net_xfer *x, int final)
 {
     size_t have = x->msg.done / s->wes * s->wes;
     if (have <= x->reduced || (!final && have - x->reduced < FOLD_BYTES))
@@ -162,28 +162,28 @@ static void fold(net_sched *s, net_xfer *x, int final)
     x->reduced = have;
 }
 
-static void post_step(net_sched *s, net_link *l, uint64_t ticket)
+static void post_step(weft_net_sched *s, weft_net_link *l, uint64_t ticket)
 {
-    net_step *st = &s->steps[s->cur];
+    weft_net_step *st = &s->steps[s->cur];
     for (int i = st->x0; i < st->x0 + st->nx; i++) {
-        net_xfer *x = &s->x[i];
+        weft_net_xfer *x = &s->x[i];
         x->reduced = 0;
         x->msg.esize = 0;
-        if (x->kind == NET_X_SEND)
-            net_msg_send(l, &x->msg, x->peer, NET_COLL | ticket, x->buf, x->bytes);
+        if (x->kind == WEFT_NET_X_SEND)
+            weft_net_msg_send(l, &x->msg, x->peer, WEFT_NET_COLL | ticket, x->buf, x->bytes);
         else
-            net_msg_recv(l, &x->msg, x->peer, NET_COLL | ticket, x->buf, x->bytes);
+            weft_net_msg_recv(l, &x->msg, x->peer, WEFT_NET_COLL | ticket, x->buf, x->bytes);
     }
     s->posted = 1;
 }
 
 /* 1 when every transfer of the current step completed. */
-static int step_done(net_sched *s)
+static int step_done(weft_net_sched *s)
 {
-    net_step *st = &s->steps[s->cur];
+    weft_net_step *st = &s->steps[s->cur];
     int all = 1;
     for (int i = st->x0; i < st->x0 + st->nx; i++) {
-        net_xfer *x = &s->x[i];
+        weft_net_xfer *x = &s->x[i];
         if (x->acc)
             fold(s, x, x->msg.complete);
         all &= x->msg.complete;
@@ -191,17 +191,17 @@ static int step_done(net_sched *s)
     return all;
 }
 
-int net_sched_run(net_sched *s, net_link *l, uint64_t ticket)
+int weft_net_sched_run(weft_net_sched *s, weft_net_link *l, uint64_t ticket)
 {
     if (s->err)
         return weft_error(WEFT_ENOMEM, "communicator '%s': out of memory for a collective schedule", l->comm->name);
     while (s->cur < s->nsteps) {
         if (!s->posted)
             post_step(s, l, ticket);
-        WEFT_CHECK(net_link_progress(l));
+        WEFT_CHECK(weft_net_link_progress(l));
         if (!step_done(s))
             return 0;
-        net_step *st = &s->steps[s->cur];
+        weft_net_step *st = &s->steps[s->cur];
         for (int i = st->c0; i < st->c0 + st->nc; i++)
             run_comp(s, &s->comp[i]);
         s->cur++;
@@ -210,13 +210,13 @@ int net_sched_run(net_sched *s, net_link *l, uint64_t ticket)
     return 1;
 }
 
-int net_sched_waiting_on(const net_sched *s)
+int weft_net_sched_waiting_on(const weft_net_sched *s)
 {
     if (s->cur >= s->nsteps || !s->posted)
         return -1;
-    const net_step *st = &s->steps[s->cur];
+    const weft_net_step *st = &s->steps[s->cur];
     for (int i = st->x0; i < st->x0 + st->nx; i++)
-        if (!s->x[i].msg.complete && s->x[i].kind == NET_X_RECV)
+        if (!s->x[i].msg.complete && s->x[i].kind == WEFT_NET_X_RECV)
             return s->x[i].peer;
     for (int i = st->x0; i < st->x0 + st->nx; i++)
         if (!s->x[i].msg.complete)

@@ -3,7 +3,7 @@
  * backends (tcp, ib) are built on. A transport moves bytes on one ordered,
  * reliable stream per peer and knows nothing of messages, tags or
  * collectives; net_msg.c frames messages on those streams and the
- * algorithms (algo_*.c) are written once against net_msg, never naming a
+ * algorithms (algo_*.c) are written once against weft_net_msg, never naming a
  * transport (NCCL's ncclTransport, Redis' ConnectionType).
  *
  * Every call but open/close is non-blocking: it moves what it can now and

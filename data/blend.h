@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 
-#define WEFT_BLEND_MAX 16
+#include "data/loader.h" /* WEFT_BLEND_MAX, the public bound on datasets */
 #define WEFT_BLEND_SCALE (1ull << 30)
 
 typedef struct weft_blend {

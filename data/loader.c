@@ -24,6 +24,7 @@
  * of 10 000 shards reads one manifest and nothing else.
  */
 #include "data/loader.h"
+#include "data/blend.h"
 #include "data/le.h"
 #include "data/reader.h"
 #include "data/shard.h"

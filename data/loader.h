@@ -33,13 +33,17 @@
 #ifndef WEFT_DATA_LOADER_H
 #define WEFT_DATA_LOADER_H
 
+#include "runtime/api.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "data/blend.h"
 #include "data/manifest.h"
 #include "runtime/config.h"
+
+/* The most datasets one loader blends (data/blend.c works to this bound too). */
+#define WEFT_BLEND_MAX 16
 
 typedef struct weft_loader weft_loader;
 
@@ -62,49 +66,49 @@ typedef struct weft_loader_options {
 
 /* Defaults: one dataset, train split, shuffle on, depth 4, 4 I/O threads,
  * buffered I/O, 64 open shards, dp 0 of 1. The caller fills paths, seq_len, global_batch. */
-void weft_loader_options_default(weft_loader_options *o);
+WEFT_API void weft_loader_options_default(weft_loader_options *o);
 
 /* Configuration keys of the [data] section (data.path, data.weights,
  * data.split, data.shuffle, data.prefetch_depth, data.io_threads,
  * data.direct_io, data.max_open_shards). */
-extern const weft_config_key weft_data_config_keys[];
+extern WEFT_API const weft_config_key weft_data_config_keys[];
 
 /* Fill the data-section fields of o from cfg (paths, weights, split, shuffle,
  * prefetch depth, direct I/O, open-shard cap). The trainer sets seq_len,
  * global_batch, dp_rank/dp_size and seed from its own keys. WEFT_ECONFIG on a
  * bad list (empty path, weights not matching paths, a weight <= 0). */
-int weft_loader_options_from_config(const weft_config *cfg, weft_loader_options *o);
+WEFT_API int weft_loader_options_from_config(const weft_config *cfg, weft_loader_options *o);
 
 /* Read the manifests, build the sample index and start prefetching at the
  * start of the stream. Errors: WEFT_ENOENT (missing dataset/manifest),
  * WEFT_EDATA (bad manifest, empty split, seq_len longer than every shard),
  * WEFT_ECONFIG (B not divisible by D, bad T, depth, rank). */
-int weft_loader_open(const weft_loader_options *o, weft_loader **out);
+WEFT_API int weft_loader_open(const weft_loader_options *o, weft_loader **out);
 
 /* The next batch of this rank: *tokens points at rows * (T+1) tokens, row-
  * major, valid until the following next/restore/seek/close. The time spent
  * waiting for the loader's threads is added to weft_loader_wait_ns. Errors
  * from the shards (WEFT_ENOENT missing shard, WEFT_EDATA corrupt shard or
  * token >= vocab, WEFT_EIO) name the file and offset. */
-int weft_loader_next(weft_loader *L, const int32_t **tokens);
+WEFT_API int weft_loader_next(weft_loader *L, const int32_t **tokens);
 
-int64_t weft_loader_rows(const weft_loader *L);     /* B / D */
-int64_t weft_loader_row_len(const weft_loader *L);  /* T + 1 */
+WEFT_API int64_t weft_loader_rows(const weft_loader *L);     /* B / D */
+WEFT_API int64_t weft_loader_row_len(const weft_loader *L);  /* T + 1 */
 
 /* Total and last nanoseconds next() waited for data. */
-int64_t weft_loader_wait_ns(const weft_loader *L);
-int64_t weft_loader_last_wait_ns(const weft_loader *L);
+WEFT_API int64_t weft_loader_wait_ns(const weft_loader *L);
+WEFT_API int64_t weft_loader_last_wait_ns(const weft_loader *L);
 
 /* Global samples consumed so far (all ranks), and the epoch of dataset d
  * (how many full passes over its windows the consumed stream has made). */
-uint64_t weft_loader_position(const weft_loader *L);
-uint64_t weft_loader_epoch(const weft_loader *L, int d);
+WEFT_API uint64_t weft_loader_position(const weft_loader *L);
+WEFT_API uint64_t weft_loader_epoch(const weft_loader *L, int d);
 /* Windows per epoch of dataset d. */
-uint64_t weft_loader_samples(const weft_loader *L, int d);
+WEFT_API uint64_t weft_loader_samples(const weft_loader *L, int d);
 
 /* Identifies the data: the dataset hash for one dataset, a hash of the
  * datasets' hashes for a blend. */
-uint64_t weft_loader_dataset_hash(const weft_loader *L);
+WEFT_API uint64_t weft_loader_dataset_hash(const weft_loader *L);
 
 /* Serialised position (versioned, little-endian; layout in
  * docs/data-format.md): weft_loader_state_size bytes. save writes the state
@@ -112,17 +116,17 @@ uint64_t weft_loader_dataset_hash(const weft_loader *L);
  * following batch. restore accepts a state saved by a loader with the same
  * datasets, weights, split, seq_len, seed and shuffle, any D and any rank
  * (WEFT_EDATA otherwise, naming what differs). */
-size_t weft_loader_state_size(const weft_loader *L);
-int weft_loader_save(const weft_loader *L, uint8_t *buf, size_t len);
-int weft_loader_restore(weft_loader *L, const uint8_t *buf, size_t len);
+WEFT_API size_t weft_loader_state_size(const weft_loader *L);
+WEFT_API int weft_loader_save(const weft_loader *L, uint8_t *buf, size_t len);
+WEFT_API int weft_loader_restore(weft_loader *L, const uint8_t *buf, size_t len);
 
 /* Move to global sample position g (replays the blend from 0: O(g) for
  * blends, O(1) for one dataset). */
-int weft_loader_seek(weft_loader *L, uint64_t g);
+WEFT_API int weft_loader_seek(weft_loader *L, uint64_t g);
 
 /* Whether O_DIRECT is in use (false after a fallback). */
-bool weft_loader_direct(const weft_loader *L);
+WEFT_API bool weft_loader_direct(const weft_loader *L);
 
-void weft_loader_close(weft_loader *L);
+WEFT_API void weft_loader_close(weft_loader *L);
 
 #endif

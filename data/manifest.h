@@ -13,6 +13,8 @@
 #ifndef WEFT_DATA_MANIFEST_H
 #define WEFT_DATA_MANIFEST_H
 
+#include "runtime/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,30 +43,30 @@ typedef struct weft_manifest {
 
 /* Parse len bytes of manifest text (need not be NUL-terminated); origin names
  * the file in messages. WEFT_EDATA on any malformed content. */
-int weft_manifest_parse(const char *text, size_t len, const char *origin, weft_manifest **out);
+WEFT_API int weft_manifest_parse(const char *text, size_t len, const char *origin, weft_manifest **out);
 
 /* Read DIR/manifest: WEFT_ENOENT if the directory or manifest is missing. */
-int weft_manifest_load(const char *dir, weft_manifest **out);
+WEFT_API int weft_manifest_load(const char *dir, weft_manifest **out);
 
-void weft_manifest_free(weft_manifest *m);
+WEFT_API void weft_manifest_free(weft_manifest *m);
 
 /* The dataset hash: XXH3_64bits over the canonical shard lines (see
  * docs/data-format.md). Depends only on the shard entries, in order. */
-uint64_t weft_manifest_hash(const weft_manifest *m);
+WEFT_API uint64_t weft_manifest_hash(const weft_manifest *m);
 
 /* Write m (hash recomputed) to DIR/manifest atomically, mode 0640. */
-int weft_manifest_write(const char *dir, const weft_manifest *m);
+WEFT_API int weft_manifest_write(const char *dir, const weft_manifest *m);
 
 /* Validate a shard file name: [A-Za-z0-9._-], not starting with '.', at most
  * WEFT_SHARD_NAME_MAX bytes. Returns 1 if valid. */
-int weft_manifest_name_ok(const char *name, size_t len);
+WEFT_API int weft_manifest_name_ok(const char *name, size_t len);
 
-const char *weft_split_name(weft_split s);
+WEFT_API const char *weft_split_name(weft_split s);
 /* "train" or "val": 0, else WEFT_EINVAL. */
-int weft_split_parse(const char *s, weft_split *out);
+WEFT_API int weft_split_parse(const char *s, weft_split *out);
 
 /* Totals for one split (or both when split < 0). */
-uint64_t weft_manifest_tokens(const weft_manifest *m, int split);
-size_t weft_manifest_count(const weft_manifest *m, int split);
+WEFT_API uint64_t weft_manifest_tokens(const weft_manifest *m, int split);
+WEFT_API size_t weft_manifest_count(const weft_manifest *m, int split);
 
 #endif

@@ -10,6 +10,8 @@
 #ifndef WEFT_DATA_TOKENIZER_H
 #define WEFT_DATA_TOKENIZER_H
 
+#include "runtime/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,11 +21,11 @@
 /* Encode n bytes into out (room for n tokens); returns the number of tokens
  * written. *dropped (if not NULL) is increased by the NUL bytes skipped. The
  * caller appends WEFT_BYTES_EOD after the last chunk of each document. */
-size_t weft_tokenizer_bytes_encode(const uint8_t *in, size_t n, uint32_t *out, uint64_t *dropped);
+WEFT_API size_t weft_tokenizer_bytes_encode(const uint8_t *in, size_t n, uint32_t *out, uint64_t *dropped);
 
 /* Decode tokens back to bytes (EOD becomes '\n' when eod_newline, else is
  * skipped); returns bytes written to out (room for n). Tokens >= 256 are
  * written as '?'. */
-size_t weft_tokenizer_bytes_decode(const uint32_t *tokens, size_t n, char *out, int eod_newline);
+WEFT_API size_t weft_tokenizer_bytes_decode(const uint32_t *tokens, size_t n, char *out, int eod_newline);
 
 #endif

@@ -6,7 +6,7 @@
  * and run it with  mpirun -np 4 ./hello
  */
 #include <stdio.h>
-#include <runtime/weft.h>
+#include <weft.h>
 
 int main(int argc, char **argv)
 {

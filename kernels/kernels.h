@@ -23,79 +23,85 @@
 #ifndef WEFT_KERNELS_KERNELS_H
 #define WEFT_KERNELS_KERNELS_H
 
+#include "runtime/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
 /* Set BLAS threads (n < 1: keep the library's default). Call once per
  * process before the first kernel. */
-void weft_kernels_init(int blas_threads);
+WEFT_API void weft_kernels_init(int blas_threads);
 
-#define WEFT_KERNEL_DECLS(real, sfx)                                                                \
-    /* out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC); bias may be NULL */                \
-    void weft_matmul_forward##sfx(real *out, const real *inp, const real *weight, const real *bias, \
-                                  int N, int C, int OC);                                            \
-    /* dinp (N, C) += dout @ weight; dweight (OC, C) += dout^T @ inp; dbias (OC) += colsum(dout).   \
-     * dbias may be NULL; dinp may be NULL (first layer's input needs no gradient). */              \
-    void weft_matmul_backward##sfx(real *dinp, real *dweight, real *dbias, const real *dout,        \
-                                   const real *inp, const real *weight, int N, int C, int OC);      \
-    /* out (N, C) = (inp - mean) * rstd * weight + bias, eps 1e-5; saves mean (N), rstd (N) */       \
-    void weft_layernorm_forward##sfx(real *out, real *mean, real *rstd, const real *inp,            \
-                                     const real *weight, const real *bias, int N, int C);           \
-    void weft_layernorm_backward##sfx(real *dinp, real *dweight, real *dbias, const real *dout,     \
-                                      const real *inp, const real *weight, const real *mean,        \
-                                      const real *rstd, int N, int C);                              \
-    /* Causal multi-head self-attention.                                                           \
-     * qkv (B, T, 3C): q, k, v concatenated along channels, heads contiguous within each.          \
-     * out (B, T, C); att (B, NH, T, T) saves the softmax probabilities for backward              \
-     * (entries above the diagonal are 0). Scale 1/sqrt(hs). */                                     \
-    void weft_attention_forward##sfx(real *out, real *att, const real *qkv, int B, int T, int C,    \
-                                     int NH);                                                       \
-    /* dqkv (B, T, 3C) += ...; datt (B, NH, T, T) is scratch the caller provides. */               \
-    void weft_attention_backward##sfx(real *dqkv, real *datt, const real *dout, const real *qkv,    \
-                                      const real *att, int B, int T, int C, int NH);                \
-    /* GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */                \
-    void weft_gelu_forward##sfx(real *out, const real *inp, size_t n);                              \
-    void weft_gelu_backward##sfx(real *dinp, const real *inp, const real *dout, size_t n);          \
-    /* out = a + b; backward: da += dout, db += dout */                                             \
-    void weft_residual_forward##sfx(real *out, const real *a, const real *b, size_t n);             \
-    void weft_residual_backward##sfx(real *da, real *db, const real *dout, size_t n);               \
-    /* out (B, T, C) = wte[tokens[b,t]] + wpe[t]; wte (V, C), wpe (maxT, C) */                      \
-    void weft_embedding_forward##sfx(real *out, const int32_t *tokens, const real *wte,             \
-                                     const real *wpe, int B, int T, int C);                         \
-    void weft_embedding_backward##sfx(real *dwte, real *dwpe, const real *dout,                     \
-                                      const int32_t *tokens, int B, int T, int C);                  \
-    /* Fused softmax + cross-entropy over rows of logits (N, V), numerically stable.               \
-     * losses (N) = -log softmax(logits)[target] (losses may be NULL); returns their mean over     \
-     * the rows whose target is >= 0 (0 if none), as PyTorch's ignore_index does.                   \
-     * If dlogits is not NULL: dlogits (N, V) = (softmax - onehot(target)) * dloss, where dloss     \
-     * is the gradient of the caller's loss w.r.t. each row's loss (1/N for a mean).               \
-     * A target < 0 is ignored (loss 0, no gradient). dlogits may alias logits. */                 \
-    double weft_xent_forward_backward##sfx(real *losses, real *dlogits, const real *logits,         \
-                                           const int32_t *targets, int N, int V, double dloss);     \
-    /* AdamW with decoupled weight decay, bias-corrected, t = step number from 1:                  \
-     * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;                                                  \
-     * p -= lr (mhat / (sqrt(vhat) + eps) + wd p). grad_scale multiplies g first (clipping). */     \
-    void weft_adamw_update##sfx(real *params, const real *grads, real *m, real *v, size_t n,        \
-                                double lr, double beta1, double beta2, double eps,                  \
-                                double weight_decay, int64_t t, double grad_scale);                 \
-    /* Sum of squares of n values, accumulated in double. */                                        \
-    double weft_sumsq##sfx(const real *x, size_t n);
+#define WEFT_KERNEL_DECLS(real, sfx)                                                                         \
+    /* out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC); bias may be NULL */                          \
+    WEFT_API void weft_matmul_forward##sfx(real *out, const real *inp, const real *weight, const real *bias, \
+                                           int N, int C, int OC);                                            \
+    /* dinp (N, C) += dout @ weight; dweight (OC, C) += dout^T @ inp; dbias (OC) += colsum(dout).            \
+     * dbias may be NULL; dinp may be NULL (first layer's input needs no gradient). */                       \
+    WEFT_API void weft_matmul_backward##sfx(real *dinp, real *dweight, real *dbias, const real *dout,        \
+                                            const real *inp, const real *weight, int N, int C, int OC);      \
+    /* out (N, C) = (inp - mean) * rstd * weight + bias, eps 1e-5; saves mean (N), rstd (N) */               \
+    WEFT_API void weft_layernorm_forward##sfx(real *out, real *mean, real *rstd, const real *inp,            \
+                                              const real *weight, const real *bias, int N, int C);           \
+    WEFT_API void weft_layernorm_backward##sfx(real *dinp, real *dweight, real *dbias, const real *dout,     \
+                                               const real *inp, const real *weight, const real *mean,        \
+                                               const real *rstd, int N, int C);                              \
+    /* Causal multi-head self-attention.                                                                     \
+     * qkv (B, T, 3C): q, k, v concatenated along channels, heads contiguous within each.                    \
+     * out (B, T, C); att (B, NH, T, T) saves the softmax probabilities for backward                         \
+     * (entries above the diagonal are 0). Scale 1/sqrt(hs). */                                              \
+    WEFT_API void weft_attention_forward##sfx(real *out, real *att, const real *qkv, int B, int T, int C,    \
+                                              int NH);                                                       \
+    /* dqkv (B, T, 3C) += ...; datt (B, NH, T, T) is scratch the caller provides. */                         \
+    WEFT_API void weft_attention_backward##sfx(real *dqkv, real *datt, const real *dout, const real *qkv,    \
+                                               const real *att, int B, int T, int C, int NH);                \
+    /* GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */                          \
+    WEFT_API void weft_gelu_forward##sfx(real *out, const real *inp, size_t n);                              \
+    WEFT_API void weft_gelu_backward##sfx(real *dinp, const real *inp, const real *dout, size_t n);          \
+    /* out = a + b; backward: da += dout, db += dout */                                                      \
+    WEFT_API void weft_residual_forward##sfx(real *out, const real *a, const real *b, size_t n);             \
+    WEFT_API void weft_residual_backward##sfx(real *da, real *db, const real *dout, size_t n);               \
+    /* out (B, T, C) = wte[tokens[b,t]] + wpe[t]; wte (V, C), wpe (maxT, C) */                               \
+    WEFT_API void weft_embedding_forward##sfx(real *out, const int32_t *tokens, const real *wte,             \
+                                              const real *wpe, int B, int T, int C);                         \
+    WEFT_API void weft_embedding_backward##sfx(real *dwte, real *dwpe, const real *dout,                     \
+                                               const int32_t *tokens, int B, int T, int C);                  \
+    /* Fused softmax + cross-entropy over rows of logits (N, V), numerically stable.                         \
+     * losses (N) = -log softmax(logits)[target] (losses may be NULL); returns their mean over               \
+     * the rows whose target is >= 0 (0 if none), as PyTorch's ignore_index does.                            \
+     * If dlogits is not NULL: dlogits (N, V) = (softmax - onehot(target)) * dloss, where dloss              \
+     * is the gradient of the caller's loss w.r.t. each row's loss (1/N for a mean).                         \
+     * A target < 0 is ignored (loss 0, no gradient). dlogits may alias logits. */                           \
+    WEFT_API double weft_xent_forward_backward##sfx(real *losses, real *dlogits, const real *logits,         \
+                                                    const int32_t *targets, int N, int V, double dloss);     \
+    /* AdamW with decoupled weight decay, bias-corrected, t = step number from 1:                            \
+     * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;                                                           \
+     * p -= lr (mhat / (sqrt(vhat) + eps) + wd p). grad_scale multiplies g first (clipping). */              \
+    WEFT_API void weft_adamw_update##sfx(real *params, const real *grads, real *m, real *v, size_t n,        \
+                                         double lr, double beta1, double beta2, double eps,                  \
+                                         double weight_decay, int64_t t, double grad_scale);                 \
+    /* Sum of squares of n values, accumulated in double. */                                                 \
+    WEFT_API double weft_sumsq##sfx(const real *x, size_t n);
 
 WEFT_KERNEL_DECLS(float, )
 WEFT_KERNEL_DECLS(double, _f64)
 
-/* Clipping: the scale to multiply gradients by so that their global norm is
+/* The one implementation of gradient clipping and of the learning-rate
+ * schedule: weft_optim_clip_scale and weft_optim_lr (model/optim.h) call
+ * these with the optimizer's options.
+ *
+ * Clipping: the scale to multiply gradients by so that their global norm is
  * at most max_norm (1 when already within, or when max_norm <= 0). */
-double weft_clip_scale(double global_norm, double max_norm);
+WEFT_API double weft_clip_scale(double global_norm, double max_norm);
 
 /* Learning rate at step (0-based): linear warm-up max_lr * (step + 1) / warmup
  * for step < warmup (so the first step is not wasted at lr 0), then cosine
  * decay from max_lr at step warmup to min_lr at step total (min_lr after). */
-double weft_lr_at(int64_t step, double max_lr, double min_lr, int64_t warmup, int64_t total);
+WEFT_API double weft_lr_at(int64_t step, double max_lr, double min_lr, int64_t warmup, int64_t total);
 
 /* The single-core SGEMM rate (FLOP/s, 2*M*N*K per call) of out (M, N) =
  * A (M, K) @ B (N, K)^T, timed over about `seconds`, for benchmarks'
  * reference figures. Runs one BLAS thread whatever was set, then restores. */
-double weft_sgemm_rate(int M, int N, int K, double seconds);
+WEFT_API double weft_sgemm_rate(int M, int N, int K, double seconds);
 
 #endif

@@ -17,6 +17,8 @@
 #ifndef WEFT_MODEL_GPT_H
 #define WEFT_MODEL_GPT_H
 
+#include "runtime/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,47 +55,47 @@ typedef struct weft_gpt_part {
 /* The [model] configuration keys (model.n_layer, model.n_head,
  * model.n_embd, model.context); the vocabulary comes from the dataset. */
 #include "runtime/config.h"
-extern const weft_config_key weft_model_config_keys[];
-void weft_gpt_config_from(const weft_config *cfg, int vocab, weft_gpt_config *out);
+extern WEFT_API const weft_config_key weft_model_config_keys[];
+WEFT_API void weft_gpt_config_from(const weft_config *cfg, int vocab, weft_gpt_config *out);
 
 /* Check a configuration; WEFT_ECONFIG naming the keys (model.*) at fault. */
-int weft_gpt_config_check(const weft_gpt_config *cfg);
+WEFT_API int weft_gpt_config_check(const weft_gpt_config *cfg);
 
 /* Build a model with activations for batches up to B x T (T <= max_seq).
  * Allocates everything the steps will need, now. */
-int weft_gpt_new(const weft_gpt_config *cfg, int B, int T, weft_gpt **out);
+WEFT_API int weft_gpt_new(const weft_gpt_config *cfg, int B, int T, weft_gpt **out);
 /* The same for one rank's part; parameter names stay the global GPT-2 names
  * (h.{l} with the global layer l), shapes are local, and each parameter's
  * shard spec says where its piece sits in the global tensor. */
-int weft_gpt_new_part(const weft_gpt_config *cfg, const weft_gpt_part *part, int B, int T, weft_gpt **out);
-void weft_gpt_free(weft_gpt *m);
+WEFT_API int weft_gpt_new_part(const weft_gpt_config *cfg, const weft_gpt_part *part, int B, int T, weft_gpt **out);
+WEFT_API void weft_gpt_free(weft_gpt *m);
 
 /* GPT-2 initialisation from seed (every part of the model gets its piece of
  * the single-rank model's values): weights N(0, 0.02), the residual output
  * projections (attn.c_proj, mlp.c_proj) N(0, 0.02/sqrt(2L)), biases 0,
  * LayerNorm weight 1 and bias 0. */
-void weft_gpt_init(weft_gpt *m, uint64_t seed);
+WEFT_API void weft_gpt_init(weft_gpt *m, uint64_t seed);
 
-const weft_gpt_config *weft_gpt_cfg(const weft_gpt *m);
+WEFT_API const weft_gpt_config *weft_gpt_cfg(const weft_gpt *m);
 /* The model as the trainer sees it (model/model.h): its parameter table
  * (weft_tensors with shard specs, in buffer order) and the interface. */
-weft_model *weft_gpt_model(weft_gpt *m);
-int weft_gpt_nparams(const weft_gpt *m);
-const weft_tensor *weft_gpt_param_at(const weft_gpt *m, int i);
-size_t weft_gpt_num_params(const weft_gpt *m); /* total elements held here */
-size_t weft_gpt_global_params(const weft_gpt *m); /* elements of the whole model */
-const weft_gpt_part *weft_gpt_part_of(const weft_gpt *m);
-float *weft_gpt_params(weft_gpt *m);
-float *weft_gpt_grads(weft_gpt *m);
+WEFT_API weft_model *weft_gpt_model(weft_gpt *m);
+WEFT_API int weft_gpt_nparams(const weft_gpt *m);
+WEFT_API const weft_tensor *weft_gpt_param_at(const weft_gpt *m, int i);
+WEFT_API size_t weft_gpt_num_params(const weft_gpt *m); /* total elements held here */
+WEFT_API size_t weft_gpt_global_params(const weft_gpt *m); /* elements of the whole model */
+WEFT_API const weft_gpt_part *weft_gpt_part_of(const weft_gpt *m);
+WEFT_API float *weft_gpt_params(weft_gpt *m);
+WEFT_API float *weft_gpt_grads(weft_gpt *m);
 
 /* Forward on tokens (b, t) with b <= B, t <= T. With targets, returns the
  * mean cross-entropy over the b*t positions (targets < 0 are ignored);
  * without, returns 0 and only the logits are computed. */
-double weft_gpt_forward(weft_gpt *m, const int32_t *tokens, const int32_t *targets, int b, int t);
+WEFT_API double weft_gpt_forward(weft_gpt *m, const int32_t *tokens, const int32_t *targets, int b, int t);
 /* Logits (b, t, V) of the last forward. */
-const float *weft_gpt_logits(const weft_gpt *m);
+WEFT_API const float *weft_gpt_logits(const weft_gpt *m);
 
-void weft_gpt_zero_grad(weft_gpt *m);
+WEFT_API void weft_gpt_zero_grad(weft_gpt *m);
 
 
 /* Hook called during backward each time the gradients from element offset
@@ -103,7 +105,7 @@ void weft_gpt_zero_grad(weft_gpt *m);
  * into the gradients. loss_scale multiplies the mean loss being
  * differentiated (1/k when k micro-batches are accumulated). hook may be
  * NULL (micro-steps that do not reduce). */
-void weft_gpt_backward(weft_gpt *m, double loss_scale, weft_grad_hook hook, void *arg);
+WEFT_API void weft_gpt_backward(weft_gpt *m, double loss_scale, weft_grad_hook hook, void *arg);
 
 /* --- pipeline stages and micro-batch slots --------------------------------
  * forward_slot keeps micro-batch activations in slot (0 <= slot < nslots)
@@ -114,18 +116,18 @@ void weft_gpt_backward(weft_gpt *m, double loss_scale, weft_grad_hook hook, void
  * output must be in weft_gpt_stage_doutput(); afterwards the gradient of its
  * input is in weft_gpt_stage_dinput(). Both return 0 or a communication
  * error (tensor parallelism). */
-int weft_gpt_forward_slot(weft_gpt *m, int slot, const int32_t *tokens, const int32_t *targets, int b, int t,
+WEFT_API int weft_gpt_forward_slot(weft_gpt *m, int slot, const int32_t *tokens, const int32_t *targets, int b, int t,
                           double *loss);
-int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_grad_hook hook, void *arg);
-float *weft_gpt_stage_input(weft_gpt *m, int slot);   /* (B, T, C) */
-float *weft_gpt_stage_output(weft_gpt *m, int slot);  /* (B, T, C) */
-float *weft_gpt_stage_doutput(weft_gpt *m);           /* (B, T, C) */
-float *weft_gpt_stage_dinput(weft_gpt *m);            /* (B, T, C) */
+WEFT_API int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_grad_hook hook, void *arg);
+WEFT_API float *weft_gpt_stage_input(weft_gpt *m, int slot);   /* (B, T, C) */
+WEFT_API float *weft_gpt_stage_output(weft_gpt *m, int slot);  /* (B, T, C) */
+WEFT_API float *weft_gpt_stage_doutput(weft_gpt *m);           /* (B, T, C) */
+WEFT_API float *weft_gpt_stage_dinput(weft_gpt *m);            /* (B, T, C) */
 /* Bytes of forward activations one slot holds (memory reporting). */
-size_t weft_gpt_slot_bytes(const weft_gpt *m);
+WEFT_API size_t weft_gpt_slot_bytes(const weft_gpt *m);
 
 /* Model FLOPs of one forward+backward over b*t tokens (6 N per token for the
  * matmuls plus attention's 12 L t C per token), for FLOP/s reporting. */
-double weft_gpt_flops_per_token(const weft_gpt *m, int t);
+WEFT_API double weft_gpt_flops_per_token(const weft_gpt *m, int t);
 
 #endif

@@ -21,6 +21,8 @@
 #ifndef WEFT_PARALLEL_DP_H
 #define WEFT_PARALLEL_DP_H
 
+#include "runtime/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,39 +36,39 @@ typedef struct weft_dp_opts {
     int zero;            /* 0 or 1 */
 } weft_dp_opts;
 
-extern const weft_config_key weft_parallel_config_keys[];
-void weft_dp_opts_from_config(const weft_config *cfg, weft_dp_opts *o);
+extern WEFT_API const weft_config_key weft_parallel_config_keys[];
+WEFT_API void weft_dp_opts_from_config(const weft_config *cfg, weft_dp_opts *o);
 
 /* params and grads: n floats each, owned by the caller (the model). */
-int weft_dp_new(weft_comm *comm, float *params, float *grads, size_t n, const weft_dp_opts *o, weft_dp **out);
-void weft_dp_free(weft_dp *dp);
+WEFT_API int weft_dp_new(weft_comm *comm, float *params, float *grads, size_t n, const weft_dp_opts *o, weft_dp **out);
+WEFT_API void weft_dp_free(weft_dp *dp);
 
-void weft_dp_begin(weft_dp *dp);
+WEFT_API void weft_dp_begin(weft_dp *dp);
 /* Backward's hook: gradients from offset to the end are final. */
-void weft_dp_hook(void *dp, size_t offset);
+WEFT_API void weft_dp_hook(void *dp, size_t offset);
 /* Launch what is left and wait for every bucket. */
-int weft_dp_finish_grads(weft_dp *dp);
+WEFT_API int weft_dp_finish_grads(weft_dp *dp);
 
 /* The ranges of the flat buffer this rank updates (all of it when zero = 0). */
-int weft_dp_nshards(const weft_dp *dp);
-void weft_dp_shard(const weft_dp *dp, int i, size_t *offset, size_t *len);
-size_t weft_dp_shard_total(const weft_dp *dp);
+WEFT_API int weft_dp_nshards(const weft_dp *dp);
+WEFT_API void weft_dp_shard(const weft_dp *dp, int i, size_t *offset, size_t *len);
+WEFT_API size_t weft_dp_shard_total(const weft_dp *dp);
 
 /* Sum of squares of the reduced gradients over the whole model, the same on
  * every rank (an allreduce of one number under ZeRO-1). */
-int weft_dp_grad_sumsq(weft_dp *dp, double *out);
+WEFT_API int weft_dp_grad_sumsq(weft_dp *dp, double *out);
 /* The same over only the given ranges of the flat buffer (offset, length
  * pairs; n of them): with tensor and pipeline parallelism, the tensors this
  * rank counts towards the global norm (not the copies other ranks count). */
-int weft_dp_grad_sumsq_ranges(weft_dp *dp, const size_t (*ranges)[2], int n, double *out);
+WEFT_API int weft_dp_grad_sumsq_ranges(weft_dp *dp, const size_t (*ranges)[2], int n, double *out);
 /* ZeRO-1: allgather every bucket's updated parameters. No-op otherwise. */
-int weft_dp_gather_params(weft_dp *dp);
+WEFT_API int weft_dp_gather_params(weft_dp *dp);
 
 /* Timing of the last step: time blocked in finish_grads (exposed), and the
  * span from the first bucket's launch to the last one's completion. */
-int64_t weft_dp_exposed_ns(const weft_dp *dp);
-int64_t weft_dp_comm_span_ns(const weft_dp *dp);
-int weft_dp_nbuckets(const weft_dp *dp);
-weft_comm *weft_dp_comm(const weft_dp *dp);
+WEFT_API int64_t weft_dp_exposed_ns(const weft_dp *dp);
+WEFT_API int64_t weft_dp_comm_span_ns(const weft_dp *dp);
+WEFT_API int weft_dp_nbuckets(const weft_dp *dp);
+WEFT_API weft_comm *weft_dp_comm(const weft_dp *dp);
 
 #endif

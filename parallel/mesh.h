@@ -22,6 +22,8 @@
 #ifndef WEFT_PARALLEL_MESH_H
 #define WEFT_PARALLEL_MESH_H
 
+#include "runtime/api.h"
+
 #include <stddef.h>
 
 #include "collectives/comm.h"
@@ -36,40 +38,40 @@ typedef struct weft_mesh_layout {
 typedef struct weft_mesh weft_mesh;
 
 /* parallel.dp, parallel.tp, parallel.pp, parallel.schedule. */
-extern const weft_config_key weft_mesh_config_keys[];
+extern WEFT_API const weft_config_key weft_mesh_config_keys[];
 
 /* The layout the configuration asks for on world ranks; parallel.dp = 0
  * means world / (tp * pp). WEFT_ECONFIG naming the keys when the product is
  * not the world size. */
-int weft_mesh_layout_from_config(const weft_config *cfg, int world, weft_mesh_layout *out);
+WEFT_API int weft_mesh_layout_from_config(const weft_config *cfg, int world, weft_mesh_layout *out);
 
 /* The model constraints of a layout: TP divides model.n_head (and so
  * model.n_embd and 4 x n_embd) and the vocabulary, PP divides model.n_layer.
  * WEFT_ECONFIG naming the constraint. */
-int weft_mesh_layout_check_model(const weft_mesh_layout *l, int n_head, int n_embd, int vocab, int n_layer);
+WEFT_API int weft_mesh_layout_check_model(const weft_mesh_layout *l, int n_head, int n_embd, int vocab, int n_layer);
 
 /* Coordinates of a world rank under a layout, and back. */
-void weft_mesh_coords_of(const weft_mesh_layout *l, int world_rank, int coord[WEFT_NAXES]);
-int weft_mesh_world_rank(const weft_mesh_layout *l, const int coord[WEFT_NAXES]);
+WEFT_API void weft_mesh_coords_of(const weft_mesh_layout *l, int world_rank, int coord[WEFT_NAXES]);
+WEFT_API int weft_mesh_world_rank(const weft_mesh_layout *l, const int coord[WEFT_NAXES]);
 
 /* Collective over world: split it into the axes' communicators. */
-int weft_mesh_new(weft_comm *world, const weft_mesh_layout *l, weft_mesh **out);
+WEFT_API int weft_mesh_new(weft_comm *world, const weft_mesh_layout *l, weft_mesh **out);
 /* Collective (frees the communicators). */
-void weft_mesh_free(weft_mesh *m);
+WEFT_API void weft_mesh_free(weft_mesh *m);
 
-int weft_mesh_rank(const weft_mesh *m, weft_axis a);
-int weft_mesh_size(const weft_mesh *m, weft_axis a);
-weft_comm *weft_mesh_comm(const weft_mesh *m, weft_axis a);
+WEFT_API int weft_mesh_rank(const weft_mesh *m, weft_axis a);
+WEFT_API int weft_mesh_size(const weft_mesh *m, weft_axis a);
+WEFT_API weft_comm *weft_mesh_comm(const weft_mesh *m, weft_axis a);
 /* First and last stage of this rank's pipeline (NULL on other stages and
  * when there is a single stage): where the tied embedding's gradient is
  * summed. Rank 0 in it is the first stage. */
-weft_comm *weft_mesh_embed_comm(const weft_mesh *m);
-const weft_mesh_layout *weft_mesh_layout_of(const weft_mesh *m);
+WEFT_API weft_comm *weft_mesh_embed_comm(const weft_mesh *m);
+WEFT_API const weft_mesh_layout *weft_mesh_layout_of(const weft_mesh *m);
 /* 1 when some tensor-parallel group of the job spans more than one node
  * (the ranks were not placed node by node, or TP does not divide the ranks
  * per node): the same on every rank. */
-int weft_mesh_tp_spans_nodes(const weft_mesh *m);
+WEFT_API int weft_mesh_tp_spans_nodes(const weft_mesh *m);
 /* "dp 2 x tp 2 x pp 1 (this rank: dp 1, tp 0, pp 0)" into buf. */
-void weft_mesh_describe(const weft_mesh *m, char *buf, size_t cap);
+WEFT_API void weft_mesh_describe(const weft_mesh *m, char *buf, size_t cap);
 
 #endif

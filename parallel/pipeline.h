@@ -23,6 +23,8 @@
 #ifndef WEFT_PARALLEL_PIPELINE_H
 #define WEFT_PARALLEL_PIPELINE_H
 
+#include "runtime/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,33 +50,33 @@ typedef struct weft_pipe_action {
 } weft_pipe_action;
 
 /* "1f1b" or "gpipe" (parallel.schedule). WEFT_ECONFIG otherwise. */
-int weft_pipe_schedule_parse(const char *name, weft_pipe_schedule *out);
-const char *weft_pipe_schedule_name(weft_pipe_schedule s);
+WEFT_API int weft_pipe_schedule_parse(const char *name, weft_pipe_schedule *out);
+WEFT_API const char *weft_pipe_schedule_name(weft_pipe_schedule s);
 
 /* Activation slots a stage needs: min(pp, m) under 1F1B, m under GPipe. */
-int weft_pipe_nslots(weft_pipe_schedule s, int pp, int m);
+WEFT_API int weft_pipe_nslots(weft_pipe_schedule s, int pp, int m);
 /* Slot of micro-batch mb (mb modulo the slots). */
-int weft_pipe_slot(weft_pipe_schedule s, int pp, int m, int mb);
+WEFT_API int weft_pipe_slot(weft_pipe_schedule s, int pp, int m, int mb);
 /* Stage `stage`'s 2m actions in order into out. */
-void weft_pipe_plan(weft_pipe_schedule s, int pp, int stage, int m, weft_pipe_action *out);
+WEFT_API void weft_pipe_plan(weft_pipe_schedule s, int pp, int stage, int m, weft_pipe_action *out);
 
 typedef struct weft_pipe weft_pipe;
 
 /* comm: the pipeline group (rank = stage). m micro-batches per step;
  * act_floats: floats of one micro-batch's activation (and gradient)
  * message. Allocates the plan and reserves the requests now. */
-int weft_pipe_new(weft_comm *comm, weft_pipe_schedule s, int m, size_t act_floats, const weft_pipe_stage *stage,
-                  weft_pipe **out);
-void weft_pipe_free(weft_pipe *p);
+WEFT_API int weft_pipe_new(weft_comm *comm, weft_pipe_schedule s, int m, size_t act_floats,
+                           const weft_pipe_stage *stage, weft_pipe **out);
+WEFT_API void weft_pipe_free(weft_pipe *p);
 
 /* One training step's schedule over batch (handed to every forward): every
  * micro-batch forward and backward. *loss_sum: the forwards' losses summed
  * in schedule order (0 but on the last stage). */
-int weft_pipe_train(weft_pipe *p, const void *batch, double *loss_sum);
+WEFT_API int weft_pipe_train(weft_pipe *p, const void *batch, double *loss_sum);
 /* Forward only, micro-batches 0..m-1 of batch in slot 0 (evaluation); their
  * losses are added to *loss_sum, so evaluations over several batches sum in one
  * running total. */
-int weft_pipe_forward(weft_pipe *p, const void *batch, int m, double *loss_sum);
+WEFT_API int weft_pipe_forward(weft_pipe *p, const void *batch, int m, double *loss_sum);
 
 typedef struct weft_pipe_stats {
     int64_t total_ns;   /* the last weft_pipe_train, start to end */
@@ -82,6 +84,6 @@ typedef struct weft_pipe_stats {
     int64_t wait_ns;    /* blocked on receives and sends: the bubble */
     int peak_inflight;  /* most micro-batches whose activations were held at once */
 } weft_pipe_stats;
-void weft_pipe_get_stats(const weft_pipe *p, weft_pipe_stats *out);
+WEFT_API void weft_pipe_get_stats(const weft_pipe *p, weft_pipe_stats *out);
 
 #endif

@@ -22,6 +22,7 @@
 #ifndef WEFT_RUNTIME_CLI_H
 #define WEFT_RUNTIME_CLI_H
 
+#include "runtime/api.h"
 #include <getopt.h>
 
 enum {
@@ -54,39 +55,39 @@ typedef struct {
 
 /* Starts a scan of argv[1..argc-1]. prog prefixes every message and names
  * the --help to try. longopts ends with an all-zero entry. */
-void weft_cli_init(weft_cli *cli, const char *prog, int argc, char **argv, const struct option *longopts,
+WEFT_API void weft_cli_init(weft_cli *cli, const char *prog, int argc, char **argv, const struct option *longopts,
                    int flags);
 
 /* The next option's val (cli->arg holds its value), WEFT_CLI_END, or
  * WEFT_CLI_ERROR after printing what was wrong: an unknown or ambiguous
  * option, a missing value, or a value given to an option that takes none.
  * Entries with a flag pointer are set and skipped, as getopt_long does. */
-int weft_cli_next(weft_cli *cli);
+WEFT_API int weft_cli_next(weft_cli *cli);
 
 /* After WEFT_CLI_END: 0 when there are min..max operands (max < 0: no
  * limit), else prints "PROG: expected WHAT" and returns WEFT_EXIT_USAGE. */
-int weft_cli_operands(weft_cli *cli, int min, int max, const char *what);
+WEFT_API int weft_cli_operands(weft_cli *cli, int min, int max, const char *what);
 
 /* The current option's value as an integer / a finite number in [min, max];
  * else prints "PROG: --iters 'x': expected an integer in [1, 1000]" and
  * returns WEFT_EXIT_USAGE. */
-int weft_cli_long(weft_cli *cli, long long min, long long max, long long *out);
-int weft_cli_double(weft_cli *cli, double min, double max, double *out);
+WEFT_API int weft_cli_long(weft_cli *cli, long long min, long long max, long long *out);
+WEFT_API int weft_cli_double(weft_cli *cli, double min, double max, double *out);
 
 /* Rejects the current option's value: prints "PROG: NAME 'VALUE': expected
  * <what follows>" and returns WEFT_EXIT_USAGE. */
-int weft_cli_bad_value(const weft_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+WEFT_API int weft_cli_bad_value(const weft_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Any other usage error: prints "PROG: <message>" and the --help hint,
  * returns WEFT_EXIT_USAGE. */
-int weft_cli_error(const weft_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+WEFT_API int weft_cli_error(const weft_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* 1 if opt ("--help", "-h") stands in argv[1..] before any "--", exactly
  * or as opt=VALUE. For what must be answered before weft_init (--help, so
  * that it needs neither MPI nor a valid configuration). */
-int weft_cli_has(int argc, char **argv, const char *opt);
+WEFT_API int weft_cli_has(int argc, char **argv, const char *opt);
 
 /* weft_cli_has(argc, argv, "--help") || weft_cli_has(argc, argv, "-h") */
-int weft_cli_wants_help(int argc, char **argv);
+WEFT_API int weft_cli_wants_help(int argc, char **argv);
 
 #endif

@@ -19,6 +19,8 @@
 #ifndef WEFT_RUNTIME_CONFIG_H
 #define WEFT_RUNTIME_CONFIG_H
 
+#include "runtime/api.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,39 +52,39 @@ typedef struct weft_config weft_config;
 
 /* tables: NULL-terminated list of key tables. Checks the tables themselves
  * (duplicate names, defaults that fail their own validation: WEFT_EINTERNAL). */
-int weft_config_new(const weft_config_key *const *tables, weft_config **out);
-void weft_config_free(weft_config *cfg);
+WEFT_API int weft_config_new(const weft_config_key *const *tables, weft_config **out);
+WEFT_API void weft_config_free(weft_config *cfg);
 
 /* Read an INI file: WEFT_ENOENT if it cannot be opened, WEFT_ECONFIG for bad
  * content. */
-int weft_config_load_file(weft_config *cfg, const char *path);
+WEFT_API int weft_config_load_file(weft_config *cfg, const char *path);
 /* Parse INI text of len bytes (need not be NUL-terminated); origin names it
  * in messages. */
-int weft_config_parse_string(weft_config *cfg, const char *text, size_t len, const char *origin);
+WEFT_API int weft_config_parse_string(weft_config *cfg, const char *text, size_t len, const char *origin);
 /* Set one key from text; origin names where it came from. */
-int weft_config_set(weft_config *cfg, const char *key, const char *value, const char *origin);
+WEFT_API int weft_config_set(weft_config *cfg, const char *key, const char *value, const char *origin);
 
 /* Consume weft's own arguments from argv: "--config FILE", "--config=FILE"
  * (repeatable; files apply first, in order) and "--section.key=value"
  * overrides (applied after all files). Other arguments stay in argv, in
  * order, and *argc is updated. "--" ends weft's arguments. */
-int weft_config_parse_args(weft_config *cfg, int *argc, char **argv);
+WEFT_API int weft_config_parse_args(weft_config *cfg, int *argc, char **argv);
 
-int64_t weft_config_int(const weft_config *cfg, const char *key);   /* INT and SIZE */
-double weft_config_float(const weft_config *cfg, const char *key);
-bool weft_config_bool(const weft_config *cfg, const char *key);
-const char *weft_config_str(const weft_config *cfg, const char *key); /* STRING and ENUM */
+WEFT_API int64_t weft_config_int(const weft_config *cfg, const char *key);   /* INT and SIZE */
+WEFT_API double weft_config_float(const weft_config *cfg, const char *key);
+WEFT_API bool weft_config_bool(const weft_config *cfg, const char *key);
+WEFT_API const char *weft_config_str(const weft_config *cfg, const char *key); /* STRING and ENUM */
 /* "default", "FILE:LINE" or "command line". */
-const char *weft_config_origin(const weft_config *cfg, const char *key);
+WEFT_API const char *weft_config_origin(const weft_config *cfg, const char *key);
 
 /* The resolved configuration as INI text, every key, grouped by section
  * (malloc'ed; NULL on allocation failure). Reloading it gives the same
  * configuration; checkpoints store it. */
-char *weft_config_to_ini(const weft_config *cfg);
+WEFT_API char *weft_config_to_ini(const weft_config *cfg);
 
 /* Generated documentation of the tables: plain text for --help, Markdown
  * for docs/config.md. */
-void weft_config_help(const weft_config_key *const *tables, FILE *out);
-void weft_config_markdown(const weft_config_key *const *tables, FILE *out);
+WEFT_API void weft_config_help(const weft_config_key *const *tables, FILE *out);
+WEFT_API void weft_config_markdown(const weft_config_key *const *tables, FILE *out);
 
 #endif

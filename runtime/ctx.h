@@ -14,6 +14,8 @@
 #ifndef WEFT_RUNTIME_CTX_H
 #define WEFT_RUNTIME_CTX_H
 
+#include "runtime/api.h"
+
 #include <mpi.h>
 #include <stdint.h>
 #include <stdnoreturn.h>
@@ -45,38 +47,38 @@ typedef struct weft_ctx {
 } weft_ctx;
 
 /* Keys the runtime itself reads (log.level, run.dir). */
-extern const weft_config_key weft_runtime_config_keys[];
+extern WEFT_API const weft_config_key weft_runtime_config_keys[];
 
 /* keys: NULL-terminated list of key tables the program uses (the runtime's
  * own table is added automatically). Consumes --config/--section.key=value
  * from argv (see weft_config_parse_args). On a configuration error, rank 0
  * logs the message, MPI is finalised if weft initialised it, and the code is
  * returned (WEFT_ECONFIG or WEFT_ENOENT): pass it to weft_exit_code(). */
-int weft_init(int *argc, char **argv, const weft_config_key *const *keys, weft_ctx **out);
-void weft_finalize(weft_ctx *ctx);
+WEFT_API int weft_init(int *argc, char **argv, const weft_config_key *const *keys, weft_ctx **out);
+WEFT_API void weft_finalize(weft_ctx *ctx);
 
 /* Launcher detection from an environment lookup (getenv, or a test's). */
-weft_launcher weft_launcher_detect(const char *(*lookup)(const char *name));
-const char *weft_launcher_name(weft_launcher l);
+WEFT_API weft_launcher weft_launcher_detect(const char *(*lookup)(const char *name));
+WEFT_API const char *weft_launcher_name(weft_launcher l);
 
 /* The one-line job summary rank 0 prints at start. */
-void weft_job_summary(const weft_ctx *ctx, char *buf, size_t len);
+WEFT_API void weft_job_summary(const weft_ctx *ctx, char *buf, size_t len);
 
 /* The current context (set by weft_init, NULL before and after). For code
  * that must act on the whole job from anywhere: abort hooks, signal paths. */
-weft_ctx *weft_ctx_current(void);
+WEFT_API weft_ctx *weft_ctx_current(void);
 
 /* End the whole job now: log the message on this rank, run the abort hooks
  * (flight-recorder dumps, ...) once, then MPI_Abort with exit status 70, or
  * _exit(70) without MPI. Never returns; never hangs. */
-noreturn void weft_abort(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+WEFT_API noreturn void weft_abort(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same, ending the job with exit status `status` (e.g. 65 for bad data
  * found mid-run) instead of 70. */
-noreturn void weft_abort_with(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+WEFT_API noreturn void weft_abort_with(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Register fn(arg) to run inside weft_abort (at most 16 hooks). */
-int weft_at_abort(void (*fn)(void *arg), void *arg);
+WEFT_API int weft_at_abort(void (*fn)(void *arg), void *arg);
 /* Inside a hook: the message the job is being aborted with. */
-const char *weft_abort_reason(void);
+WEFT_API const char *weft_abort_reason(void);
 
 #endif

@@ -13,6 +13,8 @@
 #ifndef WEFT_RUNTIME_ERROR_H
 #define WEFT_RUNTIME_ERROR_H
 
+#include "runtime/api.h"
+
 #include <stdarg.h>
 
 enum {
@@ -34,24 +36,24 @@ enum {
 #define WEFT_NERRORS 14
 
 /* Short symbolic name of a code: "WEFT_EINVAL". Never NULL. */
-const char *weft_strerror(int rc);
+WEFT_API const char *weft_strerror(int rc);
 
 /* Record a printf-style message for the calling thread and return rc, so that
  * a failure site reads:  return weft_error(WEFT_EIO, "write %s: %s", ...);
  * The message is prefixed with "rank N: " once the rank is known. */
-int weft_error(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int weft_verror(int rc, const char *fmt, va_list ap);
+WEFT_API int weft_error(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+WEFT_API int weft_verror(int rc, const char *fmt, va_list ap);
 
 /* The calling thread's last recorded message ("" if none). */
-const char *weft_last_error(void);
-int weft_last_error_code(void);
-void weft_error_clear(void);
+WEFT_API const char *weft_last_error(void);
+WEFT_API int weft_last_error_code(void);
+WEFT_API void weft_error_clear(void);
 
 /* Map a WEFT_E* code to the documented sysexits exit status of a program:
  * 0 ok, 64 usage/config, 65 bad data, 66 missing input, 70 internal/other,
  * 74 I/O error, 75 interrupted (see docs/operations.md). No code maps to 69,
  * which programs return themselves. */
-int weft_exit_code(int rc);
+WEFT_API int weft_exit_code(int rc);
 
 /* Exit statuses (sysexits.h values, named once; the table every program
  * uses, documented in docs/operations.md). */
@@ -68,7 +70,7 @@ enum {
 
 /* Called by WEFT_CHECK on the way up; logs "file:line: call failed (CODE)" at
  * debug level. */
-void weft_error_trace(const char *file, int line, const char *expr, int rc);
+WEFT_API void weft_error_trace(const char *file, int line, const char *expr, int rc);
 
 #define WEFT_CHECK(call)                                                      \
     do {                                                                      \

@@ -10,6 +10,8 @@
 #ifndef WEFT_RUNTIME_LOG_H
 #define WEFT_RUNTIME_LOG_H
 
+#include "runtime/api.h"
+
 #include <stdarg.h>
 
 typedef enum {
@@ -21,24 +23,24 @@ typedef enum {
 } weft_log_level;
 
 /* Set who is speaking; called by weft_init once placement is known. */
-void weft_log_set_identity(int rank, int size, const char *host);
+WEFT_API void weft_log_set_identity(int rank, int size, const char *host);
 
 /* Parse "error".."trace" (or 0..4); returns 0 or WEFT_EINVAL. */
-int weft_log_level_parse(const char *s, weft_log_level *out);
-void weft_log_set_level(weft_log_level level);
-weft_log_level weft_log_get_level(void);
+WEFT_API int weft_log_level_parse(const char *s, weft_log_level *out);
+WEFT_API void weft_log_set_level(weft_log_level level);
+WEFT_API weft_log_level weft_log_get_level(void);
 /* Apply WEFT_LOG_LEVEL from the environment if set; a bad value is reported
  * as a warning and ignored. */
-void weft_log_level_from_env(void);
+WEFT_API void weft_log_level_from_env(void);
 
 /* Rank as set by weft_log_set_identity, or -1 before it. */
-int weft_log_rank(void);
+WEFT_API int weft_log_rank(void);
 
-void weft_log(weft_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void weft_vlog(weft_log_level level, const char *fmt, va_list ap);
+WEFT_API void weft_log(weft_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+WEFT_API void weft_vlog(weft_log_level level, const char *fmt, va_list ap);
 
 /* Format the line prefix into buf (for tests and for other writers). */
-int weft_log_prefix(char *buf, int len);
+WEFT_API int weft_log_prefix(char *buf, int len);
 
 #define WEFT_ERROR(...) weft_log(WEFT_LOG_ERROR, __VA_ARGS__)
 #define WEFT_WARN(...)  weft_log(WEFT_LOG_WARN, __VA_ARGS__)

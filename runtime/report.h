@@ -11,6 +11,7 @@
 #define WEFT_RUNTIME_REPORT_H
 
 #include <stddef.h>
+#include "runtime/api.h"
 #include <stdint.h>
 
 typedef enum {
@@ -23,7 +24,7 @@ typedef enum {
     WEFT_RUN_NSTATES
 } weft_run_state;
 
-const char *weft_run_state_name(weft_run_state s);
+WEFT_API const char *weft_run_state_name(weft_run_state s);
 
 typedef struct weft_report {
     char job_id[64];
@@ -46,17 +47,17 @@ typedef struct weft_report {
 } weft_report;
 
 /* A report of nothing yet (loss NaN, no checkpoint, state starting). */
-void weft_report_init(weft_report *r, const char *job_id);
+WEFT_API void weft_report_init(weft_report *r, const char *job_id);
 
 /* status.json: one JSON object and a newline. Returns the length written
  * (truncated output is a bug: the buffer should be >= 4 KiB). */
-int weft_report_json(const weft_report *r, double now, char *buf, size_t len);
+WEFT_API int weft_report_json(const weft_report *r, double now, char *buf, size_t len);
 
 /* Prometheus text exposition format 0.0.4: HELP and TYPE for every metric,
  * samples labelled with the job id. */
-int weft_report_prometheus(const weft_report *r, double now, char *buf, size_t len);
+WEFT_API int weft_report_prometheus(const weft_report *r, double now, char *buf, size_t len);
 
 /* The Slurm job comment: "step 50/100 loss 2.31 5.1k tok/s ETA 1m40s ckpt 40". */
-int weft_report_comment(const weft_report *r, char *buf, size_t len);
+WEFT_API int weft_report_comment(const weft_report *r, char *buf, size_t len);
 
 #endif

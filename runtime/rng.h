@@ -6,6 +6,8 @@
 #ifndef WEFT_RUNTIME_RNG_H
 #define WEFT_RUNTIME_RNG_H
 
+#include "runtime/api.h"
+
 #include <math.h>
 #include <stdint.h>
 

@@ -17,6 +17,7 @@
 #ifndef WEFT_RUNTIME_SCHED_H
 #define WEFT_RUNTIME_SCHED_H
 
+#include "runtime/api.h"
 #include <stdint.h>
 
 #include "runtime/config.h"
@@ -24,7 +25,7 @@
 #include "runtime/report.h"
 
 /* The sched.* configuration keys. */
-extern const weft_config_key weft_sched_config_keys[];
+extern WEFT_API const weft_config_key weft_sched_config_keys[];
 
 typedef struct weft_sched weft_sched;
 
@@ -40,39 +41,39 @@ typedef struct weft_sched_step_info {
  * already did; on rank 0 starts the
  * reporter thread and, with sched.metrics_port >= 0, the metrics server
  * (port written to run.dir/metrics.port). total_steps: train.steps. */
-int weft_sched_start(weft_ctx *ctx, const weft_config *cfg, int64_t total_steps, weft_sched **out);
+WEFT_API int weft_sched_start(weft_ctx *ctx, const weft_config *cfg, int64_t total_steps, weft_sched **out);
 
 /* Record a finished step (cheap; never blocks on I/O). */
-void weft_sched_step(weft_sched *s, const weft_sched_step_info *info);
+WEFT_API void weft_sched_step(weft_sched *s, const weft_sched_step_info *info);
 /* Steps already done when this attempt started (a resumed run). */
-void weft_sched_resumed(weft_sched *s, int64_t step);
+WEFT_API void weft_sched_resumed(weft_sched *s, int64_t step);
 /* A checkpoint of `step` is committed at path. */
-void weft_sched_checkpoint(weft_sched *s, int64_t step, const char *path);
+WEFT_API void weft_sched_checkpoint(weft_sched *s, int64_t step, const char *path);
 /* The training loop is alive (long evaluations, checkpoint waits). */
-void weft_sched_heartbeat(weft_sched *s);
+WEFT_API void weft_sched_heartbeat(weft_sched *s);
 
 /* The signal that asked this rank to stop, or 0 (see runtime/stop.h). */
-int weft_sched_stop_signal(const weft_sched *s);
+WEFT_API int weft_sched_stop_signal(const weft_sched *s);
 /* All ranks agreed to stop after `step` (signal: the one seen, or 0 when
  * another rank saw it): state stopping, logged once by rank 0. */
-void weft_sched_stopping(weft_sched *s, int64_t step, int signal);
+WEFT_API void weft_sched_stopping(weft_sched *s, int64_t step, int signal);
 
 /* The stop is complete and (committed) a checkpoint is durable: state
  * preempted; under Slurm rank 0 requeues the job, unless it has already
  * been restarted sched.max_requeues times or sched.requeue is off. Returns
  * the exit status to end with: sched.requeue_exit_code after a committed
  * checkpoint, else WEFT_EXIT_TEMPFAIL (75: stopped, nothing saved). */
-int weft_sched_preempted(weft_sched *s, int committed);
+WEFT_API int weft_sched_preempted(weft_sched *s, int committed);
 
 /* Final report (done or failed, with a message), written synchronously;
  * stops the threads and frees s. NULL is a no-op. */
-void weft_sched_finish(weft_sched *s, weft_run_state final, const char *message);
+WEFT_API void weft_sched_finish(weft_sched *s, weft_run_state final, const char *message);
 
 /* The step the training loop last reported on this rank (for the watchdog
  * and the abort path); -1 before the first. */
-int64_t weft_sched_current_step(void);
+WEFT_API int64_t weft_sched_current_step(void);
 
 /* Write text to path through a temporary name and a rename (mode 0640). */
-int weft_write_atomic(const char *path, const char *text, size_t len);
+WEFT_API int weft_write_atomic(const char *path, const char *text, size_t len);
 
 #endif

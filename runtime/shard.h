@@ -18,6 +18,8 @@
 #ifndef WEFT_RUNTIME_SHARD_H
 #define WEFT_RUNTIME_SHARD_H
 
+#include "runtime/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,20 +32,21 @@ typedef struct weft_shard_spec {
 } weft_shard_spec;
 
 /* A whole (unsplit) tensor of the given shape (d1 = 0 for one dimension). */
-weft_shard_spec weft_shard_whole(int64_t d0, int64_t d1);
+WEFT_API weft_shard_spec weft_shard_whole(int64_t d0, int64_t d1);
 
 /* The same tensor split along dim over nparts, this rank holding part; the
  * spec's extent along dim must be divisible by nblocks * nparts. */
-weft_shard_spec weft_shard_split(int64_t d0, int64_t d1, int dim, int nblocks, int part, int nparts);
+WEFT_API weft_shard_spec weft_shard_split(int64_t d0, int64_t d1, int dim, int nblocks, int part, int nparts);
 
 /* The local shape this rank holds. */
-void weft_shard_local_shape(const weft_shard_spec *s, int64_t local[2]);
-size_t weft_shard_local_numel(const weft_shard_spec *s);
+WEFT_API void weft_shard_local_shape(const weft_shard_spec *s, int64_t local[2]);
+WEFT_API size_t weft_shard_local_numel(const weft_shard_spec *s);
 
 /* The rank's piece is nblocks rectangular slabs of the global tensor (one
  * when whole or unblocked). Slab i: global start and extent per dimension,
  * and where it starts along split_dim in the local tensor. */
-int weft_shard_nslabs(const weft_shard_spec *s);
-void weft_shard_slab(const weft_shard_spec *s, int i, int64_t start[2], int64_t count[2], int64_t *local_start);
+WEFT_API int weft_shard_nslabs(const weft_shard_spec *s);
+WEFT_API void weft_shard_slab(const weft_shard_spec *s, int i, int64_t start[2], int64_t count[2],
+                              int64_t *local_start);
 
 #endif

@@ -24,6 +24,8 @@
 #ifndef WEFT_RUNTIME_TRACE_H
 #define WEFT_RUNTIME_TRACE_H
 
+#include "runtime/api.h"
+
 #include "runtime/config.h"
 #include "runtime/ctx.h"
 #include "runtime/timer.h"
@@ -33,23 +35,23 @@
 /* Lanes: the tid of an event inside its rank's track. */
 enum { WEFT_TRACE_COMPUTE = 0, WEFT_TRACE_COMM = 1, WEFT_TRACE_NLANES = 2 };
 
-extern const weft_config_key weft_trace_config_keys[];
+extern WEFT_API const weft_config_key weft_trace_config_keys[];
 
 /* Nonzero while the current step is inside the window. */
-extern int weft_trace_active_;
+extern WEFT_API int weft_trace_active_;
 static inline int weft_trace_on(void) { return __builtin_expect(weft_trace_active_, 0); }
 
 /* Read trace.*; when a window is set, allocate the buffer and agree on a
  * job-wide time origin (a broadcast on ctx->world: call on every rank).
  * WEFT_ECONFIG for a malformed window. */
-int weft_trace_init(const weft_ctx *ctx, const weft_config *cfg);
+WEFT_API int weft_trace_init(const weft_ctx *ctx, const weft_config *cfg);
 /* Whether trace.steps names a window (the files will be written). */
-int weft_trace_enabled(void);
+WEFT_API int weft_trace_enabled(void);
 /* The 1-based step about to run: turns recording on inside the window. */
-void weft_trace_step(int64_t step);
+WEFT_API void weft_trace_step(int64_t step);
 
 static inline int64_t weft_trace_begin(void) { return weft_trace_on() ? weft_now_ns() : 0; }
-void weft_trace_record(const char *name, const char *cat, int lane, int idx, int64_t t0, int64_t t1);
+WEFT_API void weft_trace_record(const char *name, const char *cat, int lane, int idx, int64_t t0, int64_t t1);
 static inline void weft_trace_end(const char *name, const char *cat, int lane, int idx, int64_t t0)
 {
     if (!weft_trace_on())
@@ -58,13 +60,13 @@ static inline void weft_trace_end(const char *name, const char *cat, int lane, i
 }
 
 /* Events recorded and dropped so far. */
-int64_t weft_trace_count(void);
-int64_t weft_trace_dropped(void);
+WEFT_API int64_t weft_trace_count(void);
+WEFT_API int64_t weft_trace_dropped(void);
 
 /* Write run_dir/trace/rank-<r>.json (temporary name, rename, mode 0640) if
  * a window was set, and free the buffer. WEFT_EIO on failure. */
-int weft_trace_finish(const char *run_dir);
+WEFT_API int weft_trace_finish(const char *run_dir);
 /* Drop the buffer without writing (a run that failed before its end). */
-void weft_trace_discard(void);
+WEFT_API void weft_trace_discard(void);
 
 #endif

@@ -15,7 +15,7 @@
  * per-call latency distributions (one mean per size, as nccl-tests).
  */
 #include "runtime/cli.h"
-#include "runtime/weft.h"
+#include "weft.h"
 
 #include <math.h>
 #include <stdlib.h>

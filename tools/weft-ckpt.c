@@ -66,12 +66,12 @@ static int cmd_ls(const char *dir)
         snprintf(cdir, sizeof cdir, "%s", dir);
     int64_t *steps;
     int n;
-    WEFT_CHECK(weft_ck_list(cdir, &steps, &n));
+    WEFT_CHECK(weft_ckpt_list(cdir, &steps, &n));
     int lrc = weft_ckpt_find_latest(cdir, latest, sizeof latest);
     printf("%s: %d checkpoint%s\n", cdir, n, n == 1 ? "" : "s");
     for (int i = 0; i < n; i++) {
         char name[64], p[4300];
-        weft_ck_file_name(steps[i], name, sizeof name);
+        weft_ckpt_file_name(steps[i], name, sizeof name);
         snprintf(p, sizeof p, "%s/%s", cdir, name);
         double mb = stat(p, &st) == 0 ? (double)st.st_size / 1048576.0 : 0;
         printf("  %s  step %8lld  %9.1f MiB%s\n", name, (long long)steps[i], mb,

@@ -11,7 +11,7 @@
  * configuration.
  */
 #include "runtime/cli.h"
-#include "runtime/weft.h"
+#include "weft.h"
 
 #include <stdlib.h>
 #include <string.h>

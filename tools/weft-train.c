@@ -12,7 +12,7 @@
 #include "model/gpt.h"
 #include "runtime/cli.h"
 #include "runtime/rng.h"
-#include "runtime/weft.h"
+#include "weft.h"
 #include "train/token_source.h"
 #include "train/trainer.h"
 

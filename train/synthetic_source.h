@@ -8,6 +8,7 @@
 #ifndef WEFT_TRAIN_SYNTHETIC_SOURCE_H
 #define WEFT_TRAIN_SYNTHETIC_SOURCE_H
 
+#include "runtime/api.h"
 #include <stdint.h>
 
 #include "train/source.h"

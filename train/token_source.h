@@ -7,6 +7,7 @@
 #ifndef WEFT_TRAIN_TOKEN_SOURCE_H
 #define WEFT_TRAIN_TOKEN_SOURCE_H
 
+#include "runtime/api.h"
 #include "data/loader.h"
 #include "data/manifest.h"
 #include "runtime/config.h"

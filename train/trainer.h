@@ -51,7 +51,7 @@
 #include "train/source.h"
 
 /* The [train] keys (train.steps, train.micro_batch, ...). */
-WEFT_API extern const weft_config_key weft_train_config_keys[];
+extern WEFT_API const weft_config_key weft_train_config_keys[];
 
 /* Every key table the trainer reads, for a program's list of key tables
  * (weft_init): put the model's own keys beside them, then NULL. */

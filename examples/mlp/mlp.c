@@ -19,7 +19,7 @@
 #include "model/model.h"
 #include "runtime/cli.h"
 #include "runtime/rng.h"
-#include "runtime/weft.h"
+#include "weft.h"
 #include "train/trainer.h"
 
 #include <math.h>

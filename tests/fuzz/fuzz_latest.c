@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 {
     char name[64];
     int64_t step, again;
-    int rc = weft_ck_parse_latest((const char *)data, n, "fuzz/latest", name, sizeof name, &step);
+    int rc = weft_ckpt_parse_latest((const char *)data, n, "fuzz/latest", name, sizeof name, &step);
     if (rc != 0) {
         if (rc != WEFT_EDATA || strstr(weft_last_error(), "malformed") == NULL)
             abort();
@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
     }
     if (strchr(name, '/') || strstr(name, "..") || step < 0)
         abort();
-    if (!weft_ck_parse_name(name, &again) || again != step)
+    if (!weft_ckpt_parse_name(name, &again) || again != step)
         abort();
     return 0;
 }

@@ -5,7 +5,7 @@
  * rank, NCCL's bus bandwidth by nccl-tests' definition (2(n-1)/n x algbw).
  * Prints one row per size; run by tests/gpu/run.sh.
  */
-#include "runtime/weft.h"
+#include "weft.h"
 
 #include <cuda_runtime_api.h>
 #include <stdio.h>

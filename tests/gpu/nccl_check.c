@@ -8,7 +8,7 @@
  * Contributions are small integers, exact in every dtype (bf16 holds
  * integers up to 256 exactly), so sums are compared for equality.
  */
-#include "runtime/weft.h"
+#include "weft.h"
 #include "tests/mpi/mpitap.h"
 
 #include <cuda_runtime_api.h>

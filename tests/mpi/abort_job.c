@@ -7,7 +7,7 @@
  *                      the job naming the operation
  * Accepts the usual --config/--section.key=value arguments.
  */
-#include "runtime/weft.h"
+#include "weft.h"
 
 #include <string.h>
 #include <unistd.h>

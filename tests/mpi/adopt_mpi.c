@@ -3,7 +3,7 @@
  * adopt that MPI (not initialise it again), leave it running after
  * weft_finalize, and still give the right placement. Prints TAP from rank 0.
  */
-#include "runtime/weft.h"
+#include "weft.h"
 #include "tests/mpi/mpitap.h"
 
 int main(int argc, char **argv)

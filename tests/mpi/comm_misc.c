@@ -5,7 +5,7 @@
  * argument check, sticky failure after a timeout and after a short receive,
  * dup, and the flight recorder ring.
  */
-#include "runtime/weft.h"
+#include "weft.h"
 #include "tests/mpi/mpitap.h"
 
 #include <stdlib.h>

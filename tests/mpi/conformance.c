@@ -13,7 +13,7 @@
  * bad arguments and failures are in comm_misc.c.
  */
 #include "runtime/rng.h"
-#include "runtime/weft.h"
+#include "weft.h"
 #include "tests/mpi/mpitap.h"
 
 #include <float.h>

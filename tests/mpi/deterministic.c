@@ -7,7 +7,7 @@
  * spans 40 binary orders of magnitude, so any other summation order shows.
  */
 #include "runtime/rng.h"
-#include "runtime/weft.h"
+#include "weft.h"
 #include "tests/mpi/mpitap.h"
 
 #include <math.h>

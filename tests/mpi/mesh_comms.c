@@ -8,7 +8,7 @@
  * from rank 0.
  */
 #include "parallel/mesh.h"
-#include "runtime/weft.h"
+#include "weft.h"
 #include "tests/mpi/mpitap.h"
 
 /* Sum of world ranks of the group along axis a holding coordinates c. */

@@ -15,7 +15,7 @@
  * (tests/train/test_noalloc.sh gives the batch sizes.)
  */
 #include "model/gpt.h"
-#include "runtime/weft.h"
+#include "weft.h"
 #include "train/trainer.h"
 #include "tests/mpi/mpitap.h"
 

@@ -11,7 +11,7 @@
  *
  *   mpirun -np 3 shm_victim DIR [ITERS [SECONDS [steady]]]
  */
-#include "runtime/weft.h"
+#include "weft.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
  * Exit 0 only if every result was right; a failed operation aborts the job
  * (weft_abort), naming the failure.
  */
-#include "runtime/weft.h"
+#include "weft.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -16,7 +16,7 @@
 #include "model/gpt.h"
 #include "runtime/rng.h"
 #include "runtime/shard.h"
-#include "runtime/weft.h"
+#include "weft.h"
 #include "tests/mpi/mpitap.h"
 
 #include <math.h>

@@ -7,7 +7,7 @@
  *   mpirun -np 2 watchdog_job --comm.timeout=2 --run.dir=DIR
  */
 #include "collectives/watchdog.h"
-#include "runtime/weft.h"
+#include "weft.h"
 
 #include <unistd.h>
 

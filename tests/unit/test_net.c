@@ -50,7 +50,7 @@ static sim_chan chan[MAXN][MAXN]; /* [from][to] */
 
 /* Run every rank's schedule to the end; fails the test on a deadlock or a
  * message whose length differs from the receive. */
-static void run_all(net_sched *s, int n)
+static void run_all(weft_net_sched *s, int n)
 {
     memset(chan, 0, sizeof chan);
     int cur[MAXN] = {0}, left = n;
@@ -60,16 +60,16 @@ static void run_all(net_sched *s, int n)
         assert_true(round < 100000); /* no progress for this long: deadlock */
         left = 0;
         for (int r = 0; r < n; r++) {
-            net_sched *S = &s[r];
+            weft_net_sched *S = &s[r];
             assert_false(S->err);
             while (cur[r] < S->nsteps) {
-                net_step *st = &S->steps[cur[r]];
+                weft_net_step *st = &S->steps[cur[r]];
                 int all = 1;
                 for (int i = st->x0; i < st->x0 + st->nx; i++) {
-                    net_xfer *x = &S->x[i];
+                    weft_net_xfer *x = &S->x[i];
                     if (done[r][i])
                         continue;
-                    if (x->kind == NET_X_SEND) {
+                    if (x->kind == WEFT_NET_X_SEND) {
                         sim_chan *c = &chan[r][x->peer];
                         char *copy = malloc(x->bytes + 1);
                         memcpy(copy, x->buf, x->bytes);
@@ -93,10 +93,10 @@ static void run_all(net_sched *s, int n)
                 if (!all)
                     break;
                 for (int i = st->c0; i < st->c0 + st->nc; i++) {
-                    net_comp *c = &S->comp[i];
-                    if (c->kind == NET_C_COPY)
+                    weft_net_comp *c = &S->comp[i];
+                    if (c->kind == WEFT_NET_C_COPY)
                         memmove(c->dst, c->a, c->n);
-                    else if (c->kind == NET_C_ACC)
+                    else if (c->kind == WEFT_NET_C_ACC)
                         weft_simd_accumulate(S->wide, S->redop, c->dst, c->a, c->n);
                     else
                         weft_simd_combine(S->wide, S->redop, c->dst, c->a, c->b, c->n);
@@ -118,7 +118,7 @@ typedef enum { A_RING_AR, A_TREE_AR, A_DIRECT_AR, A_TREE_REDUCE, A_TREE_BCAST, A
 
 static void check_algo(algo k, int n, size_t count)
 {
-    net_sched s[MAXN];
+    weft_net_sched s[MAXN];
     double *work[MAXN], *tmp[MAXN], *send[MAXN];
     memset(s, 0, sizeof s);
     int root = n > 2 ? 2 : 0;
@@ -133,17 +133,17 @@ static void check_algo(algo k, int n, size_t count)
         memcpy(work[r], send[r], per * sizeof(double));
         if (bcast && r != root)
             memset(work[r], 0, per * sizeof(double));
-        net_sched_reset(&s[r], WEFT_F64, WEFT_SUM);
-        net_algo_args a = {n, r, count, sizeof(double), (char *)work[r], (char *)tmp[r]};
+        weft_net_sched_reset(&s[r], WEFT_F64, WEFT_SUM);
+        weft_net_algo_args a = {n, r, count, sizeof(double), (char *)work[r], (char *)tmp[r]};
         switch (k) {
-        case A_RING_AR: net_ring_reduce_scatter(&s[r], &a); net_ring_allgather(&s[r], &a); break;
-        case A_TREE_AR: net_tree_reduce(&s[r], &a, 0); net_tree_broadcast(&s[r], &a, 0); break;
-        case A_DIRECT_AR: net_direct_reduce_scatter(&s[r], &a); net_ring_allgather(&s[r], &a); break;
-        case A_TREE_REDUCE: net_tree_reduce(&s[r], &a, root); break;
-        case A_TREE_BCAST: net_tree_broadcast(&s[r], &a, root); break;
-        case A_CHAIN_BCAST: net_chain_broadcast(&s[r], &a, root, 3 * sizeof(double)); break;
-        case A_A2A: net_pairwise_alltoall(&s[r], &a, (const char *)send[r]); break;
-        case A_BARRIER: net_dissemination_barrier(&s[r], n, r); break;
+        case A_RING_AR: weft_net_ring_reduce_scatter(&s[r], &a); weft_net_ring_allgather(&s[r], &a); break;
+        case A_TREE_AR: weft_net_tree_reduce(&s[r], &a, 0); weft_net_tree_broadcast(&s[r], &a, 0); break;
+        case A_DIRECT_AR: weft_net_direct_reduce_scatter(&s[r], &a); weft_net_ring_allgather(&s[r], &a); break;
+        case A_TREE_REDUCE: weft_net_tree_reduce(&s[r], &a, root); break;
+        case A_TREE_BCAST: weft_net_tree_broadcast(&s[r], &a, root); break;
+        case A_CHAIN_BCAST: weft_net_chain_broadcast(&s[r], &a, root, 3 * sizeof(double)); break;
+        case A_A2A: weft_net_pairwise_alltoall(&s[r], &a, (const char *)send[r]); break;
+        case A_BARRIER: weft_net_dissemination_barrier(&s[r], n, r); break;
         }
     }
     run_all(s, n);
@@ -164,7 +164,7 @@ static void check_algo(algo k, int n, size_t count)
         free(work[r]);
         free(tmp[r]);
         free(send[r]);
-        net_sched_free(&s[r]);
+        weft_net_sched_free(&s[r]);
     }
 }
 
