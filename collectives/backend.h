@@ -51,6 +51,8 @@ struct weft_request {
     void (*finish)(weft_request *r); /* runs once when the backend completes */
     void *backend_req;     /* a backend's own per-request object (a CUDA event),
                             * made once and freed by request_release */
+    int mpi_active;        /* mpi_req is an MPI operation in flight, counted in
+                            * the process's total (weft_request_mpi_posted) */
 };
 
 typedef struct weft_backend {
@@ -110,6 +112,12 @@ int weft_comm_sub(weft_comm *parent, MPI_Comm mpi, const char *suffix, const cha
 /* The request pool (request.c). */
 weft_request *weft_request_get(weft_comm *c);
 void weft_request_put(weft_request *r);
+/* A backend that started an MPI operation for r (r->mpi_req) says so: while
+ * any is in flight, every wait in the process keeps MPI's progress engine
+ * turning (request.c). Putting the request back, or freeing its
+ * communicator, settles it. */
+void weft_request_mpi_posted(weft_request *r);
+void weft_request_mpi_settled(weft_request *r);
 
 /* Helpers shared by backends. */
 int weft_comm_fail(weft_comm *c, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

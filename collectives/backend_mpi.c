@@ -252,7 +252,7 @@ static weft_dtype mpi_wide_type(weft_dtype dt, weft_redop op)
     return weft_reduce_wide_type(dt, op);
 }
 
-static int mpi_post(weft_comm *c, weft_request *r)
+static int post_op(weft_comm *c, weft_request *r)
 {
     r->res = NULL;
     r->res_n = 0;
@@ -274,6 +274,17 @@ static int mpi_post(weft_comm *c, weft_request *r)
     }
     default: return weft_error(WEFT_EINTERNAL, "MPI backend: unknown operation %d", r->op.kind);
     }
+}
+
+/* Every operation that posts is an MPI request in flight, which moves only
+ * while this process calls MPI: a wait on another backend's request must
+ * keep MPI going (request.c). */
+static int mpi_post(weft_comm *c, weft_request *r)
+{
+    int rc = post_op(c, r);
+    if (rc == 0)
+        weft_request_mpi_posted(r);
+    return rc;
 }
 
 /* A receive must get exactly the count it asked for: a shorter message is a

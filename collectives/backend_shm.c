@@ -471,6 +471,9 @@ static int post_p2p(weft_comm *c, weft_request *r)
     if (rc != MPI_SUCCESS)
         return weft_error(WEFT_ECOMM, "shm: communicator '%s': MPI_I%s to/from rank %d failed", c->name,
                           op->kind == WEFT_OP_SEND ? "send" : "recv", op->peer);
+    /* A large message moves only while this process calls MPI, and our
+     * collectives never do: have every wait here keep MPI going. */
+    weft_request_mpi_posted(r);
     return 0;
 }
 

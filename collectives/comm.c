@@ -342,6 +342,7 @@ void weft_comm_free(weft_comm *c)
         return;
     live_remove(c);
     for (int i = 0; i < c->nrequests; i++) {
+        weft_request_mpi_settled(c->all_requests[i]); /* one never completed */
         if (c->backend->request_release)
             c->backend->request_release(c->all_requests[i]);
         free(c->all_requests[i]);

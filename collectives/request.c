@@ -7,6 +7,17 @@
  * done -> finish() -> put back. A wait longer than comm.timeout fails the
  * communicator and aborts the job (or, with abort_on_timeout = 0, returns
  * WEFT_ETIMEDOUT and keeps the request for another wait).
+ *
+ * MPI progress: an MPI operation moves only while its process calls MPI. A
+ * large message goes by rendezvous, and the sender's MPI must see the
+ * receiver's answer before it sends the rest; a nonblocking MPI collective
+ * advances only inside MPI calls. The shm and tcp/ib backends' collectives
+ * never call MPI, so a rank spinning in one of them with an MPI send in
+ * flight (a pipeline stage's activations, then a tensor-parallel
+ * allreduce) starves that send's receiver -- and when the receiver's group
+ * is waiting for the spinning rank's group, nobody moves again. So while
+ * any MPI operation of this process is in flight, every test of a request
+ * that is not done also makes an MPI progress call.
  */
 #include "collectives/backend.h"
 #include "collectives/watchdog.h"
@@ -15,6 +26,7 @@
 #include "runtime/timer.h"
 
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -67,9 +79,43 @@ weft_request *weft_request_get(weft_comm *c)
     return r;
 }
 
+/* MPI operations posted through any communicator and not yet settled:
+ * process-wide, since MPI's progress engine is. */
+static _Atomic int mpi_inflight;
+
+void weft_request_mpi_posted(weft_request *r)
+{
+    r->mpi_active = 1;
+    atomic_fetch_add_explicit(&mpi_inflight, 1, memory_order_relaxed);
+}
+
+void weft_request_mpi_settled(weft_request *r)
+{
+    if (!r->mpi_active)
+        return;
+    r->mpi_active = 0;
+    atomic_fetch_sub_explicit(&mpi_inflight, 1, memory_order_relaxed);
+}
+
+/* r is not done: if some other MPI operation is in flight (r's own, if it
+ * is one, was just tested, which progressed MPI), drive MPI's progress.
+ * MPI_Iprobe runs the progress engine (Open MPI's and MPICH's alike) and
+ * neither matches nor consumes a message. It probes r's communicator, the
+ * one this thread is using, so the thread rules stay those of comm.h (a
+ * thread other than the main one communicates only under
+ * MPI_THREAD_MULTIPLE, where any thread may drive progress). */
+static void keep_mpi_moving(weft_request *r)
+{
+    if (atomic_load_explicit(&mpi_inflight, memory_order_relaxed) <= r->mpi_active)
+        return;
+    int flag = 0;
+    MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, r->comm->mpi, &flag, MPI_STATUS_IGNORE);
+}
+
 void weft_request_put(weft_request *r)
 {
     weft_comm *c = r->comm;
+    weft_request_mpi_settled(r);
     r->in_use = 0;
     r->next_free = c->free_list;
     c->free_list = r;
@@ -114,6 +160,8 @@ static int progress(weft_request *r, int *done)
             r->finish(r);
         weft_flight_end(c->flight, r->seq, WEFT_FLIGHT_DONE);
         weft_request_put(r);
+    } else {
+        keep_mpi_moving(r);
     }
     return 0;
 }
