@@ -16,7 +16,7 @@
  *   p2p_progress [PP_BACKEND]   pp groups on that backend (default: the
  *                               tp one, WEFT_TEST_BACKEND or auto)
  */
-#include "runtime/weft.h"
+#include "weft.h"
 #include "tests/mpi/mpitap.h"
 
 #include <stdlib.h>
