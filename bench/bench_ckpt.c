@@ -74,9 +74,8 @@ static int build(bench *b)
     WEFT_CHECK(weft_trainer_new(b->ctx, &b->t));
     weft_model_part mp;
     weft_trainer_part(b->t, &mp);
-    weft_gpt_part part = {.tp_size = 1, .pp_size = 1, .nslots = mp.nslots};
     weft_gpt_config gc = {.vocab = V, .max_seq = 64, .n_layer = 5, .n_head = 12, .n_embd = 768};
-    WEFT_CHECK(weft_gpt_new_part(&gc, &part, mp.micro_batch, mp.seq_len, &b->model));
+    WEFT_CHECK(weft_gpt_new_part(&gc, &mp, mp.micro_batch, mp.seq_len, &b->model));
     weft_gpt_init(b->model, 1);
     WEFT_CHECK(weft_trainer_set_model(b->t, weft_gpt_model(b->model)));
     weft_source *src;

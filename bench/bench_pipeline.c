@@ -146,9 +146,7 @@ static int throughput(weft_ctx *ctx, weft_comm *two, const weft_gpt_config *gc, 
     weft_model_part mp;
     if (rc == 0) {
         weft_trainer_part(t, &mp);
-        weft_gpt_part part = {.tp_rank = mp.tp_rank, .tp_size = mp.tp_size, .pp_rank = mp.pp_rank,
-                              .pp_size = mp.pp_size, .nslots = mp.nslots, .tp = mp.tp};
-        rc = weft_gpt_new_part(gc, &part, b, T, &g);
+        rc = weft_gpt_new_part(gc, &mp, b, T, &g);
     }
     if (rc == 0) {
         weft_gpt_init(g, 1);

@@ -37,7 +37,9 @@ typedef struct weft_gpt_config {
 
 typedef struct weft_gpt weft_gpt;
 
-/* The part of the model one rank holds. Pipeline stage pp_rank of pp_size
+/* The part of the model one rank holds (model/model.h's weft_model_part:
+ * what weft_trainer_part gives; micro_batch and seq_len are passed to
+ * weft_gpt_new_part as B and T). Pipeline stage pp_rank of pp_size
  * holds blocks [pp_rank * L/pp_size, (pp_rank + 1) * L/pp_size); the first
  * stage also the embeddings, the last ln_f and the tied LM head (with
  * pp_size > 1, a copy of wte marked tied_copy). Tensor-parallel rank tp_rank
@@ -45,12 +47,7 @@ typedef struct weft_gpt weft_gpt;
  * its V/tp_size vocabulary rows of wte (parallel/tp.h), communicating over
  * tp. nslots: micro-batches whose activations are kept at once (pipeline
  * schedules keep several; 1 otherwise). */
-typedef struct weft_gpt_part {
-    int tp_rank, tp_size;
-    int pp_rank, pp_size;
-    int nslots;
-    weft_comm *tp; /* NULL when tp_size is 1 */
-} weft_gpt_part;
+typedef weft_model_part weft_gpt_part;
 
 /* The [model] configuration keys (model.n_layer, model.n_head,
  * model.n_embd, model.context); the vocabulary comes from the dataset. */

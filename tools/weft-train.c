@@ -50,9 +50,7 @@ static int build_gpt(weft_trainer *t, const weft_config *cfg, int vocab, weft_gp
     if (mp.seq_len > gc.max_seq)
         return weft_error(WEFT_ECONFIG, "train.seq_len (%d) is longer than model.context (%d)", mp.seq_len,
                           gc.max_seq);
-    weft_gpt_part part = {.tp_rank = mp.tp_rank, .tp_size = mp.tp_size, .pp_rank = mp.pp_rank,
-                          .pp_size = mp.pp_size, .nslots = mp.nslots, .tp = mp.tp};
-    WEFT_CHECK(weft_gpt_new_part(&gc, &part, mp.micro_batch, mp.seq_len, out));
+    WEFT_CHECK(weft_gpt_new_part(&gc, &mp, mp.micro_batch, mp.seq_len, out));
     weft_gpt_init(*out, (uint64_t)weft_config_int(cfg, "train.seed"));
     return 0;
 }

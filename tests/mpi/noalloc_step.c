@@ -44,11 +44,10 @@ static int setup(weft_ctx *ctx, weft_trainer **t)
     WEFT_CHECK(weft_trainer_open_tokens(*t, &vocab));
     weft_model_part mp;
     weft_trainer_part(*t, &mp);
-    weft_gpt_part part = {.tp_rank = mp.tp_rank, .tp_size = mp.tp_size, .pp_rank = mp.pp_rank,
-                          .pp_size = mp.pp_size, .nslots = mp.nslots, .tp = mp.tp};
+
     weft_gpt_config gc = {.vocab = vocab, .max_seq = mp.seq_len, .n_layer = 2, .n_head = 2, .n_embd = 32};
     weft_gpt *g;
-    WEFT_CHECK(weft_gpt_new_part(&gc, &part, mp.micro_batch, mp.seq_len, &g));
+    WEFT_CHECK(weft_gpt_new_part(&gc, &mp, mp.micro_batch, mp.seq_len, &g));
     weft_gpt_init(g, 1);
     return weft_trainer_set_model(*t, weft_gpt_model(g));
 }
