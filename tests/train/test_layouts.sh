@@ -4,7 +4,8 @@
 # steps from the same seed and global batch: loss and gradient norm at every
 # step, the validation loss (steps 5 and 10: the forward-only pipeline) and
 # every parameter after the last (reassembled from each rank's pieces by
-# their shard specs) within 1e-5 relative of the single-rank run
+# their shard specs) within 1e-5 relative of the single-rank run (parameters:
+# 5e-5 of their tensor's scale, after ten Adam steps)
 # (tests/train/layout_compare.py). Both pipeline schedules, ZeRO-1 and
 # gradient accumulation appear among the layouts. A deliberately broken
 # tensor-parallel reduction must fail the same comparison, and layouts that
