@@ -42,7 +42,7 @@ static int resume_from(weft_trainer *t, const char *path, int weights_only)
     return rc;
 }
 
-int weft_train_ckpt_setup(weft_trainer *t, const weft_trainer_start_opts *so)
+int weft_trainer_ckpt_setup(weft_trainer *t, const weft_trainer_start_opts *so)
 {
     WEFT_CHECK(weft_ckpt_model_describe(t->model, t->dp, t->opt, t->world, t->mesh, t->o.zero, &t->cdesc));
     weft_ckpt_opts o;
@@ -64,11 +64,11 @@ int weft_train_ckpt_setup(weft_trainer *t, const weft_trainer_start_opts *so)
     int rc = t->source_state && ini ? weft_ckpt_new(&t->cdesc.layout, &t->cdesc.state, &o, ini, &t->ckpt)
                                     : weft_error(WEFT_ENOMEM, "out of memory");
     free(ini);
-    return rc ? rc : weft_train_metrics_resume(t);
+    return rc ? rc : weft_trainer_metrics_resume(t);
 }
 
 /* Save the state after s->step (0-based) now; wait: until committed. */
-int weft_train_ckpt_save(weft_trainer *t, weft_step_stats *s, int wait)
+int weft_trainer_ckpt_save(weft_trainer *t, weft_step_stats *s, int wait)
 {
     const weft_adamw_opts *ao = &t->o.adamw;
     size_t len = t->train->ops->state_size(t->train);
@@ -85,7 +85,7 @@ int weft_train_ckpt_save(weft_trainer *t, weft_step_stats *s, int wait)
 }
 
 /* Tell the scheduler about a newly committed checkpoint. */
-void weft_train_ckpt_report(weft_trainer *t)
+void weft_trainer_ckpt_report(weft_trainer *t)
 {
     char path[4200];
     int64_t last = weft_ckpt_last(t->ckpt, path, sizeof path);
@@ -96,14 +96,14 @@ void weft_train_ckpt_report(weft_trainer *t)
 }
 
 /* After a step: save if one is due (checkpoint.every, the end). */
-int weft_train_ckpt_step(weft_trainer *t, weft_step_stats *s)
+int weft_trainer_ckpt_step(weft_trainer *t, weft_step_stats *s)
 {
     int64_t done = s->step + 1, every = t->o.ckpt_every;
     int last = done == t->o.steps && t->o.at_end;
     if (!last && every && done % every == 0)
-        WEFT_CHECK(weft_train_ckpt_save(t, s, 0));
+        WEFT_CHECK(weft_trainer_ckpt_save(t, s, 0));
     if (last) { /* never skipped, and waited for; a failure obeys checkpoint.on_error */
-        int rc = weft_train_ckpt_save(t, s, 1);
+        int rc = weft_trainer_ckpt_save(t, s, 1);
         if (rc && t->o.on_error_continue) {
             if (t->rank == 0)
                 WEFT_WARN("the final checkpoint failed (checkpoint.on_error = continue): %s", weft_last_error());
@@ -111,6 +111,6 @@ int weft_train_ckpt_step(weft_trainer *t, weft_step_stats *s)
         }
         WEFT_CHECK(rc);
     }
-    weft_train_ckpt_report(t);
+    weft_trainer_ckpt_report(t);
     return 0;
 }

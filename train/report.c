@@ -34,7 +34,7 @@ static int make_dirs(const char *dir)
     return mkdir(path, 0750) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-int weft_train_open_metrics(weft_trainer *t)
+int weft_trainer_open_metrics(weft_trainer *t)
 {
     const char *dir = t->o.run_dir;
     if (make_dirs(dir) != 0)
@@ -52,7 +52,7 @@ int weft_train_open_metrics(weft_trainer *t)
 
 /* Resuming: keep the rows of metrics.jsonl up to the resumed step (rows of
  * steps after the checkpoint are run again), then append. */
-int weft_train_metrics_resume(weft_trainer *t)
+int weft_trainer_metrics_resume(weft_trainer *t)
 {
     FILE *f = t->metrics;
     if (!f)
@@ -92,7 +92,7 @@ static int write_atomic(const char *path, const char *text)
 /* Rank 0 records the run's configuration and layout for weft-report. Every
  * rank measures the SGEMM rate at once (as they will run), at the model's
  * largest matmul over one micro-batch's rows. */
-int weft_train_write_run_info(weft_trainer *t)
+int weft_trainer_write_run_info(weft_trainer *t)
 {
     const weft_model *m = t->model;
     t->sgemm_shape[0] = (int)(t->o.b * m->tokens_per_sample);
@@ -124,7 +124,7 @@ int weft_train_write_run_info(weft_trainer *t)
     return write_atomic(path, json);
 }
 
-void weft_train_describe(const weft_trainer *t)
+void weft_trainer_describe(const weft_trainer *t)
 {
     if (t->rank != 0)
         return;
@@ -164,7 +164,7 @@ static void json_num(FILE *f, const char *key, double v, int digits)
         fputs("null", f);
 }
 
-void weft_train_log_step(weft_trainer *t, const weft_step_stats *s)
+void weft_trainer_log_step(weft_trainer *t, const weft_step_stats *s)
 {
     if (t->rank != 0)
         return;
@@ -198,7 +198,7 @@ void weft_train_log_step(weft_trainer *t, const weft_step_stats *s)
     fflush(stdout);
 }
 
-void weft_train_progress(const weft_trainer *t, const weft_step_stats *s)
+void weft_trainer_progress(const weft_trainer *t, const weft_step_stats *s)
 {
     if (t->rank != 0 || !t->o.tty)
         return;
@@ -208,7 +208,7 @@ void weft_train_progress(const weft_trainer *t, const weft_step_stats *s)
     fflush(stdout);
 }
 
-void weft_train_report_step(weft_trainer *t, const weft_step_stats *s)
+void weft_trainer_report_step(weft_trainer *t, const weft_step_stats *s)
 {
     weft_sched_step_info in = {.step = s->step + 1, .loss = s->loss,
                                .tokens = t->o.G * t->model->tokens_per_sample, .step_s = s->ms * 1e-3,

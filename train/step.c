@@ -122,7 +122,7 @@ int weft_trainer_step(weft_trainer *t, weft_step_stats *s)
 
 /* Mean loss over train.eval_batches global batches from the start of the
  * validation split, so evaluations are comparable. */
-int weft_train_evaluate(weft_trainer *t, double *val_loss)
+int weft_trainer_evaluate(weft_trainer *t, double *val_loss)
 {
     int64_t batches = t->o.eval_batches;
     *val_loss = NAN;

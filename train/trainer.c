@@ -244,16 +244,16 @@ int weft_trainer_start(weft_trainer *t, const weft_trainer_start_opts *o)
     if (!t->model || !t->train)
         return weft_error(WEFT_EINVAL, "weft_trainer_start: set the model and a batch source first");
     t->resuming = o->resume != 0;
-    WEFT_CHECK(weft_train_open_metrics(t));
-    WEFT_CHECK(weft_train_write_run_info(t));
+    WEFT_CHECK(weft_trainer_open_metrics(t));
+    WEFT_CHECK(weft_trainer_write_run_info(t));
     WEFT_CHECK(weft_sched_start(t->ctx, t->cfg, t->o.steps, &t->sched));
     t->started = 1;
     WEFT_CHECK(weft_watchdog_start(t->ctx, t->o.run_dir, weft_config_float(t->cfg, "sched.heartbeat"),
                                    weft_config_float(t->cfg, "comm.timeout")));
-    WEFT_CHECK(weft_train_ckpt_setup(t, o));
+    WEFT_CHECK(weft_trainer_ckpt_setup(t, o));
     if (t->start_step > 0)
         weft_sched_resumed(t->sched, t->start_step);
-    weft_train_describe(t);
+    weft_trainer_describe(t);
     return 0;
 }
 
@@ -263,10 +263,10 @@ static int stop_run(weft_trainer *t, weft_step_stats *s)
 {
     int64_t done = s->step + 1;
     weft_sched_stopping(t->sched, done, weft_sched_stop_signal(t->sched));
-    int rc = weft_train_ckpt_save(t, s, 1), committed = rc == 0;
+    int rc = weft_trainer_ckpt_save(t, s, 1), committed = rc == 0;
     if (rc && t->rank == 0)
         WEFT_ERROR("stopping without a checkpoint: %s", weft_last_error());
-    weft_train_ckpt_report(t);
+    weft_trainer_ckpt_report(t);
     WEFT_CHECK(weft_comm_barrier(t->world));
     t->exit_status = weft_sched_preempted(t->sched, committed);
     if (t->rank == 0)
@@ -282,12 +282,12 @@ static int after_step(weft_trainer *t, weft_step_stats *s)
     int64_t step = s->step;
     int last = step == t->o.steps - 1;
     if (last || (t->o.eval_every && (step + 1) % t->o.eval_every == 0))
-        WEFT_CHECK(weft_train_evaluate(t, &s->val_loss));
+        WEFT_CHECK(weft_trainer_evaluate(t, &s->val_loss));
     if (last || (step + 1) % t->o.log_every == 0 || !isnan(s->val_loss) || step == 0)
-        weft_train_log_step(t, s);
+        weft_trainer_log_step(t, s);
     else
-        weft_train_progress(t, s);
-    weft_train_report_step(t, s);
+        weft_trainer_progress(t, s);
+    weft_trainer_report_step(t, s);
     return 0;
 }
 
@@ -295,7 +295,7 @@ static int finish_run(weft_trainer *t, const weft_step_stats *s)
 {
     weft_trace_step(0);
     WEFT_CHECK(weft_ckpt_finish(t->ckpt)); /* the last save's commit (checkpoint.on_error) */
-    weft_train_ckpt_report(t);
+    weft_trainer_ckpt_report(t);
     int rc = weft_ckpt_close(t->ckpt);
     t->ckpt = NULL;
     WEFT_CHECK(rc);
@@ -324,7 +324,7 @@ int weft_trainer_run(weft_trainer *t, weft_step_stats *last_out)
         WEFT_CHECK(weft_trainer_step(t, &s));
         if (t->fault_step_ms)
             nanosleep(&(struct timespec){t->fault_step_ms / 1000, t->fault_step_ms % 1000 * 1000000}, NULL);
-        WEFT_CHECK(weft_train_ckpt_step(t, &s));
+        WEFT_CHECK(weft_trainer_ckpt_step(t, &s));
         WEFT_CHECK(after_step(t, &s));
         int stop;
         WEFT_CHECK(weft_comm_any(t->world, weft_sched_stop_signal(t->sched), &stop));

@@ -67,21 +67,21 @@ struct weft_trainer {
 };
 
 /* step.c */
-int weft_train_evaluate(weft_trainer *t, double *val_loss);
+int weft_trainer_evaluate(weft_trainer *t, double *val_loss);
 
 /* cadence.c */
-int weft_train_ckpt_setup(weft_trainer *t, const weft_trainer_start_opts *o);
-int weft_train_ckpt_save(weft_trainer *t, weft_step_stats *s, int wait);
-int weft_train_ckpt_step(weft_trainer *t, weft_step_stats *s);
-void weft_train_ckpt_report(weft_trainer *t);
+int weft_trainer_ckpt_setup(weft_trainer *t, const weft_trainer_start_opts *o);
+int weft_trainer_ckpt_save(weft_trainer *t, weft_step_stats *s, int wait);
+int weft_trainer_ckpt_step(weft_trainer *t, weft_step_stats *s);
+void weft_trainer_ckpt_report(weft_trainer *t);
 
 /* report.c */
-int weft_train_open_metrics(weft_trainer *t);
-int weft_train_metrics_resume(weft_trainer *t);
-int weft_train_write_run_info(weft_trainer *t);
-void weft_train_describe(const weft_trainer *t);
-void weft_train_log_step(weft_trainer *t, const weft_step_stats *s);
-void weft_train_progress(const weft_trainer *t, const weft_step_stats *s);
-void weft_train_report_step(weft_trainer *t, const weft_step_stats *s);
+int weft_trainer_open_metrics(weft_trainer *t);
+int weft_trainer_metrics_resume(weft_trainer *t);
+int weft_trainer_write_run_info(weft_trainer *t);
+void weft_trainer_describe(const weft_trainer *t);
+void weft_trainer_log_step(weft_trainer *t, const weft_step_stats *s);
+void weft_trainer_progress(const weft_trainer *t, const weft_step_stats *s);
+void weft_trainer_report_step(weft_trainer *t, const weft_step_stats *s);
 
 #endif
