@@ -72,7 +72,8 @@ static void run_all(weft_net_sched *s, int n)
                     if (x->kind == WEFT_NET_X_SEND) {
                         sim_chan *c = &chan[r][x->peer];
                         char *copy = malloc(x->bytes + 1);
-                        memcpy(copy, x->buf, x->bytes);
+                        if (x->bytes) /* an empty transfer may have no buffer */
+                            memcpy(copy, x->buf, x->bytes);
                         c->q[c->tail++] = (sim_msg){copy, x->bytes};
                         done[r][i] = 1;
                     } else {
@@ -83,7 +84,8 @@ static void run_all(weft_net_sched *s, int n)
                         }
                         sim_msg m = c->q[c->head++];
                         assert_int_equal(m.len, x->bytes);
-                        memcpy(x->buf, m.data, m.len);
+                        if (m.len)
+                            memcpy(x->buf, m.data, m.len);
                         if (x->acc)
                             weft_simd_accumulate(S->wide, S->redop, x->acc, x->buf, m.len / S->wes);
                         free(m.data);
