@@ -71,11 +71,11 @@ static int check_batch(const weft_config *c, const weft_trainer_check_in *in)
     int64_t G = ival(c, "train.global_batch"), b = ival(c, "train.micro_batch"), D = l.size[WEFT_AXIS_DP];
     if (G % (b * D) != 0)
         return weft_error(WEFT_ECONFIG, "train.global_batch (%lld) is not divisible by train.micro_batch (%lld) x "
-                          "data-parallel size (%lld: parallel.dp = %lld on %d ranks with parallel.tp = %lld, "
-                          "parallel.pp = %lld) = %lld: make train.global_batch a multiple of %lld",
-                          (long long)G, (long long)b, (long long)D, (long long)ival(c, "parallel.dp"), in->world,
-                          (long long)ival(c, "parallel.tp"), (long long)ival(c, "parallel.pp"),
-                          (long long)(b * D), (long long)(b * D));
+                          "data-parallel size (%lld) = %lld (parallel.dp = %lld on %d ranks with parallel.tp = %lld, "
+                          "parallel.pp = %lld): make train.global_batch a multiple of %lld",
+                          (long long)G, (long long)b, (long long)D, (long long)(b * D),
+                          (long long)ival(c, "parallel.dp"), in->world, (long long)ival(c, "parallel.tp"),
+                          (long long)ival(c, "parallel.pp"), (long long)(b * D));
     return 0;
 }
 
