@@ -21,6 +21,16 @@
 #define WEFT_MANIFEST_NAME "manifest"
 #define WEFT_MANIFEST_VERSION 1
 #define WEFT_SHARD_NAME_MAX 255
+/* The largest vocabulary weft-data writes and the trainer accepts: 2^24,
+ * 64 times the largest tokenizer in use, while 4-byte tokens of bytes that
+ * were never tokens would infer up to 2^32 (and an embedding of that many
+ * rows). */
+#define WEFT_DATA_MAX_VOCAB (1 << 24)
+/* weft-data's bounds on a shard: at least 1 KiB of tokens ("--shard-size
+ * 10", a forgotten M, is refused), and at most this many shards per
+ * dataset, whatever the size (a forgotten M on a large corpus). */
+#define WEFT_DATA_MIN_SHARD_BYTES 1024
+#define WEFT_DATA_MAX_SHARDS 100000
 
 typedef enum { WEFT_SPLIT_TRAIN = 0, WEFT_SPLIT_VAL = 1 } weft_split;
 

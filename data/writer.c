@@ -250,6 +250,13 @@ int weft_dataset_writer_commit(weft_dataset_writer *w, weft_manifest **out)
     for (int s = 0; s < 2; s++)
         if (w->sp[s].fd >= 0)
             WEFT_CHECK(end_shard(w, (weft_split)s));
+    /* An inferred vocabulary past the cap (max_token + 1 even wraps to 0 at
+     * 2^32 - 1) is bytes that were never tokens: nothing could train on it. */
+    if (!w->o.vocab_size && w->max_token >= WEFT_DATA_MAX_VOCAB)
+        return weft_error(WEFT_EDATA, "dataset %s: the largest token is %u, so the inferred vocabulary would be "
+                          "%llu, above the largest weft trains (%d = 2^24): were these really tokens? Give the "
+                          "vocabulary size explicitly", w->dir, w->max_token, (unsigned long long)w->max_token + 1,
+                          WEFT_DATA_MAX_VOCAB);
     uint32_t vocab = w->o.vocab_size ? w->o.vocab_size : w->max_token + 1;
     for (size_t i = 0; i < w->n_done; i++)
         WEFT_CHECK(finish_one(w, &w->done[i], vocab));

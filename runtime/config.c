@@ -85,6 +85,7 @@ typedef struct {
     weft_config *cfg;
     src at;
     char section[MAX_NAME + 1]; /* current [section]; "" before the first */
+    bool foreign;               /* the current section is another program's: skip its keys */
     pending *p;                 /* (np), room for cap */
     size_t np, cap;
 } parser;
@@ -227,6 +228,24 @@ static int nomem(const char *what)
 }
 
 /* ---- the declared keys ---------------------------------------------- */
+
+/* Every section some weft program reads. One job has one configuration, and
+ * every program is handed all of it (weft-info and weft-bench get the
+ * trainer's files), so a section another program reads is skipped, not
+ * refused; any other unknown section is still a typo to report. A program
+ * that declares a section of its own needs no entry here: its own sections
+ * are always known. */
+static const char *const weft_sections[] = {
+    "checkpoint", "comm", "data", "log", "model", "optim", "parallel", "run", "sched", "trace", "train", NULL,
+};
+
+static bool weft_section(const char *sec, size_t len)
+{
+    for (size_t i = 0; weft_sections[i]; i++)
+        if (strlen(weft_sections[i]) == len && strncmp(weft_sections[i], sec, len) == 0)
+            return true;
+    return false;
+}
 
 static bool find(const weft_config *cfg, const char *name, size_t *idx)
 {
@@ -735,7 +754,8 @@ static int parse_section(parser *p, char *s)
     size_t len = strlen(name);
     if (!len || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != len)
         return syntax(p, MALFORMED, shown);
-    if (section_known(p->cfg, name, len)) {
+    p->foreign = !section_known(p->cfg, name, len) && weft_section(name, len);
+    if (section_known(p->cfg, name, len) || p->foreign) {
         memcpy(p->section, name, len + 1); /* known, so len <= MAX_NAME */
         return 0;
     }
@@ -831,6 +851,8 @@ static int parse_assignment(parser *p, char *s)
         return syntax(p, "no key before '=' (value '%s')", show_raw(shown, raw, strlen(raw)));
     if (!p->section[0])
         return outside_section(p, key);
+    if (p->foreign)
+        return 0; /* another program's key: that program checks it */
     /* A key too long to be declared is cut here, and then matches nothing. */
     snprintf(name, sizeof name, "%s.%s", p->section, key);
     if (!find(p->cfg, name, &idx))
@@ -1028,7 +1050,9 @@ static int classify(int argc, char **argv, unsigned char *kind)
 
 static int apply_override(weft_config *cfg, const char *a)
 {
-    size_t n = strcspn(a + 2, "=");
+    size_t n = strcspn(a + 2, "="), sl = sec_len(a + 2);
+    if (!section_known(cfg, a + 2, sl) && weft_section(a + 2, sl))
+        return 0; /* --model.n_layer=4 given to every program of a job: the trainer's to check */
     char *key = strndup(a + 2, n);
     if (!key)
         return nomem("reading the command line");
@@ -1117,6 +1141,12 @@ bool weft_config_bool(const weft_config *cfg, const char *key)
 const char *weft_config_str(const weft_config *cfg, const char *key)
 {
     return get(cfg, key, WEFT_CFG_STRING, WEFT_CFG_ENUM, "weft_config_str")->v.s;
+}
+
+bool weft_config_has(const weft_config *cfg, const char *key)
+{
+    size_t idx;
+    return cfg && key && find(cfg, key, &idx);
 }
 
 const char *weft_config_origin(const weft_config *cfg, const char *key)

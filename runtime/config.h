@@ -13,6 +13,12 @@
  * (file:line or "command line"), the key, the value and what is allowed. An
  * unknown key is an error that suggests the closest declared key.
  *
+ * One job has one configuration for all its programs: a section this
+ * program does not declare but another weft program reads ([model] handed
+ * to weft-info, say) is skipped, in files and in --section.key=value
+ * overrides; its keys are that program's to check. Any other unknown
+ * section, and an unknown key inside a declared section, is an error.
+ *
  * Getters take a declared key name and cannot fail: asking for an
  * undeclared key, or with the wrong type, is a bug in weft and aborts.
  */
@@ -74,6 +80,9 @@ WEFT_API int64_t weft_config_int(const weft_config *cfg, const char *key);   /* 
 WEFT_API double weft_config_float(const weft_config *cfg, const char *key);
 WEFT_API bool weft_config_bool(const weft_config *cfg, const char *key);
 WEFT_API const char *weft_config_str(const weft_config *cfg, const char *key); /* STRING and ENUM */
+/* Whether key is declared: for checks that apply only to programs which
+ * read every key they involve (train/check.c). */
+WEFT_API bool weft_config_has(const weft_config *cfg, const char *key);
 /* "default", "FILE:LINE" or "command line". */
 WEFT_API const char *weft_config_origin(const weft_config *cfg, const char *key);
 

@@ -51,7 +51,7 @@ typedef struct {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: mpirun -np N weft-bench [--section.key=value ...] [options]\n"
+            "usage: mpirun -np N weft-bench [--config FILE] [--section.key=value ...] [options]\n"
             "\n"
             "Times weft's collectives on the configured backend (--comm.backend=shm|hier|tcp|ib|mpi|auto)\n"
             "beside the MPI library's own, per operation and size, as nccl-tests does:\n"
@@ -72,6 +72,8 @@ static void usage(FILE *out)
             "  --json=FILE     also write every row as a JSON line to FILE ('-': stdout)\n"
             "  -h, --help      this text\n"
             "Every option takes its value as --opt=VALUE or --opt VALUE.\n"
+            "The job's config files are accepted whole: sections other weft programs read\n"
+            "([model], [train], ...) are skipped; the keys below are the ones weft-bench reads.\n"
             "\n");
     weft_config_help(all_keys, out);
 }

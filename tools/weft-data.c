@@ -66,7 +66,8 @@ static const char *const usage_prepare =
     "\n"
     "options:\n"
     "  -o, --output DIR        dataset directory to create\n"
-    "  --shard-size SIZE       bytes of tokens per shard, K/M/G suffix (default 256M)\n"
+    "  --shard-size SIZE       bytes of tokens per shard, K/M/G suffix (default 256M);\n"
+    "                          at least 1K, and at most 100000 shards in all\n"
     "  --val-fraction F        last fraction F of the tokens goes to the 'val' split\n"
     "                          (default 0)\n"
     "  --force                 replace an existing dataset in DIR\n"
@@ -82,10 +83,12 @@ static const char *const usage_import =
     "options:\n"
     "  -o, --output DIR        dataset directory to create\n"
     "  --dtype u16|u32         token type of raw inputs (default u16)\n"
-    "  --vocab N               vocab size; a token >= N is an error naming file and\n"
-    "                          offset (default: inferred as the largest token + 1)\n"
+    "  --vocab N               vocab size, at most 16777216 (2^24); a token >= N is an\n"
+    "                          error naming file and offset (default: inferred as the\n"
+    "                          largest token + 1, which must be at most 2^24 too)\n"
     "  --tokenizer-id N        id recorded in the shards (default 0: external)\n"
-    "  --shard-size SIZE       bytes of tokens per shard, K/M/G suffix (default 256M)\n"
+    "  --shard-size SIZE       bytes of tokens per shard, K/M/G suffix (default 256M);\n"
+    "                          at least 1K, and at most 100000 shards in all\n"
     "  --val-fraction F        last fraction F of the tokens goes to 'val' (default 0)\n"
     "  --force                 replace an existing dataset in DIR\n"
     "  -h, --help              this text\n";
@@ -221,8 +224,11 @@ static int parse_build_opt(int c, weft_cli *cli, const char *usage, build_opts *
     case OPT_FORCE: o->force = 1; return -1;
     case 'h': fputs(usage, stdout); return WEFT_EXIT_OK;
     case OPT_SHARD_SIZE:
-        if (parse_size(a, &o->shard_bytes) != 0)
-            return weft_cli_bad_value(cli, "a positive byte count like 256M");
+        /* A bare number is bytes: "10" meant 10M, and would write a file
+         * per 10 bytes of tokens. */
+        if (parse_size(a, &o->shard_bytes) != 0 || o->shard_bytes < WEFT_DATA_MIN_SHARD_BYTES)
+            return weft_cli_bad_value(cli, "a byte count of at least 1K, like 256M (a bare number is bytes: "
+                                           "did you forget the M?)");
         return -1;
     case OPT_VAL:
         o->val_fraction = strtod(a, &end);
@@ -235,8 +241,8 @@ static int parse_build_opt(int c, weft_cli *cli, const char *usage, build_opts *
         o->raw_width = a[1] == '1' ? 2 : 4;
         return -1;
     case OPT_VOCAB:
-        if (parse_u64_arg(a, UINT32_MAX, &o->vocab) != 0 || o->vocab == 0)
-            return weft_cli_bad_value(cli, "an integer in 1..4294967295");
+        if (parse_u64_arg(a, WEFT_DATA_MAX_VOCAB, &o->vocab) != 0 || o->vocab == 0)
+            return weft_cli_bad_value(cli, "an integer in 1..16777216 (2^24, the largest vocabulary weft trains)");
         return -1;
     case OPT_TOKENIZER:
         if (parse_u64_arg(a, UINT32_MAX, &v) != 0)
@@ -313,6 +319,12 @@ static int open_sink(sink *s, const build_opts *o, unsigned width, uint32_t voca
     weft_dataset_writer_options wo = {o->out, width, vocab, o->tokenizer_id, o->shard_bytes / width};
     if (wo.shard_tokens == 0)
         wo.shard_tokens = 1;
+    uint64_t shards = (total + wo.shard_tokens - 1) / wo.shard_tokens;
+    if (shards > WEFT_DATA_MAX_SHARDS)
+        return weft_error(WEFT_ECONFIG, "--shard-size %" PRIu64 " (bytes) would write %" PRIu64 " shard files for "
+                          "%" PRIu64 " tokens of %u bytes, more than %d: give a larger --shard-size (at least %"
+                          PRIu64 " bytes; the default is 256M)", o->shard_bytes, shards, total, width,
+                          WEFT_DATA_MAX_SHARDS, (total * width + WEFT_DATA_MAX_SHARDS - 1) / WEFT_DATA_MAX_SHARDS);
     s->written = 0;
     s->val_from = val_start(total, o->val_fraction);
     return weft_dataset_writer_open(&wo, &s->w);
@@ -488,6 +500,16 @@ static int range_error(const char *path, uint64_t off, uint32_t t, uint64_t voca
                       path, off, vocab, t);
 }
 
+/* Without --vocab the vocabulary is the largest token + 1; a token this
+ * large means the input is not what --dtype says (or not tokens at all). */
+static int infer_error(const char *path, uint64_t off, uint32_t t, unsigned width)
+{
+    return weft_error(WEFT_EDATA, "%s: token %u at offset %" PRIu64 " would make the inferred vocabulary %" PRIu64
+                      ", above the largest weft trains (%d = 2^24): is this a file of %s tokens? Check --dtype, "
+                      "or give --vocab N if the tokens are real", path, t, off, (uint64_t)t + 1,
+                      WEFT_DATA_MAX_VOCAB, width == 2 ? "u16" : "u32");
+}
+
 static int import_file(sink *s, const build_opts *o, const char *path, const weft_import_source *src,
                        uint8_t *buf, uint32_t *tok, progress *p, uint64_t *done, uint64_t total)
 {
@@ -513,6 +535,10 @@ static int import_file(sink *s, const build_opts *o, const char *path, const wef
                                            (uint32_t)buf[4 * j + 2] << 16 | (uint32_t)buf[4 * j + 3] << 24;
             if (o->vocab && tok[j] >= o->vocab) {
                 rc = range_error(path, off + j * src->width, tok[j], o->vocab);
+                break;
+            }
+            if (!o->vocab && tok[j] >= WEFT_DATA_MAX_VOCAB) {
+                rc = infer_error(path, off + j * src->width, tok[j], src->width);
                 break;
             }
         }

@@ -17,8 +17,13 @@
 #include <string.h>
 #include <unistd.h>
 
-static const weft_config_key *const program_keys[] = {weft_comm_config_keys, NULL};
-static const weft_config_key *const all_keys[] = {weft_runtime_config_keys, weft_comm_config_keys, NULL};
+/* weft-train's keys, not only the comm.* that weft-info itself reads: it
+ * takes the job's config files and --print-config shows the configuration
+ * weft-train would resolve from them (a key the job misspells is caught
+ * here, before the job is queued). */
+static const weft_config_key *const program_keys[] = {weft_model_config_keys, WEFT_TRAINER_CONFIG_KEYS, NULL};
+static const weft_config_key *const all_keys[] = {weft_runtime_config_keys, weft_model_config_keys,
+                                                  WEFT_TRAINER_CONFIG_KEYS, NULL};
 
 static void usage(FILE *out)
 {
@@ -34,13 +39,17 @@ static void usage(FILE *out)
             "options:\n"
             "  --config FILE        read configuration from an INI file (repeatable)\n"
             "  --section.key=value  override one configuration key\n"
-            "  --print-config       print the resolved configuration as INI and exit\n"
+            "  --print-config       print the job's configuration resolved as weft-train does\n"
+            "                       (every key below, INI) and exit\n"
             "  --config-markdown    print the reference of these keys as Markdown and exit\n"
             "  --no-check           skip the collectives check\n"
             "  -h, --help           this text\n"
             "\n"
             "exit status: 0 ok, 64 bad usage or configuration, 66 configuration file\n"
             "missing, 70 the collectives check failed\n"
+            "\n"
+            "It reads the comm.* keys; it accepts (and --print-config shows) every key of the job,\n"
+            "those of weft-train below.\n"
             "\n");
     weft_config_help(all_keys, out);
 }

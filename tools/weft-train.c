@@ -27,6 +27,7 @@ static const weft_config_key *const all_keys[] = {weft_runtime_config_keys, weft
 
 typedef struct {
     int print_config;       /* --print-config */
+    int check;              /* --check: validate only */
     int sample_tokens;      /* --sample N */
     double temperature;     /* --temperature, 0: greedy */
     const char *prompt;     /* --prompt */
@@ -36,20 +37,25 @@ typedef struct {
 
 /* --- the model ------------------------------------------------------------ */
 
+/* The whole configuration against the job's size and the datasets'
+ * vocabulary (train/check.c), before any thread or allocation: --check
+ * stops here, and a bad run ends with 64 before it has written anything. */
+static int check_config(weft_ctx *ctx, const cli_opts *cli, int *vocab)
+{
+    WEFT_CHECK(weft_token_source_vocab(ctx->config, vocab));
+    weft_trainer_check_in in = {.world = ctx->size, .rank = ctx->rank, .vocab = *vocab,
+                                .whole_model = cli->sample_tokens > 0 ? "--sample" : NULL};
+    return weft_trainer_check(ctx->config, &in);
+}
+
 /* This rank's part of GPT-2 for the trainer's mesh, from the model.* keys
  * and the datasets' vocabulary. */
 static int build_gpt(weft_trainer *t, const weft_config *cfg, int vocab, weft_gpt **out)
 {
     weft_gpt_config gc;
-    weft_gpt_config_from(cfg, vocab, &gc);
-    WEFT_CHECK(weft_gpt_config_check(&gc));
-    const weft_mesh *mesh = weft_trainer_mesh(t);
-    WEFT_CHECK(weft_mesh_layout_check_model(weft_mesh_layout_of(mesh), gc.n_head, gc.n_embd, vocab, gc.n_layer));
+    weft_gpt_config_from(cfg, vocab, &gc); /* checked at start: check_config */
     weft_model_part mp;
     weft_trainer_part(t, &mp);
-    if (mp.seq_len > gc.max_seq)
-        return weft_error(WEFT_ECONFIG, "train.seq_len (%d) is longer than model.context (%d)", mp.seq_len,
-                          gc.max_seq);
     WEFT_CHECK(weft_gpt_new_part(&gc, &mp, mp.micro_batch, mp.seq_len, out));
     weft_gpt_init(*out, (uint64_t)weft_config_int(cfg, "train.seed"));
     return 0;
@@ -92,10 +98,8 @@ static void sample(weft_ctx *ctx, weft_gpt *g, const cli_opts *cli)
     if (ctx->rank != 0 || cli->sample_tokens <= 0)
         return;
     const weft_gpt_part *part = weft_gpt_part_of(g);
-    if (part->tp_size > 1 || part->pp_size > 1) {
-        WEFT_WARN("--sample: sampling needs the whole model on rank 0 (parallel.tp = parallel.pp = 1); skipped");
-        return;
-    }
+    if (part->tp_size > 1 || part->pp_size > 1)
+        return; /* refused at start by check_config */
     int V = weft_gpt_cfg(g)->vocab, T = (int)weft_config_int(ctx->config, "train.seq_len"), n = 0;
     int total = cli->sample_tokens;
     int32_t *tok = malloc((size_t)(total + 256) * sizeof(int32_t));
@@ -162,6 +166,8 @@ static void usage(FILE *out)
             "  --resume         continue from the newest checkpoint in run.dir/checkpoints (latest)\n"
             "  --resume=auto    the same when there is one, else start from step 0 (requeued jobs)\n"
             "  --init-from FILE start from a checkpoint's weights (fine-tuning: fresh optimizer and data)\n"
+            "  --check          check the whole configuration and the datasets' manifests, create\n"
+            "                   nothing, exit 0 (good) or 64 (bad; 66: a dataset is missing)\n"
             "  --print-config   check the configuration, print it resolved (INI) and exit\n"
             "  --config-markdown  print the reference of every key (docs/config.md) and exit\n"
             "\n"
@@ -178,11 +184,12 @@ static void usage(FILE *out)
  * printed (by rank 0). */
 static int parse_cli(int argc, char **argv, int rank, cli_opts *cli)
 {
-    enum { SAMPLE = 256, TEMPERATURE, PROMPT, PRINT_CONFIG, RESUME, INIT_FROM };
+    enum { SAMPLE = 256, TEMPERATURE, PROMPT, PRINT_CONFIG, RESUME, INIT_FROM, CHECK };
     static const struct option opts[] = {
         {"sample", required_argument, NULL, SAMPLE},         {"temperature", required_argument, NULL, TEMPERATURE},
         {"prompt", required_argument, NULL, PROMPT},         {"print-config", no_argument, NULL, PRINT_CONFIG},
         {"resume", optional_argument, NULL, RESUME},         {"init-from", required_argument, NULL, INIT_FROM},
+        {"check", no_argument, NULL, CHECK},
         {NULL, 0, NULL, 0},
     };
     *cli = (cli_opts){.temperature = 0.8, .prompt = ""};
@@ -196,6 +203,7 @@ static int parse_cli(int argc, char **argv, int rank, cli_opts *cli)
         case TEMPERATURE: bad = weft_cli_double(&c, 0, 1e6, &cli->temperature); break;
         case PROMPT: cli->prompt = c.arg; break;
         case PRINT_CONFIG: cli->print_config = 1; break;
+        case CHECK: cli->check = 1; break;
         case RESUME:
             if (c.arg && strcmp(c.arg, "auto") != 0)
                 bad = weft_cli_bad_value(&c, "'auto' (--resume=auto), or no value");
@@ -219,9 +227,16 @@ static int parse_cli(int argc, char **argv, int rank, cli_opts *cli)
 /* Set up, train, sample. *g stays valid until the trainer is closed. */
 static int train(weft_ctx *ctx, weft_trainer **tp, const cli_opts *cli)
 {
+    int vocab;
+    WEFT_CHECK(check_config(ctx, cli, &vocab));
+    if (cli->check) {
+        if (ctx->rank == 0)
+            printf("weft-train --check: the configuration is good for %d rank%s (vocabulary %d)\n", ctx->size,
+                   ctx->size == 1 ? "" : "s", vocab);
+        return 0;
+    }
     WEFT_CHECK(weft_trainer_new(ctx, tp));
     weft_trainer *t = *tp;
-    int vocab;
     WEFT_CHECK(weft_trainer_open_tokens(t, &vocab));
     weft_gpt *g;
     WEFT_CHECK(build_gpt(t, ctx->config, vocab, &g));
@@ -261,6 +276,8 @@ int main(int argc, char **argv)
     } else {
         rc = train(ctx, &t, &cli);
     }
+    if (rc && !t && ctx->rank == 0) /* check_config failed: the same on every rank, said once */
+        WEFT_ERROR("%s", weft_last_error());
     int status = weft_trainer_close(t, rc);
     weft_finalize(ctx);
     return status;

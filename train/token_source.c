@@ -88,9 +88,17 @@ int weft_token_source_vocab(const weft_config *cfg, int *vocab)
     for (int i = 0; i < o.n_datasets; i++) {
         weft_manifest *m;
         WEFT_CHECK(weft_manifest_load(o.paths[i], &m));
-        if ((int)m->vocab_size > *vocab)
-            *vocab = (int)m->vocab_size;
+        uint32_t v = m->vocab_size;
         weft_manifest_free(m);
+        /* A model needs two tokens at least, and an embedding row per token:
+         * more than WEFT_DATA_MAX_VOCAB is a dataset written from bytes that
+         * were not tokens (weft-data import --dtype u32 of the wrong file). */
+        if (v < 2 || v > WEFT_DATA_MAX_VOCAB)
+            return weft_error(WEFT_ECONFIG, "dataset %s (data.path) has vocabulary size %u: a model needs one in "
+                              "[2, %d]; check how it was made (weft-data info %s) and rebuild it with weft-data "
+                              "import --vocab N", o.paths[i], v, WEFT_DATA_MAX_VOCAB, o.paths[i]);
+        if ((int)v > *vocab)
+            *vocab = (int)v;
     }
     return 0;
 }

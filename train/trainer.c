@@ -72,15 +72,10 @@ static void resolve_opts(weft_trainer *t)
     t->fault_step_ms = fault ? atol(fault) : 0;
 }
 
-static int check_batch(weft_trainer *t)
+/* Micro-batches per step; weft_trainer_check has made sure they divide. */
+static void split_batch(weft_trainer *t)
 {
-    const trainer_opts *o = &t->o;
-    if (o->G % (o->b * t->D) != 0)
-        return weft_error(WEFT_ECONFIG,
-                          "train.global_batch (%lld) is not divisible by train.micro_batch (%lld) x data-parallel "
-                          "size (%d) = %lld", (long long)o->G, (long long)o->b, t->D, (long long)(o->b * t->D));
-    t->o.k = o->G / (o->b * t->D);
-    return 0;
+    t->o.k = t->o.G / (t->o.b * t->D);
 }
 
 int weft_trainer_new(weft_ctx *ctx, weft_trainer **out) { return weft_trainer_new_on(ctx, NULL, ctx->config, out); }
@@ -97,7 +92,10 @@ int weft_trainer_new_on(weft_ctx *ctx, weft_comm *world, const weft_config *cfg,
     t->size = ctx->size;
     t->reported_ckpt = -1;
     resolve_opts(t);
-    /* First: a stop signal during start-up sets the flag (the job stops
+    /* Before any thread or communicator: a bad configuration ends here. */
+    weft_trainer_check_in in = {.world = world ? weft_comm_size(world) : ctx->size, .rank = ctx->rank};
+    WEFT_CHECK(weft_trainer_check(cfg, &in));
+    /* Then: a stop signal during start-up sets the flag (the job stops
      * after its first step) instead of killing the process. */
     WEFT_CHECK(weft_stop_install(weft_config_str(t->cfg, "sched.signals")));
     weft_kernels_init((int)weft_config_int(t->cfg, "train.blas_threads"));
@@ -116,7 +114,8 @@ int weft_trainer_new_on(weft_ctx *ctx, weft_comm *world, const weft_config *cfg,
     t->comm = weft_mesh_comm(t->mesh, WEFT_AXIS_DP);
     t->D = weft_comm_size(t->comm);
     WEFT_CHECK(weft_trace_init(ctx, t->cfg));
-    return check_batch(t);
+    split_batch(t);
+    return 0;
 }
 
 int weft_trainer_open_tokens(weft_trainer *t, int *vocab)

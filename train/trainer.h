@@ -62,6 +62,22 @@ extern WEFT_API const weft_config_key weft_train_config_keys[];
 
 typedef struct weft_trainer weft_trainer;
 
+/* What the configuration is checked against, besides itself. */
+typedef struct weft_trainer_check_in {
+    int world;               /* ranks the job runs on */
+    int rank;                /* this rank: only rank 0 prints warnings */
+    int vocab;               /* the datasets' vocabulary; 0: unknown (its rules are skipped) */
+    const char *whole_model; /* an option that needs the whole model on rank 0 ("--sample"), or NULL */
+} weft_trainer_check_in;
+
+/* The rules between keys (train/check.c: optim.min_lr <= optim.lr, the
+ * batch and the model against the mesh, train.seq_len <= model.context,
+ * ...), each applied when the program declares its keys. Allocates
+ * nothing and starts nothing, so a program calls it before anything else
+ * (weft-train --check); weft_trainer_new calls it too. WEFT_ECONFIG naming
+ * every key involved. */
+WEFT_API int weft_trainer_check(const weft_config *cfg, const weft_trainer_check_in *in);
+
 /* Collective over every rank of ctx. Reads ctx->config once. */
 WEFT_API int weft_trainer_new(weft_ctx *ctx, weft_trainer **out);
 /* The same over the ranks of world only (not owned; NULL: every rank) with

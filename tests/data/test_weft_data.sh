@@ -24,6 +24,27 @@ expect_exit 64 "unknown option" "$WD" prepare -o out --bogus in
 expect_exit 64 "import-only option on prepare" "$WD" prepare -o out --vocab 5 in
 expect_exit 64 "bad --dtype" "$WD" import -o out --dtype f32 in
 
+# ---- sizes a typo blows up ------------------------------------------------------
+# "--shard-size 10" (a forgotten M) would write a file per 10 bytes of tokens.
+head -c 600000 /dev/zero | tr '\0' 'a' >typo.txt
+expect_exit 64 "--shard-size 10 refused (under 1K)" "$WD" prepare -o typo --shard-size 10 typo.txt
+echo "$LAST_OUT" | grep -q "at least 1K" && ok "... saying the minimum" || not_ok "... saying the minimum" "$LAST_OUT"
+[ ! -e typo ] && ok "... and writing nothing" || not_ok "... and writing nothing" "$(ls typo | head)"
+# A forgotten M on a large corpus: bounded by the count (a sparse file: the
+# bound is checked from the input's size, before anything is read).
+truncate -s 110M sparse.u16
+expect_exit 64 "more than 100000 shards refused" "$WD" import -o many --shard-size 1K --vocab 5 sparse.u16
+echo "$LAST_OUT" | grep -q "would write 112640 shard files .* more than 100000" \
+    && ok "... naming the count and the bound" || not_ok "... naming the count and the bound" "$LAST_OUT"
+rm -f sparse.u16
+# Random u32 bytes would infer a vocabulary of ~4.28e9, which no model has.
+python3 -c "import os, sys; sys.stdout.buffer.write(os.urandom(4096))" >random.u32
+expect_exit 65 "import of random u32 bytes refused" "$WD" import -o rnd --dtype u32 random.u32
+echo "$LAST_OUT" | grep -q "random.u32: token .* would make the inferred vocabulary .* 2^24.* --dtype" \
+    && ok "... naming the file, the token and --dtype" || not_ok "... naming the file, the token and --dtype" "$LAST_OUT"
+[ ! -e rnd/manifest ] && ok "... and no dataset" || not_ok "... and no dataset"
+expect_exit 64 "--vocab above 2^24 refused" "$WD" import -o rnd --dtype u32 --vocab 4000000000 random.u32
+
 # ---- prepare --------------------------------------------------------------------
 mkdir -p text/sub
 for i in 1 2 3 4 5; do

@@ -202,6 +202,30 @@ static void test_files_apply_in_order(void **state)
     assert_int_equal(weft_config_int(cfg, "comm.retries"), 2); /* later file wins */
 }
 
+/* One job, one configuration: a section another weft program reads
+ * ([model] for weft-info) is skipped, in a file and on the command line;
+ * a typo of a section, an unknown section and an unknown key in a section
+ * this program knows are still errors. */
+static void test_foreign_sections(void **state)
+{
+    weft_config *cfg = *state;
+    assert_int_equal(parse(cfg, "[model]\nn_layer = 4\nanything = goes\n[comm]\nretries = 7\n"), 0);
+    assert_int_equal(weft_config_int(cfg, "comm.retries"), 7);
+    assert_false(weft_config_has(cfg, "model.n_layer"));
+    assert_true(weft_config_has(cfg, "comm.retries"));
+    parse_fails(cfg, "[model]\nn_layer = 4\n[comm]\ntimout = 5\n", "train.ini:4: unknown key 'comm.timout'",
+                "did you mean 'comm.timeout'?", NULL);
+    parse_fails(cfg, "[modle]\nn_layer = 4\n", "train.ini:1: unknown section [modle]", NULL, NULL);
+    parse_fails(cfg, "[model]\nthis is not a key line\n", "train.ini:2:", "expected 'key = value'", NULL);
+    char a0[] = "prog", a1[] = "--model.n_layer=6", a2[] = "--comm.retries=2";
+    char *argv[] = {a0, a1, a2, NULL};
+    int argc = 3;
+    assert_int_equal(weft_config_parse_args(cfg, &argc, argv), 0);
+    assert_int_equal(argc, 1);
+    assert_int_equal(weft_config_int(cfg, "comm.retries"), 2);
+    set_fails(cfg, "model.n_layer", "6", "unknown key 'model.n_layer'", NULL); /* the API stays strict */
+}
+
 static void test_args_keep_others(void **state)
 {
     weft_config *cfg = *state;
@@ -723,7 +747,8 @@ static void test_table_checks(void **state)
     assert_string_equal(ini, "");
     free(ini);
     assert_int_equal(parse(cfg, "# nothing\n"), 0);
-    assert_int_equal(parse(cfg, "[comm]\n"), WEFT_ECONFIG);
+    assert_int_equal(parse(cfg, "[comm]\n"), 0); /* another weft program's section: skipped */
+    assert_int_equal(parse(cfg, "[network]\n"), WEFT_ECONFIG);
     weft_config_free(cfg);
     assert_int_equal(weft_config_new(NULL, &cfg), WEFT_EINVAL);
 }
@@ -851,6 +876,7 @@ int main(void)
         T(test_comments),
         T(test_crlf_bom_no_newline),
         T(test_sections_and_keys),
+        T(test_foreign_sections),
         T(test_error_messages),
         T(test_failed_parse_is_atomic),
         T(test_hostile_bytes),
