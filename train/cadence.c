@@ -123,7 +123,7 @@ static int resume(weft_trainer *t, const char *dir, int mode)
         return weft_error(WEFT_ENOENT, "no checkpoint to resume from: %s/latest does not exist and %s holds no "
                           "step-*.h5 (nothing was committed); start afresh without --resume, or use "
                           "--resume=auto", dir, dir);
-    if (n == 0 || (c[0] && mode == 1)) /* latest is unusable: rank 0 has the message */
+    if (n == 0 || (c[0] && c[0] != WEFT_ENOENT && mode == 1)) /* latest is unusable: rank 0 says why */
         return t->rank == 0 ? (int)c[0] : weft_error((int)c[0], "no usable checkpoint in %s (see rank 0)", dir);
     char path[4300];
     weft_ckpt_loaded L;
