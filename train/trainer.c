@@ -239,13 +239,17 @@ int weft_trainer_ckpt_model(weft_trainer *t, weft_ckpt_model *out)
 
 /* --- the run ---------------------------------------------------------------- */
 
-/* Resumed at or past train.steps: say so, and leave run.dir as it is. */
+/* Resumed at or past train.steps: say so, and leave run.dir as it is but
+ * for status.json, which says done (a requeued job's script reads it). */
 static int nothing_to_do(weft_trainer *t)
 {
     t->nothing_to_do = 1;
     if (t->rank == 0)
         WEFT_INFO("nothing to do: checkpoint step %lld >= train.steps %lld (raise train.steps to train on); "
                   "run.dir %s left as it is", (long long)t->start_step, (long long)t->o.steps, t->o.run_dir);
+    WEFT_CHECK(weft_sched_start(t->ctx, t->cfg, t->o.steps, &t->sched));
+    t->started = 1; /* weft_trainer_close reports the run done */
+    weft_sched_resumed(t->sched, t->start_step);
     return 0;
 }
 

@@ -9,7 +9,7 @@
 #     the newest checkpoint that loads; a corrupt newest one (dd) falls back
 #     to the one before it;
 #   - resuming at or past train.steps exits 0 with "nothing to do" and
-#     touches nothing;
+#     touches nothing but status.json (done);
 #   - --init-from RUN_DIR, and weft-ckpt info / verify / diff RUN_DIR, take
 #     the checkpoint that run's latest names.
 . "$(dirname "$0")/../lib.sh"
@@ -79,7 +79,8 @@ weft_mpirun 2 "$train" "${tiny[@]}" --run.dir="$plain" --train.steps=11 --resume
 expect_grep "--resume: no latest in the checkpoint directory; resuming from the newest .*step-00000010.h5" "$plain.log" \
     "--resume without latest but with checkpoints: the newest, saying so"
 
-# 4. Nothing left to train: exit 0, nothing touched.
+# 4. Nothing left to train: exit 0, nothing touched but status.json (done).
+rm "$run/status.json"
 snap "$run" >"$TMPDIR_TEST/before"
 expect_exit 0 "resuming a step-10 checkpoint with train.steps = 6 exits 0" \
     weft_mpirun 2 "$train" "${tiny[@]}" --run.dir="$run" --train.steps=6 --resume
@@ -87,8 +88,10 @@ check "  ... with 'nothing to do: checkpoint step 10 >= train.steps 6'" grep -q 
 check "  ... and no 'done' line" bash -c '! grep -q "done:" <<<"$1"' _ "$LAST_OUT"
 expect_exit 0 "  ... the same at train.steps = 10 (--resume=auto)" \
     weft_mpirun 2 "$train" "${tiny[@]}" --run.dir="$run" --train.steps=10 --resume=auto
+check "  ... status.json says done" grep -q '"state":"done"' "$run/status.json"
+rm "$run/status.json"
 snap "$run" >"$TMPDIR_TEST/after"
-check "  ... leaving every file and checksum as it was" diff "$TMPDIR_TEST/before" "$TMPDIR_TEST/after"
+check "  ... leaving every other file and checksum as it was" diff "$TMPDIR_TEST/before" "$TMPDIR_TEST/after"
 
 # 5. A run directory names its latest checkpoint.
 weft_mpirun 1 "$train" "${tiny[@]}" --run.dir="$TMPDIR_TEST/ft" --train.steps=2 --init-from "$run" >"$TMPDIR_TEST/ft.log" 2>&1
