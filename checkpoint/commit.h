@@ -6,7 +6,9 @@
  *   then DIR/latest := "step-NNNNNNNN.h5\n" (itself temp + fsync + rename),
  *   then retention removes old files (never the one latest names).
  * A crash at any instant leaves latest naming a complete, durable file (or
- * no latest at all); loaders only ever follow latest or an explicit path.
+ * no latest at all), and every step-NNNNNNNN.h5 complete: loaders follow
+ * latest, an explicit path, or (a resume without a usable latest) the newest
+ * step file that loads and verifies.
  */
 #ifndef WEFT_CHECKPOINT_COMMIT_H
 #define WEFT_CHECKPOINT_COMMIT_H
