@@ -163,4 +163,16 @@ WEFT_API int weft_ckpt_load(const weft_ckpt_layout *layout, const weft_ckpt_stat
  * WEFT_ENOENT when there is no latest, WEFT_EDATA when it is malformed. */
 WEFT_API int weft_ckpt_find_latest(const char *dir, char *path, size_t len);
 
+/* The checkpoint file a name means: a file is itself; a checkpoints
+ * directory means the file its latest names; a run directory its
+ * checkpoints/latest (--init-from and every weft-ckpt command). WEFT_ENOENT
+ * when there is no such name or no latest (listing the files there). */
+WEFT_API int weft_ckpt_resolve(const char *name, char *path, size_t len);
+/* The checkpoints directory of a run directory (arg/checkpoints when it
+ * exists), else arg itself. */
+WEFT_API int weft_ckpt_dir_of(const char *arg, char *dir, size_t len);
+/* Committed checkpoint files in dir, steps ascending (malloc'ed; none: *n
+ * = 0). WEFT_ENOENT when dir does not exist. */
+WEFT_API int weft_ckpt_list(const char *dir, int64_t **steps, int *n);
+
 #endif

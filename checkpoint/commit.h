@@ -6,7 +6,9 @@
  *   then DIR/latest := "step-NNNNNNNN.h5\n" (itself temp + fsync + rename),
  *   then retention removes old files (never the one latest names).
  * A crash at any instant leaves latest naming a complete, durable file (or
- * no latest at all); loaders only ever follow latest or an explicit path.
+ * no latest at all), and every step-NNNNNNNN.h5 complete: loaders follow
+ * latest, an explicit path, or (a resume without a usable latest) the newest
+ * step file that loads and verifies.
  */
 #ifndef WEFT_CHECKPOINT_COMMIT_H
 #define WEFT_CHECKPOINT_COMMIT_H
@@ -14,14 +16,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "checkpoint/ckpt.h"
 #include "checkpoint/latest.h"
 
 /* Make DIR (and its parent) if missing. */
 int weft_ckpt_mkdir(const char *dir);
 /* Rename tmp to DIR/NAME, fsync DIR, then write DIR/latest atomically. */
 int weft_ckpt_publish(const char *dir, const char *tmp, const char *name);
-/* Committed checkpoints in DIR, steps ascending (malloc'ed). */
-int weft_ckpt_list(const char *dir, int64_t **steps, int *n);
+/* weft_ckpt_list (committed checkpoints in DIR) is in ckpt.h. */
 /* Remove all but the newest keep_last and multiples of keep_every, never
  * the step just committed (current). */
 int weft_ckpt_retain(const char *dir, int keep_last, int keep_every, int64_t current);

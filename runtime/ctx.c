@@ -22,6 +22,9 @@ const weft_config_key weft_runtime_config_keys[] = {
      "log verbosity; 'env' takes WEFT_LOG_LEVEL (default info)"},
     {"run.dir", WEFT_CFG_STRING, "weft-run", WEFT_UNBOUNDED, NULL,
      "directory for everything a run writes (metrics, checkpoints, flight records)"},
+    {"run.overwrite", WEFT_CFG_BOOL, "false", WEFT_UNBOUNDED, NULL,
+     "a fresh start (no --resume) in a run.dir that holds a run: move that run to run.dir/previous/<UTC time>/ "
+     "and start afresh (false: refuse, exit 64)"},
     WEFT_CONFIG_END,
 };
 

@@ -2,12 +2,15 @@
  * weft-ckpt -- look into checkpoints without a job (one process, no MPI):
  *
  *   weft-ckpt ls RUN_DIR|CHECKPOINT_DIR   committed checkpoints, the latest marked
- *   weft-ckpt info FILE [--config]        step, layout, data, tensors
- *   weft-ckpt verify FILE                 every dataset against its checksum
+ *   weft-ckpt info CKPT [--config]        step, layout, data, tensors
+ *   weft-ckpt verify CKPT                 every dataset against its checksum
  *   weft-ckpt diff A B [--tol X]          max abs / rel difference per tensor
- *   weft-ckpt export FILE --format safetensors -o OUT
+ *   weft-ckpt export CKPT --format safetensors -o OUT
  *                                         the weights with Hugging Face GPT-2
  *                                         names and shapes
+ *
+ * CKPT is a checkpoint file, or a run directory or checkpoints directory
+ * meaning the file its latest names (weft_ckpt_resolve, as --init-from).
  *
  * Options are read by runtime/cli.h (getopt_long): before or after the
  * operands, "--tol X" or "--tol=X".
@@ -33,13 +36,15 @@
 
 static const char *usage_text =
     "usage: weft-ckpt ls RUN_DIR|CHECKPOINT_DIR\n"
-    "       weft-ckpt info FILE [--config]\n"
-    "       weft-ckpt verify FILE\n"
+    "       weft-ckpt info CKPT [--config]\n"
+    "       weft-ckpt verify CKPT\n"
     "       weft-ckpt diff A B [--tol X]\n"
-    "       weft-ckpt export FILE --format safetensors -o OUT\n"
+    "       weft-ckpt export CKPT --format safetensors -o OUT\n"
     "       weft-ckpt COMMAND --help\n"
     "\n"
     "Checkpoints are the HDF5 files weft-train writes (docs/checkpoint-format.md).\n"
+    "CKPT (and A, B) is a checkpoint file, or a run directory or checkpoints directory:\n"
+    "the checkpoint its latest names.\n"
     "  ls      the committed checkpoints in a directory, newest last, latest marked\n"
     "  info    step, layout, dataset, versions and every tensor's shape (--config: the\n"
     "          full configuration the run used)\n"
@@ -61,9 +66,7 @@ static int cmd_ls(const char *dir)
 {
     char cdir[4200], latest[4300] = "";
     struct stat st;
-    snprintf(cdir, sizeof cdir, "%s/checkpoints", dir);
-    if (stat(cdir, &st) != 0 || !S_ISDIR(st.st_mode))
-        snprintf(cdir, sizeof cdir, "%s", dir);
+    WEFT_CHECK(weft_ckpt_dir_of(dir, cdir, sizeof cdir));
     int64_t *steps;
     int n;
     WEFT_CHECK(weft_ckpt_list(cdir, &steps, &n));
@@ -434,10 +437,10 @@ static const struct {
     int nops, opts[3];
 } cmds[] = {
     {"ls", "one RUN_DIR or CHECKPOINT_DIR", 1, {0}},
-    {"info", "one checkpoint FILE", 1, {OPT_CONFIG}},
-    {"verify", "one checkpoint FILE", 1, {0}},
-    {"diff", "two checkpoint files A B", 2, {OPT_TOL}},
-    {"export", "one checkpoint FILE", 1, {OPT_FORMAT, 'o'}},
+    {"info", "one checkpoint FILE or RUN_DIR", 1, {OPT_CONFIG}},
+    {"verify", "one checkpoint FILE or RUN_DIR", 1, {0}},
+    {"diff", "two checkpoints A B (files or run directories)", 2, {OPT_TOL}},
+    {"export", "one checkpoint FILE or RUN_DIR", 1, {OPT_FORMAT, 'o'}},
 };
 
 typedef struct {
@@ -487,12 +490,16 @@ static int parse_cmd(size_t k, weft_cli *cli, ckpt_args *a)
 
 static int run(size_t k, char **ops, const ckpt_args *a, int *differs)
 {
+    char p[2][4300];
+    if (k == 0)
+        return cmd_ls(ops[0]);
+    for (int i = 0; i < (k == 3 ? 2 : 1); i++)
+        WEFT_CHECK(weft_ckpt_resolve(ops[i], p[i], sizeof p[i]));
     switch (k) {
-    case 0: return cmd_ls(ops[0]);
-    case 1: return cmd_info(ops[0], a->show_config);
-    case 2: return cmd_verify(ops[0]);
-    case 3: return cmd_diff(ops[0], ops[1], a->tol, differs);
-    default: return cmd_export(ops[0], a->format, a->out);
+    case 1: return cmd_info(p[0], a->show_config);
+    case 2: return cmd_verify(p[0]);
+    case 3: return cmd_diff(p[0], p[1], a->tol, differs);
+    default: return cmd_export(p[0], a->format, a->out);
     }
 }
 

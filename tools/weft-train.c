@@ -32,7 +32,7 @@ typedef struct {
     double temperature;     /* --temperature, 0: greedy */
     const char *prompt;     /* --prompt */
     int resume;             /* --resume: 1 from latest, 2 (=auto) only if there is one */
-    const char *init_from;  /* --init-from FILE: weights only */
+    const char *init_from;  /* --init-from FILE|RUN_DIR: weights only */
 } cli_opts;
 
 /* --- the model ------------------------------------------------------------ */
@@ -163,11 +163,15 @@ static void usage(FILE *out)
             "  --sample N       after training, rank 0 prints N generated tokens\n"
             "  --temperature X  sampling temperature (0: greedy; default 0.8)\n"
             "  --prompt TEXT    text to start the sample from (byte-level vocabularies)\n"
-            "  --resume         continue from the newest checkpoint in run.dir/checkpoints (latest)\n"
+            "  --resume         continue from the newest checkpoint in run.dir/checkpoints (latest; without\n"
+            "                   one, the newest step-*.h5 that verifies)\n"
             "  --resume=auto    the same when there is one, else start from step 0 (requeued jobs)\n"
-            "  --init-from FILE start from a checkpoint's weights (fine-tuning: fresh optimizer and data)\n"
+            "  --init-from FILE|RUN_DIR  start from a checkpoint's weights (fine-tuning: fresh optimizer\n"
+            "                   and data); a run directory means its latest checkpoint\n"
             "  --check          check the whole configuration and the datasets' manifests, create\n"
             "                   nothing, exit 0 (good) or 64 (bad; 66: a dataset is missing)\n"
+            "A fresh start in a run.dir that holds a run is refused (exit 64): --resume it, or\n"
+            "--run.overwrite=true moves it to run.dir/previous/<UTC time>/ first.\n"
             "  --print-config   check the configuration, print it resolved (INI) and exit\n"
             "  --config-markdown  print the reference of every key (docs/config.md) and exit\n"
             "\n"

@@ -6,6 +6,7 @@
  * the model's tensors reach it through checkpoint/state.h.
  */
 #include "train/trainer_int.h"
+#include "checkpoint/commit.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
 #include "runtime/rng.h"
@@ -14,50 +15,141 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Load path into the model (and unless weights_only, the optimizer, the
- * step and the training source's position; the data must be the data the
- * checkpoint was trained on). Logs what it resumed from. */
-static int resume_from(weft_trainer *t, const char *path, int weights_only)
+/* The loaded checkpoint L of path into the trainer (unless weights_only,
+ * the optimizer, the step and the training source's position; the data
+ * must be the data the checkpoint was trained on). Logs what it resumed
+ * from. */
+static int apply_loaded(weft_trainer *t, const char *path, weft_ckpt_loaded *L, int weights_only)
 {
-    weft_ckpt_loaded L;
-    WEFT_CHECK(weft_ckpt_load(&t->cdesc.layout, &t->cdesc.state, path, weights_only ? WEFT_CKPT_WEIGHTS_ONLY : 0,
-                              &L));
     int rc = 0;
     uint64_t have = t->train->ops->hash(t->train);
-    if (!weights_only && L.meta.dataset_hash != have)
+    if (!weights_only && L->meta.dataset_hash != have)
         rc = weft_error(WEFT_EDATA, "checkpoint %s was trained on dataset %016llx, but data.path gives %016llx: "
                         "resume with the same data, or start from its weights with --init-from", path,
-                        (unsigned long long)L.meta.dataset_hash, (unsigned long long)have);
-    if (rc == 0 && !weights_only && L.meta.loader_state)
-        rc = t->train->ops->restore(t->train, L.meta.loader_state, L.meta.loader_len);
+                        (unsigned long long)L->meta.dataset_hash, (unsigned long long)have);
+    if (rc == 0 && !weights_only && L->meta.loader_state)
+        rc = t->train->ops->restore(t->train, L->meta.loader_state, L->meta.loader_len);
     if (rc == 0 && !weights_only) {
-        weft_optim_set_t(t->opt, L.meta.optim_t);
-        t->start_step = L.meta.step;
+        weft_optim_set_t(t->opt, L->meta.optim_t);
+        t->start_step = L->meta.step;
     }
     if (rc == 0 && t->rank == 0)
         WEFT_INFO("%s %s (step %lld, written by world=%d dp=%d tp=%d pp=%d zero=%d)",
-                  weights_only ? "initialised weights from" : "resumed from", path, (long long)L.meta.step, L.world,
-                  L.dp, L.tp, L.pp, L.zero);
-    weft_ckpt_loaded_free(&L);
+                  weights_only ? "initialised weights from" : "resumed from", path, (long long)L->meta.step,
+                  L->world, L->dp, L->tp, L->pp, L->zero);
+    weft_ckpt_loaded_free(L);
     return rc;
 }
 
-int weft_trainer_ckpt_setup(weft_trainer *t, const weft_trainer_start_opts *so)
+/* --init-from NAME: a file, or a run or checkpoints directory's latest. */
+static int init_from(weft_trainer *t, const char *name)
+{
+    char path[4300];
+    weft_ckpt_loaded L;
+    WEFT_CHECK(weft_ckpt_resolve(name, path, sizeof path));
+    WEFT_CHECK(weft_ckpt_load(&t->cdesc.layout, &t->cdesc.state, path, WEFT_CKPT_WEIGHTS_ONLY, &L));
+    return apply_loaded(t, path, &L, 1);
+}
+
+/* The checkpoints a resume tries, best first, as steps (rank 0 looks and
+ * tells every rank): the one latest names; then, under --resume=auto or
+ * when there is no latest at all, every step-*.h5 newest first. c[0]: what
+ * reading latest gave (0 or a WEFT_E*), c[1]: how many, c[2..]: steps. */
+#define MAX_TRIES 64
+static void list_tries(const char *dir, int mode, int64_t c[MAX_TRIES + 2])
+{
+    char path[4300];
+    int64_t latest = -1, *steps = NULL;
+    int n = 0;
+    c[0] = weft_ckpt_find_latest(dir, path, sizeof path);
+    c[1] = 0;
+    if (c[0] == 0 && weft_ckpt_parse_name(strrchr(path, '/') + 1, &latest))
+        c[2 + c[1]++] = latest;
+    if (!(mode == 2 || c[0] == WEFT_ENOENT) || weft_ckpt_list(dir, &steps, &n) != 0)
+        return;
+    for (int i = n - 1; i >= 0 && c[1] < MAX_TRIES; i--)
+        if (steps[i] != latest)
+            c[2 + c[1]++] = steps[i];
+    free(steps);
+}
+
+/* Load the first of the tries that loads (checksums verified): its index,
+ * or the first failure's error once none does. */
+static int load_first(weft_trainer *t, const char *dir, const int64_t *tries, int n, weft_ckpt_loaded *L,
+                      char *path, size_t len)
+{
+    char first[2048] = "";
+    int frc = 0;
+    for (int i = 0; i < n; i++) {
+        char name[64];
+        weft_ckpt_file_name(tries[i], name, sizeof name);
+        snprintf(path, len, "%s/%s", dir, name);
+        int rc = weft_ckpt_load(&t->cdesc.layout, &t->cdesc.state, path, 0, L);
+        if (rc == 0)
+            return i;
+        if (!frc)
+            frc = rc, snprintf(first, sizeof first, "%s", weft_last_error());
+        if (t->rank == 0 && i + 1 < n)
+            WEFT_WARN("cannot resume from %s: %s; trying the checkpoint before it", path, weft_last_error());
+    }
+    return weft_error(frc, "%s%s", first, n > 1 ? " (and no older checkpoint loads either)" : "");
+}
+
+/* Why a resume did not use latest's file, for the log. */
+static void say_fallback(const weft_trainer *t, int mode, int64_t latest_rc, int used, const char *path)
+{
+    if (t->rank != 0 || (latest_rc == 0 && used == 0))
+        return;
+    WEFT_WARN("%s: %s; resuming from the newest checkpoint that loads and verifies, %s",
+              mode == 2 ? "--resume=auto" : "--resume",
+              latest_rc == WEFT_ENOENT ? "no latest in the checkpoint directory" :
+              latest_rc ? "latest is unusable" : "the checkpoint latest names does not load", path);
+}
+
+/* --resume (mode 1) or --resume=auto (2) from run.dir's checkpoints. */
+static int resume(weft_trainer *t, const char *dir, int mode)
+{
+    int64_t c[MAX_TRIES + 2] = {0};
+    if (t->rank == 0)
+        list_tries(dir, mode, c);
+    WEFT_CHECK(weft_comm_broadcast(t->world, c, c, MAX_TRIES + 2, WEFT_I64, 0));
+    int n = (int)c[1];
+    if (n == 0 && mode == 2) {
+        if (t->rank == 0)
+            WEFT_INFO("--resume=auto: no checkpoint in %s, starting from step 0", dir);
+        return 0;
+    }
+    if (n == 0 && c[0] == WEFT_ENOENT)
+        return weft_error(WEFT_ENOENT, "no checkpoint to resume from: %s/latest does not exist and %s holds no "
+                          "step-*.h5 (nothing was committed); start afresh without --resume, or use "
+                          "--resume=auto", dir, dir);
+    if (n == 0 || (c[0] && c[0] != WEFT_ENOENT && mode == 1)) /* latest is unusable: rank 0 says why */
+        return t->rank == 0 ? (int)c[0] : weft_error((int)c[0], "no usable checkpoint in %s (see rank 0)", dir);
+    char path[4300];
+    weft_ckpt_loaded L;
+    int used = load_first(t, dir, c + 2, n, &L, path, sizeof path);
+    if (used < 0)
+        return used;
+    say_fallback(t, mode, c[0], used, path);
+    return apply_loaded(t, path, &L, 0);
+}
+
+int weft_trainer_ckpt_resume(weft_trainer *t, const weft_trainer_start_opts *so)
 {
     WEFT_CHECK(weft_ckpt_model_describe(t->model, t->dp, t->opt, t->world, t->mesh, t->o.zero, &t->cdesc));
+    if (so->init_from)
+        return init_from(t, so->init_from);
+    if (!so->resume)
+        return 0;
     weft_ckpt_opts o;
     weft_ckpt_opts_from_config(t->cfg, &o);
-    char path[4200];
-    if (so->init_from || so->resume) {
-        int rc = so->init_from ? 0 : weft_ckpt_find_latest(o.dir, path, sizeof path);
-        if (rc == WEFT_ENOENT && so->resume == 2) {
-            if (t->rank == 0)
-                WEFT_INFO("--resume=auto: no checkpoint in %s, starting from step 0", o.dir);
-        } else {
-            WEFT_CHECK(rc);
-            WEFT_CHECK(resume_from(t, so->init_from ? so->init_from : path, so->init_from != NULL));
-        }
-    }
+    return resume(t, o.dir, so->resume);
+}
+
+int weft_trainer_ckpt_setup(weft_trainer *t)
+{
+    weft_ckpt_opts o;
+    weft_ckpt_opts_from_config(t->cfg, &o);
     o.loader_len = t->train->ops->state_size(t->train);
     t->source_state = malloc(o.loader_len + 1);
     char *ini = weft_config_to_ini(t->cfg);

@@ -72,7 +72,7 @@ int weft_trainer_metrics_resume(weft_trainer *t)
 }
 
 /* Write text to path under a temporary name, then rename (mode 0640). */
-static int write_atomic(const char *path, const char *text)
+int weft_trainer_write_atomic(const char *path, const char *text)
 {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
@@ -106,7 +106,7 @@ int weft_trainer_write_run_info(weft_trainer *t)
     if (!ini)
         return weft_error(WEFT_ENOMEM, "out of memory");
     snprintf(path, sizeof path, "%s/config.ini", t->o.run_dir);
-    int rc = write_atomic(path, ini);
+    int rc = weft_trainer_write_atomic(path, ini);
     free(ini);
     WEFT_CHECK(rc);
     snprintf(json, sizeof json,
@@ -121,7 +121,7 @@ int weft_trainer_write_run_info(weft_trainer *t)
              m->global_params, (long long)t->o.k, (long long)(t->o.G * m->tokens_per_sample), m->flops_per_token,
              t->sgemm_peak, t->sgemm_shape[0], t->sgemm_shape[1], t->sgemm_shape[2], weft_wall_s());
     snprintf(path, sizeof path, "%s/run.json", t->o.run_dir);
-    return write_atomic(path, json);
+    return weft_trainer_write_atomic(path, json);
 }
 
 void weft_trainer_describe(const weft_trainer *t)

@@ -238,18 +238,39 @@ int weft_trainer_ckpt_model(weft_trainer *t, weft_ckpt_model *out)
 
 /* --- the run ---------------------------------------------------------------- */
 
+/* Resumed at or past train.steps: say so, and leave run.dir as it is but
+ * for status.json, which says done (a requeued job's script reads it). */
+static int nothing_to_do(weft_trainer *t)
+{
+    t->nothing_to_do = 1;
+    if (t->rank == 0)
+        WEFT_INFO("nothing to do: checkpoint step %lld >= train.steps %lld (raise train.steps to train on); "
+                  "run.dir %s left as it is", (long long)t->start_step, (long long)t->o.steps, t->o.run_dir);
+    WEFT_CHECK(weft_sched_start(t->ctx, t->cfg, t->o.steps, &t->sched));
+    t->started = 1; /* weft_trainer_close reports the run done */
+    weft_sched_resumed(t->sched, t->start_step);
+    return 0;
+}
+
 int weft_trainer_start(weft_trainer *t, const weft_trainer_start_opts *o)
 {
     if (!t->model || !t->train)
         return weft_error(WEFT_EINVAL, "weft_trainer_start: set the model and a batch source first");
     t->resuming = o->resume != 0;
+    /* Nothing is written into run.dir before these two: whose it is, and
+     * (resuming) whether there is anything left to train. */
+    WEFT_CHECK(weft_trainer_rundir_claim(t, o));
+    WEFT_CHECK(weft_trainer_ckpt_resume(t, o));
+    if (t->resuming && t->start_step >= t->o.steps)
+        return nothing_to_do(t);
     WEFT_CHECK(weft_trainer_open_metrics(t));
+    WEFT_CHECK(weft_trainer_rundir_own(t));
     WEFT_CHECK(weft_trainer_write_run_info(t));
     WEFT_CHECK(weft_sched_start(t->ctx, t->cfg, t->o.steps, &t->sched));
     t->started = 1;
     WEFT_CHECK(weft_watchdog_start(t->ctx, t->o.run_dir, weft_config_float(t->cfg, "sched.heartbeat"),
                                    weft_config_float(t->cfg, "comm.timeout")));
-    WEFT_CHECK(weft_trainer_ckpt_setup(t, o));
+    WEFT_CHECK(weft_trainer_ckpt_setup(t));
     if (t->start_step > 0)
         weft_sched_resumed(t->sched, t->start_step);
     weft_trainer_describe(t);
@@ -312,6 +333,11 @@ static int finish_run(weft_trainer *t, const weft_step_stats *s)
 
 int weft_trainer_run(weft_trainer *t, weft_step_stats *last_out)
 {
+    if (t->nothing_to_do) {
+        if (last_out)
+            *last_out = (weft_step_stats){.step = t->start_step - 1, .loss = NAN, .val_loss = NAN, .pipe_idle = NAN};
+        return 0;
+    }
     if (!t->started)
         return weft_error(WEFT_EINVAL, "weft_trainer_run: call weft_trainer_start first");
     t->t_start_ns = weft_now_ns();

@@ -26,6 +26,9 @@
  * reports and the stop agreement. Everything is sized at start: a step
  * allocates nothing.
  *
+ * A run directory holds one run: a fresh start where one is refused (or
+ * with run.overwrite moves it to run.dir/previous/), decided by rank 0
+ * before anything is written (train/rundir.c; docs/operations.md).
  * Everything the run writes goes under run.dir: config.ini and run.json at
  * start, metrics.jsonl as it goes, checkpoints/ (docs/checkpoint-format.md),
  * status.json (docs/slurm.md), trace/rank-N.json when trace.steps is set.
@@ -103,8 +106,11 @@ WEFT_API const weft_mesh *weft_trainer_mesh(const weft_trainer *t);
 WEFT_API int weft_trainer_set_model(weft_trainer *t, weft_model *m);
 
 typedef struct weft_trainer_start_opts {
-    int resume;              /* 0 fresh, 1 from run.dir's latest checkpoint, 2 (auto): if there is one */
-    const char *init_from;   /* a checkpoint's weights only (fine-tuning): fresh optimizer and data */
+    int resume;              /* 0 fresh (refused where run.dir holds a run, unless run.overwrite), 1 from
+                              * run.dir's latest checkpoint (none: the newest that loads), 2 (auto): the
+                              * same, falling back past bad ones, from step 0 when there is none */
+    const char *init_from;   /* a checkpoint's weights only (fine-tuning): fresh optimizer and data; a
+                              * file, or a run or checkpoints directory (its latest) */
 } weft_trainer_start_opts;
 
 /* Collective. The run's services, and the resumed state if asked. */

@@ -2,7 +2,8 @@
  * trainer_int.h -- the trainer's state, shared by its files and nobody
  * else: trainer.c (set-up, the loop, close), step.c (one step and
  * evaluation), cadence.c (checkpoints: resume at start, save after steps),
- * report.c (metrics.jsonl, the log line, run.json, scheduler reports).
+ * report.c (metrics.jsonl, the log line, run.json, scheduler reports),
+ * rundir.c (who owns run.dir: refuse, move aside, claim).
  *
  * Options are resolved into fields once, in weft_trainer_new; the step
  * never looks a key up by string.
@@ -64,21 +65,29 @@ struct weft_trainer {
     int64_t start_step;         /* steps already done (resumed) */
     int64_t reported_ckpt;      /* the last committed step told to the scheduler */
     int resuming;               /* --resume: metrics.jsonl is kept up to the resumed step */
+    int nothing_to_do;          /* resumed at or past train.steps: start and run touch nothing */
 };
 
 /* step.c */
 int weft_trainer_evaluate(weft_trainer *t, double *val_loss);
 
 /* cadence.c */
-int weft_trainer_ckpt_setup(weft_trainer *t, const weft_trainer_start_opts *o);
+int weft_trainer_ckpt_resume(weft_trainer *t, const weft_trainer_start_opts *o);
+int weft_trainer_ckpt_setup(weft_trainer *t);
 int weft_trainer_ckpt_save(weft_trainer *t, weft_step_stats *s, int wait);
 int weft_trainer_ckpt_step(weft_trainer *t, weft_step_stats *s);
 void weft_trainer_ckpt_report(weft_trainer *t);
+
+/* rundir.c: before anything is written (collective), and once the run
+ * will train (rank 0 writes owner.json) */
+int weft_trainer_rundir_claim(weft_trainer *t, const weft_trainer_start_opts *o);
+int weft_trainer_rundir_own(weft_trainer *t);
 
 /* report.c */
 int weft_trainer_open_metrics(weft_trainer *t);
 int weft_trainer_metrics_resume(weft_trainer *t);
 int weft_trainer_write_run_info(weft_trainer *t);
+int weft_trainer_write_atomic(const char *path, const char *text);
 void weft_trainer_describe(const weft_trainer *t);
 void weft_trainer_log_step(weft_trainer *t, const weft_step_stats *s);
 void weft_trainer_progress(const weft_trainer *t, const weft_step_stats *s);

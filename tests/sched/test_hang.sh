@@ -71,9 +71,10 @@ PY
         "run $n: status.json says failed, with the abort message"
 done
 
-# A new attempt in the same run directory (here: 1 rank, 5 steps) starts
+# A new attempt in the same run directory (here: 1 rank, 5 steps; a fresh
+# start, so run.overwrite moves the old attempt to previous/) starts
 # without the last attempt's verdicts.
-weft_mpirun 1 "$train" "${tiny[@]}" --train.steps=5 --run.dir="$TMPDIR_TEST/STOP-1" >/dev/null 2>&1
+weft_mpirun 1 "$train" "${tiny[@]}" --train.steps=5 --run.dir="$TMPDIR_TEST/STOP-1" --run.overwrite=true >/dev/null 2>&1
 "$WEFT_BIN/weft-doctor" "$TMPDIR_TEST/STOP-1" >"$TMPDIR_TEST/STOP-1.again" 2>&1
 if grep -q "^job [^ ]*: done at step 5 of 5" "$TMPDIR_TEST/STOP-1.again" && ! grep -q "^hang:" "$TMPDIR_TEST/STOP-1.again" &&
     [ ! -e "$TMPDIR_TEST/STOP-1/heartbeat/rank-1" ] && [ ! -e "$TMPDIR_TEST/STOP-1/hang-r0.txt" ]; then
