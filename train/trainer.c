@@ -382,6 +382,8 @@ int weft_trainer_close(weft_trainer *t, int rc)
     if (rc && (t->rank == 0 || (rc != WEFT_ECONFIG && rc != WEFT_EINVAL)))
         WEFT_ERROR("%s", weft_last_error());
     int status = rc == 0 && t->exit_status ? t->exit_status : weft_exit_code(rc);
+    if (t->started)
+        weft_sched_exit_status(t->sched, status);
     release(t, rc);
     free(t);
     return status;
