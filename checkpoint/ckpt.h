@@ -85,7 +85,7 @@ typedef struct weft_ckpt_opts {
     int async;                   /* 0: weft_ckpt_save returns once committed */
     int collective;              /* collective (1) or independent (0) transfers */
     int coll_metadata;           /* collective metadata reads and writes */
-    size_t alignment;            /* H5Pset_alignment for objects >= 64 KiB (0: off) */
+    size_t alignment;            /* H5Pset_alignment for objects >= alignment (0: off) */
     int preflight;               /* check free space first */
     size_t loader_len;           /* bytes reserved for the loader state */
 } weft_ckpt_opts;

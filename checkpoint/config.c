@@ -26,7 +26,7 @@ const weft_config_key weft_ckpt_config_keys[] = {
     {"checkpoint.coll_metadata", WEFT_CFG_BOOL, "true", WEFT_UNBOUNDED, NULL,
      "collective HDF5 metadata reads and writes"},
     {"checkpoint.alignment", WEFT_CFG_SIZE, "1M", 0, 1073741824, NULL,
-     "align datasets of 64 KiB or more in the file to this many bytes (0: off)"},
+     "align datasets at least this long to this many bytes in the file (0: off)"},
     {"checkpoint.preflight", WEFT_CFG_BOOL, "true", WEFT_UNBOUNDED, NULL,
      "check the free space before writing a checkpoint, failing early and cleanly when it cannot fit"},
     WEFT_CONFIG_END,

@@ -29,7 +29,7 @@ int weft_h5_error(int rc, const char *fmt, ...) __attribute__((format(printf, 2,
 typedef struct weft_h5_tuning {
     int collective;       /* collective data transfers */
     int coll_metadata;    /* collective metadata reads and writes */
-    size_t alignment;     /* align objects of >= 64 KiB to this (0: off) */
+    size_t alignment;     /* align objects at least this long to this (0: off) */
 } weft_h5_tuning;
 
 /* A file access property list: MPI-IO on comm (or sec2 for MPI_COMM_NULL). */

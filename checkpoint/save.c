@@ -266,7 +266,7 @@ static size_t file_bytes_estimate(const weft_ckpt *c)
     for (int i = 0; i < c->plan.nd; i++) {
         const weft_ckpt_dset *d = &c->plan.d[i];
         size_t bytes = (size_t)d->shape[0] * (size_t)(d->ndim == 2 ? d->shape[1] : 1) * d->esize;
-        b += bytes + 1024 + (bytes >= 65536 ? c->opts.alignment : 0); /* header, attribute, padding */
+        b += bytes + 1024 + (c->opts.alignment > 1 && bytes >= c->opts.alignment ? c->opts.alignment : 0); /* header, attribute, padding (h5.c) */
     }
     return b;
 }

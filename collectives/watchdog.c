@@ -306,8 +306,19 @@ static void forget_previous_attempt(weft_ctx *ctx, const char *dir)
     closedir(d);
 }
 
+/* A rank that aborts says so once more: its heartbeat then holds the step
+ * it reached, not the one of up to sched.heartbeat earlier, and weft-doctor
+ * can tell the ranks that aborted from a killed one (whose file is older). */
+static void publish_on_abort(void *arg)
+{
+    (void)arg;
+    if (atomic_load(&wd.running))
+        publish();
+}
+
 int weft_watchdog_start(weft_ctx *ctx, const char *dir, double heartbeat_s, double timeout_s)
 {
+    static atomic_int hooked;
     if (atomic_load(&wd.running))
         return weft_error(WEFT_ESTATE, "the watchdog is already running");
     if (heartbeat_s <= 0 || timeout_s <= 0)
@@ -324,6 +335,8 @@ int weft_watchdog_start(weft_ctx *ctx, const char *dir, double heartbeat_s, doub
     if ((mkdir(dir, 0750) != 0 && errno != EEXIST) || (mkdir(hb, 0750) != 0 && errno != EEXIST))
         return weft_error(WEFT_EIO, "cannot create %s: %s", hb, strerror(errno));
     forget_previous_attempt(ctx, dir);
+    if (!atomic_exchange(&hooked, 1))
+        WEFT_CHECK(weft_at_abort(publish_on_abort, NULL));
     atomic_store(&wd.quit, 0);
     publish();
     if (pthread_create(&wd.thread, NULL, watchdog_main, NULL) != 0)

@@ -51,6 +51,7 @@ struct weft_dp {
     int nb, next;      /* buckets, and the next one to launch */
     int err;           /* first error seen in the hook */
     int64_t t_first_launch, t_last_done, exposed_ns;
+    int64_t t_finished;          /* when weft_dp_finish_grads returned */
 };
 
 /* Bucket k just completed. */
@@ -121,7 +122,7 @@ void weft_dp_begin(weft_dp *dp)
         dp->b[i].state = IDLE;
     dp->next = 0;
     dp->err = 0;
-    dp->t_first_launch = dp->t_last_done = dp->exposed_ns = 0;
+    dp->t_first_launch = dp->t_last_done = dp->exposed_ns = dp->t_finished = 0;
 }
 
 static int launch(weft_dp *dp, bucket *k)
@@ -181,7 +182,8 @@ int weft_dp_finish_grads(weft_dp *dp)
         WEFT_CHECK(weft_request_wait(k->req));
         complete(dp, k);
     }
-    dp->exposed_ns = weft_now_ns() - t0;
+    dp->t_finished = weft_now_ns();
+    dp->exposed_ns = dp->t_finished - t0;
     return 0;
 }
 
@@ -250,6 +252,12 @@ int weft_dp_gather_params(weft_dp *dp)
 }
 
 int64_t weft_dp_exposed_ns(const weft_dp *dp) { return dp->exposed_ns; }
-int64_t weft_dp_comm_span_ns(const weft_dp *dp) { return dp->t_last_done - dp->t_first_launch; }
+/* The window ends when finish_grads returns, not at the last completion: the
+ * step cannot use the gradients before then, and the exposed wait then lies
+ * inside the window whenever a bucket was launched before finish_grads. */
+int64_t weft_dp_comm_span_ns(const weft_dp *dp)
+{
+    return dp->t_first_launch && dp->t_finished > dp->t_first_launch ? dp->t_finished - dp->t_first_launch : 0;
+}
 int weft_dp_nbuckets(const weft_dp *dp) { return dp->nb; }
 weft_comm *weft_dp_comm(const weft_dp *dp) { return dp->comm; }

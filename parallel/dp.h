@@ -65,7 +65,8 @@ WEFT_API int weft_dp_grad_sumsq_ranges(weft_dp *dp, const size_t (*ranges)[2], i
 WEFT_API int weft_dp_gather_params(weft_dp *dp);
 
 /* Timing of the last step: time blocked in finish_grads (exposed), and the
- * span from the first bucket's launch to the last one's completion. */
+ * window from the first bucket's launch to finish_grads' return (0 when
+ * nothing was launched). */
 WEFT_API int64_t weft_dp_exposed_ns(const weft_dp *dp);
 WEFT_API int64_t weft_dp_comm_span_ns(const weft_dp *dp);
 WEFT_API int weft_dp_nbuckets(const weft_dp *dp);

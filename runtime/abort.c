@@ -21,8 +21,10 @@ static struct {
 static atomic_int nhooks;
 static atomic_flag aborting = ATOMIC_FLAG_INIT;
 static char reason[2048]; /* the first abort's message, for the hooks */
+static int reason_status = -1; /* and its exit status */
 
 const char *weft_abort_reason(void) { return reason; }
+int weft_abort_status(void) { return reason_status; }
 
 int weft_at_abort(void (*fn)(void *arg), void *arg)
 {
@@ -45,6 +47,7 @@ static noreturn void vabort(int status, const char *fmt, va_list ap)
      * hooks; it goes straight to the exit below. */
     if (!atomic_flag_test_and_set(&aborting)) {
         snprintf(reason, sizeof reason, "%s", msg);
+        reason_status = status;
         int n = atomic_load(&nhooks);
         for (int i = 0; i < n && i < MAX_HOOKS; i++)
             hooks[i].fn(hooks[i].arg);

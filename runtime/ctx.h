@@ -80,5 +80,7 @@ WEFT_API noreturn void weft_abort_with(int status, const char *fmt, ...) __attri
 WEFT_API int weft_at_abort(void (*fn)(void *arg), void *arg);
 /* Inside a hook: the message the job is being aborted with. */
 WEFT_API const char *weft_abort_reason(void);
+/* Inside a hook: the exit status the job is being aborted with. */
+WEFT_API int weft_abort_status(void);
 
 #endif

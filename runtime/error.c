@@ -28,11 +28,16 @@ const char *weft_strerror(int rc)
 
 int weft_verror(int rc, const char *fmt, va_list ap)
 {
-    int n = 0;
-    int rank = weft_log_rank();
-    if (rank >= 0)
-        n = snprintf(last_msg, MSG_MAX, "rank %d: ", rank);
-    vsnprintf(last_msg + n, (size_t)(MSG_MAX - n), fmt, ap);
+    /* Formatted apart first: the arguments may be weft_last_error() itself. */
+    char text[MSG_MAX];
+    vsnprintf(text, sizeof text, fmt, ap);
+    /* One "rank N: " per message, however many wrapped messages it holds. */
+    weft_log_drop_rank(text);
+    int rank = weft_log_rank(), n = rank >= 0 ? snprintf(last_msg, MSG_MAX, "rank %d: ", rank) : 0;
+    size_t len = strlen(text), room = (size_t)(MSG_MAX - 1 - n); /* truncated, like any long message */
+    len = len < room ? len : room;
+    memcpy(last_msg + n, text, len);
+    last_msg[n + (int)len] = '\0';
     last_code = rc;
     return rc;
 }

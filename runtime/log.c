@@ -67,6 +67,23 @@ int weft_log_prefix(char *buf, int len)
     return snprintf(buf, (size_t)len, "[weft r%d/%d %s]", id_rank, id_size, id_host);
 }
 
+void weft_log_drop_rank(char *s)
+{
+    char tag[32];
+    if (id_rank < 0)
+        return;
+    int tn = snprintf(tag, sizeof tag, "rank %d: ", id_rank);
+    for (char *p = s; (p = strstr(p, tag));) {
+        if (p == s || (p - s >= 2 && p[-2] == ':' && p[-1] == ' '))
+            memmove(p, p + tn, strlen(p + tn) + 1);
+        else
+            p += tn;
+    }
+}
+
+/* The line's prefix names the rank once; messages built from
+ * weft_last_error() carry "rank N: " too (error.c), so it is dropped from
+ * the text rather than printed twice or more. */
 void weft_vlog(weft_log_level level, const char *fmt, va_list ap)
 {
     char line[LINE_MAX_LEN];
@@ -76,6 +93,12 @@ void weft_vlog(weft_log_level level, const char *fmt, va_list ap)
     n += snprintf(line + n, (size_t)(LINE_MAX_LEN - 2 - n), " %s", level_tags[level]);
     int m = vsnprintf(line + n, (size_t)(LINE_MAX_LEN - 2 - n), fmt, ap);
     n = (m < 0 || n + m > LINE_MAX_LEN - 2) ? LINE_MAX_LEN - 2 : n + m;
+    line[n] = '\0';
+    char *text = strchr(line, ']');
+    if (text && id_rank >= 0) {
+        weft_log_drop_rank(text + 1);
+        n = (int)strlen(line);
+    }
     line[n++] = '\n';
     /* Best effort: a log line that cannot be written has nowhere to go. */
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);

@@ -41,6 +41,9 @@ WEFT_API void weft_vlog(weft_log_level level, const char *fmt, va_list ap);
 
 /* Format the line prefix into buf (for tests and for other writers). */
 WEFT_API int weft_log_prefix(char *buf, int len);
+/* Remove this rank's "rank N: " from s where it starts s or follows ": "
+ * (a message wrapping another's weft_last_error() repeats it). */
+void weft_log_drop_rank(char *s);
 
 #define WEFT_ERROR(...) weft_log(WEFT_LOG_ERROR, __VA_ARGS__)
 #define WEFT_WARN(...)  weft_log(WEFT_LOG_WARN, __VA_ARGS__)

@@ -21,6 +21,7 @@ void weft_report_init(weft_report *r, const char *job_id)
     snprintf(r->job_id, sizeof r->job_id, "%s", job_id ? job_id : "");
     r->loss = r->eta_s = r->tokens_per_s = NAN;
     r->ckpt_step = -1;
+    r->exit_code = -1;
 }
 
 /* An append-only text buffer that never overruns. */
@@ -89,6 +90,8 @@ int weft_report_json(const weft_report *r, double now, char *buf, size_t len)
     put(&o, ",\"restarts\":%d", r->restarts);
     if (r->stop_signal)
         put(&o, ",\"stop_signal\":%d", r->stop_signal);
+    if (r->exit_code >= 0) /* how it ended, for weft-report (absent while running) */
+        put(&o, ",\"exit_code\":%d", r->exit_code);
     put(&o, ",\"message\":");
     put_jstr(&o, r->message);
     put(&o, ",\"heartbeat\":%.3f,\"updated\":%.3f}\n", r->heartbeat, now);

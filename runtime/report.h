@@ -44,6 +44,7 @@ typedef struct weft_report {
     double started;             /* wall time of the attempt's start */
     double heartbeat;           /* wall time of the training loop's last report */
     char message[512];          /* why it failed or stopped ("" otherwise) */
+    int exit_code;              /* the exit status it ended with (-1: not ended, or unknown) */
 } weft_report;
 
 /* A report of nothing yet (loss NaN, no checkpoint, state starting). */

@@ -208,6 +208,7 @@ static void on_abort(void *arg)
         usleep(10000);
     s->rep.state = WEFT_RUN_FAILED;
     snprintf(s->rep.message, sizeof s->rep.message, "aborted: %s", weft_abort_reason());
+    s->rep.exit_code = weft_abort_status();
     weft_report r = s->rep;
     if (locked)
         pthread_mutex_unlock(&s->mu);
@@ -418,6 +419,7 @@ int weft_sched_preempted(weft_sched *s, int committed)
     size_t n = strlen(s->rep.message);
     snprintf(s->rep.message + n, sizeof s->rep.message - n, "%s",
              committed ? "; checkpoint committed" : "; no checkpoint was saved");
+    s->rep.exit_code = committed ? s->exit_code : WEFT_EXIT_TEMPFAIL;
     pthread_mutex_unlock(&s->mu);
     if (!committed)
         return WEFT_EXIT_TEMPFAIL;
@@ -446,6 +448,15 @@ static void final_report(weft_sched *s)
     char *argv[] = {"update", jobarg, comment, NULL};
     if (weft_slurm_run(argv, 10) != 0)
         WEFT_WARN("job comment: %s", weft_last_error());
+}
+
+void weft_sched_exit_status(weft_sched *s, int status)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->rep.exit_code = status;
+    pthread_mutex_unlock(&s->mu);
 }
 
 void weft_sched_finish(weft_sched *s, weft_run_state final, const char *message)

@@ -68,6 +68,10 @@ WEFT_API int weft_sched_preempted(weft_sched *s, int committed);
 /* Final report (done or failed, with a message), written synchronously;
  * stops the threads and frees s. NULL is a no-op. */
 WEFT_API void weft_sched_finish(weft_sched *s, weft_run_state final, const char *message);
+/* The exit status the program will end with, for status.json's exit_code
+ * (call before weft_sched_finish; weft_abort and weft_sched_preempted set
+ * it themselves). */
+WEFT_API void weft_sched_exit_status(weft_sched *s, int status);
 
 /* The step the training loop last reported on this rank (for the watchdog
  * and the abort path); -1 before the first. */

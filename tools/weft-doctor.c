@@ -11,12 +11,32 @@
  * exceeded comm.timeout), heartbeat/rank-N (each rank's last heartbeat),
  * flight-rN.json (flight recorders, named for further reading). It only
  * reads; it never needs the job's communicators or MPI.
+ *
+ * Each rank that did not simply run to the end is named once, with the
+ * evidence, as one of:
+ *   killed        a survivor saw it die (status.json / hang record: "died"),
+ *                 or its process is gone from this host while status.json
+ *                 is not final, or it left no flight record when the
+ *                 others aborted;
+ *   stopped       its process is stopped now (state T), or it was silent
+ *                 while others waited and was heard again after they gave
+ *                 up (SIGSTOP then SIGCONT: alive, not dead);
+ *   silent        named silent by a hang record (stopped, hung or dead), or
+ *                 its heartbeat stopped well before the others';
+ *   never arrived alive, but never reached the operation others waited in;
+ *   no heartbeat  never started (or run.dir is not shared between nodes).
+ * The last step every rank completed is one number: the lowest over ranks
+ * of the highest step each rank is known to have finished (heartbeat file,
+ * hang records' peer lines, status.json for rank 0); steps only grow, so
+ * every source is a lower bound and the highest per rank is the best.
  */
 #include "tools/runfiles.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_RANKS 4096
 
@@ -25,6 +45,10 @@ typedef struct {
     double time;
     long long step;
     char host[64];
+    long long known;   /* highest step it is known to have completed (-2: none) */
+    int flight;        /* wrote flight-rN.json */
+    int died, silent, missing, resumed;
+    long long hang_step; /* its step in the first hang record's peer line (-2: none) */
 } beat;
 
 typedef struct {
@@ -37,6 +61,11 @@ typedef struct {
 
 static beat beats[MAX_RANKS];
 static int nbeats; /* highest rank seen + 1 */
+static double hb_every = 1; /* sched.heartbeat from config.ini */
+static char state[32];      /* status.json's state ("" without one) */
+static int nranks;          /* the job's size, from the heartbeat files */
+
+static void mark_died(const char *text);
 
 static void usage(FILE *out)
 {
@@ -60,6 +89,9 @@ static void read_beat(const char *path, int rank)
     beat *b = &beats[rank];
     char line[512];
     while (fgets(line, sizeof line, f)) {
+        int r, size;
+        if (sscanf(line, "rank %d %d", &r, &size) == 2 && size > nranks && size <= MAX_RANKS)
+            nranks = size;
         if (sscanf(line, "time %lf", &b->time) == 1 || sscanf(line, "step %lld", &b->step) == 1 ||
             sscanf(line, "pid %d", &b->pid) == 1 || sscanf(line, "host %63s", b->host) == 1)
             continue;
@@ -131,17 +163,6 @@ static void read_hangs(const char *dir, hang *first, int *count)
     closedir(d);
 }
 
-static void describe_rank(int r, double at)
-{
-    const beat *b = r >= 0 && r < MAX_RANKS ? &beats[r] : NULL;
-    if (!b || !b->present) {
-        printf("    rank %d: no heartbeat file\n", r);
-        return;
-    }
-    printf("    rank %d (%s, pid %d): last heartbeat %.1f s before, at step %lld\n", r, b->host, b->pid, at - b->time,
-           b->step);
-}
-
 /* One "peer R STATUS HOST PID STEP LAST_OP AGE" line of a hang record. */
 static void print_peer(const char *line)
 {
@@ -154,10 +175,10 @@ static void print_peer(const char *line)
     if (strcmp(status, "unknown") == 0)
         printf("    rank %d: no heartbeat file (never started, or run.dir not shared between nodes)\n", r);
     else if (strcmp(status, "silent") == 0)
-        printf("    rank %d (%s, pid %d): silent for %.1f s -- stopped, hung or dead; last heard at step %lld, "
-               "operation #%lld\n", r, host, pid, age, step, last);
+        printf("    rank %d (%s, pid %d): silent for %.1f s -- stopped, hung or dead; then last heard at step %lld, "
+               "operation #%lld\n", r, host, pid, age, step, last); /* "then": when the hang was recorded */
     else
-        printf("    rank %d (%s, pid %d): alive at step %lld but its last operation was #%lld\n", r, host, pid,
+        printf("    rank %d (%s, pid %d): then alive at step %lld but its last operation was #%lld\n", r, host, pid,
                step, last);
 }
 
@@ -178,30 +199,11 @@ static void print_hang(const hang *h, int count)
         printf("  every member reached it by its heartbeat: suspect the transport (network, shared memory)\n");
 }
 
-/* Without a hang record: the rank whose heartbeat stopped well before the
- * others' died or stopped first. */
-static void print_silence(void)
+/* Prints rank 0's last report; *step: its steps completed (-2: none). */
+static int print_status(const char *dir, long long *step)
 {
-    double newest = 0;
-    for (int r = 0; r < nbeats; r++)
-        if (beats[r].present && beats[r].time > newest)
-            newest = beats[r].time;
-    int found = 0;
-    for (int r = 0; r < nbeats; r++) {
-        if (!beats[r].present || newest - beats[r].time < 2.5)
-            continue;
-        if (!found++)
-            printf("silent first: these ranks' heartbeats stopped well before the others' (killed, stopped or "
-                   "hung):\n");
-        describe_rank(r, newest);
-    }
-    if (!found && nbeats)
-        printf("heartbeats: all %d rank%s reported until the end\n", nbeats, nbeats == 1 ? "" : "s");
-}
-
-static int print_status(const char *dir)
-{
-    char path[4300], line[8192], state[32], msg[1024], ckpt[1024], job[64];
+    char path[4300], line[8192], msg[1024], ckpt[1024], job[64];
+    *step = -2;
     snprintf(path, sizeof path, "%s/status.json", dir);
     FILE *f = fopen(path, "r");
     if (!f)
@@ -211,6 +213,9 @@ static int print_status(const char *dir)
     line[n] = '\0';
     field_str(line, "state", state, sizeof state);
     field_str(line, "message", msg, sizeof msg);
+    mark_died(msg);
+    if (!isnan(field(line, "step")))
+        *step = (long long)field(line, "step");
     field_str(line, "job_id", job, sizeof job);
     char *lc = strstr(line, "\"last_checkpoint\":{");
     ckpt[0] = '\0';
@@ -225,15 +230,171 @@ static int print_status(const char *dir)
     return 1;
 }
 
-static void print_last_good(void)
+/* --- evidence per rank ------------------------------------------------------ */
+
+static void read_config(const char *dir)
 {
-    long long low = -1;
-    for (int r = 0; r < nbeats; r++)
-        if (beats[r].present && (low < 0 || beats[r].step < low))
-            low = beats[r].step;
-    if (low >= 0)
-        printf("last step every rank completed: %lld (lowest heartbeat step of %d rank%s)\n", low, nbeats,
-               nbeats == 1 ? "" : "s");
+    char path[4300], line[512], sec[64] = "";
+    double v;
+    snprintf(path, sizeof path, "%s/config.ini", dir);
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "[%63[^]]]", sec) != 1 && !strcmp(sec, "sched") && sscanf(line, "heartbeat = %lf", &v) == 1)
+            hb_every = v;
+    if (f)
+        fclose(f);
+}
+
+/* Complete flight records (a rank killed mid-dump leaves only a .tmp). */
+static void read_flights(const char *dir)
+{
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        int r;
+        char tail[8];
+        if (sscanf(e->d_name, "flight-r%d.jso%7s", &r, tail) == 2 && !strcmp(tail, "n") && r >= 0 && r < MAX_RANKS)
+            beats[r].flight = 1;
+    }
+    if (d)
+        closedir(d);
+}
+
+/* "rank N of 'COMM' ... died" in a survivor's message (collectives' shm,
+ * tcp and ib backends say so when a peer's process disappears). */
+static void mark_died(const char *text)
+{
+    for (const char *p = text; (p = strstr(p, "rank ")); p += 5) {
+        int r, n = 0;
+        if (sscanf(p, "rank %d of '%*[^']'%n", &r, &n) != 1 || n == 0 || r < 0 || r >= MAX_RANKS)
+            continue;
+        const char *end = strpbrk(p + n, ";\n\"");
+        const char *d = strstr(p + n, "died");
+        if (d && (!end || d < end))
+            beats[r].died = 1;
+    }
+}
+
+/* The first hang record's verdict on each peer; a silent peer heard from
+ * again after that record (its heartbeat is newer) was stopped, not dead. */
+static void apply_hang(const hang *h)
+{
+    char peers[4096];
+    snprintf(peers, sizeof peers, "%s", h->peers);
+    for (char *save, *t = strtok_r(peers, "\n", &save); t; t = strtok_r(NULL, "\n", &save)) {
+        int r, pid;
+        long long step, last;
+        double age;
+        char status[16], host[64];
+        if (sscanf(t, "peer %d %15s %63s %d %lld %lld %lf", &r, status, host, &pid, &step, &last, &age) != 7 ||
+            r < 0 || r >= MAX_RANKS)
+            continue;
+        beat *b = &beats[r];
+        b->hang_step = step;
+        b->silent = !strcmp(status, "silent");
+        b->missing = !strcmp(status, "missing");
+        b->resumed = b->silent && b->present && b->time > h->time;
+    }
+    mark_died(h->peers);
+}
+
+/* Process state on this host: 'T' stopped, 'G' gone, 'R' there, 0 unknown
+ * (another host, or no pid). */
+static char process_state(const beat *b)
+{
+    char me[64] = "", path[64], buf[512];
+    if (!b->present || b->pid <= 0 || gethostname(me, sizeof me) != 0 || strcmp(me, b->host) != 0)
+        return 0;
+    if (kill(b->pid, 0) != 0 && errno == ESRCH)
+        return 'G';
+    snprintf(path, sizeof path, "/proc/%d/stat", b->pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')');
+    return p && (p[2] == 'T' || p[2] == 't') ? 'T' : 'R';
+}
+
+/* Highest step each rank is known to have completed; every rank's, the
+ * lowest of those. */
+static long long last_good(long long status_step)
+{
+    long long low = -2;
+    for (int r = 0; r < nbeats; r++) {
+        beat *b = &beats[r];
+        b->known = b->present ? b->step : -2;
+        if (b->hang_step > b->known)
+            b->known = b->hang_step;
+        if (r == 0 && b->present && status_step > b->known) /* status.json: rank 0's steps completed */
+            b->known = status_step;
+        if (b->known >= -1 && (low == -2 || b->known < low))
+            low = b->known;
+    }
+    return low;
+}
+
+static void print_last_good(long long status_step)
+{
+    long long low = last_good(status_step);
+    if (low >= -1)
+        printf("last step every rank completed: %lld (the lowest over %d rank%s of the highest step each is known "
+               "to have completed)\n", low, nbeats, nbeats == 1 ? "" : "s");
+}
+
+/* One line per rank that did not simply run to the end. Returns how many. */
+static int print_ranks(void)
+{
+    double newest = 0;
+    int flights = 0, final = !strcmp(state, "done") || !strcmp(state, "failed") || !strcmp(state, "preempted");
+    for (int r = 0; r < nbeats; r++) {
+        newest = beats[r].present && beats[r].time > newest ? beats[r].time : newest;
+        flights += beats[r].flight;
+    }
+    int n = 0, total = nranks > nbeats ? nranks : nbeats;
+    for (int r = 0; r < total; r++) {
+        beat *b = &beats[r];
+        char what[512];
+        char ps = process_state(b);
+        if (!b->present)
+            snprintf(what, sizeof what, "no heartbeat: never started (or run.dir is not shared between nodes)");
+        else if (b->died)
+            snprintf(what, sizeof what, "killed: another rank saw its process die; last heard at step %lld",
+                     b->known);
+        else if (ps == 'T')
+            snprintf(what, sizeof what, "stopped: its process is stopped now (SIGSTOP); last heard at step %lld",
+                     b->known);
+        else if (b->resumed)
+            snprintf(what, sizeof what, "stopped: silent from step %lld while the others waited, heard again after "
+                     "they gave up (at step %lld) -- stopped (SIGSTOP) or descheduled, not dead", b->hang_step,
+                     b->known);
+        else if (b->silent)
+            snprintf(what, sizeof what, "silent: stopped, hung or dead while the others waited; last heard at step "
+                     "%lld", b->known);
+        else if (ps == 'G' && !final)
+            snprintf(what, sizeof what, "killed: its process is gone and status.json has no final state; last heard "
+                     "at step %lld", b->known);
+        else if (b->missing)
+            snprintf(what, sizeof what, "never arrived: alive at step %lld but never reached the operation",
+                     b->known);
+        else if (flights && !b->flight && !strcmp(state, "failed"))
+            snprintf(what, sizeof what, "killed: the others aborted and wrote flight records, it wrote none; last "
+                     "heard at step %lld", b->known);
+        else if (newest - b->time > 2 * hb_every + 0.5)
+            snprintf(what, sizeof what, "silent: its heartbeat stopped %.1f s before the others' (killed, stopped "
+                     "or hung); last heard at step %lld", newest - b->time, b->known);
+        else
+            continue;
+        if (!n++)
+            printf("ranks:\n");
+        if (b->present)
+            printf("    rank %d (%s, pid %d): %s\n", r, b->host, b->pid, what);
+        else
+            printf("    rank %d: %s\n", r, what);
+    }
+    if (!n && nbeats)
+        printf("heartbeats: all %d rank%s reported until the end\n", nbeats, nbeats == 1 ? "" : "s");
+    return n;
 }
 
 static void print_flights(const char *dir)
@@ -264,20 +425,26 @@ int main(int argc, char **argv)
         fprintf(stderr, "weft-doctor: %s: %s\n", dir, errno ? strerror(errno) : "not a directory");
         return WEFT_EXIT_NOINPUT;
     }
+    for (int r = 0; r < MAX_RANKS; r++)
+        beats[r].hang_step = -2;
+    read_config(dir);
     read_beats(dir);
+    read_flights(dir);
     hang h = {0};
     int nhang;
     read_hangs(dir, &h, &nhang);
-    int have_status = print_status(dir);
+    long long status_step;
+    int have_status = print_status(dir, &status_step);
     if (!have_status && !nbeats && !nhang) {
         fprintf(stderr, "weft-doctor: %s holds no weft run files (status.json, heartbeat/, hang-rN.txt)\n", dir);
         return WEFT_EXIT_NOINPUT;
     }
-    print_last_good();
-    if (nhang)
+    if (nhang) {
+        apply_hang(&h);
         print_hang(&h, nhang);
-    else
-        print_silence();
+    }
+    print_last_good(status_step);
+    print_ranks();
     print_flights(dir);
     return WEFT_EXIT_OK;
 }

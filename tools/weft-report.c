@@ -12,11 +12,18 @@
  * SGEMM peak at the model's largest matmul), time breakdown, checkpoints,
  * restarts, errors (skipped or non-finite steps) and the final and best
  * losses. Medians are those of Python's statistics.median.
+ *
+ * First of all it says how the run ended, from status.json's state,
+ * exit_code and message and, while the state is not final, the age of
+ * the newest sign of life (status.json's updated, heartbeat/rank-N):
+ *   done | stopped for requeue (exit 138) | failed (exit N): why |
+ *   still running (fresh) | ended without a final report (stale: killed).
  */
 #include "tools/runfiles.h"
 
 #include <dirent.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define WIDTH 78
@@ -144,6 +151,91 @@ static void read_text(const char *path, char *buf, size_t len)
         fclose(f);
 }
 
+/* A number from config.ini's [section] key (NAN when absent). */
+static double ini_num(const char *run, const char *section, const char *key)
+{
+    char path[4200], line[512], sec[64] = "", k[128];
+    double v = NAN, x;
+    snprintf(path, sizeof path, "%s/config.ini", run);
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f)) {
+        if (sscanf(line, "[%63[^]]]", sec) == 1)
+            continue;
+        if (sscanf(line, "%127s = %lf", k, &x) == 2 && !strcmp(sec, section) && !strcmp(k, key))
+            v = x;
+    }
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* The newest sign of life: status.json's "updated" and the heartbeat
+ * files' modification times (wall seconds; 0 if none). */
+static double newest_beat(const char *run, const char *status)
+{
+    double t = isnan(field(status, "updated")) ? 0 : field(status, "updated");
+    char path[4300];
+    snprintf(path, sizeof path, "%s/heartbeat", run);
+    DIR *d = opendir(path);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        struct stat st;
+        snprintf(path, sizeof path, "%s/heartbeat/%s", run, e->d_name);
+        if (!strncmp(e->d_name, "rank-", 5) && stat(path, &st) == 0 && (double)st.st_mtime > t)
+            t = (double)st.st_mtime;
+    }
+    if (d)
+        closedir(d);
+    return t;
+}
+
+/* How the run ended (see the top of the file). A run whose status is not
+ * final counts as running while the newest sign of life is younger than
+ * three of its reporting intervals (at least 10 s). */
+static void outcome(const char *run)
+{
+    char path[4200], st[16384] = "", state[32], msg[1024];
+    snprintf(path, sizeof path, "%s/status.json", run);
+    read_text(path, st, sizeof st);
+    if (!*st) {
+        printf("%-12sunknown (no status.json in the run directory)\n", "ended");
+        return;
+    }
+    field_str(st, "state", state, sizeof state);
+    field_str(st, "message", msg, sizeof msg);
+    double step = field(st, "step"), total = field(st, "total_steps"), code = field(st, "exit_code");
+    char exit_s[32] = "exit code unknown";
+    if (!isnan(code))
+        snprintf(exit_s, sizeof exit_s, "exit %.0f", code);
+    /* head: how it ended, kept on one line; then why, wrapped */
+    char head[256], why[1200] = "";
+    if (!strcmp(state, "done")) {
+        snprintf(head, sizeof head, "done: all %.0f steps (%s)", total, exit_s);
+    } else if (!strcmp(state, "preempted")) {
+        snprintf(head, sizeof head, "stopped and requeued after step %.0f of %.0f (%s):", step, total, exit_s);
+        snprintf(why, sizeof why, "%s", msg);
+    } else if (!strcmp(state, "failed")) {
+        snprintf(head, sizeof head, "failed at step %.0f of %.0f (%s):", step, total, exit_s);
+        snprintf(why, sizeof why, "%s", msg[0] ? msg : "no reason recorded");
+    } else {
+        double every = fmax(z(ini_num(run, "sched", "heartbeat")), z(ini_num(run, "sched", "status_interval")));
+        double age = fmax(0.0, (double)time(NULL) - newest_beat(run, st)); /* mtimes are whole seconds */
+        if (age <= fmax(10.0, 3 * every)) {
+            snprintf(head, sizeof head, "still running (%s) at step %.0f of %.0f,", state, step, total);
+            snprintf(why, sizeof why, "last heartbeat %.0f s ago", age);
+        } else {
+            snprintf(head, sizeof head, "did not finish (killed or lost):");
+            snprintf(why, sizeof why, "status.json still says %s at step %.0f of %.0f, but nothing was heard for "
+                     "%.0f s; weft-doctor RUN_DIR says more", state, step, total, age);
+        }
+    }
+    wrap w = {12};
+    printf("%-12s%s", "ended", head);
+    w.col += (int)strlen(head);
+    for (char *save, *t = strtok_r(why, " ", &save); t; t = strtok_r(NULL, " ", &save))
+        item(&w, t);
+    putchar('\n');
+}
+
 static void throughput(const metrics_row *r, int n, double peak, double ranks)
 {
     double tps = median(r, n, offsetof(metrics_row, tps)), ms = median(r, n, offsetof(metrics_row, ms));
@@ -161,7 +253,7 @@ static void breakdown(const metrics_row *r, int n)
 {
     double total = 0, comm = 0, data = 0, ck = 0;
     for (int i = 0; i < n; i++) {
-        total += z(r[i].ms) + z(r[i].ckpt_ms);
+        total += z(r[i].ms); /* ms_per_step includes the checkpoint stall (train/trainer.c) */
         comm += z(r[i].comm_ms);
         data += z(r[i].data_ms);
         ck += z(r[i].ckpt_ms);
@@ -227,10 +319,12 @@ static void usage(FILE *f)
 {
     fputs("usage: weft-report RUN_DIR\n"
           "\n"
-          "Prints a one-page summary of a weft-train run (at most 80 columns): config,\n"
-          "layout, throughput, MFU against the SGEMM peak measured at start, time\n"
-          "breakdown, checkpoints, restarts, errors, final and best losses. Reads\n"
-          "RUN_DIR/metrics.jsonl, run.json, config.ini, status.json and checkpoints/.\n"
+          "Prints a one-page summary of a weft-train run (at most 80 columns): how it\n"
+          "ended (done, stopped and requeued, failed with exit code and reason, still\n"
+          "running), config, layout, throughput, MFU against the SGEMM peak measured\n"
+          "at start, time breakdown, checkpoints, restarts, errors, final and best\n"
+          "losses. Reads RUN_DIR/metrics.jsonl, run.json, config.ini, status.json,\n"
+          "heartbeat/ and checkpoints/.\n"
           "\n"
           "exit status: 0 done, 64 bad usage, 65 a malformed metrics file, 66 no run\n"
           "directory or no metrics in it\n", f);
@@ -258,6 +352,7 @@ int main(int argc, char **argv)
     printf("%-12s", "weft run");
     item(&w, run);
     printf("\n%-12sstarted %s, %d steps logged, last step %.0f\n", "", when, n, r[n - 1].step);
+    outcome(run);
     config(run);
     double peak, ranks;
     layout(js, &peak, &ranks);

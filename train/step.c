@@ -65,13 +65,33 @@ static int nonfinite(weft_trainer *t, weft_step_stats *s)
                       (long long)s->step, s->loss, s->grad_norm);
 }
 
+/* part / whole in [0, 1] whatever the clocks said: a share is reported as
+ * a share, never as -1.5 because two intervals were measured differently. */
+static double share(int64_t part, int64_t whole)
+{
+    if (whole <= 0 || part <= 0)
+        return 0.0;
+    return part >= whole ? 1.0 : (double)part / (double)whole;
+}
+
 static double pipe_idle(const weft_trainer *t)
 {
     weft_pipe_stats ps;
     weft_pipe_get_stats(t->pipe, &ps);
     if (weft_mesh_size(t->mesh, WEFT_AXIS_PP) < 2 || ps.total_ns <= 0)
         return NAN;
-    return (double)ps.wait_ns / (double)ps.total_ns;
+    return share(ps.wait_ns, ps.total_ns);
+}
+
+/* comm_hidden: the share of the reduction window (first bucket launched ->
+ * finish_grads returned) not spent blocked in finish_grads. The blocked
+ * time ends where the window ends, so only its part inside the window
+ * counts; with pipeline stages the last backward (and so the first launch)
+ * can come late, or inside finish_grads itself: then nothing was hidden. */
+static double hidden_share(const weft_dp *dp)
+{
+    int64_t window = weft_dp_comm_span_ns(dp);
+    return window > 0 ? 1.0 - share(weft_dp_exposed_ns(dp), window) : 0.0;
 }
 
 /* Clip, AdamW on this rank's shard, and (ZeRO) the parameters gathered. */
@@ -113,8 +133,7 @@ int weft_trainer_step(weft_trainer *t, weft_step_stats *s)
     if (!s->skipped)
         WEFT_CHECK(update(t, s));
     s->comm_ms = 1e-6 * (double)weft_dp_exposed_ns(t->dp);
-    int64_t span = weft_dp_comm_span_ns(t->dp);
-    s->hidden = span > 0 ? 1.0 - (double)weft_dp_exposed_ns(t->dp) / (double)span : 0.0;
+    s->hidden = hidden_share(t->dp);
     s->ms = 1e-6 * (double)(weft_now_ns() - t0);
     weft_trace_end("step %d", "step", WEFT_TRACE_COMPUTE, (int)s->step + 1, tt);
     return 0;

@@ -350,6 +350,7 @@ int weft_trainer_run(weft_trainer *t, weft_step_stats *last_out)
         if (t->fault_step_ms)
             nanosleep(&(struct timespec){t->fault_step_ms / 1000, t->fault_step_ms % 1000 * 1000000}, NULL);
         WEFT_CHECK(weft_trainer_ckpt_step(t, &s));
+        s.ms += s.ckpt_ms; /* the step's time covers the checkpoint stall it caused (ckpt_blocked_ms <= ms_per_step) */
         WEFT_CHECK(after_step(t, &s));
         int stop;
         WEFT_CHECK(weft_comm_any(t->world, weft_sched_stop_signal(t->sched), &stop));
@@ -406,6 +407,8 @@ int weft_trainer_close(weft_trainer *t, int rc)
     if (rc && (t->rank == 0 || (rc != WEFT_ECONFIG && rc != WEFT_EINVAL)))
         WEFT_ERROR("%s", weft_last_error());
     int status = rc == 0 && t->exit_status ? t->exit_status : weft_exit_code(rc);
+    if (t->started)
+        weft_sched_exit_status(t->sched, status);
     release(t, rc);
     free(t);
     return status;

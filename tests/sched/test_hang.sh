@@ -6,7 +6,11 @@
 #     number, communicator) and rank 1 as silent, from rank 1's heartbeat
 #     file (out of band); hang-r0.txt, flight-r0.json and status.json
 #     (failed) are written, and weft-doctor prints the diagnosis;
-#   - KILL: the job ends naming the dead rank; weft-doctor reports it.
+#     weft-doctor names rank 1 as stopped (heard again after the others
+#     gave up) or silent, and one last completed step that no rank is said
+#     to be behind;
+#   - KILL: the job ends naming the dead rank; weft-doctor names it killed
+#     and never says every rank reported until the end.
 . "$(dirname "$0")/../lib.sh"
 train="$WEFT_BIN/weft-train"
 ds="$TMPDIR_TEST/ds"
@@ -69,6 +73,21 @@ PY
     expect_grep "silent \(stopped, hung or dead\): rank 1$" "$run.doctor" "run $n: weft-doctor names rank 1"
     expect_grep "^job [^ ]+: failed at step [0-9]+ of 100000000: aborted: " "$run.doctor" \
         "run $n: status.json says failed, with the abort message"
+    expect_grep "^    rank 1 \([^)]*\): (stopped|silent): " "$run.doctor" "run $n: weft-doctor's ranks name rank 1 as stopped or silent"
+    check "run $n: one last completed step, no later than the job's, and no rank said to be behind it" \
+        python3 - "$run.doctor" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+job = int(re.search(r"^job \S+: \w+ at step (\d+)", t, re.M).group(1))
+last = re.findall(r"^last step every rank completed: (\d+)", t, re.M)
+assert len(last) == 1 and int(last[0]) <= job, (last, job)
+# Every step weft-doctor says of a rank now (not "then", when the hang was
+# recorded; not in the job line, which quotes the abort message) is at or
+# after the last step every rank completed.
+said = "\n".join(l for l in t.splitlines() if not l.startswith("job "))
+for m in re.findall(r"(?<!then )(?:last heard at step|after they gave up \(at step) (\d+)", said):
+    assert int(m) >= int(last[0]), (m, last, t)
+PY
 done
 
 # A new attempt in the same run directory (here: 1 rank, 5 steps; a fresh
@@ -94,6 +113,12 @@ for n in 1 2; do
         "run $n: the job's output names rank 1 as killed"
     "$WEFT_BIN/weft-doctor" "$run" >"$run.doctor" 2>&1
     expect_grep "^job [^ ]+: (failed|running) at step [0-9]+" "$run.doctor" "run $n: weft-doctor reads the run"
+    expect_grep "^    rank 1 \([^)]*\): killed: " "$run.doctor" "run $n: weft-doctor names rank 1 as killed"
+    if grep -q "reported until the end" "$run.doctor"; then
+        not_ok "run $n: weft-doctor does not say every rank reported until the end" "$(cat "$run.doctor")"
+    else
+        ok "run $n: weft-doctor does not say every rank reported until the end"
+    fi
 done
 
 expect_exit 66 "weft-doctor on a missing directory exits 66" "$WEFT_BIN/weft-doctor" "$TMPDIR_TEST/nope"

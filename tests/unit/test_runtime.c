@@ -37,6 +37,11 @@ static void test_errors(void **state)
     weft_log_set_identity(3, 8, "node01");
     weft_error(WEFT_EDATA, "bad");
     assert_string_equal(weft_last_error(), "rank 3: bad");
+    /* A message wrapping the last one names the rank once. */
+    weft_error(WEFT_EIO, "saving: %s", weft_last_error());
+    assert_string_equal(weft_last_error(), "rank 3: saving: bad");
+    weft_error(WEFT_EIO, "peer rank 3: %s", "x"); /* not this rank's prefix: kept */
+    assert_string_equal(weft_last_error(), "rank 3: peer rank 3: x");
     weft_log_set_identity(-1, 0, "");
 }
 
