@@ -12,6 +12,8 @@
 #define WEFT_TOOLS_RUNFILES_H
 
 #include "runtime/cli.h"
+#include "runtime/config.h"
+#include "runtime/ctx.h"
 #include "runtime/error.h"
 
 #include <math.h>
@@ -110,26 +112,52 @@ static inline int read_metrics(const char *prog, const char *run_dir, metrics_ro
     return rc;
 }
 
+/* The job's configuration on a tool's command line: --config FILE and
+ * --section.key=value, as weft-train takes them (sections of other
+ * programs are kept, runtime/config.c), taken out of argv. *given: whether
+ * any was. Only the [run] keys are read here (run.dir). NULL, after saying
+ * why, on a bad file or key. */
+static inline weft_config *job_config(const char *prog, int *argc, char **argv, int *given)
+{
+    static const weft_config_key *const tables[] = {weft_runtime_config_keys, NULL};
+    weft_config *cfg;
+    int before = *argc;
+    if (weft_config_new(tables, &cfg) != 0 || weft_config_parse_args(cfg, argc, argv) != 0) {
+        fprintf(stderr, "%s: %s\n", prog, weft_last_error());
+        return NULL;
+    }
+    *given = *argc != before;
+    return cfg;
+}
+
 /* The command line of a tool that reads one run directory: RUN_DIR and
- * -h/--help, in any order (runtime/cli.h). Returns -1 with *run set, or an
- * exit status: 0 after printing usage for --help, 64 after saying what was
- * wrong. */
+ * -h/--help, in any order (runtime/cli.h); or, instead of RUN_DIR, the
+ * job's --config FILE / --run.dir=DIR (the run.dir weft-train used).
+ * Returns -1 with *run set (static storage), or an exit status: 0 after
+ * printing usage for --help, 64 after saying what was wrong. */
 static inline int run_dir_args(const char *prog, int argc, char **argv, void (*usage)(FILE *), const char **run)
 {
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    static char dir[4096];
     weft_cli cli;
-    int c;
+    int c, given;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return WEFT_EXIT_OK;
+        }
+    weft_config *cfg = job_config(prog, &argc, argv, &given);
+    if (!cfg)
+        return WEFT_EXIT_USAGE;
+    snprintf(dir, sizeof dir, "%s", weft_config_str(cfg, "run.dir"));
+    weft_config_free(cfg);
     weft_cli_init(&cli, prog, argc, argv, opts, 0);
-    while ((c = weft_cli_next(&cli)) != WEFT_CLI_END) {
-        if (c != 'h')
-            return WEFT_EXIT_USAGE;
-        usage(stdout);
-        return WEFT_EXIT_OK;
-    }
-    int st = weft_cli_operands(&cli, 1, 1, "one RUN_DIR");
+    while ((c = weft_cli_next(&cli)) != WEFT_CLI_END)
+        return WEFT_EXIT_USAGE; /* --help was handled above */
+    int st = weft_cli_operands(&cli, given ? 0 : 1, 1, given ? "at most one RUN_DIR" : "one RUN_DIR");
     if (st)
         return st;
-    *run = cli.ops[0];
+    *run = cli.nops ? cli.ops[0] : dir;
     return -1;
 }
 

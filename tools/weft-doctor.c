@@ -69,7 +69,8 @@ static void mark_died(const char *text);
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: weft-doctor RUN_DIR\n\n"
+    fprintf(out, "usage: weft-doctor RUN_DIR\n"
+                 "       weft-doctor --config JOB.ini | --run.dir=DIR   (the job's run.dir)\n\n"
                  "Diagnoses a weft-train run from the files it left in RUN_DIR: the collective that\n"
                  "hung (hang-rN.txt), the ranks that never reached it, the rank whose heartbeat\n"
                  "stopped first (heartbeat/rank-N), the last step every rank completed and the\n"
@@ -114,7 +115,8 @@ static void read_beats(const char *dir)
         char tail;
         if (sscanf(e->d_name, "rank-%d%c", &r, &tail) != 1)
             continue;
-        snprintf(path, sizeof path, "%s/heartbeat/%s", dir, e->d_name);
+        if (snprintf(path, sizeof path, "%s/heartbeat/%s", dir, e->d_name) >= (int)sizeof path)
+            continue; /* a path too long to open */
         read_beat(path, r);
     }
     closedir(d);
@@ -148,7 +150,8 @@ static void read_hangs(const char *dir, hang *first, int *count)
         if (sscanf(e->d_name, "hang-r%d.tx%7s", &r, tail) != 2 || strcmp(tail, "t") != 0)
             continue;
         char path[4300], line[1200];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path)
+            continue; /* a path too long to open */
         FILE *f = fopen(path, "r");
         if (!f)
             continue;

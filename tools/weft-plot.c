@@ -161,6 +161,7 @@ static int run_gnuplot(const char *dir)
 static void usage(FILE *f)
 {
     fputs("usage: weft-plot RUN_DIR\n"
+          "       weft-plot --config JOB.ini | --run.dir=DIR   (the job's run.dir)\n"
           "\n"
           "Charts a weft-train run from RUN_DIR/metrics.jsonl with gnuplot, into\n"
           "RUN_DIR/plots/: loss.png (training and validation), tokens_per_s.png,\n"

@@ -179,7 +179,8 @@ static double newest_beat(const char *run, const char *status)
     DIR *d = opendir(path);
     for (struct dirent *e; d && (e = readdir(d));) {
         struct stat st;
-        snprintf(path, sizeof path, "%s/heartbeat/%s", run, e->d_name);
+        if (snprintf(path, sizeof path, "%s/heartbeat/%s", run, e->d_name) >= (int)sizeof path)
+            continue; /* a path too long to stat */
         if (!strncmp(e->d_name, "rank-", 5) && stat(path, &st) == 0 && (double)st.st_mtime > t)
             t = (double)st.st_mtime;
     }
@@ -318,6 +319,7 @@ static void losses(const metrics_row *r, int n)
 static void usage(FILE *f)
 {
     fputs("usage: weft-report RUN_DIR\n"
+          "       weft-report --config JOB.ini | --run.dir=DIR   (the job's run.dir)\n"
           "\n"
           "Prints a one-page summary of a weft-train run (at most 80 columns): how it\n"
           "ended (done, stopped and requeued, failed with exit code and reason, still\n"

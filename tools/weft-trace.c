@@ -15,6 +15,7 @@
  */
 #include "runtime/cli.h"
 #include "runtime/error.h"
+#include "tools/runfiles.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -228,6 +229,7 @@ static int by_rank(const void *a, const void *b)
 static void usage(FILE *f)
 {
     fputs("usage: weft-trace RUN_DIR [-o|--output OUT]\n"
+          "       weft-trace --config JOB.ini | --run.dir=DIR [-o OUT]   (the job's run.dir)\n"
           "\n"
           "Merges the per-rank timelines weft-train wrote under RUN_DIR/trace/ (with\n"
           "trace.steps = a:b) into one Chrome-trace file, a track per rank:\n"
@@ -272,7 +274,17 @@ int main(int argc, char **argv)
     };
     const char *run, *out_path = NULL;
     weft_cli cli;
-    int c;
+    int c, given;
+    if (weft_cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return WEFT_EXIT_OK;
+    }
+    weft_config *cfg = job_config("weft-trace", &argc, argv, &given); /* RUN_DIR may come from run.dir */
+    if (!cfg)
+        return WEFT_EXIT_USAGE;
+    char job_dir[4096];
+    snprintf(job_dir, sizeof job_dir, "%s", weft_config_str(cfg, "run.dir"));
+    weft_config_free(cfg);
     weft_cli_init(&cli, "weft-trace", argc, argv, opts, 0);
     while ((c = weft_cli_next(&cli)) != WEFT_CLI_END) {
         if (c == 'o') {
@@ -284,10 +296,10 @@ int main(int argc, char **argv)
             return WEFT_EXIT_USAGE;
         }
     }
-    if ((c = weft_cli_operands(&cli, 1, 1, "one RUN_DIR")) != 0)
+    if ((c = weft_cli_operands(&cli, given ? 0 : 1, 1, given ? "at most one RUN_DIR" : "one RUN_DIR")) != 0)
         return c;
-    run = cli.ops[0];
-    char dir[4096], def_out[4096], tmp[4200], path[4300];
+    run = cli.nops ? cli.ops[0] : job_dir;
+    char dir[4200], def_out[4200], tmp[4300], path[4400];
     snprintf(dir, sizeof dir, "%s/trace", run);
     snprintf(def_out, sizeof def_out, "%s/trace.json", run);
     if (!out_path)

@@ -119,6 +119,21 @@ expect_exit 64 "weft-plot A B" "$B/weft-plot" "$run" "$run"
 expect_exit 64 "weft-plot (no RUN_DIR)" "$B/weft-plot"
 grep -q "weft-plot: expected one RUN_DIR" <<<"$LAST_OUT" && ok "  ... says what it expected" || not_ok "  ... says what it expected" "$LAST_OUT"
 
+# The job's configuration in place of RUN_DIR: the run.dir weft-train used,
+# from --config FILE (with sections of other programs in it) or --run.dir=DIR.
+printf '[model]\nn_layer = 2\n[train]\nsteps = 2\n[run]\ndir = %s\n' "$run" >job.ini
+"$B/weft-report" "$run" >r1 2>&1
+"$B/weft-report" --config job.ini >r2 2>&1
+cmp -s r1 r2 && ok "weft-report --config JOB.ini = weft-report RUN_DIR" || not_ok "weft-report --config JOB.ini" "$(diff r1 r2)"
+check "weft-doctor --config=JOB.ini" "$B/weft-doctor" --config=job.ini
+check "weft-report --run.dir=RUN_DIR" "$B/weft-report" --run.dir="$run"
+check "weft-trace --config JOB.ini -o t4.json (the run's trace)" "$B/weft-trace" --config job.ini -o t4.json
+cmp -s t1.json t4.json && ok "  ... the same trace as weft-trace RUN_DIR" || not_ok "  ... the same trace as weft-trace RUN_DIR"
+expect_exit 64 "weft-report --config JOB.ini A B" "$B/weft-report" --config job.ini "$run" "$run"
+printf '[run]\ndri = x\n' >typo.ini
+expect_exit 64 "weft-report --config with a typo in [run]" "$B/weft-report" --config typo.ini
+grep -q "run.dir" <<<"$LAST_OUT" && ok "  ... suggesting run.dir" || not_ok "  ... suggesting run.dir" "$LAST_OUT"
+
 # weft-ckpt: each command's options before or after its operands
 "$B/weft-ckpt" info "$ck" --config >i1 2>&1
 "$B/weft-ckpt" info --config "$ck" >i2 2>&1
