@@ -15,12 +15,15 @@
  * only when stderr is a terminal.
  */
 #include "data/import.h"
+#include "data/loader.h"
 #include "data/manifest.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
 #include "data/verify.h"
 #include "data/writer.h"
 #include "runtime/cli.h"
+#include "runtime/config.h"
+#include "runtime/ctx.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
 #include "runtime/timer.h"
@@ -254,6 +257,29 @@ static int parse_build_opt(int c, weft_cli *cli, const char *usage, build_opts *
     }
 }
 
+/* The job's data.path (--config FILE / --data.path=...; sections of other
+ * programs kept): the dataset to build when -o is not given, the datasets
+ * to verify or describe when none is named. */
+static char job_data[4096];
+static char *job_dirs[WEFT_BLEND_MAX + 1];
+static int njob_dirs;
+
+static int read_job_config(int *argc, char **argv)
+{
+    static const weft_config_key *const tables[] = {weft_runtime_config_keys, weft_data_config_keys, NULL};
+    weft_config *cfg;
+    if (weft_config_new(tables, &cfg) != 0 || weft_config_parse_args(cfg, argc, argv) != 0) {
+        fprintf(stderr, "weft-data: %s\n", weft_last_error());
+        return WEFT_EXIT_USAGE;
+    }
+    snprintf(job_data, sizeof job_data, "%s", weft_config_str(cfg, "data.path"));
+    weft_config_free(cfg);
+    for (char *save = NULL, *p = strtok_r(job_data, ",", &save); p && njob_dirs < WEFT_BLEND_MAX;
+         p = strtok_r(NULL, ",", &save))
+        job_dirs[njob_dirs++] = p + strspn(p, " ");
+    return 0;
+}
+
 /* Options and inputs in any order; the inputs end up in cli->ops. */
 static int parse_build(int argc, char **argv, const char *usage, int import, build_opts *o, weft_cli *cli)
 {
@@ -269,8 +295,11 @@ static int parse_build(int argc, char **argv, const char *usage, int import, bui
         if ((st = parse_build_opt(c, cli, usage, o)) >= 0)
             return st;
     }
+    if (!o->out && njob_dirs == 1)
+        o->out = job_dirs[0]; /* the job's data.path */
     if (!o->out)
-        return weft_cli_error(cli, "missing -o DIR (the dataset directory to create)");
+        return weft_cli_error(cli, "missing -o DIR (the dataset directory to create; or the job's --config with "
+                              "one data.path)");
     if (cli->nops == 0)
         return weft_cli_error(cli, "no inputs given");
     return -1;
@@ -639,7 +668,11 @@ static int parse_dirs(int argc, char **argv, const char *prog, const char *usage
         fputs(usage, stdout);
         return WEFT_EXIT_OK;
     }
-    int st = weft_cli_operands(cli, 1, -1, "one or more dataset directories");
+    if (cli->nops == 0 && njob_dirs > 0) { /* the job's data.path */
+        cli->ops = job_dirs;
+        cli->nops = njob_dirs;
+    }
+    int st = weft_cli_operands(cli, 1, -1, "one or more dataset directories (or the job's --config)");
     return st ? st : -1;
 }
 
@@ -705,6 +738,8 @@ int main(int argc, char **argv)
     weft_cli cli;
     int c;
     weft_log_level_from_env();
+    if (!(weft_cli_wants_help(argc, argv) && argc == 2) && read_job_config(&argc, argv) != 0)
+        return WEFT_EXIT_USAGE;
     weft_cli_init(&cli, "weft-data", argc, argv, help_only, WEFT_CLI_COMMAND);
     while ((c = weft_cli_next(&cli)) != WEFT_CLI_END) {
         if (c != 'h')

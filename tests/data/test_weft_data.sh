@@ -177,4 +177,15 @@ expect_grep 'empty-dir/manifest' <(echo "$LAST_OUT") "missing manifest named"
 head -c 3000 /dev/urandom > junk; mkdir d11; cp junk d11/manifest
 expect_exit 65 "random manifest" "$WD" info d11
 
+# The job's configuration: data.path is the dataset to build when -o is not
+# given, and the datasets to verify or describe when none is named.
+printf '[data]\npath = jobds\n[model]\nn_layer = 2\n[train]\nsteps = 5\n' >job.ini
+check "prepare --config JOB.ini INPUT builds the job's data.path" "$WD" prepare --config job.ini text/doc1.txt
+check "  ... which verifies" "$WD" verify jobds
+check "verify --config JOB.ini verifies the job's data.path" "$WD" verify --config job.ini
+expect_grep "verify jobds" <(echo "$("$WD" verify --data.path=jobds 2>&1)") "verify --data.path=DIR names it"
+expect_exit 64 "verify with neither a directory nor a job" "$WD" verify
+printf '[data]\npth = x\n' >typo.ini
+expect_exit 64 "a typo in the job's [data] section is refused" "$WD" info --config typo.ini
+
 echo "1..$TAP_N"
