@@ -96,7 +96,8 @@ int weft_ckpt_list(const char *dir, int64_t **steps, int *n)
         (*steps)[(*n)++] = s;
     }
     closedir(d);
-    qsort(*steps, (size_t)*n, sizeof **steps, cmp_i64);
+    if (*n > 1) /* none found: *steps is NULL, which qsort may not be given */
+        qsort(*steps, (size_t)*n, sizeof **steps, cmp_i64);
     return 0;
 }
 

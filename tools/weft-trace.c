@@ -261,7 +261,8 @@ static int collect(const char *dir, int **ranks, int *n)
         (*ranks)[(*n)++] = r;
     }
     closedir(d);
-    qsort(*ranks, (size_t)*n, sizeof **ranks, by_rank);
+    if (*n > 1) /* none found: *ranks may be NULL, which qsort may not be given */
+        qsort(*ranks, (size_t)*n, sizeof **ranks, by_rank);
     return 0;
 }
 

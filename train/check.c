@@ -50,8 +50,9 @@ static int check_lr(const weft_config *c, const weft_trainer_check_in *in)
 
 static int check_warmup(const weft_config *c, const weft_trainer_check_in *in)
 {
+    static int warned; /* weft-train checks before weft_trainer_new checks again: say it once */
     int64_t warmup = ival(c, "optim.warmup"), steps = ival(c, "train.steps");
-    if (warmup > steps && in->rank == 0)
+    if (warmup > steps && in->rank == 0 && !warned++)
         WEFT_WARN("optim.warmup (%lld) is longer than train.steps (%lld): the learning rate never reaches "
                   "optim.lr (%g); fine for a short test, else lower optim.warmup", (long long)warmup,
                   (long long)steps, weft_config_float(c, "optim.lr"));

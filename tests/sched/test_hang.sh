@@ -93,13 +93,13 @@ done
 # A new attempt in the same run directory (here: 1 rank, 5 steps; a fresh
 # start, so run.overwrite moves the old attempt to previous/) starts
 # without the last attempt's verdicts.
-weft_mpirun 1 "$train" "${tiny[@]}" --train.steps=5 --run.dir="$TMPDIR_TEST/STOP-1" --run.overwrite=true >/dev/null 2>&1
+weft_mpirun 1 "$train" "${tiny[@]}" --train.steps=5 --run.dir="$TMPDIR_TEST/STOP-1" --run.overwrite=true >"$TMPDIR_TEST/STOP-1.again.log" 2>&1
 "$WEFT_BIN/weft-doctor" "$TMPDIR_TEST/STOP-1" >"$TMPDIR_TEST/STOP-1.again" 2>&1
 if grep -q "^job [^ ]*: done at step 5 of 5" "$TMPDIR_TEST/STOP-1.again" && ! grep -q "^hang:" "$TMPDIR_TEST/STOP-1.again" &&
     [ ! -e "$TMPDIR_TEST/STOP-1/heartbeat/rank-1" ] && [ ! -e "$TMPDIR_TEST/STOP-1/hang-r0.txt" ]; then
     ok "a new attempt in the run directory drops the old hang records and heartbeats"
 else
-    not_ok "a new attempt in the run directory drops the old hang records and heartbeats" "$(cat "$TMPDIR_TEST/STOP-1.again"; ls -R "$TMPDIR_TEST/STOP-1")"
+    not_ok "a new attempt in the run directory drops the old hang records and heartbeats" "$(head -30 "$TMPDIR_TEST/STOP-1.again.log"; cat "$TMPDIR_TEST/STOP-1.again"; ls -R "$TMPDIR_TEST/STOP-1")"
 fi
 
 for n in 1 2; do
