@@ -9,10 +9,12 @@
 #                      allocation), in the background, and wait for it;
 #                      returns its exit status (0 only if RUN_DIR/status.json
 #                      also says done)
-# Environment: WEFT (the weft tree), LOCAL (node-local directory, default
+# Environment: WEFT (the weft tree), BUILD (its build tree, default build;
+# build-san for `make SAN=... test`), LOCAL (node-local directory, default
 # $TMPDIR or /tmp), STAGE (1: stage, 0: read in place), LAUNCHER.
 
 WEFT=${WEFT:-${SLURM_SUBMIT_DIR:-$PWD}}
+BUILD=${BUILD:-build}
 LOCAL=${LOCAL:-${TMPDIR:-/tmp}}
 STAGE=${STAGE:-1}
 LAUNCHER=${LAUNCHER:-srun}
@@ -51,8 +53,8 @@ weft_run() {
         return 75
     fi
     case $LAUNCHER in
-    srun) srun --mpi=pmix --kill-on-bad-exit=1 "$WEFT/build/bin/weft-train" "$@" & ;;
-    mpirun) mpirun "$WEFT/build/bin/weft-train" "$@" & ;;
+    srun) srun --mpi=pmix --kill-on-bad-exit=1 "$WEFT/$BUILD/bin/weft-train" "$@" & ;;
+    mpirun) mpirun "$WEFT/$BUILD/bin/weft-train" "$@" & ;;
     *) echo "weft: LAUNCHER must be srun or mpirun, not '$LAUNCHER'" >&2; return 64 ;;
     esac
     weft_step=$!

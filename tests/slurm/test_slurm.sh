@@ -96,7 +96,7 @@ mkdir -p "$TMPDIR_TEST/fake/build/bin" "$TMPDIR_TEST/fake/examples/slurm"
 cp "$WEFT_ROOT/examples/slurm/weft-job.sh" "$TMPDIR_TEST/fake/examples/slurm/"
 printf '#!/bin/sh\nexit 0\n' >"$TMPDIR_TEST/fake/build/bin/weft-train"
 chmod +x "$TMPDIR_TEST/fake/build/bin/weft-train"
-job=$(CONFIG="$TMPDIR_TEST/tiny.ini" DATA="$ds" RUN_DIR="$TMPDIR_TEST/fake-run" STAGE=0 WEFT="$TMPDIR_TEST/fake" \
+job=$(CONFIG="$TMPDIR_TEST/tiny.ini" DATA="$ds" RUN_DIR="$TMPDIR_TEST/fake-run" STAGE=0 WEFT="$TMPDIR_TEST/fake" BUILD=build \
     sbatch --parsable -o "$TMPDIR_TEST/fake.out" "$WEFT_ROOT/examples/slurm/train.sbatch")
 slurm_wait_state "$job" 'COMPLETED|FAILED|CANCELLED|TIMEOUT' 60
 check "a step that exits 0 without status.json saying done fails the job with 70" \
