@@ -16,15 +16,14 @@
  * first failure is returned: a later rule may assume an earlier one held
  * (the batch rule uses the mesh the layout rule accepted).
  *
- * optim.warmup > train.steps is a warning, not an error: shortening
- * train.steps for a smoke test of a real config is legitimate, and the
- * schedule is still well defined (the learning rate just never reaches
- * optim.lr).
+ * optim.warmup > train.steps is not a rule here but a warning the trainer
+ * logs once at start (train/report.c): shortening train.steps for a smoke
+ * test of a real config is legitimate, and the schedule is still well
+ * defined (the learning rate just never reaches optim.lr).
  */
 #include "train/trainer.h"
 #include "model/gpt.h"
 #include "runtime/error.h"
-#include "runtime/log.h"
 
 #include <string.h>
 
@@ -45,17 +44,6 @@ static int check_lr(const weft_config *c, const weft_trainer_check_in *in)
                           "schedule would climb instead of decay; set optim.min_lr <= optim.lr (e.g. "
                           "--optim.min_lr=%g)", min_lr, weft_config_origin(c, "optim.min_lr"), lr,
                           weft_config_origin(c, "optim.lr"), lr / 10);
-    return 0;
-}
-
-static int check_warmup(const weft_config *c, const weft_trainer_check_in *in)
-{
-    static int warned; /* weft-train checks before weft_trainer_new checks again: say it once */
-    int64_t warmup = ival(c, "optim.warmup"), steps = ival(c, "train.steps");
-    if (warmup > steps && in->rank == 0 && !warned++)
-        WEFT_WARN("optim.warmup (%lld) is longer than train.steps (%lld): the learning rate never reaches "
-                  "optim.lr (%g); fine for a short test, else lower optim.warmup", (long long)warmup,
-                  (long long)steps, weft_config_float(c, "optim.lr"));
     return 0;
 }
 
@@ -114,7 +102,6 @@ static int check_whole_model(const weft_config *c, const weft_trainer_check_in *
 
 static const rule rules[] = {
     {{"optim.lr", "optim.min_lr", NULL}, 0, check_lr},
-    {{"optim.warmup", "train.steps", "optim.lr", NULL}, 0, check_warmup},
     {{"parallel.dp", "parallel.tp", "parallel.pp", NULL}, 0, check_layout},
     {{"train.global_batch", "train.micro_batch", "parallel.dp", "parallel.tp", "parallel.pp", NULL}, 0, check_batch},
     {{"train.seq_len", "model.context", NULL}, 0, check_context},

@@ -142,6 +142,10 @@ void weft_trainer_describe(const weft_trainer *t)
               mesh, t->size, t->size == 1 ? "" : "s", t->D, weft_comm_backend(t->comm), o->zero, nb,
               nb == 1 ? "" : "s", (long long)o->G, (long long)tps, (long long)(o->G * tps), (long long)o->k,
               o->k == 1 ? "" : "es", (long long)o->b, pp > 1 ? ", pipeline schedule " : "", pp > 1 ? o->schedule : "");
+    if (o->adamw.warmup > o->steps)
+        WEFT_WARN("optim.warmup (%lld) is longer than train.steps (%lld): the learning rate never reaches "
+                  "optim.lr (%g); fine for a short test, else lower optim.warmup", (long long)o->adamw.warmup,
+                  (long long)o->steps, o->adamw.lr);
     if (weft_mesh_tp_spans_nodes(t->mesh))
         WEFT_WARN("a tensor-parallel group spans nodes: its two allreduces per block each way cross the network. "
                   "Place ranks node by node (mpirun --map-by core, srun --distribution=block) with "
