@@ -5,6 +5,8 @@
 #   expect_grep PATTERN FILE NAME ok if FILE matches the extended regex
 #   ok NAME / not_ok NAME [WHY] / skip NAME WHY
 #   repeat_dataset DIR [VAL]   a dataset of one 75-byte line repeated
+#   wait_for SECS CMD...       poll CMD until it succeeds, at most SECS seconds
+#   ranks_of PROG RUN_DIR      pids of PROG's ranks running with --run.dir=RUN_DIR
 # Each test gets its own scratch directory in $TMPDIR_TEST, removed at exit.
 set -u
 BUILD=${BUILD:-build}
@@ -70,3 +72,15 @@ repeat_dataset() {
         >"$dir.txt"
     "$WEFT_BIN/weft-data" prepare -o "$dir" --val-fraction "$val" "$dir.txt" >/dev/null
 }
+
+# wait_for SECS CMD...: poll a condition every 0.05 s (it waits for the
+# condition, not for time to pass), at most SECS seconds; 1 if it never held.
+wait_for() {
+    local secs=$1 i; shift
+    for i in $(seq $((secs * 20))); do "$@" 2>/dev/null && return 0; sleep 0.05; done
+    return 1
+}
+
+# ranks_of PROG RUN_DIR: the pids of PROG's processes started with
+# --run.dir=RUN_DIR (the ranks of one job, to signal or kill).
+ranks_of() { pgrep -f "^$1 .*--run.dir=$2( |\$)"; }

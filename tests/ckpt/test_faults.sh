@@ -18,12 +18,6 @@ repeat_dataset "$ds" 0.1
 tiny=(--data.path="$ds" --model.n_layer=2 --model.n_head=2 --model.n_embd=32 --model.context=32
       --train.seq_len=32 --train.micro_batch=2 --train.global_batch=8 --train.log_interval=1
       --train.eval_interval=0 --train.eval_batches=1)
-wait_for() {
-    local secs=$1 i; shift
-    for i in $(seq $((secs * 20))); do "$@" 2>/dev/null && return 0; sleep 0.05; done
-    return 1
-}
-ranks_of() { pgrep -f "^$train .*--run.dir=$1( |\$)"; }
 latest_step() { sed -n 's/^step-0*\([0-9][0-9]*\)\.h5$/\1/p' "$1/checkpoints/latest" 2>/dev/null; }
 
 # 1. kill -9 during saves. A bigger model (10 MB files) saved after every step
@@ -38,13 +32,13 @@ for i in $(seq 8); do
     # wait for a checkpoint newer than the last run's, then a random moment
     if ! wait_for 60 bash -c "s=\$(sed -n 's/^step-0*\([0-9]*\)\.h5\$/\1/p' '$run/checkpoints/latest'); [ \"\${s:-0}\" -gt $prev ]"; then
         bad="run $i never committed a checkpoint: $(tail -5 "$run-$i.log")"
-        kill -9 $(ranks_of "$run") 2>/dev/null; wait $bg; break
+        kill -9 $(ranks_of "$train" "$run") 2>/dev/null; wait $bg; break
     fi
     # odd runs: any moment; even runs: just after a save begins
     [ $((i % 2)) -eq 0 ] && wait_for 5 bash -c "ls '$run/checkpoints'/.step-*.h5.tmp"
     sleep "0.0$((RANDOM % 10))$((RANDOM % 10))"
     [ $((i % 2)) -eq 1 ] && sleep "0.$((RANDOM % 10))"
-    pids=($(ranks_of "$run"))
+    pids=($(ranks_of "$train" "$run"))
     ls "$run/checkpoints"/.step-*.h5.tmp >/dev/null 2>&1 && mid=$((mid + 1))
     kill -9 "${pids[$((RANDOM % ${#pids[@]}))]}"
     wait $bg

@@ -18,13 +18,6 @@ tiny=(--data.path="$ds" --model.n_layer=2 --model.n_head=2 --model.n_embd=32 --m
       --train.seq_len=32 --train.micro_batch=4 --train.global_batch=8 --train.log_interval=1
       --train.eval_interval=0 --train.eval_batches=1)
 
-# wait_for SECS CMD...: poll CMD every 0.1 s, at most SECS seconds.
-wait_for() {
-    local secs=$1 i; shift
-    for i in $(seq $((secs * 10))); do "$@" 2>/dev/null && return 0; sleep 0.1; done
-    return 1
-}
-ranks_of() { pgrep -f "^$train .*--run.dir=$1( |\$)"; }
 
 # 1. A finished run: status.json and the textfile agree with metrics.jsonl.
 run="$TMPDIR_TEST/done"
@@ -76,7 +69,7 @@ PY
 check "another path answers 404" test "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/other")" = 404
 check "POST answers 405" test "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$url")" = 405
 check "the server listens on 127.0.0.1 only" test "$(ss -ltnH "sport = :$port" | awk '{print $4}')" = "127.0.0.1:$port"
-victim=$(ranks_of "$run" | tail -1)
+victim=$(ranks_of "$train" "$run" | tail -1)
 kill -USR1 "$victim"
 wait "$bg"
 rc=$?
@@ -120,7 +113,7 @@ bg=$!
 wait_for 60 grep -q '"step":4,' "$run/status.json"
 sleep 1 # well inside the evaluation after step 5
 t0=$(date +%s)
-kill -USR1 $(ranks_of "$run" | head -1)
+kill -USR1 $(ranks_of "$train" "$run" | head -1)
 wait "$bg"
 rc=$?
 elapsed=$(( $(date +%s) - t0 ))

@@ -9,11 +9,6 @@
 . "$(dirname "$0")/../lib.sh"
 mlp="$WEFT_ROOT/$BUILD/examples/mlp"
 ckpt="$WEFT_BIN/weft-ckpt"
-wait_for() {
-    local secs=$1 i; shift
-    for i in $(seq $((secs * 10))); do "$@" 2>/dev/null && return 0; sleep 0.1; done
-    return 1
-}
 
 weft_mpirun 2 "$mlp" --run.dir="$TMPDIR_TEST/plain" >"$TMPDIR_TEST/out" 2>&1
 check "examples/mlp on 2 ranks: final loss below 0.1 (linear fit: 0.276)" python3 - "$TMPDIR_TEST/out" <<'PY'
@@ -33,7 +28,7 @@ weft_mpirun 2 "$mlp" "${steps[@]}" --run.dir="$ref" >"$ref.log" 2>&1 || not_ok "
 WEFT_FAULT_STEP_MS=10 weft_mpirun 2 "$mlp" "${steps[@]}" --run.dir="$run" >"$run.log" 2>&1 &
 bg=$!
 wait_for 120 grep -q '"step":[2-9][0-9]' "$run/status.json" || not_ok "the run reports progress" "$(cat "$run.log")"
-victim=$(pgrep -f "^$mlp .*--run.dir=$run( |\$)" | tail -1)
+victim=$(ranks_of "$mlp" "$run" | tail -1)
 kill -USR1 "$victim"
 wait "$bg"
 rc=$?
