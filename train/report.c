@@ -5,6 +5,7 @@
  * and each step's figures for the scheduler (runtime/sched.h).
  */
 #include "train/trainer_int.h"
+#include "data/atomic_file.h"
 #include "kernels/kernels.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
@@ -71,22 +72,10 @@ int weft_trainer_metrics_resume(weft_trainer *t)
     return 0;
 }
 
-/* Write text to path under a temporary name, then rename (mode 0640). */
-int weft_trainer_write_atomic(const char *path, const char *text)
+/* run.dir/NAME holds text, written atomically (data/atomic_file.h). */
+int weft_trainer_write_file(const weft_trainer *t, const char *name, const char *text)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!f)
-        return weft_error(WEFT_EIO, "cannot write %s: %s", tmp, strerror(errno));
-    fputs(text, f);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return weft_error(WEFT_EIO, "cannot write %s: %s", path, strerror(errno));
-    }
-    return 0;
+    return weft_atomic_write(t->o.run_dir, name, text, strlen(text));
 }
 
 /* Rank 0 records the run's configuration and layout for weft-report. Every
@@ -95,18 +84,16 @@ int weft_trainer_write_atomic(const char *path, const char *text)
 int weft_trainer_write_run_info(weft_trainer *t)
 {
     const weft_model *m = t->model;
-    t->sgemm_shape[0] = (int)(t->o.b * m->tokens_per_sample);
-    t->sgemm_shape[1] = m->largest_matmul[0] > 0 ? m->largest_matmul[0] : 1;
-    t->sgemm_shape[2] = m->largest_matmul[1] > 0 ? m->largest_matmul[1] : 1;
-    t->sgemm_peak = weft_sgemm_rate(t->sgemm_shape[0], t->sgemm_shape[1], t->sgemm_shape[2], 0.2);
+    int M = (int)(t->o.b * m->tokens_per_sample), N = m->largest_matmul[0] > 0 ? m->largest_matmul[0] : 1,
+        K = m->largest_matmul[1] > 0 ? m->largest_matmul[1] : 1;
+    double peak = weft_sgemm_rate(M, N, K, 0.2);
     if (t->rank != 0)
         return 0;
-    char path[4096], json[2048];
+    char json[2048];
     char *ini = weft_config_to_ini(t->cfg);
     if (!ini)
         return weft_error(WEFT_ENOMEM, "out of memory");
-    snprintf(path, sizeof path, "%s/config.ini", t->o.run_dir);
-    int rc = weft_trainer_write_atomic(path, ini);
+    int rc = weft_trainer_write_file(t, "config.ini", ini);
     free(ini);
     WEFT_CHECK(rc);
     snprintf(json, sizeof json,
@@ -119,9 +106,8 @@ int weft_trainer_write_run_info(weft_trainer *t)
              t->o.schedule, t->ctx->nnodes, t->ctx->host, weft_comm_backend(t->comm), t->o.zero,
              weft_dp_nbuckets(t->dp), m->ops->family, weft_config_float(t->cfg, "parallel.bucket_mb"),
              m->global_params, (long long)t->o.k, (long long)(t->o.G * m->tokens_per_sample), m->flops_per_token,
-             t->sgemm_peak, t->sgemm_shape[0], t->sgemm_shape[1], t->sgemm_shape[2], weft_wall_s());
-    snprintf(path, sizeof path, "%s/run.json", t->o.run_dir);
-    return weft_trainer_write_atomic(path, json);
+             peak, M, N, K, weft_wall_s());
+    return weft_trainer_write_file(t, "run.json", json);
 }
 
 void weft_trainer_describe(const weft_trainer *t)

@@ -154,7 +154,7 @@ int weft_trainer_rundir_own(weft_trainer *t)
 {
     if (t->rank != 0 || (t->resuming && exists(t->o.run_dir, "owner.json")))
         return 0;
-    char *ini = weft_config_to_ini(t->cfg), json[512], stamp[32], path[4200];
+    char *ini = weft_config_to_ini(t->cfg), json[512], stamp[32];
     if (!ini)
         return weft_error(WEFT_ENOMEM, "out of memory");
     unsigned long long hash = (unsigned long long)XXH3_64bits(ini, strlen(ini));
@@ -163,6 +163,5 @@ int weft_trainer_rundir_own(weft_trainer *t)
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     snprintf(json, sizeof json, "{\"job\":\"%s\",\"config_hash\":\"%016llx\",\"started\":\"%s\",\"host\":\"%s\","
              "\"pid\":%d}\n", t->ctx->job_id, hash, stamp, t->ctx->host, (int)getpid());
-    snprintf(path, sizeof path, "%s/owner.json", t->o.run_dir);
-    return weft_trainer_write_atomic(path, json);
+    return weft_trainer_write_file(t, "owner.json", json);
 }

@@ -50,8 +50,6 @@ struct weft_trainer {
     int ntied;
     weft_source *train, *val;
     FILE *metrics;
-    double sgemm_peak;          /* single-core SGEMM FLOP/s at the model's largest matmul */
-    int sgemm_shape[3];         /* its M, N, K */
     int64_t t_start_ns;
     int running;                /* past set-up: a failure now leaves ranks mid-collective */
     int started;                /* weft_trainer_start succeeded: services to stop */
@@ -87,7 +85,7 @@ int weft_trainer_rundir_own(weft_trainer *t);
 int weft_trainer_open_metrics(weft_trainer *t);
 int weft_trainer_metrics_resume(weft_trainer *t);
 int weft_trainer_write_run_info(weft_trainer *t);
-int weft_trainer_write_atomic(const char *path, const char *text);
+int weft_trainer_write_file(const weft_trainer *t, const char *name, const char *text);
 void weft_trainer_describe(const weft_trainer *t);
 void weft_trainer_log_step(weft_trainer *t, const weft_step_stats *s);
 void weft_trainer_progress(const weft_trainer *t, const weft_step_stats *s);
