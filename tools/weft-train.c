@@ -241,7 +241,7 @@ static int train(weft_ctx *ctx, weft_trainer **tp, const cli_opts *cli)
     }
     WEFT_CHECK(weft_trainer_new(ctx, tp));
     weft_trainer *t = *tp;
-    WEFT_CHECK(weft_trainer_open_tokens(t, &vocab));
+    WEFT_CHECK(weft_trainer_open_tokens(t, NULL)); /* vocab: read by check_config */
     weft_gpt *g;
     WEFT_CHECK(build_gpt(t, ctx->config, vocab, &g));
     WEFT_CHECK(weft_trainer_set_model(t, weft_gpt_model(g)));

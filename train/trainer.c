@@ -120,7 +120,8 @@ int weft_trainer_new_on(weft_ctx *ctx, weft_comm *world, const weft_config *cfg,
 
 int weft_trainer_open_tokens(weft_trainer *t, int *vocab)
 {
-    WEFT_CHECK(weft_token_source_vocab(t->cfg, vocab));
+    if (vocab) /* the manifests are read again only when the caller has not */
+        WEFT_CHECK(weft_token_source_vocab(t->cfg, vocab));
     weft_token_source_opts so = {.split = WEFT_SPLIT_TRAIN, .seq_len = t->o.T, .global_batch = t->o.G,
                                  .dp_rank = weft_mesh_rank(t->mesh, WEFT_AXIS_DP), .dp_size = t->D,
                                  .seed = t->o.seed};

@@ -90,7 +90,8 @@ WEFT_API int weft_trainer_new_on(weft_ctx *ctx, weft_comm *world, const weft_con
 
 /* Batches from the token datasets of data.path: the training split, and
  * the validation split when train.eval_batches > 0 (without one, a warning
- * and no validation loss). *vocab: the datasets' vocabulary. */
+ * and no validation loss). *vocab (unless NULL: a program that already
+ * read it, weft_token_source_vocab): the datasets' vocabulary. */
 WEFT_API int weft_trainer_open_tokens(weft_trainer *t, int *vocab);
 /* Or a source of the program's own (the trainer owns and closes them; val
  * may be NULL). Sources see this rank's data-parallel coordinates through
