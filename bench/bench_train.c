@@ -100,7 +100,7 @@ int main(int argc, char **argv)
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
     setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "mpirun -np 2 build/bin/weft-train --config examples/configs/bench-cpu.ini "
+    snprintf(cmd, sizeof cmd, "mpirun -np 2 build/bin/weft-train --config examples/configs/bench-cpu.ini --run.overwrite=true "
                               "--train.steps=%d > " RUN ".log 2>&1", steps);
     if (system(cmd) != 0) {
         fprintf(stderr, "bench_train: weft-train failed; see " RUN ".log\n");

@@ -20,7 +20,8 @@ echo "== weft-data: tokenize it into a dataset (train + 5% validation)"
 "$BUILD/bin/weft-data" prepare -o "$demo/dataset" --force --val-fraction 0.05 "$demo/corpus.txt"
 
 echo "== weft-train: GPT-2 (4 layers, 128 channels) on 2 data-parallel ranks"
-mpirun -np 2 "$BUILD/bin/weft-train" --config examples/configs/demo.ini \
+# A demo run before this one is moved to $demo/run/previous/ (run.overwrite).
+mpirun -np 2 "$BUILD/bin/weft-train" --config examples/configs/demo.ini --run.overwrite=true \
     --data.path="$demo/dataset" --run.dir="$demo/run" --sample 400 --temperature 0.7 "$@"
 echo "metrics of every logged step: $demo/run/metrics.jsonl"
 
