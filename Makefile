@@ -74,7 +74,7 @@ ALL_LDLIBS = $(DEP_LIBS) $(IBVERBS_LIBS) -ldl -lpthread -lm
 
 .PHONY: examples
 .PHONY: gpu-tests
-.PHONY: all lib tools tests test demo deps install uninstall clean help fuzz bench public-headers
+.PHONY: all lib tools tests test demo demo-llama deps install uninstall clean help fuzz bench public-headers
 .DEFAULT_GOAL := all
 # Objects reached through pattern rules are not intermediate files to delete.
 .SECONDARY:
@@ -85,6 +85,7 @@ help:
 	@echo "make            build $(BUILD)/lib/libweft.{a,so}, $(BUILD)/bin/*, $(BUILD)/weft.pc"
 	@echo "make test       build and run the whole test suite (ends 'N passed, N failed')"
 	@echo "make demo       run the built-in demo on 2 ranks"
+	@echo "make demo-llama the same demo with a Llama of the same size"
 	@echo "make deps       install the Debian packages in mk/debian-packages.txt"
 	@echo "make install PREFIX=DIR   install the public headers, libraries, programs, weft.pc"
 	@echo "make SAN=address,undefined test   the suite under sanitizers (tree: build-san/)"
@@ -210,6 +211,10 @@ test: tests
 # --- demo ------------------------------------------------------------------
 demo: all
 	@BUILD=$(BUILD) examples/demo.sh
+
+# The same demo with a Llama of the same size (examples/configs/llama-demo.ini).
+demo-llama: all
+	@BUILD=$(BUILD) DEMO=llama examples/demo.sh
 
 # --- install ---------------------------------------------------------------
 install: all

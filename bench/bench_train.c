@@ -9,8 +9,9 @@
  *
  * Prints tokens/s, achieved model FLOP/s per rank, its ratio to the SGEMM
  * rate (target >= 50%), and the fraction of gradient-reduction time hidden
- * behind backward. The synthetic dataset (uniform random tokens) is made on
- * first use with the dataset writer.
+ * behind backward, for GPT-2 and, beside it, a Llama of the same parameter
+ * count on the same shape (LLAMA_ARGS). The synthetic dataset (uniform
+ * random tokens) is made on first use with the dataset writer.
  */
 #include "data/manifest.h"
 #include "data/writer.h"
@@ -87,6 +88,46 @@ static double field(const char *line, const char *key)
     return p ? atof(p + strlen(pat)) : 0;
 }
 
+typedef struct {
+    int n;
+    double ms, tps, flops, hidden;
+} run_stats;
+
+/* weft-train on bench-cpu.ini plus args, for steps steps: the medians of
+ * steps 3.. (the first steps warm caches and the allocator). */
+static int measure(const char *args, int steps, run_stats *out)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "mpirun -np 2 build/bin/weft-train --config examples/configs/bench-cpu.ini "
+                              "--run.overwrite=true --train.steps=%d %s > " RUN ".log 2>&1", steps, args);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "bench_train: weft-train %s failed; see " RUN ".log\n", args);
+        return 70;
+    }
+    FILE *f = fopen(RUN "/metrics.jsonl", "r");
+    if (!f) {
+        perror(RUN "/metrics.jsonl");
+        return 66;
+    }
+    double tps[1024], fl[1024], hid[1024], ms[1024];
+    int n = 0, row = 0;
+    char line[2048];
+    while (fgets(line, sizeof line, f) && n < 1024)
+        if (row++ >= 2) {
+            tps[n] = field(line, "tokens_per_s");
+            fl[n] = field(line, "flops_per_s") / 2;
+            hid[n] = field(line, "comm_hidden");
+            ms[n++] = field(line, "ms_per_step");
+        }
+    fclose(f);
+    *out = (run_stats){n, median(ms, n), median(tps, n), median(fl, n), median(hid, n)};
+    return 0;
+}
+
+/* Llama at GPT-2's parameter count on the same shape: NKV 2 of 4 heads,
+ * SwiGLU of 800 channels, tied head: 5.34 M parameters against 5.32 M. */
+#define LLAMA_ARGS "--model.family=llama --model.n_kv_head=2 --model.ffn_dim=800 --model.tie_embeddings=true"
+
 int main(int argc, char **argv)
 {
     int steps = argc > 1 ? atoi(argv[1]) : 12;
@@ -99,37 +140,21 @@ int main(int argc, char **argv)
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
     setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "mpirun -np 2 build/bin/weft-train --config examples/configs/bench-cpu.ini --run.overwrite=true "
-                              "--train.steps=%d > " RUN ".log 2>&1", steps);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "bench_train: weft-train failed; see " RUN ".log\n");
-        return 70;
-    }
-    FILE *f = fopen(RUN "/metrics.jsonl", "r");
-    if (!f) {
-        perror(RUN "/metrics.jsonl");
-        return 66;
-    }
-    double tps[1024], fl[1024], hid[1024], ms[1024];
-    int n = 0, row = 0;
-    char line[2048];
-    while (fgets(line, sizeof line, f) && n < 1024)
-        if (row++ >= 2) { /* the first steps warm caches and the allocator */
-            tps[n] = field(line, "tokens_per_s");
-            fl[n] = field(line, "flops_per_s") / 2;
-            hid[n] = field(line, "comm_hidden");
-            ms[n++] = field(line, "ms_per_step");
-        }
-    fclose(f);
-    double mfl = median(fl, n);
-    printf("bench_train: GPT-2 L4 NH4 C256 T256 V8192, micro-batch 8 x 2 data-parallel ranks, 1 BLAS thread each\n");
-    printf("  steps measured            %d (median of steps 3..%d)\n", n, steps);
-    printf("  ms per step               %.1f\n", median(ms, n));
-    printf("  tokens/s (2 ranks)        %.0f\n", median(tps, n));
-    printf("  model FLOP/s per rank     %.2f G\n", mfl / 1e9);
-    printf("  SGEMM, 1 core, same shapes %.2f G   (reference, measured now)\n", sgemm / 1e9);
-    printf("  ratio                     %.0f%%   (target >= 50%%)\n", 100 * mfl / sgemm);
-    printf("  reduction hidden behind backward  %.0f%%\n", 100 * median(hid, n));
+    run_stats g, l;
+    int rc = measure("", steps, &g);
+    if (rc == 0)
+        rc = measure(LLAMA_ARGS, steps, &l);
+    if (rc)
+        return rc;
+    printf("bench_train: L4 NH4 C256 T256 V8192, micro-batch 8 x 2 data-parallel ranks, 1 BLAS thread each\n");
+    printf("  steps measured            %d (median of steps 3..%d)\n", g.n, steps);
+    printf("                            GPT-2 (5.32 M)   Llama (5.34 M: NKV 2, F 800, tied)\n");
+    printf("  ms per step               %-16.1f %.1f\n", g.ms, l.ms);
+    printf("  tokens/s (2 ranks)        %-16.0f %.0f\n", g.tps, l.tps);
+    printf("  model FLOP/s per rank     %-16.2f %.2f G\n", g.flops / 1e9, l.flops / 1e9);
+    printf("  ratio to SGEMM            %-16.0f %.0f %%   (target >= 50%%)\n", 100 * g.flops / sgemm,
+           100 * l.flops / sgemm);
+    printf("  reduction hidden          %-16.0f %.0f %%\n", 100 * g.hidden, 100 * l.hidden);
+    printf("  SGEMM, 1 core, GPT-2's shapes %.2f G   (reference, measured now)\n", sgemm / 1e9);
     return 0;
 }
