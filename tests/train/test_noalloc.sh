@@ -3,7 +3,9 @@
 # (weft_trainer_step) allocates nothing on the training thread (tests/mpi/noalloc_step.c counts malloc/calloc/realloc),
 # with the shm backend weft picks on one node, with and without ZeRO-1, on 1
 # and 2 ranks, and on 4 ranks with tensor and pipeline parallelism (both
-# schedules: stage-to-stage send/recv, TP allreduces, the tied embedding). (The MPI backend is left out: Open MPI's non-blocking
+# schedules: stage-to-stage send/recv, TP allreduces, the tied embedding),
+# for GPT-2 and for Llama (with key/value heads replicated over TP: their
+# gradients' allreduce). (The MPI backend is left out: Open MPI's non-blocking
 # collectives allocate their schedules inside the library on every call.)
 . "$(dirname "$0")/../lib.sh"
 if [ -n "${SAN:-}" ]; then
@@ -13,8 +15,9 @@ fi
 ds="$TMPDIR_TEST/ds"
 repeat_dataset "$ds" 0
 prog="$WEFT_ROOT/$BUILD/tests/mpi/noalloc_step"
-# T 32, micro-batch 2, global batch 8; 16 KiB buckets (several per step).
-small=(--data.path="$ds" --train.seq_len=32 --train.micro_batch=2 --train.global_batch=8 --optim.warmup=2
+# A GPT-2 of L 2, NH 2, C 32; T 32, micro-batch 2, global batch 8; 16 KiB
+# buckets (several per step).
+small=(--data.path="$ds" --model.n_layer=2 --model.n_head=2 --model.n_embd=32 --model.context=32 --train.seq_len=32 --train.micro_batch=2 --train.global_batch=8 --optim.warmup=2
        --parallel.bucket_mb=0.015625 --run.dir="$TMPDIR_TEST/run")
 for np in 1 2; do
     for zero in 0 1; do
@@ -29,7 +32,9 @@ for np in 1 2; do
 done
 for layout in "2 --parallel.tp=2" "2 --parallel.pp=2 --parallel.schedule=1f1b" \
               "4 --parallel.tp=2 --parallel.pp=2 --parallel.schedule=1f1b --parallel.zero=0" \
-              "4 --parallel.pp=2 --parallel.schedule=gpipe --parallel.zero=1"; do
+              "4 --parallel.pp=2 --parallel.schedule=gpipe --parallel.zero=1" \
+              "2 --model.family=llama --parallel.zero=1" \
+              "4 --model.family=llama --model.n_kv_head=1 --parallel.tp=2 --parallel.pp=2 --parallel.schedule=1f1b"; do
     np=${layout%% *}; layout=${layout#* }
     out="$TMPDIR_TEST/np$np.log"
     # shellcheck disable=SC2086
