@@ -58,6 +58,16 @@ int weft_lm_check(const weft_config *cfg, int vocab, int tp, int pp)
         WEFT_CHECK(weft_llama_config_check(&lc));
         return weft_llama_layout_check(&lc, tp, pp);
     }
+    /* A Llama key set for GPT-2 is a config meant for the other family (or a
+     * forgotten model.family): refuse it rather than train something else. */
+    static const char *const llama_only[] = {"model.n_kv_head", "model.ffn_dim", "model.rope_theta",
+                                             "model.norm_eps", "model.tie_embeddings"};
+    for (size_t i = 0; i < sizeof llama_only / sizeof llama_only[0]; i++)
+        if (strcmp(weft_config_origin(cfg, llama_only[i]), "default") != 0)
+            return weft_error(WEFT_ECONFIG, "%s is set (%s) but model.family is gpt2 (%s), which has no such "
+                              "setting: set model.family = llama, or drop %s", llama_only[i],
+                              weft_config_origin(cfg, llama_only[i]), weft_config_origin(cfg, "model.family"),
+                              llama_only[i]);
     weft_gpt_config gc;
     weft_gpt_config_from(cfg, vocab, &gc);
     WEFT_CHECK(weft_gpt_config_check(&gc));

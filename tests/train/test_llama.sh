@@ -132,3 +132,5 @@ bad "an odd head size" "is odd: rotary embeddings" 1 --model.n_embd=12
 bad "tp 4 with ffn_dim 30" "parallel.tp (4) does not divide model.ffn_dim (30)" 4 --parallel.tp=4 \
     --model.ffn_dim=30
 bad "an unknown family" "model.family" 1 --model.family=gpt3
+bad "a Llama key with model.family = gpt2" "model.n_kv_head is set (command line) but model.family is gpt2" 1 \
+    --model.family=gpt2
