@@ -30,6 +30,8 @@
 #include "parallel/pipeline.h"
 #include "model/model.h"
 #include "model/gpt.h"
+#include "model/llama.h"
+#include "model/lm.h"
 #include "model/optim.h"
 #include "checkpoint/ckpt.h"
 #include "checkpoint/state.h"

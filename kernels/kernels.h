@@ -1,12 +1,13 @@
 /*
- * kernels.h -- the CPU compute ops of a GPT training step, forward and
- * backward, plus the optimizer math. Kernels take plain arrays and know
+ * kernels.h -- the CPU compute ops of a GPT or Llama training step, forward
+ * and backward, plus the optimizer math. Kernels take plain arrays and know
  * nothing of ranks, tensors' shard specs or the model.
  *
  * Dimension letters, used in every shape comment:
  *   B batch (sequences), T time (tokens per sequence), C channels,
- *   NH heads, hs = C / NH head size, OC output channels, V vocabulary,
- *   N rows (= B*T where an op is row-wise).
+ *   NH heads, hs = C / NH head size, NKV key/value heads (grouped-query
+ *   attention), OC output channels, V vocabulary, N rows (= B*T where an
+ *   op is row-wise).
  * Layouts are row-major; a linear layer's weight is (OC, C), so
  * out = inp @ weight^T + bias.
  *
@@ -14,6 +15,8 @@
  * - Every backward ACCUMULATES (+=) into its gradient outputs (dinp,
  *   dweight, dbias, ...), so gradients of shared inputs and of accumulated
  *   micro-batches add up; the caller zeroes gradients once per step.
+ *   The one exception is weft_rope_backward, which turns its gradient in
+ *   place.
  * - No kernel allocates: scratch space, where needed, is passed in.
  * - Each op exists in f32 (the model's) and f64 (for finite-difference
  *   checks and references): name_f64 takes double where name takes float.
@@ -81,7 +84,46 @@ WEFT_API void weft_kernels_init(int blas_threads);
                                          double lr, double beta1, double beta2, double eps,                  \
                                          double weight_decay, int64_t t, double grad_scale);                 \
     /* Sum of squares of n values, accumulated in double. */                                                 \
-    WEFT_API double weft_sumsq##sfx(const real *x, size_t n);
+    WEFT_API double weft_sumsq##sfx(const real *x, size_t n);                                                \
+                                                                                                             \
+    /* --- the Llama family's ops ---                                                                        \
+     * RMSNorm: out (N, C) = inp * rstd * weight, rstd (N) = 1/sqrt(mean over C of inp^2 + eps),             \
+     * saved for backward. */                                                                                \
+    WEFT_API void weft_rmsnorm_forward##sfx(real *out, real *rstd, const real *inp, const real *weight,      \
+                                            int N, int C, double eps);                                       \
+    /* dinp (N, C) += ...; dweight (C) += ... */                                                             \
+    WEFT_API void weft_rmsnorm_backward##sfx(real *dinp, real *dweight, const real *dout, const real *inp,   \
+                                             const real *weight, const real *rstd, int N, int C);            \
+    /* Rotary tables for Hugging Face Llama's half-split RoPE: cos, sin (T, hs/2) of the angle               \
+     * t * theta^(-2i/hs), i < hs/2, computed in double then rounded to real. hs even. */                    \
+    WEFT_API void weft_rope_table##sfx(real *cos, real *sin, int T, int hs, double theta);                   \
+    /* In place on x (B, T, nh*hs), heads contiguous within a row: in each head, element i (< hs/2)          \
+     * and i + hs/2 turn by the angle at (t, i) of the tables (T, hs/2):                                     \
+     * x'[i] = x[i] cos - x[i+hs/2] sin;  x'[i+hs/2] = x[i+hs/2] cos + x[i] sin. */                          \
+    WEFT_API void weft_rope_forward##sfx(real *x, const real *cos, const real *sin, int B, int T, int nh,    \
+                                         int hs);                                                            \
+    /* In place on dx (B, T, nh*hs): the gradient turned back by -angle (the rotation's transpose).          \
+     * The one backward that OVERWRITES rather than accumulates: dx holds the gradient w.r.t. the            \
+     * rotated x on entry and the gradient w.r.t. the unrotated x on return. */                              \
+    WEFT_API void weft_rope_backward##sfx(real *dx, const real *cos, const real *sin, int B, int T, int nh,  \
+                                          int hs);                                                           \
+    /* SwiGLU: out (n) = silu(gate) * up, silu(x) = x / (1 + exp(-x)) */                                     \
+    WEFT_API void weft_swiglu_forward##sfx(real *out, const real *gate, const real *up, size_t n);           \
+    /* dgate += dout * up * silu'(gate); dup += dout * silu(gate) */                                         \
+    WEFT_API void weft_swiglu_backward##sfx(real *dgate, real *dup, const real *gate, const real *up,        \
+                                            const real *dout, size_t n);                                     \
+    /* Causal grouped-query attention. q (B, T, NH*hs); k, v (B, T, NKV*hs), heads contiguous                \
+     * within each; NKV divides NH and query head h uses key/value head h / (NH/NKV) (NKV = NH:              \
+     * multi-head, NKV = 1: multi-query). out (B, T, NH*hs); att (B, NH, T, T) saves the softmax             \
+     * probabilities (0 above the diagonal). Scale 1/sqrt(hs). */                                            \
+    WEFT_API void weft_gqa_attention_forward##sfx(real *out, real *att, const real *q, const real *k,        \
+                                                  const real *v, int B, int T, int NH, int NKV, int hs);     \
+    /* dq, dk, dv += ... (dk, dv summed over the query heads that share them); datt (B, NH, T, T)            \
+     * is scratch the caller provides. */                                                                    \
+    WEFT_API void weft_gqa_attention_backward##sfx(real *dq, real *dk, real *dv, real *datt,                 \
+                                                   const real *dout, const real *q, const real *k,           \
+                                                   const real *v, const real *att, int B, int T, int NH,     \
+                                                   int NKV, int hs);
 
 WEFT_KERNEL_DECLS(float, )
 WEFT_KERNEL_DECLS(double, _f64)

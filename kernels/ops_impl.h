@@ -74,6 +74,22 @@ static REAL row_dot(const REAL *restrict x, const REAL *restrict y, int n)
     return s;
 }
 
+/* sum of x[i] y[i] z[i] */
+static REAL row_dot3(const REAL *restrict x, const REAL *restrict y, const REAL *restrict z, int n)
+{
+    REAL acc[VB] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int i = 0;
+    for (; i + VB <= n; i += VB)
+        for (int k = 0; k < VB; k++)
+            acc[k] += x[i + k] * y[i + k] * z[i + k];
+    REAL s = 0;
+    for (; i < n; i++)
+        s += x[i] * y[i] * z[i];
+    for (int k = 0; k < VB; k++)
+        s += acc[k];
+    return s;
+}
+
 static REAL row_max(const REAL *restrict x, int n)
 {
     REAL acc[8];
@@ -281,6 +297,61 @@ void SFX(weft_layernorm_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const 
                     inp + (size_t)n * C, weight, mean[n], rstd[n], C);
 }
 
+/* --- RMSNorm ------------------------------------------------------------- */
+
+/* out = x * rstd * w */
+static void rms_row(REAL *restrict out, const REAL *restrict x, const REAL *restrict w, REAL rstd,
+                    int C)
+{
+    int i = 0;
+    for (; i + VB <= C; i += VB)
+        for (int k = 0; k < VB; k++)
+            out[i + k] = x[i + k] * rstd * w[i + k];
+    for (; i < C; i++)
+        out[i] = x[i] * rstd * w[i];
+}
+
+void SFX(weft_rmsnorm_forward)(REAL *out, REAL *rstd, const REAL *inp, const REAL *weight, int N,
+                               int C, double eps)
+{
+    for (int n = 0; n < N; n++) {
+        const REAL *x = inp + (size_t)n * C;   // (C)
+        REAL ms = row_dot(x, x, C) / (REAL)C;
+        REAL s = (REAL)1 / R_SQRT(ms + (REAL)eps);
+        rms_row(out + (size_t)n * C, x, weight, s, C);
+        rstd[n] = s;
+    }
+}
+
+static void rms_back_row(REAL *restrict dx, REAL *restrict dw, const REAL *restrict dy,
+                         const REAL *restrict x, const REAL *restrict w, REAL rstd, int C)
+{
+    // With xhat = x * rstd and g = w * dy, the gradient through the
+    // normalisation is rstd * (g - xhat * mean(g * xhat)): LayerNorm's
+    // without the mean terms
+    REAL gx_mean = row_dot3(w, dy, x, C) * rstd / (REAL)C;
+    int i = 0;
+    for (; i + VB <= C; i += VB)
+        for (int k = 0; k < VB; k++) {
+            REAL xhat = x[i + k] * rstd;
+            dw[i + k] += xhat * dy[i + k];
+            dx[i + k] += (w[i + k] * dy[i + k] - xhat * gx_mean) * rstd;
+        }
+    for (; i < C; i++) {
+        REAL xhat = x[i] * rstd;
+        dw[i] += xhat * dy[i];
+        dx[i] += (w[i] * dy[i] - xhat * gx_mean) * rstd;
+    }
+}
+
+void SFX(weft_rmsnorm_backward)(REAL *dinp, REAL *dweight, const REAL *dout, const REAL *inp,
+                                const REAL *weight, const REAL *rstd, int N, int C)
+{
+    for (int n = 0; n < N; n++)
+        rms_back_row(dinp + (size_t)n * C, dweight, dout + (size_t)n * C, inp + (size_t)n * C,
+                     weight, rstd[n], C);
+}
+
 /* --- attention ----------------------------------------------------------- */
 
 /* Causal softmax of row t of the scores in place: entries 0..t become
@@ -295,6 +366,35 @@ static void causal_softmax_row(REAL *restrict row, int t, int T)
         row[j] = 0;
 }
 
+/* One (batch, head) of causal attention as strided views: q (T, hs) with
+ * leading dimension ldq, k and v (T, hs) with ldkv, the output (T, hs) with
+ * ldo, each gradient in the layout of its value. The fused-qkv op (q, k, v
+ * interleaved in one row) and the grouped-query op (q, k, v apart, key/value
+ * heads shared) differ only in these views. */
+typedef struct {
+    const REAL *q, *k, *v;
+    int ldq, ldkv, ldo;
+} att_head;
+
+/* o = softmax(scale * q k^T, causal) v; a (T, T) keeps the probabilities */
+static void att_head_forward(const att_head *w, REAL *o, REAL *a, int T, int hs, REAL scale)
+{
+    // scores a[i0:i0+r, 0:i0+r] = scale * q[i0:i0+r] @ k[0:i0+r]^T
+    for (int i0 = 0; i0 < T; i0 += ATT_BLK) {
+        int r = T - i0 < ATT_BLK ? T - i0 : ATT_BLK;
+        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, r, i0 + r, hs, scale,
+             w->q + (size_t)i0 * w->ldq, w->ldq, w->k, w->ldkv, 0, a + (size_t)i0 * T, T);
+    }
+    for (int t = 0; t < T; t++)
+        causal_softmax_row(a + (size_t)t * T, t, T);
+    // o[i0:i0+r] = a[i0:i0+r, 0:i0+r] @ v[0:i0+r]
+    for (int i0 = 0; i0 < T; i0 += ATT_BLK) {
+        int r = T - i0 < ATT_BLK ? T - i0 : ATT_BLK;
+        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, hs, i0 + r, 1,
+             a + (size_t)i0 * T, T, w->v, w->ldkv, 0, o + (size_t)i0 * w->ldo, w->ldo);
+    }
+}
+
 void SFX(weft_attention_forward)(REAL *out, REAL *att, const REAL *qkv, int B, int T, int C,
                                  int NH)
 {
@@ -305,23 +405,9 @@ void SFX(weft_attention_forward)(REAL *out, REAL *att, const REAL *qkv, int B, i
         for (int h = 0; h < NH; h++) {
             // per (b, h): q, k, v are (T, hs) views with leading dimension 3C
             const REAL *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
-            const REAL *k = q + C, *v = q + 2 * C;
-            REAL *a = att + ((size_t)b * NH + h) * T * T;   // (T, T)
-            REAL *o = out + (size_t)b * T * C + (size_t)h * hs;   // (T, hs), ld C
-            // scores a[i0:i0+r, 0:i0+r] = scale * q[i0:i0+r] @ k[0:i0+r]^T
-            for (int i0 = 0; i0 < T; i0 += ATT_BLK) {
-                int r = T - i0 < ATT_BLK ? T - i0 : ATT_BLK;
-                GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, r, i0 + r, hs, scale,
-                     q + (size_t)i0 * C3, C3, k, C3, 0, a + (size_t)i0 * T, T);
-            }
-            for (int t = 0; t < T; t++)
-                causal_softmax_row(a + (size_t)t * T, t, T);
-            // o[i0:i0+r] = a[i0:i0+r, 0:i0+r] @ v[0:i0+r]
-            for (int i0 = 0; i0 < T; i0 += ATT_BLK) {
-                int r = T - i0 < ATT_BLK ? T - i0 : ATT_BLK;
-                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, hs, i0 + r, 1,
-                     a + (size_t)i0 * T, T, v, C3, 0, o + (size_t)i0 * C, C);
-            }
+            att_head w = {q, q + C, q + 2 * C, C3, C3, C};
+            att_head_forward(&w, out + (size_t)b * T * C + (size_t)h * hs,
+                             att + ((size_t)b * NH + h) * T * T, T, hs, scale);
         }
 }
 
@@ -343,6 +429,37 @@ static void causal_softmax_back_row(REAL *restrict d, const REAL *restrict p, in
         d[j] = 0;
 }
 
+/* dq, dk, dv += the gradients of one head's att_head_forward, given dO (T,
+ * hs) with ldo and its saved probabilities a; da (T, T) is scratch */
+static void att_head_backward(const att_head *w, REAL *dq, REAL *dk, REAL *dv, REAL *da,
+                              const REAL *dO, const REAL *a, int T, int hs, REAL scale)
+{
+    const int ldq = w->ldq, ldkv = w->ldkv, ldo = w->ldo;
+    for (int i0 = 0; i0 < T; i0 += ATT_BLK) {
+        int r = T - i0 < ATT_BLK ? T - i0 : ATT_BLK;
+        // da[i0:i0+r, 0:i0+r] = dO[i0:i0+r] @ v[0:i0+r]^T
+        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, r, i0 + r, hs, 1,
+             dO + (size_t)i0 * ldo, ldo, w->v, ldkv, 0, da + (size_t)i0 * T, T);
+        // dv[i0:i0+r] += a[i0:T, i0:i0+r]^T @ dO[i0:T]; rows above i0 of
+        // that column block are zero (causal), so they are skipped
+        GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, r, hs, T - i0, 1,
+             a + (size_t)i0 * T + i0, T, dO + (size_t)i0 * ldo, ldo, 1, dv + (size_t)i0 * ldkv,
+             ldkv);
+    }
+    for (int t = 0; t < T; t++)
+        causal_softmax_back_row(da + (size_t)t * T, a + (size_t)t * T, t, T, scale);
+    for (int i0 = 0; i0 < T; i0 += ATT_BLK) {
+        int r = T - i0 < ATT_BLK ? T - i0 : ATT_BLK;
+        // dq[i0:i0+r] += da[i0:i0+r, 0:i0+r] @ k[0:i0+r]
+        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, hs, i0 + r, 1,
+             da + (size_t)i0 * T, T, w->k, ldkv, 1, dq + (size_t)i0 * ldq, ldq);
+        // dk[i0:i0+r] += da[i0:T, i0:i0+r]^T @ q[i0:T]
+        GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, r, hs, T - i0, 1,
+             da + (size_t)i0 * T + i0, T, w->q + (size_t)i0 * ldq, ldq, 1,
+             dk + (size_t)i0 * ldkv, ldkv);
+    }
+}
+
 void SFX(weft_attention_backward)(REAL *dqkv, REAL *datt, const REAL *dout, const REAL *qkv,
                                   const REAL *att, int B, int T, int C, int NH)
 {
@@ -352,34 +469,51 @@ void SFX(weft_attention_backward)(REAL *dqkv, REAL *datt, const REAL *dout, cons
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             size_t qoff = (size_t)b * T * C3 + (size_t)h * hs;
-            const REAL *q = qkv + qoff, *k = q + C, *v = q + 2 * C;
-            REAL *dq = dqkv + qoff, *dk = dq + C, *dv = dq + 2 * C;   // (T, hs), ld 3C
-            const REAL *a = att + ((size_t)b * NH + h) * T * T;         // (T, T)
-            REAL *da = datt + ((size_t)b * NH + h) * T * T;             // (T, T)
-            const REAL *dO = dout + (size_t)b * T * C + (size_t)h * hs;   // (T, hs), ld C
-            for (int i0 = 0; i0 < T; i0 += ATT_BLK) {
-                int r = T - i0 < ATT_BLK ? T - i0 : ATT_BLK;
-                // da[i0:i0+r, 0:i0+r] = dO[i0:i0+r] @ v[0:i0+r]^T
-                GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, r, i0 + r, hs, 1,
-                     dO + (size_t)i0 * C, C, v, C3, 0, da + (size_t)i0 * T, T);
-                // dv[i0:i0+r] += a[i0:T, i0:i0+r]^T @ dO[i0:T]; rows above i0 of
-                // that column block are zero (causal), so they are skipped
-                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, r, hs, T - i0, 1,
-                     a + (size_t)i0 * T + i0, T, dO + (size_t)i0 * C, C, 1, dv + (size_t)i0 * C3,
-                     C3);
-            }
-            for (int t = 0; t < T; t++)
-                causal_softmax_back_row(da + (size_t)t * T, a + (size_t)t * T, t, T, scale);
-            for (int i0 = 0; i0 < T; i0 += ATT_BLK) {
-                int r = T - i0 < ATT_BLK ? T - i0 : ATT_BLK;
-                // dq[i0:i0+r] += da[i0:i0+r, 0:i0+r] @ k[0:i0+r]
-                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, hs, i0 + r, 1,
-                     da + (size_t)i0 * T, T, k, C3, 1, dq + (size_t)i0 * C3, C3);
-                // dk[i0:i0+r] += da[i0:T, i0:i0+r]^T @ q[i0:T]
-                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, r, hs, T - i0, 1,
-                     da + (size_t)i0 * T + i0, T, q + (size_t)i0 * C3, C3, 1,
-                     dk + (size_t)i0 * C3, C3);
-            }
+            const REAL *q = qkv + qoff;
+            REAL *dq = dqkv + qoff;   // (T, hs), ld 3C, as are dk and dv
+            att_head w = {q, q + C, q + 2 * C, C3, C3, C};
+            size_t aoff = ((size_t)b * NH + h) * T * T;
+            att_head_backward(&w, dq, dq + C, dq + 2 * C, datt + aoff,
+                              dout + (size_t)b * T * C + (size_t)h * hs, att + aoff, T, hs, scale);
+        }
+}
+
+/* --- grouped-query attention --------------------------------------------- */
+
+void SFX(weft_gqa_attention_forward)(REAL *out, REAL *att, const REAL *q, const REAL *k,
+                                     const REAL *v, int B, int T, int NH, int NKV, int hs)
+{
+    assert(NKV > 0 && NH % NKV == 0 && hs > 0);
+    const int Cq = NH * hs, Ckv = NKV * hs, group = NH / NKV;
+    const REAL scale = (REAL)1 / R_SQRT((REAL)hs);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            // query head h reads key/value head h / group; every view has
+            // its tensor's row as leading dimension
+            size_t qoff = (size_t)b * T * Cq + (size_t)h * hs;
+            size_t kvoff = (size_t)b * T * Ckv + (size_t)(h / group) * hs;
+            att_head w = {q + qoff, k + kvoff, v + kvoff, Cq, Ckv, Cq};
+            att_head_forward(&w, out + qoff, att + ((size_t)b * NH + h) * T * T, T, hs, scale);
+        }
+}
+
+void SFX(weft_gqa_attention_backward)(REAL *dq, REAL *dk, REAL *dv, REAL *datt,
+                                      const REAL *dout, const REAL *q, const REAL *k,
+                                      const REAL *v, const REAL *att, int B, int T, int NH,
+                                      int NKV, int hs)
+{
+    assert(NKV > 0 && NH % NKV == 0 && hs > 0);
+    const int Cq = NH * hs, Ckv = NKV * hs, group = NH / NKV;
+    const REAL scale = (REAL)1 / R_SQRT((REAL)hs);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            // the group's query heads add into the same dk, dv in turn
+            size_t qoff = (size_t)b * T * Cq + (size_t)h * hs;
+            size_t kvoff = (size_t)b * T * Ckv + (size_t)(h / group) * hs;
+            att_head w = {q + qoff, k + kvoff, v + kvoff, Cq, Ckv, Cq};
+            size_t aoff = ((size_t)b * NH + h) * T * T;
+            att_head_backward(&w, dq + qoff, dk + kvoff, dv + kvoff, datt + aoff, dout + qoff,
+                              att + aoff, T, hs, scale);
         }
 }
 
@@ -430,6 +564,115 @@ void SFX(weft_gelu_backward)(REAL *restrict dinp, const REAL *restrict inp,
             dinp[i + k] += gelu_grad(inp[i + k]) * dout[i + k];
     for (; i < n; i++)
         dinp[i] += gelu_grad(inp[i]) * dout[i];
+}
+
+/* --- rotary position embedding (RoPE) ----------------------------------- */
+
+void SFX(weft_rope_table)(REAL *cos_t, REAL *sin_t, int T, int hs, double theta)
+{
+    assert(hs > 0 && hs % 2 == 0);
+    const int half = hs / 2;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            // in double whatever REAL is: the angle reaches T radians, and a
+            // float product t * freq at t = 8192 can be 5e-4 radians off
+            double angle = (double)t * pow(theta, -2.0 * i / hs);
+            cos_t[(size_t)t * half + i] = (REAL)cos(angle);
+            sin_t[(size_t)t * half + i] = (REAL)sin(angle);
+        }
+}
+
+/* Turn each pair (lo[i], hi[i]) by the angle whose cosine and sine are c[i],
+ * s[i], forward (dir = 1) or back (dir = -1, the transpose). */
+static void rope_turn(REAL *restrict lo, REAL *restrict hi, const REAL *restrict c,
+                      const REAL *restrict s, int n, REAL dir)
+{
+    int i = 0;
+    for (; i + VB <= n; i += VB)
+        for (int k = 0; k < VB; k++) {
+            REAL a = lo[i + k], b = hi[i + k], sn = dir * s[i + k];
+            lo[i + k] = a * c[i + k] - b * sn;
+            hi[i + k] = b * c[i + k] + a * sn;
+        }
+    for (; i < n; i++) {
+        REAL a = lo[i], b = hi[i], sn = dir * s[i];
+        lo[i] = a * c[i] - b * sn;
+        hi[i] = b * c[i] + a * sn;
+    }
+}
+
+/* Every head of every (b, t) row of x (B, T, nh*hs) turned by row t of
+ * the tables (T, hs/2). */
+static void rope_apply(REAL *x, const REAL *cos_t, const REAL *sin_t, int B, int T, int nh, int hs,
+                       REAL dir)
+{
+    assert(hs > 0 && hs % 2 == 0);
+    const int half = hs / 2;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            const REAL *c = cos_t + (size_t)t * half, *s = sin_t + (size_t)t * half;
+            REAL *row = x + ((size_t)b * T + t) * nh * hs;
+            for (int h = 0; h < nh; h++)
+                rope_turn(row + (size_t)h * hs, row + (size_t)h * hs + half, c, s, half, dir);
+        }
+}
+
+void SFX(weft_rope_forward)(REAL *x, const REAL *cos_t, const REAL *sin_t, int B, int T, int nh,
+                            int hs)
+{
+    rope_apply(x, cos_t, sin_t, B, T, nh, hs, 1);
+}
+
+void SFX(weft_rope_backward)(REAL *dx, const REAL *cos_t, const REAL *sin_t, int B, int T, int nh,
+                             int hs)
+{
+    // a rotation's transpose is its inverse: dx turned by -angle, in place
+    // (the one backward that overwrites; see kernels.h)
+    rope_apply(dx, cos_t, sin_t, B, T, nh, hs, -1);
+}
+
+/* --- SwiGLU -------------------------------------------------------------- */
+
+/* silu(x) = x sigmoid(x). With e = exp(-|x|) in (0, 1] (R_EXP's domain, and
+ * never overflows) and q = 1 / (1 + e): sigmoid(x) = q for x >= 0, e q
+ * below, and sigmoid'(x) = sigmoid(x) (1 - sigmoid(x)) = e q^2 on both
+ * sides, so silu'(x) = sigmoid(x) + x e q^2. */
+static inline REAL silu(REAL x)
+{
+    REAL e = R_EXP(-R_FABS(x));
+    REAL q = (REAL)1 / ((REAL)1 + e);
+    return x * R_SELECT(x >= 0, q, e * q);
+}
+
+static inline void swiglu_back_elem(REAL *restrict dg, REAL *restrict du, REAL g, REAL u, REAL d)
+{
+    REAL e = R_EXP(-R_FABS(g));
+    REAL q = (REAL)1 / ((REAL)1 + e);
+    REAL sig = R_SELECT(g >= 0, q, e * q);
+    *dg += d * u * (sig + g * e * q * q);
+    *du += d * g * sig;
+}
+
+void SFX(weft_swiglu_forward)(REAL *restrict out, const REAL *restrict gate,
+                              const REAL *restrict up, size_t n)
+{
+    size_t i = 0;
+    for (; i + VB <= n; i += VB)
+        for (int k = 0; k < VB; k++)
+            out[i + k] = silu(gate[i + k]) * up[i + k];
+    for (; i < n; i++)
+        out[i] = silu(gate[i]) * up[i];
+}
+
+void SFX(weft_swiglu_backward)(REAL *restrict dgate, REAL *restrict dup, const REAL *restrict gate,
+                               const REAL *restrict up, const REAL *restrict dout, size_t n)
+{
+    size_t i = 0;
+    for (; i + VB <= n; i += VB)
+        for (int k = 0; k < VB; k++)
+            swiglu_back_elem(dgate + i + k, dup + i + k, gate[i + k], up[i + k], dout[i + k]);
+    for (; i < n; i++)
+        swiglu_back_elem(dgate + i, dup + i, gate[i], up[i], dout[i]);
 }
 
 /* --- residual ------------------------------------------------------------ */

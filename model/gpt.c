@@ -63,6 +63,7 @@ typedef struct {
     double *lse;               /* (B,T) log-sum-exp of each row's logits, for backward */
     int32_t *tokens, *targets; /* (B,T) copies of the forward's inputs and targets */
     int b, t, have_targets;
+    int n_valid;               /* targets >= 0: the loss is their mean */
 } slot_acts;
 
 struct weft_gpt {
@@ -86,15 +87,6 @@ struct weft_gpt {
     size_t slot_floats, dact_floats;
 };
 
-const weft_config_key weft_model_config_keys[] = {
-    {"model.n_layer", WEFT_CFG_INT, "4", 1, 1024, NULL, "transformer blocks (L)"},
-    {"model.n_head", WEFT_CFG_INT, "4", 1, 1024, NULL, "attention heads per block (NH); must divide model.n_embd"},
-    {"model.n_embd", WEFT_CFG_INT, "128", 1, 65536, NULL, "channels (C)"},
-    {"model.context", WEFT_CFG_INT, "256", 1, 1 << 20, NULL,
-     "positions the model has (maxT); train.seq_len may not exceed it"},
-    WEFT_CONFIG_END,
-};
-
 void weft_gpt_config_from(const weft_config *cfg, int vocab, weft_gpt_config *out)
 {
     out->vocab = vocab;
@@ -114,6 +106,22 @@ int weft_gpt_config_check(const weft_gpt_config *c)
     if (c->n_embd % c->n_head != 0)
         return weft_error(WEFT_ECONFIG, "model.n_embd (%d) is not divisible by model.n_head (%d): each head "
                           "needs n_embd / n_head channels", c->n_embd, c->n_head);
+    return 0;
+}
+
+int weft_gpt_layout_check(const weft_gpt_config *c, int tp, int pp)
+{
+    if (c->n_head % tp != 0)
+        return weft_error(WEFT_ECONFIG, "parallel.tp (%d) does not divide model.n_head (%d): tensor parallelism "
+                          "gives each rank whole attention heads", tp, c->n_head);
+    if (c->n_embd % tp != 0)
+        return weft_error(WEFT_ECONFIG, "parallel.tp (%d) does not divide model.n_embd (%d)", tp, c->n_embd);
+    if (c->vocab % tp != 0)
+        return weft_error(WEFT_ECONFIG, "parallel.tp (%d) does not divide the vocabulary size (%d, from the "
+                          "dataset): the token embedding and the loss are split by vocabulary rows", tp, c->vocab);
+    if (c->n_layer % pp != 0)
+        return weft_error(WEFT_ECONFIG, "parallel.pp (%d) does not divide model.n_layer (%d): every pipeline "
+                          "stage holds the same number of blocks", pp, c->n_layer);
     return 0;
 }
 
@@ -288,9 +296,7 @@ static int part_check(const weft_gpt_config *c, const weft_gpt_part *p)
         p->pp_rank >= p->pp_size || p->nslots < 1)
         return weft_error(WEFT_EINVAL, "model: bad part (tp %d/%d, pp %d/%d, %d slots)", p->tp_rank, p->tp_size,
                           p->pp_rank, p->pp_size, p->nslots);
-    if (c->n_head % p->tp_size || c->vocab % p->tp_size || c->n_layer % p->pp_size)
-        return weft_error(WEFT_ECONFIG, "model: tp %d must divide n_head %d and the vocabulary %d, pp %d must "
-                          "divide n_layer %d", p->tp_size, c->n_head, c->vocab, p->pp_size, c->n_layer);
+    WEFT_CHECK(weft_gpt_layout_check(c, p->tp_size, p->pp_size));
     if (p->tp_size > 1 && (!p->tp || weft_comm_size(p->tp) != p->tp_size))
         return weft_error(WEFT_EINVAL, "model: tensor parallelism over %d ranks needs their communicator",
                           p->tp_size);
@@ -366,26 +372,11 @@ void weft_gpt_free(weft_gpt *m)
 
 /* --- initialisation ------------------------------------------------------ */
 
-/* Copy this rank's piece of a global tensor into local storage. */
-static void take_piece(const weft_shard_spec *s, const float *global, float *local)
-{
-    int64_t lshape[2];
-    weft_shard_local_shape(s, lshape);
-    int64_t gcols = s->ndim == 2 ? s->global_shape[1] : 1, lcols = s->ndim == 2 ? lshape[1] : 1;
-    for (int i = 0; i < weft_shard_nslabs(s); i++) {
-        int64_t st[2], ct[2], ls;
-        weft_shard_slab(s, i, st, ct, &ls);
-        for (int64_t r = 0; r < ct[0]; r++) {
-            int64_t lr = s->split_dim == 0 ? ls + r : r, lc = s->split_dim == 1 ? ls : 0;
-            memcpy(local + lr * lcols + lc, global + (st[0] + r) * gcols + st[1], (size_t)ct[1] * sizeof(float));
-        }
-    }
-}
-
 /* Values of the whole model's tensor g (in the single-rank order, from one
  * random stream), so that every layout starts from the same weights. */
-static void init_values(const weft_tensor *g, weft_rng *rng, double proj_std, float *w)
+static void init_values(void *arg, const weft_tensor *g, weft_rng *rng, float *w)
 {
+    double proj_std = *(const double *)arg;
     int is_ln_weight = strstr(g->name, "ln_") && strstr(g->name, ".weight");
     int is_proj = strstr(g->name, "c_proj.weight") != NULL;
     for (size_t j = 0; j < g->numel; j++) {
@@ -398,33 +389,19 @@ static void init_values(const weft_tensor *g, weft_rng *rng, double proj_std, fl
 
 void weft_gpt_init(weft_gpt *m, uint64_t seed)
 {
-    /* The whole model's table (no buffers), and room for its largest tensor:
-     * every rank draws every value in order but keeps only its pieces. */
+    /* The whole model's table (no buffers), from which every part takes its
+     * pieces (weft_model_init_from_whole). */
     weft_gpt w = {.cfg = m->cfg, .part = {.tp_size = 1, .pp_size = 1, .nslots = 1}, .Ll = m->cfg.n_layer,
                   .has_embed = 1, .has_head = 1};
     w.base.params = calloc((size_t)table_cap(w.Ll), sizeof *w.base.params);
-    if (w.base.params)
-        build_table(&w);
-    size_t big = 0;
-    for (int i = 0; i < w.base.nparams; i++)
-        big = w.base.params[i].numel > big ? w.base.params[i].numel : big;
-    float *buf = w.base.params ? malloc(big * sizeof(float)) : NULL;
-    if (!buf) { /* only at start; the caller's later allocations fail too */
-        WEFT_ERROR("model: out of memory initialising the parameters");
-        free(w.base.params);
-        return;
-    }
-    weft_rng rng;
-    weft_rng_seed(&rng, seed);
     double proj_std = 0.02 / sqrt(2.0 * m->cfg.n_layer);
-    for (int i = 0; i < w.base.nparams; i++) {
-        const weft_tensor *g = &w.base.params[i];
-        init_values(g, &rng, proj_std, buf);
-        for (int j = 0; j < m->base.nparams; j++)
-            if (strcmp(m->base.params[j].name, g->name) == 0)
-                take_piece(&m->base.params[j].shard, buf, m->base.param_data + m->base.params[j].offset);
+    int rc = WEFT_ENOMEM;
+    if (w.base.params) {
+        build_table(&w);
+        rc = weft_model_init_from_whole(&m->base, &w.base, seed, init_values, &proj_std);
     }
-    free(buf);
+    if (rc) /* only at start, and the caller's later allocations fail too */
+        WEFT_ERROR("model: out of memory initialising the parameters");
     free(w.base.params);
 }
 
@@ -487,6 +464,9 @@ static int head_forward(weft_gpt *m, slot_acts *s, const float *x, const int32_t
     if (!targets)
         return 0;
     memcpy(s->targets, targets, (size_t)BT * sizeof(int32_t));
+    s->n_valid = 0;
+    for (int i = 0; i < BT; i++)
+        s->n_valid += targets[i] >= 0;
     return weft_tp_xent_forward(s->losses, s->lse, loss, s->logits, targets, BT, m->Vl, m->v0, m->xent_scratch,
                                 m->part.tp);
 }
@@ -570,7 +550,8 @@ static int head_backward(weft_gpt *m, slot_acts *s, double loss_scale)
     int BT = s->b * s->t, C = m->cfg.n_embd;
     float *P = m->base.param_data, *G = m->base.grad_data;
     const float *x = m->Ll ? s->blk[m->Ll - 1].residual3 : s->encoded;
-    weft_tp_xent_backward(s->logits, s->logits, s->lse, s->targets, BT, m->Vl, m->v0, loss_scale / BT);
+    weft_tp_xent_backward(s->logits, s->logits, s->lse, s->targets, BT, m->Vl, m->v0,
+                          loss_scale / (s->n_valid ? s->n_valid : 1));
     weft_matmul_backward(m->dlnf, pw(m, G, m->i_wte), NULL, s->logits, s->lnf, pw(m, P, m->i_wte), BT, C, m->Vl);
     WEFT_CHECK(weft_tp_reduce_grad(m->dlnf, (size_t)BT * C, m->part.tp));
     weft_layernorm_backward(m->doutput, pw(m, G, m->i_lnf), pw(m, G, m->i_lnf + 1), m->dlnf, x, pw(m, P, m->i_lnf),

@@ -49,14 +49,16 @@ typedef struct weft_gpt weft_gpt;
  * schedules keep several; 1 otherwise). */
 typedef weft_model_part weft_gpt_part;
 
-/* The [model] configuration keys (model.n_layer, model.n_head,
- * model.n_embd, model.context); the vocabulary comes from the dataset. */
+/* The shape the model.* keys (model/lm.h) give; the vocabulary comes from
+ * the dataset. */
 #include "runtime/config.h"
-extern WEFT_API const weft_config_key weft_model_config_keys[];
 WEFT_API void weft_gpt_config_from(const weft_config *cfg, int vocab, weft_gpt_config *out);
 
 /* Check a configuration; WEFT_ECONFIG naming the keys (model.*) at fault. */
 WEFT_API int weft_gpt_config_check(const weft_gpt_config *cfg);
+/* The constraints of tensor- and pipeline-parallel sizes on this shape: TP
+ * divides NH, C and V; PP divides L. */
+WEFT_API int weft_gpt_layout_check(const weft_gpt_config *cfg, int tp, int pp);
 
 /* Build a model with activations for batches up to B x T (T <= max_seq).
  * Allocates everything the steps will need, now. */

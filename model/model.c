@@ -32,6 +32,43 @@ int weft_model_alloc(weft_model *m)
     return 0;
 }
 
+/* Copy this rank's piece of a global tensor into local storage. */
+static void take_piece(const weft_shard_spec *s, const float *global, float *local)
+{
+    int64_t lshape[2];
+    weft_shard_local_shape(s, lshape);
+    int64_t gcols = s->ndim == 2 ? s->global_shape[1] : 1, lcols = s->ndim == 2 ? lshape[1] : 1;
+    for (int i = 0; i < weft_shard_nslabs(s); i++) {
+        int64_t st[2], ct[2], ls;
+        weft_shard_slab(s, i, st, ct, &ls);
+        for (int64_t r = 0; r < ct[0]; r++) {
+            int64_t lr = s->split_dim == 0 ? ls + r : r, lc = s->split_dim == 1 ? ls : 0;
+            memcpy(local + lr * lcols + lc, global + (st[0] + r) * gcols + st[1], (size_t)ct[1] * sizeof(float));
+        }
+    }
+}
+
+int weft_model_init_from_whole(weft_model *m, const weft_model *whole, uint64_t seed, weft_param_fill fill, void *arg)
+{
+    size_t big = 0;
+    for (int i = 0; i < whole->nparams; i++)
+        big = whole->params[i].numel > big ? whole->params[i].numel : big;
+    float *buf = malloc((big ? big : 1) * sizeof(float));
+    if (!buf)
+        return weft_error(WEFT_ENOMEM, "model: out of memory initialising the parameters (%zu floats)", big);
+    weft_rng rng;
+    weft_rng_seed(&rng, seed);
+    for (int i = 0; i < whole->nparams; i++) {
+        const weft_tensor *g = &whole->params[i];
+        fill(arg, g, &rng, buf);
+        for (int j = 0; j < m->nparams; j++)
+            if (strcmp(m->params[j].name, g->name) == 0)
+                take_piece(&m->params[j].shard, buf, m->param_data + m->params[j].offset);
+    }
+    free(buf);
+    return 0;
+}
+
 void weft_model_release(weft_model *m)
 {
     free(m->params);

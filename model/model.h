@@ -23,6 +23,8 @@
  *   ops->stage_*         where a later stage receives its input and an
  *                        earlier one finds its output, and their gradients
  *                        (pipeline parallelism; NULL for one-stage models)
+ *   ops->logits          a language model's logits without targets
+ *                        (sampling; NULL for other models)
  *
  * The batch is whatever the trainer's batch source (train/source.h) gives:
  * for a language model this rank's k micro-batches of token windows. The
@@ -38,6 +40,7 @@
 
 #include "collectives/comm.h"
 #include "runtime/api.h"
+#include "runtime/rng.h"
 #include "runtime/tensor.h"
 
 typedef struct weft_model weft_model;
@@ -53,6 +56,9 @@ typedef struct weft_model_ops {
     float *(*stage_output)(weft_model *m, int slot); /* (B, T, C) what a stage sends on */
     float *(*stage_doutput)(weft_model *m);          /* the output's gradient, received */
     float *(*stage_dinput)(weft_model *m);           /* the input's gradient, sent back */
+    /* A language model on one stage: the logits (b, t, V / tp) of tokens
+     * (b, t) without targets, for sampling; NULL for other models. */
+    int (*logits)(weft_model *m, const int32_t *tokens, int b, int t, const float **out);
     void (*free)(weft_model *m);
 } weft_model_ops;
 
@@ -91,6 +97,15 @@ typedef struct weft_model_part {
 WEFT_API int weft_model_add_param(weft_model *m, int cap, const char *name, weft_shard_spec shard, unsigned flags);
 /* Allocate param_data and grad_data for m->n elements, zeroed. */
 WEFT_API int weft_model_alloc(weft_model *m);
+/* Initialise a part so that every layout starts from the single-rank
+ * model's values: whole is the whole model's parameter table (no buffers
+ * needed), fill(arg, g, rng, out) draws the g->numel values of global
+ * tensor g from rng. Every rank draws every value, in table order from one
+ * stream seeded with seed, and keeps the pieces of the tensors it holds (by
+ * name, placed by their shard specs). */
+typedef void (*weft_param_fill)(void *arg, const weft_tensor *g, weft_rng *rng, float *out);
+WEFT_API int weft_model_init_from_whole(weft_model *m, const weft_model *whole, uint64_t seed, weft_param_fill fill,
+                                        void *arg);
 /* Free what weft_model_add_param and weft_model_alloc allocated. */
 WEFT_API void weft_model_release(weft_model *m);
 

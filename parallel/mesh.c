@@ -50,23 +50,6 @@ int weft_mesh_layout_from_config(const weft_config *cfg, int world, weft_mesh_la
     return 0;
 }
 
-int weft_mesh_layout_check_model(const weft_mesh_layout *l, int n_head, int n_embd, int vocab, int n_layer)
-{
-    int tp = l->size[WEFT_AXIS_TP], pp = l->size[WEFT_AXIS_PP];
-    if (n_head % tp != 0)
-        return weft_error(WEFT_ECONFIG, "parallel.tp (%d) does not divide model.n_head (%d): tensor parallelism "
-                          "gives each rank whole attention heads", tp, n_head);
-    if (n_embd % tp != 0)
-        return weft_error(WEFT_ECONFIG, "parallel.tp (%d) does not divide model.n_embd (%d)", tp, n_embd);
-    if (vocab % tp != 0)
-        return weft_error(WEFT_ECONFIG, "parallel.tp (%d) does not divide the vocabulary size (%d, from the "
-                          "dataset): the token embedding and the loss are split by vocabulary rows", tp, vocab);
-    if (n_layer % pp != 0)
-        return weft_error(WEFT_ECONFIG, "parallel.pp (%d) does not divide model.n_layer (%d): every pipeline "
-                          "stage holds the same number of blocks", pp, n_layer);
-    return 0;
-}
-
 void weft_mesh_coords_of(const weft_mesh_layout *l, int world_rank, int coord[WEFT_NAXES])
 {
     int tp = l->size[WEFT_AXIS_TP], dp = l->size[WEFT_AXIS_DP];

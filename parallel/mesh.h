@@ -11,7 +11,6 @@
  * nodes first.
  *
  *   weft_mesh_layout_from_config   parallel.dp/tp/pp (dp inferred when 0)
- *   weft_mesh_layout_check_model   heads, channels, vocab, layers divisible
  *   weft_mesh_new                  splits the world: one comm per axis
  *
  * Per axis a: weft_mesh_rank(m, a) in [0, weft_mesh_size(m, a)), and
@@ -44,11 +43,6 @@ extern WEFT_API const weft_config_key weft_mesh_config_keys[];
  * means world / (tp * pp). WEFT_ECONFIG naming the keys when the product is
  * not the world size. */
 WEFT_API int weft_mesh_layout_from_config(const weft_config *cfg, int world, weft_mesh_layout *out);
-
-/* The model constraints of a layout: TP divides model.n_head (and so
- * model.n_embd and 4 x n_embd) and the vocabulary, PP divides model.n_layer.
- * WEFT_ECONFIG naming the constraint. */
-WEFT_API int weft_mesh_layout_check_model(const weft_mesh_layout *l, int n_head, int n_embd, int vocab, int n_layer);
 
 /* Coordinates of a world rank under a layout, and back. */
 WEFT_API void weft_mesh_coords_of(const weft_mesh_layout *l, int world_rank, int coord[WEFT_NAXES]);

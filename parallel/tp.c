@@ -47,7 +47,7 @@ int weft_tp_reduce_grad(float *dinp, size_t n, weft_comm *tp)
 int weft_tp_embedding_forward(float *out, const int32_t *tokens, const float *wte_local, int v0, int Vl,
                               const float *wpe, int B, int T, int C, weft_comm *tp)
 {
-    if (!grouped(tp)) {
+    if (!grouped(tp) && wpe) {
         weft_embedding_forward(out, tokens, wte_local, wpe, B, T, C);
         return 0;
     }
@@ -62,8 +62,9 @@ int weft_tp_embedding_forward(float *out, const int32_t *tokens, const float *wt
     }
     /* One owner per token: the sum is exactly its row. Positions after, as
      * the single-rank kernel adds them: wte[tok] + wpe[t], bit for bit. */
-    WEFT_CHECK(weft_comm_allreduce(tp, out, out, N * C, WEFT_F32, WEFT_SUM));
-    for (size_t i = 0; i < N; i++)
+    if (grouped(tp))
+        WEFT_CHECK(weft_comm_allreduce(tp, out, out, N * C, WEFT_F32, WEFT_SUM));
+    for (size_t i = 0; wpe && i < N; i++)
         for (int c = 0; c < C; c++)
             out[i * C + c] += wpe[(i % T) * C + c];
     return 0;
@@ -76,8 +77,8 @@ void weft_tp_embedding_backward(float *dwte_local, float *dwpe, const float *dou
     for (size_t i = 0; i < N; i++) {
         const float *d = dout + i * C;
         int32_t v = tokens[i] - v0;
-        float *pw = dwpe + (i % T) * C;
-        for (int c = 0; c < C; c++)
+        float *pw = dwpe ? dwpe + (i % T) * C : NULL;
+        for (int c = 0; pw && c < C; c++)
             pw[c] += d[c];
         if (v < 0 || v >= Vl)
             continue;

@@ -41,10 +41,12 @@ int weft_tp_row_linear_forward(float *out, const float *inp, const float *weight
 int weft_tp_reduce_grad(float *dinp, size_t n, weft_comm *tp);
 
 /* out (B*T, C) = wte_local[tok - v0] (zero for tokens another rank owns),
- * summed over the group, + wpe[t]. wte_local (Vl, C), wpe (maxT, C). */
+ * summed over the group, + wpe[t]. wte_local (Vl, C), wpe (maxT, C) or NULL
+ * for a model without position embeddings (Llama). */
 int weft_tp_embedding_forward(float *out, const int32_t *tokens, const float *wte_local, int v0, int Vl,
                               const float *wpe, int B, int T, int C, weft_comm *tp);
-/* dwte_local[tok - v0] += dout for this rank's tokens; dwpe[t] += dout (every rank). */
+/* dwte_local[tok - v0] += dout for this rank's tokens; dwpe[t] += dout
+ * (every rank; dwpe NULL: none). */
 void weft_tp_embedding_backward(float *dwte_local, float *dwpe, const float *dout, const int32_t *tokens, int v0,
                                 int Vl, int B, int T, int C);
 

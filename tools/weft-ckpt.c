@@ -97,6 +97,36 @@ static void print_attr_i64(hid_t f, const char *name)
         printf("%-15s %lld\n", name, (long long)v);
 }
 
+/* The model's family and shape, from the [model] section of the stored
+ * configuration: "family=llama n_layer=4 ..." (checkpoints written before
+ * model.family existed are GPT-2). */
+static void print_model(const char *ini)
+{
+    const char *sec = strstr(ini, "[model]\n");
+    if (!sec)
+        return;
+    char line[1024] = "";
+    size_t len = 0;
+    if (!strstr(sec, "\nfamily ="))
+        len += (size_t)snprintf(line, sizeof line, " family=gpt2");
+    for (const char *p = strchr(sec, '\n') + 1; *p && *p != '[' && len < sizeof line; p = strchr(p, '\n') + 1) {
+        const char *eol = strchr(p, '\n');
+        if (!eol)
+            break;
+        const char *eq = memchr(p, '=', (size_t)(eol - p));
+        if (eq && eq > p && *p != '#' && *p != ';') {
+            int klen = (int)(eq - p), vlen = (int)(eol - eq - 1);
+            while (klen > 0 && p[klen - 1] == ' ')
+                klen--;
+            const char *v = eq + 1;
+            while (vlen > 0 && *v == ' ')
+                v++, vlen--;
+            len += (size_t)snprintf(line + len, sizeof line - len, " %.*s=%.*s", klen, p, vlen, v);
+        }
+    }
+    printf("%-15s%s\n", "model", line);
+}
+
 static int cmd_info(const char *path, int show_config)
 {
     hid_t f;
@@ -117,6 +147,10 @@ static int cmd_info(const char *path, int show_config)
     if (weft_h5_get_u64(f, "dataset_hash", &h) == 0)
         printf("%-15s %016llx\n", "dataset_hash", (unsigned long long)h);
     print_attr_i64(f, "optim_t");
+    if (weft_h5_get_str(f, "config", &s) == 0)
+        print_model(s);
+    free(s);
+    s = NULL;
     int rc = weft_ckpt_list_datasets(f, path, &list);
     size_t total = 0;
     for (int i = 0; rc == 0 && list[i]; i++) {

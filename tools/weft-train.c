@@ -1,6 +1,7 @@
 /*
- * weft-train -- trains a GPT-2 model on a weft dataset with data, tensor and
- * pipeline parallelism on a DP x TP x PP mesh: the main job.
+ * weft-train -- trains a language model (GPT-2 or Llama: model.family) on a
+ * weft dataset with data, tensor and pipeline parallelism on a DP x TP x PP
+ * mesh: the main job.
  *
  *   mpirun -np 2 weft-train --config examples/configs/demo.ini [--key=value ...]
  *
@@ -9,7 +10,7 @@
  * the token datasets, build this rank's part of GPT-2, run the trainer, and
  * at the end sample from the model (--sample).
  */
-#include "model/gpt.h"
+#include "model/lm.h"
 #include "runtime/cli.h"
 #include "runtime/rng.h"
 #include "weft.h"
@@ -48,17 +49,13 @@ static int check_config(weft_ctx *ctx, const cli_opts *cli, int *vocab)
     return weft_trainer_check(ctx->config, &in);
 }
 
-/* This rank's part of GPT-2 for the trainer's mesh, from the model.* keys
- * and the datasets' vocabulary. */
-static int build_gpt(weft_trainer *t, const weft_config *cfg, int vocab, weft_gpt **out)
+/* This rank's part of the model for the trainer's mesh, from the model.*
+ * keys and the datasets' vocabulary. */
+static int build_model(weft_trainer *t, const weft_config *cfg, int vocab, weft_model **out)
 {
-    weft_gpt_config gc;
-    weft_gpt_config_from(cfg, vocab, &gc); /* checked at start: check_config */
     weft_model_part mp;
     weft_trainer_part(t, &mp);
-    WEFT_CHECK(weft_gpt_new_part(&gc, &mp, mp.micro_batch, mp.seq_len, out));
-    weft_gpt_init(*out, (uint64_t)weft_config_int(cfg, "train.seed"));
-    return 0;
+    return weft_lm_new(cfg, vocab, &mp, (uint64_t)weft_config_int(cfg, "train.seed"), out); /* checked at start */
 }
 
 /* --- sampling ------------------------------------------------------------- */
@@ -93,16 +90,17 @@ static void print_tokens(const int32_t *tok, int n, int vocab)
     }
 }
 
-static void sample(weft_ctx *ctx, weft_gpt *g, const cli_opts *cli)
+static int sample(weft_ctx *ctx, weft_model *m, int V, const cli_opts *cli)
 {
     if (ctx->rank != 0 || cli->sample_tokens <= 0)
-        return;
-    const weft_gpt_part *part = weft_gpt_part_of(g);
-    if (part->tp_size > 1 || part->pp_size > 1)
-        return; /* refused at start by check_config */
-    int V = weft_gpt_cfg(g)->vocab, T = (int)weft_config_int(ctx->config, "train.seq_len"), n = 0;
+        return 0;
+    if (weft_config_int(ctx->config, "parallel.tp") > 1 || weft_config_int(ctx->config, "parallel.pp") > 1)
+        return 0; /* refused at start by check_config */
+    int T = (int)weft_config_int(ctx->config, "train.seq_len"), n = 0;
     int total = cli->sample_tokens;
     int32_t *tok = malloc((size_t)(total + 256) * sizeof(int32_t));
+    if (!tok)
+        return weft_error(WEFT_ENOMEM, "--sample %d: out of memory", total);
     weft_rng rng;
     weft_rng_seed(&rng, (uint64_t)weft_config_int(ctx->config, "train.seed") + 1);
     for (const char *p = cli->prompt; *p && n < 256; p++)
@@ -112,21 +110,27 @@ static void sample(weft_ctx *ctx, weft_gpt *g, const cli_opts *cli)
     int start = n;
     for (int i = 0; i < total; i++, n++) {
         int ctx = n < T ? n : T;
-        weft_gpt_forward(g, tok + n - ctx, NULL, 1, ctx);
-        tok[n] = pick(weft_gpt_logits(g) + (size_t)(ctx - 1) * V, V, cli->temperature, &rng);
+        const float *logits;
+        int rc = m->ops->logits(m, tok + n - ctx, 1, ctx, &logits);
+        if (rc) {
+            free(tok);
+            return rc;
+        }
+        tok[n] = pick(logits + (size_t)(ctx - 1) * V, V, cli->temperature, &rng);
     }
     printf("--- sample (%d tokens, temperature %g) ---\n", total, cli->temperature);
     print_tokens(tok, start, V);
     print_tokens(tok + start, n - start, V);
     printf("\n---\n");
     free(tok);
+    return 0;
 }
 
 /* WEFT_DUMP_PARAMS=1 (tests): every rank writes its parameters to
  * run.dir/params-rN.bin, each tensor as one text line "name global0
  * global1 split_dim nblocks part nparts tied_copy numel" and numel f32s,
  * so a test can reassemble the global model from any layout. */
-static int dump_params(const weft_config *cfg, int rank, weft_gpt *g)
+static int dump_params(const weft_config *cfg, int rank, const weft_model *m)
 {
     if (!getenv("WEFT_DUMP_PARAMS"))
         return 0;
@@ -135,7 +139,6 @@ static int dump_params(const weft_config *cfg, int rank, weft_gpt *g)
     FILE *f = fopen(path, "wb");
     if (!f)
         return weft_error(WEFT_EIO, "cannot write %s: %s", path, strerror(errno));
-    const weft_model *m = weft_gpt_model(g);
     for (int i = 0; i < m->nparams; i++) {
         const weft_tensor *p = &m->params[i];
         const weft_shard_spec *s = &p->shard;
@@ -152,8 +155,9 @@ static void usage(FILE *out)
             "usage: weft-train [--config FILE] [--section.key=value ...] [--sample N] [--temperature X]\n"
             "                  [--prompt TEXT]\n"
             "\n"
-            "Trains a GPT-2 model on a dataset made by weft-data over the ranks it is launched on,\n"
-            "data-parallel unless parallel.tp / parallel.pp ask for tensor / pipeline parallelism:\n"
+            "Trains a GPT-2 or Llama model (model.family) on a dataset made by weft-data over the ranks\n"
+            "it is launched on, data-parallel unless parallel.tp / parallel.pp ask for tensor / pipeline\n"
+            "parallelism:\n"
             "  mpirun -np 2 weft-train --config examples/configs/demo.ini\n"
             "  mpirun -np 4 weft-train --config ... --parallel.tp=2 --parallel.pp=2\n"
             "Writes run.dir/metrics.jsonl (one JSON object per logged step), run.dir/config.ini,\n"
@@ -228,7 +232,7 @@ static int parse_cli(int argc, char **argv, int rank, cli_opts *cli)
 
 /* --- main ----------------------------------------------------------------- */
 
-/* Set up, train, sample. *g stays valid until the trainer is closed. */
+/* Set up, train, sample. The model is the trainer's until it is closed. */
 static int train(weft_ctx *ctx, weft_trainer **tp, const cli_opts *cli)
 {
     int vocab;
@@ -242,14 +246,14 @@ static int train(weft_ctx *ctx, weft_trainer **tp, const cli_opts *cli)
     WEFT_CHECK(weft_trainer_new(ctx, tp));
     weft_trainer *t = *tp;
     WEFT_CHECK(weft_trainer_open_tokens(t, NULL)); /* vocab: read by check_config */
-    weft_gpt *g;
-    WEFT_CHECK(build_gpt(t, ctx->config, vocab, &g));
-    WEFT_CHECK(weft_trainer_set_model(t, weft_gpt_model(g)));
+    weft_model *m;
+    WEFT_CHECK(build_model(t, ctx->config, vocab, &m));
+    WEFT_CHECK(weft_trainer_set_model(t, m));
     weft_trainer_start_opts so = {.resume = cli->resume, .init_from = cli->init_from};
     WEFT_CHECK(weft_trainer_start(t, &so));
     WEFT_CHECK(weft_trainer_run(t, NULL));
-    sample(ctx, g, cli);
-    return dump_params(ctx->config, ctx->rank, g);
+    WEFT_CHECK(sample(ctx, m, vocab, cli));
+    return dump_params(ctx->config, ctx->rank, m);
 }
 
 int main(int argc, char **argv)

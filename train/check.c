@@ -22,7 +22,7 @@
  * defined (the learning rate just never reaches optim.lr).
  */
 #include "train/trainer.h"
-#include "model/gpt.h"
+#include "model/lm.h"
 #include "runtime/error.h"
 
 #include <string.h>
@@ -78,16 +78,13 @@ static int check_context(const weft_config *c, const weft_trainer_check_in *in)
     return 0;
 }
 
-/* GPT-2's own shape rules, then its shape against TP and PP
- * (weft_mesh_layout_check_model: the mesh knows what it splits). */
+/* The model family's own shape rules, then its shape against TP and PP
+ * (model/lm.h: each family knows what tensor parallelism splits). */
 static int check_model(const weft_config *c, const weft_trainer_check_in *in)
 {
-    weft_gpt_config gc;
     weft_mesh_layout l;
-    weft_gpt_config_from(c, in->vocab, &gc);
-    WEFT_CHECK(weft_gpt_config_check(&gc));
     WEFT_CHECK(weft_mesh_layout_from_config(c, in->world, &l));
-    return weft_mesh_layout_check_model(&l, gc.n_head, gc.n_embd, in->vocab, gc.n_layer);
+    return weft_lm_check(c, in->vocab, l.size[WEFT_AXIS_TP], l.size[WEFT_AXIS_PP]);
 }
 
 static int check_whole_model(const weft_config *c, const weft_trainer_check_in *in)
@@ -105,7 +102,7 @@ static const rule rules[] = {
     {{"parallel.dp", "parallel.tp", "parallel.pp", NULL}, 0, check_layout},
     {{"train.global_batch", "train.micro_batch", "parallel.dp", "parallel.tp", "parallel.pp", NULL}, 0, check_batch},
     {{"train.seq_len", "model.context", NULL}, 0, check_context},
-    {{"model.n_layer", "model.n_head", "model.n_embd", "model.context", "parallel.tp", NULL}, 1, check_model},
+    {{"model.family", "model.n_layer", "model.n_head", "model.n_embd", "parallel.tp", NULL}, 1, check_model},
     {{"parallel.tp", "parallel.pp", NULL}, 0, check_whole_model},
 };
 

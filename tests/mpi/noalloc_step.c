@@ -14,7 +14,7 @@
  *   mpirun -np 4 noalloc_step --data.path=DATASET_DIR --parallel.tp=2 --parallel.pp=2 [--parallel.schedule=gpipe]
  * (tests/train/test_noalloc.sh gives the batch sizes.)
  */
-#include "model/gpt.h"
+#include "model/lm.h"
 #include "weft.h"
 #include "train/trainer.h"
 #include "tests/mpi/mpitap.h"

@@ -13,7 +13,7 @@
 
 #include <string.h>
 
-#include "model/gpt.h"
+#include "model/lm.h"
 #include "runtime/ctx.h"
 #include "runtime/error.h"
 #include "train/trainer.h"

@@ -80,6 +80,25 @@ static void test_config_errors(void **state)
     assert_non_null(strstr(weft_last_error(), "model.context"));
 }
 
+/* The shape against tensor- and pipeline-parallel sizes (exit 64 material). */
+static void test_layout_constraints(void **state)
+{
+    (void)state;
+    weft_gpt_config c = {.vocab = 256, .max_seq = 8, .n_layer = 4, .n_head = 4, .n_embd = 32};
+    assert_int_equal(weft_gpt_layout_check(&c, 4, 1), 0);
+    c.n_head = 2;
+    assert_int_equal(weft_gpt_layout_check(&c, 4, 1), WEFT_ECONFIG);
+    assert_non_null(strstr(weft_last_error(), "parallel.tp (4) does not divide model.n_head (2)"));
+    c.n_head = 4, c.vocab = 250;
+    assert_int_equal(weft_gpt_layout_check(&c, 4, 1), WEFT_ECONFIG);
+    assert_non_null(strstr(weft_last_error(), "parallel.tp (4) does not divide the vocabulary size (250"));
+    c.vocab = 256;
+    assert_int_equal(weft_gpt_layout_check(&c, 1, 3), WEFT_ECONFIG);
+    assert_non_null(strstr(weft_last_error(), "parallel.pp (3) does not divide model.n_layer (4)"));
+    c.vocab = 255, c.n_layer = 6;
+    assert_int_equal(weft_gpt_layout_check(&c, 1, 3), 0);
+}
+
 static double loss_at(weft_gpt *m, const int32_t *tok, const int32_t *tgt)
 {
     return weft_gpt_forward(m, tok, tgt, B, T);
@@ -161,6 +180,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_layout_constraints),
         cmocka_unit_test(test_gradients),
         cmocka_unit_test(test_hook_and_accumulation),
     };

@@ -5,13 +5,17 @@
  *     forward, with the scalar loss L = sum(out * R) for a fixed random R
  *     (so every output element matters); gradient buffers start at a
  *     non-zero value and backward runs twice, so the check also proves that
- *     backward accumulates (+=) rather than overwrites;
+ *     backward accumulates (+=) rather than overwrites. rope_backward,
+ *     the one that overwrites, is checked instead as the transpose of
+ *     rope_forward, <R, rope(x)> = <rope_back(R), x>, and as its inverse;
  *   - forwards against naive loops written here (matmul, layernorm,
- *     attention, GELU, embedding, cross-entropy);
+ *     attention, GELU, embedding, cross-entropy, RMSNorm, RoPE with angles
+ *     from theta, SwiGLU, grouped-query attention);
  *   - the f32 ops against the f64 ops on the same inputs;
  *   - special properties: causal mask, cross-entropy at logits of +-1e4,
  *     ignored targets, in-place dlogits, AdamW by hand, the LR schedule,
- *     clipping, sumsq;
+ *     clipping, sumsq, grouped-query attention with NKV = NH equal to the
+ *     fused-qkv op, the rotary table at long positions, SwiGLU far out;
  *   - the checker itself: a wrong gradient must be caught.
  */
 #include <setjmp.h>
@@ -601,6 +605,337 @@ static void test_f32_math(void **state)
     }
 }
 
+/* --- RMSNorm ------------------------------------------------------------- */
+
+enum { RM_N = 10, RM_C = 12 };   /* C: one vectorised block and a tail */
+#define RM_EPS 1e-6
+typedef struct {
+    double *inp, *w, *out, *rstd, *R;
+} rm_ctx;
+
+static double rm_loss(void *p)
+{
+    rm_ctx *c = p;
+    weft_rmsnorm_forward_f64(c->out, c->rstd, c->inp, c->w, RM_N, RM_C, RM_EPS);
+    return dot(c->out, c->R, RM_N * RM_C);
+}
+
+static void test_rmsnorm(void **state)
+{
+    (void)state;
+    rm_ctx c = {rnd(RM_N * RM_C, 2), rnd(RM_C, 1), filled(RM_N * RM_C, 0), filled(RM_N, 0),
+                rnd(RM_N * RM_C, 1)};
+    for (int i = 0; i < RM_C; i++)
+        c.inp[i] += 50;   // a row far from zero mean: no centring in RMSNorm
+    rm_loss(&c);
+    double ref[RM_N * RM_C];
+    for (int n = 0; n < RM_N; n++) {
+        double ms = 0;
+        for (int i = 0; i < RM_C; i++)
+            ms += c.inp[n * RM_C + i] * c.inp[n * RM_C + i] / RM_C;
+        double r = 1 / sqrt(ms + RM_EPS);
+        assert_true(fabs(c.rstd[n] - r) < 1e-14 * r);
+        for (int i = 0; i < RM_C; i++)
+            ref[n * RM_C + i] = c.inp[n * RM_C + i] * r * c.w[i];
+    }
+    assert_true(rel_err(c.out, ref, RM_N * RM_C) < 1e-14);
+    double *di = filled(RM_N * RM_C, G0), *dw = filled(RM_C, G0);
+    for (int k = 0; k < 2; k++)
+        weft_rmsnorm_backward_f64(di, dw, c.R, c.inp, c.w, c.rstd, RM_N, RM_C);
+    unaccumulate(di, RM_N * RM_C);
+    unaccumulate(dw, RM_C);
+    assert_true(fd_check("rmsnorm dinp", c.inp, RM_N * RM_C, di, rm_loss, &c, 1) < FD_TOL);
+    assert_true(fd_check("rmsnorm dweight", c.w, RM_C, dw, rm_loss, &c, 1) < FD_TOL);
+    // f32 against f64 (forward and backward)
+    rm_loss(&c);
+    float *fi = to_f32(c.inp, RM_N * RM_C), *fw = to_f32(c.w, RM_C), *fR = to_f32(c.R, RM_N * RM_C);
+    float *fo = calloc(RM_N * RM_C, 4), *fs = calloc(RM_N, 4);
+    float *fdi = calloc(RM_N * RM_C, 4), *fdw = calloc(RM_C, 4);
+    weft_rmsnorm_forward(fo, fs, fi, fw, RM_N, RM_C, RM_EPS);
+    assert_true(rel_err_f32(fo, c.out, RM_N * RM_C) < 1e-5);
+    assert_true(rel_err_f32(fs, c.rstd, RM_N) < 1e-5);
+    weft_rmsnorm_backward(fdi, fdw, fR, fi, fw, fs, RM_N, RM_C);
+    assert_true(rel_err_f32(fdi, di, RM_N * RM_C) < 1e-4);
+    assert_true(rel_err_f32(fdw, dw, RM_C) < 1e-5);
+    free(c.inp); free(c.w); free(c.out); free(c.rstd); free(c.R); free(di); free(dw);
+    free(fi); free(fw); free(fR); free(fo); free(fs); free(fdi); free(fdw);
+}
+
+/* --- rotary position embedding ------------------------------------------- */
+
+/* hs/2 = 10: a vectorised block of 8 and a tail in each half-head */
+enum { RO_B = 2, RO_T = 7, RO_NH = 3, RO_HS = 20, RO_HALF = RO_HS / 2 };
+enum { RO_N = RO_B * RO_T * RO_NH * RO_HS };
+#define RO_THETA 10000.0
+
+static void test_rope(void **state)
+{
+    (void)state;
+    double cs[RO_T * RO_HALF], sn[RO_T * RO_HALF];
+    weft_rope_table_f64(cs, sn, RO_T, RO_HS, RO_THETA);
+    // the tables and the rotation against angles computed here from theta
+    double *x = rnd(RO_N, 1), *y = malloc(RO_N * sizeof(double)), *ref = malloc(RO_N * sizeof(double));
+    for (int t = 0; t < RO_T; t++)
+        for (int i = 0; i < RO_HALF; i++) {
+            double ang = t / pow(RO_THETA, (double)(2 * i) / RO_HS);
+            assert_true(fabs(cs[t * RO_HALF + i] - cos(ang)) < 1e-15);
+            assert_true(fabs(sn[t * RO_HALF + i] - sin(ang)) < 1e-15);
+            for (int b = 0; b < RO_B; b++)
+                for (int h = 0; h < RO_NH; h++) {
+                    size_t o = ((size_t)(b * RO_T + t) * RO_NH + h) * RO_HS;
+                    ref[o + i] = x[o + i] * cos(ang) - x[o + i + RO_HALF] * sin(ang);
+                    ref[o + i + RO_HALF] = x[o + i + RO_HALF] * cos(ang) + x[o + i] * sin(ang);
+                }
+        }
+    memcpy(y, x, RO_N * sizeof(double));
+    weft_rope_forward_f64(y, cs, sn, RO_B, RO_T, RO_NH, RO_HS);
+    assert_true(rel_err(y, ref, RO_N) < 1e-14);
+    // backward is the transpose: <R, rope(x)> = <rope_back(R), x>, and it
+    // overwrites (no G0 here: the one backward that does not accumulate)
+    double *R = rnd(RO_N, 1), *dR = malloc(RO_N * sizeof(double));
+    memcpy(dR, R, RO_N * sizeof(double));
+    weft_rope_backward_f64(dR, cs, sn, RO_B, RO_T, RO_NH, RO_HS);
+    double lhs = dot(R, y, RO_N), rhs = dot(dR, x, RO_N);
+    assert_true(fabs(lhs - rhs) < 1e-13 * fmax(1, fabs(lhs)));
+    // and its inverse: rope_back(rope(x)) = x
+    weft_rope_backward_f64(y, cs, sn, RO_B, RO_T, RO_NH, RO_HS);
+    assert_true(rel_err(y, x, RO_N) < 1e-15);
+    // f32: the table is the f64 one rounded; rotations against f64
+    float fcs[RO_T * RO_HALF], fsn[RO_T * RO_HALF];
+    weft_rope_table(fcs, fsn, RO_T, RO_HS, RO_THETA);
+    for (int i = 0; i < RO_T * RO_HALF; i++)
+        assert_true(fcs[i] == (float)cs[i] && fsn[i] == (float)sn[i]);
+    float *fy = to_f32(x, RO_N), *fdR = to_f32(R, RO_N);
+    weft_rope_forward(fy, fcs, fsn, RO_B, RO_T, RO_NH, RO_HS);
+    assert_true(rel_err_f32(fy, ref, RO_N) < 1e-6);
+    weft_rope_backward(fdR, fcs, fsn, RO_B, RO_T, RO_NH, RO_HS);
+    assert_true(rel_err_f32(fdR, dR, RO_N) < 1e-6);
+    free(x); free(y); free(ref); free(R); free(dR); free(fy); free(fdR);
+}
+
+/* Long positions and Llama 3's base: the table stays accurate where the
+ * angle is thousands of radians (computed in double before rounding). */
+static void test_rope_table_long(void **state)
+{
+    (void)state;
+    enum { T = 8192, HS = 64, HALF = HS / 2 };
+    float *c = malloc((size_t)T * HALF * 4), *s = malloc((size_t)T * HALF * 4);
+    weft_rope_table(c, s, T, HS, 500000.0);
+    double worst = 0;
+    for (int t = T - 3; t < T; t++)
+        for (int i = 0; i < HALF; i++) {
+            long double ang = (long double)t * powl(500000.0L, -2.0L * i / HS);
+            worst = fmax(worst, fabs(c[t * HALF + i] - (double)cosl(ang)));
+            worst = fmax(worst, fabs(s[t * HALF + i] - (double)sinl(ang)));
+        }
+    assert_true(worst < 1e-7);   // f32 rounding of the value only
+    assert_true(c[0] == 1.0f && s[0] == 0.0f);   // position 0 does not turn
+    free(c); free(s);
+}
+
+/* --- SwiGLU -------------------------------------------------------------- */
+
+enum { SG_N = 60 };
+typedef struct {
+    double *gate, *up, *out, *R;
+} sg_ctx;
+
+static double sg_loss(void *p)
+{
+    sg_ctx *c = p;
+    weft_swiglu_forward_f64(c->out, c->gate, c->up, SG_N);
+    return dot(c->out, c->R, SG_N);
+}
+
+static void test_swiglu(void **state)
+{
+    (void)state;
+    sg_ctx c = {rnd(SG_N, 6), rnd(SG_N, 2), filled(SG_N, 0), rnd(SG_N, 1)};
+    sg_loss(&c);
+    for (int i = 0; i < SG_N; i++) {
+        double r = c.gate[i] / (1 + exp(-c.gate[i])) * c.up[i];
+        assert_true(fabs(c.out[i] - r) < 1e-14 * fmax(1, fabs(r)));
+    }
+    double *dg = filled(SG_N, G0), *du = filled(SG_N, G0);
+    for (int k = 0; k < 2; k++)
+        weft_swiglu_backward_f64(dg, du, c.gate, c.up, c.R, SG_N);
+    unaccumulate(dg, SG_N);
+    unaccumulate(du, SG_N);
+    assert_true(fd_check("swiglu dgate", c.gate, SG_N, dg, sg_loss, &c, 1) < FD_TOL);
+    assert_true(fd_check("swiglu dup", c.up, SG_N, du, sg_loss, &c, 1) < FD_TOL);
+    // f32 against f64
+    float *fg = to_f32(c.gate, SG_N), *fu = to_f32(c.up, SG_N), *fR = to_f32(c.R, SG_N);
+    float *fo = calloc(SG_N, 4), *fdg = calloc(SG_N, 4), *fdu = calloc(SG_N, 4);
+    weft_swiglu_forward(fo, fg, fu, SG_N);
+    assert_true(rel_err_f32(fo, c.out, SG_N) < 1e-5);
+    weft_swiglu_backward(fdg, fdu, fg, fu, fR, SG_N);
+    assert_true(rel_err_f32(fdg, dg, SG_N) < 1e-5);
+    assert_true(rel_err_f32(fdu, du, SG_N) < 1e-5);
+    // f32 far out on both sides (R_EXP's clamp), in a vectorised block:
+    // silu(x) -> x for x >> 0, -> 0 (not NaN) for x << 0; a NaN stays NaN
+    float xg[8] = {-1e4f, -100, -88, -20, 20, 88, 100, 1e4f}, one[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    float xo[8], xdg[8] = {0}, xdu[8] = {0};
+    weft_swiglu_forward(xo, xg, one, 8);
+    weft_swiglu_backward(xdg, xdu, xg, one, one, 8);
+    for (int i = 0; i < 8; i++) {
+        double r = xg[i] / (1 + exp(-(double)xg[i]));
+        assert_true(fabs(xo[i] - r) <= 1e-6 * fmax(1, fabs(r)));
+        assert_true(isfinite(xdg[i]) && fabs(xdg[i] - (xg[i] > 0)) < 1e-6);
+    }
+    xg[3] = NAN;
+    weft_swiglu_forward(xo, xg, one, 8);
+    assert_true(isnan(xo[3]) && isfinite(xo[4]));
+    free(c.gate); free(c.up); free(c.out); free(c.R); free(dg); free(du);
+    free(fg); free(fu); free(fR); free(fo); free(fdg); free(fdu);
+}
+
+/* --- grouped-query attention --------------------------------------------- */
+
+typedef struct {
+    int B, T, NH, NKV, hs;
+    double *q, *k, *v, *out, *att, *R;
+} gq_ctx;
+
+static double gq_loss(void *p)
+{
+    gq_ctx *c = p;
+    weft_gqa_attention_forward_f64(c->out, c->att, c->q, c->k, c->v, c->B, c->T, c->NH, c->NKV,
+                                   c->hs);
+    return dot(c->out, c->R, (size_t)c->B * c->T * c->NH * c->hs);
+}
+
+/* The textbook loops, with the head mapping written out: query head h
+ * attends with key/value head h / (NH / NKV). */
+static void gqa_ref(double *out, const double *q, const double *k, const double *v, int B, int T,
+                    int NH, int NKV, int hs)
+{
+    int Cq = NH * hs, Ckv = NKV * hs;
+    double *p = malloc((size_t)T * sizeof(double));
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            int kh = h / (NH / NKV);
+            for (int t = 0; t < T; t++) {
+                const double *qt = q + ((size_t)b * T + t) * Cq + h * hs;
+                double m = -INFINITY, s = 0;
+                for (int j = 0; j <= t; j++) {
+                    const double *kj = k + ((size_t)b * T + j) * Ckv + kh * hs;
+                    p[j] = 0;
+                    for (int i = 0; i < hs; i++)
+                        p[j] += qt[i] * kj[i] / sqrt(hs);
+                    m = fmax(m, p[j]);
+                }
+                for (int j = 0; j <= t; j++)
+                    s += (p[j] = exp(p[j] - m));
+                double *o = out + ((size_t)b * T + t) * Cq + h * hs;
+                for (int i = 0; i < hs; i++) {
+                    o[i] = 0;
+                    for (int j = 0; j <= t; j++)
+                        o[i] += p[j] / s * v[((size_t)b * T + j) * Ckv + kh * hs + i];
+                }
+            }
+        }
+    free(p);
+}
+
+/* Forward against the reference, backward against finite differences
+ * (every stride-th element of q, k, v), f32 against f64. */
+static void check_gqa(int B, int T, int NH, int NKV, int hs, size_t stride)
+{
+    size_t nq = (size_t)B * T * NH * hs, nkv = (size_t)B * T * NKV * hs;
+    size_t na = (size_t)B * NH * T * T;
+    gq_ctx c = {B, T, NH, NKV, hs, rnd(nq, 1.5), rnd(nkv, 1.5), rnd(nkv, 1.5), filled(nq, 0),
+                filled(na, 0), rnd(nq, 1)};
+    gq_loss(&c);
+    double *ref = filled(nq, 0);
+    gqa_ref(ref, c.q, c.k, c.v, B, T, NH, NKV, hs);
+    assert_true(rel_err(c.out, ref, nq) < 1e-13);
+    for (int bh = 0; bh < B * NH; bh++)   // saved probabilities: zero above the diagonal
+        for (int t = 0; t < T; t++)
+            for (int j = t + 1; j < T; j++)
+                assert_true(c.att[((size_t)bh * T + t) * T + j] == 0.0);
+    double *dq = filled(nq, G0), *dk = filled(nkv, G0), *dv = filled(nkv, G0);
+    double *datt = filled(na, 7);   // scratch starts dirty on purpose
+    for (int r = 0; r < 2; r++)
+        weft_gqa_attention_backward_f64(dq, dk, dv, datt, c.R, c.q, c.k, c.v, c.att, B, T, NH, NKV,
+                                        hs);
+    unaccumulate(dq, nq);
+    unaccumulate(dk, nkv);
+    unaccumulate(dv, nkv);
+    char what[64];
+    snprintf(what, sizeof what, "gqa dq T=%d NH=%d NKV=%d", T, NH, NKV);
+    assert_true(fd_check(what, c.q, nq, dq, gq_loss, &c, stride) < FD_TOL);
+    snprintf(what, sizeof what, "gqa dk T=%d NH=%d NKV=%d", T, NH, NKV);
+    assert_true(fd_check(what, c.k, nkv, dk, gq_loss, &c, stride) < FD_TOL);
+    snprintf(what, sizeof what, "gqa dv T=%d NH=%d NKV=%d", T, NH, NKV);
+    assert_true(fd_check(what, c.v, nkv, dv, gq_loss, &c, stride) < FD_TOL);
+    // f32 against f64
+    gq_loss(&c);
+    float *fq = to_f32(c.q, nq), *fk = to_f32(c.k, nkv), *fv = to_f32(c.v, nkv),
+          *fR = to_f32(c.R, nq), *fo = calloc(nq, 4), *fa = calloc(na, 4), *fda = calloc(na, 4),
+          *fdq = calloc(nq, 4), *fdk = calloc(nkv, 4), *fdv = calloc(nkv, 4);
+    weft_gqa_attention_forward(fo, fa, fq, fk, fv, B, T, NH, NKV, hs);
+    assert_true(rel_err_f32(fo, c.out, nq) < 1e-5);
+    weft_gqa_attention_backward(fdq, fdk, fdv, fda, fR, fq, fk, fv, fa, B, T, NH, NKV, hs);
+    assert_true(rel_err_f32(fdq, dq, nq) < 1e-4);
+    assert_true(rel_err_f32(fdk, dk, nkv) < 1e-4);
+    assert_true(rel_err_f32(fdv, dv, nkv) < 1e-4);
+    free(c.q); free(c.k); free(c.v); free(c.out); free(c.att); free(c.R); free(ref);
+    free(dq); free(dk); free(dv); free(datt);
+    free(fq); free(fk); free(fv); free(fR); free(fo); free(fa); free(fda); free(fdq); free(fdk);
+    free(fdv);
+}
+
+static void test_gqa_small(void **state)
+{
+    (void)state;
+    check_gqa(2, 5, 4, 2, 4, 1);   // two query heads per key/value head
+    check_gqa(2, 5, 4, 1, 4, 1);   // multi-query
+    check_gqa(2, 5, 4, 4, 4, 1);   // multi-head
+}
+
+/* T spans three row blocks of the blocked causal products (64, 64, 5). */
+static void test_gqa_blocked(void **state)
+{
+    (void)state;
+    check_gqa(1, 133, 4, 2, 4, 7);
+    check_gqa(2, 133, 4, 1, 4, 11);
+}
+
+/* With NKV = NH, grouped-query attention is the fused-qkv op on the same
+ * q, k, v packed as qkv (B, T, 3C): forward, saved probabilities and
+ * gradients agree. */
+static void test_gqa_is_mha(void **state)
+{
+    (void)state;
+    enum { B = 2, T = 70, NH = 2, HS = 4, C = NH * HS };
+    size_t n = (size_t)B * T * C, na = (size_t)B * NH * T * T;
+    double *q = rnd(n, 1.5), *k = rnd(n, 1.5), *v = rnd(n, 1.5), *dout = rnd(n, 1);
+    double *qkv = malloc(3 * n * sizeof(double));
+    for (size_t r = 0; r < (size_t)B * T; r++) {
+        memcpy(qkv + r * 3 * C, q + r * C, C * sizeof(double));
+        memcpy(qkv + r * 3 * C + C, k + r * C, C * sizeof(double));
+        memcpy(qkv + r * 3 * C + 2 * C, v + r * C, C * sizeof(double));
+    }
+    double *o1 = filled(n, 0), *a1 = filled(na, 0), *o2 = filled(n, 0), *a2 = filled(na, 0);
+    weft_gqa_attention_forward_f64(o1, a1, q, k, v, B, T, NH, NH, HS);
+    weft_attention_forward_f64(o2, a2, qkv, B, T, C, NH);
+    assert_true(rel_err(o1, o2, n) < 1e-14);
+    assert_true(rel_err(a1, a2, na) < 1e-14);
+    double *dq = filled(n, G0), *dk = filled(n, G0), *dv = filled(n, G0), *dqkv = filled(3 * n, G0);
+    double *datt = filled(na, 0);
+    weft_gqa_attention_backward_f64(dq, dk, dv, datt, dout, q, k, v, a1, B, T, NH, NH, HS);
+    weft_attention_backward_f64(dqkv, datt, dout, qkv, a2, B, T, C, NH);
+    double worst = 0;
+    for (size_t r = 0; r < (size_t)B * T; r++) {
+        worst = fmax(worst, rel_err(dq + r * C, dqkv + r * 3 * C, C));
+        worst = fmax(worst, rel_err(dk + r * C, dqkv + r * 3 * C + C, C));
+        worst = fmax(worst, rel_err(dv + r * C, dqkv + r * 3 * C + 2 * C, C));
+    }
+    assert_true(worst < 1e-13);
+    free(q); free(k); free(v); free(dout); free(qkv); free(o1); free(a1); free(o2); free(a2);
+    free(dq); free(dk); free(dv); free(dqkv); free(datt);
+}
+
 /* --- optimizer, schedule, clipping -------------------------------------- */
 
 static void test_adamw(void **state)
@@ -687,6 +1022,45 @@ static void test_checker_catches_errors(void **state)
     free(c.inp); free(c.w); free(c.bias); free(c.out); free(c.R); free(dw);
 }
 
+/* The same for the Llama ops' checks: a RMSNorm gradient that forgets that
+ * rstd depends on the input, a GQA key gradient off by 1e-4 in one element,
+ * and a rotary backward that turns forward instead of back. */
+static void test_checker_catches_llama_errors(void **state)
+{
+    (void)state;
+    rm_ctx c = {rnd(RM_N * RM_C, 2), rnd(RM_C, 1), filled(RM_N * RM_C, 0), filled(RM_N, 0),
+                rnd(RM_N * RM_C, 1)};
+    rm_loss(&c);
+    double *di = filled(RM_N * RM_C, 0);
+    for (int n = 0; n < RM_N; n++)   // w * dy * rstd: rstd taken as a constant
+        for (int i = 0; i < RM_C; i++)
+            di[n * RM_C + i] = c.w[i] * c.R[n * RM_C + i] * c.rstd[n];
+    assert_true(fd_check("(expected failure)", c.inp, RM_N * RM_C, di, rm_loss, &c, 1) > FD_TOL);
+    free(c.inp); free(c.w); free(c.out); free(c.rstd); free(c.R); free(di);
+
+    enum { B = 1, T = 6, NH = 4, NKV = 2, HS = 4 };
+    size_t nq = B * T * NH * HS, nkv = B * T * NKV * HS, na = B * NH * T * T;
+    gq_ctx g = {B, T, NH, NKV, HS, rnd(nq, 1.5), rnd(nkv, 1.5), rnd(nkv, 1.5), filled(nq, 0),
+                filled(na, 0), rnd(nq, 1)};
+    gq_loss(&g);
+    double *dq = filled(nq, 0), *dk = filled(nkv, 0), *dv = filled(nkv, 0), *datt = filled(na, 0);
+    weft_gqa_attention_backward_f64(dq, dk, dv, datt, g.R, g.q, g.k, g.v, g.att, B, T, NH, NKV, HS);
+    dk[5] *= 1.0001;
+    assert_true(fd_check("(expected failure)", g.k, nkv, dk, gq_loss, &g, 1) > FD_TOL);
+    free(g.q); free(g.k); free(g.v); free(g.out); free(g.att); free(g.R);
+    free(dq); free(dk); free(dv); free(datt);
+
+    double cs[RO_T * RO_HALF], sn[RO_T * RO_HALF];
+    weft_rope_table_f64(cs, sn, RO_T, RO_HS, RO_THETA);
+    double *x = rnd(RO_N, 1), *y = malloc(RO_N * sizeof(double)), *R = rnd(RO_N, 1);
+    memcpy(y, x, RO_N * sizeof(double));
+    weft_rope_forward_f64(y, cs, sn, RO_B, RO_T, RO_NH, RO_HS);
+    double lhs = dot(R, y, RO_N);                                 // <R, rope(x)>
+    weft_rope_forward_f64(R, cs, sn, RO_B, RO_T, RO_NH, RO_HS);   // the wrong "backward"
+    assert_true(fabs(lhs - dot(R, x, RO_N)) > 1e-3 * fmax(1, fabs(lhs)));
+    free(x); free(R); free(y);
+}
+
 int main(void)
 {
     weft_kernels_init(1);
@@ -706,7 +1080,15 @@ int main(void)
         cmocka_unit_test(test_lr_schedule),
         cmocka_unit_test(test_clip_and_sumsq),
         cmocka_unit_test(test_sgemm_rate),
+        cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_rope_table_long),
+        cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_gqa_small),
+        cmocka_unit_test(test_gqa_blocked),
+        cmocka_unit_test(test_gqa_is_mha),
         cmocka_unit_test(test_checker_catches_errors),
+        cmocka_unit_test(test_checker_catches_llama_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -54,21 +54,6 @@ static void test_factorisation(void **state)
     has("parallel.dp (2) x parallel.tp (2) x parallel.pp (2) = 8 is not the world size 4");
 }
 
-static void test_model_constraints(void **state)
-{
-    (void)state;
-    weft_mesh_layout l = {.size = {1, 4, 1}};
-    assert_int_equal(weft_mesh_layout_check_model(&l, 4, 32, 256, 4), 0);
-    assert_int_equal(weft_mesh_layout_check_model(&l, 2, 32, 256, 4), WEFT_ECONFIG);
-    has("parallel.tp (4) does not divide model.n_head (2)");
-    assert_int_equal(weft_mesh_layout_check_model(&l, 4, 32, 250, 4), WEFT_ECONFIG);
-    has("parallel.tp (4) does not divide the vocabulary size (250");
-    l = (weft_mesh_layout){.size = {1, 1, 3}};
-    assert_int_equal(weft_mesh_layout_check_model(&l, 4, 32, 256, 4), WEFT_ECONFIG);
-    has("parallel.pp (3) does not divide model.n_layer (4)");
-    assert_int_equal(weft_mesh_layout_check_model(&l, 4, 32, 255, 6), 0);
-}
-
 /* Every rank maps to distinct coordinates and back; TP ranks adjacent, then
  * DP, PP slowest (the order a nested count produces). */
 static void test_coords(void **state)
@@ -95,7 +80,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_factorisation),
-        cmocka_unit_test(test_model_constraints),
         cmocka_unit_test(test_coords),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

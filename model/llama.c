@@ -1,0 +1,732 @@
+/*
+ * llama.c -- the Llama family's forward and backward over the CPU kernels,
+ * built like gpt.c: one flat parameter buffer and one of gradients (the
+ * model interface's), every activation and its gradient allocated at
+ * creation, forward activations in `nslots` slots for pipeline schedules,
+ * one set of activation gradients. See llama.h for the model and its
+ * parameter names.
+ *
+ * What differs from GPT-2, and why it is written as it is:
+ *   - q, k and v are three matmuls into three buffers, not one fused one:
+ *     with fewer key/value heads than tensor-parallel ranks a rank's k and v
+ *     rows are one head of a whole (replicated) weight, not the neighbours
+ *     of its q rows in the buffer.
+ *   - Rotary embeddings turn q and k in place after their matmuls; backward
+ *     turns their gradients back before the matmuls' backward. Nothing
+ *     before the rotation is needed later.
+ *   - Replicated k_proj/v_proj (NKV < TP): each rank's gradient covers only
+ *     the head its query heads use, so one micro-batch's k and v weight
+ *     gradients are made in a scratch of the whole weights, summed over the
+ *     group and then added: summing the accumulated gradient instead would
+ *     count earlier micro-batches again.
+ *
+ * Trace points as GPT-2's: each block's forward and backward, the embedding
+ * and the head, on the compute lane.
+ */
+#include "model/llama.h"
+#include "kernels/kernels.h"
+#include "parallel/tp.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+#include "runtime/rng.h"
+#include "runtime/trace.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Per-block parameter order; offsets follow it. K and V must stay
+ * neighbours: the replicated case sums their gradients in one allreduce. */
+enum { IN_NORM, WQ, WK, WV, WO, POST_NORM, WGATE, WUP, WDOWN, NBLOCK };
+
+static const char *const block_names[NBLOCK] = {
+    "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+    "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+    "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
+};
+
+/* One block's activations (forward) or their gradients (backward). Dq =
+ * NHl hs: this rank's query channels; Dkv: its key/value channels; Fl its
+ * MLP channels. */
+typedef struct {
+    float *ln1, *ln1_rstd;       /* (B,T,C), (B,T) */
+    float *q, *k, *v;            /* (B,T,Dq), (B,T,Dkv) x 2, after rotation (q, k) */
+    float *atty;                 /* (B,T,Dq) attention output before o_proj */
+    float *att;                  /* (B,NHl,T,T) softmax probabilities */
+    float *attproj;              /* (B,T,C) */
+    float *residual2;            /* (B,T,C) = input + attproj */
+    float *ln2, *ln2_rstd;
+    float *gate, *up, *act;      /* (B,T,Fl): act = silu(gate) * up */
+    float *down;                 /* (B,T,C) */
+    float *residual3;            /* (B,T,C) the block's output */
+} block_acts;
+
+typedef struct {
+    float *encoded;              /* (B,T,C) the stage's input */
+    block_acts *blk;             /* Ll */
+    float *lnf, *lnf_rstd;       /* last stage only */
+    float *logits;               /* (B,T,Vl); backward turns it into dlogits */
+    float *losses;               /* (B,T) */
+    double *lse;                 /* (B,T) */
+    int32_t *tokens, *targets;   /* (B,T) */
+    int b, t, have_targets;
+    int n_valid;               /* targets >= 0: the loss is their mean */
+} slot_acts;
+
+struct weft_llama {
+    weft_model base;             /* first: the model interface */
+    weft_llama_config cfg;
+    weft_model_part part;
+    int B, T;
+    int Ll, l0;                  /* blocks held, and the first one's global index */
+    int hs, NHl, Dq;             /* head size, this rank's query heads and channels */
+    int NKVl, Dkv;               /* key/value heads this rank computes with, their channels */
+    int kv_replicated;           /* k_proj, v_proj whole here; this rank uses head kv_head */
+    int kv_head;
+    int Fl, Vl, v0;              /* MLP channels, vocabulary rows from v0 */
+    int has_embed, has_head;
+    int i_embed, i_blk, i_norm, i_head; /* table indices (-1: not held) */
+    size_t hook_floor;
+    int32_t *in, *tgt;           /* (B,T) a micro-batch split from the step's batch */
+    float *rope_cos, *rope_sin;  /* (T, hs/2) */
+    slot_acts *slot;
+    block_acts *dblk;
+    float *dencoded, *dlnf, *datt_scratch, *doutput;
+    float *kv_grad;              /* (2 NKV hs, C) replicated k/v weight gradients, or NULL */
+    double *xent_scratch, *lse_mem;
+    float *act_mem, *dact_mem;
+    int32_t *tok_mem;
+    size_t slot_floats, dact_floats;
+};
+
+/* --- configuration -------------------------------------------------------- */
+
+int weft_llama_config_check(const weft_llama_config *c)
+{
+    if (c->vocab < 2)
+        return weft_error(WEFT_ECONFIG, "model: vocab size %d must be at least 2 (it comes from the dataset)", c->vocab);
+    if (c->n_layer < 1 || c->n_head < 1 || c->n_embd < 1 || c->max_seq < 1 || c->n_kv_head < 1 || c->ffn_dim < 1)
+        return weft_error(WEFT_ECONFIG, "model.n_layer (%d), model.n_head (%d), model.n_kv_head (%d), "
+                          "model.n_embd (%d), model.ffn_dim (%d) and model.context (%d) must all be >= 1",
+                          c->n_layer, c->n_head, c->n_kv_head, c->n_embd, c->ffn_dim, c->max_seq);
+    if (c->n_embd % c->n_head != 0)
+        return weft_error(WEFT_ECONFIG, "model.n_embd (%d) is not divisible by model.n_head (%d): each head "
+                          "needs n_embd / n_head channels", c->n_embd, c->n_head);
+    if ((c->n_embd / c->n_head) % 2 != 0)
+        return weft_error(WEFT_ECONFIG, "model.n_embd / model.n_head = %d is odd: rotary embeddings turn pairs "
+                          "of a head's channels, so the head size must be even", c->n_embd / c->n_head);
+    if (c->n_head % c->n_kv_head != 0)
+        return weft_error(WEFT_ECONFIG, "model.n_kv_head (%d) does not divide model.n_head (%d): each key/value "
+                          "head serves an equal group of query heads", c->n_kv_head, c->n_head);
+    if (!(c->rope_theta > 1.0))
+        return weft_error(WEFT_ECONFIG, "model.rope_theta (%g) must be > 1", c->rope_theta);
+    if (!(c->norm_eps > 0.0 && c->norm_eps < 1.0))
+        return weft_error(WEFT_ECONFIG, "model.norm_eps (%g) must be in (0, 1)", c->norm_eps);
+    return 0;
+}
+
+int weft_llama_layout_check(const weft_llama_config *c, int tp, int pp)
+{
+    if (c->n_head % tp != 0)
+        return weft_error(WEFT_ECONFIG, "parallel.tp (%d) does not divide model.n_head (%d): tensor parallelism "
+                          "gives each rank whole attention heads", tp, c->n_head);
+    if (c->n_kv_head % tp != 0 && tp % c->n_kv_head != 0)
+        return weft_error(WEFT_ECONFIG, "parallel.tp (%d) and model.n_kv_head (%d): one must divide the other "
+                          "(key/value heads are split over the ranks, or each replicated on tp / n_kv_head "
+                          "of them)", tp, c->n_kv_head);
+    if (c->ffn_dim % tp != 0)
+        return weft_error(WEFT_ECONFIG, "parallel.tp (%d) does not divide model.ffn_dim (%d): the MLP's "
+                          "channels are split over the ranks", tp, c->ffn_dim);
+    if (c->vocab % tp != 0)
+        return weft_error(WEFT_ECONFIG, "parallel.tp (%d) does not divide the vocabulary size (%d, from the "
+                          "dataset): the token embedding and the loss are split by vocabulary rows", tp, c->vocab);
+    if (c->n_layer % pp != 0)
+        return weft_error(WEFT_ECONFIG, "parallel.pp (%d) does not divide model.n_layer (%d): every pipeline "
+                          "stage holds the same number of blocks", pp, c->n_layer);
+    return 0;
+}
+
+/* --- the parameter table ---------------------------------------------------- */
+
+/* embed, norm, lm_head and NBLOCK per block. */
+static int table_cap(int blocks) { return 3 + NBLOCK * blocks; }
+
+static void add_param(weft_llama *m, const char *name, weft_shard_spec shard, unsigned tied)
+{
+    unsigned flags = WEFT_TENSOR_TRAINABLE | (shard.ndim == 2 ? WEFT_TENSOR_DECAY : 0) | tied;
+    int rc = weft_model_add_param(&m->base, table_cap(m->Ll), name, shard, flags);
+    assert(rc == 0); /* the table was allocated for every parameter */
+    (void)rc;
+}
+
+static weft_shard_spec split(const weft_llama *m, int64_t d0, int64_t d1, int dim)
+{
+    if (m->part.tp_size == 1)
+        return weft_shard_whole(d0, d1);
+    return weft_shard_split(d0, d1, dim, 1, m->part.tp_rank, m->part.tp_size);
+}
+
+static void add_block(weft_llama *m, int l)
+{
+    const weft_llama_config *c = &m->cfg;
+    int64_t C = c->n_embd, hs = m->hs, Q = (int64_t)c->n_head * hs, KV = (int64_t)c->n_kv_head * hs;
+    weft_shard_spec kv = m->kv_replicated ? weft_shard_whole(KV, C) : split(m, KV, C, 0);
+    weft_shard_spec spec[NBLOCK] = {
+        [IN_NORM] = weft_shard_whole(C, 0),  [WQ] = split(m, Q, C, 0),
+        [WK] = kv,                           [WV] = kv,
+        [WO] = split(m, C, Q, 1),            [POST_NORM] = weft_shard_whole(C, 0),
+        [WGATE] = split(m, c->ffn_dim, C, 0), [WUP] = split(m, c->ffn_dim, C, 0),
+        [WDOWN] = split(m, C, c->ffn_dim, 1),
+    };
+    for (int k = 0; k < NBLOCK; k++) {
+        char name[WEFT_TENSOR_NAME_MAX];
+        snprintf(name, sizeof name, "model.layers.%d.%s", l, block_names[k]);
+        add_param(m, name, spec[k], 0);
+    }
+}
+
+static void build_table(weft_llama *m)
+{
+    const weft_llama_config *c = &m->cfg;
+    int64_t C = c->n_embd;
+    int tied_head = c->tie_embeddings && m->has_head;
+    m->i_embed = m->i_norm = m->i_head = -1;
+    if (m->has_embed || tied_head) {
+        m->i_embed = m->base.nparams;
+        /* Tied with stages: the first holds the embedding, the last a copy as
+         * its LM head; their gradients are summed every step. */
+        unsigned tied = c->tie_embeddings && m->part.pp_size > 1
+                            ? WEFT_TENSOR_TIED | (m->has_embed ? 0 : WEFT_TENSOR_TIED_COPY) : 0;
+        add_param(m, "model.embed_tokens.weight", split(m, c->vocab, C, 0), tied);
+    }
+    m->i_blk = m->base.nparams;
+    for (int l = m->l0; l < m->l0 + m->Ll; l++)
+        add_block(m, l);
+    if (m->has_head) {
+        m->i_norm = m->base.nparams;
+        add_param(m, "model.norm.weight", weft_shard_whole(C, 0), 0);
+        m->i_head = m->i_embed;
+        if (!c->tie_embeddings) {
+            m->i_head = m->base.nparams;
+            add_param(m, "lm_head.weight", split(m, c->vocab, C, 0), 0);
+        }
+    }
+    if (m->part.pp_size > 1 && c->tie_embeddings && m->i_embed >= 0)
+        m->hook_floor = m->base.params[m->i_embed].offset + m->base.params[m->i_embed].numel;
+    size_t Q = (size_t)c->n_head * m->hs, KV = (size_t)c->n_kv_head * m->hs;
+    size_t per_block = 2 * (size_t)C + (Q + 2 * KV) * C + C * Q + 3 * (size_t)c->ffn_dim * C;
+    m->base.global_params = (size_t)c->vocab * C * (c->tie_embeddings ? 1 : 2) + (size_t)c->n_layer * per_block + C;
+}
+
+/* --- activations ------------------------------------------------------------ */
+
+typedef struct {
+    size_t BT, C, Dq, Dkv, Fl, att;
+} dims;
+
+static dims dims_of(const weft_llama *m, size_t att)
+{
+    return (dims){(size_t)m->B * m->T, (size_t)m->cfg.n_embd, (size_t)m->Dq, (size_t)m->Dkv, (size_t)m->Fl, att};
+}
+
+static size_t carve_block(block_acts *a, float *p, dims d)
+{
+    float *q = p;
+#define TAKE(field, n) (a->field = q, q += (n))
+    TAKE(ln1, d.BT * d.C); TAKE(ln1_rstd, d.BT);
+    TAKE(q, d.BT * d.Dq); TAKE(k, d.BT * d.Dkv); TAKE(v, d.BT * d.Dkv);
+    TAKE(atty, d.BT * d.Dq); TAKE(att, d.att); TAKE(attproj, d.BT * d.C); TAKE(residual2, d.BT * d.C);
+    TAKE(ln2, d.BT * d.C); TAKE(ln2_rstd, d.BT);
+    TAKE(gate, d.BT * d.Fl); TAKE(up, d.BT * d.Fl); TAKE(act, d.BT * d.Fl);
+    TAKE(down, d.BT * d.C); TAKE(residual3, d.BT * d.C);
+#undef TAKE
+    return (size_t)(q - p);
+}
+
+static size_t block_floats(dims d)
+{
+    return d.BT * (6 * d.C + 2 + 2 * d.Dq + 2 * d.Dkv + 3 * d.Fl) + d.att; /* must match carve_block */
+}
+
+static size_t carve_slot(weft_llama *m, slot_acts *s, float *p)
+{
+    dims d = dims_of(m, (size_t)m->B * m->NHl * m->T * m->T);
+    float *q = p;
+    s->encoded = q, q += d.BT * d.C;
+    for (int l = 0; l < m->Ll; l++)
+        q += carve_block(&s->blk[l], q, d);
+    if (m->has_head) {
+        s->lnf = q, q += d.BT * d.C;
+        s->lnf_rstd = q, q += d.BT;
+        s->logits = q, q += d.BT * m->Vl;
+        s->losses = q, q += d.BT;
+    }
+    return (size_t)(q - p);
+}
+
+static int alloc_acts(weft_llama *m)
+{
+    size_t ns = (size_t)m->part.nslots, att = (size_t)m->B * m->NHl * m->T * m->T;
+    dims d0 = dims_of(m, 0);
+    size_t BT = d0.BT, C = d0.C;
+    m->slot_floats = BT * C + (size_t)m->Ll * block_floats(dims_of(m, att));
+    if (m->has_head)
+        m->slot_floats += BT * C + BT + BT * m->Vl + BT;
+    /* Activation gradients: the blocks without attention probabilities (one
+     * shared scratch), then the head's, then the output's gradient at the
+     * end, outside the region backward zeroes. */
+    m->dact_floats = BT * C + (size_t)m->Ll * block_floats(d0) + BT * C + att;
+    m->act_mem = malloc(m->slot_floats * ns * sizeof(float));
+    m->dact_mem = malloc((m->dact_floats + BT * C) * sizeof(float));
+    m->slot = calloc(ns, sizeof *m->slot);
+    m->dblk = calloc((size_t)m->Ll ? (size_t)m->Ll : 1, sizeof *m->dblk);
+    m->tok_mem = malloc(2 * ns * BT * sizeof(int32_t));
+    m->xent_scratch = malloc(2 * BT * sizeof(double));
+    m->lse_mem = malloc(ns * BT * sizeof(double));
+    size_t half = (size_t)m->hs / 2;
+    m->rope_cos = malloc((size_t)m->T * half * sizeof(float));
+    m->rope_sin = malloc((size_t)m->T * half * sizeof(float));
+    size_t kvg = m->kv_replicated ? 2 * (size_t)m->cfg.n_kv_head * m->hs * C : 0;
+    m->kv_grad = kvg ? malloc(kvg * sizeof(float)) : NULL;
+    int ok = m->act_mem && m->dact_mem && m->slot && m->dblk && m->tok_mem && m->xent_scratch && m->lse_mem &&
+             m->rope_cos && m->rope_sin && (!kvg || m->kv_grad);
+    for (size_t i = 0; ok && i < ns; i++)
+        ok = (m->slot[i].blk = calloc((size_t)m->Ll ? (size_t)m->Ll : 1, sizeof(block_acts))) != NULL;
+    if (!ok)
+        return weft_error(WEFT_ENOMEM, "model: %.1f MiB of activations for B=%d T=%d x %zu slots: out of memory",
+                          (double)(m->slot_floats * ns + m->dact_floats) * 4.0 / (1 << 20), m->B, m->T, ns);
+    for (size_t i = 0; i < ns; i++) {
+        size_t used = carve_slot(m, &m->slot[i], m->act_mem + i * m->slot_floats);
+        assert(used == m->slot_floats);
+        (void)used;
+        m->slot[i].tokens = m->tok_mem + 2 * i * BT;
+        m->slot[i].targets = m->slot[i].tokens + BT;
+        m->slot[i].lse = m->lse_mem + i * BT;
+    }
+    float *p = m->dact_mem;
+    m->dencoded = p, p += BT * C;
+    for (int l = 0; l < m->Ll; l++)
+        p += carve_block(&m->dblk[l], p, d0);
+    m->dlnf = p, p += BT * C;
+    m->datt_scratch = p, p += att;
+    m->doutput = p; /* == dact_mem + dact_floats */
+    if (m->Ll > 0)
+        m->dblk[m->Ll - 1].residual3 = m->doutput;
+    weft_rope_table(m->rope_cos, m->rope_sin, m->T, m->hs, m->cfg.rope_theta);
+    return 0;
+}
+
+static void describe(weft_llama *m);
+
+static int part_check(const weft_llama_config *c, const weft_model_part *p)
+{
+    if (p->tp_size < 1 || p->pp_size < 1 || p->tp_rank < 0 || p->tp_rank >= p->tp_size || p->pp_rank < 0 ||
+        p->pp_rank >= p->pp_size || p->nslots < 1)
+        return weft_error(WEFT_EINVAL, "model: bad part (tp %d/%d, pp %d/%d, %d slots)", p->tp_rank, p->tp_size,
+                          p->pp_rank, p->pp_size, p->nslots);
+    WEFT_CHECK(weft_llama_layout_check(c, p->tp_size, p->pp_size));
+    if (p->tp_size > 1 && (!p->tp || weft_comm_size(p->tp) != p->tp_size))
+        return weft_error(WEFT_EINVAL, "model: tensor parallelism over %d ranks needs their communicator",
+                          p->tp_size);
+    return 0;
+}
+
+int weft_llama_new_part(const weft_llama_config *cfg, const weft_model_part *part, int B, int T, weft_llama **out)
+{
+    WEFT_CHECK(weft_llama_config_check(cfg));
+    WEFT_CHECK(part_check(cfg, part));
+    if (B < 1 || T < 1 || T > cfg->max_seq)
+        return weft_error(WEFT_ECONFIG, "model: sequence length %d must be in [1, model.context = %d]", T,
+                          cfg->max_seq);
+    weft_llama *m = calloc(1, sizeof *m);
+    if (!m)
+        return weft_error(WEFT_ENOMEM, "model: out of memory");
+    int P = part->tp_size;
+    m->cfg = *cfg;
+    m->part = *part;
+    m->B = B;
+    m->T = T;
+    m->Ll = cfg->n_layer / part->pp_size;
+    m->l0 = part->pp_rank * m->Ll;
+    m->hs = cfg->n_embd / cfg->n_head;
+    m->NHl = cfg->n_head / P;
+    m->Dq = m->NHl * m->hs;
+    m->kv_replicated = cfg->n_kv_head < P;
+    m->NKVl = m->kv_replicated ? 1 : cfg->n_kv_head / P;
+    m->kv_head = m->kv_replicated ? part->tp_rank * m->NHl / (cfg->n_head / cfg->n_kv_head) : 0;
+    m->Dkv = m->NKVl * m->hs;
+    m->Fl = cfg->ffn_dim / P;
+    m->Vl = cfg->vocab / P;
+    m->v0 = part->tp_rank * m->Vl;
+    m->has_embed = part->pp_rank == 0;
+    m->has_head = part->pp_rank == part->pp_size - 1;
+    m->base.params = calloc((size_t)table_cap(m->Ll), sizeof *m->base.params);
+    if (!m->base.params) {
+        free(m);
+        return weft_error(WEFT_ENOMEM, "model: out of memory");
+    }
+    build_table(m);
+    describe(m);
+    m->in = malloc((size_t)B * T * sizeof(int32_t));
+    m->tgt = malloc((size_t)B * T * sizeof(int32_t));
+    int rc = weft_model_alloc(&m->base);
+    if (rc == 0)
+        rc = m->in && m->tgt ? alloc_acts(m) : weft_error(WEFT_ENOMEM, "model: out of memory");
+    if (rc) {
+        weft_llama_free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+int weft_llama_new(const weft_llama_config *cfg, int B, int T, weft_llama **out)
+{
+    weft_model_part whole = {.tp_size = 1, .pp_size = 1, .nslots = 1};
+    return weft_llama_new_part(cfg, &whole, B, T, out);
+}
+
+void weft_llama_free(weft_llama *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; m->slot && i < m->part.nslots; i++)
+        free(m->slot[i].blk);
+    free(m->slot);
+    weft_model_release(&m->base);
+    free(m->in);
+    free(m->tgt);
+    free(m->act_mem);
+    free(m->dact_mem);
+    free(m->dblk);
+    free(m->tok_mem);
+    free(m->xent_scratch);
+    free(m->lse_mem);
+    free(m->rope_cos);
+    free(m->rope_sin);
+    free(m->kv_grad);
+    free(m);
+}
+
+/* --- initialisation --------------------------------------------------------- */
+
+static void init_values(void *arg, const weft_tensor *g, weft_rng *rng, float *w)
+{
+    double proj_std = *(const double *)arg;
+    int is_proj = strstr(g->name, "o_proj.weight") || strstr(g->name, "down_proj.weight");
+    for (size_t j = 0; j < g->numel; j++)
+        w[j] = g->ndim == 2 ? (float)(weft_rng_normal(rng) * (is_proj ? proj_std : 0.02)) : 1.0f;
+}
+
+void weft_llama_init(weft_llama *m, uint64_t seed)
+{
+    weft_llama w = {.cfg = m->cfg, .part = {.tp_size = 1, .pp_size = 1, .nslots = 1}, .Ll = m->cfg.n_layer,
+                    .hs = m->hs, .has_embed = 1, .has_head = 1};
+    w.base.params = calloc((size_t)table_cap(w.Ll), sizeof *w.base.params);
+    double proj_std = 0.02 / sqrt(2.0 * m->cfg.n_layer);
+    int rc = WEFT_ENOMEM;
+    if (w.base.params) {
+        build_table(&w);
+        rc = weft_model_init_from_whole(&m->base, &w.base, seed, init_values, &proj_std);
+    }
+    if (rc) /* only at start, and the caller's later allocations fail too */
+        WEFT_ERROR("model: out of memory initialising the parameters");
+    free(w.base.params);
+}
+
+weft_model *weft_llama_model(weft_llama *m) { return &m->base; }
+const weft_llama_config *weft_llama_cfg(const weft_llama *m) { return &m->cfg; }
+const float *weft_llama_logits(const weft_llama *m) { return m->slot[0].logits; }
+
+/* --- forward ----------------------------------------------------------------- */
+
+static float *bp(const weft_llama *m, float *base, int l, int k)
+{
+    return base + m->base.params[m->i_blk + l * NBLOCK + k].offset;
+}
+
+static float *pw(const weft_llama *m, float *base, int i) { return base + m->base.params[i].offset; }
+
+/* This rank's rows of k_proj or v_proj (its head, when they are replicated). */
+static float *kv_rows(const weft_llama *m, float *base, int l, int k)
+{
+    return bp(m, base, l, k) + (size_t)m->kv_head * m->hs * m->cfg.n_embd;
+}
+
+static int block_forward(weft_llama *m, block_acts *a, int l, const float *x, int b, int t)
+{
+    int BT = b * t, C = m->cfg.n_embd;
+    float *P = m->base.param_data;
+    weft_comm *tp = m->part.tp;
+    weft_rmsnorm_forward(a->ln1, a->ln1_rstd, x, bp(m, P, l, IN_NORM), BT, C, m->cfg.norm_eps);
+    weft_matmul_forward(a->q, a->ln1, bp(m, P, l, WQ), NULL, BT, C, m->Dq);
+    weft_matmul_forward(a->k, a->ln1, kv_rows(m, P, l, WK), NULL, BT, C, m->Dkv);
+    weft_matmul_forward(a->v, a->ln1, kv_rows(m, P, l, WV), NULL, BT, C, m->Dkv);
+    weft_rope_forward(a->q, m->rope_cos, m->rope_sin, b, t, m->NHl, m->hs);
+    weft_rope_forward(a->k, m->rope_cos, m->rope_sin, b, t, m->NKVl, m->hs);
+    weft_gqa_attention_forward(a->atty, a->att, a->q, a->k, a->v, b, t, m->NHl, m->NKVl, m->hs);
+    WEFT_CHECK(weft_tp_row_linear_forward(a->attproj, a->atty, bp(m, P, l, WO), NULL, BT, m->Dq, C, tp));
+    weft_residual_forward(a->residual2, x, a->attproj, (size_t)BT * C);
+    weft_rmsnorm_forward(a->ln2, a->ln2_rstd, a->residual2, bp(m, P, l, POST_NORM), BT, C, m->cfg.norm_eps);
+    weft_matmul_forward(a->gate, a->ln2, bp(m, P, l, WGATE), NULL, BT, C, m->Fl);
+    weft_matmul_forward(a->up, a->ln2, bp(m, P, l, WUP), NULL, BT, C, m->Fl);
+    weft_swiglu_forward(a->act, a->gate, a->up, (size_t)BT * m->Fl);
+    WEFT_CHECK(weft_tp_row_linear_forward(a->down, a->act, bp(m, P, l, WDOWN), NULL, BT, m->Fl, C, tp));
+    weft_residual_forward(a->residual3, a->residual2, a->down, (size_t)BT * C);
+    return 0;
+}
+
+static int head_forward(weft_llama *m, slot_acts *s, const float *x, const int32_t *targets, double *loss)
+{
+    int BT = s->b * s->t, C = m->cfg.n_embd;
+    float *P = m->base.param_data;
+    weft_rmsnorm_forward(s->lnf, s->lnf_rstd, x, pw(m, P, m->i_norm), BT, C, m->cfg.norm_eps);
+    weft_matmul_forward(s->logits, s->lnf, pw(m, P, m->i_head), NULL, BT, C, m->Vl);
+    s->have_targets = targets != NULL;
+    if (!targets)
+        return 0;
+    memcpy(s->targets, targets, (size_t)BT * sizeof(int32_t));
+    s->n_valid = 0;
+    for (int i = 0; i < BT; i++)
+        s->n_valid += targets[i] >= 0;
+    return weft_tp_xent_forward(s->losses, s->lse, loss, s->logits, targets, BT, m->Vl, m->v0, m->xent_scratch,
+                                m->part.tp);
+}
+
+static int forward_slot(weft_llama *m, int slot, const int32_t *tokens, const int32_t *targets, int b, int t,
+                        double *loss)
+{
+    assert(slot >= 0 && slot < m->part.nslots && b <= m->B && t <= m->T);
+    slot_acts *s = &m->slot[slot];
+    float *P = m->base.param_data;
+    *loss = 0;
+    s->b = b;
+    s->t = t;
+    int64_t t0 = weft_trace_begin();
+    if (m->has_embed) {
+        memcpy(s->tokens, tokens, (size_t)b * t * sizeof(int32_t));
+        WEFT_CHECK(weft_tp_embedding_forward(s->encoded, tokens, pw(m, P, m->i_embed), m->v0, m->Vl, NULL, b, t,
+                                             m->cfg.n_embd, m->part.tp));
+        weft_trace_end("embed.forward", "forward", WEFT_TRACE_COMPUTE, -1, t0);
+    }
+    const float *x = s->encoded;
+    for (int l = 0; l < m->Ll; l++) {
+        t0 = weft_trace_begin();
+        WEFT_CHECK(block_forward(m, &s->blk[l], l, x, b, t));
+        weft_trace_end("layers.%d.forward", "forward", WEFT_TRACE_COMPUTE, m->l0 + l, t0);
+        x = s->blk[l].residual3;
+    }
+    s->have_targets = 0;
+    if (!m->has_head)
+        return 0;
+    t0 = weft_trace_begin();
+    WEFT_CHECK(head_forward(m, s, x, targets, loss));
+    weft_trace_end("head.forward", "forward", WEFT_TRACE_COMPUTE, -1, t0);
+    return 0;
+}
+
+int weft_llama_forward(weft_llama *m, const int32_t *tokens, const int32_t *targets, int b, int t, double *loss)
+{
+    if (m->part.pp_size > 1)
+        return weft_error(WEFT_EINVAL, "weft_llama_forward needs the model's one stage (pp %d): use the "
+                          "model interface's forward", m->part.pp_size);
+    return forward_slot(m, 0, tokens, targets, b, t, loss);
+}
+
+/* --- backward ---------------------------------------------------------------- */
+
+/* k_proj and v_proj's gradient of one micro-batch when they are replicated:
+ * this rank's head's rows in a zeroed scratch of both whole weights (their
+ * layout in the buffer: k then v), summed over the group, added. */
+static int kv_backward_replicated(weft_llama *m, const block_acts *a, block_acts *d, int l, int BT)
+{
+    int C = m->cfg.n_embd;
+    size_t whole = (size_t)m->cfg.n_kv_head * m->hs * C, row0 = (size_t)m->kv_head * m->hs * C;
+    float *P = m->base.param_data, *G = m->base.grad_data;
+    memset(m->kv_grad, 0, 2 * whole * sizeof(float));
+    weft_matmul_backward(d->ln1, m->kv_grad + row0, NULL, d->k, a->ln1, kv_rows(m, P, l, WK), BT, C, m->Dkv);
+    weft_matmul_backward(d->ln1, m->kv_grad + whole + row0, NULL, d->v, a->ln1, kv_rows(m, P, l, WV), BT, C,
+                         m->Dkv);
+    WEFT_CHECK(weft_comm_allreduce(m->part.tp, m->kv_grad, m->kv_grad, 2 * whole, WEFT_F32, WEFT_SUM));
+    float *g = bp(m, G, l, WK); /* v_proj follows k_proj in the buffer */
+    for (size_t i = 0; i < 2 * whole; i++)
+        g[i] += m->kv_grad[i];
+    return 0;
+}
+
+static int block_backward(weft_llama *m, const block_acts *a, int l, const float *x, float *dx, int b, int t)
+{
+    int BT = b * t, C = m->cfg.n_embd;
+    size_t n = (size_t)BT * C;
+    block_acts *d = &m->dblk[l];
+    float *P = m->base.param_data, *G = m->base.grad_data;
+    weft_comm *tp = m->part.tp;
+    weft_residual_backward(d->residual2, d->down, d->residual3, n);
+    /* Row-parallel down_proj: its output gradient is whole; no communication. */
+    weft_matmul_backward(d->act, bp(m, G, l, WDOWN), NULL, d->down, a->act, bp(m, P, l, WDOWN), BT, m->Fl, C);
+    weft_swiglu_backward(d->gate, d->up, a->gate, a->up, d->act, (size_t)BT * m->Fl);
+    /* Column-parallel gate and up: the input's gradient is a partial sum. */
+    weft_matmul_backward(d->ln2, bp(m, G, l, WGATE), NULL, d->gate, a->ln2, bp(m, P, l, WGATE), BT, C, m->Fl);
+    weft_matmul_backward(d->ln2, bp(m, G, l, WUP), NULL, d->up, a->ln2, bp(m, P, l, WUP), BT, C, m->Fl);
+    WEFT_CHECK(weft_tp_reduce_grad(d->ln2, n, tp));
+    weft_rmsnorm_backward(d->residual2, bp(m, G, l, POST_NORM), d->ln2, a->residual2, bp(m, P, l, POST_NORM),
+                          a->ln2_rstd, BT, C);
+    weft_residual_backward(dx, d->attproj, d->residual2, n);
+    weft_matmul_backward(d->atty, bp(m, G, l, WO), NULL, d->attproj, a->atty, bp(m, P, l, WO), BT, m->Dq, C);
+    weft_gqa_attention_backward(d->q, d->k, d->v, m->datt_scratch, d->atty, a->q, a->k, a->v, a->att, b, t, m->NHl,
+                                m->NKVl, m->hs);
+    weft_rope_backward(d->q, m->rope_cos, m->rope_sin, b, t, m->NHl, m->hs);
+    weft_rope_backward(d->k, m->rope_cos, m->rope_sin, b, t, m->NKVl, m->hs);
+    weft_matmul_backward(d->ln1, bp(m, G, l, WQ), NULL, d->q, a->ln1, bp(m, P, l, WQ), BT, C, m->Dq);
+    if (m->kv_replicated) {
+        WEFT_CHECK(kv_backward_replicated(m, a, d, l, BT));
+    } else {
+        weft_matmul_backward(d->ln1, bp(m, G, l, WK), NULL, d->k, a->ln1, bp(m, P, l, WK), BT, C, m->Dkv);
+        weft_matmul_backward(d->ln1, bp(m, G, l, WV), NULL, d->v, a->ln1, bp(m, P, l, WV), BT, C, m->Dkv);
+    }
+    WEFT_CHECK(weft_tp_reduce_grad(d->ln1, n, tp));
+    weft_rmsnorm_backward(dx, bp(m, G, l, IN_NORM), d->ln1, x, bp(m, P, l, IN_NORM), a->ln1_rstd, BT, C);
+    return 0;
+}
+
+static int head_backward(weft_llama *m, slot_acts *s, double loss_scale)
+{
+    int BT = s->b * s->t, C = m->cfg.n_embd;
+    float *P = m->base.param_data, *G = m->base.grad_data;
+    const float *x = m->Ll ? s->blk[m->Ll - 1].residual3 : s->encoded;
+    weft_tp_xent_backward(s->logits, s->logits, s->lse, s->targets, BT, m->Vl, m->v0,
+                          loss_scale / (s->n_valid ? s->n_valid : 1));
+    weft_matmul_backward(m->dlnf, pw(m, G, m->i_head), NULL, s->logits, s->lnf, pw(m, P, m->i_head), BT, C, m->Vl);
+    WEFT_CHECK(weft_tp_reduce_grad(m->dlnf, (size_t)BT * C, m->part.tp));
+    weft_rmsnorm_backward(m->doutput, pw(m, G, m->i_norm), m->dlnf, x, pw(m, P, m->i_norm), s->lnf_rstd, BT, C);
+    return 0;
+}
+
+static void report(weft_llama *m, weft_grad_hook hook, void *arg, size_t offset)
+{
+    if (hook)
+        hook(arg, offset > m->hook_floor ? offset : m->hook_floor);
+}
+
+static int backward_slot(weft_llama *m, int slot, double loss_scale, weft_grad_hook hook, void *arg)
+{
+    slot_acts *s = &m->slot[slot];
+    int b = s->b, t = s->t;
+    assert(!m->has_head || s->have_targets); /* backward of a forward without targets is a bug */
+    memset(m->dact_mem, 0, m->dact_floats * sizeof(float));
+    int64_t t0 = weft_trace_begin();
+    if (m->has_head) {
+        memset(m->doutput, 0, (size_t)b * t * m->cfg.n_embd * sizeof(float));
+        WEFT_CHECK(head_backward(m, s, loss_scale));
+        weft_trace_end("head.backward", "backward", WEFT_TRACE_COMPUTE, -1, t0);
+        report(m, hook, arg, m->base.params[m->i_norm].offset);
+    }
+    for (int l = m->Ll - 1; l >= 0; l--) {
+        const float *x = l ? s->blk[l - 1].residual3 : s->encoded;
+        float *dx = l ? m->dblk[l - 1].residual3 : m->dencoded;
+        t0 = weft_trace_begin();
+        WEFT_CHECK(block_backward(m, &s->blk[l], l, x, dx, b, t));
+        weft_trace_end("layers.%d.backward", "backward", WEFT_TRACE_COMPUTE, m->l0 + l, t0);
+        report(m, hook, arg, m->base.params[m->i_blk + l * NBLOCK].offset);
+    }
+    if (m->has_embed) {
+        t0 = weft_trace_begin();
+        weft_tp_embedding_backward(pw(m, m->base.grad_data, m->i_embed), NULL, m->dencoded, s->tokens, m->v0, m->Vl,
+                                   b, t, m->cfg.n_embd);
+        weft_trace_end("embed.backward", "backward", WEFT_TRACE_COMPUTE, -1, t0);
+    }
+    report(m, hook, arg, 0);
+    return 0;
+}
+
+int weft_llama_backward(weft_llama *m, double loss_scale, weft_grad_hook hook, void *arg)
+{
+    return backward_slot(m, 0, loss_scale, hook, arg);
+}
+
+double weft_llama_flops_per_token(const weft_llama *m, int t)
+{
+    const weft_llama_config *c = &m->cfg;
+    /* Every weight matrix does one multiply-add per token, except the
+     * embedding's lookup when the head is its own. */
+    double N = (double)m->base.global_params - (c->tie_embeddings ? 0.0 : (double)c->vocab * c->n_embd);
+    return 6.0 * N + 12.0 * c->n_layer * (double)t * c->n_embd;
+}
+
+/* --- the model interface (model/model.h) ------------------------------------- */
+
+static weft_llama *llama_of(weft_model *m) { return (weft_llama *)m; }
+
+/* Micro-batch mb of the step's batch: k*B windows of T + 1 tokens; inputs
+ * are each window's first T tokens, targets its last T. */
+static int iface_forward(weft_model *mm, int slot, const void *batch, int mb, double *loss)
+{
+    weft_llama *m = llama_of(mm);
+    const int32_t *rows = batch;
+    int T = m->T;
+    for (int i = 0; i < m->B; i++) {
+        const int32_t *w = rows + ((size_t)mb * m->B + i) * (size_t)(T + 1);
+        memcpy(m->in + (size_t)i * T, w, (size_t)T * sizeof(int32_t));
+        memcpy(m->tgt + (size_t)i * T, w + 1, (size_t)T * sizeof(int32_t));
+    }
+    return forward_slot(m, slot, m->in, m->tgt, m->B, T, loss);
+}
+
+static int iface_backward(weft_model *m, int slot, double loss_scale, weft_grad_hook hook, void *arg)
+{
+    return backward_slot(llama_of(m), slot, loss_scale, hook, arg);
+}
+
+static float *iface_input(weft_model *m, int slot) { return llama_of(m)->slot[slot].encoded; }
+static float *iface_output(weft_model *mm, int slot)
+{
+    weft_llama *m = llama_of(mm);
+    return m->Ll ? m->slot[slot].blk[m->Ll - 1].residual3 : m->slot[slot].encoded;
+}
+static float *iface_doutput(weft_model *m) { return llama_of(m)->doutput; }
+static float *iface_dinput(weft_model *m) { return llama_of(m)->dencoded; }
+
+static int iface_logits(weft_model *mm, const int32_t *tokens, int b, int t, const float **out)
+{
+    weft_llama *m = llama_of(mm);
+    double unused;
+    WEFT_CHECK(weft_llama_forward(m, tokens, NULL, b, t, &unused));
+    *out = m->slot[0].logits;
+    return 0;
+}
+
+static void iface_free(weft_model *m) { weft_llama_free(llama_of(m)); }
+
+static const weft_model_ops llama_ops = {
+    .family = "llama",
+    .forward = iface_forward,
+    .backward = iface_backward,
+    .stage_input = iface_input,
+    .stage_output = iface_output,
+    .stage_doutput = iface_doutput,
+    .stage_dinput = iface_dinput,
+    .logits = iface_logits,
+    .free = iface_free,
+};
+
+static void describe(weft_llama *m)
+{
+    const weft_llama_config *c = &m->cfg;
+    m->base.ops = &llama_ops;
+    m->base.stage_floats = (size_t)m->B * m->T * c->n_embd;
+    m->base.tokens_per_sample = m->T;
+    m->base.flops_per_token = weft_llama_flops_per_token(m, m->T);
+    int C = c->n_embd, F = c->ffn_dim, outs[] = {C, F, C, c->vocab}, ins[] = {C, C, F, C}, best = 0;
+    for (int i = 1; i < 4; i++)
+        if ((double)outs[i] * ins[i] > (double)outs[best] * ins[best])
+            best = i;
+    m->base.largest_matmul[0] = outs[best];
+    m->base.largest_matmul[1] = ins[best];
+    snprintf(m->base.summary, sizeof m->base.summary,
+             "Llama, L=%d NH=%d NKV=%d C=%d F=%d V=%d context %d%s: %.2fM parameters%s", c->n_layer, c->n_head,
+             c->n_kv_head, c->n_embd, F, c->vocab, c->max_seq, c->tie_embeddings ? ", tied head" : "",
+             (double)m->base.global_params / 1e6,
+             m->kv_replicated ? " (k/v heads replicated: fewer than tensor-parallel ranks)" : "");
+}

@@ -1,0 +1,85 @@
+/*
+ * lm.c -- model.family: the model.* keys of every language model family,
+ * and the one place that turns them into a model (lm.h).
+ */
+#include "model/lm.h"
+#include "runtime/error.h"
+
+#include <string.h>
+
+const weft_config_key weft_model_config_keys[] = {
+    {"model.family", WEFT_CFG_ENUM, "gpt2", WEFT_UNBOUNDED, "gpt2|llama",
+     "the model: gpt2 (LayerNorm, learned positions, GELU MLP, tied head) or llama (RMSNorm, rotary "
+     "positions, grouped-query attention, SwiGLU MLP)"},
+    {"model.n_layer", WEFT_CFG_INT, "4", 1, 1024, NULL, "transformer blocks (L)"},
+    {"model.n_head", WEFT_CFG_INT, "4", 1, 1024, NULL, "attention heads per block (NH); must divide model.n_embd"},
+    {"model.n_embd", WEFT_CFG_INT, "128", 1, 65536, NULL, "channels (C)"},
+    {"model.context", WEFT_CFG_INT, "256", 1, 1 << 20, NULL,
+     "positions the model has (maxT); train.seq_len may not exceed it"},
+    {"model.n_kv_head", WEFT_CFG_INT, "0", 0, 1024, NULL,
+     "llama: key/value heads (NKV), dividing model.n_head; 0: model.n_head (plain multi-head attention)"},
+    {"model.ffn_dim", WEFT_CFG_INT, "0", 0, 1 << 20, NULL,
+     "llama: SwiGLU MLP channels (F); 0: 8 n_embd / 3 rounded up to a multiple of 32"},
+    {"model.rope_theta", WEFT_CFG_FLOAT, "10000", 1, 1e9, NULL,
+     "llama: rotary embedding base (10000 in Llama 2, 500000 in Llama 3)"},
+    {"model.norm_eps", WEFT_CFG_FLOAT, "1e-5", 1e-12, 0.1, NULL, "llama: RMSNorm epsilon"},
+    {"model.tie_embeddings", WEFT_CFG_BOOL, "false", WEFT_UNBOUNDED, NULL,
+     "llama: the LM head is the token embedding (no lm_head.weight)"},
+    WEFT_CONFIG_END,
+};
+
+static int is_llama(const weft_config *cfg) { return strcmp(weft_config_str(cfg, "model.family"), "llama") == 0; }
+
+void weft_llama_config_from(const weft_config *cfg, int vocab, weft_llama_config *out)
+{
+    int C = (int)weft_config_int(cfg, "model.n_embd"), NH = (int)weft_config_int(cfg, "model.n_head");
+    int NKV = (int)weft_config_int(cfg, "model.n_kv_head"), F = (int)weft_config_int(cfg, "model.ffn_dim");
+    *out = (weft_llama_config){
+        .vocab = vocab,
+        .max_seq = (int)weft_config_int(cfg, "model.context"),
+        .n_layer = (int)weft_config_int(cfg, "model.n_layer"),
+        .n_head = NH,
+        .n_kv_head = NKV > 0 ? NKV : NH,
+        .n_embd = C,
+        /* Llama's 2/3 of GPT-2's 4C (three matrices instead of two, the same
+         * parameters), rounded up as Llama rounds to multiple_of. */
+        .ffn_dim = F > 0 ? F : (8 * C / 3 + 31) / 32 * 32,
+        .rope_theta = weft_config_float(cfg, "model.rope_theta"),
+        .norm_eps = weft_config_float(cfg, "model.norm_eps"),
+        .tie_embeddings = weft_config_bool(cfg, "model.tie_embeddings"),
+    };
+}
+
+int weft_lm_check(const weft_config *cfg, int vocab, int tp, int pp)
+{
+    if (is_llama(cfg)) {
+        weft_llama_config lc;
+        weft_llama_config_from(cfg, vocab, &lc);
+        WEFT_CHECK(weft_llama_config_check(&lc));
+        return weft_llama_layout_check(&lc, tp, pp);
+    }
+    weft_gpt_config gc;
+    weft_gpt_config_from(cfg, vocab, &gc);
+    WEFT_CHECK(weft_gpt_config_check(&gc));
+    return weft_gpt_layout_check(&gc, tp, pp);
+}
+
+int weft_lm_new(const weft_config *cfg, int vocab, const weft_model_part *part, uint64_t seed, weft_model **out)
+{
+    if (is_llama(cfg)) {
+        weft_llama_config lc;
+        weft_llama *m;
+        weft_llama_config_from(cfg, vocab, &lc);
+        WEFT_CHECK(weft_llama_new_part(&lc, part, part->micro_batch, part->seq_len, &m));
+        weft_llama_init(m, seed);
+        *out = weft_llama_model(m);
+        return 0;
+    }
+    weft_gpt_config gc;
+    weft_gpt *g;
+    weft_gpt_config_from(cfg, vocab, &gc);
+    WEFT_CHECK(weft_gpt_new_part(&gc, part, part->micro_batch, part->seq_len, &g));
+    weft_gpt_init(g, seed);
+    *out = weft_gpt_model(g);
+    return 0;
+}
