@@ -195,8 +195,8 @@ def main():
     loss_rel = abs(weft_loss - ref_loss) / abs(ref_loss)
 
     what = f" (reference broken: {args.brk})" if args.brk else ""
-    print(f"logits max rel diff {rel:.3e} (max |logit| {scale:.3g}, worst at b,t,v = "
-          f"{tuple(int(i) for i in worst)}); loss {weft_loss:.9g} vs {ref_loss:.9g}, rel diff {loss_rel:.3e}{what}")
+    print(f"logits max rel diff {rel:.1e}, loss rel diff {loss_rel:.1e}{what} (max |logit| {scale:.3g}, "
+          f"worst at b,t,v = {tuple(int(i) for i in worst)}; loss {weft_loss:.9g}, reference {ref_loss:.9g})")
     if first_bad is not None:
         print(f"  first position over tolerance: t = {first_bad}; per-position max rel diff: "
               + " ".join(f"{d:.1e}" for d in per_t))
