@@ -47,6 +47,8 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/%.c=$(BUILD)/tests/%)
 MPI_TEST_SRCS := $(sort $(wildcard tests/mpi/*.c))
 MPI_TEST_BINS := $(MPI_TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+MODEL_TEST_SRCS := $(sort $(wildcard tests/model/*.c))
+MODEL_TEST_BINS := $(MODEL_TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/%.c=$(BUILD)/tests/%)
 EXAMPLE_SRCS := $(sort $(wildcard examples/*/*.c))
@@ -173,13 +175,19 @@ endef
 $(foreach f,$(EXAMPLE_SRCS),$(eval $(call example_rule,$(f))))
 
 # --- tests -----------------------------------------------------------------
-tests: all $(UNIT_BINS) $(MPI_TEST_BINS) $(FUZZ_BINS) $(BENCH_BINS) $(GPU_TEST_BINS)
+tests: all $(UNIT_BINS) $(MPI_TEST_BINS) $(MODEL_TEST_BINS) $(FUZZ_BINS) $(BENCH_BINS) $(GPU_TEST_BINS)
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/lib/libweft.a
 	@mkdir -p $(@D)
 	$(CC) $(SANFLAGS) -o $@ $< $(BUILD)/lib/libweft.a $(CMOCKA_LIBS) $(ALL_LDLIBS)
 
 $(BUILD)/tests/mpi/%: $(BUILD)/obj/tests/mpi/%.o $(BUILD)/lib/libweft.a
+	@mkdir -p $(@D)
+	$(CC) $(SANFLAGS) -o $@ $< $(BUILD)/lib/libweft.a $(ALL_LDLIBS)
+
+# tests/model/*.c are programs the model tests' scripts run (a model's
+# forward dumped for an independent reference: tests/model/test_*.sh).
+$(BUILD)/tests/model/%: $(BUILD)/obj/tests/model/%.o $(BUILD)/lib/libweft.a
 	@mkdir -p $(@D)
 	$(CC) $(SANFLAGS) -o $@ $< $(BUILD)/lib/libweft.a $(ALL_LDLIBS)
 
