@@ -639,6 +639,15 @@ static float *iface_input(weft_model *m, int slot) { return weft_gpt_stage_input
 static float *iface_output(weft_model *m, int slot) { return weft_gpt_stage_output(gpt_of(m), slot); }
 static float *iface_doutput(weft_model *m) { return weft_gpt_stage_doutput(gpt_of(m)); }
 static float *iface_dinput(weft_model *m) { return weft_gpt_stage_dinput(gpt_of(m)); }
+static int iface_logits(weft_model *mm, const int32_t *tokens, int b, int t, const float **out)
+{
+    weft_gpt *m = gpt_of(mm);
+    double unused;
+    WEFT_CHECK(weft_gpt_forward_slot(m, 0, tokens, NULL, b, t, &unused));
+    *out = m->slot[0].logits;
+    return 0;
+}
+
 static void iface_free(weft_model *m) { weft_gpt_free(gpt_of(m)); }
 
 static const weft_model_ops gpt_ops = {
@@ -649,6 +658,7 @@ static const weft_model_ops gpt_ops = {
     .stage_output = iface_output,
     .stage_doutput = iface_doutput,
     .stage_dinput = iface_dinput,
+    .logits = iface_logits,
     .free = iface_free,
 };
 

@@ -5,6 +5,7 @@
 #include "model/lm.h"
 #include "runtime/error.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 const weft_config_key weft_model_config_keys[] = {
@@ -27,6 +28,22 @@ const weft_config_key weft_model_config_keys[] = {
      "llama: the LM head is the token embedding (no lm_head.weight)"},
     WEFT_CONFIG_END,
 };
+
+/* Whether key's value is other than its default in weft_model_config_keys. */
+static int differs_from_default(const weft_config *cfg, const char *key)
+{
+    for (const weft_config_key *k = weft_model_config_keys; k->name; k++) {
+        if (strcmp(k->name, key) != 0)
+            continue;
+        switch (k->type) {
+        case WEFT_CFG_INT: return weft_config_int(cfg, key) != strtoll(k->def, NULL, 10);
+        case WEFT_CFG_FLOAT: return weft_config_float(cfg, key) != strtod(k->def, NULL);
+        case WEFT_CFG_BOOL: return weft_config_bool(cfg, key) != (strcmp(k->def, "true") == 0);
+        default: return strcmp(weft_config_str(cfg, key), k->def) != 0;
+        }
+    }
+    return 0;
+}
 
 static int is_llama(const weft_config *cfg) { return strcmp(weft_config_str(cfg, "model.family"), "llama") == 0; }
 
@@ -58,12 +75,13 @@ int weft_lm_check(const weft_config *cfg, int vocab, int tp, int pp)
         WEFT_CHECK(weft_llama_config_check(&lc));
         return weft_llama_layout_check(&lc, tp, pp);
     }
-    /* A Llama key set for GPT-2 is a config meant for the other family (or a
-     * forgotten model.family): refuse it rather than train something else. */
+    /* A Llama key set (to other than its default) for GPT-2 is a config meant
+     * for the other family, or a forgotten model.family: refuse it rather
+     * than train something else. */
     static const char *const llama_only[] = {"model.n_kv_head", "model.ffn_dim", "model.rope_theta",
                                              "model.norm_eps", "model.tie_embeddings"};
     for (size_t i = 0; i < sizeof llama_only / sizeof llama_only[0]; i++)
-        if (strcmp(weft_config_origin(cfg, llama_only[i]), "default") != 0)
+        if (differs_from_default(cfg, llama_only[i]))
             return weft_error(WEFT_ECONFIG, "%s is set (%s) but model.family is gpt2 (%s), which has no such "
                               "setting: set model.family = llama, or drop %s", llama_only[i],
                               weft_config_origin(cfg, llama_only[i]), weft_config_origin(cfg, "model.family"),

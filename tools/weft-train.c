@@ -96,6 +96,8 @@ static int sample(weft_ctx *ctx, weft_model *m, int V, const cli_opts *cli)
         return 0;
     if (weft_config_int(ctx->config, "parallel.tp") > 1 || weft_config_int(ctx->config, "parallel.pp") > 1)
         return 0; /* refused at start by check_config */
+    if (!m->ops->logits)
+        return weft_error(WEFT_EINVAL, "--sample: the %s model gives no logits", m->ops->family);
     int T = (int)weft_config_int(ctx->config, "train.seq_len"), n = 0;
     int total = cli->sample_tokens;
     int32_t *tok = malloc((size_t)(total + 256) * sizeof(int32_t));

@@ -119,6 +119,15 @@ expect_grep "params/model.layers.3.self_attn.k_proj.weight +\\(8, 32\\)" "$TMPDI
     "the replicated k_proj is stored once, at its global shape (1 head x 8, 32)"
 expect_grep "params/lm_head.weight +\\(256, 32\\)" "$TMPDIR_TEST/info.txt" "the untied head at its global shape"
 
+# --- sampling (--sample): the model interface's logits, both families ------
+for fam in llama gpt2; do
+    extra=() && [ $fam = gpt2 ] && extra=(--model.n_kv_head=0)
+    weft_mpirun 1 "$train" "${tiny[@]}" --model.family=$fam "${extra[@]}" --train.steps=2 --train.eval_interval=0 \
+        --run.dir="$TMPDIR_TEST/sample-$fam" --sample 20 --prompt "ab" >"$TMPDIR_TEST/sample-$fam.log" 2>&1
+    check "$fam: --sample prints 20 generated tokens after training" grep -q -- "--- sample (20 tokens" \
+        "$TMPDIR_TEST/sample-$fam.log"
+done
+
 # --- refusals -------------------------------------------------------------
 bad() { # name pattern np args...
     local name=$1 pattern=$2 np=$3; shift 3
