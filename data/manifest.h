@@ -45,11 +45,11 @@ typedef struct weft_manifest {
     uint32_t token_width;  /* 2 or 4, shared by every shard */
     uint32_t vocab_size;
     uint32_t tokenizer_id;
-    uint64_t tokenizer_hash; /* weft_tokenizer_hash of the tokenizer that made the tokens; 0: not recorded */
     uint64_t hash;         /* dataset hash (weft_manifest_hash) */
     size_t n_shards;
     weft_manifest_shard *shards; /* (n_shards) in manifest order */
     char *strings;               /* storage for the shard names */
+    uint64_t tokenizer_hash;     /* weft_tokenizer_hash of the tokenizer that made the tokens; 0: not recorded */
 } weft_manifest;
 
 /* Parse len bytes of manifest text (need not be NUL-terminated); origin names

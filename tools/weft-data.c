@@ -177,6 +177,7 @@ typedef struct {
     const char *tokenizer; /* --tokenizer PATH (NULL: bytes for prepare, none for import) */
     int threads;           /* prepare: encoding threads (0: one per CPU) */
     int decode;            /* tokenize --decode */
+    uint64_t tokenizer_hash; /* import --tokenizer: recorded in the manifest */
 } build_opts;
 
 enum { OPT_SHARD_SIZE = 256, OPT_VAL, OPT_FORCE, OPT_DTYPE, OPT_VOCAB, OPT_TOKENIZER, OPT_TOKENIZER_PATH, OPT_THREADS,
@@ -284,6 +285,7 @@ static int parse_build_opt(int c, weft_cli *cli, const char *usage, build_opts *
  * programs kept): the dataset to build when -o is not given, the datasets
  * to verify or describe when none is named. */
 static char job_data[4096];
+static char job_tokenizer[4096]; /* data.tokenizer: prepare's --tokenizer when not given */
 static char *job_dirs[WEFT_BLEND_MAX + 1];
 static int njob_dirs;
 
@@ -296,6 +298,7 @@ static int read_job_config(int *argc, char **argv)
         return WEFT_EXIT_USAGE;
     }
     snprintf(job_data, sizeof job_data, "%s", weft_config_str(cfg, "data.path"));
+    snprintf(job_tokenizer, sizeof job_tokenizer, "%s", weft_config_str(cfg, "data.tokenizer"));
     weft_config_free(cfg);
     for (char *save = NULL, *p = strtok_r(job_data, ",", &save); p && njob_dirs < WEFT_BLEND_MAX;
          p = strtok_r(NULL, ",", &save))
@@ -323,6 +326,8 @@ static int parse_build(int argc, char **argv, const char *usage, int import, bui
     }
     if (!o->out && njob_dirs == 1)
         o->out = job_dirs[0]; /* the job's data.path */
+    if (!o->tokenizer && job_tokenizer[0])
+        o->tokenizer = job_tokenizer; /* the job's data.tokenizer */
     if (!o->out)
         return weft_cli_error(cli, "missing -o DIR (the dataset directory to create; or the job's --config with "
                               "one data.path)");
@@ -987,7 +992,7 @@ static int import_file(sink *s, const build_opts *o, const char *path, const wef
 
 static int import_all(const build_opts *o, int n, char **inputs, weft_import_source *src)
 {
-    sink s = {0};
+    sink s = {.tokenizer_hash = o->tokenizer_hash};
     progress p;
     uint64_t tokens = 0, bytes = 0, done = 0;
     unsigned width = o->vocab ? (o->vocab <= 65536 ? 2 : 4) : 2;
@@ -1024,6 +1029,17 @@ static int cmd_import(int argc, char **argv)
     int st = parse_build(argc, argv, usage_import, 1, &o, &cli);
     if (st >= 0 || (st = check_output(&o)) >= 0)
         return st;
+    weft_tokenizer *t = NULL;
+    if (o.tokenizer) { /* the tokenizer that made the tokens: its id, hash and vocabulary */
+        int rc = weft_tokenizer_load(o.tokenizer, &t);
+        if (rc < 0)
+            return fail(rc);
+        o.tokenizer_id = weft_tokenizer_id(t);
+        o.tokenizer_hash = weft_tokenizer_hash(t);
+        if (!o.vocab)
+            o.vocab = (uint64_t)weft_tokenizer_vocab(t);
+        weft_tokenizer_free(t);
+    }
     weft_import_source *src = calloc((size_t)cli.nops, sizeof *src);
     if (!src)
         return fail(weft_error(WEFT_ENOMEM, "no memory"));
