@@ -76,7 +76,7 @@ ALL_LDLIBS = $(DEP_LIBS) $(IBVERBS_LIBS) -ldl -lpthread -lm
 
 .PHONY: examples
 .PHONY: gpu-tests
-.PHONY: all lib tools tests test demo demo-llama deps install uninstall clean help fuzz bench public-headers
+.PHONY: all lib tools tests test demo demo-llama deps npm-deps install uninstall clean help fuzz bench public-headers
 .DEFAULT_GOAL := all
 # Objects reached through pattern rules are not intermediate files to delete.
 .SECONDARY:
@@ -89,6 +89,7 @@ help:
 	@echo "make demo       run the built-in demo on 2 ranks"
 	@echo "make demo-llama the same demo with a Llama of the same size"
 	@echo "make deps       install the Debian packages in mk/debian-packages.txt"
+	@echo "make npm-deps   install the npm packages of the tokenizer tests under $(BUILD)/npm"
 	@echo "make install PREFIX=DIR   install the public headers, libraries, programs, weft.pc"
 	@echo "make SAN=address,undefined test   the suite under sanitizers (tree: build-san/)"
 	@echo "make clean"
@@ -101,6 +102,11 @@ $(DEPS_STAMP): mk/debian-packages.txt mk/deps.sh
 
 deps:
 	mk/deps.sh install
+
+# The npm packages the tokenizer tests compare with and the tokenizer
+# benchmark runs beside (mk/npm/package-lock.json), under $(BUILD)/npm.
+npm-deps: | $(DEPS_STAMP)
+	@mk/npm-deps.sh $(BUILD)/npm
 
 # --- libibverbs (optional) ------------------------------------------------
 # With its headers present (Debian: libibverbs-dev), the ib backend talks to
@@ -198,6 +204,8 @@ FUZZ_DEPS_fuzz_ini := runtime/config.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_shard_header := data/shard.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_manifest := data/manifest.c data/atomic_file.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_latest := checkpoint/latest.c runtime/error.c runtime/log.c
+FUZZ_DEPS_fuzz_tokenizer := data/bpe.c data/bpe_load.c data/json.c data/pretok.c data/unicode_tables.c \
+    data/tokenizer.c runtime/error.c runtime/log.c
 .SECONDEXPANSION:
 $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $$(FUZZ_DEPS_$$*) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
@@ -213,7 +221,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/lib/libweft.a
 
 bench: $(BENCH_BINS)
 
-test: tests
+test: tests npm-deps
 	@BUILD=$(BUILD) SAN=$(SAN) tests/run.sh
 
 # --- demo ------------------------------------------------------------------

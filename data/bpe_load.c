@@ -419,7 +419,8 @@ static int pre_tokenizer(builder *b, uint32_t root)
         b->t->pretok = WEFT_PRETOK_LLAMA3;
     else
         return field_error(b, pat, "pre_tokenizer.pretokenizers[0].pattern.Regex", "unknown pre-tokenizer pattern "
-                           "\"%.80s%s\": weft implements GPT-2's and Llama 3's split rules only", s, n > 80 ? "..." : "");
+                           "\"%.*s%s\": weft implements GPT-2's and Llama 3's split rules only", (int)(n > 80 ? 80 : n), s,
+                           n > 80 ? "..." : "");
     int inv;
     WEFT_CHECK(get_bool(b, split, "invert", "pre_tokenizer.pretokenizers[0].invert", 0, &inv));
     if (inv || !weft_json_str_eq(b->j, weft_json_get(b->j, split, "behavior"), "Isolated"))

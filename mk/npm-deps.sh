@@ -15,9 +15,16 @@ stamp="$dir/.installed"
 if [ -f "$stamp" ] && cmp -s "$here/npm/package-lock.json" "$stamp"; then
     exit 0
 fi
-for p in node npm; do
-    command -v "$p" >/dev/null || { echo "npm-deps.sh: '$p' not found: install Debian's nodejs and npm (make deps)" >&2; exit 1; }
-done
+command -v node >/dev/null || { echo "npm-deps.sh: 'node' not found: install Debian's nodejs (make deps)" >&2; exit 1; }
+if ! command -v npm >/dev/null; then
+    # Debian packages npm apart from nodejs (NodeSource's nodejs includes it).
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "npm-deps.sh: 'npm' not found; run:  sudo apt-get install -y npm" >&2
+        exit 1
+    fi
+    echo "weft: installing Debian's npm" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >&2
+fi
 mkdir -p "$dir"
 cp "$here/npm/package.json" "$here/npm/package-lock.json" "$dir/"
 echo "weft: installing npm packages into $dir (mk/npm/package-lock.json)" >&2
