@@ -204,7 +204,7 @@ FUZZ_DEPS_fuzz_ini := runtime/config.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_shard_header := data/shard.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_manifest := data/manifest.c data/atomic_file.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_latest := checkpoint/latest.c runtime/error.c runtime/log.c
-FUZZ_DEPS_fuzz_tokenizer := data/bpe.c data/bpe_load.c data/json.c data/pretok.c data/unicode_tables.c \
+FUZZ_DEPS_fuzz_tokenizer := data/bpe.c data/bpe_load.c data/tok_json.c data/pretok.c data/unicode_tables.c \
     data/tokenizer.c runtime/error.c runtime/log.c
 .SECONDEXPANSION:
 $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $$(FUZZ_DEPS_$$*) | $(DEPS_STAMP)

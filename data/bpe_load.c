@@ -17,7 +17,7 @@
  * byte-level.
  */
 #include "data/bpe_internal.h"
-#include "data/json.h"
+#include "data/tok_json.h"
 #include "data/unicode.h"
 #include "runtime/error.h"
 
@@ -55,7 +55,7 @@ static void byte_chars(uint32_t byte_char[256], int16_t char_byte[324])
 typedef struct {
     weft_tokenizer *t;
     int16_t char_byte[324];
-    const weft_json *j;      /* the tokenizer.json or vocab.json being read */
+    const weft_tjson *j;      /* the tokenizer.json or vocab.json being read */
     char *buf;               /* scratch for decoded strings */
     size_t buf_cap;
 } builder;
@@ -87,17 +87,17 @@ static int field_error(const builder *b, uint32_t node, const char *field, const
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (node != WEFT_JSON_NONE)
-        weft_json_where(b->j, b->j->nodes[node].off, &line, &col);
+    if (node != WEFT_TJSON_NONE)
+        weft_tjson_where(b->j, b->j->nodes[node].off, &line, &col);
     return weft_error(WEFT_EDATA, "%s:%d:%d: %s: %s", b->j->origin, line, col, field, msg);
 }
 
 /* Decode string node into b->buf: *s, *n. */
 static int get_str(builder *b, uint32_t node, const char *field, const char **s, size_t *n)
 {
-    if (node == WEFT_JSON_NONE || b->j->nodes[node].type != WEFT_JSON_STR)
+    if (node == WEFT_TJSON_NONE || b->j->nodes[node].type != WEFT_TJSON_STR)
         return field_error(b, node, field, "expected a string, found %s",
-                           node == WEFT_JSON_NONE ? "nothing" : weft_json_type_name(b->j->nodes[node].type));
+                           node == WEFT_TJSON_NONE ? "nothing" : weft_tjson_type_name(b->j->nodes[node].type));
     size_t need = (size_t)b->j->nodes[node].len + 8;
     if (need > b->buf_cap) {
         char *p = realloc(b->buf, need * 2);
@@ -106,7 +106,7 @@ static int get_str(builder *b, uint32_t node, const char *field, const char **s,
         b->buf = p;
         b->buf_cap = need * 2;
     }
-    WEFT_CHECK(weft_json_str(b->j, node, b->buf, b->buf_cap, n));
+    WEFT_CHECK(weft_tjson_str(b->j, node, b->buf, b->buf_cap, n));
     *s = b->buf;
     return 0;
 }
@@ -339,32 +339,32 @@ static int add_added(builder *b, uint32_t node, const char *field, uint32_t id, 
 
 static int get_bool(builder *b, uint32_t obj, const char *key, const char *field, int dflt, int *out)
 {
-    uint32_t v = weft_json_get(b->j, obj, key);
-    if (v == WEFT_JSON_NONE || b->j->nodes[v].type == WEFT_JSON_NULL) {
+    uint32_t v = weft_tjson_get(b->j, obj, key);
+    if (v == WEFT_TJSON_NONE || b->j->nodes[v].type == WEFT_TJSON_NULL) {
         *out = dflt;
         return 0;
     }
-    if (b->j->nodes[v].type != WEFT_JSON_TRUE && b->j->nodes[v].type != WEFT_JSON_FALSE)
-        return field_error(b, v, field, "expected true or false, found %s", weft_json_type_name(b->j->nodes[v].type));
-    *out = b->j->nodes[v].type == WEFT_JSON_TRUE;
+    if (b->j->nodes[v].type != WEFT_TJSON_TRUE && b->j->nodes[v].type != WEFT_TJSON_FALSE)
+        return field_error(b, v, field, "expected true or false, found %s", weft_tjson_type_name(b->j->nodes[v].type));
+    *out = b->j->nodes[v].type == WEFT_TJSON_TRUE;
     return 0;
 }
 
 static int is_null(const builder *b, uint32_t v)
 {
-    return v == WEFT_JSON_NONE || b->j->nodes[v].type == WEFT_JSON_NULL;
+    return v == WEFT_TJSON_NONE || b->j->nodes[v].type == WEFT_TJSON_NULL;
 }
 
 /* obj.type must be want; hint ends the message. */
 static int expect_type(builder *b, uint32_t obj, const char *hint, const char *field, const char *want)
 {
-    uint32_t v = weft_json_get(b->j, obj, "type");
-    if (!weft_json_str_eq(b->j, v, want)) {
+    uint32_t v = weft_tjson_get(b->j, obj, "type");
+    if (!weft_tjson_str_eq(b->j, v, want)) {
         const char *s = "";
         size_t n = 0;
-        if (v != WEFT_JSON_NONE && b->j->nodes[v].type == WEFT_JSON_STR && get_str(b, v, field, &s, &n) != 0)
+        if (v != WEFT_TJSON_NONE && b->j->nodes[v].type == WEFT_TJSON_STR && get_str(b, v, field, &s, &n) != 0)
             n = 0;
-        return field_error(b, v == WEFT_JSON_NONE ? obj : v, field, "expected type \"%s\", found \"%.*s\"%s", want,
+        return field_error(b, v == WEFT_TJSON_NONE ? obj : v, field, "expected type \"%s\", found \"%.*s\"%s", want,
                            (int)(n > 60 ? 60 : n), s, hint);
     }
     return 0;
@@ -379,7 +379,7 @@ static int byte_level(builder *b, uint32_t node, const char *field, int *use_reg
     snprintf(f, sizeof f, "%s.add_prefix_space", field);
     WEFT_CHECK(get_bool(b, node, "add_prefix_space", f, 0, &aps));
     if (aps)
-        return field_error(b, weft_json_get(b->j, node, "add_prefix_space"), f,
+        return field_error(b, weft_tjson_get(b->j, node, "add_prefix_space"), f,
                            "add_prefix_space true is not supported: expected false");
     snprintf(f, sizeof f, "%s.use_regex", field);
     return get_bool(b, node, "use_regex", f, 1, use_regex);
@@ -387,12 +387,12 @@ static int byte_level(builder *b, uint32_t node, const char *field, int *use_reg
 
 static int pre_tokenizer(builder *b, uint32_t root)
 {
-    uint32_t pt = weft_json_get(b->j, root, "pre_tokenizer");
+    uint32_t pt = weft_tjson_get(b->j, root, "pre_tokenizer");
     int use_regex;
-    if (is_null(b, pt) || b->j->nodes[pt].type != WEFT_JSON_OBJ)
-        return field_error(b, pt == WEFT_JSON_NONE ? 0 : pt, "pre_tokenizer", "expected a ByteLevel or Sequence "
-                           "pre-tokenizer object, found %s", is_null(b, pt) ? "none" : weft_json_type_name(b->j->nodes[pt].type));
-    if (weft_json_str_eq(b->j, weft_json_get(b->j, pt, "type"), "ByteLevel")) {
+    if (is_null(b, pt) || b->j->nodes[pt].type != WEFT_TJSON_OBJ)
+        return field_error(b, pt == WEFT_TJSON_NONE ? 0 : pt, "pre_tokenizer", "expected a ByteLevel or Sequence "
+                           "pre-tokenizer object, found %s", is_null(b, pt) ? "none" : weft_tjson_type_name(b->j->nodes[pt].type));
+    if (weft_tjson_str_eq(b->j, weft_tjson_get(b->j, pt, "type"), "ByteLevel")) {
         WEFT_CHECK(byte_level(b, pt, "pre_tokenizer", &use_regex));
         if (!use_regex)
             return field_error(b, pt, "pre_tokenizer.use_regex", "false with no Split before it: a byte-level BPE "
@@ -402,13 +402,13 @@ static int pre_tokenizer(builder *b, uint32_t root)
     }
     WEFT_CHECK(expect_type(b, pt, " (weft reads ByteLevel, or a Sequence of Split and ByteLevel)", "pre_tokenizer",
                            "Sequence"));
-    uint32_t seq = weft_json_get(b->j, pt, "pretokenizers");
-    if (seq == WEFT_JSON_NONE || b->j->nodes[seq].type != WEFT_JSON_ARR || b->j->nodes[seq].count != 2)
-        return field_error(b, seq == WEFT_JSON_NONE ? pt : seq, "pre_tokenizer.pretokenizers",
+    uint32_t seq = weft_tjson_get(b->j, pt, "pretokenizers");
+    if (seq == WEFT_TJSON_NONE || b->j->nodes[seq].type != WEFT_TJSON_ARR || b->j->nodes[seq].count != 2)
+        return field_error(b, seq == WEFT_TJSON_NONE ? pt : seq, "pre_tokenizer.pretokenizers",
                            "expected [Split, ByteLevel], two pre-tokenizers");
-    uint32_t split = weft_json_child(b->j, seq), bl = weft_json_next(b->j, split);
+    uint32_t split = weft_tjson_child(b->j, seq), bl = weft_tjson_next(b->j, split);
     WEFT_CHECK(expect_type(b, split, "", "pre_tokenizer.pretokenizers[0]", "Split"));
-    uint32_t pat = weft_json_get(b->j, weft_json_get(b->j, split, "pattern"), "Regex");
+    uint32_t pat = weft_tjson_get(b->j, weft_tjson_get(b->j, split, "pattern"), "Regex");
     const char *s;
     size_t n;
     WEFT_CHECK(get_str(b, pat, "pre_tokenizer.pretokenizers[0].pattern.Regex", &s, &n));
@@ -423,7 +423,7 @@ static int pre_tokenizer(builder *b, uint32_t root)
                            n > 80 ? "..." : "");
     int inv;
     WEFT_CHECK(get_bool(b, split, "invert", "pre_tokenizer.pretokenizers[0].invert", 0, &inv));
-    if (inv || !weft_json_str_eq(b->j, weft_json_get(b->j, split, "behavior"), "Isolated"))
+    if (inv || !weft_tjson_str_eq(b->j, weft_tjson_get(b->j, split, "behavior"), "Isolated"))
         return field_error(b, split, "pre_tokenizer.pretokenizers[0]", "expected behavior \"Isolated\" and invert "
                            "false");
     WEFT_CHECK(byte_level(b, bl, "pre_tokenizer.pretokenizers[1]", &use_regex));
@@ -436,23 +436,23 @@ static int check_model(builder *b, uint32_t model)
 {
     static const char *const absent[] = {"continuing_subword_prefix", "end_of_word_suffix"};
     static const char *const absent_field[] = {"model.continuing_subword_prefix", "model.end_of_word_suffix"};
-    uint32_t v = weft_json_get(b->j, model, "type");
-    if (v != WEFT_JSON_NONE)
+    uint32_t v = weft_tjson_get(b->j, model, "type");
+    if (v != WEFT_TJSON_NONE)
         WEFT_CHECK(expect_type(b, model, " (weft reads byte-level BPE models only)", "model.type", "BPE"));
     for (int i = 0; i < 2; i++) {
-        v = weft_json_get(b->j, model, absent[i]);
-        if (!is_null(b, v) && !(b->j->nodes[v].type == WEFT_JSON_STR && b->j->nodes[v].len == 0))
+        v = weft_tjson_get(b->j, model, absent[i]);
+        if (!is_null(b, v) && !(b->j->nodes[v].type == WEFT_TJSON_STR && b->j->nodes[v].len == 0))
             return field_error(b, v, absent_field[i], "expected null: subword prefixes and suffixes are not byte-level BPE");
     }
-    v = weft_json_get(b->j, model, "dropout");
+    v = weft_tjson_get(b->j, model, "dropout");
     int64_t zero;
-    if (!is_null(b, v) && weft_json_int(b->j, v, 0, 0, &zero) != 0 &&
-        !(b->j->nodes[v].type == WEFT_JSON_NUM && b->j->nodes[v].len == 3 && memcmp(b->j->text + b->j->nodes[v].off, "0.0", 3) == 0))
+    if (!is_null(b, v) && weft_tjson_int(b->j, v, 0, 0, &zero) != 0 &&
+        !(b->j->nodes[v].type == WEFT_TJSON_NUM && b->j->nodes[v].len == 3 && memcmp(b->j->text + b->j->nodes[v].off, "0.0", 3) == 0))
         return field_error(b, v, "model.dropout", "expected null: BPE dropout is for training a tokenizer");
     int fallback;
     WEFT_CHECK(get_bool(b, model, "byte_fallback", "model.byte_fallback", 0, &fallback));
     if (fallback)
-        return field_error(b, weft_json_get(b->j, model, "byte_fallback"), "model.byte_fallback",
+        return field_error(b, weft_tjson_get(b->j, model, "byte_fallback"), "model.byte_fallback",
                            "true is SentencePiece-style BPE, not byte-level: expected false");
     return get_bool(b, model, "ignore_merges", "model.ignore_merges", 0, &b->t->ignore_merges);
 }
@@ -463,19 +463,19 @@ static int max_id(builder *b, uint32_t vocab, const char *field, uint32_t added,
     int64_t id, m = -1;
     char f[64];
     size_t i = 0;
-    for (uint32_t k = weft_json_child(b->j, vocab); k != WEFT_JSON_NONE; k = weft_json_next(b->j, b->j->nodes[k].next)) {
+    for (uint32_t k = weft_tjson_child(b->j, vocab); k != WEFT_TJSON_NONE; k = weft_tjson_next(b->j, b->j->nodes[k].next)) {
         uint32_t v = b->j->nodes[k].next;
-        if (weft_json_int(b->j, v, 0, MAX_VOCAB - 1, &id) != 0)
+        if (weft_tjson_int(b->j, v, 0, MAX_VOCAB - 1, &id) != 0)
             return field_error(b, v, field, "expected an id in 0..%u for a token, found %s", MAX_VOCAB - 1,
-                               weft_json_type_name(b->j->nodes[v].type));
+                               weft_tjson_type_name(b->j->nodes[v].type));
         m = id > m ? id : m;
     }
-    for (uint32_t k = added == WEFT_JSON_NONE ? WEFT_JSON_NONE : weft_json_child(b->j, added); k != WEFT_JSON_NONE;
-         k = weft_json_next(b->j, k), i++) {
-        uint32_t v = weft_json_get(b->j, k, "id");
+    for (uint32_t k = added == WEFT_TJSON_NONE ? WEFT_TJSON_NONE : weft_tjson_child(b->j, added); k != WEFT_TJSON_NONE;
+         k = weft_tjson_next(b->j, k), i++) {
+        uint32_t v = weft_tjson_get(b->j, k, "id");
         snprintf(f, sizeof f, "added_tokens[%zu].id", i);
-        if (v == WEFT_JSON_NONE || weft_json_int(b->j, v, 0, MAX_VOCAB - 1, &id) != 0)
-            return field_error(b, v == WEFT_JSON_NONE ? k : v, f, "expected an id in 0..%u", MAX_VOCAB - 1);
+        if (v == WEFT_TJSON_NONE || weft_tjson_int(b->j, v, 0, MAX_VOCAB - 1, &id) != 0)
+            return field_error(b, v == WEFT_TJSON_NONE ? k : v, f, "expected an id in 0..%u", MAX_VOCAB - 1);
         m = id > m ? id : m;
     }
     if (m < 0)
@@ -486,12 +486,12 @@ static int max_id(builder *b, uint32_t vocab, const char *field, uint32_t added,
 
 static int read_vocab(builder *b, uint32_t vocab, const char *field)
 {
-    for (uint32_t k = weft_json_child(b->j, vocab); k != WEFT_JSON_NONE; k = weft_json_next(b->j, b->j->nodes[k].next)) {
+    for (uint32_t k = weft_tjson_child(b->j, vocab); k != WEFT_TJSON_NONE; k = weft_tjson_next(b->j, b->j->nodes[k].next)) {
         const char *s;
         size_t n;
         int64_t id;
         WEFT_CHECK(get_str(b, k, field, &s, &n));
-        weft_json_int(b->j, b->j->nodes[k].next, 0, MAX_VOCAB - 1, &id); /* max_id checked it */
+        weft_tjson_int(b->j, b->j->nodes[k].next, 0, MAX_VOCAB - 1, &id); /* max_id checked it */
         int literal = !map_chars(b, b->buf, &n);
         if (n == 0)
             return field_error(b, k, field, "the empty string is not a token");
@@ -504,12 +504,12 @@ static int read_added(builder *b, uint32_t added)
 {
     size_t i = 0, n;
     char f[64];
-    if (added == WEFT_JSON_NONE)
+    if (added == WEFT_TJSON_NONE)
         return 0;
     b->t->added = calloc(b->j->nodes[added].count + 1, sizeof *b->t->added);
     if (!b->t->added)
         return weft_error(WEFT_ENOMEM, "no memory");
-    for (uint32_t k = weft_json_child(b->j, added); k != WEFT_JSON_NONE; k = weft_json_next(b->j, k), i++) {
+    for (uint32_t k = weft_tjson_child(b->j, added); k != WEFT_TJSON_NONE; k = weft_tjson_next(b->j, k), i++) {
         static const char *const refused[] = {"lstrip", "rstrip", "single_word"};
         int on, special;
         int64_t id;
@@ -518,13 +518,13 @@ static int read_added(builder *b, uint32_t added)
             snprintf(f, sizeof f, "added_tokens[%zu].%s", i, refused[r]);
             WEFT_CHECK(get_bool(b, k, refused[r], f, 0, &on));
             if (on)
-                return field_error(b, weft_json_get(b->j, k, refused[r]), f, "true is not supported: expected false");
+                return field_error(b, weft_tjson_get(b->j, k, refused[r]), f, "true is not supported: expected false");
         }
         snprintf(f, sizeof f, "added_tokens[%zu].special", i);
         WEFT_CHECK(get_bool(b, k, "special", f, 0, &special));
-        weft_json_int(b->j, weft_json_get(b->j, k, "id"), 0, MAX_VOCAB - 1, &id);
+        weft_tjson_int(b->j, weft_tjson_get(b->j, k, "id"), 0, MAX_VOCAB - 1, &id);
         snprintf(f, sizeof f, "added_tokens[%zu].content", i);
-        WEFT_CHECK(get_str(b, weft_json_get(b->j, k, "content"), f, &s, &n));
+        WEFT_CHECK(get_str(b, weft_tjson_get(b->j, k, "content"), f, &s, &n));
         WEFT_CHECK(add_added(b, k, f, (uint32_t)id, s, n, special));
     }
     return 0;
@@ -537,8 +537,8 @@ static int read_merge(builder *b, uint32_t node, size_t rank)
     const char *s;
     size_t n, na, nb;
     snprintf(f, sizeof f, "model.merges[%zu]", rank);
-    if (b->j->nodes[node].type == WEFT_JSON_ARR) {
-        uint32_t x = weft_json_child(b->j, node), y = x == WEFT_JSON_NONE ? x : weft_json_next(b->j, x);
+    if (b->j->nodes[node].type == WEFT_TJSON_ARR) {
+        uint32_t x = weft_tjson_child(b->j, node), y = x == WEFT_TJSON_NONE ? x : weft_tjson_next(b->j, x);
         if (b->j->nodes[node].count != 2)
             return field_error(b, node, f, "expected a pair [\"a\", \"b\"], found %u elements", b->j->nodes[node].count);
         WEFT_CHECK(get_str(b, x, f, &s, &na));
@@ -571,7 +571,7 @@ static int read_merges_json(builder *b, uint32_t merges)
 {
     size_t rank = 0;
     WEFT_CHECK(alloc_merges(b->t, b->j->nodes[merges].count));
-    for (uint32_t k = weft_json_child(b->j, merges); k != WEFT_JSON_NONE; k = weft_json_next(b->j, k))
+    for (uint32_t k = weft_tjson_child(b->j, merges); k != WEFT_TJSON_NONE; k = weft_tjson_next(b->j, k))
         WEFT_CHECK(read_merge(b, k, rank++));
     b->t->nmerges = rank;
     return 0;
@@ -579,24 +579,24 @@ static int read_merges_json(builder *b, uint32_t merges)
 
 static int tokenizer_json(builder *b)
 {
-    uint32_t root = 0, model = weft_json_get(b->j, root, "model"), vmax;
-    if (b->j->nodes[root].type != WEFT_JSON_OBJ || model == WEFT_JSON_NONE || b->j->nodes[model].type != WEFT_JSON_OBJ)
+    uint32_t root = 0, model = weft_tjson_get(b->j, root, "model"), vmax;
+    if (b->j->nodes[root].type != WEFT_TJSON_OBJ || model == WEFT_TJSON_NONE || b->j->nodes[model].type != WEFT_TJSON_OBJ)
         return field_error(b, 0, "model", "expected a tokenizer.json: an object with a \"model\" object");
-    uint32_t norm = weft_json_get(b->j, root, "normalizer");
+    uint32_t norm = weft_tjson_get(b->j, root, "normalizer");
     if (!is_null(b, norm))
         return field_error(b, norm, "normalizer", "expected null: normalizers are not supported");
     WEFT_CHECK(check_model(b, model));
     WEFT_CHECK(pre_tokenizer(b, root));
-    uint32_t vocab = weft_json_get(b->j, model, "vocab"), merges = weft_json_get(b->j, model, "merges");
-    uint32_t added = weft_json_get(b->j, root, "added_tokens");
-    if (vocab == WEFT_JSON_NONE || b->j->nodes[vocab].type != WEFT_JSON_OBJ)
-        return field_error(b, vocab == WEFT_JSON_NONE ? model : vocab, "model.vocab", "expected an object {token: id}");
-    if (merges == WEFT_JSON_NONE || b->j->nodes[merges].type != WEFT_JSON_ARR)
-        return field_error(b, merges == WEFT_JSON_NONE ? model : merges, "model.merges", "expected an array of merges");
-    if (!is_null(b, added) && b->j->nodes[added].type != WEFT_JSON_ARR)
+    uint32_t vocab = weft_tjson_get(b->j, model, "vocab"), merges = weft_tjson_get(b->j, model, "merges");
+    uint32_t added = weft_tjson_get(b->j, root, "added_tokens");
+    if (vocab == WEFT_TJSON_NONE || b->j->nodes[vocab].type != WEFT_TJSON_OBJ)
+        return field_error(b, vocab == WEFT_TJSON_NONE ? model : vocab, "model.vocab", "expected an object {token: id}");
+    if (merges == WEFT_TJSON_NONE || b->j->nodes[merges].type != WEFT_TJSON_ARR)
+        return field_error(b, merges == WEFT_TJSON_NONE ? model : merges, "model.merges", "expected an array of merges");
+    if (!is_null(b, added) && b->j->nodes[added].type != WEFT_TJSON_ARR)
         return field_error(b, added, "added_tokens", "expected an array");
     if (is_null(b, added))
-        added = WEFT_JSON_NONE;
+        added = WEFT_TJSON_NONE;
     WEFT_CHECK(max_id(b, vocab, "model.vocab", added, &vmax));
     WEFT_CHECK(alloc_tables(b->t, vmax + 1));
     WEFT_CHECK(read_vocab(b, vocab, "model.vocab"));
@@ -669,9 +669,9 @@ static uint32_t find_slow(const weft_tokenizer *t, const char *s)
 static int vocab_json(builder *b, const char *merges, size_t mn, const char *merges_origin)
 {
     uint32_t vmax;
-    if (b->j->nodes[0].type != WEFT_JSON_OBJ)
+    if (b->j->nodes[0].type != WEFT_TJSON_OBJ)
         return field_error(b, 0, "vocabulary", "expected an object {token: id}");
-    WEFT_CHECK(max_id(b, 0, "vocabulary", WEFT_JSON_NONE, &vmax));
+    WEFT_CHECK(max_id(b, 0, "vocabulary", WEFT_TJSON_NONE, &vmax));
     WEFT_CHECK(alloc_tables(b->t, vmax + 1));
     WEFT_CHECK(read_vocab(b, 0, "vocabulary"));
     b->t->pretok = WEFT_PRETOK_GPT2;
@@ -707,11 +707,11 @@ static int new_tokenizer(const char *origin, weft_tokenizer **out)
 int weft_tokenizer_load_mem(const char *json, size_t n, const char *origin, const char *merges, size_t mn,
                             const char *merges_origin, weft_tokenizer **out)
 {
-    weft_json j;
+    weft_tjson j;
     builder b = {0};
     uint32_t byte_char[256];
     *out = NULL;
-    WEFT_CHECK(weft_json_parse(json, n, origin, &j));
+    WEFT_CHECK(weft_tjson_parse(json, n, origin, &j));
     int rc = new_tokenizer(origin, &b.t);
     if (rc == 0) {
         b.j = &j;
@@ -722,7 +722,7 @@ int weft_tokenizer_load_mem(const char *json, size_t n, const char *origin, cons
         finish_added(b.t);
         rc = compute_hash(b.t);
     }
-    weft_json_free(&j);
+    weft_tjson_free(&j);
     free(b.buf);
     if (rc != 0) {
         weft_tokenizer_free(b.t);

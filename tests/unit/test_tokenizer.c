@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "data/bpe.h"
-#include "data/json.h"
+#include "data/tok_json.h"
 #include "data/pretok.h"
 #include "runtime/error.h"
 

@@ -1,8 +1,8 @@
 /*
- * json.c -- the strict JSON parser of json.h: recursive descent to a depth
- * of WEFT_JSON_MAX_DEPTH, one node per value in document order.
+ * tok_json.c -- the JSON parser of tok_json.h: recursive descent to a depth
+ * of WEFT_TJSON_MAX_DEPTH, one node per value in document order.
  */
-#include "data/json.h"
+#include "data/tok_json.h"
 #include "runtime/error.h"
 
 #include <stdio.h>
@@ -12,18 +12,18 @@
 #define JSON_MAX_BYTES (1u << 30)
 
 typedef struct {
-    weft_json *j;
+    weft_tjson *j;
     size_t i;
     int depth;
 } parser;
 
-const char *weft_json_type_name(int type)
+const char *weft_tjson_type_name(int type)
 {
     static const char *const names[] = {"null", "false", "true", "a number", "a string", "an array", "an object"};
-    return type >= 0 && type <= WEFT_JSON_OBJ ? names[type] : "?";
+    return type >= 0 && type <= WEFT_TJSON_OBJ ? names[type] : "?";
 }
 
-void weft_json_where(const weft_json *j, size_t off, int *line, int *col)
+void weft_tjson_where(const weft_tjson *j, size_t off, int *line, int *col)
 {
     int l = 1;
     size_t bol = 0;
@@ -38,7 +38,7 @@ void weft_json_where(const weft_json *j, size_t off, int *line, int *col)
 static int bad(const parser *p, const char *what)
 {
     int line, col;
-    weft_json_where(p->j, p->i, &line, &col);
+    weft_tjson_where(p->j, p->i, &line, &col);
     if (p->i >= p->j->n)
         return weft_error(WEFT_EDATA, "%s:%d:%d: truncated JSON: expected %s, found the end of the file",
                           p->j->origin, line, col, what);
@@ -58,17 +58,17 @@ static void skip_ws(parser *p)
 
 static int new_node(parser *p, int type, uint32_t *idx)
 {
-    weft_json *j = p->j;
+    weft_tjson *j = p->j;
     if (j->nnodes == j->cap) {
         uint32_t cap = j->cap ? j->cap * 2 : 1024;
-        weft_json_node *n = cap > j->cap ? realloc(j->nodes, (size_t)cap * sizeof *n) : NULL;
+        weft_tjson_node *n = cap > j->cap ? realloc(j->nodes, (size_t)cap * sizeof *n) : NULL;
         if (!n)
             return weft_error(WEFT_ENOMEM, "%s: no memory for %u JSON values", j->origin, j->nnodes);
         j->nodes = n;
         j->cap = cap;
     }
     *idx = j->nnodes++;
-    j->nodes[*idx] = (weft_json_node){.type = (uint8_t)type, .off = (uint32_t)p->i, .next = WEFT_JSON_NONE};
+    j->nodes[*idx] = (weft_tjson_node){.type = (uint8_t)type, .off = (uint32_t)p->i, .next = WEFT_TJSON_NONE};
     return 0;
 }
 
@@ -89,7 +89,7 @@ static int parse_string(parser *p, uint32_t *idx)
 {
     const char *t = p->j->text;
     p->i++; /* the opening quote */
-    WEFT_CHECK(new_node(p, WEFT_JSON_STR, idx));
+    WEFT_CHECK(new_node(p, WEFT_TJSON_STR, idx));
     size_t start = p->i;
     while (p->i < p->j->n && t[p->i] != '"') {
         unsigned char c = (unsigned char)t[p->i];
@@ -132,7 +132,7 @@ static int parse_number(parser *p, uint32_t *idx)
 {
     const char *t = p->j->text;
     size_t start = p->i;
-    WEFT_CHECK(new_node(p, WEFT_JSON_NUM, idx));
+    WEFT_CHECK(new_node(p, WEFT_TJSON_NUM, idx));
     if (t[p->i] == '-')
         p->i++;
     WEFT_CHECK(digits(p));
@@ -166,8 +166,8 @@ static int parse_value(parser *p, uint32_t *idx);
 static int parse_container(parser *p, int obj, uint32_t idx)
 {
     const char close = obj ? '}' : ']';
-    uint32_t prev = WEFT_JSON_NONE, count = 0;
-    if (++p->depth > WEFT_JSON_MAX_DEPTH)
+    uint32_t prev = WEFT_TJSON_NONE, count = 0;
+    if (++p->depth > WEFT_TJSON_MAX_DEPTH)
         return bad(p, "JSON nested at most 64 deep");
     p->i++;
     skip_ws(p);
@@ -193,7 +193,7 @@ static int parse_container(parser *p, int obj, uint32_t idx)
             WEFT_CHECK(parse_value(p, &k));
             v = k;
         }
-        if (prev != WEFT_JSON_NONE)
+        if (prev != WEFT_TJSON_NONE)
             p->j->nodes[prev].next = k;
         prev = v;
         count++;
@@ -219,15 +219,15 @@ static int parse_value(parser *p, uint32_t *idx)
         return bad(p, "a JSON value");
     switch (p->j->text[p->i]) {
     case '{':
-        WEFT_CHECK(new_node(p, WEFT_JSON_OBJ, idx));
+        WEFT_CHECK(new_node(p, WEFT_TJSON_OBJ, idx));
         return parse_container(p, 1, *idx);
     case '[':
-        WEFT_CHECK(new_node(p, WEFT_JSON_ARR, idx));
+        WEFT_CHECK(new_node(p, WEFT_TJSON_ARR, idx));
         return parse_container(p, 0, *idx);
     case '"': return parse_string(p, idx);
-    case 't': return parse_word(p, "true", WEFT_JSON_TRUE, idx);
-    case 'f': return parse_word(p, "false", WEFT_JSON_FALSE, idx);
-    case 'n': return parse_word(p, "null", WEFT_JSON_NULL, idx);
+    case 't': return parse_word(p, "true", WEFT_TJSON_TRUE, idx);
+    case 'f': return parse_word(p, "false", WEFT_TJSON_FALSE, idx);
+    case 'n': return parse_word(p, "null", WEFT_TJSON_NULL, idx);
     default:
         if (p->j->text[p->i] == '-' || (p->j->text[p->i] >= '0' && p->j->text[p->i] <= '9'))
             return parse_number(p, idx);
@@ -235,9 +235,9 @@ static int parse_value(parser *p, uint32_t *idx)
     }
 }
 
-int weft_json_parse(const char *text, size_t n, const char *origin, weft_json *j)
+int weft_tjson_parse(const char *text, size_t n, const char *origin, weft_tjson *j)
 {
-    *j = (weft_json){.text = text, .n = n, .origin = origin};
+    *j = (weft_tjson){.text = text, .n = n, .origin = origin};
     if (n > JSON_MAX_BYTES)
         return weft_error(WEFT_EDATA, "%s: expected a JSON file under 1 GiB, found %zu bytes", origin, n);
     parser p = {j, 0, 0};
@@ -249,21 +249,21 @@ int weft_json_parse(const char *text, size_t n, const char *origin, weft_json *j
             rc = bad(&p, "the end of the file after the JSON value");
     }
     if (rc != 0)
-        weft_json_free(j);
+        weft_tjson_free(j);
     return rc;
 }
 
-void weft_json_free(weft_json *j)
+void weft_tjson_free(weft_tjson *j)
 {
     free(j->nodes);
     j->nodes = NULL;
     j->nnodes = j->cap = 0;
 }
 
-uint32_t weft_json_child(const weft_json *j, uint32_t node)
+uint32_t weft_tjson_child(const weft_tjson *j, uint32_t node)
 {
-    const weft_json_node *x = &j->nodes[node];
-    return (x->type == WEFT_JSON_ARR || x->type == WEFT_JSON_OBJ) && x->count ? node + 1 : WEFT_JSON_NONE;
+    const weft_tjson_node *x = &j->nodes[node];
+    return (x->type == WEFT_TJSON_ARR || x->type == WEFT_TJSON_OBJ) && x->count ? node + 1 : WEFT_TJSON_NONE;
 }
 
 static void put_utf8(char *b, size_t *k, unsigned cp)
@@ -285,15 +285,15 @@ static void put_utf8(char *b, size_t *k, unsigned cp)
     }
 }
 
-static int str_error(const weft_json *j, size_t off, const char *what)
+static int str_error(const weft_tjson *j, size_t off, const char *what)
 {
     int line, col;
-    weft_json_where(j, off, &line, &col);
+    weft_tjson_where(j, off, &line, &col);
     return weft_error(WEFT_EDATA, "%s:%d:%d: %s", j->origin, line, col, what);
 }
 
 /* One escape at s[i] (after the backslash) into b; *i moves past it. */
-static int unescape(const weft_json *j, const char *s, size_t n, size_t *i, char *b, size_t *k)
+static int unescape(const weft_tjson *j, const char *s, size_t n, size_t *i, char *b, size_t *k)
 {
     static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
     unsigned cp, lo;
@@ -317,12 +317,12 @@ static int unescape(const weft_json *j, const char *s, size_t n, size_t *i, char
     return 0;
 }
 
-int weft_json_str(const weft_json *j, uint32_t node, char *buf, size_t cap, size_t *len)
+int weft_tjson_str(const weft_tjson *j, uint32_t node, char *buf, size_t cap, size_t *len)
 {
-    const weft_json_node *x = &j->nodes[node];
+    const weft_tjson_node *x = &j->nodes[node];
     const char *s = j->text + x->off;
     size_t n = x->len, k = 0;
-    if (x->type != WEFT_JSON_STR)
+    if (x->type != WEFT_TJSON_STR)
         return str_error(j, x->off, "expected a string");
     for (size_t i = 0; i < n;) {
         if (cap - k < 4)
@@ -338,34 +338,34 @@ int weft_json_str(const weft_json *j, uint32_t node, char *buf, size_t cap, size
     return 0;
 }
 
-int weft_json_str_eq(const weft_json *j, uint32_t node, const char *s)
+int weft_tjson_str_eq(const weft_tjson *j, uint32_t node, const char *s)
 {
     char buf[256];
     size_t len;
-    if (node == WEFT_JSON_NONE || j->nodes[node].type != WEFT_JSON_STR || j->nodes[node].len > sizeof buf - 4)
+    if (node == WEFT_TJSON_NONE || j->nodes[node].type != WEFT_TJSON_STR || j->nodes[node].len > sizeof buf - 4)
         return 0;
-    if (weft_json_str(j, node, buf, sizeof buf, &len) != 0)
+    if (weft_tjson_str(j, node, buf, sizeof buf, &len) != 0)
         return 0;
     return len == strlen(s) && memcmp(buf, s, len) == 0;
 }
 
-uint32_t weft_json_get(const weft_json *j, uint32_t obj, const char *key)
+uint32_t weft_tjson_get(const weft_tjson *j, uint32_t obj, const char *key)
 {
-    if (obj == WEFT_JSON_NONE || j->nodes[obj].type != WEFT_JSON_OBJ)
-        return WEFT_JSON_NONE;
-    for (uint32_t k = weft_json_child(j, obj); k != WEFT_JSON_NONE; k = weft_json_next(j, j->nodes[k].next))
-        if (weft_json_str_eq(j, k, key))
+    if (obj == WEFT_TJSON_NONE || j->nodes[obj].type != WEFT_TJSON_OBJ)
+        return WEFT_TJSON_NONE;
+    for (uint32_t k = weft_tjson_child(j, obj); k != WEFT_TJSON_NONE; k = weft_tjson_next(j, j->nodes[k].next))
+        if (weft_tjson_str_eq(j, k, key))
             return j->nodes[k].next;
-    return WEFT_JSON_NONE;
+    return WEFT_TJSON_NONE;
 }
 
-int weft_json_int(const weft_json *j, uint32_t node, int64_t lo, int64_t hi, int64_t *out)
+int weft_tjson_int(const weft_tjson *j, uint32_t node, int64_t lo, int64_t hi, int64_t *out)
 {
-    const weft_json_node *x = &j->nodes[node];
+    const weft_tjson_node *x = &j->nodes[node];
     const char *s = j->text + x->off;
     int64_t v = 0;
     size_t i = s[0] == '-';
-    if (x->type != WEFT_JSON_NUM || x->len > 18)
+    if (x->type != WEFT_TJSON_NUM || x->len > 18)
         return -1;
     for (; i < x->len; i++) {
         if (s[i] < '0' || s[i] > '9')
