@@ -5,7 +5,7 @@
  * beside the single-core SGEMM rate of the same BLAS at the model's matrix
  * shapes, measured in the same run.
  *
- *   build/bench/bench_train [steps]
+ *   build/bench/bench_train [steps]     (BUILD=DIR: weft-train from DIR/bin)
  *
  * Prints tokens/s, achieved model FLOP/s per rank, its ratio to the SGEMM
  * rate (target >= 50%), and the fraction of gradient-reduction time hidden
@@ -98,8 +98,9 @@ typedef struct {
 static int measure(const char *args, int steps, run_stats *out)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "mpirun -np 2 build/bin/weft-train --config examples/configs/bench-cpu.ini "
-                              "--run.overwrite=true --train.steps=%d %s > " RUN ".log 2>&1", steps, args);
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build"; /* the tree this benchmark was built in */
+    snprintf(cmd, sizeof cmd, "mpirun -np 2 %s/bin/weft-train --config examples/configs/bench-cpu.ini "
+                              "--run.overwrite=true --train.steps=%d %s > " RUN ".log 2>&1", build, steps, args);
     if (system(cmd) != 0) {
         fprintf(stderr, "bench_train: weft-train %s failed; see " RUN ".log\n", args);
         return 70;
