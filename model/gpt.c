@@ -504,12 +504,12 @@ int weft_gpt_forward_slot(weft_gpt *m, int slot, const int32_t *tokens, const in
     return 0;
 }
 
-double weft_gpt_forward(weft_gpt *m, const int32_t *tokens, const int32_t *targets, int b, int t)
+int weft_gpt_forward(weft_gpt *m, const int32_t *tokens, const int32_t *targets, int b, int t, double *loss)
 {
-    double loss = 0;
-    if (weft_gpt_forward_slot(m, 0, tokens, targets, b, t, &loss) != 0)
-        return NAN; /* only a tensor-parallel model communicates, and fails */
-    return loss;
+    if (m->part.pp_size > 1)
+        return weft_error(WEFT_EINVAL, "weft_gpt_forward needs the model's one stage (pp %d): use the model "
+                          "interface's forward", m->part.pp_size);
+    return weft_gpt_forward_slot(m, 0, tokens, targets, b, t, loss);
 }
 
 void weft_gpt_zero_grad(weft_gpt *m) { memset(m->base.grad_data, 0, m->base.n * sizeof(float)); }
@@ -598,10 +598,9 @@ int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_grad_h
     return 0;
 }
 
-void weft_gpt_backward(weft_gpt *m, double loss_scale, weft_grad_hook hook, void *arg)
+int weft_gpt_backward(weft_gpt *m, double loss_scale, weft_grad_hook hook, void *arg)
 {
-    int rc = weft_gpt_backward_slot(m, 0, loss_scale, hook, arg);
-    (void)rc; /* only a tensor-parallel model communicates; it uses the _slot form */
+    return weft_gpt_backward_slot(m, 0, loss_scale, hook, arg);
 }
 
 double weft_gpt_flops_per_token(const weft_gpt *m, int t)
