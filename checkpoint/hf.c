@@ -600,7 +600,10 @@ static int locate(const char *src, const char *config, char *cfg, char *weights,
     } else {
         snprintf(weights, len, "%s", src);
         *is_index = ends_with(src, ".json");
-        if (!config)
+        const char *slash = strrchr(src, '/');
+        if (*is_index && !config) /* an index lives in its model's directory */
+            snprintf(cfg, len, "%.*sconfig.json", slash ? (int)(slash - src + 1) : 0, src);
+        else if (!config)
             return weft_error(WEFT_EINVAL, "%s is a file: say which config.json describes it with --config", src);
     }
     if (config)

@@ -32,7 +32,8 @@ typedef struct weft_hf_import_info {
 /* src: a model directory (config.json + model.safetensors, or
  * model.safetensors.index.json and its shards), a .safetensors file or a
  * model.safetensors.index.json file; config: config.json's path (NULL: the
- * one in src's directory). Writes the checkpoint out (temporary name,
+ * one in the directory, or beside the index; a lone .safetensors file needs
+ * it: WEFT_EINVAL). Writes the checkpoint out (temporary name,
  * renamed). Errors: WEFT_ENOENT a missing file, WEFT_EDATA anything wrong
  * inside one (naming the file, tensor and field), WEFT_EIO. */
 int weft_hf_import(const char *src, const char *config, const char *out, weft_hf_import_info *info);
