@@ -13,6 +13,7 @@ read with Python, numpy and json only (no weft code, no torch):
       checkpoint) against a float64 numpy forward of DIR's own files: GPT-2
       written here from Hugging Face's GPT2LMHeadModel, Llama by
       tests/model/llama_ref.py's forward. max |weft - ref| / max |ref| <= X.
+      --break transposes one square weight in the reference: it must fail.
   same DIR EXPORTED
       EXPORTED (weft-ckpt export --format hf) holds the same tensors as DIR:
       byte for byte for F32 sources, value for value (exactly widened) for
@@ -242,6 +243,9 @@ def read_dump(path):
 def cmd_logits(a):
     cfg, tensors = read_model(a.dir)
     P = {n: from_bytes(b, dt, s).astype(np.float64) for n, (dt, s, b) in tensors.items()}
+    if a.brk:  # an import that transposed one square matrix too many (or too few) must be caught
+        sq = next(n for n in sorted(P) if n.endswith("attn.c_proj.weight") or n.endswith("self_attn.o_proj.weight"))
+        P[sq] = P[sq].T.copy()
     d = read_dump(a.dump)
     tokens = d["tokens"].astype(np.int64)
     llama = cfg["model_type"] != "gpt2"
@@ -251,7 +255,8 @@ def cmd_logits(a):
         print(f"FAIL: weft's logits have shape {weft.shape}, the reference {ref.shape}")
         return 1
     rel = np.abs(weft - ref).max() / np.abs(ref).max()
-    print(f"logits max rel diff {rel:.1e} (max |logit| {np.abs(ref).max():.3g}, {weft.size} logits)")
+    what = " (reference broken: one square weight transposed)" if a.brk else ""
+    print(f"logits max rel diff {rel:.1e}{what} (max |logit| {np.abs(ref).max():.3g}, {weft.size} logits)")
     if not rel <= a.tol:
         print(f"FAIL: beyond {a.tol:g}")
         return 1
@@ -430,6 +435,8 @@ def main():
     lg.add_argument("dir")
     lg.add_argument("dump")
     lg.add_argument("--tol", type=float, default=1e-5)
+    lg.add_argument("--break", dest="brk", action="store_true",
+                    help="transpose the first attention output projection in the reference: must fail")
     sm = sub.add_parser("same")
     sm.add_argument("dir")
     sm.add_argument("exported")
