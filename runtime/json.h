@@ -20,8 +20,6 @@
 #ifndef WEFT_RUNTIME_JSON_H
 #define WEFT_RUNTIME_JSON_H
 
-#include "runtime/api.h"
-
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,16 +52,16 @@ typedef struct weft_json_doc weft_json_doc;
 
 /* Parse len bytes of text (need not be NUL-terminated); origin names the
  * text in messages ("model.safetensors: header"). */
-WEFT_API int weft_json_parse(const char *text, size_t len, const char *origin, weft_json_doc **out);
-WEFT_API const weft_json *weft_json_root(const weft_json_doc *doc);
-WEFT_API void weft_json_free(weft_json_doc *doc);
+int weft_json_parse(const char *text, size_t len, const char *origin, weft_json_doc **out);
+const weft_json *weft_json_root(const weft_json_doc *doc);
+void weft_json_free(weft_json_doc *doc);
 
 /* The member key of an object, or NULL (not an object, or no such key). */
-WEFT_API const weft_json *weft_json_get(const weft_json *obj, const char *key);
+const weft_json *weft_json_get(const weft_json *obj, const char *key);
 /* A NUMBER that is a non-negative integer written without fraction or
  * exponent, at most UINT64_MAX: 0 and *out, else -1. */
-WEFT_API int weft_json_u64(const weft_json *v, uint64_t *out);
+int weft_json_u64(const weft_json *v, uint64_t *out);
 /* "null", "false", "number", ... */
-WEFT_API const char *weft_json_type_name(weft_json_type t);
+const char *weft_json_type_name(weft_json_type t);
 
 #endif

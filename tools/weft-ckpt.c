@@ -5,9 +5,14 @@
  *   weft-ckpt info CKPT [--config]        step, layout, data, tensors
  *   weft-ckpt verify CKPT                 every dataset against its checksum
  *   weft-ckpt diff A B [--tol X]          max abs / rel difference per tensor
- *   weft-ckpt export CKPT --format safetensors -o OUT
- *                                         the weights with Hugging Face GPT-2
- *                                         names and shapes
+ *   weft-ckpt export CKPT --format hf|safetensors -o OUT
+ *                                         the weights with Hugging Face names
+ *                                         and shapes (hf: a directory with
+ *                                         config.json and model.safetensors)
+ *   weft-ckpt import SRC [--config config.json] -o OUT.h5
+ *                                         a Hugging Face GPT-2 or Llama model
+ *                                         as a weft checkpoint (step 0, weights
+ *                                         only) for --init-from
  *
  * CKPT is a checkpoint file, or a run directory or checkpoints directory
  * meaning the file its latest names (weft_ckpt_resolve, as --init-from).
@@ -16,7 +21,7 @@
  * operands, "--tol X" or "--tol=X".
  * File layout: docs/checkpoint-format.md. Exit status: 0 ok (diff: no
  * difference beyond --tol), 1 diff found differences, 64 bad usage, 65 bad
- * or corrupt checkpoint, 66 missing file, 74 I/O error.
+ * or corrupt checkpoint or Hugging Face file, 66 missing file, 74 I/O error.
  */
 #include "checkpoint/ckpt.h"
 #include "checkpoint/commit.h"
@@ -40,7 +45,8 @@ static const char *usage_text =
     "       weft-ckpt info CKPT [--config]\n"
     "       weft-ckpt verify CKPT\n"
     "       weft-ckpt diff A B [--tol X]\n"
-    "       weft-ckpt export CKPT --format safetensors -o OUT\n"
+    "       weft-ckpt export CKPT --format hf|safetensors -o OUT\n"
+    "       weft-ckpt import SRC [--config CONFIG_JSON] -o OUT.h5\n"
     "       weft-ckpt COMMAND --help\n"
     "\n"
     "Checkpoints are the HDF5 files weft-train writes (docs/checkpoint-format.md).\n"
@@ -53,13 +59,25 @@ static const char *usage_text =
     "  diff    per tensor: max |a-b| and relative, max |a-b| / max |a|; exit 1 if any\n"
     "          relative difference exceeds --tol\n"
     "          (default 0: bitwise identical)\n"
-    "  export  the weights as safetensors with Hugging Face GPT-2 names and shapes\n"
-    "          (transformer.h.0.attn.c_attn.weight is (C, 3C): Conv1D weights transposed);\n"
-    "          -o, --output OUT names the file\n"
+    "  export  the weights with Hugging Face names and shapes: GPT-2's as GPT2LMHeadModel\n"
+    "          (transformer.h.0.attn.c_attn.weight is (C, 3C): Conv1D weights transposed;\n"
+    "          lm_head tied, not written), Llama's as LlamaForCausalLM (as stored);\n"
+    "          --format hf: a new directory OUT with config.json and model.safetensors;\n"
+    "          --format safetensors: the one file OUT\n"
+    "  import  a Hugging Face model as a checkpoint OUT.h5 (step 0, weights only, the\n"
+    "          model.* keys in its config) for weft-train --init-from, which needs the\n"
+    "          same model.* keys: import prints them. SRC is a model directory\n"
+    "          (config.json and model.safetensors or model.safetensors.index.json + shards),\n"
+    "          an index.json, or one .safetensors file with --config CONFIG_JSON.\n"
+    "          config.json's architectures / model_type: GPT2LMHeadModel / gpt2,\n"
+    "          LlamaForCausalLM / llama, MistralForCausalLM / mistral; F32, F16, BF16\n"
+    "          tensors, stored as f32. Every header field is checked before any data is\n"
+    "          read; a bad file exits 65 naming the file, tensor and field, and nothing\n"
+    "          is left under OUT.h5\n"
     "\n"
     "Options may come before or after the operands, as '--opt value' or '--opt=value'.\n"
     "exit status: 0 ok, 1 diff found differences, 64 bad usage, 65 bad or corrupt\n"
-    "checkpoint, 66 missing file, 74 I/O error\n";
+    "checkpoint or Hugging Face file, 66 missing file, 74 I/O error\n";
 
 /* --- ls ------------------------------------------------------------------- */
 
