@@ -26,14 +26,7 @@
 ck="$WEFT_BIN/weft-ckpt" train="$WEFT_BIN/weft-train"
 logits="$WEFT_ROOT/$BUILD/tests/model/ckpt_logits"
 hf="$WEFT_ROOT/tests/ckpt/hf_model.py"
-py=""
-for p in /usr/bin/python3 python3; do
-    if "$p" -c 'import numpy' 2>/dev/null; then py=$p; break; fi
-done
-if [ -z "$py" ]; then
-    not_ok "numpy for the writer and the reference" "no python3 with numpy (Debian: python3-numpy)"
-    exit 1
-fi
+numpy_python
 [ -x "$logits" ] || { not_ok "$logits exists" "make BUILD=$BUILD tests"; exit 1; }
 T=$TMPDIR_TEST
 
