@@ -40,8 +40,8 @@ static int open_tensor(const loader_ctx *x, const char *dpath, const weft_shard_
     int64_t gs[2] = {sp->global_shape[0], sp->ndim == 2 ? sp->global_shape[1] : 0};
     shape_str(sp->ndim, gs, want, sizeof want);
     if (H5Lexists(x->f, dpath, H5P_DEFAULT) <= 0)
-        return weft_error(WEFT_EDATA, "checkpoint %s has no tensor '%s' (the model has it, shape %s)", x->path,
-                          dpath, want);
+        return weft_error(WEFT_EDATA, "checkpoint %s has no tensor '%s' (the model has it, shape %s; check "
+                          "model.family and model.* against weft-ckpt info of the checkpoint)", x->path, dpath, want);
     hid_t d = H5Dopen2(x->f, dpath, H5P_DEFAULT);
     if (d < 0)
         return weft_h5_error(WEFT_EDATA, "checkpoint %s: cannot open tensor '%s'", x->path, dpath);
@@ -57,7 +57,8 @@ static int open_tensor(const loader_ctx *x, const char *dpath, const weft_shard_
     if (rc == 0 && (ndim != sp->ndim || shape[0] != gs[0] || shape[1] != gs[1])) {
         shape_str(ndim, shape, have, sizeof have);
         rc = weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s' has shape %s in the checkpoint but %s in the model "
-                        "(different model dimensions: check model.* and the dataset's vocabulary)", x->path, dpath,
+                        "(different model dimensions: check model.* and the dataset's vocabulary; weft-ckpt info shows the "
+                        "checkpoint's)", x->path, dpath,
                         have, want);
     }
     if (rc) {
@@ -147,7 +148,8 @@ static int check_extra(const loader_ctx *x, const weft_ckpt_name *names, int ng)
             found = strcmp(names[j].name, name) == 0;
         if (!found)
             rc = weft_error(WEFT_EDATA, "checkpoint %s has tensor '%s', which the model does not have (different "
-                            "model dimensions: check model.n_layer)", x->path, name);
+                            "model dimensions or family: check model.family and model.n_layer; weft-ckpt info shows the "
+                            "checkpoint's)", x->path, name);
     }
     H5Gclose(g);
     return rc;
