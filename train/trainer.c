@@ -35,6 +35,9 @@ const weft_config_key weft_train_config_keys[] = {
      "a NaN/inf loss or gradient: stop the run (exit 70), or skip that step's update"},
     {"train.threads", WEFT_CFG_INT, "1", 1, 1024, NULL,
      "compute threads per rank (oneDNN's and BLAS's); ranks x threads should not exceed a node's cores"},
+    {"run.peak_flops", WEFT_CFG_FLOAT, "0", 0, 1e18, NULL,
+     "one rank's peak FLOP/s that MFU divides by; 0: measure at start (the best f32 oneDNN GEMM of a few large "
+     "squares on the rank's threads)"},
     {"train.progress", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|on|off",
      "live progress line between log lines; auto: when stdout is a terminal and not under mpirun/srun"},
     WEFT_CONFIG_END,
