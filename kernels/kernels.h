@@ -111,8 +111,8 @@ WEFT_API double weft_sgemm_rate(int M, int N, int K, double seconds);
  * weft_kernels_init set, timed over about `seconds` (0: oneDNN failed). */
 WEFT_API double weft_matmul_rate(int M, int N, int K, double seconds);
 
-/* The machine's f32 peak as this process sees it: the best rate of a few
- * large square products (1024..2048) on oneDNN with the threads
+/* The machine's f32 peak as this process sees it: the fastest single call
+ * among a few large square products (1024..2048) on oneDNN with the threads
  * weft_kernels_init set, over about `seconds` in all. What MFU divides by. */
 WEFT_API double weft_matmul_peak(double seconds);
 

@@ -199,6 +199,13 @@ void weft_trainer_log_step(weft_trainer *t, const weft_step_stats *s)
     char mfu_s[32] = "";
     if (isfinite(mfu))
         snprintf(mfu_s, sizeof mfu_s, "MFU %.1f%% | ", 100 * mfu);
+    if (mfu > 1 && !t->peak_warned) {
+        t->peak_warned = 1;
+        WEFT_WARN("MFU %.0f%%: this step ran faster than the peak of %.2f GFLOP/s per rank (%s), so that peak is "
+                  "too low -- other processes shared the cores when it was measured at start; give the machine's "
+                  "peak with run.peak_flops", 100 * mfu, t->peak_flops / 1e9,
+                  weft_config_float(t->cfg, "run.peak_flops") > 0 ? "run.peak_flops" : "measured at start");
+    }
     printf("%sstep %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | %.1f ms | %.2f GFLOP/s/rank | "
            "%sETA %.0fs\n", t->o.tty ? "\r\033[K" : "", (long long)s->step + 1, (long long)t->o.steps,
            s->loss, s->lr, s->grad_norm, tps, s->ms, flops / t->size / 1e9, mfu_s, eta);
