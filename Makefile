@@ -62,6 +62,9 @@ PKGS        = ompi-c libxxhash openblas hdf5-openmpi
 DEP_CFLAGS  = $(shell pkg-config --cflags $(PKGS) 2>/dev/null || mpicc --showme:compile)
 DEP_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null || mpicc --showme:link)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
+# oneDNN (Debian: libdnnl-dev) ships no pkg-config file. Its Debian build
+# runs on OpenMP (libgomp), whose thread count kernels/matmul_dnnl.c sets.
+DNNL_LIBS   := -ldnnl -lgomp
 
 WARN    := -Wall -Wextra -Wformat=2 -Wno-missing-field-initializers
 ifeq ($(CI),true)
@@ -71,7 +74,7 @@ SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC -I. $(WARN) $(CFLAGS) $(SANFLAGS) $(DEP_CFLAGS) \
              -DWEFT_VERSION='"$(VERSION)"' -MMD -MP
-ALL_LDLIBS = $(DEP_LIBS) $(IBVERBS_LIBS) -ldl -lpthread -lm
+ALL_LDLIBS = $(DEP_LIBS) $(DNNL_LIBS) $(IBVERBS_LIBS) -ldl -lpthread -lm
 
 
 .PHONY: examples

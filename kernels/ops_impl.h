@@ -11,6 +11,8 @@
  *   R_EXP, R_SQRT, R_FABS                the math of that type (R_EXP is
  *                                        only ever called on x <= 0)
  *   R_SELECT(c, a, b)                    c ? a : b (branch-free for f32)
+ *   OPS_MATMUL_ELSEWHERE                 defined: the matmul ops come from
+ *                                        another file (f32: matmul_dnnl.c)
  *
  * Deliberately not here: allocation (scratch comes from the caller), threads
  * (only BLAS's own), anything about ranks or shards.
@@ -169,6 +171,9 @@ static void row_add(REAL *restrict o, const REAL *restrict a, const REAL *restri
 
 /* --- matmul -------------------------------------------------------------- */
 
+/* The f32 build defines OPS_MATMUL_ELSEWHERE: its linear layer runs on
+ * oneDNN (matmul_dnnl.c). These CBLAS bodies are the f64 reference's. */
+#ifndef OPS_MATMUL_ELSEWHERE
 void SFX(weft_matmul_forward)(REAL *out, const REAL *inp, const REAL *weight, const REAL *bias,
                               int N, int C, int OC)
 {
@@ -199,6 +204,7 @@ void SFX(weft_matmul_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REA
         for (int n = 0; n < N; n++)
             row_acc(dbias, dout + (size_t)n * OC, OC);
 }
+#endif /* OPS_MATMUL_ELSEWHERE */
 
 /* --- layernorm ----------------------------------------------------------- */
 

@@ -203,6 +203,53 @@ static void test_matmul(void **state)
     free(fi); free(fw); free(fb); free(fo); free(fR); free(fdi); free(fdw); free(fdb);
 }
 
+/* The f32 linear layer runs on oneDNN (kernels/matmul_dnnl.c), a separate
+ * code path from the f64 one (CBLAS): compare them at shapes where
+ * oneDNN's blocking has tails, with and without bias, accumulating twice on
+ * top of G0, and with dinp and dbias NULL. The f64 reference gets the
+ * f32-rounded inputs, so only the f32 sums' rounding is measured. */
+static float *f32_of(double *x, size_t n)
+{
+    float *y = to_f32(x, n);
+    for (size_t i = 0; i < n; i++)
+        x[i] = y[i];
+    return y;
+}
+
+static void matmul_f32_case(int N, int C, int OC, int bias)
+{
+    size_t nin = (size_t)N * C, nw = (size_t)OC * C, nout = (size_t)N * OC;
+    double *inp = rnd(nin, 1), *w = rnd(nw, 1), *b = rnd(OC, 1), *R = rnd(nout, 1), *out = filled(nout, 0);
+    float *fi = f32_of(inp, nin), *fw = f32_of(w, nw), *fb = f32_of(b, OC), *fR = f32_of(R, nout);
+    float *fo = calloc(nout, 4);
+    weft_matmul_forward_f64(out, inp, w, bias ? b : NULL, N, C, OC);
+    weft_matmul_forward(fo, fi, fw, bias ? fb : NULL, N, C, OC);
+    assert_true(rel_err_f32(fo, out, nout) < 1e-5);
+    double *di = filled(nin, G0), *dw = filled(nw, G0), *db = filled(OC, G0), *dw1 = filled(nw, 0);
+    float *fdi = to_f32(di, nin), *fdw = to_f32(dw, nw), *fdb = to_f32(db, OC), *fdw1 = calloc(nw, 4);
+    for (int k = 0; k < 2; k++) {
+        weft_matmul_backward_f64(di, dw, db, R, inp, w, N, C, OC);
+        weft_matmul_backward(fdi, fdw, fdb, fR, fi, fw, N, C, OC);
+    }
+    weft_matmul_backward_f64(NULL, dw1, NULL, R, inp, w, N, C, OC);
+    weft_matmul_backward(NULL, fdw1, NULL, fR, fi, fw, N, C, OC);
+    assert_true(rel_err_f32(fdi, di, nin) < 1e-5);
+    assert_true(rel_err_f32(fdw, dw, nw) < 1e-5);
+    assert_true(rel_err_f32(fdb, db, OC) < 1e-5);
+    assert_true(rel_err_f32(fdw1, dw1, nw) < 1e-5);
+    free(inp); free(w); free(b); free(R); free(out); free(di); free(dw); free(db); free(dw1);
+    free(fi); free(fw); free(fb); free(fR); free(fo); free(fdi); free(fdw); free(fdb); free(fdw1);
+}
+
+static void test_matmul_f32(void **state)
+{
+    (void)state;
+    static const int shapes[][3] = {{1, 1, 1}, {10, 8, 6}, {37, 29, 23}, {64, 256, 200}, {300, 17, 129}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int bias = 0; bias < 2; bias++)
+            matmul_f32_case(shapes[i][0], shapes[i][1], shapes[i][2], bias);
+}
+
 /* --- layernorm ----------------------------------------------------------- */
 
 enum { LN_N = 10, LN_C = 8 };
@@ -1007,6 +1054,8 @@ static void test_sgemm_rate(void **state)
     (void)state;
     double r = weft_sgemm_rate(64, 64, 64, 0.01);
     assert_true(r > 1e6 && isfinite(r));
+    r = weft_matmul_rate(64, 64, 64, 0.01);
+    assert_true(r > 1e6 && isfinite(r));
 }
 
 /* The checker must fail on a wrong gradient, or every test above is empty. */
@@ -1066,6 +1115,7 @@ int main(void)
     weft_kernels_init(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_matmul_f32),
         cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_attention_small),
         cmocka_unit_test(test_attention_blocked),
