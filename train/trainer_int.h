@@ -66,8 +66,6 @@ struct weft_trainer {
     int nothing_to_do;          /* resumed at or past train.steps: start and run touch nothing */
 };
 
-/* step.c */
-int weft_trainer_evaluate(weft_trainer *t, double *val_loss);
 
 /* cadence.c */
 int weft_trainer_ckpt_resume(weft_trainer *t, const weft_trainer_start_opts *o);
