@@ -90,7 +90,9 @@ WEFT_API const char *weft_config_origin(const weft_config *cfg, const char *key)
  * checkpoint's configuration): every key of cfg that names selects (a name,
  * or a section as "model.") and that cfg still has at its default is set to
  * its value in the INI text (len bytes), with origin as its origin. Keys
- * the text does not set, and every other line of it, are left alone. */
+ * the text does not set, and every other line of it, are left alone; a
+ * selected key cfg does not declare (a newer program's) or a bad value is
+ * WEFT_ECONFIG naming origin, and nothing is adopted. */
 WEFT_API int weft_config_adopt(weft_config *cfg, const char *text, size_t len, const char *origin,
                                const char *const *names);
 
