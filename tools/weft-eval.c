@@ -59,8 +59,8 @@ static void usage(FILE *out)
             "train.* keys and --batches = train.eval_batches the loss is the val_loss it logged.\n"
             "\n"
             "  --init-from CKPT  a checkpoint file, or a run or checkpoints directory (its latest)\n"
-            "  --batches N       global batches to evaluate (default: every whole batch of the\n"
-            "                    split; the windows past the last whole batch are left out)\n"
+            "  --batches N       global batches to evaluate, at most the split's (default: every\n"
+            "                    whole batch of the split; the windows past the last one are left out)\n"
             "  --json            print one JSON object instead: checkpoint, loss, perplexity,\n"
             "                    batches, tokens\n"
             "  --config-markdown print the reference of every key and exit\n"
@@ -145,7 +145,12 @@ static int evaluate(weft_ctx *ctx, weft_trainer **tp, const eval_args *a)
     WEFT_CHECK(weft_trainer_new(ctx, tp));
     weft_trainer *t = *tp;
     WEFT_CHECK(weft_trainer_open_tokens(t, NULL));
-    int64_t batches = a->batches ? a->batches : weft_trainer_val_batches(t);
+    int64_t whole = weft_trainer_val_batches(t), batches = a->batches ? a->batches : whole;
+    if (whole > 0 && batches > whole)
+        return weft_error(WEFT_ECONFIG, "--batches %lld: the validation split of %s holds %lld whole global batches "
+                          "(train.global_batch = %lld)", (long long)batches, weft_config_str(ctx->config,
+                          "data.path"), (long long)whole, (long long)weft_config_int(ctx->config,
+                          "train.global_batch"));
     if (batches == 0)
         return weft_error(WEFT_EDATA, "no validation batch in %s: it has no validation split (weft-data prepare "
                           "--val-fraction), or its split holds fewer than train.global_batch = %lld windows of "

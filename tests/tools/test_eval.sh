@@ -78,6 +78,8 @@ bad 65 "--model.n_layer=3 against a 2-layer checkpoint" "model.layers.2" --init-
 repeat_dataset "$TMPDIR_TEST/noval" 0
 bad 65 "a dataset without a validation split" "no validation batch" --init-from "$TMPDIR_TEST/llama" \
     --data.path="$TMPDIR_TEST/noval" "${batch[@]}"
+bad 64 "--batches 12 of a split of 11" "holds 11 whole global batches" --init-from "$TMPDIR_TEST/llama" \
+    --data.path="$ds" "${batch[@]}" --batches 12
 bad 64 "no --init-from" "--init-from CKPT is required" --data.path="$ds"
 bad 66 "a missing dataset" "missing-ds" --init-from "$TMPDIR_TEST/llama" --data.path="$TMPDIR_TEST/missing-ds"
 expect_exit 0 "--help exits 0" "$ev" --help
