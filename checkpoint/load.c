@@ -303,6 +303,73 @@ int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const ch
     return rc;
 }
 
+/* --- one process, without a job ------------------------------------------- */
+
+int weft_ckpt_read_config(const char *path, const char *tensor, char **config, int64_t shape[2])
+{
+    hid_t f;
+    if (config)
+        *config = NULL;
+    weft_h5_lock();
+    int rc = weft_ckpt_open_file(path, &f);
+    if (rc == 0) {
+        if (config && weft_h5_get_str(f, "config", config) != 0)
+            rc = weft_error(WEFT_EDATA, "checkpoint %s has no 'config' attribute (the configuration of the run "
+                            "that wrote it)", path);
+        char dpath[128];
+        snprintf(dpath, sizeof dpath, "params/%s", tensor ? tensor : "");
+        hid_t d = rc == 0 && tensor ? (H5Lexists(f, dpath, H5P_DEFAULT) > 0 ? H5Dopen2(f, dpath, H5P_DEFAULT) : -1)
+                                    : 0;
+        int ndim = 0;
+        if (rc == 0 && tensor && d < 0)
+            rc = weft_error(WEFT_EDATA, "checkpoint %s has no tensor '%s': its configuration's model.family does "
+                            "not match its tensors", path, dpath);
+        if (rc == 0 && tensor)
+            rc = weft_h5_shape(d, dpath, &ndim, shape);
+        if (rc == 0 && tensor && ndim == 1)
+            shape[1] = 0;
+        if (d > 0)
+            H5Dclose(d);
+        H5Fclose(f);
+    }
+    weft_h5_unlock();
+    if (rc && config) {
+        free(*config);
+        *config = NULL;
+    }
+    return rc;
+}
+
+int weft_ckpt_load_whole(const weft_ckpt_state *s, const char *path)
+{
+    weft_ckpt_name *names = calloc((size_t)s->ntensors + 1, sizeof *names);
+    if (!names)
+        return weft_error(WEFT_ENOMEM, "out of memory");
+    for (int i = 0; i < s->ntensors; i++) {
+        if (s->tensors[i].shard.nparts > 1) {
+            free(names);
+            return weft_error(WEFT_EINVAL, "weft_ckpt_load_whole: tensor '%s' is one piece of %d: a whole model "
+                              "only", s->tensors[i].name, s->tensors[i].shard.nparts);
+        }
+        snprintf(names[i].name, sizeof names[i].name, "%s", s->tensors[i].name);
+    }
+    loader_ctx x = {path, -1, 0, 1, WEFT_CKPT_WEIGHTS_ONLY};
+    weft_ckpt_state weights = *s;
+    weights.m = weights.v = NULL;
+    weft_ckpt_loaded out;
+    memset(&out, 0, sizeof out);
+    weft_h5_lock();
+    int rc = weft_ckpt_open_file(path, &x.f);
+    if (rc == 0) {
+        rc = read_all(&x, &weights, names, s->ntensors, &out);
+        H5Fclose(x.f);
+    }
+    weft_h5_unlock();
+    weft_ckpt_loaded_free(&out);
+    free(names);
+    return rc;
+}
+
 void weft_ckpt_loaded_free(weft_ckpt_loaded *l)
 {
     free((void *)l->meta.loader_state);

@@ -125,7 +125,18 @@ WEFT_API void weft_kernels_init(int threads);
     WEFT_API void weft_gqa_attention_backward##sfx(real *dq, real *dk, real *dv, real *datt,                 \
                                                    const real *dout, const real *q, const real *k,           \
                                                    const real *v, const real *att, int B, int T, int NH,     \
-                                                   int NKV, int hs);
+                                                   int NKV, int hs);                                   \
+    /* Decoding: causal grouped-query attention of n new queries over a key/value cache.                    \
+     * q (n, NH*hs): the queries of positions pos0 .. pos0+n-1; kc, vc (pos0+n, NKV*hs): the keys and       \
+     * values of every position so far (the new ones included), heads contiguous within each. Query i        \
+     * attends to positions 0 .. pos0+i. out (n, NH*hs); scratch (WEFT_ATT_DECODE_ROWS, pos0+n) the          \
+     * caller provides. Equals rows pos0.. of weft_gqa_attention_forward over the whole prefix (NKV = NH:    \
+     * GPT-2's multi-head attention). Nothing is saved for backward. */                                     \
+    WEFT_API void weft_attention_decode##sfx(real *out, real *scratch, const real *q, const real *kc,        \
+                                             const real *vc, int n, int pos0, int NH, int NKV, int hs);
+
+/* Rows of scores weft_attention_decode works on at once (its scratch). */
+#define WEFT_ATT_DECODE_ROWS 64
 
 WEFT_KERNEL_DECLS(float, )
 WEFT_KERNEL_DECLS(double, _f64)

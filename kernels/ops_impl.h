@@ -523,6 +523,39 @@ void SFX(weft_gqa_attention_backward)(REAL *dq, REAL *dk, REAL *dv, REAL *datt,
         }
 }
 
+/* One head's decoding attention: rows i0 .. i0+r-1 of the new queries (at
+ * positions pos0+i0 ..) over the cache's first pos0+i0+r positions, the
+ * same blocked products and causal softmax as att_head_forward. */
+static void att_head_decode(const att_head *w, REAL *o, REAL *a, int r, int i0, int pos0, int hs,
+                            REAL scale)
+{
+    const int L = pos0 + i0 + r;   // positions the block's last row sees
+    // scores a[0:r, 0:L] = scale * q[i0:i0+r] @ k[0:L]^T
+    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, r, L, hs, scale, w->q + (size_t)i0 * w->ldq,
+         w->ldq, w->k, w->ldkv, 0, a, L);
+    for (int i = 0; i < r; i++)
+        causal_softmax_row(a + (size_t)i * L, pos0 + i0 + i, L);
+    // o[i0:i0+r] = a[0:r, 0:L] @ v[0:L]
+    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, hs, L, 1, a, L, w->v, w->ldkv, 0,
+         o + (size_t)i0 * w->ldo, w->ldo);
+}
+
+void SFX(weft_attention_decode)(REAL *out, REAL *scratch, const REAL *q, const REAL *kc,
+                                const REAL *vc, int n, int pos0, int NH, int NKV, int hs)
+{
+    assert(NKV > 0 && NH % NKV == 0 && hs > 0 && n > 0 && pos0 >= 0);
+    const int Cq = NH * hs, Ckv = NKV * hs, group = NH / NKV;
+    const REAL scale = (REAL)1 / R_SQRT((REAL)hs);
+    for (int h = 0; h < NH; h++) {
+        size_t kvoff = (size_t)(h / group) * hs;
+        att_head w = {q + (size_t)h * hs, kc + kvoff, vc + kvoff, Cq, Ckv, Cq};
+        for (int i0 = 0; i0 < n; i0 += WEFT_ATT_DECODE_ROWS) {
+            int r = n - i0 < WEFT_ATT_DECODE_ROWS ? n - i0 : WEFT_ATT_DECODE_ROWS;
+            att_head_decode(&w, out + (size_t)h * hs, scratch, r, i0, pos0, hs, scale);
+        }
+    }
+}
+
 /* --- GELU ---------------------------------------------------------------- */
 
 #define GELU_S 0.7978845608028654   /* sqrt(2/pi) */

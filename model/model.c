@@ -69,6 +69,26 @@ int weft_model_init_from_whole(weft_model *m, const weft_model *whole, uint64_t 
     return 0;
 }
 
+int weft_model_decode_check(int tp, int pp, int V, int context, int cached, const int32_t *tokens, int n, int pos0)
+{
+    if (tp != 1 || pp != 1)
+        return weft_error(WEFT_EINVAL, "decoding needs the whole model on one rank, but this part is split over "
+                          "parallel.tp = %d x parallel.pp = %d ranks: generate with tp = pp = 1", tp, pp);
+    if (n < 1 || pos0 < 0)
+        return weft_error(WEFT_EINVAL, "decode: %d tokens at position %d: nothing to decode", n, pos0);
+    if (pos0 != 0 && pos0 != cached)
+        return weft_error(WEFT_EINVAL, "decode: tokens at position %d, but the cache holds positions 0..%d: "
+                          "continue at %d, or start a new sequence at 0", pos0, cached - 1, cached);
+    if (pos0 + n > context)
+        return weft_error(WEFT_EINVAL, "decode: positions %d..%d are past the model's %d (model.context)", pos0,
+                          pos0 + n - 1, context);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return weft_error(WEFT_EINVAL, "decode: token %d (at position %d) is outside the vocabulary [0, %d)",
+                              (int)tokens[i], pos0 + i, V);
+    return 0;
+}
+
 void weft_model_release(weft_model *m)
 {
     free(m->params);

@@ -307,7 +307,7 @@ static int after_step(weft_trainer *t, weft_step_stats *s)
     int64_t step = s->step;
     int last = step == t->o.steps - 1;
     if (last || (t->o.eval_every && (step + 1) % t->o.eval_every == 0))
-        WEFT_CHECK(weft_trainer_evaluate(t, &s->val_loss));
+        WEFT_CHECK(weft_trainer_evaluate(t, 0, &s->val_loss));
     if (last || (step + 1) % t->o.log_every == 0 || !isnan(s->val_loss) || step == 0)
         weft_trainer_log_step(t, s);
     else

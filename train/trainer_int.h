@@ -69,8 +69,6 @@ struct weft_trainer {
     int peak_warned;            /* told once that a step beat the peak */
 };
 
-/* step.c */
-int weft_trainer_evaluate(weft_trainer *t, double *val_loss);
 
 /* cadence.c */
 int weft_trainer_ckpt_resume(weft_trainer *t, const weft_trainer_start_opts *o);

@@ -951,6 +951,44 @@ static void test_gqa_blocked(void **state)
 /* With NKV = NH, grouped-query attention is the fused-qkv op on the same
  * q, k, v packed as qkv (B, T, 3C): forward, saved probabilities and
  * gradients agree. */
+/* Decoding over a key/value cache: new queries at positions pos0.. against
+ * the cache of every position so far equal those rows of the f64 full
+ * attention (the textbook loops), for a prefill of the whole prefix, a
+ * chunk after a prefix, one token at a time, and chunks longer than the
+ * kernel's row block; f32 against f64. */
+static void check_decode(int T, int NH, int NKV, int hs, int pos0, int n)
+{
+    size_t Cq = (size_t)NH * hs, Ckv = (size_t)NKV * hs;
+    double *q = rnd(T * Cq, 1.5), *k = rnd(T * Ckv, 1.5), *v = rnd(T * Ckv, 1.5);
+    double *ref = filled(T * Cq, 0), *out = filled(n * Cq, 9);
+    double *scratch = filled((size_t)WEFT_ATT_DECODE_ROWS * (pos0 + n), 7);   // dirty on purpose
+    gqa_ref(ref, q, k, v, 1, T, NH, NKV, hs);
+    weft_attention_decode_f64(out, scratch, q + pos0 * Cq, k, v, n, pos0, NH, NKV, hs);
+    double err = rel_err(out, ref + pos0 * Cq, n * Cq);
+    if (!(err < 1e-13))
+        print_error("decode f64 T=%d NH=%d NKV=%d pos0=%d n=%d: relative error %g\n", T, NH, NKV, pos0, n, err);
+    assert_true(err < 1e-13);
+    float *fq = to_f32(q + pos0 * Cq, n * Cq), *fk = to_f32(k, T * Ckv), *fv = to_f32(v, T * Ckv);
+    float *fo = calloc(n * Cq, 4), *fs = calloc((size_t)WEFT_ATT_DECODE_ROWS * (pos0 + n), 4);
+    weft_attention_decode(fo, fs, fq, fk, fv, n, pos0, NH, NKV, hs);
+    assert_true(rel_err_f32(fo, ref + pos0 * Cq, n * Cq) < 1e-5);
+    free(q); free(k); free(v); free(ref); free(out); free(scratch);
+    free(fq); free(fk); free(fv); free(fo); free(fs);
+}
+
+static void test_attention_decode(void **state)
+{
+    (void)state;
+    check_decode(9, 4, 2, 4, 0, 9);     // prefill of the whole prefix, GQA
+    check_decode(9, 4, 2, 4, 8, 1);     // the last token alone
+    check_decode(9, 4, 1, 4, 3, 4);     // a chunk after a prefix, multi-query
+    check_decode(9, 4, 4, 4, 5, 2);     // multi-head (GPT-2)
+    check_decode(150, 2, 1, 8, 0, 150); // rows in three blocks (64, 64, 22)
+    check_decode(150, 2, 2, 8, 70, 80); // blocks after a prefix
+    for (int p = 0; p < 12; p++)        // every position one at a time
+        check_decode(12, 2, 1, 6, p, 1);
+}
+
 static void test_gqa_is_mha(void **state)
 {
     (void)state;
@@ -1137,6 +1175,7 @@ int main(void)
         cmocka_unit_test(test_gqa_small),
         cmocka_unit_test(test_gqa_blocked),
         cmocka_unit_test(test_gqa_is_mha),
+        cmocka_unit_test(test_attention_decode),
         cmocka_unit_test(test_checker_catches_errors),
         cmocka_unit_test(test_checker_catches_llama_errors),
     };
