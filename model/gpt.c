@@ -317,15 +317,8 @@ static void describe(weft_gpt *m); /* the interface's fields, at the end of this
 
 static int part_check(const weft_gpt_config *c, const weft_gpt_part *p)
 {
-    if (p->tp_size < 1 || p->pp_size < 1 || p->tp_rank < 0 || p->tp_rank >= p->tp_size || p->pp_rank < 0 ||
-        p->pp_rank >= p->pp_size || p->nslots < 1)
-        return weft_error(WEFT_EINVAL, "model: bad part (tp %d/%d, pp %d/%d, %d slots)", p->tp_rank, p->tp_size,
-                          p->pp_rank, p->pp_size, p->nslots);
-    WEFT_CHECK(weft_gpt_layout_check(c, p->tp_size, p->pp_size));
-    if (p->tp_size > 1 && (!p->tp || weft_comm_size(p->tp) != p->tp_size))
-        return weft_error(WEFT_EINVAL, "model: tensor parallelism over %d ranks needs their communicator",
-                          p->tp_size);
-    return 0;
+    WEFT_CHECK(weft_model_part_check(p));
+    return weft_gpt_layout_check(c, p->tp_size, p->pp_size);
 }
 
 int weft_gpt_new_part(const weft_gpt_config *cfg, const weft_gpt_part *part, int B, int T, weft_gpt **out)
@@ -709,19 +702,12 @@ static void decode_chunk(weft_gpt *m, const int32_t *tokens, int n, int p, int w
 
 static weft_gpt *gpt_of(weft_model *m) { return (weft_gpt *)m; }
 
-/* Micro-batch mb of the step's batch: this rank's k*B windows of T + 1
- * tokens; inputs are each window's first T tokens, targets its last T. */
+/* Micro-batch mb of the step's batch (weft_model_split_windows). */
 static int iface_forward(weft_model *mm, int slot, const void *batch, int mb, double *loss)
 {
     weft_gpt *m = gpt_of(mm);
-    const int32_t *rows = batch;
-    int T = m->T;
-    for (int i = 0; i < m->B; i++) {
-        const int32_t *w = rows + ((size_t)mb * m->B + i) * (size_t)(T + 1);
-        memcpy(m->in + (size_t)i * T, w, (size_t)T * sizeof(int32_t));
-        memcpy(m->tgt + (size_t)i * T, w + 1, (size_t)T * sizeof(int32_t));
-    }
-    return weft_gpt_forward_slot(m, slot, m->in, m->tgt, m->B, T, loss);
+    weft_model_split_windows(batch, mb, m->B, m->T, m->in, m->tgt);
+    return weft_gpt_forward_slot(m, slot, m->in, m->tgt, m->B, m->T, loss);
 }
 
 static int iface_backward(weft_model *m, int slot, double loss_scale, weft_grad_hook hook, void *arg)

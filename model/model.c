@@ -98,6 +98,27 @@ void weft_model_release(weft_model *m)
     m->param_data = m->grad_data = NULL;
 }
 
+int weft_model_part_check(const weft_model_part *p)
+{
+    if (p->tp_size < 1 || p->pp_size < 1 || p->tp_rank < 0 || p->tp_rank >= p->tp_size || p->pp_rank < 0 ||
+        p->pp_rank >= p->pp_size || p->nslots < 1)
+        return weft_error(WEFT_EINVAL, "model: bad part (tp %d/%d, pp %d/%d, %d slots)", p->tp_rank, p->tp_size,
+                          p->pp_rank, p->pp_size, p->nslots);
+    if (p->tp_size > 1 && (!p->tp || weft_comm_size(p->tp) != p->tp_size))
+        return weft_error(WEFT_EINVAL, "model: tensor parallelism over %d ranks needs their communicator",
+                          p->tp_size);
+    return 0;
+}
+
+void weft_model_split_windows(const int32_t *batch, int mb, int B, int T, int32_t *inputs, int32_t *targets)
+{
+    for (int i = 0; i < B; i++) {
+        const int32_t *w = batch + ((size_t)mb * B + i) * (size_t)(T + 1);
+        memcpy(inputs + (size_t)i * T, w, (size_t)T * sizeof(int32_t));
+        memcpy(targets + (size_t)i * T, w + 1, (size_t)T * sizeof(int32_t));
+    }
+}
+
 const weft_tensor *weft_model_param(const weft_model *m, const char *name)
 {
     for (int i = 0; i < m->nparams; i++)

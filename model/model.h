@@ -128,6 +128,17 @@ WEFT_API int weft_model_decode_check(int tp, int pp, int V, int context, int cac
 /* Free what weft_model_add_param and weft_model_alloc allocated. */
 WEFT_API void weft_model_release(weft_model *m);
 
+/* A part's own consistency (ranks inside their groups, at least one slot,
+ * the TP communicator present and of the right size); WEFT_EINVAL naming
+ * what is wrong. The model's shape against the sizes is the model's check. */
+WEFT_API int weft_model_part_check(const weft_model_part *p);
+
+/* A language model's micro-batch mb of the step's batch: the batch is this
+ * rank's k*B windows of T + 1 tokens; inputs (B, T) are each window's first
+ * T tokens, targets (B, T) its last T. */
+WEFT_API void weft_model_split_windows(const int32_t *batch, int mb, int B, int T, int32_t *inputs,
+                                       int32_t *targets);
+
 /* --- for users -------------------------------------------------------------- */
 
 /* The parameter named name, or NULL. */
