@@ -64,10 +64,11 @@ struct weft_trainer {
     int64_t reported_ckpt;      /* the last committed step told to the scheduler */
     int resuming;               /* --resume: metrics.jsonl is kept up to the resumed step */
     int nothing_to_do;          /* resumed at or past train.steps: start and run touch nothing */
+    double peak_flops;          /* one rank's f32 peak FLOP/s, what MFU divides by: run.peak_flops,
+                                   or weft_matmul_peak at start (0: not known yet) */
+    int peak_warned;            /* told once that a step beat the peak */
 };
 
-/* step.c */
-int weft_trainer_evaluate(weft_trainer *t, double *val_loss);
 
 /* cadence.c */
 int weft_trainer_ckpt_resume(weft_trainer *t, const weft_trainer_start_opts *o);
