@@ -423,6 +423,14 @@ int weft_tokenizer_split(const weft_tokenizer *t, const char *text, size_t n,
     return walk(t, (const uint8_t *)text, n, split_one, &a);
 }
 
+int weft_tokenizer_added_has(const weft_tokenizer *t, char c)
+{
+    for (size_t k = 0; k < t->nadded; k++)
+        if (memchr(t->pool + t->added[k].off, c, t->added[k].len))
+            return 1;
+    return 0;
+}
+
 /* ---- decoding and the accessors ------------------------------------------ */
 
 int weft_tokenizer_decode(const weft_tokenizer *t, const uint32_t *ids, size_t n, char *out, size_t cap,

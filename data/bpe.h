@@ -21,6 +21,10 @@ int weft_tokenizer_load_mem(const char *json, size_t n, const char *origin, cons
  * to SIZE_MAX to run one loop against the other. */
 extern size_t weft_bpe_heap_from;
 
+/* Does some added token's text hold byte c? (weft-data prepare cuts text
+ * only at spaces that no added token can span.) */
+int weft_tokenizer_added_has(const weft_tokenizer *t, char c);
+
 /* The pre-tokens of text[0..n) as the tokenizer splits it (added tokens
  * first, then its pre-tokenizer): calls fn for each with its bytes and
  * whether it is an added token. For tests. */

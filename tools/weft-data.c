@@ -15,6 +15,7 @@
  * offset, and what was expected and found. A progress bar is drawn on stderr
  * only when stderr is a terminal.
  */
+#include "data/bpe.h"
 #include "data/encode_pool.h"
 #include "data/import.h"
 #include "data/loader.h"
@@ -690,20 +691,6 @@ static int bpe_batch(bpe_run *b, reader *r, sink *s, int *more, progress *p)
 }
 
 
-/* Can a chunk end inside a file? Not if an added token holds a space. */
-static int cuttable(const weft_tokenizer *t)
-{
-    char buf[1024];
-    size_t n;
-    for (uint32_t id = 0; id < (uint32_t)weft_tokenizer_vocab(t); id++) {
-        uint32_t one = id;
-        if (weft_tokenizer_decode(t, &one, 1, buf, sizeof buf, &n) == 0 && n > 2 && buf[0] == '<' &&
-            memchr(buf, ' ', n))
-            return 0;
-    }
-    return 1;
-}
-
 static int prepare_bpe(const build_opts *o, file_list *l, const weft_tokenizer *t)
 {
     sink s = {.tokenizer_hash = weft_tokenizer_hash(t)};
@@ -713,7 +700,7 @@ static int prepare_bpe(const build_opts *o, file_list *l, const weft_tokenizer *
     int threads = o->threads ? o->threads : weft_cpu_count(), more = 1;
     bpe_run b = {o, t, NULL, NULL, NULL, 2 * (size_t)threads,
                  l->bytes - (uint64_t)llround(o->val_fraction * (double)l->bytes), l->bytes};
-    reader r = {.l = l, .fd = -1, .can_cut = cuttable(t)};
+    reader r = {.l = l, .fd = -1, .can_cut = !weft_tokenizer_added_has(t, ' ')};
     if (weft_tokenizer_eot(t) < 0)
         return weft_error(WEFT_EDATA, "%s: the tokenizer has no end-of-text token (<|endoftext|>, <|end_of_text|>, "
                           "</s> or <eos> among its added tokens) to end each document with", o->tokenizer);
