@@ -241,3 +241,16 @@ expect_grep "tokenized by tokenizer $hash .*data.tokenizer .* is $(echo "$h4" | 
 sed -i '/^tokenizer_hash/d' dsb/manifest # a byte-level dataset from before the line existed
 expect_exit 0 "an old byte-level dataset passes with data.tokenizer = bytes" train_check dsb bytes
 expect_exit 65 "... and is refused with GPT-2's tokenizer" train_check dsb "$GPT2"
+
+# ---- the tokenizer travels: training -> generation -> Hugging Face export ----------------
+expect_exit 0 "weft-train 2 steps on the GPT-2-tokenized dataset (vocabulary 50257)" "$WEFT_BIN/weft-train" \
+    --data.path=ds1 --data.tokenizer="$GPT2" --train.seq_len=32 --model.context=32 --model.n_embd=32 \
+    --model.n_layer=1 --model.n_head=2 --train.global_batch=2 --train.micro_batch=2 --train.steps=2 \
+    --train.eval_interval=0 --run.dir=run-gpt2
+expect_exit 0 "weft-generate decodes with --tokenizer GPT-2's" "$WEFT_BIN/weft-generate" --init-from run-gpt2 \
+    --tokenizer "$GPT2" --prompt "Hello, world" --max-new-tokens 5 --temperature 0 --print-ids
+printf '%s\n' "$LAST_OUT" | grep -Eq '^[0-9]+(,[0-9]+)*$' && ok "... printing the generated ids" \
+    || not_ok "... printing the generated ids" "$LAST_OUT"
+expect_exit 0 "weft-ckpt export --format hf" "$WEFT_BIN/weft-ckpt" export run-gpt2 --format hf -o hf-gpt2
+check "export writes the run's tokenizer under Hugging Face's names (vocab.json, merges.txt), byte for byte" \
+    bash -c "cmp '$GPT2/encoder.json' hf-gpt2/vocab.json && cmp '$GPT2/vocab.bpe' hf-gpt2/merges.txt"
