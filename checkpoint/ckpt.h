@@ -83,9 +83,10 @@ typedef struct weft_ckpt_opts {
     int skip_if_busy;            /* 1: a save during a save is skipped; 0: waits */
     int stop_on_error;           /* 1: a failed save stops training */
     int async;                   /* 0: weft_ckpt_save returns once committed */
-    int collective;              /* collective (1) or independent (0) transfers */
-    int coll_metadata;           /* collective metadata reads and writes */
-    size_t alignment;            /* H5Pset_alignment for objects >= alignment (0: off) */
+    int collective;              /* collective (1) or independent (0) transfers; -1: auto, collective
+                                    when the job spans nodes (docs/checkpoint-format.md, "Tuning") */
+    int coll_metadata;           /* collective metadata reads and writes; -1: auto, as collective */
+    size_t alignment;            /* objects >= 16 x alignment start on its multiples (0: off) */
     int preflight;               /* check free space first */
     size_t loader_len;           /* bytes reserved for the loader state */
 } weft_ckpt_opts;
