@@ -147,6 +147,36 @@ static float *slot_h(const weft_lora *lo, int i, int slot)
     return lo->h + ((size_t)slot * lo->nad + (size_t)i) * (size_t)lo->max_rows * lo->r;
 }
 
+/* The two products with the rank as the inner or outer side that would go
+ * through BLAS as row-major NoTrans x NoTrans: OpenBLAS's small-matrix
+ * kernel for that case mallocs on every call (tests/train/test_noalloc.sh
+ * caught it), and the step allocates nothing. r is small: plain loops.
+ * dh (N, r) = dy (N, out) B (out, r) */
+static void dy_times_b(float *restrict dh, const float *restrict dy, const float *restrict B, int N, int out, int r)
+{
+    for (int n = 0; n < N; n++) {
+        float *d = dh + (size_t)n * r;
+        const float *g = dy + (size_t)n * out;
+        for (int o = 0; o < out; o++)
+            for (int k = 0; k < r; k++)
+                d[k] += g[o] * B[(size_t)o * r + k];
+    }
+}
+
+/* dx (N, in) += dh (N, r) A (r, in) */
+static void dh_times_a(float *restrict dx, const float *restrict dh, const float *restrict A, int N, int in, int r)
+{
+    for (int n = 0; n < N; n++) {
+        float *d = dx + (size_t)n * in;
+        for (int k = 0; k < r; k++) {
+            float c = dh[(size_t)n * r + k];
+            const float *a = A + (size_t)k * in;
+            for (int j = 0; j < in; j++)
+                d[j] += c * a[j];
+        }
+    }
+}
+
 static int sum_over_tp(const weft_lora *lo, float *x, size_t n)
 {
     return lo->tp ? weft_comm_allreduce(lo->tp, x, x, n, WEFT_F32, WEFT_SUM) : 0;
@@ -180,18 +210,16 @@ int weft_lora_backward(weft_lora *lo, int i, int slot, const float *params, floa
     float *dh = lo->dh, *dA = grads + a->offA;
     /* dB += dy^T h (h holds s x A^T); dh = s dy B */
     memset(dh, 0, nh * sizeof(float));
-    weft_matmul_backward(dh, grads + a->offB, NULL, dy, h, params + a->offB, N, r, a->out);
+    weft_matmul_backward(NULL, grads + a->offB, NULL, dy, h, params + a->offB, N, r, a->out);
+    dy_times_b(dh, dy, params + a->offB, N, a->out, r);
     for (size_t j = 0; j < nh; j++)
         dh[j] *= lo->scale;
-    if (a->split != COLUMN || !lo->tp) {
-        weft_matmul_backward(dx, dA, NULL, dh, x, A, N, a->in, r);
-        return 0;
-    }
     /* Column-parallel: this rank's dh is a partial sum. Its dx share goes
      * in as it is (the base layer's dx is summed over the group later); dA
      * needs the whole dh. */
-    weft_matmul_backward(dx, NULL, NULL, dh, x, A, N, a->in, r);
-    WEFT_CHECK(sum_over_tp(lo, dh, nh));
+    dh_times_a(dx, dh, A, N, a->in, r);
+    if (a->split == COLUMN)
+        WEFT_CHECK(sum_over_tp(lo, dh, nh));
     weft_matmul_backward(NULL, dA, NULL, dh, x, A, N, a->in, r);
     return 0;
 }
