@@ -38,7 +38,7 @@ PUBLIC_HDRS := weft.h \
     kernels/kernels.h \
     data/manifest.h data/loader.h data/tokenizer.h \
     parallel/mesh.h parallel/dp.h parallel/pipeline.h \
-    model/model.h model/lora.h model/gpt.h model/llama.h model/lm.h model/optim.h \
+    model/model.h model/lora.h model/gpt.h model/llama.h model/lm.h model/optim.h model/generate.h \
     checkpoint/ckpt.h checkpoint/state.h \
     train/source.h train/token_source.h train/synthetic_source.h train/trainer.h
 TOOL_SRCS := $(sort $(wildcard tools/weft-*.c))
@@ -62,6 +62,9 @@ PKGS        = ompi-c libxxhash openblas hdf5-openmpi
 DEP_CFLAGS  = $(shell pkg-config --cflags $(PKGS) 2>/dev/null || mpicc --showme:compile)
 DEP_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null || mpicc --showme:link)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
+# oneDNN (Debian: libdnnl-dev) ships no pkg-config file. Its Debian build
+# runs on OpenMP (libgomp), whose thread count kernels/matmul_dnnl.c sets.
+DNNL_LIBS   := -ldnnl -lgomp
 
 WARN    := -Wall -Wextra -Wformat=2 -Wno-missing-field-initializers
 ifeq ($(CI),true)
@@ -71,7 +74,7 @@ SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC -I. $(WARN) $(CFLAGS) $(SANFLAGS) $(DEP_CFLAGS) \
              -DWEFT_VERSION='"$(VERSION)"' -MMD -MP
-ALL_LDLIBS = $(DEP_LIBS) $(IBVERBS_LIBS) -ldl -lpthread -lm
+ALL_LDLIBS = $(DEP_LIBS) $(DNNL_LIBS) $(IBVERBS_LIBS) -ldl -lpthread -lm
 
 
 .PHONY: examples
@@ -198,6 +201,7 @@ FUZZ_DEPS_fuzz_ini := runtime/config.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_shard_header := data/shard.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_manifest := data/manifest.c data/atomic_file.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_latest := checkpoint/latest.c runtime/error.c runtime/log.c
+FUZZ_DEPS_fuzz_safetensors := checkpoint/safetensors.c data/atomic_file.c runtime/json.c runtime/dtype.c runtime/error.c runtime/log.c
 .SECONDEXPANSION:
 $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $$(FUZZ_DEPS_$$*) | $(DEPS_STAMP)
 	@mkdir -p $(@D)

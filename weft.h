@@ -33,6 +33,7 @@
 #include "model/gpt.h"
 #include "model/llama.h"
 #include "model/lm.h"
+#include "model/generate.h"
 #include "model/optim.h"
 #include "checkpoint/ckpt.h"
 #include "checkpoint/state.h"

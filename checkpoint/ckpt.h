@@ -172,6 +172,20 @@ WEFT_API int weft_ckpt_load(const weft_ckpt_layout *layout, const weft_ckpt_stat
  * without reading them. WEFT_ENOENT / WEFT_EDATA as weft-ckpt's commands. */
 WEFT_API int weft_ckpt_params_hash(const char *path, uint64_t *out);
 
+/* One process, no job (no MPI): weft-generate, and weft-eval before its
+ * model exists. Each takes weft_h5_lock itself.
+ *
+ * The configuration the run that wrote the checkpoint at path used (its INI
+ * text, malloc'ed; not read when config is NULL) and, unless tensor is
+ * NULL, the global shape of its tensor params/<tensor> (shape[1] = 0 for a
+ * vector). Errors as weft_ckpt_load, WEFT_EDATA naming a missing attribute
+ * or tensor. */
+WEFT_API int weft_ckpt_read_config(const char *path, const char *tensor, char **config, int64_t shape[2]);
+/* The weights of the checkpoint at path into a whole model's state (every
+ * tensor whole: one rank, tp = pp = 1; no moments read), with the checks and
+ * checksums of weft_ckpt_load and its errors. */
+WEFT_API int weft_ckpt_load_whole(const weft_ckpt_state *s, const char *path);
+
 /* The file `latest` in dir names (validated): path = dir/step-NNNNNNNN.h5.
  * WEFT_ENOENT when there is no latest, WEFT_EDATA when it is malformed. */
 WEFT_API int weft_ckpt_find_latest(const char *dir, char *path, size_t len);

@@ -40,8 +40,8 @@ static int open_tensor(const loader_ctx *x, const char *dpath, const weft_shard_
     int64_t gs[2] = {sp->global_shape[0], sp->ndim == 2 ? sp->global_shape[1] : 0};
     shape_str(sp->ndim, gs, want, sizeof want);
     if (H5Lexists(x->f, dpath, H5P_DEFAULT) <= 0)
-        return weft_error(WEFT_EDATA, "checkpoint %s has no tensor '%s' (the model has it, shape %s)", x->path,
-                          dpath, want);
+        return weft_error(WEFT_EDATA, "checkpoint %s has no tensor '%s' (the model has it, shape %s; check "
+                          "model.family and model.* against weft-ckpt info of the checkpoint)", x->path, dpath, want);
     hid_t d = H5Dopen2(x->f, dpath, H5P_DEFAULT);
     if (d < 0)
         return weft_h5_error(WEFT_EDATA, "checkpoint %s: cannot open tensor '%s'", x->path, dpath);
@@ -57,7 +57,8 @@ static int open_tensor(const loader_ctx *x, const char *dpath, const weft_shard_
     if (rc == 0 && (ndim != sp->ndim || shape[0] != gs[0] || shape[1] != gs[1])) {
         shape_str(ndim, shape, have, sizeof have);
         rc = weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s' has shape %s in the checkpoint but %s in the model "
-                        "(different model dimensions: check model.* and the dataset's vocabulary)", x->path, dpath,
+                        "(different model dimensions: check model.* and the dataset's vocabulary; weft-ckpt info shows the "
+                        "checkpoint's)", x->path, dpath,
                         have, want);
     }
     if (rc) {
@@ -147,7 +148,8 @@ static int check_extra(const loader_ctx *x, const weft_ckpt_name *names, int ng)
             found = strcmp(names[j].name, name) == 0;
         if (!found)
             rc = weft_error(WEFT_EDATA, "checkpoint %s has tensor '%s', which the model does not have (different "
-                            "model dimensions: check model.n_layer)", x->path, name);
+                            "model dimensions or family: check model.family and model.n_layer; weft-ckpt info shows the "
+                            "checkpoint's)", x->path, name);
     }
     H5Gclose(g);
     return rc;
@@ -304,6 +306,73 @@ int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const ch
     MPI_Comm_free(&mpi);
     if (rc)
         weft_ckpt_loaded_free(out);
+    return rc;
+}
+
+/* --- one process, without a job ------------------------------------------- */
+
+int weft_ckpt_read_config(const char *path, const char *tensor, char **config, int64_t shape[2])
+{
+    hid_t f;
+    if (config)
+        *config = NULL;
+    weft_h5_lock();
+    int rc = weft_ckpt_open_file(path, &f);
+    if (rc == 0) {
+        if (config && weft_h5_get_str(f, "config", config) != 0)
+            rc = weft_error(WEFT_EDATA, "checkpoint %s has no 'config' attribute (the configuration of the run "
+                            "that wrote it)", path);
+        char dpath[128];
+        snprintf(dpath, sizeof dpath, "params/%s", tensor ? tensor : "");
+        hid_t d = rc == 0 && tensor ? (H5Lexists(f, dpath, H5P_DEFAULT) > 0 ? H5Dopen2(f, dpath, H5P_DEFAULT) : -1)
+                                    : 0;
+        int ndim = 0;
+        if (rc == 0 && tensor && d < 0)
+            rc = weft_error(WEFT_EDATA, "checkpoint %s has no tensor '%s': its configuration's model.family does "
+                            "not match its tensors", path, dpath);
+        if (rc == 0 && tensor)
+            rc = weft_h5_shape(d, dpath, &ndim, shape);
+        if (rc == 0 && tensor && ndim == 1)
+            shape[1] = 0;
+        if (d > 0)
+            H5Dclose(d);
+        H5Fclose(f);
+    }
+    weft_h5_unlock();
+    if (rc && config) {
+        free(*config);
+        *config = NULL;
+    }
+    return rc;
+}
+
+int weft_ckpt_load_whole(const weft_ckpt_state *s, const char *path)
+{
+    weft_ckpt_name *names = calloc((size_t)s->ntensors + 1, sizeof *names);
+    if (!names)
+        return weft_error(WEFT_ENOMEM, "out of memory");
+    for (int i = 0; i < s->ntensors; i++) {
+        if (s->tensors[i].shard.nparts > 1) {
+            free(names);
+            return weft_error(WEFT_EINVAL, "weft_ckpt_load_whole: tensor '%s' is one piece of %d: a whole model "
+                              "only", s->tensors[i].name, s->tensors[i].shard.nparts);
+        }
+        snprintf(names[i].name, sizeof names[i].name, "%s", s->tensors[i].name);
+    }
+    loader_ctx x = {path, -1, 0, 1, WEFT_CKPT_WEIGHTS_ONLY};
+    weft_ckpt_state weights = *s;
+    weights.m = weights.v = NULL;
+    weft_ckpt_loaded out;
+    memset(&out, 0, sizeof out);
+    weft_h5_lock();
+    int rc = weft_ckpt_open_file(path, &x.f);
+    if (rc == 0) {
+        rc = read_all(&x, &weights, names, s->ntensors, &out);
+        H5Fclose(x.f);
+    }
+    weft_h5_unlock();
+    weft_ckpt_loaded_free(&out);
+    free(names);
     return rc;
 }
 

@@ -178,12 +178,11 @@ static int checksums(weft_ckpt *c, hid_t f)
     return rc;
 }
 
-static int root_attrs(weft_ckpt *c, hid_t f)
+int weft_ckpt_root_attrs(hid_t f, const weft_ckpt_meta *m, const weft_ckpt_layout *l, int world,
+                         const char *config_ini)
 {
-    const weft_ckpt_meta *m = &c->meta;
-    const weft_ckpt_layout *l = &c->layout;
     char layout[128];
-    snprintf(layout, sizeof layout, "world=%d dp=%d tp=%d pp=%d zero=%d", c->size, l->dp_size, l->tp_size,
+    snprintf(layout, sizeof layout, "world=%d dp=%d tp=%d pp=%d zero=%d", world, l->dp_size, l->tp_size,
              l->pp_size, l->zero);
     int rc = 0;
     rc = keep(rc, weft_h5_attr_str(f, "format", "weft-checkpoint"));
@@ -192,9 +191,9 @@ static int root_attrs(weft_ckpt *c, hid_t f)
     rc = keep(rc, weft_h5_attr_i64(f, "step", m->step));
     rc = keep(rc, weft_h5_attr_f64(f, "wall_time", weft_wall_s()));
     rc = keep(rc, weft_h5_attr_u64(f, "dataset_hash", m->dataset_hash));
-    rc = keep(rc, weft_h5_attr_str(f, "config", c->config_ini ? c->config_ini : ""));
+    rc = keep(rc, weft_h5_attr_str(f, "config", config_ini ? config_ini : ""));
     rc = keep(rc, weft_h5_attr_str(f, "layout", layout));
-    rc = keep(rc, weft_h5_attr_i64(f, "world_size", c->size));
+    rc = keep(rc, weft_h5_attr_i64(f, "world_size", world));
     rc = keep(rc, weft_h5_attr_i64(f, "dp", l->dp_size));
     rc = keep(rc, weft_h5_attr_i64(f, "tp", l->tp_size));
     rc = keep(rc, weft_h5_attr_i64(f, "pp", l->pp_size));
@@ -251,7 +250,7 @@ static int write_file(weft_ckpt *c, const char *tmp)
         if (c->dsets[i] >= 0)
             rc = keep(rc, weft_h5_attr_u64(c->dsets[i], "xxh3_64", c->hashes[i]));
     if (all == 0)
-        rc = keep(rc, root_attrs(c, f));
+        rc = keep(rc, weft_ckpt_root_attrs(f, &c->meta, &c->layout, c->size, c->config_ini));
     for (int i = 0; i < c->plan.nd; i++)
         if (c->dsets[i] >= 0)
             H5Dclose(c->dsets[i]);

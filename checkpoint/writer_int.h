@@ -45,6 +45,11 @@ struct weft_ckpt {
 /* One save of what is staged (collective over the writer communicators):
  * 0 once committed, else the agreed error. Writer thread only. */
 int weft_ckpt_write_one(weft_ckpt *c);
+/* The root attributes of a checkpoint file (docs/checkpoint-format.md):
+ * format, versions, step, schedule, dataset hash, config, layout. Shared by
+ * the job's writer (save.c) and the one-process writer (single.c). */
+int weft_ckpt_root_attrs(hid_t f, const weft_ckpt_meta *m, const weft_ckpt_layout *l, int world,
+                         const char *config_ini);
 /* Rank 0: (re)create the disk-space reserve in the checkpoint directory. */
 void weft_ckpt_reserve_take(weft_ckpt *c);
 void weft_ckpt_reserve_release(weft_ckpt *c);

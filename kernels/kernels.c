@@ -1,10 +1,12 @@
 /*
- * kernels.c -- the type-independent parts of kernels.h: BLAS thread setup,
- * gradient-clipping scale, the learning-rate schedule, and the single-core
- * SGEMM rate that benchmarks print beside their own FLOP/s.
- * The ops themselves are in ops_impl.h (instantiated by ops_f32.c/ops_f64.c).
+ * kernels.c -- the type-independent parts of kernels.h: thread setup (BLAS
+ * and oneDNN), gradient-clipping scale, the learning-rate schedule, and the
+ * single-core OpenBLAS SGEMM rate that benchmarks print beside their own
+ * FLOP/s. The ops themselves are in ops_impl.h (instantiated by
+ * ops_f32.c/ops_f64.c) and, for the f32 linear layer, matmul_dnnl.c.
  */
 #include "kernels/kernels.h"
+#include "kernels/matmul_dnnl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -18,10 +20,11 @@
 void openblas_set_num_threads(int num_threads);
 int openblas_get_num_threads(void);
 
-void weft_kernels_init(int blas_threads)
+void weft_kernels_init(int threads)
 {
-    if (blas_threads >= 1)
-        openblas_set_num_threads(blas_threads);
+    if (threads >= 1)
+        openblas_set_num_threads(threads);
+    weft_matmul_set_threads(threads);
 }
 
 double weft_clip_scale(double global_norm, double max_norm)

@@ -20,8 +20,10 @@
  * - No kernel allocates: scratch space, where needed, is passed in.
  * - Each op exists in f32 (the model's) and f64 (for finite-difference
  *   checks and references): name_f64 takes double where name takes float.
- * - Matrix products go through CBLAS (OpenBLAS); weft_kernels_init() sets
- *   the BLAS thread count (one per rank by default).
+ * - The f32 linear layer (weft_matmul_forward/backward) runs on oneDNN's
+ *   matmul primitive (matmul_dnnl.c); every other product (attention, all of
+ *   f64) on CBLAS (OpenBLAS). weft_kernels_init() sets both libraries'
+ *   thread count (one per rank by default).
  */
 #ifndef WEFT_KERNELS_KERNELS_H
 #define WEFT_KERNELS_KERNELS_H
@@ -31,9 +33,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Set BLAS threads (n < 1: keep the library's default). Call once per
- * process before the first kernel. */
-WEFT_API void weft_kernels_init(int blas_threads);
+/* Set the threads of oneDNN and BLAS (n < 1: keep the libraries' default).
+ * Call once per process before the first kernel. */
+WEFT_API void weft_kernels_init(int threads);
 
 #define WEFT_KERNEL_DECLS(real, sfx)                                                                         \
     /* out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC); bias may be NULL */                          \
@@ -125,7 +127,18 @@ WEFT_API void weft_kernels_init(int blas_threads);
     WEFT_API void weft_gqa_attention_backward##sfx(real *dq, real *dk, real *dv, real *datt,                 \
                                                    const real *dout, const real *q, const real *k,           \
                                                    const real *v, const real *att, int B, int T, int NH,     \
-                                                   int NKV, int hs);
+                                                   int NKV, int hs);                                   \
+    /* Decoding: causal grouped-query attention of n new queries over a key/value cache.                    \
+     * q (n, NH*hs): the queries of positions pos0 .. pos0+n-1; kc, vc (pos0+n, NKV*hs): the keys and       \
+     * values of every position so far (the new ones included), heads contiguous within each. Query i        \
+     * attends to positions 0 .. pos0+i. out (n, NH*hs); scratch (WEFT_ATT_DECODE_ROWS, pos0+n) the          \
+     * caller provides. Equals rows pos0.. of weft_gqa_attention_forward over the whole prefix (NKV = NH:    \
+     * GPT-2's multi-head attention). Nothing is saved for backward. */                                     \
+    WEFT_API void weft_attention_decode##sfx(real *out, real *scratch, const real *q, const real *kc,        \
+                                             const real *vc, int n, int pos0, int NH, int NKV, int hs);
+
+/* Rows of scores weft_attention_decode works on at once (its scratch). */
+#define WEFT_ATT_DECODE_ROWS 64
 
 WEFT_KERNEL_DECLS(float, )
 WEFT_KERNEL_DECLS(double, _f64)
@@ -147,5 +160,18 @@ WEFT_API double weft_lr_at(int64_t step, double max_lr, double min_lr, int64_t w
  * A (M, K) @ B (N, K)^T, timed over about `seconds`, for benchmarks'
  * reference figures. Runs one BLAS thread whatever was set, then restores. */
 WEFT_API double weft_sgemm_rate(int M, int N, int K, double seconds);
+
+/* The f32 rate (FLOP/s, 2*M*N*K per call) of weft_matmul_forward's product
+ * out (M, N) = A (M, K) @ B (N, K)^T on oneDNN with the threads
+ * weft_kernels_init set, timed over about `seconds` (0: oneDNN failed). */
+WEFT_API double weft_matmul_rate(int M, int N, int K, double seconds);
+
+/* The machine's f32 peak as this process sees it: the fastest single call
+ * among a few large square products (1024..2048) on oneDNN with the threads
+ * weft_kernels_init set, over about `seconds` in all. What MFU divides by. */
+WEFT_API double weft_matmul_peak(double seconds);
+
+/* The threads oneDNN runs the products with. */
+WEFT_API int weft_matmul_threads(void);
 
 #endif

@@ -1,7 +1,9 @@
 /*
  * ops_f32.c -- the float instantiation of ops_impl.h: the ops the model
  * trains with. Public names carry no suffix (weft_matmul_forward, ...).
- * exp is the vectorisable polynomial of fastmath.h.
+ * exp is the vectorisable polynomial of fastmath.h. The linear layer
+ * (weft_matmul_forward/backward) is not taken from ops_impl.h but from
+ * matmul_dnnl.c (oneDNN); GEMM is what attention's products use.
  */
 #define REAL float
 #define SFX(name) name
@@ -10,6 +12,7 @@
 #define R_SQRT sqrtf
 #define R_FABS fabsf
 #define R_SELECT weft_selectf
+#define OPS_MATMUL_ELSEWHERE 1
 
 #include "kernels/fastmath.h"
 #include "kernels/ops_impl.h"

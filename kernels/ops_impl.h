@@ -11,6 +11,8 @@
  *   R_EXP, R_SQRT, R_FABS                the math of that type (R_EXP is
  *                                        only ever called on x <= 0)
  *   R_SELECT(c, a, b)                    c ? a : b (branch-free for f32)
+ *   OPS_MATMUL_ELSEWHERE                 defined: the matmul ops come from
+ *                                        another file (f32: matmul_dnnl.c)
  *
  * Deliberately not here: allocation (scratch comes from the caller), threads
  * (only BLAS's own), anything about ranks or shards.
@@ -169,6 +171,9 @@ static void row_add(REAL *restrict o, const REAL *restrict a, const REAL *restri
 
 /* --- matmul -------------------------------------------------------------- */
 
+/* The f32 build defines OPS_MATMUL_ELSEWHERE: its linear layer runs on
+ * oneDNN (matmul_dnnl.c). These CBLAS bodies are the f64 reference's. */
+#ifndef OPS_MATMUL_ELSEWHERE
 void SFX(weft_matmul_forward)(REAL *out, const REAL *inp, const REAL *weight, const REAL *bias,
                               int N, int C, int OC)
 {
@@ -200,6 +205,7 @@ void SFX(weft_matmul_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REA
         for (int n = 0; n < N; n++)
             row_acc(dbias, dout + (size_t)n * OC, OC);
 }
+#endif /* OPS_MATMUL_ELSEWHERE */
 
 /* --- layernorm ----------------------------------------------------------- */
 
@@ -565,6 +571,39 @@ void SFX(weft_gqa_attention_backward)(REAL *dq, REAL *dk, REAL *dv, REAL *datt,
             att_head_backward(&w, dq + qoff, dk + kvoff, dv + kvoff, datt + aoff, dout + qoff,
                               att + aoff, T, hs, scale);
         }
+}
+
+/* One head's decoding attention: rows i0 .. i0+r-1 of the new queries (at
+ * positions pos0+i0 ..) over the cache's first pos0+i0+r positions, the
+ * same blocked products and causal softmax as att_head_forward. */
+static void att_head_decode(const att_head *w, REAL *o, REAL *a, int r, int i0, int pos0, int hs,
+                            REAL scale)
+{
+    const int L = pos0 + i0 + r;   // positions the block's last row sees
+    // scores a[0:r, 0:L] = scale * q[i0:i0+r] @ k[0:L]^T
+    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, r, L, hs, scale, w->q + (size_t)i0 * w->ldq,
+         w->ldq, w->k, w->ldkv, 0, a, L);
+    for (int i = 0; i < r; i++)
+        causal_softmax_row(a + (size_t)i * L, pos0 + i0 + i, L);
+    // o[i0:i0+r] = a[0:r, 0:L] @ v[0:L]
+    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, hs, L, 1, a, L, w->v, w->ldkv, 0,
+         o + (size_t)i0 * w->ldo, w->ldo);
+}
+
+void SFX(weft_attention_decode)(REAL *out, REAL *scratch, const REAL *q, const REAL *kc,
+                                const REAL *vc, int n, int pos0, int NH, int NKV, int hs)
+{
+    assert(NKV > 0 && NH % NKV == 0 && hs > 0 && n > 0 && pos0 >= 0);
+    const int Cq = NH * hs, Ckv = NKV * hs, group = NH / NKV;
+    const REAL scale = (REAL)1 / R_SQRT((REAL)hs);
+    for (int h = 0; h < NH; h++) {
+        size_t kvoff = (size_t)(h / group) * hs;
+        att_head w = {q + (size_t)h * hs, kc + kvoff, vc + kvoff, Cq, Ckv, Cq};
+        for (int i0 = 0; i0 < n; i0 += WEFT_ATT_DECODE_ROWS) {
+            int r = n - i0 < WEFT_ATT_DECODE_ROWS ? n - i0 : WEFT_ATT_DECODE_ROWS;
+            att_head_decode(&w, out + (size_t)h * hs, scratch, r, i0, pos0, hs, scale);
+        }
+    }
 }
 
 /* --- GELU ---------------------------------------------------------------- */

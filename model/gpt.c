@@ -90,6 +90,7 @@ struct weft_gpt {
     weft_lora *lora;          /* adapters (cfg.lora.rank > 0), else NULL */
     int *ad;                  /* (Ll, NTARGET) each target's adapter index, -1: none; NULL without LoRA */
     int slot_now;             /* the slot forward or backward is computing (LoRA's activations) */
+    struct gpt_cache *cache;  /* incremental decoding (ops->decode), allocated on first use */
 };
 
 /* LoRA's targets: their names (lora.targets) and block parameters. */
@@ -97,6 +98,30 @@ enum { NTARGET = 4 };
 static const char *const target_names[NTARGET] = {"qkv", "proj", "fc", "fcproj"};
 static const int target_param[NTARGET] = {QKVW, ATTPROJW, FCW, FCPROJW};
 enum { T_QKV, T_PROJ, T_FC, T_FCPROJ };
+
+/* Incremental decoding (ops->decode): the keys and values of every layer at
+ * every position, and one chunk's activations (a prompt longer than CHUNK
+ * tokens is prefilled CHUNK at a time). */
+enum { CHUNK = 64 };
+
+typedef struct gpt_cache {
+    int pos;                       /* positions cached */
+    float *k, *v;                  /* (L, maxT, C) */
+    float *x, *ln, *q, *atty, *tmp; /* (CHUNK, C) */
+    float *qkv;                    /* (CHUNK, 3C) */
+    float *fch, *fch_gelu;         /* (CHUNK, 4C) */
+    float *mean, *rstd;            /* (CHUNK) */
+    float *att;                    /* (WEFT_ATT_DECODE_ROWS, maxT) attention scratch */
+    float *logits;                 /* (V) the last token's */
+    float *mem;
+} gpt_cache;
+
+static void cache_free(gpt_cache *c)
+{
+    if (c)
+        free(c->mem);
+    free(c);
+}
 
 void weft_gpt_config_from(const weft_config *cfg, int vocab, weft_gpt_config *out)
 {
@@ -361,15 +386,8 @@ static void describe(weft_gpt *m); /* the interface's fields, at the end of this
 
 static int part_check(const weft_gpt_config *c, const weft_gpt_part *p)
 {
-    if (p->tp_size < 1 || p->pp_size < 1 || p->tp_rank < 0 || p->tp_rank >= p->tp_size || p->pp_rank < 0 ||
-        p->pp_rank >= p->pp_size || p->nslots < 1)
-        return weft_error(WEFT_EINVAL, "model: bad part (tp %d/%d, pp %d/%d, %d slots)", p->tp_rank, p->tp_size,
-                          p->pp_rank, p->pp_size, p->nslots);
-    WEFT_CHECK(weft_gpt_layout_check(c, p->tp_size, p->pp_size));
-    if (p->tp_size > 1 && (!p->tp || weft_comm_size(p->tp) != p->tp_size))
-        return weft_error(WEFT_EINVAL, "model: tensor parallelism over %d ranks needs their communicator",
-                          p->tp_size);
-    return 0;
+    WEFT_CHECK(weft_model_part_check(p));
+    return weft_gpt_layout_check(c, p->tp_size, p->pp_size);
 }
 
 int weft_gpt_new_part(const weft_gpt_config *cfg, const weft_gpt_part *part, int B, int T, weft_gpt **out)
@@ -436,6 +454,7 @@ void weft_gpt_free(weft_gpt *m)
     free(m->act_mem);
     free(m->dact_mem);
     free(m->dblk);
+    cache_free(m->cache);
     free(m->tok_mem);
     free(m->xent_scratch);
     free(m->lse_mem);
@@ -608,12 +627,12 @@ int weft_gpt_forward_slot(weft_gpt *m, int slot, const int32_t *tokens, const in
     return 0;
 }
 
-double weft_gpt_forward(weft_gpt *m, const int32_t *tokens, const int32_t *targets, int b, int t)
+int weft_gpt_forward(weft_gpt *m, const int32_t *tokens, const int32_t *targets, int b, int t, double *loss)
 {
-    double loss = 0;
-    if (weft_gpt_forward_slot(m, 0, tokens, targets, b, t, &loss) != 0)
-        return NAN; /* only a tensor-parallel model communicates, and fails */
-    return loss;
+    if (m->part.pp_size > 1)
+        return weft_error(WEFT_EINVAL, "weft_gpt_forward needs the model's one stage (pp %d): use the model "
+                          "interface's forward", m->part.pp_size);
+    return weft_gpt_forward_slot(m, 0, tokens, targets, b, t, loss);
 }
 
 void weft_gpt_zero_grad(weft_gpt *m) { memset(m->base.grad_data, 0, m->base.n * sizeof(float)); }
@@ -707,10 +726,9 @@ int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_grad_h
     return 0;
 }
 
-void weft_gpt_backward(weft_gpt *m, double loss_scale, weft_grad_hook hook, void *arg)
+int weft_gpt_backward(weft_gpt *m, double loss_scale, weft_grad_hook hook, void *arg)
 {
-    int rc = weft_gpt_backward_slot(m, 0, loss_scale, hook, arg);
-    (void)rc; /* only a tensor-parallel model communicates; it uses the _slot form */
+    return weft_gpt_backward_slot(m, 0, loss_scale, hook, arg);
 }
 
 double weft_gpt_flops_per_token(const weft_gpt *m, int t)
@@ -720,23 +738,85 @@ double weft_gpt_flops_per_token(const weft_gpt *m, int t)
     return 6.0 * N + 12.0 * c->n_layer * (double)t * c->n_embd;
 }
 
+/* --- decoding with a key/value cache (ops->decode) ------------------------ */
+
+static int cache_alloc(weft_gpt *m)
+{
+    size_t L = (size_t)m->cfg.n_layer, T = (size_t)m->cfg.max_seq, C = (size_t)m->cfg.n_embd, R = CHUNK;
+    size_t n = 2 * L * T * C + R * C * 5 + R * 3 * C + R * 8 * C + 2 * R + WEFT_ATT_DECODE_ROWS * T +
+               (size_t)m->cfg.vocab;
+    gpt_cache *c = calloc(1, sizeof *c);
+    float *p = c ? malloc(n * sizeof(float)) : NULL;
+    if (!p) {
+        free(c);
+        return weft_error(WEFT_ENOMEM, "model: %.1f MiB for the key/value cache of %zu positions: out of memory",
+                          (double)n * 4.0 / (1 << 20), T);
+    }
+    c->mem = p;
+#define TAKE(field, count) (c->field = p, p += (count))
+    TAKE(k, L * T * C); TAKE(v, L * T * C);
+    TAKE(x, R * C); TAKE(ln, R * C); TAKE(q, R * C); TAKE(atty, R * C); TAKE(tmp, R * C);
+    TAKE(qkv, R * 3 * C); TAKE(fch, R * 4 * C); TAKE(fch_gelu, R * 4 * C);
+    TAKE(mean, R); TAKE(rstd, R); TAKE(att, WEFT_ATT_DECODE_ROWS * T); TAKE(logits, (size_t)m->cfg.vocab);
+#undef TAKE
+    assert((size_t)(p - c->mem) == n);
+    m->cache = c;
+    return 0;
+}
+
+/* Block l on the chunk's n rows at positions p..p+n-1: as block_forward,
+ * but attention reads the keys and values of every earlier position from
+ * the cache, after this chunk's are written there. */
+static void decode_block(weft_gpt *m, gpt_cache *c, int l, int n, int p)
+{
+    int C = m->cfg.n_embd, NH = m->cfg.n_head;
+    size_t layer = (size_t)l * m->cfg.max_seq * C;
+    float *P = weights(m), *kc = c->k + layer, *vc = c->v + layer;
+    weft_layernorm_forward(c->ln, c->mean, c->rstd, c->x, bp(m, P, l, LN1W), bp(m, P, l, LN1B), n, C);
+    weft_matmul_forward(c->qkv, c->ln, bp(m, P, l, QKVW), bp(m, P, l, QKVB), n, C, 3 * C);
+    for (int i = 0; i < n; i++) {
+        const float *row = c->qkv + (size_t)i * 3 * C;
+        memcpy(c->q + (size_t)i * C, row, (size_t)C * sizeof(float));
+        memcpy(kc + (size_t)(p + i) * C, row + C, (size_t)C * sizeof(float));
+        memcpy(vc + (size_t)(p + i) * C, row + 2 * C, (size_t)C * sizeof(float));
+    }
+    weft_attention_decode(c->atty, c->att, c->q, kc, vc, n, p, NH, NH, C / NH);
+    weft_matmul_forward(c->tmp, c->atty, bp(m, P, l, ATTPROJW), bp(m, P, l, ATTPROJB), n, C, C);
+    weft_residual_forward(c->x, c->x, c->tmp, (size_t)n * C);
+    weft_layernorm_forward(c->ln, c->mean, c->rstd, c->x, bp(m, P, l, LN2W), bp(m, P, l, LN2B), n, C);
+    weft_matmul_forward(c->fch, c->ln, bp(m, P, l, FCW), bp(m, P, l, FCB), n, C, 4 * C);
+    weft_gelu_forward(c->fch_gelu, c->fch, (size_t)n * 4 * C);
+    weft_matmul_forward(c->tmp, c->fch_gelu, bp(m, P, l, FCPROJW), bp(m, P, l, FCPROJB), n, 4 * C, C);
+    weft_residual_forward(c->x, c->x, c->tmp, (size_t)n * C);
+}
+
+/* n <= CHUNK tokens at positions p..p+n-1; with_logits: the last one's. */
+static void decode_chunk(weft_gpt *m, const int32_t *tokens, int n, int p, int with_logits)
+{
+    gpt_cache *c = m->cache;
+    int C = m->cfg.n_embd;
+    float *P = weights(m);
+    weft_embedding_forward(c->x, tokens, pw(m, P, m->i_wte), pw(m, P, m->i_wpe) + (size_t)p * C, 1, n, C);
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        decode_block(m, c, l, n, p);
+    c->pos = p + n;
+    if (!with_logits)
+        return;
+    weft_layernorm_forward(c->ln, c->mean, c->rstd, c->x + (size_t)(n - 1) * C, pw(m, P, m->i_lnf),
+                           pw(m, P, m->i_lnf + 1), 1, C);
+    weft_matmul_forward(c->logits, c->ln, pw(m, P, m->i_wte), NULL, 1, C, m->cfg.vocab);
+}
+
 /* --- the model interface (model/model.h) ----------------------------------- */
 
 static weft_gpt *gpt_of(weft_model *m) { return (weft_gpt *)m; }
 
-/* Micro-batch mb of the step's batch: this rank's k*B windows of T + 1
- * tokens; inputs are each window's first T tokens, targets its last T. */
+/* Micro-batch mb of the step's batch (weft_model_split_windows). */
 static int iface_forward(weft_model *mm, int slot, const void *batch, int mb, double *loss)
 {
     weft_gpt *m = gpt_of(mm);
-    const int32_t *rows = batch;
-    int T = m->T;
-    for (int i = 0; i < m->B; i++) {
-        const int32_t *w = rows + ((size_t)mb * m->B + i) * (size_t)(T + 1);
-        memcpy(m->in + (size_t)i * T, w, (size_t)T * sizeof(int32_t));
-        memcpy(m->tgt + (size_t)i * T, w + 1, (size_t)T * sizeof(int32_t));
-    }
-    return weft_gpt_forward_slot(m, slot, m->in, m->tgt, m->B, T, loss);
+    weft_model_split_windows(batch, mb, m->B, m->T, m->in, m->tgt);
+    return weft_gpt_forward_slot(m, slot, m->in, m->tgt, m->B, m->T, loss);
 }
 
 static int iface_backward(weft_model *m, int slot, double loss_scale, weft_grad_hook hook, void *arg)
@@ -757,6 +837,22 @@ static int iface_logits(weft_model *mm, const int32_t *tokens, int b, int t, con
     return 0;
 }
 
+static int iface_decode(weft_model *mm, const int32_t *tokens, int n, int pos0, const float **out)
+{
+    weft_gpt *m = gpt_of(mm);
+    WEFT_CHECK(weft_model_decode_check(m->part.tp_size, m->part.pp_size, m->cfg.vocab, m->cfg.max_seq,
+                                       m->cache ? m->cache->pos : 0, tokens, n, pos0));
+    if (m->lora) /* decoding knows no adapters: generate from the merged checkpoint */
+        return weft_error(WEFT_EINVAL, "model: decoding a model with LoRA adapters: fold them into the base "
+                          "first (weft-ckpt merge) and decode the merged checkpoint");
+    if (!m->cache)
+        WEFT_CHECK(cache_alloc(m));
+    for (int i = 0; i < n; i += CHUNK)
+        decode_chunk(m, tokens + i, n - i < CHUNK ? n - i : CHUNK, pos0 + i, i + CHUNK >= n);
+    *out = m->cache->logits;
+    return 0;
+}
+
 static void iface_free(weft_model *m) { weft_gpt_free(gpt_of(m)); }
 
 static const weft_model_ops gpt_ops = {
@@ -768,6 +864,7 @@ static const weft_model_ops gpt_ops = {
     .stage_doutput = iface_doutput,
     .stage_dinput = iface_dinput,
     .logits = iface_logits,
+    .decode = iface_decode,
     .free = iface_free,
 };
 

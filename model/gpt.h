@@ -93,10 +93,12 @@ WEFT_API const weft_gpt_part *weft_gpt_part_of(const weft_gpt *m);
 WEFT_API float *weft_gpt_params(weft_gpt *m);
 WEFT_API float *weft_gpt_grads(weft_gpt *m);
 
-/* Forward on tokens (b, t) with b <= B, t <= T. With targets, returns the
- * mean cross-entropy over the b*t positions (targets < 0 are ignored);
- * without, returns 0 and only the logits are computed. */
-WEFT_API double weft_gpt_forward(weft_gpt *m, const int32_t *tokens, const int32_t *targets, int b, int t);
+/* Forward on tokens (b, t) with b <= B, t <= T, on a model of one stage.
+ * With targets, *loss is the mean cross-entropy over the positions whose
+ * target is >= 0; without, *loss is 0 and only the logits are computed.
+ * Returns 0 or a communication error (tensor parallelism). */
+WEFT_API int weft_gpt_forward(weft_gpt *m, const int32_t *tokens, const int32_t *targets, int b, int t,
+                              double *loss);
 /* Logits (b, t, V) of the last forward. */
 WEFT_API const float *weft_gpt_logits(const weft_gpt *m);
 
@@ -110,7 +112,7 @@ WEFT_API void weft_gpt_zero_grad(weft_gpt *m);
  * into the gradients. loss_scale multiplies the mean loss being
  * differentiated (1/k when k micro-batches are accumulated). hook may be
  * NULL (micro-steps that do not reduce). */
-WEFT_API void weft_gpt_backward(weft_gpt *m, double loss_scale, weft_grad_hook hook, void *arg);
+WEFT_API int weft_gpt_backward(weft_gpt *m, double loss_scale, weft_grad_hook hook, void *arg);
 
 /* --- pipeline stages and micro-batch slots --------------------------------
  * forward_slot keeps micro-batch activations in slot (0 <= slot < nslots)

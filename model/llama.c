@@ -104,6 +104,7 @@ struct weft_llama {
     weft_lora *lora;             /* adapters (cfg.lora.rank > 0), else NULL */
     int *ad;                     /* (Ll, NTARGET) each target's adapter index, -1: none; NULL without LoRA */
     int slot_now;                /* the slot forward or backward is computing (LoRA's activations) */
+    struct llama_cache *cache;   /* incremental decoding (ops->decode), allocated on first use */
 };
 
 /* LoRA's targets: their names (lora.targets) and block weights. */
@@ -118,6 +119,32 @@ static void target_dims(const weft_llama_config *c, int k, int64_t dims[2])
     int64_t C = c->n_embd, Q = C, KV = (int64_t)c->n_kv_head * (C / c->n_head), F = c->ffn_dim;
     const int64_t d[NTARGET][2] = {{Q, C}, {KV, C}, {KV, C}, {C, Q}, {F, C}, {F, C}, {C, F}};
     dims[0] = d[k][0], dims[1] = d[k][1];
+}
+
+/* Incremental decoding (ops->decode): the keys (rotated) and values of every
+ * layer at every position, rotary tables for every position (the training
+ * tables cover T only), and one chunk's activations (a prompt longer than
+ * CHUNK tokens is prefilled CHUNK at a time). */
+enum { CHUNK = 64 };
+
+typedef struct llama_cache {
+    int pos;                     /* positions cached */
+    float *k, *v;                /* (L, maxT, NKV hs) */
+    float *rope_cos, *rope_sin;  /* (maxT, hs/2) */
+    float *x, *ln, *tmp;         /* (CHUNK, C) */
+    float *q, *atty;             /* (CHUNK, NH hs) */
+    float *gate, *up, *act;      /* (CHUNK, F) */
+    float *rstd;                 /* (CHUNK) */
+    float *att;                  /* (WEFT_ATT_DECODE_ROWS, maxT) attention scratch */
+    float *logits;               /* (V) the last token's */
+    float *mem;
+} llama_cache;
+
+static void cache_free(llama_cache *c)
+{
+    if (c)
+        free(c->mem);
+    free(c);
 }
 
 /* --- configuration -------------------------------------------------------- */
@@ -414,15 +441,8 @@ static void describe(weft_llama *m);
 
 static int part_check(const weft_llama_config *c, const weft_model_part *p)
 {
-    if (p->tp_size < 1 || p->pp_size < 1 || p->tp_rank < 0 || p->tp_rank >= p->tp_size || p->pp_rank < 0 ||
-        p->pp_rank >= p->pp_size || p->nslots < 1)
-        return weft_error(WEFT_EINVAL, "model: bad part (tp %d/%d, pp %d/%d, %d slots)", p->tp_rank, p->tp_size,
-                          p->pp_rank, p->pp_size, p->nslots);
-    WEFT_CHECK(weft_llama_layout_check(c, p->tp_size, p->pp_size));
-    if (p->tp_size > 1 && (!p->tp || weft_comm_size(p->tp) != p->tp_size))
-        return weft_error(WEFT_EINVAL, "model: tensor parallelism over %d ranks needs their communicator",
-                          p->tp_size);
-    return 0;
+    WEFT_CHECK(weft_model_part_check(p));
+    return weft_llama_layout_check(c, p->tp_size, p->pp_size);
 }
 
 int weft_llama_new_part(const weft_llama_config *cfg, const weft_model_part *part, int B, int T, weft_llama **out)
@@ -505,6 +525,7 @@ void weft_llama_free(weft_llama *m)
     free(m->blk_off);
     free(m->ad);
     weft_lora_free(m->lora);
+    cache_free(m->cache);
     free(m);
 }
 
@@ -795,23 +816,90 @@ double weft_llama_flops_per_token(const weft_llama *m, int t)
     return 6.0 * N + 12.0 * c->n_layer * (double)t * c->n_embd;
 }
 
+/* --- decoding with a key/value cache (ops->decode) ---------------------------- */
+
+static int cache_alloc(weft_llama *m)
+{
+    const weft_llama_config *cf = &m->cfg;
+    size_t L = (size_t)cf->n_layer, T = (size_t)cf->max_seq, C = (size_t)cf->n_embd, R = CHUNK;
+    size_t KV = (size_t)cf->n_kv_head * m->hs, Q = (size_t)cf->n_head * m->hs, F = (size_t)cf->ffn_dim;
+    size_t half = (size_t)m->hs / 2;
+    size_t n = 2 * L * T * KV + 2 * T * half + R * (3 * C + 2 * Q + 3 * F + 1) + WEFT_ATT_DECODE_ROWS * T +
+               (size_t)cf->vocab;
+    llama_cache *c = calloc(1, sizeof *c);
+    float *p = c ? malloc(n * sizeof(float)) : NULL;
+    if (!p) {
+        free(c);
+        return weft_error(WEFT_ENOMEM, "model: %.1f MiB for the key/value cache of %zu positions: out of memory",
+                          (double)n * 4.0 / (1 << 20), T);
+    }
+    c->mem = p;
+#define TAKE(field, count) (c->field = p, p += (count))
+    TAKE(k, L * T * KV); TAKE(v, L * T * KV); TAKE(rope_cos, T * half); TAKE(rope_sin, T * half);
+    TAKE(x, R * C); TAKE(ln, R * C); TAKE(tmp, R * C); TAKE(q, R * Q); TAKE(atty, R * Q);
+    TAKE(gate, R * F); TAKE(up, R * F); TAKE(act, R * F); TAKE(rstd, R);
+    TAKE(att, WEFT_ATT_DECODE_ROWS * T); TAKE(logits, (size_t)cf->vocab);
+#undef TAKE
+    assert((size_t)(p - c->mem) == n);
+    weft_rope_table(c->rope_cos, c->rope_sin, cf->max_seq, m->hs, cf->rope_theta);
+    m->cache = c;
+    return 0;
+}
+
+/* Block l on the chunk's n rows at positions p..p+n-1: as block_forward,
+ * with the new keys and values written (and the keys rotated) in the
+ * cache, and attention over every position cached. */
+static void decode_block(weft_llama *m, llama_cache *c, int l, int n, int p)
+{
+    const weft_llama_config *cf = &m->cfg;
+    int C = cf->n_embd, hs = m->hs, Q = cf->n_head * hs, KV = cf->n_kv_head * hs, F = cf->ffn_dim;
+    size_t layer = (size_t)l * cf->max_seq * KV, half = (size_t)hs / 2;
+    float *P = weights(m), *kc = c->k + layer, *vc = c->v + layer;
+    const float *cs = c->rope_cos + (size_t)p * half, *sn = c->rope_sin + (size_t)p * half;
+    weft_rmsnorm_forward(c->ln, c->rstd, c->x, bp(m, P, l, IN_NORM), n, C, cf->norm_eps);
+    weft_matmul_forward(c->q, c->ln, bp(m, P, l, WQ), NULL, n, C, Q);
+    weft_matmul_forward(kc + (size_t)p * KV, c->ln, bp(m, P, l, WK), NULL, n, C, KV);
+    weft_matmul_forward(vc + (size_t)p * KV, c->ln, bp(m, P, l, WV), NULL, n, C, KV);
+    weft_rope_forward(c->q, cs, sn, 1, n, cf->n_head, hs);
+    weft_rope_forward(kc + (size_t)p * KV, cs, sn, 1, n, cf->n_kv_head, hs);
+    weft_attention_decode(c->atty, c->att, c->q, kc, vc, n, p, cf->n_head, cf->n_kv_head, hs);
+    weft_matmul_forward(c->tmp, c->atty, bp(m, P, l, WO), NULL, n, Q, C);
+    weft_residual_forward(c->x, c->x, c->tmp, (size_t)n * C);
+    weft_rmsnorm_forward(c->ln, c->rstd, c->x, bp(m, P, l, POST_NORM), n, C, cf->norm_eps);
+    weft_matmul_forward(c->gate, c->ln, bp(m, P, l, WGATE), NULL, n, C, F);
+    weft_matmul_forward(c->up, c->ln, bp(m, P, l, WUP), NULL, n, C, F);
+    weft_swiglu_forward(c->act, c->gate, c->up, (size_t)n * F);
+    weft_matmul_forward(c->tmp, c->act, bp(m, P, l, WDOWN), NULL, n, F, C);
+    weft_residual_forward(c->x, c->x, c->tmp, (size_t)n * C);
+}
+
+/* n <= CHUNK tokens at positions p..p+n-1; with_logits: the last one's. */
+static void decode_chunk(weft_llama *m, const int32_t *tokens, int n, int p, int with_logits)
+{
+    llama_cache *c = m->cache;
+    int C = m->cfg.n_embd;
+    float *P = weights(m);
+    for (int i = 0; i < n; i++) /* no positions to add: they are in the rotations */
+        memcpy(c->x + (size_t)i * C, pw(m, P, m->i_embed) + (size_t)tokens[i] * C, (size_t)C * sizeof(float));
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        decode_block(m, c, l, n, p);
+    c->pos = p + n;
+    if (!with_logits)
+        return;
+    weft_rmsnorm_forward(c->ln, c->rstd, c->x + (size_t)(n - 1) * C, pw(m, P, m->i_norm), 1, C, m->cfg.norm_eps);
+    weft_matmul_forward(c->logits, c->ln, pw(m, P, m->i_head), NULL, 1, C, m->cfg.vocab);
+}
+
 /* --- the model interface (model/model.h) ------------------------------------- */
 
 static weft_llama *llama_of(weft_model *m) { return (weft_llama *)m; }
 
-/* Micro-batch mb of the step's batch: k*B windows of T + 1 tokens; inputs
- * are each window's first T tokens, targets its last T. */
+/* Micro-batch mb of the step's batch (weft_model_split_windows). */
 static int iface_forward(weft_model *mm, int slot, const void *batch, int mb, double *loss)
 {
     weft_llama *m = llama_of(mm);
-    const int32_t *rows = batch;
-    int T = m->T;
-    for (int i = 0; i < m->B; i++) {
-        const int32_t *w = rows + ((size_t)mb * m->B + i) * (size_t)(T + 1);
-        memcpy(m->in + (size_t)i * T, w, (size_t)T * sizeof(int32_t));
-        memcpy(m->tgt + (size_t)i * T, w + 1, (size_t)T * sizeof(int32_t));
-    }
-    return forward_slot(m, slot, m->in, m->tgt, m->B, T, loss);
+    weft_model_split_windows(batch, mb, m->B, m->T, m->in, m->tgt);
+    return forward_slot(m, slot, m->in, m->tgt, m->B, m->T, loss);
 }
 
 static int iface_backward(weft_model *m, int slot, double loss_scale, weft_grad_hook hook, void *arg)
@@ -837,6 +925,22 @@ static int iface_logits(weft_model *mm, const int32_t *tokens, int b, int t, con
     return 0;
 }
 
+static int iface_decode(weft_model *mm, const int32_t *tokens, int n, int pos0, const float **out)
+{
+    weft_llama *m = llama_of(mm);
+    WEFT_CHECK(weft_model_decode_check(m->part.tp_size, m->part.pp_size, m->cfg.vocab, m->cfg.max_seq,
+                                       m->cache ? m->cache->pos : 0, tokens, n, pos0));
+    if (m->lora) /* decoding knows no adapters: generate from the merged checkpoint */
+        return weft_error(WEFT_EINVAL, "model: decoding a model with LoRA adapters: fold them into the base "
+                          "first (weft-ckpt merge) and decode the merged checkpoint");
+    if (!m->cache)
+        WEFT_CHECK(cache_alloc(m));
+    for (int i = 0; i < n; i += CHUNK)
+        decode_chunk(m, tokens + i, n - i < CHUNK ? n - i : CHUNK, pos0 + i, i + CHUNK >= n);
+    *out = m->cache->logits;
+    return 0;
+}
+
 static void iface_free(weft_model *m) { weft_llama_free(llama_of(m)); }
 
 static const weft_model_ops llama_ops = {
@@ -848,6 +952,7 @@ static const weft_model_ops llama_ops = {
     .stage_doutput = iface_doutput,
     .stage_dinput = iface_dinput,
     .logits = iface_logits,
+    .decode = iface_decode,
     .free = iface_free,
 };
 

@@ -132,3 +132,8 @@ int weft_lm_new(const weft_config *cfg, int vocab, const weft_model_part *part, 
     *out = weft_gpt_model(g);
     return 0;
 }
+
+const char *weft_lm_embedding_name(const weft_config *cfg)
+{
+    return is_llama(cfg) ? "model.embed_tokens.weight" : "wte";
+}

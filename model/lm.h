@@ -30,6 +30,10 @@ WEFT_API void weft_llama_config_from(const weft_config *cfg, int vocab, weft_lla
  * parallel sizes tp and pp; WEFT_ECONFIG naming the keys at fault. */
 WEFT_API int weft_lm_check(const weft_config *cfg, int vocab, int tp, int pp);
 
+/* The name of the family's token embedding, whose rows are the
+ * vocabulary: a checkpoint's vocabulary is that tensor's first dimension. */
+WEFT_API const char *weft_lm_embedding_name(const weft_config *cfg);
+
 /* Build this rank's part of the model the keys describe and initialise it
  * from seed (the same values on every layout). */
 WEFT_API int weft_lm_new(const weft_config *cfg, int vocab, const weft_model_part *part, uint64_t seed,

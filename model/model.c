@@ -93,6 +93,26 @@ int weft_model_init_from_whole(weft_model *m, const weft_model *whole, uint64_t 
     return 0;
 }
 
+int weft_model_decode_check(int tp, int pp, int V, int context, int cached, const int32_t *tokens, int n, int pos0)
+{
+    if (tp != 1 || pp != 1)
+        return weft_error(WEFT_EINVAL, "decoding needs the whole model on one rank, but this part is split over "
+                          "parallel.tp = %d x parallel.pp = %d ranks: generate with tp = pp = 1", tp, pp);
+    if (n < 1 || pos0 < 0)
+        return weft_error(WEFT_EINVAL, "decode: %d tokens at position %d: nothing to decode", n, pos0);
+    if (pos0 != 0 && pos0 != cached)
+        return weft_error(WEFT_EINVAL, "decode: tokens at position %d, but the cache holds positions 0..%d: "
+                          "continue at %d, or start a new sequence at 0", pos0, cached - 1, cached);
+    if (pos0 + n > context)
+        return weft_error(WEFT_EINVAL, "decode: positions %d..%d are past the model's %d (model.context)", pos0,
+                          pos0 + n - 1, context);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return weft_error(WEFT_EINVAL, "decode: token %d (at position %d) is outside the vocabulary [0, %d)",
+                              (int)tokens[i], pos0 + i, V);
+    return 0;
+}
+
 void weft_model_release(weft_model *m)
 {
     free(m->params);
@@ -102,6 +122,27 @@ void weft_model_release(weft_model *m)
     free(m->frozen_data);
     m->params = m->frozen = NULL;
     m->param_data = m->grad_data = m->frozen_data = NULL;
+}
+
+int weft_model_part_check(const weft_model_part *p)
+{
+    if (p->tp_size < 1 || p->pp_size < 1 || p->tp_rank < 0 || p->tp_rank >= p->tp_size || p->pp_rank < 0 ||
+        p->pp_rank >= p->pp_size || p->nslots < 1)
+        return weft_error(WEFT_EINVAL, "model: bad part (tp %d/%d, pp %d/%d, %d slots)", p->tp_rank, p->tp_size,
+                          p->pp_rank, p->pp_size, p->nslots);
+    if (p->tp_size > 1 && (!p->tp || weft_comm_size(p->tp) != p->tp_size))
+        return weft_error(WEFT_EINVAL, "model: tensor parallelism over %d ranks needs their communicator",
+                          p->tp_size);
+    return 0;
+}
+
+void weft_model_split_windows(const int32_t *batch, int mb, int B, int T, int32_t *inputs, int32_t *targets)
+{
+    for (int i = 0; i < B; i++) {
+        const int32_t *w = batch + ((size_t)mb * B + i) * (size_t)(T + 1);
+        memcpy(inputs + (size_t)i * T, w, (size_t)T * sizeof(int32_t));
+        memcpy(targets + (size_t)i * T, w + 1, (size_t)T * sizeof(int32_t));
+    }
 }
 
 const weft_tensor *weft_model_param(const weft_model *m, const char *name)

@@ -33,6 +33,10 @@
  *                        (pipeline parallelism; NULL for one-stage models)
  *   ops->logits          a language model's logits without targets
  *                        (sampling; NULL for other models)
+ *   ops->decode          a language model's incremental decoding with a
+ *                        key/value cache: each new token costs O(T), not a
+ *                        forward over the whole context (generation; NULL
+ *                        for other models)
  *
  * The batch is whatever the trainer's batch source (train/source.h) gives:
  * for a language model this rank's k micro-batches of token windows. The
@@ -67,6 +71,16 @@ typedef struct weft_model_ops {
     /* A language model on one stage: the logits (b, t, V / tp) of tokens
      * (b, t) without targets, for sampling; NULL for other models. */
     int (*logits)(weft_model *m, const int32_t *tokens, int b, int t, const float **out);
+    /* A language model whole on one rank (tp = pp = 1): append tokens (n) at
+     * positions pos0 .. pos0+n-1 of one sequence, their keys and values
+     * cached per layer, and *out = the last one's logits (V floats, valid
+     * until the next call). n > 1 is a prompt's prefill. pos0 = 0 starts a
+     * new sequence; otherwise pos0 must be the number of positions cached,
+     * and pos0 + n at most the model's positions (model.context). The cache
+     * is allocated on the first call, for every position, so training never
+     * pays for it. WEFT_EINVAL for a split model, a token outside [0, V) or
+     * positions out of order or past the end. NULL for other models. */
+    int (*decode)(weft_model *m, const int32_t *tokens, int n, int pos0, const float **out);
     void (*free)(weft_model *m);
 } weft_model_ops;
 
@@ -125,8 +139,24 @@ WEFT_API int weft_model_alloc(weft_model *m);
 typedef void (*weft_param_fill)(void *arg, const weft_tensor *g, weft_rng *rng, float *out);
 WEFT_API int weft_model_init_from_whole(weft_model *m, const weft_model *whole, uint64_t seed, weft_param_fill fill,
                                         void *arg);
+/* The arguments of ops->decode against the model (split over tp x pp ranks
+ * or not, V tokens, `context` positions, `cached` of them in the cache):
+ * 0, or WEFT_EINVAL saying what is wrong. */
+WEFT_API int weft_model_decode_check(int tp, int pp, int V, int context, int cached, const int32_t *tokens, int n,
+                                     int pos0);
 /* Free what weft_model_add_param and weft_model_alloc allocated. */
 WEFT_API void weft_model_release(weft_model *m);
+
+/* A part's own consistency (ranks inside their groups, at least one slot,
+ * the TP communicator present and of the right size); WEFT_EINVAL naming
+ * what is wrong. The model's shape against the sizes is the model's check. */
+WEFT_API int weft_model_part_check(const weft_model_part *p);
+
+/* A language model's micro-batch mb of the step's batch: the batch is this
+ * rank's k*B windows of T + 1 tokens; inputs (B, T) are each window's first
+ * T tokens, targets (B, T) its last T. */
+WEFT_API void weft_model_split_windows(const int32_t *batch, int mb, int B, int T, int32_t *inputs,
+                                       int32_t *targets);
 
 /* --- for users -------------------------------------------------------------- */
 

@@ -996,6 +996,96 @@ int weft_config_set(weft_config *cfg, const char *key, const char *text, const c
     return 0;
 }
 
+/* ---- adopting a stored configuration's values ------------------------------ */
+
+/* Whether names selects key: its exact name, or its section as "sec.". */
+static bool selected(const char *const *names, const char *key)
+{
+    for (size_t i = 0; names[i]; i++) {
+        size_t n = strlen(names[i]);
+        if (n && names[i][n - 1] == '.' ? strncmp(key, names[i], n) == 0 : strcmp(key, names[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The lines of text (len bytes) that set a key names selects, each under
+ * its section's header (malloc'ed, *out_len bytes): whatever else the text
+ * holds, another program's sections included, is never parsed. */
+static char *selected_lines(const char *text, size_t len, const char *const *names, size_t *out_len)
+{
+    size_t lines = 1, n = 0;
+    for (size_t i = 0; i < len; i++)
+        lines += text[i] == '\n';
+    char *out = malloc(len + 1 + lines * (MAX_NAME + 4)), sec[MAX_NAME + 1] = ""; /* a header per line at most */
+    bool header_out = false;
+    for (size_t a = 0; out && a < len;) {
+        size_t b = a;
+        while (b < len && text[b] != '\n')
+            b++;
+        const char *s = text + a, *e = text + b;
+        while (s < e && is_ws(*s))
+            s++;
+        const char *close = *s == '[' ? memchr(s, ']', (size_t)(e - s)) : NULL;
+        if (close && (size_t)(close - s - 1) <= MAX_NAME) {
+            snprintf(sec, sizeof sec, "%.*s", (int)(close - s - 1), s + 1);
+            header_out = false;
+        } else if (s < e && !is_comment(*s) && memchr(s, '=', (size_t)(e - s))) {
+            const char *k = s;
+            while (k < e && *k != '=' && !is_ws(*k))
+                k++;
+            char name[2 * MAX_NAME + 2];
+            snprintf(name, sizeof name, "%s.%.*s", sec, (int)(k - s), s);
+            if (*sec && selected(names, name)) {
+                if (!header_out)
+                    n += (size_t)sprintf(out + n, "[%s]\n", sec);
+                header_out = true;
+                memcpy(out + n, text + a, b - a);
+                n += b - a;
+                out[n++] = '\n';
+            }
+        }
+        a = b + 1;
+    }
+    *out_len = n;
+    return out;
+}
+
+int weft_config_adopt(weft_config *cfg, const char *text, size_t len, const char *origin, const char *const *names)
+{
+    size_t klen;
+    char *kept = selected_lines(text, len, names, &klen);
+    weft_config tmp = {calloc(cfg->n ? cfg->n : 1, sizeof *tmp.e), 0};
+    if (!kept || !tmp.e) {
+        free(kept);
+        free(tmp.e);
+        return nomem("adopting a stored configuration");
+    }
+    int rc = 0;
+    for (size_t i = 0; i < cfg->n && rc == 0; i++, tmp.n++) {
+        tmp.e[i].key = cfg->e[i].key;
+        rc = declare(&tmp, i);
+    }
+    if (rc == 0)
+        rc = weft_config_parse_string(&tmp, kept, klen, origin);
+    for (size_t i = 0; i < cfg->n && rc == 0; i++) {
+        if (cfg->e[i].origin || !tmp.e[i].origin || !selected(names, cfg->e[i].key->name))
+            continue;
+        char *o = strdup(origin);
+        if (!o) {
+            rc = nomem("adopting a stored configuration");
+            break;
+        }
+        assign(&cfg->e[i], tmp.e[i].v, o);
+        tmp.e[i].v.s = NULL; /* moved */
+    }
+    for (size_t i = 0; i < tmp.n; i++)
+        assign(&tmp.e[i], (value){.s = NULL}, NULL);
+    free(tmp.e);
+    free(kept);
+    return rc;
+}
+
 /* ---- command-line arguments --------------------------------------------- */
 
 enum { ARG_KEEP, ARG_CONFIG, ARG_CONFIG_FILE, ARG_CONFIG_EQ, ARG_SET };

@@ -86,6 +86,16 @@ WEFT_API bool weft_config_has(const weft_config *cfg, const char *key);
 /* "default", "FILE:LINE" or "command line". */
 WEFT_API const char *weft_config_origin(const weft_config *cfg, const char *key);
 
+/* Take a stored run's settings unless told otherwise (weft-eval from a
+ * checkpoint's configuration): every key of cfg that names selects (a name,
+ * or a section as "model.") and that cfg still has at its default is set to
+ * its value in the INI text (len bytes), with origin as its origin. Keys
+ * the text does not set, and every other line of it, are left alone; a
+ * selected key cfg does not declare (a newer program's) or a bad value is
+ * WEFT_ECONFIG naming origin, and nothing is adopted. */
+WEFT_API int weft_config_adopt(weft_config *cfg, const char *text, size_t len, const char *origin,
+                               const char *const *names);
+
 /* The resolved configuration as INI text, every key, grouped by section
  * (malloc'ed; NULL on allocation failure). Reloading it gives the same
  * configuration; checkpoints store it. */

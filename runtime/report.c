@@ -19,7 +19,7 @@ void weft_report_init(weft_report *r, const char *job_id)
 {
     memset(r, 0, sizeof *r);
     snprintf(r->job_id, sizeof r->job_id, "%s", job_id ? job_id : "");
-    r->loss = r->eta_s = r->tokens_per_s = NAN;
+    r->loss = r->eta_s = r->tokens_per_s = r->flops_per_s = r->peak_flops = NAN;
     r->ckpt_step = -1;
     r->exit_code = -1;
 }
@@ -77,6 +77,9 @@ int weft_report_json(const weft_report *r, double now, char *buf, size_t len)
     put(&o, ",\"step\":%lld,\"total_steps\":%lld", (long long)r->step, (long long)r->total_steps);
     put_jnum(&o, "loss", r->loss, 9);
     put_jnum(&o, "tokens_per_s", r->tokens_per_s, 6);
+    put_jnum(&o, "model_flops_per_s_per_rank", r->flops_per_s, 6);
+    put_jnum(&o, "peak_flops_per_rank", r->peak_flops, 6);
+    put_jnum(&o, "mfu", r->flops_per_s / r->peak_flops, 4);
     put_jnum(&o, "eta_s", r->eta_s, 6);
     put_jnum(&o, "elapsed_s", r->started > 0 ? now - r->started : NAN, 6);
     put(&o, ",\"tokens\":%lld", (long long)r->tokens);
@@ -160,6 +163,12 @@ int weft_report_prometheus(const weft_report *r, double now, char *buf, size_t l
            (double)r->total_steps);
     metric(&o, "weft_loss", "gauge", "Training loss of the last step.", job, r->loss);
     metric(&o, "weft_tokens_per_second", "gauge", "Training throughput of the last step.", job, r->tokens_per_s);
+    metric(&o, "weft_model_flops_per_second_per_rank", "gauge", "Model FLOP/s of the last step on one rank.", job,
+           r->flops_per_s);
+    metric(&o, "weft_mfu", "gauge", "Model FLOP/s over the rank's peak (weft_peak_flops_per_rank), in [0, 1].", job,
+           r->flops_per_s / r->peak_flops);
+    metric(&o, "weft_peak_flops_per_rank", "gauge", "One rank's peak FLOP/s (run.peak_flops or measured at start).",
+           job, r->peak_flops);
     metric(&o, "weft_tokens_total", "counter", "Tokens trained by this attempt.", job, (double)r->tokens);
     metric(&o, "weft_step_seconds", "gauge", "Wall time of the last step.", job, r->step_s);
     breakdown(&o, r, job);

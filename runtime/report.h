@@ -32,6 +32,8 @@ typedef struct weft_report {
     int64_t step, total_steps;  /* optimizer steps completed / planned */
     double loss;                /* last step's training loss (NaN: none yet) */
     double tokens_per_s;        /* last logged step's throughput */
+    double flops_per_s;         /* its model FLOP/s on one rank (NaN: unknown) */
+    double peak_flops;          /* one rank's peak FLOP/s that MFU = flops_per_s / peak_flops uses (NaN: unknown) */
     double eta_s;               /* remaining steps x mean recent step time (NaN: unknown) */
     double step_s;              /* last step's wall time, and its parts: */
     double compute_s, comm_s, data_s, ckpt_s; /* compute, exposed communication, data wait, checkpoint stall */

@@ -333,6 +333,8 @@ void weft_sched_step(weft_sched *s, const weft_sched_step_info *in)
     r->loss = in->loss;
     r->tokens += in->tokens;
     r->tokens_per_s = in->step_s > 0 ? (double)in->tokens / in->step_s : NAN;
+    r->flops_per_s = in->step_s > 0 && in->flops_per_rank > 0 ? in->flops_per_rank / in->step_s : NAN;
+    r->peak_flops = in->peak_flops > 0 ? in->peak_flops : NAN;
     r->step_s = in->step_s;
     r->compute_s = in->compute_s;
     r->comm_s = in->comm_s;

@@ -35,6 +35,8 @@ typedef struct weft_sched_step_info {
     double loss;
     int64_t tokens;   /* tokens in this step (all ranks) */
     double step_s, compute_s, comm_s, data_s, ckpt_s;
+    double flops_per_rank;   /* model FLOPs of this step on one rank (0: unknown) */
+    double peak_flops;       /* one rank's peak FLOP/s, what MFU divides by (0: unknown) */
 } weft_sched_step_info;
 
 /* Installs the stop-signal handlers (every rank) unless weft_stop_install

@@ -7,6 +7,7 @@
 #   repeat_dataset DIR [VAL]   a dataset of one 75-byte line repeated
 #   wait_for SECS CMD...       poll CMD until it succeeds, at most SECS seconds
 #   ranks_of PROG RUN_DIR      pids of PROG's ranks running with --run.dir=RUN_DIR
+#   numpy_python               $py := a python3 with numpy, or not_ok and exit 1
 # Each test gets its own scratch directory in $TMPDIR_TEST, removed at exit.
 set -u
 BUILD=${BUILD:-build}
@@ -84,3 +85,15 @@ wait_for() {
 # ranks_of PROG RUN_DIR: the pids of PROG's processes started with
 # --run.dir=RUN_DIR (the ranks of one job, to signal or kill).
 ranks_of() { pgrep -f "^$1 .*--run.dir=$2( |\$)"; }
+
+# numpy_python: set py to a python3 that has numpy (the system one first:
+# python3 on PATH may be another), or report the failure and end the test.
+numpy_python() {
+    local p
+    py=""
+    for p in /usr/bin/python3 python3; do
+        if "$p" -c 'import numpy' 2>/dev/null; then py=$p; return 0; fi
+    done
+    not_ok "numpy for the reference" "no python3 with numpy (Debian: python3-numpy, mk/debian-packages.txt)"
+    exit 1
+}

@@ -5,9 +5,14 @@
  *   weft-ckpt info CKPT [--config]        step, layout, data, tensors
  *   weft-ckpt verify CKPT                 every dataset against its checksum
  *   weft-ckpt diff A B [--tol X]          max abs / rel difference per tensor
- *   weft-ckpt export CKPT --format safetensors -o OUT
- *                                         the weights with Hugging Face GPT-2
- *                                         names and shapes
+ *   weft-ckpt export CKPT --format hf|safetensors -o OUT
+ *                                         the weights with Hugging Face names
+ *                                         and shapes (hf: a directory with
+ *                                         config.json and model.safetensors)
+ *   weft-ckpt import SRC [--config config.json] -o OUT.h5
+ *                                         a Hugging Face GPT-2 or Llama model
+ *                                         as a weft checkpoint (step 0, weights
+ *                                         only) for --init-from
  *   weft-ckpt merge LORA_CKPT [--base BASE] -o OUT.h5
  *                                         a LoRA run's adapters folded into
  *                                         its base: an ordinary checkpoint
@@ -19,11 +24,12 @@
  * operands, "--tol X" or "--tol=X".
  * File layout: docs/checkpoint-format.md. Exit status: 0 ok (diff: no
  * difference beyond --tol), 1 diff found differences, 64 bad usage, 65 bad
- * or corrupt checkpoint, 66 missing file, 74 I/O error.
+ * or corrupt checkpoint or Hugging Face file, 66 missing file, 74 I/O error.
  */
 #include "checkpoint/ckpt.h"
 #include "checkpoint/commit.h"
 #include "checkpoint/h5.h"
+#include "checkpoint/hf.h"
 #include "checkpoint/inspect.h"
 #include "runtime/cli.h"
 #include "runtime/error.h"
@@ -42,7 +48,8 @@ static const char *usage_text =
     "       weft-ckpt info CKPT [--config]\n"
     "       weft-ckpt verify CKPT\n"
     "       weft-ckpt diff A B [--tol X]\n"
-    "       weft-ckpt export CKPT --format safetensors -o OUT\n"
+    "       weft-ckpt export CKPT --format hf|safetensors -o OUT\n"
+    "       weft-ckpt import SRC [--config CONFIG_JSON] -o OUT.h5\n"
     "       weft-ckpt merge LORA_CKPT [--base BASE] -o OUT.h5\n"
     "       weft-ckpt COMMAND --help\n"
     "\n"
@@ -56,9 +63,21 @@ static const char *usage_text =
     "  diff    per tensor: max |a-b| and relative, max |a-b| / max |a|; exit 1 if any\n"
     "          relative difference exceeds --tol\n"
     "          (default 0: bitwise identical)\n"
-    "  export  the weights as safetensors with Hugging Face GPT-2 names and shapes\n"
-    "          (transformer.h.0.attn.c_attn.weight is (C, 3C): Conv1D weights transposed);\n"
-    "          -o, --output OUT names the file\n"
+    "  export  the weights with Hugging Face names and shapes: GPT-2's as GPT2LMHeadModel\n"
+    "          (transformer.h.0.attn.c_attn.weight is (C, 3C): Conv1D weights transposed;\n"
+    "          lm_head tied, not written), Llama's as LlamaForCausalLM (as stored);\n"
+    "          --format hf: a new directory OUT with config.json and model.safetensors;\n"
+    "          --format safetensors: the one file OUT\n"
+    "  import  a Hugging Face model as a checkpoint OUT.h5 (step 0, weights only, the\n"
+    "          model.* keys in its config) for weft-train --init-from, which needs the\n"
+    "          same model.* keys: import prints them. SRC is a model directory\n"
+    "          (config.json and model.safetensors or model.safetensors.index.json + shards),\n"
+    "          an index.json, or one .safetensors file with --config CONFIG_JSON.\n"
+    "          config.json's architectures / model_type: GPT2LMHeadModel / gpt2,\n"
+    "          LlamaForCausalLM / llama, MistralForCausalLM / mistral; F32, F16, BF16\n"
+    "          tensors, stored as f32. Every header field is checked before any data is\n"
+    "          read; a bad file exits 65 naming the file, tensor and field, and nothing\n"
+    "          is left under OUT.h5\n"
     "  merge   a LoRA run's checkpoint folded into its base: W + (alpha/r) B A for every\n"
     "          adapter, written as an ordinary checkpoint of the base's tensors (weights only,\n"
     "          step 0, the base's configuration) for --init-from and export. The base is the\n"
@@ -67,7 +86,7 @@ static const char *usage_text =
     "\n"
     "Options may come before or after the operands, as '--opt value' or '--opt=value'.\n"
     "exit status: 0 ok, 1 diff found differences, 64 bad usage, 65 bad or corrupt\n"
-    "checkpoint, 66 missing file, 74 I/O error\n";
+    "checkpoint or Hugging Face file, 66 missing file, 74 I/O error\n";
 
 /* --- ls ------------------------------------------------------------------- */
 
@@ -302,163 +321,29 @@ static int cmd_diff(const char *pa, const char *pb, double tol, int *differs)
     return rc;
 }
 
-/* --- export ---------------------------------------------------------------- */
+/* --- import and export ----------------------------------------------------- */
 
-/* Hugging Face GPT-2 name of a weft tensor, and whether HF's Conv1D stores
- * it transposed ((in, out) where weft has (out, in)). */
-static void hf_name(const char *weft, char *out, size_t len, int *transpose)
+static int cmd_import(const char *src, const char *config, const char *out)
 {
-    static const char *const conv1d[] = {"attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
-                                         "mlp.c_proj.weight"};
-    *transpose = 0;
-    for (int i = 0; i < 4; i++) {
-        size_t a = strlen(weft), b = strlen(conv1d[i]);
-        if (a > b && strcmp(weft + a - b, conv1d[i]) == 0)
-            *transpose = 1;
-    }
-    if (strcmp(weft, "wte") == 0 || strcmp(weft, "wpe") == 0)
-        snprintf(out, len, "transformer.%s.weight", weft);
-    else
-        snprintf(out, len, "transformer.%s", weft);
-}
-
-typedef struct {
-    char name[96];
-    float *data;     /* in HF layout */
-    int ndim;
-    int64_t shape[2];
-    size_t n;
-} tensor;
-
-static int load_tensor(hid_t f, const char *dpath, tensor *t)
-{
-    int tr;
-    float *raw;
-    WEFT_CHECK(weft_ckpt_read_f32(f, dpath, &raw, &t->ndim, t->shape));
-    hf_name(dpath + 7, t->name, sizeof t->name, &tr);
-    t->n = (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
-    t->data = raw;
-    if (!tr || t->ndim != 2)
-        return 0;
-    int64_t R = t->shape[0], C = t->shape[1];
-    t->data = malloc(t->n * sizeof(float) + 1);
-    if (!t->data) {
-        free(raw);
-        return weft_error(WEFT_ENOMEM, "out of memory");
-    }
-    for (int64_t r = 0; r < R; r++)
-        for (int64_t c = 0; c < C; c++)
-            t->data[c * R + r] = raw[r * C + c];
-    free(raw);
-    t->shape[0] = C;
-    t->shape[1] = R;
+    weft_hf_import_info info;
+    WEFT_CHECK(weft_hf_import(src, config, out, &info));
+    printf("%s: %s (%s) from %s: %d tensors from %d file%s (%s), vocabulary %d\n", out, info.family, info.arch, src,
+           info.ntensors, info.nfiles, info.nfiles == 1 ? "" : "s", info.dtypes, info.vocab);
+    printf("train from it with: --init-from %s %s\n", out, info.model_args);
     return 0;
-}
-
-/* The JSON header: names, dtypes, shapes, data offsets; padded with spaces
- * to a multiple of 8 bytes, as the format recommends. */
-static char *st_header(const tensor *t, int n, int64_t step, size_t *len)
-{
-    size_t cap = 256 + (size_t)n * 200;
-    char *h = malloc(cap);
-    if (!h)
-        return NULL;
-    size_t off = 0, pos = 0;
-    pos += (size_t)snprintf(h + pos, cap - pos, "{\"__metadata__\":{\"format\":\"pt\",\"weft_step\":\"%lld\"}",
-                            (long long)step);
-    for (int i = 0; i < n; i++) {
-        size_t bytes = t[i].n * sizeof(float);
-        if (t[i].ndim == 2)
-            pos += (size_t)snprintf(h + pos, cap - pos, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld,%lld],", t[i].name,
-                                    (long long)t[i].shape[0], (long long)t[i].shape[1]);
-        else
-            pos += (size_t)snprintf(h + pos, cap - pos, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld],", t[i].name,
-                                    (long long)t[i].shape[0]);
-        pos += (size_t)snprintf(h + pos, cap - pos, "\"data_offsets\":[%zu,%zu]}", off, off + bytes);
-        off += bytes;
-    }
-    pos += (size_t)snprintf(h + pos, cap - pos, "}");
-    while (pos % 8)
-        h[pos++] = ' ';
-    *len = pos;
-    return h;
-}
-
-static int write_all(int fd, const void *buf, size_t len, const char *path)
-{
-    const char *p = buf;
-    while (len) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return weft_error(WEFT_EIO, "%s: write failed: %s", path, strerror(errno));
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-static int st_write(const char *out, const tensor *t, int n, int64_t step)
-{
-    size_t hlen;
-    char *h = st_header(t, n, step, &hlen), tmp[4200];
-    if (!h)
-        return weft_error(WEFT_ENOMEM, "out of memory");
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    int rc = fd < 0 ? weft_error(WEFT_EIO, "cannot create %s: %s", tmp, strerror(errno)) : 0;
-    uint64_t le = hlen; /* little-endian on the machines weft runs on */
-    if (rc == 0)
-        rc = write_all(fd, &le, 8, tmp);
-    if (rc == 0)
-        rc = write_all(fd, h, hlen, tmp);
-    for (int i = 0; rc == 0 && i < n; i++)
-        rc = write_all(fd, t[i].data, t[i].n * sizeof(float), tmp);
-    if (fd >= 0 && rc == 0 && (fsync(fd) != 0 || rename(tmp, out) != 0))
-        rc = weft_error(WEFT_EIO, "cannot write %s: %s", out, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    if (rc)
-        unlink(tmp);
-    free(h);
-    return rc;
 }
 
 static int cmd_export(const char *path, const char *format, const char *out)
 {
-    if (strcmp(format, "safetensors") != 0)
-        return weft_error(WEFT_EINVAL, "weft-ckpt export: unknown --format '%s' (known: safetensors)", format);
-    hid_t f;
-    WEFT_CHECK(weft_ckpt_open_file(path, &f));
-    char **list;
-    int rc = weft_ckpt_list_datasets(f, path, &list), n = 0;
-    tensor *t = NULL;
-    int64_t step = 0;
-    weft_h5_get_i64(f, "step", &step);
-    for (int i = 0; rc == 0 && list[i]; i++) {
-        if (strncmp(list[i], "params/", 7) != 0)
-            continue;
-        tensor *g = realloc(t, (size_t)(n + 1) * sizeof *t);
-        if (!g) {
-            rc = weft_error(WEFT_ENOMEM, "out of memory");
-            break;
-        }
-        t = g;
-        memset(&t[n], 0, sizeof t[n]);
-        rc = load_tensor(f, list[i], &t[n]);
-        n += rc == 0;
-    }
-    H5Fclose(f);
-    weft_ckpt_free_list(list);
-    if (rc == 0)
-        rc = st_write(out, t, n, step);
-    if (rc == 0)
-        printf("%s: %d tensors (Hugging Face GPT-2 names; lm_head is tied to transformer.wte.weight)\n", out, n);
-    for (int i = 0; i < n; i++)
-        free(t[i].data);
-    free(t);
-    return rc;
+    int n;
+    char family[16];
+    WEFT_CHECK(weft_hf_export(path, format, out, &n, family, sizeof family));
+    if (strcmp(family, "gpt2") == 0)
+        printf("%s: %d tensors (Hugging Face GPT-2 names; lm_head is tied to transformer.wte.weight)%s\n", out, n,
+               strcmp(format, "hf") == 0 ? "; config.json" : "");
+    else
+        printf("%s: %d tensors (Hugging Face Llama names)%s\n", out, n, strcmp(format, "hf") == 0 ? "; config.json" : "");
+    return 0;
 }
 
 /* --- merge ------------------------------------------------------------------
@@ -481,6 +366,20 @@ static int lora_alpha(hid_t f, const char *path, double *alpha)
                                path);
 }
 
+static int write_fd(int fd, const char *p, size_t len, const char *path)
+{
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return weft_error(WEFT_EIO, "%s: write failed: %s", path, strerror(errno));
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
 static int copy_file(const char *from, const char *to)
 {
     int in = open(from, O_RDONLY | O_CLOEXEC), out = -1, rc = 0;
@@ -491,7 +390,8 @@ static int copy_file(const char *from, const char *to)
         rc = weft_error(WEFT_EIO, "cannot create %s: %s", to, strerror(errno));
     char buf[1 << 16];
     for (ssize_t n; rc == 0 && (n = read(in, buf, sizeof buf)) != 0;)
-        rc = n < 0 ? weft_error(WEFT_EIO, "%s: read failed: %s", from, strerror(errno)) : write_all(out, buf, (size_t)n, to);
+        rc = n < 0 ? weft_error(WEFT_EIO, "%s: read failed: %s", from, strerror(errno))
+                   : write_fd(out, buf, (size_t)n, to);
     if (out >= 0 && rc == 0 && fsync(out) != 0)
         rc = weft_error(WEFT_EIO, "%s: %s", to, strerror(errno));
     close(in);
@@ -618,7 +518,7 @@ static int cmd_merge(const char *lora, const char *given_base, const char *outpa
 
 /* --- main ------------------------------------------------------------------ */
 
-enum { OPT_CONFIG = 256, OPT_TOL, OPT_FORMAT, OPT_BASE };
+enum { OPT_CONFIG = 256, OPT_TOL, OPT_FORMAT, OPT_HF_CONFIG, OPT_BASE };
 
 static const struct option ckpt_opts[] = {
     {"config", no_argument, NULL, OPT_CONFIG},    /* info */
@@ -626,6 +526,14 @@ static const struct option ckpt_opts[] = {
     {"format", required_argument, NULL, OPT_FORMAT}, /* export */
     {"output", required_argument, NULL, 'o'},     /* export, merge */
     {"base", required_argument, NULL, OPT_BASE},  /* merge */
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* import's: --config takes a file there (info's --config is a switch). */
+static const struct option import_opts[] = {
+    {"config", required_argument, NULL, OPT_HF_CONFIG},
+    {"output", required_argument, NULL, 'o'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -640,13 +548,15 @@ static const struct {
     {"verify", "one checkpoint FILE or RUN_DIR", 1, {0}},
     {"diff", "two checkpoints A B (files or run directories)", 2, {OPT_TOL}},
     {"export", "one checkpoint FILE or RUN_DIR", 1, {OPT_FORMAT, 'o'}},
+    {"import", "one Hugging Face model DIR, .safetensors file or model.safetensors.index.json", 1,
+     {OPT_HF_CONFIG, 'o'}},
     {"merge", "one LoRA checkpoint FILE or RUN_DIR", 1, {OPT_BASE, 'o'}},
 };
 
 typedef struct {
     int show_config;
     double tol;
-    const char *format, *out, *base;
+    const char *format, *out, *hf_config, *base;
 } ckpt_args;
 
 static int takes(size_t k, int opt)
@@ -678,6 +588,7 @@ static int parse_cmd(size_t k, weft_cli *cli, ckpt_args *a)
             break;
         case OPT_FORMAT: a->format = cli->arg; break;
         case 'o': a->out = cli->arg; break;
+        case OPT_HF_CONFIG: a->hf_config = cli->arg; break;
         case OPT_BASE: a->base = cli->arg; break;
         }
     }
@@ -685,7 +596,9 @@ static int parse_cmd(size_t k, weft_cli *cli, ckpt_args *a)
     if (st)
         return st;
     if (strcmp(cmds[k].name, "export") == 0 && (!a->format || !a->out))
-        return weft_cli_error(cli, "export needs --format safetensors and -o OUT");
+        return weft_cli_error(cli, "export needs --format hf|safetensors and -o OUT");
+    if (strcmp(cmds[k].name, "import") == 0 && !a->out)
+        return weft_cli_error(cli, "import needs -o OUT.h5");
     if (strcmp(cmds[k].name, "merge") == 0 && !a->out)
         return weft_cli_error(cli, "merge needs -o OUT.h5");
     return -1;
@@ -696,13 +609,15 @@ static int run(size_t k, char **ops, const ckpt_args *a, int *differs)
     char p[2][4300];
     if (k == 0)
         return cmd_ls(ops[0]);
+    if (k == 5)
+        return cmd_import(ops[0], a->hf_config, a->out);
     for (int i = 0; i < (k == 3 ? 2 : 1); i++)
         WEFT_CHECK(weft_ckpt_resolve(ops[i], p[i], sizeof p[i]));
     switch (k) {
     case 1: return cmd_info(p[0], a->show_config);
     case 2: return cmd_verify(p[0]);
     case 3: return cmd_diff(p[0], p[1], a->tol, differs);
-    case 5: return cmd_merge(p[0], a->base, a->out);
+    case 6: return cmd_merge(p[0], a->base, a->out);
     default: return cmd_export(p[0], a->format, a->out);
     }
 }
@@ -721,16 +636,17 @@ int main(int argc, char **argv)
                                    : weft_cli_error(&cli, "option '%s' goes after the command", cli.name);
     }
     if (cli.nops == 0)
-        return weft_cli_error(&cli, "expected a command: ls, info, verify, diff, export or merge");
+        return weft_cli_error(&cli, "expected a command: ls, info, verify, diff, export, import or merge");
     size_t k = 0, ncmds = sizeof cmds / sizeof cmds[0];
     while (k < ncmds && strcmp(cli.ops[0], cmds[k].name) != 0)
         k++;
     if (k == ncmds)
-        return weft_cli_error(&cli, "unknown command '%s' (expected ls, info, verify, diff, export or merge)", cli.ops[0]);
+        return weft_cli_error(&cli, "unknown command '%s' (expected ls, info, verify, diff, export, import or "
+                              "merge)", cli.ops[0]);
     char prog[64];
     snprintf(prog, sizeof prog, "weft-ckpt %s", cmds[k].name);
     ckpt_args a = {0};
-    weft_cli_init(&cli, prog, cli.nops, cli.ops, ckpt_opts, 0);
+    weft_cli_init(&cli, prog, cli.nops, cli.ops, strcmp(cmds[k].name, "import") ? ckpt_opts : import_opts, 0);
     int st = parse_cmd(k, &cli, &a);
     if (st >= 0)
         return st;

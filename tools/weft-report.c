@@ -5,11 +5,11 @@
  *   weft-report RUN_DIR
  *
  * Reads RUN_DIR/config.ini (the resolved configuration), run.json (layout
- * and the SGEMM peak weft-train measured at start), metrics.jsonl,
- * status.json (last checkpoint, restarts) and checkpoints/, and
- * prints: configuration, layout, throughput (median tokens/s and ms/step
- * over the logged steps), MFU (model FLOP/s per rank over the single-core
- * SGEMM peak at the model's largest matmul), time breakdown, checkpoints,
+ * and the peak FLOP/s per rank weft-train measured at start or was given),
+ * metrics.jsonl, status.json (last checkpoint, restarts) and checkpoints/,
+ * and prints: configuration, layout, throughput (median tokens/s, ms/step
+ * and model FLOP/s per rank over the logged steps), MFU (model FLOP/s per
+ * rank over that peak, which it names), time breakdown, checkpoints,
  * restarts, errors (skipped or non-finite steps) and the final and best
  * losses. Medians are those of Python's statistics.median.
  *
@@ -117,13 +117,26 @@ static void config(const char *run)
     printf("%-12s(all keys: config.ini in the run directory)\n", "");
 }
 
-static void layout(const char *js, double *peak, double *ranks)
+/* The peak per rank MFU divides by and what it is. Runs before the
+ * machine's peak recorded a one-core SGEMM at one model shape instead. */
+static double peak_of(const char *js, char *what, size_t len)
+{
+    double peak = field(js, "peak_flops");
+    field_str(js, "peak_source", what, len);
+    if (!(peak > 0)) {
+        peak = field(js, "sgemm_peak_flops");
+        snprintf(what, len, "one-core SGEMM at one model shape (an older run: not a peak)");
+    }
+    return peak;
+}
+
+static void layout(const char *js, double *peak, char *peak_what, size_t len, double *ranks)
 {
     char backend[64], host[64];
     field_str(js, "backend", backend, sizeof backend);
     field_str(js, "host", host, sizeof host);
     *ranks = field(js, "ranks");
-    *peak = field(js, "sgemm_peak_flops");
+    *peak = peak_of(js, peak_what, len);
     if (!*js) {
         printf("layout      (no run.json in the run directory)\n");
         return;
@@ -237,17 +250,26 @@ static void outcome(const char *run)
     putchar('\n');
 }
 
-static void throughput(const metrics_row *r, int n, double peak, double ranks)
+static void throughput(const metrics_row *r, int n, double peak, const char *peak_what, double ranks)
 {
     double tps = median(r, n, offsetof(metrics_row, tps)), ms = median(r, n, offsetof(metrics_row, ms));
     double flops = median(r, n, offsetof(metrics_row, flops));
     printf("throughput  median %.0f tokens/s, %.2f ms/step (%d logged steps)\n", tps, ms, n);
-    if (isfinite(peak) && peak > 0 && isfinite(ranks) && ranks > 0)
-        printf("MFU         %.1f%%: %.2f GFLOP/s per rank (model) / %.2f GFLOP/s SGEMM peak\n"
-               "            (one core, largest matmul shape, measured at start)\n",
+    if (isfinite(ranks) && ranks > 0)
+        printf("            model %.2f GFLOP/s per rank\n", flops / ranks / 1e9);
+    if (isfinite(peak) && peak > 0 && isfinite(ranks) && ranks > 0) {
+        printf("MFU         %.1f%%: %.2f GFLOP/s per rank (model) / %.2f GFLOP/s peak per rank\n",
                100.0 * flops / ranks / peak, flops / ranks / 1e9, peak / 1e9);
-    else
-        printf("MFU         unknown (no SGEMM peak in run.json)\n");
+        wrap w = {.col = 12};
+        printf("%12s", "");
+        char buf[200];
+        snprintf(buf, sizeof buf, "(peak: %s)", peak_what);
+        for (char *word = strtok(buf, " "); word; word = strtok(NULL, " "))
+            item(&w, word);
+        putchar('\n');
+    } else {
+        printf("MFU         unknown (no peak in run.json)\n");
+    }
 }
 
 static void breakdown(const metrics_row *r, int n)
@@ -323,8 +345,8 @@ static void usage(FILE *f)
           "\n"
           "Prints a one-page summary of a weft-train run (at most 80 columns): how it\n"
           "ended (done, stopped and requeued, failed with exit code and reason, still\n"
-          "running), config, layout, throughput, MFU against the SGEMM peak measured\n"
-          "at start, time breakdown, checkpoints, restarts, errors, final and best\n"
+          "running), config, layout, throughput, MFU against the peak per rank in\n"
+          "run.json, time breakdown, checkpoints, restarts, errors, final and best\n"
           "losses. Reads RUN_DIR/metrics.jsonl, run.json, config.ini, status.json,\n"
           "heartbeat/ and checkpoints/.\n"
           "\n"
@@ -357,8 +379,9 @@ int main(int argc, char **argv)
     outcome(run);
     config(run);
     double peak, ranks;
-    layout(js, &peak, &ranks);
-    throughput(r, n, peak, ranks);
+    char peak_what[160];
+    layout(js, &peak, peak_what, sizeof peak_what, &ranks);
+    throughput(r, n, peak, peak_what, ranks);
     breakdown(r, n);
     checkpoints(run);
     losses(r, n);

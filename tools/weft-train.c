@@ -8,17 +8,16 @@
  * A thin program over the library trainer (train/trainer.h), which owns the
  * step, checkpoints, stop signals and metrics: parse the command line, open
  * the token datasets, build this rank's part of GPT-2, run the trainer, and
- * at the end sample from the model (--sample).
+ * at the end sample from the model (--sample, through model/generate.h).
  */
+#include "model/generate.h"
 #include "model/lm.h"
 #include "runtime/cli.h"
-#include "runtime/rng.h"
 #include "weft.h"
 #include "train/token_source.h"
 #include "train/trainer.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,26 +59,6 @@ static int build_model(weft_trainer *t, const weft_config *cfg, int vocab, weft_
 
 /* --- sampling ------------------------------------------------------------- */
 
-static int32_t pick(const float *logits, int V, double temperature, weft_rng *rng)
-{
-    int32_t best = 0;
-    for (int v = 1; v < V; v++)
-        if (logits[v] > logits[best])
-            best = v;
-    if (temperature <= 0)
-        return best;
-    double z = 0, r;
-    for (int v = 0; v < V; v++)
-        z += exp((logits[v] - logits[best]) / temperature);
-    r = weft_rng_uniform(rng) * z;
-    for (int v = 0; v < V; v++) {
-        r -= exp((logits[v] - logits[best]) / temperature);
-        if (r <= 0)
-            return v;
-    }
-    return best;
-}
-
 static void print_tokens(const int32_t *tok, int n, int vocab)
 {
     for (int i = 0; i < n; i++) {
@@ -90,42 +69,40 @@ static void print_tokens(const int32_t *tok, int n, int vocab)
     }
 }
 
+/* --sample N: rank 0 generates N tokens after the prompt through the
+ * model's key/value cache (model/generate.h, as weft-generate does), at
+ * --temperature, seeded train.seed + 1. */
 static int sample(weft_ctx *ctx, weft_model *m, int V, const cli_opts *cli)
 {
     if (ctx->rank != 0 || cli->sample_tokens <= 0)
         return 0;
     if (weft_config_int(ctx->config, "parallel.tp") > 1 || weft_config_int(ctx->config, "parallel.pp") > 1)
         return 0; /* refused at start by check_config */
-    if (!m->ops->logits)
-        return weft_error(WEFT_EINVAL, "--sample: the %s model gives no logits", m->ops->family);
-    int T = (int)weft_config_int(ctx->config, "train.seq_len"), n = 0;
-    int total = cli->sample_tokens;
-    int32_t *tok = malloc((size_t)(total + 256) * sizeof(int32_t));
+    int context = (int)weft_config_int(ctx->config, "model.context"), total = cli->sample_tokens, n = 0;
+    int cap = context < 256 ? context : 256;
+    int32_t *tok = malloc((size_t)(cap + total) * sizeof(int32_t));
     if (!tok)
         return weft_error(WEFT_ENOMEM, "--sample %d: out of memory", total);
-    weft_rng rng;
-    weft_rng_seed(&rng, (uint64_t)weft_config_int(ctx->config, "train.seed") + 1);
-    for (const char *p = cli->prompt; *p && n < 256; p++)
+    size_t len = strlen(cli->prompt);
+    for (const char *p = cli->prompt + (len > (size_t)cap ? len - (size_t)cap : 0); *p; p++)
         tok[n++] = V >= 256 ? (unsigned char)*p : 0;
     if (n == 0)
         tok[n++] = V > '\n' ? '\n' : 0;
-    int start = n;
-    for (int i = 0; i < total; i++, n++) {
-        int ctx = n < T ? n : T;
-        const float *logits;
-        int rc = m->ops->logits(m, tok + n - ctx, 1, ctx, &logits);
-        if (rc) {
-            free(tok);
-            return rc;
-        }
-        tok[n] = pick(logits + (size_t)(ctx - 1) * V, V, cli->temperature, &rng);
+    weft_sample_opts so = {.temperature = cli->temperature, .top_p = 1.0,
+                           .seed = (uint64_t)weft_config_int(ctx->config, "train.seed") + 1};
+    weft_generate_opts go = {.context = context, .max_new = total, .eot = -1};
+    weft_sampler *s = NULL;
+    int made = 0, rc = weft_sampler_new(V, &so, &s);
+    if (rc == 0)
+        rc = weft_generate(m, s, tok, n, &go, tok + n, &made);
+    if (rc == 0) {
+        printf("--- sample (%d tokens, temperature %g) ---\n", made, cli->temperature);
+        print_tokens(tok, n + made, V);
+        printf("\n---\n");
     }
-    printf("--- sample (%d tokens, temperature %g) ---\n", total, cli->temperature);
-    print_tokens(tok, start, V);
-    print_tokens(tok + start, n - start, V);
-    printf("\n---\n");
+    weft_sampler_free(s);
     free(tok);
-    return 0;
+    return rc;
 }
 
 /* WEFT_DUMP_PARAMS=1 (tests): every rank writes its parameters to

@@ -1,6 +1,7 @@
 /*
  * cadence.c -- the trainer's checkpoints (trainer.h): resuming at start
- * (--resume, --resume=auto, --init-from), saving after steps
+ * (--resume, --resume=auto, --init-from; weights alone for weft-eval:
+ * weft_trainer_load_weights), saving after steps
  * (checkpoint.every, at the end, on a stop signal), and telling the
  * scheduler what is committed. The checkpoint itself is checkpoint/ckpt.h;
  * the model's tensors reach it through checkpoint/state.h.
@@ -78,7 +79,7 @@ static int resume_base(weft_trainer *t, const char *path, const weft_ckpt_meta *
 static int apply_loaded(weft_trainer *t, const char *path, weft_ckpt_loaded *L, int weights_only)
 {
     int rc = 0;
-    uint64_t have = t->train->ops->hash(t->train);
+    uint64_t have = weights_only ? 0 : t->train->ops->hash(t->train);
     if (!weights_only && L->meta.dataset_hash != have)
         rc = weft_error(WEFT_EDATA, "checkpoint %s was trained on dataset %016llx, but data.path gives %016llx: "
                         "resume with the same data, or start from its weights with --init-from", path,
@@ -212,6 +213,15 @@ int weft_trainer_ckpt_resume(weft_trainer *t, const weft_trainer_start_opts *so)
                           "the same model without adapters, e.g. one weft-ckpt import made)", m->nfrozen,
                           m->adapter ? m->adapter : "frozen");
     return 0;
+}
+
+int weft_trainer_load_weights(weft_trainer *t, const char *name)
+{
+    if (!t->model)
+        return weft_error(WEFT_EINVAL, "weft_trainer_load_weights: set the model first");
+    weft_ckpt_model_free(&t->cdesc);
+    WEFT_CHECK(weft_ckpt_model_describe(t->model, t->dp, t->opt, t->world, t->mesh, t->o.zero, &t->cdesc));
+    return init_from(t, name);
 }
 
 int weft_trainer_ckpt_setup(weft_trainer *t)

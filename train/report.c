@@ -78,15 +78,29 @@ int weft_trainer_write_file(const weft_trainer *t, const char *name, const char 
     return weft_atomic_write(t->o.run_dir, name, text, strlen(text));
 }
 
-/* Rank 0 records the run's configuration and layout for weft-report. Every
- * rank measures the SGEMM rate at once (as they will run), at the model's
- * largest matmul over one micro-batch's rows. */
+/* The peak MFU divides by: run.peak_flops, or the machine's f32 peak as a
+ * rank sees it -- the best oneDNN GEMM of a few large squares on the rank's
+ * threads, every rank measuring at once (as they will run), never a
+ * model-shaped rate, so MFU stays below 100%. */
+static void measure_peak(weft_trainer *t, char *what, size_t len)
+{
+    double given = weft_config_float(t->cfg, "run.peak_flops");
+    int threads = weft_matmul_threads();
+    t->peak_flops = given > 0 ? given : weft_matmul_peak(0.6);
+    if (given > 0)
+        snprintf(what, len, "run.peak_flops");
+    else
+        snprintf(what, len, "oneDNN f32 GEMM, best of 1024/1536/2048 squares, %d thread%s", threads,
+                 threads == 1 ? "" : "s");
+}
+
+/* Rank 0 records the run's configuration and layout for weft-report, with
+ * the peak every rank measured. */
 int weft_trainer_write_run_info(weft_trainer *t)
 {
     const weft_model *m = t->model;
-    int M = (int)(t->o.b * m->tokens_per_sample), N = m->largest_matmul[0] > 0 ? m->largest_matmul[0] : 1,
-        K = m->largest_matmul[1] > 0 ? m->largest_matmul[1] : 1;
-    double peak = weft_sgemm_rate(M, N, K, 0.2);
+    char peak_what[128];
+    measure_peak(t, peak_what, sizeof peak_what);
     if (t->rank != 0)
         return 0;
     char json[2048];
@@ -100,13 +114,13 @@ int weft_trainer_write_run_info(weft_trainer *t)
              "{\"ranks\":%d,\"dp\":%d,\"tp\":%d,\"pp\":%d,\"schedule\":\"%s\",\"nodes\":%d,\"host\":\"%s\","
              "\"backend\":\"%s\",\"zero\":%d,\"buckets\":%d,\"model\":\"%s\","
              "\"bucket_mb\":%g,\"params\":%zu,\"micro_batches\":%lld,\"tokens_per_step\":%lld,"
-             "\"flops_per_token\":%.6g,\"sgemm_peak_flops\":%.6g,\"sgemm_shape\":[%d,%d,%d],"
-             "\"checkpoints\":0,\"restarts\":0,\"started\":%.3f}\n",
+             "\"flops_per_token\":%.6g,\"peak_flops\":%.6g,\"peak_precision\":\"f32\",\"peak_source\":\"%s\","
+             "\"threads\":%d,\"checkpoints\":0,\"restarts\":0,\"started\":%.3f}\n",
              t->size, t->D, weft_mesh_size(t->mesh, WEFT_AXIS_TP), weft_mesh_size(t->mesh, WEFT_AXIS_PP),
              t->o.schedule, t->ctx->nnodes, t->ctx->host, weft_comm_backend(t->comm), t->o.zero,
              weft_dp_nbuckets(t->dp), m->ops->family, weft_config_float(t->cfg, "parallel.bucket_mb"),
              m->global_params, (long long)t->o.k, (long long)(t->o.G * m->tokens_per_sample), m->flops_per_token,
-             peak, M, N, K, weft_wall_s());
+             t->peak_flops, peak_what, weft_matmul_threads(), weft_wall_s());
     return weft_trainer_write_file(t, "run.json", json);
 }
 
@@ -165,7 +179,7 @@ void weft_trainer_log_step(weft_trainer *t, const weft_step_stats *s)
     if (t->rank != 0)
         return;
     double tokens = (double)(t->o.G * t->model->tokens_per_sample), tps = tokens / (s->ms * 1e-3);
-    double flops = t->model->flops_per_token * tps;
+    double flops = t->model->flops_per_token * tps, mfu = t->peak_flops > 0 ? flops / t->size / t->peak_flops : NAN;
     FILE *f = t->metrics;
     fprintf(f, "{\"step\":%lld", (long long)s->step + 1);
     json_num(f, "loss", s->loss, 17);
@@ -174,6 +188,8 @@ void weft_trainer_log_step(weft_trainer *t, const weft_step_stats *s)
     json_num(f, "tokens_per_s", tps, 7);
     json_num(f, "ms_per_step", s->ms, 6);
     json_num(f, "flops_per_s", flops, 5);
+    if (isfinite(mfu))
+        json_num(f, "mfu", mfu, 4);
     json_num(f, "data_wait_ms", s->data_ms, 4);
     json_num(f, "comm_wait_ms", s->comm_ms, 4);
     json_num(f, "comm_hidden", s->hidden, 3);
@@ -186,9 +202,19 @@ void weft_trainer_log_step(weft_trainer *t, const weft_step_stats *s)
     fprintf(f, "%s}\n", s->skipped ? ",\"skipped\":true" : "");
     fflush(f);
     double eta = (double)(t->o.steps - s->step - 1) * s->ms * 1e-3;
+    char mfu_s[32] = "";
+    if (isfinite(mfu))
+        snprintf(mfu_s, sizeof mfu_s, "MFU %.1f%% | ", 100 * mfu);
+    if (mfu > 1 && !t->peak_warned) {
+        t->peak_warned = 1;
+        WEFT_WARN("MFU %.0f%%: this step ran faster than the peak of %.2f GFLOP/s per rank (%s), so that peak is "
+                  "too low -- other processes shared the cores when it was measured at start; give the machine's "
+                  "peak with run.peak_flops", 100 * mfu, t->peak_flops / 1e9,
+                  weft_config_float(t->cfg, "run.peak_flops") > 0 ? "run.peak_flops" : "measured at start");
+    }
     printf("%sstep %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | %.1f ms | %.2f GFLOP/s/rank | "
-           "ETA %.0fs\n", t->o.tty ? "\r\033[K" : "", (long long)s->step + 1, (long long)t->o.steps, s->loss, s->lr,
-           s->grad_norm, tps, s->ms, flops / t->size / 1e9, eta);
+           "%sETA %.0fs\n", t->o.tty ? "\r\033[K" : "", (long long)s->step + 1, (long long)t->o.steps,
+           s->loss, s->lr, s->grad_norm, tps, s->ms, flops / t->size / 1e9, mfu_s, eta);
     if (!isnan(s->val_loss))
         printf("          validation loss %.4f\n", s->val_loss);
     fflush(stdout);
@@ -209,7 +235,10 @@ void weft_trainer_report_step(weft_trainer *t, const weft_step_stats *s)
     weft_sched_step_info in = {.step = s->step + 1, .loss = s->loss,
                                .tokens = t->o.G * t->model->tokens_per_sample, .step_s = s->ms * 1e-3,
                                .comm_s = s->comm_ms * 1e-3, .data_s = s->data_ms * 1e-3,
-                               .ckpt_s = s->ckpt_ms * 1e-3};
+                               .ckpt_s = s->ckpt_ms * 1e-3,
+                               .flops_per_rank = t->model->flops_per_token * (double)(t->o.G * t->model->tokens_per_sample) /
+                                                 t->size,
+                               .peak_flops = t->peak_flops};
     in.compute_s = in.step_s - in.comm_s - in.data_s - in.ckpt_s;
     weft_sched_step(t->sched, &in);
 }

@@ -12,6 +12,7 @@
 #include "collectives/agree.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
+#include "runtime/stop.h"
 #include "runtime/trace.h"
 
 #include <math.h>
@@ -139,11 +140,20 @@ int weft_trainer_step(weft_trainer *t, weft_step_stats *s)
     return 0;
 }
 
-/* Mean loss over train.eval_batches global batches from the start of the
- * validation split, so evaluations are comparable. */
-int weft_trainer_evaluate(weft_trainer *t, double *val_loss)
+int64_t weft_trainer_val_batches(const weft_trainer *t)
 {
-    int64_t batches = t->o.eval_batches;
+    if (!t->val)
+        return 0;
+    int64_t samples = t->val->ops->samples(t->val);
+    return samples < 0 ? -1 : samples / t->o.G;
+}
+
+/* Mean loss over `batches` (train.eval_batches when <= 0) global batches
+ * from the start of the validation split, so evaluations are comparable. */
+int weft_trainer_evaluate(weft_trainer *t, int64_t batches, double *val_loss)
+{
+    if (batches <= 0)
+        batches = t->o.eval_batches;
     *val_loss = NAN;
     if (!t->val || batches <= 0)
         return 0;
@@ -152,14 +162,15 @@ int weft_trainer_evaluate(weft_trainer *t, double *val_loss)
     double loss_sum = 0;
     for (int64_t i = 0; i < batches; i++) {
         int stop;
-        WEFT_CHECK(weft_comm_any(t->world, weft_sched_stop_signal(t->sched), &stop));
+        WEFT_CHECK(weft_comm_any(t->world, weft_stop_requested(), &stop));
         if (stop) { /* every rank abandons the evaluation at the same batch */
             if (t->rank == 0)
                 WEFT_INFO("evaluation abandoned after %lld of %lld batches: stop requested", (long long)i,
                           (long long)batches);
             return 0;
         }
-        weft_sched_heartbeat(t->sched);
+        if (t->sched) /* started: tell the scheduler the job is alive */
+            weft_sched_heartbeat(t->sched);
         const void *batch;
         WEFT_CHECK(t->val->ops->next(t->val, &batch));
         WEFT_CHECK(weft_pipe_forward(t->pipe, batch, (int)t->o.k, &loss_sum));

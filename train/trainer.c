@@ -33,7 +33,11 @@ const weft_config_key weft_train_config_keys[] = {
     {"train.eval_batches", WEFT_CFG_INT, "4", 0, 1e9, NULL, "global batches of the validation split per evaluation"},
     {"train.on_nonfinite", WEFT_CFG_ENUM, "stop", WEFT_UNBOUNDED, "stop|skip",
      "a NaN/inf loss or gradient: stop the run (exit 70), or skip that step's update"},
-    {"train.blas_threads", WEFT_CFG_INT, "1", 1, 1024, NULL, "BLAS threads per rank"},
+    {"train.threads", WEFT_CFG_INT, "1", 1, 1024, NULL,
+     "compute threads per rank (oneDNN's and BLAS's); ranks x threads should not exceed a node's cores"},
+    {"run.peak_flops", WEFT_CFG_FLOAT, "0", 0, 1e18, NULL,
+     "one rank's peak FLOP/s that MFU divides by; 0: measure at start (the best f32 oneDNN GEMM of a few large "
+     "squares on the rank's threads)"},
     {"train.progress", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|on|off",
      "live progress line between log lines; auto: when stdout is a terminal and not under mpirun/srun"},
     WEFT_CONFIG_END,
@@ -98,7 +102,7 @@ int weft_trainer_new_on(weft_ctx *ctx, weft_comm *world, const weft_config *cfg,
     /* Then: a stop signal during start-up sets the flag (the job stops
      * after its first step) instead of killing the process. */
     WEFT_CHECK(weft_stop_install(weft_config_str(t->cfg, "sched.signals")));
-    weft_kernels_init((int)weft_config_int(t->cfg, "train.blas_threads"));
+    weft_kernels_init((int)weft_config_int(t->cfg, "train.threads"));
     t->world = world;
     if (!world) {
         weft_comm_opts co;
@@ -303,7 +307,7 @@ static int after_step(weft_trainer *t, weft_step_stats *s)
     int64_t step = s->step;
     int last = step == t->o.steps - 1;
     if (last || (t->o.eval_every && (step + 1) % t->o.eval_every == 0))
-        WEFT_CHECK(weft_trainer_evaluate(t, &s->val_loss));
+        WEFT_CHECK(weft_trainer_evaluate(t, 0, &s->val_loss));
     if (last || (step + 1) % t->o.log_every == 0 || !isnan(s->val_loss) || step == 0)
         weft_trainer_log_step(t, s);
     else

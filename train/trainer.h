@@ -131,6 +131,21 @@ typedef struct weft_step_stats {
  * usable right after weft_trainer_set_model (tests, benchmarks). */
 WEFT_API int weft_trainer_step(weft_trainer *t, weft_step_stats *s);
 
+/* Collective. Only the weights of a checkpoint (a file, or a run or
+ * checkpoints directory: its latest; any layout wrote it) into the model,
+ * without the run's services: for a program that evaluates rather than
+ * trains (weft-eval). After weft_trainer_set_model. */
+WEFT_API int weft_trainer_load_weights(weft_trainer *t, const char *name);
+
+/* Collective. The mean loss (over every position) of `batches` global
+ * batches from the start of the validation split, the evaluation the loop
+ * runs (batches <= 0: train.eval_batches); NaN when there is no validation
+ * source. After weft_trainer_set_model; no step, no services needed. */
+WEFT_API int weft_trainer_evaluate(weft_trainer *t, int64_t batches, double *val_loss);
+/* Whole global batches in one pass over the validation split (0: none,
+ * -1: an endless source). */
+WEFT_API int64_t weft_trainer_val_batches(const weft_trainer *t);
+
 /* The trainer's model, data parallelism and optimizer as the checkpoint
  * layer sees them, for a program that drives weft_ckpt itself (free with
  * weft_ckpt_model_free). */

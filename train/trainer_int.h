@@ -67,10 +67,11 @@ struct weft_trainer {
     int loaded;                 /* a checkpoint was resumed (not --init-from) */
     char *base_path;            /* where the model's frozen tensors came from (absolute), or NULL */
     uint64_t base_hash;         /* its weft_ckpt_params_hash */
+    double peak_flops;          /* one rank's f32 peak FLOP/s, what MFU divides by: run.peak_flops,
+                                   or weft_matmul_peak at start (0: not known yet) */
+    int peak_warned;            /* told once that a step beat the peak */
 };
 
-/* step.c */
-int weft_trainer_evaluate(weft_trainer *t, double *val_loss);
 
 /* cadence.c */
 int weft_trainer_ckpt_resume(weft_trainer *t, const weft_trainer_start_opts *o);

@@ -46,7 +46,7 @@ def read_dump(path):
     cfg = {}
     for kv in words[1:]:
         k, v = kv.split("=")
-        cfg[k] = float(v) if k in ("rope_theta", "norm_eps") else int(v)
+        cfg[k] = float(v) if k in ("rope_theta", "norm_eps") else int(v) if v.lstrip("-").isdigit() else v
     pos, arrays = nl + 1, {}
     while pos < len(data):
         nl = data.index(b"\n", pos)

@@ -19,14 +19,7 @@
 dump="$WEFT_ROOT/$BUILD/tests/model/llama_dump"
 ref="$WEFT_ROOT/tests/model/llama_ref.py"
 
-py=""
-for p in /usr/bin/python3 python3; do
-    if "$p" -c 'import numpy' 2>/dev/null; then py=$p; break; fi
-done
-if [ -z "$py" ]; then
-    not_ok "numpy for the reference" "no python3 with numpy (Debian: python3-numpy, mk/debian-packages.txt)"
-    exit 1
-fi
+numpy_python
 if [ ! -x "$dump" ]; then
     not_ok "$dump exists" "build it: make BUILD=$BUILD tests (or make $BUILD/tests/model/llama_dump)"
     exit 1

@@ -11,7 +11,7 @@ cd "$T" || exit 1
 B=$WEFT_BIN
 
 # ---- every tool: --help, unknown options ------------------------------------
-for tool in weft-data weft-ckpt weft-info weft-bench weft-plot weft-report weft-trace weft-doctor; do
+for tool in weft-data weft-ckpt weft-info weft-bench weft-plot weft-report weft-trace weft-doctor weft-generate; do
     expect_exit 0 "$tool --help exits 0" "$B/$tool" --help
     grep -q '^usage: ' <<<"$LAST_OUT" && ok "  ... and prints the usage" || not_ok "  ... and prints the usage" "$LAST_OUT"
     expect_exit 64 "$tool --no-such-option exits 64" "$B/$tool" --no-such-option

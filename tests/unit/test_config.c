@@ -314,6 +314,36 @@ static void test_set_origin(void **state)
     assert_string_equal(weft_config_origin(cfg, "train.steps"), "WEFT_STEPS");
 }
 
+/* weft_config_adopt: the selected keys still at their defaults take the
+ * text's values; keys given elsewhere, keys not selected, sections nobody
+ * declares and keys the text lacks are left alone. */
+static void test_adopt(void **state)
+{
+    weft_config *cfg = *state;
+    assert_int_equal(weft_config_set(cfg, "train.steps", "7", "command line"), 0);
+    static const char text[] = "# a stored run\n[comm]\nbackend = tcp\nretries = 9\n[lora]\nrank = 8\n"
+                               "[train]\nsteps = 500\nlr = 0.5\nname = \"stored run\"\n";
+    static const char *const names[] = {"train.", "comm.retries", NULL};
+    assert_int_equal(weft_config_adopt(cfg, text, strlen(text), "checkpoint c.h5", names), 0);
+    assert_int_equal(weft_config_int(cfg, "train.steps"), 7); /* given: kept */
+    assert_string_equal(weft_config_origin(cfg, "train.steps"), "command line");
+    assert_true(weft_config_float(cfg, "train.lr") == 0.5);
+    assert_string_equal(weft_config_origin(cfg, "train.lr"), "checkpoint c.h5");
+    assert_string_equal(weft_config_str(cfg, "train.name"), "stored run");
+    assert_int_equal(weft_config_int(cfg, "comm.retries"), 9);
+    assert_string_equal(weft_config_str(cfg, "comm.backend"), "auto"); /* not selected */
+    assert_int_equal(weft_config_int(cfg, "train.seed"), -1);          /* not in the text */
+    assert_string_equal(weft_config_origin(cfg, "train.seed"), "default");
+    /* a bad value, or a selected key this program does not know (a newer
+     * run's), is an error naming the origin */
+    static const char bad[] = "[train]\nseed = soon\n", unknown[] = "[train]\nnot_a_key = 1\n";
+    assert_int_equal(weft_config_adopt(cfg, bad, strlen(bad), "checkpoint c.h5", names), WEFT_ECONFIG);
+    assert_non_null(strstr(weft_last_error(), "checkpoint c.h5"));
+    assert_int_equal(weft_config_adopt(cfg, unknown, strlen(unknown), "checkpoint c.h5", names), WEFT_ECONFIG);
+    assert_non_null(strstr(weft_last_error(), "not_a_key"));
+    assert_int_equal(weft_config_int(cfg, "train.seed"), -1); /* nothing half-adopted */
+}
+
 /* ---- types and ranges ---------------------------------------------------- */
 
 static void test_int(void **state)
@@ -866,6 +896,7 @@ int main(void)
         T(test_args_errors),
         T(test_load_file),
         T(test_set_origin),
+        T(test_adopt),
         T(test_int),
         T(test_float),
         T(test_bool),

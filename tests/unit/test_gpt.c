@@ -101,7 +101,9 @@ static void test_layout_constraints(void **state)
 
 static double loss_at(weft_gpt *m, const int32_t *tok, const int32_t *tgt)
 {
-    return weft_gpt_forward(m, tok, tgt, B, T);
+    double loss;
+    assert_int_equal(weft_gpt_forward(m, tok, tgt, B, T, &loss), 0);
+    return loss;
 }
 
 /* Every tensor: 3 elements (first, middle, last), central differences. */
@@ -113,7 +115,7 @@ static void test_gradients(void **state)
     batch(tok, tgt);
     loss_at(m, tok, tgt);
     weft_gpt_zero_grad(m);
-    weft_gpt_backward(m, 1.0, NULL, NULL);
+    assert_int_equal(weft_gpt_backward(m, 1.0, NULL, NULL), 0);
     float *P = weft_gpt_params(m);
     const float *G = weft_gpt_grads(m);
     const double eps = 1e-2;
@@ -160,13 +162,13 @@ static void test_hook_and_accumulation(void **state)
     float *once = malloc(n * sizeof(float));
     loss_at(m, tok, tgt);
     weft_gpt_zero_grad(m);
-    weft_gpt_backward(m, 1.0, hook, NULL);
+    assert_int_equal(weft_gpt_backward(m, 1.0, hook, NULL), 0);
     assert_int_equal(hook_calls, L + 2);       /* ln_f, each block, embeddings */
     assert_true(hook_monotone);
     assert_int_equal(last_offset, 0);
     memcpy(once, weft_gpt_grads(m), n * sizeof(float));
     loss_at(m, tok, tgt);
-    weft_gpt_backward(m, 1.0, NULL, NULL);     /* no zeroing: accumulates */
+    assert_int_equal(weft_gpt_backward(m, 1.0, NULL, NULL), 0); /* no zeroing: accumulates */
     const float *G = weft_gpt_grads(m);
     for (size_t i = 0; i < n; i++)
         assert_true(fabsf(G[i] - 2 * once[i]) <= 1e-5f + 1e-4f * fabsf(once[i]));

@@ -203,6 +203,53 @@ static void test_matmul(void **state)
     free(fi); free(fw); free(fb); free(fo); free(fR); free(fdi); free(fdw); free(fdb);
 }
 
+/* The f32 linear layer runs on oneDNN (kernels/matmul_dnnl.c), a separate
+ * code path from the f64 one (CBLAS): compare them at shapes where
+ * oneDNN's blocking has tails, with and without bias, accumulating twice on
+ * top of G0, and with dinp and dbias NULL. The f64 reference gets the
+ * f32-rounded inputs, so only the f32 sums' rounding is measured. */
+static float *f32_of(double *x, size_t n)
+{
+    float *y = to_f32(x, n);
+    for (size_t i = 0; i < n; i++)
+        x[i] = y[i];
+    return y;
+}
+
+static void matmul_f32_case(int N, int C, int OC, int bias)
+{
+    size_t nin = (size_t)N * C, nw = (size_t)OC * C, nout = (size_t)N * OC;
+    double *inp = rnd(nin, 1), *w = rnd(nw, 1), *b = rnd(OC, 1), *R = rnd(nout, 1), *out = filled(nout, 0);
+    float *fi = f32_of(inp, nin), *fw = f32_of(w, nw), *fb = f32_of(b, OC), *fR = f32_of(R, nout);
+    float *fo = calloc(nout, 4);
+    weft_matmul_forward_f64(out, inp, w, bias ? b : NULL, N, C, OC);
+    weft_matmul_forward(fo, fi, fw, bias ? fb : NULL, N, C, OC);
+    assert_true(rel_err_f32(fo, out, nout) < 1e-5);
+    double *di = filled(nin, G0), *dw = filled(nw, G0), *db = filled(OC, G0), *dw1 = filled(nw, 0);
+    float *fdi = to_f32(di, nin), *fdw = to_f32(dw, nw), *fdb = to_f32(db, OC), *fdw1 = calloc(nw, 4);
+    for (int k = 0; k < 2; k++) {
+        weft_matmul_backward_f64(di, dw, db, R, inp, w, N, C, OC);
+        weft_matmul_backward(fdi, fdw, fdb, fR, fi, fw, N, C, OC);
+    }
+    weft_matmul_backward_f64(NULL, dw1, NULL, R, inp, w, N, C, OC);
+    weft_matmul_backward(NULL, fdw1, NULL, fR, fi, fw, N, C, OC);
+    assert_true(rel_err_f32(fdi, di, nin) < 1e-5);
+    assert_true(rel_err_f32(fdw, dw, nw) < 1e-5);
+    assert_true(rel_err_f32(fdb, db, OC) < 1e-5);
+    assert_true(rel_err_f32(fdw1, dw1, nw) < 1e-5);
+    free(inp); free(w); free(b); free(R); free(out); free(di); free(dw); free(db); free(dw1);
+    free(fi); free(fw); free(fb); free(fR); free(fo); free(fdi); free(fdw); free(fdb); free(fdw1);
+}
+
+static void test_matmul_f32(void **state)
+{
+    (void)state;
+    static const int shapes[][3] = {{1, 1, 1}, {10, 8, 6}, {37, 29, 23}, {64, 256, 200}, {300, 17, 129}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int bias = 0; bias < 2; bias++)
+            matmul_f32_case(shapes[i][0], shapes[i][1], shapes[i][2], bias);
+}
+
 /* --- layernorm ----------------------------------------------------------- */
 
 enum { LN_N = 10, LN_C = 8 };
@@ -904,6 +951,44 @@ static void test_gqa_blocked(void **state)
 /* With NKV = NH, grouped-query attention is the fused-qkv op on the same
  * q, k, v packed as qkv (B, T, 3C): forward, saved probabilities and
  * gradients agree. */
+/* Decoding over a key/value cache: new queries at positions pos0.. against
+ * the cache of every position so far equal those rows of the f64 full
+ * attention (the textbook loops), for a prefill of the whole prefix, a
+ * chunk after a prefix, one token at a time, and chunks longer than the
+ * kernel's row block; f32 against f64. */
+static void check_decode(int T, int NH, int NKV, int hs, int pos0, int n)
+{
+    size_t Cq = (size_t)NH * hs, Ckv = (size_t)NKV * hs;
+    double *q = rnd(T * Cq, 1.5), *k = rnd(T * Ckv, 1.5), *v = rnd(T * Ckv, 1.5);
+    double *ref = filled(T * Cq, 0), *out = filled(n * Cq, 9);
+    double *scratch = filled((size_t)WEFT_ATT_DECODE_ROWS * (pos0 + n), 7);   // dirty on purpose
+    gqa_ref(ref, q, k, v, 1, T, NH, NKV, hs);
+    weft_attention_decode_f64(out, scratch, q + pos0 * Cq, k, v, n, pos0, NH, NKV, hs);
+    double err = rel_err(out, ref + pos0 * Cq, n * Cq);
+    if (!(err < 1e-13))
+        print_error("decode f64 T=%d NH=%d NKV=%d pos0=%d n=%d: relative error %g\n", T, NH, NKV, pos0, n, err);
+    assert_true(err < 1e-13);
+    float *fq = to_f32(q + pos0 * Cq, n * Cq), *fk = to_f32(k, T * Ckv), *fv = to_f32(v, T * Ckv);
+    float *fo = calloc(n * Cq, 4), *fs = calloc((size_t)WEFT_ATT_DECODE_ROWS * (pos0 + n), 4);
+    weft_attention_decode(fo, fs, fq, fk, fv, n, pos0, NH, NKV, hs);
+    assert_true(rel_err_f32(fo, ref + pos0 * Cq, n * Cq) < 1e-5);
+    free(q); free(k); free(v); free(ref); free(out); free(scratch);
+    free(fq); free(fk); free(fv); free(fo); free(fs);
+}
+
+static void test_attention_decode(void **state)
+{
+    (void)state;
+    check_decode(9, 4, 2, 4, 0, 9);     // prefill of the whole prefix, GQA
+    check_decode(9, 4, 2, 4, 8, 1);     // the last token alone
+    check_decode(9, 4, 1, 4, 3, 4);     // a chunk after a prefix, multi-query
+    check_decode(9, 4, 4, 4, 5, 2);     // multi-head (GPT-2)
+    check_decode(150, 2, 1, 8, 0, 150); // rows in three blocks (64, 64, 22)
+    check_decode(150, 2, 2, 8, 70, 80); // blocks after a prefix
+    for (int p = 0; p < 12; p++)        // every position one at a time
+        check_decode(12, 2, 1, 6, p, 1);
+}
+
 static void test_gqa_is_mha(void **state)
 {
     (void)state;
@@ -1007,6 +1092,8 @@ static void test_sgemm_rate(void **state)
     (void)state;
     double r = weft_sgemm_rate(64, 64, 64, 0.01);
     assert_true(r > 1e6 && isfinite(r));
+    r = weft_matmul_rate(64, 64, 64, 0.01);
+    assert_true(r > 1e6 && isfinite(r));
 }
 
 /* The checker must fail on a wrong gradient, or every test above is empty. */
@@ -1066,6 +1153,7 @@ int main(void)
     weft_kernels_init(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_matmul_f32),
         cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_attention_small),
         cmocka_unit_test(test_attention_blocked),
@@ -1087,6 +1175,7 @@ int main(void)
         cmocka_unit_test(test_gqa_small),
         cmocka_unit_test(test_gqa_blocked),
         cmocka_unit_test(test_gqa_is_mha),
+        cmocka_unit_test(test_attention_decode),
         cmocka_unit_test(test_checker_catches_errors),
         cmocka_unit_test(test_checker_catches_llama_errors),
     };

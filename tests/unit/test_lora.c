@@ -87,7 +87,7 @@ static double loss_of(net *n, const int32_t *tok, const int32_t *tgt)
     if (n->llama)
         assert_int_equal(weft_llama_forward(n->m, tok, tgt, B, T, &loss), 0);
     else
-        loss = weft_gpt_forward(n->m, tok, tgt, B, T);
+        assert_int_equal(weft_gpt_forward(n->m, tok, tgt, B, T, &loss), 0);
     return loss;
 }
 
@@ -96,7 +96,7 @@ static void backward(net *n)
     if (n->llama)
         assert_int_equal(weft_llama_backward(n->m, 1.0, NULL, NULL), 0);
     else
-        weft_gpt_backward(n->m, 1.0, NULL, NULL);
+        assert_int_equal(weft_gpt_backward(n->m, 1.0, NULL, NULL), 0);
 }
 
 static const float *logits(net *n)
