@@ -6,8 +6,9 @@
 # schedules: stage-to-stage send/recv, TP allreduces, the tied embedding),
 # for GPT-2 and for Llama (with key/value heads replicated over TP: their
 # gradients' allreduce), and with LoRA adapters (model/lora.h) on every
-# linear of both families under TP (their dh and h allreduces) and PP. (The MPI backend is left out: Open MPI's non-blocking
-# collectives allocate their schedules inside the library on every call.)
+# linear of both families under TP (their dh and h allreduces) and PP.
+# (The MPI backend is left out: Open MPI's non-blocking collectives
+# allocate their schedules inside the library on every call.)
 . "$(dirname "$0")/../lib.sh"
 if [ -n "${SAN:-}" ]; then
     skip "no allocation in the steady-state step" "sanitizers replace malloc themselves (SAN=$SAN)"
