@@ -38,7 +38,7 @@ PUBLIC_HDRS := weft.h \
     kernels/kernels.h \
     data/manifest.h data/loader.h data/tokenizer.h \
     parallel/mesh.h parallel/dp.h parallel/pipeline.h \
-    model/model.h model/gpt.h model/llama.h model/lm.h model/optim.h model/generate.h \
+    model/model.h model/lora.h model/gpt.h model/llama.h model/lm.h model/optim.h model/generate.h \
     checkpoint/ckpt.h checkpoint/state.h \
     train/source.h train/token_source.h train/synthetic_source.h train/trainer.h
 TOOL_SRCS := $(sort $(wildcard tools/weft-*.c))

@@ -262,6 +262,10 @@ int weft_ckpt_root_attrs(hid_t f, const weft_ckpt_meta *m, const weft_ckpt_layou
     rc = keep(rc, weft_h5_attr_f64(f, "lr_min", m->lr_min));
     rc = keep(rc, weft_h5_attr_i64(f, "lr_warmup", m->warmup));
     rc = keep(rc, weft_h5_attr_i64(f, "lr_total_steps", m->total_steps));
+    if (m->base_path) {
+        rc = keep(rc, weft_h5_attr_str(f, "base_checkpoint", m->base_path));
+        rc = keep(rc, weft_h5_attr_u64(f, "base_hash", m->base_hash));
+    }
     return rc;
 }
 
