@@ -11,6 +11,7 @@
  * at the end sample from the model (--sample, through model/generate.h).
  */
 #include "model/generate.h"
+#include "checkpoint/ckpt.h"
 #include "model/lm.h"
 #include "runtime/cli.h"
 #include "weft.h"
@@ -162,7 +163,8 @@ static void usage(FILE *out)
             "  --init-from FILE|RUN_DIR  start from a checkpoint's weights (fine-tuning: fresh optimizer\n"
             "                   and data); a run directory means its latest checkpoint. With lora.rank > 0\n"
             "                   it is the frozen base (required); with --resume=auto, used only when there\n"
-            "                   is no checkpoint to resume (requeued fine-tuning jobs)\n"
+            "                   is no checkpoint to resume (requeued fine-tuning jobs). The model.* keys\n"
+            "                   not given are the checkpoint's (an imported model needs none)\n"
             "  --check          check the whole configuration and the datasets' manifests, create\n"
             "                   nothing, exit 0 (good) or 64 (bad; 66: a dataset is missing)\n"
             "A fresh start in a run.dir that holds a run is refused (exit 64): --resume it, or\n"
@@ -224,10 +226,29 @@ static int parse_cli(int argc, char **argv, int rank, cli_opts *cli)
 
 /* --- main ----------------------------------------------------------------- */
 
+/* --init-from: the checkpoint's model.* keys where the job did not give
+ * them, so a fine-tune from an imported model (weft-ckpt import) or another
+ * run needs no copy of its shape. Every rank reads the file, before any
+ * collective: the same answer everywhere. */
+static int adopt_model_keys(weft_ctx *ctx, const cli_opts *cli)
+{
+    static const char *const keys[] = {"model.", NULL};
+    char path[4096], *ini, origin[4200];
+    if (!cli->init_from)
+        return 0;
+    WEFT_CHECK(weft_ckpt_resolve(cli->init_from, path, sizeof path));
+    WEFT_CHECK(weft_ckpt_read_config(path, NULL, &ini, NULL));
+    snprintf(origin, sizeof origin, "checkpoint %s", path);
+    int rc = weft_config_adopt(ctx->config, ini, strlen(ini), origin, keys);
+    free(ini);
+    return rc;
+}
+
 /* Set up, train, sample. The model is the trainer's until it is closed. */
 static int train(weft_ctx *ctx, weft_trainer **tp, const cli_opts *cli)
 {
     int vocab;
+    WEFT_CHECK(adopt_model_keys(ctx, cli));
     WEFT_CHECK(check_config(ctx, cli, &vocab));
     if (cli->check) {
         if (ctx->rank == 0)
