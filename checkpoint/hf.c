@@ -854,7 +854,8 @@ static int export_tensors(hid_t f, const char *path, int llama, out_tensors *o, 
     return rc;
 }
 
-int weft_hf_export(const char *path, const char *format, const char *out, int *ntensors, char *family, size_t len)
+int weft_hf_export(const char *path, const char *format, const char *out, const char *tokenizer, int *ntensors,
+                   char *family, size_t len)
 {
     int hf = strcmp(format, "hf") == 0;
     if (!hf && strcmp(format, "safetensors") != 0)
@@ -878,7 +879,7 @@ int weft_hf_export(const char *path, const char *format, const char *out, int *n
         rc = weft_st_write(out, o.t, o.n, meta);
     if (rc == 0 && hf)
         rc = write_dir(out, &o, meta, json, json_config(cfg, vocab, json, sizeof json),
-                       weft_config_str(cfg, "data.tokenizer"));
+                       tokenizer ? tokenizer : weft_config_str(cfg, "data.tokenizer"));
     if (rc == 0) {
         *ntensors = o.n;
         snprintf(family, len, "%s", llama ? "llama" : "gpt2");

@@ -5,7 +5,7 @@
  *   weft-ckpt info CKPT [--config]        step, layout, data, tensors
  *   weft-ckpt verify CKPT                 every dataset against its checksum
  *   weft-ckpt diff A B [--tol X]          max abs / rel difference per tensor
- *   weft-ckpt export CKPT --format hf|safetensors -o OUT
+ *   weft-ckpt export CKPT --format hf|safetensors -o OUT [--tokenizer PATH]
  *                                         the weights with Hugging Face names
  *                                         and shapes (hf: a directory with
  *                                         config.json and model.safetensors)
@@ -48,7 +48,7 @@ static const char *usage_text =
     "       weft-ckpt info CKPT [--config]\n"
     "       weft-ckpt verify CKPT\n"
     "       weft-ckpt diff A B [--tol X]\n"
-    "       weft-ckpt export CKPT --format hf|safetensors -o OUT\n"
+    "       weft-ckpt export CKPT --format hf|safetensors -o OUT [--tokenizer PATH]\n"
     "       weft-ckpt import SRC [--config CONFIG_JSON] -o OUT.h5\n"
     "       weft-ckpt merge LORA_CKPT [--base BASE] -o OUT.h5\n"
     "       weft-ckpt COMMAND --help\n"
@@ -66,11 +66,12 @@ static const char *usage_text =
     "  export  the weights with Hugging Face names and shapes: GPT-2's as GPT2LMHeadModel\n"
     "          (transformer.h.0.attn.c_attn.weight is (C, 3C): Conv1D weights transposed;\n"
     "          lm_head tied, not written), Llama's as LlamaForCausalLM (as stored);\n"
-    "          --format hf: a new directory OUT with config.json and model.safetensors;\n"
+    "          --format hf: a new directory OUT with config.json, model.safetensors and the\n"
+    "          tokenizer's files (--tokenizer PATH, default the run's data.tokenizer);\n"
     "          --format safetensors: the one file OUT\n"
     "  import  a Hugging Face model as a checkpoint OUT.h5 (step 0, weights only, the\n"
-    "          model.* keys in its config) for weft-train --init-from, which needs the\n"
-    "          same model.* keys: import prints them. SRC is a model directory\n"
+    "          model.* keys in its config) for weft-train --init-from, which takes its\n"
+    "          model.* keys from it. SRC is a model directory\n"
     "          (config.json and model.safetensors or model.safetensors.index.json + shards),\n"
     "          an index.json, or one .safetensors file with --config CONFIG_JSON.\n"
     "          config.json's architectures / model_type: GPT2LMHeadModel / gpt2,\n"
@@ -333,11 +334,11 @@ static int cmd_import(const char *src, const char *config, const char *out)
     return 0;
 }
 
-static int cmd_export(const char *path, const char *format, const char *out)
+static int cmd_export(const char *path, const char *format, const char *out, const char *tokenizer)
 {
     int n;
     char family[16];
-    WEFT_CHECK(weft_hf_export(path, format, out, &n, family, sizeof family));
+    WEFT_CHECK(weft_hf_export(path, format, out, tokenizer, &n, family, sizeof family));
     if (strcmp(family, "gpt2") == 0)
         printf("%s: %d tensors (Hugging Face GPT-2 names; lm_head is tied to transformer.wte.weight)%s\n", out, n,
                strcmp(format, "hf") == 0 ? "; config.json" : "");
@@ -518,7 +519,7 @@ static int cmd_merge(const char *lora, const char *given_base, const char *outpa
 
 /* --- main ------------------------------------------------------------------ */
 
-enum { OPT_CONFIG = 256, OPT_TOL, OPT_FORMAT, OPT_HF_CONFIG, OPT_BASE };
+enum { OPT_CONFIG = 256, OPT_TOL, OPT_FORMAT, OPT_HF_CONFIG, OPT_BASE, OPT_TOKENIZER };
 
 static const struct option ckpt_opts[] = {
     {"config", no_argument, NULL, OPT_CONFIG},    /* info */
@@ -526,6 +527,7 @@ static const struct option ckpt_opts[] = {
     {"format", required_argument, NULL, OPT_FORMAT}, /* export */
     {"output", required_argument, NULL, 'o'},     /* export, merge */
     {"base", required_argument, NULL, OPT_BASE},  /* merge */
+    {"tokenizer", required_argument, NULL, OPT_TOKENIZER}, /* export */
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -547,7 +549,7 @@ static const struct {
     {"info", "one checkpoint FILE or RUN_DIR", 1, {OPT_CONFIG}},
     {"verify", "one checkpoint FILE or RUN_DIR", 1, {0}},
     {"diff", "two checkpoints A B (files or run directories)", 2, {OPT_TOL}},
-    {"export", "one checkpoint FILE or RUN_DIR", 1, {OPT_FORMAT, 'o'}},
+    {"export", "one checkpoint FILE or RUN_DIR", 1, {OPT_FORMAT, 'o', OPT_TOKENIZER}},
     {"import", "one Hugging Face model DIR, .safetensors file or model.safetensors.index.json", 1,
      {OPT_HF_CONFIG, 'o'}},
     {"merge", "one LoRA checkpoint FILE or RUN_DIR", 1, {OPT_BASE, 'o'}},
@@ -556,7 +558,7 @@ static const struct {
 typedef struct {
     int show_config;
     double tol;
-    const char *format, *out, *hf_config, *base;
+    const char *format, *out, *hf_config, *base, *tokenizer;
 } ckpt_args;
 
 static int takes(size_t k, int opt)
@@ -590,6 +592,7 @@ static int parse_cmd(size_t k, weft_cli *cli, ckpt_args *a)
         case 'o': a->out = cli->arg; break;
         case OPT_HF_CONFIG: a->hf_config = cli->arg; break;
         case OPT_BASE: a->base = cli->arg; break;
+        case OPT_TOKENIZER: a->tokenizer = cli->arg; break;
         }
     }
     int st = weft_cli_operands(cli, cmds[k].nops, cmds[k].nops, cmds[k].operands);
@@ -618,7 +621,7 @@ static int run(size_t k, char **ops, const ckpt_args *a, int *differs)
     case 2: return cmd_verify(p[0]);
     case 3: return cmd_diff(p[0], p[1], a->tol, differs);
     case 6: return cmd_merge(p[0], a->base, a->out);
-    default: return cmd_export(p[0], a->format, a->out);
+    default: return cmd_export(p[0], a->format, a->out, a->tokenizer);
     }
 }
 
