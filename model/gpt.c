@@ -133,7 +133,7 @@ void weft_gpt_config_from(const weft_config *cfg, int vocab, weft_gpt_config *ou
 }
 
 /* Adapters: known targets, a rank no larger than a target's smaller side
- * (C for every GPT-2 linear), no dropout (not implemented). */
+ * (C for every GPT-2 linear); dropout in [0, 1). */
 static int lora_check(const weft_gpt_config *c)
 {
     const weft_lora_config *lc = &c->lora;
@@ -141,12 +141,12 @@ static int lora_check(const weft_gpt_config *c)
         return 0;
     unsigned mask;
     WEFT_CHECK(weft_lora_parse_targets(lc->targets, "qkv", target_names, NTARGET, &mask));
+    if (!(lc->dropout >= 0 && lc->dropout < 1))
+        return weft_error(WEFT_ECONFIG, "lora.dropout (%g) must be in [0, 1): the kept inputs are scaled by "
+                          "1 / (1 - p)", lc->dropout);
     if (lc->rank < 0 || lc->rank > c->n_embd)
         return weft_error(WEFT_ECONFIG, "lora.rank (%d) must be in [0, %d]: at most the smaller side of every "
                           "target linear (model.n_embd)", lc->rank, c->n_embd);
-    if (lc->dropout != 0)
-        return weft_error(WEFT_ECONFIG, "lora.dropout = %g: adapter dropout is not implemented; set it to 0",
-                          lc->dropout);
     return 0;
 }
 
@@ -632,6 +632,7 @@ int weft_gpt_forward(weft_gpt *m, const int32_t *tokens, const int32_t *targets,
     if (m->part.pp_size > 1)
         return weft_error(WEFT_EINVAL, "weft_gpt_forward needs the model's one stage (pp %d): use the model "
                           "interface's forward", m->part.pp_size);
+    weft_lora_begin(m->lora, 0, 0, 0, 0); /* not a training step: no dropout */
     return weft_gpt_forward_slot(m, 0, tokens, targets, b, t, loss);
 }
 
@@ -816,6 +817,7 @@ static int iface_forward(weft_model *mm, int slot, const void *batch, int mb, do
 {
     weft_gpt *m = gpt_of(mm);
     weft_model_split_windows(batch, mb, m->B, m->T, m->in, m->tgt);
+    weft_lora_begin(m->lora, slot, mm->training, mm->step, mb);
     return weft_gpt_forward_slot(m, slot, m->in, m->tgt, m->B, m->T, loss);
 }
 

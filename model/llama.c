@@ -150,7 +150,7 @@ static void cache_free(llama_cache *c)
 /* --- configuration -------------------------------------------------------- */
 
 /* Adapters: known targets, a rank no larger than any target's smaller
- * side, no dropout (not implemented). */
+ * side; dropout in [0, 1). */
 static int lora_check(const weft_llama_config *c)
 {
     const weft_lora_config *lc = &c->lora;
@@ -158,6 +158,9 @@ static int lora_check(const weft_llama_config *c)
         return 0;
     unsigned mask;
     WEFT_CHECK(weft_lora_parse_targets(lc->targets, "q,v", target_names, NTARGET, &mask));
+    if (!(lc->dropout >= 0 && lc->dropout < 1))
+        return weft_error(WEFT_ECONFIG, "lora.dropout (%g) must be in [0, 1): the kept inputs are scaled by "
+                          "1 / (1 - p)", lc->dropout);
     for (int k = 0; k < NTARGET; k++) {
         int64_t d[2];
         target_dims(c, k, d);
@@ -167,9 +170,6 @@ static int lora_check(const weft_llama_config *c)
                               "(%lld, %lld)): the rank must be in [0, %lld]", lc->rank, target_names[k],
                               (long long)side, (long long)d[0], (long long)d[1], (long long)side);
     }
-    if (lc->dropout != 0)
-        return weft_error(WEFT_ECONFIG, "lora.dropout = %g: adapter dropout is not implemented; set it to 0",
-                          lc->dropout);
     return 0;
 }
 
@@ -682,6 +682,7 @@ int weft_llama_forward(weft_llama *m, const int32_t *tokens, const int32_t *targ
     if (m->part.pp_size > 1)
         return weft_error(WEFT_EINVAL, "weft_llama_forward needs the model's one stage (pp %d): use the "
                           "model interface's forward", m->part.pp_size);
+    weft_lora_begin(m->lora, 0, 0, 0, 0); /* not a training step: no dropout */
     return forward_slot(m, 0, tokens, targets, b, t, loss);
 }
 
@@ -899,6 +900,7 @@ static int iface_forward(weft_model *mm, int slot, const void *batch, int mb, do
 {
     weft_llama *m = llama_of(mm);
     weft_model_split_windows(batch, mb, m->B, m->T, m->in, m->tgt);
+    weft_lora_begin(m->lora, slot, mm->training, mm->step, mb);
     return forward_slot(m, slot, m->in, m->tgt, m->B, m->T, loss);
 }
 

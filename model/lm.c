@@ -35,7 +35,7 @@ const weft_config_key weft_model_config_keys[] = {
      "comma-separated linears that get adapters: gpt2 qkv, proj, fc, fcproj (attn.c_attn, attn.c_proj, "
      "mlp.c_fc, mlp.c_proj); llama q, k, v, o, gate, up, down. Empty: qkv (gpt2), q,v (llama)"},
     {"lora.dropout", WEFT_CFG_FLOAT, "0", 0, 1, NULL,
-     "dropout on the adapters' input: not implemented, only 0 is accepted (other values exit 64)"},
+     "dropout on the adapters' input in training steps (each element kept with probability 1 - p and scaled by 1 / (1 - p)), drawn from (train.seed, step, micro-batch): a resumed run draws the same masks"},
     WEFT_CONFIG_END,
 };
 
@@ -118,6 +118,7 @@ int weft_lm_new(const weft_config *cfg, int vocab, const weft_model_part *part, 
         weft_llama_config lc;
         weft_llama *m;
         weft_llama_config_from(cfg, vocab, &lc);
+        lc.lora.seed = seed;
         WEFT_CHECK(weft_llama_new_part(&lc, part, part->micro_batch, part->seq_len, &m));
         weft_llama_init(m, seed);
         *out = weft_llama_model(m);
@@ -127,6 +128,7 @@ int weft_lm_new(const weft_config *cfg, int vocab, const weft_model_part *part, 
     weft_gpt *g;
     weft_gpt_config_from(cfg, vocab, &gc);
     weft_lora_config_from(cfg, &gc.lora);
+    gc.lora.seed = seed;
     WEFT_CHECK(weft_gpt_new_part(&gc, part, part->micro_batch, part->seq_len, &g));
     weft_gpt_init(g, seed);
     *out = weft_gpt_model(g);

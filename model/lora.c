@@ -17,6 +17,8 @@ typedef enum { WHOLE, COLUMN, ROW } split_kind;
 typedef struct {
     size_t offA, offB;   /* in the model's params / grads */
     int in, out;         /* the base layer's local channels */
+    int col0;            /* the global input column of local column 0 (row-parallel bases) */
+    uint64_t id;         /* a hash of the base's global name: its dropout masks' own stream */
     split_kind split;
 } adapter;
 
@@ -31,6 +33,11 @@ struct weft_lora {
     float *h;            /* (nslots, nad, max_rows, r): s x A^T of each forward */
     float *dh;           /* (max_rows, r) */
     float *u;            /* (max_rows, max_out) the update s h B^T before it is added */
+    double p;            /* dropout */
+    uint64_t seed;
+    uint64_t *key;       /* (nslots) this slot's micro-batch's mask key; 0: no dropout */
+    int max_in;
+    float *xd;           /* (max_rows, max_in) the dropped-out input, or dh A before its mask */
 };
 
 int weft_lora_parse_targets(const char *list, const char *def, const char *const *names, int n, unsigned *mask)
@@ -67,6 +74,8 @@ int weft_lora_new(const weft_lora_config *c, int max_rows, int nslots, weft_comm
     lo->scale = (float)(c->alpha / c->rank);
     lo->max_rows = max_rows;
     lo->nslots = nslots;
+    lo->p = c->dropout;
+    lo->seed = c->seed;
     lo->tp = tp && weft_comm_size(tp) > 1 ? tp : NULL;
     *out = lo;
     return 0;
@@ -108,10 +117,16 @@ int weft_lora_add(weft_lora *lo, weft_model *m, int cap, const weft_tensor *base
         lo->ad = a, lo->cap = nc;
     }
     const weft_tensor *A = &m->params[m->nparams - 2], *B = &m->params[m->nparams - 1];
-    lo->ad[lo->nad] = (adapter){.offA = A->offset, .offB = B->offset, .in = (int)base->shape[1],
-                                .out = (int)base->shape[0], .split = k};
+    uint64_t id = 0x84222325cbf29ce4ull; /* the name, not the index: a pipeline stage's first adapter is not the model's */
+    for (const char *c = base->name; *c; c++)
+        id = weft_rng_mix(id ^ (unsigned char)*c);
+    lo->ad[lo->nad] = (adapter){.offA = A->offset, .offB = B->offset, .in = (int)base->shape[1], .id = id,
+                                .out = (int)base->shape[0], .split = k,
+                                .col0 = k == ROW ? s->part * (int)base->shape[1] : 0};
     if (lo->ad[lo->nad].out > lo->max_out)
         lo->max_out = lo->ad[lo->nad].out;
+    if (lo->ad[lo->nad].in > lo->max_in)
+        lo->max_in = lo->ad[lo->nad].in;
     return lo->nad++;
 }
 
@@ -121,7 +136,9 @@ int weft_lora_alloc(weft_lora *lo)
     lo->h = calloc((size_t)lo->nslots * (size_t)(lo->nad ? lo->nad : 1) * rows * r, sizeof(float));
     lo->dh = calloc(rows * r, sizeof(float));
     lo->u = calloc(rows * (size_t)(lo->max_out ? lo->max_out : 1), sizeof(float));
-    if (!lo->h || !lo->dh || !lo->u)
+    lo->key = calloc((size_t)lo->nslots, sizeof *lo->key);
+    lo->xd = lo->p > 0 ? calloc(rows * (size_t)(lo->max_in ? lo->max_in : 1), sizeof(float)) : NULL;
+    if (!lo->h || !lo->dh || !lo->u || !lo->key || (lo->p > 0 && !lo->xd))
         return weft_error(WEFT_ENOMEM, "lora: out of memory for the adapters' activations");
     return 0;
 }
@@ -134,6 +151,8 @@ void weft_lora_free(weft_lora *lo)
     free(lo->h);
     free(lo->dh);
     free(lo->u);
+    free(lo->key);
+    free(lo->xd);
     free(lo);
 }
 
@@ -177,6 +196,35 @@ static void dh_times_a(float *restrict dx, const float *restrict dh, const float
     }
 }
 
+void weft_lora_begin(weft_lora *lo, int slot, int training, int64_t step, int mb)
+{
+    if (!lo)
+        return;
+    uint64_t k = weft_rng_mix(lo->seed ^ weft_rng_mix((uint64_t)step * 0x9E3779B97F4A7C15ull + (uint64_t)mb));
+    lo->key[slot] = training && lo->p > 0 ? (k ? k : 1) : 0;
+}
+
+/* Whether element (n, global column j) of adapter i survives dropout: a
+ * hash of the slot's key, the adapter's name and the element's place,
+ * uniform in [0, 1) against p. */
+static int kept(const weft_lora *lo, uint64_t key, int i, int n, int j)
+{
+    uint64_t h = weft_rng_mix(key ^ lo->ad[i].id ^ weft_rng_mix(((uint64_t)n << 32) ^ (uint64_t)j));
+    return (double)(h >> 11) * 0x1.0p-53 >= lo->p;
+}
+
+/* xd (N, in) = mask * x / (1 - p) of adapter i with the slot's key. */
+static void drop(const weft_lora *lo, uint64_t key, int i, const float *x, float *xd, int N)
+{
+    const adapter *a = &lo->ad[i];
+    float inv = (float)(1.0 / (1.0 - lo->p));
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < a->in; j++) {
+            size_t e = (size_t)n * a->in + j;
+            xd[e] = kept(lo, key, i, n, a->col0 + j) ? x[e] * inv : 0.0f;
+        }
+}
+
 static int sum_over_tp(const weft_lora *lo, float *x, size_t n)
 {
     return lo->tp ? weft_comm_allreduce(lo->tp, x, x, n, WEFT_F32, WEFT_SUM) : 0;
@@ -188,6 +236,10 @@ int weft_lora_forward(weft_lora *lo, int i, int slot, const float *params, const
     int r = lo->r;
     size_t nh = (size_t)N * r, ny = (size_t)N * a->out;
     float *h = slot_h(lo, i, slot);
+    if (lo->key[slot]) { /* dropout: A sees the masked input */
+        drop(lo, lo->key[slot], i, x, lo->xd, N);
+        x = lo->xd;
+    }
     /* h = s x A^T: scaled once here, so that y += h B^T and dB = dy^T h */
     weft_matmul_forward(h, x, params + a->offA, NULL, N, a->in, r);
     for (size_t j = 0; j < nh; j++)
@@ -216,10 +268,26 @@ int weft_lora_backward(weft_lora *lo, int i, int slot, const float *params, floa
         dh[j] *= lo->scale;
     /* Column-parallel: this rank's dh is a partial sum. Its dx share goes
      * in as it is (the base layer's dx is summed over the group later); dA
-     * needs the whole dh. */
-    dh_times_a(dx, dh, A, N, a->in, r);
+     * needs the whole dh. With dropout the share passes the same mask, and
+     * dA takes the masked input, both drawn again from the slot's key. */
+    uint64_t key = lo->key[slot];
+    if (key) {
+        float inv = (float)(1.0 / (1.0 - lo->p));
+        memset(lo->xd, 0, (size_t)N * a->in * sizeof(float));
+        dh_times_a(lo->xd, dh, A, N, a->in, r);
+        for (int n = 0; n < N; n++)
+            for (int j = 0; j < a->in; j++)
+                if (kept(lo, key, i, n, a->col0 + j))
+                    dx[(size_t)n * a->in + j] += lo->xd[(size_t)n * a->in + j] * inv;
+    } else {
+        dh_times_a(dx, dh, A, N, a->in, r);
+    }
     if (a->split == COLUMN)
         WEFT_CHECK(sum_over_tp(lo, dh, nh));
+    if (key) {
+        drop(lo, key, i, x, lo->xd, N);
+        x = lo->xd;
+    }
     weft_matmul_backward(NULL, dA, NULL, dh, x, A, N, a->in, r);
     return 0;
 }

@@ -23,6 +23,14 @@
  * Whole tensors (A of a column layer, B of a row layer) get the same
  * gradient on every TP rank, as LayerNorm weights do.
  *
+ * Dropout p on the adapter's input (PEFT's lora_dropout): x' = mask x /
+ * (1 - p) feeds A; the mask of element (row n, global column j) of adapter
+ * i is a hash of (seed, step, micro-batch, the base's global name, n, j), so backward draws it
+ * again instead of storing it, tensor-parallel ranks agree on the columns
+ * they share, and a resumed run draws the same masks. (Layouts that split
+ * the batch differently draw different masks: with dropout, runs match
+ * their own resume, not other layouts.)
+ *
  * Letters: N rows (B*T), r the rank, in / out the base layer's local input
  * and output channels, s = alpha / r.
  */
@@ -30,6 +38,7 @@
 #define WEFT_MODEL_LORA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "collectives/comm.h"
 #include "model/model.h"
@@ -40,7 +49,8 @@ typedef struct weft_lora_config {
     int rank;          /* r; 0: no adapters */
     double alpha;      /* the update is scaled by alpha / r */
     char targets[256]; /* comma-separated names of the family's linears ("" = its default) */
-    double dropout;    /* on the adapter's input: only 0 is implemented */
+    double dropout;    /* p: on the adapter's input, in training steps */
+    uint64_t seed;     /* of the dropout masks (train.seed) */
 } weft_lora_config;
 
 /* The bit mask of the names in list (comma-separated, spaces allowed) among
@@ -64,6 +74,11 @@ WEFT_API int weft_lora_alloc(weft_lora *lo);
 WEFT_API void weft_lora_free(weft_lora *lo);
 /* Bytes of activations one slot holds. */
 WEFT_API size_t weft_lora_slot_bytes(const weft_lora *lo);
+
+/* Dropout for the micro-batch about to be computed in slot: its masks are
+ * drawn from (seed, step, mb) -- the same on every tensor-parallel rank and
+ * after a resume -- or none when training is 0 (evaluation, generation). */
+WEFT_API void weft_lora_begin(weft_lora *lo, int slot, int training, int64_t step, int mb);
 
 /* y (N, out) += s (x A^T) B^T for adapter i, keeping x A^T in slot.
  * params: the model's param_data. 0 or a communication error. */

@@ -103,6 +103,11 @@ struct weft_model {
     double flops_per_token;   /* model FLOPs of forward + backward per token */
     int largest_matmul[2];    /* N (outputs), K (inputs) of its largest matmul: the
                                * shape of the reference SGEMM rate in run.json */
+    int64_t step;             /* set by the trainer: the step being computed (0-based) */
+    int training;             /* set by the trainer: 1 in a training step, 0 in evaluation;
+                               * a model that draws random numbers in forward (LoRA
+                               * dropout) draws them from (seed, step, micro-batch) when
+                               * training, so a resumed run draws the same ones */
     char summary[160];        /* one line for the log: family and sizes */
 };
 

@@ -4,8 +4,9 @@
  * alone), the step-0 model equal to the base model (the same base values
  * from the same seed, bitwise the same logits and loss), the gradient of
  * every adapter element against a fourth-order central difference of the
- * loss with every target on, and the refusals (unknown target, rank too
- * large, dropout, k/v adapters on replicated k/v heads).
+ * loss with every target on, with and without dropout (drawn again by
+ * backward from the step's key), and the refusals (unknown target, rank too
+ * large, dropout of 1, k/v adapters on replicated k/v heads).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -244,6 +245,71 @@ static void test_gradients_defaults(void **state)
     check_gradients(1, "");
 }
 
+/* Dropout: a training step's forward (the model interface, training = 1)
+ * draws masks from (seed, step, micro-batch). The same step draws the same
+ * masks (the loss repeats bitwise; a resume relies on it), another step
+ * others, evaluation none; and backward, which draws them again, is the
+ * gradient of that masked loss: every adapter element against the
+ * fourth-order difference, as above. */
+static double iface_loss(weft_model *mm, const int32_t *win, int training, int64_t step)
+{
+    double loss;
+    mm->training = training;
+    mm->step = step;
+    assert_int_equal(mm->ops->forward(mm, 0, win, 0, &loss), 0);
+    return loss;
+}
+
+static void check_dropout(int llama)
+{
+    weft_lora_config lc = lora(R, llama ? "q,k,v,o,gate,up,down" : "qkv,proj,fc,fcproj");
+    lc.dropout = 0.3;
+    lc.seed = 11;
+    net n = make(llama, lc);
+    weft_model *mm = n.mm;
+    order_one(mm);
+    int32_t win[B * (T + 1)];
+    weft_rng r;
+    weft_rng_seed(&r, 5);
+    for (int i = 0; i < B * (T + 1); i++)
+        win[i] = (int32_t)(weft_rng_u64(&r) % V);
+    double a = iface_loss(mm, win, 1, 3), b = iface_loss(mm, win, 1, 3), c = iface_loss(mm, win, 1, 4);
+    double e = iface_loss(mm, win, 0, 3);
+    assert_true(a == b);                  /* the same step: the same masks */
+    assert_true(a != c && a != e && c != e); /* another step, and evaluation (no masks) */
+    iface_loss(mm, win, 1, 3);
+    weft_model_zero_grad(mm);
+    assert_int_equal(mm->ops->backward(mm, 0, 1.0, NULL, NULL), 0);
+    float *P = mm->param_data;
+    const float *G = mm->grad_data;
+    const double eps = 5e-3;
+    size_t bad = 0, nonzero = 0;
+    for (size_t j = 0; j < mm->n; j++) {
+        float keep = P[j];
+        double f[4];
+        const double at[4] = {-2, -1, 1, 2};
+        for (int k = 0; k < 4; k++) {
+            P[j] = (float)(keep + at[k] * eps);
+            f[k] = iface_loss(mm, win, 1, 3);
+        }
+        P[j] = keep;
+        double fd = (8 * (f[2] - f[1]) - (f[3] - f[0])) / (12 * eps), g = G[j];
+        if (fabs(fd - g) > 3e-4 + 2e-2 * fabs(fd)) {
+            if (bad < 10)
+                print_message("%s dropout: element %zu: backward %.6g, finite difference %.6g\n",
+                              llama ? "llama" : "gpt2", j, g, fd);
+            bad++;
+        }
+        nonzero += fabs(g) > 1e-6;
+    }
+    assert_int_equal(bad, 0);
+    assert_true(nonzero > mm->n / 2);
+    destroy(&n);
+}
+
+static void test_dropout_gpt(void **state) { (void)state; check_dropout(0); }
+static void test_dropout_llama(void **state) { (void)state; check_dropout(1); }
+
 static void refused_gpt(weft_lora_config lc, const char *needle)
 {
     weft_gpt_config c = gpt_cfg(lc);
@@ -259,8 +325,8 @@ static void test_refusals(void **state)
     refused_gpt(lora(2, "qkv,attn"), "unknown target 'attn'");
     refused_gpt(lora(C + 1, ""), "lora.rank (17)");
     weft_lora_config lc = lora(2, "");
-    lc.dropout = 0.1;
-    refused_gpt(lc, "lora.dropout");
+    lc.dropout = 1;
+    refused_gpt(lc, "lora.dropout (1) must be in [0, 1)");
     weft_llama_config c = llama_cfg(lora(2, "q,gate,w1"));
     assert_int_equal(weft_llama_config_check(&c), WEFT_ECONFIG);
     assert_non_null(strstr(weft_last_error(), "unknown target 'w1'"));
@@ -283,6 +349,7 @@ int main(void)
         cmocka_unit_test(test_step0_gpt),      cmocka_unit_test(test_step0_llama),
         cmocka_unit_test(test_gradients_gpt),  cmocka_unit_test(test_gradients_llama),
         cmocka_unit_test(test_gradients_defaults),
+        cmocka_unit_test(test_dropout_gpt),    cmocka_unit_test(test_dropout_llama),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
