@@ -182,6 +182,11 @@ WEFT_API int weft_ckpt_params_hash(const char *path, uint64_t *out);
  * vector). Errors as weft_ckpt_load, WEFT_EDATA naming a missing attribute
  * or tensor. */
 WEFT_API int weft_ckpt_read_config(const char *path, const char *tensor, char **config, int64_t shape[2]);
+/* The stored run's settings where cfg does not give them (weft_config_adopt
+ * of the checkpoint's configuration, origin "checkpoint PATH"): keys names
+ * keys or sections ("model."). --init-from, weft-eval and weft-generate
+ * build the model the checkpoint holds this way. */
+WEFT_API int weft_ckpt_adopt_config(const char *path, weft_config *cfg, const char *const *keys);
 /* The weights of the checkpoint at path into a whole model's state (every
  * tensor whole: one rank, tp = pp = 1; no moments read), with the checks and
  * checksums of weft_ckpt_load and its errors. */

@@ -484,3 +484,13 @@ void weft_ckpt_loaded_free(weft_ckpt_loaded *l)
     l->meta.base_path = NULL;
     l->meta.loader_len = 0;
 }
+
+int weft_ckpt_adopt_config(const char *path, weft_config *cfg, const char *const *keys)
+{
+    char *ini, origin[4200];
+    WEFT_CHECK(weft_ckpt_read_config(path, NULL, &ini, NULL));
+    snprintf(origin, sizeof origin, "checkpoint %s", path);
+    int rc = weft_config_adopt(cfg, ini, strlen(ini), origin, keys);
+    free(ini);
+    return rc;
+}

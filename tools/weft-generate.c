@@ -138,16 +138,11 @@ static int load_model(const char *path, weft_model **out, int *vocab, int *conte
     static const weft_config_key *const tables[] = {weft_model_config_keys, NULL};
     static const char *const model_keys[] = {"model.", NULL};
     weft_config *cfg;
-    char *ini = NULL, origin[4400];
-    int64_t shape[2];
+    int64_t shape[2] = {0, 0};
     WEFT_CHECK(weft_config_new(tables, &cfg));
-    int rc = weft_ckpt_read_config(path, NULL, &ini, NULL);
-    snprintf(origin, sizeof origin, "checkpoint %s", path);
-    if (rc == 0)
-        rc = weft_config_adopt(cfg, ini, strlen(ini), origin, model_keys);
+    int rc = weft_ckpt_adopt_config(path, cfg, model_keys);
     if (rc == 0)
         rc = weft_ckpt_read_config(path, weft_lm_embedding_name(cfg), NULL, shape);
-    free(ini);
     *vocab = (int)shape[0];
     weft_model_part whole = {.tp_size = 1, .pp_size = 1, .nslots = 1, .micro_batch = 1, .seq_len = 1};
     if (rc == 0)

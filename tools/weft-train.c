@@ -233,15 +233,11 @@ static int parse_cli(int argc, char **argv, int rank, cli_opts *cli)
 static int adopt_model_keys(weft_ctx *ctx, const cli_opts *cli)
 {
     static const char *const keys[] = {"model.", NULL};
-    char path[4096], *ini, origin[4200];
+    char path[4096];
     if (!cli->init_from)
         return 0;
     WEFT_CHECK(weft_ckpt_resolve(cli->init_from, path, sizeof path));
-    WEFT_CHECK(weft_ckpt_read_config(path, NULL, &ini, NULL));
-    snprintf(origin, sizeof origin, "checkpoint %s", path);
-    int rc = weft_config_adopt(ctx->config, ini, strlen(ini), origin, keys);
-    free(ini);
-    return rc;
+    return weft_ckpt_adopt_config(path, ctx->config, keys);
 }
 
 /* Set up, train, sample. The model is the trainer's until it is closed. */
