@@ -261,12 +261,11 @@ static inline void ln_back_elem(REAL *restrict dx, REAL *restrict dw, REAL *rest
     *dx += (w * dy - g_mean - xhat * gx_mean) * rstd;
 }
 
-static void ln_back_row(REAL *restrict dx, REAL *restrict dw, REAL *restrict db,
-                        const REAL *restrict dy, const REAL *restrict x, const REAL *restrict w,
-                        REAL mean, REAL rstd, int C)
+/* mean(g) and mean(g * xhat) over a row, g = w * dy, xhat = (x - mean) * rstd:
+ * what LayerNorm's input gradient needs, trained or frozen. */
+static inline void ln_back_means(const REAL *restrict dy, const REAL *restrict x, const REAL *restrict w,
+                                 REAL mean, REAL rstd, int C, REAL *g_mean_out, REAL *gx_mean_out)
 {
-    // With xhat = (x - mean) * rstd and g = w * dy, the gradient through the
-    // normalisation is rstd * (g - mean(g) - xhat * mean(g * xhat)).
     REAL ga[VB] = {0, 0, 0, 0, 0, 0, 0, 0}, gxa[VB] = {0, 0, 0, 0, 0, 0, 0, 0};
     int i = 0;
     for (; i + VB <= C; i += VB)
@@ -287,6 +286,19 @@ static void ln_back_row(REAL *restrict dx, REAL *restrict dw, REAL *restrict db,
     }
     g_mean /= (REAL)C;
     gx_mean /= (REAL)C;
+    *g_mean_out = g_mean;
+    *gx_mean_out = gx_mean;
+}
+
+static void ln_back_row(REAL *restrict dx, REAL *restrict dw, REAL *restrict db,
+                        const REAL *restrict dy, const REAL *restrict x, const REAL *restrict w,
+                        REAL mean, REAL rstd, int C)
+{
+    // With xhat = (x - mean) * rstd and g = w * dy, the gradient through the
+    // normalisation is rstd * (g - mean(g) - xhat * mean(g * xhat)).
+    REAL g_mean, gx_mean;
+    ln_back_means(dy, x, w, mean, rstd, C, &g_mean, &gx_mean);
+    int i;
     for (i = 0; i + VB <= C; i += VB)
         for (int k = 0; k < VB; k++)
             ln_back_elem(dx + i + k, dw + i + k, db + i + k, dy[i + k], x[i + k], w[i + k], mean,
@@ -299,26 +311,9 @@ static void ln_back_row(REAL *restrict dx, REAL *restrict dw, REAL *restrict db,
 static void ln_back_row_dx(REAL *restrict dx, const REAL *restrict dy, const REAL *restrict x,
                            const REAL *restrict w, REAL mean, REAL rstd, int C)
 {
-    REAL ga[VB] = {0, 0, 0, 0, 0, 0, 0, 0}, gxa[VB] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int i = 0;
-    for (; i + VB <= C; i += VB)
-        for (int k = 0; k < VB; k++) {
-            REAL g = w[i + k] * dy[i + k];
-            ga[k] += g;
-            gxa[k] += g * (x[i + k] - mean) * rstd;
-        }
-    REAL g_mean = 0, gx_mean = 0;
-    for (; i < C; i++) {
-        REAL g = w[i] * dy[i];
-        g_mean += g;
-        gx_mean += g * (x[i] - mean) * rstd;
-    }
-    for (int k = 0; k < VB; k++) {
-        g_mean += ga[k];
-        gx_mean += gxa[k];
-    }
-    g_mean /= (REAL)C;
-    gx_mean /= (REAL)C;
+    REAL g_mean, gx_mean;
+    ln_back_means(dy, x, w, mean, rstd, C, &g_mean, &gx_mean);
+    int i;
     for (i = 0; i < C; i++)
         dx[i] += (w[i] * dy[i] - g_mean - (x[i] - mean) * rstd * gx_mean) * rstd;
 }
