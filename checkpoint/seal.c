@@ -97,34 +97,40 @@ static int sign_seal(const weft_ckpt *c, const char *seal, size_t len, char out[
     return 0;
 }
 
+/* Rank 0's provenance with the time, on every rank (the same bytes). */
+static int shared_provenance(weft_ckpt *c, weft_prov *p, int *rc)
+{
+    int64_t len = 0;
+    if (c->rank == 0) {
+        p->len = (size_t)snprintf(p->text, sizeof p->text, "%s", c->provenance ? c->provenance : "");
+        *rc = weft_prov_add_time(p);
+        len = (int64_t)p->len;
+    }
+    WEFT_CHECK(weft_comm_broadcast(c->wcomm, &len, &len, 1, WEFT_I64, 0));
+    return weft_comm_broadcast(c->wcomm, p->text, p->text, (size_t)len + 1, WEFT_U8, 0);
+}
+
 int weft_ckpt_seal_job(weft_ckpt *c, hid_t f)
 {
-    static weft_prov p; /* 16 KiB, writer thread only */
-    char sig[WEFT_SIG_TEXT_LEN + 1] = "";
-    int64_t len = 0;
-    int rc = 0;
-    if (c->rank == 0) {
-        memset(&p, 0, sizeof p);
-        p.len = (size_t)snprintf(p.text, sizeof p.text, "%s", c->provenance ? c->provenance : "");
-        rc = weft_prov_add_time(&p);
-        len = (int64_t)p.len;
-    }
-    int brc = weft_comm_broadcast(c->wcomm, &len, &len, 1, WEFT_I64, 0);
-    if (brc == 0)
-        brc = weft_comm_broadcast(c->wcomm, p.text, p.text, (size_t)len + 1, WEFT_U8, 0);
-    if (brc)
-        return brc;
-    char *seal = NULL;
+    char sig[WEFT_SIG_TEXT_LEN + 1] = "", *seal = NULL;
     size_t slen = 0;
-    if (c->rank == 0 && rc == 0 && (rc = seal_of_plan(c, p.text, &seal, &slen)) == 0)
+    int rc = 0, brc;
+    weft_prov *p = calloc(1, sizeof *p); /* 16 KiB */
+    if (!p)
+        rc = weft_error(WEFT_ENOMEM, "out of memory"); /* still in every collective below */
+    static weft_prov none;
+    brc = shared_provenance(c, p ? p : &none, &rc);
+    if (brc == 0 && c->rank == 0 && rc == 0 && (rc = seal_of_plan(c, p->text, &seal, &slen)) == 0)
         rc = sign_seal(c, seal, slen, sig);
     free(seal);
     if (rc)
         sig[0] = '\0'; /* every rank writes the same attributes: none */
-    WEFT_CHECK(weft_comm_broadcast(c->wcomm, sig, sig, sizeof sig, WEFT_U8, 0));
-    int wrc = weft_h5_attr_str(f, "provenance", p.text);
+    if (brc == 0)
+        brc = weft_comm_broadcast(c->wcomm, sig, sig, sizeof sig, WEFT_U8, 0);
+    int wrc = brc ? brc : weft_h5_attr_str(f, "provenance", p ? p->text : "");
     if (wrc == 0 && sig[0])
         wrc = weft_h5_attr_str(f, "signature", sig);
+    free(p);
     return rc ? rc : wrc;
 }
 
