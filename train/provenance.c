@@ -73,7 +73,9 @@ void weft_trainer_note_parent(weft_trainer *t, const char *path, const char *kin
 }
 
 /* The manifest of one dataset: its bytes' hash, the dataset hash and the
- * tokenizer: tokenizer_hash when the manifest has that line, else its
+ * tokenizer: tokenizer_hash when the manifest has that line (weft-data's
+ * BPE tokenizers write it: "tokenizer_hash HEX16"; read from the text so
+ * that this does not depend on weft_manifest having the field), else its
  * tokenizer_id. */
 static int add_dataset(weft_prov *p, const char *dir)
 {
