@@ -256,7 +256,10 @@ static int print_provenance(hid_t f, const char *path)
     WEFT_CHECK(weft_ckpt_identity(f, path, &id));
     printf("%-15s %016llx\n", "identity", (unsigned long long)id);
     print_signature(f);
-    WEFT_CHECK(read_prov(f, path, &v));
+    if (read_prov(f, path, &v) != 0) {
+        printf("%-15s malformed: %s\n", "provenance", weft_last_error());
+        return 0;
+    }
     if (!v.buf) {
         printf("%-15s none (written before weft recorded provenance)\n", "provenance");
         return 0;
@@ -275,14 +278,16 @@ static int print_provenance(hid_t f, const char *path)
         if (!go)
             break;
         rc = read_prov(cur, where, &v);
-        if (rc == 0 && !v.buf)
+        if (rc)
+            printf("  (its provenance is malformed: %s: the chain ends here)\n", weft_last_error());
+        else if (!v.buf)
             printf("  (its provenance was not recorded: the chain ends here)\n");
         H5Fclose(cur);
         if (rc || !v.buf)
             break;
     }
     weft_prov_view_free(&v);
-    return rc;
+    return 0;
 }
 
 static int cmd_info(const char *path, int show_config)

@@ -89,3 +89,9 @@ expect_grep "^provenance +none \(written before weft recorded provenance\)\$" in
 "$ck" info r2 >info2d 2>&1
 expect_grep "^  <- resume +$TMPDIR_TEST/$s4: on disk, but its identity" info2d \
     "... is not its parent any more (its seal changed)"
+"$py" -c "
+import h5py, numpy, sys
+f = h5py.File(sys.argv[1], 'r+')
+f.attrs.create('provenance', numpy.bytes_(b'weft_version 0.1.0\nno-value-line\n'))" "$s4"
+expect_exit 0 "a malformed provenance: weft-ckpt info still works" "$ck" info "$s4"
+check "... and says where" grep -q "^provenance *malformed: .*provenance line 2: expected 'key value'" <<<"$LAST_OUT"
