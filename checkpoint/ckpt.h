@@ -75,6 +75,12 @@ typedef struct weft_ckpt_meta {
     uint64_t rng;                /* this rank's generator state */
     const uint8_t *loader_state; /* weft_loader_save bytes (the same on every rank) */
     size_t loader_len;
+    /* A model with frozen tensors (model/model.h; LoRA's base): the
+     * checkpoint they came from, which this one does not hold, as an
+     * absolute path and weft_ckpt_params_hash of it; NULL: none. Kept by
+     * pointer: it must outlive the save. */
+    const char *base_path;
+    uint64_t base_hash;
 } weft_ckpt_meta;
 
 typedef struct weft_ckpt_opts {
@@ -83,9 +89,10 @@ typedef struct weft_ckpt_opts {
     int skip_if_busy;            /* 1: a save during a save is skipped; 0: waits */
     int stop_on_error;           /* 1: a failed save stops training */
     int async;                   /* 0: weft_ckpt_save returns once committed */
-    int collective;              /* collective (1) or independent (0) transfers */
-    int coll_metadata;           /* collective metadata reads and writes */
-    size_t alignment;            /* H5Pset_alignment for objects >= alignment (0: off) */
+    int collective;              /* collective (1) or independent (0) transfers; -1: auto, collective
+                                    when the job spans nodes (docs/checkpoint-format.md, "Tuning") */
+    int coll_metadata;           /* collective metadata reads and writes; -1: auto, as collective */
+    size_t alignment;            /* objects >= 16 x alignment start on its multiples (0: off) */
     int preflight;               /* check free space first */
     size_t loader_len;           /* bytes reserved for the loader state */
     char signing_key[4096];      /* secret key file signing every checkpoint ("": none) */
@@ -153,7 +160,7 @@ enum { WEFT_CKPT_WEIGHTS_ONLY = 1 };
 
 /* What a load found besides the tensors. */
 typedef struct weft_ckpt_loaded {
-    weft_ckpt_meta meta;         /* loader_state: malloc'ed, free with weft_ckpt_loaded_free */
+    weft_ckpt_meta meta;         /* loader_state, base_path: malloc'ed, free with weft_ckpt_loaded_free */
     int world, dp, tp, pp, zero; /* the layout that wrote it */
 } weft_ckpt_loaded;
 WEFT_API void weft_ckpt_loaded_free(weft_ckpt_loaded *l);
@@ -166,6 +173,13 @@ WEFT_API void weft_ckpt_loaded_free(weft_ckpt_loaded *l);
  * tensor missing or of another shape (naming the tensor and both shapes). */
 WEFT_API int weft_ckpt_load(const weft_ckpt_layout *layout, const weft_ckpt_state *state, const char *path,
                             unsigned flags, weft_ckpt_loaded *out);
+
+/* Single process (no collective): the identity of the weights of the
+ * checkpoint at path, xxh3-64 of the text "NAME CHECKSUM\n" over its params/
+ * datasets in name order, each dataset's stored xxh3_64 checksum (which a
+ * load verifies against the data), so the hash names the tensors' values
+ * without reading them. WEFT_ENOENT / WEFT_EDATA as weft-ckpt's commands. */
+WEFT_API int weft_ckpt_params_hash(const char *path, uint64_t *out);
 
 /* One process, no job (no MPI): weft-generate, and weft-eval before its
  * model exists. Each takes weft_h5_lock itself.

@@ -21,12 +21,12 @@ const weft_config_key weft_ckpt_config_keys[] = {
      "a save that fails (disk full, I/O error): stop training (exit 74), or log it and go on"},
     {"checkpoint.async", WEFT_CFG_BOOL, "true", WEFT_UNBOUNDED, NULL,
      "write in a background thread while training goes on (false: the step loop waits for the commit)"},
-    {"checkpoint.collective", WEFT_CFG_BOOL, "true", WEFT_UNBOUNDED, NULL,
-     "collective MPI-IO data transfers (false: independent)"},
-    {"checkpoint.coll_metadata", WEFT_CFG_BOOL, "true", WEFT_UNBOUNDED, NULL,
-     "collective HDF5 metadata reads and writes"},
+    {"checkpoint.collective", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|true|false",
+     "collective MPI-IO data transfers (false: independent; auto: collective only when the job spans nodes)"},
+    {"checkpoint.coll_metadata", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|true|false",
+     "collective HDF5 metadata reads and writes (auto: only when the job spans nodes)"},
     {"checkpoint.alignment", WEFT_CFG_SIZE, "1M", 0, 1073741824, NULL,
-     "align datasets at least this long to this many bytes in the file (0: off)"},
+     "align datasets at least 16 times this long to this many bytes in the file (0: off)"},
     {"checkpoint.preflight", WEFT_CFG_BOOL, "true", WEFT_UNBOUNDED, NULL,
      "check the free space before writing a checkpoint, failing early and cleanly when it cannot fit"},
     {"checkpoint.signing_key", WEFT_CFG_STRING, "", WEFT_UNBOUNDED, NULL,
@@ -37,6 +37,9 @@ const weft_config_key weft_ckpt_config_keys[] = {
      "them, refusing unsigned, wrongly signed and tampered ones (exit 65)"},
     WEFT_CONFIG_END,
 };
+
+/* auto|true|false: -1, 1, 0 */
+static int tristate(const char *v) { return strcmp(v, "auto") == 0 ? -1 : strcmp(v, "true") == 0; }
 
 void weft_ckpt_opts_from_config(const weft_config *cfg, weft_ckpt_opts *o)
 {
@@ -51,8 +54,8 @@ void weft_ckpt_opts_from_config(const weft_config *cfg, weft_ckpt_opts *o)
     o->skip_if_busy = strcmp(weft_config_str(cfg, "checkpoint.if_busy"), "skip") == 0;
     o->stop_on_error = strcmp(weft_config_str(cfg, "checkpoint.on_error"), "stop") == 0;
     o->async = weft_config_bool(cfg, "checkpoint.async");
-    o->collective = weft_config_bool(cfg, "checkpoint.collective");
-    o->coll_metadata = weft_config_bool(cfg, "checkpoint.coll_metadata");
+    o->collective = tristate(weft_config_str(cfg, "checkpoint.collective"));
+    o->coll_metadata = tristate(weft_config_str(cfg, "checkpoint.coll_metadata"));
     o->alignment = (size_t)weft_config_int(cfg, "checkpoint.alignment");
     o->preflight = weft_config_bool(cfg, "checkpoint.preflight");
     snprintf(o->signing_key, sizeof o->signing_key, "%s", weft_config_str(cfg, "checkpoint.signing_key"));

@@ -64,13 +64,17 @@ hid_t weft_h5_fapl(MPI_Comm comm, const weft_h5_tuning *t)
             H5Pset_coll_metadata_write(fapl, 1);
         }
     }
-    /* Only objects at least one alignment unit long are aligned: padding
-     * then costs at most as much as the object itself, so a small model's
-     * checkpoint stays within 2x its raw size (a 64 KiB threshold padded
+    /* Only objects at least 16 alignment units long are aligned: padding
+     * then costs at most 1/16 of the object, so a file stays within 1.1x
+     * its tensors' bytes for models of any size (a 64 KiB threshold padded
      * every 64 KiB tensor to 1 MiB: 15 MiB files for 1.5 MB of state). */
     if (t && t->alignment > 1)
-        H5Pset_alignment(fapl, t->alignment, t->alignment);
+        H5Pset_alignment(fapl, WEFT_H5_ALIGN_MIN(t->alignment), t->alignment);
     H5Pset_sieve_buf_size(fapl, 0); /* raw data straight to the file, never cached */
+    /* The 1.8 file format: groups keep their links in their own header (no
+     * B-tree and heap per group), less metadata for a tiny model;
+     * every HDF5 since 1.8 (2008), h5py and h5dump read it. */
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
     return fapl;
 }
 

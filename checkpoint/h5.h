@@ -29,8 +29,10 @@ int weft_h5_error(int rc, const char *fmt, ...) __attribute__((format(printf, 2,
 typedef struct weft_h5_tuning {
     int collective;       /* collective data transfers */
     int coll_metadata;    /* collective metadata reads and writes */
-    size_t alignment;     /* align objects at least this long to this (0: off) */
+    size_t alignment;     /* align objects at least WEFT_H5_ALIGN_MIN long to this (0: off) */
 } weft_h5_tuning;
+/* The smallest object aligned: padding is at most 1/16 of what it pads. */
+#define WEFT_H5_ALIGN_MIN(a) ((hsize_t)(a) * 16)
 
 /* A file access property list: MPI-IO on comm (or sec2 for MPI_COMM_NULL). */
 hid_t weft_h5_fapl(MPI_Comm comm, const weft_h5_tuning *t);

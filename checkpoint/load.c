@@ -3,7 +3,8 @@
  * with independent I/O, the hyperslabs of the global tensors its own pieces
  * are (by shard spec) and the moments of its own ZeRO ranges, whatever
  * layout wrote the file. Every dataset's checksum is verified by one rank
- * (spread over the ranks), and every rank reports the same first error.
+ * (spread over the ranks by bytes; from memory where that rank has just
+ * read all of it), and every rank reports the same first error.
  */
 #include "checkpoint/agree.h"
 #include "checkpoint/ckpt.h"
@@ -155,18 +156,117 @@ static int check_extra(const loader_ctx *x, const weft_ckpt_name *names, int ng)
     return rc;
 }
 
-static int verify(const loader_ctx *x)
+/* Bytes of each dataset in list (n of them): what verifying it reads. */
+static size_t *dataset_bytes(const loader_ctx *x, char **list, int n)
+{
+    size_t *b = calloc((size_t)n + 1, sizeof *b);
+    for (int i = 0; b && i < n; i++) {
+        hid_t d = H5Dopen2(x->f, list[i], H5P_DEFAULT);
+        b[i] = d >= 0 ? (size_t)H5Dget_storage_size(d) : 0;
+        if (d >= 0)
+            H5Dclose(d);
+    }
+    return b;
+}
+
+/* Which rank verifies each dataset: the largest first, each to the rank
+ * with the fewest bytes so far (the same answer on every rank), so every
+ * rank reads about 1/N of the file whatever the tensors' sizes. */
+static void assign_by_bytes(const size_t *bytes, int n, int size, int *owner)
+{
+    size_t *load = calloc((size_t)size, sizeof *load);
+    char *done = calloc((size_t)n + 1, 1);
+    for (int k = 0; k < n && load && done; k++) {
+        int big = -1, r = 0;
+        for (int i = 0; i < n; i++)
+            if (!done[i] && (big < 0 || bytes[i] > bytes[big]))
+                big = i;
+        for (int j = 1; j < size; j++)
+            if (load[j] < load[r])
+                r = j;
+        done[big] = 1;
+        owner[big] = r;
+        load[r] += bytes[big];
+    }
+    for (int i = 0; (!load || !done) && i < n; i++)
+        owner[i] = i % size; /* out of memory: by count */
+    free(load);
+    free(done);
+}
+
+/* Where this rank holds all of dataset dpath in memory, in file order: a
+ * whole tensor's parameters, and its moments when one contiguous range of
+ * them covers it. NULL otherwise. */
+static const float *in_memory(const weft_ckpt_state *s, const char *dpath, size_t *numel)
+{
+    int kind = strncmp(dpath, "params/", 7) == 0 ? 0 : strncmp(dpath, "optim/m/", 8) == 0 ? 1
+             : strncmp(dpath, "optim/v/", 8) == 0 ? 2 : -1;
+    if (kind < 0 || (kind > 0 && !s->m))
+        return NULL;
+    const char *name = dpath + (kind ? 8 : 7);
+    for (int i = 0; i < s->ntensors; i++) {
+        const weft_tensor *t = &s->tensors[i];
+        if (strcmp(t->name, name) != 0 || t->shard.nparts != 1 || (t->flags & WEFT_TENSOR_TIED_COPY))
+            continue;
+        *numel = t->numel;
+        if (kind == 0)
+            return s->params + t->offset;
+        size_t pos = weft_ckpt_moment_pos(s, t->offset);
+        if (pos == (size_t)-1 || weft_ckpt_moment_pos(s, t->offset + t->numel - 1) != pos + t->numel - 1)
+            return NULL;
+        return (kind == 1 ? s->m : s->v) + pos;
+    }
+    return NULL;
+}
+
+/* A dataset this rank just read whole: its stored checksum against the
+ * bytes in memory, no second read. */
+static int verify_memory(const loader_ctx *x, const char *dpath, const float *data, size_t numel)
+{
+    hid_t d = H5Dopen2(x->f, dpath, H5P_DEFAULT);
+    uint64_t want = 0;
+    int rc = d < 0 ? weft_h5_error(WEFT_EDATA, "checkpoint %s: cannot open '%s'", x->path, dpath)
+                   : weft_h5_get_u64(d, "xxh3_64", &want);
+    if (d >= 0)
+        H5Dclose(d);
+    if (rc)
+        return weft_ckpt_wrap(rc, "checkpoint %s: tensor '%s'", x->path, dpath);
+    uint64_t have = weft_h5_hash(data, numel * sizeof(float));
+    if (want != have)
+        return weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s' fails its checksum (stored xxh3 %016llx, data "
+                          "gives %016llx): the file is corrupt", x->path, dpath, (unsigned long long)want,
+                          (unsigned long long)have);
+    return 0;
+}
+
+static int verify(const loader_ctx *x, const weft_ckpt_state *s)
 {
     char **list;
     WEFT_CHECK(weft_ckpt_list_datasets(x->f, x->path, &list));
+    int n = 0;
+    while (list[n])
+        n++;
     void *scratch = malloc(WEFT_CKPT_SCRATCH);
-    int rc = scratch ? 0 : weft_error(WEFT_ENOMEM, "out of memory");
+    size_t *bytes = dataset_bytes(x, list, n);
+    int *owner = calloc((size_t)n + 1, sizeof *owner);
+    int rc = scratch && bytes && owner ? 0 : weft_error(WEFT_ENOMEM, "out of memory");
+    if (rc == 0)
+        assign_by_bytes(bytes, n, x->size, owner);
     int weights = x->flags & WEFT_CKPT_WEIGHTS_ONLY;
-    for (int i = 0; list[i] && rc == 0; i++)
-        if (i % x->size == x->rank && (!weights || strncmp(list[i], "params/", 7) == 0))
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (owner[i] != x->rank || (weights && strncmp(list[i], "params/", 7) != 0))
+            continue;
+        size_t numel = 0;
+        const float *mem = in_memory(s, list[i], &numel);
+        if (mem && (!weights || strncmp(list[i], "params/", 7) == 0) && numel * sizeof(float) == bytes[i])
+            rc = verify_memory(x, list[i], mem, numel);
+        else
             rc = weft_ckpt_verify_dataset(x->f, x->path, list[i], scratch);
+    }
     weft_ckpt_free_list(list);
     free(scratch);
+    free(bytes);
+    free(owner);
     return rc;
 }
 
@@ -196,6 +296,12 @@ static int read_meta(const loader_ctx *x, weft_ckpt_loaded *out)
     rc = rc ? rc : weft_h5_get_i64(x->f, "tp", &tp);
     rc = rc ? rc : weft_h5_get_i64(x->f, "pp", &pp);
     rc = rc ? rc : weft_h5_get_i64(x->f, "zero", &z);
+    if (rc == 0 && H5Aexists(x->f, "base_checkpoint") > 0) {
+        char *base = NULL;
+        rc = weft_h5_get_str(x->f, "base_checkpoint", &base);
+        rc = rc ? rc : weft_h5_get_u64(x->f, "base_hash", &m->base_hash);
+        m->base_path = base;
+    }
     if (rc)
         return weft_ckpt_wrap(rc, "checkpoint %s", x->path);
     out->world = (int)w, out->dp = (int)dp, out->tp = (int)tp, out->pp = (int)pp, out->zero = (int)z;
@@ -251,7 +357,7 @@ static int read_all(const loader_ctx *x, const weft_ckpt_state *s, const weft_ck
     WEFT_CHECK(read_tensors(x, s));
     if (!(x->flags & WEFT_CKPT_WEIGHTS_ONLY))
         WEFT_CHECK(read_small(x, out));
-    return verify(x);
+    return verify(x, s);
 }
 
 /* Missing, not HDF5: the same answer on every rank, before any collective. */
@@ -373,6 +479,8 @@ int weft_ckpt_load_whole(const weft_ckpt_state *s, const char *path)
 void weft_ckpt_loaded_free(weft_ckpt_loaded *l)
 {
     free((void *)l->meta.loader_state);
+    free((void *)l->meta.base_path);
     l->meta.loader_state = NULL;
+    l->meta.base_path = NULL;
     l->meta.loader_len = 0;
 }

@@ -23,6 +23,7 @@
 #include "runtime/timer.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <stdio.h>
@@ -31,6 +32,8 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
 
 #ifndef WEFT_VERSION
 #define WEFT_VERSION "unknown"
@@ -125,7 +128,7 @@ static int write_data(weft_ckpt *c, hid_t f, hid_t dxpl)
 /* Read back run u of dataset d in pieces that fit the scratch buffer and
  * compare with staging: MPI-IO can lose a failed write (a full disk) without
  * reporting it, and a checkpoint must never be committed on that. */
-static int verify_run(weft_ckpt *c, int i, const weft_ckpt_run *u)
+static int verify_run(weft_ckpt *c, int i, const weft_ckpt_run *u, XXH3_state_t *h)
 {
     const weft_ckpt_dset *d = &c->plan.d[i];
     size_t step = SCRATCH_BYTES / d->esize;
@@ -143,16 +146,75 @@ static int verify_run(weft_ckpt *c, int i, const weft_ckpt_run *u)
         if (r < 0 || memcmp(c->scratch, want, (b - a) * d->esize) != 0)
             return weft_h5_error(WEFT_EIO, "%s: the data read back differs from what was written (elements %zu..%zu "
                                  "of this rank's part): the write was lost (disk full? I/O error?)", d->path, a, b);
+        if (h) /* the checksum of what the file holds, from the same read (still in cache) */
+            XXH3_64bits_update(h, c->scratch, (b - a) * d->esize);
     }
     return 0;
 }
 
+/* Every rank reads back what it wrote; a rank that wrote all of a dataset
+ * hashes the bytes it read back in the same pass (runs are in row-major
+ * order: region.h). */
 static int verify_written(weft_ckpt *c)
 {
-    for (int i = 0; i < c->plan.nd; i++)
-        for (int j = 0; c->dsets[i] >= 0 && j < c->plan.d[i].nruns; j++)
-            WEFT_CHECK(verify_run(c, i, &c->plan.d[i].runs[j]));
+    XXH3_state_t h;
+    for (int i = 0; i < c->plan.nd; i++) {
+        const weft_ckpt_dset *d = &c->plan.d[i];
+        int hash = d->hasher && d->whole;
+        XXH3_64bits_reset(&h);
+        for (int j = 0; c->dsets[i] >= 0 && j < d->nruns; j++)
+            WEFT_CHECK(verify_run(c, i, &d->runs[j], hash ? &h : NULL));
+        if (hash)
+            c->hashes[i] = XXH3_64bits_digest(&h);
+    }
     return 0;
+}
+
+/* This rank's file bytes of each dataset, [lo, hi) from its rectangles
+ * (contiguous datasets: base address + row-major element offsets). */
+static void find_spans(weft_ckpt *c)
+{
+    for (int i = 0; i < c->plan.nd; i++) {
+        const weft_ckpt_dset *d = &c->plan.d[i];
+        c->spans[i][0] = c->spans[i][1] = 0;
+        haddr_t base = c->dsets[i] >= 0 && d->nrect ? H5Dget_offset(c->dsets[i]) : HADDR_UNDEF;
+        if (base == HADDR_UNDEF)
+            continue;
+        size_t cols = d->ndim == 2 ? (size_t)d->shape[1] : 1, lo = SIZE_MAX, hi = 0;
+        for (int k = 0; k < d->nrect; k++) {
+            const weft_ckpt_rect *r = &d->rects[k];
+            size_t a = (size_t)r->start[0] * cols + (size_t)r->start[1];
+            size_t b = (size_t)(r->start[0] + r->count[0] - 1) * cols + (size_t)(r->start[1] + r->count[1]);
+            lo = a < lo ? a : lo;
+            hi = b > hi ? b : hi;
+        }
+        c->spans[i][0] = (size_t)base + lo * d->esize;
+        c->spans[i][1] = (size_t)base + hi * d->esize;
+    }
+}
+
+/* This rank's bytes of tmp to disk: start the writeback (flags
+ * SYNC_FILE_RANGE_WRITE, right after the data writes, so the disk works
+ * while the read-back runs), or finish it (WAIT_BEFORE | WRITE |
+ * WAIT_AFTER, before the commit). Every rank writes back its own part at
+ * once, as dd + fsync per rank does; the fsync at commit is left with
+ * HDF5's metadata. */
+static int writeback(weft_ckpt *c, const char *tmp, unsigned flags)
+{
+    int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return weft_error(WEFT_EIO, "checkpoint: cannot open %s: %s", tmp, strerror(errno));
+    int rc = 0;
+    for (int i = 0; i < c->plan.nd && rc == 0; i++) {
+        size_t lo = c->spans[i][0], hi = c->spans[i][1];
+        while (i + 1 < c->plan.nd && c->spans[i + 1][1] > c->spans[i + 1][0] && c->spans[i + 1][0] >= hi &&
+               c->spans[i + 1][0] - hi < 65536) /* neighbours: one call */
+            hi = c->spans[++i][1];
+        if (hi > lo && sync_file_range(fd, (off_t)lo, (off_t)(hi - lo), flags) != 0 && errno != ENOSYS)
+            rc = weft_error(WEFT_EIO, "checkpoint: writing %s back to disk failed: %s", tmp, strerror(errno));
+    }
+    close(fd);
+    return rc;
 }
 
 /* Each dataset's hash is computed by one rank, then shared. */
@@ -163,15 +225,11 @@ static int checksums(weft_ckpt *c, hid_t f)
      * flush failing on one rank only would leave the ranks in different
      * collectives. A barrier is enough for read-backs to see every write. */
     MPI_Barrier(c->mpi);
+    memset(c->hashes, 0, (size_t)c->plan.nd * sizeof *c->hashes);
     int rc = verify_written(c);
     for (int i = 0; i < c->plan.nd; i++) {
         const weft_ckpt_dset *d = &c->plan.d[i];
-        c->hashes[i] = 0;
-        if (!d->hasher || c->dsets[i] < 0)
-            continue;
-        if (d->whole)
-            c->hashes[i] = weft_h5_hash(c->stage + d->stage_off, d->count * d->esize);
-        else
+        if (d->hasher && !d->whole && c->dsets[i] >= 0)
             rc = keep(rc, weft_h5_checksum(c->dsets[i], d->path, c->scratch, SCRATCH_BYTES, &c->hashes[i]));
     }
     rc = keep(rc, weft_comm_allreduce(c->wcomm, c->hashes, c->hashes,
@@ -205,6 +263,10 @@ int weft_ckpt_root_attrs(hid_t f, const weft_ckpt_meta *m, const weft_ckpt_layou
     rc = keep(rc, weft_h5_attr_f64(f, "lr_min", m->lr_min));
     rc = keep(rc, weft_h5_attr_i64(f, "lr_warmup", m->warmup));
     rc = keep(rc, weft_h5_attr_i64(f, "lr_total_steps", m->total_steps));
+    if (m->base_path) {
+        rc = keep(rc, weft_h5_attr_str(f, "base_checkpoint", m->base_path));
+        rc = keep(rc, weft_h5_attr_u64(f, "base_hash", m->base_hash));
+    }
     return rc;
 }
 
@@ -231,6 +293,9 @@ static int write_file(weft_ckpt *c, const char *tmp)
     rc = write_data(c, f, dxpl);
     c->stats.data_s = 1e-9 * (double)(weft_now_ns() - t0);
     H5Pclose(dxpl);
+    find_spans(c);
+    if (rc == 0)
+        rc = writeback(c, tmp, SYNC_FILE_RANGE_WRITE);
     t0 = weft_now_ns();
     rc = keep(rc, checksums(c, f));
     c->stats.verify_s = 1e-9 * (double)(weft_now_ns() - t0);
@@ -268,7 +333,8 @@ static size_t file_bytes_estimate(const weft_ckpt *c)
     for (int i = 0; i < c->plan.nd; i++) {
         const weft_ckpt_dset *d = &c->plan.d[i];
         size_t bytes = (size_t)d->shape[0] * (size_t)(d->ndim == 2 ? d->shape[1] : 1) * d->esize;
-        b += bytes + 1024 + (c->opts.alignment > 1 && bytes >= c->opts.alignment ? c->opts.alignment : 0); /* header, attribute, padding (h5.c) */
+        b += bytes + 1024 + (c->opts.alignment > 1 && bytes >= WEFT_H5_ALIGN_MIN(c->opts.alignment)
+                             ? c->opts.alignment : 0); /* header, attribute, padding (h5.c) */
     }
     return b;
 }
@@ -302,7 +368,11 @@ static int fsync_path(const char *p)
 
 static int commit(weft_ckpt *c, const char *tmp, const char *name)
 {
-    int rc = c->fsyncer ? fsync_path(tmp) : 0;
+    int rc = weft_ckpt_agree(c->wcomm, writeback(c, tmp, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                                         SYNC_FILE_RANGE_WAIT_AFTER));
+    if (rc)
+        return rc;
+    rc = c->fsyncer ? fsync_path(tmp) : 0;
     WEFT_CHECK(weft_ckpt_agree(c->wcomm, rc));
     if (c->rank == 0) {
         rc = weft_ckpt_publish(c->opts.dir, tmp, name);

@@ -62,6 +62,15 @@ static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state 
     c->size = weft_comm_size(l->world);
     weft_ctx *ctx = weft_ctx_current();
     c->fsyncer = !ctx || ctx->local_rank == 0;
+    /* auto: collective two-phase I/O and metadata pay across nodes (one
+     * writer per node region, no metadata storm on a shared file system);
+     * on one node independent writes go straight to the page cache at
+     * memcpy speed (measurements: docs/checkpoint-format.md, "Tuning"). */
+    int nodes = ctx ? ctx->nnodes : 2;
+    if (c->opts.collective < 0)
+        c->opts.collective = nodes > 1;
+    if (c->opts.coll_metadata < 0)
+        c->opts.coll_metadata = nodes > 1;
     c->config_ini = strdup(ini ? ini : "");
     WEFT_CHECK(weft_comm_dup(l->world, "ckpt-writer", &c->wcomm));
     WEFT_CHECK(weft_comm_mpi_dup(l->world, &c->mpi));
@@ -70,7 +79,8 @@ static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state 
     c->scratch = malloc(SCRATCH_BYTES);
     c->hashes = calloc((size_t)c->plan.nd + 1, sizeof *c->hashes);
     c->dsets = calloc((size_t)c->plan.nd + 1, sizeof *c->dsets);
-    if (!c->config_ini || !c->stage || !c->scratch || !c->hashes || !c->dsets)
+    c->spans = calloc((size_t)c->plan.nd + 1, sizeof *c->spans);
+    if (!c->config_ini || !c->stage || !c->scratch || !c->hashes || !c->dsets || !c->spans)
         return weft_error(WEFT_ENOMEM, "checkpoint: %.1f MiB of staging: out of memory",
                           c->plan.stage_bytes / 1048576.0);
     memset(c->stage, 0, c->plan.stage_bytes); /* touch it now, not during the first save */
@@ -252,6 +262,7 @@ int weft_ckpt_close(weft_ckpt *c)
     free(c->scratch);
     free(c->hashes);
     free(c->dsets);
+    free(c->spans);
     free(c->config_ini);
     free(c->provenance);
     memset(c->sign_sk, 0, sizeof c->sign_sk);

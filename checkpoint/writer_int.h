@@ -26,6 +26,7 @@ struct weft_ckpt {
     void *scratch;             /* checksum read-back, SCRATCH_BYTES */
     uint64_t *hashes;          /* per dataset */
     hid_t *dsets;              /* per dataset, during a write */
+    size_t (*spans)[2];        /* per dataset: file bytes [lo, hi) this rank wrote (writeback) */
     weft_comm *wcomm;          /* the writer thread's */
     MPI_Comm mpi;              /* the writer thread's, for HDF5 */
     int rank, size, fsyncer;   /* fsyncer: first rank of its node */

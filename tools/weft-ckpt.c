@@ -9,7 +9,7 @@
  *   weft-ckpt keygen -o KEY               an Ed25519 key pair: KEY, KEY.pub
  *   weft-ckpt sign CKPT --key KEY         sign a checkpoint's seal
  *   weft-ckpt diff A B [--tol X]          max abs / rel difference per tensor
- *   weft-ckpt export CKPT --format hf|safetensors -o OUT
+ *   weft-ckpt export CKPT --format hf|safetensors -o OUT [--tokenizer PATH]
  *                                         the weights with Hugging Face names
  *                                         and shapes (hf: a directory with
  *                                         config.json and model.safetensors)
@@ -17,6 +17,9 @@
  *                                         a Hugging Face GPT-2 or Llama model
  *                                         as a weft checkpoint (step 0, weights
  *                                         only) for --init-from
+ *   weft-ckpt merge LORA_CKPT [--base BASE] -o OUT.h5
+ *                                         a LoRA run's adapters folded into
+ *                                         its base: an ordinary checkpoint
  *
  * CKPT is a checkpoint file, or a run directory or checkpoints directory
  * meaning the file its latest names (weft_ckpt_resolve, as --init-from).
@@ -51,8 +54,9 @@ static const char *usage_text =
     "       weft-ckpt info CKPT [--config]\n"
     "       weft-ckpt verify CKPT [--trusted PUBKEY]...\n"
     "       weft-ckpt diff A B [--tol X]\n"
-    "       weft-ckpt export CKPT --format hf|safetensors -o OUT\n"
+    "       weft-ckpt export CKPT --format hf|safetensors -o OUT [--tokenizer PATH]\n"
     "       weft-ckpt import SRC [--config CONFIG_JSON] -o OUT.h5\n"
+    "       weft-ckpt merge LORA_CKPT [--base BASE] -o OUT.h5\n"
     "       weft-ckpt keygen -o KEY\n"
     "       weft-ckpt sign CKPT --key KEY\n"
     "       weft-ckpt COMMAND --help\n"
@@ -77,11 +81,12 @@ static const char *usage_text =
     "  export  the weights with Hugging Face names and shapes: GPT-2's as GPT2LMHeadModel\n"
     "          (transformer.h.0.attn.c_attn.weight is (C, 3C): Conv1D weights transposed;\n"
     "          lm_head tied, not written), Llama's as LlamaForCausalLM (as stored);\n"
-    "          --format hf: a new directory OUT with config.json and model.safetensors;\n"
+    "          --format hf: a new directory OUT with config.json, model.safetensors and the\n"
+    "          tokenizer's files (--tokenizer PATH, default the run's data.tokenizer);\n"
     "          --format safetensors: the one file OUT\n"
     "  import  a Hugging Face model as a checkpoint OUT.h5 (step 0, weights only, the\n"
-    "          model.* keys in its config) for weft-train --init-from, which needs the\n"
-    "          same model.* keys: import prints them. SRC is a model directory\n"
+    "          model.* keys in its config) for weft-train --init-from, which takes its\n"
+    "          model.* keys from it. SRC is a model directory\n"
     "          (config.json and model.safetensors or model.safetensors.index.json + shards),\n"
     "          an index.json, or one .safetensors file with --config CONFIG_JSON.\n"
     "          config.json's architectures / model_type: GPT2LMHeadModel / gpt2,\n"
@@ -89,6 +94,11 @@ static const char *usage_text =
     "          tensors, stored as f32. Every header field is checked before any data is\n"
     "          read; a bad file exits 65 naming the file, tensor and field, and nothing\n"
     "          is left under OUT.h5\n"
+    "  merge   a LoRA run's checkpoint folded into its base: W + (alpha/r) B A for every\n"
+    "          adapter, written as an ordinary checkpoint of the base's tensors (weights only,\n"
+    "          step 0, the base's configuration) for --init-from and export. The base is the\n"
+    "          one the checkpoint names (base_checkpoint), or --base BASE; its weights hash\n"
+    "          must match (base_hash). -o, --output OUT.h5 names the file\n"
     "  keygen  a new Ed25519 key pair: -o KEY (secret, mode 0600) and KEY.pub (0644)\n"
     "  sign    check every checksum, then sign the checkpoint with --key KEY (the\n"
     "          file is replaced by a signed copy)\n"
@@ -494,17 +504,187 @@ static int cmd_import(const char *src, const char *config, const char *out)
     return 0;
 }
 
-static int cmd_export(const char *path, const char *format, const char *out)
+static int cmd_export(const char *path, const char *format, const char *out, const char *tokenizer)
 {
     int n;
     char family[16];
-    WEFT_CHECK(weft_hf_export(path, format, out, &n, family, sizeof family));
+    WEFT_CHECK(weft_hf_export(path, format, out, tokenizer, &n, family, sizeof family));
     if (strcmp(family, "gpt2") == 0)
         printf("%s: %d tensors (Hugging Face GPT-2 names; lm_head is tied to transformer.wte.weight)%s\n", out, n,
                strcmp(format, "hf") == 0 ? "; config.json" : "");
     else
         printf("%s: %d tensors (Hugging Face Llama names)%s\n", out, n, strcmp(format, "hf") == 0 ? "; config.json" : "");
     return 0;
+}
+
+/* --- merge ------------------------------------------------------------------
+ * The base file copied under a temporary name, each adapted weight
+ * rewritten in place as W + s B A (in double, rounded once) with its
+ * checksum, the optimizer state and the data position dropped, step 0,
+ * then renamed to OUT: the same tensors, names and configuration as the
+ * base, so whatever reads the base reads the merged file. */
+
+/* lora.alpha from the [lora] section of the stored configuration. */
+static int lora_alpha(hid_t f, const char *path, double *alpha)
+{
+    char *ini = NULL;
+    WEFT_CHECK(weft_h5_get_str(f, "config", &ini));
+    const char *sec = strstr(ini, "[lora]\n"), *a = sec ? strstr(sec, "\nalpha = ") : NULL;
+    const char *next = sec ? strstr(sec + 1, "\n[") : NULL;
+    int ok = a && (!next || a < next) && sscanf(a, "\nalpha = %lf", alpha) == 1;
+    free(ini);
+    return ok ? 0 : weft_error(WEFT_EDATA, "%s: its configuration has no lora.alpha: not a LoRA run's checkpoint",
+                               path);
+}
+
+static int write_fd(int fd, const char *p, size_t len, const char *path)
+{
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return weft_error(WEFT_EIO, "%s: write failed: %s", path, strerror(errno));
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static int copy_file(const char *from, const char *to)
+{
+    int in = open(from, O_RDONLY | O_CLOEXEC), out = -1, rc = 0;
+    if (in < 0)
+        return weft_error(errno == ENOENT ? WEFT_ENOENT : WEFT_EIO, "%s: %s", from, strerror(errno));
+    out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (out < 0)
+        rc = weft_error(WEFT_EIO, "cannot create %s: %s", to, strerror(errno));
+    char buf[1 << 16];
+    for (ssize_t n; rc == 0 && (n = read(in, buf, sizeof buf)) != 0;)
+        rc = n < 0 ? weft_error(WEFT_EIO, "%s: read failed: %s", from, strerror(errno))
+                   : write_fd(out, buf, (size_t)n, to);
+    if (out >= 0 && rc == 0 && fsync(out) != 0)
+        rc = weft_error(WEFT_EIO, "%s: %s", to, strerror(errno));
+    close(in);
+    if (out >= 0)
+        close(out);
+    return rc;
+}
+
+/* W (out, in) += s B (out, r) A (r, in) for the adapter pair at dpath (its
+ * lora_A), into the open copy of the base. */
+static int merge_one(hid_t lf, hid_t out, const char *apath, double s, int *merged)
+{
+    char module[256], bpath[300], wpath[300];
+    snprintf(module, sizeof module, "%.*s", (int)(strstr(apath, ".lora_A.weight") - apath), apath);
+    snprintf(bpath, sizeof bpath, "%s.lora_B.weight", module);
+    snprintf(wpath, sizeof wpath, "%s.weight", module);
+    float *A = NULL, *B = NULL, *W = NULL;
+    int nda, ndb, ndw;
+    int64_t sa[2], sb[2], sw[2];
+    int rc = weft_ckpt_read_f32(lf, apath, &A, &nda, sa);
+    rc = rc ? rc : weft_ckpt_read_f32(lf, bpath, &B, &ndb, sb);
+    rc = rc ? rc : weft_ckpt_read_f32(out, wpath, &W, &ndw, sw);
+    if (rc == 0 && (nda != 2 || ndb != 2 || ndw != 2 || sb[1] != sa[0] || sw[0] != sb[0] || sw[1] != sa[1]))
+        rc = weft_error(WEFT_EDATA, "%s: A (%lld, %lld) and B (%lld, %lld) do not fit the base's %s (%lld, %lld)",
+                        module, (long long)sa[0], (long long)sa[1], (long long)sb[0], (long long)sb[1], wpath,
+                        (long long)sw[0], (long long)sw[1]);
+    for (int64_t i = 0; rc == 0 && i < sw[0]; i++)
+        for (int64_t j = 0; j < sw[1]; j++) {
+            double acc = 0;
+            for (int64_t k = 0; k < sa[0]; k++)
+                acc += (double)B[i * sb[1] + k] * A[k * sa[1] + j];
+            W[i * sw[1] + j] = (float)(W[i * sw[1] + j] + s * acc);
+        }
+    hid_t d = rc == 0 ? H5Dopen2(out, wpath, H5P_DEFAULT) : -1;
+    if (rc == 0 && (d < 0 || H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, W) < 0))
+        rc = weft_h5_error(WEFT_EIO, "cannot write the merged %s", wpath);
+    if (rc == 0)
+        rc = weft_h5_attr_u64(d, "xxh3_64", weft_h5_hash(W, (size_t)(sw[0] * sw[1]) * sizeof(float)));
+    if (d >= 0)
+        H5Dclose(d);
+    free(A);
+    free(B);
+    free(W);
+    *merged += rc == 0;
+    return rc;
+}
+
+/* The base a LoRA checkpoint names (or --base), checked against its hash. */
+static int merge_base(hid_t lf, const char *lora, const char *given, char *base, size_t len)
+{
+    char *named = NULL;
+    uint64_t want, have;
+    if (weft_h5_get_str(lf, "base_checkpoint", &named) != 0)
+        return weft_error(WEFT_EDATA, "%s names no base checkpoint (attribute base_checkpoint): not a LoRA run's "
+                          "checkpoint", lora);
+    int rc = weft_ckpt_resolve(given ? given : named, base, len);
+    free(named);
+    WEFT_CHECK(rc);
+    WEFT_CHECK(weft_h5_get_u64(lf, "base_hash", &want));
+    weft_h5_unlock(); /* weft_ckpt_params_hash takes the lock itself */
+    rc = weft_ckpt_params_hash(base, &have);
+    weft_h5_lock();
+    WEFT_CHECK(rc);
+    if (have != want)
+        return weft_error(WEFT_EDATA, "base %s has weights hash %016llx, but %s was trained on a base of hash "
+                          "%016llx: not the same base", base, (unsigned long long)have, lora,
+                          (unsigned long long)want);
+    return 0;
+}
+
+/* Drop what belongs to the base's own training, not to its weights. */
+static int weights_only(hid_t out, const char *tmp)
+{
+    static const char *const groups[] = {"optim", "loader"};
+    for (int i = 0; i < 2; i++)
+        if (H5Lexists(out, groups[i], H5P_DEFAULT) > 0 && H5Ldelete(out, groups[i], H5P_DEFAULT) < 0)
+            return weft_h5_error(WEFT_EIO, "%s: cannot drop '%s'", tmp, groups[i]);
+    WEFT_CHECK(weft_h5_attr_i64(out, "step", 0));
+    return weft_h5_attr_i64(out, "optim_t", 0);
+}
+
+static int cmd_merge(const char *lora, const char *given_base, const char *outpath)
+{
+    hid_t lf, out = -1;
+    char base[4300], tmp[4400];
+    double alpha;
+    WEFT_CHECK(weft_ckpt_open_file(lora, &lf));
+    char **list = NULL;
+    int rc = merge_base(lf, lora, given_base, base, sizeof base), merged = 0;
+    rc = rc ? rc : lora_alpha(lf, lora, &alpha);
+    rc = rc ? rc : weft_ckpt_list_datasets(lf, lora, &list);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", outpath, (int)getpid());
+    rc = rc ? rc : copy_file(base, tmp);
+    if (rc == 0 && (out = H5Fopen(tmp, H5F_ACC_RDWR, H5P_DEFAULT)) < 0)
+        rc = weft_h5_error(WEFT_EIO, "cannot open %s for writing", tmp);
+    for (int i = 0; rc == 0 && list[i]; i++) {
+        const char *a = strstr(list[i], ".lora_A.weight");
+        if (strncmp(list[i], "params/", 7) == 0 && a && a[14] == '\0') {
+            int64_t r, sh[2];
+            int nd;
+            float *A;
+            rc = weft_ckpt_read_f32(lf, list[i], &A, &nd, sh);
+            r = sh[0];
+            free(A);
+            rc = rc ? rc : merge_one(lf, out, list[i], alpha / (double)r, &merged);
+        }
+    }
+    rc = rc || out < 0 ? rc : weights_only(out, tmp);
+    rc = rc || out < 0 ? rc : weft_h5_attr_str(out, "lora_merged", lora);
+    if (out >= 0 && H5Fclose(out) < 0)
+        rc = rc ? rc : weft_h5_error(WEFT_EIO, "closing %s failed", tmp);
+    H5Fclose(lf);
+    weft_ckpt_free_list(list);
+    if (rc == 0 && merged == 0)
+        rc = weft_error(WEFT_EDATA, "%s holds no adapters (params/*.lora_A.weight)", lora);
+    if (rc == 0 && rename(tmp, outpath) != 0)
+        rc = weft_error(WEFT_EIO, "cannot rename %s to %s: %s", tmp, outpath, strerror(errno));
+    if (rc)
+        unlink(tmp);
+    else
+        printf("%s: %s with %d adapters merged (alpha %g) from %s\n", outpath, base, merged, alpha, lora);
+    return rc;
 }
 
 /* --- keys and signing ------------------------------------------------------ */
@@ -530,7 +710,7 @@ static int cmd_sign(const char *path, const char *key)
 
 /* --- main ------------------------------------------------------------------ */
 
-enum { OPT_CONFIG = 256, OPT_TOL, OPT_FORMAT, OPT_HF_CONFIG, OPT_TRUSTED, OPT_KEY };
+enum { OPT_CONFIG = 256, OPT_TOL, OPT_FORMAT, OPT_HF_CONFIG, OPT_BASE, OPT_TOKENIZER, OPT_TRUSTED, OPT_KEY };
 
 static const struct option ckpt_opts[] = {
     {"config", no_argument, NULL, OPT_CONFIG},    /* info */
@@ -538,7 +718,9 @@ static const struct option ckpt_opts[] = {
     {"key", required_argument, NULL, OPT_KEY},    /* sign */
     {"tol", required_argument, NULL, OPT_TOL},    /* diff */
     {"format", required_argument, NULL, OPT_FORMAT}, /* export */
-    {"output", required_argument, NULL, 'o'},     /* export */
+    {"output", required_argument, NULL, 'o'},     /* export, merge */
+    {"base", required_argument, NULL, OPT_BASE},  /* merge */
+    {"tokenizer", required_argument, NULL, OPT_TOKENIZER}, /* export */
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -560,9 +742,10 @@ static const struct {
     {"info", "one checkpoint FILE or RUN_DIR", 1, {OPT_CONFIG}},
     {"verify", "one checkpoint FILE or RUN_DIR", 1, {OPT_TRUSTED}},
     {"diff", "two checkpoints A B (files or run directories)", 2, {OPT_TOL}},
-    {"export", "one checkpoint FILE or RUN_DIR", 1, {OPT_FORMAT, 'o'}},
+    {"export", "one checkpoint FILE or RUN_DIR", 1, {OPT_FORMAT, 'o', OPT_TOKENIZER}},
     {"import", "one Hugging Face model DIR, .safetensors file or model.safetensors.index.json", 1,
      {OPT_HF_CONFIG, 'o'}},
+    {"merge", "one LoRA checkpoint FILE or RUN_DIR", 1, {OPT_BASE, 'o'}},
     {"keygen", "no operands", 0, {'o'}},
     {"sign", "one checkpoint FILE or RUN_DIR", 1, {OPT_KEY}},
 };
@@ -570,7 +753,7 @@ static const struct {
 typedef struct {
     int show_config;
     double tol;
-    const char *format, *out, *hf_config, *key;
+    const char *format, *out, *hf_config, *base, *tokenizer, *key;
     char trusted[8192];          /* --trusted files, comma-separated ("": none) */
 } ckpt_args;
 
@@ -604,6 +787,8 @@ static int parse_cmd(size_t k, weft_cli *cli, ckpt_args *a)
         case OPT_FORMAT: a->format = cli->arg; break;
         case 'o': a->out = cli->arg; break;
         case OPT_HF_CONFIG: a->hf_config = cli->arg; break;
+        case OPT_BASE: a->base = cli->arg; break;
+        case OPT_TOKENIZER: a->tokenizer = cli->arg; break;
         case OPT_KEY: a->key = cli->arg; break;
         case OPT_TRUSTED: {
             size_t n = strlen(a->trusted);
@@ -621,6 +806,8 @@ static int parse_cmd(size_t k, weft_cli *cli, ckpt_args *a)
         return weft_cli_error(cli, "export needs --format hf|safetensors and -o OUT");
     if (strcmp(cmds[k].name, "import") == 0 && !a->out)
         return weft_cli_error(cli, "import needs -o OUT.h5");
+    if (strcmp(cmds[k].name, "merge") == 0 && !a->out)
+        return weft_cli_error(cli, "merge needs -o OUT.h5");
     if (strcmp(cmds[k].name, "keygen") == 0 && !a->out)
         return weft_cli_error(cli, "keygen needs -o KEY (the secret key; KEY.pub is the public one)");
     if (strcmp(cmds[k].name, "sign") == 0 && !a->key)
@@ -635,7 +822,7 @@ static int run(size_t k, char **ops, const ckpt_args *a, int *differs)
         return cmd_ls(ops[0]);
     if (k == 5)
         return cmd_import(ops[0], a->hf_config, a->out);
-    if (k == 6)
+    if (k == 7)
         return cmd_keygen(a->out);
     for (int i = 0; i < (k == 3 ? 2 : 1); i++)
         WEFT_CHECK(weft_ckpt_resolve(ops[i], p[i], sizeof p[i]));
@@ -643,8 +830,9 @@ static int run(size_t k, char **ops, const ckpt_args *a, int *differs)
     case 1: return cmd_info(p[0], a->show_config);
     case 2: return cmd_verify(p[0], a->trusted[0] ? a->trusted : NULL);
     case 3: return cmd_diff(p[0], p[1], a->tol, differs);
-    case 7: return cmd_sign(p[0], a->key);
-    default: return cmd_export(p[0], a->format, a->out);
+    case 6: return cmd_merge(p[0], a->base, a->out);
+    case 8: return cmd_sign(p[0], a->key);
+    default: return cmd_export(p[0], a->format, a->out, a->tokenizer);
     }
 }
 
@@ -662,13 +850,14 @@ int main(int argc, char **argv)
                                    : weft_cli_error(&cli, "option '%s' goes after the command", cli.name);
     }
     if (cli.nops == 0)
-        return weft_cli_error(&cli, "expected a command: ls, info, verify, diff, export, import, keygen or sign");
+        return weft_cli_error(&cli, "expected a command: ls, info, verify, diff, export, import, merge, keygen or "
+                              "sign");
     size_t k = 0, ncmds = sizeof cmds / sizeof cmds[0];
     while (k < ncmds && strcmp(cli.ops[0], cmds[k].name) != 0)
         k++;
     if (k == ncmds)
-        return weft_cli_error(&cli, "unknown command '%s' (expected ls, info, verify, diff, export, import, keygen or sign)",
-                              cli.ops[0]);
+        return weft_cli_error(&cli, "unknown command '%s' (expected ls, info, verify, diff, export, import, "
+                              "merge, keygen or sign)", cli.ops[0]);
     char prog[64];
     snprintf(prog, sizeof prog, "weft-ckpt %s", cmds[k].name);
     ckpt_args a = {0};

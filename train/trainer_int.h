@@ -64,6 +64,9 @@ struct weft_trainer {
     int64_t reported_ckpt;      /* the last committed step told to the scheduler */
     int resuming;               /* --resume: metrics.jsonl is kept up to the resumed step */
     int nothing_to_do;          /* resumed at or past train.steps: start and run touch nothing */
+    int loaded;                 /* a checkpoint was resumed (not --init-from) */
+    char *base_path;            /* where the model's frozen tensors came from (absolute), or NULL */
+    uint64_t base_hash;         /* its weft_ckpt_params_hash */
     double peak_flops;          /* one rank's f32 peak FLOP/s, what MFU divides by: run.peak_flops,
                                    or weft_matmul_peak at start (0: not known yet) */
     int peak_warned;            /* told once that a step beat the peak */

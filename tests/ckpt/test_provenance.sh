@@ -33,7 +33,9 @@ expect_grep "^  written +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z by $(id -un)@$(ho
 expect_grep "job mpirun local-[0-9a-f]+ ranks=2\$" info4 "the job: launcher, job id, ranks"
 expect_grep "^  config_hash +[0-9a-f]{16}\$" info4 "config_hash"
 dh=$(field dataset_hash info4)
-expect_grep "^  dataset +$TMPDIR_TEST/ds manifest=[0-9a-f]{16} dataset_hash=$dh tokenizer_id=1\$" info4 \
+th=$(sed -n 's/^tokenizer_hash //p' ds/manifest)
+tok="tokenizer_hash=$th" && [ -z "$th" ] && tok="tokenizer_id=1"
+expect_grep "^  dataset +$TMPDIR_TEST/ds manifest=[0-9a-f]{16} dataset_hash=$dh $tok\$" info4 \
     "the dataset: its path, manifest hash, dataset hash (= the root attribute) and tokenizer"
 expect_grep "^identity +[0-9a-f]{16}\$" info4 "the identity"
 expect_grep "^  \(the first: no parent\)\$" info4 "a fresh run's checkpoint has no parent"
@@ -95,3 +97,17 @@ f = h5py.File(sys.argv[1], 'r+')
 f.attrs.create('provenance', numpy.bytes_(b'weft_version 0.1.0\nno-value-line\n'))" "$s4"
 expect_exit 0 "a malformed provenance: weft-ckpt info still works" "$ck" info "$s4"
 check "... and says where" grep -q "^provenance *malformed: .*provenance line 2: expected 'key value'" <<<"$LAST_OUT"
+
+# A manifest's tokenizer_hash line is what the dataset line records (instead of the id).
+cp -r ds dst && sed -i -e '/^tokenizer_hash /d' -e 's/^tokenizer_id 1$/tokenizer_id 1\ntokenizer_hash 0123456789abcdef/' dst/manifest
+check "a run on a dataset whose manifest has tokenizer_hash" \
+    weft_mpirun 2 "$train" "${tiny[@]}" --data.path=dst --train.steps=2 --run.dir=rt
+"$ck" info rt >infot 2>&1
+expect_grep "^  dataset +$TMPDIR_TEST/dst manifest=[0-9a-f]{16} dataset_hash=$dh tokenizer_hash=0123456789abcdef\$" infot \
+    "the dataset line names the tokenizer by its hash"
+cp -r ds dsi && sed -i '/^tokenizer_hash /d' dsi/manifest
+check "a run on a dataset whose manifest has no tokenizer_hash (older weft-data)" \
+    weft_mpirun 2 "$train" "${tiny[@]}" --data.path=dsi --train.steps=2 --run.dir=ri
+"$ck" info ri >infoi2 2>&1
+expect_grep "^  dataset +$TMPDIR_TEST/dsi manifest=[0-9a-f]{16} dataset_hash=$dh tokenizer_id=1\$" infoi2 \
+    "... names the tokenizer by its id"

@@ -10,7 +10,8 @@
 #   - with checkpoint.trusted_keys, --resume and --init-from refuse the same
 #     files (exit 65, naming why) and accept a good one;
 #   - a secret key readable by others is refused.
-# Bytes are flipped by tests/ckpt/flip.py, which finds them with h5py.
+# Bytes are changed by tests/ckpt/flip.py, with h5py (see there: a byte flipped in
+# place in an attribute is caught by HDF5's metadata checksums first).
 . "$(dirname "$0")/../lib.sh"
 train="$WEFT_BIN/weft-train" ck="$WEFT_BIN/weft-ckpt"
 numpy_python
@@ -55,6 +56,9 @@ cp "$good" table.h5 && "$py" "$flip" table.h5 table params/wte
 refused "one byte of the checksum table flipped" "has been modified since key .* signed it" table.h5
 cp "$good" sig.h5 && "$py" "$flip" sig.h5 signature
 refused "one byte of the signature flipped" "has an invalid signature" sig.h5
+cp "$good" raw.h5 && "$py" "$flip" raw.h5 raw-table params/wte
+expect_exit 65 "one byte of the checksum table flipped in place (HDF5's own metadata checksum): refused (exit 65)" \
+    "$ck" verify raw.h5 --trusted k1.pub
 check "the four messages differ" test "$(for f in "$unsigned" other.h5 tensor.h5 table.h5 sig.h5; do
     "$ck" verify "$f" --trusted k1.pub 2>&1 | tail -1 | sed "s|$f||"; done | sort -u | wc -l)" -eq 5
 
