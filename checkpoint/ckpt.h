@@ -95,6 +95,7 @@ typedef struct weft_ckpt_opts {
     size_t alignment;            /* objects >= 16 x alignment start on its multiples (0: off) */
     int preflight;               /* check free space first */
     size_t loader_len;           /* bytes reserved for the loader state */
+    char signing_key[4096];      /* secret key file signing every checkpoint ("": none) */
 } weft_ckpt_opts;
 
 /* opts from cfg: dir = run.dir/checkpoints (checkpoint.dir overrides). */
@@ -117,6 +118,13 @@ WEFT_API int weft_ckpt_save(weft_ckpt *c, const weft_ckpt_meta *meta, int *start
 /* Collective. Save now and return once the checkpoint is committed (for
  * preemption): waits for an in-flight save first, never skips. */
 WEFT_API int weft_ckpt_save_wait(weft_ckpt *c, const weft_ckpt_meta *meta);
+
+/* Collective. The provenance lines this job records in every checkpoint
+ * (checkpoint/prov.h: weft_version, source_commit, config_hash, dataset,
+ * parent, job, host, user; rank 0's text is the one used, others may pass
+ * NULL), and, with opts.signing_key, rank 0 loads that key: every later
+ * checkpoint is signed. An unusable key is an error on every rank. */
+WEFT_API int weft_ckpt_set_provenance(weft_ckpt *c, const char *provenance);
 
 /* Wait for the in-flight save, if any; its result. */
 WEFT_API int weft_ckpt_wait(weft_ckpt *c);

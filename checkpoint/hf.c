@@ -15,6 +15,7 @@
 #include "checkpoint/h5.h"
 #include "checkpoint/inspect.h"
 #include "checkpoint/safetensors.h"
+#include "checkpoint/seal.h"
 #include "checkpoint/single.h"
 #include "data/atomic_file.h"
 #include "data/loader.h"
@@ -24,6 +25,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -569,16 +571,40 @@ static int build(importer *im)
     return check_leftovers(im);
 }
 
+/* An import's provenance: its parent is the Hugging Face files (config.json,
+ * then each safetensors file), hashed (checkpoint/seal.h). */
+static int import_provenance(const importer *im, const char *src, const char *ini, weft_prov *p)
+{
+    const char *paths[1 + sizeof im->src.files / sizeof im->src.files[0]];
+    char abs[PATH_MAX];
+    uint64_t h;
+    paths[0] = im->d.path;
+    for (int i = 0; i < im->src.nfiles; i++)
+        paths[1 + i] = im->src.files[i]->path;
+    WEFT_CHECK(weft_prov_hash_files(paths, 1 + im->src.nfiles, &h));
+    WEFT_CHECK(weft_prov_add_common(p));
+    WEFT_CHECK(weft_prov_add(p, "config_hash", "%016llx", (unsigned long long)weft_prov_config_hash(ini)));
+    WEFT_CHECK(weft_prov_add(p, "parent", "%016llx import %s", (unsigned long long)h, realpath(src, abs) ? abs : src));
+    return weft_prov_add(p, "job", "none (weft-ckpt import)");
+}
+
 static int write_out(importer *im, const char *src, const char *out)
 {
+    static weft_prov prov;
     char *ini = weft_config_to_ini(im->d.cfg), source[4400];
     if (!ini)
         return weft_error(WEFT_ENOMEM, "out of memory");
+    memset(&prov, 0, sizeof prov);
+    int prc = import_provenance(im, src, ini, &prov);
+    if (prc) {
+        free(ini);
+        return prc;
+    }
     snprintf(source, sizeof source, "hugging face %s: %s", im->d.arch, src);
     weft_ckpt_state s = {.params = im->m->param_data, .n = im->m->n, .tensors = im->m->params,
                          .ntensors = im->m->nparams};
     weft_ckpt_meta meta = {0};
-    int rc = weft_ckpt_write_single(out, &s, &meta, ini, source);
+    int rc = weft_ckpt_write_single(out, &s, &meta, ini, source, prov.text);
     free(ini);
     return rc;
 }

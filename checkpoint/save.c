@@ -15,6 +15,7 @@
 #include "checkpoint/agree.h"
 #include "checkpoint/commit.h"
 #include "checkpoint/h5.h"
+#include "checkpoint/seal.h"
 #include "checkpoint/writer_int.h"
 #include "runtime/ctx.h"
 #include "runtime/error.h"
@@ -312,6 +313,8 @@ static int write_file(weft_ckpt *c, const char *tmp)
             rc = keep(rc, weft_h5_attr_u64(c->dsets[i], "xxh3_64", c->hashes[i]));
     if (all == 0)
         rc = keep(rc, weft_ckpt_root_attrs(f, &c->meta, &c->layout, c->size, c->config_ini));
+    if (all == 0)
+        rc = keep(rc, weft_ckpt_seal_job(c, f)); /* provenance, signature: seal.c */
     for (int i = 0; i < c->plan.nd; i++)
         if (c->dsets[i] >= 0)
             H5Dclose(c->dsets[i]);

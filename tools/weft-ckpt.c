@@ -2,8 +2,12 @@
  * weft-ckpt -- look into checkpoints without a job (one process, no MPI):
  *
  *   weft-ckpt ls RUN_DIR|CHECKPOINT_DIR   committed checkpoints, the latest marked
- *   weft-ckpt info CKPT [--config]        step, layout, data, tensors
- *   weft-ckpt verify CKPT                 every dataset against its checksum
+ *   weft-ckpt info CKPT [--config]        step, layout, data, tensors, provenance
+ *                                         and the chain of parents
+ *   weft-ckpt verify CKPT [--trusted PUB]...  every dataset against its
+ *                                         checksum; the signature by a trusted key
+ *   weft-ckpt keygen -o KEY               an Ed25519 key pair: KEY, KEY.pub
+ *   weft-ckpt sign CKPT --key KEY         sign a checkpoint's seal
  *   weft-ckpt diff A B [--tol X]          max abs / rel difference per tensor
  *   weft-ckpt export CKPT --format hf|safetensors -o OUT [--tokenizer PATH]
  *                                         the weights with Hugging Face names
@@ -31,6 +35,8 @@
 #include "checkpoint/h5.h"
 #include "checkpoint/hf.h"
 #include "checkpoint/inspect.h"
+#include "checkpoint/seal.h"
+#include "checkpoint/sign.h"
 #include "runtime/cli.h"
 #include "runtime/error.h"
 
@@ -46,11 +52,13 @@
 static const char *usage_text =
     "usage: weft-ckpt ls RUN_DIR|CHECKPOINT_DIR\n"
     "       weft-ckpt info CKPT [--config]\n"
-    "       weft-ckpt verify CKPT\n"
+    "       weft-ckpt verify CKPT [--trusted PUBKEY]...\n"
     "       weft-ckpt diff A B [--tol X]\n"
     "       weft-ckpt export CKPT --format hf|safetensors -o OUT [--tokenizer PATH]\n"
     "       weft-ckpt import SRC [--config CONFIG_JSON] -o OUT.h5\n"
     "       weft-ckpt merge LORA_CKPT [--base BASE] -o OUT.h5\n"
+    "       weft-ckpt keygen -o KEY\n"
+    "       weft-ckpt sign CKPT --key KEY\n"
     "       weft-ckpt COMMAND --help\n"
     "\n"
     "Checkpoints are the HDF5 files weft-train writes (docs/checkpoint-format.md).\n"
@@ -58,8 +66,15 @@ static const char *usage_text =
     "the checkpoint its latest names.\n"
     "  ls      the committed checkpoints in a directory, newest last, latest marked\n"
     "  info    step, layout, dataset, versions and every tensor's shape (--config: the\n"
-    "          full configuration the run used)\n"
-    "  verify  recompute every dataset's xxh3 checksum; names each corrupt tensor\n"
+    "          full configuration the run used); its identity, signature and provenance\n"
+    "          (commit, config hash, datasets, job, host, user, time), and the chain of\n"
+    "          parents (--resume, --init-from, import) back to the first, while they are\n"
+    "          on disk\n"
+    "  verify  recompute every dataset's xxh3 checksum; names each corrupt tensor. With\n"
+    "          --trusted PUBKEY (repeatable, or comma-separated) the signature must be\n"
+    "          one of those keys' over the checksum table and provenance: unsigned, an\n"
+    "          untrusted key, a modified table and a corrupt signature each exit 65 with\n"
+    "          their own message\n"
     "  diff    per tensor: max |a-b| and relative, max |a-b| / max |a|; exit 1 if any\n"
     "          relative difference exceeds --tol\n"
     "          (default 0: bitwise identical)\n"
@@ -84,6 +99,9 @@ static const char *usage_text =
     "          step 0, the base's configuration) for --init-from and export. The base is the\n"
     "          one the checkpoint names (base_checkpoint), or --base BASE; its weights hash\n"
     "          must match (base_hash). -o, --output OUT.h5 names the file\n"
+    "  keygen  a new Ed25519 key pair: -o KEY (secret, mode 0600) and KEY.pub (0644)\n"
+    "  sign    check every checksum, then sign the checkpoint with --key KEY (the\n"
+    "          file is replaced by a signed copy)\n"
     "\n"
     "Options may come before or after the operands, as '--opt value' or '--opt=value'.\n"
     "exit status: 0 ok, 1 diff found differences, 64 bad usage, 65 bad or corrupt\n"
@@ -156,6 +174,132 @@ static void print_model(const char *ini)
     printf("%-15s%s\n", "model", line);
 }
 
+/* --- provenance ---------------------------------------------------------- */
+
+/* The provenance attribute, parsed (v->buf NULL when there is none). */
+static int read_prov(hid_t f, const char *path, weft_prov_view *v)
+{
+    char *text = NULL;
+    memset(v, 0, sizeof *v);
+    if (H5Aexists(f, "provenance") <= 0)
+        return 0;
+    WEFT_CHECK(weft_h5_get_str(f, "provenance", &text));
+    int rc = weft_prov_parse(text, strlen(text), path, v);
+    free(text);
+    return rc;
+}
+
+static void print_signature(hid_t f)
+{
+    char *text = NULL, id[17];
+    uint8_t pk[32], sig[64];
+    uint64_t signed_id;
+    if (H5Aexists(f, "signature") <= 0) {
+        printf("%-15s none (weft-ckpt sign, or checkpoint.signing_key)\n", "signature");
+    } else if (weft_h5_get_str(f, "signature", &text) == 0 &&
+               weft_sig_parse(text, strlen(text), "signature", pk, &signed_id, sig) == 0) {
+        weft_key_id(pk, id);
+        printf("%-15s ed25519, key %s (check it: weft-ckpt verify --trusted KEY.pub)\n", "signature", id);
+    } else {
+        printf("%-15s malformed: %s\n", "signature", weft_last_error());
+    }
+    free(text);
+}
+
+static void print_prov(const weft_prov_view *v)
+{
+    printf("%-15s weft %s, source %s\n", "provenance", v->weft_version, v->source_commit);
+    printf("%-15s %s by %s@%s, job %s\n", "  written", v->time, v->user, v->host, v->job);
+    printf("%-15s %s\n", "  config_hash", v->config_hash);
+    for (int i = 0; i < v->ndatasets; i++)
+        printf("%-15s %s\n", "  dataset", v->datasets[i]);
+}
+
+/* One parent link: 1 to follow it to next (opened), 0 when the chain ends
+ * here (said why). */
+static int chain_step(const weft_prov_view *v, hid_t *next)
+{
+    if (!v->has_parent) {
+        printf("  (the first: no parent)\n");
+        return 0;
+    }
+    if (strcmp(v->parent_kind, "import") == 0) {
+        printf("  <- import     %s (Hugging Face files, hash %016llx): the first\n", v->parent_path,
+               (unsigned long long)v->parent);
+        return 0;
+    }
+    uint64_t id;
+    hid_t f;
+    int64_t step = -1;
+    int rc = weft_ckpt_open_file(v->parent_path, &f);
+    if (rc == WEFT_ENOENT) {
+        printf("  <- %-10s %s: missing (identity %016llx; no longer on disk): the chain ends here\n",
+               v->parent_kind, v->parent_path, (unsigned long long)v->parent);
+        return 0;
+    }
+    if (rc == 0 && (rc = weft_ckpt_identity(f, v->parent_path, &id)) != 0)
+        H5Fclose(f);
+    if (rc) {
+        printf("  <- %-10s %s: unreadable (%s): the chain ends here\n", v->parent_kind, v->parent_path,
+               weft_last_error());
+        return 0;
+    }
+    if (id != v->parent) {
+        printf("  <- %-10s %s: on disk, but its identity is %016llx, not the recorded %016llx (replaced "
+               "since): the chain ends here\n", v->parent_kind, v->parent_path, (unsigned long long)id,
+               (unsigned long long)v->parent);
+        H5Fclose(f);
+        return 0;
+    }
+    weft_h5_get_i64(f, "step", &step);
+    printf("  <- %-10s %s (step %lld, identity %016llx)\n", v->parent_kind, v->parent_path, (long long)step,
+           (unsigned long long)id);
+    *next = f;
+    return 1;
+}
+
+/* This checkpoint's provenance, then its parents' while they are on disk. */
+static int print_provenance(hid_t f, const char *path)
+{
+    uint64_t id;
+    weft_prov_view v;
+    WEFT_CHECK(weft_ckpt_identity(f, path, &id));
+    printf("%-15s %016llx\n", "identity", (unsigned long long)id);
+    print_signature(f);
+    if (read_prov(f, path, &v) != 0) {
+        printf("%-15s malformed: %s\n", "provenance", weft_last_error());
+        return 0;
+    }
+    if (!v.buf) {
+        printf("%-15s none (written before weft recorded provenance)\n", "provenance");
+        return 0;
+    }
+    print_prov(&v);
+    int64_t step = -1;
+    weft_h5_get_i64(f, "step", &step);
+    printf("chain\n     %-10s %s (step %lld)\n", "this", path, (long long)step);
+    hid_t cur = -1;
+    int rc = 0;
+    for (int depth = 0; depth < 256; depth++) {
+        char where[4400];
+        snprintf(where, sizeof where, "%s", v.parent_path);
+        int go = chain_step(&v, &cur);
+        weft_prov_view_free(&v);
+        if (!go)
+            break;
+        rc = read_prov(cur, where, &v);
+        if (rc)
+            printf("  (its provenance is malformed: %s: the chain ends here)\n", weft_last_error());
+        else if (!v.buf)
+            printf("  (its provenance was not recorded: the chain ends here)\n");
+        H5Fclose(cur);
+        if (rc || !v.buf)
+            break;
+    }
+    weft_prov_view_free(&v);
+    return 0;
+}
+
 static int cmd_info(const char *path, int show_config)
 {
     hid_t f;
@@ -180,7 +324,11 @@ static int cmd_info(const char *path, int show_config)
         print_model(s);
     free(s);
     s = NULL;
-    int rc = weft_ckpt_list_datasets(f, path, &list);
+    int rc = print_provenance(f, path);
+    if (rc == 0)
+        rc = weft_ckpt_list_datasets(f, path, &list);
+    if (rc == 0)
+        printf("tensors\n");
     size_t total = 0;
     for (int i = 0; rc == 0 && list[i]; i++) {
         hid_t d = H5Dopen2(f, list[i], H5P_DEFAULT);
@@ -211,10 +359,32 @@ static int cmd_info(const char *path, int show_config)
 
 /* --- verify ---------------------------------------------------------------- */
 
-static int cmd_verify(const char *path)
+/* With trusted keys: the signature first (attributes only). Without: what
+ * signs it, unchecked. */
+static int verify_signature(hid_t f, const char *path, const char *trusted)
+{
+    static uint8_t keys[WEFT_SIGN_MAX_TRUSTED][32];
+    int n;
+    char signer[17];
+    if (!trusted) {
+        print_signature(f);
+        return 0;
+    }
+    WEFT_CHECK(weft_sign_load_trusted(trusted, keys, &n));
+    WEFT_CHECK(weft_ckpt_sig_check(f, path, (const uint8_t(*)[32])keys, n, signer));
+    printf("%s: signature by trusted key %s holds over its checksum table and provenance\n", path, signer);
+    return 0;
+}
+
+static int cmd_verify(const char *path, const char *trusted)
 {
     hid_t f;
     WEFT_CHECK(weft_ckpt_open_file(path, &f));
+    int vrc = verify_signature(f, path, trusted);
+    if (vrc) {
+        H5Fclose(f);
+        return vrc;
+    }
     char **list;
     int rc = weft_ckpt_list_datasets(f, path, &list), bad = 0, n = 0, first = 0;
     void *scratch = malloc(WEFT_CKPT_SCRATCH);
@@ -517,12 +687,35 @@ static int cmd_merge(const char *lora, const char *given_base, const char *outpa
     return rc;
 }
 
+/* --- keys and signing ------------------------------------------------------ */
+
+static int cmd_keygen(const char *out)
+{
+    uint8_t pk[32];
+    char id[17];
+    WEFT_CHECK(weft_sign_keygen(out, pk));
+    weft_key_id(pk, id);
+    printf("%s: secret key (mode 0600; keep it so: it signs checkpoints as key %s)\n%s.pub: public key (give it to "
+           "checkpoint.trusted_keys or weft-ckpt verify --trusted)\n", out, id, out);
+    return 0;
+}
+
+static int cmd_sign(const char *path, const char *key)
+{
+    char id[17];
+    WEFT_CHECK(weft_ckpt_sign_file(path, key, id));
+    printf("%s: signed by key %s\n", path, id);
+    return 0;
+}
+
 /* --- main ------------------------------------------------------------------ */
 
-enum { OPT_CONFIG = 256, OPT_TOL, OPT_FORMAT, OPT_HF_CONFIG, OPT_BASE, OPT_TOKENIZER };
+enum { OPT_CONFIG = 256, OPT_TOL, OPT_FORMAT, OPT_HF_CONFIG, OPT_BASE, OPT_TOKENIZER, OPT_TRUSTED, OPT_KEY };
 
 static const struct option ckpt_opts[] = {
     {"config", no_argument, NULL, OPT_CONFIG},    /* info */
+    {"trusted", required_argument, NULL, OPT_TRUSTED}, /* verify */
+    {"key", required_argument, NULL, OPT_KEY},    /* sign */
     {"tol", required_argument, NULL, OPT_TOL},    /* diff */
     {"format", required_argument, NULL, OPT_FORMAT}, /* export */
     {"output", required_argument, NULL, 'o'},     /* export, merge */
@@ -547,18 +740,21 @@ static const struct {
 } cmds[] = {
     {"ls", "one RUN_DIR or CHECKPOINT_DIR", 1, {0}},
     {"info", "one checkpoint FILE or RUN_DIR", 1, {OPT_CONFIG}},
-    {"verify", "one checkpoint FILE or RUN_DIR", 1, {0}},
+    {"verify", "one checkpoint FILE or RUN_DIR", 1, {OPT_TRUSTED}},
     {"diff", "two checkpoints A B (files or run directories)", 2, {OPT_TOL}},
     {"export", "one checkpoint FILE or RUN_DIR", 1, {OPT_FORMAT, 'o', OPT_TOKENIZER}},
     {"import", "one Hugging Face model DIR, .safetensors file or model.safetensors.index.json", 1,
      {OPT_HF_CONFIG, 'o'}},
     {"merge", "one LoRA checkpoint FILE or RUN_DIR", 1, {OPT_BASE, 'o'}},
+    {"keygen", "no operands", 0, {'o'}},
+    {"sign", "one checkpoint FILE or RUN_DIR", 1, {OPT_KEY}},
 };
 
 typedef struct {
     int show_config;
     double tol;
-    const char *format, *out, *hf_config, *base, *tokenizer;
+    const char *format, *out, *hf_config, *base, *tokenizer, *key;
+    char trusted[8192];          /* --trusted files, comma-separated ("": none) */
 } ckpt_args;
 
 static int takes(size_t k, int opt)
@@ -593,6 +789,14 @@ static int parse_cmd(size_t k, weft_cli *cli, ckpt_args *a)
         case OPT_HF_CONFIG: a->hf_config = cli->arg; break;
         case OPT_BASE: a->base = cli->arg; break;
         case OPT_TOKENIZER: a->tokenizer = cli->arg; break;
+        case OPT_KEY: a->key = cli->arg; break;
+        case OPT_TRUSTED: {
+            size_t n = strlen(a->trusted);
+            if (n + strlen(cli->arg) + 2 > sizeof a->trusted)
+                return weft_cli_error(cli, "too many --trusted keys");
+            snprintf(a->trusted + n, sizeof a->trusted - n, "%s%s", n ? "," : "", cli->arg);
+            break;
+        }
         }
     }
     int st = weft_cli_operands(cli, cmds[k].nops, cmds[k].nops, cmds[k].operands);
@@ -604,6 +808,10 @@ static int parse_cmd(size_t k, weft_cli *cli, ckpt_args *a)
         return weft_cli_error(cli, "import needs -o OUT.h5");
     if (strcmp(cmds[k].name, "merge") == 0 && !a->out)
         return weft_cli_error(cli, "merge needs -o OUT.h5");
+    if (strcmp(cmds[k].name, "keygen") == 0 && !a->out)
+        return weft_cli_error(cli, "keygen needs -o KEY (the secret key; KEY.pub is the public one)");
+    if (strcmp(cmds[k].name, "sign") == 0 && !a->key)
+        return weft_cli_error(cli, "sign needs --key KEY (a secret key from weft-ckpt keygen)");
     return -1;
 }
 
@@ -614,13 +822,16 @@ static int run(size_t k, char **ops, const ckpt_args *a, int *differs)
         return cmd_ls(ops[0]);
     if (k == 5)
         return cmd_import(ops[0], a->hf_config, a->out);
+    if (k == 7)
+        return cmd_keygen(a->out);
     for (int i = 0; i < (k == 3 ? 2 : 1); i++)
         WEFT_CHECK(weft_ckpt_resolve(ops[i], p[i], sizeof p[i]));
     switch (k) {
     case 1: return cmd_info(p[0], a->show_config);
-    case 2: return cmd_verify(p[0]);
+    case 2: return cmd_verify(p[0], a->trusted[0] ? a->trusted : NULL);
     case 3: return cmd_diff(p[0], p[1], a->tol, differs);
     case 6: return cmd_merge(p[0], a->base, a->out);
+    case 8: return cmd_sign(p[0], a->key);
     default: return cmd_export(p[0], a->format, a->out, a->tokenizer);
     }
 }
@@ -639,13 +850,14 @@ int main(int argc, char **argv)
                                    : weft_cli_error(&cli, "option '%s' goes after the command", cli.name);
     }
     if (cli.nops == 0)
-        return weft_cli_error(&cli, "expected a command: ls, info, verify, diff, export, import or merge");
+        return weft_cli_error(&cli, "expected a command: ls, info, verify, diff, export, import, merge, keygen or "
+                              "sign");
     size_t k = 0, ncmds = sizeof cmds / sizeof cmds[0];
     while (k < ncmds && strcmp(cli.ops[0], cmds[k].name) != 0)
         k++;
     if (k == ncmds)
-        return weft_cli_error(&cli, "unknown command '%s' (expected ls, info, verify, diff, export, import or "
-                              "merge)", cli.ops[0]);
+        return weft_cli_error(&cli, "unknown command '%s' (expected ls, info, verify, diff, export, import, "
+                              "merge, keygen or sign)", cli.ops[0]);
     char prog[64];
     snprintf(prog, sizeof prog, "weft-ckpt %s", cmds[k].name);
     ckpt_args a = {0};

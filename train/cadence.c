@@ -3,7 +3,9 @@
  * (--resume, --resume=auto, --init-from; weights alone for weft-eval:
  * weft_trainer_load_weights), saving after steps
  * (checkpoint.every, at the end, on a stop signal), and telling the
- * scheduler what is committed. The checkpoint itself is checkpoint/ckpt.h;
+ * scheduler what is committed. With checkpoint.trusted_keys a checkpoint
+ * is loaded only once its signature holds; what was loaded is the parent in
+ * this run's provenance (provenance.c). The checkpoint itself is checkpoint/ckpt.h;
  * the model's tensors reach it through checkpoint/state.h.
  */
 #include "train/trainer_int.h"
@@ -107,9 +109,14 @@ static int init_from(weft_trainer *t, const char *name)
     char path[4300];
     weft_ckpt_loaded L;
     WEFT_CHECK(weft_ckpt_resolve(name, path, sizeof path));
-    if (t->model->nfrozen) /* the frozen tensors; the trained ones keep their initial values */
-        return load_base(t, path, 0, NULL);
+    WEFT_CHECK(weft_trainer_check_trusted(t, path));
+    if (t->model->nfrozen) { /* the frozen tensors; the trained ones keep their initial values */
+        WEFT_CHECK(load_base(t, path, 0, NULL));
+        weft_trainer_note_parent(t, path, "init-from");
+        return 0;
+    }
     WEFT_CHECK(weft_ckpt_load(&t->cdesc.layout, &t->cdesc.state, path, WEFT_CKPT_WEIGHTS_ONLY, &L));
+    weft_trainer_note_parent(t, path, "init-from");
     return apply_loaded(t, path, &L, 1);
 }
 
@@ -146,7 +153,9 @@ static int load_first(weft_trainer *t, const char *dir, const int64_t *tries, in
         char name[64];
         weft_ckpt_file_name(tries[i], name, sizeof name);
         snprintf(path, len, "%s/%s", dir, name);
-        int rc = weft_ckpt_load(&t->cdesc.layout, &t->cdesc.state, path, 0, L);
+        int rc = weft_trainer_check_trusted(t, path);
+        if (rc == 0)
+            rc = weft_ckpt_load(&t->cdesc.layout, &t->cdesc.state, path, 0, L);
         if (rc == 0)
             return i;
         if (!frc)
@@ -193,6 +202,7 @@ static int resume(weft_trainer *t, const char *dir, int mode)
     if (used < 0)
         return used;
     say_fallback(t, mode, c[0], used, path);
+    weft_trainer_note_parent(t, path, "resume");
     return apply_loaded(t, path, &L, 0);
 }
 
@@ -233,6 +243,8 @@ int weft_trainer_ckpt_setup(weft_trainer *t)
     char *ini = weft_config_to_ini(t->cfg);
     int rc = t->source_state && ini ? weft_ckpt_new(&t->cdesc.layout, &t->cdesc.state, &o, ini, &t->ckpt)
                                     : weft_error(WEFT_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = weft_trainer_provenance(t, ini);
     free(ini);
     return rc ? rc : weft_trainer_metrics_resume(t);
 }

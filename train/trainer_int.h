@@ -70,6 +70,11 @@ struct weft_trainer {
     double peak_flops;          /* one rank's f32 peak FLOP/s, what MFU divides by: run.peak_flops,
                                    or weft_matmul_peak at start (0: not known yet) */
     int peak_warned;            /* told once that a step beat the peak */
+    /* provenance.c: the checkpoint this run started from (rank 0) */
+    int has_parent;
+    uint64_t parent_id;         /* its identity (checkpoint/seal.h) */
+    char parent_kind[16];       /* resume | init-from */
+    char parent_path[4300];
 };
 
 
@@ -79,6 +84,14 @@ int weft_trainer_ckpt_setup(weft_trainer *t);
 int weft_trainer_ckpt_save(weft_trainer *t, weft_step_stats *s, int wait);
 int weft_trainer_ckpt_step(weft_trainer *t, weft_step_stats *s);
 void weft_trainer_ckpt_report(weft_trainer *t);
+
+/* provenance.c: checkpoint.trusted_keys before a checkpoint is loaded
+ * (collective; WEFT_EDATA naming why it is refused), what a loaded one was
+ * (rank 0), and the provenance every checkpoint of this run records
+ * (collective, after weft_ckpt_new; ini: the stored configuration). */
+int weft_trainer_check_trusted(weft_trainer *t, const char *path);
+void weft_trainer_note_parent(weft_trainer *t, const char *path, const char *kind);
+int weft_trainer_provenance(weft_trainer *t, const char *ini);
 
 /* rundir.c: before anything is written (collective), and once the run
  * will train (rank 0 writes owner.json) */
