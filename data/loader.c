@@ -406,7 +406,10 @@ static bool claim_rows(weft_loader *L, uint64_t chunk, uint64_t *k, uint64_t *n)
     for (;;) {
         if (atomic_load(&L->stop))
             return false;
-        uint64_t next = atomic_load(&L->next_row), planned = atomic_load(&L->planned_rows);
+        /* unsigned long long, the type atomic_ullong holds: uint64_t is
+         * unsigned long here, which clang refuses as its expected value */
+        unsigned long long next = atomic_load(&L->next_row);
+        uint64_t planned = atomic_load(&L->planned_rows);
         if (next < planned) {
             uint64_t take = planned - next < chunk ? planned - next : chunk;
             if (atomic_compare_exchange_weak(&L->next_row, &next, next + take)) {
