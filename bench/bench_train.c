@@ -15,7 +15,9 @@
  * gradient-reduction time hidden behind backward, for GPT-2 and, beside it,
  * a Llama of the same parameter count on the same shape (LLAMA_ARGS). The
  * synthetic dataset (uniform random tokens) is made on first use with the
- * dataset writer, under BUILD/bench-data/.
+ * dataset writer, under BUILD/bench-data/. Last, the same GPT-2 in PyTorch
+ * (bench/torch_ddp.py: DDP over gloo, one thread per rank) when Debian's
+ * python3-torch is installed. Run it from the repository's root.
  */
 #include "data/manifest.h"
 #include "data/writer.h"
@@ -28,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define VOCAB 8192
 
@@ -96,6 +100,10 @@ static double field(const char *line, const char *key)
     char pat[64];
     snprintf(pat, sizeof pat, "\"%s\":", key);
     const char *p = strstr(line, pat);
+    if (!p) { /* torch_ddp.py's key=value */
+        snprintf(pat, sizeof pat, " %s=", key);
+        p = strstr(line, pat);
+    }
     return p ? atof(p + strlen(pat)) : 0;
 }
 
@@ -135,6 +143,31 @@ static int measure(const char *args, int steps, run_stats *out)
         }
     fclose(f);
     *out = (run_stats){n, median(ms, n), median(tps, n), median(fl, n), median(mfu, n), median(hid, n)};
+    return 0;
+}
+
+/* The PyTorch reference (bench/torch_ddp.py: the same GPT-2, batch and
+ * optimizer under DDP/gloo, one thread per rank): 0 with its figures, 69
+ * when python3-torch is not installed. */
+static int torch_reference(int steps, double *tps, double *flops, char *version, size_t len)
+{
+    char cmd[256], line[512] = "";
+    /* Debian's interpreter first: python3-torch is installed for it, not for
+     * whatever python3 comes first on PATH (a pyenv, a venv) */
+    snprintf(cmd, sizeof cmd, "%s bench/torch_ddp.py %d 2>/dev/null",
+             access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3", steps);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return 70;
+    while (fgets(line, sizeof line, p) && strncmp(line, "torch_ddp ", 10) != 0)
+        ;
+    int st = pclose(p), rc = WIFEXITED(st) ? WEXITSTATUS(st) : 70;
+    const char *v = strstr(line, "torch=");
+    if (rc || !v)
+        return rc ? rc : 70;
+    *tps = field(line, "tokens_per_s");
+    *flops = field(line, "flops_per_s_per_rank");
+    snprintf(version, len, "%.*s", (int)strcspn(v + 6, " \n"), v + 6);
     return 0;
 }
 
@@ -181,5 +214,14 @@ int main(int argc, char **argv)
     printf("  oneDNN f32 GEMM, 1 thread, peak       %.2f G   (best of 1024..2048 squares, measured now)\n",
            peak / 1e9);
     printf("  OpenBLAS SGEMM, 1 core, GPT-2's shapes %.2f G   (measured now)\n", sgemm / 1e9);
+    double ttps, tfl;
+    char tv[64];
+    int trc = torch_reference(steps, &ttps, &tfl, tv, sizeof tv);
+    if (trc == 0)
+        printf("  PyTorch %s DDP (gloo), GPT-2 f32      %.0f tokens/s, %.2f G model FLOP/s per rank: weft is %.2fx "
+               "(measured now)\n", tv, ttps, tfl / 1e9, g.tps / ttps);
+    else
+        printf("  PyTorch DDP reference                 %s\n", trc == 69 ? "not run: python3-torch is not installed "
+               "(apt-get install python3-torch)" : "failed (run python3 bench/torch_ddp.py to see why)");
     return 0;
 }
