@@ -3,7 +3,7 @@
  */
 #include "checkpoint/sign.h"
 #include "checkpoint/prov.h"
-#include "data/atomic_file.h"
+#include "runtime/durable.h"
 #include "runtime/error.h"
 
 #include <errno.h>
@@ -27,7 +27,7 @@ static int write_new(const char *path, const char *text, mode_t mode)
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0)
         return weft_error(errno == EEXIST ? WEFT_EINVAL : WEFT_EIO, "cannot create %s: %s", path, strerror(errno));
-    int rc = weft_write_full(fd, text, strlen(text), 0, path);
+    int rc = weft_durable_pwrite(fd, text, strlen(text), 0, path);
     if (rc == 0 && fchmod(fd, mode) != 0) /* the umask may have narrowed the public key's mode */
         rc = weft_error(WEFT_EIO, "chmod %s: %s", path, strerror(errno));
     if (rc == 0 && fsync(fd) != 0)
