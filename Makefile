@@ -49,6 +49,8 @@ MPI_TEST_SRCS := $(sort $(wildcard tests/mpi/*.c))
 MPI_TEST_BINS := $(MPI_TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 MODEL_TEST_SRCS := $(sort $(wildcard tests/model/*.c))
 MODEL_TEST_BINS := $(MODEL_TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+TRAIN_TEST_SRCS := $(sort $(wildcard tests/train/*.c))
+TRAIN_TEST_BINS := $(TRAIN_TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/%.c=$(BUILD)/tests/%)
 EXAMPLE_SRCS := $(sort $(wildcard examples/*/*.c))
@@ -200,13 +202,19 @@ endef
 $(foreach f,$(EXAMPLE_SRCS),$(eval $(call example_rule,$(f))))
 
 # --- tests -----------------------------------------------------------------
-tests: all $(UNIT_BINS) $(MPI_TEST_BINS) $(MODEL_TEST_BINS) $(FUZZ_BINS) $(BENCH_BINS) $(GPU_TEST_BINS)
+tests: all $(UNIT_BINS) $(MPI_TEST_BINS) $(MODEL_TEST_BINS) $(TRAIN_TEST_BINS) $(FUZZ_BINS) $(BENCH_BINS) $(GPU_TEST_BINS)
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/lib/libweft.a
 	@mkdir -p $(@D)
 	$(CC) $(SANFLAGS) -o $@ $< $(BUILD)/lib/libweft.a $(CMOCKA_LIBS) $(ALL_LDLIBS)
 
 $(BUILD)/tests/mpi/%: $(BUILD)/obj/tests/mpi/%.o $(BUILD)/lib/libweft.a
+	@mkdir -p $(@D)
+	$(CC) $(SANFLAGS) -o $@ $< $(BUILD)/lib/libweft.a $(ALL_LDLIBS)
+
+# tests/train/*.c are programs the training tests' scripts run
+# (runfile_kind: what runtime/runfiles.h says of each file of a run.dir).
+$(BUILD)/tests/train/%: $(BUILD)/obj/tests/train/%.o $(BUILD)/lib/libweft.a
 	@mkdir -p $(@D)
 	$(CC) $(SANFLAGS) -o $@ $< $(BUILD)/lib/libweft.a $(ALL_LDLIBS)
 

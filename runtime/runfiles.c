@@ -27,11 +27,9 @@ const weft_runfile weft_runfiles[] = {
     {WEFT_RUNFILE_TRACE_MERGED, WEFT_RUNFMT_JSON, 0, WEFT_DURABLE_SYNC, "weft-trace: the ranks' traces merged"},
     {WEFT_RUNFILE_PLOTS_DIR "/*", WEFT_RUNFMT_BINARY, 0, WEFT_DURABLE_SYNC, "weft-plot: data, script, images"},
     {"params-r*.bin", WEFT_RUNFMT_BINARY, 0, WEFT_DURABLE_SYNC, "tests only (WEFT_DUMP_PARAMS): each rank's weights"},
-    {WEFT_RUNFILE_PREVIOUS_DIR "/*", WEFT_RUNFMT_BINARY, 0, WEFT_DURABLE_SYNC,
-     "run.overwrite: an older run moved aside, its own files as listed here"},
     {CK "step-*.h5", WEFT_RUNFMT_HDF5, 0, WEFT_DURABLE_SYNC, "the writer ranks: a committed checkpoint"},
     {CK WEFT_RUNFILE_LATEST, WEFT_RUNFMT_LATEST, 0, WEFT_DURABLE_SYNC, "rank 0 after a commit: the newest one"},
-    {CK WEFT_RUNFILE_CKPT_RESERVE, WEFT_RUNFMT_BINARY, 0, WEFT_DURABLE_BATCH,
+    {CK WEFT_RUNFILE_CKPT_RESERVE, WEFT_RUNFMT_BINARY, 0, WEFT_DURABLE_BEST_EFFORT,
      "space fallocated so a failed save can still close its file"},
     {NULL, 0, 0, 0, NULL},
 };
@@ -56,10 +54,16 @@ static int strip_tmp(const char *rel, char *out, size_t len)
 const weft_runfile *weft_runfile_find(const char *rel)
 {
     char plain[4096];
+    const char *prev = WEFT_RUNFILE_PREVIOUS_DIR "/";
+    /* previous/<UTC time>/...: a run moved aside, with the same files */
+    if (strncmp(rel, prev, strlen(prev)) == 0) {
+        const char *rest = strchr(rel + strlen(prev), '/');
+        return rest ? weft_runfile_find(rest + 1) : NULL;
+    }
     if (strip_tmp(rel, plain, sizeof plain))
         rel = plain;
     for (const weft_runfile *f = weft_runfiles; f->pattern; f++)
-        if (fnmatch(f->pattern, rel, 0) == 0)
+        if (fnmatch(f->pattern, rel, FNM_PATHNAME | FNM_PERIOD) == 0)
             return f;
     return NULL;
 }

@@ -65,7 +65,9 @@ extern const weft_runfile weft_runfiles[];
 
 /* The entry naming rel (a path relative to run.dir, checkpoints under
  * WEFT_RUNFILE_CKPT_DIR), or NULL. A durable-file temporary
- * (".NAME.tmp.<tid>", ".step-N.h5.tmp") matches its final name's entry. */
+ * (".NAME.tmp.<tid>", ".step-N.h5.tmp") matches its final name's entry; a
+ * file under previous/<UTC time>/ (a run moved aside by run.overwrite)
+ * matches as the same name in run.dir. */
 const weft_runfile *weft_runfile_find(const char *rel);
 
 /* Whether name is fmt (one of the per-rank formats above, one "%d") with
