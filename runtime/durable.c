@@ -6,6 +6,7 @@
 #include "runtime/durable.h"
 #include "runtime/error.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -66,6 +67,8 @@ int weft_durable_fsync_dir(const char *dir)
     close(fd);
     return rc;
 }
+
+int weft_durable_fsync_fd(int fd, const char *path) { return sync_fd(fd, path); }
 
 int weft_durable_fsync_path(const char *path)
 {
@@ -203,4 +206,31 @@ int weft_durable_append_open(const char *path, int truncate, int *fd)
 int weft_durable_append(int fd, const char *line, size_t len, const char *path)
 {
     return weft_durable_pwrite(fd, line, len, -1, path);
+}
+
+/* ".NAME.tmp.<digits>": open_tmp's names. */
+static int is_tmp_name(const char *name)
+{
+    const char *t = strstr(name, ".tmp.");
+    if (name[0] != '.' || !t || t == name || !t[5])
+        return 0;
+    for (const char *p = t + 5; *p; p++)
+        if (*p < '0' || *p > '9')
+            return 0;
+    return 1;
+}
+
+int weft_durable_remove_stale(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    char p[4400];
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (is_tmp_name(e->d_name)) {
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            n += unlink(p) == 0;
+        }
+    if (d)
+        closedir(d);
+    return n;
 }

@@ -93,6 +93,10 @@ int weft_durable_write_file(const char *path, const void *buf, size_t len, weft_
  * one by one (an export) is put in place the same way, with mode 0750. */
 int weft_durable_publish(const char *tmp, const char *path, weft_durable_policy policy);
 
+/* fsync an open file (a writer that must create its file itself: a secret
+ * key, O_EXCL and mode 0600 from the first byte). */
+int weft_durable_fsync_fd(int fd, const char *path);
+
 /* fsync a file by name (a rank that did not write it may make it durable). */
 int weft_durable_fsync_path(const char *path);
 
@@ -105,6 +109,11 @@ int weft_durable_append_open(const char *path, int truncate, int *fd);
 
 /* Append one line (len bytes, ending in '\n') with one write(2). */
 int weft_durable_append(int fd, const char *line, size_t len, const char *path);
+
+/* Remove the temporaries (".NAME.tmp.<digits>") a killed writer left in
+ * dir; only while no writer can be at work there (a run's start, before
+ * its ranks agree to go on). Returns how many were removed. */
+int weft_durable_remove_stale(const char *dir);
 
 /* The directory part of path ("." for a bare name) into dir. */
 void weft_durable_dir_of(const char *path, char *dir, size_t len);

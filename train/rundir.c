@@ -17,6 +17,7 @@
 #include "train/trainer_int.h"
 #include "checkpoint/commit.h"
 #include "collectives/agree.h"
+#include "runtime/durable.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
 #include "runtime/runfiles.h"
@@ -140,11 +141,29 @@ static int decide(const weft_trainer *t, const weft_trainer_start_opts *so, cons
                       t->o.run_dir, what, t->o.run_dir);
 }
 
+/* Rank 0, before the ranks agree to go on (so no writer is at work yet):
+ * the temporaries a killed run left behind (runtime/durable.h). */
+static void remove_stale(const char *run)
+{
+    static const char *const subs[] = {"", "/" WEFT_RUNFILE_HEARTBEAT_DIR, "/" WEFT_RUNFILE_TRACE_DIR};
+    char dir[4200];
+    int n = 0;
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        snprintf(dir, sizeof dir, "%s%s", run, subs[i]);
+        n += weft_durable_remove_stale(dir);
+    }
+    if (n)
+        WEFT_INFO("run.dir %s: removed %d temporary file%s left by a run that stopped mid-write", run, n,
+                  n == 1 ? "" : "s");
+}
+
 int weft_trainer_rundir_claim(weft_trainer *t, const weft_trainer_start_opts *so)
 {
     weft_ckpt_opts o;
     weft_ckpt_opts_from_config(t->cfg, &o);
     int rc = t->rank == 0 ? decide(t, so, o.dir) : 0, any;
+    if (t->rank == 0 && rc == 0)
+        remove_stale(t->o.run_dir);
     WEFT_CHECK(weft_comm_any(t->world, -rc, &any));
     if (rc || !any)
         return rc;

@@ -10,8 +10,9 @@
 #      mid-append leaves): the resume drops it and says so, and every step
 #      is in metrics.jsonl once;
 #   3. after a failure: a NaN at step 3 with train.on_nonfinite = stop
-#      (exit 70), and a rank killed with SIGKILL mid-run.
-# A temporary name (a write cut short) is accepted only after the kill.
+#      (exit 70), and a rank killed with SIGKILL mid-run;
+#   4. after that killed run is taken up again: temporaries gone.
+# A temporary name (a write cut short) is accepted only right after the kill.
 . "$(dirname "$0")/../lib.sh"
 train="$WEFT_BIN/weft-train" kind="$WEFT_ROOT/$BUILD/tests/train/runfile_kind"
 ds="$TMPDIR_TEST/ds"
@@ -103,3 +104,14 @@ wait $job
 rc=$?
 check "failure: the job with a killed rank ended with an error (exit $rc)" test "$rc" -ne 0 -a "$rc" -ne 124
 audit "$kill_run" "killed rank" 1
+
+# 4. The killed run taken up again (--resume=auto): the temporaries a writer
+# cut short leaves (two planted, as a kill mid-write leaves them) are
+# removed before any rank writes, and the directory is clean again.
+touch "$kill_run/.status.json.tmp.4242" "$kill_run/heartbeat/.rank-1.tmp.4243"
+chmod 0640 "$kill_run/.status.json.tmp.4242" "$kill_run/heartbeat/.rank-1.tmp.4243"
+weft_mpirun 2 "$train" "${tiny[@]}" --train.steps=6 --resume=auto --run.dir="$kill_run" >"$kill_run.again.log" 2>&1 ||
+    not_ok "the killed run taken up again" "$(tail -5 "$kill_run.again.log")"
+expect_grep "removed 2 temporary files left by a run that stopped mid-write" "$kill_run.again.log" \
+    "taken up again: the temporaries left behind are removed, and the log says so"
+audit "$kill_run" "taken up again"
