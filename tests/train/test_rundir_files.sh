@@ -74,6 +74,9 @@ audit "$run" "run"
 
 # 2. A resume after a crash that tore the last metrics line.
 printf '{"step":11,"loss":5.3' >>"$run/metrics.jsonl"
+check "weft-report reads a run whose last metrics line is torn: exit 0, ignoring that line and saying so" bash -c \
+    "'$WEFT_BIN/weft-report' '$run' >/dev/null 2>'$TMPDIR_TEST/report.err' &&
+     grep -q 'metrics.jsonl:11: ignoring a torn last line' '$TMPDIR_TEST/report.err'"
 weft_mpirun 2 "$train" "${tiny[@]}" --train.steps=15 --resume --run.dir="$run" >"$run.resume.log" 2>&1 ||
     not_ok "the resume" "$(tail -5 "$run.resume.log")"
 expect_grep "metrics.jsonl: dropped a torn last line \(line 11, 21 bytes without a newline\)" "$run.resume.log" \
