@@ -43,9 +43,18 @@ fail() { echo "fresh-root-check: FAILED: $*" >&2; exit 1; }
 
 mounted=()
 cleanup() {
-    local i
-    for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[$i]}" 2>/dev/null; done
-    [ "$keep" -eq 1 ] || rm -rf --one-file-system "$root"
+    local i p
+    # Processes this script started in the root (a daemon a test left):
+    # those whose root directory is $root, by pid.
+    for p in /proc/[0-9]*; do
+        [ "$(readlink "$p/root" 2>/dev/null)" = "$root" ] && kill -KILL "${p#/proc/}" 2>/dev/null
+    done
+    for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
+        umount "${mounted[$i]}" 2>/dev/null || umount -l "${mounted[$i]}" 2>/dev/null
+    done
+    [ "$keep" -eq 1 ] && return
+    rm -rf --one-file-system "$root" 2>/dev/null
+    [ -e "$root" ] && echo "fresh-root-check: $root could not be removed entirely; remove it by hand" >&2
 }
 trap cleanup EXIT
 mnt() { mount "$@" && mounted+=("${@: -1}"); }
