@@ -49,6 +49,8 @@ MPI_TEST_SRCS := $(sort $(wildcard tests/mpi/*.c))
 MPI_TEST_BINS := $(MPI_TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 MODEL_TEST_SRCS := $(sort $(wildcard tests/model/*.c))
 MODEL_TEST_BINS := $(MODEL_TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+TRAIN_TEST_SRCS := $(sort $(wildcard tests/train/*.c))
+TRAIN_TEST_BINS := $(TRAIN_TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/%.c=$(BUILD)/tests/%)
 EXAMPLE_SRCS := $(sort $(wildcard examples/*/*.c))
@@ -203,13 +205,19 @@ endef
 $(foreach f,$(EXAMPLE_SRCS),$(eval $(call example_rule,$(f))))
 
 # --- tests -----------------------------------------------------------------
-tests: all $(UNIT_BINS) $(MPI_TEST_BINS) $(MODEL_TEST_BINS) $(FUZZ_BINS) $(BENCH_BINS) $(GPU_TEST_BINS)
+tests: all $(UNIT_BINS) $(MPI_TEST_BINS) $(MODEL_TEST_BINS) $(TRAIN_TEST_BINS) $(FUZZ_BINS) $(BENCH_BINS) $(GPU_TEST_BINS)
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/lib/libweft.a
 	@mkdir -p $(@D)
 	$(CC) $(SANFLAGS) -o $@ $< $(BUILD)/lib/libweft.a $(CMOCKA_LIBS) $(ALL_LDLIBS)
 
 $(BUILD)/tests/mpi/%: $(BUILD)/obj/tests/mpi/%.o $(BUILD)/lib/libweft.a
+	@mkdir -p $(@D)
+	$(CC) $(SANFLAGS) -o $@ $< $(BUILD)/lib/libweft.a $(ALL_LDLIBS)
+
+# tests/train/*.c are programs the training tests' scripts run
+# (runfile_kind: what runtime/runfiles.h says of each file of a run.dir).
+$(BUILD)/tests/train/%: $(BUILD)/obj/tests/train/%.o $(BUILD)/lib/libweft.a
 	@mkdir -p $(@D)
 	$(CC) $(SANFLAGS) -o $@ $< $(BUILD)/lib/libweft.a $(ALL_LDLIBS)
 
@@ -224,14 +232,14 @@ $(BUILD)/tests/model/%: $(BUILD)/obj/tests/model/%.o $(BUILD)/lib/libweft.a
 FUZZ_DEPS_fuzz_ini := runtime/config.c runtime/error.c runtime/log.c
 # (data fuzz targets: add their FUZZ_DEPS_ lines here)
 FUZZ_DEPS_fuzz_shard_header := data/shard.c runtime/error.c runtime/log.c
-FUZZ_DEPS_fuzz_manifest := data/manifest.c data/atomic_file.c runtime/error.c runtime/log.c
+FUZZ_DEPS_fuzz_manifest := data/manifest.c runtime/durable.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_latest := checkpoint/latest.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_ckpt_attrs := checkpoint/prov.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_loader_state := data/loader.c runtime/invariant.c data/reader.c data/shard.c data/shard_cache.c data/manifest.c \
-    data/shuffle.c data/blend.c data/atomic_file.c runtime/error.c runtime/log.c runtime/timer.c
+    data/shuffle.c data/blend.c runtime/durable.c runtime/error.c runtime/log.c runtime/timer.c
 FUZZ_DEPS_fuzz_tokenizer := data/bpe.c data/bpe_load.c data/tok_json.c data/pretok.c data/unicode_tables.c \
     data/tokenizer.c runtime/error.c runtime/log.c
-FUZZ_DEPS_fuzz_safetensors := checkpoint/safetensors.c data/atomic_file.c runtime/json.c runtime/dtype.c runtime/error.c runtime/log.c
+FUZZ_DEPS_fuzz_safetensors := checkpoint/safetensors.c runtime/durable.c runtime/json.c runtime/dtype.c runtime/error.c runtime/log.c
 .SECONDEXPANSION:
 $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $$(FUZZ_DEPS_$$*) | $(DEPS_STAMP)
 	@mkdir -p $(@D)

@@ -3,9 +3,10 @@
  */
 #include "checkpoint/commit.h"
 #include "checkpoint/ckpt.h"
-#include "data/atomic_file.h"
+#include "runtime/durable.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
+#include "runtime/runfiles.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -33,21 +34,19 @@ int weft_ckpt_mkdir(const char *dir)
 
 int weft_ckpt_publish(const char *dir, const char *tmp, const char *name)
 {
-    char final[4200], line[64];
+    char final[4200], latest[4200], line[64];
     snprintf(final, sizeof final, "%s/%s", dir, name);
-    if (chmod(tmp, 0640) != 0) /* MPI-IO created it 0666 & ~umask */
-        return weft_error(WEFT_EIO, "checkpoint: chmod %s failed: %s", tmp, strerror(errno));
-    if (rename(tmp, final) != 0)
-        return weft_error(WEFT_EIO, "checkpoint: rename %s -> %s failed: %s", tmp, final, strerror(errno));
-    WEFT_CHECK(weft_fsync_dir(dir));
+    snprintf(latest, sizeof latest, "%s/" WEFT_RUNFILE_LATEST, dir);
+    /* The file is durable under its name before `latest` names it. */
+    WEFT_CHECK(weft_durable_publish(tmp, final, WEFT_DURABLE_SYNC));
     int n = snprintf(line, sizeof line, "%s\n", name);
-    return weft_atomic_write(dir, "latest", line, (size_t)n);
+    return weft_durable_write_file(latest, line, (size_t)n, WEFT_DURABLE_SYNC);
 }
 
 int weft_ckpt_find_latest(const char *dir, char *path, size_t len)
 {
     char p[4200], buf[80], name[64];
-    snprintf(p, sizeof p, "%s/latest", dir);
+    snprintf(p, sizeof p, "%s/" WEFT_RUNFILE_LATEST, dir);
     int fd = open(p, O_RDONLY | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT)
         return weft_error(WEFT_ENOENT, "no checkpoint to resume from: %s does not exist (no checkpoint was "
@@ -119,7 +118,7 @@ int weft_ckpt_retain(const char *dir, int keep_last, int keep_every, int64_t cur
             WEFT_WARN("checkpoint retention: cannot remove %s: %s", p, strerror(errno));
     }
     free(steps);
-    return removed ? weft_fsync_dir(dir) : 0;
+    return removed ? weft_durable_fsync_dir(dir) : 0;
 }
 
 void weft_ckpt_remove_stale(const char *dir)

@@ -5,6 +5,8 @@
  *   fsync it, rename to DIR/step-NNNNNNNN.h5, fsync DIR,
  *   then DIR/latest := "step-NNNNNNNN.h5\n" (itself temp + fsync + rename),
  *   then retention removes old files (never the one latest names).
+ * Every fsync and rename here is runtime/durable.h's (weft_durable_publish
+ * for the file HDF5 wrote, weft_durable_write_file for latest).
  * A crash at any instant leaves latest naming a complete, durable file (or
  * no latest at all), and every step-NNNNNNNN.h5 complete: loaders follow
  * latest, an explicit path, or (a resume without a usable latest) the newest
@@ -21,7 +23,8 @@
 
 /* Make DIR (and its parent) if missing. */
 int weft_ckpt_mkdir(const char *dir);
-/* Rename tmp to DIR/NAME, fsync DIR, then write DIR/latest atomically. */
+/* chmod 0640, fsync tmp, rename it to DIR/NAME, fsync DIR, then write
+ * DIR/latest the same way (runtime/durable.h, WEFT_DURABLE_SYNC). */
 int weft_ckpt_publish(const char *dir, const char *tmp, const char *name);
 /* weft_ckpt_list (committed checkpoints in DIR) is in ckpt.h. */
 /* Remove all but the newest keep_last and multiples of keep_every, never

@@ -2,6 +2,7 @@
  * config.c -- the [checkpoint] configuration keys and the options they give.
  */
 #include "checkpoint/ckpt.h"
+#include "runtime/runfiles.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -48,7 +49,7 @@ void weft_ckpt_opts_from_config(const weft_config *cfg, weft_ckpt_opts *o)
     if (*dir)
         snprintf(o->dir, sizeof o->dir, "%s", dir);
     else
-        snprintf(o->dir, sizeof o->dir, "%s/checkpoints", weft_config_str(cfg, "run.dir"));
+        snprintf(o->dir, sizeof o->dir, "%s/" WEFT_RUNFILE_CKPT_DIR, weft_config_str(cfg, "run.dir"));
     o->keep_last = (int)weft_config_int(cfg, "checkpoint.keep_last");
     o->keep_every = (int)weft_config_int(cfg, "checkpoint.keep_every");
     o->skip_if_busy = strcmp(weft_config_str(cfg, "checkpoint.if_busy"), "skip") == 0;

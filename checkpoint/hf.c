@@ -17,7 +17,7 @@
 #include "checkpoint/safetensors.h"
 #include "checkpoint/seal.h"
 #include "checkpoint/single.h"
-#include "data/atomic_file.h"
+#include "runtime/durable.h"
 #include "data/loader.h"
 #include "model/lm.h"
 #include "runtime/error.h"
@@ -810,7 +810,9 @@ static int copy_tokenizer(const char *tok, const char *dir, int *copied)
             char *text;
             size_t len;
             WEFT_CHECK(read_text(from[j], &text, &len));
-            int rc = weft_atomic_write(dir, sets[k][j][1], text, len);
+            char to[4300];
+            snprintf(to, sizeof to, "%s/%s", dir, sets[k][j][1]);
+            int rc = weft_durable_write_file(to, text, len, WEFT_DURABLE_SYNC);
             free(text);
             WEFT_CHECK(rc);
             (*copied)++;
@@ -827,31 +829,24 @@ static int copy_tokenizer(const char *tok, const char *dir, int *copied)
 static int write_dir(const char *out, const out_tensors *o, const char *const *meta, const char *json, size_t jlen,
                      const char *tok)
 {
-    char tmp[4200], st[4300], parent[4096];
+    char tmp[4200], st[4300];
     struct stat sb;
     if (stat(out, &sb) == 0 || errno != ENOENT)
         return weft_error(WEFT_EINVAL, "%s already exists: export --format hf makes a new directory", out);
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
-    snprintf(parent, sizeof parent, "%s", out);
-    char *slash = strrchr(parent, '/');
-    if (slash && slash != parent)
-        *slash = 0;
-    else
-        snprintf(parent, sizeof parent, "%s", slash ? "/" : ".");
     if (mkdir(tmp, 0750) != 0)
         return weft_error(WEFT_EIO, "cannot create directory %s: %s", tmp, strerror(errno));
+    snprintf(st, sizeof st, "%s/config.json", tmp);
+    int rc = weft_durable_write_file(st, json, jlen, WEFT_DURABLE_SYNC), ntok = 0;
     snprintf(st, sizeof st, "%s/model.safetensors", tmp);
-    int rc = weft_atomic_write(tmp, "config.json", json, jlen), ntok = 0;
     if (rc == 0)
         rc = weft_st_write(st, o->t, o->n, meta);
     if (rc == 0)
         rc = copy_tokenizer(tok, tmp, &ntok);
+    if (rc == 0) /* the directory is put in place like a file */
+        rc = weft_durable_publish(tmp, out, WEFT_DURABLE_SYNC);
     if (rc == 0)
-        rc = weft_fsync_dir(tmp);
-    if (rc == 0 && rename(tmp, out) != 0)
-        rc = weft_error(WEFT_EIO, "rename %s -> %s failed: %s", tmp, out, strerror(errno));
-    if (rc == 0)
-        return weft_fsync_dir(parent);
+        return 0;
     static const char *const files[] = {"model.safetensors", "config.json", "tokenizer.json", "vocab.json",
                                         "merges.txt"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {

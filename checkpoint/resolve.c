@@ -7,6 +7,7 @@
 #include "checkpoint/ckpt.h"
 #include "checkpoint/commit.h"
 #include "runtime/error.h"
+#include "runtime/runfiles.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -23,7 +24,7 @@ static int is_dir(const char *path)
 int weft_ckpt_dir_of(const char *arg, char *dir, size_t len)
 {
     char sub[4200];
-    snprintf(sub, sizeof sub, "%s/checkpoints", arg);
+    snprintf(sub, sizeof sub, "%s/" WEFT_RUNFILE_CKPT_DIR, arg);
     const char *d = is_dir(sub) ? sub : arg;
     if ((size_t)snprintf(dir, len, "%s", d) >= len)
         return weft_error(WEFT_EINVAL, "path too long: %s", d);

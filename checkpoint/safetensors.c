@@ -7,7 +7,7 @@
  * tensor's bytes, at offsets already known to be inside the file.
  */
 #include "checkpoint/safetensors.h"
-#include "data/atomic_file.h"
+#include "runtime/durable.h"
 #include "runtime/error.h"
 
 #include <errno.h>
@@ -403,46 +403,26 @@ static int header(const weft_st_out *t, int n, const char *const *meta, sbuf *s)
     return s->oom ? weft_error(WEFT_ENOMEM, "safetensors header: out of memory") : 0;
 }
 
-/* The directory of path, for fsyncing a rename inside it. */
-static void dir_of(const char *path, char *dir, size_t len)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, len, ".");
-    else if (slash == path)
-        snprintf(dir, len, "/");
-    else
-        snprintf(dir, len, "%.*s", (int)(slash - path), path);
-}
-
 int weft_st_write(const char *path, const weft_st_out *t, int n, const char *const *meta)
 {
     sbuf h = {0};
-    char tmp[4200], dir[4200];
+    weft_durable d;
     int rc = header(t, n, meta, &h);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    dir_of(path, dir, sizeof dir);
-    int fd = rc ? -1 : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (rc == 0 && fd < 0)
-        rc = weft_error(WEFT_EIO, "cannot create %s: %s", tmp, strerror(errno));
-    unsigned char le[8];
-    for (int i = 0; i < 8; i++)
-        le[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
-    long long off = 8 + (long long)h.len;
     if (rc == 0)
-        rc = weft_write_full(fd, le, 8, 0, tmp);
-    if (rc == 0)
-        rc = weft_write_full(fd, h.b, h.len, 8, tmp);
-    for (int i = 0; rc == 0 && i < n; i++) {
-        rc = weft_write_full(fd, t[i].data, numel(&t[i]) * sizeof(float), off, tmp);
-        off += (long long)(numel(&t[i]) * sizeof(float));
+        rc = weft_durable_open(&d, path, WEFT_DURABLE_SYNC);
+    if (rc == 0) {
+        unsigned char le[8];
+        for (int i = 0; i < 8; i++)
+            le[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
+        long long off = 8 + (long long)h.len;
+        weft_durable_write_at(&d, le, 8, 0);
+        weft_durable_write_at(&d, h.b, h.len, 8);
+        for (int i = 0; i < n; i++) {
+            weft_durable_write_at(&d, t[i].data, numel(&t[i]) * sizeof(float), off);
+            off += (long long)(numel(&t[i]) * sizeof(float));
+        }
+        rc = weft_durable_commit(&d);
     }
-    if (rc == 0)
-        rc = weft_atomic_commit(fd, tmp, path, dir);
-    if (fd >= 0)
-        close(fd);
-    if (rc && fd >= 0)
-        unlink(tmp);
     free(h.b);
     return rc;
 }

@@ -18,8 +18,10 @@
 #include "checkpoint/seal.h"
 #include "checkpoint/writer_int.h"
 #include "runtime/ctx.h"
+#include "runtime/durable.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
+#include "runtime/runfiles.h"
 #include "runtime/timer.h"
 
 #include <errno.h>
@@ -48,7 +50,7 @@ static size_t reserve_bytes(const weft_ckpt *c) { return 65536 + 2048 * (size_t)
 
 static void reserve_path(const weft_ckpt *c, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s/.weft-ckpt-reserve", c->opts.dir);
+    snprintf(buf, len, "%s/" WEFT_RUNFILE_CKPT_RESERVE, c->opts.dir);
 }
 
 void weft_ckpt_reserve_take(weft_ckpt *c)
@@ -354,25 +356,13 @@ static int preflight(weft_ckpt *c)
     return 0;
 }
 
-static int fsync_path(const char *p)
-{
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return weft_error(WEFT_EIO, "checkpoint: cannot open %s to fsync: %s", p, strerror(errno));
-    int r = fsync(fd), e = errno;
-    close(fd);
-    if (r != 0)
-        return weft_error(WEFT_EIO, "checkpoint: fsync of %s failed: %s", p, strerror(e));
-    return 0;
-}
-
 static int commit(weft_ckpt *c, const char *tmp, const char *name)
 {
     int rc = weft_ckpt_agree(c->wcomm, writeback(c, tmp, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
                                                          SYNC_FILE_RANGE_WAIT_AFTER));
     if (rc)
         return rc;
-    rc = c->fsyncer ? fsync_path(tmp) : 0;
+    rc = c->fsyncer ? weft_durable_fsync_path(tmp) : 0;
     WEFT_CHECK(weft_ckpt_agree(c->wcomm, rc));
     if (c->rank == 0) {
         rc = weft_ckpt_publish(c->opts.dir, tmp, name);

@@ -9,7 +9,7 @@
 #include "checkpoint/h5.h"
 #include "checkpoint/inspect.h"
 #include "checkpoint/sign.h"
-#include "data/atomic_file.h"
+#include "runtime/durable.h"
 #include "runtime/error.h"
 
 #include <errno.h>
@@ -312,7 +312,8 @@ static int verified_seal(const char *path, char **seal, size_t *len)
     return rc;
 }
 
-static int copy_file(const char *from, const char *to, int *out_fd)
+/* from's bytes as a new file to (0640); removed again on failure. */
+static int copy_file(const char *from, const char *to)
 {
     int in = open(from, O_RDONLY | O_CLOEXEC);
     if (in < 0)
@@ -323,14 +324,12 @@ static int copy_file(const char *from, const char *to, int *out_fd)
     long long off = 0;
     for (ssize_t n; rc == 0 && (n = read(in, buf, sizeof buf)) != 0; off += n)
         rc = n < 0 ? weft_error(WEFT_EIO, "reading %s: %s", from, strerror(errno))
-                   : weft_write_full(fd, buf, (size_t)n, off, to);
+                   : weft_durable_pwrite(fd, buf, (size_t)n, off, to);
     close(in);
-    if (rc && fd >= 0) {
+    if (fd >= 0)
         close(fd);
+    if (rc && fd >= 0)
         unlink(to);
-        fd = -1;
-    }
-    *out_fd = fd;
     return rc;
 }
 
@@ -362,22 +361,13 @@ int weft_ckpt_sign_file(const char *path, const char *keyfile, char signer[17])
         weft_sig_format(pk, weft_seal_identity(seal, len), sig, text);
     free(seal);
     WEFT_CHECK(rc);
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    const char *base = slash ? slash + 1 : path;
-    if (slash)
-        *slash = '\0';
-    snprintf(tmp, sizeof tmp, "%s/.%s.sign.%d", slash ? (slash == dir ? "/" : dir) : ".", base, (int)getpid());
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == dir)
-        snprintf(dir, sizeof dir, "/");
-    int fd = -1;
-    WEFT_CHECK(copy_file(path, tmp, &fd));
+    const char *slash = strrchr(path, '/');
+    weft_durable_dir_of(path, dir, sizeof dir);
+    snprintf(tmp, sizeof tmp, "%s/.%s.sign.%d", dir, slash ? slash + 1 : path, (int)getpid());
+    WEFT_CHECK(copy_file(path, tmp));
     rc = add_signature(tmp, text);
     if (rc == 0)
-        rc = weft_atomic_commit(fd, tmp, path, dir);
-    close(fd);
+        rc = weft_durable_publish(tmp, path, WEFT_DURABLE_SYNC);
     if (rc)
         unlink(tmp);
     return rc;

@@ -3,7 +3,7 @@
  */
 #include "checkpoint/sign.h"
 #include "checkpoint/prov.h"
-#include "data/atomic_file.h"
+#include "runtime/durable.h"
 #include "runtime/error.h"
 
 #include <errno.h>
@@ -21,18 +21,24 @@ static int init(void)
     return 0;
 }
 
-/* Write text as path, created with mode (never over an existing file). */
+/* Write text as path, created with mode (never over an existing file, and
+ * never readable wider than mode, even under a temporary name: so not
+ * weft_durable_open's temp + rename, but its writes and fsyncs). */
 static int write_new(const char *path, const char *text, mode_t mode)
 {
+    char dir[4096];
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0)
         return weft_error(errno == EEXIST ? WEFT_EINVAL : WEFT_EIO, "cannot create %s: %s", path, strerror(errno));
-    int rc = weft_write_full(fd, text, strlen(text), 0, path);
+    int rc = weft_durable_pwrite(fd, text, strlen(text), 0, path);
     if (rc == 0 && fchmod(fd, mode) != 0) /* the umask may have narrowed the public key's mode */
         rc = weft_error(WEFT_EIO, "chmod %s: %s", path, strerror(errno));
-    if (rc == 0 && fsync(fd) != 0)
-        rc = weft_error(WEFT_EIO, "fsync %s: %s", path, strerror(errno));
+    if (rc == 0)
+        rc = weft_durable_fsync_fd(fd, path);
     close(fd);
+    weft_durable_dir_of(path, dir, sizeof dir);
+    if (rc == 0)
+        rc = weft_durable_fsync_dir(dir);
     if (rc)
         unlink(path);
     return rc;

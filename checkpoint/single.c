@@ -8,7 +8,7 @@
 #include "checkpoint/h5.h"
 #include "checkpoint/seal.h"
 #include "checkpoint/writer_int.h"
-#include "data/atomic_file.h"
+#include "runtime/durable.h"
 #include "runtime/error.h"
 
 #include <errno.h>
@@ -82,26 +82,12 @@ int weft_ckpt_write_single(const char *path, const weft_ckpt_state *s, const wef
     if (s->m || s->v)
         return weft_error(WEFT_EINVAL, "checkpoint: one process writes weights only");
     char dir[4096], tmp[8400];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    const char *base = slash ? slash + 1 : path;
-    if (slash)
-        *slash = 0;
-    else
-        snprintf(dir, sizeof dir, ".");
-    if (slash == dir)
-        snprintf(dir, sizeof dir, "/");
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp.%d", dir, base, (int)getpid());
+    const char *slash = strrchr(path, '/');
+    weft_durable_dir_of(path, dir, sizeof dir);
+    snprintf(tmp, sizeof tmp, "%s/.%s.tmp.%d", dir, slash ? slash + 1 : path, (int)getpid());
     int rc = write_file(tmp, s, m, config_ini, source, prov);
-    int fd = rc == 0 ? open(tmp, O_RDONLY | O_CLOEXEC) : -1;
-    if (rc == 0 && fd < 0)
-        rc = weft_error(WEFT_EIO, "cannot reopen %s: %s", tmp, strerror(errno));
-    if (rc == 0 && chmod(tmp, 0640) != 0)
-        rc = weft_error(WEFT_EIO, "chmod %s failed: %s", tmp, strerror(errno));
     if (rc == 0)
-        rc = weft_atomic_commit(fd, tmp, path, dir);
-    if (fd >= 0)
-        close(fd);
+        rc = weft_durable_publish(tmp, path, WEFT_DURABLE_SYNC);
     if (rc)
         unlink(tmp);
     return rc;

@@ -8,8 +8,10 @@
  * backend error). There is no way back: a failed communicator is freed.
  */
 #include "collectives/backend.h"
+#include "runtime/durable.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
+#include "runtime/runfiles.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -174,31 +176,25 @@ int weft_comm_flight_dump_all(const char *dir)
 {
     weft_ctx *ctx = weft_ctx_current();
     int rank = ctx ? ctx->rank : 0;
-    char path[4096], tmp[4200];
+    char path[4200];
+    weft_durable d;
     if (mkdir(dir, 0750) != 0 && errno != EEXIST)
         return weft_error(WEFT_EIO, "cannot create run directory %s: %s", dir, strerror(errno));
-    snprintf(path, sizeof path, "%s/flight-r%d.json", dir, rank);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return weft_error(WEFT_EIO, "cannot write %s: %s", tmp, strerror(errno));
-    fchmod(fileno(f), 0640);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_FLIGHT_FMT, dir, rank);
+    WEFT_CHECK(weft_durable_open(&d, path, WEFT_DURABLE_SYNC));
     /* The abort path may hold no locks; a bounded trylock avoids waiting on
      * a thread that died holding the registry. */
     int locked = 0;
     for (int i = 0; i < 1000 && !(locked = pthread_mutex_trylock(&live_mu) == 0); i++)
         usleep(1000);
-    int rc = dump_all_to(f, rank);
+    int rc = dump_all_to(d.f, rank);
     if (locked)
         pthread_mutex_unlock(&live_mu);
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-        rc = WEFT_EIO;
-    fclose(f);
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = WEFT_EIO;
-    if (rc)
-        unlink(tmp);
-    return rc ? weft_error(WEFT_EIO, "writing %s failed: %s", path, strerror(errno)) : 0;
+    if (rc) {
+        weft_durable_discard(&d);
+        return weft_error(WEFT_EIO, "writing %s failed", path);
+    }
+    return weft_durable_commit(&d);
 }
 
 int weft_comm_flight_dump(const weft_comm *c, FILE *out) { return weft_flight_dump(c->flight, out); }

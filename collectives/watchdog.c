@@ -12,8 +12,10 @@
  */
 #include "collectives/watchdog.h"
 #include "collectives/backend.h"
+#include "runtime/durable.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
+#include "runtime/runfiles.h"
 #include "runtime/sched.h"
 #include "runtime/timer.h"
 
@@ -25,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 static struct {
@@ -51,20 +52,16 @@ static void put_comm(weft_comm *c, void *arg)
 
 static void publish(void)
 {
-    char path[4200], tmp[4300];
-    snprintf(path, sizeof path, "%s/heartbeat/rank-%d", wd.dir, wd.ctx->rank);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return;
-    fchmod(fileno(f), 0640);
+    char path[4200];
+    weft_durable d;
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_HEARTBEAT_FMT, wd.dir, wd.ctx->rank);
+    if (weft_durable_open(&d, path, WEFT_DURABLE_BEST_EFFORT) != 0)
+        return; /* best effort: the next beat tries again */
+    FILE *f = d.f;
     fprintf(f, "weft-heartbeat 1\nrank %d %d\npid %d\nhost %s\ntime %.3f\nstep %lld\n", wd.ctx->rank, wd.ctx->size,
             (int)getpid(), wd.ctx->host, weft_wall_s(), (long long)weft_sched_current_step());
     weft_comm_foreach_live(put_comm, f);
-    if (fclose(f) == 0)
-        rename(tmp, path);
-    else
-        unlink(tmp);
+    weft_durable_commit(&d);
 }
 
 /* --- reading a peer's heartbeat ---------------------------------------------- */
@@ -82,7 +79,7 @@ static void read_peer(int world_rank, const char *id, peer *p)
     char path[4200], line[512], cid[96];
     memset(p, 0, sizeof *p);
     p->step = -1;
-    snprintf(path, sizeof path, "%s/heartbeat/rank-%d", wd.dir, world_rank);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_HEARTBEAT_FMT, wd.dir, world_rank);
     FILE *f = fopen(path, "r");
     if (!f)
         return;
@@ -187,23 +184,23 @@ static void judge(const weft_comm *c, uint64_t seq, verdict *v)
 
 static void write_hang(const weft_comm *c, uint64_t seq, double pending_s, const verdict *v, const char *op)
 {
-    char path[4200], tmp[4300], members[1024];
+    char path[4200], members[1024];
+    weft_durable d;
     ranges(c->world_ranks, c->size, members, sizeof members);
-    snprintf(path, sizeof path, "%s/hang-r%d.txt", wd.dir, wd.ctx->rank);
-    /* The waiting thread and the watchdog may both give up at once. */
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)syscall(SYS_gettid));
-    FILE *f = fopen(tmp, "w");
-    if (!f)
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_HANG_FMT, wd.dir, wd.ctx->rank);
+    /* The waiting thread and the watchdog may both give up at once: each
+     * writes its own temporary name (runtime/durable.h). */
+    if (weft_durable_open(&d, path, WEFT_DURABLE_SYNC) != 0) {
+        WEFT_WARN("hang record: %s", weft_last_error());
         return;
-    fchmod(fileno(f), 0640);
+    }
+    FILE *f = d.f;
     fprintf(f, "weft-hang 1\nrank %d\nhost %s\ntime %.3f\nstep %lld\ncomm %s\nmembers %s\nseq %llu\nop %s\n"
                "pending_s %.3f\ntimeout_s %g\nmissing %s\nsilent %s\n%s",
             wd.ctx->rank, wd.ctx->host, weft_wall_s(), (long long)weft_sched_current_step(), c->id, members,
             (unsigned long long)seq, op, pending_s, wd.timeout_s, v->missing_list, v->silent_list, v->peers);
-    if (fclose(f) == 0)
-        rename(tmp, path);
-    else
-        unlink(tmp);
+    if (weft_durable_commit(&d) != 0)
+        WEFT_WARN("hang record: %s", weft_last_error());
 }
 
 void weft_watchdog_explain(const weft_comm *c, uint64_t seq, weft_op_kind op, double pending_s, char *buf, size_t len)
@@ -276,30 +273,28 @@ static void *watchdog_main(void *arg)
 static void forget_previous_attempt(weft_ctx *ctx, const char *dir)
 {
     char path[4200];
-    snprintf(path, sizeof path, "%s/hang-r%d.txt", dir, ctx->rank);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_HANG_FMT, dir, ctx->rank);
     unlink(path);
     if (ctx->rank != 0)
         return;
     DIR *d = opendir(dir);
     for (struct dirent *e; d && (e = readdir(d));) {
         int r;
-        char tail[8];
-        if (sscanf(e->d_name, "hang-r%d.tx%7s", &r, tail) == 2 && strcmp(tail, "t") == 0 && r >= ctx->size) {
+        if (weft_runfile_rank(e->d_name, WEFT_RUNFILE_HANG_FMT, &r) && r >= ctx->size) {
             snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
             unlink(path);
         }
     }
     if (d)
         closedir(d);
-    snprintf(path, sizeof path, "%s/heartbeat", dir);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_HEARTBEAT_DIR, dir);
     d = opendir(path);
     if (!d)
         return;
     for (struct dirent *e; (e = readdir(d));) {
         int r;
-        char tail;
-        if (sscanf(e->d_name, "rank-%d%c", &r, &tail) == 1 && r >= ctx->size) {
-            snprintf(path, sizeof path, "%s/heartbeat/%s", dir, e->d_name);
+        if (weft_runfile_rank(e->d_name, WEFT_RUNFILE_HEARTBEAT_NAME, &r) && r >= ctx->size) {
+            snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_HEARTBEAT_DIR "/%s", dir, e->d_name);
             unlink(path);
         }
     }
@@ -331,7 +326,7 @@ int weft_watchdog_start(weft_ctx *ctx, const char *dir, double heartbeat_s, doub
     wd.heartbeat_s = heartbeat_s < timeout_s / 4 ? heartbeat_s : timeout_s / 4;
     wd.timeout_s = timeout_s;
     char hb[4200];
-    snprintf(hb, sizeof hb, "%s/heartbeat", dir);
+    snprintf(hb, sizeof hb, "%s/" WEFT_RUNFILE_HEARTBEAT_DIR, dir);
     if ((mkdir(dir, 0750) != 0 && errno != EEXIST) || (mkdir(hb, 0750) != 0 && errno != EEXIST))
         return weft_error(WEFT_EIO, "cannot create %s: %s", hb, strerror(errno));
     forget_previous_attempt(ctx, dir);

@@ -8,7 +8,7 @@
  * offset of the offending field.
  */
 #include "data/manifest.h"
-#include "data/atomic_file.h"
+#include "runtime/durable.h"
 #include "runtime/error.h"
 
 #include <errno.h>
@@ -350,7 +350,9 @@ int weft_manifest_write(const char *dir, const weft_manifest *m)
     char *t = format_manifest(m, &len);
     if (!t)
         return weft_error(WEFT_ENOMEM, "%s: no memory to format a manifest of %zu shards", dir, m->n_shards);
-    int rc = weft_atomic_write(dir, WEFT_MANIFEST_NAME, t, len);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/" WEFT_MANIFEST_NAME, dir);
+    int rc = weft_durable_write_file(path, t, len, WEFT_DURABLE_SYNC);
     free(t);
     return rc;
 }

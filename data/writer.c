@@ -4,9 +4,9 @@
  * running XXH3 of the payload, so a token is touched once on its way to disk.
  */
 #include "data/writer.h"
-#include "data/atomic_file.h"
 #include "data/le.h"
 #include "data/shard.h"
+#include "runtime/durable.h"
 #include "runtime/error.h"
 
 #include <errno.h>
@@ -115,7 +115,7 @@ static int flush_stage(weft_dataset_writer *w, weft_split s)
         return 0;
     shard_path(w, s, sp->next_index, 1, path, sizeof path);
     XXH3_64bits_update(sp->hash, sp->stage, sp->staged);
-    WEFT_CHECK(weft_write_full(sp->fd, sp->stage, sp->staged, (long long)sp->offset, path));
+    WEFT_CHECK(weft_durable_pwrite(sp->fd, sp->stage, sp->staged, (long long)sp->offset, path));
     sp->offset += sp->staged;
     sp->staged = 0;
     return 0;
@@ -198,14 +198,10 @@ static int finish_one(weft_dataset_writer *w, const done_shard *d, uint32_t voca
     int fd = open(tmp, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return weft_error(WEFT_EIO, "%s: cannot reopen shard: %s", tmp, strerror(errno));
-    int rc = weft_write_full(fd, hdr, sizeof hdr, 0, tmp);
-    /* The directory is fsynced once, after the manifest. */
-    if (rc == 0 && fsync(fd) != 0)
-        rc = weft_error(WEFT_EIO, "%s: fsync failed: %s", tmp, strerror(errno));
-    if (rc == 0 && rename(tmp, final) != 0)
-        rc = weft_error(WEFT_EIO, "rename %s -> %s failed: %s", tmp, final, strerror(errno));
+    int rc = weft_durable_pwrite(fd, hdr, sizeof hdr, 0, tmp);
     close(fd);
-    return rc;
+    /* The directory is fsynced once, with the manifest (WEFT_DURABLE_BATCH). */
+    return rc ? rc : weft_durable_publish(tmp, final, WEFT_DURABLE_BATCH);
 }
 
 static int build_manifest(weft_dataset_writer *w, uint32_t vocab, weft_manifest **out)

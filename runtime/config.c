@@ -1190,26 +1190,17 @@ int weft_config_parse_args(weft_config *cfg, int *argc, char **argv)
 
 /* ---- getters --------------------------------------------------------------- */
 
-__attribute__((noreturn, format(printf, 1, 2))) static void bug(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("weft: config: bug: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    abort();
-}
-
 /* The entry for key, which must be declared with type a or b. */
 static const entry *get(const weft_config *cfg, const char *key, int a, int b, const char *fn)
 {
     size_t idx;
     if (!cfg || !key || !find(cfg, key, &idx))
-        bug("%s(\"%s\"): no such key is declared", fn, key ? key : "(null)");
+        weft_bug("config: %s(\"%s\"): no such key is declared; the program reads a key none of its tables "
+                 "declares (declare it in its module's key table)", fn, key ? key : "(null)");
     const entry *e = &cfg->e[idx];
     if ((int)e->key->type != a && (int)e->key->type != b)
-        bug("%s(\"%s\"): the key is declared as %s", fn, key, type_name(e->key->type));
+        weft_bug("config: %s(\"%s\"): the key is declared as %s; read it with that type's getter", fn, key,
+                 type_name(e->key->type));
     return e;
 }
 
@@ -1243,7 +1234,7 @@ const char *weft_config_origin(const weft_config *cfg, const char *key)
 {
     size_t idx;
     if (!cfg || !key || !find(cfg, key, &idx))
-        bug("weft_config_origin(\"%s\"): no such key is declared", key ? key : "(null)");
+        weft_bug("config: weft_config_origin(\"%s\"): no such key is declared", key ? key : "(null)");
     return cfg->e[idx].origin ? cfg->e[idx].origin : "default";
 }
 

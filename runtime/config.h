@@ -20,7 +20,9 @@
  * section, and an unknown key inside a declared section, is an error.
  *
  * Getters take a declared key name and cannot fail: asking for an
- * undeclared key, or with the wrong type, is a bug in weft and aborts.
+ * undeclared key, or with the wrong type, is a bug in weft, reported by
+ * weft_bug (runtime/error.h): the message names the getter and the key,
+ * and the job ends with exit 70.
  */
 #ifndef WEFT_RUNTIME_CONFIG_H
 #define WEFT_RUNTIME_CONFIG_H

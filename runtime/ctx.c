@@ -216,6 +216,9 @@ static int bootstrap(weft_ctx *ctx, int *argc, char **argv)
     return learn_job(ctx);
 }
 
+/* weft_bug's way out in a job: the whole job ends, as on any abort. */
+static void bug_abort(int status, const char *msg) { weft_abort_with(status, "bug: %s", msg); }
+
 int weft_init(int *argc, char **argv, const weft_config_key *const *keys, weft_ctx **out)
 {
     weft_ctx *ctx = calloc(1, sizeof *ctx);
@@ -224,6 +227,7 @@ int weft_init(int *argc, char **argv, const weft_config_key *const *keys, weft_c
     ctx->world = ctx->node_comm = MPI_COMM_NULL;
     ctx->t_init_ns = weft_now_ns();
     weft_log_level_from_env();
+    weft_set_bug_handler(bug_abort);
     current = ctx;
     int rc = bootstrap(ctx, argc, argv);
     if (rc == 0)

@@ -6,6 +6,7 @@
 #include "runtime/log.h"
 
 #include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 
 #define MSG_MAX 2048
@@ -72,6 +73,23 @@ int weft_exit_code(int rc)
     case WEFT_EINTERRUPTED: return WEFT_EXIT_TEMPFAIL;
     default: return WEFT_EXIT_SOFTWARE;
     }
+}
+
+static void (*bug_handler)(int status, const char *msg);
+
+void weft_set_bug_handler(void (*fn)(int status, const char *msg)) { bug_handler = fn; }
+
+noreturn void weft_bug(const char *fmt, ...)
+{
+    char msg[1536];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (bug_handler)
+        bug_handler(WEFT_EXIT_SOFTWARE, msg); /* does not return */
+    WEFT_ERROR("bug: %s", msg);
+    _exit(WEFT_EXIT_SOFTWARE);
 }
 
 void weft_error_trace(const char *file, int line, const char *expr, int rc)

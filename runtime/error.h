@@ -16,6 +16,7 @@
 #include "runtime/api.h"
 
 #include <stdarg.h>
+#include <stdnoreturn.h>
 
 enum {
     WEFT_OK = 0,
@@ -67,6 +68,16 @@ enum {
     WEFT_EXIT_IOERR = 74,
     WEFT_EXIT_TEMPFAIL = 75,
 };
+
+/* A bug found where no code can be returned (a config getter asked for a
+ * key no table declares): the message is logged and the job ends with exit
+ * 70 (WEFT_EXIT_SOFTWARE) through the handler weft_init installs
+ * (weft_abort: abort hooks, status.json, flight records, MPI_Abort), or
+ * with _exit(70) in a program that has none. Never SIGABRT: the documented
+ * exit status, and the whole job, not one rank. */
+WEFT_API noreturn void weft_bug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The handler weft_bug ends the job through (it must not return). */
+WEFT_API void weft_set_bug_handler(void (*fn)(int status, const char *msg));
 
 /* Called by WEFT_CHECK on the way up; logs "file:line: call failed (CODE)" at
  * debug level. */

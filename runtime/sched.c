@@ -7,9 +7,11 @@
  * it. The metrics server thread renders from a copy the same way.
  */
 #include "runtime/sched.h"
+#include "runtime/durable.h"
 #include "runtime/error.h"
 #include "runtime/httpd.h"
 #include "runtime/log.h"
+#include "runtime/runfiles.h"
 #include "runtime/slurm.h"
 #include "runtime/stop.h"
 #include "runtime/timer.h"
@@ -81,24 +83,7 @@ int64_t weft_sched_current_step(void) { return atomic_load(&current_step); }
 
 int weft_write_atomic(const char *path, const char *text, size_t len)
 {
-    /* The temporary name is the writing thread's own: the reporter and the
-     * abort path may both be writing status.json. */
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)syscall(SYS_gettid));
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0)
-        return weft_error(WEFT_EIO, "cannot write %s: %s", tmp, strerror(errno));
-    ssize_t w = write(fd, text, len);
-    int e = w == (ssize_t)len ? 0 : (w < 0 ? errno : ENOSPC);
-    if (close(fd) != 0 && !e)
-        e = errno;
-    if (!e && rename(tmp, path) != 0)
-        e = errno;
-    if (e) {
-        unlink(tmp);
-        return weft_error(WEFT_EIO, "cannot write %s: %s", path, strerror(e));
-    }
-    return 0;
+    return weft_durable_write_file(path, text, len, WEFT_DURABLE_BEST_EFFORT);
 }
 
 /* --- rendering from a copy ----------------------------------------------- */
@@ -126,7 +111,7 @@ static void write_files(weft_sched *s, const weft_report *r)
     char path[4200];
     double now = weft_wall_s();
     int n = weft_report_json(r, now, s->buf, 65536);
-    snprintf(path, sizeof path, "%s/status.json", s->dir);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_STATUS, s->dir);
     if (weft_write_atomic(path, s->buf, (size_t)n) != 0)
         WEFT_WARN("status: %s", weft_last_error());
     if (!s->textfile[0])
@@ -215,7 +200,7 @@ static void on_abort(void *arg)
     static char buf[16384]; /* not s->buf: the reporter thread may be using it */
     char path[4200];
     int n = weft_report_json(&r, weft_wall_s(), buf, sizeof buf);
-    snprintf(path, sizeof path, "%s/status.json", s->dir);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_STATUS, s->dir);
     weft_write_atomic(path, buf, (size_t)n);
 }
 
@@ -229,7 +214,7 @@ static int start_metrics(weft_sched *s, const weft_config *cfg)
     WEFT_CHECK(weft_httpd_start(weft_config_str(cfg, "sched.metrics_bind"), port, "/metrics",
                                 "text/plain; version=0.0.4; charset=utf-8", render_metrics, s, &s->httpd));
     char path[4200], text[32];
-    snprintf(path, sizeof path, "%s/metrics.port", s->dir);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_METRICS_PORT, s->dir);
     int n = snprintf(text, sizeof text, "%d\n", weft_httpd_port(s->httpd));
     WEFT_CHECK(weft_write_atomic(path, text, (size_t)n));
     WEFT_INFO("metrics: http://%s:%d/metrics", weft_config_str(cfg, "sched.metrics_bind"),

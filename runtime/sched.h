@@ -79,7 +79,9 @@ WEFT_API void weft_sched_exit_status(weft_sched *s, int status);
  * and the abort path); -1 before the first. */
 WEFT_API int64_t weft_sched_current_step(void);
 
-/* Write text to path through a temporary name and a rename (mode 0640). */
+/* Write text to path through a temporary name and a rename (mode 0640),
+ * never fsynced: runtime/durable.h's best-effort policy, for files a
+ * program rewrites often (status.json, the Prometheus textfile). */
 WEFT_API int weft_write_atomic(const char *path, const char *text, size_t len);
 
 #endif

@@ -9,8 +9,10 @@
  * helper thread may record too.
  */
 #include "runtime/trace.h"
+#include "runtime/durable.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
+#include "runtime/runfiles.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -180,24 +182,18 @@ int weft_trace_finish(const char *run_dir)
     if (!tr.enabled)
         return 0;
     tr.enabled = 0;
-    char dir[4096], path[4200], tmp[4300];
-    snprintf(dir, sizeof dir, "%s/trace", run_dir);
-    snprintf(path, sizeof path, "%s/rank-%d.json", dir, tr.rank);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/" WEFT_RUNFILE_TRACE_DIR, run_dir);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_TRACE_FMT, run_dir, tr.rank);
     int rc = 0;
+    weft_durable d;
     if (mkdir(dir, 0750) != 0 && errno != EEXIST)
         rc = weft_error(WEFT_EIO, "trace: cannot create %s: %s", dir, strerror(errno));
-    int fd = rc ? -1 : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!rc && !f)
-        rc = weft_error(WEFT_EIO, "trace: cannot write %s: %s", tmp, strerror(errno));
-    if (f) {
-        write_events(f);
-        int bad = ferror(f);
-        if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
-            rc = weft_error(WEFT_EIO, "trace: writing %s failed: %s", path, strerror(errno));
-            unlink(tmp);
-        }
+    if (rc == 0)
+        rc = weft_durable_open(&d, path, WEFT_DURABLE_SYNC);
+    if (rc == 0) {
+        write_events(d.f);
+        rc = weft_durable_commit(&d);
     }
     if (weft_trace_dropped() > 0)
         WEFT_WARN("trace: %lld events dropped (buffer of %lld full); raise trace.max_events",

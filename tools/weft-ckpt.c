@@ -38,6 +38,7 @@
 #include "checkpoint/seal.h"
 #include "checkpoint/sign.h"
 #include "runtime/cli.h"
+#include "runtime/durable.h"
 #include "runtime/error.h"
 
 #include <errno.h>
@@ -538,20 +539,6 @@ static int lora_alpha(hid_t f, const char *path, double *alpha)
                                path);
 }
 
-static int write_fd(int fd, const char *p, size_t len, const char *path)
-{
-    while (len) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return weft_error(WEFT_EIO, "%s: write failed: %s", path, strerror(errno));
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 static int copy_file(const char *from, const char *to)
 {
     int in = open(from, O_RDONLY | O_CLOEXEC), out = -1, rc = 0;
@@ -561,11 +548,10 @@ static int copy_file(const char *from, const char *to)
     if (out < 0)
         rc = weft_error(WEFT_EIO, "cannot create %s: %s", to, strerror(errno));
     char buf[1 << 16];
-    for (ssize_t n; rc == 0 && (n = read(in, buf, sizeof buf)) != 0;)
+    long long off = 0;
+    for (ssize_t n; rc == 0 && (n = read(in, buf, sizeof buf)) != 0; off += n)
         rc = n < 0 ? weft_error(WEFT_EIO, "%s: read failed: %s", from, strerror(errno))
-                   : write_fd(out, buf, (size_t)n, to);
-    if (out >= 0 && rc == 0 && fsync(out) != 0)
-        rc = weft_error(WEFT_EIO, "%s: %s", to, strerror(errno));
+                   : weft_durable_pwrite(out, buf, (size_t)n, off, to);
     close(in);
     if (out >= 0)
         close(out);
@@ -679,7 +665,7 @@ static int cmd_merge(const char *lora, const char *given_base, const char *outpa
     int rc = merge_base(lf, lora, given_base, base, sizeof base), merged = 0;
     rc = rc ? rc : lora_alpha(lf, lora, &alpha);
     rc = rc ? rc : weft_ckpt_list_datasets(lf, lora, &list);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", outpath, (int)getpid());
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", outpath, (int)getpid()); /* beside outpath: one rename */
     rc = rc ? rc : copy_file(base, tmp);
     if (rc == 0 && (out = H5Fopen(tmp, H5F_ACC_RDWR, H5P_DEFAULT)) < 0)
         rc = weft_h5_error(WEFT_EIO, "cannot open %s for writing", tmp);
@@ -704,8 +690,8 @@ static int cmd_merge(const char *lora, const char *given_base, const char *outpa
     weft_ckpt_free_list(list);
     if (rc == 0 && merged == 0)
         rc = weft_error(WEFT_EDATA, "%s holds no adapters (params/*.lora_A.weight)", lora);
-    if (rc == 0 && rename(tmp, outpath) != 0)
-        rc = weft_error(WEFT_EIO, "cannot rename %s to %s: %s", tmp, outpath, strerror(errno));
+    if (rc == 0)
+        rc = weft_durable_publish(tmp, outpath, WEFT_DURABLE_SYNC);
     if (rc)
         unlink(tmp);
     else

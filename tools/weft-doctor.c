@@ -30,7 +30,7 @@
  * hang records' peer lines, status.json for rank 0); steps only grow, so
  * every source is a lower bound and the highest per rank is the best.
  */
-#include "tools/runfiles.h"
+#include "tools/rundir_read.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -106,16 +106,15 @@ static void read_beat(const char *path, int rank)
 static void read_beats(const char *dir)
 {
     char path[4300];
-    snprintf(path, sizeof path, "%s/heartbeat", dir);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_HEARTBEAT_DIR, dir);
     DIR *d = opendir(path);
     if (!d)
         return;
     for (struct dirent *e; (e = readdir(d));) {
         int r;
-        char tail;
-        if (sscanf(e->d_name, "rank-%d%c", &r, &tail) != 1)
+        if (!weft_runfile_rank(e->d_name, WEFT_RUNFILE_HEARTBEAT_NAME, &r))
             continue;
-        if (snprintf(path, sizeof path, "%s/heartbeat/%s", dir, e->d_name) >= (int)sizeof path)
+        if (snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_HEARTBEAT_DIR "/%s", dir, e->d_name) >= (int)sizeof path)
             continue; /* a path too long to open */
         read_beat(path, r);
     }
@@ -146,8 +145,7 @@ static void read_hangs(const char *dir, hang *first, int *count)
         return;
     for (struct dirent *e; (e = readdir(d));) {
         int r;
-        char tail[8];
-        if (sscanf(e->d_name, "hang-r%d.tx%7s", &r, tail) != 2 || strcmp(tail, "t") != 0)
+        if (!weft_runfile_rank(e->d_name, WEFT_RUNFILE_HANG_FMT, &r))
             continue;
         char path[4300], line[1200];
         if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path)
@@ -207,7 +205,7 @@ static int print_status(const char *dir, long long *step)
 {
     char path[4300], line[8192], msg[1024], ckpt[1024], job[64];
     *step = -2;
-    snprintf(path, sizeof path, "%s/status.json", dir);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_STATUS, dir);
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
@@ -239,7 +237,7 @@ static void read_config(const char *dir)
 {
     char path[4300], line[512], sec[64] = "";
     double v;
-    snprintf(path, sizeof path, "%s/config.ini", dir);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_CONFIG, dir);
     FILE *f = fopen(path, "r");
     while (f && fgets(line, sizeof line, f))
         if (sscanf(line, "[%63[^]]]", sec) != 1 && !strcmp(sec, "sched") && sscanf(line, "heartbeat = %lf", &v) == 1)
@@ -254,8 +252,7 @@ static void read_flights(const char *dir)
     DIR *d = opendir(dir);
     for (struct dirent *e; d && (e = readdir(d));) {
         int r;
-        char tail[8];
-        if (sscanf(e->d_name, "flight-r%d.jso%7s", &r, tail) == 2 && !strcmp(tail, "n") && r >= 0 && r < MAX_RANKS)
+        if (weft_runfile_rank(e->d_name, WEFT_RUNFILE_FLIGHT_FMT, &r) && r < MAX_RANKS)
             beats[r].flight = 1;
     }
     if (d)
@@ -408,8 +405,7 @@ static void print_flights(const char *dir)
     int n = 0;
     for (struct dirent *e; (e = readdir(d));) {
         int r;
-        char tail[8];
-        if (sscanf(e->d_name, "flight-r%d.jso%7s", &r, tail) == 2 && strcmp(tail, "n") == 0)
+        if (weft_runfile_rank(e->d_name, WEFT_RUNFILE_FLIGHT_FMT, &r))
             printf("%s %s/%s", n++ ? "," : "flight records:", dir, e->d_name);
     }
     closedir(d);

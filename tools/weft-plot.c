@@ -10,7 +10,8 @@
  * the learning rate. gnuplot runs as a child process in that directory, so
  * no path is ever interpreted by a shell or by gnuplot's own quoting.
  */
-#include "tools/runfiles.h"
+#include "runtime/durable.h"
+#include "tools/rundir_read.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,18 +35,19 @@ static void num(FILE *f, double v)
 static int write_data(const char *dir, const metrics_row *r, int n, int *nval)
 {
     char path[4300];
+    weft_durable df, dv;
     snprintf(path, sizeof path, "%s/train.dat", dir);
-    FILE *f = fopen(path, "w");
-    snprintf(path, sizeof path, "%s/val.dat", dir);
-    FILE *v = fopen(path, "w");
-    if (!f || !v) {
-        fprintf(stderr, "weft-plot: cannot write in %s: %s\n", dir, strerror(errno));
-        if (f)
-            fclose(f);
-        if (v)
-            fclose(v);
+    if (weft_durable_open(&df, path, WEFT_DURABLE_BEST_EFFORT) != 0) {
+        fprintf(stderr, "weft-plot: %s\n", weft_last_error());
         return WEFT_EXIT_IOERR;
     }
+    snprintf(path, sizeof path, "%s/val.dat", dir);
+    if (weft_durable_open(&dv, path, WEFT_DURABLE_BEST_EFFORT) != 0) {
+        fprintf(stderr, "weft-plot: %s\n", weft_last_error());
+        weft_durable_discard(&df);
+        return WEFT_EXIT_IOERR;
+    }
+    FILE *f = df.f, *v = dv.f;
     fputs("# step loss lr tokens_per_s compute +comm_wait +data_wait +ckpt_stall (ms, cumulative)\n", f);
     *nval = 0;
     for (int i = 0; i < n; i++) {
@@ -67,10 +69,13 @@ static int write_data(const char *dir, const metrics_row *r, int n, int *nval)
             (*nval)++;
         }
     }
-    int bad = ferror(f) | ferror(v);
-    bad |= fclose(f) | fclose(v);
+    int bad = weft_durable_commit(&df);
+    if (bad)
+        weft_durable_discard(&dv);
+    else
+        bad = weft_durable_commit(&dv);
     if (bad) {
-        fprintf(stderr, "weft-plot: writing the data files in %s failed\n", dir);
+        fprintf(stderr, "weft-plot: %s\n", weft_last_error());
         return WEFT_EXIT_IOERR;
     }
     return WEFT_EXIT_OK;
@@ -79,12 +84,13 @@ static int write_data(const char *dir, const metrics_row *r, int n, int *nval)
 static int write_script(const char *dir, int nval)
 {
     char path[4300];
+    weft_durable d;
     snprintf(path, sizeof path, "%s/plots.gp", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        fprintf(stderr, "weft-plot: cannot write %s: %s\n", path, strerror(errno));
+    if (weft_durable_open(&d, path, WEFT_DURABLE_BEST_EFFORT) != 0) {
+        fprintf(stderr, "weft-plot: %s\n", weft_last_error());
         return WEFT_EXIT_IOERR;
     }
+    FILE *f = d.f;
     fprintf(f, "# weft-plot: run with `gnuplot plots.gp` inside this directory\n"
                "set terminal pngcairo size 900,540 noenhanced\n"
                "set grid\nset key top right\nset xlabel 'step'\n"
@@ -102,9 +108,8 @@ static int write_script(const char *dir, int nval)
                "set autoscale y\n", pngs[2]);
     fprintf(f, "set output '%s'\nset title 'learning rate'\nset ylabel 'lr'\nset format y '%%.1e'\n"
                "plot 'train.dat' using 1:3 with lines lw 2 title 'lr'\nset output\n", pngs[3]);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) {
-        fprintf(stderr, "weft-plot: writing %s failed\n", path);
+    if (weft_durable_commit(&d) != 0) {
+        fprintf(stderr, "weft-plot: %s\n", weft_last_error());
         return WEFT_EXIT_IOERR;
     }
     return WEFT_EXIT_OK;
@@ -186,7 +191,7 @@ int main(int argc, char **argv)
     if (rc)
         return rc;
     char dir[4200], path[4400];
-    snprintf(dir, sizeof dir, "%s/plots", run);
+    snprintf(dir, sizeof dir, "%s/" WEFT_RUNFILE_PLOTS_DIR, run);
     if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
         fprintf(stderr, "weft-plot: cannot create %s: %s\n", dir, strerror(errno));
         free(rows);

@@ -19,7 +19,7 @@
  *   done | stopped for requeue (exit 138) | failed (exit N): why |
  *   still running (fresh) | ended without a final report (stale: killed).
  */
-#include "tools/runfiles.h"
+#include "tools/rundir_read.h"
 
 #include <dirent.h>
 #include <stddef.h>
@@ -83,7 +83,7 @@ static void config(const char *run)
 {
     static const char *const wanted[] = {"model", "parallel", "train", "optim", "data", "trace", NULL};
     char path[4200], line[4200], section[64] = "", buf[4300];
-    snprintf(path, sizeof path, "%s/config.ini", run);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_CONFIG, run);
     FILE *f = fopen(path, "r");
     if (!f) {
         printf("config      (no config.ini in the run directory)\n");
@@ -169,7 +169,7 @@ static double ini_num(const char *run, const char *section, const char *key)
 {
     char path[4200], line[512], sec[64] = "", k[128];
     double v = NAN, x;
-    snprintf(path, sizeof path, "%s/config.ini", run);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_CONFIG, run);
     FILE *f = fopen(path, "r");
     while (f && fgets(line, sizeof line, f)) {
         if (sscanf(line, "[%63[^]]]", sec) == 1)
@@ -188,13 +188,15 @@ static double newest_beat(const char *run, const char *status)
 {
     double t = isnan(field(status, "updated")) ? 0 : field(status, "updated");
     char path[4300];
-    snprintf(path, sizeof path, "%s/heartbeat", run);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_HEARTBEAT_DIR, run);
     DIR *d = opendir(path);
     for (struct dirent *e; d && (e = readdir(d));) {
         struct stat st;
-        if (snprintf(path, sizeof path, "%s/heartbeat/%s", run, e->d_name) >= (int)sizeof path)
+        if (snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_HEARTBEAT_DIR "/%s", run, e->d_name) >= (int)sizeof path)
             continue; /* a path too long to stat */
-        if (!strncmp(e->d_name, "rank-", 5) && stat(path, &st) == 0 && (double)st.st_mtime > t)
+        int r;
+        if (weft_runfile_rank(e->d_name, WEFT_RUNFILE_HEARTBEAT_NAME, &r) && stat(path, &st) == 0 &&
+            (double)st.st_mtime > t)
             t = (double)st.st_mtime;
     }
     if (d)
@@ -208,7 +210,7 @@ static double newest_beat(const char *run, const char *status)
 static void outcome(const char *run)
 {
     char path[4200], st[16384] = "", state[32], msg[1024];
-    snprintf(path, sizeof path, "%s/status.json", run);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_STATUS, run);
     read_text(path, st, sizeof st);
     if (!*st) {
         printf("%-12sunknown (no status.json in the run directory)\n", "ended");
@@ -292,7 +294,7 @@ static void breakdown(const metrics_row *r, int n)
 static void checkpoints(const char *run)
 {
     char path[4200], text[8192] = "";
-    snprintf(path, sizeof path, "%s/checkpoints", run);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_CKPT_DIR, run);
     int count = 0;
     DIR *d = opendir(path);
     for (struct dirent *e; d && (e = readdir(d));)
@@ -300,7 +302,7 @@ static void checkpoints(const char *run)
                  strcmp(strstr(e->d_name, ".h5"), ".h5") == 0;
     if (d)
         closedir(d);
-    snprintf(path, sizeof path, "%s/status.json", run);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_STATUS, run);
     FILE *f = fopen(path, "r");
     if (f) {
         size_t len = fread(text, 1, sizeof text - 1, f);
@@ -366,7 +368,7 @@ int main(int argc, char **argv)
     if (rc)
         return rc;
     char path[4200], js[8192];
-    snprintf(path, sizeof path, "%s/run.json", run);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_RUN, run);
     read_text(path, js, sizeof js);
     time_t started = (time_t)field(js, "started");
     char when[64] = "unknown";

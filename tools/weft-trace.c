@@ -14,8 +14,10 @@
  * events; a malformed file is named with the byte offset of the fault.
  */
 #include "runtime/cli.h"
+#include "runtime/durable.h"
 #include "runtime/error.h"
-#include "tools/runfiles.h"
+#include "runtime/runfiles.h"
+#include "tools/rundir_read.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -217,8 +219,7 @@ static char *slurp(const char *path, size_t *n)
 
 static int is_rank_file(const char *name, int *rank)
 {
-    char tail[8];
-    return sscanf(name, "rank-%d.jso%7s", rank, tail) == 2 && strcmp(tail, "n") == 0 && *rank >= 0;
+    return weft_runfile_rank(name, WEFT_RUNFILE_TRACE_NAME, rank);
 }
 
 static int by_rank(const void *a, const void *b)
@@ -300,9 +301,9 @@ int main(int argc, char **argv)
     if ((c = weft_cli_operands(&cli, given ? 0 : 1, 1, given ? "at most one RUN_DIR" : "one RUN_DIR")) != 0)
         return c;
     run = cli.nops ? cli.ops[0] : job_dir;
-    char dir[4200], def_out[4200], tmp[4300], path[4400];
-    snprintf(dir, sizeof dir, "%s/trace", run);
-    snprintf(def_out, sizeof def_out, "%s/trace.json", run);
+    char dir[4200], def_out[4200], path[4400];
+    snprintf(dir, sizeof dir, "%s/" WEFT_RUNFILE_TRACE_DIR, run);
+    snprintf(def_out, sizeof def_out, "%s/" WEFT_RUNFILE_TRACE_MERGED, run);
     if (!out_path)
         out_path = def_out;
     struct stat st;
@@ -316,21 +317,20 @@ int main(int argc, char **argv)
                 "--trace.steps=a:b\n", dir);
         return WEFT_EXIT_NOINPUT;
     }
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", out_path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    FILE *out = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!out) {
-        fprintf(stderr, "weft-trace: cannot write %s: %s\n", tmp, strerror(errno));
+    weft_durable d;
+    if (weft_durable_open(&d, out_path, WEFT_DURABLE_SYNC) != 0) {
+        fprintf(stderr, "weft-trace: %s\n", weft_last_error());
         free(ranks);
         return WEFT_EXIT_IOERR;
     }
+    FILE *out = d.f;
     fputs("{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n", out);
     long events = 0;
     int rc = WEFT_EXIT_OK;
     for (int i = 0; i < n && rc == WEFT_EXIT_OK; i++) {
         size_t len, at;
         const char *why;
-        snprintf(path, sizeof path, "%s/rank-%d.json", dir, ranks[i]);
+        snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_TRACE_FMT, run, ranks[i]);
         char *text = slurp(path, &len);
         if (!text) {
             fprintf(stderr, "weft-trace: cannot read %s: %s\n", path, strerror(errno));
@@ -342,18 +342,13 @@ int main(int argc, char **argv)
         free(text);
     }
     fputs("\n]}\n", out);
-    int bad = ferror(out);
-    if (fclose(out) != 0 || bad) {
-        fprintf(stderr, "weft-trace: writing %s failed: %s\n", tmp, strerror(errno));
-        rc = rc ? rc : WEFT_EXIT_IOERR;
-    }
-    if (rc == WEFT_EXIT_OK && rename(tmp, out_path) != 0) {
-        fprintf(stderr, "weft-trace: cannot rename %s to %s: %s\n", tmp, out_path, strerror(errno));
+    if (rc != WEFT_EXIT_OK) {
+        weft_durable_discard(&d);
+    } else if (weft_durable_commit(&d) != 0) {
+        fprintf(stderr, "weft-trace: %s\n", weft_last_error());
         rc = WEFT_EXIT_IOERR;
     }
-    if (rc != WEFT_EXIT_OK)
-        unlink(tmp);
-    else
+    if (rc == WEFT_EXIT_OK)
         printf("%s: %ld events from %d rank%s\n", out_path, events, n, n == 1 ? "" : "s");
     free(ranks);
     return rc;

@@ -14,6 +14,8 @@
 #include "checkpoint/ckpt.h"
 #include "model/lm.h"
 #include "runtime/cli.h"
+#include "runtime/durable.h"
+#include "runtime/runfiles.h"
 #include "weft.h"
 #include "train/token_source.h"
 #include "train/trainer.h"
@@ -112,9 +114,9 @@ static int sample(weft_ctx *ctx, weft_model *m, int V, const cli_opts *cli)
  * so a test can reassemble the global model from any layout. */
 static int dump_table(const char *path, const weft_tensor *table, int n, const float *data)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return weft_error(WEFT_EIO, "cannot write %s: %s", path, strerror(errno));
+    weft_durable d;
+    WEFT_CHECK(weft_durable_open(&d, path, WEFT_DURABLE_SYNC));
+    FILE *f = d.f;
     for (int i = 0; i < n; i++) {
         const weft_tensor *p = &table[i];
         const weft_shard_spec *s = &p->shard;
@@ -122,7 +124,7 @@ static int dump_table(const char *path, const weft_tensor *table, int n, const f
                 (long long)s->global_shape[1], s->split_dim, s->nblocks, s->part, s->nparts, (p->flags & WEFT_TENSOR_TIED_COPY) != 0, p->numel);
         fwrite(data + p->offset, sizeof(float), p->numel, f);
     }
-    return fclose(f) == 0 ? 0 : weft_error(WEFT_EIO, "cannot write %s: %s", path, strerror(errno));
+    return weft_durable_commit(&d);
 }
 
 /* ... and the frozen tensors, if any, to run.dir/frozen-rN.bin alike. */
@@ -131,7 +133,7 @@ static int dump_params(const weft_config *cfg, int rank, const weft_model *m)
     if (!getenv("WEFT_DUMP_PARAMS"))
         return 0;
     char path[4200];
-    snprintf(path, sizeof path, "%s/params-r%d.bin", weft_config_str(cfg, "run.dir"), rank);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_PARAMS_FMT, weft_config_str(cfg, "run.dir"), rank);
     WEFT_CHECK(dump_table(path, m->params, m->nparams, m->param_data));
     if (!m->nfrozen)
         return 0;

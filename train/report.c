@@ -5,10 +5,11 @@
  * and each step's figures for the scheduler (runtime/sched.h).
  */
 #include "train/trainer_int.h"
-#include "data/atomic_file.h"
 #include "kernels/kernels.h"
 #include "runtime/error.h"
+#include "runtime/durable.h"
 #include "runtime/log.h"
+#include "runtime/runfiles.h"
 #include "runtime/timer.h"
 
 #include <errno.h>
@@ -42,40 +43,48 @@ int weft_trainer_open_metrics(weft_trainer *t)
         return weft_error(WEFT_EIO, "cannot create run directory %s: %s", dir, strerror(errno));
     if (t->rank != 0)
         return 0;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    int fd = open(path, (t->resuming ? O_RDWR : O_WRONLY | O_TRUNC) | O_CREAT | O_CLOEXEC, 0640);
-    t->metrics = fd >= 0 ? fdopen(fd, t->resuming ? "r+" : "w") : NULL;
-    if (!t->metrics)
-        return weft_error(WEFT_EIO, "cannot write %s: %s", path, strerror(errno));
-    return 0;
+    snprintf(t->metrics_path, sizeof t->metrics_path, "%s/" WEFT_RUNFILE_METRICS, dir);
+    return weft_durable_append_open(t->metrics_path, !t->resuming, &t->metrics_fd);
 }
 
 /* Resuming: keep the rows of metrics.jsonl up to the resumed step (rows of
- * steps after the checkpoint are run again), then append. */
+ * steps after the checkpoint are run again), then append. A last line
+ * without its newline is what a crash mid-append leaves: dropped, and said. */
 int weft_trainer_metrics_resume(weft_trainer *t)
 {
-    FILE *f = t->metrics;
-    if (!f)
+    if (t->metrics_fd < 0)
         return 0;
+    FILE *f = fopen(t->metrics_path, "r");
+    if (!f)
+        return weft_error(WEFT_EIO, "cannot read %s for the resumed run: %s", t->metrics_path, strerror(errno));
     char line[8192];
-    long keep = 0;
-    rewind(f);
+    long keep = 0, lineno = 0;
     while (fgets(line, sizeof line, f)) {
+        size_t len = strlen(line);
+        lineno++;
+        if (len == 0 || line[len - 1] != '\n') {
+            WEFT_WARN("%s: dropped a torn last line (line %ld, %zu bytes without a newline), left by the run "
+                      "that stopped mid-write", t->metrics_path, lineno, len);
+            break;
+        }
         const char *p = strstr(line, "{\"step\":");
         if (!p || atoll(p + 8) > t->start_step)
             break;
         keep = ftell(f);
     }
-    if (fflush(f) != 0 || ftruncate(fileno(f), keep) != 0 || fseek(f, keep, SEEK_SET) != 0)
-        return weft_error(WEFT_EIO, "cannot rewrite metrics.jsonl for the resumed run: %s", strerror(errno));
+    fclose(f);
+    if (ftruncate(t->metrics_fd, keep) != 0)
+        return weft_error(WEFT_EIO, "cannot cut %s back to the resumed step %lld: %s", t->metrics_path,
+                          (long long)t->start_step, strerror(errno));
     return 0;
 }
 
-/* run.dir/NAME holds text, written atomically (data/atomic_file.h). */
+/* run.dir/NAME holds text, made durable (runtime/durable.h). */
 int weft_trainer_write_file(const weft_trainer *t, const char *name, const char *text)
 {
-    return weft_atomic_write(t->o.run_dir, name, text, strlen(text));
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", t->o.run_dir, name);
+    return weft_durable_write_file(path, text, strlen(text), WEFT_DURABLE_SYNC);
 }
 
 /* The peak MFU divides by: run.peak_flops, or the machine's f32 peak as a
@@ -107,7 +116,7 @@ int weft_trainer_write_run_info(weft_trainer *t)
     char *ini = weft_config_to_ini(t->cfg);
     if (!ini)
         return weft_error(WEFT_ENOMEM, "out of memory");
-    int rc = weft_trainer_write_file(t, "config.ini", ini);
+    int rc = weft_trainer_write_file(t, WEFT_RUNFILE_CONFIG, ini);
     free(ini);
     WEFT_CHECK(rc);
     snprintf(json, sizeof json,
@@ -121,7 +130,7 @@ int weft_trainer_write_run_info(weft_trainer *t)
              weft_dp_nbuckets(t->dp), m->ops->family, weft_config_float(t->cfg, "parallel.bucket_mb"),
              m->global_params, (long long)t->o.k, (long long)(t->o.G * m->tokens_per_sample), m->flops_per_token,
              t->peak_flops, peak_what, weft_matmul_threads(), weft_wall_s());
-    return weft_trainer_write_file(t, "run.json", json);
+    return weft_trainer_write_file(t, WEFT_RUNFILE_RUN, json);
 }
 
 void weft_trainer_describe(const weft_trainer *t)
@@ -164,14 +173,52 @@ void weft_trainer_describe(const weft_trainer *t)
         WEFT_INFO("data: source %016llx", (unsigned long long)t->train->ops->hash(t->train));
 }
 
-/* JSON has no NaN or infinity: a non-finite value is written as null. */
-static void json_num(FILE *f, const char *key, double v, int digits)
+/* JSON has no NaN or infinity: a non-finite value is written as null.
+ * Appends to b (cap bytes, *n used; a line that does not fit is cut short
+ * and then refused by the caller). */
+static void json_num(char *b, size_t cap, size_t *n, const char *key, double v, int digits)
 {
-    fprintf(f, ",\"%s\":", key);
+    if (*n >= cap)
+        return;
     if (isfinite(v))
-        fprintf(f, "%.*g", digits, v);
+        *n += (size_t)snprintf(b + *n, cap - *n, ",\"%s\":%.*g", key, digits, v);
     else
-        fputs("null", f);
+        *n += (size_t)snprintf(b + *n, cap - *n, ",\"%s\":null", key);
+}
+
+/* One metrics row, written whole with one append (a crash leaves at most a
+ * torn last line, which a resume drops). */
+static void write_row(weft_trainer *t, const weft_step_stats *s, double tps, double flops, double mfu)
+{
+    char b[1024];
+    size_t n = (size_t)snprintf(b, sizeof b, "{\"step\":%lld", (long long)s->step + 1), cap = sizeof b - 32;
+    json_num(b, cap, &n, "loss", s->loss, 17);
+    json_num(b, cap, &n, "lr", s->lr, 7);
+    json_num(b, cap, &n, "grad_norm", s->grad_norm, 7);
+    json_num(b, cap, &n, "tokens_per_s", tps, 7);
+    json_num(b, cap, &n, "ms_per_step", s->ms, 6);
+    json_num(b, cap, &n, "flops_per_s", flops, 5);
+    if (isfinite(mfu))
+        json_num(b, cap, &n, "mfu", mfu, 4);
+    json_num(b, cap, &n, "data_wait_ms", s->data_ms, 4);
+    json_num(b, cap, &n, "comm_wait_ms", s->comm_ms, 4);
+    json_num(b, cap, &n, "comm_hidden", s->hidden, 3);
+    if (!isnan(s->pipe_idle))
+        json_num(b, cap, &n, "pipe_idle", s->pipe_idle, 3);
+    if (!isnan(s->val_loss))
+        json_num(b, cap, &n, "val_loss", s->val_loss, 17);
+    if (s->ckpt_ms > 0)
+        json_num(b, cap, &n, "ckpt_blocked_ms", s->ckpt_ms, 4);
+    if (n < cap)
+        n += (size_t)snprintf(b + n, sizeof b - n, "%s}\n", s->skipped ? ",\"skipped\":true" : "");
+    if (n >= cap) {
+        WEFT_WARN("%s: the row of step %lld is too long; not written", t->metrics_path, (long long)s->step + 1);
+        return;
+    }
+    if (weft_durable_append(t->metrics_fd, b, n, t->metrics_path) != 0 && !t->metrics_warned) {
+        t->metrics_warned = 1; /* once: a full disk would say it every step */
+        WEFT_WARN("%s (metrics rows are lost until it is writable again)", weft_last_error());
+    }
 }
 
 void weft_trainer_log_step(weft_trainer *t, const weft_step_stats *s)
@@ -180,27 +227,7 @@ void weft_trainer_log_step(weft_trainer *t, const weft_step_stats *s)
         return;
     double tokens = (double)(t->o.G * t->model->tokens_per_sample), tps = tokens / (s->ms * 1e-3);
     double flops = t->model->flops_per_token * tps, mfu = t->peak_flops > 0 ? flops / t->size / t->peak_flops : NAN;
-    FILE *f = t->metrics;
-    fprintf(f, "{\"step\":%lld", (long long)s->step + 1);
-    json_num(f, "loss", s->loss, 17);
-    json_num(f, "lr", s->lr, 7);
-    json_num(f, "grad_norm", s->grad_norm, 7);
-    json_num(f, "tokens_per_s", tps, 7);
-    json_num(f, "ms_per_step", s->ms, 6);
-    json_num(f, "flops_per_s", flops, 5);
-    if (isfinite(mfu))
-        json_num(f, "mfu", mfu, 4);
-    json_num(f, "data_wait_ms", s->data_ms, 4);
-    json_num(f, "comm_wait_ms", s->comm_ms, 4);
-    json_num(f, "comm_hidden", s->hidden, 3);
-    if (!isnan(s->pipe_idle))
-        json_num(f, "pipe_idle", s->pipe_idle, 3);
-    if (!isnan(s->val_loss))
-        json_num(f, "val_loss", s->val_loss, 17);
-    if (s->ckpt_ms > 0)
-        json_num(f, "ckpt_blocked_ms", s->ckpt_ms, 4);
-    fprintf(f, "%s}\n", s->skipped ? ",\"skipped\":true" : "");
-    fflush(f);
+    write_row(t, s, tps, flops, mfu);
     double eta = (double)(t->o.steps - s->step - 1) * s->ms * 1e-3;
     char mfu_s[32] = "";
     if (isfinite(mfu))

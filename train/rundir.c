@@ -17,8 +17,10 @@
 #include "train/trainer_int.h"
 #include "checkpoint/commit.h"
 #include "collectives/agree.h"
+#include "runtime/durable.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
+#include "runtime/runfiles.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -44,16 +46,16 @@ static void look(const char *run, const char *cdir, char *what, size_t len)
     int64_t *steps = NULL;
     int n = 0, pos = 0;
     what[0] = '\0';
-    if (exists(run, "metrics.jsonl"))
-        pos += snprintf(what + pos, len - (size_t)pos, "metrics.jsonl, ");
-    if (exists(run, "owner.json"))
-        pos += snprintf(what + pos, len - (size_t)pos, "owner.json, ");
+    if (exists(run, WEFT_RUNFILE_METRICS))
+        pos += snprintf(what + pos, len - (size_t)pos, WEFT_RUNFILE_METRICS ", ");
+    if (exists(run, WEFT_RUNFILE_OWNER))
+        pos += snprintf(what + pos, len - (size_t)pos, WEFT_RUNFILE_OWNER ", ");
     if (weft_ckpt_list(cdir, &steps, &n) == 0 && n > 0)
         pos += snprintf(what + pos, len - (size_t)pos, "%d checkpoint%s in %s (steps %lld to %lld), ", n,
                         n == 1 ? "" : "s", cdir, (long long)steps[0], (long long)steps[n - 1]);
     free(steps);
-    if (exists(cdir, "latest"))
-        pos += snprintf(what + pos, len - (size_t)pos, "%s/latest, ", cdir);
+    if (exists(cdir, WEFT_RUNFILE_LATEST))
+        pos += snprintf(what + pos, len - (size_t)pos, "%s/" WEFT_RUNFILE_LATEST ", ", cdir);
     if (pos >= 2 && (size_t)pos < len)
         what[pos - 2] = '\0';
 }
@@ -64,11 +66,11 @@ static int make_previous(const char *run, char *dst, size_t len)
     char stamp[32];
     time_t now = time(NULL);
     strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", gmtime(&now));
-    snprintf(dst, len, "%s/previous", run);
+    snprintf(dst, len, "%s/" WEFT_RUNFILE_PREVIOUS_DIR, run);
     if (mkdir(dst, 0750) != 0 && errno != EEXIST)
         return weft_error(WEFT_EIO, "run.overwrite: cannot create %s: %s", dst, strerror(errno));
     for (int i = 0; i < 100; i++) {
-        snprintf(dst, len, i ? "%s/previous/%s-%d" : "%s/previous/%s", run, stamp, i);
+        snprintf(dst, len, i ? "%s/" WEFT_RUNFILE_PREVIOUS_DIR "/%s-%d" : "%s/" WEFT_RUNFILE_PREVIOUS_DIR "/%s", run, stamp, i);
         if (mkdir(dst, 0750) == 0)
             return 0;
         if (errno != EEXIST)
@@ -111,9 +113,9 @@ static int move_aside(const char *run, const char *cdir, const char *what)
 {
     char dst[4200], sub[4300];
     WEFT_CHECK(make_previous(run, dst, sizeof dst));
-    WEFT_CHECK(move_entries(run, dst, "previous"));
+    WEFT_CHECK(move_entries(run, dst, WEFT_RUNFILE_PREVIOUS_DIR));
     if (!inside(run, cdir)) {
-        snprintf(sub, sizeof sub, "%s/checkpoints", dst);
+        snprintf(sub, sizeof sub, "%s/" WEFT_RUNFILE_CKPT_DIR, dst);
         if (mkdir(sub, 0750) != 0 && errno != EEXIST)
             return weft_error(WEFT_EIO, "run.overwrite: cannot create %s: %s", sub, strerror(errno));
         WEFT_CHECK(move_entries(cdir, sub, NULL));
@@ -139,11 +141,29 @@ static int decide(const weft_trainer *t, const weft_trainer_start_opts *so, cons
                       t->o.run_dir, what, t->o.run_dir);
 }
 
+/* Rank 0, before the ranks agree to go on (so no writer is at work yet):
+ * the temporaries a killed run left behind (runtime/durable.h). */
+static void remove_stale(const char *run)
+{
+    static const char *const subs[] = {"", "/" WEFT_RUNFILE_HEARTBEAT_DIR, "/" WEFT_RUNFILE_TRACE_DIR};
+    char dir[4200];
+    int n = 0;
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        snprintf(dir, sizeof dir, "%s%s", run, subs[i]);
+        n += weft_durable_remove_stale(dir);
+    }
+    if (n)
+        WEFT_INFO("run.dir %s: removed %d temporary file%s left by a run that stopped mid-write", run, n,
+                  n == 1 ? "" : "s");
+}
+
 int weft_trainer_rundir_claim(weft_trainer *t, const weft_trainer_start_opts *so)
 {
     weft_ckpt_opts o;
     weft_ckpt_opts_from_config(t->cfg, &o);
     int rc = t->rank == 0 ? decide(t, so, o.dir) : 0, any;
+    if (t->rank == 0 && rc == 0)
+        remove_stale(t->o.run_dir);
     WEFT_CHECK(weft_comm_any(t->world, -rc, &any));
     if (rc || !any)
         return rc;
@@ -152,7 +172,7 @@ int weft_trainer_rundir_claim(weft_trainer *t, const weft_trainer_start_opts *so
 
 int weft_trainer_rundir_own(weft_trainer *t)
 {
-    if (t->rank != 0 || (t->resuming && exists(t->o.run_dir, "owner.json")))
+    if (t->rank != 0 || (t->resuming && exists(t->o.run_dir, WEFT_RUNFILE_OWNER)))
         return 0;
     char *ini = weft_config_to_ini(t->cfg), json[512], stamp[32];
     if (!ini)
@@ -163,5 +183,5 @@ int weft_trainer_rundir_own(weft_trainer *t)
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     snprintf(json, sizeof json, "{\"job\":\"%s\",\"config_hash\":\"%016llx\",\"started\":\"%s\",\"host\":\"%s\","
              "\"pid\":%d}\n", t->ctx->job_id, hash, stamp, t->ctx->host, (int)getpid());
-    return weft_trainer_write_file(t, "owner.json", json);
+    return weft_trainer_write_file(t, WEFT_RUNFILE_OWNER, json);
 }

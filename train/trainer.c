@@ -90,6 +90,7 @@ int weft_trainer_new_on(weft_ctx *ctx, weft_comm *world, const weft_config *cfg,
     if (!t)
         return weft_error(WEFT_ENOMEM, "out of memory");
     *out = t;
+    t->metrics_fd = -1;
     t->ctx = ctx;
     t->cfg = cfg;
     t->rank = ctx->rank;
@@ -378,8 +379,8 @@ static void release(weft_trainer *t, int rc)
         weft_watchdog_stop();
         weft_sched_finish(t->sched, rc ? WEFT_RUN_FAILED : WEFT_RUN_DONE, rc ? weft_last_error() : NULL);
     }
-    if (t->metrics)
-        fclose(t->metrics);
+    if (t->metrics_fd >= 0)
+        close(t->metrics_fd);
     weft_ckpt_close(t->ckpt);
     weft_ckpt_model_free(&t->cdesc);
     free(t->source_state);

@@ -49,7 +49,9 @@ struct weft_trainer {
     size_t (*tied)[2];          /* ranges of tied tensors (summed over the embedding group) */
     int ntied;
     weft_source *train, *val;
-    FILE *metrics;
+    int metrics_fd;             /* rank 0: metrics.jsonl, O_APPEND (runtime/durable.h); -1 elsewhere */
+    char metrics_path[4200];
+    int metrics_warned;         /* told once that a row could not be written */
     int64_t t_start_ns;
     int running;                /* past set-up: a failure now leaves ranks mid-collective */
     int started;                /* weft_trainer_start succeeded: services to stop */

@@ -40,7 +40,7 @@ loss=$(tail -1 "$run/metrics.jsonl" | python3 -c 'import json,sys; print(repr(js
 check "the textfile passes the strict format check: step 30, tokens 7680, loss as metrics.jsonl, state done" \
     "$promcheck" "$run/weft.prom" weft_step=30 weft_steps_planned=30 weft_tokens_total=7680 "weft_loss=$loss" \
     'weft_state{state="done"}=1' 'weft_state{state="running"}=0' weft_checkpoint_step=30 weft_restarts=0
-if ls "$run" | grep -q '\.tmp\.'; then not_ok "no temporary files left in run.dir" "$(ls "$run")"; else ok "no temporary files left in run.dir"; fi
+if ls -A "$run" | grep -q '\.tmp\.'; then not_ok "no temporary files left in run.dir" "$(ls "$run")"; else ok "no temporary files left in run.dir"; fi
 
 # 2. Scrape a running job with curl, then stop it with a signal to one rank.
 run="$TMPDIR_TEST/live"

@@ -1,20 +1,22 @@
 /*
- * runfiles.h -- reading what weft-train leaves in a run directory
- * (metrics.jsonl, run.json), for weft-plot, weft-report and weft-doctor,
- * and their one command line (RUN_DIR). Header-only, static: each tool is
+ * rundir_read.h -- reading what weft-train leaves in a run directory
+ * (metrics.jsonl, run.json; the names are runtime/runfiles.h's), for
+ * weft-plot, weft-report, weft-doctor and weft-trace, and their one
+ * command line (RUN_DIR). Header-only, static: each tool is
  * one program. Exit statuses are runtime/error.h's WEFT_EXIT_*.
  *
  * The files are ours: flat JSON objects of numbers, strings, booleans and
  * null, one per line. field() finds a key's number; rows are checked to be
  * objects with a step, and a line that is not is reported with its number.
  */
-#ifndef WEFT_TOOLS_RUNFILES_H
-#define WEFT_TOOLS_RUNFILES_H
+#ifndef WEFT_TOOLS_RUNDIR_READ_H
+#define WEFT_TOOLS_RUNDIR_READ_H
 
 #include "runtime/cli.h"
 #include "runtime/config.h"
 #include "runtime/ctx.h"
 #include "runtime/error.h"
+#include "runtime/runfiles.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -58,7 +60,7 @@ static inline void field_str(const char *line, const char *key, char *out, size_
 static inline int read_metrics(const char *prog, const char *run_dir, metrics_row **rows, int *n)
 {
     char path[4200], line[8192];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+    snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_METRICS, run_dir);
     FILE *f = fopen(path, "r");
     if (!f) {
         fprintf(stderr, "%s: cannot read %s: is %s a weft-train run directory?\n", prog, path, run_dir);
@@ -70,6 +72,10 @@ static inline int read_metrics(const char *prog, const char *run_dir, metrics_ro
     while (fgets(line, sizeof line, f)) {
         lineno++;
         size_t len = strlen(line);
+        if (len && line[len - 1] != '\n' && feof(f)) { /* a crash mid-append; a resume drops it */
+            fprintf(stderr, "%s: %s:%d: ignoring a torn last line (no newline)\n", prog, path, lineno);
+            break;
+        }
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             line[--len] = 0;
         if (len == 0)
