@@ -78,7 +78,11 @@ typedef struct weft_ckpt_meta {
 } weft_ckpt_meta;
 
 typedef struct weft_ckpt_opts {
-    char dir[4096];              /* where step-NNNNNNNN.h5 and latest live */
+    char dir[4096];              /* where step-NNNNNNNN.h5 and latest live (the shared tier) */
+    char local_dir[4096];        /* "" or the first tier: saves commit here, a thread drains them to dir */
+    int local_keep;              /* retention in local_dir */
+    double drain_timeout;        /* seconds weft_ckpt_wait_drained waits */
+    int drain_retries;
     int keep_last, keep_every;   /* retention */
     int skip_if_busy;            /* 1: a save during a save is skipped; 0: waits */
     int stop_on_error;           /* 1: a failed save stops training */
@@ -122,6 +126,12 @@ WEFT_API int weft_ckpt_finish(weft_ckpt *c);
  * path "" when none yet. Thread-safe. */
 WEFT_API int64_t weft_ckpt_last(weft_ckpt *c, char *path, size_t len);
 
+/* Collective. With checkpoint.local_dir: wait (at most timeout_s) until
+ * the last committed checkpoint is also committed in checkpoint.dir. 0
+ * then, or without a local tier or a checkpoint; WEFT_EIO (the same on
+ * every rank) when its drain failed or took longer. */
+WEFT_API int weft_ckpt_wait_drained(weft_ckpt *c, double timeout_s);
+
 /* Timings of the last save on this rank. */
 typedef struct weft_ckpt_stats {
     double blocked_s;            /* inside weft_ckpt_save (copy + agreement) */
@@ -133,6 +143,9 @@ typedef struct weft_ckpt_stats {
     size_t bytes_rank;           /* bytes this rank wrote */
     size_t bytes_file;           /* file size */
     int saves, skipped, failed;
+    /* the shared tier (rank 0; -1 / 0 without checkpoint.local_dir) */
+    int64_t drained_step;        /* newest checkpoint drained */
+    int drained, drain_retried, drain_failed;
 } weft_ckpt_stats;
 WEFT_API void weft_ckpt_get_stats(weft_ckpt *c, weft_ckpt_stats *out);
 

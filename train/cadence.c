@@ -15,6 +15,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The loaded checkpoint L of path into the trainer (unless weights_only,
  * the optimizer, the step and the training source's position; the data
@@ -74,9 +75,10 @@ static void list_tries(const char *dir, int mode, int64_t c[MAX_TRIES + 2])
     free(steps);
 }
 
-/* Load the first of the tries that loads (checksums verified): its index,
- * or the first failure's error once none does. */
-static int load_first(weft_trainer *t, const char *dir, const int64_t *tries, int n, weft_ckpt_loaded *L,
+/* Load the first of the tries (dirs[i]/step-tries[i].h5) that loads
+ * (checksums verified): its index, or the first failure's error once none
+ * does. */
+static int load_first(weft_trainer *t, const char *const *dirs, const int64_t *tries, int n, weft_ckpt_loaded *L,
                       char *path, size_t len)
 {
     char first[2048] = "";
@@ -84,7 +86,7 @@ static int load_first(weft_trainer *t, const char *dir, const int64_t *tries, in
     for (int i = 0; i < n; i++) {
         char name[64];
         weft_ckpt_file_name(tries[i], name, sizeof name);
-        snprintf(path, len, "%s/%s", dir, name);
+        snprintf(path, len, "%s/%s", dirs[i], name);
         int rc = weft_ckpt_load(&t->cdesc.layout, &t->cdesc.state, path, 0, L);
         if (rc == 0)
             return i;
@@ -128,10 +130,75 @@ static int resume(weft_trainer *t, const char *dir, int mode)
         return t->rank == 0 ? (int)c[0] : weft_error((int)c[0], "no usable checkpoint in %s (see rank 0)", dir);
     char path[4300];
     weft_ckpt_loaded L;
-    int used = load_first(t, dir, c + 2, n, &L, path, sizeof path);
+    const char **dirs = malloc((size_t)n * sizeof *dirs);
+    if (!dirs)
+        return weft_error(WEFT_ENOMEM, "out of memory");
+    for (int i = 0; i < n; i++)
+        dirs[i] = dir;
+    int used = load_first(t, dirs, c + 2, n, &L, path, sizeof path);
+    free(dirs);
     if (used < 0)
         return used;
     say_fallback(t, mode, c[0], used, path);
+    return apply_loaded(t, path, &L, 0);
+}
+
+/* Which of the local tier's tries every rank sees (a node whose local
+ * tier is gone sees none): flags, agreed. */
+static int visible_everywhere(weft_trainer *t, const char *dir, const int64_t *steps, int n, int32_t *ok)
+{
+    for (int i = 0; i < n; i++) {
+        char name[64], p[4300];
+        weft_ckpt_file_name(steps[i], name, sizeof name);
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        ok[i] = access(p, R_OK) == 0;
+    }
+    return n ? weft_comm_allreduce(t->world, ok, ok, (size_t)n, WEFT_I32, WEFT_MIN) : 0;
+}
+
+/* Two tiers: the newest checkpoint of either that every rank can read and
+ * that loads and verifies; at equal steps the local one. Says which. */
+static int resume_tiers(weft_trainer *t, const char *local, const char *shared, int mode)
+{
+    int64_t cl[MAX_TRIES + 2] = {0}, cs[MAX_TRIES + 2] = {0};
+    if (t->rank == 0) {
+        list_tries(local, 2, cl); /* every local file: the tier may be older or newer than shared */
+        list_tries(shared, mode, cs);
+    }
+    WEFT_CHECK(weft_comm_broadcast(t->world, cl, cl, MAX_TRIES + 2, WEFT_I64, 0));
+    WEFT_CHECK(weft_comm_broadcast(t->world, cs, cs, MAX_TRIES + 2, WEFT_I64, 0));
+    int nl = (int)cl[1], ns = (int)cs[1], n = 0;
+    int32_t ok[MAX_TRIES];
+    WEFT_CHECK(visible_everywhere(t, local, cl + 2, nl, ok));
+    int64_t tries[2 * MAX_TRIES];
+    const char *dirs[2 * MAX_TRIES];
+    for (int i = 0, j = 0; i < nl || j < ns;) { /* merge, newest first, local first at equal steps */
+        int take_local = i < nl && (j >= ns || cl[2 + i] >= cs[2 + j]);
+        if (take_local && !ok[i]) {
+            i++;
+            continue;
+        }
+        tries[n] = take_local ? cl[2 + i++] : cs[2 + j++];
+        dirs[n++] = take_local ? local : shared;
+    }
+    if (n == 0 && mode == 2) {
+        if (t->rank == 0)
+            WEFT_INFO("--resume=auto: no checkpoint in %s or %s, starting from step 0", local, shared);
+        return 0;
+    }
+    if (n == 0)
+        return weft_error(WEFT_ENOENT, "no checkpoint to resume from: neither the local tier %s nor the shared "
+                          "tier %s holds one every rank can read; start afresh without --resume, or use "
+                          "--resume=auto", local, shared);
+    char path[4300];
+    weft_ckpt_loaded L;
+    int used = load_first(t, dirs, tries, n, &L, path, sizeof path);
+    if (used < 0)
+        return used;
+    if (t->rank == 0)
+        WEFT_INFO("resuming from the %s tier: %s%s", dirs[used] == local ? "local" : "shared", path,
+                  dirs[used] == local ? "" : nl ? " (the local tier holds no newer checkpoint every rank can read)"
+                                                : " (nothing in the local tier)");
     return apply_loaded(t, path, &L, 0);
 }
 
@@ -144,6 +211,8 @@ int weft_trainer_ckpt_resume(weft_trainer *t, const weft_trainer_start_opts *so)
         return 0;
     weft_ckpt_opts o;
     weft_ckpt_opts_from_config(t->cfg, &o);
+    if (o.local_dir[0])
+        return resume_tiers(t, o.local_dir, o.dir, so->resume);
     return resume(t, o.dir, so->resume);
 }
 
@@ -184,6 +253,11 @@ int weft_trainer_ckpt_save(weft_trainer *t, weft_step_stats *s, int wait)
     WEFT_CHECK(wait ? weft_ckpt_save_wait(t->ckpt, &m) : weft_ckpt_save(t->ckpt, &m, NULL));
     s->ckpt_ms = 1e-6 * (double)(weft_now_ns() - t0);
     return 0;
+}
+
+int weft_trainer_ckpt_drained(weft_trainer *t)
+{
+    return weft_ckpt_wait_drained(t->ckpt, weft_config_float(t->cfg, "checkpoint.drain_timeout"));
 }
 
 /* Tell the scheduler about a newly committed checkpoint. */

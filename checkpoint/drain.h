@@ -1,0 +1,37 @@
+/*
+ * drain.h -- the second checkpoint tier: a background thread on the rank
+ * that commits, copying each checkpoint committed in the local tier
+ * (checkpoint.local_dir) to the shared one (checkpoint.dir) and committing
+ * it there with the first tier's protocol (commit.h), each tier with its
+ * own latest and retention. States and retries: drain.c.
+ */
+#ifndef WEFT_CHECKPOINT_DRAIN_H
+#define WEFT_CHECKPOINT_DRAIN_H
+
+#include <stdint.h>
+
+typedef struct weft_ckpt_drain weft_ckpt_drain;
+
+typedef struct weft_ckpt_drain_stats {
+    int64_t drained_step;        /* newest step committed in the shared tier by this job (-1: none) */
+    int64_t failed_step;         /* newest step given up on (-1: none) */
+    int drained, retried, failed;
+    char error[1024];            /* the last failure ("" after a success) */
+} weft_ckpt_drain_stats;
+
+/* Start the thread: from = local tier, to = shared tier (made if missing,
+ * its left-over temporary files removed). retries: attempts after the
+ * first, 0.5 s, 1 s, 2 s ... apart. */
+int weft_ckpt_drain_new(const char *from, const char *to, int keep_last, int keep_every, int retries,
+                        weft_ckpt_drain **out);
+/* Step was committed in the local tier: drain it (superseding any older
+ * one not yet started or being retried). */
+void weft_ckpt_drain_post(weft_ckpt_drain *d, int64_t step);
+/* Wait until step (or a newer one) is drained: 0; WEFT_EIO when it failed
+ * or timeout_s passed first (the message says which). */
+int weft_ckpt_drain_wait(weft_ckpt_drain *d, int64_t step, double timeout_s);
+void weft_ckpt_drain_get(weft_ckpt_drain *d, weft_ckpt_drain_stats *out);
+/* Stop the thread (a copy in progress finishes first) and free. */
+void weft_ckpt_drain_close(weft_ckpt_drain *d);
+
+#endif
