@@ -38,7 +38,7 @@ PUBLIC_HDRS := weft.h \
     kernels/kernels.h \
     data/manifest.h data/loader.h data/tokenizer.h \
     parallel/mesh.h parallel/dp.h parallel/pipeline.h \
-    model/model.h model/gpt.h model/llama.h model/lm.h model/optim.h model/generate.h \
+    model/model.h model/lora.h model/gpt.h model/llama.h model/lm.h model/optim.h model/generate.h \
     checkpoint/ckpt.h checkpoint/state.h \
     train/source.h train/token_source.h train/synthetic_source.h train/trainer.h
 TOOL_SRCS := $(sort $(wildcard tools/weft-*.c))
@@ -57,8 +57,9 @@ BENCH_SRCS := $(sort $(wildcard bench/bench_*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
 # Recursively expanded (=) so pkg-config runs only after deps are in place.
-# hdf5-openmpi is Debian's parallel HDF5 (H5Pset_fapl_mpio), for checkpoints.
-PKGS        = ompi-c libxxhash openblas hdf5-openmpi
+# hdf5-openmpi is Debian's parallel HDF5 (H5Pset_fapl_mpio), for checkpoints;
+# libsodium signs them (Ed25519, checkpoint/sign.c).
+PKGS        = ompi-c libxxhash openblas hdf5-openmpi libsodium
 DEP_CFLAGS  = $(shell pkg-config --cflags $(PKGS) 2>/dev/null || mpicc --showme:compile)
 DEP_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null || mpicc --showme:link)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
@@ -79,7 +80,7 @@ ALL_LDLIBS = $(DEP_LIBS) $(DNNL_LIBS) $(IBVERBS_LIBS) -ldl -lpthread -lm
 
 .PHONY: examples
 .PHONY: gpu-tests
-.PHONY: all lib tools tests test demo demo-llama deps install uninstall clean help fuzz bench public-headers
+.PHONY: all lib tools tests test demo demo-llama deps npm-deps install uninstall clean help fuzz bench public-headers
 .DEFAULT_GOAL := all
 # Objects reached through pattern rules are not intermediate files to delete.
 .SECONDARY:
@@ -92,6 +93,7 @@ help:
 	@echo "make demo       run the built-in demo on 2 ranks"
 	@echo "make demo-llama the same demo with a Llama of the same size"
 	@echo "make deps       install the Debian packages in mk/debian-packages.txt"
+	@echo "make npm-deps   install the npm packages of the tokenizer tests under $(BUILD)/npm"
 	@echo "make install PREFIX=DIR   install the public headers, libraries, programs, weft.pc"
 	@echo "make SAN=address,undefined test   the suite under sanitizers (tree: build-san/)"
 	@echo "make clean"
@@ -104,6 +106,26 @@ $(DEPS_STAMP): mk/debian-packages.txt mk/deps.sh
 
 deps:
 	mk/deps.sh install
+
+# --- the source commit ------------------------------------------------------
+# Every checkpoint records the commit it was built from (checkpoint/seal.c):
+# `git describe --always --dirty` at build time, written to a header that
+# changes only when the commit does (so only seal.o is rebuilt). Outside a
+# git tree (a release tarball) it is SOURCE_COMMIT if given, else "unknown".
+SOURCE_COMMIT ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+COMMIT_HDR := $(BUILD)/gen/source_commit.h
+.PHONY: FORCE
+$(COMMIT_HDR): FORCE
+	@mkdir -p $(@D)
+	@printf '#define WEFT_SOURCE_COMMIT "%s"\n' '$(subst ','',$(subst ",,$(subst \,,$(SOURCE_COMMIT))))' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+$(BUILD)/obj/checkpoint/seal.o: $(COMMIT_HDR)
+$(BUILD)/obj/checkpoint/seal.o: ALL_CFLAGS += -I$(BUILD)/gen
+
+# The npm packages the tokenizer tests compare with and the tokenizer
+# benchmark runs beside (mk/npm/package-lock.json), under $(BUILD)/npm.
+npm-deps: | $(DEPS_STAMP)
+	@mk/npm-deps.sh $(BUILD)/npm
 
 # --- libibverbs (optional) ------------------------------------------------
 # With its headers present (Debian: libibverbs-dev), the ib backend talks to
@@ -201,6 +223,11 @@ FUZZ_DEPS_fuzz_ini := runtime/config.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_shard_header := data/shard.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_manifest := data/manifest.c data/atomic_file.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_latest := checkpoint/latest.c runtime/error.c runtime/log.c
+FUZZ_DEPS_fuzz_ckpt_attrs := checkpoint/prov.c runtime/error.c runtime/log.c
+FUZZ_DEPS_fuzz_loader_state := data/loader.c data/reader.c data/shard.c data/shard_cache.c data/manifest.c \
+    data/shuffle.c data/blend.c data/atomic_file.c runtime/error.c runtime/log.c runtime/timer.c
+FUZZ_DEPS_fuzz_tokenizer := data/bpe.c data/bpe_load.c data/tok_json.c data/pretok.c data/unicode_tables.c \
+    data/tokenizer.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_safetensors := checkpoint/safetensors.c data/atomic_file.c runtime/json.c runtime/dtype.c runtime/error.c runtime/log.c
 .SECONDEXPANSION:
 $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $$(FUZZ_DEPS_$$*) | $(DEPS_STAMP)
@@ -217,7 +244,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/lib/libweft.a
 
 bench: $(BENCH_BINS)
 
-test: tests
+test: tests npm-deps
 	@BUILD=$(BUILD) SAN=$(SAN) tests/run.sh
 
 # --- demo ------------------------------------------------------------------

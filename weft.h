@@ -29,6 +29,7 @@
 #include "parallel/dp.h"
 #include "parallel/pipeline.h"
 #include "model/model.h"
+#include "model/lora.h"
 #include "model/gpt.h"
 #include "model/llama.h"
 #include "model/lm.h"

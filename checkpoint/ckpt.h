@@ -75,6 +75,12 @@ typedef struct weft_ckpt_meta {
     uint64_t rng;                /* this rank's generator state */
     const uint8_t *loader_state; /* weft_loader_save bytes (the same on every rank) */
     size_t loader_len;
+    /* A model with frozen tensors (model/model.h; LoRA's base): the
+     * checkpoint they came from, which this one does not hold, as an
+     * absolute path and weft_ckpt_params_hash of it; NULL: none. Kept by
+     * pointer: it must outlive the save. */
+    const char *base_path;
+    uint64_t base_hash;
 } weft_ckpt_meta;
 
 typedef struct weft_ckpt_opts {
@@ -93,6 +99,7 @@ typedef struct weft_ckpt_opts {
     size_t alignment;            /* objects >= 16 x alignment start on its multiples (0: off) */
     int preflight;               /* check free space first */
     size_t loader_len;           /* bytes reserved for the loader state */
+    char signing_key[4096];      /* secret key file signing every checkpoint ("": none) */
 } weft_ckpt_opts;
 
 /* opts from cfg: dir = run.dir/checkpoints (checkpoint.dir overrides). */
@@ -115,6 +122,13 @@ WEFT_API int weft_ckpt_save(weft_ckpt *c, const weft_ckpt_meta *meta, int *start
 /* Collective. Save now and return once the checkpoint is committed (for
  * preemption): waits for an in-flight save first, never skips. */
 WEFT_API int weft_ckpt_save_wait(weft_ckpt *c, const weft_ckpt_meta *meta);
+
+/* Collective. The provenance lines this job records in every checkpoint
+ * (checkpoint/prov.h: weft_version, source_commit, config_hash, dataset,
+ * parent, job, host, user; rank 0's text is the one used, others may pass
+ * NULL), and, with opts.signing_key, rank 0 loads that key: every later
+ * checkpoint is signed. An unusable key is an error on every rank. */
+WEFT_API int weft_ckpt_set_provenance(weft_ckpt *c, const char *provenance);
 
 /* Wait for the in-flight save, if any; its result. */
 WEFT_API int weft_ckpt_wait(weft_ckpt *c);
@@ -159,7 +173,7 @@ enum { WEFT_CKPT_WEIGHTS_ONLY = 1 };
 
 /* What a load found besides the tensors. */
 typedef struct weft_ckpt_loaded {
-    weft_ckpt_meta meta;         /* loader_state: malloc'ed, free with weft_ckpt_loaded_free */
+    weft_ckpt_meta meta;         /* loader_state, base_path: malloc'ed, free with weft_ckpt_loaded_free */
     int world, dp, tp, pp, zero; /* the layout that wrote it */
 } weft_ckpt_loaded;
 WEFT_API void weft_ckpt_loaded_free(weft_ckpt_loaded *l);
@@ -173,6 +187,13 @@ WEFT_API void weft_ckpt_loaded_free(weft_ckpt_loaded *l);
 WEFT_API int weft_ckpt_load(const weft_ckpt_layout *layout, const weft_ckpt_state *state, const char *path,
                             unsigned flags, weft_ckpt_loaded *out);
 
+/* Single process (no collective): the identity of the weights of the
+ * checkpoint at path, xxh3-64 of the text "NAME CHECKSUM\n" over its params/
+ * datasets in name order, each dataset's stored xxh3_64 checksum (which a
+ * load verifies against the data), so the hash names the tensors' values
+ * without reading them. WEFT_ENOENT / WEFT_EDATA as weft-ckpt's commands. */
+WEFT_API int weft_ckpt_params_hash(const char *path, uint64_t *out);
+
 /* One process, no job (no MPI): weft-generate, and weft-eval before its
  * model exists. Each takes weft_h5_lock itself.
  *
@@ -182,6 +203,11 @@ WEFT_API int weft_ckpt_load(const weft_ckpt_layout *layout, const weft_ckpt_stat
  * vector). Errors as weft_ckpt_load, WEFT_EDATA naming a missing attribute
  * or tensor. */
 WEFT_API int weft_ckpt_read_config(const char *path, const char *tensor, char **config, int64_t shape[2]);
+/* The stored run's settings where cfg does not give them (weft_config_adopt
+ * of the checkpoint's configuration, origin "checkpoint PATH"): keys names
+ * keys or sections ("model."). --init-from, weft-eval and weft-generate
+ * build the model the checkpoint holds this way. */
+WEFT_API int weft_ckpt_adopt_config(const char *path, weft_config *cfg, const char *const *keys);
 /* The weights of the checkpoint at path into a whole model's state (every
  * tensor whole: one rank, tp = pp = 1; no moments read), with the checks and
  * checksums of weft_ckpt_load and its errors. */

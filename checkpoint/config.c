@@ -38,6 +38,12 @@ const weft_config_key weft_ckpt_config_keys[] = {
      "align datasets at least 16 times this long to this many bytes in the file (0: off)"},
     {"checkpoint.preflight", WEFT_CFG_BOOL, "true", WEFT_UNBOUNDED, NULL,
      "check the free space before writing a checkpoint, failing early and cleanly when it cannot fit"},
+    {"checkpoint.signing_key", WEFT_CFG_STRING, "", WEFT_UNBOUNDED, NULL,
+     "secret key file (weft-ckpt keygen) that signs every checkpoint's checksum table and provenance at commit "
+     "(empty: unsigned)"},
+    {"checkpoint.trusted_keys", WEFT_CFG_STRING, "", WEFT_UNBOUNDED, NULL,
+     "public key files, comma-separated: --resume and --init-from then accept only checkpoints signed by one of "
+     "them, refusing unsigned, wrongly signed and tampered ones (exit 65)"},
     WEFT_CONFIG_END,
 };
 
@@ -65,4 +71,5 @@ void weft_ckpt_opts_from_config(const weft_config *cfg, weft_ckpt_opts *o)
     o->coll_metadata = tristate(weft_config_str(cfg, "checkpoint.coll_metadata"));
     o->alignment = (size_t)weft_config_int(cfg, "checkpoint.alignment");
     o->preflight = weft_config_bool(cfg, "checkpoint.preflight");
+    snprintf(o->signing_key, sizeof o->signing_key, "%s", weft_config_str(cfg, "checkpoint.signing_key"));
 }

@@ -15,14 +15,17 @@
 #include "checkpoint/h5.h"
 #include "checkpoint/inspect.h"
 #include "checkpoint/safetensors.h"
+#include "checkpoint/seal.h"
 #include "checkpoint/single.h"
 #include "data/atomic_file.h"
+#include "data/loader.h"
 #include "model/lm.h"
 #include "runtime/error.h"
 #include "runtime/json.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -568,16 +571,40 @@ static int build(importer *im)
     return check_leftovers(im);
 }
 
+/* An import's provenance: its parent is the Hugging Face files (config.json,
+ * then each safetensors file), hashed (checkpoint/seal.h). */
+static int import_provenance(const importer *im, const char *src, const char *ini, weft_prov *p)
+{
+    const char *paths[1 + sizeof im->src.files / sizeof im->src.files[0]];
+    char abs[PATH_MAX];
+    uint64_t h;
+    paths[0] = im->d.path;
+    for (int i = 0; i < im->src.nfiles; i++)
+        paths[1 + i] = im->src.files[i]->path;
+    WEFT_CHECK(weft_prov_hash_files(paths, 1 + im->src.nfiles, &h));
+    WEFT_CHECK(weft_prov_add_common(p));
+    WEFT_CHECK(weft_prov_add(p, "config_hash", "%016llx", (unsigned long long)weft_prov_config_hash(ini)));
+    WEFT_CHECK(weft_prov_add(p, "parent", "%016llx import %s", (unsigned long long)h, realpath(src, abs) ? abs : src));
+    return weft_prov_add(p, "job", "none (weft-ckpt import)");
+}
+
 static int write_out(importer *im, const char *src, const char *out)
 {
+    static weft_prov prov;
     char *ini = weft_config_to_ini(im->d.cfg), source[4400];
     if (!ini)
         return weft_error(WEFT_ENOMEM, "out of memory");
+    memset(&prov, 0, sizeof prov);
+    int prc = import_provenance(im, src, ini, &prov);
+    if (prc) {
+        free(ini);
+        return prc;
+    }
     snprintf(source, sizeof source, "hugging face %s: %s", im->d.arch, src);
     weft_ckpt_state s = {.params = im->m->param_data, .n = im->m->n, .tensors = im->m->params,
                          .ntensors = im->m->nparams};
     weft_ckpt_meta meta = {0};
-    int rc = weft_ckpt_write_single(out, &s, &meta, ini, source);
+    int rc = weft_ckpt_write_single(out, &s, &meta, ini, source, prov.text);
     free(ini);
     return rc;
 }
@@ -715,7 +742,7 @@ static int add_tensor(hid_t f, const char *dpath, int llama, out_tensors *o)
  * model.family existed are GPT-2). */
 static int ckpt_model(hid_t f, const char *path, weft_config **cfg)
 {
-    static const weft_config_key *const tables[] = {weft_model_config_keys, NULL};
+    static const weft_config_key *const tables[] = {weft_model_config_keys, weft_data_config_keys, NULL};
     char *ini = NULL;
     WEFT_CHECK(weft_config_new(tables, cfg));
     int rc = weft_h5_get_str(f, "config", &ini);
@@ -749,8 +776,56 @@ static size_t json_config(const weft_config *c, int V, char *buf, size_t len)
         C / NH, T, lc.norm_eps, lc.rope_theta, lc.tie_embeddings ? "true" : "false");
 }
 
-/* config.json and model.safetensors in a new directory out. */
-static int write_dir(const char *out, const out_tensors *o, const char *const *meta, const char *json, size_t jlen)
+/* The tokenizer files the run used (data.tokenizer: a tokenizer.json, or a
+ * directory holding one, or vocab.json + merges.txt or GPT-2's npm names
+ * encoder.json + vocab.bpe) copied into dir under Hugging Face's names.
+ * *copied: how many; 0 with no error when the run had none or 'bytes'. */
+static int copy_tokenizer(const char *tok, const char *dir, int *copied)
+{
+    static const char *const sets[][2][2] = {
+        {{"tokenizer.json", "tokenizer.json"}, {NULL, NULL}},
+        {{"vocab.json", "vocab.json"}, {"merges.txt", "merges.txt"}},
+        {{"encoder.json", "vocab.json"}, {"vocab.bpe", "merges.txt"}},
+    };
+    *copied = 0;
+    if (!tok || !*tok || strcmp(tok, "bytes") == 0)
+        return 0;
+    struct stat sb;
+    if (stat(tok, &sb) != 0)
+        return weft_error(WEFT_ENOENT, "data.tokenizer %s (the tokenizer the run used): %s; export from where the "
+                          "path resolves", tok, strerror(errno));
+    for (size_t k = 0; k < sizeof sets / sizeof sets[0]; k++) {
+        char from[2][4200];
+        int have = 1;
+        for (int j = 0; j < 2 && sets[k][j][0]; j++) {
+            if (S_ISDIR(sb.st_mode))
+                snprintf(from[j], sizeof from[j], "%s/%s", tok, sets[k][j][0]);
+            else if (k == 0)
+                snprintf(from[j], sizeof from[j], "%s", tok);
+            else
+                have = 0;
+            have = have && access(from[j], R_OK) == 0;
+        }
+        for (int j = 0; have && j < 2 && sets[k][j][0]; j++) {
+            char *text;
+            size_t len;
+            WEFT_CHECK(read_text(from[j], &text, &len));
+            int rc = weft_atomic_write(dir, sets[k][j][1], text, len);
+            free(text);
+            WEFT_CHECK(rc);
+            (*copied)++;
+        }
+        if (have)
+            return 0;
+    }
+    return weft_error(WEFT_ENOENT, "data.tokenizer %s: no tokenizer.json, vocab.json + merges.txt or encoder.json + "
+                      "vocab.bpe there", tok);
+}
+
+/* config.json, model.safetensors and the run's tokenizer files in a new
+ * directory out. */
+static int write_dir(const char *out, const out_tensors *o, const char *const *meta, const char *json, size_t jlen,
+                     const char *tok)
 {
     char tmp[4200], st[4300], parent[4096];
     struct stat sb;
@@ -766,19 +841,23 @@ static int write_dir(const char *out, const out_tensors *o, const char *const *m
     if (mkdir(tmp, 0750) != 0)
         return weft_error(WEFT_EIO, "cannot create directory %s: %s", tmp, strerror(errno));
     snprintf(st, sizeof st, "%s/model.safetensors", tmp);
-    int rc = weft_atomic_write(tmp, "config.json", json, jlen);
+    int rc = weft_atomic_write(tmp, "config.json", json, jlen), ntok = 0;
     if (rc == 0)
         rc = weft_st_write(st, o->t, o->n, meta);
+    if (rc == 0)
+        rc = copy_tokenizer(tok, tmp, &ntok);
     if (rc == 0)
         rc = weft_fsync_dir(tmp);
     if (rc == 0 && rename(tmp, out) != 0)
         rc = weft_error(WEFT_EIO, "rename %s -> %s failed: %s", tmp, out, strerror(errno));
     if (rc == 0)
         return weft_fsync_dir(parent);
-    snprintf(st, sizeof st, "%s/model.safetensors", tmp);
-    unlink(st);
-    snprintf(st, sizeof st, "%s/config.json", tmp);
-    unlink(st);
+    static const char *const files[] = {"model.safetensors", "config.json", "tokenizer.json", "vocab.json",
+                                        "merges.txt"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(st, sizeof st, "%s/%s", tmp, files[i]);
+        unlink(st);
+    }
     rmdir(tmp);
     return rc;
 }
@@ -801,7 +880,8 @@ static int export_tensors(hid_t f, const char *path, int llama, out_tensors *o, 
     return rc;
 }
 
-int weft_hf_export(const char *path, const char *format, const char *out, int *ntensors, char *family, size_t len)
+int weft_hf_export(const char *path, const char *format, const char *out, const char *tokenizer, int *ntensors,
+                   char *family, size_t len)
 {
     int hf = strcmp(format, "hf") == 0;
     if (!hf && strcmp(format, "safetensors") != 0)
@@ -824,7 +904,8 @@ int weft_hf_export(const char *path, const char *format, const char *out, int *n
     if (rc == 0 && !hf)
         rc = weft_st_write(out, o.t, o.n, meta);
     if (rc == 0 && hf)
-        rc = write_dir(out, &o, meta, json, json_config(cfg, vocab, json, sizeof json));
+        rc = write_dir(out, &o, meta, json, json_config(cfg, vocab, json, sizeof json),
+                       tokenizer ? tokenizer : weft_config_str(cfg, "data.tokenizer"));
     if (rc == 0) {
         *ntensors = o.n;
         snprintf(family, len, "%s", llama ? "llama" : "gpt2");

@@ -40,8 +40,12 @@ int weft_hf_import(const char *src, const char *config, const char *out, weft_hf
 
 /* The weights of checkpoint path as Hugging Face names and layouts:
  * format "safetensors" writes one file out; "hf" a directory out holding
- * config.json and model.safetensors (built as out.tmp.PID and renamed; out
- * must not exist). *ntensors: how many were written. */
-int weft_hf_export(const char *path, const char *format, const char *out, int *ntensors, char *family, size_t len);
+ * config.json, model.safetensors and the tokenizer's files (built as
+ * out.tmp.PID and renamed; out must not exist). The tokenizer is tokenizer
+ * (a tokenizer.json, or a directory holding one or vocab.json + merges.txt
+ * or encoder.json + vocab.bpe), or when NULL the data.tokenizer the run
+ * used; none for 'bytes'. *ntensors: how many tensors were written. */
+int weft_hf_export(const char *path, const char *format, const char *out, const char *tokenizer, int *ntensors,
+                   char *family, size_t len);
 
 #endif

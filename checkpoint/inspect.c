@@ -132,3 +132,43 @@ int weft_ckpt_read_f32(hid_t f, const char *dpath, float **data, int *ndim, int6
     }
     return rc;
 }
+
+int weft_ckpt_params_hash(const char *path, uint64_t *out)
+{
+    hid_t f;
+    weft_h5_lock();
+    int rc = weft_ckpt_open_file(path, &f);
+    char **list = NULL;
+    if (rc == 0) {
+        rc = weft_ckpt_list_datasets(f, path, &list);
+        /* the names and stored checksums of params/ only, in sorted order */
+        size_t cap = 4096, len = 0;
+        char *text = rc == 0 ? malloc(cap) : NULL;
+        rc = rc || text ? rc : weft_error(WEFT_ENOMEM, "out of memory");
+        for (int i = 0; rc == 0 && list[i]; i++) {
+            if (strncmp(list[i], "params/", 7) != 0)
+                continue;
+            hid_t d = H5Dopen2(f, list[i], H5P_DEFAULT);
+            uint64_t h = 0;
+            rc = d < 0 ? weft_h5_error(WEFT_EDATA, "checkpoint %s: cannot open '%s'", path, list[i])
+                       : weft_h5_get_u64(d, "xxh3_64", &h);
+            if (d >= 0)
+                H5Dclose(d);
+            size_t need = strlen(list[i]) + 20;
+            if (rc == 0 && len + need > cap) {
+                char *t = realloc(text, cap = 2 * cap + need);
+                rc = t ? 0 : weft_error(WEFT_ENOMEM, "out of memory");
+                text = t ? t : text;
+            }
+            if (rc == 0)
+                len += (size_t)snprintf(text + len, cap - len, "%s %016llx\n", list[i], (unsigned long long)h);
+        }
+        if (rc == 0)
+            *out = weft_h5_hash(text, len);
+        free(text);
+        weft_ckpt_free_list(list);
+        H5Fclose(f);
+    }
+    weft_h5_unlock();
+    return rc;
+}

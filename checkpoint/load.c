@@ -296,6 +296,12 @@ static int read_meta(const loader_ctx *x, weft_ckpt_loaded *out)
     rc = rc ? rc : weft_h5_get_i64(x->f, "tp", &tp);
     rc = rc ? rc : weft_h5_get_i64(x->f, "pp", &pp);
     rc = rc ? rc : weft_h5_get_i64(x->f, "zero", &z);
+    if (rc == 0 && H5Aexists(x->f, "base_checkpoint") > 0) {
+        char *base = NULL;
+        rc = weft_h5_get_str(x->f, "base_checkpoint", &base);
+        rc = rc ? rc : weft_h5_get_u64(x->f, "base_hash", &m->base_hash);
+        m->base_path = base;
+    }
     if (rc)
         return weft_ckpt_wrap(rc, "checkpoint %s", x->path);
     out->world = (int)w, out->dp = (int)dp, out->tp = (int)tp, out->pp = (int)pp, out->zero = (int)z;
@@ -473,6 +479,18 @@ int weft_ckpt_load_whole(const weft_ckpt_state *s, const char *path)
 void weft_ckpt_loaded_free(weft_ckpt_loaded *l)
 {
     free((void *)l->meta.loader_state);
+    free((void *)l->meta.base_path);
     l->meta.loader_state = NULL;
+    l->meta.base_path = NULL;
     l->meta.loader_len = 0;
+}
+
+int weft_ckpt_adopt_config(const char *path, weft_config *cfg, const char *const *keys)
+{
+    char *ini, origin[4200];
+    WEFT_CHECK(weft_ckpt_read_config(path, NULL, &ini, NULL));
+    snprintf(origin, sizeof origin, "checkpoint %s", path);
+    int rc = weft_config_adopt(cfg, ini, strlen(ini), origin, keys);
+    free(ini);
+    return rc;
 }

@@ -15,6 +15,7 @@
 #include "checkpoint/agree.h"
 #include "checkpoint/commit.h"
 #include "checkpoint/h5.h"
+#include "checkpoint/seal.h"
 #include "checkpoint/writer_int.h"
 #include "runtime/ctx.h"
 #include "runtime/error.h"
@@ -262,6 +263,10 @@ int weft_ckpt_root_attrs(hid_t f, const weft_ckpt_meta *m, const weft_ckpt_layou
     rc = keep(rc, weft_h5_attr_f64(f, "lr_min", m->lr_min));
     rc = keep(rc, weft_h5_attr_i64(f, "lr_warmup", m->warmup));
     rc = keep(rc, weft_h5_attr_i64(f, "lr_total_steps", m->total_steps));
+    if (m->base_path) {
+        rc = keep(rc, weft_h5_attr_str(f, "base_checkpoint", m->base_path));
+        rc = keep(rc, weft_h5_attr_u64(f, "base_hash", m->base_hash));
+    }
     return rc;
 }
 
@@ -308,6 +313,8 @@ static int write_file(weft_ckpt *c, const char *tmp)
             rc = keep(rc, weft_h5_attr_u64(c->dsets[i], "xxh3_64", c->hashes[i]));
     if (all == 0)
         rc = keep(rc, weft_ckpt_root_attrs(f, &c->meta, &c->layout, c->size, c->config_ini));
+    if (all == 0)
+        rc = keep(rc, weft_ckpt_seal_job(c, f)); /* provenance, signature: seal.c */
     for (int i = 0; i < c->plan.nd; i++)
         if (c->dsets[i] >= 0)
             H5Dclose(c->dsets[i]);

@@ -1,11 +1,12 @@
 /*
  * single.c -- one process writes a whole checkpoint file (see single.h):
  * create PATH's temporary twin -> each tensor as params/NAME (f32, its
- * global shape, checksum from memory) -> rng/state -> root attributes ->
- * close -> fsync -> rename -> fsync the directory.
+ * global shape, checksum from memory) -> rng/state -> root attributes and
+ * provenance (seal.c) -> close -> fsync -> rename -> fsync the directory.
  */
 #include "checkpoint/single.h"
 #include "checkpoint/h5.h"
+#include "checkpoint/seal.h"
 #include "checkpoint/writer_int.h"
 #include "data/atomic_file.h"
 #include "runtime/error.h"
@@ -51,7 +52,7 @@ static int put_tensors(hid_t f, const weft_ckpt_state *s)
 }
 
 static int write_file(const char *tmp, const weft_ckpt_state *s, const weft_ckpt_meta *m, const char *ini,
-                      const char *source)
+                      const char *source, const char *prov)
 {
     weft_h5_tuning tune = {0, 0, 1u << 20}; /* checkpoint.alignment's default */
     hid_t fapl = weft_h5_fapl(MPI_COMM_NULL, &tune);
@@ -68,13 +69,15 @@ static int write_file(const char *tmp, const weft_ckpt_state *s, const weft_ckpt
         rc = weft_ckpt_root_attrs(f, m, &one, 1, ini);
     if (rc == 0 && source)
         rc = weft_h5_attr_str(f, "source", source);
+    if (rc == 0)
+        rc = weft_ckpt_seal_single(f, tmp, m->step, prov);
     if (H5Fclose(f) < 0 && rc == 0)
         rc = weft_h5_error(WEFT_EIO, "closing %s failed", tmp);
     return rc;
 }
 
 int weft_ckpt_write_single(const char *path, const weft_ckpt_state *s, const weft_ckpt_meta *m,
-                           const char *config_ini, const char *source)
+                           const char *config_ini, const char *source, const char *prov)
 {
     if (s->m || s->v)
         return weft_error(WEFT_EINVAL, "checkpoint: one process writes weights only");
@@ -89,7 +92,7 @@ int weft_ckpt_write_single(const char *path, const weft_ckpt_state *s, const wef
     if (slash == dir)
         snprintf(dir, sizeof dir, "/");
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp.%d", dir, base, (int)getpid());
-    int rc = write_file(tmp, s, m, config_ini, source);
+    int rc = write_file(tmp, s, m, config_ini, source, prov);
     int fd = rc == 0 ? open(tmp, O_RDONLY | O_CLOEXEC) : -1;
     if (rc == 0 && fd < 0)
         rc = weft_error(WEFT_EIO, "cannot reopen %s: %s", tmp, strerror(errno));

@@ -17,8 +17,9 @@
 
 /* The state's tensors must be whole (one rank's whole model); tied copies
  * are skipped; s->m must be NULL. source, when not NULL, is stored as the
- * root attribute "source" (where the weights came from). */
+ * root attribute "source" (where the weights came from); prov (NULL: none)
+ * as the provenance, with the time added (checkpoint/seal.h). */
 int weft_ckpt_write_single(const char *path, const weft_ckpt_state *s, const weft_ckpt_meta *m,
-                           const char *config_ini, const char *source);
+                           const char *config_ini, const char *source, const char *prov);
 
 #endif

@@ -331,6 +331,8 @@ int weft_ckpt_close(weft_ckpt *c)
     free(c->dsets);
     free(c->spans);
     free(c->config_ini);
+    free(c->provenance);
+    memset(c->sign_sk, 0, sizeof c->sign_sk);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     free(c);

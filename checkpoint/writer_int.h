@@ -45,6 +45,11 @@ struct weft_ckpt {
     int64_t last_step;
     char last_path[4200];
     weft_ckpt_stats stats;
+    /* provenance and signing (seal.c): the run's provenance lines and, with
+     * checkpoint.signing_key, the key; rank 0 only */
+    char *provenance;
+    int signing;
+    uint8_t sign_sk[64], sign_pk[32];
 };
 
 /* One save of what is staged (collective over the writer communicators):

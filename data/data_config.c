@@ -29,6 +29,10 @@ const weft_config_key weft_data_config_keys[] = {
      "read shards with O_DIRECT, bypassing the page cache (falls back if refused)"},
     {"data.max_open_shards", WEFT_CFG_INT, "64", 1, 65536, NULL,
      "shard files kept open at once by the loader"},
+    {"data.tokenizer", WEFT_CFG_STRING, "", WEFT_UNBOUNDED, NULL,
+     "the model's tokenizer: a tokenizer.json, a directory holding one or vocab.json + merges.txt, or 'bytes'; "
+     "a dataset whose manifest records another tokenizer's hash is refused (exit 65), and the vocabulary is at "
+     "least the tokenizer's (empty: not checked)"},
     WEFT_CONFIG_END,
 };
 

@@ -161,12 +161,16 @@ static int parse_line(parser *p, weft_manifest *m, unsigned *seen)
     } else if (strcmp(k, "tokenizer_id") == 0) {
         WEFT_CHECK(parse_u32_field(p, "tokenizer_id 0..4294967295", UINT32_MAX, &m->tokenizer_id));
         *seen |= 4;
+    } else if (strcmp(k, "tokenizer_hash") == 0) { /* optional */
+        if (p->nf != 2 || parse_hex64(p->f[1], &m->tokenizer_hash) != 0 || m->tokenizer_hash == 0)
+            return perr(p, p->nf > 1 ? p->f[1] : k, "expected tokenizer_hash HEX16 (not all zero)",
+                        p->nf > 1 ? p->f[1] : k);
     } else if (strcmp(k, "dataset_hash") == 0) {
         if (p->nf != 2 || parse_hex64(p->f[1], &m->hash) != 0)
             return perr(p, p->nf > 1 ? p->f[1] : k, "expected dataset_hash HEX16", p->nf > 1 ? p->f[1] : k);
         *seen |= 8;
     } else {
-        return perr(p, k, "expected a key (shard, token_width, vocab_size, tokenizer_id, dataset_hash)", k);
+        return perr(p, k, "expected a key (shard, token_width, vocab_size, tokenizer_id, tokenizer_hash, dataset_hash)", k);
     }
     return 0;
 }
@@ -331,6 +335,8 @@ static char *format_manifest(const weft_manifest *m, size_t *len)
     n = (size_t)snprintf(t, cap, "weft-dataset %d\n# written by weft-data; see docs/data-format.md\n"
                          "token_width %u\nvocab_size %u\ntokenizer_id %u\n", WEFT_MANIFEST_VERSION,
                          m->token_width, m->vocab_size, m->tokenizer_id);
+    if (m->tokenizer_hash)
+        n += (size_t)snprintf(t + n, cap - n, "tokenizer_hash %016" PRIx64 "\n", m->tokenizer_hash);
     for (size_t i = 0; i < m->n_shards; i++)
         n += (size_t)shard_line(t + n, cap - n, &m->shards[i]);
     n += (size_t)snprintf(t + n, cap - n, "dataset_hash %016" PRIx64 "\n", weft_manifest_hash(m));

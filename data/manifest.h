@@ -49,6 +49,7 @@ typedef struct weft_manifest {
     size_t n_shards;
     weft_manifest_shard *shards; /* (n_shards) in manifest order */
     char *strings;               /* storage for the shard names */
+    uint64_t tokenizer_hash;     /* weft_tokenizer_hash of the tokenizer that made the tokens; 0: not recorded */
 } weft_manifest;
 
 /* Parse len bytes of manifest text (need not be NUL-terminated); origin names

@@ -23,6 +23,7 @@
 enum {
     WEFT_TOKENIZER_EXTERNAL = 0, /* imported token arrays (weft-data import) */
     WEFT_TOKENIZER_BYTES = 1,    /* built-in byte-level tokenizer, vocab 256 */
+    WEFT_TOKENIZER_FILE = 2,     /* a tokenizer file (BPE); the manifest's tokenizer_hash names it */
 };
 
 typedef struct weft_shard_header {

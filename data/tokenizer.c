@@ -1,6 +1,7 @@
 /*
- * tokenizer.c -- the byte-level tokenizer (see tokenizer.h for the
- * end-of-document convention).
+ * tokenizer.c -- the byte-level tokenizer as plain functions (see
+ * tokenizer.h for the end-of-document convention); the tokenizer objects
+ * are in bpe.c and bpe_load.c.
  */
 #include "data/tokenizer.h"
 

@@ -223,6 +223,7 @@ static int build_manifest(weft_dataset_writer *w, uint32_t vocab, weft_manifest 
     m->token_width = w->o.token_width;
     m->vocab_size = vocab;
     m->tokenizer_id = w->o.tokenizer_id;
+    m->tokenizer_hash = w->o.tokenizer_hash;
     /* Train shards first, then validation, each in the order written. */
     for (int s = 0; s < 2; s++) {
         for (size_t i = 0; i < w->n_done; i++) {

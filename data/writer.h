@@ -26,6 +26,7 @@ typedef struct weft_dataset_writer_options {
     uint32_t vocab_size;    /* 0: infer max token + 1 at commit */
     uint32_t tokenizer_id;
     uint64_t shard_tokens;  /* tokens per shard (the last one may be shorter) */
+    uint64_t tokenizer_hash; /* recorded in the manifest; 0: none */
 } weft_dataset_writer_options;
 
 int weft_dataset_writer_open(const weft_dataset_writer_options *o, weft_dataset_writer **out);

@@ -42,12 +42,14 @@ WEFT_API void weft_kernels_init(int threads);
     WEFT_API void weft_matmul_forward##sfx(real *out, const real *inp, const real *weight, const real *bias, \
                                            int N, int C, int OC);                                            \
     /* dinp (N, C) += dout @ weight; dweight (OC, C) += dout^T @ inp; dbias (OC) += colsum(dout).            \
-     * dbias may be NULL; dinp may be NULL (first layer's input needs no gradient). */                       \
+     * dbias may be NULL; dinp may be NULL (first layer's input needs no gradient); dweight                  \
+     * may be NULL (a frozen weight). */                                                                     \
     WEFT_API void weft_matmul_backward##sfx(real *dinp, real *dweight, real *dbias, const real *dout,        \
                                             const real *inp, const real *weight, int N, int C, int OC);      \
     /* out (N, C) = (inp - mean) * rstd * weight + bias, eps 1e-5; saves mean (N), rstd (N) */               \
     WEFT_API void weft_layernorm_forward##sfx(real *out, real *mean, real *rstd, const real *inp,            \
                                               const real *weight, const real *bias, int N, int C);           \
+    /* dweight and dbias both NULL: a frozen LayerNorm, dinp only */                                         \
     WEFT_API void weft_layernorm_backward##sfx(real *dinp, real *dweight, real *dbias, const real *dout,     \
                                                const real *inp, const real *weight, const real *mean,        \
                                                const real *rstd, int N, int C);                              \
@@ -93,7 +95,7 @@ WEFT_API void weft_kernels_init(int threads);
      * saved for backward. */                                                                                \
     WEFT_API void weft_rmsnorm_forward##sfx(real *out, real *rstd, const real *inp, const real *weight,      \
                                             int N, int C, double eps);                                       \
-    /* dinp (N, C) += ...; dweight (C) += ... */                                                             \
+    /* dinp (N, C) += ...; dweight (C) += ... (NULL: frozen) */                                              \
     WEFT_API void weft_rmsnorm_backward##sfx(real *dinp, real *dweight, const real *dout, const real *inp,   \
                                              const real *weight, const real *rstd, int N, int C);            \
     /* Rotary tables for Hugging Face Llama's half-split RoPE: cos, sin (T, hs/2) of the angle               \

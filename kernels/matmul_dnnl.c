@@ -297,9 +297,10 @@ void weft_matmul_backward(float *dinp, float *dweight, float *dbias, const float
         shape s = {.M = N, .N = C, .K = OC, .accum = 1};
         gemm(&s, dout, weight, NULL, dinp);
     }
-    /* dweight (OC, C) += dout^T (OC, N) @ inp (N, C) */
-    shape s = {.M = OC, .N = C, .K = N, .ta = 1, .accum = 1};
-    gemm(&s, dout, inp, NULL, dweight);
+    if (dweight) { /* dweight (OC, C) += dout^T (OC, N) @ inp (N, C); NULL: a frozen weight */
+        shape s = {.M = OC, .N = C, .K = N, .ta = 1, .accum = 1};
+        gemm(&s, dout, inp, NULL, dweight);
+    }
     if (dbias)
         colsum_acc(dbias, dout, N, OC);
 }

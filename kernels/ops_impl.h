@@ -197,8 +197,9 @@ void SFX(weft_matmul_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REA
     if (dinp)
         GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, weight, C, 1, dinp,
              C);
-    // dweight (OC, C) += dout^T (OC, N) @ inp (N, C)
-    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dweight, C);
+    // dweight (OC, C) += dout^T (OC, N) @ inp (N, C); NULL: a frozen weight
+    if (dweight)
+        GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dweight, C);
     // dbias (OC) += column sums of dout, row by row so the inner loop is unit stride
     if (dbias)
         for (int n = 0; n < N; n++)
@@ -260,12 +261,11 @@ static inline void ln_back_elem(REAL *restrict dx, REAL *restrict dw, REAL *rest
     *dx += (w * dy - g_mean - xhat * gx_mean) * rstd;
 }
 
-static void ln_back_row(REAL *restrict dx, REAL *restrict dw, REAL *restrict db,
-                        const REAL *restrict dy, const REAL *restrict x, const REAL *restrict w,
-                        REAL mean, REAL rstd, int C)
+/* mean(g) and mean(g * xhat) over a row, g = w * dy, xhat = (x - mean) * rstd:
+ * what LayerNorm's input gradient needs, trained or frozen. */
+static inline void ln_back_means(const REAL *restrict dy, const REAL *restrict x, const REAL *restrict w,
+                                 REAL mean, REAL rstd, int C, REAL *g_mean_out, REAL *gx_mean_out)
 {
-    // With xhat = (x - mean) * rstd and g = w * dy, the gradient through the
-    // normalisation is rstd * (g - mean(g) - xhat * mean(g * xhat)).
     REAL ga[VB] = {0, 0, 0, 0, 0, 0, 0, 0}, gxa[VB] = {0, 0, 0, 0, 0, 0, 0, 0};
     int i = 0;
     for (; i + VB <= C; i += VB)
@@ -286,6 +286,19 @@ static void ln_back_row(REAL *restrict dx, REAL *restrict dw, REAL *restrict db,
     }
     g_mean /= (REAL)C;
     gx_mean /= (REAL)C;
+    *g_mean_out = g_mean;
+    *gx_mean_out = gx_mean;
+}
+
+static void ln_back_row(REAL *restrict dx, REAL *restrict dw, REAL *restrict db,
+                        const REAL *restrict dy, const REAL *restrict x, const REAL *restrict w,
+                        REAL mean, REAL rstd, int C)
+{
+    // With xhat = (x - mean) * rstd and g = w * dy, the gradient through the
+    // normalisation is rstd * (g - mean(g) - xhat * mean(g * xhat)).
+    REAL g_mean, gx_mean;
+    ln_back_means(dy, x, w, mean, rstd, C, &g_mean, &gx_mean);
+    int i;
     for (i = 0; i + VB <= C; i += VB)
         for (int k = 0; k < VB; k++)
             ln_back_elem(dx + i + k, dw + i + k, db + i + k, dy[i + k], x[i + k], w[i + k], mean,
@@ -294,10 +307,27 @@ static void ln_back_row(REAL *restrict dx, REAL *restrict dw, REAL *restrict db,
         ln_back_elem(dx + i, dw + i, db + i, dy[i], x[i], w[i], mean, rstd, g_mean, gx_mean);
 }
 
+/* ln_back_row for a frozen LayerNorm: the input's gradient only */
+static void ln_back_row_dx(REAL *restrict dx, const REAL *restrict dy, const REAL *restrict x,
+                           const REAL *restrict w, REAL mean, REAL rstd, int C)
+{
+    REAL g_mean, gx_mean;
+    ln_back_means(dy, x, w, mean, rstd, C, &g_mean, &gx_mean);
+    int i;
+    for (i = 0; i < C; i++)
+        dx[i] += (w[i] * dy[i] - g_mean - (x[i] - mean) * rstd * gx_mean) * rstd;
+}
+
 void SFX(weft_layernorm_backward)(REAL *dinp, REAL *dweight, REAL *dbias, const REAL *dout,
                                   const REAL *inp, const REAL *weight, const REAL *mean,
                                   const REAL *rstd, int N, int C)
 {
+    if (!dweight || !dbias) { // frozen: dweight and dbias are both NULL
+        for (int n = 0; n < N; n++)
+            ln_back_row_dx(dinp + (size_t)n * C, dout + (size_t)n * C, inp + (size_t)n * C,
+                           weight, mean[n], rstd[n], C);
+        return;
+    }
     for (int n = 0; n < N; n++)
         ln_back_row(dinp + (size_t)n * C, dweight, dbias, dout + (size_t)n * C,
                     inp + (size_t)n * C, weight, mean[n], rstd[n], C);
@@ -350,9 +380,24 @@ static void rms_back_row(REAL *restrict dx, REAL *restrict dw, const REAL *restr
     }
 }
 
+/* rms_back_row for a frozen RMSNorm: the input's gradient only */
+static void rms_back_row_dx(REAL *restrict dx, const REAL *restrict dy, const REAL *restrict x,
+                            const REAL *restrict w, REAL rstd, int C)
+{
+    REAL gx_mean = row_dot3(w, dy, x, C) * rstd / (REAL)C;
+    for (int i = 0; i < C; i++)
+        dx[i] += (w[i] * dy[i] - x[i] * rstd * gx_mean) * rstd;
+}
+
 void SFX(weft_rmsnorm_backward)(REAL *dinp, REAL *dweight, const REAL *dout, const REAL *inp,
                                 const REAL *weight, const REAL *rstd, int N, int C)
 {
+    if (!dweight) { // frozen
+        for (int n = 0; n < N; n++)
+            rms_back_row_dx(dinp + (size_t)n * C, dout + (size_t)n * C, inp + (size_t)n * C,
+                            weight, rstd[n], C);
+        return;
+    }
     for (int n = 0; n < N; n++)
         rms_back_row(dinp + (size_t)n * C, dweight, dout + (size_t)n * C, inp + (size_t)n * C,
                      weight, rstd[n], C);

@@ -85,8 +85,19 @@ struct weft_gpt {
     float *act_mem, *dact_mem;
     int32_t *tok_mem;
     size_t slot_floats, dact_floats;
+    size_t *blk_off;          /* (Ll) where block l's trainable tensors start (backward's hook) */
+    size_t head_off;          /* where the head's do */
+    weft_lora *lora;          /* adapters (cfg.lora.rank > 0), else NULL */
+    int *ad;                  /* (Ll, NTARGET) each target's adapter index, -1: none; NULL without LoRA */
+    int slot_now;             /* the slot forward or backward is computing (LoRA's activations) */
     struct gpt_cache *cache;  /* incremental decoding (ops->decode), allocated on first use */
 };
+
+/* LoRA's targets: their names (lora.targets) and block parameters. */
+enum { NTARGET = 4 };
+static const char *const target_names[NTARGET] = {"qkv", "proj", "fc", "fcproj"};
+static const int target_param[NTARGET] = {QKVW, ATTPROJW, FCW, FCPROJW};
+enum { T_QKV, T_PROJ, T_FC, T_FCPROJ };
 
 /* Incremental decoding (ops->decode): the keys and values of every layer at
  * every position, and one chunk's activations (a prompt longer than CHUNK
@@ -121,6 +132,24 @@ void weft_gpt_config_from(const weft_config *cfg, int vocab, weft_gpt_config *ou
     out->max_seq = (int)weft_config_int(cfg, "model.context");
 }
 
+/* Adapters: known targets, a rank no larger than a target's smaller side
+ * (C for every GPT-2 linear); dropout in [0, 1). */
+static int lora_check(const weft_gpt_config *c)
+{
+    const weft_lora_config *lc = &c->lora;
+    if (lc->rank == 0)
+        return 0;
+    unsigned mask;
+    WEFT_CHECK(weft_lora_parse_targets(lc->targets, "qkv", target_names, NTARGET, &mask));
+    if (!(lc->dropout >= 0 && lc->dropout < 1))
+        return weft_error(WEFT_ECONFIG, "lora.dropout (%g) must be in [0, 1): the kept inputs are scaled by "
+                          "1 / (1 - p)", lc->dropout);
+    if (lc->rank < 0 || lc->rank > c->n_embd)
+        return weft_error(WEFT_ECONFIG, "lora.rank (%d) must be in [0, %d]: at most the smaller side of every "
+                          "target linear (model.n_embd)", lc->rank, c->n_embd);
+    return 0;
+}
+
 int weft_gpt_config_check(const weft_gpt_config *c)
 {
     if (c->vocab < 2)
@@ -131,7 +160,7 @@ int weft_gpt_config_check(const weft_gpt_config *c)
     if (c->n_embd % c->n_head != 0)
         return weft_error(WEFT_ECONFIG, "model.n_embd (%d) is not divisible by model.n_head (%d): each head "
                           "needs n_embd / n_head channels", c->n_embd, c->n_head);
-    return 0;
+    return lora_check(c);
 }
 
 int weft_gpt_layout_check(const weft_gpt_config *c, int tp, int pp)
@@ -189,7 +218,39 @@ static void add_block(weft_gpt *m, int l)
     }
 }
 
-static void build_table(weft_gpt *m)
+/* LoRA: the table built so far becomes the frozen base, and the adapters
+ * of each block's target linears, block by block, are the parameters. */
+static int add_adapters(weft_gpt *m)
+{
+    const weft_gpt_config *c = &m->cfg;
+    unsigned mask;
+    WEFT_CHECK(weft_lora_parse_targets(c->lora.targets, "qkv", target_names, NTARGET, &mask));
+    WEFT_CHECK(weft_model_freeze(&m->base));
+    m->ad = malloc((size_t)(m->Ll ? m->Ll : 1) * NTARGET * sizeof *m->ad);
+    if (!m->ad)
+        return weft_error(WEFT_ENOMEM, "model: out of memory");
+    m->hook_floor = 0; /* the tied embedding is frozen */
+    size_t C = (size_t)c->n_embd, sides[NTARGET] = {4 * C, 2 * C, 5 * C, 5 * C}, per_block = 0;
+    for (int l = 0; l < m->Ll; l++) {
+        m->blk_off[l] = m->base.n;
+        for (int k = 0; k < NTARGET; k++) {
+            int i = -1;
+            if (mask >> k & 1) {
+                const weft_tensor *w = &m->base.frozen[m->i_blk + l * NBLOCK + target_param[k]];
+                WEFT_CHECK(i = weft_lora_add(m->lora, &m->base, 2 * NTARGET * m->Ll, w, c->lora.rank));
+            }
+            m->ad[l * NTARGET + k] = i;
+        }
+    }
+    m->head_off = m->base.n;
+    for (int k = 0; k < NTARGET; k++)
+        per_block += (mask >> k & 1) * sides[k] * (size_t)c->lora.rank;
+    m->base.global_trainable = per_block * (size_t)c->n_layer;
+    m->base.adapter = "lora";
+    return 0;
+}
+
+static int build_table(weft_gpt *m)
 {
     const weft_gpt_config *c = &m->cfg;
     int64_t C = c->n_embd;
@@ -219,6 +280,14 @@ static void build_table(weft_gpt *m)
         m->hook_floor = m->base.params[m->i_wte].offset + m->base.params[m->i_wte].numel;
     m->base.global_params = (size_t)c->vocab * C + (size_t)c->max_seq * C +
                        (size_t)c->n_layer * (12 * C * C + 13 * C) + 2 * (size_t)C;
+    m->base.global_trainable = m->base.global_params;
+    m->blk_off = malloc((size_t)(m->Ll ? m->Ll : 1) * sizeof *m->blk_off);
+    if (!m->blk_off)
+        return weft_error(WEFT_ENOMEM, "model: out of memory");
+    for (int l = 0; l < m->Ll; l++)
+        m->blk_off[l] = m->base.params[m->i_blk + l * NBLOCK].offset;
+    m->head_off = m->has_head ? m->base.params[m->i_lnf].offset : m->base.n;
+    return c->lora.rank > 0 ? add_adapters(m) : 0;
 }
 
 /* --- activations -------------------------------------------------------- */
@@ -317,15 +386,8 @@ static void describe(weft_gpt *m); /* the interface's fields, at the end of this
 
 static int part_check(const weft_gpt_config *c, const weft_gpt_part *p)
 {
-    if (p->tp_size < 1 || p->pp_size < 1 || p->tp_rank < 0 || p->tp_rank >= p->tp_size || p->pp_rank < 0 ||
-        p->pp_rank >= p->pp_size || p->nslots < 1)
-        return weft_error(WEFT_EINVAL, "model: bad part (tp %d/%d, pp %d/%d, %d slots)", p->tp_rank, p->tp_size,
-                          p->pp_rank, p->pp_size, p->nslots);
-    WEFT_CHECK(weft_gpt_layout_check(c, p->tp_size, p->pp_size));
-    if (p->tp_size > 1 && (!p->tp || weft_comm_size(p->tp) != p->tp_size))
-        return weft_error(WEFT_EINVAL, "model: tensor parallelism over %d ranks needs their communicator",
-                          p->tp_size);
-    return 0;
+    WEFT_CHECK(weft_model_part_check(p));
+    return weft_gpt_layout_check(c, p->tp_size, p->pp_size);
 }
 
 int weft_gpt_new_part(const weft_gpt_config *cfg, const weft_gpt_part *part, int B, int T, weft_gpt **out)
@@ -355,11 +417,14 @@ int weft_gpt_new_part(const weft_gpt_config *cfg, const weft_gpt_part *part, int
         free(m);
         return weft_error(WEFT_ENOMEM, "model: out of memory");
     }
-    build_table(m);
+    int rc = cfg->lora.rank > 0 ? weft_lora_new(&cfg->lora, B * T, part->nslots, part->tp, &m->lora) : 0;
+    rc = rc ? rc : build_table(m);
     describe(m);
     m->in = malloc((size_t)B * T * sizeof(int32_t));
     m->tgt = malloc((size_t)B * T * sizeof(int32_t));
-    int rc = weft_model_alloc(&m->base);
+    rc = rc ? rc : weft_model_alloc(&m->base);
+    if (rc == 0 && m->lora)
+        rc = weft_lora_alloc(m->lora);
     if (rc == 0)
         rc = m->in && m->tgt ? alloc_acts(m) : weft_error(WEFT_ENOMEM, "model: out of memory");
     if (rc) {
@@ -393,6 +458,9 @@ void weft_gpt_free(weft_gpt *m)
     free(m->tok_mem);
     free(m->xent_scratch);
     free(m->lse_mem);
+    free(m->blk_off);
+    free(m->ad);
+    weft_lora_free(m->lora);
     free(m);
 }
 
@@ -403,6 +471,8 @@ void weft_gpt_free(weft_gpt *m)
 static void init_values(void *arg, const weft_tensor *g, weft_rng *rng, float *w)
 {
     double proj_std = *(const double *)arg;
+    if (weft_lora_fill(g, rng, w))
+        return;
     int is_ln_weight = strstr(g->name, "ln_") && strstr(g->name, ".weight");
     int is_proj = strstr(g->name, "c_proj.weight") != NULL;
     for (size_t j = 0; j < g->numel; j++) {
@@ -422,13 +492,13 @@ void weft_gpt_init(weft_gpt *m, uint64_t seed)
     w.base.params = calloc((size_t)table_cap(w.Ll), sizeof *w.base.params);
     double proj_std = 0.02 / sqrt(2.0 * m->cfg.n_layer);
     int rc = WEFT_ENOMEM;
-    if (w.base.params) {
-        build_table(&w);
+    if (w.base.params && build_table(&w) == 0)
         rc = weft_model_init_from_whole(&m->base, &w.base, seed, init_values, &proj_std);
-    }
     if (rc) /* only at start, and the caller's later allocations fail too */
         WEFT_ERROR("model: out of memory initialising the parameters");
-    free(w.base.params);
+    weft_model_release(&w.base);
+    free(w.blk_off);
+    free(w.ad);
 }
 
 const weft_gpt_config *weft_gpt_cfg(const weft_gpt *m) { return &m->cfg; }
@@ -447,34 +517,60 @@ float *weft_gpt_stage_output(weft_gpt *m, int slot)
 }
 float *weft_gpt_stage_doutput(weft_gpt *m) { return m->doutput; }
 float *weft_gpt_stage_dinput(weft_gpt *m) { return m->dencoded; }
-size_t weft_gpt_slot_bytes(const weft_gpt *m) { return m->slot_floats * sizeof(float); }
+size_t weft_gpt_slot_bytes(const weft_gpt *m) { return m->slot_floats * sizeof(float) + weft_lora_slot_bytes(m->lora); }
 
 /* --- forward ------------------------------------------------------------- */
 
-/* Pointer to parameter k of local block l in buffer base (params or grads). */
+/* GPT-2's own weights and their gradients: the parameters, or with LoRA the
+ * frozen table, which has no gradients (NULL: the kernels skip them). */
+static const weft_tensor *wtab(const weft_gpt *m) { return m->base.nfrozen ? m->base.frozen : m->base.params; }
+static float *weights(const weft_gpt *m) { return m->base.nfrozen ? m->base.frozen_data : m->base.param_data; }
+static float *wgrads(const weft_gpt *m) { return m->base.nfrozen ? NULL : m->base.grad_data; }
+
+/* Pointer to weight k of local block l in buffer base (weights or their
+ * gradients; NULL stays NULL). */
 static float *bp(const weft_gpt *m, float *base, int l, int k)
 {
-    return base + m->base.params[m->i_blk + l * NBLOCK + k].offset;
+    return base ? base + wtab(m)[m->i_blk + l * NBLOCK + k].offset : NULL;
 }
 
-static float *pw(const weft_gpt *m, float *base, int i) { return base + m->base.params[i].offset; }
+static float *pw(const weft_gpt *m, float *base, int i) { return base ? base + wtab(m)[i].offset : NULL; }
+
+/* The adapter of target k of block l, if any: forward and backward
+ * (model/lora.h), on the slot being computed. */
+static int lora_forward(weft_gpt *m, int l, int k, const float *x, float *y, int N)
+{
+    int i = m->ad ? m->ad[l * NTARGET + k] : -1;
+    return i < 0 ? 0 : weft_lora_forward(m->lora, i, m->slot_now, m->base.param_data, x, y, N);
+}
+
+static int lora_backward(weft_gpt *m, int l, int k, const float *x, const float *dy, float *dx, int N)
+{
+    int i = m->ad ? m->ad[l * NTARGET + k] : -1;
+    return i < 0 ? 0 : weft_lora_backward(m->lora, i, m->slot_now, m->base.param_data, m->base.grad_data, x, dy,
+                                          dx, N);
+}
 
 static int block_forward(weft_gpt *m, block_acts *a, int l, const float *x, int b, int t)
 {
     int BT = b * t, C = m->cfg.n_embd, Cl = m->Cl;
-    float *P = m->base.param_data;
+    float *P = weights(m);
     weft_comm *tp = m->part.tp;
     weft_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, bp(m, P, l, LN1W), bp(m, P, l, LN1B), BT, C);
     weft_matmul_forward(a->qkv, a->ln1, bp(m, P, l, QKVW), bp(m, P, l, QKVB), BT, C, 3 * Cl); /* column */
+    WEFT_CHECK(lora_forward(m, l, T_QKV, a->ln1, a->qkv, BT));
     weft_attention_forward(a->atty, a->att, a->qkv, b, t, Cl, m->NHl);
     WEFT_CHECK(weft_tp_row_linear_forward(a->attproj, a->atty, bp(m, P, l, ATTPROJW), bp(m, P, l, ATTPROJB), BT,
                                           Cl, C, tp));
+    WEFT_CHECK(lora_forward(m, l, T_PROJ, a->atty, a->attproj, BT));
     weft_residual_forward(a->residual2, x, a->attproj, (size_t)BT * C);
     weft_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->residual2, bp(m, P, l, LN2W), bp(m, P, l, LN2B), BT, C);
     weft_matmul_forward(a->fch, a->ln2, bp(m, P, l, FCW), bp(m, P, l, FCB), BT, C, 4 * Cl); /* column */
+    WEFT_CHECK(lora_forward(m, l, T_FC, a->ln2, a->fch, BT));
     weft_gelu_forward(a->fch_gelu, a->fch, (size_t)BT * 4 * Cl);
     WEFT_CHECK(weft_tp_row_linear_forward(a->fcproj, a->fch_gelu, bp(m, P, l, FCPROJW), bp(m, P, l, FCPROJB), BT,
                                           4 * Cl, C, tp));
+    WEFT_CHECK(lora_forward(m, l, T_FCPROJ, a->fch_gelu, a->fcproj, BT));
     weft_residual_forward(a->residual3, a->residual2, a->fcproj, (size_t)BT * C);
     return 0;
 }
@@ -483,7 +579,7 @@ static int block_forward(weft_gpt *m, block_acts *a, int l, const float *x, int 
 static int head_forward(weft_gpt *m, slot_acts *s, const float *x, const int32_t *targets, double *loss)
 {
     int BT = s->b * s->t, C = m->cfg.n_embd;
-    float *P = m->base.param_data;
+    float *P = weights(m);
     weft_layernorm_forward(s->lnf, s->lnf_mean, s->lnf_rstd, x, pw(m, P, m->i_lnf), pw(m, P, m->i_lnf + 1), BT, C);
     weft_matmul_forward(s->logits, s->lnf, pw(m, P, m->i_wte), NULL, BT, C, m->Vl);
     s->have_targets = targets != NULL;
@@ -503,8 +599,9 @@ int weft_gpt_forward_slot(weft_gpt *m, int slot, const int32_t *tokens, const in
     assert(slot >= 0 && slot < m->part.nslots && b <= m->B && t <= m->T);
     slot_acts *s = &m->slot[slot];
     int C = m->cfg.n_embd;
-    float *P = m->base.param_data;
+    float *P = weights(m);
     *loss = 0;
+    m->slot_now = slot;
     s->b = b;
     s->t = t;
     int64_t t0 = weft_trace_begin();
@@ -535,6 +632,7 @@ int weft_gpt_forward(weft_gpt *m, const int32_t *tokens, const int32_t *targets,
     if (m->part.pp_size > 1)
         return weft_error(WEFT_EINVAL, "weft_gpt_forward needs the model's one stage (pp %d): use the model "
                           "interface's forward", m->part.pp_size);
+    weft_lora_begin(m->lora, 0, 0, 0, 0); /* not a training step: no dropout */
     return weft_gpt_forward_slot(m, 0, tokens, targets, b, t, loss);
 }
 
@@ -547,24 +645,28 @@ static int block_backward(weft_gpt *m, const block_acts *a, int l, const float *
     int BT = b * t, C = m->cfg.n_embd, Cl = m->Cl;
     size_t n = (size_t)BT * C;
     block_acts *d = &m->dblk[l];
-    float *P = m->base.param_data, *G = m->base.grad_data;
+    float *P = weights(m), *G = wgrads(m);
     weft_comm *tp = m->part.tp;
     weft_residual_backward(d->residual2, d->fcproj, d->residual3, n);
     /* Row-parallel c_proj: the output gradient is whole; no communication. */
     weft_matmul_backward(d->fch_gelu, bp(m, G, l, FCPROJW), bp(m, G, l, FCPROJB), d->fcproj, a->fch_gelu,
                          bp(m, P, l, FCPROJW), BT, 4 * Cl, C);
+    WEFT_CHECK(lora_backward(m, l, T_FCPROJ, a->fch_gelu, d->fcproj, d->fch_gelu, BT));
     weft_gelu_backward(d->fch, a->fch, d->fch_gelu, (size_t)BT * 4 * Cl);
     /* Column-parallel c_fc: each rank's input gradient is a partial sum. */
     weft_matmul_backward(d->ln2, bp(m, G, l, FCW), bp(m, G, l, FCB), d->fch, a->ln2, bp(m, P, l, FCW), BT, C, 4 * Cl);
+    WEFT_CHECK(lora_backward(m, l, T_FC, a->ln2, d->fch, d->ln2, BT));
     WEFT_CHECK(weft_tp_reduce_grad(d->ln2, n, tp));
     weft_layernorm_backward(d->residual2, bp(m, G, l, LN2W), bp(m, G, l, LN2B), d->ln2, a->residual2,
                             bp(m, P, l, LN2W), a->ln2_mean, a->ln2_rstd, BT, C);
     weft_residual_backward(dx, d->attproj, d->residual2, n);
     weft_matmul_backward(d->atty, bp(m, G, l, ATTPROJW), bp(m, G, l, ATTPROJB), d->attproj, a->atty,
                          bp(m, P, l, ATTPROJW), BT, Cl, C);
+    WEFT_CHECK(lora_backward(m, l, T_PROJ, a->atty, d->attproj, d->atty, BT));
     weft_attention_backward(d->qkv, m->datt_scratch, d->atty, a->qkv, a->att, b, t, Cl, m->NHl);
     weft_matmul_backward(d->ln1, bp(m, G, l, QKVW), bp(m, G, l, QKVB), d->qkv, a->ln1, bp(m, P, l, QKVW), BT, C,
                          3 * Cl);
+    WEFT_CHECK(lora_backward(m, l, T_QKV, a->ln1, d->qkv, d->ln1, BT));
     WEFT_CHECK(weft_tp_reduce_grad(d->ln1, n, tp));
     weft_layernorm_backward(dx, bp(m, G, l, LN1W), bp(m, G, l, LN1B), d->ln1, x, bp(m, P, l, LN1W), a->ln1_mean,
                             a->ln1_rstd, BT, C);
@@ -574,7 +676,7 @@ static int block_backward(weft_gpt *m, const block_acts *a, int l, const float *
 static int head_backward(weft_gpt *m, slot_acts *s, double loss_scale)
 {
     int BT = s->b * s->t, C = m->cfg.n_embd;
-    float *P = m->base.param_data, *G = m->base.grad_data;
+    float *P = weights(m), *G = wgrads(m);
     const float *x = m->Ll ? s->blk[m->Ll - 1].residual3 : s->encoded;
     weft_tp_xent_backward(s->logits, s->logits, s->lse, s->targets, BT, m->Vl, m->v0,
                           loss_scale / (s->n_valid ? s->n_valid : 1));
@@ -596,6 +698,7 @@ int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_grad_h
     slot_acts *s = &m->slot[slot];
     int b = s->b, t = s->t;
     assert(!m->has_head || s->have_targets); /* backward of a forward without targets is a bug */
+    m->slot_now = slot;
     /* Kernels accumulate into activation gradients: start them at zero (all
      * but the output's gradient, which a later stage sent). */
     memset(m->dact_mem, 0, m->dact_floats * sizeof(float));
@@ -604,7 +707,7 @@ int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_grad_h
         memset(m->doutput, 0, (size_t)b * t * m->cfg.n_embd * sizeof(float));
         WEFT_CHECK(head_backward(m, s, loss_scale));
         weft_trace_end("head.backward", "backward", WEFT_TRACE_COMPUTE, -1, t0);
-        report(m, hook, arg, m->base.params[m->i_lnf].offset);
+        report(m, hook, arg, m->head_off);
     }
     for (int l = m->Ll - 1; l >= 0; l--) {
         const float *x = l ? s->blk[l - 1].residual3 : s->encoded;
@@ -612,9 +715,9 @@ int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_grad_h
         t0 = weft_trace_begin();
         WEFT_CHECK(block_backward(m, &s->blk[l], l, x, dx, b, t));
         weft_trace_end("h.%d.backward", "backward", WEFT_TRACE_COMPUTE, m->l0 + l, t0);
-        report(m, hook, arg, m->base.params[m->i_blk + l * NBLOCK].offset);
+        report(m, hook, arg, m->blk_off[l]);
     }
-    if (m->has_embed) {
+    if (m->has_embed && wgrads(m)) {
         t0 = weft_trace_begin();
         weft_tp_embedding_backward(pw(m, m->base.grad_data, m->i_wte), pw(m, m->base.grad_data, m->i_wpe), m->dencoded, s->tokens,
                                    m->v0, m->Vl, b, t, m->cfg.n_embd);
@@ -669,7 +772,7 @@ static void decode_block(weft_gpt *m, gpt_cache *c, int l, int n, int p)
 {
     int C = m->cfg.n_embd, NH = m->cfg.n_head;
     size_t layer = (size_t)l * m->cfg.max_seq * C;
-    float *P = m->base.param_data, *kc = c->k + layer, *vc = c->v + layer;
+    float *P = weights(m), *kc = c->k + layer, *vc = c->v + layer;
     weft_layernorm_forward(c->ln, c->mean, c->rstd, c->x, bp(m, P, l, LN1W), bp(m, P, l, LN1B), n, C);
     weft_matmul_forward(c->qkv, c->ln, bp(m, P, l, QKVW), bp(m, P, l, QKVB), n, C, 3 * C);
     for (int i = 0; i < n; i++) {
@@ -693,7 +796,7 @@ static void decode_chunk(weft_gpt *m, const int32_t *tokens, int n, int p, int w
 {
     gpt_cache *c = m->cache;
     int C = m->cfg.n_embd;
-    float *P = m->base.param_data;
+    float *P = weights(m);
     weft_embedding_forward(c->x, tokens, pw(m, P, m->i_wte), pw(m, P, m->i_wpe) + (size_t)p * C, 1, n, C);
     for (int l = 0; l < m->cfg.n_layer; l++)
         decode_block(m, c, l, n, p);
@@ -709,19 +812,13 @@ static void decode_chunk(weft_gpt *m, const int32_t *tokens, int n, int p, int w
 
 static weft_gpt *gpt_of(weft_model *m) { return (weft_gpt *)m; }
 
-/* Micro-batch mb of the step's batch: this rank's k*B windows of T + 1
- * tokens; inputs are each window's first T tokens, targets its last T. */
+/* Micro-batch mb of the step's batch (weft_model_split_windows). */
 static int iface_forward(weft_model *mm, int slot, const void *batch, int mb, double *loss)
 {
     weft_gpt *m = gpt_of(mm);
-    const int32_t *rows = batch;
-    int T = m->T;
-    for (int i = 0; i < m->B; i++) {
-        const int32_t *w = rows + ((size_t)mb * m->B + i) * (size_t)(T + 1);
-        memcpy(m->in + (size_t)i * T, w, (size_t)T * sizeof(int32_t));
-        memcpy(m->tgt + (size_t)i * T, w + 1, (size_t)T * sizeof(int32_t));
-    }
-    return weft_gpt_forward_slot(m, slot, m->in, m->tgt, m->B, T, loss);
+    weft_model_split_windows(batch, mb, m->B, m->T, m->in, m->tgt);
+    weft_lora_begin(m->lora, slot, mm->training, mm->step, mb);
+    return weft_gpt_forward_slot(m, slot, m->in, m->tgt, m->B, m->T, loss);
 }
 
 static int iface_backward(weft_model *m, int slot, double loss_scale, weft_grad_hook hook, void *arg)
@@ -747,6 +844,9 @@ static int iface_decode(weft_model *mm, const int32_t *tokens, int n, int pos0, 
     weft_gpt *m = gpt_of(mm);
     WEFT_CHECK(weft_model_decode_check(m->part.tp_size, m->part.pp_size, m->cfg.vocab, m->cfg.max_seq,
                                        m->cache ? m->cache->pos : 0, tokens, n, pos0));
+    if (m->lora) /* decoding knows no adapters: generate from the merged checkpoint */
+        return weft_error(WEFT_EINVAL, "model: decoding a model with LoRA adapters: fold them into the base "
+                          "first (weft-ckpt merge) and decode the merged checkpoint");
     if (!m->cache)
         WEFT_CHECK(cache_alloc(m));
     for (int i = 0; i < n; i += CHUNK)
@@ -783,8 +883,12 @@ static void describe(weft_gpt *m)
             best = i;
     m->base.largest_matmul[0] = outs[best];
     m->base.largest_matmul[1] = ins[best];
-    snprintf(m->base.summary, sizeof m->base.summary, "GPT-2, L=%d NH=%d C=%d V=%d context %d: %.2fM parameters",
-             c->n_layer, c->n_head, c->n_embd, c->vocab, c->max_seq, (double)m->base.global_params / 1e6);
+    char lora[80] = "";
+    if (c->lora.rank > 0)
+        snprintf(lora, sizeof lora, "; LoRA rank %d, alpha %g on %.32s", c->lora.rank, c->lora.alpha,
+                 *c->lora.targets ? c->lora.targets : "qkv");
+    snprintf(m->base.summary, sizeof m->base.summary, "GPT-2, L=%d NH=%d C=%d V=%d context %d: %.2fM parameters%s",
+             c->n_layer, c->n_head, c->n_embd, c->vocab, c->max_seq, (double)m->base.global_params / 1e6, lora);
 }
 
 weft_model *weft_gpt_model(weft_gpt *m) { return &m->base; }

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "collectives/comm.h"
+#include "model/lora.h"
 #include "model/model.h"
 #include "runtime/api.h"
 #include "runtime/shard.h"
@@ -33,6 +34,11 @@ typedef struct weft_gpt_config {
     int n_layer;  /* L */
     int n_head;   /* NH */
     int n_embd;   /* C */
+    /* Low-rank adapters (model/lora.h; rank 0: none). Targets: qkv
+     * (attn.c_attn), proj (attn.c_proj), fc (mlp.c_fc), fcproj (mlp.c_proj);
+     * default qkv. With adapters every tensor above is in the model's frozen
+     * table and the parameters are the adapters alone. */
+    weft_lora_config lora;
 } weft_gpt_config;
 
 typedef struct weft_gpt weft_gpt;

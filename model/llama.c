@@ -99,8 +99,27 @@ struct weft_llama {
     float *act_mem, *dact_mem;
     int32_t *tok_mem;
     size_t slot_floats, dact_floats;
+    size_t *blk_off;             /* (Ll) where block l's trainable tensors start (backward's hook) */
+    size_t head_off;             /* where the head's do */
+    weft_lora *lora;             /* adapters (cfg.lora.rank > 0), else NULL */
+    int *ad;                     /* (Ll, NTARGET) each target's adapter index, -1: none; NULL without LoRA */
+    int slot_now;                /* the slot forward or backward is computing (LoRA's activations) */
     struct llama_cache *cache;   /* incremental decoding (ops->decode), allocated on first use */
 };
+
+/* LoRA's targets: their names (lora.targets) and block weights. */
+enum { NTARGET = 7 };
+static const char *const target_names[NTARGET] = {"q", "k", "v", "o", "gate", "up", "down"};
+static const int target_param[NTARGET] = {WQ, WK, WV, WO, WGATE, WUP, WDOWN};
+enum { T_Q, T_K, T_V, T_O, T_GATE, T_UP, T_DOWN };
+
+/* Each target's (out, in), global. */
+static void target_dims(const weft_llama_config *c, int k, int64_t dims[2])
+{
+    int64_t C = c->n_embd, Q = C, KV = (int64_t)c->n_kv_head * (C / c->n_head), F = c->ffn_dim;
+    const int64_t d[NTARGET][2] = {{Q, C}, {KV, C}, {KV, C}, {C, Q}, {F, C}, {F, C}, {C, F}};
+    dims[0] = d[k][0], dims[1] = d[k][1];
+}
 
 /* Incremental decoding (ops->decode): the keys (rotated) and values of every
  * layer at every position, rotary tables for every position (the training
@@ -130,6 +149,30 @@ static void cache_free(llama_cache *c)
 
 /* --- configuration -------------------------------------------------------- */
 
+/* Adapters: known targets, a rank no larger than any target's smaller
+ * side; dropout in [0, 1). */
+static int lora_check(const weft_llama_config *c)
+{
+    const weft_lora_config *lc = &c->lora;
+    if (lc->rank == 0)
+        return 0;
+    unsigned mask;
+    WEFT_CHECK(weft_lora_parse_targets(lc->targets, "q,v", target_names, NTARGET, &mask));
+    if (!(lc->dropout >= 0 && lc->dropout < 1))
+        return weft_error(WEFT_ECONFIG, "lora.dropout (%g) must be in [0, 1): the kept inputs are scaled by "
+                          "1 / (1 - p)", lc->dropout);
+    for (int k = 0; k < NTARGET; k++) {
+        int64_t d[2];
+        target_dims(c, k, d);
+        int64_t side = d[0] < d[1] ? d[0] : d[1];
+        if ((mask >> k & 1) && (lc->rank < 0 || lc->rank > side))
+            return weft_error(WEFT_ECONFIG, "lora.rank (%d) is larger than target %s's smaller side (%lld of its "
+                              "(%lld, %lld)): the rank must be in [0, %lld]", lc->rank, target_names[k],
+                              (long long)side, (long long)d[0], (long long)d[1], (long long)side);
+    }
+    return 0;
+}
+
 int weft_llama_config_check(const weft_llama_config *c)
 {
     if (c->vocab < 2)
@@ -151,7 +194,7 @@ int weft_llama_config_check(const weft_llama_config *c)
         return weft_error(WEFT_ECONFIG, "model.rope_theta (%g) must be > 1", c->rope_theta);
     if (!(c->norm_eps > 0.0 && c->norm_eps < 1.0))
         return weft_error(WEFT_ECONFIG, "model.norm_eps (%g) must be in (0, 1)", c->norm_eps);
-    return 0;
+    return lora_check(c);
 }
 
 int weft_llama_layout_check(const weft_llama_config *c, int tp, int pp)
@@ -172,6 +215,12 @@ int weft_llama_layout_check(const weft_llama_config *c, int tp, int pp)
     if (c->n_layer % pp != 0)
         return weft_error(WEFT_ECONFIG, "parallel.pp (%d) does not divide model.n_layer (%d): every pipeline "
                           "stage holds the same number of blocks", pp, c->n_layer);
+    unsigned mask = 0;
+    if (c->lora.rank > 0 && c->n_kv_head < tp &&
+        weft_lora_parse_targets(c->lora.targets, "q,v", target_names, NTARGET, &mask) == 0 && (mask & 6))
+        return weft_error(WEFT_ECONFIG, "lora.targets has k or v, but parallel.tp (%d) > model.n_kv_head (%d) "
+                          "replicates k_proj and v_proj, which adapters do not support: drop k and v from "
+                          "lora.targets, or use parallel.tp <= %d", tp, c->n_kv_head, c->n_kv_head);
     return 0;
 }
 
@@ -214,7 +263,42 @@ static void add_block(weft_llama *m, int l)
     }
 }
 
-static void build_table(weft_llama *m)
+/* LoRA: the table built so far becomes the frozen base, and the adapters
+ * of each block's target linears, block by block, are the parameters. */
+static int add_adapters(weft_llama *m)
+{
+    const weft_llama_config *c = &m->cfg;
+    unsigned mask;
+    WEFT_CHECK(weft_lora_parse_targets(c->lora.targets, "q,v", target_names, NTARGET, &mask));
+    WEFT_CHECK(weft_model_freeze(&m->base));
+    m->ad = malloc((size_t)(m->Ll ? m->Ll : 1) * NTARGET * sizeof *m->ad);
+    if (!m->ad)
+        return weft_error(WEFT_ENOMEM, "model: out of memory");
+    m->hook_floor = 0; /* the tied embedding is frozen */
+    size_t per_block = 0;
+    for (int l = 0; l < m->Ll; l++) {
+        m->blk_off[l] = m->base.n;
+        for (int k = 0; k < NTARGET; k++) {
+            int i = -1;
+            if (mask >> k & 1) {
+                const weft_tensor *w = &m->base.frozen[m->i_blk + l * NBLOCK + target_param[k]];
+                WEFT_CHECK(i = weft_lora_add(m->lora, &m->base, 2 * NTARGET * m->Ll, w, c->lora.rank));
+            }
+            m->ad[l * NTARGET + k] = i;
+        }
+    }
+    m->head_off = m->base.n;
+    for (int k = 0; k < NTARGET; k++) {
+        int64_t d[2];
+        target_dims(c, k, d);
+        per_block += (mask >> k & 1) * (size_t)(d[0] + d[1]) * (size_t)c->lora.rank;
+    }
+    m->base.global_trainable = per_block * (size_t)c->n_layer;
+    m->base.adapter = "lora";
+    return 0;
+}
+
+static int build_table(weft_llama *m)
 {
     const weft_llama_config *c = &m->cfg;
     int64_t C = c->n_embd;
@@ -245,6 +329,14 @@ static void build_table(weft_llama *m)
     size_t Q = (size_t)c->n_head * m->hs, KV = (size_t)c->n_kv_head * m->hs;
     size_t per_block = 2 * (size_t)C + (Q + 2 * KV) * C + C * Q + 3 * (size_t)c->ffn_dim * C;
     m->base.global_params = (size_t)c->vocab * C * (c->tie_embeddings ? 1 : 2) + (size_t)c->n_layer * per_block + C;
+    m->base.global_trainable = m->base.global_params;
+    m->blk_off = malloc((size_t)(m->Ll ? m->Ll : 1) * sizeof *m->blk_off);
+    if (!m->blk_off)
+        return weft_error(WEFT_ENOMEM, "model: out of memory");
+    for (int l = 0; l < m->Ll; l++)
+        m->blk_off[l] = m->base.params[m->i_blk + l * NBLOCK].offset;
+    m->head_off = m->has_head ? m->base.params[m->i_norm].offset : m->base.n;
+    return c->lora.rank > 0 ? add_adapters(m) : 0;
 }
 
 /* --- activations ------------------------------------------------------------ */
@@ -349,15 +441,8 @@ static void describe(weft_llama *m);
 
 static int part_check(const weft_llama_config *c, const weft_model_part *p)
 {
-    if (p->tp_size < 1 || p->pp_size < 1 || p->tp_rank < 0 || p->tp_rank >= p->tp_size || p->pp_rank < 0 ||
-        p->pp_rank >= p->pp_size || p->nslots < 1)
-        return weft_error(WEFT_EINVAL, "model: bad part (tp %d/%d, pp %d/%d, %d slots)", p->tp_rank, p->tp_size,
-                          p->pp_rank, p->pp_size, p->nslots);
-    WEFT_CHECK(weft_llama_layout_check(c, p->tp_size, p->pp_size));
-    if (p->tp_size > 1 && (!p->tp || weft_comm_size(p->tp) != p->tp_size))
-        return weft_error(WEFT_EINVAL, "model: tensor parallelism over %d ranks needs their communicator",
-                          p->tp_size);
-    return 0;
+    WEFT_CHECK(weft_model_part_check(p));
+    return weft_llama_layout_check(c, p->tp_size, p->pp_size);
 }
 
 int weft_llama_new_part(const weft_llama_config *cfg, const weft_model_part *part, int B, int T, weft_llama **out)
@@ -394,11 +479,14 @@ int weft_llama_new_part(const weft_llama_config *cfg, const weft_model_part *par
         free(m);
         return weft_error(WEFT_ENOMEM, "model: out of memory");
     }
-    build_table(m);
+    int rc = cfg->lora.rank > 0 ? weft_lora_new(&cfg->lora, B * T, part->nslots, part->tp, &m->lora) : 0;
+    rc = rc ? rc : build_table(m);
     describe(m);
     m->in = malloc((size_t)B * T * sizeof(int32_t));
     m->tgt = malloc((size_t)B * T * sizeof(int32_t));
-    int rc = weft_model_alloc(&m->base);
+    rc = rc ? rc : weft_model_alloc(&m->base);
+    if (rc == 0 && m->lora)
+        rc = weft_lora_alloc(m->lora);
     if (rc == 0)
         rc = m->in && m->tgt ? alloc_acts(m) : weft_error(WEFT_ENOMEM, "model: out of memory");
     if (rc) {
@@ -434,6 +522,9 @@ void weft_llama_free(weft_llama *m)
     free(m->rope_cos);
     free(m->rope_sin);
     free(m->kv_grad);
+    free(m->blk_off);
+    free(m->ad);
+    weft_lora_free(m->lora);
     cache_free(m->cache);
     free(m);
 }
@@ -443,6 +534,8 @@ void weft_llama_free(weft_llama *m)
 static void init_values(void *arg, const weft_tensor *g, weft_rng *rng, float *w)
 {
     double proj_std = *(const double *)arg;
+    if (weft_lora_fill(g, rng, w))
+        return;
     int is_proj = strstr(g->name, "o_proj.weight") || strstr(g->name, "down_proj.weight");
     for (size_t j = 0; j < g->numel; j++)
         w[j] = g->ndim == 2 ? (float)(weft_rng_normal(rng) * (is_proj ? proj_std : 0.02)) : 1.0f;
@@ -455,13 +548,13 @@ void weft_llama_init(weft_llama *m, uint64_t seed)
     w.base.params = calloc((size_t)table_cap(w.Ll), sizeof *w.base.params);
     double proj_std = 0.02 / sqrt(2.0 * m->cfg.n_layer);
     int rc = WEFT_ENOMEM;
-    if (w.base.params) {
-        build_table(&w);
+    if (w.base.params && build_table(&w) == 0)
         rc = weft_model_init_from_whole(&m->base, &w.base, seed, init_values, &proj_std);
-    }
     if (rc) /* only at start, and the caller's later allocations fail too */
         WEFT_ERROR("model: out of memory initialising the parameters");
-    free(w.base.params);
+    weft_model_release(&w.base);
+    free(w.blk_off);
+    free(w.ad);
 }
 
 weft_model *weft_llama_model(weft_llama *m) { return &m->base; }
@@ -470,12 +563,18 @@ const float *weft_llama_logits(const weft_llama *m) { return m->slot[0].logits; 
 
 /* --- forward ----------------------------------------------------------------- */
 
+/* The Llama weights and their gradients: the parameters, or with LoRA the
+ * frozen table, which has no gradients (NULL: the kernels skip them). */
+static const weft_tensor *wtab(const weft_llama *m) { return m->base.nfrozen ? m->base.frozen : m->base.params; }
+static float *weights(const weft_llama *m) { return m->base.nfrozen ? m->base.frozen_data : m->base.param_data; }
+static float *wgrads(const weft_llama *m) { return m->base.nfrozen ? NULL : m->base.grad_data; }
+
 static float *bp(const weft_llama *m, float *base, int l, int k)
 {
-    return base + m->base.params[m->i_blk + l * NBLOCK + k].offset;
+    return base ? base + wtab(m)[m->i_blk + l * NBLOCK + k].offset : NULL;
 }
 
-static float *pw(const weft_llama *m, float *base, int i) { return base + m->base.params[i].offset; }
+static float *pw(const weft_llama *m, float *base, int i) { return base ? base + wtab(m)[i].offset : NULL; }
 
 /* This rank's rows of k_proj or v_proj (its head, when they are replicated). */
 static float *kv_rows(const weft_llama *m, float *base, int l, int k)
@@ -483,25 +582,47 @@ static float *kv_rows(const weft_llama *m, float *base, int l, int k)
     return bp(m, base, l, k) + (size_t)m->kv_head * m->hs * m->cfg.n_embd;
 }
 
+/* The adapter of target k of block l, if any (model/lora.h), on the slot
+ * being computed. */
+static int lora_forward(weft_llama *m, int l, int k, const float *x, float *y, int N)
+{
+    int i = m->ad ? m->ad[l * NTARGET + k] : -1;
+    return i < 0 ? 0 : weft_lora_forward(m->lora, i, m->slot_now, m->base.param_data, x, y, N);
+}
+
+static int lora_backward(weft_llama *m, int l, int k, const float *x, const float *dy, float *dx, int N)
+{
+    int i = m->ad ? m->ad[l * NTARGET + k] : -1;
+    return i < 0 ? 0 : weft_lora_backward(m->lora, i, m->slot_now, m->base.param_data, m->base.grad_data, x, dy,
+                                          dx, N);
+}
+
 static int block_forward(weft_llama *m, block_acts *a, int l, const float *x, int b, int t)
 {
     int BT = b * t, C = m->cfg.n_embd;
-    float *P = m->base.param_data;
+    float *P = weights(m);
     weft_comm *tp = m->part.tp;
     weft_rmsnorm_forward(a->ln1, a->ln1_rstd, x, bp(m, P, l, IN_NORM), BT, C, m->cfg.norm_eps);
     weft_matmul_forward(a->q, a->ln1, bp(m, P, l, WQ), NULL, BT, C, m->Dq);
     weft_matmul_forward(a->k, a->ln1, kv_rows(m, P, l, WK), NULL, BT, C, m->Dkv);
     weft_matmul_forward(a->v, a->ln1, kv_rows(m, P, l, WV), NULL, BT, C, m->Dkv);
+    WEFT_CHECK(lora_forward(m, l, T_Q, a->ln1, a->q, BT));
+    WEFT_CHECK(lora_forward(m, l, T_K, a->ln1, a->k, BT));
+    WEFT_CHECK(lora_forward(m, l, T_V, a->ln1, a->v, BT));
     weft_rope_forward(a->q, m->rope_cos, m->rope_sin, b, t, m->NHl, m->hs);
     weft_rope_forward(a->k, m->rope_cos, m->rope_sin, b, t, m->NKVl, m->hs);
     weft_gqa_attention_forward(a->atty, a->att, a->q, a->k, a->v, b, t, m->NHl, m->NKVl, m->hs);
     WEFT_CHECK(weft_tp_row_linear_forward(a->attproj, a->atty, bp(m, P, l, WO), NULL, BT, m->Dq, C, tp));
+    WEFT_CHECK(lora_forward(m, l, T_O, a->atty, a->attproj, BT));
     weft_residual_forward(a->residual2, x, a->attproj, (size_t)BT * C);
     weft_rmsnorm_forward(a->ln2, a->ln2_rstd, a->residual2, bp(m, P, l, POST_NORM), BT, C, m->cfg.norm_eps);
     weft_matmul_forward(a->gate, a->ln2, bp(m, P, l, WGATE), NULL, BT, C, m->Fl);
     weft_matmul_forward(a->up, a->ln2, bp(m, P, l, WUP), NULL, BT, C, m->Fl);
+    WEFT_CHECK(lora_forward(m, l, T_GATE, a->ln2, a->gate, BT));
+    WEFT_CHECK(lora_forward(m, l, T_UP, a->ln2, a->up, BT));
     weft_swiglu_forward(a->act, a->gate, a->up, (size_t)BT * m->Fl);
     WEFT_CHECK(weft_tp_row_linear_forward(a->down, a->act, bp(m, P, l, WDOWN), NULL, BT, m->Fl, C, tp));
+    WEFT_CHECK(lora_forward(m, l, T_DOWN, a->act, a->down, BT));
     weft_residual_forward(a->residual3, a->residual2, a->down, (size_t)BT * C);
     return 0;
 }
@@ -509,7 +630,7 @@ static int block_forward(weft_llama *m, block_acts *a, int l, const float *x, in
 static int head_forward(weft_llama *m, slot_acts *s, const float *x, const int32_t *targets, double *loss)
 {
     int BT = s->b * s->t, C = m->cfg.n_embd;
-    float *P = m->base.param_data;
+    float *P = weights(m);
     weft_rmsnorm_forward(s->lnf, s->lnf_rstd, x, pw(m, P, m->i_norm), BT, C, m->cfg.norm_eps);
     weft_matmul_forward(s->logits, s->lnf, pw(m, P, m->i_head), NULL, BT, C, m->Vl);
     s->have_targets = targets != NULL;
@@ -528,8 +649,9 @@ static int forward_slot(weft_llama *m, int slot, const int32_t *tokens, const in
 {
     assert(slot >= 0 && slot < m->part.nslots && b <= m->B && t <= m->T);
     slot_acts *s = &m->slot[slot];
-    float *P = m->base.param_data;
+    float *P = weights(m);
     *loss = 0;
+    m->slot_now = slot;
     s->b = b;
     s->t = t;
     int64_t t0 = weft_trace_begin();
@@ -560,6 +682,7 @@ int weft_llama_forward(weft_llama *m, const int32_t *tokens, const int32_t *targ
     if (m->part.pp_size > 1)
         return weft_error(WEFT_EINVAL, "weft_llama_forward needs the model's one stage (pp %d): use the "
                           "model interface's forward", m->part.pp_size);
+    weft_lora_begin(m->lora, 0, 0, 0, 0); /* not a training step: no dropout */
     return forward_slot(m, 0, tokens, targets, b, t, loss);
 }
 
@@ -589,26 +712,36 @@ static int block_backward(weft_llama *m, const block_acts *a, int l, const float
     int BT = b * t, C = m->cfg.n_embd;
     size_t n = (size_t)BT * C;
     block_acts *d = &m->dblk[l];
-    float *P = m->base.param_data, *G = m->base.grad_data;
+    float *P = weights(m), *G = wgrads(m);
     weft_comm *tp = m->part.tp;
     weft_residual_backward(d->residual2, d->down, d->residual3, n);
     /* Row-parallel down_proj: its output gradient is whole; no communication. */
     weft_matmul_backward(d->act, bp(m, G, l, WDOWN), NULL, d->down, a->act, bp(m, P, l, WDOWN), BT, m->Fl, C);
+    WEFT_CHECK(lora_backward(m, l, T_DOWN, a->act, d->down, d->act, BT));
     weft_swiglu_backward(d->gate, d->up, a->gate, a->up, d->act, (size_t)BT * m->Fl);
     /* Column-parallel gate and up: the input's gradient is a partial sum. */
     weft_matmul_backward(d->ln2, bp(m, G, l, WGATE), NULL, d->gate, a->ln2, bp(m, P, l, WGATE), BT, C, m->Fl);
     weft_matmul_backward(d->ln2, bp(m, G, l, WUP), NULL, d->up, a->ln2, bp(m, P, l, WUP), BT, C, m->Fl);
+    WEFT_CHECK(lora_backward(m, l, T_UP, a->ln2, d->up, d->ln2, BT));
+    WEFT_CHECK(lora_backward(m, l, T_GATE, a->ln2, d->gate, d->ln2, BT));
     WEFT_CHECK(weft_tp_reduce_grad(d->ln2, n, tp));
     weft_rmsnorm_backward(d->residual2, bp(m, G, l, POST_NORM), d->ln2, a->residual2, bp(m, P, l, POST_NORM),
                           a->ln2_rstd, BT, C);
     weft_residual_backward(dx, d->attproj, d->residual2, n);
     weft_matmul_backward(d->atty, bp(m, G, l, WO), NULL, d->attproj, a->atty, bp(m, P, l, WO), BT, m->Dq, C);
+    WEFT_CHECK(lora_backward(m, l, T_O, a->atty, d->attproj, d->atty, BT));
     weft_gqa_attention_backward(d->q, d->k, d->v, m->datt_scratch, d->atty, a->q, a->k, a->v, a->att, b, t, m->NHl,
                                 m->NKVl, m->hs);
     weft_rope_backward(d->q, m->rope_cos, m->rope_sin, b, t, m->NHl, m->hs);
     weft_rope_backward(d->k, m->rope_cos, m->rope_sin, b, t, m->NKVl, m->hs);
     weft_matmul_backward(d->ln1, bp(m, G, l, WQ), NULL, d->q, a->ln1, bp(m, P, l, WQ), BT, C, m->Dq);
-    if (m->kv_replicated) {
+    WEFT_CHECK(lora_backward(m, l, T_Q, a->ln1, d->q, d->ln1, BT));
+    WEFT_CHECK(lora_backward(m, l, T_K, a->ln1, d->k, d->ln1, BT));
+    WEFT_CHECK(lora_backward(m, l, T_V, a->ln1, d->v, d->ln1, BT));
+    if (m->kv_replicated && !G) { /* frozen: the input's gradient only, no sum */
+        weft_matmul_backward(d->ln1, NULL, NULL, d->k, a->ln1, kv_rows(m, P, l, WK), BT, C, m->Dkv);
+        weft_matmul_backward(d->ln1, NULL, NULL, d->v, a->ln1, kv_rows(m, P, l, WV), BT, C, m->Dkv);
+    } else if (m->kv_replicated) {
         WEFT_CHECK(kv_backward_replicated(m, a, d, l, BT));
     } else {
         weft_matmul_backward(d->ln1, bp(m, G, l, WK), NULL, d->k, a->ln1, bp(m, P, l, WK), BT, C, m->Dkv);
@@ -622,7 +755,7 @@ static int block_backward(weft_llama *m, const block_acts *a, int l, const float
 static int head_backward(weft_llama *m, slot_acts *s, double loss_scale)
 {
     int BT = s->b * s->t, C = m->cfg.n_embd;
-    float *P = m->base.param_data, *G = m->base.grad_data;
+    float *P = weights(m), *G = wgrads(m);
     const float *x = m->Ll ? s->blk[m->Ll - 1].residual3 : s->encoded;
     weft_tp_xent_backward(s->logits, s->logits, s->lse, s->targets, BT, m->Vl, m->v0,
                           loss_scale / (s->n_valid ? s->n_valid : 1));
@@ -643,13 +776,14 @@ static int backward_slot(weft_llama *m, int slot, double loss_scale, weft_grad_h
     slot_acts *s = &m->slot[slot];
     int b = s->b, t = s->t;
     assert(!m->has_head || s->have_targets); /* backward of a forward without targets is a bug */
+    m->slot_now = slot;
     memset(m->dact_mem, 0, m->dact_floats * sizeof(float));
     int64_t t0 = weft_trace_begin();
     if (m->has_head) {
         memset(m->doutput, 0, (size_t)b * t * m->cfg.n_embd * sizeof(float));
         WEFT_CHECK(head_backward(m, s, loss_scale));
         weft_trace_end("head.backward", "backward", WEFT_TRACE_COMPUTE, -1, t0);
-        report(m, hook, arg, m->base.params[m->i_norm].offset);
+        report(m, hook, arg, m->head_off);
     }
     for (int l = m->Ll - 1; l >= 0; l--) {
         const float *x = l ? s->blk[l - 1].residual3 : s->encoded;
@@ -657,9 +791,9 @@ static int backward_slot(weft_llama *m, int slot, double loss_scale, weft_grad_h
         t0 = weft_trace_begin();
         WEFT_CHECK(block_backward(m, &s->blk[l], l, x, dx, b, t));
         weft_trace_end("layers.%d.backward", "backward", WEFT_TRACE_COMPUTE, m->l0 + l, t0);
-        report(m, hook, arg, m->base.params[m->i_blk + l * NBLOCK].offset);
+        report(m, hook, arg, m->blk_off[l]);
     }
-    if (m->has_embed) {
+    if (m->has_embed && wgrads(m)) {
         t0 = weft_trace_begin();
         weft_tp_embedding_backward(pw(m, m->base.grad_data, m->i_embed), NULL, m->dencoded, s->tokens, m->v0, m->Vl,
                                    b, t, m->cfg.n_embd);
@@ -721,7 +855,7 @@ static void decode_block(weft_llama *m, llama_cache *c, int l, int n, int p)
     const weft_llama_config *cf = &m->cfg;
     int C = cf->n_embd, hs = m->hs, Q = cf->n_head * hs, KV = cf->n_kv_head * hs, F = cf->ffn_dim;
     size_t layer = (size_t)l * cf->max_seq * KV, half = (size_t)hs / 2;
-    float *P = m->base.param_data, *kc = c->k + layer, *vc = c->v + layer;
+    float *P = weights(m), *kc = c->k + layer, *vc = c->v + layer;
     const float *cs = c->rope_cos + (size_t)p * half, *sn = c->rope_sin + (size_t)p * half;
     weft_rmsnorm_forward(c->ln, c->rstd, c->x, bp(m, P, l, IN_NORM), n, C, cf->norm_eps);
     weft_matmul_forward(c->q, c->ln, bp(m, P, l, WQ), NULL, n, C, Q);
@@ -745,7 +879,7 @@ static void decode_chunk(weft_llama *m, const int32_t *tokens, int n, int p, int
 {
     llama_cache *c = m->cache;
     int C = m->cfg.n_embd;
-    float *P = m->base.param_data;
+    float *P = weights(m);
     for (int i = 0; i < n; i++) /* no positions to add: they are in the rotations */
         memcpy(c->x + (size_t)i * C, pw(m, P, m->i_embed) + (size_t)tokens[i] * C, (size_t)C * sizeof(float));
     for (int l = 0; l < m->cfg.n_layer; l++)
@@ -761,19 +895,13 @@ static void decode_chunk(weft_llama *m, const int32_t *tokens, int n, int p, int
 
 static weft_llama *llama_of(weft_model *m) { return (weft_llama *)m; }
 
-/* Micro-batch mb of the step's batch: k*B windows of T + 1 tokens; inputs
- * are each window's first T tokens, targets its last T. */
+/* Micro-batch mb of the step's batch (weft_model_split_windows). */
 static int iface_forward(weft_model *mm, int slot, const void *batch, int mb, double *loss)
 {
     weft_llama *m = llama_of(mm);
-    const int32_t *rows = batch;
-    int T = m->T;
-    for (int i = 0; i < m->B; i++) {
-        const int32_t *w = rows + ((size_t)mb * m->B + i) * (size_t)(T + 1);
-        memcpy(m->in + (size_t)i * T, w, (size_t)T * sizeof(int32_t));
-        memcpy(m->tgt + (size_t)i * T, w + 1, (size_t)T * sizeof(int32_t));
-    }
-    return forward_slot(m, slot, m->in, m->tgt, m->B, T, loss);
+    weft_model_split_windows(batch, mb, m->B, m->T, m->in, m->tgt);
+    weft_lora_begin(m->lora, slot, mm->training, mm->step, mb);
+    return forward_slot(m, slot, m->in, m->tgt, m->B, m->T, loss);
 }
 
 static int iface_backward(weft_model *m, int slot, double loss_scale, weft_grad_hook hook, void *arg)
@@ -804,6 +932,9 @@ static int iface_decode(weft_model *mm, const int32_t *tokens, int n, int pos0, 
     weft_llama *m = llama_of(mm);
     WEFT_CHECK(weft_model_decode_check(m->part.tp_size, m->part.pp_size, m->cfg.vocab, m->cfg.max_seq,
                                        m->cache ? m->cache->pos : 0, tokens, n, pos0));
+    if (m->lora) /* decoding knows no adapters: generate from the merged checkpoint */
+        return weft_error(WEFT_EINVAL, "model: decoding a model with LoRA adapters: fold them into the base "
+                          "first (weft-ckpt merge) and decode the merged checkpoint");
     if (!m->cache)
         WEFT_CHECK(cache_alloc(m));
     for (int i = 0; i < n; i += CHUNK)
@@ -840,9 +971,13 @@ static void describe(weft_llama *m)
             best = i;
     m->base.largest_matmul[0] = outs[best];
     m->base.largest_matmul[1] = ins[best];
+    char lora[80] = "";
+    if (c->lora.rank > 0)
+        snprintf(lora, sizeof lora, "; LoRA rank %d, alpha %g on %.32s", c->lora.rank, c->lora.alpha,
+                 *c->lora.targets ? c->lora.targets : "q,v");
     snprintf(m->base.summary, sizeof m->base.summary,
-             "Llama, L=%d NH=%d NKV=%d C=%d F=%d V=%d context %d%s: %.2fM parameters%s", c->n_layer, c->n_head,
+             "Llama, L=%d NH=%d NKV=%d C=%d F=%d V=%d context %d%s: %.2fM parameters%s%s", c->n_layer, c->n_head,
              c->n_kv_head, c->n_embd, F, c->vocab, c->max_seq, c->tie_embeddings ? ", tied head" : "",
              (double)m->base.global_params / 1e6,
-             m->kv_replicated ? " (k/v heads replicated: fewer than tensor-parallel ranks)" : "");
+             m->kv_replicated ? " (k/v heads replicated: fewer than tensor-parallel ranks)" : "", lora);
 }

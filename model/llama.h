@@ -43,6 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model/lora.h"
 #include "model/model.h"
 #include "runtime/api.h"
 
@@ -57,6 +58,10 @@ typedef struct weft_llama_config {
     double rope_theta;  /* rotary base (10000 in Llama 2, 500000 in Llama 3) */
     double norm_eps;    /* RMSNorm epsilon */
     int tie_embeddings; /* 1: the LM head is model.embed_tokens.weight */
+    /* Low-rank adapters (model/lora.h; rank 0: none) on q, k, v, o (the
+     * attention's projections), gate, up, down (the MLP's); default q,v.
+     * With adapters the tensors above are the model's frozen table. */
+    weft_lora_config lora;
 } weft_llama_config;
 
 typedef struct weft_llama weft_llama;

@@ -5,6 +5,7 @@
 #include "model/lm.h"
 #include "runtime/error.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,15 @@ const weft_config_key weft_model_config_keys[] = {
     {"model.norm_eps", WEFT_CFG_FLOAT, "1e-5", 1e-12, 0.1, NULL, "llama: RMSNorm epsilon"},
     {"model.tie_embeddings", WEFT_CFG_BOOL, "false", WEFT_UNBOUNDED, NULL,
      "llama: the LM head is the token embedding (no lm_head.weight)"},
+    {"lora.rank", WEFT_CFG_INT, "0", 0, 65536, NULL,
+     "low-rank adapters (LoRA) of this rank on lora.targets, the model's own weights frozen and loaded from "
+     "--init-from BASE (docs/finetuning.md); 0: no adapters, every weight trained"},
+    {"lora.alpha", WEFT_CFG_FLOAT, "16", 1e-6, 1e6, NULL, "the adapters' update is scaled by lora.alpha / lora.rank"},
+    {"lora.targets", WEFT_CFG_STRING, "", WEFT_UNBOUNDED, NULL,
+     "comma-separated linears that get adapters: gpt2 qkv, proj, fc, fcproj (attn.c_attn, attn.c_proj, "
+     "mlp.c_fc, mlp.c_proj); llama q, k, v, o, gate, up, down. Empty: qkv (gpt2), q,v (llama)"},
+    {"lora.dropout", WEFT_CFG_FLOAT, "0", 0, 1, NULL,
+     "dropout on the adapters' input in training steps (each element kept with probability 1 - p and scaled by 1 / (1 - p)), drawn from (train.seed, step, micro-batch): a resumed run draws the same masks"},
     WEFT_CONFIG_END,
 };
 
@@ -47,6 +57,14 @@ static int differs_from_default(const weft_config *cfg, const char *key)
 
 static int is_llama(const weft_config *cfg) { return strcmp(weft_config_str(cfg, "model.family"), "llama") == 0; }
 
+void weft_lora_config_from(const weft_config *cfg, weft_lora_config *out)
+{
+    *out = (weft_lora_config){.rank = (int)weft_config_int(cfg, "lora.rank"),
+                              .alpha = weft_config_float(cfg, "lora.alpha"),
+                              .dropout = weft_config_float(cfg, "lora.dropout")};
+    snprintf(out->targets, sizeof out->targets, "%s", weft_config_str(cfg, "lora.targets"));
+}
+
 void weft_llama_config_from(const weft_config *cfg, int vocab, weft_llama_config *out)
 {
     int C = (int)weft_config_int(cfg, "model.n_embd"), NH = (int)weft_config_int(cfg, "model.n_head");
@@ -65,6 +83,7 @@ void weft_llama_config_from(const weft_config *cfg, int vocab, weft_llama_config
         .norm_eps = weft_config_float(cfg, "model.norm_eps"),
         .tie_embeddings = weft_config_bool(cfg, "model.tie_embeddings"),
     };
+    weft_lora_config_from(cfg, &out->lora);
 }
 
 int weft_lm_check(const weft_config *cfg, int vocab, int tp, int pp)
@@ -88,6 +107,7 @@ int weft_lm_check(const weft_config *cfg, int vocab, int tp, int pp)
                               llama_only[i]);
     weft_gpt_config gc;
     weft_gpt_config_from(cfg, vocab, &gc);
+    weft_lora_config_from(cfg, &gc.lora);
     WEFT_CHECK(weft_gpt_config_check(&gc));
     return weft_gpt_layout_check(&gc, tp, pp);
 }
@@ -98,6 +118,7 @@ int weft_lm_new(const weft_config *cfg, int vocab, const weft_model_part *part, 
         weft_llama_config lc;
         weft_llama *m;
         weft_llama_config_from(cfg, vocab, &lc);
+        lc.lora.seed = seed;
         WEFT_CHECK(weft_llama_new_part(&lc, part, part->micro_batch, part->seq_len, &m));
         weft_llama_init(m, seed);
         *out = weft_llama_model(m);
@@ -106,6 +127,8 @@ int weft_lm_new(const weft_config *cfg, int vocab, const weft_model_part *part, 
     weft_gpt_config gc;
     weft_gpt *g;
     weft_gpt_config_from(cfg, vocab, &gc);
+    weft_lora_config_from(cfg, &gc.lora);
+    gc.lora.seed = seed;
     WEFT_CHECK(weft_gpt_new_part(&gc, part, part->micro_batch, part->seq_len, &g));
     weft_gpt_init(g, seed);
     *out = weft_gpt_model(g);

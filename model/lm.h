@@ -19,6 +19,9 @@
 /* Every family's model.* keys (model.family, the shape, Llama's extras). */
 extern WEFT_API const weft_config_key weft_model_config_keys[];
 
+/* The lora.* keys (model/lora.h). */
+WEFT_API void weft_lora_config_from(const weft_config *cfg, weft_lora_config *out);
+
 /* The Llama shape the model.* keys give, for a vocabulary of vocab tokens
  * (model.n_kv_head 0 and model.ffn_dim 0 resolved to their defaults). */
 WEFT_API void weft_llama_config_from(const weft_config *cfg, int vocab, weft_llama_config *out);

@@ -23,12 +23,29 @@ int weft_model_add_param(weft_model *m, int cap, const char *name, weft_shard_sp
     return 0;
 }
 
+int weft_model_freeze(weft_model *m)
+{
+    if (m->frozen || m->param_data)
+        return weft_error(WEFT_EINTERNAL, "model: weft_model_freeze twice, or after weft_model_alloc");
+    m->frozen = m->params;
+    m->nfrozen = m->nparams;
+    m->frozen_n = m->n;
+    for (int i = 0; i < m->nfrozen; i++)
+        m->frozen[i].flags &= ~(unsigned)WEFT_TENSOR_TRAINABLE;
+    m->params = NULL;
+    m->nparams = 0;
+    m->n = 0;
+    return 0;
+}
+
 int weft_model_alloc(weft_model *m)
 {
     m->param_data = calloc(m->n ? m->n : 1, sizeof(float));
     m->grad_data = calloc(m->n ? m->n : 1, sizeof(float));
     if (!m->param_data || !m->grad_data)
         return weft_error(WEFT_ENOMEM, "model: out of memory for %zu parameters", m->n);
+    if (m->nfrozen && !(m->frozen_data = calloc(m->frozen_n ? m->frozen_n : 1, sizeof(float))))
+        return weft_error(WEFT_ENOMEM, "model: out of memory for %zu frozen parameters", m->frozen_n);
     return 0;
 }
 
@@ -53,17 +70,24 @@ int weft_model_init_from_whole(weft_model *m, const weft_model *whole, uint64_t 
     size_t big = 0;
     for (int i = 0; i < whole->nparams; i++)
         big = whole->params[i].numel > big ? whole->params[i].numel : big;
+    for (int i = 0; i < whole->nfrozen; i++)
+        big = whole->frozen[i].numel > big ? whole->frozen[i].numel : big;
     float *buf = malloc((big ? big : 1) * sizeof(float));
     if (!buf)
         return weft_error(WEFT_ENOMEM, "model: out of memory initialising the parameters (%zu floats)", big);
     weft_rng rng;
     weft_rng_seed(&rng, seed);
-    for (int i = 0; i < whole->nparams; i++) {
-        const weft_tensor *g = &whole->params[i];
+    /* The frozen table first: a model with adapters draws its base values
+     * as the same model without them draws its parameters. */
+    for (int i = 0; i < whole->nfrozen + whole->nparams; i++) {
+        const weft_tensor *g = i < whole->nfrozen ? &whole->frozen[i] : &whole->params[i - whole->nfrozen];
         fill(arg, g, &rng, buf);
         for (int j = 0; j < m->nparams; j++)
             if (strcmp(m->params[j].name, g->name) == 0)
                 take_piece(&m->params[j].shard, buf, m->param_data + m->params[j].offset);
+        for (int j = 0; j < m->nfrozen; j++)
+            if (strcmp(m->frozen[j].name, g->name) == 0)
+                take_piece(&m->frozen[j].shard, buf, m->frozen_data + m->frozen[j].offset);
     }
     free(buf);
     return 0;
@@ -94,8 +118,31 @@ void weft_model_release(weft_model *m)
     free(m->params);
     free(m->param_data);
     free(m->grad_data);
-    m->params = NULL;
-    m->param_data = m->grad_data = NULL;
+    free(m->frozen);
+    free(m->frozen_data);
+    m->params = m->frozen = NULL;
+    m->param_data = m->grad_data = m->frozen_data = NULL;
+}
+
+int weft_model_part_check(const weft_model_part *p)
+{
+    if (p->tp_size < 1 || p->pp_size < 1 || p->tp_rank < 0 || p->tp_rank >= p->tp_size || p->pp_rank < 0 ||
+        p->pp_rank >= p->pp_size || p->nslots < 1)
+        return weft_error(WEFT_EINVAL, "model: bad part (tp %d/%d, pp %d/%d, %d slots)", p->tp_rank, p->tp_size,
+                          p->pp_rank, p->pp_size, p->nslots);
+    if (p->tp_size > 1 && (!p->tp || weft_comm_size(p->tp) != p->tp_size))
+        return weft_error(WEFT_EINVAL, "model: tensor parallelism over %d ranks needs their communicator",
+                          p->tp_size);
+    return 0;
+}
+
+void weft_model_split_windows(const int32_t *batch, int mb, int B, int T, int32_t *inputs, int32_t *targets)
+{
+    for (int i = 0; i < B; i++) {
+        const int32_t *w = batch + ((size_t)mb * B + i) * (size_t)(T + 1);
+        memcpy(inputs + (size_t)i * T, w, (size_t)T * sizeof(int32_t));
+        memcpy(targets + (size_t)i * T, w + 1, (size_t)T * sizeof(int32_t));
+    }
 }
 
 const weft_tensor *weft_model_param(const weft_model *m, const char *name)
@@ -103,6 +150,14 @@ const weft_tensor *weft_model_param(const weft_model *m, const char *name)
     for (int i = 0; i < m->nparams; i++)
         if (strcmp(m->params[i].name, name) == 0)
             return &m->params[i];
+    return NULL;
+}
+
+const weft_tensor *weft_model_frozen(const weft_model *m, const char *name)
+{
+    for (int i = 0; i < m->nfrozen; i++)
+        if (strcmp(m->frozen[i].name, name) == 0)
+            return &m->frozen[i];
     return NULL;
 }
 

@@ -11,6 +11,14 @@
  *                        params[i].offset in param_data and in grad_data;
  *                        each carries its shard spec (its place in the
  *                        global tensor) and flags (decay, tied, tied copy)
+ *   frozen / nfrozen     tensors the model computes with but does not
+ *                        train (LoRA's base weights: model/lora.h), in
+ *                        arena form in frozen_data, with shard specs like
+ *                        the parameters'. No gradients, no optimizer state,
+ *                        no data-parallel reduction: everything that works
+ *                        on params leaves them alone. They come from a
+ *                        checkpoint (--init-from; a resume reloads the one
+ *                        the checkpoint names); empty for most models.
  *   ops->forward         forward of micro-batch mb of the step's batch
  *                        through this rank's pipeline stage, activations
  *                        kept in `slot` until that slot's backward; the last
@@ -83,12 +91,23 @@ struct weft_model {
     float *param_data;        /* (n) every parameter's local piece */
     float *grad_data;         /* (n) their gradients, same layout */
     size_t n;
-    size_t global_params;     /* elements of the whole model, over all ranks */
+    weft_tensor *frozen;      /* (nfrozen) tensors used but not trained, or NULL */
+    int nfrozen;
+    float *frozen_data;       /* (frozen_n) their local pieces */
+    size_t frozen_n;
+    size_t global_params;     /* elements of the whole model, over all ranks (frozen ones too) */
+    size_t global_trainable;  /* of which trained (the whole model's params tables) */
+    const char *adapter;      /* with a frozen table: what is trained ("lora"), for messages */
     size_t stage_floats;      /* floats of one micro-batch's stage output (pipeline messages) */
     int tokens_per_sample;    /* T for a language model, 1 otherwise (throughput) */
     double flops_per_token;   /* model FLOPs of forward + backward per token */
     int largest_matmul[2];    /* N (outputs), K (inputs) of its largest matmul: the
                                * shape of the reference SGEMM rate in run.json */
+    int64_t step;             /* set by the trainer: the step being computed (0-based) */
+    int training;             /* set by the trainer: 1 in a training step, 0 in evaluation;
+                               * a model that draws random numbers in forward (LoRA
+                               * dropout) draws them from (seed, step, micro-batch) when
+                               * training, so a resumed run draws the same ones */
     char summary[160];        /* one line for the log: family and sizes */
 };
 
@@ -109,14 +128,19 @@ typedef struct weft_model_part {
 /* Append a parameter of the given spec to m->params (capacity cap), at the
  * next offset; m->n grows by its elements. */
 WEFT_API int weft_model_add_param(weft_model *m, int cap, const char *name, weft_shard_spec shard, unsigned flags);
-/* Allocate param_data and grad_data for m->n elements, zeroed. */
+/* Move the parameter table built so far into the frozen table (clearing
+ * WEFT_TENSOR_TRAINABLE), leaving params empty for the tensors that will be
+ * trained (adapters). Before weft_model_alloc. */
+WEFT_API int weft_model_freeze(weft_model *m);
+/* Allocate param_data and grad_data for m->n elements, and frozen_data for
+ * m->frozen_n, zeroed. */
 WEFT_API int weft_model_alloc(weft_model *m);
 /* Initialise a part so that every layout starts from the single-rank
  * model's values: whole is the whole model's parameter table (no buffers
  * needed), fill(arg, g, rng, out) draws the g->numel values of global
  * tensor g from rng. Every rank draws every value, in table order from one
  * stream seeded with seed, and keeps the pieces of the tensors it holds (by
- * name, placed by their shard specs). */
+ * name, in its params or its frozen table, placed by their shard specs). */
 typedef void (*weft_param_fill)(void *arg, const weft_tensor *g, weft_rng *rng, float *out);
 WEFT_API int weft_model_init_from_whole(weft_model *m, const weft_model *whole, uint64_t seed, weft_param_fill fill,
                                         void *arg);
@@ -128,10 +152,23 @@ WEFT_API int weft_model_decode_check(int tp, int pp, int V, int context, int cac
 /* Free what weft_model_add_param and weft_model_alloc allocated. */
 WEFT_API void weft_model_release(weft_model *m);
 
+/* A part's own consistency (ranks inside their groups, at least one slot,
+ * the TP communicator present and of the right size); WEFT_EINVAL naming
+ * what is wrong. The model's shape against the sizes is the model's check. */
+WEFT_API int weft_model_part_check(const weft_model_part *p);
+
+/* A language model's micro-batch mb of the step's batch: the batch is this
+ * rank's k*B windows of T + 1 tokens; inputs (B, T) are each window's first
+ * T tokens, targets (B, T) its last T. */
+WEFT_API void weft_model_split_windows(const int32_t *batch, int mb, int B, int T, int32_t *inputs,
+                                       int32_t *targets);
+
 /* --- for users -------------------------------------------------------------- */
 
 /* The parameter named name, or NULL. */
 WEFT_API const weft_tensor *weft_model_param(const weft_model *m, const char *name);
+/* The frozen tensor named name, or NULL. */
+WEFT_API const weft_tensor *weft_model_frozen(const weft_model *m, const char *name);
 WEFT_API void weft_model_zero_grad(weft_model *m);
 WEFT_API void weft_model_free(weft_model *m);
 

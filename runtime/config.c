@@ -236,7 +236,7 @@ static int nomem(const char *what)
  * that declares a section of its own needs no entry here: its own sections
  * are always known. */
 static const char *const weft_sections[] = {
-    "checkpoint", "comm", "data", "log", "model", "optim", "parallel", "run", "sched", "trace", "train", NULL,
+    "checkpoint", "comm", "data", "log", "lora", "model", "optim", "parallel", "run", "sched", "trace", "train", NULL,
 };
 
 static bool weft_section(const char *sec, size_t len)

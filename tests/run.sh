@@ -8,7 +8,8 @@
 # without reporting a failure, or that reports nothing at all, counts as one
 # failure: a test that cannot run must not pass.
 #
-#   tests/run.sh [PATTERN]   only programs whose path contains PATTERN (or T=)
+#   tests/run.sh [PATTERN]   only programs whose path contains PATTERN (or T=);
+#                            PATTERN may list several, comma-separated: any
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -37,7 +38,12 @@ for f in tests/*/test_*.sh; do [ -f "$f" ] && progs+=("$f"); done
 passed=0 failed=0 skipped=0
 t_all=$(date +%s)
 for p in "${progs[@]}"; do
-    [ -n "$pattern" ] && [[ "$p" != *"$pattern"* ]] && continue
+    if [ -n "$pattern" ]; then
+        hit=0
+        IFS=, read -ra pats <<<"$pattern"
+        for pat in "${pats[@]}"; do [ -n "$pat" ] && [[ "$p" == *"$pat"* ]] && hit=1; done
+        [ "$hit" -eq 1 ] || continue
+    fi
     name=${p//\//_}
     log="$logdir/$name.log"
     t0=$(date +%s)

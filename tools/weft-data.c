@@ -1,10 +1,11 @@
 /*
  * weft-data -- builds, imports, verifies and describes token datasets.
  *
- *   weft-data prepare -o DIR [options] INPUT...   text -> byte-level tokens
+ *   weft-data prepare -o DIR [options] INPUT...   text -> tokens (bytes or BPE)
  *   weft-data import  -o DIR [options] INPUT...   raw u16/u32 or llm.c tokens
  *   weft-data verify  DIR...                      full check of every shard
  *   weft-data info    DIR...                      counts, sizes, dataset hash
+ *   weft-data tokenize --tokenizer PATH FILE...   text -> ids, or ids -> text
  *
  * The formats are in docs/data-format.md, usage with examples in
  * docs/weft-data.md. Options are read by runtime/cli.h (getopt_long: before
@@ -14,6 +15,8 @@
  * offset, and what was expected and found. A progress bar is drawn on stderr
  * only when stderr is a terminal.
  */
+#include "data/bpe.h"
+#include "data/encode_pool.h"
 #include "data/import.h"
 #include "data/loader.h"
 #include "data/manifest.h"
@@ -50,10 +53,11 @@ static const char *const usage_main =
     "Builds and checks weft token datasets (a directory of shards + manifest).\n"
     "\n"
     "commands:\n"
-    "  prepare -o DIR INPUT...   tokenize text files/directories (byte level, vocab 256)\n"
+    "  prepare -o DIR INPUT...   tokenize text files/directories (byte level, or --tokenizer)\n"
     "  import  -o DIR INPUT...   import raw u16/u32 token arrays or llm.c token shards\n"
     "  verify  DIR...            check headers, sizes, token range and checksums\n"
     "  info    DIR...            print shard counts, token counts, sizes, dataset hash\n"
+    "  tokenize --tokenizer PATH FILE...  print each file's token ids (--decode: the reverse)\n"
     "\n"
     "'weft-data COMMAND --help' describes each command. Options may come before or\n"
     "after the inputs, as '--opt value' or '--opt=value'.\n"
@@ -62,13 +66,17 @@ static const char *const usage_main =
 static const char *const usage_prepare =
     "usage: weft-data prepare -o DIR [options] INPUT...\n"
     "\n"
-    "Tokenizes text with the built-in byte-level tokenizer (token = byte, vocab 256).\n"
-    "Each input file is one document, followed by the end-of-document token 0; NUL\n"
-    "bytes in the input are dropped. Directories are walked recursively in sorted\n"
-    "order (hidden entries skipped).\n"
+    "Tokenizes text with the built-in byte-level tokenizer (token = byte, vocab 256),\n"
+    "or with --tokenizer's BPE. Each input file is one document, followed by the\n"
+    "end-of-document token (bytes: 0, with NUL bytes in the input dropped; BPE: the\n"
+    "tokenizer's <|endoftext|> or <|end_of_text|>). Directories are walked\n"
+    "recursively in sorted order (hidden entries skipped).\n"
     "\n"
     "options:\n"
     "  -o, --output DIR        dataset directory to create\n"
+    "  --tokenizer PATH        tokenizer.json, a directory with tokenizer.json or\n"
+    "                          vocab.json + merges.txt, or 'bytes' (the default)\n"
+    "  --threads N             encoding threads (default: every CPU this process may use)\n"
     "  --shard-size SIZE       bytes of tokens per shard, K/M/G suffix (default 256M);\n"
     "                          at least 1K, and at most 100000 shards in all\n"
     "  --val-fraction F        last fraction F of the tokens goes to the 'val' split\n"
@@ -90,6 +98,8 @@ static const char *const usage_import =
     "                          error naming file and offset (default: inferred as the\n"
     "                          largest token + 1, which must be at most 2^24 too)\n"
     "  --tokenizer-id N        id recorded in the shards (default 0: external)\n"
+    "  --tokenizer PATH        the tokenizer that made the tokens: its hash is recorded\n"
+    "                          (training checks it), --vocab defaults to its vocabulary\n"
     "  --shard-size SIZE       bytes of tokens per shard, K/M/G suffix (default 256M);\n"
     "                          at least 1K, and at most 100000 shards in all\n"
     "  --val-fraction F        last fraction F of the tokens goes to 'val' (default 0)\n"
@@ -165,9 +175,14 @@ typedef struct {
     unsigned raw_width;   /* import: 2 or 4 */
     uint64_t vocab;       /* import: 0 = infer */
     uint32_t tokenizer_id;
+    const char *tokenizer; /* --tokenizer PATH (NULL: bytes for prepare, none for import) */
+    int threads;           /* prepare: encoding threads (0: one per CPU) */
+    int decode;            /* tokenize --decode */
+    uint64_t tokenizer_hash; /* import --tokenizer: recorded in the manifest */
 } build_opts;
 
-enum { OPT_SHARD_SIZE = 256, OPT_VAL, OPT_FORCE, OPT_DTYPE, OPT_VOCAB, OPT_TOKENIZER };
+enum { OPT_SHARD_SIZE = 256, OPT_VAL, OPT_FORCE, OPT_DTYPE, OPT_VOCAB, OPT_TOKENIZER, OPT_TOKENIZER_PATH, OPT_THREADS,
+       OPT_DECODE };
 
 static const struct option build_long[] = {
     {"output", required_argument, NULL, 'o'},
@@ -177,6 +192,9 @@ static const struct option build_long[] = {
     {"dtype", required_argument, NULL, OPT_DTYPE},
     {"vocab", required_argument, NULL, OPT_VOCAB},
     {"tokenizer-id", required_argument, NULL, OPT_TOKENIZER},
+    {"tokenizer", required_argument, NULL, OPT_TOKENIZER_PATH},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"decode", no_argument, NULL, OPT_DECODE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -252,6 +270,13 @@ static int parse_build_opt(int c, weft_cli *cli, const char *usage, build_opts *
             return weft_cli_bad_value(cli, "an integer in 0..4294967295");
         o->tokenizer_id = (uint32_t)v;
         return -1;
+    case OPT_TOKENIZER_PATH: o->tokenizer = a; return -1;
+    case OPT_DECODE: o->decode = 1; return -1;
+    case OPT_THREADS:
+        if (parse_u64_arg(a, 4096, &v) != 0 || v == 0)
+            return weft_cli_bad_value(cli, "a thread count in 1..4096");
+        o->threads = (int)v;
+        return -1;
     default: /* WEFT_CLI_ERROR: weft_cli_next said why */
         return WEFT_EXIT_USAGE;
     }
@@ -261,6 +286,7 @@ static int parse_build_opt(int c, weft_cli *cli, const char *usage, build_opts *
  * programs kept): the dataset to build when -o is not given, the datasets
  * to verify or describe when none is named. */
 static char job_data[4096];
+static char job_tokenizer[4096]; /* data.tokenizer: prepare's --tokenizer when not given */
 static char *job_dirs[WEFT_BLEND_MAX + 1];
 static int njob_dirs;
 
@@ -273,6 +299,7 @@ static int read_job_config(int *argc, char **argv)
         return WEFT_EXIT_USAGE;
     }
     snprintf(job_data, sizeof job_data, "%s", weft_config_str(cfg, "data.path"));
+    snprintf(job_tokenizer, sizeof job_tokenizer, "%s", weft_config_str(cfg, "data.tokenizer"));
     weft_config_free(cfg);
     for (char *save = NULL, *p = strtok_r(job_data, ",", &save); p && njob_dirs < WEFT_BLEND_MAX;
          p = strtok_r(NULL, ",", &save))
@@ -292,11 +319,16 @@ static int parse_build(int argc, char **argv, const char *usage, int import, bui
     while ((c = weft_cli_next(cli)) != WEFT_CLI_END) {
         if (!import && (c == OPT_DTYPE || c == OPT_VOCAB || c == OPT_TOKENIZER))
             return weft_cli_error(cli, "option '%s' belongs to 'weft-data import'", cli->name);
+        if ((import && c == OPT_THREADS) || c == OPT_DECODE)
+            return weft_cli_error(cli, "option '%s' belongs to 'weft-data %s'", cli->name,
+                                  c == OPT_DECODE ? "tokenize" : "prepare");
         if ((st = parse_build_opt(c, cli, usage, o)) >= 0)
             return st;
     }
     if (!o->out && njob_dirs == 1)
         o->out = job_dirs[0]; /* the job's data.path */
+    if (!o->tokenizer && job_tokenizer[0])
+        o->tokenizer = job_tokenizer; /* the job's data.tokenizer */
     if (!o->out)
         return weft_cli_error(cli, "missing -o DIR (the dataset directory to create; or the job's --config with "
                               "one data.path)");
@@ -323,6 +355,7 @@ typedef struct {
     weft_dataset_writer *w;
     uint64_t written;     /* tokens emitted so far */
     uint64_t val_from;    /* first token index that goes to val */
+    uint64_t tokenizer_hash; /* for the manifest (set before open_sink) */
 } sink;
 
 static int sink_put(sink *s, const uint32_t *t, size_t n)
@@ -345,7 +378,7 @@ static uint64_t val_start(uint64_t total, double fraction)
 
 static int open_sink(sink *s, const build_opts *o, unsigned width, uint32_t vocab, uint64_t total)
 {
-    weft_dataset_writer_options wo = {o->out, width, vocab, o->tokenizer_id, o->shard_bytes / width};
+    weft_dataset_writer_options wo = {o->out, width, vocab, o->tokenizer_id, o->shard_bytes / width, s->tokenizer_hash};
     if (wo.shard_tokens == 0)
         wo.shard_tokens = 1;
     uint64_t shards = (total + wo.shard_tokens - 1) / wo.shard_tokens;
@@ -380,6 +413,7 @@ static int commit_sink(sink *s, const char *what, const char *dir, int64_t t0)
 
 typedef struct {
     char **paths;
+    uint64_t *sizes;
     size_t n, cap;
     uint64_t bytes;
 } file_list;
@@ -389,11 +423,16 @@ static int list_add(file_list *l, const char *path, uint64_t size)
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 64;
         char **p = realloc(l->paths, cap * sizeof *p);
-        if (!p)
+        if (p)
+            l->paths = p;
+        uint64_t *z = realloc(l->sizes, cap * sizeof *z);
+        if (z)
+            l->sizes = z;
+        if (!p || !z)
             return weft_error(WEFT_ENOMEM, "no memory for the input list");
-        l->paths = p;
         l->cap = cap;
     }
+    l->sizes[l->n] = size;
     if (!(l->paths[l->n] = strdup(path)))
         return weft_error(WEFT_ENOMEM, "no memory for the input list");
     l->n++;
@@ -406,6 +445,7 @@ static void list_free(file_list *l)
     for (size_t i = 0; i < l->n; i++)
         free(l->paths[i]);
     free(l->paths);
+    free(l->sizes);
 }
 
 static int walk(file_list *l, const char *path, int depth);
@@ -485,6 +525,7 @@ static int prepare_files(const build_opts *o, file_list *l)
     uint8_t *buf = malloc(CHUNK);
     uint32_t *tok = malloc(CHUNK * sizeof *tok);
     int rc = (buf && tok) ? 0 : weft_error(WEFT_ENOMEM, "no memory for read buffers");
+    s.tokenizer_hash = weft_tokenizer_bytes_hash();
     /* The split point is estimated from the input sizes (bytes + one
      * end-of-document token per file); dropped NUL bytes shift it slightly. */
     if (rc == 0)
@@ -503,21 +544,376 @@ static int prepare_files(const build_opts *o, file_list *l)
     return rc;
 }
 
+/* ---- prepare with a BPE tokenizer, on every core ----------------------------- */
+
+/* The text is cut into chunks of about BPE_CHUNK bytes, each encoded by a
+ * thread of the pool, and appended to the dataset in input order, so the
+ * result does not depend on the thread count. A chunk ends at the end of its
+ * file, or just before a space between two ASCII letters: there the
+ * pre-tokenizers of GPT-2 and Llama 3 always start a new piece, so the ids
+ * are those of the whole file. (A tokenizer with an added token holding a
+ * space gets whole files.) */
+#define BPE_CHUNK (1u << 20)
+#define BPE_READ (1u << 20)
+
+typedef struct {
+    char *text;
+    size_t len, cap, scanned;
+    uint64_t start;   /* offset of text[0] in the concatenated input */
+    int eod;          /* the chunk ends its file */
+} chunk;
+
+typedef struct {
+    const file_list *l;
+    size_t file;      /* next file to read */
+    int fd;
+    chunk carry;      /* read past the last cut */
+    uint64_t pos;     /* input bytes handed out so far */
+    int can_cut;
+} reader;
+
+static int is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+static size_t find_cut(chunk *c, size_t from)
+{
+    size_t p = c->scanned > from ? c->scanned : from;
+    for (p = p ? p : 1; p + 1 < c->len; p++)
+        if (c->text[p] == ' ' && is_alpha(c->text[p - 1]) && is_alpha(c->text[p + 1]))
+            return p;
+    c->scanned = c->len ? c->len - 1 : 0;
+    return 0;
+}
+
+static int chunk_reserve(chunk *c, size_t n)
+{
+    if (n <= c->cap)
+        return 0;
+    char *t = realloc(c->text, n);
+    if (!t)
+        return weft_error(WEFT_ENOMEM, "no memory for %zu bytes of text", n);
+    c->text = t;
+    c->cap = n;
+    return 0;
+}
+
+/* Fill c with the next chunk of about target bytes; c->len == 0 and !eod:
+ * no input left. */
+static int read_chunk(reader *r, chunk *c, size_t target)
+{
+    c->len = c->scanned = 0;
+    c->eod = 0;
+    c->start = r->pos;
+    if (r->fd < 0 && r->carry.len == 0) {
+        if (r->file == r->l->n)
+            return 0;
+        const char *path = r->l->paths[r->file];
+        if ((r->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+            return weft_error(errno == ENOENT ? WEFT_ENOENT : WEFT_EIO, "%s: cannot open input: %s", path, strerror(errno));
+        posix_fadvise(r->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    }
+    WEFT_CHECK(chunk_reserve(c, r->carry.len + BPE_READ));
+    memcpy(c->text, r->carry.text, r->carry.len);
+    c->len = r->carry.len;
+    r->carry.len = 0;
+    for (;;) {
+        size_t cut = r->can_cut && c->len > target ? find_cut(c, target) : 0;
+        if (cut) {
+            WEFT_CHECK(chunk_reserve(&r->carry, c->len - cut));
+            memcpy(r->carry.text, c->text + cut, c->len - cut);
+            r->carry.len = c->len - cut;
+            c->len = cut;
+            break;
+        }
+        WEFT_CHECK(chunk_reserve(c, c->len + BPE_READ));
+        ssize_t n = read(r->fd, c->text + c->len, BPE_READ);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return weft_error(WEFT_EIO, "%s: read failed: %s", r->l->paths[r->file], strerror(errno));
+        if (n == 0) {
+            close(r->fd);
+            r->fd = -1;
+            r->file++;
+            c->eod = 1;
+            break;
+        }
+        c->len += (size_t)n;
+    }
+    r->pos += c->len;
+    return 0;
+}
+
+typedef struct {
+    const build_opts *o;
+    const weft_tokenizer *t;
+    weft_encode_pool *pool;
+    chunk *chunks;
+    weft_encode_job *jobs;
+    size_t n;          /* chunks per batch */
+    uint64_t split;    /* input offset where the val split starts */
+    uint64_t l_bytes;  /* input size */
+} bpe_run;
+
+/* One batch: read up to n chunks, encode them, append in order. *more = 0
+ * when the input is done. */
+static int bpe_batch(bpe_run *b, reader *r, sink *s, int *more, progress *p)
+{
+    size_t k = 0;
+    uint32_t eot = (uint32_t)weft_tokenizer_eot(b->t);
+    for (; k < b->n; k++) {
+        chunk *c = &b->chunks[k];
+        uint64_t left = r->pos < b->split ? b->split - r->pos : BPE_CHUNK;
+        WEFT_CHECK(read_chunk(r, c, left < BPE_CHUNK ? (size_t)left : BPE_CHUNK));
+        if (c->len == 0 && !c->eod)
+            break;
+        weft_encode_job *j = &b->jobs[k];
+        if (j->cap < c->len + 1) {
+            uint32_t *ids = realloc(j->ids, (c->len + 1) * sizeof *ids);
+            if (!ids)
+                return weft_error(WEFT_ENOMEM, "no memory for %zu token ids", c->len + 1);
+            j->ids = ids;
+            j->cap = c->len + 1;
+        }
+        j->text = c->text;
+        j->len = c->len;
+    }
+    *more = k == b->n;
+    WEFT_CHECK(weft_encode_pool_run(b->pool, b->jobs, k));
+    for (size_t i = 0; i < k; i++) {
+        if (b->chunks[i].start >= b->split && s->val_from == UINT64_MAX)
+            s->val_from = s->written;
+        WEFT_CHECK(sink_put(s, b->jobs[i].ids, b->jobs[i].nids));
+        if (b->chunks[i].eod)
+            WEFT_CHECK(sink_put(s, &eot, 1));
+        progress_show(p, b->chunks[i].start + b->chunks[i].len, b->l_bytes);
+    }
+    return 0;
+}
+
+
+static int prepare_bpe(const build_opts *o, file_list *l, const weft_tokenizer *t)
+{
+    sink s = {.tokenizer_hash = weft_tokenizer_hash(t)};
+    progress p;
+    int64_t t0 = weft_now_ns();
+    uint32_t vocab = (uint32_t)weft_tokenizer_vocab(t);
+    int threads = o->threads ? o->threads : weft_cpu_count(), more = 1;
+    bpe_run b = {o, t, NULL, NULL, NULL, 2 * (size_t)threads,
+                 l->bytes - (uint64_t)llround(o->val_fraction * (double)l->bytes), l->bytes};
+    reader r = {.l = l, .fd = -1, .can_cut = !weft_tokenizer_added_has(t, ' ')};
+    if (weft_tokenizer_eot(t) < 0)
+        return weft_error(WEFT_EDATA, "%s: the tokenizer has no end-of-text token (<|endoftext|>, <|end_of_text|>, "
+                          "</s> or <eos> among its added tokens) to end each document with", o->tokenizer);
+    b.chunks = calloc(b.n, sizeof *b.chunks);
+    b.jobs = calloc(b.n, sizeof *b.jobs);
+    int rc = b.chunks && b.jobs ? 0 : weft_error(WEFT_ENOMEM, "no memory");
+    if (rc == 0)
+        rc = weft_encode_pool_new(t, threads, &b.pool);
+    if (rc == 0)
+        rc = open_sink(&s, o, vocab <= 65536 ? 2 : 4, vocab, l->bytes + l->n);
+    s.val_from = UINT64_MAX; /* until the chunk at the split (bpe_batch) */
+    progress_init(&p, "prepare");
+    while (rc == 0 && more)
+        rc = bpe_batch(&b, &r, &s, &more, &p);
+    progress_end(&p);
+    if (rc == 0)
+        rc = commit_sink(&s, "prepared", o->out, t0);
+    if (rc == 0)
+        printf("tokenizer %s: %s, vocab %u, hash %016" PRIx64 ", %d threads, %.1f MB/s\n", o->tokenizer,
+               weft_tokenizer_name(t), vocab, weft_tokenizer_hash(t), threads,
+               (double)l->bytes / 1e6 / ((double)(weft_now_ns() - t0) * 1e-9));
+    weft_dataset_writer_free(s.w);
+    weft_encode_pool_free(b.pool);
+    for (size_t i = 0; b.chunks && i < b.n; i++)
+        free(b.chunks[i].text);
+    for (size_t i = 0; b.jobs && i < b.n; i++)
+        free(b.jobs[i].ids);
+    free(b.chunks);
+    free(b.jobs);
+    free(r.carry.text);
+    if (r.fd >= 0)
+        close(r.fd);
+    return rc;
+}
+
 static int cmd_prepare(int argc, char **argv)
 {
     build_opts o;
     weft_cli cli;
     file_list l = {0};
+    weft_tokenizer *t = NULL;
     int st = parse_build(argc, argv, usage_prepare, 0, &o, &cli), rc = 0;
     if (st >= 0 || (st = check_output(&o)) >= 0)
         return st;
+    if (o.tokenizer && strcmp(o.tokenizer, "bytes") != 0) {
+        rc = weft_tokenizer_load(o.tokenizer, &t);
+        o.tokenizer_id = WEFT_TOKENIZER_FILE;
+    }
     for (int i = 0; rc == 0 && i < cli.nops; i++)
         rc = walk(&l, cli.ops[i], 0);
     if (rc == 0 && l.n == 0)
         rc = weft_error(WEFT_ENOENT, "%s: no input files found", cli.ops[0]);
     if (rc == 0)
-        rc = prepare_files(&o, &l);
+        rc = t ? prepare_bpe(&o, &l, t) : prepare_files(&o, &l);
     list_free(&l);
+    weft_tokenizer_free(t);
+    return rc < 0 ? fail(rc) : 0;
+}
+
+/* ---- tokenize --------------------------------------------------------------- */
+
+static const char *const usage_tokenize =
+    "usage: weft-data tokenize --tokenizer PATH [--decode] [FILE...]\n"
+    "\n"
+    "Encodes each FILE (standard input when none) and prints its token ids in\n"
+    "decimal, separated by spaces, one line per file (no end-of-document token is\n"
+    "added). With --decode, reads ids (separated by spaces, commas or newlines) and\n"
+    "writes the text they decode to. A line on stderr describes the tokenizer: kind,\n"
+    "vocabulary, end-of-text id and hash.\n"
+    "\n"
+    "options:\n"
+    "  --tokenizer PATH        tokenizer.json, a directory with tokenizer.json or\n"
+    "                          vocab.json + merges.txt (encoder.json + vocab.bpe), or\n"
+    "                          'bytes'\n"
+    "  --decode                ids -> text\n"
+    "  -h, --help              this text\n"
+    "exit status: 0 ok, 64 bad usage, 65 a bad tokenizer file or id, 66 a missing file\n";
+
+static int slurp(const char *path, char **out, size_t *len)
+{
+    int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+    size_t n = 0, cap = 1 << 16;
+    if (fd < 0)
+        return weft_error(errno == ENOENT ? WEFT_ENOENT : WEFT_EIO, "%s: cannot open: %s", path, strerror(errno));
+    char *buf = malloc(cap);
+    int rc = 0;
+    while (buf) {
+        if (n == cap) {
+            char *b = realloc(buf, cap *= 2);
+            if (!b) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = b;
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            rc = weft_error(WEFT_EIO, "%s: read failed: %s", path, strerror(errno));
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    if (fd != STDIN_FILENO)
+        close(fd);
+    if (!buf)
+        return weft_error(WEFT_ENOMEM, "%s: no memory to read it", path);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static int encode_file(const weft_tokenizer *t, const char *path)
+{
+    char *text;
+    size_t n, k = 0;
+    WEFT_CHECK(slurp(path, &text, &n));
+    uint32_t *ids = malloc((n + 1) * sizeof *ids);
+    int rc = ids ? weft_tokenizer_encode(t, text, n, ids, n + 1, &k) : weft_error(WEFT_ENOMEM, "no memory");
+    for (size_t i = 0; rc == 0 && i < k; i++)
+        printf(i ? " %u" : "%u", ids[i]);
+    if (rc == 0)
+        printf("\n");
+    free(ids);
+    free(text);
+    return rc;
+}
+
+/* Ids in decimal, separated by spaces, commas or newlines. */
+static int parse_ids(const char *path, const char *text, size_t n, uint32_t *ids, size_t *k)
+{
+    *k = 0;
+    for (size_t i = 0; i < n;) {
+        if (strchr(" ,\n\t\r", text[i]) && text[i]) {
+            i++;
+            continue;
+        }
+        uint64_t v = 0;
+        size_t s = i;
+        while (i < n && text[i] >= '0' && text[i] <= '9' && v <= UINT32_MAX)
+            v = v * 10 + (uint64_t)(text[i++] - '0');
+        if (i == s || v > UINT32_MAX)
+            return weft_error(WEFT_EDATA, "%s: offset %zu: expected a token id (decimal), found byte 0x%02x", path, i,
+                              (unsigned char)text[i < n ? i : n - 1]);
+        ids[(*k)++] = (uint32_t)v;
+    }
+    return 0;
+}
+
+static int decode_file(const weft_tokenizer *t, const char *path)
+{
+    char *text, *out = NULL;
+    size_t n, k = 0, len = 0;
+    WEFT_CHECK(slurp(path, &text, &n));
+    uint32_t *ids = malloc((n / 2 + 1) * sizeof *ids);
+    int rc = ids ? parse_ids(path, text, n, ids, &k) : weft_error(WEFT_ENOMEM, "no memory");
+    if (rc == 0 && weft_tokenizer_decode(t, ids, k, NULL, 0, &len) == WEFT_EDATA)
+        rc = WEFT_EDATA; /* a bad id: the message is recorded */
+    if (rc == 0 && !(out = malloc(len + 1)))
+        rc = weft_error(WEFT_ENOMEM, "no memory");
+    if (rc == 0)
+        rc = weft_tokenizer_decode(t, ids, k, out, len + 1, &len);
+    if (rc == 0)
+        fwrite(out, 1, len, stdout);
+    free(out);
+    free(ids);
+    free(text);
+    return rc;
+}
+
+static int cmd_tokenize(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"tokenizer", required_argument, NULL, OPT_TOKENIZER_PATH},
+        {"decode", no_argument, NULL, OPT_DECODE},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    weft_cli cli;
+    const char *path = NULL;
+    int c, decode = 0, rc = 0;
+    weft_cli_init(&cli, "weft-data tokenize", argc, argv, opts, 0);
+    while ((c = weft_cli_next(&cli)) != WEFT_CLI_END) {
+        if (c == 'h') {
+            fputs(usage_tokenize, stdout);
+            return WEFT_EXIT_OK;
+        }
+        if (c == OPT_TOKENIZER_PATH)
+            path = cli.arg;
+        else if (c == OPT_DECODE)
+            decode = 1;
+        else
+            return WEFT_EXIT_USAGE;
+    }
+    if (!path)
+        return weft_cli_error(&cli, "missing --tokenizer PATH");
+    weft_tokenizer *t;
+    if ((rc = weft_tokenizer_load(path, &t)) < 0)
+        return fail(rc);
+    fprintf(stderr, "weft-data: tokenizer %s: %s, vocab %d, end of text %d, hash %016" PRIx64 "\n", path,
+            weft_tokenizer_name(t), weft_tokenizer_vocab(t), weft_tokenizer_eot(t), weft_tokenizer_hash(t));
+    char *stdin_only[] = {"-"};
+    char **files = cli.nops ? cli.ops : stdin_only;
+    for (int i = 0; rc == 0 && i < (cli.nops ? cli.nops : 1); i++)
+        rc = decode ? decode_file(t, files[i]) : encode_file(t, files[i]);
+    fflush(stdout);
+    weft_tokenizer_free(t);
     return rc < 0 ? fail(rc) : 0;
 }
 
@@ -583,7 +979,7 @@ static int import_file(sink *s, const build_opts *o, const char *path, const wef
 
 static int import_all(const build_opts *o, int n, char **inputs, weft_import_source *src)
 {
-    sink s = {0};
+    sink s = {.tokenizer_hash = o->tokenizer_hash};
     progress p;
     uint64_t tokens = 0, bytes = 0, done = 0;
     unsigned width = o->vocab ? (o->vocab <= 65536 ? 2 : 4) : 2;
@@ -620,6 +1016,17 @@ static int cmd_import(int argc, char **argv)
     int st = parse_build(argc, argv, usage_import, 1, &o, &cli);
     if (st >= 0 || (st = check_output(&o)) >= 0)
         return st;
+    weft_tokenizer *t = NULL;
+    if (o.tokenizer) { /* the tokenizer that made the tokens: its id, hash and vocabulary */
+        int rc = weft_tokenizer_load(o.tokenizer, &t);
+        if (rc < 0)
+            return fail(rc);
+        o.tokenizer_id = weft_tokenizer_id(t);
+        o.tokenizer_hash = weft_tokenizer_hash(t);
+        if (!o.vocab)
+            o.vocab = (uint64_t)weft_tokenizer_vocab(t);
+        weft_tokenizer_free(t);
+    }
     weft_import_source *src = calloc((size_t)cli.nops, sizeof *src);
     if (!src)
         return fail(weft_error(WEFT_ENOMEM, "no memory"));
@@ -705,7 +1112,10 @@ static int info_one(const char *dir)
     printf("dataset %s\n", dir);
     printf("  hash   %016" PRIx64 "\n", m->hash);
     printf("  vocab  %u, token width %u bytes, tokenizer %u (%s)\n", m->vocab_size, m->token_width, m->tokenizer_id,
-           m->tokenizer_id == WEFT_TOKENIZER_BYTES ? "weft bytes" : m->tokenizer_id == 0 ? "external" : "user");
+           m->tokenizer_id == WEFT_TOKENIZER_BYTES ? "weft bytes" : m->tokenizer_id == 0 ? "external"
+           : m->tokenizer_id == WEFT_TOKENIZER_FILE ? "tokenizer file" : "user");
+    if (m->tokenizer_hash)
+        printf("  tokenizer hash %016" PRIx64 "\n", m->tokenizer_hash);
     info_split(m, WEFT_SPLIT_TRAIN);
     info_split(m, WEFT_SPLIT_VAL);
     weft_manifest_free(m);
@@ -734,6 +1144,7 @@ int main(int argc, char **argv)
         int (*run)(int, char **);
     } cmds[] = {
         {"prepare", cmd_prepare}, {"import", cmd_import}, {"verify", cmd_verify}, {"info", cmd_info},
+        {"tokenize", cmd_tokenize},
     };
     weft_cli cli;
     int c;
@@ -748,7 +1159,7 @@ int main(int argc, char **argv)
         return WEFT_EXIT_OK;
     }
     if (cli.nops == 0)
-        return weft_cli_error(&cli, "expected a command: prepare, import, verify or info");
+        return weft_cli_error(&cli, "expected a command: prepare, import, verify, info or tokenize");
     if (strcmp(cli.ops[0], "help") == 0) {
         fputs(usage_main, stdout);
         return WEFT_EXIT_OK;
@@ -756,5 +1167,5 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cli.ops[0], cmds[i].name) == 0)
             return cmds[i].run(cli.nops, cli.ops);
-    return weft_cli_error(&cli, "unknown command '%s' (expected prepare, import, verify or info)", cli.ops[0]);
+    return weft_cli_error(&cli, "unknown command '%s' (expected prepare, import, verify, info or tokenize)", cli.ops[0]);
 }

@@ -103,13 +103,8 @@ static int parse_cli(int argc, char **argv, int rank, eval_args *a)
 static int adopt_checkpoint(weft_ctx *ctx, eval_args *a)
 {
     static const char *const keys[] = {"model.", "train.seq_len", NULL};
-    char *ini, origin[4400];
     WEFT_CHECK(weft_ckpt_resolve(a->init_from, a->path, sizeof a->path));
-    WEFT_CHECK(weft_ckpt_read_config(a->path, NULL, &ini, NULL));
-    snprintf(origin, sizeof origin, "checkpoint %s", a->path);
-    int rc = weft_config_adopt(ctx->config, ini, strlen(ini), origin, keys);
-    free(ini);
-    return rc;
+    return weft_ckpt_adopt_config(a->path, ctx->config, keys);
 }
 
 /* The configuration against the job and the datasets' vocabulary

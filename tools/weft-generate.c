@@ -18,9 +18,8 @@
  * the generated ids, comma-separated (end-of-text included when it ended
  * the text). Timings on stderr.
  *
- * Tokenizer: byte-level (data/tokenizer.h) until the general tokenizer
- * lands; everything the program asks of a tokenizer is the four tok_*
- * functions below, so switching is a few lines there.
+ * Tokenizer: --tokenizer PATH (data/tokenizer.h: a tokenizer.json, GPT-2's
+ * vocab.json + merges.txt, or 'bytes'), behind the four tok_* functions.
  *
  * Exit status: 0 done, 64 bad usage (a prompt longer than model.context, a
  * bad --prompt-ids, a vocabulary the tokenizer does not match), 65 bad or
@@ -53,7 +52,9 @@ static const char *usage_text =
     "  --prompt TEXT           the text to continue (tokenized with --tokenizer)\n"
     "  --prompt-ids IDS        or its token ids, comma-separated (e.g. 1,2,3)\n"
     "                          neither: start from the end-of-text token (a new document)\n"
-    "  --tokenizer PATH        'bytes' (default): byte-level, end-of-text = token 0\n"
+    "  --tokenizer PATH        the model's tokenizer: a tokenizer.json, a directory with it or\n"
+    "                          with vocab.json + merges.txt, or 'bytes' (default: byte-level,\n"
+    "                          end-of-text = token 0)\n"
     "  --max-new-tokens N      tokens to generate at most (default 64); stops earlier at\n"
     "                          end-of-text. Past model.context positions the window slides:\n"
     "                          the last context/2 tokens are kept\n"
@@ -79,10 +80,10 @@ typedef struct {
 
 /* --- the tokenizer ----------------------------------------------------------- */
 
-/* What the program asks of a tokenizer. Byte-level only for now: the
- * general one (data/tokenizer.h's weft_tokenizer_load/_encode/_decode/
- * _eot/_vocab) slots in behind these four functions. */
+/* What the program asks of a tokenizer (data/tokenizer.h): its vocabulary
+ * and end-of-text id, text to ids, ids to text. */
 typedef struct {
+    weft_tokenizer *t;
     const char *name;
     int vocab;
     int32_t eot;
@@ -90,41 +91,43 @@ typedef struct {
 
 static int tok_open(const char *path, tokenizer *t)
 {
-    if (!path || strcmp(path, "bytes") == 0) {
-        *t = (tokenizer){"bytes", WEFT_BYTES_VOCAB, WEFT_BYTES_EOD};
-        return 0;
-    }
-    return weft_error(WEFT_ECONFIG, "--tokenizer %s: only the byte-level tokenizer ('bytes') is built in so far",
-                      path);
+    WEFT_CHECK(weft_tokenizer_load(path ? path : "bytes", &t->t));
+    t->name = weft_tokenizer_name(t->t);
+    t->vocab = weft_tokenizer_vocab(t->t);
+    t->eot = weft_tokenizer_eot(t->t);
+    return 0;
 }
 
 /* text -> ids (malloc'ed, *n of them). */
 static int tok_encode(const tokenizer *t, const char *text, int32_t **ids, int *n)
 {
-    (void)t;
-    size_t len = strlen(text);
-    uint32_t *u = malloc((len + 1) * sizeof *u);
+    size_t len = strlen(text), cap = len + 16, got = 0; /* byte-level BPE: at most one id per byte */
+    uint32_t *u = malloc(cap * sizeof *u);
     if (!u)
         return weft_error(WEFT_ENOMEM, "out of memory");
-    size_t k = weft_tokenizer_bytes_encode((const uint8_t *)text, len, u, NULL);
-    *ids = (int32_t *)u; /* the same bytes: every byte-level id is < 256 */
-    *n = (int)k;
+    int rc = weft_tokenizer_encode(t->t, text, len, u, cap, &got);
+    if (rc) {
+        free(u);
+        return rc;
+    }
+    *ids = (int32_t *)u; /* ids < vocab <= INT32_MAX: the same bits */
+    *n = (int)got;
     return 0;
 }
 
 /* ids -> text on out; end-of-text writes nothing. */
 static void tok_write(const tokenizer *t, const int32_t *ids, int n, FILE *out)
 {
-    (void)t;
-    char buf[256];
-    for (int i = 0; i < n; i += (int)sizeof buf) {
-        int k = n - i < (int)sizeof buf ? n - i : (int)sizeof buf;
-        size_t len = weft_tokenizer_bytes_decode((const uint32_t *)(ids + i), (size_t)k, buf, 0);
+    char buf[1024];
+    for (int i = 0; i < n; i++) {
+        size_t len = 0;
+        if (ids[i] == t->eot || weft_tokenizer_decode(t->t, (const uint32_t *)&ids[i], 1, buf, sizeof buf, &len))
+            continue; /* an id the tokenizer cannot spell in 1 KiB is not text */
         fwrite(buf, 1, len, out);
     }
 }
 
-static void tok_close(tokenizer *t) { (void)t; }
+static void tok_close(tokenizer *t) { weft_tokenizer_free(t->t); }
 
 /* --- the model ---------------------------------------------------------------- */
 
@@ -135,16 +138,11 @@ static int load_model(const char *path, weft_model **out, int *vocab, int *conte
     static const weft_config_key *const tables[] = {weft_model_config_keys, NULL};
     static const char *const model_keys[] = {"model.", NULL};
     weft_config *cfg;
-    char *ini = NULL, origin[4400];
-    int64_t shape[2];
+    int64_t shape[2] = {0, 0};
     WEFT_CHECK(weft_config_new(tables, &cfg));
-    int rc = weft_ckpt_read_config(path, NULL, &ini, NULL);
-    snprintf(origin, sizeof origin, "checkpoint %s", path);
-    if (rc == 0)
-        rc = weft_config_adopt(cfg, ini, strlen(ini), origin, model_keys);
+    int rc = weft_ckpt_adopt_config(path, cfg, model_keys);
     if (rc == 0)
         rc = weft_ckpt_read_config(path, weft_lm_embedding_name(cfg), NULL, shape);
-    free(ini);
     *vocab = (int)shape[0];
     weft_model_part whole = {.tp_size = 1, .pp_size = 1, .nslots = 1, .micro_batch = 1, .seq_len = 1};
     if (rc == 0)

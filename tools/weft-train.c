@@ -11,6 +11,7 @@
  * at the end sample from the model (--sample, through model/generate.h).
  */
 #include "model/generate.h"
+#include "checkpoint/ckpt.h"
 #include "model/lm.h"
 #include "runtime/cli.h"
 #include "weft.h"
@@ -106,26 +107,36 @@ static int sample(weft_ctx *ctx, weft_model *m, int V, const cli_opts *cli)
 }
 
 /* WEFT_DUMP_PARAMS=1 (tests): every rank writes its parameters to
- * run.dir/params-rN.bin, each tensor as one text line "name global0
+ * run.dir/params-rN.bin (dump_params), each tensor as one text line "name global0
  * global1 split_dim nblocks part nparts tied_copy numel" and numel f32s,
  * so a test can reassemble the global model from any layout. */
+static int dump_table(const char *path, const weft_tensor *table, int n, const float *data)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return weft_error(WEFT_EIO, "cannot write %s: %s", path, strerror(errno));
+    for (int i = 0; i < n; i++) {
+        const weft_tensor *p = &table[i];
+        const weft_shard_spec *s = &p->shard;
+        fprintf(f, "%s %lld %lld %d %d %d %d %d %zu\n", p->name, (long long)s->global_shape[0],
+                (long long)s->global_shape[1], s->split_dim, s->nblocks, s->part, s->nparts, (p->flags & WEFT_TENSOR_TIED_COPY) != 0, p->numel);
+        fwrite(data + p->offset, sizeof(float), p->numel, f);
+    }
+    return fclose(f) == 0 ? 0 : weft_error(WEFT_EIO, "cannot write %s: %s", path, strerror(errno));
+}
+
+/* ... and the frozen tensors, if any, to run.dir/frozen-rN.bin alike. */
 static int dump_params(const weft_config *cfg, int rank, const weft_model *m)
 {
     if (!getenv("WEFT_DUMP_PARAMS"))
         return 0;
     char path[4200];
     snprintf(path, sizeof path, "%s/params-r%d.bin", weft_config_str(cfg, "run.dir"), rank);
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return weft_error(WEFT_EIO, "cannot write %s: %s", path, strerror(errno));
-    for (int i = 0; i < m->nparams; i++) {
-        const weft_tensor *p = &m->params[i];
-        const weft_shard_spec *s = &p->shard;
-        fprintf(f, "%s %lld %lld %d %d %d %d %d %zu\n", p->name, (long long)s->global_shape[0],
-                (long long)s->global_shape[1], s->split_dim, s->nblocks, s->part, s->nparts, (p->flags & WEFT_TENSOR_TIED_COPY) != 0, p->numel);
-        fwrite(m->param_data + p->offset, sizeof(float), p->numel, f);
-    }
-    return fclose(f) == 0 ? 0 : weft_error(WEFT_EIO, "cannot write %s: %s", path, strerror(errno));
+    WEFT_CHECK(dump_table(path, m->params, m->nparams, m->param_data));
+    if (!m->nfrozen)
+        return 0;
+    snprintf(path, sizeof path, "%s/frozen-r%d.bin", weft_config_str(cfg, "run.dir"), rank);
+    return dump_table(path, m->frozen, m->nfrozen, m->frozen_data);
 }
 
 static void usage(FILE *out)
@@ -150,7 +161,10 @@ static void usage(FILE *out)
             "                   one, the newest step-*.h5 that verifies)\n"
             "  --resume=auto    the same when there is one, else start from step 0 (requeued jobs)\n"
             "  --init-from FILE|RUN_DIR  start from a checkpoint's weights (fine-tuning: fresh optimizer\n"
-            "                   and data); a run directory means its latest checkpoint\n"
+            "                   and data); a run directory means its latest checkpoint. With lora.rank > 0\n"
+            "                   it is the frozen base (required); with --resume=auto, used only when there\n"
+            "                   is no checkpoint to resume (requeued fine-tuning jobs). The model.* keys\n"
+            "                   not given are the checkpoint's (an imported model needs none)\n"
             "  --check          check the whole configuration and the datasets' manifests, create\n"
             "                   nothing, exit 0 (good) or 64 (bad; 66: a dataset is missing)\n"
             "A fresh start in a run.dir that holds a run is refused (exit 64): --resume it, or\n"
@@ -204,17 +218,33 @@ static int parse_cli(int argc, char **argv, int rank, cli_opts *cli)
     }
     if (weft_cli_operands(&c, 0, 0, "no operands (configuration goes in --config FILE or --section.key=value)"))
         return WEFT_EXIT_USAGE;
-    if (cli->resume && cli->init_from)
-        return weft_cli_error(&c, "--resume and --init-from exclude each other");
+    if (cli->resume == 1 && cli->init_from)
+        return weft_cli_error(&c, "--resume and --init-from exclude each other (--resume=auto --init-from X "
+                              "resumes when there is a checkpoint, else starts from X)");
     return 0;
 }
 
 /* --- main ----------------------------------------------------------------- */
 
+/* --init-from: the checkpoint's model.* keys where the job did not give
+ * them, so a fine-tune from an imported model (weft-ckpt import) or another
+ * run needs no copy of its shape. Every rank reads the file, before any
+ * collective: the same answer everywhere. */
+static int adopt_model_keys(weft_ctx *ctx, const cli_opts *cli)
+{
+    static const char *const keys[] = {"model.", NULL};
+    char path[4096];
+    if (!cli->init_from)
+        return 0;
+    WEFT_CHECK(weft_ckpt_resolve(cli->init_from, path, sizeof path));
+    return weft_ckpt_adopt_config(path, ctx->config, keys);
+}
+
 /* Set up, train, sample. The model is the trainer's until it is closed. */
 static int train(weft_ctx *ctx, weft_trainer **tp, const cli_opts *cli)
 {
     int vocab;
+    WEFT_CHECK(adopt_model_keys(ctx, cli));
     WEFT_CHECK(check_config(ctx, cli, &vocab));
     if (cli->check) {
         if (ctx->rank == 0)

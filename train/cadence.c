@@ -3,7 +3,9 @@
  * (--resume, --resume=auto, --init-from; weights alone for weft-eval:
  * weft_trainer_load_weights), saving after steps
  * (checkpoint.every, at the end, on a stop signal), and telling the
- * scheduler what is committed. The checkpoint itself is checkpoint/ckpt.h;
+ * scheduler what is committed. With checkpoint.trusted_keys a checkpoint
+ * is loaded only once its signature holds; what was loaded is the parent in
+ * this run's provenance (provenance.c). The checkpoint itself is checkpoint/ckpt.h;
  * the model's tensors reach it through checkpoint/state.h.
  */
 #include "train/trainer_int.h"
@@ -13,9 +15,65 @@
 #include "runtime/rng.h"
 #include "runtime/timer.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* --- frozen tensors ----------------------------------------------------------
+ * A model with a frozen table (LoRA's base weights) trains only its
+ * parameters; the frozen tensors come from a checkpoint of their own: the
+ * --init-from checkpoint, whose absolute path and weft_ckpt_params_hash
+ * every checkpoint of the run records (base_checkpoint, base_hash), and
+ * which a resume loads again after checking the hash. */
+
+/* Load the frozen tensors from the checkpoint at path. want: the hash the
+ * resumed checkpoint recorded (0: none to check, --init-from); by: that
+ * checkpoint, for messages. */
+static int load_base(weft_trainer *t, const char *path, uint64_t want, const char *by)
+{
+    int64_t got[2] = {0, 0}; /* rc, hash: rank 0 reads, every rank learns */
+    uint64_t h = 0;
+    if (t->rank == 0 && (got[0] = weft_ckpt_params_hash(path, &h)) == 0)
+        memcpy(&got[1], &h, sizeof h);
+    WEFT_CHECK(weft_comm_broadcast(t->world, got, got, 2, WEFT_I64, 0));
+    memcpy(&h, &got[1], sizeof h);
+    if (got[0] && by)
+        return weft_error((int)got[0], "the base checkpoint %s that %s was trained from: %s", path, by,
+                          t->rank == 0 ? weft_last_error() : "unreadable (see rank 0)");
+    if (got[0])
+        return t->rank == 0 ? (int)got[0] : weft_error((int)got[0], "%s: unreadable (see rank 0)", path);
+    if (want && h != want)
+        return weft_error(WEFT_EDATA, "the base checkpoint %s has weights hash %016llx, but %s was trained on a "
+                          "base of hash %016llx: the file changed since; put that base back at %s",
+                          path, (unsigned long long)h, by, (unsigned long long)want, path);
+    const weft_model *m = t->model;
+    weft_ckpt_state fs = {.params = m->frozen_data, .n = m->frozen_n, .tensors = m->frozen, .ntensors = m->nfrozen};
+    weft_ckpt_loaded L;
+    WEFT_CHECK(weft_ckpt_load(&t->cdesc.layout, &fs, path, WEFT_CKPT_WEIGHTS_ONLY, &L));
+    weft_ckpt_loaded_free(&L);
+    char abs[PATH_MAX];
+    free(t->base_path);
+    t->base_path = strdup(realpath(path, abs) ? abs : path);
+    t->base_hash = h;
+    if (!t->base_path)
+        return weft_error(WEFT_ENOMEM, "out of memory");
+    if (t->rank == 0)
+        WEFT_INFO("frozen weights (%d tensors) from %s (weights hash %016llx)", m->nfrozen, t->base_path,
+                  (unsigned long long)h);
+    return 0;
+}
+
+/* A resumed checkpoint of a model with frozen tensors: the base it names. */
+static int resume_base(weft_trainer *t, const char *path, const weft_ckpt_meta *meta)
+{
+    if (!meta->base_path)
+        return weft_error(WEFT_EDATA, "checkpoint %s names no base checkpoint (attribute base_checkpoint), but "
+                          "the model has %d frozen tensors (%s): it was not written by such a run; start from "
+                          "the base with --init-from instead", path, t->model->nfrozen,
+                          t->model->adapter ? t->model->adapter : "frozen");
+    return load_base(t, meta->base_path, meta->base_hash, path);
+}
 
 /* The loaded checkpoint L of path into the trainer (unless weights_only,
  * the optimizer, the step and the training source's position; the data
@@ -31,9 +89,12 @@ static int apply_loaded(weft_trainer *t, const char *path, weft_ckpt_loaded *L, 
                         (unsigned long long)L->meta.dataset_hash, (unsigned long long)have);
     if (rc == 0 && !weights_only && L->meta.loader_state)
         rc = t->train->ops->restore(t->train, L->meta.loader_state, L->meta.loader_len);
+    if (rc == 0 && !weights_only && t->model->nfrozen)
+        rc = resume_base(t, path, &L->meta);
     if (rc == 0 && !weights_only) {
         weft_optim_set_t(t->opt, L->meta.optim_t);
         t->start_step = L->meta.step;
+        t->loaded = 1;
     }
     if (rc == 0 && t->rank == 0)
         WEFT_INFO("%s %s (step %lld, written by world=%d dp=%d tp=%d pp=%d zero=%d)",
@@ -49,7 +110,14 @@ static int init_from(weft_trainer *t, const char *name)
     char path[4300];
     weft_ckpt_loaded L;
     WEFT_CHECK(weft_ckpt_resolve(name, path, sizeof path));
+    WEFT_CHECK(weft_trainer_check_trusted(t, path));
+    if (t->model->nfrozen) { /* the frozen tensors; the trained ones keep their initial values */
+        WEFT_CHECK(load_base(t, path, 0, NULL));
+        weft_trainer_note_parent(t, path, "init-from");
+        return 0;
+    }
     WEFT_CHECK(weft_ckpt_load(&t->cdesc.layout, &t->cdesc.state, path, WEFT_CKPT_WEIGHTS_ONLY, &L));
+    weft_trainer_note_parent(t, path, "init-from");
     return apply_loaded(t, path, &L, 1);
 }
 
@@ -87,7 +155,9 @@ static int load_first(weft_trainer *t, const char *const *dirs, const int64_t *t
         char name[64];
         weft_ckpt_file_name(tries[i], name, sizeof name);
         snprintf(path, len, "%s/%s", dirs[i], name);
-        int rc = weft_ckpt_load(&t->cdesc.layout, &t->cdesc.state, path, 0, L);
+        int rc = weft_trainer_check_trusted(t, path);
+        if (rc == 0)
+            rc = weft_ckpt_load(&t->cdesc.layout, &t->cdesc.state, path, 0, L);
         if (rc == 0)
             return i;
         if (!frc)
@@ -140,6 +210,7 @@ static int resume(weft_trainer *t, const char *dir, int mode)
     if (used < 0)
         return used;
     say_fallback(t, mode, c[0], used, path);
+    weft_trainer_note_parent(t, path, "resume");
     return apply_loaded(t, path, &L, 0);
 }
 
@@ -199,21 +270,27 @@ static int resume_tiers(weft_trainer *t, const char *local, const char *shared, 
         WEFT_INFO("resuming from the %s tier: %s%s", dirs[used] == local ? "local" : "shared", path,
                   dirs[used] == local ? "" : nl ? " (the local tier holds no newer checkpoint every rank can read)"
                                                 : " (nothing in the local tier)");
+    weft_trainer_note_parent(t, path, "resume");
     return apply_loaded(t, path, &L, 0);
 }
 
 int weft_trainer_ckpt_resume(weft_trainer *t, const weft_trainer_start_opts *so)
 {
     WEFT_CHECK(weft_ckpt_model_describe(t->model, t->dp, t->opt, t->world, t->mesh, t->o.zero, &t->cdesc));
-    if (so->init_from)
-        return init_from(t, so->init_from);
-    if (!so->resume)
-        return 0;
-    weft_ckpt_opts o;
-    weft_ckpt_opts_from_config(t->cfg, &o);
-    if (o.local_dir[0])
-        return resume_tiers(t, o.local_dir, o.dir, so->resume);
-    return resume(t, o.dir, so->resume);
+    if (so->resume) {
+        weft_ckpt_opts o;
+        weft_ckpt_opts_from_config(t->cfg, &o);
+        WEFT_CHECK(o.local_dir[0] ? resume_tiers(t, o.local_dir, o.dir, so->resume) : resume(t, o.dir, so->resume));
+    }
+    if (so->init_from && !t->loaded) /* --resume=auto --init-from: only when there was nothing to resume */
+        WEFT_CHECK(init_from(t, so->init_from));
+    const weft_model *m = t->model;
+    if (m->nfrozen && !t->base_path)
+        return weft_error(WEFT_ECONFIG, "the model's %d frozen tensors (%s: only the adapters are trained) need "
+                          "a checkpoint to come from, and there is none: give --init-from BASE (a checkpoint of "
+                          "the same model without adapters, e.g. one weft-ckpt import made)", m->nfrozen,
+                          m->adapter ? m->adapter : "frozen");
+    return 0;
 }
 
 int weft_trainer_load_weights(weft_trainer *t, const char *name)
@@ -234,6 +311,8 @@ int weft_trainer_ckpt_setup(weft_trainer *t)
     char *ini = weft_config_to_ini(t->cfg);
     int rc = t->source_state && ini ? weft_ckpt_new(&t->cdesc.layout, &t->cdesc.state, &o, ini, &t->ckpt)
                                     : weft_error(WEFT_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = weft_trainer_provenance(t, ini);
     free(ini);
     return rc ? rc : weft_trainer_metrics_resume(t);
 }
@@ -248,7 +327,8 @@ int weft_trainer_ckpt_save(weft_trainer *t, weft_step_stats *s, int wait)
                         .lr_min = ao->min_lr, .warmup = ao->warmup, .total_steps = ao->total_steps,
                         .dataset_hash = t->train->ops->hash(t->train),
                         .rng = weft_rng_mix(t->o.seed + (uint64_t)t->rank),
-                        .loader_state = t->source_state, .loader_len = len};
+                        .loader_state = t->source_state, .loader_len = len,
+                        .base_path = t->base_path, .base_hash = t->base_hash};
     int64_t t0 = weft_now_ns();
     WEFT_CHECK(wait ? weft_ckpt_save_wait(t->ckpt, &m) : weft_ckpt_save(t->ckpt, &m, NULL));
     s->ckpt_ms = 1e-6 * (double)(weft_now_ns() - t0);

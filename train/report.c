@@ -130,6 +130,12 @@ void weft_trainer_describe(const weft_trainer *t)
         return;
     const trainer_opts *o = &t->o;
     WEFT_INFO("model: %s", t->model->summary);
+    const weft_model *m = t->model;
+    if (m->nfrozen && m->global_trainable < m->global_params) /* AdamW: two f32 moments per trained element */
+        WEFT_INFO("%s: %zu trainable of %zu (%.2f%%), optimizer state %.2f MiB vs %.2f MiB full",
+                  m->adapter ? m->adapter : "frozen", m->global_trainable, m->global_params,
+                  100.0 * (double)m->global_trainable / (double)m->global_params,
+                  8.0 * (double)m->global_trainable / 1048576.0, 8.0 * (double)m->global_params / 1048576.0);
     char mesh[128];
     weft_mesh_describe(t->mesh, mesh, sizeof mesh);
     char *cut = strstr(mesh, " (this rank");

@@ -119,7 +119,11 @@ int weft_trainer_step(weft_trainer *t, weft_step_stats *s)
     weft_model_zero_grad(t->model);
     weft_dp_begin(t->dp);
     double loss_sum;
-    WEFT_CHECK(weft_pipe_train(t->pipe, batch, &loss_sum));
+    t->model->step = s->step;
+    t->model->training = 1;
+    int rc = weft_pipe_train(t->pipe, batch, &loss_sum);
+    t->model->training = 0;
+    WEFT_CHECK(rc);
     s->pipe_idle = pipe_idle(t);
     tw = weft_trace_begin();
     WEFT_CHECK(reduce_tied(t));

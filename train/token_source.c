@@ -3,8 +3,12 @@
  * (token_source.h, source.h).
  */
 #include "train/token_source.h"
+#include "data/shard.h"
+#include "data/tokenizer.h"
+#include "runtime/config.h"
 #include "runtime/error.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 
 typedef struct {
@@ -79,27 +83,64 @@ int weft_token_source_open(const weft_config *cfg, const weft_token_source_opts 
     return 0;
 }
 
+/* The tokenizer that made dataset dir's tokens (its manifest's
+ * tokenizer_hash; a byte-level dataset from before that line existed is the
+ * byte-level tokenizer) must be the model's, data.tokenizer. */
+static int check_tokenizer(const weft_tokenizer *t, const char *tpath, const char *dir, const weft_manifest *m)
+{
+    uint64_t h = m->tokenizer_hash, want = weft_tokenizer_hash(t);
+    if (!h && m->tokenizer_id == WEFT_TOKENIZER_BYTES)
+        h = weft_tokenizer_bytes_hash();
+    if (h == want)
+        return 0;
+    if (!h)
+        return weft_error(WEFT_EDATA, "dataset %s (data.path) records no tokenizer (tokenizer id %u, no "
+                          "tokenizer_hash), so it cannot be checked against data.tokenizer %s (hash %016" PRIx64 "): "
+                          "rebuild it with weft-data prepare --tokenizer %s, or import it with --tokenizer %s",
+                          dir, m->tokenizer_id, tpath, want, tpath, tpath);
+    return weft_error(WEFT_EDATA, "dataset %s (data.path) was tokenized by tokenizer %016" PRIx64 " (its manifest's "
+                      "tokenizer_hash), but the model's tokenizer, data.tokenizer %s, is %016" PRIx64 ": rebuild the "
+                      "dataset with weft-data prepare --tokenizer %s, or set data.tokenizer to the tokenizer that "
+                      "made it", dir, h, tpath, want, tpath);
+}
+
 int weft_token_source_vocab(const weft_config *cfg, int *vocab)
 {
     weft_loader_options o;
+    weft_tokenizer *t = NULL;
+    const char *tpath = weft_config_str(cfg, "data.tokenizer");
     weft_loader_options_default(&o);
     WEFT_CHECK(weft_loader_options_from_config(cfg, &o));
     *vocab = 0;
+    if (tpath[0]) {
+        WEFT_CHECK(weft_tokenizer_load(tpath, &t));
+        *vocab = weft_tokenizer_vocab(t);
+    }
     for (int i = 0; i < o.n_datasets; i++) {
-        weft_manifest *m;
-        WEFT_CHECK(weft_manifest_load(o.paths[i], &m));
+        weft_manifest *m = NULL;
+        int rc = weft_manifest_load(o.paths[i], &m);
+        if (rc == 0 && t)
+            rc = check_tokenizer(t, tpath, o.paths[i], m);
+        if (rc) {
+            weft_manifest_free(m);
+            weft_tokenizer_free(t);
+            return rc;
+        }
         uint32_t v = m->vocab_size;
         weft_manifest_free(m);
         /* A model needs two tokens at least, and an embedding row per token:
          * more than WEFT_DATA_MAX_VOCAB is a dataset written from bytes that
          * were not tokens (weft-data import --dtype u32 of the wrong file). */
-        if (v < 2 || v > WEFT_DATA_MAX_VOCAB)
+        if (v < 2 || v > WEFT_DATA_MAX_VOCAB) {
+            weft_tokenizer_free(t);
             return weft_error(WEFT_ECONFIG, "dataset %s (data.path) has vocabulary size %u: a model needs one in "
                               "[2, %d]; check how it was made (weft-data info %s) and rebuild it with weft-data "
                               "import --vocab N", o.paths[i], v, WEFT_DATA_MAX_VOCAB, o.paths[i]);
+        }
         if ((int)v > *vocab)
             *vocab = (int)v;
     }
+    weft_tokenizer_free(t);
     return 0;
 }
 

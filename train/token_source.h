@@ -24,7 +24,10 @@ typedef struct weft_token_source_opts {
  * validation split is read in file order. */
 WEFT_API int weft_token_source_open(const weft_config *cfg, const weft_token_source_opts *o, weft_source **out);
 
-/* The largest vocabulary among the datasets data.path names. */
+/* The largest vocabulary among the datasets data.path names and the model's
+ * tokenizer (data.tokenizer, when set). With data.tokenizer, a dataset whose
+ * manifest records another tokenizer (or none) is WEFT_EDATA naming both
+ * hashes. */
 WEFT_API int weft_token_source_vocab(const weft_config *cfg, int *vocab);
 
 /* The loader underneath (windows consumed, for the log). */

@@ -401,6 +401,7 @@ static void release(weft_trainer *t, int rc)
         weft_comm_free(t->world);
     free(t->norm);
     free(t->tied);
+    free(t->base_path);
     /* A run that failed mid-way keeps its timeline; a set-up failure has none. */
     if (t->running)
         weft_trace_finish(t->o.run_dir);

@@ -111,7 +111,9 @@ typedef struct weft_trainer_start_opts {
                               * run.dir's latest checkpoint (none: the newest that loads), 2 (auto): the
                               * same, falling back past bad ones, from step 0 when there is none */
     const char *init_from;   /* a checkpoint's weights only (fine-tuning): fresh optimizer and data; a
-                              * file, or a run or checkpoints directory (its latest) */
+                              * file, or a run or checkpoints directory (its latest). A model with frozen
+                              * tensors (model.h; LoRA) loads only those from it, and needs it unless it
+                              * resumes. With resume = 2: used only when there is nothing to resume */
 } weft_trainer_start_opts;
 
 /* Collective. The run's services, and the resumed state if asked. */

@@ -64,9 +64,17 @@ struct weft_trainer {
     int64_t reported_ckpt;      /* the last committed step told to the scheduler */
     int resuming;               /* --resume: metrics.jsonl is kept up to the resumed step */
     int nothing_to_do;          /* resumed at or past train.steps: start and run touch nothing */
+    int loaded;                 /* a checkpoint was resumed (not --init-from) */
+    char *base_path;            /* where the model's frozen tensors came from (absolute), or NULL */
+    uint64_t base_hash;         /* its weft_ckpt_params_hash */
     double peak_flops;          /* one rank's f32 peak FLOP/s, what MFU divides by: run.peak_flops,
                                    or weft_matmul_peak at start (0: not known yet) */
     int peak_warned;            /* told once that a step beat the peak */
+    /* provenance.c: the checkpoint this run started from (rank 0) */
+    int has_parent;
+    uint64_t parent_id;         /* its identity (checkpoint/seal.h) */
+    char parent_kind[16];       /* resume | init-from */
+    char parent_path[4300];
 };
 
 
@@ -79,6 +87,14 @@ int weft_trainer_ckpt_step(weft_trainer *t, weft_step_stats *s);
  * checkpoint is in the shared tier too; the agreed error otherwise. */
 int weft_trainer_ckpt_drained(weft_trainer *t);
 void weft_trainer_ckpt_report(weft_trainer *t);
+
+/* provenance.c: checkpoint.trusted_keys before a checkpoint is loaded
+ * (collective; WEFT_EDATA naming why it is refused), what a loaded one was
+ * (rank 0), and the provenance every checkpoint of this run records
+ * (collective, after weft_ckpt_new; ini: the stored configuration). */
+int weft_trainer_check_trusted(weft_trainer *t, const char *path);
+void weft_trainer_note_parent(weft_trainer *t, const char *path, const char *kind);
+int weft_trainer_provenance(weft_trainer *t, const char *ini);
 
 /* rundir.c: before anything is written (collective), and once the run
  * will train (rank 0 writes owner.json) */

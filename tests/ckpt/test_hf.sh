@@ -128,9 +128,13 @@ else not_ok "llama: 4 training steps on tp 2 from the import" "$(tail -5 <<<"$ou
 expect_exit 65 "--init-from with model.n_embd 64 against an import of 32: exit 65" weft_mpirun 1 "$train" "${run[@]}" \
     --train.steps=1 --run.dir="$T/run-bad1" --init-from "$T/gpt2-f32.h5" "${gpt2_keys[@]}" --model.n_embd=64
 check "... naming the tensor and both shapes" grep -q "tensor 'params/wte' has shape (256, 32) in the checkpoint but (256, 64)" <<<"$LAST_OUT"
-expect_exit 65 "--init-from a Llama import without model.family=llama: exit 65" weft_mpirun 1 "$train" "${run[@]}" \
-    --train.steps=1 --run.dir="$T/run-bad2" --init-from "$T/llama-f32.h5" --model.n_layer=2
-check "... pointing at model.family" grep -q "check model.family" <<<"$LAST_OUT"
+expect_exit 0 "--init-from a Llama import with no model.* keys: weft-train takes the checkpoint's" \
+    weft_mpirun 1 "$train" "${run[@]}" --train.steps=1 --run.dir="$T/run-adopt" --init-from "$T/llama-f32.h5"
+check "... and builds that Llama" grep -q "model: Llama, L=2 NH=4 NKV=2 C=32" <<<"$LAST_OUT"
+expect_exit 64 "--init-from a Llama import with model.family=gpt2 given: exit 64 before any load" weft_mpirun 1 \
+    "$train" "${run[@]}" --train.steps=1 --run.dir="$T/run-bad2" --init-from "$T/llama-f32.h5" --model.family=gpt2
+check "... naming model.family and the checkpoint's Llama key" grep -q \
+    "model.n_kv_head is set (checkpoint .*llama-f32.h5) but model.family is gpt2 (command line)" <<<"$LAST_OUT"
 
 # Bad input: exit CODE, the message matches PATTERN, nothing left in the
 # output directory.

@@ -8,7 +8,11 @@
 #     job comment (squeue -o %k) shows the progress while it runs and the
 #     final state after;
 #   - finetune.sbatch starts from that run's checkpoint on a new dataset and
-#     another layout; sweep.sbatch runs a job array, one run per rate;
+#     another layout (LoRA on the frozen base, merged, exported); and from a
+#     Hugging Face Llama directory (written by tests/ckpt/hf_model.py):
+#     import -> tokenize -> LoRA -> merge -> export, the exported weights
+#     differing from the source's in the adapted layers (q, v) only;
+#     sweep.sbatch runs a job array, one run per rate;
 #   - scancel --signal=USR1 of the batch shell reaches every rank through the
 #     script's trap: all stop after the same step.
 . "$(dirname "$0")/../lib.sh"
@@ -56,6 +60,17 @@ fi
 # train.sbatch on a small model.
 ds="$TMPDIR_TEST/ds"
 repeat_dataset "$ds" 0.1
+# The training keys alone, for fine-tuning an imported model (its model.*
+# keys come from the checkpoint).
+cat >"$TMPDIR_TEST/tiny-ft.ini" <<INI
+[train]
+seq_len = 32
+micro_batch = 4
+global_batch = 8
+log_interval = 10
+eval_interval = 0
+eval_batches = 1
+INI
 cat >"$TMPDIR_TEST/tiny.ini" <<INI
 [model]
 n_layer = 2
@@ -111,13 +126,44 @@ job=$(INIT_FROM="$TMPDIR_TEST/done" CONFIG="$TMPDIR_TEST/tiny.ini" DATA="$TMPDIR
     LOCAL="$TMPDIR_TEST" WEFT="$WEFT_ROOT" sbatch --parsable --ntasks-per-node=1 -o "$TMPDIR_TEST/ft.out" \
     "$WEFT_ROOT/examples/slurm/finetune.sbatch" --train.steps=20)
 slurm_wait_state "$job" 'COMPLETED|FAILED|CANCELLED|TIMEOUT' 120
-check "finetune.sbatch: 1 rank initialised from the 2-rank checkpoint of step 40, 20 steps on the new dataset" \
+check "finetune.sbatch: 1 rank, LoRA on the 2-rank checkpoint of step 40 as the frozen base, 20 steps on the new dataset" \
     python3 - "$TMPDIR_TEST/ft.out" "$(slurm_job_field "$job" JobState)" <<'PY'
 import re, sys
 log, state = open(sys.argv[1]).read(), sys.argv[2]
 assert state == "COMPLETED", state + log[-2000:]
-assert re.search(r"initialised weights from \S+/done/checkpoints/step-00000040\.h5 \(step 40, written by world=2", log), log[-2000:]
+assert re.search(r"frozen weights \(\d+ tensors\) from \S+/done/checkpoints/step-00000040\.h5", log), log[-2000:]
 assert "1 rank on 1 node" in log and "done: 20 steps" in log, log[-2000:]
+assert re.search(r"lora: \d+ trainable of \d+", log) and "fine-tuned model in" in log, log[-2000:]
+PY
+check "finetune.sbatch: the merged model exported in Hugging Face's layout" \
+    test -f "$TMPDIR_TEST/ft.work/hf/config.json" -a -f "$TMPDIR_TEST/ft.work/hf/model.safetensors"
+
+# finetune.sbatch from a Hugging Face directory and raw text.
+numpy_python
+"$py" "$WEFT_ROOT/tests/ckpt/hf_model.py" write "$TMPDIR_TEST/hf-llama" --family llama --context 32 >/dev/null
+job=$(INIT_FROM="$TMPDIR_TEST/hf-llama" TEXT="$TMPDIR_TEST/new.txt" LORA_RANK=4 CONFIG="$TMPDIR_TEST/tiny-ft.ini" \
+    RUN_DIR="$TMPDIR_TEST/ft-hf" LOCAL="$TMPDIR_TEST" WEFT="$WEFT_ROOT" sbatch --parsable -o "$TMPDIR_TEST/ft-hf.out" \
+    "$WEFT_ROOT/examples/slurm/finetune.sbatch" --train.steps=20)
+slurm_wait_state "$job" 'COMPLETED|FAILED|CANCELLED|TIMEOUT' 180
+check "finetune.sbatch from a Hugging Face Llama: import, tokenize, LoRA on 2 ranks, merge, export" \
+    python3 - "$TMPDIR_TEST/ft-hf.out" "$(slurm_job_field "$job" JobState)" <<'PY'
+import re, sys
+log, state = open(sys.argv[1]).read(), sys.argv[2]
+assert state == "COMPLETED", state + log[-3000:]
+assert "base.h5: llama (LlamaForCausalLM)" in log and "model: Llama, L=2 NH=4 NKV=2 C=32" in log, log[-3000:]
+assert "2 ranks on 1 node" in log and "done: 20 steps" in log and "fine-tuned model in" in log, log[-3000:]
+PY
+check "... the export differs from the source model in the LoRA targets (q_proj, v_proj) only" "$py" - \
+    "$TMPDIR_TEST/hf-llama" "$TMPDIR_TEST/ft-hf.work/hf" "$WEFT_ROOT/tests/ckpt" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[3])
+import hf_model
+_, a = hf_model.read_model(sys.argv[1])
+cfg, b = hf_model.read_model(sys.argv[2])
+assert cfg["architectures"] == ["LlamaForCausalLM"], cfg
+changed = sorted(n for n in a if a[n][2] != b[n][2])
+assert changed and all(n.endswith(("q_proj.weight", "v_proj.weight")) for n in changed), changed
+assert set(a) == set(b), set(a) ^ set(b)
 PY
 
 # sweep.sbatch: a job array of two learning rates, each in its own run dir.

