@@ -157,9 +157,13 @@ typedef struct weft_ckpt_stats {
     size_t bytes_rank;           /* bytes this rank wrote */
     size_t bytes_file;           /* file size */
     int saves, skipped, failed;
-    /* the shared tier (rank 0; -1 / 0 without checkpoint.local_dir) */
-    int64_t drained_step;        /* newest checkpoint drained */
+    /* the shared tier (rank 0; -1 / 0 / "" without checkpoint.local_dir) */
+    int tiers;                   /* 2 with checkpoint.local_dir, else 1 */
+    int64_t drained_step;        /* newest checkpoint drained by this job */
     int drained, drain_retried, drain_failed;
+    size_t drain_bytes;          /* the last drained file's size */
+    double drain_s;              /* and the seconds its copy and commit took */
+    char drain_error[1024];      /* the last drain failure ("" after a success) */
 } weft_ckpt_stats;
 WEFT_API void weft_ckpt_get_stats(weft_ckpt *c, weft_ckpt_stats *out);
 

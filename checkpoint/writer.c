@@ -122,9 +122,11 @@ static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state 
     }
     if (c->shared[0]) {
         WEFT_CHECK(check_local(c, rc));
+        weft_ckpt_drain_opts d = {.from = c->opts.dir, .to = c->shared, .keep_last = o->keep_last,
+                                  .keep_every = o->keep_every, .retries = o->drain_retries,
+                                  .preflight = o->preflight};
         if (c->rank == 0)
-            rc = weft_ckpt_drain_new(c->opts.dir, c->shared, o->keep_last, o->keep_every, o->drain_retries,
-                                     &c->drain);
+            rc = weft_ckpt_drain_new(&d, &c->drain);
     }
     return rc;
 }
@@ -297,12 +299,15 @@ void weft_ckpt_get_stats(weft_ckpt *c, weft_ckpt_stats *out)
     pthread_mutex_lock(&c->mu);
     *out = c->stats;
     pthread_mutex_unlock(&c->mu);
+    out->tiers = c->shared[0] ? 2 : 1;
     out->drained_step = -1;
     if (c->drain) {
         weft_ckpt_drain_stats d;
         weft_ckpt_drain_get(c->drain, &d);
         out->drained_step = d.drained_step;
         out->drained = d.drained, out->drain_retried = d.retried, out->drain_failed = d.failed;
+        out->drain_bytes = d.last_bytes, out->drain_s = d.last_s;
+        snprintf(out->drain_error, sizeof out->drain_error, "%s", d.error);
     }
 }
 

@@ -349,6 +349,10 @@ void weft_trainer_ckpt_report(weft_trainer *t)
         weft_sched_checkpoint(t->sched, last, path);
         t->reported_ckpt = last;
     }
+    weft_ckpt_stats st;
+    weft_ckpt_get_stats(t->ckpt, &st);
+    if (st.tiers == 2 && t->rank == 0) /* the drain runs on rank 0 */
+        weft_sched_drain(t->sched, st.drained_step, st.drained, st.drain_retried, st.drain_failed, st.drain_error);
 }
 
 /* After a step: save if one is due (checkpoint.every, the end). */
