@@ -132,8 +132,9 @@ WEFT_API int weft_ckpt_set_provenance(weft_ckpt *c, const char *provenance);
 
 /* Wait for the in-flight save, if any; its result. */
 WEFT_API int weft_ckpt_wait(weft_ckpt *c);
-/* The same, then checkpoint.on_error: a failure is returned under stop,
- * logged (rank 0) and forgotten under continue. For the end of training. */
+/* Collective. The same, and (two tiers) a drain failure not yet reported,
+ * then checkpoint.on_error: a failure is returned under stop, logged
+ * (rank 0) and forgotten under continue. For the end of training. */
 WEFT_API int weft_ckpt_finish(weft_ckpt *c);
 
 /* The newest committed checkpoint of this job (path and step), or -1 with

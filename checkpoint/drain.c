@@ -42,7 +42,7 @@
 struct weft_ckpt_drain {
     char from[4096], to[4096];
     int keep_last, keep_every, retries, preflight;
-    int64_t hold_step;           /* fault point (drain_fault): hold the drain of this step */
+    int64_t hold_step;           /* fault point (drain_fault): hold the drain of this step (-1: any, -2: none) */
     int fail_left;               /* fault point: attempts still to fail */
     pthread_t thread;
     pthread_mutex_t mu;
@@ -65,7 +65,8 @@ static int closing(weft_ckpt_drain *d)
 /* The test faults (docs/operations.md, "Fault injection"), read once at
  * start and all in this one function, reached after an attempt's first
  * chunk is in the temporary file:
- *   WEFT_FAULT_DRAIN_HOLD=N  the drain of step N leaves TO/.weft-drain-held
+ *   WEFT_FAULT_DRAIN_HOLD=N|any  the drain of step N (any: the first
+ *     drain, whatever its step) leaves TO/.weft-drain-held
  *     and waits until TO/.weft-drain-release exists (then goes on) or the
  *     drain closes (then the attempt fails): a kill -9 or a stop signal
  *     lands mid-drain without timing luck;
@@ -77,7 +78,7 @@ static int drain_fault(weft_ckpt_drain *d, int64_t step)
         d->fail_left--;
         return EIO;
     }
-    if (step != d->hold_step)
+    if (d->hold_step == -2 || (d->hold_step >= 0 && step != d->hold_step))
         return 0;
     char held[4200], release[4200];
     snprintf(held, sizeof held, "%s/.weft-drain-held", d->to);
@@ -305,7 +306,7 @@ int weft_ckpt_drain_new(const weft_ckpt_drain_opts *o, weft_ckpt_drain **out)
     d->keep_last = o->keep_last, d->keep_every = o->keep_every;
     d->retries = o->retries, d->preflight = o->preflight;
     const char *hold = getenv("WEFT_FAULT_DRAIN_HOLD"), *fail = getenv("WEFT_FAULT_DRAIN_FAIL");
-    d->hold_step = hold && *hold ? strtoll(hold, NULL, 10) : -2;
+    d->hold_step = !hold || !*hold ? -2 : strcmp(hold, "any") == 0 ? -1 : strtoll(hold, NULL, 10);
     d->fail_left = fail && *fail ? atoi(fail) : 0;
     d->posted = d->st.drained_step = d->st.failed_step = -1;
     pthread_mutex_init(&d->mu, NULL);

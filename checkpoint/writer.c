@@ -195,11 +195,12 @@ static int drain_result(weft_ckpt *c)
     return weft_error(WEFT_EIO, "checkpoint drain to %s failed: %s", c->shared, d.error);
 }
 
-/* A failed earlier save (or drain): an error to stop on, or a warning. */
-static int previous_result(weft_ckpt *c)
+/* A failed earlier save (or, with_drain, drain): an error to stop on, or a
+ * warning. */
+static int previous_result(weft_ckpt *c, int with_drain)
 {
     int rc = collect(c);
-    if (rc == 0)
+    if (rc == 0 && with_drain)
         rc = drain_result(c);
     if (rc == 0)
         return 0;
@@ -243,7 +244,9 @@ static int save(weft_ckpt *c, const weft_ckpt_meta *m, int never_skip, int *star
                       "skip)", (long long)m->step, (long long)c->meta.step);
         return 0;
     }
-    WEFT_CHECK(weft_ckpt_agree(c->layout.world, previous_result(c)));
+    /* A save that must happen (the last, a stop's) is not kept from the
+     * local tier by a failed drain; weft_ckpt_finish reports that later. */
+    WEFT_CHECK(weft_ckpt_agree(c->layout.world, previous_result(c, !never_skip)));
     stage_state(c, m);
     pthread_mutex_lock(&c->mu);
     c->st = PENDING;
@@ -255,7 +258,10 @@ static int save(weft_ckpt *c, const weft_ckpt_meta *m, int never_skip, int *star
     return 0;
 }
 
-int weft_ckpt_finish(weft_ckpt *c) { return c ? previous_result(c) : 0; }
+int weft_ckpt_finish(weft_ckpt *c)
+{
+    return c ? weft_ckpt_agree(c->layout.world, previous_result(c, 1)) : 0; /* a drain's failure: rank 0's */
+}
 
 int weft_ckpt_save(weft_ckpt *c, const weft_ckpt_meta *m, int *started)
 {

@@ -266,10 +266,14 @@ static int resume_tiers(weft_trainer *t, const char *local, const char *shared, 
     int used = load_first(t, dirs, tries, n, &L, path, sizeof path);
     if (used < 0)
         return used;
+    int tried_local = 0; /* local checkpoints tried before the one used (they did not load) */
+    for (int i = 0; i < used; i++)
+        tried_local |= dirs[i] == local;
     if (t->rank == 0)
         WEFT_INFO("resuming from the %s tier: %s%s", dirs[used] == local ? "local" : "shared", path,
-                  dirs[used] == local ? "" : nl ? " (the local tier holds no newer checkpoint every rank can read)"
-                                                : " (nothing in the local tier)");
+                  dirs[used] == local ? "" : tried_local ? " (the local tier's newer ones do not load, see above)"
+                                       : nl ? " (the local tier holds none as new that every rank can read)"
+                                            : " (nothing in the local tier)");
     weft_trainer_note_parent(t, path, "resume");
     return apply_loaded(t, path, &L, 0);
 }
@@ -360,8 +364,12 @@ int weft_trainer_ckpt_step(weft_trainer *t, weft_step_stats *s)
 {
     int64_t done = s->step + 1, every = t->o.ckpt_every;
     int last = done == t->o.steps && t->o.at_end;
-    if (!last && every && done % every == 0)
-        WEFT_CHECK(weft_trainer_ckpt_save(t, s, 0));
+    if (!last && every && done % every == 0) {
+        int rc = weft_trainer_ckpt_save(t, s, 0);
+        if (rc) /* status.json shows a drain failure that stops the run */
+            weft_trainer_ckpt_report(t);
+        WEFT_CHECK(rc);
+    }
     if (last) { /* never skipped, and waited for; a failure obeys checkpoint.on_error */
         int rc = weft_trainer_ckpt_save(t, s, 1);
         if (rc && t->o.on_error_continue) {

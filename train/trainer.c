@@ -322,12 +322,12 @@ static int finish_run(weft_trainer *t, const weft_step_stats *s)
 {
     weft_trace_step(0);
     WEFT_CHECK(weft_ckpt_finish(t->ckpt)); /* the last save's commit (checkpoint.on_error) */
-    int drained = weft_trainer_ckpt_drained(t);
+    int drained = weft_trainer_ckpt_drained(t); /* the last checkpoint in the shared tier too */
+    weft_trainer_ckpt_report(t);                 /* status.json: the drain's outcome either way */
     if (drained && !t->o.on_error_continue)
         return drained;
     if (drained && t->rank == 0)
         WEFT_WARN("%s (checkpoint.on_error = continue)", weft_last_error());
-    weft_trainer_ckpt_report(t);
     int rc = weft_ckpt_close(t->ckpt);
     t->ckpt = NULL;
     WEFT_CHECK(rc);
