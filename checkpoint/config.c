@@ -15,13 +15,17 @@ const weft_config_key weft_ckpt_config_keys[] = {
     {"checkpoint.keep_last", WEFT_CFG_INT, "3", 1, 1e9, NULL,
      "keep the newest this many checkpoints (in checkpoint.dir, the shared tier when checkpoint.local_dir is set)"},
     {"checkpoint.local_dir", WEFT_CFG_STRING, "", WEFT_UNBOUNDED, NULL,
-     "node-local first tier (e.g. NVMe): saves commit here, then drain to checkpoint.dir in the background "
-     "(empty: one tier, checkpoint.dir)"},
+     "first tier (a fast local disk): saves commit here, then rank 0 drains each to checkpoint.dir in the "
+     "background; it must be one directory every rank sees (a one-node job, or storage all nodes mount), else "
+     "exit 64 (empty: one tier, checkpoint.dir)"},
     {"checkpoint.local_keep", WEFT_CFG_INT, "2", 1, 1e9, NULL, "keep the newest this many checkpoints in checkpoint.local_dir"},
     {"checkpoint.drain_timeout", WEFT_CFG_FLOAT, "600", 0, 1e9, NULL,
-     "seconds a stop (signal, end of training) waits for the last checkpoint to reach checkpoint.dir"},
+     "seconds a stop signal or the end of training waits for the last checkpoint to reach checkpoint.dir; past it "
+     "a stop still exits 138 (the checkpoint on the local tier only, logged) and the end follows "
+     "checkpoint.on_error"},
     {"checkpoint.drain_retries", WEFT_CFG_INT, "3", 0, 100, NULL,
-     "a failed drain to checkpoint.dir is retried this many times (0.5 s, 1 s, 2 s ... apart), then reported"},
+     "a failed drain to checkpoint.dir is retried this many times (0.5 s, 1 s, 2 s ... apart), then reported "
+     "(log, status.json, Prometheus) and handled per checkpoint.on_error"},
     {"checkpoint.keep_every", WEFT_CFG_INT, "0", 0, 1e12, NULL,
      "also keep every checkpoint whose step is a multiple of this (0: none)"},
     {"checkpoint.if_busy", WEFT_CFG_ENUM, "wait", WEFT_UNBOUNDED, "wait|skip",
