@@ -299,7 +299,8 @@ static double dd_s(const char *src, const char *dir)
 }
 
 /* Three sync saves committed in b->local and drained to b->dir, each
- * waited for; then dd of the last local file to b->dir three times. */
+ * waited for, each followed by dd of the same file to b->dir (interleaved:
+ * on a loaded machine conditions drift between separate series). */
 static int two_tiers(bench *b, const weft_ckpt_opts *o, tier_figures *f)
 {
     weft_ckpt_opts v = *o;
@@ -320,11 +321,11 @@ static int two_tiers(bench *b, const weft_ckpt_opts *o, tier_figures *f)
         weft_ckpt_get_stats(c, &st);
         d[k] = max_over_ranks(b, st.drain_s); /* rank 0's: the others hold 0 */
         f->file = st.bytes_file;
+        char last[4200];
+        snprintf(last, sizeof last, "%s/step-%08lld.h5", b->local, (long long)m.step);
+        if (b->ctx->rank == 0)
+            r[k] = dd_s(last, b->dir);
     }
-    char last[4200];
-    snprintf(last, sizeof last, "%s/step-%08lld.h5", b->local, (long long)b->saves);
-    for (int k = 0; k < 3 && b->ctx->rank == 0; k++)
-        r[k] = dd_s(last, b->dir);
     f->local_s = median3(t[0], t[1], t[2]);
     f->drain_s = median3(d[0], d[1], d[2]);
     f->dd_s = median3(r[0], r[1], r[2]);

@@ -16,8 +16,9 @@
  *   times, unless a newer M was posted (N is superseded) or the drain is
  *   closing; then failed(N): counted and reported (weft_ckpt_drain_get,
  *   the log), never silent.
- * The copy is plain read/write in 8 MiB chunks: the file was just written,
- * so it is read from the page cache.
+ * The copy goes in 8 MiB chunks, by copy_file_range within one file system
+ * (the kernel copies, or clones where it can), else read + write; the
+ * file was just written, so it is read from the page cache.
  */
 #include "checkpoint/drain.h"
 #include "checkpoint/commit.h"
@@ -95,32 +96,51 @@ static int drain_fault(weft_ckpt_drain *d, int64_t step)
     return 0;
 }
 
+/* One chunk of in appended to out: copy_file_range where the kernel can
+ * (same file system: no copy through user space), else read + write
+ * (*kernel becomes 0 for the rest). Bytes copied (0: end of file), or -1
+ * with the error recorded. */
+static ssize_t copy_chunk(int in, int out, char *buf, int *kernel, const char *src, const char *dst)
+{
+    if (*kernel) {
+        ssize_t n = copy_file_range(in, NULL, out, NULL, CHUNK, 0);
+        if (n >= 0)
+            return n;
+        if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP && errno != EINTR)
+            return weft_error(WEFT_EIO, "checkpoint drain: copying %s to %s: %s", src, dst, strerror(errno)), -1;
+        *kernel = errno == EINTR;
+    }
+    ssize_t n;
+    while ((n = read(in, buf, CHUNK)) < 0 && errno == EINTR)
+        ;
+    if (n < 0)
+        return weft_error(WEFT_EIO, "checkpoint drain: reading %s: %s", src, strerror(errno)), -1;
+    for (ssize_t done = 0; done < n;) {
+        ssize_t w = write(out, buf + done, (size_t)(n - done));
+        if (w >= 0)
+            done += w;
+        else if (errno != EINTR)
+            return weft_error(WEFT_EIO, "checkpoint drain: writing %s: %s", dst, strerror(errno)), -1;
+    }
+    return n;
+}
+
 static int copy_fd(weft_ckpt_drain *d, int in, int out, const char *src, const char *dst, int64_t step)
 {
     char *buf = malloc(CHUNK);
     if (!buf)
         return weft_error(WEFT_ENOMEM, "checkpoint drain: out of memory");
-    int rc = 0, first = 1;
-    while (rc == 0) {
-        ssize_t n = read(in, buf, CHUNK);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            rc = weft_error(WEFT_EIO, "checkpoint drain: reading %s: %s", src, strerror(errno));
-        if (n <= 0)
+    int rc = 0, kernel = 1;
+    for (int first = 1; rc == 0; first = 0) {
+        ssize_t n = copy_chunk(in, out, buf, &kernel, src, dst);
+        if (n <= 0) {
+            rc = n < 0 ? WEFT_EIO : 0;
             break;
-        for (ssize_t done = 0; done < n && rc == 0;) {
-            ssize_t w = write(out, buf + done, (size_t)(n - done));
-            if (w >= 0)
-                done += w;
-            else if (errno != EINTR)
-                rc = weft_error(WEFT_EIO, "checkpoint drain: writing %s: %s", dst, strerror(errno));
         }
-        int e = rc == 0 && first ? drain_fault(d, step) : 0;
+        int e = first ? drain_fault(d, step) : 0;
         if (e)
             rc = weft_error(WEFT_EIO, "checkpoint drain: writing %s: %s (fault injected: WEFT_FAULT_DRAIN_%s)",
                             dst, strerror(e), e == ECANCELED ? "HOLD, the job ended while held" : "FAIL");
-        first = 0;
     }
     free(buf);
     return rc;
