@@ -94,7 +94,7 @@ static int check_local(weft_ckpt *c, int rc)
     if (c->rank == 0)
         unlink(mark);
     if (!all)
-        return weft_error(WEFT_EINVAL, "checkpoint.local_dir %s is not the same directory for every rank (ranks on "
+        return weft_error(WEFT_ECONFIG, "checkpoint.local_dir %s is not the same directory for every rank (ranks on "
                           "other nodes do not see it): a checkpoint is one file written by all ranks, and local "
                           "tiers of one file per node are not implemented; use a directory every rank sees",
                           c->opts.dir);

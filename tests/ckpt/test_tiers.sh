@@ -20,7 +20,10 @@
 #   6. ENOSPC on the shared tier (a small tmpfs): in the log, status.json and
 #      the Prometheus textfile; the local tier intact; training goes on
 #      (on_error = continue) or stops with 74 (stop);
-#   7. the same directory for both tiers is refused (64).
+#   7. the same directory for both tiers is refused (64);
+#   8. so is a local_dir each rank sees privately (a tmpfs in each rank's own
+#      mount namespace, as node-local disks of two nodes): the one-directory
+#      limit (docs/checkpoint-format.md).
 . "$(dirname "$0")/../lib.sh"
 train="$WEFT_BIN/weft-train" ck="$WEFT_BIN/weft-ckpt"
 ds="$TMPDIR_TEST/ds"
@@ -258,4 +261,19 @@ fi
 expect_exit 64 "checkpoint.local_dir = checkpoint.dir: exit 64" weft_mpirun 2 "$train" "${tiny[@]}" --train.steps=2 \
     --run.dir="$TMPDIR_TEST/same" --checkpoint.local_dir="$TMPDIR_TEST/same/checkpoints"
 check "... naming both keys" grep -q "checkpoint.local_dir .* and checkpoint.dir .* are the same directory" <<<"$LAST_OUT"
+
+# 8. A local_dir that is not one directory for every rank: each rank in its
+# own mount namespace with a private tmpfs at the same path, as node-local
+# disks on two nodes are.
+priv="$TMPDIR_TEST/private"
+mkdir -p "$priv"
+if unshare -m --propagation private true 2>/dev/null; then
+    expect_exit 64 "checkpoint.local_dir private to each rank (node-local disks): exit 64" weft_mpirun 2 \
+        unshare -m --propagation private sh -c 'mount -t tmpfs node-local "$0" && exec "$@"' "$priv" \
+        "$train" "${tiny[@]}" --train.steps=2 --run.dir="$TMPDIR_TEST/priv" --checkpoint.local_dir="$priv"
+    check "... saying that a checkpoint is one file all ranks write" grep -q \
+        "checkpoint.local_dir $priv is not the same directory for every rank .*one file written by all ranks" <<<"$LAST_OUT"
+else
+    skip "checkpoint.local_dir private to each rank: exit 64" "unshare -m is not permitted here"
+fi
 echo "1..$TAP_N"
