@@ -60,7 +60,7 @@ static int closing(weft_ckpt_drain *d)
     return q;
 }
 
-/* The test faults (docs/operations.md, "Fault injection"), read once at
+/* The test faults (docs/checkpoint-format.md, "Two tiers"), read once at
  * start and all in this one function, reached after an attempt's first
  * chunk is in the temporary file:
  *   WEFT_FAULT_DRAIN_HOLD=N|any  the drain of step N (any: the first
@@ -85,15 +85,16 @@ static int drain_fault(weft_ckpt_drain *d, int64_t step)
     WEFT_INFO("checkpoint drain of step %lld held (WEFT_FAULT_DRAIN_HOLD) until %s exists", (long long)step,
               release);
     const struct timespec tick = {0, 10 * 1000 * 1000};
-    while (access(release, F_OK) != 0)
+    int e = 0;
+    while (!e && access(release, F_OK) != 0)
         if (closing(d))
-            return ECANCELED;
+            e = ECANCELED;
         else
             nanosleep(&tick, NULL);
     unlink(held);
     unlink(release);
     d->hold_step = -2;
-    return 0;
+    return e;
 }
 
 /* One chunk of in appended to out: copy_file_range where the kernel can
