@@ -25,6 +25,13 @@
  *   practices      sync save time with the chosen settings, then with
  *                  collective transfers, collective metadata, both, and
  *                  alignment off (each one changed alone)
+ *   two tiers      sync saves committed in --local DIR (default
+ *                  build/bench-data/ckpt-local; give a node-local disk or
+ *                  /dev/shm) beside the one-tier sync save to --dir; the
+ *                  drain of each to --dir (copy + fsync + rename + latest)
+ *                  beside `dd bs=8M conv=fsync` of the same file to the same
+ *                  directory, run by rank 0 in the same run (--tiers-only 1:
+ *                  this and the one-tier sync save alone)
  * bench/README.md has numbers and what they mean.
  */
 #include "model/gpt.h"
@@ -55,7 +62,7 @@ typedef struct {
     weft_trainer *t;        /* the library trainer: its step is the work a save must not slow */
     weft_gpt *model;        /* owned by t */
     weft_ckpt_model desc;
-    char dir[4096];
+    char dir[4096], local[4096];  /* --dir (one tier, and the shared tier), --local */
     int64_t step;
     int64_t saves; /* checkpoint steps: increasing, so retention keeps the newest */
 } bench;
@@ -270,6 +277,76 @@ static int sync_save(bench *b, const weft_ckpt_opts *o, double *secs, double *da
     return weft_ckpt_close(c);
 }
 
+/* --- two tiers ------------------------------------------------------------ */
+
+typedef struct {
+    double local_s, drain_s, dd_s; /* medians of 3: local sync save; drain; dd of the same file */
+    size_t file;
+} tier_figures;
+
+/* Rank 0: `dd` of src into the directory dir with fsync, as a shell would
+ * run it; seconds, or -1 when dd did not succeed. */
+static double dd_s(const char *src, const char *dir)
+{
+    char cmd[9000], dst[4200];
+    snprintf(dst, sizeof dst, "%s/dd-reference.bin", dir);
+    snprintf(cmd, sizeof cmd, "dd if='%s' of='%s' bs=8M conv=fsync status=none", src, dst);
+    int64_t t0 = weft_now_ns();
+    int rc = system(cmd);
+    double s = 1e-9 * (double)(weft_now_ns() - t0);
+    unlink(dst);
+    return rc == 0 ? s : -1;
+}
+
+/* Three sync saves committed in b->local and drained to b->dir, each
+ * waited for, each followed by dd of the same file to b->dir (interleaved:
+ * on a loaded machine conditions drift between separate series). */
+static int two_tiers(bench *b, const weft_ckpt_opts *o, tier_figures *f)
+{
+    weft_ckpt_opts v = *o;
+    snprintf(v.local_dir, sizeof v.local_dir, "%s", b->local);
+    v.local_keep = 1, v.drain_retries = 0, v.drain_timeout = 3600;
+    weft_ckpt *c;
+    WEFT_CHECK(open_ckpt(b, &v, &c));
+    double t[3], d[3], r[3] = {0, 0, 0};
+    for (int k = 0; k < 3; k++) {
+        weft_ckpt_meta m = meta_of(b);
+        m.step = ++b->saves;
+        weft_comm_barrier(b->world);
+        int64_t t0 = weft_now_ns();
+        WEFT_CHECK(weft_ckpt_save_wait(c, &m));
+        t[k] = max_over_ranks(b, 1e-9 * (double)(weft_now_ns() - t0));
+        WEFT_CHECK(weft_ckpt_wait_drained(c, v.drain_timeout));
+        weft_ckpt_stats st;
+        weft_ckpt_get_stats(c, &st);
+        d[k] = max_over_ranks(b, st.drain_s); /* rank 0's: the others hold 0 */
+        f->file = st.bytes_file;
+        char last[4200];
+        snprintf(last, sizeof last, "%s/step-%08lld.h5", b->local, (long long)m.step);
+        if (b->ctx->rank == 0)
+            r[k] = dd_s(last, b->dir);
+    }
+    f->local_s = median3(t[0], t[1], t[2]);
+    f->drain_s = median3(d[0], d[1], d[2]);
+    f->dd_s = median3(r[0], r[1], r[2]);
+    return weft_ckpt_close(c);
+}
+
+static void print_tiers(const bench *b, const tier_figures *f, double one_tier_s)
+{
+    double mb = (double)f->file / 1e6;
+    printf("two tiers (--local %s, drained to --dir %s), median of 3:\n", b->local, b->dir);
+    printf("%-34s %8.3f s   %6.0f MB/s   %.2fx the one-tier save's %.3f s\n", "  sync save, local tier commit",
+           f->local_s, mb / f->local_s, f->local_s / one_tier_s, one_tier_s);
+    printf("%-34s %8.3f s   %6.0f MB/s   (background: copy + fsync + rename + latest)\n",
+           "  drain to the shared tier", f->drain_s, mb / f->drain_s);
+    if (f->dd_s > 0)
+        printf("%-34s %8.3f s   %6.0f MB/s   drain = %.0f%% of dd's throughput\n",
+               "  dd bs=8M conv=fsync, same file", f->dd_s, mb / f->dd_s, 100 * f->dd_s / f->drain_s);
+    else
+        printf("  dd bs=8M conv=fsync, same file    (dd did not run)\n");
+}
+
 static double async_copy; /* of the blocked time: the copy into staging */
 
 /* Asynchronous saves: blocked time, and the steps run while each is in
@@ -307,6 +384,8 @@ static int async_saves(bench *b, const weft_ckpt_opts *o, double *blocked, doubl
     return weft_ckpt_close(c);
 }
 
+static int tiers_only; /* --tiers-only 1 */
+
 static int run(bench *b, int nsteps)
 {
     WEFT_CHECK(build(b));
@@ -337,6 +416,13 @@ static int run(bench *b, int nsteps)
     WEFT_CHECK(sync_save(b, &o, &sync_s, &data_s, &file));
     double best = sync_best;
     weft_ckpt_stats ph = last_sync;
+    tier_figures tf = {0};
+    WEFT_CHECK(two_tiers(b, &o, &tf));
+    if (tiers_only) {
+        if (b->ctx->rank == 0)
+            print_tiers(b, &tf, sync_s);
+        return 0;
+    }
     double raw = median3(raw_write_s(b, share), raw_write_s(b, share), raw_write_s(b, share));
     char last[4200];
     snprintf(last, sizeof last, "%s/step-%08lld.h5", b->dir, (long long)b->saves);
@@ -392,6 +478,7 @@ static int run(bench *b, int nsteps)
     for (int k = 0; k < 4; k++)
         printf("; %s %.3f s (%.3f)", what[k], alt[k], alt_best[k]);
     printf("\n");
+    print_tiers(b, &tf, sync_s);
     return 0;
 }
 
@@ -404,14 +491,25 @@ int main(int argc, char **argv)
         return weft_exit_code(rc);
     bench b = {.ctx = ctx};
     snprintf(b.dir, sizeof b.dir, "build/bench-data/ckpt");
+    snprintf(b.local, sizeof b.local, "build/bench-data/ckpt-local");
     int nsteps = 4;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--dir") == 0)
-            snprintf(b.dir, sizeof b.dir, "%s", argv[i + 1]);
-        else if (strcmp(argv[i], "--model") == 0)
-            big = strcmp(argv[i + 1], "124m") == 0;
-        else if (strcmp(argv[i], "--steps") == 0)
-            nsteps = atoi(argv[i + 1]) > 0 ? atoi(argv[i + 1]) : 4;
+    for (int i = 1; i < argc; i++) { /* --opt value or --opt=value */
+        const char *eq = strchr(argv[i], '='), *val = eq ? eq + 1 : i + 1 < argc ? argv[i + 1] : "";
+        size_t n = eq ? (size_t)(eq - argv[i]) : strlen(argv[i]);
+        int used = 1;
+        if (n == 5 && strncmp(argv[i], "--dir", n) == 0)
+            snprintf(b.dir, sizeof b.dir, "%s", val);
+        else if (n == 7 && strncmp(argv[i], "--local", n) == 0)
+            snprintf(b.local, sizeof b.local, "%s", val);
+        else if (n == 7 && strncmp(argv[i], "--model", n) == 0)
+            big = strcmp(val, "124m") == 0;
+        else if (n == 7 && strncmp(argv[i], "--steps", n) == 0)
+            nsteps = atoi(val) > 0 ? atoi(val) : 4;
+        else if (n == 12 && strncmp(argv[i], "--tiers-only", n) == 0)
+            tiers_only = atoi(val) != 0;
+        else
+            used = 0;
+        i += used && !eq;
     }
     if (big)
         V = 50257;

@@ -84,7 +84,11 @@ typedef struct weft_ckpt_meta {
 } weft_ckpt_meta;
 
 typedef struct weft_ckpt_opts {
-    char dir[4096];              /* where step-NNNNNNNN.h5 and latest live */
+    char dir[4096];              /* where step-NNNNNNNN.h5 and latest live (the shared tier) */
+    char local_dir[4096];        /* "" or the first tier: saves commit here, a thread drains them to dir */
+    int local_keep;              /* retention in local_dir */
+    double drain_timeout;        /* seconds weft_ckpt_wait_drained waits */
+    int drain_retries;
     int keep_last, keep_every;   /* retention */
     int skip_if_busy;            /* 1: a save during a save is skipped; 0: waits */
     int stop_on_error;           /* 1: a failed save stops training */
@@ -128,13 +132,20 @@ WEFT_API int weft_ckpt_set_provenance(weft_ckpt *c, const char *provenance);
 
 /* Wait for the in-flight save, if any; its result. */
 WEFT_API int weft_ckpt_wait(weft_ckpt *c);
-/* The same, then checkpoint.on_error: a failure is returned under stop,
- * logged (rank 0) and forgotten under continue. For the end of training. */
+/* Collective. The same, and (two tiers) a drain failure not yet reported,
+ * then checkpoint.on_error: a failure is returned under stop, logged
+ * (rank 0) and forgotten under continue. For the end of training. */
 WEFT_API int weft_ckpt_finish(weft_ckpt *c);
 
 /* The newest committed checkpoint of this job (path and step), or -1 with
  * path "" when none yet. Thread-safe. */
 WEFT_API int64_t weft_ckpt_last(weft_ckpt *c, char *path, size_t len);
+
+/* Collective. With checkpoint.local_dir: wait (at most timeout_s) until
+ * the last committed checkpoint is also committed in checkpoint.dir. 0
+ * then, or without a local tier or a checkpoint; WEFT_EIO (the same on
+ * every rank) when its drain failed or took longer. */
+WEFT_API int weft_ckpt_wait_drained(weft_ckpt *c, double timeout_s);
 
 /* Timings of the last save on this rank. */
 typedef struct weft_ckpt_stats {
@@ -147,6 +158,13 @@ typedef struct weft_ckpt_stats {
     size_t bytes_rank;           /* bytes this rank wrote */
     size_t bytes_file;           /* file size */
     int saves, skipped, failed;
+    /* the shared tier (rank 0; -1 / 0 / "" without checkpoint.local_dir) */
+    int tiers;                   /* 2 with checkpoint.local_dir, else 1 */
+    int64_t drained_step;        /* newest checkpoint drained by this job */
+    int drained, drain_retried, drain_failed;
+    size_t drain_bytes;          /* the last drained file's size */
+    double drain_s;              /* and the seconds its copy and commit took */
+    char drain_error[1024];      /* the last drain failure ("" after a success) */
 } weft_ckpt_stats;
 WEFT_API void weft_ckpt_get_stats(weft_ckpt *c, weft_ckpt_stats *out);
 

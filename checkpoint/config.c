@@ -13,7 +13,20 @@ const weft_config_key weft_ckpt_config_keys[] = {
     {"checkpoint.at_end", WEFT_CFG_BOOL, "true", WEFT_UNBOUNDED, NULL, "save a checkpoint when training ends"},
     {"checkpoint.dir", WEFT_CFG_STRING, "", WEFT_UNBOUNDED, NULL,
      "directory of step-NNNNNNNN.h5 and latest (empty: run.dir/checkpoints)"},
-    {"checkpoint.keep_last", WEFT_CFG_INT, "3", 1, 1e9, NULL, "keep the newest this many checkpoints"},
+    {"checkpoint.keep_last", WEFT_CFG_INT, "3", 1, 1e9, NULL,
+     "keep the newest this many checkpoints (in checkpoint.dir, the shared tier when checkpoint.local_dir is set)"},
+    {"checkpoint.local_dir", WEFT_CFG_STRING, "", WEFT_UNBOUNDED, NULL,
+     "first tier (a fast local disk): saves commit here, then rank 0 drains each to checkpoint.dir in the "
+     "background; it must be one directory every rank sees (a one-node job, or storage all nodes mount), else "
+     "exit 64 (empty: one tier, checkpoint.dir)"},
+    {"checkpoint.local_keep", WEFT_CFG_INT, "2", 1, 1e9, NULL, "keep the newest this many checkpoints in checkpoint.local_dir"},
+    {"checkpoint.drain_timeout", WEFT_CFG_FLOAT, "600", 0, 1e9, NULL,
+     "seconds a stop signal or the end of training waits for the last checkpoint to reach checkpoint.dir; past it "
+     "a stop still exits 138 (the checkpoint on the local tier only, logged) and the end follows "
+     "checkpoint.on_error"},
+    {"checkpoint.drain_retries", WEFT_CFG_INT, "3", 0, 100, NULL,
+     "a failed drain to checkpoint.dir is retried this many times (0.5 s, 1 s, 2 s ... apart), then reported "
+     "(log, status.json, Prometheus) and handled per checkpoint.on_error"},
     {"checkpoint.keep_every", WEFT_CFG_INT, "0", 0, 1e12, NULL,
      "also keep every checkpoint whose step is a multiple of this (0: none)"},
     {"checkpoint.if_busy", WEFT_CFG_ENUM, "wait", WEFT_UNBOUNDED, "wait|skip",
@@ -51,6 +64,10 @@ void weft_ckpt_opts_from_config(const weft_config *cfg, weft_ckpt_opts *o)
     else
         snprintf(o->dir, sizeof o->dir, "%s/" WEFT_RUNFILE_CKPT_DIR, weft_config_str(cfg, "run.dir"));
     o->keep_last = (int)weft_config_int(cfg, "checkpoint.keep_last");
+    snprintf(o->local_dir, sizeof o->local_dir, "%s", weft_config_str(cfg, "checkpoint.local_dir"));
+    o->local_keep = (int)weft_config_int(cfg, "checkpoint.local_keep");
+    o->drain_timeout = weft_config_float(cfg, "checkpoint.drain_timeout");
+    o->drain_retries = (int)weft_config_int(cfg, "checkpoint.drain_retries");
     o->keep_every = (int)weft_config_int(cfg, "checkpoint.keep_every");
     o->skip_if_busy = strcmp(weft_config_str(cfg, "checkpoint.if_busy"), "skip") == 0;
     o->stop_on_error = strcmp(weft_config_str(cfg, "checkpoint.on_error"), "stop") == 0;

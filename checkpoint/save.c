@@ -404,6 +404,8 @@ int weft_ckpt_write_one(weft_ckpt *c)
         if (c->rank == 0)
             WEFT_INFO("checkpoint step %lld committed: %s (%.1f MiB in %.2f s)", (long long)c->meta.step,
                       c->last_path, c->stats.bytes_file / 1048576.0, c->stats.write_s);
+        if (c->drain)
+            weft_ckpt_drain_post(c->drain, c->meta.step);
     }
     return rc;
 }

@@ -18,6 +18,7 @@
 #include "runtime/log.h"
 #include "runtime/timer.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,12 +79,40 @@ static void *writer_main(void *arg)
 
 /* --- the main thread's side ---------------------------------------------- */
 
+/* The local tier must be one directory for every rank (one file written
+ * by all of them): rank 0 leaves a mark, every rank looks for it. */
+static int check_local(weft_ckpt *c, int rc)
+{
+    char mark[4200];
+    snprintf(mark, sizeof mark, "%s/.weft-tier-check", c->opts.dir);
+    if (rc == 0 && c->rank == 0)
+        close(open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0640));
+    WEFT_CHECK(weft_ckpt_agree(c->layout.world, rc));
+    int32_t seen = access(mark, F_OK) == 0, all;
+    WEFT_CHECK(weft_comm_allreduce(c->layout.world, &seen, &all, 1, WEFT_I32, WEFT_MIN));
+    WEFT_CHECK(weft_comm_barrier(c->layout.world));
+    if (c->rank == 0)
+        unlink(mark);
+    if (!all)
+        return weft_error(WEFT_ECONFIG, "checkpoint.local_dir %s is not the same directory for every rank (ranks on "
+                          "other nodes do not see it): a checkpoint is one file written by all ranks, and local "
+                          "tiers of one file per node are not implemented; use a directory every rank sees",
+                          c->opts.dir);
+    return 0;
+}
+
 static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state *s, const weft_ckpt_opts *o,
                  const char *ini)
 {
     c->layout = *l;
     c->state = *s;
     c->opts = *o;
+    if (o->local_dir[0]) { /* saves commit in the local tier; the drain takes them to dir */
+        snprintf(c->shared, sizeof c->shared, "%s", o->dir);
+        snprintf(c->opts.dir, sizeof c->opts.dir, "%s", o->local_dir);
+        c->opts.keep_last = o->local_keep;
+        c->opts.keep_every = 0;
+    }
     c->last_step = -1;
     c->rank = weft_comm_rank(l->world);
     c->size = weft_comm_size(l->world);
@@ -113,10 +142,18 @@ static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state 
     memset(c->stage, 0, c->plan.stage_bytes); /* touch it now, not during the first save */
     for (int i = 0; i < c->plan.nd; i++)
         c->stats.bytes_rank += c->plan.d[i].count * c->plan.d[i].esize;
-    int rc = c->rank == 0 ? weft_ckpt_mkdir(o->dir) : 0;
+    int rc = c->rank == 0 ? weft_ckpt_mkdir(c->opts.dir) : 0;
     if (rc == 0 && c->rank == 0) {
-        weft_ckpt_remove_stale(o->dir);
+        weft_ckpt_remove_stale(c->opts.dir);
         weft_ckpt_reserve_take(c);
+    }
+    if (c->shared[0]) {
+        WEFT_CHECK(check_local(c, rc));
+        weft_ckpt_drain_opts d = {.from = c->opts.dir, .to = c->shared, .keep_last = o->keep_last,
+                                  .keep_every = o->keep_every, .retries = o->drain_retries,
+                                  .preflight = o->preflight};
+        if (c->rank == 0)
+            rc = weft_ckpt_drain_new(&d, &c->drain);
     }
     return rc;
 }
@@ -172,10 +209,26 @@ static int busy(weft_ckpt *c)
     return b;
 }
 
-/* A failed earlier save: an error to stop on, or a warning. */
-static int previous_result(weft_ckpt *c)
+/* Rank 0: a drain that failed since the last look, as an error. */
+static int drain_result(weft_ckpt *c)
+{
+    if (!c->drain)
+        return 0;
+    weft_ckpt_drain_stats d;
+    weft_ckpt_drain_get(c->drain, &d);
+    if (d.failed == c->drain_failed_seen)
+        return 0;
+    c->drain_failed_seen = d.failed;
+    return weft_error(WEFT_EIO, "checkpoint drain to %s failed: %s", c->shared, d.error);
+}
+
+/* A failed earlier save (or, with_drain, drain): an error to stop on, or a
+ * warning. */
+static int previous_result(weft_ckpt *c, int with_drain)
 {
     int rc = collect(c);
+    if (rc == 0 && with_drain)
+        rc = drain_result(c);
     if (rc == 0)
         return 0;
     if (c->opts.stop_on_error)
@@ -218,7 +271,9 @@ static int save(weft_ckpt *c, const weft_ckpt_meta *m, int never_skip, int *star
                       "skip)", (long long)m->step, (long long)c->meta.step);
         return 0;
     }
-    WEFT_CHECK(weft_ckpt_agree(c->layout.world, previous_result(c)));
+    /* A save that must happen (the last, a stop's) is not kept from the
+     * local tier by a failed drain; weft_ckpt_finish reports that later. */
+    WEFT_CHECK(weft_ckpt_agree(c->layout.world, previous_result(c, !never_skip)));
     stage_state(c, m);
     pthread_mutex_lock(&c->mu);
     move(c, PENDING, "a save handed to the writer thread");
@@ -230,7 +285,10 @@ static int save(weft_ckpt *c, const weft_ckpt_meta *m, int never_skip, int *star
     return 0;
 }
 
-int weft_ckpt_finish(weft_ckpt *c) { return c ? previous_result(c) : 0; }
+int weft_ckpt_finish(weft_ckpt *c)
+{
+    return c ? weft_ckpt_agree(c->layout.world, previous_result(c, 1)) : 0; /* a drain's failure: rank 0's */
+}
 
 int weft_ckpt_save(weft_ckpt *c, const weft_ckpt_meta *m, int *started)
 {
@@ -250,6 +308,15 @@ int weft_ckpt_save_wait(weft_ckpt *c, const weft_ckpt_meta *m)
     return collect(c);
 }
 
+int weft_ckpt_wait_drained(weft_ckpt *c, double timeout_s)
+{
+    if (!c || !c->shared[0])
+        return 0;
+    int64_t last = weft_ckpt_last(c, NULL, 0);
+    int rc = c->drain && last >= 0 ? weft_ckpt_drain_wait(c->drain, last, timeout_s) : 0;
+    return weft_ckpt_agree(c->layout.world, rc);
+}
+
 int64_t weft_ckpt_last(weft_ckpt *c, char *path, size_t len)
 {
     pthread_mutex_lock(&c->mu);
@@ -265,6 +332,16 @@ void weft_ckpt_get_stats(weft_ckpt *c, weft_ckpt_stats *out)
     pthread_mutex_lock(&c->mu);
     *out = c->stats;
     pthread_mutex_unlock(&c->mu);
+    out->tiers = c->shared[0] ? 2 : 1;
+    out->drained_step = -1;
+    if (c->drain) {
+        weft_ckpt_drain_stats d;
+        weft_ckpt_drain_get(c->drain, &d);
+        out->drained_step = d.drained_step;
+        out->drained = d.drained, out->drain_retried = d.retried, out->drain_failed = d.failed;
+        out->drain_bytes = d.last_bytes, out->drain_s = d.last_s;
+        snprintf(out->drain_error, sizeof out->drain_error, "%s", d.error);
+    }
 }
 
 int weft_ckpt_close(weft_ckpt *c)
@@ -281,6 +358,7 @@ int weft_ckpt_close(weft_ckpt *c)
     }
     if (c->thread_started && c->rank == 0)
         weft_ckpt_reserve_release(c); /* the directory holds only checkpoints again */
+    weft_ckpt_drain_close(c->drain);
     if (c->mpi != MPI_COMM_NULL && c->mpi)
         MPI_Comm_free(&c->mpi);
     weft_comm_free(c->wcomm);

@@ -11,6 +11,7 @@
 #include <pthread.h>
 
 #include "checkpoint/ckpt.h"
+#include "checkpoint/drain.h"
 #include "checkpoint/plan.h"
 
 enum { IDLE, PENDING, WRITING, DONE };
@@ -19,7 +20,10 @@ enum { IDLE, PENDING, WRITING, DONE };
 struct weft_ckpt {
     weft_ckpt_layout layout;
     weft_ckpt_state state;
-    weft_ckpt_opts opts;
+    weft_ckpt_opts opts;       /* opts.dir: where saves commit (local_dir when tiered) */
+    char shared[4096];         /* with a local tier: checkpoint.dir, where drain commits */
+    weft_ckpt_drain *drain;    /* rank 0, with a local tier */
+    int drain_failed_seen;     /* drain failures already reported to the step loop */
     char *config_ini;
     weft_ckpt_plan plan;
     uint8_t *stage;            /* plan.stage_bytes, allocated once */

@@ -20,7 +20,7 @@ void weft_report_init(weft_report *r, const char *job_id)
     memset(r, 0, sizeof *r);
     snprintf(r->job_id, sizeof r->job_id, "%s", job_id ? job_id : "");
     r->loss = r->eta_s = r->tokens_per_s = r->flops_per_s = r->peak_flops = NAN;
-    r->ckpt_step = -1;
+    r->ckpt_step = r->drained_step = -1;
     r->exit_code = -1;
 }
 
@@ -89,6 +89,12 @@ int weft_report_json(const weft_report *r, double now, char *buf, size_t len)
         put(&o, ",\"time\":%.3f}", r->ckpt_time);
     } else {
         put(&o, ",\"last_checkpoint\":null");
+    }
+    if (r->tiered) { /* the drain to the shared tier: a failure is never silent */
+        put(&o, ",\"shared_tier\":{\"drained_step\":%lld,\"drained\":%d,\"retried\":%d,\"failed\":%d,\"error\":",
+            (long long)r->drained_step, r->drains, r->drain_retries, r->drain_failures);
+        put_jstr(&o, r->drain_error);
+        put(&o, "}");
     }
     put(&o, ",\"restarts\":%d", r->restarts);
     if (r->stop_signal)
@@ -177,6 +183,17 @@ int weft_report_prometheus(const weft_report *r, double now, char *buf, size_t l
            (double)r->ckpt_step);
     metric(&o, "weft_checkpoint_age_seconds", "gauge", "Seconds since the last checkpoint commit (NaN: none).",
            job, r->ckpt_step >= 0 ? now - r->ckpt_time : NAN);
+    if (r->tiered) {
+        metric(&o, "weft_checkpoint_drained_step", "gauge",
+               "Step of the newest checkpoint drained to the shared tier (checkpoint.dir) by this attempt (-1: none).",
+               job, (double)r->drained_step);
+        metric(&o, "weft_checkpoint_drains_total", "counter", "Checkpoints drained to the shared tier.", job,
+               (double)r->drains);
+        metric(&o, "weft_checkpoint_drain_retries_total", "counter", "Drain attempts to the shared tier retried.",
+               job, (double)r->drain_retries);
+        metric(&o, "weft_checkpoint_drain_failures_total", "counter",
+               "Checkpoints given up on for the shared tier (on the local tier only).", job, (double)r->drain_failures);
+    }
     metric(&o, "weft_restarts", "gauge", "Times the scheduler restarted this job.", job, (double)r->restarts);
     metric(&o, "weft_heartbeat_timestamp_seconds", "gauge", "Wall time of the training loop's last report.", job,
            r->heartbeat);

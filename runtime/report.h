@@ -41,6 +41,11 @@ typedef struct weft_report {
     int64_t ckpt_step;          /* last committed checkpoint's step (-1: none) */
     char ckpt_path[1024];
     double ckpt_time;           /* wall time of its commit */
+    /* two checkpoint tiers (checkpoint.local_dir): the drain to the shared one */
+    int tiered;                 /* 1: the drain fields below are reported */
+    int64_t drained_step;       /* newest checkpoint drained to the shared tier by this attempt (-1: none) */
+    int drains, drain_retries, drain_failures;
+    char drain_error[512];      /* the last drain failure ("" after a success) */
     int restarts;               /* times the scheduler restarted the job */
     int stop_signal;            /* the signal that asked to stop (0: none) */
     double started;             /* wall time of the attempt's start */

@@ -350,6 +350,21 @@ void weft_sched_checkpoint(weft_sched *s, int64_t step, const char *path)
     pthread_mutex_unlock(&s->mu);
 }
 
+void weft_sched_drain(weft_sched *s, int64_t drained_step, int drains, int retries, int failures, const char *error)
+{
+    pthread_mutex_lock(&s->mu);
+    weft_report *r = &s->rep;
+    int changed = !r->tiered || r->drained_step != drained_step || r->drains != drains ||
+                  r->drain_retries != retries || r->drain_failures != failures;
+    r->tiered = 1;
+    r->drained_step = drained_step;
+    r->drains = drains, r->drain_retries = retries, r->drain_failures = failures;
+    snprintf(r->drain_error, sizeof r->drain_error, "%s", error ? error : "");
+    if (changed)
+        touch(s);
+    pthread_mutex_unlock(&s->mu);
+}
+
 void weft_sched_heartbeat(weft_sched *s)
 {
     pthread_mutex_lock(&s->mu);

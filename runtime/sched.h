@@ -51,6 +51,11 @@ WEFT_API void weft_sched_step(weft_sched *s, const weft_sched_step_info *info);
 WEFT_API void weft_sched_resumed(weft_sched *s, int64_t step);
 /* A checkpoint of `step` is committed at path. */
 WEFT_API void weft_sched_checkpoint(weft_sched *s, int64_t step, const char *path);
+/* Two checkpoint tiers: the drain to the shared tier so far (status.json's
+ * shared_tier, the weft_checkpoint_drain* metrics). error: the last
+ * failure, "" after a success. */
+WEFT_API void weft_sched_drain(weft_sched *s, int64_t drained_step, int drains, int retries, int failures,
+                               const char *error);
 /* The training loop is alive (long evaluations, checkpoint waits). */
 WEFT_API void weft_sched_heartbeat(weft_sched *s);
 

@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* --- frozen tensors ----------------------------------------------------------
  * A model with a frozen table (LoRA's base weights) trains only its
@@ -142,9 +143,10 @@ static void list_tries(const char *dir, int mode, int64_t c[MAX_TRIES + 2])
     free(steps);
 }
 
-/* Load the first of the tries that loads (checksums verified): its index,
- * or the first failure's error once none does. */
-static int load_first(weft_trainer *t, const char *dir, const int64_t *tries, int n, weft_ckpt_loaded *L,
+/* Load the first of the tries (dirs[i]/step-tries[i].h5) that loads
+ * (checksums verified): its index, or the first failure's error once none
+ * does. */
+static int load_first(weft_trainer *t, const char *const *dirs, const int64_t *tries, int n, weft_ckpt_loaded *L,
                       char *path, size_t len)
 {
     char first[2048] = "";
@@ -152,7 +154,7 @@ static int load_first(weft_trainer *t, const char *dir, const int64_t *tries, in
     for (int i = 0; i < n; i++) {
         char name[64];
         weft_ckpt_file_name(tries[i], name, sizeof name);
-        snprintf(path, len, "%s/%s", dir, name);
+        snprintf(path, len, "%s/%s", dirs[i], name);
         int rc = weft_trainer_check_trusted(t, path);
         if (rc == 0)
             rc = weft_ckpt_load(&t->cdesc.layout, &t->cdesc.state, path, 0, L);
@@ -198,10 +200,80 @@ static int resume(weft_trainer *t, const char *dir, int mode)
         return t->rank == 0 ? (int)c[0] : weft_error((int)c[0], "no usable checkpoint in %s (see rank 0)", dir);
     char path[4300];
     weft_ckpt_loaded L;
-    int used = load_first(t, dir, c + 2, n, &L, path, sizeof path);
+    const char **dirs = malloc((size_t)n * sizeof *dirs);
+    if (!dirs)
+        return weft_error(WEFT_ENOMEM, "out of memory");
+    for (int i = 0; i < n; i++)
+        dirs[i] = dir;
+    int used = load_first(t, dirs, c + 2, n, &L, path, sizeof path);
+    free(dirs);
     if (used < 0)
         return used;
     say_fallback(t, mode, c[0], used, path);
+    weft_trainer_note_parent(t, path, "resume");
+    return apply_loaded(t, path, &L, 0);
+}
+
+/* Which of the local tier's tries every rank sees (a node whose local
+ * tier is gone sees none): flags, agreed. */
+static int visible_everywhere(weft_trainer *t, const char *dir, const int64_t *steps, int n, int32_t *ok)
+{
+    for (int i = 0; i < n; i++) {
+        char name[64], p[4300];
+        weft_ckpt_file_name(steps[i], name, sizeof name);
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        ok[i] = access(p, R_OK) == 0;
+    }
+    return n ? weft_comm_allreduce(t->world, ok, ok, (size_t)n, WEFT_I32, WEFT_MIN) : 0;
+}
+
+/* Two tiers: the newest checkpoint of either that every rank can read and
+ * that loads and verifies; at equal steps the local one. Says which. */
+static int resume_tiers(weft_trainer *t, const char *local, const char *shared, int mode)
+{
+    int64_t cl[MAX_TRIES + 2] = {0}, cs[MAX_TRIES + 2] = {0};
+    if (t->rank == 0) {
+        list_tries(local, 2, cl); /* every local file: the tier may be older or newer than shared */
+        list_tries(shared, mode, cs);
+    }
+    WEFT_CHECK(weft_comm_broadcast(t->world, cl, cl, MAX_TRIES + 2, WEFT_I64, 0));
+    WEFT_CHECK(weft_comm_broadcast(t->world, cs, cs, MAX_TRIES + 2, WEFT_I64, 0));
+    int nl = (int)cl[1], ns = (int)cs[1], n = 0;
+    int32_t ok[MAX_TRIES];
+    WEFT_CHECK(visible_everywhere(t, local, cl + 2, nl, ok));
+    int64_t tries[2 * MAX_TRIES];
+    const char *dirs[2 * MAX_TRIES];
+    for (int i = 0, j = 0; i < nl || j < ns;) { /* merge, newest first, local first at equal steps */
+        int take_local = i < nl && (j >= ns || cl[2 + i] >= cs[2 + j]);
+        if (take_local && !ok[i]) {
+            i++;
+            continue;
+        }
+        tries[n] = take_local ? cl[2 + i++] : cs[2 + j++];
+        dirs[n++] = take_local ? local : shared;
+    }
+    if (n == 0 && mode == 2) {
+        if (t->rank == 0)
+            WEFT_INFO("--resume=auto: no checkpoint in %s or %s, starting from step 0", local, shared);
+        return 0;
+    }
+    if (n == 0)
+        return weft_error(WEFT_ENOENT, "no checkpoint to resume from: neither the local tier %s nor the shared "
+                          "tier %s holds one every rank can read; start afresh without --resume, or use "
+                          "--resume=auto", local, shared);
+    char path[4300];
+    weft_ckpt_loaded L;
+    int used = load_first(t, dirs, tries, n, &L, path, sizeof path);
+    if (used < 0)
+        return used;
+    int tried_local = 0; /* local checkpoints tried before the one used (they did not load) */
+    for (int i = 0; i < used; i++)
+        tried_local |= dirs[i] == local;
+    if (t->rank == 0)
+        WEFT_INFO("resuming from the %s tier: %s%s", dirs[used] == local ? "local" : "shared", path,
+                  dirs[used] == local ? "" : tried_local ? " (the local tier's newer ones do not load, see above)"
+                                       : nl ? " (the local tier holds none as new that every rank can read)"
+                                            : " (nothing in the local tier)");
     weft_trainer_note_parent(t, path, "resume");
     return apply_loaded(t, path, &L, 0);
 }
@@ -212,7 +284,7 @@ int weft_trainer_ckpt_resume(weft_trainer *t, const weft_trainer_start_opts *so)
     if (so->resume) {
         weft_ckpt_opts o;
         weft_ckpt_opts_from_config(t->cfg, &o);
-        WEFT_CHECK(resume(t, o.dir, so->resume));
+        WEFT_CHECK(o.local_dir[0] ? resume_tiers(t, o.local_dir, o.dir, so->resume) : resume(t, o.dir, so->resume));
     }
     if (so->init_from && !t->loaded) /* --resume=auto --init-from: only when there was nothing to resume */
         WEFT_CHECK(init_from(t, so->init_from));
@@ -267,6 +339,11 @@ int weft_trainer_ckpt_save(weft_trainer *t, weft_step_stats *s, int wait)
     return 0;
 }
 
+int weft_trainer_ckpt_drained(weft_trainer *t)
+{
+    return weft_ckpt_wait_drained(t->ckpt, weft_config_float(t->cfg, "checkpoint.drain_timeout"));
+}
+
 /* Tell the scheduler about a newly committed checkpoint. */
 void weft_trainer_ckpt_report(weft_trainer *t)
 {
@@ -276,6 +353,10 @@ void weft_trainer_ckpt_report(weft_trainer *t)
         weft_sched_checkpoint(t->sched, last, path);
         t->reported_ckpt = last;
     }
+    weft_ckpt_stats st;
+    weft_ckpt_get_stats(t->ckpt, &st);
+    if (st.tiers == 2 && t->rank == 0) /* the drain runs on rank 0 */
+        weft_sched_drain(t->sched, st.drained_step, st.drained, st.drain_retried, st.drain_failed, st.drain_error);
 }
 
 /* After a step: save if one is due (checkpoint.every, the end). */
@@ -283,8 +364,12 @@ int weft_trainer_ckpt_step(weft_trainer *t, weft_step_stats *s)
 {
     int64_t done = s->step + 1, every = t->o.ckpt_every;
     int last = done == t->o.steps && t->o.at_end;
-    if (!last && every && done % every == 0)
-        WEFT_CHECK(weft_trainer_ckpt_save(t, s, 0));
+    if (!last && every && done % every == 0) {
+        int rc = weft_trainer_ckpt_save(t, s, 0);
+        if (rc) /* status.json shows a drain failure that stops the run */
+            weft_trainer_ckpt_report(t);
+        WEFT_CHECK(rc);
+    }
     if (last) { /* never skipped, and waited for; a failure obeys checkpoint.on_error */
         int rc = weft_trainer_ckpt_save(t, s, 1);
         if (rc && t->o.on_error_continue) {

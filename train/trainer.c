@@ -292,6 +292,8 @@ static int stop_run(weft_trainer *t, weft_step_stats *s)
     int rc = weft_trainer_ckpt_save(t, s, 1), committed = rc == 0;
     if (rc && t->rank == 0)
         WEFT_ERROR("stopping without a checkpoint: %s", weft_last_error());
+    if (committed && weft_trainer_ckpt_drained(t) != 0 && t->rank == 0) /* bounded: checkpoint.drain_timeout */
+        WEFT_WARN("%s; a requeue on other nodes resumes from the shared tier's latest", weft_last_error());
     weft_trainer_ckpt_report(t);
     WEFT_CHECK(weft_comm_barrier(t->world));
     t->exit_status = weft_sched_preempted(t->sched, committed);
@@ -321,7 +323,12 @@ static int finish_run(weft_trainer *t, const weft_step_stats *s)
 {
     weft_trace_step(0);
     WEFT_CHECK(weft_ckpt_finish(t->ckpt)); /* the last save's commit (checkpoint.on_error) */
-    weft_trainer_ckpt_report(t);
+    int drained = weft_trainer_ckpt_drained(t); /* the last checkpoint in the shared tier too */
+    weft_trainer_ckpt_report(t);                 /* status.json: the drain's outcome either way */
+    if (drained && !t->o.on_error_continue)
+        return drained;
+    if (drained && t->rank == 0)
+        WEFT_WARN("%s (checkpoint.on_error = continue)", weft_last_error());
     int rc = weft_ckpt_close(t->ckpt);
     t->ckpt = NULL;
     WEFT_CHECK(rc);

@@ -136,6 +136,34 @@ static void test_prometheus(void **state)
     assert_non_null(strstr(buf, "weft_checkpoint_step{job_id=\"j\"} -1\n"));
 }
 
+/* Two checkpoint tiers: the drain in status.json and the metrics; absent
+ * with one tier. */
+static void test_drain(void **state)
+{
+    (void)state;
+    weft_report r;
+    char buf[16384];
+    sample(&r);
+    weft_report_json(&r, 1020, buf, sizeof buf);
+    assert_null(strstr(buf, "shared_tier"));
+    weft_report_prometheus(&r, 1030, buf, sizeof buf);
+    assert_null(strstr(buf, "weft_checkpoint_drain"));
+    r.tiered = 1;
+    r.drained_step = 30;
+    r.drains = 3, r.drain_retries = 2, r.drain_failures = 1;
+    snprintf(r.drain_error, sizeof r.drain_error, "step 40: \"/shared\": No space left on device");
+    weft_report_json(&r, 1020, buf, sizeof buf);
+    assert_non_null(strstr(buf, "\"shared_tier\":{\"drained_step\":30,\"drained\":3,\"retried\":2,\"failed\":1,"
+                                "\"error\":\"step 40: \\\"/shared\\\": No space left on device\"}"));
+    weft_report_prometheus(&r, 1030, buf, sizeof buf);
+    assert_int_equal(count(buf, "# HELP "), count(buf, "# TYPE "));
+    assert_non_null(strstr(buf, "# TYPE weft_checkpoint_drain_failures_total counter\n"));
+    assert_non_null(strstr(buf, "weft_checkpoint_drained_step{job_id=\"81\\\"7\\\\23\"} 30\n"));
+    assert_non_null(strstr(buf, "weft_checkpoint_drains_total{job_id=\"81\\\"7\\\\23\"} 3\n"));
+    assert_non_null(strstr(buf, "weft_checkpoint_drain_retries_total{job_id=\"81\\\"7\\\\23\"} 2\n"));
+    assert_non_null(strstr(buf, "weft_checkpoint_drain_failures_total{job_id=\"81\\\"7\\\\23\"} 1\n"));
+}
+
 static void test_comment(void **state)
 {
     (void)state;
@@ -153,7 +181,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stop_parse), cmocka_unit_test(test_stop_flag), cmocka_unit_test(test_json),
-        cmocka_unit_test(test_prometheus), cmocka_unit_test(test_comment),
+        cmocka_unit_test(test_prometheus), cmocka_unit_test(test_drain), cmocka_unit_test(test_comment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
