@@ -85,8 +85,11 @@ int weft_matmul_bf16_supported(char *why, size_t len)
     if (!dnnl_ok) {
         const char *cap = getenv("ONEDNN_MAX_CPU_ISA") ? "ONEDNN_MAX_CPU_ISA"
                           : getenv("DNNL_MAX_CPU_ISA") ? "DNNL_MAX_CPU_ISA" : NULL;
+        const char *name = dnnl_cpu_isa2str(isa);
+        if (!strncmp(name, "cpu_isa_", 8))
+            name += 8;
         snprintf(why, len, "the CPU has %s, but oneDNN's instruction set is limited to %s%s%s%s, which has no "
-                 "bf16 instructions", avx ? "avx512_bf16" : "AMX-BF16", dnnl_cpu_isa2str(isa),
+                 "bf16 instructions", avx ? "avx512_bf16" : "AMX-BF16", name,
                  cap ? " (by " : "", cap ? cap : "", cap ? ")" : "");
         return 0;
     }

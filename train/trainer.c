@@ -84,13 +84,12 @@ static void resolve_opts(weft_trainer *t)
  * this machine lacks. */
 static int set_precision(weft_trainer *t)
 {
+    char why[256];
     t->bf16 = strcmp(weft_config_str(t->cfg, "train.precision"), "bf16") == 0;
-    int rc = weft_matmul_set_precision(t->bf16 ? WEFT_BF16 : WEFT_F32);
-    if (rc == WEFT_EUNSUPPORTED)
+    if (t->bf16 && !weft_matmul_bf16_supported(why, sizeof why))
         return weft_error(WEFT_ECONFIG, "train.precision = bf16 on rank %d: %s; use train.precision = f32 here",
-                          t->rank, strchr(weft_last_error(), ':') ? strchr(weft_last_error(), ':') + 2
-                                                                   : weft_last_error());
-    return rc;
+                          t->rank, why);
+    return weft_matmul_set_precision(t->bf16 ? WEFT_BF16 : WEFT_F32);
 }
 
 /* Micro-batches per step; weft_trainer_check has made sure they divide. */
