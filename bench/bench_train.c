@@ -203,8 +203,8 @@ int main(int argc, char **argv)
     ROW("tokens/s (2 ranks)", x->tps, "%-10.0f");
     ROW("tokens/s over the family's f32", x->tps / r[i & 2].tps, "%-10.2f");
     ROW("model GFLOP/s per rank", x->flops / 1e9, "%-10.2f");
-    ROW("% of oneDNN at GPT-2's shapes (same prec.)", 100 * x->flops / ref[i], "%-10.0f");
-    ROW("% of oneDNN peak (same precision)", 100 * x->flops / pk[i], "%-10.0f");
+    ROW("% of oneDNN, GPT-2's shapes, same prec", 100 * x->flops / ref[i], "%-10.0f");
+    ROW("% of oneDNN peak, same precision", 100 * x->flops / pk[i], "%-10.0f");
     ROW("MFU weft-train reported (median) %", 100 * x->mfu, "%-10.1f");
     ROW("reduction hidden behind backward %", 100 * x->hidden, "%-10.0f");
 #undef ROW
