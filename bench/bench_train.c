@@ -181,14 +181,14 @@ int main(int argc, char **argv)
     }
     const double ref[4] = {dnnl, dnnl16, dnnl, dnnl16}, pk[4] = {peak, peak16, peak, peak16};
     printf("bench_train: L4 NH4 C256 T256 V8192, micro-batch 8 x 2 data-parallel ranks, 1 thread each\n");
-    printf("  steps measured                        %d (median of steps 3..%d)\n", r[0].n, steps);
+    printf("  steps measured                          %d (median of steps 3..%d)\n", r[0].n, steps);
     if (!bf16)
         printf("  bf16 not run: %s\n", why);
-    printf("                                        GPT-2 (5.32 M)      Llama (5.34 M: NKV 2, F 800, tied)\n");
-    printf("                                        f32       bf16      f32       bf16\n");
+    printf("                                          GPT-2 (5.32 M)      Llama (5.34 M: NKV 2, F 800, tied)\n");
+    printf("                                          f32       bf16      f32       bf16\n");
 #define ROW(name, expr, fmt)                                     \
     do {                                                         \
-        printf("  %-38s", name);                                 \
+        printf("  %-40s", name);                                 \
         for (int i = 0; i < 4; i++) {                            \
             const run_stats *x = &r[i];                          \
             (void)x;                                             \
