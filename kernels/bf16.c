@@ -19,8 +19,9 @@
  * Why detection looks at both the CPU and oneDNN: cpuid says whether the
  * instructions exist; oneDNN's effective ISA (which ONEDNN_MAX_CPU_ISA or
  * DNNL_MAX_CPU_ISA can cap) says whether its kernels will use them. Without
- * them oneDNN still runs a bf16 matmul, but through a slow emulation (about
- * a fifth of the f32 rate, measured): never chosen silently.
+ * them oneDNN still runs a bf16 matmul, but through a slow emulation
+ * (gemm:jit, a quarter to a fifth of the f32 rate, measured with
+ * ONEDNN_MAX_CPU_ISA=AVX512_CORE): never chosen silently.
  */
 #include "kernels/kernels.h"
 #include "kernels/matmul_dnnl.h"
@@ -157,8 +158,10 @@ int weft_matmul_bf16_mirror(const float *base, size_t n)
         if (copy)
             bf.m[bf.n++] = (mirror){base, n, copy};
         else
-            rc = weft_error(WEFT_ENOMEM, "kernels: no room for a bf16 copy of %zu weights (%s)", n,
-                            bf.n < MAX_MIRRORS ? "out of memory" : "all " "8 mirrors in use");
+            rc = bf.n < MAX_MIRRORS
+                     ? weft_error(WEFT_ENOMEM, "kernels: out of memory for a bf16 copy of %zu weights", n)
+                     : weft_error(WEFT_EINVAL, "kernels: a bf16 copy of %zu weights: all %d mirrors are in use "
+                                  "(weft_matmul_bf16_forget the ones no longer needed)", n, MAX_MIRRORS);
     }
     pthread_mutex_unlock(&bf.mu);
     if (rc == 0)
