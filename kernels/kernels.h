@@ -29,6 +29,7 @@
 #define WEFT_KERNELS_KERNELS_H
 
 #include "runtime/api.h"
+#include "runtime/dtype.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -173,5 +174,38 @@ WEFT_API double weft_matmul_peak(double seconds);
 
 /* The threads oneDNN runs the products with. */
 WEFT_API int weft_matmul_threads(void);
+
+/* --- bf16 mixed precision (train.precision = bf16) ---
+ * In bf16 the linear layer (weft_matmul_forward/backward, still f32 arrays
+ * at the API) multiplies bf16 copies of its inputs -- each rounded to
+ * nearest even -- and accumulates and writes f32: gradients, biases and
+ * every other op stay f32. Process-wide, like the thread count.
+ *
+ * Whether bf16 products can run at speed here: the CPU has avx512_bf16 or
+ * AMX-BF16 (cpuid) and oneDNN may use them (its effective ISA, which
+ * ONEDNN_MAX_CPU_ISA caps). 1: yes (why names the instructions); 0: no,
+ * why says what is missing. */
+WEFT_API int weft_matmul_bf16_supported(char *why, size_t len);
+
+/* The linear layer's precision from now on: WEFT_F32 (the default) or
+ * WEFT_BF16; WEFT_EUNSUPPORTED (message: what the CPU or oneDNN lacks) when
+ * bf16 cannot run at speed. */
+WEFT_API int weft_matmul_set_precision(weft_dtype dt);
+WEFT_API weft_dtype weft_matmul_precision(void);
+
+/* Weights' bf16 copies: register the n floats at base (the model's
+ * parameters) and products read a bf16 copy of any operand inside them
+ * instead of rounding it per call. The copy is as fresh as the last
+ * refresh: call weft_matmul_bf16_refresh(p, n) after every write to
+ * [p, p + n) (an optimizer step, a gather, a load); forget before freeing
+ * base. Registering is allocation; refreshing is not. */
+WEFT_API int weft_matmul_bf16_mirror(const float *base, size_t n);
+WEFT_API void weft_matmul_bf16_refresh(const float *p, size_t n);
+WEFT_API void weft_matmul_bf16_forget(const float *base);
+
+/* weft_matmul_rate and weft_matmul_peak in a given precision (WEFT_F32 or
+ * WEFT_BF16: bf16 inputs, f32 output). */
+WEFT_API double weft_matmul_rate_as(weft_dtype dt, int M, int N, int K, double seconds);
+WEFT_API double weft_matmul_peak_as(weft_dtype dt, double seconds);
 
 #endif

@@ -30,6 +30,13 @@
  * A product the table has no room for, or that oneDNN refuses, runs
  * through cblas_sgemm instead, with a warning once.
  *
+ * Precision (weft_matmul_set_precision): in f32 every operand is f32. In
+ * bf16, A and B are bf16 -- a weight's bf16 mirror, or the floats rounded
+ * into scratch for this call (bf16.c) -- and the product accumulates and
+ * writes f32 (C, bias and the sum post-op stay f32): oneDNN 2.6 runs
+ * bf16 x bf16 -> f32 with its brgemm kernels on avx512_bf16, for every
+ * transpose the three directions use.
+ *
  * Threads: Debian's oneDNN uses OpenMP; it runs with the thread count
  * weft_kernels_init set, applied on whichever thread calls (OpenMP's count
  * is per thread). Calls are serialised by one mutex (the table and its
@@ -37,6 +44,7 @@
  */
 #include "kernels/kernels.h"
 #include "kernels/matmul_dnnl.h"
+#include "runtime/error.h"
 #include "runtime/log.h"
 #include "runtime/timer.h"
 
@@ -55,6 +63,7 @@ typedef struct {
     int M, N, K;
     int ta, tb;       /* A stored (K, M) / B stored (N, K), read transposed */
     int bias, accum;  /* bias (N) added / C accumulated into (beta = 1) */
+    int bf16;         /* A and B bf16 (C f32), else all f32 */
 } shape;
 
 typedef struct {
@@ -69,6 +78,8 @@ static struct {
     pthread_mutex_t mu;
     int ready, failed;        /* engine and stream made / could not be */
     int threads;              /* what weft_kernels_init asked for (0: the library's default) */
+    int bf16;                 /* weft_matmul_set_precision(WEFT_BF16) */
+    int warned_bf16;          /* told once that a bf16 product ran in f32 */
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     product table[MAX_PRODUCTS];
@@ -112,12 +123,12 @@ static int engine_ready(void)
     return dn.ready;
 }
 
-static void md_2d(dnnl_memory_desc_t *md, int rows, int cols, int transposed)
+static void md_2d(dnnl_memory_desc_t *md, int rows, int cols, int transposed, dnnl_data_type_t dt)
 {
     /* (rows, cols) as the product reads it; transposed: stored (cols, rows) */
     dnnl_dims_t dims = {rows, cols};
     dnnl_dims_t strides = {transposed ? 1 : cols, transposed ? rows : 1};
-    dnnl_memory_desc_init_by_strides(md, 2, dims, dnnl_f32, strides);
+    dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides);
 }
 
 static void product_free(product *p)
@@ -145,10 +156,11 @@ static dnnl_status_t make_memory(product *p, dnnl_memory_t *m, const dnnl_memory
 static dnnl_status_t describe(const shape *s, dnnl_primitive_desc_t *pd)
 {
     dnnl_memory_desc_t a, b, bias, c;
-    md_2d(&a, s->M, s->K, s->ta);
-    md_2d(&b, s->K, s->N, s->tb);
-    md_2d(&bias, 1, s->N, 0);
-    md_2d(&c, s->M, s->N, 0);
+    dnnl_data_type_t in = s->bf16 ? dnnl_bf16 : dnnl_f32;
+    md_2d(&a, s->M, s->K, s->ta, in);
+    md_2d(&b, s->K, s->N, s->tb, in);
+    md_2d(&bias, 1, s->N, 0, dnnl_f32);
+    md_2d(&c, s->M, s->N, 0, dnnl_f32);
     dnnl_matmul_desc_t desc;
     dnnl_status_t st = dnnl_matmul_desc_init(&desc, &a, &b, s->bias ? &bias : NULL, &c);
     dnnl_primitive_attr_t attr = NULL;
@@ -206,7 +218,7 @@ static dnnl_status_t product_init(product *p, const shape *s)
     return st;
 }
 
-static dnnl_status_t product_run(product *p, const float *a, const float *b, const float *bias, float *c)
+static dnnl_status_t product_run(product *p, const void *a, const void *b, const float *bias, float *c)
 {
     dnnl_memory_set_data_handle(p->a, (void *)a);
     dnnl_memory_set_data_handle(p->b, (void *)b);
@@ -247,13 +259,34 @@ static void fallback(const shape *s, const float *a, const float *b, const float
                 s->K, 1, a, s->ta ? s->M : s->K, b, s->tb ? s->K : s->N, bias || s->accum ? 1 : 0, c, s->N);
 }
 
+/* In bf16: A and B as bf16 (mirrors or rounded now), the bf16 product of
+ * s; 0 when that cannot run (no memory for the scratch, no primitive). */
+static int gemm_bf16(const shape *s, const float *a, const float *b, const float *bias, float *c)
+{
+    shape h = *s;
+    h.bf16 = 1;
+    const uint16_t *a16 = weft_bf16_operand(a, (size_t)s->M * s->K, 0);
+    const uint16_t *b16 = weft_bf16_operand(b, (size_t)s->K * s->N, 1);
+    product *p = a16 && b16 ? lookup(&h) : NULL;
+    if (p && product_run(p, a16, b16, bias, c) == dnnl_success)
+        return 1;
+    if (!dn.warned_bf16) {
+        dn.warned_bf16 = 1;
+        WEFT_WARN("kernels: a bf16 matmul of %dx%dx%d runs in f32: %s", s->M, s->N, s->K,
+                  !a16 || !b16 ? "no memory to round its operands into" : "oneDNN could not make a bf16 primitive");
+    }
+    return 0;
+}
+
 static void gemm(const shape *s, const float *a, const float *b, const float *bias, float *c)
 {
     pthread_mutex_lock(&dn.mu);
     apply_threads();
-    product *p = lookup(s);
-    if (!p || product_run(p, a, b, bias, c) != dnnl_success)
-        fallback(s, a, b, bias, c);
+    if (!dn.bf16 || !gemm_bf16(s, a, b, bias, c)) {
+        product *p = lookup(s);
+        if (!p || product_run(p, a, b, bias, c) != dnnl_success)
+            fallback(s, a, b, bias, c);
+    }
     pthread_mutex_unlock(&dn.mu);
 }
 
@@ -312,11 +345,11 @@ void weft_matmul_backward(float *dinp, float *dweight, float *dbias, const float
  * calls): the mean over the calls, or (best) the fastest single call -- on
  * a shared machine the one least disturbed by other processes. 0 when
  * oneDNN cannot run it or memory is short. */
-static double rate_locked(int M, int N, int K, double seconds, int best)
+static double rate_locked(int M, int N, int K, double seconds, int best, int bf16)
 {
     float *a = malloc((size_t)M * K * sizeof(float)), *b = malloc((size_t)N * K * sizeof(float));
     float *c = malloc((size_t)M * N * sizeof(float));
-    shape s = {.M = M, .N = N, .K = K, .tb = 1};
+    shape s = {.M = M, .N = N, .K = K, .tb = 1, .bf16 = bf16};
     product p;
     double rate = 0;
     if (a && b && c && engine_ready() && product_init(&p, &s) == dnnl_success) {
@@ -324,6 +357,10 @@ static double rate_locked(int M, int N, int K, double seconds, int best)
             a[i] = (float)((i * 7) % 13) * 0.01f;
         for (size_t i = 0; i < (size_t)N * K; i++)
             b[i] = (float)((i * 5) % 11) * 0.01f;
+        if (bf16) { /* rounded in place: the first halves of a and b hold the bf16 operands */
+            weft_bf16_round((uint16_t *)a, a, (size_t)M * K);
+            weft_bf16_round((uint16_t *)b, b, (size_t)N * K);
+        }
         product_run(&p, a, b, NULL, c); /* warm-up: first-touch, caches */
         int64_t t0 = weft_now_ns(), t = t0, t1, fastest = INT64_MAX;
         long calls = 0;
@@ -342,16 +379,20 @@ static double rate_locked(int M, int N, int K, double seconds, int best)
     return rate;
 }
 
-double weft_matmul_rate(int M, int N, int K, double seconds)
+double weft_matmul_rate_as(weft_dtype dt, int M, int N, int K, double seconds)
 {
     pthread_mutex_lock(&dn.mu);
     apply_threads();
-    double r = rate_locked(M, N, K, seconds, 0);
+    double r = rate_locked(M, N, K, seconds, 0, dt == WEFT_BF16);
     pthread_mutex_unlock(&dn.mu);
     return r;
 }
 
-double weft_matmul_peak(double seconds)
+double weft_matmul_rate(int M, int N, int K, double seconds) { return weft_matmul_rate_as(WEFT_F32, M, N, K, seconds); }
+
+double weft_matmul_peak(double seconds) { return weft_matmul_peak_as(WEFT_F32, seconds); }
+
+double weft_matmul_peak_as(weft_dtype dt, double seconds)
 {
     static const int sizes[] = {1024, 1536, 2048};
     const int n = sizeof sizes / sizeof sizes[0];
@@ -359,9 +400,26 @@ double weft_matmul_peak(double seconds)
     pthread_mutex_lock(&dn.mu);
     apply_threads();
     for (int i = 0; i < n; i++) {
-        double r = rate_locked(sizes[i], sizes[i], sizes[i], seconds / n, 1);
+        double r = rate_locked(sizes[i], sizes[i], sizes[i], seconds / n, 1, dt == WEFT_BF16);
         best = r > best ? r : best;
     }
     pthread_mutex_unlock(&dn.mu);
     return best;
 }
+
+/* --- precision ------------------------------------------------------------------ */
+
+int weft_matmul_set_precision(weft_dtype dt)
+{
+    char why[256];
+    if (dt != WEFT_F32 && dt != WEFT_BF16)
+        return weft_error(WEFT_EINVAL, "kernels: matmul precision %s: only f32 and bf16", weft_dtype_name(dt));
+    if (dt == WEFT_BF16 && !weft_matmul_bf16_supported(why, sizeof why))
+        return weft_error(WEFT_EUNSUPPORTED, "kernels: bf16 matmuls: %s", why);
+    pthread_mutex_lock(&dn.mu);
+    dn.bf16 = dt == WEFT_BF16;
+    pthread_mutex_unlock(&dn.mu);
+    return 0;
+}
+
+weft_dtype weft_matmul_precision(void) { return dn.bf16 ? WEFT_BF16 : WEFT_F32; }

@@ -1,13 +1,26 @@
 /*
  * matmul_dnnl.h -- what kernels.c needs from matmul_dnnl.c beyond
- * kernels.h: setting the thread count oneDNN runs with. Internal to
- * kernels/ (not installed).
+ * kernels.h (setting the thread count oneDNN runs with), and what
+ * matmul_dnnl.c needs from bf16.c (rounding, operands' bf16 forms).
+ * Internal to kernels/ (not installed).
  */
 #ifndef WEFT_KERNELS_MATMUL_DNNL_H
 #define WEFT_KERNELS_MATMUL_DNNL_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 /* oneDNN (OpenMP) threads for later products, on every calling thread;
  * n < 1: the library's default. */
 void weft_matmul_set_threads(int n);
+
+/* out (n) = in (n) rounded to bf16, nearest even. out may alias in's
+ * first half (each output element is written after its input is read). */
+void weft_bf16_round(uint16_t *out, const float *in, size_t n);
+
+/* The bf16 form of the n floats at p for one product: inside a mirror,
+ * the mirror's copy; else rounded now into scratch buffer `slot` (0: A,
+ * 1: B; grown on first need). NULL: no memory for the scratch. */
+const uint16_t *weft_bf16_operand(const float *p, size_t n, int slot);
 
 #endif

@@ -303,7 +303,9 @@ int weft_trainer_load_weights(weft_trainer *t, const char *name)
         return weft_error(WEFT_EINVAL, "weft_trainer_load_weights: set the model first");
     weft_ckpt_model_free(&t->cdesc);
     WEFT_CHECK(weft_ckpt_model_describe(t->model, t->dp, t->opt, t->world, t->mesh, t->o.zero, &t->cdesc));
-    return init_from(t, name);
+    WEFT_CHECK(init_from(t, name));
+    weft_trainer_weights_changed(t);
+    return 0;
 }
 
 int weft_trainer_ckpt_setup(weft_trainer *t)

@@ -87,20 +87,22 @@ int weft_trainer_write_file(const weft_trainer *t, const char *name, const char 
     return weft_durable_write_file(path, text, strlen(text), WEFT_DURABLE_SYNC);
 }
 
-/* The peak MFU divides by: run.peak_flops, or the machine's f32 peak as a
- * rank sees it -- the best oneDNN GEMM of a few large squares on the rank's
- * threads, every rank measuring at once (as they will run), never a
- * model-shaped rate, so MFU stays below 100%. */
+/* The peak MFU divides by: run.peak_flops, or the machine's peak in the
+ * run's precision (train.precision: f32, or bf16 inputs with f32
+ * accumulation) as a rank sees it -- the best oneDNN GEMM of a few large
+ * squares on the rank's threads, every rank measuring at once (as they
+ * will run), never a model-shaped rate, so MFU stays below 100%. */
 static void measure_peak(weft_trainer *t, char *what, size_t len)
 {
     double given = weft_config_float(t->cfg, "run.peak_flops");
     int threads = weft_matmul_threads();
-    t->peak_flops = given > 0 ? given : weft_matmul_peak(0.6);
+    weft_dtype dt = t->bf16 ? WEFT_BF16 : WEFT_F32;
+    t->peak_flops = given > 0 ? given : weft_matmul_peak_as(dt, 0.6);
     if (given > 0)
         snprintf(what, len, "run.peak_flops");
     else
-        snprintf(what, len, "oneDNN f32 GEMM, best of 1024/1536/2048 squares, %d thread%s", threads,
-                 threads == 1 ? "" : "s");
+        snprintf(what, len, "oneDNN %s GEMM, best of 1024/1536/2048 squares, %d thread%s", weft_dtype_name(dt),
+                 threads, threads == 1 ? "" : "s");
 }
 
 /* Rank 0 records the run's configuration and layout for weft-report, with
@@ -123,13 +125,13 @@ int weft_trainer_write_run_info(weft_trainer *t)
              "{\"ranks\":%d,\"dp\":%d,\"tp\":%d,\"pp\":%d,\"schedule\":\"%s\",\"nodes\":%d,\"host\":\"%s\","
              "\"backend\":\"%s\",\"zero\":%d,\"buckets\":%d,\"model\":\"%s\","
              "\"bucket_mb\":%g,\"params\":%zu,\"micro_batches\":%lld,\"tokens_per_step\":%lld,"
-             "\"flops_per_token\":%.6g,\"peak_flops\":%.6g,\"peak_precision\":\"f32\",\"peak_source\":\"%s\","
+             "\"flops_per_token\":%.6g,\"peak_flops\":%.6g,\"peak_precision\":\"%s\",\"peak_source\":\"%s\","
              "\"threads\":%d,\"checkpoints\":0,\"restarts\":0,\"started\":%.3f}\n",
              t->size, t->D, weft_mesh_size(t->mesh, WEFT_AXIS_TP), weft_mesh_size(t->mesh, WEFT_AXIS_PP),
              t->o.schedule, t->ctx->nnodes, t->ctx->host, weft_comm_backend(t->comm), t->o.zero,
              weft_dp_nbuckets(t->dp), m->ops->family, weft_config_float(t->cfg, "parallel.bucket_mb"),
              m->global_params, (long long)t->o.k, (long long)(t->o.G * m->tokens_per_sample), m->flops_per_token,
-             t->peak_flops, peak_what, weft_matmul_threads(), weft_wall_s());
+             t->peak_flops, t->bf16 ? "bf16" : "f32", peak_what, weft_matmul_threads(), weft_wall_s());
     return weft_trainer_write_file(t, WEFT_RUNFILE_RUN, json);
 }
 
@@ -152,6 +154,9 @@ void weft_trainer_describe(const weft_trainer *t)
         *cut = '\0';
     int pp = weft_mesh_size(t->mesh, WEFT_AXIS_PP), nb = weft_dp_nbuckets(t->dp);
     int64_t tps = t->model->tokens_per_sample;
+    if (t->bf16)
+        WEFT_INFO("precision: bf16 linear layers (bf16 weight copies and activations, f32 accumulation), f32 "
+                  "master weights, optimizer state, norms and softmax");
     WEFT_INFO("layout: %s over %d rank%s: data parallel over %d (backend %s), ZeRO-%d, %d gradient bucket%s; "
               "global batch %lld x %lld tokens = %lld per step, %lld micro-batch%s of %lld per replica%s%s",
               mesh, t->size, t->size == 1 ? "" : "s", t->D, weft_comm_backend(t->comm), o->zero, nb,

@@ -10,6 +10,7 @@
  */
 #include "train/trainer_int.h"
 #include "collectives/agree.h"
+#include "kernels/kernels.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
 #include "runtime/stop.h"
@@ -105,7 +106,18 @@ static int update(weft_trainer *t, const weft_step_stats *s)
     tw = weft_trace_begin();
     WEFT_CHECK(weft_dp_gather_params(t->dp));
     weft_trace_end("params.gather", "comm", WEFT_TRACE_COMPUTE, -1, tw);
+    weft_trainer_weights_changed(t);
     return 0;
+}
+
+void weft_trainer_weights_changed(weft_trainer *t)
+{
+    if (!t->bf16 || !t->model)
+        return;
+    int64_t tw = weft_trace_begin();
+    weft_matmul_bf16_refresh(t->model->param_data, t->model->n);
+    weft_matmul_bf16_refresh(t->model->frozen_data, t->model->frozen_n);
+    weft_trace_end("bf16.refresh", "optim", WEFT_TRACE_COMPUTE, -1, tw);
 }
 
 int weft_trainer_step(weft_trainer *t, weft_step_stats *s)

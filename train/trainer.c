@@ -35,9 +35,12 @@ const weft_config_key weft_train_config_keys[] = {
      "a NaN/inf loss or gradient: stop the run (exit 70), or skip that step's update"},
     {"train.threads", WEFT_CFG_INT, "1", 1, 1024, NULL,
      "compute threads per rank (oneDNN's and BLAS's); ranks x threads should not exceed a node's cores"},
+    {"train.precision", WEFT_CFG_ENUM, "f32", WEFT_UNBOUNDED, "f32|bf16",
+     "the linear layers' compute precision: bf16 multiplies bf16 copies of weights and activations, accumulating "
+     "in f32 (f32 master weights, optimizer state, norms, softmax); needs avx512_bf16 or AMX (else exit 64)"},
     {"run.peak_flops", WEFT_CFG_FLOAT, "0", 0, 1e18, NULL,
-     "one rank's peak FLOP/s that MFU divides by; 0: measure at start (the best f32 oneDNN GEMM of a few large "
-     "squares on the rank's threads)"},
+     "one rank's peak FLOP/s that MFU divides by; 0: measure at start (the best oneDNN GEMM of a few large "
+     "squares on the rank's threads, in train.precision)"},
     {"train.progress", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|on|off",
      "live progress line between log lines; auto: when stdout is a terminal and not under mpirun/srun"},
     WEFT_CONFIG_END,
@@ -76,6 +79,19 @@ static void resolve_opts(weft_trainer *t)
     t->fault_step_ms = fault ? atol(fault) : 0;
 }
 
+/* train.precision for the linear layers (kernels/kernels.h): bf16 only
+ * where the CPU and oneDNN run it at speed, else a usage error saying what
+ * this machine lacks. */
+static int set_precision(weft_trainer *t)
+{
+    char why[256];
+    t->bf16 = strcmp(weft_config_str(t->cfg, "train.precision"), "bf16") == 0;
+    if (t->bf16 && !weft_matmul_bf16_supported(why, sizeof why))
+        return weft_error(WEFT_ECONFIG, "train.precision = bf16 on rank %d: %s; use train.precision = f32 here",
+                          t->rank, why);
+    return weft_matmul_set_precision(t->bf16 ? WEFT_BF16 : WEFT_F32);
+}
+
 /* Micro-batches per step; weft_trainer_check has made sure they divide. */
 static void split_batch(weft_trainer *t)
 {
@@ -104,6 +120,7 @@ int weft_trainer_new_on(weft_ctx *ctx, weft_comm *world, const weft_config *cfg,
      * after its first step) instead of killing the process. */
     WEFT_CHECK(weft_stop_install(weft_config_str(t->cfg, "sched.signals")));
     weft_kernels_init((int)weft_config_int(t->cfg, "train.threads"));
+    WEFT_CHECK(set_precision(t));
     t->world = world;
     if (!world) {
         weft_comm_opts co;
@@ -229,6 +246,10 @@ static int build_pipeline(weft_trainer *t)
 int weft_trainer_set_model(weft_trainer *t, weft_model *m)
 {
     t->model = m;
+    if (t->bf16) { /* the weights' bf16 copies (refreshed by weft_trainer_weights_changed) */
+        WEFT_CHECK(weft_matmul_bf16_mirror(m->param_data, m->n));
+        WEFT_CHECK(weft_matmul_bf16_mirror(m->frozen_data, m->frozen_n));
+    }
     WEFT_CHECK(classify_params(t));
     WEFT_CHECK(build_pipeline(t));
     weft_dp_opts dpo;
@@ -279,6 +300,7 @@ int weft_trainer_start(weft_trainer *t, const weft_trainer_start_opts *o)
     WEFT_CHECK(weft_trainer_ckpt_setup(t));
     if (t->start_step > 0)
         weft_sched_resumed(t->sched, t->start_step);
+    weft_trainer_weights_changed(t); /* loaded from a checkpoint, perhaps */
     weft_trainer_describe(t);
     return 0;
 }
@@ -396,6 +418,10 @@ static void release(weft_trainer *t, int rc)
     weft_optim_free(t->opt);
     weft_pipe_free(t->pipe);
     weft_dp_free(t->dp);
+    if (t->model && t->bf16) {
+        weft_matmul_bf16_forget(t->model->param_data);
+        weft_matmul_bf16_forget(t->model->frozen_data);
+    }
     weft_model_free(t->model);
     weft_mesh_free(t->mesh);
     if (t->owns_world)

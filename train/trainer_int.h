@@ -69,9 +69,10 @@ struct weft_trainer {
     int loaded;                 /* a checkpoint was resumed (not --init-from) */
     char *base_path;            /* where the model's frozen tensors came from (absolute), or NULL */
     uint64_t base_hash;         /* its weft_ckpt_params_hash */
-    double peak_flops;          /* one rank's f32 peak FLOP/s, what MFU divides by: run.peak_flops,
-                                   or weft_matmul_peak at start (0: not known yet) */
+    double peak_flops;          /* one rank's peak FLOP/s in train.precision, what MFU divides by:
+                                   run.peak_flops, or weft_matmul_peak_as at start (0: not known yet) */
     int peak_warned;            /* told once that a step beat the peak */
+    int bf16;                   /* train.precision = bf16: linear layers on bf16 copies (kernels.h) */
     /* provenance.c: the checkpoint this run started from (rank 0) */
     int has_parent;
     uint64_t parent_id;         /* its identity (checkpoint/seal.h) */
@@ -79,6 +80,10 @@ struct weft_trainer {
     char parent_path[4300];
 };
 
+/* step.c: the weights' bf16 copies rounded again from the f32 masters
+ * (train.precision = bf16; nothing in f32), after anything writes the
+ * weights: an optimizer step and its gather, a checkpoint load. */
+void weft_trainer_weights_changed(weft_trainer *t);
 
 /* cadence.c */
 int weft_trainer_ckpt_resume(weft_trainer *t, const weft_trainer_start_opts *o);

@@ -6,7 +6,8 @@
  * runs): loader next, the pipeline schedule's forwards and backwards
  * (send/recv between stages, tensor-parallel allreduces inside the layers),
  * bucket reduction, the tied embedding's sum, the loss and gradient norm
- * over the mesh, AdamW, the ZeRO-1 gather -- on any DP x TP x PP layout.
+ * over the mesh, AdamW, the ZeRO-1 gather, the refresh of the weights' bf16
+ * copies (train.precision = bf16) -- on any DP x TP x PP layout.
  * After warm-up steps, the measured steps must allocate nothing. Prints TAP
  * from rank 0.
  *
@@ -174,8 +175,9 @@ int main(int argc, char **argv)
         weft_mesh_describe(mesh, desc, sizeof desc);
     if (strstr(desc, " (this"))
         *strstr(desc, " (this") = '\0';
-    tap_end("no allocation in 5 steady-state library steps (%s, backend %s, ZeRO-%d, %d rank%s, %s, %s; "
+    tap_end("no allocation in 5 steady-state library steps (%s, %s, backend %s, ZeRO-%d, %d rank%s, %s, %s; "
             "%ld inside Open MPI, %ld inside oneDNN's execute)", weft_config_str(ctx->config, "model.family"),
+            weft_config_str(ctx->config, "train.precision"),
             weft_config_str(ctx->config, "comm.backend"), (int)weft_config_int(ctx->config, "parallel.zero"),
             ctx->size, ctx->size == 1 ? "" : "s", desc, weft_config_str(ctx->config, "parallel.schedule"),
             mpi_allocs, dnnl_allocs);
