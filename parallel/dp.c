@@ -1,5 +1,5 @@
 /*
- * dp.c -- bucketed, overlapped gradient averaging and ZeRO-1. See dp.h.
+ * dp.c -- bucketed, overlapped gradient averaging and ZeRO-1/2. See dp.h.
  *
  * Bucket states within a step: idle -> launched (request in flight) ->
  * done. weft_dp_begin resets every bucket to idle; the hook launches and
@@ -16,11 +16,16 @@
 #include "runtime/timer.h"
 #include "runtime/trace.h"
 
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 const weft_config_key weft_parallel_config_keys[] = {
-    {"parallel.zero", WEFT_CFG_INT, "0", 0, 1, NULL,
-     "ZeRO stage: 0 replicates optimizer state, 1 shards it across data-parallel ranks"},
+    {"parallel.zero", WEFT_CFG_INT, "0", 0, 2, NULL,
+     "ZeRO stage: 0 replicates optimizer state, 1 shards it across data-parallel ranks, 2 also keeps only "
+     "this rank's shard of the reduced gradients"},
     {"parallel.bucket_mb", WEFT_CFG_FLOAT, "4", 0.001, 4096, NULL,
      "gradient bucket size in MiB; buckets are reduced while backward runs"},
     WEFT_CONFIG_END,
@@ -37,6 +42,7 @@ enum { IDLE, LAUNCHED, DONE };
 typedef struct {
     size_t start, len;          /* range of the flat buffer */
     size_t shard_off, shard_len; /* this rank's chunk within it (ZeRO-1) */
+    size_t drop[2][2];           /* ZeRO-2: whole pages outside the shard, float offsets [a, b) into the buffer */
     int state;
     weft_request *req;
     int64_t t_launch;            /* trace: when it was launched */
@@ -52,12 +58,40 @@ struct weft_dp {
     int err;           /* first error seen in the hook */
     int64_t t_first_launch, t_last_done, exposed_ns;
     int64_t t_finished;          /* when weft_dp_finish_grads returned */
+    size_t dropped;              /* ZeRO-2: floats of whole pages released after each reduction */
 };
+
+/* ZeRO-2: the whole pages of [a, b) (float offsets into buf), as float
+ * offsets, in *lo, *hi (lo == hi: none). Only whole pages can be given
+ * back; the partial pages at the edges stay. */
+static void whole_pages(const float *buf, size_t a, size_t b, size_t out[2])
+{
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)(buf + a) + pg - 1) / pg * pg, hi = (uintptr_t)(buf + b) / pg * pg;
+    out[0] = out[1] = a;
+    if (b > a && hi > lo) {
+        out[0] = (size_t)((const float *)lo - buf);
+        out[1] = (size_t)((const float *)hi - buf);
+    }
+}
+
+/* ZeRO-2: give the pages of a reduced bucket outside this rank's shard back
+ * to the system. They are private anonymous memory (the model's calloc),
+ * so the next touch maps a zeroed page: the next step's backward finds them
+ * zero without a memset, and they are resident only while it writes them. */
+static void drop_pages(weft_dp *dp, const bucket *k)
+{
+    for (int j = 0; j < 2; j++)
+        if (k->drop[j][1] > k->drop[j][0])
+            madvise(dp->grads + k->drop[j][0], (k->drop[j][1] - k->drop[j][0]) * sizeof(float), MADV_DONTNEED);
+}
 
 /* Bucket k just completed. */
 static void complete(weft_dp *dp, bucket *k)
 {
     k->state = DONE;
+    if (dp->opts.zero >= 2)
+        drop_pages(dp, k);
     dp->t_last_done = weft_now_ns();
     weft_trace_end("bucket.%d.reduce", "comm", WEFT_TRACE_COMM, (int)(k - dp->b), k->t_launch);
 }
@@ -74,6 +108,11 @@ static void make_buckets(weft_dp *dp)
         k->start = start;
         k->len = end - start;
         weft_comm_chunk(k->len, size, rank, &k->shard_off, &k->shard_len);
+        if (dp->opts.zero >= 2) {
+            whole_pages(dp->grads, start, start + k->shard_off, k->drop[0]);
+            whole_pages(dp->grads, start + k->shard_off + k->shard_len, end, k->drop[1]);
+            dp->dropped += k->drop[0][1] - k->drop[0][0] + k->drop[1][1] - k->drop[1][0];
+        }
         end = start;
     }
 }
@@ -114,6 +153,32 @@ void weft_dp_free(weft_dp *dp)
         return;
     free(dp->b);
     free(dp);
+}
+
+/* Zero [a, b) but for the dropped pages inside it (already zero, and not
+ * to be touched: that would map them again). */
+static void zero_kept(float *g, size_t a, size_t b, const size_t (*drop)[2])
+{
+    for (int j = 0; j < 2 && a < b; j++) {
+        if (drop[j][1] <= drop[j][0] || drop[j][1] <= a || drop[j][0] >= b)
+            continue;
+        memset(g + a, 0, (drop[j][0] - a) * sizeof(float));
+        a = drop[j][1];
+    }
+    if (a < b)
+        memset(g + a, 0, (b - a) * sizeof(float));
+}
+
+void weft_dp_zero_grads(weft_dp *dp)
+{
+    if (dp->opts.zero < 2) {
+        memset(dp->grads, 0, dp->n * sizeof(float));
+        return;
+    }
+    for (int i = 0; i < dp->nb; i++) {
+        bucket *k = &dp->b[i];
+        zero_kept(dp->grads, k->start, k->start + k->len, (const size_t(*)[2])k->drop);
+    }
 }
 
 void weft_dp_begin(weft_dp *dp)
@@ -188,6 +253,17 @@ int weft_dp_finish_grads(weft_dp *dp)
 }
 
 int weft_dp_nshards(const weft_dp *dp) { return dp->opts.zero ? dp->nb : 1; }
+
+void weft_dp_mem(const weft_dp *dp, weft_dp_mem_bytes *out)
+{
+    size_t all = dp->n * sizeof(float), shard = weft_dp_shard_total(dp) * sizeof(float);
+    memset(out, 0, sizeof *out);
+    out->params = all;
+    out->grads_peak = all;
+    out->grads = dp->opts.zero >= 2 ? all - dp->dropped * sizeof(float) : all;
+    out->optim_shard = shard;
+    out->comm = (size_t)dp->nb * sizeof(bucket);
+}
 
 void weft_dp_shard(const weft_dp *dp, int i, size_t *offset, size_t *len)
 {

@@ -116,7 +116,7 @@ int weft_trainer_step(weft_trainer *t, weft_step_stats *s)
     weft_trace_end("data.wait", "data", WEFT_TRACE_COMPUTE, -1, tw);
     s->data_ms = 1e-6 * (double)t->train->ops->last_wait_ns(t->train);
     s->lr = weft_optim_lr(t->opt, s->step);
-    weft_model_zero_grad(t->model);
+    weft_dp_zero_grads(t->dp);
     weft_dp_begin(t->dp);
     double loss_sum;
     t->model->step = s->step;

@@ -143,6 +143,7 @@ void weft_trainer_set_source(weft_trainer *t, weft_source *train, weft_source *v
 }
 
 const weft_mesh *weft_trainer_mesh(const weft_trainer *t) { return t->mesh; }
+const weft_dp *weft_trainer_dp(const weft_trainer *t) { return t->dp; }
 
 void weft_trainer_part(const weft_trainer *t, weft_model_part *out)
 {

@@ -102,6 +102,8 @@ WEFT_API void weft_trainer_set_source(weft_trainer *t, weft_source *train, weft_
  * micro-batch and sequence length). */
 WEFT_API void weft_trainer_part(const weft_trainer *t, weft_model_part *out);
 WEFT_API const weft_mesh *weft_trainer_mesh(const weft_trainer *t);
+/* Data parallelism (buckets, ZeRO; weft_dp_mem), after weft_trainer_set_model. */
+WEFT_API const weft_dp *weft_trainer_dp(const weft_trainer *t);
 
 /* Collective. The trainer owns the model from here (it frees it). */
 WEFT_API int weft_trainer_set_model(weft_trainer *t, weft_model *m);
