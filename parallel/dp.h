@@ -57,7 +57,10 @@ typedef struct weft_dp weft_dp;
 
 typedef struct weft_dp_opts {
     size_t bucket_bytes; /* largest bucket */
-    int zero;            /* 0, 1 or 2 */
+    int zero;            /* 0, 1, 2 or 3 */
+    int prefetch;        /* ZeRO-3: units gathered ahead of the one in use */
+    const size_t *units; /* ZeRO-3: (nunits) where each unit starts, ascending from 0 (model.h) */
+    int nunits;
 } weft_dp_opts;
 
 extern WEFT_API const weft_config_key weft_parallel_config_keys[];
@@ -106,6 +109,25 @@ typedef struct weft_dp_mem_bytes {
     size_t gather_pool; /* gathered-parameter buffers (0: nothing is gathered per layer) */
 } weft_dp_mem_bytes;
 WEFT_API void weft_dp_mem(const weft_dp *dp, weft_dp_mem_bytes *out);
+
+/* ZeRO-3 (see above). The model's parameter-use hooks (model.h
+ * weft_param_hooks, arg = the weft_dp): unit's parameters gathered into
+ * place (launching the next parallel.zero_prefetch units' gathers in
+ * direction dir), and done with them. */
+WEFT_API int weft_dp_use_begin(void *dp, int unit, int dir);
+WEFT_API void weft_dp_use_end(void *dp, int unit);
+/* Every unit given back but this rank's shard (waiting for gathers in
+ * flight): after the optimizer (weft_dp_gather_params does it), after
+ * evaluation, after loading a checkpoint into param_data. No-op below
+ * ZeRO-3. */
+WEFT_API int weft_dp_release_params(weft_dp *dp);
+/* Collective. Every parameter in place in param_data, until the next
+ * weft_dp_release_params (sampling, exporting, tests). No-op below ZeRO-3. */
+WEFT_API int weft_dp_gather_all(weft_dp *dp);
+/* ZeRO-3, since weft_dp_begin: the gathers' summed spans (launch to done)
+ * and the time the step waited for them; 1 - wait / span is the share of
+ * gather time hidden behind compute. */
+WEFT_API void weft_dp_gather_times(const weft_dp *dp, int64_t *gather_ns, int64_t *wait_ns);
 
 /* Timing of the last step: time blocked in finish_grads (exposed), and the
  * window from the first bucket's launch to finish_grads' return (0 when

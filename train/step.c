@@ -179,6 +179,7 @@ int weft_trainer_evaluate(weft_trainer *t, int64_t batches, double *val_loss)
         WEFT_CHECK(t->val->ops->next(t->val, &batch));
         WEFT_CHECK(weft_pipe_forward(t->pipe, batch, (int)t->o.k, &loss_sum));
     }
+    WEFT_CHECK(weft_dp_release_params(t->dp)); /* ZeRO-3: a prefetched unit may still be in place */
     int rc = reduce_loss(t, loss_sum / (double)(batches * t->o.k), val_loss);
     weft_trace_end("eval", "eval", WEFT_TRACE_COMPUTE, -1, tt);
     return rc;

@@ -104,6 +104,11 @@ WEFT_API void weft_trainer_part(const weft_trainer *t, weft_model_part *out);
 WEFT_API const weft_mesh *weft_trainer_mesh(const weft_trainer *t);
 /* Data parallelism (buckets, ZeRO; weft_dp_mem), after weft_trainer_set_model. */
 WEFT_API const weft_dp *weft_trainer_dp(const weft_trainer *t);
+/* Collective. Every parameter of this rank's part in the model's param_data
+ * (under parallel.zero = 3 only the shard is there between uses), until the
+ * next step: before using the model outside the trainer (sampling,
+ * writing its parameters out). */
+WEFT_API int weft_trainer_whole_params(weft_trainer *t);
 
 /* Collective. The trainer owns the model from here (it frees it). */
 WEFT_API int weft_trainer_set_model(weft_trainer *t, weft_model *m);

@@ -10,7 +10,8 @@
  * of a bucket and of its shard), and weft_dp_mem's `grads` must match what
  * the page table shows. Under ZeRO-0/1 (run as the check that the
  * measurement sees pages at all) the whole buffer is resident. Prints TAP
- * from rank 0.
+ * from rank 0. Under ZeRO-3 the parameters likewise (after the step every
+ * layer is released again).
  *
  *   mpirun -np 2 zero_resident --data.path=DATASET_DIR --parallel.zero=2 [--parallel.bucket_mb=...]
  * (tests/train/test_zero.sh gives the model.)
@@ -55,16 +56,29 @@ static size_t resident(const void *p, size_t bytes)
     return count * pg;
 }
 
-/* This rank's shard, in floats, by the rule dp.h documents. */
-static size_t expected_shard(size_t n, size_t cap, int size, int rank, int *nbuckets)
+/* This rank's shard of [lo, hi), in floats, by the rule dp.h documents:
+ * buckets of at most cap from the end, rank r's chunk of each. */
+static size_t shard_of(size_t lo, size_t hi, size_t cap, int size, int rank, int *nbuckets)
 {
     size_t total = 0;
-    *nbuckets = 0;
-    for (size_t end = n; end > 0; (*nbuckets)++) {
-        size_t start = end > cap ? end - cap : 0, len = end - start;
+    for (size_t end = hi; end > lo; (*nbuckets)++) {
+        size_t start = end - lo > cap ? end - cap : lo, len = end - start;
         total += len / (size_t)size + ((size_t)rank < len % (size_t)size);
         end = start;
     }
+    return total;
+}
+
+/* Over the whole buffer; under ZeRO-3 unit by unit (no bucket straddles
+ * two of the model's units). */
+static size_t expected_shard(const weft_model *m, int zero, size_t cap, int size, int rank, int *nbuckets)
+{
+    *nbuckets = 0;
+    if (zero < 3)
+        return shard_of(0, m->n, cap, size, rank, nbuckets);
+    size_t total = 0;
+    for (int i = 0; i < m->nunits; i++)
+        total += shard_of(m->units[i], i + 1 < m->nunits ? m->units[i + 1] : m->n, cap, size, rank, nbuckets);
     return total;
 }
 
@@ -89,7 +103,7 @@ int main(int argc, char **argv)
     size_t cap = (size_t)(weft_config_float(ctx->config, "parallel.bucket_mb") * 1048576.0) / sizeof(float);
     int nb = 0;
     weft_comm *dpc = rc ? NULL : weft_dp_comm(weft_trainer_dp(t));
-    size_t shard = rc ? 0 : expected_shard(model->n, cap ? cap : 1, weft_comm_size(dpc), weft_comm_rank(dpc), &nb);
+    size_t shard = rc ? 0 : expected_shard(model, zero, cap ? cap : 1, weft_comm_size(dpc), weft_comm_rank(dpc), &nb);
     shard *= sizeof(float);
     weft_dp_mem_bytes mem = {0};
     if (!rc)
@@ -104,10 +118,22 @@ int main(int argc, char **argv)
     } else {
         TAP_CHECK(res + 2 * pg >= all, "ZeRO-%d: only %zu of %zu gradient bytes resident", zero, res, all);
     }
-    TAP_CHECK(mem.grads_peak == all && mem.params == all, "weft_dp_mem: grads_peak %zu, params %zu, want %zu",
-              mem.grads_peak, mem.params, all);
-    tap_end("ZeRO-%d, %d rank%s: %zu of %zu gradient bytes resident after a step (shard %zu, %d buckets; "
-            "weft_dp_mem grads %zu)", zero, ctx->size, ctx->size == 1 ? "" : "s", res, all, shard, nb, mem.grads);
+    size_t pres = rc ? 0 : resident(model->param_data, all);
+    if (zero >= 3) {
+        TAP_CHECK(pres <= shard + (size_t)nb * 4 * pg, "resident parameter bytes %zu > shard %zu + 4 pages x %d "
+                  "buckets", pres, shard, nb);
+        TAP_CHECK(mem.params <= pres + 2 * pg && pres <= mem.params + 2 * pg,
+                  "weft_dp_mem params %zu bytes, the page table shows %zu resident", mem.params, pres);
+        TAP_CHECK(mem.gather_pool > 0 && mem.gather_pool < all, "weft_dp_mem gather_pool %zu (of %zu)",
+                  mem.gather_pool, all);
+    } else {
+        TAP_CHECK(mem.params == all && pres + 2 * pg >= all, "weft_dp_mem params %zu, resident %zu, want %zu",
+                  mem.params, pres, all);
+    }
+    TAP_CHECK(mem.grads_peak == all, "weft_dp_mem: grads_peak %zu, want %zu", mem.grads_peak, all);
+    tap_end("ZeRO-%d, %d rank%s: %zu of %zu gradient bytes and %zu parameter bytes resident after a step "
+            "(shard %zu, %d buckets; weft_dp_mem grads %zu, params %zu)", zero, ctx->size, ctx->size == 1 ? "" : "s",
+            res, all, pres, shard, nb, mem.grads, mem.params);
     weft_trainer_close(t, rc);
     weft_finalize(ctx);
     return tap_total_failed ? 1 : 0;
