@@ -8,12 +8,18 @@
  * measured in the same run, before the training.
  *
  *   BUILD/bench/bench_train [steps]      (BUILD: the build tree it is in)
+ *   BUILD/bench/bench_train [steps] zero (only the ZeRO comparison below)
  *
  * Prints tokens/s, achieved model FLOP/s per rank, its ratio to oneDNN's
  * rate at the model's shapes (issue 16's target: >= 70%), the run's MFU
  * (against the peak weft-train measured itself), and the fraction of
  * gradient-reduction time hidden behind backward, for GPT-2 and, beside it,
- * a Llama of the same parameter count on the same shape (LLAMA_ARGS). The
+ * a Llama of the same parameter count on the same shape (LLAMA_ARGS). Then
+ * ZeRO-3 (parallel.zero = 3, each layer's parameters gathered before use,
+ * prefetch 1 and 0) beside ZeRO-1 on the same 2 ranks: ms per step, the
+ * ratio to ZeRO-1 (issue 17's target: <= 1.15 with prefetch), the time a
+ * step waited for gathers and the share of gather time hidden behind
+ * compute (metrics.jsonl's gather_hidden). The
  * synthetic dataset (uniform random tokens) is made on first use with the
  * dataset writer, under BUILD/bench-data/.
  */
@@ -101,7 +107,7 @@ static double field(const char *line, const char *key)
 
 typedef struct {
     int n;
-    double ms, tps, flops, mfu, hidden;
+    double ms, tps, flops, mfu, hidden, gwait, ghidden;
 } run_stats;
 
 /* weft-train on bench-cpu.ini plus args for steps steps: the medians of
@@ -122,7 +128,7 @@ static int measure(const char *args, int steps, run_stats *out)
         perror(path);
         return 66;
     }
-    double tps[1024], fl[1024], hid[1024], ms[1024], mfu[1024];
+    double tps[1024], fl[1024], hid[1024], ms[1024], mfu[1024], gw[1024], gh[1024];
     int n = 0, row = 0;
     char line[2048];
     while (fgets(line, sizeof line, f) && n < 1024)
@@ -131,16 +137,40 @@ static int measure(const char *args, int steps, run_stats *out)
             fl[n] = field(line, "flops_per_s") / 2;
             hid[n] = field(line, "comm_hidden");
             mfu[n] = field(line, "mfu");
+            gw[n] = field(line, "gather_wait_ms");
+            gh[n] = field(line, "gather_hidden");
             ms[n++] = field(line, "ms_per_step");
         }
     fclose(f);
-    *out = (run_stats){n, median(ms, n), median(tps, n), median(fl, n), median(mfu, n), median(hid, n)};
+    *out = (run_stats){n,           median(ms, n),  median(tps, n), median(fl, n),
+                       median(mfu, n), median(hid, n), median(gw, n),  median(gh, n)};
     return 0;
 }
 
 /* Llama at GPT-2's parameter count on the same shape: NKV 2 of 4 heads,
  * SwiGLU of 800 channels, tied head: 5.34 M parameters against 5.32 M. */
 #define LLAMA_ARGS "--model.family=llama --model.n_kv_head=2 --model.ffn_dim=800 --model.tie_embeddings=true"
+
+/* ZeRO-3 against ZeRO-1 on the same model and ranks. */
+static int zero_compare(int steps)
+{
+    run_stats z1, z3, z3n;
+    int rc = measure("--parallel.zero=1", steps, &z1);
+    rc = rc ? rc : measure("--parallel.zero=3 --parallel.zero_prefetch=1", steps, &z3);
+    rc = rc ? rc : measure("--parallel.zero=3 --parallel.zero_prefetch=0", steps, &z3n);
+    if (rc)
+        return rc;
+    printf("bench_train zero: GPT-2 L4 NH4 C256 T256 V8192, micro-batch 8 x 2 data-parallel ranks (median of steps "
+           "3..%d)\n", steps);
+    printf("                                        ZeRO-1     ZeRO-3 prefetch 1   ZeRO-3 prefetch 0\n");
+    printf("  ms per step                           %-10.1f %-19.1f %.1f\n", z1.ms, z3.ms, z3n.ms);
+    printf("  step time / ZeRO-1                    %-10.2f %-19.2f %.2f   (target <= 1.15 with prefetch)\n", 1.0,
+           z3.ms / z1.ms, z3n.ms / z1.ms);
+    printf("  waited for parameter gathers, ms      %-10s %-19.2f %.2f\n", "-", z3.gwait, z3n.gwait);
+    printf("  gather time hidden behind compute     %-10s %-18.0f%% %.0f %%\n", "-", 100 * z3.ghidden,
+           100 * z3n.ghidden);
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -154,11 +184,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_train: making the synthetic dataset failed: %s\n", weft_last_error());
         return 74;
     }
-    weft_kernels_init(1);
-    double dnnl = model_shapes_rate(1), sgemm = model_shapes_rate(0), peak = weft_matmul_peak(1.0);
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
     setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
+    if (argc > 2 && strcmp(argv[2], "zero") == 0)
+        return zero_compare(steps);
+    weft_kernels_init(1);
+    double dnnl = model_shapes_rate(1), sgemm = model_shapes_rate(0), peak = weft_matmul_peak(1.0);
     run_stats g, l;
     int rc = measure("", steps, &g);
     if (rc == 0)
@@ -181,5 +213,5 @@ int main(int argc, char **argv)
     printf("  oneDNN f32 GEMM, 1 thread, peak       %.2f G   (best of 1024..2048 squares, measured now)\n",
            peak / 1e9);
     printf("  OpenBLAS SGEMM, 1 core, GPT-2's shapes %.2f G   (measured now)\n", sgemm / 1e9);
-    return 0;
+    return zero_compare(steps);
 }

@@ -1,6 +1,6 @@
 /*
  * dp.h -- data parallelism: averaging gradients across the data-parallel
- * group in buckets that are reduced while backward still runs, and ZeRO-1/2.
+ * group in buckets that are reduced while backward still runs, and ZeRO-1/2/3.
  *
  * The gradients are one flat buffer that backward finishes from the end
  * towards the start (see model/gpt.h). It is cut into buckets of at most
@@ -37,6 +37,29 @@
  *     backward, after its last forward), the same as without stages.
  * The dropped pages read as zero when next touched, so the next step's
  * weft_dp_zero_grads zeroes only what stayed resident.
+ *
+ * zero = 3: as 2, and the parameters are sharded the same way. The model
+ *   lists its units (model.h: the embedding, each block, the head), the
+ *   buckets are cut within units, and the model brackets each use of a
+ *   unit's parameters with the hooks weft_dp_use_begin / weft_dp_use_end
+ *   (dp_zero3.c): begin allgathers the unit's buckets in place into
+ *   param_data (launching the next parallel.zero_prefetch units' gathers
+ *   too, in the direction the model walks, so they run while this unit
+ *   computes) and waits for its own; the last end gives its pages outside
+ *   the shard back. Forward gathers each unit, backward gathers it again.
+ *   The optimizer updates the shard, which never leaves; after it (and
+ *   after evaluation, and after a checkpoint load wrote whole tensors)
+ *   weft_dp_release_params gives every unit back. A checkpoint is the same
+ *   file as under ZeRO-1: each rank writes its shard ranges.
+ *
+ * ZeRO-3: which parameter bytes exist when. param_data stays n floats of
+ * address space; resident are this rank's shard of every unit plus at most
+ * two partial pages a bucket (weft_dp_mem's `params`), and, while they are
+ * in use or prefetched, whole units: the one in use (with the head, also
+ * the tied embedding), and up to parallel.zero_prefetch ahead of it
+ * (`gather_pool`, a bound: the prefetch + 2 largest units). No buffer is
+ * allocated for a gather, at start or in the step: a gathered unit is its
+ * own range of param_data, mapped again when the gather writes it.
  *
  * Per step: weft_dp_zero_grads -> weft_dp_begin -> weft_dp_hook (from
  * backward) ... -> weft_dp_finish_grads -> optimizer over weft_dp_shard
@@ -98,7 +121,8 @@ WEFT_API int weft_dp_gather_params(weft_dp *dp);
  * the trainer's memory accounting). Sizes, not measurements: they follow
  * from n, the buckets and the ZeRO stage, and hold from weft_dp_new on. */
 typedef struct weft_dp_mem_bytes {
-    size_t params;      /* parameter bytes resident (the whole flat buffer) */
+    size_t params;      /* parameter bytes resident between uses (ZeRO-3: the shard plus the partial
+                         * edge pages; otherwise the whole flat buffer) */
     size_t grads;       /* gradient bytes resident between steps and during forward (ZeRO-2: the
                          * shard plus the partial edge pages; otherwise the whole buffer) */
     size_t grads_peak;  /* gradient bytes resident at most, during backward (the whole buffer; see above) */
@@ -106,7 +130,8 @@ typedef struct weft_dp_mem_bytes {
                          * twice this (m and v, f32) */
     size_t comm;        /* communication buffers data parallelism owns: the bucket table (the
                          * collectives reduce in place, so no staging copies) */
-    size_t gather_pool; /* gathered-parameter buffers (0: nothing is gathered per layer) */
+    size_t gather_pool; /* ZeRO-3: the most parameter bytes gathered at once beyond `params`, a bound
+                         * (the prefetch + 2 largest units; see above); 0 otherwise */
 } weft_dp_mem_bytes;
 WEFT_API void weft_dp_mem(const weft_dp *dp, weft_dp_mem_bytes *out);
 

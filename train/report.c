@@ -195,6 +195,10 @@ void weft_trainer_log_step(weft_trainer *t, const weft_step_stats *s)
     json_num(f, "comm_hidden", s->hidden, 3);
     if (!isnan(s->pipe_idle))
         json_num(f, "pipe_idle", s->pipe_idle, 3);
+    if (!isnan(s->gather_hidden)) {
+        json_num(f, "gather_wait_ms", s->gather_ms, 4);
+        json_num(f, "gather_hidden", s->gather_hidden, 3);
+    }
     if (!isnan(s->val_loss))
         json_num(f, "val_loss", s->val_loss, 17);
     if (s->ckpt_ms > 0)

@@ -95,6 +95,17 @@ static double hidden_share(const weft_dp *dp)
     return window > 0 ? 1.0 - share(weft_dp_exposed_ns(dp), window) : 0.0;
 }
 
+/* ZeRO-3: the time waited for parameter gathers, and the share of their
+ * summed spans (launch to done) not waited for: hidden behind compute by
+ * the prefetch. */
+static void gather_stats(const weft_trainer *t, weft_step_stats *s)
+{
+    int64_t span, wait;
+    weft_dp_gather_times(t->dp, &span, &wait);
+    s->gather_ms = 1e-6 * (double)wait;
+    s->gather_hidden = t->o.zero >= 3 ? (span > 0 ? 1.0 - share(wait, span) : 0.0) : NAN;
+}
+
 /* Clip, AdamW on this rank's shard, and (ZeRO) the parameters gathered. */
 static int update(weft_trainer *t, const weft_step_stats *s)
 {
@@ -137,6 +148,7 @@ int weft_trainer_step(weft_trainer *t, weft_step_stats *s)
     WEFT_CHECK(nonfinite(t, s));
     if (!s->skipped)
         WEFT_CHECK(update(t, s));
+    gather_stats(t, s);
     s->comm_ms = 1e-6 * (double)weft_dp_exposed_ns(t->dp);
     s->hidden = hidden_share(t->dp);
     s->ms = 1e-6 * (double)(weft_now_ns() - t0);

@@ -131,6 +131,8 @@ typedef struct weft_step_stats {
     int64_t step;            /* 0-based */
     double loss, lr, grad_norm, ms, data_ms, comm_ms, hidden, val_loss, ckpt_ms;
     double pipe_idle;        /* rank 0's stage: share of the schedule spent waiting (NaN: one stage) */
+    double gather_ms;        /* ZeRO-3: time this step waited for parameter gathers */
+    double gather_hidden;    /* ZeRO-3: share of the gathers' time hidden behind compute (NaN: not ZeRO-3) */
     int skipped;             /* a non-finite step skipped (train.on_nonfinite = skip) */
 } weft_step_stats;
 
