@@ -17,6 +17,7 @@ typedef struct {
     int state;
     weft_request *req;           /* the gradient reduction */
     weft_request *greq;          /* ZeRO-3: the parameter gather */
+    int gdone;                   /* ZeRO-3: a poll saw greq done (it must not be waited again) */
     int64_t t_launch;            /* trace: when it was launched */
 } bucket;
 

@@ -47,6 +47,7 @@ static int launch_gather(weft_dp *dp, unit *u)
     for (int i = u->b0; i < u->b0 + u->nb; i++) {
         bucket *k = &dp->b[i];
         float *p = dp->params + k->start;
+        k->gdone = 0;
         WEFT_CHECK(weft_comm_iallgather(dp->comm, p + k->shard_off, p, k->len, WEFT_F32, &k->greq));
     }
     u->state = GATHERING;
@@ -59,7 +60,8 @@ static int wait_gather(weft_dp *dp, unit *u)
         return 0;
     int64_t t0 = weft_now_ns();
     for (int i = u->b0; i < u->b0 + u->nb; i++)
-        WEFT_CHECK(weft_request_wait(dp->b[i].greq));
+        if (!dp->b[i].gdone)
+            WEFT_CHECK(weft_request_wait(dp->b[i].greq));
     int64_t t1 = weft_now_ns();
     dp->gather_wait_ns += t1 - t0;
     dp->gather_ns += t1 - u->t_launch;
@@ -109,12 +111,31 @@ int weft_dp_use_begin(void *arg, int ui, int dir)
     return 0;
 }
 
+/* Test the gathers in flight once: collectives that are not MPI's move
+ * only while their ranks test or wait them, so a prefetched gather
+ * progresses at each layer boundary, not only when its layer is needed. */
+static int poll_gathers(weft_dp *dp)
+{
+    for (int i = 0; i < dp->nu; i++) {
+        unit *u = &dp->u[i];
+        for (int j = u->b0; u->state == GATHERING && j < u->b0 + u->nb; j++)
+            if (!dp->b[j].gdone)
+                WEFT_CHECK(weft_request_test(dp->b[j].greq, &dp->b[j].gdone));
+    }
+    return 0;
+}
+
 void weft_dp_use_end(void *arg, int ui)
 {
     weft_dp *dp = arg;
     unit *u = &dp->u[ui];
-    if (!dp->whole && u->users > 0 && --u->users == 0)
+    if (dp->whole)
+        return;
+    if (u->users > 0 && --u->users == 0)
         release_unit(dp, u);
+    int rc = poll_gathers(dp);
+    if (rc && !dp->err)
+        dp->err = rc; /* end cannot return it: the step's finish_grads does */
 }
 
 int weft_dp_release_params(weft_dp *dp)
