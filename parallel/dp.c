@@ -227,6 +227,25 @@ static int poll(weft_dp *dp)
     return 0;
 }
 
+/* ZeRO-2/3: at most this many buckets' reductions in flight during
+ * backward; an older one is waited for in the hook. The backends other than
+ * MPI move a collective only while it is tested or waited, so without a
+ * bound every reduction would finish in finish_grads, after backward had
+ * written -- and kept resident -- the whole gradient buffer. */
+#define ZERO2_IN_FLIGHT 2
+
+static int bound_in_flight(weft_dp *dp)
+{
+    for (int i = 0; dp->opts.zero >= 2 && i < dp->next - ZERO2_IN_FLIGHT; i++) {
+        bucket *k = &dp->b[i];
+        if (k->state != LAUNCHED)
+            continue;
+        WEFT_CHECK(weft_request_wait(k->req));
+        complete(dp, k);
+    }
+    return 0;
+}
+
 void weft_dp_hook(void *arg, size_t offset)
 {
     weft_dp *dp = arg;
@@ -240,6 +259,7 @@ void weft_dp_hook(void *arg, size_t offset)
         }
     }
     int rc = poll(dp);
+    rc = rc ? rc : bound_in_flight(dp);
     if (rc)
         dp->err = rc;
 }

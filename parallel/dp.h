@@ -27,7 +27,9 @@
  *   - during backward, the pages backward has written since: with one
  *     micro-batch a step, the buckets not yet reduced (a bucket's pages are
  *     dropped when its reduction is seen complete, while backward goes on
- *     through earlier layers); with gradient accumulation (k > 1) the
+ *     through earlier layers; at most two buckets' reductions are left in
+ *     flight -- the hook waits for older ones -- so these are the layer
+ *     backward is in and two buckets); with gradient accumulation (k > 1) the
  *     first k - 1 backwards accumulate into the whole buffer (the sum over
  *     micro-batches is not final before the last one, and reducing every
  *     micro-batch would cost k times the traffic), so from the first
