@@ -16,7 +16,8 @@
 #
 # Checkpoints: ZeRO-3 resumes its own checkpoint bitwise (losses and, by
 # weft-ckpt diff, final parameters and moments), and ZeRO-3 <-> ZeRO-0/1/2
-# resume each other's within 1e-5 of the uninterrupted run.
+# resume each other's within 1e-5 of the uninterrupted run; weft-eval
+# gives the same validation loss under ZeRO-3 as under ZeRO-0.
 #
 # That the gradients are really not kept is checked against the kernel's
 # page table (tests/mpi/zero_resident.c: mincore after library steps, the
@@ -119,6 +120,17 @@ resume c3 2 0 1e-5
 resume c3 2 1 1e-5
 resume c0 2 3 1e-5
 resume c0 4 2 1e-5
+# weft-eval under ZeRO-3 (loaded whole, released, gathered per layer): the
+# same validation loss as ZeRO-0's.
+for z in 0 3; do
+    weft_mpirun 2 "$WEFT_BIN/weft-eval" --init-from "$TMPDIR_TEST/c3" --data.path="$ds" --parallel.zero=$z \
+        --parallel.bucket_mb=0.01 --json 2>/dev/null | grep '"loss"' >"$TMPDIR_TEST/eval$z.json"
+done
+check "weft-eval under ZeRO-3 == ZeRO-0 (the same validation loss)" python3 - "$TMPDIR_TEST" <<'PY'
+import json, sys
+a, b = (json.load(open(f"{sys.argv[1]}/eval{z}.json"))["loss"] for z in (0, 3))
+assert a == b, f"ZeRO-0 {a!r}, ZeRO-3 {b!r}"
+PY
 unset WEFT_ZERO3_POISON
 
 # Residency: a GPT-2 of L 2, C 64 (~116 K floats, 453 KiB of gradients) in
