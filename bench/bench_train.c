@@ -9,6 +9,7 @@
  * the model's shapes, all measured in the same run, before the training.
  *
  *   BUILD/bench/bench_train [steps]      (BUILD: the build tree it is in)
+ *   BUILD/bench/bench_train [steps] zero (only the ZeRO comparison below)
  *
  * Prints, per family and precision, tokens/s (and bf16's over f32's:
  * issue 16's target >= 1.8x), achieved model FLOP/s per rank, its ratio to
@@ -17,7 +18,13 @@
  * weft-train measured itself, in its precision), and the fraction of
  * gradient-reduction time hidden behind backward, for GPT-2 and, beside
  * it, a Llama of the same parameter count on the same shape (LLAMA_ARGS).
- * bf16 is left out, saying why, on a CPU without avx512_bf16/AMX. The
+ * bf16 is left out, saying why, on a CPU without avx512_bf16/AMX. Then
+ * ZeRO-3 (parallel.zero = 3, each layer's parameters gathered before use,
+ * prefetch 1 and 0) beside ZeRO-1 on the same 2 ranks: ms per step, the
+ * ratio to ZeRO-1 (issue 17's target: <= 1.15 with prefetch), the time a
+ * step waited for gathers, the share of gather time hidden behind compute
+ * (metrics.jsonl's gather_hidden) and, as its check, the wait saved against
+ * prefetch 0 (which waits for every gather whole). The
  * synthetic dataset (uniform random tokens) is made on first use with the
  * dataset writer, under BUILD/bench-data/. Last, the same GPT-2 in PyTorch
  * (bench/torch_ddp.py: DDP over gloo, one thread per rank) when Debian's
@@ -116,7 +123,7 @@ static double field(const char *line, const char *key)
 
 typedef struct {
     int n;
-    double ms, tps, flops, mfu, hidden;
+    double ms, tps, flops, mfu, hidden, gwait, ghidden;
 } run_stats;
 
 /* weft-train on bench-cpu.ini plus args for steps steps: the medians of
@@ -137,7 +144,7 @@ static int measure(const char *args, int steps, run_stats *out)
         perror(path);
         return 66;
     }
-    double tps[1024], fl[1024], hid[1024], ms[1024], mfu[1024];
+    double tps[1024], fl[1024], hid[1024], ms[1024], mfu[1024], gw[1024], gh[1024];
     int n = 0, row = 0;
     char line[2048];
     while (fgets(line, sizeof line, f) && n < 1024)
@@ -146,10 +153,13 @@ static int measure(const char *args, int steps, run_stats *out)
             fl[n] = field(line, "flops_per_s") / 2;
             hid[n] = field(line, "comm_hidden");
             mfu[n] = field(line, "mfu");
+            gw[n] = field(line, "gather_wait_ms");
+            gh[n] = field(line, "gather_hidden");
             ms[n++] = field(line, "ms_per_step");
         }
     fclose(f);
-    *out = (run_stats){n, median(ms, n), median(tps, n), median(fl, n), median(mfu, n), median(hid, n)};
+    *out = (run_stats){n,           median(ms, n),  median(tps, n), median(fl, n),
+                       median(mfu, n), median(hid, n), median(gw, n),  median(gh, n)};
     return 0;
 }
 
@@ -182,6 +192,32 @@ static int torch_reference(int steps, double *tps, double *flops, char *version,
  * SwiGLU of 800 channels, tied head: 5.34 M parameters against 5.32 M. */
 #define LLAMA_ARGS "--model.family=llama --model.n_kv_head=2 --model.ffn_dim=800 --model.tie_embeddings=true"
 
+/* ZeRO-3 against ZeRO-1 on the same model and ranks. */
+static int zero_compare(int steps)
+{
+    run_stats z1, z3, z3n;
+    int rc = measure("--parallel.zero=1", steps, &z1);
+    rc = rc ? rc : measure("--parallel.zero=3 --parallel.zero_prefetch=1", steps, &z3);
+    rc = rc ? rc : measure("--parallel.zero=3 --parallel.zero_prefetch=0", steps, &z3n);
+    if (rc)
+        return rc;
+    printf("bench_train zero: GPT-2 L4 NH4 C256 T256 V8192, micro-batch 8 x 2 data-parallel ranks (median of steps "
+           "3..%d)\n", steps);
+    printf("                                        ZeRO-1     ZeRO-3 prefetch 1   ZeRO-3 prefetch 0\n");
+    printf("  ms per step                           %-10.1f %-19.1f %.1f\n", z1.ms, z3.ms, z3n.ms);
+    printf("  step time / ZeRO-1                    %-10.2f %-19.2f %.2f   (target <= 1.15 with prefetch)\n", 1.0,
+           z3.ms / z1.ms, z3n.ms / z1.ms);
+    printf("  waited for parameter gathers, ms      %-10s %-19.2f %.2f\n", "-", z3.gwait, z3n.gwait);
+    printf("  gather time hidden (gather_hidden)    %-10s %-19.0f %.0f   %%\n", "-", 100 * z3.ghidden,
+           100 * z3n.ghidden);
+    /* gather_hidden counts a gather's life from launch to done; whether it
+     * moved meanwhile depends on the backend. Prefetch 0 waits for every
+     * gather whole, so 1 - wait / wait(prefetch 0) is what prefetching saved. */
+    printf("  gather wait saved vs prefetch 0       %-10s %.0f %%\n", "-",
+           z3n.gwait > 0 ? 100 * (1 - z3.gwait / z3n.gwait) : 0.0);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int steps = argc > 1 ? atoi(argv[1]) : 12;
@@ -202,6 +238,8 @@ int main(int argc, char **argv)
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
     setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
+    if (argc > 2 && strcmp(argv[2], "zero") == 0)
+        return zero_compare(steps);
     /* GPT-2 f32, GPT-2 bf16, Llama f32, Llama bf16 */
     static const char *const args[4] = {"", "--train.precision=bf16", LLAMA_ARGS, LLAMA_ARGS " --train.precision=bf16"};
     run_stats r[4] = {{0}};
@@ -261,5 +299,5 @@ int main(int argc, char **argv)
     else
         printf("  PyTorch DDP reference                 %s\n", trc == 69 ? "not run: python3-torch is not installed "
                "(apt-get install python3-torch)" : "failed (run python3 bench/torch_ddp.py to see why)");
-    return 0;
+    return zero_compare(steps);
 }

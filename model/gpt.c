@@ -250,6 +250,22 @@ static int add_adapters(weft_gpt *m)
     return 0;
 }
 
+/* ZeRO-3 (model.h): the units are the embedding (and, on a later stage, the
+ * tied head's copy), each block and the head (ln_f). Not with adapters:
+ * their parameters are not laid out by layer that way. */
+static int set_units(weft_gpt *m)
+{
+    size_t *starts = malloc((size_t)(m->Ll + 1) * sizeof *starts);
+    if (!starts)
+        return weft_error(WEFT_ENOMEM, "model: out of memory");
+    for (int l = 0; l < m->Ll; l++)
+        starts[l] = m->blk_off[l];
+    starts[m->Ll] = m->head_off;
+    int rc = weft_model_set_units(&m->base, starts, m->Ll + 1);
+    free(starts);
+    return rc;
+}
+
 static int build_table(weft_gpt *m)
 {
     const weft_gpt_config *c = &m->cfg;
@@ -287,7 +303,7 @@ static int build_table(weft_gpt *m)
     for (int l = 0; l < m->Ll; l++)
         m->blk_off[l] = m->base.params[m->i_blk + l * NBLOCK].offset;
     m->head_off = m->has_head ? m->base.params[m->i_lnf].offset : m->base.n;
-    return c->lora.rank > 0 ? add_adapters(m) : 0;
+    return c->lora.rank > 0 ? add_adapters(m) : set_units(m);
 }
 
 /* --- activations -------------------------------------------------------- */
@@ -593,6 +609,22 @@ static int head_forward(weft_gpt *m, slot_acts *s, const float *x, const int32_t
                                 m->part.tp);
 }
 
+/* ZeRO-3: the head's parameters are ln_f (its own unit) and the tied
+ * embedding (the first unit, used out of order). begin 1: bring both; 0:
+ * done with both. */
+static int head_use(weft_gpt *m, int begin, int dir)
+{
+    if (!m->base.use.begin) /* no ZeRO-3 (and with adapters i_wte is no index into params) */
+        return 0;
+    if (!begin) {
+        weft_model_use_end(&m->base, m->head_off);
+        weft_model_use_end(&m->base, m->base.params[m->i_wte].offset);
+        return 0;
+    }
+    WEFT_CHECK(weft_model_use_begin(&m->base, m->head_off, dir));
+    return weft_model_use_begin(&m->base, m->base.params[m->i_wte].offset, WEFT_USE_ALONE);
+}
+
 int weft_gpt_forward_slot(weft_gpt *m, int slot, const int32_t *tokens, const int32_t *targets, int b, int t,
                           double *loss)
 {
@@ -607,14 +639,18 @@ int weft_gpt_forward_slot(weft_gpt *m, int slot, const int32_t *tokens, const in
     int64_t t0 = weft_trace_begin();
     if (m->has_embed) {
         memcpy(s->tokens, tokens, (size_t)b * t * sizeof(int32_t));
+        WEFT_CHECK(weft_model_use_begin(&m->base, 0, WEFT_USE_FORWARD));
         WEFT_CHECK(weft_tp_embedding_forward(s->encoded, tokens, pw(m, P, m->i_wte), m->v0, m->Vl,
                                              pw(m, P, m->i_wpe), b, t, C, m->part.tp));
+        weft_model_use_end(&m->base, 0);
         weft_trace_end("embed.forward", "forward", WEFT_TRACE_COMPUTE, -1, t0);
     }
     const float *x = s->encoded;
     for (int l = 0; l < m->Ll; l++) {
         t0 = weft_trace_begin();
+        WEFT_CHECK(weft_model_use_begin(&m->base, m->blk_off[l], WEFT_USE_FORWARD));
         WEFT_CHECK(block_forward(m, &s->blk[l], l, x, b, t));
+        weft_model_use_end(&m->base, m->blk_off[l]);
         weft_trace_end("h.%d.forward", "forward", WEFT_TRACE_COMPUTE, m->l0 + l, t0);
         x = s->blk[l].residual3;
     }
@@ -622,7 +658,9 @@ int weft_gpt_forward_slot(weft_gpt *m, int slot, const int32_t *tokens, const in
     if (!m->has_head)
         return 0;
     t0 = weft_trace_begin();
+    WEFT_CHECK(head_use(m, 1, WEFT_USE_FORWARD));
     WEFT_CHECK(head_forward(m, s, x, targets, loss));
+    head_use(m, 0, 0);
     weft_trace_end("head.forward", "forward", WEFT_TRACE_COMPUTE, -1, t0);
     return 0;
 }
@@ -705,7 +743,9 @@ int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_grad_h
     int64_t t0 = weft_trace_begin();
     if (m->has_head) {
         memset(m->doutput, 0, (size_t)b * t * m->cfg.n_embd * sizeof(float));
+        WEFT_CHECK(head_use(m, 1, WEFT_USE_BACKWARD));
         WEFT_CHECK(head_backward(m, s, loss_scale));
+        head_use(m, 0, 0);
         weft_trace_end("head.backward", "backward", WEFT_TRACE_COMPUTE, -1, t0);
         report(m, hook, arg, m->head_off);
     }
@@ -713,7 +753,9 @@ int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_grad_h
         const float *x = l ? s->blk[l - 1].residual3 : s->encoded;
         float *dx = l ? m->dblk[l - 1].residual3 : m->dencoded;
         t0 = weft_trace_begin();
+        WEFT_CHECK(weft_model_use_begin(&m->base, m->blk_off[l], WEFT_USE_BACKWARD));
         WEFT_CHECK(block_backward(m, &s->blk[l], l, x, dx, b, t));
+        weft_model_use_end(&m->base, m->blk_off[l]);
         weft_trace_end("h.%d.backward", "backward", WEFT_TRACE_COMPUTE, m->l0 + l, t0);
         report(m, hook, arg, m->blk_off[l]);
     }

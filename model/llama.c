@@ -298,6 +298,22 @@ static int add_adapters(weft_llama *m)
     return 0;
 }
 
+/* ZeRO-3 (model.h): the units are the embedding (or, on a later stage, the
+ * tied head's copy), each block and the head (the final norm and an untied
+ * lm_head). Not with adapters. */
+static int set_units(weft_llama *m)
+{
+    size_t *starts = malloc((size_t)(m->Ll + 1) * sizeof *starts);
+    if (!starts)
+        return weft_error(WEFT_ENOMEM, "model: out of memory");
+    for (int l = 0; l < m->Ll; l++)
+        starts[l] = m->blk_off[l];
+    starts[m->Ll] = m->head_off;
+    int rc = weft_model_set_units(&m->base, starts, m->Ll + 1);
+    free(starts);
+    return rc;
+}
+
 static int build_table(weft_llama *m)
 {
     const weft_llama_config *c = &m->cfg;
@@ -336,7 +352,7 @@ static int build_table(weft_llama *m)
     for (int l = 0; l < m->Ll; l++)
         m->blk_off[l] = m->base.params[m->i_blk + l * NBLOCK].offset;
     m->head_off = m->has_head ? m->base.params[m->i_norm].offset : m->base.n;
-    return c->lora.rank > 0 ? add_adapters(m) : 0;
+    return c->lora.rank > 0 ? add_adapters(m) : set_units(m);
 }
 
 /* --- activations ------------------------------------------------------------ */
@@ -644,6 +660,23 @@ static int head_forward(weft_llama *m, slot_acts *s, const float *x, const int32
                                 m->part.tp);
 }
 
+/* ZeRO-3: the head's parameters are the final norm's unit (with an untied
+ * lm_head) and, when tied, the embedding (the first unit, used out of
+ * order). begin 1: bring them; 0: done with them. */
+static int head_use(weft_llama *m, int begin, int dir)
+{
+    if (!m->base.use.begin) /* no ZeRO-3 (and with adapters i_head is no index into params) */
+        return 0;
+    size_t head = m->base.params[m->i_head].offset;
+    if (!begin) {
+        weft_model_use_end(&m->base, m->head_off);
+        weft_model_use_end(&m->base, head); /* a no-op when untied: no unit starts there */
+        return 0;
+    }
+    WEFT_CHECK(weft_model_use_begin(&m->base, m->head_off, dir));
+    return weft_model_use_begin(&m->base, head, WEFT_USE_ALONE);
+}
+
 static int forward_slot(weft_llama *m, int slot, const int32_t *tokens, const int32_t *targets, int b, int t,
                         double *loss)
 {
@@ -657,14 +690,18 @@ static int forward_slot(weft_llama *m, int slot, const int32_t *tokens, const in
     int64_t t0 = weft_trace_begin();
     if (m->has_embed) {
         memcpy(s->tokens, tokens, (size_t)b * t * sizeof(int32_t));
+        WEFT_CHECK(weft_model_use_begin(&m->base, 0, WEFT_USE_FORWARD));
         WEFT_CHECK(weft_tp_embedding_forward(s->encoded, tokens, pw(m, P, m->i_embed), m->v0, m->Vl, NULL, b, t,
                                              m->cfg.n_embd, m->part.tp));
+        weft_model_use_end(&m->base, 0);
         weft_trace_end("embed.forward", "forward", WEFT_TRACE_COMPUTE, -1, t0);
     }
     const float *x = s->encoded;
     for (int l = 0; l < m->Ll; l++) {
         t0 = weft_trace_begin();
+        WEFT_CHECK(weft_model_use_begin(&m->base, m->blk_off[l], WEFT_USE_FORWARD));
         WEFT_CHECK(block_forward(m, &s->blk[l], l, x, b, t));
+        weft_model_use_end(&m->base, m->blk_off[l]);
         weft_trace_end("layers.%d.forward", "forward", WEFT_TRACE_COMPUTE, m->l0 + l, t0);
         x = s->blk[l].residual3;
     }
@@ -672,7 +709,9 @@ static int forward_slot(weft_llama *m, int slot, const int32_t *tokens, const in
     if (!m->has_head)
         return 0;
     t0 = weft_trace_begin();
+    WEFT_CHECK(head_use(m, 1, WEFT_USE_FORWARD));
     WEFT_CHECK(head_forward(m, s, x, targets, loss));
+    head_use(m, 0, 0);
     weft_trace_end("head.forward", "forward", WEFT_TRACE_COMPUTE, -1, t0);
     return 0;
 }
@@ -781,7 +820,9 @@ static int backward_slot(weft_llama *m, int slot, double loss_scale, weft_grad_h
     int64_t t0 = weft_trace_begin();
     if (m->has_head) {
         memset(m->doutput, 0, (size_t)b * t * m->cfg.n_embd * sizeof(float));
+        WEFT_CHECK(head_use(m, 1, WEFT_USE_BACKWARD));
         WEFT_CHECK(head_backward(m, s, loss_scale));
+        head_use(m, 0, 0);
         weft_trace_end("head.backward", "backward", WEFT_TRACE_COMPUTE, -1, t0);
         report(m, hook, arg, m->head_off);
     }
@@ -789,7 +830,9 @@ static int backward_slot(weft_llama *m, int slot, double loss_scale, weft_grad_h
         const float *x = l ? s->blk[l - 1].residual3 : s->encoded;
         float *dx = l ? m->dblk[l - 1].residual3 : m->dencoded;
         t0 = weft_trace_begin();
+        WEFT_CHECK(weft_model_use_begin(&m->base, m->blk_off[l], WEFT_USE_BACKWARD));
         WEFT_CHECK(block_backward(m, &s->blk[l], l, x, dx, b, t));
+        weft_model_use_end(&m->base, m->blk_off[l]);
         weft_trace_end("layers.%d.backward", "backward", WEFT_TRACE_COMPUTE, m->l0 + l, t0);
         report(m, hook, arg, m->blk_off[l]);
     }

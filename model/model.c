@@ -113,6 +113,63 @@ int weft_model_decode_check(int tp, int pp, int V, int context, int cached, cons
     return 0;
 }
 
+static int cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
+int weft_model_set_units(weft_model *m, const size_t *starts, int n)
+{
+    size_t *u = malloc((size_t)(n + 1) * sizeof *u);
+    if (!u)
+        return weft_error(WEFT_ENOMEM, "model: out of memory");
+    int k = 0;
+    u[k++] = 0;
+    for (int i = 0; i < n; i++)
+        if (starts[i] < m->n)
+            u[k++] = starts[i];
+    qsort(u, (size_t)k, sizeof *u, cmp_size);
+    int w = 1;
+    for (int i = 1; i < k; i++)
+        if (u[i] != u[w - 1])
+            u[w++] = u[i];
+    free(m->units);
+    m->units = u;
+    m->nunits = m->n ? w : 0;
+    return 0;
+}
+
+/* The unit starting at start, or -1 (binary search: a block's use costs
+ * log L comparisons, not L). */
+static int unit_at(const weft_model *m, size_t start)
+{
+    int lo = 0, hi = m->nunits - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (m->units[mid] == start)
+            return mid;
+        if (m->units[mid] < start)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return -1;
+}
+
+int weft_model_use_begin(weft_model *m, size_t start, int dir)
+{
+    int u = m->use.begin ? unit_at(m, start) : -1;
+    return u < 0 ? 0 : m->use.begin(m->use.arg, u, dir);
+}
+
+void weft_model_use_end(weft_model *m, size_t start)
+{
+    int u = m->use.end ? unit_at(m, start) : -1;
+    if (u >= 0)
+        m->use.end(m->use.arg, u);
+}
+
 void weft_model_release(weft_model *m)
 {
     free(m->params);
@@ -120,6 +177,9 @@ void weft_model_release(weft_model *m)
     free(m->grad_data);
     free(m->frozen);
     free(m->frozen_data);
+    free(m->units);
+    m->units = NULL;
+    m->nunits = 0;
     m->params = m->frozen = NULL;
     m->param_data = m->grad_data = m->frozen_data = NULL;
 }

@@ -60,6 +60,25 @@ typedef struct weft_model weft_model;
 /* Called during backward each time grad_data[offset..n) is final. */
 typedef void (*weft_grad_hook)(void *arg, size_t offset);
 
+/* --- ZeRO-3's parameter-use hooks ---------------------------------------------
+ * Under parallel.zero = 3 (parallel/dp.h) a rank holds only its shard of the
+ * parameters; the rest of param_data is gathered a unit at a time. A model
+ * that supports it lists where each unit starts in the flat buffer (`units`:
+ * the embedding, each block, the head; set by weft_model_set_units) and
+ * brackets every use of a unit's parameters, in forward and in backward,
+ * with weft_model_use_begin / weft_model_use_end, naming the unit by its
+ * start offset. Until data parallelism installs hooks these are no-ops, so
+ * a model that never runs ZeRO-3 pays nothing. `dir` says which unit comes
+ * next, for prefetching: WEFT_USE_FORWARD (the following unit),
+ * WEFT_USE_BACKWARD (the preceding one), WEFT_USE_ALONE (none: a unit used
+ * out of order, such as a tied embedding as the LM head). */
+enum { WEFT_USE_BACKWARD = -1, WEFT_USE_ALONE = 0, WEFT_USE_FORWARD = 1 };
+typedef struct weft_param_hooks {
+    int (*begin)(void *arg, int unit, int dir); /* unit's parameters in place in param_data */
+    void (*end)(void *arg, int unit);           /* done with them (until the next begin) */
+    void *arg;
+} weft_param_hooks;
+
 typedef struct weft_model_ops {
     const char *family; /* "gpt2", "mlp", ... (logs, checkpoints) */
     int (*forward)(weft_model *m, int slot, const void *batch, int mb, double *loss);
@@ -109,6 +128,10 @@ struct weft_model {
                                * dropout) draws them from (seed, step, micro-batch) when
                                * training, so a resumed run draws the same ones */
     char summary[160];        /* one line for the log: family and sizes */
+    size_t *units;            /* (nunits) ZeRO-3: where each unit starts in param_data, ascending
+                               * from 0; NULL: the model cannot gather layer by layer */
+    int nunits;
+    weft_param_hooks use;     /* ZeRO-3: installed by the trainer; zeros: no-ops */
 };
 
 /* The part of a model one rank builds: its pipeline stage and tensor-
@@ -149,6 +172,13 @@ WEFT_API int weft_model_init_from_whole(weft_model *m, const weft_model *whole, 
  * 0, or WEFT_EINVAL saying what is wrong. */
 WEFT_API int weft_model_decode_check(int tp, int pp, int V, int context, int cached, const int32_t *tokens, int n,
                                      int pos0);
+/* ZeRO-3 (see above): the units' start offsets (any order, duplicates and
+ * offsets at or past n ignored; 0 is always one), and the brackets around
+ * a unit's use (start: its start offset; one that starts no unit is a
+ * no-op). begin returns what gathering the unit returned. */
+WEFT_API int weft_model_set_units(weft_model *m, const size_t *starts, int n);
+WEFT_API int weft_model_use_begin(weft_model *m, size_t start, int dir);
+WEFT_API void weft_model_use_end(weft_model *m, size_t start);
 /* Free what weft_model_add_param and weft_model_alloc allocated. */
 WEFT_API void weft_model_release(weft_model *m);
 

@@ -1,5 +1,5 @@
 /*
- * dp.c -- bucketed, overlapped gradient averaging and ZeRO-1. See dp.h.
+ * dp.c -- bucketed, overlapped gradient averaging and ZeRO-1/2. See dp.h.
  *
  * Bucket states within a step: idle -> launched (request in flight) ->
  * done. weft_dp_begin resets every bucket to idle; the hook launches and
@@ -11,16 +11,25 @@
  * done (so its end is as late as the next poll), beside backward on the
  * compute lane.
  */
-#include "parallel/dp.h"
+#include "parallel/dp_int.h"
 #include "runtime/error.h"
 #include "runtime/timer.h"
 #include "runtime/trace.h"
 
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 const weft_config_key weft_parallel_config_keys[] = {
-    {"parallel.zero", WEFT_CFG_INT, "0", 0, 1, NULL,
-     "ZeRO stage: 0 replicates optimizer state, 1 shards it across data-parallel ranks"},
+    {"parallel.zero", WEFT_CFG_INT, "0", 0, 3, NULL,
+     "ZeRO stage: 0 replicates optimizer state, 1 shards it across data-parallel ranks, 2 also keeps only "
+     "this rank's shard of the reduced gradients, 3 also of the parameters (each layer's gathered before "
+     "its forward and its backward)"},
+    {"parallel.zero_prefetch", WEFT_CFG_INT, "1", 0, 16, NULL,
+     "ZeRO-3: how many layers ahead to launch parameter gathers, so they overlap the current layer's "
+     "compute (0: gather each layer only when it is needed)"},
     {"parallel.bucket_mb", WEFT_CFG_FLOAT, "4", 0.001, 4096, NULL,
      "gradient bucket size in MiB; buckets are reduced while backward runs"},
     WEFT_CONFIG_END,
@@ -30,52 +39,82 @@ void weft_dp_opts_from_config(const weft_config *cfg, weft_dp_opts *o)
 {
     o->zero = (int)weft_config_int(cfg, "parallel.zero");
     o->bucket_bytes = (size_t)(weft_config_float(cfg, "parallel.bucket_mb") * 1048576.0);
+    o->prefetch = (int)weft_config_int(cfg, "parallel.zero_prefetch");
 }
 
-enum { IDLE, LAUNCHED, DONE };
+/* The whole pages of [a, b) (float offsets into buf), as float offsets
+ * [out[0], out[1]) (equal: none). Only whole pages can be given back; the
+ * partial pages at the edges stay. */
+void weft_dp_whole_pages(const float *buf, size_t a, size_t b, size_t out[2])
+{
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)(buf + a) + pg - 1) / pg * pg, hi = (uintptr_t)(buf + b) / pg * pg;
+    out[0] = out[1] = a;
+    if (b > a && hi > lo) {
+        out[0] = (size_t)((const float *)lo - buf);
+        out[1] = (size_t)((const float *)hi - buf);
+    }
+}
 
-typedef struct {
-    size_t start, len;          /* range of the flat buffer */
-    size_t shard_off, shard_len; /* this rank's chunk within it (ZeRO-1) */
-    int state;
-    weft_request *req;
-    int64_t t_launch;            /* trace: when it was launched */
-} bucket;
-
-struct weft_dp {
-    weft_comm *comm;
-    float *params, *grads;
-    size_t n;
-    weft_dp_opts opts;
-    bucket *b;
-    int nb, next;      /* buckets, and the next one to launch */
-    int err;           /* first error seen in the hook */
-    int64_t t_first_launch, t_last_done, exposed_ns;
-    int64_t t_finished;          /* when weft_dp_finish_grads returned */
-};
+/* ZeRO-2: give the pages of a reduced bucket outside this rank's shard back
+ * to the system. They are private anonymous memory (the model's calloc),
+ * so the next touch maps a zeroed page: the next step's backward finds them
+ * zero without a memset, and they are resident only while it writes them. */
+void weft_dp_drop(float *buf, const size_t (*drop)[2])
+{
+    for (int j = 0; j < 2; j++)
+        if (drop[j][1] > drop[j][0])
+            madvise(buf + drop[j][0], (drop[j][1] - drop[j][0]) * sizeof(float), MADV_DONTNEED);
+}
 
 /* Bucket k just completed. */
 static void complete(weft_dp *dp, bucket *k)
 {
     k->state = DONE;
+    if (dp->opts.zero >= 2)
+        weft_dp_drop(dp->grads, (const size_t(*)[2])k->drop);
     dp->t_last_done = weft_now_ns();
     weft_trace_end("bucket.%d.reduce", "comm", WEFT_TRACE_COMM, (int)(k - dp->b), k->t_launch);
 }
 
-static void make_buckets(weft_dp *dp)
+/* Cut [lo, hi) into buckets of at most cap floats from its end. */
+static void cut(weft_dp *dp, size_t lo, size_t hi, size_t cap)
 {
-    size_t cap = dp->opts.bucket_bytes / sizeof(float);
-    if (cap < 1)
-        cap = 1;
     int size = weft_comm_size(dp->comm), rank = weft_comm_rank(dp->comm);
-    for (size_t end = dp->n; end > 0;) {
-        size_t start = end > cap ? end - cap : 0;
+    for (size_t end = hi; end > lo;) {
+        size_t start = end - lo > cap ? end - cap : lo;
         bucket *k = &dp->b[dp->nb++];
         k->start = start;
         k->len = end - start;
         weft_comm_chunk(k->len, size, rank, &k->shard_off, &k->shard_len);
+        size_t s0 = start + k->shard_off, s1 = s0 + k->shard_len;
+        if (dp->opts.zero >= 2) {
+            weft_dp_whole_pages(dp->grads, start, s0, k->drop[0]);
+            weft_dp_whole_pages(dp->grads, s1, end, k->drop[1]);
+            dp->dropped += k->drop[0][1] - k->drop[0][0] + k->drop[1][1] - k->drop[1][0];
+        }
+        if (dp->opts.zero >= 3) {
+            weft_dp_whole_pages(dp->params, start, s0, k->pdrop[0]);
+            weft_dp_whole_pages(dp->params, s1, end, k->pdrop[1]);
+            dp->pdropped += k->pdrop[0][1] - k->pdrop[0][0] + k->pdrop[1][1] - k->pdrop[1][0];
+        }
         end = start;
     }
+}
+
+/* Buckets from the end of the buffer towards its start (the order backward
+ * finishes it); under ZeRO-3 none straddles two units, so a unit's gather
+ * is whole buckets. */
+static void make_buckets(weft_dp *dp)
+{
+    size_t cap = dp->opts.bucket_bytes / sizeof(float);
+    cap = cap ? cap : 1;
+    if (dp->opts.zero < 3) {
+        cut(dp, 0, dp->n, cap);
+        return;
+    }
+    for (int i = dp->opts.nunits - 1; i >= 0; i--)
+        cut(dp, dp->opts.units[i], i + 1 < dp->opts.nunits ? dp->opts.units[i + 1] : dp->n, cap);
 }
 
 int weft_dp_new(weft_comm *comm, float *params, float *grads, size_t n, const weft_dp_opts *o, weft_dp **out)
@@ -84,7 +123,7 @@ int weft_dp_new(weft_comm *comm, float *params, float *grads, size_t n, const we
         return weft_error(WEFT_EINVAL, "weft_dp_new: communicator, buffers and a size are required");
     weft_dp *dp = calloc(1, sizeof *dp);
     size_t cap = o->bucket_bytes / sizeof(float);
-    size_t nb = (n + (cap ? cap : 1) - 1) / (cap ? cap : 1);
+    size_t nb = (n + (cap ? cap : 1) - 1) / (cap ? cap : 1) + (o->zero >= 3 ? (size_t)o->nunits : 0);
     if (dp)
         dp->b = calloc(nb, sizeof *dp->b);
     if (!dp || !dp->b) {
@@ -96,10 +135,18 @@ int weft_dp_new(weft_comm *comm, float *params, float *grads, size_t n, const we
     dp->grads = grads;
     dp->n = n;
     dp->opts = *o;
+    if (o->zero >= 3 && (!o->units || o->nunits < 1 || o->units[0] != 0)) {
+        free(dp->b);
+        free(dp);
+        return weft_error(WEFT_EINVAL, "weft_dp_new: ZeRO-3 needs the model's units (model.h)");
+    }
     make_buckets(dp);
-    /* Every bucket may be in flight at once, plus the step's small
-     * reductions (loss, norm): reserve them now, not in the steady state. */
-    int rc = weft_comm_reserve(comm, dp->nb + 2);
+    /* Every bucket may be in flight at once (ZeRO-3: its reduction and its
+     * gather), plus the step's small reductions (loss, norm): reserve them
+     * now, not in the steady state. */
+    int rc = weft_comm_reserve(comm, (o->zero >= 3 ? 2 : 1) * dp->nb + 2);
+    if (rc == 0 && o->zero >= 3)
+        rc = weft_dp_z3_setup(dp);
     if (rc) {
         weft_dp_free(dp);
         return rc;
@@ -112,8 +159,35 @@ void weft_dp_free(weft_dp *dp)
 {
     if (!dp)
         return;
+    weft_dp_z3_free(dp);
     free(dp->b);
     free(dp);
+}
+
+/* Zero [a, b) but for the dropped pages inside it (already zero, and not
+ * to be touched: that would map them again). */
+static void zero_kept(float *g, size_t a, size_t b, const size_t (*drop)[2])
+{
+    for (int j = 0; j < 2 && a < b; j++) {
+        if (drop[j][1] <= drop[j][0] || drop[j][1] <= a || drop[j][0] >= b)
+            continue;
+        memset(g + a, 0, (drop[j][0] - a) * sizeof(float));
+        a = drop[j][1];
+    }
+    if (a < b)
+        memset(g + a, 0, (b - a) * sizeof(float));
+}
+
+void weft_dp_zero_grads(weft_dp *dp)
+{
+    if (dp->opts.zero < 2) {
+        memset(dp->grads, 0, dp->n * sizeof(float));
+        return;
+    }
+    for (int i = 0; i < dp->nb; i++) {
+        bucket *k = &dp->b[i];
+        zero_kept(dp->grads, k->start, k->start + k->len, (const size_t(*)[2])k->drop);
+    }
 }
 
 void weft_dp_begin(weft_dp *dp)
@@ -123,6 +197,7 @@ void weft_dp_begin(weft_dp *dp)
     dp->next = 0;
     dp->err = 0;
     dp->t_first_launch = dp->t_last_done = dp->exposed_ns = dp->t_finished = 0;
+    dp->gather_ns = dp->gather_wait_ns = 0;
 }
 
 static int launch(weft_dp *dp, bucket *k)
@@ -152,6 +227,25 @@ static int poll(weft_dp *dp)
     return 0;
 }
 
+/* ZeRO-2/3: at most this many buckets' reductions in flight during
+ * backward; an older one is waited for in the hook. The backends other than
+ * MPI move a collective only while it is tested or waited, so without a
+ * bound every reduction would finish in finish_grads, after backward had
+ * written -- and kept resident -- the whole gradient buffer. */
+#define ZERO2_IN_FLIGHT 2
+
+static int bound_in_flight(weft_dp *dp)
+{
+    for (int i = 0; dp->opts.zero >= 2 && i < dp->next - ZERO2_IN_FLIGHT; i++) {
+        bucket *k = &dp->b[i];
+        if (k->state != LAUNCHED)
+            continue;
+        WEFT_CHECK(weft_request_wait(k->req));
+        complete(dp, k);
+    }
+    return 0;
+}
+
 void weft_dp_hook(void *arg, size_t offset)
 {
     weft_dp *dp = arg;
@@ -165,6 +259,7 @@ void weft_dp_hook(void *arg, size_t offset)
         }
     }
     int rc = poll(dp);
+    rc = rc ? rc : bound_in_flight(dp);
     if (rc)
         dp->err = rc;
 }
@@ -188,6 +283,18 @@ int weft_dp_finish_grads(weft_dp *dp)
 }
 
 int weft_dp_nshards(const weft_dp *dp) { return dp->opts.zero ? dp->nb : 1; }
+
+void weft_dp_mem(const weft_dp *dp, weft_dp_mem_bytes *out)
+{
+    size_t all = dp->n * sizeof(float), shard = weft_dp_shard_total(dp) * sizeof(float);
+    memset(out, 0, sizeof *out);
+    out->params = dp->opts.zero >= 3 ? all - dp->pdropped * sizeof(float) : all;
+    out->grads_peak = all;
+    out->grads = dp->opts.zero >= 2 ? all - dp->dropped * sizeof(float) : all;
+    out->optim_shard = shard;
+    out->comm = (size_t)dp->nb * sizeof(bucket) + (size_t)dp->nu * sizeof(unit);
+    out->gather_pool = dp->pool * sizeof(float);
+}
 
 void weft_dp_shard(const weft_dp *dp, int i, size_t *offset, size_t *len)
 {
@@ -238,6 +345,8 @@ int weft_dp_grad_sumsq_ranges(weft_dp *dp, const size_t (*ranges)[2], int n, dou
 
 int weft_dp_gather_params(weft_dp *dp)
 {
+    if (dp->opts.zero >= 3)
+        return weft_dp_release_params(dp);
     if (!dp->opts.zero)
         return 0;
     /* All in flight at once, then waited: the gathers overlap each other. */

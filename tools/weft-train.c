@@ -263,6 +263,8 @@ static int train(weft_ctx *ctx, weft_trainer **tp, const cli_opts *cli)
     weft_trainer_start_opts so = {.resume = cli->resume, .init_from = cli->init_from};
     WEFT_CHECK(weft_trainer_start(t, &so));
     WEFT_CHECK(weft_trainer_run(t, NULL));
+    if (cli->sample_tokens > 0 || getenv("WEFT_DUMP_PARAMS"))
+        WEFT_CHECK(weft_trainer_whole_params(t)); /* ZeRO-3: only the shard is in place between uses */
     WEFT_CHECK(sample(ctx, m, vocab, cli));
     return dump_params(ctx->config, ctx->rank, m);
 }

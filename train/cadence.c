@@ -89,6 +89,8 @@ static int apply_loaded(weft_trainer *t, const char *path, weft_ckpt_loaded *L, 
                         (unsigned long long)L->meta.dataset_hash, (unsigned long long)have);
     if (rc == 0 && !weights_only && L->meta.loader_state)
         rc = t->train->ops->restore(t->train, L->meta.loader_state, L->meta.loader_len);
+    if (rc == 0) /* ZeRO-3: the load wrote whole tensors; keep only the shard */
+        rc = weft_dp_release_params(t->dp);
     if (rc == 0 && !weights_only && t->model->nfrozen)
         rc = resume_base(t, path, &L->meta);
     if (rc == 0 && !weights_only) {

@@ -210,6 +210,10 @@ static void write_row(weft_trainer *t, const weft_step_stats *s, double tps, dou
     json_num(b, cap, &n, "comm_hidden", s->hidden, 3);
     if (!isnan(s->pipe_idle))
         json_num(b, cap, &n, "pipe_idle", s->pipe_idle, 3);
+    if (!isnan(s->gather_hidden)) {
+        json_num(b, cap, &n, "gather_wait_ms", s->gather_ms, 4);
+        json_num(b, cap, &n, "gather_hidden", s->gather_hidden, 3);
+    }
     if (!isnan(s->val_loss))
         json_num(b, cap, &n, "val_loss", s->val_loss, 17);
     if (s->ckpt_ms > 0)

@@ -96,6 +96,17 @@ static double hidden_share(const weft_dp *dp)
     return window > 0 ? 1.0 - share(weft_dp_exposed_ns(dp), window) : 0.0;
 }
 
+/* ZeRO-3: the time waited for parameter gathers, and the share of their
+ * summed spans (launch to done) not waited for: hidden behind compute by
+ * the prefetch. */
+static void gather_stats(const weft_trainer *t, weft_step_stats *s)
+{
+    int64_t span, wait;
+    weft_dp_gather_times(t->dp, &span, &wait);
+    s->gather_ms = 1e-6 * (double)wait;
+    s->gather_hidden = t->o.zero >= 3 ? (span > 0 ? 1.0 - share(wait, span) : 0.0) : NAN;
+}
+
 /* Clip, AdamW on this rank's shard, and (ZeRO) the parameters gathered. */
 static int update(weft_trainer *t, const weft_step_stats *s)
 {
@@ -128,7 +139,7 @@ int weft_trainer_step(weft_trainer *t, weft_step_stats *s)
     weft_trace_end("data.wait", "data", WEFT_TRACE_COMPUTE, -1, tw);
     s->data_ms = 1e-6 * (double)t->train->ops->last_wait_ns(t->train);
     s->lr = weft_optim_lr(t->opt, s->step);
-    weft_model_zero_grad(t->model);
+    weft_dp_zero_grads(t->dp);
     weft_dp_begin(t->dp);
     double loss_sum;
     t->model->step = s->step;
@@ -149,6 +160,7 @@ int weft_trainer_step(weft_trainer *t, weft_step_stats *s)
     WEFT_CHECK(nonfinite(t, s));
     if (!s->skipped)
         WEFT_CHECK(update(t, s));
+    gather_stats(t, s);
     s->comm_ms = 1e-6 * (double)weft_dp_exposed_ns(t->dp);
     s->hidden = hidden_share(t->dp);
     s->ms = 1e-6 * (double)(weft_now_ns() - t0);
@@ -191,6 +203,7 @@ int weft_trainer_evaluate(weft_trainer *t, int64_t batches, double *val_loss)
         WEFT_CHECK(t->val->ops->next(t->val, &batch));
         WEFT_CHECK(weft_pipe_forward(t->pipe, batch, (int)t->o.k, &loss_sum));
     }
+    WEFT_CHECK(weft_dp_release_params(t->dp)); /* ZeRO-3: a prefetched unit may still be in place */
     int rc = reduce_loss(t, loss_sum / (double)(batches * t->o.k), val_loss);
     weft_trace_end("eval", "eval", WEFT_TRACE_COMPUTE, -1, tt);
     return rc;

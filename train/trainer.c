@@ -161,6 +161,7 @@ void weft_trainer_set_source(weft_trainer *t, weft_source *train, weft_source *v
 }
 
 const weft_mesh *weft_trainer_mesh(const weft_trainer *t) { return t->mesh; }
+const weft_dp *weft_trainer_dp(const weft_trainer *t) { return t->dp; }
 
 void weft_trainer_part(const weft_trainer *t, weft_model_part *out)
 {
@@ -254,9 +255,19 @@ int weft_trainer_set_model(weft_trainer *t, weft_model *m)
     WEFT_CHECK(build_pipeline(t));
     weft_dp_opts dpo;
     weft_dp_opts_from_config(t->cfg, &dpo);
+    if (dpo.zero >= 3 && m->nunits < 1)
+        return weft_error(WEFT_ECONFIG, "parallel.zero = 3: model %s%s does not gather its parameters layer by "
+                          "layer (model.h: units); use parallel.zero = 2", m->ops->family,
+                          m->nfrozen ? " with adapters" : "");
+    dpo.units = m->units;
+    dpo.nunits = m->nunits;
     WEFT_CHECK(weft_dp_new(t->comm, m->param_data, m->grad_data, m->n, &dpo, &t->dp));
+    if (dpo.zero >= 3) /* ZeRO-3: the model's layers gather their parameters through data parallelism */
+        m->use = (weft_param_hooks){weft_dp_use_begin, weft_dp_use_end, t->dp};
     return weft_optim_new(m->params, m->nparams, t->dp, &t->o.adamw, &t->opt);
 }
+
+int weft_trainer_whole_params(weft_trainer *t) { return weft_dp_gather_all(t->dp); }
 
 int weft_trainer_ckpt_model(weft_trainer *t, weft_ckpt_model *out)
 {

@@ -102,6 +102,13 @@ WEFT_API void weft_trainer_set_source(weft_trainer *t, weft_source *train, weft_
  * micro-batch and sequence length). */
 WEFT_API void weft_trainer_part(const weft_trainer *t, weft_model_part *out);
 WEFT_API const weft_mesh *weft_trainer_mesh(const weft_trainer *t);
+/* Data parallelism (buckets, ZeRO; weft_dp_mem), after weft_trainer_set_model. */
+WEFT_API const weft_dp *weft_trainer_dp(const weft_trainer *t);
+/* Collective. Every parameter of this rank's part in the model's param_data
+ * (under parallel.zero = 3 only the shard is there between uses), until the
+ * next step: before using the model outside the trainer (sampling,
+ * writing its parameters out). */
+WEFT_API int weft_trainer_whole_params(weft_trainer *t);
 
 /* Collective. The trainer owns the model from here (it frees it). */
 WEFT_API int weft_trainer_set_model(weft_trainer *t, weft_model *m);
@@ -124,6 +131,8 @@ typedef struct weft_step_stats {
     int64_t step;            /* 0-based */
     double loss, lr, grad_norm, ms, data_ms, comm_ms, hidden, val_loss, ckpt_ms;
     double pipe_idle;        /* rank 0's stage: share of the schedule spent waiting (NaN: one stage) */
+    double gather_ms;        /* ZeRO-3: time this step waited for parameter gathers */
+    double gather_hidden;    /* ZeRO-3: share of the gathers' time hidden behind compute (NaN: not ZeRO-3) */
     int skipped;             /* a non-finite step skipped (train.on_nonfinite = skip) */
 } weft_step_stats;
 

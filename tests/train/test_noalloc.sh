@@ -1,7 +1,8 @@
 #!/bin/bash
 # test_noalloc.sh -- the library's steady-state training step
 # (weft_trainer_step) allocates nothing on the training thread (tests/mpi/noalloc_step.c counts malloc/calloc/realloc),
-# with the shm backend weft picks on one node, with and without ZeRO-1, on 1
+# with the shm backend weft picks on one node, with ZeRO-0, 1, 2 and 3 (its
+# per-layer parameter gathers: in place, nothing allocated), on 1
 # and 2 ranks, and on 4 ranks with tensor and pipeline parallelism (both
 # schedules: stage-to-stage send/recv, TP allreduces, the tied embedding),
 # for GPT-2 and for Llama (with key/value heads replicated over TP: their
@@ -24,7 +25,7 @@ prog="$WEFT_ROOT/$BUILD/tests/mpi/noalloc_step"
 small=(--data.path="$ds" --model.n_layer=2 --model.n_head=2 --model.n_embd=32 --model.context=32 --train.seq_len=32 --train.micro_batch=2 --train.global_batch=8 --optim.warmup=2
        --parallel.bucket_mb=0.015625 --run.dir="$TMPDIR_TEST/run")
 for np in 1 2; do
-    for zero in 0 1; do
+    for zero in 0 1 2 3; do
         out="$TMPDIR_TEST/np$np-z$zero.log"
         weft_mpirun "$np" "$prog" "${small[@]}" --comm.backend=shm --parallel.zero=$zero >"$out" 2>&1
         if grep -q "^ok 1 - no allocation" "$out"; then
@@ -37,6 +38,9 @@ done
 for layout in "2 --parallel.tp=2" "2 --parallel.pp=2 --parallel.schedule=1f1b" \
               "4 --parallel.tp=2 --parallel.pp=2 --parallel.schedule=1f1b --parallel.zero=0" \
               "4 --parallel.pp=2 --parallel.schedule=gpipe --parallel.zero=1" \
+              "4 --parallel.tp=2 --parallel.pp=2 --parallel.schedule=1f1b --parallel.zero=2" \
+              "4 --parallel.tp=2 --parallel.pp=2 --parallel.schedule=1f1b --parallel.zero=3" \
+              "4 --model.family=llama --parallel.dp=2 --parallel.pp=2 --parallel.zero=3 --parallel.zero_prefetch=2" \
               "2 --model.family=llama --parallel.zero=1" \
               "4 --model.family=llama --model.n_kv_head=1 --parallel.tp=2 --parallel.pp=2 --parallel.schedule=1f1b" \
               "4 --lora.rank=4 --lora.targets=qkv,proj,fc,fcproj --parallel.tp=2 --parallel.pp=2 --parallel.schedule=1f1b" \
