@@ -33,6 +33,10 @@ const weft_config_key weft_train_config_keys[] = {
     {"train.eval_batches", WEFT_CFG_INT, "4", 0, 1e9, NULL, "global batches of the validation split per evaluation"},
     {"train.on_nonfinite", WEFT_CFG_ENUM, "stop", WEFT_UNBOUNDED, "stop|skip",
      "a NaN/inf loss or gradient: stop the run (exit 70), or skip that step's update"},
+    {"train.recompute", WEFT_CFG_ENUM, "none", WEFT_UNBOUNDED, "none|block",
+     "activations: none keeps every block's for backward; block keeps each block's input only and computes the "
+     "block again just before its backward (about a third more compute, a fraction of the memory; the same "
+     "gradients bit for bit)"},
     {"train.threads", WEFT_CFG_INT, "1", 1, 1024, NULL,
      "compute threads per rank (oneDNN's and BLAS's); ranks x threads should not exceed a node's cores"},
     {"run.peak_flops", WEFT_CFG_FLOAT, "0", 0, 1e18, NULL,
@@ -62,6 +66,7 @@ static void resolve_opts(weft_trainer *t)
     o->on_error_continue = strcmp(weft_config_str(c, "checkpoint.on_error"), "continue") == 0;
     o->skip_nonfinite = strcmp(weft_config_str(c, "train.on_nonfinite"), "skip") == 0;
     o->zero = (int)weft_config_int(c, "parallel.zero");
+    o->recompute = strcmp(weft_config_str(c, "train.recompute"), "block") == 0;
     o->run_dir = weft_config_str(c, "run.dir");
     o->schedule = weft_config_str(c, "parallel.schedule");
     weft_adamw_opts_from_config(c, o->steps, &o->adamw);
@@ -153,7 +158,7 @@ void weft_trainer_part(const weft_trainer *t, weft_model_part *out)
                              .pp_rank = weft_mesh_rank(t->mesh, WEFT_AXIS_PP), .pp_size = pp,
                              .nslots = weft_pipe_nslots(sched, pp, (int)t->o.k),
                              .tp = tp > 1 ? weft_mesh_comm(t->mesh, WEFT_AXIS_TP) : NULL,
-                             .micro_batch = (int)t->o.b, .seq_len = (int)t->o.T};
+                             .micro_batch = (int)t->o.b, .seq_len = (int)t->o.T, .recompute = t->o.recompute};
 }
 
 /* --- the model's data parallelism, optimizer and pipeline ------------------- */

@@ -25,7 +25,7 @@ typedef struct {
     int64_t steps, T, b, G, k;  /* k micro-batches per step of b sequences of T tokens */
     int64_t eval_every, eval_batches, log_every, ckpt_every;
     uint64_t seed;
-    int at_end, on_error_continue, skip_nonfinite, tty, zero;
+    int at_end, on_error_continue, skip_nonfinite, tty, zero, recompute;
     const char *run_dir, *schedule;
     weft_adamw_opts adamw;
 } trainer_opts;
