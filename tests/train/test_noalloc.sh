@@ -6,7 +6,8 @@
 # schedules: stage-to-stage send/recv, TP allreduces, the tied embedding),
 # for GPT-2 and for Llama (with key/value heads replicated over TP: their
 # gradients' allreduce), and with LoRA adapters (model/lora.h) on every
-# linear of both families under TP (their dh and h allreduces) and PP.
+# linear of both families under TP (their dh and h allreduces) and PP, and
+# with train.recompute = block (the recomputed blocks' TP allreduces).
 # (The MPI backend is left out: Open MPI's non-blocking collectives
 # allocate their schedules inside the library on every call.)
 . "$(dirname "$0")/../lib.sh"
@@ -38,7 +39,9 @@ for layout in "2 --parallel.tp=2" "2 --parallel.pp=2 --parallel.schedule=1f1b" \
               "2 --model.family=llama --parallel.zero=1" \
               "4 --model.family=llama --model.n_kv_head=1 --parallel.tp=2 --parallel.pp=2 --parallel.schedule=1f1b" \
               "4 --lora.rank=4 --lora.targets=qkv,proj,fc,fcproj --parallel.tp=2 --parallel.pp=2 --parallel.schedule=1f1b" \
-              "2 --model.family=llama --lora.rank=4 --lora.targets=q,k,v,o,gate,up,down --parallel.tp=2 --parallel.zero=1"; do
+              "2 --model.family=llama --lora.rank=4 --lora.targets=q,k,v,o,gate,up,down --parallel.tp=2 --parallel.zero=1" \
+              "4 --train.recompute=block --parallel.tp=2 --parallel.pp=2 --parallel.schedule=1f1b" \
+              "2 --train.recompute=block --model.family=llama --lora.rank=4 --parallel.tp=2 --parallel.zero=1"; do
     np=${layout%% *}; layout=${layout#* }
     out="$TMPDIR_TEST/np$np.log"
     # shellcheck disable=SC2086
