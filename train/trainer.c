@@ -13,6 +13,7 @@
 #include "runtime/trace.h"
 #include "train/token_source.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -91,10 +92,13 @@ int weft_trainer_new(weft_ctx *ctx, weft_trainer **out) { return weft_trainer_ne
 
 int weft_trainer_new_on(weft_ctx *ctx, weft_comm *world, const weft_config *cfg, weft_trainer **out)
 {
+    size_t rss;
+    weft_memory_resident(&rss, NULL); /* before anything of the run: the memory account's "runtime" */
     weft_trainer *t = calloc(1, sizeof *t);
     if (!t)
         return weft_error(WEFT_ENOMEM, "out of memory");
     *out = t;
+    t->runtime_rss = rss;
     t->ctx = ctx;
     t->cfg = cfg;
     t->rank = ctx->rank;
@@ -149,16 +153,30 @@ void weft_trainer_set_source(weft_trainer *t, weft_source *train, weft_source *v
 
 const weft_mesh *weft_trainer_mesh(const weft_trainer *t) { return t->mesh; }
 
+int weft_trainer_part_at(const weft_config *cfg, int world, int rank, weft_model_part *out)
+{
+    weft_mesh_layout l;
+    WEFT_CHECK(weft_mesh_layout_from_config(cfg, world, &l));
+    int c[WEFT_NAXES];
+    weft_mesh_coords_of(&l, rank, c);
+    weft_pipe_schedule sched = WEFT_PIPE_1F1B;
+    weft_pipe_schedule_parse(weft_config_str(cfg, "parallel.schedule"), &sched); /* checked by the mesh's keys */
+    int64_t b = weft_config_int(cfg, "train.micro_batch"), G = weft_config_int(cfg, "train.global_batch");
+    int k = (int)(G / (b * l.size[WEFT_AXIS_DP])); /* weft_trainer_check has made sure it divides */
+    *out = (weft_model_part){.tp_rank = c[WEFT_AXIS_TP], .tp_size = l.size[WEFT_AXIS_TP],
+                             .pp_rank = c[WEFT_AXIS_PP], .pp_size = l.size[WEFT_AXIS_PP],
+                             .nslots = weft_pipe_nslots(sched, l.size[WEFT_AXIS_PP], k > 0 ? k : 1),
+                             .micro_batch = (int)b, .seq_len = (int)weft_config_int(cfg, "train.seq_len"),
+                             .recompute = strcmp(weft_config_str(cfg, "train.recompute"), "block") == 0};
+    return 0;
+}
+
 void weft_trainer_part(const weft_trainer *t, weft_model_part *out)
 {
-    weft_pipe_schedule sched = WEFT_PIPE_1F1B;
-    weft_pipe_schedule_parse(t->o.schedule, &sched); /* checked by the mesh's keys */
-    int tp = weft_mesh_size(t->mesh, WEFT_AXIS_TP), pp = weft_mesh_size(t->mesh, WEFT_AXIS_PP);
-    *out = (weft_model_part){.tp_rank = weft_mesh_rank(t->mesh, WEFT_AXIS_TP), .tp_size = tp,
-                             .pp_rank = weft_mesh_rank(t->mesh, WEFT_AXIS_PP), .pp_size = pp,
-                             .nslots = weft_pipe_nslots(sched, pp, (int)t->o.k),
-                             .tp = tp > 1 ? weft_mesh_comm(t->mesh, WEFT_AXIS_TP) : NULL,
-                             .micro_batch = (int)t->o.b, .seq_len = (int)t->o.T, .recompute = t->o.recompute};
+    int rc = weft_trainer_part_at(t->cfg, t->size, t->rank, out);
+    assert(rc == 0); /* the mesh was built from the same keys */
+    (void)rc;
+    out->tp = out->tp_size > 1 ? weft_mesh_comm(t->mesh, WEFT_AXIS_TP) : NULL;
 }
 
 /* --- the model's data parallelism, optimizer and pipeline ------------------- */
@@ -284,7 +302,7 @@ int weft_trainer_start(weft_trainer *t, const weft_trainer_start_opts *o)
     if (t->start_step > 0)
         weft_sched_resumed(t->sched, t->start_step);
     weft_trainer_describe(t);
-    return 0;
+    return weft_trainer_memory_start(t);
 }
 
 /* Every rank agreed to stop after s->step: commit a checkpoint, then end
@@ -317,6 +335,8 @@ static int after_step(weft_trainer *t, weft_step_stats *s)
         weft_trainer_log_step(t, s);
     else
         weft_trainer_progress(t, s);
+    if (last || (step + 1) % t->o.log_every == 0 || step == t->start_step)
+        WEFT_CHECK(weft_trainer_memory_peak(t, 0));
     weft_trainer_report_step(t, s);
     return 0;
 }
@@ -330,6 +350,7 @@ static int finish_run(weft_trainer *t, const weft_step_stats *s)
     t->ckpt = NULL;
     WEFT_CHECK(rc);
     WEFT_CHECK(weft_trace_finish(t->o.run_dir));
+    WEFT_CHECK(weft_trainer_memory_peak(t, 1));
     double secs = 1e-9 * (double)(weft_now_ns() - t->t_start_ns);
     if (t->rank == 0) {
         char val[64] = "";
@@ -399,6 +420,8 @@ static void release(weft_trainer *t, int rc)
         weft_comm_free(t->world);
     free(t->norm);
     free(t->tied);
+    free(t->mem_all);
+    free(t->mem_peak);
     free(t->base_path);
     /* A run that failed mid-way keeps its timeline; a set-up failure has none. */
     if (t->running)
