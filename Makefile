@@ -40,7 +40,7 @@ PUBLIC_HDRS := weft.h \
     parallel/mesh.h parallel/dp.h parallel/pipeline.h \
     model/model.h model/lora.h model/gpt.h model/llama.h model/lm.h model/optim.h model/generate.h \
     checkpoint/ckpt.h checkpoint/state.h \
-    train/source.h train/token_source.h train/synthetic_source.h train/trainer.h
+    train/source.h train/token_source.h train/synthetic_source.h train/trainer.h train/memory.h
 TOOL_SRCS := $(sort $(wildcard tools/weft-*.c))
 TOOLS    := $(TOOL_SRCS:tools/%.c=$(BUILD)/bin/%)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))

@@ -41,5 +41,6 @@
 #include "train/token_source.h"
 #include "train/synthetic_source.h"
 #include "train/trainer.h"
+#include "train/memory.h"
 
 #endif

@@ -11,9 +11,16 @@
  * schedule keeps in flight; the gradients of activations need one set only,
  * since backward runs one micro-batch at a time.
  *
+ * With recomputation (part.recompute, train.recompute = block) a slot keeps
+ * each block's input only (the stage input and every block's output): the
+ * block's other activations are computed into one shared work block in
+ * forward, and computed again, by the same kernels in the same order, just
+ * before the block's backward, so the gradients are bitwise the same. The
+ * activations' gradients are then one shared block too.
+ *
  * Trace points (runtime/trace.h, off unless trace.steps is set): each block's
- * forward and backward, the embedding and the head (final LayerNorm, tied LM
- * head, cross-entropy), on the compute lane.
+ * forward, recomputation and backward, the embedding and the head (final
+ * LayerNorm, tied LM head, cross-entropy), on the compute lane.
  */
 #include "model/gpt.h"
 #include "kernels/kernels.h"
@@ -78,7 +85,10 @@ struct weft_gpt {
     size_t hook_floor;        /* backward never reports wte final (pp > 1: the tied sum comes later) */
     int32_t *in, *tgt;        /* (B,T) a micro-batch split from the step's batch */
     slot_acts *slot;          /* nslots */
-    block_acts *dblk;         /* Ll: gradients of one micro-batch's activations */
+    block_acts *dblk;         /* Ll (recompute: 1, shared): gradients of one micro-batch's activations */
+    block_acts work;          /* recompute: the block forward and backward compute into; a slot
+                               * keeps only each block's output (residual3) */
+    float *dres[2];           /* recompute: the residual stream's gradient between blocks, alternating */
     float *dencoded, *dlnf, *datt_scratch, *doutput;
     double *xent_scratch;     /* (2 B T) */
     double *lse_mem;          /* (nslots, B T) */
@@ -332,8 +342,12 @@ static void carve_slot(weft_gpt *m, slot_acts *s, float **p)
     size_t BT = (size_t)m->B * m->T, C = m->cfg.n_embd, att = (size_t)m->B * m->NHl * m->T * m->T;
     float *q = *p;
     s->encoded = q, q += BT * C;
-    for (int l = 0; l < m->Ll; l++)
-        carve_block(&s->blk[l], &q, BT, C, m->Cl, att);
+    for (int l = 0; l < m->Ll; l++) {
+        if (m->part.recompute)
+            s->blk[l].residual3 = q, q += BT * C; /* the rest is the shared work block */
+        else
+            carve_block(&s->blk[l], &q, BT, C, m->Cl, att);
+    }
     if (m->has_head) {
         s->lnf = q, q += BT * C;
         s->lnf_mean = q, q += BT;
@@ -344,29 +358,57 @@ static void carve_slot(weft_gpt *m, slot_acts *s, float **p)
     *p = q;
 }
 
-static size_t slot_floats(const weft_gpt *m)
+/* Floats of activations: one slot's (*slot), the work block recomputation
+ * computes into (*work), and the activations' gradients (*dact: the region
+ * backward zeroes, then the output's gradient). The one formula both
+ * alloc_acts and the planner (weft_gpt_plan) use; carve_slot, carve_block
+ * and alloc_acts must match it. */
+static void act_floats(const weft_gpt *m, size_t *slot, size_t *work, size_t *dact)
 {
     size_t BT = (size_t)m->B * m->T, C = m->cfg.n_embd, att = (size_t)m->B * m->NHl * m->T * m->T;
-    size_t n = BT * C + (size_t)m->Ll * block_floats(BT, C, m->Cl, att);
+    size_t blk = block_floats(BT, C, m->Cl, att), dblk = block_floats(BT, C, m->Cl, 0);
+    size_t L = (size_t)m->Ll;
+    int rc = m->part.recompute && L > 0;
+    *slot = BT * C + L * (rc ? BT * C : blk);
     if (m->has_head)
-        n += BT * C + 2 * BT + BT * m->Vl + BT;
-    return n;
+        *slot += BT * C + 2 * BT + BT * m->Vl + BT;
+    *work = rc ? blk : 0;
+    /* dencoded, the blocks' gradients (recompute: one shared block and the
+     * two alternating residual gradients), dlnf, attention's scratch */
+    *dact = BT * C + (rc ? dblk + 2 * BT * C : L * dblk) + BT * C + att;
+}
+
+/* What the part holds (model.h's weft_model_mem), from act_floats and the
+ * other per-slot and shared arrays of alloc_acts. */
+static void mem_of(const weft_gpt *m, weft_model_mem *out)
+{
+    size_t BT = (size_t)m->B * m->T, slot, work, dact;
+    act_floats(m, &slot, &work, &dact);
+    *out = (weft_model_mem){
+        .params = m->base.n, .frozen = m->base.frozen_n, .nslots = m->part.nslots,
+        /* tokens and targets, log-sum-exp */
+        .slot_bytes = slot * sizeof(float) + 2 * BT * sizeof(int32_t) + BT * sizeof(double) +
+                      weft_lora_slot_bytes(m->lora),
+        /* + the received output gradient, xent scratch, the split micro-batch */
+        .shared_bytes = (work + dact + BT * m->cfg.n_embd) * sizeof(float) + 2 * BT * sizeof(double) +
+                        2 * BT * sizeof(int32_t),
+    };
 }
 
 static int alloc_acts(weft_gpt *m)
 {
     size_t BT = (size_t)m->B * m->T, C = m->cfg.n_embd, ns = (size_t)m->part.nslots;
-    size_t att = (size_t)m->B * m->NHl * m->T * m->T;
-    m->slot_floats = slot_floats(m);
+    size_t att = (size_t)m->B * m->NHl * m->T * m->T, work;
+    int rc = m->part.recompute && m->Ll > 0;
     /* Gradients of activations: the same blocks, but attention probabilities
      * need no gradient array of their own (one shared scratch instead); the
      * output's gradient (received, or from the head) sits at the end, out of
-     * the region backward zeroes. */
-    m->dact_floats = BT * C + (size_t)m->Ll * block_floats(BT, C, m->Cl, 0) + BT * C + att;
+     * the region backward zeroes. The work block sits after it. */
+    act_floats(m, &m->slot_floats, &work, &m->dact_floats);
     m->act_mem = malloc(m->slot_floats * ns * sizeof(float));
-    m->dact_mem = malloc((m->dact_floats + BT * C) * sizeof(float));
+    m->dact_mem = malloc((m->dact_floats + BT * C + work) * sizeof(float));
     m->slot = calloc(ns, sizeof *m->slot);
-    m->dblk = calloc((size_t)m->Ll, sizeof *m->dblk);
+    m->dblk = calloc(rc ? 1 : (size_t)m->Ll ? (size_t)m->Ll : 1, sizeof *m->dblk);
     m->tok_mem = malloc(2 * ns * BT * sizeof(int32_t));
     m->xent_scratch = malloc(2 * BT * sizeof(double));
     m->lse_mem = malloc(ns * BT * sizeof(double));
@@ -388,13 +430,19 @@ static int alloc_acts(weft_gpt *m)
     }
     p = m->dact_mem;
     m->dencoded = p, p += BT * C;
-    for (int l = 0; l < m->Ll; l++)
+    for (int l = 0; l < (rc ? 1 : m->Ll); l++)
         carve_block(&m->dblk[l], &p, BT, C, m->Cl, 0);
+    if (rc)
+        m->dres[0] = p, m->dres[1] = p + BT * C, p += 2 * BT * C;
     m->dlnf = p, p += BT * C;
     m->datt_scratch = p, p += att;
     m->doutput = p; /* == dact_mem + dact_floats */
-    if (m->Ll > 0)
+    p += BT * C;
+    if (rc)
+        carve_block(&m->work, &p, BT, C, m->Cl, att);
+    if (m->Ll > 0 && !rc)
         m->dblk[m->Ll - 1].residual3 = m->doutput;
+    mem_of(m, &m->base.mem);
     return 0;
 }
 
@@ -406,13 +454,10 @@ static int part_check(const weft_gpt_config *c, const weft_gpt_part *p)
     return weft_gpt_layout_check(c, p->tp_size, p->pp_size);
 }
 
-int weft_gpt_new_part(const weft_gpt_config *cfg, const weft_gpt_part *part, int B, int T, weft_gpt **out)
+/* The part's shape and parameter table (and adapters), no buffers: what
+ * weft_gpt_new_part allocates for, and all weft_gpt_plan needs. */
+static int new_table(const weft_gpt_config *cfg, const weft_gpt_part *part, int B, int T, weft_gpt **out)
 {
-    WEFT_CHECK(weft_gpt_config_check(cfg));
-    WEFT_CHECK(part_check(cfg, part));
-    if (B < 1 || T < 1 || T > cfg->max_seq)
-        return weft_error(WEFT_ECONFIG, "model: sequence length %d must be in [1, model.context = %d]", T,
-                          cfg->max_seq);
     weft_gpt *m = calloc(1, sizeof *m);
     if (!m)
         return weft_error(WEFT_ENOMEM, "model: out of memory");
@@ -428,13 +473,37 @@ int weft_gpt_new_part(const weft_gpt_config *cfg, const weft_gpt_part *part, int
     m->v0 = part->tp_rank * m->Vl;
     m->has_embed = part->pp_rank == 0;
     m->has_head = part->pp_rank == part->pp_size - 1;
+    *out = m;
     m->base.params = calloc((size_t)table_cap(m->Ll), sizeof *m->base.params);
-    if (!m->base.params) {
-        free(m);
+    if (!m->base.params)
         return weft_error(WEFT_ENOMEM, "model: out of memory");
-    }
     int rc = cfg->lora.rank > 0 ? weft_lora_new(&cfg->lora, B * T, part->nslots, part->tp, &m->lora) : 0;
-    rc = rc ? rc : build_table(m);
+    return rc ? rc : build_table(m);
+}
+
+int weft_gpt_plan(const weft_gpt_config *cfg, const weft_gpt_part *part, int B, int T, weft_model_mem *out)
+{
+    WEFT_CHECK(weft_gpt_config_check(cfg));
+    WEFT_CHECK(weft_gpt_layout_check(cfg, part->tp_size, part->pp_size)); /* no communicator to check */
+    weft_gpt *m = NULL;
+    int rc = new_table(cfg, part, B, T, &m);
+    if (rc == 0)
+        mem_of(m, out);
+    weft_gpt_free(m);
+    return rc;
+}
+
+int weft_gpt_new_part(const weft_gpt_config *cfg, const weft_gpt_part *part, int B, int T, weft_gpt **out)
+{
+    WEFT_CHECK(weft_gpt_config_check(cfg));
+    WEFT_CHECK(part_check(cfg, part));
+    if (B < 1 || T < 1 || T > cfg->max_seq)
+        return weft_error(WEFT_ECONFIG, "model: sequence length %d must be in [1, model.context = %d]", T,
+                          cfg->max_seq);
+    weft_gpt *m = NULL;
+    int rc = new_table(cfg, part, B, T, &m);
+    if (!m)
+        return rc;
     describe(m);
     m->in = malloc((size_t)B * T * sizeof(int32_t));
     m->tgt = malloc((size_t)B * T * sizeof(int32_t));
@@ -647,9 +716,12 @@ int weft_gpt_forward_slot(weft_gpt *m, int slot, const int32_t *tokens, const in
     }
     const float *x = s->encoded;
     for (int l = 0; l < m->Ll; l++) {
+        /* Recomputation: the work block, its output kept in the slot. */
+        block_acts a = m->part.recompute ? m->work : s->blk[l];
+        a.residual3 = s->blk[l].residual3;
         t0 = weft_trace_begin();
         WEFT_CHECK(weft_model_use_begin(&m->base, m->blk_off[l], WEFT_USE_FORWARD));
-        WEFT_CHECK(block_forward(m, &s->blk[l], l, x, b, t));
+        WEFT_CHECK(block_forward(m, &a, l, x, b, t));
         weft_model_use_end(&m->base, m->blk_off[l]);
         weft_trace_end("h.%d.forward", "forward", WEFT_TRACE_COMPUTE, m->l0 + l, t0);
         x = s->blk[l].residual3;
@@ -678,11 +750,14 @@ void weft_gpt_zero_grad(weft_gpt *m) { memset(m->base.grad_data, 0, m->base.n * 
 
 /* --- backward ------------------------------------------------------------ */
 
-static int block_backward(weft_gpt *m, const block_acts *a, int l, const float *x, float *dx, int b, int t)
+/* Block l's backward from its activations a; d holds the gradients of its
+ * activations, d->residual3 the output's (read), the rest zeroed; dx (the
+ * input's gradient) is accumulated into. */
+static int block_backward(weft_gpt *m, const block_acts *a, block_acts *d, int l, const float *x, float *dx, int b,
+                          int t)
 {
     int BT = b * t, C = m->cfg.n_embd, Cl = m->Cl;
     size_t n = (size_t)BT * C;
-    block_acts *d = &m->dblk[l];
     float *P = weights(m), *G = wgrads(m);
     weft_comm *tp = m->part.tp;
     weft_residual_backward(d->residual2, d->fcproj, d->residual3, n);
@@ -725,6 +800,33 @@ static int head_backward(weft_gpt *m, slot_acts *s, double loss_scale)
     return 0;
 }
 
+/* What block l's backward reads and writes: without recomputation the
+ * slot's activations and block l's own gradients (zeroed with the rest at
+ * the start of backward); with it, the block computed again into the work
+ * block, and the shared gradient block zeroed, reading the output's
+ * gradient from the block above and writing the input's into the other
+ * alternating buffer. */
+static int backward_acts(weft_gpt *m, slot_acts *s, int l, const float *x, block_acts *a, block_acts *d, float **dx)
+{
+    if (!m->part.recompute) {
+        *a = s->blk[l];
+        *d = m->dblk[l];
+        *dx = l ? m->dblk[l - 1].residual3 : m->dencoded;
+        return 0;
+    }
+    size_t BT = (size_t)s->b * s->t, C = m->cfg.n_embd;
+    *a = m->work; /* its residual3 is scratch: backward does not read the output */
+    int64_t t0 = weft_trace_begin();
+    WEFT_CHECK(block_forward(m, a, l, x, s->b, s->t));
+    weft_trace_end("h.%d.recompute", "backward", WEFT_TRACE_COMPUTE, m->l0 + l, t0);
+    memset(m->dblk[0].ln1, 0, block_floats((size_t)m->B * m->T, C, m->Cl, 0) * sizeof(float));
+    *d = m->dblk[0];
+    d->residual3 = l == m->Ll - 1 ? m->doutput : m->dres[(l + 1) & 1];
+    *dx = l ? m->dres[l & 1] : m->dencoded;
+    memset(*dx, 0, BT * C * sizeof(float));
+    return 0;
+}
+
 static void report(weft_gpt *m, weft_grad_hook hook, void *arg, size_t offset)
 {
     if (hook)
@@ -751,10 +853,14 @@ int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_grad_h
     }
     for (int l = m->Ll - 1; l >= 0; l--) {
         const float *x = l ? s->blk[l - 1].residual3 : s->encoded;
-        float *dx = l ? m->dblk[l - 1].residual3 : m->dencoded;
-        t0 = weft_trace_begin();
+        block_acts a, d;
+        float *dx;
+        /* ZeRO-3: the block's weights are gathered before the recomputation,
+         * which reads them too */
         WEFT_CHECK(weft_model_use_begin(&m->base, m->blk_off[l], WEFT_USE_BACKWARD));
-        WEFT_CHECK(block_backward(m, &s->blk[l], l, x, dx, b, t));
+        WEFT_CHECK(backward_acts(m, s, l, x, &a, &d, &dx));
+        t0 = weft_trace_begin();
+        WEFT_CHECK(block_backward(m, &a, &d, l, x, dx, b, t));
         weft_model_use_end(&m->base, m->blk_off[l]);
         weft_trace_end("h.%d.backward", "backward", WEFT_TRACE_COMPUTE, m->l0 + l, t0);
         report(m, hook, arg, m->blk_off[l]);

@@ -130,6 +130,10 @@ WEFT_API float *weft_gpt_stage_input(weft_gpt *m, int slot);   /* (B, T, C) */
 WEFT_API float *weft_gpt_stage_output(weft_gpt *m, int slot);  /* (B, T, C) */
 WEFT_API float *weft_gpt_stage_doutput(weft_gpt *m);           /* (B, T, C) */
 WEFT_API float *weft_gpt_stage_dinput(weft_gpt *m);            /* (B, T, C) */
+/* What the part weft_gpt_new_part would build holds (model.h's
+ * weft_model_mem), without allocating it: the planner's numbers, from the
+ * same function that sizes a built model's buffers (its model's mem). */
+WEFT_API int weft_gpt_plan(const weft_gpt_config *cfg, const weft_gpt_part *part, int B, int T, weft_model_mem *out);
 /* Bytes of forward activations one slot holds (memory reporting). */
 WEFT_API size_t weft_gpt_slot_bytes(const weft_gpt *m);
 

@@ -92,7 +92,10 @@ struct weft_llama {
     int32_t *in, *tgt;           /* (B,T) a micro-batch split from the step's batch */
     float *rope_cos, *rope_sin;  /* (T, hs/2) */
     slot_acts *slot;
-    block_acts *dblk;
+    block_acts *dblk;            /* Ll (recompute: 1, shared): gradients of one micro-batch's activations */
+    block_acts work;             /* recompute: the block forward and backward compute into; a slot
+                                  * keeps only each block's output (residual3) */
+    float *dres[2];              /* recompute: the residual stream's gradient between blocks, alternating */
     float *dencoded, *dlnf, *datt_scratch, *doutput;
     float *kv_grad;              /* (2 NKV hs, C) replicated k/v weight gradients, or NULL */
     double *xent_scratch, *lse_mem;
@@ -390,8 +393,12 @@ static size_t carve_slot(weft_llama *m, slot_acts *s, float *p)
     dims d = dims_of(m, (size_t)m->B * m->NHl * m->T * m->T);
     float *q = p;
     s->encoded = q, q += d.BT * d.C;
-    for (int l = 0; l < m->Ll; l++)
-        q += carve_block(&s->blk[l], q, d);
+    for (int l = 0; l < m->Ll; l++) {
+        if (m->part.recompute)
+            s->blk[l].residual3 = q, q += d.BT * d.C; /* the rest is the shared work block */
+        else
+            q += carve_block(&s->blk[l], q, d);
+    }
     if (m->has_head) {
         s->lnf = q, q += d.BT * d.C;
         s->lnf_rstd = q, q += d.BT;
@@ -401,22 +408,59 @@ static size_t carve_slot(weft_llama *m, slot_acts *s, float *p)
     return (size_t)(q - p);
 }
 
+/* Floats of activations: one slot's (*slot), the work block recomputation
+ * computes into (*work), and the activations' gradients (*dact: the region
+ * backward zeroes, then the output's gradient). The one formula both
+ * alloc_acts and the planner (weft_llama_plan) use; carve_slot,
+ * carve_block and alloc_acts must match it. */
+static void act_floats(const weft_llama *m, size_t *slot, size_t *work, size_t *dact)
+{
+    size_t att = (size_t)m->B * m->NHl * m->T * m->T, L = (size_t)m->Ll;
+    dims d0 = dims_of(m, 0);
+    size_t BT = d0.BT, C = d0.C, blk = block_floats(dims_of(m, att)), dblk = block_floats(d0);
+    int rc = m->part.recompute && L > 0;
+    *slot = BT * C + L * (rc ? BT * C : blk);
+    if (m->has_head)
+        *slot += BT * C + BT + BT * m->Vl + BT;
+    *work = rc ? blk : 0;
+    /* dencoded, the blocks' gradients (recompute: one shared block and the
+     * two alternating residual gradients), dlnf, attention's scratch */
+    *dact = BT * C + (rc ? dblk + 2 * BT * C : L * dblk) + BT * C + att;
+}
+
+/* What the part holds (model.h's weft_model_mem), from act_floats and the
+ * other arrays alloc_acts makes. */
+static void mem_of(const weft_llama *m, weft_model_mem *out)
+{
+    size_t BT = (size_t)m->B * m->T, C = (size_t)m->cfg.n_embd, slot, work, dact;
+    size_t kvg = m->kv_replicated ? 2 * (size_t)m->cfg.n_kv_head * m->hs * C : 0;
+    act_floats(m, &slot, &work, &dact);
+    *out = (weft_model_mem){
+        .params = m->base.n, .frozen = m->base.frozen_n, .nslots = m->part.nslots,
+        /* tokens and targets, log-sum-exp */
+        .slot_bytes = slot * sizeof(float) + 2 * BT * sizeof(int32_t) + BT * sizeof(double) +
+                      weft_lora_slot_bytes(m->lora),
+        /* + the received output gradient, rotary tables, replicated k/v
+         * gradients, xent scratch, the split micro-batch */
+        .shared_bytes = (work + dact + BT * C + (size_t)m->T * (size_t)m->hs + kvg) * sizeof(float) +
+                        2 * BT * sizeof(double) + 2 * BT * sizeof(int32_t),
+    };
+}
+
 static int alloc_acts(weft_llama *m)
 {
-    size_t ns = (size_t)m->part.nslots, att = (size_t)m->B * m->NHl * m->T * m->T;
+    size_t ns = (size_t)m->part.nslots, att = (size_t)m->B * m->NHl * m->T * m->T, work;
     dims d0 = dims_of(m, 0);
     size_t BT = d0.BT, C = d0.C;
-    m->slot_floats = BT * C + (size_t)m->Ll * block_floats(dims_of(m, att));
-    if (m->has_head)
-        m->slot_floats += BT * C + BT + BT * m->Vl + BT;
+    int rc = m->part.recompute && m->Ll > 0;
     /* Activation gradients: the blocks without attention probabilities (one
      * shared scratch), then the head's, then the output's gradient at the
-     * end, outside the region backward zeroes. */
-    m->dact_floats = BT * C + (size_t)m->Ll * block_floats(d0) + BT * C + att;
+     * end, outside the region backward zeroes; the work block after it. */
+    act_floats(m, &m->slot_floats, &work, &m->dact_floats);
     m->act_mem = malloc(m->slot_floats * ns * sizeof(float));
-    m->dact_mem = malloc((m->dact_floats + BT * C) * sizeof(float));
+    m->dact_mem = malloc((m->dact_floats + BT * C + work) * sizeof(float));
     m->slot = calloc(ns, sizeof *m->slot);
-    m->dblk = calloc((size_t)m->Ll ? (size_t)m->Ll : 1, sizeof *m->dblk);
+    m->dblk = calloc(rc || !m->Ll ? 1 : (size_t)m->Ll, sizeof *m->dblk);
     m->tok_mem = malloc(2 * ns * BT * sizeof(int32_t));
     m->xent_scratch = malloc(2 * BT * sizeof(double));
     m->lse_mem = malloc(ns * BT * sizeof(double));
@@ -442,13 +486,19 @@ static int alloc_acts(weft_llama *m)
     }
     float *p = m->dact_mem;
     m->dencoded = p, p += BT * C;
-    for (int l = 0; l < m->Ll; l++)
+    for (int l = 0; l < (rc ? 1 : m->Ll); l++)
         p += carve_block(&m->dblk[l], p, d0);
+    if (rc)
+        m->dres[0] = p, m->dres[1] = p + BT * C, p += 2 * BT * C;
     m->dlnf = p, p += BT * C;
     m->datt_scratch = p, p += att;
     m->doutput = p; /* == dact_mem + dact_floats */
-    if (m->Ll > 0)
+    p += BT * C;
+    if (rc)
+        p += carve_block(&m->work, p, dims_of(m, att));
+    if (m->Ll > 0 && !rc)
         m->dblk[m->Ll - 1].residual3 = m->doutput;
+    mem_of(m, &m->base.mem);
     weft_rope_table(m->rope_cos, m->rope_sin, m->T, m->hs, m->cfg.rope_theta);
     return 0;
 }
@@ -461,16 +511,14 @@ static int part_check(const weft_llama_config *c, const weft_model_part *p)
     return weft_llama_layout_check(c, p->tp_size, p->pp_size);
 }
 
-int weft_llama_new_part(const weft_llama_config *cfg, const weft_model_part *part, int B, int T, weft_llama **out)
+/* The part's shape and parameter table (and adapters), no buffers: what
+ * weft_llama_new_part allocates for, and all weft_llama_plan needs. */
+static int new_table(const weft_llama_config *cfg, const weft_model_part *part, int B, int T, weft_llama **out)
 {
-    WEFT_CHECK(weft_llama_config_check(cfg));
-    WEFT_CHECK(part_check(cfg, part));
-    if (B < 1 || T < 1 || T > cfg->max_seq)
-        return weft_error(WEFT_ECONFIG, "model: sequence length %d must be in [1, model.context = %d]", T,
-                          cfg->max_seq);
     weft_llama *m = calloc(1, sizeof *m);
     if (!m)
         return weft_error(WEFT_ENOMEM, "model: out of memory");
+    *out = m;
     int P = part->tp_size;
     m->cfg = *cfg;
     m->part = *part;
@@ -491,12 +539,35 @@ int weft_llama_new_part(const weft_llama_config *cfg, const weft_model_part *par
     m->has_embed = part->pp_rank == 0;
     m->has_head = part->pp_rank == part->pp_size - 1;
     m->base.params = calloc((size_t)table_cap(m->Ll), sizeof *m->base.params);
-    if (!m->base.params) {
-        free(m);
+    if (!m->base.params)
         return weft_error(WEFT_ENOMEM, "model: out of memory");
-    }
     int rc = cfg->lora.rank > 0 ? weft_lora_new(&cfg->lora, B * T, part->nslots, part->tp, &m->lora) : 0;
-    rc = rc ? rc : build_table(m);
+    return rc ? rc : build_table(m);
+}
+
+int weft_llama_plan(const weft_llama_config *cfg, const weft_model_part *part, int B, int T, weft_model_mem *out)
+{
+    WEFT_CHECK(weft_llama_config_check(cfg));
+    WEFT_CHECK(weft_llama_layout_check(cfg, part->tp_size, part->pp_size)); /* no communicator to check */
+    weft_llama *m = NULL;
+    int rc = new_table(cfg, part, B, T, &m);
+    if (rc == 0)
+        mem_of(m, out);
+    weft_llama_free(m);
+    return rc;
+}
+
+int weft_llama_new_part(const weft_llama_config *cfg, const weft_model_part *part, int B, int T, weft_llama **out)
+{
+    WEFT_CHECK(weft_llama_config_check(cfg));
+    WEFT_CHECK(part_check(cfg, part));
+    if (B < 1 || T < 1 || T > cfg->max_seq)
+        return weft_error(WEFT_ECONFIG, "model: sequence length %d must be in [1, model.context = %d]", T,
+                          cfg->max_seq);
+    weft_llama *m = NULL;
+    int rc = new_table(cfg, part, B, T, &m);
+    if (!m)
+        return rc;
     describe(m);
     m->in = malloc((size_t)B * T * sizeof(int32_t));
     m->tgt = malloc((size_t)B * T * sizeof(int32_t));
@@ -698,9 +769,12 @@ static int forward_slot(weft_llama *m, int slot, const int32_t *tokens, const in
     }
     const float *x = s->encoded;
     for (int l = 0; l < m->Ll; l++) {
+        /* Recomputation: the work block, its output kept in the slot. */
+        block_acts a = m->part.recompute ? m->work : s->blk[l];
+        a.residual3 = s->blk[l].residual3;
         t0 = weft_trace_begin();
         WEFT_CHECK(weft_model_use_begin(&m->base, m->blk_off[l], WEFT_USE_FORWARD));
-        WEFT_CHECK(block_forward(m, &s->blk[l], l, x, b, t));
+        WEFT_CHECK(block_forward(m, &a, l, x, b, t));
         weft_model_use_end(&m->base, m->blk_off[l]);
         weft_trace_end("layers.%d.forward", "forward", WEFT_TRACE_COMPUTE, m->l0 + l, t0);
         x = s->blk[l].residual3;
@@ -746,11 +820,14 @@ static int kv_backward_replicated(weft_llama *m, const block_acts *a, block_acts
     return 0;
 }
 
-static int block_backward(weft_llama *m, const block_acts *a, int l, const float *x, float *dx, int b, int t)
+/* Block l's backward from its activations a; d holds the gradients of its
+ * activations, d->residual3 the output's (read), the rest zeroed; dx (the
+ * input's gradient) is accumulated into. */
+static int block_backward(weft_llama *m, const block_acts *a, block_acts *d, int l, const float *x, float *dx, int b,
+                          int t)
 {
     int BT = b * t, C = m->cfg.n_embd;
     size_t n = (size_t)BT * C;
-    block_acts *d = &m->dblk[l];
     float *P = weights(m), *G = wgrads(m);
     weft_comm *tp = m->part.tp;
     weft_residual_backward(d->residual2, d->down, d->residual3, n);
@@ -804,6 +881,33 @@ static int head_backward(weft_llama *m, slot_acts *s, double loss_scale)
     return 0;
 }
 
+/* What block l's backward reads and writes: without recomputation the
+ * slot's activations and block l's own gradients (zeroed with the rest at
+ * the start of backward); with it, the block computed again into the work
+ * block, and the shared gradient block zeroed, reading the output's
+ * gradient from the block above and writing the input's into the other
+ * alternating buffer. */
+static int backward_acts(weft_llama *m, slot_acts *s, int l, const float *x, block_acts *a, block_acts *d, float **dx)
+{
+    if (!m->part.recompute) {
+        *a = s->blk[l];
+        *d = m->dblk[l];
+        *dx = l ? m->dblk[l - 1].residual3 : m->dencoded;
+        return 0;
+    }
+    size_t BT = (size_t)s->b * s->t, C = m->cfg.n_embd;
+    *a = m->work; /* its residual3 is scratch: backward does not read the output */
+    int64_t t0 = weft_trace_begin();
+    WEFT_CHECK(block_forward(m, a, l, x, s->b, s->t));
+    weft_trace_end("layers.%d.recompute", "backward", WEFT_TRACE_COMPUTE, m->l0 + l, t0);
+    memset(m->dblk[0].ln1, 0, block_floats(dims_of(m, 0)) * sizeof(float));
+    *d = m->dblk[0];
+    d->residual3 = l == m->Ll - 1 ? m->doutput : m->dres[(l + 1) & 1];
+    *dx = l ? m->dres[l & 1] : m->dencoded;
+    memset(*dx, 0, BT * C * sizeof(float));
+    return 0;
+}
+
 static void report(weft_llama *m, weft_grad_hook hook, void *arg, size_t offset)
 {
     if (hook)
@@ -828,10 +932,14 @@ static int backward_slot(weft_llama *m, int slot, double loss_scale, weft_grad_h
     }
     for (int l = m->Ll - 1; l >= 0; l--) {
         const float *x = l ? s->blk[l - 1].residual3 : s->encoded;
-        float *dx = l ? m->dblk[l - 1].residual3 : m->dencoded;
-        t0 = weft_trace_begin();
+        block_acts a, d;
+        float *dx;
+        /* ZeRO-3: the block's weights are gathered before the recomputation,
+         * which reads them too */
         WEFT_CHECK(weft_model_use_begin(&m->base, m->blk_off[l], WEFT_USE_BACKWARD));
-        WEFT_CHECK(block_backward(m, &s->blk[l], l, x, dx, b, t));
+        WEFT_CHECK(backward_acts(m, s, l, x, &a, &d, &dx));
+        t0 = weft_trace_begin();
+        WEFT_CHECK(block_backward(m, &a, &d, l, x, dx, b, t));
         weft_model_use_end(&m->base, m->blk_off[l]);
         weft_trace_end("layers.%d.backward", "backward", WEFT_TRACE_COMPUTE, m->l0 + l, t0);
         report(m, hook, arg, m->blk_off[l]);

@@ -76,6 +76,11 @@ WEFT_API int weft_llama_layout_check(const weft_llama_config *cfg, int tp, int p
  * pp_size = 1) with activations for micro-batches up to B x T, everything
  * the steps need allocated now. Names are global (model.layers.{l} with the
  * global layer l), shapes local, shard specs place each piece. */
+/* What the part weft_llama_new_part would build holds (model.h's
+ * weft_model_mem), without allocating it: the planner's numbers, from the
+ * same function that sizes a built model's buffers (its model's mem). */
+WEFT_API int weft_llama_plan(const weft_llama_config *cfg, const weft_model_part *part, int B, int T,
+                             weft_model_mem *out);
 WEFT_API int weft_llama_new_part(const weft_llama_config *cfg, const weft_model_part *part, int B, int T,
                                  weft_llama **out);
 WEFT_API int weft_llama_new(const weft_llama_config *cfg, int B, int T, weft_llama **out);

@@ -135,6 +135,19 @@ int weft_lm_new(const weft_config *cfg, int vocab, const weft_model_part *part, 
     return 0;
 }
 
+int weft_lm_plan(const weft_config *cfg, int vocab, const weft_model_part *part, weft_model_mem *out)
+{
+    if (is_llama(cfg)) {
+        weft_llama_config lc;
+        weft_llama_config_from(cfg, vocab, &lc);
+        return weft_llama_plan(&lc, part, part->micro_batch, part->seq_len, out);
+    }
+    weft_gpt_config gc;
+    weft_gpt_config_from(cfg, vocab, &gc);
+    weft_lora_config_from(cfg, &gc.lora);
+    return weft_gpt_plan(&gc, part, part->micro_batch, part->seq_len, out);
+}
+
 const char *weft_lm_embedding_name(const weft_config *cfg)
 {
     return is_llama(cfg) ? "model.embed_tokens.weight" : "wte";

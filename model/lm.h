@@ -30,6 +30,11 @@ WEFT_API void weft_llama_config_from(const weft_config *cfg, int vocab, weft_lla
  * parallel sizes tp and pp; WEFT_ECONFIG naming the keys at fault. */
 WEFT_API int weft_lm_check(const weft_config *cfg, int vocab, int tp, int pp);
 
+/* What this rank's part of the model would hold (model.h's weft_model_mem:
+ * elements and activation bytes), without building it: the planner's
+ * numbers, computed by the code that sizes a built model. */
+WEFT_API int weft_lm_plan(const weft_config *cfg, int vocab, const weft_model_part *part, weft_model_mem *out);
+
 /* The name of the family's token embedding, whose rows are the
  * vocabulary: a checkpoint's vocabulary is that tensor's first dimension. */
 WEFT_API const char *weft_lm_embedding_name(const weft_config *cfg);

@@ -57,6 +57,18 @@
 
 typedef struct weft_model weft_model;
 
+/* What a model part holds, computed from its shape by the same function
+ * whether the part is built (weft_model.mem) or only planned (weft_lm_plan:
+ * nothing allocated); train/memory.h turns it into bytes by category. */
+typedef struct weft_model_mem {
+    size_t params;       /* trained elements held here (weft_model.n) */
+    size_t frozen;       /* frozen elements held here (weft_model.frozen_n) */
+    size_t slot_bytes;   /* one micro-batch's kept activations (forward, until its backward) */
+    size_t shared_bytes; /* what every micro-batch shares: recomputation's work block, the
+                          * activations' gradients, scratch */
+    int nslots;          /* micro-batches whose activations are kept at once */
+} weft_model_mem;
+
 /* Called during backward each time grad_data[offset..n) is final. */
 typedef void (*weft_grad_hook)(void *arg, size_t offset);
 
@@ -132,6 +144,7 @@ struct weft_model {
                                * from 0; NULL: the model cannot gather layer by layer */
     int nunits;
     weft_param_hooks use;     /* ZeRO-3: installed by the trainer; zeros: no-ops */
+    weft_model_mem mem;       /* what it holds (memory accounting); zero: not known */
 };
 
 /* The part of a model one rank builds: its pipeline stage and tensor-
@@ -144,6 +157,9 @@ typedef struct weft_model_part {
     weft_comm *tp;            /* NULL when tp_size is 1 */
     int micro_batch;          /* B */
     int seq_len;              /* T */
+    int recompute;            /* train.recompute: 0 none (keep every block's activations),
+                               * 1 block (keep each block's input, recompute the block
+                               * in backward); a model without it ignores it */
 } weft_model_part;
 
 /* --- for implementations ---------------------------------------------------- */

@@ -370,3 +370,19 @@ int64_t weft_dp_comm_span_ns(const weft_dp *dp)
 }
 int weft_dp_nbuckets(const weft_dp *dp) { return dp->nb; }
 weft_comm *weft_dp_comm(const weft_dp *dp) { return dp->comm; }
+
+size_t weft_dp_plan_shard(size_t n, const weft_dp_opts *o, int size, int rank)
+{
+    if (!o->zero)
+        return n;
+    size_t cap = o->bucket_bytes / sizeof(float), total = 0;
+    if (cap < 1)
+        cap = 1;
+    for (size_t end = n; end > 0;) { /* make_buckets' cuts */
+        size_t start = end > cap ? end - cap : 0, off, len;
+        weft_comm_chunk(end - start, size, rank, &off, &len);
+        total += len;
+        end = start;
+    }
+    return total;
+}

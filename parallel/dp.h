@@ -108,6 +108,9 @@ WEFT_API int weft_dp_finish_grads(weft_dp *dp);
 WEFT_API int weft_dp_nshards(const weft_dp *dp);
 WEFT_API void weft_dp_shard(const weft_dp *dp, int i, size_t *offset, size_t *len);
 WEFT_API size_t weft_dp_shard_total(const weft_dp *dp);
+/* The same without a weft_dp (the memory planner): the elements of n that
+ * rank of size holds the optimizer state of under o (n unless ZeRO). */
+WEFT_API size_t weft_dp_plan_shard(size_t n, const weft_dp_opts *o, int size, int rank);
 
 /* Sum of squares of the reduced gradients over the whole model, the same on
  * every rank (an allreduce of one number under ZeRO-1). */

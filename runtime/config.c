@@ -522,6 +522,13 @@ static int conv_size(const weft_config_key *k, const char *t, int64_t *out, cons
     return 0;
 }
 
+int weft_size_parse(const char *text, int64_t *out)
+{
+    static const weft_config_key any = {"size", WEFT_CFG_SIZE, "0", 0, 9.2e18, NULL, "a byte count"};
+    const char *why = NULL;
+    return conv_size(&any, text, out, &why) == 0 ? 0 : WEFT_ECONFIG;
+}
+
 /* Converts text to a value of k's type. Returns 0, WEFT_ENOMEM, or
  * WEFT_ECONFIG with *why saying what is wrong ("is not a number"). */
 static int convert(const weft_config_key *k, const char *t, value *v, const char **why)

@@ -69,6 +69,9 @@ WEFT_API int weft_config_load_file(weft_config *cfg, const char *path);
 /* Parse INI text of len bytes (need not be NUL-terminated); origin names it
  * in messages. */
 WEFT_API int weft_config_parse_string(weft_config *cfg, const char *text, size_t len, const char *origin);
+/* A byte count with an optional K/M/G/T (or KiB/MiB/GiB/TiB) suffix, powers
+ * of 1024, as a SIZE key takes it: 0, or WEFT_ECONFIG (no message). */
+WEFT_API int weft_size_parse(const char *text, int64_t *out);
 /* Set one key from text; origin names where it came from. */
 WEFT_API int weft_config_set(weft_config *cfg, const char *key, const char *value, const char *origin);
 

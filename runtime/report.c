@@ -15,6 +15,12 @@ static const char *const state_names[WEFT_RUN_NSTATES] = {
 
 const char *weft_run_state_name(weft_run_state s) { return s < WEFT_RUN_NSTATES ? state_names[s] : "?"; }
 
+static const char *const mem_names[WEFT_MEM_NCAT] = {
+    "params", "grads", "optimizer", "activations", "comm", "checkpoint", "runtime",
+};
+
+const char *weft_mem_cat_name(weft_mem_cat c) { return c < WEFT_MEM_NCAT ? mem_names[c] : "?"; }
+
 void weft_report_init(weft_report *r, const char *job_id)
 {
     memset(r, 0, sizeof *r);
@@ -22,6 +28,7 @@ void weft_report_init(weft_report *r, const char *job_id)
     r->loss = r->eta_s = r->tokens_per_s = r->flops_per_s = r->peak_flops = NAN;
     r->ckpt_step = r->drained_step = -1;
     r->exit_code = -1;
+    r->mem.peak_rss = NAN;
 }
 
 /* An append-only text buffer that never overruns. */
@@ -101,6 +108,14 @@ int weft_report_json(const weft_report *r, double now, char *buf, size_t len)
         put(&o, ",\"stop_signal\":%d", r->stop_signal);
     if (r->exit_code >= 0) /* how it ended, for weft-report (absent while running) */
         put(&o, ",\"exit_code\":%d", r->exit_code);
+    if (r->mem.known) { /* bytes: the planned account of the rank holding most, and the measured peak */
+        put(&o, ",\"memory\":{\"rank\":%d", r->mem.rank);
+        for (int c = 0; c < WEFT_MEM_NCAT; c++)
+            put(&o, ",\"%s_bytes\":%.0f", mem_names[c], r->mem.bytes[c]);
+        put(&o, ",\"planned_bytes\":%.0f", r->mem.planned);
+        put_jnum(&o, "peak_rss_bytes", r->mem.peak_rss, 15);
+        put(&o, ",\"peak_rss_rank\":%d}", r->mem.peak_rank);
+    }
     put(&o, ",\"message\":");
     put_jstr(&o, r->message);
     put(&o, ",\"heartbeat\":%.3f,\"updated\":%.3f}\n", r->heartbeat, now);
@@ -152,6 +167,22 @@ static void breakdown(out *o, const weft_report *r, const char *job)
     }
 }
 
+static void memory(out *o, const weft_report *r, const char *job)
+{
+    if (!r->mem.known)
+        return;
+    put(o, "# HELP weft_memory_bytes Bytes the rank planning to hold the most holds, by category (train/memory.h).\n"
+           "# TYPE weft_memory_bytes gauge\n");
+    for (int c = 0; c < WEFT_MEM_NCAT; c++) {
+        put(o, "weft_memory_bytes{job_id=\"%s\",rank=\"%d\",category=\"%s\"} ", job, r->mem.rank, mem_names[c]);
+        put_pval(o, r->mem.bytes[c]);
+    }
+    metric(o, "weft_memory_planned_bytes", "gauge", "The sum of weft_memory_bytes: that rank's planned total.", job,
+           r->mem.planned);
+    metric(o, "weft_memory_peak_rss_bytes", "gauge", "The largest peak resident memory (VmHWM) over the ranks.", job,
+           r->mem.peak_rss);
+}
+
 static void states(out *o, const weft_report *r, const char *job)
 {
     put(o, "# HELP weft_state The run's state (1 for the current one).\n# TYPE weft_state gauge\n");
@@ -197,6 +228,7 @@ int weft_report_prometheus(const weft_report *r, double now, char *buf, size_t l
     metric(&o, "weft_restarts", "gauge", "Times the scheduler restarted this job.", job, (double)r->restarts);
     metric(&o, "weft_heartbeat_timestamp_seconds", "gauge", "Wall time of the training loop's last report.", job,
            r->heartbeat);
+    memory(&o, r, job);
     states(&o, r, job);
     return (int)o.used;
 }

@@ -26,6 +26,32 @@ typedef enum {
 
 WEFT_API const char *weft_run_state_name(weft_run_state s);
 
+/* What a rank's memory holds, by category (train/memory.h computes them). */
+typedef enum {
+    WEFT_MEM_PARAMS = 0, /* parameters (trained and frozen) */
+    WEFT_MEM_GRADS,      /* their gradients */
+    WEFT_MEM_OPTIM,      /* optimizer state (AdamW's two moments) */
+    WEFT_MEM_ACTS,       /* activations of the micro-batches in flight, their gradients */
+    WEFT_MEM_COMM,       /* communication buffers */
+    WEFT_MEM_CKPT,       /* checkpoint staging */
+    WEFT_MEM_RUNTIME,    /* the process before the model: code, libraries, MPI (measured) */
+    WEFT_MEM_NCAT
+} weft_mem_cat;
+/* "params", "grads", "optimizer", "activations", "comm", "checkpoint", "runtime" */
+WEFT_API const char *weft_mem_cat_name(weft_mem_cat c);
+
+/* The memory part of a report: the account of the rank that plans to hold
+ * the most, and the largest peak resident memory measured over the ranks. */
+typedef struct weft_report_memory {
+    int known;                   /* 0: no account yet (left out of the reports) */
+    int rank;                    /* whose account bytes[] is */
+    double bytes[WEFT_MEM_NCAT]; /* by category */
+    double planned;              /* their sum */
+    double peak_rss;             /* the largest VmHWM over the ranks (NaN: not measured yet) */
+    int peak_rank;               /* the rank it was measured on */
+} weft_report_memory;
+
+
 typedef struct weft_report {
     char job_id[64];
     weft_run_state state;
@@ -52,6 +78,7 @@ typedef struct weft_report {
     double heartbeat;           /* wall time of the training loop's last report */
     char message[512];          /* why it failed or stopped ("" otherwise) */
     int exit_code;              /* the exit status it ended with (-1: not ended, or unknown) */
+    weft_report_memory mem;     /* bytes held by category, and the measured peak */
 } weft_report;
 
 /* A report of nothing yet (loss NaN, no checkpoint, state starting). */

@@ -340,6 +340,16 @@ void weft_sched_resumed(weft_sched *s, int64_t step)
     pthread_mutex_unlock(&s->mu);
 }
 
+void weft_sched_memory(weft_sched *s, const weft_report_memory *m)
+{
+    if (!s || !s->publisher)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->rep.mem = *m;
+    touch(s);
+    pthread_mutex_unlock(&s->mu);
+}
+
 void weft_sched_checkpoint(weft_sched *s, int64_t step, const char *path)
 {
     pthread_mutex_lock(&s->mu);

@@ -49,6 +49,9 @@ WEFT_API int weft_sched_start(weft_ctx *ctx, const weft_config *cfg, int64_t tot
 WEFT_API void weft_sched_step(weft_sched *s, const weft_sched_step_info *info);
 /* Steps already done when this attempt started (a resumed run). */
 WEFT_API void weft_sched_resumed(weft_sched *s, int64_t step);
+/* The memory account and the measured peak (status.json's "memory",
+ * Prometheus' weft_memory_*); rank 0's call publishes it. */
+WEFT_API void weft_sched_memory(weft_sched *s, const weft_report_memory *m);
 /* A checkpoint of `step` is committed at path. */
 WEFT_API void weft_sched_checkpoint(weft_sched *s, int64_t step, const char *path);
 /* Two checkpoint tiers: the drain to the shared tier so far (status.json's

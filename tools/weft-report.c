@@ -10,8 +10,9 @@
  * and prints: configuration, layout, throughput (median tokens/s, ms/step
  * and model FLOP/s per rank over the logged steps), MFU (model FLOP/s per
  * rank over that peak, which it names), time breakdown, checkpoints,
- * restarts, errors (skipped or non-finite steps) and the final and best
- * losses. Medians are those of Python's statistics.median.
+ * restarts, memory (the planned bytes by category of the rank holding the
+ * most, beside the largest measured peak), errors (skipped or non-finite
+ * steps) and the final and best losses. Medians are those of Python's statistics.median.
  *
  * First of all it says how the run ended, from status.json's state,
  * exit_code and message and, while the state is not final, the age of
@@ -320,6 +321,40 @@ static void checkpoints(const char *run)
     printf("restarts    %.0f\n", isnan(restarts) ? 0.0 : restarts);
 }
 
+/* Memory from status.json's "memory": the planned bytes by category of
+ * the rank that holds the most (train/memory.h) beside the largest peak
+ * resident memory measured over the ranks. */
+static void memory(const char *run)
+{
+    static const char *const cats[] = {"params", "grads", "optimizer", "activations", "comm", "checkpoint",
+                                       "runtime"};
+    char path[4200], text[8192] = "";
+    snprintf(path, sizeof path, "%s/status.json", run);
+    read_text(path, text, sizeof text);
+    const char *m = strstr(text, "\"memory\":{");
+    if (!m) {
+        printf("memory      not reported (a run from before memory accounting, or stopped at start)\n");
+        return;
+    }
+    double planned = field(m, "planned_bytes"), peak = field(m, "peak_rss_bytes");
+    printf("memory      rank %.0f plans %.1f MiB", field(m, "rank"), planned / 1048576.0);
+    if (isfinite(peak))
+        printf(", peak resident %.1f MiB (rank %.0f, plan %+.1f%%)\n", peak / 1048576.0, field(m, "peak_rss_rank"),
+               100.0 * (planned - peak) / peak);
+    else
+        printf(", peak resident not measured\n");
+    wrap w = {12};
+    printf("%12s", "");
+    for (size_t i = 0; i < sizeof cats / sizeof cats[0]; i++) {
+        char key[32], buf[64];
+        snprintf(key, sizeof key, "%s_bytes", cats[i]);
+        snprintf(buf, sizeof buf, "%s %.1f%s", cats[i], field(m, key) / 1048576.0,
+                 i + 1 < sizeof cats / sizeof cats[0] ? "," : " MiB");
+        item(&w, buf);
+    }
+    printf("\n");
+}
+
 static void losses(const metrics_row *r, int n)
 {
     int skipped = 0, best = -1, lastv = -1;
@@ -386,6 +421,7 @@ int main(int argc, char **argv)
     throughput(r, n, peak, peak_what, ranks);
     breakdown(r, n);
     checkpoints(run);
+    memory(run);
     losses(r, n);
     free(r);
     return WEFT_EXIT_OK;

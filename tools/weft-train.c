@@ -4,11 +4,15 @@
  * mesh: the main job.
  *
  *   mpirun -np 2 weft-train --config examples/configs/demo.ini [--key=value ...]
+ *   weft-train --config ... --plan [--world-size N] [--memory BYTES] [--vocab V]
  *
  * A thin program over the library trainer (train/trainer.h), which owns the
  * step, checkpoints, stop signals and metrics: parse the command line, open
  * the token datasets, build this rank's part of GPT-2, run the trainer, and
  * at the end sample from the model (--sample, through model/generate.h).
+ * --plan prints every rank's memory by category for a layout without
+ * building the model (train/memory.h, the trainer's own account), as one
+ * process; --memory finds the largest micro-batch that fits.
  */
 #include "model/generate.h"
 #include "checkpoint/ckpt.h"
@@ -17,6 +21,7 @@
 #include "runtime/durable.h"
 #include "runtime/runfiles.h"
 #include "weft.h"
+#include "train/memory.h"
 #include "train/token_source.h"
 #include "train/trainer.h"
 
@@ -36,6 +41,10 @@ typedef struct {
     const char *prompt;     /* --prompt */
     int resume;             /* --resume: 1 from latest, 2 (=auto) only if there is one */
     const char *init_from;  /* --init-from FILE|RUN_DIR: weights only */
+    int plan;               /* --plan: the memory account, no training */
+    int world;              /* --world-size N (0: this job's) */
+    int64_t memory;         /* --memory BYTES (0: not given) */
+    int vocab;              /* --vocab V (0: the datasets') */
 } cli_opts;
 
 /* --- the model ------------------------------------------------------------ */
@@ -171,6 +180,15 @@ static void usage(FILE *out)
             "                   nothing, exit 0 (good) or 64 (bad; 66: a dataset is missing)\n"
             "A fresh start in a run.dir that holds a run is refused (exit 64): --resume it, or\n"
             "--run.overwrite=true moves it to run.dir/previous/<UTC time>/ first.\n"
+            "  --plan           print every rank's memory by category (parameters, gradients, optimizer\n"
+            "                   state, activations, communication, checkpoint staging, the process itself)\n"
+            "                   for the layout, without building the model or launching (one process);\n"
+            "                   exit 0, or 64 for a configuration that is bad or does not fit\n"
+            "  --world-size N   with --plan: the ranks to plan for (default: this job's)\n"
+            "  --memory BYTES   with --plan: a rank's memory (K/M/G/T suffixes, powers of 1024); prints the\n"
+            "                   largest train.micro_batch that fits, exit 64 naming the category that does\n"
+            "                   not fit even with micro-batch 1\n"
+            "  --vocab V        with --plan: the vocabulary, instead of reading data.path's manifests\n"
             "  --print-config   check the configuration, print it resolved (INI) and exit\n"
             "  --config-markdown  print the reference of every key (docs/config.md) and exit\n"
             "\n"
@@ -187,12 +205,14 @@ static void usage(FILE *out)
  * printed (by rank 0). */
 static int parse_cli(int argc, char **argv, int rank, cli_opts *cli)
 {
-    enum { SAMPLE = 256, TEMPERATURE, PROMPT, PRINT_CONFIG, RESUME, INIT_FROM, CHECK };
+    enum { SAMPLE = 256, TEMPERATURE, PROMPT, PRINT_CONFIG, RESUME, INIT_FROM, CHECK, PLAN, WORLD, MEMORY, VOCAB };
     static const struct option opts[] = {
         {"sample", required_argument, NULL, SAMPLE},         {"temperature", required_argument, NULL, TEMPERATURE},
         {"prompt", required_argument, NULL, PROMPT},         {"print-config", no_argument, NULL, PRINT_CONFIG},
         {"resume", optional_argument, NULL, RESUME},         {"init-from", required_argument, NULL, INIT_FROM},
-        {"check", no_argument, NULL, CHECK},
+        {"check", no_argument, NULL, CHECK},                 {"plan", no_argument, NULL, PLAN},
+        {"world-size", required_argument, NULL, WORLD},      {"memory", required_argument, NULL, MEMORY},
+        {"vocab", required_argument, NULL, VOCAB},
         {NULL, 0, NULL, 0},
     };
     *cli = (cli_opts){.temperature = 0.8, .prompt = ""};
@@ -213,6 +233,13 @@ static int parse_cli(int argc, char **argv, int rank, cli_opts *cli)
             cli->resume = c.arg ? 2 : 1;
             break;
         case INIT_FROM: cli->init_from = c.arg; break;
+        case PLAN: cli->plan = 1; break;
+        case WORLD: bad = weft_cli_long(&c, 1, 1 << 24, &n); cli->world = (int)n; break;
+        case VOCAB: bad = weft_cli_long(&c, 2, 1 << 30, &n); cli->vocab = (int)n; break;
+        case MEMORY:
+            if (weft_size_parse(c.arg, &cli->memory) != 0 || cli->memory <= 0)
+                bad = weft_cli_bad_value(&c, "a byte count above 0 with an optional K/M/G/T suffix (powers of 1024)");
+            break;
         default: return WEFT_EXIT_USAGE;
         }
         if (bad)
@@ -220,10 +247,99 @@ static int parse_cli(int argc, char **argv, int rank, cli_opts *cli)
     }
     if (weft_cli_operands(&c, 0, 0, "no operands (configuration goes in --config FILE or --section.key=value)"))
         return WEFT_EXIT_USAGE;
+    if (!cli->plan && (cli->world || cli->memory || cli->vocab))
+        return weft_cli_error(&c, "--world-size, --memory and --vocab go with --plan");
     if (cli->resume == 1 && cli->init_from)
         return weft_cli_error(&c, "--resume and --init-from exclude each other (--resume=auto --init-from X "
                               "resumes when there is a checkpoint, else starts from X)");
     return 0;
+}
+
+/* --- the memory plan -------------------------------------------------------- */
+
+/* The rank whose account is largest, every rank printed (only the first
+ * data-parallel replica's past 64 ranks: the others hold the same). */
+static int plan_table(weft_config *cfg, int world, int vocab, size_t runtime, weft_mem_account *worst)
+{
+    *worst = (weft_mem_account){0};
+    for (int r = 0; r < world; r++) {
+        weft_mem_account a;
+        WEFT_CHECK(weft_memory_plan(cfg, world, r, vocab, runtime, &a));
+        if (a.total > worst->total)
+            *worst = a;
+        if (world > 64 && a.coord[WEFT_AXIS_DP] != 0)
+            continue;
+        char row[512];
+        weft_memory_row(&a, row, sizeof row);
+        printf("  %s\n", row);
+        printf("      activations: %d micro-batch%s in flight x %.1f MiB + %.1f MiB shared\n", a.model.nslots,
+               a.model.nslots == 1 ? "" : "es", a.model.slot_bytes / 1048576.0, a.model.shared_bytes / 1048576.0);
+    }
+    printf("  most: rank %d, %.1f MiB\n", worst->rank, worst->total / 1048576.0);
+    return 0;
+}
+
+/* Where a rank's account runs past limit, adding the fixed costs first and
+ * the activations (which grow with the micro-batch) last. */
+static weft_mem_cat first_over(const weft_mem_account *a, size_t limit)
+{
+    static const weft_mem_cat order[WEFT_MEM_NCAT] = {WEFT_MEM_RUNTIME, WEFT_MEM_PARAMS, WEFT_MEM_GRADS,
+                                                      WEFT_MEM_OPTIM,   WEFT_MEM_COMM,   WEFT_MEM_CKPT,
+                                                      WEFT_MEM_ACTS};
+    size_t sum = 0;
+    for (int i = 0; i < WEFT_MEM_NCAT; i++)
+        if ((sum += a->bytes[order[i]]) > limit)
+            return order[i];
+    return WEFT_MEM_ACTS;
+}
+
+/* --memory: the largest micro-batch that fits; WEFT_ECONFIG naming the
+ * category when not even 1 does. */
+static int plan_fit(weft_config *cfg, int world, int vocab, size_t runtime, const cli_opts *cli,
+                    const weft_mem_account *worst)
+{
+    int best;
+    weft_mem_account over;
+    size_t limit = (size_t)cli->memory;
+    WEFT_CHECK(weft_memory_fit(cfg, world, vocab, runtime, limit, 1 << 20, &best, &over));
+    if (best == 0) {
+        weft_mem_cat c = first_over(&over, limit);
+        return weft_error(WEFT_ECONFIG, "--memory %.1f MiB: %s does not fit on rank %d (dp %d tp %d pp %d) even "
+                          "with train.micro_batch = 1: %s needs %.1f MiB of what is left (rank total %.1f MiB); "
+                          "shard or split more (parallel.zero, parallel.tp, parallel.pp), train.recompute = "
+                          "block, or a smaller model", limit / 1048576.0, weft_mem_cat_name(c), over.rank,
+                          over.coord[WEFT_AXIS_DP], over.coord[WEFT_AXIS_TP], over.coord[WEFT_AXIS_PP],
+                          weft_mem_cat_name(c), over.bytes[c] / 1048576.0, over.total / 1048576.0);
+    }
+    int64_t b = weft_config_int(cfg, "train.micro_batch");
+    printf("  --memory %.1f MiB: the largest train.micro_batch that fits is %d (with the same micro-batches per "
+           "step); the configured %lld %s\n", limit / 1048576.0, best, (long long)b,
+           worst->total <= limit ? "fits" : "does not");
+    return 0;
+}
+
+/* --plan: the memory account of every rank of --world-size ranks, by rank
+ * 0 alone, without building the model or starting anything. */
+static int plan(weft_ctx *ctx, const cli_opts *cli)
+{
+    int world = cli->world ? cli->world : ctx->size, vocab = cli->vocab;
+    if (!vocab)
+        WEFT_CHECK(weft_token_source_vocab(ctx->config, &vocab));
+    weft_trainer_check_in in = {.world = world, .rank = ctx->rank, .vocab = vocab};
+    WEFT_CHECK(weft_trainer_check(ctx->config, &in));
+    if (ctx->rank != 0)
+        return 0;
+    size_t runtime;
+    weft_memory_resident(&runtime, NULL); /* this process before any model: what a rank starts from */
+    printf("weft-train --plan: %d rank%s, %s, train.recompute = %s, ZeRO-%lld, schedule %s, micro-batch %lld of "
+           "%lld tokens, vocabulary %d (MiB)\n", world, world == 1 ? "" : "s",
+           weft_config_str(ctx->config, "model.family"), weft_config_str(ctx->config, "train.recompute"),
+           (long long)weft_config_int(ctx->config, "parallel.zero"), weft_config_str(ctx->config, "parallel.schedule"),
+           (long long)weft_config_int(ctx->config, "train.micro_batch"),
+           (long long)weft_config_int(ctx->config, "train.seq_len"), vocab);
+    weft_mem_account worst;
+    WEFT_CHECK(plan_table(ctx->config, world, vocab, runtime, &worst));
+    return cli->memory ? plan_fit(ctx->config, world, vocab, runtime, cli, &worst) : 0;
 }
 
 /* --- main ----------------------------------------------------------------- */
@@ -294,6 +410,8 @@ int main(int argc, char **argv)
         if (ctx->rank == 0 && ini)
             fputs(ini, stdout);
         free(ini);
+    } else if (cli.plan) {
+        rc = plan(ctx, &cli);
     } else {
         rc = train(ctx, &t, &cli);
     }

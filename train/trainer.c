@@ -13,6 +13,7 @@
 #include "runtime/trace.h"
 #include "train/token_source.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -33,6 +34,10 @@ const weft_config_key weft_train_config_keys[] = {
     {"train.eval_batches", WEFT_CFG_INT, "4", 0, 1e9, NULL, "global batches of the validation split per evaluation"},
     {"train.on_nonfinite", WEFT_CFG_ENUM, "stop", WEFT_UNBOUNDED, "stop|skip",
      "a NaN/inf loss or gradient: stop the run (exit 70), or skip that step's update"},
+    {"train.recompute", WEFT_CFG_ENUM, "none", WEFT_UNBOUNDED, "none|block",
+     "activations: none keeps every block's for backward; block keeps each block's input only and computes the "
+     "block again just before its backward (about a third more compute, a fraction of the memory; the same "
+     "gradients bit for bit)"},
     {"train.threads", WEFT_CFG_INT, "1", 1, 1024, NULL,
      "compute threads per rank (oneDNN's and BLAS's); ranks x threads should not exceed a node's cores"},
     {"train.precision", WEFT_CFG_ENUM, "f32", WEFT_UNBOUNDED, "f32|bf16",
@@ -65,6 +70,7 @@ static void resolve_opts(weft_trainer *t)
     o->on_error_continue = strcmp(weft_config_str(c, "checkpoint.on_error"), "continue") == 0;
     o->skip_nonfinite = strcmp(weft_config_str(c, "train.on_nonfinite"), "skip") == 0;
     o->zero = (int)weft_config_int(c, "parallel.zero");
+    o->recompute = strcmp(weft_config_str(c, "train.recompute"), "block") == 0;
     o->run_dir = weft_config_str(c, "run.dir");
     o->schedule = weft_config_str(c, "parallel.schedule");
     weft_adamw_opts_from_config(c, o->steps, &o->adamw);
@@ -102,11 +108,14 @@ int weft_trainer_new(weft_ctx *ctx, weft_trainer **out) { return weft_trainer_ne
 
 int weft_trainer_new_on(weft_ctx *ctx, weft_comm *world, const weft_config *cfg, weft_trainer **out)
 {
+    size_t rss;
+    weft_memory_resident(&rss, NULL); /* before anything of the run: the memory account's "runtime" */
     weft_trainer *t = calloc(1, sizeof *t);
     if (!t)
         return weft_error(WEFT_ENOMEM, "out of memory");
     *out = t;
     t->metrics_fd = -1;
+    t->runtime_rss = rss;
     t->ctx = ctx;
     t->cfg = cfg;
     t->rank = ctx->rank;
@@ -163,16 +172,30 @@ void weft_trainer_set_source(weft_trainer *t, weft_source *train, weft_source *v
 const weft_mesh *weft_trainer_mesh(const weft_trainer *t) { return t->mesh; }
 const weft_dp *weft_trainer_dp(const weft_trainer *t) { return t->dp; }
 
+int weft_trainer_part_at(const weft_config *cfg, int world, int rank, weft_model_part *out)
+{
+    weft_mesh_layout l;
+    WEFT_CHECK(weft_mesh_layout_from_config(cfg, world, &l));
+    int c[WEFT_NAXES];
+    weft_mesh_coords_of(&l, rank, c);
+    weft_pipe_schedule sched = WEFT_PIPE_1F1B;
+    weft_pipe_schedule_parse(weft_config_str(cfg, "parallel.schedule"), &sched); /* checked by the mesh's keys */
+    int64_t b = weft_config_int(cfg, "train.micro_batch"), G = weft_config_int(cfg, "train.global_batch");
+    int k = (int)(G / (b * l.size[WEFT_AXIS_DP])); /* weft_trainer_check has made sure it divides */
+    *out = (weft_model_part){.tp_rank = c[WEFT_AXIS_TP], .tp_size = l.size[WEFT_AXIS_TP],
+                             .pp_rank = c[WEFT_AXIS_PP], .pp_size = l.size[WEFT_AXIS_PP],
+                             .nslots = weft_pipe_nslots(sched, l.size[WEFT_AXIS_PP], k > 0 ? k : 1),
+                             .micro_batch = (int)b, .seq_len = (int)weft_config_int(cfg, "train.seq_len"),
+                             .recompute = strcmp(weft_config_str(cfg, "train.recompute"), "block") == 0};
+    return 0;
+}
+
 void weft_trainer_part(const weft_trainer *t, weft_model_part *out)
 {
-    weft_pipe_schedule sched = WEFT_PIPE_1F1B;
-    weft_pipe_schedule_parse(t->o.schedule, &sched); /* checked by the mesh's keys */
-    int tp = weft_mesh_size(t->mesh, WEFT_AXIS_TP), pp = weft_mesh_size(t->mesh, WEFT_AXIS_PP);
-    *out = (weft_model_part){.tp_rank = weft_mesh_rank(t->mesh, WEFT_AXIS_TP), .tp_size = tp,
-                             .pp_rank = weft_mesh_rank(t->mesh, WEFT_AXIS_PP), .pp_size = pp,
-                             .nslots = weft_pipe_nslots(sched, pp, (int)t->o.k),
-                             .tp = tp > 1 ? weft_mesh_comm(t->mesh, WEFT_AXIS_TP) : NULL,
-                             .micro_batch = (int)t->o.b, .seq_len = (int)t->o.T};
+    int rc = weft_trainer_part_at(t->cfg, t->size, t->rank, out);
+    assert(rc == 0); /* the mesh was built from the same keys */
+    (void)rc;
+    out->tp = out->tp_size > 1 ? weft_mesh_comm(t->mesh, WEFT_AXIS_TP) : NULL;
 }
 
 /* --- the model's data parallelism, optimizer and pipeline ------------------- */
@@ -313,7 +336,7 @@ int weft_trainer_start(weft_trainer *t, const weft_trainer_start_opts *o)
         weft_sched_resumed(t->sched, t->start_step);
     weft_trainer_weights_changed(t); /* loaded from a checkpoint, perhaps */
     weft_trainer_describe(t);
-    return 0;
+    return weft_trainer_memory_start(t);
 }
 
 /* Every rank agreed to stop after s->step: commit a checkpoint, then end
@@ -348,6 +371,8 @@ static int after_step(weft_trainer *t, weft_step_stats *s)
         weft_trainer_log_step(t, s);
     else
         weft_trainer_progress(t, s);
+    if (last || (step + 1) % t->o.log_every == 0 || step == t->start_step)
+        WEFT_CHECK(weft_trainer_memory_peak(t, 0));
     weft_trainer_report_step(t, s);
     return 0;
 }
@@ -366,6 +391,7 @@ static int finish_run(weft_trainer *t, const weft_step_stats *s)
     t->ckpt = NULL;
     WEFT_CHECK(rc);
     WEFT_CHECK(weft_trace_finish(t->o.run_dir));
+    WEFT_CHECK(weft_trainer_memory_peak(t, 1));
     double secs = 1e-9 * (double)(weft_now_ns() - t->t_start_ns);
     if (t->rank == 0) {
         char val[64] = "";
@@ -439,6 +465,8 @@ static void release(weft_trainer *t, int rc)
         weft_comm_free(t->world);
     free(t->norm);
     free(t->tied);
+    free(t->mem_all);
+    free(t->mem_peak);
     free(t->base_path);
     /* A run that failed mid-way keeps its timeline; a set-up failure has none. */
     if (t->running)

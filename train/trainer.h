@@ -101,6 +101,9 @@ WEFT_API void weft_trainer_set_source(weft_trainer *t, weft_source *train, weft_
 /* The part of the model this rank builds (stage, TP slice, slots,
  * micro-batch and sequence length). */
 WEFT_API void weft_trainer_part(const weft_trainer *t, weft_model_part *out);
+/* The same for world rank `rank` of `world` ranks, from the keys alone (no
+ * communicator: out->tp is NULL), for the memory planner (train/memory.h). */
+WEFT_API int weft_trainer_part_at(const weft_config *cfg, int world, int rank, weft_model_part *out);
 WEFT_API const weft_mesh *weft_trainer_mesh(const weft_trainer *t);
 /* Data parallelism (buckets, ZeRO; weft_dp_mem), after weft_trainer_set_model. */
 WEFT_API const weft_dp *weft_trainer_dp(const weft_trainer *t);

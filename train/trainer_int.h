@@ -18,6 +18,7 @@
 #include "parallel/dp.h"
 #include "parallel/pipeline.h"
 #include "runtime/sched.h"
+#include "train/memory.h"
 #include "train/trainer.h"
 
 typedef struct {
@@ -25,7 +26,7 @@ typedef struct {
     int64_t steps, T, b, G, k;  /* k micro-batches per step of b sequences of T tokens */
     int64_t eval_every, eval_batches, log_every, ckpt_every;
     uint64_t seed;
-    int at_end, on_error_continue, skip_nonfinite, tty, zero;
+    int at_end, on_error_continue, skip_nonfinite, tty, zero, recompute;
     const char *run_dir, *schedule;
     weft_adamw_opts adamw;
 } trainer_opts;
@@ -73,6 +74,10 @@ struct weft_trainer {
                                    run.peak_flops, or weft_matmul_peak_as at start (0: not known yet) */
     int peak_warned;            /* told once that a step beat the peak */
     int bf16;                   /* train.precision = bf16: linear layers on bf16 copies (kernels.h) */
+    size_t runtime_rss;         /* resident bytes when weft_trainer_new began: the process before the run */
+    weft_mem_account mem;       /* this rank's memory account (memreport.c) */
+    double *mem_all;            /* (size, WEFT_MEM_NCAT + 1) every rank's account and total, at start */
+    double *mem_peak;           /* (size) every rank's peak resident memory, last measured */
     /* provenance.c: the checkpoint this run started from (rank 0) */
     int has_parent;
     uint64_t parent_id;         /* its identity (checkpoint/seal.h) */
@@ -117,5 +122,8 @@ void weft_trainer_describe(const weft_trainer *t);
 void weft_trainer_log_step(weft_trainer *t, const weft_step_stats *s);
 void weft_trainer_progress(const weft_trainer *t, const weft_step_stats *s);
 void weft_trainer_report_step(weft_trainer *t, const weft_step_stats *s);
+/* memreport.c (collective): the account at start, the measured peaks */
+int weft_trainer_memory_start(weft_trainer *t);
+int weft_trainer_memory_peak(weft_trainer *t, int final);
 
 #endif

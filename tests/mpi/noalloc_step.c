@@ -175,11 +175,11 @@ int main(int argc, char **argv)
         weft_mesh_describe(mesh, desc, sizeof desc);
     if (strstr(desc, " (this"))
         *strstr(desc, " (this") = '\0';
-    tap_end("no allocation in 5 steady-state library steps (%s, %s, backend %s, ZeRO-%d, %d rank%s, %s, %s; "
-            "%ld inside Open MPI, %ld inside oneDNN's execute)", weft_config_str(ctx->config, "model.family"),
+    tap_end("no allocation in 5 steady-state library steps (%s, %s, backend %s, ZeRO-%d, recompute %s, %d rank%s, "
+            "%s, %s; %ld inside Open MPI, %ld inside oneDNN's execute)", weft_config_str(ctx->config, "model.family"),
             weft_config_str(ctx->config, "train.precision"),
             weft_config_str(ctx->config, "comm.backend"), (int)weft_config_int(ctx->config, "parallel.zero"),
-            ctx->size, ctx->size == 1 ? "" : "s", desc, weft_config_str(ctx->config, "parallel.schedule"),
+            weft_config_str(ctx->config, "train.recompute"), ctx->size, ctx->size == 1 ? "" : "s", desc, weft_config_str(ctx->config, "parallel.schedule"),
             mpi_allocs, dnnl_allocs);
     weft_trainer_close(t, rc);
     weft_finalize(ctx);

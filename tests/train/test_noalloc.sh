@@ -8,6 +8,7 @@
 # for GPT-2 and for Llama (with key/value heads replicated over TP: their
 # gradients' allreduce), and with LoRA adapters (model/lora.h) on every
 # linear of both families under TP (their dh and h allreduces) and PP,
+# with train.recompute = block (the recomputed blocks' TP allreduces),
 # and in bf16 (train.precision: the operands' rounding scratch is grown
 # during warm-up, the weights' bf16 copies refreshed in place each step).
 # (The MPI backend is left out: Open MPI's non-blocking collectives
@@ -45,6 +46,8 @@ for layout in "2 --parallel.tp=2" "2 --parallel.pp=2 --parallel.schedule=1f1b" \
               "4 --model.family=llama --model.n_kv_head=1 --parallel.tp=2 --parallel.pp=2 --parallel.schedule=1f1b" \
               "4 --lora.rank=4 --lora.targets=qkv,proj,fc,fcproj --parallel.tp=2 --parallel.pp=2 --parallel.schedule=1f1b" \
               "2 --model.family=llama --lora.rank=4 --lora.targets=q,k,v,o,gate,up,down --parallel.tp=2 --parallel.zero=1" \
+              "4 --train.recompute=block --parallel.tp=2 --parallel.pp=2 --parallel.schedule=1f1b" \
+              "2 --train.recompute=block --model.family=llama --lora.rank=4 --parallel.tp=2 --parallel.zero=1" \
               "2 --train.precision=bf16 --parallel.zero=1" \
               "2 --train.precision=bf16 --model.family=llama --parallel.tp=2" \
               "4 --train.precision=bf16 --lora.rank=4 --lora.targets=qkv,proj,fc,fcproj --parallel.tp=2 --parallel.pp=2 --parallel.schedule=1f1b"; do

@@ -177,11 +177,41 @@ static void test_comment(void **state)
     assert_string_equal(buf, "weft starting step 0/0 loss ? ? tok/s ETA ? ckpt none");
 }
 
+/* The memory account: absent until known; then status.json's "memory"
+ * and Prometheus' weft_memory_* carry the same numbers. */
+static void test_memory(void **state)
+{
+    (void)state;
+    weft_report r;
+    char buf[16384];
+    sample(&r);
+    weft_report_json(&r, 1020, buf, sizeof buf);
+    assert_null(strstr(buf, "\"memory\""));
+    weft_report_prometheus(&r, 1030, buf, sizeof buf);
+    assert_null(strstr(buf, "weft_memory"));
+    r.mem = (weft_report_memory){.known = 1, .rank = 3, .bytes = {1, 2, 3, 4, 5, 6, 7}, .planned = 28,
+                                 .peak_rss = 30, .peak_rank = 1};
+    weft_report_json(&r, 1020, buf, sizeof buf);
+    assert_non_null(strstr(buf, "\"memory\":{\"rank\":3,\"params_bytes\":1,\"grads_bytes\":2,\"optimizer_bytes\":3,"
+                                "\"activations_bytes\":4,\"comm_bytes\":5,\"checkpoint_bytes\":6,\"runtime_bytes\":7,"
+                                "\"planned_bytes\":28,\"peak_rss_bytes\":30,\"peak_rss_rank\":1}"));
+    weft_report_prometheus(&r, 1030, buf, sizeof buf);
+    assert_int_equal(count(buf, "# HELP "), count(buf, "# TYPE "));
+    assert_non_null(strstr(buf, "weft_memory_bytes{job_id=\"81\\\"7\\\\23\",rank=\"3\",category=\"activations\"} 4\n"));
+    assert_non_null(strstr(buf, "weft_memory_peak_rss_bytes{job_id=\"81\\\"7\\\\23\"} 30\n"));
+    r.mem.peak_rss = NAN; /* not measured yet: null, NaN */
+    weft_report_json(&r, 1020, buf, sizeof buf);
+    assert_non_null(strstr(buf, "\"peak_rss_bytes\":null"));
+    weft_report_prometheus(&r, 1030, buf, sizeof buf);
+    assert_non_null(strstr(buf, "weft_memory_peak_rss_bytes{job_id=\"81\\\"7\\\\23\"} NaN\n"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stop_parse), cmocka_unit_test(test_stop_flag), cmocka_unit_test(test_json),
-        cmocka_unit_test(test_prometheus), cmocka_unit_test(test_drain), cmocka_unit_test(test_comment),
+        cmocka_unit_test(test_prometheus), cmocka_unit_test(test_drain), cmocka_unit_test(test_memory),
+        cmocka_unit_test(test_comment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
