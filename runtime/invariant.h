@@ -12,9 +12,9 @@
  * state changes.
  *
  * A violated invariant is a bug in weft, never bad input (bad input gets an
- * error and an exit code, runtime/error.h): the process prints what broke
- * and where, and aborts (SIGABRT and a core, as assert does), because going
- * on could write a wrong checkpoint or hang a job. The checks cost O(the
+ * error and an exit code, runtime/error.h): it goes to weft_bug, which says
+ * what broke and where and ends the job with exit 70 (through weft_abort in
+ * a job), because going on could write a wrong checkpoint or hang a job. The checks cost O(the
  * object's size) per transition, never per tensor element, so they are
  * built in by default; `make INVARIANTS=0` compiles them out.
  */
@@ -40,8 +40,7 @@
 #define WEFT_INVARIANT(check_call, what) ((void)0)
 #endif
 
-/* Print "weft: invariant violated at FILE:LINE (what): <the last error>"
- * and abort. */
+/* weft_bug("invariant violated at FILE:LINE (what): <the last error>"). */
 noreturn void weft_invariant_failed(const char *file, int line, const char *what);
 
 #endif
