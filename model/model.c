@@ -228,3 +228,17 @@ void weft_model_free(weft_model *m)
     if (m)
         m->ops->free(m);
 }
+
+void weft_model_mem_units(weft_model_mem *mm, const size_t *starts, int nunits, size_t n)
+{
+    memset(mm->unit_top, 0, sizeof mm->unit_top);
+    for (int i = 0; i < nunits; i++) { /* insertion into the descending top list */
+        size_t len = (i + 1 < nunits ? starts[i + 1] : n) - starts[i];
+        for (int j = 0; j < WEFT_MEM_UNIT_TOP; j++)
+            if (len > mm->unit_top[j]) {
+                size_t t = mm->unit_top[j];
+                mm->unit_top[j] = len;
+                len = t;
+            }
+    }
+}

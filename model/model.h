@@ -60,6 +60,7 @@ typedef struct weft_model weft_model;
 /* What a model part holds, computed from its shape by the same function
  * whether the part is built (weft_model.mem) or only planned (weft_lm_plan:
  * nothing allocated); train/memory.h turns it into bytes by category. */
+#define WEFT_MEM_UNIT_TOP 18 /* parallel.zero_prefetch's largest (16) + 2 */
 typedef struct weft_model_mem {
     size_t params;       /* trained elements held here (weft_model.n) */
     size_t frozen;       /* frozen elements held here (weft_model.frozen_n) */
@@ -67,7 +68,13 @@ typedef struct weft_model_mem {
     size_t shared_bytes; /* what every micro-batch shares: recomputation's work block, the
                           * activations' gradients, scratch */
     int nslots;          /* micro-batches whose activations are kept at once */
+    size_t unit_top[WEFT_MEM_UNIT_TOP]; /* the largest ZeRO-3 units' elements, descending (0: none):
+                          * what ZeRO-3 gathers at once (parallel.zero_prefetch + 2 of them) */
 } weft_model_mem;
+
+/* Fill mm->unit_top from the units' starts (as weft_model_set_units takes
+ * them) over n trained elements. */
+WEFT_API void weft_model_mem_units(weft_model_mem *mm, const size_t *starts, int nunits, size_t n);
 
 /* Called during backward each time grad_data[offset..n) is final. */
 typedef void (*weft_grad_hook)(void *arg, size_t offset);

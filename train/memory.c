@@ -32,15 +32,21 @@ enum { CKPT_WRITE_BYTES = 8 << 20 };
 static size_t shm_segment(int size) { return size > 1 ? (size_t)size * (SHM_CTL_BYTES + 2 * (size_t)SHM_SLOT_BYTES) : 0; }
 
 /* Parameters, gradients, optimizer state: ZeRO-0 keeps all three whole,
- * ZeRO-1 AdamW's moments for its shard only (parallel/dp.h). ZeRO-2 and
- * ZeRO-3 are planned as ZeRO-1 here (an upper bound for their gradients
- * and parameters: what they hold depends on the model's layers and the
- * buckets cut within them); a running trainer replaces these three with
- * what its weft_dp reports (train/memreport.c). */
-static void dp_state(const weft_mem_account *a, const weft_dp_opts *o, size_t out[3])
+ * ZeRO-1 AdamW's moments for its shard only (parallel/dp.h). ZeRO-2 holds
+ * the whole gradient at its peak in backward, as ZeRO-1 does. ZeRO-3 holds
+ * its shard of the parameters between uses, plus what the gathers map:
+ * the parallel.zero_prefetch + 2 largest units, less this rank's share of
+ * them (the bound weft_dp_mem reports as gather_pool). A running trainer
+ * replaces these three with what its weft_dp reports (train/memreport.c). */
+static void dp_state(const weft_mem_account *a, const weft_dp_opts *o, int dp_size, size_t out[3])
 {
-    (void)o;
-    out[0] = (a->model.params + a->model.frozen) * sizeof(float);
+    size_t params = a->model.params;
+    if (o->zero >= 3 && dp_size > 1) {
+        params = a->opt_elems;
+        for (int i = 0; i < o->prefetch + 2 && i < WEFT_MEM_UNIT_TOP; i++)
+            params += a->model.unit_top[i] - a->model.unit_top[i] / (size_t)dp_size;
+    }
+    out[0] = (params + a->model.frozen) * sizeof(float);
     out[1] = a->model.params * sizeof(float);
     out[2] = 2 * a->opt_elems * sizeof(float); /* AdamW: m and v */
 }
@@ -81,7 +87,7 @@ int weft_memory_account(const weft_config *cfg, int world, int rank, const weft_
     int D = l.size[WEFT_AXIS_DP];
     out->opt_elems = weft_dp_plan_shard(mm->params, &o, D, out->coord[WEFT_AXIS_DP]);
     size_t st[3];
-    dp_state(out, &o, st);
+    dp_state(out, &o, D, st);
     out->bytes[WEFT_MEM_PARAMS] = st[0];
     out->bytes[WEFT_MEM_GRADS] = st[1];
     out->bytes[WEFT_MEM_OPTIM] = st[2];

@@ -76,7 +76,8 @@ int weft_trainer_memory_start(weft_trainer *t)
          * weft_dp_mem): gradients at their peak in backward, parameters
          * between uses plus the gathers' bound; the optimizer's own shard
          * (ZeRO-3 cuts buckets within layers, so it differs from the
-         * planner's ZeRO-1 cuts). --plan counts these stages as ZeRO-1. */
+         * planner's ZeRO-1 cuts; --plan's figures for these stages are
+         * dp_state's estimate, train/memory.c). */
         weft_dp_mem_bytes d;
         weft_dp_mem(t->dp, &d);
         t->mem.opt_elems = weft_optim_state_size(t->opt);
