@@ -5,6 +5,7 @@
 #include "checkpoint/ckpt.h"
 #include "data/atomic_file.h"
 #include "runtime/error.h"
+#include "runtime/fault.h"
 #include "runtime/log.h"
 
 #include <dirent.h>
@@ -31,7 +32,7 @@ int weft_ckpt_mkdir(const char *dir)
     return 0;
 }
 
-int weft_ckpt_publish(const char *dir, const char *tmp, const char *name)
+int weft_ckpt_publish(const char *dir, const char *tmp, const char *name, int64_t step)
 {
     char final[4200], line[64];
     snprintf(final, sizeof final, "%s/%s", dir, name);
@@ -40,6 +41,7 @@ int weft_ckpt_publish(const char *dir, const char *tmp, const char *name)
     if (rename(tmp, final) != 0)
         return weft_error(WEFT_EIO, "checkpoint: rename %s -> %s failed: %s", tmp, final, strerror(errno));
     WEFT_CHECK(weft_fsync_dir(dir));
+    weft_fault_at(WEFT_FAULT_SAVE_LATEST, step); /* the file in place, latest still the old one */
     int n = snprintf(line, sizeof line, "%s\n", name);
     return weft_atomic_write(dir, "latest", line, (size_t)n);
 }

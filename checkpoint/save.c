@@ -19,6 +19,7 @@
 #include "checkpoint/writer_int.h"
 #include "runtime/ctx.h"
 #include "runtime/error.h"
+#include "runtime/fault.h"
 #include "runtime/log.h"
 #include "runtime/timer.h"
 
@@ -121,6 +122,15 @@ static int write_data(weft_ckpt *c, hid_t f, hid_t dxpl)
             rc = keep(rc, weft_h5_error(WEFT_EIO, "writing %s failed", d->path));
         H5Sclose(fs);
         H5Sclose(ms);
+        /* enospc_save, eio_save: the write still happens (collective transfers
+         * need every rank in them), then reports the error a full or failing
+         * disk would. */
+        int err = weft_fault_at(WEFT_FAULT_SAVE_WRITE, c->meta.step);
+        if (err)
+            rc = keep(rc, weft_error(WEFT_EIO, "writing %s failed: %s (injected: WEFT_FAULT)", d->path,
+                                     strerror(err)));
+        if (i == 0) /* kill_save_data: one dataset in the file, the rest not */
+            weft_fault_at(WEFT_FAULT_SAVE_DATA, c->meta.step);
     }
     return rc;
 }
@@ -374,8 +384,11 @@ static int commit(weft_ckpt *c, const char *tmp, const char *name)
         return rc;
     rc = c->fsyncer ? fsync_path(tmp) : 0;
     WEFT_CHECK(weft_ckpt_agree(c->wcomm, rc));
+    weft_fault_at(WEFT_FAULT_SAVE_COMMIT, c->meta.step); /* durable, not yet renamed */
+    if (c->rank != 0) /* kill_save_latest on the others: while rank 0 publishes */
+        weft_fault_at(WEFT_FAULT_SAVE_LATEST, c->meta.step);
     if (c->rank == 0) {
-        rc = weft_ckpt_publish(c->opts.dir, tmp, name);
+        rc = weft_ckpt_publish(c->opts.dir, tmp, name, c->meta.step);
         if (rc == 0 && weft_ckpt_retain(c->opts.dir, c->opts.keep_last, c->opts.keep_every, c->meta.step) != 0)
             WEFT_WARN("%s", weft_last_error()); /* an old file left over is no failure of this save */
     }

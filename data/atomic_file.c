@@ -4,6 +4,7 @@
  */
 #include "data/atomic_file.h"
 #include "runtime/error.h"
+#include "runtime/fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -58,7 +59,12 @@ int weft_atomic_write(const char *dir, const char *name, const void *buf, size_t
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd < 0)
         return weft_error(WEFT_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    int rc = weft_write_full(fd, buf, len, 0, tmp);
+    /* enospc_file, eio_file: the hook every small-file writer passes (the
+     * durable-file module keeps it when it takes this function's place). */
+    int err = weft_fault_at(WEFT_FAULT_FILE_WRITE, -1);
+    int rc = err ? weft_error(WEFT_EIO, "%s: write of %zu bytes failed: %s (injected: WEFT_FAULT)", tmp, len,
+                              strerror(err))
+                 : weft_write_full(fd, buf, len, 0, tmp);
     if (rc == 0)
         rc = weft_atomic_commit(fd, tmp, final, dir);
     close(fd);

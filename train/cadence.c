@@ -11,6 +11,7 @@
 #include "train/trainer_int.h"
 #include "checkpoint/commit.h"
 #include "runtime/error.h"
+#include "runtime/fault.h"
 #include "runtime/log.h"
 #include "runtime/rng.h"
 #include "runtime/timer.h"
@@ -198,6 +199,7 @@ static int resume(weft_trainer *t, const char *dir, int mode)
         return t->rank == 0 ? (int)c[0] : weft_error((int)c[0], "no usable checkpoint in %s (see rank 0)", dir);
     char path[4300];
     weft_ckpt_loaded L;
+    weft_fault_at(WEFT_FAULT_RESUME, -1); /* kill_resume, stall_resume: chosen, not yet read */
     int used = load_first(t, dir, c + 2, n, &L, path, sizeof path);
     if (used < 0)
         return used;

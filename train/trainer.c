@@ -8,6 +8,7 @@
 #include "collectives/watchdog.h"
 #include "kernels/kernels.h"
 #include "runtime/error.h"
+#include "runtime/fault.h"
 #include "runtime/log.h"
 #include "runtime/stop.h"
 #include "runtime/trace.h"
@@ -70,10 +71,6 @@ static void resolve_opts(weft_trainer *t)
     const char *progress = weft_config_str(c, "train.progress");
     o->tty = strcmp(progress, "on") == 0 ||
              (strcmp(progress, "auto") == 0 && isatty(STDOUT_FILENO) && t->ctx->launcher == WEFT_LAUNCHER_NONE);
-    const char *fault = getenv("WEFT_FAULT_NAN_STEP");
-    t->fault_nan_step = fault ? atoll(fault) : -1;
-    fault = getenv("WEFT_FAULT_STEP_MS");
-    t->fault_step_ms = fault ? atol(fault) : 0;
 }
 
 /* Micro-batches per step; weft_trainer_check has made sure they divide. */
@@ -348,12 +345,15 @@ int weft_trainer_run(weft_trainer *t, weft_step_stats *last_out)
     t->t_start_ns = weft_now_ns();
     t->running = 1;
     weft_step_stats s = {.step = t->start_step - 1, .val_loss = NAN, .pipe_idle = NAN};
+    weft_fault_at(WEFT_FAULT_START, -1);
     for (int64_t step = t->start_step; step < t->o.steps; step++) {
         s = (weft_step_stats){.step = step, .val_loss = NAN, .pipe_idle = NAN};
+        weft_fault_at(WEFT_FAULT_STEP, step + 1); /* faults count steps as the logs do, from 1 */
         weft_trace_step(step + 1);
         WEFT_CHECK(weft_trainer_step(t, &s));
-        if (t->fault_step_ms)
-            nanosleep(&(struct timespec){t->fault_step_ms / 1000, t->fault_step_ms % 1000 * 1000000}, NULL);
+        int slow_ms = weft_fault_at(WEFT_FAULT_STEP_DELAY, -1);
+        if (slow_ms)
+            nanosleep(&(struct timespec){slow_ms / 1000, slow_ms % 1000 * 1000000L}, NULL);
         WEFT_CHECK(weft_trainer_ckpt_step(t, &s));
         s.ms += s.ckpt_ms; /* the step's time covers the checkpoint stall it caused (ckpt_blocked_ms <= ms_per_step) */
         WEFT_CHECK(after_step(t, &s));
