@@ -233,8 +233,13 @@ static int checksums(weft_ckpt *c, hid_t f)
     (void)f;
     /* No H5Fflush here: the raw data went straight to MPI-IO, and a metadata
      * flush failing on one rank only would leave the ranks in different
-     * collectives. A barrier is enough for read-backs to see every write. */
-    MPI_Barrier(c->mpi);
+     * collectives. A barrier is enough for read-backs to see every write.
+     * On the writer's weft communicator, not raw MPI: a rank stopped in the
+     * data phase must meet comm.timeout and the watchdog here, not hang the
+     * job (found by stall_save_data, tests/ckpt/test_faults.sh). */
+    int brc = weft_comm_barrier(c->wcomm);
+    if (brc)
+        return brc;
     memset(c->hashes, 0, (size_t)c->plan.nd * sizeof *c->hashes);
     int rc = verify_written(c);
     for (int i = 0; i < c->plan.nd; i++) {
@@ -400,6 +405,7 @@ int weft_ckpt_write_one(weft_ckpt *c)
     char name[64], tmp[4200];
     weft_ckpt_file_name(c->meta.step, name, sizeof name);
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp", c->opts.dir, name);
+    weft_fault_at(WEFT_FAULT_SAVE_HOLD, c->meta.step); /* hold_save: busy until the loop reaches a step */
     int64_t t0 = weft_now_ns();
     int rc = weft_ckpt_agree(c->wcomm, preflight(c));
     if (rc == 0) {

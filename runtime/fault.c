@@ -16,9 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-typedef enum { ACT_KILL, ACT_STALL, ACT_VALUE, ACT_ARG } action;
+typedef enum { ACT_KILL, ACT_STALL, ACT_VALUE, ACT_ARG, ACT_HOLD } action;
 
 /* One name: the point it fires at, what it does, the value it returns. An
  * ACT_ARG fault returns its arg (slow_step's milliseconds) at every hit. */
@@ -52,6 +53,7 @@ static const fault_kind kinds[] = {
     {"drop_tp_grad", WEFT_FAULT_TP_GRAD, ACT_VALUE, 1},
     {"close_tcp", WEFT_FAULT_TCP_SEND, ACT_VALUE, 1},
     {"slow_step", WEFT_FAULT_STEP_DELAY, ACT_ARG, 0},
+    {"hold_save", WEFT_FAULT_SAVE_HOLD, ACT_HOLD, 0},
 };
 #define NKINDS (int)(sizeof kinds / sizeof kinds[0])
 #define MAX_FAULTS 16
@@ -68,6 +70,7 @@ static fault faults[MAX_FAULTS];
 static int nfaults;
 static int any_at[WEFT_FAULT_NPOINTS]; /* a fault for this rank waits at the point */
 static int64_t hits[WEFT_FAULT_NPOINTS];
+static int64_t step_begun; /* the last step the training loop began (atomic; for hold_save) */
 
 const char *weft_fault_names(void)
 {
@@ -121,8 +124,8 @@ static int parse_one(const char *entry, fault *f)
             f->kind = &kinds[i];
     if (!f->kind)
         return bad(entry, "is not a fault name");
-    if (f->kind->act == ACT_ARG && f->arg < 0)
-        return bad(entry, "needs an argument (milliseconds)");
+    if ((f->kind->act == ACT_ARG || f->kind->act == ACT_HOLD) && f->arg < 0)
+        return bad(entry, f->kind->act == ACT_ARG ? "needs an argument (milliseconds)" : "needs an argument (a step)");
     return 0;
 }
 
@@ -132,6 +135,7 @@ int weft_fault_set(const char *spec, int rank)
     memset(faults, 0, sizeof faults);
     memset(any_at, 0, sizeof any_at);
     memset(hits, 0, sizeof hits);
+    step_begun = 0;
     if (!spec || !*spec)
         return 0;
     char buf[1024];
@@ -152,6 +156,8 @@ int weft_fault_set(const char *spec, int rank)
         faults[nfaults++] = f;
         if (f.rank < 0 || f.rank == rank)
             any_at[f.kind->point] = 1;
+        if (f.kind->act == ACT_HOLD) /* the writer waits on the steps the loop reports */
+            any_at[WEFT_FAULT_STEP] = 1;
     }
     for (int i = 0; i < nfaults; i++) /* entries for other ranks can never fire here */
         if (faults[i].rank >= 0 && faults[i].rank != rank)
@@ -172,10 +178,23 @@ static void act(fault *f, int64_t n)
     raise(f->kind->act == ACT_KILL ? SIGKILL : SIGSTOP);
 }
 
+/* hold_save: wait for the training loop to begin step `until`. It polls the
+ * condition (every millisecond), not a time; the 10-minute bound only keeps
+ * a test's mistake (a step the run never reaches) from hanging the job. */
+static void hold(const fault *f, int64_t n)
+{
+    WEFT_INFO("fault injected: %s (WEFT_FAULT): the save of step %lld waits for step %lld to begin", f->text,
+              (long long)n, (long long)f->arg);
+    for (long i = 0; i < 600000 && __atomic_load_n(&step_begun, __ATOMIC_ACQUIRE) < f->arg; i++)
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+}
+
 int weft_fault_at(weft_fault_point p, int64_t n)
 {
     if (!any_at[p])
         return 0;
+    if (p == WEFT_FAULT_STEP)
+        __atomic_store_n(&step_begun, n, __ATOMIC_RELEASE);
     if (n < 0)
         n = __atomic_add_fetch(&hits[p], 1, __ATOMIC_RELAXED);
     for (int i = 0; i < nfaults; i++) {
@@ -184,6 +203,10 @@ int weft_fault_at(weft_fault_point p, int64_t n)
             continue;
         if (f->kind->act == ACT_ARG)
             return (int)f->arg;
+        if (f->kind->act == ACT_HOLD) {
+            hold(f, n);
+            continue;
+        }
         if (f->arg >= 0 && f->arg != n)
             continue;
         if (f->kind->act == ACT_VALUE)

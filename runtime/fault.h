@@ -20,6 +20,9 @@
  *   kill_*    SIGKILL of this process, after a log line naming the fault;
  *   stall_*   SIGSTOP of this process: it stays, silent, until killed (the
  *             other ranks' watchdog must notice and end the job);
+ *   hold_save the checkpoint writer waits, before writing, until the
+ *             training loop has begun step arg: saves due meanwhile find the
+ *             writer busy, whatever the machine's speed;
  *   others    weft_fault_at returns a value for the caller to act on: 1 (a
  *             NaN loss, a dropped reduction, a closed connection), an errno
  *             (a failed write), milliseconds (a slow step).
@@ -46,6 +49,7 @@ typedef enum {
     WEFT_FAULT_TP_GRAD,     /* a tensor-parallel input-gradient reduction (1: skip it; n: -1) */
     WEFT_FAULT_TCP_SEND,    /* a tcp transport send (1: shut the connection down first; n: -1) */
     WEFT_FAULT_STEP_DELAY,  /* after each step (milliseconds to sleep; n: -1) */
+    WEFT_FAULT_SAVE_HOLD,   /* a save of step n, before it writes (hold_save:N waits there for step N) */
     WEFT_FAULT_NPOINTS
 } weft_fault_point;
 
