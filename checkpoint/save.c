@@ -383,6 +383,7 @@ static int fsync_path(const char *p)
 
 static int commit(weft_ckpt *c, const char *tmp, const char *name)
 {
+    weft_ckpt_await_release(c); /* weft_ckpt_gate: the step's metrics line first */
     int rc = weft_ckpt_agree(c->wcomm, writeback(c, tmp, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
                                                          SYNC_FILE_RANGE_WAIT_AFTER));
     if (rc)

@@ -247,6 +247,8 @@ int weft_trainer_ckpt_setup(weft_trainer *t)
                                     : weft_error(WEFT_ENOMEM, "out of memory");
     if (rc == 0)
         rc = weft_trainer_provenance(t, ini);
+    if (rc == 0) /* a save commits after its step's metrics line (weft_trainer_run releases it) */
+        weft_ckpt_gate(t->ckpt);
     free(ini);
     return rc ? rc : weft_trainer_metrics_resume(t);
 }
@@ -280,14 +282,24 @@ void weft_trainer_ckpt_report(weft_trainer *t)
     }
 }
 
-/* After a step: save if one is due (checkpoint.every, the end). */
+/* After a step: start a save if one is due (checkpoint.every); the last
+ * step's is weft_trainer_ckpt_final's. */
 int weft_trainer_ckpt_step(weft_trainer *t, weft_step_stats *s)
 {
     int64_t done = s->step + 1, every = t->o.ckpt_every;
     int last = done == t->o.steps && t->o.at_end;
     if (!last && every && done % every == 0)
         WEFT_CHECK(weft_trainer_ckpt_save(t, s, 0));
-    if (last) { /* never skipped, and waited for; a failure obeys checkpoint.on_error */
+    weft_trainer_ckpt_report(t);
+    return 0;
+}
+
+/* After the last step's metrics line: its save (checkpoint.at_end), never
+ * skipped, and waited for; a failure obeys checkpoint.on_error. */
+int weft_trainer_ckpt_final(weft_trainer *t, weft_step_stats *s)
+{
+    int last = s->step + 1 == t->o.steps && t->o.at_end;
+    if (last) {
         int rc = weft_trainer_ckpt_save(t, s, 1);
         if (rc && t->o.on_error_continue) {
             if (t->rank == 0)

@@ -357,6 +357,8 @@ int weft_trainer_run(weft_trainer *t, weft_step_stats *last_out)
         WEFT_CHECK(weft_trainer_ckpt_step(t, &s));
         s.ms += s.ckpt_ms; /* the step's time covers the checkpoint stall it caused (ckpt_blocked_ms <= ms_per_step) */
         WEFT_CHECK(after_step(t, &s));
+        weft_ckpt_release(t->ckpt, step + 1); /* its metrics line is written: the step's save may commit */
+        WEFT_CHECK(weft_trainer_ckpt_final(t, &s));
         int stop;
         WEFT_CHECK(weft_comm_any(t->world, weft_sched_stop_signal(t->sched), &stop));
         if (stop && step != t->o.steps - 1) {

@@ -81,6 +81,7 @@ int weft_trainer_ckpt_resume(weft_trainer *t, const weft_trainer_start_opts *o);
 int weft_trainer_ckpt_setup(weft_trainer *t);
 int weft_trainer_ckpt_save(weft_trainer *t, weft_step_stats *s, int wait);
 int weft_trainer_ckpt_step(weft_trainer *t, weft_step_stats *s);
+int weft_trainer_ckpt_final(weft_trainer *t, weft_step_stats *s);
 void weft_trainer_ckpt_report(weft_trainer *t);
 
 /* provenance.c: checkpoint.trusted_keys before a checkpoint is loaded
