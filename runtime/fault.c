@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-typedef enum { ACT_KILL, ACT_STALL, ACT_VALUE, ACT_ARG, ACT_HOLD } action;
+typedef enum { ACT_KILL, ACT_STALL, ACT_SIGNAL, ACT_VALUE, ACT_ARG, ACT_HOLD } action;
 
 /* One name: the point it fires at, what it does, the value it returns. An
  * ACT_ARG fault returns its arg (slow_step's milliseconds) at every hit. */
@@ -35,6 +35,7 @@ static const fault_kind kinds[] = {
     {"stall_start", WEFT_FAULT_START, ACT_STALL, 0},
     {"kill_step", WEFT_FAULT_STEP, ACT_KILL, 0},
     {"stall_step", WEFT_FAULT_STEP, ACT_STALL, 0},
+    {"usr1_step", WEFT_FAULT_STEP, ACT_SIGNAL, SIGUSR1},
     {"kill_eval", WEFT_FAULT_EVAL, ACT_KILL, 0},
     {"stall_eval", WEFT_FAULT_EVAL, ACT_STALL, 0},
     {"kill_save_data", WEFT_FAULT_SAVE_DATA, ACT_KILL, 0},
@@ -167,15 +168,17 @@ int weft_fault_set(const char *spec, int rank)
 
 int weft_fault_init(int rank) { return weft_fault_set(getenv("WEFT_FAULT"), rank); }
 
-/* A kill or stall: say so first (the log names rank and fault, so a test
- * can tell an injected death from a real one), then do it. */
+/* A kill, stall or signal: say so first (the log names rank and fault, so
+ * a test can tell an injected death from a real one), then do it. The
+ * signal goes to the process, as a scheduler's would. */
 static void act(fault *f, int64_t n)
 {
-    WEFT_WARN("fault injected: %s (WEFT_FAULT) at %s %lld: %s", f->text, f->kind->name, (long long)n,
-              f->kind->act == ACT_KILL ? "SIGKILL of this process" : "SIGSTOP of this process");
+    int sig = f->kind->act == ACT_KILL ? SIGKILL : f->kind->act == ACT_STALL ? SIGSTOP : f->kind->value;
+    WEFT_WARN("fault injected: %s (WEFT_FAULT) at %s %lld: %s to this process", f->text, f->kind->name,
+              (long long)n, strsignal(sig));
     fflush(stdout);
     fflush(stderr);
-    raise(f->kind->act == ACT_KILL ? SIGKILL : SIGSTOP);
+    kill(getpid(), sig);
 }
 
 /* hold_save: wait for the training loop to begin step `until`. It polls the

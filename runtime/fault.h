@@ -20,6 +20,8 @@
  *   kill_*    SIGKILL of this process, after a log line naming the fault;
  *   stall_*   SIGSTOP of this process: it stays, silent, until killed (the
  *             other ranks' watchdog must notice and end the job);
+ *   usr1_step SIGUSR1 to this process, as a scheduler sends before a time
+ *             limit: the job agrees on a step, checkpoints and stops;
  *   hold_save the checkpoint writer waits, before writing, until the
  *             training loop has begun step arg: saves due meanwhile find the
  *             writer busy, whatever the machine's speed;
