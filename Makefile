@@ -80,7 +80,7 @@ ALL_LDLIBS = $(DEP_LIBS) $(DNNL_LIBS) $(IBVERBS_LIBS) -ldl -lpthread -lm
 
 .PHONY: examples
 .PHONY: gpu-tests
-.PHONY: all lib tools tests test demo demo-llama deps npm-deps install uninstall clean help fuzz bench public-headers
+.PHONY: all lib tools tests test faults demo demo-llama deps npm-deps install uninstall clean help fuzz bench public-headers
 .DEFAULT_GOAL := all
 # Objects reached through pattern rules are not intermediate files to delete.
 .SECONDARY:
@@ -90,6 +90,7 @@ all: lib tools examples $(BUILD)/weft.pc
 help:
 	@echo "make            build $(BUILD)/lib/libweft.{a,so}, $(BUILD)/bin/*, $(BUILD)/weft.pc"
 	@echo "make test       build and run the whole test suite (ends 'N passed, N failed')"
+	@echo "make faults N=100 SEED=1   the fault campaign: N randomised trials (docs/operations.md)"
 	@echo "make demo       run the built-in demo on 2 ranks"
 	@echo "make demo-llama the same demo with a Llama of the same size"
 	@echo "make deps       install the Debian packages in mk/debian-packages.txt"
@@ -246,6 +247,12 @@ bench: $(BENCH_BINS)
 
 test: tests npm-deps
 	@BUILD=$(BUILD) SAN=$(SAN) tests/run.sh
+
+# The fault campaign (tests/faults/campaign.py, docs/operations.md "Fault
+# injection"): make faults N=300 SEED=7 [ONLY=save_data,save_latest].
+faults: all
+	@python3 tests/faults/campaign.py --bin $(BUILD)/bin --trials $(or $(N),20) --seed $(or $(SEED),1) \
+	    $(if $(ONLY),--only $(ONLY))
 
 # --- demo ------------------------------------------------------------------
 demo: all

@@ -64,6 +64,7 @@ typedef struct {
     int64_t arg;  /* -1: none given */
     int rank;     /* -1: every rank */
     int fired;    /* a kill or stall acts once (atomic) */
+    int logged;   /* a value fault is logged once (atomic) */
     char text[64]; /* the entry as given, for the log */
 } fault;
 
@@ -168,14 +169,23 @@ int weft_fault_set(const char *spec, int rank)
 
 int weft_fault_init(int rank) { return weft_fault_set(getenv("WEFT_FAULT"), rank); }
 
+/* The wall-clock time in the log lines: a test measures how long the job
+ * took to end after the fault, not after its launch. */
+static double unix_time(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* A kill, stall or signal: say so first (the log names rank and fault, so
  * a test can tell an injected death from a real one), then do it. The
  * signal goes to the process, as a scheduler's would. */
 static void act(fault *f, int64_t n)
 {
     int sig = f->kind->act == ACT_KILL ? SIGKILL : f->kind->act == ACT_STALL ? SIGSTOP : f->kind->value;
-    WEFT_WARN("fault injected: %s (WEFT_FAULT) at %s %lld: %s to this process", f->text, f->kind->name,
-              (long long)n, strsignal(sig));
+    WEFT_WARN("fault injected: %s (WEFT_FAULT) at %s %lld: %s to this process (unix time %.3f)", f->text,
+              f->kind->name, (long long)n, strsignal(sig), unix_time());
     fflush(stdout);
     fflush(stderr);
     kill(getpid(), sig);
@@ -212,8 +222,12 @@ int weft_fault_at(weft_fault_point p, int64_t n)
         }
         if (f->arg >= 0 && f->arg != n)
             continue;
-        if (f->kind->act == ACT_VALUE)
+        if (f->kind->act == ACT_VALUE) {
+            if (__atomic_exchange_n(&f->logged, 1, __ATOMIC_RELAXED) == 0)
+                WEFT_WARN("fault injected: %s (WEFT_FAULT) at %s %lld (unix time %.3f)", f->text, f->kind->name,
+                          (long long)n, unix_time());
             return f->kind->value;
+        }
         if (__atomic_exchange_n(&f->fired, 1, __ATOMIC_RELAXED) == 0)
             act(f, n);
     }
