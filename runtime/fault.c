@@ -46,6 +46,8 @@ static const fault_kind kinds[] = {
     {"stall_save_latest", WEFT_FAULT_SAVE_LATEST, ACT_STALL, 0},
     {"kill_resume", WEFT_FAULT_RESUME, ACT_KILL, 0},
     {"stall_resume", WEFT_FAULT_RESUME, ACT_STALL, 0},
+    {"kill_op", WEFT_FAULT_OP_POSTED, ACT_KILL, 0},
+    {"stall_op", WEFT_FAULT_OP_POSTED, ACT_STALL, 0},
     {"enospc_save", WEFT_FAULT_SAVE_WRITE, ACT_VALUE, ENOSPC},
     {"eio_save", WEFT_FAULT_SAVE_WRITE, ACT_VALUE, EIO},
     {"enospc_file", WEFT_FAULT_FILE_WRITE, ACT_VALUE, ENOSPC},

@@ -50,6 +50,7 @@ typedef enum {
     WEFT_FAULT_LOSS,        /* step n's local loss (1: make it NaN) */
     WEFT_FAULT_TP_GRAD,     /* a tensor-parallel input-gradient reduction (1: skip it; n: -1) */
     WEFT_FAULT_TCP_SEND,    /* a tcp transport send (1: shut the connection down first; n: -1) */
+    WEFT_FAULT_OP_POSTED,   /* a collective or point-to-point operation posted (n: -1, any communicator) */
     WEFT_FAULT_STEP_DELAY,  /* after each step (milliseconds to sleep; n: -1) */
     WEFT_FAULT_SAVE_HOLD,   /* a save of step n, before it writes (hold_save:N waits there for step N) */
     WEFT_FAULT_NPOINTS
