@@ -200,6 +200,10 @@ static int resume(weft_trainer *t, const char *dir, int mode)
     char path[4300];
     weft_ckpt_loaded L;
     weft_fault_at(WEFT_FAULT_RESUME, -1); /* kill_resume, stall_resume: chosen, not yet read */
+    /* Every rank here before HDF5's collective open, which is raw MPI and
+     * would wait forever for a stopped rank: this barrier meets comm.timeout
+     * instead (found by the campaign's stall_resume). */
+    WEFT_CHECK(weft_comm_barrier(t->world));
     int used = load_first(t, dir, c + 2, n, &L, path, sizeof path);
     if (used < 0)
         return used;
