@@ -186,8 +186,9 @@ static double unix_time(void)
 static void act(fault *f, int64_t n)
 {
     int sig = f->kind->act == ACT_KILL ? SIGKILL : f->kind->act == ACT_STALL ? SIGSTOP : f->kind->value;
+    const char *name = sig == SIGKILL ? "SIGKILL" : sig == SIGSTOP ? "SIGSTOP" : sig == SIGUSR1 ? "SIGUSR1" : "a signal";
     WEFT_WARN("fault injected: %s (WEFT_FAULT) at %s %lld: %s to this process (unix time %.3f)", f->text,
-              f->kind->name, (long long)n, strsignal(sig), unix_time());
+              f->kind->name, (long long)n, name, unix_time());
     fflush(stdout);
     fflush(stderr);
     kill(getpid(), sig);
