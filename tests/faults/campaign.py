@@ -20,7 +20,7 @@ a bad resume. Each prints one TAP line; the last line is the tally.
 
 Usage: campaign.py [--seed S] [--trials N] [--bin DIR] [--only FAULT,...]
                    [--timeout SECS] [--keep DIR]
-Exit 0 only if every trial passed.
+Exit 0 only if every trial passed; 64 for bad usage.
 """
 import argparse
 import json
@@ -42,8 +42,15 @@ KINDS = ["start", "step", "eval", "save_data", "save_commit", "save_latest", "re
 NP = 2
 
 
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # bad usage: exit 64, as weft's programs do
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"campaign.py: {message}\n")
+        sys.exit(64)
+
+
 def opts():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     p.add_argument("--seed", type=int, default=1, help="the campaign's seed (default 1)")
     p.add_argument("--trials", type=int, default=10, help="number of trials (default 10)")
@@ -168,7 +175,8 @@ def main():
     kinds = [k for k in a.only.split(",") if k] or KINDS
     for k in kinds:
         if k not in KINDS:
-            sys.exit(f"campaign.py: --only: unknown fault kind '{k}' (kinds: {', '.join(KINDS)})")
+            sys.stderr.write(f"campaign.py: --only: unknown fault kind '{k}' (kinds: {', '.join(KINDS)})\n")
+            return 64
     base = tempfile.mkdtemp(prefix="weft-faults.")
     try:
         with open(f"{base}/ds.txt", "w") as f:
