@@ -254,6 +254,31 @@ static int nothing_to_do(weft_trainer *t)
     return 0;
 }
 
+/* All ranks learn whether rank 0's writes into run.dir worked. */
+static int agree_files(weft_trainer *t, int rc)
+{
+    int any;
+    WEFT_CHECK(weft_comm_any(t->world, -rc, &any));
+    if (rc || !any)
+        return rc;
+    return weft_error(-any, "run.dir %s: rank 0 could not write the run's files (its message says why)",
+                      t->o.run_dir);
+}
+
+/* metrics.jsonl, owner.json, then config.ini and run.json (after every rank
+ * measured its peak): rank 0 writes them, and all ranks agree on each
+ * outcome, so that a write failing there (a full disk) ends every rank, not
+ * rank 0 alone with the others waiting for it forever (found by
+ * WEFT_FAULT=eio_file:1@0). */
+static int start_files(weft_trainer *t)
+{
+    int rc = weft_trainer_open_metrics(t);
+    if (rc == 0)
+        rc = weft_trainer_rundir_own(t);
+    WEFT_CHECK(agree_files(t, rc));
+    return agree_files(t, weft_trainer_write_run_info(t));
+}
+
 int weft_trainer_start(weft_trainer *t, const weft_trainer_start_opts *o)
 {
     if (!t->model || !t->train)
@@ -265,9 +290,7 @@ int weft_trainer_start(weft_trainer *t, const weft_trainer_start_opts *o)
     WEFT_CHECK(weft_trainer_ckpt_resume(t, o));
     if (t->resuming && t->start_step >= t->o.steps)
         return nothing_to_do(t);
-    WEFT_CHECK(weft_trainer_open_metrics(t));
-    WEFT_CHECK(weft_trainer_rundir_own(t));
-    WEFT_CHECK(weft_trainer_write_run_info(t));
+    WEFT_CHECK(start_files(t));
     WEFT_CHECK(weft_sched_start(t->ctx, t->cfg, t->o.steps, &t->sched));
     t->started = 1;
     WEFT_CHECK(weft_watchdog_start(t->ctx, t->o.run_dir, weft_config_float(t->cfg, "sched.heartbeat"),

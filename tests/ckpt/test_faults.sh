@@ -15,6 +15,7 @@
 #   - checkpoint.if_busy = skip with the writer held busy (hold_save);
 #   - injected ENOSPC and EIO in the HDF5 writes: on_error = continue goes
 #     on and later saves commit, stop exits 74; the earlier checkpoint stays;
+#     EIO writing owner.json on rank 0 at start-up ends every rank (74);
 #   - a real full disk (a small tmpfs): on_error = continue and stop.
 . "$(dirname "$0")/../lib.sh"
 train="$WEFT_BIN/weft-train" ck="$WEFT_BIN/weft-ckpt"
@@ -117,6 +118,14 @@ check "eio_save, on_error = stop: the error names the dataset and EIO" \
     grep -q "checkpoint step 4: .*writing .* failed: Input/output error" <<<"$LAST_OUT"
 check "eio_save: latest still names step 2, which verifies" bash -c \
     "grep -qx step-00000002.h5 '$TMPDIR_TEST/eio/checkpoints/latest' && '$ck' verify '$TMPDIR_TEST/eio/checkpoints/step-00000002.h5'"
+
+# A small file rank 0 writes at start-up failing (eio_file:1, owner.json):
+# every rank ends with exit 74 -- before the fix rank 1 waited forever.
+expect_exit 74 "eio_file at start-up (rank 0's owner.json): the whole job ends, exit 74" env WEFT_FAULT=eio_file:1@0 \
+    timeout -k 5 120 mpirun -np 2 --oversubscribe "$train" "${io[@]}" --run.dir="$TMPDIR_TEST/eiofile"
+check "eio_file: rank 0 names the file and EIO, rank 1 points at rank 0" bash -c "
+    grep -q 'r0/2 .*owner.json.tmp.*: write of [0-9]* bytes failed: Input/output error' <<<\"\$0\" &&
+    grep -q 'r1/2 .*rank 0 could not write the run.s files' <<<\"\$0\"" "$LAST_OUT"
 
 # 3. A real full disk: a tmpfs with room for one checkpoint (0.45 MB) and the reserve.
 mnt="$TMPDIR_TEST/ckpt-tmpfs"
