@@ -71,10 +71,13 @@ WARN    := -Wall -Wextra -Wformat=2 -Wno-missing-field-initializers
 ifeq ($(CI),true)
 WARN    += -Werror
 endif
+# Invariant checks at objects' state transitions (runtime/invariant.h): on
+# unless INVARIANTS=0.
+INVARIANTS ?= 1
 SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all)
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC -I. $(WARN) $(CFLAGS) $(SANFLAGS) $(DEP_CFLAGS) \
-             -DWEFT_VERSION='"$(VERSION)"' -MMD -MP
+             -DWEFT_VERSION='"$(VERSION)"' -DWEFT_INVARIANTS=$(INVARIANTS) -MMD -MP
 ALL_LDLIBS = $(DEP_LIBS) $(DNNL_LIBS) $(IBVERBS_LIBS) -ldl -lpthread -lm
 
 
@@ -225,7 +228,7 @@ FUZZ_DEPS_fuzz_shard_header := data/shard.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_manifest := data/manifest.c data/atomic_file.c runtime/fault.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_latest := checkpoint/latest.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_ckpt_attrs := checkpoint/prov.c runtime/error.c runtime/log.c
-FUZZ_DEPS_fuzz_loader_state := data/loader.c data/reader.c data/shard.c data/shard_cache.c data/manifest.c \
+FUZZ_DEPS_fuzz_loader_state := data/loader.c runtime/invariant.c data/reader.c data/shard.c data/shard_cache.c data/manifest.c \
     data/shuffle.c data/blend.c data/atomic_file.c runtime/fault.c runtime/error.c runtime/log.c runtime/timer.c
 FUZZ_DEPS_fuzz_tokenizer := data/bpe.c data/bpe_load.c data/tok_json.c data/pretok.c data/unicode_tables.c \
     data/tokenizer.c runtime/error.c runtime/log.c

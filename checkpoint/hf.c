@@ -897,10 +897,17 @@ int weft_hf_export(const char *path, const char *format, const char *out, const 
     if (rc == 0)
         rc = export_tensors(f, path, llama, &o, &vocab);
     weft_h5_get_i64(f, "step", &step);
+    /* Where the weights came from, for whoever receives only the export:
+     * the checkpoint's identity (its provenance chain: weft-ckpt info). */
+    uint64_t id = 0;
+    if (rc == 0)
+        rc = weft_ckpt_identity(f, path, &id);
     H5Fclose(f);
-    char stepstr[32], json[4096];
+    char stepstr[32], idstr[17], json[4096], abs[PATH_MAX];
     snprintf(stepstr, sizeof stepstr, "%lld", (long long)step);
-    const char *meta[] = {"format", "pt", "weft_step", stepstr, NULL};
+    snprintf(idstr, sizeof idstr, "%016llx", (unsigned long long)id);
+    const char *meta[] = {"format", "pt", "weft_step", stepstr, "weft_identity", idstr,
+                          "weft_checkpoint", realpath(path, abs) ? abs : path, NULL};
     if (rc == 0 && !hf)
         rc = weft_st_write(out, o.t, o.n, meta);
     if (rc == 0 && hf)

@@ -117,8 +117,8 @@ static int parse_parent(weft_prov_view *v, char *val, const char *origin, int li
     if (!sp || hex_u64(val, &v->parent) != 0 || sp == kind || sp[1] == '\0')
         return bad(origin, line, "expected 'parent IDENTITY KIND PATH' (IDENTITY: 16 lowercase hex digits)");
     *sp = '\0';
-    if (strcmp(kind, "resume") && strcmp(kind, "init-from") && strcmp(kind, "import"))
-        return bad(origin, line, "parent kind must be resume, init-from or import");
+    if (strcmp(kind, "resume") && strcmp(kind, "init-from") && strcmp(kind, "import") && strcmp(kind, "merge"))
+        return bad(origin, line, "parent kind must be resume, init-from, import or merge");
     v->parent_kind = kind;
     v->parent_path = sp + 1;
     v->has_parent = 1;

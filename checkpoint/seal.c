@@ -278,6 +278,18 @@ int weft_ckpt_sig_check_file(const char *path, const uint8_t (*trusted)[32], int
     return rc;
 }
 
+int weft_ckpt_check_trusted(const char *path, const char *keys, const char *source, char signer[17])
+{
+    uint8_t (*trusted)[32] = malloc(WEFT_SIGN_MAX_TRUSTED * sizeof *trusted);
+    if (!trusted)
+        return weft_error(WEFT_ENOMEM, "out of memory");
+    int n, rc = weft_ckpt_wrap(weft_sign_load_trusted(keys, trusted, &n), "%s", source);
+    if (rc == 0)
+        rc = weft_ckpt_sig_check_file(path, (const uint8_t(*)[32])trusted, n, signer);
+    free(trusted);
+    return rc;
+}
+
 /* --- signing a committed file ------------------------------------------------------- */
 
 /* Every dataset against its checksum, then the seal. */

@@ -50,6 +50,11 @@ int weft_ckpt_sig_check(hid_t f, const char *path, const uint8_t (*trusted)[32],
  * weft_h5_lock itself (for the trainer). */
 int weft_ckpt_sig_check_file(const char *path, const uint8_t (*trusted)[32], int ntrusted, char signer[17]);
 
+/* The same against a comma-separated list of public key files (keys: as
+ * checkpoint.trusted_keys; source names where the list came from, for
+ * errors: "checkpoint.trusted_keys", "--trusted"). */
+int weft_ckpt_check_trusted(const char *path, const char *keys, const char *source, char signer[17]);
+
 /* Sign a committed file with a secret key file: every checksum verified
  * first, then the signature added to a copy that replaces the file
  * (fsync'd, renamed). */

@@ -14,6 +14,7 @@
 #include "checkpoint/writer_int.h"
 #include "runtime/ctx.h"
 #include "runtime/error.h"
+#include "runtime/invariant.h"
 #include "runtime/log.h"
 #include "runtime/timer.h"
 
@@ -23,6 +24,32 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+/* The save states (ckpt.h), with mu held: IDLE -> PENDING (the step loop
+ * staged a save; only from IDLE, its previous result collected) ->
+ * WRITING (the writer thread took it) -> DONE (its result recorded) ->
+ * IDLE (collected). A save is never PENDING or WRITING without the thread
+ * and the staging buffer. */
+static int writer_check(const weft_ckpt *c, int to)
+{
+    static const char *const names[] = {"IDLE", "PENDING", "WRITING", "DONE"};
+    int from = c->st;
+    if (from < IDLE || from > DONE || to < IDLE || to > DONE)
+        return weft_error(WEFT_EINTERNAL, "checkpoint writer: state %d -> %d is not a state", from, to);
+    if (to != (from + 1) % 4)
+        return weft_error(WEFT_EINTERNAL, "checkpoint writer: %s -> %s (step %lld): the states go IDLE -> PENDING "
+                          "-> WRITING -> DONE -> IDLE", names[from], names[to], (long long)c->meta.step);
+    if ((to == PENDING || to == WRITING) && (!c->thread_started || !c->stage))
+        return weft_error(WEFT_EINTERNAL, "checkpoint writer: a save %s without %s", names[to],
+                          c->thread_started ? "its staging buffer" : "the writer thread");
+    return 0;
+}
+
+static void move(weft_ckpt *c, int to, const char *when)
+{
+    WEFT_INVARIANT(writer_check(c, to), when);
+    c->st = to;
+}
 
 static void *writer_main(void *arg)
 {
@@ -36,13 +63,13 @@ static void *writer_main(void *arg)
             pthread_cond_wait(&c->cv, &c->mu);
         if (c->st != PENDING)
             break;
-        c->st = WRITING;
+        move(c, WRITING, "the writer thread takes a save");
         pthread_mutex_unlock(&c->mu);
         int rc = weft_ckpt_write_one(c);
         pthread_mutex_lock(&c->mu);
         c->result = rc;
         snprintf(c->result_msg, sizeof c->result_msg, "%s", rc ? weft_last_error() : "");
-        c->st = DONE;
+        move(c, DONE, "a save's result recorded");
         pthread_cond_broadcast(&c->cv);
     }
     pthread_mutex_unlock(&c->mu);
@@ -160,7 +187,7 @@ static int collect(weft_ckpt *c)
             weft_ckpt_rethrow(rc, c->result_msg);
             c->stats.failed++;
         }
-        c->st = IDLE;
+        move(c, IDLE, "a save's result collected");
     }
     pthread_mutex_unlock(&c->mu);
     return rc;
@@ -225,7 +252,7 @@ static int save(weft_ckpt *c, const weft_ckpt_meta *m, int never_skip, int *star
     WEFT_CHECK(weft_ckpt_agree(c->layout.world, previous_result(c)));
     stage_state(c, m);
     pthread_mutex_lock(&c->mu);
-    c->st = PENDING;
+    move(c, PENDING, "a save handed to the writer thread");
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
     *started = 1;

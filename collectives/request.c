@@ -22,6 +22,7 @@
 #include "collectives/backend.h"
 #include "collectives/watchdog.h"
 #include "runtime/error.h"
+#include "runtime/invariant.h"
 #include "runtime/log.h"
 #include "runtime/timer.h"
 
@@ -47,6 +48,30 @@ static weft_request *request_new(weft_comm *c)
     r->comm = c;
     c->all_requests[c->nrequests++] = r;
     return r;
+}
+
+/* The pool's invariants: every request the communicator made is recorded
+ * once, belongs to it, and is either in use or on the free list, never
+ * both (a request put back twice, or used after it was put back, breaks
+ * this); the free list ends (no cycle). */
+static int pool_check(const weft_comm *c, const char *when)
+{
+    int nfree = 0, inuse = 0;
+    if (c->nrequests > c->requests_cap)
+        return weft_error(WEFT_EINTERNAL, "communicator '%s' (%s): %d requests recorded in room for %d", c->name,
+                          when, c->nrequests, c->requests_cap);
+    for (int i = 0; i < c->nrequests; i++)
+        inuse += c->all_requests[i]->in_use != 0;
+    for (const weft_request *r = c->free_list; r; r = r->next_free) {
+        if (++nfree > c->nrequests || r->in_use || r->comm != c)
+            return weft_error(WEFT_EINTERNAL, "communicator '%s' (%s): free list entry %d is %s", c->name, when,
+                              nfree, nfree > c->nrequests ? "one more than the requests made (a cycle, or a "
+                              "request put back twice)" : r->in_use ? "in use" : "another communicator's");
+    }
+    if (nfree + inuse != c->nrequests)
+        return weft_error(WEFT_EINTERNAL, "communicator '%s' (%s): %d requests made, %d free + %d in use", c->name,
+                          when, c->nrequests, nfree, inuse);
+    return 0;
 }
 
 int weft_comm_reserve(weft_comm *c, int n)
@@ -76,6 +101,7 @@ weft_request *weft_request_get(weft_comm *c)
     r->in_use = 1;
     r->timed_out = 0;
     r->finish = NULL;
+    WEFT_INVARIANT(pool_check(c, "a request taken"), "request pool");
     return r;
 }
 
@@ -119,6 +145,7 @@ void weft_request_put(weft_request *r)
     r->in_use = 0;
     r->next_free = c->free_list;
     c->free_list = r;
+    WEFT_INVARIANT(pool_check(c, "a request put back"), "request pool");
 }
 
 int weft_request_scratch(weft_request *r, size_t bytes)

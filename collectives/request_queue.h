@@ -16,6 +16,11 @@ typedef struct weft_request_queue {
     size_t cap, head, len;
 } weft_request_queue;
 
+/* The invariants (0, or WEFT_EINTERNAL naming the one broken): ring is
+ * NULL exactly when cap is 0; cap is 0 or a power of two >= 16 (grown by
+ * doubling); head < cap; len <= cap; the len slots from head hold
+ * requests (not NULL). Checked after every push and pop. */
+int weft_request_queue_check(const weft_request_queue *q);
 /* Room for at least want requests; WEFT_ENOMEM naming c on failure. */
 int weft_request_queue_reserve(weft_request_queue *q, size_t want, const weft_comm *c);
 /* Append r (grows if needed). */

@@ -30,6 +30,7 @@
 #include "data/shard.h"
 #include "data/shuffle.h"
 #include "runtime/error.h"
+#include "runtime/invariant.h"
 #include "runtime/log.h"
 #include "runtime/timer.h"
 
@@ -365,6 +366,48 @@ static void plan_batch(weft_loader *L, cursor *c, slot *s)
     }
 }
 
+/* ---- invariants ------------------------------------------------------------
+ * The slot ring, with mu held (the consumer writes held and cons_step under
+ * mu too, so any thread may check). With c = cons_step, p = plan_step and
+ * D = prefetch_depth: the slots of steps [c, p) are FILLING or READY (in
+ * that order of steps, each at step % D), the slot of step c - 1 is HELD
+ * exactly when the consumer holds a batch (held points at it), every other
+ * slot is FREE, so p - c + (held != NULL) <= D; a READY slot has no row left
+ * to read; the planner has published p * rows rows and the workers have
+ * claimed no more than that. */
+static int loader_check(const weft_loader *L, const char *when)
+{
+    uint64_t D = (uint64_t)L->o.prefetch_depth, c = L->cons_step, p = L->plan_step;
+    unsigned long long claimed = atomic_load(&L->next_row), planned = atomic_load(&L->planned_rows);
+    uint64_t inuse = p - c + (L->held != NULL);
+    if (c > p || inuse > D)
+        return weft_error(WEFT_EINTERNAL, "loader (%s): consumer at step %llu, planner at %llu, %s batch held: "
+                          "more than %llu slots in use", when, (unsigned long long)c, (unsigned long long)p,
+                          L->held ? "a" : "no", (unsigned long long)D);
+    if (planned != p * (uint64_t)L->rows || claimed > planned)
+        return weft_error(WEFT_EINTERNAL, "loader (%s): %llu rows claimed, %llu published for %llu planned steps "
+                          "of %lld rows", when, claimed, planned, (unsigned long long)p, (long long)L->rows);
+    if (L->held && L->held != &L->slots[(c - 1) % D])
+        return weft_error(WEFT_EINTERNAL, "loader (%s): the held batch is slot %td, not step %llu's", when,
+                          L->held - L->slots, (unsigned long long)(c - 1));
+    for (uint64_t i = 0; i < D; i++) {
+        const slot *s = &L->slots[i];
+        /* the step this slot holds, if any: the one in [c - held, p) that is i mod D */
+        uint64_t lo = c - (L->held != NULL), k = lo + (i + D - lo % D) % D;
+        int want_free = k >= p, held = L->held == s;
+        if (held ? s->state != SLOT_HELD
+                 : want_free ? s->state != SLOT_FREE : s->state != SLOT_FILLING && s->state != SLOT_READY)
+            return weft_error(WEFT_EINTERNAL, "loader (%s): slot %llu is in state %d; expected %s (consumer at "
+                              "step %llu, planner at %llu)", when, (unsigned long long)i, s->state,
+                              held ? "HELD" : want_free ? "FREE" : "FILLING or READY", (unsigned long long)c,
+                              (unsigned long long)p);
+        if (s->state == SLOT_READY && atomic_load(&s->remaining) != 0)
+            return weft_error(WEFT_EINTERNAL, "loader (%s): slot %llu is READY with %ld rows still to read", when,
+                              (unsigned long long)i, atomic_load(&s->remaining));
+    }
+    return 0;
+}
+
 /* ---- planner and workers ------------------------------------------------- */
 
 static void *planner_main(void *arg)
@@ -392,6 +435,7 @@ static void *planner_main(void *arg)
         s->state = SLOT_FILLING;
         L->plan_step++;
         atomic_store(&L->planned_rows, L->plan_step * (uint64_t)L->rows);
+        WEFT_INVARIANT(loader_check(L, "a batch planned"), "loader");
         pthread_cond_broadcast(&L->cv_work);
     }
     pthread_mutex_unlock(&L->mu);
@@ -406,7 +450,10 @@ static bool claim_rows(weft_loader *L, uint64_t chunk, uint64_t *k, uint64_t *n)
     for (;;) {
         if (atomic_load(&L->stop))
             return false;
-        uint64_t next = atomic_load(&L->next_row), planned = atomic_load(&L->planned_rows);
+        /* unsigned long long, the type atomic_ullong holds: uint64_t is
+         * unsigned long here, which clang refuses as its expected value */
+        unsigned long long next = atomic_load(&L->next_row);
+        uint64_t planned = atomic_load(&L->planned_rows);
         if (next < planned) {
             uint64_t take = planned - next < chunk ? planned - next : chunk;
             if (atomic_compare_exchange_weak(&L->next_row, &next, next + take)) {
@@ -446,6 +493,7 @@ static void finish_slot(weft_loader *L, slot *s)
         atomic_store(&L->cold, slow);
     pthread_mutex_lock(&L->mu);
     s->state = SLOT_READY;
+    WEFT_INVARIANT(loader_check(L, "a batch read"), "loader");
     pthread_cond_broadcast(&L->cv_ready);
     pthread_mutex_unlock(&L->mu);
 }
@@ -504,6 +552,7 @@ static void release_held(weft_loader *L)
     pthread_mutex_lock(&L->mu);
     L->held->state = SLOT_FREE;
     L->held = NULL;
+    WEFT_INVARIANT(loader_check(L, "a batch released"), "loader");
     pthread_cond_signal(&L->cv_free);
     pthread_mutex_unlock(&L->mu);
 }
@@ -517,15 +566,17 @@ int weft_loader_next(weft_loader *L, const int32_t **tokens)
     while (s->state != SLOT_READY && !(L->failed && L->fail_step <= L->cons_step))
         pthread_cond_wait(&L->cv_ready, &L->mu);
     int ready = s->state == SLOT_READY && !(L->failed && L->fail_step <= L->cons_step);
-    if (ready)
+    if (ready) {
         s->state = SLOT_HELD;
+        L->held = s;
+        L->cons_step++;
+        WEFT_INVARIANT(loader_check(L, "a batch taken"), "loader");
+    }
     pthread_mutex_unlock(&L->mu);
     L->last_wait_ns = weft_now_ns() - t0;
     L->wait_ns += L->last_wait_ns;
     if (!ready)
         return weft_error(L->err_rc, "%s", L->err_msg);
-    L->held = s;
-    L->cons_step++;
     L->cc = s->after;
     *tokens = s->tokens;
     return 0;
@@ -562,6 +613,7 @@ static int restart_at(weft_loader *L, const cursor *c)
     L->err_rc = 0;
     L->pc = *c;
     L->cc = *c;
+    WEFT_INVARIANT(loader_check(L, "a restart"), "loader");
     return start_threads(L);
 }
 

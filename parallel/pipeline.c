@@ -16,6 +16,7 @@
  */
 #include "parallel/pipeline.h"
 #include "runtime/error.h"
+#include "runtime/invariant.h"
 #include "runtime/timer.h"
 #include "runtime/trace.h"
 
@@ -72,6 +73,37 @@ void weft_pipe_plan(weft_pipe_schedule s, int pp, int stage, int m, weft_pipe_ac
         out[n++] = (weft_pipe_action){1, b++};
 }
 
+int weft_pipe_plan_check(weft_pipe_schedule s, int pp, int stage, int m, const weft_pipe_action *plan)
+{
+    int f = 0, b = 0, most = weft_pipe_nslots(s, pp, m);
+    if (s == WEFT_PIPE_1F1B && pp - stage < most)
+        most = pp - stage;
+    for (int i = 0; i < 2 * m; i++) {
+        const weft_pipe_action *a = &plan[i];
+        int *next = a->backward ? &b : &f;
+        if (a->mb < 0 || a->mb >= m)
+            return weft_error(WEFT_EINTERNAL, "pipeline plan (%s, pp %d, stage %d, m %d): action %d names micro-"
+                              "batch %d, outside 0..%d", weft_pipe_schedule_name(s), pp, stage, m, i, a->mb, m - 1);
+        if (a->mb != *next)
+            return weft_error(WEFT_EINTERNAL, "pipeline plan (%s, pp %d, stage %d, m %d): action %d is the %s of "
+                              "micro-batch %d, expected micro-batch %d", weft_pipe_schedule_name(s), pp, stage, m,
+                              i, a->backward ? "backward" : "forward", a->mb, *next);
+        (*next)++;
+        if (b > f)
+            return weft_error(WEFT_EINTERNAL, "pipeline plan (%s, pp %d, stage %d, m %d): action %d runs the "
+                              "backward of micro-batch %d before its forward", weft_pipe_schedule_name(s), pp,
+                              stage, m, i, a->mb);
+        if (f - b > most)
+            return weft_error(WEFT_EINTERNAL, "pipeline plan (%s, pp %d, stage %d, m %d): after action %d, %d "
+                              "micro-batches in flight, more than %d", weft_pipe_schedule_name(s), pp, stage, m,
+                              i, f - b, most);
+    }
+    if (f != m || b != m)
+        return weft_error(WEFT_EINTERNAL, "pipeline plan (%s, pp %d, stage %d, m %d): %d forwards and %d backwards",
+                          weft_pipe_schedule_name(s), pp, stage, m, f, b);
+    return 0;
+}
+
 int weft_pipe_new(weft_comm *comm, weft_pipe_schedule s, int m, size_t act_floats, const weft_pipe_stage *stage,
                   weft_pipe **out)
 {
@@ -99,6 +131,7 @@ int weft_pipe_new(weft_comm *comm, weft_pipe_schedule s, int m, size_t act_float
         return rc;
     }
     weft_pipe_plan(s, p->pp, p->stage, m, p->plan);
+    WEFT_INVARIANT(weft_pipe_plan_check(s, p->pp, p->stage, m, p->plan), "a new pipeline's plan");
     *out = p;
     return 0;
 }

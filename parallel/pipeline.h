@@ -60,6 +60,14 @@ WEFT_API int weft_pipe_slot(weft_pipe_schedule s, int pp, int m, int mb);
 /* Stage `stage`'s 2m actions in order into out. */
 WEFT_API void weft_pipe_plan(weft_pipe_schedule s, int pp, int stage, int m, weft_pipe_action *out);
 
+/* The schedule's invariants over a stage's plan of 2m actions (0, or
+ * WEFT_EINTERNAL naming the first action that breaks one): every micro-
+ * batch forward once and backward once, its forward first; forwards and
+ * backwards each in micro-batch order; never more micro-batches in flight
+ * (forwarded, not yet backwarded) than the slots, nor, under 1F1B, than
+ * pp - stage. Checked on every plan weft_pipe_new makes. */
+WEFT_API int weft_pipe_plan_check(weft_pipe_schedule s, int pp, int stage, int m, const weft_pipe_action *plan);
+
 typedef struct weft_pipe weft_pipe;
 
 /* comm: the pipeline group (rank = stage). m micro-batches per step;

@@ -42,6 +42,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -644,6 +645,30 @@ static int weights_only(hid_t out, const char *tmp)
     return weft_h5_attr_i64(out, "optim_t", 0);
 }
 
+/* The merged file's own provenance: its parent is the LoRA checkpoint (by
+ * identity; the LoRA run's chain goes on to the base), and the base's
+ * signature, which no longer covers these weights, is dropped; the file is
+ * unsigned until weft-ckpt sign signs it. */
+static int merge_provenance(hid_t lf, const char *lora, hid_t out, const char *tmp)
+{
+    static weft_prov p;
+    char abs[PATH_MAX], *ini = NULL;
+    uint64_t id;
+    memset(&p, 0, sizeof p);
+    WEFT_CHECK(weft_ckpt_identity(lf, lora, &id));
+    WEFT_CHECK(weft_h5_get_str(out, "config", &ini));
+    int rc = weft_prov_add_common(&p);
+    rc = rc ? rc : weft_prov_add(&p, "config_hash", "%016llx", (unsigned long long)weft_prov_config_hash(ini));
+    rc = rc ? rc : weft_prov_add(&p, "parent", "%016llx merge %s", (unsigned long long)id,
+                                 realpath(lora, abs) ? abs : lora);
+    rc = rc ? rc : weft_prov_add(&p, "job", "none (weft-ckpt merge)");
+    free(ini);
+    WEFT_CHECK(rc);
+    if (H5Aexists(out, "signature") > 0 && H5Adelete(out, "signature") < 0)
+        return weft_h5_error(WEFT_EIO, "%s: cannot drop the base's signature", tmp);
+    return weft_ckpt_seal_single(out, tmp, 0, p.text);
+}
+
 static int cmd_merge(const char *lora, const char *given_base, const char *outpath)
 {
     hid_t lf, out = -1;
@@ -672,6 +697,7 @@ static int cmd_merge(const char *lora, const char *given_base, const char *outpa
     }
     rc = rc || out < 0 ? rc : weights_only(out, tmp);
     rc = rc || out < 0 ? rc : weft_h5_attr_str(out, "lora_merged", lora);
+    rc = rc || out < 0 ? rc : merge_provenance(lf, lora, out, tmp);
     if (out >= 0 && H5Fclose(out) < 0)
         rc = rc ? rc : weft_h5_error(WEFT_EIO, "closing %s failed", tmp);
     H5Fclose(lf);

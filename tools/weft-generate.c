@@ -26,6 +26,7 @@
  * corrupt checkpoint, 66 missing checkpoint, 74 I/O error.
  */
 #include "checkpoint/ckpt.h"
+#include "checkpoint/seal.h"
 #include "data/tokenizer.h"
 #include "kernels/kernels.h"
 #include "model/generate.h"
@@ -66,6 +67,9 @@ static const char *usage_text =
     "  --print-ids             end with a line of the generated ids, comma-separated\n"
     "                          (end-of-text included when it ended the text)\n"
     "  --threads N             BLAS threads (default 1)\n"
+    "  --trusted PUBKEY        load the checkpoint only if a trusted key signed it (repeatable,\n"
+    "                          or comma-separated; keys from weft-ckpt keygen): unsigned, signed\n"
+    "                          by another key or modified since signing exits 65\n"
     "\n"
     "Options may be written '--opt value' or '--opt=value'.\n"
     "exit status: 0 done, 64 bad usage (bad --prompt-ids, a prompt longer than model.context,\n"
@@ -74,6 +78,7 @@ static const char *usage_text =
 
 typedef struct {
     const char *init_from, *prompt, *prompt_ids, *tokenizer;
+    char trusted[8192]; /* --trusted key files, comma-separated ("": none) */
     int max_new, print_ids, threads;
     weft_sample_opts sample;
 } gen_args;
@@ -283,7 +288,7 @@ static int generate(const gen_args *a, weft_model *m, int V, int context)
 
 /* --- main ------------------------------------------------------------------------- */
 
-enum { O_INIT = 256, O_PROMPT, O_IDS, O_TOK, O_MAX, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_PRINT, O_THREADS };
+enum { O_INIT = 256, O_PROMPT, O_IDS, O_TOK, O_MAX, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_PRINT, O_THREADS, O_TRUSTED };
 
 static int parse_args(int argc, char **argv, gen_args *a)
 {
@@ -293,7 +298,8 @@ static int parse_args(int argc, char **argv, gen_args *a)
         {"max-new-tokens", required_argument, NULL, O_MAX}, {"temperature", required_argument, NULL, O_TEMP},
         {"top-k", required_argument, NULL, O_TOPK},       {"top-p", required_argument, NULL, O_TOPP},
         {"seed", required_argument, NULL, O_SEED},        {"print-ids", no_argument, NULL, O_PRINT},
-        {"threads", required_argument, NULL, O_THREADS},  {"help", no_argument, NULL, 'h'},
+        {"threads", required_argument, NULL, O_THREADS},  {"trusted", required_argument, NULL, O_TRUSTED},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     *a = (gen_args){.max_new = 64, .threads = 1, .sample = {.temperature = 0.8, .top_p = 1.0, .seed = 1}};
@@ -318,6 +324,13 @@ static int parse_args(int argc, char **argv, gen_args *a)
         case O_SEED: bad = weft_cli_long(&c, 0, INT64_MAX, &n); a->sample.seed = (uint64_t)n; break;
         case O_PRINT: a->print_ids = 1; break;
         case O_THREADS: bad = weft_cli_long(&c, 1, 1024, &n); a->threads = (int)n; break;
+        case O_TRUSTED: {
+            size_t len = strlen(a->trusted);
+            if (len + strlen(c.arg) + 2 > sizeof a->trusted)
+                return weft_cli_error(&c, "too many --trusted keys");
+            snprintf(a->trusted + len, sizeof a->trusted - len, "%s%s", len ? "," : "", c.arg);
+            break;
+        }
         case 'h': fputs(usage_text, stdout); return -1;
         default: return WEFT_EXIT_USAGE;
         }
@@ -343,6 +356,9 @@ int main(int argc, char **argv)
     char path[4300];
     weft_model *m = NULL;
     int V = 0, context = 0, rc = weft_ckpt_resolve(a.init_from, path, sizeof path);
+    char signer[17];
+    if (rc == 0 && a.trusted[0] && (rc = weft_ckpt_check_trusted(path, a.trusted, "--trusted", signer)) == 0)
+        fprintf(stderr, "weft-generate: %s: signature by trusted key %s holds\n", path, signer);
     if (rc == 0)
         rc = load_model(path, &m, &V, &context);
     if (rc == 0)

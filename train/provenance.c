@@ -29,15 +29,11 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-static int check_on_rank0(const weft_trainer *t, const char *path, const char *keys)
+static int check_on_rank0(const char *path, const char *keys)
 {
-    static uint8_t trusted[WEFT_SIGN_MAX_TRUSTED][32];
-    int n;
     char signer[17];
-    WEFT_CHECK(weft_ckpt_wrap(weft_sign_load_trusted(keys, trusted, &n), "checkpoint.trusted_keys"));
-    WEFT_CHECK(weft_ckpt_sig_check_file(path, (const uint8_t(*)[32])trusted, n, signer));
+    WEFT_CHECK(weft_ckpt_check_trusted(path, keys, "checkpoint.trusted_keys", signer));
     WEFT_INFO("checkpoint %s: signature by trusted key %s holds", path, signer);
-    (void)t;
     return 0;
 }
 
@@ -46,7 +42,7 @@ int weft_trainer_check_trusted(weft_trainer *t, const char *path)
     const char *keys = weft_config_str(t->cfg, "checkpoint.trusted_keys");
     if (!*keys)
         return 0;
-    return weft_ckpt_agree(t->world, t->rank == 0 ? check_on_rank0(t, path, keys) : 0);
+    return weft_ckpt_agree(t->world, t->rank == 0 ? check_on_rank0(path, keys) : 0);
 }
 
 void weft_trainer_note_parent(weft_trainer *t, const char *path, const char *kind)

@@ -99,11 +99,12 @@ expect_exit 66 "--init-from a missing file: exit 66" \
 # 4. Export to safetensors, read back without weft.
 st="$TMPDIR_TEST/model.safetensors"
 check "weft-ckpt export --format safetensors" "$ck" export "$good" --format safetensors -o "$st"
+good_id=$("$ck" info "$good" | awk '$1 == "identity" {print $2; exit}')
 for x in wte h.1.attn.c_attn.weight h.0.mlp.c_proj.weight h.0.ln_2.bias; do
     h5dump -d "/params/$x" -b LE -o "$TMPDIR_TEST/$x.bin" "$good" >/dev/null
 done
 check "safetensors: an independent reader finds Hugging Face GPT-2 names, shapes and the checkpoint's values" \
-    python3 - "$st" "$TMPDIR_TEST" <<'PY'
+    python3 - "$st" "$TMPDIR_TEST" "$good_id" "$(realpath "$good")" <<'PY'
 import json, struct, sys
 data = open(sys.argv[1], "rb").read()
 (n,) = struct.unpack("<Q", data[:8])
@@ -112,6 +113,8 @@ hdr = json.loads(data[8:8 + n])
 body = data[8 + n:]
 meta = hdr.pop("__metadata__")
 assert meta["format"] == "pt" and meta["weft_step"] == "4", meta
+assert meta["weft_identity"] == sys.argv[3] and len(sys.argv[3]) == 16, (meta, sys.argv[3])
+assert meta["weft_checkpoint"] == sys.argv[4], meta
 C, V, L = 32, 256, 2
 want = {"transformer.wte.weight": [V, C], "transformer.wpe.weight": [32, C],
         "transformer.ln_f.weight": [C], "transformer.ln_f.bias": [C]}

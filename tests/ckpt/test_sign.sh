@@ -9,6 +9,8 @@
 #     table flipped; one byte of the signature flipped;
 #   - with checkpoint.trusted_keys, --resume and --init-from refuse the same
 #     files (exit 65, naming why) and accept a good one;
+#   - weft-generate --trusted and weft-eval with checkpoint.trusted_keys
+#     accept the signed file and refuse an unsigned or tampered one;
 #   - a secret key readable by others is refused.
 # Bytes are changed by tests/ckpt/flip.py, with h5py (see there: a byte flipped in
 # place in an attribute is caught by HDF5's metadata checksums first).
@@ -82,6 +84,23 @@ check "--resume from the signed checkpoint with trusted_keys: accepted" \
 expect_exit 0 "the resumed run's checkpoint is signed too" "$ck" verify resume --trusted k1.pub
 check "--init-from a signed checkpoint with trusted_keys: accepted" \
     weft_mpirun 2 "$train" "${tiny[@]}" --run.dir=init-good --init-from "$good" "${trust[@]}"
+
+# --- weft-generate --trusted and weft-eval with trusted_keys -----------------------------
+gen=("$WEFT_BIN/weft-generate" --prompt-ids 1,2 --max-new-tokens 2 --temperature 0)
+expect_exit 0 "weft-generate --trusted k1.pub: a signed checkpoint loads" "${gen[@]}" --init-from "$good" --trusted k1.pub
+check "... saying whose signature holds" grep -q "signature by trusted key $(cut -c21-36 k1.pub) holds" <<<"$LAST_OUT"
+expect_exit 65 "weft-generate --trusted k1.pub: an unsigned checkpoint is refused (exit 65)" \
+    "${gen[@]}" --init-from "$unsigned" --trusted k1.pub
+check "... naming why" grep -q "is not signed" <<<"$LAST_OUT"
+expect_exit 65 "weft-generate --trusted k1.pub: a tampered checksum table is refused (exit 65)" \
+    "${gen[@]}" --init-from table.h5 --trusted k1.pub
+expect_exit 0 "weft-generate without --trusted loads the unsigned one" "${gen[@]}" --init-from "$unsigned"
+repeat_dataset dsval 0.1
+evl=("$WEFT_BIN/weft-eval" --data.path=dsval --train.global_batch=8 --train.micro_batch=2 --batches 1)
+expect_exit 0 "weft-eval with checkpoint.trusted_keys: a signed checkpoint loads" "${evl[@]}" --init-from "$good" "${trust[@]}"
+expect_exit 65 "weft-eval with checkpoint.trusted_keys: an unsigned checkpoint is refused (exit 65)" \
+    "${evl[@]}" --init-from "$unsigned" "${trust[@]}"
+check "... naming why" grep -q "is not signed" <<<"$LAST_OUT"
 
 # --- keys that are not usable ---------------------------------------------------------
 cp k1 openkey && chmod 644 openkey

@@ -170,6 +170,12 @@ for n in b["params"]:
 assert adapted == 16, adapted
 PY
 check "weft-ckpt verify passes on the merged file" "$ck" verify "$merged"
+expect_exit 0 "weft-ckpt info on the merged file" "$ck" info "$merged"
+lora_id=$("$ck" info "$ref10" | awk '$1 == "identity" {print $2; exit}')
+if grep -Eq "<- merge +$(realpath "$ref10") \(step 10, identity $lora_id\)" <<<"$LAST_OUT" &&
+   grep -Eq "<- init-from +$(realpath "$base")" <<<"$LAST_OUT"; then ok "  ... the chain: merge -> LoRA run -> base"
+else not_ok "  ... the chain: merge -> LoRA run -> base" "$LAST_OUT"; fi
+check "  ... and not the base's signature (the merged file is unsigned)" grep -q "^signature *none" <<<"$LAST_OUT"
 weft_mpirun 1 "$train" "${tiny[@]}" --init-from="$merged" --train.steps=1 --optim.lr=0 --optim.min_lr=0 \
     --run.dir="$TMPDIR_TEST/m" >"$TMPDIR_TEST/m.log" 2>&1 || not_ok "a run from the merged model" "$(tail -5 "$TMPDIR_TEST/m.log")"
 check "the merged model (LoRA off) has the LoRA run's final validation loss" python3 - "$TMPDIR_TEST" <<'PY'

@@ -7,7 +7,8 @@
  * with unit-time forwards and backwards where an action waits for the
  * neighbour it receives from: it must finish (no deadlock), and each stage's
  * idle time must be exactly the theoretical bubble, (pp - 1) / (m + pp - 1)
- * of the step, for both schedules.
+ * of the step, for both schedules. weft_pipe_plan_check accepts every plan
+ * and rejects broken ones.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 
 #include "parallel/pipeline.h"
+#include "runtime/error.h"
 
 enum { MAXP = 8, MAXM = 16 };
 
@@ -120,6 +122,37 @@ static void test_bubble(void **state)
             }
 }
 
+/* weft_pipe_plan_check (the invariant weft_pipe_new enforces) holds on every
+ * plan weft_pipe_plan makes and names the broken action in plans broken
+ * each way: two forwards swapped, a backward before its forward, a
+ * micro-batch missing, and a GPipe plan (all in flight) checked as 1F1B. */
+static void test_plan_check(void **state)
+{
+    (void)state;
+    weft_pipe_action plan[2 * MAXM], bad[2 * MAXM];
+    for (int s = 0; s < 2; s++)
+        for (int pp = 1; pp <= MAXP; pp++)
+            for (int st = 0; st < pp; st++)
+                for (int m = 1; m <= MAXM; m++) {
+                    weft_pipe_plan((weft_pipe_schedule)s, pp, st, m, plan);
+                    assert_int_equal(weft_pipe_plan_check((weft_pipe_schedule)s, pp, st, m, plan), 0);
+                }
+    weft_pipe_plan(WEFT_PIPE_1F1B, 4, 0, 8, plan);
+    memcpy(bad, plan, sizeof plan);
+    bad[0].mb = 1, bad[1].mb = 0;
+    assert_int_equal(weft_pipe_plan_check(WEFT_PIPE_1F1B, 4, 0, 8, bad), WEFT_EINTERNAL);
+    assert_non_null(strstr(weft_last_error(), "action 0 is the forward of micro-batch 1, expected micro-batch 0"));
+    memcpy(bad, plan, sizeof plan);
+    bad[0] = (weft_pipe_action){1, 0};
+    assert_int_equal(weft_pipe_plan_check(WEFT_PIPE_1F1B, 4, 0, 8, bad), WEFT_EINTERNAL);
+    assert_non_null(strstr(weft_last_error(), "backward of micro-batch 0 before its forward"));
+    assert_int_equal(weft_pipe_plan_check(WEFT_PIPE_1F1B, 4, 0, 7, plan), WEFT_EINTERNAL);
+    assert_non_null(strstr(weft_last_error(), "action 11 names micro-batch 7, outside 0..6"));
+    weft_pipe_plan(WEFT_PIPE_GPIPE, 4, 0, 8, plan);
+    assert_int_equal(weft_pipe_plan_check(WEFT_PIPE_1F1B, 4, 0, 8, plan), WEFT_EINTERNAL);
+    assert_non_null(strstr(weft_last_error(), "5 micro-batches in flight, more than 4"));
+}
+
 static void test_parse(void **state)
 {
     (void)state;
@@ -140,6 +173,7 @@ int main(void)
         cmocka_unit_test(test_plans),
         cmocka_unit_test(test_bubble),
         cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_plan_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
