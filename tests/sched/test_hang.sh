@@ -24,12 +24,15 @@ tiny=(--data.path="$ds" --model.n_layer=2 --model.n_head=2 --model.n_embd=32 --m
 # fault SIG N: train on 2 ranks; rank 1 sends itself SIG as step 21 begins
 # (WEFT_FAULT, docs/operations.md "Fault injection"); sets run, log, rc and
 # elapsed: whole seconds from the fault's logged wall-clock time to the end.
+# Steps take at least 100 ms (slow_step), so the 20 before the fault span
+# four heartbeats (0.5 s) or more: the verdicts can say the step a rank was
+# last heard at. A loaded machine only makes that margin wider.
 fault() {
     local sig=$1 n=$2 name=kill_step t1 tf
     [ "$sig" = STOP ] && name=stall_step
     run="$TMPDIR_TEST/$sig-$n"
     log="$TMPDIR_TEST/$sig-$n.log"
-    WEFT_FAULT=$name:21@1 WEFT_MPI_TIMEOUT=120 weft_mpirun 2 "$train" "${tiny[@]}" --train.steps=100000000 \
+    WEFT_FAULT=slow_step:100,$name:21@1 WEFT_MPI_TIMEOUT=120 weft_mpirun 2 "$train" "${tiny[@]}" --train.steps=100000000 \
         --run.dir="$run" >"$log" 2>&1
     rc=$?
     t1=$(date +%s.%N)
