@@ -85,7 +85,7 @@ ALL_LDLIBS = $(DEP_LIBS) $(DNNL_LIBS) $(IBVERBS_LIBS) -ldl -lpthread -lm
 
 .PHONY: examples
 .PHONY: gpu-tests
-.PHONY: all lib tools tests test demo demo-llama deps npm-deps install uninstall clean help fuzz bench public-headers
+.PHONY: all lib tools tests test faults demo demo-llama deps npm-deps install uninstall clean help fuzz bench public-headers
 .DEFAULT_GOAL := all
 # Objects reached through pattern rules are not intermediate files to delete.
 .SECONDARY:
@@ -95,6 +95,7 @@ all: lib tools examples $(BUILD)/weft.pc
 help:
 	@echo "make            build $(BUILD)/lib/libweft.{a,so}, $(BUILD)/bin/*, $(BUILD)/weft.pc"
 	@echo "make test       build and run the whole test suite (ends 'N passed, N failed')"
+	@echo "make faults N=100 SEED=1   the fault campaign: N randomised trials (docs/operations.md)"
 	@echo "make demo       run the built-in demo on 2 ranks"
 	@echo "make demo-llama the same demo with a Llama of the same size"
 	@echo "make deps       install the Debian packages in mk/debian-packages.txt"
@@ -232,14 +233,14 @@ $(BUILD)/tests/model/%: $(BUILD)/obj/tests/model/%.o $(BUILD)/lib/libweft.a
 FUZZ_DEPS_fuzz_ini := runtime/config.c runtime/error.c runtime/log.c
 # (data fuzz targets: add their FUZZ_DEPS_ lines here)
 FUZZ_DEPS_fuzz_shard_header := data/shard.c runtime/error.c runtime/log.c
-FUZZ_DEPS_fuzz_manifest := data/manifest.c runtime/durable.c runtime/error.c runtime/log.c
+FUZZ_DEPS_fuzz_manifest := data/manifest.c runtime/durable.c runtime/fault.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_latest := checkpoint/latest.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_ckpt_attrs := checkpoint/prov.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_loader_state := data/loader.c runtime/invariant.c data/reader.c data/shard.c data/shard_cache.c data/manifest.c \
-    data/shuffle.c data/blend.c runtime/durable.c runtime/error.c runtime/log.c runtime/timer.c
+    data/shuffle.c data/blend.c runtime/durable.c runtime/fault.c runtime/error.c runtime/log.c runtime/timer.c
 FUZZ_DEPS_fuzz_tokenizer := data/bpe.c data/bpe_load.c data/tok_json.c data/pretok.c data/unicode_tables.c \
     data/tokenizer.c runtime/error.c runtime/log.c
-FUZZ_DEPS_fuzz_safetensors := checkpoint/safetensors.c runtime/durable.c runtime/json.c runtime/dtype.c runtime/error.c runtime/log.c
+FUZZ_DEPS_fuzz_safetensors := checkpoint/safetensors.c runtime/durable.c runtime/fault.c runtime/json.c runtime/dtype.c runtime/error.c runtime/log.c
 .SECONDEXPANSION:
 $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $$(FUZZ_DEPS_$$*) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
@@ -257,6 +258,12 @@ bench: $(BENCH_BINS)
 
 test: tests npm-deps
 	@BUILD=$(BUILD) SAN=$(SAN) tests/run.sh
+
+# The fault campaign (tests/faults/campaign.py, docs/operations.md "Fault
+# injection"): make faults N=300 SEED=7 [ONLY=save_data,save_latest].
+faults: all
+	@python3 tests/faults/campaign.py --bin $(BUILD)/bin --trials $(or $(N),20) --seed $(or $(SEED),1) \
+	    $(if $(ONLY),--only $(ONLY))
 
 # --- demo ------------------------------------------------------------------
 demo: all

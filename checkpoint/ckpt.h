@@ -130,6 +130,15 @@ WEFT_API int weft_ckpt_save_wait(weft_ckpt *c, const weft_ckpt_meta *meta);
  * checkpoint is signed. An unusable key is an error on every rank. */
 WEFT_API int weft_ckpt_set_provenance(weft_ckpt *c, const char *provenance);
 
+/* From now on a save of step N commits (renamed into place, named by
+ * `latest`) only after weft_ckpt_release(c, >= N), or once the step loop
+ * waits for it (weft_ckpt_wait, _finish, _save_wait, _close, a save while
+ * busy). The trainer releases a step after writing its metrics line, so a
+ * committed checkpoint's steps are always in metrics.jsonl: a resume from
+ * it never lacks a line. */
+WEFT_API void weft_ckpt_gate(weft_ckpt *c);
+WEFT_API void weft_ckpt_release(weft_ckpt *c, int64_t step);
+
 /* Wait for the in-flight save, if any; its result. */
 WEFT_API int weft_ckpt_wait(weft_ckpt *c);
 /* Collective. The same, and (two tiers) a drain failure not yet reported,

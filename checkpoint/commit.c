@@ -5,6 +5,7 @@
 #include "checkpoint/ckpt.h"
 #include "runtime/durable.h"
 #include "runtime/error.h"
+#include "runtime/fault.h"
 #include "runtime/log.h"
 #include "runtime/runfiles.h"
 
@@ -32,13 +33,14 @@ int weft_ckpt_mkdir(const char *dir)
     return 0;
 }
 
-int weft_ckpt_publish(const char *dir, const char *tmp, const char *name)
+int weft_ckpt_publish(const char *dir, const char *tmp, const char *name, int64_t step)
 {
     char final[4200], latest[4200], line[64];
     snprintf(final, sizeof final, "%s/%s", dir, name);
     snprintf(latest, sizeof latest, "%s/" WEFT_RUNFILE_LATEST, dir);
     /* The file is durable under its name before `latest` names it. */
     WEFT_CHECK(weft_durable_publish(tmp, final, WEFT_DURABLE_SYNC));
+    weft_fault_at(WEFT_FAULT_SAVE_LATEST, step); /* the file in place, latest still the old one */
     int n = snprintf(line, sizeof line, "%s\n", name);
     return weft_durable_write_file(latest, line, (size_t)n, WEFT_DURABLE_SYNC);
 }

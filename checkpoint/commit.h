@@ -24,8 +24,9 @@
 /* Make DIR (and its parent) if missing. */
 int weft_ckpt_mkdir(const char *dir);
 /* chmod 0640, fsync tmp, rename it to DIR/NAME, fsync DIR, then write
- * DIR/latest the same way (runtime/durable.h, WEFT_DURABLE_SYNC). */
-int weft_ckpt_publish(const char *dir, const char *tmp, const char *name);
+ * DIR/latest the same way (runtime/durable.h, WEFT_DURABLE_SYNC); the
+ * checkpoint of `step`: the save_latest fault point sits between the two. */
+int weft_ckpt_publish(const char *dir, const char *tmp, const char *name, int64_t step);
 /* weft_ckpt_list (committed checkpoints in DIR) is in ckpt.h. */
 /* Remove all but the newest keep_last and multiples of keep_every, never
  * the step just committed (current). */

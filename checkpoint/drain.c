@@ -187,7 +187,7 @@ static int drain_one(weft_ckpt_drain *d, int64_t step, size_t *bytes)
         rc = weft_error(WEFT_EIO, "checkpoint drain: closing %s failed: %s", tmp, strerror(errno));
     close(in);
     if (rc == 0)
-        rc = weft_ckpt_publish(d->to, tmp, name);
+        rc = weft_ckpt_publish(d->to, tmp, name, step);
     if (rc) {
         unlink(tmp);
         return rc;

@@ -20,6 +20,7 @@
 #include "runtime/ctx.h"
 #include "runtime/durable.h"
 #include "runtime/error.h"
+#include "runtime/fault.h"
 #include "runtime/log.h"
 #include "runtime/runfiles.h"
 #include "runtime/timer.h"
@@ -123,6 +124,15 @@ static int write_data(weft_ckpt *c, hid_t f, hid_t dxpl)
             rc = keep(rc, weft_h5_error(WEFT_EIO, "writing %s failed", d->path));
         H5Sclose(fs);
         H5Sclose(ms);
+        /* enospc_save, eio_save: the write still happens (collective transfers
+         * need every rank in them), then reports the error a full or failing
+         * disk would. */
+        int err = weft_fault_at(WEFT_FAULT_SAVE_WRITE, c->meta.step);
+        if (err)
+            rc = keep(rc, weft_error(WEFT_EIO, "writing %s failed: %s (injected: WEFT_FAULT)", d->path,
+                                     strerror(err)));
+        if (i == 0) /* kill_save_data: one dataset in the file, the rest not */
+            weft_fault_at(WEFT_FAULT_SAVE_DATA, c->meta.step);
     }
     return rc;
 }
@@ -225,8 +235,13 @@ static int checksums(weft_ckpt *c, hid_t f)
     (void)f;
     /* No H5Fflush here: the raw data went straight to MPI-IO, and a metadata
      * flush failing on one rank only would leave the ranks in different
-     * collectives. A barrier is enough for read-backs to see every write. */
-    MPI_Barrier(c->mpi);
+     * collectives. A barrier is enough for read-backs to see every write.
+     * On the writer's weft communicator, not raw MPI: a rank stopped in the
+     * data phase must meet comm.timeout and the watchdog here, not hang the
+     * job (found by stall_save_data, tests/ckpt/test_faults.sh). */
+    int brc = weft_comm_barrier(c->wcomm);
+    if (brc)
+        return brc;
     memset(c->hashes, 0, (size_t)c->plan.nd * sizeof *c->hashes);
     int rc = verify_written(c);
     for (int i = 0; i < c->plan.nd; i++) {
@@ -358,14 +373,18 @@ static int preflight(weft_ckpt *c)
 
 static int commit(weft_ckpt *c, const char *tmp, const char *name)
 {
+    weft_ckpt_await_release(c); /* weft_ckpt_gate: the step's metrics line first */
     int rc = weft_ckpt_agree(c->wcomm, writeback(c, tmp, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
                                                          SYNC_FILE_RANGE_WAIT_AFTER));
     if (rc)
         return rc;
     rc = c->fsyncer ? weft_durable_fsync_path(tmp) : 0;
     WEFT_CHECK(weft_ckpt_agree(c->wcomm, rc));
+    weft_fault_at(WEFT_FAULT_SAVE_COMMIT, c->meta.step); /* durable, not yet renamed */
+    if (c->rank != 0) /* kill_save_latest on the others: while rank 0 publishes */
+        weft_fault_at(WEFT_FAULT_SAVE_LATEST, c->meta.step);
     if (c->rank == 0) {
-        rc = weft_ckpt_publish(c->opts.dir, tmp, name);
+        rc = weft_ckpt_publish(c->opts.dir, tmp, name, c->meta.step);
         if (rc == 0 && weft_ckpt_retain(c->opts.dir, c->opts.keep_last, c->opts.keep_every, c->meta.step) != 0)
             WEFT_WARN("%s", weft_last_error()); /* an old file left over is no failure of this save */
     }
@@ -377,6 +396,7 @@ int weft_ckpt_write_one(weft_ckpt *c)
     char name[64], tmp[4200];
     weft_ckpt_file_name(c->meta.step, name, sizeof name);
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp", c->opts.dir, name);
+    weft_fault_at(WEFT_FAULT_SAVE_HOLD, c->meta.step); /* hold_save: busy until the loop reaches a step */
     int64_t t0 = weft_now_ns();
     int rc = weft_ckpt_agree(c->wcomm, preflight(c));
     if (rc == 0) {

@@ -180,10 +180,41 @@ int weft_ckpt_new(const weft_ckpt_layout *l, const weft_ckpt_state *s, const wef
     return 0;
 }
 
-/* Wait for the writer to finish the save in flight; collect its result. */
+void weft_ckpt_gate(weft_ckpt *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->gated = 1;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void weft_ckpt_release(weft_ckpt *c, int64_t step)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    if (step > c->released)
+        c->released = step;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void weft_ckpt_await_release(weft_ckpt *c)
+{
+    pthread_mutex_lock(&c->mu);
+    while (c->gated && c->released < c->meta.step && !c->quit)
+        pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Wait for the writer to finish the save in flight; collect its result.
+ * Whoever waits for a save lets it commit (releases its step). */
 static int collect(weft_ckpt *c)
 {
     pthread_mutex_lock(&c->mu);
+    if ((c->st == PENDING || c->st == WRITING) && c->released < c->meta.step) {
+        c->released = c->meta.step;
+        pthread_cond_broadcast(&c->cv);
+    }
     while (c->st == PENDING || c->st == WRITING)
         pthread_cond_wait(&c->cv, &c->mu);
     int rc = 0;

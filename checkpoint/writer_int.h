@@ -39,6 +39,8 @@ struct weft_ckpt {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int st, quit;              /* IDLE/PENDING/WRITING/DONE */
+    int gated;                 /* weft_ckpt_gate: a save commits only once released */
+    int64_t released;          /* saves of steps <= this may commit (under mu) */
     int result;
     char result_msg[2048];
     weft_ckpt_meta meta;       /* of the save in flight */
@@ -63,5 +65,9 @@ int weft_ckpt_root_attrs(hid_t f, const weft_ckpt_meta *m, const weft_ckpt_layou
 /* Rank 0: (re)create the disk-space reserve in the checkpoint directory. */
 void weft_ckpt_reserve_take(weft_ckpt *c);
 void weft_ckpt_reserve_release(weft_ckpt *c);
+
+/* The writer thread, before a save's commit: wait until the step loop
+ * released the save's step (weft_ckpt_release), when gated. */
+void weft_ckpt_await_release(weft_ckpt *c);
 
 #endif

@@ -9,6 +9,7 @@
  */
 #include "collectives/backend.h"
 #include "runtime/error.h"
+#include "runtime/fault.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -143,6 +144,7 @@ static int start(weft_comm *c, const weft_op *op, weft_request **out)
                            (unsigned long long)r->seq, weft_last_error());
         return rc;
     }
+    weft_fault_at(WEFT_FAULT_OP_POSTED, -1); /* kill_op, stall_op: the peers are in it, or about to be */
     *out = r;
     return 0;
 }

@@ -26,6 +26,7 @@
 #include "collectives/net_auth.h"
 #include "collectives/transport.h"
 #include "runtime/error.h"
+#include "runtime/fault.h"
 #include "runtime/log.h"
 #include "runtime/timer.h"
 
@@ -503,6 +504,10 @@ static long lost(tcp_state *t, int peer, const char *what, int err)
 static long tcp_sendv(void *state, int peer, const struct iovec *iov, int iovcnt)
 {
     tcp_state *t = state;
+    if (weft_fault_at(WEFT_FAULT_TCP_SEND, -1)) { /* close_tcp: as if the link to this peer broke */
+        WEFT_WARN("fault injected: close_tcp (WEFT_FAULT): shutting down the connection to %s", t->names[peer]);
+        shutdown(t->fds[peer], SHUT_RDWR);
+    }
     struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
     ssize_t k = sendmsg(t->fds[peer], &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (k >= 0)

@@ -8,6 +8,7 @@
 #include "parallel/tp.h"
 #include "kernels/kernels.h"
 #include "runtime/error.h"
+#include "runtime/fault.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -34,12 +35,9 @@ int weft_tp_row_linear_forward(float *out, const float *inp, const float *weight
 
 int weft_tp_reduce_grad(float *dinp, size_t n, weft_comm *tp)
 {
-    /* WEFT_FAULT_TP_GRAD (tests only): skip this reduction, the bug the
-     * layout tests must catch. Read once; nothing allocated on the step. */
-    static int fault = -1;
-    if (fault < 0)
-        fault = getenv("WEFT_FAULT_TP_GRAD") != NULL;
-    if (!grouped(tp) || fault)
+    /* drop_tp_grad (tests only): skip this reduction, the bug the layout
+     * tests must catch. */
+    if (!grouped(tp) || weft_fault_at(WEFT_FAULT_TP_GRAD, -1))
         return 0;
     return weft_comm_allreduce(tp, dinp, dinp, n, WEFT_F32, WEFT_SUM);
 }

@@ -36,8 +36,8 @@ int weft_tp_row_linear_forward(float *out, const float *inp, const float *weight
                                int OC, weft_comm *tp);
 
 /* Sum a column-parallel layer's input gradient (n floats) over the group, in
- * place. (With WEFT_FAULT_TP_GRAD set in the environment it does not: a
- * deliberate bug for tests to show they catch it.) */
+ * place. (With WEFT_FAULT=drop_tp_grad it does not: a deliberate
+ * bug for tests to show they catch it; runtime/fault.h.) */
 int weft_tp_reduce_grad(float *dinp, size_t n, weft_comm *tp);
 
 /* out (B*T, C) = wte_local[tok - v0] (zero for tokens another rank owns),

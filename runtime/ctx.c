@@ -9,6 +9,7 @@
  */
 #include "runtime/ctx.h"
 #include "runtime/error.h"
+#include "runtime/fault.h"
 #include "runtime/log.h"
 #include "runtime/timer.h"
 
@@ -230,6 +231,8 @@ int weft_init(int *argc, char **argv, const weft_config_key *const *keys, weft_c
     weft_set_bug_handler(bug_abort);
     current = ctx;
     int rc = bootstrap(ctx, argc, argv);
+    if (rc == 0) /* WEFT_FAULT: once, before any thread could reach a fault point */
+        rc = weft_fault_init(ctx->rank);
     if (rc == 0)
         rc = load_config(ctx, argc, argv, keys);
     if (rc < 0) {

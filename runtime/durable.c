@@ -5,6 +5,7 @@
  */
 #include "runtime/durable.h"
 #include "runtime/error.h"
+#include "runtime/fault.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -176,6 +177,14 @@ int weft_durable_write_file(const char *path, const void *buf, size_t len, weft_
 {
     weft_durable d;
     WEFT_CHECK(open_tmp(&d, path, policy));
+    /* enospc_file, eio_file (runtime/fault.h): the point every whole-file
+     * writer passes -- owner.json, config.ini, run.json, latest, manifests */
+    int err = weft_fault_at(WEFT_FAULT_FILE_WRITE, -1);
+    if (err) {
+        weft_durable_discard(&d);
+        return weft_error(WEFT_EIO, "%s: write of %zu bytes failed: %s (injected: WEFT_FAULT)", d.tmp, len,
+                          strerror(err));
+    }
     weft_durable_write_at(&d, buf, len, 0);
     return weft_durable_commit(&d);
 }

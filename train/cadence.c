@@ -11,6 +11,7 @@
 #include "train/trainer_int.h"
 #include "checkpoint/commit.h"
 #include "runtime/error.h"
+#include "runtime/fault.h"
 #include "runtime/log.h"
 #include "runtime/rng.h"
 #include "runtime/timer.h"
@@ -202,6 +203,11 @@ static int resume(weft_trainer *t, const char *dir, int mode)
         return t->rank == 0 ? (int)c[0] : weft_error((int)c[0], "no usable checkpoint in %s (see rank 0)", dir);
     char path[4300];
     weft_ckpt_loaded L;
+    weft_fault_at(WEFT_FAULT_RESUME, -1); /* kill_resume, stall_resume: chosen, not yet read */
+    /* Every rank here before HDF5's collective open, which is raw MPI and
+     * would wait forever for a stopped rank: this barrier meets comm.timeout
+     * instead (found by the campaign's stall_resume). */
+    WEFT_CHECK(weft_comm_barrier(t->world));
     const char **dirs = malloc((size_t)n * sizeof *dirs);
     if (!dirs)
         return weft_error(WEFT_ENOMEM, "out of memory");
@@ -265,6 +271,8 @@ static int resume_tiers(weft_trainer *t, const char *local, const char *shared, 
                           "--resume=auto", local, shared);
     char path[4300];
     weft_ckpt_loaded L;
+    weft_fault_at(WEFT_FAULT_RESUME, -1); /* as a one-tier resume (above) */
+    WEFT_CHECK(weft_comm_barrier(t->world));
     int used = load_first(t, dirs, tries, n, &L, path, sizeof path);
     if (used < 0)
         return used;
@@ -321,6 +329,8 @@ int weft_trainer_ckpt_setup(weft_trainer *t)
                                     : weft_error(WEFT_ENOMEM, "out of memory");
     if (rc == 0)
         rc = weft_trainer_provenance(t, ini);
+    if (rc == 0) /* a save commits after its step's metrics line (weft_trainer_run releases it) */
+        weft_ckpt_gate(t->ckpt);
     free(ini);
     return rc ? rc : weft_trainer_metrics_resume(t);
 }
@@ -363,7 +373,8 @@ void weft_trainer_ckpt_report(weft_trainer *t)
         weft_sched_drain(t->sched, st.drained_step, st.drained, st.drain_retried, st.drain_failed, st.drain_error);
 }
 
-/* After a step: save if one is due (checkpoint.every, the end). */
+/* After a step: start a save if one is due (checkpoint.every); the last
+ * step's is weft_trainer_ckpt_final's. */
 int weft_trainer_ckpt_step(weft_trainer *t, weft_step_stats *s)
 {
     int64_t done = s->step + 1, every = t->o.ckpt_every;
@@ -374,7 +385,16 @@ int weft_trainer_ckpt_step(weft_trainer *t, weft_step_stats *s)
             weft_trainer_ckpt_report(t);
         WEFT_CHECK(rc);
     }
-    if (last) { /* never skipped, and waited for; a failure obeys checkpoint.on_error */
+    weft_trainer_ckpt_report(t);
+    return 0;
+}
+
+/* After the last step's metrics line: its save (checkpoint.at_end), never
+ * skipped, and waited for; a failure obeys checkpoint.on_error. */
+int weft_trainer_ckpt_final(weft_trainer *t, weft_step_stats *s)
+{
+    int last = s->step + 1 == t->o.steps && t->o.at_end;
+    if (last) {
         int rc = weft_trainer_ckpt_save(t, s, 1);
         if (rc && t->o.on_error_continue) {
             if (t->rank == 0)

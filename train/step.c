@@ -12,6 +12,7 @@
 #include "collectives/agree.h"
 #include "kernels/kernels.h"
 #include "runtime/error.h"
+#include "runtime/fault.h"
 #include "runtime/log.h"
 #include "runtime/stop.h"
 #include "runtime/trace.h"
@@ -153,8 +154,8 @@ int weft_trainer_step(weft_trainer *t, weft_step_stats *s)
     WEFT_CHECK(weft_dp_finish_grads(t->dp));
     weft_trace_end("grads.wait", "comm", WEFT_TRACE_COMPUTE, -1, tw);
     double loss = loss_sum / (double)t->o.k;
-    if (s->step == t->fault_nan_step && t->rank == t->size - 1)
-        loss = NAN; /* fault injection: one rank's loss goes bad; the allreduce spreads it */
+    if (weft_fault_at(WEFT_FAULT_LOSS, s->step + 1))
+        loss = NAN; /* nan_step: this rank's loss goes bad; the allreduce spreads it */
     WEFT_CHECK(reduce_loss(t, loss, &s->loss));
     WEFT_CHECK(grad_norm(t, &s->grad_norm));
     WEFT_CHECK(nonfinite(t, s));
@@ -202,6 +203,8 @@ int weft_trainer_evaluate(weft_trainer *t, int64_t batches, double *val_loss)
         const void *batch;
         WEFT_CHECK(t->val->ops->next(t->val, &batch));
         WEFT_CHECK(weft_pipe_forward(t->pipe, batch, (int)t->o.k, &loss_sum));
+        if (i == 0) /* kill_eval, stall_eval: mid-evaluation, its step as the logs count it */
+            weft_fault_at(WEFT_FAULT_EVAL, t->model->step + 1);
     }
     WEFT_CHECK(weft_dp_release_params(t->dp)); /* ZeRO-3: a prefetched unit may still be in place */
     int rc = reduce_loss(t, loss_sum / (double)(batches * t->o.k), val_loss);

@@ -8,6 +8,7 @@
 #include "collectives/watchdog.h"
 #include "kernels/kernels.h"
 #include "runtime/error.h"
+#include "runtime/fault.h"
 #include "runtime/log.h"
 #include "runtime/stop.h"
 #include "runtime/trace.h"
@@ -79,10 +80,6 @@ static void resolve_opts(weft_trainer *t)
     const char *progress = weft_config_str(c, "train.progress");
     o->tty = strcmp(progress, "on") == 0 ||
              (strcmp(progress, "auto") == 0 && isatty(STDOUT_FILENO) && t->ctx->launcher == WEFT_LAUNCHER_NONE);
-    const char *fault = getenv("WEFT_FAULT_NAN_STEP");
-    t->fault_nan_step = fault ? atoll(fault) : -1;
-    fault = getenv("WEFT_FAULT_STEP_MS");
-    t->fault_step_ms = fault ? atol(fault) : 0;
 }
 
 /* train.precision for the linear layers (kernels/kernels.h): bf16 only
@@ -313,6 +310,31 @@ static int nothing_to_do(weft_trainer *t)
     return 0;
 }
 
+/* All ranks learn whether rank 0's writes into run.dir worked. */
+static int agree_files(weft_trainer *t, int rc)
+{
+    int any;
+    WEFT_CHECK(weft_comm_any(t->world, -rc, &any));
+    if (rc || !any)
+        return rc;
+    return weft_error(-any, "run.dir %s: rank 0 could not write the run's files (its message says why)",
+                      t->o.run_dir);
+}
+
+/* metrics.jsonl, owner.json, then config.ini and run.json (after every rank
+ * measured its peak): rank 0 writes them, and all ranks agree on each
+ * outcome, so that a write failing there (a full disk) ends every rank, not
+ * rank 0 alone with the others waiting for it forever (found by
+ * WEFT_FAULT=eio_file:1@0). */
+static int start_files(weft_trainer *t)
+{
+    int rc = weft_trainer_open_metrics(t);
+    if (rc == 0)
+        rc = weft_trainer_rundir_own(t);
+    WEFT_CHECK(agree_files(t, rc));
+    return agree_files(t, weft_trainer_write_run_info(t));
+}
+
 int weft_trainer_start(weft_trainer *t, const weft_trainer_start_opts *o)
 {
     if (!t->model || !t->train)
@@ -324,9 +346,7 @@ int weft_trainer_start(weft_trainer *t, const weft_trainer_start_opts *o)
     WEFT_CHECK(weft_trainer_ckpt_resume(t, o));
     if (t->resuming && t->start_step >= t->o.steps)
         return nothing_to_do(t);
-    WEFT_CHECK(weft_trainer_open_metrics(t));
-    WEFT_CHECK(weft_trainer_rundir_own(t));
-    WEFT_CHECK(weft_trainer_write_run_info(t));
+    WEFT_CHECK(start_files(t));
     WEFT_CHECK(weft_sched_start(t->ctx, t->cfg, t->o.steps, &t->sched));
     t->started = 1;
     WEFT_CHECK(weft_watchdog_start(t->ctx, t->o.run_dir, weft_config_float(t->cfg, "sched.heartbeat"),
@@ -415,15 +435,20 @@ int weft_trainer_run(weft_trainer *t, weft_step_stats *last_out)
     t->t_start_ns = weft_now_ns();
     t->running = 1;
     weft_step_stats s = {.step = t->start_step - 1, .val_loss = NAN, .pipe_idle = NAN};
+    weft_fault_at(WEFT_FAULT_START, -1);
     for (int64_t step = t->start_step; step < t->o.steps; step++) {
         s = (weft_step_stats){.step = step, .val_loss = NAN, .pipe_idle = NAN};
+        weft_fault_at(WEFT_FAULT_STEP, step + 1); /* faults count steps as the logs do, from 1 */
         weft_trace_step(step + 1);
         WEFT_CHECK(weft_trainer_step(t, &s));
-        if (t->fault_step_ms)
-            nanosleep(&(struct timespec){t->fault_step_ms / 1000, t->fault_step_ms % 1000 * 1000000}, NULL);
+        int slow_ms = weft_fault_at(WEFT_FAULT_STEP_DELAY, -1);
+        if (slow_ms)
+            nanosleep(&(struct timespec){slow_ms / 1000, slow_ms % 1000 * 1000000L}, NULL);
         WEFT_CHECK(weft_trainer_ckpt_step(t, &s));
         s.ms += s.ckpt_ms; /* the step's time covers the checkpoint stall it caused (ckpt_blocked_ms <= ms_per_step) */
         WEFT_CHECK(after_step(t, &s));
+        weft_ckpt_release(t->ckpt, step + 1); /* its metrics line is written: the step's save may commit */
+        WEFT_CHECK(weft_trainer_ckpt_final(t, &s));
         int stop;
         WEFT_CHECK(weft_comm_any(t->world, weft_sched_stop_signal(t->sched), &stop));
         if (stop && step != t->o.steps - 1) {

@@ -56,8 +56,6 @@ struct weft_trainer {
     int64_t t_start_ns;
     int running;                /* past set-up: a failure now leaves ranks mid-collective */
     int started;                /* weft_trainer_start succeeded: services to stop */
-    int64_t fault_nan_step;     /* WEFT_FAULT_NAN_STEP: poison this step's loss (tests) */
-    long fault_step_ms;         /* WEFT_FAULT_STEP_MS: every step also sleeps this long (tests) */
     weft_sched *sched;          /* stop signals and progress reports (runtime/sched.h) */
     int exit_status;            /* set when the run ends with its own status (preemption) */
     weft_ckpt *ckpt;
@@ -98,6 +96,7 @@ int weft_trainer_ckpt_step(weft_trainer *t, weft_step_stats *s);
 /* With checkpoint.local_dir: wait (checkpoint.drain_timeout) until the last
  * checkpoint is in the shared tier too; the agreed error otherwise. */
 int weft_trainer_ckpt_drained(weft_trainer *t);
+int weft_trainer_ckpt_final(weft_trainer *t, weft_step_stats *s);
 void weft_trainer_ckpt_report(weft_trainer *t);
 
 /* provenance.c: checkpoint.trusted_keys before a checkpoint is loaded

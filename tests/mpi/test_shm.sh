@@ -3,6 +3,9 @@
 # contract tests on 1-4 ranks with WEFT_TEST_BACKEND=shm, then kill-and-restart
 # cycles: a 3-rank job creating shm communicators in a loop loses one rank
 # to SIGKILL; the job must end within a bound and leave no /dev/shm entry.
+# The rank is stopped at an exact operation (WEFT_FAULT=stall_op:N, docs/
+# operations.md "Fault injection"), inspected, then killed: no moment is
+# chosen by a timer.
 . "$(dirname "$0")/../lib.sh"
 
 for np in 1 2 3 4; do
@@ -17,37 +20,32 @@ entries_of() {
     for pid in "$@"; do ls /dev/shm 2>/dev/null | grep -E "^weft-.*-$pid-[0-9]+$"; done
 }
 
-# One cycle: start the job, wait (bounded) for every pid file, let it run,
-# SIGKILL rank KILL, and check the job ends within 30 s.
+# stopped PID: its state is T (stopped), polled (bounded).
+stopped() { [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = T ]; }
+
+# One cycle: start the job; rank KILL stops itself after posting its
+# (200 + 37 x cycle)-th operation, mid-run, inside a collective of a live
+# shm communicator; SIGKILL it there and check the job ends within 30 s.
 kill_cycle() {
     local cycle=$1 kill_rank=$2 named=$3 dir=$TMPDIR_TEST/victim-$1 i
     mkdir -p "$dir"
-    WEFT_SHM_NAMED=$named timeout -k 5 120 mpirun -np 3 --oversubscribe "$victim" "$dir" 10000000 60 \
-        --comm.timeout=20 >"$dir/log" 2>&1 &
+    WEFT_FAULT=stall_op:$((200 + 37 * cycle))@$kill_rank WEFT_SHM_NAMED=$named timeout -k 5 120 \
+        mpirun -np 3 --oversubscribe "$victim" "$dir" 10000000 60 --comm.timeout=20 >"$dir/log" 2>&1 &
     local job=$!
-    for i in $(seq 300); do
-        [ -s "$dir/pid.0" ] && [ -s "$dir/pid.1" ] && [ -s "$dir/pid.2" ] && break
-        sleep 0.1
-    done
-    if ! [ -s "$dir/pid.$kill_rank" ]; then
-        not_ok "cycle $cycle: pid files appeared" "$(tail -20 "$dir/log")"
+    wait_for 60 grep -q "fault injected: stall_op" "$dir/log"
+    local pids=($(cat "$dir"/pid.0 "$dir"/pid.1 "$dir"/pid.2 2>/dev/null))
+    local target=${pids[$kill_rank]:-} how=anonymous
+    if [ -z "$target" ] || ! wait_for 30 stopped "$target"; then
+        not_ok "cycle $cycle: rank $kill_rank stopped at its operation" "$(tail -20 "$dir/log")"
         kill -KILL "$job" 2>/dev/null; wait "$job"
         return
     fi
-    sleep 1 # mid-run: communicators are being created and freed
-    local pids=($(cat "$dir"/pid.0 "$dir"/pid.1 "$dir"/pid.2))
-    local target=${pids[$kill_rank]} how=anonymous
     [ "$named" = 1 ] && how=named
     if [ "$named" = 0 ]; then
-        local seen=0 # communicators come and go: sample the maps a few times
-        for i in $(seq 40); do
-            grep -q "memfd:weft-shm" "/proc/${pids[1]}/maps" 2>/dev/null && { seen=1; break; }
-            sleep 0.02
-        done
-        if [ "$seen" = 1 ]; then
+        if grep -q "memfd:weft-shm" "/proc/$target/maps" 2>/dev/null; then
             ok "cycle $cycle: the segment is an anonymous memfd (no /dev/shm name)"
         else
-            not_ok "cycle $cycle: rank 1 maps no memfd:weft-shm segment"
+            not_ok "cycle $cycle: rank $kill_rank, stopped inside an operation, maps no memfd:weft-shm segment"
         fi
     fi
     local t0=$SECONDS
@@ -94,18 +92,16 @@ if [ -z "$left" ]; then ok "the clean job left no /dev/shm entry"; else not_ok "
 # A peer that dies inside a shm wait: mpirun told not to end the job itself
 # (orte_abort_on_non_zero_status 0), the survivors must notice the dead pid,
 # name it (WEFT_EPEER) and abort the job well before comm.timeout (20 s).
+# Rank 1 kills itself right after posting its 500th allreduce (kill_op).
 dir=$TMPDIR_TEST/steady
 mkdir -p "$dir"
-timeout -k 5 120 mpirun -np 3 --oversubscribe --mca orte_abort_on_non_zero_status 0 "$victim" "$dir" \
-    100000000 60 steady --comm.timeout=20 --run.dir="$dir/run" >"$dir/log" 2>&1 &
-job=$!
-for i in $(seq 300); do [ -s "$dir/pid.1" ] && break; sleep 0.1; done
-sleep 1
-t0=$SECONDS
+WEFT_FAULT=kill_op:500@1 timeout -k 5 120 mpirun -np 3 --oversubscribe --mca orte_abort_on_non_zero_status 0 \
+    "$victim" "$dir" 100000000 60 steady --comm.timeout=20 --run.dir="$dir/run" >"$dir/log" 2>&1
+rc=$?
+t1=$(date +%s.%N)
+tf=$(sed -n 's/.*fault injected: .*(unix time \([0-9.]*\)).*/\1/p' "$dir/log" | head -1)
+elapsed=$(python3 -c 'import sys; print(int(float(sys.argv[1]) - float(sys.argv[2]) + 0.999))' "$t1" "${tf:-0}")
 dead=$(cat "$dir/pid.1" 2>/dev/null)
-[ -n "$dead" ] && kill -KILL "$dead"
-wait "$job"
-rc=$? elapsed=$((SECONDS - t0))
 if [ -n "$dead" ] && [ "$rc" -ne 0 ] && [ "$elapsed" -lt 15 ]; then
     ok "a rank killed inside a shm allreduce ends the job in ${elapsed}s (comm.timeout 20 s)"
 else

@@ -55,32 +55,42 @@ for r in rows:
     assert r["backend"] == "tcp" and r["ranks"] == 3 and r["wrong"] == 0 and r["mpi_wrong"] == 0, r
 PY
 
-# A peer that dies: SIGKILL rank 1 of a 3-rank tcp job (mpirun told not to
-# end the job itself). Its connections end; the survivors must fail at once
-# with WEFT_EPEER naming rank 1 and its address, well before comm.timeout.
+# A peer that dies: rank 1 of a 3-rank tcp job SIGKILLs itself right after
+# posting its 300th operation (WEFT_FAULT=kill_op, docs/operations.md "Fault
+# injection"; mpirun told not to end the job itself). Its connections end;
+# the survivors must fail at once with WEFT_EPEER naming rank 1 and its
+# address, well before comm.timeout. Timed from the fault's logged time.
+since_fault() { # LOG END: whole seconds from the fault's log line to END
+    python3 -c 'import sys; print(int(float(sys.argv[2]) - float(sys.argv[1]) + 0.999))' \
+        "$(sed -n 's/.*fault injected: .*(unix time \([0-9.]*\)).*/\1/p' "$1" | head -1)" "$2" 2>/dev/null || echo 9999
+}
 dir=$TMPDIR_TEST/kill
 mkdir -p "$dir"
-WEFT_LOG_LEVEL=debug timeout -k 5 120 mpirun -np 3 --oversubscribe --mca orte_abort_on_non_zero_status 0 \
-    "$WEFT_ROOT/$BUILD/tests/mpi/tcp_guard" "$dir" --comm.timeout=60 --run.dir="$dir/run" >"$dir/log" 2>&1 &
-job=$!
-for i in $(seq 300); do [ -e "$dir/ready" ] && break; sleep 0.1; done
-victim=""
-for i in $(seq 100); do # rank 1's pid: the guard whose listening line says rank 1
-    for p in $(pgrep -f "^$WEFT_ROOT/$BUILD/tests/mpi/tcp_guard $dir"); do
-        grep -q "OMPI_COMM_WORLD_RANK=1" "/proc/$p/environ" 2>/dev/null && victim=$p
-    done
-    [ -n "$victim" ] && break
-    sleep 0.1
-done
-t0=$SECONDS
-[ -n "$victim" ] && kill -KILL "$victim"
-wait "$job"
-rc=$? elapsed=$((SECONDS - t0))
+WEFT_FAULT=kill_op:300@1 WEFT_LOG_LEVEL=debug timeout -k 5 120 mpirun -np 3 --oversubscribe \
+    --mca orte_abort_on_non_zero_status 0 "$WEFT_ROOT/$BUILD/tests/mpi/tcp_guard" "$dir" --comm.timeout=60 \
+    --run.dir="$dir/run" >"$dir/log" 2>&1
+rc=$? elapsed=$(since_fault "$dir/log" "$(date +%s.%N)")
 addr=$(sed -n "s/.*communicator 'world' rank 1 listening on \([0-9.]*:[0-9]*\).*/\1/p" "$dir/log" | head -1)
-if [ -n "$victim" ] && [ "$rc" -ne 0 ] && [ "$elapsed" -lt 30 ]; then
-    ok "SIGKILL of rank 1 ends the tcp job in ${elapsed}s (comm.timeout 60 s)"
+if [ "$rc" -ne 0 ] && [ "$elapsed" -lt 30 ]; then
+    ok "SIGKILL of rank 1 (kill_op:300@1) ends the tcp job in ${elapsed}s (comm.timeout 60 s)"
 else
-    not_ok "SIGKILL of rank 1: victim '$victim', exit $rc after ${elapsed}s" "$(tail -20 "$dir/log")"
+    not_ok "SIGKILL of rank 1: exit $rc after ${elapsed}s" "$(tail -20 "$dir/log")"
 fi
 expect_grep "rank 1 \(${addr:-none}\) closed its connection|receiving from rank 1 \(${addr:-none}\) failed|sending to rank 1 \(${addr:-none}\) failed" \
     "$dir/log" "the survivors name the lost peer, rank 1, and its address"
+
+# A link that breaks: rank 1 shuts its connection to a peer down before its
+# 300th send (WEFT_FAULT=close_tcp): the job ends naming the broken
+# connection, well before comm.timeout, and never hangs.
+dir=$TMPDIR_TEST/close
+mkdir -p "$dir"
+WEFT_FAULT=close_tcp:300@1 timeout -k 5 120 mpirun -np 3 --oversubscribe "$WEFT_ROOT/$BUILD/tests/mpi/tcp_guard" \
+    "$dir" --comm.timeout=60 --run.dir="$dir/run" >"$dir/log" 2>&1
+rc=$? elapsed=$(since_fault "$dir/log" "$(date +%s.%N)")
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -lt 30 ]; then
+    ok "close_tcp:300@1 (a connection shut down) ends the tcp job in ${elapsed}s (comm.timeout 60 s)"
+else
+    not_ok "close_tcp:300@1: exit $rc after ${elapsed}s" "$(tail -20 "$dir/log")"
+fi
+expect_grep "rank [0-2] \([0-9.]+:[0-9]+\) closed its connection|(sending to|receiving from) rank [0-2] \([0-9.]+:[0-9]+\) failed" \
+    "$dir/log" "close_tcp: the failure names the peer of the broken connection and its address"

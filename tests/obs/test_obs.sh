@@ -81,7 +81,7 @@ assert len([e for e in ev if e["ph"] == "X"]) == 1024
 PY
 
 # A run stopped by a non-finite loss (exit 70) keeps its timeline up to the failure.
-WEFT_FAULT_NAN_STEP=3 weft_mpirun 2 "$train" "${tiny[@]}" --train.steps=6 --trace.steps=1:6 \
+WEFT_FAULT=nan_step:4@1 weft_mpirun 2 "$train" "${tiny[@]}" --train.steps=6 --trace.steps=1:6 \
     --run.dir="$TMPDIR_TEST/nan" >/dev/null 2>&1
 check "a run stopped at step 4 (exit 70) still writes both ranks' traces, up to step 4" python3 - "$TMPDIR_TEST/nan/trace" <<'PY'
 import json, sys

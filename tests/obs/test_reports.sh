@@ -26,7 +26,7 @@ ended() { awk '/^ended /{on=1; printf "%s", $0; next} on && /^            /{sub(
 
 # 1. A run that fails: the last rank's loss is NaN at step 3 (exit 70).
 run="$TMPDIR_TEST/nan"
-WEFT_FAULT_NAN_STEP=3 weft_mpirun 2 "$train" "${tiny[@]}" --train.steps=10 --run.dir="$run" >"$run.log" 2>&1
+WEFT_FAULT=nan_step:4@1 weft_mpirun 2 "$train" "${tiny[@]}" --train.steps=10 --run.dir="$run" >"$run.log" 2>&1
 rc=$?
 [ "$rc" -eq 70 ] && ok "a NaN loss ends the run with exit 70" || not_ok "a NaN loss ends the run with exit 70" "exit $rc: $(tail -5 "$run.log")"
 "$report" "$run" >"$run.report" 2>&1

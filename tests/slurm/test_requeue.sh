@@ -11,7 +11,7 @@
 #     requeued job's limit so that the second attempt can finish;
 #   - sched.max_requeues bounds it: with 0 the job is not requeued and ends
 #     with exit 138.
-# Steps sleep WEFT_FAULT_STEP_MS so that the first attempt is still running
+# Steps sleep (WEFT_FAULT=slow_step:MS) so that the first attempt is still running
 # when the signal comes (the numbers do not change).
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/slurm.sh"
@@ -40,7 +40,7 @@ submit() { # NAME STEP_MS EXTRA-SBATCH-ARGS... -- WEFT-ARGS...
     local sb=()
     while [ "$1" != -- ]; do sb+=("$1"); shift; done
     shift
-    WEFT_FAULT_STEP_MS=$ms CONFIG="$TMPDIR_TEST/tiny.ini" DATA="$ds" RUN_DIR="$TMPDIR_TEST/$name" \
+    WEFT_FAULT=slow_step:$ms CONFIG="$TMPDIR_TEST/tiny.ini" DATA="$ds" RUN_DIR="$TMPDIR_TEST/$name" \
         LOCAL="$TMPDIR_TEST" WEFT="$WEFT_ROOT" \
         sbatch --parsable -J "$name" -o "$TMPDIR_TEST/$name.out" "${sb[@]}" "$WEFT_ROOT/examples/slurm/train.sbatch" "$@"
 }

@@ -62,8 +62,10 @@ PY
 
 # The comparison can fail: skipping the backward reduction of the
 # column-parallel layers' input gradients is caught.
-WEFT_FAULT_TP_GRAD=1 weft_mpirun 4 "$train" "${tiny[@]}" --parallel.tp=2 --run.dir="$TMPDIR_TEST/bug" \
+WEFT_FAULT=drop_tp_grad weft_mpirun 4 "$train" "${tiny[@]}" --parallel.tp=2 --run.dir="$TMPDIR_TEST/bug" \
     >"$TMPDIR_TEST/bug.log" 2>&1
+check "the run with the bug trains to the end, the fault injected (so only the bug can fail the comparison)" \
+    bash -c "grep -q 'fault injected: drop_tp_grad' '$TMPDIR_TEST/bug.log' && grep -q 'done: ' '$TMPDIR_TEST/bug.log'"
 if out=$(python3 "$cmp_py" "$TMPDIR_TEST/ref" "$TMPDIR_TEST/bug" 2>&1); then
     not_ok "a missing tensor-parallel gradient reduction is caught" "$out"
 else

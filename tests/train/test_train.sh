@@ -89,13 +89,13 @@ bad 64 "a sequence longer than the context exits 64" --train.seq_len=64
 echo "$LAST_OUT" | grep -q "train.seq_len (64) is longer than model.context (32)" && ok "  ... naming both keys" || not_ok "  ... naming both keys" "$LAST_OUT"
 bad 66 "a missing dataset exits 66" --data.path="$TMPDIR_TEST/nope"
 bad 64 "an unknown key exits 64" --train.stpes=3
-# WEFT_FAULT_NAN_STEP=N makes the last rank's loss NaN at step N (fault injection).
-export WEFT_FAULT_NAN_STEP=3
+# WEFT_FAULT=nan_step:4@1 makes rank 1's loss NaN at step 4 (docs/operations.md, "Fault injection").
+export WEFT_FAULT=nan_step:4@1
 bad 70 "a non-finite loss on one rank stops the whole run with exit 70" --train.steps=6
 echo "$LAST_OUT" | grep -q "is not finite; stopping rather than training on" && ok "  ... saying why" || not_ok "  ... saying why" "$LAST_OUT"
 # The stopped run above left its metrics in bad/: start over it (docs/operations.md, "Run directories").
 bad 0 "train.on_nonfinite=skip skips such steps and finishes" --train.steps=6 --train.on_nonfinite=skip --run.overwrite=true
-unset WEFT_FAULT_NAN_STEP
+unset WEFT_FAULT
 echo "$LAST_OUT" | grep -q "skipping the update" && ok "  ... with a warning" || not_ok "  ... with a warning" "$LAST_OUT"
 expect_exit 0 "--help exits 0" "$train" --help
 check "the skipped step is marked, its loss written as JSON null" python3 - "$TMPDIR_TEST/bad/metrics.jsonl" <<'PY'

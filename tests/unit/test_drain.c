@@ -66,7 +66,7 @@ static void commit_file(const char *dir, int64_t step, size_t bytes)
     for (size_t i = 0; i < bytes; i++)
         fputc(rand() & 0xff, f);
     assert_int_equal(fclose(f), 0);
-    assert_int_equal(weft_ckpt_publish(dir, tmp, name), 0);
+    assert_int_equal(weft_ckpt_publish(dir, tmp, name, -1), 0);
 }
 
 /* The two files are equal byte for byte. */

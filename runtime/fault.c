@@ -1,0 +1,238 @@
+/*
+ * fault.c -- the fault registry (fault.h): WEFT_FAULT parsed into a short
+ * list once, then matched at each point the library reaches.
+ *
+ * The list is written by weft_fault_set before any thread starts and only
+ * read after, so points need no lock; the hit counters (points reached
+ * with n = -1, from the training and checkpoint-writer threads) and a
+ * fault's "fired" mark are atomics.
+ */
+#include "runtime/fault.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef enum { ACT_KILL, ACT_STALL, ACT_SIGNAL, ACT_VALUE, ACT_ARG, ACT_HOLD } action;
+
+/* One name: the point it fires at, what it does, the value it returns. An
+ * ACT_ARG fault returns its arg (slow_step's milliseconds) at every hit. */
+typedef struct {
+    const char *name;
+    weft_fault_point point;
+    action act;
+    int value;
+} fault_kind;
+
+static const fault_kind kinds[] = {
+    {"kill_start", WEFT_FAULT_START, ACT_KILL, 0},
+    {"stall_start", WEFT_FAULT_START, ACT_STALL, 0},
+    {"kill_step", WEFT_FAULT_STEP, ACT_KILL, 0},
+    {"stall_step", WEFT_FAULT_STEP, ACT_STALL, 0},
+    {"usr1_step", WEFT_FAULT_STEP, ACT_SIGNAL, SIGUSR1},
+    {"kill_eval", WEFT_FAULT_EVAL, ACT_KILL, 0},
+    {"stall_eval", WEFT_FAULT_EVAL, ACT_STALL, 0},
+    {"kill_save_data", WEFT_FAULT_SAVE_DATA, ACT_KILL, 0},
+    {"stall_save_data", WEFT_FAULT_SAVE_DATA, ACT_STALL, 0},
+    {"kill_save_commit", WEFT_FAULT_SAVE_COMMIT, ACT_KILL, 0},
+    {"stall_save_commit", WEFT_FAULT_SAVE_COMMIT, ACT_STALL, 0},
+    {"kill_save_latest", WEFT_FAULT_SAVE_LATEST, ACT_KILL, 0},
+    {"stall_save_latest", WEFT_FAULT_SAVE_LATEST, ACT_STALL, 0},
+    {"kill_resume", WEFT_FAULT_RESUME, ACT_KILL, 0},
+    {"stall_resume", WEFT_FAULT_RESUME, ACT_STALL, 0},
+    {"kill_op", WEFT_FAULT_OP_POSTED, ACT_KILL, 0},
+    {"stall_op", WEFT_FAULT_OP_POSTED, ACT_STALL, 0},
+    {"enospc_save", WEFT_FAULT_SAVE_WRITE, ACT_VALUE, ENOSPC},
+    {"eio_save", WEFT_FAULT_SAVE_WRITE, ACT_VALUE, EIO},
+    {"enospc_file", WEFT_FAULT_FILE_WRITE, ACT_VALUE, ENOSPC},
+    {"eio_file", WEFT_FAULT_FILE_WRITE, ACT_VALUE, EIO},
+    {"nan_step", WEFT_FAULT_LOSS, ACT_VALUE, 1},
+    {"drop_tp_grad", WEFT_FAULT_TP_GRAD, ACT_VALUE, 1},
+    {"close_tcp", WEFT_FAULT_TCP_SEND, ACT_VALUE, 1},
+    {"slow_step", WEFT_FAULT_STEP_DELAY, ACT_ARG, 0},
+    {"hold_save", WEFT_FAULT_SAVE_HOLD, ACT_HOLD, 0},
+};
+#define NKINDS (int)(sizeof kinds / sizeof kinds[0])
+#define MAX_FAULTS 16
+
+typedef struct {
+    const fault_kind *kind;
+    int64_t arg;  /* -1: none given */
+    int rank;     /* -1: every rank */
+    int fired;    /* a kill or stall acts once (atomic) */
+    int logged;   /* a value fault is logged once (atomic) */
+    char text[64]; /* the entry as given, for the log */
+} fault;
+
+static fault faults[MAX_FAULTS];
+static int nfaults;
+static int any_at[WEFT_FAULT_NPOINTS]; /* a fault for this rank waits at the point */
+static int64_t hits[WEFT_FAULT_NPOINTS];
+static int64_t step_begun; /* the last step the training loop began (atomic; for hold_save) */
+
+const char *weft_fault_names(void)
+{
+    static char buf[512];
+    if (!buf[0])
+        for (int i = 0; i < NKINDS; i++)
+            snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s", i ? ", " : "", kinds[i].name);
+    return buf;
+}
+
+static int bad(const char *entry, const char *why)
+{
+    return weft_error(WEFT_ECONFIG, "WEFT_FAULT: '%s' %s; the syntax is name[:arg][@rank],... with names %s "
+                      "(docs/operations.md, \"Fault injection\")", entry, why, weft_fault_names());
+}
+
+/* A non-negative decimal filling all of s. */
+static int number(const char *s, int64_t *out)
+{
+    if (!*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 15)
+        return -1;
+    *out = strtoll(s, NULL, 10);
+    return 0;
+}
+
+static int parse_one(const char *entry, fault *f)
+{
+    char name[64];
+    if (strlen(entry) >= sizeof name)
+        return bad(entry, "is too long");
+    snprintf(name, sizeof name, "%s", entry);
+    snprintf(f->text, sizeof f->text, "%s", entry);
+    f->arg = -1;
+    f->rank = -1;
+    char *at = strchr(name, '@'), *colon = strchr(name, ':');
+    int64_t v;
+    if (at) {
+        *at = '\0';
+        if (number(at + 1, &v) != 0)
+            return bad(entry, "has a rank that is not a number (after '@')");
+        f->rank = (int)v;
+    }
+    if (colon) {
+        *colon = '\0';
+        if (number(colon + 1, &v) != 0)
+            return bad(entry, "has an argument that is not a non-negative number (after ':')");
+        f->arg = v;
+    }
+    for (int i = 0; i < NKINDS; i++)
+        if (strcmp(name, kinds[i].name) == 0)
+            f->kind = &kinds[i];
+    if (!f->kind)
+        return bad(entry, "is not a fault name");
+    if ((f->kind->act == ACT_ARG || f->kind->act == ACT_HOLD) && f->arg < 0)
+        return bad(entry, f->kind->act == ACT_ARG ? "needs an argument (milliseconds)" : "needs an argument (a step)");
+    return 0;
+}
+
+int weft_fault_set(const char *spec, int rank)
+{
+    nfaults = 0;
+    memset(faults, 0, sizeof faults);
+    memset(any_at, 0, sizeof any_at);
+    memset(hits, 0, sizeof hits);
+    step_begun = 0;
+    if (!spec || !*spec)
+        return 0;
+    char buf[1024];
+    if (strlen(spec) >= sizeof buf)
+        return weft_error(WEFT_ECONFIG, "WEFT_FAULT is longer than %zu characters", sizeof buf - 1);
+    snprintf(buf, sizeof buf, "%s", spec);
+    char *save = NULL;
+    for (char *e = strtok_r(buf, ",", &save); e; e = strtok_r(NULL, ",", &save)) {
+        if (nfaults == MAX_FAULTS)
+            return weft_error(WEFT_ECONFIG, "WEFT_FAULT: more than %d faults", MAX_FAULTS);
+        fault f = {0};
+        int rc = parse_one(e, &f);
+        if (rc) {
+            nfaults = 0;
+            memset(any_at, 0, sizeof any_at);
+            return rc;
+        }
+        faults[nfaults++] = f;
+        if (f.rank < 0 || f.rank == rank)
+            any_at[f.kind->point] = 1;
+        if (f.kind->act == ACT_HOLD) /* the writer waits on the steps the loop reports */
+            any_at[WEFT_FAULT_STEP] = 1;
+    }
+    for (int i = 0; i < nfaults; i++) /* entries for other ranks can never fire here */
+        if (faults[i].rank >= 0 && faults[i].rank != rank)
+            faults[i].fired = 1;
+    return 0;
+}
+
+int weft_fault_init(int rank) { return weft_fault_set(getenv("WEFT_FAULT"), rank); }
+
+/* The wall-clock time in the log lines: a test measures how long the job
+ * took to end after the fault, not after its launch. */
+static double unix_time(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A kill, stall or signal: say so first (the log names rank and fault, so
+ * a test can tell an injected death from a real one), then do it. The
+ * signal goes to the process, as a scheduler's would. */
+static void act(fault *f, int64_t n)
+{
+    int sig = f->kind->act == ACT_KILL ? SIGKILL : f->kind->act == ACT_STALL ? SIGSTOP : f->kind->value;
+    const char *name = sig == SIGKILL ? "SIGKILL" : sig == SIGSTOP ? "SIGSTOP" : sig == SIGUSR1 ? "SIGUSR1" : "a signal";
+    WEFT_WARN("fault injected: %s (WEFT_FAULT) at %s %lld: %s to this process (unix time %.3f)", f->text,
+              f->kind->name, (long long)n, name, unix_time());
+    fflush(stdout);
+    fflush(stderr);
+    kill(getpid(), sig);
+}
+
+/* hold_save: wait for the training loop to begin step `until`. It polls the
+ * condition (every millisecond), not a time; the 10-minute bound only keeps
+ * a test's mistake (a step the run never reaches) from hanging the job. */
+static void hold(const fault *f, int64_t n)
+{
+    WEFT_INFO("fault injected: %s (WEFT_FAULT): the save of step %lld waits for step %lld to begin", f->text,
+              (long long)n, (long long)f->arg);
+    for (long i = 0; i < 600000 && __atomic_load_n(&step_begun, __ATOMIC_ACQUIRE) < f->arg; i++)
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+}
+
+int weft_fault_at(weft_fault_point p, int64_t n)
+{
+    if (!any_at[p])
+        return 0;
+    if (p == WEFT_FAULT_STEP)
+        __atomic_store_n(&step_begun, n, __ATOMIC_RELEASE);
+    if (n < 0)
+        n = __atomic_add_fetch(&hits[p], 1, __ATOMIC_RELAXED);
+    for (int i = 0; i < nfaults; i++) {
+        fault *f = &faults[i];
+        if (f->kind->point != p || __atomic_load_n(&f->fired, __ATOMIC_RELAXED))
+            continue;
+        if (f->kind->act == ACT_ARG)
+            return (int)f->arg;
+        if (f->kind->act == ACT_HOLD) {
+            hold(f, n);
+            continue;
+        }
+        if (f->arg >= 0 && f->arg != n)
+            continue;
+        if (f->kind->act == ACT_VALUE) {
+            if (__atomic_exchange_n(&f->logged, 1, __ATOMIC_RELAXED) == 0)
+                WEFT_WARN("fault injected: %s (WEFT_FAULT) at %s %lld (unix time %.3f)", f->text, f->kind->name,
+                          (long long)n, unix_time());
+            return f->kind->value;
+        }
+        if (__atomic_exchange_n(&f->fired, 1, __ATOMIC_RELAXED) == 0)
+            act(f, n);
+    }
+    return 0;
+}

@@ -1,0 +1,73 @@
+/*
+ * fault.h -- the fault registry: faults a test asks for by name in the
+ * environment, injected at exact points of the library, never by timing.
+ *
+ *   WEFT_FAULT=name[:arg][@rank],...     e.g.  kill_save_data:4@1,nan_step:3
+ *
+ * The list is read once, by weft_init (weft_fault_init); an unknown name, a
+ * malformed argument or rank is a configuration error naming the entry
+ * (WEFT_ECONFIG, exit 64). Without the variable every point costs one
+ * branch. `@rank` restricts a fault to that world rank; without it every
+ * rank takes it.
+ *
+ * Each point is reached with a number n: the step the code is at (the 1-
+ * based step the logs print, or the checkpoint's step for a save), or -1
+ * where it has none, in which case the registry counts the point's hits on
+ * this rank and uses the count. A fault fires when its arg equals n; a fault
+ * given without an arg fires at every hit (a kill or a stall: at the first).
+ * What a fault does depends on its action:
+ *
+ *   kill_*    SIGKILL of this process, after a log line naming the fault;
+ *   stall_*   SIGSTOP of this process: it stays, silent, until killed (the
+ *             other ranks' watchdog must notice and end the job);
+ *   usr1_step SIGUSR1 to this process, as a scheduler sends before a time
+ *             limit: the job agrees on a step, checkpoints and stops;
+ *   hold_save the checkpoint writer waits, before writing, until the
+ *             training loop has begun step arg: saves due meanwhile find the
+ *             writer busy, whatever the machine's speed;
+ *   others    weft_fault_at returns a value for the caller to act on: 1 (a
+ *             NaN loss, a dropped reduction, a closed connection), an errno
+ *             (a failed write), milliseconds (a slow step).
+ *
+ * The table of names, args and points is in docs/operations.md ("Fault
+ * injection"); weft_fault_names lists them for messages.
+ */
+#ifndef WEFT_RUNTIME_FAULT_H
+#define WEFT_RUNTIME_FAULT_H
+
+#include <stdint.h>
+
+typedef enum {
+    WEFT_FAULT_START,       /* start-up done, before the first step (n: -1) */
+    WEFT_FAULT_STEP,        /* the start of step n */
+    WEFT_FAULT_EVAL,        /* the evaluation after step n, after its first batch */
+    WEFT_FAULT_SAVE_DATA,   /* save of step n: its first dataset written, the rest not */
+    WEFT_FAULT_SAVE_COMMIT, /* save of step n: the file fsynced, not yet renamed into place */
+    WEFT_FAULT_SAVE_LATEST, /* save of step n: renamed into place, `latest` not yet updated */
+    WEFT_FAULT_RESUME,      /* --resume: checkpoint chosen, before it is read (n: -1) */
+    WEFT_FAULT_SAVE_WRITE,  /* save of step n: an HDF5 dataset write (errno) */
+    WEFT_FAULT_FILE_WRITE,  /* a small file's write, temp + rename (errno; n: -1) -- the durable-file hook */
+    WEFT_FAULT_LOSS,        /* step n's local loss (1: make it NaN) */
+    WEFT_FAULT_TP_GRAD,     /* a tensor-parallel input-gradient reduction (1: skip it; n: -1) */
+    WEFT_FAULT_TCP_SEND,    /* a tcp transport send (1: shut the connection down first; n: -1) */
+    WEFT_FAULT_OP_POSTED,   /* a collective or point-to-point operation posted (n: -1, any communicator) */
+    WEFT_FAULT_STEP_DELAY,  /* after each step (milliseconds to sleep; n: -1) */
+    WEFT_FAULT_SAVE_HOLD,   /* a save of step n, before it writes (hold_save:N waits there for step N) */
+    WEFT_FAULT_NPOINTS
+} weft_fault_point;
+
+/* Parse WEFT_FAULT for world rank `rank`. 0, or WEFT_ECONFIG naming the entry. */
+int weft_fault_init(int rank);
+
+/* Parse `spec` (the WEFT_FAULT syntax) as this process's faults, replacing
+ * any earlier ones; NULL or "" clears them. For weft_fault_init and tests. */
+int weft_fault_set(const char *spec, int rank);
+
+/* The point is reached with number n (-1: count the hits). Kills and stalls
+ * act here; otherwise 0, or the fault's value for the caller. */
+int weft_fault_at(weft_fault_point p, int64_t n);
+
+/* Every fault name, comma-separated (for messages and --help). */
+const char *weft_fault_names(void);
+
+#endif
