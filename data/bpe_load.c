@@ -278,8 +278,10 @@ static int compute_hash(weft_tokenizer *t)
         XXH3_freeState(h);
         return weft_error(WEFT_ENOMEM, "no memory to hash the tokenizer");
     }
-    memcpy(a, t->added, t->nadded * sizeof *a);
-    qsort(a, t->nadded, sizeof *a, id_cmp);
+    if (t->nadded) { /* t->added is NULL without added tokens */
+        memcpy(a, t->added, t->nadded * sizeof *a);
+        qsort(a, t->nadded, sizeof *a, id_cmp);
+    }
     for (size_t k = 0; k < t->nadded; k++) {
         h32(h, a[k].id);
         h32(h, (uint32_t)a[k].special);
@@ -303,7 +305,8 @@ static int added_cmp(const void *a, const void *b)
 static void finish_added(weft_tokenizer *t)
 {
     static const char *const eot_names[] = {"<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>"};
-    qsort(t->added, t->nadded, sizeof *t->added, added_cmp);
+    if (t->nadded) /* qsort of NULL, even with 0 elements, is undefined (UBSan, fuzz_tokenizer) */
+        qsort(t->added, t->nadded, sizeof *t->added, added_cmp);
     t->eot = -1;
     for (size_t k = 0; k < t->nadded; k++)
         t->added_first[t->pool[t->added[k].off]] = 1;
