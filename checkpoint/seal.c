@@ -312,27 +312,6 @@ static int verified_seal(const char *path, char **seal, size_t *len)
     return rc;
 }
 
-/* from's bytes as a new file to (0640); removed again on failure. */
-static int copy_file(const char *from, const char *to)
-{
-    int in = open(from, O_RDONLY | O_CLOEXEC);
-    if (in < 0)
-        return weft_error(WEFT_EIO, "cannot open %s: %s", from, strerror(errno));
-    int fd = open(to, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-    int rc = fd < 0 ? weft_error(WEFT_EIO, "cannot create %s: %s", to, strerror(errno)) : 0;
-    static char buf[1 << 20];
-    long long off = 0;
-    for (ssize_t n; rc == 0 && (n = read(in, buf, sizeof buf)) != 0; off += n)
-        rc = n < 0 ? weft_error(WEFT_EIO, "reading %s: %s", from, strerror(errno))
-                   : weft_durable_pwrite(fd, buf, (size_t)n, off, to);
-    close(in);
-    if (fd >= 0)
-        close(fd);
-    if (rc && fd >= 0)
-        unlink(to);
-    return rc;
-}
-
 static int add_signature(const char *tmp, const char *text)
 {
     hid_t fapl = weft_h5_fapl(MPI_COMM_NULL, NULL);
@@ -364,7 +343,7 @@ int weft_ckpt_sign_file(const char *path, const char *keyfile, char signer[17])
     const char *slash = strrchr(path, '/');
     weft_durable_dir_of(path, dir, sizeof dir);
     snprintf(tmp, sizeof tmp, "%s/.%s.sign.%d", dir, slash ? slash + 1 : path, (int)getpid());
-    WEFT_CHECK(copy_file(path, tmp));
+    WEFT_CHECK(weft_durable_copy(path, tmp));
     rc = add_signature(tmp, text);
     if (rc == 0)
         rc = weft_durable_publish(tmp, path, WEFT_DURABLE_SYNC);

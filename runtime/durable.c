@@ -189,6 +189,26 @@ int weft_durable_write_file(const char *path, const void *buf, size_t len, weft_
     return weft_durable_commit(&d);
 }
 
+int weft_durable_copy(const char *from, const char *to)
+{
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return weft_error(errno == ENOENT ? WEFT_ENOENT : WEFT_EIO, "cannot open %s: %s", from, strerror(errno));
+    int fd = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    int rc = fd < 0 ? weft_error(WEFT_EIO, "cannot create %s: %s", to, strerror(errno)) : 0;
+    static char buf[1 << 20];
+    long long off = 0;
+    for (ssize_t n; rc == 0 && (n = read(in, buf, sizeof buf)) != 0; off += n)
+        rc = n < 0 ? weft_error(WEFT_EIO, "reading %s: %s", from, strerror(errno))
+                   : weft_durable_pwrite(fd, buf, (size_t)n, off, to);
+    close(in);
+    if (fd >= 0)
+        close(fd);
+    if (rc && fd >= 0)
+        unlink(to);
+    return rc;
+}
+
 int weft_durable_publish(const char *tmp, const char *path, weft_durable_policy policy)
 {
     char dir[4096];

@@ -87,6 +87,11 @@ void weft_durable_discard(weft_durable *d);
 /* The whole of a file at once: open + write + commit. */
 int weft_durable_write_file(const char *path, const void *buf, size_t len, weft_durable_policy policy);
 
+/* from's bytes as a new file `to` (0640, which must not exist): the copy
+ * a tool then changes in place and publishes (weft-ckpt sign, merge).
+ * Removed again on failure; not fsynced (weft_durable_publish does). */
+int weft_durable_copy(const char *from, const char *to);
+
 /* Commit a temporary file another library wrote (HDF5, MPI-IO): chmod 0640,
  * fsync it (SYNC, BATCH), rename tmp -> path, fsync the directory (SYNC).
  * tmp must be in path's directory. A directory whose files were committed

@@ -539,25 +539,6 @@ static int lora_alpha(hid_t f, const char *path, double *alpha)
                                path);
 }
 
-static int copy_file(const char *from, const char *to)
-{
-    int in = open(from, O_RDONLY | O_CLOEXEC), out = -1, rc = 0;
-    if (in < 0)
-        return weft_error(errno == ENOENT ? WEFT_ENOENT : WEFT_EIO, "%s: %s", from, strerror(errno));
-    out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (out < 0)
-        rc = weft_error(WEFT_EIO, "cannot create %s: %s", to, strerror(errno));
-    char buf[1 << 16];
-    long long off = 0;
-    for (ssize_t n; rc == 0 && (n = read(in, buf, sizeof buf)) != 0; off += n)
-        rc = n < 0 ? weft_error(WEFT_EIO, "%s: read failed: %s", from, strerror(errno))
-                   : weft_durable_pwrite(out, buf, (size_t)n, off, to);
-    close(in);
-    if (out >= 0)
-        close(out);
-    return rc;
-}
-
 /* W (out, in) += s B (out, r) A (r, in) for the adapter pair at dpath (its
  * lora_A), into the open copy of the base. */
 static int merge_one(hid_t lf, hid_t out, const char *apath, double s, int *merged)
@@ -666,7 +647,7 @@ static int cmd_merge(const char *lora, const char *given_base, const char *outpa
     rc = rc ? rc : lora_alpha(lf, lora, &alpha);
     rc = rc ? rc : weft_ckpt_list_datasets(lf, lora, &list);
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", outpath, (int)getpid()); /* beside outpath: one rename */
-    rc = rc ? rc : copy_file(base, tmp);
+    rc = rc ? rc : weft_durable_copy(base, tmp);
     if (rc == 0 && (out = H5Fopen(tmp, H5F_ACC_RDWR, H5P_DEFAULT)) < 0)
         rc = weft_h5_error(WEFT_EIO, "cannot open %s for writing", tmp);
     for (int i = 0; rc == 0 && list[i]; i++) {
