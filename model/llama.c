@@ -445,14 +445,8 @@ static void mem_of(const weft_llama *m, weft_model_mem *out)
         .shared_bytes = (work + dact + BT * C + (size_t)m->T * (size_t)m->hs + kvg) * sizeof(float) +
                         2 * BT * sizeof(double) + 2 * BT * sizeof(int32_t),
     };
-    if (m->cfg.lora.rank == 0 && m->Ll > 0) { /* the units set_units gives ZeRO-3 */
-        size_t starts[2048];
-        int nu = m->Ll < 2047 ? m->Ll : 2047;
-        for (int l = 0; l < nu; l++)
-            starts[l] = m->blk_off[l];
-        starts[nu] = m->head_off;
-        weft_model_mem_units(out, starts, nu + 1, m->base.n);
-    }
+    if (m->cfg.lora.rank == 0) /* the units set_units gives ZeRO-3 */
+        weft_model_mem_units(out, m->blk_off, m->Ll, m->head_off, m->base.n);
 }
 
 static int alloc_acts(weft_llama *m)

@@ -72,9 +72,9 @@ typedef struct weft_model_mem {
                           * what ZeRO-3 gathers at once (parallel.zero_prefetch + 2 of them) */
 } weft_model_mem;
 
-/* Fill mm->unit_top from the units' starts (as weft_model_set_units takes
- * them) over n trained elements. */
-WEFT_API void weft_model_mem_units(weft_model_mem *mm, const size_t *starts, int nunits, size_t n);
+/* Fill mm->unit_top from the units a model gives ZeRO-3: each of the L
+ * blocks from blk_off[l] and the head from head_off to n. */
+WEFT_API void weft_model_mem_units(weft_model_mem *mm, const size_t *blk_off, int L, size_t head_off, size_t n);
 
 /* Called during backward each time grad_data[offset..n) is final. */
 typedef void (*weft_grad_hook)(void *arg, size_t offset);
