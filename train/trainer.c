@@ -303,7 +303,7 @@ static int nothing_to_do(weft_trainer *t)
     t->nothing_to_do = 1;
     if (t->rank == 0)
         WEFT_INFO("nothing to do: checkpoint step %lld >= train.steps %lld (raise train.steps to train on); "
-                  "run.dir %s left as it is", (long long)t->start_step, (long long)t->o.steps, t->o.run_dir);
+                  "run.dir %s left as it is (but for its heartbeat files)", (long long)t->start_step, (long long)t->o.steps, t->o.run_dir);
     WEFT_CHECK(weft_sched_start(t->ctx, t->cfg, t->o.steps, &t->sched));
     t->started = 1; /* weft_trainer_close reports the run done */
     weft_sched_resumed(t->sched, t->start_step);
@@ -343,14 +343,18 @@ int weft_trainer_start(weft_trainer *t, const weft_trainer_start_opts *o)
     /* Nothing is written into run.dir before these two: whose it is, and
      * (resuming) whether there is anything left to train. */
     WEFT_CHECK(weft_trainer_rundir_claim(t, o));
+    /* The watchdog runs from here on, so that a rank stopped while the
+     * others read a checkpoint is named by the timeout that ends the job
+     * (the campaign's stall_resume); its heartbeat files are the only thing
+     * a resume with nothing left to train writes besides status.json. */
+    WEFT_CHECK(weft_watchdog_start(t->ctx, t->o.run_dir, weft_config_float(t->cfg, "sched.heartbeat"),
+                                   weft_config_float(t->cfg, "comm.timeout")));
     WEFT_CHECK(weft_trainer_ckpt_resume(t, o));
     if (t->resuming && t->start_step >= t->o.steps)
         return nothing_to_do(t);
     WEFT_CHECK(start_files(t));
     WEFT_CHECK(weft_sched_start(t->ctx, t->cfg, t->o.steps, &t->sched));
     t->started = 1;
-    WEFT_CHECK(weft_watchdog_start(t->ctx, t->o.run_dir, weft_config_float(t->cfg, "sched.heartbeat"),
-                                   weft_config_float(t->cfg, "comm.timeout")));
     WEFT_CHECK(weft_trainer_ckpt_setup(t));
     if (t->start_step > 0)
         weft_sched_resumed(t->sched, t->start_step);
@@ -466,8 +470,8 @@ int weft_trainer_run(weft_trainer *t, weft_step_stats *last_out)
 
 static void release(weft_trainer *t, int rc)
 {
+    weft_watchdog_stop(); /* a no-op when it never started */
     if (t->started) {
-        weft_watchdog_stop();
         weft_sched_finish(t->sched, rc ? WEFT_RUN_FAILED : WEFT_RUN_DONE, rc ? weft_last_error() : NULL);
     }
     if (t->metrics_fd >= 0)

@@ -20,7 +20,10 @@ tiny=(--data.path="$ds" --model.n_layer=2 --model.n_head=2 --model.n_embd=32 --m
       --train.seq_len=32 --train.micro_batch=2 --train.global_batch=8 --train.log_interval=1
       --train.eval_interval=0 --train.eval_batches=1 --train.steps=10 --checkpoint.every=5)
 # snap DIR: every file under DIR with its checksum, and every directory
-snap() { (cd "$1" && find . -type d | sort && find . -type f -print0 | sort -z | xargs -0 md5sum); }
+snap_all() { (cd "$1" && find . -type d | sort && find . -type f -print0 | sort -z | xargs -0 md5sum); }
+# snap without heartbeat/: the watchdog rewrites it while a resume reads the checkpoint
+snap() { (cd "$1" && find . -path ./heartbeat -prune -o -type d -print | sort &&
+          find . -path ./heartbeat -prune -o -type f -print0 | sort -z | xargs -0 md5sum); }
 # steps_of METRICS: the steps metrics.jsonl holds, space-separated
 steps_of() { python3 -c 'import json, sys; print(*[json.loads(l)["step"] for l in open(sys.argv[1])])' "$1"; }
 
@@ -31,12 +34,12 @@ import json, sys; o = json.load(open(sys.argv[1])); assert o["job"] and len(o["c
     "$run/owner.json"
 
 # 1. A fresh start over it is refused and changes nothing.
-snap "$run" >"$TMPDIR_TEST/before"
+snap_all "$run" >"$TMPDIR_TEST/before"
 expect_exit 64 "a fresh start in a run directory that holds a run exits 64" \
     weft_mpirun 2 "$train" "${tiny[@]}" --run.dir="$run" --train.steps=3
 check "  ... saying what is there and what to do" bash -c 'grep -q "already holds a run (metrics.jsonl, owner.json, 2 checkpoints .*steps 5 to 10" <<<"$1" &&
     grep -q -- "--resume (or --resume=auto).*--run.overwrite=true" <<<"$1"' _ "$LAST_OUT"
-snap "$run" >"$TMPDIR_TEST/after"
+snap_all "$run" >"$TMPDIR_TEST/after"
 check "  ... and leaves every file and checksum as it was" diff "$TMPDIR_TEST/before" "$TMPDIR_TEST/after"
 cp -r "$run" "$TMPDIR_TEST/ckonly" && rm "$TMPDIR_TEST/ckonly/metrics.jsonl" "$TMPDIR_TEST/ckonly/owner.json"
 expect_exit 64 "checkpoints alone (no metrics.jsonl, no owner.json) also refuse a fresh start" \
@@ -47,7 +50,7 @@ expect_exit 64 "--init-from into a run directory that holds a run is a fresh sta
 # 2. run.overwrite = true moves the old run aside, never deletes it.
 ow="$TMPDIR_TEST/ow"
 cp -r "$run" "$ow"
-snap "$ow" >"$TMPDIR_TEST/ow.before"
+snap_all "$ow" >"$TMPDIR_TEST/ow.before"
 weft_mpirun 2 "$train" "${tiny[@]}" --run.dir="$ow" --train.steps=3 --run.overwrite=true >"$ow.log" 2>&1
 check "--run.overwrite=true: exit 0, a new run of 3 steps" test "$(steps_of "$ow/metrics.jsonl")" = "1 2 3"
 prev=$(ls -d "$ow"/previous/*/ 2>/dev/null | head -1)
@@ -79,7 +82,7 @@ weft_mpirun 2 "$train" "${tiny[@]}" --run.dir="$plain" --train.steps=11 --resume
 expect_grep "--resume: no latest in the checkpoint directory; resuming from the newest .*step-00000010.h5" "$plain.log" \
     "--resume without latest but with checkpoints: the newest, saying so"
 
-# 4. Nothing left to train: exit 0, nothing touched but status.json (done).
+# 4. Nothing left to train: exit 0, nothing touched but status.json (done) and heartbeat/.
 rm "$run/status.json"
 snap "$run" >"$TMPDIR_TEST/before"
 expect_exit 0 "resuming a step-10 checkpoint with train.steps = 6 exits 0" \
