@@ -13,6 +13,7 @@
  */
 #include "parallel/dp_int.h"
 #include "runtime/error.h"
+#include "runtime/invariant.h"
 #include "runtime/timer.h"
 #include "runtime/trace.h"
 
@@ -151,6 +152,7 @@ int weft_dp_new(weft_comm *comm, float *params, float *grads, size_t n, const we
         weft_dp_free(dp);
         return rc;
     }
+    WEFT_INVARIANT(weft_dp_check(dp, 0, "created"), "dp");
     *out = dp;
     return 0;
 }
@@ -198,6 +200,7 @@ void weft_dp_begin(weft_dp *dp)
     dp->err = 0;
     dp->t_first_launch = dp->t_last_done = dp->exposed_ns = dp->t_finished = 0;
     dp->gather_ns = dp->gather_wait_ns = 0;
+    WEFT_INVARIANT(weft_dp_check(dp, 0, "a step begun"), "dp");
 }
 
 static int launch(weft_dp *dp, bucket *k)
@@ -227,12 +230,11 @@ static int poll(weft_dp *dp)
     return 0;
 }
 
-/* ZeRO-2/3: at most this many buckets' reductions in flight during
+/* ZeRO-2/3: at most ZERO2_IN_FLIGHT buckets' reductions in flight during
  * backward; an older one is waited for in the hook. The backends other than
  * MPI move a collective only while it is tested or waited, so without a
  * bound every reduction would finish in finish_grads, after backward had
  * written -- and kept resident -- the whole gradient buffer. */
-#define ZERO2_IN_FLIGHT 2
 
 static int bound_in_flight(weft_dp *dp)
 {
@@ -262,6 +264,7 @@ void weft_dp_hook(void *arg, size_t offset)
     rc = rc ? rc : bound_in_flight(dp);
     if (rc)
         dp->err = rc;
+    WEFT_INVARIANT(weft_dp_check(dp, -1, "a backward hook"), "dp");
 }
 
 int weft_dp_finish_grads(weft_dp *dp)
@@ -279,6 +282,7 @@ int weft_dp_finish_grads(weft_dp *dp)
     }
     dp->t_finished = weft_now_ns();
     dp->exposed_ns = dp->t_finished - t0;
+    WEFT_INVARIANT(weft_dp_check(dp, 1, "the gradients reduced"), "dp");
     return 0;
 }
 

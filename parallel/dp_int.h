@@ -53,9 +53,18 @@ struct weft_dp {
     int64_t gather_ns, gather_wait_ns; /* this step: gathers' summed spans, and the time waited for them */
 };
 
+/* ZeRO-2/3: at most this many buckets' reductions in flight during
+ * backward (dp.c: bound_in_flight says why). */
+#define ZERO2_IN_FLIGHT 2
+
 /* dp.c */
 void weft_dp_whole_pages(const float *buf, size_t a, size_t b, size_t out[2]);
 void weft_dp_drop(float *buf, const size_t (*drop)[2]);
+
+/* dp_check.c: 0 or WEFT_EINTERNAL naming the broken invariant. reduced:
+ * 1 once finish_grads returned (every bucket DONE), -1 right after a hook
+ * (the ZeRO-2/3 bound on reductions in flight holds), 0 otherwise. */
+int weft_dp_check(const weft_dp *dp, int reduced, const char *when);
 
 /* dp_zero3.c */
 int weft_dp_z3_setup(weft_dp *dp);

@@ -32,6 +32,7 @@
 #include "parallel/dp_int.h"
 #include "kernels/kernels.h"
 #include "runtime/error.h"
+#include "runtime/invariant.h"
 #include "runtime/timer.h"
 #include "runtime/trace.h"
 
@@ -114,6 +115,7 @@ int weft_dp_use_begin(void *arg, int ui, int dir)
     }
     WEFT_CHECK(wait_gather(dp, u));
     u->users++;
+    WEFT_INVARIANT(weft_dp_check(dp, 0, "a unit gathered for use"), "dp");
     return 0;
 }
 
@@ -142,6 +144,7 @@ void weft_dp_use_end(void *arg, int ui)
     int rc = poll_gathers(dp);
     if (rc && !dp->err)
         dp->err = rc; /* end cannot return it: the step's finish_grads does */
+    WEFT_INVARIANT(weft_dp_check(dp, 0, "a unit's use ended"), "dp");
 }
 
 int weft_dp_release_params(weft_dp *dp)
@@ -164,6 +167,7 @@ int weft_dp_gather_all(weft_dp *dp)
     for (int i = 0; i < dp->nu; i++)
         WEFT_CHECK(wait_gather(dp, &dp->u[i]));
     dp->whole = 1;
+    WEFT_INVARIANT(weft_dp_check(dp, 0, "every unit gathered"), "dp");
     return 0;
 }
 

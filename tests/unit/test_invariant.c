@@ -3,7 +3,10 @@
  * weft_request_queue_check accepts a queue through pushes, pops and growth
  * and names each way a queue can be broken; WEFT_INVARIANT with a broken
  * check ends the process with exit 70 (weft_bug) after printing where and
- * why, and does nothing when the check holds. The loader's, the checkpoint writer's and
+ * why, and does nothing when the check holds. weft_dp_check accepts a
+ * data-parallel state built here by hand (three buckets over 300 floats,
+ * ZeRO-3 with two units) through a step, and names each way it can be
+ * broken. The loader's, the checkpoint writer's and
  * the request pool's checks run inside every test that uses those objects.
  */
 #include <setjmp.h>
@@ -20,6 +23,7 @@
 #include <unistd.h>
 
 #include "collectives/request_queue.h"
+#include "parallel/dp_int.h"
 #include "runtime/error.h"
 #include "runtime/invariant.h"
 
@@ -63,6 +67,86 @@ static void test_queue(void **state)
     weft_request_queue_free(&q);
 }
 
+/* 300 floats in buckets [200, 300) [100, 200) [0, 100), rank 0 of 2 (shard:
+ * each bucket's first 50); ZeRO-3 units [0, 100) and [100, 300). */
+static void dp_fixture(weft_dp *dp, bucket *b, unit *u)
+{
+    memset(dp, 0, sizeof *dp);
+    memset(b, 0, 3 * sizeof *b);
+    memset(u, 0, 2 * sizeof *u);
+    for (int i = 0; i < 3; i++)
+        b[i] = (bucket){.start = (size_t)(200 - 100 * i), .len = 100, .shard_off = 0, .shard_len = 50};
+    u[0] = (unit){.start = 0, .len = 100, .b0 = 2, .nb = 1, .state = RELEASED};
+    u[1] = (unit){.start = 100, .len = 200, .b0 = 0, .nb = 2, .state = RELEASED};
+    dp->b = b;
+    dp->nb = 3;
+    dp->n = 300;
+    dp->u = u;
+    dp->nu = 2;
+    dp->opts.zero = 3;
+}
+
+#define DP_BROKEN(reduced, text)                                                                               \
+    do {                                                                                                       \
+        assert_int_equal(weft_dp_check(&dp, (reduced), "test"), WEFT_EINTERNAL);                               \
+        assert_non_null(strstr(weft_last_error(), (text)));                                                    \
+        dp_fixture(&dp, b, u);                                                                                 \
+    } while (0)
+
+static void test_dp(void **state)
+{
+    (void)state;
+    weft_dp dp;
+    bucket b[3];
+    unit u[2];
+    weft_request *req = (weft_request *)&dp; /* any non-NULL pointer: the check never follows it */
+    dp_fixture(&dp, b, u);
+    assert_int_equal(weft_dp_check(&dp, 0, "created"), 0);
+    /* through a step: two launched, one done; then all done */
+    dp.next = 2;
+    b[0].state = DONE;
+    b[1].state = LAUNCHED;
+    b[1].req = req;
+    u[1].state = GATHERED;
+    u[1].users = 1;
+    u[0].state = GATHERING;
+    assert_int_equal(weft_dp_check(&dp, -1, "a hook"), 0);
+    dp.next = 3;
+    for (int i = 0; i < 3; i++)
+        b[i].state = DONE;
+    assert_int_equal(weft_dp_check(&dp, 1, "reduced"), 0);
+
+    dp_fixture(&dp, b, u);
+    b[1].len = 90; /* a gap between two buckets */
+    DP_BROKEN(0, "bucket 1 is [100, 190); the buckets must tile [0, 300) from its end, so it must end at 200");
+    b[2].shard_off = 60; /* a shard past its bucket */
+    DP_BROKEN(0, "bucket 2's shard [60, +50) is outside its 100 floats");
+    b[0].drop[1][0] = 240, b[0].drop[1][1] = 260; /* pages given back inside the shard [200, 250) */
+    DP_BROKEN(0, "bucket 0 gives back gradient floats [240, 260), not inside [250, 300)");
+    b[1].state = LAUNCHED; /* launched beyond next */
+    b[1].req = req;
+    DP_BROKEN(0, "bucket 1 is in state 1; expected IDLE (0 of 3 launched)");
+    dp.next = 1; /* a launched bucket without its request */
+    b[0].state = LAUNCHED;
+    DP_BROKEN(0, "bucket 0 is LAUNCHED without a request");
+    dp.next = 3; /* ZeRO-3: three reductions in flight after a hook */
+    for (int i = 0; i < 3; i++)
+        b[i].state = LAUNCHED, b[i].req = req;
+    DP_BROKEN(-1, "3 reductions in flight under ZeRO-3; at most 2");
+    dp.next = 3; /* reduced, but one still in flight */
+    b[0].state = b[1].state = DONE;
+    b[2].state = LAUNCHED;
+    b[2].req = req;
+    DP_BROKEN(1, "the gradients are reduced but bucket 2 is in state 1, not DONE");
+    u[0].users = 1; /* in use while released */
+    DP_BROKEN(0, "ZeRO-3 unit 0 has 1 users in state 0");
+    dp.whole = 1; /* all gathered, but one is not */
+    u[0].state = GATHERED;
+    DP_BROKEN(0, "ZeRO-3 unit 1 has 0 users in state 0 (all gathered)");
+    u[1].b0 = 1; /* a unit that is not its buckets */
+    DP_BROKEN(0, "ZeRO-3 unit 1 [100, 300) is not its buckets 1..2");
+}
+
 static int broken(void) { return weft_error(WEFT_EINTERNAL, "slot 3 is READY with 2 rows still to read"); }
 static int holds(void) { return 0; }
 
@@ -98,6 +182,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_queue),
         cmocka_unit_test(test_abort),
+        cmocka_unit_test(test_dp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
