@@ -11,6 +11,7 @@
 #include "checkpoint/h5.h"
 #include "checkpoint/inspect.h"
 #include "checkpoint/plan.h"
+#include "collectives/watchdog.h"
 #include "runtime/error.h"
 
 #include <errno.h>
@@ -386,6 +387,9 @@ int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const ch
     WEFT_CHECK(weft_comm_mpi_dup(l->world, &mpi));
     weft_ckpt_name *names = NULL;
     int ng = 0;
+    char what[4400];
+    snprintf(what, sizeof what, "reading checkpoint file %s", path);
+    weft_watchdog_raw_begin(what); /* HDF5's collective MPI-IO (collectives/watchdog.h, "Raw MPI") */
     int rc = weft_ckpt_names(mpi, s, &names, &ng);
     rc = weft_ckpt_agree(l->world, rc ? rc : precheck(path));
     if (rc == 0) {
@@ -402,6 +406,7 @@ int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const ch
             H5Fclose(x.f);
         weft_h5_unlock();
     }
+    weft_watchdog_raw_end();
     free(names);
     MPI_Comm_free(&mpi);
     if (rc)

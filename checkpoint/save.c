@@ -17,6 +17,7 @@
 #include "checkpoint/h5.h"
 #include "checkpoint/seal.h"
 #include "checkpoint/writer_int.h"
+#include "collectives/watchdog.h"
 #include "runtime/ctx.h"
 #include "runtime/durable.h"
 #include "runtime/error.h"
@@ -287,10 +288,25 @@ int weft_ckpt_root_attrs(hid_t f, const weft_ckpt_meta *m, const weft_ckpt_layou
     return rc;
 }
 
+static int write_file_raw(weft_ckpt *c, const char *tmp);
+
+/* HDF5's calls here are collective MPI-IO the communicators do not see:
+ * the watchdog bounds them (collectives/watchdog.h, "Raw MPI"). */
 static int write_file(weft_ckpt *c, const char *tmp)
+{
+    char what[4400];
+    snprintf(what, sizeof what, "writing checkpoint file %s", tmp);
+    weft_watchdog_raw_begin(what);
+    int rc = write_file_raw(c, tmp);
+    weft_watchdog_raw_end();
+    return rc;
+}
+
+static int write_file_raw(weft_ckpt *c, const char *tmp)
 {
     weft_h5_tuning tune = {c->opts.collective, c->opts.coll_metadata, c->opts.alignment};
     hid_t fapl = weft_h5_fapl(c->mpi, &tune);
+    weft_fault_at(WEFT_FAULT_SAVE_OPEN, c->meta.step); /* kill_save_open, stall_save_open: the others in MPI-IO */
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (f < 0)

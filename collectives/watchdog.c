@@ -9,6 +9,7 @@
  *   time WALL_SECONDS
  *   step S                      (steps completed; -1 before the first)
  *   comm ID SIZE POSTED OLDEST_PENDING OP AGE_S   (OLDEST_PENDING -1, OP -: none)
+ *   raw AGE_S WHAT              (only while inside raw MPI: weft_watchdog_raw_begin)
  */
 #include "collectives/watchdog.h"
 #include "collectives/backend.h"
@@ -35,7 +36,39 @@ static struct {
     double heartbeat_s, timeout_s;
     atomic_int running, quit;
     pthread_t thread;
-} wd;
+    pthread_mutex_t raw_mu; /* guards raw_what, raw_since_ns, raw_depth */
+    char raw_what[512];
+    int64_t raw_since_ns;
+    int raw_depth;
+} wd = {.raw_mu = PTHREAD_MUTEX_INITIALIZER};
+
+void weft_watchdog_raw_begin(const char *what)
+{
+    pthread_mutex_lock(&wd.raw_mu);
+    if (wd.raw_depth++ == 0) {
+        snprintf(wd.raw_what, sizeof wd.raw_what, "%s", what);
+        wd.raw_since_ns = weft_now_ns();
+    }
+    pthread_mutex_unlock(&wd.raw_mu);
+}
+
+void weft_watchdog_raw_end(void)
+{
+    pthread_mutex_lock(&wd.raw_mu);
+    if (wd.raw_depth > 0 && --wd.raw_depth == 0)
+        wd.raw_since_ns = 0;
+    pthread_mutex_unlock(&wd.raw_mu);
+}
+
+/* Seconds this rank has been inside raw MPI (0: not inside), and what. */
+static double raw_age(char *what, size_t len)
+{
+    pthread_mutex_lock(&wd.raw_mu);
+    double age = wd.raw_since_ns ? 1e-9 * (double)(weft_now_ns() - wd.raw_since_ns) : 0;
+    snprintf(what, len, "%s", wd.raw_what);
+    pthread_mutex_unlock(&wd.raw_mu);
+    return age;
+}
 
 /* --- publishing ------------------------------------------------------------- */
 
@@ -61,6 +94,10 @@ static void publish(void)
     fprintf(f, "weft-heartbeat 1\nrank %d %d\npid %d\nhost %s\ntime %.3f\nstep %lld\n", wd.ctx->rank, wd.ctx->size,
             (int)getpid(), wd.ctx->host, weft_wall_s(), (long long)weft_sched_current_step());
     weft_comm_foreach_live(put_comm, f);
+    char what[512];
+    double raw = raw_age(what, sizeof what);
+    if (raw > 0)
+        fprintf(f, "raw %.3f %s\n", raw, what);
     weft_durable_commit(&d);
 }
 
@@ -145,11 +182,13 @@ static void add_peer(verdict *v, int w, const char *status, const peer *p, doubl
              p->host[0] ? p->host : "?", p->pid, p->step, p->posted - 1, age);
 }
 
+/* A live rank rewrites its file every heartbeat; one older than two and a
+ * half (with slack for a loaded machine) is not running. */
+static double stale_s(void) { return 2.5 * wd.heartbeat_s + 0.5; }
+
 static void judge_one(const weft_comm *c, uint64_t seq, int w, verdict *v)
 {
-    /* A live rank rewrites its file every heartbeat; one older than two
-     * and a half (with slack for a loaded machine) is not running. */
-    double now = weft_wall_s(), stale = 2.5 * wd.heartbeat_s + 0.5;
+    double now = weft_wall_s(), stale = stale_s();
     char what[400];
     peer p;
     read_peer(w, c->id, &p);
@@ -244,6 +283,40 @@ static void check_comm(weft_comm *c, void *arg)
     weft_watchdog_explain(c, seq, op, 1e-9 * (double)age, s->message, sizeof s->message);
 }
 
+/* Inside raw MPI for longer than limit_s: the world's silent ranks, if
+ * any, into s (the job cannot go on without them). */
+static void check_raw(scan *s)
+{
+    char what[512], silent[2048] = "";
+    double age = raw_age(what, sizeof what), now = weft_wall_s();
+    if (age <= s->limit_s)
+        return;
+    int n = 0;
+    for (int w = 0; w < wd.ctx->size; w++) {
+        peer p;
+        if (w == wd.ctx->rank)
+            continue;
+        read_peer(w, "", &p);
+        /* Silent for a whole comm.timeout, not the heartbeat's staleness
+         * rule: a heartbeat a few seconds late on a loaded node must not end
+         * a save that is merely slow. */
+        double quiet = now - p.time;
+        if (p.found && quiet <= wd.timeout_s)
+            continue;
+        size_t u = strlen(silent);
+        if (n++ < 8)
+            snprintf(silent + u, sizeof silent - u, "%srank %d (%s pid %d: %s%.1f s, stopped, hung or dead; last "
+                     "heard at step %lld)", n > 1 ? "; " : "", w, p.host[0] ? p.host : "?", p.pid,
+                     p.found ? "silent for " : "no heartbeat file, ", p.found ? quiet : 0.0, p.step);
+    }
+    if (n == 0)
+        return; /* slow, not stuck: every rank is alive */
+    s->hung = 1;
+    snprintf(s->message, sizeof s->message, "watchdog: this rank has waited %.1f s inside %s (HDF5's collective "
+             "MPI-IO calls, which comm.timeout = %g s does not otherwise bound); silent: %s%s", age, what,
+             wd.timeout_s, silent, n > 8 ? " and more" : "");
+}
+
 static void *watchdog_main(void *arg)
 {
     (void)arg;
@@ -259,6 +332,8 @@ static void *watchdog_main(void *arg)
         }
         scan s = {.limit_s = wd.timeout_s + grace};
         weft_comm_foreach_live(check_comm, &s);
+        if (!s.hung)
+            check_raw(&s);
         if (s.hung)
             weft_abort("%s", s.message);
         struct timespec ts = {(time_t)period, (long)((period - (double)(time_t)period) * 1e9)};

@@ -20,6 +20,16 @@
  * the abort message and run.dir/hang-rN.txt, the flight recorder into
  * run.dir/flight-rN.json (weft_abort's hook), and weft-doctor reads them.
  *
+ * Raw MPI: HDF5's collective file calls (a checkpoint's create, writes,
+ * close; a load's open and reads) go through MPI directly, where no
+ * operation of a weft communicator is pending, so a rank stopped before
+ * one of them would leave the others inside it forever. Code brackets such
+ * calls with weft_watchdog_raw_begin/end; once this rank has been inside
+ * longer than comm.timeout, the watchdog reads the other ranks' heartbeats
+ * and ends the job naming any that is silent (stopped, hung or dead). A
+ * long but live call (a large checkpoint on a slow disk) is left alone:
+ * every heartbeat is fresh.
+ *
  * States: stopped --weft_watchdog_start--> running --weft_watchdog_stop-->
  * stopped; running --hang found--> the job is aborted.
  */
@@ -43,5 +53,13 @@ void weft_watchdog_stop(void);
  * run.dir/hang-r<rank>.txt. No-op when the watchdog is not running. */
 void weft_watchdog_explain(const weft_comm *c, uint64_t seq, weft_op_kind op, double pending_s, char *buf,
                            size_t len);
+
+/* This thread enters (leaves) calls into raw MPI that every rank of the
+ * world makes together; `what` names them for the abort message ("creating
+ * checkpoint file X"). Nested pairs count as one, the outermost's name. May
+ * be called whether the watchdog runs or not, from any one thread at a
+ * time (the HDF5 lock serialises the callers). */
+void weft_watchdog_raw_begin(const char *what);
+void weft_watchdog_raw_end(void);
 
 #endif

@@ -57,6 +57,8 @@ static const fault_kind kinds[] = {
     {"close_tcp", WEFT_FAULT_TCP_SEND, ACT_VALUE, 1},
     {"slow_step", WEFT_FAULT_STEP_DELAY, ACT_ARG, 0},
     {"hold_save", WEFT_FAULT_SAVE_HOLD, ACT_HOLD, 0},
+    {"kill_save_open", WEFT_FAULT_SAVE_OPEN, ACT_KILL, 0},
+    {"stall_save_open", WEFT_FAULT_SAVE_OPEN, ACT_STALL, 0},
 };
 #define NKINDS (int)(sizeof kinds / sizeof kinds[0])
 #define MAX_FAULTS 16

@@ -53,6 +53,7 @@ typedef enum {
     WEFT_FAULT_OP_POSTED,   /* a collective or point-to-point operation posted (n: -1, any communicator) */
     WEFT_FAULT_STEP_DELAY,  /* after each step (milliseconds to sleep; n: -1) */
     WEFT_FAULT_SAVE_HOLD,   /* a save of step n, before it writes (hold_save:N waits there for step N) */
+    WEFT_FAULT_SAVE_OPEN,   /* save of step n: before the file is created (HDF5's collective MPI-IO open) */
     WEFT_FAULT_NPOINTS
 } weft_fault_point;
 

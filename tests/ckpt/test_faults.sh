@@ -9,7 +9,8 @@
 #     resumes from exactly that step; a save killed before its rename left
 #     its temporary file (so the kill hit the save in flight) and the next
 #     run removes it; a rank stopped (SIGSTOP) in a save ends the job within
-#     comm.timeout + 30 s naming it; the run finished with --resume ends
+#     comm.timeout + 30 s naming it, also when stopped before the final
+#     save's file is created (the others inside HDF5's raw MPI-IO); the run finished with --resume ends
 #     with weights and optimizer state bitwise equal to an uninterrupted
 #     run's, and metrics.jsonl holds every step once;
 #   - checkpoint.if_busy = skip with the writer held busy (hold_save);
@@ -71,13 +72,25 @@ trial kill_eval:12@0 "10|12" 0
 trial kill_resume@1 "$prev" 0
 # A stopped rank inside a save: the other's watchdog ends the job, timed
 # from the fault's own log line (its wall-clock time), not from the launch.
+# ended_in_time NAME: the last trial's job ended within comm.timeout + 30 s of its fault
+ended_in_time() {
+    local t_fault elapsed
+    t_fault=$(sed -n 's/.*fault injected: .*(unix time \([0-9.]*\)).*/\1/p' "$run-$i.log" | head -1)
+    elapsed=$(python3 -c 'import sys; print(round(float(sys.argv[1]) - float(sys.argv[2]), 1))' "$t_end" "${t_fault:-0}")
+    python3 -c 'import sys; sys.exit(float(sys.argv[1]) > 35)' "$elapsed" &&
+        ok "$1: the job ended $elapsed s after the stall (comm.timeout 5 s + 30)" ||
+        not_ok "$1: the job ends within comm.timeout + 30 s of the stall" "it took $elapsed s"
+}
 trial stall_save_data:14@1 12 1
-t_fault=$(sed -n 's/.*fault injected: .*(unix time \([0-9.]*\)).*/\1/p' "$run-$i.log" | head -1)
-elapsed=$(python3 -c 'import sys; print(round(float(sys.argv[1]) - float(sys.argv[2]), 1))' "$t_end" "${t_fault:-0}")
-python3 -c 'import sys; sys.exit(float(sys.argv[1]) > 35)' "$elapsed" &&
-    ok "stall_save_data: the job ended $elapsed s after the stall (comm.timeout 5 s + 30)" ||
-    not_ok "stall_save_data: the job ends within comm.timeout + 30 s of the stall" "it took $elapsed s"
+ended_in_time stall_save_data
 expect_grep "r0/2 .*aborting the job: .*rank 1 " "$run-$i.log" "stall_save_data: rank 0's abort names rank 1 as silent"
+# Stopped before the final (synchronous) save's file is created: rank 0
+# waits inside HDF5's collective MPI-IO open, which no communicator sees;
+# the watchdog's raw-MPI bound ends it (hung forever before).
+trial stall_save_open:20@1 18 0
+ended_in_time stall_save_open
+expect_grep "r0/2 .*aborting the job: watchdog: this rank has waited .* inside writing checkpoint file .*silent: rank 1 " \
+    "$run-$i.log" "stall_save_open: rank 0's abort says where it waited and names rank 1 as silent"
 weft_mpirun 2 "$train" "${chain[@]}" --run.dir="$run" --resume >"$run-end.log" 2>&1
 check "after the faults, --resume finishes the run from step $prev" grep -q "resumed from .*(step $prev," "$run-end.log"
 check "no temporary checkpoint file is left" bash -c "! ls '$run/checkpoints'/.step-* 2>/dev/null"
@@ -135,7 +148,7 @@ if ! mount -t tmpfs -o size=1000k ckpt-tmpfs "$mnt" 2>/dev/null; then
     skip "disk full: on_error = stop" "cannot mount a tmpfs here (not root?)"
     echo "1..$TAP_N"; exit 0
 fi
-trap 'umount "$mnt" 2>/dev/null; rm -rf "$TMPDIR_TEST"' EXIT
+trap 'umount "$mnt" 2>/dev/null; [ -n "${WEFT_TEST_KEEP:-}" ] || rm -rf "$TMPDIR_TEST"' EXIT
 full=("${tiny[@]}" --train.steps=10 --checkpoint.every=2 --checkpoint.keep_last=5)
 weft_mpirun 2 "$train" "${full[@]}" --run.dir="$TMPDIR_TEST/dc" --checkpoint.dir="$mnt/c" \
     --checkpoint.on_error=continue --checkpoint.preflight=false >"$TMPDIR_TEST/dc.log" 2>&1
