@@ -4,8 +4,9 @@ fault injected at an exact registry point (WEFT_FAULT, docs/operations.md
 "Fault injection") into a small 2-rank training job, then a resume.
 
 A trial picks, from its own seeded generator, a rank, a fault and a step:
-SIGKILL or SIGSTOP at start-up, at a steady step, mid-evaluation, in a
-save's data phase, after its fsync before the rename, between the rename
+SIGKILL or SIGSTOP at start-up, at a steady step, mid-evaluation, before
+a save's file is created (the others inside HDF5's MPI-IO), in a save's
+data phase, after its fsync before the rename, between the rename
 and `latest`, or mid-resume (after a first run killed at a step), or an
 injected ENOSPC or EIO in a save's HDF5 writes (checkpoint.on_error = stop).
 Then it checks what weft promises:
@@ -38,7 +39,8 @@ TINY = ["--model.n_layer=2", "--model.n_head=2", "--model.n_embd=32", "--model.c
         "--train.seq_len=32", "--train.micro_batch=2", "--train.global_batch=8", "--train.log_interval=1",
         f"--train.eval_interval={EVAL}", "--train.eval_batches=1", f"--train.steps={STEPS}",
         f"--checkpoint.every={EVERY}", "--checkpoint.keep_last=3", "--sched.heartbeat=0.5"]
-KINDS = ["start", "step", "eval", "save_data", "save_commit", "save_latest", "resume", "enospc_save", "eio_save"]
+KINDS = ["start", "step", "eval", "save_open", "save_data", "save_commit", "save_latest", "resume", "enospc_save",
+         "eio_save"]
 NP = 2
 CALM_TIMEOUT = 120  # comm.timeout of the runs whose timing is not under test
 
