@@ -221,11 +221,13 @@ static void judge(const weft_comm *c, uint64_t seq, verdict *v)
             judge_one(c, seq, c->world_ranks[i], v);
 }
 
-static void write_hang(const weft_comm *c, uint64_t seq, double pending_s, const verdict *v, const char *op)
+/* run.dir/hang-rN.txt for an operation `op` #seq of communicator `id`
+ * (world ranks `members`), pending for pending_s. */
+static void write_hang_record(const char *id, const char *members, uint64_t seq, double pending_s, const verdict *v,
+                              const char *op)
 {
-    char path[4200], members[1024];
+    char path[4200];
     weft_durable d;
-    ranges(c->world_ranks, c->size, members, sizeof members);
     snprintf(path, sizeof path, "%s/" WEFT_RUNFILE_HANG_FMT, wd.dir, wd.ctx->rank);
     /* The waiting thread and the watchdog may both give up at once: each
      * writes its own temporary name (runtime/durable.h). */
@@ -236,10 +238,17 @@ static void write_hang(const weft_comm *c, uint64_t seq, double pending_s, const
     FILE *f = d.f;
     fprintf(f, "weft-hang 1\nrank %d\nhost %s\ntime %.3f\nstep %lld\ncomm %s\nmembers %s\nseq %llu\nop %s\n"
                "pending_s %.3f\ntimeout_s %g\nmissing %s\nsilent %s\n%s",
-            wd.ctx->rank, wd.ctx->host, weft_wall_s(), (long long)weft_sched_current_step(), c->id, members,
+            wd.ctx->rank, wd.ctx->host, weft_wall_s(), (long long)weft_sched_current_step(), id, members,
             (unsigned long long)seq, op, pending_s, wd.timeout_s, v->missing_list, v->silent_list, v->peers);
     if (weft_durable_commit(&d) != 0)
         WEFT_WARN("hang record: %s", weft_last_error());
+}
+
+static void write_hang(const weft_comm *c, uint64_t seq, double pending_s, const verdict *v, const char *op)
+{
+    char members[1024];
+    ranges(c->world_ranks, c->size, members, sizeof members);
+    write_hang_record(c->id, members, seq, pending_s, v, op);
 }
 
 void weft_watchdog_explain(const weft_comm *c, uint64_t seq, weft_op_kind op, double pending_s, char *buf, size_t len)
@@ -287,11 +296,12 @@ static void check_comm(weft_comm *c, void *arg)
  * any, into s (the job cannot go on without them). */
 static void check_raw(scan *s)
 {
-    char what[512], silent[2048] = "";
+    char what[512], text[400], members[32];
     double age = raw_age(what, sizeof what), now = weft_wall_s();
     if (age <= s->limit_s)
         return;
-    int n = 0;
+    verdict v;
+    memset(&v, 0, sizeof v);
     for (int w = 0; w < wd.ctx->size; w++) {
         peer p;
         if (w == wd.ctx->rank)
@@ -303,18 +313,22 @@ static void check_raw(scan *s)
         double quiet = now - p.time;
         if (p.found && quiet <= wd.timeout_s)
             continue;
-        size_t u = strlen(silent);
-        if (n++ < 8)
-            snprintf(silent + u, sizeof silent - u, "%srank %d (%s pid %d: %s%.1f s, stopped, hung or dead; last "
-                     "heard at step %lld)", n > 1 ? "; " : "", w, p.host[0] ? p.host : "?", p.pid,
-                     p.found ? "silent for " : "no heartbeat file, ", p.found ? quiet : 0.0, p.step);
+        snprintf(text, sizeof text, "rank %d (%s pid %d: %s%.1f s, stopped, hung or dead; last heard at step %lld)",
+                 w, p.host[0] ? p.host : "?", p.pid, p.found ? "silent for " : "no heartbeat file, ",
+                 p.found ? quiet : 0.0, p.step);
+        add(v.silent, sizeof v.silent, v.silent_list, sizeof v.silent_list, &v.nsilent, w, text);
+        add_peer(&v, w, "silent", &p, p.found ? quiet : -1);
     }
-    if (n == 0)
+    if (v.nsilent == 0)
         return; /* slow, not stuck: every rank is alive */
     s->hung = 1;
     snprintf(s->message, sizeof s->message, "watchdog: this rank has waited %.1f s inside %s (HDF5's collective "
              "MPI-IO calls, which comm.timeout = %g s does not otherwise bound); silent: %s%s", age, what,
-             wd.timeout_s, silent, n > 8 ? " and more" : "");
+             wd.timeout_s, v.silent, v.nsilent > 8 ? " and more" : "");
+    /* weft-doctor reads it as any hang: the "communicator" is the world's
+     * MPI-IO, the operation the HDF5 call */
+    snprintf(members, sizeof members, wd.ctx->size > 1 ? "0-%d" : "0", wd.ctx->size - 1);
+    write_hang_record("hdf5-mpiio", members, 0, age, &v, "hdf5");
 }
 
 static void *watchdog_main(void *arg)
