@@ -8,7 +8,11 @@ SIGKILL or SIGSTOP at start-up, at a steady step, mid-evaluation, before
 a save's file is created (the others inside HDF5's MPI-IO), in a save's
 data phase, after its fsync before the rename, between the rename
 and `latest`, or mid-resume (after a first run killed at a step), or an
-injected ENOSPC or EIO in a save's HDF5 writes (checkpoint.on_error = stop).
+injected ENOSPC or EIO in a save's HDF5 writes (checkpoint.on_error = stop),
+or -- kind `timed`, no registry point -- SIGKILL or SIGSTOP sent by the
+campaign itself to a rank's pid (from its heartbeat file) at a random
+moment: after a random number of steps (metrics.jsonl) plus a random
+0-300 ms, wherever that lands (mid-step, mid-save, inside HDF5).
 Then it checks what weft promises:
   1. the faulted job ended (never exit 0, never the outer timeout) within
      comm.timeout + 30 s, and its log names the failing rank;
@@ -29,6 +33,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,7 +45,7 @@ TINY = ["--model.n_layer=2", "--model.n_head=2", "--model.n_embd=32", "--model.c
         f"--train.eval_interval={EVAL}", "--train.eval_batches=1", f"--train.steps={STEPS}",
         f"--checkpoint.every={EVERY}", "--checkpoint.keep_last=3", "--sched.heartbeat=0.5"]
 KINDS = ["start", "step", "eval", "save_open", "save_data", "save_commit", "save_latest", "resume", "enospc_save",
-         "eio_save"]
+         "eio_save", "timed"]
 NP = 2
 CALM_TIMEOUT = 120  # comm.timeout of the runs whose timing is not under test
 
@@ -80,6 +85,50 @@ def mpirun(bin_dir, args, run_dir, fault, log, limit):
     return rc, t0, time.time()
 
 
+def mpirun_timed(bin_dir, args, run_dir, spec, log, limit):
+    """Run weft-train on NP ranks and signal one rank at a moment drawn by
+    draw() ("kill|stall@RANK+STEPS+MS": once metrics.jsonl holds STEPS
+    lines, MS ms later). (exit code, unix time of the signal or None, end)."""
+    act, rest = spec.split("@")
+    rank, steps, ms = (int(x) for x in rest.split("+"))
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_btl_vader_single_copy_mechanism="none")
+    env.pop("WEFT_FAULT", None)
+    cmd = ["timeout", "-k", "5", str(limit), "mpirun", "-np", str(NP), "--oversubscribe",
+           os.path.join(bin_dir, "weft-train")] + args + [f"--run.dir={run_dir}"]
+    t_sig = None
+    with open(log, "w") as f:
+        job = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + limit
+        while job.poll() is None and time.time() < deadline:  # bounded: the job's own limit
+            try:
+                lines = sum(1 for _ in open(os.path.join(run_dir, "metrics.jsonl")))
+            except OSError:
+                lines = 0
+            if lines >= steps:
+                break
+            time.sleep(0.02)  # polling a file the job writes, not waiting for time to pass
+        time.sleep(ms / 1000.0)  # the random moment itself
+        pid = None
+        try:
+            for line in open(os.path.join(run_dir, "heartbeat", f"rank-{rank}")):
+                if line.startswith("pid "):
+                    pid = int(line.split()[1])
+        except OSError:
+            pass
+        if pid and job.poll() is None:
+            try:
+                os.kill(pid, signal.SIGKILL if act == "kill" else signal.SIGSTOP)
+                t_sig = time.time()
+                f.write(f"campaign: {'SIGKILL' if act == 'kill' else 'SIGSTOP'} to rank {rank} (pid {pid}) "
+                        f"after {steps} steps + {ms} ms (unix time {t_sig:.3f})\n")
+                f.flush()
+            except ProcessLookupError:
+                pass
+        rc = job.wait()
+    return rc, t_sig, time.time()
+
+
 def latest_of(run_dir):
     try:
         return open(os.path.join(run_dir, "checkpoints", "latest")).read().strip()
@@ -93,9 +142,12 @@ def ckpt(bin_dir, *args):
 
 
 def draw(rng, kinds):
-    """One trial's fault: (kind, WEFT_FAULT for the faulted run, first run's WEFT_FAULT or None, rank)."""
+    """One trial's fault: (kind, WEFT_FAULT for the faulted run, first run's WEFT_FAULT or None, rank).
+    For kind `timed` the second item is not a WEFT_FAULT but "kill|stall@RANK+STEPS+MS"."""
     kind, rank = rng.choice(kinds), rng.randrange(NP)
     act = rng.choice(["kill", "stall"])
+    if kind == "timed":
+        return kind, f"{act}@{rank}+{rng.randint(1, STEPS - 2)}+{rng.randrange(300)}", None, rank
     if kind == "start":
         return kind, f"{act}_start@{rank}", None, rank
     if kind == "step":
@@ -146,10 +198,14 @@ def trial(a, rng, base, ref, n, kinds):
     args = common + (["--resume=auto"] if first else [])
     # The outer limit leaves room for start-up on a loaded machine; the
     # promise (comm.timeout + 30 s) is timed from the fault's own log line.
-    rc, t0, t1 = mpirun(a.bin, args, run, fault, f"{d}/fault.log", 600)
+    if kind == "timed":
+        rc, t_sig, t1 = mpirun_timed(a.bin, args, run, fault, f"{d}/fault.log", 600)
+        t0 = t_sig or t1
+    else:
+        rc, t0, t1 = mpirun(a.bin, args, run, fault, f"{d}/fault.log", 600)
     frc = rc
     text = open(f"{d}/fault.log", errors="replace").read()
-    m = re.search(r"fault injected: .*\(unix time ([0-9.]+)\)", text)
+    m = re.search(r"(?:fault injected: .*|campaign: SIG[A-Z]+ to rank .*)\(unix time ([0-9.]+)\)", text)
     secs = t1 - float(m.group(1)) if m else t1 - t0
     if rc == 124 or secs > limit:
         return "hang", kind, fault, f"the job ended {secs:.0f} s after the fault (exit {rc}), past comm.timeout + 30 s"
