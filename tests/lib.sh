@@ -18,7 +18,7 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 TAP_N=0
 TMPDIR_TEST=$(mktemp -d "${TMPDIR:-/tmp}/weft-test.XXXXXX")
-[ -n "$WEFT_TEST_KEEP" ] || trap 'rm -rf "$TMPDIR_TEST"' EXIT
+[ -n "${WEFT_TEST_KEEP:-}" ] || trap 'rm -rf "$TMPDIR_TEST"' EXIT
 
 ok() { TAP_N=$((TAP_N + 1)); echo "ok $TAP_N - $1"; }
 not_ok() {
