@@ -92,11 +92,12 @@ expect_grep "r0/2 .*aborting the job: .*rank 1 " "$run-$i.log" "stall_save_data:
 # the watchdog's raw-MPI bound ends it (hung forever before).
 trial stall_save_open:20@1 18 0
 ended_in_time stall_save_open
-expect_grep "r0/2 .*aborting the job: watchdog: this rank has waited .* inside writing checkpoint file .*silent: rank 1 " \
-    "$run-$i.log" "stall_save_open: rank 0's abort says where it waited and names rank 1 as silent"
-check "stall_save_open: weft-doctor reads rank 0's hang record: HDF5's MPI-IO, rank 1 silent" bash -c \
-    "'$WEFT_BIN/weft-doctor' '$run' | grep -q 'hang: hdf5 #0 on communicator hdf5-mpiio' &&
-     '$WEFT_BIN/weft-doctor' '$run' | grep -q 'silent (stopped, hung or dead): rank 1'"
+# (rank 0's main thread may time out in a collective of its own first; the
+# raw-MPI path alone is tested in tests/sched/test_hang.sh)
+expect_grep "r0/2 .*aborting the job: .*silent: rank 1 " "$run-$i.log" \
+    "stall_save_open: rank 0's abort names rank 1 as silent"
+check "stall_save_open: weft-doctor names rank 1 silent" bash -c \
+    "'$WEFT_BIN/weft-doctor' '$run' | grep -q 'silent (stopped, hung or dead): rank 1'"
 weft_mpirun 2 "$train" "${chain[@]}" --run.dir="$run" --resume >"$run-end.log" 2>&1
 check "after the faults, --resume finishes the run from step $prev" grep -q "resumed from .*(step $prev," "$run-end.log"
 check "no temporary checkpoint file is left" bash -c "! ls '$run/checkpoints'/.step-* 2>/dev/null"

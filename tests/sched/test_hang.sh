@@ -142,3 +142,22 @@ elapsed=$(( $(date +%s) - t0 ))
 expect_grep "r0/2 .*aborting the job: watchdog: allreduce #1 on communicator 'world.0' \(2 ranks\) pending for [0-9.]+ s \(comm.timeout = 2 s\); never reached it: rank 1 \([^)]*alive at step -1, its last operation #0\)" \
     "$TMPDIR_TEST/watchdog.log" "the message names the operation and rank 1 as alive but never arrived"
 check "hang-r0.txt lists rank 1 as missing" grep -qx "missing 1" "$run/hang-r0.txt"
+
+# Inside raw MPI (HDF5's MPI-IO calls), where no weft operation is pending:
+# a stopped peer ends the job, a late but live one does not.
+run="$TMPDIR_TEST/raw"
+WATCHDOG_JOB=raw WEFT_MPI_TIMEOUT=60 weft_mpirun 2 "$WEFT_ROOT/$BUILD/tests/mpi/watchdog_job" --comm.timeout=2 \
+    --run.dir="$run" >"$TMPDIR_TEST/raw.log" 2>&1
+rc=$?
+[ "$rc" -eq 70 ] && ok "a peer stopped while rank 0 is inside raw MPI: the watchdog ends the job (exit 70)" ||
+    not_ok "a peer stopped while rank 0 is inside raw MPI: the watchdog ends the job" "exit $rc: $(tail -5 "$TMPDIR_TEST/raw.log")"
+expect_grep "r0/2 .*aborting the job: watchdog: this rank has waited [0-9.]+ s inside a test's raw MPI barrier .*silent: rank 1 \(" \
+    "$TMPDIR_TEST/raw.log" "  ... saying where it waited and naming rank 1 as silent"
+check "  ... and hang-r0.txt records it (communicator hdf5-mpiio, rank 1 silent)" bash -c \
+    "grep -qx 'comm hdf5-mpiio' '$run/hang-r0.txt' && grep -qx 'silent 1' '$run/hang-r0.txt'"
+WATCHDOG_JOB=raw_slow WEFT_MPI_TIMEOUT=60 weft_mpirun 2 "$WEFT_ROOT/$BUILD/tests/mpi/watchdog_job" --comm.timeout=2 \
+    --run.dir="$TMPDIR_TEST/raw_slow" >"$TMPDIR_TEST/raw_slow.log" 2>&1
+rc=$?
+[ "$rc" -eq 0 ] && [ "$(grep -c 'passed the raw barrier' "$TMPDIR_TEST/raw_slow.log")" -eq 2 ] &&
+    ok "a peer 5 s late but alive (comm.timeout 2 s) while rank 0 waits inside raw MPI: the job finishes" ||
+    not_ok "a late but live peer does not end a job inside raw MPI" "exit $rc: $(tail -5 "$TMPDIR_TEST/raw_slow.log")"
