@@ -281,12 +281,12 @@ int main(int argc, char **argv)
 #undef ROW
     printf("  (f32 target: >= 70%% of oneDNN at the model's shapes; bf16 target: >= 1.8x the f32 tokens/s)\n");
     printf("  oneDNN f32 GEMM, 1 thread, GPT-2's shapes  %.2f G   (measured now)\n", dnnl / 1e9);
-    printf("  oneDNN f32 GEMM, 1 thread, peak            %.2f G   (best of 1024..2048 squares, measured now)\n",
+    printf("  oneDNN f32 GEMM, 1 thread, peak            %.2f G   (best of 1024 and 1536 squares, measured now)\n",
            peak / 1e9);
     if (bf16) {
         printf("  oneDNN bf16 GEMM, 1 thread, GPT-2's shapes %.2f G   (bf16 x bf16 -> f32, measured now)\n",
                dnnl16 / 1e9);
-        printf("  oneDNN bf16 GEMM, 1 thread, peak           %.2f G   (best of 1024..2048 squares, measured now)\n",
+        printf("  oneDNN bf16 GEMM, 1 thread, peak           %.2f G   (best of 1024 and 1536 squares, measured now)\n",
                peak16 / 1e9);
     }
     printf("  OpenBLAS SGEMM, 1 core, GPT-2's shapes     %.2f G   (measured now)\n", sgemm / 1e9);

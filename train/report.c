@@ -101,7 +101,7 @@ static void measure_peak(weft_trainer *t, char *what, size_t len)
     if (given > 0)
         snprintf(what, len, "run.peak_flops");
     else
-        snprintf(what, len, "oneDNN %s GEMM, best of 1024/1536/2048 squares, %d thread%s", weft_dtype_name(dt),
+        snprintf(what, len, "oneDNN %s GEMM, best of 1024/1536 squares, %d thread%s", weft_dtype_name(dt),
                  threads, threads == 1 ? "" : "s");
 }
 
