@@ -2,8 +2,9 @@
  * bench_kernels.c -- every CPU op of kernels.h at the shapes of the
  * bench-cpu GPT (B 8, T 256, C 256, NH 4, V 8192, 4 layers), one BLAS
  * thread. For each op: median forward and backward time; for the matrix
- * products and attention also the achieved GFLOP/s beside the single-core
- * SGEMM rate of the same BLAS at the same shape, measured in this run.
+ * products and attention (materialised, and flash: what the models call)
+ * also the achieved GFLOP/s beside the single-core SGEMM rate of the same
+ * BLAS at the same shape, measured in this run.
  * It ends with a projected training step (the ops a GPT step calls, summed)
  * and its model FLOP/s against SGEMM at the model's shapes: the figure the
  * issue's target (>= 50%) is about.
@@ -144,6 +145,14 @@ int main(int argc, char **argv)
     char shape[64];
     snprintf(shape, sizeof shape, "B%d NH%d T%d hs%d", B, NH, T, hs);
     row("attention", shape, af, ab, afl, 2 * afl, arate);
+    // flash: what the models train with (no (T, T) matrix; backward
+    // recomputes the scores, one product more than the materialised op)
+    float *lse = buf((size_t)B * NH * T, 1);
+    double ff, fb;
+    TIME_MS(ff, weft_attention_flash_forward(aout, lse, qkv, B, T, C, NH));
+    TIME_MS(fb, weft_attention_flash_backward(dqkv, dout, qkv, aout, lse, B, T, C, NH));
+    row("attention flash", shape, ff, fb, afl, 2 * afl, arate);
+    af = ff, ab = fb;   // the projected step uses what the models call
     flops += L * 3 * afl;
     sgemm_s += L * 3 * afl / arate;
     double other_ms = L * (af + ab);
@@ -210,7 +219,7 @@ int main(int argc, char **argv)
            flops * 1e-9, model * 1e-9, ref * 1e-9, 100 * model / ref);
     if (sq < 0)   // keep the sumsq calls observable
         printf("%g\n", sq);
-    free(qkv); free(aout); free(att); free(datt); free(dqkv); free(dout);
+    free(qkv); free(aout); free(att); free(datt); free(dqkv); free(dout); free(lse);
     free(x); free(y); free(dy); free(dx); free(w); free(b); free(dw); free(db);
     free(mean); free(rstd); free(wte); free(wpe); free(dwte); free(dwpe); free(tok);
     free(logits); free(dlogits); free(losses); free(p); free(g); free(m); free(v);

@@ -685,15 +685,22 @@ static void fa_head_forward(const att_head *w, REAL *o, REAL *lse, int T, int hs
     }
 }
 
-/* ds = scale * p * (dp - D) over a tile (r, c), row by row (ld FA_BC) */
-static void fa_dscores(REAL *restrict ds, const REAL *restrict p, const REAL *D, int r, int c, REAL scale)
+/* d = scale * p * (d - Di) over one tile row of c */
+static void fa_dscores_row(REAL *restrict d, const REAL *restrict p, REAL Di, int c, REAL scale)
 {
-    for (int i = 0; i < r; i++) {
-        REAL *d = ds + (size_t)i * FA_BC;
-        const REAL *pr = p + (size_t)i * FA_BC;
-        for (int j = 0; j < c; j++)
-            d[j] = scale * pr[j] * (d[j] - D[i]);
-    }
+    int j = 0;
+    for (; j + VB <= c; j += VB)
+        for (int k = 0; k < VB; k++)
+            d[j + k] = scale * p[j + k] * (d[j + k] - Di);
+    for (; j < c; j++)
+        d[j] = scale * p[j] * (d[j] - Di);
+}
+
+/* ds = scale * p * (dp - D) over a tile (r, c), row by row (ld FA_BC) */
+static void fa_dscores(REAL *ds, const REAL *p, const REAL *D, int r, int c, REAL scale)
+{
+    for (int i = 0; i < r; i++)
+        fa_dscores_row(ds + (size_t)i * FA_BC, p + (size_t)i * FA_BC, D[i], c, scale);
 }
 
 /* The products of one (query tile, key tile) pair of backward: p (r, c)
