@@ -1116,13 +1116,30 @@ double SFX(weft_xent_forward_backward)(REAL *losses, REAL *dlogits, const REAL *
         int32_t tgt = targets[n];
         assert(tgt < V);
         double mx, s, xt, lse;
-        // one pass for max and sum, then (dlogits) one pass writing the
-        // gradient: the stats of a row are read before its dlogits (maybe
-        // the logits themselves) are written
-        SFX(weft_xent_stats)(&mx, &s, &xt, x, &targets[n], 1, V, 0);
+        if (dlogits) {
+            // Forward and backward in one call: exponentiate once into
+            // dlogits and scale it (a row's passes run in cache), rather
+            // than the two-call path's second exp. The target's logit is
+            // read before dlogits (maybe the logits) is written.
+            REAL *d = dlogits + (size_t)n * V;
+            xt = tgt >= 0 ? (double)x[tgt] : 0.0;
+            if (tgt < 0) {   // ignored position: no loss, no gradient
+                memset(d, 0, (size_t)V * sizeof(REAL));
+                if (losses)
+                    losses[n] = 0;
+                continue;
+            }
+            REAL m = row_max(x, V);
+            if (d != x)
+                memcpy(d, x, (size_t)V * sizeof(REAL));
+            REAL sr = row_exp_sum(d, V, m);   // d = exp(x - max)
+            row_scale(d, (size_t)V, (REAL)(dloss / (double)sr));
+            d[tgt] -= (REAL)dloss;
+            mx = (double)m, s = (double)sr;
+        } else {   // the loss only: one pass over vocabulary tiles
+            SFX(weft_xent_stats)(&mx, &s, &xt, x, &targets[n], 1, V, 0);
+        }
         lse = mx + log(s);
-        if (dlogits)
-            SFX(weft_xent_grad)(dlogits + (size_t)n * V, x, &lse, &targets[n], 1, V, 0, dloss);
         double loss = tgt >= 0 ? lse - xt : 0.0;   // ignored position: loss 0
         if (losses)
             losses[n] = (REAL)loss;
