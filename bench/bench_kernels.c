@@ -19,6 +19,7 @@
  */
 #include "kernels/kernels.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +114,35 @@ static double bench_linear(const char *name, int N, int C, int OC, int has_bias,
     *sgemm_s += 3 * fl / rate;
     free(inp); free(w); free(b); free(out); free(dout); free(dinp); free(dw); free(db);
     return f + bk;
+}
+
+/* The reference for the cross-entropy rows: what parallel/tp.c did before
+ * the tiled kernels -- a max pass, then libm's scalar expf per logit summed
+ * in double; backward expf per logit again. sum (N) gets the sums. */
+static void xent_libm_forward(double *sum, const float *logits, int N, int V)
+{
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (size_t)n * V;
+        float m = x[0];
+        for (int v = 1; v < V; v++)
+            m = x[v] > m ? x[v] : m;
+        double s = 0;
+        for (int v = 0; v < V; v++)
+            s += expf(x[v] - m);
+        sum[n] = s;
+    }
+}
+
+static void xent_libm_backward(float *d, const float *logits, const double *lse, const int32_t *tok, int N, int V,
+                               double dloss)
+{
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (size_t)n * V;
+        float *dr = d + (size_t)n * V, l = (float)lse[n], s = (float)dloss;
+        for (int v = 0; v < V; v++)
+            dr[v] = expf(x[v] - l) * s;
+        dr[tok[n]] -= s;
+    }
 }
 
 int main(int argc, char **argv)
@@ -224,7 +254,20 @@ int main(int argc, char **argv)
     TIME_MS(bk, weft_xent_forward_backward(losses, dlogits, logits, tok, N, V, 1.0 / N));
     snprintf(shape, sizeof shape, "%dx%d", N, V);
     row("xent (f / f+b)", shape, f, bk, 0, 0, 0);
-    other_ms += bk;
+    // the models' path (parallel/tp.c): stats forward, grad backward as
+    // two calls, beside the scalar libm loops it replaced
+    double *mx = malloc((size_t)N * 3 * sizeof(double)), *xlse = mx + 2 * N;
+    TIME_MS(f, weft_xent_stats(mx, mx + N, xlse, logits, tok, N, V, 0));
+    for (int i = 0; i < N; i++)
+        xlse[i] = mx[i] + log(mx[N + i]);
+    TIME_MS(bk, weft_xent_grad(dlogits, logits, xlse, tok, N, V, 0, 1.0 / N));
+    row("xent 2-call", shape, f, bk, 0, 0, 0);
+    other_ms += f + bk;   // the projected step counts what the models call
+    double rf, rb;
+    TIME_MS(rf, xent_libm_forward(mx, logits, N, V));
+    TIME_MS(rb, xent_libm_backward(dlogits, logits, xlse, tok, N, V, 1.0 / N));
+    row("xent libm ref", shape, rf, rb, 0, 0, 0);
+    free(mx);
 
     // AdamW and the norm over every parameter of the model
     size_t np = (size_t)V * C + (size_t)T * C + (size_t)L * (12 * C * C + 13 * C) + 2 * C;
