@@ -2,21 +2,31 @@
  * bench_kernels.c -- every CPU op of kernels.h at the shapes of the
  * bench-cpu GPT (B 8, T 256, C 256, NH 4, V 8192, 4 layers), one BLAS
  * thread. For each op: median forward and backward time; for the matrix
- * products and attention also the achieved GFLOP/s beside the single-core
- * SGEMM rate of the same BLAS at the same shape, measured in this run.
+ * products and attention (materialised, and flash: what the models call)
+ * also the achieved GFLOP/s beside the single-core SGEMM rate of the same
+ * BLAS at the same shape, measured in this run.
  * It ends with a projected training step (the ops a GPT step calls, summed)
  * and its model FLOP/s against SGEMM at the model's shapes: the figure the
  * issue's target (>= 50%) is about.
  *
- *   build/bench/bench_kernels [B T C NH V L]
+ *   build/bench/bench_kernels [--cpu-time] [B T C NH V L]
+ *
+ * --cpu-time: time each op by this thread's CPU time (CLOCK_THREAD_CPUTIME_ID)
+ * instead of the wall clock: on a machine shared with other work the op's
+ * own cost, without the time it was descheduled (cache sharing still
+ * counts). The SGEMM references stay wall-clock, so their ratios are only
+ * meaningful on a quiet machine.
  */
 #include "kernels/kernels.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime/timer.h"
+
+#include <time.h>
 
 #define MAX_REPS 200
 #define MIN_SECONDS 0.25   /* per timed op */
@@ -31,17 +41,29 @@ static double median(double *t, int n)
     return t[n / 2];
 }
 
+static int cpu_time; /* --cpu-time */
+
+/* Nanoseconds: wall clock, or this thread's CPU time with --cpu-time. */
+static int64_t now_ns(void)
+{
+    if (!cpu_time)
+        return weft_now_ns();
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* ms = median time of STMT over repeats (one warm-up call first). */
 #define TIME_MS(ms, STMT)                                                                  \
     do {                                                                                   \
         double ts_[MAX_REPS];                                                              \
         int n_ = 0;                                                                        \
         STMT;                                                                              \
-        int64_t start_ = weft_now_ns();                                                    \
-        while (n_ < MAX_REPS && (n_ < 3 || (weft_now_ns() - start_) * 1e-9 < MIN_SECONDS)) { \
-            int64_t t0_ = weft_now_ns();                                                   \
+        int64_t start_ = now_ns();                                                         \
+        while (n_ < MAX_REPS && (n_ < 3 || (now_ns() - start_) * 1e-9 < MIN_SECONDS)) {    \
+            int64_t t0_ = now_ns();                                                        \
             STMT;                                                                          \
-            ts_[n_++] = (weft_now_ns() - t0_) * 1e-6;                                      \
+            ts_[n_++] = (now_ns() - t0_) * 1e-6;                                           \
         }                                                                                  \
         (ms) = median(ts_, n_);                                                            \
     } while (0)
@@ -94,14 +116,51 @@ static double bench_linear(const char *name, int N, int C, int OC, int has_bias,
     return f + bk;
 }
 
+/* The reference for the cross-entropy rows: what parallel/tp.c did before
+ * the tiled kernels -- a max pass, then libm's scalar expf per logit summed
+ * in double; backward expf per logit again. sum (N) gets the sums. */
+static void xent_libm_forward(double *sum, const float *logits, int N, int V)
+{
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (size_t)n * V;
+        float m = x[0];
+        for (int v = 1; v < V; v++)
+            m = x[v] > m ? x[v] : m;
+        double s = 0;
+        for (int v = 0; v < V; v++)
+            s += expf(x[v] - m);
+        sum[n] = s;
+    }
+}
+
+static void xent_libm_backward(float *d, const float *logits, const double *lse, const int32_t *tok, int N, int V,
+                               double dloss)
+{
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (size_t)n * V;
+        float *dr = d + (size_t)n * V, l = (float)lse[n], s = (float)dloss;
+        for (int v = 0; v < V; v++)
+            dr[v] = expf(x[v] - l) * s;
+        dr[tok[n]] -= s;
+    }
+}
+
 int main(int argc, char **argv)
 {
     int B = 8, T = 256, C = 256, NH = 4, V = 8192, L = 4;
+    if (argc > 1 && strcmp(argv[1], "--cpu-time") == 0) {
+        cpu_time = 1;
+        argc--, argv++;
+    }
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("usage: bench_kernels [--cpu-time] [B T C NH V L]  (see the top of bench/bench_kernels.c)\n");
+        return 0;
+    }
     if (argc == 7) {
         B = atoi(argv[1]); T = atoi(argv[2]); C = atoi(argv[3]);
         NH = atoi(argv[4]); V = atoi(argv[5]); L = atoi(argv[6]);
     } else if (argc != 1) {
-        fprintf(stderr, "usage: %s [B T C NH V L]\n", argv[0]);
+        fprintf(stderr, "usage: bench_kernels [--cpu-time] [B T C NH V L]\n");
         return 64;
     }
     if (B < 1 || T < 1 || NH < 1 || C % NH || V < 1 || L < 1) {
@@ -110,8 +169,8 @@ int main(int argc, char **argv)
     }
     weft_kernels_init(1);
     const int N = B * T, hs = C / NH;
-    printf("bench_kernels: B %d T %d C %d NH %d V %d (L %d for the step), 1 BLAS thread\n",
-           B, T, C, NH, V, L);
+    printf("bench_kernels: B %d T %d C %d NH %d V %d (L %d for the step), 1 BLAS thread%s\n",
+           B, T, C, NH, V, L, cpu_time ? "; op times: thread CPU time" : "");
     printf("%-14s %-22s %9s %9s %9s %9s %9s %7s\n", "op", "shape", "fwd ms", "bwd ms",
            "fwd GF/s", "bwd GF/s", "sgemm", "of sg.");
 
@@ -144,6 +203,14 @@ int main(int argc, char **argv)
     char shape[64];
     snprintf(shape, sizeof shape, "B%d NH%d T%d hs%d", B, NH, T, hs);
     row("attention", shape, af, ab, afl, 2 * afl, arate);
+    // flash: what the models train with (no (T, T) matrix; backward
+    // recomputes the scores, one product more than the materialised op)
+    float *lse = buf((size_t)B * NH * T, 1);
+    double ff, fb;
+    TIME_MS(ff, weft_attention_flash_forward(aout, lse, qkv, B, T, C, NH));
+    TIME_MS(fb, weft_attention_flash_backward(dqkv, dout, qkv, aout, lse, B, T, C, NH));
+    row("attention flash", shape, ff, fb, afl, 2 * afl, arate);
+    af = ff, ab = fb;   // the projected step uses what the models call
     flops += L * 3 * afl;
     sgemm_s += L * 3 * afl / arate;
     double other_ms = L * (af + ab);
@@ -187,7 +254,20 @@ int main(int argc, char **argv)
     TIME_MS(bk, weft_xent_forward_backward(losses, dlogits, logits, tok, N, V, 1.0 / N));
     snprintf(shape, sizeof shape, "%dx%d", N, V);
     row("xent (f / f+b)", shape, f, bk, 0, 0, 0);
-    other_ms += bk;
+    // the models' path (parallel/tp.c): stats forward, grad backward as
+    // two calls, beside the scalar libm loops it replaced
+    double *mx = malloc((size_t)N * 3 * sizeof(double)), *xlse = mx + 2 * N;
+    TIME_MS(f, weft_xent_stats(mx, mx + N, xlse, logits, tok, N, V, 0));
+    for (int i = 0; i < N; i++)
+        xlse[i] = mx[i] + log(mx[N + i]);
+    TIME_MS(bk, weft_xent_grad(dlogits, logits, xlse, tok, N, V, 0, 1.0 / N));
+    row("xent 2-call", shape, f, bk, 0, 0, 0);
+    other_ms += f + bk;   // the projected step counts what the models call
+    double rf, rb;
+    TIME_MS(rf, xent_libm_forward(mx, logits, N, V));
+    TIME_MS(rb, xent_libm_backward(dlogits, logits, xlse, tok, N, V, 1.0 / N));
+    row("xent libm ref", shape, rf, rb, 0, 0, 0);
+    free(mx);
 
     // AdamW and the norm over every parameter of the model
     size_t np = (size_t)V * C + (size_t)T * C + (size_t)L * (12 * C * C + 13 * C) + 2 * C;
@@ -210,7 +290,7 @@ int main(int argc, char **argv)
            flops * 1e-9, model * 1e-9, ref * 1e-9, 100 * model / ref);
     if (sq < 0)   // keep the sumsq calls observable
         printf("%g\n", sq);
-    free(qkv); free(aout); free(att); free(datt); free(dqkv); free(dout);
+    free(qkv); free(aout); free(att); free(datt); free(dqkv); free(dout); free(lse);
     free(x); free(y); free(dy); free(dx); free(w); free(b); free(dw); free(db);
     free(mean); free(rstd); free(wte); free(wpe); free(dwte); free(dwpe); free(tok);
     free(logits); free(dlogits); free(losses); free(p); free(g); free(m); free(v);

@@ -82,6 +82,16 @@ WEFT_API void weft_kernels_init(int threads);
      * A target < 0 is ignored (loss 0, no gradient). dlogits may alias logits. */                           \
     WEFT_API double weft_xent_forward_backward##sfx(real *losses, real *dlogits, const real *logits,         \
                                                     const int32_t *targets, int N, int V, double dloss);     \
+    /* The two passes of the cross-entropy, for a caller that combines rows' statistics across                \
+     * ranks (parallel/tp.c's vocabulary-parallel loss). logits (N, V) are columns [v0, v0 + V) of the       \
+     * whole vocabulary's. Stats, one pass over vocabulary tiles: mx (N) each row's max, sum (N) its         \
+     * sum of exp(logit - mx), xt (N) the target's logit when this slice holds it (else 0, and 0 for         \
+     * target < 0). Grad, one pass: dlogits (N, V) = (exp(logit - lse) - onehot(target - v0)) * dloss,       \
+     * lse (N) the whole row's log-sum-exp; zero rows where target < 0. Overwrites; may alias logits. */     \
+    WEFT_API void weft_xent_stats##sfx(double *mx, double *sum, double *xt, const real *logits,              \
+                                       const int32_t *targets, int N, int V, int v0);                        \
+    WEFT_API void weft_xent_grad##sfx(real *dlogits, const real *logits, const double *lse,                  \
+                                      const int32_t *targets, int N, int V, int v0, double dloss);           \
     /* AdamW with decoupled weight decay, bias-corrected, t = step number from 1:                            \
      * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;                                                           \
      * p -= lr (mhat / (sqrt(vhat) + eps) + wd p). grad_scale multiplies g first (clipping). */              \
@@ -129,6 +139,23 @@ WEFT_API void weft_kernels_init(int threads);
                                                    const real *dout, const real *q, const real *k,           \
                                                    const real *v, const real *att, int B, int T, int NH,     \
                                                    int NKV, int hs);                                   \
+    /* Flash-style causal attention, what the models train with: the results of the two ops above            \
+     * (MHA on fused qkv, and GQA) without the (B, NH, T, T) probabilities. Query tiles sweep key            \
+     * tiles with an online softmax; lse (B, NH, T) saves each row's log-sum-exp of the scaled scores.       \
+     * Backward recomputes a tile's probabilities from q, k and lse and needs the forward's out;             \
+     * its only scratch is one tile on the stack. Gradients accumulate (+=) as the others'. */               \
+    WEFT_API void weft_attention_flash_forward##sfx(real *out, real *lse, const real *qkv, int B, int T,     \
+                                                    int C, int NH);                                          \
+    WEFT_API void weft_attention_flash_backward##sfx(real *dqkv, const real *dout, const real *qkv,          \
+                                                     const real *out, const real *lse, int B, int T, int C,  \
+                                                     int NH);                                                \
+    WEFT_API void weft_gqa_attention_flash_forward##sfx(real *out, real *lse, const real *q, const real *k,  \
+                                                        const real *v, int B, int T, int NH, int NKV,        \
+                                                        int hs);                                             \
+    WEFT_API void weft_gqa_attention_flash_backward##sfx(real *dq, real *dk, real *dv, const real *dout,     \
+                                                         const real *q, const real *k, const real *v,        \
+                                                         const real *out, const real *lse, int B, int T,     \
+                                                         int NH, int NKV, int hs);                           \
     /* Decoding: causal grouped-query attention of n new queries over a key/value cache.                    \
      * q (n, NH*hs): the queries of positions pos0 .. pos0+n-1; kc, vc (pos0+n, NKV*hs): the keys and       \
      * values of every position so far (the new ones included), heads contiguous within each. Query i        \

@@ -601,6 +601,218 @@ void SFX(weft_attention_decode)(REAL *out, REAL *scratch, const REAL *q, const R
     }
 }
 
+/* --- flash attention ----------------------------------------------------- */
+
+/* Causal attention without the (T, T) matrix. Query tiles of FA_BR rows
+ * sweep the key tiles of FA_BC keys up to their diagonal; each tile's scores
+ * live only in a stack tile (16 KiB in f32) while an online softmax keeps,
+ * per query row, the running max m, the running sum l of exp(s - m) and the
+ * output rescaled to the current max. Forward saves lse = m + log l per row
+ * (T floats a head, where the plain op saves T*T); backward recomputes each
+ * tile's probabilities as exp(s - lse) and, with D = rowsum(dO * O), gets
+ * dS = P (dP - D) without a full row of dP. The order of every sum depends
+ * only on T and the tile sizes, so results are the same on every run and in
+ * every layout that gives a rank whole heads. */
+#define FA_BR 64
+#define FA_BC 64
+
+/* x[i] = exp(x[i] - shift) */
+static void row_exp_shift(REAL *restrict x, int n, REAL shift)
+{
+    int i = 0;
+    for (; i + VB <= n; i += VB)
+        for (int k = 0; k < VB; k++)
+            x[i + k] = R_EXP(x[i + k] - shift);
+    for (; i < n; i++)
+        x[i] = R_EXP(x[i] - shift);
+}
+
+/* Keys of the tile at j0 (c of them) that query row t may see: 0..n-1. */
+static int fa_visible(int t, int j0, int c)
+{
+    int n = t - j0 + 1;
+    return n < 0 ? 0 : n > c ? c : n;
+}
+
+/* One query row's online-softmax step over a tile row of scores sr (c):
+ * sr becomes exp(s - m_new) (0 where masked), the row's output o (hs) is
+ * rescaled to the new max, and m, l move on. */
+static void fa_row_update(REAL *restrict sr, REAL *restrict o, REAL *m, REAL *l, int n, int c, int hs)
+{
+    if (n == 0) {   // the whole tile lies above this row's diagonal
+        memset(sr, 0, (size_t)c * sizeof(REAL));
+        return;
+    }
+    REAL mt = row_max(sr, n);
+    REAL mn = mt > *m ? mt : *m;
+    REAL corr = R_EXP(*m - mn);   // first tile: m = -inf, l = o = 0
+    REAL sum = row_exp_sum(sr, n, mn);
+    for (int j = n; j < c; j++)
+        sr[j] = 0;
+    *l = *l * corr + sum;
+    *m = mn;
+    row_scale(o, (size_t)hs, corr);
+}
+
+/* o = softmax(scale * q k^T, causal) v for one head; lse (T) */
+static void fa_head_forward(const att_head *w, REAL *o, REAL *lse, int T, int hs, REAL scale)
+{
+    REAL st[FA_BR * FA_BC], m[FA_BR], l[FA_BR];   // one tile of scores; row stats
+    for (int i0 = 0; i0 < T; i0 += FA_BR) {
+        const int r = T - i0 < FA_BR ? T - i0 : FA_BR;
+        REAL *oi = o + (size_t)i0 * w->ldo;
+        for (int i = 0; i < r; i++) {
+            m[i] = (REAL)-INFINITY;
+            l[i] = 0;
+            memset(oi + (size_t)i * w->ldo, 0, (size_t)hs * sizeof(REAL));
+        }
+        for (int j0 = 0; j0 < i0 + r; j0 += FA_BC) {
+            const int c = i0 + r - j0 < FA_BC ? i0 + r - j0 : FA_BC;
+            // st (r, c) = scale * q[i0:i0+r] @ k[j0:j0+c]^T
+            GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, r, c, hs, scale, w->q + (size_t)i0 * w->ldq,
+                 w->ldq, w->k + (size_t)j0 * w->ldkv, w->ldkv, 0, st, FA_BC);
+            for (int i = 0; i < r; i++)
+                fa_row_update(st + (size_t)i * FA_BC, oi + (size_t)i * w->ldo, &m[i], &l[i],
+                              fa_visible(i0 + i, j0, c), c, hs);
+            // o[i0:i0+r] += st @ v[j0:j0+c]
+            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, hs, c, 1, st, FA_BC,
+                 w->v + (size_t)j0 * w->ldkv, w->ldkv, 1, oi, w->ldo);
+        }
+        for (int i = 0; i < r; i++) {
+            row_scale(oi + (size_t)i * w->ldo, (size_t)hs, (REAL)1 / l[i]);
+            lse[i0 + i] = m[i] + (REAL)log((double)l[i]);
+        }
+    }
+}
+
+/* d = scale * p * (d - Di) over one tile row of c */
+static void fa_dscores_row(REAL *restrict d, const REAL *restrict p, REAL Di, int c, REAL scale)
+{
+    int j = 0;
+    for (; j + VB <= c; j += VB)
+        for (int k = 0; k < VB; k++)
+            d[j + k] = scale * p[j + k] * (d[j + k] - Di);
+    for (; j < c; j++)
+        d[j] = scale * p[j] * (d[j] - Di);
+}
+
+/* ds = scale * p * (dp - D) over a tile (r, c), row by row (ld FA_BC) */
+static void fa_dscores(REAL *ds, const REAL *p, const REAL *D, int r, int c, REAL scale)
+{
+    for (int i = 0; i < r; i++)
+        fa_dscores_row(ds + (size_t)i * FA_BC, p + (size_t)i * FA_BC, D[i], c, scale);
+}
+
+/* The products of one (query tile, key tile) pair of backward: p (r, c)
+ * holds the tile's probabilities, dp scratch of the same shape. */
+static void fa_tile_backward(const att_head *w, REAL *dq, REAL *dk, REAL *dv, const REAL *dO, REAL *p,
+                             REAL *dp, const REAL *D, int i0, int r, int j0, int c, int hs, REAL scale)
+{
+    const int ldq = w->ldq, ldkv = w->ldkv, ldo = w->ldo;
+    const REAL *qi = w->q + (size_t)i0 * ldq, *kj = w->k + (size_t)j0 * ldkv, *dOi = dO + (size_t)i0 * ldo;
+    // dv[j0:j0+c] += p^T @ dO[i0:i0+r]
+    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, c, hs, r, 1, p, FA_BC, dOi, ldo, 1, dv + (size_t)j0 * ldkv, ldkv);
+    // dp = dO[i0:i0+r] @ v[j0:j0+c]^T, then the softmax's backward in place
+    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, r, c, hs, 1, dOi, ldo, w->v + (size_t)j0 * ldkv, ldkv, 0, dp,
+         FA_BC);
+    fa_dscores(dp, p, D, r, c, scale);
+    // dq[i0:i0+r] += ds @ k[j0:j0+c]; dk[j0:j0+c] += ds^T @ q[i0:i0+r]
+    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, hs, c, 1, dp, FA_BC, kj, ldkv, 1, dq + (size_t)i0 * ldq, ldq);
+    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, c, hs, r, 1, dp, FA_BC, qi, ldq, 1, dk + (size_t)j0 * ldkv, ldkv);
+}
+
+/* dq, dk, dv += the gradients of one head's fa_head_forward, from dO and
+ * the forward's o and lse (each (T, hs) with ldo, and (T)) */
+static void fa_head_backward(const att_head *w, REAL *dq, REAL *dk, REAL *dv, const REAL *dO, const REAL *o,
+                             const REAL *lse, int T, int hs, REAL scale)
+{
+    REAL p[FA_BR * FA_BC], dp[FA_BR * FA_BC], D[FA_BR];
+    for (int i0 = 0; i0 < T; i0 += FA_BR) {
+        const int r = T - i0 < FA_BR ? T - i0 : FA_BR;
+        // D = rowsum(dO * O) = sum_j P dP over the row, which dS needs
+        for (int i = 0; i < r; i++)
+            D[i] = row_dot(dO + (size_t)(i0 + i) * w->ldo, o + (size_t)(i0 + i) * w->ldo, hs);
+        for (int j0 = 0; j0 < i0 + r; j0 += FA_BC) {
+            const int c = i0 + r - j0 < FA_BC ? i0 + r - j0 : FA_BC;
+            // p (r, c) = exp(scale * q k^T - lse), 0 above the diagonal
+            GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, r, c, hs, scale, w->q + (size_t)i0 * w->ldq, w->ldq,
+                 w->k + (size_t)j0 * w->ldkv, w->ldkv, 0, p, FA_BC);
+            for (int i = 0; i < r; i++) {
+                REAL *pr = p + (size_t)i * FA_BC;
+                int n = fa_visible(i0 + i, j0, c);
+                row_exp_shift(pr, n, lse[i0 + i]);
+                for (int j = n; j < c; j++)
+                    pr[j] = 0;
+            }
+            fa_tile_backward(w, dq, dk, dv, dO, p, dp, D, i0, r, j0, c, hs, scale);
+        }
+    }
+}
+
+void SFX(weft_attention_flash_forward)(REAL *out, REAL *lse, const REAL *qkv, int B, int T, int C, int NH)
+{
+    assert(NH > 0 && C % NH == 0);
+    const int hs = C / NH, C3 = 3 * C;
+    const REAL scale = (REAL)1 / R_SQRT((REAL)hs);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            const REAL *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
+            att_head w = {q, q + C, q + 2 * C, C3, C3, C};
+            fa_head_forward(&w, out + (size_t)b * T * C + (size_t)h * hs, lse + ((size_t)b * NH + h) * T, T, hs,
+                            scale);
+        }
+}
+
+void SFX(weft_attention_flash_backward)(REAL *dqkv, const REAL *dout, const REAL *qkv, const REAL *out,
+                                        const REAL *lse, int B, int T, int C, int NH)
+{
+    assert(NH > 0 && C % NH == 0);
+    const int hs = C / NH, C3 = 3 * C;
+    const REAL scale = (REAL)1 / R_SQRT((REAL)hs);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            size_t qoff = (size_t)b * T * C3 + (size_t)h * hs, ooff = (size_t)b * T * C + (size_t)h * hs;
+            const REAL *q = qkv + qoff;
+            REAL *dq = dqkv + qoff;   // (T, hs), ld 3C, as are dk and dv
+            att_head w = {q, q + C, q + 2 * C, C3, C3, C};
+            fa_head_backward(&w, dq, dq + C, dq + 2 * C, dout + ooff, out + ooff, lse + ((size_t)b * NH + h) * T, T,
+                             hs, scale);
+        }
+}
+
+void SFX(weft_gqa_attention_flash_forward)(REAL *out, REAL *lse, const REAL *q, const REAL *k, const REAL *v,
+                                           int B, int T, int NH, int NKV, int hs)
+{
+    assert(NKV > 0 && NH % NKV == 0 && hs > 0);
+    const int Cq = NH * hs, Ckv = NKV * hs, group = NH / NKV;
+    const REAL scale = (REAL)1 / R_SQRT((REAL)hs);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            size_t qoff = (size_t)b * T * Cq + (size_t)h * hs;
+            size_t kvoff = (size_t)b * T * Ckv + (size_t)(h / group) * hs;
+            att_head w = {q + qoff, k + kvoff, v + kvoff, Cq, Ckv, Cq};
+            fa_head_forward(&w, out + qoff, lse + ((size_t)b * NH + h) * T, T, hs, scale);
+        }
+}
+
+void SFX(weft_gqa_attention_flash_backward)(REAL *dq, REAL *dk, REAL *dv, const REAL *dout, const REAL *q,
+                                            const REAL *k, const REAL *v, const REAL *out, const REAL *lse, int B,
+                                            int T, int NH, int NKV, int hs)
+{
+    assert(NKV > 0 && NH % NKV == 0 && hs > 0);
+    const int Cq = NH * hs, Ckv = NKV * hs, group = NH / NKV;
+    const REAL scale = (REAL)1 / R_SQRT((REAL)hs);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            // the group's query heads add into the same dk, dv in turn
+            size_t qoff = (size_t)b * T * Cq + (size_t)h * hs;
+            size_t kvoff = (size_t)b * T * Ckv + (size_t)(h / group) * hs;
+            att_head w = {q + qoff, k + kvoff, v + kvoff, Cq, Ckv, Cq};
+            fa_head_backward(&w, dq + qoff, dk + kvoff, dv + kvoff, dout + qoff, out + qoff,
+                             lse + ((size_t)b * NH + h) * T, T, hs, scale);
+        }
+}
+
 /* --- GELU ---------------------------------------------------------------- */
 
 #define GELU_S 0.7978845608028654   /* sqrt(2/pi) */
@@ -808,6 +1020,92 @@ void SFX(weft_embedding_backward)(REAL *restrict dwte, REAL *restrict dwpe,
 
 /* --- softmax + cross-entropy -------------------------------------------- */
 
+/* Rows are read in tiles of XENT_TILE logits (4 KiB in f32): a tile's max
+ * and then its sum of exponentials are taken while it is in L1, so the
+ * forward reads each logit from memory once (an online softmax: the sum so
+ * far is rescaled when a later tile raises the max). The tile sums are f32
+ * in 8 lanes and the row's total is double, so the error does not grow with
+ * the vocabulary. */
+#define XENT_TILE 1024
+
+/* mx, sum of exp(x - mx) over one row, one pass over its tiles */
+static void xent_row_stats(const REAL *restrict x, int V, double *mx_out, double *sum_out)
+{
+    REAL m = x[0];
+    double s = 0;
+    for (int j0 = 0; j0 < V; j0 += XENT_TILE) {
+        int n = V - j0 < XENT_TILE ? V - j0 : XENT_TILE;
+        REAL tm = row_max(x + j0, n);
+        if (tm > m) {   // rescale what was summed against the old max
+            s *= exp((double)m - (double)tm);
+            m = tm;
+        }
+        s += (double)row_sum_exp(x + j0, n, m);
+    }
+    *mx_out = (double)m;
+    *sum_out = s;
+}
+
+void SFX(weft_xent_stats)(double *mx, double *sum, double *xt, const REAL *logits,
+                          const int32_t *targets, int N, int V, int v0)
+{
+    for (int n = 0; n < N; n++) {
+        const REAL *x = logits + (size_t)n * V;   // (V)
+        xent_row_stats(x, V, &mx[n], &sum[n]);
+        int32_t t = targets[n] - v0;
+        xt[n] = targets[n] >= 0 && t >= 0 && t < V ? (double)x[t] : 0.0;
+    }
+}
+
+/* d = exp(x - (hi + lo)) * s, out of place and in place (each loop keeps
+ * restrict). The log-sum-exp comes in two parts, hi = lse rounded to REAL
+ * and lo the rest: x - hi is exact wherever the probability is not tiny
+ * (x within a factor 2 of hi), so a row at logits near 1e4 keeps f32's
+ * precision instead of losing the 1e-3 that rounding lse would cost. */
+static void xent_row_grad(REAL *restrict d, const REAL *restrict x, int V, REAL hi, REAL lo, REAL s)
+{
+    int i = 0;
+    for (; i + VB <= V; i += VB)
+        for (int k = 0; k < VB; k++)
+            d[i + k] = R_EXP((x[i + k] - hi) - lo) * s;
+    for (; i < V; i++)
+        d[i] = R_EXP((x[i] - hi) - lo) * s;
+}
+
+static void xent_row_grad_inplace(REAL *restrict d, int V, REAL hi, REAL lo, REAL s)
+{
+    int i = 0;
+    for (; i + VB <= V; i += VB)
+        for (int k = 0; k < VB; k++)
+            d[i + k] = R_EXP((d[i + k] - hi) - lo) * s;
+    for (; i < V; i++)
+        d[i] = R_EXP((d[i] - hi) - lo) * s;
+}
+
+void SFX(weft_xent_grad)(REAL *dlogits, const REAL *logits, const double *lse,
+                         const int32_t *targets, int N, int V, int v0, double dloss)
+{
+    const REAL s = (REAL)dloss;
+    for (int n = 0; n < N; n++) {
+        const REAL *x = logits + (size_t)n * V;   // (V)
+        REAL *d = dlogits + (size_t)n * V;
+        if (targets[n] < 0) {   // ignored position: no gradient
+            memset(d, 0, (size_t)V * sizeof(REAL));
+            continue;
+        }
+        // lse >= every logit of the row, so exp's argument is <= 0 (up to
+        // rounding, which the polynomial tolerates)
+        REAL hi = (REAL)lse[n], lo = (REAL)(lse[n] - (double)hi);
+        if (d == x)
+            xent_row_grad_inplace(d, V, hi, lo, s);
+        else
+            xent_row_grad(d, x, V, hi, lo, s);
+        int32_t t = targets[n] - v0;
+        if (t >= 0 && t < V)
+            d[t] -= s;
+    }
+}
+
 double SFX(weft_xent_forward_backward)(REAL *losses, REAL *dlogits, const REAL *logits,
                                        const int32_t *targets, int N, int V, double dloss)
 {
@@ -815,36 +1113,40 @@ double SFX(weft_xent_forward_backward)(REAL *losses, REAL *dlogits, const REAL *
     int counted = 0;
     for (int n = 0; n < N; n++) {
         const REAL *x = logits + (size_t)n * V;   // (V)
-        REAL *d = dlogits ? dlogits + (size_t)n * V : NULL;
         int32_t tgt = targets[n];
-        if (tgt < 0) {   // ignored position: no loss, no gradient
-            if (losses)
-                losses[n] = 0;
-            if (d)
-                memset(d, 0, (size_t)V * sizeof(REAL));
-            continue;
-        }
         assert(tgt < V);
-        // log softmax[tgt] = x[tgt] - max - log sum exp(x - max): shifting by
-        // the row max keeps every exp in (0, 1], so no overflow at any scale
-        REAL m = row_max(x, V);
-        REAL xt = x[tgt];   // read before d (maybe x itself) is overwritten
-        REAL s;
-        if (d) {
+        double mx, s, xt, lse;
+        if (dlogits) {
+            // Forward and backward in one call: exponentiate once into
+            // dlogits and scale it (a row's passes run in cache), rather
+            // than the two-call path's second exp. The target's logit is
+            // read before dlogits (maybe the logits) is written.
+            REAL *d = dlogits + (size_t)n * V;
+            xt = tgt >= 0 ? (double)x[tgt] : 0.0;
+            if (tgt < 0) {   // ignored position: no loss, no gradient
+                memset(d, 0, (size_t)V * sizeof(REAL));
+                if (losses)
+                    losses[n] = 0;
+                continue;
+            }
+            REAL m = row_max(x, V);
             if (d != x)
                 memcpy(d, x, (size_t)V * sizeof(REAL));
-            s = row_exp_sum(d, V, m);   // d = exp(x - max)
-            // d = (softmax - onehot) * dloss
-            row_scale(d, V, (REAL)(dloss / (double)s));
+            REAL sr = row_exp_sum(d, V, m);   // d = exp(x - max)
+            row_scale(d, (size_t)V, (REAL)(dloss / (double)sr));
             d[tgt] -= (REAL)dloss;
-        } else {
-            s = row_sum_exp(x, V, m);
+            mx = (double)m, s = (double)sr;
+        } else {   // the loss only: one pass over vocabulary tiles
+            SFX(weft_xent_stats)(&mx, &s, &xt, x, &targets[n], 1, V, 0);
         }
-        double loss = (double)m + log((double)s) - (double)xt;
+        lse = mx + log(s);
+        double loss = tgt >= 0 ? lse - xt : 0.0;   // ignored position: loss 0
         if (losses)
             losses[n] = (REAL)loss;
-        total += loss;
-        counted++;
+        if (tgt >= 0) {
+            total += loss;
+            counted++;
+        }
     }
     // mean over the positions that count, as PyTorch's ignore_index does
     return counted ? total / counted : 0.0;

@@ -51,7 +51,7 @@ typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd; /* (B,T,C), (B,T), (B,T) */
     float *qkv;                       /* (B,T,3Cl) */
     float *atty;                      /* (B,T,Cl) attention output before c_proj */
-    float *att;                       /* (B,NH/tp,T,T) softmax probabilities */
+    float *att_lse;                   /* (B,NH/tp,T) log-sum-exp of each attention row (flash) */
     float *attproj;                   /* (B,T,C) */
     float *residual2;                 /* (B,T,C) = input + attproj */
     float *ln2, *ln2_mean, *ln2_rstd;
@@ -89,8 +89,8 @@ struct weft_gpt {
     block_acts work;          /* recompute: the block forward and backward compute into; a slot
                                * keeps only each block's output (residual3) */
     float *dres[2];           /* recompute: the residual stream's gradient between blocks, alternating */
-    float *dencoded, *dlnf, *datt_scratch, *doutput;
-    double *xent_scratch;     /* (2 B T) */
+    float *dencoded, *dlnf, *doutput;
+    double *xent_scratch;     /* (3 B T), WEFT_TP_XENT_SCRATCH */
     double *lse_mem;          /* (nslots, B T) */
     float *act_mem, *dact_mem;
     int32_t *tok_mem;
@@ -324,7 +324,7 @@ static void carve_block(block_acts *a, float **p, size_t BT, size_t C, size_t Cl
     float *q = *p;
 #define TAKE(field, n) (a->field = q, q += (n))
     TAKE(ln1, BT * C); TAKE(ln1_mean, BT); TAKE(ln1_rstd, BT);
-    TAKE(qkv, BT * 3 * Cl); TAKE(atty, BT * Cl); TAKE(att, att_floats); TAKE(attproj, BT * C);
+    TAKE(qkv, BT * 3 * Cl); TAKE(atty, BT * Cl); TAKE(att_lse, att_floats); TAKE(attproj, BT * C);
     TAKE(residual2, BT * C); TAKE(ln2, BT * C); TAKE(ln2_mean, BT); TAKE(ln2_rstd, BT);
     TAKE(fch, BT * 4 * Cl); TAKE(fch_gelu, BT * 4 * Cl); TAKE(fcproj, BT * C); TAKE(residual3, BT * C);
 #undef TAKE
@@ -339,7 +339,7 @@ static size_t block_floats(size_t BT, size_t C, size_t Cl, size_t att_floats)
 /* Forward activations of one slot, carved from *p. */
 static void carve_slot(weft_gpt *m, slot_acts *s, float **p)
 {
-    size_t BT = (size_t)m->B * m->T, C = m->cfg.n_embd, att = (size_t)m->B * m->NHl * m->T * m->T;
+    size_t BT = (size_t)m->B * m->T, C = m->cfg.n_embd, att = (size_t)m->B * m->NHl * m->T;
     float *q = *p;
     s->encoded = q, q += BT * C;
     for (int l = 0; l < m->Ll; l++) {
@@ -365,7 +365,7 @@ static void carve_slot(weft_gpt *m, slot_acts *s, float **p)
  * and alloc_acts must match it. */
 static void act_floats(const weft_gpt *m, size_t *slot, size_t *work, size_t *dact)
 {
-    size_t BT = (size_t)m->B * m->T, C = m->cfg.n_embd, att = (size_t)m->B * m->NHl * m->T * m->T;
+    size_t BT = (size_t)m->B * m->T, C = m->cfg.n_embd, att = (size_t)m->B * m->NHl * m->T;
     size_t blk = block_floats(BT, C, m->Cl, att), dblk = block_floats(BT, C, m->Cl, 0);
     size_t L = (size_t)m->Ll;
     int rc = m->part.recompute && L > 0;
@@ -374,8 +374,9 @@ static void act_floats(const weft_gpt *m, size_t *slot, size_t *work, size_t *da
         *slot += BT * C + 2 * BT + BT * m->Vl + BT;
     *work = rc ? blk : 0;
     /* dencoded, the blocks' gradients (recompute: one shared block and the
-     * two alternating residual gradients), dlnf, attention's scratch */
-    *dact = BT * C + (rc ? dblk + 2 * BT * C : L * dblk) + BT * C + att;
+     * two alternating residual gradients), dlnf; flash attention's backward
+     * needs no (T, T) scratch */
+    *dact = BT * C + (rc ? dblk + 2 * BT * C : L * dblk) + BT * C;
 }
 
 /* What the part holds (model.h's weft_model_mem), from act_floats and the
@@ -390,8 +391,8 @@ static void mem_of(const weft_gpt *m, weft_model_mem *out)
         .slot_bytes = slot * sizeof(float) + 2 * BT * sizeof(int32_t) + BT * sizeof(double) +
                       weft_lora_slot_bytes(m->lora),
         /* + the received output gradient, xent scratch, the split micro-batch */
-        .shared_bytes = (work + dact + BT * m->cfg.n_embd) * sizeof(float) + 2 * BT * sizeof(double) +
-                        2 * BT * sizeof(int32_t),
+        .shared_bytes = (work + dact + BT * m->cfg.n_embd) * sizeof(float) +
+                        WEFT_TP_XENT_SCRATCH(BT) * sizeof(double) + 2 * BT * sizeof(int32_t),
     };
     if (m->cfg.lora.rank == 0) /* the units set_units gives ZeRO-3 */
         weft_model_mem_units(out, m->blk_off, m->Ll, m->head_off, m->base.n);
@@ -400,10 +401,10 @@ static void mem_of(const weft_gpt *m, weft_model_mem *out)
 static int alloc_acts(weft_gpt *m)
 {
     size_t BT = (size_t)m->B * m->T, C = m->cfg.n_embd, ns = (size_t)m->part.nslots;
-    size_t att = (size_t)m->B * m->NHl * m->T * m->T, work;
+    size_t att = (size_t)m->B * m->NHl * m->T, work;
     int rc = m->part.recompute && m->Ll > 0;
-    /* Gradients of activations: the same blocks, but attention probabilities
-     * need no gradient array of their own (one shared scratch instead); the
+    /* Gradients of activations: the same blocks, without the attention
+     * rows' log-sum-exp (no gradient of their own); the
      * output's gradient (received, or from the head) sits at the end, out of
      * the region backward zeroes. The work block sits after it. */
     act_floats(m, &m->slot_floats, &work, &m->dact_floats);
@@ -412,7 +413,7 @@ static int alloc_acts(weft_gpt *m)
     m->slot = calloc(ns, sizeof *m->slot);
     m->dblk = calloc(rc ? 1 : (size_t)m->Ll ? (size_t)m->Ll : 1, sizeof *m->dblk);
     m->tok_mem = malloc(2 * ns * BT * sizeof(int32_t));
-    m->xent_scratch = malloc(2 * BT * sizeof(double));
+    m->xent_scratch = malloc(WEFT_TP_XENT_SCRATCH(BT) * sizeof(double));
     m->lse_mem = malloc(ns * BT * sizeof(double));
     for (size_t i = 0; m->slot && i < ns; i++)
         m->slot[i].blk = calloc((size_t)m->Ll, sizeof(block_acts));
@@ -437,7 +438,6 @@ static int alloc_acts(weft_gpt *m)
     if (rc)
         m->dres[0] = p, m->dres[1] = p + BT * C, p += 2 * BT * C;
     m->dlnf = p, p += BT * C;
-    m->datt_scratch = p, p += att;
     m->doutput = p; /* == dact_mem + dact_floats */
     p += BT * C;
     if (rc)
@@ -646,7 +646,7 @@ static int block_forward(weft_gpt *m, block_acts *a, int l, const float *x, int 
     weft_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, bp(m, P, l, LN1W), bp(m, P, l, LN1B), BT, C);
     weft_matmul_forward(a->qkv, a->ln1, bp(m, P, l, QKVW), bp(m, P, l, QKVB), BT, C, 3 * Cl); /* column */
     WEFT_CHECK(lora_forward(m, l, T_QKV, a->ln1, a->qkv, BT));
-    weft_attention_forward(a->atty, a->att, a->qkv, b, t, Cl, m->NHl);
+    weft_attention_flash_forward(a->atty, a->att_lse, a->qkv, b, t, Cl, m->NHl);
     WEFT_CHECK(weft_tp_row_linear_forward(a->attproj, a->atty, bp(m, P, l, ATTPROJW), bp(m, P, l, ATTPROJB), BT,
                                           Cl, C, tp));
     WEFT_CHECK(lora_forward(m, l, T_PROJ, a->atty, a->attproj, BT));
@@ -778,7 +778,7 @@ static int block_backward(weft_gpt *m, const block_acts *a, block_acts *d, int l
     weft_matmul_backward(d->atty, bp(m, G, l, ATTPROJW), bp(m, G, l, ATTPROJB), d->attproj, a->atty,
                          bp(m, P, l, ATTPROJW), BT, Cl, C);
     WEFT_CHECK(lora_backward(m, l, T_PROJ, a->atty, d->attproj, d->atty, BT));
-    weft_attention_backward(d->qkv, m->datt_scratch, d->atty, a->qkv, a->att, b, t, Cl, m->NHl);
+    weft_attention_flash_backward(d->qkv, d->atty, a->qkv, a->atty, a->att_lse, b, t, Cl, m->NHl);
     weft_matmul_backward(d->ln1, bp(m, G, l, QKVW), bp(m, G, l, QKVB), d->qkv, a->ln1, bp(m, P, l, QKVW), BT, C,
                          3 * Cl);
     WEFT_CHECK(lora_backward(m, l, T_QKV, a->ln1, d->qkv, d->ln1, BT));

@@ -54,7 +54,7 @@ typedef struct {
     float *ln1, *ln1_rstd;       /* (B,T,C), (B,T) */
     float *q, *k, *v;            /* (B,T,Dq), (B,T,Dkv) x 2, after rotation (q, k) */
     float *atty;                 /* (B,T,Dq) attention output before o_proj */
-    float *att;                  /* (B,NHl,T,T) softmax probabilities */
+    float *att_lse;              /* (B,NHl,T) log-sum-exp of each attention row (flash) */
     float *attproj;              /* (B,T,C) */
     float *residual2;            /* (B,T,C) = input + attproj */
     float *ln2, *ln2_rstd;
@@ -96,7 +96,7 @@ struct weft_llama {
     block_acts work;             /* recompute: the block forward and backward compute into; a slot
                                   * keeps only each block's output (residual3) */
     float *dres[2];              /* recompute: the residual stream's gradient between blocks, alternating */
-    float *dencoded, *dlnf, *datt_scratch, *doutput;
+    float *dencoded, *dlnf, *doutput;
     float *kv_grad;              /* (2 NKV hs, C) replicated k/v weight gradients, or NULL */
     double *xent_scratch, *lse_mem;
     float *act_mem, *dact_mem;
@@ -375,7 +375,7 @@ static size_t carve_block(block_acts *a, float *p, dims d)
 #define TAKE(field, n) (a->field = q, q += (n))
     TAKE(ln1, d.BT * d.C); TAKE(ln1_rstd, d.BT);
     TAKE(q, d.BT * d.Dq); TAKE(k, d.BT * d.Dkv); TAKE(v, d.BT * d.Dkv);
-    TAKE(atty, d.BT * d.Dq); TAKE(att, d.att); TAKE(attproj, d.BT * d.C); TAKE(residual2, d.BT * d.C);
+    TAKE(atty, d.BT * d.Dq); TAKE(att_lse, d.att); TAKE(attproj, d.BT * d.C); TAKE(residual2, d.BT * d.C);
     TAKE(ln2, d.BT * d.C); TAKE(ln2_rstd, d.BT);
     TAKE(gate, d.BT * d.Fl); TAKE(up, d.BT * d.Fl); TAKE(act, d.BT * d.Fl);
     TAKE(down, d.BT * d.C); TAKE(residual3, d.BT * d.C);
@@ -390,7 +390,7 @@ static size_t block_floats(dims d)
 
 static size_t carve_slot(weft_llama *m, slot_acts *s, float *p)
 {
-    dims d = dims_of(m, (size_t)m->B * m->NHl * m->T * m->T);
+    dims d = dims_of(m, (size_t)m->B * m->NHl * m->T);
     float *q = p;
     s->encoded = q, q += d.BT * d.C;
     for (int l = 0; l < m->Ll; l++) {
@@ -415,7 +415,7 @@ static size_t carve_slot(weft_llama *m, slot_acts *s, float *p)
  * carve_block and alloc_acts must match it. */
 static void act_floats(const weft_llama *m, size_t *slot, size_t *work, size_t *dact)
 {
-    size_t att = (size_t)m->B * m->NHl * m->T * m->T, L = (size_t)m->Ll;
+    size_t att = (size_t)m->B * m->NHl * m->T, L = (size_t)m->Ll;
     dims d0 = dims_of(m, 0);
     size_t BT = d0.BT, C = d0.C, blk = block_floats(dims_of(m, att)), dblk = block_floats(d0);
     int rc = m->part.recompute && L > 0;
@@ -424,8 +424,9 @@ static void act_floats(const weft_llama *m, size_t *slot, size_t *work, size_t *
         *slot += BT * C + BT + BT * m->Vl + BT;
     *work = rc ? blk : 0;
     /* dencoded, the blocks' gradients (recompute: one shared block and the
-     * two alternating residual gradients), dlnf, attention's scratch */
-    *dact = BT * C + (rc ? dblk + 2 * BT * C : L * dblk) + BT * C + att;
+     * two alternating residual gradients), dlnf; flash attention's backward
+     * needs no (T, T) scratch */
+    *dact = BT * C + (rc ? dblk + 2 * BT * C : L * dblk) + BT * C;
 }
 
 /* What the part holds (model.h's weft_model_mem), from act_floats and the
@@ -443,7 +444,7 @@ static void mem_of(const weft_llama *m, weft_model_mem *out)
         /* + the received output gradient, rotary tables, replicated k/v
          * gradients, xent scratch, the split micro-batch */
         .shared_bytes = (work + dact + BT * C + (size_t)m->T * (size_t)m->hs + kvg) * sizeof(float) +
-                        2 * BT * sizeof(double) + 2 * BT * sizeof(int32_t),
+                        WEFT_TP_XENT_SCRATCH(BT) * sizeof(double) + 2 * BT * sizeof(int32_t),
     };
     if (m->cfg.lora.rank == 0) /* the units set_units gives ZeRO-3 */
         weft_model_mem_units(out, m->blk_off, m->Ll, m->head_off, m->base.n);
@@ -451,12 +452,12 @@ static void mem_of(const weft_llama *m, weft_model_mem *out)
 
 static int alloc_acts(weft_llama *m)
 {
-    size_t ns = (size_t)m->part.nslots, att = (size_t)m->B * m->NHl * m->T * m->T, work;
+    size_t ns = (size_t)m->part.nslots, att = (size_t)m->B * m->NHl * m->T, work;
     dims d0 = dims_of(m, 0);
     size_t BT = d0.BT, C = d0.C;
     int rc = m->part.recompute && m->Ll > 0;
-    /* Activation gradients: the blocks without attention probabilities (one
-     * shared scratch), then the head's, then the output's gradient at the
+    /* Activation gradients: the blocks without the attention rows'
+     * log-sum-exp (no gradient of their own), then the head's, then the output's gradient at the
      * end, outside the region backward zeroes; the work block after it. */
     act_floats(m, &m->slot_floats, &work, &m->dact_floats);
     m->act_mem = malloc(m->slot_floats * ns * sizeof(float));
@@ -464,7 +465,7 @@ static int alloc_acts(weft_llama *m)
     m->slot = calloc(ns, sizeof *m->slot);
     m->dblk = calloc(rc || !m->Ll ? 1 : (size_t)m->Ll, sizeof *m->dblk);
     m->tok_mem = malloc(2 * ns * BT * sizeof(int32_t));
-    m->xent_scratch = malloc(2 * BT * sizeof(double));
+    m->xent_scratch = malloc(WEFT_TP_XENT_SCRATCH(BT) * sizeof(double));
     m->lse_mem = malloc(ns * BT * sizeof(double));
     size_t half = (size_t)m->hs / 2;
     m->rope_cos = malloc((size_t)m->T * half * sizeof(float));
@@ -493,7 +494,6 @@ static int alloc_acts(weft_llama *m)
     if (rc)
         m->dres[0] = p, m->dres[1] = p + BT * C, p += 2 * BT * C;
     m->dlnf = p, p += BT * C;
-    m->datt_scratch = p, p += att;
     m->doutput = p; /* == dact_mem + dact_floats */
     p += BT * C;
     if (rc)
@@ -700,7 +700,7 @@ static int block_forward(weft_llama *m, block_acts *a, int l, const float *x, in
     WEFT_CHECK(lora_forward(m, l, T_V, a->ln1, a->v, BT));
     weft_rope_forward(a->q, m->rope_cos, m->rope_sin, b, t, m->NHl, m->hs);
     weft_rope_forward(a->k, m->rope_cos, m->rope_sin, b, t, m->NKVl, m->hs);
-    weft_gqa_attention_forward(a->atty, a->att, a->q, a->k, a->v, b, t, m->NHl, m->NKVl, m->hs);
+    weft_gqa_attention_flash_forward(a->atty, a->att_lse, a->q, a->k, a->v, b, t, m->NHl, m->NKVl, m->hs);
     WEFT_CHECK(weft_tp_row_linear_forward(a->attproj, a->atty, bp(m, P, l, WO), NULL, BT, m->Dq, C, tp));
     WEFT_CHECK(lora_forward(m, l, T_O, a->atty, a->attproj, BT));
     weft_residual_forward(a->residual2, x, a->attproj, (size_t)BT * C);
@@ -848,8 +848,8 @@ static int block_backward(weft_llama *m, const block_acts *a, block_acts *d, int
     weft_residual_backward(dx, d->attproj, d->residual2, n);
     weft_matmul_backward(d->atty, bp(m, G, l, WO), NULL, d->attproj, a->atty, bp(m, P, l, WO), BT, m->Dq, C);
     WEFT_CHECK(lora_backward(m, l, T_O, a->atty, d->attproj, d->atty, BT));
-    weft_gqa_attention_backward(d->q, d->k, d->v, m->datt_scratch, d->atty, a->q, a->k, a->v, a->att, b, t, m->NHl,
-                                m->NKVl, m->hs);
+    weft_gqa_attention_flash_backward(d->q, d->k, d->v, d->atty, a->q, a->k, a->v, a->atty, a->att_lse, b, t,
+                                      m->NHl, m->NKVl, m->hs);
     weft_rope_backward(d->q, m->rope_cos, m->rope_sin, b, t, m->NHl, m->hs);
     weft_rope_backward(d->k, m->rope_cos, m->rope_sin, b, t, m->NKVl, m->hs);
     weft_matmul_backward(d->ln1, bp(m, G, l, WQ), NULL, d->q, a->ln1, bp(m, P, l, WQ), BT, C, m->Dq);

@@ -86,43 +86,28 @@ void weft_tp_embedding_backward(float *dwte_local, float *dwpe, const float *dou
     }
 }
 
-static float row_max(const float *x, int n)
-{
-    float m = -INFINITY;
-    for (int i = 0; i < n; i++)
-        m = x[i] > m ? x[i] : m;
-    return m;
-}
-
 int weft_tp_xent_forward(float *losses, double *lse, double *mean, const float *logits, const int32_t *targets,
                          int N, int Vl, int v0, double *scratch, weft_comm *tp)
 {
-    double *mx = scratch, *sz = scratch + N; /* (N) maxima; (N, 2) sum of exps, target logit */
-    for (int n = 0; n < N; n++)
-        mx[n] = row_max(logits + (size_t)n * Vl, Vl);
-    if (grouped(tp))
-        WEFT_CHECK(weft_comm_allreduce(tp, mx, mx, (size_t)N, WEFT_F64, WEFT_MAX));
-    /* Reuse lse as the target logits' home while sz holds the sums. */
-    for (int n = 0; n < N; n++) {
-        const float *x = logits + (size_t)n * Vl;
-        double s = 0;
-        float m = (float)mx[n];
-        for (int v = 0; v < Vl; v++)
-            s += expf(x[v] - m);
-        int32_t t = targets[n] - v0;
-        sz[n] = s;
-        lse[n] = t >= 0 && t < Vl && targets[n] >= 0 ? x[t] : 0.0;
-    }
+    /* scratch: (N) this slice's row maxima, then (N) sums of exps and (N)
+     * target logits, adjacent so that one allreduce sums both */
+    double *mx = scratch, *sz = scratch + N, *xt = scratch + 2 * (size_t)N;
+    weft_xent_stats(mx, sz, xt, logits, targets, N, Vl, v0);
     if (grouped(tp)) {
-        WEFT_CHECK(weft_comm_allreduce(tp, sz, sz, (size_t)N, WEFT_F64, WEFT_SUM));
-        WEFT_CHECK(weft_comm_allreduce(tp, lse, lse, (size_t)N, WEFT_F64, WEFT_SUM));
+        /* The whole row's max, then each slice's sum rescaled to it: the
+         * sums are over the same shift on every rank before they add. */
+        memcpy(lse, mx, (size_t)N * sizeof(double));
+        WEFT_CHECK(weft_comm_allreduce(tp, lse, lse, (size_t)N, WEFT_F64, WEFT_MAX));
+        for (int n = 0; n < N; n++)
+            sz[n] *= exp(mx[n] - lse[n]);
+        WEFT_CHECK(weft_comm_allreduce(tp, sz, sz, 2 * (size_t)N, WEFT_F64, WEFT_SUM));
+        memcpy(mx, lse, (size_t)N * sizeof(double));
     }
     double total = 0;
     int counted = 0;
     for (int n = 0; n < N; n++) {
-        double xt = lse[n];
         lse[n] = mx[n] + log(sz[n]);
-        double loss = targets[n] >= 0 ? lse[n] - xt : 0.0;
+        double loss = targets[n] >= 0 ? lse[n] - xt[n] : 0.0;
         if (losses)
             losses[n] = (float)loss;
         if (targets[n] >= 0) {
@@ -137,18 +122,5 @@ int weft_tp_xent_forward(float *losses, double *lse, double *mean, const float *
 void weft_tp_xent_backward(float *dlogits, const float *logits, const double *lse, const int32_t *targets, int N,
                            int Vl, int v0, double dloss)
 {
-    for (int n = 0; n < N; n++) {
-        const float *x = logits + (size_t)n * Vl;
-        float *d = dlogits + (size_t)n * Vl;
-        if (targets[n] < 0) {
-            memset(d, 0, (size_t)Vl * sizeof(float));
-            continue;
-        }
-        float l = (float)lse[n], s = (float)dloss;
-        for (int v = 0; v < Vl; v++)
-            d[v] = expf(x[v] - l) * s;
-        int32_t t = targets[n] - v0;
-        if (t >= 0 && t < Vl)
-            d[t] -= s;
-    }
+    weft_xent_grad(dlogits, logits, lse, targets, N, Vl, v0, dloss);
 }

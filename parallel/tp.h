@@ -17,8 +17,11 @@
  * [v0, v0 + Vl), Vl = V / P. Embedding lookups sum over ranks (only the
  * owner of a token contributes); the tied LM head produces this rank's
  * columns of the logits, and the cross-entropy is computed from them with
- * two small allreduces per batch (row maximum; sum of exponentials and the
- * target's logit), so the (N, V) logits are never gathered.
+ * two small allreduces per batch (row maximum; sums of exponentials and the
+ * target's logit, together), so the (N, V) logits are never gathered. The
+ * arithmetic is the kernels' two-pass cross-entropy (weft_xent_stats over
+ * vocabulary tiles, weft_xent_grad): one read of the logits forward, one
+ * write of their gradient backward.
  *
  * A NULL communicator (or one of size 1) means no tensor parallelism: the
  * functions then do what the plain kernels do, without communicating.
@@ -53,8 +56,10 @@ void weft_tp_embedding_backward(float *dwte_local, float *dwpe, const float *dou
 /* Vocabulary-parallel cross-entropy forward. logits (N, Vl) are columns
  * [v0, v0 + Vl) of the full logits. Writes losses (N) (0 where target < 0)
  * and lse (N), each row's log-sum-exp over the whole vocabulary, for
- * backward; *mean is the mean loss over rows with target >= 0. scratch: 2N
- * doubles. Every rank of the group gets the same losses. */
+ * backward; *mean is the mean loss over rows with target >= 0. scratch: 3N
+ * doubles (WEFT_TP_XENT_SCRATCH(N)). Every rank of the group gets the same
+ * losses. */
+#define WEFT_TP_XENT_SCRATCH(N) (3 * (size_t)(N))
 int weft_tp_xent_forward(float *losses, double *lse, double *mean, const float *logits, const int32_t *targets,
                          int N, int Vl, int v0, double *scratch, weft_comm *tp);
 /* dlogits (N, Vl) = (softmax - onehot(target)) * dloss on this rank's

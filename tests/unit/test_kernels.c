@@ -616,6 +616,77 @@ static void test_xent_extreme(void **state)
     assert_true(isnan(weft_xent_forward_backward(lo32, NULL, l32, tg, 1, V, 1.0)));
 }
 
+/* The tiled cross-entropy (weft_xent_stats/grad) over rows much wider than
+ * one vocabulary tile (1024) and not a multiple of it or of 8: a rising row
+ * (every tile raises the max, so the running sum is rescaled each time), a
+ * falling one, one with logits near 60, and an ignored row. f32 and f64
+ * against a long-double reference; the row split in two column slices
+ * ([0, V1), [V1, V), as two tensor-parallel ranks hold it) and combined
+ * as parallel/tp.c does gives the whole row's statistics. */
+static void test_xent_tiles(void **state)
+{
+    (void)state;
+    enum { N = 4, V = 3001, V1 = 1300 };
+    const int32_t tg[N] = {2999, 7, 1500, -1};
+    double *l64 = rnd((size_t)N * V, 2);
+    for (int v = 0; v < V; v++) {
+        l64[v] += 0.01 * v;               // rising
+        l64[V + v] -= 0.01 * v;           // falling
+        l64[2 * V + v] += 60;             // large
+    }
+    float *l32 = to_f32(l64, (size_t)N * V);
+    double ref_lse[N], mx[N], sum[N], xt[N], lse[N];
+    for (int n = 0; n < N; n++) {
+        long double s = 0;
+        for (int v = 0; v < V; v++)
+            s += expl((long double)l64[(size_t)n * V + v]);
+        ref_lse[n] = (double)logl(s);
+    }
+    // f64 stats: tight; f32: the f32 tile sums' rounding only
+    weft_xent_stats_f64(mx, sum, xt, l64, tg, N, V, 0);
+    for (int n = 0; n < N; n++) {
+        assert_true(fabs(mx[n] + log(sum[n]) - ref_lse[n]) < 1e-12 * fabs(ref_lse[n]));
+        assert_true(xt[n] == (tg[n] >= 0 ? l64[(size_t)n * V + tg[n]] : 0.0));
+    }
+    weft_xent_stats(mx, sum, xt, l32, tg, N, V, 0);
+    for (int n = 0; n < N; n++) {
+        lse[n] = mx[n] + log(sum[n]);
+        assert_true(fabs(lse[n] - ref_lse[n]) < 2e-6 * fmax(1, fabs(ref_lse[n])));
+    }
+    // the gradient against softmax - onehot in long double, from the f32 lse
+    double *ref_d = malloc((size_t)N * V * sizeof(double));
+    float *d32 = malloc((size_t)N * V * sizeof(float));
+    for (int n = 0; n < N; n++)
+        for (int v = 0; v < V; v++) {
+            size_t i = (size_t)n * V + v;
+            ref_d[i] = tg[n] < 0 ? 0.0 : (double)(0.5L * (expl((long double)l64[i] - ref_lse[n]) - (v == tg[n])));
+        }
+    weft_xent_grad(d32, l32, lse, tg, N, V, 0, 0.5);
+    assert_true(rel_err_f32(d32, ref_d, (size_t)N * V) < 1e-5);
+    for (int v = 0; v < V; v++)
+        assert_true(d32[3 * V + v] == 0.0f);
+    // in place gives the same bits
+    weft_xent_grad(l32, l32, lse, tg, N, V, 0, 0.5);
+    assert_memory_equal(l32, d32, (size_t)N * V * sizeof(float));
+    // two column slices combined: max of maxima, sums rescaled to it
+    double *a = malloc((size_t)N * V1 * sizeof(double)), *b = malloc((size_t)N * (V - V1) * sizeof(double));
+    for (int n = 0; n < N; n++) {
+        memcpy(a + (size_t)n * V1, l64 + (size_t)n * V, V1 * sizeof(double));
+        memcpy(b + (size_t)n * (V - V1), l64 + (size_t)n * V + V1, (V - V1) * sizeof(double));
+    }
+    double ma[N], sa[N], xa[N], mb[N], sb[N], xb[N];
+    weft_xent_stats_f64(ma, sa, xa, a, tg, N, V1, 0);
+    weft_xent_stats_f64(mb, sb, xb, b, tg, N, V - V1, V1);
+    for (int n = 0; n < N; n++) {
+        double m = fmax(ma[n], mb[n]);
+        double s = sa[n] * exp(ma[n] - m) + sb[n] * exp(mb[n] - m);
+        assert_true(fabs(m + log(s) - ref_lse[n]) < 1e-12 * fabs(ref_lse[n]));
+        assert_true(xa[n] + xb[n] == (tg[n] >= 0 ? l64[(size_t)n * V + tg[n]] : 0.0));
+        assert_true(xa[n] == 0.0 || xb[n] == 0.0);   // one owner
+    }
+    free(l64); free(l32); free(ref_d); free(d32); free(a); free(b);
+}
+
 /* The f32 polynomial exp (fastmath.h) through GELU and softmax over a wide range,
  * in blocks long enough to take the vectorised path. */
 static void test_f32_math(void **state)
@@ -1163,6 +1234,7 @@ int main(void)
         cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_xent),
         cmocka_unit_test(test_xent_extreme),
+        cmocka_unit_test(test_xent_tiles),
         cmocka_unit_test(test_f32_math),
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_lr_schedule),
