@@ -393,8 +393,12 @@ static void mem_of(const weft_gpt *m, weft_model_mem *out)
         .shared_bytes = (work + dact + BT * m->cfg.n_embd) * sizeof(float) + 2 * BT * sizeof(double) +
                         2 * BT * sizeof(int32_t),
     };
-    if (m->cfg.lora.rank == 0) /* the units set_units gives ZeRO-3 */
+    if (m->cfg.lora.rank == 0) { /* the units set_units gives ZeRO-3 */
         weft_model_mem_units(out, m->blk_off, m->Ll, m->head_off, m->base.n);
+        /* the tied head writes wte's gradient first; it is final last */
+        if (m->has_head && m->i_wte >= 0)
+            out->grad_early = m->base.params[m->i_wte].numel;
+    }
 }
 
 static int alloc_acts(weft_gpt *m)

@@ -445,8 +445,12 @@ static void mem_of(const weft_llama *m, weft_model_mem *out)
         .shared_bytes = (work + dact + BT * C + (size_t)m->T * (size_t)m->hs + kvg) * sizeof(float) +
                         2 * BT * sizeof(double) + 2 * BT * sizeof(int32_t),
     };
-    if (m->cfg.lora.rank == 0) /* the units set_units gives ZeRO-3 */
+    if (m->cfg.lora.rank == 0) { /* the units set_units gives ZeRO-3 */
         weft_model_mem_units(out, m->blk_off, m->Ll, m->head_off, m->base.n);
+        /* a tied head writes the embedding's gradient first; it is final last */
+        if (m->cfg.tie_embeddings && m->has_head && m->i_embed >= 0)
+            out->grad_early = m->base.params[m->i_embed].numel;
+    }
 }
 
 static int alloc_acts(weft_llama *m)

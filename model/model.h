@@ -60,7 +60,6 @@ typedef struct weft_model weft_model;
 /* What a model part holds, computed from its shape by the same function
  * whether the part is built (weft_model.mem) or only planned (weft_lm_plan:
  * nothing allocated); train/memory.h turns it into bytes by category. */
-#define WEFT_MEM_UNIT_TOP 18 /* parallel.zero_prefetch's largest (16) + 2 */
 typedef struct weft_model_mem {
     size_t params;       /* trained elements held here (weft_model.n) */
     size_t frozen;       /* frozen elements held here (weft_model.frozen_n) */
@@ -68,12 +67,19 @@ typedef struct weft_model_mem {
     size_t shared_bytes; /* what every micro-batch shares: recomputation's work block, the
                           * activations' gradients, scratch */
     int nslots;          /* micro-batches whose activations are kept at once */
-    size_t unit_top[WEFT_MEM_UNIT_TOP]; /* the largest ZeRO-3 units' elements, descending (0: none):
-                          * what ZeRO-3 gathers at once (parallel.zero_prefetch + 2 of them) */
+    /* The units ZeRO-2/3 hold whole for a while (elements; 0: the model has
+     * none): what ZeRO-3 gathers and ZeRO-2/3's backward writes before a
+     * reduction gives it back (train/memory.c says when which are resident) */
+    size_t unit_first;   /* the first unit (the embedding): backward writes it last */
+    size_t unit_block;   /* the largest block */
+    size_t unit_head;    /* the last unit (the head) */
+    size_t grad_early;   /* gradient elements backward writes first but reports final last: a tied
+                          * embedding on the part that also holds the head */
 } weft_model_mem;
 
-/* Fill mm->unit_top from the units a model gives ZeRO-3: each of the L
- * blocks from blk_off[l] and the head from head_off to n. */
+/* Fill mm's unit sizes from the units a model gives ZeRO-3: the first from
+ * 0 to the first block (or the head), each of the L blocks from
+ * blk_off[l], and the head from head_off to n. */
 WEFT_API void weft_model_mem_units(weft_model_mem *mm, const size_t *blk_off, int L, size_t head_off, size_t n);
 
 /* Called during backward each time grad_data[offset..n) is final. */

@@ -231,12 +231,11 @@ static int poll(weft_dp *dp)
  * backward; an older one is waited for in the hook. The backends other than
  * MPI move a collective only while it is tested or waited, so without a
  * bound every reduction would finish in finish_grads, after backward had
- * written -- and kept resident -- the whole gradient buffer. */
-#define ZERO2_IN_FLIGHT 2
-
+ * written -- and kept resident -- the whole gradient buffer. The bound is
+ * WEFT_DP_IN_FLIGHT (dp.h), which the memory planner counts too. */
 static int bound_in_flight(weft_dp *dp)
 {
-    for (int i = 0; dp->opts.zero >= 2 && i < dp->next - ZERO2_IN_FLIGHT; i++) {
+    for (int i = 0; dp->opts.zero >= 2 && i < dp->next - WEFT_DP_IN_FLIGHT; i++) {
         bucket *k = &dp->b[i];
         if (k->state != LAUNCHED)
             continue;
@@ -371,18 +370,33 @@ int64_t weft_dp_comm_span_ns(const weft_dp *dp)
 int weft_dp_nbuckets(const weft_dp *dp) { return dp->nb; }
 weft_comm *weft_dp_comm(const weft_dp *dp) { return dp->comm; }
 
-size_t weft_dp_plan_shard(size_t n, const weft_dp_opts *o, int size, int rank)
+/* make_buckets' cuts without units: the elements of this rank's shard, and
+ * the ranges outside it each bucket gives back (ZeRO-2/3). */
+static size_t plan_cuts(size_t n, const weft_dp_opts *o, int size, int rank, size_t *nranges)
 {
-    if (!o->zero)
-        return n;
     size_t cap = o->bucket_bytes / sizeof(float), total = 0;
     if (cap < 1)
         cap = 1;
-    for (size_t end = n; end > 0;) { /* make_buckets' cuts */
+    *nranges = 0;
+    for (size_t end = n; end > 0;) {
         size_t start = end > cap ? end - cap : 0, off, len;
         weft_comm_chunk(end - start, size, rank, &off, &len);
         total += len;
+        *nranges += (off > 0) + (off + len < end - start);
         end = start;
     }
     return total;
+}
+
+size_t weft_dp_plan_shard(size_t n, const weft_dp_opts *o, int size, int rank)
+{
+    size_t nranges;
+    return o->zero ? plan_cuts(n, o, size, rank, &nranges) : n;
+}
+
+size_t weft_dp_plan_kept(size_t n, const weft_dp_opts *o, int size, int rank)
+{
+    size_t nranges, shard = plan_cuts(n, o, size, rank, &nranges);
+    size_t kept = shard + nranges * ((size_t)sysconf(_SC_PAGESIZE) / sizeof(float));
+    return o->zero < 2 || size < 2 || kept > n ? n : kept;
 }
