@@ -163,6 +163,12 @@ int weft_model_use_begin(weft_model *m, size_t start, int dir)
     return u < 0 ? 0 : m->use.begin(m->use.arg, u, dir);
 }
 
+void weft_model_progress(weft_model *m)
+{
+    if (m->use.progress)
+        m->use.progress(m->use.arg);
+}
+
 void weft_model_use_end(weft_model *m, size_t start)
 {
     int u = m->use.end ? unit_at(m, start) : -1;

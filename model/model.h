@@ -96,12 +96,19 @@ typedef void (*weft_grad_hook)(void *arg, size_t offset);
  * a model that never runs ZeRO-3 pays nothing. `dir` says which unit comes
  * next, for prefetching: WEFT_USE_FORWARD (the following unit),
  * WEFT_USE_BACKWARD (the preceding one), WEFT_USE_ALONE (none: a unit used
- * out of order, such as a tied embedding as the LM head). */
+ * out of order, such as a tied embedding as the LM head).
+ *
+ * weft_model_progress, between the kernels of a block (after each product),
+ * lets the gathers launched ahead move: weft's own collectives progress only
+ * while a rank tests or waits them (collectives/backend_shm.c), so without
+ * it a prefetched gather would wait, untouched, until its unit is needed
+ * (bench/bench_gather.c measures the difference). A no-op without hooks. */
 enum { WEFT_USE_BACKWARD = -1, WEFT_USE_ALONE = 0, WEFT_USE_FORWARD = 1 };
 typedef struct weft_param_hooks {
     int (*begin)(void *arg, int unit, int dir); /* unit's parameters in place in param_data */
     void (*end)(void *arg, int unit);           /* done with them (until the next begin) */
     void *arg;
+    void (*progress)(void *arg);                /* test what is in flight, without waiting (may be NULL) */
 } weft_param_hooks;
 
 typedef struct weft_model_ops {
@@ -208,6 +215,7 @@ WEFT_API int weft_model_decode_check(int tp, int pp, int V, int context, int cac
 WEFT_API int weft_model_set_units(weft_model *m, const size_t *starts, int n);
 WEFT_API int weft_model_use_begin(weft_model *m, size_t start, int dir);
 WEFT_API void weft_model_use_end(weft_model *m, size_t start);
+WEFT_API void weft_model_progress(weft_model *m);
 /* Free what weft_model_add_param and weft_model_alloc allocated. */
 WEFT_API void weft_model_release(weft_model *m);
 

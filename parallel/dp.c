@@ -213,7 +213,7 @@ static int launch(weft_dp *dp, bucket *k)
 }
 
 /* Test every bucket in flight once, so the collectives progress. */
-static int poll(weft_dp *dp)
+int weft_dp_poll(weft_dp *dp)
 {
     for (int i = 0; i < dp->next; i++) {
         bucket *k = &dp->b[i];
@@ -257,7 +257,7 @@ void weft_dp_hook(void *arg, size_t offset)
             return;
         }
     }
-    int rc = poll(dp);
+    int rc = weft_dp_poll(dp);
     rc = rc ? rc : bound_in_flight(dp);
     if (rc)
         dp->err = rc;

@@ -158,6 +158,10 @@ WEFT_API void weft_dp_mem(const weft_dp *dp, weft_dp_mem_bytes *out);
  * direction dir), and done with them. */
 WEFT_API int weft_dp_use_begin(void *dp, int unit, int dir);
 WEFT_API void weft_dp_use_end(void *dp, int unit);
+/* Test every gather and reduction in flight once, without waiting, so
+ * they move while the model computes (model.h: weft_model_progress, called
+ * between a block's kernels). An error is kept for finish_grads. */
+WEFT_API void weft_dp_progress(void *dp);
 /* Every unit given back but this rank's shard (waiting for gathers in
  * flight): after the optimizer (weft_dp_gather_params does it), after
  * evaluation, after loading a checkpoint into param_data. No-op below

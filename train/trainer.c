@@ -283,7 +283,7 @@ int weft_trainer_set_model(weft_trainer *t, weft_model *m)
     dpo.nunits = m->nunits;
     WEFT_CHECK(weft_dp_new(t->comm, m->param_data, m->grad_data, m->n, &dpo, &t->dp));
     if (dpo.zero >= 3) /* ZeRO-3: the model's layers gather their parameters through data parallelism */
-        m->use = (weft_param_hooks){weft_dp_use_begin, weft_dp_use_end, t->dp};
+        m->use = (weft_param_hooks){weft_dp_use_begin, weft_dp_use_end, t->dp, weft_dp_progress};
     return weft_optim_new(m->params, m->nparams, t->dp, &t->o.adamw, &t->opt);
 }
 
