@@ -2,7 +2,7 @@
  * memory.h -- the bytes one rank of a training job holds, by category
  * (runtime/report.h's weft_mem_cat): parameters, gradients, optimizer
  * state, activations (the micro-batches the pipeline schedule keeps in
- * flight: all k under GPipe, at most pp under 1F1B; one block's under
+ * flight: all k under GPipe, at most pp - stage under 1F1B; one block's under
  * train.recompute = block), communication buffers, checkpoint staging, and
  * the process before the model (code, libraries, MPI: measured).
  *

@@ -181,7 +181,9 @@ int weft_trainer_part_at(const weft_config *cfg, int world, int rank, weft_model
     int k = (int)(G / (b * l.size[WEFT_AXIS_DP])); /* weft_trainer_check has made sure it divides */
     *out = (weft_model_part){.tp_rank = c[WEFT_AXIS_TP], .tp_size = l.size[WEFT_AXIS_TP],
                              .pp_rank = c[WEFT_AXIS_PP], .pp_size = l.size[WEFT_AXIS_PP],
-                             .nslots = weft_pipe_nslots(sched, l.size[WEFT_AXIS_PP], k > 0 ? k : 1),
+                             /* 1F1B: what this stage has in flight, pp - stage at most */
+                             .nslots = weft_pipe_nslots(sched, l.size[WEFT_AXIS_PP], c[WEFT_AXIS_PP],
+                                                        k > 0 ? k : 1),
                              .micro_batch = (int)b, .seq_len = (int)weft_config_int(cfg, "train.seq_len"),
                              .recompute = strcmp(weft_config_str(cfg, "train.recompute"), "block") == 0};
     return 0;
