@@ -1,13 +1,14 @@
 #!/bin/bash
 # bench_memory.sh -- per-rank peak resident memory of weft-train for
-# train.recompute none / block and parallel.zero 0 / 1 on NP ranks (default
+# train.recompute none / block and parallel.zero 0 / 1 / 2 / 3 on NP ranks (default
 # 4) with a GPT-2 of 57M parameters (L 8, NH 12, C 768, T 128, micro-batch
 # 4, a byte-level vocabulary), a few steps each: each rank's measured peak
 # (VmHWM, logged by the run at its end) beside what weft-train --plan
 # predicted for it, run as one process before the job, and the planned
 # activations. Prints a markdown table (bench/README.md has one).
 #
-#   bench/bench_memory.sh [NP] [STEPS]      (BUILD=build-x for another tree)
+#   bench/bench_memory.sh [NP] [STEPS]      (BUILD=build-x for another tree,
+#                                            ZEROS="2 3" for some stages only)
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -23,7 +24,7 @@ model=(--data.path="$tmp/ds" --model.n_layer=8 --model.n_head=12 --model.n_embd=
        --optim.warmup=1 --checkpoint.at_end=false --train.eval_batches=0)
 echo "| ZeRO | recompute | rank | planned activations (MiB) | planned total (MiB) | measured peak (MiB) | plan error |"
 echo "|---|---|---|---|---|---|---|"
-for zero in 0 1; do
+for zero in ${ZEROS:-0 1 2 3}; do
     for rc in none block; do
         keys=(--parallel.zero="$zero" --train.recompute="$rc")
         "$BUILD/bin/weft-train" "${model[@]}" "${keys[@]}" --plan --world-size "$np" 2>/dev/null >"$tmp/plan"

@@ -63,7 +63,7 @@ static int job_new(weft_comm *world, const weft_gpt_config *gc, int dp, int pp, 
     weft_mesh_layout l = {.size = {dp, 1, pp}};
     WEFT_CHECK(weft_mesh_new(world, &l, &j->mesh));
     weft_gpt_part part = {.tp_size = 1, .pp_rank = weft_mesh_rank(j->mesh, WEFT_AXIS_PP), .pp_size = pp,
-                          .nslots = weft_pipe_nslots(s, pp, k)};
+                          .nslots = weft_pipe_nslots(s, pp, weft_mesh_rank(j->mesh, WEFT_AXIS_PP), k)};
     WEFT_CHECK(weft_gpt_new_part(gc, &part, b, T, &j->model));
     weft_gpt_init(j->model, 1);
     size_t n = (size_t)k * b * (T + 1);

@@ -24,7 +24,9 @@
  * ratio to ZeRO-1 (issue 17's target: <= 1.15 with prefetch), the time a
  * step waited for gathers, the share of gather time hidden behind compute
  * (metrics.jsonl's gather_hidden) and, as its check, the wait saved against
- * prefetch 0 (which waits for every gather whole). The
+ * prefetch 0 (which waits for every gather whole); and prefetch 1 again
+ * without the models' progress points (WEFT_ZERO3_PROGRESS=0), where a
+ * prefetched gather moves only at layer boundaries. The
  * synthetic dataset (uniform random tokens) is made on first use with the
  * dataset writer, under BUILD/bench-data/. Last, the same GPT-2 in PyTorch
  * (bench/torch_ddp.py: DDP over gloo, one thread per rank) when Debian's
@@ -195,26 +197,34 @@ static int torch_reference(int steps, double *tps, double *flops, char *version,
 /* ZeRO-3 against ZeRO-1 on the same model and ranks. */
 static int zero_compare(int steps)
 {
-    run_stats z1, z3, z3n;
+    run_stats z1, z3, z3n, z3q;
     int rc = measure("--parallel.zero=1", steps, &z1);
     rc = rc ? rc : measure("--parallel.zero=3 --parallel.zero_prefetch=1", steps, &z3);
     rc = rc ? rc : measure("--parallel.zero=3 --parallel.zero_prefetch=0", steps, &z3n);
+    /* the same as prefetch 1 without the models' progress points (model.h:
+     * weft_model_progress), so the gathers move only at layer boundaries */
+    setenv("WEFT_ZERO3_PROGRESS", "0", 1);
+    rc = rc ? rc : measure("--parallel.zero=3 --parallel.zero_prefetch=1", steps, &z3q);
+    unsetenv("WEFT_ZERO3_PROGRESS");
     if (rc)
         return rc;
     printf("bench_train zero: GPT-2 L4 NH4 C256 T256 V8192, micro-batch 8 x 2 data-parallel ranks (median of steps "
            "3..%d)\n", steps);
-    printf("                                        ZeRO-1     ZeRO-3 prefetch 1   ZeRO-3 prefetch 0\n");
-    printf("  ms per step                           %-10.1f %-19.1f %.1f\n", z1.ms, z3.ms, z3n.ms);
-    printf("  step time / ZeRO-1                    %-10.2f %-19.2f %.2f   (target <= 1.15 with prefetch)\n", 1.0,
-           z3.ms / z1.ms, z3n.ms / z1.ms);
-    printf("  waited for parameter gathers, ms      %-10s %-19.2f %.2f\n", "-", z3.gwait, z3n.gwait);
-    printf("  gather time hidden (gather_hidden)    %-10s %-19.0f %.0f   %%\n", "-", 100 * z3.ghidden,
-           100 * z3n.ghidden);
+    printf("                                        ZeRO-1     ZeRO-3 prefetch 1   ZeRO-3 prefetch 0   "
+           "prefetch 1, no progress points\n");
+    printf("  ms per step                           %-10.1f %-19.1f %-19.1f %.1f\n", z1.ms, z3.ms, z3n.ms, z3q.ms);
+    printf("  step time / ZeRO-1                    %-10.2f %-19.2f %-19.2f %.2f   (target <= 1.15 with prefetch)\n",
+           1.0, z3.ms / z1.ms, z3n.ms / z1.ms, z3q.ms / z1.ms);
+    printf("  waited for parameter gathers, ms      %-10s %-19.2f %-19.2f %.2f\n", "-", z3.gwait, z3n.gwait,
+           z3q.gwait);
+    printf("  gather time hidden (gather_hidden)    %-10s %-19.0f %-19.0f %.0f   %%\n", "-", 100 * z3.ghidden,
+           100 * z3n.ghidden, 100 * z3q.ghidden);
     /* gather_hidden counts a gather's life from launch to done; whether it
      * moved meanwhile depends on the backend. Prefetch 0 waits for every
      * gather whole, so 1 - wait / wait(prefetch 0) is what prefetching saved. */
-    printf("  gather wait saved vs prefetch 0       %-10s %.0f %%\n", "-",
-           z3n.gwait > 0 ? 100 * (1 - z3.gwait / z3n.gwait) : 0.0);
+    printf("  gather wait saved vs prefetch 0       %-10s %-19.0f %-19s %.0f   %%\n", "-",
+           z3n.gwait > 0 ? 100 * (1 - z3.gwait / z3n.gwait) : 0.0, "-",
+           z3n.gwait > 0 ? 100 * (1 - z3q.gwait / z3n.gwait) : 0.0);
     return 0;
 }
 

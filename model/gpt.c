@@ -394,8 +394,12 @@ static void mem_of(const weft_gpt *m, weft_model_mem *out)
         .shared_bytes = (work + dact + BT * m->cfg.n_embd) * sizeof(float) +
                         WEFT_TP_XENT_SCRATCH(BT) * sizeof(double) + 2 * BT * sizeof(int32_t),
     };
-    if (m->cfg.lora.rank == 0) /* the units set_units gives ZeRO-3 */
+    if (m->cfg.lora.rank == 0) { /* the units set_units gives ZeRO-3 */
         weft_model_mem_units(out, m->blk_off, m->Ll, m->head_off, m->base.n);
+        /* the tied head writes wte's gradient first; it is final last */
+        if (m->has_head && m->i_wte >= 0)
+            out->grad_early = m->base.params[m->i_wte].numel;
+    }
 }
 
 static int alloc_acts(weft_gpt *m)
@@ -645,15 +649,19 @@ static int block_forward(weft_gpt *m, block_acts *a, int l, const float *x, int 
     weft_comm *tp = m->part.tp;
     weft_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, bp(m, P, l, LN1W), bp(m, P, l, LN1B), BT, C);
     weft_matmul_forward(a->qkv, a->ln1, bp(m, P, l, QKVW), bp(m, P, l, QKVB), BT, C, 3 * Cl); /* column */
+    weft_model_progress(&m->base); /* ZeRO-3: the prefetched gather moves (model.h) */
     WEFT_CHECK(lora_forward(m, l, T_QKV, a->ln1, a->qkv, BT));
     weft_attention_flash_forward(a->atty, a->att_lse, a->qkv, b, t, Cl, m->NHl);
+    weft_model_progress(&m->base);
     WEFT_CHECK(weft_tp_row_linear_forward(a->attproj, a->atty, bp(m, P, l, ATTPROJW), bp(m, P, l, ATTPROJB), BT,
                                           Cl, C, tp));
     WEFT_CHECK(lora_forward(m, l, T_PROJ, a->atty, a->attproj, BT));
+    weft_model_progress(&m->base);
     weft_residual_forward(a->residual2, x, a->attproj, (size_t)BT * C);
     weft_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->residual2, bp(m, P, l, LN2W), bp(m, P, l, LN2B), BT, C);
     weft_matmul_forward(a->fch, a->ln2, bp(m, P, l, FCW), bp(m, P, l, FCB), BT, C, 4 * Cl); /* column */
     WEFT_CHECK(lora_forward(m, l, T_FC, a->ln2, a->fch, BT));
+    weft_model_progress(&m->base);
     weft_gelu_forward(a->fch_gelu, a->fch, (size_t)BT * 4 * Cl);
     WEFT_CHECK(weft_tp_row_linear_forward(a->fcproj, a->fch_gelu, bp(m, P, l, FCPROJW), bp(m, P, l, FCPROJB), BT,
                                           4 * Cl, C, tp));
@@ -767,10 +775,12 @@ static int block_backward(weft_gpt *m, const block_acts *a, block_acts *d, int l
     weft_matmul_backward(d->fch_gelu, bp(m, G, l, FCPROJW), bp(m, G, l, FCPROJB), d->fcproj, a->fch_gelu,
                          bp(m, P, l, FCPROJW), BT, 4 * Cl, C);
     WEFT_CHECK(lora_backward(m, l, T_FCPROJ, a->fch_gelu, d->fcproj, d->fch_gelu, BT));
+    weft_model_progress(&m->base); /* ZeRO-3 (model.h) */
     weft_gelu_backward(d->fch, a->fch, d->fch_gelu, (size_t)BT * 4 * Cl);
     /* Column-parallel c_fc: each rank's input gradient is a partial sum. */
     weft_matmul_backward(d->ln2, bp(m, G, l, FCW), bp(m, G, l, FCB), d->fch, a->ln2, bp(m, P, l, FCW), BT, C, 4 * Cl);
     WEFT_CHECK(lora_backward(m, l, T_FC, a->ln2, d->fch, d->ln2, BT));
+    weft_model_progress(&m->base);
     WEFT_CHECK(weft_tp_reduce_grad(d->ln2, n, tp));
     weft_layernorm_backward(d->residual2, bp(m, G, l, LN2W), bp(m, G, l, LN2B), d->ln2, a->residual2,
                             bp(m, P, l, LN2W), a->ln2_mean, a->ln2_rstd, BT, C);
@@ -778,7 +788,9 @@ static int block_backward(weft_gpt *m, const block_acts *a, block_acts *d, int l
     weft_matmul_backward(d->atty, bp(m, G, l, ATTPROJW), bp(m, G, l, ATTPROJB), d->attproj, a->atty,
                          bp(m, P, l, ATTPROJW), BT, Cl, C);
     WEFT_CHECK(lora_backward(m, l, T_PROJ, a->atty, d->attproj, d->atty, BT));
+    weft_model_progress(&m->base);
     weft_attention_flash_backward(d->qkv, d->atty, a->qkv, a->atty, a->att_lse, b, t, Cl, m->NHl);
+    weft_model_progress(&m->base);
     weft_matmul_backward(d->ln1, bp(m, G, l, QKVW), bp(m, G, l, QKVB), d->qkv, a->ln1, bp(m, P, l, QKVW), BT, C,
                          3 * Cl);
     WEFT_CHECK(lora_backward(m, l, T_QKV, a->ln1, d->qkv, d->ln1, BT));

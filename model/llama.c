@@ -446,8 +446,12 @@ static void mem_of(const weft_llama *m, weft_model_mem *out)
         .shared_bytes = (work + dact + BT * C + (size_t)m->T * (size_t)m->hs + kvg) * sizeof(float) +
                         WEFT_TP_XENT_SCRATCH(BT) * sizeof(double) + 2 * BT * sizeof(int32_t),
     };
-    if (m->cfg.lora.rank == 0) /* the units set_units gives ZeRO-3 */
+    if (m->cfg.lora.rank == 0) { /* the units set_units gives ZeRO-3 */
         weft_model_mem_units(out, m->blk_off, m->Ll, m->head_off, m->base.n);
+        /* a tied head writes the embedding's gradient first; it is final last */
+        if (m->cfg.tie_embeddings && m->has_head && m->i_embed >= 0)
+            out->grad_early = m->base.params[m->i_embed].numel;
+    }
 }
 
 static int alloc_acts(weft_llama *m)
@@ -698,17 +702,20 @@ static int block_forward(weft_llama *m, block_acts *a, int l, const float *x, in
     WEFT_CHECK(lora_forward(m, l, T_Q, a->ln1, a->q, BT));
     WEFT_CHECK(lora_forward(m, l, T_K, a->ln1, a->k, BT));
     WEFT_CHECK(lora_forward(m, l, T_V, a->ln1, a->v, BT));
+    weft_model_progress(&m->base); /* ZeRO-3: the prefetched gather moves (model.h) */
     weft_rope_forward(a->q, m->rope_cos, m->rope_sin, b, t, m->NHl, m->hs);
     weft_rope_forward(a->k, m->rope_cos, m->rope_sin, b, t, m->NKVl, m->hs);
     weft_gqa_attention_flash_forward(a->atty, a->att_lse, a->q, a->k, a->v, b, t, m->NHl, m->NKVl, m->hs);
     WEFT_CHECK(weft_tp_row_linear_forward(a->attproj, a->atty, bp(m, P, l, WO), NULL, BT, m->Dq, C, tp));
     WEFT_CHECK(lora_forward(m, l, T_O, a->atty, a->attproj, BT));
+    weft_model_progress(&m->base);
     weft_residual_forward(a->residual2, x, a->attproj, (size_t)BT * C);
     weft_rmsnorm_forward(a->ln2, a->ln2_rstd, a->residual2, bp(m, P, l, POST_NORM), BT, C, m->cfg.norm_eps);
     weft_matmul_forward(a->gate, a->ln2, bp(m, P, l, WGATE), NULL, BT, C, m->Fl);
     weft_matmul_forward(a->up, a->ln2, bp(m, P, l, WUP), NULL, BT, C, m->Fl);
     WEFT_CHECK(lora_forward(m, l, T_GATE, a->ln2, a->gate, BT));
     WEFT_CHECK(lora_forward(m, l, T_UP, a->ln2, a->up, BT));
+    weft_model_progress(&m->base);
     weft_swiglu_forward(a->act, a->gate, a->up, (size_t)BT * m->Fl);
     WEFT_CHECK(weft_tp_row_linear_forward(a->down, a->act, bp(m, P, l, WDOWN), NULL, BT, m->Fl, C, tp));
     WEFT_CHECK(lora_forward(m, l, T_DOWN, a->act, a->down, BT));
@@ -836,18 +843,21 @@ static int block_backward(weft_llama *m, const block_acts *a, block_acts *d, int
     /* Row-parallel down_proj: its output gradient is whole; no communication. */
     weft_matmul_backward(d->act, bp(m, G, l, WDOWN), NULL, d->down, a->act, bp(m, P, l, WDOWN), BT, m->Fl, C);
     WEFT_CHECK(lora_backward(m, l, T_DOWN, a->act, d->down, d->act, BT));
+    weft_model_progress(&m->base); /* ZeRO-3 (model.h) */
     weft_swiglu_backward(d->gate, d->up, a->gate, a->up, d->act, (size_t)BT * m->Fl);
     /* Column-parallel gate and up: the input's gradient is a partial sum. */
     weft_matmul_backward(d->ln2, bp(m, G, l, WGATE), NULL, d->gate, a->ln2, bp(m, P, l, WGATE), BT, C, m->Fl);
     weft_matmul_backward(d->ln2, bp(m, G, l, WUP), NULL, d->up, a->ln2, bp(m, P, l, WUP), BT, C, m->Fl);
     WEFT_CHECK(lora_backward(m, l, T_UP, a->ln2, d->up, d->ln2, BT));
     WEFT_CHECK(lora_backward(m, l, T_GATE, a->ln2, d->gate, d->ln2, BT));
+    weft_model_progress(&m->base);
     WEFT_CHECK(weft_tp_reduce_grad(d->ln2, n, tp));
     weft_rmsnorm_backward(d->residual2, bp(m, G, l, POST_NORM), d->ln2, a->residual2, bp(m, P, l, POST_NORM),
                           a->ln2_rstd, BT, C);
     weft_residual_backward(dx, d->attproj, d->residual2, n);
     weft_matmul_backward(d->atty, bp(m, G, l, WO), NULL, d->attproj, a->atty, bp(m, P, l, WO), BT, m->Dq, C);
     WEFT_CHECK(lora_backward(m, l, T_O, a->atty, d->attproj, d->atty, BT));
+    weft_model_progress(&m->base);
     weft_gqa_attention_flash_backward(d->q, d->k, d->v, d->atty, a->q, a->k, a->v, a->atty, a->att_lse, b, t,
                                       m->NHl, m->NKVl, m->hs);
     weft_rope_backward(d->q, m->rope_cos, m->rope_sin, b, t, m->NHl, m->hs);
@@ -856,6 +866,7 @@ static int block_backward(weft_llama *m, const block_acts *a, block_acts *d, int
     WEFT_CHECK(lora_backward(m, l, T_Q, a->ln1, d->q, d->ln1, BT));
     WEFT_CHECK(lora_backward(m, l, T_K, a->ln1, d->k, d->ln1, BT));
     WEFT_CHECK(lora_backward(m, l, T_V, a->ln1, d->v, d->ln1, BT));
+    weft_model_progress(&m->base);
     if (m->kv_replicated && !G) { /* frozen: the input's gradient only, no sum */
         weft_matmul_backward(d->ln1, NULL, NULL, d->k, a->ln1, kv_rows(m, P, l, WK), BT, C, m->Dkv);
         weft_matmul_backward(d->ln1, NULL, NULL, d->v, a->ln1, kv_rows(m, P, l, WV), BT, C, m->Dkv);

@@ -163,6 +163,12 @@ int weft_model_use_begin(weft_model *m, size_t start, int dir)
     return u < 0 ? 0 : m->use.begin(m->use.arg, u, dir);
 }
 
+void weft_model_progress(weft_model *m)
+{
+    if (m->use.progress)
+        m->use.progress(m->use.arg);
+}
+
 void weft_model_use_end(weft_model *m, size_t start)
 {
     int u = m->use.end ? unit_at(m, start) : -1;
@@ -231,15 +237,11 @@ void weft_model_free(weft_model *m)
 
 void weft_model_mem_units(weft_model_mem *mm, const size_t *blk_off, int L, size_t head_off, size_t n)
 {
-    memset(mm->unit_top, 0, sizeof mm->unit_top);
-    for (int i = 0; i <= L; i++) { /* insertion into the descending top list */
-        size_t start = i < L ? blk_off[i] : head_off, end = i + 1 < L ? blk_off[i + 1] : i < L ? head_off : n;
-        size_t len = end - start;
-        for (int j = 0; j < WEFT_MEM_UNIT_TOP; j++)
-            if (len > mm->unit_top[j]) {
-                size_t t = mm->unit_top[j];
-                mm->unit_top[j] = len;
-                len = t;
-            }
+    mm->unit_first = L > 0 ? blk_off[0] : head_off;
+    mm->unit_head = n - head_off;
+    mm->unit_block = 0;
+    for (int i = 0; i < L; i++) {
+        size_t len = (i + 1 < L ? blk_off[i + 1] : head_off) - blk_off[i];
+        mm->unit_block = len > mm->unit_block ? len : mm->unit_block;
     }
 }

@@ -60,7 +60,6 @@ typedef struct weft_model weft_model;
 /* What a model part holds, computed from its shape by the same function
  * whether the part is built (weft_model.mem) or only planned (weft_lm_plan:
  * nothing allocated); train/memory.h turns it into bytes by category. */
-#define WEFT_MEM_UNIT_TOP 18 /* parallel.zero_prefetch's largest (16) + 2 */
 typedef struct weft_model_mem {
     size_t params;       /* trained elements held here (weft_model.n) */
     size_t frozen;       /* frozen elements held here (weft_model.frozen_n) */
@@ -68,12 +67,19 @@ typedef struct weft_model_mem {
     size_t shared_bytes; /* what every micro-batch shares: recomputation's work block, the
                           * activations' gradients, scratch */
     int nslots;          /* micro-batches whose activations are kept at once */
-    size_t unit_top[WEFT_MEM_UNIT_TOP]; /* the largest ZeRO-3 units' elements, descending (0: none):
-                          * what ZeRO-3 gathers at once (parallel.zero_prefetch + 2 of them) */
+    /* The units ZeRO-2/3 hold whole for a while (elements; 0: the model has
+     * none): what ZeRO-3 gathers and ZeRO-2/3's backward writes before a
+     * reduction gives it back (train/memory.c says when which are resident) */
+    size_t unit_first;   /* the first unit (the embedding): backward writes it last */
+    size_t unit_block;   /* the largest block */
+    size_t unit_head;    /* the last unit (the head) */
+    size_t grad_early;   /* gradient elements backward writes first but reports final last: a tied
+                          * embedding on the part that also holds the head */
 } weft_model_mem;
 
-/* Fill mm->unit_top from the units a model gives ZeRO-3: each of the L
- * blocks from blk_off[l] and the head from head_off to n. */
+/* Fill mm's unit sizes from the units a model gives ZeRO-3: the first from
+ * 0 to the first block (or the head), each of the L blocks from
+ * blk_off[l], and the head from head_off to n. */
 WEFT_API void weft_model_mem_units(weft_model_mem *mm, const size_t *blk_off, int L, size_t head_off, size_t n);
 
 /* Called during backward each time grad_data[offset..n) is final. */
@@ -90,12 +96,19 @@ typedef void (*weft_grad_hook)(void *arg, size_t offset);
  * a model that never runs ZeRO-3 pays nothing. `dir` says which unit comes
  * next, for prefetching: WEFT_USE_FORWARD (the following unit),
  * WEFT_USE_BACKWARD (the preceding one), WEFT_USE_ALONE (none: a unit used
- * out of order, such as a tied embedding as the LM head). */
+ * out of order, such as a tied embedding as the LM head).
+ *
+ * weft_model_progress, between the kernels of a block (after each product),
+ * lets the gathers launched ahead move: weft's own collectives progress only
+ * while a rank tests or waits them (collectives/backend_shm.c), so without
+ * it a prefetched gather would wait, untouched, until its unit is needed
+ * (bench/bench_gather.c measures the difference). A no-op without hooks. */
 enum { WEFT_USE_BACKWARD = -1, WEFT_USE_ALONE = 0, WEFT_USE_FORWARD = 1 };
 typedef struct weft_param_hooks {
     int (*begin)(void *arg, int unit, int dir); /* unit's parameters in place in param_data */
     void (*end)(void *arg, int unit);           /* done with them (until the next begin) */
     void *arg;
+    void (*progress)(void *arg);                /* test what is in flight, without waiting (may be NULL) */
 } weft_param_hooks;
 
 typedef struct weft_model_ops {
@@ -202,6 +215,7 @@ WEFT_API int weft_model_decode_check(int tp, int pp, int V, int context, int cac
 WEFT_API int weft_model_set_units(weft_model *m, const size_t *starts, int n);
 WEFT_API int weft_model_use_begin(weft_model *m, size_t start, int dir);
 WEFT_API void weft_model_use_end(weft_model *m, size_t start);
+WEFT_API void weft_model_progress(weft_model *m);
 /* Free what weft_model_add_param and weft_model_alloc allocated. */
 WEFT_API void weft_model_release(weft_model *m);
 

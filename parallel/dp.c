@@ -216,7 +216,7 @@ static int launch(weft_dp *dp, bucket *k)
 }
 
 /* Test every bucket in flight once, so the collectives progress. */
-static int poll(weft_dp *dp)
+int weft_dp_poll(weft_dp *dp)
 {
     for (int i = 0; i < dp->next; i++) {
         bucket *k = &dp->b[i];
@@ -230,15 +230,15 @@ static int poll(weft_dp *dp)
     return 0;
 }
 
-/* ZeRO-2/3: at most ZERO2_IN_FLIGHT buckets' reductions in flight during
- * backward; an older one is waited for in the hook. The backends other than
- * MPI move a collective only while it is tested or waited, so without a
- * bound every reduction would finish in finish_grads, after backward had
- * written -- and kept resident -- the whole gradient buffer. */
-
+/* ZeRO-2/3: at most WEFT_DP_IN_FLIGHT (dp.h) buckets' reductions in flight
+ * during backward; an older one is waited for in the hook. The backends
+ * other than MPI move a collective only while it is tested or waited, so
+ * without a bound every reduction would finish in finish_grads, after
+ * backward had written -- and kept resident -- the whole gradient buffer.
+ * The memory planner counts the bound too. */
 static int bound_in_flight(weft_dp *dp)
 {
-    for (int i = 0; dp->opts.zero >= 2 && i < dp->next - ZERO2_IN_FLIGHT; i++) {
+    for (int i = 0; dp->opts.zero >= 2 && i < dp->next - WEFT_DP_IN_FLIGHT; i++) {
         bucket *k = &dp->b[i];
         if (k->state != LAUNCHED)
             continue;
@@ -260,7 +260,7 @@ void weft_dp_hook(void *arg, size_t offset)
             return;
         }
     }
-    int rc = poll(dp);
+    int rc = weft_dp_poll(dp);
     rc = rc ? rc : bound_in_flight(dp);
     if (rc)
         dp->err = rc;
@@ -375,18 +375,33 @@ int64_t weft_dp_comm_span_ns(const weft_dp *dp)
 int weft_dp_nbuckets(const weft_dp *dp) { return dp->nb; }
 weft_comm *weft_dp_comm(const weft_dp *dp) { return dp->comm; }
 
-size_t weft_dp_plan_shard(size_t n, const weft_dp_opts *o, int size, int rank)
+/* make_buckets' cuts without units: the elements of this rank's shard, and
+ * the ranges outside it each bucket gives back (ZeRO-2/3). */
+static size_t plan_cuts(size_t n, const weft_dp_opts *o, int size, int rank, size_t *nranges)
 {
-    if (!o->zero)
-        return n;
     size_t cap = o->bucket_bytes / sizeof(float), total = 0;
     if (cap < 1)
         cap = 1;
-    for (size_t end = n; end > 0;) { /* make_buckets' cuts */
+    *nranges = 0;
+    for (size_t end = n; end > 0;) {
         size_t start = end > cap ? end - cap : 0, off, len;
         weft_comm_chunk(end - start, size, rank, &off, &len);
         total += len;
+        *nranges += (off > 0) + (off + len < end - start);
         end = start;
     }
     return total;
+}
+
+size_t weft_dp_plan_shard(size_t n, const weft_dp_opts *o, int size, int rank)
+{
+    size_t nranges;
+    return o->zero ? plan_cuts(n, o, size, rank, &nranges) : n;
+}
+
+size_t weft_dp_plan_kept(size_t n, const weft_dp_opts *o, int size, int rank)
+{
+    size_t nranges, shard = plan_cuts(n, o, size, rank, &nranges);
+    size_t kept = shard + nranges * ((size_t)sysconf(_SC_PAGESIZE) / sizeof(float));
+    return o->zero < 2 || size < 2 || kept > n ? n : kept;
 }

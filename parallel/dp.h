@@ -80,6 +80,11 @@
 
 typedef struct weft_dp weft_dp;
 
+/* ZeRO-2/3: at most this many buckets' reductions are left in flight during
+ * backward (the hook waits for older ones), so their pages are resident
+ * beside the layer backward is in (train/memory.c counts them). */
+#define WEFT_DP_IN_FLIGHT 2
+
 typedef struct weft_dp_opts {
     size_t bucket_bytes; /* largest bucket */
     int zero;            /* 0, 1, 2 or 3 */
@@ -111,6 +116,11 @@ WEFT_API size_t weft_dp_shard_total(const weft_dp *dp);
 /* The same without a weft_dp (the memory planner): the elements of n that
  * rank of size holds the optimizer state of under o (n unless ZeRO). */
 WEFT_API size_t weft_dp_plan_shard(size_t n, const weft_dp_opts *o, int size, int rank);
+/* ZeRO-2/3, planned: the elements of n kept resident between uses (n
+ * below ZeRO-2): the shard and the partial pages at the edges of each
+ * range given back -- one page a range, their expected sum (where a page
+ * boundary falls depends on the buffer's address, known only once built). */
+WEFT_API size_t weft_dp_plan_kept(size_t n, const weft_dp_opts *o, int size, int rank);
 
 /* Sum of squares of the reduced gradients over the whole model, the same on
  * every rank (an allreduce of one number under ZeRO-1). */
@@ -130,7 +140,9 @@ typedef struct weft_dp_mem_bytes {
                          * edge pages; otherwise the whole flat buffer) */
     size_t grads;       /* gradient bytes resident between steps and during forward (ZeRO-2: the
                          * shard plus the partial edge pages; otherwise the whole buffer) */
-    size_t grads_peak;  /* gradient bytes resident at most, during backward (the whole buffer; see above) */
+    size_t grads_peak;  /* gradient bytes resident at most, during backward: a bound, the whole buffer
+                         * (the memory account's peak, train/memory.c, counts what backward has
+                         * written and not yet reduced; see above) */
     size_t optim_shard; /* bytes of the parameters this rank's optimizer updates; AdamW's state is
                          * twice this (m and v, f32) */
     size_t comm;        /* communication buffers data parallelism owns: the bucket table (the
@@ -146,6 +158,10 @@ WEFT_API void weft_dp_mem(const weft_dp *dp, weft_dp_mem_bytes *out);
  * direction dir), and done with them. */
 WEFT_API int weft_dp_use_begin(void *dp, int unit, int dir);
 WEFT_API void weft_dp_use_end(void *dp, int unit);
+/* Test every gather and reduction in flight once, without waiting, so
+ * they move while the model computes (model.h: weft_model_progress, called
+ * between a block's kernels). An error is kept for finish_grads. */
+WEFT_API void weft_dp_progress(void *dp);
 /* Every unit given back but this rank's shard (waiting for gathers in
  * flight): after the optimizer (weft_dp_gather_params does it), after
  * evaluation, after loading a checkpoint into param_data. No-op below

@@ -11,7 +11,7 @@
  *     shard, inside the bucket;
  *   - within a step the buckets below `next` have been launched (LAUNCHED
  *     or DONE), the rest are IDLE; a LAUNCHED bucket has its request; under
- *     ZeRO-2/3 no more than ZERO2_IN_FLIGHT of them are still in flight
+ *     ZeRO-2/3 no more than WEFT_DP_IN_FLIGHT of them are still in flight
  *     after a hook returns (`bounded`), and once the gradients are reduced
  *     (`reduced`) every bucket is DONE;
  *   - ZeRO-3's units tile [0, n) in order, each made of whole buckets; a
@@ -75,9 +75,9 @@ static int check_buckets(const weft_dp *dp, int reduced, const char *when)
             return weft_error(WEFT_EINTERNAL, "dp (%s): the gradients are reduced but bucket %d is in state %d, "
                               "not DONE", when, i, k->state);
     }
-    if (reduced < 0 && dp->opts.zero >= 2 && in_flight > ZERO2_IN_FLIGHT)
+    if (reduced < 0 && dp->opts.zero >= 2 && in_flight > WEFT_DP_IN_FLIGHT)
         return weft_error(WEFT_EINTERNAL, "dp (%s): %d reductions in flight under ZeRO-%d; at most %d", when,
-                          in_flight, dp->opts.zero, ZERO2_IN_FLIGHT);
+                          in_flight, dp->opts.zero, WEFT_DP_IN_FLIGHT);
     return 0;
 }
 

@@ -48,16 +48,14 @@ struct weft_dp {
     int nu;
     int whole;                   /* weft_dp_gather_all: every unit in place, begin/end no-ops */
     int poison;                  /* WEFT_ZERO3_POISON (tests): released parameters are NaN */
+    int no_progress;             /* WEFT_ZERO3_PROGRESS=0 (benchmarks): weft_dp_progress does nothing */
     size_t pdropped;             /* floats of parameter pages given back while released */
     size_t pool;                 /* floats: the most gathered at once (weft_dp_mem) */
     int64_t gather_ns, gather_wait_ns; /* this step: gathers' summed spans, and the time waited for them */
 };
 
-/* ZeRO-2/3: at most this many buckets' reductions in flight during
- * backward (dp.c: bound_in_flight says why). */
-#define ZERO2_IN_FLIGHT 2
-
 /* dp.c */
+int weft_dp_poll(weft_dp *dp);
 void weft_dp_whole_pages(const float *buf, size_t a, size_t b, size_t out[2]);
 void weft_dp_drop(float *buf, const size_t (*drop)[2]);
 

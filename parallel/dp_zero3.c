@@ -147,6 +147,17 @@ void weft_dp_use_end(void *arg, int ui)
     WEFT_INVARIANT(weft_dp_check(dp, 0, "a unit's use ended"), "dp");
 }
 
+void weft_dp_progress(void *arg)
+{
+    weft_dp *dp = arg;
+    if (dp->err || dp->whole || dp->no_progress)
+        return;
+    int rc = poll_gathers(dp);
+    rc = rc ? rc : weft_dp_poll(dp);
+    if (rc)
+        dp->err = rc;
+}
+
 int weft_dp_release_params(weft_dp *dp)
 {
     for (int i = 0; dp->opts.zero >= 3 && i < dp->nu; i++) {
@@ -220,6 +231,8 @@ int weft_dp_z3_setup(weft_dp *dp)
     dp->pool = pool_bound(dp);
     const char *e = getenv("WEFT_ZERO3_POISON");
     dp->poison = e && *e == '1';
+    e = getenv("WEFT_ZERO3_PROGRESS"); /* bench_train zero: the same run without the progress points */
+    dp->no_progress = e && *e == '0';
     return weft_dp_release_params(dp);
 }
 

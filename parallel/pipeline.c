@@ -48,14 +48,17 @@ int weft_pipe_schedule_parse(const char *name, weft_pipe_schedule *out)
 
 const char *weft_pipe_schedule_name(weft_pipe_schedule s) { return s == WEFT_PIPE_GPIPE ? "gpipe" : "1f1b"; }
 
-int weft_pipe_nslots(weft_pipe_schedule s, int pp, int m)
+int weft_pipe_nslots(weft_pipe_schedule s, int pp, int stage, int m)
 {
     if (s == WEFT_PIPE_GPIPE)
         return m;
-    return pp < m ? pp : m;
+    return pp - stage < m ? pp - stage : m;
 }
 
-int weft_pipe_slot(weft_pipe_schedule s, int pp, int m, int mb) { return mb % weft_pipe_nslots(s, pp, m); }
+int weft_pipe_slot(weft_pipe_schedule s, int pp, int stage, int m, int mb)
+{
+    return mb % weft_pipe_nslots(s, pp, stage, m);
+}
 
 void weft_pipe_plan(weft_pipe_schedule s, int pp, int stage, int m, weft_pipe_action *out)
 {
@@ -75,9 +78,7 @@ void weft_pipe_plan(weft_pipe_schedule s, int pp, int stage, int m, weft_pipe_ac
 
 int weft_pipe_plan_check(weft_pipe_schedule s, int pp, int stage, int m, const weft_pipe_action *plan)
 {
-    int f = 0, b = 0, most = weft_pipe_nslots(s, pp, m);
-    if (s == WEFT_PIPE_1F1B && pp - stage < most)
-        most = pp - stage;
+    int f = 0, b = 0, most = weft_pipe_nslots(s, pp, stage, m);
     for (int i = 0; i < 2 * m; i++) {
         const weft_pipe_action *a = &plan[i];
         int *next = a->backward ? &b : &f;
@@ -117,7 +118,7 @@ int weft_pipe_new(weft_comm *comm, weft_pipe_schedule s, int m, size_t act_float
     p->pp = weft_comm_size(comm);
     p->stage = weft_comm_rank(comm);
     p->m = m;
-    p->nslots = weft_pipe_nslots(s, p->pp, m);
+    p->nslots = weft_pipe_nslots(s, p->pp, p->stage, m);
     p->count = act_floats;
     p->st = *stage;
     p->plan = calloc(2 * (size_t)m, sizeof *p->plan);
@@ -212,7 +213,7 @@ int weft_pipe_train(weft_pipe *p, const void *batch, double *loss_sum)
     p->stats = (weft_pipe_stats){0};
     for (int i = 0; i < 2 * p->m; i++) {
         const weft_pipe_action *a = &p->plan[i];
-        int slot = weft_pipe_slot(p->sched, p->pp, p->m, a->mb);
+        int slot = weft_pipe_slot(p->sched, p->pp, p->stage, p->m, a->mb);
         if (a->backward) {
             WEFT_CHECK(backward(p, a->mb, slot));
             inflight--;

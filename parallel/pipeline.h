@@ -13,7 +13,7 @@
  * GPipe: every forward, then every backward (FIFO): m slots of activations.
  * 1F1B: stage s runs min(pp - s - 1, m) forwards to fill the pipe, then
  *   alternates one forward and one backward, then drains the backwards: at
- *   most pp - s micro-batches in flight, so min(pp, m) slots.
+ *   most pp - s micro-batches in flight, so min(pp - s, m) slots.
  * Either way each micro-batch's forward precedes its backward on every
  * stage, backwards run in micro-batch order, and the last backward of the
  * step is the one with `last` set (where gradient reduction may overlap).
@@ -53,10 +53,13 @@ typedef struct weft_pipe_action {
 WEFT_API int weft_pipe_schedule_parse(const char *name, weft_pipe_schedule *out);
 WEFT_API const char *weft_pipe_schedule_name(weft_pipe_schedule s);
 
-/* Activation slots a stage needs: min(pp, m) under 1F1B, m under GPipe. */
-WEFT_API int weft_pipe_nslots(weft_pipe_schedule s, int pp, int m);
-/* Slot of micro-batch mb (mb modulo the slots). */
-WEFT_API int weft_pipe_slot(weft_pipe_schedule s, int pp, int m, int mb);
+/* Activation slots stage `stage` needs: the most micro-batches it has in
+ * flight, min(pp - stage, m) under 1F1B (the first stage pp, the last one
+ * 1), m under GPipe. */
+WEFT_API int weft_pipe_nslots(weft_pipe_schedule s, int pp, int stage, int m);
+/* Slot of micro-batch mb on stage `stage` (mb modulo its slots: the ones in
+ * flight are consecutive, so never two in one slot). */
+WEFT_API int weft_pipe_slot(weft_pipe_schedule s, int pp, int stage, int m, int mb);
 /* Stage `stage`'s 2m actions in order into out. */
 WEFT_API void weft_pipe_plan(weft_pipe_schedule s, int pp, int stage, int m, weft_pipe_action *out);
 

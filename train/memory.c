@@ -31,24 +31,84 @@ enum { CKPT_WRITE_BYTES = 8 << 20 };
 
 static size_t shm_segment(int size) { return size > 1 ? (size_t)size * (SHM_CTL_BYTES + 2 * (size_t)SHM_SLOT_BYTES) : 0; }
 
-/* Parameters, gradients, optimizer state: ZeRO-0 keeps all three whole,
- * ZeRO-1 AdamW's moments for its shard only (parallel/dp.h). ZeRO-2 holds
- * the whole gradient at its peak in backward, as ZeRO-1 does. ZeRO-3 holds
- * its shard of the parameters between uses, plus what the gathers map:
- * the parallel.zero_prefetch + 2 largest units, less this rank's share of
- * them (the bound weft_dp_mem reports as gather_pool). A running trainer
- * replaces these three with what its weft_dp reports (train/memreport.c). */
-static void dp_state(const weft_mem_account *a, const weft_dp_opts *o, int dp_size, size_t out[3])
+/* ZeRO-2/3's kept elements (resident between uses: the shard and the
+ * partial pages at the edges of the ranges given back), as planned
+ * (weft_dp_plan_kept) -- by the running trainer too, so that its account
+ * and --plan's are the same numbers; parallel/dp.h's weft_dp_mem has the
+ * exact count, within a page a bucket of it. kept[0]: parameters (ZeRO-3),
+ * kept[1]: gradients (ZeRO-2/3). */
+static void kept_elems(const weft_mem_account *a, const weft_dp_opts *o, int D, size_t kept[2])
 {
-    size_t params = a->model.params;
-    if (o->zero >= 3 && dp_size > 1) {
-        params = a->opt_elems;
-        for (int i = 0; i < o->prefetch + 2 && i < WEFT_MEM_UNIT_TOP; i++)
-            params += a->model.unit_top[i] - a->model.unit_top[i] / (size_t)dp_size;
+    size_t n = a->model.params, k = weft_dp_plan_kept(n, o, D, a->coord[WEFT_AXIS_DP]);
+    kept[0] = o->zero >= 3 ? k : n;
+    kept[1] = k;
+}
+
+static size_t share_out(size_t x, int D) { return x - x / (size_t)D; } /* the part outside a shard of 1/D */
+
+/* ZeRO-2/3, beyond the kept elements, at the moment of a step when the
+ * most are resident: out[0] parameters gathered (ZeRO-3), out[1] gradients
+ * backward has written and no reduction has given back yet. With one
+ * micro-batch a step (k = 1) one of three moments of backward decides it
+ * (parallel/dp.h; the models' backward; p = parallel.zero_prefetch):
+ *   head:      the head, and a tied embedding (the first unit), gathered
+ *              with p blocks prefetched; written: the head's gradients
+ *              and the tied embedding's (grad_early);
+ *   block:     a block gathered and p units prefetched (the first unit
+ *              among them near the end); written: the block's gradients,
+ *              grad_early, and the buckets whose reductions are in flight
+ *              (WEFT_DP_IN_FLIGHT; under ZeRO-2 buckets cross blocks, so
+ *              one more, the one the block's end cuts);
+ *   embedding: the first unit (prefetched by block 0 and never used in
+ *              backward, so gathered until the step ends); written: its
+ *              gradients and block 0's buckets in flight.
+ * Each is counted outside this rank's shard (the shard is kept already).
+ * With k > 1 backward accumulates into the whole buffer from the first
+ * micro-batch on (dp.h): every gradient is resident, at every moment. */
+static void peak_extra(const weft_mem_account *a, const weft_dp_opts *o, int D, int64_t k, const size_t kept[2],
+                       size_t out[2])
+{
+    const weft_model_mem *m = &a->model;
+    out[0] = out[1] = 0;
+    if (o->zero < 2 || D < 2)
+        return;
+    int z3 = o->zero >= 3;
+    size_t p = z3 ? (size_t)o->prefetch : 0, cap = o->bucket_bytes / sizeof(float);
+    size_t fl = (WEFT_DP_IN_FLIGHT + (z3 ? 0 : 1)) * (cap ? cap : 1), blk = m->unit_block, first = m->unit_first;
+    size_t tied = m->grad_early ? first : 0, before = blk > first ? blk : first;
+    if (z3 && fl > blk && blk) /* a block's buckets never cross it */
+        fl = blk;
+    size_t g[3] = {m->unit_head + tied + p * blk, blk + (p ? (p - 1) * blk + before : 0), p ? first : 0};
+    size_t w[3] = {m->unit_head + m->grad_early, blk + m->grad_early + fl, first + fl};
+    size_t best = 0;
+    for (int i = 0; i < 3; i++) {
+        size_t gi = z3 ? share_out(g[i], D) : 0, wi = share_out(w[i], D);
+        gi = gi < m->params - kept[0] ? gi : m->params - kept[0];
+        wi = k > 1 ? m->params - kept[1] : wi < m->params - kept[1] ? wi : m->params - kept[1];
+        if (i == 0 || gi + wi > best) {
+            best = gi + wi;
+            out[0] = gi;
+            out[1] = wi;
+        }
     }
-    out[0] = (params + a->model.frozen) * sizeof(float);
-    out[1] = a->model.params * sizeof(float);
+}
+
+/* Parameters, gradients, optimizer state, at the peak of a step. ZeRO-0
+ * keeps all three whole, ZeRO-1 AdamW's moments for its shard only
+ * (parallel/dp.h), ZeRO-2 also keeps only its shard of the gradients and
+ * ZeRO-3 of the parameters, and at the peak holds peak_extra beside. The
+ * running trainer and --plan both come here. */
+static void dp_state(const weft_mem_account *a, const weft_dp_opts *o, int D, int64_t k, size_t out[3],
+                     size_t extra[2])
+{
+    size_t kept[2];
+    kept_elems(a, o, D, kept);
+    peak_extra(a, o, D, k, kept, extra);
+    out[0] = (kept[0] + extra[0] + a->model.frozen) * sizeof(float);
+    out[1] = (kept[1] + extra[1]) * sizeof(float);
     out[2] = 2 * a->opt_elems * sizeof(float); /* AdamW: m and v */
+    extra[0] *= sizeof(float);
+    extra[1] *= sizeof(float);
 }
 
 /* The checkpoint writer's staging (checkpoint/plan.c): this rank's share of
@@ -73,8 +133,31 @@ static size_t comm_buffers(int world, const weft_mesh_layout *l)
     return n + shm_segment(l->size[WEFT_AXIS_PP] > 1 ? 2 : 1);
 }
 
-int weft_memory_account(const weft_config *cfg, int world, int rank, const weft_model_mem *mm, size_t runtime,
-                        weft_mem_account *out)
+/* A checkpoint written only when training ends (checkpoint.every = 0 or
+ * not before train.steps, checkpoint.at_end) adds its read-back scratch
+ * and its write buffers after the last step, when ZeRO-2/3 have given back
+ * what backward gathered and wrote (extra): the two never coincide, so the
+ * account keeps the larger and counts every category at that moment.
+ * Written during training, the writer's buffers stay beside the later
+ * steps, and both count. Never written, CKPT_WRITE_BYTES stays counted as
+ * measured: ZeRO-1 runs without any checkpoint peaked within 1% of plans
+ * that count it (bench/README.md), so part of it is not the writer's. */
+static void one_peak(const weft_config *cfg, weft_mem_account *a, const size_t extra[2])
+{
+    int64_t every = weft_config_int(cfg, "checkpoint.every"), steps = weft_config_int(cfg, "train.steps");
+    size_t write = CKPT_SCRATCH_BYTES + CKPT_WRITE_BYTES;
+    if ((every > 0 && every < steps) || !weft_config_bool(cfg, "checkpoint.at_end"))
+        return;
+    if (extra[0] + extra[1] >= write) {
+        a->bytes[WEFT_MEM_CKPT] -= write;
+    } else {
+        a->bytes[WEFT_MEM_PARAMS] -= extra[0];
+        a->bytes[WEFT_MEM_GRADS] -= extra[1];
+    }
+}
+
+int weft_memory_account(const weft_config *cfg, int world, int rank, const weft_model_mem *mm,
+                        const weft_dp_mem_bytes *held, size_t runtime, weft_mem_account *out)
 {
     weft_mesh_layout l;
     WEFT_CHECK(weft_mesh_layout_from_config(cfg, world, &l));
@@ -85,9 +168,12 @@ int weft_memory_account(const weft_config *cfg, int world, int rank, const weft_
     weft_mesh_coords_of(&l, rank, out->coord);
     out->model = *mm;
     int D = l.size[WEFT_AXIS_DP];
-    out->opt_elems = weft_dp_plan_shard(mm->params, &o, D, out->coord[WEFT_AXIS_DP]);
-    size_t st[3];
-    dp_state(out, &o, D, st);
+    int64_t b = weft_config_int(cfg, "train.micro_batch"), G = weft_config_int(cfg, "train.global_batch");
+    int64_t k = b > 0 ? G / (b * D) : 1; /* micro-batches a step (trainer.c) */
+    out->opt_elems = held ? held->optim_shard / sizeof(float)
+                          : weft_dp_plan_shard(mm->params, &o, D, out->coord[WEFT_AXIS_DP]);
+    size_t st[3], extra[2];
+    dp_state(out, &o, D, k, st, extra);
     out->bytes[WEFT_MEM_PARAMS] = st[0];
     out->bytes[WEFT_MEM_GRADS] = st[1];
     out->bytes[WEFT_MEM_OPTIM] = st[2];
@@ -95,6 +181,7 @@ int weft_memory_account(const weft_config *cfg, int world, int rank, const weft_
     out->bytes[WEFT_MEM_COMM] = comm_buffers(world, &l);
     out->bytes[WEFT_MEM_CKPT] = ckpt_staging(out, o.zero, D);
     out->bytes[WEFT_MEM_RUNTIME] = runtime;
+    one_peak(cfg, out, extra);
     for (int c = 0; c < WEFT_MEM_NCAT; c++)
         out->total += out->bytes[c];
     return 0;
@@ -106,7 +193,7 @@ int weft_memory_plan(const weft_config *cfg, int world, int rank, int vocab, siz
     weft_model_mem mm;
     WEFT_CHECK(weft_trainer_part_at(cfg, world, rank, &part));
     WEFT_CHECK(weft_lm_plan(cfg, vocab, &part, &mm));
-    return weft_memory_account(cfg, world, rank, &mm, runtime, out);
+    return weft_memory_account(cfg, world, rank, &mm, NULL, runtime, out);
 }
 
 /* The value of "key:" in kB in /proc/self/status text, in bytes. */

@@ -2,7 +2,7 @@
  * memory.h -- the bytes one rank of a training job holds, by category
  * (runtime/report.h's weft_mem_cat): parameters, gradients, optimizer
  * state, activations (the micro-batches the pipeline schedule keeps in
- * flight: all k under GPipe, at most pp under 1F1B; one block's under
+ * flight: all k under GPipe, at most pp - stage under 1F1B; one block's under
  * train.recompute = block), communication buffers, checkpoint staging, and
  * the process before the model (code, libraries, MPI: measured).
  *
@@ -20,6 +20,7 @@
 #include <stddef.h>
 
 #include "model/model.h"
+#include "parallel/dp.h"
 #include "parallel/mesh.h"
 #include "runtime/api.h"
 #include "runtime/config.h"
@@ -36,11 +37,15 @@ typedef struct weft_mem_account {
 
 /* The account of world rank `rank` of a job on `world` ranks configured by
  * cfg (parallel.*, train.*, checkpoint keys), whose model part holds *mm;
+ * held: the rank's built weft_dp (weft_dp_mem: its optimizer shard, which
+ * ZeRO-3 cuts within the model's units), or NULL to plan it from the sizes;
  * runtime: the process's resident bytes before the model (measured by the
- * caller: weft_memory_resident). WEFT_ECONFIG when the layout does not fit
- * the world. */
+ * caller: weft_memory_resident). Parameters and gradients are counted at
+ * the moment of the step when the most of them are resident (ZeRO-2/3:
+ * the shard plus what backward has gathered and written, memory.c).
+ * WEFT_ECONFIG when the layout does not fit the world. */
 WEFT_API int weft_memory_account(const weft_config *cfg, int world, int rank, const weft_model_mem *mm,
-                                 size_t runtime, weft_mem_account *out);
+                                 const weft_dp_mem_bytes *held, size_t runtime, weft_mem_account *out);
 
 /* The same for a language model (model.family) that is not built: the
  * part weft_trainer_part_at gives rank, sized by weft_lm_plan for a

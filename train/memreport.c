@@ -70,27 +70,12 @@ int weft_trainer_memory_start(weft_trainer *t)
     weft_model_mem mm = m->mem;
     if (mm.params == 0 && mm.frozen == 0) /* a model that does not say: its buffers, no activations */
         mm = (weft_model_mem){.params = m->n, .frozen = m->frozen_n};
-    WEFT_CHECK(weft_memory_account(t->cfg, t->size, t->rank, &mm, t->runtime_rss, &t->mem));
-    if (t->o.zero >= 2) {
-        /* ZeRO-2/3: what data parallelism says it holds (parallel/dp.h,
-         * weft_dp_mem): gradients at their peak in backward, parameters
-         * between uses plus the gathers' bound; the optimizer's own shard
-         * (ZeRO-3 cuts buckets within layers, so it differs from the
-         * planner's ZeRO-1 cuts; --plan's figures for these stages are
-         * dp_state's estimate, train/memory.c). */
-        weft_dp_mem_bytes d;
-        weft_dp_mem(t->dp, &d);
-        t->mem.opt_elems = weft_optim_state_size(t->opt);
-        t->mem.bytes[WEFT_MEM_PARAMS] = d.params + d.gather_pool + t->mem.model.frozen * sizeof(float);
-        t->mem.bytes[WEFT_MEM_GRADS] = d.grads_peak;
-        t->mem.bytes[WEFT_MEM_OPTIM] = 2 * t->mem.opt_elems * sizeof(float);
-        t->mem.total = 0;
-        for (int c = 0; c < WEFT_MEM_NCAT; c++)
-            t->mem.total += t->mem.bytes[c];
-    } else {
-        /* The account's optimizer shard is the planner's; the optimizer's own must agree. */
-        assert(t->mem.opt_elems == weft_optim_state_size(t->opt));
-    }
+    /* The optimizer's shard as data parallelism cut it (parallel/dp.h,
+     * weft_dp_mem); the rest is counted as --plan counts it (memory.c). */
+    weft_dp_mem_bytes d;
+    weft_dp_mem(t->dp, &d);
+    WEFT_CHECK(weft_memory_account(t->cfg, t->size, t->rank, &mm, &d, t->runtime_rss, &t->mem));
+    assert(t->mem.opt_elems == weft_optim_state_size(t->opt));
     t->mem_all = calloc((size_t)t->size * COLS, sizeof(double));
     t->mem_peak = calloc((size_t)t->size, sizeof(double));
     if (!t->mem_all || !t->mem_peak)

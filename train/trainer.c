@@ -181,7 +181,9 @@ int weft_trainer_part_at(const weft_config *cfg, int world, int rank, weft_model
     int k = (int)(G / (b * l.size[WEFT_AXIS_DP])); /* weft_trainer_check has made sure it divides */
     *out = (weft_model_part){.tp_rank = c[WEFT_AXIS_TP], .tp_size = l.size[WEFT_AXIS_TP],
                              .pp_rank = c[WEFT_AXIS_PP], .pp_size = l.size[WEFT_AXIS_PP],
-                             .nslots = weft_pipe_nslots(sched, l.size[WEFT_AXIS_PP], k > 0 ? k : 1),
+                             /* 1F1B: what this stage has in flight, pp - stage at most */
+                             .nslots = weft_pipe_nslots(sched, l.size[WEFT_AXIS_PP], c[WEFT_AXIS_PP],
+                                                        k > 0 ? k : 1),
                              .micro_batch = (int)b, .seq_len = (int)weft_config_int(cfg, "train.seq_len"),
                              .recompute = strcmp(weft_config_str(cfg, "train.recompute"), "block") == 0};
     return 0;
@@ -283,7 +285,7 @@ int weft_trainer_set_model(weft_trainer *t, weft_model *m)
     dpo.nunits = m->nunits;
     WEFT_CHECK(weft_dp_new(t->comm, m->param_data, m->grad_data, m->n, &dpo, &t->dp));
     if (dpo.zero >= 3) /* ZeRO-3: the model's layers gather their parameters through data parallelism */
-        m->use = (weft_param_hooks){weft_dp_use_begin, weft_dp_use_end, t->dp};
+        m->use = (weft_param_hooks){weft_dp_use_begin, weft_dp_use_end, t->dp, weft_dp_progress};
     return weft_optim_new(m->params, m->nparams, t->dp, &t->o.adamw, &t->opt);
 }
 

@@ -2,7 +2,12 @@
 # test_memory.sh -- the memory account (train/memory.h) and weft-train --plan:
 #  - --plan (one process, no model built) predicts each rank's measured peak
 #    resident memory (VmHWM, which the run logs per rank at its end) within
-#    10%, on 2 ranks (ZeRO-1, 1F1B) and on tp2 x pp2 (GPipe, recompute);
+#    10%, on 2 ranks (ZeRO-1, 1F1B) and on tp2 x pp2 (GPipe, recompute),
+#    and for ZeRO-2 and ZeRO-3 on 4 ranks with a model whose state
+#    outweighs its activations (micro-batch 1, 1 MiB buckets, no checkpoint
+#    written: the peak is backward's -- the gradients written and not yet
+#    reduced, ZeRO-3's gathered blocks -- and counting every gradient, as
+#    ZeRO-1 must, would miss it by more than 10%);
 #  - the run's own account at start is --plan's, category by category (the
 #    same function; only "runtime", measured in each process, may differ);
 #  - status.json's "memory", the Prometheus textfile's weft_memory_* and
@@ -25,10 +30,15 @@ rows() { sed -n 's/.*rank \([0-9]*\) (dp.* total \([0-9.]*\) MiB.*/\1 \2/p' "$1"
 # The row text without the runtime (measured in each process) and the total.
 cats() { sed -n 's/.*\(rank [0-9]* (dp.*\), runtime .*/\1/p' "$1"; }
 
+# ZeRO-2/3: C 512, so the parameters, gradients and moments (49 MiB each
+# unsharded) are most of a rank's peak
+state=(--model.n_embd=512 --train.micro_batch=1 --train.global_batch=4 --parallel.bucket_mb=1
+       --checkpoint.at_end=false)
 for case in "2 --parallel.zero=1 --parallel.schedule=1f1b" \
-            "4 --parallel.tp=2 --parallel.pp=2 --parallel.schedule=gpipe --train.recompute=block"; do
+            "4 --parallel.tp=2 --parallel.pp=2 --parallel.schedule=gpipe --train.recompute=block" \
+            "4 ${state[*]} --parallel.zero=2" "4 ${state[*]} --parallel.zero=3 --train.recompute=block"; do
     np=${case%% *}; layout=${case#* }
-    run="$TMPDIR_TEST/run-$np"
+    run="$TMPDIR_TEST/run-$np-$(echo "$layout" | md5sum | cut -c1-8)"
     # shellcheck disable=SC2086
     "$train" "${model[@]}" $layout --plan --world-size "$np" >"$run.plan" 2>&1
     # shellcheck disable=SC2086
@@ -63,19 +73,19 @@ EOF
     fi
     grep 'memory, planned' "$run.log" >"$run.start"
     if [ -s "$run.start" ] && diff <(cats "$run.start") <(cats "$run.plan" | head -n "$(cats "$run.start" | wc -l)") >/dev/null; then
-        ok "np=$np: the run's account at start is --plan's, category by category"
+        ok "np=$np $layout: the run's account at start is --plan's, category by category"
     else
-        not_ok "np=$np: the run's account at start is --plan's" "$(diff <(cats "$run.start") <(cats "$run.plan"))"
+        not_ok "np=$np $layout: the run's account at start is --plan's" "$(diff <(cats "$run.start") <(cats "$run.plan"))"
     fi
     expect_grep '"memory":\{"rank":[0-9]+,"params_bytes":[0-9]+,.*"planned_bytes":[0-9]+,"peak_rss_bytes":[0-9]+' \
-        "$run/status.json" "np=$np: status.json has the memory account and the measured peak"
+        "$run/status.json" "np=$np $layout: status.json has the memory account and the measured peak"
     expect_grep '^weft_memory_bytes\{job_id="[^"]*",rank="[0-9]+",category="activations"\} [0-9]' "$run.prom" \
-        "np=$np: the Prometheus textfile has weft_memory_bytes by category"
+        "np=$np $layout: the Prometheus textfile has weft_memory_bytes by category"
     expect_grep '^weft_memory_peak_rss_bytes\{job_id="[^"]*"\} [1-9]' "$run.prom" \
-        "np=$np: the Prometheus textfile has the measured peak"
+        "np=$np $layout: the Prometheus textfile has the measured peak"
     "$WEFT_BIN/weft-report" "$run" >"$run.report" 2>&1
     expect_grep '^memory +rank [0-9]+ plans [0-9.]+ MiB, peak resident [0-9.]+ MiB' "$run.report" \
-        "np=$np: weft-report's memory line"
+        "np=$np $layout: weft-report's memory line"
 done
 
 # --memory: the largest micro-batch that fits, checked against --plan's totals.

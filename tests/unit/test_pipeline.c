@@ -27,12 +27,12 @@ static void check_plan(weft_pipe_schedule s, int pp, int stage, int m)
 {
     weft_pipe_action plan[2 * MAXM];
     weft_pipe_plan(s, pp, stage, m, plan);
-    int fwd[MAXM] = {0}, next_b = 0, inflight = 0, peak = 0, nslots = weft_pipe_nslots(s, pp, m);
+    int fwd[MAXM] = {0}, next_b = 0, inflight = 0, peak = 0, nslots = weft_pipe_nslots(s, pp, stage, m);
     int slot_owner[MAXM];
     for (int i = 0; i < MAXM; i++)
         slot_owner[i] = -1;
     for (int i = 0; i < 2 * m; i++) {
-        int mb = plan[i].mb, slot = weft_pipe_slot(s, pp, m, mb);
+        int mb = plan[i].mb, slot = weft_pipe_slot(s, pp, stage, m, mb);
         assert_true(mb >= 0 && mb < m && slot >= 0 && slot < nslots);
         if (plan[i].backward) {
             assert_true(fwd[mb]);
@@ -52,6 +52,7 @@ static void check_plan(weft_pipe_schedule s, int pp, int stage, int m)
     assert_int_equal(next_b, m);
     int want = s == WEFT_PIPE_GPIPE ? m : (pp - stage < m ? pp - stage : m);
     assert_int_equal(peak, want);
+    assert_int_equal(nslots, want); /* a stage's slots are what it has in flight, no more */
 }
 
 static void test_plans(void **state)
@@ -162,9 +163,12 @@ static void test_parse(void **state)
     assert_int_equal(weft_pipe_schedule_parse("1f1b", &s), 0);
     assert_int_equal(s, WEFT_PIPE_1F1B);
     assert_true(weft_pipe_schedule_parse("zigzag", &s) < 0);
-    assert_int_equal(weft_pipe_nslots(WEFT_PIPE_1F1B, 4, 8), 4);
-    assert_int_equal(weft_pipe_nslots(WEFT_PIPE_1F1B, 4, 2), 2);
-    assert_int_equal(weft_pipe_nslots(WEFT_PIPE_GPIPE, 4, 8), 8);
+    assert_int_equal(weft_pipe_nslots(WEFT_PIPE_1F1B, 4, 0, 8), 4);
+    assert_int_equal(weft_pipe_nslots(WEFT_PIPE_1F1B, 4, 2, 8), 2);
+    assert_int_equal(weft_pipe_nslots(WEFT_PIPE_1F1B, 4, 3, 8), 1);
+    assert_int_equal(weft_pipe_nslots(WEFT_PIPE_1F1B, 4, 0, 2), 2);
+    assert_int_equal(weft_pipe_nslots(WEFT_PIPE_1F1B, 4, 3, 2), 1);
+    assert_int_equal(weft_pipe_nslots(WEFT_PIPE_GPIPE, 4, 3, 8), 8);
 }
 
 int main(void)
