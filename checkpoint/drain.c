@@ -16,7 +16,8 @@
  *   times, unless a newer M was posted (N is superseded) or the drain is
  *   closing; then failed(N): counted and reported (weft_ckpt_drain_get,
  *   the log), never silent.
- * The copy goes in 8 MiB chunks, by copy_file_range within one file system
+ * The copy goes in 8 MiB chunks (the first at most half the file: copy_fd),
+ * by copy_file_range within one file system
  * (the kernel copies, or clones where it can), else read + write; the
  * file was just written, so it is read from the page cache.
  */
@@ -77,10 +78,10 @@ static int drain_fault(weft_ckpt_drain *d, int64_t step)
  * (same file system: no copy through user space), else read + write
  * (*kernel becomes 0 for the rest). Bytes copied (0: end of file), or -1
  * with the error recorded. */
-static ssize_t copy_chunk(int in, int out, char *buf, int *kernel, const char *src, const char *dst)
+static ssize_t copy_chunk(int in, int out, char *buf, size_t want, int *kernel, const char *src, const char *dst)
 {
     if (*kernel) {
-        ssize_t n = copy_file_range(in, NULL, out, NULL, CHUNK, 0);
+        ssize_t n = copy_file_range(in, NULL, out, NULL, want, 0);
         if (n >= 0)
             return n;
         if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP && errno != EINTR)
@@ -88,7 +89,7 @@ static ssize_t copy_chunk(int in, int out, char *buf, int *kernel, const char *s
         *kernel = errno == EINTR;
     }
     ssize_t n;
-    while ((n = read(in, buf, CHUNK)) < 0 && errno == EINTR)
+    while ((n = read(in, buf, want)) < 0 && errno == EINTR)
         ;
     if (n < 0)
         return weft_error(WEFT_EIO, "checkpoint drain: reading %s: %s", src, strerror(errno)), -1;
@@ -102,14 +103,19 @@ static ssize_t copy_chunk(int in, int out, char *buf, int *kernel, const char *s
     return n;
 }
 
+/* The first chunk is at most half the file, so that the fault points
+ * after it are mid-copy for a file of any size (a small file would
+ * otherwise be whole after one chunk). */
 static int copy_fd(weft_ckpt_drain *d, int in, int out, const char *src, const char *dst, int64_t step)
 {
     char *buf = malloc(CHUNK);
     if (!buf)
         return weft_error(WEFT_ENOMEM, "checkpoint drain: out of memory");
+    struct stat sb;
+    size_t half = fstat(in, &sb) == 0 && sb.st_size > 1 ? (size_t)sb.st_size / 2 : CHUNK;
     int rc = 0, kernel = 1;
     for (int first = 1; rc == 0; first = 0) {
-        ssize_t n = copy_chunk(in, out, buf, &kernel, src, dst);
+        ssize_t n = copy_chunk(in, out, buf, first && half < CHUNK ? half : CHUNK, &kernel, src, dst);
         if (n <= 0) {
             rc = n < 0 ? WEFT_EIO : 0;
             break;
