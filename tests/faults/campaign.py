@@ -255,6 +255,8 @@ def trial(a, rng, base, refs, n, kinds, hosts):
     # (link: from the cut).
     if kind == "link":
         rc, cut, t1 = faulted_link(a, args, run, fault, f"{d}/fault.log", hosts, rank)
+        if not hosts.restore(rank):  # whatever the verdict: the next trial needs the link
+            return "fail", kind, fault, f"rank {rank}'s data link did not come back"
     else:
         rc, t0, t1 = mpirun(a.bin, args, run, fault, f"{d}/fault.log", 600)
     frc = rc
@@ -283,9 +285,6 @@ def trial(a, rng, base, refs, n, kinds, hosts):
     why = verify_tiers(a, run, kind)
     if why:
         return "bad", kind, fault, why
-    if kind == "link":
-        if not hosts.restore(rank):
-            return "fail", kind, fault, f"rank {rank}'s data link did not come back"
     rc, _, _ = mpirun(a.bin, common + ["--resume=auto"], run, None, f"{d}/resume.log", 600, h)
     if rc != 0:
         return "bad", kind, fault, f"the resumed run exited {rc}: {open(f'{d}/resume.log').read()[-600:]}"
