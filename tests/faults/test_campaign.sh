@@ -11,6 +11,9 @@
 # runs more.
 . "$(dirname "$0")/../lib.sh"
 seed=${WEFT_CAMPAIGN_SEED:-1}
+# comm.timeout 5 s, not campaign.py's 3: at a load of ~18 on 2 cores an
+# un-faulted resume timed out at 3 s (every rank alive, just descheduled).
+timeout=${WEFT_CAMPAIGN_TIMEOUT:-5}
 # relay OUT RC: campaign.py's TAP lines into this script's numbering.
 relay() {
     local out=$1 rc=$2 line
@@ -24,11 +27,11 @@ relay() {
     grep '^# campaign' "$out"
     [ "$rc" -eq 0 ] || grep -q '^not ok' "$out" || not_ok "campaign.py exited $rc" "$(tail -20 "$out")"
 }
-python3 "$(dirname "$0")/campaign.py" --bin "$WEFT_BIN" --seed "$seed" --trials "${WEFT_CAMPAIGN_TRIALS:-8}" \
+python3 "$(dirname "$0")/campaign.py" --bin "$WEFT_BIN" --seed "$seed" --timeout "$timeout" --trials "${WEFT_CAMPAIGN_TRIALS:-8}" \
     --only start,step,eval,save_data,save_commit,save_latest,resume,enospc_save,eio_save \
     >"$TMPDIR_TEST/campaign.out" 2>&1
 relay "$TMPDIR_TEST/campaign.out" $?
-python3 "$(dirname "$0")/campaign.py" --bin "$WEFT_BIN" --seed "$seed" --trials 3 --round-robin \
+python3 "$(dirname "$0")/campaign.py" --bin "$WEFT_BIN" --seed "$seed" --timeout "$timeout" --trials 3 --round-robin \
     --only drain,drain_fail,link >"$TMPDIR_TEST/campaign-new.out" 2>&1
 relay "$TMPDIR_TEST/campaign-new.out" $?
 echo "1..$TAP_N"
