@@ -151,6 +151,7 @@ int weft_fault_set(const char *spec, int rank)
     memset(any_at, 0, sizeof any_at);
     memset(hits, 0, sizeof hits);
     step_begun = 0;
+    held_since = 0;
     my_rank = rank;
     if (!spec || !*spec)
         return 0;

@@ -298,7 +298,7 @@ def trial(a, rng, base, refs, n, kinds, hosts):
     why = metrics_ok(run)
     if why:
         return "bad", kind, fault, why
-    what = f"cut {secs:.1f} s before the job ended" if kind == "link" else f"ended {secs:.1f} s after the fault"
+    what = f"ended {secs:.1f} s after the cut" if kind == "link" else f"ended {secs:.1f} s after the fault"
     where = f", resumed {tier_of(f'{d}/resume.log')}" if kind in TIERS else ""
     return "ok", kind, fault, (f"{what} (exit {frc}{f', rank {rank} cut' if kind == 'link' else ''}), latest {name}"
                                f"{where}; resumed run bitwise equal")
