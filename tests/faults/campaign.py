@@ -39,6 +39,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,7 @@ KINDS = ["start", "step", "eval", "save_data", "save_commit", "save_latest", "re
          "drain", "drain_fail", "link"]
 TIERS = ("drain", "drain_fail")
 NP = 2
+RUNNING = []  # jobs started and not yet waited for: ended with the campaign
 
 
 class Parser(argparse.ArgumentParser):
@@ -92,13 +94,15 @@ def start(bin_dir, args, run_dir, fault, log, limit, hosts=None):
     cmd = ["timeout", "-k", "5", str(limit)] + head + [os.path.join(bin_dir, "weft-train")] + args + extra + \
         [f"--run.dir={run_dir}"]
     f = open(log, "w")
-    return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env), f, time.time()
+    RUNNING.append(subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env))
+    return RUNNING[-1], f, time.time()
 
 
 def mpirun(bin_dir, args, run_dir, fault, log, limit, hosts=None):
     """Run weft-train on NP ranks; (exit code, start, end). 124: the outer limit."""
     p, f, t0 = start(bin_dir, args, run_dir, fault, log, limit, hosts)
     rc = p.wait()
+    RUNNING.remove(p)
     f.close()
     if hosts:
         hosts.kill_all()
@@ -178,6 +182,7 @@ def faulted_link(a, args, run, fault, log, hosts, rank):
         for r in range(NP):
             open(os.path.join(run, f"fault-release-r{r}"), "w").close()
     rc = p.wait()
+    RUNNING.remove(p)
     f.close()
     hosts.kill_all()
     return rc, cut, time.time()
@@ -323,6 +328,9 @@ def main():
             return 64
     base = tempfile.mkdtemp(prefix="weft-faults.")
     hosts = None
+    # A SIGTERM (an outer timeout, a kill) still runs the cleanup below: the
+    # namespaces and bridges would otherwise outlive the campaign.
+    signal.signal(signal.SIGTERM, lambda sig, frame: sys.exit(128 + sig))
     try:
         if "link" in kinds:  # the hosts, or why not (each link trial is then skipped)
             hosts = netns.Hosts(base)
@@ -361,6 +369,9 @@ def main():
               f"{tally['hang']} hangs, {tally['fail']} other failures, {tally['skip']} skipped", flush=True)
         return 0 if tally["ok"] + tally["skip"] == a.trials else 1
     finally:
+        for p in RUNNING:  # `timeout` passes the SIGTERM on to its mpirun
+            p.terminate()
+            p.wait()
         if isinstance(hosts, netns.Hosts):
             hosts.close()
         shutil.rmtree(base, ignore_errors=True)
