@@ -16,13 +16,15 @@
  *   times, unless a newer M was posted (N is superseded) or the drain is
  *   closing; then failed(N): counted and reported (weft_ckpt_drain_get,
  *   the log), never silent.
- * The copy goes in 8 MiB chunks, by copy_file_range within one file system
+ * The copy goes in 8 MiB chunks (the first at most half the file: copy_fd),
+ * by copy_file_range within one file system
  * (the kernel copies, or clones where it can), else read + write; the
  * file was just written, so it is read from the page cache.
  */
 #include "checkpoint/drain.h"
 #include "checkpoint/commit.h"
 #include "runtime/error.h"
+#include "runtime/fault.h"
 #include "runtime/log.h"
 #include "runtime/timer.h"
 
@@ -40,8 +42,6 @@
 struct weft_ckpt_drain {
     char from[4096], to[4096];
     int keep_last, keep_every, retries, preflight;
-    int64_t hold_step;           /* fault point (drain_fault): hold the drain of this step (-1: any, -2: none) */
-    int fail_left;               /* fault point: attempts still to fail */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -60,51 +60,28 @@ static int closing(weft_ckpt_drain *d)
     return q;
 }
 
-/* The test faults (docs/checkpoint-format.md, "Two tiers"), read once at
- * start and all in this one function, reached after an attempt's first
- * chunk is in the temporary file:
- *   WEFT_FAULT_DRAIN_HOLD=N|any  the drain of step N (any: the first
- *     drain, whatever its step) leaves TO/.weft-drain-held
- *     and waits until TO/.weft-drain-release exists (then goes on) or the
- *     drain closes (then the attempt fails): a kill -9 or a stop signal
- *     lands mid-drain without timing luck;
- *   WEFT_FAULT_DRAIN_FAIL=K  the first K attempts fail (EIO).
- * 0, or the errno the attempt fails with. */
+static int closing_cb(void *arg) { return closing(arg); }
+
+/* The fault points (runtime/fault.h; docs/operations.md, "Fault
+ * injection"), reached after an attempt's first chunk is in the temporary
+ * file: fail_drain fails the attempt (EIO); kill_drain, stall_drain stop
+ * the process mid-copy; hold_drain parks the copy until the test releases
+ * it or the drain closes (then the attempt fails, ECANCELED). 0, or the
+ * errno the attempt fails with. */
 static int drain_fault(weft_ckpt_drain *d, int64_t step)
 {
-    if (d->fail_left > 0) {
-        d->fail_left--;
-        return EIO;
-    }
-    if (d->hold_step == -2 || (d->hold_step >= 0 && step != d->hold_step))
-        return 0;
-    char held[4200], release[4200];
-    snprintf(held, sizeof held, "%s/.weft-drain-held", d->to);
-    snprintf(release, sizeof release, "%s/.weft-drain-release", d->to);
-    close(open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0640));
-    WEFT_INFO("checkpoint drain of step %lld held (WEFT_FAULT_DRAIN_HOLD) until %s exists", (long long)step,
-              release);
-    const struct timespec tick = {0, 10 * 1000 * 1000};
-    int e = 0;
-    while (!e && access(release, F_OK) != 0)
-        if (closing(d))
-            e = ECANCELED;
-        else
-            nanosleep(&tick, NULL);
-    unlink(held);
-    unlink(release);
-    d->hold_step = -2;
-    return e;
+    int e = weft_fault_at(WEFT_FAULT_DRAIN_TRY, -1);
+    return e ? e : weft_fault_at_or(WEFT_FAULT_DRAIN_COPY, step, closing_cb, d);
 }
 
 /* One chunk of in appended to out: copy_file_range where the kernel can
  * (same file system: no copy through user space), else read + write
  * (*kernel becomes 0 for the rest). Bytes copied (0: end of file), or -1
  * with the error recorded. */
-static ssize_t copy_chunk(int in, int out, char *buf, int *kernel, const char *src, const char *dst)
+static ssize_t copy_chunk(int in, int out, char *buf, size_t want, int *kernel, const char *src, const char *dst)
 {
     if (*kernel) {
-        ssize_t n = copy_file_range(in, NULL, out, NULL, CHUNK, 0);
+        ssize_t n = copy_file_range(in, NULL, out, NULL, want, 0);
         if (n >= 0)
             return n;
         if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP && errno != EINTR)
@@ -112,7 +89,7 @@ static ssize_t copy_chunk(int in, int out, char *buf, int *kernel, const char *s
         *kernel = errno == EINTR;
     }
     ssize_t n;
-    while ((n = read(in, buf, CHUNK)) < 0 && errno == EINTR)
+    while ((n = read(in, buf, want)) < 0 && errno == EINTR)
         ;
     if (n < 0)
         return weft_error(WEFT_EIO, "checkpoint drain: reading %s: %s", src, strerror(errno)), -1;
@@ -126,22 +103,27 @@ static ssize_t copy_chunk(int in, int out, char *buf, int *kernel, const char *s
     return n;
 }
 
+/* The first chunk is at most half the file, so that the fault points
+ * after it are mid-copy for a file of any size (a small file would
+ * otherwise be whole after one chunk). */
 static int copy_fd(weft_ckpt_drain *d, int in, int out, const char *src, const char *dst, int64_t step)
 {
     char *buf = malloc(CHUNK);
     if (!buf)
         return weft_error(WEFT_ENOMEM, "checkpoint drain: out of memory");
+    struct stat sb;
+    size_t half = fstat(in, &sb) == 0 && sb.st_size > 1 ? (size_t)sb.st_size / 2 : CHUNK;
     int rc = 0, kernel = 1;
     for (int first = 1; rc == 0; first = 0) {
-        ssize_t n = copy_chunk(in, out, buf, &kernel, src, dst);
+        ssize_t n = copy_chunk(in, out, buf, first && half < CHUNK ? half : CHUNK, &kernel, src, dst);
         if (n <= 0) {
             rc = n < 0 ? WEFT_EIO : 0;
             break;
         }
         int e = first ? drain_fault(d, step) : 0;
         if (e)
-            rc = weft_error(WEFT_EIO, "checkpoint drain: writing %s: %s (fault injected: WEFT_FAULT_DRAIN_%s)",
-                            dst, strerror(e), e == ECANCELED ? "HOLD, the job ended while held" : "FAIL");
+            rc = weft_error(WEFT_EIO, "checkpoint drain: writing %s: %s (fault injected: %s)", dst, strerror(e),
+                            e == ECANCELED ? "hold_drain, the job ended while held" : "fail_drain");
     }
     free(buf);
     return rc;
@@ -323,9 +305,6 @@ int weft_ckpt_drain_new(const weft_ckpt_drain_opts *o, weft_ckpt_drain **out)
     snprintf(d->to, sizeof d->to, "%s", o->to);
     d->keep_last = o->keep_last, d->keep_every = o->keep_every;
     d->retries = o->retries, d->preflight = o->preflight;
-    const char *hold = getenv("WEFT_FAULT_DRAIN_HOLD"), *fail = getenv("WEFT_FAULT_DRAIN_FAIL");
-    d->hold_step = !hold || !*hold ? -2 : strcmp(hold, "any") == 0 ? -1 : strtoll(hold, NULL, 10);
-    d->fail_left = fail && *fail ? atoi(fail) : 0;
     d->posted = d->st.drained_step = d->st.failed_step = -1;
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->cv, NULL);

@@ -42,7 +42,7 @@ void weft_ckpt_drain_post(weft_ckpt_drain *d, int64_t step);
 int weft_ckpt_drain_wait(weft_ckpt_drain *d, int64_t step, double timeout_s);
 void weft_ckpt_drain_get(weft_ckpt_drain *d, weft_ckpt_drain_stats *out);
 /* Stop the thread (a copy in progress finishes first; a held one, see
- * drain.c's fault point, is abandoned) and free. NULL is a no-op. */
+ * drain.c's fault points, is abandoned) and free. NULL is a no-op. */
 void weft_ckpt_drain_close(weft_ckpt_drain *d);
 
 #endif

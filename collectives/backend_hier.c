@@ -252,7 +252,7 @@ static void hier_describe(weft_comm *c, weft_request *r, char *buf, size_t n)
     buf[0] = '\0';
     if (!in || !ic || !ic->backend->describe)
         return;
-    char inner[256];
+    char inner[448];
     ic->backend->describe(ic, in, inner, sizeof inner);
     if (inner[0])
         snprintf(buf, n, "in '%s' (%s): %s", ic->name, ic->backend->name, inner);

@@ -287,11 +287,17 @@ static void net_describe(weft_comm *c, weft_request *r, char *buf, size_t n)
         return;
     }
     int64_t last = st->link.peers[peer].last_rx_ns;
+    size_t u;
     if (last)
-        snprintf(buf, n, "%s %s: nothing received from it for %.1f s (unreachable or stopped?)", how,
-                 weft_net_peer_name(&st->link, peer), 1e-9 * (double)(weft_now_ns() - last));
+        u = (size_t)snprintf(buf, n, "%s %s: nothing received from it for %.1f s (unreachable or stopped?)", how,
+                             weft_net_peer_name(&st->link, peer), 1e-9 * (double)(weft_now_ns() - last));
     else
-        snprintf(buf, n, "%s %s: nothing ever received from it", how, weft_net_peer_name(&st->link, peer));
+        u = (size_t)snprintf(buf, n, "%s %s: nothing ever received from it", how, weft_net_peer_name(&st->link, peer));
+    char own[256] = "";
+    if (st->link.tp->link_state)
+        st->link.tp->link_state(st->link.tstate, peer, own, sizeof own);
+    if (own[0] && u < n)
+        snprintf(buf + u, n - u, "; %s", own);
 }
 
 static int parse_algo(weft_comm *c)

@@ -212,7 +212,7 @@ static int timed_out(weft_request *r, double waited_s)
      * entry leaves the pending state). */
     char who[2048] = "";
     weft_watchdog_explain(c, r->seq, op->kind, waited_s, who, sizeof who);
-    char why[320] = "";
+    char why[512] = "";
     if (c->backend->describe)
         c->backend->describe(c, r, why, sizeof why);
     weft_flight_end(c->flight, r->seq, WEFT_FLIGHT_TIMEDOUT);

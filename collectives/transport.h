@@ -36,6 +36,11 @@ typedef struct weft_transport {
     int (*poll)(void *state);
     /* "rank 2 (10.0.0.3:40123)" for messages. */
     const char *(*peer_name)(void *state, int peer);
+    /* Optional: for a stalled stream to peer, whether this host's own end
+     * of the path is down ("this host's interface eth1 (10.0.0.2) is down:
+     * ..."); "" when it looks up (the trouble is then the peer's or the
+     * network's). Local only: no communication. */
+    void (*link_state)(void *state, int peer, char *buf, size_t n);
 } weft_transport;
 
 extern const weft_transport weft_transport_tcp;

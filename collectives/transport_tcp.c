@@ -128,6 +128,35 @@ static void set_name(tcp_state *t, int peer)
 
 static const char *tcp_peer_name(void *state, int peer) { return ((tcp_state *)state)->names[peer]; }
 
+/* The interface holding the connection's local address: a down one (the
+ * link cut at this host: `ip link set DEV down`, or no carrier) means
+ * the stall is this host's, however the peer looks from here. */
+static void tcp_link_state(void *state, int peer, char *buf, size_t n)
+{
+    tcp_state *t = state;
+    struct sockaddr_in me;
+    socklen_t len = sizeof me;
+    struct ifaddrs *ifs = NULL;
+    buf[0] = '\0';
+    if (t->fds[peer] < 0 || getsockname(t->fds[peer], (struct sockaddr *)&me, &len) != 0 ||
+        me.sin_family != AF_INET || getifaddrs(&ifs) != 0)
+        return;
+    for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)i->ifa_addr;
+        if (!a || a->sin_family != AF_INET || a->sin_addr.s_addr != me.sin_addr.s_addr)
+            continue;
+        int up = (i->ifa_flags & IFF_UP) != 0, carrier = (i->ifa_flags & IFF_RUNNING) != 0;
+        if (!up || !carrier) {
+            char ip[INET_ADDRSTRLEN];
+            inet_ntop(AF_INET, &me.sin_addr, ip, sizeof ip);
+            snprintf(buf, n, "this host's interface %s (%s) is %s: the link is cut here, at rank %d", i->ifa_name,
+                     ip, up ? "up without carrier" : "down", t->c->rank);
+        }
+        break;
+    }
+    freeifaddrs(ifs);
+}
+
 static void tune(int fd)
 {
     int one = 1;
@@ -549,4 +578,5 @@ const weft_transport weft_transport_tcp = {
     .recv = tcp_recv,
     .poll = tcp_poll,
     .peer_name = tcp_peer_name,
+    .link_state = tcp_link_state,
 };

@@ -13,6 +13,7 @@
  */
 #include "parallel/dp_int.h"
 #include "runtime/error.h"
+#include "runtime/fault.h"
 #include "runtime/invariant.h"
 #include "runtime/timer.h"
 #include "runtime/trace.h"
@@ -273,6 +274,7 @@ int weft_dp_finish_grads(weft_dp *dp)
     weft_dp_hook(dp, 0);
     if (dp->err)
         return dp->err;
+    weft_fault_at(WEFT_FAULT_GRAD_REDUCE, -1); /* hold_grad: the reductions in flight, none waited for */
     for (int i = 0; i < dp->nb; i++) {
         bucket *k = &dp->b[i];
         if (k->state != LAUNCHED)

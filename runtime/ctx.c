@@ -235,6 +235,8 @@ int weft_init(int *argc, char **argv, const weft_config_key *const *keys, weft_c
         rc = weft_fault_init(ctx->rank);
     if (rc == 0)
         rc = load_config(ctx, argc, argv, keys);
+    if (rc == 0) /* where hold_* faults meet the test (runtime/fault.h) */
+        weft_fault_set_dir(weft_config_str(ctx->config, "run.dir"));
     if (rc < 0) {
         if (ctx->rank == 0 || rc != WEFT_ECONFIG)
             WEFT_ERROR("%s", weft_last_error());

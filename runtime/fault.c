@@ -12,6 +12,7 @@
 #include "runtime/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
-typedef enum { ACT_KILL, ACT_STALL, ACT_SIGNAL, ACT_VALUE, ACT_ARG, ACT_HOLD } action;
+/* ACT_HOLD waits for a step (hold_save); ACT_WAIT for the test's release
+ * file (the other hold_* faults). */
+typedef enum { ACT_KILL, ACT_STALL, ACT_SIGNAL, ACT_VALUE, ACT_ARG, ACT_HOLD, ACT_WAIT } action;
 
 /* One name: the point it fires at, what it does, the value it returns. An
  * ACT_ARG fault returns its arg (slow_step's milliseconds) at every hit. */
@@ -59,6 +62,11 @@ static const fault_kind kinds[] = {
     {"hold_save", WEFT_FAULT_SAVE_HOLD, ACT_HOLD, 0},
     {"kill_save_open", WEFT_FAULT_SAVE_OPEN, ACT_KILL, 0},
     {"stall_save_open", WEFT_FAULT_SAVE_OPEN, ACT_STALL, 0},
+    {"kill_drain", WEFT_FAULT_DRAIN_COPY, ACT_KILL, 0},
+    {"stall_drain", WEFT_FAULT_DRAIN_COPY, ACT_STALL, 0},
+    {"hold_drain", WEFT_FAULT_DRAIN_COPY, ACT_WAIT, 0},
+    {"fail_drain", WEFT_FAULT_DRAIN_TRY, ACT_VALUE, EIO},
+    {"hold_grad", WEFT_FAULT_GRAD_REDUCE, ACT_WAIT, 0},
 };
 #define NKINDS (int)(sizeof kinds / sizeof kinds[0])
 #define MAX_FAULTS 16
@@ -76,11 +84,14 @@ static fault faults[MAX_FAULTS];
 static int nfaults;
 static int any_at[WEFT_FAULT_NPOINTS]; /* a fault for this rank waits at the point */
 static int64_t hits[WEFT_FAULT_NPOINTS];
-static int64_t step_begun; /* the last step the training loop began (atomic; for hold_save) */
+static int64_t step_begun; /* the last step the training loop began (atomic; for hold_save, hold_grad) */
+static int my_rank;
+static char hold_dir[4096] = ".";
+static int64_t held_since; /* weft_fault_held_since (atomic); INT64_MAX while held */
 
 const char *weft_fault_names(void)
 {
-    static char buf[512];
+    static char buf[1024];
     if (!buf[0])
         for (int i = 0; i < NKINDS; i++)
             snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s", i ? ", " : "", kinds[i].name);
@@ -142,6 +153,8 @@ int weft_fault_set(const char *spec, int rank)
     memset(any_at, 0, sizeof any_at);
     memset(hits, 0, sizeof hits);
     step_begun = 0;
+    held_since = 0;
+    my_rank = rank;
     if (!spec || !*spec)
         return 0;
     char buf[1024];
@@ -162,7 +175,7 @@ int weft_fault_set(const char *spec, int rank)
         faults[nfaults++] = f;
         if (f.rank < 0 || f.rank == rank)
             any_at[f.kind->point] = 1;
-        if (f.kind->act == ACT_HOLD) /* the writer waits on the steps the loop reports */
+        if (f.kind->act == ACT_HOLD || f.kind->point == WEFT_FAULT_GRAD_REDUCE) /* they need the loop's step */
             any_at[WEFT_FAULT_STEP] = 1;
     }
     for (int i = 0; i < nfaults; i++) /* entries for other ranks can never fire here */
@@ -207,12 +220,68 @@ static void hold(const fault *f, int64_t n)
         nanosleep(&(struct timespec){0, 1000000}, NULL);
 }
 
-int weft_fault_at(weft_fault_point p, int64_t n)
+void weft_fault_set_dir(const char *dir) { snprintf(hold_dir, sizeof hold_dir, "%s", dir && *dir ? dir : "."); }
+
+/* weft_now_ns's clock (runtime/timer.c), without linking the timers into
+ * the small programs (fuzzers) that take this file alone. */
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t weft_fault_held_since(void)
+{
+    int64_t t = __atomic_load_n(&held_since, __ATOMIC_ACQUIRE);
+    return t == INT64_MAX ? mono_ns() : t;
+}
+
+/* A hold_* handshake (fault.h): announce, then wait for the test's release
+ * file -- polled every 10 ms, bounded by 10 minutes so that a test's mistake
+ * cannot park a job for ever -- or for cancelled(arg). 0, or ECANCELED. */
+static int wait_release(const fault *f, int64_t n, int (*cancelled)(void *), void *arg)
+{
+    char held[4200], release[4200];
+    snprintf(held, sizeof held, "%s/fault-held-r%d", hold_dir, my_rank);
+    snprintf(release, sizeof release, "%s/fault-release-r%d", hold_dir, my_rank);
+    __atomic_store_n(&held_since, INT64_MAX, __ATOMIC_RELEASE);
+    WEFT_WARN("fault injected: %s (WEFT_FAULT) at %s %lld: held until %s exists (unix time %.3f)", f->text,
+              f->kind->name, (long long)n, release, unix_time());
+    int fd = open(held, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd >= 0) {
+        dprintf(fd, "%s %lld %d\n", f->text, (long long)n, (int)getpid());
+        close(fd);
+    } else {
+        WEFT_WARN("fault %s: cannot create %s: %s (a test waiting for it will time out)", f->text, held,
+                  strerror(errno));
+    }
+    int rc = ETIMEDOUT;
+    for (long i = 0; i < 60000 && rc == ETIMEDOUT; i++)
+        if (access(release, F_OK) == 0)
+            rc = 0;
+        else if (cancelled && cancelled(arg))
+            rc = ECANCELED;
+        else
+            nanosleep(&(struct timespec){0, 10000000}, NULL);
+    unlink(held);
+    unlink(release);
+    __atomic_store_n(&held_since, mono_ns(), __ATOMIC_RELEASE);
+    WEFT_INFO("fault %s: %s", f->text, rc == 0 ? "released, going on" : rc == ECANCELED ? "abandoned (cancelled)"
+                                                                                       : "never released in 10 minutes, going on");
+    return rc == ECANCELED ? rc : 0;
+}
+
+int weft_fault_at(weft_fault_point p, int64_t n) { return weft_fault_at_or(p, n, NULL, NULL); }
+
+int weft_fault_at_or(weft_fault_point p, int64_t n, int (*cancelled)(void *), void *arg)
 {
     if (!any_at[p])
         return 0;
     if (p == WEFT_FAULT_STEP)
         __atomic_store_n(&step_begun, n, __ATOMIC_RELEASE);
+    if (n < 0 && p == WEFT_FAULT_GRAD_REDUCE)
+        n = __atomic_load_n(&step_begun, __ATOMIC_ACQUIRE);
     if (n < 0)
         n = __atomic_add_fetch(&hits[p], 1, __ATOMIC_RELAXED);
     for (int i = 0; i < nfaults; i++) {
@@ -233,8 +302,11 @@ int weft_fault_at(weft_fault_point p, int64_t n)
                           (long long)n, unix_time());
             return f->kind->value;
         }
-        if (__atomic_exchange_n(&f->fired, 1, __ATOMIC_RELAXED) == 0)
-            act(f, n);
+        if (__atomic_exchange_n(&f->fired, 1, __ATOMIC_RELAXED) != 0)
+            continue;
+        if (f->kind->act == ACT_WAIT)
+            return wait_release(f, n, cancelled, arg);
+        act(f, n);
     }
     return 0;
 }

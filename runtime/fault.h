@@ -25,6 +25,13 @@
  *   hold_save the checkpoint writer waits, before writing, until the
  *             training loop has begun step arg: saves due meanwhile find the
  *             writer busy, whatever the machine's speed;
+ *   hold_*    (the others) a handshake with the test, once: the point
+ *             creates DIR/fault-held-r<rank> (DIR: weft_fault_set_dir,
+ *             run.dir in a job) and waits until DIR/fault-release-r<rank>
+ *             exists, removes both and goes on; the test does what it needs
+ *             with the process parked at an exact point (cut its link, kill
+ *             it). A rank's own watchdog does not count the held time
+ *             against comm.timeout (weft_fault_held_since);
  *   others    weft_fault_at returns a value for the caller to act on: 1 (a
  *             NaN loss, a dropped reduction, a closed connection), an errno
  *             (a failed write), milliseconds (a slow step).
@@ -54,6 +61,10 @@ typedef enum {
     WEFT_FAULT_STEP_DELAY,  /* after each step (milliseconds to sleep; n: -1) */
     WEFT_FAULT_SAVE_HOLD,   /* a save of step n, before it writes (hold_save:N waits there for step N) */
     WEFT_FAULT_SAVE_OPEN,   /* save of step n: before the file is created (HDF5's collective MPI-IO open) */
+    WEFT_FAULT_DRAIN_COPY,  /* the drain of step n to the shared tier: its first chunk copied, the rest not */
+    WEFT_FAULT_DRAIN_TRY,   /* a drain attempt, at the same place (errno; n: -1) */
+    WEFT_FAULT_GRAD_REDUCE, /* step n's gradient reduction: every bucket posted, none waited for
+                             * (n: -1; the registry uses the step the loop last began) */
     WEFT_FAULT_NPOINTS
 } weft_fault_point;
 
@@ -67,6 +78,20 @@ int weft_fault_set(const char *spec, int rank);
 /* The point is reached with number n (-1: count the hits). Kills and stalls
  * act here; otherwise 0, or the fault's value for the caller. */
 int weft_fault_at(weft_fault_point p, int64_t n);
+
+/* As weft_fault_at; a hold_* handshake waiting here also ends when
+ * cancelled(arg) returns nonzero (polled): then ECANCELED. */
+int weft_fault_at_or(weft_fault_point p, int64_t n, int (*cancelled)(void *), void *arg);
+
+/* The directory of the hold_* handshake files (a copy is kept; NULL: the
+ * current directory). weft_init sets run.dir. */
+void weft_fault_set_dir(const char *dir);
+
+/* For the watchdog: the monotonic time (weft_now_ns) since which this
+ * process has not been held by a hold_* fault -- now while one waits, the
+ * end of the last one after, 0 when none ever did. An operation's pending
+ * time counts from no earlier than this. */
+int64_t weft_fault_held_since(void);
 
 /* Every fault name, comma-separated (for messages and --help). */
 const char *weft_fault_names(void);

@@ -1,8 +1,8 @@
 #!/bin/bash
 # test_tiers.sh -- two checkpoint tiers (checkpoint.local_dir drained to
 # checkpoint.dir) with real processes and real faults, deterministic: the
-# drain is held at an exact point by WEFT_FAULT_DRAIN_HOLD (drain.c), never
-# by sleeping.
+# drain is held at an exact point by the registry's hold_drain (WEFT_FAULT,
+# docs/operations.md "Fault injection"), never by sleeping.
 #   1. same-layout resume from either tier is bitwise the uninterrupted
 #      one-tier run (losses and final state); the drained file is byte for
 #      byte the local one; resharded resumes from both tiers within 1e-5;
@@ -13,7 +13,7 @@
 #   3. the local tier gone (as after a requeue to another node): resume
 #      from the shared tier, saying so; a damaged local checkpoint: the
 #      shared copy of the same step;
-#   4. a failed drain is retried (WEFT_FAULT_DRAIN_FAIL) and reported;
+#   4. a failed drain is retried (fail_drain) and reported;
 #   5. a stop signal (SIGUSR1) waits for the drain of the checkpoint it
 #      wrote and exits 138 with it in the shared tier; bounded by
 #      checkpoint.drain_timeout;
@@ -106,9 +106,9 @@ check "... final weights and moments within 1e-4 of the tensor scale" \
 run="$TMPDIR_TEST/kill" sh="$TMPDIR_TEST/kill/checkpoints" lo="$TMPDIR_TEST/kill/local"
 long=("${tiny[@]}" --train.steps=1000000 --checkpoint.every=2 --checkpoint.keep_last=3 --checkpoint.local_keep=2
       --checkpoint.local_dir="$lo")
-WEFT_FAULT_DRAIN_HOLD=4 weft_mpirun 2 "$train" "${long[@]}" --run.dir="$run" >"$run-1.log" 2>&1 &
+WEFT_FAULT=hold_drain:4@0 weft_mpirun 2 "$train" "${long[@]}" --run.dir="$run" >"$run-1.log" 2>&1 &
 bg=$!
-if wait_for 120 test -e "$sh/.weft-drain-held" && wait_for 120 at_least "$lo" 6; then
+if wait_for 120 test -e "$run/fault-held-r0" && wait_for 120 at_least "$lo" 6; then
     kill -9 $(ranks_of "$train" "$run")
     wait $bg
     check "killed mid-drain: the half-copied file is there (the kill hit the drain)" test -e "$sh/.$(name 4).tmp"
@@ -156,7 +156,7 @@ fi
 
 # 4. A failed drain is retried, and reported.
 run="$TMPDIR_TEST/retry"
-WEFT_FAULT_DRAIN_FAIL=1 weft_mpirun 2 "$train" "${tiny[@]}" --train.steps=4 --run.dir="$run" \
+WEFT_FAULT=fail_drain:1 weft_mpirun 2 "$train" "${tiny[@]}" --train.steps=4 --run.dir="$run" \
     --checkpoint.local_dir="$run/local" >"$run.log" 2>&1
 expect_grep "checkpoint drain of step 4 to $run/checkpoints failed \(attempt 1 of 4\): .*retrying in 0.5 s" "$run.log" \
     "a failed drain is logged with its attempt and retried"
@@ -166,7 +166,7 @@ check "status.json: shared_tier drained step 4, 1 retry, 0 failures" \
 check "the retried drain's file verifies" verifies "$run/checkpoints"
 run="$TMPDIR_TEST/retry2"
 expect_exit 74 "a drain failing every attempt (drain_retries = 1), on_error = stop: exit 74" \
-    env WEFT_FAULT_DRAIN_FAIL=9 timeout 300 mpirun -np 2 "$train" "${tiny[@]}" --train.steps=4 --run.dir="$run" \
+    env WEFT_FAULT=fail_drain timeout 300 mpirun -np 2 "$train" "${tiny[@]}" --train.steps=4 --run.dir="$run" \
     --checkpoint.local_dir="$run/local" --checkpoint.drain_retries=1
 check "... the error says which step, how many attempts and where it still is" grep -q \
     "checkpoint step 4 was not drained to $run/checkpoints: step 4: .*fault injected.*; it is on the local tier only" <<<"$LAST_OUT"
@@ -177,14 +177,14 @@ check "... status.json: failed, with the drain failure" status "$run/status.json
 # (any step: the stop's is the only one) until the test releases it.
 run="$TMPDIR_TEST/stop" sh="$TMPDIR_TEST/stop/checkpoints"
 stoprun=("${tiny[@]}" --train.steps=1000000 --checkpoint.every=0 --checkpoint.local_dir="$run/local")
-WEFT_FAULT_DRAIN_HOLD=any weft_mpirun 2 "$train" "${stoprun[@]}" --run.dir="$run" >"$run.log" 2>&1 &
+WEFT_FAULT=hold_drain weft_mpirun 2 "$train" "${stoprun[@]}" --run.dir="$run" >"$run.log" 2>&1 &
 bg=$!
 wait_for 120 bash -c "[ \$(wc -l <'$run/metrics.jsonl') -ge 3 ]"
 kill -USR1 $(ranks_of "$train" "$run")
-if wait_for 120 test -e "$sh/.weft-drain-held"; then
+if wait_for 120 test -e "$run/fault-held-r0"; then
     check "stop signal: while the drain is held the job is still running, the shared tier has no latest" bash -c \
         "kill -0 $(ranks_of "$train" "$run" | head -1) && ! test -e '$sh/latest'"
-    touch "$sh/.weft-drain-release"
+    touch "$run/fault-release-r0"
 fi
 wait $bg
 rc=$?
@@ -202,7 +202,7 @@ assert 0 <= w < d < e, (w, d, e)
 PY
 run="$TMPDIR_TEST/stopt" sh="$TMPDIR_TEST/stopt/checkpoints"
 stoprun=("${tiny[@]}" --train.steps=1000000 --checkpoint.every=0 --checkpoint.local_dir="$run/local")
-WEFT_FAULT_DRAIN_HOLD=any weft_mpirun 2 "$train" "${stoprun[@]}" --run.dir="$run" --checkpoint.drain_timeout=1 \
+WEFT_FAULT=hold_drain weft_mpirun 2 "$train" "${stoprun[@]}" --run.dir="$run" --checkpoint.drain_timeout=1 \
     >"$run.log" 2>&1 &
 bg=$!
 wait_for 120 bash -c "[ \$(wc -l <'$run/metrics.jsonl') -ge 3 ]"

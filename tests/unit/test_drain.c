@@ -3,10 +3,11 @@
  * on its own, with real files and its real thread, no MPI: a committed
  * local file arrives byte for byte under the shared tier's latest; a newer
  * post wins; a local checkpoint newer than the shared latest is drained at
- * start; a failed attempt is retried (WEFT_FAULT_DRAIN_FAIL) and, past
- * the retries, reported with the step and left out of the shared tier;
- * a wait past its timeout says so while the drain is held
- * (WEFT_FAULT_DRAIN_HOLD), and one directory for both tiers is refused.
+ * start; a failed attempt is retried (fault fail_drain, runtime/fault.h)
+ * and, past the retries, reported with the step and left out of the shared
+ * tier; a wait past its timeout says so while the drain is held (hold_drain)
+ * and a close abandons the held copy; one directory for both tiers is
+ * refused.
  * Checkpoints here are files of random bytes under checkpoint names: the
  * drain copies files, it never reads HDF5.
  */
@@ -24,6 +25,7 @@
 #include "checkpoint/commit.h"
 #include "checkpoint/drain.h"
 #include "runtime/error.h"
+#include "runtime/fault.h"
 
 typedef struct {
     char root[64], from[128], to[128];
@@ -37,8 +39,8 @@ static int setup(void **state)
         return -1;
     snprintf(d->from, sizeof d->from, "%s/local", d->root);
     snprintf(d->to, sizeof d->to, "%s/shared", d->root);
-    unsetenv("WEFT_FAULT_DRAIN_FAIL");
-    unsetenv("WEFT_FAULT_DRAIN_HOLD");
+    weft_fault_set(NULL, 0);
+    weft_fault_set_dir(d->root);
     *state = d;
     return weft_ckpt_mkdir(d->from);
 }
@@ -137,7 +139,7 @@ static void test_catch_up(void **state)
 static void test_retry(void **state)
 {
     dirs *d = *state;
-    setenv("WEFT_FAULT_DRAIN_FAIL", "1", 1);
+    assert_int_equal(weft_fault_set("fail_drain:1", 0), 0);
     weft_ckpt_drain *dr = start(d, 1);
     commit_file(d->from, 4, 5000);
     weft_ckpt_drain_post(dr, 4);
@@ -153,7 +155,7 @@ static void test_retry(void **state)
 static void test_give_up(void **state)
 {
     dirs *d = *state;
-    setenv("WEFT_FAULT_DRAIN_FAIL", "5", 1);
+    assert_int_equal(weft_fault_set("fail_drain", 0), 0);
     weft_ckpt_drain *dr = start(d, 1);
     commit_file(d->from, 4, 5000);
     weft_ckpt_drain_post(dr, 4);
@@ -165,7 +167,7 @@ static void test_give_up(void **state)
     assert_int_equal(st.failed, 1);
     assert_int_equal(st.retried, 1);
     assert_int_equal((int)st.failed_step, 4);
-    assert_non_null(strstr(st.error, "fault injected: WEFT_FAULT_DRAIN_FAIL"));
+    assert_non_null(strstr(st.error, "fault injected: fail_drain"));
     assert_int_equal(latest_step(d->to), -1);
     char tmp[256];
     snprintf(tmp, sizeof tmp, "%s/.step-00000004.h5.tmp", d->to);
@@ -177,20 +179,45 @@ static void test_give_up(void **state)
 static void test_hold_timeout(void **state)
 {
     dirs *d = *state;
-    setenv("WEFT_FAULT_DRAIN_HOLD", "any", 1);
+    assert_int_equal(weft_fault_set("hold_drain", 0), 0);
     weft_ckpt_drain *dr = start(d, 0);
     commit_file(d->from, 9, 5000);
     weft_ckpt_drain_post(dr, 9);
     assert_int_equal(weft_ckpt_drain_wait(dr, 9, 0.2), WEFT_EIO);
     assert_non_null(strstr(weft_last_error(), "within checkpoint.drain_timeout (0.2 s)"));
-    char release[256];
-    snprintf(release, sizeof release, "%s/.weft-drain-release", d->to);
+    char held[256], release[256];
+    snprintf(held, sizeof held, "%s/fault-held-r0", d->root);
+    snprintf(release, sizeof release, "%s/fault-release-r0", d->root);
+    for (int i = 0; i < 60000 && access(held, F_OK) != 0; i++) /* the copy announces itself (bounded: 60 s) */
+        usleep(1000);
+    assert_int_equal(access(held, F_OK), 0);
     FILE *f = fopen(release, "w");
     assert_non_null(f);
     fclose(f);
     assert_int_equal(weft_ckpt_drain_wait(dr, 9, 60), 0);
     assert_int_equal(latest_step(d->to), 9);
     weft_ckpt_drain_close(dr);
+}
+
+/* Held at step 6's copy (kill_drain/stall_drain share the point): a close
+ * abandons the copy -- nothing in the shared tier, no temporary left. */
+static void test_hold_close(void **state)
+{
+    dirs *d = *state;
+    assert_int_equal(weft_fault_set("hold_drain:6", 0), 0);
+    weft_ckpt_drain *dr = start(d, 0);
+    commit_file(d->from, 6, 5000);
+    weft_ckpt_drain_post(dr, 6);
+    char held[256], tmp[256];
+    snprintf(held, sizeof held, "%s/fault-held-r0", d->root);
+    for (int i = 0; i < 60000 && access(held, F_OK) != 0; i++)
+        usleep(1000);
+    assert_int_equal(access(held, F_OK), 0);
+    weft_ckpt_drain_close(dr);
+    assert_int_equal(latest_step(d->to), -1);
+    snprintf(tmp, sizeof tmp, "%s/.step-00000006.h5.tmp", d->to);
+    assert_int_equal(access(tmp, F_OK), -1);
+    assert_int_equal(access(held, F_OK), -1);
 }
 
 static void test_same_dir(void **state)
@@ -211,6 +238,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_give_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_same_dir, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,7 +4,9 @@
  * restriction, step matching, counted points, values, and that nothing
  * fires without a fault. Kills and stalls are exercised for real by the
  * shell tests (tests/ckpt/test_faults.sh, tests/faults/); here a fork
- * checks that kill_step really ends the process with SIGKILL.
+ * checks that kill_step really ends the process with SIGKILL, and a thread
+ * parked by a hold_* fault checks the handshake files, the step a
+ * hold_grad matches, the watchdog's held time and a cancelled hold.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +18,8 @@
 #include "runtime/fault.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +131,90 @@ static void test_kill_is_real(void **state)
     assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+static char dir[64];
+
+static void *reach_grad(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)weft_fault_at(WEFT_FAULT_GRAD_REDUCE, -1);
+}
+
+static int exists(const char *name)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+static void touch(const char *name)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+}
+
+/* hold_grad:3@1 on rank 1: no hold at step 2; at step 3 the point waits,
+ * announced, until released; the watchdog sees it held; once only. */
+static void test_hold_handshake(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/weft-fault.XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    weft_fault_set_dir(dir);
+    assert_int_equal(weft_fault_set("hold_grad:3@1", 0), 0);
+    weft_fault_at(WEFT_FAULT_STEP, 3);
+    assert_int_equal(weft_fault_at(WEFT_FAULT_GRAD_REDUCE, -1), 0); /* another rank's */
+    assert_int_equal(weft_fault_set("hold_grad:3@1", 1), 0);
+    assert_int_equal(weft_fault_held_since(), 0);
+    weft_fault_at(WEFT_FAULT_STEP, 2);
+    assert_int_equal(weft_fault_at(WEFT_FAULT_GRAD_REDUCE, -1), 0);
+    assert_false(exists("fault-held-r1"));
+    weft_fault_at(WEFT_FAULT_STEP, 3);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, reach_grad, NULL), 0);
+    for (int i = 0; i < 60000 && !exists("fault-held-r1"); i++) /* bounded: 60 s */
+        usleep(1000);
+    assert_true(exists("fault-held-r1"));
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    int64_t held = weft_fault_held_since(); /* while held: now */
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    assert_true(held >= (int64_t)a.tv_sec * 1000000000 + a.tv_nsec);
+    assert_true(held <= (int64_t)b.tv_sec * 1000000000 + b.tv_nsec);
+    touch("fault-release-r1");
+    void *rc;
+    pthread_join(th, &rc);
+    assert_int_equal((int)(intptr_t)rc, 0);
+    assert_false(exists("fault-held-r1"));
+    assert_false(exists("fault-release-r1"));
+    int64_t ended = weft_fault_held_since();
+    assert_true(ended >= held);
+    assert_int_equal(weft_fault_at(WEFT_FAULT_GRAD_REDUCE, -1), 0); /* once */
+    assert_int_equal(weft_fault_held_since(), ended);
+    rmdir(dir);
+}
+
+static int always(void *arg) { return arg != NULL; }
+
+/* A hold whose caller cancels it: ECANCELED, the announcement removed. */
+static void test_hold_cancelled(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/weft-fault.XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    weft_fault_set_dir(dir);
+    assert_int_equal(weft_fault_set("hold_drain:4,fail_drain:2", 0), 0);
+    assert_int_equal(weft_fault_at_or(WEFT_FAULT_DRAIN_COPY, 3, always, dir), 0);
+    assert_int_equal(weft_fault_at_or(WEFT_FAULT_DRAIN_COPY, 4, always, dir), ECANCELED);
+    assert_false(exists("fault-held-r0"));
+    assert_int_equal(weft_fault_at(WEFT_FAULT_DRAIN_TRY, -1), 0);
+    assert_int_equal(weft_fault_at(WEFT_FAULT_DRAIN_TRY, -1), EIO); /* the second attempt */
+    assert_int_equal(weft_fault_at(WEFT_FAULT_DRAIN_TRY, -1), 0);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -135,6 +223,8 @@ int main(void)
         cmocka_unit_test(test_steps_and_ranks),
         cmocka_unit_test(test_counted_points),
         cmocka_unit_test(test_kill_is_real),
+        cmocka_unit_test(test_hold_handshake),
+        cmocka_unit_test(test_hold_cancelled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
