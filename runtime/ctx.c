@@ -13,9 +13,12 @@
 #include "runtime/log.h"
 #include "runtime/timer.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 const weft_config_key weft_runtime_config_keys[] = {
@@ -187,6 +190,59 @@ void weft_job_summary(const weft_ctx *ctx, char *buf, size_t len)
              ctx->thread_level == MPI_THREAD_MULTIPLE ? "multiple" : "below multiple");
 }
 
+/* MPI_Finalize waits for every peer; one stopped or killed after the job's
+ * last collective would hold this rank there forever, with nothing left to
+ * time out. A guard thread ends the rank instead, once the bound passes:
+ * the run's files are complete by then, and the launcher sees the exit and
+ * ends the rest of the job. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    double limit_s;
+} fin = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+
+static void *finalize_guard(void *arg)
+{
+    (void)arg;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)fin.limit_s;
+    until.tv_nsec += (long)((fin.limit_s - (double)(time_t)fin.limit_s) * 1e9);
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&fin.mu);
+    int rc = 0;
+    while (!fin.done && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&fin.cv, &fin.mu, &until);
+    int done = fin.done;
+    pthread_mutex_unlock(&fin.mu);
+    if (!done) {
+        WEFT_ERROR("MPI_Finalize has not returned after %g s (comm.timeout): a peer stopped, hung or died after "
+                   "the job's last collective; ending this rank (exit %d) -- the run's files are complete",
+                   fin.limit_s, WEFT_EXIT_SOFTWARE);
+        _exit(WEFT_EXIT_SOFTWARE);
+    }
+    return NULL;
+}
+
+static void finalize_bounded(double limit_s)
+{
+    pthread_t guard;
+    fin.limit_s = limit_s;
+    int guarded = limit_s > 0 && pthread_create(&guard, NULL, finalize_guard, NULL) == 0;
+    MPI_Finalize();
+    if (!guarded)
+        return;
+    pthread_mutex_lock(&fin.mu);
+    fin.done = 1;
+    pthread_cond_signal(&fin.cv);
+    pthread_mutex_unlock(&fin.mu);
+    pthread_join(guard, NULL);
+}
+
 static void ctx_release(weft_ctx *ctx)
 {
     if (ctx->node_comm != MPI_COMM_NULL && ctx->node_comm)
@@ -196,8 +252,10 @@ static void ctx_release(weft_ctx *ctx)
     if (ctx->owns_mpi) {
         int fin = 0;
         MPI_Finalized(&fin);
-        if (!fin)
-            MPI_Finalize();
+        if (!fin) {
+            weft_fault_at(WEFT_FAULT_FINALIZE, -1); /* kill_finalize, stall_finalize: the others inside it */
+            finalize_bounded(ctx->finalize_timeout_s);
+        }
     }
     weft_config_free(ctx->config);
     if (current == ctx)

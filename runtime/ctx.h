@@ -44,6 +44,9 @@ typedef struct weft_ctx {
     MPI_Comm node_comm;         /* ranks sharing this node */
     weft_config *config;
     int64_t t_init_ns;          /* monotonic time of weft_init */
+    double finalize_timeout_s;  /* weft_finalize gives MPI_Finalize this long, then ends this rank
+                                 * (exit 70): a peer stopped or dead inside it would hold the job
+                                 * forever. 0: no bound. The trainer sets it to comm.timeout. */
 } weft_ctx;
 
 /* Keys the runtime itself reads (log.level, run.dir). */

@@ -65,6 +65,8 @@ typedef enum {
     WEFT_FAULT_DRAIN_TRY,   /* a drain attempt, at the same place (errno; n: -1) */
     WEFT_FAULT_GRAD_REDUCE, /* step n's gradient reduction: every bucket posted, none waited for
                              * (n: -1; the registry uses the step the loop last began) */
+    WEFT_FAULT_END,         /* the run done on this rank, before the job's last barrier (n: -1) */
+    WEFT_FAULT_FINALIZE,    /* weft_finalize, right before MPI_Finalize (n: -1) */
     WEFT_FAULT_NPOINTS
 } weft_fault_point;
 

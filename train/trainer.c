@@ -516,6 +516,15 @@ int weft_trainer_close(weft_trainer *t, int rc)
         weft_abort_with(weft_exit_code(rc), "%s", weft_last_error());
     if (rc && (t->rank == 0 || (rc != WEFT_ECONFIG && rc != WEFT_EINVAL)))
         WEFT_ERROR("%s", weft_last_error());
+    /* Every rank at the end, alive: a rank stopped after its last step is
+     * named here, under comm.timeout, rather than holding the others in
+     * MPI_Finalize (bounded too: weft_finalize, ctx.h). Found by the fault
+     * campaign's `timed` kind: a SIGSTOP after "done" hung the job. */
+    if (rc == 0 && t->started)
+        weft_fault_at(WEFT_FAULT_END, -1); /* kill_end, stall_end */
+    if (rc == 0 && t->started && t->size > 1 && (rc = weft_comm_barrier(t->world)) != 0)
+        WEFT_ERROR("at the end: %s", weft_last_error());
+    t->ctx->finalize_timeout_s = weft_config_float(t->cfg, "comm.timeout");
     int status = rc == 0 && t->exit_status ? t->exit_status : weft_exit_code(rc);
     if (t->started)
         weft_sched_exit_status(t->sched, status);

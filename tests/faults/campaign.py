@@ -4,7 +4,8 @@ fault injected at an exact registry point (WEFT_FAULT, docs/operations.md
 "Fault injection") into a small 2-rank training job, then a resume.
 
 A trial picks, from its own seeded generator, a rank, a fault and a step:
-SIGKILL or SIGSTOP at start-up, at a steady step, mid-evaluation, before
+SIGKILL or SIGSTOP at start-up, at a steady step, mid-evaluation, at the
+end (the run done, before the job's last barrier), before
 a save's file is created (the others inside HDF5's MPI-IO), in a save's
 data phase, after its fsync before the rename, between the rename
 and `latest`, or mid-resume (after a first run killed at a step), or an
@@ -58,7 +59,7 @@ TINY = ["--model.n_layer=2", "--model.n_head=2", "--model.n_embd=32", "--model.c
         f"--train.eval_interval={EVAL}", "--train.eval_batches=1", f"--train.steps={STEPS}",
         f"--checkpoint.every={EVERY}", "--checkpoint.keep_last=3", "--sched.heartbeat=0.5",
         "--run.peak_flops=1e11"]  # no peak GEMMs at start: their seconds on a loaded machine skew the ranks
-KINDS = ["start", "step", "eval", "save_open", "save_data", "save_commit", "save_latest", "resume", "enospc_save",
+KINDS = ["start", "step", "eval", "end", "save_open", "save_data", "save_commit", "save_latest", "resume", "enospc_save",
          "eio_save", "timed", "drain", "drain_fail", "link"]
 TIERS = ("drain", "drain_fail")
 NP = 2
@@ -175,8 +176,8 @@ def draw(rng, kinds, n):
     act = rng.choice(["kill", "stall"])
     if kind == "timed":
         return kind, f"{act}@{rank}+{rng.randint(1, STEPS - 2)}+{rng.randrange(300)}", None, rank
-    if kind == "start":
-        return kind, f"{act}_start@{rank}", None, rank
+    if kind in ("start", "end"):
+        return kind, f"{act}_{kind}@{rank}", None, rank
     if kind == "step":
         return kind, f"{act}_step:{rng.randint(1, STEPS)}@{rank}", None, rank
     if kind == "eval":

@@ -143,6 +143,23 @@ expect_grep "r0/2 .*aborting the job: watchdog: allreduce #1 on communicator 'wo
     "$TMPDIR_TEST/watchdog.log" "the message names the operation and rank 1 as alive but never arrived"
 check "hang-r0.txt lists rank 1 as missing" grep -qx "missing 1" "$run/hang-r0.txt"
 
+# At the very end: a rank stopped after its last step is named by the job's
+# last barrier; one stopped or killed just before MPI_Finalize leaves the
+# others inside it, which weft_finalize bounds by comm.timeout (exit 70).
+for f in stall_end@0 stall_finalize@1 kill_finalize@1; do
+    log="$TMPDIR_TEST/end-$f.log"
+    WEFT_FAULT=$f WEFT_MPI_TIMEOUT=60 weft_mpirun 2 "$train" "${tiny[@]}" --train.steps=3 \
+        --run.dir="$TMPDIR_TEST/end-$f" >"$log" 2>&1
+    rc=$?
+    [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "fault injected: ${f%@*}" "$log" &&
+        ok "$f: the job ends (exit $rc), not held in its shutdown" ||
+        not_ok "$f: the job ends, not held in its shutdown" "exit $rc: $(tail -5 "$log")"
+done
+expect_grep "r1/2 .*aborting the job: communicator 'world' .*barrier #[0-9]+ .*silent: rank 0 " \
+    "$TMPDIR_TEST/end-stall_end@0.log" "stall_end: the last barrier names rank 0 as silent"
+expect_grep "r0/2 .*MPI_Finalize has not returned after 3 s \(comm.timeout\): a peer stopped" \
+    "$TMPDIR_TEST/end-stall_finalize@1.log" "stall_finalize: rank 0 gives up on MPI_Finalize after comm.timeout"
+
 # Inside raw MPI (HDF5's MPI-IO calls), where no weft operation is pending:
 # a stopped peer ends the job, a late but live one does not.
 run="$TMPDIR_TEST/raw"
