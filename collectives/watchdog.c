@@ -35,7 +35,7 @@ static struct {
     weft_ctx *ctx;
     char dir[4096];
     double heartbeat_s, timeout_s;
-    atomic_int running, quit;
+    atomic_int running, quit, ending;
     pthread_t thread;
     pthread_mutex_t raw_mu; /* guards raw_what, raw_since_ns, raw_depth */
     char raw_what[512];
@@ -328,13 +328,13 @@ static void check_raw(scan *s)
     if (v.nsilent == 0)
         return; /* slow, not stuck: every rank is alive */
     s->hung = 1;
-    snprintf(s->message, sizeof s->message, "watchdog: this rank has waited %.1f s inside %s (HDF5's collective "
-             "MPI-IO calls, which comm.timeout = %g s does not otherwise bound); silent: %s%s", age, what,
-             wd.timeout_s, v.silent, v.nsilent > 8 ? " and more" : "");
+    snprintf(s->message, sizeof s->message, "watchdog: this rank has waited %.1f s inside %s (raw MPI, which "
+             "weft's communicators do not see; comm.timeout = %g s); silent: %s%s", age, what, wd.timeout_s,
+             v.silent, v.nsilent > 8 ? " and more" : "");
     /* weft-doctor reads it as any hang: the "communicator" is the world's
-     * MPI-IO, the operation the HDF5 call */
+     * raw MPI, the operation "raw" */
     snprintf(members, sizeof members, wd.ctx->size > 1 ? "0-%d" : "0", wd.ctx->size - 1);
-    write_hang_record("hdf5-mpiio", members, 0, age, &v, "hdf5");
+    write_hang_record("raw-mpi", members, 0, age, &v, "raw");
 }
 
 static void *watchdog_main(void *arg)
@@ -406,9 +406,30 @@ static void publish_on_abort(void *arg)
         publish();
 }
 
+/* weft_finalize's hook: MPI_Finalize is raw MPI like HDF5's calls. */
+static void on_finalize(int after)
+{
+    if (!atomic_load(&wd.running))
+        return;
+    if (!after) {
+        weft_watchdog_raw_begin("MPI_Finalize, the job's end");
+        return;
+    }
+    weft_watchdog_raw_end();
+    weft_watchdog_stop();
+}
+
+void weft_watchdog_end_run(void)
+{
+    if (atomic_load(&wd.running))
+        atomic_store(&wd.ending, 1);
+}
+
 int weft_watchdog_start(weft_ctx *ctx, const char *dir, double heartbeat_s, double timeout_s)
 {
     static atomic_int hooked;
+    if (atomic_load(&wd.running) && atomic_load(&wd.ending))
+        weft_watchdog_stop(); /* the last run's, waiting for MPI_Finalize */
     if (atomic_load(&wd.running))
         return weft_error(WEFT_ESTATE, "the watchdog is already running");
     if (heartbeat_s <= 0 || timeout_s <= 0)
@@ -425,8 +446,10 @@ int weft_watchdog_start(weft_ctx *ctx, const char *dir, double heartbeat_s, doub
     if ((mkdir(dir, 0750) != 0 && errno != EEXIST) || (mkdir(hb, 0750) != 0 && errno != EEXIST))
         return weft_error(WEFT_EIO, "cannot create %s: %s", hb, strerror(errno));
     forget_previous_attempt(ctx, dir);
-    if (!atomic_exchange(&hooked, 1))
+    if (!atomic_exchange(&hooked, 1)) {
         WEFT_CHECK(weft_at_abort(publish_on_abort, NULL));
+        weft_at_finalize(on_finalize);
+    }
     atomic_store(&wd.quit, 0);
     publish();
     if (pthread_create(&wd.thread, NULL, watchdog_main, NULL) != 0)
@@ -442,5 +465,6 @@ void weft_watchdog_stop(void)
     atomic_store(&wd.quit, 1);
     pthread_join(wd.thread, NULL);
     atomic_store(&wd.running, 0);
+    atomic_store(&wd.ending, 0);
     publish(); /* the final state: every operation done */
 }

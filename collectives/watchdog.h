@@ -48,6 +48,14 @@
 int weft_watchdog_start(weft_ctx *ctx, const char *dir, double heartbeat_s, double timeout_s);
 void weft_watchdog_stop(void);
 
+/* The run is over but the process is not: the watchdog keeps publishing
+ * heartbeats and bounding raw MPI until weft_finalize's MPI_Finalize has
+ * returned, then stops (weft_at_finalize). So a peer stopped at the very
+ * end is named, not left holding MPI_Finalize. A later weft_watchdog_start
+ * stops this one first. States: running --end_run--> ending --MPI_Finalize
+ * returned, or weft_watchdog_stop--> stopped. */
+void weft_watchdog_end_run(void);
+
 /* Which members of c have not reached operation seq (an op), from their heartbeat
  * files: "; never reached it: rank 1 (...)" appended to buf. Also writes
  * run.dir/hang-r<rank>.txt. No-op when the watchdog is not running. */

@@ -220,20 +220,31 @@ static void *finalize_guard(void *arg)
     int done = fin.done;
     pthread_mutex_unlock(&fin.mu);
     if (!done) {
-        WEFT_ERROR("MPI_Finalize has not returned after %g s (comm.timeout): a peer stopped, hung or died after "
-                   "the job's last collective; ending this rank (exit %d) -- the run's files are complete",
+        WEFT_ERROR("MPI_Finalize has not returned after %g s (twice comm.timeout + 5): a peer stopped, hung or died "
+                   "after the job's last collective; ending this rank (exit %d) -- the run's files are complete",
                    fin.limit_s, WEFT_EXIT_SOFTWARE);
         _exit(WEFT_EXIT_SOFTWARE);
     }
     return NULL;
 }
 
+static void (*finalize_hook)(int after);
+
+void weft_at_finalize(void (*fn)(int after)) { finalize_hook = fn; }
+
+/* The guard is the backstop: with the watchdog still running (the
+ * trainer's runs), a stopped peer is named by it first, within comm.timeout
+ * and its grace; the guard waits twice that. */
 static void finalize_bounded(double limit_s)
 {
     pthread_t guard;
-    fin.limit_s = limit_s;
+    fin.limit_s = 2 * limit_s + 5;
     int guarded = limit_s > 0 && pthread_create(&guard, NULL, finalize_guard, NULL) == 0;
+    if (finalize_hook)
+        finalize_hook(0);
     MPI_Finalize();
+    if (finalize_hook)
+        finalize_hook(1);
     if (!guarded)
         return;
     pthread_mutex_lock(&fin.mu);

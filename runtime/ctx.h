@@ -44,9 +44,9 @@ typedef struct weft_ctx {
     MPI_Comm node_comm;         /* ranks sharing this node */
     weft_config *config;
     int64_t t_init_ns;          /* monotonic time of weft_init */
-    double finalize_timeout_s;  /* weft_finalize gives MPI_Finalize this long, then ends this rank
-                                 * (exit 70): a peer stopped or dead inside it would hold the job
-                                 * forever. 0: no bound. The trainer sets it to comm.timeout. */
+    double finalize_timeout_s;  /* weft_finalize gives MPI_Finalize twice this + 5 s, then ends this
+                                 * rank (exit 70): a peer stopped or dead inside it would hold the
+                                 * job forever. 0: no bound. The trainer sets it to comm.timeout. */
 } weft_ctx;
 
 /* Keys the runtime itself reads (log.level, run.dir). */
@@ -81,6 +81,12 @@ WEFT_API noreturn void weft_abort_with(int status, const char *fmt, ...) __attri
 
 /* Register fn(arg) to run inside weft_abort (at most 16 hooks). */
 WEFT_API int weft_at_abort(void (*fn)(void *arg), void *arg);
+
+/* fn(0) right before weft_finalize's MPI_Finalize, fn(1) right after it
+ * returned: the watchdog keeps a run's last moments bounded and names a
+ * peer stopped there (collectives/watchdog.h). One hook; a second call
+ * replaces the first. */
+WEFT_API void weft_at_finalize(void (*fn)(int after));
 /* Inside a hook: the message the job is being aborted with. */
 WEFT_API const char *weft_abort_reason(void);
 /* Inside a hook: the exit status the job is being aborted with. */

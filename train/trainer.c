@@ -472,7 +472,9 @@ int weft_trainer_run(weft_trainer *t, weft_step_stats *last_out)
 
 static void release(weft_trainer *t, int rc)
 {
-    weft_watchdog_stop(); /* a no-op when it never started */
+    /* running on until MPI_Finalize has returned (weft_finalize), so a
+     * peer stopped at the very end is named; a no-op when it never started */
+    weft_watchdog_end_run();
     if (t->started) {
         weft_sched_finish(t->sched, rc ? WEFT_RUN_FAILED : WEFT_RUN_DONE, rc ? weft_last_error() : NULL);
     }
