@@ -492,6 +492,13 @@ void weft_sched_finish(weft_sched *s, weft_run_state final, const char *message)
     }
     if (s->publisher)
         final_report(s);
-    weft_stop_uninstall();
+    /* A stopping process stays stopping: after a requeue the scheduler
+     * cancels the step (Slurm: SIGTERM, then SIGKILL after KillWait) while
+     * the ranks still wait for each other in MPI_Finalize; with the default
+     * disposition back, that SIGTERM turned a rank's exit 138 into a death
+     * by signal (143) and the step's status with it (test_requeue, on a
+     * loaded machine). The handler only sets the flag, so it stays. */
+    if (!weft_stop_requested())
+        weft_stop_uninstall();
     sched_free(s);
 }
