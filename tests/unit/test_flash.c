@@ -27,64 +27,8 @@
 
 #include "kernels/kernels.h"
 
-#define FD_H 1e-5    /* central-difference step (f64) */
-#define FD_TOL 1e-6  /* relative error allowed between FD and backward */
-#define G0 0.5       /* gradient buffers start here: proves += */
-
-static uint64_t rng = 0x2545F4914F6CDD1Dull;
-static double urand(void)   /* uniform in [-1, 1) */
-{
-    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-    return (double)(rng >> 11) / 4503599627370496.0 - 1.0;
-}
-
-static double *rnd(size_t n, double scale)
-{
-    double *x = malloc(n * sizeof(double));
-    assert_non_null(x);
-    for (size_t i = 0; i < n; i++)
-        x[i] = scale * urand();
-    return x;
-}
-
-static double *filled(size_t n, double v)
-{
-    double *x = malloc(n * sizeof(double));
-    assert_non_null(x);
-    for (size_t i = 0; i < n; i++)
-        x[i] = v;
-    return x;
-}
-
-static float *to_f32(const double *x, size_t n)
-{
-    float *y = malloc(n * sizeof(float));
-    assert_non_null(y);
-    for (size_t i = 0; i < n; i++)
-        y[i] = (float)x[i];
-    return y;
-}
-
-/* Largest |a - b| over the largest |b| */
-static double rel_err(const double *a, const double *b, size_t n)
-{
-    double d = 0, m = 1e-30;
-    for (size_t i = 0; i < n; i++) {
-        d = fmax(d, fabs(a[i] - b[i]));
-        m = fmax(m, fabs(b[i]));
-    }
-    return d / m;
-}
-
-static double rel_err_f32(const float *a, const double *b, size_t n)
-{
-    double d = 0, m = 1e-30;
-    for (size_t i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
-        m = fmax(m, fabs(b[i]));
-    }
-    return d / m;
-}
+#define KF_SEED 0x2545F4914F6CDD1Dull
+#include "tests/unit/kernel_fixtures.h"
 
 /* --- the problem: q (B, T, NH*hs), k, v (B, T, NKV*hs), R like out ------- */
 

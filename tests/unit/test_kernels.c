@@ -30,46 +30,9 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
-
-#define FD_H 1e-5       /* central-difference step (f64) */
-#define FD_TOL 1e-6     /* relative error allowed between FD and backward */
-#define G0 0.5          /* gradient buffers start here: proves += */
+#include "tests/unit/kernel_fixtures.h"
 
 /* --- helpers ------------------------------------------------------------- */
-
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static double urand(void)   /* uniform in [-1, 1) */
-{
-    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-    return (double)(rng >> 11) / 4503599627370496.0 - 1.0;
-}
-
-static double *rnd(size_t n, double scale)
-{
-    double *x = malloc(n * sizeof(double));
-    assert_non_null(x);
-    for (size_t i = 0; i < n; i++)
-        x[i] = scale * urand();
-    return x;
-}
-
-static double *filled(size_t n, double v)
-{
-    double *x = malloc(n * sizeof(double));
-    assert_non_null(x);
-    for (size_t i = 0; i < n; i++)
-        x[i] = v;
-    return x;
-}
-
-static float *to_f32(const double *x, size_t n)
-{
-    float *y = malloc(n * sizeof(float));
-    assert_non_null(y);
-    for (size_t i = 0; i < n; i++)
-        y[i] = (float)x[i];
-    return y;
-}
 
 static double dot(const double *a, const double *b, size_t n)
 {
@@ -84,27 +47,6 @@ static void unaccumulate(double *g, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         g[i] = (g[i] - G0) / 2;
-}
-
-/* Largest |a - b| over the largest |b|: relative error of a whole tensor. */
-static double rel_err(const double *a, const double *b, size_t n)
-{
-    double d = 0, m = 1e-30;
-    for (size_t i = 0; i < n; i++) {
-        d = fmax(d, fabs(a[i] - b[i]));
-        m = fmax(m, fabs(b[i]));
-    }
-    return d / m;
-}
-
-static double rel_err_f32(const float *a, const double *b, size_t n)
-{
-    double d = 0, m = 1e-30;
-    for (size_t i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
-        m = fmax(m, fabs(b[i]));
-    }
-    return d / m;
 }
 
 typedef double (*loss_fn)(void *ctx);

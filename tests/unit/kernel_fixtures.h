@@ -1,0 +1,78 @@
+/*
+ * kernel_fixtures.h -- helpers shared by the kernel unit tests
+ * (test_kernels.c, test_flash.c): a seeded xorshift generator, random and
+ * constant f64 buffers, their f32 copies, and the relative error of a whole
+ * tensor against a reference. Include after cmocka.h; define KF_SEED first
+ * to give a file its own sequence.
+ */
+#ifndef WEFT_TESTS_KERNEL_FIXTURES_H
+#define WEFT_TESTS_KERNEL_FIXTURES_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define FD_H 1e-5   /* central-difference step (f64) */
+#define FD_TOL 1e-6 /* relative error allowed between FD and backward */
+#define G0 0.5      /* gradient buffers start here: proves += */
+
+#ifndef KF_SEED
+#define KF_SEED 0x9E3779B97F4A7C15ull
+#endif
+
+static uint64_t rng = KF_SEED;
+static double urand(void) /* uniform in [-1, 1) */
+{
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (double)(rng >> 11) / 4503599627370496.0 - 1.0;
+}
+
+static double *rnd(size_t n, double scale)
+{
+    double *x = malloc(n * sizeof(double));
+    assert_non_null(x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * urand();
+    return x;
+}
+
+static double *filled(size_t n, double v)
+{
+    double *x = malloc(n * sizeof(double));
+    assert_non_null(x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = v;
+    return x;
+}
+
+static float *to_f32(const double *x, size_t n)
+{
+    float *y = malloc(n * sizeof(float));
+    assert_non_null(y);
+    for (size_t i = 0; i < n; i++)
+        y[i] = (float)x[i];
+    return y;
+}
+
+/* Largest |a - b| over the largest |b|: relative error of a whole tensor. */
+static double rel_err(const double *a, const double *b, size_t n)
+{
+    double d = 0, m = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        d = fmax(d, fabs(a[i] - b[i]));
+        m = fmax(m, fabs(b[i]));
+    }
+    return d / m;
+}
+
+static double rel_err_f32(const float *a, const double *b, size_t n)
+{
+    double d = 0, m = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        m = fmax(m, fabs(b[i]));
+    }
+    return d / m;
+}
+
+#endif
