@@ -345,15 +345,20 @@ int weft_trainer_start(weft_trainer *t, const weft_trainer_start_opts *o)
     /* Nothing is written into run.dir before these two: whose it is, and
      * (resuming) whether there is anything left to train. */
     WEFT_CHECK(weft_trainer_rundir_claim(t, o));
-    /* The watchdog runs from here on, so that a rank stopped while the
-     * others read a checkpoint is named by the timeout that ends the job
-     * (the campaign's stall_resume); its heartbeat files are the only thing
-     * a resume with nothing left to train writes besides status.json. */
-    WEFT_CHECK(weft_watchdog_start(t->ctx, t->o.run_dir, weft_config_float(t->cfg, "sched.heartbeat"),
-                                   weft_config_float(t->cfg, "comm.timeout")));
+    /* Resuming, the watchdog runs from here on, so that a rank stopped
+     * while the others read a checkpoint is named by the timeout that ends
+     * the job (the campaign's stall_resume); its heartbeat files are the
+     * only thing a resume with nothing left to train writes besides
+     * status.json. A fresh start writes nothing before its configuration
+     * has passed the checks below (test_lora: LoRA without --init-from). */
+    double hb = weft_config_float(t->cfg, "sched.heartbeat"), timeout = weft_config_float(t->cfg, "comm.timeout");
+    if (o->resume)
+        WEFT_CHECK(weft_watchdog_start(t->ctx, t->o.run_dir, hb, timeout));
     WEFT_CHECK(weft_trainer_ckpt_resume(t, o));
     if (t->resuming && t->start_step >= t->o.steps)
         return nothing_to_do(t);
+    if (!o->resume)
+        WEFT_CHECK(weft_watchdog_start(t->ctx, t->o.run_dir, hb, timeout));
     WEFT_CHECK(start_files(t));
     WEFT_CHECK(weft_sched_start(t->ctx, t->cfg, t->o.steps, &t->sched));
     t->started = 1;
