@@ -2,7 +2,7 @@
  * kernel_fixtures.h -- helpers shared by the kernel unit tests
  * (test_kernels.c, test_flash.c): a seeded xorshift generator, random and
  * constant f64 buffers, their f32 copies, and the relative error of a whole
- * tensor against a reference. Include after cmocka.h; define KF_SEED first
+ * tensor against a reference, and the finite-difference gradient check. Include after cmocka.h; define KF_SEED first
  * to give a file its own sequence.
  */
 #ifndef WEFT_TESTS_KERNEL_FIXTURES_H
@@ -73,6 +73,35 @@ static double rel_err_f32(const float *a, const double *b, size_t n)
         m = fmax(m, fabs(b[i]));
     }
     return d / m;
+}
+
+typedef double (*loss_fn)(void *ctx);
+
+/* Worst relative error between the analytic gradient ana (n) of loss L
+ * w.r.t. x and central differences, over every stride-th element. Small
+ * gradients are compared on an absolute scale of 1e-2. */
+static double fd_check(const char *what, double *x, size_t n, const double *ana, loss_fn L,
+                       void *ctx, size_t stride)
+{
+    double worst = 0;
+    size_t worst_i = 0;
+    for (size_t i = 0; i < n; i += stride) {
+        double save = x[i];
+        x[i] = save + FD_H;
+        double lp = L(ctx);
+        x[i] = save - FD_H;
+        double lm = L(ctx);
+        x[i] = save;
+        double num = (lp - lm) / (2 * FD_H);
+        double err = fabs(num - ana[i]) / fmax(fmax(fabs(num), fabs(ana[i])), 1e-2);
+        if (err > worst) {
+            worst = err;
+            worst_i = i;
+        }
+    }
+    if (worst > FD_TOL)
+        print_message("%s: worst relative error %.3g at element %zu\n", what, worst, worst_i);
+    return worst;
 }
 
 #endif
