@@ -230,15 +230,15 @@ $(BUILD)/tests/model/%: $(BUILD)/obj/tests/model/%.o $(BUILD)/lib/libweft.a
 
 # Fuzz targets are built with clang's libFuzzer, together with only the
 # sources they exercise (listed per target below), so they need no MPI.
-FUZZ_DEPS_fuzz_ini := runtime/config.c runtime/error.c runtime/log.c
+FUZZ_DEPS_fuzz_ini := runtime/config.c runtime/readfile.c runtime/error.c runtime/log.c
 # (data fuzz targets: add their FUZZ_DEPS_ lines here)
 FUZZ_DEPS_fuzz_shard_header := data/shard.c runtime/error.c runtime/log.c
-FUZZ_DEPS_fuzz_manifest := data/manifest.c runtime/durable.c runtime/fault.c runtime/error.c runtime/log.c
+FUZZ_DEPS_fuzz_manifest := data/manifest.c runtime/readfile.c runtime/durable.c runtime/fault.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_latest := checkpoint/latest.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_ckpt_attrs := checkpoint/prov.c runtime/error.c runtime/log.c
-FUZZ_DEPS_fuzz_loader_state := data/loader.c runtime/invariant.c data/reader.c data/shard.c data/shard_cache.c data/manifest.c \
+FUZZ_DEPS_fuzz_loader_state := data/loader.c runtime/invariant.c data/reader.c data/shard.c data/shard_cache.c data/manifest.c runtime/readfile.c \
     data/shuffle.c data/blend.c runtime/durable.c runtime/fault.c runtime/error.c runtime/log.c runtime/timer.c
-FUZZ_DEPS_fuzz_tokenizer := data/bpe.c data/bpe_load.c data/tok_json.c data/pretok.c data/unicode_tables.c \
+FUZZ_DEPS_fuzz_tokenizer := data/bpe.c data/bpe_load.c runtime/readfile.c data/tok_json.c data/pretok.c data/unicode_tables.c \
     data/tokenizer.c runtime/error.c runtime/log.c
 FUZZ_DEPS_fuzz_safetensors := checkpoint/safetensors.c runtime/durable.c runtime/fault.c runtime/json.c runtime/dtype.c runtime/error.c runtime/log.c
 .SECONDEXPANSION:

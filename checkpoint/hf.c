@@ -22,6 +22,7 @@
 #include "model/lm.h"
 #include "runtime/error.h"
 #include "runtime/json.h"
+#include "runtime/readfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -81,36 +82,7 @@ static void transpose(const float *in, int64_t R, int64_t C, float *out)
 
 static int read_text(const char *path, char **text, size_t *len)
 {
-    *text = NULL;
-    *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return weft_error(errno == ENOENT ? WEFT_ENOENT : WEFT_EIO, "%s: %s", path, strerror(errno));
-    struct stat st;
-    int rc = fstat(fd, &st) != 0 ? weft_error(WEFT_EIO, "%s: %s", path, strerror(errno))
-           : !S_ISREG(st.st_mode) ? weft_error(WEFT_EDATA, "%s is not a regular file", path)
-           : (uint64_t)st.st_size > MAX_JSON_FILE ? weft_error(WEFT_EDATA, "%s: %lld bytes, more than a JSON file "
-                                                               "of a model may have (%u)", path,
-                                                               (long long)st.st_size, MAX_JSON_FILE) : 0;
-    size_t n = rc ? 0 : (size_t)st.st_size, got = 0;
-    if (rc == 0 && !(*text = malloc(n + 1)))
-        rc = weft_error(WEFT_ENOMEM, "%s: out of memory", path);
-    while (rc == 0 && got < n) {
-        ssize_t r = read(fd, *text + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            rc = weft_error(WEFT_EIO, "%s: read failed: %s", path, r ? strerror(errno) : "file shrank");
-        else
-            got += (size_t)r;
-    }
-    close(fd);
-    if (rc) {
-        free(*text);
-        *text = NULL;
-    }
-    *len = n;
-    return rc;
+    return weft_read_file(path, MAX_JSON_FILE, "a model's JSON or tokenizer file", text, len);
 }
 
 static int read_json(const char *path, weft_json_doc **doc)

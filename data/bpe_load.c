@@ -20,6 +20,7 @@
 #include "data/tok_json.h"
 #include "data/unicode.h"
 #include "runtime/error.h"
+#include "runtime/readfile.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -761,31 +762,7 @@ uint64_t weft_tokenizer_bytes_hash(void) { return XXH3_64bits("weft-bytes 1\n", 
 
 static int read_file(const char *path, char **out, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0)
-        return weft_error(errno == ENOENT ? WEFT_ENOENT : WEFT_EIO, "%s: cannot open the tokenizer file: %s", path,
-                          strerror(errno));
-    if (fstat(fd, &st) != 0 || st.st_size > MAX_FILE) {
-        close(fd);
-        return weft_error(WEFT_EDATA, "%s: expected a tokenizer file under 1 GiB", path);
-    }
-    char *buf = malloc((size_t)st.st_size + 1);
-    size_t n = 0;
-    while (buf && n < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + n, (size_t)st.st_size - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-    }
-    close(fd);
-    if (!buf)
-        return weft_error(WEFT_ENOMEM, "%s: no memory to read it", path);
-    *out = buf;
-    *len = n;
-    return 0;
+    return weft_read_file(path, MAX_FILE, "the tokenizer file", out, len);
 }
 
 static int exists(const char *dir, const char *name, char *path, size_t cap)

@@ -10,9 +10,9 @@
 #include "data/manifest.h"
 #include "runtime/durable.h"
 #include "runtime/error.h"
+#include "runtime/readfile.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -357,40 +357,6 @@ int weft_manifest_write(const char *dir, const weft_manifest *m)
     return rc;
 }
 
-static int read_all(const char *path, char **out, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0)
-        return weft_error(errno == ENOENT ? WEFT_ENOENT : WEFT_EIO, "%s: cannot open the dataset manifest: %s%s",
-                          path, strerror(errno), errno == ENOENT ? " (is this a dataset directory made by weft-data?)" : "");
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return weft_error(WEFT_EIO, "%s: stat: %s", path, strerror(errno));
-    }
-    if (st.st_size > MANIFEST_MAX_BYTES) {
-        close(fd);
-        return weft_error(WEFT_EDATA, "%s: expected a manifest under 1 GiB, found %lld bytes", path,
-                          (long long)st.st_size);
-    }
-    char *buf = malloc((size_t)st.st_size + 1);
-    size_t n = 0;
-    while (buf && n < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + n, (size_t)st.st_size - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-    }
-    close(fd);
-    if (!buf)
-        return weft_error(WEFT_ENOMEM, "%s: no memory to read the manifest", path);
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
 int weft_manifest_load(const char *dir, weft_manifest **out)
 {
     char path[4096];
@@ -400,8 +366,12 @@ int weft_manifest_load(const char *dir, weft_manifest **out)
     if (stat(dir, &st) != 0)
         return weft_error(WEFT_ENOENT, "%s: dataset directory not found: %s", dir, strerror(errno));
     snprintf(path, sizeof path, "%s/%s", dir, WEFT_MANIFEST_NAME);
-    WEFT_CHECK(read_all(path, &text, &len));
-    int rc = weft_manifest_parse(text, len, path, out);
+    int rc = weft_read_file(path, MANIFEST_MAX_BYTES, "the dataset manifest", &text, &len);
+    if (rc == WEFT_ENOENT)
+        return weft_error(rc, "%s (is %s a dataset directory made by weft-data?)", weft_last_error(), dir);
+    if (rc)
+        return rc;
+    rc = weft_manifest_parse(text, len, path, out);
     free(text);
     return rc;
 }

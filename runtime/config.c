@@ -30,6 +30,7 @@
 #include "runtime/config.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
+#include "runtime/readfile.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -39,7 +40,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
 #define MAX_LINE 16384           /* bytes in one line, without its newline */
 #define MAX_STR 4096             /* bytes in a string value (a path: PATH_MAX) */
@@ -928,58 +928,16 @@ int weft_config_parse_string(weft_config *cfg, const char *text, size_t len, con
     return rc;
 }
 
-/* Reads all of f, refusing more than MAX_FILE bytes. */
-static int read_all(FILE *f, const char *path, char **out, size_t *len)
-{
-    char *buf = NULL;
-    size_t n = 0, cap = 0, got;
-    do {
-        if (n == cap) {
-            char *b = realloc(buf, cap = cap ? 2 * cap : 1 << 16);
-            if (!b) {
-                free(buf);
-                return nomem("reading a config file");
-            }
-            buf = b;
-        }
-        n += got = fread(buf + n, 1, cap - n, f);
-    } while (got && n <= MAX_FILE);
-    int rc = ferror(f) ? weft_error(WEFT_EIO, "config: reading '%s' failed: %s", path, strerror(errno))
-           : n > MAX_FILE ? weft_error(WEFT_ECONFIG, "config: '%s' is larger than %d MiB; is it a "
-                                       "config file?", path, MAX_FILE >> 20)
-           : 0;
-    if (rc < 0)
-        free(buf);
-    else
-        *out = buf, *len = n;
-    return rc;
-}
-
-/* WEFT_ENOENT for a file that cannot be opened, as config.h promises. */
-static int read_file(const char *path, char **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    struct stat st;
-    if (!f || fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
-        int rc = weft_error(WEFT_ENOENT, "config: cannot read config file '%s': %s; check the --config "
-                            "path", path, f ? "it is a directory" : strerror(errno));
-        if (f)
-            fclose(f);
-        return rc;
-    }
-    int rc = read_all(f, path, out, len);
-    fclose(f);
-    return rc;
-}
-
 int weft_config_load_file(weft_config *cfg, const char *path)
 {
     char *text = NULL;
     size_t len = 0;
     if (!cfg || !path)
         return weft_error(WEFT_EINVAL, "config: weft_config_load_file needs a config and a path");
-    WEFT_CHECK(read_file(path, &text, &len));
-    int rc = weft_config_parse_string(cfg, text, len, path);
+    int rc = weft_read_file(path, MAX_FILE, "the config file", &text, &len);
+    if (rc)
+        return weft_error(rc, "config: %s; check the --config path", weft_last_error());
+    rc = weft_config_parse_string(cfg, text, len, path);
     free(text);
     return rc;
 }

@@ -29,6 +29,7 @@
 #include "runtime/ctx.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
+#include "runtime/readfile.h"
 #include "runtime/timer.h"
 
 #include <dirent.h>
@@ -779,51 +780,14 @@ static const char *const usage_tokenize =
     "  -h, --help              this text\n"
     "exit status: 0 ok, 64 bad usage, 65 a bad tokenizer file or id, 66 a missing file\n";
 
-static int slurp(const char *path, char **out, size_t *len)
-{
-    int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
-    size_t n = 0, cap = 1 << 16;
-    if (fd < 0)
-        return weft_error(errno == ENOENT ? WEFT_ENOENT : WEFT_EIO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = malloc(cap);
-    int rc = 0;
-    while (buf) {
-        if (n == cap) {
-            char *b = realloc(buf, cap *= 2);
-            if (!b) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = b;
-        }
-        ssize_t r = read(fd, buf + n, cap - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            rc = weft_error(WEFT_EIO, "%s: read failed: %s", path, strerror(errno));
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-    }
-    if (fd != STDIN_FILENO)
-        close(fd);
-    if (!buf)
-        return weft_error(WEFT_ENOMEM, "%s: no memory to read it", path);
-    if (rc) {
-        free(buf);
-        return rc;
-    }
-    *out = buf;
-    *len = n;
-    return 0;
-}
+/* --encode and --decode read their whole input: a text or a list of ids. */
+#define INPUT_MAX_BYTES (1u << 30)
 
 static int encode_file(const weft_tokenizer *t, const char *path)
 {
     char *text;
     size_t n, k = 0;
-    WEFT_CHECK(slurp(path, &text, &n));
+    WEFT_CHECK(weft_read_file(path, INPUT_MAX_BYTES, "the text to encode", &text, &n));
     uint32_t *ids = malloc((n + 1) * sizeof *ids);
     int rc = ids ? weft_tokenizer_encode(t, text, n, ids, n + 1, &k) : weft_error(WEFT_ENOMEM, "no memory");
     for (size_t i = 0; rc == 0 && i < k; i++)
@@ -860,7 +824,7 @@ static int decode_file(const weft_tokenizer *t, const char *path)
 {
     char *text, *out = NULL;
     size_t n, k = 0, len = 0;
-    WEFT_CHECK(slurp(path, &text, &n));
+    WEFT_CHECK(weft_read_file(path, INPUT_MAX_BYTES, "the ids to decode", &text, &n));
     uint32_t *ids = malloc((n / 2 + 1) * sizeof *ids);
     int rc = ids ? parse_ids(path, text, n, ids, &k) : weft_error(WEFT_ENOMEM, "no memory");
     if (rc == 0 && weft_tokenizer_decode(t, ids, k, NULL, 0, &len) == WEFT_EDATA)
