@@ -156,12 +156,39 @@ GPU_TEST_BINS := $(patsubst tests/gpu/%.c,$(BUILD)/tests/gpu/%,$(wildcard tests/
 endif
 endif
 
+# The CUDA kernels (kernels/cuda/*.cu) are built with nvcc, whenever it is
+# at CUDA_HOME, into their own library, libweft-cuda.so, for Ampere (sm_80)
+# and Hopper (sm_90, plus its PTX for later GPUs). libweft never links it:
+# the device layer opens it at run time (kernels/cuda/cuda_ops.h), so a
+# machine without CUDA runs the same programs. It links the shared CUDA
+# runtime (one runtime per process, the device layer's) and cuBLASLt.
+NVCC := $(CUDA_HOME)/bin/nvcc
+ifneq ($(CUDA),0)
+ifneq ($(wildcard $(NVCC)),)
+CUDA_OBJS := $(patsubst %.cu,$(BUILD)/obj/%.o,$(wildcard kernels/cuda/*.cu))
+CUDA_LIB  := $(BUILD)/lib/libweft-cuda.so
+endif
+endif
+NVCC_ARCH  := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
+NVCC_FLAGS  = -std=c++17 -O3 -I. $(NVCC_ARCH) -Xcompiler -fPIC,-fvisibility=hidden,-Wall,-Wextra \
+              $(if $(filter true,$(CI)),-Werror all-warnings -Xcompiler -Werror) -MMD -MP
+
+$(BUILD)/obj/kernels/cuda/%.o: kernels/cuda/%.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
+
+all: $(CUDA_LIB)
+
+$(CUDA_LIB): $(CUDA_OBJS)
+	@mkdir -p $(@D)
+	$(NVCC) -shared -cudart shared -o $@ $^ -L$(CUDA_HOME)/lib64 -lcublasLt -Xlinker -rpath,$(CUDA_HOME)/lib64
+
 $(BUILD)/tests/gpu/%: tests/gpu/%.c $(BUILD)/lib/libweft.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -isystem $(CUDA_HOME)/include -o $@ $< $(BUILD)/lib/libweft.a $(ALL_LDLIBS) \
 	    -L$(CUDA_HOME)/lib64 -lcudart -Wl,-rpath,$(CUDA_HOME)/lib64
 
-gpu-tests: $(GPU_TEST_BINS)
+gpu-tests: $(GPU_TEST_BINS) $(CUDA_LIB)
 
 # --- library -------------------------------------------------------------
 lib: $(BUILD)/lib/libweft.a $(BUILD)/lib/libweft.so

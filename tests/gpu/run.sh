@@ -1,8 +1,10 @@
 #!/bin/bash
 # run.sh -- every GPU check in one command, on a machine with a GPU (never
-# part of `make test`, which runs without one): the nccl backend's
-# conformance on one rank per GPU (TAP), then its allreduce benchmark beside
-# a device-to-device copy. Ends with "N passed, N failed" like tests/run.sh.
+# part of `make test`, which runs without one): every CUDA kernel of
+# libweft-cuda.so against the CPU's f64 kernels (kernels_check, TAP), the
+# nccl backend's conformance on one rank per GPU (TAP), then its allreduce
+# benchmark beside a device-to-device copy. Ends with "N passed, N failed"
+# like tests/run.sh.
 #
 #   tests/gpu/run.sh             build (make gpu-tests) and run
 #   tests/gpu/run.sh --no-build  run binaries already in $BUILD/tests/gpu
@@ -18,11 +20,16 @@ if ! ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU'); then
 fi
 echo "# $ngpu GPU(s): $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 log=$(mktemp)
+timeout -k 5 300 "$BUILD/tests/gpu/kernels_check" "$BUILD/lib" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+kpass=$(grep -c '^ok ' "$log"); kfail=$(grep -c '^not ok ' "$log")
+[ "$rc" -eq 0 ] || [ "$kfail" -gt 0 ] || kfail=$((kfail + 1))
 timeout -k 5 600 mpirun -np "$ngpu" --oversubscribe "$BUILD/tests/gpu/nccl_check" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 pass=$(grep -c '^ok ' "$log"); fail=$(grep -c '^not ok ' "$log")
 [ "$rc" -eq 0 ] || [ "$fail" -gt 0 ] || fail=$((fail + 1))
 timeout -k 5 600 mpirun -np "$ngpu" --oversubscribe "$BUILD/tests/gpu/nccl_bench" 2>&1
 rm -f "$log"
+pass=$((pass + kpass)); fail=$((fail + kfail))
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1,0 +1,480 @@
+/*
+ * kernels_check.c -- every CUDA kernel of libweft-cuda.so (kernels/cuda/)
+ * against the CPU's f64 kernel (kernels/kernels.h) on the same inputs, run
+ * by tests/gpu/run.sh on a machine with a GPU. TAP on stdout.
+ *
+ * Inputs are drawn in double and rounded to float, so both sides see the
+ * same numbers; the reference then computes in double. Sizes include the
+ * awkward ones: T not a multiple of the attention's 64-row blocks, C not a
+ * multiple of 64, the GPT-2 vocabulary (50257). Backward ops start from
+ * random gradients, checking that they accumulate. The ops whose
+ * determinism issue 20 asks for (embedding, attention, norms' backward)
+ * also run twice and must agree bit for bit.
+ *
+ * Tolerances (|got - want| <= atol + rtol |want|), per kind of op:
+ *   element-wise f32                  rtol 1e-5, atol 1e-6
+ *   reductions over a row (norms, matmul K <= 768, attention, xent)
+ *                                     rtol 1e-4, atol 1e-5 (matmul: TF32 is
+ *                                     not enabled: CUBLAS_COMPUTE_32F)
+ *   bf16 matmul (FAST_16BF)           rtol 2e-2, atol 2e-2 (inputs of
+ *                                     magnitude <= 1, K <= 200)
+ *
+ *   kernels_check [LIBDIR]   LIBDIR holds libweft-cuda.so (default build/lib)
+ */
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/kernels.h"
+
+#include <cuda_runtime_api.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const weft_cuda_ops *K;
+static weft_cuda_ctx *ctx;
+static int tests, failed;
+static unsigned seed = 12345;
+
+static void tap(int pass, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("%s %d - ", pass ? "ok" : "not ok", ++tests);
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    failed += !pass;
+    fflush(stdout);
+}
+
+static double uniform(void)
+{
+    seed = seed * 1664525u + 1013904223u;
+    return (double)(seed >> 8) / (double)(1u << 24) * 2.0 - 1.0;
+}
+
+/* n values in [-scale, scale], each exactly a float */
+static double *rnd(size_t n, double scale)
+{
+    double *h = malloc((n ? n : 1) * sizeof *h);
+    for (size_t i = 0; i < n; i++)
+        h[i] = (double)(float)(uniform() * scale);
+    return h;
+}
+
+static void *dmalloc(size_t bytes)
+{
+    void *d = NULL;
+    if (cudaMalloc(&d, bytes ? bytes : 1) != cudaSuccess) {
+        printf("Bail out! cudaMalloc(%zu) failed\n", bytes);
+        exit(1);
+    }
+    return d;
+}
+
+static float *up(const double *h, size_t n)
+{
+    float *f = malloc((n ? n : 1) * sizeof *f), *d = dmalloc(n * sizeof *f);
+    for (size_t i = 0; i < n; i++)
+        f[i] = (float)h[i];
+    cudaMemcpy(d, f, n * sizeof *f, cudaMemcpyHostToDevice);
+    free(f);
+    return d;
+}
+
+static int32_t *up_i32(const int32_t *h, size_t n)
+{
+    int32_t *d = dmalloc(n * sizeof *d);
+    cudaMemcpy(d, h, n * sizeof *d, cudaMemcpyHostToDevice);
+    return d;
+}
+
+/* The device array back as doubles (waits for the work before it). */
+static double *down(const float *d, size_t n)
+{
+    float *f = malloc((n ? n : 1) * sizeof *f);
+    double *h = malloc((n ? n : 1) * sizeof *h);
+    cudaError_t e = cudaMemcpy(f, d, n * sizeof *f, cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess) {
+        printf("Bail out! copying back: %s\n", cudaGetErrorString(e));
+        exit(1);
+    }
+    for (size_t i = 0; i < n; i++)
+        h[i] = f[i];
+    free(f);
+    return h;
+}
+
+static int op_ok(int rc, const char *what)
+{
+    if (rc)
+        tap(0, "%s: status %d: %s", what, rc, K->ctx_error(ctx));
+    return rc == 0;
+}
+
+/* got (device, n floats) against want; one TAP line. */
+static void expect(const char *what, const float *got_d, const double *want, size_t n, double rtol, double atol)
+{
+    double *got = down(got_d, n), worst = 0;
+    size_t bad = n;
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs(got[i] - want[i]), lim = atol + rtol * fabs(want[i]);
+        if (!(err <= lim) && bad == n)
+            bad = i;
+        if (err > worst)
+            worst = err;
+    }
+    if (bad == n)
+        tap(1, "%s (%zu values, max error %.2e)", what, n, worst);
+    else
+        tap(0, "%s: element %zu is %.9g, want %.9g (tolerance %.1e + %.1e rel)", what, bad, got[bad], want[bad], atol,
+            rtol);
+    free(got);
+}
+
+static void expect_same(const char *what, const float *a_d, const float *b_d, size_t n)
+{
+    double *a = down(a_d, n), *b = down(b_d, n);
+    size_t i = 0;
+    while (i < n && memcmp(&a[i], &b[i], sizeof a[i]) == 0)
+        i++;
+    tap(i == n, "%s: two runs bitwise equal%s", what, i == n ? "" : " (they differ)");
+    free(a);
+    free(b);
+}
+
+static void check_matmul(int N, int C, int OC, int bf16)
+{
+    double *inp = rnd((size_t)N * C, 1), *w = rnd((size_t)OC * C, 1), *b = rnd(OC, 1), *dout = rnd((size_t)N * OC, 1);
+    double *out = malloc((size_t)N * OC * sizeof *out), *dinp = rnd((size_t)N * C, 1), *dw = rnd((size_t)OC * C, 1),
+           *db = rnd(OC, 1);
+    float *d_inp = up(inp, (size_t)N * C), *d_w = up(w, (size_t)OC * C), *d_b = up(b, OC),
+          *d_dout = up(dout, (size_t)N * OC), *d_out = dmalloc((size_t)N * OC * 4), *d_dinp = up(dinp, (size_t)N * C),
+          *d_dw = up(dw, (size_t)OC * C), *d_db = up(db, OC);
+    weft_matmul_forward_f64(out, inp, w, b, N, C, OC);
+    weft_matmul_backward_f64(dinp, dw, db, dout, inp, w, N, C, OC);
+    K->ctx_set_bf16(ctx, bf16);
+    double rt = bf16 ? 2e-2 : 1e-4, at = bf16 ? 2e-2 : 1e-5;
+    char what[128];
+    snprintf(what, sizeof what, "matmul %s N %d C %d OC %d", bf16 ? "bf16" : "f32", N, C, OC);
+    if (op_ok(K->matmul_forward(ctx, d_out, d_inp, d_w, d_b, N, C, OC), what))
+        expect(what, d_out, out, (size_t)N * OC, rt, at);
+    strcat(what, " backward");
+    if (op_ok(K->matmul_backward(ctx, d_dinp, d_dw, d_db, d_dout, d_inp, d_w, N, C, OC), what)) {
+        expect(what, d_dinp, dinp, (size_t)N * C, rt, at);
+        expect(what, d_dw, dw, (size_t)OC * C, rt, at);
+        expect(what, d_db, db, OC, 1e-4, 1e-5); /* bias gradient: f32 sums whatever the precision */
+    }
+    K->ctx_set_bf16(ctx, 0);
+    free(inp), free(w), free(b), free(dout), free(out), free(dinp), free(dw), free(db);
+    cudaFree(d_inp), cudaFree(d_w), cudaFree(d_b), cudaFree(d_dout), cudaFree(d_out), cudaFree(d_dinp), cudaFree(d_dw),
+        cudaFree(d_db);
+}
+
+static void check_layernorm(int N, int C)
+{
+    size_t nc = (size_t)N * C;
+    double *x = rnd(nc, 2), *w = rnd(C, 1), *b = rnd(C, 1), *dy = rnd(nc, 1), *out = malloc(nc * 8), *mean = malloc(N * 8),
+           *rstd = malloc(N * 8), *dx = rnd(nc, 1), *dw = rnd(C, 1), *db = rnd(C, 1);
+    for (size_t i = 0; i < nc; i++) /* an offset much larger than the spread: the centred variance matters */
+        x[i] = (double)(float)(x[i] + 10.0);
+    float *d_x = up(x, nc), *d_w = up(w, C), *d_b = up(b, C), *d_dy = up(dy, nc), *d_out = dmalloc(nc * 4),
+          *d_mean = dmalloc(N * 4), *d_rstd = dmalloc(N * 4), *d_dx = up(dx, nc), *d_dw = up(dw, C), *d_db = up(db, C),
+          *d_dx2 = up(dx, nc), *d_dw2 = up(dw, C), *d_db2 = up(db, C);
+    weft_layernorm_forward_f64(out, mean, rstd, x, w, b, N, C);
+    weft_layernorm_backward_f64(dx, dw, db, dy, x, w, mean, rstd, N, C);
+    char what[96];
+    snprintf(what, sizeof what, "layernorm N %d C %d", N, C);
+    if (op_ok(K->layernorm_forward(ctx, d_out, d_mean, d_rstd, d_x, d_w, d_b, N, C), what)) {
+        expect(what, d_out, out, nc, 1e-4, 1e-5);
+        expect("layernorm mean", d_mean, mean, N, 1e-5, 1e-6);
+        expect("layernorm rstd", d_rstd, rstd, N, 1e-4, 1e-5);
+    }
+    strcat(what, " backward");
+    if (op_ok(K->layernorm_backward(ctx, d_dx, d_dw, d_db, d_dy, d_x, d_w, d_mean, d_rstd, N, C), what) &&
+        op_ok(K->layernorm_backward(ctx, d_dx2, d_dw2, d_db2, d_dy, d_x, d_w, d_mean, d_rstd, N, C), what)) {
+        expect(what, d_dx, dx, nc, 1e-4, 1e-4);
+        expect(what, d_dw, dw, C, 1e-4, 1e-4);
+        expect(what, d_db, db, C, 1e-4, 1e-4);
+        expect_same(what, d_dw, d_dw2, C);
+    }
+    free(x), free(w), free(b), free(dy), free(out), free(mean), free(rstd), free(dx), free(dw), free(db);
+    cudaFree(d_x), cudaFree(d_w), cudaFree(d_b), cudaFree(d_dy), cudaFree(d_out), cudaFree(d_mean), cudaFree(d_rstd),
+        cudaFree(d_dx), cudaFree(d_dw), cudaFree(d_db), cudaFree(d_dx2), cudaFree(d_dw2), cudaFree(d_db2);
+}
+
+static void check_rmsnorm(int N, int C)
+{
+    size_t nc = (size_t)N * C;
+    double *x = rnd(nc, 2), *w = rnd(C, 1), *dy = rnd(nc, 1), *out = malloc(nc * 8), *rstd = malloc(N * 8),
+           *dx = rnd(nc, 1), *dw = rnd(C, 1);
+    float *d_x = up(x, nc), *d_w = up(w, C), *d_dy = up(dy, nc), *d_out = dmalloc(nc * 4), *d_rstd = dmalloc(N * 4),
+          *d_dx = up(dx, nc), *d_dw = up(dw, C);
+    weft_rmsnorm_forward_f64(out, rstd, x, w, N, C, 1e-5);
+    weft_rmsnorm_backward_f64(dx, dw, dy, x, w, rstd, N, C);
+    char what[96];
+    snprintf(what, sizeof what, "rmsnorm N %d C %d", N, C);
+    if (op_ok(K->rmsnorm_forward(ctx, d_out, d_rstd, d_x, d_w, N, C, 1e-5), what)) {
+        expect(what, d_out, out, nc, 1e-4, 1e-5);
+        expect("rmsnorm rstd", d_rstd, rstd, N, 1e-4, 1e-5);
+    }
+    strcat(what, " backward");
+    if (op_ok(K->rmsnorm_backward(ctx, d_dx, d_dw, d_dy, d_x, d_w, d_rstd, N, C), what)) {
+        expect(what, d_dx, dx, nc, 1e-4, 1e-4);
+        expect(what, d_dw, dw, C, 1e-4, 1e-4);
+    }
+    free(x), free(w), free(dy), free(out), free(rstd), free(dx), free(dw);
+    cudaFree(d_x), cudaFree(d_w), cudaFree(d_dy), cudaFree(d_out), cudaFree(d_rstd), cudaFree(d_dx), cudaFree(d_dw);
+}
+
+static void check_pointwise(size_t n)
+{
+    double *a = rnd(n, 6), *b = rnd(n, 3), *dy = rnd(n, 1), *out = malloc(n * 8), *da = rnd(n, 1), *db = rnd(n, 1);
+    float *d_a = up(a, n), *d_b = up(b, n), *d_dy = up(dy, n), *d_out = dmalloc(n * 4), *d_da = up(da, n),
+          *d_db = up(db, n);
+    weft_gelu_forward_f64(out, a, n);
+    if (op_ok(K->gelu_forward(ctx, d_out, d_a, n), "gelu"))
+        expect("gelu forward", d_out, out, n, 1e-5, 1e-6);
+    weft_gelu_backward_f64(da, a, dy, n);
+    if (op_ok(K->gelu_backward(ctx, d_da, d_a, d_dy, n), "gelu backward"))
+        expect("gelu backward", d_da, da, n, 1e-5, 1e-6);
+    weft_residual_forward_f64(out, a, b, n);
+    if (op_ok(K->residual_forward(ctx, d_out, d_a, d_b, n), "residual"))
+        expect("residual forward", d_out, out, n, 1e-7, 0);
+    weft_residual_backward_f64(da, db, dy, n);
+    if (op_ok(K->residual_backward(ctx, d_da, d_db, d_dy, n), "residual backward")) {
+        expect("residual backward (a)", d_da, da, n, 1e-6, 1e-6);
+        expect("residual backward (b)", d_db, db, n, 1e-6, 1e-6);
+    }
+    weft_swiglu_forward_f64(out, a, b, n);
+    if (op_ok(K->swiglu_forward(ctx, d_out, d_a, d_b, n), "swiglu"))
+        expect("swiglu forward", d_out, out, n, 1e-5, 1e-6);
+    weft_swiglu_backward_f64(da, db, a, b, dy, n);
+    if (op_ok(K->swiglu_backward(ctx, d_da, d_db, d_a, d_b, d_dy, n), "swiglu backward")) {
+        expect("swiglu backward (gate)", d_da, da, n, 1e-5, 1e-5);
+        expect("swiglu backward (up)", d_db, db, n, 1e-5, 1e-5);
+    }
+    free(a), free(b), free(dy), free(out), free(da), free(db);
+    cudaFree(d_a), cudaFree(d_b), cudaFree(d_dy), cudaFree(d_out), cudaFree(d_da), cudaFree(d_db);
+}
+
+static void check_embedding(int B, int T, int C, int V, int with_wpe)
+{
+    size_t n = (size_t)B * T * C;
+    int32_t *tok = malloc((size_t)B * T * sizeof *tok);
+    for (int i = 0; i < B * T; i++) /* few distinct tokens: many rows share one */
+        tok[i] = (int32_t)((unsigned)(uniform() * 1e6 + 1e6) % (unsigned)(i % 3 ? 7 : V));
+    double *wte = rnd((size_t)V * C, 1), *wpe = rnd((size_t)T * C, 1), *dy = rnd(n, 1), *out = malloc(n * 8),
+           *dwte = rnd((size_t)V * C, 1), *dwpe = rnd((size_t)T * C, 1), *zero = calloc((size_t)T * C, 8);
+    int32_t *d_tok = up_i32(tok, (size_t)B * T);
+    float *d_wte = up(wte, (size_t)V * C), *d_wpe = up(wpe, (size_t)T * C), *d_dy = up(dy, n), *d_out = dmalloc(n * 4),
+          *d_dwte = up(dwte, (size_t)V * C), *d_dwpe = up(dwpe, (size_t)T * C), *d_dwte2 = up(dwte, (size_t)V * C);
+    /* The CPU op always adds wpe: give it zeros for "no position table". */
+    weft_embedding_forward_f64(out, tok, wte, with_wpe ? wpe : zero, B, T, C);
+    char what[96];
+    snprintf(what, sizeof what, "embedding B %d T %d C %d V %d%s", B, T, C, V, with_wpe ? "" : " (no wpe)");
+    if (op_ok(K->embedding_forward(ctx, d_out, d_tok, d_wte, with_wpe ? d_wpe : NULL, B, T, C), what))
+        expect(what, d_out, out, n, 1e-6, 1e-6);
+    double *dwpe_cpu = with_wpe ? dwpe : zero;
+    weft_embedding_backward_f64(dwte, dwpe_cpu, dy, tok, B, T, C);
+    strcat(what, " backward");
+    if (op_ok(K->embedding_backward(ctx, d_dwte, with_wpe ? d_dwpe : NULL, d_dy, d_tok, B, T, C), what) &&
+        op_ok(K->embedding_backward(ctx, d_dwte2, NULL, d_dy, d_tok, B, T, C), what)) {
+        expect(what, d_dwte, dwte, (size_t)V * C, 1e-5, 1e-5);
+        if (with_wpe)
+            expect(what, d_dwpe, dwpe, (size_t)T * C, 1e-5, 1e-5);
+        expect_same(what, d_dwte, d_dwte2, (size_t)V * C);
+    }
+    free(tok), free(wte), free(wpe), free(dy), free(out), free(dwte), free(dwpe), free(zero);
+    cudaFree(d_tok), cudaFree(d_wte), cudaFree(d_wpe), cudaFree(d_dy), cudaFree(d_out), cudaFree(d_dwte),
+        cudaFree(d_dwpe), cudaFree(d_dwte2);
+}
+
+static void check_xent(int N, int V)
+{
+    size_t n = (size_t)N * V;
+    double *logits = rnd(n, 8), *losses = malloc(N * 8), *dl = malloc(n * 8);
+    int32_t *tgt = malloc(N * sizeof *tgt);
+    for (int i = 0; i < N; i++)
+        tgt[i] = i % 5 == 4 ? -1 : (int32_t)((unsigned)(uniform() * 1e6 + 1e6) % (unsigned)V);
+    float *d_logits = up(logits, n), *d_losses = dmalloc(N * 4), *d_dl = dmalloc(n * 4);
+    int32_t *d_tgt = up_i32(tgt, N);
+    double dloss = 1.0 / N, mean = weft_xent_forward_backward_f64(losses, dl, logits, tgt, N, V, dloss), got = 0;
+    char what[96];
+    snprintf(what, sizeof what, "xent N %d V %d", N, V);
+    if (op_ok(K->xent_forward_backward(ctx, d_losses, d_dl, d_logits, d_tgt, N, V, dloss), what)) {
+        expect("xent losses", d_losses, losses, N, 1e-5, 1e-5);
+        expect("xent dlogits", d_dl, dl, n, 1e-4, 1e-8);
+        if (op_ok(K->xent_mean(ctx, &got, d_losses, d_tgt, N), "xent_mean"))
+            tap(fabs(got - mean) <= 1e-5 * fabs(mean) + 1e-6, "xent mean %.9g, want %.9g", got, mean);
+    }
+    /* in place: dlogits over the logits themselves */
+    if (op_ok(K->xent_forward_backward(ctx, NULL, d_logits, d_logits, d_tgt, N, V, dloss), "xent in place"))
+        expect("xent dlogits in place", d_logits, dl, n, 1e-4, 1e-8);
+    free(dl);
+    /* the vocabulary-parallel passes on the second half of the columns */
+    int v0 = V / 2, Vl = V - v0;
+    double *slice = malloc((size_t)N * Vl * 8), *mx = malloc(N * 8), *sum = malloc(N * 8), *xt = malloc(N * 8),
+           *lse = malloc(N * 8), *grad = malloc((size_t)N * Vl * 8);
+    for (int r = 0; r < N; r++)
+        memcpy(slice + (size_t)r * Vl, logits + (size_t)r * V + v0, Vl * 8);
+    weft_xent_stats_f64(mx, sum, xt, slice, tgt, N, Vl, v0);
+    for (int r = 0; r < N; r++)
+        lse[r] = mx[r] + log(sum[r]);
+    weft_xent_grad_f64(grad, slice, lse, tgt, N, Vl, v0, dloss);
+    float *d_slice = up(slice, (size_t)N * Vl), *d_grad = dmalloc((size_t)N * Vl * 4);
+    double *d_mx = dmalloc(N * 8), *d_sum = dmalloc(N * 8), *d_xt = dmalloc(N * 8), *d_lse = dmalloc(N * 8);
+    cudaMemcpy(d_lse, lse, N * 8, cudaMemcpyHostToDevice);
+    if (op_ok(K->xent_stats(ctx, d_mx, d_sum, d_xt, d_slice, d_tgt, N, Vl, v0), "xent_stats")) {
+        double *h = malloc(3 * N * 8);
+        cudaMemcpy(h, d_mx, N * 8, cudaMemcpyDeviceToHost);
+        cudaMemcpy(h + N, d_sum, N * 8, cudaMemcpyDeviceToHost);
+        cudaMemcpy(h + 2 * N, d_xt, N * 8, cudaMemcpyDeviceToHost);
+        int bad = -1;
+        for (int r = 0; r < N && bad < 0; r++)
+            if (h[r] != mx[r] || fabs(h[N + r] - sum[r]) > 1e-5 * sum[r] || h[2 * N + r] != xt[r])
+                bad = r;
+        tap(bad < 0, "xent_stats v0 %d: max, sum, target logit per row%s", v0, bad < 0 ? "" : " differ");
+        free(h);
+    }
+    if (op_ok(K->xent_grad(ctx, d_grad, d_slice, d_lse, d_tgt, N, Vl, v0, dloss), "xent_grad"))
+        expect("xent_grad", d_grad, grad, (size_t)N * Vl, 1e-4, 1e-8);
+    free(logits), free(losses), free(tgt), free(slice), free(mx), free(sum), free(xt), free(lse), free(grad);
+    cudaFree(d_logits), cudaFree(d_losses), cudaFree(d_dl), cudaFree(d_tgt), cudaFree(d_slice), cudaFree(d_grad),
+        cudaFree(d_mx), cudaFree(d_sum), cudaFree(d_xt), cudaFree(d_lse);
+}
+
+static void check_optimizer(size_t n)
+{
+    double *p = rnd(n, 1), *g = rnd(n, 1), *m = rnd(n, 0.1), *v = rnd(n, 0.1);
+    for (size_t i = 0; i < n; i++)
+        v[i] = fabs(v[i]);
+    float *d_p = up(p, n), *d_g = up(g, n), *d_m = up(m, n), *d_v = up(v, n);
+    double want = weft_sumsq_f64(g, n), got = 0;
+    if (op_ok(K->sumsq(ctx, &got, d_g, n), "sumsq"))
+        tap(fabs(got - want) <= 1e-9 * want, "sumsq of %zu: %.12g, want %.12g", n, got, want);
+    weft_adamw_update_f64(p, g, m, v, n, 3e-4, 0.9, 0.95, 1e-8, 0.1, 7, 0.5);
+    if (op_ok(K->adamw_update(ctx, d_p, d_g, d_m, d_v, n, 3e-4, 0.9, 0.95, 1e-8, 0.1, 7, 0.5), "adamw")) {
+        expect("adamw params", d_p, p, n, 1e-5, 1e-7);
+        expect("adamw m", d_m, m, n, 1e-5, 1e-8);
+        expect("adamw v", d_v, v, n, 1e-5, 1e-9);
+    }
+    free(p), free(g), free(m), free(v);
+    cudaFree(d_p), cudaFree(d_g), cudaFree(d_m), cudaFree(d_v);
+}
+
+static void check_rope(int B, int T, int nh, int hs)
+{
+    size_t n = (size_t)B * T * nh * hs, nt = (size_t)T * (hs / 2);
+    double *cs = malloc(nt * 8), *sn = malloc(nt * 8), *x = rnd(n, 1);
+    weft_rope_table_f64(cs, sn, T, hs, 10000.0);
+    for (size_t i = 0; i < nt; i++)
+        cs[i] = (double)(float)cs[i], sn[i] = (double)(float)sn[i];
+    float *d_cs = up(cs, nt), *d_sn = up(sn, nt), *d_x = up(x, n);
+    weft_rope_forward_f64(x, cs, sn, B, T, nh, hs);
+    if (op_ok(K->rope_forward(ctx, d_x, d_cs, d_sn, B, T, nh, hs), "rope"))
+        expect("rope forward", d_x, x, n, 1e-5, 1e-6);
+    weft_rope_backward_f64(x, cs, sn, B, T, nh, hs);
+    if (op_ok(K->rope_backward(ctx, d_x, d_cs, d_sn, B, T, nh, hs), "rope backward"))
+        expect("rope backward", d_x, x, n, 1e-5, 1e-6);
+    free(cs), free(sn), free(x);
+    cudaFree(d_cs), cudaFree(d_sn), cudaFree(d_x);
+}
+
+static void check_attention(int B, int T, int C, int NH)
+{
+    size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, nl = (size_t)B * NH * T;
+    double *qkv = rnd(nq, 1), *out = malloc(no * 8), *lse = malloc(nl * 8), *dout = rnd(no, 1), *dqkv = rnd(nq, 1);
+    float *d_qkv = up(qkv, nq), *d_out = dmalloc(no * 4), *d_lse = dmalloc(nl * 4), *d_dout = up(dout, no),
+          *d_dqkv = up(dqkv, nq), *d_dqkv2 = up(dqkv, nq);
+    weft_attention_flash_forward_f64(out, lse, qkv, B, T, C, NH);
+    weft_attention_flash_backward_f64(dqkv, dout, qkv, out, lse, B, T, C, NH);
+    char what[96];
+    snprintf(what, sizeof what, "attention B %d T %d C %d NH %d", B, T, C, NH);
+    if (op_ok(K->attention_forward(ctx, d_out, d_lse, d_qkv, B, T, C, NH), what)) {
+        expect(what, d_out, out, no, 1e-4, 1e-5);
+        expect("attention lse", d_lse, lse, nl, 1e-5, 1e-5);
+    }
+    strcat(what, " backward");
+    if (op_ok(K->attention_backward(ctx, d_dqkv, d_dout, d_qkv, d_out, d_lse, B, T, C, NH), what) &&
+        op_ok(K->attention_backward(ctx, d_dqkv2, d_dout, d_qkv, d_out, d_lse, B, T, C, NH), what)) {
+        expect(what, d_dqkv, dqkv, nq, 1e-4, 1e-4);
+        expect_same(what, d_dqkv, d_dqkv2, nq);
+    }
+    free(qkv), free(out), free(lse), free(dout), free(dqkv);
+    cudaFree(d_qkv), cudaFree(d_out), cudaFree(d_lse), cudaFree(d_dout), cudaFree(d_dqkv), cudaFree(d_dqkv2);
+}
+
+static void check_gqa(int B, int T, int NH, int NKV, int hs)
+{
+    size_t nq = (size_t)B * T * NH * hs, nk = (size_t)B * T * NKV * hs, nl = (size_t)B * NH * T;
+    double *q = rnd(nq, 1), *k = rnd(nk, 1), *v = rnd(nk, 1), *out = malloc(nq * 8), *lse = malloc(nl * 8),
+           *dout = rnd(nq, 1), *dq = rnd(nq, 1), *dk = rnd(nk, 1), *dv = rnd(nk, 1);
+    float *d_q = up(q, nq), *d_k = up(k, nk), *d_v = up(v, nk), *d_out = dmalloc(nq * 4), *d_lse = dmalloc(nl * 4),
+          *d_dout = up(dout, nq), *d_dq = up(dq, nq), *d_dk = up(dk, nk), *d_dv = up(dv, nk);
+    weft_gqa_attention_flash_forward_f64(out, lse, q, k, v, B, T, NH, NKV, hs);
+    weft_gqa_attention_flash_backward_f64(dq, dk, dv, dout, q, k, v, out, lse, B, T, NH, NKV, hs);
+    char what[96];
+    snprintf(what, sizeof what, "gqa attention B %d T %d NH %d NKV %d hs %d", B, T, NH, NKV, hs);
+    if (op_ok(K->gqa_attention_forward(ctx, d_out, d_lse, d_q, d_k, d_v, B, T, NH, NKV, hs), what))
+        expect(what, d_out, out, nq, 1e-4, 1e-5);
+    strcat(what, " backward");
+    if (op_ok(K->gqa_attention_backward(ctx, d_dq, d_dk, d_dv, d_dout, d_q, d_k, d_v, d_out, d_lse, B, T, NH, NKV, hs),
+              what)) {
+        expect("gqa dq", d_dq, dq, nq, 1e-4, 1e-4);
+        expect("gqa dk", d_dk, dk, nk, 1e-4, 1e-4);
+        expect("gqa dv", d_dv, dv, nk, 1e-4, 1e-4);
+    }
+    free(q), free(k), free(v), free(out), free(lse), free(dout), free(dq), free(dk), free(dv);
+    cudaFree(d_q), cudaFree(d_k), cudaFree(d_v), cudaFree(d_out), cudaFree(d_lse), cudaFree(d_dout), cudaFree(d_dq),
+        cudaFree(d_dk), cudaFree(d_dv);
+}
+
+int main(int argc, char **argv)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/libweft-cuda.so", argc > 1 ? argv[1] : "build/lib");
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    weft_cuda_ops_get_fn get = lib ? (weft_cuda_ops_get_fn)dlsym(lib, "weft_cuda_ops_get") : NULL;
+    if (!get) {
+        printf("Bail out! cannot load %s: %s\n", path, dlerror());
+        return 1;
+    }
+    K = get();
+    if (K->abi != WEFT_CUDA_OPS_ABI) {
+        printf("Bail out! %s has table version %d, this test %d\n", path, K->abi, WEFT_CUDA_OPS_ABI);
+        return 1;
+    }
+    char err[512];
+    int rc = K->ctx_new(NULL, 1024, &ctx, err, sizeof err);
+    if (rc) {
+        printf("Bail out! ctx_new: %s\n", err);
+        return 1;
+    }
+    tap(1, "libweft-cuda.so loaded, context of %zu bytes", K->ctx_bytes(ctx));
+    check_matmul(67, 72, 200, 0);
+    check_matmul(64, 768, 96, 0);
+    check_matmul(67, 72, 200, 1);
+    check_layernorm(67, 72);
+    check_layernorm(33, 768);
+    check_rmsnorm(67, 72);
+    check_pointwise(1000003);
+    check_embedding(3, 67, 72, 1000, 1);
+    check_embedding(2, 33, 40, 300, 0);
+    check_xent(37, 50257);
+    check_optimizer(100003);
+    check_rope(2, 67, 3, 24);
+    check_attention(2, 67, 72, 3);
+    check_attention(1, 130, 128, 2);
+    check_gqa(2, 67, 4, 2, 32);
+    check_gqa(1, 65, 4, 1, 128);
+    /* a head too large for the kernel is refused with a message, not run */
+    rc = K->gqa_attention_forward(ctx, NULL, NULL, NULL, NULL, NULL, 1, 4, 1, 1, WEFT_CUDA_MAX_HS + 2);
+    tap(rc != 0 && strstr(K->ctx_error(ctx), "head size"), "head size %d refused: %s", WEFT_CUDA_MAX_HS + 2,
+        K->ctx_error(ctx));
+    K->ctx_free(ctx);
+    printf("1..%d\n", tests);
+    return failed ? 1 : 0;
+}
