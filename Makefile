@@ -183,6 +183,14 @@ $(CUDA_LIB): $(CUDA_OBJS)
 	@mkdir -p $(@D)
 	$(NVCC) -shared -cudart shared -o $@ $^ -L$(CUDA_HOME)/lib64 -lcublasLt -Xlinker -rpath,$(CUDA_HOME)/lib64
 
+# kernels_check needs only the f64 CPU kernels (and BLAS, linked statically)
+# beside the CUDA runtime: a GPU machine without MPI, HDF5 or oneDNN runs it
+# (and libweft-cuda.so) as they are copied there.
+$(BUILD)/tests/gpu/kernels_check: tests/gpu/kernels_check.c $(BUILD)/obj/kernels/ops_f64.o
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -isystem $(CUDA_HOME)/include -o $@ $^ $(shell pkg-config --variable=libdir openblas)/libopenblas.a \
+	    -L$(CUDA_HOME)/lib64 -lcudart -Wl,-rpath,$(CUDA_HOME)/lib64 -ldl -lpthread -lm
+
 $(BUILD)/tests/gpu/%: tests/gpu/%.c $(BUILD)/lib/libweft.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -isystem $(CUDA_HOME)/include -o $@ $< $(BUILD)/lib/libweft.a $(ALL_LDLIBS) \
