@@ -123,10 +123,15 @@ def faulted_timed(a, args, run_dir, spec, log):
     lines, MS ms later). (exit code, unix time of the signal or None, end)."""
     act, rest = spec.split("@")
     rank, steps, ms = (int(x) for x in rest.split("+"))
-    # slow_step: 25 ms a step, so that a run of tiny steps (a few ms each)
-    # spans the draw's 0-300 ms and the signal lands mid-run as often as at
-    # its end (without it, 6 of 13 timed trials of seed 28 hit the shutdown)
-    p, f, t0 = start(a.bin, args, run_dir, "slow_step:25", log, 600)
+    # slow_step stretches the run's tiny steps (a few ms each) so that the
+    # moment lands mid-run: without it, 6 of 13 timed trials of seed 28 hit
+    # the shutdown. At least 25 ms a step, and enough that the steps left
+    # after STEPS outlast the draw's delay by half a second (a loaded
+    # machine may wake this process late): with 25 ms alone, seed 30's
+    # trial 187 (step 9 + 298 ms of 12) found the job already done.
+    left = STEPS - steps
+    slow = max(25, -(-(ms + 500) // left))
+    p, f, t0 = start(a.bin, args, run_dir, f"slow_step:{slow}", log, 600)
     end, t_sig = time.time() + 300, None
     while p.poll() is None and time.time() < end:  # bounded; polls a file the job writes
         try:
