@@ -258,12 +258,14 @@ static int sync_save(bench *b, const weft_ckpt_opts *o, double *secs, double *da
         d[r] = max_over_ranks(b, st.data_s);
         last_sync = st; /* each phase: the slowest rank's */
         last_sync.data_s = max_over_ranks(b, st.data_s);
+        last_sync.create_s = max_over_ranks(b, st.create_s);
         last_sync.verify_s = max_over_ranks(b, st.verify_s);
         last_sync.commit_s = max_over_ranks(b, st.commit_s);
         *file = st.bytes_file ? st.bytes_file : *file;
         if (getenv("BENCH_CKPT_VERBOSE") && b->ctx->rank == 0)
-            printf("  save %lld: %.3f s: data %.3f, verify %.3f, commit %.3f (slowest rank)\n", (long long)m.step,
-                   t[r], last_sync.data_s, last_sync.verify_s, last_sync.commit_s);
+            printf("  save %lld: %.3f s: data %.3f (create %.3f), verify %.3f, commit %.3f (slowest rank)\n",
+                   (long long)m.step, t[r], last_sync.data_s, last_sync.create_s, last_sync.verify_s,
+                   last_sync.commit_s);
     }
     for (int i = 0; i < 3; i++)
         for (int j = i + 1; j < 3; j++)

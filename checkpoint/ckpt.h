@@ -161,7 +161,8 @@ typedef struct weft_ckpt_stats {
     double blocked_s;            /* inside weft_ckpt_save (copy + agreement) */
     double copy_s;               /* the memcpy into staging */
     double write_s;              /* writer: create .. commit */
-    double data_s;               /* writer: the collective data writes only */
+    double data_s;               /* writer: creating the datasets and writing the data */
+    double create_s;             /* writer: of data_s, creating the datasets (HDF5 metadata) */
     double verify_s;             /* writer: read-back check and checksums */
     double commit_s;             /* writer: fsync, rename, latest, retention */
     size_t bytes_rank;           /* bytes this rank wrote */
