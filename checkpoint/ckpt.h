@@ -93,9 +93,9 @@ typedef struct weft_ckpt_opts {
     int skip_if_busy;            /* 1: a save during a save is skipped; 0: waits */
     int stop_on_error;           /* 1: a failed save stops training */
     int async;                   /* 0: weft_ckpt_save returns once committed */
-    int collective;              /* collective (1) or independent (0) transfers; -1: auto, collective
-                                    when the job spans nodes (docs/checkpoint-format.md, "Tuning") */
-    int coll_metadata;           /* collective metadata reads and writes; -1: auto, as collective */
+    int collective;              /* no effect: the data is written with pwrite (save_data.c); kept
+                                    for checkpoint.collective in existing configurations */
+    int coll_metadata;           /* collective metadata writes of a save; -1: auto, on when the job spans nodes */
     size_t alignment;            /* objects >= 16 x alignment start on its multiples (0: off) */
     int preflight;               /* check free space first */
     size_t loader_len;           /* bytes reserved for the loader state */

@@ -119,10 +119,11 @@ static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state 
     c->size = weft_comm_size(l->world);
     weft_ctx *ctx = weft_ctx_current();
     c->fsyncer = !ctx || ctx->local_rank == 0;
-    /* auto: collective two-phase I/O and metadata pay across nodes (one
-     * writer per node region, no metadata storm on a shared file system);
-     * on one node independent writes go straight to the page cache at
-     * memcpy speed (measurements: docs/checkpoint-format.md, "Tuning"). */
+    /* auto: collective metadata writes pay across nodes (one writer, no
+     * metadata storm on a shared file system); on one node they are only
+     * more synchronisation. The data never goes through HDF5 (save_data.c),
+     * so opts.collective is resolved for what it reports and used by nothing
+     * (docs/checkpoint-format.md, "Tuning"). */
     int nodes = ctx ? ctx->nnodes : 2;
     c->multinode = nodes > 1;
     if (c->opts.collective < 0)
