@@ -37,8 +37,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#include <xxhash.h>
 
 #ifndef WEFT_VERSION
 #define WEFT_VERSION "unknown"
