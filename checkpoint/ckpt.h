@@ -163,7 +163,7 @@ typedef struct weft_ckpt_stats {
     double write_s;              /* writer: create .. commit */
     double data_s;               /* writer: creating the datasets and writing the data */
     double create_s;             /* writer: of data_s, creating the datasets (HDF5 metadata) */
-    double verify_s;             /* writer: read-back check and checksums */
+    double verify_s;             /* writer: start of the write-back, read-back check and checksums */
     double commit_s;             /* writer: fsync, rename, latest, retention */
     size_t bytes_rank;           /* bytes this rank wrote */
     size_t bytes_file;           /* file size */
