@@ -23,8 +23,9 @@
  *   step time      normal, and while an asynchronous save is in flight
  *                  (target <= 1.1x)
  *   practices      sync save time with the chosen settings, then with
- *                  collective transfers, collective metadata, both, and
- *                  alignment off (each one changed alone)
+ *                  collective metadata, and alignment off (each one
+ *                  changed alone; the data is written with pwrite, so
+ *                  collective transfers no longer apply)
  *   two tiers      sync saves committed in --local DIR (default
  *                  build/bench-data/ckpt-local; give a node-local disk or
  *                  /dev/shm) beside the one-tier sync save to --dir; the
@@ -258,12 +259,14 @@ static int sync_save(bench *b, const weft_ckpt_opts *o, double *secs, double *da
         d[r] = max_over_ranks(b, st.data_s);
         last_sync = st; /* each phase: the slowest rank's */
         last_sync.data_s = max_over_ranks(b, st.data_s);
+        last_sync.create_s = max_over_ranks(b, st.create_s);
         last_sync.verify_s = max_over_ranks(b, st.verify_s);
         last_sync.commit_s = max_over_ranks(b, st.commit_s);
         *file = st.bytes_file ? st.bytes_file : *file;
         if (getenv("BENCH_CKPT_VERBOSE") && b->ctx->rank == 0)
-            printf("  save %lld: %.3f s: data %.3f, verify %.3f, commit %.3f (slowest rank)\n", (long long)m.step,
-                   t[r], last_sync.data_s, last_sync.verify_s, last_sync.commit_s);
+            printf("  save %lld: %.3f s: data %.3f (create %.3f), verify %.3f, commit %.3f (slowest rank)\n",
+                   (long long)m.step, t[r], last_sync.data_s, last_sync.create_s, last_sync.verify_s,
+                   last_sync.commit_s);
     }
     for (int i = 0; i < 3; i++)
         for (int j = i + 1; j < 3; j++)
@@ -431,16 +434,16 @@ static int run(bench *b, int nsteps)
         WEFT_CHECK(load_s(b, last, &ld[k]));
     ld[0] = median3(ld[0], ld[1], ld[2]);
     WEFT_CHECK(async_saves(b, &o, &blocked, &during, &ndur));
-    /* the practices, each changed alone from what this run chose */
-    const char *what[] = {"collective transfers", "collective metadata", "both collective", "alignment off"};
-    double alt[4], alt_best[4], d;
-    for (int k = 0; k < 4; k++) {
+    /* the practices, each changed alone from what this run chose (the data
+     * goes with pwrite: collective transfers no longer apply) */
+    const char *what[] = {"collective metadata", "alignment off"};
+    enum { NALT = 2 };
+    double alt[NALT], alt_best[NALT], d;
+    for (int k = 0; k < NALT; k++) {
         weft_ckpt_opts v = o;
-        if (k == 0 || k == 2)
-            v.collective = 1;
-        if (k == 1 || k == 2)
+        if (k == 0)
             v.coll_metadata = 1;
-        if (k == 3)
+        if (k == 1)
             v.alignment = 0;
         WEFT_CHECK(sync_save(b, &v, &alt[k], &d, &file));
         alt_best[k] = sync_best;
@@ -473,9 +476,9 @@ static int run(bench *b, int nsteps)
            rd >= 0.8 * ld[0] ? "MET" : "MISSED");
     printf("%-34s %8.3f s normal, %.3f s during a save (%d steps): %.2fx (target <= 1.1x)  %s\n", "step time",
            normal, during, ndur, ndur ? during / normal : 0, ndur && during <= 1.1 * normal ? "MET" : "MISSED");
-    printf("parallel-HDF5 practices, sync save, median (fastest) of 3: as chosen (collective=%d coll_metadata=%d "
-           "alignment=%zu) %.3f s (%.3f)", o.collective, o.coll_metadata, o.alignment, sync_s, best);
-    for (int k = 0; k < 4; k++)
+    printf("parallel-HDF5 practices, sync save, median (fastest) of 3: as chosen (coll_metadata=%d alignment=%zu) "
+           "%.3f s (%.3f)", o.coll_metadata, o.alignment, sync_s, best);
+    for (int k = 0; k < NALT; k++)
         printf("; %s %.3f s (%.3f)", what[k], alt[k], alt_best[k]);
     printf("\n");
     print_tiers(b, &tf, sync_s);

@@ -93,9 +93,9 @@ typedef struct weft_ckpt_opts {
     int skip_if_busy;            /* 1: a save during a save is skipped; 0: waits */
     int stop_on_error;           /* 1: a failed save stops training */
     int async;                   /* 0: weft_ckpt_save returns once committed */
-    int collective;              /* collective (1) or independent (0) transfers; -1: auto, collective
-                                    when the job spans nodes (docs/checkpoint-format.md, "Tuning") */
-    int coll_metadata;           /* collective metadata reads and writes; -1: auto, as collective */
+    int collective;              /* no effect: the data is written with pwrite (save_data.c); kept
+                                    for checkpoint.collective in existing configurations */
+    int coll_metadata;           /* collective metadata writes of a save; -1: auto, on when the job spans nodes */
     size_t alignment;            /* objects >= 16 x alignment start on its multiples (0: off) */
     int preflight;               /* check free space first */
     size_t loader_len;           /* bytes reserved for the loader state */
@@ -161,8 +161,9 @@ typedef struct weft_ckpt_stats {
     double blocked_s;            /* inside weft_ckpt_save (copy + agreement) */
     double copy_s;               /* the memcpy into staging */
     double write_s;              /* writer: create .. commit */
-    double data_s;               /* writer: the collective data writes only */
-    double verify_s;             /* writer: read-back check and checksums */
+    double data_s;               /* writer: creating the datasets and writing the data */
+    double create_s;             /* writer: of data_s, creating the datasets (HDF5 metadata) */
+    double verify_s;             /* writer: start of the write-back, read-back check and checksums */
     double commit_s;             /* writer: fsync, rename, latest, retention */
     size_t bytes_rank;           /* bytes this rank wrote */
     size_t bytes_file;           /* file size */

@@ -11,21 +11,62 @@
 #include "checkpoint/h5.h"
 #include "checkpoint/inspect.h"
 #include "checkpoint/plan.h"
+#include "checkpoint/rawdata.h"
 #include "collectives/watchdog.h"
 #include "runtime/error.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct {
     const char *path;
     hid_t f;
     int rank, size;
     unsigned flags;
+    int fd; /* the file, for pread of contiguous datasets (-1: HDF5 reads all) */
 } loader_ctx;
+
+/* A contiguous dataset's file offset, when its bytes can be read as they
+ * are (pread): every weft checkpoint's tensors. HADDR_UNDEF for anything
+ * else -- chunked, compressed, external, another byte order or type --
+ * which H5Dread reads (files written by other tools). */
+static haddr_t direct_offset(const loader_ctx *x, hid_t d, hid_t mem_type)
+{
+    if (x->fd < 0)
+        return HADDR_UNDEF;
+    hid_t dcpl = H5Dget_create_plist(d), t = H5Dget_type(d);
+    int plain = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_external_count(dcpl) == 0 &&
+                H5Pget_nfilters(dcpl) == 0 && t >= 0 && H5Tequal(t, mem_type) > 0;
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    if (t >= 0)
+        H5Tclose(t);
+    return plain ? H5Dget_offset(d) : HADDR_UNDEF;
+}
+
+/* Rectangles r[0..n) of a contiguous f32 dataset at file offset base into
+ * dst (row-major order of their union): one pread per contiguous run. */
+static int read_direct(const loader_ctx *x, const char *dpath, const weft_shard_spec *sp, const int64_t gs[2],
+                       const weft_ckpt_rect *r, int n, haddr_t base, float *dst)
+{
+    weft_ckpt_segs v = {0};
+    int rc = weft_ckpt_segs_add(&v, sp->ndim, gs, sizeof(float), r, n, (size_t)base, 0, 0);
+    for (int i = 0, j; rc == 0 && i < v.n; i = j) {
+        size_t len, done;
+        j = weft_ckpt_segs_run(&v, i, &len);
+        int e = weft_ckpt_pread_all(x->fd, (char *)dst + v.s[i].mem, len, v.s[i].off, &done);
+        if (e)
+            rc = weft_error(WEFT_EDATA, "checkpoint %s: cannot read tensor '%s' (%zu bytes at offset %zu): %s "
+                            "(truncated file?)", x->path, dpath, len, v.s[i].off + done, strerror(e));
+    }
+    weft_ckpt_segs_free(&v);
+    return rc;
+}
 
 static void shape_str(int ndim, const int64_t s[2], char *buf, size_t len)
 {
@@ -80,6 +121,9 @@ static int read_piece(const loader_ctx *x, hid_t d, const char *dpath, const wef
         return weft_error(WEFT_EINTERNAL, "checkpoint: tensor '%s' has too many blocks", dpath);
     int n = weft_ckpt_region(sp, a, b, rects);
     int64_t gs[2] = {sp->global_shape[0], sp->ndim == 2 ? sp->global_shape[1] : 0};
+    haddr_t base = direct_offset(x, d, H5T_NATIVE_FLOAT);
+    if (base != HADDR_UNDEF)
+        return read_direct(x, dpath, sp, gs, rects, n, base, dst);
     hid_t fs = weft_h5_select(sp->ndim, gs, rects, n), ms = weft_h5_memspace(b - a);
     herr_t r = H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, dst);
     H5Sclose(fs);
@@ -240,6 +284,34 @@ static int verify_memory(const loader_ctx *x, const char *dpath, const float *da
     return 0;
 }
 
+/* A contiguous dataset's stored checksum against its bytes read with
+ * pread; 1 when it is not such a dataset (the caller reads it with HDF5). */
+static int verify_direct(const loader_ctx *x, const char *dpath, void *scratch)
+{
+    hid_t d = H5Dopen2(x->f, dpath, H5P_DEFAULT);
+    if (d < 0)
+        return 1;
+    hid_t t = H5Dget_type(d);
+    haddr_t base = t >= 0 ? direct_offset(x, d, t) : HADDR_UNDEF; /* any type: its bytes are hashed */
+    size_t bytes = (size_t)H5Dget_storage_size(d);
+    uint64_t want = 0, have = 0;
+    int rc = base == HADDR_UNDEF ? 1 : weft_h5_get_u64(d, "xxh3_64", &want);
+    if (t >= 0)
+        H5Tclose(t);
+    H5Dclose(d);
+    if (rc)
+        return rc == 1 ? 1 : weft_ckpt_wrap(rc, "checkpoint %s: tensor '%s'", x->path, dpath);
+    int e = weft_ckpt_pread_hash(x->fd, (size_t)base, bytes, scratch, WEFT_CKPT_SCRATCH, &have);
+    if (e)
+        return weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s': cannot read its %zu bytes at offset %zu: %s "
+                          "(truncated file?)", x->path, dpath, bytes, (size_t)base, strerror(e));
+    if (want != have)
+        return weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s' fails its checksum (stored xxh3 %016llx, data "
+                          "gives %016llx): the file is corrupt", x->path, dpath, (unsigned long long)want,
+                          (unsigned long long)have);
+    return 0;
+}
+
 static int verify(const loader_ctx *x, const weft_ckpt_state *s)
 {
     char **list;
@@ -261,7 +333,7 @@ static int verify(const loader_ctx *x, const weft_ckpt_state *s)
         const float *mem = in_memory(s, list[i], &numel);
         if (mem && (!weights || strncmp(list[i], "params/", 7) == 0) && numel * sizeof(float) == bytes[i])
             rc = verify_memory(x, list[i], mem, numel);
-        else
+        else if ((rc = verify_direct(x, list[i], scratch)) == 1)
             rc = weft_ckpt_verify_dataset(x->f, x->path, list[i], scratch);
     }
     weft_ckpt_free_list(list);
@@ -382,7 +454,7 @@ int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const ch
                    weft_ckpt_loaded *out)
 {
     memset(out, 0, sizeof *out);
-    loader_ctx x = {path, -1, weft_comm_rank(l->world), weft_comm_size(l->world), flags};
+    loader_ctx x = {path, -1, weft_comm_rank(l->world), weft_comm_size(l->world), flags, -1};
     MPI_Comm mpi;
     WEFT_CHECK(weft_comm_mpi_dup(l->world, &mpi));
     weft_ckpt_name *names = NULL;
@@ -393,6 +465,7 @@ int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const ch
     int rc = weft_ckpt_names(mpi, s, &names, &ng);
     rc = weft_ckpt_agree(l->world, rc ? rc : precheck(path));
     if (rc == 0) {
+        x.fd = open(path, O_RDONLY | O_CLOEXEC); /* -1: HDF5 reads everything */
         weft_h5_lock();
         hid_t fapl = weft_h5_fapl(mpi, NULL);
         x.f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
@@ -405,6 +478,8 @@ int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const ch
         if (x.f >= 0)
             H5Fclose(x.f);
         weft_h5_unlock();
+        if (x.fd >= 0)
+            close(x.fd);
     }
     weft_watchdog_raw_end();
     free(names);
@@ -464,7 +539,7 @@ int weft_ckpt_load_whole(const weft_ckpt_state *s, const char *path)
         }
         snprintf(names[i].name, sizeof names[i].name, "%s", s->tensors[i].name);
     }
-    loader_ctx x = {path, -1, 0, 1, WEFT_CKPT_WEIGHTS_ONLY};
+    loader_ctx x = {path, -1, 0, 1, WEFT_CKPT_WEIGHTS_ONLY, open(path, O_RDONLY | O_CLOEXEC)};
     weft_ckpt_state weights = *s;
     weights.m = weights.v = NULL;
     weft_ckpt_loaded out;
@@ -476,6 +551,8 @@ int weft_ckpt_load_whole(const weft_ckpt_state *s, const char *path)
         H5Fclose(x.f);
     }
     weft_h5_unlock();
+    if (x.fd >= 0)
+        close(x.fd);
     weft_ckpt_loaded_free(&out);
     free(names);
     return rc;

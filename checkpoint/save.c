@@ -2,15 +2,16 @@
  * save.c -- one save, on the writer thread, from staging to a committed
  * file (see checkpoint-format.md):
  *   preflight (free space) -> create the temporary file collectively ->
- *   reserve its blocks (rank 0, fallocate) -> for each dataset: create,
- *   write this rank's hyperslab union (collective) -> every rank reads back
- *   and compares what it wrote -> checksums (from staging where a rank wrote
- *   a whole dataset, else read back by one rank) -> agree -> attributes ->
- *   close -> agree -> fsync -> agree -> rank 0 renames, fsyncs the
- *   directory, updates latest, applies retention -> agree -> committed.
+ *   reserve its blocks (rank 0, fallocate) -> the data phase (save_data.c:
+ *   create every dataset, then each rank pwrites its bytes at their file
+ *   offsets, reads them back and compares, hashes; no collective call per
+ *   dataset) -> agree -> attributes -> close -> agree -> write-back + fsync
+ *   -> agree -> rank 0 renames, fsyncs the directory, updates latest,
+ *   applies retention -> agree -> committed.
  * Every rank goes through the same collective calls even after a local
  * error (recorded, then agreed on), so a failure never leaves ranks waiting
- * in different collectives; a full disk is caught before HDF5 writes.
+ * in different collectives; a full disk is caught before any data is
+ * written (the reserve).
  */
 #include "checkpoint/agree.h"
 #include "checkpoint/commit.h"
@@ -36,8 +37,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#include <xxhash.h>
 
 #ifndef WEFT_VERSION
 #define WEFT_VERSION "unknown"
@@ -97,163 +96,8 @@ void weft_ckpt_reserve_release(weft_ckpt *c)
 
 /* --- the file ------------------------------------------------------------- */
 
-static hid_t file_type(int kind)
-{
-    return kind == WEFT_CKPT_LOADER ? H5T_STD_U8LE : kind == WEFT_CKPT_RNG ? H5T_STD_U64LE : H5T_IEEE_F32LE;
-}
-
-static hid_t mem_type(int kind)
-{
-    return kind == WEFT_CKPT_LOADER ? H5T_NATIVE_UINT8 : kind == WEFT_CKPT_RNG ? H5T_NATIVE_UINT64 : H5T_NATIVE_FLOAT;
-}
-
 /* Keep the first error; later ones only add to the log. */
 static int keep(int rc, int now) { return rc ? rc : now; }
-
-static int write_data(weft_ckpt *c, hid_t f, hid_t dxpl)
-{
-    int rc = 0;
-    for (int i = 0; i < c->plan.nd; i++) {
-        const weft_ckpt_dset *d = &c->plan.d[i];
-        c->dsets[i] = weft_h5_create(f, d->path, file_type(d->kind), d->ndim, d->shape);
-        if (c->dsets[i] < 0) {
-            rc = keep(rc, weft_h5_error(WEFT_EIO, "cannot create dataset %s", d->path));
-            continue;
-        }
-        hid_t fs = weft_h5_select(d->ndim, d->shape, d->rects, d->nrect), ms = weft_h5_memspace(d->count);
-        if (H5Dwrite(c->dsets[i], mem_type(d->kind), ms, fs, dxpl, c->stage + d->stage_off) < 0)
-            rc = keep(rc, weft_h5_error(WEFT_EIO, "writing %s failed", d->path));
-        H5Sclose(fs);
-        H5Sclose(ms);
-        /* enospc_save, eio_save: the write still happens (collective transfers
-         * need every rank in them), then reports the error a full or failing
-         * disk would. */
-        int err = weft_fault_at(WEFT_FAULT_SAVE_WRITE, c->meta.step);
-        if (err)
-            rc = keep(rc, weft_error(WEFT_EIO, "writing %s failed: %s (injected: WEFT_FAULT)", d->path,
-                                     strerror(err)));
-        if (i == 0) /* kill_save_data: one dataset in the file, the rest not */
-            weft_fault_at(WEFT_FAULT_SAVE_DATA, c->meta.step);
-    }
-    return rc;
-}
-
-/* Read back run u of dataset d in pieces that fit the scratch buffer and
- * compare with staging: MPI-IO can lose a failed write (a full disk) without
- * reporting it, and a checkpoint must never be committed on that. */
-static int verify_run(weft_ckpt *c, int i, const weft_ckpt_run *u, XXH3_state_t *h)
-{
-    const weft_ckpt_dset *d = &c->plan.d[i];
-    size_t step = SCRATCH_BYTES / d->esize;
-    weft_ckpt_rect rects[64];
-    if (weft_ckpt_region_cap(&u->spec) > 64)
-        return weft_error(WEFT_EINTERNAL, "checkpoint: %s: too many blocks", d->path);
-    for (size_t a = u->a; a < u->b; a += step) {
-        size_t b = a + step < u->b ? a + step : u->b;
-        int n = weft_ckpt_region(&u->spec, a, b, rects);
-        hid_t fs = weft_h5_select(d->ndim, d->shape, rects, n), ms = weft_h5_memspace(b - a);
-        herr_t r = H5Dread(c->dsets[i], mem_type(d->kind), ms, fs, H5P_DEFAULT, c->scratch);
-        H5Sclose(fs);
-        H5Sclose(ms);
-        const uint8_t *want = c->stage + d->stage_off + u->stage_rel + (a - u->a) * d->esize;
-        if (r < 0 || memcmp(c->scratch, want, (b - a) * d->esize) != 0)
-            return weft_h5_error(WEFT_EIO, "%s: the data read back differs from what was written (elements %zu..%zu "
-                                 "of this rank's part): the write was lost (disk full? I/O error?)", d->path, a, b);
-        if (h) /* the checksum of what the file holds, from the same read (still in cache) */
-            XXH3_64bits_update(h, c->scratch, (b - a) * d->esize);
-    }
-    return 0;
-}
-
-/* Every rank reads back what it wrote; a rank that wrote all of a dataset
- * hashes the bytes it read back in the same pass (runs are in row-major
- * order: region.h). */
-static int verify_written(weft_ckpt *c)
-{
-    XXH3_state_t h;
-    for (int i = 0; i < c->plan.nd; i++) {
-        const weft_ckpt_dset *d = &c->plan.d[i];
-        int hash = d->hasher && d->whole;
-        XXH3_64bits_reset(&h);
-        for (int j = 0; c->dsets[i] >= 0 && j < d->nruns; j++)
-            WEFT_CHECK(verify_run(c, i, &d->runs[j], hash ? &h : NULL));
-        if (hash)
-            c->hashes[i] = XXH3_64bits_digest(&h);
-    }
-    return 0;
-}
-
-/* This rank's file bytes of each dataset, [lo, hi) from its rectangles
- * (contiguous datasets: base address + row-major element offsets). */
-static void find_spans(weft_ckpt *c)
-{
-    for (int i = 0; i < c->plan.nd; i++) {
-        const weft_ckpt_dset *d = &c->plan.d[i];
-        c->spans[i][0] = c->spans[i][1] = 0;
-        haddr_t base = c->dsets[i] >= 0 && d->nrect ? H5Dget_offset(c->dsets[i]) : HADDR_UNDEF;
-        if (base == HADDR_UNDEF)
-            continue;
-        size_t cols = d->ndim == 2 ? (size_t)d->shape[1] : 1, lo = SIZE_MAX, hi = 0;
-        for (int k = 0; k < d->nrect; k++) {
-            const weft_ckpt_rect *r = &d->rects[k];
-            size_t a = (size_t)r->start[0] * cols + (size_t)r->start[1];
-            size_t b = (size_t)(r->start[0] + r->count[0] - 1) * cols + (size_t)(r->start[1] + r->count[1]);
-            lo = a < lo ? a : lo;
-            hi = b > hi ? b : hi;
-        }
-        c->spans[i][0] = (size_t)base + lo * d->esize;
-        c->spans[i][1] = (size_t)base + hi * d->esize;
-    }
-}
-
-/* This rank's bytes of tmp to disk: start the writeback (flags
- * SYNC_FILE_RANGE_WRITE, right after the data writes, so the disk works
- * while the read-back runs), or finish it (WAIT_BEFORE | WRITE |
- * WAIT_AFTER, before the commit). Every rank writes back its own part at
- * once, as dd + fsync per rank does; the fsync at commit is left with
- * HDF5's metadata. */
-static int writeback(weft_ckpt *c, const char *tmp, unsigned flags)
-{
-    int fd = open(tmp, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return weft_error(WEFT_EIO, "checkpoint: cannot open %s: %s", tmp, strerror(errno));
-    int rc = 0;
-    for (int i = 0; i < c->plan.nd && rc == 0; i++) {
-        size_t lo = c->spans[i][0], hi = c->spans[i][1];
-        while (i + 1 < c->plan.nd && c->spans[i + 1][1] > c->spans[i + 1][0] && c->spans[i + 1][0] >= hi &&
-               c->spans[i + 1][0] - hi < 65536) /* neighbours: one call */
-            hi = c->spans[++i][1];
-        if (hi > lo && sync_file_range(fd, (off_t)lo, (off_t)(hi - lo), flags) != 0 && errno != ENOSYS)
-            rc = weft_error(WEFT_EIO, "checkpoint: writing %s back to disk failed: %s", tmp, strerror(errno));
-    }
-    close(fd);
-    return rc;
-}
-
-/* Each dataset's hash is computed by one rank, then shared. */
-static int checksums(weft_ckpt *c, hid_t f)
-{
-    (void)f;
-    /* No H5Fflush here: the raw data went straight to MPI-IO, and a metadata
-     * flush failing on one rank only would leave the ranks in different
-     * collectives. A barrier is enough for read-backs to see every write.
-     * On the writer's weft communicator, not raw MPI: a rank stopped in the
-     * data phase must meet comm.timeout and the watchdog here, not hang the
-     * job (found by stall_save_data, tests/ckpt/test_faults.sh). */
-    int brc = weft_comm_barrier(c->wcomm);
-    if (brc)
-        return brc;
-    memset(c->hashes, 0, (size_t)c->plan.nd * sizeof *c->hashes);
-    int rc = verify_written(c);
-    for (int i = 0; i < c->plan.nd; i++) {
-        const weft_ckpt_dset *d = &c->plan.d[i];
-        if (d->hasher && !d->whole && c->dsets[i] >= 0)
-            rc = keep(rc, weft_h5_checksum(c->dsets[i], d->path, c->scratch, SCRATCH_BYTES, &c->hashes[i]));
-    }
-    rc = keep(rc, weft_comm_allreduce(c->wcomm, c->hashes, c->hashes,
-                                      (size_t)c->plan.nd, WEFT_I64, WEFT_SUM));
-    return rc;
-}
 
 int weft_ckpt_root_attrs(hid_t f, const weft_ckpt_meta *m, const weft_ckpt_layout *l, int world,
                          const char *config_ini)
@@ -304,7 +148,7 @@ static int write_file(weft_ckpt *c, const char *tmp)
 
 static int write_file_raw(weft_ckpt *c, const char *tmp)
 {
-    weft_h5_tuning tune = {c->opts.collective, c->opts.coll_metadata, c->opts.alignment};
+    weft_h5_tuning tune = {0, c->opts.coll_metadata, c->opts.alignment};
     hid_t fapl = weft_h5_fapl(c->mpi, &tune);
     weft_fault_at(WEFT_FAULT_SAVE_OPEN, c->meta.step); /* kill_save_open, stall_save_open: the others in MPI-IO */
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
@@ -312,25 +156,29 @@ static int write_file_raw(weft_ckpt *c, const char *tmp)
     if (f < 0)
         return weft_h5_error(WEFT_EIO, "cannot create checkpoint file %s", tmp);
     /* Reserve the whole file's blocks before writing: a full disk then fails
-     * here, cleanly, and never in the middle of HDF5's collective writes. */
-    int rc = weft_ckpt_agree(c->wcomm, c->rank == 0 ? reserve_file(c, tmp) : 0);
+     * here, cleanly, and never in the middle of the data or of HDF5's
+     * metadata writes. Each rank's own descriptor carries its data. */
+    int rc = c->rank == 0 ? reserve_file(c, tmp) : 0;
+    c->fd = open(tmp, O_RDWR | O_CLOEXEC);
+    if (c->fd < 0)
+        rc = keep(rc, weft_error(WEFT_EIO, "checkpoint: cannot open %s for writing: %s", tmp, strerror(errno)));
+    rc = weft_ckpt_agree(c->wcomm, rc);
     if (rc) {
         if (c->rank == 0)
             weft_ckpt_reserve_release(c); /* room for the superblock HDF5 writes at close */
         H5Fclose(f);
         return rc;
     }
-    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
-    H5Pset_dxpl_mpio(dxpl, c->opts.collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT);
     int64_t t0 = weft_now_ns();
-    rc = write_data(c, f, dxpl);
-    c->stats.data_s = 1e-9 * (double)(weft_now_ns() - t0);
-    H5Pclose(dxpl);
-    find_spans(c);
+    rc = weft_ckpt_data_create(c, f);
+    c->stats.create_s = 1e-9 * (double)(weft_now_ns() - t0);
     if (rc == 0)
-        rc = writeback(c, tmp, SYNC_FILE_RANGE_WRITE);
+        rc = weft_ckpt_data_write(c, tmp);
+    c->stats.data_s = 1e-9 * (double)(weft_now_ns() - t0);
     t0 = weft_now_ns();
-    rc = keep(rc, checksums(c, f));
+    if (rc == 0) /* the disk works while the read-back runs */
+        rc = weft_ckpt_data_writeback(c, tmp, SYNC_FILE_RANGE_WRITE);
+    rc = weft_ckpt_data_check(c, tmp, rc);
     c->stats.verify_s = 1e-9 * (double)(weft_now_ns() - t0);
     /* All ranks learn now whether the data is safe. If not, nothing more is
      * written, and rank 0 frees the reserve so HDF5's closing metadata flush
@@ -390,8 +238,9 @@ static int preflight(weft_ckpt *c)
 static int commit(weft_ckpt *c, const char *tmp, const char *name)
 {
     weft_ckpt_await_release(c); /* weft_ckpt_gate: the step's metrics line first */
-    int rc = weft_ckpt_agree(c->wcomm, writeback(c, tmp, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                                                         SYNC_FILE_RANGE_WAIT_AFTER));
+    int rc = weft_ckpt_agree(c->wcomm, weft_ckpt_data_writeback(c, tmp, SYNC_FILE_RANGE_WAIT_BEFORE |
+                                                                     SYNC_FILE_RANGE_WRITE |
+                                                                     SYNC_FILE_RANGE_WAIT_AFTER));
     if (rc)
         return rc;
     rc = c->fsyncer ? weft_durable_fsync_path(tmp) : 0;
@@ -425,6 +274,9 @@ int weft_ckpt_write_one(weft_ckpt *c)
     if (rc == 0)
         rc = commit(c, tmp, name);
     c->stats.commit_s = 1e-9 * (double)(weft_now_ns() - t1);
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
     if (rc && c->rank == 0) {
         unlink(tmp);
         weft_ckpt_reserve_take(c); /* again, now that the failed file is gone */

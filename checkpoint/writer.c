@@ -114,15 +114,18 @@ static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state 
         c->opts.keep_every = 0;
     }
     c->last_step = -1;
+    c->fd = -1;
     c->rank = weft_comm_rank(l->world);
     c->size = weft_comm_size(l->world);
     weft_ctx *ctx = weft_ctx_current();
     c->fsyncer = !ctx || ctx->local_rank == 0;
-    /* auto: collective two-phase I/O and metadata pay across nodes (one
-     * writer per node region, no metadata storm on a shared file system);
-     * on one node independent writes go straight to the page cache at
-     * memcpy speed (measurements: docs/checkpoint-format.md, "Tuning"). */
+    /* auto: collective metadata writes pay across nodes (one writer, no
+     * metadata storm on a shared file system); on one node they are only
+     * more synchronisation. The data never goes through HDF5 (save_data.c),
+     * so opts.collective is resolved for what it reports and used by nothing
+     * (docs/checkpoint-format.md, "Tuning"). */
     int nodes = ctx ? ctx->nnodes : 2;
+    c->multinode = nodes > 1;
     if (c->opts.collective < 0)
         c->opts.collective = nodes > 1;
     if (c->opts.coll_metadata < 0)
@@ -135,8 +138,7 @@ static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state 
     c->scratch = malloc(SCRATCH_BYTES);
     c->hashes = calloc((size_t)c->plan.nd + 1, sizeof *c->hashes);
     c->dsets = calloc((size_t)c->plan.nd + 1, sizeof *c->dsets);
-    c->spans = calloc((size_t)c->plan.nd + 1, sizeof *c->spans);
-    if (!c->config_ini || !c->stage || !c->scratch || !c->hashes || !c->dsets || !c->spans)
+    if (!c->config_ini || !c->stage || !c->scratch || !c->hashes || !c->dsets)
         return weft_error(WEFT_ENOMEM, "checkpoint: %.1f MiB of staging: out of memory",
                           c->plan.stage_bytes / 1048576.0);
     memset(c->stage, 0, c->plan.stage_bytes); /* touch it now, not during the first save */
@@ -398,7 +400,7 @@ int weft_ckpt_close(weft_ckpt *c)
     free(c->scratch);
     free(c->hashes);
     free(c->dsets);
-    free(c->spans);
+    weft_ckpt_segs_free(&c->segs);
     free(c->config_ini);
     free(c->provenance);
     memset(c->sign_sk, 0, sizeof c->sign_sk);

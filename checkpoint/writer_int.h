@@ -13,9 +13,10 @@
 #include "checkpoint/ckpt.h"
 #include "checkpoint/drain.h"
 #include "checkpoint/plan.h"
+#include "checkpoint/rawdata.h"
 
 enum { IDLE, PENDING, WRITING, DONE };
-#define SCRATCH_BYTES (4u << 20)
+#define SCRATCH_BYTES (8u << 20) /* read-back pieces: large reads, in cache */
 
 struct weft_ckpt {
     weft_ckpt_layout layout;
@@ -30,7 +31,9 @@ struct weft_ckpt {
     void *scratch;             /* checksum read-back, SCRATCH_BYTES */
     uint64_t *hashes;          /* per dataset */
     hid_t *dsets;              /* per dataset, during a write */
-    size_t (*spans)[2];        /* per dataset: file bytes [lo, hi) this rank wrote (writeback) */
+    weft_ckpt_segs segs;       /* this rank's file segments, sorted (during a write) */
+    int fd;                    /* this rank's descriptor on the temporary file (-1: none) */
+    int multinode;             /* ranks on several nodes: flush before reading others' bytes */
     weft_comm *wcomm;          /* the writer thread's */
     MPI_Comm mpi;              /* the writer thread's, for HDF5 */
     int rank, size, fsyncer;   /* fsyncer: first rank of its node */
@@ -57,6 +60,15 @@ struct weft_ckpt {
 /* One save of what is staged (collective over the writer communicators):
  * 0 once committed, else the agreed error. Writer thread only. */
 int weft_ckpt_write_one(weft_ckpt *c);
+/* The data phase (save_data.c), in order, on every rank: create every
+ * dataset and find this rank's file segments; pwrite them through c->fd;
+ * read back, compare and hash (rc: this rank's error so far -- the
+ * barrier and the checksums' allreduce happen whatever it is); start or
+ * finish the write-back of this rank's bytes (sync_file_range flags). */
+int weft_ckpt_data_create(weft_ckpt *c, hid_t f);
+int weft_ckpt_data_write(weft_ckpt *c, const char *tmp);
+int weft_ckpt_data_check(weft_ckpt *c, const char *tmp, int rc);
+int weft_ckpt_data_writeback(weft_ckpt *c, const char *tmp, unsigned flags);
 /* The root attributes of a checkpoint file (docs/checkpoint-format.md):
  * format, versions, step, schedule, dataset hash, config, layout. Shared by
  * the job's writer (save.c) and the one-process writer (single.c). */

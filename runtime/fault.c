@@ -53,6 +53,7 @@ static const fault_kind kinds[] = {
     {"stall_op", WEFT_FAULT_OP_POSTED, ACT_STALL, 0},
     {"enospc_save", WEFT_FAULT_SAVE_WRITE, ACT_VALUE, ENOSPC},
     {"eio_save", WEFT_FAULT_SAVE_WRITE, ACT_VALUE, EIO},
+    {"short_save", WEFT_FAULT_SAVE_SHORT, ACT_VALUE, 1},
     {"enospc_file", WEFT_FAULT_FILE_WRITE, ACT_VALUE, ENOSPC},
     {"eio_file", WEFT_FAULT_FILE_WRITE, ACT_VALUE, EIO},
     {"nan_step", WEFT_FAULT_LOSS, ACT_VALUE, 1},

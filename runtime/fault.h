@@ -52,7 +52,7 @@ typedef enum {
     WEFT_FAULT_SAVE_COMMIT, /* save of step n: the file fsynced, not yet renamed into place */
     WEFT_FAULT_SAVE_LATEST, /* save of step n: renamed into place, `latest` not yet updated */
     WEFT_FAULT_RESUME,      /* --resume: checkpoint chosen, before it is read (n: -1) */
-    WEFT_FAULT_SAVE_WRITE,  /* save of step n: an HDF5 dataset write (errno) */
+    WEFT_FAULT_SAVE_WRITE,  /* save of step n: a data write (pwrite) fails (errno) */
     WEFT_FAULT_FILE_WRITE,  /* a small file's write, temp + rename (errno; n: -1) -- the durable-file hook */
     WEFT_FAULT_LOSS,        /* step n's local loss (1: make it NaN) */
     WEFT_FAULT_TP_GRAD,     /* a tensor-parallel input-gradient reduction (1: skip it; n: -1) */
@@ -67,6 +67,7 @@ typedef enum {
                              * (n: -1; the registry uses the step the loop last began) */
     WEFT_FAULT_END,         /* the run done on this rank, before the job's last barrier (n: -1) */
     WEFT_FAULT_FINALIZE,    /* weft_finalize, right before MPI_Finalize (n: -1) */
+    WEFT_FAULT_SAVE_SHORT,  /* save of step n: a data write takes half its bytes, then fails (1) */
     WEFT_FAULT_NPOINTS
 } weft_fault_point;
 

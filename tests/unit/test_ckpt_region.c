@@ -15,7 +15,45 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint/rawdata.h"
 #include "checkpoint/region.h"
+
+enum { BASE = 4096, MEM = 64, ES = 4 };
+
+/* The segments of rects r[0..n) against the reference map (local element
+ * a + k at global map[a + k]). */
+static void check_segments(const weft_shard_spec *s, const int64_t *map, size_t a, size_t b,
+                           const weft_ckpt_rect *r, int n)
+{
+    weft_ckpt_segs v = {0};
+    int64_t shape[2] = {s->global_shape[0], s->ndim == 2 ? s->global_shape[1] : 0};
+    assert_int_equal(weft_ckpt_segs_add(&v, s->ndim, shape, ES, r, n, BASE, MEM, 3), 0);
+    size_t bytes = 0;
+    for (int i = 0; i < v.n; i++) {
+        assert_int_equal(v.s[i].dset, 3);
+        assert_true(i == 0 || v.s[i].off >= v.s[i - 1].off + v.s[i - 1].len);
+        bytes += v.s[i].len;
+    }
+    assert_int_equal(bytes, (b - a) * ES);
+    for (size_t k = 0; k < b - a; k++) { /* the segment holding memory byte of element k */
+        size_t m = MEM + k * ES;
+        int i = 0;
+        while (i < v.n && !(m >= v.s[i].mem && m < v.s[i].mem + v.s[i].len))
+            i++;
+        assert_true(i < v.n);
+        assert_int_equal(v.s[i].off + (m - v.s[i].mem), BASE + (size_t)map[a + k] * ES);
+    }
+    for (int i = 0, j; i < v.n; i = j) {
+        size_t len;
+        j = weft_ckpt_segs_run(&v, i, &len);
+        assert_true(j > i);
+        assert_int_equal(len, v.s[j - 1].off + v.s[j - 1].len - v.s[i].off);
+        assert_int_equal(len, v.s[j - 1].mem + v.s[j - 1].len - v.s[i].mem);
+        assert_true(j == v.n || v.s[j].off != v.s[j - 1].off + v.s[j - 1].len ||
+                    v.s[j].mem != v.s[j - 1].mem + v.s[j - 1].len); /* runs are maximal */
+    }
+    weft_ckpt_segs_free(&v);
+}
 
 /* Global flat index of every local element, via the slabs. */
 static void local_to_global(const weft_shard_spec *s, int64_t *map)
@@ -64,6 +102,7 @@ static void check_range(const weft_shard_spec *s, const int64_t *map, size_t a, 
     for (size_t i = 0; i < k; i++)
         assert_int_equal(got[i], map[a + i]);
     free(got);
+    check_segments(s, map, a, b, r, n);
 }
 
 static void all_ranges(const weft_shard_spec *s)

@@ -1,0 +1,243 @@
+/*
+ * save_data.c -- a save's data phase, on the writer thread (save.c runs the
+ * rest): every dataset created in one pass (HDF5 metadata only), then this
+ * rank's bytes written with pwrite at their file offsets through one
+ * descriptor, read back and compared with pread, hashed in the same pass,
+ * and written back to disk per rank.
+ *
+ * Why POSIX writes: HDF5's MPI-IO data path was one collective
+ * H5Dcreate + H5Dwrite synchronisation per dataset (~170 per save), and on
+ * a loaded node each waited for a time slice: the measured bottleneck
+ * (bench/README.md, bench_ckpt; rawdata.h says why the file stays a
+ * standard HDF5 file). Ranks write disjoint byte ranges of one file, so
+ * nothing here waits for another rank except the barrier before datasets
+ * split between ranks are hashed.
+ */
+#include "checkpoint/agree.h"
+#include "checkpoint/h5.h"
+#include "checkpoint/writer_int.h"
+#include "runtime/error.h"
+#include "runtime/fault.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
+
+static hid_t file_type(int kind)
+{
+    return kind == WEFT_CKPT_LOADER ? H5T_STD_U8LE : kind == WEFT_CKPT_RNG ? H5T_STD_U64LE : H5T_IEEE_F32LE;
+}
+
+/* Keep the first error; later ones only add to the log. */
+static int keep(int rc, int now) { return rc ? rc : now; }
+
+/* Every dataset, then this rank's segments: each dataset's address (its
+ * space is allocated at creation) plus its rectangles' byte offsets. */
+int weft_ckpt_data_create(weft_ckpt *c, hid_t f)
+{
+    int rc = 0;
+    c->segs.n = 0;
+    for (int i = 0; i < c->plan.nd; i++) {
+        const weft_ckpt_dset *d = &c->plan.d[i];
+        c->dsets[i] = weft_h5_create(f, d->path, file_type(d->kind), d->ndim, d->shape);
+        if (c->dsets[i] < 0)
+            rc = keep(rc, weft_h5_error(WEFT_EIO, "cannot create dataset %s", d->path));
+    }
+    for (int i = 0; i < c->plan.nd && rc == 0; i++) {
+        const weft_ckpt_dset *d = &c->plan.d[i];
+        if (d->nrect == 0)
+            continue;
+        haddr_t base = H5Dget_offset(c->dsets[i]);
+        if (base == HADDR_UNDEF)
+            return weft_h5_error(WEFT_EINTERNAL, "checkpoint: dataset %s has no file address (its space is not "
+                                 "allocated)", d->path);
+        rc = weft_ckpt_segs_add(&c->segs, d->ndim, d->shape, d->esize, d->rects, d->nrect, (size_t)base,
+                                d->stage_off, i);
+    }
+    weft_ckpt_segs_sort(&c->segs);
+    return rc;
+}
+
+/* The dataset holding file byte off of run [i, j). */
+static int dset_at(const weft_ckpt_segs *v, int i, int j, size_t off)
+{
+    for (int k = i; k < j; k++)
+        if (off < v->s[k].off + v->s[k].len)
+            return v->s[k].dset;
+    return v->s[j - 1].dset;
+}
+
+static int write_error(weft_ckpt *c, const char *tmp, int i, int j, int err, size_t len, size_t done,
+                       int injected)
+{
+    const weft_ckpt_segs *v = &c->segs;
+    size_t at = v->s[i].off + done;
+    const char *path = c->plan.d[dset_at(v, i, j, at)].path;
+    if (done && injected) /* short_save: what a disk that stops taking bytes does */
+        return weft_error(WEFT_EIO, "writing %s failed: %s (short write: %zu of %zu bytes at offset %zu of %s; "
+                          "injected: WEFT_FAULT)", path, strerror(err), done, len, v->s[i].off, tmp);
+    return weft_error(WEFT_EIO, "writing %s failed: %s (pwrite of %zu bytes at offset %zu of %s%s)", path,
+                      strerror(err), len - done, at, tmp, injected ? "; injected: WEFT_FAULT" : "");
+}
+
+int weft_ckpt_data_write(weft_ckpt *c, const char *tmp)
+{
+    const weft_ckpt_segs *v = &c->segs;
+    int rc = 0;
+    for (int i = 0, j; i < v->n && rc == 0; i = j) {
+        size_t len, done = 0;
+        j = weft_ckpt_segs_run(v, i, &len);
+        /* enospc_save, eio_save: the disk refuses this write; short_save:
+         * it takes half of it, then no more. */
+        int err = weft_fault_at(WEFT_FAULT_SAVE_WRITE, c->meta.step), injected = err != 0;
+        int cut = !err && weft_fault_at(WEFT_FAULT_SAVE_SHORT, c->meta.step);
+        if (!err)
+            err = weft_ckpt_pwrite_all(c->fd, c->stage + v->s[i].mem, cut ? len / 2 : len, v->s[i].off, &done);
+        if (!err && cut)
+            err = EIO, injected = 1;
+        if (err)
+            rc = write_error(c, tmp, i, j, err, len, done, injected);
+        if (i == 0) /* kill_save_data: one write in the file, the rest not */
+            weft_fault_at(WEFT_FAULT_SAVE_DATA, c->meta.step);
+    }
+    if (v->n == 0)
+        weft_fault_at(WEFT_FAULT_SAVE_DATA, c->meta.step);
+    return rc;
+}
+
+/* --- read-back check and checksums ----------------------------------------- */
+
+/* Bytes of dataset dset, in file order, into the hash of the dataset this
+ * rank computes from what it read back (one dataset at a time: segments
+ * are sorted by offset and datasets' extents are disjoint). */
+static void hash_bytes(weft_ckpt *c, XXH3_state_t *h, int *cur, int dset, const void *p, size_t n)
+{
+    const weft_ckpt_dset *d = &c->plan.d[dset];
+    if (!d->hasher || !d->whole)
+        return;
+    if (dset != *cur) {
+        if (*cur >= 0)
+            c->hashes[*cur] = XXH3_64bits_digest(h);
+        XXH3_64bits_reset(h);
+        *cur = dset;
+    }
+    XXH3_64bits_update(h, p, n);
+}
+
+/* Run [i, j) of len bytes read back in scratch-sized pieces, compared with
+ * staging and hashed. */
+static int verify_run(weft_ckpt *c, const char *tmp, int i, int j, size_t len, XXH3_state_t *h, int *cur)
+{
+    const weft_ckpt_segs *v = &c->segs;
+    int k = i;
+    size_t kstart = 0; /* bytes of the run before segment k */
+    for (size_t a = 0; a < len; a += SCRATCH_BYTES) {
+        size_t n = len - a < SCRATCH_BYTES ? len - a : SCRATCH_BYTES, done;
+        int e = weft_ckpt_pread_all(c->fd, c->scratch, n, v->s[i].off + a, &done);
+        if (e || memcmp(c->scratch, c->stage + v->s[i].mem + a, n) != 0) {
+            size_t at = v->s[i].off + a;
+            return weft_error(WEFT_EIO, "%s: the data read back from %s at offset %zu (%zu bytes) differs from "
+                              "what was written%s%s: the write was lost (disk full? I/O error?)",
+                              c->plan.d[dset_at(v, i, j, at)].path, tmp, at, n, e ? ": " : "", e ? strerror(e) : "");
+        }
+        for (size_t p = a; p < a + n;) {
+            while (p >= kstart + v->s[k].len)
+                kstart += v->s[k++].len;
+            size_t end = kstart + v->s[k].len < a + n ? kstart + v->s[k].len : a + n;
+            hash_bytes(c, h, cur, v->s[k].dset, (const uint8_t *)c->scratch + (p - a), end - p);
+            p = end;
+        }
+    }
+    return 0;
+}
+
+/* Every rank reads back what it wrote (MPI-IO once lost a failed write
+ * without reporting it, and the check caught it: a checkpoint is never
+ * committed on a lost write); a rank that wrote all of a dataset hashes
+ * the bytes it read back in the same pass. */
+static int verify_written(weft_ckpt *c, const char *tmp)
+{
+    const weft_ckpt_segs *v = &c->segs;
+    for (int i = 0; i < c->plan.nd; i++)
+        if (c->plan.d[i].hasher && c->plan.d[i].whole) /* empty datasets keep the hash of no bytes */
+            c->hashes[i] = XXH3_64bits(NULL, 0);
+    XXH3_state_t h;
+    int cur = -1;
+    for (int i = 0, j; i < v->n; i = j) {
+        size_t len;
+        j = weft_ckpt_segs_run(v, i, &len);
+        WEFT_CHECK(verify_run(c, tmp, i, j, len, &h, &cur));
+    }
+    if (cur >= 0)
+        c->hashes[cur] = XXH3_64bits_digest(&h);
+    return 0;
+}
+
+/* Datasets split between ranks: their hasher reads all of it. Across nodes
+ * the others' bytes are visible once they flushed them (done before the
+ * barrier), through a descriptor opened after it. */
+static int hash_split(weft_ckpt *c, const char *tmp)
+{
+    int fd = c->fd, rc = 0;
+    for (int i = 0; i < c->plan.nd && rc == 0; i++) {
+        const weft_ckpt_dset *d = &c->plan.d[i];
+        if (!d->hasher || d->whole)
+            continue;
+        if (fd == c->fd && c->multinode && (fd = open(tmp, O_RDONLY | O_CLOEXEC)) < 0)
+            return weft_error(WEFT_EIO, "checkpoint: cannot open %s: %s", tmp, strerror(errno));
+        haddr_t base = H5Dget_offset(c->dsets[i]);
+        size_t bytes = (size_t)d->shape[0] * (size_t)(d->ndim == 2 ? d->shape[1] : 1) * d->esize;
+        int e = base == HADDR_UNDEF ? EINVAL
+                                    : weft_ckpt_pread_hash(fd, (size_t)base, bytes, c->scratch, SCRATCH_BYTES,
+                                                           &c->hashes[i]);
+        if (e)
+            rc = weft_error(WEFT_EIO, "%s: cannot read it back from %s for its checksum: %s", d->path, tmp,
+                            strerror(e));
+    }
+    if (fd != c->fd)
+        close(fd);
+    return rc;
+}
+
+int weft_ckpt_data_check(weft_ckpt *c, const char *tmp, int rc)
+{
+    memset(c->hashes, 0, (size_t)c->plan.nd * sizeof *c->hashes);
+    if (rc == 0)
+        rc = verify_written(c, tmp);
+    if (rc == 0 && c->multinode) /* others read these bytes: to the file system first */
+        rc = weft_ckpt_data_writeback(c, tmp, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                                  SYNC_FILE_RANGE_WAIT_AFTER);
+    if (rc == 0 && c->multinode && fdatasync(c->fd) != 0)
+        rc = weft_error(WEFT_EIO, "checkpoint: fdatasync of %s failed: %s", tmp, strerror(errno));
+    /* Every rank's bytes are in (and every rank knows whether they are)
+     * before anyone hashes them: a failed write on one rank is reported as
+     * itself, not as another rank's short read. On the writer's weft
+     * communicator, not raw MPI: a rank stopped in the data phase must
+     * meet comm.timeout and the watchdog here, not hang the job (found by
+     * stall_save_data, tests/ckpt/test_faults.sh). */
+    rc = weft_ckpt_agree(c->wcomm, rc);
+    if (rc == 0)
+        rc = weft_ckpt_agree(c->wcomm, hash_split(c, tmp));
+    if (rc == 0)
+        rc = weft_comm_allreduce(c->wcomm, c->hashes, c->hashes, (size_t)c->plan.nd, WEFT_I64, WEFT_SUM);
+    return rc;
+}
+
+/* --- write-back ------------------------------------------------------------ */
+
+int weft_ckpt_data_writeback(weft_ckpt *c, const char *tmp, unsigned flags)
+{
+    const weft_ckpt_segs *v = &c->segs;
+    for (int i = 0; i < v->n;) {
+        size_t lo = v->s[i].off, hi = lo + v->s[i].len;
+        for (i++; i < v->n && v->s[i].off - hi < 65536; i++) /* neighbours: one call */
+            hi = v->s[i].off + v->s[i].len;
+        if (sync_file_range(c->fd, (off_t)lo, (off_t)(hi - lo), flags) != 0 && errno != ENOSYS)
+            return weft_error(WEFT_EIO, "checkpoint: writing %s back to disk failed: %s", tmp, strerror(errno));
+    }
+    return 0;
+}

@@ -1,0 +1,122 @@
+/*
+ * ckpt_pattern.c -- a checkpoint of known values written by the job's
+ * writer (pwrite at the datasets' offsets, checkpoint/save_data.c), for an
+ * independent reader to check (tests/ckpt/test_direct.sh: h5py).
+ *
+ *   mpirun -np 2 ckpt_pattern DIR LAYOUT [--checkpoint.KEY=VALUE ...]
+ *
+ * LAYOUT: "tp" (tp_size = world: split tensors interleave the ranks' bytes
+ * row by row, blocked ones too) or "zero" (dp_size = world, ZeRO-1: every
+ * rank holds every tensor whole, the moments are split mid-tensor and
+ * mid-row). Element (r, c) of tensor number t at its global shape (cols C;
+ * 1-D: c = 0, C = 1) holds t * 1e4 + r * C + c; its m holds the negative,
+ * its v twice it. The tensors: one large enough (9.4 MB) to cross the
+ * read-back's pieces. Saves step 7 into DIR with weft_ckpt_save_wait and
+ * prints "saved" on rank 0; exits 0, or the error's exit code.
+ */
+#include "checkpoint/ckpt.h"
+#include "collectives/comm.h"
+#include "runtime/ctx.h"
+#include "runtime/error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    int64_t d0, d1;  /* global; d1 = 0: one dimension */
+    int dim, blocks; /* split along dim in blocks (dim -1: whole) */
+} spec;
+
+static const spec specs[] = {
+    {"a.weight", 6, 10, 1, 1},     /* columns split: row pieces of every rank interleave */
+    {"b.weight", 8, 6, 0, 1},      /* rows split: one run per rank */
+    {"c.bias", 7, 0, -1, 1},       /* whole, one dimension */
+    {"d.weight", 4, 12, 1, 3},     /* columns in 3 blocks (a fused qkv) */
+    {"e.weight", 1024, 2304, -1, 1}, /* 9.4 MB, whole */
+    {"f.bias", 12, 0, 0, 1},       /* one dimension, split */
+};
+#define NT (int)(sizeof specs / sizeof specs[0])
+
+/* The global index along the split dimension of local index i (shard.h). */
+static int64_t global_of(const weft_shard_spec *s, int64_t i)
+{
+    int64_t g = s->global_shape[s->split_dim], per = g / s->nblocks, sz = per / s->nparts;
+    return (i / sz) * per + s->part * sz + i % sz;
+}
+
+static void fill(float *p, int t, const weft_shard_spec *s)
+{
+    int64_t loc[2];
+    weft_shard_local_shape(s, loc);
+    int64_t rows = loc[0], cols = s->ndim == 2 ? loc[1] : 1, gcols = s->ndim == 2 ? s->global_shape[1] : 1;
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) {
+            int64_t r = s->split_dim == 0 ? global_of(s, i) : i, c = s->split_dim == 1 ? global_of(s, j) : j;
+            p[i * cols + j] = (float)(t * 10000 + r * gcols + c);
+        }
+}
+
+int main(int argc, char **argv)
+{
+    weft_ctx *ctx;
+    const weft_config_key *const keys[] = {weft_ckpt_config_keys, NULL};
+    int rc = weft_init(&argc, argv, keys, &ctx);
+    if (rc)
+        return weft_exit_code(rc);
+    if (argc != 3 || (strcmp(argv[2], "tp") && strcmp(argv[2], "zero"))) {
+        fprintf(stderr, "usage: ckpt_pattern DIR tp|zero [--checkpoint.KEY=VALUE ...]\n");
+        return 64;
+    }
+    int tp = strcmp(argv[2], "tp") == 0, rank = ctx->rank, size = ctx->size;
+    weft_comm *world;
+    float *params = NULL, *m = NULL, *v = NULL;
+    WEFT_CHECK_GOTO(weft_comm_world(ctx, NULL, &world), rc, out);
+    weft_tensor tens[NT];
+    size_t n = 0;
+    for (int t = 0; t < NT; t++) {
+        const spec *p = &specs[t];
+        weft_shard_spec s = tp && p->dim >= 0 ? weft_shard_split(p->d0, p->d1, p->dim, p->blocks, rank, size)
+                                              : weft_shard_whole(p->d0, p->d1);
+        tens[t] = weft_tensor_param(p->name, s, n, 0);
+        n += tens[t].numel;
+    }
+    params = malloc(n * sizeof *params), m = malloc(n * sizeof *m), v = malloc(n * sizeof *v);
+    if (!params || !m || !v)
+        return 70;
+    for (int t = 0; t < NT; t++)
+        fill(params + tens[t].offset, t, &tens[t].shard);
+    /* ZeRO-1: this rank's even share of the flat buffer (mid-tensor, mid-row) */
+    size_t range[1][2] = {{tp ? 0 : n * (size_t)rank / (size_t)size, 0}};
+    range[0][1] = tp ? n : n * (size_t)(rank + 1) / (size_t)size - range[0][0];
+    for (size_t k = 0; k < range[0][1]; k++) {
+        m[k] = -params[range[0][0] + k];
+        v[k] = 2 * params[range[0][0] + k];
+    }
+    weft_ckpt_layout l = {.world = world, .dp_rank = tp ? 0 : rank, .dp_size = tp ? 1 : size,
+                          .tp_rank = tp ? rank : 0, .tp_size = tp ? size : 1, .pp_size = 1, .zero = !tp};
+    weft_ckpt_state st = {.params = params, .n = n, .tensors = tens, .ntensors = NT, .m = m, .v = v,
+                          .ranges = (const size_t(*)[2])range, .nranges = 1};
+    weft_ckpt_opts o;
+    weft_ckpt_opts_from_config(ctx->config, &o);
+    snprintf(o.dir, sizeof o.dir, "%s", argv[1]);
+    o.async = 0;
+    weft_ckpt *c;
+    WEFT_CHECK_GOTO(weft_ckpt_new(&l, &st, &o, "", &c), rc, out);
+    weft_ckpt_meta meta = {.step = 7, .optim_t = 7, .lr = 1e-3, .rng = 42 + (uint64_t)rank};
+    rc = weft_ckpt_save_wait(c, &meta);
+    int rc2 = weft_ckpt_close(c);
+    rc = rc ? rc : rc2;
+    if (rc == 0 && rank == 0)
+        printf("saved\n");
+out:
+    if (rc)
+        fprintf(stderr, "ckpt_pattern: %s\n", weft_last_error()); /* "rank N: ..." */
+    free(params);
+    free(m);
+    free(v);
+    int code = weft_exit_code(rc);
+    weft_finalize(ctx);
+    return code;
+}
