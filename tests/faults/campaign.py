@@ -9,7 +9,7 @@ end (the run done, before the job's last barrier), before
 a save's file is created (the others inside HDF5's MPI-IO), in a save's
 data phase, after its fsync before the rename, between the rename
 and `latest`, or mid-resume (after a first run killed at a step), or an
-injected ENOSPC or EIO in a save's HDF5 writes (checkpoint.on_error = stop);
+injected ENOSPC, EIO or short write in a save's data writes (checkpoint.on_error = stop);
 or -- kind `timed`, no registry point -- SIGKILL or SIGSTOP sent by the
 campaign itself to a rank's pid (from its heartbeat file) at a random
 moment: after a random number of steps (metrics.jsonl) plus a random
@@ -54,13 +54,14 @@ import time
 import netns
 
 STEPS, EVERY, EVAL = 12, 2, 4
+WRITE_ERRORS = ("enospc_save", "eio_save", "short_save")  # a save's data write fails: exit 74
 TINY = ["--model.n_layer=2", "--model.n_head=2", "--model.n_embd=32", "--model.context=32",
         "--train.seq_len=32", "--train.micro_batch=2", "--train.global_batch=8", "--train.log_interval=1",
         f"--train.eval_interval={EVAL}", "--train.eval_batches=1", f"--train.steps={STEPS}",
         f"--checkpoint.every={EVERY}", "--checkpoint.keep_last=3", "--sched.heartbeat=0.5",
         "--run.peak_flops=1e11"]  # no peak GEMMs at start: their seconds on a loaded machine skew the ranks
 KINDS = ["start", "step", "eval", "end", "save_open", "save_data", "save_commit", "save_latest", "resume", "enospc_save",
-         "eio_save", "timed", "drain", "drain_fail", "link"]
+         "eio_save", "short_save", "timed", "drain", "drain_fail", "link"]
 TIERS = ("drain", "drain_fail")
 NP = 2
 CALM_TIMEOUT = 120  # comm.timeout of the runs whose timing is not under test
@@ -200,7 +201,7 @@ def draw(rng, kinds, n):
     if kind == "link":  # every rank held at step N's reduction; then `rank`'s link is cut
         return kind, f"hold_grad:{rng.randint(1, STEPS)}", None, rank
     save = rng.choice(range(EVERY, STEPS + 1, EVERY))
-    if kind in ("enospc_save", "eio_save"):
+    if kind in WRITE_ERRORS:
         return kind, f"{kind}:{save}@{rank}", None, rank
     return kind, f"{act}_{kind}:{save}@{rank}", None, rank
 
@@ -293,7 +294,7 @@ def trial(a, rng, base, refs, n, kinds, hosts):
     os.makedirs(d)
     common = [f"--data.path={base}/ds", f"--comm.timeout={a.timeout}"] + TINY
     once = kind == "drain_fail" and ":" in fault.split("@")[0]
-    if kind in ("enospc_save", "eio_save"):
+    if kind in WRITE_ERRORS:
         common.append("--checkpoint.on_error=stop")
     if kind in TIERS:
         common += [f"--checkpoint.local_dir={run}/local", "--checkpoint.drain_retries=1",

@@ -29,7 +29,7 @@ relay() {
     [ "$rc" -eq 0 ] || grep -q '^not ok' "$out" || not_ok "campaign.py exited $rc" "$(tail -20 "$out")"
 }
 python3 "$(dirname "$0")/campaign.py" --bin "$WEFT_BIN" --seed "$seed" --timeout "$timeout" --trials "${WEFT_CAMPAIGN_TRIALS:-8}" \
-    --only start,step,eval,end,save_open,save_data,save_commit,save_latest,resume,enospc_save,eio_save,timed \
+    --only start,step,eval,end,save_open,save_data,save_commit,save_latest,resume,enospc_save,eio_save,short_save,timed \
     >"$TMPDIR_TEST/campaign.out" 2>&1
 relay "$TMPDIR_TEST/campaign.out" $?
 python3 "$(dirname "$0")/campaign.py" --bin "$WEFT_BIN" --seed "$seed" --timeout "$timeout" --trials 3 --round-robin \
