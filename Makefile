@@ -150,6 +150,11 @@ endif
 # with the tests whenever the toolkit is here and run by tests/gpu/run.sh on
 # a machine with a GPU.
 ifneq ($(CUDA),0)
+# The device layer's cuda implementation (runtime/device_cuda.c) likewise
+# needs only cuda_runtime_api.h: it opens libcudart at run time.
+ifneq ($(wildcard $(CUDA_HOME)/include/cuda_runtime_api.h),)
+$(BUILD)/obj/runtime/device_cuda.o: ALL_CFLAGS += -DWEFT_HAVE_CUDA -isystem $(CUDA_HOME)/include
+endif
 ifneq ($(wildcard $(CUDA_HOME)/include/nccl.h),)
 $(BUILD)/obj/collectives/backend_nccl.o: ALL_CFLAGS += -DWEFT_HAVE_NCCL -isystem $(CUDA_HOME)/include
 GPU_TEST_BINS := $(patsubst tests/gpu/%.c,$(BUILD)/tests/gpu/%,$(wildcard tests/gpu/*.c))
