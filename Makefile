@@ -33,7 +33,7 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 PUBLIC_HDRS := weft.h \
     runtime/api.h runtime/error.h runtime/log.h runtime/config.h runtime/ctx.h \
     runtime/dtype.h runtime/shard.h runtime/rng.h runtime/timer.h runtime/trace.h \
-    runtime/tensor.h runtime/cli.h runtime/sched.h runtime/report.h \
+    runtime/tensor.h runtime/device.h runtime/cli.h runtime/sched.h runtime/report.h \
     collectives/comm.h \
     kernels/kernels.h \
     data/manifest.h data/loader.h data/tokenizer.h \

@@ -2,7 +2,9 @@
 # run.sh -- every GPU check in one command, on a machine with a GPU (never
 # part of `make test`, which runs without one): every CUDA kernel of
 # libweft-cuda.so against the CPU's f64 kernels (kernels_check, TAP), the
-# nccl backend's conformance on one rank per GPU (TAP), then its allreduce
+# device layer's cuda implementation (device_check: arenas, copies, streams
+# and events, the run.device selection and training refusal) and the nccl
+# backend's conformance, each on one rank per GPU (TAP), then its allreduce
 # benchmark beside a device-to-device copy. Ends with "N passed, N failed"
 # like tests/run.sh.
 #
@@ -43,10 +45,14 @@ if [ "$kernels_only" = 1 ]; then
     [ "$kfail" -eq 0 ]
     exit
 fi
-timeout -k 5 600 mpirun -np "$ngpu" --oversubscribe "$BUILD/tests/gpu/nccl_check" 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
-pass=$(grep -c '^ok ' "$log"); fail=$(grep -c '^not ok ' "$log")
-[ "$rc" -eq 0 ] || [ "$fail" -gt 0 ] || fail=$((fail + 1))
+pass=0; fail=0
+for check in device_check nccl_check; do
+    timeout -k 5 300 mpirun -np "$ngpu" --oversubscribe "$BUILD/tests/gpu/$check" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    p=$(grep -c '^ok ' "$log"); f=$(grep -c '^not ok ' "$log")
+    [ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || f=$((f + 1)) # died without saying why: one failure
+    pass=$((pass + p)); fail=$((fail + f))
+done
 timeout -k 5 600 mpirun -np "$ngpu" --oversubscribe "$BUILD/tests/gpu/nccl_bench" 2>&1
 rm -f "$log"
 pass=$((pass + kpass)); fail=$((fail + kfail))
