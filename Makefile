@@ -196,6 +196,14 @@ $(BUILD)/tests/gpu/kernels_check: tests/gpu/kernels_check.c $(BUILD)/obj/kernels
 	$(CC) $(ALL_CFLAGS) -isystem $(CUDA_HOME)/include -o $@ $^ $(shell pkg-config --variable=libdir openblas)/libopenblas.a \
 	    -L$(CUDA_HOME)/lib64 -lcudart -Wl,-rpath,$(CUDA_HOME)/lib64 -ldl -lpthread -lm
 
+# device_check likewise links only the device layer and what it uses
+# (errors, logging, configuration) beside the CUDA runtime.
+DEVICE_CHECK_OBJS := $(addprefix $(BUILD)/obj/runtime/,device.o device_cpu.o device_cuda.o error.o log.o config.o readfile.o)
+$(BUILD)/tests/gpu/device_check: tests/gpu/device_check.c $(DEVICE_CHECK_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -isystem $(CUDA_HOME)/include -o $@ $^ -L$(CUDA_HOME)/lib64 -lcudart -Wl,-rpath,$(CUDA_HOME)/lib64 \
+	    -ldl -lpthread -lm
+
 $(BUILD)/tests/gpu/%: tests/gpu/%.c $(BUILD)/lib/libweft.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -isystem $(CUDA_HOME)/include -o $@ $< $(BUILD)/lib/libweft.a $(ALL_LDLIBS) \

@@ -32,7 +32,7 @@ const weft_config_key weft_runtime_config_keys[] = {
     {"run.device", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|cpu|cuda",
      "where each rank's tensors live: cpu; cuda (the GPU of the local rank modulo the GPUs visible; no usable "
      "GPU: exit 69); auto: cuda when libcudart loads and a GPU is visible, else cpu. Training refuses cuda "
-     "(exit 69) and auto trains on cpu until the model's CUDA kernels exist (issue 20)"},
+     "(exit 69) and auto trains on cpu until the training step runs on CUDA (issue 20)"},
     WEFT_CONFIG_END,
 };
 

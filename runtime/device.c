@@ -292,10 +292,10 @@ int weft_device_for_training(const weft_config *cfg, int local_rank, weft_device
     if (out->kind != WEFT_DEVICE_CUDA)
         return 0;
     if (strcmp(weft_config_str(cfg, WEFT_DEVICE_KEY), "cuda") == 0)
-        return weft_error(WEFT_EUNAVAILABLE, "run.device = cuda (GPU %d found): the model's CUDA kernels are not "
-                          "built yet: issue 20. Train with run.device = cpu or auto", out->index);
-    snprintf(note, len, "run.device = auto found GPU %d, but the model's CUDA kernels are not built yet (issue 20): "
-             "training on cpu", out->index);
+        return weft_error(WEFT_EUNAVAILABLE, "run.device = cuda (GPU %d found): %s. Train with run.device = cpu or "
+                          "auto", out->index, WEFT_DEVICE_NO_CUDA_TRAINING);
+    snprintf(note, len, "run.device = auto found GPU %d, but %s: training on cpu", out->index,
+             WEFT_DEVICE_NO_CUDA_TRAINING);
     *out = (weft_device){WEFT_DEVICE_CPU, 0};
     return 0;
 }

@@ -26,9 +26,9 @@
  *
  * Selection (weft_device_select): run.device = auto|cpu|cuda; a GPU is the
  * local rank modulo the GPUs visible (CUDA_VISIBLE_DEVICES applies).
- * weft_device_for_training adds what training can do today: the model has
- * no CUDA kernels yet (issue 20), so cuda is refused and auto falls back to
- * cpu with a warning.
+ * weft_device_for_training adds what training can do today: the model's
+ * step is not wired to the CUDA kernels (kernels/cuda) yet (issue 20), so
+ * cuda is refused and auto falls back to cpu with a warning.
  *
  * One device is the process's (weft_device_current): the model's and the
  * optimizer's buffers come from it. It is the cpu until weft_device_use
@@ -129,9 +129,13 @@ WEFT_API long weft_device_allocs_after_start(const weft_dev *d);
  * gets one line on how the choice was made. */
 WEFT_API int weft_device_select(const weft_config *cfg, int local_rank, weft_device *out, char *note,
                                 size_t len);
+/* Why training cannot use a GPU yet, in the messages that refuse it. */
+#define WEFT_DEVICE_NO_CUDA_TRAINING                                                                         \
+    "the model's training step does not run on CUDA yet (kernels/cuda is not wired into the trainer): issue 20"
+
 /* weft_device_select, then what training can use today: cuda is refused
- * (WEFT_EUNAVAILABLE: "the model's CUDA kernels are not built yet: issue
- * 20"), auto finding a GPU trains on cpu and says so in note. */
+ * (WEFT_EUNAVAILABLE, saying WEFT_DEVICE_NO_CUDA_TRAINING), auto finding a
+ * GPU trains on cpu and says so in note. */
 WEFT_API int weft_device_for_training(const weft_config *cfg, int local_rank, weft_device *out, char *note,
                                       size_t len);
 

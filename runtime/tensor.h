@@ -31,7 +31,7 @@
 
 /* Where a tensor's elements are: the host, or a GPU (index: its ordinal
  * among the visible ones). The device layer (runtime/device.h) allocates
- * and copies; training runs on the cpu until the CUDA kernels exist. */
+ * and copies; training runs on the cpu until its step runs on CUDA. */
 typedef enum { WEFT_DEVICE_CPU = 0, WEFT_DEVICE_CUDA = 1 } weft_device_kind;
 typedef struct weft_device {
     weft_device_kind kind;

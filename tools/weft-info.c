@@ -65,7 +65,7 @@ static const struct option info_opts[] = {
 };
 
 /* This rank's device as run.device chooses it (runtime/device.h), and as
- * weft-train would train on it (cpu until the CUDA kernels exist). */
+ * weft-train would train on it (cpu until its step runs on CUDA). */
 static int device_of(weft_ctx *ctx, char *buf, size_t len)
 {
     weft_device where, train;
@@ -77,10 +77,11 @@ static int device_of(weft_ctx *ctx, char *buf, size_t len)
     }
     weft_device_name(where, name, sizeof name);
     if (weft_device_for_training(ctx->config, ctx->local_rank, &train, NULL, 0) != 0)
-        snprintf(buf, len, "device %s (training refuses it: the model's CUDA kernels are not built yet)", name);
+        snprintf(buf, len, "device %s (weft-train refuses it: %s)", name,
+                 WEFT_DEVICE_NO_CUDA_TRAINING);
     else if (train.kind != where.kind)
-        snprintf(buf, len, "device %s (trains on %s: the model's CUDA kernels are not built yet)", name,
-                 weft_device_name(train, tname, sizeof tname));
+        snprintf(buf, len, "device %s (weft-train trains on %s: %s)", name,
+                 weft_device_name(train, tname, sizeof tname), WEFT_DEVICE_NO_CUDA_TRAINING);
     else
         snprintf(buf, len, "device %s", name);
     return 0;

@@ -102,7 +102,8 @@ static void split_batch(weft_trainer *t)
 }
 
 /* The rank's device from run.device (runtime/device.h): cuda is refused
- * until the model's CUDA kernels exist, auto falls back to cpu and warns.
+ * until the model's step runs on CUDA (issue 20), auto falls back to cpu and
+ * warns.
  * The cpu is the process's device already; another would be opened and
  * made the process's here, before the model allocates its arenas. */
 static int open_device(weft_trainer *t)
@@ -111,7 +112,7 @@ static int open_device(weft_trainer *t)
     WEFT_CHECK(weft_device_for_training(t->cfg, t->ctx->local_rank, &where, t->device_note, sizeof t->device_note));
     if (where.kind == WEFT_DEVICE_CPU) {
         t->dev = weft_device_current();
-        if (strstr(t->device_note, "issue 20") && t->rank == 0)
+        if (strstr(t->device_note, WEFT_DEVICE_NO_CUDA_TRAINING) && t->rank == 0)
             WEFT_WARN("%s", t->device_note);
         return 0;
     }

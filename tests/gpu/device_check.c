@@ -1,21 +1,65 @@
 /*
  * device_check.c -- the device layer's cuda implementation (runtime/device.h,
- * runtime/device_cuda.c) on a real GPU, one rank per GPU (tests/gpu/run.sh):
- * selection from the local rank and the training refusal while the model
- * has no CUDA kernels; arenas whose carvings are device memory (asked of
- * libcudart itself, linked here) on this rank's GPU, aligned, with the
- * over-allocation message; copies in every direction through pinned
- * staging; the two-stream ordering through an event on buffers large enough
- * that an unordered copy would be caught; the after-start counter; a failed
- * cudaMalloc named with its call, device and bytes.
+ * runtime/device_cuda.c) on real GPUs, every visible one in turn
+ * (tests/gpu/run.sh): selection from the local rank and the training
+ * refusal while the model's step does not run on CUDA; arenas whose
+ * carvings are device memory (asked of libcudart itself, linked here) on
+ * that GPU, aligned, with the over-allocation message; copies in every
+ * direction through pinned staging; the two-stream ordering through an
+ * event on buffers large enough that an unordered copy would be caught; the
+ * after-start counter; a failed cudaMalloc named with its call, device and
+ * bytes.
+ *
+ * Like kernels_check it links only what it tests (the device layer, errors,
+ * logging, configuration) and the CUDA runtime -- no MPI, HDF5 or oneDNN --
+ * so it runs on a GPU machine that has none of them. TAP on stdout.
  */
-#include "weft.h"
-#include "tests/mpi/mpitap.h"
+#include "runtime/config.h"
+#include "runtime/device.h"
+#include "runtime/error.h"
 
 #include <cuda_runtime_api.h>
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* TAP: a case is tap_begin, checks, tap_end; its first failed check is
+ * printed as a comment. */
+static int tap_n, tap_fails, tap_total_failed;
+static char tap_first[1024];
+static void tap_begin(void) { tap_fails = 0; tap_first[0] = '\0'; }
+__attribute__((format(printf, 1, 2))) static void tap_fail(const char *fmt, ...)
+{
+    if (tap_fails++ == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(tap_first, sizeof tap_first, fmt, ap);
+        va_end(ap);
+    }
+}
+#define TAP_CHECK(cond, ...) do { if (!(cond)) tap_fail(__VA_ARGS__); } while (0)
+__attribute__((format(printf, 1, 2))) static void tap_end(const char *fmt, ...)
+{
+    char name[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    if (tap_fails)
+        printf("# %d failed check%s, first: %s\n", tap_fails, tap_fails > 1 ? "s" : "", tap_first);
+    printf("%s %d - %s\n", tap_fails ? "not ok" : "ok", ++tap_n, name);
+    fflush(stdout);
+    tap_total_failed += tap_fails != 0;
+}
+
+/* run.device as ctx.c declares it in weft_runtime_config_keys (this
+ * program links no MPI, so not ctx.c). */
+static const weft_config_key device_keys[] = {
+    {"run.device", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|cpu|cuda", "where each rank's tensors live"},
+    WEFT_CONFIG_END,
+};
 
 static int is_device_memory(const void *p, int device)
 {
@@ -23,26 +67,36 @@ static int is_device_memory(const void *p, int device)
     return cudaPointerGetAttributes(&a, p) == cudaSuccess && a.type == cudaMemoryTypeDevice && a.device == device;
 }
 
-static void check_selection(weft_ctx *ctx, int ngpu, weft_device *where)
+static void check_selection(int ngpu)
 {
     tap_begin();
+    const weft_config_key *const tables[] = {device_keys, NULL};
+    weft_config *cfg = NULL;
+    TAP_CHECK(weft_config_new(tables, &cfg) == 0, "config: %s", weft_last_error());
     char note[512];
-    weft_config_set(ctx->config, "run.device", "auto", "device_check");
-    int rc = weft_device_select(ctx->config, ctx->local_rank, where, note, sizeof note);
-    TAP_CHECK(rc == 0 && where->kind == WEFT_DEVICE_CUDA, "auto on a GPU machine chose %d: %s", (int)where->kind,
-              rc ? weft_last_error() : note);
-    TAP_CHECK(where->index == ctx->local_rank % ngpu, "local rank %d of %d GPUs got cuda:%d", ctx->local_rank, ngpu,
-              where->index);
-    weft_device train;
-    rc = weft_device_for_training(ctx->config, ctx->local_rank, &train, note, sizeof note);
+    weft_device where = {WEFT_DEVICE_CPU, 0}, train;
+    /* The launcher's local rank wins over the one passed; modulo the GPUs. */
+    for (int lr = 0; cfg && lr < 2 * ngpu + 1; lr++) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", lr);
+        setenv("OMPI_COMM_WORLD_LOCAL_RANK", v, 1);
+        int rc = weft_device_select(cfg, 99, &where, note, sizeof note);
+        TAP_CHECK(rc == 0 && where.kind == WEFT_DEVICE_CUDA && where.index == lr % ngpu,
+                  "auto, local rank %d of %d GPUs: kind %d index %d (%s)", lr, ngpu, (int)where.kind, where.index,
+                  rc ? weft_last_error() : note);
+    }
+    unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    int rc = cfg ? weft_device_for_training(cfg, 0, &train, note, sizeof note) : -1;
     TAP_CHECK(rc == 0 && train.kind == WEFT_DEVICE_CPU && strstr(note, "issue 20"),
-              "auto trains on cpu with a warning until the kernels exist: rc %d, note '%s'", rc, note);
-    weft_config_set(ctx->config, "run.device", "cuda", "device_check");
-    rc = weft_device_for_training(ctx->config, ctx->local_rank, &train, note, sizeof note);
+              "auto trains on cpu with a warning until the step runs on CUDA: rc %d, note '%s'", rc, note);
+    if (cfg)
+        weft_config_set(cfg, "run.device", "cuda", "device_check");
+    rc = cfg ? weft_device_for_training(cfg, 0, &train, note, sizeof note) : -1;
     TAP_CHECK(rc == WEFT_EUNAVAILABLE && weft_exit_code(rc) == 69 &&
-              strstr(weft_last_error(), "the model's CUDA kernels are not built yet: issue 20"),
+              strstr(weft_last_error(), WEFT_DEVICE_NO_CUDA_TRAINING),
               "run.device = cuda refused for training: rc %d, '%s'", rc, weft_last_error());
-    tap_end("selection: auto -> cuda:local rank mod %d GPUs; training refuses cuda (exit 69), auto trains on cpu",
+    weft_config_free(cfg);
+    tap_end("selection: auto -> cuda:(local rank mod %d GPUs); training refuses cuda (exit 69), auto trains on cpu",
             ngpu);
 }
 
@@ -135,39 +189,37 @@ static void check_counter(weft_dev *d)
     tap_end("the after-start allocation counter counts carvings, not copies");
 }
 
-int main(int argc, char **argv)
+int main(void)
 {
-    weft_ctx *ctx;
-    const weft_config_key *const keys[] = {NULL};
-    int rc = weft_init(&argc, argv, keys, &ctx);
-    if (rc)
-        return weft_exit_code(rc);
-    tap_rank = ctx->rank;
     char why[384];
     int ngpu = weft_device_cuda_count(why, sizeof why);
     if (ngpu < 1) {
-        if (ctx->rank == 0)
-            printf("not ok 1 - no GPU visible: %s\n", why);
-        weft_finalize(ctx);
+        printf("not ok 1 - no GPU visible: %s\n1..1\n", why);
         return 1;
     }
-    weft_device where = {WEFT_DEVICE_CPU, 0};
-    check_selection(ctx, ngpu, &where);
-    weft_dev *d = NULL;
-    tap_begin();
-    rc = weft_device_open((weft_device){WEFT_DEVICE_CUDA, ctx->local_rank % ngpu}, &d);
-    char desc[128] = "";
-    if (rc == 0)
-        weft_device_describe(d, desc, sizeof desc);
-    TAP_CHECK(rc == 0 && strstr(desc, "sm_"), "open cuda:%d: %s", ctx->local_rank % ngpu,
-              rc ? weft_last_error() : desc);
-    tap_end("open %s", rc == 0 ? desc : "cuda");
-    if (rc == 0) {
-        check_arena(d, ctx->local_rank % ngpu);
+    check_selection(ngpu);
+    for (int i = 0; i < ngpu; i++) {
+        weft_dev *d = NULL;
+        tap_begin();
+        int rc = weft_device_open((weft_device){WEFT_DEVICE_CUDA, i}, &d);
+        char desc[128] = "";
+        if (rc == 0)
+            weft_device_describe(d, desc, sizeof desc);
+        TAP_CHECK(rc == 0 && strstr(desc, "sm_"), "open cuda:%d: %s", i, rc ? weft_last_error() : desc);
+        tap_end("open %s", rc == 0 ? desc : "cuda");
+        if (rc)
+            continue;
+        check_arena(d, i);
         check_copies_and_order(d);
         check_counter(d);
         weft_device_close(d);
     }
-    weft_finalize(ctx);
+    weft_dev *d = NULL;
+    tap_begin();
+    int rc = weft_device_open((weft_device){WEFT_DEVICE_CUDA, ngpu}, &d);
+    TAP_CHECK(rc == WEFT_EUNAVAILABLE && strstr(weft_last_error(), "GPU"), "cuda:%d of %d: rc %d, '%s'", ngpu, ngpu,
+              rc, weft_last_error());
+    tap_end("cuda:%d (one past the visible GPUs) is refused naming the count", ngpu);
+    printf("1..%d\n", tap_n);
     return tap_total_failed ? 1 : 0;
 }
