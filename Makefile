@@ -33,7 +33,7 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 PUBLIC_HDRS := weft.h \
     runtime/api.h runtime/error.h runtime/log.h runtime/config.h runtime/ctx.h \
     runtime/dtype.h runtime/shard.h runtime/rng.h runtime/timer.h runtime/trace.h \
-    runtime/tensor.h runtime/cli.h runtime/sched.h runtime/report.h \
+    runtime/tensor.h runtime/device.h runtime/cli.h runtime/sched.h runtime/report.h \
     collectives/comm.h \
     kernels/kernels.h \
     data/manifest.h data/loader.h data/tokenizer.h \
@@ -150,6 +150,11 @@ endif
 # with the tests whenever the toolkit is here and run by tests/gpu/run.sh on
 # a machine with a GPU.
 ifneq ($(CUDA),0)
+# The device layer's cuda implementation (runtime/device_cuda.c) likewise
+# needs only cuda_runtime_api.h: it opens libcudart at run time.
+ifneq ($(wildcard $(CUDA_HOME)/include/cuda_runtime_api.h),)
+$(BUILD)/obj/runtime/device_cuda.o: ALL_CFLAGS += -DWEFT_HAVE_CUDA -isystem $(CUDA_HOME)/include
+endif
 ifneq ($(wildcard $(CUDA_HOME)/include/nccl.h),)
 $(BUILD)/obj/collectives/backend_nccl.o: ALL_CFLAGS += -DWEFT_HAVE_NCCL -isystem $(CUDA_HOME)/include
 GPU_TEST_BINS := $(patsubst tests/gpu/%.c,$(BUILD)/tests/gpu/%,$(wildcard tests/gpu/*.c))
@@ -190,6 +195,14 @@ $(BUILD)/tests/gpu/kernels_check: tests/gpu/kernels_check.c $(BUILD)/obj/kernels
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -isystem $(CUDA_HOME)/include -o $@ $^ $(shell pkg-config --variable=libdir openblas)/libopenblas.a \
 	    -L$(CUDA_HOME)/lib64 -lcudart -Wl,-rpath,$(CUDA_HOME)/lib64 -ldl -lpthread -lm
+
+# device_check likewise links only the device layer and what it uses
+# (errors, logging, configuration) beside the CUDA runtime.
+DEVICE_CHECK_OBJS := $(addprefix $(BUILD)/obj/runtime/,device.o device_cpu.o device_cuda.o error.o log.o config.o readfile.o)
+$(BUILD)/tests/gpu/device_check: tests/gpu/device_check.c $(DEVICE_CHECK_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -isystem $(CUDA_HOME)/include -o $@ $^ -L$(CUDA_HOME)/lib64 -lcudart -Wl,-rpath,$(CUDA_HOME)/lib64 \
+	    -ldl -lpthread -lm
 
 $(BUILD)/tests/gpu/%: tests/gpu/%.c $(BUILD)/lib/libweft.a
 	@mkdir -p $(@D)

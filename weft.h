@@ -18,6 +18,7 @@
 #include "runtime/timer.h"
 #include "runtime/trace.h"
 #include "runtime/tensor.h"
+#include "runtime/device.h"
 #include "runtime/cli.h"
 #include "runtime/sched.h"
 #include "collectives/comm.h"

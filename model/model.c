@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int weft_model_add_param(weft_model *m, int cap, const char *name, weft_shard_spec shard, unsigned flags)
 {
@@ -38,14 +39,24 @@ int weft_model_freeze(weft_model *m)
     return 0;
 }
 
+static size_t page_round(size_t bytes, size_t page) { return (bytes + page - 1) / page * page; }
+
 int weft_model_alloc(weft_model *m)
 {
-    m->param_data = calloc(m->n ? m->n : 1, sizeof(float));
-    m->grad_data = calloc(m->n ? m->n : 1, sizeof(float));
-    if (!m->param_data || !m->grad_data)
-        return weft_error(WEFT_ENOMEM, "model: out of memory for %zu parameters", m->n);
-    if (m->nfrozen && !(m->frozen_data = calloc(m->frozen_n ? m->frozen_n : 1, sizeof(float))))
-        return weft_error(WEFT_ENOMEM, "model: out of memory for %zu frozen parameters", m->frozen_n);
+    weft_dev *d = weft_device_current();
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t pb = page_round((m->n ? m->n : 1) * sizeof(float), page);
+    size_t fb = m->nfrozen ? page_round((m->frozen_n ? m->frozen_n : 1) * sizeof(float), page) : 0;
+    WEFT_CHECK(weft_device_arena_new(d, "model", 2 * pb + fb, &m->arena));
+    WEFT_CHECK(weft_device_arena_alloc(m->arena, pb, page, (void **)&m->param_data));
+    WEFT_CHECK(weft_device_arena_alloc(m->arena, pb, page, (void **)&m->grad_data));
+    if (m->nfrozen)
+        WEFT_CHECK(weft_device_arena_alloc(m->arena, fb, page, (void **)&m->frozen_data));
+    weft_device where = weft_device_where(d);
+    for (int i = 0; i < m->nparams; i++)
+        m->params[i].device = where;
+    for (int i = 0; i < m->nfrozen; i++)
+        m->frozen[i].device = where;
     return 0;
 }
 
@@ -179,10 +190,9 @@ void weft_model_use_end(weft_model *m, size_t start)
 void weft_model_release(weft_model *m)
 {
     free(m->params);
-    free(m->param_data);
-    free(m->grad_data);
+    weft_device_arena_free(m->arena); /* param_data, grad_data, frozen_data */
+    m->arena = NULL;
     free(m->frozen);
-    free(m->frozen_data);
     free(m->units);
     m->units = NULL;
     m->nunits = 0;

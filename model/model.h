@@ -53,6 +53,7 @@
 #include "collectives/comm.h"
 #include "runtime/api.h"
 #include "runtime/rng.h"
+#include "runtime/device.h"
 #include "runtime/tensor.h"
 
 typedef struct weft_model weft_model;
@@ -165,6 +166,8 @@ struct weft_model {
     int nunits;
     weft_param_hooks use;     /* ZeRO-3: installed by the trainer; zeros: no-ops */
     weft_model_mem mem;       /* what it holds (memory accounting); zero: not known */
+    weft_device_arena *arena; /* weft_model_alloc: param_data, grad_data and frozen_data, each
+                               * page-aligned, in one arena on the process's device */
 };
 
 /* The part of a model one rank builds: its pipeline stage and tensor-
@@ -192,7 +195,9 @@ WEFT_API int weft_model_add_param(weft_model *m, int cap, const char *name, weft
  * trained (adapters). Before weft_model_alloc. */
 WEFT_API int weft_model_freeze(weft_model *m);
 /* Allocate param_data and grad_data for m->n elements, and frozen_data for
- * m->frozen_n, zeroed. */
+ * m->frozen_n, zeroed: one arena (named "model") on the process's device
+ * (weft_device_current), sized here, each buffer starting on a page (ZeRO
+ * gives whole pages back); every tensor's `device` is set to it. */
 WEFT_API int weft_model_alloc(weft_model *m);
 /* Initialise a part so that every layout starts from the single-rank
  * model's values: whole is the whole model's parameter table (no buffers

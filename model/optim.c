@@ -3,6 +3,7 @@
  */
 #include "model/optim.h"
 #include "kernels/kernels.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 
 #include <stdlib.h>
@@ -44,8 +45,9 @@ struct weft_optim {
     weft_adamw_opts opts;
     piece *pieces;
     int npieces;
-    float *m, *v;
+    float *m, *v;   /* (nstate) AdamW's moments, in arena */
     size_t nstate;  /* floats in m and in v */
+    weft_device_arena *arena;
     int64_t t;
 };
 
@@ -78,11 +80,13 @@ static int build_pieces(weft_optim *o, const weft_tensor *segs, int nsegs, weft_
         }
     }
     o->nstate = state;
-    o->m = calloc(state ? state : 1, sizeof(float));
-    o->v = calloc(state ? state : 1, sizeof(float));
-    if (!o->m || !o->v)
-        return weft_error(WEFT_ENOMEM, "optimizer: %zu moments: out of memory", state);
-    return 0;
+    /* The moments in one arena on the process's device, next to the
+     * parameters they update (zero, like calloc: a fresh mmap). */
+    size_t bytes = (state ? state : 1) * sizeof(float), round = WEFT_DEVICE_ALIGN;
+    bytes = (bytes + round - 1) / round * round;
+    WEFT_CHECK(weft_device_arena_new(weft_device_current(), "optimizer", 2 * bytes, &o->arena));
+    WEFT_CHECK(weft_device_arena_alloc(o->arena, bytes, 0, (void **)&o->m));
+    return weft_device_arena_alloc(o->arena, bytes, 0, (void **)&o->v);
 }
 
 int weft_optim_new(const weft_tensor *segs, int nsegs, weft_dp *dp, const weft_adamw_opts *opts,
@@ -106,8 +110,7 @@ void weft_optim_free(weft_optim *o)
     if (!o)
         return;
     free(o->pieces);
-    free(o->m);
-    free(o->v);
+    weft_device_arena_free(o->arena);
     free(o);
 }
 

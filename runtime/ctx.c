@@ -29,6 +29,10 @@ const weft_config_key weft_runtime_config_keys[] = {
     {"run.overwrite", WEFT_CFG_BOOL, "false", WEFT_UNBOUNDED, NULL,
      "a fresh start (no --resume) in a run.dir that holds a run: move that run to run.dir/previous/<UTC time>/ "
      "and start afresh (false: refuse, exit 64)"},
+    {"run.device", WEFT_CFG_ENUM, "auto", WEFT_UNBOUNDED, "auto|cpu|cuda",
+     "where each rank's tensors live: cpu; cuda (the GPU of the local rank modulo the GPUs visible; no usable "
+     "GPU: exit 69); auto: cuda when libcudart loads and a GPU is visible, else cpu. Training refuses cuda "
+     "(exit 69) and auto trains on cpu until the training step runs on CUDA (issue 20)"},
     WEFT_CONFIG_END,
 };
 

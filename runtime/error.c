@@ -18,6 +18,7 @@ static const char *const names[WEFT_NERRORS] = {
     "WEFT_OK", "WEFT_EINVAL", "WEFT_ECONFIG", "WEFT_ENOMEM", "WEFT_EIO",
     "WEFT_ENOENT", "WEFT_EDATA", "WEFT_ECOMM", "WEFT_ETIMEDOUT", "WEFT_EPEER",
     "WEFT_EUNSUPPORTED", "WEFT_EINTERNAL", "WEFT_ESTATE", "WEFT_EINTERRUPTED",
+    "WEFT_EUNAVAILABLE",
 };
 
 const char *weft_strerror(int rc)
@@ -71,6 +72,7 @@ int weft_exit_code(int rc)
     case WEFT_ENOENT: return WEFT_EXIT_NOINPUT;
     case WEFT_EIO: return WEFT_EXIT_IOERR;
     case WEFT_EINTERRUPTED: return WEFT_EXIT_TEMPFAIL;
+    case WEFT_EUNAVAILABLE: return WEFT_EXIT_UNAVAILABLE;
     default: return WEFT_EXIT_SOFTWARE;
     }
 }

@@ -33,8 +33,10 @@ enum {
     WEFT_EINTERNAL = -11,   /* an invariant broke inside weft */
     WEFT_ESTATE = -12,      /* object is in the wrong state (e.g. failed earlier) */
     WEFT_EINTERRUPTED = -13,/* stopped by a signal (preemption) */
+    WEFT_EUNAVAILABLE = -14,/* what the configuration asks for is not on this machine
+                             * (run.device = cuda without a usable GPU) */
 };
-#define WEFT_NERRORS 14
+#define WEFT_NERRORS 15
 
 /* Short symbolic name of a code: "WEFT_EINVAL". Never NULL. */
 WEFT_API const char *weft_strerror(int rc);
@@ -52,8 +54,7 @@ WEFT_API void weft_error_clear(void);
 
 /* Map a WEFT_E* code to the documented sysexits exit status of a program:
  * 0 ok, 64 usage/config, 65 bad data, 66 missing input, 70 internal/other,
- * 74 I/O error, 75 interrupted (see docs/operations.md). No code maps to 69,
- * which programs return themselves. */
+ * 74 I/O error, 75 interrupted, 69 unavailable (see docs/operations.md). */
 WEFT_API int weft_exit_code(int rc);
 
 /* Exit statuses (sysexits.h values, named once; the table every program
@@ -63,7 +64,7 @@ enum {
     WEFT_EXIT_USAGE = 64,
     WEFT_EXIT_DATAERR = 65,
     WEFT_EXIT_NOINPUT = 66,
-    WEFT_EXIT_UNAVAILABLE = 69, /* a program weft runs is missing (weft-plot: gnuplot) */
+    WEFT_EXIT_UNAVAILABLE = 69, /* a program or device weft needs is missing (weft-plot: gnuplot; run.device = cuda) */
     WEFT_EXIT_SOFTWARE = 70,
     WEFT_EXIT_IOERR = 74,
     WEFT_EXIT_TEMPFAIL = 75,

@@ -29,9 +29,10 @@
 #define WEFT_TENSOR_MAX_DIMS 2
 #define WEFT_TENSOR_NAME_MAX 64
 
-/* Where a tensor's elements are. Only the CPU exists today; the index
- * names a device of that kind (a GPU's ordinal) once there are others. */
-typedef enum { WEFT_DEVICE_CPU = 0 } weft_device_kind;
+/* Where a tensor's elements are: the host, or a GPU (index: its ordinal
+ * among the visible ones). The device layer (runtime/device.h) allocates
+ * and copies; training runs on the cpu until its step runs on CUDA. */
+typedef enum { WEFT_DEVICE_CPU = 0, WEFT_DEVICE_CUDA = 1 } weft_device_kind;
 typedef struct weft_device {
     weft_device_kind kind;
     int index;

@@ -64,12 +64,37 @@ static const struct option info_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* Rank 0 prints one line per rank, in rank order. */
-static void print_placement(weft_ctx *ctx)
+/* This rank's device as run.device chooses it (runtime/device.h), and as
+ * weft-train would train on it (cpu until its step runs on CUDA). */
+static int device_of(weft_ctx *ctx, char *buf, size_t len)
 {
-    char mine[160], *all = NULL;
-    snprintf(mine, sizeof mine, "  rank %d: node %d (%s), local rank %d of %d, pid %d", ctx->rank, ctx->node,
-             ctx->host, ctx->local_rank, ctx->local_size, (int)getpid());
+    weft_device where, train;
+    char name[32], tname[32], note[512];
+    int rc = weft_device_select(ctx->config, ctx->local_rank, &where, note, sizeof note);
+    if (rc) {
+        snprintf(buf, len, "device unavailable (%s)", weft_last_error());
+        return rc;
+    }
+    weft_device_name(where, name, sizeof name);
+    if (weft_device_for_training(ctx->config, ctx->local_rank, &train, NULL, 0) != 0)
+        snprintf(buf, len, "device %s (weft-train refuses it: %s)", name,
+                 WEFT_DEVICE_NO_CUDA_TRAINING);
+    else if (train.kind != where.kind)
+        snprintf(buf, len, "device %s (weft-train trains on %s: %s)", name,
+                 weft_device_name(train, tname, sizeof tname), WEFT_DEVICE_NO_CUDA_TRAINING);
+    else
+        snprintf(buf, len, "device %s", name);
+    return 0;
+}
+
+/* Rank 0 prints one line per rank, in rank order. Returns this rank's
+ * device error (run.device = cuda without a GPU: exit 69). */
+static int print_placement(weft_ctx *ctx)
+{
+    char mine[640], dev[448], *all = NULL;
+    int rc = device_of(ctx, dev, sizeof dev);
+    snprintf(mine, sizeof mine, "  rank %d: node %d (%s), local rank %d of %d, pid %d, %s", ctx->rank, ctx->node,
+             ctx->host, ctx->local_rank, ctx->local_size, (int)getpid(), dev);
     if (ctx->rank == 0)
         all = malloc(sizeof mine * (size_t)ctx->size);
     MPI_Gather(mine, sizeof mine, MPI_CHAR, all, sizeof mine, MPI_CHAR, 0, ctx->world);
@@ -78,6 +103,7 @@ static void print_placement(weft_ctx *ctx)
             printf("%s\n", all + (size_t)r * sizeof mine);
         free(all);
     }
+    return rc;
 }
 
 /* One of each kind of collective, with answers known in closed form. */
@@ -112,9 +138,9 @@ static int run(weft_ctx *ctx, int check)
 {
     if (ctx->rank == 0)
         printf("%s\n", "placement:");
-    print_placement(ctx);
-    if (!check)
-        return 0;
+    int dev_rc = print_placement(ctx);
+    if (dev_rc || !check)
+        return dev_rc;
     weft_comm_opts opts;
     weft_comm_opts_from_config(ctx->config, &opts);
     weft_comm *world;

@@ -157,6 +157,7 @@ void weft_trainer_describe(const weft_trainer *t)
     if (t->bf16)
         WEFT_INFO("precision: bf16 linear layers (bf16 weight copies and activations, f32 accumulation), f32 "
                   "master weights, optimizer state, norms and softmax");
+    WEFT_INFO("device: %s (%s)", t->devices, t->device_note);
     WEFT_INFO("layout: %s over %d rank%s: data parallel over %d (backend %s), ZeRO-%d, %d gradient bucket%s; "
               "global batch %lld x %lld tokens = %lld per step, %lld micro-batch%s of %lld per replica%s%s",
               mesh, t->size, t->size == 1 ? "" : "s", t->D, weft_comm_backend(t->comm), o->zero, nb,

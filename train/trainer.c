@@ -101,6 +101,51 @@ static void split_batch(weft_trainer *t)
     t->o.k = t->o.G / (t->o.b * t->D);
 }
 
+/* The rank's device from run.device (runtime/device.h): cuda is refused
+ * until the model's step runs on CUDA (issue 20), auto falls back to cpu and
+ * warns.
+ * The cpu is the process's device already; another would be opened and
+ * made the process's here, before the model allocates its arenas. */
+static int open_device(weft_trainer *t)
+{
+    weft_device where;
+    WEFT_CHECK(weft_device_for_training(t->cfg, t->ctx->local_rank, &where, t->device_note, sizeof t->device_note));
+    if (where.kind == WEFT_DEVICE_CPU) {
+        t->dev = weft_device_current();
+        if (strstr(t->device_note, WEFT_DEVICE_NO_CUDA_TRAINING) && t->rank == 0)
+            WEFT_WARN("%s", t->device_note);
+        return 0;
+    }
+    WEFT_CHECK(weft_device_open(where, &t->dev));
+    weft_device_use(t->dev);
+    return 0;
+}
+
+/* Every rank's device name, for rank 0's start line: "cpu on every rank",
+ * or each rank's ("r0 cuda:0, r1 cuda:1, ..."; the first 8). */
+static int gather_devices(weft_trainer *t)
+{
+    char mine[16], *all = calloc((size_t)t->size, sizeof mine);
+    if (!all)
+        return weft_error(WEFT_ENOMEM, "out of memory");
+    memset(mine, 0, sizeof mine);
+    weft_device_name(weft_device_where(t->dev), mine, sizeof mine);
+    int rc = weft_comm_allgather(t->world, mine, all, sizeof mine * (size_t)t->size, WEFT_U8); /* total count */
+    int same = 1;
+    for (int r = 1; rc == 0 && r < t->size; r++)
+        same &= strcmp(all + (size_t)r * sizeof mine, all) == 0;
+    size_t n = 0;
+    if (same)
+        snprintf(t->devices, sizeof t->devices, "%s on every rank", all);
+    for (int r = 0; !same && r < t->size && r < 8 && n < sizeof t->devices; r++)
+        n += (size_t)snprintf(t->devices + n, sizeof t->devices - n, "%sr%d %s", r ? ", " : "", r,
+                              all + (size_t)r * sizeof mine);
+    if (!same && t->size > 8 && n < sizeof t->devices)
+        snprintf(t->devices + n, sizeof t->devices - n, ", ...");
+    free(all);
+    return rc;
+}
+
 int weft_trainer_new(weft_ctx *ctx, weft_trainer **out) { return weft_trainer_new_on(ctx, NULL, ctx->config, out); }
 
 int weft_trainer_new_on(weft_ctx *ctx, weft_comm *world, const weft_config *cfg, weft_trainer **out)
@@ -127,6 +172,7 @@ int weft_trainer_new_on(weft_ctx *ctx, weft_comm *world, const weft_config *cfg,
     WEFT_CHECK(weft_stop_install(weft_config_str(t->cfg, "sched.signals")));
     weft_kernels_init((int)weft_config_int(t->cfg, "train.threads"));
     WEFT_CHECK(set_precision(t));
+    WEFT_CHECK(open_device(t));
     t->world = world;
     if (!world) {
         weft_comm_opts co;
@@ -136,6 +182,7 @@ int weft_trainer_new_on(weft_ctx *ctx, weft_comm *world, const weft_config *cfg,
     }
     t->rank = weft_comm_rank(t->world);
     t->size = weft_comm_size(t->world);
+    WEFT_CHECK(gather_devices(t));
     weft_mesh_layout layout;
     WEFT_CHECK(weft_mesh_layout_from_config(t->cfg, t->size, &layout));
     WEFT_CHECK(weft_mesh_new(t->world, &layout, &t->mesh));
@@ -286,7 +333,11 @@ int weft_trainer_set_model(weft_trainer *t, weft_model *m)
     WEFT_CHECK(weft_dp_new(t->comm, m->param_data, m->grad_data, m->n, &dpo, &t->dp));
     if (dpo.zero >= 3) /* ZeRO-3: the model's layers gather their parameters through data parallelism */
         m->use = (weft_param_hooks){weft_dp_use_begin, weft_dp_use_end, t->dp, weft_dp_progress};
-    return weft_optim_new(m->params, m->nparams, t->dp, &t->o.adamw, &t->opt);
+    WEFT_CHECK(weft_optim_new(m->params, m->nparams, t->dp, &t->o.adamw, &t->opt));
+    /* Everything the step uses on the device exists now: from here on a
+     * device allocation is one the steady state must not make. */
+    weft_device_mark_start(t->dev);
+    return 0;
 }
 
 int weft_trainer_whole_params(weft_trainer *t) { return weft_dp_gather_all(t->dp); }

@@ -20,6 +20,7 @@
 #include "runtime/sched.h"
 #include "train/memory.h"
 #include "train/trainer.h"
+#include "runtime/device.h"
 
 typedef struct {
     /* resolved options */
@@ -42,6 +43,9 @@ struct weft_trainer {
     weft_comm *comm;            /* the data-parallel group (the mesh's DP axis) */
     int D;                      /* its size */
     weft_model *model;          /* this rank's stage and tensor-parallel slice */
+    weft_dev *dev;              /* where its buffers live (runtime/device.h; the process's device) */
+    char device_note[512];      /* how run.device chose it (the start line) */
+    char devices[256];          /* rank 0: every rank's device, for the start line */
     weft_dp *dp;
     weft_optim *opt;
     weft_pipe *pipe;

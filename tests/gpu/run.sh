@@ -2,16 +2,19 @@
 # run.sh -- every GPU check in one command, on a machine with a GPU (never
 # part of `make test`, which runs without one): every CUDA kernel of
 # libweft-cuda.so against the CPU's f64 kernels (kernels_check, TAP), the
-# nccl backend's conformance on one rank per GPU (TAP), then its allreduce
+# device layer's cuda implementation on every GPU (device_check: arenas,
+# copies, streams and events, the run.device selection and training
+# refusal; TAP), the nccl backend's conformance on one rank per GPU (TAP),
+# then its allreduce
 # benchmark beside a device-to-device copy. Ends with "N passed, N failed"
 # like tests/run.sh.
 #
 #   tests/gpu/run.sh             build (make gpu-tests) and run
 #   tests/gpu/run.sh --no-build  run binaries already in $BUILD/tests/gpu
-#   tests/gpu/run.sh --no-build --kernels   only kernels_check: it needs
-#                                nothing but the CUDA runtime and cuBLASLt,
-#                                so $BUILD/tests/gpu/kernels_check and
-#                                $BUILD/lib/libweft-cuda.so built here run
+#   tests/gpu/run.sh --no-build --kernels   only kernels_check and
+#                                device_check: they need nothing but the CUDA
+#                                runtime and cuBLASLt, so they (and
+#                                $BUILD/lib/libweft-cuda.so) built here run
 #                                on a GPU machine that lacks MPI and HDF5
 set -u
 cd "$(dirname "$0")/../.."
@@ -37,6 +40,11 @@ timeout -k 5 300 "$BUILD/tests/gpu/kernels_check" "$BUILD/lib" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 kpass=$(grep -c '^ok ' "$log"); kfail=$(grep -c '^not ok ' "$log")
 [ "$rc" -eq 0 ] || [ "$kfail" -gt 0 ] || kfail=$((kfail + 1))
+timeout -k 5 300 "$BUILD/tests/gpu/device_check" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+p=$(grep -c '^ok ' "$log"); f=$(grep -c '^not ok ' "$log")
+[ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || f=$((f + 1)) # died without saying why: one failure
+kpass=$((kpass + p)); kfail=$((kfail + f))
 if [ "$kernels_only" = 1 ]; then
     rm -f "$log"
     echo "$kpass passed, $kfail failed"

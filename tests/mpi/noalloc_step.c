@@ -8,8 +8,9 @@
  * bucket reduction, the tied embedding's sum, the loss and gradient norm
  * over the mesh, AdamW, the ZeRO-1 gather, the refresh of the weights' bf16
  * copies (train.precision = bf16) -- on any DP x TP x PP layout.
- * After warm-up steps, the measured steps must allocate nothing. Prints TAP
- * from rank 0.
+ * After warm-up steps, the measured steps must allocate nothing, and the
+ * device layer's after-start allocation counter (runtime/device.h) must
+ * not move. Prints TAP from rank 0.
  *
  * One exception, counted apart and bounded: oneDNN 2.6's
  * dnnl_primitive_execute (the f32 linear layer, kernels/matmul_dnnl.c)
@@ -151,6 +152,11 @@ int main(int argc, char **argv)
     backtrace(warm, 2); /* its first call loads libgcc_s: not in a step */
     long dnnl_per_step[5];
     int dnnl_steady = 1;
+    /* The device layer's own count (runtime/device.h): arenas, carvings and
+     * staging buffers made after the trainer's start. On the cpu malloc's
+     * count sees most of them too; on a GPU (cudaMalloc) only this does. */
+    const weft_dev *dev = weft_device_current();
+    long dev_before = weft_device_allocs_after_start(dev);
     for (int64_t s = 3; rc == 0 && s < 8; s++) {
         long before = dnnl_allocs;
         counting = 1;
@@ -161,6 +167,8 @@ int main(int argc, char **argv)
         dnnl_steady &= dnnl_per_step[s - 3] == dnnl_per_step[0];
     }
     TAP_CHECK(rc == 0, "steps: %s", weft_last_error());
+    long dev_allocs = weft_device_allocs_after_start(dev) - dev_before;
+    TAP_CHECK(dev_allocs == 0, "%ld device-layer allocations in 5 steady-state steps", dev_allocs);
     TAP_CHECK(allocs == 0, "%ld allocations in 5 steady-state steps on the training thread (first by %s)", allocs,
               first_caller);
     TAP_CHECK(dnnl_steady && dnnl_largest < 4096,
@@ -175,12 +183,14 @@ int main(int argc, char **argv)
         weft_mesh_describe(mesh, desc, sizeof desc);
     if (strstr(desc, " (this"))
         *strstr(desc, " (this") = '\0';
+    char devname[32];
+    weft_device_name(weft_device_where(dev), devname, sizeof devname);
     tap_end("no allocation in 5 steady-state library steps (%s, %s, backend %s, ZeRO-%d, recompute %s, %d rank%s, "
-            "%s, %s; %ld inside Open MPI, %ld inside oneDNN's execute)", weft_config_str(ctx->config, "model.family"),
+            "%s, %s; %ld inside Open MPI, %ld inside oneDNN's execute; device %s: %ld device-layer allocations)", weft_config_str(ctx->config, "model.family"),
             weft_config_str(ctx->config, "train.precision"),
             weft_config_str(ctx->config, "comm.backend"), (int)weft_config_int(ctx->config, "parallel.zero"),
             weft_config_str(ctx->config, "train.recompute"), ctx->size, ctx->size == 1 ? "" : "s", desc, weft_config_str(ctx->config, "parallel.schedule"),
-            mpi_allocs, dnnl_allocs);
+            mpi_allocs, dnnl_allocs, devname, dev_allocs);
     weft_trainer_close(t, rc);
     weft_finalize(ctx);
     return tap_total_failed ? 1 : 0;

@@ -56,6 +56,7 @@ static void test_exit_codes(void **state)
     assert_int_equal(weft_exit_code(WEFT_EIO), 74);
     assert_int_equal(weft_exit_code(WEFT_ECOMM), 70);
     assert_int_equal(weft_exit_code(WEFT_EINTERRUPTED), 75);
+    assert_int_equal(weft_exit_code(WEFT_EUNAVAILABLE), 69);
 }
 
 static void test_log(void **state)
