@@ -13,6 +13,9 @@
  *   R_SELECT(c, a, b)                    c ? a : b (branch-free for f32)
  *   OPS_MATMUL_ELSEWHERE                 defined: the matmul ops come from
  *                                        another file (f32: matmul_dnnl.c)
+ *   EXP_LOOP(name)                       defined: how to call the exp loops
+ *                                        (f32: the widest copy, vexp.h);
+ *                                        undefined: compiled here (f64)
  *
  * Deliberately not here: allocation (scratch comes from the caller), threads
  * (only BLAS's own), anything about ranks or shards.
