@@ -7,7 +7,9 @@
  * BLAS at the same shape, measured in this run.
  * It ends with a projected training step (the ops a GPT step calls, summed)
  * and its model FLOP/s against SGEMM at the model's shapes: the figure the
- * issue's target (>= 50%) is about.
+ * issue's target (>= 50%) is about. Beside the ops: LayerNorm + residual
+ * unfused and fused, and the exp loops (GELU, the cross-entropy's passes)
+ * in each vector width this CPU runs (kernels/vexp.h).
  *
  *   build/bench/bench_kernels [--cpu-time] [B T C NH V L]
  *
@@ -18,6 +20,7 @@
  * meaningful on a quiet machine.
  */
 #include "kernels/kernels.h"
+#include "kernels/vexp.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -236,6 +239,20 @@ int main(int argc, char **argv)
     snprintf(shape, sizeof shape, "%dx%d", N, C);
     row("residual", shape, f, bk, 0, 0, 0);
     other_ms += 2 * L * (f + bk);
+    // what a block does between attention and MLP, unfused (residual add,
+    // then LayerNorm; LayerNorm backward, then the residual's) and fused
+    float *res = buf((size_t)N * C, 1), *dres = buf((size_t)N * C, 1), *da = calloc((size_t)N * C, 4);
+    TIME_MS(f, (weft_residual_forward(res, x, dy, (size_t)N * C),
+                weft_layernorm_forward(y, mean, rstd, res, w, b, N, C)));
+    TIME_MS(bk, (weft_layernorm_backward(dres, dw, db, dy, res, w, mean, rstd, N, C),
+                 weft_residual_backward(dx, da, dres, (size_t)N * C)));
+    row("ln+res unfused", shape, f, bk, 0, 0, 0);
+    double uf = f, ub = bk;
+    TIME_MS(f, weft_layernorm_residual_forward(res, y, mean, rstd, x, dy, w, b, N, C));
+    TIME_MS(bk, weft_layernorm_residual_backward(dx, da, dw, db, dy, dres, res, w, mean, rstd, N, C));
+    row("ln+res fused", shape, f, bk, 0, 0, 0);
+    printf("%-14s %-22s %9.2fx %8.2fx   (unfused / fused)\n", "", "", uf / f, ub / bk);
+    free(res); free(dres); free(da);
 
     float *wte = buf((size_t)V * C, 0.04f), *wpe = buf((size_t)T * C, 0.02f);
     float *dwte = calloc((size_t)V * C, 4), *dwpe = calloc((size_t)T * C, 4);
@@ -268,6 +285,32 @@ int main(int argc, char **argv)
     TIME_MS(rb, xent_libm_backward(dlogits, logits, xlse, tok, N, V, 1.0 / N));
     row("xent libm ref", shape, rf, rb, 0, 0, 0);
     free(mx);
+
+    // the exp loops (kernels/vexp.h) in each copy this CPU runs; the ops
+    // above ran the widest
+    static const char *const isas[] = {"sse2", "avx2", "avx512"};
+    printf("exp loops by vector width (the ops above use %s):\n", weft_vexp()->isa);
+    for (int c = 0; c < 3; c++) {
+        const weft_vexp_ops *v = weft_vexp_isa(isas[c]);
+        if (!v)
+            continue;
+        char op[32];
+        TIME_MS(f, v->gelu_forward(y, x, (size_t)N * 4 * C));
+        TIME_MS(bk, v->gelu_backward(dx, x, dy, (size_t)N * 4 * C));
+        snprintf(op, sizeof op, "gelu %s", v->isa);
+        snprintf(shape, sizeof shape, "%dx%d", N, 4 * C);
+        row(op, shape, f, bk, 0, 0, 0);
+        // the cross-entropy's two exp passes: tile sums, gradient row
+        double sfake = 0;
+        TIME_MS(f, for (int i = 0; i < N; i++) sfake += v->sum_exp(logits + (size_t)i * V, V, 40.0f));
+        TIME_MS(bk, for (int i = 0; i < N; i++) v->exp_affine(dlogits + (size_t)i * V, logits + (size_t)i * V, V,
+                                                               40.0f, 0.0f, 1.0f / N));
+        snprintf(op, sizeof op, "xent exp %s", v->isa);
+        snprintf(shape, sizeof shape, "%dx%d", N, V);
+        row(op, shape, f, bk, 0, 0, 0);
+        if (sfake < 0)
+            printf("%g\n", sfake);
+    }
 
     // AdamW and the norm over every parameter of the model
     size_t np = (size_t)V * C + (size_t)T * C + (size_t)L * (12 * C * C + 13 * C) + 2 * C;

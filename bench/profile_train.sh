@@ -45,11 +45,11 @@ import re, sys
 groups = [  # (category, pattern on "dso symbol"), first match wins
     ("matmul", r"\[JIT\]|libdnnl|libgomp|weft_matmul|colsum_acc"),
     ("bf16 rounding", r"round_avx512|weft_bf16_round|round1"),
-    ("attention", r"attention|gqa|libopenblas|rope|row_exp_sum|row_exp_shift|row_dot|fa_|causal_softmax"),
-    ("norm", r"layernorm|rmsnorm|ln_back"),
+    ("attention", r"attention|gqa|libopenblas|rope|row_exp_sum|row_exp_shift|exp_shift|row_dot|fa_|causal_softmax"),
+    ("norm", r"layernorm|rmsnorm|ln_back|ln_res|rms_res"),
     ("residual", r"residual|row_add|row_acc"),
     ("activation", r"gelu|swiglu"),
-    ("xent", r"xent|__expf|__ieee754_log|__log"),  # libm exp/log: per row and per tile in the cross-entropy
+    ("xent", r"xent|sum_exp|exp_affine|__expf|__ieee754_log|__log"),  # libm exp/log: per row and per tile
     ("embedding", r"embedding"),
     ("optimizer", r"adamw|sumsq|optim"),
     ("comm", r"libmpi|mca_|libopen-pal|libopen-rte|libevent|libpmix|shm|weft_comm|reduce|advance|request|"

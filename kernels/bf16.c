@@ -23,11 +23,11 @@
  * (gemm:jit, a quarter to a fifth of the f32 rate, measured with
  * ONEDNN_MAX_CPU_ISA=AVX512_CORE): never chosen silently.
  */
+#include "kernels/cpu.h"
 #include "kernels/kernels.h"
 #include "kernels/matmul_dnnl.h"
 #include "runtime/error.h"
 
-#include <cpuid.h>
 #include <immintrin.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -55,21 +55,12 @@ static struct {
 
 /* --- detection ---------------------------------------------------------------- */
 
-/* cpuid: avx512_bf16 (leaf 7 subleaf 1, EAX bit 5), AMX-BF16 (leaf 7
- * subleaf 0, EDX bit 22). */
+/* avx512_bf16 and AMX-BF16, from the features cpu.c read once */
 static void cpu_bf16(int *avx512_bf16, int *amx_bf16)
 {
-    unsigned a, b, c, d;
-    *avx512_bf16 = *amx_bf16 = 0;
-    if (__get_cpuid_max(0, NULL) < 7)
-        return;
-    __cpuid_count(7, 0, a, b, c, d);
-    *amx_bf16 = (d >> 22) & 1;
-    unsigned sub = a;
-    if (sub >= 1) {
-        __cpuid_count(7, 1, a, b, c, d);
-        *avx512_bf16 = (a >> 5) & 1;
-    }
+    const weft_cpu_features *f = weft_cpu();
+    *avx512_bf16 = f->avx512_bf16;
+    *amx_bf16 = f->amx_bf16;
 }
 
 int weft_matmul_bf16_supported(char *why, size_t len)

@@ -6,10 +6,13 @@
  * weft_expf: for x <= 0 only (every caller exponentiates a value shifted
  * by its row max, or -2|u| in GELU). Cephes' range reduction x = n ln2 + r,
  * |r| <= ln2/2, a degree-6 polynomial for e^r, and 2^n built in the exponent
- * bits. Relative error about 2 ulp; inputs below -87.3 give ~1e-38 rather
- * than 0 (harmless in a softmax). NaN stays NaN, so a non-finite loss is
- * still seen by the trainer. The clamp is a bit select (weft_selectf)
- * rather than ?:, which gcc turns into a branch that stops vectorisation.
+ * bits. Relative error about 2 ulp down to -87.3, where e^x nears the
+ * smallest normal float; below it (and at -inf) the result is exactly 0,
+ * never a subnormal: a subnormal would cost a microcode assist in every
+ * product it then enters (a probability times the loss scale). NaN stays
+ * NaN, so a non-finite loss is still seen by the trainer. The clamp and the
+ * zero are bit selects (weft_selectf) rather than ?:, which gcc turns into
+ * a branch that stops vectorisation.
  *
  * The f64 ops keep libm's exp: they are the reference.
  */
@@ -34,7 +37,8 @@ static inline float weft_selectf(int c, float a, float b)
 
 static inline float weft_expf(float x)
 {
-    x = weft_selectf(x < -87.3f, -87.3f, x);   // NaN compares false: stays NaN
+    int under = x < -87.3f;                     // NaN compares false: stays NaN
+    x = weft_selectf(under, -87.3f, x);
     // n = round(x / ln2): adding and subtracting 1.5 * 2^23 rounds to nearest
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     // r = x - n ln2, with ln2 split in two so that n * ln2_hi is exact
@@ -51,7 +55,7 @@ static inline float weft_expf(float x)
     uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return weft_selectf(under, 0.0f, p * scale);
 }
 
 #endif

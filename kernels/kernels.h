@@ -54,6 +54,19 @@ WEFT_API void weft_kernels_init(int threads);
     WEFT_API void weft_layernorm_backward##sfx(real *dinp, real *dweight, real *dbias, const real *dout,     \
                                                const real *inp, const real *weight, const real *mean,        \
                                                const real *rstd, int N, int C);                              \
+    /* LayerNorm fused with the residual add before it (pre-norm blocks): res (N, C) = a + b, then         \
+     * out = LayerNorm(res) exactly as weft_layernorm_forward, in one sweep per row. res must not           \
+     * overlap a or b. Results equal the two unfused calls' bit for bit. */                                  \
+    WEFT_API void weft_layernorm_residual_forward##sfx(real *res, real *out, real *mean, real *rstd,         \
+                                                       const real *a, const real *b, const real *weight,     \
+                                                       const real *bias, int N, int C);                      \
+    /* Its backward: g (N, C) = dres + LayerNorm's input gradient of dout, where dres is the gradient        \
+     * res gets from its other use (the residual stream); da += g and db += g. dweight, dbias += as          \
+     * weft_layernorm_backward's (both NULL: frozen). */                                                     \
+    WEFT_API void weft_layernorm_residual_backward##sfx(real *da, real *db, real *dweight, real *dbias,      \
+                                                        const real *dout, const real *dres, const real *res, \
+                                                        const real *weight, const real *mean,                \
+                                                        const real *rstd, int N, int C);                     \
     /* Causal multi-head self-attention.                                                                     \
      * qkv (B, T, 3C): q, k, v concatenated along channels, heads contiguous within each.                    \
      * out (B, T, C); att (B, NH, T, T) saves the softmax probabilities for backward                         \
@@ -109,6 +122,15 @@ WEFT_API void weft_kernels_init(int threads);
     /* dinp (N, C) += ...; dweight (C) += ... (NULL: frozen) */                                              \
     WEFT_API void weft_rmsnorm_backward##sfx(real *dinp, real *dweight, const real *dout, const real *inp,   \
                                              const real *weight, const real *rstd, int N, int C);            \
+    /* RMSNorm fused with the residual add before it: res (N, C) = a + b, out = RMSNorm(res), as the        \
+     * layernorm pair above (res must not overlap a or b; bitwise the unfused calls' results). */            \
+    WEFT_API void weft_rmsnorm_residual_forward##sfx(real *res, real *out, real *rstd, const real *a,        \
+                                                     const real *b, const real *weight, int N, int C,        \
+                                                     double eps);                                            \
+    /* g = dres + RMSNorm's input gradient of dout; da += g, db += g; dweight += (NULL: frozen) */           \
+    WEFT_API void weft_rmsnorm_residual_backward##sfx(real *da, real *db, real *dweight, const real *dout,   \
+                                                      const real *dres, const real *res, const real *weight, \
+                                                      const real *rstd, int N, int C);                       \
     /* Rotary tables for Hugging Face Llama's half-split RoPE: cos, sin (T, hs/2) of the angle               \
      * t * theta^(-2i/hs), i < hs/2, computed in double then rounded to real. hs even. */                    \
     WEFT_API void weft_rope_table##sfx(real *cos, real *sin, int T, int hs, double theta);                   \

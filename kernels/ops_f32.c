@@ -1,7 +1,8 @@
 /*
  * ops_f32.c -- the float instantiation of ops_impl.h: the ops the model
  * trains with. Public names carry no suffix (weft_matmul_forward, ...).
- * exp is the vectorisable polynomial of fastmath.h. The linear layer
+ * exp is the vectorisable polynomial of fastmath.h; the loops dominated
+ * by it run at the CPU's widest vectors (vexp.h). The linear layer
  * (weft_matmul_forward/backward) is not taken from ops_impl.h but from
  * matmul_dnnl.c (oneDNN); GEMM is what attention's products use.
  */
@@ -15,4 +16,10 @@
 #define OPS_MATMUL_ELSEWHERE 1
 
 #include "kernels/fastmath.h"
+#include "kernels/vexp.h"
+
+/* the exp loops at this CPU's widest vectors (vexp.c), not ops_impl.h's copy */
+#define EXP_LOOP(name) (weft_vexp()->name)
+
 #include "kernels/ops_impl.h"
+#include "kernels/norm_residual_impl.h"

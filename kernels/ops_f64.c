@@ -12,3 +12,4 @@
 #define R_SELECT(c, a, b) ((c) ? (a) : (b))
 
 #include "kernels/ops_impl.h"
+#include "kernels/norm_residual_impl.h"

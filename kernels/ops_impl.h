@@ -13,6 +13,9 @@
  *   R_SELECT(c, a, b)                    c ? a : b (branch-free for f32)
  *   OPS_MATMUL_ELSEWHERE                 defined: the matmul ops come from
  *                                        another file (f32: matmul_dnnl.c)
+ *   EXP_LOOP(name)                       defined: how to call the exp loops
+ *                                        (f32: the widest copy, vexp.h);
+ *                                        undefined: compiled here (f64)
  *
  * Deliberately not here: allocation (scratch comes from the caller), threads
  * (only BLAS's own), anything about ranks or shards.
@@ -109,32 +112,22 @@ static REAL row_max(const REAL *restrict x, int n)
     return m;
 }
 
+/* The loops whose cost is exp (kernels/vexp_impl.h), called as
+ * EXP_LOOP(name): the f64 build compiles them here, the f32 build (ops_f32.c)
+ * defines EXP_LOOP to call the copy for the widest vectors this CPU runs. */
+#ifndef EXP_LOOP
+#define VX(name) name##_loop
+#define VX_LANES VB
+#include "kernels/act_impl.h"
+#include "kernels/vexp_impl.h"
+#define EXP_LOOP(name) name##_loop
+#endif
+
 /* x[i] = exp(x[i] - shift) in place; returns the sum of the new values. */
 static REAL row_exp_sum(REAL *restrict x, int n, REAL shift)
 {
-    int i = 0;
-    for (; i + VB <= n; i += VB)
-        for (int k = 0; k < VB; k++)
-            x[i + k] = R_EXP(x[i + k] - shift);
-    for (; i < n; i++)
-        x[i] = R_EXP(x[i] - shift);
+    EXP_LOOP(exp_shift)(x, n, shift);
     return row_sum(x, n);
-}
-
-/* sum of exp(x[i] - shift), x untouched */
-static REAL row_sum_exp(const REAL *restrict x, int n, REAL shift)
-{
-    REAL acc[VB] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int i = 0;
-    for (; i + VB <= n; i += VB)
-        for (int k = 0; k < VB; k++)
-            acc[k] += R_EXP(x[i + k] - shift);
-    REAL s = 0;
-    for (; i < n; i++)
-        s += R_EXP(x[i] - shift);
-    for (int k = 0; k < VB; k++)
-        s += acc[k];
-    return s;
 }
 
 static void row_scale(REAL *restrict x, size_t n, REAL s)
@@ -616,17 +609,6 @@ void SFX(weft_attention_decode)(REAL *out, REAL *scratch, const REAL *q, const R
 #define FA_BR 64
 #define FA_BC 64
 
-/* x[i] = exp(x[i] - shift) */
-static void row_exp_shift(REAL *restrict x, int n, REAL shift)
-{
-    int i = 0;
-    for (; i + VB <= n; i += VB)
-        for (int k = 0; k < VB; k++)
-            x[i + k] = R_EXP(x[i + k] - shift);
-    for (; i < n; i++)
-        x[i] = R_EXP(x[i] - shift);
-}
-
 /* Keys of the tile at j0 (c of them) that query row t may see: 0..n-1. */
 static int fa_visible(int t, int j0, int c)
 {
@@ -740,7 +722,7 @@ static void fa_head_backward(const att_head *w, REAL *dq, REAL *dk, REAL *dv, co
             for (int i = 0; i < r; i++) {
                 REAL *pr = p + (size_t)i * FA_BC;
                 int n = fa_visible(i0 + i, j0, c);
-                row_exp_shift(pr, n, lse[i0 + i]);
+                EXP_LOOP(exp_shift)(pr, n, lse[i0 + i]);
                 for (int j = n; j < c; j++)
                     pr[j] = 0;
             }
@@ -815,51 +797,17 @@ void SFX(weft_gqa_attention_flash_backward)(REAL *dq, REAL *dk, REAL *dv, const 
 
 /* --- GELU ---------------------------------------------------------------- */
 
-#define GELU_S 0.7978845608028654   /* sqrt(2/pi) */
-#define GELU_K 0.044715
-
-/* GELU as x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3), which equals
- * x/2 (1 + tanh u) without the cancellation of 1 + tanh u for x << 0.
- * With e = exp(-2|u|) in (0, 1] (never overflows) and q = 1 / (1 + e):
- * sigmoid(2u) = q for u >= 0, e q for u < 0, and
- * sigmoid(2u) (1 - sigmoid(2u)) = e q^2 on both sides. */
-static inline REAL gelu(REAL x)
-{
-    REAL u = (REAL)GELU_S * (x + (REAL)GELU_K * x * x * x);
-    REAL e = R_EXP((REAL)-2 * R_FABS(u));
-    REAL q = (REAL)1 / ((REAL)1 + e);
-    return x * R_SELECT(u >= 0, q, e * q);
-}
-
-/* d/dx [x sigmoid(2u)] = sigmoid(2u) + 2 x sigmoid'(2u) du/dx */
-static inline REAL gelu_grad(REAL x)
-{
-    REAL u = (REAL)GELU_S * (x + (REAL)GELU_K * x * x * x);
-    REAL du = (REAL)GELU_S * ((REAL)1 + (REAL)(3 * GELU_K) * x * x);
-    REAL e = R_EXP((REAL)-2 * R_FABS(u));
-    REAL q = (REAL)1 / ((REAL)1 + e);
-    return R_SELECT(u >= 0, q, e * q) + (REAL)2 * x * e * q * q * du;
-}
+/* The element math is in kernels/act_impl.h, the loops in vexp_impl.h. */
 
 void SFX(weft_gelu_forward)(REAL *restrict out, const REAL *restrict inp, size_t n)
 {
-    size_t i = 0;
-    for (; i + VB <= n; i += VB)
-        for (int k = 0; k < VB; k++)
-            out[i + k] = gelu(inp[i + k]);
-    for (; i < n; i++)
-        out[i] = gelu(inp[i]);
+    EXP_LOOP(gelu_forward)(out, inp, n);
 }
 
 void SFX(weft_gelu_backward)(REAL *restrict dinp, const REAL *restrict inp,
                              const REAL *restrict dout, size_t n)
 {
-    size_t i = 0;
-    for (; i + VB <= n; i += VB)
-        for (int k = 0; k < VB; k++)
-            dinp[i + k] += gelu_grad(inp[i + k]) * dout[i + k];
-    for (; i < n; i++)
-        dinp[i] += gelu_grad(inp[i]) * dout[i];
+    EXP_LOOP(gelu_backward)(dinp, inp, dout, n);
 }
 
 /* --- rotary position embedding (RoPE) ----------------------------------- */
@@ -929,46 +877,16 @@ void SFX(weft_rope_backward)(REAL *dx, const REAL *cos_t, const REAL *sin_t, int
 
 /* --- SwiGLU -------------------------------------------------------------- */
 
-/* silu(x) = x sigmoid(x). With e = exp(-|x|) in (0, 1] (R_EXP's domain, and
- * never overflows) and q = 1 / (1 + e): sigmoid(x) = q for x >= 0, e q
- * below, and sigmoid'(x) = sigmoid(x) (1 - sigmoid(x)) = e q^2 on both
- * sides, so silu'(x) = sigmoid(x) + x e q^2. */
-static inline REAL silu(REAL x)
-{
-    REAL e = R_EXP(-R_FABS(x));
-    REAL q = (REAL)1 / ((REAL)1 + e);
-    return x * R_SELECT(x >= 0, q, e * q);
-}
-
-static inline void swiglu_back_elem(REAL *restrict dg, REAL *restrict du, REAL g, REAL u, REAL d)
-{
-    REAL e = R_EXP(-R_FABS(g));
-    REAL q = (REAL)1 / ((REAL)1 + e);
-    REAL sig = R_SELECT(g >= 0, q, e * q);
-    *dg += d * u * (sig + g * e * q * q);
-    *du += d * g * sig;
-}
-
 void SFX(weft_swiglu_forward)(REAL *restrict out, const REAL *restrict gate,
                               const REAL *restrict up, size_t n)
 {
-    size_t i = 0;
-    for (; i + VB <= n; i += VB)
-        for (int k = 0; k < VB; k++)
-            out[i + k] = silu(gate[i + k]) * up[i + k];
-    for (; i < n; i++)
-        out[i] = silu(gate[i]) * up[i];
+    EXP_LOOP(swiglu_forward)(out, gate, up, n);
 }
 
 void SFX(weft_swiglu_backward)(REAL *restrict dgate, REAL *restrict dup, const REAL *restrict gate,
                                const REAL *restrict up, const REAL *restrict dout, size_t n)
 {
-    size_t i = 0;
-    for (; i + VB <= n; i += VB)
-        for (int k = 0; k < VB; k++)
-            swiglu_back_elem(dgate + i + k, dup + i + k, gate[i + k], up[i + k], dout[i + k]);
-    for (; i < n; i++)
-        swiglu_back_elem(dgate + i, dup + i, gate[i], up[i], dout[i]);
+    EXP_LOOP(swiglu_backward)(dgate, dup, gate, up, dout, n);
 }
 
 /* --- residual ------------------------------------------------------------ */
@@ -1040,7 +958,7 @@ static void xent_row_stats(const REAL *restrict x, int V, double *mx_out, double
             s *= exp((double)m - (double)tm);
             m = tm;
         }
-        s += (double)row_sum_exp(x + j0, n, m);
+        s += (double)EXP_LOOP(sum_exp)(x + j0, n, m);
     }
     *mx_out = (double)m;
     *sum_out = s;
@@ -1057,31 +975,11 @@ void SFX(weft_xent_stats)(double *mx, double *sum, double *xt, const REAL *logit
     }
 }
 
-/* d = exp(x - (hi + lo)) * s, out of place and in place (each loop keeps
- * restrict). The log-sum-exp comes in two parts, hi = lse rounded to REAL
+/* The gradient row is d = exp(x - (hi + lo)) * s (EXP_LOOP(exp_affine),
+ * out of place and in place). The log-sum-exp comes in two parts, hi = lse rounded to REAL
  * and lo the rest: x - hi is exact wherever the probability is not tiny
  * (x within a factor 2 of hi), so a row at logits near 1e4 keeps f32's
  * precision instead of losing the 1e-3 that rounding lse would cost. */
-static void xent_row_grad(REAL *restrict d, const REAL *restrict x, int V, REAL hi, REAL lo, REAL s)
-{
-    int i = 0;
-    for (; i + VB <= V; i += VB)
-        for (int k = 0; k < VB; k++)
-            d[i + k] = R_EXP((x[i + k] - hi) - lo) * s;
-    for (; i < V; i++)
-        d[i] = R_EXP((x[i] - hi) - lo) * s;
-}
-
-static void xent_row_grad_inplace(REAL *restrict d, int V, REAL hi, REAL lo, REAL s)
-{
-    int i = 0;
-    for (; i + VB <= V; i += VB)
-        for (int k = 0; k < VB; k++)
-            d[i + k] = R_EXP((d[i + k] - hi) - lo) * s;
-    for (; i < V; i++)
-        d[i] = R_EXP((d[i] - hi) - lo) * s;
-}
-
 void SFX(weft_xent_grad)(REAL *dlogits, const REAL *logits, const double *lse,
                          const int32_t *targets, int N, int V, int v0, double dloss)
 {
@@ -1097,9 +995,9 @@ void SFX(weft_xent_grad)(REAL *dlogits, const REAL *logits, const double *lse,
         // rounding, which the polynomial tolerates)
         REAL hi = (REAL)lse[n], lo = (REAL)(lse[n] - (double)hi);
         if (d == x)
-            xent_row_grad_inplace(d, V, hi, lo, s);
+            EXP_LOOP(exp_affine_inplace)(d, V, hi, lo, s);
         else
-            xent_row_grad(d, x, V, hi, lo, s);
+            EXP_LOOP(exp_affine)(d, x, V, hi, lo, s);
         int32_t t = targets[n] - v0;
         if (t >= 0 && t < V)
             d[t] -= s;

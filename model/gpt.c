@@ -657,8 +657,8 @@ static int block_forward(weft_gpt *m, block_acts *a, int l, const float *x, int 
                                           Cl, C, tp));
     WEFT_CHECK(lora_forward(m, l, T_PROJ, a->atty, a->attproj, BT));
     weft_model_progress(&m->base);
-    weft_residual_forward(a->residual2, x, a->attproj, (size_t)BT * C);
-    weft_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->residual2, bp(m, P, l, LN2W), bp(m, P, l, LN2B), BT, C);
+    weft_layernorm_residual_forward(a->residual2, a->ln2, a->ln2_mean, a->ln2_rstd, x, a->attproj, bp(m, P, l, LN2W),
+                                    bp(m, P, l, LN2B), BT, C);
     weft_matmul_forward(a->fch, a->ln2, bp(m, P, l, FCW), bp(m, P, l, FCB), BT, C, 4 * Cl); /* column */
     WEFT_CHECK(lora_forward(m, l, T_FC, a->ln2, a->fch, BT));
     weft_model_progress(&m->base);
@@ -770,11 +770,12 @@ static int block_backward(weft_gpt *m, const block_acts *a, block_acts *d, int l
     size_t n = (size_t)BT * C;
     float *P = weights(m), *G = wgrads(m);
     weft_comm *tp = m->part.tp;
-    weft_residual_backward(d->residual2, d->fcproj, d->residual3, n);
-    /* Row-parallel c_proj: the output gradient is whole; no communication. */
-    weft_matmul_backward(d->fch_gelu, bp(m, G, l, FCPROJW), bp(m, G, l, FCPROJB), d->fcproj, a->fch_gelu,
+    /* The output's gradient is c_proj's output gradient as it is (the residual
+     * add passes it through): read in place, not copied. Row-parallel c_proj:
+     * the output gradient is whole; no communication. */
+    weft_matmul_backward(d->fch_gelu, bp(m, G, l, FCPROJW), bp(m, G, l, FCPROJB), d->residual3, a->fch_gelu,
                          bp(m, P, l, FCPROJW), BT, 4 * Cl, C);
-    WEFT_CHECK(lora_backward(m, l, T_FCPROJ, a->fch_gelu, d->fcproj, d->fch_gelu, BT));
+    WEFT_CHECK(lora_backward(m, l, T_FCPROJ, a->fch_gelu, d->residual3, d->fch_gelu, BT));
     weft_model_progress(&m->base); /* ZeRO-3 (model.h) */
     weft_gelu_backward(d->fch, a->fch, d->fch_gelu, (size_t)BT * 4 * Cl);
     /* Column-parallel c_fc: each rank's input gradient is a partial sum. */
@@ -782,9 +783,10 @@ static int block_backward(weft_gpt *m, const block_acts *a, block_acts *d, int l
     WEFT_CHECK(lora_backward(m, l, T_FC, a->ln2, d->fch, d->ln2, BT));
     weft_model_progress(&m->base);
     WEFT_CHECK(weft_tp_reduce_grad(d->ln2, n, tp));
-    weft_layernorm_backward(d->residual2, bp(m, G, l, LN2W), bp(m, G, l, LN2B), d->ln2, a->residual2,
-                            bp(m, P, l, LN2W), a->ln2_mean, a->ln2_rstd, BT, C);
-    weft_residual_backward(dx, d->attproj, d->residual2, n);
+    /* residual2's gradient (the output's plus ln_2's) into the input's and
+     * the attention projection's, in one sweep */
+    weft_layernorm_residual_backward(dx, d->attproj, bp(m, G, l, LN2W), bp(m, G, l, LN2B), d->ln2, d->residual3,
+                                     a->residual2, bp(m, P, l, LN2W), a->ln2_mean, a->ln2_rstd, BT, C);
     weft_matmul_backward(d->atty, bp(m, G, l, ATTPROJW), bp(m, G, l, ATTPROJB), d->attproj, a->atty,
                          bp(m, P, l, ATTPROJW), BT, Cl, C);
     WEFT_CHECK(lora_backward(m, l, T_PROJ, a->atty, d->attproj, d->atty, BT));

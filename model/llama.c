@@ -709,8 +709,8 @@ static int block_forward(weft_llama *m, block_acts *a, int l, const float *x, in
     WEFT_CHECK(weft_tp_row_linear_forward(a->attproj, a->atty, bp(m, P, l, WO), NULL, BT, m->Dq, C, tp));
     WEFT_CHECK(lora_forward(m, l, T_O, a->atty, a->attproj, BT));
     weft_model_progress(&m->base);
-    weft_residual_forward(a->residual2, x, a->attproj, (size_t)BT * C);
-    weft_rmsnorm_forward(a->ln2, a->ln2_rstd, a->residual2, bp(m, P, l, POST_NORM), BT, C, m->cfg.norm_eps);
+    weft_rmsnorm_residual_forward(a->residual2, a->ln2, a->ln2_rstd, x, a->attproj, bp(m, P, l, POST_NORM), BT, C,
+                                  m->cfg.norm_eps);
     weft_matmul_forward(a->gate, a->ln2, bp(m, P, l, WGATE), NULL, BT, C, m->Fl);
     weft_matmul_forward(a->up, a->ln2, bp(m, P, l, WUP), NULL, BT, C, m->Fl);
     WEFT_CHECK(lora_forward(m, l, T_GATE, a->ln2, a->gate, BT));
@@ -839,10 +839,11 @@ static int block_backward(weft_llama *m, const block_acts *a, block_acts *d, int
     size_t n = (size_t)BT * C;
     float *P = weights(m), *G = wgrads(m);
     weft_comm *tp = m->part.tp;
-    weft_residual_backward(d->residual2, d->down, d->residual3, n);
-    /* Row-parallel down_proj: its output gradient is whole; no communication. */
-    weft_matmul_backward(d->act, bp(m, G, l, WDOWN), NULL, d->down, a->act, bp(m, P, l, WDOWN), BT, m->Fl, C);
-    WEFT_CHECK(lora_backward(m, l, T_DOWN, a->act, d->down, d->act, BT));
+    /* The output's gradient is down_proj's output gradient as it is (the
+     * residual add passes it through): read in place, not copied.
+     * Row-parallel down_proj: its output gradient is whole; no communication. */
+    weft_matmul_backward(d->act, bp(m, G, l, WDOWN), NULL, d->residual3, a->act, bp(m, P, l, WDOWN), BT, m->Fl, C);
+    WEFT_CHECK(lora_backward(m, l, T_DOWN, a->act, d->residual3, d->act, BT));
     weft_model_progress(&m->base); /* ZeRO-3 (model.h) */
     weft_swiglu_backward(d->gate, d->up, a->gate, a->up, d->act, (size_t)BT * m->Fl);
     /* Column-parallel gate and up: the input's gradient is a partial sum. */
@@ -852,9 +853,10 @@ static int block_backward(weft_llama *m, const block_acts *a, block_acts *d, int
     WEFT_CHECK(lora_backward(m, l, T_GATE, a->ln2, d->gate, d->ln2, BT));
     weft_model_progress(&m->base);
     WEFT_CHECK(weft_tp_reduce_grad(d->ln2, n, tp));
-    weft_rmsnorm_backward(d->residual2, bp(m, G, l, POST_NORM), d->ln2, a->residual2, bp(m, P, l, POST_NORM),
-                          a->ln2_rstd, BT, C);
-    weft_residual_backward(dx, d->attproj, d->residual2, n);
+    /* residual2's gradient (the output's plus the norm's) into the input's
+     * and o_proj's, in one sweep */
+    weft_rmsnorm_residual_backward(dx, d->attproj, bp(m, G, l, POST_NORM), d->ln2, d->residual3, a->residual2,
+                                   bp(m, P, l, POST_NORM), a->ln2_rstd, BT, C);
     weft_matmul_backward(d->atty, bp(m, G, l, WO), NULL, d->attproj, a->atty, bp(m, P, l, WO), BT, m->Dq, C);
     WEFT_CHECK(lora_backward(m, l, T_O, a->atty, d->attproj, d->atty, BT));
     weft_model_progress(&m->base);
