@@ -180,6 +180,11 @@ int weft_device_stream_sync(weft_dev *d, weft_stream s)
     return d->impl->stream_sync(d, s);
 }
 
+void *weft_device_stream_handle(const weft_dev *d, weft_stream s)
+{
+    return s >= 0 && s < WEFT_NSTREAMS ? d->streams[s] : NULL;
+}
+
 int weft_device_event_new(weft_dev *d, weft_device_event **out)
 {
     weft_device_event *e = calloc(1, sizeof *e);

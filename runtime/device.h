@@ -100,6 +100,9 @@ WEFT_API int weft_device_copy_async(weft_dev *d, void *dst, const void *src, siz
 /* The same, then wait for it (and for everything before it on the compute stream). */
 WEFT_API int weft_device_copy(weft_dev *d, void *dst, const void *src, size_t bytes, weft_copy_dir dir);
 WEFT_API int weft_device_stream_sync(weft_dev *d, weft_stream s);
+/* The implementation's handle of stream s, for libraries that enqueue on
+ * it themselves (cuda: the cudaStream_t the CUDA kernels run on; cpu: NULL). */
+WEFT_API void *weft_device_stream_handle(const weft_dev *d, weft_stream s);
 
 WEFT_API int weft_device_event_new(weft_dev *d, weft_device_event **out);
 WEFT_API void weft_device_event_free(weft_device_event *e);
