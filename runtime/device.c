@@ -7,19 +7,13 @@
  */
 #include "runtime/device_impl.h"
 #include "runtime/error.h"
+#include "runtime/invariant.h"
 #include "runtime/log.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct weft_device_arena {
-    weft_dev *d;
-    char name[48];
-    char *base;
-    size_t size, used;
-};
 
 struct weft_device_event {
     weft_dev *d;
@@ -87,6 +81,22 @@ long weft_device_allocs_after_start(const weft_dev *d) { return d->allocs_after_
 
 /* --- arenas --------------------------------------------------------------- */
 
+/* The arena's invariants (device_impl.h): it belongs to a device and has a
+ * name; its backing exists and is aligned to WEFT_DEVICE_ALIGN (cpu: a
+ * page); the carved bytes lie inside it. */
+int weft_device_arena_check(const weft_device_arena *a)
+{
+    if (!a || !a->d || !a->name[0])
+        return weft_error(WEFT_EINTERNAL, "device arena %s: no %s", a && a->name[0] ? a->name : "(unnamed)",
+                          !a ? "arena" : !a->d ? "device" : "name");
+    if (!a->base || (uintptr_t)a->base % WEFT_DEVICE_ALIGN)
+        return weft_error(WEFT_EINTERNAL, "device arena '%s': backing %p is %s", a->name, (void *)a->base,
+                          a->base ? "not aligned to WEFT_DEVICE_ALIGN" : "missing");
+    if (a->used > a->size)
+        return weft_error(WEFT_EINTERNAL, "device arena '%s': %zu bytes carved from %zu", a->name, a->used, a->size);
+    return 0;
+}
+
 int weft_device_arena_new(weft_dev *d, const char *name, size_t bytes, weft_device_arena **out)
 {
     weft_device_arena *a = calloc(1, sizeof *a);
@@ -101,6 +111,7 @@ int weft_device_arena_new(weft_dev *d, const char *name, size_t bytes, weft_devi
         return weft_error(rc, "device arena '%s': %s", name, weft_last_error());
     }
     counted(d);
+    WEFT_INVARIANT(weft_device_arena_check(a), "a new arena");
     *out = a;
     return 0;
 }
@@ -120,13 +131,18 @@ int weft_device_arena_alloc(weft_device_arena *a, size_t bytes, size_t align, vo
     }
     a->used = at + bytes;
     counted(a->d);
+    WEFT_INVARIANT(weft_device_arena_check(a), "an arena carving");
     *out = a->base + at;
     return 0;
 }
 
 size_t weft_device_arena_used(const weft_device_arena *a) { return a->used; }
 size_t weft_device_arena_size(const weft_device_arena *a) { return a->size; }
-void weft_device_arena_reset(weft_device_arena *a) { a->used = 0; }
+void weft_device_arena_reset(weft_device_arena *a)
+{
+    a->used = 0;
+    WEFT_INVARIANT(weft_device_arena_check(a), "an arena reset");
+}
 
 void weft_device_arena_free(weft_device_arena *a)
 {

@@ -42,6 +42,18 @@ struct weft_dev {
     long allocs_after_start;
 };
 
+/* An arena: [base, base + size) carved in order; [base, base + used) is
+ * given out. Checked by weft_device_arena_check at every change. */
+struct weft_device_arena {
+    weft_dev *d;
+    char name[48];
+    char *base;
+    size_t size, used;
+};
+
+/* 0, or WEFT_EINTERNAL naming the broken invariant (runtime/invariant.h). */
+int weft_device_arena_check(const weft_device_arena *a);
+
 extern const weft_device_impl weft_device_cpu_impl;
 extern const weft_device_impl weft_device_cuda_impl;
 

@@ -6,6 +6,7 @@
  * invariants its header documents: weft_request_queue_check (the
  * communicators' FIFO), weft_pipe_plan_check (a pipeline stage's schedule),
  * weft_dp_check (the data-parallel buckets and ZeRO-3 units),
+ * weft_device_arena_check (the device layer's arenas),
  * the loader's slots (loader.c), the checkpoint writer (writer.c). A check
  * function returns 0, or WEFT_EINTERNAL with a message naming the object,
  * the invariant and the values that break it (so tests can feed it broken

@@ -25,6 +25,7 @@
 #include "collectives/request_queue.h"
 #include "parallel/dp_int.h"
 #include "runtime/error.h"
+#include "runtime/device_impl.h"
 #include "runtime/invariant.h"
 
 static void test_queue(void **state)
@@ -147,6 +148,35 @@ static void test_dp(void **state)
     DP_BROKEN(0, "ZeRO-3 unit 1 [100, 300) is not its buckets 1..2");
 }
 
+/* A device arena built by hand (device_impl.h), valid, then broken one
+ * invariant at a time. Real arenas run the check at every carving (tests
+ * in test_device). */
+static void test_arena(void **state)
+{
+    (void)state;
+    static _Alignas(WEFT_DEVICE_ALIGN) char mem[4096];
+    weft_device_arena a = {(weft_dev *)&a, "model", mem, sizeof mem, 1000};
+    assert_int_equal(weft_device_arena_check(&a), 0);
+#define ARENA_BROKEN(want)                                                                                   \
+    do {                                                                                                     \
+        assert_int_equal(weft_device_arena_check(&a), WEFT_EINTERNAL);                                       \
+        assert_non_null(strstr(weft_last_error(), want));                                                    \
+        a = (weft_device_arena){(weft_dev *)&a, "model", mem, sizeof mem, 1000};                             \
+    } while (0)
+    a.used = 4097;
+    ARENA_BROKEN("device arena 'model': 4097 bytes carved from 4096");
+    a.base = mem + 8;
+    ARENA_BROKEN("is not aligned to WEFT_DEVICE_ALIGN");
+    a.base = NULL;
+    ARENA_BROKEN("device arena 'model': backing (nil) is missing");
+    a.d = NULL;
+    ARENA_BROKEN("device arena model: no device");
+    a.name[0] = '\0';
+    ARENA_BROKEN("no name");
+    a.used = a.size; /* full is fine */
+    assert_int_equal(weft_device_arena_check(&a), 0);
+}
+
 static int broken(void) { return weft_error(WEFT_EINTERNAL, "slot 3 is READY with 2 rows still to read"); }
 static int holds(void) { return 0; }
 
@@ -183,6 +213,7 @@ int main(void)
         cmocka_unit_test(test_queue),
         cmocka_unit_test(test_abort),
         cmocka_unit_test(test_dp),
+        cmocka_unit_test(test_arena),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
