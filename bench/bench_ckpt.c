@@ -238,7 +238,7 @@ static int open_ckpt(bench *b, const weft_ckpt_opts *o, weft_ckpt **c)
 }
 
 /* Median of 3 synchronous saves with options o: seconds, and file bytes. */
-static weft_ckpt_stats last_sync; /* rank 0's phases of the last sync save */
+static weft_ckpt_stats last_sync; /* the median sync save's phases, each the slowest rank's */
 
 static double sync_best; /* the fastest of the last sync_save's 3 */
 
@@ -247,6 +247,7 @@ static int sync_save(bench *b, const weft_ckpt_opts *o, double *secs, double *da
     weft_ckpt *c;
     WEFT_CHECK(open_ckpt(b, o, &c));
     double t[3], d[3];
+    weft_ckpt_stats ph[3];
     for (int r = 0; r < 3; r++) {
         weft_ckpt_meta m = meta_of(b);
         m.step = ++b->saves;
@@ -257,23 +258,24 @@ static int sync_save(bench *b, const weft_ckpt_opts *o, double *secs, double *da
         weft_ckpt_stats st;
         weft_ckpt_get_stats(c, &st);
         d[r] = max_over_ranks(b, st.data_s);
-        last_sync = st; /* each phase: the slowest rank's */
-        last_sync.data_s = max_over_ranks(b, st.data_s);
-        last_sync.create_s = max_over_ranks(b, st.create_s);
-        last_sync.verify_s = max_over_ranks(b, st.verify_s);
-        last_sync.commit_s = max_over_ranks(b, st.commit_s);
+        ph[r] = st; /* each phase: the slowest rank's */
+        ph[r].data_s = d[r];
+        ph[r].create_s = max_over_ranks(b, st.create_s);
+        ph[r].verify_s = max_over_ranks(b, st.verify_s);
+        ph[r].commit_s = max_over_ranks(b, st.commit_s);
         *file = st.bytes_file ? st.bytes_file : *file;
         if (getenv("BENCH_CKPT_VERBOSE") && b->ctx->rank == 0)
             printf("  save %lld: %.3f s: data %.3f (create %.3f), verify %.3f, commit %.3f (slowest rank)\n",
-                   (long long)m.step, t[r], last_sync.data_s, last_sync.create_s, last_sync.verify_s,
-                   last_sync.commit_s);
+                   (long long)m.step, t[r], ph[r].data_s, ph[r].create_s, ph[r].verify_s, ph[r].commit_s);
     }
     for (int i = 0; i < 3; i++)
         for (int j = i + 1; j < 3; j++)
             if (t[j] < t[i]) {
                 double x = t[i]; t[i] = t[j]; t[j] = x;
                 x = d[i]; d[i] = d[j]; d[j] = x;
+                weft_ckpt_stats y = ph[i]; ph[i] = ph[j]; ph[j] = y;
             }
+    last_sync = ph[1]; /* the median save's phases, printed beside the median time */
     *secs = t[1];
     *data_s = d[1];
     sync_best = t[0];
@@ -458,8 +460,8 @@ static int run(bench *b, int nsteps)
     printf("%-34s %8.3fx the tensors' %.0f MB (target <= 1.1x)  %s\n", "file size", (double)file / tensors,
            tensors / 1e6, (double)file <= 1.1 * tensors ? "MET" : "MISSED");
     printf("%-34s %8.3f s\n", "memcpy of a rank's share", mc);
-    printf("%-34s %8.3f s   %.2fx memcpy (target <= 2x)  %s; of which the copy to staging %.3f s\n",
-           "async save: step loop blocked", blocked, blocked / mc, blocked <= 2 * mc ? "MET" : "MISSED", async_copy);
+    printf("%-34s %8.3f s   %.2fx memcpy (target <= 1.2x)  %s; of which the copy to staging %.3f s\n",
+           "async save: step loop blocked", blocked, blocked / mc, blocked <= 1.2 * mc ? "MET" : "MISSED", async_copy);
     printf("%-34s %8.3f s   %6.0f MB/s (data phase alone %.3f s, %.0f MB/s)\n", "sync save (create .. commit)",
            sync_s, ck_bw, data_s, mb / data_s);
     printf("%-34s data %.3f s, read-back check + checksums %.3f s, writeback + fsync + rename + latest %.3f s\n",
