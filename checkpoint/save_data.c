@@ -6,12 +6,13 @@
  * and written back to disk per rank.
  *
  * Why POSIX writes: HDF5's MPI-IO data path was one collective
- * H5Dcreate + H5Dwrite synchronisation per dataset (~170 per save), and on
- * a loaded node each waited for a time slice: the measured bottleneck
- * (bench/README.md, bench_ckpt; rawdata.h says why the file stays a
- * standard HDF5 file). Ranks write disjoint byte ranges of one file, so
- * nothing here waits for another rank except the barrier before datasets
- * split between ranks are hashed.
+ * H5Dcreate + H5Dwrite synchronisation per dataset (~170 per save), so one
+ * slow rank held every other at each tensor. Here ranks write disjoint
+ * byte ranges of one file, and nothing waits for another rank except the
+ * barrier before datasets split between ranks are hashed. (That
+ * synchronisation was taken for the save's bottleneck; measured, it was
+ * not: quiet, the read-back is the largest phase -- bench/README.md,
+ * bench_ckpt. rawdata.h says why the file stays a standard HDF5 file.)
  */
 #include "checkpoint/agree.h"
 #include "checkpoint/h5.h"
