@@ -1,0 +1,139 @@
+/*
+ * ops.h -- the compute ops of a training step as one table per device:
+ * what the models (model/gpt.c, llama.c, lora.c), the optimizer
+ * (model/optim.c) and the vocabulary-parallel layers (parallel/tp.c) call,
+ * so that the same code runs on the CPU kernels (kernels/kernels.h) and on
+ * the CUDA kernels (kernels/cuda/cuda_ops.h) without an #if.
+ *
+ * Every entry has the semantics of the kernels.h function of the same name
+ * (weft_<name>): row-major, the same dimension letters, every backward
+ * ACCUMULATES (+=) except rope_backward (in place), no entry allocates. Two
+ * differences: each entry takes the table first, and the two that hand a
+ * number to the host (xent_forward_backward's mean loss, sumsq) return it
+ * through an out-parameter.
+ *
+ * Errors: entries return void and keep a sticky first error in the table,
+ * as cudaGetLastError does. weft_ops_status returns 0 or the first failure
+ * (a WEFT_E* whose message names the op); callers check it once per
+ * forward, backward or optimizer step and return it. Later failures do
+ * not replace the first.
+ *
+ * The table is made once, at the model's (or optimizer's) creation, by
+ * weft_ops_open for a device of the device layer:
+ *   cpu  -- kernels/ops_cpu.c: every entry a direct call of its kernels.h
+ *           function, so results are bitwise those of calling kernels.h;
+ *   cuda -- kernels/ops_cuda.c: adapters over libweft-cuda.so's table on a
+ *           context of the device's compute stream (what it lacks is listed
+ *           at the top of that file).
+ * The arrays an entry takes are the device's memory (host memory on cpu).
+ *
+ * kernels.h's unfused, materialising attention (weft_attention_forward,
+ * weft_gqa_attention_forward and their backwards) is not here: the models
+ * train with the flash ops; tests and references call it directly.
+ */
+#ifndef WEFT_KERNELS_OPS_H
+#define WEFT_KERNELS_OPS_H
+
+#include "runtime/api.h"
+#include "runtime/device.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct weft_ops weft_ops;
+
+struct weft_ops {
+    void (*matmul_forward)(weft_ops *o, float *out, const float *inp, const float *weight, const float *bias, int N,
+                           int C, int OC);
+    void (*matmul_backward)(weft_ops *o, float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *weight, int N, int C, int OC);
+    void (*layernorm_forward)(weft_ops *o, float *out, float *mean, float *rstd, const float *inp,
+                              const float *weight, const float *bias, int N, int C);
+    void (*layernorm_backward)(weft_ops *o, float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const float *weight, const float *mean, const float *rstd, int N,
+                               int C);
+    void (*layernorm_residual_forward)(weft_ops *o, float *res, float *out, float *mean, float *rstd,
+                                       const float *a, const float *b, const float *weight, const float *bias, int N,
+                                       int C);
+    void (*layernorm_residual_backward)(weft_ops *o, float *da, float *db, float *dweight, float *dbias,
+                                        const float *dout, const float *dres, const float *res, const float *weight,
+                                        const float *mean, const float *rstd, int N, int C);
+    void (*rmsnorm_forward)(weft_ops *o, float *out, float *rstd, const float *inp, const float *weight, int N,
+                            int C, double eps);
+    void (*rmsnorm_backward)(weft_ops *o, float *dinp, float *dweight, const float *dout, const float *inp,
+                             const float *weight, const float *rstd, int N, int C);
+    void (*rmsnorm_residual_forward)(weft_ops *o, float *res, float *out, float *rstd, const float *a,
+                                     const float *b, const float *weight, int N, int C, double eps);
+    void (*rmsnorm_residual_backward)(weft_ops *o, float *da, float *db, float *dweight, const float *dout,
+                                      const float *dres, const float *res, const float *weight, const float *rstd,
+                                      int N, int C);
+    void (*gelu_forward)(weft_ops *o, float *out, const float *inp, size_t n);
+    void (*gelu_backward)(weft_ops *o, float *dinp, const float *inp, const float *dout, size_t n);
+    void (*residual_forward)(weft_ops *o, float *out, const float *a, const float *b, size_t n);
+    void (*residual_backward)(weft_ops *o, float *da, float *db, const float *dout, size_t n);
+    void (*swiglu_forward)(weft_ops *o, float *out, const float *gate, const float *up, size_t n);
+    void (*swiglu_backward)(weft_ops *o, float *dgate, float *dup, const float *gate, const float *up,
+                            const float *dout, size_t n);
+    void (*embedding_forward)(weft_ops *o, float *out, const int32_t *tokens, const float *wte, const float *wpe,
+                              int B, int T, int C);
+    void (*embedding_backward)(weft_ops *o, float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
+                               int B, int T, int C);
+    /* *mean (host) gets kernels.h's return value. */
+    void (*xent_forward_backward)(weft_ops *o, double *mean, float *losses, float *dlogits, const float *logits,
+                                  const int32_t *targets, int N, int V, double dloss);
+    void (*xent_stats)(weft_ops *o, double *mx, double *sum, double *xt, const float *logits,
+                       const int32_t *targets, int N, int V, int v0);
+    void (*xent_grad)(weft_ops *o, float *dlogits, const float *logits, const double *lse, const int32_t *targets,
+                      int N, int V, int v0, double dloss);
+    void (*adamw_update)(weft_ops *o, float *params, const float *grads, float *m, float *v, size_t n, double lr,
+                         double beta1, double beta2, double eps, double weight_decay, int64_t t, double grad_scale);
+    /* *out (host) gets the sum of squares. */
+    void (*sumsq)(weft_ops *o, double *out, const float *x, size_t n);
+    void (*rope_table)(weft_ops *o, float *cos, float *sin, int T, int hs, double theta);
+    void (*rope_forward)(weft_ops *o, float *x, const float *cos, const float *sin, int B, int T, int nh, int hs);
+    void (*rope_backward)(weft_ops *o, float *dx, const float *cos, const float *sin, int B, int T, int nh, int hs);
+    void (*attention_flash_forward)(weft_ops *o, float *out, float *lse, const float *qkv, int B, int T, int C,
+                                    int NH);
+    void (*attention_flash_backward)(weft_ops *o, float *dqkv, const float *dout, const float *qkv,
+                                     const float *out, const float *lse, int B, int T, int C, int NH);
+    void (*gqa_attention_flash_forward)(weft_ops *o, float *out, float *lse, const float *q, const float *k,
+                                        const float *v, int B, int T, int NH, int NKV, int hs);
+    void (*gqa_attention_flash_backward)(weft_ops *o, float *dq, float *dk, float *dv, const float *dout,
+                                         const float *q, const float *k, const float *v, const float *out,
+                                         const float *lse, int B, int T, int NH, int NKV, int hs);
+    void (*attention_decode)(weft_ops *o, float *out, float *scratch, const float *q, const float *kc,
+                             const float *vc, int n, int pos0, int NH, int NKV, int hs);
+
+    /* --- the implementation's, not the caller's --- */
+    int status;     /* the first failure, 0 while none */
+    char msg[400];  /* its message */
+    weft_dev *dev;  /* the device the table computes on */
+    void *impl;     /* the implementation's state (cuda: its context) */
+    void (*close)(weft_ops *o);
+};
+
+/* The table for device d: cpu's over kernels.h, cuda's over the CUDA
+ * kernels with column scratch for up to max_cols columns (the widest bias
+ * or norm weight; ignored on cpu). WEFT_ENOMEM; on cuda WEFT_EUNAVAILABLE
+ * when the kernels' library or a context cannot be had (no GPU). */
+WEFT_API int weft_ops_open(weft_dev *d, int max_cols, weft_ops **out);
+/* NULL is a no-op. */
+WEFT_API void weft_ops_close(weft_ops *o);
+
+/* 0, or the first failure of any op since the table was made (or last
+ * cleared); records its message again with weft_error, so that the
+ * caller's weft_last_error is the op's. */
+WEFT_API int weft_ops_status(const weft_ops *o);
+/* Forget the sticky failure (after the caller handled it). */
+WEFT_API void weft_ops_clear(weft_ops *o);
+
+/* For implementations: record a failure of op `op`; only the first since
+ * the last clear is kept. Returns rc. */
+WEFT_API int weft_ops_fail(weft_ops *o, int rc, const char *op, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* The two implementations' constructors (ops_cpu.c, ops_cuda.c). */
+int weft_ops_cpu_new(weft_dev *d, weft_ops **out);
+int weft_ops_cuda_new(weft_dev *d, int max_cols, weft_ops **out);
+
+#endif

@@ -1,0 +1,265 @@
+/*
+ * ops_cpu.c -- the cpu device's ops table (kernels/ops.h): every entry is a
+ * direct call of the kernels.h function of the same name, so a model that
+ * computes through the table gets bitwise the results of calling kernels.h.
+ * No entry can fail: the CPU kernels have no error path.
+ */
+#include "kernels/ops.h"
+#include "kernels/kernels.h"
+#include "runtime/error.h"
+
+#include <stdlib.h>
+
+static void cpu_matmul_forward(weft_ops *o, float *out, const float *inp, const float *weight, const float *bias, int N,
+                               int C, int OC)
+{
+    (void)o;
+    weft_matmul_forward(out, inp, weight, bias, N, C, OC);
+}
+
+static void cpu_matmul_backward(weft_ops *o, float *dinp, float *dweight, float *dbias, const float *dout,
+                                const float *inp, const float *weight, int N, int C, int OC)
+{
+    (void)o;
+    weft_matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+}
+
+static void cpu_layernorm_forward(weft_ops *o, float *out, float *mean, float *rstd, const float *inp,
+                                  const float *weight, const float *bias, int N, int C)
+{
+    (void)o;
+    weft_layernorm_forward(out, mean, rstd, inp, weight, bias, N, C);
+}
+
+static void cpu_layernorm_backward(weft_ops *o, float *dinp, float *dweight, float *dbias, const float *dout,
+                                   const float *inp, const float *weight, const float *mean, const float *rstd, int N,
+                                   int C)
+{
+    (void)o;
+    weft_layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+}
+
+static void cpu_layernorm_residual_forward(weft_ops *o, float *res, float *out, float *mean, float *rstd,
+                                           const float *a, const float *b, const float *weight, const float *bias,
+                                           int N, int C)
+{
+    (void)o;
+    weft_layernorm_residual_forward(res, out, mean, rstd, a, b, weight, bias, N, C);
+}
+
+static void cpu_layernorm_residual_backward(weft_ops *o, float *da, float *db, float *dweight, float *dbias,
+                                            const float *dout, const float *dres, const float *res, const float *weight,
+                                            const float *mean, const float *rstd, int N, int C)
+{
+    (void)o;
+    weft_layernorm_residual_backward(da, db, dweight, dbias, dout, dres, res, weight, mean, rstd, N, C);
+}
+
+static void cpu_rmsnorm_forward(weft_ops *o, float *out, float *rstd, const float *inp, const float *weight, int N,
+                                int C, double eps)
+{
+    (void)o;
+    weft_rmsnorm_forward(out, rstd, inp, weight, N, C, eps);
+}
+
+static void cpu_rmsnorm_backward(weft_ops *o, float *dinp, float *dweight, const float *dout, const float *inp,
+                                 const float *weight, const float *rstd, int N, int C)
+{
+    (void)o;
+    weft_rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C);
+}
+
+static void cpu_rmsnorm_residual_forward(weft_ops *o, float *res, float *out, float *rstd, const float *a,
+                                         const float *b, const float *weight, int N, int C, double eps)
+{
+    (void)o;
+    weft_rmsnorm_residual_forward(res, out, rstd, a, b, weight, N, C, eps);
+}
+
+static void cpu_rmsnorm_residual_backward(weft_ops *o, float *da, float *db, float *dweight, const float *dout,
+                                          const float *dres, const float *res, const float *weight, const float *rstd,
+                                          int N, int C)
+{
+    (void)o;
+    weft_rmsnorm_residual_backward(da, db, dweight, dout, dres, res, weight, rstd, N, C);
+}
+
+static void cpu_gelu_forward(weft_ops *o, float *out, const float *inp, size_t n)
+{
+    (void)o;
+    weft_gelu_forward(out, inp, n);
+}
+
+static void cpu_gelu_backward(weft_ops *o, float *dinp, const float *inp, const float *dout, size_t n)
+{
+    (void)o;
+    weft_gelu_backward(dinp, inp, dout, n);
+}
+
+static void cpu_residual_forward(weft_ops *o, float *out, const float *a, const float *b, size_t n)
+{
+    (void)o;
+    weft_residual_forward(out, a, b, n);
+}
+
+static void cpu_residual_backward(weft_ops *o, float *da, float *db, const float *dout, size_t n)
+{
+    (void)o;
+    weft_residual_backward(da, db, dout, n);
+}
+
+static void cpu_swiglu_forward(weft_ops *o, float *out, const float *gate, const float *up, size_t n)
+{
+    (void)o;
+    weft_swiglu_forward(out, gate, up, n);
+}
+
+static void cpu_swiglu_backward(weft_ops *o, float *dgate, float *dup, const float *gate, const float *up,
+                                const float *dout, size_t n)
+{
+    (void)o;
+    weft_swiglu_backward(dgate, dup, gate, up, dout, n);
+}
+
+static void cpu_embedding_forward(weft_ops *o, float *out, const int32_t *tokens, const float *wte, const float *wpe,
+                                  int B, int T, int C)
+{
+    (void)o;
+    weft_embedding_forward(out, tokens, wte, wpe, B, T, C);
+}
+
+static void cpu_embedding_backward(weft_ops *o, float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
+                                   int B, int T, int C)
+{
+    (void)o;
+    weft_embedding_backward(dwte, dwpe, dout, tokens, B, T, C);
+}
+
+static void cpu_xent_forward_backward(weft_ops *o, double *mean, float *losses, float *dlogits, const float *logits,
+                                      const int32_t *targets, int N, int V, double dloss)
+{
+    (void)o;
+    *mean = weft_xent_forward_backward(losses, dlogits, logits, targets, N, V, dloss);
+}
+
+static void cpu_xent_stats(weft_ops *o, double *mx, double *sum, double *xt, const float *logits,
+                           const int32_t *targets, int N, int V, int v0)
+{
+    (void)o;
+    weft_xent_stats(mx, sum, xt, logits, targets, N, V, v0);
+}
+
+static void cpu_xent_grad(weft_ops *o, float *dlogits, const float *logits, const double *lse, const int32_t *targets,
+                          int N, int V, int v0, double dloss)
+{
+    (void)o;
+    weft_xent_grad(dlogits, logits, lse, targets, N, V, v0, dloss);
+}
+
+static void cpu_adamw_update(weft_ops *o, float *params, const float *grads, float *m, float *v, size_t n, double lr,
+                             double beta1, double beta2, double eps, double weight_decay, int64_t t, double grad_scale)
+{
+    (void)o;
+    weft_adamw_update(params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, t, grad_scale);
+}
+
+static void cpu_sumsq(weft_ops *o, double *out, const float *x, size_t n)
+{
+    (void)o;
+    *out = weft_sumsq(x, n);
+}
+
+static void cpu_rope_table(weft_ops *o, float *cos, float *sin, int T, int hs, double theta)
+{
+    (void)o;
+    weft_rope_table(cos, sin, T, hs, theta);
+}
+
+static void cpu_rope_forward(weft_ops *o, float *x, const float *cos, const float *sin, int B, int T, int nh, int hs)
+{
+    (void)o;
+    weft_rope_forward(x, cos, sin, B, T, nh, hs);
+}
+
+static void cpu_rope_backward(weft_ops *o, float *dx, const float *cos, const float *sin, int B, int T, int nh, int hs)
+{
+    (void)o;
+    weft_rope_backward(dx, cos, sin, B, T, nh, hs);
+}
+
+static void cpu_attention_flash_forward(weft_ops *o, float *out, float *lse, const float *qkv, int B, int T, int C,
+                                        int NH)
+{
+    (void)o;
+    weft_attention_flash_forward(out, lse, qkv, B, T, C, NH);
+}
+
+static void cpu_attention_flash_backward(weft_ops *o, float *dqkv, const float *dout, const float *qkv,
+                                         const float *out, const float *lse, int B, int T, int C, int NH)
+{
+    (void)o;
+    weft_attention_flash_backward(dqkv, dout, qkv, out, lse, B, T, C, NH);
+}
+
+static void cpu_gqa_attention_flash_forward(weft_ops *o, float *out, float *lse, const float *q, const float *k,
+                                            const float *v, int B, int T, int NH, int NKV, int hs)
+{
+    (void)o;
+    weft_gqa_attention_flash_forward(out, lse, q, k, v, B, T, NH, NKV, hs);
+}
+
+static void cpu_gqa_attention_flash_backward(weft_ops *o, float *dq, float *dk, float *dv, const float *dout,
+                                             const float *q, const float *k, const float *v, const float *out,
+                                             const float *lse, int B, int T, int NH, int NKV, int hs)
+{
+    (void)o;
+    weft_gqa_attention_flash_backward(dq, dk, dv, dout, q, k, v, out, lse, B, T, NH, NKV, hs);
+}
+
+static void cpu_attention_decode(weft_ops *o, float *out, float *scratch, const float *q, const float *kc,
+                                 const float *vc, int n, int pos0, int NH, int NKV, int hs)
+{
+    (void)o;
+    weft_attention_decode(out, scratch, q, kc, vc, n, pos0, NH, NKV, hs);
+}
+
+int weft_ops_cpu_new(weft_dev *d, weft_ops **out)
+{
+    weft_ops *o = calloc(1, sizeof *o);
+    if (!o)
+        return weft_error(WEFT_ENOMEM, "ops table for the cpu: out of memory");
+    o->dev = d;
+    o->matmul_forward = cpu_matmul_forward;
+    o->matmul_backward = cpu_matmul_backward;
+    o->layernorm_forward = cpu_layernorm_forward;
+    o->layernorm_backward = cpu_layernorm_backward;
+    o->layernorm_residual_forward = cpu_layernorm_residual_forward;
+    o->layernorm_residual_backward = cpu_layernorm_residual_backward;
+    o->rmsnorm_forward = cpu_rmsnorm_forward;
+    o->rmsnorm_backward = cpu_rmsnorm_backward;
+    o->rmsnorm_residual_forward = cpu_rmsnorm_residual_forward;
+    o->rmsnorm_residual_backward = cpu_rmsnorm_residual_backward;
+    o->gelu_forward = cpu_gelu_forward;
+    o->gelu_backward = cpu_gelu_backward;
+    o->residual_forward = cpu_residual_forward;
+    o->residual_backward = cpu_residual_backward;
+    o->swiglu_forward = cpu_swiglu_forward;
+    o->swiglu_backward = cpu_swiglu_backward;
+    o->embedding_forward = cpu_embedding_forward;
+    o->embedding_backward = cpu_embedding_backward;
+    o->xent_forward_backward = cpu_xent_forward_backward;
+    o->xent_stats = cpu_xent_stats;
+    o->xent_grad = cpu_xent_grad;
+    o->adamw_update = cpu_adamw_update;
+    o->sumsq = cpu_sumsq;
+    o->rope_table = cpu_rope_table;
+    o->rope_forward = cpu_rope_forward;
+    o->rope_backward = cpu_rope_backward;
+    o->attention_flash_forward = cpu_attention_flash_forward;
+    o->attention_flash_backward = cpu_attention_flash_backward;
+    o->gqa_attention_flash_forward = cpu_gqa_attention_flash_forward;
+    o->gqa_attention_flash_backward = cpu_gqa_attention_flash_backward;
+    o->attention_decode = cpu_attention_decode;
+    *out = o;
+    return 0;
+}
