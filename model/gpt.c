@@ -24,6 +24,7 @@
  */
 #include "model/gpt.h"
 #include "kernels/kernels.h"
+#include "kernels/ops.h"
 #include "parallel/tp.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
@@ -449,7 +450,7 @@ static int alloc_acts(weft_gpt *m)
     if (m->Ll > 0 && !rc)
         m->dblk[m->Ll - 1].residual3 = m->doutput;
     mem_of(m, &m->base.mem);
-    return 0;
+    return weft_ops_status(m->base.kops);
 }
 
 static void describe(weft_gpt *m); /* the interface's fields, at the end of this file */
@@ -514,8 +515,10 @@ int weft_gpt_new_part(const weft_gpt_config *cfg, const weft_gpt_part *part, int
     m->in = malloc((size_t)B * T * sizeof(int32_t));
     m->tgt = malloc((size_t)B * T * sizeof(int32_t));
     rc = rc ? rc : weft_model_alloc(&m->base);
-    if (rc == 0 && m->lora)
+    if (rc == 0 && m->lora) {
+        weft_lora_set_ops(m->lora, m->base.kops);
         rc = weft_lora_alloc(m->lora);
+    }
     if (rc == 0)
         rc = m->in && m->tgt ? alloc_acts(m) : weft_error(WEFT_ENOMEM, "model: out of memory");
     if (rc) {
@@ -644,39 +647,41 @@ static int lora_backward(weft_gpt *m, int l, int k, const float *x, const float 
 
 static int block_forward(weft_gpt *m, block_acts *a, int l, const float *x, int b, int t)
 {
+    weft_ops *ops = m->base.kops;
     int BT = b * t, C = m->cfg.n_embd, Cl = m->Cl;
     float *P = weights(m);
     weft_comm *tp = m->part.tp;
-    weft_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, bp(m, P, l, LN1W), bp(m, P, l, LN1B), BT, C);
-    weft_matmul_forward(a->qkv, a->ln1, bp(m, P, l, QKVW), bp(m, P, l, QKVB), BT, C, 3 * Cl); /* column */
+    ops->layernorm_forward(ops, a->ln1, a->ln1_mean, a->ln1_rstd, x, bp(m, P, l, LN1W), bp(m, P, l, LN1B), BT, C);
+    ops->matmul_forward(ops, a->qkv, a->ln1, bp(m, P, l, QKVW), bp(m, P, l, QKVB), BT, C, 3 * Cl); /* column */
     weft_model_progress(&m->base); /* ZeRO-3: the prefetched gather moves (model.h) */
     WEFT_CHECK(lora_forward(m, l, T_QKV, a->ln1, a->qkv, BT));
-    weft_attention_flash_forward(a->atty, a->att_lse, a->qkv, b, t, Cl, m->NHl);
+    ops->attention_flash_forward(ops, a->atty, a->att_lse, a->qkv, b, t, Cl, m->NHl);
     weft_model_progress(&m->base);
-    WEFT_CHECK(weft_tp_row_linear_forward(a->attproj, a->atty, bp(m, P, l, ATTPROJW), bp(m, P, l, ATTPROJB), BT,
+    WEFT_CHECK(weft_tp_row_linear_forward(ops, a->attproj, a->atty, bp(m, P, l, ATTPROJW), bp(m, P, l, ATTPROJB), BT,
                                           Cl, C, tp));
     WEFT_CHECK(lora_forward(m, l, T_PROJ, a->atty, a->attproj, BT));
     weft_model_progress(&m->base);
-    weft_layernorm_residual_forward(a->residual2, a->ln2, a->ln2_mean, a->ln2_rstd, x, a->attproj, bp(m, P, l, LN2W),
-                                    bp(m, P, l, LN2B), BT, C);
-    weft_matmul_forward(a->fch, a->ln2, bp(m, P, l, FCW), bp(m, P, l, FCB), BT, C, 4 * Cl); /* column */
+    ops->layernorm_residual_forward(ops, a->residual2, a->ln2, a->ln2_mean, a->ln2_rstd, x, a->attproj,
+                                    bp(m, P, l, LN2W), bp(m, P, l, LN2B), BT, C);
+    ops->matmul_forward(ops, a->fch, a->ln2, bp(m, P, l, FCW), bp(m, P, l, FCB), BT, C, 4 * Cl); /* column */
     WEFT_CHECK(lora_forward(m, l, T_FC, a->ln2, a->fch, BT));
     weft_model_progress(&m->base);
-    weft_gelu_forward(a->fch_gelu, a->fch, (size_t)BT * 4 * Cl);
-    WEFT_CHECK(weft_tp_row_linear_forward(a->fcproj, a->fch_gelu, bp(m, P, l, FCPROJW), bp(m, P, l, FCPROJB), BT,
+    ops->gelu_forward(ops, a->fch_gelu, a->fch, (size_t)BT * 4 * Cl);
+    WEFT_CHECK(weft_tp_row_linear_forward(ops, a->fcproj, a->fch_gelu, bp(m, P, l, FCPROJW), bp(m, P, l, FCPROJB), BT,
                                           4 * Cl, C, tp));
     WEFT_CHECK(lora_forward(m, l, T_FCPROJ, a->fch_gelu, a->fcproj, BT));
-    weft_residual_forward(a->residual3, a->residual2, a->fcproj, (size_t)BT * C);
+    ops->residual_forward(ops, a->residual3, a->residual2, a->fcproj, (size_t)BT * C);
     return 0;
 }
 
 /* ln_f, the tied LM head (this rank's vocabulary columns) and the loss. */
 static int head_forward(weft_gpt *m, slot_acts *s, const float *x, const int32_t *targets, double *loss)
 {
+    weft_ops *ops = m->base.kops;
     int BT = s->b * s->t, C = m->cfg.n_embd;
     float *P = weights(m);
-    weft_layernorm_forward(s->lnf, s->lnf_mean, s->lnf_rstd, x, pw(m, P, m->i_lnf), pw(m, P, m->i_lnf + 1), BT, C);
-    weft_matmul_forward(s->logits, s->lnf, pw(m, P, m->i_wte), NULL, BT, C, m->Vl);
+    ops->layernorm_forward(ops, s->lnf, s->lnf_mean, s->lnf_rstd, x, pw(m, P, m->i_lnf), pw(m, P, m->i_lnf + 1), BT, C);
+    ops->matmul_forward(ops, s->logits, s->lnf, pw(m, P, m->i_wte), NULL, BT, C, m->Vl);
     s->have_targets = targets != NULL;
     if (!targets)
         return 0;
@@ -684,7 +689,7 @@ static int head_forward(weft_gpt *m, slot_acts *s, const float *x, const int32_t
     s->n_valid = 0;
     for (int i = 0; i < BT; i++)
         s->n_valid += targets[i] >= 0;
-    return weft_tp_xent_forward(s->losses, s->lse, loss, s->logits, targets, BT, m->Vl, m->v0, m->xent_scratch,
+    return weft_tp_xent_forward(ops, s->losses, s->lse, loss, s->logits, targets, BT, m->Vl, m->v0, m->xent_scratch,
                                 m->part.tp);
 }
 
@@ -707,6 +712,7 @@ static int head_use(weft_gpt *m, int begin, int dir)
 int weft_gpt_forward_slot(weft_gpt *m, int slot, const int32_t *tokens, const int32_t *targets, int b, int t,
                           double *loss)
 {
+    weft_ops *ops = m->base.kops;
     assert(slot >= 0 && slot < m->part.nslots && b <= m->B && t <= m->T);
     slot_acts *s = &m->slot[slot];
     int C = m->cfg.n_embd;
@@ -719,7 +725,7 @@ int weft_gpt_forward_slot(weft_gpt *m, int slot, const int32_t *tokens, const in
     if (m->has_embed) {
         memcpy(s->tokens, tokens, (size_t)b * t * sizeof(int32_t));
         WEFT_CHECK(weft_model_use_begin(&m->base, 0, WEFT_USE_FORWARD));
-        WEFT_CHECK(weft_tp_embedding_forward(s->encoded, tokens, pw(m, P, m->i_wte), m->v0, m->Vl,
+        WEFT_CHECK(weft_tp_embedding_forward(ops, s->encoded, tokens, pw(m, P, m->i_wte), m->v0, m->Vl,
                                              pw(m, P, m->i_wpe), b, t, C, m->part.tp));
         weft_model_use_end(&m->base, 0);
         weft_trace_end("embed.forward", "forward", WEFT_TRACE_COMPUTE, -1, t0);
@@ -738,13 +744,14 @@ int weft_gpt_forward_slot(weft_gpt *m, int slot, const int32_t *tokens, const in
     }
     s->have_targets = 0;
     if (!m->has_head)
-        return 0;
+        return weft_ops_status(m->base.kops);
     t0 = weft_trace_begin();
     WEFT_CHECK(head_use(m, 1, WEFT_USE_FORWARD));
     WEFT_CHECK(head_forward(m, s, x, targets, loss));
     head_use(m, 0, 0);
     weft_trace_end("head.forward", "forward", WEFT_TRACE_COMPUTE, -1, t0);
-    return 0;
+    /* the ops' sticky error, once per forward (kernels/ops.h) */
+    return weft_ops_status(m->base.kops);
 }
 
 int weft_gpt_forward(weft_gpt *m, const int32_t *tokens, const int32_t *targets, int b, int t, double *loss)
@@ -766,6 +773,7 @@ void weft_gpt_zero_grad(weft_gpt *m) { memset(m->base.grad_data, 0, m->base.n * 
 static int block_backward(weft_gpt *m, const block_acts *a, block_acts *d, int l, const float *x, float *dx, int b,
                           int t)
 {
+    weft_ops *ops = m->base.kops;
     int BT = b * t, C = m->cfg.n_embd, Cl = m->Cl;
     size_t n = (size_t)BT * C;
     float *P = weights(m), *G = wgrads(m);
@@ -773,45 +781,47 @@ static int block_backward(weft_gpt *m, const block_acts *a, block_acts *d, int l
     /* The output's gradient is c_proj's output gradient as it is (the residual
      * add passes it through): read in place, not copied. Row-parallel c_proj:
      * the output gradient is whole; no communication. */
-    weft_matmul_backward(d->fch_gelu, bp(m, G, l, FCPROJW), bp(m, G, l, FCPROJB), d->residual3, a->fch_gelu,
+    ops->matmul_backward(ops, d->fch_gelu, bp(m, G, l, FCPROJW), bp(m, G, l, FCPROJB), d->residual3, a->fch_gelu,
                          bp(m, P, l, FCPROJW), BT, 4 * Cl, C);
     WEFT_CHECK(lora_backward(m, l, T_FCPROJ, a->fch_gelu, d->residual3, d->fch_gelu, BT));
     weft_model_progress(&m->base); /* ZeRO-3 (model.h) */
-    weft_gelu_backward(d->fch, a->fch, d->fch_gelu, (size_t)BT * 4 * Cl);
+    ops->gelu_backward(ops, d->fch, a->fch, d->fch_gelu, (size_t)BT * 4 * Cl);
     /* Column-parallel c_fc: each rank's input gradient is a partial sum. */
-    weft_matmul_backward(d->ln2, bp(m, G, l, FCW), bp(m, G, l, FCB), d->fch, a->ln2, bp(m, P, l, FCW), BT, C, 4 * Cl);
+    ops->matmul_backward(ops, d->ln2, bp(m, G, l, FCW), bp(m, G, l, FCB), d->fch, a->ln2, bp(m, P, l, FCW), BT, C,
+                         4 * Cl);
     WEFT_CHECK(lora_backward(m, l, T_FC, a->ln2, d->fch, d->ln2, BT));
     weft_model_progress(&m->base);
     WEFT_CHECK(weft_tp_reduce_grad(d->ln2, n, tp));
     /* residual2's gradient (the output's plus ln_2's) into the input's and
      * the attention projection's, in one sweep */
-    weft_layernorm_residual_backward(dx, d->attproj, bp(m, G, l, LN2W), bp(m, G, l, LN2B), d->ln2, d->residual3,
+    ops->layernorm_residual_backward(ops, dx, d->attproj, bp(m, G, l, LN2W), bp(m, G, l, LN2B), d->ln2, d->residual3,
                                      a->residual2, bp(m, P, l, LN2W), a->ln2_mean, a->ln2_rstd, BT, C);
-    weft_matmul_backward(d->atty, bp(m, G, l, ATTPROJW), bp(m, G, l, ATTPROJB), d->attproj, a->atty,
+    ops->matmul_backward(ops, d->atty, bp(m, G, l, ATTPROJW), bp(m, G, l, ATTPROJB), d->attproj, a->atty,
                          bp(m, P, l, ATTPROJW), BT, Cl, C);
     WEFT_CHECK(lora_backward(m, l, T_PROJ, a->atty, d->attproj, d->atty, BT));
     weft_model_progress(&m->base);
-    weft_attention_flash_backward(d->qkv, d->atty, a->qkv, a->atty, a->att_lse, b, t, Cl, m->NHl);
+    ops->attention_flash_backward(ops, d->qkv, d->atty, a->qkv, a->atty, a->att_lse, b, t, Cl, m->NHl);
     weft_model_progress(&m->base);
-    weft_matmul_backward(d->ln1, bp(m, G, l, QKVW), bp(m, G, l, QKVB), d->qkv, a->ln1, bp(m, P, l, QKVW), BT, C,
+    ops->matmul_backward(ops, d->ln1, bp(m, G, l, QKVW), bp(m, G, l, QKVB), d->qkv, a->ln1, bp(m, P, l, QKVW), BT, C,
                          3 * Cl);
     WEFT_CHECK(lora_backward(m, l, T_QKV, a->ln1, d->qkv, d->ln1, BT));
     WEFT_CHECK(weft_tp_reduce_grad(d->ln1, n, tp));
-    weft_layernorm_backward(dx, bp(m, G, l, LN1W), bp(m, G, l, LN1B), d->ln1, x, bp(m, P, l, LN1W), a->ln1_mean,
+    ops->layernorm_backward(ops, dx, bp(m, G, l, LN1W), bp(m, G, l, LN1B), d->ln1, x, bp(m, P, l, LN1W), a->ln1_mean,
                             a->ln1_rstd, BT, C);
     return 0;
 }
 
 static int head_backward(weft_gpt *m, slot_acts *s, double loss_scale)
 {
+    weft_ops *ops = m->base.kops;
     int BT = s->b * s->t, C = m->cfg.n_embd;
     float *P = weights(m), *G = wgrads(m);
     const float *x = m->Ll ? s->blk[m->Ll - 1].residual3 : s->encoded;
-    weft_tp_xent_backward(s->logits, s->logits, s->lse, s->targets, BT, m->Vl, m->v0,
+    weft_tp_xent_backward(ops, s->logits, s->logits, s->lse, s->targets, BT, m->Vl, m->v0,
                           loss_scale / (s->n_valid ? s->n_valid : 1));
-    weft_matmul_backward(m->dlnf, pw(m, G, m->i_wte), NULL, s->logits, s->lnf, pw(m, P, m->i_wte), BT, C, m->Vl);
+    ops->matmul_backward(ops, m->dlnf, pw(m, G, m->i_wte), NULL, s->logits, s->lnf, pw(m, P, m->i_wte), BT, C, m->Vl);
     WEFT_CHECK(weft_tp_reduce_grad(m->dlnf, (size_t)BT * C, m->part.tp));
-    weft_layernorm_backward(m->doutput, pw(m, G, m->i_lnf), pw(m, G, m->i_lnf + 1), m->dlnf, x, pw(m, P, m->i_lnf),
+    ops->layernorm_backward(ops, m->doutput, pw(m, G, m->i_lnf), pw(m, G, m->i_lnf + 1), m->dlnf, x, pw(m, P, m->i_lnf),
                             s->lnf_mean, s->lnf_rstd, BT, C);
     return 0;
 }
@@ -888,7 +898,7 @@ int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_grad_h
         weft_trace_end("embed.backward", "backward", WEFT_TRACE_COMPUTE, -1, t0);
     }
     report(m, hook, arg, 0);
-    return 0;
+    return weft_ops_status(m->base.kops); /* once per backward (kernels/ops.h) */
 }
 
 int weft_gpt_backward(weft_gpt *m, double loss_scale, weft_grad_hook hook, void *arg)
@@ -934,42 +944,44 @@ static int cache_alloc(weft_gpt *m)
  * the cache, after this chunk's are written there. */
 static void decode_block(weft_gpt *m, gpt_cache *c, int l, int n, int p)
 {
+    weft_ops *ops = m->base.kops;
     int C = m->cfg.n_embd, NH = m->cfg.n_head;
     size_t layer = (size_t)l * m->cfg.max_seq * C;
     float *P = weights(m), *kc = c->k + layer, *vc = c->v + layer;
-    weft_layernorm_forward(c->ln, c->mean, c->rstd, c->x, bp(m, P, l, LN1W), bp(m, P, l, LN1B), n, C);
-    weft_matmul_forward(c->qkv, c->ln, bp(m, P, l, QKVW), bp(m, P, l, QKVB), n, C, 3 * C);
+    ops->layernorm_forward(ops, c->ln, c->mean, c->rstd, c->x, bp(m, P, l, LN1W), bp(m, P, l, LN1B), n, C);
+    ops->matmul_forward(ops, c->qkv, c->ln, bp(m, P, l, QKVW), bp(m, P, l, QKVB), n, C, 3 * C);
     for (int i = 0; i < n; i++) {
         const float *row = c->qkv + (size_t)i * 3 * C;
         memcpy(c->q + (size_t)i * C, row, (size_t)C * sizeof(float));
         memcpy(kc + (size_t)(p + i) * C, row + C, (size_t)C * sizeof(float));
         memcpy(vc + (size_t)(p + i) * C, row + 2 * C, (size_t)C * sizeof(float));
     }
-    weft_attention_decode(c->atty, c->att, c->q, kc, vc, n, p, NH, NH, C / NH);
-    weft_matmul_forward(c->tmp, c->atty, bp(m, P, l, ATTPROJW), bp(m, P, l, ATTPROJB), n, C, C);
-    weft_residual_forward(c->x, c->x, c->tmp, (size_t)n * C);
-    weft_layernorm_forward(c->ln, c->mean, c->rstd, c->x, bp(m, P, l, LN2W), bp(m, P, l, LN2B), n, C);
-    weft_matmul_forward(c->fch, c->ln, bp(m, P, l, FCW), bp(m, P, l, FCB), n, C, 4 * C);
-    weft_gelu_forward(c->fch_gelu, c->fch, (size_t)n * 4 * C);
-    weft_matmul_forward(c->tmp, c->fch_gelu, bp(m, P, l, FCPROJW), bp(m, P, l, FCPROJB), n, 4 * C, C);
-    weft_residual_forward(c->x, c->x, c->tmp, (size_t)n * C);
+    ops->attention_decode(ops, c->atty, c->att, c->q, kc, vc, n, p, NH, NH, C / NH);
+    ops->matmul_forward(ops, c->tmp, c->atty, bp(m, P, l, ATTPROJW), bp(m, P, l, ATTPROJB), n, C, C);
+    ops->residual_forward(ops, c->x, c->x, c->tmp, (size_t)n * C);
+    ops->layernorm_forward(ops, c->ln, c->mean, c->rstd, c->x, bp(m, P, l, LN2W), bp(m, P, l, LN2B), n, C);
+    ops->matmul_forward(ops, c->fch, c->ln, bp(m, P, l, FCW), bp(m, P, l, FCB), n, C, 4 * C);
+    ops->gelu_forward(ops, c->fch_gelu, c->fch, (size_t)n * 4 * C);
+    ops->matmul_forward(ops, c->tmp, c->fch_gelu, bp(m, P, l, FCPROJW), bp(m, P, l, FCPROJB), n, 4 * C, C);
+    ops->residual_forward(ops, c->x, c->x, c->tmp, (size_t)n * C);
 }
 
 /* n <= CHUNK tokens at positions p..p+n-1; with_logits: the last one's. */
 static void decode_chunk(weft_gpt *m, const int32_t *tokens, int n, int p, int with_logits)
 {
+    weft_ops *ops = m->base.kops;
     gpt_cache *c = m->cache;
     int C = m->cfg.n_embd;
     float *P = weights(m);
-    weft_embedding_forward(c->x, tokens, pw(m, P, m->i_wte), pw(m, P, m->i_wpe) + (size_t)p * C, 1, n, C);
+    ops->embedding_forward(ops, c->x, tokens, pw(m, P, m->i_wte), pw(m, P, m->i_wpe) + (size_t)p * C, 1, n, C);
     for (int l = 0; l < m->cfg.n_layer; l++)
         decode_block(m, c, l, n, p);
     c->pos = p + n;
     if (!with_logits)
         return;
-    weft_layernorm_forward(c->ln, c->mean, c->rstd, c->x + (size_t)(n - 1) * C, pw(m, P, m->i_lnf),
+    ops->layernorm_forward(ops, c->ln, c->mean, c->rstd, c->x + (size_t)(n - 1) * C, pw(m, P, m->i_lnf),
                            pw(m, P, m->i_lnf + 1), 1, C);
-    weft_matmul_forward(c->logits, c->ln, pw(m, P, m->i_wte), NULL, 1, C, m->cfg.vocab);
+    ops->matmul_forward(ops, c->logits, c->ln, pw(m, P, m->i_wte), NULL, 1, C, m->cfg.vocab);
 }
 
 /* --- the model interface (model/model.h) ----------------------------------- */
@@ -1016,7 +1028,7 @@ static int iface_decode(weft_model *mm, const int32_t *tokens, int n, int pos0, 
     for (int i = 0; i < n; i += CHUNK)
         decode_chunk(m, tokens + i, n - i < CHUNK ? n - i : CHUNK, pos0 + i, i + CHUNK >= n);
     *out = m->cache->logits;
-    return 0;
+    return weft_ops_status(m->base.kops);
 }
 
 static void iface_free(weft_model *m) { weft_gpt_free(gpt_of(m)); }

@@ -25,6 +25,7 @@
  */
 #include "model/llama.h"
 #include "kernels/kernels.h"
+#include "kernels/ops.h"
 #include "parallel/tp.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
@@ -456,6 +457,7 @@ static void mem_of(const weft_llama *m, weft_model_mem *out)
 
 static int alloc_acts(weft_llama *m)
 {
+    weft_ops *ops = m->base.kops;
     size_t ns = (size_t)m->part.nslots, att = (size_t)m->B * m->NHl * m->T, work;
     dims d0 = dims_of(m, 0);
     size_t BT = d0.BT, C = d0.C;
@@ -505,8 +507,8 @@ static int alloc_acts(weft_llama *m)
     if (m->Ll > 0 && !rc)
         m->dblk[m->Ll - 1].residual3 = m->doutput;
     mem_of(m, &m->base.mem);
-    weft_rope_table(m->rope_cos, m->rope_sin, m->T, m->hs, m->cfg.rope_theta);
-    return 0;
+    ops->rope_table(ops, m->rope_cos, m->rope_sin, m->T, m->hs, m->cfg.rope_theta);
+    return weft_ops_status(m->base.kops);
 }
 
 static void describe(weft_llama *m);
@@ -578,8 +580,10 @@ int weft_llama_new_part(const weft_llama_config *cfg, const weft_model_part *par
     m->in = malloc((size_t)B * T * sizeof(int32_t));
     m->tgt = malloc((size_t)B * T * sizeof(int32_t));
     rc = rc ? rc : weft_model_alloc(&m->base);
-    if (rc == 0 && m->lora)
+    if (rc == 0 && m->lora) {
+        weft_lora_set_ops(m->lora, m->base.kops);
         rc = weft_lora_alloc(m->lora);
+    }
     if (rc == 0)
         rc = m->in && m->tgt ? alloc_acts(m) : weft_error(WEFT_ENOMEM, "model: out of memory");
     if (rc) {
@@ -692,43 +696,45 @@ static int lora_backward(weft_llama *m, int l, int k, const float *x, const floa
 
 static int block_forward(weft_llama *m, block_acts *a, int l, const float *x, int b, int t)
 {
+    weft_ops *ops = m->base.kops;
     int BT = b * t, C = m->cfg.n_embd;
     float *P = weights(m);
     weft_comm *tp = m->part.tp;
-    weft_rmsnorm_forward(a->ln1, a->ln1_rstd, x, bp(m, P, l, IN_NORM), BT, C, m->cfg.norm_eps);
-    weft_matmul_forward(a->q, a->ln1, bp(m, P, l, WQ), NULL, BT, C, m->Dq);
-    weft_matmul_forward(a->k, a->ln1, kv_rows(m, P, l, WK), NULL, BT, C, m->Dkv);
-    weft_matmul_forward(a->v, a->ln1, kv_rows(m, P, l, WV), NULL, BT, C, m->Dkv);
+    ops->rmsnorm_forward(ops, a->ln1, a->ln1_rstd, x, bp(m, P, l, IN_NORM), BT, C, m->cfg.norm_eps);
+    ops->matmul_forward(ops, a->q, a->ln1, bp(m, P, l, WQ), NULL, BT, C, m->Dq);
+    ops->matmul_forward(ops, a->k, a->ln1, kv_rows(m, P, l, WK), NULL, BT, C, m->Dkv);
+    ops->matmul_forward(ops, a->v, a->ln1, kv_rows(m, P, l, WV), NULL, BT, C, m->Dkv);
     WEFT_CHECK(lora_forward(m, l, T_Q, a->ln1, a->q, BT));
     WEFT_CHECK(lora_forward(m, l, T_K, a->ln1, a->k, BT));
     WEFT_CHECK(lora_forward(m, l, T_V, a->ln1, a->v, BT));
     weft_model_progress(&m->base); /* ZeRO-3: the prefetched gather moves (model.h) */
-    weft_rope_forward(a->q, m->rope_cos, m->rope_sin, b, t, m->NHl, m->hs);
-    weft_rope_forward(a->k, m->rope_cos, m->rope_sin, b, t, m->NKVl, m->hs);
-    weft_gqa_attention_flash_forward(a->atty, a->att_lse, a->q, a->k, a->v, b, t, m->NHl, m->NKVl, m->hs);
-    WEFT_CHECK(weft_tp_row_linear_forward(a->attproj, a->atty, bp(m, P, l, WO), NULL, BT, m->Dq, C, tp));
+    ops->rope_forward(ops, a->q, m->rope_cos, m->rope_sin, b, t, m->NHl, m->hs);
+    ops->rope_forward(ops, a->k, m->rope_cos, m->rope_sin, b, t, m->NKVl, m->hs);
+    ops->gqa_attention_flash_forward(ops, a->atty, a->att_lse, a->q, a->k, a->v, b, t, m->NHl, m->NKVl, m->hs);
+    WEFT_CHECK(weft_tp_row_linear_forward(ops, a->attproj, a->atty, bp(m, P, l, WO), NULL, BT, m->Dq, C, tp));
     WEFT_CHECK(lora_forward(m, l, T_O, a->atty, a->attproj, BT));
     weft_model_progress(&m->base);
-    weft_rmsnorm_residual_forward(a->residual2, a->ln2, a->ln2_rstd, x, a->attproj, bp(m, P, l, POST_NORM), BT, C,
+    ops->rmsnorm_residual_forward(ops, a->residual2, a->ln2, a->ln2_rstd, x, a->attproj, bp(m, P, l, POST_NORM), BT, C,
                                   m->cfg.norm_eps);
-    weft_matmul_forward(a->gate, a->ln2, bp(m, P, l, WGATE), NULL, BT, C, m->Fl);
-    weft_matmul_forward(a->up, a->ln2, bp(m, P, l, WUP), NULL, BT, C, m->Fl);
+    ops->matmul_forward(ops, a->gate, a->ln2, bp(m, P, l, WGATE), NULL, BT, C, m->Fl);
+    ops->matmul_forward(ops, a->up, a->ln2, bp(m, P, l, WUP), NULL, BT, C, m->Fl);
     WEFT_CHECK(lora_forward(m, l, T_GATE, a->ln2, a->gate, BT));
     WEFT_CHECK(lora_forward(m, l, T_UP, a->ln2, a->up, BT));
     weft_model_progress(&m->base);
-    weft_swiglu_forward(a->act, a->gate, a->up, (size_t)BT * m->Fl);
-    WEFT_CHECK(weft_tp_row_linear_forward(a->down, a->act, bp(m, P, l, WDOWN), NULL, BT, m->Fl, C, tp));
+    ops->swiglu_forward(ops, a->act, a->gate, a->up, (size_t)BT * m->Fl);
+    WEFT_CHECK(weft_tp_row_linear_forward(ops, a->down, a->act, bp(m, P, l, WDOWN), NULL, BT, m->Fl, C, tp));
     WEFT_CHECK(lora_forward(m, l, T_DOWN, a->act, a->down, BT));
-    weft_residual_forward(a->residual3, a->residual2, a->down, (size_t)BT * C);
+    ops->residual_forward(ops, a->residual3, a->residual2, a->down, (size_t)BT * C);
     return 0;
 }
 
 static int head_forward(weft_llama *m, slot_acts *s, const float *x, const int32_t *targets, double *loss)
 {
+    weft_ops *ops = m->base.kops;
     int BT = s->b * s->t, C = m->cfg.n_embd;
     float *P = weights(m);
-    weft_rmsnorm_forward(s->lnf, s->lnf_rstd, x, pw(m, P, m->i_norm), BT, C, m->cfg.norm_eps);
-    weft_matmul_forward(s->logits, s->lnf, pw(m, P, m->i_head), NULL, BT, C, m->Vl);
+    ops->rmsnorm_forward(ops, s->lnf, s->lnf_rstd, x, pw(m, P, m->i_norm), BT, C, m->cfg.norm_eps);
+    ops->matmul_forward(ops, s->logits, s->lnf, pw(m, P, m->i_head), NULL, BT, C, m->Vl);
     s->have_targets = targets != NULL;
     if (!targets)
         return 0;
@@ -736,7 +742,7 @@ static int head_forward(weft_llama *m, slot_acts *s, const float *x, const int32
     s->n_valid = 0;
     for (int i = 0; i < BT; i++)
         s->n_valid += targets[i] >= 0;
-    return weft_tp_xent_forward(s->losses, s->lse, loss, s->logits, targets, BT, m->Vl, m->v0, m->xent_scratch,
+    return weft_tp_xent_forward(ops, s->losses, s->lse, loss, s->logits, targets, BT, m->Vl, m->v0, m->xent_scratch,
                                 m->part.tp);
 }
 
@@ -760,6 +766,7 @@ static int head_use(weft_llama *m, int begin, int dir)
 static int forward_slot(weft_llama *m, int slot, const int32_t *tokens, const int32_t *targets, int b, int t,
                         double *loss)
 {
+    weft_ops *ops = m->base.kops;
     assert(slot >= 0 && slot < m->part.nslots && b <= m->B && t <= m->T);
     slot_acts *s = &m->slot[slot];
     float *P = weights(m);
@@ -771,7 +778,7 @@ static int forward_slot(weft_llama *m, int slot, const int32_t *tokens, const in
     if (m->has_embed) {
         memcpy(s->tokens, tokens, (size_t)b * t * sizeof(int32_t));
         WEFT_CHECK(weft_model_use_begin(&m->base, 0, WEFT_USE_FORWARD));
-        WEFT_CHECK(weft_tp_embedding_forward(s->encoded, tokens, pw(m, P, m->i_embed), m->v0, m->Vl, NULL, b, t,
+        WEFT_CHECK(weft_tp_embedding_forward(ops, s->encoded, tokens, pw(m, P, m->i_embed), m->v0, m->Vl, NULL, b, t,
                                              m->cfg.n_embd, m->part.tp));
         weft_model_use_end(&m->base, 0);
         weft_trace_end("embed.forward", "forward", WEFT_TRACE_COMPUTE, -1, t0);
@@ -790,13 +797,14 @@ static int forward_slot(weft_llama *m, int slot, const int32_t *tokens, const in
     }
     s->have_targets = 0;
     if (!m->has_head)
-        return 0;
+        return weft_ops_status(m->base.kops);
     t0 = weft_trace_begin();
     WEFT_CHECK(head_use(m, 1, WEFT_USE_FORWARD));
     WEFT_CHECK(head_forward(m, s, x, targets, loss));
     head_use(m, 0, 0);
     weft_trace_end("head.forward", "forward", WEFT_TRACE_COMPUTE, -1, t0);
-    return 0;
+    /* the ops' sticky error, once per forward (kernels/ops.h) */
+    return weft_ops_status(m->base.kops);
 }
 
 int weft_llama_forward(weft_llama *m, const int32_t *tokens, const int32_t *targets, int b, int t, double *loss)
@@ -815,12 +823,13 @@ int weft_llama_forward(weft_llama *m, const int32_t *tokens, const int32_t *targ
  * layout in the buffer: k then v), summed over the group, added. */
 static int kv_backward_replicated(weft_llama *m, const block_acts *a, block_acts *d, int l, int BT)
 {
+    weft_ops *ops = m->base.kops;
     int C = m->cfg.n_embd;
     size_t whole = (size_t)m->cfg.n_kv_head * m->hs * C, row0 = (size_t)m->kv_head * m->hs * C;
     float *P = m->base.param_data, *G = m->base.grad_data;
     memset(m->kv_grad, 0, 2 * whole * sizeof(float));
-    weft_matmul_backward(d->ln1, m->kv_grad + row0, NULL, d->k, a->ln1, kv_rows(m, P, l, WK), BT, C, m->Dkv);
-    weft_matmul_backward(d->ln1, m->kv_grad + whole + row0, NULL, d->v, a->ln1, kv_rows(m, P, l, WV), BT, C,
+    ops->matmul_backward(ops, d->ln1, m->kv_grad + row0, NULL, d->k, a->ln1, kv_rows(m, P, l, WK), BT, C, m->Dkv);
+    ops->matmul_backward(ops, d->ln1, m->kv_grad + whole + row0, NULL, d->v, a->ln1, kv_rows(m, P, l, WV), BT, C,
                          m->Dkv);
     WEFT_CHECK(weft_comm_allreduce(m->part.tp, m->kv_grad, m->kv_grad, 2 * whole, WEFT_F32, WEFT_SUM));
     float *g = bp(m, G, l, WK); /* v_proj follows k_proj in the buffer */
@@ -835,6 +844,7 @@ static int kv_backward_replicated(weft_llama *m, const block_acts *a, block_acts
 static int block_backward(weft_llama *m, const block_acts *a, block_acts *d, int l, const float *x, float *dx, int b,
                           int t)
 {
+    weft_ops *ops = m->base.kops;
     int BT = b * t, C = m->cfg.n_embd;
     size_t n = (size_t)BT * C;
     float *P = weights(m), *G = wgrads(m);
@@ -842,57 +852,58 @@ static int block_backward(weft_llama *m, const block_acts *a, block_acts *d, int
     /* The output's gradient is down_proj's output gradient as it is (the
      * residual add passes it through): read in place, not copied.
      * Row-parallel down_proj: its output gradient is whole; no communication. */
-    weft_matmul_backward(d->act, bp(m, G, l, WDOWN), NULL, d->residual3, a->act, bp(m, P, l, WDOWN), BT, m->Fl, C);
+    ops->matmul_backward(ops, d->act, bp(m, G, l, WDOWN), NULL, d->residual3, a->act, bp(m, P, l, WDOWN), BT, m->Fl, C);
     WEFT_CHECK(lora_backward(m, l, T_DOWN, a->act, d->residual3, d->act, BT));
     weft_model_progress(&m->base); /* ZeRO-3 (model.h) */
-    weft_swiglu_backward(d->gate, d->up, a->gate, a->up, d->act, (size_t)BT * m->Fl);
+    ops->swiglu_backward(ops, d->gate, d->up, a->gate, a->up, d->act, (size_t)BT * m->Fl);
     /* Column-parallel gate and up: the input's gradient is a partial sum. */
-    weft_matmul_backward(d->ln2, bp(m, G, l, WGATE), NULL, d->gate, a->ln2, bp(m, P, l, WGATE), BT, C, m->Fl);
-    weft_matmul_backward(d->ln2, bp(m, G, l, WUP), NULL, d->up, a->ln2, bp(m, P, l, WUP), BT, C, m->Fl);
+    ops->matmul_backward(ops, d->ln2, bp(m, G, l, WGATE), NULL, d->gate, a->ln2, bp(m, P, l, WGATE), BT, C, m->Fl);
+    ops->matmul_backward(ops, d->ln2, bp(m, G, l, WUP), NULL, d->up, a->ln2, bp(m, P, l, WUP), BT, C, m->Fl);
     WEFT_CHECK(lora_backward(m, l, T_UP, a->ln2, d->up, d->ln2, BT));
     WEFT_CHECK(lora_backward(m, l, T_GATE, a->ln2, d->gate, d->ln2, BT));
     weft_model_progress(&m->base);
     WEFT_CHECK(weft_tp_reduce_grad(d->ln2, n, tp));
     /* residual2's gradient (the output's plus the norm's) into the input's
      * and o_proj's, in one sweep */
-    weft_rmsnorm_residual_backward(dx, d->attproj, bp(m, G, l, POST_NORM), d->ln2, d->residual3, a->residual2,
+    ops->rmsnorm_residual_backward(ops, dx, d->attproj, bp(m, G, l, POST_NORM), d->ln2, d->residual3, a->residual2,
                                    bp(m, P, l, POST_NORM), a->ln2_rstd, BT, C);
-    weft_matmul_backward(d->atty, bp(m, G, l, WO), NULL, d->attproj, a->atty, bp(m, P, l, WO), BT, m->Dq, C);
+    ops->matmul_backward(ops, d->atty, bp(m, G, l, WO), NULL, d->attproj, a->atty, bp(m, P, l, WO), BT, m->Dq, C);
     WEFT_CHECK(lora_backward(m, l, T_O, a->atty, d->attproj, d->atty, BT));
     weft_model_progress(&m->base);
-    weft_gqa_attention_flash_backward(d->q, d->k, d->v, d->atty, a->q, a->k, a->v, a->atty, a->att_lse, b, t,
+    ops->gqa_attention_flash_backward(ops, d->q, d->k, d->v, d->atty, a->q, a->k, a->v, a->atty, a->att_lse, b, t,
                                       m->NHl, m->NKVl, m->hs);
-    weft_rope_backward(d->q, m->rope_cos, m->rope_sin, b, t, m->NHl, m->hs);
-    weft_rope_backward(d->k, m->rope_cos, m->rope_sin, b, t, m->NKVl, m->hs);
-    weft_matmul_backward(d->ln1, bp(m, G, l, WQ), NULL, d->q, a->ln1, bp(m, P, l, WQ), BT, C, m->Dq);
+    ops->rope_backward(ops, d->q, m->rope_cos, m->rope_sin, b, t, m->NHl, m->hs);
+    ops->rope_backward(ops, d->k, m->rope_cos, m->rope_sin, b, t, m->NKVl, m->hs);
+    ops->matmul_backward(ops, d->ln1, bp(m, G, l, WQ), NULL, d->q, a->ln1, bp(m, P, l, WQ), BT, C, m->Dq);
     WEFT_CHECK(lora_backward(m, l, T_Q, a->ln1, d->q, d->ln1, BT));
     WEFT_CHECK(lora_backward(m, l, T_K, a->ln1, d->k, d->ln1, BT));
     WEFT_CHECK(lora_backward(m, l, T_V, a->ln1, d->v, d->ln1, BT));
     weft_model_progress(&m->base);
     if (m->kv_replicated && !G) { /* frozen: the input's gradient only, no sum */
-        weft_matmul_backward(d->ln1, NULL, NULL, d->k, a->ln1, kv_rows(m, P, l, WK), BT, C, m->Dkv);
-        weft_matmul_backward(d->ln1, NULL, NULL, d->v, a->ln1, kv_rows(m, P, l, WV), BT, C, m->Dkv);
+        ops->matmul_backward(ops, d->ln1, NULL, NULL, d->k, a->ln1, kv_rows(m, P, l, WK), BT, C, m->Dkv);
+        ops->matmul_backward(ops, d->ln1, NULL, NULL, d->v, a->ln1, kv_rows(m, P, l, WV), BT, C, m->Dkv);
     } else if (m->kv_replicated) {
         WEFT_CHECK(kv_backward_replicated(m, a, d, l, BT));
     } else {
-        weft_matmul_backward(d->ln1, bp(m, G, l, WK), NULL, d->k, a->ln1, bp(m, P, l, WK), BT, C, m->Dkv);
-        weft_matmul_backward(d->ln1, bp(m, G, l, WV), NULL, d->v, a->ln1, bp(m, P, l, WV), BT, C, m->Dkv);
+        ops->matmul_backward(ops, d->ln1, bp(m, G, l, WK), NULL, d->k, a->ln1, bp(m, P, l, WK), BT, C, m->Dkv);
+        ops->matmul_backward(ops, d->ln1, bp(m, G, l, WV), NULL, d->v, a->ln1, bp(m, P, l, WV), BT, C, m->Dkv);
     }
     WEFT_CHECK(weft_tp_reduce_grad(d->ln1, n, tp));
-    weft_rmsnorm_backward(dx, bp(m, G, l, IN_NORM), d->ln1, x, bp(m, P, l, IN_NORM), a->ln1_rstd, BT, C);
+    ops->rmsnorm_backward(ops, dx, bp(m, G, l, IN_NORM), d->ln1, x, bp(m, P, l, IN_NORM), a->ln1_rstd, BT, C);
     return 0;
 }
 
 static int head_backward(weft_llama *m, slot_acts *s, double loss_scale)
 {
+    weft_ops *ops = m->base.kops;
     int BT = s->b * s->t, C = m->cfg.n_embd;
     float *P = weights(m), *G = wgrads(m);
     const float *x = m->Ll ? s->blk[m->Ll - 1].residual3 : s->encoded;
-    weft_tp_xent_backward(s->logits, s->logits, s->lse, s->targets, BT, m->Vl, m->v0,
+    weft_tp_xent_backward(ops, s->logits, s->logits, s->lse, s->targets, BT, m->Vl, m->v0,
                           loss_scale / (s->n_valid ? s->n_valid : 1));
-    weft_matmul_backward(m->dlnf, pw(m, G, m->i_head), NULL, s->logits, s->lnf, pw(m, P, m->i_head), BT, C, m->Vl);
+    ops->matmul_backward(ops, m->dlnf, pw(m, G, m->i_head), NULL, s->logits, s->lnf, pw(m, P, m->i_head), BT, C, m->Vl);
     WEFT_CHECK(weft_tp_reduce_grad(m->dlnf, (size_t)BT * C, m->part.tp));
-    weft_rmsnorm_backward(m->doutput, pw(m, G, m->i_norm), m->dlnf, x, pw(m, P, m->i_norm), s->lnf_rstd, BT, C);
+    ops->rmsnorm_backward(ops, m->doutput, pw(m, G, m->i_norm), m->dlnf, x, pw(m, P, m->i_norm), s->lnf_rstd, BT, C);
     return 0;
 }
 
@@ -966,7 +977,7 @@ static int backward_slot(weft_llama *m, int slot, double loss_scale, weft_grad_h
         weft_trace_end("embed.backward", "backward", WEFT_TRACE_COMPUTE, -1, t0);
     }
     report(m, hook, arg, 0);
-    return 0;
+    return weft_ops_status(m->base.kops); /* once per backward (kernels/ops.h) */
 }
 
 int weft_llama_backward(weft_llama *m, double loss_scale, weft_grad_hook hook, void *arg)
@@ -987,6 +998,7 @@ double weft_llama_flops_per_token(const weft_llama *m, int t)
 
 static int cache_alloc(weft_llama *m)
 {
+    weft_ops *ops = m->base.kops;
     const weft_llama_config *cf = &m->cfg;
     size_t L = (size_t)cf->n_layer, T = (size_t)cf->max_seq, C = (size_t)cf->n_embd, R = CHUNK;
     size_t KV = (size_t)cf->n_kv_head * m->hs, Q = (size_t)cf->n_head * m->hs, F = (size_t)cf->ffn_dim;
@@ -1008,7 +1020,7 @@ static int cache_alloc(weft_llama *m)
     TAKE(att, WEFT_ATT_DECODE_ROWS * T); TAKE(logits, (size_t)cf->vocab);
 #undef TAKE
     assert((size_t)(p - c->mem) == n);
-    weft_rope_table(c->rope_cos, c->rope_sin, cf->max_seq, m->hs, cf->rope_theta);
+    ops->rope_table(ops, c->rope_cos, c->rope_sin, cf->max_seq, m->hs, cf->rope_theta);
     m->cache = c;
     return 0;
 }
@@ -1018,31 +1030,33 @@ static int cache_alloc(weft_llama *m)
  * cache, and attention over every position cached. */
 static void decode_block(weft_llama *m, llama_cache *c, int l, int n, int p)
 {
+    weft_ops *ops = m->base.kops;
     const weft_llama_config *cf = &m->cfg;
     int C = cf->n_embd, hs = m->hs, Q = cf->n_head * hs, KV = cf->n_kv_head * hs, F = cf->ffn_dim;
     size_t layer = (size_t)l * cf->max_seq * KV, half = (size_t)hs / 2;
     float *P = weights(m), *kc = c->k + layer, *vc = c->v + layer;
     const float *cs = c->rope_cos + (size_t)p * half, *sn = c->rope_sin + (size_t)p * half;
-    weft_rmsnorm_forward(c->ln, c->rstd, c->x, bp(m, P, l, IN_NORM), n, C, cf->norm_eps);
-    weft_matmul_forward(c->q, c->ln, bp(m, P, l, WQ), NULL, n, C, Q);
-    weft_matmul_forward(kc + (size_t)p * KV, c->ln, bp(m, P, l, WK), NULL, n, C, KV);
-    weft_matmul_forward(vc + (size_t)p * KV, c->ln, bp(m, P, l, WV), NULL, n, C, KV);
-    weft_rope_forward(c->q, cs, sn, 1, n, cf->n_head, hs);
-    weft_rope_forward(kc + (size_t)p * KV, cs, sn, 1, n, cf->n_kv_head, hs);
-    weft_attention_decode(c->atty, c->att, c->q, kc, vc, n, p, cf->n_head, cf->n_kv_head, hs);
-    weft_matmul_forward(c->tmp, c->atty, bp(m, P, l, WO), NULL, n, Q, C);
-    weft_residual_forward(c->x, c->x, c->tmp, (size_t)n * C);
-    weft_rmsnorm_forward(c->ln, c->rstd, c->x, bp(m, P, l, POST_NORM), n, C, cf->norm_eps);
-    weft_matmul_forward(c->gate, c->ln, bp(m, P, l, WGATE), NULL, n, C, F);
-    weft_matmul_forward(c->up, c->ln, bp(m, P, l, WUP), NULL, n, C, F);
-    weft_swiglu_forward(c->act, c->gate, c->up, (size_t)n * F);
-    weft_matmul_forward(c->tmp, c->act, bp(m, P, l, WDOWN), NULL, n, F, C);
-    weft_residual_forward(c->x, c->x, c->tmp, (size_t)n * C);
+    ops->rmsnorm_forward(ops, c->ln, c->rstd, c->x, bp(m, P, l, IN_NORM), n, C, cf->norm_eps);
+    ops->matmul_forward(ops, c->q, c->ln, bp(m, P, l, WQ), NULL, n, C, Q);
+    ops->matmul_forward(ops, kc + (size_t)p * KV, c->ln, bp(m, P, l, WK), NULL, n, C, KV);
+    ops->matmul_forward(ops, vc + (size_t)p * KV, c->ln, bp(m, P, l, WV), NULL, n, C, KV);
+    ops->rope_forward(ops, c->q, cs, sn, 1, n, cf->n_head, hs);
+    ops->rope_forward(ops, kc + (size_t)p * KV, cs, sn, 1, n, cf->n_kv_head, hs);
+    ops->attention_decode(ops, c->atty, c->att, c->q, kc, vc, n, p, cf->n_head, cf->n_kv_head, hs);
+    ops->matmul_forward(ops, c->tmp, c->atty, bp(m, P, l, WO), NULL, n, Q, C);
+    ops->residual_forward(ops, c->x, c->x, c->tmp, (size_t)n * C);
+    ops->rmsnorm_forward(ops, c->ln, c->rstd, c->x, bp(m, P, l, POST_NORM), n, C, cf->norm_eps);
+    ops->matmul_forward(ops, c->gate, c->ln, bp(m, P, l, WGATE), NULL, n, C, F);
+    ops->matmul_forward(ops, c->up, c->ln, bp(m, P, l, WUP), NULL, n, C, F);
+    ops->swiglu_forward(ops, c->act, c->gate, c->up, (size_t)n * F);
+    ops->matmul_forward(ops, c->tmp, c->act, bp(m, P, l, WDOWN), NULL, n, F, C);
+    ops->residual_forward(ops, c->x, c->x, c->tmp, (size_t)n * C);
 }
 
 /* n <= CHUNK tokens at positions p..p+n-1; with_logits: the last one's. */
 static void decode_chunk(weft_llama *m, const int32_t *tokens, int n, int p, int with_logits)
 {
+    weft_ops *ops = m->base.kops;
     llama_cache *c = m->cache;
     int C = m->cfg.n_embd;
     float *P = weights(m);
@@ -1053,8 +1067,8 @@ static void decode_chunk(weft_llama *m, const int32_t *tokens, int n, int p, int
     c->pos = p + n;
     if (!with_logits)
         return;
-    weft_rmsnorm_forward(c->ln, c->rstd, c->x + (size_t)(n - 1) * C, pw(m, P, m->i_norm), 1, C, m->cfg.norm_eps);
-    weft_matmul_forward(c->logits, c->ln, pw(m, P, m->i_head), NULL, 1, C, m->cfg.vocab);
+    ops->rmsnorm_forward(ops, c->ln, c->rstd, c->x + (size_t)(n - 1) * C, pw(m, P, m->i_norm), 1, C, m->cfg.norm_eps);
+    ops->matmul_forward(ops, c->logits, c->ln, pw(m, P, m->i_head), NULL, 1, C, m->cfg.vocab);
 }
 
 /* --- the model interface (model/model.h) ------------------------------------- */
@@ -1106,7 +1120,7 @@ static int iface_decode(weft_model *mm, const int32_t *tokens, int n, int pos0, 
     for (int i = 0; i < n; i += CHUNK)
         decode_chunk(m, tokens + i, n - i < CHUNK ? n - i : CHUNK, pos0 + i, i + CHUNK >= n);
     *out = m->cache->logits;
-    return 0;
+    return weft_ops_status(m->base.kops);
 }
 
 static void iface_free(weft_model *m) { weft_llama_free(llama_of(m)); }

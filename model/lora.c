@@ -5,6 +5,7 @@
  */
 #include "model/lora.h"
 #include "kernels/kernels.h"
+#include "kernels/ops.h"
 #include "runtime/error.h"
 
 #include <math.h>
@@ -27,6 +28,7 @@ struct weft_lora {
     float scale;         /* alpha / r */
     int max_rows, nslots;
     weft_comm *tp;       /* NULL: no tensor parallelism */
+    weft_ops *ops;       /* the model's ops table (weft_lora_set_ops) */
     adapter *ad;
     int nad, cap;
     int max_out;
@@ -230,8 +232,11 @@ static int sum_over_tp(const weft_lora *lo, float *x, size_t n)
     return lo->tp ? weft_comm_allreduce(lo->tp, x, x, n, WEFT_F32, WEFT_SUM) : 0;
 }
 
+void weft_lora_set_ops(weft_lora *lo, struct weft_ops *ops) { lo->ops = ops; }
+
 int weft_lora_forward(weft_lora *lo, int i, int slot, const float *params, const float *x, float *y, int N)
 {
+    weft_ops *ops = lo->ops;
     const adapter *a = &lo->ad[i];
     int r = lo->r;
     size_t nh = (size_t)N * r, ny = (size_t)N * a->out;
@@ -241,12 +246,12 @@ int weft_lora_forward(weft_lora *lo, int i, int slot, const float *params, const
         x = lo->xd;
     }
     /* h = s x A^T: scaled once here, so that y += h B^T and dB = dy^T h */
-    weft_matmul_forward(h, x, params + a->offA, NULL, N, a->in, r);
+    ops->matmul_forward(ops, h, x, params + a->offA, NULL, N, a->in, r);
     for (size_t j = 0; j < nh; j++)
         h[j] *= lo->scale;
     if (a->split == ROW)
         WEFT_CHECK(sum_over_tp(lo, h, nh));
-    weft_matmul_forward(lo->u, h, params + a->offB, NULL, N, r, a->out);
+    ops->matmul_forward(ops, lo->u, h, params + a->offB, NULL, N, r, a->out);
     for (size_t j = 0; j < ny; j++)
         y[j] += lo->u[j];
     return 0;
@@ -255,6 +260,7 @@ int weft_lora_forward(weft_lora *lo, int i, int slot, const float *params, const
 int weft_lora_backward(weft_lora *lo, int i, int slot, const float *params, float *grads, const float *x,
                        const float *dy, float *dx, int N)
 {
+    weft_ops *ops = lo->ops;
     const adapter *a = &lo->ad[i];
     int r = lo->r;
     size_t nh = (size_t)N * r;
@@ -262,7 +268,7 @@ int weft_lora_backward(weft_lora *lo, int i, int slot, const float *params, floa
     float *dh = lo->dh, *dA = grads + a->offA;
     /* dB += dy^T h (h holds s x A^T); dh = s dy B */
     memset(dh, 0, nh * sizeof(float));
-    weft_matmul_backward(NULL, grads + a->offB, NULL, dy, h, params + a->offB, N, r, a->out);
+    ops->matmul_backward(ops, NULL, grads + a->offB, NULL, dy, h, params + a->offB, N, r, a->out);
     dy_times_b(dh, dy, params + a->offB, N, a->out, r);
     for (size_t j = 0; j < nh; j++)
         dh[j] *= lo->scale;
@@ -288,7 +294,7 @@ int weft_lora_backward(weft_lora *lo, int i, int slot, const float *params, floa
         drop(lo, key, i, x, lo->xd, N);
         x = lo->xd;
     }
-    weft_matmul_backward(NULL, dA, NULL, dh, x, A, N, a->in, r);
+    ops->matmul_backward(ops, NULL, dA, NULL, dh, x, A, N, a->in, r);
     return 0;
 }
 

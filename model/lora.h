@@ -80,6 +80,13 @@ WEFT_API size_t weft_lora_slot_bytes(const weft_lora *lo);
  * after a resume -- or none when training is 0 (evaluation, generation). */
 WEFT_API void weft_lora_begin(weft_lora *lo, int slot, int training, int64_t step, int mb);
 
+/* The ops table (kernels/ops.h) the adapters' products run through: the
+ * model's (weft_model.kops), set by the model once it is allocated, before
+ * the first forward. Errors of the products are that table's sticky status,
+ * which the model checks once per forward and backward. */
+struct weft_ops;
+WEFT_API void weft_lora_set_ops(weft_lora *lo, struct weft_ops *ops);
+
 /* y (N, out) += s (x A^T) B^T for adapter i, keeping x A^T in slot.
  * params: the model's param_data. 0 or a communication error. */
 WEFT_API int weft_lora_forward(weft_lora *lo, int i, int slot, const float *params, const float *x, float *y, int N);

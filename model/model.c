@@ -3,6 +3,7 @@
  * the parameter table and the flat parameter and gradient buffers (model.h).
  */
 #include "model/model.h"
+#include "kernels/ops.h"
 #include "runtime/error.h"
 
 #include <stdlib.h>
@@ -52,6 +53,15 @@ int weft_model_alloc(weft_model *m)
     WEFT_CHECK(weft_device_arena_alloc(m->arena, pb, page, (void **)&m->grad_data));
     if (m->nfrozen)
         WEFT_CHECK(weft_device_arena_alloc(m->arena, fb, page, (void **)&m->frozen_data));
+    /* The widest column reduction a backward makes (bias and norm-weight
+     * gradients): no wider than the widest dimension of any tensor. */
+    int64_t cols = 1;
+    for (int i = 0; i < m->nparams + m->nfrozen; i++) {
+        const weft_tensor *t = i < m->nparams ? &m->params[i] : &m->frozen[i - m->nparams];
+        for (int k = 0; k < t->ndim; k++)
+            cols = t->shape[k] > cols ? t->shape[k] : cols;
+    }
+    WEFT_CHECK(weft_ops_open(d, (int)cols, &m->kops));
     weft_device where = weft_device_where(d);
     for (int i = 0; i < m->nparams; i++)
         m->params[i].device = where;
@@ -192,6 +202,8 @@ void weft_model_release(weft_model *m)
     free(m->params);
     weft_device_arena_free(m->arena); /* param_data, grad_data, frozen_data */
     m->arena = NULL;
+    weft_ops_close(m->kops);
+    m->kops = NULL;
     free(m->frozen);
     free(m->units);
     m->units = NULL;

@@ -168,6 +168,8 @@ struct weft_model {
     weft_model_mem mem;       /* what it holds (memory accounting); zero: not known */
     weft_device_arena *arena; /* weft_model_alloc: param_data, grad_data and frozen_data, each
                                * page-aligned, in one arena on the process's device */
+    struct weft_ops *kops;    /* weft_model_alloc: the ops table (kernels/ops.h) of that device,
+                               * what the model computes with; closed by weft_model_release */
 };
 
 /* The part of a model one rank builds: its pipeline stage and tensor-
@@ -197,7 +199,11 @@ WEFT_API int weft_model_freeze(weft_model *m);
 /* Allocate param_data and grad_data for m->n elements, and frozen_data for
  * m->frozen_n, zeroed: one arena (named "model") on the process's device
  * (weft_device_current), sized here, each buffer starting on a page (ZeRO
- * gives whole pages back); every tensor's `device` is set to it. */
+ * gives whole pages back); every tensor's `device` is set to it. Opens
+ * m->kops, that device's ops table (kernels/ops.h), which every forward and
+ * backward computes through: so the public constructors (weft_gpt_new,
+ * weft_llama_new, weft_lm_new) keep their signatures and a model computes
+ * on whatever device weft_device_use named before it was made. */
 WEFT_API int weft_model_alloc(weft_model *m);
 /* Initialise a part so that every layout starts from the single-rank
  * model's values: whole is the whole model's parameter table (no buffers

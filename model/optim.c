@@ -3,6 +3,7 @@
  */
 #include "model/optim.h"
 #include "kernels/kernels.h"
+#include "kernels/ops.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
 
@@ -48,6 +49,7 @@ struct weft_optim {
     float *m, *v;   /* (nstate) AdamW's moments, in arena */
     size_t nstate;  /* floats in m and in v */
     weft_device_arena *arena;
+    weft_ops *ops; /* the process's device's ops table: AdamW runs through it */
     int64_t t;
 };
 
@@ -97,6 +99,8 @@ int weft_optim_new(const weft_tensor *segs, int nsegs, weft_dp *dp, const weft_a
         return weft_error(WEFT_ENOMEM, "optimizer: out of memory");
     o->opts = *opts;
     int rc = build_pieces(o, segs, nsegs, dp);
+    if (rc == 0)
+        rc = weft_ops_open(weft_device_current(), 0, &o->ops);
     if (rc) {
         weft_optim_free(o);
         return rc;
@@ -110,6 +114,7 @@ void weft_optim_free(weft_optim *o)
     if (!o)
         return;
     free(o->pieces);
+    weft_ops_close(o->ops);
     weft_device_arena_free(o->arena);
     free(o);
 }
@@ -119,17 +124,19 @@ double weft_optim_lr(const weft_optim *o, int64_t step)
     return weft_lr_at(step, o->opts.lr, o->opts.min_lr, o->opts.warmup, o->opts.total_steps);
 }
 
-void weft_optim_step(weft_optim *o, float *params, const float *grads, double lr, double grad_scale)
+int weft_optim_step(weft_optim *o, float *params, const float *grads, double lr, double grad_scale)
 {
+    weft_ops *ops = o->ops;
     o->t++;
     for (int i = 0; i < o->npieces; i++) {
         const piece *p = &o->pieces[i];
         if (!p->trainable)
             continue;
-        weft_adamw_update(params + p->offset, grads + p->offset, o->m + p->state_off, o->v + p->state_off, p->len,
-                          lr, o->opts.beta1, o->opts.beta2, o->opts.eps, p->decay ? o->opts.weight_decay : 0.0,
-                          o->t, grad_scale);
+        ops->adamw_update(ops, params + p->offset, grads + p->offset, o->m + p->state_off, o->v + p->state_off, p->len,
+                          lr, o->opts.beta1, o->opts.beta2, o->opts.eps, p->decay ? o->opts.weight_decay : 0.0, o->t,
+                          grad_scale);
     }
+    return weft_ops_status(ops); /* once per step (kernels/ops.h) */
 }
 
 double weft_optim_clip_scale(const weft_optim *o, double grad_norm)

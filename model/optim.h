@@ -44,8 +44,11 @@ WEFT_API void weft_optim_free(weft_optim *o);
 WEFT_API double weft_optim_lr(const weft_optim *o, int64_t step);
 
 /* One AdamW step on this rank's shard: params -= ..., using grads scaled by
- * grad_scale (the clipping factor). Increments the step count t. */
-WEFT_API void weft_optim_step(weft_optim *o, float *params, const float *grads, double lr, double grad_scale);
+ * grad_scale (the clipping factor). Increments the step count t. Runs
+ * through the ops table (kernels/ops.h) of the device that was the
+ * process's (weft_device_current) when the optimizer was made; 0 or that
+ * table's first failure. */
+WEFT_API int weft_optim_step(weft_optim *o, float *params, const float *grads, double lr, double grad_scale);
 
 /* The factor that clips gradients of global norm grad_norm to optim.grad_clip. */
 WEFT_API double weft_optim_clip_scale(const weft_optim *o, double grad_norm);

@@ -2,11 +2,12 @@
  * tp.c -- tensor-parallel layers: the allreduces of Megatron's column/row
  * split, the vocabulary-parallel embedding and cross-entropy. See tp.h.
  *
- * The arithmetic is the plain kernels' (kernels/kernels.h); what is here is
- * where a partial result becomes a whole one.
+ * The arithmetic is the plain kernels', through the model's ops table
+ * (kernels/ops.h); what is here is where a partial result becomes a whole
+ * one.
  */
 #include "parallel/tp.h"
-#include "kernels/kernels.h"
+#include "kernels/ops.h"
 #include "runtime/error.h"
 #include "runtime/fault.h"
 
@@ -16,15 +17,15 @@
 
 static int grouped(const weft_comm *tp) { return tp && weft_comm_size(tp) > 1; }
 
-int weft_tp_row_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int Cl,
-                               int OC, weft_comm *tp)
+int weft_tp_row_linear_forward(weft_ops *ops, float *out, const float *inp, const float *weight, const float *bias,
+                               int N, int Cl, int OC, weft_comm *tp)
 {
     if (!grouped(tp)) {
-        weft_matmul_forward(out, inp, weight, bias, N, Cl, OC);
+        ops->matmul_forward(ops, out, inp, weight, bias, N, Cl, OC);
         return 0;
     }
     /* Partial sums first, the bias after: added once, not P times. */
-    weft_matmul_forward(out, inp, weight, NULL, N, Cl, OC);
+    ops->matmul_forward(ops, out, inp, weight, NULL, N, Cl, OC);
     WEFT_CHECK(weft_comm_allreduce(tp, out, out, (size_t)N * OC, WEFT_F32, WEFT_SUM));
     if (bias)
         for (int n = 0; n < N; n++)
@@ -42,11 +43,11 @@ int weft_tp_reduce_grad(float *dinp, size_t n, weft_comm *tp)
     return weft_comm_allreduce(tp, dinp, dinp, n, WEFT_F32, WEFT_SUM);
 }
 
-int weft_tp_embedding_forward(float *out, const int32_t *tokens, const float *wte_local, int v0, int Vl,
+int weft_tp_embedding_forward(weft_ops *ops, float *out, const int32_t *tokens, const float *wte_local, int v0, int Vl,
                               const float *wpe, int B, int T, int C, weft_comm *tp)
 {
     if (!grouped(tp) && wpe) {
-        weft_embedding_forward(out, tokens, wte_local, wpe, B, T, C);
+        ops->embedding_forward(ops, out, tokens, wte_local, wpe, B, T, C);
         return 0;
     }
     size_t N = (size_t)B * T;
@@ -86,13 +87,13 @@ void weft_tp_embedding_backward(float *dwte_local, float *dwpe, const float *dou
     }
 }
 
-int weft_tp_xent_forward(float *losses, double *lse, double *mean, const float *logits, const int32_t *targets,
-                         int N, int Vl, int v0, double *scratch, weft_comm *tp)
+int weft_tp_xent_forward(weft_ops *ops, float *losses, double *lse, double *mean, const float *logits,
+                         const int32_t *targets, int N, int Vl, int v0, double *scratch, weft_comm *tp)
 {
     /* scratch: (N) this slice's row maxima, then (N) sums of exps and (N)
      * target logits, adjacent so that one allreduce sums both */
     double *mx = scratch, *sz = scratch + N, *xt = scratch + 2 * (size_t)N;
-    weft_xent_stats(mx, sz, xt, logits, targets, N, Vl, v0);
+    ops->xent_stats(ops, mx, sz, xt, logits, targets, N, Vl, v0);
     if (grouped(tp)) {
         /* The whole row's max, then each slice's sum rescaled to it: the
          * sums are over the same shift on every rank before they add. */
@@ -119,8 +120,8 @@ int weft_tp_xent_forward(float *losses, double *lse, double *mean, const float *
     return 0;
 }
 
-void weft_tp_xent_backward(float *dlogits, const float *logits, const double *lse, const int32_t *targets, int N,
-                           int Vl, int v0, double dloss)
+void weft_tp_xent_backward(weft_ops *ops, float *dlogits, const float *logits, const double *lse,
+                           const int32_t *targets, int N, int Vl, int v0, double dloss)
 {
-    weft_xent_grad(dlogits, logits, lse, targets, N, Vl, v0, dloss);
+    ops->xent_grad(ops, dlogits, logits, lse, targets, N, Vl, v0, dloss);
 }

@@ -25,6 +25,10 @@
  *
  * A NULL communicator (or one of size 1) means no tensor parallelism: the
  * functions then do what the plain kernels do, without communicating.
+ *
+ * The functions that compute take the model's ops table first (kernels/ops.h)
+ * and run their kernels through it; a kernel's failure is that table's sticky
+ * status, not their return value (which reports communication).
  */
 #ifndef WEFT_PARALLEL_TP_H
 #define WEFT_PARALLEL_TP_H
@@ -33,10 +37,11 @@
 #include <stdint.h>
 
 #include "collectives/comm.h"
+#include "kernels/ops.h"
 
 /* out (N, OC) = sum over ranks of inp (N, Cl) @ weight (OC, Cl)^T, + bias (OC) once. */
-int weft_tp_row_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int Cl,
-                               int OC, weft_comm *tp);
+int weft_tp_row_linear_forward(weft_ops *ops, float *out, const float *inp, const float *weight, const float *bias,
+                               int N, int Cl, int OC, weft_comm *tp);
 
 /* Sum a column-parallel layer's input gradient (n floats) over the group, in
  * place. (With WEFT_FAULT=drop_tp_grad it does not: a deliberate
@@ -46,7 +51,7 @@ int weft_tp_reduce_grad(float *dinp, size_t n, weft_comm *tp);
 /* out (B*T, C) = wte_local[tok - v0] (zero for tokens another rank owns),
  * summed over the group, + wpe[t]. wte_local (Vl, C), wpe (maxT, C) or NULL
  * for a model without position embeddings (Llama). */
-int weft_tp_embedding_forward(float *out, const int32_t *tokens, const float *wte_local, int v0, int Vl,
+int weft_tp_embedding_forward(weft_ops *ops, float *out, const int32_t *tokens, const float *wte_local, int v0, int Vl,
                               const float *wpe, int B, int T, int C, weft_comm *tp);
 /* dwte_local[tok - v0] += dout for this rank's tokens; dwpe[t] += dout
  * (every rank; dwpe NULL: none). */
@@ -60,11 +65,11 @@ void weft_tp_embedding_backward(float *dwte_local, float *dwpe, const float *dou
  * doubles (WEFT_TP_XENT_SCRATCH(N)). Every rank of the group gets the same
  * losses. */
 #define WEFT_TP_XENT_SCRATCH(N) (3 * (size_t)(N))
-int weft_tp_xent_forward(float *losses, double *lse, double *mean, const float *logits, const int32_t *targets,
-                         int N, int Vl, int v0, double *scratch, weft_comm *tp);
+int weft_tp_xent_forward(weft_ops *ops, float *losses, double *lse, double *mean, const float *logits,
+                         const int32_t *targets, int N, int Vl, int v0, double *scratch, weft_comm *tp);
 /* dlogits (N, Vl) = (softmax - onehot(target)) * dloss on this rank's
  * columns (overwrites; may alias logits). No communication. */
-void weft_tp_xent_backward(float *dlogits, const float *logits, const double *lse, const int32_t *targets, int N,
-                           int Vl, int v0, double dloss);
+void weft_tp_xent_backward(weft_ops *ops, float *dlogits, const float *logits, const double *lse,
+                           const int32_t *targets, int N, int Vl, int v0, double dloss);
 
 #endif

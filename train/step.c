@@ -113,7 +113,7 @@ static int update(weft_trainer *t, const weft_step_stats *s)
 {
     double clip = weft_optim_clip_scale(t->opt, s->grad_norm);
     int64_t tw = weft_trace_begin();
-    weft_optim_step(t->opt, t->model->param_data, t->model->grad_data, s->lr, clip);
+    WEFT_CHECK(weft_optim_step(t->opt, t->model->param_data, t->model->grad_data, s->lr, clip));
     weft_trace_end("optimizer", "optim", WEFT_TRACE_COMPUTE, -1, tw);
     tw = weft_trace_begin();
     WEFT_CHECK(weft_dp_gather_params(t->dp));
