@@ -1,0 +1,367 @@
+/*
+ * test_ops.c -- the ops table (kernels/ops.h):
+ *   - the cpu table's every entry against the kernels.h function of the
+ *     same name on the same inputs, bit for bit over every buffer either
+ *     could write (outputs start random, so backward's += shows too), so
+ *     an entry routed to the wrong kernel, or given its arguments in the
+ *     wrong order, fails here; and no entry is NULL;
+ *   - the sticky status: a failing entry (a fake installed in a cpu table)
+ *     sets it once with a message naming the op, later failures keep the
+ *     first, ops after it still run, weft_ops_clear forgets it; a model's
+ *     forward and backward return it;
+ *   - weft_ops_open on a cuda device here (no GPU) fails with
+ *     WEFT_EUNAVAILABLE and leaves no table.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kernels/kernels.h"
+#include "kernels/ops.h"
+#include "model/gpt.h"
+#include "model/model.h"
+#include "runtime/device_impl.h"
+#include "runtime/error.h"
+
+/* Shapes: small, but odd enough that no dimension hides another. */
+enum { B = 2, T = 8, NH = 2, NKV = 1, HS = 4, C = NH * HS, N = B * T, OC = 12, V = 10 };
+enum { NF = 8, NFLOAT = 1024, ND = 4, NDOUBLE = 64 };
+
+typedef struct {
+    float *f[NF]; /* f[7] is non-negative (variances, rstd) */
+    double *d[ND];
+    int32_t tok[N], tgt[N];
+} bufs;
+
+static uint64_t seed_state;
+static float frand(void)
+{
+    seed_state = seed_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(seed_state >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
+}
+
+/* The same random contents every call: both runs of a case start equal. */
+static void fill(bufs *b)
+{
+    seed_state = 42;
+    for (int i = 0; i < NF; i++)
+        for (int j = 0; j < NFLOAT; j++)
+            b->f[i][j] = i == 7 ? fabsf(frand()) + 0.1f : frand();
+    for (int i = 0; i < ND; i++)
+        for (int j = 0; j < NDOUBLE; j++)
+            b->d[i][j] = fabs((double)frand()) + 0.5;
+    for (int j = 0; j < N; j++) {
+        b->tok[j] = (int32_t)(j * 7 % V);
+        b->tgt[j] = j % 5 == 0 ? -1 : (int32_t)(j * 3 % V); /* some rows ignored */
+    }
+}
+
+static void alloc(bufs *b)
+{
+    for (int i = 0; i < NF; i++)
+        b->f[i] = malloc(NFLOAT * sizeof(float));
+    for (int i = 0; i < ND; i++)
+        b->d[i] = malloc(NDOUBLE * sizeof(double));
+}
+
+static void release(bufs *b)
+{
+    for (int i = 0; i < NF; i++)
+        free(b->f[i]);
+    for (int i = 0; i < ND; i++)
+        free(b->d[i]);
+}
+
+/* Runs one op: through table o, or (o NULL) the kernels.h function. */
+#define CALL(name, ...)                                                                                            \
+    do {                                                                                                           \
+        if (o)                                                                                                     \
+            o->name(o, __VA_ARGS__);                                                                               \
+        else                                                                                                       \
+            weft_##name(__VA_ARGS__);                                                                              \
+    } while (0)
+
+typedef void (*op_case)(weft_ops *o, bufs *b);
+#define F(i) (b->f[i])
+#define D(i) (b->d[i])
+
+static void c_matmul_forward(weft_ops *o, bufs *b) { CALL(matmul_forward, F(0), F(1), F(2), F(3), N, C, OC); }
+static void c_matmul_backward(weft_ops *o, bufs *b) { CALL(matmul_backward, F(0), F(1), F(2), F(3), F(4), F(5), N, C, OC); }
+static void c_layernorm_forward(weft_ops *o, bufs *b) { CALL(layernorm_forward, F(0), F(1), F(2), F(3), F(4), F(5), N, C); }
+static void c_layernorm_backward(weft_ops *o, bufs *b)
+{
+    CALL(layernorm_backward, F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), N, C);
+}
+static void c_layernorm_residual_forward(weft_ops *o, bufs *b)
+{
+    CALL(layernorm_residual_forward, F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), N, C);
+}
+static void c_layernorm_residual_backward(weft_ops *o, bufs *b)
+{
+    CALL(layernorm_residual_backward, F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(6) + 512, F(7), F(7) + 512, N, C);
+}
+static void c_rmsnorm_forward(weft_ops *o, bufs *b) { CALL(rmsnorm_forward, F(0), F(1), F(2), F(3), N, C, 1e-5); }
+static void c_rmsnorm_backward(weft_ops *o, bufs *b) { CALL(rmsnorm_backward, F(0), F(1), F(2), F(3), F(4), F(7), N, C); }
+static void c_rmsnorm_residual_forward(weft_ops *o, bufs *b)
+{
+    CALL(rmsnorm_residual_forward, F(0), F(1), F(2), F(3), F(4), F(5), N, C, 1e-6);
+}
+static void c_rmsnorm_residual_backward(weft_ops *o, bufs *b)
+{
+    CALL(rmsnorm_residual_backward, F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), N, C);
+}
+static void c_gelu_forward(weft_ops *o, bufs *b) { CALL(gelu_forward, F(0), F(1), 300); }
+static void c_gelu_backward(weft_ops *o, bufs *b) { CALL(gelu_backward, F(0), F(1), F(2), 300); }
+static void c_residual_forward(weft_ops *o, bufs *b) { CALL(residual_forward, F(0), F(1), F(2), 300); }
+static void c_residual_backward(weft_ops *o, bufs *b) { CALL(residual_backward, F(0), F(1), F(2), 300); }
+static void c_swiglu_forward(weft_ops *o, bufs *b) { CALL(swiglu_forward, F(0), F(1), F(2), 300); }
+static void c_swiglu_backward(weft_ops *o, bufs *b) { CALL(swiglu_backward, F(0), F(1), F(2), F(3), F(4), 300); }
+static void c_embedding_forward(weft_ops *o, bufs *b) { CALL(embedding_forward, F(0), b->tok, F(1), F(2), B, T, C); }
+static void c_embedding_backward(weft_ops *o, bufs *b) { CALL(embedding_backward, F(0), F(1), F(2), b->tok, B, T, C); }
+static void c_xent_forward_backward(weft_ops *o, bufs *b)
+{
+    double dloss = 1.0 / N;
+    if (o)
+        o->xent_forward_backward(o, D(3), F(0), F(1), F(2), b->tgt, N, V, dloss);
+    else
+        D(3)[0] = weft_xent_forward_backward(F(0), F(1), F(2), b->tgt, N, V, dloss);
+}
+static void c_xent_stats(weft_ops *o, bufs *b) { CALL(xent_stats, D(0), D(1), D(2), F(0), b->tgt, N, V, 3); }
+static void c_xent_grad(weft_ops *o, bufs *b) { CALL(xent_grad, F(0), F(1), D(0), b->tgt, N, V, 3, 0.25); }
+static void c_adamw_update(weft_ops *o, bufs *b)
+{
+    CALL(adamw_update, F(0), F(1), F(2), F(7), 500, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3, 0.5);
+}
+static void c_sumsq(weft_ops *o, bufs *b)
+{
+    if (o)
+        o->sumsq(o, D(3), F(0), 700);
+    else
+        D(3)[0] = weft_sumsq(F(0), 700);
+}
+static void c_rope_table(weft_ops *o, bufs *b) { CALL(rope_table, F(0), F(1), T, HS, 10000.0); }
+static void c_rope_forward(weft_ops *o, bufs *b) { CALL(rope_forward, F(0), F(1), F(2), B, T, NH, HS); }
+static void c_rope_backward(weft_ops *o, bufs *b) { CALL(rope_backward, F(0), F(1), F(2), B, T, NH, HS); }
+static void c_attention_flash_forward(weft_ops *o, bufs *b)
+{
+    CALL(attention_flash_forward, F(0), F(1), F(2), B, T, C, NH);
+}
+static void c_attention_flash_backward(weft_ops *o, bufs *b)
+{
+    CALL(attention_flash_backward, F(0), F(1), F(2), F(3), F(7), B, T, C, NH);
+}
+static void c_gqa_attention_flash_forward(weft_ops *o, bufs *b)
+{
+    CALL(gqa_attention_flash_forward, F(0), F(1), F(2), F(3), F(4), B, T, NH, NKV, HS);
+}
+static void c_gqa_attention_flash_backward(weft_ops *o, bufs *b)
+{
+    CALL(gqa_attention_flash_backward, F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(6) + 512, F(7), B, T, NH, NKV, HS);
+}
+static void c_attention_decode(weft_ops *o, bufs *b)
+{
+    CALL(attention_decode, F(0), F(1), F(2), F(3), F(4), 3, 5, NH, NKV, HS);
+}
+
+static const struct {
+    const char *name;
+    size_t offset; /* of the entry in weft_ops */
+    op_case run;
+} cases[] = {
+#define CASE(n) {#n, offsetof(weft_ops, n), c_##n}
+    CASE(matmul_forward),
+    CASE(matmul_backward),
+    CASE(layernorm_forward),
+    CASE(layernorm_backward),
+    CASE(layernorm_residual_forward),
+    CASE(layernorm_residual_backward),
+    CASE(rmsnorm_forward),
+    CASE(rmsnorm_backward),
+    CASE(rmsnorm_residual_forward),
+    CASE(rmsnorm_residual_backward),
+    CASE(gelu_forward),
+    CASE(gelu_backward),
+    CASE(residual_forward),
+    CASE(residual_backward),
+    CASE(swiglu_forward),
+    CASE(swiglu_backward),
+    CASE(embedding_forward),
+    CASE(embedding_backward),
+    CASE(xent_forward_backward),
+    CASE(xent_stats),
+    CASE(xent_grad),
+    CASE(adamw_update),
+    CASE(sumsq),
+    CASE(rope_table),
+    CASE(rope_forward),
+    CASE(rope_backward),
+    CASE(attention_flash_forward),
+    CASE(attention_flash_backward),
+    CASE(gqa_attention_flash_forward),
+    CASE(gqa_attention_flash_backward),
+    CASE(attention_decode),
+#undef CASE
+};
+#define NCASES (sizeof cases / sizeof cases[0])
+/* The table's entries: every function pointer before `status`. */
+#define NENTRIES (offsetof(weft_ops, status) / sizeof(void (*)(void)))
+
+static weft_ops *cpu_table(weft_dev **dev)
+{
+    assert_int_equal(weft_device_open((weft_device){WEFT_DEVICE_CPU, 0}, dev), 0);
+    weft_ops *o = NULL;
+    assert_int_equal(weft_ops_open(*dev, 64, &o), 0);
+    assert_non_null(o);
+    return o;
+}
+
+static void test_every_entry_is_its_kernel(void **state)
+{
+    (void)state;
+    weft_dev *dev;
+    weft_ops *o = cpu_table(&dev);
+    assert_int_equal(NCASES, NENTRIES); /* a new entry needs a case here */
+    bufs ref, got;
+    alloc(&ref);
+    alloc(&got);
+    for (size_t i = 0; i < NCASES; i++) {
+        void (*const *entry)(void) = (void (*const *)(void))((const char *)o + cases[i].offset);
+        if (!*entry)
+            fail_msg("entry %s is NULL", cases[i].name);
+        fill(&ref);
+        fill(&got);
+        cases[i].run(NULL, &ref);
+        cases[i].run(o, &got);
+        int changed = 0; /* the case must write something, or it proves nothing */
+        bufs start;
+        alloc(&start);
+        fill(&start);
+        for (int k = 0; k < NF; k++) {
+            if (memcmp(ref.f[k], got.f[k], NFLOAT * sizeof(float)) != 0)
+                fail_msg("%s: float buffer %d differs from kernels.h's", cases[i].name, k);
+            changed |= memcmp(ref.f[k], start.f[k], NFLOAT * sizeof(float)) != 0;
+        }
+        for (int k = 0; k < ND; k++) {
+            if (memcmp(ref.d[k], got.d[k], NDOUBLE * sizeof(double)) != 0)
+                fail_msg("%s: double buffer %d differs from kernels.h's", cases[i].name, k);
+            changed |= memcmp(ref.d[k], start.d[k], NDOUBLE * sizeof(double)) != 0;
+        }
+        release(&start);
+        if (!changed)
+            fail_msg("%s: the case wrote nothing", cases[i].name);
+    }
+    assert_int_equal(weft_ops_status(o), 0);
+    release(&ref);
+    release(&got);
+    weft_ops_close(o);
+    weft_device_close(dev);
+}
+
+/* Fakes standing in for ops an implementation lacks or that fail. */
+static int fake_calls;
+static void fail_gelu(weft_ops *o, float *out, const float *inp, size_t n)
+{
+    (void)out, (void)inp, (void)n;
+    fake_calls++;
+    weft_ops_fail(o, WEFT_EUNSUPPORTED, "gelu_forward", "no kernel for this op (a fake)");
+}
+static void fail_residual(weft_ops *o, float *out, const float *a, const float *b, size_t n)
+{
+    (void)out, (void)a, (void)b, (void)n;
+    fake_calls++;
+    weft_ops_fail(o, WEFT_EINVAL, "residual_forward", "a later failure (a fake)");
+}
+
+static void test_sticky_status(void **state)
+{
+    (void)state;
+    weft_dev *dev;
+    weft_ops *o = cpu_table(&dev);
+    o->gelu_forward = fail_gelu;
+    o->residual_forward = fail_residual;
+    float x[4] = {1, 2, 3, 4}, y[4] = {0}, z[4] = {0};
+    assert_int_equal(weft_ops_status(o), 0);
+    o->gelu_forward(o, y, x, 4);
+    o->residual_forward(o, y, x, x, 4);
+    o->swiglu_forward(o, z, x, x, 4); /* a healthy op after a failure still runs */
+    assert_int_equal(fake_calls, 2);
+    assert_true(z[3] > 3.9f);
+    weft_error_clear();
+    assert_int_equal(weft_ops_status(o), WEFT_EUNSUPPORTED); /* the first, not the later */
+    assert_non_null(strstr(weft_last_error(), "op gelu_forward"));
+    assert_null(strstr(weft_last_error(), "residual_forward"));
+    assert_int_equal(weft_ops_status(o), WEFT_EUNSUPPORTED); /* asking again changes nothing */
+    weft_ops_clear(o);
+    assert_int_equal(weft_ops_status(o), 0);
+    o->residual_forward(o, y, x, x, 4);
+    assert_int_equal(weft_ops_status(o), WEFT_EINVAL);
+    assert_non_null(strstr(weft_last_error(), "op residual_forward"));
+    weft_ops_close(o);
+    weft_device_close(dev);
+}
+
+/* A model's forward and backward hand the table's failure to the caller. */
+static void test_model_returns_status(void **state)
+{
+    (void)state;
+    weft_gpt_config cfg = {.vocab = 32, .max_seq = 8, .n_layer = 1, .n_head = 2, .n_embd = 8};
+    weft_gpt *m = NULL;
+    assert_int_equal(weft_gpt_new(&cfg, 1, 8, &m), 0);
+    weft_gpt_init(m, 3);
+    weft_ops *o = weft_gpt_model(m)->kops;
+    assert_non_null(o);
+    int32_t tok[8] = {1, 2, 3, 4, 5, 6, 7, 8}, tgt[8] = {2, 3, 4, 5, 6, 7, 8, 9};
+    double loss = 0;
+    assert_int_equal(weft_gpt_forward(m, tok, tgt, 1, 8, &loss), 0);
+    assert_true(loss > 0);
+    void (*gelu)(weft_ops *, float *, const float *, size_t) = o->gelu_forward;
+    o->gelu_forward = fail_gelu;
+    weft_error_clear();
+    assert_int_equal(weft_gpt_forward(m, tok, tgt, 1, 8, &loss), WEFT_EUNSUPPORTED);
+    assert_non_null(strstr(weft_last_error(), "op gelu_forward"));
+    assert_int_equal(weft_gpt_backward(m, 1.0, NULL, NULL), WEFT_EUNSUPPORTED); /* sticky */
+    o->gelu_forward = gelu;
+    weft_ops_clear(o);
+    assert_int_equal(weft_gpt_forward(m, tok, tgt, 1, 8, &loss), 0);
+    assert_int_equal(weft_gpt_backward(m, 1.0, NULL, NULL), 0);
+    weft_gpt_free(m);
+}
+
+/* No GPU here: a cuda device (built by hand: weft_device_open refuses one)
+ * gets no table, and says why. With the built kernels' library named, the
+ * failure is the context's; without, the library's: both unavailable. */
+static void test_cuda_unavailable(void **state)
+{
+    (void)state;
+    const char *b = getenv("BUILD");
+    char lib[4200];
+    snprintf(lib, sizeof lib, "%s/lib/libweft-cuda.so", b && *b ? b : "build");
+    if (access(lib, R_OK) == 0)
+        setenv("WEFT_CUDA_LIB", lib, 1);
+    struct weft_dev fake = {.impl = &weft_device_cuda_impl, .where = {WEFT_DEVICE_CUDA, 0}};
+    weft_ops *o = (weft_ops *)1;
+    weft_error_clear();
+    assert_int_equal(weft_ops_open(&fake, 64, &o), WEFT_EUNAVAILABLE);
+    assert_null(o);
+    assert_non_null(strstr(weft_last_error(), "CUDA kernels"));
+    assert_int_equal(weft_ops_open(NULL, 64, &o), WEFT_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_entry_is_its_kernel),
+        cmocka_unit_test(test_sticky_status),
+        cmocka_unit_test(test_model_returns_status),
+        cmocka_unit_test(test_cuda_unavailable),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
