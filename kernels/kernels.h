@@ -20,6 +20,11 @@
  * - No kernel allocates: scratch space, where needed, is passed in.
  * - Each op exists in f32 (the model's) and f64 (for finite-difference
  *   checks and references): name_f64 takes double where name takes float.
+ *
+ * Who calls these: the models, LoRA, parallel/tp.c and the optimizer do not;
+ * they compute through the ops table of their device (kernels/ops.h), whose
+ * cpu implementation (ops_cpu.c) calls the f32 functions here one for one.
+ * Tests, references (f64) and benchmarks call them directly.
  * - The f32 linear layer (weft_matmul_forward/backward) runs on oneDNN's
  *   matmul primitive (matmul_dnnl.c); every other product (attention, all of
  *   f64) on CBLAS (OpenBLAS). weft_kernels_init() sets both libraries'

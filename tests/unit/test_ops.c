@@ -351,6 +351,7 @@ static void test_cuda_unavailable(void **state)
     weft_error_clear();
     assert_int_equal(weft_ops_open(&fake, 64, &o), WEFT_EUNAVAILABLE);
     assert_null(o);
+    print_message("cuda here: %s\n", weft_last_error());
     assert_non_null(strstr(weft_last_error(), "CUDA kernels"));
     assert_int_equal(weft_ops_open(NULL, 64, &o), WEFT_EINVAL);
 }
