@@ -104,6 +104,19 @@ struct weft_ops {
     void (*attention_decode)(weft_ops *o, float *out, float *scratch, const float *q, const float *kc,
                              const float *vc, int n, int pos0, int NH, int NKV, int hs);
 
+    /* The memory ops the models used to do with memset, memcpy and loops
+     * on the host (which a cuda device's memory forbids). No kernels.h
+     * function of their own: the cpu entries are the loops they replace,
+     * in the same order with the same arithmetic, so results stay bitwise.
+     *   zero:  x[0..n) = 0 (all bits zero, as memset);
+     *   copy:  dst[0..n) = src[0..n), both the device's, not overlapping;
+     *   scale: x[i] *= s;
+     *   axpy:  y[i] += a * x[i] (a = 1 is bitwise y[i] += x[i]). */
+    void (*zero)(weft_ops *o, float *x, size_t n);
+    void (*copy)(weft_ops *o, float *dst, const float *src, size_t n);
+    void (*scale)(weft_ops *o, float *x, size_t n, float s);
+    void (*axpy)(weft_ops *o, float *y, const float *x, size_t n, float a);
+
     /* --- the implementation's, not the caller's --- */
     int status;     /* the first failure, 0 while none */
     char msg[400];  /* its message */

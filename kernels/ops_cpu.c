@@ -1,7 +1,9 @@
 /*
  * ops_cpu.c -- the cpu device's ops table (kernels/ops.h): every entry is a
  * direct call of the kernels.h function of the same name, so a model that
- * computes through the table gets bitwise the results of calling kernels.h.
+ * computes through the table gets bitwise the results of calling kernels.h;
+ * the memory ops (zero, copy, scale, axpy) are the host code they replaced
+ * in the models.
  * No entry can fail: the CPU kernels have no error path.
  */
 #include "kernels/ops.h"
@@ -9,6 +11,7 @@
 #include "runtime/error.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static void cpu_matmul_forward(weft_ops *o, float *out, const float *inp, const float *weight, const float *bias, int N,
                                int C, int OC)
@@ -223,6 +226,33 @@ static void cpu_attention_decode(weft_ops *o, float *out, float *scratch, const 
     weft_attention_decode(out, scratch, q, kc, vc, n, pos0, NH, NKV, hs);
 }
 
+/* The memory ops: exactly the host code they replaced in the models. */
+static void cpu_zero(weft_ops *o, float *x, size_t n)
+{
+    (void)o;
+    memset(x, 0, n * sizeof *x);
+}
+
+static void cpu_copy(weft_ops *o, float *dst, const float *src, size_t n)
+{
+    (void)o;
+    memcpy(dst, src, n * sizeof *dst);
+}
+
+static void cpu_scale(weft_ops *o, float *x, size_t n, float s)
+{
+    (void)o;
+    for (size_t i = 0; i < n; i++)
+        x[i] *= s;
+}
+
+static void cpu_axpy(weft_ops *o, float *y, const float *x, size_t n, float a)
+{
+    (void)o;
+    for (size_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
 int weft_ops_cpu_new(weft_dev *d, weft_ops **out)
 {
     weft_ops *o = calloc(1, sizeof *o);
@@ -260,6 +290,10 @@ int weft_ops_cpu_new(weft_dev *d, weft_ops **out)
     o->gqa_attention_flash_forward = cpu_gqa_attention_flash_forward;
     o->gqa_attention_flash_backward = cpu_gqa_attention_flash_backward;
     o->attention_decode = cpu_attention_decode;
+    o->zero = cpu_zero;
+    o->copy = cpu_copy;
+    o->scale = cpu_scale;
+    o->axpy = cpu_axpy;
     *out = o;
     return 0;
 }

@@ -279,6 +279,30 @@ static void cu_attention_decode(weft_ops *o, float *out, float *scratch, const f
     unsupported(o, "attention_decode");
 }
 
+static void cu_zero(weft_ops *o, float *x, size_t n)
+{
+    cuda_state *s = o->impl;
+    check(o, "zero", s->k->zero(s->ctx, x, n));
+}
+
+static void cu_copy(weft_ops *o, float *dst, const float *src, size_t n)
+{
+    cuda_state *s = o->impl;
+    check(o, "copy", s->k->copy(s->ctx, dst, src, n));
+}
+
+static void cu_scale(weft_ops *o, float *x, size_t n, float sc)
+{
+    cuda_state *s = o->impl;
+    check(o, "scale", s->k->scale(s->ctx, x, n, sc));
+}
+
+static void cu_axpy(weft_ops *o, float *y, const float *x, size_t n, float a)
+{
+    cuda_state *s = o->impl;
+    check(o, "axpy", s->k->axpy(s->ctx, y, x, n, a));
+}
+
 static void cuda_close(weft_ops *o)
 {
     cuda_state *s = o->impl;
@@ -338,6 +362,10 @@ int weft_ops_cuda_new(weft_dev *d, int max_cols, weft_ops **out)
     o->gqa_attention_flash_forward = cu_gqa_attention_flash_forward;
     o->gqa_attention_flash_backward = cu_gqa_attention_flash_backward;
     o->attention_decode = cu_attention_decode;
+    o->zero = cu_zero;
+    o->copy = cu_copy;
+    o->scale = cu_scale;
+    o->axpy = cu_axpy;
     *out = o;
     return 0;
 }

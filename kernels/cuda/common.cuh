@@ -117,6 +117,10 @@ int weft_cuda_xent_stats(weft_cuda_ctx *ctx, double *mx, double *sum, double *xt
 int weft_cuda_xent_grad(weft_cuda_ctx *ctx, float *dlogits, const float *logits, const double *lse, const int32_t *targets, int N, int V, int v0, double dloss);
 int weft_cuda_adamw_update(weft_cuda_ctx *ctx, float *params, const float *grads, float *m, float *v, size_t n, double lr, double beta1, double beta2, double eps, double weight_decay, int64_t t, double grad_scale);
 int weft_cuda_sumsq(weft_cuda_ctx *ctx, double *out, const float *x, size_t n);
+int weft_cuda_zero(weft_cuda_ctx *ctx, float *x, size_t n);
+int weft_cuda_copy(weft_cuda_ctx *ctx, float *dst, const float *src, size_t n);
+int weft_cuda_scale(weft_cuda_ctx *ctx, float *x, size_t n, float s);
+int weft_cuda_axpy(weft_cuda_ctx *ctx, float *y, const float *x, size_t n, float a);
 int weft_cuda_rope_forward(weft_cuda_ctx *ctx, float *x, const float *cos, const float *sin, int B, int T, int nh, int hs);
 int weft_cuda_rope_backward(weft_cuda_ctx *ctx, float *dx, const float *cos, const float *sin, int B, int T, int nh, int hs);
 int weft_cuda_attention_forward(weft_cuda_ctx *ctx, float *out, float *lse, const float *qkv, int B, int T, int C, int NH);

@@ -35,7 +35,7 @@ extern "C" {
 
 /* Bumped whenever the table changes: the device layer refuses a library
  * of another version rather than calling through a wrong layout. */
-#define WEFT_CUDA_OPS_ABI 1
+#define WEFT_CUDA_OPS_ABI 2
 
 /* Rows of partial sums the column reductions (bias and norm-weight
  * gradients) split N into; the context's scratch holds this many rows of
@@ -118,6 +118,12 @@ typedef struct weft_cuda_ops {
     int (*gqa_attention_backward)(weft_cuda_ctx *, float *dq, float *dk, float *dv, const float *dout,
                                   const float *q, const float *k, const float *v, const float *out, const float *lse,
                                   int B, int T, int NH, int NKV, int hs);
+    /* The memory ops of ops.h (ABI 2): x[0..n) = 0 (cudaMemsetAsync); dst = src, device to device
+     * (cudaMemcpyAsync); x *= s; y += a x. */
+    int (*zero)(weft_cuda_ctx *, float *x, size_t n);
+    int (*copy)(weft_cuda_ctx *, float *dst, const float *src, size_t n);
+    int (*scale)(weft_cuda_ctx *, float *x, size_t n, float s);
+    int (*axpy)(weft_cuda_ctx *, float *y, const float *x, size_t n, float a);
 } weft_cuda_ops;
 
 /* The largest head size the attention kernels take (a row of q and of the

@@ -1,6 +1,7 @@
 /*
  * elementwise.cu -- the ops that touch each element once: residual, GELU,
- * SwiGLU and the AdamW update. Each thread takes elements i, i + stride, ...
+ * SwiGLU, the AdamW update, and the memory ops (zero, copy, scale, axpy) the
+ * models once did on the host. Each thread takes elements i, i + stride, ...
  * (a grid-stride loop), so any n runs with a bounded grid. The math follows
  * kernels/ops_impl.h's forms (sigmoid through exp(-|x|), never overflowing).
  */
@@ -83,7 +84,46 @@ __global__ void adamw(float *p, const float *grads, float *m, float *v, size_t n
     }
 }
 
+__global__ void scale_k(float *x, size_t n, float s)
+{
+    FOR_EACH(i, n) x[i] *= s;
+}
+
+/* a * x[i] rounded, then added: the CPU loop's two roundings (nvcc would
+ * contract a*x+y into one fma; __fmul_rn keeps the product apart). */
+__global__ void axpy_k(float *y, const float *x, size_t n, float a)
+{
+    FOR_EACH(i, n) y[i] = __fadd_rn(y[i], __fmul_rn(a, x[i]));
+}
+
 extern "C" {
+
+int weft_cuda_zero(weft_cuda_ctx *ctx, float *x, size_t n)
+{
+    return weft_cuda_fail(ctx, cudaMemsetAsync(x, 0, n * sizeof *x, ctx->stream), "zero (cudaMemsetAsync)");
+}
+
+int weft_cuda_copy(weft_cuda_ctx *ctx, float *dst, const float *src, size_t n)
+{
+    return weft_cuda_fail(ctx, cudaMemcpyAsync(dst, src, n * sizeof *dst, cudaMemcpyDeviceToDevice, ctx->stream),
+                          "copy (cudaMemcpyAsync)");
+}
+
+int weft_cuda_scale(weft_cuda_ctx *ctx, float *x, size_t n, float s)
+{
+    if (n == 0)
+        return 0;
+    scale_k<<<weft_cuda_blocks(n, THREADS), THREADS, 0, ctx->stream>>>(x, n, s);
+    return WEFT_CUDA_LAUNCHED(ctx, "scale");
+}
+
+int weft_cuda_axpy(weft_cuda_ctx *ctx, float *y, const float *x, size_t n, float a)
+{
+    if (n == 0)
+        return 0;
+    axpy_k<<<weft_cuda_blocks(n, THREADS), THREADS, 0, ctx->stream>>>(y, x, n, a);
+    return WEFT_CUDA_LAUNCHED(ctx, "axpy");
+}
 
 int weft_cuda_residual_forward(weft_cuda_ctx *ctx, float *out, const float *a, const float *b, size_t n)
 {

@@ -97,6 +97,10 @@ static const weft_cuda_ops table = {
     weft_cuda_attention_backward,
     weft_cuda_gqa_attention_forward,
     weft_cuda_gqa_attention_backward,
+    weft_cuda_zero,
+    weft_cuda_copy,
+    weft_cuda_scale,
+    weft_cuda_axpy,
 };
 
 extern "C" __attribute__((visibility("default"))) const weft_cuda_ops *weft_cuda_ops_get(void) { return &table; }

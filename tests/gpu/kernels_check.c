@@ -365,6 +365,39 @@ static void check_optimizer(size_t n)
     cudaFree(d_p), cudaFree(d_g), cudaFree(d_m), cudaFree(d_v);
 }
 
+/* The memory ops (ops.h's zero, copy, scale, axpy) against the host float
+ * loops they replaced; zero and copy exactly, scale and axpy to element-
+ * wise f32 tolerance (the host compiler may contract a*x + y). */
+static void check_memory(size_t n)
+{
+    double *x = rnd(n, 1), *y = rnd(n, 1), *want = malloc(n * sizeof *want);
+    float *d_x = up(x, n), *d_y = up(y, n);
+    for (size_t i = 0; i < n; i++)
+        want[i] = 0;
+    if (op_ok(K->zero(ctx, d_y + 1, n - 2), "zero")) {
+        double *got = down(d_y, n);
+        size_t bad = n;
+        for (size_t i = 0; i < n && bad == n; i++)
+            if (got[i] != (i == 0 || i == n - 1 ? (double)(float)y[i] : 0.0))
+                bad = i;
+        tap(bad == n, "zero of %zu values between two kept ones%s", n - 2, bad == n ? "" : ": wrong element");
+        free(got);
+    }
+    if (op_ok(K->copy(ctx, d_y, d_x, n), "copy"))
+        expect("copy", d_y, x, n, 0, 0);
+    for (size_t i = 0; i < n; i++)
+        want[i] = (double)((float)x[i] * 0.37f);
+    if (op_ok(K->scale(ctx, d_x, n, 0.37f), "scale"))
+        expect("scale", d_x, want, n, 1e-6, 1e-7);
+    float *d_y2 = up(y, n);
+    for (size_t i = 0; i < n; i++)
+        want[i] = (double)((float)y[i] + -1.7f * (float)want[i]);
+    if (op_ok(K->axpy(ctx, d_y2, d_x, n, -1.7f), "axpy"))
+        expect("axpy", d_y2, want, n, 1e-6, 1e-7);
+    free(x), free(y), free(want);
+    cudaFree(d_x), cudaFree(d_y), cudaFree(d_y2);
+}
+
 static void check_rope(int B, int T, int nh, int hs)
 {
     size_t n = (size_t)B * T * nh * hs, nt = (size_t)T * (hs / 2);
@@ -465,6 +498,7 @@ int main(int argc, char **argv)
     check_embedding(2, 33, 40, 300, 0);
     check_xent(37, 50257);
     check_optimizer(100003);
+    check_memory(100003);
     check_rope(2, 67, 3, 24);
     check_attention(2, 67, 72, 3);
     check_attention(1, 130, 128, 2);

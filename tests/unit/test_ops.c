@@ -2,8 +2,9 @@
  * test_ops.c -- the ops table (kernels/ops.h):
  *   - the cpu table's every entry against the kernels.h function of the
  *     same name on the same inputs, bit for bit over every buffer either
- *     could write (outputs start random, so backward's += shows too), so
- *     an entry routed to the wrong kernel, or given its arguments in the
+ *     could write (outputs start random, so backward's += shows too), and
+ *     the memory ops (zero, copy, scale, axpy) against the host code they
+ *     replaced in the models, so an entry routed to the wrong kernel, or given its arguments in the
  *     wrong order, fails here; and no entry is NULL;
  *   - the sticky status: a failing entry (a fake installed in a cpu table)
  *     sets it once with a message naming the op, later failures keep the
@@ -171,6 +172,47 @@ static void c_attention_decode(weft_ops *o, bufs *b)
     CALL(attention_decode, F(0), F(1), F(2), F(3), F(4), 3, 5, NH, NKV, HS);
 }
 
+/* The memory ops have no kernels.h function: o NULL runs the host code
+ * they replaced in the models (gpt.c's memsets and memcpys, lora.c's and
+ * llama.c's loops), which the entry must match bit for bit. */
+static void c_zero(weft_ops *o, bufs *b)
+{
+    if (o)
+        o->zero(o, F(0) + 3, 301);
+    else
+        memset(F(0) + 3, 0, 301 * sizeof(float));
+}
+static void c_copy(weft_ops *o, bufs *b)
+{
+    if (o)
+        o->copy(o, F(0) + 1, F(1) + 5, 299);
+    else
+        memcpy(F(0) + 1, F(1) + 5, 299 * sizeof(float));
+}
+static void c_scale(weft_ops *o, bufs *b)
+{
+    if (o) {
+        o->scale(o, F(0), 300, 0.37f);
+    } else {
+        float *x = F(0);
+        for (size_t i = 0; i < 300; i++)
+            x[i] *= 0.37f;
+    }
+}
+static void c_axpy(weft_ops *o, bufs *b)
+{
+    if (o) {
+        o->axpy(o, F(0), F(1), 300, -1.7f);
+        o->axpy(o, F(2), F(3), 300, 1.0f);
+    } else {
+        float *y = F(0), *x = F(1), *g = F(2), *kv = F(3);
+        for (size_t i = 0; i < 300; i++)
+            y[i] += -1.7f * x[i];
+        for (size_t i = 0; i < 300; i++)
+            g[i] += kv[i]; /* llama.c's replicated-KV sum: a = 1 must be this */
+    }
+}
+
 static const struct {
     const char *name;
     size_t offset; /* of the entry in weft_ops */
@@ -208,6 +250,10 @@ static const struct {
     CASE(gqa_attention_flash_forward),
     CASE(gqa_attention_flash_backward),
     CASE(attention_decode),
+    CASE(zero),
+    CASE(copy),
+    CASE(scale),
+    CASE(axpy),
 #undef CASE
 };
 #define NCASES (sizeof cases / sizeof cases[0])
