@@ -685,7 +685,9 @@ static int head_forward(weft_gpt *m, slot_acts *s, const float *x, const int32_t
     s->have_targets = targets != NULL;
     if (!targets)
         return 0;
-    memcpy(s->targets, targets, (size_t)BT * sizeof(int32_t));
+    /* the slot's copy (the device's: backward's kernels read it); the
+     * count of valid targets from the caller's, on the host */
+    WEFT_CHECK(weft_device_copy(ops->dev, s->targets, targets, (size_t)BT * sizeof(int32_t), WEFT_COPY_H2D));
     s->n_valid = 0;
     for (int i = 0; i < BT; i++)
         s->n_valid += targets[i] >= 0;
@@ -723,9 +725,10 @@ int weft_gpt_forward_slot(weft_gpt *m, int slot, const int32_t *tokens, const in
     s->t = t;
     int64_t t0 = weft_trace_begin();
     if (m->has_embed) {
-        memcpy(s->tokens, tokens, (size_t)b * t * sizeof(int32_t));
+        /* uploaded once: the embedding's forward and backward read the slot's copy */
+        WEFT_CHECK(weft_device_copy(ops->dev, s->tokens, tokens, (size_t)b * t * sizeof(int32_t), WEFT_COPY_H2D));
         WEFT_CHECK(weft_model_use_begin(&m->base, 0, WEFT_USE_FORWARD));
-        WEFT_CHECK(weft_tp_embedding_forward(ops, s->encoded, tokens, pw(m, P, m->i_wte), m->v0, m->Vl,
+        WEFT_CHECK(weft_tp_embedding_forward(ops, s->encoded, s->tokens, pw(m, P, m->i_wte), m->v0, m->Vl,
                                              pw(m, P, m->i_wpe), b, t, C, m->part.tp));
         weft_model_use_end(&m->base, 0);
         weft_trace_end("embed.forward", "forward", WEFT_TRACE_COMPUTE, -1, t0);
@@ -763,7 +766,7 @@ int weft_gpt_forward(weft_gpt *m, const int32_t *tokens, const int32_t *targets,
     return weft_gpt_forward_slot(m, 0, tokens, targets, b, t, loss);
 }
 
-void weft_gpt_zero_grad(weft_gpt *m) { memset(m->base.grad_data, 0, m->base.n * sizeof(float)); }
+void weft_gpt_zero_grad(weft_gpt *m) { m->base.kops->zero(m->base.kops, m->base.grad_data, m->base.n); }
 
 /* --- backward ------------------------------------------------------------ */
 
@@ -845,11 +848,11 @@ static int backward_acts(weft_gpt *m, slot_acts *s, int l, const float *x, block
     int64_t t0 = weft_trace_begin();
     WEFT_CHECK(block_forward(m, a, l, x, s->b, s->t));
     weft_trace_end("h.%d.recompute", "backward", WEFT_TRACE_COMPUTE, m->l0 + l, t0);
-    memset(m->dblk[0].ln1, 0, block_floats((size_t)m->B * m->T, C, m->Cl, 0) * sizeof(float));
+    m->base.kops->zero(m->base.kops, m->dblk[0].ln1, block_floats((size_t)m->B * m->T, C, m->Cl, 0));
     *d = m->dblk[0];
     d->residual3 = l == m->Ll - 1 ? m->doutput : m->dres[(l + 1) & 1];
     *dx = l ? m->dres[l & 1] : m->dencoded;
-    memset(*dx, 0, BT * C * sizeof(float));
+    m->base.kops->zero(m->base.kops, *dx, BT * C);
     return 0;
 }
 
@@ -867,10 +870,11 @@ int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_grad_h
     m->slot_now = slot;
     /* Kernels accumulate into activation gradients: start them at zero (all
      * but the output's gradient, which a later stage sent). */
-    memset(m->dact_mem, 0, m->dact_floats * sizeof(float));
+    weft_ops *ops = m->base.kops;
+    ops->zero(ops, m->dact_mem, m->dact_floats);
     int64_t t0 = weft_trace_begin();
     if (m->has_head) {
-        memset(m->doutput, 0, (size_t)b * t * m->cfg.n_embd * sizeof(float));
+        ops->zero(ops, m->doutput, (size_t)b * t * m->cfg.n_embd);
         WEFT_CHECK(head_use(m, 1, WEFT_USE_BACKWARD));
         WEFT_CHECK(head_backward(m, s, loss_scale));
         head_use(m, 0, 0);
@@ -952,9 +956,9 @@ static void decode_block(weft_gpt *m, gpt_cache *c, int l, int n, int p)
     ops->matmul_forward(ops, c->qkv, c->ln, bp(m, P, l, QKVW), bp(m, P, l, QKVB), n, C, 3 * C);
     for (int i = 0; i < n; i++) {
         const float *row = c->qkv + (size_t)i * 3 * C;
-        memcpy(c->q + (size_t)i * C, row, (size_t)C * sizeof(float));
-        memcpy(kc + (size_t)(p + i) * C, row + C, (size_t)C * sizeof(float));
-        memcpy(vc + (size_t)(p + i) * C, row + 2 * C, (size_t)C * sizeof(float));
+        ops->copy(ops, c->q + (size_t)i * C, row, (size_t)C);
+        ops->copy(ops, kc + (size_t)(p + i) * C, row + C, (size_t)C);
+        ops->copy(ops, vc + (size_t)(p + i) * C, row + 2 * C, (size_t)C);
     }
     ops->attention_decode(ops, c->atty, c->att, c->q, kc, vc, n, p, NH, NH, C / NH);
     ops->matmul_forward(ops, c->tmp, c->atty, bp(m, P, l, ATTPROJW), bp(m, P, l, ATTPROJB), n, C, C);

@@ -249,7 +249,7 @@ const weft_tensor *weft_model_frozen(const weft_model *m, const char *name)
     return NULL;
 }
 
-void weft_model_zero_grad(weft_model *m) { memset(m->grad_data, 0, m->n * sizeof(float)); }
+void weft_model_zero_grad(weft_model *m) { m->kops->zero(m->kops, m->grad_data, m->n); }
 
 void weft_model_free(weft_model *m)
 {
