@@ -897,8 +897,8 @@ int weft_gpt_backward_slot(weft_gpt *m, int slot, double loss_scale, weft_grad_h
     }
     if (m->has_embed && wgrads(m)) {
         t0 = weft_trace_begin();
-        weft_tp_embedding_backward(pw(m, m->base.grad_data, m->i_wte), pw(m, m->base.grad_data, m->i_wpe), m->dencoded, s->tokens,
-                                   m->v0, m->Vl, b, t, m->cfg.n_embd);
+        weft_tp_embedding_backward(m->base.kops, pw(m, m->base.grad_data, m->i_wte), pw(m, m->base.grad_data, m->i_wpe),
+                                   m->dencoded, s->tokens, m->v0, m->Vl, b, t, m->cfg.n_embd, m->part.tp);
         weft_trace_end("embed.backward", "backward", WEFT_TRACE_COMPUTE, -1, t0);
     }
     report(m, hook, arg, 0);

@@ -738,7 +738,9 @@ static int head_forward(weft_llama *m, slot_acts *s, const float *x, const int32
     s->have_targets = targets != NULL;
     if (!targets)
         return 0;
-    memcpy(s->targets, targets, (size_t)BT * sizeof(int32_t));
+    /* the slot's copy (the device's: backward's kernels read it); the
+     * count of valid targets from the caller's, on the host */
+    WEFT_CHECK(weft_device_copy(ops->dev, s->targets, targets, (size_t)BT * sizeof(int32_t), WEFT_COPY_H2D));
     s->n_valid = 0;
     for (int i = 0; i < BT; i++)
         s->n_valid += targets[i] >= 0;
@@ -776,9 +778,10 @@ static int forward_slot(weft_llama *m, int slot, const int32_t *tokens, const in
     s->t = t;
     int64_t t0 = weft_trace_begin();
     if (m->has_embed) {
-        memcpy(s->tokens, tokens, (size_t)b * t * sizeof(int32_t));
+        /* uploaded once: the embedding's forward and backward read the slot's copy */
+        WEFT_CHECK(weft_device_copy(ops->dev, s->tokens, tokens, (size_t)b * t * sizeof(int32_t), WEFT_COPY_H2D));
         WEFT_CHECK(weft_model_use_begin(&m->base, 0, WEFT_USE_FORWARD));
-        WEFT_CHECK(weft_tp_embedding_forward(ops, s->encoded, tokens, pw(m, P, m->i_embed), m->v0, m->Vl, NULL, b, t,
+        WEFT_CHECK(weft_tp_embedding_forward(ops, s->encoded, s->tokens, pw(m, P, m->i_embed), m->v0, m->Vl, NULL, b, t,
                                              m->cfg.n_embd, m->part.tp));
         weft_model_use_end(&m->base, 0);
         weft_trace_end("embed.forward", "forward", WEFT_TRACE_COMPUTE, -1, t0);
@@ -827,14 +830,13 @@ static int kv_backward_replicated(weft_llama *m, const block_acts *a, block_acts
     int C = m->cfg.n_embd;
     size_t whole = (size_t)m->cfg.n_kv_head * m->hs * C, row0 = (size_t)m->kv_head * m->hs * C;
     float *P = m->base.param_data, *G = m->base.grad_data;
-    memset(m->kv_grad, 0, 2 * whole * sizeof(float));
+    ops->zero(ops, m->kv_grad, 2 * whole);
     ops->matmul_backward(ops, d->ln1, m->kv_grad + row0, NULL, d->k, a->ln1, kv_rows(m, P, l, WK), BT, C, m->Dkv);
     ops->matmul_backward(ops, d->ln1, m->kv_grad + whole + row0, NULL, d->v, a->ln1, kv_rows(m, P, l, WV), BT, C,
                          m->Dkv);
     WEFT_CHECK(weft_comm_allreduce(m->part.tp, m->kv_grad, m->kv_grad, 2 * whole, WEFT_F32, WEFT_SUM));
     float *g = bp(m, G, l, WK); /* v_proj follows k_proj in the buffer */
-    for (size_t i = 0; i < 2 * whole; i++)
-        g[i] += m->kv_grad[i];
+    ops->axpy(ops, g, m->kv_grad, 2 * whole, 1.0f); /* a = 1: bitwise g[i] += kv_grad[i] */
     return 0;
 }
 
@@ -926,11 +928,11 @@ static int backward_acts(weft_llama *m, slot_acts *s, int l, const float *x, blo
     int64_t t0 = weft_trace_begin();
     WEFT_CHECK(block_forward(m, a, l, x, s->b, s->t));
     weft_trace_end("layers.%d.recompute", "backward", WEFT_TRACE_COMPUTE, m->l0 + l, t0);
-    memset(m->dblk[0].ln1, 0, block_floats(dims_of(m, 0)) * sizeof(float));
+    m->base.kops->zero(m->base.kops, m->dblk[0].ln1, block_floats(dims_of(m, 0)));
     *d = m->dblk[0];
     d->residual3 = l == m->Ll - 1 ? m->doutput : m->dres[(l + 1) & 1];
     *dx = l ? m->dres[l & 1] : m->dencoded;
-    memset(*dx, 0, BT * C * sizeof(float));
+    m->base.kops->zero(m->base.kops, *dx, BT * C);
     return 0;
 }
 
@@ -946,10 +948,11 @@ static int backward_slot(weft_llama *m, int slot, double loss_scale, weft_grad_h
     int b = s->b, t = s->t;
     assert(!m->has_head || s->have_targets); /* backward of a forward without targets is a bug */
     m->slot_now = slot;
-    memset(m->dact_mem, 0, m->dact_floats * sizeof(float));
+    weft_ops *ops = m->base.kops;
+    ops->zero(ops, m->dact_mem, m->dact_floats);
     int64_t t0 = weft_trace_begin();
     if (m->has_head) {
-        memset(m->doutput, 0, (size_t)b * t * m->cfg.n_embd * sizeof(float));
+        ops->zero(ops, m->doutput, (size_t)b * t * m->cfg.n_embd);
         WEFT_CHECK(head_use(m, 1, WEFT_USE_BACKWARD));
         WEFT_CHECK(head_backward(m, s, loss_scale));
         head_use(m, 0, 0);
@@ -972,8 +975,8 @@ static int backward_slot(weft_llama *m, int slot, double loss_scale, weft_grad_h
     }
     if (m->has_embed && wgrads(m)) {
         t0 = weft_trace_begin();
-        weft_tp_embedding_backward(pw(m, m->base.grad_data, m->i_embed), NULL, m->dencoded, s->tokens, m->v0, m->Vl,
-                                   b, t, m->cfg.n_embd);
+        weft_tp_embedding_backward(m->base.kops, pw(m, m->base.grad_data, m->i_embed), NULL, m->dencoded, s->tokens,
+                                   m->v0, m->Vl, b, t, m->cfg.n_embd, m->part.tp);
         weft_trace_end("embed.backward", "backward", WEFT_TRACE_COMPUTE, -1, t0);
     }
     report(m, hook, arg, 0);
@@ -1061,7 +1064,7 @@ static void decode_chunk(weft_llama *m, const int32_t *tokens, int n, int p, int
     int C = m->cfg.n_embd;
     float *P = weights(m);
     for (int i = 0; i < n; i++) /* no positions to add: they are in the rotations */
-        memcpy(c->x + (size_t)i * C, pw(m, P, m->i_embed) + (size_t)tokens[i] * C, (size_t)C * sizeof(float));
+        ops->copy(ops, c->x + (size_t)i * C, pw(m, P, m->i_embed) + (size_t)tokens[i] * C, (size_t)C);
     for (int l = 0; l < m->cfg.n_layer; l++)
         decode_block(m, c, l, n, p);
     c->pos = p + n;

@@ -69,9 +69,13 @@ int weft_tp_embedding_forward(weft_ops *ops, float *out, const int32_t *tokens, 
     return 0;
 }
 
-void weft_tp_embedding_backward(float *dwte_local, float *dwpe, const float *dout, const int32_t *tokens, int v0,
-                                int Vl, int B, int T, int C)
+void weft_tp_embedding_backward(weft_ops *ops, float *dwte_local, float *dwpe, const float *dout,
+                                const int32_t *tokens, int v0, int Vl, int B, int T, int C, weft_comm *tp)
 {
+    if (!grouped(tp) && dwpe) { /* as the forward: one rank holds every row */
+        ops->embedding_backward(ops, dwte_local, dwpe, dout, tokens, B, T, C);
+        return;
+    }
     size_t N = (size_t)B * T;
     for (size_t i = 0; i < N; i++) {
         const float *d = dout + i * C;

@@ -54,9 +54,12 @@ int weft_tp_reduce_grad(float *dinp, size_t n, weft_comm *tp);
 int weft_tp_embedding_forward(weft_ops *ops, float *out, const int32_t *tokens, const float *wte_local, int v0, int Vl,
                               const float *wpe, int B, int T, int C, weft_comm *tp);
 /* dwte_local[tok - v0] += dout for this rank's tokens; dwpe[t] += dout
- * (every rank; dwpe NULL: none). */
-void weft_tp_embedding_backward(float *dwte_local, float *dwpe, const float *dout, const int32_t *tokens, int v0,
-                                int Vl, int B, int T, int C);
+ * (every rank; dwpe NULL: none). Without a group and with dwpe, the
+ * kernel's embedding_backward through ops (bitwise the loop here: every
+ * element gets the same additions in the same order); otherwise the loop,
+ * on the host (not yet on a cuda device's memory). */
+void weft_tp_embedding_backward(weft_ops *ops, float *dwte_local, float *dwpe, const float *dout,
+                                const int32_t *tokens, int v0, int Vl, int B, int T, int C, weft_comm *tp);
 
 /* Vocabulary-parallel cross-entropy forward. logits (N, Vl) are columns
  * [v0, v0 + Vl) of the full logits. Writes losses (N) (0 where target < 0)
