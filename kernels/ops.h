@@ -116,6 +116,15 @@ struct weft_ops {
     void (*copy)(weft_ops *o, float *dst, const float *src, size_t n);
     void (*scale)(weft_ops *o, float *x, size_t n, float s);
     void (*axpy)(weft_ops *o, float *y, const float *x, size_t n, float a);
+    /* The end of the vocabulary-parallel loss (parallel/tp.c), from the
+     * rows' combined statistics mx, sum (of exp(x - mx)), xt (the target's
+     * logit), all (N) device doubles: lse[n] = mx[n] + log(sum[n]);
+     * losses[n] = lse[n] - xt[n] as float (0 where targets[n] < 0; losses
+     * NULL: none, cpu only); *mean (host) the mean loss over targets >= 0
+     * (0 if none). cpu: tp.c's loop as it was (sums the double losses);
+     * cuda: sums the float losses (waits for the stream). */
+    void (*xent_finish)(weft_ops *o, double *mean, float *losses, double *lse, const double *mx, const double *sum,
+                        const double *xt, const int32_t *targets, int N);
 
     /* --- the implementation's, not the caller's --- */
     int status;     /* the first failure, 0 while none */

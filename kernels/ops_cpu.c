@@ -10,6 +10,7 @@
 #include "kernels/kernels.h"
 #include "runtime/error.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -253,6 +254,26 @@ static void cpu_axpy(weft_ops *o, float *y, const float *x, size_t n, float a)
         y[i] += a * x[i];
 }
 
+/* parallel/tp.c's loop, moved here unchanged. */
+static void cpu_xent_finish(weft_ops *o, double *mean, float *losses, double *lse, const double *mx, const double *sum,
+                            const double *xt, const int32_t *targets, int N)
+{
+    (void)o;
+    double total = 0;
+    int counted = 0;
+    for (int n = 0; n < N; n++) {
+        lse[n] = mx[n] + log(sum[n]);
+        double loss = targets[n] >= 0 ? lse[n] - xt[n] : 0.0;
+        if (losses)
+            losses[n] = (float)loss;
+        if (targets[n] >= 0) {
+            total += loss;
+            counted++;
+        }
+    }
+    *mean = counted ? total / counted : 0.0;
+}
+
 int weft_ops_cpu_new(weft_dev *d, weft_ops **out)
 {
     weft_ops *o = calloc(1, sizeof *o);
@@ -294,6 +315,7 @@ int weft_ops_cpu_new(weft_dev *d, weft_ops **out)
     o->copy = cpu_copy;
     o->scale = cpu_scale;
     o->axpy = cpu_axpy;
+    o->xent_finish = cpu_xent_finish;
     *out = o;
     return 0;
 }

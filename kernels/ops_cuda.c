@@ -15,7 +15,7 @@
  *   gradient before accumulating); the norm's backward runs twice.
  * - xent_forward_backward is the kernels' xent_forward_backward then
  *   xent_mean (which waits for the stream); it needs losses (the mean is
- *   taken from them): losses NULL is WEFT_EUNSUPPORTED.
+ *   taken from them): losses NULL is WEFT_EUNSUPPORTED; so is xent_finish's.
  * - rope_table (made once, at model creation) and attention_decode (the
  *   key/value-cache attention of generation) have no CUDA kernel: they
  *   report WEFT_EUNSUPPORTED naming the op.
@@ -303,6 +303,17 @@ static void cu_axpy(weft_ops *o, float *y, const float *x, size_t n, float a)
     check(o, "axpy", s->k->axpy(s->ctx, y, x, n, a));
 }
 
+static void cu_xent_finish(weft_ops *o, double *mean, float *losses, double *lse, const double *mx, const double *sum,
+                           const double *xt, const int32_t *targets, int N)
+{
+    cuda_state *s = o->impl;
+    if (!losses) { /* the mean is taken from them */
+        weft_ops_fail(o, WEFT_EUNSUPPORTED, "xent_finish", "needs losses on cuda (kernels/ops_cuda.c)");
+        return;
+    }
+    check(o, "xent_finish", s->k->xent_finish(s->ctx, mean, losses, lse, mx, sum, xt, targets, N));
+}
+
 static void cuda_close(weft_ops *o)
 {
     cuda_state *s = o->impl;
@@ -366,6 +377,7 @@ int weft_ops_cuda_new(weft_dev *d, int max_cols, weft_ops **out)
     o->copy = cu_copy;
     o->scale = cu_scale;
     o->axpy = cu_axpy;
+    o->xent_finish = cu_xent_finish;
     *out = o;
     return 0;
 }

@@ -691,7 +691,7 @@ static int head_forward(weft_gpt *m, slot_acts *s, const float *x, const int32_t
     s->n_valid = 0;
     for (int i = 0; i < BT; i++)
         s->n_valid += targets[i] >= 0;
-    return weft_tp_xent_forward(ops, s->losses, s->lse, loss, s->logits, targets, BT, m->Vl, m->v0, m->xent_scratch,
+    return weft_tp_xent_forward(ops, s->losses, s->lse, loss, s->logits, s->targets, BT, m->Vl, m->v0, m->xent_scratch,
                                 m->part.tp);
 }
 

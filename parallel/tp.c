@@ -108,19 +108,7 @@ int weft_tp_xent_forward(weft_ops *ops, float *losses, double *lse, double *mean
         WEFT_CHECK(weft_comm_allreduce(tp, sz, sz, 2 * (size_t)N, WEFT_F64, WEFT_SUM));
         memcpy(mx, lse, (size_t)N * sizeof(double));
     }
-    double total = 0;
-    int counted = 0;
-    for (int n = 0; n < N; n++) {
-        lse[n] = mx[n] + log(sz[n]);
-        double loss = targets[n] >= 0 ? lse[n] - xt[n] : 0.0;
-        if (losses)
-            losses[n] = (float)loss;
-        if (targets[n] >= 0) {
-            total += loss;
-            counted++;
-        }
-    }
-    *mean = counted ? total / counted : 0.0;
+    ops->xent_finish(ops, mean, losses, lse, mx, sz, xt, targets, N);
     return 0;
 }
 

@@ -121,6 +121,8 @@ int weft_cuda_zero(weft_cuda_ctx *ctx, float *x, size_t n);
 int weft_cuda_copy(weft_cuda_ctx *ctx, float *dst, const float *src, size_t n);
 int weft_cuda_scale(weft_cuda_ctx *ctx, float *x, size_t n, float s);
 int weft_cuda_axpy(weft_cuda_ctx *ctx, float *y, const float *x, size_t n, float a);
+int weft_cuda_xent_finish(weft_cuda_ctx *ctx, double *mean, float *losses, double *lse, const double *mx,
+                          const double *sum, const double *xt, const int32_t *targets, int N);
 int weft_cuda_rope_forward(weft_cuda_ctx *ctx, float *x, const float *cos, const float *sin, int B, int T, int nh, int hs);
 int weft_cuda_rope_backward(weft_cuda_ctx *ctx, float *dx, const float *cos, const float *sin, int B, int T, int nh, int hs);
 int weft_cuda_attention_forward(weft_cuda_ctx *ctx, float *out, float *lse, const float *qkv, int B, int T, int C, int NH);

@@ -124,6 +124,10 @@ typedef struct weft_cuda_ops {
     int (*copy)(weft_cuda_ctx *, float *dst, const float *src, size_t n);
     int (*scale)(weft_cuda_ctx *, float *x, size_t n, float s);
     int (*axpy)(weft_cuda_ctx *, float *y, const float *x, size_t n, float a);
+    /* lse (N) = mx + log(sum); losses (N) = lse - xt as float (0 where target < 0); *mean (host) the
+     * mean of losses over targets >= 0, 0 if none; waits. mx, sum, xt, lse: device doubles. */
+    int (*xent_finish)(weft_cuda_ctx *, double *mean, float *losses, double *lse, const double *mx,
+                       const double *sum, const double *xt, const int32_t *targets, int N);
 } weft_cuda_ops;
 
 /* The largest head size the attention kernels take (a row of q and of the

@@ -101,6 +101,7 @@ static const weft_cuda_ops table = {
     weft_cuda_copy,
     weft_cuda_scale,
     weft_cuda_axpy,
+    weft_cuda_xent_finish,
 };
 
 extern "C" __attribute__((visibility("default"))) const weft_cuda_ops *weft_cuda_ops_get(void) { return &table; }

@@ -86,6 +86,17 @@ __global__ void xent_grad_k(float *dlogits, const float *logits, const double *l
     row_grad(d, logits + row * V, V, lse[row], targets[row] - v0, dloss);
 }
 
+__global__ void xent_finish_k(float *losses, double *lse, const double *mx, const double *sum, const double *xt,
+                              const int32_t *targets, int N)
+{
+    int n = blockIdx.x * blockDim.x + threadIdx.x;
+    if (n >= N)
+        return;
+    double l = mx[n] + log(sum[n]);
+    lse[n] = l;
+    losses[n] = targets[n] >= 0 ? (float)(l - xt[n]) : 0.0f;
+}
+
 extern "C" {
 
 int weft_cuda_xent_forward_backward(weft_cuda_ctx *ctx, float *losses, float *dlogits, const float *logits,
@@ -103,6 +114,20 @@ int weft_cuda_xent_mean(weft_cuda_ctx *ctx, double *mean, const float *losses, c
     if (rc == 0)
         *mean = count ? sum / (double)count : 0.0;
     return rc;
+}
+
+/* The end of the vocabulary-parallel loss: one thread per row, then the
+ * mean through xent_mean's fixed-order sum of the float losses. */
+int weft_cuda_xent_finish(weft_cuda_ctx *ctx, double *mean, float *losses, double *lse, const double *mx,
+                          const double *sum, const double *xt, const int32_t *targets, int N)
+{
+    if (N > 0) {
+        xent_finish_k<<<(N + THREADS - 1) / THREADS, THREADS, 0, ctx->stream>>>(losses, lse, mx, sum, xt, targets, N);
+        int rc = WEFT_CUDA_LAUNCHED(ctx, "xent_finish");
+        if (rc)
+            return rc;
+    }
+    return weft_cuda_xent_mean(ctx, mean, losses, targets, N);
 }
 
 int weft_cuda_xent_stats(weft_cuda_ctx *ctx, double *mx, double *sum, double *xt, const float *logits,

@@ -398,6 +398,46 @@ static void check_memory(size_t n)
     cudaFree(d_x), cudaFree(d_y), cudaFree(d_y2);
 }
 
+/* xent_finish against the host loop tp.c had, in double, on statistics
+ * like xent_stats': a max, a sum >= 1, a target logit <= the max. */
+static void check_xent_finish(int N)
+{
+    double *mx = rnd((size_t)N, 3), *sum = rnd((size_t)N, 1), *xt = rnd((size_t)N, 1);
+    double *lse = malloc((size_t)N * sizeof *lse), *loss = malloc((size_t)N * sizeof *loss), total = 0;
+    int32_t *tgt = malloc((size_t)N * sizeof *tgt);
+    int counted = 0;
+    for (int n = 0; n < N; n++) {
+        sum[n] = 1 + 100 * fabs(sum[n]);
+        xt[n] = mx[n] - fabs(xt[n]) * 5;
+        tgt[n] = n % 7 == 3 ? -1 : n;
+        lse[n] = mx[n] + log(sum[n]);
+        loss[n] = tgt[n] >= 0 ? (double)(float)(lse[n] - xt[n]) : 0.0;
+        if (tgt[n] >= 0)
+            total += loss[n], counted++;
+    }
+    double *d_mx = dmalloc((size_t)N * 8), *d_sum = dmalloc((size_t)N * 8), *d_xt = dmalloc((size_t)N * 8),
+           *d_lse = dmalloc((size_t)N * 8), got = -1, want = total / counted;
+    cudaMemcpy(d_mx, mx, (size_t)N * 8, cudaMemcpyHostToDevice);
+    cudaMemcpy(d_sum, sum, (size_t)N * 8, cudaMemcpyHostToDevice);
+    cudaMemcpy(d_xt, xt, (size_t)N * 8, cudaMemcpyHostToDevice);
+    int32_t *d_tgt = up_i32(tgt, (size_t)N);
+    float *d_loss = dmalloc((size_t)N * sizeof(float));
+    if (op_ok(K->xent_finish(ctx, &got, d_loss, d_lse, d_mx, d_sum, d_xt, d_tgt, N), "xent_finish")) {
+        expect("xent_finish losses", d_loss, loss, (size_t)N, 1e-6, 1e-7);
+        double *h = malloc((size_t)N * 8);
+        cudaMemcpy(h, d_lse, (size_t)N * 8, cudaMemcpyDeviceToHost);
+        int bad = -1;
+        for (int n = 0; n < N && bad < 0; n++)
+            if (fabs(h[n] - lse[n]) > 1e-12 * fabs(lse[n]) + 1e-12)
+                bad = n;
+        tap(bad < 0, "xent_finish lse of %d rows%s", N, bad < 0 ? "" : ": a row differs");
+        tap(fabs(got - want) <= 1e-6 * fabs(want), "xent_finish mean %.12g, want %.12g", got, want);
+        free(h);
+    }
+    free(mx), free(sum), free(xt), free(lse), free(loss), free(tgt);
+    cudaFree(d_mx), cudaFree(d_sum), cudaFree(d_xt), cudaFree(d_lse), cudaFree(d_tgt), cudaFree(d_loss);
+}
+
 static void check_rope(int B, int T, int nh, int hs)
 {
     size_t n = (size_t)B * T * nh * hs, nt = (size_t)T * (hs / 2);
@@ -499,6 +539,7 @@ int main(int argc, char **argv)
     check_xent(37, 50257);
     check_optimizer(100003);
     check_memory(100003);
+    check_xent_finish(4097);
     check_rope(2, 67, 3, 24);
     check_attention(2, 67, 72, 3);
     check_attention(1, 130, 128, 2);

@@ -212,6 +212,29 @@ static void c_axpy(weft_ops *o, bufs *b)
             g[i] += kv[i]; /* llama.c's replicated-KV sum: a = 1 must be this */
     }
 }
+/* tp.c's loss loop as it was: lse, losses, the mean of the valid rows;
+ * D(0..2) the statistics (sums positive), D(3)[0] the mean, b->tgt has
+ * rows < 0 (see fill). */
+static void c_xent_finish(weft_ops *o, bufs *b)
+{
+    if (o) {
+        o->xent_finish(o, D(3), F(0), D(3) + 1, D(0), D(1), D(2), b->tgt, N);
+        return;
+    }
+    double *mx = D(0), *sz = D(1), *xt = D(2), *lse = D(3) + 1, total = 0;
+    float *losses = F(0);
+    int counted = 0;
+    for (int n = 0; n < N; n++) {
+        lse[n] = mx[n] + log(sz[n]);
+        double loss = b->tgt[n] >= 0 ? lse[n] - xt[n] : 0.0;
+        losses[n] = (float)loss;
+        if (b->tgt[n] >= 0) {
+            total += loss;
+            counted++;
+        }
+    }
+    D(3)[0] = counted ? total / counted : 0.0;
+}
 
 static const struct {
     const char *name;
@@ -254,6 +277,7 @@ static const struct {
     CASE(copy),
     CASE(scale),
     CASE(axpy),
+    CASE(xent_finish),
 #undef CASE
 };
 #define NCASES (sizeof cases / sizeof cases[0])
