@@ -27,6 +27,10 @@
  *           at the top of that file).
  * The arrays an entry takes are the device's memory (host memory on cpu).
  *
+ * Past kernels.h's ops: the memory ops (zero, copy, scale, axpy) and
+ * xent_finish, which replace host code the models, LoRA and tp.c had on
+ * device memory; their cpu entries are that code, unchanged.
+ *
  * kernels.h's unfused, materialising attention (weft_attention_forward,
  * weft_gqa_attention_forward and their backwards) is not here: the models
  * train with the flash ops; tests and references call it directly.
