@@ -247,13 +247,11 @@ int weft_lora_forward(weft_lora *lo, int i, int slot, const float *params, const
     }
     /* h = s x A^T: scaled once here, so that y += h B^T and dB = dy^T h */
     ops->matmul_forward(ops, h, x, params + a->offA, NULL, N, a->in, r);
-    for (size_t j = 0; j < nh; j++)
-        h[j] *= lo->scale;
+    ops->scale(ops, h, nh, lo->scale);
     if (a->split == ROW)
         WEFT_CHECK(sum_over_tp(lo, h, nh));
     ops->matmul_forward(ops, lo->u, h, params + a->offB, NULL, N, r, a->out);
-    for (size_t j = 0; j < ny; j++)
-        y[j] += lo->u[j];
+    ops->axpy(ops, y, lo->u, ny, 1.0f); /* a = 1: bitwise y[j] += u[j] */
     return 0;
 }
 
@@ -267,11 +265,10 @@ int weft_lora_backward(weft_lora *lo, int i, int slot, const float *params, floa
     const float *h = slot_h(lo, i, slot), *A = params + a->offA;
     float *dh = lo->dh, *dA = grads + a->offA;
     /* dB += dy^T h (h holds s x A^T); dh = s dy B */
-    memset(dh, 0, nh * sizeof(float));
+    ops->zero(ops, dh, nh);
     ops->matmul_backward(ops, NULL, grads + a->offB, NULL, dy, h, params + a->offB, N, r, a->out);
     dy_times_b(dh, dy, params + a->offB, N, a->out, r);
-    for (size_t j = 0; j < nh; j++)
-        dh[j] *= lo->scale;
+    ops->scale(ops, dh, nh, lo->scale);
     /* Column-parallel: this rank's dh is a partial sum. Its dx share goes
      * in as it is (the base layer's dx is summed over the group later); dA
      * needs the whole dh. With dropout the share passes the same mask, and
@@ -279,7 +276,7 @@ int weft_lora_backward(weft_lora *lo, int i, int slot, const float *params, floa
     uint64_t key = lo->key[slot];
     if (key) {
         float inv = (float)(1.0 / (1.0 - lo->p));
-        memset(lo->xd, 0, (size_t)N * a->in * sizeof(float));
+        ops->zero(ops, lo->xd, (size_t)N * a->in);
         dh_times_a(lo->xd, dh, A, N, a->in, r);
         for (int n = 0; n < N; n++)
             for (int j = 0; j < a->in; j++)
