@@ -26,8 +26,9 @@
  *
  * Selection (weft_device_select): run.device = auto|cpu|cuda; a GPU is the
  * local rank modulo the GPUs visible (CUDA_VISIBLE_DEVICES applies).
- * weft_device_for_training adds what training can do today: the model's
- * step is not wired to the CUDA kernels (kernels/cuda) yet (issue 20), so
+ * weft_device_for_training adds what training can do today: the models
+ * compute through the ops table (kernels/ops.h), whose cuda side runs the
+ * CUDA kernels, but their activations are still host memory (issue 20), so
  * cuda is refused and auto falls back to cpu with a warning.
  *
  * One device is the process's (weft_device_current): the model's and the
@@ -134,7 +135,7 @@ WEFT_API int weft_device_select(const weft_config *cfg, int local_rank, weft_dev
                                 size_t len);
 /* Why training cannot use a GPU yet, in the messages that refuse it. */
 #define WEFT_DEVICE_NO_CUDA_TRAINING                                                                         \
-    "the model's training step does not run on CUDA yet (kernels/cuda is not wired into the trainer): issue 20"
+    "the model's training step does not run on CUDA yet (its activations are still host memory): issue 20"
 
 /* weft_device_select, then what training can use today: cuda is refused
  * (WEFT_EUNAVAILABLE, saying WEFT_DEVICE_NO_CUDA_TRAINING), auto finding a
