@@ -41,6 +41,20 @@ __device__ inline size_t row_at(int b, int t, int T, int ld, int head, int hs)
     return ((size_t)b * T + t) * ld + (size_t)head * hs;
 }
 
+/* Rows r0 .. r0 + TILE - 1 of head `head` of two row-strided arrays into
+ * shared memory (zeros past T), by the block's QROWS threads together: the
+ * key/value tiles of the forward and dq kernels, the query/dout tiles of
+ * the dk/dv kernel. The caller synchronises before reading them. */
+__device__ inline void stage_rows(float s1[TILE][HS], float s2[TILE][HS], const float *a1, int ld1, const float *a2,
+                                  int ld2, int b, int r0, int T, int head, int hs)
+{
+    for (int i = threadIdx.x; i < TILE * hs; i += QROWS) {
+        int r = i / hs, d = i % hs, t = r0 + r;
+        s1[r][d] = t < T ? a1[row_at(b, t, T, ld1, head, hs) + d] : 0.0f;
+        s2[r][d] = t < T ? a2[row_at(b, t, T, ld2, head, hs) + d] : 0.0f;
+    }
+}
+
 /* grid (ceil(T / QROWS), B NH) */
 __global__ void att_fwd(att_args a)
 {
@@ -54,11 +68,7 @@ __global__ void att_fwd(att_args a)
             acc[d] = 0.0f;
         }
     for (int j0 = 0; j0 <= last; j0 += TILE) {
-        for (int i = threadIdx.x; i < TILE * hs; i += QROWS) {
-            int r = i / hs, d = i % hs, j = j0 + r;
-            ks[r][d] = j < a.T ? a.k[row_at(b, j, a.T, a.ldk, g, hs) + d] : 0.0f;
-            vs[r][d] = j < a.T ? a.v[row_at(b, j, a.T, a.ldv, g, hs) + d] : 0.0f;
-        }
+        stage_rows(ks, vs, a.k, a.ldk, a.v, a.ldv, b, j0, a.T, g, hs);
         __syncthreads();
         for (int r = 0; t < a.T && r < TILE && j0 + r <= t; r++) {
             float s = 0.0f;
@@ -99,11 +109,7 @@ __global__ void att_bwd_dq(att_args a)
         lse = a.lse_in[(size_t)bh * a.T + t];
     }
     for (int j0 = 0; j0 <= last; j0 += TILE) {
-        for (int i = threadIdx.x; i < TILE * hs; i += QROWS) {
-            int r = i / hs, d = i % hs, j = j0 + r;
-            ks[r][d] = j < a.T ? a.k[row_at(b, j, a.T, a.ldk, g, hs) + d] : 0.0f;
-            vs[r][d] = j < a.T ? a.v[row_at(b, j, a.T, a.ldv, g, hs) + d] : 0.0f;
-        }
+        stage_rows(ks, vs, a.k, a.ldk, a.v, a.ldv, b, j0, a.T, g, hs);
         __syncthreads();
         for (int r = 0; t < a.T && r < TILE && j0 + r <= t; r++) {
             float s = 0.0f, dp = 0.0f;
@@ -142,11 +148,7 @@ __global__ void att_bwd_dkv(att_args a)
     for (int h = g * group; h < (g + 1) * group; h++) {
         size_t bh = (size_t)b * a.NH + h;
         for (int t0 = first - first % TILE; t0 < a.T; t0 += TILE) {
-            for (int i = threadIdx.x; i < TILE * hs; i += QROWS) {
-                int r = i / hs, d = i % hs, t = t0 + r;
-                qs[r][d] = t < a.T ? a.q[row_at(b, t, a.T, a.ldq, h, hs) + d] : 0.0f;
-                dos[r][d] = t < a.T ? a.dout[row_at(b, t, a.T, a.ldo, h, hs) + d] : 0.0f;
-            }
+            stage_rows(qs, dos, a.q, a.ldq, a.dout, a.ldo, b, t0, a.T, h, hs);
             if (threadIdx.x < TILE) {
                 int t = t0 + threadIdx.x;
                 float D = 0.0f;

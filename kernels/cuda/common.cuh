@@ -47,17 +47,17 @@ static inline unsigned weft_cuda_blocks(size_t n, unsigned threads)
     return (unsigned)(b < 65535u * 32u ? (b ? b : 1) : 65535u * 32u);
 }
 
-/* Sum over a block of T threads (T a power of two, <= 1024) through shared
- * memory, in a fixed tree order: the same result every run. All threads
- * must call it; every thread gets the total. */
-template <typename R, int T>
-__device__ inline R weft_block_sum(R v, R *sh)
+/* A reduction over a block of T threads (T a power of two, <= 1024)
+ * through shared memory, in a fixed tree order: the same result every run.
+ * All threads must call it; every thread gets the result. */
+template <typename R, int T, typename Op>
+__device__ inline R weft_block_reduce(R v, R *sh, Op op)
 {
     sh[threadIdx.x] = v;
     __syncthreads();
     for (int s = T / 2; s > 0; s >>= 1) {
         if ((int)threadIdx.x < s)
-            sh[threadIdx.x] += sh[threadIdx.x + s];
+            sh[threadIdx.x] = op(sh[threadIdx.x], sh[threadIdx.x + s]);
         __syncthreads();
     }
     R r = sh[0];
@@ -66,18 +66,15 @@ __device__ inline R weft_block_sum(R v, R *sh)
 }
 
 template <typename R, int T>
+__device__ inline R weft_block_sum(R v, R *sh)
+{
+    return weft_block_reduce<R, T>(v, sh, [](R x, R y) { return x + y; });
+}
+
+template <typename R, int T>
 __device__ inline R weft_block_max(R v, R *sh)
 {
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = T / 2; s > 0; s >>= 1) {
-        if ((int)threadIdx.x < s)
-            sh[threadIdx.x] = sh[threadIdx.x] > sh[threadIdx.x + s] ? sh[threadIdx.x] : sh[threadIdx.x + s];
-        __syncthreads();
-    }
-    R r = sh[0];
-    __syncthreads();
-    return r;
+    return weft_block_reduce<R, T>(v, sh, [](R x, R y) { return x > y ? x : y; });
 }
 
 /* Column reductions in two fixed-order passes. Pass one (the caller's own
