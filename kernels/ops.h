@@ -27,9 +27,10 @@
  *           at the top of that file).
  * The arrays an entry takes are the device's memory (host memory on cpu).
  *
- * Past kernels.h's ops: the memory ops (zero, copy, scale, axpy) and
- * xent_finish, which replace host code the models, LoRA and tp.c had on
- * device memory; their cpu entries are that code, unchanged.
+ * Past kernels.h's ops: the memory ops (zero, copy, scale, axpy),
+ * xent_finish and sumsq_acc, which replace host code the models, LoRA,
+ * tp.c and dp.c had on device memory; their cpu entries are that code,
+ * unchanged.
  *
  * kernels.h's unfused, materialising attention (weft_attention_forward,
  * weft_gqa_attention_forward and their backwards) is not here: the models
@@ -129,6 +130,14 @@ struct weft_ops {
      * cuda: sums the float losses (waits for the stream). */
     void (*xent_finish)(weft_ops *o, double *mean, float *losses, double *lse, const double *mx, const double *sum,
                         const double *xt, const int32_t *targets, int N);
+    /* The gradient norm's running sum (parallel/dp.c): *acc (host) +=
+     * x[i]^2 in double over x (n, the device's), continuing from *acc so
+     * that a sum over many ranges is one sum. cpu: dp.c's loop as it was,
+     * i in order, bitwise; cuda: the range summed by a fixed-order
+     * reduction, then added to *acc (waits for the stream): the same on
+     * every run, not bitwise the serial loop (relative difference ~1e-15
+     * per range, kernels_check allows 1e-12). */
+    void (*sumsq_acc)(weft_ops *o, double *acc, const float *x, size_t n);
 
     /* --- the implementation's, not the caller's --- */
     int status;     /* the first failure, 0 while none */

@@ -274,6 +274,17 @@ static void cpu_xent_finish(weft_ops *o, double *mean, float *losses, double *ls
     *mean = counted ? total / counted : 0.0;
 }
 
+/* parallel/dp.c's gradient-norm loop, moved here unchanged: one running
+ * double, i in order. */
+static void cpu_sumsq_acc(weft_ops *o, double *acc, const float *x, size_t n)
+{
+    (void)o;
+    double s = *acc;
+    for (size_t j = 0; j < n; j++)
+        s += (double)x[j] * x[j];
+    *acc = s;
+}
+
 int weft_ops_cpu_new(weft_dev *d, weft_ops **out)
 {
     weft_ops *o = calloc(1, sizeof *o);
@@ -316,6 +327,7 @@ int weft_ops_cpu_new(weft_dev *d, weft_ops **out)
     o->scale = cpu_scale;
     o->axpy = cpu_axpy;
     o->xent_finish = cpu_xent_finish;
+    o->sumsq_acc = cpu_sumsq_acc;
     *out = o;
     return 0;
 }

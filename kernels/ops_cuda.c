@@ -314,6 +314,12 @@ static void cu_xent_finish(weft_ops *o, double *mean, float *losses, double *lse
     check(o, "xent_finish", s->k->xent_finish(s->ctx, mean, losses, lse, mx, sum, xt, targets, N));
 }
 
+static void cu_sumsq_acc(weft_ops *o, double *acc, const float *x, size_t n)
+{
+    cuda_state *s = o->impl;
+    check(o, "sumsq_acc", s->k->sumsq_acc(s->ctx, acc, x, n));
+}
+
 static void cuda_close(weft_ops *o)
 {
     cuda_state *s = o->impl;
@@ -378,6 +384,7 @@ int weft_ops_cuda_new(weft_dev *d, int max_cols, weft_ops **out)
     o->scale = cu_scale;
     o->axpy = cu_axpy;
     o->xent_finish = cu_xent_finish;
+    o->sumsq_acc = cu_sumsq_acc;
     *out = o;
     return 0;
 }

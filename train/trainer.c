@@ -330,6 +330,7 @@ int weft_trainer_set_model(weft_trainer *t, weft_model *m)
                           m->nfrozen ? " with adapters" : "");
     dpo.units = m->units;
     dpo.nunits = m->nunits;
+    dpo.ops = m->kops; /* the gradients are the model's device's memory */
     WEFT_CHECK(weft_dp_new(t->comm, m->param_data, m->grad_data, m->n, &dpo, &t->dp));
     if (dpo.zero >= 3) /* ZeRO-3: the model's layers gather their parameters through data parallelism */
         m->use = (weft_param_hooks){weft_dp_use_begin, weft_dp_use_end, t->dp, weft_dp_progress};

@@ -114,6 +114,7 @@ int weft_cuda_xent_stats(weft_cuda_ctx *ctx, double *mx, double *sum, double *xt
 int weft_cuda_xent_grad(weft_cuda_ctx *ctx, float *dlogits, const float *logits, const double *lse, const int32_t *targets, int N, int V, int v0, double dloss);
 int weft_cuda_adamw_update(weft_cuda_ctx *ctx, float *params, const float *grads, float *m, float *v, size_t n, double lr, double beta1, double beta2, double eps, double weight_decay, int64_t t, double grad_scale);
 int weft_cuda_sumsq(weft_cuda_ctx *ctx, double *out, const float *x, size_t n);
+int weft_cuda_sumsq_acc(weft_cuda_ctx *ctx, double *acc, const float *x, size_t n);
 int weft_cuda_zero(weft_cuda_ctx *ctx, float *x, size_t n);
 int weft_cuda_copy(weft_cuda_ctx *ctx, float *dst, const float *src, size_t n);
 int weft_cuda_scale(weft_cuda_ctx *ctx, float *x, size_t n, float s);

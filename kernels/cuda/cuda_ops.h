@@ -35,7 +35,7 @@ extern "C" {
 
 /* Bumped whenever the table changes: the device layer refuses a library
  * of another version rather than calling through a wrong layout. */
-#define WEFT_CUDA_OPS_ABI 2
+#define WEFT_CUDA_OPS_ABI 3
 
 /* Rows of partial sums the column reductions (bias and norm-weight
  * gradients) split N into; the context's scratch holds this many rows of
@@ -128,6 +128,9 @@ typedef struct weft_cuda_ops {
      * mean of losses over targets >= 0, 0 if none; waits. mx, sum, xt, lse: device doubles. */
     int (*xent_finish)(weft_cuda_ctx *, double *mean, float *losses, double *lse, const double *mx,
                        const double *sum, const double *xt, const int32_t *targets, int N);
+    /* ABI 3: *acc (host) += the sum of squares of x (n) in double, a fixed-order reduction (the
+     * gradient norm's running sum over ranges, parallel/dp.c); waits. n = 0 leaves *acc. */
+    int (*sumsq_acc)(weft_cuda_ctx *, double *acc, const float *x, size_t n);
 } weft_cuda_ops;
 
 /* The largest head size the attention kernels take (a row of q and of the

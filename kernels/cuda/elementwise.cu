@@ -179,4 +179,17 @@ int weft_cuda_sumsq(weft_cuda_ctx *ctx, double *out, const float *x, size_t n)
     return weft_cuda_dsum(ctx, out, NULL, x, NULL, n, 1);
 }
 
+/* The gradient norm's running sum: this range's squares by the same
+ * fixed-order two-pass reduction, added to the host's running double. */
+int weft_cuda_sumsq_acc(weft_cuda_ctx *ctx, double *acc, const float *x, size_t n)
+{
+    double s = 0;
+    if (n == 0)
+        return 0;
+    int rc = weft_cuda_dsum(ctx, &s, NULL, x, NULL, n, 1);
+    if (rc == 0)
+        *acc += s;
+    return rc;
+}
+
 }

@@ -102,6 +102,7 @@ static const weft_cuda_ops table = {
     weft_cuda_scale,
     weft_cuda_axpy,
     weft_cuda_xent_finish,
+    weft_cuda_sumsq_acc,
 };
 
 extern "C" __attribute__((visibility("default"))) const weft_cuda_ops *weft_cuda_ops_get(void) { return &table; }

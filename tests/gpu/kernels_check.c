@@ -365,6 +365,30 @@ static void check_optimizer(size_t n)
     cudaFree(d_p), cudaFree(d_g), cudaFree(d_m), cudaFree(d_v);
 }
 
+/* sumsq_acc (the gradient norm's running sum, parallel/dp.c) against the
+ * serial double loop dp.c had, over three ranges of one buffer continuing
+ * one sum from a nonzero start (odd lengths, one empty): a fixed-order
+ * reduction is not that loop's order, so relative 1e-12, not bitwise. */
+static void check_sumsq_acc(size_t n)
+{
+    double *g = rnd(n, 1);
+    float *d_g = up(g, n);
+    const size_t cut[4] = {0, n / 3 + 1, n / 3 + 1, n};
+    double want = 0.75, got = 0.75;
+    for (size_t i = 0; i < n; i++) {
+        float f = (float)g[i];
+        want += (double)f * f;
+    }
+    int ok = 1;
+    for (int r = 0; r < 3 && ok; r++)
+        ok = op_ok(K->sumsq_acc(ctx, &got, d_g + cut[r], cut[r + 1] - cut[r]), "sumsq_acc");
+    if (ok)
+        tap(fabs(got - want) <= 1e-12 * want, "sumsq_acc over 3 ranges of %zu from 0.75: %.15g, want %.15g", n, got,
+            want);
+    free(g);
+    cudaFree(d_g);
+}
+
 /* The memory ops (ops.h's zero, copy, scale, axpy) against the host float
  * loops they replaced; zero and copy exactly, scale and axpy to element-
  * wise f32 tolerance (the host compiler may contract a*x + y). */
@@ -540,6 +564,7 @@ int main(int argc, char **argv)
     check_optimizer(100003);
     check_memory(100003);
     check_xent_finish(4097);
+    check_sumsq_acc(1000003);
     check_rope(2, 67, 3, 24);
     check_attention(2, 67, 72, 3);
     check_attention(1, 130, 128, 2);

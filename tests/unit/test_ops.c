@@ -236,6 +236,22 @@ static void c_xent_finish(weft_ops *o, bufs *b)
     D(3)[0] = counted ? total / counted : 0.0;
 }
 
+/* dp.c's gradient-norm loop as it was: one running double continued from
+ * D(3)[0] over two ranges of F(0). */
+static void c_sumsq_acc(weft_ops *o, bufs *b)
+{
+    if (o) {
+        o->sumsq_acc(o, D(3), F(0), 700);
+        o->sumsq_acc(o, D(3), F(0) + 700, 301);
+        return;
+    }
+    double s = D(3)[0];
+    const float *g = F(0);
+    for (size_t j = 0; j < 1001; j++)
+        s += (double)g[j] * g[j];
+    D(3)[0] = s;
+}
+
 static const struct {
     const char *name;
     size_t offset; /* of the entry in weft_ops */
@@ -278,6 +294,7 @@ static const struct {
     CASE(scale),
     CASE(axpy),
     CASE(xent_finish),
+    CASE(sumsq_acc),
 #undef CASE
 };
 #define NCASES (sizeof cases / sizeof cases[0])
