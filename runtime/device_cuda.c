@@ -34,7 +34,7 @@
     X(cudaMallocHost) X(cudaFreeHost) X(cudaMemcpyAsync) X(cudaStreamCreateWithFlags) X(cudaStreamDestroy)   \
     X(cudaStreamSynchronize) X(cudaEventCreateWithFlags) X(cudaEventDestroy) X(cudaEventRecord)              \
     X(cudaStreamWaitEvent) X(cudaEventSynchronize) X(cudaEventQuery) X(cudaDeviceGetAttribute)               \
-    X(cudaMemGetInfo)
+    X(cudaMemGetInfo) X(cudaMemsetAsync)
 
 static struct {
 #define DECLARE(fn) __typeof__(fn) *fn;
@@ -139,10 +139,23 @@ static void cuda_describe(const weft_dev *d, char *buf, size_t len)
              (double)total / 1073741824.0, (double)free_b / 1073741824.0);
 }
 
+/* Zeroed, as the cpu's fresh mmap is (device.h): the optimizer's moments
+ * and the gradients of a first step rely on it. The memset is on the
+ * compute stream, waited for here: the non-blocking streams do not order
+ * after the legacy default stream a plain cudaMemset would use. */
 static int cuda_mem_alloc(weft_dev *d, size_t bytes, void **out)
 {
     CU(d, "cudaSetDevice", 0, api.cudaSetDevice(d->where.index));
     CU(d, "cudaMalloc", bytes, api.cudaMalloc(out, bytes));
+    cudaStream_t s = (cudaStream_t)d->streams[WEFT_STREAM_COMPUTE];
+    cudaError_t e = api.cudaMemsetAsync(*out, 0, bytes, s);
+    if (e == cudaSuccess)
+        e = api.cudaStreamSynchronize(s);
+    if (e != cudaSuccess) {
+        api.cudaFree(*out);
+        *out = NULL;
+        return fail(d, "cudaMemsetAsync (zeroing a new arena)", bytes, e);
+    }
     return 0;
 }
 

@@ -101,15 +101,34 @@ static void split_batch(weft_trainer *t)
     t->o.k = t->o.G / (t->o.b * t->D);
 }
 
+/* What the cuda gate (runtime/device.h) asks of the job: the layout and
+ * precision keys every trainer declares; the model's family and adapters
+ * where the program declares them (weft-train), else a model of its own. */
+static weft_device_job device_job(const weft_trainer *t, int world)
+{
+    const weft_config *c = t->cfg;
+    return (weft_device_job){
+        .world = world,
+        .tp = (int)weft_config_int(c, "parallel.tp"),
+        .pp = (int)weft_config_int(c, "parallel.pp"),
+        .lora_rank = weft_config_has(c, "lora.rank") ? (int)weft_config_int(c, "lora.rank") : 0,
+        .precision = weft_config_str(c, "train.precision"),
+        .family = weft_config_has(c, "model.family") ? weft_config_str(c, "model.family") : NULL,
+    };
+}
+
 /* The rank's device from run.device (runtime/device.h): cuda is refused
- * until the model's step runs on CUDA (issue 20), auto falls back to cpu and
- * warns.
- * The cpu is the process's device already; another would be opened and
- * made the process's here, before the model allocates its arenas. */
-static int open_device(weft_trainer *t)
+ * until the model's step has run on a GPU (issue 20) but for the first
+ * milestone's configuration under WEFT_GPU_CHECK=1; auto falls back to cpu
+ * and warns.
+ * The cpu is the process's device already; another is opened and made
+ * the process's here, before the model allocates its arenas. */
+static int open_device(weft_trainer *t, int world)
 {
     weft_device where;
-    WEFT_CHECK(weft_device_for_training(t->cfg, t->ctx->local_rank, &where, t->device_note, sizeof t->device_note));
+    weft_device_job job = device_job(t, world);
+    WEFT_CHECK(weft_device_for_training_job(t->cfg, t->ctx->local_rank, &job, &where, t->device_note,
+                                            sizeof t->device_note));
     if (where.kind == WEFT_DEVICE_CPU) {
         t->dev = weft_device_current();
         if (strstr(t->device_note, WEFT_DEVICE_NO_CUDA_TRAINING) && t->rank == 0)
@@ -172,7 +191,7 @@ int weft_trainer_new_on(weft_ctx *ctx, weft_comm *world, const weft_config *cfg,
     WEFT_CHECK(weft_stop_install(weft_config_str(t->cfg, "sched.signals")));
     weft_kernels_init((int)weft_config_int(t->cfg, "train.threads"));
     WEFT_CHECK(set_precision(t));
-    WEFT_CHECK(open_device(t));
+    WEFT_CHECK(open_device(t, in.world));
     t->world = world;
     if (!world) {
         weft_comm_opts co;
