@@ -1,8 +1,9 @@
 /*
  * gpt.c -- GPT-2 forward and backward over the CPU kernels, in the manner
  * of llm.c: one flat parameter buffer, one flat gradient buffer, and every
- * activation (and its gradient) preallocated at creation, so a training step
- * allocates nothing.
+ * activation (and its gradient) preallocated at creation in the model's
+ * activation arena on its device (model.h weft_model_acts_new), so a
+ * training step allocates nothing and, on cuda, computes on device memory.
  *
  * A model may be one rank's part of a larger one (weft_gpt_part): a pipeline
  * stage's blocks, and within them a tensor-parallel rank's heads and MLP

@@ -2,7 +2,7 @@
  * llama.c -- the Llama family's forward and backward over the CPU kernels,
  * built like gpt.c: one flat parameter buffer and one of gradients (the
  * model interface's), every activation and its gradient allocated at
- * creation, forward activations in `nslots` slots for pipeline schedules,
+ * creation in the model's activation arena on its device, forward activations in `nslots` slots for pipeline schedules,
  * one set of activation gradients. See llama.h for the model and its
  * parameter names.
  *
