@@ -9,8 +9,9 @@
 # benchmark beside a device-to-device copy, then training on cuda (issue
 # 20's first milestone; weft-train lets it through only with
 # WEFT_GPU_CHECK=1, which this script sets: docs/operations.md): 1 rank,
-# 50 steps of the demo GPT-2 (examples/configs/demo.ini) in f32 on cuda
-# against the same on cpu, every step's loss within 1e-4 relative
+# 50 steps of the demo GPT-2 (examples/configs/demo.ini) and of the demo
+# Llama (llama-demo.ini) in f32 on cuda against the same on cpu, every
+# step's loss within 1e-4 relative
 # (tests/gpu/loss_compare.py on the two metrics.jsonl), and no device-layer
 # allocation in 5 steady-state steps on cuda (tests/mpi/noalloc_step; its
 # host allocation count is printed, not judged: cuBLASLt's descriptors are
@@ -55,22 +56,30 @@ tap() { # tap OK NAME [DETAIL]: one check's line
     if [ "$1" = 0 ]; then echo "ok - $2"; tpass=$((tpass + 1)); else echo "not ok - $2"; tfail=$((tfail + 1)); fi
     [ -z "${3:-}" ] || echo "$3" | head -5 | sed 's/^/#   /'
 }
+# run_pair NAME CONFIG: 50 steps of CONFIG on $dev and on cpu, losses compared
+run_pair() {
+    local name=$1 config=$2 out rc
+    local train=("$BUILD/bin/weft-train" --config "$config" --data.path="$w/demo" --train.steps=50
+                 --train.log_interval=1 --train.eval_interval=0 --train.precision=f32 --checkpoint.at_end=false
+                 --run.overwrite=true)
+    # 1 rank, no mpirun (a singleton): the milestone's configuration
+    out=$(WEFT_GPU_CHECK=1 timeout -k 5 240 "${train[@]}" --run.device="$dev" --run.dir="$w/$name-dev" 2>&1); rc=$?
+    tap $rc "$name: 1 rank, 50 steps of $config in f32 on $dev (WEFT_GPU_CHECK=1)" \
+        "$(echo "$out" | grep -E 'device:|ERROR|done:' | tail -4)"
+    out=$(timeout -k 5 240 "${train[@]}" --run.device=cpu --run.dir="$w/$name-cpu" 2>&1); rc=$?
+    tap $rc "$name: the same 50 steps on cpu (the reference)" "$(echo "$out" | grep -E 'ERROR|done:' | tail -2)"
+    out=$(python3 tests/gpu/loss_compare.py "$w/$name-cpu/metrics.jsonl" "$w/$name-dev/metrics.jsonl" --rel 1e-4 \
+          --steps 50 2>&1)
+    tap $? "$name: $dev vs cpu, every step's loss within 1e-4 relative" "$out"
+}
 train_checks() {
-    local dev=${WEFT_GPU_TRAIN_DEVICE:-cuda} w rc out
+    local dev=${WEFT_GPU_TRAIN_DEVICE:-cuda} w out
     w=$(mktemp -d)
-    local train=("$BUILD/bin/weft-train" --config examples/configs/demo.ini --data.path="$w/demo"
-                 --train.steps=50 --train.log_interval=1 --train.eval_interval=0 --train.precision=f32
-                 --checkpoint.at_end=false --run.overwrite=true)
     examples/corpus/make-corpus.sh "$w/corpus.txt" &&
         "$BUILD/bin/weft-data" prepare -o "$w/demo" --val-fraction 0.05 "$w/corpus.txt" >"$w/data.log" 2>&1
     tap $? "the demo dataset" "$(tail -3 "$w/data.log")"
-    # 1 rank, no mpirun (a singleton): the milestone's configuration
-    out=$(WEFT_GPU_CHECK=1 timeout -k 5 240 "${train[@]}" --run.device="$dev" --run.dir="$w/dev" 2>&1); rc=$?
-    tap $rc "1 rank, 50 steps of the demo GPT-2 in f32 on $dev (WEFT_GPU_CHECK=1)" "$(echo "$out" | grep -E 'device:|ERROR|done:' | tail -4)"
-    out=$(timeout -k 5 240 "${train[@]}" --run.device=cpu --run.dir="$w/cpu" 2>&1); rc=$?
-    tap $rc "the same 50 steps on cpu (the reference)" "$(echo "$out" | grep -E 'ERROR|done:' | tail -2)"
-    out=$(python3 tests/gpu/loss_compare.py "$w/cpu/metrics.jsonl" "$w/dev/metrics.jsonl" --rel 1e-4 --steps 50 2>&1)
-    tap $? "$dev vs cpu: every step's loss within 1e-4 relative" "$out"
+    run_pair gpt2 examples/configs/demo.ini
+    run_pair llama examples/configs/llama-demo.ini
     # no device allocation in 5 steady-state steps (noalloc_step counts through the device layer)
     out=$(WEFT_GPU_CHECK=1 timeout -k 5 120 "$BUILD/tests/mpi/noalloc_step" --data.path="$w/demo" --model.n_layer=2 \
           --model.n_head=2 --model.n_embd=32 --model.context=32 --train.seq_len=32 --train.micro_batch=2 \
