@@ -15,7 +15,11 @@
 # (tests/gpu/loss_compare.py on the two metrics.jsonl), and no device-layer
 # allocation in 5 steady-state steps on cuda (tests/mpi/noalloc_step; its
 # host allocation count is printed, not judged: cuBLASLt's descriptors are
-# made per matmul). Every check prints ok / not ok. Ends with
+# made per matmul). The training checks need weft-train and noalloc_step,
+# which link Open MPI, parallel HDF5, oneDNN/OpenBLAS, xxhash and libsodium:
+# a GPU machine without them can run --kernels only (bringing them, e.g. as
+# .deb files unpacked with dpkg -x, is not done yet). Every check prints
+# ok / not ok. Ends with
 # "N passed, N failed" like tests/run.sh.
 #
 #   tests/gpu/run.sh             build (make gpu-tests, the programs and
