@@ -91,6 +91,10 @@ typedef struct weft_dp_opts {
     int prefetch;        /* ZeRO-3: units gathered ahead of the one in use */
     const size_t *units; /* ZeRO-3: (nunits) where each unit starts, ascending from 0 (model.h) */
     int nunits;
+    /* The ops table (kernels/ops.h) of the device params live on (the
+     * model's): ZeRO-3's poison and the refresh of the weights' bf16
+     * copies after a gather go through it. NULL: the host's loops. */
+    struct weft_ops *ops;
 } weft_dp_opts;
 
 extern WEFT_API const weft_config_key weft_parallel_config_keys[];

@@ -1,8 +1,8 @@
 /*
  * device_cuda.c -- the cuda implementation of the device layer
  * (runtime/device_impl.h): arenas from cudaMalloc, staging buffers from
- * cudaMallocHost, copies with cudaMemcpyAsync on one of two non-blocking
- * streams (compute, communication), events from cudaEventCreateWithFlags
+ * cudaMallocHost, copies with cudaMemcpyAsync on one of three non-blocking
+ * streams (compute, communication, staging), events from cudaEventCreateWithFlags
  * (timing disabled: they only order).
  *
  * libcudart is opened at run time with dlopen, never linked: one libweft
@@ -184,9 +184,12 @@ static int cuda_copy(weft_dev *d, void *dst, const void *src, size_t bytes, weft
 
 static int cuda_stream_sync(weft_dev *d, weft_stream s)
 {
-    CU(d, s == WEFT_STREAM_COMM ? "cudaStreamSynchronize (communication stream)"
-                                : "cudaStreamSynchronize (compute stream)",
-       0, api.cudaStreamSynchronize((cudaStream_t)d->streams[s]));
+    static const char *const what[WEFT_NSTREAMS] = {
+        [WEFT_STREAM_COMPUTE] = "cudaStreamSynchronize (compute stream)",
+        [WEFT_STREAM_COMM] = "cudaStreamSynchronize (communication stream)",
+        [WEFT_STREAM_STAGE] = "cudaStreamSynchronize (staging stream)",
+    };
+    CU(d, what[s], 0, api.cudaStreamSynchronize((cudaStream_t)d->streams[s]));
     return 0;
 }
 
@@ -217,8 +220,11 @@ static int cuda_stream_wait(weft_dev *d, weft_stream s, void *ev)
     return 0;
 }
 
+/* Also called from threads other than the one that opened the device (the
+ * checkpoint writer waits for its staging copies): make d current there. */
 static int cuda_event_sync(weft_dev *d, void *ev)
 {
+    CU(d, "cudaSetDevice", 0, api.cudaSetDevice(d->where.index));
     CU(d, "cudaEventSynchronize", 0, api.cudaEventSynchronize((cudaEvent_t)ev));
     return 0;
 }
