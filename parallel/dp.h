@@ -91,8 +91,11 @@ typedef struct weft_dp_opts {
     int prefetch;        /* ZeRO-3: units gathered ahead of the one in use */
     const size_t *units; /* ZeRO-3: (nunits) where each unit starts, ascending from 0 (model.h) */
     int nunits;
-    struct weft_ops *ops; /* the model's ops table (kernels/ops.h): the gradients are its device's
-                           * memory, zeroed and summed through it (weft_dp_new requires it) */
+    /* The ops table (kernels/ops.h) of the device params and grads live on
+     * (the model's): the gradients' zeroing and sum of squares, ZeRO-3's
+     * poison and the refresh of the weights' bf16 copies after a gather go
+     * through it. weft_dp_new requires it. */
+    struct weft_ops *ops;
 } weft_dp_opts;
 
 extern WEFT_API const weft_config_key weft_parallel_config_keys[];

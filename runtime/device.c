@@ -136,6 +136,7 @@ int weft_device_arena_alloc(weft_device_arena *a, size_t bytes, size_t align, vo
     return 0;
 }
 
+weft_dev *weft_device_arena_device(const weft_device_arena *a) { return a->d; }
 size_t weft_device_arena_used(const weft_device_arena *a) { return a->used; }
 size_t weft_device_arena_size(const weft_device_arena *a) { return a->size; }
 void weft_device_arena_reset(weft_device_arena *a)
@@ -170,7 +171,7 @@ void weft_device_host_free(weft_dev *d, void *p, size_t bytes)
 static int stream_ok(const weft_dev *d, weft_stream s)
 {
     if ((int)s < 0 || (int)s >= WEFT_NSTREAMS)
-        return weft_error(WEFT_EINVAL, "device %s: no stream %d (compute 0, communication 1)", d->impl->name, (int)s);
+        return weft_error(WEFT_EINVAL, "device %s: no stream %d (compute 0, communication 1, staging 2)", d->impl->name, (int)s);
     return 0;
 }
 

@@ -15,7 +15,8 @@
  *   is freed whole.
  * - copies host->device, device->host and device->device, asynchronous on
  *   a stream or synchronous;
- * - two streams, compute and communication, and events: record an event on
+ * - three streams, compute, communication and staging (a checkpoint's
+ *   copies), and events: record an event on
  *   one stream, make another stream wait for it, synchronise a stream or an
  *   event. The ordering contract is CUDA's: work on one stream runs in
  *   order; work on two streams is ordered only through an event. On cpu
@@ -54,8 +55,11 @@ typedef struct weft_dev weft_dev;                   /* an open device */
 typedef struct weft_device_arena weft_device_arena; /* one allocation, carved in order */
 typedef struct weft_device_event weft_device_event;
 
-typedef enum { WEFT_STREAM_COMPUTE = 0, WEFT_STREAM_COMM = 1 } weft_stream;
-#define WEFT_NSTREAMS 2
+/* compute: the model's kernels; comm: the collectives' (NCCL) work; stage:
+ * copies that run beside both (a checkpoint's device->host staging: on
+ * comm it would hold the next step's gradient reductions behind it). */
+typedef enum { WEFT_STREAM_COMPUTE = 0, WEFT_STREAM_COMM = 1, WEFT_STREAM_STAGE = 2 } weft_stream;
+#define WEFT_NSTREAMS 3
 
 typedef enum {
     WEFT_COPY_H2D, /* host -> device */
@@ -94,6 +98,8 @@ WEFT_API size_t weft_device_arena_size(const weft_device_arena *a);
 /* Forget every carving (the memory stays; its contents are undefined). */
 WEFT_API void weft_device_arena_reset(weft_device_arena *a);
 WEFT_API void weft_device_arena_free(weft_device_arena *a);
+/* The device the arena's memory is on. */
+WEFT_API weft_dev *weft_device_arena_device(const weft_device_arena *a);
 
 /* --- pinned host staging buffers ------------------------------------------ */
 WEFT_API int weft_device_host_alloc(weft_dev *d, size_t bytes, void **out);

@@ -7,6 +7,7 @@
 #include "collectives/agree.h"
 #include "collectives/watchdog.h"
 #include "kernels/kernels.h"
+#include "kernels/ops.h"
 #include "runtime/error.h"
 #include "runtime/fault.h"
 #include "runtime/log.h"
@@ -334,10 +335,14 @@ static int build_pipeline(weft_trainer *t)
 
 int weft_trainer_set_model(weft_trainer *t, weft_model *m)
 {
+    if (!m->kops)
+        return weft_error(WEFT_EINVAL, "model %s has no ops table: make its buffers with weft_model_alloc "
+                          "(model/model.h)", m->ops->family);
     t->model = m;
     if (t->bf16) { /* the weights' bf16 copies (refreshed by weft_trainer_weights_changed) */
-        WEFT_CHECK(weft_matmul_bf16_mirror(m->param_data, m->n));
-        WEFT_CHECK(weft_matmul_bf16_mirror(m->frozen_data, m->frozen_n));
+        m->kops->bf16_mirror(m->kops, m->param_data, m->n);
+        m->kops->bf16_mirror(m->kops, m->frozen_data, m->frozen_n);
+        WEFT_CHECK(weft_ops_status(m->kops));
     }
     WEFT_CHECK(classify_params(t));
     WEFT_CHECK(build_pipeline(t));

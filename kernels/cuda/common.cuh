@@ -119,6 +119,18 @@ int weft_cuda_zero(weft_cuda_ctx *ctx, float *x, size_t n);
 int weft_cuda_copy(weft_cuda_ctx *ctx, float *dst, const float *src, size_t n);
 int weft_cuda_scale(weft_cuda_ctx *ctx, float *x, size_t n, float s);
 int weft_cuda_axpy(weft_cuda_ctx *ctx, float *y, const float *x, size_t n, float a);
+int weft_cuda_fill(weft_cuda_ctx *ctx, float *x, size_t n, float v);
+int weft_cuda_add_rows(weft_cuda_ctx *ctx, float *out, const float *rows, int N, int P, int C);
+int weft_cuda_embedding_vp_forward(weft_cuda_ctx *ctx, float *out, const int32_t *tokens, const float *wte_local,
+                                   int v0, int Vl, int N, int C);
+int weft_cuda_embedding_vp_backward(weft_cuda_ctx *ctx, float *dwte_local, float *dwpe, const float *dout,
+                                    const int32_t *tokens, int v0, int Vl, int B, int T, int C);
+int weft_cuda_xent_rescale(weft_cuda_ctx *ctx, double *sum, double *mx, const double *gmx, int N);
+int weft_cuda_matmul_nn_add(weft_cuda_ctx *ctx, float *out, const float *a, const float *b, int N, int K, int M);
+int weft_cuda_lora_dropout(weft_cuda_ctx *ctx, float *xd, const float *x, int N, int in, int col0, uint64_t key,
+                           uint64_t id, double p);
+int weft_cuda_lora_dropout_add(weft_cuda_ctx *ctx, float *dx, const float *g, int N, int in, int col0, uint64_t key,
+                               uint64_t id, double p);
 int weft_cuda_xent_finish(weft_cuda_ctx *ctx, double *mean, float *losses, double *lse, const double *mx,
                           const double *sum, const double *xt, const int32_t *targets, int N);
 int weft_cuda_rope_forward(weft_cuda_ctx *ctx, float *x, const float *cos, const float *sin, int B, int T, int nh, int hs);

@@ -112,8 +112,14 @@ static void test_copies(void **state)
     assert_int_equal(weft_device_copy(d, dev1, src, 0, WEFT_COPY_H2D), 0); /* nothing to do */
     assert_int_equal(weft_device_copy(d, NULL, src, 4, WEFT_COPY_H2D), WEFT_EINVAL);
     assert_non_null(strstr(weft_last_error(), "destination pointer is NULL"));
-    assert_int_equal(weft_device_copy_async(d, dev1, src, 4, WEFT_COPY_H2D, (weft_stream)2), WEFT_EINVAL);
-    assert_non_null(strstr(weft_last_error(), "no stream 2"));
+    assert_int_equal(weft_device_copy_async(d, dev1, src, 4, WEFT_COPY_H2D, (weft_stream)WEFT_NSTREAMS), WEFT_EINVAL);
+    assert_non_null(strstr(weft_last_error(), "no stream 3"));
+    /* the staging stream (checkpoints' device->host copies) is a stream like the others */
+    memset(back, 0, sizeof back);
+    assert_int_equal(weft_device_copy_async(d, back, dev2, sizeof src, WEFT_COPY_D2H, WEFT_STREAM_STAGE), 0);
+    assert_int_equal(weft_device_stream_sync(d, WEFT_STREAM_STAGE), 0);
+    assert_memory_equal(back, src, sizeof src);
+    assert_ptr_equal(weft_device_arena_device(a), d);
     weft_device_host_free(d, host, 1000 * sizeof(float));
     weft_device_arena_free(a);
     weft_device_close(d);
