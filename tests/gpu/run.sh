@@ -15,7 +15,9 @@
 # (tests/gpu/loss_compare.py on the two metrics.jsonl), and no device-layer
 # allocation in 5 steady-state steps on cuda (tests/mpi/noalloc_step; its
 # host allocation count is printed, not judged: cuBLASLt's descriptors are
-# made per matmul). The training checks need weft-train and noalloc_step,
+# made per matmul); then tests/gpu/ckpt_cross.sh (a GPU checkpoint resumes
+# on the cpu and the other way round). The training checks need weft-train
+# and noalloc_step,
 # which link Open MPI, parallel HDF5, oneDNN/OpenBLAS, xxhash and libsodium:
 # a GPU machine without them can run --kernels only (bringing them, e.g. as
 # .deb files unpacked with dpkg -x, is not done yet). Every check prints
@@ -32,7 +34,7 @@
 #                                on a GPU machine that lacks MPI and HDF5
 #   tests/gpu/run.sh --no-build --train   only the training checks;
 #                                WEFT_GPU_TRAIN_DEVICE=cpu runs their "cuda"
-#                                side on the cpu, which checks the
+#                                side (and ckpt_cross.sh's) on the cpu, which checks the
 #                                comparison itself on a machine without a GPU
 set -u
 cd "$(dirname "$0")/../.."
@@ -91,6 +93,13 @@ train_checks() {
     echo "$out" | grep -q "^# measured: steps ran, .* device ${dev}[:0-9]*: 0 device-layer allocations"
     tap $? "no device-layer allocation in 5 steady-state steps on $dev" "$(echo "$out" | grep -E '^# measured|ERROR' | head -2)"
     rm -rf "$w"
+    # checkpoints crossing between the device and the cpu: its own ok / not ok lines
+    out=$(BUILD="$BUILD" timeout -k 5 300 tests/gpu/ckpt_cross.sh --gpu "$dev" 2>&1); rc=$?
+    echo "$out" | grep -E '^(not )?ok|^#'
+    local p f
+    p=$(echo "$out" | grep -c '^ok'); f=$(echo "$out" | grep -c '^not ok')
+    [ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || f=$((f + 1)) # died without saying why: one failure
+    tpass=$((tpass + p)); tfail=$((tfail + f))
 }
 if [ "$train_only" = 1 ]; then
     train_checks
