@@ -14,6 +14,19 @@
 
 #include <stdio.h>
 
+/* A cuBLASLt product prepared once per shape (matmul.cu): its descriptor,
+ * layouts and the heuristic's algorithm, made on the first call with that
+ * key and reused after, so a steady-state step neither creates descriptors
+ * (host allocations inside cuBLASLt) nor asks the heuristic again. */
+#define WEFT_CUDA_PLANS 64
+#define WEFT_CUDA_PLAN_KEY 11
+typedef struct {
+    int key[WEFT_CUDA_PLAN_KEY]; /* transposes, m n k, leading dims, bias?, alignment, bf16 */
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, ld;
+    cublasLtMatmulAlgo_t algo;
+} weft_cuda_plan;
+
 struct weft_cuda_ctx {
     cudaStream_t stream;
     int max_cols;
@@ -23,8 +36,13 @@ struct weft_cuda_ctx {
     void *workspace;   /* cuBLASLt's */
     size_t workspace_bytes;
     int bf16;
+    weft_cuda_plan plans[WEFT_CUDA_PLANS];
+    int nplans;
     char err[512];
 };
+
+/* Destroys the context's cached plans (matmul.cu); ctx_free calls it. */
+void weft_cuda_plans_free(weft_cuda_ctx *ctx);
 
 /* Blocks of the two-pass double reductions (sumsq, xent_mean). */
 #define WEFT_CUDA_DPARTS 256

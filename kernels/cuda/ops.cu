@@ -13,6 +13,7 @@ static void ctx_free(weft_cuda_ctx *ctx)
 {
     if (!ctx)
         return;
+    weft_cuda_plans_free(ctx);
     if (ctx->lt)
         cublasLtDestroy(ctx->lt);
     cudaFree(ctx->workspace);
