@@ -2,8 +2,8 @@
  * save_data.c -- a save's data phase, on the writer thread (save.c runs the
  * rest): every dataset created in one pass (HDF5 metadata only), then this
  * rank's bytes written with pwrite at their file offsets through one
- * descriptor, read back and compared with pread, hashed in the same pass,
- * and written back to disk per rank.
+ * descriptor, read back from the page cache (mapped) and compared, hashed
+ * in the same pass, and written back to disk per rank.
  *
  * Why POSIX writes: HDF5's MPI-IO data path was one collective
  * H5Dcreate + H5Dwrite synchronisation per dataset (~170 per save), so one
@@ -24,6 +24,8 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
@@ -96,7 +98,10 @@ int weft_ckpt_data_write(weft_ckpt *c, const char *tmp)
          * it takes half of it, then no more. */
         int err = weft_fault_at(WEFT_FAULT_SAVE_WRITE, c->meta.step), injected = err != 0;
         int cut = !err && weft_fault_at(WEFT_FAULT_SAVE_SHORT, c->meta.step);
-        if (!err)
+        /* lost_save: the write "succeeds" and nothing reaches the file, as
+         * MPI-IO once did; only the read-back can catch it */
+        int lost = !err && !cut && i == 0 && weft_fault_at(WEFT_FAULT_SAVE_LOST, c->meta.step);
+        if (!err && !lost)
             err = weft_ckpt_pwrite_all(c->fd, c->stage + v->s[i].mem, cut ? len / 2 : len, v->s[i].off, &done);
         if (!err && cut)
             err = EIO, injected = 1;
@@ -129,9 +134,33 @@ static void hash_bytes(weft_ckpt *c, XXH3_state_t *h, int *cur, int dset, const 
     XXH3_64bits_update(h, p, n);
 }
 
-/* Run [i, j) of len bytes read back in scratch-sized pieces, compared with
- * staging and hashed. */
-static int verify_run(weft_ckpt *c, const char *tmp, int i, int j, size_t len, XXH3_state_t *h, int *cur)
+/* The lost-write error for bytes at file offset at (n of them). */
+static int lost_write(weft_ckpt *c, const char *tmp, int i, int j, size_t at, size_t n, int e)
+{
+    return weft_error(WEFT_EIO, "%s: the data read back from %s at offset %zu (%zu bytes) differs from what was "
+                      "written%s%s: the write was lost (disk full? I/O error?)",
+                      c->plan.d[dset_at(&c->segs, i, j, at)].path, tmp, at, n, e ? ": " : "", e ? strerror(e) : "");
+}
+
+/* Bytes [a, a + n) of a run, read back at file, into the datasets' hashes
+ * (segment k of the run starts kstart bytes into it). */
+static void hash_piece(weft_ckpt *c, const uint8_t *file, size_t a, size_t n, int *k, size_t *kstart,
+                       XXH3_state_t *h, int *cur)
+{
+    const weft_ckpt_segs *v = &c->segs;
+    for (size_t p = a; p < a + n;) {
+        while (p >= *kstart + v->s[*k].len)
+            *kstart += v->s[(*k)++].len;
+        size_t end = *kstart + v->s[*k].len < a + n ? *kstart + v->s[*k].len : a + n;
+        hash_bytes(c, h, cur, v->s[*k].dset, file + (p - a), end - p);
+        p = end;
+    }
+}
+
+/* Run [i, j) of len bytes read back in scratch-sized pieces with pread,
+ * compared with staging and hashed: the way for a file system that cannot
+ * map the file. */
+static int verify_run_pread(weft_ckpt *c, const char *tmp, int i, int j, size_t len, XXH3_state_t *h, int *cur)
 {
     const weft_ckpt_segs *v = &c->segs;
     int k = i;
@@ -139,19 +168,56 @@ static int verify_run(weft_ckpt *c, const char *tmp, int i, int j, size_t len, X
     for (size_t a = 0; a < len; a += SCRATCH_BYTES) {
         size_t n = len - a < SCRATCH_BYTES ? len - a : SCRATCH_BYTES, done;
         int e = weft_ckpt_pread_all(c->fd, c->scratch, n, v->s[i].off + a, &done);
-        if (e || memcmp(c->scratch, c->stage + v->s[i].mem + a, n) != 0) {
-            size_t at = v->s[i].off + a;
-            return weft_error(WEFT_EIO, "%s: the data read back from %s at offset %zu (%zu bytes) differs from "
-                              "what was written%s%s: the write was lost (disk full? I/O error?)",
-                              c->plan.d[dset_at(v, i, j, at)].path, tmp, at, n, e ? ": " : "", e ? strerror(e) : "");
+        if (e || memcmp(c->scratch, c->stage + v->s[i].mem + a, n) != 0)
+            return lost_write(c, tmp, i, j, v->s[i].off + a, n, e);
+        hash_piece(c, c->scratch, a, n, &k, &kstart, h, cur);
+    }
+    return 0;
+}
+
+enum {
+    MAP_WINDOW = 64u << 20, /* mapped at a time */
+    PIECE = 256u << 10      /* compared and hashed while in L2 */
+};
+
+/* Run [i, j) of len bytes read back by mapping the file (its page cache),
+ * compared with staging and hashed piece by piece while the piece is in
+ * cache: the bytes cross memory once. A pread into scratch, then a compare,
+ * then a hash crossed it three times, and the read-back was a save's
+ * largest phase (bench/README.md, bench_ckpt). The file's size is checked
+ * first: a mapped page past the end of the file would be SIGBUS, not an
+ * error. Falls back to pread where the file cannot be mapped. */
+static int verify_run(weft_ckpt *c, const char *tmp, int i, int j, size_t len, XXH3_state_t *h, int *cur)
+{
+    const weft_ckpt_segs *v = &c->segs;
+    size_t off = v->s[i].off, page = (size_t)sysconf(_SC_PAGESIZE);
+    struct stat st;
+    if (fstat(c->fd, &st) != 0)
+        return lost_write(c, tmp, i, j, off, len, errno);
+    if ((size_t)st.st_size < off + len) /* a write that never extended the file */
+        return lost_write(c, tmp, i, j, (size_t)st.st_size > off ? (size_t)st.st_size : off, len, 0);
+    int k = i;
+    size_t kstart = 0;
+    for (size_t w = 0; w < len; w += MAP_WINDOW) {
+        size_t wlen = len - w < MAP_WINDOW ? len - w : MAP_WINDOW, lead = (off + w) % page;
+        void *map = mmap(NULL, lead + wlen, PROT_READ, MAP_SHARED | MAP_POPULATE, c->fd, (off_t)(off + w - lead));
+        if (map == MAP_FAILED) {
+            if (w == 0)
+                return verify_run_pread(c, tmp, i, j, len, h, cur);
+            return lost_write(c, tmp, i, j, off + w, wlen, errno);
         }
-        for (size_t p = a; p < a + n;) {
-            while (p >= kstart + v->s[k].len)
-                kstart += v->s[k++].len;
-            size_t end = kstart + v->s[k].len < a + n ? kstart + v->s[k].len : a + n;
-            hash_bytes(c, h, cur, v->s[k].dset, (const uint8_t *)c->scratch + (p - a), end - p);
-            p = end;
+        const uint8_t *file = (const uint8_t *)map + lead;
+        int rc = 0;
+        for (size_t a = 0; a < wlen && rc == 0; a += PIECE) {
+            size_t n = wlen - a < PIECE ? wlen - a : PIECE;
+            if (memcmp(file + a, c->stage + v->s[i].mem + w + a, n) != 0)
+                rc = lost_write(c, tmp, i, j, off + w + a, n, 0);
+            else
+                hash_piece(c, file + a, w + a, n, &k, &kstart, h, cur);
         }
+        munmap(map, lead + wlen);
+        if (rc)
+            return rc;
     }
     return 0;
 }

@@ -54,6 +54,7 @@ static const fault_kind kinds[] = {
     {"enospc_save", WEFT_FAULT_SAVE_WRITE, ACT_VALUE, ENOSPC},
     {"eio_save", WEFT_FAULT_SAVE_WRITE, ACT_VALUE, EIO},
     {"short_save", WEFT_FAULT_SAVE_SHORT, ACT_VALUE, 1},
+    {"lost_save", WEFT_FAULT_SAVE_LOST, ACT_VALUE, 1},
     {"enospc_file", WEFT_FAULT_FILE_WRITE, ACT_VALUE, ENOSPC},
     {"eio_file", WEFT_FAULT_FILE_WRITE, ACT_VALUE, EIO},
     {"nan_step", WEFT_FAULT_LOSS, ACT_VALUE, 1},

@@ -68,6 +68,7 @@ typedef enum {
     WEFT_FAULT_END,         /* the run done on this rank, before the job's last barrier (n: -1) */
     WEFT_FAULT_FINALIZE,    /* weft_finalize, right before MPI_Finalize (n: -1) */
     WEFT_FAULT_SAVE_SHORT,  /* save of step n: a data write takes half its bytes, then fails (1) */
+    WEFT_FAULT_SAVE_LOST,   /* save of step n: the first data write reports success, writes nothing (1) */
     WEFT_FAULT_NPOINTS
 } weft_fault_point;
 

@@ -14,9 +14,10 @@
 #     device allocation in the save, and loaded
 #     back the GPU's way equal to what was saved;
 #   - an injected short write (short_save: half the bytes taken, then no
-#     more) and EIO (eio_save) on one rank: exit 74 naming the dataset, the
-#     file and the offset; no checkpoint committed (no step file, no latest,
-#     no temporary file left).
+#     more), EIO (eio_save) and a lost write (lost_save: reported written,
+#     never in the file; only the read-back sees it) on one rank: exit 74
+#     naming the dataset, the file and the offset; no checkpoint committed
+#     (no step file, no latest, no temporary file left).
 . "$(dirname "$0")/../lib.sh"
 prog="$WEFT_ROOT/$BUILD/tests/mpi/ckpt_pattern" ck="$WEFT_BIN/weft-ckpt"
 py=/usr/bin/python3
@@ -70,4 +71,6 @@ faulted "short write on rank 1" short_save:7@1 \
     "rank 1: checkpoint step 7: writing params/[^ ]+ failed: Input/output error \(short write: [0-9]+ of [0-9]+ bytes at offset [0-9]+ of .*/f-short_save:7@1/\.step-00000007\.h5\.tmp"
 faulted "EIO on rank 0" eio_save:7@0 \
     "rank 0: checkpoint step 7: writing params/[^ ]+ failed: Input/output error \(pwrite of [0-9]+ bytes at offset [0-9]+ of .*\.step-00000007\.h5\.tmp"
+faulted "lost write on rank 1, caught by the read-back" lost_save:7@1 \
+    "rank 1: checkpoint step 7: [^ ]+: the data read back from .*/f-lost_save:7@1/\.step-00000007\.h5\.tmp at offset [0-9]+ \([0-9]+ bytes\) differs from what was written"
 echo "1..$TAP_N"

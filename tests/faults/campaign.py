@@ -54,14 +54,14 @@ import time
 import netns
 
 STEPS, EVERY, EVAL = 12, 2, 4
-WRITE_ERRORS = ("enospc_save", "eio_save", "short_save")  # a save's data write fails: exit 74
+WRITE_ERRORS = ("enospc_save", "eio_save", "short_save", "lost_save")  # a save's data write fails: exit 74
 TINY = ["--model.n_layer=2", "--model.n_head=2", "--model.n_embd=32", "--model.context=32",
         "--train.seq_len=32", "--train.micro_batch=2", "--train.global_batch=8", "--train.log_interval=1",
         f"--train.eval_interval={EVAL}", "--train.eval_batches=1", f"--train.steps={STEPS}",
         f"--checkpoint.every={EVERY}", "--checkpoint.keep_last=3", "--sched.heartbeat=0.5",
         "--run.peak_flops=1e11"]  # no peak GEMMs at start: their seconds on a loaded machine skew the ranks
 KINDS = ["start", "step", "eval", "end", "save_open", "save_data", "save_commit", "save_latest", "resume", "enospc_save",
-         "eio_save", "short_save", "timed", "drain", "drain_fail", "link"]
+         "eio_save", "short_save", "lost_save", "timed", "drain", "drain_fail", "link"]
 TIERS = ("drain", "drain_fail")
 NP = 2
 CALM_TIMEOUT = 120  # comm.timeout of the runs whose timing is not under test
