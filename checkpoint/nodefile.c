@@ -96,7 +96,7 @@ static int node_ranks(weft_ckpt *c)
     int32_t *nodes = calloc((size_t)c->size, sizeof *nodes), me = c->node;
     if (!nodes)
         return weft_error(WEFT_ENOMEM, "out of memory");
-    int rc = weft_comm_allgather(c->layout.world, &me, nodes, 1, WEFT_I32);
+    int rc = weft_comm_allgather(c->layout.world, &me, nodes, (size_t)c->size, WEFT_I32); /* total count */
     size_t at = 0;
     c->node_ranks[0] = '\0';
     for (int r = 0; rc == 0 && r < c->size; r++)
