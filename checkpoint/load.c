@@ -441,7 +441,10 @@ static int read_all(const loader_ctx *x, const weft_ckpt_state *s, const weft_ck
 static int node_part_comm(loader_ctx *x, const weft_ckpt_layout *l, MPI_Comm mpi, MPI_Comm *hmpi)
 {
     int64_t node;
-    int rc = weft_ckpt_agree(l->world, weft_ckpt_node_part(x->path, l, x->rank, x->size, &node));
+    weft_h5_lock();
+    int prc = weft_ckpt_node_part(x->path, l, x->rank, x->size, &node);
+    weft_h5_unlock();
+    int rc = weft_ckpt_agree(l->world, prc);
     if (rc)
         return rc;
     int32_t part = node >= 0, all[2], mine[2] = {part, -part};
@@ -572,7 +575,17 @@ int weft_ckpt_load_whole(const weft_ckpt_state *s, const char *path)
         }
         snprintf(names[i].name, sizeof names[i].name, "%s", s->tensors[i].name);
     }
-    loader_ctx x = {path, -1, 0, 1, WEFT_CKPT_WEIGHTS_ONLY, open(path, O_RDONLY | O_CLOEXEC)};
+    int64_t node;
+    weft_ckpt_layout one = {0};
+    weft_h5_lock();
+    int prc = weft_ckpt_node_part(path, &one, 0, -1, &node);
+    weft_h5_unlock();
+    if (prc != 0) { /* a node's part: never a whole model */
+        free(names);
+        return weft_error(WEFT_EDATA, "%s; a whole model loads from the shared tier's file (checkpoint.dir)",
+                          weft_last_error());
+    }
+    loader_ctx x = {path, -1, 0, 1, WEFT_CKPT_WEIGHTS_ONLY, open(path, O_RDONLY | O_CLOEXEC), 0, 1};
     weft_ckpt_state weights = *s;
     weights.m = weights.v = NULL;
     weft_ckpt_loaded out;

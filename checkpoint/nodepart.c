@@ -53,7 +53,9 @@ static int probe(hid_t f, const char *path, const weft_ckpt_layout *l, int rank,
     rc = rc ? rc : weft_h5_get_str(f, "tier_ranks", &ranks);
     if (rc)
         return weft_ckpt_wrap(rc, "checkpoint %s", path);
-    if (same_layout(f, l, size, why, sizeof why) == 0 && !listed(ranks, rank))
+    if (size < 0) /* one process reading all of it */
+        snprintf(why, sizeof why, "holds only the state of ranks %s", ranks);
+    else if (same_layout(f, l, size, why, sizeof why) == 0 && !listed(ranks, rank))
         snprintf(why, sizeof why, "it holds the state of ranks %s, and this rank (%d) was on another node", ranks,
                  rank);
     free(ranks);
@@ -67,13 +69,11 @@ static int probe(hid_t f, const char *path, const weft_ckpt_layout *l, int rank,
 int weft_ckpt_node_part(const char *path, const weft_ckpt_layout *l, int rank, int size, int64_t *node)
 {
     *node = -1;
-    weft_h5_lock();
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    int rc = f < 0 ? weft_h5_error(WEFT_EDATA, "checkpoint %s cannot be opened (truncated or damaged?)", path)
-                   : probe(f, path, l, rank, size, node);
+    hid_t f = -1;
+    H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY
+    int rc = f < 0 ? 0 : probe(f, path, l, rank, size, node); /* unreadable: the caller's open says why */
     if (f >= 0)
         H5Fclose(f);
-    weft_h5_unlock();
     if (rc)
         *node = -1;
     return rc;

@@ -14,7 +14,10 @@
 
 /* Every rank, before the collective open: *node = -1 for a whole file, the
  * node index for a part this rank can read; WEFT_EDATA saying why not
- * otherwise (a resume then takes an older or the shared tier's). */
+ * otherwise (a resume then takes an older or the shared tier's). size < 0:
+ * one process that reads the whole model, which no part serves. An
+ * unreadable file is *node = -1, 0: the caller's open reports it. The
+ * caller holds weft_h5_lock. */
 int weft_ckpt_node_part(const char *path, const weft_ckpt_layout *l, int rank, int size, int64_t *node);
 
 #endif

@@ -17,7 +17,8 @@
 #      resumes from the local tier's step 10 (every node holds it), says so,
 #      and the shared tier then gets its next checkpoint;
 #   5. a node's part resumes only its own ranks: with the ranks placed
-#      otherwise on the nodes the parts are refused and the shared tier used.
+#      otherwise on the nodes the parts are refused and the shared tier used;
+#   6. a failed assembly (fail_drain) is retried and reported in status.json.
 # Skips where namespaces or mounts cannot be made.
 . "$(dirname "$0")/../lib.sh"
 train="$WEFT_BIN/weft-train" ck="$WEFT_BIN/weft-ckpt"
@@ -145,6 +146,9 @@ for ns in "${NS[@]}"; do
     check "node $ns: its file verifies on its own (weft-ckpt verify) and is marked a node's part" bash -c \
         "'$ck' verify '$disk/$ns/$(name 10)' && $(declare -f is_part); is_part '$disk/$ns/$(name 10)'"
 done
+expect_exit 65 "weft-ckpt export of one node's part is refused (exit 65): it is not the whole model" \
+    "$ck" export "$disk/${NS[1]}/$(name 10)" --format safetensors -o "$TMPDIR_TEST/part-export"
+check "... naming the ranks it holds" grep -q "node 1's part of a checkpoint written on 3 nodes, and holds only the state of ranks 2" <<<"$LAST_OUT"
 for s in 5 10; do
     check "shared tier step $s: the same tensors as the one-tier run (weft-ckpt diff, bitwise)" \
         "$ck" diff "$ref/checkpoints/$(name "$s")" "$two/checkpoints/$(name "$s")"
@@ -220,4 +224,17 @@ expect_grep "holds the state of ranks .*this rank \([0-9]\) was on another node"
     "other ranks on the nodes: the local parts are refused, naming why"
 expect_grep "resuming from the shared tier: $run/checkpoints/$(name 5)" "$run.log" "... and the shared tier is used"
 check "... and training goes on to step 10" grep -q '"step": *10' "$run/metrics.jsonl"
+
+# 6. A failed assembly is retried and reported (rank 0's first attempt fails).
+hosts="$SUBNET.1:2,$SUBNET.2:1,$SUBNET.3:1"
+fresh_disks
+run="$TMPDIR_TEST/retry"
+WEFT_FAULT=fail_drain:1@0 mh_mpirun 4 "${tiny[@]}" --train.steps=4 --run.dir="$run" --checkpoint.local_dir="$local" \
+    >"$run.log" 2>&1 || not_ok "the run with a failed assembly" "$(tail -30 "$run.log")"
+expect_grep "checkpoint drain of step 4 to $run/checkpoints failed \(attempt 1 of 4\): .*fail_drain.*retrying in 0.5 s" \
+    "$run.log" "a failed assembly is logged with its attempt and retried"
+check "... status.json: shared_tier assembled step 4, 1 retry, 0 failures" python3 -c '
+import json, sys; s = json.load(open(sys.argv[1]))["shared_tier"]
+assert s == {"drained_step": 4, "drained": 1, "retried": 1, "failed": 0, "error": ""}, s' "$run/status.json"
+check "... and the retried file verifies" "$ck" verify "$run/checkpoints/$(name 4)"
 echo "1..$TAP_N"
