@@ -18,7 +18,9 @@
 #      and the shared tier then gets its next checkpoint;
 #   5. a node's part resumes only its own ranks: with the ranks placed
 #      otherwise on the nodes the parts are refused and the shared tier used;
-#   6. a failed assembly (fail_drain) is retried and reported in status.json.
+#   6. a failed assembly (fail_drain) is retried and reported in status.json;
+#   7. ZeRO-1, ZeRO-3 and tensor parallel 2: the shared tier as one tier's,
+#      the local resume bitwise.
 # Skips where namespaces or mounts cannot be made.
 . "$(dirname "$0")/../lib.sh"
 train="$WEFT_BIN/weft-train" ck="$WEFT_BIN/weft-ckpt"
@@ -237,4 +239,25 @@ check "... status.json: shared_tier assembled step 4, 1 retry, 0 failures" pytho
 import json, sys; s = json.load(open(sys.argv[1]))["shared_tier"]
 assert s == {"drained_step": 4, "drained": 1, "retried": 1, "failed": 0, "error": ""}, s' "$run/status.json"
 check "... and the retried file verifies" "$ck" verify "$run/checkpoints/$(name 4)"
+
+# 7. Other layouts: ZeRO-1 (moments sharded across the nodes), ZeRO-3
+# (parameters too), tensor parallel 2 (a TP pair spans nodes b and c): the
+# shared tier holds the one-tier run's tensors, a node's part resumes its
+# ranks bitwise.
+for lay in --parallel.zero=1 --parallel.zero=3 --parallel.tp=2; do
+    r1="$TMPDIR_TEST/ref${lay#--parallel.}" r2="$TMPDIR_TEST/two${lay#--parallel.}" r3="$TMPDIR_TEST/res${lay#--parallel.}"
+    fresh_disks
+    mh_mpirun 4 "${ten[@]}" "$lay" --run.dir="$r1" >"$r1.log" 2>&1 || not_ok "$lay: one-tier run" "$(tail -20 "$r1.log")"
+    mh_mpirun 4 "${ten[@]}" "$lay" --run.dir="$r2" --checkpoint.local_dir="$local" >"$r2.log" 2>&1 ||
+        not_ok "$lay: two-tier run" "$(tail -20 "$r2.log")"
+    check "$lay: two tiers on 3 nodes train as one (losses bitwise), the shared step 10 holds the same tensors" \
+        bash -c "$(declare -f compare same_tensors); compare '$r1/metrics.jsonl' '$r2/metrics.jsonl' 0 &&
+                 same_tensors '$r1/checkpoints/$(name 10)' '$r2/checkpoints/$(name 10)'"
+    for ns in "${NS[@]}"; do mkdir -p "$parts/$ns" && cp "$disk/$ns/$(name 5)" "$parts/$ns/"; done
+    keep_step 5
+    mh_mpirun 4 "${ten[@]}" "$lay" --run.dir="$r3" --checkpoint.local_dir="$local" --resume >"$r3.log" 2>&1 ||
+        not_ok "$lay: resume from the local tier" "$(tail -20 "$r3.log")"
+    expect_grep "resuming from the local tier: $local/$(name 5)" "$r3.log" "$lay: resume from the nodes' parts"
+    check "$lay: ... losses of steps 6-10 bitwise" compare "$r1/metrics.jsonl" "$r3/metrics.jsonl" 5
+done
 echo "1..$TAP_N"
