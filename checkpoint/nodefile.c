@@ -51,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -185,10 +186,26 @@ int weft_ckpt_nodes_offsets(weft_ckpt *c, int rc)
 
 /* Rank 0: its node's file as the temporary file (metadata, node 0's bytes,
  * zeros for the others'). */
+/* checkpoint.preflight: the shared tier has room for src's size. */
+static int shared_space(const weft_ckpt *c, const char *src)
+{
+    struct stat sb;
+    struct statvfs vb;
+    if (!c->opts.preflight || stat(src, &sb) != 0 || statvfs(c->shared, &vb) != 0)
+        return 0; /* no answer: the copy itself finds out */
+    double need = (double)sb.st_size, have = (double)vb.f_bavail * (double)vb.f_frsize;
+    if (need <= have)
+        return 0;
+    return weft_error(WEFT_EIO, "checkpoint drain of step %lld: not enough space in %s: %s needs %.1f MiB, %.1f "
+                      "MiB are free (%s)", (long long)c->meta.step, c->shared, src, need / 1048576.0,
+                      have / 1048576.0, strerror(ENOSPC));
+}
+
 static int copy_first(weft_ckpt *c, const char *src, const char *tmp)
 {
     unlink(tmp); /* an earlier attempt's */
     WEFT_CHECK(weft_ckpt_mkdir(c->shared));
+    WEFT_CHECK(shared_space(c, src));
     WEFT_CHECK(weft_durable_copy(src, tmp));
     /* On disk before the others write: a later write-back of this copy's
      * zeros must not land over their bytes. */

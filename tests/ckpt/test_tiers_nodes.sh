@@ -19,6 +19,8 @@
 #   5. a node's part resumes only its own ranks: with the ranks placed
 #      otherwise on the nodes the parts are refused and the shared tier used;
 #   6. a failed assembly (fail_drain) is retried and reported in status.json;
+#      the shared tier full (a small tmpfs): reported, the local tiers intact,
+#      training goes on (on_error = continue);
 #   7. ZeRO-1, ZeRO-3 and tensor parallel 2: the shared tier as one tier's,
 #      the local resume bitwise.
 # Skips where namespaces or mounts cannot be made.
@@ -37,6 +39,7 @@ cleanup() {
     done
     for i in 0 1 2; do ip link del "${P}v$i" 2>/dev/null; done
     ip link del "$BR" 2>/dev/null
+    umount "$TMPDIR_TEST/small" 2>/dev/null
     [ -n "${WEFT_TEST_KEEP:-}" ] || rm -rf "$TMPDIR_TEST"
 }
 trap cleanup EXIT
@@ -239,6 +242,28 @@ check "... status.json: shared_tier assembled step 4, 1 retry, 0 failures" pytho
 import json, sys; s = json.load(open(sys.argv[1]))["shared_tier"]
 assert s == {"drained_step": 4, "drained": 1, "retried": 1, "failed": 0, "error": ""}, s' "$run/status.json"
 check "... and the retried file verifies" "$ck" verify "$run/checkpoints/$(name 4)"
+
+# 6b. The shared tier full (a small tmpfs every node mounts): reported, the
+# local tiers intact, training goes on (on_error = continue).
+small=$TMPDIR_TEST/small
+mkdir -p "$small"
+if mount -t tmpfs -o size=64k weft-small "$small" 2>/dev/null; then
+    fresh_disks
+    run="$TMPDIR_TEST/full"
+    mh_mpirun 4 "${tiny[@]}" --train.steps=4 --checkpoint.every=2 --run.dir="$run" --checkpoint.dir="$small/c" \
+        --checkpoint.local_dir="$local" --checkpoint.drain_retries=0 --checkpoint.on_error=continue \
+        >"$run.log" 2>&1 || not_ok "the run with the shared tier full" "$(tail -30 "$run.log")"
+    expect_grep "checkpoint step 4 could not be assembled in $small/c after 1 attempt: .*not enough space in $small/c" \
+        "$run.log" "shared tier full: the assembly fails, naming the directory and the sizes"
+    check "... status.json counts the failure; training ran to step 4" python3 -c '
+import json, sys; s = json.load(open(sys.argv[1])); t = s["shared_tier"]
+assert s["step"] == 4 and t["failed"] >= 1 and "not enough space" in t["error"], s' "$run/status.json"
+    check "... every node's local tier holds step 4, which verifies" bash -c \
+        "for d in '$disk'/*/; do grep -qx step-00000004.h5 \$d/latest && '$ck' verify \$d/step-00000004.h5 || exit 1; done"
+    umount "$small"
+else
+    skip "shared tier full" "cannot mount a tmpfs here"
+fi
 
 # 7. Other layouts: ZeRO-1 (moments sharded across the nodes), ZeRO-3
 # (parameters too), tensor parallel 2 (a TP pair spans nodes b and c): the
