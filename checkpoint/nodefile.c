@@ -27,6 +27,9 @@
  *   retention -> agree. Failures are retried (checkpoint.drain_retries,
  *   0.5, 1, 2 ... s apart, all ranks together), then recorded (status.json,
  *   Prometheus: c->dst as drain.c's stats) and handled per on_error.
+ * At start (nodes_catch_up): a step every node committed that the shared
+ * tier lacks is read back into staging from the nodes' files and assembled
+ * the same way.
  * Why on the writer thread and not a drain thread per node: every step
  * above is an agreement between nodes, and the writer's communicator
  * already carries them with comm.timeout and the watchdog; the cost is
@@ -36,6 +39,7 @@
 #include "checkpoint/agree.h"
 #include "checkpoint/commit.h"
 #include "checkpoint/h5.h"
+#include "checkpoint/nodepart.h"
 #include "checkpoint/writer_int.h"
 #include "collectives/watchdog.h"
 #include "runtime/ctx.h"
@@ -368,4 +372,95 @@ void weft_ckpt_nodes_drain(weft_ckpt *c)
         nanosleep(&ts, NULL); /* a retry's delay, the same on every rank; the attempt agrees again */
     }
     record(c, rc, attempt, 1e-9 * (double)(weft_now_ns() - t0), tmp);
+}
+
+/* --- catching up at start ------------------------------------------------------ */
+
+/* The step DIR/latest names, or -1. */
+static int64_t latest_of(const char *dir)
+{
+    char path[4300];
+    int64_t s;
+    if (weft_ckpt_find_latest(dir, path, sizeof path) != 0 || !weft_ckpt_parse_name(strrchr(path, '/') + 1, &s))
+        return -1;
+    return s;
+}
+
+/* This node's committed file of a step back into staging, as the save had
+ * it: every dataset's offset and checksum, this rank's segments read from
+ * it, and the node's datasets verified by its ranks in turn. */
+static int load_part(weft_ckpt *c, const char *path)
+{
+    weft_h5_lock();
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    int rc = f < 0 ? weft_h5_error(WEFT_EDATA, "checkpoint %s cannot be opened", path) : 0;
+    for (int i = 0; rc == 0 && i < c->plan.nd; i++) {
+        hid_t d = H5Dopen2(f, c->plan.d[i].path, H5P_DEFAULT);
+        haddr_t a = d >= 0 ? H5Dget_offset(d) : HADDR_UNDEF;
+        rc = a == HADDR_UNDEF ? weft_h5_error(WEFT_EDATA, "checkpoint %s: no dataset %s", path, c->plan.d[i].path)
+                              : weft_h5_get_u64(d, "xxh3_64", &c->hashes[i]);
+        c->offs[i] = (size_t)a;
+        if (d >= 0)
+            H5Dclose(d);
+    }
+    if (f >= 0)
+        H5Fclose(f);
+    weft_h5_unlock();
+    c->segs.n = 0;
+    for (int i = 0; rc == 0 && i < c->plan.nd; i++) {
+        const weft_ckpt_dset *d = &c->plan.d[i];
+        if (d->nrect)
+            rc = weft_ckpt_segs_add(&c->segs, d->ndim, d->shape, d->esize, d->rects, d->nrect, c->offs[i],
+                                    d->stage_off, i);
+    }
+    weft_ckpt_segs_sort(&c->segs);
+    int fd = rc ? -1 : open(path, O_RDONLY | O_CLOEXEC), lr, ln, e = 0;
+    if (rc == 0 && fd < 0)
+        return weft_error(WEFT_EIO, "checkpoint: cannot open %s: %s", path, strerror(errno));
+    MPI_Comm_rank(c->node_mpi, &lr);
+    MPI_Comm_size(c->node_mpi, &ln);
+    for (int i = 0; rc == 0 && !e && i < c->segs.n; i++) {
+        size_t done;
+        e = weft_ckpt_pread_all(fd, c->stage + c->segs.s[i].mem, c->segs.s[i].len, c->segs.s[i].off, &done);
+    }
+    for (int i = lr; rc == 0 && !e && i < c->plan.nd; i += ln) {
+        uint64_t have;
+        e = weft_ckpt_pread_hash(fd, c->offs[i], dset_bytes(&c->plan.d[i]), c->scratch, SCRATCH_BYTES, &have);
+        if (!e && have != c->hashes[i])
+            rc = weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s' fails its checksum: the node's file is corrupt",
+                            path, c->plan.d[i].path);
+    }
+    if (fd >= 0)
+        close(fd);
+    return rc ? rc : e ? weft_error(WEFT_EIO, "checkpoint: reading %s: %s", path, strerror(e)) : 0;
+}
+
+void weft_ckpt_nodes_catch_up(weft_ckpt *c)
+{
+    int64_t mine = latest_of(c->opts.dir), lo, hi, shared = c->rank == 0 ? latest_of(c->shared) : -1;
+    if (weft_comm_allreduce(c->wcomm, &mine, &lo, 1, WEFT_I64, WEFT_MIN) != 0 ||
+        weft_comm_allreduce(c->wcomm, &mine, &hi, 1, WEFT_I64, WEFT_MAX) != 0 ||
+        weft_comm_broadcast(c->wcomm, &shared, &shared, 1, WEFT_I64, 0) != 0 || lo != hi || lo <= shared)
+        return; /* not every node holds the same newest step, or the shared tier has it */
+    char name[64], path[4300];
+    weft_ckpt_file_name(lo, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s", c->opts.dir, name);
+    int64_t node;
+    weft_h5_lock();
+    int rc = weft_ckpt_node_part(path, &c->layout, c->rank, c->size, &node);
+    weft_h5_unlock();
+    rc = weft_ckpt_agree(c->wcomm, rc ? rc : load_part(c, path));
+    if (rc) {
+        if (c->rank == 0)
+            WEFT_WARN("checkpoint step %lld is on every node's local tier but not in %s, and cannot be assembled "
+                      "there: %s; the next checkpoint goes there", (long long)lo, c->shared, weft_last_error());
+        return;
+    }
+    if (c->rank == 0)
+        WEFT_INFO("checkpoint step %lld is on every node's local tier but not in %s (latest: %s): assembling it",
+                  (long long)lo, c->shared, shared >= 0 ? "older" : "none");
+    struct stat sb;
+    c->meta.step = lo;
+    c->stats.bytes_file = stat(path, &sb) == 0 ? (size_t)sb.st_size : 0;
+    weft_ckpt_nodes_drain(c);
 }

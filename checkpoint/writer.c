@@ -159,6 +159,8 @@ int weft_ckpt_new(const weft_ckpt_layout *l, const weft_ckpt_state *s, const wef
     c->node_mpi = MPI_COMM_NULL;
     int rc = setup(c, l, s, o, ini);
     rc = weft_ckpt_agree(l->world, rc);
+    if (rc == 0 && c->nodefiles)
+        weft_ckpt_nodes_catch_up(c); /* before the writer thread: wcomm is this thread's until then */
     if (rc == 0 && pthread_create(&c->thread, NULL, writer_main, c) != 0)
         rc = weft_error(WEFT_EINTERNAL, "checkpoint: cannot start the writer thread");
     c->thread_started = rc == 0;

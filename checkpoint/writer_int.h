@@ -97,6 +97,10 @@ int weft_ckpt_nodes_offsets(weft_ckpt *c, int rc);
 /* After the local commit, collective: assemble the shared tier's file
  * from the nodes' bytes and commit it there (retried; recorded in c->dst). */
 void weft_ckpt_nodes_drain(weft_ckpt *c);
+/* At start, collective: a step every node committed locally that the
+ * shared tier lacks (a job killed during its assembly) is assembled now,
+ * from the nodes' files (verified first). */
+void weft_ckpt_nodes_catch_up(weft_ckpt *c);
 /* Rank 0: (re)create the disk-space reserve in the checkpoint directory. */
 void weft_ckpt_reserve_take(weft_ckpt *c);
 void weft_ckpt_reserve_release(weft_ckpt *c);

@@ -15,7 +15,8 @@
 #   4. kill -9 of rank 0 while it assembles step 10 in the shared tier: the
 #      shared latest still names step 5, which verifies; the next run
 #      resumes from the local tier's step 10 (every node holds it), says so,
-#      and the shared tier then gets its next checkpoint;
+#      assembles step 10 in the shared tier at start (the same tensors as
+#      the uninterrupted run's), and the shared tier gets its next one;
 #   5. a node's part resumes only its own ranks: with the ranks placed
 #      otherwise on the nodes the parts are refused and the shared tier used;
 #   6. a failed assembly (fail_drain) is retried and reported in status.json;
@@ -209,10 +210,14 @@ check "kill -9 mid-assembly: the shared latest still names step 5, which verifie
     "grep -qx step-00000005.h5 '$run/checkpoints/latest' && '$ck' verify '$run/checkpoints/$(name 5)'"
 check "... every node committed step 10 in its local tier first" bash -c \
     "for d in '$disk'/*/; do grep -qx step-00000010.h5 \$d/latest || exit 1; done"
-mh_mpirun 4 "${tiny[@]}" --train.steps=15 --checkpoint.every=5 --run.dir="$run" --checkpoint.local_dir="$local" \
+mh_mpirun 4 "${tiny[@]}" --train.steps=15 --checkpoint.every=5 --checkpoint.keep_last=5 --run.dir="$run" --checkpoint.local_dir="$local" \
     --resume >"$run-2.log" 2>&1 || not_ok "the run after the kill" "$(tail -30 "$run-2.log")"
 expect_grep "resuming from the local tier: $local/$(name 10)" "$run-2.log" \
     "... the next run resumes from the newest valid tier, the local step 10, saying so"
+expect_grep "checkpoint step 10 is on every node's local tier but not in $run/checkpoints .*: assembling it" \
+    "$run-2.log" "... and assembles step 10 in the shared tier at start, saying so"
+check "... the shared tier's step 10 then holds the same tensors as the uninterrupted one-tier run's" \
+    same_tensors "$ref/checkpoints/$(name 10)" "$run/checkpoints/$(name 10)"
 check "... which removed the half-assembled file and committed step 15 in the shared tier" bash -c \
     "grep -qx step-00000015.h5 '$run/checkpoints/latest' && '$ck' verify '$run/checkpoints/$(name 15)' &&
      ! ls '$run/checkpoints'/.step-* 2>/dev/null"
