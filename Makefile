@@ -152,12 +152,14 @@ endif
 ifneq ($(CUDA),0)
 # The device layer's cuda implementation (runtime/device_cuda.c) likewise
 # needs only cuda_runtime_api.h: it opens libcudart at run time.
+# The nccl backend takes the runtime from it (runtime/cudart.h), so it is
+# compiled against NCCL only where the runtime's header is here too.
 ifneq ($(wildcard $(CUDA_HOME)/include/cuda_runtime_api.h),)
 $(BUILD)/obj/runtime/device_cuda.o: ALL_CFLAGS += -DWEFT_HAVE_CUDA -isystem $(CUDA_HOME)/include
-endif
 ifneq ($(wildcard $(CUDA_HOME)/include/nccl.h),)
-$(BUILD)/obj/collectives/backend_nccl.o: ALL_CFLAGS += -DWEFT_HAVE_NCCL -isystem $(CUDA_HOME)/include
+$(BUILD)/obj/collectives/backend_nccl.o: ALL_CFLAGS += -DWEFT_HAVE_NCCL -DWEFT_HAVE_CUDA -isystem $(CUDA_HOME)/include
 GPU_TEST_BINS := $(patsubst tests/gpu/%.c,$(BUILD)/tests/gpu/%,$(wildcard tests/gpu/*.c))
+endif
 endif
 endif
 

@@ -37,6 +37,7 @@
 
 #include "collectives/comm.h"
 #include "runtime/config.h"
+#include "runtime/device.h"
 #include "runtime/shard.h"
 #include "runtime/tensor.h"
 
@@ -62,6 +63,12 @@ typedef struct weft_ckpt_state {
     float *m, *v;
     const size_t (*ranges)[2];
     int nranges;
+    /* The device params, m and v live on (all three on one; the model's
+     * arena's). NULL: plain host memory. A save stages them with the
+     * device layer's copies (cuda: device -> pinned host on the staging
+     * stream, waited for by the writer thread; cpu: a memcpy), a load
+     * reads into host memory and copies each piece up. */
+    weft_dev *dev;
 } weft_ckpt_state;
 
 /* The small state saved beside the tensors (one value per job unless said). */
@@ -161,7 +168,8 @@ WEFT_API int weft_ckpt_wait_drained(weft_ckpt *c, double timeout_s);
 /* Timings of the last save on this rank. */
 typedef struct weft_ckpt_stats {
     double blocked_s;            /* inside weft_ckpt_save (copy + agreement) */
-    double copy_s;               /* the memcpy into staging */
+    double copy_s;               /* the copies into staging: done (host memory, cpu), or enqueued (cuda) */
+    double stage_wait_s;         /* writer: waiting for the device's staging copies to finish (cuda) */
     double write_s;              /* writer: create .. commit */
     double data_s;               /* writer: creating the datasets and writing the data */
     double create_s;             /* writer: of data_s, creating the datasets (HDF5 metadata) */
@@ -186,7 +194,10 @@ WEFT_API int weft_ckpt_close(weft_ckpt *c);
 
 /* --- loading ---------------------------------------------------------------- */
 
-enum { WEFT_CKPT_WEIGHTS_ONLY = 1 };
+/* WEFT_CKPT_STAGED: read a state.dev on the cpu the way a GPU's is read
+ * (each piece into host memory, then the device layer's host->device
+ * copy), for the tests of that path on machines without a GPU. */
+enum { WEFT_CKPT_WEIGHTS_ONLY = 1, WEFT_CKPT_STAGED = 2 };
 
 /* What a load found besides the tensors. */
 typedef struct weft_ckpt_loaded {

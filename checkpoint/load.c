@@ -4,7 +4,10 @@
  * are (by shard spec) and the moments of its own ZeRO ranges, whatever
  * layout wrote the file. Every dataset's checksum is verified by one rank
  * (spread over the ranks by bytes; from memory where that rank has just
- * read all of it), and every rank reports the same first error.
+ * read all of it), and every rank reports the same first error. A state
+ * on a GPU (weft_ckpt_state.dev) is read piece by piece into host memory
+ * and copied up through the device layer; its checksums are then verified
+ * from the file.
  */
 #include "checkpoint/agree.h"
 #include "checkpoint/ckpt.h"
@@ -30,8 +33,18 @@ typedef struct {
     int rank, size;
     unsigned flags;
     int fd; /* the file, for pread of contiguous datasets (-1: HDF5 reads all) */
+    weft_dev *dev; /* the state is this device's memory: read into host memory, copy up (NULL: read in place) */
     int vrank, vsize; /* among the ranks verifying this file: all, or a node's with its part (nodepart.h) */
 } loader_ctx;
+
+/* The state's memory is read through host buffers when it is a GPU's (or
+ * when asked: WEFT_CKPT_STAGED, what the cpu tests use). */
+static weft_dev *staged_dev(const weft_ckpt_state *s, unsigned flags)
+{
+    if (!s->dev)
+        return NULL;
+    return weft_device_where(s->dev).kind != WEFT_DEVICE_CPU || (flags & WEFT_CKPT_STAGED) ? s->dev : NULL;
+}
 
 /* A contiguous dataset's file offset, when its bytes can be read as they
  * are (pread): every weft checkpoint's tensors. HADDR_UNDEF for anything
@@ -135,6 +148,25 @@ static int read_piece(const loader_ctx *x, hid_t d, const char *dpath, const wef
     return 0;
 }
 
+/* read_piece into the state's memory dst: in place, or (x->dev) into host
+ * memory first and then to the device with the device layer's copy. */
+static int read_into(const loader_ctx *x, hid_t d, const char *dpath, const weft_shard_spec *sp, size_t a, size_t b,
+                     float *dst)
+{
+    if (!x->dev)
+        return read_piece(x, d, dpath, sp, a, b, dst);
+    size_t bytes = (b - a) * sizeof(float);
+    float *host = malloc(bytes ? bytes : 1);
+    if (!host)
+        return weft_error(WEFT_ENOMEM, "checkpoint %s: no %zu bytes of host memory to read tensor '%s' into",
+                          x->path, bytes, dpath);
+    int rc = read_piece(x, d, dpath, sp, a, b, host);
+    if (rc == 0 && (rc = weft_device_copy(x->dev, dst, host, bytes, WEFT_COPY_H2D)) != 0)
+        rc = weft_ckpt_wrap(rc, "checkpoint %s: tensor '%s' to the device", x->path, dpath);
+    free(host);
+    return rc;
+}
+
 /* The moments of tensor t for this rank's ranges. */
 static int read_moments(const loader_ctx *x, const weft_ckpt_state *s, const weft_tensor *t)
 {
@@ -149,8 +181,8 @@ static int read_moments(const loader_ctx *x, const weft_ckpt_state *s, const wef
             size_t a = s->ranges[i][0] > t->offset ? s->ranges[i][0] : t->offset;
             size_t e1 = s->ranges[i][0] + s->ranges[i][1], e2 = t->offset + t->numel, b = e1 < e2 ? e1 : e2;
             if (a < b)
-                rc = read_piece(x, d, dpath, &t->shard, a - t->offset, b - t->offset,
-                                (k ? s->v : s->m) + weft_ckpt_moment_pos(s, a));
+                rc = read_into(x, d, dpath, &t->shard, a - t->offset, b - t->offset,
+                               (k ? s->v : s->m) + weft_ckpt_moment_pos(s, a));
         }
         H5Dclose(d);
         WEFT_CHECK(rc);
@@ -170,7 +202,7 @@ static int read_tensors(const loader_ctx *x, const weft_ckpt_state *s)
         snprintf(dpath, sizeof dpath, "params/%s", t->name);
         hid_t d;
         WEFT_CHECK(open_tensor(x, dpath, &t->shard, &d));
-        int rc = read_piece(x, d, dpath, &t->shard, 0, t->numel, s->params + t->offset);
+        int rc = read_into(x, d, dpath, &t->shard, 0, t->numel, s->params + t->offset);
         H5Dclose(d);
         WEFT_CHECK(rc);
         if (moments) /* a tied copy's moments are its owner's: the same updates */
@@ -332,7 +364,7 @@ static int verify(const loader_ctx *x, const weft_ckpt_state *s)
         if (owner[i] != x->vrank || (weights && strncmp(list[i], "params/", 7) != 0))
             continue;
         size_t numel = 0;
-        const float *mem = in_memory(s, list[i], &numel);
+        const float *mem = x->dev ? NULL : in_memory(s, list[i], &numel); /* a device's: read the file */
         if (mem && (!weights || strncmp(list[i], "params/", 7) == 0) && numel * sizeof(float) == bytes[i])
             rc = verify_memory(x, list[i], mem, numel);
         else if ((rc = verify_direct(x, list[i], scratch)) == 1)
@@ -485,7 +517,8 @@ int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const ch
                    weft_ckpt_loaded *out)
 {
     memset(out, 0, sizeof *out);
-    loader_ctx x = {path, -1, weft_comm_rank(l->world), weft_comm_size(l->world), flags, -1, 0, 0};
+    loader_ctx x = {path, -1, weft_comm_rank(l->world), weft_comm_size(l->world), flags, -1, staged_dev(s, flags),
+                    0, 0};
     x.vrank = x.rank, x.vsize = x.size;
     MPI_Comm mpi, hmpi = MPI_COMM_NULL;
     WEFT_CHECK(weft_comm_mpi_dup(l->world, &mpi));
@@ -585,7 +618,7 @@ int weft_ckpt_load_whole(const weft_ckpt_state *s, const char *path)
         return weft_error(WEFT_EDATA, "%s; a whole model loads from the shared tier's file (checkpoint.dir)",
                           weft_last_error());
     }
-    loader_ctx x = {path, -1, 0, 1, WEFT_CKPT_WEIGHTS_ONLY, open(path, O_RDONLY | O_CLOEXEC), 0, 1};
+    loader_ctx x = {path, -1, 0, 1, WEFT_CKPT_WEIGHTS_ONLY, open(path, O_RDONLY | O_CLOEXEC), staged_dev(s, 0), 0, 1};
     weft_ckpt_state weights = *s;
     weights.m = weights.v = NULL;
     weft_ckpt_loaded out;

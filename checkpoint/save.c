@@ -174,6 +174,8 @@ static int write_file_raw(weft_ckpt *c, const char *tmp)
     if (c->nodefiles) /* every dataset at one offset in every node's file */
         rc = weft_ckpt_nodes_offsets(c, rc);
     c->stats.create_s = 1e-9 * (double)(weft_now_ns() - t0);
+    if (rc == 0) /* the device's staging copies ran while HDF5 created the datasets */
+        rc = weft_ckpt_staged_wait(c);
     if (rc == 0)
         rc = weft_ckpt_data_write(c, tmp);
     c->stats.data_s = 1e-9 * (double)(weft_now_ns() - t0);

@@ -8,6 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Where the model's buffers are: its arena's device (the optimizer's
+ * moments are made on the same one, the process's: model/optim.h). */
+weft_dev *weft_ckpt_model_device(const weft_model *m)
+{
+    return m->arena ? weft_device_arena_device(m->arena) : NULL;
+}
+
 int weft_ckpt_model_describe(weft_model *m, weft_dp *dp, weft_optim *opt, weft_comm *world, const weft_mesh *mesh,
                              int zero, weft_ckpt_model *out)
 {
@@ -36,7 +43,7 @@ int weft_ckpt_model_describe(weft_model *m, weft_dp *dp, weft_optim *opt, weft_c
     out->state = (weft_ckpt_state){.params = m->param_data, .n = m->n, .tensors = m->params,
                                    .ntensors = m->nparams, .m = opt ? weft_optim_m(opt) : NULL,
                                    .v = opt ? weft_optim_v(opt) : NULL, .ranges = (const size_t(*)[2])out->ranges,
-                                   .nranges = ns};
+                                   .nranges = ns, .dev = weft_ckpt_model_device(m)};
     return 0;
 }
 

@@ -29,5 +29,8 @@ typedef struct weft_ckpt_model {
 WEFT_API int weft_ckpt_model_describe(weft_model *m, weft_dp *dp, weft_optim *opt, weft_comm *world,
                                       const weft_mesh *mesh, int zero, weft_ckpt_model *out);
 WEFT_API void weft_ckpt_model_free(weft_ckpt_model *g);
+/* The device the model's parameters (and frozen tensors) live on, for
+ * weft_ckpt_state.dev; NULL for a model without an arena (host memory). */
+WEFT_API weft_dev *weft_ckpt_model_device(const weft_model *m);
 
 #endif

@@ -4,8 +4,9 @@
  * the writer thread does with a save).
  *
  * The step loop (weft_ckpt_save): agree on busy/failed -> wait or skip ->
- * copy the state into staging (the only time it is blocked) -> hand it to
- * the writer thread -> go on. The writer thread (writer_main) runs one save
+ * copy the state into staging (the only time it is blocked; from a
+ * device: enqueue the copies, see stage_device) -> hand it to the writer
+ * thread -> go on. The writer thread (writer_main) runs one save
  * at a time and records its agreed result, collected at the next save,
  * wait or close.
  */
@@ -81,6 +82,38 @@ static void *writer_main(void *arg)
 
 /* --- the main thread's side ---------------------------------------------- */
 
+/* The staging buffer, once: the device's pinned host memory and the
+ * events that order its copies when the state is on a device, else
+ * 64-byte aligned host memory. */
+static int stage_alloc(weft_ckpt *c)
+{
+    weft_dev *d = c->state.dev;
+    if (!d) {
+        c->stage = aligned_alloc(64, c->plan.stage_bytes + 64);
+        return 0; /* NULL: reported with the other buffers */
+    }
+    for (int s = 0; s < 2; s++)
+        WEFT_CHECK(weft_device_event_new(d, &c->ready[s]));
+    WEFT_CHECK(weft_device_event_new(d, &c->staged));
+    return weft_device_host_alloc(d, c->plan.stage_bytes + 64, (void **)&c->stage);
+}
+
+static void stage_free(weft_ckpt *c)
+{
+    weft_dev *d = c->state.dev;
+    if (!d) {
+        free(c->stage);
+        return;
+    }
+    /* a save that failed before its writer waited may still be copying */
+    if (c->stage && weft_device_stream_sync(d, WEFT_STREAM_STAGE) != 0)
+        WEFT_WARN("checkpoint: closing: %s", weft_last_error());
+    weft_device_host_free(d, c->stage, c->plan.stage_bytes + 64);
+    for (int s = 0; s < 2; s++)
+        weft_device_event_free(c->ready[s]);
+    weft_device_event_free(c->staged);
+}
+
 static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state *s, const weft_ckpt_opts *o,
                  const char *ini)
 {
@@ -119,7 +152,7 @@ static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state 
     if (c->shared[0]) /* one local_dir for all, or one per node (nodefile.c) */
         WEFT_CHECK(weft_ckpt_nodes_setup(c, c->leader ? weft_ckpt_mkdir(c->opts.dir) : 0));
     WEFT_CHECK(weft_ckpt_plan_build(c->mpi, c->node_mpi, l, s, o->loader_len, &c->plan));
-    c->stage = aligned_alloc(64, c->plan.stage_bytes + 64);
+    WEFT_CHECK(stage_alloc(c));
     c->scratch = malloc(SCRATCH_BYTES);
     c->hashes = calloc((size_t)c->plan.nd + 1, sizeof *c->hashes);
     c->dsets = calloc((size_t)c->plan.nd + 1, sizeof *c->dsets);
@@ -266,13 +299,57 @@ static int previous_result(weft_ckpt *c, int with_drain)
     return 0;
 }
 
-static void stage_state(weft_ckpt *c, const weft_ckpt_meta *m)
+/* The state on a device into staging. The copies run on the staging
+ * stream after the state's last writers (the optimizer on the compute
+ * stream, ZeRO's gathers on the communication stream), and both streams
+ * wait for their end (staged) before they write the state again; the
+ * writer thread waits for it before it reads stage (weft_ckpt_staged_wait).
+ * The host goes on once they are enqueued: on a GPU the step's stall is the
+ * copy, taken by the next kernels queued behind it. On cpu each copy is a
+ * memcpy done on return, and the events are reached as they are recorded. */
+static int stage_device(weft_ckpt *c)
+{
+    weft_dev *d = c->state.dev;
+    const weft_ckpt_plan *p = &c->plan;
+    static const weft_stream writers[2] = {WEFT_STREAM_COMPUTE, WEFT_STREAM_COMM};
+    for (int s = 0; s < 2; s++) {
+        WEFT_CHECK(weft_device_event_record(c->ready[s], writers[s]));
+        WEFT_CHECK(weft_device_stream_wait(d, WEFT_STREAM_STAGE, c->ready[s]));
+    }
+    for (int i = 0; i < p->ncopies; i++)
+        if (p->copies[i].src)
+            WEFT_CHECK(weft_device_copy_async(d, c->stage + p->copies[i].stage_off, p->copies[i].src,
+                                              p->copies[i].bytes, WEFT_COPY_D2H, WEFT_STREAM_STAGE));
+    WEFT_CHECK(weft_device_event_record(c->staged, WEFT_STREAM_STAGE));
+    for (int s = 0; s < 2; s++)
+        WEFT_CHECK(weft_device_stream_wait(d, writers[s], c->staged));
+    return 0;
+}
+
+int weft_ckpt_staged_wait(weft_ckpt *c)
+{
+    if (!c->state.dev)
+        return 0;
+    int64_t t0 = weft_now_ns();
+    int rc = weft_device_event_sync(c->staged);
+    c->stats.stage_wait_s = 1e-9 * (double)(weft_now_ns() - t0);
+    if (rc)
+        return weft_ckpt_wrap(rc, "checkpoint step %lld: staging the state from the device",
+                              (long long)c->meta.step);
+    return 0;
+}
+
+static int stage_state(weft_ckpt *c, const weft_ckpt_meta *m)
 {
     int64_t t0 = weft_now_ns();
     const weft_ckpt_plan *p = &c->plan;
-    for (int i = 0; i < p->ncopies; i++)
-        if (p->copies[i].src)
-            memcpy(c->stage + p->copies[i].stage_off, p->copies[i].src, p->copies[i].bytes);
+    int rc = 0;
+    if (c->state.dev)
+        rc = stage_device(c);
+    else
+        for (int i = 0; i < p->ncopies; i++)
+            if (p->copies[i].src)
+                memcpy(c->stage + p->copies[i].stage_off, p->copies[i].src, p->copies[i].bytes);
     if (c->opts.loader_len && weft_ckpt_committer(c)) /* the rank(s) writing loader/state (plan.c) */
         memcpy(c->stage + p->loader_off, m->loader_state, m->loader_len < c->opts.loader_len ? m->loader_len
                                                                                              : c->opts.loader_len);
@@ -280,6 +357,8 @@ static void stage_state(weft_ckpt *c, const weft_ckpt_meta *m)
     c->meta = *m;
     c->meta.loader_state = NULL;
     c->stats.copy_s = 1e-9 * (double)(weft_now_ns() - t0);
+    c->stats.stage_wait_s = 0;
+    return rc;
 }
 
 static int save(weft_ckpt *c, const weft_ckpt_meta *m, int never_skip, int *started)
@@ -302,7 +381,10 @@ static int save(weft_ckpt *c, const weft_ckpt_meta *m, int never_skip, int *star
     /* A save that must happen (the last, a stop's) is not kept from the
      * local tier by a failed drain; weft_ckpt_finish reports that later. */
     WEFT_CHECK(weft_ckpt_agree(c->layout.world, previous_result(c, !never_skip)));
-    stage_state(c, m);
+    int rc = stage_state(c, m);
+    if (c->state.dev) /* a device's copies can fail: on every rank, or on none */
+        rc = weft_ckpt_agree(c->layout.world, rc);
+    WEFT_CHECK(rc);
     pthread_mutex_lock(&c->mu);
     move(c, PENDING, "a save handed to the writer thread");
     pthread_cond_broadcast(&c->cv);
@@ -425,8 +507,8 @@ int weft_ckpt_close(weft_ckpt *c)
     if (c->node_mpi != MPI_COMM_NULL)
         MPI_Comm_free(&c->node_mpi);
     weft_comm_free(c->wcomm);
+    stage_free(c);
     weft_ckpt_plan_free(&c->plan);
-    free(c->stage);
     free(c->scratch);
     free(c->hashes);
     free(c->dsets);

@@ -27,7 +27,12 @@ struct weft_ckpt {
     int drain_failed_seen;     /* drain failures already reported to the step loop */
     char *config_ini;
     weft_ckpt_plan plan;
-    uint8_t *stage;            /* plan.stage_bytes, allocated once */
+    uint8_t *stage;            /* plan.stage_bytes, allocated once (pinned: the device's staging memory) */
+    /* Staging from state.dev (NULL: memcpy from host memory): the points the
+     * compute and communication streams had reached (the state's last
+     * writers), and the end of the copies on the staging stream, which the
+     * writer thread waits for before it reads stage. */
+    weft_device_event *ready[2], *staged;
     void *scratch;             /* checksum read-back, SCRATCH_BYTES */
     uint64_t *hashes;          /* per dataset */
     hid_t *dsets;              /* per dataset, during a write */
@@ -104,6 +109,10 @@ void weft_ckpt_nodes_catch_up(weft_ckpt *c);
 /* Rank 0: (re)create the disk-space reserve in the checkpoint directory. */
 void weft_ckpt_reserve_take(weft_ckpt *c);
 void weft_ckpt_reserve_release(weft_ckpt *c);
+
+/* The writer thread, before it reads stage: wait until the device's
+ * staging copies of the save are done (0 at once without a device). */
+int weft_ckpt_staged_wait(weft_ckpt *c);
 
 /* The writer thread, before a save's commit: wait until the step loop
  * released the save's step (weft_ckpt_release), when gated. */

@@ -4,9 +4,11 @@
  *
  * libcudart and libnccl are opened at run time (dlopen), never linked: one
  * libweft serves machines with and without GPUs, and a machine without them
- * gets a clear "no CUDA device" instead of a loader error. The file is
- * compiled against the real nccl.h and cuda_runtime_api.h when the CUDA
- * toolkit is present (the Makefile adds -DWEFT_HAVE_NCCL), so every symbol
+ * gets a clear "no CUDA device" instead of a loader error. The runtime is
+ * the device layer's (runtime/cudart.h: one libcudart per process); this
+ * file opens libnccl. It is compiled against the real nccl.h and
+ * cuda_runtime_api.h when the CUDA toolkit is present (the Makefile adds
+ * -DWEFT_HAVE_NCCL and -DWEFT_HAVE_CUDA), so every symbol
  * looked up is type-checked against its declaration; without the toolkit
  * the backend is still listed and says why it cannot serve.
  *
@@ -38,68 +40,52 @@
 #include <string.h>
 
 #ifdef WEFT_HAVE_NCCL
-#include <cuda_runtime_api.h>
+#include "runtime/cudart.h"
+
 #include <nccl.h>
 
-/* The entry points used, resolved once from the two libraries. */
+/* NCCL's entry points, resolved once; the CUDA runtime's are the device
+ * layer's table (runtime/cudart.h), so the process opens libcudart once. */
 #define NCCL_FUNCS(X)                                                                                        \
-    X(cudart, cudaGetDeviceCount) X(cudart, cudaSetDevice) X(cudart, cudaGetErrorString)                    \
-    X(cudart, cudaStreamCreateWithFlags) X(cudart, cudaStreamDestroy) X(cudart, cudaEventCreateWithFlags)   \
-    X(cudart, cudaEventDestroy) X(cudart, cudaEventRecord) X(cudart, cudaEventQuery)                         \
-    X(cudart, cudaPointerGetAttributes) X(cudart, cudaMemcpyAsync) X(cudart, cudaMalloc) X(cudart, cudaFree) \
-    X(nccl, ncclGetUniqueId) X(nccl, ncclCommInitRank) X(nccl, ncclCommDestroy) X(nccl, ncclCommAbort)      \
-    X(nccl, ncclCommGetAsyncError) X(nccl, ncclGetErrorString) X(nccl, ncclAllReduce)                        \
-    X(nccl, ncclReduceScatter) X(nccl, ncclAllGather) X(nccl, ncclBroadcast) X(nccl, ncclReduce)            \
-    X(nccl, ncclSend) X(nccl, ncclRecv) X(nccl, ncclGroupStart) X(nccl, ncclGroupEnd)                       \
-    X(nccl, ncclGetVersion)
+    X(ncclGetUniqueId) X(ncclCommInitRank) X(ncclCommDestroy) X(ncclCommAbort) X(ncclCommGetAsyncError)     \
+    X(ncclGetErrorString) X(ncclAllReduce) X(ncclReduceScatter) X(ncclAllGather) X(ncclBroadcast)          \
+    X(ncclReduce) X(ncclSend) X(ncclRecv) X(ncclGroupStart) X(ncclGroupEnd) X(ncclGetVersion)
 
 static struct {
-#define DECLARE(lib, fn) __typeof__(fn) *fn;
+#define DECLARE(fn) __typeof__(fn) *fn;
     NCCL_FUNCS(DECLARE)
 #undef DECLARE
 } api;
 
+static const weft_cudart *rt; /* the CUDA runtime, once load() succeeded */
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static char load_error[512]; /* empty once both libraries are loaded */
-static int ndevices;
-
-static void *open_first(const char *const *names)
-{
-    void *h = NULL;
-    for (int i = 0; names[i] && !h; i++)
-        h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-    return h;
-}
 
 static void load(void)
 {
-    static const char *const cudart_names[] = {"libcudart.so.13", "libcudart.so.12", "libcudart.so", NULL};
-    static const char *const nccl_names[] = {"libnccl.so.2", "libnccl.so", NULL};
-    void *cudart = open_first(cudart_names);
-    if (!cudart) {
-        snprintf(load_error, sizeof load_error, "cannot load libcudart (%s); is CUDA installed and on "
-                 "LD_LIBRARY_PATH?", dlerror());
+    char why[384];
+    const weft_cudart *cu = weft_cudart_get(why, sizeof why);
+    if (!cu) {
+        snprintf(load_error, sizeof load_error, "%s", why);
         return;
     }
-    void *nccl = open_first(nccl_names);
+    static const char *const names[] = {"libnccl.so.2", "libnccl.so", NULL};
+    void *nccl = NULL;
+    for (int i = 0; names[i] && !nccl; i++)
+        nccl = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
     if (!nccl) {
         snprintf(load_error, sizeof load_error, "cannot load libnccl.so.2 (%s); put NCCL's lib directory on "
                  "LD_LIBRARY_PATH", dlerror());
         return;
     }
-#define RESOLVE(lib, fn)                                                                                     \
-    if (!(api.fn = (__typeof__(fn) *)dlsym(lib, #fn))) {                                                     \
-        snprintf(load_error, sizeof load_error, "%s has no symbol %s: too old a CUDA or NCCL", #lib, #fn);  \
+#define RESOLVE(fn)                                                                                          \
+    if (!(api.fn = (__typeof__(fn) *)dlsym(nccl, #fn))) {                                                    \
+        snprintf(load_error, sizeof load_error, "libnccl has no symbol %s: too old an NCCL", #fn);           \
         return;                                                                                              \
     }
     NCCL_FUNCS(RESOLVE)
 #undef RESOLVE
-    cudaError_t e = api.cudaGetDeviceCount(&ndevices);
-    if (e != cudaSuccess || ndevices < 1) {
-        snprintf(load_error, sizeof load_error, "no CUDA device visible (%s)",
-                 e != cudaSuccess ? api.cudaGetErrorString(e) : "cudaGetDeviceCount returned 0");
-        ndevices = 0;
-    }
+    rt = cu;
 }
 
 typedef struct {
@@ -125,7 +111,7 @@ static const char *why_not(const weft_comm *c)
 
 static int cuda_err(weft_comm *c, cudaError_t e, const char *call)
 {
-    return weft_comm_fail(c, WEFT_ECOMM, "%s failed: %s", call, api.cudaGetErrorString(e));
+    return weft_comm_fail(c, WEFT_ECOMM, "%s failed: %s", call, rt->cudaGetErrorString(e));
 }
 
 static int nccl_err(weft_comm *c, ncclResult_t e, const char *call)
@@ -152,24 +138,24 @@ static int nccl_init(weft_comm *c)
         return weft_error(WEFT_EUNSUPPORTED, "communicator '%s': comm.deterministic is not available on the "
                           "nccl backend (NCCL's reduction order depends on its algorithm); use shm/mpi/tcp for "
                           "bitwise-reproducible reductions", c->name);
-    if (c->ctx->local_size > ndevices)
+    if (c->ctx->local_size > rt->ndevices)
         return weft_error(WEFT_ECONFIG, "communicator '%s': %d ranks on this node share %d CUDA device%s; NCCL "
                           "needs a GPU of its own per rank: start at most %d ranks per node", c->name,
-                          c->ctx->local_size, ndevices, ndevices > 1 ? "s" : "", ndevices);
+                          c->ctx->local_size, rt->ndevices, rt->ndevices > 1 ? "s" : "", rt->ndevices);
     nccl_state *s = calloc(1, sizeof *s);
     if (!s)
         return weft_error(WEFT_ENOMEM, "communicator '%s': out of memory", c->name);
     c->backend_state = s;
-    s->device = c->ctx->local_rank % ndevices;
-    CUDA_TRY(c, "cudaSetDevice", api.cudaSetDevice(s->device));
+    s->device = c->ctx->local_rank % rt->ndevices;
+    CUDA_TRY(c, "cudaSetDevice", rt->cudaSetDevice(s->device));
     ncclUniqueId id;
     if (c->rank == 0)
         NCCL_TRY(c, "ncclGetUniqueId", api.ncclGetUniqueId(&id));
     if (MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, c->mpi) != MPI_SUCCESS)
         return weft_comm_fail(c, WEFT_ECOMM, "MPI_Bcast of the NCCL unique id failed");
     NCCL_TRY(c, "ncclCommInitRank", api.ncclCommInitRank(&s->comm, c->size, id, c->rank));
-    CUDA_TRY(c, "cudaStreamCreateWithFlags", api.cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
-    CUDA_TRY(c, "cudaMalloc", api.cudaMalloc(&s->barrier_buf, sizeof(float)));
+    CUDA_TRY(c, "cudaStreamCreateWithFlags", rt->cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
+    CUDA_TRY(c, "cudaMalloc", rt->cudaMalloc(&s->barrier_buf, sizeof(float)));
     int v = 0;
     api.ncclGetVersion(&v);
     WEFT_DEBUG("communicator '%s': NCCL %d on CUDA device %d", c->name, v, s->device);
@@ -184,9 +170,9 @@ static void nccl_fini(weft_comm *c)
     if (s->comm)
         (c->failed ? api.ncclCommAbort : api.ncclCommDestroy)(s->comm);
     if (s->stream)
-        api.cudaStreamDestroy(s->stream);
+        rt->cudaStreamDestroy(s->stream);
     if (s->barrier_buf)
-        api.cudaFree(s->barrier_buf);
+        rt->cudaFree(s->barrier_buf);
     free(s);
     c->backend_state = NULL;
 }
@@ -227,7 +213,7 @@ static int check_device_ptr(weft_comm *c, const weft_op *op, const void *p, cons
     if (!p)
         return 0;
     struct cudaPointerAttributes a;
-    if (api.cudaPointerGetAttributes(&a, p) != cudaSuccess || (a.type != cudaMemoryTypeDevice &&
+    if (rt->cudaPointerGetAttributes(&a, p) != cudaSuccess || (a.type != cudaMemoryTypeDevice &&
                                                                 a.type != cudaMemoryTypeManaged))
         return weft_error(WEFT_EINVAL, "%s on communicator '%s' (nccl): the %s buffer %p is host memory; the "
                           "nccl backend moves device buffers (use shm/mpi/tcp for host memory)",
@@ -342,17 +328,17 @@ static int nccl_post(weft_comm *c, weft_request *r)
         WEFT_CHECK(check_device_ptr(c, op, op->recv, "recv"));
     }
     if (!r->backend_req)
-        CUDA_TRY(c, "cudaEventCreateWithFlags", api.cudaEventCreateWithFlags((cudaEvent_t *)&r->backend_req, cudaEventDisableTiming));
-    CUDA_TRY(c, "cudaSetDevice", api.cudaSetDevice(s->device));
+        CUDA_TRY(c, "cudaEventCreateWithFlags", rt->cudaEventCreateWithFlags((cudaEvent_t *)&r->backend_req, cudaEventDisableTiming));
+    CUDA_TRY(c, "cudaSetDevice", rt->cudaSetDevice(s->device));
     WEFT_CHECK(enqueue(c, s, op, t));
-    CUDA_TRY(c, "cudaEventRecord", api.cudaEventRecord((cudaEvent_t)r->backend_req, s->stream));
+    CUDA_TRY(c, "cudaEventRecord", rt->cudaEventRecord((cudaEvent_t)r->backend_req, s->stream));
     return 0;
 }
 
 static int nccl_test(weft_comm *c, weft_request *r, int *done)
 {
     nccl_state *s = c->backend_state;
-    cudaError_t e = api.cudaEventQuery((cudaEvent_t)r->backend_req);
+    cudaError_t e = rt->cudaEventQuery((cudaEvent_t)r->backend_req);
     if (e == cudaSuccess) {
         *done = 1;
         return 0;
@@ -377,7 +363,7 @@ static int nccl_reserve(weft_comm *c, int n)
 static void nccl_request_release(weft_request *r)
 {
     if (r->backend_req)
-        api.cudaEventDestroy((cudaEvent_t)r->backend_req);
+        rt->cudaEventDestroy((cudaEvent_t)r->backend_req);
     r->backend_req = NULL;
 }
 

@@ -116,12 +116,7 @@ __attribute__((target("avx512f,avx512bf16"))) static void round_avx512(uint16_t 
 
 void weft_bf16_round(uint16_t *out, const float *in, size_t n)
 {
-    static int avx = -1;
-    if (avx < 0) {
-        int amx;
-        cpu_bf16(&avx, &amx);
-    }
-    if (avx) {
+    if (weft_cpu()->avx512_bf16) { /* detected once, thread-safe (cpu.c) */
         round_avx512(out, in, n);
         return;
     }

@@ -27,8 +27,9 @@
  *           at the top of that file).
  * The arrays an entry takes are the device's memory (host memory on cpu).
  *
- * Past kernels.h's ops: the memory ops (zero, copy, scale, axpy) and
- * xent_finish, which replace host code the models, LoRA and tp.c had on
+ * Past kernels.h's ops: the memory ops (zero, copy, scale, axpy, fill),
+ * xent_finish, the bf16 weight copies' upkeep and sumsq_acc, which replace
+ * host code the models, LoRA, tp.c, ZeRO-3, dp.c and the trainer had on
  * device memory; their cpu entries are that code, unchanged.
  *
  * kernels.h's unfused, materialising attention (weft_attention_forward,
@@ -129,6 +130,61 @@ struct weft_ops {
      * cuda: sums the float losses (waits for the stream). */
     void (*xent_finish)(weft_ops *o, double *mean, float *losses, double *lse, const double *mx, const double *sum,
                         const double *xt, const int32_t *targets, int N);
+
+    /* Data parallelism's and the trainer's host loops on parameters
+     * (cuda_ops.h ABI 4):
+     *   fill: x[0..n) = v (ZeRO-3's poison of a released unit: NaN);
+     *   bf16_mirror, bf16_refresh: train.precision = bf16's copies of the
+     *   weights (kernels.h weft_matmul_bf16_mirror: register [base, base +
+     *   n) as weights, a failure is the table's sticky error; _refresh: bring
+     *   the copy of [p, p + n) up to date after a write). cpu: those
+     *   functions; cuda: nothing to do -- the CUDA products round their f32
+     *   operands to bf16 themselves (cuBLASLt's FAST_16BF), there is no copy. */
+    void (*fill)(weft_ops *o, float *x, size_t n, float v);
+    void (*bf16_mirror)(weft_ops *o, const float *base, size_t n);
+    void (*bf16_refresh)(weft_ops *o, const float *p, size_t n);
+    /* parallel/tp.c's loops with TP > 1 (and the llama's embedding):
+     *   add_rows: out (N, C) += rows (P, C), row i taking rows[i % P] (the
+     *   row-parallel bias after its allreduce: P = 1; the positions after
+     *   the embedding's allreduce: P = T);
+     *   embedding_vp_forward: out (N, C) row i = wte_local[tokens[i] - v0]
+     *   when this rank holds that row (0 <= tokens[i] - v0 < Vl), else 0;
+     *   embedding_vp_backward: dwpe (T, C, may be NULL) += dout row i at
+     *   i % T, dwte_local (Vl, C) += dout row i at tokens[i] - v0 where
+     *   held; rows in order (deterministic);
+     *   xent_rescale: sum[n] *= exp(mx[n] - gmx[n]), then mx[n] = gmx[n]
+     *   (a slice's sum of exps moved to the whole row's max gmx; all (N)
+     *   device doubles).
+     * cpu: tp.c's loops as they were. */
+    void (*add_rows)(weft_ops *o, float *out, const float *rows, int N, int P, int C);
+    void (*embedding_vp_forward)(weft_ops *o, float *out, const int32_t *tokens, const float *wte_local, int v0,
+                                 int Vl, int N, int C);
+    void (*embedding_vp_backward)(weft_ops *o, float *dwte_local, float *dwpe, const float *dout,
+                                  const int32_t *tokens, int v0, int Vl, int B, int T, int C);
+    void (*xent_rescale)(weft_ops *o, double *sum, double *mx, const double *gmx, int N);
+    /* LoRA's loops (model/lora.c):
+     *   matmul_nn_add: out (N, M) += a (N, K) b (K, M), each element summed
+     *   over K in order onto its old value (the rank-r products dy B and
+     *   dh A: BLAS's NoTrans x NoTrans allocates per call, and matmul's
+     *   order is another);
+     *   lora_dropout: xd (N, in) = x * 1/(1-p) where element (n, col0 + j)
+     *   is kept, else 0; lora_dropout_add: dx (N, in) += g * 1/(1-p) where
+     *   kept, untouched elsewhere. Kept: the hash of key, id and the
+     *   element's place (weft_rng_mix), uniform in [0, 1), >= p -- the same
+     *   mask in forward and backward, drawn again from the key. */
+    void (*matmul_nn_add)(weft_ops *o, float *out, const float *a, const float *b, int N, int K, int M);
+    void (*lora_dropout)(weft_ops *o, float *xd, const float *x, int N, int in, int col0, uint64_t key,
+                         uint64_t id, double p);
+    void (*lora_dropout_add)(weft_ops *o, float *dx, const float *g, int N, int in, int col0, uint64_t key,
+                             uint64_t id, double p);
+    /* The gradient norm's running sum (parallel/dp.c; cuda_ops.h ABI 5): *acc (host) +=
+     * x[i]^2 in double over x (n, the device's), continuing from *acc so
+     * that a sum over many ranges is one sum. cpu: dp.c's loop as it was,
+     * i in order, bitwise; cuda: the range summed by a fixed-order
+     * reduction, then added to *acc (waits for the stream): the same on
+     * every run, not bitwise the serial loop (relative difference ~1e-15
+     * per range, kernels_check allows 1e-12). */
+    void (*sumsq_acc)(weft_ops *o, double *acc, const float *x, size_t n);
 
     /* --- the implementation's, not the caller's --- */
     int status;     /* the first failure, 0 while none */

@@ -9,6 +9,7 @@
 #include "kernels/ops.h"
 #include "kernels/kernels.h"
 #include "runtime/error.h"
+#include "runtime/rng.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -274,6 +275,132 @@ static void cpu_xent_finish(weft_ops *o, double *mean, float *losses, double *ls
     *mean = counted ? total / counted : 0.0;
 }
 
+/* parallel/dp_zero3.c's poison loop (one run of it), unchanged. */
+static void cpu_fill(weft_ops *o, float *x, size_t n, float v)
+{
+    (void)o;
+    for (size_t i = 0; i < n; i++)
+        x[i] = v;
+}
+
+static void cpu_bf16_mirror(weft_ops *o, const float *base, size_t n)
+{
+    int rc = weft_matmul_bf16_mirror(base, n);
+    if (rc)
+        weft_ops_fail(o, rc, "bf16_mirror", "%s", weft_last_error());
+}
+
+static void cpu_bf16_refresh(weft_ops *o, const float *p, size_t n)
+{
+    (void)o;
+    weft_matmul_bf16_refresh(p, n);
+}
+
+/* parallel/tp.c's loops, moved here unchanged. */
+static void cpu_add_rows(weft_ops *o, float *out, const float *rows, int N, int P, int C)
+{
+    (void)o;
+    for (size_t i = 0; i < (size_t)N; i++)
+        for (int c = 0; c < C; c++)
+            out[i * C + c] += rows[(i % (size_t)P) * C + c];
+}
+
+static void cpu_embedding_vp_forward(weft_ops *o, float *out, const int32_t *tokens, const float *wte_local, int v0,
+                                     int Vl, int N, int C)
+{
+    (void)o;
+    for (size_t i = 0; i < (size_t)N; i++) {
+        int32_t v = tokens[i] - v0;
+        float *r = out + i * C;
+        if (v >= 0 && v < Vl)
+            memcpy(r, wte_local + (size_t)v * C, (size_t)C * sizeof(float));
+        else
+            memset(r, 0, (size_t)C * sizeof(float));
+    }
+}
+
+static void cpu_embedding_vp_backward(weft_ops *o, float *dwte_local, float *dwpe, const float *dout,
+                                      const int32_t *tokens, int v0, int Vl, int B, int T, int C)
+{
+    (void)o;
+    size_t N = (size_t)B * T;
+    for (size_t i = 0; i < N; i++) {
+        const float *d = dout + i * C;
+        int32_t v = tokens[i] - v0;
+        float *pw = dwpe ? dwpe + (i % T) * C : NULL;
+        for (int c = 0; pw && c < C; c++)
+            pw[c] += d[c];
+        if (v < 0 || v >= Vl)
+            continue;
+        float *w = dwte_local + (size_t)v * C;
+        for (int c = 0; c < C; c++)
+            w[c] += d[c];
+    }
+}
+
+static void cpu_xent_rescale(weft_ops *o, double *sum, double *mx, const double *gmx, int N)
+{
+    (void)o;
+    for (int n = 0; n < N; n++)
+        sum[n] *= exp(mx[n] - gmx[n]);
+    memcpy(mx, gmx, (size_t)N * sizeof(double));
+}
+
+/* model/lora.c's loops (dy_times_b, dh_times_a, its dropout), unchanged. */
+static void cpu_matmul_nn_add(weft_ops *o, float *out, const float *a, const float *b, int N, int K, int M)
+{
+    (void)o;
+    for (int n = 0; n < N; n++) {
+        float *d = out + (size_t)n * M;
+        for (int k = 0; k < K; k++) {
+            float c = a[(size_t)n * K + k];
+            const float *row = b + (size_t)k * M;
+            for (int m = 0; m < M; m++)
+                d[m] += c * row[m];
+        }
+    }
+}
+
+static int lora_kept(uint64_t key, uint64_t id, int n, int j, double p)
+{
+    uint64_t h = weft_rng_mix(key ^ id ^ weft_rng_mix(((uint64_t)n << 32) ^ (uint64_t)j));
+    return (double)(h >> 11) * 0x1.0p-53 >= p;
+}
+
+static void cpu_lora_dropout(weft_ops *o, float *xd, const float *x, int N, int in, int col0, uint64_t key,
+                             uint64_t id, double p)
+{
+    (void)o;
+    float inv = (float)(1.0 / (1.0 - p));
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < in; j++) {
+            size_t e = (size_t)n * in + j;
+            xd[e] = lora_kept(key, id, n, col0 + j, p) ? x[e] * inv : 0.0f;
+        }
+}
+
+static void cpu_lora_dropout_add(weft_ops *o, float *dx, const float *g, int N, int in, int col0, uint64_t key,
+                                 uint64_t id, double p)
+{
+    (void)o;
+    float inv = (float)(1.0 / (1.0 - p));
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < in; j++)
+            if (lora_kept(key, id, n, col0 + j, p))
+                dx[(size_t)n * in + j] += g[(size_t)n * in + j] * inv;
+}
+
+/* parallel/dp.c's gradient-norm loop, moved here unchanged: one running
+ * double, i in order. */
+static void cpu_sumsq_acc(weft_ops *o, double *acc, const float *x, size_t n)
+{
+    (void)o;
+    double s = *acc;
+    for (size_t j = 0; j < n; j++)
+        s += (double)x[j] * x[j];
+    *acc = s;
+}
+
 int weft_ops_cpu_new(weft_dev *d, weft_ops **out)
 {
     weft_ops *o = calloc(1, sizeof *o);
@@ -316,6 +443,17 @@ int weft_ops_cpu_new(weft_dev *d, weft_ops **out)
     o->scale = cpu_scale;
     o->axpy = cpu_axpy;
     o->xent_finish = cpu_xent_finish;
+    o->fill = cpu_fill;
+    o->bf16_mirror = cpu_bf16_mirror;
+    o->bf16_refresh = cpu_bf16_refresh;
+    o->add_rows = cpu_add_rows;
+    o->embedding_vp_forward = cpu_embedding_vp_forward;
+    o->embedding_vp_backward = cpu_embedding_vp_backward;
+    o->xent_rescale = cpu_xent_rescale;
+    o->matmul_nn_add = cpu_matmul_nn_add;
+    o->lora_dropout = cpu_lora_dropout;
+    o->lora_dropout_add = cpu_lora_dropout_add;
+    o->sumsq_acc = cpu_sumsq_acc;
     *out = o;
     return 0;
 }

@@ -16,6 +16,8 @@
  * - xent_forward_backward is the kernels' xent_forward_backward then
  *   xent_mean (which waits for the stream); it needs losses (the mean is
  *   taken from them): losses NULL is WEFT_EUNSUPPORTED; so is xent_finish's.
+ * - bf16_mirror and bf16_refresh do nothing: there are no bf16 copies of
+ *   the weights to keep, the products round their operands (ctx_set_bf16).
  * - rope_table (made once, at model creation) and attention_decode (the
  *   key/value-cache attention of generation) have no CUDA kernel: they
  *   report WEFT_EUNSUPPORTED naming the op.
@@ -314,6 +316,77 @@ static void cu_xent_finish(weft_ops *o, double *mean, float *losses, double *lse
     check(o, "xent_finish", s->k->xent_finish(s->ctx, mean, losses, lse, mx, sum, xt, targets, N));
 }
 
+static void cu_fill(weft_ops *o, float *x, size_t n, float v)
+{
+    cuda_state *s = o->impl;
+    check(o, "fill", s->k->fill(s->ctx, x, n, v));
+}
+
+/* No bf16 copies of the weights on cuda: the products round f32 operands
+ * themselves (cuda_ops.h, ctx_set_bf16). */
+static void cu_bf16_mirror(weft_ops *o, const float *base, size_t n)
+{
+    (void)o, (void)base, (void)n;
+}
+
+static void cu_bf16_refresh(weft_ops *o, const float *p, size_t n)
+{
+    (void)o, (void)p, (void)n;
+}
+
+static void cu_add_rows(weft_ops *o, float *out, const float *rows, int N, int P, int C)
+{
+    cuda_state *s = o->impl;
+    check(o, "add_rows", s->k->add_rows(s->ctx, out, rows, N, P, C));
+}
+
+static void cu_embedding_vp_forward(weft_ops *o, float *out, const int32_t *tokens, const float *wte_local, int v0,
+                                    int Vl, int N, int C)
+{
+    cuda_state *s = o->impl;
+    check(o, "embedding_vp_forward", s->k->embedding_vp_forward(s->ctx, out, tokens, wte_local, v0, Vl, N, C));
+}
+
+static void cu_embedding_vp_backward(weft_ops *o, float *dwte_local, float *dwpe, const float *dout,
+                                     const int32_t *tokens, int v0, int Vl, int B, int T, int C)
+{
+    cuda_state *s = o->impl;
+    check(o, "embedding_vp_backward",
+          s->k->embedding_vp_backward(s->ctx, dwte_local, dwpe, dout, tokens, v0, Vl, B, T, C));
+}
+
+static void cu_xent_rescale(weft_ops *o, double *sum, double *mx, const double *gmx, int N)
+{
+    cuda_state *s = o->impl;
+    check(o, "xent_rescale", s->k->xent_rescale(s->ctx, sum, mx, gmx, N));
+}
+
+static void cu_matmul_nn_add(weft_ops *o, float *out, const float *a, const float *b, int N, int K, int M)
+{
+    cuda_state *s = o->impl;
+    check(o, "matmul_nn_add", s->k->matmul_nn_add(s->ctx, out, a, b, N, K, M));
+}
+
+static void cu_lora_dropout(weft_ops *o, float *xd, const float *x, int N, int in, int col0, uint64_t key,
+                            uint64_t id, double p)
+{
+    cuda_state *s = o->impl;
+    check(o, "lora_dropout", s->k->lora_dropout(s->ctx, xd, x, N, in, col0, key, id, p));
+}
+
+static void cu_lora_dropout_add(weft_ops *o, float *dx, const float *g, int N, int in, int col0, uint64_t key,
+                                uint64_t id, double p)
+{
+    cuda_state *s = o->impl;
+    check(o, "lora_dropout_add", s->k->lora_dropout_add(s->ctx, dx, g, N, in, col0, key, id, p));
+}
+
+static void cu_sumsq_acc(weft_ops *o, double *acc, const float *x, size_t n)
+{
+    cuda_state *s = o->impl;
+    check(o, "sumsq_acc", s->k->sumsq_acc(s->ctx, acc, x, n));
+}
+
 static void cuda_close(weft_ops *o)
 {
     cuda_state *s = o->impl;
@@ -378,6 +451,17 @@ int weft_ops_cuda_new(weft_dev *d, int max_cols, weft_ops **out)
     o->scale = cu_scale;
     o->axpy = cu_axpy;
     o->xent_finish = cu_xent_finish;
+    o->fill = cu_fill;
+    o->bf16_mirror = cu_bf16_mirror;
+    o->bf16_refresh = cu_bf16_refresh;
+    o->add_rows = cu_add_rows;
+    o->embedding_vp_forward = cu_embedding_vp_forward;
+    o->embedding_vp_backward = cu_embedding_vp_backward;
+    o->xent_rescale = cu_xent_rescale;
+    o->matmul_nn_add = cu_matmul_nn_add;
+    o->lora_dropout = cu_lora_dropout;
+    o->lora_dropout_add = cu_lora_dropout_add;
+    o->sumsq_acc = cu_sumsq_acc;
     *out = o;
     return 0;
 }

@@ -1,8 +1,9 @@
 /*
  * gpt.c -- GPT-2 forward and backward over the CPU kernels, in the manner
  * of llm.c: one flat parameter buffer, one flat gradient buffer, and every
- * activation (and its gradient) preallocated at creation, so a training step
- * allocates nothing.
+ * activation (and its gradient) preallocated at creation in the model's
+ * activation arena on its device (model.h weft_model_acts_new), so a
+ * training step allocates nothing and, on cuda, computes on device memory.
  *
  * A model may be one rank's part of a larger one (weft_gpt_part): a pipeline
  * stage's blocks, and within them a tensor-parallel rank's heads and MLP
@@ -403,6 +404,23 @@ static void mem_of(const weft_gpt *m, weft_model_mem *out)
     }
 }
 
+/* The activations, their gradients, the slots' tokens and targets, the
+ * log-sum-exps and the loss's scratch: carvings of the model's activation
+ * arena on its device (weft_model_acts_new), sized from mem_of, the
+ * planner's numbers. Only the split micro-batch (m->in, m->tgt) and
+ * LoRA's arrays stay on the host. */
+static int take_acts(weft_gpt *m, size_t BT, size_t C, size_t work)
+{
+    size_t ns = (size_t)m->part.nslots;
+    weft_model *b = &m->base;
+    WEFT_CHECK(weft_model_acts_new(b, ns * weft_lora_slot_bytes(m->lora) + 2 * BT * sizeof(int32_t), 5));
+    WEFT_CHECK(weft_model_acts_take(b, m->slot_floats * ns * sizeof(float), (void **)&m->act_mem));
+    WEFT_CHECK(weft_model_acts_take(b, (m->dact_floats + BT * C + work) * sizeof(float), (void **)&m->dact_mem));
+    WEFT_CHECK(weft_model_acts_take(b, 2 * ns * BT * sizeof(int32_t), (void **)&m->tok_mem));
+    WEFT_CHECK(weft_model_acts_take(b, WEFT_TP_XENT_SCRATCH(BT) * sizeof(double), (void **)&m->xent_scratch));
+    return weft_model_acts_take(b, ns * BT * sizeof(double), (void **)&m->lse_mem);
+}
+
 static int alloc_acts(weft_gpt *m)
 {
     size_t BT = (size_t)m->B * m->T, C = m->cfg.n_embd, ns = (size_t)m->part.nslots;
@@ -413,21 +431,18 @@ static int alloc_acts(weft_gpt *m)
      * output's gradient (received, or from the head) sits at the end, out of
      * the region backward zeroes. The work block sits after it. */
     act_floats(m, &m->slot_floats, &work, &m->dact_floats);
-    m->act_mem = malloc(m->slot_floats * ns * sizeof(float));
-    m->dact_mem = malloc((m->dact_floats + BT * C + work) * sizeof(float));
+    mem_of(m, &m->base.mem);
+    WEFT_CHECK(take_acts(m, BT, C, work));
     m->slot = calloc(ns, sizeof *m->slot);
     m->dblk = calloc(rc ? 1 : (size_t)m->Ll ? (size_t)m->Ll : 1, sizeof *m->dblk);
-    m->tok_mem = malloc(2 * ns * BT * sizeof(int32_t));
-    m->xent_scratch = malloc(WEFT_TP_XENT_SCRATCH(BT) * sizeof(double));
-    m->lse_mem = malloc(ns * BT * sizeof(double));
     for (size_t i = 0; m->slot && i < ns; i++)
         m->slot[i].blk = calloc((size_t)m->Ll, sizeof(block_acts));
-    int ok = m->act_mem && m->dact_mem && m->slot && m->dblk && m->tok_mem && m->xent_scratch && m->lse_mem;
+    int ok = m->slot && m->dblk;
     for (size_t i = 0; ok && i < ns; i++)
         ok = m->slot[i].blk != NULL;
     if (!ok)
-        return weft_error(WEFT_ENOMEM, "model: %.1f MiB of activations for B=%d T=%d x %zu slots: out of memory",
-                          (double)(m->slot_floats * ns + m->dact_floats) * 4.0 / (1 << 20), m->B, m->T, ns);
+        return weft_error(WEFT_ENOMEM, "model: the activations' index for B=%d T=%d x %zu slots: out of memory",
+                          m->B, m->T, ns);
     float *p = m->act_mem;
     for (size_t i = 0; i < ns; i++) {
         float *q = p + i * m->slot_floats;
@@ -449,7 +464,6 @@ static int alloc_acts(weft_gpt *m)
         carve_block(&m->work, &p, BT, C, m->Cl, att);
     if (m->Ll > 0 && !rc)
         m->dblk[m->Ll - 1].residual3 = m->doutput;
-    mem_of(m, &m->base.mem);
     return weft_ops_status(m->base.kops);
 }
 
@@ -545,13 +559,8 @@ void weft_gpt_free(weft_gpt *m)
     weft_model_release(&m->base);
     free(m->in);
     free(m->tgt);
-    free(m->act_mem);
-    free(m->dact_mem);
-    free(m->dblk);
+    free(m->dblk); /* the activations themselves are the model's arena, freed with it */
     cache_free(m->cache);
-    free(m->tok_mem);
-    free(m->xent_scratch);
-    free(m->lse_mem);
     free(m->blk_off);
     free(m->ad);
     weft_lora_free(m->lora);

@@ -2,7 +2,7 @@
  * llama.c -- the Llama family's forward and backward over the CPU kernels,
  * built like gpt.c: one flat parameter buffer and one of gradients (the
  * model interface's), every activation and its gradient allocated at
- * creation, forward activations in `nslots` slots for pipeline schedules,
+ * creation in the model's activation arena on its device, forward activations in `nslots` slots for pipeline schedules,
  * one set of activation gradients. See llama.h for the model and its
  * parameter names.
  *
@@ -455,9 +455,47 @@ static void mem_of(const weft_llama *m, weft_model_mem *out)
     }
 }
 
+/* The activations, their gradients, the slots' tokens and targets, the
+ * log-sum-exps, the loss's scratch, the rotary tables and the replicated
+ * k/v gradients: carvings of the model's activation arena on its device
+ * (weft_model_acts_new), sized from mem_of, the planner's numbers. Only
+ * the split micro-batch (m->in, m->tgt) and LoRA's arrays stay on the host. */
+static int take_acts(weft_llama *m, size_t BT, size_t C, size_t work, size_t kvg)
+{
+    size_t ns = (size_t)m->part.nslots, half = (size_t)m->hs / 2;
+    weft_model *b = &m->base;
+    WEFT_CHECK(weft_model_acts_new(b, ns * weft_lora_slot_bytes(m->lora) + 2 * BT * sizeof(int32_t), 8));
+    WEFT_CHECK(weft_model_acts_take(b, m->slot_floats * ns * sizeof(float), (void **)&m->act_mem));
+    WEFT_CHECK(weft_model_acts_take(b, (m->dact_floats + BT * C + work) * sizeof(float), (void **)&m->dact_mem));
+    WEFT_CHECK(weft_model_acts_take(b, 2 * ns * BT * sizeof(int32_t), (void **)&m->tok_mem));
+    WEFT_CHECK(weft_model_acts_take(b, WEFT_TP_XENT_SCRATCH(BT) * sizeof(double), (void **)&m->xent_scratch));
+    WEFT_CHECK(weft_model_acts_take(b, ns * BT * sizeof(double), (void **)&m->lse_mem));
+    WEFT_CHECK(weft_model_acts_take(b, (size_t)m->T * half * sizeof(float), (void **)&m->rope_cos));
+    WEFT_CHECK(weft_model_acts_take(b, (size_t)m->T * half * sizeof(float), (void **)&m->rope_sin));
+    m->kv_grad = NULL;
+    return kvg ? weft_model_acts_take(b, kvg * sizeof(float), (void **)&m->kv_grad) : 0;
+}
+
+/* The rotary tables (T, hs/2), computed on the host (kernels.h's
+ * weft_rope_table, what the cpu ops table's rope_table calls) and copied up
+ * to the model's device: once, at creation, so no CUDA kernel is needed. */
+static int rope_tables(weft_llama *m)
+{
+    size_t n = (size_t)m->T * (size_t)(m->hs / 2);
+    float *h = malloc(2 * (n ? n : 1) * sizeof(float));
+    if (!h)
+        return weft_error(WEFT_ENOMEM, "model: out of memory for the rotary tables (%zu floats)", 2 * n);
+    weft_rope_table(h, h + n, m->T, m->hs, m->cfg.rope_theta);
+    weft_dev *d = m->base.kops->dev;
+    int rc = weft_device_copy(d, m->rope_cos, h, n * sizeof(float), WEFT_COPY_H2D);
+    if (rc == 0)
+        rc = weft_device_copy(d, m->rope_sin, h + n, n * sizeof(float), WEFT_COPY_H2D);
+    free(h);
+    return rc;
+}
+
 static int alloc_acts(weft_llama *m)
 {
-    weft_ops *ops = m->base.kops;
     size_t ns = (size_t)m->part.nslots, att = (size_t)m->B * m->NHl * m->T, work;
     dims d0 = dims_of(m, 0);
     size_t BT = d0.BT, C = d0.C;
@@ -466,25 +504,17 @@ static int alloc_acts(weft_llama *m)
      * log-sum-exp (no gradient of their own), then the head's, then the output's gradient at the
      * end, outside the region backward zeroes; the work block after it. */
     act_floats(m, &m->slot_floats, &work, &m->dact_floats);
-    m->act_mem = malloc(m->slot_floats * ns * sizeof(float));
-    m->dact_mem = malloc((m->dact_floats + BT * C + work) * sizeof(float));
+    mem_of(m, &m->base.mem);
+    size_t kvg = m->kv_replicated ? 2 * (size_t)m->cfg.n_kv_head * m->hs * C : 0;
+    WEFT_CHECK(take_acts(m, BT, C, work, kvg));
     m->slot = calloc(ns, sizeof *m->slot);
     m->dblk = calloc(rc || !m->Ll ? 1 : (size_t)m->Ll, sizeof *m->dblk);
-    m->tok_mem = malloc(2 * ns * BT * sizeof(int32_t));
-    m->xent_scratch = malloc(WEFT_TP_XENT_SCRATCH(BT) * sizeof(double));
-    m->lse_mem = malloc(ns * BT * sizeof(double));
-    size_t half = (size_t)m->hs / 2;
-    m->rope_cos = malloc((size_t)m->T * half * sizeof(float));
-    m->rope_sin = malloc((size_t)m->T * half * sizeof(float));
-    size_t kvg = m->kv_replicated ? 2 * (size_t)m->cfg.n_kv_head * m->hs * C : 0;
-    m->kv_grad = kvg ? malloc(kvg * sizeof(float)) : NULL;
-    int ok = m->act_mem && m->dact_mem && m->slot && m->dblk && m->tok_mem && m->xent_scratch && m->lse_mem &&
-             m->rope_cos && m->rope_sin && (!kvg || m->kv_grad);
+    int ok = m->slot && m->dblk;
     for (size_t i = 0; ok && i < ns; i++)
         ok = (m->slot[i].blk = calloc((size_t)m->Ll ? (size_t)m->Ll : 1, sizeof(block_acts))) != NULL;
     if (!ok)
-        return weft_error(WEFT_ENOMEM, "model: %.1f MiB of activations for B=%d T=%d x %zu slots: out of memory",
-                          (double)(m->slot_floats * ns + m->dact_floats) * 4.0 / (1 << 20), m->B, m->T, ns);
+        return weft_error(WEFT_ENOMEM, "model: the activations' index for B=%d T=%d x %zu slots: out of memory",
+                          m->B, m->T, ns);
     for (size_t i = 0; i < ns; i++) {
         size_t used = carve_slot(m, &m->slot[i], m->act_mem + i * m->slot_floats);
         assert(used == m->slot_floats);
@@ -506,9 +536,7 @@ static int alloc_acts(weft_llama *m)
         p += carve_block(&m->work, p, dims_of(m, att));
     if (m->Ll > 0 && !rc)
         m->dblk[m->Ll - 1].residual3 = m->doutput;
-    mem_of(m, &m->base.mem);
-    ops->rope_table(ops, m->rope_cos, m->rope_sin, m->T, m->hs, m->cfg.rope_theta);
-    return weft_ops_status(m->base.kops);
+    return rope_tables(m);
 }
 
 static void describe(weft_llama *m);
@@ -610,15 +638,7 @@ void weft_llama_free(weft_llama *m)
     weft_model_release(&m->base);
     free(m->in);
     free(m->tgt);
-    free(m->act_mem);
-    free(m->dact_mem);
-    free(m->dblk);
-    free(m->tok_mem);
-    free(m->xent_scratch);
-    free(m->lse_mem);
-    free(m->rope_cos);
-    free(m->rope_sin);
-    free(m->kv_grad);
+    free(m->dblk); /* the activations themselves are the model's arena, freed with it */
     free(m->blk_off);
     free(m->ad);
     weft_lora_free(m->lora);

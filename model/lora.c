@@ -168,34 +168,21 @@ static float *slot_h(const weft_lora *lo, int i, int slot)
     return lo->h + ((size_t)slot * lo->nad + (size_t)i) * (size_t)lo->max_rows * lo->r;
 }
 
-/* The two products with the rank as the inner or outer side that would go
+/* The two products with the rank as the inner or outer side would go
  * through BLAS as row-major NoTrans x NoTrans: OpenBLAS's small-matrix
  * kernel for that case mallocs on every call (tests/train/test_noalloc.sh
- * caught it), and the step allocates nothing. r is small: plain loops.
- * dh (N, r) = dy (N, out) B (out, r) */
-static void dy_times_b(float *restrict dh, const float *restrict dy, const float *restrict B, int N, int out, int r)
+ * caught it), and the step allocates nothing. r is small: the ops table's
+ * matmul_nn_add (the loops they were, on the cpu).
+ * dh (N, r) += dy (N, out) B (out, r) */
+static void dy_times_b(weft_ops *ops, float *dh, const float *dy, const float *B, int N, int out, int r)
 {
-    for (int n = 0; n < N; n++) {
-        float *d = dh + (size_t)n * r;
-        const float *g = dy + (size_t)n * out;
-        for (int o = 0; o < out; o++)
-            for (int k = 0; k < r; k++)
-                d[k] += g[o] * B[(size_t)o * r + k];
-    }
+    ops->matmul_nn_add(ops, dh, dy, B, N, out, r);
 }
 
 /* dx (N, in) += dh (N, r) A (r, in) */
-static void dh_times_a(float *restrict dx, const float *restrict dh, const float *restrict A, int N, int in, int r)
+static void dh_times_a(weft_ops *ops, float *dx, const float *dh, const float *A, int N, int in, int r)
 {
-    for (int n = 0; n < N; n++) {
-        float *d = dx + (size_t)n * in;
-        for (int k = 0; k < r; k++) {
-            float c = dh[(size_t)n * r + k];
-            const float *a = A + (size_t)k * in;
-            for (int j = 0; j < in; j++)
-                d[j] += c * a[j];
-        }
-    }
+    ops->matmul_nn_add(ops, dx, dh, A, N, r, in);
 }
 
 void weft_lora_begin(weft_lora *lo, int slot, int training, int64_t step, int mb)
@@ -206,25 +193,14 @@ void weft_lora_begin(weft_lora *lo, int slot, int training, int64_t step, int mb
     lo->key[slot] = training && lo->p > 0 ? (k ? k : 1) : 0;
 }
 
-/* Whether element (n, global column j) of adapter i survives dropout: a
- * hash of the slot's key, the adapter's name and the element's place,
- * uniform in [0, 1) against p. */
-static int kept(const weft_lora *lo, uint64_t key, int i, int n, int j)
-{
-    uint64_t h = weft_rng_mix(key ^ lo->ad[i].id ^ weft_rng_mix(((uint64_t)n << 32) ^ (uint64_t)j));
-    return (double)(h >> 11) * 0x1.0p-53 >= lo->p;
-}
-
-/* xd (N, in) = mask * x / (1 - p) of adapter i with the slot's key. */
+/* xd (N, in) = mask * x / (1 - p) of adapter i with the slot's key. The
+ * mask (ops.h, lora_dropout): element (n, global column j) survives when
+ * a hash of the slot's key, the adapter's name and the element's place,
+ * uniform in [0, 1), is >= p. */
 static void drop(const weft_lora *lo, uint64_t key, int i, const float *x, float *xd, int N)
 {
     const adapter *a = &lo->ad[i];
-    float inv = (float)(1.0 / (1.0 - lo->p));
-    for (int n = 0; n < N; n++)
-        for (int j = 0; j < a->in; j++) {
-            size_t e = (size_t)n * a->in + j;
-            xd[e] = kept(lo, key, i, n, a->col0 + j) ? x[e] * inv : 0.0f;
-        }
+    lo->ops->lora_dropout(lo->ops, xd, x, N, a->in, a->col0, key, a->id, lo->p);
 }
 
 static int sum_over_tp(const weft_lora *lo, float *x, size_t n)
@@ -267,7 +243,7 @@ int weft_lora_backward(weft_lora *lo, int i, int slot, const float *params, floa
     /* dB += dy^T h (h holds s x A^T); dh = s dy B */
     ops->zero(ops, dh, nh);
     ops->matmul_backward(ops, NULL, grads + a->offB, NULL, dy, h, params + a->offB, N, r, a->out);
-    dy_times_b(dh, dy, params + a->offB, N, a->out, r);
+    dy_times_b(ops, dh, dy, params + a->offB, N, a->out, r);
     ops->scale(ops, dh, nh, lo->scale);
     /* Column-parallel: this rank's dh is a partial sum. Its dx share goes
      * in as it is (the base layer's dx is summed over the group later); dA
@@ -275,15 +251,11 @@ int weft_lora_backward(weft_lora *lo, int i, int slot, const float *params, floa
      * dA takes the masked input, both drawn again from the slot's key. */
     uint64_t key = lo->key[slot];
     if (key) {
-        float inv = (float)(1.0 / (1.0 - lo->p));
         ops->zero(ops, lo->xd, (size_t)N * a->in);
-        dh_times_a(lo->xd, dh, A, N, a->in, r);
-        for (int n = 0; n < N; n++)
-            for (int j = 0; j < a->in; j++)
-                if (kept(lo, key, i, n, a->col0 + j))
-                    dx[(size_t)n * a->in + j] += lo->xd[(size_t)n * a->in + j] * inv;
+        dh_times_a(ops, lo->xd, dh, A, N, a->in, r);
+        ops->lora_dropout_add(ops, dx, lo->xd, N, a->in, a->col0, key, a->id, lo->p);
     } else {
-        dh_times_a(dx, dh, A, N, a->in, r);
+        dh_times_a(ops, dx, dh, A, N, a->in, r);
     }
     if (a->split == COLUMN)
         WEFT_CHECK(sum_over_tp(lo, dh, nh));

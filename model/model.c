@@ -70,7 +70,25 @@ int weft_model_alloc(weft_model *m)
     return 0;
 }
 
-/* Copy this rank's piece of a global tensor into local storage. */
+int weft_model_acts_new(weft_model *m, size_t host_bytes, int ncarve)
+{
+    const weft_model_mem *mm = &m->mem;
+    size_t planned = (size_t)mm->nslots * mm->slot_bytes + mm->shared_bytes;
+    if (!m->kops || host_bytes > planned || ncarve < 0)
+        return weft_error(WEFT_EINTERNAL, "model: activation arena asked %s (planned %zu bytes, %zu on the host)",
+                          m->kops ? "with more host bytes than planned" : "before weft_model_alloc", planned,
+                          host_bytes);
+    size_t bytes = planned - host_bytes + (size_t)ncarve * WEFT_DEVICE_ALIGN;
+    return weft_device_arena_new(m->kops->dev, "activations", bytes, &m->acts);
+}
+
+int weft_model_acts_take(weft_model *m, size_t bytes, void **out)
+{
+    return weft_device_arena_alloc(m->acts, bytes, 0, out);
+}
+
+/* Cut this rank's piece of a global tensor (host) into local (host, the
+ * piece's own layout). */
 static void take_piece(const weft_shard_spec *s, const float *global, float *local)
 {
     int64_t lshape[2];
@@ -86,6 +104,14 @@ static void take_piece(const weft_shard_spec *s, const float *global, float *loc
     }
 }
 
+/* The piece of global tensor g (host) that t holds, cut on the host in
+ * piece, then copied up into dst (t's storage on the model's device). */
+static int put_piece(weft_model *m, const weft_tensor *t, const float *global, float *piece, float *dst)
+{
+    take_piece(&t->shard, global, piece);
+    return weft_device_copy(m->kops->dev, dst, piece, t->numel * sizeof(float), WEFT_COPY_H2D);
+}
+
 int weft_model_init_from_whole(weft_model *m, const weft_model *whole, uint64_t seed, weft_param_fill fill, void *arg)
 {
     size_t big = 0;
@@ -93,25 +119,27 @@ int weft_model_init_from_whole(weft_model *m, const weft_model *whole, uint64_t 
         big = whole->params[i].numel > big ? whole->params[i].numel : big;
     for (int i = 0; i < whole->nfrozen; i++)
         big = whole->frozen[i].numel > big ? whole->frozen[i].numel : big;
-    float *buf = malloc((big ? big : 1) * sizeof(float));
+    /* the global tensor's values, then this rank's piece of it (no larger) */
+    float *buf = malloc(2 * (big ? big : 1) * sizeof(float)), *piece = buf + (big ? big : 1);
     if (!buf)
         return weft_error(WEFT_ENOMEM, "model: out of memory initialising the parameters (%zu floats)", big);
     weft_rng rng;
     weft_rng_seed(&rng, seed);
+    int rc = 0;
     /* The frozen table first: a model with adapters draws its base values
      * as the same model without them draws its parameters. */
-    for (int i = 0; i < whole->nfrozen + whole->nparams; i++) {
+    for (int i = 0; rc == 0 && i < whole->nfrozen + whole->nparams; i++) {
         const weft_tensor *g = i < whole->nfrozen ? &whole->frozen[i] : &whole->params[i - whole->nfrozen];
         fill(arg, g, &rng, buf);
-        for (int j = 0; j < m->nparams; j++)
+        for (int j = 0; rc == 0 && j < m->nparams; j++)
             if (strcmp(m->params[j].name, g->name) == 0)
-                take_piece(&m->params[j].shard, buf, m->param_data + m->params[j].offset);
-        for (int j = 0; j < m->nfrozen; j++)
+                rc = put_piece(m, &m->params[j], buf, piece, m->param_data + m->params[j].offset);
+        for (int j = 0; rc == 0 && j < m->nfrozen; j++)
             if (strcmp(m->frozen[j].name, g->name) == 0)
-                take_piece(&m->frozen[j].shard, buf, m->frozen_data + m->frozen[j].offset);
+                rc = put_piece(m, &m->frozen[j], buf, piece, m->frozen_data + m->frozen[j].offset);
     }
     free(buf);
-    return 0;
+    return rc;
 }
 
 int weft_model_decode_check(int tp, int pp, int V, int context, int cached, const int32_t *tokens, int n, int pos0)
@@ -202,6 +230,8 @@ void weft_model_release(weft_model *m)
     free(m->params);
     weft_device_arena_free(m->arena); /* param_data, grad_data, frozen_data */
     m->arena = NULL;
+    weft_device_arena_free(m->acts); /* the activations (weft_model_acts_new) */
+    m->acts = NULL;
     weft_ops_close(m->kops);
     m->kops = NULL;
     free(m->frozen);

@@ -170,6 +170,8 @@ struct weft_model {
                                * page-aligned, in one arena on the process's device */
     struct weft_ops *kops;    /* weft_model_alloc: the ops table (kernels/ops.h) of that device,
                                * what the model computes with; closed by weft_model_release */
+    weft_device_arena *acts;  /* weft_model_acts_new: the activations, their gradients and the
+                               * step's scratch, on the same device; freed by weft_model_release */
 };
 
 /* The part of a model one rank builds: its pipeline stage and tensor-
@@ -205,12 +207,25 @@ WEFT_API int weft_model_freeze(weft_model *m);
  * weft_llama_new, weft_lm_new) keep their signatures and a model computes
  * on whatever device weft_device_use named before it was made. */
 WEFT_API int weft_model_alloc(weft_model *m);
+/* The part's activation arena (m->acts, named "activations") on the
+ * model's device (m->kops->dev), after weft_model_alloc and once m->mem is
+ * known: sized from the planner's numbers, nslots * slot_bytes +
+ * shared_bytes, less host_bytes (what the part keeps on the host: the
+ * split micro-batch, LoRA's own arrays), plus WEFT_DEVICE_ALIGN for each of
+ * ncarve carvings. weft_model_acts_take carves it in order; a carving past
+ * its end is WEFT_ENOMEM naming the arena (the planner and the model
+ * disagree: a bug). Everything a step computes into lives here, so the
+ * step allocates nothing and, on cuda, the kernels read device memory. */
+WEFT_API int weft_model_acts_new(weft_model *m, size_t host_bytes, int ncarve);
+WEFT_API int weft_model_acts_take(weft_model *m, size_t bytes, void **out);
 /* Initialise a part so that every layout starts from the single-rank
  * model's values: whole is the whole model's parameter table (no buffers
  * needed), fill(arg, g, rng, out) draws the g->numel values of global
  * tensor g from rng. Every rank draws every value, in table order from one
  * stream seeded with seed, and keeps the pieces of the tensors it holds (by
- * name, in its params or its frozen table, placed by their shard specs). */
+ * name, in its params or its frozen table, placed by their shard specs).
+ * The values are drawn and cut into pieces on the host and each piece is
+ * copied up to the model's device (weft_device_copy), row by row. */
 typedef void (*weft_param_fill)(void *arg, const weft_tensor *g, weft_rng *rng, float *out);
 WEFT_API int weft_model_init_from_whole(weft_model *m, const weft_model *whole, uint64_t seed, weft_param_fill fill,
                                         void *arg);

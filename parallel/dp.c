@@ -12,6 +12,7 @@
  * compute lane.
  */
 #include "parallel/dp_int.h"
+#include "kernels/ops.h"
 #include "runtime/error.h"
 #include "runtime/fault.h"
 #include "runtime/invariant.h"
@@ -121,8 +122,9 @@ static void make_buckets(weft_dp *dp)
 
 int weft_dp_new(weft_comm *comm, float *params, float *grads, size_t n, const weft_dp_opts *o, weft_dp **out)
 {
-    if (!comm || !params || !grads || !n)
-        return weft_error(WEFT_EINVAL, "weft_dp_new: communicator, buffers and a size are required");
+    if (!comm || !params || !grads || !n || !o->ops)
+        return weft_error(WEFT_EINVAL, "weft_dp_new: communicator, buffers, a size and the model's ops table are "
+                          "required");
     weft_dp *dp = calloc(1, sizeof *dp);
     size_t cap = o->bucket_bytes / sizeof(float);
     size_t nb = (n + (cap ? cap : 1) - 1) / (cap ? cap : 1) + (o->zero >= 3 ? (size_t)o->nunits : 0);
@@ -169,27 +171,28 @@ void weft_dp_free(weft_dp *dp)
 
 /* Zero [a, b) but for the dropped pages inside it (already zero, and not
  * to be touched: that would map them again). */
-static void zero_kept(float *g, size_t a, size_t b, const size_t (*drop)[2])
+static void zero_kept(weft_ops *ops, float *g, size_t a, size_t b, const size_t (*drop)[2])
 {
     for (int j = 0; j < 2 && a < b; j++) {
         if (drop[j][1] <= drop[j][0] || drop[j][1] <= a || drop[j][0] >= b)
             continue;
-        memset(g + a, 0, (drop[j][0] - a) * sizeof(float));
+        ops->zero(ops, g + a, drop[j][0] - a);
         a = drop[j][1];
     }
     if (a < b)
-        memset(g + a, 0, (b - a) * sizeof(float));
+        ops->zero(ops, g + a, b - a);
 }
 
 void weft_dp_zero_grads(weft_dp *dp)
 {
+    weft_ops *ops = dp->opts.ops;
     if (dp->opts.zero < 2) {
-        memset(dp->grads, 0, dp->n * sizeof(float));
+        ops->zero(ops, dp->grads, dp->n);
         return;
     }
     for (int i = 0; i < dp->nb; i++) {
         bucket *k = &dp->b[i];
-        zero_kept(dp->grads, k->start, k->start + k->len, (const size_t(*)[2])k->drop);
+        zero_kept(ops, dp->grads, k->start, k->start + k->len, (const size_t(*)[2])k->drop);
     }
 }
 
@@ -330,8 +333,11 @@ int weft_dp_grad_sumsq(weft_dp *dp, double *out)
     return weft_dp_grad_sumsq_ranges(dp, all, 1, out);
 }
 
+/* One running double over every shard x range piece, in that order
+ * (ops.h's sumsq_acc continues it), so the cpu sum is the serial loop's. */
 int weft_dp_grad_sumsq_ranges(weft_dp *dp, const size_t (*ranges)[2], int n, double *out)
 {
+    weft_ops *ops = dp->opts.ops;
     double s = 0;
     for (int i = 0; i < weft_dp_nshards(dp); i++) {
         size_t off, len;
@@ -339,10 +345,11 @@ int weft_dp_grad_sumsq_ranges(weft_dp *dp, const size_t (*ranges)[2], int n, dou
         for (int r = 0; r < n; r++) { /* shard and range intersected */
             size_t a = off > ranges[r][0] ? off : ranges[r][0];
             size_t e1 = off + len, e2 = ranges[r][0] + ranges[r][1], b = e1 < e2 ? e1 : e2;
-            for (size_t j = a; j < b; j++)
-                s += (double)dp->grads[j] * dp->grads[j];
+            if (a < b)
+                ops->sumsq_acc(ops, &s, dp->grads + a, b - a);
         }
     }
+    WEFT_CHECK(weft_ops_status(ops));
     if (dp->opts.zero)
         WEFT_CHECK(weft_comm_allreduce(dp->comm, &s, &s, 1, WEFT_F64, WEFT_SUM));
     *out = s;

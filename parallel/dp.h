@@ -91,6 +91,11 @@ typedef struct weft_dp_opts {
     int prefetch;        /* ZeRO-3: units gathered ahead of the one in use */
     const size_t *units; /* ZeRO-3: (nunits) where each unit starts, ascending from 0 (model.h) */
     int nunits;
+    /* The ops table (kernels/ops.h) of the device params and grads live on
+     * (the model's): the gradients' zeroing and sum of squares, ZeRO-3's
+     * poison and the refresh of the weights' bf16 copies after a gather go
+     * through it. weft_dp_new requires it. */
+    struct weft_ops *ops;
 } weft_dp_opts;
 
 extern WEFT_API const weft_config_key weft_parallel_config_keys[];
@@ -101,7 +106,8 @@ WEFT_API int weft_dp_new(weft_comm *comm, float *params, float *grads, size_t n,
 WEFT_API void weft_dp_free(weft_dp *dp);
 
 /* Zero the gradient buffer for a step (ZeRO-2: only its resident part;
- * the dropped pages are zero already). Instead of weft_model_zero_grad. */
+ * the dropped pages are zero already), through the ops table's zero.
+ * Instead of weft_model_zero_grad. */
 WEFT_API void weft_dp_zero_grads(weft_dp *dp);
 WEFT_API void weft_dp_begin(weft_dp *dp);
 /* Backward's hook: gradients from offset to the end are final. */
@@ -123,7 +129,9 @@ WEFT_API size_t weft_dp_plan_shard(size_t n, const weft_dp_opts *o, int size, in
 WEFT_API size_t weft_dp_plan_kept(size_t n, const weft_dp_opts *o, int size, int rank);
 
 /* Sum of squares of the reduced gradients over the whole model, the same on
- * every rank (an allreduce of one number under ZeRO-1). */
+ * every rank (an allreduce of one number under ZeRO-1): one running double
+ * over the shard x range pieces, through the ops table's sumsq_acc (cpu:
+ * bitwise the serial loop; cuda: a fixed-order reduction per piece). */
 WEFT_API int weft_dp_grad_sumsq(weft_dp *dp, double *out);
 /* The same over only the given ranges of the flat buffer (offset, length
  * pairs; n of them): with tensor and pipeline parallelism, the tensors this

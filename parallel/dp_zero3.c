@@ -31,6 +31,7 @@
  */
 #include "parallel/dp_int.h"
 #include "kernels/kernels.h"
+#include "kernels/ops.h"
 #include "runtime/error.h"
 #include "runtime/invariant.h"
 #include "runtime/timer.h"
@@ -56,6 +57,28 @@ static int launch_gather(weft_dp *dp, unit *u)
     return 0;
 }
 
+/* The parameters are the device's memory: through its ops table (a
+ * failure is the table's sticky error, which the model's next forward or
+ * the optimizer reports); without one, the host's loops. */
+static void fill(weft_dp *dp, float *x, size_t n, float v)
+{
+    weft_ops *o = dp->opts.ops;
+    if (o)
+        o->fill(o, x, n, v);
+    else
+        for (size_t i = 0; i < n; i++)
+            x[i] = v;
+}
+
+static void bf16_refresh(weft_dp *dp, const float *p, size_t n)
+{
+    weft_ops *o = dp->opts.ops;
+    if (o)
+        o->bf16_refresh(o, p, n);
+    else
+        weft_matmul_bf16_refresh(p, n);
+}
+
 static int wait_gather(weft_dp *dp, unit *u)
 {
     if (u->state != GATHERING)
@@ -72,7 +95,7 @@ static int wait_gather(weft_dp *dp, unit *u)
      * weights, which must see what the gather wrote (a no-op in f32, where
      * no copy is registered) */
     for (int i = u->b0; i < u->b0 + u->nb; i++)
-        weft_matmul_bf16_refresh(dp->params + dp->b[i].start, dp->b[i].len);
+        bf16_refresh(dp, dp->params + dp->b[i].start, dp->b[i].len);
     u->state = GATHERED;
     return 0;
 }
@@ -82,10 +105,9 @@ static int wait_gather(weft_dp *dp, unit *u)
  * whatever the page size or the buckets -- makes the loss NaN. */
 static void poison(weft_dp *dp, const bucket *k)
 {
-    size_t s0 = k->start + k->shard_off, s1 = s0 + k->shard_len;
-    for (size_t j = k->start; j < k->start + k->len; j++)
-        if (j < s0 || j >= s1)
-            dp->params[j] = NAN;
+    size_t s0 = k->start + k->shard_off, s1 = s0 + k->shard_len, end = k->start + k->len;
+    fill(dp, dp->params + k->start, s0 - k->start, NAN);
+    fill(dp, dp->params + s1, end - s1, NAN);
 }
 
 static void release_unit(weft_dp *dp, unit *u)

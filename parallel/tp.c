@@ -3,17 +3,16 @@
  * split, the vocabulary-parallel embedding and cross-entropy. See tp.h.
  *
  * The arithmetic is the plain kernels', through the model's ops table
- * (kernels/ops.h); what is here is where a partial result becomes a whole
- * one.
+ * (kernels/ops.h), the vocabulary-parallel pieces included (add_rows,
+ * embedding_vp_*, xent_rescale): nothing here touches the device's memory
+ * on the host. What is here is where a partial result becomes a whole one.
  */
 #include "parallel/tp.h"
 #include "kernels/ops.h"
 #include "runtime/error.h"
 #include "runtime/fault.h"
 
-#include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 static int grouped(const weft_comm *tp) { return tp && weft_comm_size(tp) > 1; }
 
@@ -28,9 +27,7 @@ int weft_tp_row_linear_forward(weft_ops *ops, float *out, const float *inp, cons
     ops->matmul_forward(ops, out, inp, weight, NULL, N, Cl, OC);
     WEFT_CHECK(weft_comm_allreduce(tp, out, out, (size_t)N * OC, WEFT_F32, WEFT_SUM));
     if (bias)
-        for (int n = 0; n < N; n++)
-            for (int o = 0; o < OC; o++)
-                out[(size_t)n * OC + o] += bias[o];
+        ops->add_rows(ops, out, bias, N, 1, OC);
     return 0;
 }
 
@@ -51,21 +48,13 @@ int weft_tp_embedding_forward(weft_ops *ops, float *out, const int32_t *tokens, 
         return 0;
     }
     size_t N = (size_t)B * T;
-    for (size_t i = 0; i < N; i++) {
-        int32_t v = tokens[i] - v0;
-        float *o = out + i * C;
-        if (v >= 0 && v < Vl)
-            memcpy(o, wte_local + (size_t)v * C, (size_t)C * sizeof(float));
-        else
-            memset(o, 0, (size_t)C * sizeof(float));
-    }
+    ops->embedding_vp_forward(ops, out, tokens, wte_local, v0, Vl, (int)N, C);
     /* One owner per token: the sum is exactly its row. Positions after, as
      * the single-rank kernel adds them: wte[tok] + wpe[t], bit for bit. */
     if (grouped(tp))
         WEFT_CHECK(weft_comm_allreduce(tp, out, out, N * C, WEFT_F32, WEFT_SUM));
-    for (size_t i = 0; wpe && i < N; i++)
-        for (int c = 0; c < C; c++)
-            out[i * C + c] += wpe[(i % T) * C + c];
+    if (wpe)
+        ops->add_rows(ops, out, wpe, (int)N, T, C);
     return 0;
 }
 
@@ -76,19 +65,7 @@ void weft_tp_embedding_backward(weft_ops *ops, float *dwte_local, float *dwpe, c
         ops->embedding_backward(ops, dwte_local, dwpe, dout, tokens, B, T, C);
         return;
     }
-    size_t N = (size_t)B * T;
-    for (size_t i = 0; i < N; i++) {
-        const float *d = dout + i * C;
-        int32_t v = tokens[i] - v0;
-        float *pw = dwpe ? dwpe + (i % T) * C : NULL;
-        for (int c = 0; pw && c < C; c++)
-            pw[c] += d[c];
-        if (v < 0 || v >= Vl)
-            continue;
-        float *w = dwte_local + (size_t)v * C;
-        for (int c = 0; c < C; c++)
-            w[c] += d[c];
-    }
+    ops->embedding_vp_backward(ops, dwte_local, dwpe, dout, tokens, v0, Vl, B, T, C);
 }
 
 int weft_tp_xent_forward(weft_ops *ops, float *losses, double *lse, double *mean, const float *logits,
@@ -101,12 +78,9 @@ int weft_tp_xent_forward(weft_ops *ops, float *losses, double *lse, double *mean
     if (grouped(tp)) {
         /* The whole row's max, then each slice's sum rescaled to it: the
          * sums are over the same shift on every rank before they add. */
-        memcpy(lse, mx, (size_t)N * sizeof(double));
-        WEFT_CHECK(weft_comm_allreduce(tp, lse, lse, (size_t)N, WEFT_F64, WEFT_MAX));
-        for (int n = 0; n < N; n++)
-            sz[n] *= exp(mx[n] - lse[n]);
+        WEFT_CHECK(weft_comm_allreduce(tp, mx, lse, (size_t)N, WEFT_F64, WEFT_MAX));
+        ops->xent_rescale(ops, sz, mx, lse, N); /* and mx = lse */
         WEFT_CHECK(weft_comm_allreduce(tp, sz, sz, 2 * (size_t)N, WEFT_F64, WEFT_SUM));
-        memcpy(mx, lse, (size_t)N * sizeof(double));
     }
     ops->xent_finish(ops, mean, losses, lse, mx, sz, xt, targets, N);
     return 0;

@@ -136,6 +136,7 @@ int weft_device_arena_alloc(weft_device_arena *a, size_t bytes, size_t align, vo
     return 0;
 }
 
+weft_dev *weft_device_arena_device(const weft_device_arena *a) { return a->d; }
 size_t weft_device_arena_used(const weft_device_arena *a) { return a->used; }
 size_t weft_device_arena_size(const weft_device_arena *a) { return a->size; }
 void weft_device_arena_reset(weft_device_arena *a)
@@ -170,7 +171,7 @@ void weft_device_host_free(weft_dev *d, void *p, size_t bytes)
 static int stream_ok(const weft_dev *d, weft_stream s)
 {
     if ((int)s < 0 || (int)s >= WEFT_NSTREAMS)
-        return weft_error(WEFT_EINVAL, "device %s: no stream %d (compute 0, communication 1)", d->impl->name, (int)s);
+        return weft_error(WEFT_EINVAL, "device %s: no stream %d (compute 0, communication 1, staging 2)", d->impl->name, (int)s);
     return 0;
 }
 
@@ -304,21 +305,56 @@ int weft_device_select(const weft_config *cfg, int local_rank, weft_device *out,
     return 0;
 }
 
-int weft_device_for_training(const weft_config *cfg, int local_rank, weft_device *out, char *note, size_t len)
+int weft_device_cuda_training_ok(const weft_device_job *job, char *why, size_t len)
 {
-    char scratch[512];
+    const char *gate = getenv(WEFT_GPU_CHECK_ENV);
+    if (!job)
+        snprintf(why, len, "the job's layout is not known here");
+    else if (job->world != 1)
+        snprintf(why, len, "%d ranks (only 1 rank may train on cuda yet)", job->world);
+    else if (job->tp != 1 || job->pp != 1)
+        snprintf(why, len, "parallel.tp = %d, parallel.pp = %d (tensor and pipeline parallelism are not supported "
+                 "on cuda yet)", job->tp, job->pp);
+    else if (job->lora_rank != 0)
+        snprintf(why, len, "lora.rank = %d (LoRA is not supported on cuda yet)", job->lora_rank);
+    else if (!job->precision || strcmp(job->precision, "f32") != 0)
+        snprintf(why, len, "train.precision = %s (only f32 on cuda yet)", job->precision ? job->precision : "?");
+    else if (!job->family || (strcmp(job->family, "gpt2") != 0 && strcmp(job->family, "llama") != 0))
+        snprintf(why, len, "model %s (only gpt2 and llama on cuda yet)", job->family ? job->family : "of your own");
+    else if (!gate || strcmp(gate, "1") != 0)
+        snprintf(why, len, "it has never been verified on a GPU (%s=1, set by tests/gpu/run.sh, runs it)",
+                 WEFT_GPU_CHECK_ENV);
+    else
+        return 1;
+    return 0;
+}
+
+int weft_device_for_training_job(const weft_config *cfg, int local_rank, const weft_device_job *job,
+                                 weft_device *out, char *note, size_t len)
+{
+    char scratch[512], why[256];
     note = note ? note : scratch;
     len = note == scratch ? sizeof scratch : len;
+    int ok = weft_device_cuda_training_ok(job, why, sizeof why);
+    /* cuda is refused for what the job asks before a GPU is looked for:
+     * the message says what is not supported, on any machine */
+    if (!ok && strcmp(weft_config_str(cfg, WEFT_DEVICE_KEY), "cuda") == 0) {
+        *out = (weft_device){WEFT_DEVICE_CPU, 0};
+        return weft_error(WEFT_EUNAVAILABLE, "run.device = cuda: %s: %s (issue 20). Train with run.device = cpu "
+                          "or auto", WEFT_DEVICE_NO_CUDA_TRAINING, why);
+    }
     WEFT_CHECK(weft_device_select(cfg, local_rank, out, note, len));
-    if (out->kind != WEFT_DEVICE_CUDA)
+    if (out->kind != WEFT_DEVICE_CUDA || ok)
         return 0;
-    if (strcmp(weft_config_str(cfg, WEFT_DEVICE_KEY), "cuda") == 0)
-        return weft_error(WEFT_EUNAVAILABLE, "run.device = cuda (GPU %d found): %s. Train with run.device = cpu or "
-                          "auto", out->index, WEFT_DEVICE_NO_CUDA_TRAINING);
-    snprintf(note, len, "run.device = auto found GPU %d, but %s: training on cpu", out->index,
-             WEFT_DEVICE_NO_CUDA_TRAINING);
+    snprintf(note, len, "run.device = auto found GPU %d, but %s: %s (issue 20): training on cpu", out->index,
+             WEFT_DEVICE_NO_CUDA_TRAINING, why);
     *out = (weft_device){WEFT_DEVICE_CPU, 0};
     return 0;
+}
+
+int weft_device_for_training(const weft_config *cfg, int local_rank, weft_device *out, char *note, size_t len)
+{
+    return weft_device_for_training_job(cfg, local_rank, NULL, out, note, len);
 }
 
 /* --- the process's device ----------------------------------------------------- */

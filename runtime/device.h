@@ -9,11 +9,14 @@
  * What it offers:
  * - arenas sized at start: one big allocation each (cpu: page-aligned
  *   anonymous mmap, so ZeRO's madvise(MADV_DONTNEED) works on it; cuda:
- *   cudaMalloc), carved by a bump allocator. Nothing is freed piecewise;
- *   an arena is freed whole.
+ *   cudaMalloc), carved by a bump allocator, zeroed at creation on every
+ *   device (cpu: a fresh mmap is; cuda: cudaMemsetAsync, waited for), which
+ *   the optimizer's moments rely on. Nothing is freed piecewise; an arena
+ *   is freed whole.
  * - copies host->device, device->host and device->device, asynchronous on
  *   a stream or synchronous;
- * - two streams, compute and communication, and events: record an event on
+ * - three streams, compute, communication and staging (a checkpoint's
+ *   copies), and events: record an event on
  *   one stream, make another stream wait for it, synchronise a stream or an
  *   event. The ordering contract is CUDA's: work on one stream runs in
  *   order; work on two streams is ordered only through an event. On cpu
@@ -26,10 +29,13 @@
  *
  * Selection (weft_device_select): run.device = auto|cpu|cuda; a GPU is the
  * local rank modulo the GPUs visible (CUDA_VISIBLE_DEVICES applies).
- * weft_device_for_training adds what training can do today: the models
- * compute through the ops table (kernels/ops.h), whose cuda side runs the
- * CUDA kernels, but their activations are still host memory (issue 20), so
- * cuda is refused and auto falls back to cpu with a warning.
+ * weft_device_for_training_job adds what training can do today: the
+ * models compute through the ops table (kernels/ops.h) on device memory
+ * (parameters, gradients, optimizer state and activations are arenas of
+ * the device), but the cuda step has never run on a GPU (issue 20), so
+ * cuda is refused -- and auto falls back to cpu with a warning -- except
+ * for the first milestone's configuration under WEFT_GPU_CHECK=1, which the
+ * GPU check script uses to verify it.
  *
  * One device is the process's (weft_device_current): the model's and the
  * optimizer's buffers come from it. It is the cpu until weft_device_use
@@ -49,8 +55,11 @@ typedef struct weft_dev weft_dev;                   /* an open device */
 typedef struct weft_device_arena weft_device_arena; /* one allocation, carved in order */
 typedef struct weft_device_event weft_device_event;
 
-typedef enum { WEFT_STREAM_COMPUTE = 0, WEFT_STREAM_COMM = 1 } weft_stream;
-#define WEFT_NSTREAMS 2
+/* compute: the model's kernels; comm: the collectives' (NCCL) work; stage:
+ * copies that run beside both (a checkpoint's device->host staging: on
+ * comm it would hold the next step's gradient reductions behind it). */
+typedef enum { WEFT_STREAM_COMPUTE = 0, WEFT_STREAM_COMM = 1, WEFT_STREAM_STAGE = 2 } weft_stream;
+#define WEFT_NSTREAMS 3
 
 typedef enum {
     WEFT_COPY_H2D, /* host -> device */
@@ -89,6 +98,8 @@ WEFT_API size_t weft_device_arena_size(const weft_device_arena *a);
 /* Forget every carving (the memory stays; its contents are undefined). */
 WEFT_API void weft_device_arena_reset(weft_device_arena *a);
 WEFT_API void weft_device_arena_free(weft_device_arena *a);
+/* The device the arena's memory is on. */
+WEFT_API weft_dev *weft_device_arena_device(const weft_device_arena *a);
 
 /* --- pinned host staging buffers ------------------------------------------ */
 WEFT_API int weft_device_host_alloc(weft_dev *d, size_t bytes, void **out);
@@ -134,12 +145,39 @@ WEFT_API long weft_device_allocs_after_start(const weft_dev *d);
 WEFT_API int weft_device_select(const weft_config *cfg, int local_rank, weft_device *out, char *note,
                                 size_t len);
 /* Why training cannot use a GPU yet, in the messages that refuse it. */
-#define WEFT_DEVICE_NO_CUDA_TRAINING                                                                         \
-    "the model's training step does not run on CUDA yet (its activations are still host memory): issue 20"
+#define WEFT_DEVICE_NO_CUDA_TRAINING "the model's training step does not run on CUDA yet"
 
-/* weft_device_select, then what training can use today: cuda is refused
- * (WEFT_EUNAVAILABLE, saying WEFT_DEVICE_NO_CUDA_TRAINING), auto finding a
- * GPU trains on cpu and says so in note. */
+/* The environment variable that lets the first GPU milestone's
+ * configuration through (tests/gpu/run.sh sets it; docs/operations.md). */
+#define WEFT_GPU_CHECK_ENV "WEFT_GPU_CHECK"
+
+/* What a training job asks for, as far as the cuda gate cares. */
+typedef struct weft_device_job {
+    int world;             /* ranks in the job */
+    int tp, pp;            /* parallel.tp, parallel.pp */
+    int lora_rank;         /* lora.rank (0: no adapters) */
+    const char *precision; /* train.precision ("f32", "bf16") */
+    const char *family;    /* model.family ("gpt2", "llama"); NULL: a model of the caller's own */
+} weft_device_job;
+
+/* Whether training job may run on cuda today: 1 only for the first GPU
+ * milestone's configuration (1 rank, parallel.tp = parallel.pp = 1, no
+ * LoRA, train.precision = f32, GPT-2 or Llama) with WEFT_GPU_CHECK=1 in
+ * the environment -- the not-yet-verified cuda step, which the GPU check
+ * script (tests/gpu/run.sh) runs; 0 otherwise, why saying the first thing
+ * that is not supported on cuda yet (job NULL: not known). */
+WEFT_API int weft_device_cuda_training_ok(const weft_device_job *job, char *why, size_t len);
+
+/* weft_device_select, then what training can use today (job as above; NULL
+ * for a caller that does not know it, which always refuses): run.device =
+ * cuda is refused before any GPU is looked for unless
+ * weft_device_cuda_training_ok (WEFT_EUNAVAILABLE, exit 69, saying
+ * WEFT_DEVICE_NO_CUDA_TRAINING and why); through the gate it is
+ * weft_device_select's (no usable GPU: exit 69 saying why). auto finding
+ * a GPU trains on it through the gate, else on cpu, saying so in note. */
+WEFT_API int weft_device_for_training_job(const weft_config *cfg, int local_rank, const weft_device_job *job,
+                                          weft_device *out, char *note, size_t len);
+/* The same for a caller that does not know the job (weft-info): cuda refused. */
 WEFT_API int weft_device_for_training(const weft_config *cfg, int local_rank, weft_device *out, char *note,
                                       size_t len);
 

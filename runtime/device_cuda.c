@@ -1,13 +1,13 @@
 /*
  * device_cuda.c -- the cuda implementation of the device layer
  * (runtime/device_impl.h): arenas from cudaMalloc, staging buffers from
- * cudaMallocHost, copies with cudaMemcpyAsync on one of two non-blocking
- * streams (compute, communication), events from cudaEventCreateWithFlags
+ * cudaMallocHost, copies with cudaMemcpyAsync on one of three non-blocking
+ * streams (compute, communication, staging), events from cudaEventCreateWithFlags
  * (timing disabled: they only order).
  *
- * libcudart is opened at run time with dlopen, never linked, like
- * collectives/backend_nccl.c: one libweft runs on machines with and without
- * CUDA. The file is compiled against the real cuda_runtime_api.h whenever
+ * libcudart is opened at run time with dlopen, never linked: one libweft
+ * runs on machines with and without CUDA. This file is the one place that
+ * opens it; the nccl backend takes the same table (runtime/cudart.h). The file is compiled against the real cuda_runtime_api.h whenever
  * the toolkit is present (the Makefile adds -DWEFT_HAVE_CUDA), so every
  * symbol looked up is type-checked against its declaration; without it the
  * implementation exists and says "built without CUDA".
@@ -24,27 +24,15 @@
 #include <string.h>
 
 #ifdef WEFT_HAVE_CUDA
-#include <cuda_runtime_api.h>
+#include "runtime/cudart.h"
+
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdlib.h>
 
-#define CUDA_FUNCS(X)                                                                                        \
-    X(cudaGetDeviceCount) X(cudaSetDevice) X(cudaGetErrorString) X(cudaMalloc) X(cudaFree)                   \
-    X(cudaMallocHost) X(cudaFreeHost) X(cudaMemcpyAsync) X(cudaStreamCreateWithFlags) X(cudaStreamDestroy)   \
-    X(cudaStreamSynchronize) X(cudaEventCreateWithFlags) X(cudaEventDestroy) X(cudaEventRecord)              \
-    X(cudaStreamWaitEvent) X(cudaEventSynchronize) X(cudaEventQuery) X(cudaDeviceGetAttribute)               \
-    X(cudaMemGetInfo)
-
-static struct {
-#define DECLARE(fn) __typeof__(fn) *fn;
-    CUDA_FUNCS(DECLARE)
-#undef DECLARE
-} api;
-
+static weft_cudart api;
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static char load_error[384]; /* empty once libcudart is loaded and a GPU is visible */
-static int ndevices;
 
 static void load(void)
 {
@@ -62,14 +50,24 @@ static void load(void)
         snprintf(load_error, sizeof load_error, "libcudart has no symbol %s: too old a CUDA", #fn);          \
         return;                                                                                              \
     }
-    CUDA_FUNCS(RESOLVE)
+    WEFT_CUDART_FUNCS(RESOLVE)
 #undef RESOLVE
-    cudaError_t e = api.cudaGetDeviceCount(&ndevices);
-    if (e != cudaSuccess || ndevices < 1) {
+    cudaError_t e = api.cudaGetDeviceCount(&api.ndevices);
+    if (e != cudaSuccess || api.ndevices < 1) {
         snprintf(load_error, sizeof load_error, "no CUDA device visible (%s)",
                  e != cudaSuccess ? api.cudaGetErrorString(e) : "cudaGetDeviceCount returned 0");
-        ndevices = 0;
+        api.ndevices = 0;
     }
+}
+
+const weft_cudart *weft_cudart_get(char *why, size_t len)
+{
+    pthread_once(&load_once, load);
+    if (load_error[0]) {
+        snprintf(why, len, "%s", load_error);
+        return NULL;
+    }
+    return &api;
 }
 
 /* A failed call as a weft error: the call, the device, the bytes. Running
@@ -94,9 +92,10 @@ static int fail(const weft_dev *d, const char *call, size_t bytes, cudaError_t e
 
 static int cuda_count(char *why, size_t len)
 {
-    pthread_once(&load_once, load);
-    snprintf(why, len, "%s", load_error);
-    return load_error[0] ? 0 : ndevices;
+    if (len)
+        why[0] = '\0';
+    const weft_cudart *rt = weft_cudart_get(why, len);
+    return rt ? rt->ndevices : 0;
 }
 
 static int cuda_open(weft_dev *d)
@@ -139,10 +138,23 @@ static void cuda_describe(const weft_dev *d, char *buf, size_t len)
              (double)total / 1073741824.0, (double)free_b / 1073741824.0);
 }
 
+/* Zeroed, as the cpu's fresh mmap is (device.h): the optimizer's moments
+ * and the gradients of a first step rely on it. The memset is on the
+ * compute stream, waited for here: the non-blocking streams do not order
+ * after the legacy default stream a plain cudaMemset would use. */
 static int cuda_mem_alloc(weft_dev *d, size_t bytes, void **out)
 {
     CU(d, "cudaSetDevice", 0, api.cudaSetDevice(d->where.index));
     CU(d, "cudaMalloc", bytes, api.cudaMalloc(out, bytes));
+    cudaStream_t s = (cudaStream_t)d->streams[WEFT_STREAM_COMPUTE];
+    cudaError_t e = api.cudaMemsetAsync(*out, 0, bytes, s);
+    if (e == cudaSuccess)
+        e = api.cudaStreamSynchronize(s);
+    if (e != cudaSuccess) {
+        api.cudaFree(*out);
+        *out = NULL;
+        return fail(d, "cudaMemsetAsync (zeroing a new arena)", bytes, e);
+    }
     return 0;
 }
 
@@ -185,9 +197,12 @@ static int cuda_copy(weft_dev *d, void *dst, const void *src, size_t bytes, weft
 
 static int cuda_stream_sync(weft_dev *d, weft_stream s)
 {
-    CU(d, s == WEFT_STREAM_COMM ? "cudaStreamSynchronize (communication stream)"
-                                : "cudaStreamSynchronize (compute stream)",
-       0, api.cudaStreamSynchronize((cudaStream_t)d->streams[s]));
+    static const char *const what[WEFT_NSTREAMS] = {
+        [WEFT_STREAM_COMPUTE] = "cudaStreamSynchronize (compute stream)",
+        [WEFT_STREAM_COMM] = "cudaStreamSynchronize (communication stream)",
+        [WEFT_STREAM_STAGE] = "cudaStreamSynchronize (staging stream)",
+    };
+    CU(d, what[s], 0, api.cudaStreamSynchronize((cudaStream_t)d->streams[s]));
     return 0;
 }
 
@@ -218,8 +233,11 @@ static int cuda_stream_wait(weft_dev *d, weft_stream s, void *ev)
     return 0;
 }
 
+/* Also called from threads other than the one that opened the device (the
+ * checkpoint writer waits for its staging copies): make d current there. */
 static int cuda_event_sync(weft_dev *d, void *ev)
 {
+    CU(d, "cudaSetDevice", 0, api.cudaSetDevice(d->where.index));
     CU(d, "cudaEventSynchronize", 0, api.cudaEventSynchronize((cudaEvent_t)ev));
     return 0;
 }

@@ -49,7 +49,8 @@ static int load_base(weft_trainer *t, const char *path, uint64_t want, const cha
                           "base of hash %016llx: the file changed since; put that base back at %s",
                           path, (unsigned long long)h, by, (unsigned long long)want, path);
     const weft_model *m = t->model;
-    weft_ckpt_state fs = {.params = m->frozen_data, .n = m->frozen_n, .tensors = m->frozen, .ntensors = m->nfrozen};
+    weft_ckpt_state fs = {.params = m->frozen_data, .n = m->frozen_n, .tensors = m->frozen, .ntensors = m->nfrozen,
+                          .dev = weft_ckpt_model_device(m)};
     weft_ckpt_loaded L;
     WEFT_CHECK(weft_ckpt_load(&t->cdesc.layout, &fs, path, WEFT_CKPT_WEIGHTS_ONLY, &L));
     weft_ckpt_loaded_free(&L);

@@ -11,6 +11,7 @@
 #include "train/trainer_int.h"
 #include "collectives/agree.h"
 #include "kernels/kernels.h"
+#include "kernels/ops.h"
 #include "runtime/error.h"
 #include "runtime/fault.h"
 #include "runtime/log.h"
@@ -127,8 +128,9 @@ void weft_trainer_weights_changed(weft_trainer *t)
     if (!t->bf16 || !t->model)
         return;
     int64_t tw = weft_trace_begin();
-    weft_matmul_bf16_refresh(t->model->param_data, t->model->n);
-    weft_matmul_bf16_refresh(t->model->frozen_data, t->model->frozen_n);
+    weft_ops *o = t->model->kops; /* the weights are the device's memory */
+    o->bf16_refresh(o, t->model->param_data, t->model->n);
+    o->bf16_refresh(o, t->model->frozen_data, t->model->frozen_n);
     weft_trace_end("bf16.refresh", "optim", WEFT_TRACE_COMPUTE, -1, tw);
 }
 

@@ -7,6 +7,7 @@
 #include "collectives/agree.h"
 #include "collectives/watchdog.h"
 #include "kernels/kernels.h"
+#include "kernels/ops.h"
 #include "runtime/error.h"
 #include "runtime/fault.h"
 #include "runtime/log.h"
@@ -101,15 +102,34 @@ static void split_batch(weft_trainer *t)
     t->o.k = t->o.G / (t->o.b * t->D);
 }
 
+/* What the cuda gate (runtime/device.h) asks of the job: the layout and
+ * precision keys every trainer declares; the model's family and adapters
+ * where the program declares them (weft-train), else a model of its own. */
+static weft_device_job device_job(const weft_trainer *t, int world)
+{
+    const weft_config *c = t->cfg;
+    return (weft_device_job){
+        .world = world,
+        .tp = (int)weft_config_int(c, "parallel.tp"),
+        .pp = (int)weft_config_int(c, "parallel.pp"),
+        .lora_rank = weft_config_has(c, "lora.rank") ? (int)weft_config_int(c, "lora.rank") : 0,
+        .precision = weft_config_str(c, "train.precision"),
+        .family = weft_config_has(c, "model.family") ? weft_config_str(c, "model.family") : NULL,
+    };
+}
+
 /* The rank's device from run.device (runtime/device.h): cuda is refused
- * until the model's step runs on CUDA (issue 20), auto falls back to cpu and
- * warns.
- * The cpu is the process's device already; another would be opened and
- * made the process's here, before the model allocates its arenas. */
-static int open_device(weft_trainer *t)
+ * until the model's step has run on a GPU (issue 20) but for the first
+ * milestone's configuration under WEFT_GPU_CHECK=1; auto falls back to cpu
+ * and warns.
+ * The cpu is the process's device already; another is opened and made
+ * the process's here, before the model allocates its arenas. */
+static int open_device(weft_trainer *t, int world)
 {
     weft_device where;
-    WEFT_CHECK(weft_device_for_training(t->cfg, t->ctx->local_rank, &where, t->device_note, sizeof t->device_note));
+    weft_device_job job = device_job(t, world);
+    WEFT_CHECK(weft_device_for_training_job(t->cfg, t->ctx->local_rank, &job, &where, t->device_note,
+                                            sizeof t->device_note));
     if (where.kind == WEFT_DEVICE_CPU) {
         t->dev = weft_device_current();
         if (strstr(t->device_note, WEFT_DEVICE_NO_CUDA_TRAINING) && t->rank == 0)
@@ -172,7 +192,7 @@ int weft_trainer_new_on(weft_ctx *ctx, weft_comm *world, const weft_config *cfg,
     WEFT_CHECK(weft_stop_install(weft_config_str(t->cfg, "sched.signals")));
     weft_kernels_init((int)weft_config_int(t->cfg, "train.threads"));
     WEFT_CHECK(set_precision(t));
-    WEFT_CHECK(open_device(t));
+    WEFT_CHECK(open_device(t, in.world));
     t->world = world;
     if (!world) {
         weft_comm_opts co;
@@ -315,10 +335,14 @@ static int build_pipeline(weft_trainer *t)
 
 int weft_trainer_set_model(weft_trainer *t, weft_model *m)
 {
+    if (!m->kops)
+        return weft_error(WEFT_EINVAL, "model %s has no ops table: make its buffers with weft_model_alloc "
+                          "(model/model.h)", m->ops->family);
     t->model = m;
     if (t->bf16) { /* the weights' bf16 copies (refreshed by weft_trainer_weights_changed) */
-        WEFT_CHECK(weft_matmul_bf16_mirror(m->param_data, m->n));
-        WEFT_CHECK(weft_matmul_bf16_mirror(m->frozen_data, m->frozen_n));
+        m->kops->bf16_mirror(m->kops, m->param_data, m->n);
+        m->kops->bf16_mirror(m->kops, m->frozen_data, m->frozen_n);
+        WEFT_CHECK(weft_ops_status(m->kops));
     }
     WEFT_CHECK(classify_params(t));
     WEFT_CHECK(build_pipeline(t));
@@ -330,6 +354,7 @@ int weft_trainer_set_model(weft_trainer *t, weft_model *m)
                           m->nfrozen ? " with adapters" : "");
     dpo.units = m->units;
     dpo.nunits = m->nunits;
+    dpo.ops = m->kops; /* the gradients are the model's device's memory */
     WEFT_CHECK(weft_dp_new(t->comm, m->param_data, m->grad_data, m->n, &dpo, &t->dp));
     if (dpo.zero >= 3) /* ZeRO-3: the model's layers gather their parameters through data parallelism */
         m->use = (weft_param_hooks){weft_dp_use_begin, weft_dp_use_end, t->dp, weft_dp_progress};

@@ -114,10 +114,23 @@ int weft_cuda_xent_stats(weft_cuda_ctx *ctx, double *mx, double *sum, double *xt
 int weft_cuda_xent_grad(weft_cuda_ctx *ctx, float *dlogits, const float *logits, const double *lse, const int32_t *targets, int N, int V, int v0, double dloss);
 int weft_cuda_adamw_update(weft_cuda_ctx *ctx, float *params, const float *grads, float *m, float *v, size_t n, double lr, double beta1, double beta2, double eps, double weight_decay, int64_t t, double grad_scale);
 int weft_cuda_sumsq(weft_cuda_ctx *ctx, double *out, const float *x, size_t n);
+int weft_cuda_sumsq_acc(weft_cuda_ctx *ctx, double *acc, const float *x, size_t n);
 int weft_cuda_zero(weft_cuda_ctx *ctx, float *x, size_t n);
 int weft_cuda_copy(weft_cuda_ctx *ctx, float *dst, const float *src, size_t n);
 int weft_cuda_scale(weft_cuda_ctx *ctx, float *x, size_t n, float s);
 int weft_cuda_axpy(weft_cuda_ctx *ctx, float *y, const float *x, size_t n, float a);
+int weft_cuda_fill(weft_cuda_ctx *ctx, float *x, size_t n, float v);
+int weft_cuda_add_rows(weft_cuda_ctx *ctx, float *out, const float *rows, int N, int P, int C);
+int weft_cuda_embedding_vp_forward(weft_cuda_ctx *ctx, float *out, const int32_t *tokens, const float *wte_local,
+                                   int v0, int Vl, int N, int C);
+int weft_cuda_embedding_vp_backward(weft_cuda_ctx *ctx, float *dwte_local, float *dwpe, const float *dout,
+                                    const int32_t *tokens, int v0, int Vl, int B, int T, int C);
+int weft_cuda_xent_rescale(weft_cuda_ctx *ctx, double *sum, double *mx, const double *gmx, int N);
+int weft_cuda_matmul_nn_add(weft_cuda_ctx *ctx, float *out, const float *a, const float *b, int N, int K, int M);
+int weft_cuda_lora_dropout(weft_cuda_ctx *ctx, float *xd, const float *x, int N, int in, int col0, uint64_t key,
+                           uint64_t id, double p);
+int weft_cuda_lora_dropout_add(weft_cuda_ctx *ctx, float *dx, const float *g, int N, int in, int col0, uint64_t key,
+                               uint64_t id, double p);
 int weft_cuda_xent_finish(weft_cuda_ctx *ctx, double *mean, float *losses, double *lse, const double *mx,
                           const double *sum, const double *xt, const int32_t *targets, int N);
 int weft_cuda_rope_forward(weft_cuda_ctx *ctx, float *x, const float *cos, const float *sin, int B, int T, int nh, int hs);

@@ -35,7 +35,7 @@ extern "C" {
 
 /* Bumped whenever the table changes: the device layer refuses a library
  * of another version rather than calling through a wrong layout. */
-#define WEFT_CUDA_OPS_ABI 2
+#define WEFT_CUDA_OPS_ABI 5
 
 /* Rows of partial sums the column reductions (bias and norm-weight
  * gradients) split N into; the context's scratch holds this many rows of
@@ -128,6 +128,28 @@ typedef struct weft_cuda_ops {
      * mean of losses over targets >= 0, 0 if none; waits. mx, sum, xt, lse: device doubles. */
     int (*xent_finish)(weft_cuda_ctx *, double *mean, float *losses, double *lse, const double *mx,
                        const double *sum, const double *xt, const int32_t *targets, int N);
+    /* ABI 4: x[0..n) = v (ZeRO-3's poison of released parameters: NaN). */
+    int (*fill)(weft_cuda_ctx *, float *x, size_t n, float v);
+    /* ABI 4: the vocabulary-parallel layers' pieces (ops.h): out (N, C) += rows[i % P];
+     * out row i = wte_local[tokens[i] - v0] or 0 where not held; dwte_local += dout rows by
+     * held token, dwpe (may be NULL) += dout rows by i % T, deterministic; sum *= exp(mx - gmx)
+     * then mx = gmx (device doubles). */
+    int (*add_rows)(weft_cuda_ctx *, float *out, const float *rows, int N, int P, int C);
+    int (*embedding_vp_forward)(weft_cuda_ctx *, float *out, const int32_t *tokens, const float *wte_local, int v0,
+                                int Vl, int N, int C);
+    int (*embedding_vp_backward)(weft_cuda_ctx *, float *dwte_local, float *dwpe, const float *dout,
+                                 const int32_t *tokens, int v0, int Vl, int B, int T, int C);
+    int (*xent_rescale)(weft_cuda_ctx *, double *sum, double *mx, const double *gmx, int N);
+    /* ABI 4: LoRA's (ops.h): out (N, M) += a (N, K) b (K, M) summed over K in order per element;
+     * xd = x / (1 - p) where kept else 0; dx += g / (1 - p) where kept (the mask: ops.h). */
+    int (*matmul_nn_add)(weft_cuda_ctx *, float *out, const float *a, const float *b, int N, int K, int M);
+    int (*lora_dropout)(weft_cuda_ctx *, float *xd, const float *x, int N, int in, int col0, uint64_t key,
+                        uint64_t id, double p);
+    int (*lora_dropout_add)(weft_cuda_ctx *, float *dx, const float *g, int N, int in, int col0, uint64_t key,
+                            uint64_t id, double p);
+    /* ABI 5: *acc (host) += the sum of squares of x (n) in double, a fixed-order reduction (the
+     * gradient norm's running sum over ranges, parallel/dp.c); waits. n = 0 leaves *acc. */
+    int (*sumsq_acc)(weft_cuda_ctx *, double *acc, const float *x, size_t n);
 } weft_cuda_ops;
 
 /* The largest head size the attention kernels take (a row of q and of the

@@ -1,7 +1,7 @@
 /*
  * elementwise.cu -- the ops that touch each element once: residual, GELU,
- * SwiGLU, the AdamW update, and the memory ops (zero, copy, scale, axpy) the
- * models once did on the host. Each thread takes elements i, i + stride, ...
+ * SwiGLU, the AdamW update, and the memory ops (zero, copy, scale, axpy,
+ * fill) the models and ZeRO-3 once did on the host. Each thread takes elements i, i + stride, ...
  * (a grid-stride loop), so any n runs with a bounded grid. The math follows
  * kernels/ops_impl.h's forms (sigmoid through exp(-|x|), never overflowing).
  */
@@ -96,6 +96,17 @@ __global__ void axpy_k(float *y, const float *x, size_t n, float a)
     FOR_EACH(i, n) y[i] = __fadd_rn(y[i], __fmul_rn(a, x[i]));
 }
 
+__global__ void fill_k(float *x, size_t n, float v)
+{
+    FOR_EACH(i, n) x[i] = v;
+}
+
+/* out (N, C) += rows (P, C), row i taking rows[i % P]: one add per element */
+__global__ void add_rows_k(float *out, const float *rows, size_t P, size_t C, size_t n)
+{
+    FOR_EACH(i, n) out[i] = __fadd_rn(out[i], rows[((i / C) % P) * C + i % C]);
+}
+
 extern "C" {
 
 int weft_cuda_zero(weft_cuda_ctx *ctx, float *x, size_t n)
@@ -123,6 +134,23 @@ int weft_cuda_axpy(weft_cuda_ctx *ctx, float *y, const float *x, size_t n, float
         return 0;
     axpy_k<<<weft_cuda_blocks(n, THREADS), THREADS, 0, ctx->stream>>>(y, x, n, a);
     return WEFT_CUDA_LAUNCHED(ctx, "axpy");
+}
+
+int weft_cuda_fill(weft_cuda_ctx *ctx, float *x, size_t n, float v)
+{
+    if (n == 0)
+        return 0;
+    fill_k<<<weft_cuda_blocks(n, THREADS), THREADS, 0, ctx->stream>>>(x, n, v);
+    return WEFT_CUDA_LAUNCHED(ctx, "fill");
+}
+
+int weft_cuda_add_rows(weft_cuda_ctx *ctx, float *out, const float *rows, int N, int P, int C)
+{
+    size_t n = (size_t)N * C;
+    if (n == 0)
+        return 0;
+    add_rows_k<<<weft_cuda_blocks(n, THREADS), THREADS, 0, ctx->stream>>>(out, rows, (size_t)P, (size_t)C, n);
+    return WEFT_CUDA_LAUNCHED(ctx, "add_rows");
 }
 
 int weft_cuda_residual_forward(weft_cuda_ctx *ctx, float *out, const float *a, const float *b, size_t n)
@@ -177,6 +205,19 @@ int weft_cuda_adamw_update(weft_cuda_ctx *ctx, float *params, const float *grads
 int weft_cuda_sumsq(weft_cuda_ctx *ctx, double *out, const float *x, size_t n)
 {
     return weft_cuda_dsum(ctx, out, NULL, x, NULL, n, 1);
+}
+
+/* The gradient norm's running sum: this range's squares by the same
+ * fixed-order two-pass reduction, added to the host's running double. */
+int weft_cuda_sumsq_acc(weft_cuda_ctx *ctx, double *acc, const float *x, size_t n)
+{
+    double s = 0;
+    if (n == 0)
+        return 0;
+    int rc = weft_cuda_dsum(ctx, &s, NULL, x, NULL, n, 1);
+    if (rc == 0)
+        *acc += s;
+    return rc;
 }
 
 }

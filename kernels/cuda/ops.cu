@@ -102,6 +102,15 @@ static const weft_cuda_ops table = {
     weft_cuda_scale,
     weft_cuda_axpy,
     weft_cuda_xent_finish,
+    weft_cuda_fill, /* ABI 4 */
+    weft_cuda_add_rows,
+    weft_cuda_embedding_vp_forward,
+    weft_cuda_embedding_vp_backward,
+    weft_cuda_xent_rescale,
+    weft_cuda_matmul_nn_add,
+    weft_cuda_lora_dropout,
+    weft_cuda_lora_dropout_add,
+    weft_cuda_sumsq_acc, /* ABI 5 */
 };
 
 extern "C" __attribute__((visibility("default"))) const weft_cuda_ops *weft_cuda_ops_get(void) { return &table; }

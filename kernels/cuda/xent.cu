@@ -97,7 +97,26 @@ __global__ void xent_finish_k(float *losses, double *lse, const double *mx, cons
     losses[n] = targets[n] >= 0 ? (float)(l - xt[n]) : 0.0f;
 }
 
+__global__ void xent_rescale_k(double *sum, double *mx, const double *gmx, int N)
+{
+    int n = blockIdx.x * blockDim.x + threadIdx.x;
+    if (n >= N)
+        return;
+    sum[n] *= exp(mx[n] - gmx[n]);
+    mx[n] = gmx[n];
+}
+
 extern "C" {
+
+/* A slice's sum of exps moved to the row's global max (vocabulary-parallel
+ * loss, between its two allreduces). */
+int weft_cuda_xent_rescale(weft_cuda_ctx *ctx, double *sum, double *mx, const double *gmx, int N)
+{
+    if (N <= 0)
+        return 0;
+    xent_rescale_k<<<(N + THREADS - 1) / THREADS, THREADS, 0, ctx->stream>>>(sum, mx, gmx, N);
+    return WEFT_CUDA_LAUNCHED(ctx, "xent_rescale");
+}
 
 int weft_cuda_xent_forward_backward(weft_cuda_ctx *ctx, float *losses, float *dlogits, const float *logits,
                                     const int32_t *targets, int N, int V, double dloss)

@@ -9,7 +9,10 @@
 #     reads every tensor, both moments and rng/state equal to the values
 #     the program wrote, computed by tests/ckpt/pattern_check.py from the
 #     same formula; h5dump reads a tensor's values; weft-ckpt verify
-#     passes (the stored checksums);
+#     passes (the stored checksums); the same with the state in a device
+#     arena (the cpu device): staged through the device layer with no
+#     device allocation in the save, and loaded
+#     back the GPU's way equal to what was saved;
 #   - an injected short write (short_save: half the bytes taken, then no
 #     more) and EIO (eio_save) on one rank: exit 74 naming the dataset, the
 #     file and the offset; no checkpoint committed (no step file, no latest,
@@ -44,6 +47,15 @@ pattern 2 tp "TP on 2 ranks"
 pattern 2 zero "ZeRO-1 on 2 ranks"
 pattern 3 zero "ZeRO-1 on 3 ranks"
 pattern 2 tp "TP on 2 ranks, alignment off" --checkpoint.alignment=0
+# The state in a device's arena (the cpu here): staged through the device
+# layer's copies and events, then read back the GPU's way (host memory,
+# then host->device copies) equal to what was saved.
+pattern 2 tp "TP on 2 ranks, state on the device" device
+pattern 3 zero "ZeRO-1 on 3 ranks, state on the device" device
+for n in "TP on 2 ranks" "ZeRO-1 on 3 ranks"; do
+    check "$n, state on the device: loaded back through the device layer equal to what was saved" \
+        grep -qx reloaded "$TMPDIR_TEST/$n, state on the device.log"
+done
 
 # faulted NAME FAULT PATTERN: the save fails cleanly, nothing committed.
 faulted() {

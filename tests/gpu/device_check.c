@@ -95,9 +95,31 @@ static void check_selection(int ngpu)
     TAP_CHECK(rc == WEFT_EUNAVAILABLE && weft_exit_code(rc) == 69 &&
               strstr(weft_last_error(), WEFT_DEVICE_NO_CUDA_TRAINING),
               "run.device = cuda refused for training: rc %d, '%s'", rc, weft_last_error());
+    /* The gate (device.h): the first milestone's job trains on the GPU only
+     * with WEFT_GPU_CHECK=1; any other job is refused, naming why. */
+    weft_device_job job = {.world = 1, .tp = 1, .pp = 1, .lora_rank = 0, .precision = "f32", .family = "gpt2"};
+    const char *was = getenv(WEFT_GPU_CHECK_ENV);
+    char saved[16];
+    snprintf(saved, sizeof saved, "%s", was ? was : "");
+    setenv(WEFT_GPU_CHECK_ENV, "1", 1);
+    rc = cfg ? weft_device_for_training_job(cfg, 0, &job, &train, note, sizeof note) : -1;
+    TAP_CHECK(rc == 0 && train.kind == WEFT_DEVICE_CUDA && train.index == 0,
+              "the milestone's job with WEFT_GPU_CHECK=1 trains on cuda:0: rc %d, kind %d (%s)", rc, (int)train.kind,
+              rc ? weft_last_error() : note);
+    job.world = 2;
+    rc = cfg ? weft_device_for_training_job(cfg, 0, &job, &train, note, sizeof note) : -1;
+    TAP_CHECK(rc == WEFT_EUNAVAILABLE && strstr(weft_last_error(), "2 ranks"),
+              "2 ranks refused on cuda even with WEFT_GPU_CHECK=1: rc %d, '%s'", rc, weft_last_error());
+    job.world = 1;
+    unsetenv(WEFT_GPU_CHECK_ENV);
+    rc = cfg ? weft_device_for_training_job(cfg, 0, &job, &train, note, sizeof note) : -1;
+    TAP_CHECK(rc == WEFT_EUNAVAILABLE && strstr(weft_last_error(), "never been verified"),
+              "the milestone's job without WEFT_GPU_CHECK refused: rc %d, '%s'", rc, weft_last_error());
+    if (was)
+        setenv(WEFT_GPU_CHECK_ENV, saved, 1);
     weft_config_free(cfg);
-    tap_end("selection: auto -> cuda:(local rank mod %d GPUs); training refuses cuda (exit 69), auto trains on cpu",
-            ngpu);
+    tap_end("selection: auto -> cuda:(local rank mod %d GPUs); training refuses cuda (exit 69), auto trains on cpu, "
+            "but the milestone's job under WEFT_GPU_CHECK=1 trains on cuda", ngpu);
 }
 
 static void check_arena(weft_dev *d, int idx)

@@ -365,6 +365,30 @@ static void check_optimizer(size_t n)
     cudaFree(d_p), cudaFree(d_g), cudaFree(d_m), cudaFree(d_v);
 }
 
+/* sumsq_acc (the gradient norm's running sum, parallel/dp.c) against the
+ * serial double loop dp.c had, over three ranges of one buffer continuing
+ * one sum from a nonzero start (odd lengths, one empty): a fixed-order
+ * reduction is not that loop's order, so relative 1e-12, not bitwise. */
+static void check_sumsq_acc(size_t n)
+{
+    double *g = rnd(n, 1);
+    float *d_g = up(g, n);
+    const size_t cut[4] = {0, n / 3 + 1, n / 3 + 1, n};
+    double want = 0.75, got = 0.75;
+    for (size_t i = 0; i < n; i++) {
+        float f = (float)g[i];
+        want += (double)f * f;
+    }
+    int ok = 1;
+    for (int r = 0; r < 3 && ok; r++)
+        ok = op_ok(K->sumsq_acc(ctx, &got, d_g + cut[r], cut[r + 1] - cut[r]), "sumsq_acc");
+    if (ok)
+        tap(fabs(got - want) <= 1e-12 * want, "sumsq_acc over 3 ranges of %zu from 0.75: %.15g, want %.15g", n, got,
+            want);
+    free(g);
+    cudaFree(d_g);
+}
+
 /* The memory ops (ops.h's zero, copy, scale, axpy) against the host float
  * loops they replaced; zero and copy exactly, scale and axpy to element-
  * wise f32 tolerance (the host compiler may contract a*x + y). */
@@ -396,6 +420,188 @@ static void check_memory(size_t n)
         expect("axpy", d_y2, want, n, 1e-6, 1e-7);
     free(x), free(y), free(want);
     cudaFree(d_x), cudaFree(d_y), cudaFree(d_y2);
+}
+
+/* fill (ABI 4) against ZeRO-3's poison loop on the host: a released
+ * bucket's parameters outside the shard become NaN, bit for bit the host's
+ * NAN, and the shard between the two fills keeps its values. */
+static void check_fill(size_t n)
+{
+    double *x = rnd(n, 1);
+    float *d_x = up(x, n);
+    size_t s0 = n / 3, s1 = 2 * n / 3 + 1; /* the shard: [s0, s1) */
+    int ok0 = op_ok(K->fill(ctx, d_x, s0, NAN), "fill"), ok1 = op_ok(K->fill(ctx, d_x + s1, n - s1, NAN), "fill");
+    if (ok0 && ok1) {
+        float *got = malloc(n * sizeof *got), nan = NAN;
+        cudaMemcpy(got, d_x, n * sizeof *got, cudaMemcpyDeviceToHost);
+        size_t bad = n;
+        for (size_t i = 0; i < n && bad == n; i++) {
+            float want = i < s0 || i >= s1 ? nan : (float)x[i];
+            if (memcmp(&got[i], &want, sizeof want) != 0)
+                bad = i;
+        }
+        tap(bad == n, "fill: NaN over [0, %zu) and [%zu, %zu), the shard between kept%s", s0, s1, n,
+            bad == n ? "" : ": an element differs from the host loop's");
+        free(got);
+    }
+    if (op_ok(K->fill(ctx, d_x, 0, 1.0f), "fill")) /* nothing to do */
+        tap(1, "fill of 0 values");
+    free(x);
+    cudaFree(d_x);
+}
+
+/* tp.c's vocabulary-parallel pieces (ABI 4) against the host, in double:
+ * this rank holds rows [v0, v0 + Vl) of a V-row table; tokens fall on
+ * both sides of the slice and repeat; the embedding's backward runs twice
+ * and must agree bit for bit (deterministic), with and without positions. */
+static void check_vocab_parallel(int B, int T, int C, int V, int v0, int Vl)
+{
+    size_t N = (size_t)B * T, n = N * C;
+    int32_t *tok = malloc(N * sizeof *tok);
+    for (size_t i = 0; i < N; i++)
+        tok[i] = (int32_t)((unsigned)(uniform() * 1e6 + 1e6) % (unsigned)(i % 3 ? 2 * Vl : V));
+    double *wte = rnd((size_t)Vl * C, 1), *wpe = rnd((size_t)T * C, 1), *dy = rnd(n, 1), *out = malloc(n * 8),
+           *dwte = rnd((size_t)Vl * C, 1), *dwpe = rnd((size_t)T * C, 1), *bias = rnd((size_t)C, 1);
+    int32_t *d_tok = up_i32(tok, N);
+    float *d_wte = up(wte, (size_t)Vl * C), *d_wpe = up(wpe, (size_t)T * C), *d_dy = up(dy, n),
+          *d_out = dmalloc(n * 4), *d_dwte = up(dwte, (size_t)Vl * C), *d_dwpe = up(dwpe, (size_t)T * C),
+          *d_dwte2 = up(dwte, (size_t)Vl * C), *d_bias = up(bias, (size_t)C);
+    for (size_t i = 0; i < N; i++) /* the held row, or zeros */
+        for (int c = 0; c < C; c++) {
+            int v = tok[i] - v0;
+            out[i * C + c] = v >= 0 && v < Vl ? (double)(float)wte[(size_t)v * C + c] : 0.0;
+        }
+    char what[96];
+    snprintf(what, sizeof what, "embedding_vp_forward N %zu C %d rows [%d, %d)", N, C, v0, v0 + Vl);
+    if (op_ok(K->embedding_vp_forward(ctx, d_out, d_tok, d_wte, v0, Vl, (int)N, C), what))
+        expect(what, d_out, out, n, 0, 0);
+    for (size_t i = 0; i < n; i++) /* + positions, + a bias */
+        out[i] = (double)(float)((float)out[i] + (float)wpe[(i / C) % T * C + i % C]);
+    if (op_ok(K->add_rows(ctx, d_out, d_wpe, (int)N, T, C), "add_rows (positions)"))
+        expect("add_rows P = T (positions)", d_out, out, n, 1e-6, 1e-7);
+    for (size_t i = 0; i < n; i++)
+        out[i] = (double)(float)((float)out[i] + (float)bias[i % C]);
+    if (op_ok(K->add_rows(ctx, d_out, d_bias, (int)N, 1, C), "add_rows (bias)"))
+        expect("add_rows P = 1 (bias)", d_out, out, n, 1e-6, 1e-7);
+    for (size_t i = 0; i < N; i++)
+        for (int c = 0; c < C; c++) {
+            double d = (float)dy[i * C + c];
+            dwpe[(i % T) * C + c] += d;
+            int v = tok[i] - v0;
+            if (v >= 0 && v < Vl)
+                dwte[(size_t)v * C + c] += d;
+        }
+    snprintf(what, sizeof what, "embedding_vp_backward B %d T %d C %d rows [%d, %d)", B, T, C, v0, v0 + Vl);
+    if (op_ok(K->embedding_vp_backward(ctx, d_dwte, d_dwpe, d_dy, d_tok, v0, Vl, B, T, C), what) &&
+        op_ok(K->embedding_vp_backward(ctx, d_dwte2, NULL, d_dy, d_tok, v0, Vl, B, T, C), what)) {
+        expect(what, d_dwte, dwte, (size_t)Vl * C, 1e-5, 1e-5);
+        expect(what, d_dwpe, dwpe, (size_t)T * C, 1e-5, 1e-5);
+        expect_same(what, d_dwte, d_dwte2, (size_t)Vl * C);
+    }
+    /* the loss's rescale: sum *= exp(mx - gmx), mx = gmx, in double */
+    double *sum = rnd(N, 1), *mx = rnd(N, 3), *gmx = malloc(N * 8), *h = malloc(2 * N * 8);
+    for (size_t i = 0; i < N; i++)
+        sum[i] = 1 + fabs(sum[i]) * 50, gmx[i] = mx[i] + fabs(uniform()) * 4;
+    double *d_sum = dmalloc(N * 8), *d_mx = dmalloc(N * 8), *d_gmx = dmalloc(N * 8);
+    cudaMemcpy(d_sum, sum, N * 8, cudaMemcpyHostToDevice);
+    cudaMemcpy(d_mx, mx, N * 8, cudaMemcpyHostToDevice);
+    cudaMemcpy(d_gmx, gmx, N * 8, cudaMemcpyHostToDevice);
+    if (op_ok(K->xent_rescale(ctx, d_sum, d_mx, d_gmx, (int)N), "xent_rescale")) {
+        cudaMemcpy(h, d_sum, N * 8, cudaMemcpyDeviceToHost);
+        cudaMemcpy(h + N, d_mx, N * 8, cudaMemcpyDeviceToHost);
+        long bad = -1;
+        for (size_t i = 0; i < N && bad < 0; i++) {
+            double want = sum[i] * exp(mx[i] - gmx[i]);
+            if (fabs(h[i] - want) > 1e-12 * fabs(want) || h[N + i] != gmx[i])
+                bad = (long)i;
+        }
+        tap(bad < 0, "xent_rescale of %zu rows (sums to the global max, mx = gmx)%s", N,
+            bad < 0 ? "" : ": a row differs");
+    }
+    free(tok), free(wte), free(wpe), free(dy), free(out), free(dwte), free(dwpe), free(bias);
+    free(sum), free(mx), free(gmx), free(h);
+    cudaFree(d_tok), cudaFree(d_wte), cudaFree(d_wpe), cudaFree(d_dy), cudaFree(d_out), cudaFree(d_dwte),
+        cudaFree(d_dwpe), cudaFree(d_dwte2), cudaFree(d_bias), cudaFree(d_sum), cudaFree(d_mx), cudaFree(d_gmx);
+}
+
+/* LoRA's loops (ABI 4) against the host's: the rank-r products in double
+ * (f32 tolerance of a row reduction), and dropout's mask and values
+ * exactly -- the host's float arithmetic and runtime/rng.h's hash, so the
+ * GPU keeps the elements the cpu keeps. */
+static uint64_t mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static void check_lora(int N, int in, int out, int r)
+{
+    double *dy = rnd((size_t)N * out, 1), *B = rnd((size_t)out * r, 1), *dh = rnd((size_t)N * r, 1),
+           *x = rnd((size_t)N * in, 1), *dx = rnd((size_t)N * in, 1);
+    float *d_dy = up(dy, (size_t)N * out), *d_B = up(B, (size_t)out * r), *d_dh = up(dh, (size_t)N * r),
+          *d_A = up(x, (size_t)r * in), *d_x = up(x, (size_t)N * in), *d_dx = up(dx, (size_t)N * in),
+          *d_xd = dmalloc((size_t)N * in * 4);
+    for (int n = 0; n < N; n++) /* dh += dy B: the reference's dh, then dx += dh A with the new dh */
+        for (int m = 0; m < r; m++) {
+            double acc = (float)dh[(size_t)n * r + m];
+            for (int k = 0; k < out; k++)
+                acc += (double)(float)dy[(size_t)n * out + k] * (float)B[(size_t)k * r + m];
+            dh[(size_t)n * r + m] = acc;
+        }
+    char what[96];
+    snprintf(what, sizeof what, "matmul_nn_add dy B (N %d, K %d, M %d)", N, out, r);
+    if (op_ok(K->matmul_nn_add(ctx, d_dh, d_dy, d_B, N, out, r), what))
+        expect(what, d_dh, dh, (size_t)N * r, 1e-4, 1e-5);
+    double *dh_got = down(d_dh, (size_t)N * r); /* dh A from the GPU's dh: one op's error at a time */
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < in; j++) {
+            double acc = (float)dx[(size_t)n * in + j];
+            for (int k = 0; k < r; k++)
+                acc += dh_got[(size_t)n * r + k] * (float)x[(size_t)k * in + j];
+            dx[(size_t)n * in + j] = acc;
+        }
+    snprintf(what, sizeof what, "matmul_nn_add dh A (N %d, K %d, M %d)", N, r, in);
+    if (op_ok(K->matmul_nn_add(ctx, d_dx, d_dh, d_A, N, r, in), what))
+        expect(what, d_dx, dx, (size_t)N * in, 1e-4, 1e-5);
+    uint64_t key = 0x243f6a8885a308d3ull, id = 0x13198a2e03707344ull;
+    double p = 0.1;
+    int col0 = 3 * in;
+    float inv = (float)(1.0 / (1.0 - p));
+    float *xf = malloc((size_t)N * in * 4), *want = malloc((size_t)N * in * 4), *dxf = malloc((size_t)N * in * 4);
+    char *keep = malloc((size_t)N * in);
+    cudaMemcpy(xf, d_x, (size_t)N * in * 4, cudaMemcpyDeviceToHost);
+    cudaMemcpy(dxf, d_dx, (size_t)N * in * 4, cudaMemcpyDeviceToHost);
+    size_t dropped = 0;
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < in; j++) {
+            size_t e = (size_t)n * in + j;
+            uint64_t h = mix(key ^ id ^ mix(((uint64_t)n << 32) ^ (uint64_t)(col0 + j)));
+            int k = (double)(h >> 11) * 0x1.0p-53 >= p;
+            want[e] = k ? xf[e] * inv : 0.0f;
+            keep[e] = (char)k;
+            dropped += !k;
+        }
+    if (op_ok(K->lora_dropout(ctx, d_xd, d_x, N, in, col0, key, id, p), "lora_dropout")) {
+        float *got = malloc((size_t)N * in * 4);
+        cudaMemcpy(got, d_xd, (size_t)N * in * 4, cudaMemcpyDeviceToHost);
+        tap(memcmp(got, want, (size_t)N * in * 4) == 0, "lora_dropout (N %d, in %d, p %g): the host's mask and "
+            "values bit for bit (%zu of %zu dropped)", N, in, p, dropped, (size_t)N * in);
+        free(got);
+    }
+    for (size_t e = 0; e < (size_t)N * in; e++) /* dx += g inv where kept: g = the dropped-out x */
+        if (keep[e])
+            dxf[e] += want[e] * inv;
+    if (op_ok(K->lora_dropout_add(ctx, d_dx, d_xd, N, in, col0, key, id, p), "lora_dropout_add")) {
+        float *got = malloc((size_t)N * in * 4);
+        cudaMemcpy(got, d_dx, (size_t)N * in * 4, cudaMemcpyDeviceToHost);
+        tap(memcmp(got, dxf, (size_t)N * in * 4) == 0, "lora_dropout_add (N %d, in %d): the host's values bit "
+            "for bit, dropped elements untouched", N, in);
+        free(got);
+    }
+    free(dy), free(B), free(dh), free(x), free(dx), free(dh_got), free(xf), free(want), free(dxf), free(keep);
+    cudaFree(d_dy), cudaFree(d_B), cudaFree(d_dh), cudaFree(d_A), cudaFree(d_x), cudaFree(d_dx), cudaFree(d_xd);
 }
 
 /* xent_finish against the host loop tp.c had, in double, on statistics
@@ -539,7 +745,13 @@ int main(int argc, char **argv)
     check_xent(37, 50257);
     check_optimizer(100003);
     check_memory(100003);
+    check_fill(100003);
+    check_vocab_parallel(3, 67, 72, 1000, 500, 500);
+    check_vocab_parallel(2, 33, 40, 50257, 25129, 25128);
+    check_lora(67, 72, 200, 8);
+    check_lora(1024, 768, 2304, 16);
     check_xent_finish(4097);
+    check_sumsq_acc(1000003);
     check_rope(2, 67, 3, 24);
     check_attention(2, 67, 72, 3);
     check_attention(1, 130, 128, 2);

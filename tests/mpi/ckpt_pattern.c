@@ -3,7 +3,7 @@
  * writer (pwrite at the datasets' offsets, checkpoint/save_data.c), for an
  * independent reader to check (tests/ckpt/test_direct.sh: h5py).
  *
- *   mpirun -np 2 ckpt_pattern DIR LAYOUT [--checkpoint.KEY=VALUE ...]
+ *   mpirun -np 2 ckpt_pattern DIR LAYOUT [device] [--checkpoint.KEY=VALUE ...]
  *
  * LAYOUT: "tp" (tp_size = world: split tensors interleave the ranks' bytes
  * row by row, blocked ones too) or "zero" (dp_size = world, ZeRO-1: every
@@ -13,10 +13,19 @@
  * its v twice it. The tensors: one large enough (9.4 MB) to cross the
  * read-back's pieces. Saves step 7 into DIR with weft_ckpt_save_wait and
  * prints "saved" on rank 0; exits 0, or the error's exit code.
+ *
+ * With `device`, the state lives in an arena of the process's device (the
+ * cpu) and says so (weft_ckpt_state.dev): the save stages it through the
+ * device layer's copies, events and staging stream (what a GPU's state
+ * takes) with no device allocation (the pinned staging buffer is made by
+ * weft_ckpt_new), and the checkpoint is then loaded back the GPU's way
+ * (WEFT_CKPT_STAGED: host memory, then host->device copies) into zeroed
+ * buffers that must equal the ones saved; rank 0 prints "reloaded".
  */
 #include "checkpoint/ckpt.h"
 #include "collectives/comm.h"
 #include "runtime/ctx.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 
 #include <stdio.h>
@@ -58,6 +67,43 @@ static void fill(float *p, int t, const weft_shard_spec *s)
         }
 }
 
+/* Three buffers of n floats in one arena of d, zeroed. */
+static int dev_buffers(weft_dev *d, size_t n, weft_device_arena **a, float *b[3])
+{
+    WEFT_CHECK(weft_device_arena_new(d, "ckpt_pattern", 3 * (n * sizeof(float) + WEFT_DEVICE_ALIGN), a));
+    for (int i = 0; i < 3; i++) {
+        WEFT_CHECK(weft_device_arena_alloc(*a, n * sizeof(float), 0, (void **)&b[i]));
+        memset(b[i], 0, n * sizeof(float));
+    }
+    return 0;
+}
+
+/* Load DIR's step 7 the GPU's way into fresh device buffers; they must
+ * hold what st holds (every parameter, the moments of this rank's range). */
+static int reload(const weft_ckpt_layout *l, const weft_ckpt_state *st, const char *dir, size_t nm)
+{
+    weft_device_arena *a;
+    float *b[3];
+    WEFT_CHECK(dev_buffers(st->dev, st->n, &a, b));
+    weft_ckpt_state back = *st;
+    back.params = b[0], back.m = b[1], back.v = b[2];
+    char path[4200];
+    snprintf(path, sizeof path, "%s/step-00000007.h5", dir);
+    weft_ckpt_loaded L;
+    int rc = weft_ckpt_load(l, &back, path, WEFT_CKPT_STAGED, &L);
+    if (rc == 0) {
+        weft_ckpt_loaded_free(&L);
+        const float *want[3] = {st->params, st->m, st->v};
+        size_t count[3] = {st->n, nm, nm};
+        for (int k = 0; k < 3 && rc == 0; k++)
+            if (memcmp(b[k], want[k], count[k] * sizeof(float)) != 0)
+                rc = weft_error(WEFT_EDATA, "reloaded through the device layer, the %s differ from those saved",
+                                k == 0 ? "parameters" : k == 1 ? "first moments" : "second moments");
+    }
+    weft_device_arena_free(a);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     weft_ctx *ctx;
@@ -65,10 +111,13 @@ int main(int argc, char **argv)
     int rc = weft_init(&argc, argv, keys, &ctx);
     if (rc)
         return weft_exit_code(rc);
-    if (argc != 3 || (strcmp(argv[2], "tp") && strcmp(argv[2], "zero"))) {
-        fprintf(stderr, "usage: ckpt_pattern DIR tp|zero [--checkpoint.KEY=VALUE ...]\n");
+    if (argc < 3 || argc > 4 || (strcmp(argv[2], "tp") && strcmp(argv[2], "zero")) ||
+        (argc == 4 && strcmp(argv[3], "device"))) {
+        fprintf(stderr, "usage: ckpt_pattern DIR tp|zero [device] [--checkpoint.KEY=VALUE ...]\n");
         return 64;
     }
+    weft_dev *dev = argc == 4 ? weft_device_current() : NULL;
+    weft_device_arena *arena = NULL;
     int tp = strcmp(argv[2], "tp") == 0, rank = ctx->rank, size = ctx->size;
     weft_comm *world;
     float *params = NULL, *m = NULL, *v = NULL;
@@ -82,7 +131,13 @@ int main(int argc, char **argv)
         tens[t] = weft_tensor_param(p->name, s, n, 0);
         n += tens[t].numel;
     }
-    params = malloc(n * sizeof *params), m = malloc(n * sizeof *m), v = malloc(n * sizeof *v);
+    if (dev) {
+        float *b[3];
+        WEFT_CHECK_GOTO(dev_buffers(dev, n, &arena, b), rc, out);
+        params = b[0], m = b[1], v = b[2];
+    } else {
+        params = malloc(n * sizeof *params), m = malloc(n * sizeof *m), v = malloc(n * sizeof *v);
+    }
     if (!params || !m || !v)
         return 70;
     for (int t = 0; t < NT; t++)
@@ -97,7 +152,7 @@ int main(int argc, char **argv)
     weft_ckpt_layout l = {.world = world, .dp_rank = tp ? 0 : rank, .dp_size = tp ? 1 : size,
                           .tp_rank = tp ? rank : 0, .tp_size = tp ? size : 1, .pp_size = 1, .zero = !tp};
     weft_ckpt_state st = {.params = params, .n = n, .tensors = tens, .ntensors = NT, .m = m, .v = v,
-                          .ranges = (const size_t(*)[2])range, .nranges = 1};
+                          .ranges = (const size_t(*)[2])range, .nranges = 1, .dev = dev};
     weft_ckpt_opts o;
     weft_ckpt_opts_from_config(ctx->config, &o);
     snprintf(o.dir, sizeof o.dir, "%s", argv[1]);
@@ -105,17 +160,30 @@ int main(int argc, char **argv)
     weft_ckpt *c;
     WEFT_CHECK_GOTO(weft_ckpt_new(&l, &st, &o, "", &c), rc, out);
     weft_ckpt_meta meta = {.step = 7, .optim_t = 7, .lr = 1e-3, .rng = 42 + (uint64_t)rank};
+    if (dev) /* the staging buffer and events were made by weft_ckpt_new: a save makes none */
+        weft_device_mark_start(dev);
     rc = weft_ckpt_save_wait(c, &meta);
+    if (rc == 0 && dev && weft_device_allocs_after_start(dev) != 0)
+        rc = weft_error(WEFT_EINTERNAL, "a save made %ld device allocations (staging is allocated at start)",
+                        weft_device_allocs_after_start(dev));
     int rc2 = weft_ckpt_close(c);
     rc = rc ? rc : rc2;
     if (rc == 0 && rank == 0)
         printf("saved\n");
+    if (rc == 0 && dev)
+        rc = reload(&l, &st, argv[1], range[0][1]);
+    if (rc == 0 && dev && rank == 0)
+        printf("reloaded\n");
 out:
     if (rc)
         fprintf(stderr, "ckpt_pattern: %s\n", weft_last_error()); /* "rank N: ..." */
-    free(params);
-    free(m);
-    free(v);
+    if (arena)
+        weft_device_arena_free(arena);
+    else {
+        free(params);
+        free(m);
+        free(v);
+    }
     int code = weft_exit_code(rc);
     weft_finalize(ctx);
     return code;

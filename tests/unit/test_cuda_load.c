@@ -90,7 +90,7 @@ static int load_built(void)
             fprintf(stderr, "entry %zu of the table is NULL\n", i);
             return 3;
         }
-    return n == 5 + 31 ? 0 : 4; /* the context calls and the ops: update with WEFT_CUDA_OPS_ABI */
+    return n == 5 + 40 ? 0 : 4; /* the context calls and the ops: update with WEFT_CUDA_OPS_ABI */
 }
 
 static void test_built_library(void **state)

@@ -4,7 +4,10 @@
  * over-allocation message, madvise on an arena page, copies in every
  * direction, the stream/event ordering contract (what a GPU would need is
  * refused on the cpu too), the after-start allocation counter, and
- * run.device = cpu|cuda|auto on this machine, which has no GPU.
+ * run.device = cpu|cuda|auto on this machine, which has no GPU, and the
+ * cuda training gate: every condition of the first GPU milestone's
+ * configuration and WEFT_GPU_CHECK, and that through the gate run.device =
+ * cuda still ends in "no usable GPU" here (exit 69) instead of the refusal.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -109,8 +112,14 @@ static void test_copies(void **state)
     assert_int_equal(weft_device_copy(d, dev1, src, 0, WEFT_COPY_H2D), 0); /* nothing to do */
     assert_int_equal(weft_device_copy(d, NULL, src, 4, WEFT_COPY_H2D), WEFT_EINVAL);
     assert_non_null(strstr(weft_last_error(), "destination pointer is NULL"));
-    assert_int_equal(weft_device_copy_async(d, dev1, src, 4, WEFT_COPY_H2D, (weft_stream)2), WEFT_EINVAL);
-    assert_non_null(strstr(weft_last_error(), "no stream 2"));
+    assert_int_equal(weft_device_copy_async(d, dev1, src, 4, WEFT_COPY_H2D, (weft_stream)WEFT_NSTREAMS), WEFT_EINVAL);
+    assert_non_null(strstr(weft_last_error(), "no stream 3"));
+    /* the staging stream (checkpoints' device->host copies) is a stream like the others */
+    memset(back, 0, sizeof back);
+    assert_int_equal(weft_device_copy_async(d, back, dev2, sizeof src, WEFT_COPY_D2H, WEFT_STREAM_STAGE), 0);
+    assert_int_equal(weft_device_stream_sync(d, WEFT_STREAM_STAGE), 0);
+    assert_memory_equal(back, src, sizeof src);
+    assert_ptr_equal(weft_device_arena_device(a), d);
     weft_device_host_free(d, host, 1000 * sizeof(float));
     weft_device_arena_free(a);
     weft_device_close(d);
@@ -232,6 +241,85 @@ static void test_select_without_gpu(void **state)
     assert_int_equal(weft_device_open((weft_device){WEFT_DEVICE_CPU, 1}, &d), WEFT_EINVAL);
 }
 
+/* The gate's conditions, one at a time from the milestone's job. */
+static void test_cuda_gate_conditions(void **state)
+{
+    (void)state;
+    char why[256];
+    const weft_device_job milestone = {.world = 1, .tp = 1, .pp = 1, .lora_rank = 0, .precision = "f32",
+                                       .family = "gpt2"};
+    unsetenv(WEFT_GPU_CHECK_ENV);
+    assert_int_equal(weft_device_cuda_training_ok(&milestone, why, sizeof why), 0);
+    assert_non_null(strstr(why, "never been verified on a GPU (WEFT_GPU_CHECK=1"));
+    setenv(WEFT_GPU_CHECK_ENV, "0", 1);
+    assert_int_equal(weft_device_cuda_training_ok(&milestone, why, sizeof why), 0);
+    setenv(WEFT_GPU_CHECK_ENV, "1", 1);
+    assert_int_equal(weft_device_cuda_training_ok(&milestone, why, sizeof why), 1);
+    weft_device_job j = milestone;
+    j.family = "llama";
+    assert_int_equal(weft_device_cuda_training_ok(&j, why, sizeof why), 1);
+    assert_int_equal(weft_device_cuda_training_ok(NULL, why, sizeof why), 0);
+    assert_non_null(strstr(why, "not known"));
+    static const struct {
+        weft_device_job job;
+        const char *says;
+    } refused[] = {
+        {{2, 1, 1, 0, "f32", "gpt2"}, "2 ranks (only 1 rank"},
+        {{1, 2, 1, 0, "f32", "gpt2"}, "parallel.tp = 2, parallel.pp = 1"},
+        {{1, 1, 2, 0, "f32", "gpt2"}, "parallel.tp = 1, parallel.pp = 2"},
+        {{1, 1, 1, 8, "f32", "gpt2"}, "lora.rank = 8 (LoRA"},
+        {{1, 1, 1, 0, "bf16", "gpt2"}, "train.precision = bf16 (only f32"},
+        {{1, 1, 1, 0, "f32", "mlp"}, "model mlp (only gpt2 and llama"},
+        {{1, 1, 1, 0, "f32", NULL}, "model of your own"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        assert_int_equal(weft_device_cuda_training_ok(&refused[i].job, why, sizeof why), 0);
+        if (!strstr(why, refused[i].says))
+            fail_msg("case %zu: '%s' does not say '%s'", i, why, refused[i].says);
+    }
+    unsetenv(WEFT_GPU_CHECK_ENV);
+}
+
+/* On this machine (no GPU): run.device = cuda is refused as not running on
+ * CUDA yet while the gate is closed, and, once it is open, fails as any
+ * cuda run without a GPU does -- both exit 69, with different messages;
+ * auto trains on cpu either way. */
+static void test_cuda_gate_without_gpu(void **state)
+{
+    (void)state;
+    char why[256], note[512];
+    if (weft_device_cuda_count(why, sizeof why) > 0) {
+        skip(); /* a GPU machine: tests/gpu/run.sh trains through the gate */
+        return;
+    }
+    const weft_device_job job = {.world = 1, .tp = 1, .pp = 1, .lora_rank = 0, .precision = "f32", .family = "gpt2"};
+    weft_device where;
+    weft_config *cfg = config_with("cuda");
+    unsetenv(WEFT_GPU_CHECK_ENV);
+    int rc = weft_device_for_training_job(cfg, 0, &job, &where, note, sizeof note);
+    assert_int_equal(rc, WEFT_EUNAVAILABLE);
+    assert_int_equal(weft_exit_code(rc), 69);
+    assert_non_null(strstr(weft_last_error(), WEFT_DEVICE_NO_CUDA_TRAINING));
+    assert_non_null(strstr(weft_last_error(), "never been verified"));
+    assert_null(strstr(weft_last_error(), "no usable GPU"));
+    setenv(WEFT_GPU_CHECK_ENV, "1", 1);
+    rc = weft_device_for_training_job(cfg, 0, &job, &where, note, sizeof note);
+    assert_int_equal(rc, WEFT_EUNAVAILABLE);
+    assert_int_equal(weft_exit_code(rc), 69);
+    assert_non_null(strstr(weft_last_error(), "run.device = cuda, but this process has no usable GPU"));
+    assert_null(strstr(weft_last_error(), WEFT_DEVICE_NO_CUDA_TRAINING));
+    /* the caller that does not know the job is refused, gate or not */
+    assert_int_equal(weft_device_for_training(cfg, 0, &where, note, sizeof note), WEFT_EUNAVAILABLE);
+    assert_non_null(strstr(weft_last_error(), WEFT_DEVICE_NO_CUDA_TRAINING));
+    weft_config_free(cfg);
+    cfg = config_with(NULL); /* auto */
+    assert_int_equal(weft_device_for_training_job(cfg, 0, &job, &where, note, sizeof note), 0);
+    assert_int_equal(where.kind, WEFT_DEVICE_CPU);
+    assert_non_null(strstr(note, "auto: no GPU"));
+    weft_config_free(cfg);
+    unsetenv(WEFT_GPU_CHECK_ENV);
+}
+
 static void test_names_and_current(void **state)
 {
     (void)state;
@@ -259,6 +347,7 @@ int main(void)
         cmocka_unit_test(test_copies),         cmocka_unit_test(test_streams_events),
         cmocka_unit_test(test_counter),        cmocka_unit_test(test_select_without_gpu),
         cmocka_unit_test(test_names_and_current),
+        cmocka_unit_test(test_cuda_gate_conditions), cmocka_unit_test(test_cuda_gate_without_gpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,9 @@
  * (so a wiring mistake in gpt.c -- a gradient sent to the wrong buffer, a
  * missing accumulation, the tied embedding -- cannot hide behind kernels
  * that are each correct). Also: backward's hook reports a final tail that
- * only grows towards offset 0, and backward accumulates.
+ * only grows towards offset 0, and backward accumulates; the activations
+ * are one arena on the model's device that the planner's numbers size
+ * exactly (but for the carvings' alignment), for every part shape.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +21,8 @@
 
 #include "kernels/kernels.h"
 #include "model/gpt.h"
+#include "model/model.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 #include "runtime/rng.h"
 
@@ -176,6 +180,37 @@ static void test_hook_and_accumulation(void **state)
     weft_gpt_free(m);
 }
 
+/* The activation arena (model.h weft_model_acts_new): it exists on the
+ * model's device, is sized from the planner's weft_model_mem (slots x
+ * slot_bytes + shared_bytes, less the host-kept split micro-batch, plus
+ * alignment for its 5 carvings) -- the same numbers weft_gpt_plan gives
+ * without building -- and the model carves all of it but the padding, for
+ * parts with and without the head or the embedding, recomputation, slots. */
+static void test_activation_arena(void **state)
+{
+    (void)state;
+    weft_gpt_config cfg = {.vocab = V, .max_seq = MAXT, .n_layer = L, .n_head = NH, .n_embd = C};
+    for (int k = 0; k < 8; k++) {
+        weft_gpt_part part = {.tp_size = 1, .pp_size = k & 1 ? 2 : 1, .nslots = k & 2 ? 3 : 1,
+                              .recompute = (k >> 2) & 1};
+        for (part.pp_rank = 0; part.pp_rank < part.pp_size; part.pp_rank++) {
+            weft_gpt *m = NULL;
+            weft_model_mem plan;
+            assert_int_equal(weft_gpt_plan(&cfg, &part, B, T, &plan), 0);
+            assert_int_equal(weft_gpt_new_part(&cfg, &part, B, T, &m), 0);
+            const weft_model *mm = weft_gpt_model(m);
+            assert_non_null(mm->acts);
+            size_t size = weft_device_arena_size(mm->acts), used = weft_device_arena_used(mm->acts);
+            size_t want = (size_t)plan.nslots * plan.slot_bytes + plan.shared_bytes - 2 * (size_t)B * T * 4 +
+                          5 * WEFT_DEVICE_ALIGN;
+            if (size != want || used > size || size - used >= 5 * WEFT_DEVICE_ALIGN)
+                fail_msg("part %d (pp %d/%d, %d slots, recompute %d): arena %zu bytes (planned %zu), %zu carved",
+                         k, part.pp_rank, part.pp_size, part.nslots, part.recompute, size, want, used);
+            weft_gpt_free(m);
+        }
+    }
+}
+
 int main(void)
 {
     weft_kernels_init(1);
@@ -185,6 +220,7 @@ int main(void)
         cmocka_unit_test(test_layout_constraints),
         cmocka_unit_test(test_gradients),
         cmocka_unit_test(test_hook_and_accumulation),
+        cmocka_unit_test(test_activation_arena),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,8 +3,11 @@
  *   - the cpu table's every entry against the kernels.h function of the
  *     same name on the same inputs, bit for bit over every buffer either
  *     could write (outputs start random, so backward's += shows too), and
- *     the memory ops (zero, copy, scale, axpy) against the host code they
- *     replaced in the models, so an entry routed to the wrong kernel, or given its arguments in the
+ *     the memory ops (zero, copy, scale, axpy, fill) and the bf16 weight
+ *     copies' upkeep and tp.c's vocabulary-parallel pieces (add_rows,
+ *     embedding_vp_*, xent_rescale) and LoRA's (matmul_nn_add, the
+ *     dropout) against the host code they replaced in the models, LoRA,
+ *     ZeRO-3, the trainer and tp.c, so an entry routed to the wrong kernel, or given its arguments in the
  *     wrong order, fails here; and no entry is NULL;
  *   - the sticky status: a failing entry (a fake installed in a cpu table)
  *     sets it once with a message naming the op, later failures keep the
@@ -26,11 +29,13 @@
 #include <unistd.h>
 
 #include "kernels/kernels.h"
+#include "kernels/matmul_dnnl.h"
 #include "kernels/ops.h"
 #include "model/gpt.h"
 #include "model/model.h"
 #include "runtime/device_impl.h"
 #include "runtime/error.h"
+#include "runtime/rng.h"
 
 /* Shapes: small, but odd enough that no dimension hides another. */
 enum { B = 2, T = 8, NH = 2, NKV = 1, HS = 4, C = NH * HS, N = B * T, OC = 12, V = 10 };
@@ -236,6 +241,205 @@ static void c_xent_finish(weft_ops *o, bufs *b)
     D(3)[0] = counted ? total / counted : 0.0;
 }
 
+/* dp_zero3.c's poison loop as it was: a bucket [0, 500) of F(0) with its
+ * shard at [123, 321) -- NaN outside, through two fills. */
+static void c_fill(weft_ops *o, bufs *b)
+{
+    size_t start = 0, len = 500, s0 = 123, s1 = 321;
+    float *params = F(0);
+    if (o) {
+        o->fill(o, params + start, s0 - start, NAN);
+        o->fill(o, params + s1, start + len - s1, NAN);
+        return;
+    }
+    for (size_t j = start; j < start + len; j++)
+        if (j < s0 || j >= s1)
+            params[j] = NAN;
+}
+/* The bf16 copies of weights: F(0)[0..600) registered, then changed and
+ * refreshed in part; what the products would read (the copy's bf16 bits)
+ * lands in F(1) so the two runs can be compared. */
+static void bf16_copy_out(bufs *b)
+{
+    const uint16_t *bf = weft_bf16_operand(F(0), 600, 0);
+    assert_non_null(bf); /* inside a registered copy: the copy itself */
+    memcpy(F(1), bf, 600 * sizeof *bf);
+    weft_matmul_bf16_forget(F(0));
+}
+static void c_bf16_mirror(weft_ops *o, bufs *b)
+{
+    if (o)
+        o->bf16_mirror(o, F(0), 600);
+    else
+        assert_int_equal(weft_matmul_bf16_mirror(F(0), 600), 0);
+    bf16_copy_out(b);
+}
+static void c_bf16_refresh(weft_ops *o, bufs *b)
+{
+    assert_int_equal(weft_matmul_bf16_mirror(F(0), 600), 0);
+    for (int i = 100; i < 400; i++)
+        F(0)[i] *= 3.0f;
+    if (o)
+        o->bf16_refresh(o, F(0) + 100, 200); /* [100, 300) fresh, [300, 400) stale */
+    else
+        weft_matmul_bf16_refresh(F(0) + 100, 200);
+    bf16_copy_out(b);
+}
+
+/* tp.c's loops as they were (TP > 1): the row-parallel bias (P = 1) and
+ * the positions (P = T) after their allreduces; the vocabulary-parallel
+ * embedding of the rows [3, 7) this rank holds (b->tok has tokens on both
+ * sides, and repeats); the loss's rescale of the sums to the global max. */
+static void c_add_rows(weft_ops *o, bufs *b)
+{
+    float *out = F(0), *bias = F(1), *wpe = F(2);
+    if (o) {
+        o->add_rows(o, out, bias, N, 1, OC);
+        o->add_rows(o, out + N * OC, wpe, N, T, C);
+        return;
+    }
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < OC; k++)
+            out[(size_t)n * OC + k] += bias[k];
+    out += N * OC;
+    for (size_t i = 0; i < N; i++)
+        for (int c = 0; c < C; c++)
+            out[i * C + c] += wpe[(i % T) * C + c];
+}
+static void c_embedding_vp_forward(weft_ops *o, bufs *b)
+{
+    int v0 = 3, Vl = 4;
+    if (o) {
+        o->embedding_vp_forward(o, F(0), b->tok, F(1), v0, Vl, N, C);
+        return;
+    }
+    for (size_t i = 0; i < N; i++) {
+        int32_t v = b->tok[i] - v0;
+        float *r = F(0) + i * C;
+        if (v >= 0 && v < Vl)
+            memcpy(r, F(1) + (size_t)v * C, (size_t)C * sizeof(float));
+        else
+            memset(r, 0, (size_t)C * sizeof(float));
+    }
+}
+static void vp_backward_loop(float *dwte_local, float *dwpe, const float *dout, const int32_t *tokens, int v0, int Vl)
+{
+    for (size_t i = 0; i < N; i++) {
+        const float *d = dout + i * C;
+        int32_t v = tokens[i] - v0;
+        float *pw = dwpe ? dwpe + (i % T) * C : NULL;
+        for (int c = 0; pw && c < C; c++)
+            pw[c] += d[c];
+        if (v < 0 || v >= Vl)
+            continue;
+        float *w = dwte_local + (size_t)v * C;
+        for (int c = 0; c < C; c++)
+            w[c] += d[c];
+    }
+}
+static void c_embedding_vp_backward(weft_ops *o, bufs *b)
+{
+    if (o) {
+        o->embedding_vp_backward(o, F(0), F(1), F(2), b->tok, 3, 4, B, T, C);
+        o->embedding_vp_backward(o, F(3), NULL, F(2), b->tok, 0, 6, B, T, C); /* llama: no positions */
+        return;
+    }
+    vp_backward_loop(F(0), F(1), F(2), b->tok, 3, 4);
+    vp_backward_loop(F(3), NULL, F(2), b->tok, 0, 6);
+}
+static void c_xent_rescale(weft_ops *o, bufs *b)
+{
+    double *sz = D(0), *mx = D(1), *gmx = D(2);
+    if (o) {
+        o->xent_rescale(o, sz, mx, gmx, N);
+        return;
+    }
+    for (int n = 0; n < N; n++)
+        sz[n] *= exp(mx[n] - gmx[n]);
+    memcpy(mx, gmx, (size_t)N * sizeof(double));
+}
+
+/* lora.c's loops as they were: dy_times_b (dh (N, r) += dy (N, out) B
+ * (out, r)) and dh_times_a (dx (N, in) += dh (N, r) A (r, in)) with r = 3;
+ * the dropout of x and the masked add of its gradient (p = 0.3, columns
+ * from 5 on: a row-parallel piece). */
+static int lora_kept_ref(uint64_t key, uint64_t id, int n, int j, double p)
+{
+    uint64_t h = weft_rng_mix(key ^ id ^ weft_rng_mix(((uint64_t)n << 32) ^ (uint64_t)j));
+    return (double)(h >> 11) * 0x1.0p-53 >= p;
+}
+static void c_matmul_nn_add(weft_ops *o, bufs *b)
+{
+    int r = 3, out = OC, in = C + 3;
+    if (o) {
+        o->matmul_nn_add(o, F(0), F(1), F(2), N, out, r);
+        o->matmul_nn_add(o, F(3), F(4), F(5), N, r, in);
+        return;
+    }
+    for (int n = 0; n < N; n++) {
+        float *d = F(0) + (size_t)n * r;
+        const float *g = F(1) + (size_t)n * out;
+        for (int k = 0; k < out; k++)
+            for (int m = 0; m < r; m++)
+                d[m] += g[k] * F(2)[(size_t)k * r + m];
+    }
+    for (int n = 0; n < N; n++) {
+        float *d = F(3) + (size_t)n * in;
+        for (int k = 0; k < r; k++) {
+            float c = F(4)[(size_t)n * r + k];
+            const float *a = F(5) + (size_t)k * in;
+            for (int j = 0; j < in; j++)
+                d[j] += c * a[j];
+        }
+    }
+}
+static void c_lora_dropout(weft_ops *o, bufs *b)
+{
+    uint64_t key = 0x1234567890abcdefull, id = 77;
+    double p = 0.3;
+    if (o) {
+        o->lora_dropout(o, F(0), F(1), N, C, 5, key, id, p);
+        return;
+    }
+    float inv = (float)(1.0 / (1.0 - p));
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < C; j++) {
+            size_t e = (size_t)n * C + j;
+            F(0)[e] = lora_kept_ref(key, id, n, 5 + j, p) ? F(1)[e] * inv : 0.0f;
+        }
+}
+static void c_lora_dropout_add(weft_ops *o, bufs *b)
+{
+    uint64_t key = 0x1234567890abcdefull, id = 77;
+    double p = 0.3;
+    F(0)[7] = -0.0f; /* a dropped element keeps its bits: no += 0 */
+    if (o) {
+        o->lora_dropout_add(o, F(0), F(1), N, C, 5, key, id, p);
+        return;
+    }
+    float inv = (float)(1.0 / (1.0 - p));
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < C; j++)
+            if (lora_kept_ref(key, id, n, 5 + j, p))
+                F(0)[(size_t)n * C + j] += F(1)[(size_t)n * C + j] * inv;
+}
+
+/* dp.c's gradient-norm loop as it was: one running double continued from
+ * D(3)[0] over two ranges of F(0). */
+static void c_sumsq_acc(weft_ops *o, bufs *b)
+{
+    if (o) {
+        o->sumsq_acc(o, D(3), F(0), 700);
+        o->sumsq_acc(o, D(3), F(0) + 700, 301);
+        return;
+    }
+    double s = D(3)[0];
+    const float *g = F(0);
+    for (size_t j = 0; j < 1001; j++)
+        s += (double)g[j] * g[j];
+    D(3)[0] = s;
+}
+
 static const struct {
     const char *name;
     size_t offset; /* of the entry in weft_ops */
@@ -278,6 +482,17 @@ static const struct {
     CASE(scale),
     CASE(axpy),
     CASE(xent_finish),
+    CASE(fill),
+    CASE(bf16_mirror),
+    CASE(bf16_refresh),
+    CASE(add_rows),
+    CASE(embedding_vp_forward),
+    CASE(embedding_vp_backward),
+    CASE(xent_rescale),
+    CASE(matmul_nn_add),
+    CASE(lora_dropout),
+    CASE(lora_dropout_add),
+    CASE(sumsq_acc),
 #undef CASE
 };
 #define NCASES (sizeof cases / sizeof cases[0])
