@@ -92,7 +92,9 @@ typedef struct weft_ckpt_meta {
 
 typedef struct weft_ckpt_opts {
     char dir[4096];              /* where step-NNNNNNNN.h5 and latest live (the shared tier) */
-    char local_dir[4096];        /* "" or the first tier: saves commit here, a thread drains them to dir */
+    char local_dir[4096];        /* "" or the first tier: saves commit here, then go to dir -- one directory
+                                    all ranks see: rank 0's drain thread copies each file (drain.h); a disk
+                                    per node: a file per node, assembled in dir by the writer (nodefile.c) */
     int local_keep;              /* retention in local_dir */
     double drain_timeout;        /* seconds weft_ckpt_wait_drained waits */
     int drain_retries;

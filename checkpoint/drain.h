@@ -3,7 +3,9 @@
  * that commits, copying each checkpoint committed in the local tier
  * (checkpoint.local_dir) to the shared one (checkpoint.dir) and committing
  * it there with the first tier's protocol (commit.h), each tier with its
- * own latest and retention. States and retries: drain.c.
+ * own latest and retention. States and retries: drain.c. For a local_dir
+ * that every rank sees; with a disk per node the writer assembles the
+ * shared file instead (nodefile.c).
  */
 #ifndef WEFT_CHECKPOINT_DRAIN_H
 #define WEFT_CHECKPOINT_DRAIN_H

@@ -14,6 +14,7 @@
 #include "checkpoint/agree.h"
 #include "checkpoint/h5.h"
 #include "checkpoint/inspect.h"
+#include "checkpoint/nodepart.h"
 #include "checkpoint/safetensors.h"
 #include "checkpoint/seal.h"
 #include "checkpoint/single.h"
@@ -858,6 +859,9 @@ int weft_hf_export(const char *path, const char *format, const char *out, const 
     out_tensors o = {0};
     int64_t step = 0;
     int vocab = 0;
+    int64_t node;
+    weft_ckpt_layout none = {0};
+    WEFT_CHECK(weft_ckpt_node_part(path, &none, 0, -1, &node)); /* one node's part: not the whole model (h5 lock: the caller's) */
     WEFT_CHECK(weft_ckpt_open_file(path, &f));
     int rc = ckpt_model(f, path, &cfg);
     int llama = rc == 0 && strcmp(weft_config_str(cfg, "model.family"), "llama") == 0;

@@ -13,6 +13,7 @@
 #include "checkpoint/ckpt.h"
 #include "checkpoint/h5.h"
 #include "checkpoint/inspect.h"
+#include "checkpoint/nodepart.h"
 #include "checkpoint/plan.h"
 #include "checkpoint/rawdata.h"
 #include "collectives/watchdog.h"
@@ -33,6 +34,7 @@ typedef struct {
     unsigned flags;
     int fd; /* the file, for pread of contiguous datasets (-1: HDF5 reads all) */
     weft_dev *dev; /* the state is this device's memory: read into host memory, copy up (NULL: read in place) */
+    int vrank, vsize; /* among the ranks verifying this file: all, or a node's with its part (nodepart.h) */
 } loader_ctx;
 
 /* The state's memory is read through host buffers when it is a GPU's (or
@@ -356,10 +358,10 @@ static int verify(const loader_ctx *x, const weft_ckpt_state *s)
     int *owner = calloc((size_t)n + 1, sizeof *owner);
     int rc = scratch && bytes && owner ? 0 : weft_error(WEFT_ENOMEM, "out of memory");
     if (rc == 0)
-        assign_by_bytes(bytes, n, x->size, owner);
+        assign_by_bytes(bytes, n, x->vsize, owner);
     int weights = x->flags & WEFT_CKPT_WEIGHTS_ONLY;
     for (int i = 0; i < n && rc == 0; i++) {
-        if (owner[i] != x->rank || (weights && strncmp(list[i], "params/", 7) != 0))
+        if (owner[i] != x->vrank || (weights && strncmp(list[i], "params/", 7) != 0))
             continue;
         size_t numel = 0;
         const float *mem = x->dev ? NULL : in_memory(s, list[i], &numel); /* a device's: read the file */
@@ -465,6 +467,35 @@ static int read_all(const loader_ctx *x, const weft_ckpt_state *s, const weft_ck
     return verify(x, s);
 }
 
+/* A node's part (nodepart.h): every rank of the job reads its own node's
+ * file, so HDF5 opens it over that node's ranks, who verify it; a whole
+ * file: over all (*hmpi = mpi). Agreed. */
+static int node_part_comm(loader_ctx *x, const weft_ckpt_layout *l, MPI_Comm mpi, MPI_Comm *hmpi)
+{
+    int64_t node;
+    weft_h5_lock();
+    int prc = weft_ckpt_node_part(x->path, l, x->rank, x->size, &node);
+    weft_h5_unlock();
+    int rc = weft_ckpt_agree(l->world, prc);
+    if (rc)
+        return rc;
+    int32_t part = node >= 0, all[2], mine[2] = {part, -part};
+    WEFT_CHECK(weft_comm_allreduce(l->world, mine, all, 2, WEFT_I32, WEFT_MIN));
+    if (all[0] != -all[1])
+        return weft_error(WEFT_EDATA, "checkpoint %s is one node's part on some ranks and a whole file on others: "
+                          "the ranks' checkpoint directories hold different files", x->path);
+    *hmpi = mpi;
+    if (!part)
+        return 0;
+    if (MPI_Comm_split(mpi, (int)node, x->rank, hmpi) != MPI_SUCCESS) {
+        *hmpi = MPI_COMM_NULL;
+        return weft_error(WEFT_ECOMM, "checkpoint %s: cannot make the communicator of its node", x->path);
+    }
+    MPI_Comm_rank(*hmpi, &x->vrank);
+    MPI_Comm_size(*hmpi, &x->vsize);
+    return 0;
+}
+
 /* Missing, not HDF5: the same answer on every rank, before any collective. */
 static int precheck(const char *path)
 {
@@ -486,8 +517,10 @@ int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const ch
                    weft_ckpt_loaded *out)
 {
     memset(out, 0, sizeof *out);
-    loader_ctx x = {path, -1, weft_comm_rank(l->world), weft_comm_size(l->world), flags, -1, staged_dev(s, flags)};
-    MPI_Comm mpi;
+    loader_ctx x = {path, -1, weft_comm_rank(l->world), weft_comm_size(l->world), flags, -1, staged_dev(s, flags),
+                    0, 0};
+    x.vrank = x.rank, x.vsize = x.size;
+    MPI_Comm mpi, hmpi = MPI_COMM_NULL;
     WEFT_CHECK(weft_comm_mpi_dup(l->world, &mpi));
     weft_ckpt_name *names = NULL;
     int ng = 0;
@@ -496,10 +529,12 @@ int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const ch
     weft_watchdog_raw_begin(what); /* HDF5's collective MPI-IO (collectives/watchdog.h, "Raw MPI") */
     int rc = weft_ckpt_names(mpi, s, &names, &ng);
     rc = weft_ckpt_agree(l->world, rc ? rc : precheck(path));
+    if (rc == 0)
+        rc = node_part_comm(&x, l, mpi, &hmpi);
     if (rc == 0) {
         x.fd = open(path, O_RDONLY | O_CLOEXEC); /* -1: HDF5 reads everything */
         weft_h5_lock();
-        hid_t fapl = weft_h5_fapl(mpi, NULL);
+        hid_t fapl = weft_h5_fapl(hmpi, NULL);
         x.f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
         H5Pclose(fapl);
         rc = x.f < 0 ? weft_h5_error(WEFT_EDATA, "checkpoint %s cannot be opened (truncated or damaged?)", path)
@@ -515,6 +550,8 @@ int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const ch
     }
     weft_watchdog_raw_end();
     free(names);
+    if (hmpi != MPI_COMM_NULL && hmpi != mpi)
+        MPI_Comm_free(&hmpi);
     MPI_Comm_free(&mpi);
     if (rc)
         weft_ckpt_loaded_free(out);
@@ -571,7 +608,17 @@ int weft_ckpt_load_whole(const weft_ckpt_state *s, const char *path)
         }
         snprintf(names[i].name, sizeof names[i].name, "%s", s->tensors[i].name);
     }
-    loader_ctx x = {path, -1, 0, 1, WEFT_CKPT_WEIGHTS_ONLY, open(path, O_RDONLY | O_CLOEXEC), staged_dev(s, 0)};
+    int64_t node;
+    weft_ckpt_layout one = {0};
+    weft_h5_lock();
+    int prc = weft_ckpt_node_part(path, &one, 0, -1, &node);
+    weft_h5_unlock();
+    if (prc != 0) { /* a node's part: never a whole model */
+        free(names);
+        return weft_error(WEFT_EDATA, "%s; a whole model loads from the shared tier's file (checkpoint.dir)",
+                          weft_last_error());
+    }
+    loader_ctx x = {path, -1, 0, 1, WEFT_CKPT_WEIGHTS_ONLY, open(path, O_RDONLY | O_CLOEXEC), staged_dev(s, 0), 0, 1};
     weft_ckpt_state weights = *s;
     weights.m = weights.v = NULL;
     weft_ckpt_loaded out;

@@ -146,17 +146,21 @@ static int find_name(const weft_ckpt_name *names, int n, const char *name)
     return -1;
 }
 
-/* This rank's share of tensor t: its write ranges intersected with t. */
+enum { PARAMS = 1, MOMENTS = 2 };
+
+/* This rank's share of tensor t: its write ranges intersected with t, of
+ * the parameters and/or (what) the moments. */
 static int add_tensor(weft_ckpt_plan *p, const weft_ckpt_state *s, const weft_tensor *t, int gi, int ng,
-                      const size_t (*w)[2], int nw, int moments)
+                      const size_t (*w)[2], int nw, int what)
 {
     for (int i = 0; i < nw; i++) {
         size_t a = w[i][0] > t->offset ? w[i][0] : t->offset;
         size_t e1 = w[i][0] + w[i][1], e2 = t->offset + t->numel, b = e1 < e2 ? e1 : e2;
         if (a >= b)
             continue;
-        WEFT_CHECK(add_piece(p, gi, &t->shard, a - t->offset, b - t->offset, s->params + a));
-        if (!moments)
+        if (what & PARAMS)
+            WEFT_CHECK(add_piece(p, gi, &t->shard, a - t->offset, b - t->offset, s->params + a));
+        if (!(what & MOMENTS))
             continue;
         size_t pos = weft_ckpt_moment_pos(s, a);
         if (pos == (size_t)-1 || weft_ckpt_moment_pos(s, b - 1) != pos + (b - a - 1))
@@ -214,25 +218,60 @@ static int cmp_range(const void *x, const void *y)
 
 /* The flat ranges this rank writes, in increasing order (a dataset's
  * staging must follow the file's row-major order): its ZeRO-1 ranges (data
- * parallelism lists them from the end of the buffer), or its even share. */
-static int write_ranges(const weft_ckpt_layout *l, const weft_ckpt_state *s, size_t (**w)[2], int *nw)
+ * parallelism lists them from the end of the buffer), or its even share;
+ * all: the whole buffer (a file per node: everything this rank holds). */
+static int write_ranges(const weft_ckpt_layout *l, const weft_ckpt_state *s, int sharded, int all,
+                        size_t (**w)[2], int *nw)
 {
-    int n = l->zero && s->nranges > 0 ? s->nranges : 1;
+    int n = sharded && s->nranges > 0 ? s->nranges : 1;
     *w = calloc((size_t)n, sizeof **w);
     if (!*w)
         return weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
-    if (l->zero && s->nranges > 0) {
+    if (sharded && s->nranges > 0) {
         memcpy(*w, s->ranges, (size_t)n * sizeof **w);
         qsort(*w, (size_t)n, sizeof **w, cmp_range);
-    } else
+    } else if (all)
+        (*w)[0][0] = 0, (*w)[0][1] = s->n;
+    else
         weft_comm_chunk(s->n, l->dp_size, l->dp_rank, &(*w)[0][0], &(*w)[0][1]);
     *nw = n;
     return 0;
 }
 
-static int fill_plan(MPI_Comm comm, const weft_ckpt_layout *l, const weft_ckpt_state *s, size_t loader_len,
-                     weft_ckpt_plan *p, const weft_ckpt_name *names, int ng)
+/* Every tensor's share: in one file for the job, the elements no other
+ * rank writes; in a file per node (nodewise), all this rank holds -- its
+ * parameters (all of them but under ZeRO-3, whole tensors on every TP
+ * rank) and its moments -- so that the node's file alone resumes its
+ * ranks (replicas on one node write the same bytes at the same offsets). */
+static int add_tensors(weft_ckpt_plan *p, const weft_ckpt_layout *l, const weft_ckpt_state *s,
+                       const weft_ckpt_name *names, int ng, int moments, int nodewise)
 {
+    size_t (*w)[2] = NULL, (*wm)[2] = NULL;
+    int nw = 0, nwm = 0, rc = 0;
+    if (!nodewise)
+        rc = write_ranges(l, s, l->zero != 0, 0, &w, &nw);
+    else if ((rc = write_ranges(l, s, l->zero >= 3, 1, &w, &nw)) == 0)
+        rc = write_ranges(l, s, l->zero != 0, 1, &wm, &nwm);
+    for (int i = 0; i < s->ntensors && rc == 0; i++) {
+        const weft_tensor *t = &s->tensors[i];
+        if ((t->flags & WEFT_TENSOR_TIED_COPY) || (!nodewise && t->shard.split_dim < 0 && l->tp_rank != 0))
+            continue;
+        int gi = find_name(names, ng, t->name);
+        if (!nodewise)
+            rc = add_tensor(p, s, t, gi, ng, (const size_t(*)[2])w, nw, PARAMS | (moments ? MOMENTS : 0));
+        else if ((rc = add_tensor(p, s, t, gi, ng, (const size_t(*)[2])w, nw, PARAMS)) == 0 && moments)
+            rc = add_tensor(p, s, t, gi, ng, (const size_t(*)[2])wm, nwm, MOMENTS);
+    }
+    free(w);
+    free(wm);
+    return rc;
+}
+
+static int fill_plan(MPI_Comm comm, MPI_Comm hcomm, const weft_ckpt_layout *l, const weft_ckpt_state *s,
+                     size_t loader_len, weft_ckpt_plan *p, const weft_ckpt_name *names, int ng)
+{
+    int hrank, nodewise = hcomm != comm;
+    MPI_Comm_rank(hcomm, &hrank);
     int rank, size, moments = s->m != NULL, any_moments;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
@@ -243,37 +282,27 @@ static int fill_plan(MPI_Comm comm, const weft_ckpt_layout *l, const weft_ckpt_s
     for (int k = WEFT_CKPT_PARAM; k <= (any_moments ? WEFT_CKPT_V : WEFT_CKPT_PARAM); k++)
         for (int i = 0; i < ng; i++)
             add_dset(p, k, names[i].name, names[i].ndim, names[i].shape, sizeof(float));
-    size_t (*w)[2] = NULL;
-    int nw = 0;
-    WEFT_CHECK(write_ranges(l, s, &w, &nw));
-    int rc = 0;
-    for (int i = 0; i < s->ntensors && rc == 0; i++) {
-        const weft_tensor *t = &s->tensors[i];
-        if ((t->flags & WEFT_TENSOR_TIED_COPY) || (t->shard.split_dim < 0 && l->tp_rank != 0))
-            continue;
-        rc = add_tensor(p, s, t, find_name(names, ng, t->name), ng, (const size_t(*)[2])w, nw, moments);
-    }
-    free(w);
-    WEFT_CHECK(rc);
+    WEFT_CHECK(add_tensors(p, l, s, names, ng, moments, nodewise));
     int64_t lshape[2] = {(int64_t)loader_len, 0}, rshape[2] = {size, 0};
     weft_shard_spec lspec = weft_shard_whole(lshape[0], 0), rspec = weft_shard_whole(size, 0);
     if (loader_len > 0) {
         add_dset(p, WEFT_CKPT_LOADER, "state", 1, lshape, 1);
-        if (rank == 0)
+        if (hrank == 0) /* the loader's position is the same on every rank */
             WEFT_CHECK(add_piece(p, p->nd - 1, &lspec, 0, loader_len, NULL));
     }
     add_dset(p, WEFT_CKPT_RNG, "state", 1, rshape, sizeof(uint64_t));
     return add_piece(p, p->nd - 1, &rspec, (size_t)rank, (size_t)rank + 1, NULL);
 }
 
-int weft_ckpt_plan_build(MPI_Comm comm, const weft_ckpt_layout *l, const weft_ckpt_state *s, size_t loader_len,
-                       weft_ckpt_plan *p)
+int weft_ckpt_plan_build(MPI_Comm comm, MPI_Comm node, const weft_ckpt_layout *l, const weft_ckpt_state *s,
+                         size_t loader_len, weft_ckpt_plan *p)
 {
+    MPI_Comm hcomm = node != MPI_COMM_NULL ? node : comm;
     memset(p, 0, sizeof *p);
     weft_ckpt_name *names;
     int ng;
     WEFT_CHECK(weft_ckpt_names(comm, s, &names, &ng));
-    int rc = fill_plan(comm, l, s, loader_len, p, names, ng);
+    int rc = fill_plan(comm, hcomm, l, s, loader_len, p, names, ng);
     free(names);
     if (rc == 0) {
         assign_offsets(p);
@@ -284,7 +313,7 @@ int weft_ckpt_plan_build(MPI_Comm comm, const weft_ckpt_layout *l, const weft_ck
             if (p->d[i].kind == WEFT_CKPT_RNG)
                 p->rng_off = p->d[i].stage_off;
         }
-        rc = assign_hashers(comm, p);
+        rc = assign_hashers(hcomm, p);
     }
     if (rc)
         weft_ckpt_plan_free(p);

@@ -11,6 +11,8 @@
  * writing), skipping tensors whole across tensor parallelism unless it is
  * TP rank 0, and tied copies. The same elements of m and v go with them.
  * All of it is staged in one buffer: a list of copies fills it.
+ * With a file per node (the local tier on several nodes) a rank writes all
+ * it holds instead, so that the node's file alone resumes the node's ranks.
  */
 #ifndef WEFT_CHECKPOINT_PLAN_H
 #define WEFT_CHECKPOINT_PLAN_H
@@ -75,9 +77,12 @@ typedef struct weft_ckpt_name {
  * on a tensor's shape. */
 int weft_ckpt_names(MPI_Comm comm, const weft_ckpt_state *s, weft_ckpt_name **out, int *n);
 
-/* Collective over comm. loader_len 0: no loader dataset. */
-int weft_ckpt_plan_build(MPI_Comm comm, const weft_ckpt_layout *l, const weft_ckpt_state *s, size_t loader_len,
-                       weft_ckpt_plan *p);
+/* Collective over comm. loader_len 0: no loader dataset. node: this
+ * rank's node when each node writes a file of its own (checkpoint.local_dir
+ * on several nodes; MPI_COMM_NULL: one file for the job): every rank then
+ * writes all it holds, and the hashers are per node. */
+int weft_ckpt_plan_build(MPI_Comm comm, MPI_Comm node, const weft_ckpt_layout *l, const weft_ckpt_state *s,
+                         size_t loader_len, weft_ckpt_plan *p);
 void weft_ckpt_plan_free(weft_ckpt_plan *p);
 
 /* Where flat element x of the parameter buffer is in the moment buffers;

@@ -149,7 +149,7 @@ static int write_file(weft_ckpt *c, const char *tmp)
 static int write_file_raw(weft_ckpt *c, const char *tmp)
 {
     weft_h5_tuning tune = {0, c->opts.coll_metadata, c->opts.alignment};
-    hid_t fapl = weft_h5_fapl(c->mpi, &tune);
+    hid_t fapl = weft_h5_fapl(c->nodefiles ? c->node_mpi : c->mpi, &tune); /* a file per node: the node's */
     weft_fault_at(WEFT_FAULT_SAVE_OPEN, c->meta.step); /* kill_save_open, stall_save_open: the others in MPI-IO */
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
@@ -158,19 +158,21 @@ static int write_file_raw(weft_ckpt *c, const char *tmp)
     /* Reserve the whole file's blocks before writing: a full disk then fails
      * here, cleanly, and never in the middle of the data or of HDF5's
      * metadata writes. Each rank's own descriptor carries its data. */
-    int rc = c->rank == 0 ? reserve_file(c, tmp) : 0;
+    int rc = weft_ckpt_committer(c) ? reserve_file(c, tmp) : 0;
     c->fd = open(tmp, O_RDWR | O_CLOEXEC);
     if (c->fd < 0)
         rc = keep(rc, weft_error(WEFT_EIO, "checkpoint: cannot open %s for writing: %s", tmp, strerror(errno)));
     rc = weft_ckpt_agree(c->wcomm, rc);
     if (rc) {
-        if (c->rank == 0)
+        if (weft_ckpt_committer(c))
             weft_ckpt_reserve_release(c); /* room for the superblock HDF5 writes at close */
         H5Fclose(f);
         return rc;
     }
     int64_t t0 = weft_now_ns();
     rc = weft_ckpt_data_create(c, f);
+    if (c->nodefiles) /* every dataset at one offset in every node's file */
+        rc = weft_ckpt_nodes_offsets(c, rc);
     c->stats.create_s = 1e-9 * (double)(weft_now_ns() - t0);
     if (rc == 0) /* the device's staging copies ran while HDF5 created the datasets */
         rc = weft_ckpt_staged_wait(c);
@@ -188,7 +190,7 @@ static int write_file_raw(weft_ckpt *c, const char *tmp)
     int all = weft_ckpt_agree(c->wcomm, rc);
     if (all) {
         rc = keep(rc, all);
-        if (c->rank == 0)
+        if (weft_ckpt_committer(c))
             weft_ckpt_reserve_release(c);
     }
     for (int i = 0; all == 0 && i < c->plan.nd; i++)
@@ -198,6 +200,8 @@ static int write_file_raw(weft_ckpt *c, const char *tmp)
         rc = keep(rc, weft_ckpt_root_attrs(f, &c->meta, &c->layout, c->size, c->config_ini));
     if (all == 0)
         rc = keep(rc, weft_ckpt_seal_job(c, f)); /* provenance, signature: seal.c */
+    if (all == 0 && c->nodefiles)
+        rc = keep(rc, weft_ckpt_nodes_attrs(c, f));
     for (int i = 0; i < c->plan.nd; i++)
         if (c->dsets[i] >= 0)
             H5Dclose(c->dsets[i]);
@@ -224,7 +228,7 @@ static size_t file_bytes_estimate(const weft_ckpt *c)
 
 static int preflight(weft_ckpt *c)
 {
-    if (!c->opts.preflight || c->rank != 0)
+    if (!c->opts.preflight || !weft_ckpt_committer(c))
         return 0;
     struct statvfs sv;
     if (statvfs(c->opts.dir, &sv) != 0)
@@ -248,9 +252,9 @@ static int commit(weft_ckpt *c, const char *tmp, const char *name)
     rc = c->fsyncer ? weft_durable_fsync_path(tmp) : 0;
     WEFT_CHECK(weft_ckpt_agree(c->wcomm, rc));
     weft_fault_at(WEFT_FAULT_SAVE_COMMIT, c->meta.step); /* durable, not yet renamed */
-    if (c->rank != 0) /* kill_save_latest on the others: while rank 0 publishes */
+    if (!weft_ckpt_committer(c)) /* kill_save_latest on the others: while rank 0 publishes */
         weft_fault_at(WEFT_FAULT_SAVE_LATEST, c->meta.step);
-    if (c->rank == 0) {
+    if (weft_ckpt_committer(c)) { /* with a file per node, each node's first rank in its local_dir */
         rc = weft_ckpt_publish(c->opts.dir, tmp, name, c->meta.step);
         if (rc == 0 && weft_ckpt_retain(c->opts.dir, c->opts.keep_last, c->opts.keep_every, c->meta.step) != 0)
             WEFT_WARN("%s", weft_last_error()); /* an old file left over is no failure of this save */
@@ -279,7 +283,7 @@ int weft_ckpt_write_one(weft_ckpt *c)
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
-    if (rc && c->rank == 0) {
+    if (rc && weft_ckpt_committer(c)) {
         unlink(tmp);
         weft_ckpt_reserve_take(c); /* again, now that the failed file is gone */
     }
@@ -296,6 +300,8 @@ int weft_ckpt_write_one(weft_ckpt *c)
                       c->last_path, c->stats.bytes_file / 1048576.0, c->stats.write_s);
         if (c->drain)
             weft_ckpt_drain_post(c->drain, c->meta.step);
+        if (c->nodefiles)
+            weft_ckpt_nodes_drain(c); /* the shared tier, behind the local commit */
     }
     return rc;
 }

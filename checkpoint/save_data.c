@@ -289,9 +289,15 @@ int weft_ckpt_data_check(weft_ckpt *c, const char *tmp, int rc)
     rc = weft_ckpt_agree(c->wcomm, rc);
     if (rc == 0)
         rc = weft_ckpt_agree(c->wcomm, hash_split(c, tmp));
-    if (rc == 0)
+    if (rc == 0 && !c->nodefiles)
         rc = weft_comm_allreduce(c->wcomm, c->hashes, c->hashes, (size_t)c->plan.nd, WEFT_I64, WEFT_SUM);
-    return rc;
+    /* A file per node (nodefile.c): the checksums of what the node's file
+     * holds, from its own hashers (plan.c); raw MPI inside save.c's
+     * watchdog bracket. */
+    if (rc == 0 && c->nodefiles && MPI_Allreduce(MPI_IN_PLACE, c->hashes, c->plan.nd, MPI_UINT64_T, MPI_SUM,
+                                                 c->node_mpi) != MPI_SUCCESS)
+        rc = weft_error(WEFT_ECOMM, "checkpoint: summing the checksums over the node's ranks failed");
+    return c->nodefiles ? weft_ckpt_agree(c->wcomm, rc) : rc;
 }
 
 /* --- write-back ------------------------------------------------------------ */

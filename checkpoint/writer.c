@@ -19,12 +19,14 @@
 #include "runtime/log.h"
 #include "runtime/timer.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The save states (ckpt.h), with mu held: IDLE -> PENDING (the step loop
@@ -80,28 +82,6 @@ static void *writer_main(void *arg)
 
 /* --- the main thread's side ---------------------------------------------- */
 
-/* The local tier must be one directory for every rank (one file written
- * by all of them): rank 0 leaves a mark, every rank looks for it. */
-static int check_local(weft_ckpt *c, int rc)
-{
-    char mark[4200];
-    snprintf(mark, sizeof mark, "%s/.weft-tier-check", c->opts.dir);
-    if (rc == 0 && c->rank == 0)
-        close(open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0640));
-    WEFT_CHECK(weft_ckpt_agree(c->layout.world, rc));
-    int32_t seen = access(mark, F_OK) == 0, all;
-    WEFT_CHECK(weft_comm_allreduce(c->layout.world, &seen, &all, 1, WEFT_I32, WEFT_MIN));
-    WEFT_CHECK(weft_comm_barrier(c->layout.world));
-    if (c->rank == 0)
-        unlink(mark);
-    if (!all)
-        return weft_error(WEFT_ECONFIG, "checkpoint.local_dir %s is not the same directory for every rank (ranks on "
-                          "other nodes do not see it): a checkpoint is one file written by all ranks, and local "
-                          "tiers of one file per node are not implemented; use a directory every rank sees",
-                          c->opts.dir);
-    return 0;
-}
-
 /* The staging buffer, once: the device's pinned host memory and the
  * events that order its copies when the state is on a device, else
  * 64-byte aligned host memory. */
@@ -151,7 +131,10 @@ static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state 
     c->rank = weft_comm_rank(l->world);
     c->size = weft_comm_size(l->world);
     weft_ctx *ctx = weft_ctx_current();
-    c->fsyncer = !ctx || ctx->local_rank == 0;
+    c->fsyncer = c->leader = !ctx || ctx->local_rank == 0;
+    c->node = ctx ? ctx->node : 0;
+    c->nnodes = ctx ? ctx->nnodes : 1;
+    c->shared_keep_last = o->keep_last, c->shared_keep_every = o->keep_every;
     /* auto: collective metadata writes pay across nodes (one writer, no
      * metadata storm on a shared file system); on one node they are only
      * more synchronisation. The data never goes through HDF5 (save_data.c),
@@ -166,24 +149,28 @@ static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state 
     c->config_ini = strdup(ini ? ini : "");
     WEFT_CHECK(weft_comm_dup(l->world, "ckpt-writer", &c->wcomm));
     WEFT_CHECK(weft_comm_mpi_dup(l->world, &c->mpi));
-    WEFT_CHECK(weft_ckpt_plan_build(c->mpi, l, s, o->loader_len, &c->plan));
+    if (c->shared[0]) /* one local_dir for all, or one per node (nodefile.c) */
+        WEFT_CHECK(weft_ckpt_nodes_setup(c, c->leader ? weft_ckpt_mkdir(c->opts.dir) : 0));
+    WEFT_CHECK(weft_ckpt_plan_build(c->mpi, c->node_mpi, l, s, o->loader_len, &c->plan));
     WEFT_CHECK(stage_alloc(c));
     c->scratch = malloc(SCRATCH_BYTES);
     c->hashes = calloc((size_t)c->plan.nd + 1, sizeof *c->hashes);
     c->dsets = calloc((size_t)c->plan.nd + 1, sizeof *c->dsets);
-    if (!c->config_ini || !c->stage || !c->scratch || !c->hashes || !c->dsets)
+    c->offs = calloc((size_t)c->plan.nd + 1, sizeof *c->offs);
+    if (!c->config_ini || !c->stage || !c->scratch || !c->hashes || !c->dsets || !c->offs)
         return weft_error(WEFT_ENOMEM, "checkpoint: %.1f MiB of staging: out of memory",
                           c->plan.stage_bytes / 1048576.0);
     memset(c->stage, 0, c->plan.stage_bytes); /* touch it now, not during the first save */
     for (int i = 0; i < c->plan.nd; i++)
         c->stats.bytes_rank += c->plan.d[i].count * c->plan.d[i].esize;
-    int rc = c->rank == 0 ? weft_ckpt_mkdir(c->opts.dir) : 0;
-    if (rc == 0 && c->rank == 0) {
+    int rc = weft_ckpt_committer(c) ? weft_ckpt_mkdir(c->opts.dir) : 0;
+    if (rc == 0 && weft_ckpt_committer(c)) {
         weft_ckpt_remove_stale(c->opts.dir);
         weft_ckpt_reserve_take(c);
     }
-    if (c->shared[0]) {
-        WEFT_CHECK(check_local(c, rc));
+    if (c->nodefiles && c->rank == 0 && rc == 0 && (rc = weft_ckpt_mkdir(c->shared)) == 0)
+        weft_ckpt_remove_stale(c->shared);
+    if (c->shared[0] && !c->nodefiles) {
         weft_ckpt_drain_opts d = {.from = c->opts.dir, .to = c->shared, .keep_last = o->keep_last,
                                   .keep_every = o->keep_every, .retries = o->drain_retries,
                                   .preflight = o->preflight};
@@ -202,8 +189,11 @@ int weft_ckpt_new(const weft_ckpt_layout *l, const weft_ckpt_state *s, const wef
         return weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
+    c->node_mpi = MPI_COMM_NULL;
     int rc = setup(c, l, s, o, ini);
     rc = weft_ckpt_agree(l->world, rc);
+    if (rc == 0 && c->nodefiles)
+        weft_ckpt_nodes_catch_up(c); /* before the writer thread: wcomm is this thread's until then */
     if (rc == 0 && pthread_create(&c->thread, NULL, writer_main, c) != 0)
         rc = weft_error(WEFT_EINTERNAL, "checkpoint: cannot start the writer thread");
     c->thread_started = rc == 0;
@@ -278,10 +268,15 @@ static int busy(weft_ckpt *c)
 /* Rank 0: a drain that failed since the last look, as an error. */
 static int drain_result(weft_ckpt *c)
 {
-    if (!c->drain)
-        return 0;
     weft_ckpt_drain_stats d;
-    weft_ckpt_drain_get(c->drain, &d);
+    if (c->drain)
+        weft_ckpt_drain_get(c->drain, &d);
+    else if (c->nodefiles && c->rank == 0) {
+        pthread_mutex_lock(&c->mu);
+        d = c->dst;
+        pthread_mutex_unlock(&c->mu);
+    } else
+        return 0;
     if (d.failed == c->drain_failed_seen)
         return 0;
     c->drain_failed_seen = d.failed;
@@ -355,7 +350,7 @@ static int stage_state(weft_ckpt *c, const weft_ckpt_meta *m)
         for (int i = 0; i < p->ncopies; i++)
             if (p->copies[i].src)
                 memcpy(c->stage + p->copies[i].stage_off, p->copies[i].src, p->copies[i].bytes);
-    if (c->opts.loader_len && c->rank == 0)
+    if (c->opts.loader_len && weft_ckpt_committer(c)) /* the rank(s) writing loader/state (plan.c) */
         memcpy(c->stage + p->loader_off, m->loader_state, m->loader_len < c->opts.loader_len ? m->loader_len
                                                                                              : c->opts.loader_len);
     memcpy(c->stage + p->rng_off, &m->rng, sizeof m->rng);
@@ -423,12 +418,39 @@ int weft_ckpt_save_wait(weft_ckpt *c, const weft_ckpt_meta *m)
     return collect(c);
 }
 
+/* Rank 0, a file per node: the writer thread assembles the shared tier's
+ * file after the local commit (nodefile.c); wait for step's. */
+static int nodes_wait(weft_ckpt *c, int64_t step, double timeout_s)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    double end = (double)until.tv_sec + 1e-9 * (double)until.tv_nsec + timeout_s;
+    until.tv_sec = (time_t)end;
+    until.tv_nsec = (long)((end - (double)until.tv_sec) * 1e9);
+    pthread_mutex_lock(&c->mu);
+    if (c->dst.drained_step < step && c->dst.failed_step < step)
+        WEFT_INFO("waiting for checkpoint step %lld to be assembled in %s (at most checkpoint.drain_timeout = %g s)",
+                  (long long)step, c->shared, timeout_s);
+    int timed_out = 0;
+    while (c->dst.drained_step < step && c->dst.failed_step < step && !timed_out)
+        timed_out = pthread_cond_timedwait(&c->cv, &c->mu, &until) == ETIMEDOUT;
+    int rc = 0;
+    if (c->dst.drained_step < step)
+        rc = weft_error(WEFT_EIO, "checkpoint step %lld was not written to %s: %s; it is on the nodes' local tiers "
+                        "only (%s)", (long long)step, c->shared, c->dst.failed_step >= step ? c->dst.error :
+                        "checkpoint.drain_timeout passed first", c->opts.dir);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
 int weft_ckpt_wait_drained(weft_ckpt *c, double timeout_s)
 {
     if (!c || !c->shared[0])
         return 0;
     int64_t last = weft_ckpt_last(c, NULL, 0);
     int rc = c->drain && last >= 0 ? weft_ckpt_drain_wait(c->drain, last, timeout_s) : 0;
+    if (c->nodefiles && c->rank == 0 && last >= 0)
+        rc = nodes_wait(c, last, timeout_s);
     return weft_ckpt_agree(c->layout.world, rc);
 }
 
@@ -449,9 +471,15 @@ void weft_ckpt_get_stats(weft_ckpt *c, weft_ckpt_stats *out)
     pthread_mutex_unlock(&c->mu);
     out->tiers = c->shared[0] ? 2 : 1;
     out->drained_step = -1;
-    if (c->drain) {
+    if (c->drain || c->nodefiles) {
         weft_ckpt_drain_stats d;
-        weft_ckpt_drain_get(c->drain, &d);
+        if (c->drain)
+            weft_ckpt_drain_get(c->drain, &d);
+        else {
+            pthread_mutex_lock(&c->mu);
+            d = c->dst;
+            pthread_mutex_unlock(&c->mu);
+        }
         out->drained_step = d.drained_step;
         out->drained = d.drained, out->drain_retried = d.retried, out->drain_failed = d.failed;
         out->drain_bytes = d.last_bytes, out->drain_s = d.last_s;
@@ -471,17 +499,20 @@ int weft_ckpt_close(weft_ckpt *c)
         pthread_mutex_unlock(&c->mu);
         pthread_join(c->thread, NULL);
     }
-    if (c->thread_started && c->rank == 0)
+    if (c->thread_started && weft_ckpt_committer(c))
         weft_ckpt_reserve_release(c); /* the directory holds only checkpoints again */
     weft_ckpt_drain_close(c->drain);
     if (c->mpi != MPI_COMM_NULL && c->mpi)
         MPI_Comm_free(&c->mpi);
+    if (c->node_mpi != MPI_COMM_NULL)
+        MPI_Comm_free(&c->node_mpi);
     weft_comm_free(c->wcomm);
     stage_free(c);
     weft_ckpt_plan_free(&c->plan);
     free(c->scratch);
     free(c->hashes);
     free(c->dsets);
+    free(c->offs);
     weft_ckpt_segs_free(&c->segs);
     free(c->config_ini);
     free(c->provenance);

@@ -39,6 +39,15 @@ struct weft_ckpt {
     weft_ckpt_segs segs;       /* this rank's file segments, sorted (during a write) */
     int fd;                    /* this rank's descriptor on the temporary file (-1: none) */
     int multinode;             /* ranks on several nodes: flush before reading others' bytes */
+    /* The local tier on several nodes (nodefile.c): each node writes a file
+     * of its own in its own local_dir, the writer assembles the shared one */
+    int nodefiles;
+    int node, nnodes, leader;  /* this rank's node, the job's nodes; leader: first rank of its node */
+    MPI_Comm node_mpi;         /* the writer thread's, over this node's ranks (MPI_COMM_NULL: one file) */
+    char node_ranks[1024];     /* the world ranks of this node, "0,1" (the tier_ranks attribute) */
+    weft_ckpt_drain_stats dst; /* nodefiles: the shared tier's assembly (as drain.c's stats) */
+    int shared_keep_last, shared_keep_every; /* retention in `shared` */
+    size_t *offs;              /* nodefiles: each dataset's offset, the same in every node's file */
     weft_comm *wcomm;          /* the writer thread's */
     MPI_Comm mpi;              /* the writer thread's, for HDF5 */
     int rank, size, fsyncer;   /* fsyncer: first rank of its node */
@@ -79,6 +88,24 @@ int weft_ckpt_data_writeback(weft_ckpt *c, const char *tmp, unsigned flags);
  * the job's writer (save.c) and the one-process writer (single.c). */
 int weft_ckpt_root_attrs(hid_t f, const weft_ckpt_meta *m, const weft_ckpt_layout *l, int world,
                          const char *config_ini);
+/* A file per node (nodefile.c). The first rank of each node (rank 0 with
+ * one file) publishes in opts.dir. */
+int weft_ckpt_committer(const weft_ckpt *c);
+/* Collective at setup: decide c->nodefiles from what local_dir is (one
+ * directory every rank sees, or one per node; else WEFT_ECONFIG). */
+int weft_ckpt_nodes_setup(weft_ckpt *c, int rc);
+/* In a save, every rank: the node attributes of a node's file; the
+ * datasets' offsets agree across the nodes' files (WEFT_EINTERNAL, naming
+ * the dataset, if not). */
+int weft_ckpt_nodes_attrs(weft_ckpt *c, hid_t f);
+int weft_ckpt_nodes_offsets(weft_ckpt *c, int rc);
+/* After the local commit, collective: assemble the shared tier's file
+ * from the nodes' bytes and commit it there (retried; recorded in c->dst). */
+void weft_ckpt_nodes_drain(weft_ckpt *c);
+/* At start, collective: a step every node committed locally that the
+ * shared tier lacks (a job killed during its assembly) is assembled now,
+ * from the nodes' files (verified first). */
+void weft_ckpt_nodes_catch_up(weft_ckpt *c);
 /* Rank 0: (re)create the disk-space reserve in the checkpoint directory. */
 void weft_ckpt_reserve_take(weft_ckpt *c);
 void weft_ckpt_reserve_release(weft_ckpt *c);

@@ -21,9 +21,9 @@
 #      the Prometheus textfile; the local tier intact; training goes on
 #      (on_error = continue) or stops with 74 (stop);
 #   7. the same directory for both tiers is refused (64);
-#   8. so is a local_dir each rank sees privately (a tmpfs in each rank's own
-#      mount namespace, as node-local disks of two nodes): the one-directory
-#      limit (docs/checkpoint-format.md).
+#   8. so is a local_dir the ranks of one node do not share (a tmpfs in each
+#      rank's own mount namespace): neither one directory for all nor one per
+#      node (tests/ckpt/test_tiers_nodes.sh runs one per node).
 . "$(dirname "$0")/../lib.sh"
 train="$WEFT_BIN/weft-train" ck="$WEFT_BIN/weft-ckpt"
 ds="$TMPDIR_TEST/ds"
@@ -262,17 +262,17 @@ expect_exit 64 "checkpoint.local_dir = checkpoint.dir: exit 64" weft_mpirun 2 "$
     --run.dir="$TMPDIR_TEST/same" --checkpoint.local_dir="$TMPDIR_TEST/same/checkpoints"
 check "... naming both keys" grep -q "checkpoint.local_dir .* and checkpoint.dir .* are the same directory" <<<"$LAST_OUT"
 
-# 8. A local_dir that is not one directory for every rank: each rank in its
-# own mount namespace with a private tmpfs at the same path, as node-local
-# disks on two nodes are.
+# 8. A local_dir that is neither one directory for every rank nor one per
+# node: each rank of one node in its own mount namespace with a private
+# tmpfs at the same path.
 priv="$TMPDIR_TEST/private"
 mkdir -p "$priv"
 if unshare -m --propagation private true 2>/dev/null; then
-    expect_exit 64 "checkpoint.local_dir private to each rank (node-local disks): exit 64" weft_mpirun 2 \
+    expect_exit 64 "checkpoint.local_dir private to each rank of one node: exit 64" weft_mpirun 2 \
         unshare -m --propagation private sh -c 'mount -t tmpfs node-local "$0" && exec "$@"' "$priv" \
         "$train" "${tiny[@]}" --train.steps=2 --run.dir="$TMPDIR_TEST/priv" --checkpoint.local_dir="$priv"
-    check "... saying that a checkpoint is one file all ranks write" grep -q \
-        "checkpoint.local_dir $priv is not the same directory for every rank .*one file written by all ranks" <<<"$LAST_OUT"
+    check "... saying that the ranks of one node do not see their own node's directory" grep -q \
+        "checkpoint.local_dir $priv is neither one directory every rank sees nor one directory per node" <<<"$LAST_OUT"
 else
     skip "checkpoint.local_dir private to each rank: exit 64" "unshare -m is not permitted here"
 fi
