@@ -92,8 +92,10 @@ owner() {
     echo "bundle.sh: no package owns $1 (needed by a bundled program)" >&2
     return 1
 }
-libs=$(ldd "${progs[@]}" "$mpirun_bin" /usr/bin/orted "${mca[@]}" 2>/dev/null | awk '/=> \//{print $3}' | sort -u)
-missing=$(ldd "${progs[@]}" 2>/dev/null | grep 'not found' | grep -v -E 'libcudart|libcublas|libnccl' | sort -u)
+cuda_libs='libcudart|libcublas|libnccl|libcuda\.'
+libs=$(ldd "${progs[@]}" "$mpirun_bin" /usr/bin/orted "${mca[@]}" 2>/dev/null | awk '/=> \//{print $3}' |
+    grep -v -E "$cuda_libs" | sort -u)
+missing=$(ldd "${progs[@]}" 2>/dev/null | grep 'not found' | grep -v -E "$cuda_libs" | sort -u)
 [ -z "$missing" ] || die 70 "libraries not found here: $missing"
 pkgs="openmpi-bin openmpi-common libopenmpi3 libpmix2"
 for l in $libs; do
@@ -115,6 +117,14 @@ for p in $pkgs; do
     dpkg -x "$(ls "$cache/${p}_"*.deb | tail -1)" "$tree/sys" || die 70 "dpkg -x $p failed"
 done
 
+# Some packages still ship under /lib (bookworm's libnl-3-200): one tree, the
+# merged /usr one that env.sh names
+for d in lib bin sbin; do
+    [ -d "$tree/sys/$d" ] || continue
+    mkdir -p "$tree/sys/usr/$d" && cp -a "$tree/sys/$d/." "$tree/sys/usr/$d/" && rm -rf "${tree:?}/sys/$d" ||
+        die 70 "cannot merge $tree/sys/$d into usr/$d"
+done
+
 # --- shrink ---------------------------------------------------------------------
 s=$tree/sys
 rm -rf "$s/usr/share/doc" "$s/usr/share/man" "$s/usr/share/locale" "$s/usr/share/lintian" "$s/usr/include" \
@@ -122,6 +132,8 @@ rm -rf "$s/usr/share/doc" "$s/usr/share/man" "$s/usr/share/locale" "$s/usr/share
 find "$s" \( -name '*.a' -o -name '*.la' -o -name 'libmpi_java*' -o -name 'libmpi_usempi*' -o -name 'libmpi_mpifh*' \
     -o -name 'libmpi_cxx*' -o -name '*.jar' \) -exec rm -f {} +
 find "$s$ompi_mca" "$s$pmix_mca" -name '*.so' | grep -E "$skip_mca" | xargs -r rm -f
+# OpenBLAS's reference-BLAS/LAPACK stand-ins: weft links libopenblas.so.0 only
+rm -f "$s$libdir"/openblas-pthread/libblas.so* "$s$libdir"/openblas-pthread/liblapack.so*
 # mpirun: Debian names it through alternatives (/etc/alternatives), which
 # dpkg -x does not create
 ln -sf orterun "$s/usr/bin/mpirun"

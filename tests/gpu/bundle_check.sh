@@ -1,7 +1,7 @@
 #!/bin/bash
 # bundle_check.sh -- proves a GPU bundle (tests/gpu/bundle.sh) complete
 # without a GPU: in a minimal Debian 12 root (debootstrap --variant=minbase
-# bookworm + python3: no Open MPI, HDF5, oneDNN, OpenBLAS, xxhash or
+# bookworm + python3: no Open MPI, HDF5, oneDNN, OpenBLAS or
 # libsodium, like the lent GPU machines' image), with the working tree's
 # files (tracked and untracked-not-ignored: what a device call sends) and the
 # bundle copied in, it runs
@@ -20,7 +20,7 @@
 # --bundle DIR  the bundle to check (default .gpu-bundle)
 # --root DIR    the Debian root (default /var/tmp/weft-bundle-root)
 # --drop NAME   first delete from the copied bundle every file whose name
-#               starts with NAME (e.g. libxxhash): the check must then fail,
+#               starts with NAME (e.g. libsodium): the check must then fail,
 #               naming what is missing
 # Exit status: 0 passed, 1 a check failed (it says which), 64 bad usage,
 # 66 no bundle, 69 debootstrap or the mirror unavailable.
@@ -71,7 +71,7 @@ if [ ! -x "$root/usr/bin/python3" ]; then
         { tail -20 "$root.debootstrap.log" >&2; exit 69; }
 fi
 # The root must lack what the bundle brings, or it proves nothing.
-for l in libmpi.so.40 libhdf5_openmpi.so.103 libdnnl.so.2 libopenblas.so.0 libxxhash.so.0 libsodium.so.23 orterun; do
+for l in libmpi.so.40 libhdf5_openmpi.so.103 libdnnl.so.2 libopenblas.so.0 libsodium.so.23 orterun; do
     [ -z "$(find "$root/usr" "$root/etc" -name "$l" -print -quit 2>/dev/null)" ] ||
         fail "$root is not bare: it has $l (use --fresh)"
 done

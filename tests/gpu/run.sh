@@ -74,7 +74,7 @@ if [ -n "$bundle" ]; then
     # machine's: on a machine without them only the cpu checks can run)
     missing=$(for f in "$BUILD"/bin/* "$BUILD"/lib/*.so "$BUILD"/tests/*/* "$(command -v mpirun)"; do
         ldd "$f" 2>&1 | grep 'not found' | grep -v -E 'libcudart|libcublas|libnccl' | sed "s|^|${f#"$BUILD"/}: |"
-    done)
+    done | sort -u)
     if [ -n "$missing" ]; then
         echo "not ok - the bundle's programs find every library they link (LD_LIBRARY_PATH from $bundle/env.sh)"
         echo "$missing" | sed 's/^[[:space:]]*/#   /'
