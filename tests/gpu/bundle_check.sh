@@ -112,8 +112,11 @@ OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_ov
 OMPI_MCA_btl_vader_single_copy_mechanism=none timeout -k 5 180 mpirun -np 2 $WEFT_BUNDLE_BUILD/bin/weft-train \
     --config examples/configs/demo.ini --data.path=$w/d --model.n_layer=2 --model.n_head=2 --model.n_embd=32 \
     --model.context=32 --train.seq_len=32 --train.micro_batch=2 --train.global_batch=8 --train.steps=6 \
-    --train.eval_interval=0 --checkpoint.at_end=false --run.device=cpu --comm.backend=shm --run.dir=$w/run'
-if in_root "$two" >"$root.mpirun.log" 2>&1 && grep -q 'done:' "$root.mpirun.log"; then
+    --optim.warmup=2 --train.eval_interval=0 --checkpoint.at_end=false --run.device=cpu --comm.backend=shm \
+    --run.dir=$w/run'
+# passes when the bundle's own mpirun started 2 ranks that trained to the end
+if in_root "$two" >"$root.mpirun.log" 2>&1 && grep -q '^# mpirun: /tmp/weft-bundle\.' "$root.mpirun.log" &&
+    grep -q ' 2 ranks on 1 node' "$root.mpirun.log" && grep -q 'done:' "$root.mpirun.log"; then
     echo "ok - 2-rank mpirun of the bundled weft-train: $(grep -m1 'done:' "$root.mpirun.log")"
 else
     echo "not ok - 2-rank mpirun of the bundled weft-train (log: $root.mpirun.log)"
