@@ -17,11 +17,13 @@
 #                   never uses (ucx, ofi, psm, psm2, openib, munge). xz, because
 #                   oneDNN and OpenBLAS alone are 76 MB unpacked and a device
 #                   call carries 64 MiB with the working tree.
-#   env.sh          `. DIR/env.sh` unpacks the payload once into ${TMPDIR:-/tmp} (python3's
-#                   tarfile: the image may lack xz) and sets PATH,
-#                   LD_LIBRARY_PATH, OPAL_PREFIX and the Open MPI / PMIx paths
-#                   relative to its own location, plus the image's CUDA and
-#                   the NCCL wheel's lib folder (found at run time with python3).
+#   env.sh          `. DIR/env.sh` unpacks the payload once, outside DIR,
+#                   into ${TMPDIR:-/tmp}/weft-bundle.CKSUM (python3's
+#                   tarfile: the image may lack xz), and sets PATH,
+#                   LD_LIBRARY_PATH, OPAL_PREFIX and the Open MPI / PMIx
+#                   paths to it, plus the image's CUDA and the NCCL wheel's
+#                   lib folder (found at run time with python3). No absolute
+#                   path of this machine is baked in.
 #   MANIFEST        the programs, packages and sizes, for the report.
 # glibc, libgcc_s and libstdc++ are left to the image (they must match its
 # loader, and any image with python3 has them); so are CUDA's own libraries.

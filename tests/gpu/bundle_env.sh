@@ -36,7 +36,7 @@ print(":".join(seen))' 2>/dev/null)
 _wc=${CUDA_HOME:-/usr/local/cuda}/lib64
 export WEFT_BUNDLE=$_wb WEFT_BUNDLE_BUILD=$_wt
 export PATH=$_wr/usr/bin:$PATH
-export LD_LIBRARY_PATH=$_wt/lib:$_wl:$_wl/openmpi/lib:$_wl/pmix2/lib:$_wl/openblas-pthread:$_wl/hdf5/openmpi${_wn:+:$_wn}:$_wc${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export LD_LIBRARY_PATH=$_wt/lib:$_wl:$_wl/openmpi/lib:$_wl/pmix2/lib:$_wl/openblas-pthread:$_wl/hdf5/openmpi:$_wc${_wn:+:$_wn}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # Open MPI 4.1: every configured path under the prefix follows OPAL_PREFIX;
 # the ones Debian put elsewhere are named one by one.
 export OPAL_PREFIX=$_wr/usr OPAL_SYSCONFDIR=$_wr/etc/openmpi OPAL_LIBDIR=$_wl/openmpi/lib
