@@ -8,8 +8,8 @@
 #   1. WEFT_GPU_TRAIN_DEVICE=cpu tests/gpu/run.sh --bundle .gpu-bundle --train
 #      (the cpu halves of the training checks, 1-rank mpirun in ckpt_cross.sh;
 #      run.sh first checks that every bundled program finds its libraries);
-#   2. a 2-rank mpirun of the bundled weft-train, 6 steps of a small GPT-2
-#      over shm on the cpu, through the bundle's relocated Open MPI.
+#   2. a 1-rank and a 2-rank mpirun of the bundled weft-train, 6 steps of a
+#      small GPT-2 over shm on the cpu, through the bundle's relocated Open MPI.
 # Both must pass. Not part of `make test` (needs root, debootstrap, a mirror).
 # The root is kept between runs (--fresh makes a new one); mounts (/proc,
 # /sys, /dev, a tmpfs /dev/shm) are undone on exit, also on failure.
@@ -103,25 +103,28 @@ in_root "rm -rf /tmp/weft-bundle.*; WEFT_GPU_TRAIN_DEVICE=cpu tests/gpu/run.sh -
 grep -E '^(ok|not ok|#)|passed' "$root.train.log"
 [ "$rc" -eq 0 ] || echo "bundle_check.sh: check 1 failed (log: $root.train.log)"
 
-step "2. mpirun -np 2 of the bundled weft-train (6 steps, cpu, shm) in the root"
-two='. .gpu-bundle/env.sh || exit 1
+step "2. mpirun -np 1 and -np 2 of the bundled weft-train (6 steps, cpu, shm) in the root"
+for np in 1 2; do
+    two='. .gpu-bundle/env.sh || exit 1
 echo "# mpirun: $(command -v mpirun)"
 w=$(mktemp -d) && examples/corpus/make-corpus.sh $w/c.txt 3000 &&
 $WEFT_BUNDLE_BUILD/bin/weft-data prepare -o $w/d --val-fraction 0.05 $w/c.txt >/dev/null &&
 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
-OMPI_MCA_btl_vader_single_copy_mechanism=none timeout -k 5 180 mpirun -np 2 $WEFT_BUNDLE_BUILD/bin/weft-train \
+OMPI_MCA_btl_vader_single_copy_mechanism=none timeout -k 5 180 mpirun -np '$np' $WEFT_BUNDLE_BUILD/bin/weft-train \
     --config examples/configs/demo.ini --data.path=$w/d --model.n_layer=2 --model.n_head=2 --model.n_embd=32 \
     --model.context=32 --train.seq_len=32 --train.micro_batch=2 --train.global_batch=8 --train.steps=6 \
     --optim.warmup=2 --train.eval_interval=0 --checkpoint.at_end=false --run.device=cpu --comm.backend=shm \
     --run.dir=$w/run'
-# passes when the bundle's own mpirun started 2 ranks that trained to the end
-if in_root "$two" >"$root.mpirun.log" 2>&1 && grep -q '^# mpirun: /tmp/weft-bundle\.' "$root.mpirun.log" &&
-    grep -q ' 2 ranks on 1 node' "$root.mpirun.log" && grep -q 'done:' "$root.mpirun.log"; then
-    echo "ok - 2-rank mpirun of the bundled weft-train: $(grep -m1 'done:' "$root.mpirun.log")"
-else
-    echo "not ok - 2-rank mpirun of the bundled weft-train (log: $root.mpirun.log)"
-    grep -v '^\[weft r[01]/2.*step ' "$root.mpirun.log" | tail -8 | sed 's/^/#   /'
-    rc=1
-fi
+    log=$root.mpirun$np.log
+    # passes when the bundle's own mpirun started np ranks that trained to the end
+    if in_root "$two" >"$log" 2>&1 && grep -q '^# mpirun: /tmp/weft-bundle\.' "$log" &&
+        grep -q "launcher mpirun, $np ranks\{0,1\} on 1 node" "$log" && grep -q 'done:' "$log"; then
+        echo "ok - $np-rank mpirun of the bundled weft-train: $(grep -m1 'done:' "$log")"
+    else
+        echo "not ok - $np-rank mpirun of the bundled weft-train (log: $log)"
+        grep -v '^\[weft r[01]/[12].*step ' "$log" | tail -8 | sed 's/^/#   /'
+        rc=1
+    fi
+done
 [ "$rc" -eq 0 ] || fail "the bundle is incomplete or broken (see above)"
 step "the bundle is complete: both checks passed in a root without weft's libraries"
