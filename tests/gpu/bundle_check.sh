@@ -122,7 +122,7 @@ OMPI_MCA_btl_vader_single_copy_mechanism=none timeout -k 5 180 mpirun -np '$np' 
         echo "ok - $np-rank mpirun of the bundled weft-train: $(grep -m1 'done:' "$log")"
     else
         echo "not ok - $np-rank mpirun of the bundled weft-train (log: $log)"
-        grep -v '^\[weft r[01]/[12].*step ' "$log" | tail -8 | sed 's/^/#   /'
+        grep -v '^\[weft r[01]/[12].*step ' "$log" | head -14 | sed 's/^/#   /'
         rc=1
     fi
 done

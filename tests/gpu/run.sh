@@ -101,9 +101,9 @@ run_pair() {
     # 1 rank, no mpirun (a singleton): the milestone's configuration
     out=$(WEFT_GPU_CHECK=1 timeout -k 5 240 "${train[@]}" --run.device="$dev" --run.dir="$w/$name-dev" 2>&1); rc=$?
     tap $rc "$name: 1 rank, 50 steps of $config in f32 on $dev (WEFT_GPU_CHECK=1)" \
-        "$(echo "$out" | grep -E 'device:|ERROR|done:' | tail -4)"
+        "$(echo "$out" | grep -E 'device:|ERROR|done:|error while loading|Framework:|Component:' | tail -4)"
     out=$(timeout -k 5 240 "${train[@]}" --run.device=cpu --run.dir="$w/$name-cpu" 2>&1); rc=$?
-    tap $rc "$name: the same 50 steps on cpu (the reference)" "$(echo "$out" | grep -E 'ERROR|done:' | tail -2)"
+    tap $rc "$name: the same 50 steps on cpu (the reference)" "$(echo "$out" | grep -E 'ERROR|done:|error while loading|Framework:|Component:' | tail -2)"
     out=$(python3 tests/gpu/loss_compare.py "$w/$name-cpu/metrics.jsonl" "$w/$name-dev/metrics.jsonl" --rel 1e-4 \
           --steps 50 2>&1)
     tap $? "$name: $dev vs cpu, every step's loss within 1e-4 relative" "$out"
