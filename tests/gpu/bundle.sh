@@ -39,7 +39,7 @@
 # Exit status: 0 made, 64 bad usage, 66 a program missing from the build,
 # 69 apt-get download failed, 70 something else failed (it says what).
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 70
 build=build out=.gpu-bundle
 usage() { sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do

@@ -25,8 +25,8 @@
 # Exit status: 0 passed, 1 a check failed (it says which), 64 bad usage,
 # 66 no bundle, 69 debootstrap or the mirror unavailable.
 set -u
-cd "$(dirname "$0")/../.."
-bundle=.gpu-bundle root=/var/tmp/weft-bundle-root mirror=http://deb.debian.org/debian drop= fresh=0
+cd "$(dirname "$0")/../.." || exit 70
+bundle=.gpu-bundle root=/var/tmp/weft-bundle-root mirror=http://deb.debian.org/debian drop='' fresh=0
 usage() { sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case $1 in

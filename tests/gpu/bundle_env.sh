@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bundle_env.sh -- copied by tests/gpu/bundle.sh into a GPU bundle as env.sh;
 # `. BUNDLE/env.sh` (bash) unpacks BUNDLE/payload.tar.xz once, into
 # ${TMPDIR:-/tmp}/weft-bundle.CKSUM (outside the bundle, so a carried bundle
