@@ -19,10 +19,12 @@
 # on the cpu and the other way round). The training checks need weft-train
 # and noalloc_step,
 # which link Open MPI, parallel HDF5, oneDNN/OpenBLAS, xxhash and libsodium:
-# a GPU machine without them can run --kernels only (bringing them, e.g. as
-# .deb files unpacked with dpkg -x, is not done yet). Every check prints
-# ok / not ok. Ends with
-# "N passed, N failed" like tests/run.sh.
+# a GPU machine without them (the lent ones: CUDA and python3 only, no
+# package registry) runs the whole script from a bundle made here by
+# tests/gpu/bundle.sh -- the programs and Debian's .debs of every library
+# they load, Open MPI's runtime included, unpacked with dpkg -x, never
+# installed (docs/operations.md, "GPU checks on a lent machine"). Every
+# check prints ok / not ok. Ends with "N passed, N failed" like tests/run.sh.
 #
 #   tests/gpu/run.sh             build (make gpu-tests, the programs and
 #                                noalloc_step) and run
@@ -32,25 +34,53 @@
 #                                runtime and cuBLASLt, so they (and
 #                                $BUILD/lib/libweft-cuda.so) built here run
 #                                on a GPU machine that lacks MPI and HDF5
+#   tests/gpu/run.sh --bundle DIR   no build: the programs, libraries and
+#                                mpirun of a bundle (tests/gpu/bundle.sh),
+#                                through DIR/env.sh; combines with --kernels
+#                                or --train
 #   tests/gpu/run.sh --no-build --train   only the training checks;
 #                                WEFT_GPU_TRAIN_DEVICE=cpu runs their "cuda"
 #                                side (and ckpt_cross.sh's) on the cpu, which checks the
 #                                comparison itself on a machine without a GPU
 set -u
+here=$PWD
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
-build=1 kernels_only=0 train_only=0
-for a in "$@"; do
-    case $a in
+build=1 kernels_only=0 train_only=0 bundle=
+usage="usage: tests/gpu/run.sh [--no-build | --bundle DIR] [--kernels | --train]"
+while [ $# -gt 0 ]; do
+    case $1 in
     --no-build) build=0 ;;
+    --bundle) [ $# -gt 1 ] || { echo "$usage" >&2; exit 64; }; bundle=$2; shift ;;
+    --bundle=*) bundle=${1#--bundle=} ;;
     --kernels) kernels_only=1 ;;
     --train) train_only=1 ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: tests/gpu/run.sh [--no-build] [--kernels | --train]" >&2; exit 64 ;;
+    *) echo "$usage" >&2; exit 64 ;;
     esac
+    shift
 done
+if [ -n "$bundle" ]; then
+    case $bundle in /*) ;; *) bundle=$here/$bundle ;; esac
+    [ -f "$bundle/env.sh" ] ||
+        { echo "run.sh: $bundle/env.sh not found: make the bundle with tests/gpu/bundle.sh" >&2; exit 66; }
+    # shellcheck source=tests/gpu/bundle_env.sh
+    . "$bundle/env.sh" || { echo "0 passed, 1 failed (the bundle $bundle)"; exit 1; }
+    BUILD=$WEFT_BUNDLE_BUILD build=0
+    echo "# bundle $bundle: $(head -1 "$bundle/MANIFEST" 2>/dev/null)"
+    # every library the bundled programs load resolves here (CUDA's are the
+    # machine's: on a machine without them only the cpu checks can run)
+    missing=$(for f in "$BUILD"/bin/* "$BUILD"/lib/*.so "$BUILD"/tests/*/* "$(command -v mpirun)"; do
+        ldd "$f" 2>&1 | grep 'not found' | grep -v -E 'libcudart|libcublas|libnccl' | sed "s|^|${f#"$BUILD"/}: |"
+    done | sort -u)
+    if [ -n "$missing" ]; then
+        echo "not ok - the bundle's programs find every library they link (LD_LIBRARY_PATH from $bundle/env.sh)"
+        echo "$missing" | sed 's/^[[:space:]]*/#   /'
+        echo "0 passed, 1 failed"; exit 1
+    fi
+fi
 if [ "$build" = 1 ]; then
     make -j"$(nproc)" BUILD="$BUILD" gpu-tests all "$BUILD/tests/mpi/noalloc_step" >/dev/null ||
         { echo "0 passed, 1 failed (build)"; exit 1; }
@@ -71,9 +101,9 @@ run_pair() {
     # 1 rank, no mpirun (a singleton): the milestone's configuration
     out=$(WEFT_GPU_CHECK=1 timeout -k 5 240 "${train[@]}" --run.device="$dev" --run.dir="$w/$name-dev" 2>&1); rc=$?
     tap $rc "$name: 1 rank, 50 steps of $config in f32 on $dev (WEFT_GPU_CHECK=1)" \
-        "$(echo "$out" | grep -E 'device:|ERROR|done:' | tail -4)"
+        "$(echo "$out" | grep -E 'device:|ERROR|done:|error while loading|Framework:|Component:' | tail -4)"
     out=$(timeout -k 5 240 "${train[@]}" --run.device=cpu --run.dir="$w/$name-cpu" 2>&1); rc=$?
-    tap $rc "$name: the same 50 steps on cpu (the reference)" "$(echo "$out" | grep -E 'ERROR|done:' | tail -2)"
+    tap $rc "$name: the same 50 steps on cpu (the reference)" "$(echo "$out" | grep -E 'ERROR|done:|error while loading|Framework:|Component:' | tail -2)"
     out=$(python3 tests/gpu/loss_compare.py "$w/$name-cpu/metrics.jsonl" "$w/$name-dev/metrics.jsonl" --rel 1e-4 \
           --steps 50 2>&1)
     tap $? "$name: $dev vs cpu, every step's loss within 1e-4 relative" "$out"
