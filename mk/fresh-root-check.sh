@@ -73,13 +73,23 @@ mnt --bind /dev "$root/dev" || fail "bind /dev"
 mnt -t devpts devpts "$root/dev/pts" -o newinstance,ptmxmode=0666 || fail "mount /dev/pts"
 mkdir -p "$root/run/netns"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# This network's own trust anchors: behind a TLS-inspecting proxy the
+# machine's CA sits in /usr/local/share/ca-certificates, and a fresh machine
+# on that network is given it too (npm's registry is reached through it).
+if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
+    mkdir -p "$root/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+    chroot "$root" update-ca-certificates >/dev/null 2>&1 || fail "update-ca-certificates in the root"
+fi
 
 step "clone $repo (HEAD $(git -C "$repo" rev-parse --short HEAD)) into the root"
 rm -rf "$root/root/weft"
 git clone -q "$repo" "$root/root/weft" || fail "git clone"
 git -C "$root/root/weft" checkout -q "$(git -C "$repo" rev-parse HEAD)" || fail "checkout"
 
+# NODE_EXTRA_CA_CERTS: npm trusts Node's built-in list, not the system's.
 in_root() { chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
+    NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
     /bin/bash -c "cd /root/weft && $1"; }
 step "make demo (installs weft's Debian packages through mk/deps.sh, builds, trains)"
 in_root "make demo" >"$root.demo.log" 2>&1 || { tail -30 "$root.demo.log" >&2; fail "make demo (log: $root.demo.log)"; }
