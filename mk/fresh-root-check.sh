@@ -69,6 +69,11 @@ step "mounts: $root onto itself, /proc, /sys, /dev, /dev/pts"
 mnt --bind "$root" "$root" || fail "bind-mount $root onto itself"
 mnt -t proc proc "$root/proc" || fail "mount /proc"
 mnt -t sysfs sys "$root/sys" || fail "mount /sys"
+# A container has its cgroup file system mounted; slurmd's cgroup plugin
+# refuses to start without it ("No filesystem mounted on /sys/fs/cgroup").
+if mountpoint -q /sys/fs/cgroup; then
+    mnt --bind /sys/fs/cgroup "$root/sys/fs/cgroup" || fail "bind /sys/fs/cgroup"
+fi
 mnt --bind /dev "$root/dev" || fail "bind /dev"
 mnt -t devpts devpts "$root/dev/pts" -o newinstance,ptmxmode=0666 || fail "mount /dev/pts"
 mkdir -p "$root/run/netns"
