@@ -72,7 +72,7 @@ mnt -t sysfs sys "$root/sys" || fail "mount /sys"
 # A container has its cgroup file system mounted; slurmd's cgroup plugin
 # refuses to start without it ("No filesystem mounted on /sys/fs/cgroup").
 if mountpoint -q /sys/fs/cgroup; then
-    mnt --bind /sys/fs/cgroup "$root/sys/fs/cgroup" || fail "bind /sys/fs/cgroup"
+    mnt --rbind /sys/fs/cgroup "$root/sys/fs/cgroup" || fail "bind /sys/fs/cgroup"  # with v1 hierarchies beneath
 fi
 mnt --bind /dev "$root/dev" || fail "bind /dev"
 mnt -t devpts devpts "$root/dev/pts" -o newinstance,ptmxmode=0666 || fail "mount /dev/pts"
