@@ -3,6 +3,7 @@
  */
 #include "checkpoint/commit.h"
 #include "checkpoint/ckpt.h"
+#include "checkpoint/latest.h"
 #include "runtime/durable.h"
 #include "runtime/error.h"
 #include "runtime/fault.h"
@@ -139,4 +140,13 @@ void weft_ckpt_remove_stale(const char *dir)
         }
     }
     closedir(d);
+}
+
+int64_t weft_ckpt_latest_step(const char *dir)
+{
+    char path[4300];
+    int64_t s;
+    if (weft_ckpt_find_latest(dir, path, sizeof path) != 0 || !weft_ckpt_parse_name(strrchr(path, '/') + 1, &s))
+        return -1;
+    return s;
 }

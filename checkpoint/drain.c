@@ -23,6 +23,7 @@
  */
 #include "checkpoint/drain.h"
 #include "checkpoint/commit.h"
+#include "checkpoint/latest.h"
 #include "runtime/error.h"
 #include "runtime/fault.h"
 #include "runtime/log.h"
@@ -267,16 +268,6 @@ static void *drain_main(void *arg)
     return NULL;
 }
 
-/* The step a tier's latest names, or -1. */
-static int64_t latest_step(const char *dir)
-{
-    char path[4300];
-    int64_t s;
-    if (weft_ckpt_find_latest(dir, path, sizeof path) != 0 || !weft_ckpt_parse_name(strrchr(path, '/') + 1, &s))
-        return -1;
-    return s;
-}
-
 /* The two tiers must be two directories. */
 static int distinct(const char *from, const char *to)
 {
@@ -316,7 +307,7 @@ int weft_ckpt_drain_new(const weft_ckpt_drain_opts *o, weft_ckpt_drain **out)
         return rc;
     }
     weft_ckpt_remove_stale(o->to); /* a drain killed mid-copy */
-    int64_t local = latest_step(o->from), shared = latest_step(o->to);
+    int64_t local = weft_ckpt_latest_step(o->from), shared = weft_ckpt_latest_step(o->to);
     if (local > shared) {
         WEFT_INFO("checkpoint step %lld of the local tier %s is not in the shared tier %s (latest: %s): draining it",
                   (long long)local, o->from, o->to, shared >= 0 ? "older" : "none");

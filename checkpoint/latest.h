@@ -16,6 +16,10 @@ void weft_ckpt_file_name(int64_t step, char *buf, size_t len);
  * digits, ".h5"), else 0. */
 int weft_ckpt_parse_name(const char *name, int64_t *step);
 
+/* The step DIR/latest names, or -1 (none, or unreadable); in the library
+ * with weft_ckpt_find_latest, not in latest.c (which the fuzzer builds alone). */
+int64_t weft_ckpt_latest_step(const char *dir);
+
 /* The n bytes of a `latest` file (origin names it in errors): one file
  * name, optionally followed by one newline. On success name (len >= 32)
  * holds it and *step its step; WEFT_EDATA naming origin otherwise. */

@@ -38,6 +38,7 @@
  */
 #include "checkpoint/agree.h"
 #include "checkpoint/commit.h"
+#include "checkpoint/latest.h"
 #include "checkpoint/h5.h"
 #include "checkpoint/nodepart.h"
 #include "checkpoint/writer_int.h"
@@ -376,16 +377,6 @@ void weft_ckpt_nodes_drain(weft_ckpt *c)
 
 /* --- catching up at start ------------------------------------------------------ */
 
-/* The step DIR/latest names, or -1. */
-static int64_t latest_of(const char *dir)
-{
-    char path[4300];
-    int64_t s;
-    if (weft_ckpt_find_latest(dir, path, sizeof path) != 0 || !weft_ckpt_parse_name(strrchr(path, '/') + 1, &s))
-        return -1;
-    return s;
-}
-
 /* This node's committed file of a step back into staging, as the save had
  * it: every dataset's offset and checksum, this rank's segments read from
  * it, and the node's datasets verified by its ranks in turn. */
@@ -437,7 +428,7 @@ static int load_part(weft_ckpt *c, const char *path)
 
 void weft_ckpt_nodes_catch_up(weft_ckpt *c)
 {
-    int64_t mine = latest_of(c->opts.dir), lo, hi, shared = c->rank == 0 ? latest_of(c->shared) : -1;
+    int64_t mine = weft_ckpt_latest_step(c->opts.dir), lo, hi, shared = c->rank == 0 ? weft_ckpt_latest_step(c->shared) : -1;
     if (weft_comm_allreduce(c->wcomm, &mine, &lo, 1, WEFT_I64, WEFT_MIN) != 0 ||
         weft_comm_allreduce(c->wcomm, &mine, &hi, 1, WEFT_I64, WEFT_MAX) != 0 ||
         weft_comm_broadcast(c->wcomm, &shared, &shared, 1, WEFT_I64, 0) != 0 || lo != hi || lo <= shared)
