@@ -2,9 +2,11 @@
  * load.c -- reading a checkpoint into the current layout: each rank reads,
  * with independent I/O, the hyperslabs of the global tensors its own pieces
  * are (by shard spec) and the moments of its own ZeRO ranges, whatever
- * layout wrote the file. Every dataset's checksum is verified by one rank
- * (spread over the ranks by bytes; from memory where that rank has just
- * read all of it), and every rank reports the same first error. A state
+ * layout wrote the file. Every dataset's checksum is verified by one rank:
+ * by one that has just read all of it, from memory, where a rank has (under
+ * ZeRO-1 every parameter and every moment not split between ranks), else
+ * by any, the file read again; spread over the ranks by bytes. Every rank
+ * reports the same first error. A state
  * on a GPU (weft_ckpt_state.dev) is read piece by piece into host memory
  * and copied up through the device layer; its checksums are then verified
  * from the file.
@@ -248,31 +250,6 @@ static size_t *dataset_bytes(const loader_ctx *x, char **list, int n)
     return b;
 }
 
-/* Which rank verifies each dataset: the largest first, each to the rank
- * with the fewest bytes so far (the same answer on every rank), so every
- * rank reads about 1/N of the file whatever the tensors' sizes. */
-static void assign_by_bytes(const size_t *bytes, int n, int size, int *owner)
-{
-    size_t *load = calloc((size_t)size, sizeof *load);
-    char *done = calloc((size_t)n + 1, 1);
-    for (int k = 0; k < n && load && done; k++) {
-        int big = -1, r = 0;
-        for (int i = 0; i < n; i++)
-            if (!done[i] && (big < 0 || bytes[i] > bytes[big]))
-                big = i;
-        for (int j = 1; j < size; j++)
-            if (load[j] < load[r])
-                r = j;
-        done[big] = 1;
-        owner[big] = r;
-        load[r] += bytes[big];
-    }
-    for (int i = 0; (!load || !done) && i < n; i++)
-        owner[i] = i % size; /* out of memory: by count */
-    free(load);
-    free(done);
-}
-
 /* Where this rank holds all of dataset dpath in memory, in file order: a
  * whole tensor's parameters, and its moments when one contiguous range of
  * them covers it. NULL otherwise. */
@@ -346,35 +323,76 @@ static int verify_direct(const loader_ctx *x, const char *dpath, void *scratch)
     return 0;
 }
 
-static int verify(const loader_ctx *x, const weft_ckpt_state *s)
+/* This rank's checksum job for dataset i: from memory where it holds it
+ * whole (the held flag it gave), else read from the file. */
+static int verify_one(const loader_ctx *x, const weft_ckpt_state *s, const char *dpath, size_t bytes, void *scratch)
 {
-    char **list;
-    WEFT_CHECK(weft_ckpt_list_datasets(x->f, x->path, &list));
-    int n = 0;
-    while (list[n])
+    size_t numel = 0;
+    const float *mem = x->dev ? NULL : in_memory(s, dpath, &numel); /* a device's: read the file */
+    if (mem && numel * sizeof(float) == bytes)
+        return verify_memory(x, dpath, mem, numel);
+    int rc = verify_direct(x, dpath, scratch);
+    return rc == 1 ? weft_ckpt_verify_dataset(x->f, x->path, dpath, scratch) : rc;
+}
+
+/* Every dataset's checksum, each by one rank of the verifying ones (hmpi):
+ * by a rank that has it whole in memory where one has (no second read of
+ * the file), else by any, spread by bytes (weft_ckpt_assign_by_bytes).
+ * Under ZeRO-1 that is every parameter and every moment not split between
+ * ranks: only the split moments are read again. Collective over hmpi and
+ * l->world; every rank returns the same result. */
+static int verify(const loader_ctx *x, const weft_ckpt_state *s, MPI_Comm hmpi, weft_comm *world)
+{
+    char **list = NULL;
+    int n = 0, weights = x->flags & WEFT_CKPT_WEIGHTS_ONLY;
+    weft_h5_lock();
+    int rc = weft_ckpt_list_datasets(x->f, x->path, &list);
+    while (rc == 0 && list[n])
         n++;
-    void *scratch = malloc(WEFT_CKPT_SCRATCH);
-    size_t *bytes = dataset_bytes(x, list, n);
+    size_t *bytes = rc == 0 ? dataset_bytes(x, list, n) : NULL;
+    weft_h5_unlock();
+    rc = weft_ckpt_agree(world, rc);
+    int lo_hi[2] = {n, -n};
+    if (rc == 0 && MPI_Allreduce(MPI_IN_PLACE, lo_hi, 2, MPI_INT, MPI_MIN, hmpi) != MPI_SUCCESS)
+        rc = weft_error(WEFT_ECOMM, "checkpoint %s: agreeing on its datasets failed", x->path);
+    else if (rc == 0 && lo_hi[0] != -lo_hi[1])
+        rc = weft_error(WEFT_EDATA, "checkpoint %s: the ranks reading it see different datasets (%d to %d)",
+                        x->path, lo_hi[0], -lo_hi[1]);
+    unsigned char *mine = calloc((size_t)n + 1, 1), *held = calloc((size_t)n * (size_t)x->vsize + 1, 1);
     int *owner = calloc((size_t)n + 1, sizeof *owner);
-    int rc = scratch && bytes && owner ? 0 : weft_error(WEFT_ENOMEM, "out of memory");
-    if (rc == 0)
-        assign_by_bytes(bytes, n, x->vsize, owner);
-    int weights = x->flags & WEFT_CKPT_WEIGHTS_ONLY;
+    void *scratch = malloc(WEFT_CKPT_SCRATCH);
+    if (rc == 0 && !(bytes && mine && held && owner && scratch))
+        rc = weft_error(WEFT_ENOMEM, "out of memory");
+    rc = weft_ckpt_agree(world, rc);
     for (int i = 0; i < n && rc == 0; i++) {
-        if (owner[i] != x->vrank || (weights && strncmp(list[i], "params/", 7) != 0))
-            continue;
         size_t numel = 0;
-        const float *mem = x->dev ? NULL : in_memory(s, list[i], &numel); /* a device's: read the file */
-        if (mem && (!weights || strncmp(list[i], "params/", 7) == 0) && numel * sizeof(float) == bytes[i])
-            rc = verify_memory(x, list[i], mem, numel);
-        else if ((rc = verify_direct(x, list[i], scratch)) == 1)
-            rc = weft_ckpt_verify_dataset(x->f, x->path, list[i], scratch);
+        mine[i] = !x->dev && in_memory(s, list[i], &numel) && numel * sizeof(float) == bytes[i] &&
+                  (!weights || strncmp(list[i], "params/", 7) == 0);
     }
-    weft_ckpt_free_list(list);
+    if (rc == 0 && MPI_Allgather(mine, n, MPI_BYTE, held, n, MPI_BYTE, hmpi) != MPI_SUCCESS)
+        rc = weft_error(WEFT_ECOMM, "checkpoint %s: exchanging which rank holds which tensor failed", x->path);
+    if (rc == 0) {
+        /* held is rank-major from the gather; the assignment wants dataset-major */
+        unsigned char *t = calloc((size_t)n * (size_t)x->vsize + 1, 1);
+        for (int i = 0; t && i < n; i++)
+            for (int r = 0; r < x->vsize; r++)
+                t[(size_t)i * (size_t)x->vsize + (size_t)r] = held[(size_t)r * (size_t)n + (size_t)i];
+        weft_ckpt_assign_by_bytes(bytes, t, n, x->vsize, owner); /* without t: by bytes alone */
+        free(t);
+    }
+    weft_h5_lock();
+    for (int i = 0; i < n && rc == 0; i++)
+        if (owner[i] == x->vrank && (!weights || strncmp(list[i], "params/", 7) == 0))
+            rc = verify_one(x, s, list[i], bytes[i], scratch);
+    weft_h5_unlock();
+    if (list)
+        weft_ckpt_free_list(list);
     free(scratch);
     free(bytes);
+    free(mine);
+    free(held);
     free(owner);
-    return rc;
+    return weft_ckpt_agree(world, rc);
 }
 
 static int read_meta(const loader_ctx *x, weft_ckpt_loaded *out)
@@ -464,7 +482,7 @@ static int read_all(const loader_ctx *x, const weft_ckpt_state *s, const weft_ck
     WEFT_CHECK(read_tensors(x, s));
     if (!(x->flags & WEFT_CKPT_WEIGHTS_ONLY))
         WEFT_CHECK(read_small(x, out));
-    return verify(x, s);
+    return 0;
 }
 
 /* A node's part (nodepart.h): every rank of the job reads its own node's
@@ -541,6 +559,8 @@ int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const ch
                      : read_all(&x, s, names, ng, out);
         weft_h5_unlock();
         rc = weft_ckpt_agree(l->world, rc);
+        if (rc == 0)
+            rc = verify(&x, s, hmpi, l->world);
         weft_h5_lock();
         if (x.f >= 0)
             H5Fclose(x.f);

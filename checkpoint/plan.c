@@ -188,15 +188,70 @@ static void assign_offsets(weft_ckpt_plan *p)
     p->stage_bytes = off;
 }
 
-/* Which rank hashes each dataset: one that writes all of it, else spread. */
+/* Whether rank r may take dataset i: a holder, or anyone when none holds it. */
+static int may_take(const unsigned char *held, int i, int size, int r)
+{
+    if (!held)
+        return 1;
+    const unsigned char *row = held + (size_t)i * (size_t)size;
+    if (row[r])
+        return 1;
+    for (int q = 0; q < size; q++)
+        if (row[q])
+            return 0;
+    return 1;
+}
+
+static int candidates(const unsigned char *held, int i, int size)
+{
+    int c = 0;
+    for (int r = 0; r < size; r++)
+        c += may_take(held, i, size, r);
+    return c;
+}
+
+void weft_ckpt_assign_by_bytes(const size_t *bytes, const unsigned char *held, int n, int size, int *owner)
+{
+    size_t *load = calloc((size_t)size, sizeof *load);
+    char *done = calloc((size_t)n + 1, 1);
+    int *nc = calloc((size_t)n + 1, sizeof *nc);
+    for (int i = 0; i < n && nc; i++)
+        nc[i] = candidates(held, i, size);
+    for (int k = 0; k < n && load && done && nc; k++) {
+        int next = -1;
+        for (int i = 0; i < n; i++)
+            if (!done[i] && (next < 0 || nc[i] < nc[next] || (nc[i] == nc[next] && bytes[i] > bytes[next])))
+                next = i;
+        int r = -1;
+        for (int j = 0; j < size; j++)
+            if (may_take(held, next, size, j) && (r < 0 || load[j] < load[r]))
+                r = j;
+        done[next] = 1;
+        owner[next] = r;
+        load[r] += bytes[next];
+    }
+    for (int i = 0; (!load || !done || !nc) && i < n; i++)
+        owner[i] = i % size;
+    free(load);
+    free(done);
+    free(nc);
+}
+
+/* Which rank hashes each dataset: one that writes all of it (it hashes the
+ * bytes in its read-back pass, at no extra read), else -- a dataset split
+ * between ranks, which its hasher reads whole from the file -- spread by
+ * bytes, so that no rank reads much more than another. */
 static int assign_hashers(MPI_Comm comm, weft_ckpt_plan *p)
 {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
-    int *h = calloc((size_t)p->nd, sizeof *h);
-    if (!h)
+    int *h = calloc((size_t)p->nd + 1, sizeof *h), *owner = calloc((size_t)p->nd + 1, sizeof *owner);
+    size_t *split = calloc((size_t)p->nd + 1, sizeof *split);
+    if (!h || !owner || !split) {
+        free(h), free(owner), free(split);
         return weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
+    }
     for (int i = 0; i < p->nd; i++) {
         weft_ckpt_dset *d = &p->d[i];
         size_t numel = (size_t)d->shape[0] * (size_t)(d->ndim == 2 ? d->shape[1] : 1);
@@ -204,9 +259,16 @@ static int assign_hashers(MPI_Comm comm, weft_ckpt_plan *p)
         h[i] = d->whole ? rank + 1 : 0;
     }
     MPI_Allreduce(MPI_IN_PLACE, h, p->nd, MPI_INT, MPI_MAX, comm);
+    for (int i = 0; i < p->nd; i++) {
+        const weft_ckpt_dset *d = &p->d[i];
+        split[i] = h[i] ? 0 : (size_t)d->shape[0] * (size_t)(d->ndim == 2 ? d->shape[1] : 1) * d->esize;
+    }
+    weft_ckpt_assign_by_bytes(split, NULL, p->nd, size, owner);
     for (int i = 0; i < p->nd; i++)
-        p->d[i].hasher = h[i] ? h[i] == rank + 1 : i % size == rank;
+        p->d[i].hasher = h[i] ? h[i] == rank + 1 : owner[i] == rank;
     free(h);
+    free(owner);
+    free(split);
     return 0;
 }
 

@@ -85,6 +85,16 @@ int weft_ckpt_plan_build(MPI_Comm comm, MPI_Comm node, const weft_ckpt_layout *l
                          size_t loader_len, weft_ckpt_plan *p);
 void weft_ckpt_plan_free(weft_ckpt_plan *p);
 
+/* Which rank does a per-dataset job -- a save's checksum, a load's
+ * verification -- for each of n datasets of bytes[i] bytes: among the ranks
+ * that hold all of dataset i in memory (held[i * size + r] != 0; held NULL:
+ * none does), else among all ranks, the one with the fewest bytes so far.
+ * Datasets with the fewest candidates are placed first (a dataset only one
+ * rank holds has no choice; the free ones then balance around it), the
+ * largest first within those. Deterministic: the same inputs give the same
+ * owners on every rank. Falls back to i % size when out of memory. */
+void weft_ckpt_assign_by_bytes(const size_t *bytes, const unsigned char *held, int n, int size, int *owner);
+
 /* Where flat element x of the parameter buffer is in the moment buffers;
  * (size_t)-1 when this rank holds no moments for it. */
 size_t weft_ckpt_moment_pos(const weft_ckpt_state *s, size_t x);

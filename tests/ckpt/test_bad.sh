@@ -50,6 +50,22 @@ check "weft-ckpt verify names the damaged tensor and counts 1 corrupt" \
     grep -q "params/$t' fails its checksum" <<<"$LAST_OUT"
 check "weft-ckpt verify of an intact file: 0 corrupt" bash -c "'$ck' verify '$good' | grep -q ', 0 corrupt'"
 
+# 1b. Flipped bytes in the optimizer's moments of a ZeRO-1 checkpoint: the
+# load verifies each dataset on a rank that holds it whole where one does,
+# from memory (rank 0 holds wte's moments, rank 1 ln_f's and h.1's), else on
+# any, from the file (h.0.mlp.c_fc straddles the shard boundary): each kind
+# refused, naming the tensor.
+zref="$TMPDIR_TEST/zref"
+weft_mpirun 2 "$train" "${tiny[@]}" --parallel.zero=1 --run.dir="$zref" >"$zref.log" 2>&1
+zgood="$zref/checkpoints/step-00000004.h5"
+check "a ZeRO-1 run commits step-00000004.h5" test -s "$zgood"
+for t in optim/m/wte optim/v/ln_f.bias optim/m/h.1.attn.c_attn.weight optim/v/h.0.mlp.c_fc.weight; do
+    off=$(h5dump -p -H -d "/$t" "$zgood" | awk '/OFFSET/ {print $2}')
+    d=$(with_file "zflip-${t//\//-}" "$zgood")
+    printf '\xde\xad\xbe\xef' | dd of="$d/checkpoints/step-00000004.h5" bs=1 seek=$((off + 4)) conv=notrunc 2>/dev/null
+    resume_expect 65 "tensor '$t' fails its checksum" "4 bytes flipped in $t (ZeRO-1)" "$d" --parallel.zero=1
+done
+
 # 2. Another model.
 resume_expect 65 "tensor 'params/wte' has shape \(256, 32\) in the checkpoint but \(256, 64\) in the model" \
     "model.n_embd 64 against a checkpoint of 32" "$(with_file embd "$good")" --model.n_embd=64
