@@ -264,9 +264,11 @@ static int sync_save(bench *b, const weft_ckpt_opts *o, double *secs, double *da
         ph[r].verify_s = max_over_ranks(b, st.verify_s);
         ph[r].commit_s = max_over_ranks(b, st.commit_s);
         *file = st.bytes_file ? st.bytes_file : *file;
+        double reread = max_over_ranks(b, (double)st.bytes_reread);
         if (getenv("BENCH_CKPT_VERBOSE") && b->ctx->rank == 0)
-            printf("  save %lld: %.3f s: data %.3f (create %.3f), verify %.3f, commit %.3f (slowest rank)\n",
-                   (long long)m.step, t[r], ph[r].data_s, ph[r].create_s, ph[r].verify_s, ph[r].commit_s);
+            printf("  save %lld: %.3f s: data %.3f (create %.3f), verify %.3f (re-read for split checksums %.1f "
+                   "MB), commit %.3f (slowest rank)\n", (long long)m.step, t[r], ph[r].data_s, ph[r].create_s,
+                   ph[r].verify_s, reread / 1e6, ph[r].commit_s);
     }
     for (int i = 0; i < 3; i++)
         for (int j = i + 1; j < 3; j++)

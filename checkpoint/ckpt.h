@@ -177,6 +177,8 @@ typedef struct weft_ckpt_stats {
     double commit_s;             /* writer: fsync, rename, latest, retention */
     size_t bytes_rank;           /* bytes this rank wrote */
     size_t bytes_file;           /* file size */
+    size_t bytes_reread;         /* read from the file again for the checksums of datasets split between
+                                    ranks (this rank, last save; plan.c keeps them few) */
     int saves, skipped, failed;
     /* the shared tier (rank 0; -1 / 0 / "" without checkpoint.local_dir) */
     int tiers;                   /* 2 with checkpoint.local_dir, else 1 */

@@ -300,9 +300,46 @@ static int write_ranges(const weft_ckpt_layout *l, const weft_ckpt_state *s, int
     return 0;
 }
 
+/* Whether this rank writes tensor t at all: not a tied copy, and a tensor
+ * whole across tensor parallelism only from TP rank 0. */
+static int writes_tensor(const weft_ckpt_layout *l, const weft_tensor *t)
+{
+    return !(t->flags & WEFT_TENSOR_TIED_COPY) && (t->shard.split_dim >= 0 || l->tp_rank == 0);
+}
+
+/* Data every data-parallel replica holds the same (the parameters below
+ * ZeRO-3, the moments without ZeRO) is written by one replica per tensor,
+ * whole, the tensors spread over the replicas by bytes: then no dataset is
+ * split between replicas, and its checksum comes from its writer's
+ * read-back pass instead of a second read of the file by a hasher
+ * (save_data.c). An even share of the flat buffer cut tensors at the
+ * replicas' boundaries. The ranges are this rank's tensors', increasing. */
+static int replica_ranges(const weft_ckpt_layout *l, const weft_ckpt_state *s, size_t (**w)[2], int *nw)
+{
+    size_t *bytes = calloc((size_t)s->ntensors + 1, sizeof *bytes);
+    int *owner = calloc((size_t)s->ntensors + 1, sizeof *owner);
+    *w = calloc((size_t)s->ntensors + 1, sizeof **w);
+    *nw = 0;
+    if (!bytes || !owner || !*w) {
+        free(bytes), free(owner);
+        return weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
+    }
+    for (int i = 0; i < s->ntensors; i++)
+        bytes[i] = writes_tensor(l, &s->tensors[i]) ? s->tensors[i].numel * sizeof(float) : 0;
+    weft_ckpt_assign_by_bytes(bytes, NULL, s->ntensors, l->dp_size, owner);
+    for (int i = 0; i < s->ntensors; i++)
+        if (bytes[i] && owner[i] == l->dp_rank)
+            (*w)[*nw][0] = s->tensors[i].offset, (*w)[(*nw)++][1] = s->tensors[i].numel;
+    qsort(*w, (size_t)*nw, sizeof **w, cmp_range);
+    free(bytes);
+    free(owner);
+    return 0;
+}
+
 /* Every tensor's share: in one file for the job, the elements no other
- * rank writes; in a file per node (nodewise), all this rank holds -- its
- * parameters (all of them but under ZeRO-3, whole tensors on every TP
+ * rank writes -- the replicated data by tensor (replica_ranges), the ZeRO
+ * shards' by range; in a file per node (nodewise), all this rank holds --
+ * its parameters (all of them but under ZeRO-3, whole tensors on every TP
  * rank) and its moments -- so that the node's file alone resumes its
  * ranks (replicas on one node write the same bytes at the same offsets). */
 static int add_tensors(weft_ckpt_plan *p, const weft_ckpt_layout *l, const weft_ckpt_state *s,
@@ -310,18 +347,20 @@ static int add_tensors(weft_ckpt_plan *p, const weft_ckpt_layout *l, const weft_
 {
     size_t (*w)[2] = NULL, (*wm)[2] = NULL;
     int nw = 0, nwm = 0, rc = 0;
-    if (!nodewise)
-        rc = write_ranges(l, s, l->zero != 0, 0, &w, &nw);
-    else if ((rc = write_ranges(l, s, l->zero >= 3, 1, &w, &nw)) == 0)
-        rc = write_ranges(l, s, l->zero != 0, 1, &wm, &nwm);
+    if (nodewise) {
+        if ((rc = write_ranges(l, s, l->zero >= 3, 1, &w, &nw)) == 0)
+            rc = write_ranges(l, s, l->zero != 0, 1, &wm, &nwm);
+    } else {
+        rc = l->zero >= 3 ? write_ranges(l, s, 1, 0, &w, &nw) : replica_ranges(l, s, &w, &nw);
+        if (rc == 0)
+            rc = l->zero != 0 ? write_ranges(l, s, 1, 0, &wm, &nwm) : replica_ranges(l, s, &wm, &nwm);
+    }
     for (int i = 0; i < s->ntensors && rc == 0; i++) {
         const weft_tensor *t = &s->tensors[i];
-        if ((t->flags & WEFT_TENSOR_TIED_COPY) || (!nodewise && t->shard.split_dim < 0 && l->tp_rank != 0))
+        if ((t->flags & WEFT_TENSOR_TIED_COPY) || (!nodewise && !writes_tensor(l, t)))
             continue;
         int gi = find_name(names, ng, t->name);
-        if (!nodewise)
-            rc = add_tensor(p, s, t, gi, ng, (const size_t(*)[2])w, nw, PARAMS | (moments ? MOMENTS : 0));
-        else if ((rc = add_tensor(p, s, t, gi, ng, (const size_t(*)[2])w, nw, PARAMS)) == 0 && moments)
+        if ((rc = add_tensor(p, s, t, gi, ng, (const size_t(*)[2])w, nw, PARAMS)) == 0 && moments)
             rc = add_tensor(p, s, t, gi, ng, (const size_t(*)[2])wm, nwm, MOMENTS);
     }
     free(w);

@@ -6,10 +6,12 @@
  * HDF5 creates them collectively): params/<name> for the union of every
  * rank's tensors (pipeline stages hold different ones), optim/m/<name> and
  * optim/v/<name> when there is an optimizer, loader/state and rng/state.
- * A rank writes, of its flat parameter buffer, its ZeRO-1 ranges (or its
- * even share of the buffer without ZeRO, so data-parallel replicas split the
- * writing), skipping tensors whole across tensor parallelism unless it is
- * TP rank 0, and tied copies. The same elements of m and v go with them.
+ * Data-parallel replicas split the writing: what they all hold the same
+ * (the parameters below ZeRO-3, the moments without ZeRO) by whole tensors
+ * spread over them by bytes, so such a dataset's checksum comes from its
+ * one writer's read-back; what one rank holds (ZeRO shards: moments, and
+ * parameters under ZeRO-3) by its flat ranges. A rank skips tensors whole
+ * across tensor parallelism unless it is TP rank 0, and tied copies.
  * All of it is staged in one buffer: a list of copies fills it.
  * With a file per node (the local tier on several nodes) a rank writes all
  * it holds instead, so that the node's file alone resumes the node's ranks.

@@ -250,6 +250,7 @@ static int verify_written(weft_ckpt *c, const char *tmp)
 static int hash_split(weft_ckpt *c, const char *tmp)
 {
     int fd = c->fd, rc = 0;
+    c->stats.bytes_reread = 0;
     for (int i = 0; i < c->plan.nd && rc == 0; i++) {
         const weft_ckpt_dset *d = &c->plan.d[i];
         if (!d->hasher || d->whole)
@@ -258,6 +259,7 @@ static int hash_split(weft_ckpt *c, const char *tmp)
             return weft_error(WEFT_EIO, "checkpoint: cannot open %s: %s", tmp, strerror(errno));
         haddr_t base = H5Dget_offset(c->dsets[i]);
         size_t bytes = (size_t)d->shape[0] * (size_t)(d->ndim == 2 ? d->shape[1] : 1) * d->esize;
+        c->stats.bytes_reread += bytes;
         int e = base == HADDR_UNDEF ? EINVAL
                                     : weft_ckpt_pread_hash(fd, (size_t)base, bytes, c->scratch, SCRATCH_BYTES,
                                                            &c->hashes[i]);
