@@ -112,8 +112,10 @@ static void dp_state(const weft_mem_account *a, const weft_dp_opts *o, int D, in
 }
 
 /* The checkpoint writer's staging (checkpoint/plan.c): this rank's share of
- * the parameters and of both moments (its ZeRO shard, or an even share of
- * the replica's buffer), the read-back scratch, and what writing adds. */
+ * the parameters and of both moments (its ZeRO shard; what the replicas
+ * hold the same they write by whole tensors spread by bytes, about 1/D of
+ * it, counted as exactly 1/D), the read-back scratch, and what writing
+ * adds. */
 static size_t ckpt_staging(const weft_mem_account *a, int zero, int dp_size)
 {
     size_t off, share = a->opt_elems;
