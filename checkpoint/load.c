@@ -2,14 +2,15 @@
  * load.c -- reading a checkpoint into the current layout: each rank reads,
  * with independent I/O, the hyperslabs of the global tensors its own pieces
  * are (by shard spec) and the moments of its own ZeRO ranges, whatever
- * layout wrote the file. Every dataset's checksum is verified by one rank:
- * by one that has just read all of it, from memory, where a rank has (under
- * ZeRO-1 every parameter and every moment not split between ranks), else
- * by any, the file read again; spread over the ranks by bytes. Every rank
- * reports the same first error. A state
- * on a GPU (weft_ckpt_state.dev) is read piece by piece into host memory
- * and copied up through the device layer; its checksums are then verified
- * from the file.
+ * layout wrote the file. Every dataset's checksum is verified by one rank,
+ * planned before the reading (verify_plan_make): by one that reads all of
+ * it in one piece where a rank does, which hashes each piece right after
+ * its pread, while it is in cache (under ZeRO-1 every parameter and every
+ * moment not split between ranks), else by any, which reads it again
+ * afterwards; spread over the ranks by bytes. Every rank reports the same
+ * first error. A state on a GPU (weft_ckpt_state.dev) is read piece by
+ * piece into host memory, hashed there, and copied up through the device
+ * layer.
  */
 #include "checkpoint/agree.h"
 #include "checkpoint/ckpt.h"
@@ -28,6 +29,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
 
 typedef struct {
     const char *path;
@@ -37,7 +40,34 @@ typedef struct {
     int fd; /* the file, for pread of contiguous datasets (-1: HDF5 reads all) */
     weft_dev *dev; /* the state is this device's memory: read into host memory, copy up (NULL: read in place) */
     int vrank, vsize; /* among the ranks verifying this file: all, or a node's with its part (nodepart.h) */
+    struct verify_plan *vp; /* which datasets this rank verifies, and their hashes taken while reading */
 } loader_ctx;
+
+/* The load's checksum work, planned before the reading (verify_plan):
+ * every dataset of the file, which rank verifies it, and -- for those this
+ * rank verifies and reads whole -- the hash of the bytes taken as they were
+ * read, while they were in cache, so they cross memory once. */
+typedef struct verify_plan {
+    char **list;           /* the file's datasets */
+    int n;
+    size_t *bytes;         /* each one's size */
+    int *owner;            /* the verifying rank of each (among x->vrank's) */
+    unsigned char *whole;  /* this rank reads all of it in one piece */
+    unsigned char *have;   /* its hash is in hash[] (taken while reading) */
+    uint64_t *hash;
+} verify_plan;
+
+/* The plan's slot for dataset dpath when this rank verifies it and local
+ * elements [a, b) are all of it; -1 otherwise. */
+static int hash_slot(const loader_ctx *x, const char *dpath, size_t a, size_t b)
+{
+    const verify_plan *vp = x->vp;
+    for (int i = 0; vp && i < vp->n; i++)
+        if (strcmp(vp->list[i], dpath) == 0)
+            return vp->owner[i] == x->vrank && vp->whole[i] && a == 0 && (b - a) * sizeof(float) == vp->bytes[i]
+                       ? i : -1;
+    return -1;
+}
 
 /* The state's memory is read through host buffers when it is a GPU's (or
  * when asked: WEFT_CKPT_STAGED, what the cpu tests use). */
@@ -67,19 +97,36 @@ static haddr_t direct_offset(const loader_ctx *x, hid_t d, hid_t mem_type)
 }
 
 /* Rectangles r[0..n) of a contiguous f32 dataset at file offset base into
- * dst (row-major order of their union): one pread per contiguous run. */
+ * dst (row-major order of their union): one pread per contiguous run. A
+ * dataset read whole for its checksum (slot >= 0: then it is one run) is
+ * read in scratch-sized pieces, each hashed right after its pread while it
+ * is in cache, instead of hashed again from memory after the reading. */
 static int read_direct(const loader_ctx *x, const char *dpath, const weft_shard_spec *sp, const int64_t gs[2],
-                       const weft_ckpt_rect *r, int n, haddr_t base, float *dst)
+                       const weft_ckpt_rect *r, int n, haddr_t base, float *dst, int slot)
 {
     weft_ckpt_segs v = {0};
     int rc = weft_ckpt_segs_add(&v, sp->ndim, gs, sizeof(float), r, n, (size_t)base, 0, 0);
+    XXH3_state_t h;
+    XXH3_64bits_reset(&h);
     for (int i = 0, j; rc == 0 && i < v.n; i = j) {
-        size_t len, done;
+        size_t len, done = 0;
         j = weft_ckpt_segs_run(&v, i, &len);
-        int e = weft_ckpt_pread_all(x->fd, (char *)dst + v.s[i].mem, len, v.s[i].off, &done);
+        int hashed = slot >= 0 && i == 0 && j == v.n, e = 0;
+        for (size_t a = 0; a < len && e == 0; a += WEFT_CKPT_SCRATCH) {
+            size_t k = len - a < WEFT_CKPT_SCRATCH ? len - a : WEFT_CKPT_SCRATCH, got = 0;
+            char *p = (char *)dst + v.s[i].mem + a;
+            e = weft_ckpt_pread_all(x->fd, p, hashed ? k : len, v.s[i].off + a, &got);
+            done = a + got;
+            if (!hashed)
+                break; /* one pread took all of it */
+            if (e == 0)
+                XXH3_64bits_update(&h, p, k);
+        }
         if (e)
             rc = weft_error(WEFT_EDATA, "checkpoint %s: cannot read tensor '%s' (%zu bytes at offset %zu): %s "
                             "(truncated file?)", x->path, dpath, len, v.s[i].off + done, strerror(e));
+        else if (hashed)
+            x->vp->hash[slot] = XXH3_64bits_digest(&h), x->vp->have[slot] = 1;
     }
     weft_ckpt_segs_free(&v);
     return rc;
@@ -131,7 +178,7 @@ static int open_tensor(const loader_ctx *x, const char *dpath, const weft_shard_
 
 /* Read local elements [a, b) of the tensor at dpath into dst. */
 static int read_piece(const loader_ctx *x, hid_t d, const char *dpath, const weft_shard_spec *sp, size_t a, size_t b,
-                      float *dst)
+                      float *dst, int slot)
 {
     weft_ckpt_rect rects[64];
     if (weft_ckpt_region_cap(sp) > 64)
@@ -140,7 +187,7 @@ static int read_piece(const loader_ctx *x, hid_t d, const char *dpath, const wef
     int64_t gs[2] = {sp->global_shape[0], sp->ndim == 2 ? sp->global_shape[1] : 0};
     haddr_t base = direct_offset(x, d, H5T_NATIVE_FLOAT);
     if (base != HADDR_UNDEF)
-        return read_direct(x, dpath, sp, gs, rects, n, base, dst);
+        return read_direct(x, dpath, sp, gs, rects, n, base, dst, slot);
     hid_t fs = weft_h5_select(sp->ndim, gs, rects, n), ms = weft_h5_memspace(b - a);
     herr_t r = H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, dst);
     H5Sclose(fs);
@@ -151,18 +198,23 @@ static int read_piece(const loader_ctx *x, hid_t d, const char *dpath, const wef
 }
 
 /* read_piece into the state's memory dst: in place, or (x->dev) into host
- * memory first and then to the device with the device layer's copy. */
+ * memory first and then to the device with the device layer's copy. A
+ * dataset this rank verifies and reads whole is hashed on the way: by
+ * read_direct, else (HDF5 read it) from the host bytes just read. */
 static int read_into(const loader_ctx *x, hid_t d, const char *dpath, const weft_shard_spec *sp, size_t a, size_t b,
                      float *dst)
 {
-    if (!x->dev)
-        return read_piece(x, d, dpath, sp, a, b, dst);
+    int slot = hash_slot(x, dpath, a, b);
     size_t bytes = (b - a) * sizeof(float);
-    float *host = malloc(bytes ? bytes : 1);
+    float *host = x->dev ? malloc(bytes ? bytes : 1) : dst;
     if (!host)
         return weft_error(WEFT_ENOMEM, "checkpoint %s: no %zu bytes of host memory to read tensor '%s' into",
                           x->path, bytes, dpath);
-    int rc = read_piece(x, d, dpath, sp, a, b, host);
+    int rc = read_piece(x, d, dpath, sp, a, b, host, slot);
+    if (rc == 0 && slot >= 0 && !x->vp->have[slot])
+        x->vp->hash[slot] = weft_h5_hash(host, bytes), x->vp->have[slot] = 1;
+    if (!x->dev)
+        return rc;
     if (rc == 0 && (rc = weft_device_copy(x->dev, dst, host, bytes, WEFT_COPY_H2D)) != 0)
         rc = weft_ckpt_wrap(rc, "checkpoint %s: tensor '%s' to the device", x->path, dpath);
     free(host);
@@ -250,15 +302,16 @@ static size_t *dataset_bytes(const loader_ctx *x, char **list, int n)
     return b;
 }
 
-/* Where this rank holds all of dataset dpath in memory, in file order: a
- * whole tensor's parameters, and its moments when one contiguous range of
- * them covers it. NULL otherwise. */
-static const float *in_memory(const weft_ckpt_state *s, const char *dpath, size_t *numel)
+/* Whether this rank reads all of dataset dpath in one piece (numel
+ * elements): a whole tensor's parameters, and its moments when one
+ * contiguous range of them covers it. Such a dataset can be hashed as it
+ * is read (read_into). */
+static int reads_whole(const weft_ckpt_state *s, const char *dpath, size_t *numel)
 {
     int kind = strncmp(dpath, "params/", 7) == 0 ? 0 : strncmp(dpath, "optim/m/", 8) == 0 ? 1
              : strncmp(dpath, "optim/v/", 8) == 0 ? 2 : -1;
     if (kind < 0 || (kind > 0 && !s->m))
-        return NULL;
+        return 0;
     const char *name = dpath + (kind ? 8 : 7);
     for (int i = 0; i < s->ntensors; i++) {
         const weft_tensor *t = &s->tensors[i];
@@ -266,18 +319,15 @@ static const float *in_memory(const weft_ckpt_state *s, const char *dpath, size_
             continue;
         *numel = t->numel;
         if (kind == 0)
-            return s->params + t->offset;
+            return 1;
         size_t pos = weft_ckpt_moment_pos(s, t->offset);
-        if (pos == (size_t)-1 || weft_ckpt_moment_pos(s, t->offset + t->numel - 1) != pos + t->numel - 1)
-            return NULL;
-        return (kind == 1 ? s->m : s->v) + pos;
+        return pos != (size_t)-1 && weft_ckpt_moment_pos(s, t->offset + t->numel - 1) == pos + t->numel - 1;
     }
-    return NULL;
+    return 0;
 }
 
-/* A dataset this rank just read whole: its stored checksum against the
- * bytes in memory, no second read. */
-static int verify_memory(const loader_ctx *x, const char *dpath, const float *data, size_t numel)
+/* A dataset's stored checksum against have, the hash of its bytes. */
+static int check_hash(const loader_ctx *x, const char *dpath, uint64_t have)
 {
     hid_t d = H5Dopen2(x->f, dpath, H5P_DEFAULT);
     uint64_t want = 0;
@@ -287,7 +337,6 @@ static int verify_memory(const loader_ctx *x, const char *dpath, const float *da
         H5Dclose(d);
     if (rc)
         return weft_ckpt_wrap(rc, "checkpoint %s: tensor '%s'", x->path, dpath);
-    uint64_t have = weft_h5_hash(data, numel * sizeof(float));
     if (want != have)
         return weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s' fails its checksum (stored xxh3 %016llx, data "
                           "gives %016llx): the file is corrupt", x->path, dpath, (unsigned long long)want,
@@ -323,76 +372,101 @@ static int verify_direct(const loader_ctx *x, const char *dpath, void *scratch)
     return 0;
 }
 
-/* This rank's checksum job for dataset i: from memory where it holds it
- * whole (the held flag it gave), else read from the file. */
-static int verify_one(const loader_ctx *x, const weft_ckpt_state *s, const char *dpath, size_t bytes, void *scratch)
+/* weft_ckpt_agree, or rc itself for one process without a job (world NULL). */
+static int agree(weft_comm *world, int rc) { return world ? weft_ckpt_agree(world, rc) : rc; }
+
+static void verify_plan_free(verify_plan *vp)
 {
-    size_t numel = 0;
-    const float *mem = x->dev ? NULL : in_memory(s, dpath, &numel); /* a device's: read the file */
-    if (mem && numel * sizeof(float) == bytes)
-        return verify_memory(x, dpath, mem, numel);
-    int rc = verify_direct(x, dpath, scratch);
-    return rc == 1 ? weft_ckpt_verify_dataset(x->f, x->path, dpath, scratch) : rc;
+    if (vp->list)
+        weft_ckpt_free_list(vp->list);
+    free(vp->bytes);
+    free(vp->owner);
+    free(vp->whole);
+    free(vp->have);
+    free(vp->hash);
+    memset(vp, 0, sizeof *vp);
 }
 
-/* Every dataset's checksum, each by one rank of the verifying ones (hmpi):
- * by a rank that has it whole in memory where one has (no second read of
- * the file), else by any, spread by bytes (weft_ckpt_assign_by_bytes).
- * Under ZeRO-1 that is every parameter and every moment not split between
- * ranks: only the split moments are read again. Collective over hmpi and
- * l->world; every rank returns the same result. */
-static int verify(const loader_ctx *x, const weft_ckpt_state *s, MPI_Comm hmpi, weft_comm *world)
+/* Which rank verifies each dataset of the file: one that reads all of it
+ * whole (hashing it as it reads, read_direct) where a rank does, else any,
+ * which reads it again afterwards; spread by bytes among the ranks allowed
+ * each (weft_ckpt_assign_by_bytes). Under ZeRO-1 every parameter and every
+ * moment not split between ranks is hashed as it is read: only the split
+ * moments are read twice. Decided before the reading, from the layout
+ * alone (one allgather of who reads what whole over hmpi). Collective over
+ * hmpi and world; every rank returns the same result. world NULL: one
+ * process, no job (x->vsize 1). */
+static int verify_plan_make(const loader_ctx *x, const weft_ckpt_state *s, MPI_Comm hmpi, weft_comm *world,
+                            verify_plan *vp)
 {
-    char **list = NULL;
-    int n = 0, weights = x->flags & WEFT_CKPT_WEIGHTS_ONLY;
+    memset(vp, 0, sizeof *vp);
+    int weights = x->flags & WEFT_CKPT_WEIGHTS_ONLY, n = 0;
     weft_h5_lock();
-    int rc = weft_ckpt_list_datasets(x->f, x->path, &list);
-    while (rc == 0 && list[n])
+    int rc = weft_ckpt_list_datasets(x->f, x->path, &vp->list);
+    while (rc == 0 && vp->list[n])
         n++;
-    size_t *bytes = rc == 0 ? dataset_bytes(x, list, n) : NULL;
+    vp->n = n;
+    vp->bytes = rc == 0 ? dataset_bytes(x, vp->list, n) : NULL;
     weft_h5_unlock();
-    rc = weft_ckpt_agree(world, rc);
+    rc = agree(world, rc);
     int lo_hi[2] = {n, -n};
-    if (rc == 0 && MPI_Allreduce(MPI_IN_PLACE, lo_hi, 2, MPI_INT, MPI_MIN, hmpi) != MPI_SUCCESS)
+    if (rc == 0 && world && MPI_Allreduce(MPI_IN_PLACE, lo_hi, 2, MPI_INT, MPI_MIN, hmpi) != MPI_SUCCESS)
         rc = weft_error(WEFT_ECOMM, "checkpoint %s: agreeing on its datasets failed", x->path);
     else if (rc == 0 && lo_hi[0] != -lo_hi[1])
         rc = weft_error(WEFT_EDATA, "checkpoint %s: the ranks reading it see different datasets (%d to %d)",
                         x->path, lo_hi[0], -lo_hi[1]);
-    unsigned char *mine = calloc((size_t)n + 1, 1), *held = calloc((size_t)n * (size_t)x->vsize + 1, 1);
-    int *owner = calloc((size_t)n + 1, sizeof *owner);
-    void *scratch = malloc(WEFT_CKPT_SCRATCH);
-    if (rc == 0 && !(bytes && mine && held && owner && scratch))
+    size_t nv = (size_t)n * (size_t)x->vsize;
+    unsigned char *held = calloc(nv + 1, 1), *byset = calloc(nv + 1, 1);
+    vp->owner = calloc((size_t)n + 1, sizeof *vp->owner);
+    vp->whole = calloc((size_t)n + 1, 1);
+    vp->have = calloc((size_t)n + 1, 1);
+    vp->hash = calloc((size_t)n + 1, sizeof *vp->hash);
+    if (rc == 0 && !(vp->bytes && held && byset && vp->owner && vp->whole && vp->have && vp->hash))
         rc = weft_error(WEFT_ENOMEM, "out of memory");
-    rc = weft_ckpt_agree(world, rc);
+    rc = agree(world, rc);
     for (int i = 0; i < n && rc == 0; i++) {
         size_t numel = 0;
-        mine[i] = !x->dev && in_memory(s, list[i], &numel) && numel * sizeof(float) == bytes[i] &&
-                  (!weights || strncmp(list[i], "params/", 7) == 0);
+        vp->whole[i] = reads_whole(s, vp->list[i], &numel) && numel * sizeof(float) == vp->bytes[i] &&
+                       (!weights || strncmp(vp->list[i], "params/", 7) == 0);
     }
-    if (rc == 0 && MPI_Allgather(mine, n, MPI_BYTE, held, n, MPI_BYTE, hmpi) != MPI_SUCCESS)
-        rc = weft_error(WEFT_ECOMM, "checkpoint %s: exchanging which rank holds which tensor failed", x->path);
+    if (rc == 0 && !world)
+        memcpy(held, vp->whole, (size_t)n);
+    else if (rc == 0 && MPI_Allgather(vp->whole, n, MPI_BYTE, held, n, MPI_BYTE, hmpi) != MPI_SUCCESS)
+        rc = weft_error(WEFT_ECOMM, "checkpoint %s: exchanging which rank reads which tensor whole failed", x->path);
     if (rc == 0) {
-        /* held is rank-major from the gather; the assignment wants dataset-major */
-        unsigned char *t = calloc((size_t)n * (size_t)x->vsize + 1, 1);
-        for (int i = 0; t && i < n; i++)
+        for (int i = 0; i < n; i++) /* rank-major from the gather; dataset-major for the assignment */
             for (int r = 0; r < x->vsize; r++)
-                t[(size_t)i * (size_t)x->vsize + (size_t)r] = held[(size_t)r * (size_t)n + (size_t)i];
-        weft_ckpt_assign_by_bytes(bytes, t, n, x->vsize, owner); /* without t: by bytes alone */
-        free(t);
+                byset[(size_t)i * (size_t)x->vsize + (size_t)r] = held[(size_t)r * (size_t)n + (size_t)i];
+        weft_ckpt_assign_by_bytes(vp->bytes, byset, n, x->vsize, vp->owner);
     }
-    weft_h5_lock();
-    for (int i = 0; i < n && rc == 0; i++)
-        if (owner[i] == x->vrank && (!weights || strncmp(list[i], "params/", 7) == 0))
-            rc = verify_one(x, s, list[i], bytes[i], scratch);
-    weft_h5_unlock();
-    if (list)
-        weft_ckpt_free_list(list);
-    free(scratch);
-    free(bytes);
-    free(mine);
     free(held);
-    free(owner);
-    return weft_ckpt_agree(world, rc);
+    free(byset);
+    rc = agree(world, rc);
+    if (rc)
+        verify_plan_free(vp);
+    return rc;
+}
+
+/* The checksums this rank verifies: hashed while reading (compared now),
+ * or read again from the file. Every rank returns the same result. */
+static int verify_rest(const loader_ctx *x, weft_comm *world)
+{
+    const verify_plan *vp = x->vp;
+    int weights = x->flags & WEFT_CKPT_WEIGHTS_ONLY;
+    void *scratch = malloc(WEFT_CKPT_SCRATCH);
+    int rc = scratch ? 0 : weft_error(WEFT_ENOMEM, "out of memory");
+    weft_h5_lock();
+    for (int i = 0; i < vp->n && rc == 0; i++) {
+        if (vp->owner[i] != x->vrank || (weights && strncmp(vp->list[i], "params/", 7) != 0))
+            continue;
+        if (vp->have[i])
+            rc = check_hash(x, vp->list[i], vp->hash[i]);
+        else if ((rc = verify_direct(x, vp->list[i], scratch)) == 1)
+            rc = weft_ckpt_verify_dataset(x->f, x->path, vp->list[i], scratch);
+    }
+    weft_h5_unlock();
+    free(scratch);
+    return agree(world, rc);
 }
 
 static int read_meta(const loader_ctx *x, weft_ckpt_loaded *out)
@@ -474,15 +548,19 @@ static int read_small(const loader_ctx *x, weft_ckpt_loaded *out)
     return rc;
 }
 
-static int read_all(const loader_ctx *x, const weft_ckpt_state *s, const weft_ckpt_name *names, int ng,
-                    weft_ckpt_loaded *out)
+/* What the file says of itself, and that the model has all its tensors. */
+static int read_head(const loader_ctx *x, const weft_ckpt_name *names, int ng, weft_ckpt_loaded *out)
 {
     WEFT_CHECK(read_meta(x, out));
-    WEFT_CHECK(check_extra(x, names, ng));
+    return check_extra(x, names, ng);
+}
+
+/* The tensors, hashing on the way what x->vp says this rank verifies, and
+ * the loader and rng states. */
+static int read_body(const loader_ctx *x, const weft_ckpt_state *s, weft_ckpt_loaded *out)
+{
     WEFT_CHECK(read_tensors(x, s));
-    if (!(x->flags & WEFT_CKPT_WEIGHTS_ONLY))
-        WEFT_CHECK(read_small(x, out));
-    return 0;
+    return x->flags & WEFT_CKPT_WEIGHTS_ONLY ? 0 : read_small(x, out);
 }
 
 /* A node's part (nodepart.h): every rank of the job reads its own node's
@@ -556,11 +634,20 @@ int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const ch
         x.f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
         H5Pclose(fapl);
         rc = x.f < 0 ? weft_h5_error(WEFT_EDATA, "checkpoint %s cannot be opened (truncated or damaged?)", path)
-                     : read_all(&x, s, names, ng, out);
+                     : read_head(&x, names, ng, out);
         weft_h5_unlock();
         rc = weft_ckpt_agree(l->world, rc);
+        verify_plan vp = {0};
+        if (rc == 0 && (rc = verify_plan_make(&x, s, hmpi, l->world, &vp)) == 0) {
+            x.vp = &vp;
+            weft_h5_lock();
+            rc = read_body(&x, s, out);
+            weft_h5_unlock();
+            rc = weft_ckpt_agree(l->world, rc);
+        }
         if (rc == 0)
-            rc = verify(&x, s, hmpi, l->world);
+            rc = verify_rest(&x, l->world);
+        verify_plan_free(&vp);
         weft_h5_lock();
         if (x.f >= 0)
             H5Fclose(x.f);
@@ -645,10 +732,22 @@ int weft_ckpt_load_whole(const weft_ckpt_state *s, const char *path)
     memset(&out, 0, sizeof out);
     weft_h5_lock();
     int rc = weft_ckpt_open_file(path, &x.f);
-    if (rc == 0) {
-        rc = read_all(&x, &weights, names, s->ntensors, &out);
-        H5Fclose(x.f);
+    if (rc == 0)
+        rc = read_head(&x, names, s->ntensors, &out);
+    weft_h5_unlock();
+    verify_plan vp = {0};
+    if (rc == 0 && (rc = verify_plan_make(&x, &weights, MPI_COMM_NULL, NULL, &vp)) == 0) {
+        x.vp = &vp;
+        weft_h5_lock();
+        rc = read_body(&x, &weights, &out);
+        weft_h5_unlock();
     }
+    if (rc == 0)
+        rc = verify_rest(&x, NULL);
+    verify_plan_free(&vp);
+    weft_h5_lock();
+    if (x.f >= 0)
+        H5Fclose(x.f);
     weft_h5_unlock();
     if (x.fd >= 0)
         close(x.fd);

@@ -160,8 +160,10 @@ static int load_model(const char *path, weft_model **out, int *vocab, int *conte
     weft_model *m = *out;
     weft_ckpt_state st = {.params = m->param_data, .n = m->n, .tensors = m->params, .ntensors = m->nparams};
     rc = weft_ckpt_load_whole(&st, path);
-    if (rc)
+    if (rc) { /* the caller frees *out too: a damaged checkpoint was a double free */
         weft_model_free(m);
+        *out = NULL;
+    }
     return rc;
 }
 

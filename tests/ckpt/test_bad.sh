@@ -48,6 +48,9 @@ resume_expect 65 "tensor 'params/$t' fails its checksum" "4 bytes flipped in par
 expect_exit 65 "weft-ckpt verify of the damaged file exits 65" "$ck" verify "$d/checkpoints/step-00000004.h5"
 check "weft-ckpt verify names the damaged tensor and counts 1 corrupt" \
     grep -q "params/$t' fails its checksum" <<<"$LAST_OUT"
+expect_exit 65 "weft-generate from the damaged file exits 65 (one process reads it whole and verifies it)" \
+    "$WEFT_BIN/weft-generate" --init-from "$d/checkpoints/step-00000004.h5" --prompt-ids 1,2 --max-new-tokens 2
+check "weft-generate names the damaged tensor" grep -q "params/$t' fails its checksum" <<<"$LAST_OUT"
 check "weft-ckpt verify of an intact file: 0 corrupt" bash -c "'$ck' verify '$good' | grep -q ', 0 corrupt'"
 
 # 1b. Flipped bytes in the optimizer's moments of a ZeRO-1 checkpoint: the
