@@ -52,9 +52,12 @@ slurm_write_conf() {
     host=$(hostname -s)
     node=$(slurmd -C | head -1 | sed 's/ RealMemory=.*//')
     mem=$(free -m | awk '/^Mem:/ {print int($2 * 0.9)}')
+    # Addresses given, not looked up: a fresh machine or container need not
+    # resolve its own hostname (a debootstrap root has no /etc/hosts), and
+    # everything here is on this host's loopback.
     cat >"$SLURM_DIR/slurm.conf" <<CONF
 ClusterName=weft$$
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$(slurm_free_port)
 SlurmdPort=$(slurm_free_port)
 SlurmUser=root
@@ -87,7 +90,7 @@ MailProg=/bin/true
 # main scheduler looks every sched_interval: both short, so tests of
 # requeue take seconds, not minutes.
 SchedulerParameters=sched_min_interval=0,sched_interval=2
-$node RealMemory=$mem State=UNKNOWN
+$node RealMemory=$mem NodeAddr=127.0.0.1 State=UNKNOWN
 PartitionName=weft Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 CONF
 }
