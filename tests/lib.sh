@@ -18,6 +18,8 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 TAP_N=0
 TMPDIR_TEST=$(mktemp -d "${TMPDIR:-/tmp}/weft-test.XXXXXX")
+# tests/run.sh sweeps what the test leaves running there once it is over
+[ -n "${WEFT_TEST_TMPDIR_NOTE:-}" ] && echo "$TMPDIR_TEST" >"$WEFT_TEST_TMPDIR_NOTE"
 [ -n "${WEFT_TEST_KEEP:-}" ] || trap 'rm -rf "$TMPDIR_TEST"' EXIT
 
 ok() { TAP_N=$((TAP_N + 1)); echo "ok $TAP_N - $1"; }

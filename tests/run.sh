@@ -35,6 +35,22 @@ progs=()
 for f in "$BUILD"/tests/unit/test_*; do [ -x "$f" ] && [ ! -d "$f" ] && progs+=("$f"); done
 for f in tests/*/test_*.sh; do [ -f "$f" ] && progs+=("$f"); done
 
+# sweep NOTE: what a shell test started and left running -- daemons that
+# detached (Slurm's, munged), a job step, an mpirun -- once the test is
+# over, also when timeout had to SIGKILL it and its own traps never ran:
+# every process whose command line names the test's scratch directory
+# (tests/lib.sh writes its path to NOTE), then the directory.
+sweep() {
+    local dir p c
+    dir=$(cat "$1" 2>/dev/null) && [ -n "$dir" ] || return 0
+    for p in /proc/[0-9]*; do
+        c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        [[ "$c" == *"$dir"* ]] && kill -9 "${p#/proc/}" 2>/dev/null
+    done
+    [ -n "${WEFT_TEST_KEEP:-}" ] || rm -rf "$dir"
+    rm -f "$1"
+}
+
 passed=0 failed=0 skipped=0
 t_all=$(date +%s)
 for p in "${progs[@]}"; do
@@ -48,11 +64,13 @@ for p in "${progs[@]}"; do
     log="$logdir/$name.log"
     t0=$(date +%s)
     if [[ "$p" == *.sh ]]; then
-        timeout -k 10 "$per_test_timeout" bash "$p" >"$log" 2>&1
+        rm -f "$logdir/$name.tmpdir"
+        WEFT_TEST_TMPDIR_NOTE="$logdir/$name.tmpdir" timeout -k 10 "$per_test_timeout" bash "$p" >"$log" 2>&1
     else
         timeout -k 10 "$per_test_timeout" "$p" >"$log" 2>&1
     fi
     rc=$?
+    [[ "$p" == *.sh ]] && sweep "$logdir/$name.tmpdir"
     ok=$(grep -Ec '^ok [0-9]+' "$log")
     bad=$(grep -Ec '^not ok [0-9]+' "$log")
     # A SKIP directive makes either line a skip: cmocka's skip() prints

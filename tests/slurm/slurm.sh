@@ -16,6 +16,17 @@
 # are the test's own, so two suites on one machine do not see each other.
 SLURM_DIR=""
 
+# Every Slurm client call that should answer at once is bounded in time: a
+# client that cannot reach slurmctld (retrying a name lookup, say) fails
+# in seconds instead of holding a test's wait loop, which counts rounds,
+# for many minutes (found in a fresh root, where one such loop ran into
+# run.sh's 900 s limit). srun runs jobs and is left alone. (timeout runs
+# the program, not this function.)
+for _slurm_client in sinfo squeue scontrol scancel sbatch sacct; do
+    eval "$_slurm_client() { timeout -k 2 ${SLURM_CLIENT_TIMEOUT:-20} $_slurm_client \"\$@\"; }"
+done
+unset _slurm_client
+
 slurm_free_port() {
     local p i
     for i in $(seq 50); do
@@ -76,6 +87,10 @@ AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 StateSaveLocation=$SLURM_DIR/state
 SlurmdSpoolDir=$SLURM_DIR/spool
+# The steps' scratch (the PMIx plugin's spmix_appdir_* among it) in the
+# test's own directory: a stale /tmp/spmix_appdir_0_10.1 left by a killed
+# job once failed every later job 10's srun ("task launch failed").
+TmpFS=$SLURM_DIR/tmp
 SlurmctldPidFile=$SLURM_DIR/slurmctld.pid
 SlurmdPidFile=$SLURM_DIR/slurmd.pid
 SlurmctldLogFile=$SLURM_DIR/log/slurmctld.log
@@ -108,6 +123,17 @@ slurm_stop() {
         for i in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
         kill -9 "$pid" 2>/dev/null
     done
+    # Job steps outlive the daemons (slurmstepd is its own process): any
+    # process still naming this test's directories -- a job script, the
+    # program a step ran -- is this test's and goes too; its slurmstepd
+    # then ends. (A job left running here once trained on both cores for
+    # half an hour after its test was killed.)
+    local p c
+    for p in /proc/[0-9]*; do
+        [ "${p#/proc/}" = "$$" ] && continue
+        c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        case "$c" in *"$SLURM_DIR"* | *"$TMPDIR_TEST/"*) kill -9 "${p#/proc/}" 2>/dev/null ;; esac
+    done
     SLURM_DIR=""
 }
 
@@ -116,7 +142,7 @@ slurm_start() {
         slurm_fail "slurmctld/munged are not installed: run mk/deps.sh install (slurm-wlm, munge)"
     [ "$(id -u)" -eq 0 ] || slurm_fail "the local Slurm runs its daemons as root (SlurmUser=root)"
     SLURM_DIR=$TMPDIR_TEST/slurm
-    mkdir -p "$SLURM_DIR/state" "$SLURM_DIR/spool" "$SLURM_DIR/log"
+    mkdir -p "$SLURM_DIR/state" "$SLURM_DIR/spool" "$SLURM_DIR/log" "$SLURM_DIR/tmp"
     chmod 0711 "$TMPDIR_TEST" "$SLURM_DIR"
     trap 'slurm_stop; rm -rf "$TMPDIR_TEST"' EXIT
     slurm_start_munge
@@ -126,8 +152,8 @@ slurm_start() {
     unset $(env | sed -n 's/^\(SLURM_[A-Z_]*\)=.*/\1/p' | grep -v '^SLURM_CONF$') 2>/dev/null
     slurmctld -c -f "$SLURM_CONF" >"$SLURM_DIR/log/slurmctld.start" 2>&1 || slurm_fail "slurmctld did not start"
     slurmd -f "$SLURM_CONF" >"$SLURM_DIR/log/slurmd.start" 2>&1 || slurm_fail "slurmd did not start"
-    local i
-    for i in $(seq 120); do
+    local end=$((SECONDS + 30))
+    while [ "$SECONDS" -lt "$end" ]; do
         sinfo -h -o %T 2>/dev/null | grep -qx idle && { ok "local Slurm starts and its node is idle"; return 0; }
         sleep 0.25
     done
@@ -139,8 +165,8 @@ slurm_job_field() {
 }
 
 slurm_wait_state() {
-    local job=$1 states=$2 secs=$3 i
-    for i in $(seq $((secs * 4))); do
+    local job=$1 states=$2 end=$((SECONDS + $3))
+    while [ "$SECONDS" -lt "$end" ]; do
         slurm_job_field "$job" JobState | grep -Eqx "$states" && return 0
         sleep 0.25
     done
