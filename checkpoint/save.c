@@ -180,9 +180,7 @@ static int write_file_raw(weft_ckpt *c, const char *tmp)
         rc = weft_ckpt_data_write(c, tmp);
     c->stats.data_s = 1e-9 * (double)(weft_now_ns() - t0);
     t0 = weft_now_ns();
-    if (rc == 0) /* the disk works while the read-back runs */
-        rc = weft_ckpt_data_writeback(c, tmp, SYNC_FILE_RANGE_WRITE);
-    rc = weft_ckpt_data_check(c, tmp, rc);
+    rc = weft_ckpt_data_check(c, tmp, rc); /* starts the write-back as it goes */
     c->stats.verify_s = 1e-9 * (double)(weft_now_ns() - t0);
     /* All ranks learn now whether the data is safe. If not, nothing more is
      * written, and rank 0 frees the reserve so HDF5's closing metadata flush

@@ -3,7 +3,8 @@
  * rest): every dataset created in one pass (HDF5 metadata only), then this
  * rank's bytes written with pwrite at their file offsets through one
  * descriptor, read back from the page cache (mapped) and compared, hashed
- * in the same pass, and written back to disk per rank.
+ * in the same pass, and written back to disk per rank, the write-back
+ * started a window ahead of the read-back.
  *
  * Why POSIX writes: HDF5's MPI-IO data path was one collective
  * H5Dcreate + H5Dwrite synchronisation per dataset (~170 per save), so one
@@ -222,10 +223,18 @@ static int verify_run(weft_ckpt *c, const char *tmp, int i, int j, size_t len, X
     return 0;
 }
 
+/* How far ahead of the read-back the write-back is started. */
+enum { WRITEBACK_AHEAD = 64u << 20 };
+
 /* Every rank reads back what it wrote (MPI-IO once lost a failed write
  * without reporting it, and the check caught it: a checkpoint is never
  * committed on a lost write); a rank that wrote all of a dataset hashes
- * the bytes it read back in the same pass. */
+ * the bytes it read back in the same pass. The write-back to disk is
+ * started a window ahead of the read-back, so the disk writes the next
+ * 64 MiB while this rank compares and hashes the current ones. Started
+ * all at once before the read-back, as it was, the call itself blocked
+ * 0.09-0.21 s per save (submitting 288 MB saturates the disk's queue)
+ * before the first byte was compared (bench_ckpt, 48M). */
 static int verify_written(weft_ckpt *c, const char *tmp)
 {
     const weft_ckpt_segs *v = &c->segs;
@@ -233,11 +242,22 @@ static int verify_written(weft_ckpt *c, const char *tmp)
         if (c->plan.d[i].hasher && c->plan.d[i].whole) /* empty datasets keep the hash of no bytes */
             c->hashes[i] = XXH3_64bits(NULL, 0);
     XXH3_state_t h;
-    int cur = -1;
+    int cur = -1, wi = 0; /* wi: the first run whose write-back has not started */
+    size_t ahead = 0;     /* bytes whose write-back started, from run i on */
     for (int i = 0, j; i < v->n; i = j) {
         size_t len;
         j = weft_ckpt_segs_run(v, i, &len);
+        while (wi < v->n && ahead < len + WRITEBACK_AHEAD) {
+            size_t wlen;
+            int wj = weft_ckpt_segs_run(v, wi, &wlen);
+            if (sync_file_range(c->fd, (off_t)v->s[wi].off, (off_t)wlen, SYNC_FILE_RANGE_WRITE) != 0 &&
+                errno != ENOSYS)
+                return weft_error(WEFT_EIO, "checkpoint: writing %s back to disk failed: %s", tmp, strerror(errno));
+            ahead += wlen;
+            wi = wj;
+        }
         WEFT_CHECK(verify_run(c, tmp, i, j, len, &h, &cur));
+        ahead -= len;
     }
     if (cur >= 0)
         c->hashes[cur] = XXH3_64bits_digest(&h);
