@@ -200,7 +200,7 @@ $(BUILD)/tests/gpu/kernels_check: tests/gpu/kernels_check.c $(BUILD)/obj/kernels
 
 # device_check likewise links only the device layer and what it uses
 # (errors, logging, configuration) beside the CUDA runtime.
-DEVICE_CHECK_OBJS := $(addprefix $(BUILD)/obj/runtime/,device.o device_cpu.o device_cuda.o error.o log.o config.o readfile.o \
+DEVICE_CHECK_OBJS := $(addprefix $(BUILD)/obj/runtime/,device.o device_cpu.o copy_stream.o device_cuda.o error.o log.o config.o readfile.o \
     invariant.o)
 $(BUILD)/tests/gpu/device_check: tests/gpu/device_check.c $(DEVICE_CHECK_OBJS)
 	@mkdir -p $(@D)

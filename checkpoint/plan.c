@@ -6,6 +6,7 @@
 #include "collectives/comm.h"
 #include "runtime/error.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,30 +310,38 @@ static int writes_tensor(const weft_ckpt_layout *l, const weft_tensor *t)
 
 /* Data every data-parallel replica holds the same (the parameters below
  * ZeRO-3, the moments without ZeRO) is written by one replica per tensor,
- * whole, the tensors spread over the replicas by bytes: then no dataset is
- * split between replicas, and its checksum comes from its writer's
- * read-back pass instead of a second read of the file by a hasher
- * (save_data.c). An even share of the flat buffer cut tensors at the
- * replicas' boundaries. The ranges are this rank's tensors', increasing. */
+ * whole: then no dataset is split between replicas, and its checksum comes
+ * from its writer's read-back pass instead of a second read of the file by
+ * a hasher (save_data.c). An even share of the flat buffer, as before, cut
+ * a tensor at each replica's boundary. The tensors are cut into dp_size
+ * runs in buffer order, each cut at the tensor boundary nearest its even
+ * share (so a replica's bytes are off by at most half a tensor each side):
+ * a replica's tensors stay adjacent in the buffer, in staging and in the
+ * file, so its copies merge (plan_merge_copies) and its writes are long
+ * runs. The ranges are this rank's tensors', increasing. */
 static int replica_ranges(const weft_ckpt_layout *l, const weft_ckpt_state *s, size_t (**w)[2], int *nw)
 {
-    size_t *bytes = calloc((size_t)s->ntensors + 1, sizeof *bytes);
-    int *owner = calloc((size_t)s->ntensors + 1, sizeof *owner);
+    size_t total = 0, done = 0;
+    for (int i = 0; i < s->ntensors; i++)
+        total += writes_tensor(l, &s->tensors[i]) ? s->tensors[i].numel : 0;
     *w = calloc((size_t)s->ntensors + 1, sizeof **w);
     *nw = 0;
-    if (!bytes || !owner || !*w) {
-        free(bytes), free(owner);
+    if (!*w)
         return weft_error(WEFT_ENOMEM, "checkpoint: out of memory");
+    int r = 0; /* the replica writing the next tensor */
+    for (int i = 0; i < s->ntensors; i++) {
+        const weft_tensor *t = &s->tensors[i];
+        if (!writes_tensor(l, t))
+            continue;
+        /* replica r ends at the boundary nearest (r + 1) * total / dp: the
+         * next tensor goes to r + 1 once its middle is past that mark */
+        while (r + 1 < l->dp_size && 2 * done + t->numel > 2 * (total * (size_t)(r + 1) / (size_t)l->dp_size))
+            r++;
+        if (r == l->dp_rank)
+            (*w)[*nw][0] = t->offset, (*w)[(*nw)++][1] = t->numel;
+        done += t->numel;
     }
-    for (int i = 0; i < s->ntensors; i++)
-        bytes[i] = writes_tensor(l, &s->tensors[i]) ? s->tensors[i].numel * sizeof(float) : 0;
-    weft_ckpt_assign_by_bytes(bytes, NULL, s->ntensors, l->dp_size, owner);
-    for (int i = 0; i < s->ntensors; i++)
-        if (bytes[i] && owner[i] == l->dp_rank)
-            (*w)[*nw][0] = s->tensors[i].offset, (*w)[(*nw)++][1] = s->tensors[i].numel;
     qsort(*w, (size_t)*nw, sizeof **w, cmp_range);
-    free(bytes);
-    free(owner);
     return 0;
 }
 
@@ -395,6 +404,39 @@ static int fill_plan(MPI_Comm comm, MPI_Comm hcomm, const weft_ckpt_layout *l, c
     return add_piece(p, p->nd - 1, &rspec, (size_t)rank, (size_t)rank + 1, NULL);
 }
 
+static int cmp_copy(const void *x, const void *y)
+{
+    const weft_ckpt_copy *a = x, *b = y;
+    uintptr_t p = (uintptr_t)a->src, q = (uintptr_t)b->src;
+    if (!p != !q)
+        return p ? -1 : 1; /* the filled-at-save ones (no source) last */
+    return (p > q) - (p < q);
+}
+
+/* Copies adjacent both in the state and in staging become one: a rank's
+ * consecutive tensors (its ZeRO range, its run of replicated tensors) are
+ * one memcpy of many megabytes instead of one per tensor, which is what
+ * glibc copies with non-temporal stores; per tensor (a few MB each) it
+ * used cached stores, and the step loop's stall was 1.7-1.9x one memcpy of
+ * the rank's share (bench_ckpt). Their order does not matter: the copies
+ * are disjoint. */
+static void plan_merge_copies(weft_ckpt_plan *p)
+{
+    if (p->ncopies < 2)
+        return;
+    qsort(p->copies, (size_t)p->ncopies, sizeof *p->copies, cmp_copy);
+    int n = 0;
+    for (int i = 0; i < p->ncopies; i++) {
+        weft_ckpt_copy *last = n ? &p->copies[n - 1] : NULL, *c = &p->copies[i];
+        if (last && last->src && c->src && (const char *)last->src + last->bytes == (const char *)c->src &&
+            last->stage_off + last->bytes == c->stage_off)
+            last->bytes += c->bytes;
+        else
+            p->copies[n++] = *c;
+    }
+    p->ncopies = n;
+}
+
 int weft_ckpt_plan_build(MPI_Comm comm, MPI_Comm node, const weft_ckpt_layout *l, const weft_ckpt_state *s,
                          size_t loader_len, weft_ckpt_plan *p)
 {
@@ -407,6 +449,7 @@ int weft_ckpt_plan_build(MPI_Comm comm, MPI_Comm node, const weft_ckpt_layout *l
     free(names);
     if (rc == 0) {
         assign_offsets(p);
+        plan_merge_copies(p);
         /* the loader and rng copies have no source: filled at each save */
         for (int i = 0; i < p->nd; i++) {
             if (p->d[i].kind == WEFT_CKPT_LOADER)

@@ -13,6 +13,7 @@
 #include "checkpoint/agree.h"
 #include "checkpoint/commit.h"
 #include "checkpoint/writer_int.h"
+#include "runtime/copy_stream.h"
 #include "runtime/ctx.h"
 #include "runtime/error.h"
 #include "runtime/invariant.h"
@@ -349,7 +350,7 @@ static int stage_state(weft_ckpt *c, const weft_ckpt_meta *m)
     else
         for (int i = 0; i < p->ncopies; i++)
             if (p->copies[i].src)
-                memcpy(c->stage + p->copies[i].stage_off, p->copies[i].src, p->copies[i].bytes);
+                weft_copy_stream(c->stage + p->copies[i].stage_off, p->copies[i].src, p->copies[i].bytes);
     if (c->opts.loader_len && weft_ckpt_committer(c)) /* the rank(s) writing loader/state (plan.c) */
         memcpy(c->stage + p->loader_off, m->loader_state, m->loader_len < c->opts.loader_len ? m->loader_len
                                                                                              : c->opts.loader_len);

@@ -9,6 +9,7 @@
  * ordering contract of device.h (work after a wait runs after the event's
  * work) without doing anything.
  */
+#include "runtime/copy_stream.h"
 #include "runtime/device_impl.h"
 #include "runtime/error.h"
 
@@ -78,8 +79,10 @@ static int cpu_copy(weft_dev *d, void *dst, const void *src, size_t bytes, weft_
 {
     (void)d;
     (void)dir;
-    (void)s;
-    memmove(dst, src, bytes);
+    if (s == WEFT_STREAM_STAGE) /* a checkpoint's staging: read later by the writer thread, not here */
+        weft_copy_stream(dst, src, bytes);
+    else
+        memmove(dst, src, bytes);
     return 0;
 }
 
