@@ -112,14 +112,13 @@ static int read_direct(const loader_ctx *x, const char *dpath, const weft_shard_
         size_t len, done = 0;
         j = weft_ckpt_segs_run(&v, i, &len);
         int hashed = slot >= 0 && i == 0 && j == v.n, e = 0;
-        for (size_t a = 0; a < len && e == 0; a += WEFT_CKPT_SCRATCH) {
-            size_t k = len - a < WEFT_CKPT_SCRATCH ? len - a : WEFT_CKPT_SCRATCH, got = 0;
+        size_t piece = hashed ? WEFT_CKPT_SCRATCH : len; /* else one pread for the run */
+        for (size_t a = 0; a < len && e == 0; a += piece) {
+            size_t k = len - a < piece ? len - a : piece, got = 0;
             char *p = (char *)dst + v.s[i].mem + a;
-            e = weft_ckpt_pread_all(x->fd, p, hashed ? k : len, v.s[i].off + a, &got);
+            e = weft_ckpt_pread_all(x->fd, p, k, v.s[i].off + a, &got);
             done = a + got;
-            if (!hashed)
-                break; /* one pread took all of it */
-            if (e == 0)
+            if (e == 0 && hashed)
                 XXH3_64bits_update(&h, p, k);
         }
         if (e)
@@ -416,12 +415,12 @@ static int verify_plan_make(const loader_ctx *x, const weft_ckpt_state *s, MPI_C
         rc = weft_error(WEFT_EDATA, "checkpoint %s: the ranks reading it see different datasets (%d to %d)",
                         x->path, lo_hi[0], -lo_hi[1]);
     size_t nv = (size_t)n * (size_t)x->vsize;
-    unsigned char *held = calloc(nv + 1, 1), *byset = calloc(nv + 1, 1);
+    unsigned char *held = calloc(nv + 1, 1);
     vp->owner = calloc((size_t)n + 1, sizeof *vp->owner);
     vp->whole = calloc((size_t)n + 1, 1);
     vp->have = calloc((size_t)n + 1, 1);
     vp->hash = calloc((size_t)n + 1, sizeof *vp->hash);
-    if (rc == 0 && !(vp->bytes && held && byset && vp->owner && vp->whole && vp->have && vp->hash))
+    if (rc == 0 && !(vp->bytes && held && vp->owner && vp->whole && vp->have && vp->hash))
         rc = weft_error(WEFT_ENOMEM, "out of memory");
     rc = agree(world, rc);
     for (int i = 0; i < n && rc == 0; i++) {
@@ -433,14 +432,9 @@ static int verify_plan_make(const loader_ctx *x, const weft_ckpt_state *s, MPI_C
         memcpy(held, vp->whole, (size_t)n);
     else if (rc == 0 && MPI_Allgather(vp->whole, n, MPI_BYTE, held, n, MPI_BYTE, hmpi) != MPI_SUCCESS)
         rc = weft_error(WEFT_ECOMM, "checkpoint %s: exchanging which rank reads which tensor whole failed", x->path);
-    if (rc == 0) {
-        for (int i = 0; i < n; i++) /* rank-major from the gather; dataset-major for the assignment */
-            for (int r = 0; r < x->vsize; r++)
-                byset[(size_t)i * (size_t)x->vsize + (size_t)r] = held[(size_t)r * (size_t)n + (size_t)i];
-        weft_ckpt_assign_by_bytes(vp->bytes, byset, n, x->vsize, vp->owner);
-    }
+    if (rc == 0)
+        weft_ckpt_assign_by_bytes(vp->bytes, held, n, x->vsize, vp->owner);
     free(held);
-    free(byset);
     rc = agree(world, rc);
     if (rc)
         verify_plan_free(vp);

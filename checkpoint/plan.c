@@ -189,25 +189,23 @@ static void assign_offsets(weft_ckpt_plan *p)
     p->stage_bytes = off;
 }
 
-/* Whether rank r may take dataset i: a holder, or anyone when none holds it. */
-static int may_take(const unsigned char *held, int i, int size, int r)
+/* Whether rank r may take dataset i of n: a holder, or anyone when none
+ * holds it. */
+static int may_take(const unsigned char *held, int i, int n, int size, int r)
 {
-    if (!held)
-        return 1;
-    const unsigned char *row = held + (size_t)i * (size_t)size;
-    if (row[r])
+    if (!held || held[(size_t)r * (size_t)n + (size_t)i])
         return 1;
     for (int q = 0; q < size; q++)
-        if (row[q])
+        if (held[(size_t)q * (size_t)n + (size_t)i])
             return 0;
     return 1;
 }
 
-static int candidates(const unsigned char *held, int i, int size)
+static int candidates(const unsigned char *held, int i, int n, int size)
 {
     int c = 0;
     for (int r = 0; r < size; r++)
-        c += may_take(held, i, size, r);
+        c += may_take(held, i, n, size, r);
     return c;
 }
 
@@ -217,7 +215,7 @@ void weft_ckpt_assign_by_bytes(const size_t *bytes, const unsigned char *held, i
     char *done = calloc((size_t)n + 1, 1);
     int *nc = calloc((size_t)n + 1, sizeof *nc);
     for (int i = 0; i < n && nc; i++)
-        nc[i] = candidates(held, i, size);
+        nc[i] = candidates(held, i, n, size);
     for (int k = 0; k < n && load && done && nc; k++) {
         int next = -1;
         for (int i = 0; i < n; i++)
@@ -225,7 +223,7 @@ void weft_ckpt_assign_by_bytes(const size_t *bytes, const unsigned char *held, i
                 next = i;
         int r = -1;
         for (int j = 0; j < size; j++)
-            if (may_take(held, next, size, j) && (r < 0 || load[j] < load[r]))
+            if (may_take(held, next, n, size, j) && (r < 0 || load[j] < load[r]))
                 r = j;
         done[next] = 1;
         owner[next] = r;
@@ -415,11 +413,10 @@ static int cmp_copy(const void *x, const void *y)
 
 /* Copies adjacent both in the state and in staging become one: a rank's
  * consecutive tensors (its ZeRO range, its run of replicated tensors) are
- * one memcpy of many megabytes instead of one per tensor, which is what
- * glibc copies with non-temporal stores; per tensor (a few MB each) it
- * used cached stores, and the step loop's stall was 1.7-1.9x one memcpy of
- * the rank's share (bench_ckpt). Their order does not matter: the copies
- * are disjoint. */
+ * one copy of many megabytes instead of one per tensor -- fewer calls
+ * (on a GPU, fewer cudaMemcpyAsync), and long runs for the streaming
+ * stores of weft_copy_stream. Their order does not matter: the copies are
+ * disjoint. */
 static void plan_merge_copies(weft_ckpt_plan *p)
 {
     if (p->ncopies < 2)

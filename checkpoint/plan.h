@@ -89,7 +89,7 @@ void weft_ckpt_plan_free(weft_ckpt_plan *p);
 
 /* Which rank does a per-dataset job -- a save's checksum, a load's
  * verification -- for each of n datasets of bytes[i] bytes: among the ranks
- * that hold all of dataset i in memory (held[i * size + r] != 0; held NULL:
+ * that hold all of dataset i in memory (held[r * n + i] != 0, rank-major as an allgather leaves it; held NULL:
  * none does), else among all ranks, the one with the fewest bytes so far.
  * Datasets with the fewest candidates are placed first (a dataset only one
  * rank holds has no choice; the free ones then balance around it), the

@@ -223,6 +223,15 @@ static int verify_run(weft_ckpt *c, const char *tmp, int i, int j, size_t len, X
     return 0;
 }
 
+/* sync_file_range of bytes [off, off + len) of the file (a file system
+ * without it: nothing to do, the commit's fsync writes everything). */
+static int writeback_range(weft_ckpt *c, const char *tmp, size_t off, size_t len, unsigned flags)
+{
+    if (sync_file_range(c->fd, (off_t)off, (off_t)len, flags) != 0 && errno != ENOSYS)
+        return weft_error(WEFT_EIO, "checkpoint: writing %s back to disk failed: %s", tmp, strerror(errno));
+    return 0;
+}
+
 /* How far ahead of the read-back the write-back is started. */
 enum { WRITEBACK_AHEAD = 64u << 20 };
 
@@ -250,9 +259,7 @@ static int verify_written(weft_ckpt *c, const char *tmp)
         while (wi < v->n && ahead < len + WRITEBACK_AHEAD) {
             size_t wlen;
             int wj = weft_ckpt_segs_run(v, wi, &wlen);
-            if (sync_file_range(c->fd, (off_t)v->s[wi].off, (off_t)wlen, SYNC_FILE_RANGE_WRITE) != 0 &&
-                errno != ENOSYS)
-                return weft_error(WEFT_EIO, "checkpoint: writing %s back to disk failed: %s", tmp, strerror(errno));
+            WEFT_CHECK(writeback_range(c, tmp, v->s[wi].off, wlen, SYNC_FILE_RANGE_WRITE));
             ahead += wlen;
             wi = wj;
         }
@@ -331,8 +338,7 @@ int weft_ckpt_data_writeback(weft_ckpt *c, const char *tmp, unsigned flags)
         size_t lo = v->s[i].off, hi = lo + v->s[i].len;
         for (i++; i < v->n && v->s[i].off - hi < 65536; i++) /* neighbours: one call */
             hi = v->s[i].off + v->s[i].len;
-        if (sync_file_range(c->fd, (off_t)lo, (off_t)(hi - lo), flags) != 0 && errno != ENOSYS)
-            return weft_error(WEFT_EIO, "checkpoint: writing %s back to disk failed: %s", tmp, strerror(errno));
+        WEFT_CHECK(writeback_range(c, tmp, lo, hi - lo, flags));
     }
     return 0;
 }

@@ -26,10 +26,10 @@ static uint64_t next(void)
     return rng;
 }
 
-static int holds_any(const unsigned char *held, int i, int size)
+static int holds_any(const unsigned char *held, int i, int n, int size)
 {
     for (int r = 0; r < size; r++)
-        if (held[i * size + r])
+        if (held[r * n + i])
             return 1;
     return 0;
 }
@@ -46,7 +46,7 @@ static size_t best_max(const size_t *bytes, const unsigned char *held, int n, in
     }
     size_t best = SIZE_MAX;
     for (int r = 0; r < size; r++) {
-        if (holds_any(held, i, size) && !held[i * size + r])
+        if (holds_any(held, i, n, size) && !held[r * n + i])
             continue;
         load[r] += bytes[i];
         size_t m = best_max(bytes, held, n, size, i + 1, load);
@@ -68,17 +68,17 @@ static void holders_are_respected_and_loads_balanced(void **state)
             bytes[i] = 1 + next() % 1000;
             int kind = (int)(next() % 3); /* 0: nobody holds it, 1: one rank, 2: every rank */
             for (int r = 0; r < size; r++)
-                held[i * size + r] = kind == 2 || (kind == 1 && r == (int)(next() % size) && !holds_any(held, i, size));
-            if (kind == 1 && !holds_any(held, i, size))
-                held[i * size] = 1;
+                held[r * n + i] = kind == 2 || (kind == 1 && r == (int)(next() % size) && !holds_any(held, i, n, size));
+            if (kind == 1 && !holds_any(held, i, n, size))
+                held[i] = 1; /* rank 0 */
         }
         weft_ckpt_assign_by_bytes(bytes, held, n, size, owner);
         weft_ckpt_assign_by_bytes(bytes, held, n, size, again);
         assert_memory_equal(owner, again, sizeof(int) * (size_t)n);
         for (int i = 0; i < n; i++) {
             assert_in_range(owner[i], 0, size - 1);
-            if (holds_any(held, i, size))
-                assert_true(held[i * size + owner[i]]);
+            if (holds_any(held, i, n, size))
+                assert_true(held[owner[i] * n + i]);
             load[owner[i]] += bytes[i];
             big = bytes[i] > big ? bytes[i] : big;
         }
