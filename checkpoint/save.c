@@ -180,7 +180,7 @@ static int write_file_raw(weft_ckpt *c, const char *tmp)
         rc = weft_ckpt_data_write(c, tmp);
     c->stats.data_s = 1e-9 * (double)(weft_now_ns() - t0);
     t0 = weft_now_ns();
-    rc = weft_ckpt_data_check(c, tmp, rc); /* starts the write-back as it goes */
+    rc = weft_ckpt_data_check(c, tmp, rc); /* joins the write-back thread data_write started */
     c->stats.verify_s = 1e-9 * (double)(weft_now_ns() - t0);
     /* All ranks learn now whether the data is safe. If not, nothing more is
      * written, and rank 0 frees the reserve so HDF5's closing metadata flush

@@ -2,9 +2,9 @@
  * save_data.c -- a save's data phase, on the writer thread (save.c runs the
  * rest): every dataset created in one pass (HDF5 metadata only), then this
  * rank's bytes written with pwrite at their file offsets through one
- * descriptor, read back from the page cache (mapped) and compared, hashed
- * in the same pass, and written back to disk per rank, the write-back
- * started a window ahead of the read-back.
+ * descriptor, their write-back to disk started behind the pwrites by a
+ * thread of its own (flusher.h), then read back from the page cache
+ * (mapped), compared, and hashed in the same pass.
  *
  * Why POSIX writes: HDF5's MPI-IO data path was one collective
  * H5Dcreate + H5Dwrite synchronisation per dataset (~170 per save), so one
@@ -12,7 +12,7 @@
  * byte ranges of one file, and nothing waits for another rank except the
  * barrier before datasets split between ranks are hashed. (That
  * synchronisation was taken for the save's bottleneck; measured, it was
- * not: quiet, the read-back is the largest phase -- bench/README.md,
+ * not: quiet, the read-back and the write-back are -- bench/README.md,
  * bench_ckpt. rawdata.h says why the file stays a standard HDF5 file.)
  */
 #include "checkpoint/agree.h"
@@ -20,6 +20,7 @@
 #include "checkpoint/writer_int.h"
 #include "runtime/error.h"
 #include "runtime/fault.h"
+#include "runtime/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -88,10 +89,34 @@ static int write_error(weft_ckpt *c, const char *tmp, int i, int j, int err, siz
                       strerror(err), len - done, at, tmp, injected ? "; injected: WEFT_FAULT" : "");
 }
 
+/* The writer publishes its progress to the flusher in pieces this large:
+ * the disk starts on the first 16 MiB while the rest is copied. */
+enum { PUBLISH_PIECE = 16u << 20 };
+
+/* Run [i, j) from staging to the file in PUBLISH_PIECE pieces, each
+ * published once written: 0 or the errno; *done: bytes written. */
+static int write_run(weft_ckpt *c, int i, size_t len, size_t *done)
+{
+    const weft_ckpt_seg *s = &c->segs.s[i];
+    *done = 0;
+    for (size_t a = 0; a < len;) {
+        size_t n = len - a < PUBLISH_PIECE ? len - a : PUBLISH_PIECE, d;
+        int err = weft_ckpt_pwrite_all(c->fd, c->stage + s->mem + a, n, s->off + a, &d);
+        *done += d;
+        if (err)
+            return err;
+        weft_ckpt_flusher_publish(&c->flusher, n);
+        a += n;
+    }
+    return 0;
+}
+
 int weft_ckpt_data_write(weft_ckpt *c, const char *tmp)
 {
     const weft_ckpt_segs *v = &c->segs;
     int rc = 0;
+    if (weft_ckpt_flusher_start(&c->flusher, v, c->fd, NULL) != 0) /* joined in weft_ckpt_data_check */
+        WEFT_WARN("%s; the commit writes the checkpoint back instead", weft_last_error());
     for (int i = 0, j; i < v->n && rc == 0; i = j) {
         size_t len, done = 0;
         j = weft_ckpt_segs_run(v, i, &len);
@@ -103,7 +128,7 @@ int weft_ckpt_data_write(weft_ckpt *c, const char *tmp)
          * MPI-IO once did; only the read-back can catch it */
         int lost = !err && !cut && i == 0 && weft_fault_at(WEFT_FAULT_SAVE_LOST, c->meta.step);
         if (!err && !lost)
-            err = weft_ckpt_pwrite_all(c->fd, c->stage + v->s[i].mem, cut ? len / 2 : len, v->s[i].off, &done);
+            err = write_run(c, i, cut ? len / 2 : len, &done);
         if (!err && cut)
             err = EIO, injected = 1;
         if (err)
@@ -232,18 +257,11 @@ static int writeback_range(weft_ckpt *c, const char *tmp, size_t off, size_t len
     return 0;
 }
 
-/* How far ahead of the read-back the write-back is started. */
-enum { WRITEBACK_AHEAD = 64u << 20 };
-
 /* Every rank reads back what it wrote (MPI-IO once lost a failed write
  * without reporting it, and the check caught it: a checkpoint is never
  * committed on a lost write); a rank that wrote all of a dataset hashes
- * the bytes it read back in the same pass. The write-back to disk is
- * started a window ahead of the read-back, so the disk writes the next
- * 64 MiB while this rank compares and hashes the current ones. Started
- * all at once before the read-back, as it was, the call itself blocked
- * 0.09-0.21 s per save (submitting 288 MB saturates the disk's queue)
- * before the first byte was compared (bench_ckpt, 48M). */
+ * the bytes it read back in the same pass. The flusher is writing the same
+ * bytes to disk meanwhile: pages under write-back read as any other. */
 static int verify_written(weft_ckpt *c, const char *tmp)
 {
     const weft_ckpt_segs *v = &c->segs;
@@ -251,20 +269,11 @@ static int verify_written(weft_ckpt *c, const char *tmp)
         if (c->plan.d[i].hasher && c->plan.d[i].whole) /* empty datasets keep the hash of no bytes */
             c->hashes[i] = XXH3_64bits(NULL, 0);
     XXH3_state_t h;
-    int cur = -1, wi = 0; /* wi: the first run whose write-back has not started */
-    size_t ahead = 0;     /* bytes whose write-back started, from run i on */
+    int cur = -1;
     for (int i = 0, j; i < v->n; i = j) {
         size_t len;
         j = weft_ckpt_segs_run(v, i, &len);
-        while (wi < v->n && ahead < len + WRITEBACK_AHEAD) {
-            size_t wlen;
-            int wj = weft_ckpt_segs_run(v, wi, &wlen);
-            WEFT_CHECK(writeback_range(c, tmp, v->s[wi].off, wlen, SYNC_FILE_RANGE_WRITE));
-            ahead += wlen;
-            wi = wj;
-        }
         WEFT_CHECK(verify_run(c, tmp, i, j, len, &h, &cur));
-        ahead -= len;
     }
     if (cur >= 0)
         c->hashes[cur] = XXH3_64bits_digest(&h);
@@ -304,6 +313,7 @@ int weft_ckpt_data_check(weft_ckpt *c, const char *tmp, int rc)
     memset(c->hashes, 0, (size_t)c->plan.nd * sizeof *c->hashes);
     if (rc == 0)
         rc = verify_written(c, tmp);
+    rc = keep(rc, weft_ckpt_flusher_end(&c->flusher, tmp)); /* every byte's write-back started */
     if (rc == 0 && c->multinode) /* others read these bytes: to the file system first */
         rc = weft_ckpt_data_writeback(c, tmp, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
                                                   SYNC_FILE_RANGE_WAIT_AFTER);

@@ -12,6 +12,7 @@
 
 #include "checkpoint/ckpt.h"
 #include "checkpoint/drain.h"
+#include "checkpoint/flusher.h"
 #include "checkpoint/plan.h"
 #include "checkpoint/rawdata.h"
 
@@ -38,6 +39,7 @@ struct weft_ckpt {
     hid_t *dsets;              /* per dataset, during a write */
     weft_ckpt_segs segs;       /* this rank's file segments, sorted (during a write) */
     int fd;                    /* this rank's descriptor on the temporary file (-1: none) */
+    weft_ckpt_flusher flusher; /* its write-back, during the data phase (flusher.h) */
     int multinode;             /* ranks on several nodes: flush before reading others' bytes */
     /* The local tier on several nodes (nodefile.c): each node writes a file
      * of its own in its own local_dir, the writer assembles the shared one */

@@ -20,38 +20,56 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-/* 128 bytes per round: four 32-byte streaming stores. */
-__attribute__((target("avx2"))) static size_t stream_avx2(char *d, const char *s, size_t n)
+/* Large copies go through four streams at once, each 4 KiB apart, a
+ * 128-byte line pair from each in turn (as glibc's own large copy does):
+ * with one stream these stores copied 288 MB in 0.056 s, slower than the
+ * cached memcpy's 0.045 s, on a Xeon VM where four took 0.041 s (the
+ * earlier EPYC VM: 0.033 s against 0.042 s with one; bench_ckpt's stall
+ * follows this copy). Prefetching further ahead than two lines made it
+ * slower on both. */
+enum { STREAM_PAGE = 4096, STREAM_WAYS = 4 };
+
+__attribute__((target("avx2"))) static inline void line2_avx2(char *d, const char *s)
 {
-    size_t k = n / 128;
-    for (size_t i = 0; i < k; i++, d += 128, s += 128) {
-        _mm_prefetch(s + 1024, _MM_HINT_T0);
-        _mm_prefetch(s + 1024 + 64, _MM_HINT_T0);
-        __m256i a = _mm256_loadu_si256((const __m256i *)s), b = _mm256_loadu_si256((const __m256i *)(s + 32));
-        __m256i c = _mm256_loadu_si256((const __m256i *)(s + 64)), e = _mm256_loadu_si256((const __m256i *)(s + 96));
-        _mm256_stream_si256((__m256i *)d, a);
-        _mm256_stream_si256((__m256i *)(d + 32), b);
-        _mm256_stream_si256((__m256i *)(d + 64), c);
-        _mm256_stream_si256((__m256i *)(d + 96), e);
-    }
-    return k * 128;
+    _mm_prefetch(s + 256, _MM_HINT_T0);
+    _mm_prefetch(s + 256 + 64, _MM_HINT_T0);
+    __m256i a = _mm256_loadu_si256((const __m256i *)s), b = _mm256_loadu_si256((const __m256i *)(s + 32));
+    __m256i c = _mm256_loadu_si256((const __m256i *)(s + 64)), e = _mm256_loadu_si256((const __m256i *)(s + 96));
+    _mm256_stream_si256((__m256i *)d, a);
+    _mm256_stream_si256((__m256i *)(d + 32), b);
+    _mm256_stream_si256((__m256i *)(d + 64), c);
+    _mm256_stream_si256((__m256i *)(d + 96), e);
 }
 
-/* The same with 16-byte stores: every x86-64 has SSE2. */
-static size_t stream_sse2(char *d, const char *s, size_t n)
+/* The same 128 bytes with 16-byte stores: every x86-64 has SSE2. */
+static inline void line2_sse2(char *d, const char *s)
 {
-    size_t k = n / 64;
-    for (size_t i = 0; i < k; i++, d += 64, s += 64) {
-        _mm_prefetch(s + 1024, _MM_HINT_T0);
-        __m128i a = _mm_loadu_si128((const __m128i *)s), b = _mm_loadu_si128((const __m128i *)(s + 16));
-        __m128i c = _mm_loadu_si128((const __m128i *)(s + 32)), e = _mm_loadu_si128((const __m128i *)(s + 48));
-        _mm_stream_si128((__m128i *)d, a);
-        _mm_stream_si128((__m128i *)(d + 16), b);
-        _mm_stream_si128((__m128i *)(d + 32), c);
-        _mm_stream_si128((__m128i *)(d + 48), e);
+    _mm_prefetch(s + 256, _MM_HINT_T0);
+    _mm_prefetch(s + 256 + 64, _MM_HINT_T0);
+    for (int q = 0; q < 128; q += 64) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(s + q)), b = _mm_loadu_si128((const __m128i *)(s + q + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(s + q + 32)), e = _mm_loadu_si128((const __m128i *)(s + q + 48));
+        _mm_stream_si128((__m128i *)(d + q), a);
+        _mm_stream_si128((__m128i *)(d + q + 16), b);
+        _mm_stream_si128((__m128i *)(d + q + 32), c);
+        _mm_stream_si128((__m128i *)(d + q + 48), e);
     }
-    return k * 64;
 }
+
+/* Whole 16 KiB blocks four streams at a time, then whole 128-byte pairs
+ * one stream at a time: the bytes done (the caller copies the rest). */
+#define STREAM_BODY(line2)                                                                    \
+    size_t blocks = n / (STREAM_PAGE * STREAM_WAYS), done = blocks * STREAM_PAGE * STREAM_WAYS; \
+    for (size_t b = 0; b < blocks; b++, d += STREAM_PAGE * STREAM_WAYS, s += STREAM_PAGE * STREAM_WAYS) \
+        for (size_t o = 0; o < STREAM_PAGE; o += 128)                                        \
+            for (int w = 0; w < STREAM_WAYS; w++)                                            \
+                line2(d + w * STREAM_PAGE + o, s + w * STREAM_PAGE + o);                     \
+    for (; done + 128 <= n; done += 128, d += 128, s += 128)                                 \
+        line2(d, s);                                                                         \
+    return done;
+
+__attribute__((target("avx2"))) static size_t stream_avx2(char *d, const char *s, size_t n) { STREAM_BODY(line2_avx2) }
+static size_t stream_sse2(char *d, const char *s, size_t n) { STREAM_BODY(line2_sse2) }
 
 void weft_copy_stream(void *dst, const void *src, size_t n)
 {
