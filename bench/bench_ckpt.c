@@ -13,6 +13,8 @@
  *                  what an asynchronous save must block for)
  *   async blocked  time weft_ckpt_save keeps the step loop (target <= 2x memcpy)
  *   sync save      weft_ckpt_save_wait: create .. commit, and its throughput
+ *                  (median of 3, one training step before each, after two
+ *                  saves not counted: see sync_save)
  *   raw write      every rank writes its share to its own file in DIR in 4 MiB
  *                  write()s and fsyncs: the directory's bandwidth (dd-style);
  *                  checkpoint throughput / raw (target >= 80%)
@@ -255,6 +257,11 @@ static int sync_save(bench *b, const weft_ckpt_opts *o, double *secs, double *da
      * once the pages of the files retention removes come back to be used
      * again (bench/README.md). A job pays that once, not per checkpoint. */
     for (int r = -2; r < 3; r++) {
+        /* a training step between saves, as in a job: the writer thread
+         * removes what retention drops after it reports a save, and a save
+         * right behind the last would wait for that */
+        if (r > -2)
+            WEFT_CHECK(step(b));
         weft_ckpt_meta m = meta_of(b);
         m.step = ++b->saves;
         weft_comm_barrier(b->world);

@@ -76,6 +76,9 @@ static void *writer_main(void *arg)
         snprintf(c->result_msg, sizeof c->result_msg, "%s", rc ? weft_last_error() : "");
         move(c, DONE, "a save's result recorded");
         pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        weft_ckpt_retain_committed(c); /* off the save's time, before the next */
+        pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
     return NULL;
@@ -128,6 +131,7 @@ static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state 
         c->opts.keep_every = 0;
     }
     c->last_step = -1;
+    c->retain_step = -1;
     c->fd = -1;
     c->rank = weft_comm_rank(l->world);
     c->size = weft_comm_size(l->world);
