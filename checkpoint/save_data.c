@@ -129,6 +129,8 @@ int weft_ckpt_data_write(weft_ckpt *c, const char *tmp)
         int lost = !err && !cut && i == 0 && weft_fault_at(WEFT_FAULT_SAVE_LOST, c->meta.step);
         if (!err && !lost)
             err = write_run(c, i, cut ? len / 2 : len, &done);
+        if (lost) /* "written", as far as the writer knows: the flusher goes on to the next run */
+            weft_ckpt_flusher_publish(&c->flusher, len);
         if (!err && cut)
             err = EIO, injected = 1;
         if (err)
