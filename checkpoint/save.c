@@ -253,27 +253,9 @@ static int commit(weft_ckpt *c, const char *tmp, const char *name)
     if (!weft_ckpt_committer(c)) /* kill_save_latest on the others: while rank 0 publishes */
         weft_fault_at(WEFT_FAULT_SAVE_LATEST, c->meta.step);
     if (weft_ckpt_committer(c)) { /* with a file per node, each node's first rank in its local_dir */
-        rc = weft_ckpt_publish(c->opts.dir, tmp, name, c->meta.step);
-        if (rc == 0) /* after the save is reported done: weft_ckpt_retain_committed */
-            c->retain_step = c->meta.step;
+        rc = weft_ckpt_publish(c->opts.dir, tmp, name, c->meta.step); /* retention: writer.c, after */
     }
     return weft_ckpt_agree(c->wcomm, rc);
-}
-
-/* Removing the checkpoints retention drops is no part of a save: unlinking
- * a file of 577 MB (its pages freed, its extents released) took 0.10-0.17
- * s, most of the commit phase and a fifth of a save (bench_ckpt), while
- * every rank waited for it at the commit's last agreement. The writer
- * thread does it once it has reported the save, before it takes the next
- * (whose preflight then sees the space freed); close waits for it. */
-void weft_ckpt_retain_committed(weft_ckpt *c)
-{
-    if (c->retain_step < 0)
-        return;
-    int64_t step = c->retain_step;
-    c->retain_step = -1;
-    if (weft_ckpt_retain(c->opts.dir, c->opts.keep_last, c->opts.keep_every, step) != 0)
-        WEFT_WARN("%s", weft_last_error()); /* an old file left over is no failure of a save */
 }
 
 int weft_ckpt_write_one(weft_ckpt *c)

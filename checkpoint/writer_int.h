@@ -64,7 +64,6 @@ struct weft_ckpt {
     char result_msg[2048];
     weft_ckpt_meta meta;       /* of the save in flight */
     int64_t last_step;
-    int64_t retain_step;       /* committed by this rank, its retention not yet done (-1: none; writer thread) */
     char last_path[4200];
     weft_ckpt_stats stats;
     /* provenance and signing (seal.c): the run's provenance lines and, with
@@ -116,10 +115,6 @@ void weft_ckpt_reserve_release(weft_ckpt *c);
 /* The writer thread, before it reads stage: wait until the device's
  * staging copies of the save are done (0 at once without a device). */
 int weft_ckpt_staged_wait(weft_ckpt *c);
-
-/* The writer thread, after it reported a save: remove what retention
- * (checkpoint.keep_last, keep_every) drops now that it is committed. */
-void weft_ckpt_retain_committed(weft_ckpt *c);
 
 /* The writer thread, before a save's commit: wait until the step loop
  * released the save's step (weft_ckpt_release), when gated. */
