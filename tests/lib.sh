@@ -8,11 +8,13 @@
 #   wait_for SECS CMD...       poll CMD until it succeeds, at most SECS seconds
 #   ranks_of PROG RUN_DIR      pids of PROG's ranks running with --run.dir=RUN_DIR
 #   numpy_python               $py := a python3 with numpy, or not_ok and exit 1
+#   kill_naming STRING...      SIGKILL the processes whose command line names one (procs.sh)
 # Each test gets its own scratch directory in $TMPDIR_TEST, removed at exit.
 set -u
 BUILD=${BUILD:-build}
 WEFT_ROOT=${WEFT_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 WEFT_BIN=${WEFT_BIN:-$WEFT_ROOT/$BUILD/bin}
+. "$WEFT_ROOT/tests/procs.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none

@@ -40,13 +40,11 @@ for f in tests/*/test_*.sh; do [ -f "$f" ] && progs+=("$f"); done
 # over, also when timeout had to SIGKILL it and its own traps never ran:
 # every process whose command line names the test's scratch directory
 # (tests/lib.sh writes its path to NOTE), then the directory.
+. tests/procs.sh
 sweep() {
-    local dir p c
+    local dir
     dir=$(cat "$1" 2>/dev/null) && [ -n "$dir" ] || return 0
-    for p in /proc/[0-9]*; do
-        c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
-        [[ "$c" == *"$dir"* ]] && kill -9 "${p#/proc/}" 2>/dev/null
-    done
+    kill_naming "$dir"
     [ -n "${WEFT_TEST_KEEP:-}" ] || rm -rf "$dir"
     rm -f "$1"
 }

@@ -128,12 +128,7 @@ slurm_stop() {
     # program a step ran -- is this test's and goes too; its slurmstepd
     # then ends. (A job left running here once trained on both cores for
     # half an hour after its test was killed.)
-    local p c
-    for p in /proc/[0-9]*; do
-        [ "${p#/proc/}" = "$$" ] && continue
-        c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
-        case "$c" in *"$SLURM_DIR"* | *"$TMPDIR_TEST/"*) kill -9 "${p#/proc/}" 2>/dev/null ;; esac
-    done
+    kill_naming "$SLURM_DIR" "$TMPDIR_TEST/" # tests/procs.sh
     SLURM_DIR=""
 }
 
