@@ -8,7 +8,7 @@ kill_naming() {
     local p c s
     for p in /proc/[0-9]*; do
         [ "${p#/proc/}" = "$$" ] && continue
-        c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        c=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue # stderr first: a process gone between the glob and the read
         for s in "$@"; do
             [[ "$c" == *"$s"* ]] && { kill -9 "${p#/proc/}" 2>/dev/null; break; }
         done
