@@ -7,8 +7,9 @@
  * it in one piece where a rank does, which hashes each piece right after
  * its pread, while it is in cache (under ZeRO-1 every parameter and every
  * moment not split between ranks), else by any, which reads it again
- * afterwards; spread over the ranks by bytes. Every rank reports the same
- * first error. A state on a GPU (weft_ckpt_state.dev) is read piece by
+ * afterwards; spread over the ranks by bytes. Data-parallel replicas split
+ * the tensors they hold alike and broadcast them (share.h): the file's
+ * bytes are read once. Every rank reports the same first error. A state on a GPU (weft_ckpt_state.dev) is read piece by
  * piece into host memory, hashed there, and copied up through the device
  * layer.
  */
@@ -19,8 +20,10 @@
 #include "checkpoint/nodepart.h"
 #include "checkpoint/plan.h"
 #include "checkpoint/rawdata.h"
+#include "checkpoint/share.h"
 #include "collectives/watchdog.h"
 #include "runtime/error.h"
+#include "runtime/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +44,7 @@ typedef struct {
     weft_dev *dev; /* the state is this device's memory: read into host memory, copy up (NULL: read in place) */
     int vrank, vsize; /* among the ranks verifying this file: all, or a node's with its part (nodepart.h) */
     struct verify_plan *vp; /* which datasets this rank verifies, and their hashes taken while reading */
+    const weft_ckpt_share *share; /* which replicated tensors this rank reads (share.h); NULL: all it holds */
 } loader_ctx;
 
 /* The load's checksum work, planned before the reading (verify_plan):
@@ -255,10 +259,12 @@ static int read_tensors(const loader_ctx *x, const weft_ckpt_state *s)
         snprintf(dpath, sizeof dpath, "params/%s", t->name);
         hid_t d;
         WEFT_CHECK(open_tensor(x, dpath, &t->shard, &d));
-        int rc = read_into(x, d, dpath, &t->shard, 0, t->numel, s->params + t->offset);
+        int rc = weft_ckpt_share_reads(x->share, i, 0) ? read_into(x, d, dpath, &t->shard, 0, t->numel,
+                                                                   s->params + t->offset) : 0;
         H5Dclose(d);
         WEFT_CHECK(rc);
-        if (moments) /* a tied copy's moments are its owner's: the same updates */
+        /* a tied copy's moments are its owner's: the same updates */
+        if (moments && weft_ckpt_share_reads(x->share, i, 1))
             WEFT_CHECK(read_moments(x, s, t));
     }
     return 0;
@@ -303,9 +309,9 @@ static size_t *dataset_bytes(const loader_ctx *x, char **list, int n)
 
 /* Whether this rank reads all of dataset dpath in one piece (numel
  * elements): a whole tensor's parameters, and its moments when one
- * contiguous range of them covers it. Such a dataset can be hashed as it
- * is read (read_into). */
-static int reads_whole(const weft_ckpt_state *s, const char *dpath, size_t *numel)
+ * contiguous range of them covers it, unless another replica reads them
+ * (share.h). Such a dataset can be hashed as it is read (read_into). */
+static int reads_whole(const loader_ctx *x, const weft_ckpt_state *s, const char *dpath, size_t *numel)
 {
     int kind = strncmp(dpath, "params/", 7) == 0 ? 0 : strncmp(dpath, "optim/m/", 8) == 0 ? 1
              : strncmp(dpath, "optim/v/", 8) == 0 ? 2 : -1;
@@ -317,6 +323,8 @@ static int reads_whole(const weft_ckpt_state *s, const char *dpath, size_t *nume
         if (strcmp(t->name, name) != 0 || t->shard.nparts != 1 || (t->flags & WEFT_TENSOR_TIED_COPY))
             continue;
         *numel = t->numel;
+        if (!weft_ckpt_share_reads(x->share, i, kind > 0))
+            return 0;
         if (kind == 0)
             return 1;
         size_t pos = weft_ckpt_moment_pos(s, t->offset);
@@ -425,7 +433,7 @@ static int verify_plan_make(const loader_ctx *x, const weft_ckpt_state *s, MPI_C
     rc = agree(world, rc);
     for (int i = 0; i < n && rc == 0; i++) {
         size_t numel = 0;
-        vp->whole[i] = reads_whole(s, vp->list[i], &numel) && numel * sizeof(float) == vp->bytes[i] &&
+        vp->whole[i] = reads_whole(x, s, vp->list[i], &numel) && numel * sizeof(float) == vp->bytes[i] &&
                        (!weights || strncmp(vp->list[i], "params/", 7) == 0);
     }
     if (rc == 0 && !world)
@@ -631,6 +639,15 @@ int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const ch
                      : read_head(&x, names, ng, out);
         weft_h5_unlock();
         rc = weft_ckpt_agree(l->world, rc);
+        weft_ckpt_share share = {.group = MPI_COMM_NULL};
+        if (rc == 0 && !x.dev) { /* host memory: replicas split the reading (share.h) */
+            rc = weft_ckpt_agree(l->world, weft_ckpt_share_plan(hmpi, l, s, s->m && !(flags & WEFT_CKPT_WEIGHTS_ONLY),
+                                                                &share));
+            x.share = &share;
+            if (rc == 0 && x.rank == 0 && share.size > 1)
+                WEFT_INFO("checkpoint %s: each of %d nodes reads 1/%d of the replicated tensors, and the replicas "
+                          "share them", path, share.size, share.size);
+        }
         verify_plan vp = {0};
         if (rc == 0 && (rc = verify_plan_make(&x, s, hmpi, l->world, &vp)) == 0) {
             x.vp = &vp;
@@ -640,8 +657,11 @@ int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const ch
             rc = weft_ckpt_agree(l->world, rc);
         }
         if (rc == 0)
+            rc = weft_ckpt_agree(l->world, weft_ckpt_share_send(&share, s));
+        if (rc == 0)
             rc = verify_rest(&x, l->world);
         verify_plan_free(&vp);
+        weft_ckpt_share_free(&share);
         weft_h5_lock();
         if (x.f >= 0)
             H5Fclose(x.f);

@@ -11,7 +11,8 @@
 #      diff, bitwise, and h5py over every dataset), verify, and are no parts;
 #   2. resume from the local tier (each node holds step 5 only): bitwise;
 #   3. one node's local tier emptied (a requeue elsewhere): resume from the
-#      shared tier, bitwise, saying so;
+#      shared tier, bitwise, saying so, each node reading a third of the
+#      replicated tensors and sharing them (checkpoint/share.h);
 #   4. kill -9 of rank 0 while it assembles step 10 in the shared tier: the
 #      shared latest still names step 5, which verifies; the next run
 #      resumes from the local tier's step 10 (every node holds it), says so,
@@ -23,82 +24,34 @@
 #      the shared tier full (a small tmpfs): reported, the local tiers intact,
 #      training goes on (on_error = continue);
 #   7. ZeRO-1, ZeRO-3 and tensor parallel 2: the shared tier as one tier's,
-#      the local resume bitwise.
+#      the local resume bitwise, and the resume from the shared tier's file
+#      (replicas on other nodes each reading part of it, checkpoint/share.h)
+#      bitwise.
 # Skips where namespaces or mounts cannot be made.
 . "$(dirname "$0")/../lib.sh"
 train="$WEFT_BIN/weft-train" ck="$WEFT_BIN/weft-ckpt"
 
-P=wtn$$
-SUBNET=10.213.78
-NS=("${P}a" "${P}b" "${P}c")
-BR=${P}br
+. "$(dirname "$0")/../netns.sh"
+netns_init "wtn$$" 10.213.78 "$TMPDIR_TEST"
+# Each node's disk: DISK/<ns>, mounted at $local inside the node's mount
+# namespace (ip netns exec gives each command its own, private).
+local=$TMPDIR_TEST/local disk=$TMPDIR_TEST/disk
+netns_bind "$disk" "$local"
 cleanup() {
-    local ns pid
-    for ns in "${NS[@]}"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
-        ip netns del "$ns" 2>/dev/null
-    done
-    for i in 0 1 2; do ip link del "${P}v$i" 2>/dev/null; done
-    ip link del "$BR" 2>/dev/null
+    netns_down
     umount "$TMPDIR_TEST/small" 2>/dev/null
     [ -n "${WEFT_TEST_KEEP:-}" ] || rm -rf "$TMPDIR_TEST"
 }
 trap cleanup EXIT
-if ! command -v ip >/dev/null || ! ip netns add "${NS[0]}" 2>/dev/null; then
-    skip "node-local tiers" "cannot create network namespaces here (needs iproute2 and CAP_NET_ADMIN)"
-    exit 0
-fi
-if ip -4 addr | grep -q "inet $SUBNET\."; then
-    skip "node-local tiers" "subnet $SUBNET.0/24 is in use on this machine"
-    exit 0
-fi
-setup() {
-    ip link add "$BR" type bridge && ip addr add "$SUBNET.254/24" dev "$BR" && ip link set "$BR" up || return 1
-    for i in 0 1 2; do
-        [ "$i" -gt 0 ] && { ip netns add "${NS[$i]}" || return 1; }
-        ip link add "${P}v$i" type veth peer name wnet0 netns "${NS[$i]}" || return 1
-        ip link set "${P}v$i" master "$BR" up || return 1
-        ip netns exec "${NS[$i]}" ip addr add "$SUBNET.$((i + 1))/24" dev wnet0 || return 1
-        ip netns exec "${NS[$i]}" ip link set wnet0 up || return 1
-        ip netns exec "${NS[$i]}" ip link set lo up || return 1
-    done
-}
-setup || { not_ok "namespaces, veths and bridge set up"; exit 0; }
-reach() {
-    ip netns exec "$1" python3 -c "import socket, sys; s = socket.socket(); s.settimeout(0.5)
-sys.exit(0 if s.connect_ex(('$SUBNET.254', 9)) in (0, 111) else 1)" 2>/dev/null
-}
-for ns in "${NS[@]}"; do wait_for 5 reach "$ns" || { not_ok "host $ns reaches the bridge"; exit 0; }; done
-
-# Each node's disk: DISK/<ns>, mounted at $local inside the node's mount
-# namespace (ip netns exec gives each command its own, private).
-local=$TMPDIR_TEST/local disk=$TMPDIR_TEST/disk
-mkdir -p "$local" "$disk/${NS[0]}" "$disk/${NS[1]}" "$disk/${NS[2]}"
-agent=$TMPDIR_TEST/agent.sh
-cat >"$agent" <<AGENT
-#!/bin/sh
-host=\$1; shift
-case \$host in
-$SUBNET.1) ns=${NS[0]} ;; $SUBNET.2) ns=${NS[1]} ;; $SUBNET.3) ns=${NS[2]} ;;
-*) echo "agent: unknown host \$host" >&2; exit 1 ;;
+netns_up
+case $? in
+1) skip "node-local tiers" "$NETNS_WHY"; exit 0 ;;
+2) not_ok "namespaces, veths and bridge set up, each host reaching it" "$NETNS_WHY"; exit 0 ;;
 esac
-mkdir -p $TMPDIR_TEST/tmp-\$ns
-export TMPDIR=$TMPDIR_TEST/tmp-\$ns
-exec ip netns exec \$ns sh -c "mount --bind $disk/\$ns $local && \$*"
-AGENT
-chmod +x "$agent"
-if ! ip netns exec "${NS[1]}" sh -c "mount --bind $disk/${NS[1]} $local && touch $local/probe" ||
-    [ ! -e "$disk/${NS[1]}/probe" ] || [ -e "$local/probe" ]; then
-    skip "node-local tiers" "bind mounts inside a namespace are not permitted here"
-    exit 0
-fi
-rm -f "$disk/${NS[1]}/probe"
-hosts="$SUBNET.1:2,$SUBNET.2:1,$SUBNET.3:1"
+SUBNET=$NETNS_SUBNET
 mh_mpirun() { # NP ARGS...: weft-train across the namespace hosts, bounded
     local np=$1; shift
-    timeout -k 5 "${WEFT_MPI_TIMEOUT:-300}" mpirun -np "$np" -H "$hosts" --mca plm_rsh_agent "$agent" \
-        --mca btl tcp,self --mca btl_tcp_if_include "$SUBNET.0/24" --mca oob_tcp_if_include "$SUBNET.0/24" \
-        -x WEFT_FAULT "$train" "$@"
+    netns_mpirun "$np" -x WEFT_FAULT "$train" "$@"
 }
 export WEFT_FAULT=""
 
@@ -199,6 +152,8 @@ mh_mpirun 4 "${ten[@]}" --run.dir="$run" --checkpoint.local_dir="$local" --resum
     not_ok "resume with one node's local tier gone" "$(tail -30 "$run.log")"
 expect_grep "resuming from the shared tier: $run/checkpoints/$(name 5)" "$run.log" \
     "one node's local tier emptied: resume from the shared tier, saying so"
+expect_grep "each of 3 nodes reads 1/3 of the replicated tensors, and the replicas share them" "$run.log" \
+    "... each node reading a third of the replicated tensors (and moments: ZeRO off), sharing them over MPI"
 check "... losses of steps 6-10 bitwise the uninterrupted run's" compare "$ref/metrics.jsonl" "$run/metrics.jsonl" 5
 
 # 4. kill -9 of rank 0 while it assembles step 10 in the shared tier.
@@ -227,7 +182,7 @@ keep_step 5
 run="$TMPDIR_TEST/relayout"
 mkdir -p "$run/checkpoints"
 cp "$two/checkpoints/$(name 5)" "$run/checkpoints/" && echo "$(name 5)" >"$run/checkpoints/latest"
-hosts="$SUBNET.1:1,$SUBNET.2:1,$SUBNET.3:2" # rank 1 now on node b
+NETNS_HOSTS="$SUBNET.1:1,$SUBNET.2:1,$SUBNET.3:2" # rank 1 now on node b
 mh_mpirun 4 "${ten[@]}" --run.dir="$run" --checkpoint.local_dir="$local" --resume >"$run.log" 2>&1 ||
     not_ok "resume with other ranks on the nodes" "$(tail -30 "$run.log")"
 expect_grep "holds the state of ranks .*this rank \([0-9]\) was on another node" "$run.log" \
@@ -236,7 +191,7 @@ expect_grep "resuming from the shared tier: $run/checkpoints/$(name 5)" "$run.lo
 check "... and training goes on to step 10" grep -q '"step": *10' "$run/metrics.jsonl"
 
 # 6. A failed assembly is retried and reported (rank 0's first attempt fails).
-hosts="$SUBNET.1:2,$SUBNET.2:1,$SUBNET.3:1"
+NETNS_HOSTS="$SUBNET.1:2,$SUBNET.2:1,$SUBNET.3:1"
 fresh_disks
 run="$TMPDIR_TEST/retry"
 WEFT_FAULT=fail_drain:1@0 mh_mpirun 4 "${tiny[@]}" --train.steps=4 --run.dir="$run" --checkpoint.local_dir="$local" \
@@ -289,5 +244,14 @@ for lay in --parallel.zero=1 --parallel.zero=3 --parallel.tp=2; do
         not_ok "$lay: resume from the local tier" "$(tail -20 "$r3.log")"
     expect_grep "resuming from the local tier: $local/$(name 5)" "$r3.log" "$lay: resume from the nodes' parts"
     check "$lay: ... losses of steps 6-10 bitwise" compare "$r1/metrics.jsonl" "$r3/metrics.jsonl" 5
+    # the shared tier's file: replicas on different nodes split its reading
+    r4="$TMPDIR_TEST/shr${lay#--parallel.}"
+    mkdir -p "$r4/checkpoints" && cp "$r2/checkpoints/$(name 5)" "$r4/checkpoints/" &&
+        echo "$(name 5)" >"$r4/checkpoints/latest"
+    mh_mpirun 4 "${ten[@]}" "$lay" --run.dir="$r4" --resume >"$r4.log" 2>&1 ||
+        not_ok "$lay: resume from the shared tier's file" "$(tail -20 "$r4.log")"
+    expect_grep "nodes reads 1/[23] of the replicated tensors, and the replicas share them" "$r4.log" \
+        "$lay: resume from the shared tier's file, the replicas on other nodes sharing the reading"
+    check "$lay: ... losses of steps 6-10 bitwise" compare "$r1/metrics.jsonl" "$r4/metrics.jsonl" 5
 done
 echo "1..$TAP_N"

@@ -12,79 +12,23 @@
 # Everything it creates is removed at exit, also on failure.
 . "$(dirname "$0")/../lib.sh"
 
-P=wnet$$
-SUBNET=10.213.77
-NS=("${P}a" "${P}b" "${P}c")
-BR=${P}br
-
+. "$(dirname "$0")/../netns.sh"
+netns_init "wnet$$" 10.213.77 "$TMPDIR_TEST"
+SUBNET=$NETNS_SUBNET
 cleanup() {
-    local ns pid
-    for ns in "${NS[@]}"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
-        ip netns del "$ns" 2>/dev/null
-    done
-    for i in 0 1 2; do ip link del "${P}v$i" 2>/dev/null; done
-    ip link del "$BR" 2>/dev/null
+    netns_down
     rm -rf "$TMPDIR_TEST"
 }
 trap cleanup EXIT
-
-if ! command -v ip >/dev/null || ! ip netns add "${NS[0]}" 2>/dev/null; then
-    skip "multi-host tests" "cannot create network namespaces here (needs iproute2 and CAP_NET_ADMIN)"
-    exit 0
-fi
-if ip -4 addr | grep -q "inet $SUBNET\."; then
-    skip "multi-host tests" "subnet $SUBNET.0/24 is in use on this machine"
-    exit 0
-fi
-setup() {
-    ip link add "$BR" type bridge && ip addr add "$SUBNET.254/24" dev "$BR" && ip link set "$BR" up || return 1
-    for i in 0 1 2; do
-        [ "$i" -gt 0 ] && { ip netns add "${NS[$i]}" || return 1; }
-        ip link add "${P}v$i" type veth peer name wnet0 netns "${NS[$i]}" || return 1
-        ip link set "${P}v$i" master "$BR" up || return 1
-        ip netns exec "${NS[$i]}" ip addr add "$SUBNET.$((i + 1))/24" dev wnet0 || return 1
-        ip netns exec "${NS[$i]}" ip link set wnet0 up || return 1
-        ip netns exec "${NS[$i]}" ip link set lo up || return 1
-    done
-}
-if ! setup; then
-    not_ok "namespaces, veths and bridge set up"
-    exit 0
-fi
-ok "three namespace hosts $SUBNET.1-3 on bridge $BR"
-# Links take a moment to carry traffic: wait (bounded) until each host gets
-# a reset back from the bridge address (reachable, nothing listening).
-reach() {
-    ip netns exec "$1" python3 -c "import socket, sys; s = socket.socket(); s.settimeout(0.5)
-sys.exit(0 if s.connect_ex(('$SUBNET.254', 9)) in (0, 111) else 1)" 2>/dev/null
-}
-for ns in "${NS[@]}"; do
-    for i in $(seq 50); do reach "$ns" && break; sleep 0.1; done
-    reach "$ns" && ok "host $ns reaches the bridge" || not_ok "host $ns reaches the bridge"
-done
-# The rsh agent mpirun uses to start its daemons "on" a host.
-agent=$TMPDIR_TEST/agent.sh
-cat >"$agent" <<AGENT
-#!/bin/sh
-host=\$1; shift
-case \$host in
-$SUBNET.1) ns=${NS[0]} ;; $SUBNET.2) ns=${NS[1]} ;; $SUBNET.3) ns=${NS[2]} ;;
-*) echo "agent: unknown host \$host" >&2; exit 1 ;;
+netns_up
+case $? in
+1) skip "multi-host tests" "$NETNS_WHY"; exit 0 ;;
+2) not_ok "namespaces, veths and bridge set up, each host reaching the bridge" "$NETNS_WHY"; exit 0 ;;
 esac
-# Same hostname and /tmp everywhere: give each host's daemon its own
-# session directory, or two "hosts" race to create the same one.
-mkdir -p $TMPDIR_TEST/tmp-\$ns
-export TMPDIR=$TMPDIR_TEST/tmp-\$ns
-exec ip netns exec \$ns sh -c "\$*"
-AGENT
-chmod +x "$agent"
-hosts="$SUBNET.1:2,$SUBNET.2:1,$SUBNET.3:1"
+ok "three namespace hosts $SUBNET.1-3 on bridge $BR, each reaching it"
 mh_mpirun() { # NP PROG ARGS...: bounded mpirun across the namespace hosts
     local np=$1; shift
-    timeout -k 5 "${WEFT_MPI_TIMEOUT:-300}" mpirun -np "$np" -H "$hosts" --mca plm_rsh_agent "$agent" \
-        --mca btl tcp,self --mca btl_tcp_if_include "$SUBNET.0/24" --mca oob_tcp_if_include "$SUBNET.0/24" \
-        -x WEFT_TEST_BACKEND "$@"
+    netns_mpirun "$np" -x WEFT_TEST_BACKEND "$@"
 }
 # mh_tap BACKEND PROG ARGS...: like mpi_tap, across the hosts on 4 ranks.
 mh_tap() {
