@@ -199,7 +199,11 @@ WEFT_API int weft_ckpt_close(weft_ckpt *c);
 /* WEFT_CKPT_STAGED: read a state.dev on the cpu the way a GPU's is read
  * (each piece into host memory, then the device layer's host->device
  * copy), for the tests of that path on machines without a GPU. */
-enum { WEFT_CKPT_WEIGHTS_ONLY = 1, WEFT_CKPT_STAGED = 2 };
+/* WEFT_CKPT_EVERY_REPLICA: every data-parallel replica reads all it holds
+ * from the file, instead of the replicas on different nodes splitting the
+ * reading of what they hold alike and broadcasting it (checkpoint/share.h;
+ * checkpoint.load_share = false). */
+enum { WEFT_CKPT_WEIGHTS_ONLY = 1, WEFT_CKPT_STAGED = 2, WEFT_CKPT_EVERY_REPLICA = 4 };
 
 /* What a load found besides the tensors. */
 typedef struct weft_ckpt_loaded {

@@ -41,6 +41,9 @@ const weft_config_key weft_ckpt_config_keys[] = {
      "collective HDF5 metadata writes when a save creates the file and its datasets (auto: only across nodes)"},
     {"checkpoint.alignment", WEFT_CFG_SIZE, "1M", 0, 1073741824, NULL,
      "align datasets at least 16 times this long to this many bytes in the file (0: off)"},
+    {"checkpoint.load_share", WEFT_CFG_BOOL, "true", WEFT_UNBOUNDED, NULL,
+     "on resume, data-parallel replicas on different nodes each read a part of the tensors they hold alike and "
+     "broadcast it, so the file system serves each byte once (false: every replica reads all it holds)"},
     {"checkpoint.preflight", WEFT_CFG_BOOL, "true", WEFT_UNBOUNDED, NULL,
      "check the free space before writing a checkpoint, failing early and cleanly when it cannot fit"},
     {"checkpoint.signing_key", WEFT_CFG_STRING, "", WEFT_UNBOUNDED, NULL,

@@ -640,7 +640,7 @@ int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const ch
         weft_h5_unlock();
         rc = weft_ckpt_agree(l->world, rc);
         weft_ckpt_share share = {.group = MPI_COMM_NULL};
-        if (rc == 0 && !x.dev) { /* host memory: replicas split the reading (share.h) */
+        if (rc == 0 && !x.dev && !(flags & WEFT_CKPT_EVERY_REPLICA)) { /* host memory: replicas split the reading (share.h) */
             rc = weft_ckpt_agree(l->world, weft_ckpt_share_plan(hmpi, l, s, s->m && !(flags & WEFT_CKPT_WEIGHTS_ONLY),
                                                                 &share));
             x.share = &share;

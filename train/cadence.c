@@ -21,6 +21,13 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The flags of a load from a checkpoint file: f, and every replica
+ * reading all it holds when checkpoint.load_share is off. */
+static unsigned load_flags(const weft_trainer *t, unsigned f)
+{
+    return weft_config_bool(t->cfg, "checkpoint.load_share") ? f : f | WEFT_CKPT_EVERY_REPLICA;
+}
+
 /* --- frozen tensors ----------------------------------------------------------
  * A model with a frozen table (LoRA's base weights) trains only its
  * parameters; the frozen tensors come from a checkpoint of their own: the
@@ -52,7 +59,7 @@ static int load_base(weft_trainer *t, const char *path, uint64_t want, const cha
     weft_ckpt_state fs = {.params = m->frozen_data, .n = m->frozen_n, .tensors = m->frozen, .ntensors = m->nfrozen,
                           .dev = weft_ckpt_model_device(m)};
     weft_ckpt_loaded L;
-    WEFT_CHECK(weft_ckpt_load(&t->cdesc.layout, &fs, path, WEFT_CKPT_WEIGHTS_ONLY, &L));
+    WEFT_CHECK(weft_ckpt_load(&t->cdesc.layout, &fs, path, load_flags(t, WEFT_CKPT_WEIGHTS_ONLY), &L));
     weft_ckpt_loaded_free(&L);
     char abs[PATH_MAX];
     free(t->base_path);
@@ -120,7 +127,7 @@ static int init_from(weft_trainer *t, const char *name)
         weft_trainer_note_parent(t, path, "init-from");
         return 0;
     }
-    WEFT_CHECK(weft_ckpt_load(&t->cdesc.layout, &t->cdesc.state, path, WEFT_CKPT_WEIGHTS_ONLY, &L));
+    WEFT_CHECK(weft_ckpt_load(&t->cdesc.layout, &t->cdesc.state, path, load_flags(t, WEFT_CKPT_WEIGHTS_ONLY), &L));
     weft_trainer_note_parent(t, path, "init-from");
     return apply_loaded(t, path, &L, 1);
 }
@@ -161,7 +168,7 @@ static int load_first(weft_trainer *t, const char *const *dirs, const int64_t *t
         snprintf(path, len, "%s/%s", dirs[i], name);
         int rc = weft_trainer_check_trusted(t, path);
         if (rc == 0)
-            rc = weft_ckpt_load(&t->cdesc.layout, &t->cdesc.state, path, 0, L);
+            rc = weft_ckpt_load(&t->cdesc.layout, &t->cdesc.state, path, load_flags(t, 0), L);
         if (rc == 0)
             return i;
         if (!frc)

@@ -154,6 +154,13 @@ expect_grep "resuming from the shared tier: $run/checkpoints/$(name 5)" "$run.lo
     "one node's local tier emptied: resume from the shared tier, saying so"
 expect_grep "each of 3 nodes reads 1/3 of the replicated tensors, and the replicas share them" "$run.log" \
     "... each node reading a third of the replicated tensors (and moments: ZeRO off), sharing them over MPI"
+run="$TMPDIR_TEST/from-shared-every"
+mkdir -p "$run/checkpoints"
+cp "$two/checkpoints/$(name 5)" "$run/checkpoints/" && echo "$(name 5)" >"$run/checkpoints/latest"
+mh_mpirun 4 "${ten[@]}" --run.dir="$run" --checkpoint.load_share=false --resume >"$run.log" 2>&1 ||
+    not_ok "resume with checkpoint.load_share = false" "$(tail -30 "$run.log")"
+check "checkpoint.load_share = false: every replica reads all it holds (no sharing said), losses bitwise" bash -c \
+    "! grep -q 'replicas share them' '$run.log' && $(declare -f compare); compare '$ref/metrics.jsonl' '$run/metrics.jsonl' 5"
 check "... losses of steps 6-10 bitwise the uninterrupted run's" compare "$ref/metrics.jsonl" "$run/metrics.jsonl" 5
 
 # 4. kill -9 of rank 0 while it assembles step 10 in the shared tier.
