@@ -4,7 +4,8 @@
  * it there with the same protocol as the first tier:
  *   free space (checkpoint.preflight) -> copy to DIR/.step-N.h5.tmp ->
  *   fsync -> rename -> fsync DIR -> latest (temporary name, fsync, rename)
- *   -> retention (checkpoint.keep_last, keep_every).
+ *   -> drained (the waiters told) -> retention (checkpoint.keep_last,
+ *   keep_every), off the drain's time as the writer's is off the save's.
  * A crash at any instant leaves the shared latest naming a complete file;
  * the next job removes the temporary file and drains again what the local
  * tier holds newer than the shared latest.
@@ -145,7 +146,7 @@ static int check_space(const weft_ckpt_drain *d, int in, const char *src, int64_
                       strerror(ENOSPC));
 }
 
-/* One attempt: copy step's file, commit it in `to`, apply retention. */
+/* One attempt: copy step's file and commit it in `to`. */
 static int drain_one(weft_ckpt_drain *d, int64_t step, size_t *bytes)
 {
     char name[64], src[4200], tmp[4200];
@@ -171,13 +172,9 @@ static int drain_one(weft_ckpt_drain *d, int64_t step, size_t *bytes)
     close(in);
     if (rc == 0)
         rc = weft_ckpt_publish(d->to, tmp, name, step);
-    if (rc) {
+    if (rc)
         unlink(tmp);
-        return rc;
-    }
-    if (weft_ckpt_retain(d->to, d->keep_last, d->keep_every, step) != 0)
-        WEFT_WARN("%s", weft_last_error());
-    return 0;
+    return rc;
 }
 
 /* With d->mu held: sleep s seconds unless the drain closes or a step newer
@@ -231,6 +228,15 @@ static void drain_step(weft_ckpt_drain *d, int64_t step)
             d->st.error[0] = '\0';
             WEFT_INFO("checkpoint step %lld drained to %s (%.1f MiB in %.2f s)", (long long)step, d->to,
                       (double)bytes / 1048576.0, secs);
+            /* retention after the waiters hear of the drain: unlinking the
+             * previous file (0.1-0.17 s at 577 MB: its pages and extents
+             * freed) is nobody's wait; weft_ckpt_drain_close joins the
+             * thread after it */
+            pthread_cond_broadcast(&d->cv);
+            pthread_mutex_unlock(&d->mu);
+            if (weft_ckpt_retain(d->to, d->keep_last, d->keep_every, step) != 0)
+                WEFT_WARN("%s", weft_last_error());
+            pthread_mutex_lock(&d->mu);
             break;
         }
         snprintf(d->st.error, sizeof d->st.error, "step %lld: %s", (long long)step, why);
