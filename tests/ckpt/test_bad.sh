@@ -56,8 +56,9 @@ check "weft-ckpt verify of an intact file: 0 corrupt" bash -c "'$ck' verify '$go
 # 1b. Flipped bytes in the optimizer's moments of a ZeRO-1 checkpoint: the
 # load verifies each dataset on a rank that holds it whole where one does,
 # from memory (rank 0 holds wte's moments, rank 1 ln_f's and h.1's), else on
-# any, from the file (h.0.mlp.c_fc straddles the shard boundary): each kind
-# refused, naming the tensor.
+# any, from the file (h.0.mlp.c_fc straddles the shard boundary; flipped in
+# rank 0's piece and at the end, in rank 1's): each kind refused, naming the
+# tensor.
 zref="$TMPDIR_TEST/zref"
 weft_mpirun 2 "$train" "${tiny[@]}" --parallel.zero=1 --run.dir="$zref" >"$zref.log" 2>&1
 zgood="$zref/checkpoints/step-00000004.h5"
@@ -68,6 +69,12 @@ for t in optim/m/wte optim/v/ln_f.bias optim/m/h.1.attn.c_attn.weight optim/v/h.
     printf '\xde\xad\xbe\xef' | dd of="$d/checkpoints/step-00000004.h5" bs=1 seek=$((off + 4)) conv=notrunc 2>/dev/null
     resume_expect 65 "tensor '$t' fails its checksum" "4 bytes flipped in $t (ZeRO-1)" "$d" --parallel.zero=1
 done
+t=optim/v/h.0.mlp.c_fc.weight
+read -r off size < <(h5dump -p -H -d "/$t" "$zgood" | awk '/OFFSET/ {o = $2} /SIZE/ {z = $2} END {print o, z}')
+d=$(with_file zflip-last "$zgood")
+printf '\xde\xad\xbe\xef' | dd of="$d/checkpoints/step-00000004.h5" bs=1 seek=$((off + size - 8)) conv=notrunc 2>/dev/null
+resume_expect 65 "tensor '$t' fails its checksum" "4 bytes flipped at the end of $t, rank 1's piece (ZeRO-1)" "$d" \
+    --parallel.zero=1
 
 # 2. Another model.
 resume_expect 65 "tensor 'params/wte' has shape \(256, 32\) in the checkpoint but \(256, 64\) in the model" \
