@@ -527,6 +527,16 @@ static int run(bench *b, int nsteps)
 int main(int argc, char **argv)
 {
     static const weft_config_key *const keys[] = {WEFT_TRAINER_CONFIG_KEYS, NULL};
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: mpirun -np 2 bench_ckpt [--dir DIR] [--local DIR] [--tiers-only 1] [--steps N]\n"
+                   "                  [--model 48m|124m] [--checkpoint.KEY=VALUE ...]\n"
+                   "What a checkpoint costs the training loop (save, stall, load, step time, two tiers), each\n"
+                   "figure beside a reference measured in the same run (memcpy, dd + fsync, a raw read).\n"
+                   "BENCH_CKPT_VERBOSE=1 prints each sync save's phases. bench/README.md explains the rows;\n"
+                   "bench/ckpt_nodes.sh runs it on three network-namespace nodes.\n");
+            return 0;
+        }
     weft_ctx *ctx;
     int rc = weft_init(&argc, argv, keys, &ctx);
     if (rc)

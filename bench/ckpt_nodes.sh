@@ -8,12 +8,13 @@
 # tier, a load of the shared file has the replicas on the three nodes each
 # read a third of the replicated tensors and broadcast them.
 #
-#   bench/ckpt_nodes.sh [--build DIR] [--work DIR] [--ranks 3|4] [BENCH_CKPT ARGS...]
+#   bench/ckpt_nodes.sh [--build DIR] [--work DIR] [--ranks 2|3|4] [BENCH_CKPT ARGS...]
 #
 # --work: where the shared tier and the nodes' disks go (default
 # build/bench-data/nodes; all on this machine's one disk: the nodes' I/O
-# shares it). --ranks 4 puts two ranks on the first node. Needs root
-# (namespaces, bind mounts); says so and exits 69 where they cannot be made.
+# shares it). --ranks 2: two nodes, one rank each; --ranks 4: two ranks on
+# the first node. Needs root (namespaces, bind mounts); says so and exits
+# 69 where they cannot be made.
 set -u
 build=build work=build/bench-data/nodes ranks=3
 args=()
