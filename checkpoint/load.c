@@ -7,11 +7,11 @@
  * it in one piece where a rank does, which hashes each piece right after
  * its pread, while it is in cache (under ZeRO-1 every parameter and every
  * moment not split between ranks), else by any, which reads it again
- * afterwards; spread over the ranks by bytes. Data-parallel replicas split
- * the tensors they hold alike and broadcast them (share.h): the file's
- * bytes are read once. Every rank reports the same first error. A state on a GPU (weft_ckpt_state.dev) is read piece by
- * piece into host memory, hashed there, and copied up through the device
- * layer.
+ * afterwards; spread over the ranks by bytes. Data-parallel replicas on
+ * different nodes split the tensors they hold alike and broadcast them
+ * (share.h). Every rank reports the same first error. A state on a GPU
+ * (weft_ckpt_state.dev) is read piece by piece into host memory, hashed
+ * there, and copied up through the device layer.
  */
 #include "checkpoint/agree.h"
 #include "checkpoint/ckpt.h"

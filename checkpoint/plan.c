@@ -306,6 +306,15 @@ static int writes_tensor(const weft_ckpt_layout *l, const weft_tensor *t)
     return !(t->flags & WEFT_TENSOR_TIED_COPY) && (t->shard.split_dim >= 0 || l->tp_rank == 0);
 }
 
+int weft_ckpt_cut_run(int r, int size, size_t done, size_t numel, size_t total)
+{
+    /* run r ends at the boundary nearest (r + 1) * total / size: the item
+     * goes to r + 1 once its middle is past that mark */
+    while (r + 1 < size && 2 * done + numel > 2 * (total * (size_t)(r + 1) / (size_t)size))
+        r++;
+    return r;
+}
+
 /* Data every data-parallel replica holds the same (the parameters below
  * ZeRO-3, the moments without ZeRO) is written by one replica per tensor,
  * whole: then no dataset is split between replicas, and its checksum comes
@@ -331,10 +340,7 @@ static int replica_ranges(const weft_ckpt_layout *l, const weft_ckpt_state *s, s
         const weft_tensor *t = &s->tensors[i];
         if (!writes_tensor(l, t))
             continue;
-        /* replica r ends at the boundary nearest (r + 1) * total / dp: the
-         * next tensor goes to r + 1 once its middle is past that mark */
-        while (r + 1 < l->dp_size && 2 * done + t->numel > 2 * (total * (size_t)(r + 1) / (size_t)l->dp_size))
-            r++;
+        r = weft_ckpt_cut_run(r, l->dp_size, done, t->numel, total);
         if (r == l->dp_rank)
             (*w)[*nw][0] = t->offset, (*w)[(*nw)++][1] = t->numel;
         done += t->numel;

@@ -97,6 +97,14 @@ void weft_ckpt_plan_free(weft_ckpt_plan *p);
  * owners on every rank. Falls back to i % size when out of memory. */
 void weft_ckpt_assign_by_bytes(const size_t *bytes, const unsigned char *held, int n, int size, int *owner);
 
+/* The cut of items (tensors) in buffer order into size runs, each run
+ * ending at the item boundary nearest its even share of total elements:
+ * the run the next item (numel elements, done before it) goes to, given
+ * r, the run of the item before (0 for the first). The save's replicas
+ * split the writing this way (plan.c), a load's replicas on different
+ * nodes the reading (share.c). */
+int weft_ckpt_cut_run(int r, int size, size_t done, size_t numel, size_t total);
+
 /* Where flat element x of the parameter buffer is in the moment buffers;
  * (size_t)-1 when this rank holds no moments for it. */
 size_t weft_ckpt_moment_pos(const weft_ckpt_state *s, size_t x);

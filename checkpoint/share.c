@@ -44,23 +44,15 @@ static uint64_t fingerprint(const weft_ckpt_state *s, int moments)
     return XXH3_64bits_digest(h);
 }
 
-/* The tensors cut into size runs in buffer order, each cut at the tensor
- * boundary nearest its even share of the bytes (as the save cuts them,
- * plan.c): a reader's tensors are adjacent in the file, so its reads are
- * long runs. */
+/* The tensors cut into size runs as the save cuts them (weft_ckpt_cut_run):
+ * a reader's tensors are adjacent in the file, so its reads are long runs. */
 static void assign_readers(const weft_ckpt_state *s, int size, int *reader)
 {
     size_t total = 0, done = 0;
     for (int i = 0; i < s->ntensors; i++)
         total += s->tensors[i].numel;
-    int r = 0;
-    for (int i = 0; i < s->ntensors; i++) {
-        size_t numel = s->tensors[i].numel;
-        while (r + 1 < size && 2 * done + numel > 2 * (total * (size_t)(r + 1) / (size_t)size))
-            r++;
-        reader[i] = r;
-        done += numel;
-    }
+    for (int i = 0, r = 0; i < s->ntensors; done += s->tensors[i++].numel)
+        reader[i] = r = weft_ckpt_cut_run(r, size, done, s->tensors[i].numel, total);
 }
 
 /* The replicas to share with: the ranks with this rank's tensor- and
@@ -93,23 +85,22 @@ int weft_ckpt_share_plan(MPI_Comm file_comm, const weft_ckpt_layout *l, const we
     sh->size = 1;
     MPI_Comm g = MPI_COMM_NULL;
     WEFT_CHECK(replica_group(file_comm, l, &g));
-    int gsize;
+    int gsize, rc = 0;
     MPI_Comm_size(g, &gsize);
     int share_m = moments && l->zero == 0 && moments_contiguous(s);
     /* every replica must see the same tensors: the min and max of the
      * fingerprint (and of share_m) agree, or nothing is shared */
     uint64_t fp = fingerprint(s, share_m), lo_hi[2] = {fp, ~fp};
-    int rc = 0;
     if (gsize > 1 && MPI_Allreduce(MPI_IN_PLACE, lo_hi, 2, MPI_UINT64_T, MPI_MIN, g) != MPI_SUCCESS)
         rc = weft_error(WEFT_ECOMM, "checkpoint load: agreeing on the replicas' tensors failed");
-    int *reader = calloc((size_t)s->ntensors + 1, sizeof *reader);
-    if (rc == 0 && !reader)
-        rc = weft_error(WEFT_ENOMEM, "checkpoint load: out of memory");
     /* the reader array's allocation may fail on one rank only: that
      * rank's error makes the load fail on every rank (the caller agrees),
      * and the others' group is freed there */
-    if (rc || gsize == 1 || lo_hi[0] != ~lo_hi[1]) {
-        free(reader);
+    int share = rc == 0 && gsize > 1 && lo_hi[0] == ~lo_hi[1];
+    int *reader = share ? calloc((size_t)s->ntensors + 1, sizeof *reader) : NULL;
+    if (share && !reader)
+        rc = weft_error(WEFT_ENOMEM, "checkpoint load: out of memory");
+    if (!reader) {
         MPI_Comm_free(&g);
         return rc;
     }
