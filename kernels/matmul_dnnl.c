@@ -259,14 +259,12 @@ static void fallback(const shape *s, const float *a, const float *b, const float
                 s->K, 1, a, s->ta ? s->M : s->K, b, s->tb ? s->K : s->N, bias || s->accum ? 1 : 0, c, s->N);
 }
 
-/* In bf16: A and B as bf16 (mirrors or rounded now), the bf16 product of
- * s; 0 when that cannot run (no memory for the scratch, no primitive). */
-static int gemm_bf16(const shape *s, const float *a, const float *b, const float *bias, float *c)
+/* The bf16 product of s on operands already in bf16; 0 when oneDNN has
+ * no primitive for it (told once). */
+static int run_bf16(const shape *s, const uint16_t *a16, const uint16_t *b16, const float *bias, float *c)
 {
     shape h = *s;
     h.bf16 = 1;
-    const uint16_t *a16 = weft_bf16_operand(a, (size_t)s->M * s->K, 0);
-    const uint16_t *b16 = weft_bf16_operand(b, (size_t)s->K * s->N, 1);
     product *p = a16 && b16 ? lookup(&h) : NULL;
     if (p && product_run(p, a16, b16, bias, c) == dnnl_success)
         return 1;
@@ -278,15 +276,23 @@ static int gemm_bf16(const shape *s, const float *a, const float *b, const float
     return 0;
 }
 
+/* The f32 product of s (oneDNN, else CBLAS); the caller holds dn.mu. */
+static void run_f32(const shape *s, const float *a, const float *b, const float *bias, float *c)
+{
+    product *p = lookup(s);
+    if (!p || product_run(p, a, b, bias, c) != dnnl_success)
+        fallback(s, a, b, bias, c);
+}
+
+/* In bf16: A and B as bf16 (mirrors or rounded now), else f32. */
 static void gemm(const shape *s, const float *a, const float *b, const float *bias, float *c)
 {
     pthread_mutex_lock(&dn.mu);
     apply_threads();
-    if (!dn.bf16 || !gemm_bf16(s, a, b, bias, c)) {
-        product *p = lookup(s);
-        if (!p || product_run(p, a, b, bias, c) != dnnl_success)
-            fallback(s, a, b, bias, c);
-    }
+    if (!dn.bf16 ||
+        !run_bf16(s, weft_bf16_operand(a, (size_t)s->M * s->K, 0), weft_bf16_operand(b, (size_t)s->K * s->N, 1),
+                  bias, c))
+        run_f32(s, a, b, bias, c);
     pthread_mutex_unlock(&dn.mu);
 }
 
@@ -321,19 +327,46 @@ static void colsum_acc(float *restrict dbias, const float *restrict dout, int N,
     }
 }
 
+/* The backward's two products in bf16: dout is rounded once for both
+ * (it is A of each), which halves the rounding of the largest operand a
+ * layer has -- the head's (N, V) logit gradient. Slot 0 holds dout's bf16
+ * form throughout; slot 1 the weight's (its mirror, normally), then inp's. */
+static void backward_bf16(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
+                          int N, int C, int OC)
+{
+    const uint16_t *dout16 = weft_bf16_operand(dout, (size_t)N * OC, 0);
+    if (dinp) {
+        shape s = {.M = N, .N = C, .K = OC, .accum = 1};
+        if (!run_bf16(&s, dout16, weft_bf16_operand(weight, (size_t)OC * C, 1), NULL, dinp))
+            run_f32(&s, dout, weight, NULL, dinp);
+    }
+    if (dweight) {
+        shape s = {.M = OC, .N = C, .K = N, .ta = 1, .accum = 1};
+        if (!run_bf16(&s, dout16, weft_bf16_operand(inp, (size_t)N * C, 1), NULL, dweight))
+            run_f32(&s, dout, inp, NULL, dweight);
+    }
+}
+
 void weft_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                           const float *weight, int N, int C, int OC)
 {
     if (N <= 0 || OC <= 0 || C <= 0)
         return;
-    if (dinp) { /* dinp (N, C) += dout (N, OC) @ weight (OC, C) */
-        shape s = {.M = N, .N = C, .K = OC, .accum = 1};
-        gemm(&s, dout, weight, NULL, dinp);
+    pthread_mutex_lock(&dn.mu);
+    apply_threads();
+    if (dn.bf16) {
+        backward_bf16(dinp, dweight, dout, inp, weight, N, C, OC);
+    } else {
+        if (dinp) { /* dinp (N, C) += dout (N, OC) @ weight (OC, C) */
+            shape s = {.M = N, .N = C, .K = OC, .accum = 1};
+            run_f32(&s, dout, weight, NULL, dinp);
+        }
+        if (dweight) { /* dweight (OC, C) += dout^T (OC, N) @ inp (N, C); NULL: a frozen weight */
+            shape s = {.M = OC, .N = C, .K = N, .ta = 1, .accum = 1};
+            run_f32(&s, dout, inp, NULL, dweight);
+        }
     }
-    if (dweight) { /* dweight (OC, C) += dout^T (OC, N) @ inp (N, C); NULL: a frozen weight */
-        shape s = {.M = OC, .N = C, .K = N, .ta = 1, .accum = 1};
-        gemm(&s, dout, inp, NULL, dweight);
-    }
+    pthread_mutex_unlock(&dn.mu);
     if (dbias)
         colsum_acc(dbias, dout, N, OC);
 }
