@@ -56,7 +56,8 @@
 #include <dnnl.h>
 #include <omp.h>
 
-#define MAX_PRODUCTS 64 /* distinct shapes: ~4 per layer kind x 3 directions, x micro-batch sizes */
+#define MAX_PRODUCTS 96 /* distinct shapes: ~4 per layer kind x 3 directions, x micro-batch sizes,
+                         * and 3 per head size for bf16 attention's tiles */
 
 /* C (M, N) [+]= op(A) @ op(B) [+ bias]: what identifies a primitive. */
 typedef struct {
@@ -325,6 +326,20 @@ static void colsum_acc(float *restrict dbias, const float *restrict dout, int N,
         for (; o < OC; o++)
             dbias[o] += row[o];
     }
+}
+
+/* A product on operands already bf16, each stored densely (ld = its
+ * stored width): flash attention's tiles (flash_bf16_impl.h). */
+int weft_matmul_bf16_dense(float *c, const uint16_t *a, const uint16_t *b, int M, int N, int K, int ta, int tb,
+                           int accum)
+{
+    shape s = {.M = M, .N = N, .K = K, .ta = ta, .tb = tb, .accum = accum, .bf16 = 1};
+    pthread_mutex_lock(&dn.mu);
+    apply_threads();
+    product *p = lookup(&s);
+    int ok = p && product_run(p, a, b, NULL, c) == dnnl_success;
+    pthread_mutex_unlock(&dn.mu);
+    return ok;
 }
 
 /* The backward's two products in bf16: dout is rounded once for both

@@ -23,4 +23,12 @@ void weft_bf16_round(uint16_t *out, const float *in, size_t n);
  * 1: B; grown on first need). NULL: no memory for the scratch. */
 const uint16_t *weft_bf16_operand(const float *p, size_t n, int slot);
 
+/* C (M, N) [+]= op(A) (M, K) @ op(B) (K, N) on bf16 operands, each stored
+ * densely (A (M, K), or (K, M) when ta; B (K, N), or (N, K) when tb), C f32
+ * (M, N): a oneDNN primitive of the product table, so the library's best
+ * bf16 kernel (AMX where there is one). 1: done; 0: oneDNN cannot (the
+ * caller computes it another way). */
+int weft_matmul_bf16_dense(float *c, const uint16_t *a, const uint16_t *b, int M, int N, int K, int ta, int tb,
+                           int accum);
+
 #endif

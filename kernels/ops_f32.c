@@ -4,7 +4,8 @@
  * exp is the vectorisable polynomial of fastmath.h; the loops dominated
  * by it run at the CPU's widest vectors (vexp.h). The linear layer
  * (weft_matmul_forward/backward) is not taken from ops_impl.h but from
- * matmul_dnnl.c (oneDNN); GEMM is what attention's products use.
+ * matmul_dnnl.c (oneDNN); GEMM is what attention's products use in f32
+ * (in bf16 the flash tiles run on oneDNN: flash_bf16_impl.h).
  */
 #define REAL float
 #define SFX(name) name
@@ -14,6 +15,7 @@
 #define R_FABS fabsf
 #define R_SELECT weft_selectf
 #define OPS_MATMUL_ELSEWHERE 1
+#define OPS_FLASH_BF16 1 /* flash attention's tiles follow weft_matmul_precision (flash_bf16_impl.h) */
 
 #include "kernels/fastmath.h"
 #include "kernels/vexp.h"

@@ -731,6 +731,13 @@ static void fa_head_backward(const att_head *w, REAL *dq, REAL *dk, REAL *dv, co
     }
 }
 
+#ifdef OPS_FLASH_BF16   // f32: the tile products in bf16 when the linear layers' are
+#include "kernels/flash_bf16_impl.h"
+#else
+#define FA_HEAD_FORWARD fa_head_forward
+#define FA_HEAD_BACKWARD fa_head_backward
+#endif
+
 void SFX(weft_attention_flash_forward)(REAL *out, REAL *lse, const REAL *qkv, int B, int T, int C, int NH)
 {
     assert(NH > 0 && C % NH == 0);
@@ -740,7 +747,7 @@ void SFX(weft_attention_flash_forward)(REAL *out, REAL *lse, const REAL *qkv, in
         for (int h = 0; h < NH; h++) {
             const REAL *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
             att_head w = {q, q + C, q + 2 * C, C3, C3, C};
-            fa_head_forward(&w, out + (size_t)b * T * C + (size_t)h * hs, lse + ((size_t)b * NH + h) * T, T, hs,
+            FA_HEAD_FORWARD(&w, out + (size_t)b * T * C + (size_t)h * hs, lse + ((size_t)b * NH + h) * T, T, hs,
                             scale);
         }
 }
@@ -757,7 +764,7 @@ void SFX(weft_attention_flash_backward)(REAL *dqkv, const REAL *dout, const REAL
             const REAL *q = qkv + qoff;
             REAL *dq = dqkv + qoff;   // (T, hs), ld 3C, as are dk and dv
             att_head w = {q, q + C, q + 2 * C, C3, C3, C};
-            fa_head_backward(&w, dq, dq + C, dq + 2 * C, dout + ooff, out + ooff, lse + ((size_t)b * NH + h) * T, T,
+            FA_HEAD_BACKWARD(&w, dq, dq + C, dq + 2 * C, dout + ooff, out + ooff, lse + ((size_t)b * NH + h) * T, T,
                              hs, scale);
         }
 }
@@ -773,7 +780,7 @@ void SFX(weft_gqa_attention_flash_forward)(REAL *out, REAL *lse, const REAL *q, 
             size_t qoff = (size_t)b * T * Cq + (size_t)h * hs;
             size_t kvoff = (size_t)b * T * Ckv + (size_t)(h / group) * hs;
             att_head w = {q + qoff, k + kvoff, v + kvoff, Cq, Ckv, Cq};
-            fa_head_forward(&w, out + qoff, lse + ((size_t)b * NH + h) * T, T, hs, scale);
+            FA_HEAD_FORWARD(&w, out + qoff, lse + ((size_t)b * NH + h) * T, T, hs, scale);
         }
 }
 
@@ -790,7 +797,7 @@ void SFX(weft_gqa_attention_flash_backward)(REAL *dq, REAL *dk, REAL *dv, const 
             size_t qoff = (size_t)b * T * Cq + (size_t)h * hs;
             size_t kvoff = (size_t)b * T * Ckv + (size_t)(h / group) * hs;
             att_head w = {q + qoff, k + kvoff, v + kvoff, Cq, Ckv, Cq};
-            fa_head_backward(&w, dq + qoff, dk + kvoff, dv + kvoff, dout + qoff, out + qoff,
+            FA_HEAD_BACKWARD(&w, dq + qoff, dk + kvoff, dv + kvoff, dout + qoff, out + qoff,
                              lse + ((size_t)b * NH + h) * T, T, hs, scale);
         }
 }
