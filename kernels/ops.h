@@ -178,12 +178,12 @@ struct weft_ops {
     void (*lora_dropout_add)(weft_ops *o, float *dx, const float *g, int N, int in, int col0, uint64_t key,
                              uint64_t id, double p);
     /* The gradient norm's running sum (parallel/dp.c; cuda_ops.h ABI 5): *acc (host) +=
-     * x[i]^2 in double over x (n, the device's), continuing from *acc so
-     * that a sum over many ranges is one sum. cpu: dp.c's loop as it was,
-     * i in order, bitwise; cuda: the range summed by a fixed-order
-     * reduction, then added to *acc (waits for the stream): the same on
-     * every run, not bitwise the serial loop (relative difference ~1e-15
-     * per range, kernels_check allows 1e-12). */
+     * x[i]^2 in double over x (n, the device's), so that a sum over many
+     * ranges is one sum. Each range is summed in a fixed order, then added
+     * to *acc: the same on every run. cpu: weft_sumsq's four accumulators;
+     * cuda: a fixed-order reduction (waits for the stream). Neither is
+     * bitwise the serial loop (relative difference ~1e-15 per range,
+     * kernels_check allows 1e-12). */
     void (*sumsq_acc)(weft_ops *o, double *acc, const float *x, size_t n);
 
     /* --- the implementation's, not the caller's --- */

@@ -390,15 +390,14 @@ static void cpu_lora_dropout_add(weft_ops *o, float *dx, const float *g, int N, 
                 dx[(size_t)n * in + j] += g[(size_t)n * in + j] * inv;
 }
 
-/* parallel/dp.c's gradient-norm loop, moved here unchanged: one running
- * double, i in order. */
+/* parallel/dp.c's gradient-norm sum: each range by weft_sumsq (four
+ * double accumulators), added to the running total. One running double
+ * over every element, as it was, waited on each add's latency: 7 ms a
+ * call at 5 M gradients, 3% of a bf16 bench-cpu step. */
 static void cpu_sumsq_acc(weft_ops *o, double *acc, const float *x, size_t n)
 {
     (void)o;
-    double s = *acc;
-    for (size_t j = 0; j < n; j++)
-        s += (double)x[j] * x[j];
-    *acc = s;
+    *acc += weft_sumsq(x, n);
 }
 
 int weft_ops_cpu_new(weft_dev *d, weft_ops **out)

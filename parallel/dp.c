@@ -333,8 +333,9 @@ int weft_dp_grad_sumsq(weft_dp *dp, double *out)
     return weft_dp_grad_sumsq_ranges(dp, all, 1, out);
 }
 
-/* One running double over every shard x range piece, in that order
- * (ops.h's sumsq_acc continues it), so the cpu sum is the serial loop's. */
+/* One running double over every shard x range piece, in that order (each
+ * piece's sum, in a fixed order, added by ops.h's sumsq_acc): the same
+ * bits on every run of a layout. */
 int weft_dp_grad_sumsq_ranges(weft_dp *dp, const size_t (*ranges)[2], int n, double *out)
 {
     weft_ops *ops = dp->opts.ops;

@@ -130,8 +130,8 @@ WEFT_API size_t weft_dp_plan_kept(size_t n, const weft_dp_opts *o, int size, int
 
 /* Sum of squares of the reduced gradients over the whole model, the same on
  * every rank (an allreduce of one number under ZeRO-1): one running double
- * over the shard x range pieces, through the ops table's sumsq_acc (cpu:
- * bitwise the serial loop; cuda: a fixed-order reduction per piece). */
+ * over the shard x range pieces, each piece summed in a fixed order by the
+ * ops table's sumsq_acc (kernels/ops.h). */
 WEFT_API int weft_dp_grad_sumsq(weft_dp *dp, double *out);
 /* The same over only the given ranges of the flat buffer (offset, length
  * pairs; n of them): with tensor and pipeline parallelism, the tensors this

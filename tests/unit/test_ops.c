@@ -424,8 +424,21 @@ static void c_lora_dropout_add(weft_ops *o, bufs *b)
                 F(0)[(size_t)n * C + j] += F(1)[(size_t)n * C + j] * inv;
 }
 
-/* dp.c's gradient-norm loop as it was: one running double continued from
- * D(3)[0] over two ranges of F(0). */
+/* dp.c's gradient-norm sum continued from D(3)[0] over two ranges of
+ * F(0): each range in four double accumulators (element j into j mod 4,
+ * the tail into the first), summed pairwise, then added. */
+static double sumsq4_ref(const float *g, size_t n)
+{
+    double a[4] = {0, 0, 0, 0};
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4)
+        for (int k = 0; k < 4; k++)
+            a[k] += (double)g[j + k] * g[j + k];
+    for (; j < n; j++)
+        a[0] += (double)g[j] * g[j];
+    return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
 static void c_sumsq_acc(weft_ops *o, bufs *b)
 {
     if (o) {
@@ -433,11 +446,8 @@ static void c_sumsq_acc(weft_ops *o, bufs *b)
         o->sumsq_acc(o, D(3), F(0) + 700, 301);
         return;
     }
-    double s = D(3)[0];
-    const float *g = F(0);
-    for (size_t j = 0; j < 1001; j++)
-        s += (double)g[j] * g[j];
-    D(3)[0] = s;
+    D(3)[0] += sumsq4_ref(F(0), 700);
+    D(3)[0] += sumsq4_ref(F(0) + 700, 301);
 }
 
 static const struct {
