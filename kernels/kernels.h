@@ -257,6 +257,17 @@ WEFT_API int weft_matmul_bf16_mirror(const float *base, size_t n);
 WEFT_API void weft_matmul_bf16_refresh(const float *p, size_t n);
 WEFT_API void weft_matmul_bf16_forget(const float *base);
 
+/* The LM head's backward from its logits (N, V; columns [v0, v0 + V) of the
+ * vocabulary): weft_xent_grad's gradient of them (lse, targets, dloss as
+ * there), then dinp (N, C) += dlogits @ weight (V, C) and, unless NULL,
+ * dweight (V, C) += dlogits^T @ inp (N, C). logits is consumed: it holds the
+ * gradient afterwards -- in f32, or in bf16 over its first half when the
+ * products are bf16, rounded as it is made and never written in f32
+ * (xent_head.c says why). */
+WEFT_API void weft_xent_head_backward(float *dinp, float *dweight, float *logits, const double *lse,
+                                      const int32_t *targets, const float *inp, const float *weight, int N, int C,
+                                      int V, int v0, double dloss);
+
 /* weft_matmul_rate and weft_matmul_peak in a given precision (WEFT_F32 or
  * WEFT_BF16: bf16 inputs, f32 output). */
 WEFT_API double weft_matmul_rate_as(weft_dtype dt, int M, int N, int K, double seconds);

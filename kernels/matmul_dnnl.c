@@ -342,24 +342,38 @@ int weft_matmul_bf16_dense(float *c, const uint16_t *a, const uint16_t *b, int M
     return ok;
 }
 
-/* The backward's two products in bf16: dout is rounded once for both
- * (it is A of each), which halves the rounding of the largest operand a
- * layer has -- the head's (N, V) logit gradient. Slot 0 holds dout's bf16
- * form throughout; slot 1 the weight's (its mirror, normally), then inp's. */
-static void backward_bf16(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
-                          int N, int C, int OC)
+/* The backward's two products in bf16 on dout16, the output gradient
+ * already bf16: each that runs (its other operand at hand, a primitive for
+ * it) is done; returns which: 1 dinp, 2 dweight (either also when absent).
+ * Slot 1 holds the weight's bf16 form (its mirror, normally), then inp's.
+ * The caller holds dn.mu. */
+static int backward_bf16_run(float *dinp, float *dweight, const uint16_t *dout16, const float *inp,
+                             const float *weight, int N, int C, int OC)
 {
-    const uint16_t *dout16 = weft_bf16_operand(dout, (size_t)N * OC, 0);
+    int done = 0;
     if (dinp) {
         shape s = {.M = N, .N = C, .K = OC, .accum = 1};
-        if (!run_bf16(&s, dout16, weft_bf16_operand(weight, (size_t)OC * C, 1), NULL, dinp))
-            run_f32(&s, dout, weight, NULL, dinp);
+        done |= run_bf16(&s, dout16, weft_bf16_operand(weight, (size_t)OC * C, 1), NULL, dinp);
+    } else {
+        done |= 1;
     }
     if (dweight) {
         shape s = {.M = OC, .N = C, .K = N, .ta = 1, .accum = 1};
-        if (!run_bf16(&s, dout16, weft_bf16_operand(inp, (size_t)N * C, 1), NULL, dweight))
-            run_f32(&s, dout, inp, NULL, dweight);
+        done |= run_bf16(&s, dout16, weft_bf16_operand(inp, (size_t)N * C, 1), NULL, dweight) << 1;
+    } else {
+        done |= 2;
     }
+    return done;
+}
+
+int weft_matmul_backward_bf16(float *dinp, float *dweight, const uint16_t *dout16, const float *inp,
+                              const float *weight, int N, int C, int OC)
+{
+    pthread_mutex_lock(&dn.mu);
+    apply_threads();
+    int done = backward_bf16_run(dinp, dweight, dout16, inp, weight, N, C, OC);
+    pthread_mutex_unlock(&dn.mu);
+    return done;
 }
 
 void weft_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
@@ -369,17 +383,18 @@ void weft_matmul_backward(float *dinp, float *dweight, float *dbias, const float
         return;
     pthread_mutex_lock(&dn.mu);
     apply_threads();
-    if (dn.bf16) {
-        backward_bf16(dinp, dweight, dout, inp, weight, N, C, OC);
-    } else {
-        if (dinp) { /* dinp (N, C) += dout (N, OC) @ weight (OC, C) */
-            shape s = {.M = N, .N = C, .K = OC, .accum = 1};
-            run_f32(&s, dout, weight, NULL, dinp);
-        }
-        if (dweight) { /* dweight (OC, C) += dout^T (OC, N) @ inp (N, C); NULL: a frozen weight */
-            shape s = {.M = OC, .N = C, .K = N, .ta = 1, .accum = 1};
-            run_f32(&s, dout, inp, NULL, dweight);
-        }
+    /* In bf16, dout is rounded once for both products (it is A of each):
+     * the largest operand a layer has -- the head's (N, V) logit gradient. */
+    int done = dn.bf16 ? backward_bf16_run(dinp, dweight, weft_bf16_operand(dout, (size_t)N * OC, 0), inp, weight,
+                                           N, C, OC)
+                       : 0;
+    if (dinp && !(done & 1)) { /* dinp (N, C) += dout (N, OC) @ weight (OC, C) */
+        shape s = {.M = N, .N = C, .K = OC, .accum = 1};
+        run_f32(&s, dout, weight, NULL, dinp);
+    }
+    if (dweight && !(done & 2)) { /* dweight (OC, C) += dout^T (OC, N) @ inp (N, C); NULL: a frozen weight */
+        shape s = {.M = OC, .N = C, .K = N, .ta = 1, .accum = 1};
+        run_f32(&s, dout, inp, NULL, dweight);
     }
     pthread_mutex_unlock(&dn.mu);
     if (dbias)

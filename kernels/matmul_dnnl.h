@@ -28,6 +28,13 @@ const uint16_t *weft_bf16_operand(const float *p, size_t n, int slot);
  * (M, N): a oneDNN primitive of the product table, so the library's best
  * bf16 kernel (AMX where there is one). 1: done; 0: oneDNN cannot (the
  * caller computes it another way). */
+/* weft_matmul_backward's two products with the output gradient already
+ * bf16 (dout16 (N, OC)), for an op that made it so (xent_head.c). Returns
+ * the products done, 1 dinp and 2 dweight (either also when NULL); the
+ * caller computes any other another way. */
+int weft_matmul_backward_bf16(float *dinp, float *dweight, const uint16_t *dout16, const float *inp,
+                              const float *weight, int N, int C, int OC);
+
 int weft_matmul_bf16_dense(float *c, const uint16_t *a, const uint16_t *b, int M, int N, int K, int ta, int tb,
                            int accum);
 

@@ -90,6 +90,10 @@ struct weft_ops {
                        const int32_t *targets, int N, int V, int v0);
     void (*xent_grad)(weft_ops *o, float *dlogits, const float *logits, const double *lse, const int32_t *targets,
                       int N, int V, int v0, double dloss);
+    /* kernels.h's weft_xent_head_backward (cuda: xent_grad, then matmul_backward). */
+    void (*xent_head_backward)(weft_ops *o, float *dinp, float *dweight, float *logits, const double *lse,
+                               const int32_t *targets, const float *inp, const float *weight, int N, int C, int V,
+                               int v0, double dloss);
     void (*adamw_update)(weft_ops *o, float *params, const float *grads, float *m, float *v, size_t n, double lr,
                          double beta1, double beta2, double eps, double weight_decay, int64_t t, double grad_scale);
     /* *out (host) gets the sum of squares. */

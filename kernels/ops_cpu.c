@@ -161,6 +161,14 @@ static void cpu_xent_grad(weft_ops *o, float *dlogits, const float *logits, cons
     weft_xent_grad(dlogits, logits, lse, targets, N, V, v0, dloss);
 }
 
+static void cpu_xent_head_backward(weft_ops *o, float *dinp, float *dweight, float *logits, const double *lse,
+                                   const int32_t *targets, const float *inp, const float *weight, int N, int C, int V,
+                                   int v0, double dloss)
+{
+    (void)o;
+    weft_xent_head_backward(dinp, dweight, logits, lse, targets, inp, weight, N, C, V, v0, dloss);
+}
+
 static void cpu_adamw_update(weft_ops *o, float *params, const float *grads, float *m, float *v, size_t n, double lr,
                              double beta1, double beta2, double eps, double weight_decay, int64_t t, double grad_scale)
 {
@@ -427,6 +435,7 @@ int weft_ops_cpu_new(weft_dev *d, weft_ops **out)
     o->xent_forward_backward = cpu_xent_forward_backward;
     o->xent_stats = cpu_xent_stats;
     o->xent_grad = cpu_xent_grad;
+    o->xent_head_backward = cpu_xent_head_backward;
     o->adamw_update = cpu_adamw_update;
     o->sumsq = cpu_sumsq;
     o->rope_table = cpu_rope_table;

@@ -159,6 +159,16 @@ static void cu_xent_grad(weft_ops *o, float *dlogits, const float *logits, const
     check(o, "xent_grad", s->k->xent_grad(s->ctx, dlogits, logits, lse, targets, N, V, v0, dloss));
 }
 
+/* The head's gradient in f32 over the logits, then its products: the
+ * composition the op stands for (bf16's one pass is the CPU's). */
+static void cu_xent_head_backward(weft_ops *o, float *dinp, float *dweight, float *logits, const double *lse,
+                                  const int32_t *targets, const float *inp, const float *weight, int N, int C, int V,
+                                  int v0, double dloss)
+{
+    cu_xent_grad(o, logits, logits, lse, targets, N, V, v0, dloss);
+    cu_matmul_backward(o, dinp, dweight, NULL, logits, inp, weight, N, C, V);
+}
+
 static void cu_adamw_update(weft_ops *o, float *params, const float *grads, float *m, float *v, size_t n, double lr,
                             double beta1, double beta2, double eps, double weight_decay, int64_t t, double grad_scale)
 {
@@ -436,6 +446,7 @@ int weft_ops_cuda_new(weft_dev *d, int max_cols, weft_ops **out)
     o->xent_forward_backward = cu_xent_forward_backward;
     o->xent_stats = cu_xent_stats;
     o->xent_grad = cu_xent_grad;
+    o->xent_head_backward = cu_xent_head_backward;
     o->adamw_update = cu_adamw_update;
     o->sumsq = cu_sumsq;
     o->rope_table = cu_rope_table;

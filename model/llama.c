@@ -921,9 +921,8 @@ static int head_backward(weft_llama *m, slot_acts *s, double loss_scale)
     int BT = s->b * s->t, C = m->cfg.n_embd;
     float *P = weights(m), *G = wgrads(m);
     const float *x = m->Ll ? s->blk[m->Ll - 1].residual3 : s->encoded;
-    weft_tp_xent_backward(ops, s->logits, s->logits, s->lse, s->targets, BT, m->Vl, m->v0,
-                          loss_scale / (s->n_valid ? s->n_valid : 1));
-    ops->matmul_backward(ops, m->dlnf, pw(m, G, m->i_head), NULL, s->logits, s->lnf, pw(m, P, m->i_head), BT, C, m->Vl);
+    weft_tp_xent_head_backward(ops, m->dlnf, pw(m, G, m->i_head), s->logits, s->lse, s->targets, s->lnf,
+                               pw(m, P, m->i_head), BT, C, m->Vl, m->v0, loss_scale / (s->n_valid ? s->n_valid : 1));
     WEFT_CHECK(weft_tp_reduce_grad(m->dlnf, (size_t)BT * C, m->part.tp));
     ops->rmsnorm_backward(ops, m->doutput, pw(m, G, m->i_norm), m->dlnf, x, pw(m, P, m->i_norm), s->lnf_rstd, BT, C);
     return 0;

@@ -86,8 +86,9 @@ int weft_tp_xent_forward(weft_ops *ops, float *losses, double *lse, double *mean
     return 0;
 }
 
-void weft_tp_xent_backward(weft_ops *ops, float *dlogits, const float *logits, const double *lse,
-                           const int32_t *targets, int N, int Vl, int v0, double dloss)
+void weft_tp_xent_head_backward(weft_ops *ops, float *dinp, float *dweight, float *logits, const double *lse,
+                                const int32_t *targets, const float *inp, const float *weight, int N, int C, int Vl,
+                                int v0, double dloss)
 {
-    ops->xent_grad(ops, dlogits, logits, lse, targets, N, Vl, v0, dloss);
+    ops->xent_head_backward(ops, dinp, dweight, logits, lse, targets, inp, weight, N, C, Vl, v0, dloss);
 }

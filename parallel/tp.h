@@ -70,9 +70,13 @@ void weft_tp_embedding_backward(weft_ops *ops, float *dwte_local, float *dwpe, c
 #define WEFT_TP_XENT_SCRATCH(N) (3 * (size_t)(N))
 int weft_tp_xent_forward(weft_ops *ops, float *losses, double *lse, double *mean, const float *logits,
                          const int32_t *targets, int N, int Vl, int v0, double *scratch, weft_comm *tp);
-/* dlogits (N, Vl) = (softmax - onehot(target)) * dloss on this rank's
- * columns (overwrites; may alias logits). No communication. */
-void weft_tp_xent_backward(weft_ops *ops, float *dlogits, const float *logits, const double *lse,
-                           const int32_t *targets, int N, int Vl, int v0, double dloss);
+/* The head's backward on this rank's columns: dlogits (N, Vl) = (softmax -
+ * onehot(target)) * dloss over logits (consumed: kernels.h's
+ * weft_xent_head_backward), then dinp (N, C) += dlogits @ weight and
+ * dweight += dlogits^T @ inp (NULL: frozen). No communication: with
+ * tensor parallelism dinp is this rank's partial sum (weft_tp_reduce_grad). */
+void weft_tp_xent_head_backward(weft_ops *ops, float *dinp, float *dweight, float *logits, const double *lse,
+                                const int32_t *targets, const float *inp, const float *weight, int N, int C, int Vl,
+                                int v0, double dloss);
 
 #endif

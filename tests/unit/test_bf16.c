@@ -20,7 +20,8 @@
  * Forward with and without bias, backward (dinp, dweight, dbias) on top
  * of a non-zero start (accumulation), at shapes with tails; the weight
  * mirror: a registered weight is read from its copy (stale until
- * refreshed, fresh after). Skipped where the CPU has no bf16.
+ * refreshed, fresh after); the LM head's backward in one op, its gradient
+ * rounded as it is made. Skipped where the CPU has no bf16.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -132,6 +133,58 @@ static void test_matmul_bf16(void **state)
             matmul_bf16_case(shapes[i][0], shapes[i][1], shapes[i][2], bias);
 }
 
+/* weft_xent_head_backward in bf16 (kernels/xent_head.c): the gradient laid
+ * over the logits' first half is weft_xent_grad's f32 gradient rounded to
+ * nearest even, bitwise (ignored rows zero, a target outside the slice
+ * v0.. no -1); the products are of it and the bf16 weight and input,
+ * summed in f32 (check_dot's bounds), on top of G0. */
+static void xent_head_case(int N, int C, int V, int v0)
+{
+    size_t nl = (size_t)N * V;
+    float *logits = rnd(nl), *g32 = malloc(nl * sizeof *g32), *inp = rnd((size_t)N * C), *w = rnd((size_t)V * C);
+    float *di = filled((size_t)N * C, G0), *dw = filled((size_t)V * C, G0);
+    double *lse = malloc((size_t)N * sizeof *lse);
+    int32_t *tgt = malloc((size_t)N * sizeof *tgt);
+    assert_non_null(g32);
+    assert_non_null(lse);
+    assert_non_null(tgt);
+    for (size_t i = 0; i < nl; i++)
+        logits[i] *= 4; /* a peaked softmax */
+    for (int n = 0; n < N; n++) {
+        double mx = -INFINITY, z = 0;
+        for (int v = 0; v < V; v++)
+            mx = fmax(mx, logits[(size_t)n * V + v]);
+        for (int v = 0; v < V; v++)
+            z += exp(logits[(size_t)n * V + v] - mx);
+        lse[n] = mx + log(z) + 0.5; /* as if other ranks' columns added to the sum */
+        tgt[n] = n % 7 == 3 ? -1 : n % 5 == 1 ? v0 + V + 2 : v0 + (n * 13) % V;
+    }
+    memcpy(g32, logits, nl * sizeof *g32);
+    weft_xent_grad(g32, g32, lse, tgt, N, V, v0, 0.125);
+    weft_xent_head_backward(di, dw, logits, lse, tgt, inp, w, N, C, V, v0, 0.125);
+    const uint16_t *g16 = (const uint16_t *)(void *)logits;
+    for (size_t i = 0; i < nl; i++)
+        if (g16[i] != weft_f32_to_bf16(g32[i]))
+            fail_msg("xent head %dx%dx%d: gradient %zu is 0x%04x, not %g rounded (0x%04x)", N, C, V, i, g16[i],
+                     g32[i], weft_f32_to_bf16(g32[i]));
+    double worst = 0;
+    for (int n = 0; n < N; n++) /* dinp[n, c] = G0 + g[n, :] . w[:, c] */
+        for (int c = 0; c < C; c++)
+            check_dot(di[(size_t)n * C + c], g32 + (size_t)n * V, 1, w + c, (size_t)C, V, G0, &worst);
+    for (int v = 0; v < V; v++) /* dweight[v, c] = G0 + g[:, v] . inp[:, c] */
+        for (int c = 0; c < C; c++)
+            check_dot(dw[(size_t)v * C + c], g32 + v, (size_t)V, inp + c, (size_t)C, N, G0, &worst);
+    free(logits); free(g32); free(inp); free(w); free(di); free(dw); free(lse); free(tgt);
+}
+
+static void test_xent_head_bf16(void **state)
+{
+    (void)state;
+    xent_head_case(37, 24, 1500, 0);   /* rows over two tiles and a tail */
+    xent_head_case(64, 64, 2048, 4096); /* a slice of a larger vocabulary */
+    xent_head_case(3, 8, 5, 1);
+}
+
 static void test_mirror(void **state)
 {
     (void)state;
@@ -177,6 +230,7 @@ int main(void)
     assert_int_equal(weft_matmul_set_precision(WEFT_BF16), 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_bf16),
+        cmocka_unit_test(test_xent_head_bf16),
         cmocka_unit_test(test_mirror),
         cmocka_unit_test(test_precision_api),
     };

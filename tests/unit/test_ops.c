@@ -142,6 +142,10 @@ static void c_xent_forward_backward(weft_ops *o, bufs *b)
 }
 static void c_xent_stats(weft_ops *o, bufs *b) { CALL(xent_stats, D(0), D(1), D(2), F(0), b->tgt, N, V, 3); }
 static void c_xent_grad(weft_ops *o, bufs *b) { CALL(xent_grad, F(0), F(1), D(0), b->tgt, N, V, 3, 0.25); }
+static void c_xent_head_backward(weft_ops *o, bufs *b)
+{
+    CALL(xent_head_backward, F(0), F(1), F(2), D(0), b->tgt, F(3), F(4), N, C, V, 3, 0.25);
+}
 static void c_adamw_update(weft_ops *o, bufs *b)
 {
     CALL(adamw_update, F(0), F(1), F(2), F(7), 500, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3, 0.5);
@@ -477,6 +481,7 @@ static const struct {
     CASE(xent_forward_backward),
     CASE(xent_stats),
     CASE(xent_grad),
+    CASE(xent_head_backward),
     CASE(adamw_update),
     CASE(sumsq),
     CASE(rope_table),
