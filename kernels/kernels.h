@@ -233,7 +233,9 @@ WEFT_API int weft_matmul_threads(void);
  * In bf16 the linear layer (weft_matmul_forward/backward, still f32 arrays
  * at the API) multiplies bf16 copies of its inputs -- each rounded to
  * nearest even -- and accumulates and writes f32: gradients, biases and
- * every other op stay f32. Process-wide, like the thread count.
+ * every other op stay f32, except two that follow this precision: flash
+ * attention's tile products (its scores, softmax and sums stay f32) and
+ * weft_xent_head_backward's. Process-wide, like the thread count.
  *
  * Whether bf16 products can run at speed here: the CPU has avx512_bf16 or
  * AMX-BF16 (cpuid) and oneDNN may use them (its effective ISA, which

@@ -43,8 +43,9 @@ const weft_config_key weft_train_config_keys[] = {
     {"train.threads", WEFT_CFG_INT, "1", 1, 1024, NULL,
      "compute threads per rank (oneDNN's and BLAS's); ranks x threads should not exceed a node's cores"},
     {"train.precision", WEFT_CFG_ENUM, "f32", WEFT_UNBOUNDED, "f32|bf16",
-     "the linear layers' compute precision: bf16 multiplies bf16 copies of weights and activations, accumulating "
-     "in f32 (f32 master weights, optimizer state, norms, softmax); needs avx512_bf16 or AMX (else exit 64)"},
+     "the matrix products' precision (linear layers, attention's tiles): bf16 multiplies bf16 copies of weights "
+     "and activations, accumulating in f32 (f32 master weights, optimizer state, norms, softmax); needs "
+     "avx512_bf16 or AMX (else exit 64)"},
     {"run.peak_flops", WEFT_CFG_FLOAT, "0", 0, 1e18, NULL,
      "one rank's peak FLOP/s that MFU divides by; 0: measure at start (the best oneDNN GEMM of a few large "
      "squares on the rank's threads, in train.precision)"},
