@@ -185,7 +185,9 @@ static void fa_head_forward_bf16(const att_head *w, float *o, float *lse, int T,
                 int n = fa_visible(i0 + i, j0, c);
                 row_scale(sr, (size_t)n, scale);
                 fa_row_update(sr, x->oacc + (size_t)i * hs, &m[i], &l[i], n, c, hs);
-                memset(sr + c, 0, (size_t)(FA_BC - c) * sizeof(float));   // padded keys
+                // keys past T: their scores are 0 already (zero key rows) and are
+                // never exponentiated; zeroed so P's padding does not rest on that
+                memset(sr + c, 0, (size_t)(FA_BC - c) * sizeof(float));
             }
             weft_bf16_round(x->pb, x->s, (size_t)FA_BR * FA_BC);
             // oacc += p @ v[j0:j0+BC]
