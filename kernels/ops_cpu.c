@@ -8,6 +8,7 @@
  */
 #include "kernels/ops.h"
 #include "kernels/kernels.h"
+#include "runtime/copy_stream.h"
 #include "runtime/error.h"
 #include "runtime/rng.h"
 
@@ -237,10 +238,11 @@ static void cpu_attention_decode(weft_ops *o, float *out, float *scratch, const 
 }
 
 /* The memory ops: exactly the host code they replaced in the models. */
+/* Streaming stores when large (runtime/copy_stream.h says why). */
 static void cpu_zero(weft_ops *o, float *x, size_t n)
 {
     (void)o;
-    memset(x, 0, n * sizeof *x);
+    weft_zero_stream(x, n * sizeof *x);
 }
 
 static void cpu_copy(weft_ops *o, float *dst, const float *src, size_t n)

@@ -87,8 +87,37 @@ void weft_copy_stream(void *dst, const void *src, size_t n)
     _mm_sfence(); /* the streaming stores are weakly ordered: visible before the caller goes on */
 }
 
+/* Why zeroing too: memset, like memcpy, stays on cached stores below its
+ * threshold, so zeroing a line it does not hold first reads it: the
+ * backward's 150 MB of activation gradients (bench-cpu, per step) cost
+ * 22 ms more that way than with these stores, 5% of a bf16 step
+ * (measured alternately, 2 ranks: 416 against 438 ms). One stream: stores
+ * alone, nothing to prefetch. */
+void weft_zero_stream(void *dst, size_t n)
+{
+    char *d = dst;
+    if (n < WEFT_COPY_STREAM_MIN) {
+        memset(d, 0, n);
+        return;
+    }
+    size_t head = (16 - ((uintptr_t)d & 15)) & 15;
+    memset(d, 0, head);
+    d += head, n -= head;
+    const __m128i z = _mm_setzero_si128();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        _mm_stream_si128((__m128i *)(d + i), z);
+        _mm_stream_si128((__m128i *)(d + i + 16), z);
+        _mm_stream_si128((__m128i *)(d + i + 32), z);
+        _mm_stream_si128((__m128i *)(d + i + 48), z);
+    }
+    memset(d + i, 0, n - i);
+    _mm_sfence();
+}
+
 #else
 
 void weft_copy_stream(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
+void weft_zero_stream(void *dst, size_t n) { memset(dst, 0, n); }
 
 #endif

@@ -2,7 +2,9 @@
  * test_copy_stream.c -- weft_copy_stream (runtime/copy_stream.c) copies
  * exactly what memcpy copies: every size around the streaming threshold
  * and the vector widths' multiples, every alignment of source and
- * destination within 64 bytes, and not a byte outside the destination.
+ * destination within 64 bytes, and not a byte outside the destination;
+ * weft_zero_stream zeroes exactly what memset would, at the same sizes and
+ * alignments.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -64,12 +66,42 @@ static void large(void **state)
     check((size_t)9 << 20, 5, 17); /* several MB: the loop's main body */
 }
 
+/* n bytes at offset dofs zeroed, the guards around untouched */
+static void check_zero(size_t n, size_t dofs)
+{
+    unsigned char *buf = malloc(n + 2 * GUARD);
+    assert_non_null(buf);
+    fill(buf, n + 2 * GUARD, 3);
+    unsigned char *keep = malloc(n + 2 * GUARD), *d = buf + GUARD + dofs;
+    assert_non_null(keep);
+    memcpy(keep, buf, n + 2 * GUARD);
+    weft_zero_stream(d, n);
+    for (size_t i = 0; i < n; i++)
+        if (d[i])
+            fail_msg("weft_zero_stream(%zu bytes at +%zu): byte %zu is %u", n, dofs, i, d[i]);
+    assert_memory_equal(buf, keep, GUARD + dofs);
+    assert_memory_equal(d + n, keep + GUARD + dofs + n, GUARD - dofs);
+    free(buf);
+    free(keep);
+}
+
+static void zero_sizes_and_alignments(void **state)
+{
+    (void)state;
+    size_t sizes[] = {0, 1, 63, 4096, WEFT_COPY_STREAM_MIN - 1, WEFT_COPY_STREAM_MIN, WEFT_COPY_STREAM_MIN + 1,
+                      WEFT_COPY_STREAM_MIN + 63, WEFT_COPY_STREAM_MIN + 4099, (size_t)9 << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        for (size_t dofs = 0; dofs < GUARD; dofs += 5)
+            check_zero(sizes[i], dofs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(small_and_threshold_sizes),
         cmocka_unit_test(every_alignment),
         cmocka_unit_test(large),
+        cmocka_unit_test(zero_sizes_and_alignments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
