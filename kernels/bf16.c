@@ -179,20 +179,47 @@ void weft_matmul_bf16_forget(const float *base)
     pthread_mutex_unlock(&bf.mu);
 }
 
+/* Scratch buffer slot holds at least n (first step only: the largest
+ * operand so far); 0 when there is no memory for it. bf.mu held. */
+static int grow(int slot, size_t n)
+{
+    if (n <= bf.cap[slot])
+        return 1;
+    uint16_t *grown = NULL;
+    if (posix_memalign((void **)&grown, 64, n * sizeof *grown))
+        return 0;
+    free(bf.scratch[slot]);
+    bf.scratch[slot] = grown;
+    bf.cap[slot] = n;
+    return 1;
+}
+
+const uint16_t *weft_bf16_operand_colsum(const float *p, int rows, int cols, int slot, float *colsum)
+{
+    size_t n = (size_t)rows * cols;
+    uint16_t *out = NULL;
+    pthread_mutex_lock(&bf.mu);
+    if (colsum && !find(p, n) && grow(slot, n)) {
+        out = bf.scratch[slot];
+        for (int r = 0; r < rows; r++) { /* the row is in L1 for its second pass */
+            weft_bf16_round(out + (size_t)r * cols, p + (size_t)r * cols, (size_t)cols);
+            weft_colsum_acc(colsum, p + (size_t)r * cols, 1, cols);
+        }
+    }
+    pthread_mutex_unlock(&bf.mu);
+    if (out)
+        return out;
+    if (colsum) /* a mirror's, or no scratch: apart */
+        weft_colsum_acc(colsum, p, rows, cols);
+    return weft_bf16_operand(p, n, slot);
+}
+
 const uint16_t *weft_bf16_operand(const float *p, size_t n, int slot)
 {
     pthread_mutex_lock(&bf.mu);
     const mirror *m = find(p, n);
     const uint16_t *out = m ? m->bf + (p - m->base) : NULL;
-    if (!m && n > bf.cap[slot]) { /* first step only: the largest operand so far */
-        uint16_t *grown = NULL;
-        if (posix_memalign((void **)&grown, 64, n * sizeof *grown) == 0) {
-            free(bf.scratch[slot]);
-            bf.scratch[slot] = grown;
-            bf.cap[slot] = n;
-        }
-    }
-    if (!m && n <= bf.cap[slot]) {
+    if (!m && grow(slot, n)) {
         weft_bf16_round(bf.scratch[slot], p, n);
         out = bf.scratch[slot];
     }

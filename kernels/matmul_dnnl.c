@@ -315,7 +315,7 @@ void weft_matmul_forward(float *out, const float *inp, const float *weight, cons
 }
 
 /* dbias (OC) += column sums of dout (N, OC), row by row (unit stride) */
-static void colsum_acc(float *restrict dbias, const float *restrict dout, int N, int OC)
+void weft_colsum_acc(float *restrict dbias, const float *restrict dout, int N, int OC)
 {
     for (int n = 0; n < N; n++) {
         const float *restrict row = dout + (size_t)n * OC;
@@ -392,10 +392,14 @@ void weft_matmul_backward(float *dinp, float *dweight, float *dbias, const float
     pthread_mutex_lock(&dn.mu);
     apply_threads();
     /* In bf16, dout is rounded once for both products (it is A of each):
-     * the largest operand a layer has -- the head's (N, V) logit gradient. */
-    int done = dn.bf16 ? backward_bf16_run(dinp, dweight, weft_bf16_operand(dout, (size_t)N * OC, 0), inp, weight,
-                                           N, C, OC)
-                       : 0;
+     * the largest operand a layer has -- the head's (N, V) logit gradient --
+     * and dbias's column sums are taken in the same read of it. */
+    int done = 0;
+    if (dn.bf16) {
+        const uint16_t *dout16 = weft_bf16_operand_colsum(dout, N, OC, 0, dbias);
+        dbias = NULL; /* summed */
+        done = backward_bf16_run(dinp, dweight, dout16, inp, weight, N, C, OC);
+    }
     if (dinp && !(done & 1)) { /* dinp (N, C) += dout (N, OC) @ weight (OC, C) */
         shape s = {.M = N, .N = C, .K = OC, .accum = 1};
         run_f32(&s, dout, weight, NULL, dinp);
@@ -406,7 +410,7 @@ void weft_matmul_backward(float *dinp, float *dweight, float *dbias, const float
     }
     pthread_mutex_unlock(&dn.mu);
     if (dbias)
-        colsum_acc(dbias, dout, N, OC);
+        weft_colsum_acc(dbias, dout, N, OC);
 }
 
 /* --- rates ---------------------------------------------------------------------- */

@@ -23,6 +23,15 @@ void weft_bf16_round(uint16_t *out, const float *in, size_t n);
  * 1: B; grown on first need). NULL: no memory for the scratch. */
 const uint16_t *weft_bf16_operand(const float *p, size_t n, int slot);
 
+/* weft_bf16_operand of the (rows, cols) matrix at p, which also adds its
+ * column sums to colsum (unless NULL) as weft_colsum_acc does, in the same
+ * read of each row: the backward's dbias. The sums are taken even when
+ * the result is NULL. */
+const uint16_t *weft_bf16_operand_colsum(const float *p, int rows, int cols, int slot, float *colsum);
+
+/* dbias (OC) += the column sums of dout (N, OC), row by row in order. */
+void weft_colsum_acc(float *restrict dbias, const float *restrict dout, int N, int OC);
+
 /* C (M, N) [+]= op(A) (M, K) @ op(B) (K, N) on bf16 operands, each stored
  * densely (A (M, K), or (K, M) when ta; B (K, N), or (N, K) when tb), C f32
  * (M, N): a oneDNN primitive of the product table, so the library's best
