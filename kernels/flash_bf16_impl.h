@@ -36,6 +36,7 @@
 #include <stdlib.h>
 
 #include "kernels/matmul_dnnl.h"
+#include "runtime/dtype.h"
 #include "runtime/log.h"
 
 static struct {
@@ -54,25 +55,27 @@ typedef struct {
     uint16_t *pb, *dsb;            // (BR, BC) each
 } fa_bf16_scratch;
 
-static size_t fa_bf16_bytes(int Tp, int hs, int backward)
+/* Carve a head's scratch from base, or only count it (base NULL): the
+ * bytes it takes, each piece on its own 64-byte line. */
+static size_t fa_carve(fa_bf16_scratch *x, char *base, int Tp, int hs, int backward)
 {
-    size_t th = (size_t)Tp * hs, tile = (size_t)FA_BR * FA_BC;
-    return (backward ? 4 : 3) * th * 2 + (backward ? 3 * th * 4 : 0) + 2 * tile * 4 + (size_t)FA_BR * hs * 4 +
-           2 * tile * 2 + 8 * 64;   // 8 pieces, each aligned to 64 bytes
+    size_t th = (size_t)Tp * hs, tile = (size_t)FA_BR * FA_BC, off = 0;
+#define TAKE(field, bytes) (x->field = base ? (void *)(base + off) : NULL, off += ((bytes) + 63) & ~(size_t)63)
+    *x = (fa_bf16_scratch){0};
+    TAKE(q, th * 2); TAKE(k, th * 2); TAKE(v, th * 2);
+    if (backward) {
+        TAKE(dO, th * 2); TAKE(dq, th * 4); TAKE(dk, th * 4); TAKE(dv, th * 4);
+    }
+    TAKE(s, tile * 4); TAKE(dp, tile * 4); TAKE(oacc, (size_t)FA_BR * hs * 4); TAKE(pb, tile * 2); TAKE(dsb, tile * 2);
+#undef TAKE
+    return off;
 }
 
-static void *fa_take(char **p, size_t bytes)
-{
-    void *out = *p;
-    *p += (bytes + 63) & ~(size_t)63;
-    return out;
-}
-
-/* Lock the scratch and carve it for a head of (T, hs); 0 when it cannot
+/* Lock the scratch and carve it for a head of (Tp, hs); 0 when it cannot
  * grow (unlocked then). */
 static int fa_bf16_begin(fa_bf16_scratch *x, int Tp, int hs, int backward)
 {
-    size_t need = fa_bf16_bytes(Tp, hs, backward);
+    size_t need = fa_carve(x, NULL, Tp, hs, backward);
     pthread_mutex_lock(&fa_bf.mu);
     if (need > fa_bf.cap) {   // first step only: the largest head so far
         void *grown = NULL;
@@ -84,24 +87,7 @@ static int fa_bf16_begin(fa_bf16_scratch *x, int Tp, int hs, int backward)
         fa_bf.mem = grown;
         fa_bf.cap = need;
     }
-    size_t th = (size_t)Tp * hs, tile = (size_t)FA_BR * FA_BC;
-    char *p = fa_bf.mem;
-    *x = (fa_bf16_scratch){0};
-    x->q = fa_take(&p, th * 2);
-    x->k = fa_take(&p, th * 2);
-    x->v = fa_take(&p, th * 2);
-    if (backward) {
-        x->dO = fa_take(&p, th * 2);
-        x->dq = fa_take(&p, th * 4);
-        x->dk = fa_take(&p, th * 4);
-        x->dv = fa_take(&p, th * 4);
-    }
-    x->s = fa_take(&p, tile * 4);
-    x->dp = fa_take(&p, tile * 4);
-    x->oacc = fa_take(&p, (size_t)FA_BR * hs * 4);
-    x->pb = fa_take(&p, tile * 2);
-    x->dsb = fa_take(&p, tile * 2);
-    assert((size_t)(p - (char *)fa_bf.mem) <= need);
+    fa_carve(x, fa_bf.mem, Tp, hs, backward);
     return 1;
 }
 
@@ -127,14 +113,6 @@ static void fa_add_rows(float *dst, int ld, const float *src, int T, int hs)
     }
 }
 
-static float fa_bf16_value(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 /* C (M, N) [+]= op(A) @ op(B), bf16 operands stored densely (see
  * weft_matmul_bf16_dense): oneDNN, or this loop when it cannot. */
 static void fa_product(float *c, const uint16_t *a, const uint16_t *b, int M, int N, int K, int ta, int tb,
@@ -151,8 +129,8 @@ static void fa_product(float *c, const uint16_t *a, const uint16_t *b, int M, in
         for (int j = 0; j < N; j++) {
             float s = 0;
             for (int k = 0; k < K; k++)
-                s += fa_bf16_value(a[ta ? (size_t)k * M + i : (size_t)i * K + k]) *
-                     fa_bf16_value(b[tb ? (size_t)j * K + k : (size_t)k * N + j]);
+                s += weft_bf16_to_f32(a[ta ? (size_t)k * M + i : (size_t)i * K + k]) *
+                     weft_bf16_to_f32(b[tb ? (size_t)j * K + k : (size_t)k * N + j]);
             c[(size_t)i * N + j] = accum ? c[(size_t)i * N + j] + s : s;
         }
 }
@@ -225,7 +203,6 @@ static void fa_head_backward_bf16(const att_head *w, float *dq, float *dk, float
         const int r = T - i0 < FA_BR ? T - i0 : FA_BR;
         for (int i = 0; i < FA_BR; i++)   // rows past T: p = 0, so ds = 0
             D[i] = i < r ? row_dot(dO + (size_t)(i0 + i) * w->ldo, o + (size_t)(i0 + i) * w->ldo, hs) : 0;
-        memset(p, 0, (size_t)FA_BR * FA_BC * sizeof(float));
         for (int j0 = 0; j0 < i0 + r; j0 += FA_BC) {
             const int c = i0 + r - j0 < FA_BC ? i0 + r - j0 : FA_BC;
             // p = exp(scale * q k^T - lse), 0 above the diagonal and past T

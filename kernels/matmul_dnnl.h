@@ -32,11 +32,6 @@ const uint16_t *weft_bf16_operand_colsum(const float *p, int rows, int cols, int
 /* dbias (OC) += the column sums of dout (N, OC), row by row in order. */
 void weft_colsum_acc(float *restrict dbias, const float *restrict dout, int N, int OC);
 
-/* C (M, N) [+]= op(A) (M, K) @ op(B) (K, N) on bf16 operands, each stored
- * densely (A (M, K), or (K, M) when ta; B (K, N), or (N, K) when tb), C f32
- * (M, N): a oneDNN primitive of the product table, so the library's best
- * bf16 kernel (AMX where there is one). 1: done; 0: oneDNN cannot (the
- * caller computes it another way). */
 /* weft_matmul_backward's two products with the output gradient already
  * bf16 (dout16 (N, OC)), for an op that made it so (xent_head.c). Returns
  * the products done, 1 dinp and 2 dweight (either also when NULL); the
@@ -44,6 +39,11 @@ void weft_colsum_acc(float *restrict dbias, const float *restrict dout, int N, i
 int weft_matmul_backward_bf16(float *dinp, float *dweight, const uint16_t *dout16, const float *inp,
                               const float *weight, int N, int C, int OC);
 
+/* C (M, N) [+]= op(A) (M, K) @ op(B) (K, N) on bf16 operands, each stored
+ * densely (A (M, K), or (K, M) when ta; B (K, N), or (N, K) when tb), C f32
+ * (M, N): a oneDNN primitive of the product table, so the library's best
+ * bf16 kernel (AMX where there is one), made and run on one thread. 1:
+ * done; 0: oneDNN cannot (the caller computes it another way). */
 int weft_matmul_bf16_dense(float *c, const uint16_t *a, const uint16_t *b, int M, int N, int K, int ta, int tb,
                            int accum);
 

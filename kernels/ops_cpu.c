@@ -237,8 +237,8 @@ static void cpu_attention_decode(weft_ops *o, float *out, float *scratch, const 
     weft_attention_decode(out, scratch, q, kc, vc, n, pos0, NH, NKV, hs);
 }
 
-/* The memory ops: exactly the host code they replaced in the models. */
-/* Streaming stores when large (runtime/copy_stream.h says why). */
+/* The memory ops: what the host code they replaced in the models did (the
+ * zeroing with streaming stores when large: runtime/copy_stream.h says why). */
 static void cpu_zero(weft_ops *o, float *x, size_t n)
 {
     (void)o;

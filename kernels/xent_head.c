@@ -17,6 +17,7 @@
 #include "kernels/kernels.h"
 #include "kernels/matmul_dnnl.h"
 #include "kernels/vexp.h"
+#include "runtime/dtype.h"
 
 #include <string.h>
 
@@ -54,10 +55,10 @@ static void grad_bf16(uint16_t *g, const float *logits, const double *lse, const
  * end: float i covers halves 2i and 2i+1, already widened. */
 static void widen(float *x, size_t n)
 {
-    const uint16_t *g = (const uint16_t *)x;
+    const uint16_t *g = (const uint16_t *)(const void *)x;
     for (size_t i = n; i-- > 0;) {
-        uint32_t u = (uint32_t)g[i] << 16;
-        memcpy(x + i, &u, sizeof u);
+        float f = weft_bf16_to_f32(g[i]);
+        memcpy(x + i, &f, sizeof f); /* the bytes of halves 2i, 2i+1: not through a float lvalue of g's */
     }
 }
 
