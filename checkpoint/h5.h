@@ -30,9 +30,18 @@ typedef struct weft_h5_tuning {
     int collective;       /* collective data transfers */
     int coll_metadata;    /* collective metadata reads and writes */
     size_t alignment;     /* align objects at least WEFT_H5_ALIGN_MIN long to this (0: off) */
+    size_t meta_block;    /* HDF5's metadata gathered in blocks this long (0: HDF5's 2 KiB); weft_h5_meta_block */
 } weft_h5_tuning;
 /* The smallest object aligned: padding is at most 1/16 of what it pads. */
 #define WEFT_H5_ALIGN_MIN(a) ((hsize_t)(a) * 16)
+
+/* The metadata block for a file of data_bytes of datasets, nobjects of
+ * them, and text_bytes of text attributes: long enough to hold all the
+ * file's metadata in one block at its head, so that a cold open reads it
+ * in one place instead of one disk read per dataset scattered through the
+ * file; at most 1/256 of data_bytes (the unused rest of the block stays in
+ * the file), 0 (HDF5's default) when that is under 4 KiB. */
+size_t weft_h5_meta_block(size_t data_bytes, size_t nobjects, size_t text_bytes);
 
 /* A file access property list: MPI-IO on comm (or sec2 for MPI_COMM_NULL). */
 hid_t weft_h5_fapl(MPI_Comm comm, const weft_h5_tuning *t);

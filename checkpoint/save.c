@@ -134,6 +134,12 @@ int weft_ckpt_root_attrs(hid_t f, const weft_ckpt_meta *m, const weft_ckpt_layou
 
 static int write_file_raw(weft_ckpt *c, const char *tmp);
 
+/* A dataset's bytes in the file (its global shape). */
+static size_t dset_bytes(const weft_ckpt_dset *d)
+{
+    return (size_t)d->shape[0] * (size_t)(d->ndim == 2 ? d->shape[1] : 1) * d->esize;
+}
+
 /* HDF5's calls here are collective MPI-IO the communicators do not see:
  * the watchdog bounds them (collectives/watchdog.h, "Raw MPI"). */
 static int write_file(weft_ckpt *c, const char *tmp)
@@ -148,7 +154,11 @@ static int write_file(weft_ckpt *c, const char *tmp)
 
 static int write_file_raw(weft_ckpt *c, const char *tmp)
 {
-    weft_h5_tuning tune = {0, c->opts.coll_metadata, c->opts.alignment};
+    size_t data = 0;
+    for (int i = 0; i < c->plan.nd; i++)
+        data += dset_bytes(&c->plan.d[i]);
+    weft_h5_tuning tune = {0, c->opts.coll_metadata, c->opts.alignment,
+                           weft_h5_meta_block(data, (size_t)c->plan.nd, strlen(c->config_ini))};
     hid_t fapl = weft_h5_fapl(c->nodefiles ? c->node_mpi : c->mpi, &tune); /* a file per node: the node's */
     weft_fault_at(WEFT_FAULT_SAVE_OPEN, c->meta.step); /* kill_save_open, stall_save_open: the others in MPI-IO */
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
@@ -216,8 +226,7 @@ static size_t file_bytes_estimate(const weft_ckpt *c)
 {
     size_t b = 65536 + strlen(c->config_ini); /* superblock, root attributes */
     for (int i = 0; i < c->plan.nd; i++) {
-        const weft_ckpt_dset *d = &c->plan.d[i];
-        size_t bytes = (size_t)d->shape[0] * (size_t)(d->ndim == 2 ? d->shape[1] : 1) * d->esize;
+        size_t bytes = dset_bytes(&c->plan.d[i]);
         b += bytes + 1024 + (c->opts.alignment > 1 && bytes >= WEFT_H5_ALIGN_MIN(c->opts.alignment)
                              ? c->opts.alignment : 0); /* header, attribute, padding (h5.c) */
     }

@@ -54,7 +54,12 @@ static int put_tensors(hid_t f, const weft_ckpt_state *s)
 static int write_file(const char *tmp, const weft_ckpt_state *s, const weft_ckpt_meta *m, const char *ini,
                       const char *source, const char *prov)
 {
-    weft_h5_tuning tune = {0, 0, 1u << 20}; /* checkpoint.alignment's default */
+    size_t data = sizeof m->rng, text = (ini ? strlen(ini) : 0) + (source ? strlen(source) : 0) +
+                                        (prov ? strlen(prov) : 0);
+    for (int i = 0; i < s->ntensors; i++)
+        data += s->tensors[i].flags & WEFT_TENSOR_TIED_COPY ? 0 : s->tensors[i].numel * sizeof(float);
+    /* checkpoint.alignment's default; the metadata at the head (h5.c) */
+    weft_h5_tuning tune = {0, 0, 1u << 20, weft_h5_meta_block(data, (size_t)s->ntensors + 1, text)};
     hid_t fapl = weft_h5_fapl(MPI_COMM_NULL, &tune);
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
