@@ -73,8 +73,14 @@ static void *writer_main(void *arg)
 {
     weft_ckpt *c = arg;
     /* Below the training threads: where cores are short, the step loop
-     * keeps them and the save takes longer (Linux nices threads alone). */
-    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+     * keeps them and the save takes longer (Linux nices threads alone).
+     * Against a busy nice-0 thread a nice-n one gets about weight(n) /
+     * (1024 + weight(n)) of the core: 9.7% at nice 10, which made steps
+     * during an async save 1.18-1.22x their time; 3.4% at nice 15 made
+     * them 1.04-1.06x, and each save took ~10 s instead of ~3.5 s on the
+     * two saturated cores (bench_ckpt, bench/README.md). Where a core is
+     * idle, or the step loop waits for the save, nice costs nothing. */
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 15);
     pthread_mutex_lock(&c->mu);
     for (;;) {
         while (c->st != PENDING && !c->quit)

@@ -12,7 +12,9 @@
 #     passes (the stored checksums); the same with the state in a device
 #     arena (the cpu device): staged through the device layer with no
 #     device allocation in the save, and loaded
-#     back the GPU's way equal to what was saved;
+#     back the GPU's way equal to what was saved; every object header of
+#     the file in its first 256 KiB (the metadata block, checkpoint/h5.c);
+#     the writer thread at nice 15 (checkpoint/writer.c);
 #   - an injected short write (short_save: half the bytes taken, then no
 #     more), EIO (eio_save) and a lost write (lost_save: reported written,
 #     never in the file; only the read-back sees it) on one rank: exit 74
@@ -45,6 +47,14 @@ pattern() {
     check "$name: weft-ckpt verify passes (the stored checksums)" "$ck" verify "$f"
 }
 pattern 2 tp "TP on 2 ranks"
+# The writer thread below the training threads (checkpoint/writer.c: nice 15)
+check "TP on 2 ranks: the writer thread runs at nice 15" grep -qx "writer threads at nice 15: 1" \
+    "$TMPDIR_TEST/TP on 2 ranks.log"
+# HDF5's metadata in one block at the file's head (h5.c weft_h5_meta_block):
+# every object header within the first 256 KiB of the ~30 MB file, where
+# HDF5's default 2 KiB blocks put them between the datasets (past 9 MB)
+check "TP on 2 ranks: every object header of the file is in its first 256 KiB (h5ls -v: Location)" bash -c \
+    "h5ls -v -r '$TMPDIR_TEST/TP on 2 ranks/step-00000007.h5' | awk '/Location:/ { split(\$2, a, \":\"); n++; if (a[2] + 0 >= 262144) bad++ } END { exit !(n > 10 && !bad) }'"
 pattern 2 zero "ZeRO-1 on 2 ranks"
 pattern 3 zero "ZeRO-1 on 3 ranks"
 pattern 2 tp "TP on 2 ranks, alignment off" --checkpoint.alignment=0

@@ -14,6 +14,10 @@
  * read-back's pieces. Saves step 7 into DIR with weft_ckpt_save_wait and
  * prints "saved" on rank 0; exits 0, or the error's exit code.
  *
+ * After the save rank 0 also prints "writer threads at nice N: K", the
+ * threads of the process at the writer's nice level (checkpoint/writer.c)
+ * while the writer is idle between saves: test_direct.sh expects one at 15.
+ *
  * With `device`, the state lives in an arena of the process's device (the
  * cpu) and says so (weft_ckpt_state.dev): the save stages it through the
  * device layer's copies, events and staging stream (what a GPU's state
@@ -28,6 +32,7 @@
 #include "runtime/device.h"
 #include "runtime/error.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +109,33 @@ static int reload(const weft_ckpt_layout *l, const weft_ckpt_state *st, const ch
     return rc;
 }
 
+/* Threads of this process whose nice value (field 19 of
+ * /proc/self/task/T/stat) is nice. */
+static int threads_at_nice(int nice)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int n = 0;
+    while (d && (e = readdir(d)) != NULL) {
+        char path[300], buf[1024];
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        FILE *f = e->d_name[0] != '.' ? fopen(path, "r") : NULL;
+        size_t got = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        if (f)
+            fclose(f);
+        buf[got] = 0;
+        char *p = strrchr(buf, ')'); /* the name may hold spaces; the fields follow it */
+        int v, field = 3;           /* p: the space before field 3 */
+        for (p = p ? strchr(p, ' ') : NULL; p && field < 19; field++)
+            p = strchr(p + 1, ' ');
+        if (p && sscanf(p, "%d", &v) == 1 && v == nice)
+            n++;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
 int main(int argc, char **argv)
 {
     weft_ctx *ctx;
@@ -166,6 +198,8 @@ int main(int argc, char **argv)
     if (rc == 0 && dev && weft_device_allocs_after_start(dev) != 0)
         rc = weft_error(WEFT_EINTERNAL, "a save made %ld device allocations (staging is allocated at start)",
                         weft_device_allocs_after_start(dev));
+    if (rc == 0 && rank == 0)
+        printf("writer threads at nice 15: %d\n", threads_at_nice(15));
     int rc2 = weft_ckpt_close(c);
     rc = rc ? rc : rc2;
     if (rc == 0 && rank == 0)
