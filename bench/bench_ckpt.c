@@ -527,16 +527,15 @@ static int run(bench *b, int nsteps)
 int main(int argc, char **argv)
 {
     static const weft_config_key *const keys[] = {WEFT_TRAINER_CONFIG_KEYS, NULL};
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: mpirun -np 2 bench_ckpt [--dir DIR] [--local DIR] [--tiers-only 1] [--steps N]\n"
-                   "                  [--model 48m|124m] [--checkpoint.KEY=VALUE ...]\n"
-                   "What a checkpoint costs the training loop (save, stall, load, step time, two tiers), each\n"
-                   "figure beside a reference measured in the same run (memcpy, dd + fsync, a raw read).\n"
-                   "BENCH_CKPT_VERBOSE=1 prints each sync save's phases. bench/README.md explains the rows;\n"
-                   "bench/ckpt_nodes.sh runs it on three network-namespace nodes.\n");
-            return 0;
-        }
+    if (weft_cli_wants_help(argc, argv)) {
+        printf("usage: mpirun -np 2 bench_ckpt [--dir DIR] [--local DIR] [--tiers-only 1] [--steps N]\n"
+               "                  [--model 48m|124m] [--checkpoint.KEY=VALUE ...]\n"
+               "What a checkpoint costs the training loop (save, stall, load, step time, two tiers), each\n"
+               "figure beside a reference measured in the same run (memcpy, dd + fsync, a raw read).\n"
+               "BENCH_CKPT_VERBOSE=1 prints each sync save's phases. bench/README.md explains the rows;\n"
+               "bench/ckpt_nodes.sh runs it on three network-namespace nodes.\n");
+        return 0;
+    }
     weft_ctx *ctx;
     int rc = weft_init(&argc, argv, keys, &ctx);
     if (rc)
@@ -544,25 +543,39 @@ int main(int argc, char **argv)
     bench b = {.ctx = ctx};
     snprintf(b.dir, sizeof b.dir, "build/bench-data/ckpt");
     snprintf(b.local, sizeof b.local, "build/bench-data/ckpt-local");
-    int nsteps = 4;
-    for (int i = 1; i < argc; i++) { /* --opt value or --opt=value */
-        const char *eq = strchr(argv[i], '='), *val = eq ? eq + 1 : i + 1 < argc ? argv[i + 1] : "";
-        size_t n = eq ? (size_t)(eq - argv[i]) : strlen(argv[i]);
-        int used = 1;
-        if (n == 5 && strncmp(argv[i], "--dir", n) == 0)
-            snprintf(b.dir, sizeof b.dir, "%s", val);
-        else if (n == 7 && strncmp(argv[i], "--local", n) == 0)
-            snprintf(b.local, sizeof b.local, "%s", val);
-        else if (n == 7 && strncmp(argv[i], "--model", n) == 0)
-            big = strcmp(val, "124m") == 0;
-        else if (n == 7 && strncmp(argv[i], "--steps", n) == 0)
-            nsteps = atoi(val) > 0 ? atoi(val) : 4;
-        else if (n == 12 && strncmp(argv[i], "--tiers-only", n) == 0)
-            tiers_only = atoi(val) != 0;
+    static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
+                                         {"local", required_argument, NULL, 'l'},
+                                         {"model", required_argument, NULL, 'm'},
+                                         {"steps", required_argument, NULL, 's'},
+                                         {"tiers-only", required_argument, NULL, 't'},
+                                         {NULL, 0, NULL, 0}};
+    weft_cli cli;
+    weft_cli_init(&cli, "bench_ckpt", argc, argv, opts, ctx->rank ? WEFT_CLI_QUIET : 0);
+    long long steps = 4, tiers = 0;
+    for (int c; rc == 0 && (c = weft_cli_next(&cli)) != WEFT_CLI_END;) {
+        if (c == 'd')
+            snprintf(b.dir, sizeof b.dir, "%s", cli.arg);
+        else if (c == 'l')
+            snprintf(b.local, sizeof b.local, "%s", cli.arg);
+        else if (c == 'm' && (strcmp(cli.arg, "48m") == 0 || strcmp(cli.arg, "124m") == 0))
+            big = strcmp(cli.arg, "124m") == 0;
+        else if (c == 'm')
+            rc = weft_cli_bad_value(&cli, "48m or 124m");
+        else if (c == 's')
+            rc = weft_cli_long(&cli, 1, 1000000, &steps);
+        else if (c == 't')
+            rc = weft_cli_long(&cli, 0, 1, &tiers);
         else
-            used = 0;
-        i += used && !eq;
+            rc = WEFT_EXIT_USAGE;
     }
+    if (rc == 0)
+        rc = weft_cli_operands(&cli, 0, 0, "no operands");
+    if (rc) {
+        weft_finalize(ctx);
+        return WEFT_EXIT_USAGE;
+    }
+    int nsteps = (int)steps;
+    tiers_only = (int)tiers;
     if (big)
         V = 50257;
     mkdir("build/bench-data", 0750);

@@ -124,42 +124,36 @@ int main(int argc, char **argv)
 {
     weft_ctx *ctx;
     const weft_config_key *const keys[] = {weft_comm_config_keys, NULL};
-    double layer_mb = 3.0; /* a block of bench-cpu.ini's GPT-2: 12 C^2 + 13 C floats, C 256 */
-    int reps = 9;
-    for (int i = 1; i < argc; i++) { /* our own options, taken out before weft_init sees the rest */
-        const char *v = NULL;
-        int take = 0;
-        if (!strncmp(argv[i], "--layer-mb", 10) || !strncmp(argv[i], "--reps", 6)) {
-            const char *eq = strchr(argv[i], '=');
-            v = eq ? eq + 1 : i + 1 < argc ? argv[i + 1] : NULL;
-            take = eq ? 1 : 2;
-        } else if (!strcmp(argv[i], "--help")) {
-            printf("usage: mpirun -np N bench_gather [--layer-mb M] [--reps N] [--comm.backend=shm|mpi|...]\n");
-            return 0;
-        }
-        if (!take)
-            continue;
-        if (!v || atof(v) <= 0) {
-            fprintf(stderr, "bench_gather: %s needs a positive number\n", argv[i]);
-            return 64;
-        }
-        if (argv[i][2] == 'l')
-            layer_mb = atof(v);
-        else
-            reps = atoi(v) < 64 ? atoi(v) : 63;
-        memmove(&argv[i], &argv[i + take], (size_t)(argc - i - take + 1) * sizeof *argv);
-        argc -= take;
-        i--;
+    if (weft_cli_wants_help(argc, argv)) {
+        printf("usage: mpirun -np N bench_gather [--layer-mb M] [--reps N] [--comm.backend=shm|mpi|...]\n"
+               "Does a ZeRO-3 layer gather (M MB per layer, default 3) move while the ranks compute? N\n"
+               "repetitions (default 9, at most 63). bench/README.md explains the rows.\n");
+        return 0;
     }
     int rc = weft_init(&argc, argv, keys, &ctx);
     if (rc)
         return weft_exit_code(rc);
+    static const struct option opts[] = {{"layer-mb", required_argument, NULL, 'l'},
+                                         {"reps", required_argument, NULL, 'r'}, {NULL, 0, NULL, 0}};
+    weft_cli cli;
+    weft_cli_init(&cli, "bench_gather", argc, argv, opts, ctx->rank ? WEFT_CLI_QUIET : 0);
+    double layer_mb = 3.0; /* a block of bench-cpu.ini's GPT-2: 12 C^2 + 13 C floats, C 256 */
+    long long reps = 9;
+    for (int c; rc == 0 && (c = weft_cli_next(&cli)) != WEFT_CLI_END;)
+        rc = c == 'l' ? weft_cli_double(&cli, 0.001, 1e6, &layer_mb)
+           : c == 'r' ? weft_cli_long(&cli, 1, 63, &reps) : WEFT_EXIT_USAGE;
+    if (rc == 0)
+        rc = weft_cli_operands(&cli, 0, 0, "no operands");
+    if (rc) {
+        weft_finalize(ctx);
+        return WEFT_EXIT_USAGE;
+    }
     weft_kernels_init(1);
     weft_comm_opts o;
     weft_comm_opts_from_config(ctx->config, &o);
     weft_comm *c;
     rc = weft_comm_world(ctx, &o, &c);
-    rc = rc ? rc : run(ctx, c, layer_mb, reps);
+    rc = rc ? rc : run(ctx, c, layer_mb, (int)reps);
     if (rc)
         fprintf(stderr, "bench_gather: %s\n", weft_last_error());
     weft_comm_free(c);

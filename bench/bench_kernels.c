@@ -21,6 +21,8 @@
  */
 #include "kernels/kernels.h"
 #include "kernels/vexp.h"
+#include "runtime/cli.h"
+#include "runtime/error.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -151,25 +153,27 @@ static void xent_libm_backward(float *d, const float *logits, const double *lse,
 int main(int argc, char **argv)
 {
     int B = 8, T = 256, C = 256, NH = 4, V = 8192, L = 4;
-    if (argc > 1 && strcmp(argv[1], "--cpu-time") == 0) {
-        cpu_time = 1;
-        argc--, argv++;
-    }
-    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    if (weft_cli_wants_help(argc, argv)) {
         printf("usage: bench_kernels [--cpu-time] [B T C NH V L]  (see the top of bench/bench_kernels.c)\n");
         return 0;
     }
-    if (argc == 7) {
-        B = atoi(argv[1]); T = atoi(argv[2]); C = atoi(argv[3]);
-        NH = atoi(argv[4]); V = atoi(argv[5]); L = atoi(argv[6]);
-    } else if (argc != 1) {
-        fprintf(stderr, "usage: bench_kernels [--cpu-time] [B T C NH V L]\n");
-        return 64;
+    static const struct option opts[] = {{"cpu-time", no_argument, NULL, 'c'}, {NULL, 0, NULL, 0}};
+    weft_cli cli;
+    weft_cli_init(&cli, "bench_kernels", argc, argv, opts, 0);
+    for (int c; (c = weft_cli_next(&cli)) != WEFT_CLI_END;) {
+        if (c != 'c')
+            return WEFT_EXIT_USAGE;
+        cpu_time = 1;
     }
-    if (B < 1 || T < 1 || NH < 1 || C % NH || V < 1 || L < 1) {
-        fprintf(stderr, "bench_kernels: bad shape (C must be a multiple of NH)\n");
-        return 64;
+    if (cli.nops != 0 && cli.nops != 6)
+        return weft_cli_error(&cli, "expected no operands or all six of B T C NH V L");
+    if (cli.nops == 6) {
+        B = atoi(cli.ops[0]); T = atoi(cli.ops[1]); C = atoi(cli.ops[2]);
+        NH = atoi(cli.ops[3]); V = atoi(cli.ops[4]); L = atoi(cli.ops[5]);
     }
+    if (B < 1 || T < 1 || NH < 1 || C % NH || V < 1 || L < 1)
+        return weft_cli_error(&cli, "bad shape B %d T %d C %d NH %d V %d L %d (each positive, C a multiple of NH)",
+                              B, T, C, NH, V, L);
     weft_kernels_init(1);
     const int N = B * T, hs = C / NH;
     printf("bench_kernels: B %d T %d C %d NH %d V %d (L %d for the step), 1 BLAS thread%s\n",

@@ -206,17 +206,32 @@ static int run(weft_ctx *ctx, int steps)
 
 int main(int argc, char **argv)
 {
+    if (weft_cli_wants_help(argc, argv)) {
+        printf("usage: mpirun -np 4 bench_pipeline [--steps N]\n"
+               "Pipeline bubbles and activation memory per (stages, micro-batches), 1F1B and GPipe, beside\n"
+               "the theory; then tokens/s of one GPT with dp 2, tp 2, pp 2 on ranks 0-1. N timed steps\n"
+               "(default 5). bench/README.md explains the rows.\n");
+        return 0;
+    }
     weft_ctx *ctx;
     const weft_config_key *const keys[] = {NULL};
     int rc = weft_init(&argc, argv, keys, &ctx);
     if (rc)
         return weft_exit_code(rc);
-    int steps = 5;
-    for (int i = 1; i + 1 < argc; i++)
-        if (strcmp(argv[i], "--steps") == 0)
-            steps = atoi(argv[++i]);
+    static const struct option opts[] = {{"steps", required_argument, NULL, 's'}, {NULL, 0, NULL, 0}};
+    weft_cli cli;
+    weft_cli_init(&cli, "bench_pipeline", argc, argv, opts, ctx->rank ? WEFT_CLI_QUIET : 0);
+    long long steps = 5;
+    for (int c; rc == 0 && (c = weft_cli_next(&cli)) != WEFT_CLI_END;)
+        rc = c == 's' ? weft_cli_long(&cli, 1, 1000000, &steps) : WEFT_EXIT_USAGE;
+    if (rc == 0)
+        rc = weft_cli_operands(&cli, 0, 0, "no operands");
+    if (rc) {
+        weft_finalize(ctx);
+        return WEFT_EXIT_USAGE;
+    }
     weft_kernels_init(1);
-    rc = run(ctx, steps);
+    rc = run(ctx, (int)steps);
     if (rc)
         WEFT_ERROR("bench_pipeline: %s", weft_last_error());
     weft_finalize(ctx);

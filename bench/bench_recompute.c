@@ -65,10 +65,24 @@ int main(int argc, char **argv)
         WEFT_CONFIG_END,
     };
     const weft_config_key *const keys[] = {weft_model_config_keys, WEFT_TRAINER_CONFIG_KEYS, bench_keys, NULL};
+    if (weft_cli_wants_help(argc, argv)) {
+        printf("usage: mpirun -np 1 bench_recompute --data.path=DIR [--model.KEY=VALUE ...] [--train.KEY=VALUE ...]\n"
+               "                [--bench.steps=N]\n"
+               "train.recompute = none beside block, stepped in turn in one process: median step times,\n"
+               "their ratio, and the activation bytes each holds. Every key of weft-train applies.\n");
+        return 0;
+    }
     weft_ctx *ctx;
     int rc = weft_init(&argc, argv, keys, &ctx);
     if (rc)
         return weft_exit_code(rc);
+    static const struct option none[] = {{NULL, 0, NULL, 0}};
+    weft_cli cli;
+    weft_cli_init(&cli, "bench_recompute", argc, argv, none, ctx->rank ? WEFT_CLI_QUIET : 0);
+    if (weft_cli_next(&cli) != WEFT_CLI_END || weft_cli_operands(&cli, 0, 0, "no operands")) {
+        weft_finalize(ctx);
+        return WEFT_EXIT_USAGE;
+    }
     int steps = (int)weft_config_int(ctx->config, "bench.steps");
     arm arms[2] = {{.mode = "none"}, {.mode = "block"}};
     for (int i = 0; rc == 0 && i < 2; i++)

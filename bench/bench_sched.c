@@ -70,11 +70,24 @@ static double time_report(weft_ctx *ctx, weft_sched *s, int floor, double *t)
 
 int main(int argc, char **argv)
 {
+    if (weft_cli_wants_help(argc, argv)) {
+        printf("usage: mpirun -np 2 bench_sched [--comm.KEY=VALUE ...] [--sched.KEY=VALUE ...]\n"
+               "The per-step stop agreement beside MPI_Allreduce of one int, and rank 0's per-step report\n"
+               "beside a clock read and a mutex: what scheduler integration costs a step.\n");
+        return 0;
+    }
     weft_ctx *ctx;
     const weft_config_key *const keys[] = {weft_comm_config_keys, weft_sched_config_keys, NULL};
     int rc = weft_init(&argc, argv, keys, &ctx);
     if (rc)
         return weft_exit_code(rc);
+    static const struct option none[] = {{NULL, 0, NULL, 0}};
+    weft_cli cli;
+    weft_cli_init(&cli, "bench_sched", argc, argv, none, ctx->rank ? WEFT_CLI_QUIET : 0);
+    if (weft_cli_next(&cli) != WEFT_CLI_END || weft_cli_operands(&cli, 0, 0, "no operands")) {
+        weft_finalize(ctx);
+        return WEFT_EXIT_USAGE;
+    }
     weft_comm_opts o;
     weft_comm_opts_from_config(ctx->config, &o);
     weft_comm *c;

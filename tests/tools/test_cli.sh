@@ -1,7 +1,7 @@
 #!/bin/bash
 # test_cli.sh -- every program's command line (runtime/cli.h, weft-train
 # aside): --help exits 0 with the usage; an unknown option exits 64 naming
-# it and pointing at --help; "--opt value" and "--opt=value" give the same
+# it and pointing at --help (the benchmarks: naming it); "--opt value" and "--opt=value" give the same
 # result; options work after the operands; configuration overrides keep
 # working between options. Each tool's results are compared across the
 # spellings (dataset hashes, merged traces, exported files, bench rows).
@@ -18,6 +18,16 @@ for tool in weft-data weft-ckpt weft-info weft-bench weft-plot weft-report weft-
     grep -q "$tool: unknown option '--no-such-option'" <<<"$LAST_OUT" && grep -q -- "--help" <<<"$LAST_OUT" \
         && ok "  ... naming the option and pointing at --help" \
         || not_ok "  ... naming the option and pointing at --help" "$LAST_OUT"
+done
+
+# ---- every benchmark: --help, unknown options (nothing is measured) -----------------
+BB="$WEFT_ROOT/$BUILD/bench"
+for b in bench_allreduce bench_ckpt bench_durable bench_gather bench_kernels bench_loader bench_pipeline \
+         bench_recompute bench_sched bench_tokenizer bench_train; do
+    expect_exit 0 "$b --help exits 0" "$BB/$b" --help
+    grep -q '^usage: ' <<<"$LAST_OUT" && ok "  ... and prints the usage" || not_ok "  ... and prints the usage" "$LAST_OUT"
+    expect_exit 64 "$b --no-such-option exits 64" "$BB/$b" --no-such-option
+    grep -q -- "no-such-option" <<<"$LAST_OUT" && ok "  ... naming the option" || not_ok "  ... naming the option" "$LAST_OUT"
 done
 
 # ---- weft-data --------------------------------------------------------------------
