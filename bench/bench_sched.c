@@ -81,10 +81,9 @@ int main(int argc, char **argv)
     int rc = weft_init(&argc, argv, keys, &ctx);
     if (rc)
         return weft_exit_code(rc);
-    static const struct option none[] = {{NULL, 0, NULL, 0}};
     weft_cli cli;
-    weft_cli_init(&cli, "bench_sched", argc, argv, none, ctx->rank ? WEFT_CLI_QUIET : 0);
-    if (weft_cli_next(&cli) != WEFT_CLI_END || weft_cli_operands(&cli, 0, 0, "no operands")) {
+    if (weft_cli_operands_only(&cli, "bench_sched", argc, argv, ctx->rank ? WEFT_CLI_QUIET : 0, 0, 0,
+                               "no operands")) {
         weft_finalize(ctx);
         return WEFT_EXIT_USAGE;
     }

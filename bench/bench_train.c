@@ -242,10 +242,8 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
-    static const struct option none[] = {{NULL, 0, NULL, 0}};
     weft_cli cli;
-    weft_cli_init(&cli, "bench_train", argc, argv, none, 0);
-    if (weft_cli_next(&cli) != WEFT_CLI_END || weft_cli_operands(&cli, 0, 2, "[STEPS] [zero]"))
+    if (weft_cli_operands_only(&cli, "bench_train", argc, argv, 0, 0, 2, "[STEPS] [zero]"))
         return WEFT_EXIT_USAGE;
     int steps = cli.nops > 0 ? atoi(cli.ops[0]) : 12, zero = cli.nops > 1 && strcmp(cli.ops[1], "zero") == 0;
     if (steps < 1 || (cli.nops > 1 && !zero))

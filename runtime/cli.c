@@ -192,6 +192,16 @@ int weft_cli_operands(weft_cli *cli, int min, int max, const char *what)
     return 0;
 }
 
+int weft_cli_operands_only(weft_cli *cli, const char *prog, int argc, char **argv, int flags, int min, int max,
+                           const char *what)
+{
+    static const struct option none[] = {{NULL, 0, NULL, 0}};
+    weft_cli_init(cli, prog, argc, argv, none, flags);
+    if (weft_cli_next(cli) != WEFT_CLI_END)
+        return WEFT_EXIT_USAGE; /* the message is printed */
+    return weft_cli_operands(cli, min, max, what);
+}
+
 int weft_cli_long(weft_cli *cli, long long min, long long max, long long *out)
 {
     const char *s = cli->arg ? cli->arg : "";

@@ -68,6 +68,13 @@ WEFT_API int weft_cli_next(weft_cli *cli);
  * limit), else prints "PROG: expected WHAT" and returns WEFT_EXIT_USAGE. */
 WEFT_API int weft_cli_operands(weft_cli *cli, int min, int max, const char *what);
 
+/* For a program with no options of its own (configuration arguments aside,
+ * taken out first): scans argv, rejecting any option, and checks that there
+ * are min..max operands (max < 0: no limit), then in cli->ops. 0, or
+ * WEFT_EXIT_USAGE with the message printed. */
+WEFT_API int weft_cli_operands_only(weft_cli *cli, const char *prog, int argc, char **argv, int flags, int min,
+                                    int max, const char *what);
+
 /* The current option's value as an integer / a finite number in [min, max];
  * else prints "PROG: --iters 'x': expected an integer in [1, 1000]" and
  * returns WEFT_EXIT_USAGE. */

@@ -201,6 +201,36 @@ static void test_values_and_operands(void **state)
     assert_non_null(strstr(err, "prog: expected three or more"));
 }
 
+/* A program without options of its own: operands counted, any option refused. */
+static void test_operands_only(void **state)
+{
+    (void)state;
+    static char a0[] = "bench", a1[] = "12", a2[] = "zero", a3[] = "--steps", a4[] = "3";
+    char *ok_argv[] = {a0, a1, a2, NULL}, *bad_argv[] = {a0, a1, a3, a4, NULL};
+    weft_cli cli;
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *tmp = tmpfile();
+    dup2(fileno(tmp), 2);
+
+    assert_int_equal(weft_cli_operands_only(&cli, "bench", 3, ok_argv, 0, 0, 2, "[STEPS] [zero]"), 0);
+    assert_int_equal(cli.nops, 2);
+    assert_string_equal(cli.ops[0], "12");
+    assert_string_equal(cli.ops[1], "zero");
+    assert_int_equal(weft_cli_operands_only(&cli, "bench", 3, ok_argv, 0, 0, 1, "[STEPS]"), WEFT_EXIT_USAGE);
+    assert_int_equal(weft_cli_operands_only(&cli, "bench", 4, bad_argv, 0, 0, 2, "[STEPS] [zero]"), WEFT_EXIT_USAGE);
+
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char err[2048];
+    rewind(tmp);
+    err[fread(err, 1, sizeof err - 1, tmp)] = '\0';
+    fclose(tmp);
+    assert_non_null(strstr(err, "bench: unexpected operand 'zero' (expected [STEPS])"));
+    assert_non_null(strstr(err, "bench: unknown option '--steps'"));
+}
+
 static void test_has(void **state)
 {
     (void)state;
@@ -221,6 +251,7 @@ int main(void)
         cmocka_unit_test(test_command_mode),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_values_and_operands),
+        cmocka_unit_test(test_operands_only),
         cmocka_unit_test(test_has),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
