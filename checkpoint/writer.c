@@ -78,8 +78,10 @@ static void *writer_main(void *arg)
      * (1024 + weight(n)) of the core: 9.7% at nice 10, which made steps
      * during an async save 1.18-1.22x their time; 3.4% at nice 15 made
      * them 1.04-1.06x, and each save took ~10 s instead of ~3.5 s on the
-     * two saturated cores (bench_ckpt, bench/README.md). Where a core is
-     * idle, or the step loop waits for the save, nice costs nothing. */
+     * two saturated cores (bench_ckpt, bench/README.md). The price there:
+     * a sync save took ~20% longer (ranks done first spin in the next
+     * collective and the writer yields to them). Where a core is idle,
+     * nice costs nothing. */
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 15);
     pthread_mutex_lock(&c->mu);
     for (;;) {
