@@ -137,11 +137,6 @@ int weft_ckpt_nodes_setup(weft_ckpt *c, int rc)
 
 /* --- in a save ------------------------------------------------------------- */
 
-static size_t dset_bytes(const weft_ckpt_dset *d)
-{
-    return (size_t)d->shape[0] * (size_t)(d->ndim == 2 ? d->shape[1] : 1) * d->esize;
-}
-
 
 int weft_ckpt_nodes_attrs(weft_ckpt *c, hid_t f)
 {
@@ -178,8 +173,8 @@ int weft_ckpt_nodes_offsets(weft_ckpt *c, int rc)
      * end of allocation only when it closes). */
     size_t end = 0;
     for (int i = 0; i < nd; i++)
-        if (c->offs[i] + dset_bytes(&c->plan.d[i]) > end)
-            end = c->offs[i] + dset_bytes(&c->plan.d[i]);
+        if (c->offs[i] + weft_ckpt_dset_bytes(&c->plan.d[i]) > end)
+            end = c->offs[i] + weft_ckpt_dset_bytes(&c->plan.d[i]);
     struct stat sb;
     if (e == 0 && rc == 0 && c->leader && c->fd >= 0 && fstat(c->fd, &sb) == 0 && (size_t)sb.st_size < end &&
         ftruncate(c->fd, (off_t)end) != 0)
@@ -260,7 +255,7 @@ static int whole_hashes(weft_ckpt *c, const char *tmp)
     for (int i = 0; rc == 0 && i < c->plan.nd; i++) {
         if (i % c->size != c->rank)
             continue;
-        int e = weft_ckpt_pread_hash(fd, c->offs[i], dset_bytes(&c->plan.d[i]), c->scratch, SCRATCH_BYTES,
+        int e = weft_ckpt_pread_hash(fd, c->offs[i], weft_ckpt_dset_bytes(&c->plan.d[i]), c->scratch, SCRATCH_BYTES,
                                      &c->hashes[i]);
         if (e)
             rc = weft_error(WEFT_EIO, "checkpoint drain: %s: cannot read it from %s: %s", c->plan.d[i].path, tmp,
@@ -416,7 +411,8 @@ static int load_part(weft_ckpt *c, const char *path)
     }
     for (int i = lr; rc == 0 && !e && i < c->plan.nd; i += ln) {
         uint64_t have;
-        e = weft_ckpt_pread_hash(fd, c->offs[i], dset_bytes(&c->plan.d[i]), c->scratch, SCRATCH_BYTES, &have);
+        e = weft_ckpt_pread_hash(fd, c->offs[i], weft_ckpt_dset_bytes(&c->plan.d[i]), c->scratch, SCRATCH_BYTES,
+                                 &have);
         if (!e && have != c->hashes[i])
             rc = weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s' fails its checksum: the node's file is corrupt",
                             path, c->plan.d[i].path);

@@ -260,7 +260,7 @@ static int assign_hashers(MPI_Comm comm, weft_ckpt_plan *p)
     MPI_Allreduce(MPI_IN_PLACE, h, p->nd, MPI_INT, MPI_MAX, comm);
     for (int i = 0; i < p->nd; i++) {
         const weft_ckpt_dset *d = &p->d[i];
-        split[i] = h[i] ? 0 : (size_t)d->shape[0] * (size_t)(d->ndim == 2 ? d->shape[1] : 1) * d->esize;
+        split[i] = h[i] ? 0 : weft_ckpt_dset_bytes(d);
     }
     weft_ckpt_assign_by_bytes(split, NULL, p->nd, size, owner);
     for (int i = 0; i < p->nd; i++)
@@ -465,6 +465,11 @@ int weft_ckpt_plan_build(MPI_Comm comm, MPI_Comm node, const weft_ckpt_layout *l
     if (rc)
         weft_ckpt_plan_free(p);
     return rc;
+}
+
+size_t weft_ckpt_dset_bytes(const weft_ckpt_dset *d)
+{
+    return (size_t)d->shape[0] * (size_t)(d->ndim == 2 ? d->shape[1] : 1) * d->esize;
 }
 
 void weft_ckpt_plan_free(weft_ckpt_plan *p)

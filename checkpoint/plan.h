@@ -87,6 +87,9 @@ int weft_ckpt_plan_build(MPI_Comm comm, MPI_Comm node, const weft_ckpt_layout *l
                          size_t loader_len, weft_ckpt_plan *p);
 void weft_ckpt_plan_free(weft_ckpt_plan *p);
 
+/* A dataset's bytes in the file: its global shape, all ranks' parts. */
+size_t weft_ckpt_dset_bytes(const weft_ckpt_dset *d);
+
 /* Which rank does a per-dataset job -- a save's checksum, a load's
  * verification -- for each of n datasets of bytes[i] bytes: among the ranks
  * that hold all of dataset i in memory (held[r * n + i] != 0, rank-major as an allgather leaves it; held NULL:

@@ -134,12 +134,6 @@ int weft_ckpt_root_attrs(hid_t f, const weft_ckpt_meta *m, const weft_ckpt_layou
 
 static int write_file_raw(weft_ckpt *c, const char *tmp);
 
-/* A dataset's bytes in the file (its global shape). */
-static size_t dset_bytes(const weft_ckpt_dset *d)
-{
-    return (size_t)d->shape[0] * (size_t)(d->ndim == 2 ? d->shape[1] : 1) * d->esize;
-}
-
 /* HDF5's calls here are collective MPI-IO the communicators do not see:
  * the watchdog bounds them (collectives/watchdog.h, "Raw MPI"). */
 static int write_file(weft_ckpt *c, const char *tmp)
@@ -156,7 +150,7 @@ static int write_file_raw(weft_ckpt *c, const char *tmp)
 {
     size_t data = 0;
     for (int i = 0; i < c->plan.nd; i++)
-        data += dset_bytes(&c->plan.d[i]);
+        data += weft_ckpt_dset_bytes(&c->plan.d[i]);
     weft_h5_tuning tune = {0, c->opts.coll_metadata, c->opts.alignment,
                            weft_h5_meta_block(data, (size_t)c->plan.nd, strlen(c->config_ini))};
     hid_t fapl = weft_h5_fapl(c->nodefiles ? c->node_mpi : c->mpi, &tune); /* a file per node: the node's */
@@ -226,7 +220,7 @@ static size_t file_bytes_estimate(const weft_ckpt *c)
 {
     size_t b = 65536 + strlen(c->config_ini); /* superblock, root attributes */
     for (int i = 0; i < c->plan.nd; i++) {
-        size_t bytes = dset_bytes(&c->plan.d[i]);
+        size_t bytes = weft_ckpt_dset_bytes(&c->plan.d[i]);
         b += bytes + 1024 + (c->opts.alignment > 1 && bytes >= WEFT_H5_ALIGN_MIN(c->opts.alignment)
                              ? c->opts.alignment : 0); /* header, attribute, padding (h5.c) */
     }

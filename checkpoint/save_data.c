@@ -296,7 +296,7 @@ static int hash_split(weft_ckpt *c, const char *tmp)
         if (fd == c->fd && c->multinode && (fd = open(tmp, O_RDONLY | O_CLOEXEC)) < 0)
             return weft_error(WEFT_EIO, "checkpoint: cannot open %s: %s", tmp, strerror(errno));
         haddr_t base = H5Dget_offset(c->dsets[i]);
-        size_t bytes = (size_t)d->shape[0] * (size_t)(d->ndim == 2 ? d->shape[1] : 1) * d->esize;
+        size_t bytes = weft_ckpt_dset_bytes(d);
         c->stats.bytes_reread += bytes;
         int e = base == HADDR_UNDEF ? EINVAL
                                     : weft_ckpt_pread_hash(fd, (size_t)base, bytes, c->scratch, SCRATCH_BYTES,

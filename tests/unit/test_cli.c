@@ -30,6 +30,32 @@ static const struct option opts[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* stderr into a temporary file between capture_begin and capture_end,
+ * which puts stderr back and returns what was written (in err, n bytes). */
+typedef struct {
+    int saved;
+    FILE *tmp;
+} capture;
+
+static capture capture_begin(void)
+{
+    fflush(stderr);
+    capture k = {dup(2), tmpfile()};
+    assert_non_null(k.tmp);
+    dup2(fileno(k.tmp), 2);
+    return k;
+}
+
+static void capture_end(capture k, char *err, size_t n)
+{
+    fflush(stderr);
+    dup2(k.saved, 2);
+    close(k.saved);
+    rewind(k.tmp);
+    err[fread(err, 1, n - 1, k.tmp)] = '\0';
+    fclose(k.tmp);
+}
+
 /* What one parse saw: options as "o=ds,force,tol=0.5", the operands, the
  * last answer (WEFT_CLI_END or WEFT_CLI_ERROR) and what went to stderr. */
 typedef struct {
@@ -50,11 +76,7 @@ static parse run(int flags, int argc, ...)
 
     parse p;
     memset(&p, 0, sizeof p);
-    fflush(stderr);
-    int saved = dup(2);
-    FILE *tmp = tmpfile();
-    assert_non_null(tmp);
-    dup2(fileno(tmp), 2);
+    capture k = capture_begin();
 
     weft_cli cli;
     int c;
@@ -72,13 +94,7 @@ static parse run(int flags, int argc, ...)
         snprintf(p.ops + n, sizeof p.ops - n, "%s%s", i ? " " : "", cli.ops[i]);
     }
 
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    rewind(tmp);
-    size_t got = fread(p.err, 1, sizeof p.err - 1, tmp);
-    p.err[got] = '\0';
-    fclose(tmp);
+    capture_end(k, p.err, sizeof p.err);
     return p;
 }
 
@@ -164,10 +180,7 @@ static void test_values_and_operands(void **state)
     weft_cli cli;
     long long n;
     double d;
-    fflush(stderr);
-    int saved = dup(2);
-    FILE *tmp = tmpfile();
-    dup2(fileno(tmp), 2);
+    capture k = capture_begin();
 
     weft_cli_init(&cli, "prog", 5, argv, opts, 0);
     assert_int_equal(weft_cli_next(&cli), OPT_TOL);
@@ -188,13 +201,8 @@ static void test_values_and_operands(void **state)
     assert_int_equal(weft_cli_operands(&cli, 1, 1, "one FILE"), WEFT_EXIT_USAGE);
     assert_int_equal(weft_cli_operands(&cli, 3, -1, "three or more"), WEFT_EXIT_USAGE);
 
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
     char err[2048];
-    rewind(tmp);
-    err[fread(err, 1, sizeof err - 1, tmp)] = '\0';
-    fclose(tmp);
+    capture_end(k, err, sizeof err);
     assert_non_null(strstr(err, "prog: --tol 'abc': expected an integer in [0, 10]"));
     assert_non_null(strstr(err, "prog: --tol 'abc': expected a number in [0, 1]"));
     assert_non_null(strstr(err, "prog: unexpected operand 'y' (expected one FILE)"));
@@ -208,10 +216,7 @@ static void test_operands_only(void **state)
     static char a0[] = "bench", a1[] = "12", a2[] = "zero", a3[] = "--steps", a4[] = "3";
     char *ok_argv[] = {a0, a1, a2, NULL}, *bad_argv[] = {a0, a1, a3, a4, NULL};
     weft_cli cli;
-    fflush(stderr);
-    int saved = dup(2);
-    FILE *tmp = tmpfile();
-    dup2(fileno(tmp), 2);
+    capture k = capture_begin();
 
     assert_int_equal(weft_cli_operands_only(&cli, "bench", 3, ok_argv, 0, 0, 2, "[STEPS] [zero]"), 0);
     assert_int_equal(cli.nops, 2);
@@ -220,13 +225,8 @@ static void test_operands_only(void **state)
     assert_int_equal(weft_cli_operands_only(&cli, "bench", 3, ok_argv, 0, 0, 1, "[STEPS]"), WEFT_EXIT_USAGE);
     assert_int_equal(weft_cli_operands_only(&cli, "bench", 4, bad_argv, 0, 0, 2, "[STEPS] [zero]"), WEFT_EXIT_USAGE);
 
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
     char err[2048];
-    rewind(tmp);
-    err[fread(err, 1, sizeof err - 1, tmp)] = '\0';
-    fclose(tmp);
+    capture_end(k, err, sizeof err);
     assert_non_null(strstr(err, "bench: unexpected operand 'zero' (expected [STEPS])"));
     assert_non_null(strstr(err, "bench: unknown option '--steps'"));
 }
