@@ -4,6 +4,7 @@
  * unions, attributes and dataset checksums.
  */
 #include "checkpoint/h5.h"
+#include "checkpoint/sum.h"
 #include "runtime/error.h"
 
 #include <pthread.h>
@@ -262,7 +263,7 @@ int weft_h5_shape(hid_t dset, const char *path, int *ndim, int64_t shape[2])
 
 uint64_t weft_h5_hash(const void *data, size_t bytes) { return XXH3_64bits(data, bytes); }
 
-int weft_h5_checksum(hid_t dset, const char *path, void *buf, size_t bufsize, uint64_t *out)
+int weft_h5_checksum(hid_t dset, const char *path, void *buf, size_t bufsize, size_t block, uint64_t *out)
 {
     int ndim;
     int64_t shape[2];
@@ -276,8 +277,8 @@ int weft_h5_checksum(hid_t dset, const char *path, void *buf, size_t bufsize, ui
     }
     weft_shard_spec whole = weft_shard_whole(shape[0], shape[1]);
     size_t total = weft_shard_local_numel(&whole), step = bufsize / es;
-    XXH3_state_t st;
-    XXH3_64bits_reset(&st);
+    weft_ckpt_sum st;
+    weft_ckpt_sum_begin(&st, block);
     int rc = 0;
     weft_ckpt_rect rects[16];
     for (size_t a = 0; a < total && rc == 0; a += step) {
@@ -288,13 +289,13 @@ int weft_h5_checksum(hid_t dset, const char *path, void *buf, size_t bufsize, ui
             rc = weft_h5_error(WEFT_EDATA, "tensor '%s': cannot read elements %zu..%zu (truncated file?)", path, a,
                                b);
         else
-            XXH3_64bits_update(&st, buf, (b - a) * es);
+            weft_ckpt_sum_update(&st, buf, (b - a) * es);
         if (fs >= 0)
             H5Sclose(fs);
         if (ms >= 0)
             H5Sclose(ms);
     }
     H5Tclose(type);
-    *out = XXH3_64bits_digest(&st);
+    *out = weft_ckpt_sum_end(&st);
     return rc;
 }

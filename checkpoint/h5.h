@@ -70,12 +70,13 @@ int weft_h5_get_f64(hid_t obj, const char *name, double *value);
 /* Shape of an open dataset (ndim 1 or 2; WEFT_EDATA otherwise). */
 int weft_h5_shape(hid_t dset, const char *path, int *ndim, int64_t shape[2]);
 
-/* XXH3-64 of a whole dataset's bytes in row-major order, read with
- * independent I/O in blocks through buf (bufsize bytes). */
-int weft_h5_checksum(hid_t dset, const char *path, void *buf, size_t bufsize, uint64_t *out);
+/* A whole dataset's checksum (sum.h: in blocks of block bytes, 0 for a
+ * format 1 file) over its bytes in row-major order, read with independent
+ * I/O in pieces through buf (bufsize bytes). */
+int weft_h5_checksum(hid_t dset, const char *path, void *buf, size_t bufsize, size_t block, uint64_t *out);
 
-/* The same hash of bytes in memory: what weft_h5_checksum gives for a
- * dataset holding them. */
+/* XXH3-64 (seed 0) of bytes in memory: the identities' texts (inspect.c).
+ * A dataset's checksum is weft_ckpt_sum_of (sum.h). */
 uint64_t weft_h5_hash(const void *data, size_t bytes);
 
 #endif

@@ -4,6 +4,7 @@
 #include "checkpoint/inspect.h"
 #include "checkpoint/agree.h"
 #include "checkpoint/h5.h"
+#include "checkpoint/sum.h"
 #include "runtime/error.h"
 
 #include <errno.h>
@@ -24,9 +25,9 @@ static int check_format(hid_t f, const char *path)
     free(fmt);
     int64_t v;
     WEFT_CHECK(weft_h5_get_i64(f, "format_version", &v));
-    if (v != 1)
-        return weft_error(WEFT_EDATA, "checkpoint %s has format version %lld; this weft reads version 1", path,
-                          (long long)v);
+    if (v != 1 && v != 2)
+        return weft_error(WEFT_EDATA, "checkpoint %s has format version %lld; this weft reads versions 1 and 2",
+                          path, (long long)v);
     return 0;
 }
 
@@ -96,9 +97,12 @@ int weft_ckpt_verify_dataset(hid_t f, const char *path, const char *dpath, void 
     if (d < 0)
         return weft_h5_error(WEFT_EDATA, "checkpoint %s: cannot open '%s'", path, dpath);
     uint64_t want = 0, have = 0;
-    int rc = weft_h5_get_u64(d, "xxh3_64", &want);
+    size_t block;
+    int rc = weft_ckpt_sum_block_of(f, path, &block);
     if (rc == 0)
-        rc = weft_h5_checksum(d, dpath, scratch, WEFT_CKPT_SCRATCH, &have);
+        rc = weft_h5_get_u64(d, "xxh3_64", &want);
+    if (rc == 0)
+        rc = weft_h5_checksum(d, dpath, scratch, WEFT_CKPT_SCRATCH, block, &have);
     H5Dclose(d);
     if (rc)
         return weft_ckpt_wrap(rc, "checkpoint %s: tensor '%s'", path, dpath);

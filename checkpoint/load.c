@@ -21,6 +21,7 @@
 #include "checkpoint/plan.h"
 #include "checkpoint/rawdata.h"
 #include "checkpoint/share.h"
+#include "checkpoint/sum.h"
 #include "collectives/watchdog.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
@@ -45,6 +46,7 @@ typedef struct {
     int vrank, vsize; /* among the ranks verifying this file: all, or a node's with its part (nodepart.h) */
     struct verify_plan *vp; /* which datasets this rank verifies, and their hashes taken while reading */
     const weft_ckpt_share *share; /* which replicated tensors this rank reads (share.h); NULL: all it holds */
+    size_t block; /* the file's checksum block (sum.h; 0: format 1, datasets hashed whole) */
 } loader_ctx;
 
 /* The load's checksum work, planned before the reading (verify_plan):
@@ -59,6 +61,14 @@ typedef struct verify_plan {
     unsigned char *whole;  /* this rank reads all of it in one piece */
     unsigned char *have;   /* its hash is in hash[] (taken while reading) */
     uint64_t *hash;
+    /* Datasets no rank reads whole (ZeRO's moments cut mid-tensor), in a
+     * file with checksum blocks: every rank hashes the blocks it reads all
+     * of, and their verifier reads only the rest again (sum.h). */
+    unsigned char *split;
+    size_t *block0;        /* a split dataset's first block in blocks[] */
+    size_t nblocks;
+    uint64_t *blocks;      /* nblocks hashes, then whether each is in */
+    MPI_Comm comm;         /* the verifying ranks' (MPI_COMM_NULL: one process) */
 } verify_plan;
 
 /* The plan's slot for dataset dpath when this rank verifies it and local
@@ -70,6 +80,17 @@ static int hash_slot(const loader_ctx *x, const char *dpath, size_t a, size_t b)
         if (strcmp(vp->list[i], dpath) == 0)
             return vp->owner[i] == x->vrank && vp->whole[i] && a == 0 && (b - a) * sizeof(float) == vp->bytes[i]
                        ? i : -1;
+    return -1;
+}
+
+/* The plan's index of dataset dpath when it is split (its blocks are
+ * hashed by whoever reads all of one); -1 otherwise. */
+static int split_slot(const loader_ctx *x, const char *dpath)
+{
+    const verify_plan *vp = x->vp;
+    for (int i = 0; vp && vp->split && i < vp->n; i++)
+        if (strcmp(vp->list[i], dpath) == 0)
+            return vp->split[i] ? i : -1;
     return -1;
 }
 
@@ -100,36 +121,62 @@ static haddr_t direct_offset(const loader_ctx *x, hid_t d, hid_t mem_type)
     return plain ? H5Dget_offset(d) : HADDR_UNDEF;
 }
 
+/* Bytes [rel, rel + n) of split dataset `split` (its bytes), just read
+ * into p: the hash of every block that lies wholly inside, into the
+ * plan's blocks. */
+static void hash_blocks(const loader_ctx *x, int split, size_t bytes, size_t rel, const char *p, size_t n)
+{
+    verify_plan *vp = x->vp;
+    const size_t B = x->block;
+    for (size_t k = (rel + B - 1) / B; k * B < rel + n; k++) {
+        size_t end = (k + 1) * B < bytes ? (k + 1) * B : bytes;
+        if (end > rel + n)
+            break;
+        vp->blocks[vp->block0[split] + k] = XXH3_64bits(p + (k * B - rel), end - k * B);
+        vp->blocks[vp->nblocks + vp->block0[split] + k] = 1;
+    }
+}
+
 /* Rectangles r[0..n) of a contiguous f32 dataset at file offset base into
  * dst (row-major order of their union): one pread per contiguous run. A
  * dataset read whole for its checksum (slot >= 0: then it is one run) is
  * read in scratch-sized pieces, each hashed right after its pread while it
- * is in cache, instead of hashed again from memory after the reading. */
+ * is in cache, instead of hashed again from memory after the reading; so
+ * is a split one (split >= 0), its pieces cut at its blocks' boundaries,
+ * each block read whole hashed on its own. */
 static int read_direct(const loader_ctx *x, const char *dpath, const weft_shard_spec *sp, const int64_t gs[2],
-                       const weft_ckpt_rect *r, int n, haddr_t base, float *dst, int slot)
+                       const weft_ckpt_rect *r, int n, haddr_t base, float *dst, int slot, int split)
 {
     weft_ckpt_segs v = {0};
     int rc = weft_ckpt_segs_add(&v, sp->ndim, gs, sizeof(float), r, n, (size_t)base, 0, 0);
-    XXH3_state_t h;
-    XXH3_64bits_reset(&h);
+    size_t bytes = (size_t)gs[0] * (size_t)(sp->ndim == 2 ? gs[1] : 1) * sizeof(float);
+    weft_ckpt_sum h;
+    weft_ckpt_sum_begin(&h, x->block);
     for (int i = 0, j; rc == 0 && i < v.n; i = j) {
         size_t len, done = 0;
         j = weft_ckpt_segs_run(&v, i, &len);
         int hashed = slot >= 0 && i == 0 && j == v.n, e = 0;
-        size_t piece = hashed ? WEFT_CKPT_SCRATCH : len; /* else one pread for the run */
-        for (size_t a = 0; a < len && e == 0; a += piece) {
+        size_t piece = split >= 0 ? (x->block < WEFT_CKPT_SCRATCH ? WEFT_CKPT_SCRATCH / x->block * x->block : x->block)
+                     : hashed ? WEFT_CKPT_SCRATCH : len; /* else one pread for the run */
+        size_t rel = v.s[i].off - (size_t)base; /* the run's place in the dataset */
+        for (size_t a = 0; a < len && e == 0;) {
             size_t k = len - a < piece ? len - a : piece, got = 0;
+            if (split >= 0 && (rel + a) % piece + k > piece) /* pieces end on a multiple of the piece (of blocks) */
+                k = piece - (rel + a) % piece;
             char *p = (char *)dst + v.s[i].mem + a;
             e = weft_ckpt_pread_all(x->fd, p, k, v.s[i].off + a, &got);
             done = a + got;
             if (e == 0 && hashed)
-                XXH3_64bits_update(&h, p, k);
+                weft_ckpt_sum_update(&h, p, k);
+            if (e == 0 && split >= 0)
+                hash_blocks(x, split, bytes, rel + a, p, k);
+            a += k;
         }
         if (e)
             rc = weft_error(WEFT_EDATA, "checkpoint %s: cannot read tensor '%s' (%zu bytes at offset %zu): %s "
                             "(truncated file?)", x->path, dpath, len, v.s[i].off + done, strerror(e));
         else if (hashed)
-            x->vp->hash[slot] = XXH3_64bits_digest(&h), x->vp->have[slot] = 1;
+            x->vp->hash[slot] = weft_ckpt_sum_end(&h), x->vp->have[slot] = 1;
     }
     weft_ckpt_segs_free(&v);
     return rc;
@@ -181,7 +228,7 @@ static int open_tensor(const loader_ctx *x, const char *dpath, const weft_shard_
 
 /* Read local elements [a, b) of the tensor at dpath into dst. */
 static int read_piece(const loader_ctx *x, hid_t d, const char *dpath, const weft_shard_spec *sp, size_t a, size_t b,
-                      float *dst, int slot)
+                      float *dst, int slot, int split)
 {
     weft_ckpt_rect rects[64];
     if (weft_ckpt_region_cap(sp) > 64)
@@ -190,7 +237,7 @@ static int read_piece(const loader_ctx *x, hid_t d, const char *dpath, const wef
     int64_t gs[2] = {sp->global_shape[0], sp->ndim == 2 ? sp->global_shape[1] : 0};
     haddr_t base = direct_offset(x, d, H5T_NATIVE_FLOAT);
     if (base != HADDR_UNDEF)
-        return read_direct(x, dpath, sp, gs, rects, n, base, dst, slot);
+        return read_direct(x, dpath, sp, gs, rects, n, base, dst, slot, split);
     hid_t fs = weft_h5_select(sp->ndim, gs, rects, n), ms = weft_h5_memspace(b - a);
     herr_t r = H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, dst);
     H5Sclose(fs);
@@ -207,15 +254,15 @@ static int read_piece(const loader_ctx *x, hid_t d, const char *dpath, const wef
 static int read_into(const loader_ctx *x, hid_t d, const char *dpath, const weft_shard_spec *sp, size_t a, size_t b,
                      float *dst)
 {
-    int slot = hash_slot(x, dpath, a, b);
+    int slot = hash_slot(x, dpath, a, b), split = x->block ? split_slot(x, dpath) : -1;
     size_t bytes = (b - a) * sizeof(float);
     float *host = x->dev ? malloc(bytes ? bytes : 1) : dst;
     if (!host)
         return weft_error(WEFT_ENOMEM, "checkpoint %s: no %zu bytes of host memory to read tensor '%s' into",
                           x->path, bytes, dpath);
-    int rc = read_piece(x, d, dpath, sp, a, b, host, slot);
+    int rc = read_piece(x, d, dpath, sp, a, b, host, slot, split);
     if (rc == 0 && slot >= 0 && !x->vp->have[slot])
-        x->vp->hash[slot] = weft_h5_hash(host, bytes), x->vp->have[slot] = 1;
+        x->vp->hash[slot] = weft_ckpt_sum_of(host, bytes, x->block), x->vp->have[slot] = 1;
     if (!x->dev)
         return rc;
     if (rc == 0 && (rc = weft_device_copy(x->dev, dst, host, bytes, WEFT_COPY_H2D)) != 0)
@@ -368,7 +415,7 @@ static int verify_direct(const loader_ctx *x, const char *dpath, void *scratch)
     H5Dclose(d);
     if (rc)
         return rc == 1 ? 1 : weft_ckpt_wrap(rc, "checkpoint %s: tensor '%s'", x->path, dpath);
-    int e = weft_ckpt_pread_hash(x->fd, (size_t)base, bytes, scratch, WEFT_CKPT_SCRATCH, &have);
+    int e = weft_ckpt_pread_hash(x->fd, (size_t)base, bytes, scratch, WEFT_CKPT_SCRATCH, x->block, &have);
     if (e)
         return weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s': cannot read its %zu bytes at offset %zu: %s "
                           "(truncated file?)", x->path, dpath, bytes, (size_t)base, strerror(e));
@@ -391,7 +438,30 @@ static void verify_plan_free(verify_plan *vp)
     free(vp->whole);
     free(vp->have);
     free(vp->hash);
+    free(vp->split);
+    free(vp->block0);
+    free(vp->blocks);
     memset(vp, 0, sizeof *vp);
+}
+
+/* The datasets no rank reads whole (held: the allgather of who does), and
+ * room for their block hashes. The same on every rank. */
+static int split_blocks(const loader_ctx *x, verify_plan *vp, const unsigned char *held)
+{
+    vp->split = calloc((size_t)vp->n + 1, 1);
+    vp->block0 = calloc((size_t)vp->n + 1, sizeof *vp->block0);
+    if (!vp->split || !vp->block0)
+        return weft_error(WEFT_ENOMEM, "out of memory");
+    for (int i = 0; i < vp->n; i++) {
+        int any = 0;
+        for (int r = 0; r < x->vsize && !any; r++)
+            any = held[(size_t)r * (size_t)vp->n + (size_t)i];
+        vp->split[i] = !any;
+        vp->block0[i] = vp->nblocks;
+        vp->nblocks += any ? 0 : weft_ckpt_sum_nblocks(vp->bytes[i], x->block);
+    }
+    vp->blocks = calloc(2 * vp->nblocks + 1, sizeof *vp->blocks);
+    return vp->blocks ? 0 : weft_error(WEFT_ENOMEM, "out of memory");
 }
 
 /* Which rank verifies each dataset of the file: one that reads all of it
@@ -407,6 +477,7 @@ static int verify_plan_make(const loader_ctx *x, const weft_ckpt_state *s, MPI_C
                             verify_plan *vp)
 {
     memset(vp, 0, sizeof *vp);
+    vp->comm = world ? hmpi : MPI_COMM_NULL;
     int weights = x->flags & WEFT_CKPT_WEIGHTS_ONLY, n = 0;
     weft_h5_lock();
     int rc = weft_ckpt_list_datasets(x->f, x->path, &vp->list);
@@ -442,6 +513,8 @@ static int verify_plan_make(const loader_ctx *x, const weft_ckpt_state *s, MPI_C
         rc = weft_error(WEFT_ECOMM, "checkpoint %s: exchanging which rank reads which tensor whole failed", x->path);
     if (rc == 0)
         weft_ckpt_assign_by_bytes(vp->bytes, held, n, x->vsize, vp->owner);
+    if (rc == 0 && x->block)
+        rc = split_blocks(x, vp, held);
     free(held);
     rc = agree(world, rc);
     if (rc)
@@ -449,21 +522,60 @@ static int verify_plan_make(const loader_ctx *x, const weft_ckpt_state *s, MPI_C
     return rc;
 }
 
+/* A split dataset's checksum from the block hashes the ranks took while
+ * reading (gathered in vp->blocks), the blocks nobody read whole -- across
+ * a ZeRO cut, or in a part nobody read -- read again here; 1 when the
+ * dataset is not contiguous (the caller reads all of it with HDF5). */
+static int verify_split(const loader_ctx *x, int i, void *scratch)
+{
+    const verify_plan *vp = x->vp;
+    const char *dpath = vp->list[i];
+    hid_t d = H5Dopen2(x->f, dpath, H5P_DEFAULT);
+    if (d < 0)
+        return 1;
+    hid_t t = H5Dget_type(d);
+    haddr_t base = t >= 0 ? direct_offset(x, d, t) : HADDR_UNDEF;
+    if (t >= 0)
+        H5Tclose(t);
+    H5Dclose(d);
+    if (base == HADDR_UNDEF)
+        return 1;
+    const size_t B = x->block, bytes = vp->bytes[i], n = weft_ckpt_sum_nblocks(bytes, B);
+    uint64_t *h = vp->blocks + vp->block0[i];
+    const uint64_t *in = vp->blocks + vp->nblocks + vp->block0[i];
+    for (size_t k = 0; k < n; k++) {
+        size_t len = bytes - k * B < B ? bytes - k * B : B;
+        int e = in[k] ? 0 : weft_ckpt_pread_hash(x->fd, (size_t)base + k * B, len, scratch, WEFT_CKPT_SCRATCH, 0,
+                                                 &h[k]);
+        if (e)
+            return weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s': cannot read its %zu bytes at offset %zu: %s "
+                              "(truncated file?)", x->path, dpath, len, (size_t)base + k * B, strerror(e));
+    }
+    return check_hash(x, dpath, weft_ckpt_sum_root(h, n));
+}
+
 /* The checksums this rank verifies: hashed while reading (compared now),
- * or read again from the file. Every rank returns the same result. */
+ * from the ranks' block hashes, or read again from the file. Every rank
+ * returns the same result. */
 static int verify_rest(const loader_ctx *x, weft_comm *world)
 {
     const verify_plan *vp = x->vp;
     int weights = x->flags & WEFT_CKPT_WEIGHTS_ONLY;
     void *scratch = malloc(WEFT_CKPT_SCRATCH);
     int rc = scratch ? 0 : weft_error(WEFT_ENOMEM, "out of memory");
+    /* Every block is read whole by one rank or by several (replicas): those
+     * hash the same bytes, so the largest of the hashes and flags is each
+     * block's own. */
+    if (rc == 0 && vp->nblocks && vp->comm != MPI_COMM_NULL &&
+        MPI_Allreduce(MPI_IN_PLACE, vp->blocks, (int)(2 * vp->nblocks), MPI_UINT64_T, MPI_MAX, vp->comm) != MPI_SUCCESS)
+        rc = weft_error(WEFT_ECOMM, "checkpoint %s: gathering the block checksums failed", x->path);
     weft_h5_lock();
     for (int i = 0; i < vp->n && rc == 0; i++) {
         if (vp->owner[i] != x->vrank || (weights && strncmp(vp->list[i], "params/", 7) != 0))
             continue;
         if (vp->have[i])
             rc = check_hash(x, vp->list[i], vp->hash[i]);
-        else if ((rc = verify_direct(x, vp->list[i], scratch)) == 1)
+        else if ((rc = vp->split && vp->split[i] ? verify_split(x, i, scratch) : verify_direct(x, vp->list[i], scratch)) == 1)
             rc = weft_ckpt_verify_dataset(x->f, x->path, vp->list[i], scratch);
     }
     weft_h5_unlock();
@@ -485,9 +597,9 @@ static int read_meta(const loader_ctx *x, weft_ckpt_loaded *out)
     int64_t v, w, dp, tp, pp, z;
     weft_ckpt_meta *m = &out->meta;
     WEFT_CHECK(weft_h5_get_i64(x->f, "format_version", &v));
-    if (v != 1)
-        return weft_error(WEFT_EDATA, "checkpoint %s has format version %lld; this weft reads version 1", x->path,
-                          (long long)v);
+    if (v != 1 && v != 2)
+        return weft_error(WEFT_EDATA, "checkpoint %s has format version %lld; this weft reads versions 1 and 2",
+                          x->path, (long long)v);
     rc = rc ? rc : weft_h5_get_i64(x->f, "step", &m->step);
     rc = rc ? rc : weft_h5_get_i64(x->f, "optim_t", &m->optim_t);
     rc = rc ? rc : weft_h5_get_f64(x->f, "lr", &m->lr);
@@ -637,6 +749,7 @@ int weft_ckpt_load(const weft_ckpt_layout *l, const weft_ckpt_state *s, const ch
         H5Pclose(fapl);
         rc = x.f < 0 ? weft_h5_error(WEFT_EDATA, "checkpoint %s cannot be opened (truncated or damaged?)", path)
                      : read_head(&x, names, ng, out);
+        rc = rc ? rc : weft_ckpt_sum_block_of(x.f, path, &x.block);
         weft_h5_unlock();
         rc = weft_ckpt_agree(l->world, rc);
         weft_ckpt_share share = {.group = MPI_COMM_NULL};
@@ -748,6 +861,8 @@ int weft_ckpt_load_whole(const weft_ckpt_state *s, const char *path)
     int rc = weft_ckpt_open_file(path, &x.f);
     if (rc == 0)
         rc = read_head(&x, names, s->ntensors, &out);
+    if (rc == 0)
+        rc = weft_ckpt_sum_block_of(x.f, path, &x.block);
     weft_h5_unlock();
     verify_plan vp = {0};
     if (rc == 0 && (rc = verify_plan_make(&x, &weights, MPI_COMM_NULL, NULL, &vp)) == 0) {

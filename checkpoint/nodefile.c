@@ -123,6 +123,7 @@ int weft_ckpt_nodes_setup(weft_ckpt *c, int rc)
                           "a node's file holds part of the checkpoint, and signing its checksums is not "
                           "implemented; sign without local_dir, or use a local_dir every rank sees", c->nnodes);
     c->nodefiles = 1;
+    c->node_block = WEFT_CKPT_SUM_BLOCK;
     c->multinode = 0; /* the file written is the node's own: nothing to flush for other nodes */
     if (MPI_Comm_split(c->mpi, c->node, c->rank, &c->node_mpi) != MPI_SUCCESS)
         return weft_error(WEFT_ECOMM, "checkpoint: cannot make the node communicator");
@@ -256,7 +257,7 @@ static int whole_hashes(weft_ckpt *c, const char *tmp)
         if (i % c->size != c->rank)
             continue;
         int e = weft_ckpt_pread_hash(fd, c->offs[i], weft_ckpt_dset_bytes(&c->plan.d[i]), c->scratch, SCRATCH_BYTES,
-                                     &c->hashes[i]);
+                                     c->node_block, &c->hashes[i]);
         if (e)
             rc = weft_error(WEFT_EIO, "checkpoint drain: %s: cannot read it from %s: %s", c->plan.d[i].path, tmp,
                             strerror(e));
@@ -380,6 +381,9 @@ static int load_part(weft_ckpt *c, const char *path)
     weft_h5_lock();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     int rc = f < 0 ? weft_h5_error(WEFT_EDATA, "checkpoint %s cannot be opened", path) : 0;
+    size_t block = 0; /* the file's own (a node's file committed by an older weft: 0), the assembled one's too */
+    rc = rc ? rc : weft_ckpt_sum_block_of(f, path, &block);
+    c->node_block = block;
     for (int i = 0; rc == 0 && i < c->plan.nd; i++) {
         hid_t d = H5Dopen2(f, c->plan.d[i].path, H5P_DEFAULT);
         haddr_t a = d >= 0 ? H5Dget_offset(d) : HADDR_UNDEF;
@@ -412,7 +416,7 @@ static int load_part(weft_ckpt *c, const char *path)
     for (int i = lr; rc == 0 && !e && i < c->plan.nd; i += ln) {
         uint64_t have;
         e = weft_ckpt_pread_hash(fd, c->offs[i], weft_ckpt_dset_bytes(&c->plan.d[i]), c->scratch, SCRATCH_BYTES,
-                                 &have);
+                                 block, &have);
         if (!e && have != c->hashes[i])
             rc = weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s' fails its checksum: the node's file is corrupt",
                             path, c->plan.d[i].path);
@@ -438,6 +442,7 @@ void weft_ckpt_nodes_catch_up(weft_ckpt *c)
     weft_h5_unlock();
     rc = weft_ckpt_agree(c->wcomm, rc ? rc : load_part(c, path));
     if (rc) {
+        c->node_block = WEFT_CKPT_SUM_BLOCK;
         if (c->rank == 0)
             WEFT_WARN("checkpoint step %lld is on every node's local tier but not in %s, and cannot be assembled "
                       "there: %s; the next checkpoint goes there", (long long)lo, c->shared, weft_last_error());
@@ -450,4 +455,5 @@ void weft_ckpt_nodes_catch_up(weft_ckpt *c)
     c->meta.step = lo;
     c->stats.bytes_file = stat(path, &sb) == 0 ? (size_t)sb.st_size : 0;
     weft_ckpt_nodes_drain(c);
+    c->node_block = WEFT_CKPT_SUM_BLOCK; /* the next saves' own */
 }

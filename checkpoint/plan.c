@@ -3,6 +3,7 @@
  * plan.h).
  */
 #include "checkpoint/plan.h"
+#include "checkpoint/sum.h"
 #include "collectives/comm.h"
 #include "runtime/error.h"
 
@@ -238,7 +239,8 @@ void weft_ckpt_assign_by_bytes(const size_t *bytes, const unsigned char *held, i
 
 /* Which rank hashes each dataset: one that writes all of it (it hashes the
  * bytes in its read-back pass, at no extra read), else -- a dataset split
- * between ranks, which its hasher reads whole from the file -- spread by
+ * between ranks, whose blocks (sum.h) every rank hashes where it wrote all
+ * of one, and its hasher the rest, reading them from the file -- spread by
  * bytes, so that no rank reads much more than another. */
 static int assign_hashers(MPI_Comm comm, weft_ckpt_plan *p)
 {
@@ -263,8 +265,14 @@ static int assign_hashers(MPI_Comm comm, weft_ckpt_plan *p)
         split[i] = h[i] ? 0 : weft_ckpt_dset_bytes(d);
     }
     weft_ckpt_assign_by_bytes(split, NULL, p->nd, size, owner);
-    for (int i = 0; i < p->nd; i++)
-        p->d[i].hasher = h[i] ? h[i] == rank + 1 : owner[i] == rank;
+    p->nblocks = 0;
+    for (int i = 0; i < p->nd; i++) {
+        weft_ckpt_dset *d = &p->d[i];
+        d->hasher = h[i] ? h[i] == rank + 1 : owner[i] == rank;
+        d->split = h[i] == 0;
+        d->block0 = p->nblocks;
+        p->nblocks += d->split ? weft_ckpt_sum_nblocks(weft_ckpt_dset_bytes(d), WEFT_CKPT_SUM_BLOCK) : 0;
+    }
     free(h);
     free(owner);
     free(split);

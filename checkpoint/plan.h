@@ -50,6 +50,9 @@ typedef struct weft_ckpt_dset {
     int nruns;
     int whole;               /* this rank writes every element */
     int hasher;              /* this rank computes the checksum */
+    int split;               /* no rank writes every element: its checksum comes from the ranks' block
+                              * hashes (sum.h), block0.. in weft_ckpt_plan's list of them */
+    size_t block0;
 } weft_ckpt_dset;
 
 typedef struct weft_ckpt_copy {
@@ -65,6 +68,7 @@ typedef struct weft_ckpt_plan {
     size_t stage_bytes;
     size_t loader_off, rng_off;  /* in staging: loader bytes, this rank's rng */
     size_t max_read;             /* largest element size (checksum reads) */
+    size_t nblocks;              /* the split datasets' checksum blocks, all of them */
 } weft_ckpt_plan;
 
 /* A global tensor: name and shape, the same list on every rank. */

@@ -3,13 +3,13 @@
  * pread (see rawdata.h for why checkpoints move their bytes this way).
  */
 #include "checkpoint/rawdata.h"
+#include "checkpoint/sum.h"
 #include "runtime/error.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#include <xxhash.h>
 
 /* Linux moves at most 0x7ffff000 bytes per call; ask for less. */
 #define MAX_CALL ((size_t)1 << 30)
@@ -116,17 +116,17 @@ int weft_ckpt_pread_all(int fd, void *buf, size_t len, size_t off, size_t *done)
     return 0;
 }
 
-int weft_ckpt_pread_hash(int fd, size_t off, size_t len, void *buf, size_t bufsize, uint64_t *out)
+int weft_ckpt_pread_hash(int fd, size_t off, size_t len, void *buf, size_t bufsize, size_t block, uint64_t *out)
 {
-    XXH3_state_t h;
-    XXH3_64bits_reset(&h);
+    weft_ckpt_sum h;
+    weft_ckpt_sum_begin(&h, block);
     for (size_t a = 0; a < len; a += bufsize) {
         size_t n = len - a < bufsize ? len - a : bufsize, done;
         int e = weft_ckpt_pread_all(fd, buf, n, off + a, &done);
         if (e)
             return e;
-        XXH3_64bits_update(&h, buf, n);
+        weft_ckpt_sum_update(&h, buf, n);
     }
-    *out = XXH3_64bits_digest(&h);
+    *out = weft_ckpt_sum_end(&h);
     return 0;
 }

@@ -61,8 +61,9 @@ int weft_ckpt_segs_run(const weft_ckpt_segs *v, int i, size_t *bytes);
 int weft_ckpt_pwrite_all(int fd, const void *buf, size_t len, size_t off, size_t *done);
 int weft_ckpt_pread_all(int fd, void *buf, size_t len, size_t off, size_t *done);
 
-/* XXH3-64 of bytes [off, off + len) of fd, read in pieces through buf
- * (bufsize bytes): 0, or the errno of the failed read. */
-int weft_ckpt_pread_hash(int fd, size_t off, size_t len, void *buf, size_t bufsize, uint64_t *out);
+/* The checksum (sum.h, in blocks of block bytes; 0: whole) of bytes
+ * [off, off + len) of fd, read in pieces through buf (bufsize bytes): 0, or
+ * the errno of the failed read. */
+int weft_ckpt_pread_hash(int fd, size_t off, size_t len, void *buf, size_t bufsize, size_t block, uint64_t *out);
 
 #endif

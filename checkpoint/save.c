@@ -107,7 +107,8 @@ int weft_ckpt_root_attrs(hid_t f, const weft_ckpt_meta *m, const weft_ckpt_layou
              l->pp_size, l->zero);
     int rc = 0;
     rc = keep(rc, weft_h5_attr_str(f, "format", "weft-checkpoint"));
-    rc = keep(rc, weft_h5_attr_i64(f, "format_version", 1));
+    rc = keep(rc, weft_h5_attr_i64(f, "format_version", 2));
+    rc = keep(rc, weft_h5_attr_u64(f, "checksum_block", WEFT_CKPT_SUM_BLOCK)); /* sum.h */
     rc = keep(rc, weft_h5_attr_str(f, "weft_version", WEFT_VERSION));
     rc = keep(rc, weft_h5_attr_i64(f, "step", m->step));
     rc = keep(rc, weft_h5_attr_f64(f, "wall_time", weft_wall_s()));

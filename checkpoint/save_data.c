@@ -54,9 +54,10 @@ int weft_ckpt_data_create(weft_ckpt *c, hid_t f)
     }
     for (int i = 0; i < c->plan.nd && rc == 0; i++) {
         const weft_ckpt_dset *d = &c->plan.d[i];
+        haddr_t base = H5Dget_offset(c->dsets[i]);
+        c->offs[i] = (size_t)base; /* where the split datasets' blocks lie (nodefile.c checks them across nodes) */
         if (d->nrect == 0)
             continue;
-        haddr_t base = H5Dget_offset(c->dsets[i]);
         if (base == HADDR_UNDEF)
             return weft_h5_error(WEFT_EINTERNAL, "checkpoint: dataset %s has no file address (its space is not "
                                  "allocated)", d->path);
@@ -145,21 +146,63 @@ int weft_ckpt_data_write(weft_ckpt *c, const char *tmp)
 
 /* --- read-back check and checksums ----------------------------------------- */
 
-/* Bytes of dataset dset, in file order, into the hash of the dataset this
- * rank computes from what it read back (one dataset at a time: segments
- * are sorted by offset and datasets' extents are disjoint). */
-static void hash_bytes(weft_ckpt *c, XXH3_state_t *h, int *cur, int dset, const void *p, size_t n)
+/* The checksums taken from what a rank reads back, bytes fed in file order:
+ * the dataset it hashes whole (it wrote all of it), and the block (sum.h)
+ * of a split dataset it is reading, hashed only when it saw all of it. */
+typedef struct {
+    weft_ckpt_sum whole;
+    int cur;            /* the dataset whole is of (-1: none yet) */
+    XXH3_state_t blk;
+    int bdset;          /* the split dataset blk is a block of (-1: none) */
+    size_t bnext;       /* its byte the block expects next */
+} readback_sums;
+
+/* Bytes [pos, pos + n) of split dataset dset, at p: each block of it
+ * whose every byte this rank read back, in order, is hashed into
+ * c->blocks (and marked in). */
+static void hash_blocks(weft_ckpt *c, readback_sums *r, int dset, size_t pos, const uint8_t *p, size_t n)
 {
     const weft_ckpt_dset *d = &c->plan.d[dset];
+    size_t total = weft_ckpt_dset_bytes(d), B = WEFT_CKPT_SUM_BLOCK;
+    while (n > 0) {
+        size_t k = pos / B, end = (k + 1) * B < total ? (k + 1) * B : total, m = end - pos < n ? end - pos : n;
+        if (pos == k * B) {
+            XXH3_64bits_reset(&r->blk);
+            r->bdset = dset, r->bnext = pos;
+        }
+        if (r->bdset == dset && r->bnext == pos) {
+            XXH3_64bits_update(&r->blk, p, m);
+            r->bnext = pos + m;
+            if (r->bnext == end) {
+                c->blocks[d->block0 + k] = XXH3_64bits_digest(&r->blk);
+                c->blocks[c->plan.nblocks + d->block0 + k] = 1;
+                r->bdset = -1;
+            }
+        } else
+            r->bdset = -1; /* the block's start is another rank's */
+        pos += m, p += m, n -= m;
+    }
+}
+
+/* Bytes of dataset dset at file offset off, in file order, into the sums
+ * (one dataset at a time: segments are sorted by offset and datasets'
+ * extents are disjoint). */
+static void hash_bytes(weft_ckpt *c, readback_sums *r, int dset, size_t off, const void *p, size_t n)
+{
+    const weft_ckpt_dset *d = &c->plan.d[dset];
+    if (d->split) {
+        hash_blocks(c, r, dset, off - c->offs[dset], p, n);
+        return;
+    }
     if (!d->hasher || !d->whole)
         return;
-    if (dset != *cur) {
-        if (*cur >= 0)
-            c->hashes[*cur] = XXH3_64bits_digest(h);
-        XXH3_64bits_reset(h);
-        *cur = dset;
+    if (dset != r->cur) {
+        if (r->cur >= 0)
+            c->hashes[r->cur] = weft_ckpt_sum_end(&r->whole);
+        weft_ckpt_sum_begin(&r->whole, WEFT_CKPT_SUM_BLOCK);
+        r->cur = dset;
     }
-    XXH3_64bits_update(h, p, n);
+    weft_ckpt_sum_update(&r->whole, p, n);
 }
 
 /* The lost-write error for bytes at file offset at (n of them). */
@@ -170,17 +213,17 @@ static int lost_write(weft_ckpt *c, const char *tmp, int i, int j, size_t at, si
                       c->plan.d[dset_at(&c->segs, i, j, at)].path, tmp, at, n, e ? ": " : "", e ? strerror(e) : "");
 }
 
-/* Bytes [a, a + n) of a run, read back at file, into the datasets' hashes
- * (segment k of the run starts kstart bytes into it). */
+/* Bytes [a, a + n) of a run, read back at file, into the sums (segment k
+ * of the run starts kstart bytes into it). */
 static void hash_piece(weft_ckpt *c, const uint8_t *file, size_t a, size_t n, int *k, size_t *kstart,
-                       XXH3_state_t *h, int *cur)
+                       readback_sums *r)
 {
     const weft_ckpt_segs *v = &c->segs;
     for (size_t p = a; p < a + n;) {
         while (p >= *kstart + v->s[*k].len)
             *kstart += v->s[(*k)++].len;
         size_t end = *kstart + v->s[*k].len < a + n ? *kstart + v->s[*k].len : a + n;
-        hash_bytes(c, h, cur, v->s[*k].dset, file + (p - a), end - p);
+        hash_bytes(c, r, v->s[*k].dset, v->s[*k].off + (p - *kstart), file + (p - a), end - p);
         p = end;
     }
 }
@@ -188,7 +231,7 @@ static void hash_piece(weft_ckpt *c, const uint8_t *file, size_t a, size_t n, in
 /* Run [i, j) of len bytes read back in scratch-sized pieces with pread,
  * compared with staging and hashed: the way for a file system that cannot
  * map the file. */
-static int verify_run_pread(weft_ckpt *c, const char *tmp, int i, int j, size_t len, XXH3_state_t *h, int *cur)
+static int verify_run_pread(weft_ckpt *c, const char *tmp, int i, int j, size_t len, readback_sums *r)
 {
     const weft_ckpt_segs *v = &c->segs;
     int k = i;
@@ -198,7 +241,7 @@ static int verify_run_pread(weft_ckpt *c, const char *tmp, int i, int j, size_t 
         int e = weft_ckpt_pread_all(c->fd, c->scratch, n, v->s[i].off + a, &done);
         if (e || memcmp(c->scratch, c->stage + v->s[i].mem + a, n) != 0)
             return lost_write(c, tmp, i, j, v->s[i].off + a, n, e);
-        hash_piece(c, c->scratch, a, n, &k, &kstart, h, cur);
+        hash_piece(c, c->scratch, a, n, &k, &kstart, r);
     }
     return 0;
 }
@@ -215,7 +258,7 @@ enum {
  * largest phase (bench/README.md, bench_ckpt). The file's size is checked
  * first: a mapped page past the end of the file would be SIGBUS, not an
  * error. Falls back to pread where the file cannot be mapped. */
-static int verify_run(weft_ckpt *c, const char *tmp, int i, int j, size_t len, XXH3_state_t *h, int *cur)
+static int verify_run(weft_ckpt *c, const char *tmp, int i, int j, size_t len, readback_sums *r)
 {
     const weft_ckpt_segs *v = &c->segs;
     size_t off = v->s[i].off, page = (size_t)sysconf(_SC_PAGESIZE);
@@ -231,7 +274,7 @@ static int verify_run(weft_ckpt *c, const char *tmp, int i, int j, size_t len, X
         void *map = mmap(NULL, lead + wlen, PROT_READ, MAP_SHARED | MAP_POPULATE, c->fd, (off_t)(off + w - lead));
         if (map == MAP_FAILED) {
             if (w == 0)
-                return verify_run_pread(c, tmp, i, j, len, h, cur);
+                return verify_run_pread(c, tmp, i, j, len, r);
             return lost_write(c, tmp, i, j, off + w, wlen, errno);
         }
         const uint8_t *file = (const uint8_t *)map + lead;
@@ -241,7 +284,7 @@ static int verify_run(weft_ckpt *c, const char *tmp, int i, int j, size_t len, X
             if (memcmp(file + a, c->stage + v->s[i].mem + w + a, n) != 0)
                 rc = lost_write(c, tmp, i, j, off + w + a, n, 0);
             else
-                hash_piece(c, file + a, w + a, n, &k, &kstart, h, cur);
+                hash_piece(c, file + a, w + a, n, &k, &kstart, r);
         }
         munmap(map, lead + wlen);
         if (rc)
@@ -262,57 +305,81 @@ static int writeback_range(weft_ckpt *c, const char *tmp, size_t off, size_t len
 /* Every rank reads back what it wrote (MPI-IO once lost a failed write
  * without reporting it, and the check caught it: a checkpoint is never
  * committed on a lost write); a rank that wrote all of a dataset hashes
- * the bytes it read back in the same pass. The flusher is writing the same
- * bytes to disk meanwhile: pages under write-back read as any other. */
+ * the bytes it read back in the same pass, and every rank the blocks it
+ * wrote whole of the datasets split between ranks. The flusher is writing
+ * the same bytes to disk meanwhile: pages under write-back read as any
+ * other. */
 static int verify_written(weft_ckpt *c, const char *tmp)
 {
     const weft_ckpt_segs *v = &c->segs;
     for (int i = 0; i < c->plan.nd; i++)
-        if (c->plan.d[i].hasher && c->plan.d[i].whole) /* empty datasets keep the hash of no bytes */
-            c->hashes[i] = XXH3_64bits(NULL, 0);
-    XXH3_state_t h;
-    int cur = -1;
+        if (c->plan.d[i].hasher && c->plan.d[i].whole) /* empty datasets keep the checksum of no bytes */
+            c->hashes[i] = weft_ckpt_sum_of(NULL, 0, WEFT_CKPT_SUM_BLOCK);
+    readback_sums r = {.cur = -1, .bdset = -1};
     for (int i = 0, j; i < v->n; i = j) {
         size_t len;
         j = weft_ckpt_segs_run(v, i, &len);
-        WEFT_CHECK(verify_run(c, tmp, i, j, len, &h, &cur));
+        WEFT_CHECK(verify_run(c, tmp, i, j, len, &r));
     }
-    if (cur >= 0)
-        c->hashes[cur] = XXH3_64bits_digest(&h);
+    if (r.cur >= 0)
+        c->hashes[r.cur] = weft_ckpt_sum_end(&r.whole);
     return 0;
 }
 
-/* Datasets split between ranks: their hasher reads all of it. Across nodes
- * the others' bytes are visible once they flushed them (done before the
- * barrier), through a descriptor opened after it. */
+/* The checksums of the datasets split between ranks, by their hashers,
+ * once every rank's block hashes are in c->blocks: the blocks no rank
+ * wrote whole (across a ZeRO cut; a TP shard's interleaved rows) are read
+ * from the file. Across nodes the others' bytes are visible once they
+ * flushed them (done before the barrier), through a descriptor opened
+ * after it. */
 static int hash_split(weft_ckpt *c, const char *tmp)
 {
     int fd = c->fd, rc = 0;
+    const size_t B = WEFT_CKPT_SUM_BLOCK, nb = c->plan.nblocks;
     c->stats.bytes_reread = 0;
     for (int i = 0; i < c->plan.nd && rc == 0; i++) {
         const weft_ckpt_dset *d = &c->plan.d[i];
-        if (!d->hasher || d->whole)
+        if (!d->hasher || !d->split)
             continue;
-        if (fd == c->fd && c->multinode && (fd = open(tmp, O_RDONLY | O_CLOEXEC)) < 0)
-            return weft_error(WEFT_EIO, "checkpoint: cannot open %s: %s", tmp, strerror(errno));
-        haddr_t base = H5Dget_offset(c->dsets[i]);
-        size_t bytes = weft_ckpt_dset_bytes(d);
-        c->stats.bytes_reread += bytes;
-        int e = base == HADDR_UNDEF ? EINVAL
-                                    : weft_ckpt_pread_hash(fd, (size_t)base, bytes, c->scratch, SCRATCH_BYTES,
-                                                           &c->hashes[i]);
-        if (e)
-            rc = weft_error(WEFT_EIO, "%s: cannot read it back from %s for its checksum: %s", d->path, tmp,
-                            strerror(e));
+        size_t bytes = weft_ckpt_dset_bytes(d), n = weft_ckpt_sum_nblocks(bytes, B);
+        uint64_t *h = c->blocks + d->block0, *in = c->blocks + nb + d->block0;
+        for (size_t k = 0; k < n && rc == 0; k++) {
+            if (in[k] == 1)
+                continue;
+            if (fd == c->fd && c->multinode && (fd = open(tmp, O_RDONLY | O_CLOEXEC)) < 0)
+                return weft_error(WEFT_EIO, "checkpoint: cannot open %s: %s", tmp, strerror(errno));
+            size_t len = bytes - k * B < B ? bytes - k * B : B;
+            c->stats.bytes_reread += len;
+            int e = weft_ckpt_pread_hash(fd, c->offs[i] + k * B, len, c->scratch, SCRATCH_BYTES, 0, &h[k]);
+            if (e)
+                rc = weft_error(WEFT_EIO, "%s: cannot read it back from %s for its checksum (%zu bytes at offset "
+                                "%zu): %s", d->path, tmp, len, c->offs[i] + k * B, strerror(e));
+        }
+        c->hashes[i] = weft_ckpt_sum_root(h, n);
     }
     if (fd != c->fd)
         close(fd);
     return rc;
 }
 
+/* Every rank's block hashes to every rank: a block is in from the one rank
+ * that wrote all of it (ranks write disjoint bytes), so a sum gathers them. */
+static int gather_blocks(weft_ckpt *c)
+{
+    size_t n = 2 * c->plan.nblocks;
+    if (n == 0)
+        return 0;
+    if (!c->nodefiles)
+        return weft_comm_allreduce(c->wcomm, c->blocks, c->blocks, n, WEFT_I64, WEFT_SUM);
+    if (MPI_Allreduce(MPI_IN_PLACE, c->blocks, (int)n, MPI_UINT64_T, MPI_SUM, c->node_mpi) != MPI_SUCCESS)
+        return weft_error(WEFT_ECOMM, "checkpoint: gathering the block checksums over the node's ranks failed");
+    return 0;
+}
+
 int weft_ckpt_data_check(weft_ckpt *c, const char *tmp, int rc)
 {
     memset(c->hashes, 0, (size_t)c->plan.nd * sizeof *c->hashes);
+    memset(c->blocks, 0, 2 * c->plan.nblocks * sizeof *c->blocks);
     if (rc == 0)
         rc = verify_written(c, tmp);
     rc = keep(rc, weft_ckpt_flusher_end(&c->flusher, tmp)); /* every byte's write-back started */
@@ -328,6 +395,8 @@ int weft_ckpt_data_check(weft_ckpt *c, const char *tmp, int rc)
      * meet comm.timeout and the watchdog here, not hang the job (found by
      * stall_save_data, tests/ckpt/test_faults.sh). */
     rc = weft_ckpt_agree(c->wcomm, rc);
+    if (rc == 0)
+        rc = weft_ckpt_agree(c->wcomm, gather_blocks(c));
     if (rc == 0)
         rc = weft_ckpt_agree(c->wcomm, hash_split(c, tmp));
     if (rc == 0 && !c->nodefiles)

@@ -7,6 +7,7 @@
 #include "checkpoint/single.h"
 #include "checkpoint/h5.h"
 #include "checkpoint/seal.h"
+#include "checkpoint/sum.h"
 #include "checkpoint/writer_int.h"
 #include "runtime/durable.h"
 #include "runtime/error.h"
@@ -27,7 +28,7 @@ static int put_dataset(hid_t f, const char *path, hid_t ftype, hid_t mtype, int 
         return weft_h5_error(WEFT_EIO, "cannot create dataset %s", path);
     int rc = H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0
                  ? weft_h5_error(WEFT_EIO, "writing %s failed", path)
-                 : weft_h5_attr_u64(d, "xxh3_64", weft_h5_hash(data, bytes));
+                 : weft_h5_attr_u64(d, "xxh3_64", weft_ckpt_sum_of(data, bytes, WEFT_CKPT_SUM_BLOCK));
     H5Dclose(d);
     return rc;
 }

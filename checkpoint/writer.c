@@ -185,7 +185,8 @@ static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state 
     c->hashes = calloc((size_t)c->plan.nd + 1, sizeof *c->hashes);
     c->dsets = calloc((size_t)c->plan.nd + 1, sizeof *c->dsets);
     c->offs = calloc((size_t)c->plan.nd + 1, sizeof *c->offs);
-    if (!c->config_ini || !c->stage || !c->scratch || !c->hashes || !c->dsets || !c->offs)
+    c->blocks = calloc(2 * c->plan.nblocks + 1, sizeof *c->blocks);
+    if (!c->config_ini || !c->stage || !c->scratch || !c->hashes || !c->dsets || !c->offs || !c->blocks)
         return weft_error(WEFT_ENOMEM, "checkpoint: %.1f MiB of staging: out of memory",
                           c->plan.stage_bytes / 1048576.0);
     memset(c->stage, 0, c->plan.stage_bytes); /* touch it now, not during the first save */
@@ -541,6 +542,7 @@ int weft_ckpt_close(weft_ckpt *c)
     free(c->hashes);
     free(c->dsets);
     free(c->offs);
+    free(c->blocks);
     weft_ckpt_segs_free(&c->segs);
     free(c->config_ini);
     free(c->provenance);

@@ -15,6 +15,7 @@
 #include "checkpoint/flusher.h"
 #include "checkpoint/plan.h"
 #include "checkpoint/rawdata.h"
+#include "checkpoint/sum.h"
 
 enum { IDLE, PENDING, WRITING, DONE };
 #define SCRATCH_BYTES (8u << 20) /* read-back pieces: large reads, in cache */
@@ -36,6 +37,7 @@ struct weft_ckpt {
     weft_device_event *ready[2], *staged;
     void *scratch;             /* checksum read-back, SCRATCH_BYTES */
     uint64_t *hashes;          /* per dataset */
+    uint64_t *blocks;          /* the split datasets' block hashes (plan.nblocks), then whether each is in */
     hid_t *dsets;              /* per dataset, during a write */
     weft_ckpt_segs segs;       /* this rank's file segments, sorted (during a write) */
     int fd;                    /* this rank's descriptor on the temporary file (-1: none) */
@@ -50,6 +52,8 @@ struct weft_ckpt {
     weft_ckpt_drain_stats dst; /* nodefiles: the shared tier's assembly (as drain.c's stats) */
     int shared_keep_last, shared_keep_every; /* retention in `shared` */
     size_t *offs;              /* nodefiles: each dataset's offset, the same in every node's file */
+    size_t node_block;         /* nodefiles: the checksum block (sum.h) of the files assembled: this weft's,
+                                * or a catch-up's node files' own (an older weft's: 0) */
     weft_comm *wcomm;          /* the writer thread's */
     MPI_Comm mpi;              /* the writer thread's, for HDF5 */
     int rank, size, fsyncer;   /* fsyncer: first rank of its node */

@@ -37,6 +37,7 @@
 #include "checkpoint/inspect.h"
 #include "checkpoint/seal.h"
 #include "checkpoint/sign.h"
+#include "checkpoint/sum.h"
 #include "runtime/cli.h"
 #include "runtime/durable.h"
 #include "runtime/error.h"
@@ -540,8 +541,8 @@ static int lora_alpha(hid_t f, const char *path, double *alpha)
 }
 
 /* W (out, in) += s B (out, r) A (r, in) for the adapter pair at dpath (its
- * lora_A), into the open copy of the base. */
-static int merge_one(hid_t lf, hid_t out, const char *apath, double s, int *merged)
+ * lora_A), into the open copy of the base, whose checksum block is block. */
+static int merge_one(hid_t lf, hid_t out, size_t block, const char *apath, double s, int *merged)
 {
     char module[256], bpath[300], wpath[300];
     snprintf(module, sizeof module, "%.*s", (int)(strstr(apath, ".lora_A.weight") - apath), apath);
@@ -568,7 +569,7 @@ static int merge_one(hid_t lf, hid_t out, const char *apath, double s, int *merg
     if (rc == 0 && (d < 0 || H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, W) < 0))
         rc = weft_h5_error(WEFT_EIO, "cannot write the merged %s", wpath);
     if (rc == 0)
-        rc = weft_h5_attr_u64(d, "xxh3_64", weft_h5_hash(W, (size_t)(sw[0] * sw[1]) * sizeof(float)));
+        rc = weft_h5_attr_u64(d, "xxh3_64", weft_ckpt_sum_of(W, (size_t)(sw[0] * sw[1]) * sizeof(float), block));
     if (d >= 0)
         H5Dclose(d);
     free(A);
@@ -650,6 +651,8 @@ static int cmd_merge(const char *lora, const char *given_base, const char *outpa
     rc = rc ? rc : weft_durable_copy(base, tmp);
     if (rc == 0 && (out = H5Fopen(tmp, H5F_ACC_RDWR, H5P_DEFAULT)) < 0)
         rc = weft_h5_error(WEFT_EIO, "cannot open %s for writing", tmp);
+    size_t block = 0; /* the copy's: a base written in format 1 keeps its whole-bytes checksums (sum.h) */
+    rc = rc ? rc : weft_ckpt_sum_block_of(out, base, &block);
     for (int i = 0; rc == 0 && list[i]; i++) {
         const char *a = strstr(list[i], ".lora_A.weight");
         if (strncmp(list[i], "params/", 7) == 0 && a && a[14] == '\0') {
@@ -659,7 +662,7 @@ static int cmd_merge(const char *lora, const char *given_base, const char *outpa
             rc = weft_ckpt_read_f32(lf, list[i], &A, &nd, sh);
             r = sh[0];
             free(A);
-            rc = rc ? rc : merge_one(lf, out, list[i], alpha / (double)r, &merged);
+            rc = rc ? rc : merge_one(lf, out, block, list[i], alpha / (double)r, &merged);
         }
     }
     rc = rc || out < 0 ? rc : weights_only(out, tmp);

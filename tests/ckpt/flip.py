@@ -2,7 +2,8 @@
 """flip.py -- change one byte of a checkpoint, with h5py (no weft code), for
 tests/ckpt/test_sign.sh:
 
-  flip.py FILE tensor NAME     a byte of dataset NAME's data, in place in the file
+  flip.py FILE tensor NAME [AT] a byte of dataset NAME's data (byte AT of it,
+                               5 by default), in place in the file
   flip.py FILE table NAME      a byte of dataset NAME's xxh3_64 attribute (the
                                checksum table), rewritten through HDF5
   flip.py FILE signature       a hex digit of the signature's Ed25519 part,
@@ -53,7 +54,7 @@ def main():
         kind = "table"
     with h5py.File(path, "r") as f:
         if kind == "tensor":
-            off = f[sys.argv[3]].id.get_offset()
+            off = f[sys.argv[3]].id.get_offset() + (int(sys.argv[4]) if len(sys.argv) > 4 else 5)
             value = None
         elif kind == "table":
             value = int(f[sys.argv[3]].attrs["xxh3_64"]).to_bytes(8, "little")
@@ -61,7 +62,7 @@ def main():
             value = f.attrs["signature"]
             value = value.encode() if isinstance(value, str) else bytes(value)
     if kind == "tensor":
-        flip_at(path, off + 5)
+        flip_at(path, off)
     elif kind == "table":
         flip_at(path, find_once(path, value, "the checksum") + 3)
     else:

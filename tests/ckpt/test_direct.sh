@@ -9,12 +9,19 @@
 #     reads every tensor, both moments and rng/state equal to the values
 #     the program wrote, computed by tests/ckpt/pattern_check.py from the
 #     same formula; h5dump reads a tensor's values; weft-ckpt verify
-#     passes (the stored checksums); the same with the state in a device
+#     passes (the stored checksums), which are the format's (XXH3 of
+#     1 MiB blocks, computed by tests/ckpt/sum_check.py with python3-xxhash);
+#     the same with the state in a device
 #     arena (the cpu device): staged through the device layer with no
 #     device allocation in the save, and loaded
 #     back the GPU's way equal to what was saved; every object header of
 #     the file in its first 256 KiB (the metadata block, checkpoint/h5.c);
 #     the writer thread at nice 15 (checkpoint/writer.c);
+#   - the load of moments split between ranks: the 2-rank ZeRO-1 file on 2
+#     and 3 ranks; a byte changed inside a block one rank reads whole, and
+#     in the block across the cut: exit 65 naming the tensor; the same file
+#     rewritten as format 1 (whole-bytes checksums) verifies and loads; a
+#     bad checksum_block or format_version: exit 65 saying so;
 #   - an injected short write (short_save: half the bytes taken, then no
 #     more), EIO (eio_save) and a lost write (lost_save: reported written,
 #     never in the file; only the read-back sees it) on one rank: exit 74
@@ -45,6 +52,10 @@ pattern() {
         "h5dump -d /params/c.bias -y -w 0 '$f' | awk '/DATA \\{/ {on = 1; next} on && /\\}/ {exit} on' | tr -d ' \n' |
          grep -qx '20000,20001,20002,20003,20004,20005,20006'"
     check "$name: weft-ckpt verify passes (the stored checksums)" "$ck" verify "$f"
+    if [ $have_h5py = 1 ]; then
+        check "$name: every checksum is the format's (XXH3 blocks, python3-xxhash)" $py \
+            "$WEFT_ROOT/tests/ckpt/sum_check.py" "$f"
+    fi
 }
 pattern 2 tp "TP on 2 ranks"
 # The writer thread below the training threads (checkpoint/writer.c: nice 15)
@@ -67,6 +78,57 @@ for n in "TP on 2 ranks" "ZeRO-1 on 3 ranks"; do
     check "$n, state on the device: loaded back through the device layer equal to what was saved" \
         grep -qx reloaded "$TMPDIR_TEST/$n, state on the device.log"
 done
+
+# The load's checksums of moments split between ranks (checkpoint/sum.h):
+# each rank hashes the 1 MiB blocks it reads all of, the verifier reads
+# the rest again. The 2-rank file loaded on 2 and 3 ranks (other cuts);
+# a byte changed inside a block rank 0 reads whole (2 MiB into e.weight's
+# m; rank 0 holds its first 4718288 bytes) and inside the block across the
+# cut: the load fails naming the tensor. A format 1 file (every checksum
+# of the whole bytes, as weft wrote before checksum blocks) loads too.
+z2="$TMPDIR_TEST/ZeRO-1 on 2 ranks"
+loads() { # NAME DIR NP: the pattern loads from DIR on NP ranks
+    weft_mpirun "$3" "$prog" "$2" zero load >"$2.load$3.log" 2>&1
+    check "$1: loaded on $3 ranks, equal to the pattern" grep -qx reloaded "$2.load$3.log"
+}
+loads "ZeRO-1 file of 2 ranks" "$z2" 2
+loads "ZeRO-1 file of 2 ranks" "$z2" 3
+for at in 2097157 4718290; do
+    d="$TMPDIR_TEST/flip$at"
+    mkdir -p "$d" && cp "$z2/step-00000007.h5" "$d/"
+    if [ $have_h5py = 1 ]; then
+        $py "$WEFT_ROOT/tests/ckpt/flip.py" "$d/step-00000007.h5" tensor optim/m/e.weight $at
+        expect_exit 65 "byte $at of optim/m/e.weight changed: the load on 2 ranks exits 65" \
+            timeout -k 5 300 mpirun -np 2 --oversubscribe "$prog" "$d" zero load
+        check "byte $at of optim/m/e.weight changed: the error names the tensor and its checksum" \
+            grep -q "tensor 'optim/m/e.weight' fails its checksum" <<<"$LAST_OUT"
+    fi
+done
+if [ $have_h5py = 1 ]; then
+    v1="$TMPDIR_TEST/format1"
+    mkdir -p "$v1"
+    $py "$WEFT_ROOT/tests/ckpt/sum_check.py" "$z2/step-00000007.h5" format-1 "$v1/step-00000007.h5"
+    check "format 1 file: weft-ckpt verify passes" "$ck" verify "$v1/step-00000007.h5"
+    loads "format 1 file" "$v1" 2
+    loads "format 1 file" "$v1" 3
+    $py "$WEFT_ROOT/tests/ckpt/flip.py" "$v1/step-00000007.h5" tensor optim/m/e.weight 2097157
+    expect_exit 65 "format 1 file, a byte of optim/m/e.weight changed: the load exits 65" \
+        timeout -k 5 300 mpirun -np 2 --oversubscribe "$prog" "$v1" zero load
+    # root attributes rewritten (h5py): each load fails naming what is wrong
+    bad_root() { # NAME ATTR VALUE PATTERN
+        local d="$TMPDIR_TEST/root-$2-$3"
+        mkdir -p "$d" && cp "$z2/step-00000007.h5" "$d/"
+        $py -c 'import sys, h5py, numpy
+with h5py.File(sys.argv[1], "r+") as f:
+    f.attrs.modify(sys.argv[2], numpy.array(int(sys.argv[3]), dtype=f.attrs[sys.argv[2]].dtype))' \
+            "$d/step-00000007.h5" "$2" "$3"
+        expect_exit 65 "$1: the load exits 65" timeout -k 5 300 mpirun -np 2 --oversubscribe "$prog" "$d" zero load
+        check "$1: the error says what is wrong" grep -Eq "$4" <<<"$LAST_OUT"
+    }
+    bad_root "checksum_block 5" checksum_block 5 "attribute checksum_block = 5 is not a positive multiple of 4096"
+    bad_root "checksum_block 2 MiB (not the file's)" checksum_block 2097152 "tensor '[^']+' fails its checksum"
+    bad_root "format_version 3" format_version 3 "has format version 3; this weft reads versions 1 and 2"
+fi
 
 # faulted NAME FAULT PATTERN: the save fails cleanly, nothing committed.
 faulted() {

@@ -3,7 +3,7 @@
  * writer (pwrite at the datasets' offsets, checkpoint/save_data.c), for an
  * independent reader to check (tests/ckpt/test_direct.sh: h5py).
  *
- *   mpirun -np 2 ckpt_pattern DIR LAYOUT [device] [--checkpoint.KEY=VALUE ...]
+ *   mpirun -np 2 ckpt_pattern DIR LAYOUT [device|load] [--checkpoint.KEY=VALUE ...]
  *
  * LAYOUT: "tp" (tp_size = world: split tensors interleave the ranks' bytes
  * row by row, blocked ones too) or "zero" (dp_size = world, ZeRO-1: every
@@ -17,6 +17,11 @@
  * After the save rank 0 also prints "writer threads at nice N: K", the
  * threads of the process at the writer's nice level (checkpoint/writer.c)
  * while the writer is idle between saves: test_direct.sh expects one at 15.
+ *
+ * With `load`, nothing is saved: DIR's step 7 (written by an earlier run,
+ * on any number of ranks, or rewritten by a test) is loaded into fresh
+ * buffers in host memory, which must hold the pattern; rank 0 prints
+ * "reloaded". Otherwise, exits as the load does (65: a checksum fails).
  *
  * With `device`, the state lives in an arena of the process's device (the
  * cpu) and says so (weft_ckpt_state.dev): the save stages it through the
@@ -83,29 +88,38 @@ static int dev_buffers(weft_dev *d, size_t n, weft_device_arena **a, float *b[3]
     return 0;
 }
 
-/* Load DIR's step 7 the GPU's way into fresh device buffers; they must
- * hold what st holds (every parameter, the moments of this rank's range). */
+/* Load DIR's step 7 into fresh buffers -- with a device, the GPU's way:
+ * host memory, then copies up -- which must hold what st holds (every
+ * parameter, the moments of this rank's range). */
 static int reload(const weft_ckpt_layout *l, const weft_ckpt_state *st, const char *dir, size_t nm)
 {
-    weft_device_arena *a;
-    float *b[3];
-    WEFT_CHECK(dev_buffers(st->dev, st->n, &a, b));
+    weft_device_arena *a = NULL;
+    float *b[3] = {0};
+    if (st->dev)
+        WEFT_CHECK(dev_buffers(st->dev, st->n, &a, b));
+    for (int i = 0; i < 3 && !st->dev; i++)
+        if (!(b[i] = calloc(st->n + 1, sizeof(float))))
+            return weft_error(WEFT_ENOMEM, "out of memory");
     weft_ckpt_state back = *st;
     back.params = b[0], back.m = b[1], back.v = b[2];
     char path[4200];
     snprintf(path, sizeof path, "%s/step-00000007.h5", dir);
     weft_ckpt_loaded L;
-    int rc = weft_ckpt_load(l, &back, path, WEFT_CKPT_STAGED, &L);
+    int rc = weft_ckpt_load(l, &back, path, st->dev ? WEFT_CKPT_STAGED : 0, &L);
     if (rc == 0) {
         weft_ckpt_loaded_free(&L);
         const float *want[3] = {st->params, st->m, st->v};
         size_t count[3] = {st->n, nm, nm};
         for (int k = 0; k < 3 && rc == 0; k++)
             if (memcmp(b[k], want[k], count[k] * sizeof(float)) != 0)
-                rc = weft_error(WEFT_EDATA, "reloaded through the device layer, the %s differ from those saved",
+                rc = weft_error(WEFT_EDATA, "reloaded%s, the %s differ from those saved",
+                                st->dev ? " through the device layer" : "",
                                 k == 0 ? "parameters" : k == 1 ? "first moments" : "second moments");
     }
-    weft_device_arena_free(a);
+    if (a)
+        weft_device_arena_free(a);
+    for (int i = 0; i < 3 && !st->dev; i++)
+        free(b[i]);
     return rc;
 }
 
@@ -144,11 +158,12 @@ int main(int argc, char **argv)
     if (rc)
         return weft_exit_code(rc);
     if (argc < 3 || argc > 4 || (strcmp(argv[2], "tp") && strcmp(argv[2], "zero")) ||
-        (argc == 4 && strcmp(argv[3], "device"))) {
-        fprintf(stderr, "usage: ckpt_pattern DIR tp|zero [device] [--checkpoint.KEY=VALUE ...]\n");
+        (argc == 4 && strcmp(argv[3], "device") && strcmp(argv[3], "load"))) {
+        fprintf(stderr, "usage: ckpt_pattern DIR tp|zero [device|load] [--checkpoint.KEY=VALUE ...]\n");
         return 64;
     }
-    weft_dev *dev = argc == 4 ? weft_device_current() : NULL;
+    int load_only = argc == 4 && strcmp(argv[3], "load") == 0;
+    weft_dev *dev = argc == 4 && !load_only ? weft_device_current() : NULL;
     weft_device_arena *arena = NULL;
     int tp = strcmp(argv[2], "tp") == 0, rank = ctx->rank, size = ctx->size;
     weft_comm *world;
@@ -185,6 +200,12 @@ int main(int argc, char **argv)
                           .tp_rank = tp ? rank : 0, .tp_size = tp ? size : 1, .pp_size = 1, .zero = !tp};
     weft_ckpt_state st = {.params = params, .n = n, .tensors = tens, .ntensors = NT, .m = m, .v = v,
                           .ranges = (const size_t(*)[2])range, .nranges = 1, .dev = dev};
+    if (load_only) {
+        rc = reload(&l, &st, argv[1], range[0][1]);
+        if (rc == 0 && rank == 0)
+            printf("reloaded\n");
+        goto out;
+    }
     weft_ckpt_opts o;
     weft_ckpt_opts_from_config(ctx->config, &o);
     snprintf(o.dir, sizeof o.dir, "%s", argv[1]);
