@@ -37,6 +37,9 @@
  *                  beside `dd bs=8M conv=fsync` of the same file to the same
  *                  directory, run by rank 0 in the same run (--tiers-only 1:
  *                  this and the one-tier sync save alone)
+ *   --load A[,B]   only: cold loads of existing checkpoints of the model,
+ *                  each beside a raw read of the file, --steps rounds
+ *                  alternating A and B (a file and its format 1 twin)
  * bench/README.md has numbers and what they mean.
  */
 #include "model/gpt.h"
@@ -416,10 +419,33 @@ static int async_saves(bench *b, const weft_ckpt_opts *o, double *blocked, doubl
 }
 
 static int tiers_only; /* --tiers-only 1 */
+static char load_files[2][4096]; /* --load A[,B] */
+
+/* --load A[,B]: only loads of existing checkpoints of this model (cold),
+ * each beside a raw read of the same file, rounds alternating A and B --
+ * e.g. a file and its format 1 twin (tests/ckpt/sum_check.py). */
+static int load_only(bench *b, int rounds)
+{
+    int nf = load_files[1][0] ? 2 : 1;
+    for (int r = 0; r < rounds; r++)
+        for (int f = 0; f < nf; f++) {
+            struct stat st;
+            if (stat(load_files[f], &st) != 0)
+                return weft_error(WEFT_ENOENT, "--load %s: %s", load_files[f], strerror(errno));
+            double ld, rd = raw_read_s(b, load_files[f], (size_t)st.st_size);
+            WEFT_CHECK(load_s(b, load_files[f], 0, &ld));
+            if (b->ctx->rank == 0)
+                printf("round %d %-40s load %.3f s, raw read %.3f s: %3.0f%% of raw\n", r + 1, load_files[f], ld,
+                       rd, 100 * rd / ld);
+        }
+    return 0;
+}
 
 static int run(bench *b, int nsteps)
 {
     WEFT_CHECK(build(b));
+    if (load_files[0][0])
+        return load_only(b, nsteps);
     weft_ckpt_opts o;
     weft_ckpt_opts_from_config(b->ctx->config, &o);
     if (o.collective < 0) /* auto, as weft_ckpt_new resolves it */
@@ -529,9 +555,11 @@ int main(int argc, char **argv)
     static const weft_config_key *const keys[] = {WEFT_TRAINER_CONFIG_KEYS, NULL};
     if (weft_cli_wants_help(argc, argv)) {
         printf("usage: mpirun -np 2 bench_ckpt [--dir DIR] [--local DIR] [--tiers-only 1] [--steps N]\n"
-               "                  [--model 48m|124m] [--checkpoint.KEY=VALUE ...]\n"
+               "                  [--model 48m|124m] [--load A[,B]] [--checkpoint.KEY=VALUE ...]\n"
                "What a checkpoint costs the training loop (save, stall, load, step time, two tiers), each\n"
                "figure beside a reference measured in the same run (memcpy, dd + fsync, a raw read).\n"
+               "--load A[,B]: only cold loads of existing checkpoints of the model, each beside a raw read\n"
+               "of the file, --steps rounds alternating A and B.\n"
                "BENCH_CKPT_VERBOSE=1 prints each sync save's phases. bench/README.md explains the rows;\n"
                "bench/ckpt_nodes.sh runs it on three network-namespace nodes.\n");
         return 0;
@@ -548,6 +576,7 @@ int main(int argc, char **argv)
                                          {"model", required_argument, NULL, 'm'},
                                          {"steps", required_argument, NULL, 's'},
                                          {"tiers-only", required_argument, NULL, 't'},
+                                         {"load", required_argument, NULL, 'L'},
                                          {NULL, 0, NULL, 0}};
     weft_cli cli;
     weft_cli_init(&cli, "bench_ckpt", argc, argv, opts, ctx->rank ? WEFT_CLI_QUIET : 0);
@@ -565,6 +594,11 @@ int main(int argc, char **argv)
             rc = weft_cli_long(&cli, 1, 1000000, &steps);
         else if (c == 't')
             rc = weft_cli_long(&cli, 0, 1, &tiers);
+        else if (c == 'L') {
+            const char *comma = strchr(cli.arg, ',');
+            snprintf(load_files[0], sizeof load_files[0], "%.*s", comma ? (int)(comma - cli.arg) : 4000, cli.arg);
+            snprintf(load_files[1], sizeof load_files[1], "%s", comma ? comma + 1 : "");
+        }
         else
             rc = WEFT_EXIT_USAGE;
     }
