@@ -24,8 +24,12 @@
  * is agreed by all ranks, so every rank starts (or skips) the same saves.
  *
  * Threads: the writer thread has its own weft communicator and MPI
- * communicator (dups of the world); HDF5 here is not thread-safe, so every
- * HDF5 call in weft holds one process-wide lock.
+ * communicator (dups of the world), used by one thread at a time: the
+ * writer thread for an asynchronous save (at nice 15, below the step
+ * loop), the calling thread for a synchronous one (weft_ckpt_save_wait,
+ * checkpoint.async = false), which it writes at its own priority. HDF5
+ * here is not thread-safe, so every HDF5 call in weft holds one
+ * process-wide lock.
  */
 #ifndef WEFT_CHECKPOINT_CKPT_H
 #define WEFT_CHECKPOINT_CKPT_H
@@ -129,7 +133,8 @@ WEFT_API int weft_ckpt_new(const weft_ckpt_layout *layout, const weft_ckpt_state
 WEFT_API int weft_ckpt_save(weft_ckpt *c, const weft_ckpt_meta *meta, int *started);
 
 /* Collective. Save now and return once the checkpoint is committed (for
- * preemption): waits for an in-flight save first, never skips. */
+ * preemption): waits for an in-flight save first, never skips; the calling
+ * thread writes it. */
 WEFT_API int weft_ckpt_save_wait(weft_ckpt *c, const weft_ckpt_meta *meta);
 
 /* Collective. The provenance lines this job records in every checkpoint
@@ -180,6 +185,8 @@ typedef struct weft_ckpt_stats {
     size_t bytes_reread;         /* read from the file again for the checksums of datasets split between
                                     ranks (this rank, last save; plan.c keeps them few) */
     int saves, skipped, failed;
+    int write_nice;              /* the nice value of the thread that wrote the last save: the writer
+                                    thread's 15 (async), the caller's own (sync: weft_ckpt_save_wait) */
     /* the shared tier (rank 0; -1 / 0 / "" without checkpoint.local_dir) */
     int tiers;                   /* 2 with checkpoint.local_dir, else 1 */
     int64_t drained_step;        /* newest checkpoint drained by this job */

@@ -34,8 +34,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #ifndef WEFT_VERSION
@@ -268,6 +270,9 @@ int weft_ckpt_write_one(weft_ckpt *c)
     weft_ckpt_file_name(c->meta.step, name, sizeof name);
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp", c->opts.dir, name);
     weft_fault_at(WEFT_FAULT_SAVE_HOLD, c->meta.step); /* hold_save: busy until the loop reaches a step */
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid)); /* -1 is a nice value too */
+    c->stats.write_nice = errno ? 0 : nice;
     int64_t t0 = weft_now_ns();
     int rc = weft_ckpt_agree(c->wcomm, preflight(c));
     if (rc == 0) {

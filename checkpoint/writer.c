@@ -8,7 +8,8 @@
  * device: enqueue the copies, see stage_device) -> hand it to the writer
  * thread -> go on. The writer thread (writer_main) runs one save
  * at a time and records its agreed result, collected at the next save,
- * wait or close.
+ * wait or close. A sync save (weft_ckpt_save_wait, checkpoint.async =
+ * false) is written by the calling thread itself, not niced (save()).
  */
 #include "checkpoint/agree.h"
 #include "checkpoint/commit.h"
@@ -32,7 +33,8 @@
 
 /* The save states (ckpt.h), with mu held: IDLE -> PENDING (the step loop
  * staged a save; only from IDLE, its previous result collected) ->
- * WRITING (the writer thread took it) -> DONE (its result recorded) ->
+ * WRITING (the writer thread took it; a sync save: its caller writes it,
+ * save()) -> DONE (its result recorded) ->
  * IDLE (collected). A save is never PENDING or WRITING without the thread
  * and the staging buffer. */
 static int writer_check(const weft_ckpt *c, int to)
@@ -69,6 +71,23 @@ static void retain_after(weft_ckpt *c, int64_t committed)
         WEFT_WARN("%s", weft_last_error()); /* an old file left over is no failure of a save */
 }
 
+/* One save in WRITING, on whichever thread writes it: its result recorded,
+ * DONE, then retention. */
+static void write_and_record(weft_ckpt *c)
+{
+    int rc = weft_ckpt_write_one(c);
+    pthread_mutex_lock(&c->mu);
+    c->result = rc;
+    snprintf(c->result_msg, sizeof c->result_msg, "%s", rc ? weft_last_error() : "");
+    /* taken before DONE: the step loop may stage the next save (c->meta) once it sees DONE */
+    int64_t committed = rc == 0 && weft_ckpt_committer(c) ? c->meta.step : -1;
+    move(c, DONE, "a save's result recorded");
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    if (committed >= 0)
+        retain_after(c, committed);
+}
+
 static void *writer_main(void *arg)
 {
     weft_ckpt *c = arg;
@@ -80,8 +99,9 @@ static void *writer_main(void *arg)
      * them 1.04-1.06x, and each save took ~10 s instead of ~3.5 s on the
      * two saturated cores (bench_ckpt, bench/README.md). The price there:
      * a sync save took ~20% longer (ranks done first spin in the next
-     * collective and the writer yields to them). Where a core is idle,
-     * nice costs nothing. */
+     * collective and the writer yields to them), so a sync save is not
+     * written here but by the thread that waits for it (save()). Where a
+     * core is idle, nice costs nothing. */
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 15);
     pthread_mutex_lock(&c->mu);
     for (;;) {
@@ -91,17 +111,7 @@ static void *writer_main(void *arg)
             break;
         move(c, WRITING, "the writer thread takes a save");
         pthread_mutex_unlock(&c->mu);
-        int rc = weft_ckpt_write_one(c);
-        pthread_mutex_lock(&c->mu);
-        c->result = rc;
-        snprintf(c->result_msg, sizeof c->result_msg, "%s", rc ? weft_last_error() : "");
-        /* taken before DONE: the step loop may stage the next save (c->meta) once it sees DONE */
-        int64_t committed = rc == 0 && weft_ckpt_committer(c) ? c->meta.step : -1;
-        move(c, DONE, "a save's result recorded");
-        pthread_cond_broadcast(&c->cv);
-        pthread_mutex_unlock(&c->mu);
-        if (committed >= 0)
-            retain_after(c, committed);
+        write_and_record(c);
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
@@ -390,7 +400,16 @@ static int stage_state(weft_ckpt *c, const weft_ckpt_meta *m)
     return rc;
 }
 
-static int save(weft_ckpt *c, const weft_ckpt_meta *m, int never_skip, int *started)
+/* A save: agreed, staged, then handed to the writer thread -- or, sync
+ * (the caller waits for it: weft_ckpt_save_wait, checkpoint.async =
+ * false), written by the calling thread itself, at its own priority: the
+ * writer thread runs at nice 15 so that an async save yields the cores to
+ * the step loop, but a sync save has no step loop to yield to, and at nice
+ * 15 it lost its core to the ranks already done, spinning in their next
+ * collective (bench/README.md, bench_ckpt). The writer thread is idle
+ * meanwhile (the previous save was collected), so the writer's
+ * communicators have one user at a time, as always. */
+static int save(weft_ckpt *c, const weft_ckpt_meta *m, int never_skip, int sync, int *started)
 {
     int64_t t0 = weft_now_ns();
     *started = 0;
@@ -415,12 +434,18 @@ static int save(weft_ckpt *c, const weft_ckpt_meta *m, int never_skip, int *star
         rc = weft_ckpt_agree(c->layout.world, rc);
     WEFT_CHECK(rc);
     pthread_mutex_lock(&c->mu);
-    move(c, PENDING, "a save handed to the writer thread");
+    move(c, PENDING, sync ? "a sync save, for the calling thread" : "a save handed to the writer thread");
+    if (sync) {
+        move(c, WRITING, "the calling thread writes its sync save");
+        c->released = c->meta.step > c->released ? c->meta.step : c->released; /* its waiter: this thread */
+    }
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
     *started = 1;
     c->stats.saves++;
     c->stats.blocked_s = 1e-9 * (double)(weft_now_ns() - t0);
+    if (sync)
+        write_and_record(c);
     return 0;
 }
 
@@ -432,7 +457,7 @@ int weft_ckpt_finish(weft_ckpt *c)
 int weft_ckpt_save(weft_ckpt *c, const weft_ckpt_meta *m, int *started)
 {
     int s;
-    WEFT_CHECK(save(c, m, 0, started ? started : &s));
+    WEFT_CHECK(save(c, m, 0, !c->opts.async, started ? started : &s));
     if (c->opts.async)
         return 0;
     int rc = collect(c);
@@ -443,7 +468,7 @@ int weft_ckpt_save(weft_ckpt *c, const weft_ckpt_meta *m, int *started)
 int weft_ckpt_save_wait(weft_ckpt *c, const weft_ckpt_meta *m)
 {
     int started;
-    WEFT_CHECK(save(c, m, 1, &started));
+    WEFT_CHECK(save(c, m, 1, 1, &started));
     return collect(c);
 }
 

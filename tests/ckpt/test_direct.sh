@@ -16,7 +16,8 @@
 #     device allocation in the save, and loaded
 #     back the GPU's way equal to what was saved; every object header of
 #     the file in its first 256 KiB (the metadata block, checkpoint/h5.c);
-#     the writer thread at nice 15 (checkpoint/writer.c);
+#     the writer thread at nice 15 (checkpoint/writer.c), a sync save
+#     written by its caller at the caller's nice value;
 #   - the load of moments split between ranks: the 2-rank ZeRO-1 file on 2
 #     and 3 ranks; a byte changed inside a block one rank reads whole, and
 #     in the block across the cut: exit 65 naming the tensor; the same file
@@ -61,6 +62,9 @@ pattern 2 tp "TP on 2 ranks"
 # The writer thread below the training threads (checkpoint/writer.c: nice 15)
 check "TP on 2 ranks: the writer thread runs at nice 15" grep -qx "writer threads at nice 15: 1" \
     "$TMPDIR_TEST/TP on 2 ranks.log"
+# ... but a sync save is written by its caller, at the caller's priority
+check "TP on 2 ranks: the sync save was written at the calling thread's nice value, not the writer's" \
+    grep -q "^sync save written at the caller's nice: yes" "$TMPDIR_TEST/TP on 2 ranks.log"
 # HDF5's metadata in one block at the file's head (h5.c weft_h5_meta_block):
 # every object header within the first 256 KiB of the ~30 MB file, where
 # HDF5's default 2 KiB blocks put them between the datasets (past 9 MB)

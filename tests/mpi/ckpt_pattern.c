@@ -16,7 +16,10 @@
  *
  * After the save rank 0 also prints "writer threads at nice N: K", the
  * threads of the process at the writer's nice level (checkpoint/writer.c)
- * while the writer is idle between saves: test_direct.sh expects one at 15.
+ * while the writer is idle between saves: test_direct.sh expects one at 15;
+ * and whether the save (weft_ckpt_save_wait) was written at the calling
+ * thread's own nice value (a sync save is the caller's, not the niced
+ * writer thread's): test_direct.sh expects "yes".
  *
  * With `load`, nothing is saved: DIR's step 7 (written by an earlier run,
  * on any number of ranks, or rewritten by a test) is loaded into fresh
@@ -38,9 +41,13 @@
 #include "runtime/error.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 typedef struct {
     const char *name;
@@ -221,6 +228,14 @@ int main(int argc, char **argv)
                         weft_device_allocs_after_start(dev));
     if (rc == 0 && rank == 0)
         printf("writer threads at nice 15: %d\n", threads_at_nice(15));
+    if (rc == 0 && rank == 0) { /* a sync save: written by this thread, at its own priority (writer.c save()) */
+        weft_ckpt_stats cs;
+        weft_ckpt_get_stats(c, &cs);
+        errno = 0;
+        int mine = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+        printf("sync save written at the caller's nice: %s (%d, caller %d)\n",
+               errno == 0 && cs.write_nice == mine ? "yes" : "no", cs.write_nice, mine);
+    }
     int rc2 = weft_ckpt_close(c);
     rc = rc ? rc : rc2;
     if (rc == 0 && rank == 0)
