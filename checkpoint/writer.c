@@ -97,11 +97,10 @@ static void *writer_main(void *arg)
      * (1024 + weight(n)) of the core: 9.7% at nice 10, which made steps
      * during an async save 1.18-1.22x their time; 3.4% at nice 15 made
      * them 1.04-1.06x, and each save took ~10 s instead of ~3.5 s on the
-     * two saturated cores (bench_ckpt, bench/README.md). The price there:
-     * a sync save took ~20% longer (ranks done first spin in the next
-     * collective and the writer yields to them), so a sync save is not
-     * written here but by the thread that waits for it (save()). Where a
-     * core is idle, nice costs nothing. */
+     * two saturated cores (bench_ckpt, bench/README.md). A sync save is
+     * not written here but by the thread that waits for it (save()): with
+     * the cores busy, this thread took 29-37 s for a save its caller
+     * writes in 3 s. Where a core is idle, nice costs nothing. */
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 15);
     pthread_mutex_lock(&c->mu);
     for (;;) {
@@ -404,11 +403,12 @@ static int stage_state(weft_ckpt *c, const weft_ckpt_meta *m)
  * (the caller waits for it: weft_ckpt_save_wait, checkpoint.async =
  * false), written by the calling thread itself, at its own priority: the
  * writer thread runs at nice 15 so that an async save yields the cores to
- * the step loop, but a sync save has no step loop to yield to, and at nice
- * 15 it lost its core to the ranks already done, spinning in their next
- * collective (bench/README.md, bench_ckpt). The writer thread is idle
- * meanwhile (the previous save was collected), so the writer's
- * communicators have one user at a time, as always. */
+ * the step loop, but a sync save has no step loop to yield to: at nice 15
+ * behind two busy processes it took 29-37 s against 2.8-3.1 s written by
+ * its caller (bench/README.md, bench_ckpt) -- a stop signal's checkpoint
+ * must fit its grace period. The writer thread is idle meanwhile (the
+ * previous save was collected), so the writer's communicators have one
+ * user at a time, as always. */
 static int save(weft_ckpt *c, const weft_ckpt_meta *m, int never_skip, int sync, int *started)
 {
     int64_t t0 = weft_now_ns();
