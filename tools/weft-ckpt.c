@@ -318,6 +318,14 @@ static int cmd_info(const char *path, int show_config)
     if (weft_h5_get_str(f, "weft_version", &s) == 0)
         printf("%-15s %s\n", "weft_version", s);
     free(s);
+    int64_t version = 0;
+    size_t block = 0;
+    if (weft_h5_get_i64(f, "format_version", &version) == 0 && weft_ckpt_sum_block_of(f, path, &block) == 0) {
+        if (block)
+            printf("%-15s %lld (checksums in blocks of %zu KiB)\n", "format", (long long)version, block >> 10);
+        else
+            printf("%-15s %lld (checksums of whole datasets)\n", "format", (long long)version);
+    }
     if (weft_h5_get_f64(f, "wall_time", &wall) == 0)
         printf("%-15s %.3f\n", "wall_time", wall);
     if (weft_h5_get_u64(f, "dataset_hash", &h) == 0)

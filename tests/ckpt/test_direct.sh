@@ -113,6 +113,9 @@ if [ $have_h5py = 1 ]; then
     mkdir -p "$v1"
     $py "$WEFT_ROOT/tests/ckpt/sum_check.py" "$z2/step-00000007.h5" format-1 "$v1/step-00000007.h5"
     check "format 1 file: weft-ckpt verify passes" "$ck" verify "$v1/step-00000007.h5"
+    check "weft-ckpt info names each file's format" bash -c \
+        "'$ck' info '$v1/step-00000007.h5' | grep -qx 'format          1 (checksums of whole datasets)' &&
+         '$ck' info '$z2/step-00000007.h5' | grep -qx 'format          2 (checksums in blocks of 1024 KiB)'"
     loads "format 1 file" "$v1" 2
     loads "format 1 file" "$v1" 3
     $py "$WEFT_ROOT/tests/ckpt/flip.py" "$v1/step-00000007.h5" tensor optim/m/e.weight 2097157
