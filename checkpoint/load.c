@@ -33,8 +33,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#include <xxhash.h>
 
 typedef struct {
     const char *path;
@@ -71,26 +69,12 @@ typedef struct verify_plan {
     MPI_Comm comm;         /* the verifying ranks' (MPI_COMM_NULL: one process) */
 } verify_plan;
 
-/* The plan's slot for dataset dpath when this rank verifies it and local
- * elements [a, b) are all of it; -1 otherwise. */
-static int hash_slot(const loader_ctx *x, const char *dpath, size_t a, size_t b)
+/* The plan's index of dataset dpath (-1: not in it, or no plan). */
+static int plan_index(const loader_ctx *x, const char *dpath)
 {
-    const verify_plan *vp = x->vp;
-    for (int i = 0; vp && i < vp->n; i++)
-        if (strcmp(vp->list[i], dpath) == 0)
-            return vp->owner[i] == x->vrank && vp->whole[i] && a == 0 && (b - a) * sizeof(float) == vp->bytes[i]
-                       ? i : -1;
-    return -1;
-}
-
-/* The plan's index of dataset dpath when it is split (its blocks are
- * hashed by whoever reads all of one); -1 otherwise. */
-static int split_slot(const loader_ctx *x, const char *dpath)
-{
-    const verify_plan *vp = x->vp;
-    for (int i = 0; vp && vp->split && i < vp->n; i++)
-        if (strcmp(vp->list[i], dpath) == 0)
-            return vp->split[i] ? i : -1;
+    for (int i = 0; x->vp && i < x->vp->n; i++)
+        if (strcmp(x->vp->list[i], dpath) == 0)
+            return i;
     return -1;
 }
 
@@ -121,56 +105,38 @@ static haddr_t direct_offset(const loader_ctx *x, hid_t d, hid_t mem_type)
     return plain ? H5Dget_offset(d) : HADDR_UNDEF;
 }
 
-/* Bytes [rel, rel + n) of split dataset `split` (its bytes), just read
- * into p: the hash of every block that lies wholly inside, into the
- * plan's blocks. */
-static void hash_blocks(const loader_ctx *x, int split, size_t bytes, size_t rel, const char *p, size_t n)
-{
-    verify_plan *vp = x->vp;
-    const size_t B = x->block;
-    for (size_t k = (rel + B - 1) / B; k * B < rel + n; k++) {
-        size_t end = (k + 1) * B < bytes ? (k + 1) * B : bytes;
-        if (end > rel + n)
-            break;
-        vp->blocks[vp->block0[split] + k] = XXH3_64bits(p + (k * B - rel), end - k * B);
-        vp->blocks[vp->nblocks + vp->block0[split] + k] = 1;
-    }
-}
-
 /* Rectangles r[0..n) of a contiguous f32 dataset at file offset base into
  * dst (row-major order of their union): one pread per contiguous run. A
  * dataset read whole for its checksum (slot >= 0: then it is one run) is
  * read in scratch-sized pieces, each hashed right after its pread while it
  * is in cache, instead of hashed again from memory after the reading; so
- * is a split one (split >= 0), its pieces cut at its blocks' boundaries,
- * each block read whole hashed on its own. */
+ * is a split one (split >= 0), each of its blocks read whole hashed on its
+ * own (sum.h). */
 static int read_direct(const loader_ctx *x, const char *dpath, const weft_shard_spec *sp, const int64_t gs[2],
                        const weft_ckpt_rect *r, int n, haddr_t base, float *dst, int slot, int split)
 {
     weft_ckpt_segs v = {0};
     int rc = weft_ckpt_segs_add(&v, sp->ndim, gs, sizeof(float), r, n, (size_t)base, 0, 0);
-    size_t bytes = (size_t)gs[0] * (size_t)(sp->ndim == 2 ? gs[1] : 1) * sizeof(float);
     weft_ckpt_sum h;
     weft_ckpt_sum_begin(&h, x->block);
+    weft_ckpt_blocks blk;
+    if (split >= 0)
+        weft_ckpt_blocks_begin(&blk, x->block, x->vp->bytes[split], x->vp->blocks + x->vp->block0[split],
+                               x->vp->blocks + x->vp->nblocks + x->vp->block0[split]);
     for (int i = 0, j; rc == 0 && i < v.n; i = j) {
         size_t len, done = 0;
         j = weft_ckpt_segs_run(&v, i, &len);
         int hashed = slot >= 0 && i == 0 && j == v.n, e = 0;
-        size_t piece = split >= 0 ? (x->block < WEFT_CKPT_SCRATCH ? WEFT_CKPT_SCRATCH / x->block * x->block : x->block)
-                     : hashed ? WEFT_CKPT_SCRATCH : len; /* else one pread for the run */
-        size_t rel = v.s[i].off - (size_t)base; /* the run's place in the dataset */
-        for (size_t a = 0; a < len && e == 0;) {
+        size_t piece = hashed || split >= 0 ? WEFT_CKPT_SCRATCH : len; /* else one pread for the run */
+        for (size_t a = 0; a < len && e == 0; a += piece) {
             size_t k = len - a < piece ? len - a : piece, got = 0;
-            if (split >= 0 && (rel + a) % piece + k > piece) /* pieces end on a multiple of the piece (of blocks) */
-                k = piece - (rel + a) % piece;
             char *p = (char *)dst + v.s[i].mem + a;
             e = weft_ckpt_pread_all(x->fd, p, k, v.s[i].off + a, &got);
             done = a + got;
             if (e == 0 && hashed)
                 weft_ckpt_sum_update(&h, p, k);
             if (e == 0 && split >= 0)
-                hash_blocks(x, split, bytes, rel + a, p, k);
-            a += k;
+                weft_ckpt_blocks_update(&blk, v.s[i].off + a - (size_t)base, p, k);
         }
         if (e)
             rc = weft_error(WEFT_EDATA, "checkpoint %s: cannot read tensor '%s' (%zu bytes at offset %zu): %s "
@@ -254,7 +220,13 @@ static int read_piece(const loader_ctx *x, hid_t d, const char *dpath, const wef
 static int read_into(const loader_ctx *x, hid_t d, const char *dpath, const weft_shard_spec *sp, size_t a, size_t b,
                      float *dst)
 {
-    int slot = hash_slot(x, dpath, a, b), split = x->block ? split_slot(x, dpath) : -1;
+    /* this rank verifies it and [a, b) is all of it: hashed as read; a
+     * split dataset: its blocks hashed as read */
+    const verify_plan *vp = x->vp;
+    int i = plan_index(x, dpath);
+    int slot = i >= 0 && vp->owner[i] == x->vrank && vp->whole[i] && a == 0 &&
+               (b - a) * sizeof(float) == vp->bytes[i] ? i : -1;
+    int split = i >= 0 && vp->split && vp->split[i] ? i : -1;
     size_t bytes = (b - a) * sizeof(float);
     float *host = x->dev ? malloc(bytes ? bytes : 1) : dst;
     if (!host)
@@ -398,32 +370,46 @@ static int check_hash(const loader_ctx *x, const char *dpath, uint64_t have)
     return 0;
 }
 
-/* A contiguous dataset's stored checksum against its bytes read with
- * pread; 1 when it is not such a dataset (the caller reads it with HDF5). */
-static int verify_direct(const loader_ctx *x, const char *dpath, void *scratch)
+/* Dataset i's stored checksum against its bytes read with pread: all of
+ * them, or, split, the blocks no rank read whole -- across a ZeRO cut, or
+ * in a part nobody read -- beside the block hashes the ranks took while
+ * reading (gathered in vp->blocks). 1 when it is not contiguous (the
+ * caller reads all of it with HDF5). */
+static int verify_direct(const loader_ctx *x, int i, void *scratch)
 {
+    const verify_plan *vp = x->vp;
+    const char *dpath = vp->list[i];
     hid_t d = H5Dopen2(x->f, dpath, H5P_DEFAULT);
     if (d < 0)
         return 1;
     hid_t t = H5Dget_type(d);
     haddr_t base = t >= 0 ? direct_offset(x, d, t) : HADDR_UNDEF; /* any type: its bytes are hashed */
-    size_t bytes = (size_t)H5Dget_storage_size(d);
-    uint64_t want = 0, have = 0;
-    int rc = base == HADDR_UNDEF ? 1 : weft_h5_get_u64(d, "xxh3_64", &want);
     if (t >= 0)
         H5Tclose(t);
     H5Dclose(d);
-    if (rc)
-        return rc == 1 ? 1 : weft_ckpt_wrap(rc, "checkpoint %s: tensor '%s'", x->path, dpath);
-    int e = weft_ckpt_pread_hash(x->fd, (size_t)base, bytes, scratch, WEFT_CKPT_SCRATCH, x->block, &have);
-    if (e)
-        return weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s': cannot read its %zu bytes at offset %zu: %s "
-                          "(truncated file?)", x->path, dpath, bytes, (size_t)base, strerror(e));
-    if (want != have)
-        return weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s' fails its checksum (stored xxh3 %016llx, data "
-                          "gives %016llx): the file is corrupt", x->path, dpath, (unsigned long long)want,
-                          (unsigned long long)have);
-    return 0;
+    if (base == HADDR_UNDEF)
+        return 1;
+    const size_t B = x->block, bytes = vp->bytes[i];
+    uint64_t have = 0;
+    if (!(vp->split && vp->split[i])) {
+        int e = weft_ckpt_pread_hash(x->fd, (size_t)base, bytes, scratch, WEFT_CKPT_SCRATCH, B, &have);
+        if (e)
+            return weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s': cannot read its %zu bytes at offset %zu: %s "
+                              "(truncated file?)", x->path, dpath, bytes, (size_t)base, strerror(e));
+        return check_hash(x, dpath, have);
+    }
+    size_t n = weft_ckpt_sum_nblocks(bytes, B);
+    uint64_t *h = vp->blocks + vp->block0[i];
+    const uint64_t *in = vp->blocks + vp->nblocks + vp->block0[i];
+    for (size_t k = 0; k < n; k++) {
+        size_t len = bytes - k * B < B ? bytes - k * B : B;
+        int e = in[k] ? 0 : weft_ckpt_pread_hash(x->fd, (size_t)base + k * B, len, scratch, WEFT_CKPT_SCRATCH, 0,
+                                                 &h[k]);
+        if (e)
+            return weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s': cannot read its %zu bytes at offset %zu: %s "
+                              "(truncated file?)", x->path, dpath, len, (size_t)base + k * B, strerror(e));
+    }
+    return check_hash(x, dpath, weft_ckpt_sum_root(h, n));
 }
 
 /* weft_ckpt_agree, or rc itself for one process without a job (world NULL). */
@@ -522,38 +508,6 @@ static int verify_plan_make(const loader_ctx *x, const weft_ckpt_state *s, MPI_C
     return rc;
 }
 
-/* A split dataset's checksum from the block hashes the ranks took while
- * reading (gathered in vp->blocks), the blocks nobody read whole -- across
- * a ZeRO cut, or in a part nobody read -- read again here; 1 when the
- * dataset is not contiguous (the caller reads all of it with HDF5). */
-static int verify_split(const loader_ctx *x, int i, void *scratch)
-{
-    const verify_plan *vp = x->vp;
-    const char *dpath = vp->list[i];
-    hid_t d = H5Dopen2(x->f, dpath, H5P_DEFAULT);
-    if (d < 0)
-        return 1;
-    hid_t t = H5Dget_type(d);
-    haddr_t base = t >= 0 ? direct_offset(x, d, t) : HADDR_UNDEF;
-    if (t >= 0)
-        H5Tclose(t);
-    H5Dclose(d);
-    if (base == HADDR_UNDEF)
-        return 1;
-    const size_t B = x->block, bytes = vp->bytes[i], n = weft_ckpt_sum_nblocks(bytes, B);
-    uint64_t *h = vp->blocks + vp->block0[i];
-    const uint64_t *in = vp->blocks + vp->nblocks + vp->block0[i];
-    for (size_t k = 0; k < n; k++) {
-        size_t len = bytes - k * B < B ? bytes - k * B : B;
-        int e = in[k] ? 0 : weft_ckpt_pread_hash(x->fd, (size_t)base + k * B, len, scratch, WEFT_CKPT_SCRATCH, 0,
-                                                 &h[k]);
-        if (e)
-            return weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s': cannot read its %zu bytes at offset %zu: %s "
-                              "(truncated file?)", x->path, dpath, len, (size_t)base + k * B, strerror(e));
-    }
-    return check_hash(x, dpath, weft_ckpt_sum_root(h, n));
-}
-
 /* The checksums this rank verifies: hashed while reading (compared now),
  * from the ranks' block hashes, or read again from the file. Every rank
  * returns the same result. */
@@ -575,7 +529,7 @@ static int verify_rest(const loader_ctx *x, weft_comm *world)
             continue;
         if (vp->have[i])
             rc = check_hash(x, vp->list[i], vp->hash[i]);
-        else if ((rc = vp->split && vp->split[i] ? verify_split(x, i, scratch) : verify_direct(x, vp->list[i], scratch)) == 1)
+        else if ((rc = verify_direct(x, i, scratch)) == 1)
             rc = weft_ckpt_verify_dataset(x->f, x->path, vp->list[i], scratch);
     }
     weft_h5_unlock();

@@ -123,7 +123,6 @@ int weft_ckpt_nodes_setup(weft_ckpt *c, int rc)
                           "a node's file holds part of the checkpoint, and signing its checksums is not "
                           "implemented; sign without local_dir, or use a local_dir every rank sees", c->nnodes);
     c->nodefiles = 1;
-    c->node_block = WEFT_CKPT_SUM_BLOCK;
     c->multinode = 0; /* the file written is the node's own: nothing to flush for other nodes */
     if (MPI_Comm_split(c->mpi, c->node, c->rank, &c->node_mpi) != MPI_SUCCESS)
         return weft_error(WEFT_ECOMM, "checkpoint: cannot make the node communicator");
@@ -245,9 +244,9 @@ static int write_part(weft_ckpt *c, const char *tmp)
              : 0;
 }
 
-/* Every dataset's checksum over the whole assembled file, dataset i by
- * rank i % size, summed. */
-static int whole_hashes(weft_ckpt *c, const char *tmp)
+/* Every dataset's checksum over the whole assembled file (in blocks of
+ * block bytes, sum.h), dataset i by rank i % size, summed. */
+static int whole_hashes(weft_ckpt *c, const char *tmp, size_t block)
 {
     memset(c->hashes, 0, (size_t)c->plan.nd * sizeof *c->hashes);
     int fd = open(tmp, O_RDONLY | O_CLOEXEC), rc = 0; /* opened after the others' bytes are durable */
@@ -257,7 +256,7 @@ static int whole_hashes(weft_ckpt *c, const char *tmp)
         if (i % c->size != c->rank)
             continue;
         int e = weft_ckpt_pread_hash(fd, c->offs[i], weft_ckpt_dset_bytes(&c->plan.d[i]), c->scratch, SCRATCH_BYTES,
-                                     c->node_block, &c->hashes[i]);
+                                     block, &c->hashes[i]);
         if (e)
             rc = weft_error(WEFT_EIO, "checkpoint drain: %s: cannot read it from %s: %s", c->plan.d[i].path, tmp,
                             strerror(e));
@@ -295,7 +294,7 @@ static int rewrite_attrs(weft_ckpt *c, const char *tmp)
 }
 
 /* One attempt, collective. */
-static int assemble(weft_ckpt *c, const char *name, const char *tmp)
+static int assemble(weft_ckpt *c, const char *name, const char *tmp, size_t block)
 {
     char src[4300];
     snprintf(src, sizeof src, "%s/%s", c->opts.dir, name);
@@ -303,7 +302,7 @@ static int assemble(weft_ckpt *c, const char *name, const char *tmp)
     if (rc == 0)
         rc = weft_ckpt_agree(c->wcomm, c->node != 0 ? write_part(c, tmp) : 0);
     if (rc == 0)
-        rc = whole_hashes(c, tmp);
+        rc = whole_hashes(c, tmp, block);
     if (rc == 0 && c->rank == 0) {
         rc = rewrite_attrs(c, tmp);
         if (rc == 0)
@@ -347,7 +346,7 @@ static void record(weft_ckpt *c, int rc, int attempts, double secs, const char *
                    why, tmp);
 }
 
-void weft_ckpt_nodes_drain(weft_ckpt *c)
+void weft_ckpt_nodes_drain(weft_ckpt *c, size_t block)
 {
     char name[64], tmp[4300];
     weft_ckpt_file_name(c->meta.step, name, sizeof name);
@@ -355,7 +354,7 @@ void weft_ckpt_nodes_drain(weft_ckpt *c)
     int64_t t0 = weft_now_ns();
     int rc = 0, attempt;
     for (attempt = 1;; attempt++) {
-        if ((rc = assemble(c, name, tmp)) == 0 || attempt > c->opts.drain_retries)
+        if ((rc = assemble(c, name, tmp, block)) == 0 || attempt > c->opts.drain_retries)
             break;
         double wait = 0.5 * (double)(1 << (attempt - 1 < 20 ? attempt - 1 : 20));
         if (c->rank == 0)
@@ -375,15 +374,14 @@ void weft_ckpt_nodes_drain(weft_ckpt *c)
 
 /* This node's committed file of a step back into staging, as the save had
  * it: every dataset's offset and checksum, this rank's segments read from
- * it, and the node's datasets verified by its ranks in turn. */
-static int load_part(weft_ckpt *c, const char *path)
+ * it, and the node's datasets verified by its ranks in turn; *block: its
+ * checksum block (sum.h; an older weft's file: 0), the assembled file's. */
+static int load_part(weft_ckpt *c, const char *path, size_t *block)
 {
     weft_h5_lock();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     int rc = f < 0 ? weft_h5_error(WEFT_EDATA, "checkpoint %s cannot be opened", path) : 0;
-    size_t block = 0; /* the file's own (a node's file committed by an older weft: 0), the assembled one's too */
-    rc = rc ? rc : weft_ckpt_sum_block_of(f, path, &block);
-    c->node_block = block;
+    rc = rc ? rc : weft_ckpt_sum_block_of(f, path, block);
     for (int i = 0; rc == 0 && i < c->plan.nd; i++) {
         hid_t d = H5Dopen2(f, c->plan.d[i].path, H5P_DEFAULT);
         haddr_t a = d >= 0 ? H5Dget_offset(d) : HADDR_UNDEF;
@@ -416,7 +414,7 @@ static int load_part(weft_ckpt *c, const char *path)
     for (int i = lr; rc == 0 && !e && i < c->plan.nd; i += ln) {
         uint64_t have;
         e = weft_ckpt_pread_hash(fd, c->offs[i], weft_ckpt_dset_bytes(&c->plan.d[i]), c->scratch, SCRATCH_BYTES,
-                                 block, &have);
+                                 *block, &have);
         if (!e && have != c->hashes[i])
             rc = weft_error(WEFT_EDATA, "checkpoint %s: tensor '%s' fails its checksum: the node's file is corrupt",
                             path, c->plan.d[i].path);
@@ -440,9 +438,9 @@ void weft_ckpt_nodes_catch_up(weft_ckpt *c)
     weft_h5_lock();
     int rc = weft_ckpt_node_part(path, &c->layout, c->rank, c->size, &node);
     weft_h5_unlock();
-    rc = weft_ckpt_agree(c->wcomm, rc ? rc : load_part(c, path));
+    size_t block = 0;
+    rc = weft_ckpt_agree(c->wcomm, rc ? rc : load_part(c, path, &block));
     if (rc) {
-        c->node_block = WEFT_CKPT_SUM_BLOCK;
         if (c->rank == 0)
             WEFT_WARN("checkpoint step %lld is on every node's local tier but not in %s, and cannot be assembled "
                       "there: %s; the next checkpoint goes there", (long long)lo, c->shared, weft_last_error());
@@ -454,6 +452,5 @@ void weft_ckpt_nodes_catch_up(weft_ckpt *c)
     struct stat sb;
     c->meta.step = lo;
     c->stats.bytes_file = stat(path, &sb) == 0 ? (size_t)sb.st_size : 0;
-    weft_ckpt_nodes_drain(c);
-    c->node_block = WEFT_CKPT_SUM_BLOCK; /* the next saves' own */
+    weft_ckpt_nodes_drain(c, block);
 }

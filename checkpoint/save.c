@@ -306,7 +306,7 @@ int weft_ckpt_write_one(weft_ckpt *c)
         if (c->drain)
             weft_ckpt_drain_post(c->drain, c->meta.step);
         if (c->nodefiles)
-            weft_ckpt_nodes_drain(c); /* the shared tier, behind the local commit */
+            weft_ckpt_nodes_drain(c, WEFT_CKPT_SUM_BLOCK); /* the shared tier, behind the local commit */
     }
     return rc;
 }

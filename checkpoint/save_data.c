@@ -29,8 +29,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#include <xxhash.h>
 
 static hid_t file_type(int kind)
 {
@@ -147,42 +145,14 @@ int weft_ckpt_data_write(weft_ckpt *c, const char *tmp)
 /* --- read-back check and checksums ----------------------------------------- */
 
 /* The checksums taken from what a rank reads back, bytes fed in file order:
- * the dataset it hashes whole (it wrote all of it), and the block (sum.h)
- * of a split dataset it is reading, hashed only when it saw all of it. */
+ * the dataset it hashes whole (it wrote all of it), and the blocks (sum.h)
+ * of a split dataset that it wrote all of. */
 typedef struct {
     weft_ckpt_sum whole;
-    int cur;            /* the dataset whole is of (-1: none yet) */
-    XXH3_state_t blk;
-    int bdset;          /* the split dataset blk is a block of (-1: none) */
-    size_t bnext;       /* its byte the block expects next */
+    int cur;                 /* the dataset whole is of (-1: none yet) */
+    weft_ckpt_blocks blocks;
+    int bdset;               /* the split dataset blocks is of (-1: none yet) */
 } readback_sums;
-
-/* Bytes [pos, pos + n) of split dataset dset, at p: each block of it
- * whose every byte this rank read back, in order, is hashed into
- * c->blocks (and marked in). */
-static void hash_blocks(weft_ckpt *c, readback_sums *r, int dset, size_t pos, const uint8_t *p, size_t n)
-{
-    const weft_ckpt_dset *d = &c->plan.d[dset];
-    size_t total = weft_ckpt_dset_bytes(d), B = WEFT_CKPT_SUM_BLOCK;
-    while (n > 0) {
-        size_t k = pos / B, end = (k + 1) * B < total ? (k + 1) * B : total, m = end - pos < n ? end - pos : n;
-        if (pos == k * B) {
-            XXH3_64bits_reset(&r->blk);
-            r->bdset = dset, r->bnext = pos;
-        }
-        if (r->bdset == dset && r->bnext == pos) {
-            XXH3_64bits_update(&r->blk, p, m);
-            r->bnext = pos + m;
-            if (r->bnext == end) {
-                c->blocks[d->block0 + k] = XXH3_64bits_digest(&r->blk);
-                c->blocks[c->plan.nblocks + d->block0 + k] = 1;
-                r->bdset = -1;
-            }
-        } else
-            r->bdset = -1; /* the block's start is another rank's */
-        pos += m, p += m, n -= m;
-    }
-}
 
 /* Bytes of dataset dset at file offset off, in file order, into the sums
  * (one dataset at a time: segments are sorted by offset and datasets'
@@ -191,7 +161,11 @@ static void hash_bytes(weft_ckpt *c, readback_sums *r, int dset, size_t off, con
 {
     const weft_ckpt_dset *d = &c->plan.d[dset];
     if (d->split) {
-        hash_blocks(c, r, dset, off - c->offs[dset], p, n);
+        if (dset != r->bdset)
+            weft_ckpt_blocks_begin(&r->blocks, WEFT_CKPT_SUM_BLOCK, weft_ckpt_dset_bytes(d), c->blocks + d->block0,
+                                   c->blocks + c->plan.nblocks + d->block0);
+        r->bdset = dset;
+        weft_ckpt_blocks_update(&r->blocks, off - c->offs[dset], p, n);
         return;
     }
     if (!d->hasher || !d->whole)

@@ -5,6 +5,7 @@
 #include "checkpoint/h5.h"
 #include "runtime/error.h"
 
+#include <stdint.h>
 #include <string.h>
 
 void weft_ckpt_sum_begin(weft_ckpt_sum *s, size_t block)
@@ -90,6 +91,37 @@ uint64_t weft_ckpt_sum_root(const uint64_t *hashes, size_t n)
         XXH3_64bits_update(&top, b, 8);
     }
     return XXH3_64bits_digest(&top);
+}
+
+void weft_ckpt_blocks_begin(weft_ckpt_blocks *b, size_t block, size_t bytes, uint64_t *hash, uint64_t *in)
+{
+    b->block = block, b->bytes = bytes, b->hash = hash, b->in = in;
+    b->next = SIZE_MAX;
+}
+
+void weft_ckpt_blocks_update(weft_ckpt_blocks *b, size_t pos, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    const size_t B = b->block;
+    while (n > 0) {
+        size_t k = pos / B, end = (k + 1) * B < b->bytes ? (k + 1) * B : b->bytes;
+        size_t m = end - pos < n ? end - pos : n;
+        if (pos == k * B) { /* a block starts here */
+            XXH3_64bits_reset(&b->cur);
+            b->next = pos;
+        }
+        if (b->next == pos) {
+            XXH3_64bits_update(&b->cur, c, m);
+            b->next = pos + m;
+            if (b->next == end) {
+                b->hash[k] = XXH3_64bits_digest(&b->cur);
+                b->in[k] = 1;
+                b->next = SIZE_MAX;
+            }
+        } else
+            b->next = SIZE_MAX; /* the block's start was not fed */
+        pos += m, c += m, n -= m;
+    }
 }
 
 int weft_ckpt_sum_block_of(hid_t f, const char *path, size_t *block)

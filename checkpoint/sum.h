@@ -55,6 +55,21 @@ size_t weft_ckpt_sum_nblocks(size_t bytes, size_t block);
  * (each block's XXH3-64): what weft_ckpt_sum gives for its bytes. */
 uint64_t weft_ckpt_sum_root(const uint64_t *hashes, size_t n);
 
+/* The hashes of a dataset's blocks that lie wholly inside the bytes a rank
+ * feeds, at their positions in the dataset, in increasing order, in pieces
+ * of any size, with gaps (other ranks' parts): each block all of whose
+ * bytes were fed in one stretch, its hash into hash[k] and in[k] = 1; the
+ * others are left as they are. */
+typedef struct weft_ckpt_blocks {
+    XXH3_state_t cur;  /* the block being fed */
+    size_t block, bytes; /* bytes per block; the dataset's bytes */
+    size_t next;       /* the position the block being fed expects next (SIZE_MAX: none) */
+    uint64_t *hash, *in;
+} weft_ckpt_blocks;
+
+void weft_ckpt_blocks_begin(weft_ckpt_blocks *b, size_t block, size_t bytes, uint64_t *hash, uint64_t *in);
+void weft_ckpt_blocks_update(weft_ckpt_blocks *b, size_t pos, const void *p, size_t n);
+
 /* The block of file f: its root attribute checksum_block, 0 for a format 1
  * file (every dataset hashed whole). WEFT_EDATA for a block that is not a
  * positive multiple of 4 KiB. */

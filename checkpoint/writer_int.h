@@ -52,8 +52,6 @@ struct weft_ckpt {
     weft_ckpt_drain_stats dst; /* nodefiles: the shared tier's assembly (as drain.c's stats) */
     int shared_keep_last, shared_keep_every; /* retention in `shared` */
     size_t *offs;              /* nodefiles: each dataset's offset, the same in every node's file */
-    size_t node_block;         /* nodefiles: the checksum block (sum.h) of the files assembled: this weft's,
-                                * or a catch-up's node files' own (an older weft's: 0) */
     weft_comm *wcomm;          /* the writer thread's */
     MPI_Comm mpi;              /* the writer thread's, for HDF5 */
     int rank, size, fsyncer;   /* fsyncer: first rank of its node */
@@ -106,8 +104,9 @@ int weft_ckpt_nodes_setup(weft_ckpt *c, int rc);
 int weft_ckpt_nodes_attrs(weft_ckpt *c, hid_t f);
 int weft_ckpt_nodes_offsets(weft_ckpt *c, int rc);
 /* After the local commit, collective: assemble the shared tier's file
- * from the nodes' bytes and commit it there (retried; recorded in c->dst). */
-void weft_ckpt_nodes_drain(weft_ckpt *c);
+ * from the nodes' bytes and commit it there (retried; recorded in c->dst),
+ * its checksums in blocks of block bytes (sum.h: the nodes' files' own). */
+void weft_ckpt_nodes_drain(weft_ckpt *c, size_t block);
 /* At start, collective: a step every node committed locally that the
  * shared tier lacks (a job killed during its assembly) is assembled now,
  * from the nodes' files (verified first). */

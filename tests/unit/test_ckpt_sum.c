@@ -5,7 +5,8 @@
  * boundaries) give what one call gives, and what the root of the block
  * hashes gives; a dataset of at most one block (or none) keeps the XXH3-64
  * of its bytes; block 0 (a format 1 file) is the XXH3-64 of all of them;
- * a changed byte in any block changes the checksum. (tests/ckpt/
+ * a changed byte in any block changes the checksum; the blocks of a part
+ * fed with gaps are exactly those wholly inside it. (tests/ckpt/
  * sum_check.py checks a saved file against python3-xxhash.)
  */
 #include <setjmp.h>
@@ -107,11 +108,40 @@ static void test_small_and_format_1(void **state)
     free(p);
 }
 
+/* weft_ckpt_blocks: a rank's part of a dataset, fed in pieces with a gap
+ * (another rank's part): exactly the blocks wholly inside a stretch fed are
+ * hashed, each as XXH3 of its bytes; the others left untouched. */
+static void test_blocks_of_a_part(void **state)
+{
+    (void)state;
+    unsigned char *p = bytes();
+    uint64_t h[6] = {0}, in[6] = {0};
+    weft_ckpt_blocks b;
+    weft_ckpt_blocks_begin(&b, B, N, h, in);
+    /* [100, 3B + 7) in pieces of 1000, then [4B, N) in one piece */
+    for (size_t a = 100; a < 3 * B + 7; a += 1000)
+        weft_ckpt_blocks_update(&b, a, p + a, 3 * B + 7 - a < 1000 ? 3 * B + 7 - a : 1000);
+    weft_ckpt_blocks_update(&b, 4 * B, p + 4 * B, N - 4 * B);
+    static const uint64_t want_in[6] = {0, 1, 1, 0, 1, 1};
+    for (size_t k = 0; k < 6; k++) {
+        assert_int_equal(in[k], want_in[k]);
+        if (in[k])
+            assert_true(h[k] == XXH3_64bits(p + k * B, k < 5 ? B : N - 5 * B));
+        else
+            assert_true(h[k] == 0);
+    }
+    /* the missing blocks hashed apart: the root is the checksum */
+    h[0] = XXH3_64bits(p, B), h[3] = XXH3_64bits(p + 3 * B, B);
+    assert_true(weft_ckpt_sum_root(h, 6) == reference(p, N, B));
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pieces),
         cmocka_unit_test(test_small_and_format_1),
+        cmocka_unit_test(test_blocks_of_a_part),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
