@@ -98,9 +98,8 @@ static void *writer_main(void *arg)
      * during an async save 1.18-1.22x their time; 3.4% at nice 15 made
      * them 1.04-1.06x, and each save took ~10 s instead of ~3.5 s on the
      * two saturated cores (bench_ckpt, bench/README.md). A sync save is
-     * not written here but by the thread that waits for it (save()): with
-     * the cores busy, this thread took 29-37 s for a save its caller
-     * writes in 3 s. Where a core is idle, nice costs nothing. */
+     * not written here but by the thread that waits for it (save() says
+     * why). Where a core is idle, nice costs nothing. */
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 15);
     pthread_mutex_lock(&c->mu);
     for (;;) {
