@@ -167,3 +167,24 @@ slurm_wait_state() {
     done
     return 1
 }
+
+# slurm_signal_batch JOB SIG LOG: scancel --batch --signal=SIG JOB until the
+# batch script's trap says so in LOG ("weft: SIGSIG: asking the ranks"):
+# up to 3 sends, 20 s apart. Once, in a full `make test`, a signal never
+# reached the trap (the job trained on to its bound); a send is repeated
+# only while the trap has not run, so the ranks see one signal in the
+# normal case and at most a second after a lost one. On failure: what
+# scancel said and slurmd's last lines, for whoever sees it next.
+slurm_signal_batch() {
+    local job=$1 sig=$2 log=$3 try i said=""
+    for try in 1 2 3; do
+        said+="send $try: $(scancel --batch --signal="$sig" "$job" 2>&1; echo "scancel exit $?"); "
+        for i in $(seq 80); do
+            grep -q "weft: SIG$sig: asking the ranks" "$log" 2>/dev/null && return 0
+            sleep 0.25
+        done
+    done
+    echo "$said"
+    tail -20 "$SLURM_DIR/log/slurmd.log" 2>/dev/null
+    return 1
+}

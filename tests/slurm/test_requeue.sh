@@ -97,12 +97,15 @@ tl=$(submit tlimit 50 --time=1 --signal=B:USR1@60 -- --sched.max_requeues=3)
 pre=$(submit preempt 10 -- --sched.max_requeues=3)
 noreq=$(submit noreq 10 -- --sched.max_requeues=0)
 if wait_step "$TMPDIR_TEST/preempt" 50 60; then
-    scancel --batch --signal=USR1 "$pre"
-    ok "the preempted job is training (step >= 50); scancel --batch --signal=USR1 sent"
+    if said=$(slurm_signal_batch "$pre" USR1 "$TMPDIR_TEST/preempt.out"); then
+        ok "the preempted job is training (step >= 50); scancel --batch --signal=USR1 reached its trap"
+    else
+        not_ok "scancel --batch --signal=USR1 reaches the preempted job's trap" "$said"
+    fi
 else
     not_ok "the preempted job is training" "$(tail -20 "$TMPDIR_TEST/preempt.out")"
 fi
-if wait_step "$TMPDIR_TEST/noreq" 50 60; then scancel --batch --signal=USR1 "$noreq"; fi
+if wait_step "$TMPDIR_TEST/noreq" 50 60; then slurm_signal_batch "$noreq" USR1 "$TMPDIR_TEST/noreq.out" >/dev/null; fi
 
 # The requeued time-limit job keeps its 1-minute limit; extend it (as an
 # administrator would) so that the second attempt can finish.
