@@ -53,6 +53,7 @@
 #include "train/trainer.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -441,11 +442,35 @@ static int load_only(bench *b, int rounds)
     return 0;
 }
 
+/* dir's checkpoint files (step-*, their temporaries, latest) removed: a
+ * bench run starts from empty tiers. Once, a local tier left by a run of
+ * the other model size was newer than the shared one, and the catch-up
+ * drained it into this run's --dir. */
+static void empty_ckpt_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[4400];
+    while (d && (e = readdir(d)))
+        if (strncmp(e->d_name, "step-", 5) == 0 || strncmp(e->d_name, ".step-", 6) == 0 ||
+            strcmp(e->d_name, "latest") == 0) {
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+    if (d)
+        closedir(d);
+}
+
 static int run(bench *b, int nsteps)
 {
     WEFT_CHECK(build(b));
     if (load_files[0][0])
         return load_only(b, nsteps);
+    if (b->ctx->rank == 0)
+        empty_ckpt_dir(b->dir);
+    if (b->ctx->local_rank == 0)
+        empty_ckpt_dir(b->local);
+    WEFT_CHECK(weft_comm_barrier(b->world));
     weft_ckpt_opts o;
     weft_ckpt_opts_from_config(b->ctx->config, &o);
     if (o.collective < 0) /* auto, as weft_ckpt_new resolves it */

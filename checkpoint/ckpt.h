@@ -113,6 +113,8 @@ typedef struct weft_ckpt_opts {
     int preflight;               /* check free space first */
     size_t loader_len;           /* bytes reserved for the loader state */
     char signing_key[4096];      /* secret key file signing every checkpoint ("": none) */
+    uint64_t owner;              /* the run's identity: with local_dir, the local tier is marked with it and
+                                    refused when it holds another run's checkpoints (owner.h; 0: neither) */
 } weft_ckpt_opts;
 
 /* opts from cfg: dir = run.dir/checkpoints (checkpoint.dir overrides). */

@@ -1,5 +1,6 @@
 /*
- * latest.c -- checkpoint names and `latest` (see latest.h).
+ * latest.c -- checkpoint names, `latest` and a local tier's owner mark
+ * (see latest.h).
  */
 #include "checkpoint/latest.h"
 #include "runtime/error.h"
@@ -44,4 +45,28 @@ int weft_ckpt_parse_latest(const char *buf, size_t n, const char *origin, char *
     shown[j] = '\0';
     return weft_error(WEFT_EDATA, "%s is malformed ('%s'%s): it must hold one checkpoint file name, "
                       "step-NNNNNNNN.h5", origin, shown, k > 40 ? "..." : "");
+}
+
+int weft_ckpt_parse_owner(const char *buf, size_t n, const char *origin, uint64_t *owner)
+{
+    size_t k = n && buf[n - 1] == '\n' ? n - 1 : n;
+    int good = k == 22 && memcmp(buf, "owner ", 6) == 0;
+    uint64_t v = 0;
+    for (size_t i = 6; good && i < k; i++) {
+        char c = buf[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        good = d >= 0;
+        v = v << 4 | (uint64_t)(d & 15);
+    }
+    if (good && v != 0) {
+        *owner = v;
+        return 0;
+    }
+    char shown[44];
+    size_t m = k < 40 ? k : 40, j;
+    for (j = 0; j < m; j++)
+        shown[j] = isprint((unsigned char)buf[j]) ? buf[j] : '?';
+    shown[j] = '\0';
+    return weft_error(WEFT_EDATA, "%s is malformed ('%s'%s): it must hold 'owner' and a run identity of 16 "
+                      "hex digits", origin, shown, k > 40 ? "..." : "");
 }

@@ -25,4 +25,10 @@ int64_t weft_ckpt_latest_step(const char *dir);
  * holds it and *step its step; WEFT_EDATA naming origin otherwise. */
 int weft_ckpt_parse_latest(const char *buf, size_t n, const char *origin, char *name, size_t len, int64_t *step);
 
+/* The n bytes of a local tier's owner mark (WEFT_CKPT_OWNER_MARK, owner.h):
+ * exactly "owner " and 16 lowercase hex digits, optionally followed by one
+ * newline. On success *owner holds the run identity it names (never 0);
+ * WEFT_EDATA naming origin otherwise. */
+int weft_ckpt_parse_owner(const char *buf, size_t n, const char *origin, uint64_t *owner);
+
 #endif

@@ -13,6 +13,7 @@
  */
 #include "checkpoint/agree.h"
 #include "checkpoint/commit.h"
+#include "checkpoint/owner.h"
 #include "checkpoint/writer_int.h"
 #include "runtime/copy_stream.h"
 #include "runtime/ctx.h"
@@ -150,6 +151,15 @@ static void stage_free(weft_ckpt *c)
     weft_device_event_free(c->staged);
 }
 
+/* A node's first rank: the local tier made, and claimed for this run (a
+ * tier holding another run's checkpoints is refused: owner.h); no owner
+ * (a program that is not a run: a benchmark), no mark. */
+static int local_setup(const char *dir, uint64_t owner)
+{
+    int rc = weft_ckpt_mkdir(dir);
+    return rc || !owner ? rc : weft_ckpt_owner_check(dir, owner, 1);
+}
+
 static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state *s, const weft_ckpt_opts *o,
                  const char *ini)
 {
@@ -186,7 +196,7 @@ static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state 
     WEFT_CHECK(weft_comm_dup(l->world, "ckpt-writer", &c->wcomm));
     WEFT_CHECK(weft_comm_mpi_dup(l->world, &c->mpi));
     if (c->shared[0]) /* one local_dir for all, or one per node (nodefile.c) */
-        WEFT_CHECK(weft_ckpt_nodes_setup(c, c->leader ? weft_ckpt_mkdir(c->opts.dir) : 0));
+        WEFT_CHECK(weft_ckpt_nodes_setup(c, c->leader ? local_setup(c->opts.dir, o->owner) : 0));
     WEFT_CHECK(weft_ckpt_plan_build(c->mpi, c->node_mpi, l, s, o->loader_len, &c->plan));
     WEFT_CHECK(stage_alloc(c));
     c->scratch = malloc(SCRATCH_BYTES);

@@ -9,7 +9,9 @@
  * the model's tensors reach it through checkpoint/state.h.
  */
 #include "train/trainer_int.h"
+#include "checkpoint/agree.h"
 #include "checkpoint/commit.h"
+#include "checkpoint/owner.h"
 #include "runtime/error.h"
 #include "runtime/fault.h"
 #include "runtime/log.h"
@@ -248,6 +250,10 @@ static int visible_everywhere(weft_trainer *t, const char *dir, const int64_t *s
 static int resume_tiers(weft_trainer *t, const char *local, const char *shared, int mode)
 {
     int64_t cl[MAX_TRIES + 2] = {0}, cs[MAX_TRIES + 2] = {0};
+    /* another run's checkpoints in the local tier are not candidates: the
+     * run stops (exit 64) before loading anything (checkpoint/owner.h) */
+    WEFT_CHECK(weft_trainer_owner_id(t));
+    WEFT_CHECK(weft_ckpt_agree(t->world, weft_ckpt_owner_check(local, t->owner_id, 0)));
     if (t->rank == 0) {
         list_tries(local, 2, cl); /* every local file: the tier may be older or newer than shared */
         list_tries(shared, mode, cs);
@@ -331,6 +337,8 @@ int weft_trainer_ckpt_setup(weft_trainer *t)
     weft_ckpt_opts o;
     weft_ckpt_opts_from_config(t->cfg, &o);
     o.loader_len = t->train->ops->state_size(t->train);
+    WEFT_CHECK(weft_trainer_owner_id(t)); /* owner.json is written by now */
+    o.owner = t->owner_id;
     t->source_state = malloc(o.loader_len + 1);
     char *ini = weft_config_to_ini(t->cfg);
     int rc = t->source_state && ini ? weft_ckpt_new(&t->cdesc.layout, &t->cdesc.state, &o, ini, &t->ckpt)

@@ -20,6 +20,7 @@
 #include "runtime/durable.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
+#include "runtime/readfile.h"
 #include "runtime/runfiles.h"
 
 #include <dirent.h>
@@ -184,4 +185,25 @@ int weft_trainer_rundir_own(weft_trainer *t)
     snprintf(json, sizeof json, "{\"job\":\"%s\",\"config_hash\":\"%016llx\",\"started\":\"%s\",\"host\":\"%s\","
              "\"pid\":%d}\n", t->ctx->job_id, hash, stamp, t->ctx->host, (int)getpid());
     return weft_trainer_write_file(t, WEFT_RUNFILE_OWNER, json);
+}
+
+/* t->owner_id: rank 0 hashes run.dir/owner.json (0: there is none yet),
+ * every rank learns it. It names the run on its local checkpoint tier
+ * (checkpoint/owner.h): kept across resumes, new after a fresh start. */
+int weft_trainer_owner_id(weft_trainer *t)
+{
+    uint64_t id = 0;
+    if (t->rank == 0) {
+        char path[4200], *buf = NULL;
+        size_t n = 0;
+        snprintf(path, sizeof path, "%s/%s", t->o.run_dir, WEFT_RUNFILE_OWNER);
+        if (exists(t->o.run_dir, WEFT_RUNFILE_OWNER) && weft_read_file(path, 65536, "the run's owner.json", &buf, &n) == 0)
+            id = XXH3_64bits(buf, n);
+        free(buf);
+        if (id == 0 && exists(t->o.run_dir, WEFT_RUNFILE_OWNER))
+            id = 1; /* a hash of 0 is still an identity */
+    }
+    WEFT_CHECK(weft_comm_broadcast(t->world, &id, &id, sizeof id, WEFT_U8, 0));
+    t->owner_id = id;
+    return 0;
 }

@@ -80,6 +80,7 @@ struct weft_trainer {
     weft_mem_account mem;       /* this rank's memory account (memreport.c) */
     double *mem_all;            /* (size, WEFT_MEM_NCAT + 1) every rank's account and total, at start */
     double *mem_peak;           /* (size) every rank's peak resident memory, last measured */
+    uint64_t owner_id;          /* XXH3-64 of run.dir/owner.json, every rank (0: none yet); rundir.c */
     /* provenance.c: the checkpoint this run started from (rank 0) */
     int has_parent;
     uint64_t parent_id;         /* its identity (checkpoint/seal.h) */
@@ -115,6 +116,7 @@ int weft_trainer_provenance(weft_trainer *t, const char *ini);
  * will train (rank 0 writes owner.json) */
 int weft_trainer_rundir_claim(weft_trainer *t, const weft_trainer_start_opts *o);
 int weft_trainer_rundir_own(weft_trainer *t);
+int weft_trainer_owner_id(weft_trainer *t);
 
 /* report.c */
 int weft_trainer_open_metrics(weft_trainer *t);

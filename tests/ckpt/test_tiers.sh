@@ -23,7 +23,13 @@
 #   7. the same directory for both tiers is refused (64);
 #   8. so is a local_dir the ranks of one node do not share (a tmpfs in each
 #      rank's own mount namespace): neither one directory for all nor one per
-#      node (tests/ckpt/test_tiers_nodes.sh runs one per node).
+#      node (tests/ckpt/test_tiers_nodes.sh runs one per node);
+#   9. a local_dir holding another run's checkpoints is refused (64) on a
+#      fresh start and on --resume=auto, before anything is drained or
+#      loaded, both tiers untouched; its owner mark is the XXH3-64 of the
+#      run's owner.json (python's xxhash, the independent reference); the
+#      run itself resumes there; a malformed mark beside checkpoints is
+#      refused (65); emptied of checkpoints, another run claims it.
 . "$(dirname "$0")/../lib.sh"
 train="$WEFT_BIN/weft-train" ck="$WEFT_BIN/weft-ckpt"
 ds="$TMPDIR_TEST/ds"
@@ -276,4 +282,35 @@ if unshare -m --propagation private true 2>/dev/null; then
 else
     skip "checkpoint.local_dir private to each rank: exit 64" "unshare -m is not permitted here"
 fi
+# 9. A local tier is one run's (checkpoint/owner.h).
+lo="$TMPDIR_TEST/node-local" runa="$TMPDIR_TEST/own-a" runb="$TMPDIR_TEST/own-b"
+own=("${tiny[@]}" --checkpoint.every=2 --checkpoint.keep_last=5 --checkpoint.local_keep=5 --checkpoint.local_dir="$lo")
+weft_mpirun 2 "$train" "${own[@]}" --train.steps=4 --run.dir="$runa" >"$runa.log" 2>&1 ||
+    not_ok "run A with a local tier" "$(tail -20 "$runa.log")"
+# mark_of RUN: the mark a local tier of RUN must hold, from its owner.json
+mark_of() { /usr/bin/python3 -c "import sys, xxhash; print('owner %016x' % xxhash.xxh3_64_intdigest(open(sys.argv[1], 'rb').read()))" "$1/owner.json"; }
+check "the local tier's owner mark is the XXH3-64 of run A's owner.json" test "$(cat "$lo/.weft-owner")" = "$(mark_of "$runa")"
+before=$(cd "$lo" && ls -la --time-style=full-iso step-* latest && cat latest)
+expect_exit 64 "another run's local tier, fresh start: exit 64" weft_mpirun 2 "$train" "${own[@]}" --train.steps=4 \
+    --run.dir="$runb"
+check "... naming the directory, its steps and both runs" grep -q \
+    "checkpoint.local_dir $lo holds 2 checkpoints (steps 2 to 4) of another run ($lo/.weft-owner names run [0-9a-f]\{16\}; this one is [0-9a-f]\{16\}, from run.dir/owner.json)" <<<"$LAST_OUT"
+check "... nothing drained into its shared tier" bash -c "! ls '$runb/checkpoints'/step-* 2>/dev/null"
+expect_exit 64 "another run's local tier, --resume=auto in a new run.dir: exit 64 before loading" weft_mpirun 2 "$train" \
+    "${own[@]}" --train.steps=6 --run.dir="$runb-auto" --resume=auto
+check "... saying this run has no identity yet" grep -q "this run has no run.dir/owner.json yet" <<<"$LAST_OUT"
+check "... nothing resumed from it" bash -c "! grep -q 'resuming from' <<<\"\$1\"" _ "$LAST_OUT"
+check "... the local tier untouched by both" test "$before" = "$(cd "$lo" && ls -la --time-style=full-iso step-* latest && cat latest)"
+weft_mpirun 2 "$train" "${own[@]}" --train.steps=6 --run.dir="$runa" --resume=auto >"$runa-2.log" 2>&1 ||
+    not_ok "run A resumes from its own local tier" "$(tail -20 "$runa-2.log")"
+expect_grep "resuming from the local tier: $lo/$(name 4)" "$runa-2.log" "run A resumes from its own local tier"
+printf 'owner of this: me\n' >"$lo/.weft-owner"
+expect_exit 65 "a malformed owner mark beside checkpoints: exit 65" weft_mpirun 2 "$train" "${own[@]}" --train.steps=6 \
+    --run.dir="$runa" --resume=auto
+check "... naming the mark file" grep -q "$lo/.weft-owner is malformed ('owner of this: me')" <<<"$LAST_OUT"
+rm -f "$lo"/step-* "$lo/latest"
+weft_mpirun 2 "$train" "${own[@]}" --train.steps=2 --run.dir="$runb" --run.overwrite=true >"$runb.log" 2>&1 ||
+    not_ok "a local tier emptied of checkpoints: another run claims it" "$(tail -20 "$runb.log")"
+check "a local tier emptied of checkpoints: another run claims it (its mark now run B's)" \
+    test "$(cat "$lo/.weft-owner")" = "$(mark_of "$runb")"
 echo "1..$TAP_N"

@@ -1,0 +1,67 @@
+/*
+ * owner.c -- a local tier's owner mark, checked and claimed (see owner.h).
+ */
+#include "checkpoint/owner.h"
+#include "checkpoint/ckpt.h"
+#include "checkpoint/latest.h"
+#include "runtime/durable.h"
+#include "runtime/error.h"
+#include "runtime/readfile.h"
+#include "runtime/runfiles.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+/* The mark's run identity: 0 none (no file), 1 read into *id, <0 malformed
+ * or unreadable (weft_last_error says which). */
+static int read_mark(const char *path, uint64_t *id)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return 0;
+    char *buf = NULL;
+    size_t n = 0;
+    int rc = weft_read_file(path, 64, "a local tier's owner mark", &buf, &n);
+    if (rc == 0)
+        rc = weft_ckpt_parse_owner(buf, n, path, id);
+    free(buf);
+    return rc ? rc : 1;
+}
+
+int weft_ckpt_owner_check(const char *dir, uint64_t owner, int claim)
+{
+    char mark[4200], latest[4200];
+    snprintf(mark, sizeof mark, "%s/%s", dir, WEFT_CKPT_OWNER_MARK);
+    snprintf(latest, sizeof latest, "%s/%s", dir, WEFT_RUNFILE_LATEST);
+    int64_t *steps = NULL;
+    int n = 0;
+    struct stat st;
+    if (weft_ckpt_list(dir, &steps, &n) != 0)
+        n = 0;
+    int holds = n > 0 || stat(latest, &st) == 0;
+    int64_t first = n ? steps[0] : -1, last = n ? steps[n - 1] : -1;
+    free(steps);
+    uint64_t id = 0;
+    int had = read_mark(mark, &id);
+    if (had < 0 && holds)
+        return had;
+    if (had == 1 && id != owner && holds) {
+        char what[96] = "only a latest file";
+        if (n)
+            snprintf(what, sizeof what, "%d checkpoint%s (steps %lld to %lld)", n, n == 1 ? "" : "s",
+                     (long long)first, (long long)last);
+        char me[64] = "this run has no run.dir/owner.json yet";
+        if (owner)
+            snprintf(me, sizeof me, "this one is %016llx, from run.dir/owner.json", (unsigned long long)owner);
+        return weft_error(WEFT_ECONFIG, "checkpoint.local_dir %s holds %s of another run (%s names run %016llx; "
+                          "%s): taking them for this run's would drain them into its checkpoint.dir and resume "
+                          "from them; give this run a local_dir of its own, or remove that run's files if nothing "
+                          "needs them", dir, what, mark, (unsigned long long)id, me);
+    }
+    if (!claim || !owner || (had == 1 && id == owner))
+        return 0;
+    char text[32];
+    int len = snprintf(text, sizeof text, "owner %016llx\n", (unsigned long long)owner);
+    return weft_durable_write_file(mark, text, (size_t)len, WEFT_DURABLE_SYNC);
+}
