@@ -25,9 +25,18 @@ int weft_ckpt_parse_name(const char *name, int64_t *step)
     return 1;
 }
 
+/* The first 40 of k bytes for a message, each unprintable one as '?'. */
+static void excerpt(const char *buf, size_t k, char shown[41])
+{
+    size_t m = k < 40 ? k : 40, j;
+    for (j = 0; j < m; j++)
+        shown[j] = isprint((unsigned char)buf[j]) ? buf[j] : '?';
+    shown[j] = '\0';
+}
+
 int weft_ckpt_parse_latest(const char *buf, size_t n, const char *origin, char *name, size_t len, int64_t *step)
 {
-    char text[40], shown[44];
+    char text[40], shown[41];
     size_t k = n && buf[n - 1] == '\n' ? n - 1 : n;
     int good = k > 0 && k < sizeof text && memchr(buf, '\0', k) == NULL;
     if (good) {
@@ -39,10 +48,7 @@ int weft_ckpt_parse_latest(const char *buf, size_t n, const char *origin, char *
         memcpy(name, text, k + 1);
         return 0;
     }
-    size_t m = k < 40 ? k : 40, j;
-    for (j = 0; j < m; j++)
-        shown[j] = isprint((unsigned char)buf[j]) ? buf[j] : '?';
-    shown[j] = '\0';
+    excerpt(buf, k, shown);
     return weft_error(WEFT_EDATA, "%s is malformed ('%s'%s): it must hold one checkpoint file name, "
                       "step-NNNNNNNN.h5", origin, shown, k > 40 ? "..." : "");
 }
@@ -62,11 +68,8 @@ int weft_ckpt_parse_owner(const char *buf, size_t n, const char *origin, uint64_
         *owner = v;
         return 0;
     }
-    char shown[44];
-    size_t m = k < 40 ? k : 40, j;
-    for (j = 0; j < m; j++)
-        shown[j] = isprint((unsigned char)buf[j]) ? buf[j] : '?';
-    shown[j] = '\0';
+    char shown[41];
+    excerpt(buf, k, shown);
     return weft_error(WEFT_EDATA, "%s is malformed ('%s'%s): it must hold 'owner' and a run identity of 16 "
                       "hex digits", origin, shown, k > 40 ? "..." : "");
 }
