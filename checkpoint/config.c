@@ -18,7 +18,8 @@ const weft_config_key weft_ckpt_config_keys[] = {
     {"checkpoint.local_dir", WEFT_CFG_STRING, "", WEFT_UNBOUNDED, NULL,
      "first tier (a fast disk): saves commit here, then each is drained to checkpoint.dir behind; one directory "
      "every rank sees (one file, rank 0 copies it) or a disk of each node's own, e.g. NVMe (a file per node, "
-     "assembled in checkpoint.dir); anything else exits 64 (empty: one tier, checkpoint.dir)"},
+     "assembled in checkpoint.dir); anything else exits 64, as does one holding another run's checkpoints (its "
+     ".weft-owner mark) (empty: one tier, checkpoint.dir)"},
     {"checkpoint.local_keep", WEFT_CFG_INT, "2", 1, 1e9, NULL, "keep the newest this many checkpoints in checkpoint.local_dir"},
     {"checkpoint.drain_timeout", WEFT_CFG_FLOAT, "600", 0, 1e9, NULL,
      "seconds a stop signal or the end of training waits for the last checkpoint to reach checkpoint.dir; past it "
