@@ -151,15 +151,6 @@ static void stage_free(weft_ckpt *c)
     weft_device_event_free(c->staged);
 }
 
-/* A node's first rank: the local tier made, and claimed for this run (a
- * tier holding another run's checkpoints is refused: owner.h); no owner
- * (a program that is not a run: a benchmark), no mark. */
-static int local_setup(const char *dir, uint64_t owner)
-{
-    int rc = weft_ckpt_mkdir(dir);
-    return rc || !owner ? rc : weft_ckpt_owner_check(dir, owner, 1);
-}
-
 static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state *s, const weft_ckpt_opts *o,
                  const char *ini)
 {
@@ -195,8 +186,16 @@ static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state 
     c->config_ini = strdup(ini ? ini : "");
     WEFT_CHECK(weft_comm_dup(l->world, "ckpt-writer", &c->wcomm));
     WEFT_CHECK(weft_comm_mpi_dup(l->world, &c->mpi));
-    if (c->shared[0]) /* one local_dir for all, or one per node (nodefile.c) */
-        WEFT_CHECK(weft_ckpt_nodes_setup(c, c->leader ? local_setup(c->opts.dir, o->owner) : 0));
+    if (c->shared[0]) { /* one local_dir for all, or one per node (nodefile.c) */
+        WEFT_CHECK(weft_ckpt_nodes_setup(c, c->leader ? weft_ckpt_mkdir(c->opts.dir) : 0));
+        /* Claimed for this run before anything else touches it, once per
+         * directory (each node's first rank, or rank 0 of a directory all
+         * see: two nodes renaming their copies of the mark into one
+         * shared directory could fail). A tier holding another run's
+         * checkpoints is refused (owner.h). No owner (a benchmark): no mark. */
+        int rc = weft_ckpt_committer(c) && o->owner ? weft_ckpt_owner_check(c->opts.dir, o->owner, 1) : 0;
+        WEFT_CHECK(weft_ckpt_agree(l->world, rc));
+    }
     WEFT_CHECK(weft_ckpt_plan_build(c->mpi, c->node_mpi, l, s, o->loader_len, &c->plan));
     WEFT_CHECK(stage_alloc(c));
     c->scratch = malloc(SCRATCH_BYTES);

@@ -15,6 +15,7 @@
  * weft_trainer_rundir_own once the run is sure to train.
  */
 #include "train/trainer_int.h"
+#include "checkpoint/agree.h"
 #include "checkpoint/commit.h"
 #include "collectives/agree.h"
 #include "runtime/durable.h"
@@ -193,16 +194,19 @@ int weft_trainer_rundir_own(weft_trainer *t)
 int weft_trainer_owner_id(weft_trainer *t)
 {
     uint64_t id = 0;
-    if (t->rank == 0) {
+    int rc = 0;
+    if (t->rank == 0 && exists(t->o.run_dir, WEFT_RUNFILE_OWNER)) {
         char path[4200], *buf = NULL;
         size_t n = 0;
         snprintf(path, sizeof path, "%s/%s", t->o.run_dir, WEFT_RUNFILE_OWNER);
-        if (exists(t->o.run_dir, WEFT_RUNFILE_OWNER) && weft_read_file(path, 65536, "the run's owner.json", &buf, &n) == 0)
-            id = XXH3_64bits(buf, n);
-        free(buf);
-        if (id == 0 && exists(t->o.run_dir, WEFT_RUNFILE_OWNER))
+        rc = weft_read_file(path, 65536, "the run's owner.json", &buf, &n);
+        if (rc == 0 && (id = XXH3_64bits(buf, n)) == 0)
             id = 1; /* a hash of 0 is still an identity */
+        free(buf);
     }
+    /* unreadable: every rank stops (an identity made up now would not
+     * match the tier's mark at the next resume) */
+    WEFT_CHECK(weft_ckpt_agree(t->world, rc));
     WEFT_CHECK(weft_comm_broadcast(t->world, &id, &id, sizeof id, WEFT_U8, 0));
     t->owner_id = id;
     return 0;

@@ -6,7 +6,8 @@
 # shared checkpoint.dir. Real processes, no sleeps as synchronisation:
 #   1. two tiers train exactly as one tier (losses bitwise); every node's
 #      local tier holds its own file of each checkpoint, which verifies on its
-#      own (weft-ckpt verify) and marks itself a node's part; the shared
+#      own (weft-ckpt verify) and marks itself a node's part, and each tier
+#      names the run (.weft-owner, checkpoint/owner.h); the shared
 #      tier's files hold the same tensors as the one-tier run's (weft-ckpt
 #      diff, bitwise, and h5py over every dataset), verify, and are no parts;
 #   2. resume from the local tier (each node holds step 5 only): bitwise;
@@ -104,6 +105,8 @@ for ns in "${NS[@]}"; do
         grep -qx step-00000010.h5 '$disk/$ns/latest' && ! ls '$local'/step-* 2>/dev/null"
     check "node $ns: its file verifies on its own (weft-ckpt verify) and is marked a node's part" bash -c \
         "'$ck' verify '$disk/$ns/$(name 10)' && $(declare -f is_part); is_part '$disk/$ns/$(name 10)'"
+    check "node $ns: its local tier names the run (.weft-owner: XXH3-64 of run.dir/owner.json, python's xxhash)" \
+        test "$(cat "$disk/$ns/.weft-owner")" = "$(/usr/bin/python3 -c "import sys, xxhash; print('owner %016x' % xxhash.xxh3_64_intdigest(open(sys.argv[1], 'rb').read()))" "$two/owner.json")"
 done
 expect_exit 65 "weft-ckpt export of one node's part is refused (exit 65): it is not the whole model" \
     "$ck" export "$disk/${NS[1]}/$(name 10)" --format safetensors -o "$TMPDIR_TEST/part-export"
