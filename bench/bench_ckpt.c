@@ -306,8 +306,11 @@ static int sync_save(bench *b, const weft_ckpt_opts *o, double *secs, double *da
     *secs = t[1];
     *data_s = d[1];
     sync_best = t[0];
-    sync_data_lo = d[0] < d[1] ? (d[0] < d[2] ? d[0] : d[2]) : (d[1] < d[2] ? d[1] : d[2]);
-    sync_data_hi = d[0] > d[1] ? (d[0] > d[2] ? d[0] : d[2]) : (d[1] > d[2] ? d[1] : d[2]);
+    sync_data_lo = sync_data_hi = d[0];
+    for (int i = 1; i < 3; i++) {
+        sync_data_lo = d[i] < sync_data_lo ? d[i] : sync_data_lo;
+        sync_data_hi = d[i] > sync_data_hi ? d[i] : sync_data_hi;
+    }
     return weft_ckpt_close(c);
 }
 

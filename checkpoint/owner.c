@@ -17,12 +17,11 @@
  * or unreadable (weft_last_error says which). */
 static int read_mark(const char *path, uint64_t *id)
 {
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return 0;
     char *buf = NULL;
     size_t n = 0;
     int rc = weft_read_file(path, 64, "a local tier's owner mark", &buf, &n);
+    if (rc == WEFT_ENOENT)
+        return 0;
     if (rc == 0)
         rc = weft_ckpt_parse_owner(buf, n, path, id);
     free(buf);

@@ -8,6 +8,8 @@
 #   wait_for SECS CMD...       poll CMD until it succeeds, at most SECS seconds
 #   ranks_of PROG RUN_DIR      pids of PROG's ranks running with --run.dir=RUN_DIR
 #   numpy_python               $py := a python3 with numpy, or not_ok and exit 1
+#   owner_mark RUN_DIR         the .weft-owner line a local checkpoint tier of RUN_DIR must
+#                              hold, from its owner.json with python3-xxhash (no weft code)
 #   kill_naming STRING...      SIGKILL the processes whose command line names one (procs.sh)
 # Each test gets its own scratch directory in $TMPDIR_TEST, removed at exit.
 set -u
@@ -92,6 +94,10 @@ ranks_of() { pgrep -f "^$1 .*--run.dir=$2( |\$)"; }
 
 # numpy_python: set py to a python3 that has numpy (the system one first:
 # python3 on PATH may be another), or report the failure and end the test.
+owner_mark() {
+    /usr/bin/python3 -c "import sys, xxhash; print('owner %016x' % xxhash.xxh3_64_intdigest(open(sys.argv[1], 'rb').read()))" \
+        "$1/owner.json"
+}
 numpy_python() {
     local p
     py=""

@@ -251,9 +251,12 @@ static int resume_tiers(weft_trainer *t, const char *local, const char *shared, 
 {
     int64_t cl[MAX_TRIES + 2] = {0}, cs[MAX_TRIES + 2] = {0};
     /* another run's checkpoints in the local tier are not candidates: the
-     * run stops (exit 64) before loading anything (checkpoint/owner.h) */
+     * run stops (exit 64) before loading anything (checkpoint/owner.h);
+     * looked at by each node's first rank (the tier is one directory, or
+     * one per node) */
     WEFT_CHECK(weft_trainer_owner_id(t));
-    WEFT_CHECK(weft_ckpt_agree(t->world, weft_ckpt_owner_check(local, t->owner_id, 0)));
+    int mine = t->ctx->local_rank == 0 ? weft_ckpt_owner_check(local, t->owner_id, 0) : 0;
+    WEFT_CHECK(weft_ckpt_agree(t->world, mine));
     if (t->rank == 0) {
         list_tries(local, 2, cl); /* every local file: the tier may be older or newer than shared */
         list_tries(shared, mode, cs);
@@ -337,7 +340,8 @@ int weft_trainer_ckpt_setup(weft_trainer *t)
     weft_ckpt_opts o;
     weft_ckpt_opts_from_config(t->cfg, &o);
     o.loader_len = t->train->ops->state_size(t->train);
-    WEFT_CHECK(weft_trainer_owner_id(t)); /* owner.json is written by now */
+    if (!t->owner_id) /* a fresh start: owner.json is written by now (a resume read it already) */
+        WEFT_CHECK(weft_trainer_owner_id(t));
     o.owner = t->owner_id;
     t->source_state = malloc(o.loader_len + 1);
     char *ini = weft_config_to_ini(t->cfg);

@@ -287,9 +287,7 @@ lo="$TMPDIR_TEST/node-local" runa="$TMPDIR_TEST/own-a" runb="$TMPDIR_TEST/own-b"
 own=("${tiny[@]}" --checkpoint.every=2 --checkpoint.keep_last=5 --checkpoint.local_keep=5 --checkpoint.local_dir="$lo")
 weft_mpirun 2 "$train" "${own[@]}" --train.steps=4 --run.dir="$runa" >"$runa.log" 2>&1 ||
     not_ok "run A with a local tier" "$(tail -20 "$runa.log")"
-# mark_of RUN: the mark a local tier of RUN must hold, from its owner.json
-mark_of() { /usr/bin/python3 -c "import sys, xxhash; print('owner %016x' % xxhash.xxh3_64_intdigest(open(sys.argv[1], 'rb').read()))" "$1/owner.json"; }
-check "the local tier's owner mark is the XXH3-64 of run A's owner.json" test "$(cat "$lo/.weft-owner")" = "$(mark_of "$runa")"
+check "the local tier's owner mark is the XXH3-64 of run A's owner.json" test "$(cat "$lo/.weft-owner")" = "$(owner_mark "$runa")"
 before=$(cd "$lo" && ls -la --time-style=full-iso step-* latest && cat latest)
 expect_exit 64 "another run's local tier, fresh start: exit 64" weft_mpirun 2 "$train" "${own[@]}" --train.steps=4 \
     --run.dir="$runb"
@@ -312,5 +310,5 @@ rm -f "$lo"/step-* "$lo/latest"
 weft_mpirun 2 "$train" "${own[@]}" --train.steps=2 --run.dir="$runb" --run.overwrite=true >"$runb.log" 2>&1 ||
     not_ok "a local tier emptied of checkpoints: another run claims it" "$(tail -20 "$runb.log")"
 check "a local tier emptied of checkpoints: another run claims it (its mark now run B's)" \
-    test "$(cat "$lo/.weft-owner")" = "$(mark_of "$runb")"
+    test "$(cat "$lo/.weft-owner")" = "$(owner_mark "$runb")"
 echo "1..$TAP_N"

@@ -106,7 +106,7 @@ for ns in "${NS[@]}"; do
     check "node $ns: its file verifies on its own (weft-ckpt verify) and is marked a node's part" bash -c \
         "'$ck' verify '$disk/$ns/$(name 10)' && $(declare -f is_part); is_part '$disk/$ns/$(name 10)'"
     check "node $ns: its local tier names the run (.weft-owner: XXH3-64 of run.dir/owner.json, python's xxhash)" \
-        test "$(cat "$disk/$ns/.weft-owner")" = "$(/usr/bin/python3 -c "import sys, xxhash; print('owner %016x' % xxhash.xxh3_64_intdigest(open(sys.argv[1], 'rb').read()))" "$two/owner.json")"
+        test "$(cat "$disk/$ns/.weft-owner")" = "$(owner_mark "$two")"
 done
 expect_exit 65 "weft-ckpt export of one node's part is refused (exit 65): it is not the whole model" \
     "$ck" export "$disk/${NS[1]}/$(name 10)" --format safetensors -o "$TMPDIR_TEST/part-export"
