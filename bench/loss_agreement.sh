@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
     case $1 in
         --steps=*) steps=${1#*=} ;; --steps) steps=$2; shift ;;
         --build=*) build=${1#*=} ;; --build) build=$2; shift ;;
-        --help|-h) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --help|-h) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "loss_agreement.sh: unknown option $1 (see --help)" >&2; exit 64 ;;
     esac
     shift
