@@ -253,8 +253,15 @@ static double sync_best; /* the fastest of the last sync_save's 3 */
  * the 3: on a VM the page cache's faults move this phase most (0.45-2.4 s
  * for the same bytes, bench/README.md), and the row shows it */
 static double sync_data_lo, sync_data_hi;
+static double sync_times[3]; /* the last sync_save's 3, in the order taken */
 
-static int sync_save(bench *b, const weft_ckpt_opts *o, double *secs, double *data_s, size_t *file)
+/* Three counted sync saves; the median's time, data phase and phases. With
+ * raw_bytes, each save is followed by raw_write_s(raw_bytes), and raw[r]
+ * is the write that followed save r: the reference taken beside each save
+ * rather than as a separate series, since this VM's page cache drifts
+ * between minutes (a sync save's data phase 0.45-2.4 s across runs). */
+static int sync_save(bench *b, const weft_ckpt_opts *o, double *secs, double *data_s, size_t *file,
+                     size_t raw_bytes, double raw[3])
 {
     weft_ckpt *c;
     WEFT_CHECK(open_ckpt(b, o, &c));
@@ -294,7 +301,16 @@ static int sync_save(bench *b, const weft_ckpt_opts *o, double *secs, double *da
             printf("  save %lld: %.3f s: data %.3f (create %.3f), verify %.3f (re-read for split checksums %.1f "
                    "MB), commit %.3f (slowest rank)\n", (long long)m.step, t[r], ph[r].data_s, ph[r].create_s,
                    ph[r].verify_s, reread / 1e6, ph[r].commit_s);
+        if (raw_bytes) {
+            /* a step before it too: the write must find the page cache as
+             * the save did, not just refilled by the save's freed pages */
+            WEFT_CHECK(step(b));
+            raw[r] = raw_write_s(b, raw_bytes);
+            if (getenv("BENCH_CKPT_VERBOSE") && b->ctx->rank == 0)
+                printf("  raw write after it: %.3f s\n", raw[r]);
+        }
     }
+    memcpy(sync_times, t, sizeof t);
     for (int i = 0; i < 3; i++)
         for (int j = i + 1; j < 3; j++)
             if (t[j] < t[i]) {
@@ -504,7 +520,10 @@ static int run(bench *b, int nsteps)
     double sync_s, data_s, blocked, during;
     size_t file = 0;
     int ndur;
-    WEFT_CHECK(sync_save(b, &o, &sync_s, &data_s, &file));
+    double raw_after[3];
+    WEFT_CHECK(sync_save(b, &o, &sync_s, &data_s, &file, share, raw_after));
+    double pair_t[3];
+    memcpy(pair_t, sync_times, sizeof pair_t);
     double best = sync_best, data_lo = sync_data_lo, data_hi = sync_data_hi;
     weft_ckpt_stats ph = last_sync;
     tier_figures tf = {0};
@@ -514,7 +533,7 @@ static int run(bench *b, int nsteps)
             print_tiers(b, &tf, sync_s);
         return 0;
     }
-    double raw = median3(raw_write_s(b, share), raw_write_s(b, share), raw_write_s(b, share));
+    double raw = median3(raw_after[0], raw_after[1], raw_after[2]);
     char last[4200];
     snprintf(last, sizeof last, "%s/step-%08lld.h5", b->dir, (long long)b->saves);
     double ld[3], rd = median3(raw_read_s(b, last, file), raw_read_s(b, last, file), raw_read_s(b, last, file));
@@ -541,7 +560,7 @@ static int run(bench *b, int nsteps)
             v.coll_metadata = 1;
         if (k == 1)
             v.alignment = 0;
-        WEFT_CHECK(sync_save(b, &v, &alt[k], &d, &file));
+        WEFT_CHECK(sync_save(b, &v, &alt[k], &d, &file, 0, NULL));
         alt_best[k] = sync_best;
     }
     if (b->ctx->rank != 0)
@@ -564,9 +583,17 @@ static int run(bench *b, int nsteps)
            "  data phase of the 3 saves", data_lo, data_hi);
     printf("%-34s %8.3f s   %6.0f MB/s   %.0f%% of raw\n", "  the fastest of its 3", best, mb / best,
            100 * mb / best / raw_bw);
-    printf("%-34s %8.3f s   %6.0f MB/s\n", "raw write, same dir (dd + fsync)", raw, raw_bw);
-    printf("%-34s %8.0f%%  of raw (target >= 80%%)  %s\n", "checkpoint write throughput", 100 * ck_bw / raw_bw,
-           ck_bw >= 0.8 * raw_bw ? "MET" : "MISSED");
+    printf("%-34s %8.3f s   %6.0f MB/s (median; one right after each save)\n", "raw write, same dir (dd + fsync)",
+           raw, raw_bw);
+    /* the target: each save against the raw write taken right after it,
+     * the median of the three pairs */
+    double pair[3];
+    for (int r = 0; r < 3; r++)
+        pair[r] = (mb / pair_t[r]) / ((double)share * ranks / 1e6 / raw_after[r]);
+    double ratio = median3(pair[0], pair[1], pair[2]);
+    printf("%-34s %8.0f%%  of raw, median of the save/raw pairs %.0f%% %.0f%% %.0f%% (target >= 80%%)  %s\n",
+           "checkpoint write throughput", 100 * ratio, 100 * pair[0], 100 * pair[1], 100 * pair[2],
+           ratio >= 0.8 ? "MET" : "MISSED");
     printf("%-34s %8.3f s   %6.0f MB/s (page cache dropped first)\n", "load (weft_ckpt_load, verified)", ld[0],
            mb / ld[0]);
     if (le[0] > 0)
