@@ -9,9 +9,12 @@
 #include "runtime/readfile.h"
 #include "runtime/runfiles.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* The mark's run identity: 0 none (no file), 1 read into *id, <0 malformed
  * or unreadable (weft_last_error says which). */
@@ -55,12 +58,43 @@ int weft_ckpt_owner_check(const char *dir, uint64_t owner, int claim)
             snprintf(me, sizeof me, "this one is %016llx, from run.dir/owner.json", (unsigned long long)owner);
         return weft_error(WEFT_ECONFIG, "checkpoint.local_dir %s holds %s of another run (%s names run %016llx; "
                           "%s): taking them for this run's would drain them into its checkpoint.dir and resume "
-                          "from them; give this run a local_dir of its own, or remove that run's files if nothing "
-                          "needs them", dir, what, mark, (unsigned long long)id, me);
+                          "from them; give this run a local_dir of its own, remove that run's files if nothing "
+                          "needs them, or, if this run continues that one, 'weft-ckpt release %s' hands them to "
+                          "the next run that uses the directory", dir, what, mark, (unsigned long long)id, me, dir);
     }
     if (!claim || !owner || (had == 1 && id == owner))
         return 0;
     char text[32];
     int len = snprintf(text, sizeof text, "owner %016llx\n", (unsigned long long)owner);
     return weft_durable_write_file(mark, text, (size_t)len, WEFT_DURABLE_SYNC);
+}
+
+int weft_ckpt_owner_read(const char *dir, uint64_t *owner)
+{
+    char mark[4200];
+    snprintf(mark, sizeof mark, "%s/%s", dir, WEFT_CKPT_OWNER_MARK);
+    *owner = 0;
+    int had = read_mark(mark, owner);
+    return had < 0 ? had : 0;
+}
+
+int weft_ckpt_owner_release(const char *dir, uint64_t *owner)
+{
+    struct stat st;
+    *owner = 0;
+    if (stat(dir, &st) != 0)
+        return weft_error(errno == ENOENT ? WEFT_ENOENT : WEFT_EIO, "%s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return weft_error(WEFT_EINVAL, "%s is not a directory (a checkpoint.local_dir is one)", dir);
+    char mark[4200];
+    snprintf(mark, sizeof mark, "%s/%s", dir, WEFT_CKPT_OWNER_MARK);
+    if (read_mark(mark, owner) < 0)
+        *owner = 0; /* malformed: removed all the same, which is what the caller asked */
+    if (unlink(mark) != 0) {
+        if (errno == ENOENT)
+            return 0;
+        return weft_error(WEFT_EIO, "cannot remove %s: %s", mark, strerror(errno));
+    }
+    /* the removal must survive a crash, or a later run finds the mark again */
+    return weft_durable_fsync_dir(dir);
 }

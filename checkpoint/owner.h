@@ -31,4 +31,15 @@
  * unless it already names owner. */
 int weft_ckpt_owner_check(const char *dir, uint64_t owner, int claim);
 
+/* What dir's mark says: *owner the run it names (0 when there is no mark);
+ * 0, or the mark's error (malformed: WEFT_EDATA, unreadable: WEFT_EIO). */
+int weft_ckpt_owner_read(const char *dir, uint64_t *owner);
+
+/* Remove dir's mark durably (its directory entry synced), so that the next
+ * run to use dir takes what it holds as its own -- for a run continued in a
+ * new run.dir (weft-ckpt release). *owner: the run the mark named (0: there
+ * was none, or it was malformed: removed all the same). WEFT_ENOENT when
+ * dir does not exist. */
+int weft_ckpt_owner_release(const char *dir, uint64_t *owner);
+
 #endif

@@ -20,6 +20,8 @@
  *   weft-ckpt merge LORA_CKPT [--base BASE] -o OUT.h5
  *                                         a LoRA run's adapters folded into
  *                                         its base: an ordinary checkpoint
+ *   weft-ckpt release LOCAL_DIR           a local tier's owner mark removed,
+ *                                         for a run continued in a new run.dir
  *
  * CKPT is a checkpoint file, or a run directory or checkpoints directory
  * meaning the file its latest names (weft_ckpt_resolve, as --init-from).
@@ -35,6 +37,7 @@
 #include "checkpoint/h5.h"
 #include "checkpoint/hf.h"
 #include "checkpoint/inspect.h"
+#include "checkpoint/owner.h"
 #include "checkpoint/seal.h"
 #include "checkpoint/sign.h"
 #include "checkpoint/sum.h"
@@ -62,6 +65,7 @@ static const char *usage_text =
     "       weft-ckpt merge LORA_CKPT [--base BASE] -o OUT.h5\n"
     "       weft-ckpt keygen -o KEY\n"
     "       weft-ckpt sign CKPT --key KEY\n"
+    "       weft-ckpt release LOCAL_DIR\n"
     "       weft-ckpt COMMAND --help\n"
     "\n"
     "Checkpoints are the HDF5 files weft-train writes (docs/checkpoint-format.md).\n"
@@ -105,6 +109,10 @@ static const char *usage_text =
     "  keygen  a new Ed25519 key pair: -o KEY (secret, mode 0600) and KEY.pub (0644)\n"
     "  sign    check every checksum, then sign the checkpoint with --key KEY (the\n"
     "          file is replaced by a signed copy)\n"
+    "  release remove a local tier's owner mark (LOCAL_DIR/.weft-owner, the run whose\n"
+    "          checkpoints it holds), so that the next run using it as checkpoint.local_dir\n"
+    "          takes them as its own: for a run continued in a new run.dir, which weft-train\n"
+    "          otherwise refuses (exit 64). Not while a run is using the directory\n"
     "\n"
     "Options may come before or after the operands, as '--opt value' or '--opt=value'.\n"
     "exit status: 0 ok, 1 diff found differences, 64 bad usage, 65 bad or corrupt\n"
@@ -135,6 +143,38 @@ static int cmd_ls(const char *dir)
     else if (lrc)
         printf("  latest: %s\n", weft_last_error());
     free(steps);
+    uint64_t owner;
+    if (weft_ckpt_owner_read(cdir, &owner) != 0)
+        printf("  owner: %s\n", weft_last_error());
+    else if (owner)
+        printf("  owner: run %016llx (%s, a local tier's mark)\n", (unsigned long long)owner,
+               WEFT_CKPT_OWNER_MARK);
+    return 0;
+}
+
+/* --- release --------------------------------------------------------------- */
+
+static int cmd_release(const char *dir)
+{
+    int64_t *steps = NULL;
+    int n = 0;
+    if (weft_ckpt_list(dir, &steps, &n) != 0)
+        n = 0;
+    char held[96] = "no checkpoints";
+    if (n)
+        snprintf(held, sizeof held, "%d checkpoint%s (steps %lld to %lld)", n, n == 1 ? "" : "s",
+                 (long long)steps[0], (long long)steps[n - 1]);
+    free(steps);
+    uint64_t owner;
+    WEFT_CHECK(weft_ckpt_owner_release(dir, &owner));
+    if (owner && n)
+        printf("released %s: its %s were run %016llx's; the next run to use it as checkpoint.local_dir takes "
+               "them as its own\n", dir, held, (unsigned long long)owner);
+    else if (owner)
+        printf("released %s: run %016llx's mark removed; it holds no checkpoints\n", dir, (unsigned long long)owner);
+    else
+        printf("%s has no owner mark now and holds %s: the next run to use it as checkpoint.local_dir takes it\n",
+               dir, held);
     return 0;
 }
 
@@ -752,6 +792,7 @@ static const struct {
     {"merge", "one LoRA checkpoint FILE or RUN_DIR", 1, {OPT_BASE, 'o'}},
     {"keygen", "no operands", 0, {'o'}},
     {"sign", "one checkpoint FILE or RUN_DIR", 1, {OPT_KEY}},
+    {"release", "one LOCAL_DIR (a checkpoint.local_dir)", 1, {0}},
 };
 
 typedef struct {
@@ -828,6 +869,8 @@ static int run(size_t k, char **ops, const ckpt_args *a, int *differs)
         return cmd_import(ops[0], a->hf_config, a->out);
     if (k == 7)
         return cmd_keygen(a->out);
+    if (k == 9)
+        return cmd_release(ops[0]);
     for (int i = 0; i < (k == 3 ? 2 : 1); i++)
         WEFT_CHECK(weft_ckpt_resolve(ops[i], p[i], sizeof p[i]));
     switch (k) {
@@ -854,14 +897,14 @@ int main(int argc, char **argv)
                                    : weft_cli_error(&cli, "option '%s' goes after the command", cli.name);
     }
     if (cli.nops == 0)
-        return weft_cli_error(&cli, "expected a command: ls, info, verify, diff, export, import, merge, keygen or "
-                              "sign");
+        return weft_cli_error(&cli, "expected a command: ls, info, verify, diff, export, import, merge, keygen, "
+                              "sign or release");
     size_t k = 0, ncmds = sizeof cmds / sizeof cmds[0];
     while (k < ncmds && strcmp(cli.ops[0], cmds[k].name) != 0)
         k++;
     if (k == ncmds)
         return weft_cli_error(&cli, "unknown command '%s' (expected ls, info, verify, diff, export, import, "
-                              "merge, keygen or sign)", cli.ops[0]);
+                              "merge, keygen, sign or release)", cli.ops[0]);
     char prog[64];
     snprintf(prog, sizeof prog, "weft-ckpt %s", cmds[k].name);
     ckpt_args a = {0};

@@ -28,8 +28,10 @@
 #      fresh start and on --resume=auto, before anything is drained or
 #      loaded, both tiers untouched; its owner mark is the XXH3-64 of the
 #      run's owner.json (python's xxhash, the independent reference); the
-#      run itself resumes there; a malformed mark beside checkpoints is
-#      refused (65); emptied of checkpoints, another run claims it.
+#      run itself resumes there; continued in a new run.dir, it resumes
+#      there once `weft-ckpt release` removed the mark, and claims the tier;
+#      a malformed mark beside checkpoints is refused (65); emptied of
+#      checkpoints, another run claims it.
 . "$(dirname "$0")/../lib.sh"
 train="$WEFT_BIN/weft-train" ck="$WEFT_BIN/weft-ckpt"
 ds="$TMPDIR_TEST/ds"
@@ -297,11 +299,25 @@ check "... nothing drained into its shared tier" bash -c "! ls '$runb/checkpoint
 expect_exit 64 "another run's local tier, --resume=auto in a new run.dir: exit 64 before loading" weft_mpirun 2 "$train" \
     "${own[@]}" --train.steps=6 --run.dir="$runb-auto" --resume=auto
 check "... saying this run has no identity yet" grep -q "this run has no run.dir/owner.json yet" <<<"$LAST_OUT"
+check "... and how a continued run takes the tier" grep -q "if this run continues that one, 'weft-ckpt release $lo'" <<<"$LAST_OUT"
 check "... nothing resumed from it" bash -c "! grep -q 'resuming from' <<<\"\$1\"" _ "$LAST_OUT"
 check "... the local tier untouched by both" test "$before" = "$(cd "$lo" && ls -la --time-style=full-iso step-* latest && cat latest)"
 weft_mpirun 2 "$train" "${own[@]}" --train.steps=6 --run.dir="$runa" --resume=auto >"$runa-2.log" 2>&1 ||
     not_ok "run A resumes from its own local tier" "$(tail -20 "$runa-2.log")"
 expect_grep "resuming from the local tier: $lo/$(name 4)" "$runa-2.log" "run A resumes from its own local tier"
+# Run A continued in a new run.dir (C): refused as above until weft-ckpt
+# release removes A's mark; then C resumes from the tier and claims it.
+runc="$TMPDIR_TEST/own-c" marka=$(owner_mark "$runa")
+check "weft-ckpt ls names the local tier's owner" bash -c "'$ck' ls '$lo' | grep -qx '  owner: run ${marka#owner } (.weft-owner, a local tier.s mark)'"
+out=$("$ck" release "$lo") || not_ok "weft-ckpt release LOCAL_DIR" "$out"
+check "weft-ckpt release names the steps the tier held and the run they were" test "$out" = \
+    "released $lo: its 3 checkpoints (steps 2 to 6) were run ${marka#owner }'s; the next run to use it as checkpoint.local_dir takes them as its own"
+check "... and the mark is gone" test ! -e "$lo/.weft-owner"
+weft_mpirun 2 "$train" "${own[@]}" --train.steps=8 --run.dir="$runc" --resume=auto >"$runc.log" 2>&1 ||
+    not_ok "after release, the continued run resumes from the tier" "$(tail -20 "$runc.log")"
+expect_grep "resuming from the local tier: $lo/$(name 6)" "$runc.log" "after release, the continued run resumes from the tier's newest"
+check "... and claims it (its mark now run C's)" test "$(cat "$lo/.weft-owner")" = "$(owner_mark "$runc")"
+expect_exit 66 "weft-ckpt release of a directory that does not exist: exit 66" "$ck" release "$TMPDIR_TEST/no-such-tier"
 printf 'owner of this: me\n' >"$lo/.weft-owner"
 expect_exit 65 "a malformed owner mark beside checkpoints: exit 65" weft_mpirun 2 "$train" "${own[@]}" --train.steps=6 \
     --run.dir="$runa" --resume=auto
