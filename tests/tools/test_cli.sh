@@ -163,8 +163,8 @@ grep -q "option '--tol' does not apply to 'verify'" <<<"$LAST_OUT" && ok "  ... 
 expect_exit 64 "weft-ckpt diff A (one file)" "$B/weft-ckpt" diff "$ck"
 expect_exit 64 "weft-ckpt export FILE (no -o)" "$B/weft-ckpt" export "$ck" --format safetensors
 expect_exit 64 "weft-ckpt frobnicate" "$B/weft-ckpt" frobnicate
+grep -q "unknown command 'frobnicate'" <<<"$LAST_OUT" && ok "  ... naming it" || not_ok "  ... naming it" "$LAST_OUT"
 expect_exit 64 "weft-ckpt release (no directory)" "$B/weft-ckpt" release
 expect_exit 64 "weft-ckpt release DIR --tol 1 (diff's option)" "$B/weft-ckpt" release "$run" --tol 1
-grep -q "unknown command 'frobnicate'" <<<"$LAST_OUT" && ok "  ... naming it" || not_ok "  ... naming it" "$LAST_OUT"
 
 echo "1..$TAP_N"
