@@ -6,7 +6,9 @@
  * no mark taken as this run's and claimed; a `latest` alone counts as a
  * checkpoint; a malformed mark beside checkpoints is WEFT_EDATA, without
  * them overwritten; a run without an identity (0) matches no mark and
- * claims nothing; the mark written is exactly "owner <16 hex>\n".
+ * claims nothing; the mark written is exactly "owner <16 hex>\n"; the
+ * mark read back, and released (removed, its run reported; malformed or
+ * missing alike), after which another run claims the tier.
  * (tests/ckpt/test_tiers.sh part 9 runs the same through weft-train.)
  */
 #include <setjmp.h>
@@ -129,6 +131,43 @@ static void test_malformed(void **state)
     mark_is("owner 0000000000000000\n"); /* left for a person to look at */
 }
 
+static void test_read_and_release(void **state)
+{
+    (void)state;
+    uint64_t id = 1;
+    assert_int_equal(weft_ckpt_owner_read(dir, &id), 0);
+    assert_int_equal(id, 0); /* no mark */
+    put("step-00000002.h5", "x");
+    put(WEFT_CKPT_OWNER_MARK, "owner 009fd76cf57f426f\n");
+    assert_int_equal(weft_ckpt_owner_read(dir, &id), 0);
+    assert_true(id == A);
+    /* released: the mark gone, its run reported, the checkpoints kept;
+     * then another run takes the tier and claims it */
+    id = 0;
+    assert_int_equal(weft_ckpt_owner_release(dir, &id), 0);
+    assert_true(id == A);
+    mark_is(NULL);
+    assert_int_equal(weft_ckpt_owner_check(dir, B, 1), 0);
+    mark_is("owner cdc27442813e7ae9\n");
+    /* released twice: nothing to remove, no error */
+    assert_int_equal(weft_ckpt_owner_release(dir, &id), 0);
+    assert_int_equal(weft_ckpt_owner_release(dir, &id), 0);
+    assert_int_equal(id, 0);
+    /* a malformed mark: read says so, release removes it all the same */
+    put(WEFT_CKPT_OWNER_MARK, "owner of this: me\n");
+    assert_int_equal(weft_ckpt_owner_read(dir, &id), WEFT_EDATA);
+    assert_int_equal(weft_ckpt_owner_release(dir, &id), 0);
+    assert_int_equal(id, 0);
+    mark_is(NULL);
+    /* not a directory, or none */
+    char p[300];
+    snprintf(p, sizeof p, "%s/not-there", dir);
+    assert_int_equal(weft_ckpt_owner_release(p, &id), WEFT_ENOENT);
+    snprintf(p, sizeof p, "%s/step-00000002.h5", dir);
+    assert_int_equal(weft_ckpt_owner_release(p, &id), WEFT_EINVAL);
+    assert_non_null(strstr(weft_last_error(), "is not a directory"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -136,6 +175,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_checkpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_latest_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_and_release, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
