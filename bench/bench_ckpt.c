@@ -444,6 +444,39 @@ static int async_saves(bench *b, const weft_ckpt_opts *o, double *blocked, doubl
     return weft_ckpt_close(c);
 }
 
+/* A guest whose free pages go back to its host as soon as they are free
+ * (virtio-balloon free page reporting, min_free_ms 0) pays a host fault for
+ * each page-cache page that was reported: a 124 M save's data phase then
+ * moves 10x between saves (bench/README.md, session 35). Said beside the
+ * figures so that a reader of this machine's numbers knows. */
+static int read_param(const char *name, char *buf, size_t len)
+{
+    char p[128];
+    snprintf(p, sizeof p, "/sys/module/page_reporting/parameters/%s", name);
+    FILE *f = fopen(p, "r");
+    buf[0] = '\0';
+    if (!f)
+        return -1;
+    if (!fgets(buf, (int)len, f))
+        buf[0] = '\0';
+    fclose(f);
+    buf[strcspn(buf, "\n")] = '\0';
+    return buf[0] ? 0 : -1;
+}
+
+static void print_page_reporting(void)
+{
+    char ms[32], wait[32], kib[32];
+    if (read_param("min_free_ms", ms, sizeof ms) != 0)
+        return;
+    if (read_param("max_waiting_mib", wait, sizeof wait) != 0)
+        snprintf(wait, sizeof wait, "?");
+    double gb = read_param("reported_kib", kib, sizeof kib) == 0 ? atof(kib) * 1024 / 1e9 : 0;
+    printf("free page reporting to a hypervisor: min_free_ms %s, max_waiting_mib %s, %.0f GB reported since boot "
+           "(a reported page costs a host fault when the page cache reuses it: the sync save's data phase varies "
+           "most)\n", ms, wait, gb);
+}
+
 static int tiers_only; /* --tiers-only 1 */
 static char load_files[2][4096]; /* --load A[,B] */
 
@@ -570,6 +603,7 @@ static int run(bench *b, int nsteps)
     double tensors = 3.0 * (double)weft_gpt_num_params(b->model) * sizeof(float);
     printf("state: %.1fM parameters + AdamW m, v (ZeRO-1 over %d ranks): %.0f MB file, %.0f MB per rank\n",
            weft_gpt_num_params(b->model) / 1e6, ranks, mb, share / 1e6);
+    print_page_reporting();
     printf("%-34s %8.3fx the tensors' %.0f MB (target <= 1.1x)  %s\n", "file size", (double)file / tensors,
            tensors / 1e6, (double)file <= 1.1 * tensors ? "MET" : "MISSED");
     printf("%-34s %8.3f s\n", "memcpy of a rank's share", mc);
