@@ -47,6 +47,7 @@
 #include "runtime/error.h"
 #include "runtime/log.h"
 #include "runtime/rng.h"
+#include "runtime/readfile.h"
 #include "runtime/timer.h"
 #include "weft.h"
 #include "train/synthetic_source.h"
@@ -253,15 +254,15 @@ static double sync_best; /* the fastest of the last sync_save's 3 */
  * the 3: on a VM the page cache's faults move this phase most (0.45-2.4 s
  * for the same bytes, bench/README.md), and the row shows it */
 static double sync_data_lo, sync_data_hi;
-static double sync_times[3]; /* the last sync_save's 3, in the order taken */
 
 /* Three counted sync saves; the median's time, data phase and phases. With
- * raw_bytes, each save is followed by raw_write_s(raw_bytes), and raw[r]
- * is the write that followed save r: the reference taken beside each save
- * rather than as a separate series, since this VM's page cache drifts
- * between minutes (a sync save's data phase 0.45-2.4 s across runs). */
+ * raw_bytes (per rank), each save is followed by raw_write_s(raw_bytes):
+ * raw[r] is the write that followed save r, pair[r] save r's throughput
+ * over that write's -- the reference taken beside each save rather than as
+ * a separate series, since this VM's page cache drifts between minutes (a
+ * sync save's data phase 0.45-2.4 s across runs). */
 static int sync_save(bench *b, const weft_ckpt_opts *o, double *secs, double *data_s, size_t *file,
-                     size_t raw_bytes, double raw[3])
+                     size_t raw_bytes, double raw[3], double pair[3])
 {
     weft_ckpt *c;
     WEFT_CHECK(open_ckpt(b, o, &c));
@@ -306,11 +307,11 @@ static int sync_save(bench *b, const weft_ckpt_opts *o, double *secs, double *da
              * the save did, not just refilled by the save's freed pages */
             WEFT_CHECK(step(b));
             raw[r] = raw_write_s(b, raw_bytes);
+            pair[r] = ((double)*file / t[r]) / ((double)raw_bytes * b->ctx->size / raw[r]);
             if (getenv("BENCH_CKPT_VERBOSE") && b->ctx->rank == 0)
                 printf("  raw write after it: %.3f s\n", raw[r]);
         }
     }
-    memcpy(sync_times, t, sizeof t);
     for (int i = 0; i < 3; i++)
         for (int j = i + 1; j < 3; j++)
             if (t[j] < t[i]) {
@@ -451,16 +452,13 @@ static int async_saves(bench *b, const weft_ckpt_opts *o, double *blocked, doubl
  * figures so that a reader of this machine's numbers knows. */
 static int read_param(const char *name, char *buf, size_t len)
 {
-    char p[128];
+    char p[128], *text = NULL;
+    size_t n = 0;
     snprintf(p, sizeof p, "/sys/module/page_reporting/parameters/%s", name);
-    FILE *f = fopen(p, "r");
     buf[0] = '\0';
-    if (!f)
-        return -1;
-    if (!fgets(buf, (int)len, f))
-        buf[0] = '\0';
-    fclose(f);
-    buf[strcspn(buf, "\n")] = '\0';
+    if (weft_read_file(p, 64, "a page_reporting parameter", &text, &n) == 0)
+        snprintf(buf, len, "%.*s", (int)strcspn(text, "\n"), text);
+    free(text);
     return buf[0] ? 0 : -1;
 }
 
@@ -553,10 +551,8 @@ static int run(bench *b, int nsteps)
     double sync_s, data_s, blocked, during;
     size_t file = 0;
     int ndur;
-    double raw_after[3];
-    WEFT_CHECK(sync_save(b, &o, &sync_s, &data_s, &file, share, raw_after));
-    double pair_t[3];
-    memcpy(pair_t, sync_times, sizeof pair_t);
+    double raw_after[3], pair[3];
+    WEFT_CHECK(sync_save(b, &o, &sync_s, &data_s, &file, share, raw_after, pair));
     double best = sync_best, data_lo = sync_data_lo, data_hi = sync_data_hi;
     weft_ckpt_stats ph = last_sync;
     tier_figures tf = {0};
@@ -593,7 +589,7 @@ static int run(bench *b, int nsteps)
             v.coll_metadata = 1;
         if (k == 1)
             v.alignment = 0;
-        WEFT_CHECK(sync_save(b, &v, &alt[k], &d, &file, 0, NULL));
+        WEFT_CHECK(sync_save(b, &v, &alt[k], &d, &file, 0, NULL, NULL));
         alt_best[k] = sync_best;
     }
     if (b->ctx->rank != 0)
@@ -621,9 +617,6 @@ static int run(bench *b, int nsteps)
            raw, raw_bw);
     /* the target: each save against the raw write taken right after it,
      * the median of the three pairs */
-    double pair[3];
-    for (int r = 0; r < 3; r++)
-        pair[r] = (mb / pair_t[r]) / ((double)share * ranks / 1e6 / raw_after[r]);
     double ratio = median3(pair[0], pair[1], pair[2]);
     printf("%-34s %8.0f%%  of raw, median of the save/raw pairs %.0f%% %.0f%% %.0f%% (target >= 80%%)  %s\n",
            "checkpoint write throughput", 100 * ratio, 100 * pair[0], 100 * pair[1], 100 * pair[2],

@@ -31,28 +31,40 @@ static int read_mark(const char *path, uint64_t *id)
     return rc ? rc : 1;
 }
 
-int weft_ckpt_owner_check(const char *dir, uint64_t owner, int claim)
+static void mark_of(const char *dir, char *mark, size_t len)
 {
-    char mark[4200], latest[4200];
-    snprintf(mark, sizeof mark, "%s/%s", dir, WEFT_CKPT_OWNER_MARK);
+    snprintf(mark, len, "%s/%s", dir, WEFT_CKPT_OWNER_MARK);
+}
+
+int weft_ckpt_tier_held(const char *dir, char *what, size_t len)
+{
+    char latest[4200];
     snprintf(latest, sizeof latest, "%s/%s", dir, WEFT_RUNFILE_LATEST);
     int64_t *steps = NULL;
     int n = 0;
     struct stat st;
     if (weft_ckpt_list(dir, &steps, &n) != 0)
         n = 0;
-    int holds = n > 0 || stat(latest, &st) == 0;
-    int64_t first = n ? steps[0] : -1, last = n ? steps[n - 1] : -1;
+    int held = n ? WEFT_TIER_STEPS : stat(latest, &st) == 0 ? WEFT_TIER_LATEST_ONLY : WEFT_TIER_EMPTY;
+    if (n)
+        snprintf(what, len, "%d checkpoint%s (steps %lld to %lld)", n, n == 1 ? "" : "s", (long long)steps[0],
+                 (long long)steps[n - 1]);
+    else
+        snprintf(what, len, "%s", held ? "only a latest file" : "no checkpoints");
     free(steps);
+    return held;
+}
+
+int weft_ckpt_owner_check(const char *dir, uint64_t owner, int claim)
+{
+    char mark[4200], what[96];
+    mark_of(dir, mark, sizeof mark);
+    int holds = weft_ckpt_tier_held(dir, what, sizeof what) != WEFT_TIER_EMPTY;
     uint64_t id = 0;
     int had = read_mark(mark, &id);
     if (had < 0 && holds)
         return had;
     if (had == 1 && id != owner && holds) {
-        char what[96] = "only a latest file";
-        if (n)
-            snprintf(what, sizeof what, "%d checkpoint%s (steps %lld to %lld)", n, n == 1 ? "" : "s",
-                     (long long)first, (long long)last);
         char me[64] = "this run has no run.dir/owner.json yet";
         if (owner)
             snprintf(me, sizeof me, "this one is %016llx, from run.dir/owner.json", (unsigned long long)owner);
@@ -72,7 +84,7 @@ int weft_ckpt_owner_check(const char *dir, uint64_t owner, int claim)
 int weft_ckpt_owner_read(const char *dir, uint64_t *owner)
 {
     char mark[4200];
-    snprintf(mark, sizeof mark, "%s/%s", dir, WEFT_CKPT_OWNER_MARK);
+    mark_of(dir, mark, sizeof mark);
     *owner = 0;
     int had = read_mark(mark, owner);
     return had < 0 ? had : 0;
@@ -87,7 +99,7 @@ int weft_ckpt_owner_release(const char *dir, uint64_t *owner)
     if (!S_ISDIR(st.st_mode))
         return weft_error(WEFT_EINVAL, "%s is not a directory (a checkpoint.local_dir is one)", dir);
     char mark[4200];
-    snprintf(mark, sizeof mark, "%s/%s", dir, WEFT_CKPT_OWNER_MARK);
+    mark_of(dir, mark, sizeof mark);
     if (read_mark(mark, owner) < 0)
         *owner = 0; /* malformed: removed all the same, which is what the caller asked */
     if (unlink(mark) != 0) {

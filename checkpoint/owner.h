@@ -17,6 +17,7 @@
 #ifndef WEFT_CHECKPOINT_OWNER_H
 #define WEFT_CHECKPOINT_OWNER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define WEFT_CKPT_OWNER_MARK ".weft-owner"
@@ -30,6 +31,11 @@
  * not 0): then write the mark (durably, before any save commits there)
  * unless it already names owner. */
 int weft_ckpt_owner_check(const char *dir, uint64_t owner, int claim);
+
+/* What the tier dir holds, said in what for messages ("3 checkpoints
+ * (steps 2 to 6)", "only a latest file", "no checkpoints") and returned. */
+enum { WEFT_TIER_EMPTY = 0, WEFT_TIER_LATEST_ONLY, WEFT_TIER_STEPS };
+int weft_ckpt_tier_held(const char *dir, char *what, size_t len);
 
 /* What dir's mark says: *owner the run it names (0 when there is no mark);
  * 0, or the mark's error (malformed: WEFT_EDATA, unreadable: WEFT_EIO). */

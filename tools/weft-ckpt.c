@@ -156,22 +156,15 @@ static int cmd_ls(const char *dir)
 
 static int cmd_release(const char *dir)
 {
-    int64_t *steps = NULL;
-    int n = 0;
-    if (weft_ckpt_list(dir, &steps, &n) != 0)
-        n = 0;
-    char held[96] = "no checkpoints";
-    if (n)
-        snprintf(held, sizeof held, "%d checkpoint%s (steps %lld to %lld)", n, n == 1 ? "" : "s",
-                 (long long)steps[0], (long long)steps[n - 1]);
-    free(steps);
+    char held[96];
+    int what = weft_ckpt_tier_held(dir, held, sizeof held);
     uint64_t owner;
     WEFT_CHECK(weft_ckpt_owner_release(dir, &owner));
-    if (owner && n)
+    if (owner && what == WEFT_TIER_STEPS)
         printf("released %s: its %s were run %016llx's; the next run to use it as checkpoint.local_dir takes "
                "them as its own\n", dir, held, (unsigned long long)owner);
     else if (owner)
-        printf("released %s: run %016llx's mark removed; it holds no checkpoints\n", dir, (unsigned long long)owner);
+        printf("released %s: run %016llx's mark removed; it holds %s\n", dir, (unsigned long long)owner, held);
     else
         printf("%s has no owner mark now and holds %s: the next run to use it as checkpoint.local_dir takes it\n",
                dir, held);
