@@ -93,7 +93,8 @@ static int write_error(weft_ckpt *c, const char *tmp, int i, int j, int err, siz
 enum { PUBLISH_PIECE = 16u << 20 };
 
 /* Run [i, j) from staging to the file in PUBLISH_PIECE pieces, each
- * published once written: 0 or the errno; *done: bytes written. */
+ * published once written: 0, an errno, or -1 when the flusher has stopped
+ * on a failure of its own (it reports it); *done: bytes written. */
 static int write_run(weft_ckpt *c, int i, size_t len, size_t *done)
 {
     const weft_ckpt_seg *s = &c->segs.s[i];
@@ -104,18 +105,29 @@ static int write_run(weft_ckpt *c, int i, size_t len, size_t *done)
         *done += d;
         if (err)
             return err;
-        weft_ckpt_flusher_publish(&c->flusher, n);
+        if (weft_ckpt_flusher_publish(&c->flusher, n) != 0)
+            return -1;
         a += n;
     }
     return 0;
 }
 
+static int check_piece(void *ctx, size_t pos, size_t n);
+
 int weft_ckpt_data_write(weft_ckpt *c, const char *tmp)
 {
     const weft_ckpt_segs *v = &c->segs;
     int rc = 0;
-    if (weft_ckpt_flusher_start(&c->flusher, v, c->fd, NULL) != 0) /* joined in weft_ckpt_data_check */
-        WEFT_WARN("%s; the commit writes the checkpoint back instead", weft_last_error());
+    /* The sums the check fills in as it reads back (check_piece) */
+    memset(c->hashes, 0, (size_t)c->plan.nd * sizeof *c->hashes);
+    memset(c->blocks, 0, 2 * c->plan.nblocks * sizeof *c->blocks);
+    for (int i = 0; i < c->plan.nd; i++)
+        if (c->plan.d[i].hasher && c->plan.d[i].whole) /* empty datasets keep the checksum of no bytes */
+            c->hashes[i] = weft_ckpt_sum_of(NULL, 0, WEFT_CKPT_SUM_BLOCK);
+    c->readback = (weft_ckpt_readback){.tmp = tmp, .cur = -1, .bdset = -1};
+    if (weft_ckpt_flusher_start(&c->flusher, v, c->fd, NULL, check_piece, c) != 0) /* ended in data_check */
+        WEFT_WARN("%s; the writer's thread writes the checkpoint back and checks it at the end instead",
+                  weft_last_error());
     for (int i = 0, j; i < v->n && rc == 0; i = j) {
         size_t len, done = 0;
         j = weft_ckpt_segs_run(v, i, &len);
@@ -128,8 +140,10 @@ int weft_ckpt_data_write(weft_ckpt *c, const char *tmp)
         int lost = !err && !cut && i == 0 && weft_fault_at(WEFT_FAULT_SAVE_LOST, c->meta.step);
         if (!err && !lost)
             err = write_run(c, i, cut ? len / 2 : len, &done);
-        if (lost) /* "written", as far as the writer knows: the flusher goes on to the next run */
-            weft_ckpt_flusher_publish(&c->flusher, len);
+        if (lost && weft_ckpt_flusher_publish(&c->flusher, len) != 0) /* "written", as far as the writer knows */
+            err = -1;
+        if (err == -1) /* the flusher stopped on a failed write-back or check: data_check reports it */
+            break;
         if (!err && cut)
             err = EIO, injected = 1;
         if (err)
@@ -142,23 +156,15 @@ int weft_ckpt_data_write(weft_ckpt *c, const char *tmp)
     return rc;
 }
 
-/* --- read-back check and checksums ----------------------------------------- */
+/* --- read-back check, behind the write-back (flusher.h) -------------------- */
 
-/* The checksums taken from what a rank reads back, bytes fed in file order:
- * the dataset it hashes whole (it wrote all of it), and the blocks (sum.h)
- * of a split dataset that it wrote all of. */
-typedef struct {
-    weft_ckpt_sum whole;
-    int cur;                 /* the dataset whole is of (-1: none yet) */
-    weft_ckpt_blocks blocks;
-    int bdset;               /* the split dataset blocks is of (-1: none yet) */
-} readback_sums;
-
-/* Bytes of dataset dset at file offset off, in file order, into the sums
- * (one dataset at a time: segments are sorted by offset and datasets'
- * extents are disjoint). */
-static void hash_bytes(weft_ckpt *c, readback_sums *r, int dset, size_t off, const void *p, size_t n)
+/* Bytes of dataset dset at file offset off, in file order, into the sums:
+ * the dataset a rank hashes whole (it wrote all of it), and the blocks
+ * (sum.h) of a split dataset that it wrote all of -- one dataset at a
+ * time: segments are sorted by offset and datasets' extents are disjoint. */
+static void hash_bytes(weft_ckpt *c, int dset, size_t off, const void *p, size_t n)
 {
+    weft_ckpt_readback *r = &c->readback;
     const weft_ckpt_dset *d = &c->plan.d[dset];
     if (d->split) {
         if (dset != r->bdset)
@@ -179,125 +185,108 @@ static void hash_bytes(weft_ckpt *c, readback_sums *r, int dset, size_t off, con
     weft_ckpt_sum_update(&r->whole, p, n);
 }
 
-/* The lost-write error for bytes at file offset at (n of them). */
-static int lost_write(weft_ckpt *c, const char *tmp, int i, int j, size_t at, size_t n, int e)
+/* The lost-write error for n bytes at file offset at, of segment k. */
+static int lost_write(weft_ckpt *c, int k, size_t at, size_t n, int e)
 {
     return weft_error(WEFT_EIO, "%s: the data read back from %s at offset %zu (%zu bytes) differs from what was "
-                      "written%s%s: the write was lost (disk full? I/O error?)",
-                      c->plan.d[dset_at(&c->segs, i, j, at)].path, tmp, at, n, e ? ": " : "", e ? strerror(e) : "");
+                      "written%s%s: the write was lost (disk full? I/O error?)", c->plan.d[c->segs.s[k].dset].path,
+                      c->readback.tmp, at, n, e ? ": " : "", e ? strerror(e) : "");
 }
 
-/* Bytes [a, a + n) of a run, read back at file, into the sums (segment k
- * of the run starts kstart bytes into it). */
-static void hash_piece(weft_ckpt *c, const uint8_t *file, size_t a, size_t n, int *k, size_t *kstart,
-                       readback_sums *r)
-{
-    const weft_ckpt_segs *v = &c->segs;
-    for (size_t p = a; p < a + n;) {
-        while (p >= *kstart + v->s[*k].len)
-            *kstart += v->s[(*k)++].len;
-        size_t end = *kstart + v->s[*k].len < a + n ? *kstart + v->s[*k].len : a + n;
-        hash_bytes(c, r, v->s[*k].dset, v->s[*k].off + (p - *kstart), file + (p - a), end - p);
-        p = end;
-    }
-}
+enum { PIECE = 256u << 10 }; /* compared and hashed while in L2 */
 
-/* Run [i, j) of len bytes read back in scratch-sized pieces with pread,
- * compared with staging and hashed: the way for a file system that cannot
- * map the file. */
-static int verify_run_pread(weft_ckpt *c, const char *tmp, int i, int j, size_t len, readback_sums *r)
+/* Bytes [a, a + n) of segment k as read back at file: compared with
+ * staging and hashed, PIECE by PIECE while the piece is in cache -- the
+ * bytes cross memory once. */
+static int compare_and_hash(weft_ckpt *c, int k, size_t a, size_t n, const uint8_t *file)
 {
-    const weft_ckpt_segs *v = &c->segs;
-    int k = i;
-    size_t kstart = 0; /* bytes of the run before segment k */
-    for (size_t a = 0; a < len; a += SCRATCH_BYTES) {
-        size_t n = len - a < SCRATCH_BYTES ? len - a : SCRATCH_BYTES, done;
-        int e = weft_ckpt_pread_all(c->fd, c->scratch, n, v->s[i].off + a, &done);
-        if (e || memcmp(c->scratch, c->stage + v->s[i].mem + a, n) != 0)
-            return lost_write(c, tmp, i, j, v->s[i].off + a, n, e);
-        hash_piece(c, c->scratch, a, n, &k, &kstart, r);
+    const weft_ckpt_seg *s = &c->segs.s[k];
+    for (size_t b = 0; b < n; b += PIECE) {
+        size_t m = n - b < PIECE ? n - b : PIECE;
+        if (memcmp(file + b, c->stage + s->mem + a + b, m) != 0)
+            return lost_write(c, k, s->off + a + b, m, 0);
+        hash_bytes(c, s->dset, s->off + a + b, file + b, m);
     }
     return 0;
 }
 
-enum {
-    MAP_WINDOW = 64u << 20, /* mapped at a time */
-    PIECE = 256u << 10      /* compared and hashed while in L2 */
-};
+/* Bytes [a, a + n) of segment k read back with pread in scratch-sized
+ * pieces: the way for a file system that cannot map the file, and for
+ * segments too sparse in the file to map (the other ranks' bytes between). */
+static int read_back_pread(weft_ckpt *c, int k, size_t a, size_t n)
+{
+    const weft_ckpt_seg *s = &c->segs.s[k];
+    for (size_t b = 0; b < n; b += SCRATCH_BYTES) {
+        size_t m = n - b < SCRATCH_BYTES ? n - b : SCRATCH_BYTES, done;
+        int e = weft_ckpt_pread_all(c->fd, c->scratch, m, s->off + a + b, &done);
+        if (e || done < m)
+            return lost_write(c, k, s->off + a + b, m, e);
+        WEFT_CHECK(compare_and_hash(c, k, a + b, m, c->scratch));
+    }
+    return 0;
+}
 
-/* Run [i, j) of len bytes read back by mapping the file (its page cache),
- * compared with staging and hashed piece by piece while the piece is in
- * cache: the bytes cross memory once. A pread into scratch, then a compare,
- * then a hash crossed it three times, and the read-back was a save's
- * largest phase (bench/README.md, bench_ckpt). The file's size is checked
- * first: a mapped page past the end of the file would be SIGBUS, not an
- * error. Falls back to pread where the file cannot be mapped. */
-static int verify_run(weft_ckpt *c, const char *tmp, int i, int j, size_t len, readback_sums *r)
+/* Whether bytes of segment k stay in the page cache after their check: a
+ * split dataset this rank wrote in pieces (a TP shard's rows, interleaved
+ * with the other ranks') has blocks no rank wrote whole, which its hasher
+ * reads back from the file (hash_split) once every rank is done. */
+static int reread_later(const weft_ckpt *c, int k)
 {
     const weft_ckpt_segs *v = &c->segs;
-    size_t off = v->s[i].off, page = (size_t)sysconf(_SC_PAGESIZE);
+    int d = v->s[k].dset;
+    return c->plan.d[d].split && ((k > 0 && v->s[k - 1].dset == d) || (k + 1 < v->n && v->s[k + 1].dset == d));
+}
+
+/* The flusher's check (flusher.h) of positions [pos, pos + n): wait until
+ * the disk holds them, read them back (mapped: the page cache, in place),
+ * compare them with staging and hash them, then drop them from the page
+ * cache. Every rank reads back what it wrote: MPI-IO once lost a failed
+ * write without reporting it, and the check caught it; a checkpoint is
+ * never committed on a lost write. The file's size is checked first: a
+ * mapped page past the end of the file would be SIGBUS, not an error. */
+static int check_piece(void *ctx, size_t pos, size_t n)
+{
+    weft_ckpt *c = ctx;
+    weft_ckpt_readback *r = &c->readback;
+    const weft_ckpt_segs *v = &c->segs;
+    while (pos >= r->kpos + v->s[r->k].len) /* the segment pos is in */
+        r->kpos += v->s[r->k++].len;
+    int k1 = r->k, keep_pages = 0;
+    size_t k1pos = r->kpos;
+    for (;; k1pos += v->s[k1++].len) { /* the segment the last position is in */
+        keep_pages |= reread_later(c, k1);
+        if (pos + n <= k1pos + v->s[k1].len)
+            break;
+    }
+    size_t lo = v->s[r->k].off + (pos - r->kpos), hi = v->s[k1].off + (pos + n - k1pos);
+    if (sync_file_range(c->fd, (off_t)lo, (off_t)(hi - lo), SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                        SYNC_FILE_RANGE_WAIT_AFTER) != 0 && errno != ENOSYS)
+        return weft_error(WEFT_EIO, "checkpoint: writing %s back to disk failed: %s (%zu bytes at offset %zu)",
+                          r->tmp, strerror(errno), hi - lo, lo);
     struct stat st;
     if (fstat(c->fd, &st) != 0)
-        return lost_write(c, tmp, i, j, off, len, errno);
-    if ((size_t)st.st_size < off + len) /* a write that never extended the file */
-        return lost_write(c, tmp, i, j, (size_t)st.st_size > off ? (size_t)st.st_size : off, len, 0);
-    int k = i;
-    size_t kstart = 0;
-    for (size_t w = 0; w < len; w += MAP_WINDOW) {
-        size_t wlen = len - w < MAP_WINDOW ? len - w : MAP_WINDOW, lead = (off + w) % page;
-        void *map = mmap(NULL, lead + wlen, PROT_READ, MAP_SHARED | MAP_POPULATE, c->fd, (off_t)(off + w - lead));
-        if (map == MAP_FAILED) {
-            if (w == 0)
-                return verify_run_pread(c, tmp, i, j, len, r);
-            return lost_write(c, tmp, i, j, off + w, wlen, errno);
-        }
-        const uint8_t *file = (const uint8_t *)map + lead;
-        int rc = 0;
-        for (size_t a = 0; a < wlen && rc == 0; a += PIECE) {
-            size_t n = wlen - a < PIECE ? wlen - a : PIECE;
-            if (memcmp(file + a, c->stage + v->s[i].mem + w + a, n) != 0)
-                rc = lost_write(c, tmp, i, j, off + w + a, n, 0);
-            else
-                hash_piece(c, file + a, w + a, n, &k, &kstart, r);
-        }
-        munmap(map, lead + wlen);
-        if (rc)
-            return rc;
+        return lost_write(c, r->k, lo, hi - lo, errno);
+    if ((size_t)st.st_size < hi) /* a write that never extended the file */
+        return lost_write(c, r->k, (size_t)st.st_size > lo ? (size_t)st.st_size : lo, hi - lo, 0);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), lead = lo % page;
+    void *map = hi - lo <= 2 * n + 2 * page /* mostly this rank's bytes */
+                    ? mmap(NULL, lead + hi - lo, PROT_READ, MAP_SHARED | MAP_POPULATE, c->fd, (off_t)(lo - lead))
+                    : MAP_FAILED;
+    int rc = 0;
+    for (size_t p = pos; p < pos + n && rc == 0;) { /* segment by segment */
+        const weft_ckpt_seg *s = &v->s[r->k];
+        size_t a = p - r->kpos, m = (r->kpos + s->len < pos + n ? r->kpos + s->len : pos + n) - p;
+        rc = map != MAP_FAILED ? compare_and_hash(c, r->k, a, m, (const uint8_t *)map + lead + (s->off + a - lo))
+                               : read_back_pread(c, r->k, a, m);
+        p += m;
+        if (p == r->kpos + s->len && p < pos + n)
+            r->kpos += v->s[r->k++].len;
     }
-    return 0;
-}
-
-/* sync_file_range of bytes [off, off + len) of the file (a file system
- * without it: nothing to do, the commit's fsync writes everything). */
-static int writeback_range(weft_ckpt *c, const char *tmp, size_t off, size_t len, unsigned flags)
-{
-    if (sync_file_range(c->fd, (off_t)off, (off_t)len, flags) != 0 && errno != ENOSYS)
-        return weft_error(WEFT_EIO, "checkpoint: writing %s back to disk failed: %s", tmp, strerror(errno));
-    return 0;
-}
-
-/* Every rank reads back what it wrote (MPI-IO once lost a failed write
- * without reporting it, and the check caught it: a checkpoint is never
- * committed on a lost write); a rank that wrote all of a dataset hashes
- * the bytes it read back in the same pass, and every rank the blocks it
- * wrote whole of the datasets split between ranks. The flusher is writing
- * the same bytes to disk meanwhile: pages under write-back read as any
- * other. */
-static int verify_written(weft_ckpt *c, const char *tmp)
-{
-    const weft_ckpt_segs *v = &c->segs;
-    for (int i = 0; i < c->plan.nd; i++)
-        if (c->plan.d[i].hasher && c->plan.d[i].whole) /* empty datasets keep the checksum of no bytes */
-            c->hashes[i] = weft_ckpt_sum_of(NULL, 0, WEFT_CKPT_SUM_BLOCK);
-    readback_sums r = {.cur = -1, .bdset = -1};
-    for (int i = 0, j; i < v->n; i = j) {
-        size_t len;
-        j = weft_ckpt_segs_run(v, i, &len);
-        WEFT_CHECK(verify_run(c, tmp, i, j, len, &r));
-    }
-    if (r.cur >= 0)
-        c->hashes[r.cur] = weft_ckpt_sum_end(&r.whole);
-    return 0;
+    if (map != MAP_FAILED)
+        munmap(map, lead + hi - lo);
+    if (rc == 0 && !keep_pages) /* written, checked: the next pieces reuse these pages */
+        posix_fadvise(c->fd, (off_t)lo, (off_t)(hi - lo), POSIX_FADV_DONTNEED);
+    return rc;
 }
 
 /* The checksums of the datasets split between ranks, by their hashers,
@@ -352,11 +341,9 @@ static int gather_blocks(weft_ckpt *c)
 
 int weft_ckpt_data_check(weft_ckpt *c, const char *tmp, int rc)
 {
-    memset(c->hashes, 0, (size_t)c->plan.nd * sizeof *c->hashes);
-    memset(c->blocks, 0, 2 * c->plan.nblocks * sizeof *c->blocks);
-    if (rc == 0)
-        rc = verify_written(c, tmp);
-    rc = keep(rc, weft_ckpt_flusher_end(&c->flusher, tmp)); /* every byte's write-back started */
+    rc = keep(rc, weft_ckpt_flusher_end(&c->flusher, tmp)); /* every byte written back and checked */
+    if (rc == 0 && c->readback.cur >= 0)
+        c->hashes[c->readback.cur] = weft_ckpt_sum_end(&c->readback.whole);
     if (rc == 0 && c->multinode) /* others read these bytes: to the file system first */
         rc = weft_ckpt_data_writeback(c, tmp, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
                                                   SYNC_FILE_RANGE_WAIT_AFTER);
@@ -385,6 +372,15 @@ int weft_ckpt_data_check(weft_ckpt *c, const char *tmp, int rc)
 }
 
 /* --- write-back ------------------------------------------------------------ */
+
+/* sync_file_range of bytes [off, off + len) of the file (a file system
+ * without it: nothing to do, the commit's fsync writes everything). */
+static int writeback_range(weft_ckpt *c, const char *tmp, size_t off, size_t len, unsigned flags)
+{
+    if (sync_file_range(c->fd, (off_t)off, (off_t)len, flags) != 0 && errno != ENOSYS)
+        return weft_error(WEFT_EIO, "checkpoint: writing %s back to disk failed: %s", tmp, strerror(errno));
+    return 0;
+}
 
 int weft_ckpt_data_writeback(weft_ckpt *c, const char *tmp, unsigned flags)
 {

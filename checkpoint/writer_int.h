@@ -18,6 +18,20 @@
 #include "checkpoint/sum.h"
 
 enum { IDLE, PENDING, WRITING, DONE };
+
+/* A save's read-back check (save_data.c), walked by the flusher thread:
+ * where it stands in the segments, and the checksums it takes of the bytes
+ * it reads back -- the dataset this rank hashes whole, and the blocks
+ * (sum.h) of a split dataset that this rank wrote all of. */
+typedef struct weft_ckpt_readback {
+    const char *tmp;         /* the file, for messages */
+    int k;                   /* the segment the next position is in */
+    size_t kpos;             /* its first position (bytes of the segments before it) */
+    weft_ckpt_sum whole;
+    int cur;                 /* the dataset whole is of (-1: none yet) */
+    weft_ckpt_blocks blocks;
+    int bdset;               /* the split dataset blocks is of (-1: none yet) */
+} weft_ckpt_readback;
 #define SCRATCH_BYTES (8u << 20) /* read-back pieces: large reads, in cache */
 
 struct weft_ckpt {
@@ -41,7 +55,8 @@ struct weft_ckpt {
     hid_t *dsets;              /* per dataset, during a write */
     weft_ckpt_segs segs;       /* this rank's file segments, sorted (during a write) */
     int fd;                    /* this rank's descriptor on the temporary file (-1: none) */
-    weft_ckpt_flusher flusher; /* its write-back, during the data phase (flusher.h) */
+    weft_ckpt_flusher flusher; /* its write-back and read-back, during the data phase (flusher.h) */
+    weft_ckpt_readback readback; /* the read-back's place and checksums (on the flusher's thread) */
     int multinode;             /* ranks on several nodes: flush before reading others' bytes */
     /* The local tier on several nodes (nodefile.c): each node writes a file
      * of its own in its own local_dir, the writer assembles the shared one */
