@@ -607,7 +607,7 @@ static int run(bench *b, int nsteps)
            "async save: step loop blocked", blocked, blocked / mc, blocked <= 1.2 * mc ? "MET" : "MISSED", async_copy);
     printf("%-34s %8.3f s   %6.0f MB/s (data phase alone %.3f s, %.0f MB/s)\n", "sync save (create .. commit)",
            sync_s, ck_bw, data_s, mb / data_s);
-    printf("%-34s data %.3f s, read-back check + checksums %.3f s, writeback + fsync + rename + latest %.3f s\n",
+    printf("%-34s data + checked behind %.3f s, last check + checksums %.3f s, fsync + rename + latest %.3f s\n",
            "  its phases (slowest rank)", ph.data_s, ph.verify_s, ph.commit_s);
     printf("%-34s %.3f to %.3f s (the pwrites into the page cache: on a VM its faults move them most)\n",
            "  data phase of the 3 saves", data_lo, data_hi);

@@ -178,9 +178,11 @@ typedef struct weft_ckpt_stats {
     double copy_s;               /* the copies into staging: done (host memory, cpu), or enqueued (cuda) */
     double stage_wait_s;         /* writer: waiting for the device's staging copies to finish (cuda) */
     double write_s;              /* writer: create .. commit */
-    double data_s;               /* writer: creating the datasets and writing the data */
+    double data_s;               /* writer: creating the datasets and writing the data (the write-back and
+                                    read-back check run behind the writes: flusher.h) */
     double create_s;             /* writer: of data_s, creating the datasets (HDF5 metadata) */
-    double verify_s;             /* writer: start of the write-back, read-back check and checksums */
+    double verify_s;             /* writer: the read-back check's last pieces, the checksums of the
+                                    datasets split between ranks */
     double commit_s;             /* writer: fsync, rename, latest, retention */
     size_t bytes_rank;           /* bytes this rank wrote */
     size_t bytes_file;           /* file size */

@@ -2,9 +2,10 @@
  * save_data.c -- a save's data phase, on the writer thread (save.c runs the
  * rest): every dataset created in one pass (HDF5 metadata only), then this
  * rank's bytes written with pwrite at their file offsets through one
- * descriptor, their write-back to disk started behind the pwrites by a
- * thread of its own (flusher.h), then read back from the page cache
- * (mapped), compared, and hashed in the same pass.
+ * descriptor; behind the pwrites a thread of its own (flusher.h) starts
+ * their write-back to disk and, a few pieces further behind, waits for it,
+ * reads the bytes back (mapped), compares and hashes them in one pass, and
+ * drops them from the page cache (check_piece).
  *
  * Why POSIX writes: HDF5's MPI-IO data path was one collective
  * H5Dcreate + H5Dwrite synchronisation per dataset (~170 per save), so one
