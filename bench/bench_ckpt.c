@@ -35,7 +35,8 @@
  *                  /dev/shm) beside the one-tier sync save to --dir; the
  *                  drain of each to --dir (copy + fsync + rename + latest)
  *                  beside `dd bs=8M conv=fsync` of the same file to the same
- *                  directory, run by rank 0 in the same run (--tiers-only 1:
+ *                  directory (its source out of the page cache, as the
+ *                  drain finds it), run by rank 0 in the same run (--tiers-only 1:
  *                  this and the one-tier sync save alone)
  *   --load A[,B]   only: cold loads of existing checkpoints of the model,
  *                  each beside a raw read of the file, --steps rounds
@@ -339,10 +340,17 @@ typedef struct {
 } tier_figures;
 
 /* Rank 0: `dd` of src into the directory dir with fsync, as a shell would
- * run it; seconds, or -1 when dd did not succeed. */
+ * run it; seconds, or -1 when dd did not succeed. src is dropped from the
+ * page cache first: the drain finds it so (a save keeps only a bounded
+ * share of its file in the page cache, and the drain drops what it read). */
 static double dd_s(const char *src, const char *dir)
 {
     char cmd[9000], dst[4200];
+    int fd = open(src, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(fd);
+    }
     snprintf(dst, sizeof dst, "%s/dd-reference.bin", dir);
     snprintf(cmd, sizeof cmd, "dd if='%s' of='%s' bs=8M conv=fsync status=none", src, dst);
     int64_t t0 = weft_now_ns();
