@@ -65,7 +65,10 @@ static void move(weft_ckpt *c, int to, const char *when)
  * fifth of a save (bench_ckpt), while every rank waited for it at the
  * commit's last agreement. The writer thread does it once it has reported
  * the save, before it takes the next (whose preflight then sees the space
- * freed); close waits for it. */
+ * freed); close waits for it. A sync save's too: written by its caller,
+ * it hands its retention to the writer thread and returns at its commit
+ * (the removals took 0.12-0.24 s of a 0.5 s sync save at 48 M, bench_ckpt),
+ * and the next sync save waits for them before it starts. */
 static void retain_after(weft_ckpt *c, int64_t committed)
 {
     if (weft_ckpt_retain(c->opts.dir, c->opts.keep_last, c->opts.keep_every, committed) != 0)
@@ -73,8 +76,8 @@ static void retain_after(weft_ckpt *c, int64_t committed)
 }
 
 /* One save in WRITING, on whichever thread writes it: its result recorded,
- * DONE, then retention. */
-static void write_and_record(weft_ckpt *c)
+ * DONE, then retention (by the writer thread: here, or handed to it). */
+static void write_and_record(weft_ckpt *c, int writer_thread)
 {
     int rc = weft_ckpt_write_one(c);
     pthread_mutex_lock(&c->mu);
@@ -83,9 +86,11 @@ static void write_and_record(weft_ckpt *c)
     /* taken before DONE: the step loop may stage the next save (c->meta) once it sees DONE */
     int64_t committed = rc == 0 && weft_ckpt_committer(c) ? c->meta.step : -1;
     move(c, DONE, "a save's result recorded");
+    if (committed >= 0 && !writer_thread)
+        c->retain_step = committed;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
-    if (committed >= 0)
+    if (committed >= 0 && writer_thread)
         retain_after(c, committed);
 }
 
@@ -104,13 +109,22 @@ static void *writer_main(void *arg)
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 15);
     pthread_mutex_lock(&c->mu);
     for (;;) {
-        while (c->st != PENDING && !c->quit)
+        while (c->st != PENDING && c->retain_step < 0 && !c->quit)
             pthread_cond_wait(&c->cv, &c->mu);
+        if (c->retain_step >= 0) { /* a sync save's, before anything else (and before quitting) */
+            int64_t step = c->retain_step;
+            pthread_mutex_unlock(&c->mu);
+            retain_after(c, step);
+            pthread_mutex_lock(&c->mu);
+            c->retain_step = -1;
+            pthread_cond_broadcast(&c->cv);
+            continue;
+        }
         if (c->st != PENDING)
             break;
         move(c, WRITING, "the writer thread takes a save");
         pthread_mutex_unlock(&c->mu);
-        write_and_record(c);
+        write_and_record(c, 1);
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
@@ -164,6 +178,7 @@ static int setup(weft_ckpt *c, const weft_ckpt_layout *l, const weft_ckpt_state 
         c->opts.keep_every = 0;
     }
     c->last_step = -1;
+    c->retain_step = -1;
     c->fd = -1;
     c->rank = weft_comm_rank(l->world);
     c->size = weft_comm_size(l->world);
@@ -442,6 +457,8 @@ static int save(weft_ckpt *c, const weft_ckpt_meta *m, int never_skip, int sync,
         rc = weft_ckpt_agree(c->layout.world, rc);
     WEFT_CHECK(rc);
     pthread_mutex_lock(&c->mu);
+    while (sync && c->retain_step >= 0) /* the previous sync save's removals: this preflight sees their space */
+        pthread_cond_wait(&c->cv, &c->mu);
     move(c, PENDING, sync ? "a sync save, for the calling thread" : "a save handed to the writer thread");
     if (sync) {
         move(c, WRITING, "the calling thread writes its sync save");
@@ -453,7 +470,7 @@ static int save(weft_ckpt *c, const weft_ckpt_meta *m, int never_skip, int sync,
     c->stats.saves++;
     c->stats.blocked_s = 1e-9 * (double)(weft_now_ns() - t0);
     if (sync)
-        write_and_record(c);
+        write_and_record(c, 0);
     return 0;
 }
 

@@ -77,6 +77,8 @@ struct weft_ckpt {
     int st, quit;              /* IDLE/PENDING/WRITING/DONE */
     int gated;                 /* weft_ckpt_gate: a save commits only once released */
     int64_t released;          /* saves of steps <= this may commit (under mu) */
+    int64_t retain_step;       /* a sync save's retention, handed to the writer thread: the step it
+                                  committed, until the removals are done (-1: none; under mu) */
     int result;
     char result_msg[2048];
     weft_ckpt_meta meta;       /* of the save in flight */
