@@ -13,7 +13,7 @@
 #   - --init-from loads weights only (step 0, fresh optimizer);
 #   - --resume=auto with no checkpoint starts from step 0;
 #   - the files open in h5dump and (if installed) h5py with no weft code,
-#     and retention keeps checkpoint.keep_last files.
+#     and retention keeps checkpoint.keep_last files, with sync saves too.
 . "$(dirname "$0")/../lib.sh"
 train="$WEFT_BIN/weft-train" ck="$WEFT_BIN/weft-ckpt"
 ds="$TMPDIR_TEST/ds"
@@ -121,6 +121,12 @@ check "retention: checkpoint.keep_last = 1 keeps only the newest" bash -c "
     timeout 120 mpirun -np 1 '$train' ${tiny[*]} --run.dir='$TMPDIR_TEST/keep' --checkpoint.every=2 \
         --checkpoint.keep_last=1 --checkpoint.keep_every=4 >/dev/null 2>&1 &&
     [ \"\$(cd '$TMPDIR_TEST/keep/checkpoints' && echo step-*.h5)\" = 'step-00000004.h5 step-00000008.h5 step-00000010.h5' ]"
+# every save sync: each hands its removals to the writer thread, the next
+# waits for them, and the run's close for the last
+check "retention with checkpoint.async = false: the same files" bash -c "
+    timeout 120 mpirun -np 1 '$train' ${tiny[*]} --run.dir='$TMPDIR_TEST/keep_sync' --checkpoint.every=2 \
+        --checkpoint.async=false --checkpoint.keep_last=1 --checkpoint.keep_every=4 >/dev/null 2>&1 &&
+    [ \"\$(cd '$TMPDIR_TEST/keep_sync/checkpoints' && echo step-*.h5)\" = 'step-00000004.h5 step-00000008.h5 step-00000010.h5' ]"
 check "checkpoint files are mode 0640" bash -c "[ \$(stat -c %a '$f') = 640 ]"
 check "after a run the checkpoint directory holds only step-*.h5 and latest" bash -c \
     "[ -z \"\$(ls -A '$TMPDIR_TEST/ref1/checkpoints' | grep -Ev '^(step-[0-9]{8}\.h5|latest)\$')\" ]"
