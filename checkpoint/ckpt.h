@@ -183,7 +183,7 @@ typedef struct weft_ckpt_stats {
     double create_s;             /* writer: of data_s, creating the datasets (HDF5 metadata) */
     double verify_s;             /* writer: the read-back check's last pieces, the checksums of the
                                     datasets split between ranks */
-    double commit_s;             /* writer: fsync, rename, latest, retention */
+    double commit_s;             /* writer: fsync, rename, latest (retention comes after: writer.c) */
     size_t bytes_rank;           /* bytes this rank wrote */
     size_t bytes_file;           /* file size */
     size_t bytes_reread;         /* read from the file again for the checksums of datasets split between

@@ -238,6 +238,49 @@ static int reread_later(const weft_ckpt *c, int k)
     return c->plan.d[d].split && ((k > 0 && v->s[k - 1].dset == d) || (k + 1 < v->n && v->s[k + 1].dset == d));
 }
 
+enum { MAP_MIN = 1u << 20 }; /* smaller groups are read with pread: a mapping per row costs more */
+
+/* Positions [p, end) of the piece from segment r->k on, as far as they are
+ * adjacent in the file (this rank's bytes only, no other rank's between):
+ * mapped (or read with pread), compared, hashed, and dropped from the page
+ * cache unless keep_pages; returns with r->k, r->kpos at the last segment
+ * touched and *next the first position after the group. Mapping only the
+ * rank's own bytes keeps the mapping's pages, which count in the process's
+ * resident memory, to at most a piece (what --plan accounts for). */
+static int check_group(weft_ckpt *c, size_t p, size_t end, int keep_pages, size_t *next)
+{
+    weft_ckpt_readback *r = &c->readback;
+    const weft_ckpt_segs *v = &c->segs;
+    size_t lo = v->s[r->k].off + (p - r->kpos), hi = lo, q = p;
+    for (int k = r->k;; k++) { /* the group's file range [lo, hi) */
+        size_t kpos = k == r->k ? r->kpos : q; /* a later segment starts where the group is */
+        size_t take = (kpos + v->s[k].len < end ? kpos + v->s[k].len : end) - q;
+        hi += take, q += take;
+        if (q == end || k + 1 == v->n || v->s[k + 1].off != v->s[k].off + v->s[k].len)
+            break;
+    }
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), lead = lo % page;
+    void *map = hi - lo >= MAP_MIN ? mmap(NULL, lead + hi - lo, PROT_READ, MAP_SHARED | MAP_POPULATE, c->fd,
+                                          (off_t)(lo - lead))
+                                   : MAP_FAILED;
+    int rc = 0;
+    while (p < q && rc == 0) { /* segment by segment */
+        const weft_ckpt_seg *s = &v->s[r->k];
+        size_t a = p - r->kpos, m = (r->kpos + s->len < q ? r->kpos + s->len : q) - p;
+        rc = map != MAP_FAILED ? compare_and_hash(c, r->k, a, m, (const uint8_t *)map + lead + (s->off + a - lo))
+                               : read_back_pread(c, r->k, a, m);
+        p += m;
+        if (p == r->kpos + s->len && p < q)
+            r->kpos += v->s[r->k++].len;
+    }
+    if (map != MAP_FAILED)
+        munmap(map, lead + hi - lo);
+    if (rc == 0 && !keep_pages) /* written, checked: the next pieces reuse these pages */
+        posix_fadvise(c->fd, (off_t)lo, (off_t)(hi - lo), POSIX_FADV_DONTNEED);
+    *next = q;
+    return rc;
+}
+
 /* The flusher's check (flusher.h) of positions [pos, pos + n): wait until
  * the disk holds them, read them back (mapped: the page cache, in place),
  * compare them with staging and hash them, then drop them from the page
@@ -269,25 +312,12 @@ static int check_piece(void *ctx, size_t pos, size_t n)
         return lost_write(c, r->k, lo, hi - lo, errno);
     if ((size_t)st.st_size < hi) /* a write that never extended the file */
         return lost_write(c, r->k, (size_t)st.st_size > lo ? (size_t)st.st_size : lo, hi - lo, 0);
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), lead = lo % page;
-    void *map = hi - lo <= 2 * n + 2 * page /* mostly this rank's bytes */
-                    ? mmap(NULL, lead + hi - lo, PROT_READ, MAP_SHARED | MAP_POPULATE, c->fd, (off_t)(lo - lead))
-                    : MAP_FAILED;
-    int rc = 0;
-    for (size_t p = pos; p < pos + n && rc == 0;) { /* segment by segment */
-        const weft_ckpt_seg *s = &v->s[r->k];
-        size_t a = p - r->kpos, m = (r->kpos + s->len < pos + n ? r->kpos + s->len : pos + n) - p;
-        rc = map != MAP_FAILED ? compare_and_hash(c, r->k, a, m, (const uint8_t *)map + lead + (s->off + a - lo))
-                               : read_back_pread(c, r->k, a, m);
-        p += m;
-        if (p == r->kpos + s->len && p < pos + n)
+    for (size_t p = pos; p < pos + n;) {
+        if (p == r->kpos + v->s[r->k].len) /* the group before ended with segment r->k */
             r->kpos += v->s[r->k++].len;
+        WEFT_CHECK(check_group(c, p, pos + n, keep_pages, &p));
     }
-    if (map != MAP_FAILED)
-        munmap(map, lead + hi - lo);
-    if (rc == 0 && !keep_pages) /* written, checked: the next pieces reuse these pages */
-        posix_fadvise(c->fd, (off_t)lo, (off_t)(hi - lo), POSIX_FADV_DONTNEED);
-    return rc;
+    return 0;
 }
 
 /* The checksums of the datasets split between ranks, by their hashers,
