@@ -213,7 +213,7 @@ static int compare_and_hash(weft_ckpt *c, int k, size_t a, size_t n, const uint8
 
 /* Bytes [a, a + n) of segment k read back with pread in scratch-sized
  * pieces: the way for a file system that cannot map the file, and for
- * segments too sparse in the file to map (the other ranks' bytes between). */
+ * runs of the rank's bytes too short to be worth a mapping (MAP_MIN). */
 static int read_back_pread(weft_ckpt *c, int k, size_t a, size_t n)
 {
     const weft_ckpt_seg *s = &c->segs.s[k];
