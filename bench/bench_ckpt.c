@@ -618,7 +618,7 @@ static int run(bench *b, int nsteps)
            sync_s, ck_bw, data_s, mb / data_s);
     printf("%-34s data + checked behind %.3f s, last check + checksums %.3f s, fsync + rename + latest %.3f s\n",
            "  its phases (slowest rank)", ph.data_s, ph.verify_s, ph.commit_s);
-    printf("%-34s %.3f to %.3f s (the pwrites into the page cache: on a VM its faults move them most)\n",
+    printf("%-34s %.3f to %.3f s (the pwrites and the check behind them: on a VM the page cache's faults move them most)\n",
            "  data phase of the 3 saves", data_lo, data_hi);
     printf("%-34s %8.3f s   %6.0f MB/s   %.0f%% of raw\n", "  the fastest of its 3", best, mb / best,
            100 * mb / best / raw_bw);

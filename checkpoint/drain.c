@@ -148,12 +148,17 @@ static int copy_fd(weft_ckpt_drain *d, int in, int out, const char *src, const c
             break;
         }
         copied += (size_t)n;
-        if (write_back(in, out, copied - (size_t)n, copied, 1, dst) != 0 ||
-            (copied - dropped > DRAIN_TRAIL && write_back(in, out, dropped, copied - DRAIN_TRAIL, 0, dst) != 0)) {
+        if (write_back(in, out, copied - (size_t)n, copied, 1, dst) != 0) {
             rc = WEFT_EIO;
             break;
         }
-        dropped = copied - dropped > DRAIN_TRAIL ? copied - DRAIN_TRAIL : dropped;
+        if (copied - dropped > DRAIN_TRAIL) { /* what is DRAIN_TRAIL behind: on disk, then out of the cache */
+            if (write_back(in, out, dropped, copied - DRAIN_TRAIL, 0, dst) != 0) {
+                rc = WEFT_EIO;
+                break;
+            }
+            dropped = copied - DRAIN_TRAIL;
+        }
         int e = first ? drain_fault(d, step) : 0;
         if (e)
             rc = weft_error(WEFT_EIO, "checkpoint drain: writing %s: %s (fault injected: %s)", dst, strerror(e),

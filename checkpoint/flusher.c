@@ -26,8 +26,9 @@ typedef struct {
 } run_cursor;
 
 /* Start the write-back of every published position not yet started, run by
- * run; mu is held on entry and exit, dropped around each call. 0, or -1
- * once the walk must stop (a failure, recorded, or no such call here). */
+ * run; mu is held on entry and exit, dropped around each call. 0 (also when
+ * there is no such call here: flush becomes NULL), or -1 once the walk must
+ * stop on a failure, recorded. */
 static int start_published(weft_ckpt_flusher *f, run_cursor *r)
 {
     const weft_ckpt_segs *v = f->segs;
@@ -37,9 +38,11 @@ static int start_published(weft_ckpt_flusher *f, run_cursor *r)
         pthread_mutex_unlock(&f->mu);
         int e = f->flush(f->fd, off, n);
         pthread_mutex_lock(&f->mu);
-        if (e == ENOSYS) /* no such call here: the commit's fsync writes everything; the check */
-            f->flush = NULL; /* still runs, on bytes the disk may not hold yet */
-        else if (e) {
+        if (e == ENOSYS) { /* no such call here: the commit's fsync writes everything; the check */
+            f->flush = NULL; /* still runs (walk: "started" is "published" from now on) */
+            return 0;
+        }
+        if (e) {
             f->err = e, f->err_off = off, f->err_len = n;
             return -1;
         }
@@ -49,10 +52,6 @@ static int start_published(weft_ckpt_flusher *f, run_cursor *r)
             r->base += r->len, r->done = 0, r->i = r->j;
             if (r->i < v->n)
                 r->j = weft_ckpt_segs_run(v, r->i, &r->len);
-        }
-        if (!f->flush) { /* without write-back, "started" is "published" */
-            f->started = f->published;
-            break;
         }
     }
     return 0;
@@ -69,7 +68,7 @@ static void walk(weft_ckpt_flusher *f)
     for (;;) {
         if (f->published > f->started && f->flush && start_published(f, &r) != 0)
             break;
-        if (!f->flush)
+        if (!f->flush) /* without write-back, "started" is "published" */
             f->started = f->published;
         int all = f->closed && f->started == f->published;
         if (f->check && f->checked < f->started && (all || f->started - f->checked >= f->trail)) {
