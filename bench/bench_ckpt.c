@@ -20,7 +20,8 @@
  *                  checkpoint throughput / raw (target >= 80%)
  *   load           weft_ckpt_load of the last checkpoint with the file out
  *                  of the page cache (posix_fadvise DONTNEED), beside every
- *                  rank reading its 1/N of the same file, also cold (target >= 80%);
+ *                  rank reading its 1/N of the same file, also cold, right
+ *                  before it: the median of 3 pairs (target >= 80%);
  *                  on several nodes also with every replica reading all
  *                  it holds (checkpoint.load_share = false), alternating
  *   file size      / the tensors' bytes (target <= 1.1x)
@@ -574,16 +575,22 @@ static int run(bench *b, int nsteps)
     double raw = median3(raw_after[0], raw_after[1], raw_after[2]);
     char last[4200];
     snprintf(last, sizeof last, "%s/step-%08lld.h5", b->dir, (long long)b->saves);
-    double ld[3], rd = median3(raw_read_s(b, last, file), raw_read_s(b, last, file), raw_read_s(b, last, file));
-    /* on several nodes, alternately: the replicas on different nodes
-     * sharing the reading (checkpoint/share.h), and every replica reading
-     * all it holds */
-    double le[3] = {0, 0, 0};
+    /* Each load right after a raw read of the same file, the target the
+     * median of the three pairs' ratios, as for the save: this VM's disk
+     * reads the same file in 0.5-1.3 s from one minute to the next, and
+     * three raw reads and then three loads compared two moments. On
+     * several nodes, after each load: every replica reading all it holds,
+     * against the replicas on different nodes sharing the reading
+     * (checkpoint/share.h). */
+    double ld[3], rds[3], load_pair[3], le[3] = {0, 0, 0};
     for (int k = 0; k < 3; k++) {
+        rds[k] = raw_read_s(b, last, file);
         WEFT_CHECK(load_s(b, last, 0, &ld[k]));
+        load_pair[k] = rds[k] / ld[k];
         if (b->ctx->nnodes > 1)
             WEFT_CHECK(load_s(b, last, WEFT_CKPT_EVERY_REPLICA, &le[k]));
     }
+    double rd = median3(rds[0], rds[1], rds[2]), load_ratio = median3(load_pair[0], load_pair[1], load_pair[2]);
     ld[0] = median3(ld[0], ld[1], ld[2]);
     le[0] = median3(le[0], le[1], le[2]);
     WEFT_CHECK(async_saves(b, &o, &blocked, &during, &ndur));
@@ -635,9 +642,11 @@ static int run(bench *b, int nsteps)
     if (le[0] > 0)
         printf("%-34s %8.3f s   %6.0f MB/s (checkpoint.load_share = false)\n", "  every replica reading all it holds",
                le[0], mb / le[0]);
-    printf("%-34s %8.3f s   %6.0f MB/s\n", "raw read, 1/N per rank (cold)", rd, mb / rd);
-    printf("%-34s %8.0f%%  of raw (target >= 80%%)  %s\n", "load throughput", 100 * rd / ld[0],
-           rd >= 0.8 * ld[0] ? "MET" : "MISSED");
+    printf("%-34s %8.3f s   %6.0f MB/s (median; one right before each load)\n", "raw read, 1/N per rank (cold)", rd,
+           mb / rd);
+    printf("%-34s %8.0f%%  of raw, median of the raw/load pairs %.0f%% %.0f%% %.0f%% (target >= 80%%)  %s\n",
+           "load throughput", 100 * load_ratio, 100 * load_pair[0], 100 * load_pair[1], 100 * load_pair[2],
+           load_ratio >= 0.8 ? "MET" : "MISSED");
     printf("%-34s %8.3f s normal, %.3f s during a save (%d steps): %.2fx (target <= 1.1x)  %s\n", "step time",
            normal, during, ndur, ndur ? during / normal : 0, ndur && during <= 1.1 * normal ? "MET" : "MISSED");
     printf("parallel-HDF5 practices, sync save, median (fastest) of 3: as chosen (coll_metadata=%d alignment=%zu) "
