@@ -318,11 +318,12 @@ static int sync_save(bench *b, const weft_ckpt_opts *o, double *secs, double *da
         ph[r].commit_s = max_over_ranks(b, st.commit_s);
         *file = st.bytes_file ? st.bytes_file : *file;
         double reread = max_over_ranks(b, (double)st.bytes_reread), writer = max_over_ranks(b, st.write_s);
+        double kept = max_over_ranks(b, (double)st.bytes_kept);
         if (getenv("BENCH_CKPT_VERBOSE") && b->ctx->rank == 0)
             printf("  save %lld: %.3f s: writer %.3f: data %.3f (create %.3f), verify %.3f (re-read for split "
-                   "checksums %.1f MB), commit %.3f (slowest rank)\n", (long long)m.step, t[r],
-                   writer, ph[r].data_s, ph[r].create_s, ph[r].verify_s, reread / 1e6,
-                   ph[r].commit_s);
+                   "checksums %.1f MB, kept in the page cache for them %.1f MB), commit %.3f (slowest rank)\n",
+                   (long long)m.step, t[r], writer, ph[r].data_s, ph[r].create_s, ph[r].verify_s, reread / 1e6,
+                   kept / 1e6, ph[r].commit_s);
         if (raw_bytes) {
             /* a step before it too: the write must find the page cache as
              * the save did, not just refilled by the save's freed pages */

@@ -188,6 +188,9 @@ typedef struct weft_ckpt_stats {
     size_t bytes_file;           /* file size */
     size_t bytes_reread;         /* read from the file again for the checksums of datasets split between
                                     ranks (this rank, last save; plan.c keeps them few) */
+    size_t bytes_kept;           /* of this rank's bytes, those the read-back check left in the page cache
+                                    for those checksums (the blocks it writes only part of; dropped with
+                                    the rest at the data phase's end: save_data.c) */
     int saves, skipped, failed;
     int write_nice;              /* the nice value of the thread that wrote the last save: the writer
                                     thread's 15 (async), the caller's own (sync: weft_ckpt_save_wait) */

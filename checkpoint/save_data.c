@@ -126,6 +126,7 @@ int weft_ckpt_data_write(weft_ckpt *c, const char *tmp)
         if (c->plan.d[i].hasher && c->plan.d[i].whole) /* empty datasets keep the checksum of no bytes */
             c->hashes[i] = weft_ckpt_sum_of(NULL, 0, WEFT_CKPT_SUM_BLOCK);
     c->readback = (weft_ckpt_readback){.tmp = tmp, .cur = -1, .bdset = -1};
+    c->stats.bytes_kept = 0;
     if (weft_ckpt_flusher_start(&c->flusher, v, c->fd, NULL, check_piece, c) != 0) /* ended in data_check */
         WEFT_WARN("%s; the writer's thread writes the checkpoint back and checks it at the end instead",
                   weft_last_error());
@@ -227,15 +228,56 @@ static int read_back_pread(weft_ckpt *c, int k, size_t a, size_t n)
     return 0;
 }
 
-/* Whether bytes of segment k stay in the page cache after their check: a
- * split dataset this rank wrote in pieces (a TP shard's rows, interleaved
- * with the other ranks') has blocks no rank wrote whole, which its hasher
- * reads back from the file (hash_split) once every rank is done. */
-static int reread_later(const weft_ckpt *c, int k)
+/* The file range [*lo, *hi) of this rank's run of split dataset bytes that
+ * segment k is in: the segments of its dataset adjacent to it in the file
+ * (ZeRO's cut writes one run in up to three: a partial first row, whole
+ * rows, a partial last row; a TP shard's rows are a run each). */
+static void run_of(const weft_ckpt_segs *v, int k, size_t *lo, size_t *hi)
+{
+    int a = k, b = k;
+    while (a > 0 && v->s[a - 1].dset == v->s[k].dset && v->s[a - 1].off + v->s[a - 1].len == v->s[a].off)
+        a--;
+    while (b + 1 < v->n && v->s[b + 1].dset == v->s[k].dset && v->s[b].off + v->s[b].len == v->s[b + 1].off)
+        b++;
+    *lo = v->s[a].off;
+    *hi = v->s[b].off + v->s[b].len;
+}
+
+/* Drops file range [lo, hi), checked, from the page cache -- the next
+ * pieces reuse its pages -- except where a split dataset's hasher will read
+ * it again (hash_split): the checksum blocks (sum.h) this rank writes only
+ * part of, at the two ends of each of its runs of such a dataset, which no
+ * rank writes whole. For a TP shard's rows that is all of them; for a
+ * ZeRO cut, at most a block on each side of it. (Session 36 kept every
+ * checked piece holding any segment of a split dataset next to another:
+ * a 124 M ZeRO-1 save, its moments cut at every bucket, left 1.0 GB of its
+ * 1.5 GB file in the page cache.) Segments [k0, k1] are the range's. */
+static void drop_checked(weft_ckpt *c, int k0, int k1, size_t lo, size_t hi)
 {
     const weft_ckpt_segs *v = &c->segs;
-    int d = v->s[k].dset;
-    return c->plan.d[d].split && ((k > 0 && v->s[k - 1].dset == d) || (k + 1 < v->n && v->s[k + 1].dset == d));
+    const size_t B = WEFT_CKPT_SUM_BLOCK;
+    size_t from = lo, rlo = 0, rhi = 0;
+    for (int k = k0; k <= k1; k++) {
+        const weft_ckpt_dset *d = &c->plan.d[v->s[k].dset];
+        if (!d->split || (v->s[k].off >= rlo && v->s[k].off < rhi)) /* not split, or the run just seen */
+            continue;
+        run_of(v, k, &rlo, &rhi);
+        size_t base = c->offs[v->s[k].dset], end = base + weft_ckpt_dset_bytes(d);
+        size_t head = (rlo - base) % B ? base + ((rlo - base) / B + 1) * B : rlo; /* end of a partial first block */
+        size_t tail = rhi != end && (rhi - base) % B ? base + (rhi - base) / B * B : rhi; /* a partial last one */
+        size_t keep[2][2] = {{rlo, head < rhi ? head : rhi}, {tail > rlo ? tail : rlo, rhi}};
+        for (int i = 0; i < 2; i++) {
+            size_t ka = keep[i][0] > from ? keep[i][0] : from, kb = keep[i][1] < hi ? keep[i][1] : hi;
+            if (ka >= kb)
+                continue;
+            if (ka > from)
+                posix_fadvise(c->fd, (off_t)from, (off_t)(ka - from), POSIX_FADV_DONTNEED);
+            c->stats.bytes_kept += kb - ka;
+            from = kb;
+        }
+    }
+    if (from < hi)
+        posix_fadvise(c->fd, (off_t)from, (off_t)(hi - from), POSIX_FADV_DONTNEED);
 }
 
 enum { MAP_MIN = 1u << 20 }; /* smaller groups are read with pread: a mapping per row costs more */
@@ -243,16 +285,18 @@ enum { MAP_MIN = 1u << 20 }; /* smaller groups are read with pread: a mapping pe
 /* Positions [p, end) of the piece from segment r->k on, as far as they are
  * adjacent in the file (this rank's bytes only, no other rank's between):
  * mapped (or read with pread), compared, hashed, and dropped from the page
- * cache unless keep_pages; returns with r->k, r->kpos at the last segment
- * touched and *next the first position after the group. Mapping only the
- * rank's own bytes keeps the mapping's pages, which count in the process's
- * resident memory, to at most a piece (what --plan accounts for). */
-static int check_group(weft_ckpt *c, size_t p, size_t end, int keep_pages, size_t *next)
+ * cache but for what a hasher reads again (drop_checked); returns with
+ * r->k, r->kpos at the last segment touched and *next the first position
+ * after the group. Mapping only the rank's own bytes keeps the mapping's
+ * pages, which count in the process's resident memory, to at most a piece
+ * (what --plan accounts for). */
+static int check_group(weft_ckpt *c, size_t p, size_t end, size_t *next)
 {
     weft_ckpt_readback *r = &c->readback;
     const weft_ckpt_segs *v = &c->segs;
     size_t lo = v->s[r->k].off + (p - r->kpos), hi = lo, q = p;
-    for (int k = r->k;; k++) { /* the group's file range [lo, hi) */
+    int first = r->k, k = r->k;
+    for (;; k++) { /* the group's file range [lo, hi), its segments r->k .. k */
         size_t kpos = k == r->k ? r->kpos : q; /* a later segment starts where the group is */
         size_t take = (kpos + v->s[k].len < end ? kpos + v->s[k].len : end) - q;
         hi += take, q += take;
@@ -275,8 +319,8 @@ static int check_group(weft_ckpt *c, size_t p, size_t end, int keep_pages, size_
     }
     if (map != MAP_FAILED)
         munmap(map, lead + hi - lo);
-    if (rc == 0 && !keep_pages) /* written, checked: the next pieces reuse these pages */
-        posix_fadvise(c->fd, (off_t)lo, (off_t)(hi - lo), POSIX_FADV_DONTNEED);
+    if (rc == 0)
+        drop_checked(c, first, k, lo, hi);
     *next = q;
     return rc;
 }
@@ -295,13 +339,10 @@ static int check_piece(void *ctx, size_t pos, size_t n)
     const weft_ckpt_segs *v = &c->segs;
     while (pos >= r->kpos + v->s[r->k].len) /* the segment pos is in */
         r->kpos += v->s[r->k++].len;
-    int k1 = r->k, keep_pages = 0;
+    int k1 = r->k;
     size_t k1pos = r->kpos;
-    for (;; k1pos += v->s[k1++].len) { /* the segment the last position is in */
-        keep_pages |= reread_later(c, k1);
-        if (pos + n <= k1pos + v->s[k1].len)
-            break;
-    }
+    while (pos + n > k1pos + v->s[k1].len) /* the segment the last position is in */
+        k1pos += v->s[k1++].len;
     size_t lo = v->s[r->k].off + (pos - r->kpos), hi = v->s[k1].off + (pos + n - k1pos);
     if (sync_file_range(c->fd, (off_t)lo, (off_t)(hi - lo), SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
                         SYNC_FILE_RANGE_WAIT_AFTER) != 0 && errno != ENOSYS)
@@ -315,7 +356,7 @@ static int check_piece(void *ctx, size_t pos, size_t n)
     for (size_t p = pos; p < pos + n;) {
         if (p == r->kpos + v->s[r->k].len) /* the group before ended with segment r->k */
             r->kpos += v->s[r->k++].len;
-        WEFT_CHECK(check_group(c, p, pos + n, keep_pages, &p));
+        WEFT_CHECK(check_group(c, p, pos + n, &p));
     }
     return 0;
 }
@@ -356,6 +397,21 @@ static int hash_split(weft_ckpt *c, const char *tmp)
     return rc;
 }
 
+/* Out of the page cache, once every rank's bytes are checked (on disk) and
+ * hashed -- the agreement after hash_split: what check_group kept for
+ * hash_split (drop_checked), what the hashers read again, and the large
+ * folios (up to 2 MiB) the checks' drops could not take because each
+ * covered only part of one: at a piece's end, at a group's. One call over
+ * the whole file: with the checks' drops alone a small TP save
+ * (tests/mpi/ckpt_pattern.c) left a 2 MiB folio of its 34 MB file behind,
+ * and before drop_checked kept only partial blocks, 27 MB. Pages still dirty
+ * (across nodes, before the commit's fsync; HDF5's metadata) are skipped,
+ * never lost. */
+static void drop_written(const weft_ckpt *c)
+{
+    posix_fadvise(c->fd, 0, 0, POSIX_FADV_DONTNEED);
+}
+
 /* Every rank's block hashes to every rank: a block is in from the one rank
  * that wrote all of it (ranks write disjoint bytes), so a sum gathers them. */
 static int gather_blocks(weft_ckpt *c)
@@ -391,6 +447,8 @@ int weft_ckpt_data_check(weft_ckpt *c, const char *tmp, int rc)
         rc = weft_ckpt_agree(c->wcomm, gather_blocks(c));
     if (rc == 0)
         rc = weft_ckpt_agree(c->wcomm, hash_split(c, tmp));
+    if (rc == 0)
+        drop_written(c);
     if (rc == 0 && !c->nodefiles)
         rc = weft_comm_allreduce(c->wcomm, c->hashes, c->hashes, (size_t)c->plan.nd, WEFT_I64, WEFT_SUM);
     /* A file per node (nodefile.c): the checksums of what the node's file

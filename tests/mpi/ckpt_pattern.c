@@ -14,6 +14,13 @@
  * read-back's pieces. Saves step 7 into DIR with weft_ckpt_save_wait and
  * prints "saved" on rank 0; exits 0, or the error's exit code.
  *
+ * After the save rank 0 prints how much of the file the page cache still
+ * holds: "page cache after the save: K of N KiB" (mincore; "not measured"
+ * where the directory is in memory, tmpfs): a save drops what it wrote
+ * once checked, the pages of TP-split datasets -- kept for their
+ * checksums -- once hashed (checkpoint/save_data.c), so K is about the
+ * HDF5 metadata the commit wrote last.
+ *
  * After the save rank 0 also prints "writer threads at nice N: K", the
  * threads of the process at the writer's nice level (checkpoint/writer.c)
  * while the writer is idle between saves: test_direct.sh expects one at 15;
@@ -45,7 +52,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -62,6 +74,7 @@ static const spec specs[] = {
     {"d.weight", 4, 12, 1, 3},     /* columns in 3 blocks (a fused qkv) */
     {"e.weight", 1024, 2304, -1, 1}, /* 9.4 MB, whole */
     {"f.bias", 12, 0, 0, 1},       /* one dimension, split */
+    {"g.weight", 256, 2048, 1, 1}, /* 2 MiB, columns split: page-sized row pieces (the page cache, below) */
 };
 #define NT (int)(sizeof specs / sizeof specs[0])
 
@@ -93,6 +106,36 @@ static int dev_buffers(weft_dev *d, size_t n, weft_device_arena **a, float *b[3]
         memset(b[i], 0, n * sizeof(float));
     }
     return 0;
+}
+
+/* Prints how many KiB of DIR's step 7 are in the page cache (mincore). */
+static void print_resident(const char *dir)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/step-00000007.h5", dir);
+    struct statfs fs;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || fstatfs(fd, &fs) != 0 || fs.f_type == TMPFS_MAGIC || st.st_size == 0) {
+        printf("page cache after the save: not measured (%s)\n", fd < 0 ? strerror(errno) : "in memory, tmpfs");
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), n = ((size_t)st.st_size + page - 1) / page, in = 0;
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    unsigned char *vec = malloc(n);
+    if (map != MAP_FAILED && vec && mincore(map, (size_t)st.st_size, vec) == 0) {
+        for (size_t i = 0; i < n; i++)
+            in += vec[i] & 1;
+        printf("page cache after the save: %zu of %zu KiB\n", in * page / 1024, n * page / 1024);
+    } else {
+        printf("page cache after the save: not measured (%s)\n", strerror(errno));
+    }
+    free(vec);
+    if (map != MAP_FAILED)
+        munmap(map, (size_t)st.st_size);
+    close(fd);
 }
 
 /* Load DIR's step 7 into fresh buffers -- with a device, the GPU's way:
@@ -236,10 +279,17 @@ int main(int argc, char **argv)
         printf("sync save written at the caller's nice: %s (%d, caller %d)\n",
                errno == 0 && cs.write_nice == mine ? "yes" : "no", cs.write_nice, mine);
     }
+    weft_ckpt_stats kept; /* what each rank's check kept for the split checksums (save_data.c drop_checked) */
+    weft_ckpt_get_stats(c, &kept);
     int rc2 = weft_ckpt_close(c);
     rc = rc ? rc : rc2;
-    if (rc == 0 && rank == 0)
+    if (rc == 0)
+        printf("rank %d kept %zu of its %zu bytes for the split checksums\n", rank, kept.bytes_kept,
+               kept.bytes_rank);
+    if (rc == 0 && rank == 0) {
+        print_resident(argv[1]);
         printf("saved\n");
+    }
     if (rc == 0 && dev)
         rc = reload(&l, &st, argv[1], range[0][1]);
     if (rc == 0 && dev && rank == 0)
