@@ -18,7 +18,8 @@
  * host) a 1.5 GB save took 1.3 to 4 s for the same bytes. Checked a few
  * pieces behind the write-back -- each piece waited for on disk, read back,
  * compared and hashed, then dropped from the page cache -- the save holds
- * about LIMIT bytes of page cache, reuses pages freed milliseconds before,
+ * about LIMIT bytes of page cache (and the checksum blocks a rank writes
+ * part of, until hashed: save_data.c), reuses pages freed milliseconds before,
  * and took 0.9 to 1.2 s, steady (bench/README.md, "a bounded page-cache
  * footprint"); it also stops a checkpoint evicting what a data loader
  * reads.
