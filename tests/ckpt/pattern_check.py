@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 
 TENSORS = [("a.weight", (6, 10)), ("b.weight", (8, 6)), ("c.bias", (7,)), ("d.weight", (4, 12)),
-           ("e.weight", (1024, 2304)), ("f.bias", (12,))]
+           ("e.weight", (1024, 2304)), ("f.bias", (12,)), ("g.weight", (256, 2048))]
 
 
 def main():

@@ -66,7 +66,7 @@ check "TP on 2 ranks: the writer thread runs at nice 15" grep -qx "writer thread
 check "TP on 2 ranks: the sync save was written at the calling thread's nice value, not the writer's" \
     grep -q "^sync save written at the caller's nice: yes" "$TMPDIR_TEST/TP on 2 ranks.log"
 # HDF5's metadata in one block at the file's head (h5.c weft_h5_meta_block):
-# every object header within the first 256 KiB of the ~30 MB file, where
+# every object header within the first 256 KiB of the ~35 MB file, where
 # HDF5's default 2 KiB blocks put them between the datasets (past 9 MB)
 check "TP on 2 ranks: every object header of the file is in its first 256 KiB (h5ls -v: Location)" bash -c \
     "h5ls -v -r '$TMPDIR_TEST/TP on 2 ranks/step-00000007.h5' | awk '/Location:/ { split(\$2, a, \":\"); n++; if (a[2] + 0 >= 262144) bad++ } END { exit !(n > 10 && !bad) }'"
@@ -110,7 +110,7 @@ done
 # each rank hashes the 1 MiB blocks it reads all of, the verifier reads
 # the rest again. The 2-rank file loaded on 2 and 3 ranks (other cuts);
 # a byte changed inside a block rank 0 reads whole (2 MiB into e.weight's
-# m; rank 0 holds its first 4718288 bytes) and inside the block across the
+# m; rank 0 holds its first 5766864 bytes) and inside the block across the
 # cut: the load fails naming the tensor. A format 1 file (every checksum
 # of the whole bytes, as weft wrote before checksum blocks) loads too.
 z2="$TMPDIR_TEST/ZeRO-1 on 2 ranks"
@@ -120,7 +120,7 @@ loads() { # NAME DIR NP: the pattern loads from DIR on NP ranks
 }
 loads "ZeRO-1 file of 2 ranks" "$z2" 2
 loads "ZeRO-1 file of 2 ranks" "$z2" 3
-for at in 2097157 4718290; do
+for at in 2097157 5766866; do
     d="$TMPDIR_TEST/flip$at"
     mkdir -p "$d" && cp "$z2/step-00000007.h5" "$d/"
     if [ $have_h5py = 1 ]; then
