@@ -9,9 +9,9 @@
  * AdamW under ZeRO-1 on every rank, trained by the library trainer's step
  * (weft_trainer_step) on random tokens (micro-batch 1 x 32), saved to DIR (default build/bench-data/ckpt) with keep_last 1.
  * Rows (the slowest rank's figure for times):
- *   memcpy         this rank's share of the state copied once, every rank
- *                  at once, median of 3 (the floor of
- *                  what an asynchronous save must block for)
+ *   memcpy         a copy of this rank's share of the state, every rank at
+ *                  once, median of 3 (the floor of what an asynchronous
+ *                  save must block for); beside it one rank copying alone
  *   async blocked  time weft_ckpt_save keeps the step loop, median of 3 saves
  *                  (target <= 1.2x memcpy)
  *   sync save      weft_ckpt_save_wait: create .. commit, and its throughput
@@ -439,6 +439,15 @@ static void print_tiers(const bench *b, const tier_figures *f, double one_tier_s
 
 static double async_copy; /* of the blocked time: the copy into staging */
 
+/* One training step; its time (the slowest rank's) added to *secs. */
+static int timed_step(bench *b, double *secs)
+{
+    int64_t t0 = weft_now_ns();
+    WEFT_CHECK(step(b));
+    *secs += max_over_ranks(b, 1e-9 * (double)(weft_now_ns() - t0));
+    return 0;
+}
+
 typedef struct {
     double blocked;     /* the step loop's stall, median of the saves' */
     double normal;      /* a step's time before the saves, mean */
@@ -462,11 +471,8 @@ static int async_saves(bench *b, const weft_ckpt_opts *o, int nsteps, async_figu
     for (int r = 0; r < 3; r++) {
         double before = 0, in = 0;
         int n = 0;
-        for (int i = 0; i < nsteps; i++) {
-            int64_t t0 = weft_now_ns();
-            WEFT_CHECK(step(b));
-            before += max_over_ranks(b, 1e-9 * (double)(weft_now_ns() - t0));
-        }
+        for (int i = 0; i < nsteps; i++)
+            WEFT_CHECK(timed_step(b, &before));
         weft_ckpt_meta m = meta_of(b);
         m.step = ++b->saves;
         WEFT_CHECK(weft_ckpt_save(c, &m, NULL));
@@ -480,9 +486,7 @@ static int async_saves(bench *b, const weft_ckpt_opts *o, int nsteps, async_figu
             weft_comm_allreduce(b->world, &done, &all, 1, WEFT_I32, WEFT_MIN);
             if (all)
                 break;
-            int64_t t0 = weft_now_ns();
-            WEFT_CHECK(step(b));
-            in += max_over_ranks(b, 1e-9 * (double)(weft_now_ns() - t0));
+            WEFT_CHECK(timed_step(b, &in));
             n++;
         }
         normal += before;

@@ -406,10 +406,12 @@ static int hash_split(weft_ckpt *c, const char *tmp)
  * (tests/mpi/ckpt_pattern.c) left a 2 MiB folio of its 34 MB file behind,
  * and before drop_checked kept only partial blocks, 27 MB. Pages still dirty
  * (across nodes, before the commit's fsync; HDF5's metadata) are skipped,
- * never lost. */
+ * never lost. After the agreement every rank of the node is done with the
+ * file, so its first rank drops it for all. */
 static void drop_written(const weft_ckpt *c)
 {
-    posix_fadvise(c->fd, 0, 0, POSIX_FADV_DONTNEED);
+    if (c->fsyncer) /* one rank per node: the page cache is the node's */
+        posix_fadvise(c->fd, 0, 0, POSIX_FADV_DONTNEED);
 }
 
 /* Every rank's block hashes to every rank: a block is in from the one rank
